@@ -1,0 +1,56 @@
+#pragma once
+/// config: aviary.yaml in, one typed settings struct per component out.
+///
+/// Everything is validated at load. Unknown keys are errors (a typo must not silently become a
+/// default); durations are strings ("30s", "5m"); errors name the file, line, column and key
+/// path: `aviary.yaml:14:17: fleet.lease_ttl: expected a duration like "30s", got "thirty"`.
+/// Secrets (tokens) come from files or environment variables, never inline in the YAML, and
+/// are never logged. Features never see YAML: only the role wiring reads a Config.
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/core.hpp"
+#include "fleet/fleet.hpp"
+#include "net/net.hpp"
+#include "store/store.hpp"
+
+namespace aviary::config {
+
+struct LogSettings {
+    std::string level = "info";  ///< trace, debug, info, warn, error, off
+    std::string format = "text";  ///< text or json
+};
+
+/// One API token. The secret is read from `file` or the environment variable `env` at load.
+struct Token {
+    std::string identity;
+    std::string role = "user";  ///< "admin" or "user"
+    std::string file;           ///< path of a file holding the secret (trailing newline ignored)
+    std::string env;            ///< or the name of an environment variable holding it
+    std::string secret;         ///< loaded; never logged or rendered
+};
+
+struct AuthSettings {
+    std::vector<Token> tokens;
+};
+
+struct Config {
+    std::string source = "<embedded default>";  ///< the file it came from, for messages
+    std::string data_dir = "var";  ///< SQLite file and other state live here
+    net::ServerSettings server;
+    store::Settings store;
+    fleet::Settings fleet;
+    AuthSettings auth;
+    LogSettings log;
+};
+
+/// Loads and validates a YAML file.
+core::Result<Config> load_file(const std::string& path);
+/// Loads and validates YAML text; `source` names it in error messages.
+core::Result<Config> load_string(std::string_view yaml, std::string_view source);
+/// examples/aviary.yaml as built into the binary: what `aviary serve` runs with no --config
+/// (every option at its default, plus the demo fleet lotus-0..lotus-2).
+std::string_view embedded_default();
+
+}  // namespace aviary::config

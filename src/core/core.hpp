@@ -1,0 +1,254 @@
+#pragma once
+/// core: the vocabulary every component shares.
+///
+/// Domain types (Node, Lease, Event), errors as values (Result<T> / Error with a closed
+/// ErrorCode list), time (Clock, with a ManualClock for tests), ids, named loggers and a
+/// Periodic runner for sweeps. Depends on nothing in aviary. Everything here is safe to use
+/// from any thread unless a comment says otherwise.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <spdlog/fwd.h>
+
+/// Aborts with `why` when `cond` is false: a broken invariant is a bug, not an error value.
+#define AVIARY_ASSERT(cond, why)                                        \
+    do {                                                                \
+        if (!(cond)) {                                                  \
+            ::aviary::core::assert_failed(#cond, why, __FILE__, __LINE__); \
+        }                                                               \
+    } while (false)
+
+namespace aviary::core {
+
+[[noreturn]] void assert_failed(const char* cond, const char* why, const char* file, int line);
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// The closed list of failures that are part of aviary's contract. src/api maps each one to a
+/// JSON-RPC code and an HTTP status in one switch; add a code here before returning a new kind.
+enum class ErrorCode {
+    kInvalidArgument,   ///< the caller sent something malformed or out of range
+    kNotFound,          ///< unknown node, lease, job...
+    kAlreadyExists,     ///< creating what is already there
+    kBusy,              ///< held by someone else (the message names the holder)
+    kNotOwner,          ///< acting on a lease the caller does not hold
+    kUnauthenticated,   ///< no or bad credentials
+    kPermissionDenied,  ///< credentials fine, action not allowed
+    kUnavailable,       ///< out of service, shutting down, or a dependency is down
+    kUnimplemented,     ///< not in this version
+    kTimeout,           ///< a deadline passed
+    kStorage,           ///< the store failed (disk full, corrupt, locked)
+    kInternal,          ///< a bug or an unexpected exception, mapped at a top-level catch
+};
+
+/// Stable lower-case name, e.g. "not_owner"; used in logs and API error data.
+std::string_view to_string(ErrorCode code);
+
+struct Error {
+    ErrorCode code;
+    std::string message;  ///< lower case, names the object, makes sense to an operator
+};
+
+/// A T or an Error. Construct from either; test with `if (result)`.
+template <class T>
+class [[nodiscard]] Result {
+public:
+    Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
+    Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
+
+    bool has_value() const { return v_.index() == 0; }
+    explicit operator bool() const { return has_value(); }
+
+    T& value() & {
+        AVIARY_ASSERT(has_value(), "value() of a failed Result");
+        return std::get<0>(v_);
+    }
+    const T& value() const& {
+        AVIARY_ASSERT(has_value(), "value() of a failed Result");
+        return std::get<0>(v_);
+    }
+    T&& value() && {
+        AVIARY_ASSERT(has_value(), "value() of a failed Result");
+        return std::get<0>(std::move(v_));
+    }
+    T& operator*() & { return value(); }
+    const T& operator*() const& { return value(); }
+    T&& operator*() && { return std::move(*this).value(); }
+    T* operator->() { return &value(); }
+    const T* operator->() const { return &value(); }
+
+    const Error& error() const {
+        AVIARY_ASSERT(!has_value(), "error() of a successful Result");
+        return std::get<1>(v_);
+    }
+
+private:
+    std::variant<T, Error> v_;
+};
+
+template <>
+class [[nodiscard]] Result<void> {
+public:
+    Result() = default;
+    Result(Error error) : error_(std::move(error)) {}  // NOLINT: implicit
+
+    bool has_value() const { return !error_; }
+    explicit operator bool() const { return has_value(); }
+    const Error& error() const {
+        AVIARY_ASSERT(error_.has_value(), "error() of a successful Result");
+        return *error_;
+    }
+
+private:
+    std::optional<Error> error_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+/// Wall-clock instants with millisecond resolution: what the store keeps and the API shows.
+using TimePoint = std::chrono::sys_time<std::chrono::milliseconds>;
+using Millis = std::chrono::milliseconds;
+
+class Clock {
+public:
+    virtual ~Clock() = default;
+    virtual TimePoint now() const = 0;
+};
+
+class SystemClock final : public Clock {
+public:
+    TimePoint now() const override;
+};
+
+/// A clock that moves only when told to. Thread-safe.
+class ManualClock final : public Clock {
+public:
+    explicit ManualClock(TimePoint start = TimePoint{Millis{1'700'000'000'000}}) : now_(start) {}
+    TimePoint now() const override { return now_.load(); }
+    void set(TimePoint t) { now_.store(t); }
+    void advance(Millis d) { now_.store(now_.load() + d); }
+
+private:
+    std::atomic<TimePoint> now_;
+};
+
+/// RFC 3339 in UTC with milliseconds: "2026-11-22T10:00:00.123Z".
+std::string format_time(TimePoint t);
+/// Parses what format_time writes (and whole seconds, and "Z" or "+00:00").
+Result<TimePoint> parse_time(std::string_view text);
+/// "30s", "5m", "24h", "1h30m", "250ms", "7d". Rejects empty, negative and unit-less text.
+Result<Millis> parse_duration(std::string_view text);
+/// The shortest text parse_duration reads back to `d`: 90s -> "1m30s".
+std::string format_duration(Millis d);
+
+// ---------------------------------------------------------------------------------------------
+// Ids
+
+/// A new 26-character id, sortable by creation time (ULID layout: 48-bit ms + 80 random bits,
+/// Crockford base32). Unique across processes without coordination.
+std::string new_id();
+
+// ---------------------------------------------------------------------------------------------
+// Domain types
+
+using Labels = std::map<std::string, std::string, std::less<>>;
+
+enum class NodeState { kFree, kLeased, kMaintenance };
+std::string_view to_string(NodeState state);
+
+/// A node as declared in the config or through the API (what a driver needs to reach it).
+struct NodeSpec {
+    std::string name;  ///< the helm release name; DNS-1123 label
+    std::string driver = "sim";
+    std::string image_tag;
+    Labels labels;
+    std::string note;
+};
+
+/// Who holds a node and until when. Every lease expires.
+struct Lease {
+    std::string id;
+    std::string node;
+    std::string owner;
+    std::string reason;
+    TimePoint acquired_at;
+    TimePoint expires_at;
+};
+
+/// A node as the pool sees it now.
+struct Node {
+    NodeSpec spec;
+    NodeState state = NodeState::kFree;
+    std::optional<Lease> lease;      ///< set when state is kLeased
+    std::string maintenance_reason;  ///< set when state is kMaintenance
+    std::string source = "config";   ///< "config" (reconciled at start) or "api"
+};
+
+/// One entry of the audit trail: who did what, when, and the state before and after
+/// (compact JSON objects, "{}" when there was none).
+struct Event {
+    std::int64_t id = 0;
+    TimePoint at;
+    std::string actor;
+    std::string kind;  ///< dotted, e.g. "lease.acquired", "lease.expired", "node.added"
+    std::string node;
+    std::string before = "{}";
+    std::string after = "{}";
+};
+
+/// True for a DNS-1123 label: 1-63 of [a-z0-9-], starting and ending alphanumeric.
+bool is_dns_label(std::string_view name);
+
+// ---------------------------------------------------------------------------------------------
+// Logging
+
+/// The named logger of a component ("fleet", "store", ...), created on first use.
+std::shared_ptr<spdlog::logger> logger(std::string_view component);
+/// Sets the level ("trace".."off") and format ("text" or "json") of every logger, present and
+/// future. Returns an error naming the bad value.
+Result<void> configure_logging(std::string_view level, std::string_view format);
+
+// ---------------------------------------------------------------------------------------------
+// Periodic work
+
+/// Runs `work` every `interval` on its own thread until stop(). The first run is immediate
+/// (a sweep must catch up on what lapsed while the process was down). stop() is idempotent,
+/// safe before start(), and returns after the current run has finished.
+class Periodic {
+public:
+    Periodic(std::string name, Millis interval, std::function<void()> work);
+    ~Periodic();
+    Periodic(const Periodic&) = delete;
+    Periodic& operator=(const Periodic&) = delete;
+
+    void start();
+    void stop();
+
+private:
+    void loop();
+
+    std::string name_;
+    Millis interval_;
+    std::function<void()> work_;
+    std::mutex mu_;
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace aviary::core

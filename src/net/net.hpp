@@ -1,0 +1,187 @@
+#pragma once
+/// net: the HTTP plumbing every speaker shares (DESIGN §2). An HTTP/1.1 server with keep-alive
+/// and limits, streamed responses, graceful shutdown; an outbound client with timeouts; and
+/// offload() to run blocking calls (the store) off the I/O loop.
+///
+/// Beast lives only in net's .cpp files: this header shows plain structs and Asio awaitables.
+/// Handlers run as coroutines on the server's I/O threads; a handler must not block: blocking
+/// work goes through offload().
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "core/core.hpp"
+
+namespace aviary::net {
+
+namespace asio = boost::asio;
+
+struct ServerSettings {
+    std::string listen = "127.0.0.1:1337";  ///< HOST:PORT; port 0 picks a free one
+    int io_threads = 1;                     ///< threads running the I/O loop
+    std::size_t max_header_bytes = 16 * 1024;
+    std::size_t max_body_bytes = 1024 * 1024;
+    core::Millis read_timeout{std::chrono::seconds{30}};   ///< to receive a whole request
+    core::Millis idle_timeout{std::chrono::seconds{60}};   ///< keep-alive wait for the next one
+    core::Millis write_timeout{std::chrono::seconds{30}};  ///< to send a response (or a chunk)
+    int max_connections = 1024;  ///< past this, new connections get 503 and are closed
+    core::Millis shutdown_grace{std::chrono::seconds{10}};  ///< in-flight requests may finish
+};
+
+struct Header {
+    std::string name;
+    std::string value;
+};
+
+/// Case-insensitive lookup of the first header named `name`.
+std::optional<std::string_view> find_header(const std::vector<Header>& headers,
+                                            std::string_view name);
+
+struct Request {
+    std::string method;  ///< "GET", "POST", ...
+    std::string target;  ///< as sent: "/api/v1/jobs?node=lotus-0"
+    std::string path;    ///< percent-decoded path: "/api/v1/jobs"
+    std::vector<std::pair<std::string, std::string>> query;  ///< decoded, in order
+    std::vector<Header> headers;
+    std::string body;
+    std::string remote;  ///< peer "127.0.0.1:5555"
+
+    std::optional<std::string_view> header(std::string_view name) const {
+        return find_header(headers, name);
+    }
+    /// The first query parameter named `name`.
+    std::optional<std::string_view> param(std::string_view name) const;
+};
+
+/// Where a streamed response writes its chunks.
+class ResponseStream {
+public:
+    virtual ~ResponseStream() = default;
+    /// Sends one chunk (empty data is skipped). Returns false once the client has gone or the
+    /// server is shutting down: the producer should stop.
+    virtual asio::awaitable<bool> write(std::string data) = 0;
+};
+
+struct Response {
+    int status = 200;
+    std::string content_type = "text/plain; charset=utf-8";
+    std::vector<Header> headers;
+    std::string body;
+    /// When set, the response is sent with chunked encoding: `body` first (if any), then
+    /// whatever `stream` writes until it returns. Held-open responses simply co_await before
+    /// returning a plain Response.
+    std::function<asio::awaitable<void>(ResponseStream&)> stream;
+};
+
+using Handler = std::function<asio::awaitable<Response>(Request)>;
+
+struct ServerStats {
+    std::uint64_t accepted = 0;
+    std::uint64_t rejected = 0;  ///< refused past max_connections
+    std::uint64_t requests = 0;
+    std::int64_t open = 0;  ///< connections open now
+};
+
+/// An HTTP/1.1 server. Lifecycle: start() once, then stop() (idempotent, safe before start).
+class HttpServer {
+public:
+    HttpServer(ServerSettings settings, Handler handler);
+    ~HttpServer();
+    HttpServer(const HttpServer&) = delete;
+    HttpServer& operator=(const HttpServer&) = delete;
+
+    /// Binds, starts io_threads threads, and returns the bound address "127.0.0.1:43210".
+    core::Result<std::string> start();
+    /// Stops accepting; requests in flight may finish within shutdown_grace (idle keep-alive
+    /// connections are closed at once, busy ones after their response); then closes the rest
+    /// and joins the threads.
+    void stop();
+    /// True once stop() has begun: handlers holding a response open should give up.
+    bool stopping() const;
+    ServerStats stats() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Blocking work off the I/O loop
+
+/// A pool of threads for blocking calls. Sized for the calls that wait (store writes wait on
+/// group commit), not for CPU.
+class BlockingPool {
+public:
+    explicit BlockingPool(int threads);
+    ~BlockingPool();
+    BlockingPool(const BlockingPool&) = delete;
+    BlockingPool& operator=(const BlockingPool&) = delete;
+
+    /// Runs `work` on the pool and resumes the caller on its own executor. Exceptions thrown by
+    /// `work` are rethrown in the caller.
+    asio::awaitable<void> run(std::function<void()> work);
+    /// Waits for queued work and joins the threads. Idempotent.
+    void stop();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// `co_await offload(pool, fn)` returns fn()'s value, computed on the pool.
+/// (GCC 12: name the callable first, then move it in; see STYLE §5.)
+template <class F>
+asio::awaitable<std::invoke_result_t<F&>> offload(BlockingPool& pool, F fn) {
+    using R = std::invoke_result_t<F&>;
+    if constexpr (std::is_void_v<R>) {
+        std::function<void()> work = [&fn] { fn(); };
+        co_await pool.run(std::move(work));
+    } else {
+        std::optional<R> out;
+        std::function<void()> work = [&fn, &out] { out.emplace(fn()); };
+        co_await pool.run(std::move(work));
+        co_return std::move(*out);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound client
+
+struct ClientRequest {
+    std::string method = "GET";
+    std::string url;  ///< "http://127.0.0.1:1337/healthz" (https arrives with the TLS issue)
+    std::vector<Header> headers;
+    std::string body;
+    core::Millis timeout{std::chrono::seconds{10}};  ///< connect + send + receive, in all
+    std::size_t max_body_bytes = 64 * 1024 * 1024;
+};
+
+struct ClientResponse {
+    int status = 0;
+    std::vector<Header> headers;
+    std::string body;
+    std::optional<std::string_view> header(std::string_view name) const {
+        return find_header(headers, name);
+    }
+};
+
+/// One request on a new connection, on the caller's executor. Errors: kInvalidArgument (bad
+/// URL), kUnavailable (cannot connect, reset), kTimeout.
+asio::awaitable<core::Result<ClientResponse>> fetch(ClientRequest request);
+/// The same, blocking, on a private io_context: for the CLI, tests and benchmarks.
+core::Result<ClientResponse> fetch_sync(ClientRequest request);
+
+/// Splits "HOST:PORT" / "[::1]:PORT". kInvalidArgument naming what is wrong.
+core::Result<std::pair<std::string, std::uint16_t>> split_host_port(std::string_view address);
+
+}  // namespace aviary::net

@@ -1,0 +1,121 @@
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "core/core.hpp"
+
+namespace aviary::core {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Result, HoldsValueOrError) {
+    Result<int> ok = 42;
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(*ok, 42);
+    Result<int> bad = Error{ErrorCode::kBusy, "node lotus-1 is busy"};
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, ErrorCode::kBusy);
+    EXPECT_EQ(bad.error().message, "node lotus-1 is busy");
+}
+
+TEST(Result, VoidSucceedsByDefault) {
+    Result<void> ok;
+    EXPECT_TRUE(ok);
+    Result<void> bad = Error{ErrorCode::kNotFound, "unknown node"};
+    EXPECT_FALSE(bad);
+    EXPECT_EQ(to_string(bad.error().code), "not_found");
+}
+
+TEST(Duration, ParsesUnitsAndCompounds) {
+    EXPECT_EQ(*parse_duration("30s"), 30s);
+    EXPECT_EQ(*parse_duration("250ms"), 250ms);
+    EXPECT_EQ(*parse_duration("5m"), 5min);
+    EXPECT_EQ(*parse_duration("1h30m"), 90min);
+    EXPECT_EQ(*parse_duration("7d"), Millis{7 * 86'400'000LL});
+}
+
+TEST(Duration, RejectsTextWithoutUnitsOrNumbers) {
+    for (std::string_view bad : {"", "thirty", "30", "s", "-5s", "5 s", "5x"}) {
+        auto parsed = parse_duration(bad);
+        ASSERT_FALSE(parsed) << bad;
+        EXPECT_EQ(parsed.error().code, ErrorCode::kInvalidArgument);
+        EXPECT_NE(parsed.error().message.find("expected a duration"), std::string::npos);
+    }
+}
+
+TEST(Duration, FormatsWhatItParses) {
+    for (Millis d : {Millis{0}, Millis{250}, Millis{90'000}, Millis{86'400'000}, Millis{3'723'004}}) {
+        EXPECT_EQ(*parse_duration(format_duration(d)), d) << format_duration(d);
+    }
+    EXPECT_EQ(format_duration(90s), "1m30s");
+    EXPECT_EQ(format_duration(24h), "1d");
+}
+
+TEST(Time, FormatsRfc3339AndParsesItBack) {
+    TimePoint t{Millis{1'700'000'000'123}};
+    EXPECT_EQ(format_time(t), "2023-11-14T22:13:20.123Z");
+    EXPECT_EQ(*parse_time(format_time(t)), t);
+    EXPECT_EQ(*parse_time("2023-11-14T22:13:20Z"), TimePoint{Millis{1'700'000'000'000}});
+    EXPECT_FALSE(parse_time("2023-11-14 22:13:20"));
+    EXPECT_FALSE(parse_time("2023-11-14T22:13:20+02:00"));
+}
+
+TEST(ManualClock, MovesOnlyWhenTold) {
+    ManualClock clock;
+    auto start = clock.now();
+    clock.advance(5s);
+    EXPECT_EQ(clock.now() - start, 5s);
+    clock.set(start);
+    EXPECT_EQ(clock.now(), start);
+}
+
+TEST(Id, IsUniqueAndSortsByCreationTime) {
+    std::set<std::string> seen;
+    std::string previous;
+    for (int i = 0; i < 1000; ++i) {
+        auto id = new_id();
+        ASSERT_EQ(id.size(), 26u);
+        EXPECT_TRUE(seen.insert(id).second);
+        EXPECT_GE(id.substr(0, 10), previous.substr(0, std::min<size_t>(10, previous.size())));
+        previous = id;
+    }
+}
+
+TEST(DnsLabel, AcceptsReleaseNamesAndRejectsShellText) {
+    EXPECT_TRUE(is_dns_label("lotus-0"));
+    EXPECT_FALSE(is_dns_label("lotus-0;touch X"));
+    EXPECT_FALSE(is_dns_label("-lotus"));
+    EXPECT_FALSE(is_dns_label("Lotus"));
+    EXPECT_FALSE(is_dns_label(std::string(64, 'a')));
+}
+
+TEST(Periodic, RunsAtOnceAndStopsPromptly) {
+    std::mutex mu;
+    std::condition_variable ran;
+    int runs = 0;
+    Periodic task{"test", 1h, [&] {
+                      std::lock_guard lock{mu};
+                      ++runs;
+                      ran.notify_all();
+                  }};
+    task.start();
+    {
+        std::unique_lock lock{mu};
+        ASSERT_TRUE(ran.wait_for(lock, 5s, [&] { return runs == 1; }));
+    }
+    task.stop();  // must not wait out the hour
+    task.stop();  // idempotent
+    EXPECT_EQ(runs, 1);
+}
+
+TEST(Logging, RejectsUnknownLevelAndFormat) {
+    EXPECT_FALSE(configure_logging("loud", "text"));
+    EXPECT_FALSE(configure_logging("info", "xml"));
+    EXPECT_TRUE(configure_logging("info", "text"));
+    EXPECT_EQ(logger("fleet").get(), logger("fleet").get());
+}
+
+}  // namespace
+}  // namespace aviary::core
