@@ -29,6 +29,7 @@ namespace asio = boost::asio;
 struct ServerSettings {
     std::string listen = "127.0.0.1:1337";  ///< HOST:PORT; port 0 picks a free one
     int io_threads = 1;                     ///< threads running the I/O loop
+    int blocking_threads = 64;  ///< BlockingPool size for store calls (they wait on commits)
     std::size_t max_header_bytes = 16 * 1024;
     std::size_t max_body_bytes = 1024 * 1024;
     core::Millis read_timeout{std::chrono::seconds{30}};   ///< to receive a whole request
