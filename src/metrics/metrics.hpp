@@ -42,11 +42,14 @@ private:
 
 class Histogram {
 public:
+    /// `upper_bounds` ascending and finite; +Inf is implied (and dropped if given).
     explicit Histogram(std::vector<double> upper_bounds);
     void observe(double v);
-    /// Cumulative counts per bound (last is +Inf), sum and count; a consistent-enough snapshot.
+    /// Cumulative counts per bound, sum and count; a consistent-enough snapshot (count is the
+    /// +Inf bucket, as the exposition format requires).
     struct Snapshot {
-        std::vector<double> bounds;
+        std::vector<double> bounds;  ///< the upper bounds, ascending; the last is +Inf
+
         std::vector<std::uint64_t> cumulative;
         double sum = 0;
         std::uint64_t count = 0;
@@ -55,9 +58,9 @@ public:
 
 private:
     std::vector<double> bounds_;
-    std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;  // one per bound, plus +Inf
+    // One per bound, plus +Inf; not cumulative, so observe() touches one bucket.
+    std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;
     std::atomic<double> sum_{0.0};
-    std::atomic<std::uint64_t> count_{0};
 };
 
 /// Default latency buckets in seconds: 0.5 ms .. 10 s.
@@ -70,7 +73,9 @@ enum class Type { kCounter, kGauge, kHistogram };
 template <class M>
 class Family {
 public:
-    Family(std::string name, std::string help, std::vector<std::string> label_names,
+    Family(std::string name,
+           std::string help,
+           std::vector<std::string> label_names,
            std::function<std::unique_ptr<M>()> make)
         : name_(std::move(name)),
           help_(std::move(help)),
@@ -100,11 +105,14 @@ class Registry {
 public:
     /// Names follow Prometheus conventions (counters end in _total, units in the name); a name
     /// registered twice returns the same family (asserting the same type).
-    Family<Counter>& counter(std::string name, std::string help,
+    Family<Counter>& counter(std::string name,
+                             std::string help,
                              std::vector<std::string> label_names = {});
-    Family<Gauge>& gauge(std::string name, std::string help,
+    Family<Gauge>& gauge(std::string name,
+                         std::string help,
                          std::vector<std::string> label_names = {});
-    Family<Histogram>& histogram(std::string name, std::string help,
+    Family<Histogram>& histogram(std::string name,
+                                 std::string help,
                                  std::vector<std::string> label_names = {},
                                  std::vector<double> upper_bounds = default_latency_buckets());
     /// Runs before every render(), in registration order.
