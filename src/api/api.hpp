@@ -1,0 +1,20 @@
+#pragma once
+/// api: the serve role. Wires the store, the fleet and the HTTP server, and speaks the outside
+/// wire formats: the tweety JSON-RPC at POST / (DESIGN §3.1), /healthz, /readyz and /metrics.
+/// Later issues add REST, WebSocket and the dashboard here.
+#include <string_view>
+
+#include "config/config.hpp"
+
+namespace aviary::api {
+
+/// Runs `aviary serve` until SIGTERM or SIGINT, then shuts down gracefully (in-flight requests
+/// finish within server.shutdown_grace, the store is drained and closed). Returns the process
+/// exit code; errors at start-up are printed to stderr and return 1.
+int serve(config::Config config);
+
+/// "0.1.0", and the git commit the binary was built from ("unknown" outside a checkout).
+std::string_view version();
+std::string_view commit();
+
+}  // namespace aviary::api

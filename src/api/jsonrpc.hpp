@@ -1,0 +1,51 @@
+#pragma once
+// Private to api: JSON-RPC 2.0 over HTTP POST — envelopes, batches, notifications and the
+// spec's error codes. Methods are coroutines registered by name; parameters arrive decoded
+// by Params. Hostile bodies are bounded: nesting depth, batch size, and UTF-8 validity.
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "api/params.hpp"
+#include "fleet/fleet.hpp"
+#include "net/net.hpp"
+
+namespace aviary::api {
+
+struct CallContext {
+    fleet::Caller caller;
+};
+
+using MethodResult = core::Result<boost::json::object>;
+using Method = std::function<net::asio::awaitable<MethodResult>(Params, CallContext)>;
+
+class JsonRpc {
+public:
+    static constexpr int kMaxDepth = 64;
+    static constexpr std::size_t kMaxBatch = 100;
+
+    void add(std::string name, Method method);
+    /// Handles one HTTP body (a request or a batch). Returns the response body, or nullopt
+    /// when every call was a notification (the HTTP layer then answers 204).
+    net::asio::awaitable<std::optional<std::string>> handle(std::string_view body,
+                                                            CallContext context);
+    /// Calls to each method and their outcome ("ok" or the ErrorCode name), for /metrics.
+    std::function<void(std::string_view method, std::string_view outcome)> on_call;
+
+private:
+    net::asio::awaitable<std::optional<boost::json::value>> call(const boost::json::value& request,
+                                                                 const CallContext& context);
+
+    std::map<std::string, Method, std::less<>> methods_;
+};
+
+/// The error envelope `{"jsonrpc":"2.0","error":{code,message,data},"id":id}`.
+boost::json::value error_envelope(int code, std::string_view message, const boost::json::value& id,
+                                  std::string_view reason = {});
+
+}  // namespace aviary::api

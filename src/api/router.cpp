@@ -1,0 +1,144 @@
+#include "api/router.hpp"
+
+#include <chrono>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "api/errors.hpp"
+
+namespace aviary::api {
+namespace {
+
+namespace json = boost::json;
+
+net::Response text(int status, std::string body) {
+    net::Response response;
+    response.status = status;
+    response.body = std::move(body);
+    if (!response.body.empty() && response.body.back() != '\n') {
+        response.body += '\n';
+    }
+    return response;
+}
+
+net::Response json_response(int status, std::string body) {
+    net::Response response;
+    response.status = status;
+    response.content_type = "application/json";
+    response.body = std::move(body);
+    return response;
+}
+
+std::string lower_trimmed(std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
+        text.remove_prefix(1);
+    }
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
+        text.remove_suffix(1);
+    }
+    std::string out{text};
+    for (char& c : out) {
+        if (c >= 'A' && c <= 'Z') {
+            c = char(c - 'A' + 'a');
+        }
+    }
+    return out;
+}
+
+/// application/json, with or without parameters (";charset=UTF-8"), as the original accepted.
+bool is_json_content_type(std::string_view value) {
+    auto media = lower_trimmed(value.substr(0, value.find(';')));
+    return media == "application/json" || media == "application/json-rpc";
+}
+
+}  // namespace
+
+Router::Router(RouterDeps deps)
+    : deps_(std::move(deps)),
+      requests_(deps_.registry.counter("aviary_http_requests_total",
+                                       "HTTP requests served, by route, method and status code.",
+                                       {"route", "method", "code"})),
+      duration_(deps_.registry.histogram("aviary_http_request_duration_seconds",
+                                         "Time to handle an HTTP request, by route.", {"route"})) {}
+
+net::asio::awaitable<net::Response> Router::handle(net::Request request) {
+    auto started = std::chrono::steady_clock::now();
+    std::string_view route = "unmatched";
+    auto response = co_await dispatch(request, route);
+    std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    requests_.with({std::string{route}, request.method, std::to_string(response.status)}).inc();
+    duration_.with({std::string{route}}).observe(took.count());
+    co_return response;
+}
+
+net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
+                                                     std::string_view& route) {
+    const auto& path = request.path;
+    const bool get = request.method == "GET" || request.method == "HEAD";
+    if (path == "/") {
+        route = "/";
+        if (request.method != "POST") {
+            auto response = text(405, "the JSON-RPC endpoint takes POST; see docs/api.md");
+            response.headers.push_back({"Allow", "POST"});
+            co_return response;
+        }
+        co_return co_await jsonrpc(request);
+    }
+    if (path == "/healthz" || path == "/readyz" || path == "/metrics") {
+        route = path;
+        if (!get) {
+            auto response = text(405, fmt::format("{} takes GET", path));
+            response.headers.push_back({"Allow", "GET, HEAD"});
+            co_return response;
+        }
+        if (path == "/healthz") {
+            co_return text(200, "ok");
+        }
+        if (path == "/readyz") {
+            co_return co_await readyz();
+        }
+        co_return co_await metrics();
+    }
+    co_return text(404, fmt::format("no route for {} {}", request.method, path));
+}
+
+net::asio::awaitable<net::Response> Router::jsonrpc(net::Request& request) {
+    if (auto type = request.header("Content-Type"); type && !is_json_content_type(*type)) {
+        co_return json_response(
+            415, json::serialize(error_envelope(
+                     kInvalidRequest,
+                     fmt::format("unsupported content type \"{}\": send application/json", *type),
+                     nullptr)));
+    }
+    CallContext context;  // no tokens in this release: every loopback caller is an admin
+    auto reply = co_await deps_.rpc.handle(request.body, std::move(context));
+    if (!reply) {
+        co_return text(204, "");
+    }
+    co_return json_response(200, std::move(*reply));
+}
+
+net::asio::awaitable<net::Response> Router::readyz() {
+    if (deps_.stopping()) {
+        co_return text(503, "not ready: shutting down");
+    }
+    auto work = [this] { return deps_.store.ping(); };
+    auto ping = co_await net::offload(deps_.pool, std::move(work));
+    if (!ping) {
+        co_return text(503, fmt::format("not ready: store: {}", ping.error().message));
+    }
+    co_return text(200, "ready");
+}
+
+net::asio::awaitable<net::Response> Router::metrics() {
+    // Scrape hooks read the store: off the I/O loop.
+    auto work = [this] { return deps_.registry.render(); };
+    net::Response response;
+    response.body = co_await net::offload(deps_.pool, std::move(work));
+    response.content_type = std::string{metrics::kContentType};
+    co_return response;
+}
+
+}  // namespace aviary::api

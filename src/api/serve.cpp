@@ -1,0 +1,203 @@
+// The serve role's wiring: the one place that knows the config and owns every object.
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <boost/asio/awaitable.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/api.hpp"
+#include "api/jsonrpc.hpp"
+#include "api/router.hpp"
+#include "api/tweety_service.hpp"
+#include "fleet/fleet.hpp"
+#include "metrics/metrics.hpp"
+#include "net/net.hpp"
+#include "store/store.hpp"
+
+namespace aviary::api {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Blocks SIGTERM and SIGINT in this thread and every thread started after it, so that
+/// wait_for_shutdown_signal() receives them synchronously instead of a handler interrupting
+/// arbitrary code.
+sigset_t block_shutdown_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    return set;
+}
+
+int wait_for_shutdown_signal(const sigset_t& set) {
+    int signal = 0;
+    while (sigwait(&set, &signal) != 0) {
+    }
+    return signal;
+}
+
+core::Result<void> prepare_data_dir(config::Config& config) {
+    std::error_code ec;
+    fs::create_directories(config.data_dir, ec);
+    if (ec) {
+        return core::Error{core::ErrorCode::kStorage,
+                           fmt::format("cannot create data dir {}: {}", config.data_dir,
+                                       ec.message())};
+    }
+    if (config.store.path.empty()) {
+        config.store.path = (fs::path{config.data_dir} / "aviary.db").string();
+    }
+    return {};
+}
+
+/// Writes the bound address to DATA_DIR/aviary.addr (atomically) for tests and scripts that
+/// start serve on port 0.
+void publish_address(const std::string& data_dir, const std::string& address) {
+    auto final_path = fs::path{data_dir} / "aviary.addr";
+    auto temp_path = fs::path{data_dir} / "aviary.addr.tmp";
+    {
+        std::ofstream out{temp_path, std::ios::trunc};
+        out << address << '\n';
+    }
+    std::error_code ec;
+    fs::rename(temp_path, final_path, ec);
+}
+
+void register_pool_metrics(metrics::Registry& registry, fleet::Fleet& fleet, store::Store& store,
+                           net::HttpServer& server) {
+    auto& nodes = registry.gauge("aviary_nodes", "Nodes in the pool, by state.", {"state"});
+    auto& leases = registry.gauge("aviary_leases_held", "Leases held now.");
+    auto& commits = registry.counter(
+        "aviary_store_commits_total",
+        "Transactions committed by the store writer; each holds a batch of writes.");
+    auto& writes = registry.counter("aviary_store_writes_total",
+                                    "Write operations applied by the store, each in a savepoint.");
+    auto& failed = registry.counter("aviary_store_failed_writes_total",
+                                    "Write operations rolled back to their savepoint.");
+    auto& batch = registry.gauge("aviary_store_largest_batch",
+                                 "Most write operations committed in one transaction so far.");
+    auto& open = registry.gauge("aviary_http_connections_open", "HTTP connections open now.");
+    auto& accepted = registry.counter("aviary_http_connections_accepted_total",
+                                      "HTTP connections accepted.");
+    auto& rejected = registry.counter("aviary_http_connections_rejected_total",
+                                      "HTTP connections refused past server.max_connections.");
+    registry.gauge("aviary_build_info", "The running build.", {"version", "commit"})
+        .with({std::string{version()}, std::string{commit()}})
+        .set(1);
+    registry.on_scrape([&, states = std::vector<core::NodeState>{core::NodeState::kFree,
+                                                                  core::NodeState::kLeased,
+                                                                  core::NodeState::kMaintenance}] {
+        if (auto all = fleet.nodes()) {
+            std::map<core::NodeState, int> counts;
+            for (const auto& node : *all) {
+                ++counts[node.state];
+            }
+            for (auto state : states) {
+                nodes.with({std::string{core::to_string(state)}}).set(counts[state]);
+            }
+            leases.get().set(counts[core::NodeState::kLeased]);
+        }
+        auto stats = store.stats();
+        commits.get().set_total(double(stats.commits));
+        writes.get().set_total(double(stats.writes));
+        failed.get().set_total(double(stats.failed_writes));
+        batch.get().set(double(stats.largest_batch));
+        auto http = server.stats();
+        open.get().set(double(http.open));
+        accepted.get().set_total(double(http.accepted));
+        rejected.get().set_total(double(http.rejected));
+    });
+}
+
+}  // namespace
+
+int serve(config::Config config) {
+    auto signals = block_shutdown_signals();
+    auto log = core::logger("serve");
+    if (auto logging = core::configure_logging(config.log.level, config.log.format); !logging) {
+        std::fprintf(stderr, "aviary: %s\n", logging.error().message.c_str());
+        return 1;
+    }
+    if (auto prepared = prepare_data_dir(config); !prepared) {
+        std::fprintf(stderr, "aviary: %s\n", prepared.error().message.c_str());
+        return 1;
+    }
+    auto store = store::open(config.store);
+    if (!store) {
+        std::fprintf(stderr, "aviary: cannot open the store at %s: %s\n", config.store.path.c_str(),
+                     store.error().message.c_str());
+        return 1;
+    }
+    core::SystemClock clock;
+    fleet::Fleet fleet{config.fleet, **store, clock};
+    if (auto reconciled = fleet.reconcile(); !reconciled) {
+        std::fprintf(stderr, "aviary: cannot reconcile the config's nodes: %s\n",
+                     reconciled.error().message.c_str());
+        return 1;
+    }
+    fleet.start();  // the first sweep frees leases that lapsed while serve was down
+    core::Periodic retention{"event-retention", config.store.retention_sweep, [&] {
+                                 auto cutoff = clock.now() - config.store.event_retention;
+                                 if (auto pruned = (*store)->prune_events(cutoff);
+                                     pruned && *pruned > 0) {
+                                     log->info("events pruned count={}", *pruned);
+                                 }
+                             }};
+    retention.start();
+
+    net::BlockingPool pool{config.server.blocking_threads};
+    metrics::Registry registry;
+    JsonRpc rpc;
+    auto& calls = registry.counter("aviary_jsonrpc_calls_total",
+                                   "JSON-RPC calls, by method and outcome.", {"method", "outcome"});
+    rpc.on_call = [&calls](std::string_view method, std::string_view outcome) {
+        calls.with({std::string{method}, std::string{outcome}}).inc();
+    };
+    TweetyService tweety{fleet, pool};
+    tweety.register_methods(rpc);
+
+    net::HttpServer* server_ptr = nullptr;
+    Router router{RouterDeps{
+        .store = **store,
+        .pool = pool,
+        .registry = registry,
+        .rpc = rpc,
+        .stopping = [&server_ptr] { return server_ptr != nullptr && server_ptr->stopping(); },
+    }};
+    net::HttpServer server{config.server,
+                           [&router](net::Request request) { return router.handle(std::move(request)); }};
+    server_ptr = &server;
+    register_pool_metrics(registry, fleet, **store, server);
+
+    auto address = server.start();
+    if (!address) {
+        std::fprintf(stderr, "aviary: cannot listen on %s: %s\n", config.server.listen.c_str(),
+                     address.error().message.c_str());
+        return 1;
+    }
+    publish_address(config.data_dir, *address);
+    log->info("serving address=http://{} config={} data_dir={} store={}", *address, config.source,
+              config.data_dir, config.store.path);
+    std::printf("aviary %s serving on http://%s\n", std::string{version()}.c_str(),
+                address->c_str());
+    std::fflush(stdout);
+
+    int signal = wait_for_shutdown_signal(signals);
+    log->info("shutting down signal={} grace={}", signal == SIGTERM ? "SIGTERM" : "SIGINT",
+              core::format_duration(config.server.shutdown_grace));
+    server.stop();
+    retention.stop();
+    fleet.stop();
+    pool.stop();
+    (*store)->close();
+    log->info("stopped");
+    return 0;
+}
+
+}  // namespace aviary::api

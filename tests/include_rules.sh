@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Fails when a component #includes another component it may not know (DESIGN §2, STYLE §1),
+# or a private header of another component (only <component>/<component>.hpp is public).
+set -euo pipefail
+src="${1:?usage: include_rules.sh SRC_DIR}"
+declare -A allowed=(
+    [core]=""
+    [metrics]="core"
+    [store]="core"
+    [net]="core"
+    [fleet]="core store net metrics"
+    [config]="core net store fleet"
+    [api]="core store net fleet metrics config"
+    [cli]="core net config api"
+)
+status=0
+for component in "${!allowed[@]}"; do
+    [[ -d "$src/$component" ]] || continue
+    while IFS= read -r line; do
+        file="${line%%:*}"
+        included=$(sed -E 's/.*#include "([^"]+)".*/\1/' <<<"${line#*:}")
+        target="${included%%/*}"
+        [[ "$included" == */* ]] || continue
+        if [[ "$target" == "$component" ]]; then
+            continue
+        fi
+        if [[ " ${allowed[$component]} " != *" $target "* ]]; then
+            echo "$file: $component may not include $included ($component knows: ${allowed[$component]:-nothing})"
+            status=1
+        elif [[ "$included" != "$target/$target.hpp" ]]; then
+            echo "$file: $included is private to $target; include $target/$target.hpp"
+            status=1
+        fi
+    done < <(grep -rn --include='*.cpp' --include='*.hpp' --include='*.in' '#include "' "$src/$component" || true)
+done
+if [[ $status -eq 0 ]]; then
+    echo "include rules hold"
+fi
+exit $status
