@@ -18,7 +18,7 @@
 namespace aviary::config {
 
 struct LogSettings {
-    std::string level = "info";  ///< trace, debug, info, warn, error, off
+    std::string level = "info";   ///< trace, debug, info, warn, error, off
     std::string format = "text";  ///< text or json
 };
 
@@ -37,7 +37,7 @@ struct AuthSettings {
 
 struct Config {
     std::string source = "<embedded default>";  ///< the file it came from, for messages
-    std::string data_dir = "var";  ///< SQLite file and other state live here
+    std::string data_dir = "var";               ///< SQLite file and other state live here
     net::ServerSettings server;
     store::Settings store;
     fleet::Settings fleet;

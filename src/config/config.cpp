@@ -1,0 +1,421 @@
+#include "config/config.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "config/embedded.hpp"
+#include "config/yaml_reader.hpp"
+
+namespace aviary::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kInlineSecret =
+    "tokens must come from a file or an environment variable, never inline";
+
+/// Reads a string that must be one of `accepted`; `listed` is what the message offers.
+void read_choice(YamlReader& r,
+                 const Value& value,
+                 std::string& out,
+                 std::initializer_list<std::string_view> accepted,
+                 std::string_view noun,
+                 std::string_view listed) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    for (auto choice : accepted) {
+        if (text == choice) {
+            out = std::move(text);
+            return;
+        }
+    }
+    r.error(value, fmt::format("unknown {} \"{}\" ({})", noun, text, listed));
+}
+
+/// Where the first of several same-named things was declared, for "declared twice" messages.
+using FirstSeen = std::map<std::string, int, std::less<>>;
+
+void read_log(YamlReader& r, const Value& value, LogSettings& log) {
+    // The names core::configure_logging accepts (spdlog's, with its short aliases); it is not
+    // called here because loading a config must not reconfigure the running process.
+    r.read_map(value,
+               {
+                   {"level",
+                    [&](const Value& v) {
+                        read_choice(r, v, log.level,
+                                    {"trace", "debug", "info", "warn", "warning", "error", "err",
+                                     "critical", "off"},
+                                    "log level", "trace, debug, info, warn, error, off");
+                    }},
+                   {"format",
+                    [&](const Value& v) {
+                        read_choice(r, v, log.format, {"text", "json"}, "log format", "text, json");
+                    }},
+               });
+}
+
+void read_listen(YamlReader& r, const Value& value, std::string& listen) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    auto split = net::split_host_port(text);
+    if (!split) {
+        r.error(value, split.error().message);
+        return;
+    }
+    listen = std::move(text);
+}
+
+void read_server(YamlReader& r, const Value& value, net::ServerSettings& s) {
+    r.read_map(
+        value,
+        {
+            {"listen", [&](const Value& v) { read_listen(r, v, s.listen); }},
+            {"io_threads", [&](const Value& v) { r.read_int(v, s.io_threads, 1, 64); }},
+            {"blocking_threads",
+             [&](const Value& v) { r.read_int(v, s.blocking_threads, 1, 1024); }},
+            {"max_header_bytes", [&](const Value& v) { r.read_bytes(v, s.max_header_bytes); }},
+            {"max_body_bytes", [&](const Value& v) { r.read_bytes(v, s.max_body_bytes); }},
+            {"read_timeout", [&](const Value& v) { r.read_duration(v, s.read_timeout); }},
+            {"idle_timeout", [&](const Value& v) { r.read_duration(v, s.idle_timeout); }},
+            {"write_timeout", [&](const Value& v) { r.read_duration(v, s.write_timeout); }},
+            {"max_connections",
+             [&](const Value& v) { r.read_int(v, s.max_connections, 1, 1'000'000); }},
+            {"shutdown_grace", [&](const Value& v) { r.read_duration(v, s.shutdown_grace); }},
+        });
+}
+
+void read_store_driver(YamlReader& r, const Value& value, std::string& driver) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (text == "postgres" || text == "postgresql") {
+        r.error(value, "\"postgres\" arrives with scale-out; use \"sqlite\"");
+    } else if (text != "sqlite") {
+        r.error(value, fmt::format("unknown store driver \"{}\" (sqlite)", text));
+    } else {
+        driver = std::move(text);
+    }
+}
+
+void read_store(YamlReader& r, const Value& value, store::Settings& s) {
+    r.read_map(
+        value,
+        {
+            {"driver", [&](const Value& v) { read_store_driver(r, v, s.driver); }},
+            {"path", [&](const Value& v) { r.read_string(v, s.path); }},
+            {"synchronous",
+             [&](const Value& v) {
+                 read_choice(r, v, s.synchronous, {"full", "normal"}, "synchronous mode",
+                             "full, normal");
+             }},
+            {"read_connections", [&](const Value& v) { r.read_int(v, s.read_connections, 1, 64); }},
+            {"busy_timeout", [&](const Value& v) { r.read_duration(v, s.busy_timeout); }},
+            {"event_retention", [&](const Value& v) { r.read_duration(v, s.event_retention); }},
+            {"retention_sweep", [&](const Value& v) { r.read_duration(v, s.retention_sweep); }},
+        });
+}
+
+void read_node(YamlReader& r,
+               const Value& value,
+               std::vector<core::NodeSpec>& nodes,
+               FirstSeen& seen) {
+    core::NodeSpec spec;
+    std::optional<Value> name_at;
+    bool ok = r.read_map(
+        value, {
+                   {"name",
+                    [&](const Value& v) {
+                        if (r.read_string(v, spec.name)) {
+                            name_at = v;
+                        }
+                    }},
+                   {"driver",
+                    [&](const Value& v) {
+                        read_choice(r, v, spec.driver, {"sim", "helm"}, "node driver", "sim, helm");
+                    }},
+                   {"image_tag", [&](const Value& v) { r.read_string(v, spec.image_tag); }},
+                   {"labels", [&](const Value& v) { r.read_string_map(v, spec.labels); }},
+                   {"note", [&](const Value& v) { r.read_string(v, spec.note); }},
+               });
+    if (!ok) {
+        return;
+    }
+    if (!name_at) {
+        r.error(value, "a node needs a name");
+        return;
+    }
+    if (!core::is_dns_label(spec.name)) {
+        r.error(*name_at, fmt::format("node name \"{}\" is not a DNS-1123 label (1-63 of a-z, "
+                                      "0-9 and '-', starting and ending with a letter or digit)",
+                                      spec.name));
+        return;
+    }
+    auto [first, inserted] = seen.emplace(spec.name, name_at->mark.line + 1);
+    if (!inserted) {
+        r.error(*name_at, fmt::format("node \"{}\" is declared twice (first at line {})", spec.name,
+                                      first->second));
+        return;
+    }
+    nodes.push_back(std::move(spec));
+}
+
+void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
+    std::optional<Value> lease_at;
+    std::optional<Value> max_at;
+    bool lease_ok = true;
+    bool max_ok = true;
+    FirstSeen seen;
+    r.read_map(value,
+               {
+                   {"lease_ttl",
+                    [&](const Value& v) {
+                        lease_at = v;
+                        lease_ok = r.read_duration(v, s.lease_ttl);
+                    }},
+                   {"max_lease_ttl",
+                    [&](const Value& v) {
+                        max_at = v;
+                        max_ok = r.read_duration(v, s.max_lease_ttl);
+                    }},
+                   {"expiry_sweep", [&](const Value& v) { r.read_duration(v, s.expiry_sweep); }},
+                   {"nodes",
+                    [&](const Value& v) {
+                        r.read_list(v,
+                                    [&](const Value& item) { read_node(r, item, s.nodes, seen); });
+                    }},
+               });
+    // Compared only when both read cleanly, so one typo does not also report a bogus ordering.
+    if (lease_ok && max_ok && s.max_lease_ttl < s.lease_ttl) {
+        const Value& at = max_at ? *max_at : lease_at ? *lease_at : value;
+        r.error(at, fmt::format("max_lease_ttl ({}) must be at least lease_ttl ({})",
+                                core::format_duration(s.max_lease_ttl),
+                                core::format_duration(s.lease_ttl)));
+    }
+}
+
+/// The secret in `path`, trailing newlines trimmed; the message never contains the secret.
+void load_file_secret(YamlReader& r, const Value& at, const fs::path& path, std::string& secret) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        r.error(at, fmt::format("cannot read token file \"{}\": it is a directory", path.string()));
+        return;
+    }
+    std::ifstream in{path, std::ios::binary};
+    if (!in) {
+        r.error(at, fmt::format("cannot read token file \"{}\": {}", path.string(),
+                                std::strerror(errno)));
+        return;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string content = std::move(text).str();
+    while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) {
+        content.pop_back();
+    }
+    if (content.empty()) {
+        r.error(at, fmt::format("token file \"{}\" is empty", path.string()));
+        return;
+    }
+    secret = std::move(content);
+}
+
+void load_env_secret(YamlReader& r, const Value& at, const std::string& name, std::string& secret) {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) {
+        r.error(at, fmt::format("environment variable \"{}\" is not set", name));
+    } else if (*value == '\0') {
+        r.error(at, fmt::format("environment variable \"{}\" is empty", name));
+    } else {
+        secret = value;
+    }
+}
+
+/// Fills token.secret from its file or variable; `at` is the "file" or "env" value.
+void load_secret(YamlReader& r, Token& token, const Value& at, const fs::path& base_dir) {
+    if (token.file.empty()) {
+        load_env_secret(r, at, token.env, token.secret);
+        return;
+    }
+    fs::path path{token.file};
+    if (path.is_relative() && !base_dir.empty()) {
+        path = base_dir / path;
+    }
+    load_file_secret(r, at, path, token.secret);
+}
+
+struct TokenContext {
+    const fs::path& base_dir;  // relative token files are read from the config file's directory
+    FirstSeen seen;
+};
+
+void read_token(YamlReader& r, const Value& value, std::vector<Token>& tokens, TokenContext& ctx) {
+    Token token;
+    std::optional<Value> identity_at;
+    std::optional<Value> file_at;
+    std::optional<Value> env_at;
+    bool inline_secret = false;
+    auto refuse = [&](const Value& v) {
+        r.error(v, kInlineSecret);
+        inline_secret = true;
+    };
+    bool ok = r.read_map(
+        value, {
+                   {"identity",
+                    [&](const Value& v) {
+                        if (r.read_string(v, token.identity)) {
+                            identity_at = v;
+                        }
+                    }},
+                   {"role",
+                    [&](const Value& v) {
+                        read_choice(r, v, token.role, {"admin", "user"}, "role", "admin, user");
+                    }},
+                   {"file",
+                    [&](const Value& v) {
+                        if (r.read_string(v, token.file)) {
+                            file_at = v;
+                        }
+                    }},
+                   {"env",
+                    [&](const Value& v) {
+                        if (r.read_string(v, token.env)) {
+                            env_at = v;
+                        }
+                    }},
+                   {"token", refuse},
+                   {"secret", refuse},
+               });
+    if (!ok || inline_secret) {
+        return;
+    }
+    if (token.identity.empty()) {
+        r.error(identity_at ? *identity_at : value, "a token needs a non-empty identity");
+        return;
+    }
+    auto [first, inserted] = ctx.seen.emplace(token.identity, identity_at->mark.line + 1);
+    if (!inserted) {
+        r.error(*identity_at, fmt::format("token identity \"{}\" is declared twice (first at "
+                                          "line {})",
+                                          token.identity, first->second));
+        return;
+    }
+    if (token.file.empty() == token.env.empty()) {
+        r.error(value, "a token needs exactly one of \"file\" or \"env\"");
+        return;
+    }
+    load_secret(r, token, token.file.empty() ? *env_at : *file_at, ctx.base_dir);
+    if (!token.secret.empty()) {
+        tokens.push_back(std::move(token));
+    }
+}
+
+void read_auth(YamlReader& r, const Value& value, AuthSettings& s, const fs::path& base_dir) {
+    TokenContext ctx{base_dir, {}};
+    r.read_map(value, {
+                          {"tokens",
+                           [&](const Value& v) {
+                               r.read_list(v, [&](const Value& item) {
+                                   read_token(r, item, s.tokens, ctx);
+                               });
+                           }},
+                      });
+}
+
+void read_config(YamlReader& r, const Value& root, Config& c, const fs::path& base_dir) {
+    r.read_map(root, {
+                         {"data_dir",
+                          [&](const Value& v) {
+                              std::string text;
+                              if (!r.read_string(v, text)) {
+                                  return;
+                              }
+                              if (text.empty()) {
+                                  r.error(v, "must not be empty");
+                                  return;
+                              }
+                              c.data_dir = std::move(text);
+                          }},
+                         {"log", [&](const Value& v) { read_log(r, v, c.log); }},
+                         {"server", [&](const Value& v) { read_server(r, v, c.server); }},
+                         {"store", [&](const Value& v) { read_store(r, v, c.store); }},
+                         {"fleet", [&](const Value& v) { read_fleet(r, v, c.fleet); }},
+                         {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
+                     });
+}
+
+core::Error invalid(std::string message) {
+    return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
+}
+
+core::Result<Config> load(std::string_view yaml, std::string source, const fs::path& base_dir) {
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(std::string{yaml});
+    } catch (const YAML::Exception& e) {
+        return invalid(position(source, e.mark) + e.msg);
+    }
+    YamlReader reader{source};
+    Config config;
+    config.source = source;
+    if (documents.size() > 1) {
+        // A second document would be ignored silently: probably two files pasted together.
+        reader.error(documents[1].Mark(), "", "expected one YAML document, found another here");
+    }
+    YAML::Node root = documents.empty() ? YAML::Node{} : documents.front();
+    try {
+        read_config(reader, Value{root, "", root.Mark()}, config, base_dir);
+    } catch (const YAML::Exception& e) {
+        // The reader checks node types before reading them; this is yaml-cpp failing anyway.
+        reader.error(e.mark, "", e.msg);
+    }
+    if (auto failure = reader.failure()) {
+        return *failure;
+    }
+    return config;
+}
+
+}  // namespace
+
+core::Result<Config> load_file(const std::string& path) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("config file \"{}\" does not exist", path)};
+    }
+    if (fs::is_directory(path, ec)) {
+        return invalid(fmt::format("config file \"{}\" is a directory", path));
+    }
+    std::ifstream in{path, std::ios::binary};
+    if (!in) {
+        return invalid(
+            fmt::format("cannot read config file \"{}\": {}", path, std::strerror(errno)));
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    return load(text.str(), path, fs::path{path}.parent_path());
+}
+
+core::Result<Config> load_string(std::string_view yaml, std::string_view source) {
+    return load(yaml, std::string{source}, fs::path{});
+}
+
+std::string_view embedded_default() {
+    return generated::kDefaultYaml;
+}
+
+}  // namespace aviary::config
