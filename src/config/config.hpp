@@ -45,9 +45,12 @@ struct Config {
     LogSettings log;
 };
 
-/// Loads and validates a YAML file.
+/// Loads and validates a YAML file. Errors: kNotFound when the file does not exist;
+/// kInvalidArgument carrying every problem, one `FILE:LINE:COL: key.path: message` per line
+/// in file order. Relative token files are read from the file's directory.
 core::Result<Config> load_file(const std::string& path);
-/// Loads and validates YAML text; `source` names it in error messages.
+/// Loads and validates YAML text; `source` names it in error messages (as FILE above).
+/// Relative token files are read from the working directory.
 core::Result<Config> load_string(std::string_view yaml, std::string_view source);
 /// examples/aviary.yaml as built into the binary: what `aviary serve` runs with no --config
 /// (every option at its default, plus the demo fleet lotus-0..lotus-2).
