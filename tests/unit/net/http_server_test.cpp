@@ -1,0 +1,435 @@
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/net.hpp"
+#include "unit/net/raw_http.hpp"
+
+namespace aviary::net {
+namespace {
+
+using namespace std::chrono_literals;
+using test::RawClient;
+using test::wait_until;
+
+/// Lets a test hold a handler inside "/slow" until it says so: no guessing how long is enough.
+struct Gate {
+    std::atomic<bool> entered{false};
+    std::atomic<bool> open{false};
+};
+
+/// Writes three chunks, stopping early if the client or the server goes away.
+struct ChunkProducer {
+    asio::awaitable<void> operator()(ResponseStream& out) const {
+        for (const char* part : {"alpha", "beta", "gamma"}) {
+            if (!co_await out.write(part)) {
+                co_return;
+            }
+        }
+    }
+};
+
+struct TestHandler {
+    std::shared_ptr<Gate> gate = std::make_shared<Gate>();
+
+    asio::awaitable<Response> operator()(Request request) const {
+        if (request.path == "/boom") {
+            throw std::runtime_error("handler exploded");
+        }
+        if (request.path == "/stream") {
+            Response response;
+            response.body = "start;";
+            response.stream = ChunkProducer{};
+            co_return response;
+        }
+        if (request.path == "/slow") {
+            co_return co_await slow();
+        }
+        co_return echo(request);
+    }
+
+    static Response echo(const Request& request) {
+        Response response;
+        response.body = fmt::format("{} {}\n", request.method, request.path);
+        for (const auto& [key, value] : request.query) {
+            response.body += fmt::format("{}={}\n", key, value);
+        }
+        response.body += fmt::format("body={}\n", request.body);
+        response.headers.push_back({"X-Remote", request.remote});
+        return response;
+    }
+
+    asio::awaitable<Response> slow() const {
+        gate->entered = true;
+        asio::steady_timer timer{co_await asio::this_coro::executor};
+        // A poll with a cap: the test opens the gate; the cap keeps a failed test from hanging.
+        const auto give_up = std::chrono::steady_clock::now() + 10s;
+        while (!gate->open && std::chrono::steady_clock::now() < give_up) {
+            timer.expires_after(2ms);
+            co_await timer.async_wait(asio::use_awaitable);
+        }
+        Response response;
+        response.body = "slow done";
+        co_return response;
+    }
+};
+
+ServerSettings small_settings() {
+    ServerSettings settings;
+    settings.listen = "127.0.0.1:0";
+    settings.read_timeout = 200ms;
+    settings.idle_timeout = 200ms;
+    settings.write_timeout = 2s;
+    settings.shutdown_grace = 5s;
+    return settings;
+}
+
+struct Running {
+    std::unique_ptr<HttpServer> server;
+    std::string address;
+};
+
+Running start_server(ServerSettings settings, Handler handler = TestHandler{}) {
+    Running running;
+    running.server = std::make_unique<HttpServer>(std::move(settings), std::move(handler));
+    auto bound = running.server->start();
+    EXPECT_TRUE(bound) << bound.error().message;
+    if (bound) {
+        running.address = *bound;
+    }
+    return running;
+}
+
+core::Result<ClientResponse> get(const std::string& address, const std::string& target) {
+    ClientRequest request;
+    request.url = fmt::format("http://{}{}", address, target);
+    request.timeout = 5s;
+    return fetch_sync(request);
+}
+
+TEST(HttpServer, AnswersAGetWithDecodedPathAndQuery) {
+    auto running = start_server(small_settings());
+    EXPECT_TRUE(running.address.starts_with("127.0.0.1:"));
+    auto response =
+        get(running.address, "/nodes/lotus%2D0/a%20b?owner=anton&note=hello%20world&plus=a+b&flag");
+    ASSERT_TRUE(response) << response.error().message;
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body,
+              "GET /nodes/lotus-0/a b\nowner=anton\nnote=hello world\nplus=a b\nflag=\nbody=\n");
+    EXPECT_EQ(response->header("server"), "aviary");
+    EXPECT_EQ(response->header("content-type"), "text/plain; charset=utf-8");
+    EXPECT_TRUE(response->header("x-remote").value_or("").starts_with("127.0.0.1:"));
+}
+
+TEST(HttpServer, ServesConcurrentClientsOnSeveralThreads) {
+    auto settings = small_settings();
+    settings.io_threads = 2;
+    auto running = start_server(settings);
+    constexpr int kClients = 8;
+    constexpr int kEach = 20;
+    std::atomic<int> ok{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+        clients.emplace_back([&, c] {
+            for (int i = 0; i < kEach; ++i) {
+                auto response = get(running.address, fmt::format("/c{}?i={}", c, i));
+                if (response && response->body.starts_with(fmt::format("GET /c{}\ni={}\n", c, i))) {
+                    ++ok;
+                }
+            }
+        });
+    }
+    for (auto& client : clients) {
+        client.join();
+    }
+    EXPECT_EQ(ok.load(), kClients * kEach);
+    EXPECT_EQ(running.server->stats().requests, static_cast<std::uint64_t>(kClients * kEach));
+}
+
+TEST(HttpServer, PassesThePostBody) {
+    auto running = start_server(small_settings());
+    ClientRequest request;
+    request.method = "POST";
+    request.url = fmt::format("http://{}/jobs", running.address);
+    request.body = R"({"a":1})";
+    auto response = fetch_sync(request);
+    ASSERT_TRUE(response) << response.error().message;
+    EXPECT_EQ(response->body, "POST /jobs\nbody={\"a\":1}\n");
+}
+
+TEST(HttpServer, KeepsTheConnectionAliveForTheNextRequest) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    ASSERT_TRUE(client.connected());
+    client.send("GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto first = client.read_response();
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->status, 200);
+    EXPECT_TRUE(first->body.starts_with("GET /one\n"));
+    client.send("GET /two HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto second = client.read_response();
+    ASSERT_TRUE(second);
+    EXPECT_TRUE(second->body.starts_with("GET /two\n"));
+    EXPECT_FALSE(client.closed());
+    EXPECT_EQ(running.server->stats().accepted, 1U);
+    EXPECT_EQ(running.server->stats().requests, 2U);
+}
+
+TEST(HttpServer, AnswersPipelinedRequestsInOrder) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send(
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+        "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    for (const char* expected : {"GET /a\n", "POST /b\n", "GET /c\n"}) {
+        auto response = client.read_response();
+        ASSERT_TRUE(response) << expected;
+        EXPECT_TRUE(response->body.starts_with(expected)) << response->body;
+    }
+    EXPECT_TRUE(client.wait_closed());  // the last one asked for close
+}
+
+TEST(HttpServer, RefusesAnOversizedBodyWith413AndGoesOn) {
+    auto settings = small_settings();
+    settings.max_body_bytes = 1024;
+    auto running = start_server(settings);
+    RawClient client{running.address};
+    client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n");
+    client.send(std::string(2000, 'x'));
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 413);
+    EXPECT_EQ(response->body, "request body exceeds the 1024-byte limit");
+    EXPECT_TRUE(client.wait_closed());
+
+    auto next = get(running.address, "/after");
+    ASSERT_TRUE(next) << next.error().message;
+    EXPECT_EQ(next->status, 200);
+}
+
+TEST(HttpServer, RefusesAnOversizedHeaderWith431) {
+    auto settings = small_settings();
+    settings.max_header_bytes = 1024;
+    auto running = start_server(settings);
+    RawClient client{running.address};
+    client.send("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'y') + "\r\n\r\n");
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 431);
+    EXPECT_EQ(response->body, "request header exceeds the 1024-byte limit");
+    EXPECT_TRUE(client.wait_closed());
+}
+
+TEST(HttpServer, RefusesAGarbageRequestLineWith400) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send("NOT HTTP AT ALL\r\n\r\n");
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 400);
+    EXPECT_TRUE(response->body.starts_with("bad request: ")) << response->body;
+    EXPECT_TRUE(client.wait_closed());
+}
+
+TEST(HttpServer, RefusesABadlyEncodedTargetWith400) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send("GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 400);
+    EXPECT_TRUE(response->body.starts_with("bad request target \"/a%zz\"")) << response->body;
+}
+
+TEST(HttpServer, ClosesAnIdleConnectionAfterTheIdleTimeout) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    ASSERT_TRUE(client.connected());
+    EXPECT_TRUE(client.wait_closed(5s));
+    EXPECT_TRUE(wait_until([&] { return running.server->stats().open == 0; }));
+}
+
+TEST(HttpServer, ClosesAConnectionThatSendsHalfARequest) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send("GET / HTTP/1.1\r\nHost: x\r\n");
+    EXPECT_TRUE(client.wait_closed(5s));
+    EXPECT_TRUE(client.read_until([](const std::string&) { return false; }, 0ms).empty());
+}
+
+TEST(HttpServer, RefusesConnectionsPastTheLimitWith503) {
+    auto settings = small_settings();
+    settings.max_connections = 1;
+    settings.idle_timeout = 10s;  // the first connection must stay open throughout
+    auto running = start_server(settings);
+    RawClient first{running.address};
+    ASSERT_TRUE(wait_until([&] { return running.server->stats().open == 1; }));
+
+    RawClient second{running.address};
+    auto refused = second.read_response();
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 503);
+    EXPECT_EQ(refused->body, "too many connections");
+    EXPECT_TRUE(second.wait_closed());
+    EXPECT_EQ(running.server->stats().rejected, 1U);
+
+    first.send("GET /still-served HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto served = first.read_response();
+    ASSERT_TRUE(served);
+    EXPECT_EQ(served->status, 200);
+}
+
+TEST(HttpServer, TurnsAHandlerExceptionInto500AndGoesOn) {
+    auto running = start_server(small_settings());
+    auto boom = get(running.address, "/boom");
+    ASSERT_TRUE(boom) << boom.error().message;
+    EXPECT_EQ(boom->status, 500);
+    EXPECT_EQ(boom->body, "internal error");
+    auto next = get(running.address, "/fine");
+    ASSERT_TRUE(next) << next.error().message;
+    EXPECT_EQ(next->status, 200);
+}
+
+TEST(HttpServer, StreamsChunksInOrder) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto raw = client.read_response();
+    ASSERT_TRUE(raw);
+    EXPECT_NE(raw->head.find("Transfer-Encoding: chunked"), std::string::npos) << raw->head;
+    EXPECT_EQ(raw->body, "6\r\nstart;\r\n5\r\nalpha\r\n4\r\nbeta\r\n5\r\ngamma\r\n0\r\n\r\n");
+
+    auto decoded = get(running.address, "/stream");
+    ASSERT_TRUE(decoded) << decoded.error().message;
+    EXPECT_EQ(decoded->body, "start;alphabetagamma");
+}
+
+TEST(HttpServer, StreamsToAnHttp10ClientUntilClose) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send("GET /stream HTTP/1.0\r\n\r\n");
+    EXPECT_TRUE(client.wait_closed());
+    auto raw = client.read_response();
+    ASSERT_TRUE(raw);
+    EXPECT_TRUE(raw->head.starts_with("HTTP/1.0 200")) << raw->head;
+    EXPECT_EQ(raw->head.find("chunked"), std::string::npos) << raw->head;
+    EXPECT_EQ(raw->body, "start;alphabetagamma");
+}
+
+TEST(HttpServer, AnswersHeadWithoutABody) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send("HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto head = client.read_head();
+    EXPECT_TRUE(head.starts_with("HTTP/1.1 200")) << head;
+    EXPECT_NE(head.find("Content-Length: "), std::string::npos);
+    // Had a body been sent, it would now be read as the next response's status line.
+    client.send("GET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto next = client.read_response();
+    ASSERT_TRUE(next);
+    EXPECT_TRUE(next->body.starts_with("GET /y\n")) << next->body;
+}
+
+TEST(HttpServer, AnswersTheClientsHeadRequest) {
+    auto running = start_server(small_settings());
+    ClientRequest request;
+    request.method = "HEAD";
+    request.url = fmt::format("http://{}/x", running.address);
+    request.timeout = 5s;
+    auto response = fetch_sync(request);
+    ASSERT_TRUE(response) << response.error().message;
+    EXPECT_EQ(response->status, 200);
+    EXPECT_TRUE(response->body.empty());
+    EXPECT_NE(response->header("content-length").value_or("0"), "0");
+}
+
+TEST(HttpServer, SendsContinueWhenTheClientExpectsIt) {
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send("POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    EXPECT_EQ(client.read_head(), "HTTP/1.1 100 Continue");
+    client.send("abc");
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body, "POST /p\nbody=abc\n");
+}
+
+TEST(HttpServer, StopLetsTheBusyRequestFinishAndRefusesNewConnections) {
+    TestHandler handler;
+    auto gate = handler.gate;
+    auto running = start_server(small_settings(), handler);
+
+    std::optional<core::Result<ClientResponse>> slow;
+    std::thread client{[&] { slow.emplace(get(running.address, "/slow")); }};
+    ASSERT_TRUE(wait_until([&] { return gate->entered.load(); }));
+
+    std::atomic<bool> stopped{false};
+    std::thread stopper{[&] {
+        running.server->stop();
+        stopped = true;
+    }};
+    EXPECT_TRUE(wait_until([&] { return running.server->stopping(); }));
+    // The listener closes early in stop(): from then on the kernel refuses outright.
+    EXPECT_TRUE(wait_until([&] { return !RawClient{running.address}.connected(); }));
+    EXPECT_FALSE(stopped.load());  // still waiting for the busy request
+
+    gate->open = true;
+    client.join();
+    stopper.join();
+    ASSERT_TRUE(slow.has_value());
+    ASSERT_TRUE(*slow) << slow->error().message;
+    EXPECT_EQ((*slow)->status, 200);
+    EXPECT_EQ((*slow)->body, "slow done");
+}
+
+TEST(HttpServer, StopClosesIdleKeepAliveConnectionsAtOnce) {
+    auto settings = small_settings();
+    settings.idle_timeout = 60s;
+    settings.shutdown_grace = 60s;  // were the idle connection waited for, the test would time out
+    auto running = start_server(settings);
+    RawClient client{running.address};
+    client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(client.read_response());
+
+    std::atomic<bool> stopped{false};
+    std::thread stopper{[&] {
+        running.server->stop();
+        stopped = true;
+    }};
+    EXPECT_TRUE(wait_until([&] { return stopped.load(); }, 10s));
+    EXPECT_TRUE(client.wait_closed());
+    stopper.join();
+}
+
+TEST(HttpServer, StopIsIdempotentAndSafeBeforeStart) {
+    HttpServer never_started{small_settings(), TestHandler{}};
+    never_started.stop();
+    never_started.stop();
+    EXPECT_TRUE(never_started.stopping());
+    EXPECT_FALSE(never_started.start());
+
+    auto running = start_server(small_settings());
+    running.server->stop();
+    running.server->stop();
+    EXPECT_FALSE(RawClient{running.address}.connected());
+}
+
+TEST(HttpServer, ReportsAnAddressItCannotListenOn) {
+    HttpServer server{ServerSettings{.listen = "127.0.0.1"}, TestHandler{}};
+    auto bound = server.start();
+    ASSERT_FALSE(bound);
+    EXPECT_EQ(bound.error().code, core::ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace aviary::net
