@@ -1,0 +1,149 @@
+#include "store/sqlite/group_commit.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <exception>
+
+namespace aviary::store::sqlite {
+
+GroupCommit::GroupCommit(Connection& db, std::mutex& db_mutex)
+    : db_(db), db_mutex_(db_mutex), log_(core::logger("store")) {
+    thread_ = std::thread{[this] { loop(); }};
+}
+
+GroupCommit::~GroupCommit() {
+    close();
+}
+
+core::Result<void> GroupCommit::submit(Operation operation) {
+    Pending pending{std::move(operation), {}};
+    auto done = pending.done.get_future();
+    {
+        std::lock_guard lock{mu_};
+        if (closed_) {
+            return core::Error{core::ErrorCode::kUnavailable, "store is closed"};
+        }
+        queue_.push_back(&pending);
+    }
+    wake_.notify_one();
+    return done.get();
+}
+
+void GroupCommit::close() {
+    std::lock_guard closing{close_mu_};
+    {
+        std::lock_guard lock{mu_};
+        closed_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+Stats GroupCommit::stats() const {
+    return Stats{.commits = commits_.load(),
+                 .writes = writes_.load(),
+                 .failed_writes = failed_writes_.load(),
+                 .largest_batch = largest_batch_.load()};
+}
+
+std::size_t GroupCommit::queued_for_test() const {
+    std::lock_guard lock{mu_};
+    return queue_.size();
+}
+
+void GroupCommit::loop() {
+    std::vector<Pending*> batch;
+    while (true) {
+        {
+            std::unique_lock lock{mu_};
+            wake_.wait(lock, [this] { return !queue_.empty() || closed_; });
+            if (queue_.empty()) {
+                return;  // closed and drained
+            }
+            batch.swap(queue_);
+        }
+        run_batch(batch);
+        batch.clear();
+    }
+}
+
+void GroupCommit::run_batch(const std::vector<Pending*>& batch) {
+    if (batch.size() > largest_batch_.load()) {
+        largest_batch_.store(batch.size());  // only this thread writes it
+    }
+    auto results = run_transaction(batch);
+    if (!results) {
+        fail_all(batch, results.error());
+        return;
+    }
+    commits_.fetch_add(1);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        ((*results)[i] ? writes_ : failed_writes_).fetch_add(1);
+        // After set_value the submitter may return and destroy its Pending: touch it no more.
+        batch[i]->done.set_value(std::move((*results)[i]));
+    }
+}
+
+core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
+    const std::vector<Pending*>& batch) {
+    std::lock_guard db_lock{db_mutex_};
+    if (auto begun = db_.run("BEGIN IMMEDIATE"); !begun) {
+        log_->warn("write transaction not started size={} error=\"{}\"", batch.size(),
+                   begun.error().message);
+        return begun.error();
+    }
+    std::vector<core::Result<void>> results;
+    results.reserve(batch.size());
+    for (Pending* pending : batch) {
+        results.push_back(run_in_savepoint(pending->operation));
+        // Some errors (disk full, I/O) make SQLite roll the whole transaction back: the
+        // operations already run are gone too, so the batch cannot be committed.
+        if (db_.in_autocommit()) {
+            log_->warn("write transaction rolled back by sqlite size={}", batch.size());
+            if (results.back()) {
+                return core::Error{core::ErrorCode::kStorage,
+                                   "write transaction rolled back by sqlite"};
+            }
+            return results.back().error();
+        }
+    }
+    if (auto committed = db_.run("COMMIT"); !committed) {
+        log_->warn("commit failed size={} error=\"{}\"", batch.size(), committed.error().message);
+        (void)db_.run("ROLLBACK");
+        return committed.error();
+    }
+    return results;
+}
+
+core::Result<void> GroupCommit::run_in_savepoint(const Operation& operation) {
+    if (auto saved = db_.run("SAVEPOINT op"); !saved) {
+        return saved.error();
+    }
+    core::Result<void> result;
+    try {
+        result = operation(db_);
+    } catch (const std::exception& e) {
+        // One top-level catch per operation: a throwing operation fails alone, like an error.
+        result = core::Error{core::ErrorCode::kInternal,
+                             std::string{"store operation failed: "} + e.what()};
+    }
+    if (!result && !db_.in_autocommit()) {
+        (void)db_.run("ROLLBACK TO op");
+    }
+    if (!db_.in_autocommit()) {
+        (void)db_.run("RELEASE op");
+    }
+    return result;
+}
+
+void GroupCommit::fail_all(const std::vector<Pending*>& batch, const core::Error& error) {
+    core::Error failed{core::ErrorCode::kStorage, error.message};
+    failed_writes_.fetch_add(batch.size());
+    for (Pending* pending : batch) {
+        pending->done.set_value(failed);
+    }
+}
+
+}  // namespace aviary::store::sqlite

@@ -1,0 +1,170 @@
+#include "store/sqlite/migrations.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <span>
+#include <string>
+#include <vector>
+
+namespace aviary::store::sqlite {
+namespace {
+
+struct Migration {
+    int version;
+    std::string_view name;
+    core::Result<void> (*apply)(Connection& db);
+};
+
+// tests/fixtures/schema_v1.sql holds this text verbatim: an integration test loads it with the
+// sqlite3 shell and expects the server to migrate it.
+constexpr std::string_view kSchemaV1 = R"sql(
+CREATE TABLE nodes (
+    name TEXT PRIMARY KEY,
+    driver TEXT NOT NULL,
+    image_tag TEXT NOT NULL DEFAULT '',
+    labels TEXT NOT NULL DEFAULT '{}',
+    note TEXT NOT NULL DEFAULT '',
+    maintenance_reason TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT 'config'
+);
+CREATE TABLE leases (
+    node TEXT PRIMARY KEY REFERENCES nodes (name),
+    owner TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    acquired_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    node TEXT NOT NULL DEFAULT '',
+    before TEXT NOT NULL DEFAULT '{}',
+    after TEXT NOT NULL DEFAULT '{}'
+);
+)sql";
+
+core::Result<void> create_v1_tables(Connection& db) {
+    return db.exec(kSchemaV1);
+}
+
+// Leases get an id so a renewal can be told from a new lease; rows written by v1 get one now
+// (the id is made in C++, so this cannot be a plain UPDATE). SQLite cannot add a NOT NULL
+// column without a default; every write since v2 sets it.
+core::Result<void> add_lease_ids_and_event_indexes(Connection& db) {
+    auto done = db.exec(R"sql(
+ALTER TABLE leases ADD COLUMN id TEXT;
+CREATE INDEX events_node_id ON events (node, id);
+CREATE INDEX events_at ON events (at);
+)sql");
+    if (!done) {
+        return done;
+    }
+    std::vector<std::string> nodes;
+    {
+        auto select = db.prepare("SELECT node FROM leases WHERE id IS NULL");
+        if (!select) {
+            return select.error();
+        }
+        for (auto row = select->step(); row && *row; row = select->step()) {
+            nodes.push_back(select->text(0));
+        }
+    }
+    for (const auto& node : nodes) {
+        auto update = db.prepare("UPDATE leases SET id = ?1 WHERE node = ?2");
+        if (!update) {
+            return update.error();
+        }
+        if (auto updated = update->bind_all(core::new_id(), node).run(); !updated) {
+            return updated;
+        }
+    }
+    return {};
+}
+
+constexpr Migration kMigrations[] = {
+    {1, "nodes, leases and events", create_v1_tables},
+    {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
+};
+
+core::Result<void> record_version(Connection& db, int version) {
+    if (auto cleared = db.exec("DELETE FROM schema_version"); !cleared) {
+        return cleared;
+    }
+    auto insert = db.prepare("INSERT INTO schema_version (version) VALUES (?1)");
+    if (!insert) {
+        return insert.error();
+    }
+    return insert->bind_all(std::int64_t{version}).run();
+}
+
+core::Result<void> apply_one(Connection& db, const Migration& migration) {
+    if (auto begun = db.exec("BEGIN IMMEDIATE"); !begun) {
+        return begun;
+    }
+    auto applied = migration.apply(db);
+    if (applied) {
+        applied = record_version(db, migration.version);
+    }
+    if (applied) {
+        applied = db.exec("COMMIT");
+    }
+    if (!applied) {
+        (void)db.exec("ROLLBACK");
+        return core::Error{core::ErrorCode::kStorage,
+                           fmt::format("migration {} ({}) failed: {}", migration.version,
+                                       migration.name, applied.error().message)};
+    }
+    core::logger("store")->info("schema migrated version={} migration=\"{}\" path={}",
+                                migration.version, migration.name, db.path());
+    return {};
+}
+
+}  // namespace
+
+int latest_schema_version() {
+    return std::span{kMigrations}.back().version;
+}
+
+core::Result<int> read_schema_version(Connection& db) {
+    auto created = db.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+    if (!created) {
+        return created.error();
+    }
+    auto select = db.prepare("SELECT coalesce(max(version), 0) FROM schema_version");
+    if (!select) {
+        return select.error();
+    }
+    auto row = select->step();
+    if (!row) {
+        return row.error();
+    }
+    return static_cast<int>(select->int64(0));
+}
+
+core::Result<int> migrate(Connection& db, int target) {
+    auto current = read_schema_version(db);
+    if (!current) {
+        return current;
+    }
+    if (*current > latest_schema_version()) {
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("database {} has schema version {}, newer than this "
+                                       "aviary knows ({}); run a newer aviary",
+                                       db.path(), *current, latest_schema_version())};
+    }
+    for (const auto& migration : kMigrations) {
+        if (migration.version <= *current || migration.version > target) {
+            continue;
+        }
+        if (auto applied = apply_one(db, migration); !applied) {
+            return applied.error();
+        }
+        current = migration.version;
+    }
+    return current;
+}
+
+}  // namespace aviary::store::sqlite

@@ -1,0 +1,201 @@
+#include "store/sqlite/sqlite_store.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "store/sqlite/events.hpp"
+#include "store/sqlite/leases.hpp"
+#include "store/sqlite/migrations.hpp"
+#include "store/sqlite/nodes.hpp"
+
+namespace aviary::store::sqlite {
+namespace {
+
+constexpr std::string_view kMemoryPath = ":memory:";
+
+core::Result<void> check_settings(const Settings& settings) {
+    if (settings.path.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           "store.path is empty (the wiring sets <data_dir>/aviary.db)"};
+    }
+    if (settings.synchronous != "full" && settings.synchronous != "normal") {
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("store.synchronous must be \"full\" or \"normal\", got \"{}\"",
+                        settings.synchronous)};
+    }
+    if (settings.read_connections < 1) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("store.read_connections must be at least 1, got {}",
+                                       settings.read_connections)};
+    }
+    return {};
+}
+
+// WAL lets readers run beside the writer; `synchronous` decides whether each commit is fsynced
+// (FULL: an acknowledged write survives power loss, which group commit makes affordable).
+core::Result<void> configure(Connection& db, const Settings& settings) {
+    bool in_memory = settings.path == kMemoryPath;
+    if (!in_memory) {
+        auto mode = db.prepare("PRAGMA journal_mode = WAL");
+        if (!mode) {
+            return mode.error();
+        }
+        auto row = mode->step();
+        if (!row) {
+            return row.error();
+        }
+        if (!*row || mode->text(0) != "wal") {
+            return core::Error{core::ErrorCode::kStorage,
+                               fmt::format("database {} cannot use WAL mode", settings.path)};
+        }
+    }
+    return db.exec(fmt::format("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                               settings.synchronous == "full" ? "FULL" : "NORMAL"));
+}
+
+void make_parent_directory(const std::string& path) {
+    auto parent = std::filesystem::path{path}.parent_path();
+    if (!parent.empty()) {
+        std::error_code ignored;  // opening the database reports the real problem, if any
+        std::filesystem::create_directories(parent, ignored);
+    }
+}
+
+core::Result<std::unique_ptr<Store>> open_at(const Settings& settings, int version) {
+    if (auto valid = check_settings(settings); !valid) {
+        return valid.error();
+    }
+    bool in_memory = settings.path == kMemoryPath;
+    if (!in_memory) {
+        make_parent_directory(settings.path);
+    }
+    auto db = Connection::open(settings.path, Connection::Mode::kReadWrite, settings.busy_timeout);
+    if (!db) {
+        return db.error();
+    }
+    if (auto configured = configure(**db, settings); !configured) {
+        return configured.error();
+    }
+    auto reached = migrate(**db, version);
+    if (!reached) {
+        return reached.error();
+    }
+    std::unique_ptr<ReadPool> readers;
+    if (!in_memory) {
+        auto pool = ReadPool::open(settings.path, settings.read_connections, settings.busy_timeout);
+        if (!pool) {
+            return pool.error();
+        }
+        readers = std::move(*pool);
+    }
+    core::logger("store")->info("store opened path={} schema_version={} synchronous={}",
+                                settings.path, *reached, settings.synchronous);
+    return std::unique_ptr<Store>{new SqliteStore(std::move(*db), std::move(readers), *reached)};
+}
+
+}  // namespace
+
+core::Result<std::unique_ptr<Store>> open_sqlite(const Settings& settings) {
+    return open_at(settings, latest_schema_version());
+}
+
+core::Result<std::unique_ptr<Store>> open_sqlite_at_version_for_test(const Settings& settings,
+                                                                     int version) {
+    return open_at(settings, version);
+}
+
+SqliteStore::SqliteStore(std::unique_ptr<Connection> writer,
+                         std::unique_ptr<ReadPool> readers,
+                         int schema_version)
+    : db_(std::move(writer)),
+      readers_(std::move(readers)),
+      writer_(std::make_unique<GroupCommit>(*db_, db_mutex_)),
+      schema_version_(schema_version) {}
+
+SqliteStore::~SqliteStore() {
+    close();
+}
+
+core::Result<ReconcileReport> SqliteStore::reconcile_nodes(const std::vector<core::NodeSpec>& specs,
+                                                           std::string_view actor,
+                                                           core::TimePoint now) {
+    return write<ReconcileReport>(
+        [&](Connection& db) { return sqlite::reconcile_nodes(db, specs, actor, now); });
+}
+
+core::Result<std::vector<core::Node>> SqliteStore::nodes(core::TimePoint now) {
+    return read<std::vector<core::Node>>([&](Connection& db) { return select_nodes(db, now); });
+}
+
+core::Result<core::Node> SqliteStore::node(std::string_view name, core::TimePoint now) {
+    return read<core::Node>([&](Connection& db) { return select_node(db, name, now); });
+}
+
+core::Result<LeaseAttempt> SqliteStore::try_lease(const LeaseRequest& request) {
+    return write<LeaseAttempt>([&](Connection& db) { return sqlite::try_lease(db, request); });
+}
+
+core::Result<std::optional<core::Lease>> SqliteStore::release(const ReleaseRequest& request) {
+    return write<std::optional<core::Lease>>(
+        [&](Connection& db) { return sqlite::release(db, request); });
+}
+
+core::Result<std::vector<core::Lease>> SqliteStore::expire_leases(core::TimePoint now) {
+    return write<std::vector<core::Lease>>(
+        [&](Connection& db) { return sqlite::expire_leases(db, now); });
+}
+
+core::Result<std::vector<core::Event>> SqliteStore::events(const EventQuery& query) {
+    return read<std::vector<core::Event>>([&](Connection& db) { return select_events(db, query); });
+}
+
+core::Result<std::int64_t> SqliteStore::prune_events(core::TimePoint before) {
+    return write<std::int64_t>([&](Connection& db) { return delete_events_before(db, before); });
+}
+
+Stats SqliteStore::stats() const {
+    return writer_->stats();
+}
+
+core::Result<void> SqliteStore::ping() {
+    auto probe = [](Connection& db) -> core::Result<bool> {
+        auto select = db.prepare("SELECT 1");
+        if (!select) {
+            return select.error();
+        }
+        return select->step();
+    };
+    if (auto read_ok = read<bool>(probe); !read_ok) {
+        return read_ok.error();
+    }
+    // An empty operation still takes the write lock and commits: the writer is alive.
+    return writer_->submit([](Connection&) { return core::Result<void>{}; });
+}
+
+core::Result<void> SqliteStore::exec_for_test(std::string_view sql) {
+    return writer_->submit([sql](Connection& db) { return db.exec(sql); });
+}
+
+void SqliteStore::close() {
+    std::lock_guard closing{close_mu_};
+    writer_->close();
+    if (readers_ != nullptr) {
+        readers_->close();
+    }
+    std::lock_guard lock{db_mutex_};
+    if (!closed_) {
+        closed_ = true;
+        db_.reset();
+        core::logger("store")->info("store closed");
+    }
+}
+
+core::Error SqliteStore::closed_error() {
+    return core::Error{core::ErrorCode::kUnavailable, "store is closed"};
+}
+
+}  // namespace aviary::store::sqlite

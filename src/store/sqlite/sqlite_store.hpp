@@ -1,0 +1,105 @@
+#pragma once
+// Private to src/store and its unit tests: the SQLite backend of store::Store.
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+#include "core/core.hpp"
+#include "store/sqlite/connection.hpp"
+#include "store/sqlite/group_commit.hpp"
+#include "store/sqlite/read_pool.hpp"
+#include "store/store.hpp"
+
+namespace aviary::store::sqlite {
+
+/// Opens (creating if needed) and migrates to the newest schema. store::open() calls this.
+core::Result<std::unique_ptr<Store>> open_sqlite(const Settings& settings);
+/// Applies migrations only up to `version`: how tests make a database as an older aviary
+/// left it.
+core::Result<std::unique_ptr<Store>> open_sqlite_at_version_for_test(const Settings& settings,
+                                                                     int version);
+
+/// One write connection driven by the group-commit thread, and read-only connections
+/// beside it. An in-memory database has no second connection to read from: reads then run
+/// on the write connection under the mutex the writer holds while it runs a batch.
+class SqliteStore final : public Store {
+public:
+    SqliteStore(std::unique_ptr<Connection> writer,
+                std::unique_ptr<ReadPool> readers,
+                int schema_version);
+    ~SqliteStore() override;
+    SqliteStore(const SqliteStore&) = delete;
+    SqliteStore& operator=(const SqliteStore&) = delete;
+
+    core::Result<ReconcileReport> reconcile_nodes(const std::vector<core::NodeSpec>& specs,
+                                                  std::string_view actor,
+                                                  core::TimePoint now) override;
+    core::Result<std::vector<core::Node>> nodes(core::TimePoint now) override;
+    core::Result<core::Node> node(std::string_view name, core::TimePoint now) override;
+
+    core::Result<LeaseAttempt> try_lease(const LeaseRequest& request) override;
+    core::Result<std::optional<core::Lease>> release(const ReleaseRequest& request) override;
+    core::Result<std::vector<core::Lease>> expire_leases(core::TimePoint now) override;
+
+    core::Result<std::vector<core::Event>> events(const EventQuery& query) override;
+    core::Result<std::int64_t> prune_events(core::TimePoint before) override;
+
+    Stats stats() const override;
+    core::Result<void> ping() override;
+    int schema_version() override { return schema_version_; }
+    void close() override;
+
+    /// Runs `sql` in the next group commit: how tests set what the Store interface cannot
+    /// (a node in maintenance, a node added through the API).
+    core::Result<void> exec_for_test(std::string_view sql);
+
+private:
+    /// Runs `work(Connection&) -> Result<T>` in the next group commit; returns its result once
+    /// that commit is durable (or the commit's error).
+    template <class T, class Work>
+    core::Result<T> write(Work work) {
+        std::optional<core::Result<T>> out;
+        auto operation = [&out, &work](Connection& db) -> core::Result<void> {
+            out.emplace(work(db));
+            if (!*out) {
+                return out->error();
+            }
+            return {};
+        };
+        if (auto committed = writer_->submit(operation); !committed) {
+            return committed.error();  // also covers a failed COMMIT after `work` succeeded
+        }
+        return std::move(*out);
+    }
+
+    /// Runs `work(Connection&) -> Result<T>` on a read connection.
+    template <class T, class Work>
+    core::Result<T> read(Work work) {
+        if (readers_ == nullptr) {
+            std::lock_guard lock{db_mutex_};
+            if (closed_) {
+                return closed_error();
+            }
+            return work(*db_);
+        }
+        auto borrowed = readers_->borrow();
+        if (!borrowed) {
+            return borrowed.error();
+        }
+        return work(**borrowed);
+    }
+
+    static core::Error closed_error();
+
+    std::unique_ptr<Connection> db_;     // the write connection
+    std::mutex db_mutex_;                // held by the writer per batch, and by in-memory reads
+    std::unique_ptr<ReadPool> readers_;  // null for an in-memory database
+    std::unique_ptr<GroupCommit> writer_;
+    int schema_version_;
+    bool closed_ = false;  // guarded by db_mutex_
+    std::mutex close_mu_;
+};
+
+}  // namespace aviary::store::sqlite

@@ -1,0 +1,305 @@
+#include "store/sqlite/group_commit.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "store_support.hpp"
+
+namespace aviary::store::test {
+namespace {
+
+using core::ErrorCode;
+using sqlite::Connection;
+using sqlite::GroupCommit;
+
+std::unique_ptr<Connection> open_table(const TempDir& dir, std::string_view schema) {
+    auto db = Connection::open(dir.file("writer.db").string(), Connection::Mode::kReadWrite, 5s);
+    EXPECT_TRUE(db) << db.error().message;
+    if (!db) {
+        return nullptr;
+    }
+    auto created = (*db)->exec(schema);
+    EXPECT_TRUE(created) << created.error().message;
+    return std::move(*db);
+}
+
+core::Result<void> insert(Connection& db, int value) {
+    auto statement = db.prepare("INSERT INTO t (x) VALUES (?1)");
+    if (!statement) {
+        return statement.error();
+    }
+    return statement->bind_all(std::int64_t{value}).run();
+}
+
+std::int64_t count_rows(Connection& db) {
+    auto select = db.prepare("SELECT count(*) FROM t");
+    EXPECT_TRUE(select && select->step());
+    return select ? select->int64(0) : -1;
+}
+
+/// Holds the writer inside one operation until opened, so everything submitted meanwhile
+/// queues up and runs as the next batch.
+class WriterGate {
+public:
+    explicit WriterGate(GroupCommit& writer) {
+        auto entered = entered_.get_future();
+        thread_ = std::thread{[this, &writer] {
+            auto opened = opened_.get_future();
+            (void)writer.submit([&](Connection&) {
+                entered_.set_value();
+                opened.wait();
+                return core::Result<void>{};
+            });
+        }};
+        entered.wait();
+    }
+    ~WriterGate() {
+        open();
+        thread_.join();
+    }
+    WriterGate(const WriterGate&) = delete;
+    WriterGate& operator=(const WriterGate&) = delete;
+
+    void open() {
+        if (!opened_once_) {
+            opened_once_ = true;
+            opened_.set_value();
+        }
+    }
+
+private:
+    std::promise<void> entered_;
+    std::promise<void> opened_;
+    bool opened_once_ = false;
+    std::thread thread_;
+};
+
+/// Waits (with a deadline, yielding) until `count` operations are queued behind the gate.
+bool wait_until_queued(const GroupCommit& writer, std::size_t count) {
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (writer.queued_for_test() < count) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        std::this_thread::yield();
+    }
+    return true;
+}
+
+TEST(GroupCommit, OperationsQueuedDuringACommitShareTheNextOne) {
+    TempDir dir;
+    auto db = open_table(dir, "CREATE TABLE t (x INTEGER)");
+    ASSERT_TRUE(db);
+    std::mutex db_mutex;
+    GroupCommit writer{*db, db_mutex};
+    std::vector<std::future<core::Result<void>>> results;
+    {
+        WriterGate gate{writer};
+        for (int i = 0; i < 8; ++i) {
+            results.push_back(std::async(std::launch::async, [&writer, i] {
+                return writer.submit([i](Connection& c) { return insert(c, i); });
+            }));
+        }
+        ASSERT_TRUE(wait_until_queued(writer, 8));
+    }
+    for (auto& result : results) {
+        EXPECT_TRUE(result.get());
+    }
+    auto stats = writer.stats();
+    EXPECT_EQ(stats.commits, 2U);  // the gate's batch, then all eight together
+    EXPECT_EQ(stats.writes, 9U);
+    EXPECT_EQ(stats.largest_batch, 8U);
+    writer.close();
+    EXPECT_EQ(count_rows(*db), 8);
+}
+
+TEST(GroupCommit, FailingOperationRollsBackAloneInItsBatch) {
+    TempDir dir;
+    auto db = open_table(dir, "CREATE TABLE t (x INTEGER)");
+    ASSERT_TRUE(db);
+    std::mutex db_mutex;
+    GroupCommit writer{*db, db_mutex};
+    std::vector<std::future<core::Result<void>>> results;
+    {
+        WriterGate gate{writer};
+        for (int i = 0; i < 8; ++i) {
+            results.push_back(std::async(std::launch::async, [&writer, i] {
+                return writer.submit([i](Connection& c) -> core::Result<void> {
+                    auto inserted = insert(c, i);  // written, then rolled back when odd
+                    if (inserted && i % 2 == 1) {
+                        return core::Error{ErrorCode::kNotOwner, "odd one out"};
+                    }
+                    return inserted;
+                });
+            }));
+        }
+        ASSERT_TRUE(wait_until_queued(writer, 8));
+    }
+    for (int i = 0; i < 8; ++i) {
+        auto result = results[static_cast<std::size_t>(i)].get();
+        EXPECT_EQ(result.has_value(), i % 2 == 0);
+        if (!result) {
+            EXPECT_EQ(result.error().code, ErrorCode::kNotOwner);
+        }
+    }
+    auto stats = writer.stats();
+    EXPECT_EQ(stats.commits, 2U);
+    EXPECT_EQ(stats.failed_writes, 4U);
+    writer.close();
+    EXPECT_EQ(count_rows(*db), 4);
+}
+
+TEST(GroupCommit, FailedCommitFailsEveryOperationOfTheBatch) {
+    TempDir dir;
+    // A deferred foreign key is checked at COMMIT: one bad row makes the whole commit fail.
+    auto db = open_table(dir,
+                         "PRAGMA foreign_keys = ON;"
+                         "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+                         "CREATE TABLE t (x INTEGER REFERENCES parent (id) "
+                         "DEFERRABLE INITIALLY DEFERRED)");
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->exec("INSERT INTO parent (id) VALUES (1)"));
+    std::mutex db_mutex;
+    GroupCommit writer{*db, db_mutex};
+    std::vector<std::future<core::Result<void>>> results;
+    {
+        WriterGate gate{writer};
+        for (int value : {1, 1, 99}) {
+            results.push_back(std::async(std::launch::async, [&writer, value] {
+                return writer.submit([value](Connection& c) { return insert(c, value); });
+            }));
+        }
+        ASSERT_TRUE(wait_until_queued(writer, 3));
+    }
+    for (auto& result : results) {
+        auto got = result.get();
+        ASSERT_FALSE(got);
+        EXPECT_EQ(got.error().code, ErrorCode::kStorage);
+    }
+    EXPECT_EQ(writer.stats().failed_writes, 3U);
+    EXPECT_TRUE(writer.submit([](Connection& c) { return insert(c, 1); }));  // still usable
+    writer.close();
+    EXPECT_EQ(count_rows(*db), 1);
+}
+
+TEST(GroupCommit, CloseRunsWhatIsQueuedThenRefusesNewWork) {
+    TempDir dir;
+    auto db = open_table(dir, "CREATE TABLE t (x INTEGER)");
+    ASSERT_TRUE(db);
+    std::mutex db_mutex;
+    GroupCommit writer{*db, db_mutex};
+    std::future<core::Result<void>> queued;
+    std::thread closer;
+    {
+        WriterGate gate{writer};
+        queued = std::async(std::launch::async, [&writer] {
+            return writer.submit([](Connection& c) { return insert(c, 1); });
+        });
+        ASSERT_TRUE(wait_until_queued(writer, 1));
+        closer = std::thread{[&writer] { writer.close(); }};
+    }
+    closer.join();
+    EXPECT_TRUE(queued.get());
+    auto refused = writer.submit([](Connection& c) { return insert(c, 2); });
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+    EXPECT_EQ(refused.error().message, "store is closed");
+    writer.close();  // idempotent
+    EXPECT_EQ(count_rows(*db), 1);
+}
+
+std::vector<core::NodeSpec> numbered_nodes(int count) {
+    std::vector<core::NodeSpec> specs;
+    for (int i = 0; i < count; ++i) {
+        specs.push_back(core::NodeSpec{.name = "node-" + std::to_string(i),
+                                       .driver = "sim",
+                                       .image_tag = "v1",
+                                       .labels = {},
+                                       .note = ""});
+    }
+    return specs;
+}
+
+TEST(GroupCommit, ConcurrentLeasesOnAFileDatabaseAllSucceedInFewerCommits) {
+    constexpr int kThreads = 32;
+    constexpr int kRounds = 20;
+    TempDir dir;
+    core::ManualClock clock;
+    auto store = open_store(file_settings(dir));
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->reconcile_nodes(numbered_nodes(kThreads), "config", clock.now()));
+    auto before = store->stats();
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            std::string node = "node-" + std::to_string(t);
+            std::string owner = "owner-" + std::to_string(t);
+            for (int i = 0; i < kRounds; ++i) {
+                auto leased = store->try_lease(lease_of(node, owner, clock.now()));
+                auto released = store->release(release_of(node, owner, clock.now()));
+                if (!leased || !leased->granted || !released || !*released) {
+                    ++failures;
+                }
+            }
+        });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    EXPECT_EQ(failures.load(), 0);
+    auto stats = store->stats();
+    auto writes = stats.writes - before.writes;
+    auto commits = stats.commits - before.commits;
+    EXPECT_EQ(writes, std::uint64_t{kThreads} * kRounds * 2);
+    EXPECT_LT(commits, writes) << "no two writes ever shared a commit";
+    EXPECT_GT(stats.largest_batch, 1U);
+    auto events =
+        store->events(EventQuery{.node = "node-7", .since = {}, .before_id = {}, .limit = 1000});
+    ASSERT_TRUE(events);
+    EXPECT_EQ(events->size(), 1U + kRounds * 2);
+}
+
+TEST(GroupCommit, FailingReleasesDoNotFailTheirNeighbours) {
+    constexpr int kThreads = 16;
+    TempDir dir;
+    core::ManualClock clock;
+    auto store = open_store(file_settings(dir));
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->reconcile_nodes(numbered_nodes(kThreads), "config", clock.now()));
+    // Even nodes are anton's; the threads for them try to release them as someone else.
+    for (int t = 0; t < kThreads; t += 2) {
+        ASSERT_TRUE(store->try_lease(lease_of("node-" + std::to_string(t), "anton", clock.now())));
+    }
+    std::vector<std::future<bool>> outcomes;
+    for (int t = 0; t < kThreads; ++t) {
+        outcomes.push_back(std::async(std::launch::async, [&, t] {
+            std::string node = "node-" + std::to_string(t);
+            if (t % 2 == 0) {
+                auto released = store->release(release_of(node, "mallory", clock.now()));
+                return !released && released.error().code == ErrorCode::kNotOwner;
+            }
+            auto leased = store->try_lease(lease_of(node, "worker", clock.now()));
+            return leased && leased->granted;
+        }));
+    }
+    for (auto& outcome : outcomes) {
+        EXPECT_TRUE(outcome.get());
+    }
+    store->close();
+    auto reopened = open_store(file_settings(dir));
+    ASSERT_TRUE(reopened);
+    auto nodes = reopened->nodes(clock.now());
+    ASSERT_TRUE(nodes);
+    ASSERT_EQ(nodes->size(), std::size_t{kThreads});
+    for (const auto& node : *nodes) {
+        ASSERT_TRUE(node.lease) << node.spec.name;
+        int index = std::stoi(node.spec.name.substr(5));
+        EXPECT_EQ(node.lease->owner, index % 2 == 0 ? "anton" : "worker") << node.spec.name;
+    }
+}
+}  // namespace
+}  // namespace aviary::store::test

@@ -1,0 +1,165 @@
+#include "store/sqlite/migrations.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "store/sqlite/sqlite_store.hpp"
+#include "store_support.hpp"
+
+namespace aviary::store::test {
+namespace {
+
+/// Runs `sql` on the database file through the plain C API, as the sqlite3 shell would.
+void exec_raw(const std::string& path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    char* message = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+    std::string why = message != nullptr ? message : "";
+    sqlite3_free(message);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << why;
+}
+
+/// Rows of a one-column-per-field query, joined with '|', through the plain C API.
+std::vector<std::string> query_raw(const std::string& path, const std::string& sql) {
+    std::vector<std::string> rows;
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    auto collect = [](void* out, int columns, char** values, char**) {
+        std::string row;
+        for (int i = 0; i < columns; ++i) {
+            row += (i > 0 ? "|" : "") + std::string{values[i] != nullptr ? values[i] : "NULL"};
+        }
+        static_cast<std::vector<std::string>*>(out)->push_back(row);
+        return 0;
+    };
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), collect, &rows, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    return rows;
+}
+
+std::string fixture_text() {
+    std::ifstream in{std::string{AVIARY_FIXTURES_DIR} + "/schema_v1.sql"};
+    EXPECT_TRUE(in) << "cannot read tests/fixtures/schema_v1.sql";
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
+    TempDir dir;
+    core::ManualClock clock;
+    auto settings = file_settings(dir);
+    {
+        auto opened = sqlite::open_sqlite_at_version_for_test(settings, 1);
+        ASSERT_TRUE(opened) << opened.error().message;
+        auto& store = dynamic_cast<sqlite::SqliteStore&>(**opened);
+        EXPECT_EQ(store.schema_version(), 1);
+        // Raw SQL: this build's queries expect the newest schema.
+        auto inserted = store.exec_for_test(
+            "INSERT INTO nodes (name, driver) VALUES ('lotus-0', 'sim'), ('lotus-1', 'sim');"
+            "INSERT INTO leases (node, owner, reason, acquired_at, expires_at) "
+            "VALUES ('lotus-1', 'anton', 'before v2', 1700000000000, 4102444800000)");
+        ASSERT_TRUE(inserted) << inserted.error().message;
+    }
+    auto store = open_store(settings);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->schema_version(), 2);
+    EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
+    auto node = store->node("lotus-1", clock.now());
+    ASSERT_TRUE(node) << node.error().message;
+    ASSERT_TRUE(node->lease);
+    EXPECT_EQ(node->lease->owner, "anton");
+    EXPECT_EQ(node->lease->id.size(), 26U);
+    auto renewed = store->try_lease(lease_of("lotus-1", "anton", clock.now()));
+    ASSERT_TRUE(renewed) << renewed.error().message;
+    EXPECT_TRUE(renewed->renewed);
+    EXPECT_EQ(renewed->lease.id, node->lease->id);
+    store->close();
+    EXPECT_EQ(query_raw(settings.path,
+                        "SELECT name FROM sqlite_master WHERE type = 'index' "
+                        "AND tbl_name = 'events' ORDER BY name"),
+              (std::vector<std::string>{"events_at", "events_node_id"}));
+}
+
+TEST(Migrations, FixtureLoadsIntoAFreshDatabaseAndOpenMigratesIt) {
+    TempDir dir;
+    core::ManualClock clock;
+    auto settings = file_settings(dir);
+    exec_raw(settings.path, fixture_text());
+    auto store = open_store(settings);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->schema_version(), 2);
+    auto nodes = store->nodes(clock.now());
+    ASSERT_TRUE(nodes);
+    ASSERT_EQ(nodes->size(), 3U);
+    const auto& leased = (*nodes)[1];
+    EXPECT_EQ(leased.spec.name, "lotus-1");
+    EXPECT_EQ(leased.spec.labels, (core::Labels{{"chain", "lotus"}}));
+    ASSERT_TRUE(leased.lease);
+    EXPECT_EQ(leased.lease->owner, "anton");
+    EXPECT_EQ(leased.lease->reason, "v1 data");
+    EXPECT_FALSE(leased.lease->id.empty());
+    EXPECT_EQ(leased.lease->acquired_at, core::TimePoint{core::Millis{1700000000000}});
+    auto refused = store->try_lease(lease_of("lotus-1", "bob", clock.now()));
+    ASSERT_TRUE(refused);
+    EXPECT_FALSE(refused->granted);
+    EXPECT_EQ(refused->lease.owner, "anton");
+    auto events =
+        store->events(EventQuery{.node = "lotus-1", .since = {}, .before_id = {}, .limit = 10});
+    ASSERT_TRUE(events);
+    ASSERT_EQ(events->size(), 1U);
+    EXPECT_EQ(events->front().kind, "lease.acquired");
+}
+
+TEST(Migrations, FixtureHoldsTheSchemaMigrationOneCreates) {
+    TempDir dir;
+    Settings migrated;
+    migrated.path = dir.file("migrated.db").string();
+    {
+        auto opened = sqlite::open_sqlite_at_version_for_test(migrated, 1);
+        ASSERT_TRUE(opened) << opened.error().message;
+    }
+    auto fixture = dir.file("fixture.db").string();
+    exec_raw(fixture, fixture_text());
+    std::string schema = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name";
+    EXPECT_EQ(query_raw(migrated.path, schema), query_raw(fixture, schema));
+    EXPECT_EQ(query_raw(fixture, "SELECT version FROM schema_version"),
+              (std::vector<std::string>{"1"}));
+}
+
+TEST(Migrations, DatabaseFromANewerAviaryIsRefused) {
+    TempDir dir;
+    auto settings = file_settings(dir);
+    {
+        auto store = open_store(settings);
+        ASSERT_TRUE(store);
+    }
+    exec_raw(settings.path, "UPDATE schema_version SET version = 99");
+    auto opened = open(settings);
+    ASSERT_FALSE(opened);
+    EXPECT_EQ(opened.error().code, core::ErrorCode::kUnavailable);
+    EXPECT_NE(opened.error().message.find("schema version 99"), std::string::npos);
+}
+
+TEST(Migrations, ReopeningAMigratedDatabaseChangesNothing) {
+    TempDir dir;
+    auto settings = file_settings(dir);
+    {
+        auto store = open_store(settings);
+        ASSERT_TRUE(store);
+    }
+    auto store = open_store(settings);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->schema_version(), 2);
+    store->close();
+    EXPECT_EQ(query_raw(settings.path, "SELECT version FROM schema_version"),
+              (std::vector<std::string>{"2"}));
+}
+
+}  // namespace
+}  // namespace aviary::store::test

@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+
+#include "store_support.hpp"
+
+namespace aviary::store::test {
+namespace {
+
+using core::ErrorCode;
+
+TEST(Nodes, ListShowsALapsedLeaseAsFree) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-1", "alice", clock.now(), 1h)));
+    auto before = store->nodes(clock.now());
+    ASSERT_TRUE(before);
+    ASSERT_EQ(before->size(), 3U);
+    EXPECT_EQ((*before)[1].state, core::NodeState::kLeased);
+    clock.advance(1h);
+    auto after = store->nodes(clock.now());
+    ASSERT_TRUE(after);
+    EXPECT_EQ((*after)[1].state, core::NodeState::kFree);
+    EXPECT_FALSE((*after)[1].lease);
+    EXPECT_EQ((*after)[1].spec.labels.at("chain"), "lotus");
+}
+
+TEST(Nodes, ReconcileAddsUpdatesAndRemovesConfigNodes) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 3);
+    ASSERT_TRUE(store);
+    auto specs = lotus_nodes(4);    // lotus-3 is new
+    specs.erase(specs.begin());     // lotus-0 is gone
+    specs[0].image_tag = "v1.1.0";  // lotus-1 changes
+    auto report = store->reconcile_nodes(specs, "config", clock.now());
+    ASSERT_TRUE(report) << report.error().message;
+    EXPECT_EQ(report->added, (std::vector<std::string>{"lotus-3"}));
+    EXPECT_EQ(report->updated, (std::vector<std::string>{"lotus-1"}));
+    EXPECT_EQ(report->removed, (std::vector<std::string>{"lotus-0"}));
+    EXPECT_TRUE(report->kept_leased.empty());
+
+    auto nodes = store->nodes(clock.now());
+    ASSERT_TRUE(nodes);
+    ASSERT_EQ(nodes->size(), 3U);
+    EXPECT_EQ((*nodes)[0].spec.name, "lotus-1");
+    EXPECT_EQ((*nodes)[0].spec.image_tag, "v1.1.0");
+
+    auto events = store->events(all_events("lotus-1"));
+    ASSERT_TRUE(events);
+    EXPECT_EQ(events->front().kind, "node.updated");
+    EXPECT_NE(events->front().before.find("v1.0.0"), std::string::npos);
+    EXPECT_NE(events->front().after.find("v1.1.0"), std::string::npos);
+    EXPECT_EQ(kinds(*store, "lotus-0").front(), "node.removed");
+
+    auto unchanged = store->reconcile_nodes(specs, "config", clock.now());
+    ASSERT_TRUE(unchanged);
+    EXPECT_TRUE(unchanged->added.empty() && unchanged->updated.empty() &&
+                unchanged->removed.empty());
+}
+
+TEST(Nodes, ReconcileKeepsALeasedNodeDroppedFromTheConfig) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 3);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-2", "anton", clock.now(), 1h)));
+    auto report = store->reconcile_nodes(lotus_nodes(2), "config", clock.now());
+    ASSERT_TRUE(report) << report.error().message;
+    EXPECT_EQ(report->kept_leased, (std::vector<std::string>{"lotus-2"}));
+    EXPECT_TRUE(report->removed.empty());
+    EXPECT_EQ(kinds(*store, "lotus-2").front(), "node.kept");
+    auto node = store->node("lotus-2", clock.now());
+    ASSERT_TRUE(node);
+    EXPECT_EQ(node->state, core::NodeState::kLeased);
+
+    clock.advance(1h);  // once the lease lapses, the next reconcile removes the node
+    auto later = store->reconcile_nodes(lotus_nodes(2), "config", clock.now());
+    ASSERT_TRUE(later) << later.error().message;
+    EXPECT_EQ(later->removed, (std::vector<std::string>{"lotus-2"}));
+    EXPECT_EQ(kinds(*store, "lotus-2"),
+              (std::vector<std::string>{"node.removed", "lease.expired", "node.kept",
+                                        "lease.acquired", "node.added"}));
+}
+
+TEST(Nodes, ReconcileLeavesApiNodesUntouched) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 1);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(
+        store->exec_for_test("INSERT INTO nodes (name, driver, image_tag, labels, note, source) "
+                             "VALUES ('geth-0', 'ssh', 'v9', '{}', 'added by hand', 'api')"));
+    auto specs = lotus_nodes(1);
+    specs.push_back(core::NodeSpec{
+        .name = "geth-0", .driver = "sim", .image_tag = "v1", .labels = {}, .note = ""});
+    auto report = store->reconcile_nodes(specs, "config", clock.now());
+    ASSERT_TRUE(report);
+    EXPECT_TRUE(report->updated.empty());
+    auto dropped = store->reconcile_nodes({}, "config", clock.now());
+    ASSERT_TRUE(dropped);
+    EXPECT_EQ(dropped->removed, (std::vector<std::string>{"lotus-0"}));
+    auto node = store->node("geth-0", clock.now());
+    ASSERT_TRUE(node);
+    EXPECT_EQ(node->source, "api");
+    EXPECT_EQ(node->spec.driver, "ssh");
+    EXPECT_EQ(node->spec.note, "added by hand");
+}
+
+TEST(Nodes, ReconcileRefusesDuplicateNames) {
+    core::ManualClock clock;
+    auto store = open_store(memory_settings());
+    ASSERT_TRUE(store);
+    auto specs = lotus_nodes(2);
+    specs[1].name = "lotus-0";
+    auto report = store->reconcile_nodes(specs, "config", clock.now());
+    ASSERT_FALSE(report);
+    EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace aviary::store::test
