@@ -132,7 +132,8 @@ bool YamlReader::read_map(const Value& value, const std::vector<Field>& fields) 
     }
     std::set<std::string, std::less<>> seen;
     for (auto it = value.node.begin(); it != value.node.end(); ++it) {
-        const YAML::Node& key_node = it->first;
+        // Copies, not references: yaml-cpp's iterator hands out a temporary proxy.
+        YAML::Node key_node = it->first;
         std::string key = key_node.IsScalar() ? key_node.Scalar() : std::string{};
         std::string path = child_path(value.path, key);
         auto field = std::find_if(fields.begin(), fields.end(),
@@ -158,7 +159,7 @@ bool YamlReader::read_map(const Value& value, const std::vector<Field>& fields) 
             error(key_node.Mark(), path, fmt::format("key \"{}\" appears twice", key));
             continue;
         }
-        const YAML::Node& child = it->second;
+        YAML::Node child = it->second;
         bool empty = !child.IsDefined() || child.IsNull();
         field->read(Value{child, path, empty ? key_node.Mark() : child.Mark()});
     }
@@ -248,7 +249,8 @@ bool YamlReader::read_string_map(const Value& value, core::Labels& out) {
     bool ok = true;
     core::Labels labels;
     for (auto it = value.node.begin(); it != value.node.end(); ++it) {
-        const YAML::Node& key_node = it->first;
+        // Copies, not references: yaml-cpp's iterator hands out a temporary proxy.
+        YAML::Node key_node = it->first;
         std::string key = key_node.IsScalar() ? key_node.Scalar() : std::string{};
         std::string path = child_path(value.path, key);
         if (key.empty()) {
@@ -257,7 +259,7 @@ bool YamlReader::read_string_map(const Value& value, core::Labels& out) {
             continue;
         }
         std::string text;
-        const YAML::Node& child = it->second;
+        YAML::Node child = it->second;
         bool empty = !child.IsDefined() || child.IsNull();
         if (!read_string(Value{child, path, empty ? key_node.Mark() : child.Mark()}, text)) {
             ok = false;
