@@ -1,7 +1,8 @@
 # aviary_component(NAME SOURCES a.cpp b.cpp DEPS core store LIBS Boost::json)
 # Makes src/NAME a static library aviary_NAME. DEPS mirror DESIGN.md's component graph;
 # the include_rules test fails on an #include that crosses it.
-set(AVIARY_WARNINGS -Wall -Wextra -Wpedantic)
+# Designated initialisers that leave defaulted members out are the house idiom (STYLE §9).
+set(AVIARY_WARNINGS -Wall -Wextra -Wpedantic -Wno-missing-field-initializers)
 if(AVIARY_WERROR)
     list(APPEND AVIARY_WARNINGS -Werror)
 endif()

@@ -1,9 +1,10 @@
 #include "api/jsonrpc.hpp"
 
-#include <boost/asio/awaitable.hpp>
-#include <boost/json.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json.hpp>
 
 #include "api/errors.hpp"
 
@@ -22,7 +23,9 @@ bool valid_id(const json::value& id) {
 
 }  // namespace
 
-json::value error_envelope(int code, std::string_view message, const json::value& id,
+json::value error_envelope(int code,
+                           std::string_view message,
+                           const json::value& id,
                            std::string_view reason) {
     json::object error{{"code", code}, {"message", message}};
     if (!reason.empty()) {
@@ -55,11 +58,11 @@ net::asio::awaitable<std::optional<std::string>> JsonRpc::handle(std::string_vie
             error_envelope(kInvalidRequest, "invalid request: empty batch", nullptr));
     }
     if (batch.size() > kMaxBatch) {
-        co_return json::serialize(error_envelope(
-            kInvalidRequest,
-            fmt::format("invalid request: batch of {} exceeds the limit of {}", batch.size(),
-                        kMaxBatch),
-            nullptr));
+        co_return json::serialize(
+            error_envelope(kInvalidRequest,
+                           fmt::format("invalid request: batch of {} exceeds the limit of {}",
+                                       batch.size(), kMaxBatch),
+                           nullptr));
     }
     json::array replies;
     for (const auto& request : batch) {
@@ -83,8 +86,7 @@ net::asio::awaitable<std::optional<json::value>> JsonRpc::call(const json::value
     json::value reply_id = (id != nullptr && valid_id(*id)) ? *id : json::value{nullptr};
     if (id != nullptr && !valid_id(*id)) {
         co_return error_envelope(kInvalidRequest,
-                                 "invalid request: id must be a string, a number or null",
-                                 nullptr);
+                                 "invalid request: id must be a string, a number or null", nullptr);
     }
     // gorilla/rpc's 1.0 clients send no "jsonrpc" member; a wrong one is refused.
     if (const auto* version = object.if_contains("jsonrpc");

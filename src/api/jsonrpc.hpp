@@ -2,14 +2,13 @@
 // Private to api: JSON-RPC 2.0 over HTTP POST — envelopes, batches, notifications and the
 // spec's error codes. Methods are coroutines registered by name; parameters arrive decoded
 // by Params. Hostile bodies are bounded: nesting depth, batch size, and UTF-8 validity.
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <boost/json/object.hpp>
-#include <boost/json/value.hpp>
 
 #include "api/params.hpp"
 #include "fleet/fleet.hpp"
@@ -45,7 +44,9 @@ private:
 };
 
 /// The error envelope `{"jsonrpc":"2.0","error":{code,message,data},"id":id}`.
-boost::json::value error_envelope(int code, std::string_view message, const boost::json::value& id,
+boost::json::value error_envelope(int code,
+                                  std::string_view message,
+                                  const boost::json::value& id,
                                   std::string_view reason = {});
 
 }  // namespace aviary::api

@@ -1,9 +1,9 @@
 #include "api/params.hpp"
 
-#include <cmath>
+#include <fmt/format.h>
 
 #include <boost/json.hpp>
-#include <fmt/format.h>
+#include <cmath>
 
 namespace aviary::api {
 namespace {
@@ -25,22 +25,28 @@ bool iequals(std::string_view a, std::string_view b) {
 
 std::string_view kind_of(const json::value& v) {
     switch (v.kind()) {
-        case json::kind::null: return "null";
-        case json::kind::bool_: return "a boolean";
+        case json::kind::null:
+            return "null";
+        case json::kind::bool_:
+            return "a boolean";
         case json::kind::int64:
         case json::kind::uint64:
-        case json::kind::double_: return "a number";
-        case json::kind::string: return "a string";
-        case json::kind::array: return "an array";
-        case json::kind::object: return "an object";
+        case json::kind::double_:
+            return "a number";
+        case json::kind::string:
+            return "a string";
+        case json::kind::array:
+            return "an array";
+        case json::kind::object:
+            return "an object";
     }
     return "a value";
 }
 
 core::Error wrong_type(std::string_view field, std::string_view want, const json::value& got) {
-    return core::Error{core::ErrorCode::kInvalidArgument,
-                       fmt::format("invalid params: {} must be {}, got {}", field, want,
-                                   kind_of(got))};
+    return core::Error{
+        core::ErrorCode::kInvalidArgument,
+        fmt::format("invalid params: {} must be {}, got {}", field, want, kind_of(got))};
 }
 
 }  // namespace
@@ -127,8 +133,9 @@ core::Result<std::optional<core::Millis>> Params::optional_duration(std::string_
     if (value->is_string()) {
         auto parsed = core::parse_duration(value->get_string());
         if (!parsed) {
-            return core::Error{core::ErrorCode::kInvalidArgument,
-                               fmt::format("invalid params: {}: {}", field, parsed.error().message)};
+            return core::Error{
+                core::ErrorCode::kInvalidArgument,
+                fmt::format("invalid params: {}: {}", field, parsed.error().message)};
         }
         return std::optional<core::Millis>{*parsed};
     }
@@ -138,9 +145,9 @@ core::Result<std::optional<core::Millis>> Params::optional_duration(std::string_
         if (!ec && std::isfinite(seconds) && seconds > 0 && seconds < 1e9) {
             return std::optional<core::Millis>{core::Millis{std::llround(seconds * 1000)}};
         }
-        return core::Error{core::ErrorCode::kInvalidArgument,
-                           fmt::format("invalid params: {} must be a positive number of seconds",
-                                       field)};
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("invalid params: {} must be a positive number of seconds", field)};
     }
     return wrong_type(field, "a duration like \"30m\" or a number of seconds", *value);
 }

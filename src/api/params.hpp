@@ -1,12 +1,11 @@
 #pragma once
 // Private to api: the tweety params object, decoded as the original's Go server did — field
 // names case-insensitive (exact match first), unknown fields ignored, null as absent.
+#include <boost/json/value.hpp>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <boost/json/value.hpp>
 
 #include "core/core.hpp"
 

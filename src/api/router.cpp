@@ -1,10 +1,10 @@
 #include "api/router.hpp"
 
-#include <chrono>
+#include <fmt/format.h>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
-#include <fmt/format.h>
+#include <chrono>
 
 #include "api/errors.hpp"
 
@@ -61,7 +61,8 @@ Router::Router(RouterDeps deps)
                                        "HTTP requests served, by route, method and status code.",
                                        {"route", "method", "code"})),
       duration_(deps_.registry.histogram("aviary_http_request_duration_seconds",
-                                         "Time to handle an HTTP request, by route.", {"route"})) {}
+                                         "Time to handle an HTTP request, by route.",
+                                         {"route"})) {}
 
 net::asio::awaitable<net::Response> Router::handle(net::Request request) {
     auto started = std::chrono::steady_clock::now();

@@ -1,13 +1,12 @@
 // The serve role's wiring: the one place that knows the config and owns every object.
+#include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
+#include <boost/asio/awaitable.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-#include <boost/asio/awaitable.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "api/api.hpp"
 #include "api/jsonrpc.hpp"
@@ -46,9 +45,8 @@ core::Result<void> prepare_data_dir(config::Config& config) {
     std::error_code ec;
     fs::create_directories(config.data_dir, ec);
     if (ec) {
-        return core::Error{core::ErrorCode::kStorage,
-                           fmt::format("cannot create data dir {}: {}", config.data_dir,
-                                       ec.message())};
+        return core::Error{core::ErrorCode::kStorage, fmt::format("cannot create data dir {}: {}",
+                                                                  config.data_dir, ec.message())};
     }
     if (config.store.path.empty()) {
         config.store.path = (fs::path{config.data_dir} / "aviary.db").string();
@@ -69,7 +67,9 @@ void publish_address(const std::string& data_dir, const std::string& address) {
     fs::rename(temp_path, final_path, ec);
 }
 
-void register_pool_metrics(metrics::Registry& registry, fleet::Fleet& fleet, store::Store& store,
+void register_pool_metrics(metrics::Registry& registry,
+                           fleet::Fleet& fleet,
+                           store::Store& store,
                            net::HttpServer& server) {
     auto& nodes = registry.gauge("aviary_nodes", "Nodes in the pool, by state.", {"state"});
     auto& leases = registry.gauge("aviary_leases_held", "Leases held now.");
@@ -83,36 +83,36 @@ void register_pool_metrics(metrics::Registry& registry, fleet::Fleet& fleet, sto
     auto& batch = registry.gauge("aviary_store_largest_batch",
                                  "Most write operations committed in one transaction so far.");
     auto& open = registry.gauge("aviary_http_connections_open", "HTTP connections open now.");
-    auto& accepted = registry.counter("aviary_http_connections_accepted_total",
-                                      "HTTP connections accepted.");
+    auto& accepted =
+        registry.counter("aviary_http_connections_accepted_total", "HTTP connections accepted.");
     auto& rejected = registry.counter("aviary_http_connections_rejected_total",
                                       "HTTP connections refused past server.max_connections.");
     registry.gauge("aviary_build_info", "The running build.", {"version", "commit"})
         .with({std::string{version()}, std::string{commit()}})
         .set(1);
-    registry.on_scrape([&, states = std::vector<core::NodeState>{core::NodeState::kFree,
-                                                                  core::NodeState::kLeased,
-                                                                  core::NodeState::kMaintenance}] {
-        if (auto all = fleet.nodes()) {
-            std::map<core::NodeState, int> counts;
-            for (const auto& node : *all) {
-                ++counts[node.state];
+    registry.on_scrape(
+        [&, states = std::vector<core::NodeState>{core::NodeState::kFree, core::NodeState::kLeased,
+                                                  core::NodeState::kMaintenance}] {
+            if (auto all = fleet.nodes()) {
+                std::map<core::NodeState, int> counts;
+                for (const auto& node : *all) {
+                    ++counts[node.state];
+                }
+                for (auto state : states) {
+                    nodes.with({std::string{core::to_string(state)}}).set(counts[state]);
+                }
+                leases.get().set(counts[core::NodeState::kLeased]);
             }
-            for (auto state : states) {
-                nodes.with({std::string{core::to_string(state)}}).set(counts[state]);
-            }
-            leases.get().set(counts[core::NodeState::kLeased]);
-        }
-        auto stats = store.stats();
-        commits.get().set_total(double(stats.commits));
-        writes.get().set_total(double(stats.writes));
-        failed.get().set_total(double(stats.failed_writes));
-        batch.get().set(double(stats.largest_batch));
-        auto http = server.stats();
-        open.get().set(double(http.open));
-        accepted.get().set_total(double(http.accepted));
-        rejected.get().set_total(double(http.rejected));
-    });
+            auto stats = store.stats();
+            commits.get().set_total(double(stats.commits));
+            writes.get().set_total(double(stats.writes));
+            failed.get().set_total(double(stats.failed_writes));
+            batch.get().set(double(stats.largest_batch));
+            auto http = server.stats();
+            open.get().set(double(http.open));
+            accepted.get().set_total(double(http.accepted));
+            rejected.get().set_total(double(http.rejected));
+        });
 }
 
 }  // namespace
@@ -170,8 +170,9 @@ int serve(config::Config config) {
         .rpc = rpc,
         .stopping = [&server_ptr] { return server_ptr != nullptr && server_ptr->stopping(); },
     }};
-    net::HttpServer server{config.server,
-                           [&router](net::Request request) { return router.handle(std::move(request)); }};
+    net::HttpServer server{config.server, [&router](net::Request request) {
+                               return router.handle(std::move(request));
+                           }};
     server_ptr = &server;
     register_pool_metrics(registry, fleet, **store, server);
 

@@ -1,9 +1,10 @@
 #include "api/tweety_service.hpp"
 
-#include <boost/asio/awaitable.hpp>
-#include <boost/json.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json.hpp>
 
 namespace aviary::api {
 namespace {
@@ -34,10 +35,10 @@ json::object node_fields(const core::Node& node) {
         {"labels", std::move(labels)},
         {"note", node.spec.note},
         {"holder", node.lease ? json::value(node.lease->owner) : json::value(nullptr)},
-        {"since",
-         node.lease ? json::value(core::format_time(node.lease->acquired_at)) : json::value(nullptr)},
-        {"until",
-         node.lease ? json::value(core::format_time(node.lease->expires_at)) : json::value(nullptr)},
+        {"since", node.lease ? json::value(core::format_time(node.lease->acquired_at))
+                             : json::value(nullptr)},
+        {"until", node.lease ? json::value(core::format_time(node.lease->expires_at))
+                             : json::value(nullptr)},
     };
     if (node.lease) {
         out["lease_id"] = node.lease->id;
@@ -60,7 +61,8 @@ std::string node_summary(const core::Node& node) {
     return fmt::format("{} free", node.spec.name);
 }
 
-json::object ended_lease_result(std::string_view node, const std::optional<core::Lease>& ended,
+json::object ended_lease_result(std::string_view node,
+                                const std::optional<core::Lease>& ended,
                                 std::string_view verb) {
     json::object out{{"node", node}, {verb, ended.has_value()}};
     if (ended) {
@@ -95,17 +97,18 @@ net::asio::awaitable<MethodResult> TweetyService::acquire(Params params, CallCon
     auto owner = params.required_string("Owner");
     auto reason = params.optional_string("Reason");
     auto ttl = params.optional_duration("TTL");
-    for (const core::Error* error : {node ? nullptr : &node.error(), owner ? nullptr : &owner.error(),
-                                     reason ? nullptr : &reason.error(), ttl ? nullptr : &ttl.error()}) {
+    for (const core::Error* error :
+         {node ? nullptr : &node.error(), owner ? nullptr : &owner.error(),
+          reason ? nullptr : &reason.error(), ttl ? nullptr : &ttl.error()}) {
         if (error != nullptr) {
             co_return *error;
         }
     }
-    fleet::AcquireRequest request{.node = *node,
-                                  .owner = *owner,
-                                  .reason = reason->value_or(""),
-                                  .ttl = *ttl};
-    auto work = [this, request, caller = context.caller] { return fleet_.acquire(request, caller); };
+    fleet::AcquireRequest request{
+        .node = *node, .owner = *owner, .reason = reason->value_or(""), .ttl = *ttl};
+    auto work = [this, request, caller = context.caller] {
+        return fleet_.acquire(request, caller);
+    };
     auto attempt = co_await net::offload(pool_, std::move(work));
     if (!attempt) {
         co_return attempt.error();
@@ -141,9 +144,9 @@ net::asio::awaitable<MethodResult> TweetyService::free(Params params, CallContex
     auto node = params.required_string("ReleaseName");
     auto owner = params.optional_string("Owner");
     auto force = params.optional_bool("Force");
-    for (const core::Error* error : {node ? nullptr : &node.error(),
-                                     owner ? nullptr : &owner.error(),
-                                     force ? nullptr : &force.error()}) {
+    for (const core::Error* error :
+         {node ? nullptr : &node.error(), owner ? nullptr : &owner.error(),
+          force ? nullptr : &force.error()}) {
         if (error != nullptr) {
             co_return *error;
         }

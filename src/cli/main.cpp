@@ -1,8 +1,7 @@
 // The aviary binary: one executable, several roles (DESIGN §1).
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "api/api.hpp"
 #include "config/config.hpp"

@@ -5,6 +5,8 @@
 /// ErrorCode list), time (Clock, with a ManualClock for tests), ids, named loggers and a
 /// Periodic runner for sweeps. Depends on nothing in aviary. Everything here is safe to use
 /// from any thread unless a comment says otherwise.
+#include <spdlog/fwd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,14 +23,12 @@
 #include <variant>
 #include <vector>
 
-#include <spdlog/fwd.h>
-
 /// Aborts with `why` when `cond` is false: a broken invariant is a bug, not an error value.
-#define AVIARY_ASSERT(cond, why)                                        \
-    do {                                                                \
-        if (!(cond)) {                                                  \
+#define AVIARY_ASSERT(cond, why)                                           \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
             ::aviary::core::assert_failed(#cond, why, __FILE__, __LINE__); \
-        }                                                               \
+        }                                                                  \
     } while (false)
 
 namespace aviary::core {
@@ -67,7 +67,7 @@ struct Error {
 template <class T>
 class [[nodiscard]] Result {
 public:
-    Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
+    Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit
     Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
 
     bool has_value() const { return v_.index() == 0; }

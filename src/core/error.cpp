@@ -12,27 +12,42 @@ void assert_failed(const char* cond, const char* why, const char* file, int line
 
 std::string_view to_string(ErrorCode code) {
     switch (code) {
-        case ErrorCode::kInvalidArgument: return "invalid_argument";
-        case ErrorCode::kNotFound: return "not_found";
-        case ErrorCode::kAlreadyExists: return "already_exists";
-        case ErrorCode::kBusy: return "busy";
-        case ErrorCode::kNotOwner: return "not_owner";
-        case ErrorCode::kUnauthenticated: return "unauthenticated";
-        case ErrorCode::kPermissionDenied: return "permission_denied";
-        case ErrorCode::kUnavailable: return "unavailable";
-        case ErrorCode::kUnimplemented: return "unimplemented";
-        case ErrorCode::kTimeout: return "timeout";
-        case ErrorCode::kStorage: return "storage";
-        case ErrorCode::kInternal: return "internal";
+        case ErrorCode::kInvalidArgument:
+            return "invalid_argument";
+        case ErrorCode::kNotFound:
+            return "not_found";
+        case ErrorCode::kAlreadyExists:
+            return "already_exists";
+        case ErrorCode::kBusy:
+            return "busy";
+        case ErrorCode::kNotOwner:
+            return "not_owner";
+        case ErrorCode::kUnauthenticated:
+            return "unauthenticated";
+        case ErrorCode::kPermissionDenied:
+            return "permission_denied";
+        case ErrorCode::kUnavailable:
+            return "unavailable";
+        case ErrorCode::kUnimplemented:
+            return "unimplemented";
+        case ErrorCode::kTimeout:
+            return "timeout";
+        case ErrorCode::kStorage:
+            return "storage";
+        case ErrorCode::kInternal:
+            return "internal";
     }
     return "internal";
 }
 
 std::string_view to_string(NodeState state) {
     switch (state) {
-        case NodeState::kFree: return "free";
-        case NodeState::kLeased: return "leased";
-        case NodeState::kMaintenance: return "maintenance";
+        case NodeState::kFree:
+            return "free";
+        case NodeState::kLeased:
+            return "leased";
+        case NodeState::kMaintenance:
+            return "maintenance";
     }
     return "free";
 }

@@ -40,9 +40,9 @@ std::shared_ptr<spdlog::logger> logger(std::string_view component) {
 Result<void> configure_logging(std::string_view level, std::string_view format) {
     auto parsed = spdlog::level::from_str(std::string{level});
     if (parsed == spdlog::level::off && level != "off") {
-        return Error{ErrorCode::kInvalidArgument,
-                     fmt::format("unknown log level \"{}\" (trace, debug, info, warn, error, off)",
-                                 level)};
+        return Error{
+            ErrorCode::kInvalidArgument,
+            fmt::format("unknown log level \"{}\" (trace, debug, info, warn, error, off)", level)};
     }
     if (format != "text" && format != "json") {
         return Error{ErrorCode::kInvalidArgument,

@@ -7,7 +7,9 @@ Periodic::Periodic(std::string name, Millis interval, std::function<void()> work
     AVIARY_ASSERT(interval_.count() > 0, "a periodic task needs a positive interval");
 }
 
-Periodic::~Periodic() { stop(); }
+Periodic::~Periodic() {
+    stop();
+}
 
 void Periodic::start() {
     std::lock_guard lock{mu_};

@@ -1,7 +1,7 @@
+#include <fmt/format.h>
+
 #include <charconv>
 #include <cstdio>
-
-#include <fmt/format.h>
 
 #include "core/core.hpp"
 
@@ -15,11 +15,16 @@ Error bad_duration(std::string_view text, std::string_view why) {
 
 std::optional<Millis> unit_of(std::string_view unit) {
     using namespace std::chrono_literals;
-    if (unit == "ms") return 1ms;
-    if (unit == "s") return 1000ms;
-    if (unit == "m") return Millis{60'000};
-    if (unit == "h") return Millis{3'600'000};
-    if (unit == "d") return Millis{86'400'000};
+    if (unit == "ms")
+        return 1ms;
+    if (unit == "s")
+        return 1000ms;
+    if (unit == "m")
+        return Millis{60'000};
+    if (unit == "h")
+        return Millis{3'600'000};
+    if (unit == "d")
+        return Millis{86'400'000};
     return std::nullopt;
 }
 
@@ -45,8 +50,9 @@ Result<TimePoint> parse_time(std::string_view text) {
     int consumed = 0;
     if (std::sscanf(owned.c_str(), "%4d-%2u-%2uT%2u:%2u:%2u%n", &y, &mo, &d, &h, &mi, &s,
                     &consumed) != 6) {
-        return Error{ErrorCode::kInvalidArgument,
-                     fmt::format("expected a time like \"2026-01-02T03:04:05Z\", got \"{}\"", text)};
+        return Error{
+            ErrorCode::kInvalidArgument,
+            fmt::format("expected a time like \"2026-01-02T03:04:05Z\", got \"{}\"", text)};
     }
     std::string_view rest = text.substr(static_cast<size_t>(consumed));
     if (!rest.empty() && rest.front() == '.') {

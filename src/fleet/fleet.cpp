@@ -20,7 +20,9 @@ core::Error busy(const core::Lease& holder) {
 Fleet::Fleet(Settings settings, store::Store& store, core::Clock& clock)
     : settings_(std::move(settings)), store_(store), clock_(clock), log_(core::logger("fleet")) {}
 
-Fleet::~Fleet() { stop(); }
+Fleet::~Fleet() {
+    stop();
+}
 
 core::Result<store::ReconcileReport> Fleet::reconcile() {
     auto report = store_.reconcile_nodes(settings_.nodes, kSystemActor, clock_.now());
@@ -50,10 +52,10 @@ core::Result<store::LeaseAttempt> Fleet::acquire(const AcquireRequest& request,
     }
     auto ttl = request.ttl.value_or(settings_.lease_ttl);
     if (ttl.count() <= 0 || ttl > settings_.max_lease_ttl) {
-        return core::Error{core::ErrorCode::kInvalidArgument,
-                           fmt::format("ttl {} is out of range: at most {}",
-                                       core::format_duration(ttl),
-                                       core::format_duration(settings_.max_lease_ttl))};
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("ttl {} is out of range: at most {}", core::format_duration(ttl),
+                        core::format_duration(settings_.max_lease_ttl))};
     }
     store::LeaseRequest lease_request{
         .node = request.node,
@@ -94,8 +96,8 @@ core::Result<std::optional<core::Lease>> Fleet::release(std::string_view node,
             return std::optional<core::Lease>{};
         }
         return core::Error{core::ErrorCode::kNotOwner,
-                           fmt::format("node {} is not yours to release: current owner is {}",
-                                       node, current->lease->owner)};
+                           fmt::format("node {} is not yours to release: current owner is {}", node,
+                                       current->lease->owner)};
     }
     auto released = store_.release(store::ReleaseRequest{
         .node = std::string{node},
@@ -137,7 +139,9 @@ core::Result<std::optional<core::Lease>> Fleet::free(std::string_view node,
     return freed;
 }
 
-core::Result<std::vector<core::Node>> Fleet::nodes() { return store_.nodes(clock_.now()); }
+core::Result<std::vector<core::Node>> Fleet::nodes() {
+    return store_.nodes(clock_.now());
+}
 
 core::Result<core::Node> Fleet::node(std::string_view name) {
     return store_.node(name, clock_.now());

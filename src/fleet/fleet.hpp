@@ -18,10 +18,10 @@
 namespace aviary::fleet {
 
 struct Settings {
-    core::Millis lease_ttl{std::chrono::hours{24}};       ///< when the caller names none
+    core::Millis lease_ttl{std::chrono::hours{24}};          ///< when the caller names none
     core::Millis max_lease_ttl{std::chrono::hours{24 * 7}};  ///< longest a caller may ask for
-    core::Millis expiry_sweep{std::chrono::seconds{30}};  ///< how often lapsed leases are freed
-    std::vector<core::NodeSpec> nodes;                    ///< declared nodes, reconciled at start
+    core::Millis expiry_sweep{std::chrono::seconds{30}};     ///< how often lapsed leases are freed
+    std::vector<core::NodeSpec> nodes;  ///< declared nodes, reconciled at start
 };
 
 /// Who is asking. Without tokens every caller is an admin (loopback only; see docs/security.md).

@@ -6,6 +6,7 @@
 /// Beast lives only in net's .cpp files: this header shows plain structs and Asio awaitables.
 /// Handlers run as coroutines on the server's I/O threads; a handler must not block: blocking
 /// work goes through offload().
+#include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -17,8 +18,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
 
 #include "core/core.hpp"
 

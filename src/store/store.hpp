@@ -47,7 +47,7 @@ struct Stats {
 /// the holder's lease (so the refusal can name the holder and since when).
 struct LeaseAttempt {
     bool granted = false;
-    bool renewed = false;               ///< granted to the owner who already held it
+    bool renewed = false;  ///< granted to the owner who already held it
     core::Lease lease;
     std::optional<core::Lease> lapsed;  ///< an expired lease this acquire replaced
 };
@@ -71,7 +71,7 @@ struct ReleaseRequest {
 };
 
 struct EventQuery {
-    std::string node;                   ///< empty: every node
+    std::string node;  ///< empty: every node
     std::optional<core::TimePoint> since;
     std::optional<std::int64_t> before_id;  ///< paging cursor: events with id < before_id
     int limit = 100;

@@ -11,8 +11,8 @@ class HostileInput : public ::testing::Test {
 protected:
     void SetUp() override {
         ASSERT_TRUE(server_.start()) << server_.log();
-        auto held =
-            call(server_, "TweetyService.Acquire", R"({"ReleaseName": "lotus-0", "Owner": "keep"})");
+        auto held = call(server_, "TweetyService.Acquire",
+                         R"({"ReleaseName": "lotus-0", "Owner": "keep"})");
         ASSERT_TRUE(held.contains("result"));
         lease_id_ = str(held["result"].at("lease_id"));
     }
@@ -57,7 +57,9 @@ TEST_F(HostileInput, MalformedJsonIsAParseError) {
 }
 
 TEST_F(HostileInput, InvalidUtf8IsAParseError) {
-    auto reply = post("{\"jsonrpc\":\"2.0\",\"method\":\"TweetyService.Status\",\"params\":[{\"ReleaseName\":\"\xff\xfe\"}],\"id\":1}");
+    auto reply = post(
+        "{\"jsonrpc\":\"2.0\",\"method\":\"TweetyService.Status\",\"params\":[{\"ReleaseName\":"
+        "\"\xff\xfe\"}],\"id\":1}");
     EXPECT_EQ(code_of(reply), -32700);
 }
 
@@ -72,7 +74,8 @@ TEST_F(HostileInput, WrongTypesNameTheField) {
     auto reply = post(rpc_body("TweetyService.Acquire", R"({"ReleaseName": 7, "Owner": "x"})"));
     EXPECT_EQ(code_of(reply), -32602);
     EXPECT_NE(message_of(reply).find("ReleaseName must be a string"), std::string::npos);
-    reply = post(rpc_body("TweetyService.Acquire", R"({"ReleaseName": "lotus-1", "Owner": ["x"]})"));
+    reply =
+        post(rpc_body("TweetyService.Acquire", R"({"ReleaseName": "lotus-1", "Owner": ["x"]})"));
     EXPECT_EQ(code_of(reply), -32602);
     EXPECT_NE(message_of(reply).find("Owner must be a string"), std::string::npos);
     reply = post(rpc_body("TweetyService.Acquire",
@@ -94,9 +97,11 @@ TEST_F(HostileInput, InvalidRequestsAreRefused) {
     EXPECT_EQ(code_of(post(R"({"jsonrpc":"2.0","method":"TweetyService.Status","id":{"a":1}})")),
               -32600);
     EXPECT_EQ(code_of(post("[]")), -32600);
-    EXPECT_EQ(code_of(post(R"({"jsonrpc":"2.0","method":"TweetyService.Status","params":[1,2],"id":1})")),
-              -32602);
-    EXPECT_EQ(code_of(post(R"({"jsonrpc":"2.0","method":"TweetyService.Explode","id":1})")), -32601);
+    EXPECT_EQ(
+        code_of(post(R"({"jsonrpc":"2.0","method":"TweetyService.Status","params":[1,2],"id":1})")),
+        -32602);
+    EXPECT_EQ(code_of(post(R"({"jsonrpc":"2.0","method":"TweetyService.Explode","id":1})")),
+              -32601);
 }
 
 TEST_F(HostileInput, OversizedBodyIsRefusedWithItsLimit) {

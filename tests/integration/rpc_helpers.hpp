@@ -1,5 +1,6 @@
 #pragma once
 // Shared by the integration tests: JSON-RPC calls against a ServerProcess, decoded.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -9,7 +10,8 @@
 namespace aviary::test {
 
 /// Calls `method` with one params object and returns the decoded reply (asserting HTTP 200).
-inline boost::json::object call(const ServerProcess& server, std::string_view method,
+inline boost::json::object call(const ServerProcess& server,
+                                std::string_view method,
                                 std::string_view params_json) {
     auto response = server.post_json("/", rpc_body(method, params_json));
     EXPECT_TRUE(response) << (response ? "" : response.error().message);
@@ -45,9 +47,10 @@ inline boost::json::value status_of(const ServerProcess& server, std::string_vie
 }
 
 /// A config with the demo fleet and sweeps settable small, for tests.
-inline std::string test_config(std::string_view extra_fleet = "") {
+inline std::string test_config(std::string_view extra_fleet = "",
+                               std::string_view expiry_sweep = "50ms") {
     return fmt::format(R"(fleet:
-  expiry_sweep: 50ms
+  expiry_sweep: {}
 {}  nodes:
     - {{name: lotus-0, driver: sim, image_tag: v1.0.0, labels: {{chain: lotus}}}}
     - {{name: lotus-1, driver: sim, image_tag: v1.0.0, labels: {{chain: lotus}}}}
@@ -57,7 +60,7 @@ server:
   read_timeout: 5s
   idle_timeout: 5s
 )",
-                       extra_fleet);
+                       expiry_sweep, extra_fleet);
 }
 
 }  // namespace aviary::test

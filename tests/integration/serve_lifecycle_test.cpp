@@ -1,13 +1,12 @@
 // serve as an operator meets it: start-up, config errors, crash durability, migration,
 // graceful shutdown, health and metrics.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <fstream>
 #include <sstream>
@@ -113,8 +112,8 @@ TEST(ServeLifecycle, AcknowledgedAcquireSurvivesKillNine) {
     {
         ServerProcess server{test_config(), dir.path()};
         ASSERT_TRUE(server.start()) << server.log();
-        auto reply =
-            call(server, "TweetyService.Acquire", R"({"ReleaseName": "lotus-2", "Owner": "anton"})");
+        auto reply = call(server, "TweetyService.Acquire",
+                          R"({"ReleaseName": "lotus-2", "Owner": "anton"})");
         ASSERT_TRUE(reply.contains("result"));
         server.kill9();  // right after the acknowledgement: no shutdown, no flush
     }
@@ -151,7 +150,7 @@ TEST(ServeLifecycle, UpgradesADatabaseFromThePreviousSchema) {
 TEST(ServeLifecycle, LeaseThatLapsedWhileServeWasDownIsFreedAtStart) {
     TempDir dir;
     {
-        ServerProcess server{test_config("  expiry_sweep: 1h\n"), dir.path()};
+        ServerProcess server{test_config("", "1h"), dir.path()};
         ASSERT_TRUE(server.start()) << server.log();
         call(server, "TweetyService.Acquire",
              R"({"ReleaseName": "lotus-0", "Owner": "anton", "TTL": "200ms"})");
@@ -160,11 +159,11 @@ TEST(ServeLifecycle, LeaseThatLapsedWhileServeWasDownIsFreedAtStart) {
     // Wait out the TTL while serve is down: a bounded poll on the wall clock.
     auto lapsed_at = std::chrono::steady_clock::now() + std::chrono::milliseconds{300};
     wait_until([&] { return std::chrono::steady_clock::now() >= lapsed_at; });
-    ServerProcess restarted{test_config("  expiry_sweep: 1h\n"), dir.path()};
+    ServerProcess restarted{test_config("", "1h"), dir.path()};
     ASSERT_TRUE(restarted.start()) << restarted.log();
-    EXPECT_TRUE(wait_until([&] { return restarted.log().find("lease expired node=lotus-0") !=
-                                        std::string::npos; }))
-        << restarted.log();
+    EXPECT_TRUE(wait_until([&] {
+        return restarted.log().find("lease expired node=lotus-0") != std::string::npos;
+    })) << restarted.log();
     EXPECT_EQ(status_of(restarted, "lotus-0").at("state"), "free");
 }
 
@@ -172,21 +171,20 @@ TEST(ServeLifecycle, GracefulShutdownLetsAnInFlightRequestFinish) {
     TempDir dir;
     ServerProcess server{test_config(), dir.path()};
     ASSERT_TRUE(server.start()) << server.log();
-    std::string body = rpc_body("TweetyService.Acquire",
-                                R"({"ReleaseName": "lotus-1", "Owner": "slow"})");
+    std::string body =
+        rpc_body("TweetyService.Acquire", R"({"ReleaseName": "lotus-1", "Owner": "slow"})");
     RawConnection slow{server.address()};
     ASSERT_TRUE(slow.connected());
     // Headers and half the body: a request in flight.
-    ASSERT_TRUE(slow.send(fmt::format("POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: "
-                                      "application/json\r\nContent-Length: {}\r\n\r\n{}",
-                                      server.address(), body.size(),
-                                      body.substr(0, body.size() / 2))));
+    ASSERT_TRUE(
+        slow.send(fmt::format("POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: "
+                              "application/json\r\nContent-Length: {}\r\n\r\n{}",
+                              server.address(), body.size(), body.substr(0, body.size() / 2))));
     ASSERT_TRUE(wait_until([&] {
         auto metrics = server.get("/metrics");
         return metrics && metric_value(metrics->body, "aviary_http_connections_open") >= 2;
     }));
-    auto pid_signal = run_command(fmt::format("pkill -TERM -f 'data-dir {}'", dir.path()));
-    ASSERT_EQ(pid_signal.status, 0);
+    server.send_signal(SIGTERM);
     // Once shutdown began, new connections are refused...
     EXPECT_TRUE(wait_until([&] { return !RawConnection{server.address()}.connected(); }));
     // ...but the request in flight completes.
@@ -215,12 +213,13 @@ TEST(ServeLifecycle, MetricsPassPromtoolAndShowGroupCommit) {
     EXPECT_EQ(metric_value(text, "aviary_leases_held"), 1);
     EXPECT_GE(metric_value(text, "aviary_store_commits_total"), 1);
     EXPECT_GE(metric_value(text, "aviary_store_writes_total"), 1);
-    EXPECT_GE(metric_value(text, R"(aviary_http_requests_total{route="/",method="POST",code="200"})"),
-              2);
+    EXPECT_GE(
+        metric_value(text, R"(aviary_http_requests_total{route="/",method="POST",code="200"})"), 2);
     EXPECT_NE(text.find("aviary_http_request_duration_seconds_bucket"), std::string::npos);
     EXPECT_NE(text.find("aviary_build_info{"), std::string::npos);
-    EXPECT_NE(text.find(R"(aviary_jsonrpc_calls_total{method="TweetyService.Acquire",outcome="busy"})"),
-              std::string::npos);
+    EXPECT_NE(
+        text.find(R"(aviary_jsonrpc_calls_total{method="TweetyService.Acquire",outcome="busy"})"),
+        std::string::npos);
 
     TempDir dir;
     auto path = dir.path() + "/metrics.txt";

@@ -16,8 +16,8 @@ protected:
 };
 
 TEST_F(TweetyRpc, AcquireThenReleaseByTheHolder) {
-    auto acquired = call(server_, "TweetyService.Acquire",
-                         R"({"ReleaseName": "lotus-1", "Owner": "anton"})");
+    auto acquired =
+        call(server_, "TweetyService.Acquire", R"({"ReleaseName": "lotus-1", "Owner": "anton"})");
     ASSERT_TRUE(acquired.contains("result")) << boost::json::serialize(acquired);
     auto& result = acquired["result"].as_object();
     EXPECT_EQ(acquired["jsonrpc"], "2.0");
@@ -27,8 +27,8 @@ TEST_F(TweetyRpc, AcquireThenReleaseByTheHolder) {
     EXPECT_FALSE(str(result["lease_id"]).empty());
     EXPECT_EQ(str(status_of(server_, "lotus-1").at("holder")), "anton");
 
-    auto released = call(server_, "TweetyService.Release",
-                         R"({"ReleaseName": "lotus-1", "Owner": "anton"})");
+    auto released =
+        call(server_, "TweetyService.Release", R"({"ReleaseName": "lotus-1", "Owner": "anton"})");
     ASSERT_TRUE(released.contains("result")) << boost::json::serialize(released);
     EXPECT_EQ(released["result"].at("released"), true);
     EXPECT_TRUE(status_of(server_, "lotus-1").at("holder").is_null());
@@ -81,7 +81,8 @@ TEST_F(TweetyRpc, FreeByHolderAndForcedFreeByAdmin) {
     ASSERT_TRUE(not_holder.contains("error"));
     EXPECT_EQ(not_holder["error"].at("code"), -32002);
     // Without tokens the loopback caller is an admin, who may force it.
-    auto forced = call(server_, "TweetyService.Free", R"({"ReleaseName": "lotus-0", "Force": true})");
+    auto forced =
+        call(server_, "TweetyService.Free", R"({"ReleaseName": "lotus-0", "Force": true})");
     ASSERT_TRUE(forced.contains("result")) << boost::json::serialize(forced);
     EXPECT_EQ(forced["result"].at("freed"), true);
     EXPECT_TRUE(status_of(server_, "lotus-0").at("holder").is_null());
@@ -161,7 +162,8 @@ TEST_F(TweetyRpc, BatchAnswersEachCallAndSkipsNotifications) {
 
 TEST_F(TweetyRpc, OnlyNotificationsGetNoContent) {
     auto response = server_.post_json(
-        "/", R"({"jsonrpc":"2.0","method":"TweetyService.Acquire","params":[{"ReleaseName":"lotus-0","Owner":"n"}]})");
+        "/",
+        R"({"jsonrpc":"2.0","method":"TweetyService.Acquire","params":[{"ReleaseName":"lotus-0","Owner":"n"}]})");
     ASSERT_TRUE(response);
     EXPECT_EQ(response->status, 204);
     EXPECT_TRUE(response->body.empty());
@@ -230,7 +232,7 @@ TEST(TweetyExpiry, ShortTtlLeaseExpiresAndFreesTheNode) {
 }
 
 TEST(TweetyExpiry, TtlBeyondTheMaximumIsRefused) {
-    ServerProcess server{test_config("  max_lease_ttl: 1h\n")};
+    ServerProcess server{test_config("  lease_ttl: 30m\n  max_lease_ttl: 1h\n")};
     ASSERT_TRUE(server.start()) << server.log();
     auto reply = call(server, "TweetyService.Acquire",
                       R"({"ReleaseName": "lotus-0", "Owner": "anton", "TTL": "2h"})");

@@ -1,6 +1,7 @@
 #include "support/server_process.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #ifndef AVIARY_BINARY
 #error "AVIARY_BINARY must name the aviary executable under test"
@@ -92,8 +91,8 @@ bool ServerProcess::start() {
     std::error_code ec;
     fs::remove(addr_file, ec);
     auto log_path = fs::path{data_dir_} / "serve.log";
-    std::vector<std::string> args{AVIARY_BINARY, "serve", "--listen", listen_, "--data-dir",
-                                  data_dir_};
+    std::vector<std::string> args{AVIARY_BINARY, "serve",      "--listen",
+                                  listen_,       "--data-dir", data_dir_};
     if (!config_path_.empty()) {
         args.insert(args.end(), {"--config", config_path_});
     }
@@ -151,6 +150,12 @@ int ServerProcess::stop(int signal) {
         kill9();
     }
     return status;
+}
+
+void ServerProcess::send_signal(int signal) {
+    if (pid_ > 0) {
+        ::kill(pid_, signal);
+    }
 }
 
 void ServerProcess::kill9() {

@@ -40,7 +40,8 @@ class ServerProcess {
 public:
     /// `config_yaml` is written to DATA_DIR/aviary.yaml and passed with --config; empty means
     /// the embedded default. `data_dir` empty means a new temp dir owned by this object.
-    explicit ServerProcess(std::string config_yaml = {}, std::string data_dir = {},
+    explicit ServerProcess(std::string config_yaml = {},
+                           std::string data_dir = {},
                            std::string listen = "127.0.0.1:0");
     ~ServerProcess();
     ServerProcess(const ServerProcess&) = delete;
@@ -51,6 +52,8 @@ public:
     bool start();
     /// Sends `signal` and waits for the exit; returns the exit status (128+N for a signal).
     int stop(int signal = 15);
+    /// Sends `signal` without waiting.
+    void send_signal(int signal);
     /// SIGKILL, no grace: what a crash looks like.
     void kill9();
     bool running();

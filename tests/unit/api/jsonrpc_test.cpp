@@ -56,7 +56,8 @@ protected:
 };
 
 TEST_F(JsonRpcTest, ResultCarriesIdAndVersion) {
-    auto r = reply(rpc_, R"({"jsonrpc":"2.0","method":"T.Echo","params":[{"Owner":"anton"}],"id":68})");
+    auto r =
+        reply(rpc_, R"({"jsonrpc":"2.0","method":"T.Echo","params":[{"Owner":"anton"}],"id":68})");
     EXPECT_EQ(r.at("jsonrpc"), "2.0");
     EXPECT_EQ(r.at("id"), 68);
     EXPECT_EQ(r.at("result").at("Result"), "anton");
@@ -64,7 +65,8 @@ TEST_F(JsonRpcTest, ResultCarriesIdAndVersion) {
 }
 
 TEST_F(JsonRpcTest, ParamsMayBeAnObjectOrOneElementArray) {
-    auto as_object = reply(rpc_, R"({"jsonrpc":"2.0","method":"T.Echo","params":{"owner":"x"},"id":"a"})");
+    auto as_object =
+        reply(rpc_, R"({"jsonrpc":"2.0","method":"T.Echo","params":{"owner":"x"},"id":"a"})");
     EXPECT_EQ(as_object.at("result").at("Result"), "x");
     EXPECT_EQ(as_object.at("id"), "a");
 }
@@ -87,7 +89,8 @@ TEST_F(JsonRpcTest, NotificationGetsNoReplyButRuns) {
 }
 
 TEST_F(JsonRpcTest, NullIdIsARequestNotANotification) {
-    auto r = reply(rpc_, R"({"jsonrpc":"2.0","method":"T.Echo","params":[{"Owner":"z"}],"id":null})");
+    auto r =
+        reply(rpc_, R"({"jsonrpc":"2.0","method":"T.Echo","params":[{"Owner":"z"}],"id":null})");
     EXPECT_TRUE(r.at("id").is_null());
     EXPECT_EQ(r.at("result").at("Result"), "z");
 }
@@ -138,12 +141,12 @@ TEST(Params, NullCountsAsAbsent) {
 
 TEST(ErrorMapping, EveryCodeHasADistinctJsonRpcCodeAndAnHttpStatus) {
     std::set<int> seen;
-    for (auto code : {core::ErrorCode::kInvalidArgument, core::ErrorCode::kNotFound,
-                      core::ErrorCode::kAlreadyExists, core::ErrorCode::kBusy,
-                      core::ErrorCode::kNotOwner, core::ErrorCode::kUnauthenticated,
-                      core::ErrorCode::kPermissionDenied, core::ErrorCode::kUnavailable,
-                      core::ErrorCode::kUnimplemented, core::ErrorCode::kTimeout,
-                      core::ErrorCode::kStorage, core::ErrorCode::kInternal}) {
+    for (auto code :
+         {core::ErrorCode::kInvalidArgument, core::ErrorCode::kNotFound,
+          core::ErrorCode::kAlreadyExists, core::ErrorCode::kBusy, core::ErrorCode::kNotOwner,
+          core::ErrorCode::kUnauthenticated, core::ErrorCode::kPermissionDenied,
+          core::ErrorCode::kUnavailable, core::ErrorCode::kUnimplemented, core::ErrorCode::kTimeout,
+          core::ErrorCode::kStorage, core::ErrorCode::kInternal}) {
         EXPECT_TRUE(seen.insert(jsonrpc_code(code)).second) << core::to_string(code);
         EXPECT_GE(http_status(code), 400);
     }

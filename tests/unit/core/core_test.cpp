@@ -1,9 +1,9 @@
+#include "core/core.hpp"
+
 #include <gtest/gtest.h>
 
 #include <set>
 #include <thread>
-
-#include "core/core.hpp"
 
 namespace aviary::core {
 namespace {
@@ -46,7 +46,8 @@ TEST(Duration, RejectsTextWithoutUnitsOrNumbers) {
 }
 
 TEST(Duration, FormatsWhatItParses) {
-    for (Millis d : {Millis{0}, Millis{250}, Millis{90'000}, Millis{86'400'000}, Millis{3'723'004}}) {
+    for (Millis d :
+         {Millis{0}, Millis{250}, Millis{90'000}, Millis{86'400'000}, Millis{3'723'004}}) {
         EXPECT_EQ(*parse_duration(format_duration(d)), d) << format_duration(d);
     }
     EXPECT_EQ(format_duration(90s), "1m30s");

@@ -23,7 +23,8 @@ protected:
         ASSERT_TRUE(fleet_->reconcile());
     }
 
-    core::Result<store::LeaseAttempt> acquire(std::string node, std::string owner,
+    core::Result<store::LeaseAttempt> acquire(std::string node,
+                                              std::string owner,
                                               std::optional<core::Millis> ttl = {}) {
         return fleet_->acquire(AcquireRequest{.node = node, .owner = owner, .ttl = ttl}, admin_);
     }
