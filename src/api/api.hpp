@@ -8,10 +8,15 @@
 
 namespace aviary::api {
 
+struct ServeOptions {
+    /// Allows a non-loopback listen address without auth.tokens (`serve --insecure`).
+    bool insecure = false;
+};
+
 /// Runs `aviary serve` until SIGTERM or SIGINT, then shuts down gracefully (in-flight requests
 /// finish within server.shutdown_grace, the store is drained and closed). Returns the process
 /// exit code; errors at start-up are printed to stderr and return 1.
-int serve(config::Config config);
+int serve(config::Config config, ServeOptions options = {});
 
 /// "0.1.0", and the git commit the binary was built from ("unknown" outside a checkout).
 std::string_view version();

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 
+#include "api/dashboard.hpp"
 #include "api/errors.hpp"
 
 namespace aviary::api {
@@ -78,6 +79,43 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
                                                      std::string_view& route) {
     const auto& path = request.path;
     const bool get = request.method == "GET" || request.method == "HEAD";
+    const bool rest = path.starts_with("/api/v1/");
+    // Probes stay open: a load balancer or kubelet carries no token.
+    if (path == "/healthz" || path == "/readyz") {
+        route = path;
+        if (!get) {
+            auto response = text(405, fmt::format("{} takes GET", path));
+            response.headers.push_back({"Allow", "GET, HEAD"});
+            co_return response;
+        }
+        co_return path == "/healthz" ? text(200, "ok") : co_await readyz();
+    }
+    auto caller = deps_.auth.authenticate(request);
+    if (caller) {
+        if (auto allowed = deps_.auth.check_host_and_origin(request); !allowed) {
+            caller = allowed.error();
+        }
+    }
+    if (!caller) {
+        route = "refused";
+        net::Response refused;
+        if (rest || path == "/") {
+            refused =
+                path == "/"
+                    ? json_response(http_status(caller.error().code),
+                                    json::serialize(error_envelope(
+                                        jsonrpc_code(caller.error().code), caller.error().message,
+                                        nullptr, core::to_string(caller.error().code))))
+                    : error_reply(caller.error());
+        } else {
+            refused = text(http_status(caller.error().code), caller.error().message);
+        }
+        if (caller.error().code == core::ErrorCode::kUnauthenticated) {
+            refused.headers.push_back({"WWW-Authenticate", "Bearer realm=\"aviary\""});
+            refused.headers.push_back({"WWW-Authenticate", "Basic realm=\"aviary\""});
+        }
+        co_return refused;
+    }
     if (path == "/") {
         route = "/";
         if (request.method != "POST") {
@@ -85,27 +123,36 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
             response.headers.push_back({"Allow", "POST"});
             co_return response;
         }
-        co_return co_await jsonrpc(request);
+        co_return co_await jsonrpc(request, std::move(*caller));
     }
-    if (path == "/healthz" || path == "/readyz" || path == "/metrics") {
+    if (rest) {
+        co_return co_await deps_.rest.handle(request, std::move(*caller), route);
+    }
+    if (path == "/metrics" || path == "/dashboard") {
         route = path;
         if (!get) {
             auto response = text(405, fmt::format("{} takes GET", path));
             response.headers.push_back({"Allow", "GET, HEAD"});
             co_return response;
         }
-        if (path == "/healthz") {
-            co_return text(200, "ok");
-        }
-        if (path == "/readyz") {
-            co_return co_await readyz();
-        }
-        co_return co_await metrics();
+        co_return path == "/metrics" ? co_await metrics() : co_await dashboard();
     }
     co_return text(404, fmt::format("no route for {} {}", request.method, path));
 }
 
-net::asio::awaitable<net::Response> Router::jsonrpc(net::Request& request) {
+net::asio::awaitable<net::Response> Router::dashboard() {
+    auto work = [this] { return deps_.fleet.nodes(); };
+    auto nodes = co_await net::offload(deps_.pool, std::move(work));
+    if (!nodes) {
+        co_return text(http_status(nodes.error().code), nodes.error().message);
+    }
+    net::Response response;
+    response.content_type = "text/html; charset=utf-8";
+    response.body = render_dashboard(*nodes, core::SystemClock{}.now());
+    co_return response;
+}
+
+net::asio::awaitable<net::Response> Router::jsonrpc(net::Request& request, fleet::Caller caller) {
     if (auto type = request.header("Content-Type"); type && !is_json_content_type(*type)) {
         co_return json_response(
             415, json::serialize(error_envelope(
@@ -113,7 +160,7 @@ net::asio::awaitable<net::Response> Router::jsonrpc(net::Request& request) {
                      fmt::format("unsupported content type \"{}\": send application/json", *type),
                      nullptr)));
     }
-    CallContext context;  // no tokens in this release: every loopback caller is an admin
+    CallContext context{.caller = std::move(caller)};
     auto reply = co_await deps_.rpc.handle(request.body, std::move(context));
     if (!reply) {
         co_return text(204, "");

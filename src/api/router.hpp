@@ -1,10 +1,13 @@
 #pragma once
-// Private to api: serve's HTTP routes. Parse -> call the feature -> render; every request is
-// counted by route and status, and timed.
+// Private to api: serve's HTTP routes. Authenticate -> check Host/Origin for mutating
+// requests -> parse -> call the feature -> render; every request is counted by route and
+// status, and timed.
 #include <functional>
 #include <string_view>
 
+#include "api/auth.hpp"
 #include "api/jsonrpc.hpp"
+#include "api/rest.hpp"
 #include "fleet/fleet.hpp"
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
@@ -14,9 +17,12 @@ namespace aviary::api {
 
 struct RouterDeps {
     store::Store& store;
+    fleet::Fleet& fleet;
     net::BlockingPool& pool;
     metrics::Registry& registry;
     JsonRpc& rpc;
+    RestApi& rest;
+    const Authenticator& auth;
     std::function<bool()> stopping;  ///< true once shutdown began: /readyz turns 503
 };
 
@@ -28,9 +34,10 @@ public:
 
 private:
     net::asio::awaitable<net::Response> dispatch(net::Request& request, std::string_view& route);
-    net::asio::awaitable<net::Response> jsonrpc(net::Request& request);
+    net::asio::awaitable<net::Response> jsonrpc(net::Request& request, fleet::Caller caller);
     net::asio::awaitable<net::Response> readyz();
     net::asio::awaitable<net::Response> metrics();
+    net::asio::awaitable<net::Response> dashboard();
 
     RouterDeps deps_;
     metrics::Family<metrics::Counter>& requests_;

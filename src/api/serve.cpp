@@ -9,7 +9,10 @@
 #include <fstream>
 
 #include "api/api.hpp"
+#include "api/auth.hpp"
 #include "api/jsonrpc.hpp"
+#include "api/lease_waits.hpp"
+#include "api/rest.hpp"
 #include "api/router.hpp"
 #include "api/tweety_service.hpp"
 #include "fleet/fleet.hpp"
@@ -39,6 +42,22 @@ int wait_for_shutdown_signal(const sigset_t& set) {
     while (sigwait(&set, &signal) != 0) {
     }
     return signal;
+}
+
+/// A non-loopback listener without tokens would hand the pool to anyone on the network.
+core::Result<void> check_exposure(const config::Config& config, const ServeOptions& options) {
+    auto address = net::split_host_port(config.server.listen);
+    if (!address) {
+        return address.error();
+    }
+    if (is_loopback_host(address->first) || !config.auth.tokens.empty() || options.insecure) {
+        return {};
+    }
+    return core::Error{core::ErrorCode::kPermissionDenied,
+                       fmt::format("refusing to listen on {} without auth.tokens: anyone who can "
+                                   "reach it could lease and free every node. Configure tokens "
+                                   "(docs/security.md) or pass --insecure",
+                                   config.server.listen)};
 }
 
 core::Result<void> prepare_data_dir(config::Config& config) {
@@ -117,11 +136,15 @@ void register_pool_metrics(metrics::Registry& registry,
 
 }  // namespace
 
-int serve(config::Config config) {
+int serve(config::Config config, ServeOptions options) {
     auto signals = block_shutdown_signals();
     auto log = core::logger("serve");
     if (auto logging = core::configure_logging(config.log.level, config.log.format); !logging) {
         std::fprintf(stderr, "aviary: %s\n", logging.error().message.c_str());
+        return 1;
+    }
+    if (auto exposure = check_exposure(config, options); !exposure) {
+        std::fprintf(stderr, "aviary: %s\n", exposure.error().message.c_str());
         return 1;
     }
     if (auto prepared = prepare_data_dir(config); !prepared) {
@@ -159,16 +182,23 @@ int serve(config::Config config) {
     rpc.on_call = [&calls](std::string_view method, std::string_view outcome) {
         calls.with({std::string{method}, std::string{outcome}}).inc();
     };
-    TweetyService tweety{fleet, pool};
-    tweety.register_methods(rpc);
-
     net::HttpServer* server_ptr = nullptr;
+    auto stopping = [&server_ptr] { return server_ptr != nullptr && server_ptr->stopping(); };
+    LeaseWaits waits{fleet, pool, stopping};
+    TweetyService tweety{fleet, pool, waits};
+    tweety.register_methods(rpc);
+    RestApi rest{fleet, pool, waits};
+    Authenticator auth{config.auth, config.server.listen};
+
     Router router{RouterDeps{
         .store = **store,
+        .fleet = fleet,
         .pool = pool,
         .registry = registry,
         .rpc = rpc,
-        .stopping = [&server_ptr] { return server_ptr != nullptr && server_ptr->stopping(); },
+        .rest = rest,
+        .auth = auth,
+        .stopping = stopping,
     }};
     net::HttpServer server{config.server, [&router](net::Request request) {
                                return router.handle(std::move(request));
@@ -183,6 +213,9 @@ int serve(config::Config config) {
         return 1;
     }
     publish_address(config.data_dir, *address);
+    if (!auth.tokens_required()) {
+        log->warn("no auth.tokens configured: every caller is an admin (safe on loopback only)");
+    }
     log->info("serving address=http://{} config={} data_dir={} store={}", *address, config.source,
               config.data_dir, config.store.path);
     std::printf("aviary %s serving on http://%s\n", std::string{version()}.c_str(),

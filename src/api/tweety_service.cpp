@@ -6,49 +6,12 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
 
+#include "api/render.hpp"
+
 namespace aviary::api {
 namespace {
 
 namespace json = boost::json;
-
-json::object lease_fields(const core::Lease& lease) {
-    return json::object{
-        {"node", lease.node},
-        {"owner", lease.owner},
-        {"lease_id", lease.id},
-        {"reason", lease.reason},
-        {"acquired_at", core::format_time(lease.acquired_at)},
-        {"expires_at", core::format_time(lease.expires_at)},
-    };
-}
-
-json::object node_fields(const core::Node& node) {
-    json::object labels;
-    for (const auto& [key, value] : node.spec.labels) {
-        labels[key] = value;
-    }
-    json::object out{
-        {"node", node.spec.name},
-        {"state", core::to_string(node.state)},
-        {"driver", node.spec.driver},
-        {"image_tag", node.spec.image_tag},
-        {"labels", std::move(labels)},
-        {"note", node.spec.note},
-        {"holder", node.lease ? json::value(node.lease->owner) : json::value(nullptr)},
-        {"since", node.lease ? json::value(core::format_time(node.lease->acquired_at))
-                             : json::value(nullptr)},
-        {"until", node.lease ? json::value(core::format_time(node.lease->expires_at))
-                             : json::value(nullptr)},
-    };
-    if (node.lease) {
-        out["lease_id"] = node.lease->id;
-        out["reason"] = node.lease->reason;
-    }
-    if (node.state == core::NodeState::kMaintenance) {
-        out["maintenance_reason"] = node.maintenance_reason;
-    }
-    return out;
-}
 
 std::string node_summary(const core::Node& node) {
     if (node.lease) {
@@ -67,11 +30,15 @@ json::object ended_lease_result(std::string_view node,
     json::object out{{"node", node}, {verb, ended.has_value()}};
     if (ended) {
         out["Result"] = fmt::format("{} {} (was held by {})", node, verb, ended->owner);
-        out["lease"] = lease_fields(*ended);
+        out["lease"] = lease_json(*ended);
     } else {
         out["Result"] = fmt::format("{} was not leased", node);
     }
     return out;
+}
+
+net::asio::awaitable<bool> keep_waiting() {
+    co_return true;
 }
 
 }  // namespace
@@ -81,6 +48,8 @@ void TweetyService::register_methods(JsonRpc& rpc) {
             [this](Params p, CallContext c) { return acquire(std::move(p), std::move(c)); });
     rpc.add("TweetyService.Release",
             [this](Params p, CallContext c) { return release(std::move(p), std::move(c)); });
+    rpc.add("TweetyService.Renew",
+            [this](Params p, CallContext c) { return renew(std::move(p), std::move(c)); });
     rpc.add("TweetyService.Free",
             [this](Params p, CallContext c) { return free(std::move(p), std::move(c)); });
     rpc.add("TweetyService.Status",
@@ -94,34 +63,72 @@ void TweetyService::register_methods(JsonRpc& rpc) {
 
 net::asio::awaitable<MethodResult> TweetyService::acquire(Params params, CallContext context) {
     auto node = params.required_string("ReleaseName");
-    auto owner = params.required_string("Owner");
+    auto owner = params.optional_string("Owner");
     auto reason = params.optional_string("Reason");
     auto ttl = params.optional_duration("TTL");
+    auto wait = params.optional_duration("Wait");
+    auto exclusive = params.optional_bool("Exclusive");
     for (const core::Error* error :
          {node ? nullptr : &node.error(), owner ? nullptr : &owner.error(),
-          reason ? nullptr : &reason.error(), ttl ? nullptr : &ttl.error()}) {
+          reason ? nullptr : &reason.error(), ttl ? nullptr : &ttl.error(),
+          wait ? nullptr : &wait.error(), exclusive ? nullptr : &exclusive.error()}) {
         if (error != nullptr) {
             co_return *error;
         }
     }
-    fleet::AcquireRequest request{
-        .node = *node, .owner = *owner, .reason = reason->value_or(""), .ttl = *ttl};
-    auto work = [this, request, caller = context.caller] {
-        return fleet_.acquire(request, caller);
-    };
-    auto attempt = co_await net::offload(pool_, std::move(work));
-    if (!attempt) {
-        co_return attempt.error();
+    // The original required Owner; with a token it defaults to the token's identity.
+    if (!*owner && context.caller.identity.empty()) {
+        co_return core::Error{core::ErrorCode::kInvalidArgument,
+                              "invalid params: Owner is required"};
     }
-    auto out = lease_fields(attempt->lease);
-    out["renewed"] = attempt->renewed;
-    out["Result"] = fmt::format("{} {} by {} until {}", attempt->lease.node,
-                                attempt->renewed ? "renewed" : "acquired", attempt->lease.owner,
-                                core::format_time(attempt->lease.expires_at));
+    fleet::AcquireRequest request{.node = *node,
+                                  .owner = owner->value_or(""),
+                                  .reason = reason->value_or(""),
+                                  .ttl = *ttl,
+                                  .exclusive = exclusive->value_or(false)};
+    auto started = co_await waits_.start(request, wait->value_or(core::Millis{0}), context.caller);
+    if (!started) {
+        co_return started.error();
+    }
+    std::optional<fleet::Acquired> acquired;
+    if (auto* now = std::get_if<fleet::Acquired>(&*started)) {
+        acquired = std::move(*now);
+    } else {
+        // Held open without progress lines: JSON-RPC has one reply. The deadline bounds it.
+        LeaseWaits::Report hold = [](const fleet::Waiter&, std::chrono::milliseconds) {
+            return keep_waiting();
+        };
+        auto served = co_await waits_.finish(std::get<std::shared_ptr<PendingAcquire>>(*started),
+                                             std::move(hold));
+        if (!served) {
+            co_return served.error();
+        }
+        acquired = std::move(*served);
+    }
+    const auto& lease = acquired->leases.front();
+    auto out = lease_json(lease);
+    out["renewed"] = acquired->renewed;
+    out["Result"] =
+        fmt::format("{} {} by {} until {}", lease.node, acquired->renewed ? "renewed" : "acquired",
+                    lease.owner, core::format_time(lease.expires_at));
     co_return out;
 }
 
 net::asio::awaitable<MethodResult> TweetyService::release(Params params, CallContext context) {
+    auto lease_id = params.optional_string("LeaseID");
+    if (!lease_id) {
+        co_return lease_id.error();
+    }
+    if (*lease_id) {
+        auto work = [this, id = **lease_id, caller = context.caller] {
+            return fleet_.release_lease(id, caller);
+        };
+        auto released = co_await net::offload(pool_, std::move(work));
+        if (!released) {
+            co_return released.error();
+        }
+        co_return ended_lease_result(released->front().node, released->front(), "released");
+    }
     auto node = params.required_string("ReleaseName");
     if (!node) {
         co_return node.error();
@@ -130,14 +137,35 @@ net::asio::awaitable<MethodResult> TweetyService::release(Params params, CallCon
     if (!owner) {
         co_return owner.error();
     }
-    auto work = [this, name = *node, who = owner->value_or(""), caller = context.caller] {
-        return fleet_.release(name, who, caller);
-    };
+    auto work = [this, name = *node, who = owner->value_or(context.caller.identity),
+                 caller = context.caller] { return fleet_.release(name, who, caller); };
     auto released = co_await net::offload(pool_, std::move(work));
     if (!released) {
         co_return released.error();
     }
     co_return ended_lease_result(*node, *released, "released");
+}
+
+net::asio::awaitable<MethodResult> TweetyService::renew(Params params, CallContext context) {
+    auto lease_id = params.required_string("LeaseID");
+    auto ttl = params.optional_duration("TTL");
+    if (!lease_id) {
+        co_return lease_id.error();
+    }
+    if (!ttl) {
+        co_return ttl.error();
+    }
+    auto work = [this, id = *lease_id, ttl = *ttl, caller = context.caller] {
+        return fleet_.renew(id, ttl, caller);
+    };
+    auto renewed = co_await net::offload(pool_, std::move(work));
+    if (!renewed) {
+        co_return renewed.error();
+    }
+    auto out = lease_set_json(*renewed);
+    out["Result"] = fmt::format("lease {} renewed until {}", *lease_id,
+                                core::format_time(renewed->front().expires_at));
+    co_return out;
 }
 
 net::asio::awaitable<MethodResult> TweetyService::free(Params params, CallContext context) {
@@ -151,7 +179,8 @@ net::asio::awaitable<MethodResult> TweetyService::free(Params params, CallContex
             co_return *error;
         }
     }
-    auto work = [this, name = *node, who = owner->value_or(""), forced = force->value_or(false),
+    auto work = [this, name = *node, who = owner->value_or(context.caller.identity),
+                 forced = force->value_or(false),
                  caller = context.caller] { return fleet_.free(name, who, forced, caller); };
     auto freed = co_await net::offload(pool_, std::move(work));
     if (!freed) {
@@ -184,7 +213,7 @@ net::asio::awaitable<MethodResult> TweetyService::status(Params params, CallCont
     json::array rendered;
     std::vector<std::string> summaries;
     for (const auto& node : nodes) {
-        rendered.push_back(node_fields(node));
+        rendered.push_back(node_json(node));
         summaries.push_back(node_summary(node));
     }
     co_return json::object{{"Result", fmt::format("{}", fmt::join(summaries, "; "))},

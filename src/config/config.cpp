@@ -180,25 +180,27 @@ void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
     bool lease_ok = true;
     bool max_ok = true;
     FirstSeen seen;
-    r.read_map(value,
-               {
-                   {"lease_ttl",
-                    [&](const Value& v) {
-                        lease_at = v;
-                        lease_ok = r.read_duration(v, s.lease_ttl);
-                    }},
-                   {"max_lease_ttl",
-                    [&](const Value& v) {
-                        max_at = v;
-                        max_ok = r.read_duration(v, s.max_lease_ttl);
-                    }},
-                   {"expiry_sweep", [&](const Value& v) { r.read_duration(v, s.expiry_sweep); }},
-                   {"nodes",
-                    [&](const Value& v) {
-                        r.read_list(v,
-                                    [&](const Value& item) { read_node(r, item, s.nodes, seen); });
-                    }},
-               });
+    r.read_map(
+        value,
+        {
+            {"lease_ttl",
+             [&](const Value& v) {
+                 lease_at = v;
+                 lease_ok = r.read_duration(v, s.lease_ttl);
+             }},
+            {"max_lease_ttl",
+             [&](const Value& v) {
+                 max_at = v;
+                 max_ok = r.read_duration(v, s.max_lease_ttl);
+             }},
+            {"expiry_sweep", [&](const Value& v) { r.read_duration(v, s.expiry_sweep); }},
+            {"max_wait", [&](const Value& v) { r.read_duration(v, s.max_wait); }},
+            {"wait_heartbeat", [&](const Value& v) { r.read_duration(v, s.wait_heartbeat); }},
+            {"nodes",
+             [&](const Value& v) {
+                 r.read_list(v, [&](const Value& item) { read_node(r, item, s.nodes, seen); });
+             }},
+        });
     // Compared only when both read cleanly, so one typo does not also report a bogus ordering.
     if (lease_ok && max_ok && s.max_lease_ttl < s.lease_ttl) {
         const Value& at = max_at ? *max_at : lease_at ? *lease_at : value;
@@ -326,14 +328,28 @@ void read_token(YamlReader& r, const Value& value, std::vector<Token>& tokens, T
 
 void read_auth(YamlReader& r, const Value& value, AuthSettings& s, const fs::path& base_dir) {
     TokenContext ctx{base_dir, {}};
-    r.read_map(value, {
-                          {"tokens",
-                           [&](const Value& v) {
-                               r.read_list(v, [&](const Value& item) {
-                                   read_token(r, item, s.tokens, ctx);
-                               });
-                           }},
-                      });
+    r.read_map(value,
+               {
+                   {"tokens",
+                    [&](const Value& v) {
+                        r.read_list(v,
+                                    [&](const Value& item) { read_token(r, item, s.tokens, ctx); });
+                    }},
+                   {"allowed_hosts",
+                    [&](const Value& v) {
+                        r.read_list(v, [&](const Value& item) {
+                            std::string host;
+                            if (!r.read_string(item, host)) {
+                                return;
+                            }
+                            if (host.empty() || host.find_first_of(" /") != std::string::npos) {
+                                r.error(item, fmt::format("\"{}\" is not a host name", host));
+                                return;
+                            }
+                            s.allowed_hosts.push_back(std::move(host));
+                        });
+                    }},
+               });
 }
 
 void read_config(YamlReader& r, const Value& root, Config& c, const fs::path& base_dir) {

@@ -33,6 +33,9 @@ struct Token {
 
 struct AuthSettings {
     std::vector<Token> tokens;
+    /// Host names (besides the listen address, localhost, 127.0.0.1 and [::1]) that mutating
+    /// requests may name in Host and Origin: the names aviary is reached by behind a proxy.
+    std::vector<std::string> allowed_hosts;
 };
 
 struct Config {

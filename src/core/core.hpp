@@ -180,7 +180,8 @@ struct NodeSpec {
     std::string note;
 };
 
-/// Who holds a node and until when. Every lease expires.
+/// Who holds a node and until when. Every lease expires. A lease of several nodes (acquired
+/// together, all or nothing) is one Lease per node sharing one id.
 struct Lease {
     std::string id;
     std::string node;
@@ -188,7 +189,11 @@ struct Lease {
     std::string reason;
     TimePoint acquired_at;
     TimePoint expires_at;
+    bool exclusive = false;  ///< acquired exclusive: the same owner cannot acquire it again
 };
+
+/// True when every pair of `selector` is in `labels` (an empty selector matches everything).
+bool labels_match(const Labels& labels, const Labels& selector);
 
 /// A node as the pool sees it now.
 struct Node {

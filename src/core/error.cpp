@@ -65,4 +65,14 @@ bool is_dns_label(std::string_view name) {
     return alnum(name.front()) && alnum(name.back());
 }
 
+bool labels_match(const Labels& labels, const Labels& selector) {
+    for (const auto& [key, value] : selector) {
+        auto it = labels.find(key);
+        if (it == labels.end() || it->second != value) {
+            return false;
+        }
+    }
+    return true;
+}
+
 }  // namespace aviary::core

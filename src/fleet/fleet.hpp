@@ -2,14 +2,28 @@
 /// fleet: the node pool and its leases.
 ///
 /// A node is free, leased to exactly one owner, or out of service (maintenance). Every change
-/// is one store transaction that emits one Event. Every lease expires: the default TTL, or a
+/// is one store transaction that emits its Events. Every lease expires: the default TTL, or a
 /// per-call TTL up to max_lease_ttl; the expiry sweep frees lapsed nodes (first run at start,
-/// so leases that lapsed while serve was down are freed and recorded too). Calls block on the
-/// store: coroutines go through net::offload(), never call them from the I/O loop.
+/// so leases that lapsed while serve was down are freed and recorded too).
+///
+/// Waiting: an acquire that cannot be served at once may queue as a waiter (a row in the
+/// store). Waiters are served first come, first served in the same transaction that frees a
+/// node (release, free, expiry, maintenance off, node added): a waiter is never overtaken for
+/// a node it can use by a later one, and a multi-node waiter gets all its nodes at once or
+/// none. The granted callback runs on the store's writer thread after the commit: it must
+/// only hand the result over (post it to an executor), never block.
+///
+/// Policy lives here: a caller acts for itself unless admin; node edits and maintenance are
+/// admin-only. Calls block on the store: coroutines go through net::offload().
 #include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "core/core.hpp"
@@ -21,20 +35,61 @@ struct Settings {
     core::Millis lease_ttl{std::chrono::hours{24}};          ///< when the caller names none
     core::Millis max_lease_ttl{std::chrono::hours{24 * 7}};  ///< longest a caller may ask for
     core::Millis expiry_sweep{std::chrono::seconds{30}};     ///< how often lapsed leases are freed
+    core::Millis max_wait{std::chrono::hours{1}};            ///< longest an acquire may queue
+    core::Millis wait_heartbeat{std::chrono::seconds{1}};    ///< progress lines while waiting
     std::vector<core::NodeSpec> nodes;  ///< declared nodes, reconciled at start
 };
 
-/// Who is asking. Without tokens every caller is an admin (loopback only; see docs/security.md).
+/// Who is asking. Without tokens every caller is an admin acting under the names it gives
+/// (loopback only; see docs/security.md). With tokens, identity is the token's.
 struct Caller {
     std::string identity;
     bool admin = true;
 };
 
 struct AcquireRequest {
-    std::string node;
-    std::string owner;
+    std::string node;      ///< one named node, or
+    core::Labels selector;  ///< any free nodes whose labels match every pair
+    int count = 1;         ///< how many nodes (selector only), all or nothing; 1..64
+    std::string owner;     ///< empty: the caller's identity
     std::string reason;
     std::optional<core::Millis> ttl;  ///< default lease_ttl; more than max_lease_ttl is refused
+    bool exclusive = false;           ///< refuse even the same owner when already held
+};
+
+/// A granted acquire: one Lease per node, all with the same id.
+struct Acquired {
+    std::vector<core::Lease> leases;
+    bool renewed = false;              ///< the owner already held it (not exclusive)
+    std::vector<core::Lease> lapsed;  ///< expired leases this acquire replaced
+};
+
+/// A queued acquire.
+struct Waiter {
+    std::string ticket;
+    std::string owner;
+    std::string reason;
+    std::string node;       ///< or
+    core::Labels selector;
+    int count = 1;
+    int position = 1;  ///< 1 + waiters ahead of it that want any node it could take
+    core::TimePoint since;
+    core::TimePoint deadline;
+};
+
+using GrantedCallback = std::function<void(Acquired)>;
+
+/// A page of the audit trail, newest first; next_cursor is empty on the last page.
+struct EventsPage {
+    std::vector<core::Event> events;
+    std::string next_cursor;
+};
+
+struct EventsQuery {
+    std::string node;
+    std::optional<core::TimePoint> since;
+    std::string cursor;  ///< from a previous page's next_cursor
+    int limit = 100;     ///< 1..1000
 };
 
 class Fleet {
@@ -44,16 +99,40 @@ public:
     Fleet(const Fleet&) = delete;
     Fleet& operator=(const Fleet&) = delete;
 
-    /// Makes the store's config nodes match settings.nodes (DESIGN: config nodes are reconciled
-    /// at start, API nodes persist, a leased node dropped from the config is kept).
+    /// Makes the store's config nodes match settings.nodes, and drops waiters left by a
+    /// previous run (their connections are gone).
     core::Result<store::ReconcileReport> reconcile();
 
-    /// Leases `node` to `owner`, or renews it when the owner already holds it.
-    /// Errors: kBusy naming the holder and since when; kNotFound; kUnavailable (maintenance);
-    /// kInvalidArgument (empty owner, TTL out of range).
-    core::Result<store::LeaseAttempt> acquire(const AcquireRequest& request, const Caller& caller);
-    /// Gives the node back. Releasing a node nobody holds succeeds (nullopt); releasing
-    /// someone else's lease is kNotOwner naming the holder.
+    // --- leases ------------------------------------------------------------------------
+    /// Leases the node(s) at once, or renews when the owner already holds a named node (not
+    /// exclusive). Errors: kBusy naming the holder and since when (or "no 3 free nodes match
+    /// chain=lotus"); kNotFound; kUnavailable (maintenance); kInvalidArgument (bad request,
+    /// TTL out of range); kPermissionDenied (acting for another owner without being admin).
+    core::Result<Acquired> acquire(const AcquireRequest& request, const Caller& caller);
+    /// As acquire, but when the nodes are busy queues a waiter until `wait` has passed
+    /// (at most max_wait) and returns its Waiter; `on_granted` runs when it is served.
+    /// Errors as acquire, except kBusy.
+    core::Result<std::variant<Acquired, Waiter>> acquire_or_wait(const AcquireRequest& request,
+                                                                 core::Millis wait,
+                                                                 const Caller& caller,
+                                                                 GrantedCallback on_granted);
+    /// Drops a waiter (its connection closed or its deadline passed). If it was served in
+    /// the meantime, its lease is released: nobody is left to use it. Unknown tickets are fine.
+    void cancel_wait(std::string_view ticket);
+    /// The waiter's current view (position moves up as others are served); kNotFound once
+    /// it is served or gone.
+    core::Result<Waiter> waiter(std::string_view ticket);
+
+    /// Moves expires_at of every node of lease `lease_id` to now + ttl (default lease_ttl).
+    /// Holder or admin. kNotFound for an id that is not held.
+    core::Result<std::vector<core::Lease>> renew(std::string_view lease_id,
+                                                 std::optional<core::Millis> ttl,
+                                                 const Caller& caller);
+    /// Ends lease `lease_id` (every node of it). Holder or admin. kNotFound if not held.
+    core::Result<std::vector<core::Lease>> release_lease(std::string_view lease_id,
+                                                         const Caller& caller);
+    /// Gives the node back (tweety's Release). Releasing a node nobody holds succeeds
+    /// (nullopt); releasing someone else's lease is kNotOwner naming the holder.
     core::Result<std::optional<core::Lease>> release(std::string_view node,
                                                      std::string_view owner,
                                                      const Caller& caller);
@@ -63,11 +142,31 @@ public:
                                                   std::string_view owner,
                                                   bool force,
                                                   const Caller& caller);
+    /// Every active lease (grouped by id in the result order), and every waiter in order.
+    core::Result<std::vector<core::Lease>> leases();
+    core::Result<std::vector<Waiter>> waiters();
 
-    core::Result<std::vector<core::Node>> nodes();
+    // --- nodes -------------------------------------------------------------------------
+    core::Result<std::vector<core::Node>> nodes(const core::Labels& selector = {});
     core::Result<core::Node> node(std::string_view name);
+    /// Adds or updates an API node (admin). Returns the node and whether it was created.
+    /// kAlreadyExists for a node declared in the config (edit the config instead).
+    core::Result<std::pair<core::Node, bool>> put_node(const core::NodeSpec& spec,
+                                                      const Caller& caller);
+    /// Removes an API node (admin). kBusy if leased, kAlreadyExists if declared in the config.
+    core::Result<void> remove_node(std::string_view name, const Caller& caller);
+    /// Out of service with a reason (admin): it cannot be leased; a current lease is ended.
+    core::Result<core::Node> start_maintenance(std::string_view name, std::string_view reason,
+                                               const Caller& caller);
+    /// Back in service (admin): free, and waiters are served.
+    core::Result<core::Node> end_maintenance(std::string_view name, const Caller& caller);
 
-    /// Frees every lapsed lease now; returns how many. The sweep calls this.
+    // --- audit trail ---------------------------------------------------------------------
+    core::Result<EventsPage> events(const EventsQuery& query);
+
+    // --- background ----------------------------------------------------------------------
+    /// Frees every lapsed lease and drops every waiter past its deadline; returns how many
+    /// leases. The sweep calls this.
     std::size_t expire_once();
     /// Starts / stops the expiry sweep. stop() is idempotent and safe before start().
     void start();
@@ -81,6 +180,8 @@ private:
     core::Clock& clock_;
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<core::Periodic> sweep_;
+    std::mutex waits_mu_;
+    std::unordered_map<std::string, GrantedCallback> waits_;  // ticket -> who to tell
 };
 
 }  // namespace aviary::fleet

@@ -57,7 +57,9 @@ void expect_same(const core::NodeSpec& want, const core::NodeSpec& got) {
 }
 
 void expect_same(const fleet::Settings& want, const fleet::Settings& got) {
-    const auto& [lease_ttl, max_lease_ttl, expiry_sweep, nodes] = want;
+    const auto& [lease_ttl, max_lease_ttl, expiry_sweep, max_wait, wait_heartbeat, nodes] = want;
+    EXPECT_EQ(got.max_wait, max_wait);
+    EXPECT_EQ(got.wait_heartbeat, wait_heartbeat);
     EXPECT_EQ(got.lease_ttl, lease_ttl);
     EXPECT_EQ(got.max_lease_ttl, max_lease_ttl);
     EXPECT_EQ(got.expiry_sweep, expiry_sweep);
@@ -84,7 +86,8 @@ void expect_same(const Config& want, const Config& got) {
     expect_same(server, got.server);
     expect_same(store, got.store);
     expect_same(fleet, got.fleet);
-    const auto& [tokens] = auth;
+    const auto& [tokens, allowed_hosts] = auth;
+    EXPECT_EQ(got.auth.allowed_hosts, allowed_hosts);
     ASSERT_EQ(got.auth.tokens.size(), tokens.size());
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         expect_same(tokens[i], got.auth.tokens[i]);

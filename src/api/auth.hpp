@@ -1,0 +1,51 @@
+#pragma once
+// Private to api: who is calling, and whether a request may change anything.
+//
+// Tokens: with auth.tokens configured, every request but /healthz and /readyz must carry
+// `Authorization: Bearer SECRET`; the secret maps to an identity and a role. Without tokens
+// (loopback only, enforced at start) every caller is an admin.
+//
+// Host and Origin: a mutating request (POST, PUT, PATCH, DELETE) must name aviary itself in
+// Host — the listen address, localhost / 127.0.0.1 / [::1] on the listen port, or a name in
+// auth.allowed_hosts — and, when it carries an Origin, an origin on one of those hosts. That
+// stops a web page from driving a local aviary (CSRF) or reaching it through a rebound DNS
+// name. Tokens do not replace this check: browsers attach no bearer token on their own, but
+// a page could still read responses through DNS rebinding.
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+#include "fleet/fleet.hpp"
+#include "net/net.hpp"
+
+namespace aviary::api {
+
+class Authenticator {
+public:
+    Authenticator(const config::AuthSettings& settings, std::string_view listen_address);
+
+    bool tokens_required() const { return !tokens_.empty(); }
+    /// The caller named by the request's bearer token. kUnauthenticated without one (when
+    /// tokens are configured) or with an unknown one.
+    core::Result<fleet::Caller> authenticate(const net::Request& request) const;
+    /// kPermissionDenied naming the refused Host or Origin, for mutating requests.
+    core::Result<void> check_host_and_origin(const net::Request& request) const;
+
+private:
+    bool allowed_host(std::string_view host_header) const;
+
+    struct TokenEntry {
+        std::string secret;
+        fleet::Caller caller;
+    };
+    std::vector<TokenEntry> tokens_;
+    std::vector<std::string> names_;  // allowed host names, lower case, without port
+    std::string port_;                // the listen port, as text
+    bool wildcard_listen_ = false;    // 0.0.0.0 / [::]: any IP literal is the machine itself
+};
+
+/// True for 127.0.0.0/8, ::1 and localhost.
+bool is_loopback_host(std::string_view host);
+
+}  // namespace aviary::api

@@ -1,0 +1,144 @@
+#include "api/render.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <map>
+
+namespace aviary::api {
+namespace json = boost::json;
+
+namespace {
+
+json::value time_or_null(const std::optional<core::Lease>& lease,
+                         core::TimePoint core::Lease::*at) {
+    return lease ? json::value(core::format_time((*lease).*at)) : json::value(nullptr);
+}
+
+/// Events keep before/after as JSON text; show them as objects (or the text if it is not JSON).
+json::value embedded_json(const std::string& text) {
+    std::error_code ec;
+    auto parsed = json::parse(text, ec);
+    return ec ? json::value(text) : parsed;
+}
+
+}  // namespace
+
+json::object labels_json(const core::Labels& labels) {
+    json::object out;
+    for (const auto& [key, value] : labels) {
+        out[key] = value;
+    }
+    return out;
+}
+
+std::string selector_text(const core::Labels& selector) {
+    std::string out;
+    for (const auto& [key, value] : selector) {
+        out += fmt::format("{}{}={}", out.empty() ? "" : ",", key, value);
+    }
+    return out;
+}
+
+json::object node_json(const core::Node& node) {
+    json::object out{
+        {"node", node.spec.name},
+        {"state", core::to_string(node.state)},
+        {"driver", node.spec.driver},
+        {"image_tag", node.spec.image_tag},
+        {"labels", labels_json(node.spec.labels)},
+        {"note", node.spec.note},
+        {"source", node.source},
+        {"holder", node.lease ? json::value(node.lease->owner) : json::value(nullptr)},
+        {"since", time_or_null(node.lease, &core::Lease::acquired_at)},
+        {"until", time_or_null(node.lease, &core::Lease::expires_at)},
+    };
+    if (node.lease) {
+        out["lease_id"] = node.lease->id;
+        out["reason"] = node.lease->reason;
+    }
+    if (node.state == core::NodeState::kMaintenance) {
+        out["maintenance_reason"] = node.maintenance_reason;
+    }
+    return out;
+}
+
+json::object lease_json(const core::Lease& lease) {
+    return json::object{
+        {"node", lease.node},
+        {"owner", lease.owner},
+        {"lease_id", lease.id},
+        {"reason", lease.reason},
+        {"exclusive", lease.exclusive},
+        {"acquired_at", core::format_time(lease.acquired_at)},
+        {"expires_at", core::format_time(lease.expires_at)},
+    };
+}
+
+json::object lease_set_json(const std::vector<core::Lease>& leases) {
+    AVIARY_ASSERT(!leases.empty(), "a lease covers at least one node");
+    const auto& first = leases.front();
+    json::array nodes;
+    for (const auto& lease : leases) {
+        nodes.push_back(json::value(lease.node));
+    }
+    return json::object{
+        {"id", first.id},
+        {"owner", first.owner},
+        {"reason", first.reason},
+        {"exclusive", first.exclusive},
+        {"nodes", std::move(nodes)},
+        {"acquired_at", core::format_time(first.acquired_at)},
+        {"expires_at", core::format_time(first.expires_at)},
+    };
+}
+
+std::vector<std::vector<core::Lease>> group_by_id(const std::vector<core::Lease>& leases) {
+    std::vector<std::vector<core::Lease>> groups;
+    std::map<std::string, size_t> index;
+    for (const auto& lease : leases) {
+        auto [it, added] = index.emplace(lease.id, groups.size());
+        if (added) {
+            groups.emplace_back();
+        }
+        groups[it->second].push_back(lease);
+    }
+    return groups;
+}
+
+json::object waiter_json(const fleet::Waiter& waiter) {
+    json::object out{
+        {"ticket", waiter.ticket},
+        {"owner", waiter.owner},
+        {"reason", waiter.reason},
+        {"count", waiter.count},
+        {"position", waiter.position},
+        {"since", core::format_time(waiter.since)},
+        {"deadline", core::format_time(waiter.deadline)},
+    };
+    if (!waiter.node.empty()) {
+        out["node"] = waiter.node;
+    } else {
+        out["selector"] = labels_json(waiter.selector);
+    }
+    return out;
+}
+
+json::object event_json(const core::Event& event) {
+    return json::object{
+        {"id", event.id},
+        {"at", core::format_time(event.at)},
+        {"actor", event.actor},
+        {"kind", event.kind},
+        {"node", event.node},
+        {"before", embedded_json(event.before)},
+        {"after", embedded_json(event.after)},
+    };
+}
+
+json::object error_json(const core::Error& error) {
+    return json::object{
+        {"error", json::object{{"code", core::to_string(error.code)}, {"message", error.message}}}};
+}
+
+}  // namespace aviary::api

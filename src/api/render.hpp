@@ -1,0 +1,29 @@
+#pragma once
+// Private to api: domain objects as JSON, one shape for every surface (JSON-RPC, REST).
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+#include <string_view>
+#include <vector>
+
+#include "core/core.hpp"
+#include "fleet/fleet.hpp"
+
+namespace aviary::api {
+
+/// A node as Status and GET /api/v1/nodes show it (docs/api.md, NODE).
+boost::json::object node_json(const core::Node& node);
+/// One node's lease (tweety's per-node view).
+boost::json::object lease_json(const core::Lease& lease);
+/// A lease of one or more nodes sharing an id (REST's LEASE).
+boost::json::object lease_set_json(const std::vector<core::Lease>& leases);
+/// Groups leases by id, keeping first-seen order.
+std::vector<std::vector<core::Lease>> group_by_id(const std::vector<core::Lease>& leases);
+boost::json::object waiter_json(const fleet::Waiter& waiter);
+boost::json::object event_json(const core::Event& event);
+boost::json::object labels_json(const core::Labels& labels);
+/// "chain=lotus,zone=a"
+std::string selector_text(const core::Labels& selector);
+/// REST's error body: {"error": {"code": "busy", "message": "…"}}.
+boost::json::object error_json(const core::Error& error);
+
+}  // namespace aviary::api

@@ -1,0 +1,421 @@
+#include "api/rest.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json.hpp>
+#include <charconv>
+
+#include "api/body.hpp"
+#include "api/errors.hpp"
+#include "api/render.hpp"
+
+namespace aviary::api {
+namespace {
+
+namespace json = boost::json;
+
+std::vector<std::string> segments(std::string_view path) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= path.size()) {
+        auto end = path.find('/', start);
+        if (end == std::string_view::npos) {
+            end = path.size();
+        }
+        if (end > start) {
+            out.emplace_back(path.substr(start, end - start));
+        }
+        start = end + 1;
+    }
+    return out;
+}
+
+net::Response not_allowed(std::string_view allow) {
+    auto response = error_reply(core::Error{core::ErrorCode::kInvalidArgument,
+                                            fmt::format("method not allowed here; use {}", allow)});
+    response.status = 405;
+    response.headers.push_back({"Allow", std::string{allow}});
+    return response;
+}
+
+/// The first error among several parsed fields, if any.
+template <class... Rs>
+std::optional<core::Error> first_error(const Rs&... results) {
+    std::optional<core::Error> out;
+    ((out = (!out && !results) ? std::optional<core::Error>{results.error()} : out), ...);
+    return out;
+}
+
+}  // namespace
+
+net::Response json_reply(int status, std::string body) {
+    net::Response response;
+    response.status = status;
+    response.content_type = "application/json";
+    response.body = std::move(body);
+    return response;
+}
+
+net::Response error_reply(const core::Error& error) {
+    return json_reply(http_status(error.code), json::serialize(error_json(error)));
+}
+
+net::asio::awaitable<net::Response> RestApi::handle(net::Request& request,
+                                                    fleet::Caller caller,
+                                                    std::string_view& route) {
+    auto parts = segments(request.path);  // api, v1, collection, ...
+    const auto& method = request.method;
+    const bool get = method == "GET" || method == "HEAD";
+    if (parts.size() >= 3 && parts[2] == "nodes") {
+        if (parts.size() == 3) {
+            route = "/api/v1/nodes";
+            co_return get ? co_await list_nodes(request) : not_allowed("GET");
+        }
+        if (parts.size() == 4) {
+            route = "/api/v1/nodes/{name}";
+            if (get) {
+                co_return co_await get_node(parts[3]);
+            }
+            if (method == "PUT") {
+                co_return co_await put_node(parts[3], request, caller);
+            }
+            if (method == "DELETE") {
+                co_return co_await delete_node(parts[3], caller);
+            }
+            co_return not_allowed("GET, PUT, DELETE");
+        }
+        if (parts.size() == 5 && parts[4] == "maintenance") {
+            route = "/api/v1/nodes/{name}/maintenance";
+            if (method == "PUT" || method == "DELETE") {
+                co_return co_await maintenance(parts[3], method == "PUT", request, caller);
+            }
+            co_return not_allowed("PUT, DELETE");
+        }
+    }
+    if (parts.size() >= 3 && parts[2] == "leases") {
+        if (parts.size() == 3) {
+            route = "/api/v1/leases";
+            if (get) {
+                co_return co_await list_leases(request);
+            }
+            if (method == "POST") {
+                co_return co_await acquire(request, caller);
+            }
+            co_return not_allowed("GET, POST");
+        }
+        if (parts.size() == 4) {
+            route = "/api/v1/leases/{id}";
+            if (method == "PUT") {
+                co_return co_await renew(parts[3], request, caller);
+            }
+            if (method == "DELETE") {
+                co_return co_await release(parts[3], caller);
+            }
+            co_return not_allowed("PUT, DELETE");
+        }
+    }
+    if (parts.size() == 3 && parts[2] == "events") {
+        route = "/api/v1/events";
+        co_return get ? co_await events(request) : not_allowed("GET");
+    }
+    route = "/api/v1/unmatched";
+    co_return error_reply(core::Error{core::ErrorCode::kNotFound,
+                                      fmt::format("no route for {} {}", method, request.path)});
+}
+
+net::asio::awaitable<net::Response> RestApi::list_nodes(net::Request& request) {
+    core::Labels selector;
+    for (const auto& [key, value] : request.query) {
+        if (key != "label") {
+            co_return error_reply(
+                core::Error{core::ErrorCode::kInvalidArgument,
+                            fmt::format("unknown query parameter \"{}\" (known: label)", key)});
+        }
+        auto label = parse_label(value, "label");
+        if (!label) {
+            co_return error_reply(label.error());
+        }
+        selector.insert(std::move(*label));
+    }
+    auto work = [this, selector] { return fleet_.nodes(selector); };
+    auto nodes = co_await net::offload(pool_, std::move(work));
+    if (!nodes) {
+        co_return error_reply(nodes.error());
+    }
+    json::array out;
+    for (const auto& node : *nodes) {
+        out.push_back(node_json(node));
+    }
+    co_return json_reply(200, json::serialize(json::object{{"nodes", std::move(out)}}));
+}
+
+net::asio::awaitable<net::Response> RestApi::get_node(std::string name) {
+    auto work = [this, name] { return fleet_.node(name); };
+    auto node = co_await net::offload(pool_, std::move(work));
+    if (!node) {
+        co_return error_reply(node.error());
+    }
+    co_return json_reply(200, json::serialize(node_json(*node)));
+}
+
+net::asio::awaitable<net::Response> RestApi::put_node(std::string name,
+                                                      net::Request& request,
+                                                      fleet::Caller caller) {
+    auto body = Body::parse(request.body, {"driver", "image_tag", "labels", "note"});
+    if (!body) {
+        co_return error_reply(body.error());
+    }
+    auto driver = body->string("driver");
+    auto image_tag = body->string("image_tag");
+    auto labels = body->labels("labels");
+    auto note = body->string("note");
+    if (auto error = first_error(driver, image_tag, labels, note)) {
+        co_return error_reply(*error);
+    }
+    if (!core::is_dns_label(name)) {
+        co_return error_reply(core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("node name \"{}\" must be a DNS-1123 label (a-z, 0-9, -)", name)});
+    }
+    std::string driver_name = driver->value_or("sim");
+    if (driver_name != "sim" && driver_name != "helm") {
+        co_return error_reply(core::Error{core::ErrorCode::kInvalidArgument,
+                                          "body field \"driver\" must be \"sim\" or \"helm\""});
+    }
+    core::NodeSpec spec{.name = name,
+                        .driver = driver_name,
+                        .image_tag = image_tag->value_or(""),
+                        .labels = labels->value_or(core::Labels{}),
+                        .note = note->value_or("")};
+    auto work = [this, spec, caller] { return fleet_.put_node(spec, caller); };
+    auto put = co_await net::offload(pool_, std::move(work));
+    if (!put) {
+        co_return error_reply(put.error());
+    }
+    co_return json_reply(put->second ? 201 : 200, json::serialize(node_json(put->first)));
+}
+
+net::asio::awaitable<net::Response> RestApi::delete_node(std::string name, fleet::Caller caller) {
+    auto work = [this, name, caller] { return fleet_.remove_node(name, caller); };
+    auto removed = co_await net::offload(pool_, std::move(work));
+    if (!removed) {
+        co_return error_reply(removed.error());
+    }
+    net::Response response;
+    response.status = 204;
+    co_return response;
+}
+
+net::asio::awaitable<net::Response> RestApi::maintenance(std::string name,
+                                                         bool on,
+                                                         net::Request& request,
+                                                         fleet::Caller caller) {
+    std::string reason;
+    if (on) {
+        auto body = Body::parse(request.body, {"reason"});
+        if (!body) {
+            co_return error_reply(body.error());
+        }
+        auto given = body->string("reason");
+        if (!given || !*given || (*given)->empty()) {
+            co_return error_reply(core::Error{core::ErrorCode::kInvalidArgument,
+                                              "body field \"reason\" is required"});
+        }
+        reason = **given;
+    }
+    auto work = [this, name, on, reason, caller] {
+        return on ? fleet_.start_maintenance(name, reason, caller)
+                  : fleet_.end_maintenance(name, caller);
+    };
+    auto node = co_await net::offload(pool_, std::move(work));
+    if (!node) {
+        co_return error_reply(node.error());
+    }
+    co_return json_reply(200, json::serialize(node_json(*node)));
+}
+
+net::asio::awaitable<net::Response> RestApi::acquire(net::Request& request, fleet::Caller caller) {
+    auto body = Body::parse(
+        request.body, {"node", "selector", "count", "owner", "ttl", "wait", "exclusive", "reason"});
+    if (!body) {
+        co_return error_reply(body.error());
+    }
+    auto node = body->string("node");
+    auto selector = body->labels("selector");
+    auto count = body->integer("count", 1, 64);
+    auto owner = body->string("owner");
+    auto ttl = body->duration("ttl");
+    auto wait = body->duration("wait");
+    auto exclusive = body->boolean("exclusive");
+    auto reason = body->string("reason");
+    if (auto error = first_error(node, selector, count, owner, ttl, wait, exclusive, reason)) {
+        co_return error_reply(*error);
+    }
+    fleet::AcquireRequest acquire_request{
+        .node = node->value_or(""),
+        .selector = selector->value_or(core::Labels{}),
+        .count = count->value_or(1),
+        .owner = owner->value_or(""),
+        .reason = reason->value_or(""),
+        .ttl = *ttl,
+        .exclusive = exclusive->value_or(false),
+    };
+    auto started =
+        co_await waits_.start(acquire_request, wait->value_or(core::Millis{0}), std::move(caller));
+    if (!started) {
+        co_return error_reply(started.error());
+    }
+    if (auto* acquired = std::get_if<fleet::Acquired>(&*started)) {
+        co_return json_reply(201, json::serialize(lease_set_json(acquired->leases)));
+    }
+    auto pending = std::get<std::shared_ptr<PendingAcquire>>(*started);
+    net::Response response;
+    response.content_type = "application/x-ndjson";
+    response.stream = [this, pending](net::ResponseStream& stream) {
+        return stream_wait(pending, stream);
+    };
+    co_return response;
+}
+
+net::asio::awaitable<bool> RestApi::write_progress(net::ResponseStream& stream,
+                                                   const fleet::Waiter& waiter,
+                                                   std::chrono::milliseconds elapsed) {
+    json::object line{{"waiting", json::object{{"ticket", waiter.ticket},
+                                               {"position", waiter.position},
+                                               {"elapsed_ms", elapsed.count()}}}};
+    co_return co_await stream.write(json::serialize(line) + "\n");
+}
+
+net::asio::awaitable<void> RestApi::stream_wait(std::shared_ptr<PendingAcquire> pending,
+                                                net::ResponseStream& stream) {
+    // The first line says the request is queued, and where.
+    if (!co_await write_progress(stream, LeaseWaits::waiter_of(*pending),
+                                 std::chrono::milliseconds{0})) {
+        co_await waits_.abandon(pending);
+        co_return;
+    }
+    LeaseWaits::Report report = [this, &stream](const fleet::Waiter& waiter,
+                                                std::chrono::milliseconds elapsed) {
+        return write_progress(stream, waiter, elapsed);
+    };
+    auto result = co_await waits_.finish(pending, std::move(report));
+    if (!result) {
+        (void)co_await stream.write(json::serialize(error_json(result.error())) + "\n");
+        co_return;
+    }
+    auto line = json::serialize(json::object{{"lease", lease_set_json(result->leases)}}) + "\n";
+    if (!co_await stream.write(std::move(line))) {
+        co_await waits_.undeliverable(result->leases);
+    }
+}
+
+net::asio::awaitable<net::Response> RestApi::list_leases(net::Request& request) {
+    std::string owner;
+    for (const auto& [key, value] : request.query) {
+        if (key != "owner") {
+            co_return error_reply(
+                core::Error{core::ErrorCode::kInvalidArgument,
+                            fmt::format("unknown query parameter \"{}\" (known: owner)", key)});
+        }
+        owner = value;
+    }
+    auto work = [this] { return std::pair{fleet_.leases(), fleet_.waiters()}; };
+    auto [leases, waiters] = co_await net::offload(pool_, std::move(work));
+    if (!leases) {
+        co_return error_reply(leases.error());
+    }
+    if (!waiters) {
+        co_return error_reply(waiters.error());
+    }
+    json::array lease_list;
+    for (const auto& group : group_by_id(*leases)) {
+        if (owner.empty() || group.front().owner == owner) {
+            lease_list.push_back(lease_set_json(group));
+        }
+    }
+    json::array waiter_list;
+    for (const auto& waiter : *waiters) {
+        if (owner.empty() || waiter.owner == owner) {
+            waiter_list.push_back(waiter_json(waiter));
+        }
+    }
+    co_return json_reply(200, json::serialize(json::object{{"leases", std::move(lease_list)},
+                                                           {"waiters", std::move(waiter_list)}}));
+}
+
+net::asio::awaitable<net::Response> RestApi::renew(std::string id,
+                                                   net::Request& request,
+                                                   fleet::Caller caller) {
+    auto body = Body::parse(request.body, {"ttl"});
+    if (!body) {
+        co_return error_reply(body.error());
+    }
+    auto ttl = body->duration("ttl");
+    if (!ttl) {
+        co_return error_reply(ttl.error());
+    }
+    auto work = [this, id, ttl = *ttl, caller] { return fleet_.renew(id, ttl, caller); };
+    auto renewed = co_await net::offload(pool_, std::move(work));
+    if (!renewed) {
+        co_return error_reply(renewed.error());
+    }
+    co_return json_reply(200, json::serialize(lease_set_json(*renewed)));
+}
+
+net::asio::awaitable<net::Response> RestApi::release(std::string id, fleet::Caller caller) {
+    auto work = [this, id, caller] { return fleet_.release_lease(id, caller); };
+    auto released = co_await net::offload(pool_, std::move(work));
+    if (!released) {
+        co_return error_reply(released.error());
+    }
+    co_return json_reply(200,
+                         json::serialize(json::object{{"released", lease_set_json(*released)}}));
+}
+
+net::asio::awaitable<net::Response> RestApi::events(net::Request& request) {
+    fleet::EventsQuery query;
+    for (const auto& [key, value] : request.query) {
+        if (key == "node") {
+            query.node = value;
+        } else if (key == "cursor") {
+            query.cursor = value;
+        } else if (key == "since") {
+            auto since = core::parse_time(value);
+            if (!since) {
+                co_return error_reply(core::Error{core::ErrorCode::kInvalidArgument,
+                                                  "since: " + since.error().message});
+            }
+            query.since = *since;
+        } else if (key == "limit") {
+            int limit = 0;
+            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), limit);
+            if (ec != std::errc{} || end != value.data() + value.size() || limit < 1 ||
+                limit > 1000) {
+                co_return error_reply(core::Error{core::ErrorCode::kInvalidArgument,
+                                                  "limit must be an integer from 1 to 1000"});
+            }
+            query.limit = limit;
+        } else {
+            co_return error_reply(core::Error{
+                core::ErrorCode::kInvalidArgument,
+                fmt::format("unknown query parameter \"{}\" (known: node, since, limit, cursor)",
+                            key)});
+        }
+    }
+    auto work = [this, query] { return fleet_.events(query); };
+    auto page = co_await net::offload(pool_, std::move(work));
+    if (!page) {
+        co_return error_reply(page.error());
+    }
+    json::array events;
+    for (const auto& event : page->events) {
+        events.push_back(event_json(event));
+    }
+    json::object out{{"events", std::move(events)}};
+    out["next_cursor"] =
+        page->next_cursor.empty() ? json::value(nullptr) : json::value(page->next_cursor);
+    co_return json_reply(200, json::serialize(out));
+}
+
+}  // namespace aviary::api
