@@ -46,6 +46,48 @@ inline boost::json::value status_of(const ServerProcess& server, std::string_vie
     return nullptr;
 }
 
+/// Any HTTP request against the server; a body is sent as application/json.
+inline core::Result<net::ClientResponse> http(
+    const ServerProcess& server,
+    std::string method,
+    std::string_view path,
+    std::string body = {},
+    std::vector<net::Header> headers = {},
+    std::chrono::milliseconds timeout = std::chrono::seconds{20}) {
+    net::ClientRequest request;
+    request.method = std::move(method);
+    request.url = server.url(path);
+    request.headers = std::move(headers);
+    if (!body.empty()) {
+        request.headers.push_back({"Content-Type", "application/json"});
+    }
+    request.body = std::move(body);
+    request.timeout = timeout;
+    return net::fetch_sync(std::move(request));
+}
+
+/// The body as JSON (null when it is not JSON).
+inline boost::json::value json_of(const core::Result<net::ClientResponse>& response) {
+    if (!response) {
+        return nullptr;
+    }
+    std::error_code ec;
+    auto parsed = boost::json::parse(response->body, ec);
+    return ec ? boost::json::value(nullptr) : parsed;
+}
+
+/// The last non-empty line of an NDJSON body, parsed.
+inline boost::json::value last_line(const std::string& body) {
+    auto end = body.find_last_not_of('\n');
+    if (end == std::string::npos) {
+        return nullptr;
+    }
+    auto start = body.rfind('\n', end);
+    std::error_code ec;
+    auto parsed = boost::json::parse(body.substr(start == std::string::npos ? 0 : start + 1), ec);
+    return ec ? boost::json::value(nullptr) : parsed;
+}
+
 /// A config with the demo fleet and sweeps settable small, for tests.
 inline std::string test_config(std::string_view extra_fleet = "",
                                std::string_view expiry_sweep = "50ms") {
