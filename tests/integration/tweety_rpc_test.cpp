@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "rpc_helpers.hpp"
@@ -167,6 +168,40 @@ TEST_F(TweetyRpc, OnlyNotificationsGetNoContent) {
     ASSERT_TRUE(response);
     EXPECT_EQ(response->status, 204);
     EXPECT_TRUE(response->body.empty());
+}
+
+TEST_F(TweetyRpc, AcquireWithWaitIsHandedTheNodeWhenItFrees) {
+    auto held =
+        call(server_, "TweetyService.Acquire", R"({"ReleaseName": "lotus-0", "Owner": "anton"})");
+    ASSERT_TRUE(held.contains("result"));
+    auto waiting = std::async(std::launch::async, [this] {
+        return call(server_, "TweetyService.Acquire",
+                    R"({"ReleaseName": "lotus-0", "Owner": "bob", "Wait": "30s"})");
+    });
+    ASSERT_TRUE(wait_until([&] {
+        auto leases = json_of(http(server_, "GET", "/api/v1/leases"));
+        return leases.is_object() && leases.at("waiters").as_array().size() == 1;
+    }));
+    auto released = call(server_, "TweetyService.Release",
+                         R"({"ReleaseName": "lotus-0", "Owner": "anton"})");
+    ASSERT_TRUE(released.contains("result"));
+    auto bob = waiting.get();
+    ASSERT_TRUE(bob.contains("result")) << boost::json::serialize(bob);
+    EXPECT_EQ(bob["result"].at("owner"), "bob");
+}
+
+TEST_F(TweetyRpc, RenewAndReleaseByLeaseId) {
+    auto held =
+        call(server_, "TweetyService.Acquire", R"({"ReleaseName": "lotus-2", "Owner": "anton"})");
+    auto id = str(held["result"].at("lease_id"));
+    auto renewed = call(server_, "TweetyService.Renew",
+                        fmt::format(R"({{"LeaseID": "{}", "TTL": "3h"}})", id));
+    ASSERT_TRUE(renewed.contains("result")) << boost::json::serialize(renewed);
+    EXPECT_GT(str(renewed["result"].at("expires_at")), str(held["result"].at("expires_at")));
+    auto released =
+        call(server_, "TweetyService.Release", fmt::format(R"({{"LeaseID": "{}"}})", id));
+    ASSERT_TRUE(released.contains("result")) << boost::json::serialize(released);
+    EXPECT_TRUE(status_of(server_, "lotus-2").at("holder").is_null());
 }
 
 TEST(TweetyContention, SixtyFourConcurrentAcquirersExactlyOneWins) {
