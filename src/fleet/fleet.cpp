@@ -3,29 +3,53 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
+
+#include "fleet/policy.hpp"
+
 namespace aviary::fleet {
 namespace {
 
-constexpr std::string_view kSystemActor = "aviary";
+using policy::kSystemActor;
 
-core::Error busy(const core::Lease& holder) {
-    return core::Error{core::ErrorCode::kBusy,
-                       fmt::format("node {} is busy: current owner is {} (since {}, until {})",
-                                   holder.node, holder.owner, core::format_time(holder.acquired_at),
-                                   core::format_time(holder.expires_at))};
+std::string node_names(const std::vector<core::Lease>& leases) {
+    std::string out;
+    for (const auto& lease : leases) {
+        out += (out.empty() ? "" : ",") + lease.node;
+    }
+    return out;
+}
+
+core::Result<std::optional<std::int64_t>> parse_cursor(std::string_view cursor) {
+    if (cursor.empty()) {
+        return std::optional<std::int64_t>{};
+    }
+    std::int64_t id = 0;
+    auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), id);
+    if (ec != std::errc{} || end != cursor.data() + cursor.size() || id <= 0) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("cursor \"{}\" is not from a previous page", cursor)};
+    }
+    return std::optional<std::int64_t>{id};
 }
 
 }  // namespace
 
 Fleet::Fleet(Settings settings, store::Store& store, core::Clock& clock)
-    : settings_(std::move(settings)), store_(store), clock_(clock), log_(core::logger("fleet")) {}
+    : settings_(std::move(settings)), store_(store), clock_(clock), log_(core::logger("fleet")) {
+    store_.set_grant_listener(
+        [this](std::vector<store::WaiterGrant> grants) { on_grants(std::move(grants)); });
+}
 
 Fleet::~Fleet() {
     stop();
+    // Returns once a listener call in progress has finished: none can reach a dead fleet.
+    store_.set_grant_listener({});
 }
 
 core::Result<store::ReconcileReport> Fleet::reconcile() {
-    auto report = store_.reconcile_nodes(settings_.nodes, kSystemActor, clock_.now());
+    auto now = clock_.now();
+    auto report = store_.reconcile_nodes(settings_.nodes, kSystemActor, now);
     if (!report) {
         return report.error();
     }
@@ -42,50 +66,215 @@ core::Result<store::ReconcileReport> Fleet::reconcile() {
         // Dropping a leased node would pull it from under its holder without a word.
         log_->warn("node kept although no longer in config: it is leased node={}", name);
     }
+    // Nobody is left to tell: the connections that waited died with the previous run.
+    auto dropped = store_.drop_waiters(kSystemActor, now);
+    if (!dropped) {
+        return dropped.error();
+    }
+    if (!dropped->empty()) {
+        log_->info("waiters of a previous run dropped count={}", dropped->size());
+    }
     return report;
 }
 
-core::Result<store::LeaseAttempt> Fleet::acquire(const AcquireRequest& request,
-                                                 const Caller& caller) {
-    if (request.owner.empty()) {
+core::Result<store::LeaseRequest> Fleet::lease_request(const AcquireRequest& request,
+                                                       const Caller& caller) {
+    auto owner = policy::owner_for(request.owner, caller);
+    if (!owner) {
+        return owner.error();
+    }
+    if (owner->empty()) {
         return core::Error{core::ErrorCode::kInvalidArgument, "owner is required to acquire"};
     }
-    auto ttl = request.ttl.value_or(settings_.lease_ttl);
-    if (ttl.count() <= 0 || ttl > settings_.max_lease_ttl) {
-        return core::Error{
-            core::ErrorCode::kInvalidArgument,
-            fmt::format("ttl {} is out of range: at most {}", core::format_duration(ttl),
-                        core::format_duration(settings_.max_lease_ttl))};
+    if (auto shape = policy::check_shape(request); !shape) {
+        return shape.error();
     }
-    store::LeaseRequest lease_request{
-        .node = request.node,
-        .owner = request.owner,
-        .reason = request.reason,
-        .actor = caller.identity.empty() ? request.owner : caller.identity,
-        .now = clock_.now(),
-        .ttl = ttl,
-    };
-    // One conditional write in the store: reading the holder first and writing after would let
-    // two racing acquirers both win.
-    auto attempt = store_.try_lease(lease_request);
+    auto ttl = policy::ttl_for(request.ttl, settings_);
+    if (!ttl) {
+        return ttl.error();
+    }
+    return store::LeaseRequest{.node = request.node,
+                               .selector = request.selector,
+                               .count = request.count,
+                               .owner = *owner,
+                               .reason = request.reason,
+                               .actor = policy::actor_of(caller, *owner),
+                               .now = clock_.now(),
+                               .ttl = *ttl,
+                               .exclusive = request.exclusive};
+}
+
+core::Result<Acquired> Fleet::acquire(const AcquireRequest& request, const Caller& caller) {
+    auto lease_request = this->lease_request(request, caller);
+    if (!lease_request) {
+        return lease_request.error();
+    }
+    // One operation in the store decides and writes: reading the holder first and writing
+    // after would let two racing acquirers both win.
+    auto attempt = store_.try_lease(*lease_request);
     if (!attempt) {
         return attempt.error();
     }
     if (!attempt->granted) {
-        return busy(attempt->lease);
+        return policy::refusal_error(*lease_request, attempt->refusal);
     }
-    if (attempt->lapsed) {
-        log_->info("lease expired node={} owner={}", attempt->lapsed->node, attempt->lapsed->owner);
+    for (const auto& lapsed : attempt->lapsed) {
+        log_->info("lease expired node={} owner={}", lapsed.node, lapsed.owner);
     }
-    log_->info("lease {} node={} owner={} ttl={}", attempt->renewed ? "renewed" : "acquired",
-               request.node, request.owner, core::format_duration(ttl));
-    return attempt;
+    log_->info("lease {} nodes={} owner={} lease_id={} ttl={}",
+               attempt->renewed ? "renewed" : "acquired", node_names(attempt->leases),
+               lease_request->owner, attempt->leases.front().id,
+               core::format_duration(lease_request->ttl));
+    return policy::to_acquired(std::move(*attempt));
+}
+
+core::Result<std::variant<Acquired, Waiter>> Fleet::acquire_or_wait(const AcquireRequest& request,
+                                                                    core::Millis wait,
+                                                                    const Caller& caller,
+                                                                    GrantedCallback on_granted) {
+    if (auto valid = policy::check_wait(wait, settings_); !valid) {
+        return valid.error();
+    }
+    auto lease_request = this->lease_request(request, caller);
+    if (!lease_request) {
+        return lease_request.error();
+    }
+    std::string ticket = core::new_id();
+    // Registered before the enqueue commits: from then on any commit may serve the waiter,
+    // and its grant must find someone to tell.
+    {
+        std::lock_guard lock{waits_mu_};
+        waits_.emplace(ticket, std::move(on_granted));
+    }
+    auto forget = [this, &ticket] {
+        std::lock_guard lock{waits_mu_};
+        waits_.erase(ticket);
+    };
+    auto queued = store_.enqueue(store::WaiterRecord{
+        .ticket = ticket, .request = *lease_request, .deadline = lease_request->now + wait});
+    if (!queued) {
+        forget();
+        return queued.error();
+    }
+    if (auto* granted = std::get_if<store::LeaseAttempt>(&*queued)) {
+        // Served at once, in the caller's own operation: the answer is the return value.
+        forget();
+        AVIARY_ASSERT(granted->granted, "enqueue returns only a granted attempt");
+        log_->info("lease {} nodes={} owner={} lease_id={}",
+                   granted->renewed ? "renewed" : "acquired", node_names(granted->leases),
+                   lease_request->owner, granted->leases.front().id);
+        return std::variant<Acquired, Waiter>{policy::to_acquired(std::move(*granted))};
+    }
+    auto waiter = policy::to_waiter(std::get<store::WaiterRecord>(*queued));
+    log_->info("waiter queued ticket={} owner={} position={} wait={}", ticket, lease_request->owner,
+               waiter.position, core::format_duration(wait));
+    return std::variant<Acquired, Waiter>{std::move(waiter)};
+}
+
+void Fleet::on_grants(std::vector<store::WaiterGrant> grants) {
+    for (auto& grant : grants) {
+        GrantedCallback callback;
+        {
+            std::lock_guard lock{waits_mu_};
+            auto it = waits_.find(grant.ticket);
+            if (it != waits_.end()) {
+                callback = std::move(it->second);
+                waits_.erase(it);
+            }
+        }
+        log_->info("waiter served ticket={} nodes={} owner={} lease_id={}", grant.ticket,
+                   node_names(grant.leases), grant.leases.front().owner, grant.leases.front().id);
+        if (callback) {
+            // Outside the lock: the callback may call cancel_wait() or waiter() of others.
+            callback(policy::to_acquired(std::move(grant)));
+        }
+    }
+}
+
+void Fleet::cancel_wait(std::string_view ticket) {
+    {
+        std::lock_guard lock{waits_mu_};
+        waits_.erase(std::string{ticket});
+    }
+    auto cancelled = store_.cancel_waiter(ticket, "", clock_.now());
+    if (!cancelled) {
+        log_->warn("waiter not cancelled ticket={} error=\"{}\"", ticket,
+                   cancelled.error().message);
+        return;
+    }
+    if (*cancelled) {
+        const auto& waiter = **cancelled;
+        log_->info("waiter cancelled ticket={} owner={} granted={}", ticket, waiter.request.owner,
+                   waiter.state == store::WaiterState::kGranted);
+    }
+}
+
+core::Result<Waiter> Fleet::waiter(std::string_view ticket) {
+    auto now = clock_.now();
+    auto record = store_.waiter(ticket, now);
+    if (!record) {
+        return record.error();
+    }
+    if (record->state == store::WaiterState::kGranted) {
+        return core::Error{
+            core::ErrorCode::kNotFound,
+            fmt::format("waiter {} was served (lease {})", ticket, record->lease_id)};
+    }
+    if (record->deadline <= now) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("waiter {} has passed its deadline", ticket)};
+    }
+    return policy::to_waiter(*record);
+}
+
+core::Result<std::vector<core::Lease>> Fleet::renew(std::string_view lease_id,
+                                                    std::optional<core::Millis> ttl,
+                                                    const Caller& caller) {
+    auto holder = policy::holder_for(caller, lease_id);
+    if (!holder) {
+        return holder.error();
+    }
+    auto chosen = policy::ttl_for(ttl, settings_);
+    if (!chosen) {
+        return chosen.error();
+    }
+    auto renewed = store_.renew_lease(store::LeaseIdRequest{.lease_id = std::string{lease_id},
+                                                            .owner = *holder,
+                                                            .actor = policy::actor_of(caller),
+                                                            .now = clock_.now(),
+                                                            .ttl = *chosen});
+    if (renewed) {
+        log_->info("lease renewed lease_id={} nodes={} ttl={}", lease_id, node_names(*renewed),
+                   core::format_duration(*chosen));
+    }
+    return renewed;
+}
+
+core::Result<std::vector<core::Lease>> Fleet::release_lease(std::string_view lease_id,
+                                                            const Caller& caller) {
+    auto holder = policy::holder_for(caller, lease_id);
+    if (!holder) {
+        return holder.error();
+    }
+    auto released = store_.release_lease(store::LeaseIdRequest{.lease_id = std::string{lease_id},
+                                                               .owner = *holder,
+                                                               .actor = policy::actor_of(caller),
+                                                               .now = clock_.now(),
+                                                               .kind = "lease.released"});
+    if (released) {
+        log_->info("lease released lease_id={} nodes={}", lease_id, node_names(*released));
+    }
+    return released;
 }
 
 core::Result<std::optional<core::Lease>> Fleet::release(std::string_view node,
                                                         std::string_view owner,
                                                         const Caller& caller) {
-    if (owner.empty()) {
+    auto holder = policy::owner_for(owner, caller);
+    if (!holder) {
+        return holder.error();
+    }
+    if (holder->empty()) {
         // The seed's scripts may omit Owner: that is fine on a node nobody holds, and refused
         // (naming the holder) on a node someone does.
         auto current = store_.node(node, clock_.now());
@@ -101,13 +290,13 @@ core::Result<std::optional<core::Lease>> Fleet::release(std::string_view node,
     }
     auto released = store_.release(store::ReleaseRequest{
         .node = std::string{node},
-        .owner = std::string{owner},
-        .actor = caller.identity.empty() ? std::string{owner} : caller.identity,
+        .owner = *holder,
+        .actor = policy::actor_of(caller, *holder),
         .kind = "lease.released",
         .now = clock_.now(),
     });
     if (released && *released) {
-        log_->info("lease released node={} owner={}", node, owner);
+        log_->info("lease released node={} owner={}", node, *holder);
     }
     return released;
 }
@@ -120,15 +309,23 @@ core::Result<std::optional<core::Lease>> Fleet::free(std::string_view node,
         return core::Error{core::ErrorCode::kPermissionDenied,
                            fmt::format("only an admin may force-free node {}", node)};
     }
-    if (!force && owner.empty()) {
-        return core::Error{core::ErrorCode::kInvalidArgument,
-                           "owner is required to free a node (or force, as an admin)"};
+    std::string holder;
+    if (!force) {
+        auto resolved = policy::owner_for(owner, caller);
+        if (!resolved) {
+            return resolved.error();
+        }
+        if (resolved->empty()) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               "owner is required to free a node (or force, as an admin)"};
+        }
+        holder = std::move(*resolved);
     }
-    auto actor = caller.identity.empty() ? std::string{owner} : caller.identity;
+    auto actor = policy::actor_of(caller, owner);
     auto freed = store_.release(store::ReleaseRequest{
         .node = std::string{node},
-        .owner = force ? std::string{} : std::string{owner},
-        .actor = actor.empty() ? std::string{kSystemActor} : actor,
+        .owner = holder,
+        .actor = actor,
         .kind = "lease.freed",
         .now = clock_.now(),
     });
@@ -139,23 +336,148 @@ core::Result<std::optional<core::Lease>> Fleet::free(std::string_view node,
     return freed;
 }
 
-core::Result<std::vector<core::Node>> Fleet::nodes() {
-    return store_.nodes(clock_.now());
+core::Result<std::vector<core::Lease>> Fleet::leases() {
+    return store_.leases(clock_.now());
+}
+
+core::Result<std::vector<Waiter>> Fleet::waiters() {
+    auto records = store_.waiters(clock_.now());
+    if (!records) {
+        return records.error();
+    }
+    std::vector<Waiter> waiters;
+    waiters.reserve(records->size());
+    for (const auto& record : *records) {
+        waiters.push_back(policy::to_waiter(record));
+    }
+    return waiters;
+}
+
+core::Result<std::vector<core::Node>> Fleet::nodes(const core::Labels& selector) {
+    auto all = store_.nodes(clock_.now());
+    if (!all || selector.empty()) {
+        return all;
+    }
+    std::erase_if(
+        *all, [&](const auto& node) { return !core::labels_match(node.spec.labels, selector); });
+    return all;
 }
 
 core::Result<core::Node> Fleet::node(std::string_view name) {
     return store_.node(name, clock_.now());
 }
 
+core::Result<std::pair<core::Node, bool>> Fleet::put_node(const core::NodeSpec& spec,
+                                                          const Caller& caller) {
+    if (auto admin = policy::require_admin(caller, "edit nodes"); !admin) {
+        return admin.error();
+    }
+    auto change = store_.put_node(spec, policy::actor_of(caller), clock_.now());
+    if (!change) {
+        return change.error();
+    }
+    log_->info("node {} through the api node={} by={}", change->created ? "added" : "updated",
+               spec.name, policy::actor_of(caller));
+    return std::pair<core::Node, bool>{std::move(change->node), change->created};
+}
+
+core::Result<void> Fleet::remove_node(std::string_view name, const Caller& caller) {
+    if (auto admin = policy::require_admin(caller, "edit nodes"); !admin) {
+        return admin;
+    }
+    auto removed = store_.remove_node(name, policy::actor_of(caller), clock_.now());
+    if (removed) {
+        log_->info("node removed through the api node={} by={}", name, policy::actor_of(caller));
+    }
+    return removed;
+}
+
+core::Result<core::Node> Fleet::start_maintenance(std::string_view name,
+                                                  std::string_view reason,
+                                                  const Caller& caller) {
+    if (auto admin = policy::require_admin(caller, "take nodes out of service"); !admin) {
+        return admin.error();
+    }
+    auto change = store_.start_maintenance(name, reason, policy::actor_of(caller), clock_.now());
+    if (!change) {
+        return change.error();
+    }
+    if (change->ended) {
+        log_->info("lease ended for maintenance node={} owner={} lease_id={}", name,
+                   change->ended->owner, change->ended->id);
+    }
+    log_->info("node in maintenance node={} reason=\"{}\" by={}", name, reason,
+               policy::actor_of(caller));
+    return std::move(change->node);
+}
+
+core::Result<core::Node> Fleet::end_maintenance(std::string_view name, const Caller& caller) {
+    if (auto admin = policy::require_admin(caller, "take nodes out of service"); !admin) {
+        return admin.error();
+    }
+    auto change = store_.end_maintenance(name, policy::actor_of(caller), clock_.now());
+    if (!change) {
+        return change.error();
+    }
+    log_->info("node back in service node={} by={}", name, policy::actor_of(caller));
+    return std::move(change->node);
+}
+
+core::Result<EventsPage> Fleet::events(const EventsQuery& query) {
+    constexpr int kMaxLimit = 1000;
+    if (query.limit < 1 || query.limit > kMaxLimit) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("limit must be 1..{}, got {}", kMaxLimit, query.limit)};
+    }
+    auto before_id = parse_cursor(query.cursor);
+    if (!before_id) {
+        return before_id.error();
+    }
+    store::EventQuery page{
+        .node = query.node, .since = query.since, .before_id = *before_id, .limit = query.limit};
+    auto events = store_.events(page);
+    if (!events) {
+        return events.error();
+    }
+    EventsPage out{.events = std::move(*events)};
+    if (static_cast<int>(out.events.size()) == query.limit) {
+        // A full page may be the last one: look one event further before promising more.
+        page.before_id = out.events.back().id;
+        page.limit = 1;
+        auto more = store_.events(page);
+        if (!more) {
+            return more.error();
+        }
+        if (!more->empty()) {
+            out.next_cursor = std::to_string(out.events.back().id);
+        }
+    }
+    return out;
+}
+
 std::size_t Fleet::expire_once() {
-    auto expired = store_.expire_leases(clock_.now());
+    auto now = clock_.now();
+    auto expired = store_.expire_leases(now);
     if (!expired) {
-        log_->warn("lease expiry sweep failed error={}", expired.error().message);
+        log_->warn("lease expiry sweep failed error=\"{}\"", expired.error().message);
         return 0;
     }
     for (const auto& lease : *expired) {
         log_->info("lease expired node={} owner={} expired_at={}", lease.node, lease.owner,
                    core::format_time(lease.expires_at));
+    }
+    // Their callbacks stay quiet: the api side keeps its own deadline and answers timeout.
+    auto lapsed = store_.expire_waiters(now);
+    if (!lapsed) {
+        log_->warn("waiter expiry sweep failed error=\"{}\"", lapsed.error().message);
+        return expired->size();
+    }
+    if (!lapsed->empty()) {
+        std::lock_guard lock{waits_mu_};
+        for (const auto& waiter : *lapsed) {
+            waits_.erase(waiter.ticket);
+            log_->info("waiter expired ticket={} owner={}", waiter.ticket, waiter.request.owner);
+        }
     }
     return expired->size();
 }

@@ -48,10 +48,10 @@ struct Caller {
 };
 
 struct AcquireRequest {
-    std::string node;      ///< one named node, or
+    std::string node;       ///< one named node, or
     core::Labels selector;  ///< any free nodes whose labels match every pair
-    int count = 1;         ///< how many nodes (selector only), all or nothing; 1..64
-    std::string owner;     ///< empty: the caller's identity
+    int count = 1;          ///< how many nodes (selector only), all or nothing; 1..64
+    std::string owner;      ///< empty: the caller's identity
     std::string reason;
     std::optional<core::Millis> ttl;  ///< default lease_ttl; more than max_lease_ttl is refused
     bool exclusive = false;           ///< refuse even the same owner when already held
@@ -60,7 +60,7 @@ struct AcquireRequest {
 /// A granted acquire: one Lease per node, all with the same id.
 struct Acquired {
     std::vector<core::Lease> leases;
-    bool renewed = false;              ///< the owner already held it (not exclusive)
+    bool renewed = false;             ///< the owner already held it (not exclusive)
     std::vector<core::Lease> lapsed;  ///< expired leases this acquire replaced
 };
 
@@ -69,7 +69,7 @@ struct Waiter {
     std::string ticket;
     std::string owner;
     std::string reason;
-    std::string node;       ///< or
+    std::string node;  ///< or
     core::Labels selector;
     int count = 1;
     int position = 1;  ///< 1 + waiters ahead of it that want any node it could take
@@ -152,11 +152,12 @@ public:
     /// Adds or updates an API node (admin). Returns the node and whether it was created.
     /// kAlreadyExists for a node declared in the config (edit the config instead).
     core::Result<std::pair<core::Node, bool>> put_node(const core::NodeSpec& spec,
-                                                      const Caller& caller);
+                                                       const Caller& caller);
     /// Removes an API node (admin). kBusy if leased, kAlreadyExists if declared in the config.
     core::Result<void> remove_node(std::string_view name, const Caller& caller);
     /// Out of service with a reason (admin): it cannot be leased; a current lease is ended.
-    core::Result<core::Node> start_maintenance(std::string_view name, std::string_view reason,
+    core::Result<core::Node> start_maintenance(std::string_view name,
+                                               std::string_view reason,
                                                const Caller& caller);
     /// Back in service (admin): free, and waiters are served.
     core::Result<core::Node> end_maintenance(std::string_view name, const Caller& caller);
@@ -175,6 +176,12 @@ public:
     const Settings& settings() const { return settings_; }
 
 private:
+    /// The store's request for `request` by `caller`: owner, shape, TTL and actor checked.
+    core::Result<store::LeaseRequest> lease_request(const AcquireRequest& request,
+                                                    const Caller& caller);
+    /// The store's GrantListener (writer thread): hands each grant to its waiter's callback.
+    void on_grants(std::vector<store::WaiterGrant> grants);
+
     Settings settings_;
     store::Store& store_;  // owned by the role's wiring; outlives the fleet
     core::Clock& clock_;

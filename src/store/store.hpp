@@ -14,10 +14,12 @@
 /// from the I/O loop.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "core/core.hpp"
@@ -43,22 +45,37 @@ struct Stats {
     std::uint64_t largest_batch = 0;  ///< most operations in one commit so far
 };
 
-/// What try_lease did. `lease` is the caller's new or renewed lease when `granted`, otherwise
-/// the holder's lease (so the refusal can name the holder and since when).
-struct LeaseAttempt {
-    bool granted = false;
-    bool renewed = false;  ///< granted to the owner who already held it
-    core::Lease lease;
-    std::optional<core::Lease> lapsed;  ///< an expired lease this acquire replaced
-};
-
+/// What a lease asks for: one named node, or `count` nodes whose labels match `selector`
+/// (exactly one of the two). Also what a waiter waits for.
 struct LeaseRequest {
-    std::string node;
+    std::string node;       ///< one named node, or
+    core::Labels selector;  ///< any in-service nodes whose labels match every pair
+    int count = 1;          ///< selector only: how many nodes, all or nothing
     std::string owner;
     std::string reason;
     std::string actor;  ///< who asked (the token identity, or the owner without tokens)
     core::TimePoint now;
     core::Millis ttl;
+    bool exclusive = false;  ///< refuse even the same owner when the node is already held
+};
+
+/// Why an acquire was not granted at once: what the fleet needs to word the refusal.
+struct Refusal {
+    std::vector<core::Lease> holders;  ///< the active leases in the way (a named node's holder)
+    int matching = 0;                  ///< nodes the request could use
+    int leased = 0;                    ///< of those, held now
+    int maintenance = 0;               ///< of those, out of service
+    int waiters_ahead = 0;  ///< queued waiters that want any of them (FIFO: they go first)
+};
+
+/// What an acquire did. `leases` holds the caller's new or renewed lease (one per node, one
+/// id) when `granted`; otherwise `refusal` says why not.
+struct LeaseAttempt {
+    bool granted = false;
+    bool renewed = false;  ///< a named node the owner already held (neither side exclusive)
+    std::vector<core::Lease> leases;
+    std::vector<core::Lease> lapsed;  ///< expired leases this acquire replaced
+    Refusal refusal;
 };
 
 struct ReleaseRequest {
@@ -68,6 +85,49 @@ struct ReleaseRequest {
     std::string actor;
     std::string kind = "lease.released";  ///< event kind: "lease.released" or "lease.freed"
     core::TimePoint now;
+};
+
+/// Renew or release every node of one lease.
+struct LeaseIdRequest {
+    std::string lease_id;
+    std::string owner;  ///< who must hold it; empty means any holder (an admin)
+    std::string actor;
+    core::TimePoint now;
+    core::Millis ttl{0};                  ///< renew only: expires_at becomes now + ttl
+    std::string kind = "lease.released";  ///< release only: the event kind
+};
+
+enum class WaiterState { kWaiting, kGranted };
+
+/// A queued acquire (a row of the waiters table).
+struct WaiterRecord {
+    std::string ticket;    ///< chosen by the caller (core::new_id()), unique
+    LeaseRequest request;  ///< what it waits for; request.now is when it queued
+    core::TimePoint deadline;
+    WaiterState state = WaiterState::kWaiting;
+    std::string lease_id;  ///< kGranted: the lease it got
+    /// kWaiting: 1 + earlier waiting waiters that want any node this one could take.
+    int position = 0;
+};
+
+/// A waiter served by someone else's transaction (a release, an expiry...).
+struct WaiterGrant {
+    std::string ticket;
+    std::vector<core::Lease> leases;  ///< one per node, one id
+    std::vector<core::Lease> lapsed;  ///< expired leases the grant replaced
+};
+
+/// Called on the store's writer thread after each commit that served waiters, with every
+/// grant of that commit in serving order. It runs between batches: it must only hand the
+/// grants over (queue them, post them to an executor), never block, and never call the store
+/// (the writer would wait for itself).
+using GrantListener = std::function<void(std::vector<WaiterGrant>)>;
+
+/// A node written through the API or taken in or out of service.
+struct NodeChange {
+    core::Node node;                   ///< as it is after the change
+    bool created = false;              ///< put_node: added rather than updated
+    std::optional<core::Lease> ended;  ///< start_maintenance: the lease it ended
 };
 
 struct EventQuery {
@@ -93,7 +153,8 @@ public:
     // --- nodes ---------------------------------------------------------------------------
     /// Makes the config's nodes (source "config") match `specs`: adds, updates driver, tag,
     /// labels and note; removes config nodes no longer listed unless leased. Nodes added
-    /// through the API (source "api") are untouched. One transaction, one event per change.
+    /// through the API (source "api") are untouched. One transaction, one event per change;
+    /// serves waiters.
     virtual core::Result<ReconcileReport> reconcile_nodes(const std::vector<core::NodeSpec>& specs,
                                                           std::string_view actor,
                                                           core::TimePoint now) = 0;
@@ -103,16 +164,81 @@ public:
     virtual core::Result<core::Node> node(std::string_view name, core::TimePoint now) = 0;
 
     // --- leases --------------------------------------------------------------------------
-    /// One conditional write: grants the node when it is free, lapsed, or held by the same
-    /// owner (a renewal, keeping the lease id and acquired_at); otherwise returns the holder's
-    /// lease with granted=false. kNotFound for an unknown node, kUnavailable in maintenance.
+    // Every write that frees capacity (a release, an expiry, a node back in service or added,
+    // a waiter gone) serves the waiters in the same transaction, first come first served: a
+    // waiter gets all its nodes at once when they are free and no earlier waiter that is
+    // still waiting could use them. The grants reach the GrantListener after the commit.
+
+    /// Leases at once, all or nothing. A named node: granted when free or lapsed, renewed
+    /// (every node of its lease, same id and acquired_at) when the same owner holds it and
+    /// neither the lease nor the request is exclusive. A selector: the first `count` free
+    /// matching nodes by name. Never takes a node a queued waiter could use (FIFO); refusals
+    /// are granted=false with the Refusal filled in. kNotFound for an unknown node or a
+    /// selector fewer than `count` nodes match; kUnavailable for a named node in maintenance;
+    /// kInvalidArgument for a malformed request.
     virtual core::Result<LeaseAttempt> try_lease(const LeaseRequest& request) = 0;
-    /// Ends the node's lease. Returns the ended lease, or nullopt when nobody held it (which
-    /// succeeds). kNotOwner (naming the holder) when `owner` is set and someone else holds it;
-    /// kNotFound for an unknown node.
+    /// Ends the node's lease (that node only, when the lease has several). Returns the ended
+    /// lease, or nullopt when nobody held it (which succeeds). kNotOwner (naming the holder)
+    /// when `owner` is set and someone else holds it; kNotFound for an unknown node.
     virtual core::Result<std::optional<core::Lease>> release(const ReleaseRequest& request) = 0;
+    /// Moves expires_at of every node of the lease to now + ttl. kNotFound when the id is not
+    /// held (unknown, ended or lapsed); kNotOwner naming the holder when `owner` is set and
+    /// differs.
+    virtual core::Result<std::vector<core::Lease>> renew_lease(const LeaseIdRequest& request) = 0;
+    /// Ends every node of the lease; errors as renew_lease.
+    virtual core::Result<std::vector<core::Lease>> release_lease(const LeaseIdRequest& request) = 0;
     /// Ends every lease with expires_at <= now, one "lease.expired" event each. Returns them.
     virtual core::Result<std::vector<core::Lease>> expire_leases(core::TimePoint now) = 0;
+    /// Every active lease, grouped by id, oldest first.
+    virtual core::Result<std::vector<core::Lease>> leases(core::TimePoint now) = 0;
+
+    // --- waiters -------------------------------------------------------------------------
+    /// try_lease, and when that is refused, queues `waiter` (ticket, request, deadline) last.
+    /// Returns the granted attempt or the queued waiter with its position. Errors as
+    /// try_lease; kAlreadyExists for a ticket in use.
+    virtual core::Result<std::variant<LeaseAttempt, WaiterRecord>> enqueue(
+        const WaiterRecord& waiter) = 0;
+    /// Removes the waiter. When it was already granted, its lease is released too (nobody is
+    /// left to use it). Returns what was removed; nullopt for an unknown ticket. An empty
+    /// actor means the waiter's own.
+    virtual core::Result<std::optional<WaiterRecord>> cancel_waiter(std::string_view ticket,
+                                                                    std::string_view actor,
+                                                                    core::TimePoint now) = 0;
+    /// One waiter, waiting (with its position) or granted. kNotFound for an unknown ticket.
+    virtual core::Result<WaiterRecord> waiter(std::string_view ticket, core::TimePoint now) = 0;
+    /// Every waiting waiter, in serving order, with positions.
+    virtual core::Result<std::vector<WaiterRecord>> waiters(core::TimePoint now) = 0;
+    /// Removes waiting waiters whose deadline <= now ("waiter.expired" each; returned), and
+    /// forgets granted ones whose deadline passed and whose lease has ended.
+    virtual core::Result<std::vector<WaiterRecord>> expire_waiters(core::TimePoint now) = 0;
+    /// Removes every waiter ("waiter.dropped" for each waiting one; returned): at start, the
+    /// connections that waited died with the previous run.
+    virtual core::Result<std::vector<WaiterRecord>> drop_waiters(std::string_view actor,
+                                                                 core::TimePoint now) = 0;
+    /// Replaces the listener (empty: none). Returns after any call of the previous listener in
+    /// progress has finished, so its owner may then be destroyed. One listener per store.
+    virtual void set_grant_listener(GrantListener listener) = 0;
+
+    // --- nodes (API) ---------------------------------------------------------------------
+    /// Adds or updates a node with source "api". kAlreadyExists for a config node;
+    /// kInvalidArgument for a name that is not a DNS label.
+    virtual core::Result<NodeChange> put_node(const core::NodeSpec& spec,
+                                              std::string_view actor,
+                                              core::TimePoint now) = 0;
+    /// Removes an API node. kNotFound; kAlreadyExists for a config node; kBusy when leased.
+    virtual core::Result<void> remove_node(std::string_view name,
+                                           std::string_view actor,
+                                           core::TimePoint now) = 0;
+    /// Takes the node out of service (or changes the reason), ending its lease if any.
+    /// kNotFound; kInvalidArgument for an empty reason.
+    virtual core::Result<NodeChange> start_maintenance(std::string_view name,
+                                                       std::string_view reason,
+                                                       std::string_view actor,
+                                                       core::TimePoint now) = 0;
+    /// Back in service (a no-op when it is); serves waiters. kNotFound.
+    virtual core::Result<NodeChange> end_maintenance(std::string_view name,
+                                                     std::string_view actor,
+                                                     core::TimePoint now) = 0;
 
     // --- events --------------------------------------------------------------------------
     /// Newest first.

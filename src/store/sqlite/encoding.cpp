@@ -49,7 +49,38 @@ std::string lease_to_json(const core::Lease& lease) {
         {"reason", lease.reason},
         {"acquired_at", core::format_time(lease.acquired_at)},
         {"expires_at", core::format_time(lease.expires_at)},
+        {"exclusive", lease.exclusive},
     });
+}
+
+std::string waiter_to_json(const WaiterRecord& waiter) {
+    const auto& request = waiter.request;
+    boost::json::object out{
+        {"ticket", waiter.ticket},
+        {"owner", request.owner},
+        {"reason", request.reason},
+    };
+    if (request.node.empty()) {
+        out.emplace("selector", labels_object(request.selector));
+        out.emplace("count", request.count);
+    } else {
+        out.emplace("node", request.node);
+    }
+    out.emplace("ttl", core::format_duration(request.ttl));
+    out.emplace("exclusive", request.exclusive);
+    out.emplace("since", core::format_time(request.now));
+    out.emplace("deadline", core::format_time(waiter.deadline));
+    if (!waiter.lease_id.empty()) {
+        out.emplace("lease_id", waiter.lease_id);
+    }
+    return boost::json::serialize(out);
+}
+
+std::string maintenance_to_json(std::string_view reason) {
+    if (reason.empty()) {
+        return std::string{kNoState};
+    }
+    return boost::json::serialize(boost::json::object{{"maintenance_reason", reason}});
 }
 
 std::string spec_to_json(const core::NodeSpec& spec) {

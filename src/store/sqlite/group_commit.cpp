@@ -6,9 +6,13 @@
 
 namespace aviary::store::sqlite {
 
-GroupCommit::GroupCommit(Connection& db, std::mutex& db_mutex)
-    : db_(db), db_mutex_(db_mutex), log_(core::logger("store")) {
+GroupCommit::GroupCommit(Connection& db, std::mutex& db_mutex, AfterBatch after_batch)
+    : db_(db),
+      db_mutex_(db_mutex),
+      after_batch_(std::move(after_batch)),
+      log_(core::logger("store")) {
     thread_ = std::thread{[this] { loop(); }};
+    writer_id_ = thread_.get_id();
 }
 
 GroupCommit::~GroupCommit() {
@@ -16,6 +20,8 @@ GroupCommit::~GroupCommit() {
 }
 
 core::Result<void> GroupCommit::submit(Operation operation) {
+    AVIARY_ASSERT(std::this_thread::get_id() != writer_id_,
+                  "the writer thread must not submit: it would wait for itself");
     Pending pending{std::move(operation), {}};
     auto done = pending.done.get_future();
     {
@@ -76,6 +82,9 @@ void GroupCommit::run_batch(const std::vector<Pending*>& batch) {
     auto results = run_transaction(batch);
     if (!results) {
         fail_all(batch, results.error());
+        if (after_batch_) {
+            after_batch_(false);
+        }
         return;
     }
     commits_.fetch_add(1);
@@ -83,6 +92,9 @@ void GroupCommit::run_batch(const std::vector<Pending*>& batch) {
         ((*results)[i] ? writes_ : failed_writes_).fetch_add(1);
         // After set_value the submitter may return and destroy its Pending: touch it no more.
         batch[i]->done.set_value(std::move((*results)[i]));
+    }
+    if (after_batch_) {
+        after_batch_(true);
     }
 }
 

@@ -26,16 +26,21 @@ public:
     /// Runs on the write connection inside the batch's transaction. An error rolls back only
     /// this operation's savepoint and is what its submit() returns.
     using Operation = std::function<core::Result<void>(Connection&)>;
+    /// Runs on the writer thread after each batch, outside the database mutex and after every
+    /// submitter of the batch has been answered: `committed` says whether the batch's
+    /// operations are durable (false: they were all rolled back).
+    using AfterBatch = std::function<void(bool committed)>;
 
     /// `db` is used only by the writer thread and only while holding `db_mutex` (an
     /// in-memory database shares its one connection with readers under that mutex).
-    GroupCommit(Connection& db, std::mutex& db_mutex);
+    GroupCommit(Connection& db, std::mutex& db_mutex, AfterBatch after_batch = {});
     ~GroupCommit();
     GroupCommit(const GroupCommit&) = delete;
     GroupCommit& operator=(const GroupCommit&) = delete;
 
     /// Blocks until the operation's batch has committed (or failed). kUnavailable once closed;
-    /// kStorage for every operation of a batch whose COMMIT failed.
+    /// kStorage for every operation of a batch whose COMMIT failed. Never call it from the
+    /// writer thread (an operation or AfterBatch): it would wait for itself.
     core::Result<void> submit(Operation operation);
     /// Stops accepting, runs what is queued, joins the thread. Idempotent.
     void close();
@@ -60,6 +65,7 @@ private:
 
     Connection& db_;
     std::mutex& db_mutex_;
+    AfterBatch after_batch_;
     std::shared_ptr<spdlog::logger> log_;
 
     mutable std::mutex mu_;
@@ -68,6 +74,7 @@ private:
     bool closed_ = false;
     std::mutex close_mu_;  // serialises close() so a second caller waits for the join
     std::thread thread_;
+    std::thread::id writer_id_;  // set once in the constructor: close() may reset thread_
 
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> writes_{0};

@@ -4,35 +4,21 @@
 
 #include <algorithm>
 
+#include "store/serving.hpp"
 #include "store/sqlite/encoding.hpp"
 #include "store/sqlite/events.hpp"
+#include "store/sqlite/nodes.hpp"
+#include "store/sqlite/waiters.hpp"
 
 namespace aviary::store::sqlite {
 namespace {
 
-// Renewal keeps the lease id and acquired_at; anything else the WHERE lets through (a free
-// node, a lapsed lease) starts a new lease. The WHERE is the whole decision, taken atomically
-// by the one statement: reading the holder first and writing after would let two racing
-// acquirers both win once this runs on PostgreSQL.
-constexpr std::string_view kUpsertLease = R"sql(
-INSERT INTO leases (node, id, owner, reason, acquired_at, expires_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-ON CONFLICT (node) DO UPDATE SET
-    id = CASE WHEN leases.owner = excluded.owner AND leases.expires_at > excluded.acquired_at
-              THEN leases.id ELSE excluded.id END,
-    acquired_at = CASE WHEN leases.owner = excluded.owner
-                            AND leases.expires_at > excluded.acquired_at
-                       THEN leases.acquired_at ELSE excluded.acquired_at END,
-    owner = excluded.owner,
-    reason = excluded.reason,
-    expires_at = excluded.expires_at
-WHERE leases.owner = excluded.owner OR leases.expires_at <= excluded.acquired_at
-RETURNING id, node, owner, reason, acquired_at, expires_at)sql";
+constexpr int kMaxCount = 64;
 
-// The release is one conditional delete too: only an active lease, and only the named owner's.
+// The release is one conditional delete: only an active lease, and only the named owner's.
 constexpr std::string_view kDeleteHeldLease = R"sql(
 DELETE FROM leases WHERE node = ?1 AND expires_at > ?2 AND (?3 = '' OR owner = ?3)
-RETURNING id, node, owner, reason, acquired_at, expires_at)sql";
+RETURNING id, node, owner, reason, acquired_at, expires_at, exclusive)sql";
 
 core::Error unknown_node(std::string_view node) {
     return core::Error{core::ErrorCode::kNotFound, fmt::format("unknown node {}", node)};
@@ -64,6 +50,11 @@ core::Result<std::optional<core::Lease>> at_most_one(core::Result<std::vector<co
     return std::optional<core::Lease>{std::move(rows->front())};
 }
 
+void by_node(std::vector<core::Lease>& leases) {
+    std::sort(leases.begin(), leases.end(),
+              [](const auto& a, const auto& b) { return a.node < b.node; });
+}
+
 core::Result<std::optional<core::Lease>> find_lease(Connection& db, std::string_view node) {
     auto select = db.prepare(fmt::format("SELECT {} FROM leases WHERE node = ?1", kLeaseColumns));
     if (!select) {
@@ -71,6 +62,19 @@ core::Result<std::optional<core::Lease>> find_lease(Connection& db, std::string_
     }
     select->bind_all(node);
     return at_most_one(collect_leases(*select));
+}
+
+/// The active rows of lease `id`, by node.
+core::Result<std::vector<core::Lease>> held_rows(Connection& db,
+                                                 std::string_view id,
+                                                 core::TimePoint now) {
+    auto select = db.prepare(fmt::format(
+        "SELECT {} FROM leases WHERE id = ?1 AND expires_at > ?2 ORDER BY node", kLeaseColumns));
+    if (!select) {
+        return select.error();
+    }
+    select->bind_all(id, now);
+    return collect_leases(*select);
 }
 
 core::Result<void> record(Connection& db,
@@ -90,86 +94,136 @@ core::Result<void> record(Connection& db,
                     .after = after != nullptr ? lease_to_json(*after) : std::string{kNoState}});
 }
 
-/// The node's maintenance reason ("" when in service), nullopt for an unknown node.
-core::Result<std::optional<std::string>> maintenance_reason(Connection& db, std::string_view node) {
-    auto select = db.prepare("SELECT maintenance_reason FROM nodes WHERE name = ?1");
-    if (!select) {
-        return select.error();
-    }
-    auto row = select->bind_all(node).step();
-    if (!row) {
-        return row.error();
-    }
-    if (!*row) {
-        return std::optional<std::string>{};
-    }
-    return std::optional<std::string>{select->text(0)};
+std::string what(const LeaseRequest& request) {
+    return request.node.empty() ? fmt::format("nodes {}", serving::describe(request.selector))
+                                : fmt::format("node {}", request.node);
 }
 
-/// kNotFound for an unknown node, kUnavailable for one in maintenance.
-core::Result<void> check_leasable(Connection& db, std::string_view node) {
-    auto reason = maintenance_reason(db, node);
-    if (!reason) {
-        return reason.error();
-    }
-    if (!*reason) {
-        return unknown_node(node);
-    }
-    if (!(*reason)->empty()) {
-        return core::Error{core::ErrorCode::kUnavailable,
-                           fmt::format("node {} is in maintenance: {}", node, **reason)};
-    }
-    return {};
+core::Error invalid(std::string message) {
+    return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
 }
 
 core::Result<void> check_request(const LeaseRequest& request) {
+    if (request.node.empty() == request.selector.empty()) {
+        return invalid(request.node.empty() ? "give node or selector"
+                                            : "give node or selector, not both");
+    }
     if (request.owner.empty()) {
-        return core::Error{core::ErrorCode::kInvalidArgument,
-                           fmt::format("a lease of node {} needs an owner", request.node)};
+        return invalid(fmt::format("a lease of {} needs an owner", what(request)));
     }
     if (request.ttl <= core::Millis::zero()) {
-        return core::Error{core::ErrorCode::kInvalidArgument,
-                           fmt::format("a lease of node {} needs a positive ttl", request.node)};
+        return invalid(fmt::format("a lease of {} needs a positive ttl", what(request)));
+    }
+    if (request.count < 1 || request.count > kMaxCount) {
+        return invalid(fmt::format("count must be 1..{}, got {}", kMaxCount, request.count));
+    }
+    if (!request.node.empty() && request.count != 1) {
+        return invalid(fmt::format("count needs a selector: node {} is one node", request.node));
     }
     return {};
 }
 
-core::Result<std::optional<core::Lease>> upsert_lease(Connection& db, const LeaseRequest& request) {
-    auto upsert = db.prepare(kUpsertLease);
-    if (!upsert) {
-        return upsert.error();
+/// kNotFound when nothing could ever serve the request; kUnavailable for a named node in
+/// maintenance (a selector waits for its nodes to come back instead).
+core::Result<void> check_servable(const LeaseRequest& request,
+                                  const std::vector<core::Node>& pool) {
+    auto matching = serving::candidates(request, pool);
+    if (!request.node.empty()) {
+        if (matching.empty()) {
+            return unknown_node(request.node);
+        }
+        auto node = std::find_if(pool.begin(), pool.end(),
+                                 [&](const auto& n) { return n.spec.name == request.node; });
+        if (node->state == core::NodeState::kMaintenance) {
+            return core::Error{core::ErrorCode::kUnavailable,
+                               fmt::format("node {} is in maintenance: {}", request.node,
+                                           node->maintenance_reason)};
+        }
+        return {};
     }
-    upsert->bind_all(request.node, core::new_id(), request.owner, request.reason, request.now,
-                     request.now + request.ttl);
-    return at_most_one(collect_leases(*upsert));
+    if (static_cast<int>(matching.size()) < request.count) {
+        return core::Error{
+            core::ErrorCode::kNotFound,
+            matching.empty()
+                ? fmt::format("no node matches {}", serving::describe(request.selector))
+                : fmt::format("only {} node(s) match {}, {} asked", matching.size(),
+                              serving::describe(request.selector), request.count)};
+    }
+    return {};
 }
 
-std::string_view actor_of(const LeaseRequest& request) {
-    return request.actor.empty() ? request.owner : request.actor;
-}
-
-core::Result<LeaseAttempt> record_grant(Connection& db,
-                                        const LeaseRequest& request,
-                                        const std::optional<core::Lease>& prior,
-                                        core::Lease granted) {
-    LeaseAttempt attempt{.granted = true, .lease = std::move(granted), .lapsed = std::nullopt};
-    // The same condition as the upsert's CASE, on the row it saw: this transaction holds the
-    // write lock, so `prior` is exactly what the upsert replaced.
-    attempt.renewed = prior && prior->owner == request.owner && prior->expires_at > request.now;
-    if (prior && !attempt.renewed) {
-        attempt.lapsed = prior;
-        auto expired =
-            record(db, request.now, actor_of(request), "lease.expired", &*prior, nullptr);
-        if (!expired) {
-            return expired.error();
+/// Sets expires_at (and the reason, when given) on every active row of lease `id`, with a
+/// lease.renewed event each. Returns the rows after, by node.
+core::Result<std::vector<core::Lease>> extend(Connection& db,
+                                              std::string_view id,
+                                              core::TimePoint expires_at,
+                                              const std::string* reason,
+                                              std::string_view actor,
+                                              core::TimePoint now) {
+    auto before = held_rows(db, id, now);
+    if (!before) {
+        return before;
+    }
+    auto update = db.prepare(
+        "UPDATE leases SET expires_at = ?2, reason = coalesce(?3, reason) "
+        "WHERE id = ?1 AND expires_at > ?4");
+    if (!update) {
+        return update.error();
+    }
+    update->bind_all(id, expires_at);
+    reason != nullptr ? update->bind(3, *reason) : update->bind(3, std::nullopt);
+    if (auto done = update->bind(4, now).run(); !done) {
+        return done.error();
+    }
+    std::vector<core::Lease> after = *before;
+    for (std::size_t i = 0; i < after.size(); ++i) {
+        after[i].expires_at = expires_at;
+        if (reason != nullptr) {
+            after[i].reason = *reason;
+        }
+        if (auto recorded = record(db, now, actor, "lease.renewed", &(*before)[i], &after[i]);
+            !recorded) {
+            return recorded.error();
         }
     }
-    auto recorded =
-        attempt.renewed
-            ? record(db, request.now, actor_of(request), "lease.renewed", &*prior, &attempt.lease)
-            : record(db, request.now, actor_of(request), "lease.acquired", nullptr, &attempt.lease);
-    if (!recorded) {
-        return recorded.error();
+    return after;
+}
+
+/// The holder of a named node renews it unless either side is exclusive; anyone else, or an
+/// exclusive request, is refused naming the holder.
+core::Result<LeaseAttempt> renew_or_refuse(Connection& db,
+                                           const LeaseRequest& request,
+                                           const core::Lease& holder) {
+    if (holder.owner != request.owner || holder.exclusive || request.exclusive) {
+        return LeaseAttempt{.granted = false,
+                            .refusal = Refusal{.holders = {holder}, .matching = 1, .leased = 1}};
+    }
+    auto renewed = extend(db, holder.id, request.now + request.ttl, &request.reason,
+                          request.actor.empty() ? request.owner : request.actor, request.now);
+    if (!renewed) {
+        return renewed.error();
+    }
+    return LeaseAttempt{.granted = true, .renewed = true, .leases = std::move(*renewed)};
+}
+
+/// Why the plan refused: counts as the pool stands after this transaction's grants, and the
+/// waiters still queued ahead for any node it could use.
+core::Result<LeaseAttempt> refuse(Connection& db,
+                                  const LeaseRequest& request,
+                                  const std::vector<WaiterRecord>& queue,
+                                  const Served& served) {
+    auto pool = select_nodes(db, request.now);
+    if (!pool) {
+        return pool.error();
+    }
+    LeaseAttempt attempt{.granted = false, .refusal = serving::refusal_for(request, *pool)};
+    auto wanted = serving::candidates(request, *pool);
+    for (const auto& waiter : queue) {
+        bool granted = std::any_of(served.begin(), served.end(),
+                                   [&](const auto& g) { return g.ticket == waiter.ticket; });
+        if (!granted && serving::overlaps(serving::candidates(waiter.request, *pool), wanted)) {
+            ++attempt.refusal.waiters_ahead;
+        }
     }
     return attempt;
 }
@@ -179,15 +233,14 @@ core::Result<LeaseAttempt> record_grant(Connection& db,
 core::Result<std::optional<core::Lease>> explain_unreleased(Connection& db,
                                                             const ReleaseRequest& request,
                                                             std::string_view actor) {
-    auto reason = maintenance_reason(db, request.node);
-    if (!reason) {
-        return reason.error();
-    }
-    if (!*reason) {
-        return unknown_node(request.node);
-    }
     auto holder = find_lease(db, request.node);
-    if (!holder || !*holder) {
+    if (!holder) {
+        return holder;
+    }
+    if (!*holder) {
+        if (auto node = select_node(db, request.node, request.now); !node) {
+            return node.error();
+        }
         return holder;
     }
     if ((*holder)->expires_at <= request.now) {
@@ -202,6 +255,30 @@ core::Result<std::optional<core::Lease>> explain_unreleased(Connection& db,
                                    request.node, (*holder)->owner)};
 }
 
+/// renew_lease and release_lease changed nothing: the id is not held, or not by `owner`.
+core::Error explain_not_held(Connection& db, const LeaseIdRequest& request) {
+    auto rows = held_rows(db, request.lease_id, request.now);
+    if (!rows) {
+        return rows.error();
+    }
+    if (rows->empty()) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("lease {} is not held", request.lease_id)};
+    }
+    return core::Error{core::ErrorCode::kNotOwner,
+                       fmt::format("lease {} is not yours: current owner is {}", request.lease_id,
+                                   rows->front().owner)};
+}
+
+/// Whether `owner` (empty: anyone) holds lease `id` now.
+core::Result<bool> holds(Connection& db, const LeaseIdRequest& request) {
+    auto rows = held_rows(db, request.lease_id, request.now);
+    if (!rows) {
+        return rows.error();
+    }
+    return !rows->empty() && (request.owner.empty() || rows->front().owner == request.owner);
+}
+
 }  // namespace
 
 core::Lease lease_from_row(const Statement& row, int first) {
@@ -210,34 +287,88 @@ core::Lease lease_from_row(const Statement& row, int first) {
                        .owner = row.text(first + 2),
                        .reason = row.text(first + 3),
                        .acquired_at = row.time(first + 4),
-                       .expires_at = row.time(first + 5)};
+                       .expires_at = row.time(first + 5),
+                       .exclusive = row.int64(first + 6) != 0};
 }
 
-core::Result<LeaseAttempt> try_lease(Connection& db, const LeaseRequest& request) {
+core::Result<LeaseAttempt> try_lease(Connection& db, const LeaseRequest& request, Served& served) {
     if (auto valid = check_request(request); !valid) {
         return valid.error();
     }
-    if (auto leasable = check_leasable(db, request.node); !leasable) {
-        return leasable.error();
+    auto pool = select_nodes(db, request.now);
+    if (!pool) {
+        return pool.error();
     }
-    // Read only to report what the upsert replaces (a lapsed lease, or the renewed one);
-    // the upsert alone decides.
-    auto prior = find_lease(db, request.node);
-    if (!prior) {
-        return prior.error();
+    if (auto servable = check_servable(request, *pool); !servable) {
+        return servable.error();
     }
-    auto granted = upsert_lease(db, request);
-    if (!granted) {
-        return granted.error();
+    // The queue goes first: a lapsed lease may already be a waiter's, and a direct acquire
+    // is the last in line.
+    auto queue = select_waiting(db, request.now);
+    if (!queue) {
+        return queue.error();
     }
-    if (!*granted) {
-        AVIARY_ASSERT(prior->has_value(), "only a holder refuses a lease");
-        return LeaseAttempt{.granted = false, .lease = **prior, .lapsed = std::nullopt};
+    serving::Plan plan{*pool};
+    if (auto done = serve(db, plan, *queue, request.now, served); !done) {
+        return done.error();
     }
-    return record_grant(db, request, *prior, std::move(**granted));
+    if (!request.node.empty()) {
+        auto holder = find_lease(db, request.node);
+        if (!holder) {
+            return holder.error();
+        }
+        if (*holder && (*holder)->expires_at > request.now) {
+            return renew_or_refuse(db, request, **holder);
+        }
+    }
+    auto nodes = plan.next(request);
+    if (!nodes) {
+        return refuse(db, request, *queue, served);
+    }
+    return grant(db, request, *nodes);
 }
 
-core::Result<std::optional<core::Lease>> release(Connection& db, const ReleaseRequest& request) {
+core::Result<LeaseAttempt> grant(Connection& db,
+                                 const LeaseRequest& request,
+                                 const std::vector<std::string>& nodes) {
+    std::string actor = request.actor.empty() ? request.owner : request.actor;
+    LeaseAttempt attempt{.granted = true};
+    std::string id = core::new_id();
+    for (const auto& node : nodes) {
+        auto lapsed = end_lapsed_lease(db, node, actor, request.now);
+        if (!lapsed) {
+            return lapsed.error();
+        }
+        if (*lapsed) {
+            attempt.lapsed.push_back(std::move(**lapsed));
+        }
+        // Prepared per node: the Statement's destructor resets it for the next bind.
+        auto insert = db.prepare(fmt::format(
+            "INSERT INTO leases (node, id, owner, reason, acquired_at, expires_at, exclusive) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {}",
+            kLeaseColumns));
+        if (!insert) {
+            return insert.error();
+        }
+        insert->bind_all(node, id, request.owner, request.reason, request.now,
+                         request.now + request.ttl, std::int64_t{request.exclusive ? 1 : 0});
+        auto written = at_most_one(collect_leases(*insert));
+        if (!written) {
+            return written.error();
+        }
+        AVIARY_ASSERT(written->has_value(), "an INSERT ... RETURNING returns its row");
+        if (auto recorded = record(db, request.now, actor, "lease.acquired", nullptr, &**written);
+            !recorded) {
+            return recorded.error();
+        }
+        attempt.leases.push_back(std::move(**written));
+    }
+    return attempt;
+}
+
+core::Result<std::optional<core::Lease>> release(Connection& db,
+                                                 const ReleaseRequest& request,
+                                                 Served& served) {
     std::string_view actor = request.actor.empty() ? request.owner : request.actor;
     auto remove = db.prepare(kDeleteHeldLease);
     if (!remove) {
@@ -253,12 +384,82 @@ core::Result<std::optional<core::Lease>> release(Connection& db, const ReleaseRe
             !recorded) {
             return recorded.error();
         }
-        return ended;
+    } else {
+        ended = explain_unreleased(db, request, actor);
+        if (!ended) {
+            return ended;
+        }
     }
-    return explain_unreleased(db, request, actor);
+    if (auto done = serve_waiters(db, request.now, served); !done) {
+        return done.error();
+    }
+    return ended;
 }
 
-core::Result<std::vector<core::Lease>> expire_leases(Connection& db, core::TimePoint now) {
+core::Result<std::vector<core::Lease>> renew_lease(Connection& db, const LeaseIdRequest& request) {
+    if (request.ttl <= core::Millis::zero()) {
+        return invalid(fmt::format("renewing lease {} needs a positive ttl", request.lease_id));
+    }
+    auto held = holds(db, request);
+    if (!held) {
+        return held.error();
+    }
+    if (!*held) {
+        return explain_not_held(db, request);
+    }
+    return extend(db, request.lease_id, request.now + request.ttl, nullptr,
+                  request.actor.empty() ? request.owner : request.actor, request.now);
+}
+
+core::Result<std::vector<core::Lease>> release_lease(Connection& db,
+                                                     const LeaseIdRequest& request,
+                                                     Served& served) {
+    auto held = holds(db, request);
+    if (!held) {
+        return held.error();
+    }
+    if (!*held) {
+        return explain_not_held(db, request);
+    }
+    auto ended =
+        end_lease(db, request.lease_id, request.actor.empty() ? request.owner : request.actor,
+                  request.kind, request.now);
+    if (!ended) {
+        return ended;
+    }
+    if (auto done = serve_waiters(db, request.now, served); !done) {
+        return done.error();
+    }
+    return ended;
+}
+
+core::Result<std::vector<core::Lease>> end_lease(Connection& db,
+                                                 std::string_view id,
+                                                 std::string_view actor,
+                                                 std::string_view kind,
+                                                 core::TimePoint now) {
+    auto remove = db.prepare(fmt::format(
+        "DELETE FROM leases WHERE id = ?1 AND expires_at > ?2 RETURNING {}", kLeaseColumns));
+    if (!remove) {
+        return remove.error();
+    }
+    remove->bind_all(id, now);
+    auto ended = collect_leases(*remove);
+    if (!ended) {
+        return ended;
+    }
+    by_node(*ended);
+    for (const auto& lease : *ended) {
+        if (auto recorded = record(db, now, actor, kind, &lease, nullptr); !recorded) {
+            return recorded.error();
+        }
+    }
+    return ended;
+}
+
+core::Result<std::vector<core::Lease>> expire_leases(Connection& db,
+                                                     core::TimePoint now,
+                                                     Served& served) {
     auto remove = db.prepare(
         fmt::format("DELETE FROM leases WHERE expires_at <= ?1 RETURNING {}", kLeaseColumns));
     if (!remove) {
@@ -269,15 +470,29 @@ core::Result<std::vector<core::Lease>> expire_leases(Connection& db, core::TimeP
     if (!expired) {
         return expired;
     }
-    std::sort(expired->begin(), expired->end(),
-              [](const auto& a, const auto& b) { return a.node < b.node; });
+    by_node(*expired);
     for (const auto& lease : *expired) {
         if (auto recorded = record(db, now, kSystemActor, "lease.expired", &lease, nullptr);
             !recorded) {
             return recorded.error();
         }
     }
+    if (auto done = serve_waiters(db, now, served); !done) {
+        return done.error();
+    }
     return expired;
+}
+
+core::Result<std::vector<core::Lease>> select_leases(Connection& db, core::TimePoint now) {
+    auto select =
+        db.prepare(fmt::format("SELECT {} FROM leases WHERE expires_at > ?1 "
+                               "ORDER BY min(acquired_at) OVER (PARTITION BY id), id, node",
+                               kLeaseColumns));
+    if (!select) {
+        return select.error();
+    }
+    select->bind_all(now);
+    return collect_leases(*select);
 }
 
 core::Result<std::optional<core::Lease>> end_lapsed_lease(Connection& db,

@@ -84,9 +84,41 @@ CREATE INDEX events_at ON events (at);
     return {};
 }
 
+// Multi-node leases share an id (so it is looked up by id now) and may be exclusive. Waiters
+// are rows, not memory, so every instance on a shared store serves one queue; `seq` is the
+// serving order (created_at ties within a millisecond, and tickets are random past it).
+// A waiter's node has no foreign key: the node may be removed while it waits.
+constexpr std::string_view kSchemaV3 = R"sql(
+ALTER TABLE leases ADD COLUMN exclusive INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX leases_id ON leases (id);
+CREATE INDEX leases_expires_at ON leases (expires_at);
+CREATE TABLE waiters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL DEFAULT '',
+    node TEXT NOT NULL DEFAULT '',
+    selector TEXT NOT NULL DEFAULT '{}',
+    count INTEGER NOT NULL DEFAULT 1,
+    ttl_ms INTEGER NOT NULL,
+    exclusive INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'waiting',
+    lease_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX waiters_state_seq ON waiters (state, seq);
+)sql";
+
+core::Result<void> add_exclusive_leases_and_waiters(Connection& db) {
+    return db.exec(kSchemaV3);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
+    {3, "exclusive leases and waiters", add_exclusive_leases_and_waiters},
 };
 
 core::Result<void> record_version(Connection& db, int version) {

@@ -8,6 +8,7 @@
 #include "store/sqlite/encoding.hpp"
 #include "store/sqlite/events.hpp"
 #include "store/sqlite/leases.hpp"
+#include "store/sqlite/waiters.hpp"
 
 namespace aviary::store::sqlite {
 namespace {
@@ -17,7 +18,7 @@ constexpr std::string_view kConfigSource = "config";
 // A lapsed lease is left out by the join, so the node reads as free before the sweep runs.
 constexpr std::string_view kSelectNodes = R"sql(
 SELECT n.name, n.driver, n.image_tag, n.labels, n.note, n.maintenance_reason, n.source,
-       l.id, l.node, l.owner, l.reason, l.acquired_at, l.expires_at
+       l.id, l.node, l.owner, l.reason, l.acquired_at, l.expires_at, l.exclusive
 FROM nodes n LEFT JOIN leases l ON l.node = n.name AND l.expires_at > ?1)sql";
 
 core::Result<core::Node> node_from_row(const Statement& row) {
@@ -80,6 +81,74 @@ core::Result<void> check_specs(const std::vector<core::NodeSpec>& specs) {
 bool same_spec(const core::NodeSpec& a, const core::NodeSpec& b) {
     return a.driver == b.driver && a.image_tag == b.image_tag && a.labels == b.labels &&
            a.note == b.note;
+}
+
+core::Error declared_in_config(std::string_view name) {
+    return core::Error{core::ErrorCode::kAlreadyExists,
+                       fmt::format("node {} is declared in the config; edit the config", name)};
+}
+
+core::Result<void> write_spec(Connection& db, std::string_view sql, const core::NodeSpec& spec) {
+    auto write = db.prepare(sql);
+    if (!write) {
+        return write.error();
+    }
+    return write
+        ->bind_all(spec.name, spec.driver, spec.image_tag, labels_to_json(spec.labels), spec.note)
+        .run();
+}
+
+core::Result<void> record_node(Connection& db,
+                               core::TimePoint at,
+                               std::string_view actor,
+                               std::string_view kind,
+                               std::string_view node,
+                               std::string before,
+                               std::string after) {
+    return append_event(db, core::Event{.at = at,
+                                        .actor = std::string{actor},
+                                        .kind = std::string{kind},
+                                        .node = std::string{node},
+                                        .before = std::move(before),
+                                        .after = std::move(after)});
+}
+
+core::Result<void> set_maintenance_reason(Connection& db,
+                                          std::string_view name,
+                                          std::string_view reason) {
+    auto update = db.prepare("UPDATE nodes SET maintenance_reason = ?2 WHERE name = ?1");
+    if (!update) {
+        return update.error();
+    }
+    return update->bind_all(name, reason).run();
+}
+
+/// Ends `lease`'s row on its node only (the other nodes of a multi-node lease stay held).
+core::Result<void> end_node_lease(Connection& db,
+                                  const core::Lease& lease,
+                                  std::string_view actor,
+                                  core::TimePoint now) {
+    auto remove = db.prepare("DELETE FROM leases WHERE node = ?1 AND id = ?2");
+    if (!remove) {
+        return remove.error();
+    }
+    if (auto done = remove->bind_all(lease.node, lease.id).run(); !done) {
+        return done;
+    }
+    return record_node(db, now, actor, "lease.freed", lease.node, lease_to_json(lease),
+                       std::string{kNoState});
+}
+
+core::Result<NodeChange> changed_node(Connection& db,
+                                      std::string_view name,
+                                      core::TimePoint now,
+                                      bool created,
+                                      std::optional<core::Lease> ended) {
+    auto node = select_node(db, name, now);
+    if (!node) {
+        return node.error();
+    }
+    return NodeChange{.node = std::move(*node), .created = created, .ended = std::move(ended)};
 }
 
 /// One reconcile: the writes and events of each kind of change.
@@ -196,25 +265,14 @@ core::Result<void> Reconciler::remove_unless_leased(const core::NodeSpec& spec) 
 }
 
 core::Result<void> Reconciler::write_spec(std::string_view sql, const core::NodeSpec& spec) {
-    auto write = db_.prepare(sql);
-    if (!write) {
-        return write.error();
-    }
-    return write
-        ->bind_all(spec.name, spec.driver, spec.image_tag, labels_to_json(spec.labels), spec.note)
-        .run();
+    return sqlite::write_spec(db_, sql, spec);
 }
 
 core::Result<void> Reconciler::record(std::string_view kind,
                                       std::string_view node,
                                       std::string before,
                                       std::string after) {
-    return append_event(db_, core::Event{.at = now_,
-                                         .actor = std::string{actor_},
-                                         .kind = std::string{kind},
-                                         .node = std::string{node},
-                                         .before = std::move(before),
-                                         .after = std::move(after)});
+    return record_node(db_, now_, actor_, kind, node, std::move(before), std::move(after));
 }
 
 }  // namespace
@@ -222,11 +280,158 @@ core::Result<void> Reconciler::record(std::string_view kind,
 core::Result<ReconcileReport> reconcile_nodes(Connection& db,
                                               const std::vector<core::NodeSpec>& specs,
                                               std::string_view actor,
-                                              core::TimePoint now) {
+                                              core::TimePoint now,
+                                              Served& served) {
     if (auto valid = check_specs(specs); !valid) {
         return valid.error();
     }
-    return Reconciler{db, actor, now}.run(specs);
+    auto report = Reconciler{db, actor, now}.run(specs);
+    if (!report) {
+        return report;
+    }
+    // Added or relabelled nodes may be what someone waits for.
+    if (auto done = serve_waiters(db, now, served); !done) {
+        return done.error();
+    }
+    return report;
+}
+
+core::Result<NodeChange> put_node(Connection& db,
+                                  const core::NodeSpec& spec,
+                                  std::string_view actor,
+                                  core::TimePoint now,
+                                  Served& served) {
+    if (!core::is_dns_label(spec.name)) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("node name \"{}\" is not a DNS label", spec.name)};
+    }
+    auto stored = select_node(db, spec.name, now);
+    if (!stored && stored.error().code != core::ErrorCode::kNotFound) {
+        return stored.error();
+    }
+    if (stored && stored->source == kConfigSource) {
+        return declared_in_config(spec.name);
+    }
+    bool created = !stored;
+    if (created || !same_spec(stored->spec, spec)) {
+        auto written = write_spec(
+            db,
+            created ? "INSERT INTO nodes (name, driver, image_tag, labels, note, source) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, 'api')"
+                    : "UPDATE nodes SET driver = ?2, image_tag = ?3, labels = ?4, note = ?5 "
+                      "WHERE name = ?1",
+            spec);
+        if (!written) {
+            return written.error();
+        }
+        auto recorded = record_node(
+            db, now, actor, created ? "node.added" : "node.updated", spec.name,
+            created ? std::string{kNoState} : spec_to_json(stored->spec), spec_to_json(spec));
+        if (!recorded) {
+            return recorded.error();
+        }
+        if (auto done = serve_waiters(db, now, served); !done) {
+            return done.error();
+        }
+    }
+    return changed_node(db, spec.name, now, created, std::nullopt);
+}
+
+core::Result<void> remove_node(Connection& db,
+                               std::string_view name,
+                               std::string_view actor,
+                               core::TimePoint now) {
+    auto stored = select_node(db, name, now);
+    if (!stored) {
+        return stored.error();
+    }
+    if (stored->source == kConfigSource) {
+        return declared_in_config(name);
+    }
+    if (stored->lease) {
+        return core::Error{
+            core::ErrorCode::kBusy,
+            fmt::format("node {} is leased by {} until {}; release it first", name,
+                        stored->lease->owner, core::format_time(stored->lease->expires_at))};
+    }
+    // A lapsed lease row would block the delete through the foreign key.
+    if (auto lapsed = end_lapsed_lease(db, name, actor, now); !lapsed) {
+        return lapsed.error();
+    }
+    auto remove = db.prepare("DELETE FROM nodes WHERE name = ?1");
+    if (!remove) {
+        return remove.error();
+    }
+    if (auto done = remove->bind_all(name).run(); !done) {
+        return done;
+    }
+    return record_node(db, now, actor, "node.removed", name, spec_to_json(stored->spec),
+                       std::string{kNoState});
+}
+
+core::Result<NodeChange> start_maintenance(Connection& db,
+                                           std::string_view name,
+                                           std::string_view reason,
+                                           std::string_view actor,
+                                           core::TimePoint now) {
+    if (reason.empty()) {
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("a reason is required to take node {} out of service", name)};
+    }
+    auto stored = select_node(db, name, now);
+    if (!stored) {
+        return stored.error();
+    }
+    std::optional<core::Lease> ended;
+    if (stored->lease) {
+        // Out of service means out of the holder's hands too; the event says who ended it.
+        auto rows = end_node_lease(db, *stored->lease, actor, now);
+        if (!rows) {
+            return rows.error();
+        }
+        ended = stored->lease;
+    }
+    if (auto lapsed = end_lapsed_lease(db, name, actor, now); !lapsed) {
+        return lapsed.error();
+    }
+    if (auto set = set_maintenance_reason(db, name, reason); !set) {
+        return set.error();
+    }
+    auto recorded =
+        record_node(db, now, actor, "node.maintenance_started", name,
+                    maintenance_to_json(stored->maintenance_reason), maintenance_to_json(reason));
+    if (!recorded) {
+        return recorded.error();
+    }
+    return changed_node(db, name, now, false, std::move(ended));
+}
+
+core::Result<NodeChange> end_maintenance(Connection& db,
+                                         std::string_view name,
+                                         std::string_view actor,
+                                         core::TimePoint now,
+                                         Served& served) {
+    auto stored = select_node(db, name, now);
+    if (!stored) {
+        return stored.error();
+    }
+    if (stored->maintenance_reason.empty()) {
+        return NodeChange{.node = std::move(*stored)};
+    }
+    if (auto set = set_maintenance_reason(db, name, ""); !set) {
+        return set.error();
+    }
+    auto recorded =
+        record_node(db, now, actor, "node.maintenance_ended", name,
+                    maintenance_to_json(stored->maintenance_reason), std::string{kNoState});
+    if (!recorded) {
+        return recorded.error();
+    }
+    if (auto done = serve_waiters(db, now, served); !done) {
+        return done.error();
+    }
+    return changed_node(db, name, now, false, std::nullopt);
 }
 
 core::Result<std::vector<core::Node>> select_nodes(Connection& db, core::TimePoint now) {

@@ -1,19 +1,43 @@
 #pragma once
 // Private to src/store/sqlite: the SQL of nodes.
+#include <optional>
 #include <string_view>
 #include <vector>
 
 #include "core/core.hpp"
 #include "store/sqlite/connection.hpp"
+#include "store/sqlite/leases.hpp"
 #include "store/store.hpp"
 
 namespace aviary::store::sqlite {
 
 /// Runs inside the writer's transaction; one event per change (see Store::reconcile_nodes).
+/// Serves waiters afterwards (a node added may be what they wait for).
 core::Result<ReconcileReport> reconcile_nodes(Connection& db,
                                               const std::vector<core::NodeSpec>& specs,
                                               std::string_view actor,
-                                              core::TimePoint now);
+                                              core::TimePoint now,
+                                              Served& served);
+/// See Store::put_node, remove_node, start_maintenance and end_maintenance.
+core::Result<NodeChange> put_node(Connection& db,
+                                  const core::NodeSpec& spec,
+                                  std::string_view actor,
+                                  core::TimePoint now,
+                                  Served& served);
+core::Result<void> remove_node(Connection& db,
+                               std::string_view name,
+                               std::string_view actor,
+                               core::TimePoint now);
+core::Result<NodeChange> start_maintenance(Connection& db,
+                                           std::string_view name,
+                                           std::string_view reason,
+                                           std::string_view actor,
+                                           core::TimePoint now);
+core::Result<NodeChange> end_maintenance(Connection& db,
+                                         std::string_view name,
+                                         std::string_view actor,
+                                         core::TimePoint now,
+                                         Served& served);
 /// Every node sorted by name, with its lease as of `now`.
 core::Result<std::vector<core::Node>> select_nodes(Connection& db, core::TimePoint now);
 /// kNotFound for an unknown node.

@@ -10,6 +10,7 @@
 #include "store/sqlite/leases.hpp"
 #include "store/sqlite/migrations.hpp"
 #include "store/sqlite/nodes.hpp"
+#include "store/sqlite/waiters.hpp"
 
 namespace aviary::store::sqlite {
 namespace {
@@ -113,7 +114,8 @@ SqliteStore::SqliteStore(std::unique_ptr<Connection> writer,
                          int schema_version)
     : db_(std::move(writer)),
       readers_(std::move(readers)),
-      writer_(std::make_unique<GroupCommit>(*db_, db_mutex_)),
+      writer_(std::make_unique<GroupCommit>(
+          *db_, db_mutex_, [this](bool committed) { after_batch(committed); })),
       schema_version_(schema_version) {}
 
 SqliteStore::~SqliteStore() {
@@ -123,8 +125,9 @@ SqliteStore::~SqliteStore() {
 core::Result<ReconcileReport> SqliteStore::reconcile_nodes(const std::vector<core::NodeSpec>& specs,
                                                            std::string_view actor,
                                                            core::TimePoint now) {
-    return write<ReconcileReport>(
-        [&](Connection& db) { return sqlite::reconcile_nodes(db, specs, actor, now); });
+    return write_serving<ReconcileReport>([&](Connection& db, Served& served) {
+        return sqlite::reconcile_nodes(db, specs, actor, now, served);
+    });
 }
 
 core::Result<std::vector<core::Node>> SqliteStore::nodes(core::TimePoint now) {
@@ -136,17 +139,118 @@ core::Result<core::Node> SqliteStore::node(std::string_view name, core::TimePoin
 }
 
 core::Result<LeaseAttempt> SqliteStore::try_lease(const LeaseRequest& request) {
-    return write<LeaseAttempt>([&](Connection& db) { return sqlite::try_lease(db, request); });
+    return write_serving<LeaseAttempt>(
+        [&](Connection& db, Served& served) { return sqlite::try_lease(db, request, served); });
 }
 
 core::Result<std::optional<core::Lease>> SqliteStore::release(const ReleaseRequest& request) {
-    return write<std::optional<core::Lease>>(
-        [&](Connection& db) { return sqlite::release(db, request); });
+    return write_serving<std::optional<core::Lease>>(
+        [&](Connection& db, Served& served) { return sqlite::release(db, request, served); });
+}
+
+core::Result<std::vector<core::Lease>> SqliteStore::renew_lease(const LeaseIdRequest& request) {
+    return write<std::vector<core::Lease>>(
+        [&](Connection& db) { return sqlite::renew_lease(db, request); });
+}
+
+core::Result<std::vector<core::Lease>> SqliteStore::release_lease(const LeaseIdRequest& request) {
+    return write_serving<std::vector<core::Lease>>(
+        [&](Connection& db, Served& served) { return sqlite::release_lease(db, request, served); });
 }
 
 core::Result<std::vector<core::Lease>> SqliteStore::expire_leases(core::TimePoint now) {
-    return write<std::vector<core::Lease>>(
-        [&](Connection& db) { return sqlite::expire_leases(db, now); });
+    return write_serving<std::vector<core::Lease>>(
+        [&](Connection& db, Served& served) { return sqlite::expire_leases(db, now, served); });
+}
+
+core::Result<std::vector<core::Lease>> SqliteStore::leases(core::TimePoint now) {
+    return read<std::vector<core::Lease>>([&](Connection& db) { return select_leases(db, now); });
+}
+
+core::Result<std::variant<LeaseAttempt, WaiterRecord>> SqliteStore::enqueue(
+    const WaiterRecord& waiter) {
+    return write_serving<std::variant<LeaseAttempt, WaiterRecord>>(
+        [&](Connection& db, Served& served) { return sqlite::enqueue(db, waiter, served); });
+}
+
+core::Result<std::optional<WaiterRecord>> SqliteStore::cancel_waiter(std::string_view ticket,
+                                                                     std::string_view actor,
+                                                                     core::TimePoint now) {
+    return write_serving<std::optional<WaiterRecord>>([&](Connection& db, Served& served) {
+        return sqlite::cancel_waiter(db, ticket, actor, now, served);
+    });
+}
+
+core::Result<WaiterRecord> SqliteStore::waiter(std::string_view ticket, core::TimePoint now) {
+    return read_snapshot<WaiterRecord>(
+        [&](Connection& db) { return select_waiter(db, ticket, now); });
+}
+
+core::Result<std::vector<WaiterRecord>> SqliteStore::waiters(core::TimePoint now) {
+    return read_snapshot<std::vector<WaiterRecord>>(
+        [&](Connection& db) { return select_waiters(db, now); });
+}
+
+core::Result<std::vector<WaiterRecord>> SqliteStore::expire_waiters(core::TimePoint now) {
+    return write_serving<std::vector<WaiterRecord>>(
+        [&](Connection& db, Served& served) { return sqlite::expire_waiters(db, now, served); });
+}
+
+core::Result<std::vector<WaiterRecord>> SqliteStore::drop_waiters(std::string_view actor,
+                                                                  core::TimePoint now) {
+    return write<std::vector<WaiterRecord>>(
+        [&](Connection& db) { return sqlite::drop_waiters(db, actor, now); });
+}
+
+void SqliteStore::set_grant_listener(GrantListener listener) {
+    std::lock_guard lock{listener_mu_};
+    listener_ = std::move(listener);
+}
+
+void SqliteStore::after_batch(bool committed) {
+    if (batch_grants_.empty()) {
+        return;
+    }
+    auto grants = std::move(batch_grants_);
+    batch_grants_.clear();
+    if (!committed) {
+        return;  // rolled back: nobody was granted anything
+    }
+    std::lock_guard lock{listener_mu_};
+    if (listener_) {
+        listener_(std::move(grants));
+    }
+}
+
+core::Result<NodeChange> SqliteStore::put_node(const core::NodeSpec& spec,
+                                               std::string_view actor,
+                                               core::TimePoint now) {
+    return write_serving<NodeChange>([&](Connection& db, Served& served) {
+        return sqlite::put_node(db, spec, actor, now, served);
+    });
+}
+
+core::Result<void> SqliteStore::remove_node(std::string_view name,
+                                            std::string_view actor,
+                                            core::TimePoint now) {
+    return writer_->submit(
+        [&](Connection& db) { return sqlite::remove_node(db, name, actor, now); });
+}
+
+core::Result<NodeChange> SqliteStore::start_maintenance(std::string_view name,
+                                                        std::string_view reason,
+                                                        std::string_view actor,
+                                                        core::TimePoint now) {
+    return write<NodeChange>(
+        [&](Connection& db) { return sqlite::start_maintenance(db, name, reason, actor, now); });
+}
+
+core::Result<NodeChange> SqliteStore::end_maintenance(std::string_view name,
+                                                      std::string_view actor,
+                                                      core::TimePoint now) {
+    return write_serving<NodeChange>([&](Connection& db, Served& served) {
+        return sqlite::end_maintenance(db, name, actor, now, served);
+    });
 }
 
 core::Result<std::vector<core::Event>> SqliteStore::events(const EventQuery& query) {

@@ -9,6 +9,7 @@
 #include "core/core.hpp"
 #include "store/sqlite/connection.hpp"
 #include "store/sqlite/group_commit.hpp"
+#include "store/sqlite/leases.hpp"
 #include "store/sqlite/read_pool.hpp"
 #include "store/store.hpp"
 
@@ -41,7 +42,36 @@ public:
 
     core::Result<LeaseAttempt> try_lease(const LeaseRequest& request) override;
     core::Result<std::optional<core::Lease>> release(const ReleaseRequest& request) override;
+    core::Result<std::vector<core::Lease>> renew_lease(const LeaseIdRequest& request) override;
+    core::Result<std::vector<core::Lease>> release_lease(const LeaseIdRequest& request) override;
     core::Result<std::vector<core::Lease>> expire_leases(core::TimePoint now) override;
+    core::Result<std::vector<core::Lease>> leases(core::TimePoint now) override;
+
+    core::Result<std::variant<LeaseAttempt, WaiterRecord>> enqueue(
+        const WaiterRecord& waiter) override;
+    core::Result<std::optional<WaiterRecord>> cancel_waiter(std::string_view ticket,
+                                                            std::string_view actor,
+                                                            core::TimePoint now) override;
+    core::Result<WaiterRecord> waiter(std::string_view ticket, core::TimePoint now) override;
+    core::Result<std::vector<WaiterRecord>> waiters(core::TimePoint now) override;
+    core::Result<std::vector<WaiterRecord>> expire_waiters(core::TimePoint now) override;
+    core::Result<std::vector<WaiterRecord>> drop_waiters(std::string_view actor,
+                                                         core::TimePoint now) override;
+    void set_grant_listener(GrantListener listener) override;
+
+    core::Result<NodeChange> put_node(const core::NodeSpec& spec,
+                                      std::string_view actor,
+                                      core::TimePoint now) override;
+    core::Result<void> remove_node(std::string_view name,
+                                   std::string_view actor,
+                                   core::TimePoint now) override;
+    core::Result<NodeChange> start_maintenance(std::string_view name,
+                                               std::string_view reason,
+                                               std::string_view actor,
+                                               core::TimePoint now) override;
+    core::Result<NodeChange> end_maintenance(std::string_view name,
+                                             std::string_view actor,
+                                             core::TimePoint now) override;
 
     core::Result<std::vector<core::Event>> events(const EventQuery& query) override;
     core::Result<std::int64_t> prune_events(core::TimePoint before) override;
@@ -74,6 +104,36 @@ private:
         return std::move(*out);
     }
 
+    /// write() for `work(Connection&, Served&) -> Result<T>`, which may serve waiters: the
+    /// grants of a successful operation wait in batch_grants_ for the batch's commit.
+    template <class T, class Work>
+    core::Result<T> write_serving(Work work) {
+        return write<T>([this, &work](Connection& db) -> core::Result<T> {
+            Served served;
+            auto out = work(db, served);
+            if (out) {
+                for (auto& grant : served) {
+                    batch_grants_.push_back(std::move(grant));
+                }
+            }
+            return out;
+        });
+    }
+
+    /// `work(Connection&) -> Result<T>` on a read connection inside one read transaction,
+    /// so a result built from several queries sees one state of the database.
+    template <class T, class Work>
+    core::Result<T> read_snapshot(Work work) {
+        return read<T>([&work](Connection& db) -> core::Result<T> {
+            if (auto begun = db.run("BEGIN"); !begun) {
+                return begun.error();
+            }
+            auto out = work(db);
+            (void)db.run(out ? "COMMIT" : "ROLLBACK");
+            return out;
+        });
+    }
+
     /// Runs `work(Connection&) -> Result<T>` on a read connection.
     template <class T, class Work>
     core::Result<T> read(Work work) {
@@ -92,10 +152,16 @@ private:
     }
 
     static core::Error closed_error();
+    /// GroupCommit's AfterBatch: hands a committed batch's grants to the listener.
+    void after_batch(bool committed);
 
     std::unique_ptr<Connection> db_;     // the write connection
     std::mutex db_mutex_;                // held by the writer per batch, and by in-memory reads
     std::unique_ptr<ReadPool> readers_;  // null for an in-memory database
+    // Declared before writer_: its thread uses them until close() joins it.
+    std::vector<WaiterGrant> batch_grants_;  // writer thread only: grants awaiting the commit
+    std::mutex listener_mu_;                 // held while the listener runs or is replaced
+    GrantListener listener_;
     std::unique_ptr<GroupCommit> writer_;
     int schema_version_;
     bool closed_ = false;  // guarded by db_mutex_

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
+
 namespace aviary::fleet {
 namespace {
 
@@ -23,9 +26,9 @@ protected:
         ASSERT_TRUE(fleet_->reconcile());
     }
 
-    core::Result<store::LeaseAttempt> acquire(std::string node,
-                                              std::string owner,
-                                              std::optional<core::Millis> ttl = {}) {
+    core::Result<Acquired> acquire(std::string node,
+                                   std::string owner,
+                                   std::optional<core::Millis> ttl = {}) {
         return fleet_->acquire(AcquireRequest{.node = node, .owner = owner, .ttl = ttl}, admin_);
     }
 
@@ -38,9 +41,9 @@ protected:
 TEST_F(FleetTest, AcquireGrantsAFreeNodeForTheDefaultTtl) {
     auto lease = acquire("lotus-0", "anton");
     ASSERT_TRUE(lease) << lease.error().message;
-    EXPECT_TRUE(lease->granted);
-    EXPECT_EQ(lease->lease.owner, "anton");
-    EXPECT_EQ(lease->lease.expires_at - lease->lease.acquired_at, 1h);
+    ASSERT_EQ(lease->leases.size(), 1U);
+    EXPECT_EQ(lease->leases[0].owner, "anton");
+    EXPECT_EQ(lease->leases[0].expires_at - lease->leases[0].acquired_at, 1h);
     auto node = fleet_->node("lotus-0");
     ASSERT_TRUE(node);
     EXPECT_EQ(node->state, core::NodeState::kLeased);
@@ -61,8 +64,8 @@ TEST_F(FleetTest, HolderAcquiringAgainRenews) {
     auto again = acquire("lotus-0", "anton");
     ASSERT_TRUE(again);
     EXPECT_TRUE(again->renewed);
-    EXPECT_EQ(again->lease.id, first->lease.id);
-    EXPECT_EQ(again->lease.expires_at, clock_.now() + 1h);
+    EXPECT_EQ(again->leases[0].id, first->leases[0].id);
+    EXPECT_EQ(again->leases[0].expires_at, clock_.now() + 1h);
 }
 
 TEST_F(FleetTest, TtlAboveTheMaximumIsRefused) {
@@ -83,9 +86,9 @@ TEST_F(FleetTest, ExpiredLeaseGoesToTheNextCaller) {
     clock_.advance(11min);
     auto taken = acquire("lotus-0", "bob");
     ASSERT_TRUE(taken) << taken.error().message;
-    EXPECT_EQ(taken->lease.owner, "bob");
-    ASSERT_TRUE(taken->lapsed.has_value());
-    EXPECT_EQ(taken->lapsed->owner, "anton");
+    EXPECT_EQ(taken->leases[0].owner, "bob");
+    ASSERT_EQ(taken->lapsed.size(), 1U);
+    EXPECT_EQ(taken->lapsed[0].owner, "anton");
 }
 
 TEST_F(FleetTest, ExpireOnceFreesLapsedLeasesAndRecordsEvents) {
@@ -152,18 +155,26 @@ TEST_F(FleetTest, UnknownNodeIsNotFound) {
 
 TEST_F(FleetTest, SweepRunsOnStartAndStopsCleanly) {
     ASSERT_TRUE(acquire("lotus-0", "anton", 10min));
+    std::mutex mu;
+    std::condition_variable granted;
+    std::optional<Acquired> got;
+    auto queued = fleet_->acquire_or_wait(AcquireRequest{.node = "lotus-0", .owner = "bob"}, 1h,
+                                          admin_, [&](Acquired acquired) {
+                                              std::lock_guard lock{mu};
+                                              got = std::move(acquired);
+                                              granted.notify_all();
+                                          });
+    ASSERT_TRUE(queued) << queued.error().message;
+    ASSERT_TRUE(std::holds_alternative<Waiter>(*queued));
     clock_.advance(20min);
-    fleet_->start();  // the first sweep is immediate
-    bool freed = false;
-    for (int i = 0; i < 500 && !freed; ++i) {
-        freed = fleet_->node("lotus-0")->state == core::NodeState::kFree;
-        if (!freed) {
-            std::this_thread::sleep_for(10ms);  // bounded poll on the sweep thread
-        }
+    fleet_->start();  // the first sweep is immediate: it ends anton's lease and serves bob
+    {
+        std::unique_lock lock{mu};
+        ASSERT_TRUE(granted.wait_for(lock, 10s, [&] { return got.has_value(); }));
     }
     fleet_->stop();
     fleet_->stop();
-    EXPECT_TRUE(freed);
+    EXPECT_EQ(got->leases.at(0).owner, "bob");
 }
 
 }  // namespace

@@ -15,12 +15,12 @@ TEST(Leases, GrantsAFreeNodeAndRecordsTheAcquisition) {
     ASSERT_TRUE(attempt) << attempt.error().message;
     EXPECT_TRUE(attempt->granted);
     EXPECT_FALSE(attempt->renewed);
-    EXPECT_FALSE(attempt->lapsed);
-    EXPECT_EQ(attempt->lease.node, "lotus-1");
-    EXPECT_EQ(attempt->lease.owner, "alice");
-    EXPECT_EQ(attempt->lease.id.size(), 26U);
-    EXPECT_EQ(attempt->lease.acquired_at, clock.now());
-    EXPECT_EQ(attempt->lease.expires_at, clock.now() + 2h);
+    EXPECT_TRUE(attempt->lapsed.empty());
+    EXPECT_EQ(attempt->leases.front().node, "lotus-1");
+    EXPECT_EQ(attempt->leases.front().owner, "alice");
+    EXPECT_EQ(attempt->leases.front().id.size(), 26U);
+    EXPECT_EQ(attempt->leases.front().acquired_at, clock.now());
+    EXPECT_EQ(attempt->leases.front().expires_at, clock.now() + 2h);
 
     auto events = store->events(all_events("lotus-1"));
     ASSERT_TRUE(events);
@@ -29,16 +29,17 @@ TEST(Leases, GrantsAFreeNodeAndRecordsTheAcquisition) {
     EXPECT_EQ(acquired.kind, "lease.acquired");
     EXPECT_EQ(acquired.actor, "alice");
     EXPECT_EQ(acquired.before, "{}");
-    EXPECT_EQ(acquired.after, "{\"lease_id\":\"" + attempt->lease.id +
-                                  "\",\"owner\":\"alice\",\"reason\":\"testing\","
-                                  "\"acquired_at\":\"2023-11-14T22:13:20.000Z\","
-                                  "\"expires_at\":\"2023-11-15T00:13:20.000Z\"}");
+    EXPECT_EQ(acquired.after,
+              "{\"lease_id\":\"" + attempt->leases.front().id +
+                  "\",\"owner\":\"alice\",\"reason\":\"testing\","
+                  "\"acquired_at\":\"2023-11-14T22:13:20.000Z\","
+                  "\"expires_at\":\"2023-11-15T00:13:20.000Z\",\"exclusive\":false}");
 
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node);
     EXPECT_EQ(node->state, core::NodeState::kLeased);
     ASSERT_TRUE(node->lease);
-    EXPECT_EQ(node->lease->id, attempt->lease.id);
+    EXPECT_EQ(node->lease->id, attempt->leases.front().id);
 }
 
 TEST(Leases, RenewalKeepsLeaseIdAndAcquiredAtAndMovesExpiry) {
@@ -52,10 +53,10 @@ TEST(Leases, RenewalKeepsLeaseIdAndAcquiredAtAndMovesExpiry) {
     ASSERT_TRUE(renewed);
     EXPECT_TRUE(renewed->granted);
     EXPECT_TRUE(renewed->renewed);
-    EXPECT_FALSE(renewed->lapsed);
-    EXPECT_EQ(renewed->lease.id, first->lease.id);
-    EXPECT_EQ(renewed->lease.acquired_at, first->lease.acquired_at);
-    EXPECT_EQ(renewed->lease.expires_at, clock.now() + 3h);
+    EXPECT_TRUE(renewed->lapsed.empty());
+    EXPECT_EQ(renewed->leases.front().id, first->leases.front().id);
+    EXPECT_EQ(renewed->leases.front().acquired_at, first->leases.front().acquired_at);
+    EXPECT_EQ(renewed->leases.front().expires_at, clock.now() + 3h);
     EXPECT_EQ(kinds(*store, "lotus-1"),
               (std::vector<std::string>{"lease.renewed", "lease.acquired", "node.added"}));
 }
@@ -69,8 +70,8 @@ TEST(Leases, RefusesAnotherOwnerAndReturnsTheHolder) {
     auto refused = store->try_lease(lease_of("lotus-1", "bob", clock.now()));
     ASSERT_TRUE(refused);
     EXPECT_FALSE(refused->granted);
-    EXPECT_EQ(refused->lease.owner, "anton");
-    EXPECT_EQ(refused->lease.id, held->lease.id);
+    EXPECT_EQ(refused->refusal.holders.front().owner, "anton");
+    EXPECT_EQ(refused->refusal.holders.front().id, held->leases.front().id);
     EXPECT_EQ(
         kinds(*store, "lotus-1"),
         (std::vector<std::string>{"lease.acquired", "node.added"}));  // a refusal changes nothing
@@ -87,11 +88,11 @@ TEST(Leases, TakesOverALapsedLeaseAndReportsIt) {
     ASSERT_TRUE(taken) << taken.error().message;
     EXPECT_TRUE(taken->granted);
     EXPECT_FALSE(taken->renewed);
-    ASSERT_TRUE(taken->lapsed);
-    EXPECT_EQ(taken->lapsed->owner, "anton");
-    EXPECT_EQ(taken->lapsed->id, old->lease.id);
-    EXPECT_NE(taken->lease.id, old->lease.id);
-    EXPECT_EQ(taken->lease.acquired_at, clock.now());
+    ASSERT_EQ(taken->lapsed.size(), 1U);
+    EXPECT_EQ(taken->lapsed.front().owner, "anton");
+    EXPECT_EQ(taken->lapsed.front().id, old->leases.front().id);
+    EXPECT_NE(taken->leases.front().id, old->leases.front().id);
+    EXPECT_EQ(taken->leases.front().acquired_at, clock.now());
     EXPECT_EQ(kinds(*store, "lotus-1"), (std::vector<std::string>{"lease.acquired", "lease.expired",
                                                                   "lease.acquired", "node.added"}));
 }
@@ -107,9 +108,9 @@ TEST(Leases, OwnLapsedLeaseStartsANewLease) {
     ASSERT_TRUE(again);
     EXPECT_TRUE(again->granted);
     EXPECT_FALSE(again->renewed);
-    ASSERT_TRUE(again->lapsed);
-    EXPECT_NE(again->lease.id, old->lease.id);
-    EXPECT_EQ(again->lease.acquired_at, clock.now());
+    ASSERT_EQ(again->lapsed.size(), 1U);
+    EXPECT_NE(again->leases.front().id, old->leases.front().id);
+    EXPECT_EQ(again->leases.front().acquired_at, clock.now());
 }
 
 TEST(Leases, LeaseOfAnUnknownNodeIsNotFound) {
@@ -167,7 +168,7 @@ TEST(Leases, ReleaseByTheHolderEndsTheLeaseWithAnEvent) {
     auto released = store->release(release_of("lotus-1", "alice", clock.now()));
     ASSERT_TRUE(released);
     ASSERT_TRUE(*released);
-    EXPECT_EQ((*released)->id, held->lease.id);
+    EXPECT_EQ((*released)->id, held->leases.front().id);
     auto events = store->events(all_events("lotus-1"));
     ASSERT_TRUE(events);
     EXPECT_EQ(events->front().kind, "lease.released");

@@ -68,7 +68,7 @@ TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 2);
+    EXPECT_EQ(store->schema_version(), 3);
     EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
@@ -78,7 +78,7 @@ TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
     auto renewed = store->try_lease(lease_of("lotus-1", "anton", clock.now()));
     ASSERT_TRUE(renewed) << renewed.error().message;
     EXPECT_TRUE(renewed->renewed);
-    EXPECT_EQ(renewed->lease.id, node->lease->id);
+    EXPECT_EQ(renewed->leases.front().id, node->lease->id);
     store->close();
     EXPECT_EQ(query_raw(settings.path,
                         "SELECT name FROM sqlite_master WHERE type = 'index' "
@@ -93,7 +93,7 @@ TEST(Migrations, FixtureLoadsIntoAFreshDatabaseAndOpenMigratesIt) {
     exec_raw(settings.path, fixture_text());
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 2);
+    EXPECT_EQ(store->schema_version(), 3);
     auto nodes = store->nodes(clock.now());
     ASSERT_TRUE(nodes);
     ASSERT_EQ(nodes->size(), 3U);
@@ -108,7 +108,7 @@ TEST(Migrations, FixtureLoadsIntoAFreshDatabaseAndOpenMigratesIt) {
     auto refused = store->try_lease(lease_of("lotus-1", "bob", clock.now()));
     ASSERT_TRUE(refused);
     EXPECT_FALSE(refused->granted);
-    EXPECT_EQ(refused->lease.owner, "anton");
+    EXPECT_EQ(refused->refusal.holders.front().owner, "anton");
     auto events =
         store->events(EventQuery{.node = "lotus-1", .since = {}, .before_id = {}, .limit = 10});
     ASSERT_TRUE(events);
@@ -155,10 +155,10 @@ TEST(Migrations, ReopeningAMigratedDatabaseChangesNothing) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 2);
+    EXPECT_EQ(store->schema_version(), 3);
     store->close();
     EXPECT_EQ(query_raw(settings.path, "SELECT version FROM schema_version"),
-              (std::vector<std::string>{"2"}));
+              (std::vector<std::string>{"3"}));
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ TEST(SqliteStore, AcknowledgedWritesSurviveCloseAndReopen) {
         ASSERT_TRUE(store->reconcile_nodes(lotus_nodes(3), "config", clock.now()));
         auto leased = store->try_lease(lease_of("lotus-1", "anton", clock.now()));
         ASSERT_TRUE(leased);
-        lease_id = leased->lease.id;
+        lease_id = leased->leases.front().id;
     }  // the destructor closes
     auto store = open_store(file_settings(dir));
     ASSERT_TRUE(store);
