@@ -101,8 +101,10 @@ Authenticator::Authenticator(const config::AuthSettings& settings,
             .caller = fleet::Caller{.identity = token.identity, .admin = token.role == "admin"},
         });
     }
-    auto [host, port] = split_host(listen_address);
-    port_ = port;
+    auto host = split_host(listen_address).first;
+    if (auto configured = net::split_host_port(listen_address)) {
+        bound_port_.store(configured->second);
+    }
     wildcard_listen_ = host == "0.0.0.0" || host == "::" || host.empty();
     names_ = {host, "localhost", "127.0.0.1", "::1"};
     for (const auto& name : settings.allowed_hosts) {
@@ -147,7 +149,7 @@ bool Authenticator::allowed_host(std::string_view host_header) const {
     if (known_name || (wildcard_listen_ && is_ip_literal(host))) {
         // A configured proxy name may come without the port (or with the proxy's).
         bool configured = std::find(names_.begin() + 4, names_.end(), host) != names_.end();
-        return configured || port.empty() || port == port_;
+        return configured || port.empty() || port == std::to_string(bound_port_.load());
     }
     return false;
 }

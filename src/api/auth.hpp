@@ -11,6 +11,8 @@
 // stops a web page from driving a local aviary (CSRF) or reaching it through a rebound DNS
 // name. Tokens do not replace this check: browsers attach no bearer token on their own, but
 // a page could still read responses through DNS rebinding.
+#include <atomic>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +33,9 @@ public:
     core::Result<fleet::Caller> authenticate(const net::Request& request) const;
     /// kPermissionDenied naming the refused Host or Origin, for mutating requests.
     core::Result<void> check_host_and_origin(const net::Request& request) const;
+    /// The port actually bound (the configured one may be 0). Called once after the server
+    /// starts, before the address is published.
+    void set_bound_port(std::uint16_t port) { bound_port_.store(port); }
 
 private:
     bool allowed_host(std::string_view host_header) const;
@@ -41,7 +46,7 @@ private:
     };
     std::vector<TokenEntry> tokens_;
     std::vector<std::string> names_;  // allowed host names, lower case, without port
-    std::string port_;                // the listen port, as text
+    std::atomic<std::uint16_t> bound_port_{0};  // the listen port (0 until bound)
     bool wildcard_listen_ = false;    // 0.0.0.0 / [::]: any IP literal is the machine itself
 };
 

@@ -212,6 +212,9 @@ int serve(config::Config config, ServeOptions options) {
                      address.error().message.c_str());
         return 1;
     }
+    if (auto bound = net::split_host_port(*address)) {
+        auth.set_bound_port(bound->second);
+    }
     publish_address(config.data_dir, *address);
     if (!auth.tokens_required()) {
         log->warn("no auth.tokens configured: every caller is an admin (safe on loopback only)");
