@@ -185,7 +185,9 @@ void Fleet::on_grants(std::vector<store::WaiterGrant> grants) {
         log_->info("waiter served ticket={} nodes={} owner={} lease_id={}", grant.ticket,
                    node_names(grant.leases), grant.leases.front().owner, grant.leases.front().id);
         if (callback) {
-            // Outside the lock: the callback may call cancel_wait() or waiter() of others.
+            // Outside waits_mu_, so a slow hand-over never stalls acquire_or_wait or
+            // cancel_wait. The callback must not call the fleet or the store: this is the
+            // writer thread, and it would wait for itself.
             callback(policy::to_acquired(std::move(grant)));
         }
     }

@@ -255,5 +255,146 @@ TEST(Leases, ExpireLeasesEndsOnlyLapsedLeasesWithAnEventEach) {
     EXPECT_TRUE(again->empty());
 }
 
+TEST(Leases, SelectorLeaseTakesTheFirstFreeMatchingNodesUnderOneId) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-0", "anton", clock.now())));
+    clock.advance(1s);
+    auto attempt = store->try_lease(selector_of(2, "ci", clock.now()));
+    ASSERT_TRUE(attempt) << attempt.error().message;
+    ASSERT_TRUE(attempt->granted);
+    ASSERT_EQ(attempt->leases.size(), 2U);
+    EXPECT_EQ(attempt->leases[0].node, "lotus-1");
+    EXPECT_EQ(attempt->leases[1].node, "lotus-2");
+    EXPECT_EQ(attempt->leases[0].id, attempt->leases[1].id);
+    EXPECT_EQ(kinds(*store, "lotus-2").front(), "lease.acquired");
+    auto leases = store->leases(clock.now());
+    ASSERT_TRUE(leases) << leases.error().message;
+    ASSERT_EQ(leases->size(), 3U);
+    EXPECT_EQ((*leases)[0].owner, "anton");  // oldest first, then grouped by id
+    EXPECT_EQ((*leases)[1].id, (*leases)[2].id);
+}
+
+TEST(Leases, SelectorLeaseIsAllOrNothing) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-1", "anton", clock.now())));
+    ASSERT_TRUE(store->exec_for_test(
+        "UPDATE nodes SET maintenance_reason = 'disk swap' WHERE name = 'lotus-2'"));
+    auto attempt = store->try_lease(selector_of(2, "ci", clock.now()));
+    ASSERT_TRUE(attempt) << attempt.error().message;
+    EXPECT_FALSE(attempt->granted);
+    EXPECT_TRUE(attempt->leases.empty());
+    EXPECT_EQ(attempt->refusal.matching, 3);
+    EXPECT_EQ(attempt->refusal.leased, 1);
+    EXPECT_EQ(attempt->refusal.maintenance, 1);
+    EXPECT_EQ(store->node("lotus-0", clock.now())->state, core::NodeState::kFree);
+    EXPECT_EQ(kinds(*store, "lotus-0"), (std::vector<std::string>{"node.added"}));
+}
+
+TEST(Leases, ExclusiveLeaseRefusesTheSameOwnerBothWays) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto exclusive = lease_of("lotus-0", "ci", clock.now());
+    exclusive.exclusive = true;
+    auto held = store->try_lease(exclusive);
+    ASSERT_TRUE(held && held->granted);
+    EXPECT_TRUE(held->leases[0].exclusive);
+    auto again = store->try_lease(lease_of("lotus-0", "ci", clock.now()));  // not exclusive
+    ASSERT_TRUE(again);
+    EXPECT_FALSE(again->granted);
+    EXPECT_EQ(again->refusal.holders.at(0).id, held->leases[0].id);
+
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-1", "ci", clock.now())));
+    auto exclusive_again = lease_of("lotus-1", "ci", clock.now());
+    exclusive_again.exclusive = true;
+    auto refused = store->try_lease(exclusive_again);
+    ASSERT_TRUE(refused);
+    EXPECT_FALSE(refused->granted);
+    EXPECT_EQ(refused->refusal.holders.at(0).owner, "ci");
+}
+
+TEST(Leases, RenewAndReleaseByIdCoverEveryNodeOfTheLease) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto held = store->try_lease(selector_of(2, "ci", clock.now()));
+    ASSERT_TRUE(held && held->granted);
+    const auto id = held->leases[0].id;
+    clock.advance(30min);
+    auto renewed = store->renew_lease(lease_id_of(id, "ci", clock.now(), 3h));
+    ASSERT_TRUE(renewed) << renewed.error().message;
+    ASSERT_EQ(renewed->size(), 2U);
+    for (const auto& lease : *renewed) {
+        EXPECT_EQ(lease.id, id);
+        EXPECT_EQ(lease.expires_at, clock.now() + 3h);
+        EXPECT_EQ(lease.acquired_at, held->leases[0].acquired_at);
+    }
+    EXPECT_EQ(store->node("lotus-1", clock.now())->lease->expires_at, clock.now() + 3h);
+    EXPECT_EQ(kinds(*store, "lotus-1").front(), "lease.renewed");
+
+    auto released = store->release_lease(lease_id_of(id, "", clock.now()));  // an admin
+    ASSERT_TRUE(released) << released.error().message;
+    EXPECT_EQ(released->size(), 2U);
+    EXPECT_EQ(store->node("lotus-0", clock.now())->state, core::NodeState::kFree);
+    EXPECT_EQ(store->node("lotus-1", clock.now())->state, core::NodeState::kFree);
+    EXPECT_EQ(kinds(*store, "lotus-0").front(), "lease.released");
+}
+
+TEST(Leases, LeaseIdOperationsRefuseOtherOwnersAndIdsNotHeld) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto held = store->try_lease(lease_of("lotus-0", "anton", clock.now(), 1h));
+    ASSERT_TRUE(held);
+    const auto id = held->leases[0].id;
+    auto other = store->release_lease(lease_id_of(id, "bob", clock.now()));
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error().code, ErrorCode::kNotOwner);
+    EXPECT_EQ(other.error().message, "lease " + id + " is not yours: current owner is anton");
+    auto renew_other = store->renew_lease(lease_id_of(id, "bob", clock.now()));
+    ASSERT_FALSE(renew_other);
+    EXPECT_EQ(renew_other.error().code, ErrorCode::kNotOwner);
+    auto unknown = store->renew_lease(lease_id_of("nope", "", clock.now()));
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+    clock.advance(1h);  // lapsed: no longer held
+    auto lapsed = store->release_lease(lease_id_of(id, "anton", clock.now()));
+    ASSERT_FALSE(lapsed);
+    EXPECT_EQ(lapsed.error().code, ErrorCode::kNotFound);
+    EXPECT_EQ(lapsed.error().message, "lease " + id + " is not held");
+}
+
+TEST(Leases, NamedRenewalOfOneNodeRenewsTheWholeLease) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto held = store->try_lease(selector_of(2, "ci", clock.now()));
+    ASSERT_TRUE(held && held->granted);
+    clock.advance(10min);
+    auto renewed = store->try_lease(lease_of("lotus-1", "ci", clock.now(), 2h));
+    ASSERT_TRUE(renewed) << renewed.error().message;
+    EXPECT_TRUE(renewed->renewed);
+    ASSERT_EQ(renewed->leases.size(), 2U);
+    EXPECT_EQ(store->node("lotus-0", clock.now())->lease->expires_at, clock.now() + 2h);
+}
+
+TEST(Leases, ShapeErrorsAreInvalid) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto both = selector_of(1, "ci", clock.now());
+    both.node = "lotus-0";
+    auto refused = store->try_lease(both);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().message, "give node or selector, not both");
+    auto too_many = selector_of(65, "ci", clock.now());
+    ASSERT_FALSE(store->try_lease(too_many));
+    EXPECT_EQ(store->try_lease(too_many).error().code, ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace aviary::store::test

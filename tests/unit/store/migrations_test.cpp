@@ -161,5 +161,55 @@ TEST(Migrations, ReopeningAMigratedDatabaseChangesNothing) {
               (std::vector<std::string>{"3"}));
 }
 
+TEST(Migrations, VersionTwoDatabaseWithDataMigratesToThree) {
+    TempDir dir;
+    core::ManualClock clock;
+    auto settings = file_settings(dir);
+    std::string lease_id;
+    {
+        auto opened = sqlite::open_sqlite_at_version_for_test(settings, 2);
+        ASSERT_TRUE(opened) << opened.error().message;
+        auto& store = dynamic_cast<sqlite::SqliteStore&>(**opened);
+        EXPECT_EQ(store.schema_version(), 2);
+        // Raw SQL as a version 2 aviary wrote it: no exclusive column, no waiters table.
+        auto inserted = store.exec_for_test(
+            "INSERT INTO nodes (name, driver, labels) VALUES "
+            "('lotus-0', 'sim', '{\"chain\":\"lotus\"}'), "
+            "('lotus-1', 'sim', '{\"chain\":\"lotus\"}');"
+            "INSERT INTO leases (node, id, owner, reason, acquired_at, expires_at) "
+            "VALUES ('lotus-1', '01V2LEASE000000000000000000', 'anton', 'v2 data', "
+            "1700000000000, 4102444800000);"
+            "INSERT INTO events (at, actor, kind, node) "
+            "VALUES (1700000000000, 'anton', 'lease.acquired', 'lotus-1')");
+        ASSERT_TRUE(inserted) << inserted.error().message;
+    }
+    auto store = open_store(settings);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->schema_version(), 3);
+    auto node = store->node("lotus-1", clock.now());
+    ASSERT_TRUE(node) << node.error().message;
+    ASSERT_TRUE(node->lease);
+    EXPECT_EQ(node->lease->id, "01V2LEASE000000000000000000");
+    EXPECT_FALSE(node->lease->exclusive);
+    // The old lease works with the new operations, and so does the new table.
+    auto renewed = store->renew_lease(lease_id_of(node->lease->id, "anton", clock.now()));
+    ASSERT_TRUE(renewed) << renewed.error().message;
+    queue(*store, waiter_of("t", selector_of(2, "ci", clock.now())));
+    auto waiters = store->waiters(clock.now());
+    ASSERT_TRUE(waiters) << waiters.error().message;
+    ASSERT_EQ(waiters->size(), 1U);
+    EXPECT_EQ(waiters->front().position, 1);
+    auto events = store->events(all_events("lotus-1"));
+    ASSERT_TRUE(events);
+    EXPECT_EQ(events->back().kind, "lease.acquired");
+    store->close();
+    EXPECT_EQ(
+        query_raw(settings.path,
+                  "SELECT name FROM sqlite_master WHERE type = 'index' "
+                  "AND tbl_name IN ('leases', 'waiters') ORDER BY name"),
+        (std::vector<std::string>{"leases_expires_at", "leases_id", "sqlite_autoindex_leases_1",
+                                  "sqlite_autoindex_waiters_1", "waiters_state_seq"}));
+}
+
 }  // namespace
 }  // namespace aviary::store::test

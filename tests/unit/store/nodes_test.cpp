@@ -114,5 +114,116 @@ TEST(Nodes, ReconcileRefusesDuplicateNames) {
     EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
 }
 
+TEST(Nodes, PutNodeAddsThenUpdatesAnApiNodeAndRefusesAConfigNode) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 1);
+    ASSERT_TRUE(store);
+    core::NodeSpec spec{.name = "geth-0", .driver = "ssh", .labels = {{"chain", "geth"}}};
+    auto added = store->put_node(spec, "root", clock.now());
+    ASSERT_TRUE(added) << added.error().message;
+    EXPECT_TRUE(added->created);
+    EXPECT_EQ(added->node.source, "api");
+    EXPECT_EQ(added->node.spec.driver, "ssh");
+    spec.note = "moved racks";
+    auto updated = store->put_node(spec, "root", clock.now());
+    ASSERT_TRUE(updated);
+    EXPECT_FALSE(updated->created);
+    EXPECT_EQ(updated->node.spec.note, "moved racks");
+    EXPECT_EQ(kinds(*store, "geth-0"), (std::vector<std::string>{"node.updated", "node.added"}));
+    auto unchanged = store->put_node(spec, "root", clock.now());
+    ASSERT_TRUE(unchanged);
+    EXPECT_EQ(kinds(*store, "geth-0").size(), 2U);
+
+    auto config = store->put_node(core::NodeSpec{.name = "lotus-0"}, "root", clock.now());
+    ASSERT_FALSE(config);
+    EXPECT_EQ(config.error().code, ErrorCode::kAlreadyExists);
+    EXPECT_EQ(config.error().message, "node lotus-0 is declared in the config; edit the config");
+    auto bad = store->put_node(core::NodeSpec{.name = "Not_A_Label"}, "root", clock.now());
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(Nodes, PutNodeServesAWaiterForItsLabels) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 1);
+    ASSERT_TRUE(store);
+    GrantLog log{*store};
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-0", "x", clock.now())));
+    queue(*store, waiter_of("t", selector_of(1, "alice", clock.now())));
+    ASSERT_TRUE(store->put_node(core::NodeSpec{.name = "lotus-9", .labels = {{"chain", "lotus"}}},
+                                "root", clock.now()));
+    auto grants = log.flush();
+    ASSERT_EQ(grants.size(), 1U);
+    EXPECT_EQ(grants[0].leases.at(0).node, "lotus-9");
+}
+
+TEST(Nodes, RemoveNodeRefusesConfigAndLeasedNodes) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 1);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->put_node(core::NodeSpec{.name = "geth-0"}, "root", clock.now()));
+    auto config = store->remove_node("lotus-0", "root", clock.now());
+    ASSERT_FALSE(config);
+    EXPECT_EQ(config.error().code, ErrorCode::kAlreadyExists);
+    ASSERT_TRUE(store->try_lease(lease_of("geth-0", "anton", clock.now(), 1h)));
+    auto leased = store->remove_node("geth-0", "root", clock.now());
+    ASSERT_FALSE(leased);
+    EXPECT_EQ(leased.error().code, ErrorCode::kBusy);
+    clock.advance(1h);  // a lapsed lease does not keep it
+    auto removed = store->remove_node("geth-0", "root", clock.now());
+    ASSERT_TRUE(removed) << removed.error().message;
+    EXPECT_EQ(kinds(*store, "geth-0")[0], "node.removed");
+    EXPECT_EQ(kinds(*store, "geth-0")[1], "lease.expired");
+    auto missing = store->remove_node("geth-0", "root", clock.now());
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+}
+
+TEST(Nodes, MaintenanceEndsTheLeaseOfThatNodeOnlyAndItsEndServesAWaiter) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    GrantLog log{*store};
+    auto held = store->try_lease(selector_of(2, "ci", clock.now()));
+    ASSERT_TRUE(held && held->granted);
+    auto started = store->start_maintenance("lotus-0", "disk swap", "root", clock.now());
+    ASSERT_TRUE(started) << started.error().message;
+    ASSERT_TRUE(started->ended);
+    EXPECT_EQ(started->ended->owner, "ci");
+    EXPECT_EQ(started->node.state, core::NodeState::kMaintenance);
+    EXPECT_EQ(started->node.maintenance_reason, "disk swap");
+    EXPECT_EQ(store->node("lotus-1", clock.now())->lease->id, held->leases[0].id);
+    EXPECT_EQ(kinds(*store, "lotus-0")[0], "node.maintenance_started");
+    EXPECT_EQ(kinds(*store, "lotus-0")[1], "lease.freed");
+
+    auto refused = store->try_lease(lease_of("lotus-0", "bob", clock.now()));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+    queue(*store, waiter_of("t", selector_of(2, "bob", clock.now())));  // lotus-2 + one more
+
+    auto ended = store->end_maintenance("lotus-0", "root", clock.now());
+    ASSERT_TRUE(ended) << ended.error().message;
+    auto grants = log.flush();
+    ASSERT_EQ(grants.size(), 1U);
+    EXPECT_EQ(grants[0].leases.at(0).node, "lotus-0");
+    EXPECT_EQ(grants[0].leases.at(1).node, "lotus-2");
+    EXPECT_EQ(kinds(*store, "lotus-0")[0], "lease.acquired");
+    EXPECT_EQ(kinds(*store, "lotus-0")[1], "node.maintenance_ended");
+    auto again = store->end_maintenance("lotus-0", "root", clock.now());
+    ASSERT_TRUE(again);  // already in service: nothing to do
+}
+
+TEST(Nodes, MaintenanceNeedsAReasonAndAKnownNode) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto no_reason = store->start_maintenance("lotus-0", "", "root", clock.now());
+    ASSERT_FALSE(no_reason);
+    EXPECT_EQ(no_reason.error().code, ErrorCode::kInvalidArgument);
+    auto unknown = store->start_maintenance("lotus-9", "why", "root", clock.now());
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace aviary::store::test

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "core/core.hpp"
@@ -81,6 +83,84 @@ inline LeaseRequest lease_of(std::string node,
                         .now = now,
                         .ttl = ttl};
 }
+
+inline LeaseRequest selector_of(int count,
+                                std::string owner,
+                                core::TimePoint now,
+                                core::Millis ttl = 1h) {
+    return LeaseRequest{.selector = {{"chain", "lotus"}},
+                        .count = count,
+                        .owner = owner,
+                        .reason = "testing",
+                        .actor = owner,
+                        .now = now,
+                        .ttl = ttl};
+}
+
+inline LeaseIdRequest lease_id_of(std::string id,
+                                  std::string owner,
+                                  core::TimePoint now,
+                                  core::Millis ttl = 1h) {
+    return LeaseIdRequest{.lease_id = std::move(id),
+                          .owner = owner,
+                          .actor = owner.empty() ? "admin" : owner,
+                          .now = now,
+                          .ttl = ttl};
+}
+
+inline WaiterRecord waiter_of(std::string ticket, LeaseRequest request, core::Millis wait = 1h) {
+    auto deadline = request.now + wait;
+    return WaiterRecord{
+        .ticket = std::move(ticket), .request = std::move(request), .deadline = deadline};
+}
+
+/// Enqueues and expects a queued waiter (not a grant); returns it.
+inline WaiterRecord queue(Store& store, WaiterRecord waiter) {
+    auto queued = store.enqueue(waiter);
+    EXPECT_TRUE(queued) << queued.error().message;
+    if (!queued || !std::holds_alternative<WaiterRecord>(*queued)) {
+        ADD_FAILURE() << "waiter " << waiter.ticket << " was not queued";
+        return waiter;
+    }
+    return std::get<WaiterRecord>(*queued);
+}
+
+/// What the store's GrantListener heard. The listener runs on the writer thread after the
+/// batch's submitters are answered; flush() makes that deterministic: ping() commits a later
+/// batch, and the writer finishes one batch's listener call before it starts the next.
+class GrantLog {
+public:
+    explicit GrantLog(Store& store) : store_(store) {
+        store_.set_grant_listener([this](std::vector<WaiterGrant> grants) {
+            std::lock_guard lock{mu_};
+            ++calls_;
+            for (auto& grant : grants) {
+                grants_.push_back(std::move(grant));
+            }
+        });
+    }
+    ~GrantLog() { store_.set_grant_listener({}); }
+    GrantLog(const GrantLog&) = delete;
+    GrantLog& operator=(const GrantLog&) = delete;
+
+    /// Every grant heard so far, oldest first.
+    std::vector<WaiterGrant> flush() {
+        EXPECT_TRUE(store_.ping());
+        std::lock_guard lock{mu_};
+        return grants_;
+    }
+    int calls() {
+        EXPECT_TRUE(store_.ping());
+        std::lock_guard lock{mu_};
+        return calls_;
+    }
+
+private:
+    Store& store_;
+    std::mutex mu_;
+    std::vector<WaiterGrant> grants_;
+    int calls_ = 0;
+};
 
 inline ReleaseRequest release_of(std::string node, std::string owner, core::TimePoint now) {
     return ReleaseRequest{.node = std::move(node),
