@@ -1,9 +1,12 @@
-// The aviary binary: one executable, several roles (DESIGN §1).
+// The aviary binary: one executable, several roles (DESIGN §1). This file parses the command
+// line and dispatches; the client commands live in commands.hpp's files.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "api/api.hpp"
+#include "cli/commands.hpp"
 #include "config/config.hpp"
 
 namespace {
@@ -14,6 +17,7 @@ struct ServeFlags {
     std::string config_path;
     std::string listen;
     std::string data_dir;
+    bool insecure = false;
 };
 
 int run_serve(const ServeFlags& flags) {
@@ -32,7 +36,195 @@ int run_serve(const ServeFlags& flags) {
     if (!flags.data_dir.empty()) {
         config->data_dir = flags.data_dir;
     }
-    return api::serve(std::move(*config));
+    return api::serve(std::move(*config), api::ServeOptions{.insecure = flags.insecure});
+}
+
+struct GlobalFlags {
+    std::string server = "http://127.0.0.1:1337";
+    std::string token;
+    bool json = false;
+};
+
+/// Every flag and argument of the client commands, filled by CLI11.
+struct ClientFlags {
+    cli::NodesFlags nodes;
+    cli::NodeAddFlags node_add;
+    std::string node_remove;
+    cli::MaintenanceFlags maintenance;
+    cli::AcquireFlags acquire;
+    cli::RenewFlags renew;
+    cli::ReleaseFlags release;
+    cli::ReleaseFlags free;
+    cli::HistoryFlags history;
+    cli::WithLeaseFlags with_lease;
+    std::string completion_shell;
+};
+
+const CLI::Validator kLabelPair{[](const std::string& text) {
+                                    return text.find('=') == std::string::npos ||
+                                                   text.front() == '='
+                                               ? std::string{"expected KEY=VALUE"}
+                                               : std::string{};
+                                },
+                                "KEY=VALUE", "label"};
+
+const CLI::Validator kDuration{[](const std::string& text) {
+                                   auto parsed = core::parse_duration(text);
+                                   return parsed ? std::string{} : parsed.error().message;
+                               },
+                               "DURATION", "duration"};
+
+void add_acquire_options(CLI::App& command, cli::AcquireFlags& flags) {
+    command.add_option("--label", flags.labels, "any free node with this label (repeatable)")
+        ->check(kLabelPair);
+    command.add_option("--count", flags.count, "how many nodes (with --label), all or nothing")
+        ->check(CLI::Range(1, 64));
+    command.add_option("--owner", flags.owner, "who holds it (default: the token's or $USER)");
+    command.add_option("--ttl", flags.ttl, "lease length, e.g. 2h (default: the server's)")
+        ->check(kDuration);
+    command.add_option("--wait", flags.wait, "queue for the node(s) up to this long, e.g. 10m")
+        ->check(kDuration);
+    command.add_flag("--exclusive", flags.exclusive, "refuse even the same owner if held");
+    command.add_option("--reason", flags.reason, "shown to everyone");
+}
+
+/// The parsed subcommands, for dispatch.
+struct Commands {
+    CLI::App* serve;
+    CLI::App* version;
+    CLI::App* nodes;
+    CLI::App* node_add;
+    CLI::Option* note;
+    CLI::App* node_remove;
+    CLI::App* maintenance;
+    CLI::App* acquire;
+    CLI::App* renew;
+    CLI::App* release;
+    CLI::App* free;
+    CLI::App* who;
+    CLI::App* history;
+    CLI::App* with_lease;
+    CLI::App* completion;
+};
+
+void add_node_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
+    commands.nodes = app.add_subcommand("nodes", "list the pool's nodes (add, remove)");
+    commands.nodes
+        ->add_option("--label", flags.nodes.labels, "only nodes with this label (repeatable)")
+        ->check(kLabelPair);
+    commands.nodes->require_subcommand(0, 1);
+    auto* add = commands.node_add =
+        commands.nodes->add_subcommand("add", "add or update a node (admin)");
+    add->add_option("name", flags.node_add.name, "node name")->required();
+    add->add_option("--driver", flags.node_add.driver, "sim or helm")
+        ->check(CLI::IsMember({"sim", "helm"}));
+    add->add_option("--image-tag", flags.node_add.image_tag, "the image tag it runs");
+    add->add_option("--label", flags.node_add.labels, "label KEY=VALUE (repeatable)")
+        ->check(kLabelPair);
+    commands.note = add->add_option("--note", flags.node_add.note, "free text shown in lists");
+    commands.node_remove =
+        commands.nodes->add_subcommand("remove", "remove a node added through the API (admin)");
+    commands.node_remove->add_option("name", flags.node_remove, "node name")->required();
+
+    auto* maintenance = commands.maintenance =
+        app.add_subcommand("maintenance", "take a node out of service (on) or back (off)");
+    maintenance->add_option("node", flags.maintenance.node, "node name")->required();
+    maintenance->add_option("mode", flags.maintenance.mode, "on or off")
+        ->required()
+        ->check(CLI::IsMember({"on", "off"}));
+    maintenance->add_option("--reason", flags.maintenance.reason, "why (shown everywhere)");
+}
+
+void add_lease_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
+    commands.acquire = app.add_subcommand("acquire", "lease a node, or nodes by label");
+    commands.acquire->add_option("node", flags.acquire.node, "the node (or use --label)");
+    add_acquire_options(*commands.acquire, flags.acquire);
+
+    commands.renew = app.add_subcommand("renew", "extend a lease");
+    commands.renew->add_option("id", flags.renew.id, "lease id")->required();
+    commands.renew
+        ->add_option("--ttl", flags.renew.ttl,
+                     "new length from now (default: the "
+                     "server's lease_ttl)")
+        ->check(kDuration);
+
+    commands.release = app.add_subcommand("release", "give back a node's lease, or a lease by id");
+    commands.release->add_option("target", flags.release.target, "node name or lease id")
+        ->required();
+    commands.release->add_option("--owner", flags.release.owner, "who holds it (default: $USER)");
+
+    commands.free = app.add_subcommand("free", "end the lease on a node (--force: anyone's)");
+    commands.free->add_option("node", flags.free.target, "node name")->required();
+    commands.free->add_flag("--force", flags.free.force, "end another owner's lease (admin)");
+    commands.free->add_option("--owner", flags.free.owner, "who holds it (default: $USER)");
+
+    commands.who = app.add_subcommand("who", "leases held and acquires waiting");
+    commands.history = app.add_subcommand("history", "the audit trail, newest first");
+    commands.history->add_option("node", flags.history.node, "only this node");
+    commands.history->add_option("--limit", flags.history.limit, "at most this many events")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+
+    auto* with_lease = commands.with_lease = app.add_subcommand(
+        "with-lease", "run a command while holding a lease: with-lease --label k=v -- CMD ARGS…");
+    with_lease->add_option("node", flags.with_lease.acquire.node, "the node (or use --label)");
+    add_acquire_options(*with_lease, flags.with_lease.acquire);
+    with_lease->footer(
+        "CMD runs without a shell, with AVIARY_NODES (comma-separated), AVIARY_NODE0… and "
+        "AVIARY_LEASE_ID set. The lease is renewed while it runs and released when it exits or "
+        "when aviary gets SIGTERM, SIGINT or SIGHUP (forwarded to CMD). Exit status: CMD's, or "
+        "128+signal when interrupted.");
+}
+
+/// Splits argv at the first "--": what follows is with-lease's command, passed on verbatim
+/// and never read as aviary's own flags.
+std::vector<std::string> take_trailing_command(int& argc, char** argv) {
+    std::vector<std::string> command;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string_view{argv[i]} == "--") {
+            command.assign(argv + i + 1, argv + argc);
+            argc = i;
+            break;
+        }
+    }
+    return command;
+}
+
+int run_client(const Commands& commands, ClientFlags& flags, const GlobalFlags& global) {
+    const cli::Context context{cli::Client{cli::Connection{global.server, global.token}},
+                               global.json, !global.token.empty()};
+    if (*commands.node_add) {
+        flags.node_add.note_given = commands.note->count() > 0;
+        return cli::run_nodes_add(context, flags.node_add);
+    }
+    if (*commands.node_remove) {
+        return cli::run_nodes_remove(context, flags.node_remove);
+    }
+    if (*commands.nodes) {
+        return cli::run_nodes(context, flags.nodes);
+    }
+    if (*commands.maintenance) {
+        return cli::run_maintenance(context, flags.maintenance);
+    }
+    if (*commands.acquire) {
+        return cli::run_acquire(context, flags.acquire);
+    }
+    if (*commands.renew) {
+        return cli::run_renew(context, flags.renew);
+    }
+    if (*commands.release) {
+        return cli::run_release(context, flags.release);
+    }
+    if (*commands.free) {
+        return cli::run_free(context, flags.free);
+    }
+    if (*commands.who) {
+        return cli::run_who(context);
+    }
+    if (*commands.history) {
+        return cli::run_history(context, flags.history);
+    }
+    return cli::run_with_lease(context, flags.with_lease);
 }
 
 }  // namespace
@@ -40,24 +232,59 @@ int run_serve(const ServeFlags& flags) {
 int main(int argc, char** argv) {
     CLI::App app{"aviary: a control plane for fleets of long-running nodes"};
     app.require_subcommand(1);
+    // Global flags may come after the command too: `aviary nodes --json`.
+    app.fallthrough();
 
+    GlobalFlags global;
+    app.add_option("--server", global.server, "aviary serve's URL")
+        ->envname("AVIARY_SERVER")
+        ->capture_default_str();
+    app.add_option("--token", global.token, "bearer token (env AVIARY_TOKEN)")
+        ->envname("AVIARY_TOKEN");
+    app.add_flag("--json", global.json, "print the server's JSON instead of tables");
+
+    Commands commands{};
     ServeFlags serve_flags;
-    auto* serve = app.add_subcommand("serve", "run the control plane (JSON-RPC on :1337)");
-    serve->add_option("--config", serve_flags.config_path,
-                      "YAML config file (default: the embedded examples/aviary.yaml)");
-    serve->add_option("--listen", serve_flags.listen, "HOST:PORT to listen on (port 0: any)");
-    serve->add_option("--data-dir", serve_flags.data_dir, "where the SQLite store lives");
+    commands.serve = app.add_subcommand("serve", "run the control plane (JSON-RPC on :1337)");
+    commands.serve->add_option("--config", serve_flags.config_path,
+                               "YAML config file (default: the embedded examples/aviary.yaml)");
+    commands.serve->add_option("--listen", serve_flags.listen,
+                               "HOST:PORT to listen on (port 0: any)");
+    commands.serve->add_option("--data-dir", serve_flags.data_dir, "where the SQLite store lives");
+    commands.serve->add_flag("--insecure", serve_flags.insecure,
+                             "allow a non-loopback listen address without auth.tokens "
+                             "(docs/security.md)");
+    commands.version = app.add_subcommand("version", "print the version and commit");
 
-    auto* version = app.add_subcommand("version", "print the version and commit");
+    ClientFlags flags;
+    add_node_commands(app, flags, commands);
+    add_lease_commands(app, flags, commands);
+    commands.completion = app.add_subcommand("completion", "print the shell completion script");
+    commands.completion->add_option("shell", flags.completion_shell, "bash")
+        ->required()
+        ->check(CLI::IsMember({"bash"}));
 
-    CLI11_PARSE(app, argc, argv);
-    if (*version) {
+    flags.with_lease.command = take_trailing_command(argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // CLI11's own codes vary by error; the CLI promises 2 for every usage error.
+        return app.exit(e) == 0 ? cli::kExitOk : cli::kExitUsage;
+    }
+    if (!flags.with_lease.command.empty() && !*commands.with_lease) {
+        std::fprintf(stderr, "aviary: only with-lease takes a command after --\n");
+        return cli::kExitUsage;
+    }
+    if (*commands.version) {
         std::printf("aviary %s (commit %s)\n", std::string{api::version()}.c_str(),
                     std::string{api::commit()}.c_str());
-        return 0;
+        return cli::kExitOk;
     }
-    if (*serve) {
+    if (*commands.serve) {
         return run_serve(serve_flags);
     }
-    return 2;
+    if (*commands.completion) {
+        return cli::run_completion(flags.completion_shell);
+    }
+    return run_client(commands, flags, global);
 }

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -11,6 +12,7 @@
 #include <boost/url/parse.hpp>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -104,7 +106,23 @@ core::Error io_error(std::string_view step,
                                                                   request.url, step, ec.message())};
 }
 
-asio::awaitable<core::Result<ClientResponse>> exchange(ClientRequest request) {
+ClientResponse response_head(const http::response_header<>& header) {
+    ClientResponse response;
+    response.status = static_cast<int>(header.result_int());
+    for (const auto& field : header) {
+        response.headers.push_back(
+            Header{std::string{field.name_string()}, std::string{field.value()}});
+    }
+    return response;
+}
+
+/// A connection with the request written, ready for the response to be read.
+struct Sent {
+    beast::tcp_stream stream;
+    bool head = false;  // a HEAD response announces a body it does not carry
+};
+
+asio::awaitable<core::Result<Sent>> connect_and_send(ClientRequest& request) {
     auto target = parse_target(request.url);
     if (!target) {
         co_return target.error();
@@ -126,40 +144,96 @@ asio::awaitable<core::Result<ClientResponse>> exchange(ClientRequest request) {
         co_return io_error("resolve", beast::error::timeout, request);
     }
 
-    beast::tcp_stream stream{executor};
+    Sent sent{beast::tcp_stream{executor}};
     // One absolute expiry covers connect, write and read together: the overall deadline.
-    stream.expires_at(deadline);
-    auto [connect_ec, endpoint] = co_await stream.async_connect(endpoints, kUseTuple);
+    sent.stream.expires_at(deadline);
+    auto [connect_ec, endpoint] = co_await sent.stream.async_connect(endpoints, kUseTuple);
     if (connect_ec) {
         co_return io_error("connect", connect_ec, request);
     }
     auto message = make_message(request, *target);
-    auto [write_ec, written] = co_await http::async_write(stream, message, kUseTuple);
+    sent.head = message.method() == http::verb::head;
+    auto [write_ec, written] = co_await http::async_write(sent.stream, message, kUseTuple);
     if (write_ec) {
         co_return io_error("send", write_ec, request);
+    }
+    co_return std::move(sent);
+}
+
+asio::awaitable<core::Result<ClientResponse>> exchange(ClientRequest request) {
+    auto sent = co_await connect_and_send(request);
+    if (!sent) {
+        co_return sent.error();
     }
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.header_limit(kResponseHeaderLimit);
     parser.body_limit(request.max_body_bytes);
-    // A HEAD response announces a body it does not carry.
-    parser.skip(message.method() == http::verb::head);
-    auto [read_ec, read] = co_await http::async_read(stream, buffer, parser, kUseTuple);
+    parser.skip(sent->head);
+    auto [read_ec, read] = co_await http::async_read(sent->stream, buffer, parser, kUseTuple);
     if (read_ec) {
         co_return io_error("receive", read_ec, request);
     }
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    sent->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 
     auto& got = parser.get();
-    ClientResponse response;
-    response.status = static_cast<int>(got.result_int());
-    for (const auto& field : got.base()) {
-        response.headers.push_back(
-            Header{std::string{field.name_string()}, std::string{field.value()}});
-    }
+    ClientResponse response = response_head(got.base());
     response.body = std::move(got.body());
     co_return response;
+}
+
+using BodySink = std::function<void(std::string_view chunk)>;
+
+/// As exchange(), but hands the body to `on_body_data` piece by piece: a buffer_body parser
+/// fills a fixed buffer, and need_buffer means "the buffer is full", not a failure.
+asio::awaitable<core::Result<ClientResponse>> stream_exchange(ClientRequest request,
+                                                              BodySink on_body_data) {
+    auto sent = co_await connect_and_send(request);
+    if (!sent) {
+        co_return sent.error();
+    }
+    beast::flat_buffer buffer;
+    http::response_parser<http::buffer_body> parser;
+    parser.header_limit(kResponseHeaderLimit);
+    parser.body_limit(request.max_body_bytes);
+    parser.skip(sent->head);
+    auto [header_ec, header_read] =
+        co_await http::async_read_header(sent->stream, buffer, parser, kUseTuple);
+    if (header_ec) {
+        co_return io_error("receive", header_ec, request);
+    }
+    ClientResponse response = response_head(parser.get().base());
+
+    std::array<char, 16 * 1024> chunk{};
+    while (!parser.is_done()) {
+        parser.get().body().data = chunk.data();
+        parser.get().body().size = chunk.size();
+        auto [read_ec, read] = co_await http::async_read(sent->stream, buffer, parser, kUseTuple);
+        if (read_ec && read_ec != http::error::need_buffer) {
+            co_return io_error("receive", read_ec, request);
+        }
+        const std::size_t filled = chunk.size() - parser.get().body().size;
+        if (filled > 0) {
+            on_body_data(std::string_view{chunk.data(), filled});
+        }
+    }
+    beast::error_code ignored;
+    sent->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    co_return response;
+}
+
+asio::awaitable<void> stream_into(ClientRequest request,
+                                  BodySink on_body_data,
+                                  std::optional<core::Result<ClientResponse>>& out) {
+    const std::string url = request.url;
+    try {
+        out.emplace(co_await stream_exchange(std::move(request), std::move(on_body_data)));
+    } catch (const std::exception& e) {
+        // Includes whatever on_body_data throws: mapped at this boundary (STYLE §4).
+        out.emplace(core::Error{core::ErrorCode::kInternal,
+                                fmt::format("request to {} failed: {}", url, e.what())});
+    }
 }
 
 asio::awaitable<void> fetch_into(ClientRequest request,
@@ -191,6 +265,20 @@ core::Result<ClientResponse> fetch_sync(ClientRequest request) {
     });
     ioc.run();
     AVIARY_ASSERT(out.has_value(), "fetch ran to completion");
+    return std::move(*out);
+}
+
+core::Result<ClientResponse> fetch_stream(ClientRequest request, BodySink on_body_data) {
+    asio::io_context ioc;
+    std::optional<core::Result<ClientResponse>> out;
+    asio::co_spawn(ioc, stream_into(std::move(request), std::move(on_body_data), out),
+                   [](std::exception_ptr error) {
+                       if (error) {
+                           std::rethrow_exception(error);  // stream_into catches everything
+                       }
+                   });
+    ioc.run();
+    AVIARY_ASSERT(out.has_value(), "fetch_stream ran to completion");
     return std::move(*out);
 }
 

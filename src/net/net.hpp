@@ -180,6 +180,12 @@ struct ClientResponse {
 asio::awaitable<core::Result<ClientResponse>> fetch(ClientRequest request);
 /// The same, blocking, on a private io_context: for the CLI, tests and benchmarks.
 core::Result<ClientResponse> fetch_sync(ClientRequest request);
+/// Blocking, on a private io_context, for responses that arrive over time (NDJSON progress
+/// lines): `on_body_data` gets the body bytes (de-chunked) as they are received, on the
+/// calling thread, and the returned response carries the status and headers with an empty
+/// `body`. `timeout` covers the whole exchange, streaming included. Errors as fetch().
+core::Result<ClientResponse> fetch_stream(ClientRequest request,
+                                          std::function<void(std::string_view chunk)> on_body_data);
 
 /// Splits "HOST:PORT" / "[::1]:PORT". kInvalidArgument naming what is wrong.
 core::Result<std::pair<std::string, std::uint16_t>> split_host_port(std::string_view address);

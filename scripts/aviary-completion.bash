@@ -1,0 +1,118 @@
+# bash completion for aviary. Load it with:
+#   source <(aviary completion bash)
+# or install it as /etc/bash_completion.d/aviary. `aviary completion bash` prints this file,
+# compiled into the binary, so the two cannot drift apart.
+
+_aviary_nodes() {
+    # Node names from the server the command line names (or the default); silent and quick
+    # when it is not running.
+    local server=()
+    local i
+    for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
+        if [[ ${COMP_WORDS[i]} == --server ]]; then
+            server=(--server "${COMP_WORDS[i + 1]}")
+        fi
+    done
+    timeout 2 aviary "${server[@]}" nodes 2>/dev/null | awk 'NR > 1 { print $1 }'
+}
+
+_aviary() {
+    local cur prev words cword
+    if declare -F _init_completion >/dev/null; then
+        _init_completion || return
+    else
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD - 1]}
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
+    fi
+
+    local global="--server --token --json --help"
+    local commands="serve version nodes acquire renew release free who history maintenance
+        with-lease completion"
+
+    # The command is the first word that is not an option or an option's value.
+    local command="" sub="" i
+    for ((i = 1; i < cword; i++)); do
+        case ${words[i]} in
+            --server | --token) ((i++)) ;;
+            -*) ;;
+            *)
+                if [[ -z $command ]]; then
+                    command=${words[i]}
+                elif [[ -z $sub ]]; then
+                    sub=${words[i]}
+                fi
+                ;;
+        esac
+    done
+
+    # After "--", with-lease runs a command: complete that command instead.
+    if [[ $command == with-lease ]]; then
+        for ((i = 1; i < cword; i++)); do
+            if [[ ${words[i]} == -- ]]; then
+                if declare -F _command_offset >/dev/null; then
+                    _command_offset $((i + 1))
+                else
+                    COMPREPLY=($(compgen -c -- "$cur"))
+                fi
+                return
+            fi
+        done
+    fi
+
+    case $prev in
+        --server) COMPREPLY=($(compgen -W "http://127.0.0.1:1337" -- "$cur")); return ;;
+        --driver) COMPREPLY=($(compgen -W "sim helm" -- "$cur")); return ;;
+        --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --data-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+        --token | --label | --count | --owner | --ttl | --wait | --reason | --note | \
+            --image-tag | --limit | --listen) return ;;
+    esac
+
+    local flags=""
+    case $command in
+        "")
+            COMPREPLY=($(compgen -W "$commands $global" -- "$cur"))
+            return
+            ;;
+        serve) flags="--config --listen --data-dir --insecure" ;;
+        version | who) flags="" ;;
+        nodes)
+            case $sub in
+                "") flags="--label add remove" ;;
+                add) flags="--driver --image-tag --label --note" ;;
+                remove) [[ $cur != -* ]] && COMPREPLY=($(compgen -W "$(_aviary_nodes)" -- "$cur")) && return ;;
+            esac
+            ;;
+        acquire) flags="--label --count --owner --ttl --wait --exclusive --reason" ;;
+        renew) flags="--ttl" ;;
+        release) flags="--owner" ;;
+        free) flags="--force --owner" ;;
+        history) flags="--limit" ;;
+        maintenance)
+            flags="--reason"
+            if [[ -n $sub && $cur != -* ]]; then
+                COMPREPLY=($(compgen -W "on off" -- "$cur"))
+                return
+            fi
+            ;;
+        with-lease) flags="--label --count --owner --ttl --wait --reason --" ;;
+        completion) COMPREPLY=($(compgen -W "bash" -- "$cur")); return ;;
+    esac
+
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$flags $global" -- "$cur"))
+        return
+    fi
+    case $command in
+        acquire | release | free | history | maintenance | with-lease)
+            if [[ -z $sub ]]; then
+                COMPREPLY=($(compgen -W "$(_aviary_nodes)" -- "$cur"))
+            fi
+            ;;
+        nodes) [[ -z $sub ]] && COMPREPLY=($(compgen -W "add remove" -- "$cur")) ;;
+    esac
+}
+
+complete -F _aviary aviary

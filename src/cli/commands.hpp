@@ -1,0 +1,104 @@
+#pragma once
+// The client commands (docs/cli.md): each takes its parsed flags, talks to the REST API and
+// returns the process exit code (ExitCode in client.hpp). main.cpp only parses and dispatches.
+#include <boost/json/value.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/client.hpp"
+#include "core/core.hpp"
+
+namespace aviary::cli {
+
+/// What every client command shares: where the server is, and how to print.
+struct Context {
+    Client client;
+    bool json = false;       ///< print the server's JSON instead of tables
+    bool has_token = false;  ///< the server knows who we are: owner defaults to the token's
+};
+
+// --- nodes -------------------------------------------------------------------------------
+
+struct NodesFlags {
+    std::vector<std::string> labels;  ///< "k=v", all must match
+};
+int run_nodes(const Context& context, const NodesFlags& flags);
+
+struct NodeAddFlags {
+    std::string name;
+    std::string driver;  ///< empty: not sent (the server's default, or unchanged)
+    std::string image_tag;
+    std::vector<std::string> labels;
+    std::string note;
+    bool note_given = false;  ///< --note "" clears a note, so absence is tracked apart
+};
+int run_nodes_add(const Context& context, const NodeAddFlags& flags);
+int run_nodes_remove(const Context& context, const std::string& name);
+
+struct MaintenanceFlags {
+    std::string node;
+    std::string mode;  ///< "on" or "off"
+    std::string reason;
+};
+int run_maintenance(const Context& context, const MaintenanceFlags& flags);
+
+// --- leases ------------------------------------------------------------------------------
+
+struct AcquireFlags {
+    std::string node;                 ///< one named node, or
+    std::vector<std::string> labels;  ///< a selector, "k=v" pairs
+    int count = 0;                    ///< 0: not sent (one node)
+    std::string owner;                ///< empty: the token's identity, else $USER
+    std::string ttl;                  ///< durations as typed ("30m"): the server parses them
+    std::string wait;
+    bool exclusive = false;
+    std::string reason;
+};
+int run_acquire(const Context& context, const AcquireFlags& flags);
+
+/// Acquires as `flags` say, waiting when --wait is given, with progress on a terminal.
+/// The LEASE object on success.
+Outcome<boost::json::value> acquire_lease(const Context& context, const AcquireFlags& flags);
+
+struct RenewFlags {
+    std::string id;
+    std::string ttl;
+};
+int run_renew(const Context& context, const RenewFlags& flags);
+
+struct ReleaseFlags {
+    std::string target;  ///< a node name or a lease id
+    std::string owner;
+    bool force = false;  ///< free --force: end whoever's lease it is
+};
+int run_release(const Context& context, const ReleaseFlags& flags);
+int run_free(const Context& context, const ReleaseFlags& flags);
+int run_who(const Context& context);
+
+struct HistoryFlags {
+    std::string node;
+    int limit = 50;
+};
+int run_history(const Context& context, const HistoryFlags& flags);
+
+struct WithLeaseFlags {
+    AcquireFlags acquire;
+    std::vector<std::string> command;  ///< after "--": run as is, no shell
+};
+int run_with_lease(const Context& context, const WithLeaseFlags& flags);
+
+// --- completion --------------------------------------------------------------------------
+
+/// Prints scripts/aviary-completion.bash (compiled in). Only "bash" is known.
+int run_completion(const std::string& shell);
+
+// --- shared by the commands -----------------------------------------------------------------
+
+/// "k=v" pairs as a JSON object; a pair without '=' is a usage Failure.
+Outcome<boost::json::value> labels_object(const std::vector<std::string>& pairs);
+/// The owner to send: --owner, else nothing when a token names us, else the login name.
+std::string default_owner(const Context& context, const std::string& owner_flag);
+/// Prints a lease as "key  value" lines (or its JSON with --json).
+void print_lease(const Context& context, const boost::json::value& lease);
+
+}  // namespace aviary::cli

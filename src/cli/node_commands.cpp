@@ -1,0 +1,131 @@
+// aviary nodes [add|remove], aviary maintenance: the pool's nodes.
+#include <fmt/format.h>
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "cli/render.hpp"
+
+namespace aviary::cli {
+namespace json = boost::json;
+
+namespace {
+
+std::vector<std::string> node_row(const json::value& node, core::TimePoint at) {
+    const bool maintenance = text_of(field(node, "state")) == "maintenance";
+    return {
+        text_of(field(node, "node")),
+        text_of(field(node, "state")),
+        text_of(field(node, "holder")),
+        field(node, "until").is_null() ? "" : time_with_remaining(field(node, "until"), at),
+        labels_text(field(node, "labels")),
+        maintenance ? "maintenance: " + text_of(field(node, "maintenance_reason"))
+                    : text_of(field(node, "note")),
+    };
+}
+
+std::string nodes_query(const std::vector<std::string>& labels) {
+    std::string query;
+    for (const auto& label : labels) {
+        query += (query.empty() ? "?label=" : "&label=") + encode(label);
+    }
+    return query;
+}
+
+}  // namespace
+
+int run_nodes(const Context& context, const NodesFlags& flags) {
+    if (auto checked = labels_object(flags.labels); !checked) {
+        return report(checked.failure());
+    }
+    auto reply = context.client.call("GET", "/api/v1/nodes" + nodes_query(flags.labels));
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    Table table{{"NODE", "STATE", "HOLDER", "UNTIL", "LABELS", "NOTE"}};
+    const auto at = now();
+    if (const auto* nodes = field(reply->json, "nodes").if_array()) {
+        for (const auto& node : *nodes) {
+            table.add(node_row(node, at));
+        }
+    }
+    if (table.empty()) {
+        std::puts(flags.labels.empty() ? "no nodes" : "no nodes match");
+        return kExitOk;
+    }
+    std::fputs(table.text().c_str(), stdout);
+    return kExitOk;
+}
+
+int run_nodes_add(const Context& context, const NodeAddFlags& flags) {
+    json::object body;
+    if (!flags.driver.empty()) {
+        body["driver"] = flags.driver;
+    }
+    if (!flags.image_tag.empty()) {
+        body["image_tag"] = flags.image_tag;
+    }
+    if (!flags.labels.empty()) {
+        auto labels = labels_object(flags.labels);
+        if (!labels) {
+            return report(labels.failure());
+        }
+        body["labels"] = std::move(*labels);
+    }
+    if (flags.note_given) {
+        body["note"] = flags.note;
+    }
+    auto reply = context.client.call("PUT", "/api/v1/nodes/" + encode(flags.name), body);
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    std::printf("%s %s\n", reply->status == 201 ? "added" : "updated", flags.name.c_str());
+    return kExitOk;
+}
+
+int run_nodes_remove(const Context& context, const std::string& name) {
+    auto reply = context.client.call("DELETE", "/api/v1/nodes/" + encode(name));
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        std::puts(json::serialize(json::object{{"removed", name}}).c_str());
+        return kExitOk;
+    }
+    std::printf("removed %s\n", name.c_str());
+    return kExitOk;
+}
+
+int run_maintenance(const Context& context, const MaintenanceFlags& flags) {
+    const std::string path = "/api/v1/nodes/" + encode(flags.node) + "/maintenance";
+    const bool on = flags.mode == "on";
+    auto reply = on ? context.client.call("PUT", path, json::object{{"reason", flags.reason}})
+                    : context.client.call("DELETE", path);
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    if (on) {
+        auto reason = text_of(field(reply->json, "maintenance_reason"));
+        std::printf("%s is in maintenance%s%s\n", flags.node.c_str(), reason.empty() ? "" : ": ",
+                    reason.c_str());
+    } else {
+        std::printf("%s is back in service\n", flags.node.c_str());
+    }
+    return kExitOk;
+}
+
+}  // namespace aviary::cli
