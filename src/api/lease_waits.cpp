@@ -29,6 +29,14 @@ const fleet::Waiter& LeaseWaits::waiter_of(const PendingAcquire& pending) {
 asio::awaitable<core::Result<LeaseWaits::Started>> LeaseWaits::start(fleet::AcquireRequest request,
                                                                      core::Millis wait,
                                                                      fleet::Caller caller) {
+    if (wait.count() == 0) {
+        auto work = [this, request, caller] { return fleet_.acquire(request, caller); };
+        auto acquired = co_await net::offload(pool_, std::move(work));
+        if (!acquired) {
+            co_return acquired.error();
+        }
+        co_return Started{std::move(*acquired)};
+    }
     auto executor = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingAcquire>(executor);
     pending->deadline = pending->started + wait;

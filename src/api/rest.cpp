@@ -70,7 +70,10 @@ net::asio::awaitable<net::Response> RestApi::handle(net::Request& request,
     if (parts.size() >= 3 && parts[2] == "nodes") {
         if (parts.size() == 3) {
             route = "/api/v1/nodes";
-            co_return get ? co_await list_nodes(request) : not_allowed("GET");
+            if (!get) {
+                co_return not_allowed("GET");
+            }
+            co_return co_await list_nodes(request);
         }
         if (parts.size() == 4) {
             route = "/api/v1/nodes/{name}";
@@ -117,7 +120,10 @@ net::asio::awaitable<net::Response> RestApi::handle(net::Request& request,
     }
     if (parts.size() == 3 && parts[2] == "events") {
         route = "/api/v1/events";
-        co_return get ? co_await events(request) : not_allowed("GET");
+        if (!get) {
+            co_return not_allowed("GET");
+        }
+        co_return co_await events(request);
     }
     route = "/api/v1/unmatched";
     co_return error_reply(core::Error{core::ErrorCode::kNotFound,

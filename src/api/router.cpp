@@ -88,7 +88,10 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
             response.headers.push_back({"Allow", "GET, HEAD"});
             co_return response;
         }
-        co_return path == "/healthz" ? text(200, "ok") : co_await readyz();
+        if (path == "/healthz") {
+            co_return text(200, "ok");
+        }
+        co_return co_await readyz();
     }
     auto caller = deps_.auth.authenticate(request);
     if (caller) {
@@ -135,7 +138,10 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
             response.headers.push_back({"Allow", "GET, HEAD"});
             co_return response;
         }
-        co_return path == "/metrics" ? co_await metrics() : co_await dashboard();
+        if (path == "/metrics") {
+            co_return co_await metrics();
+        }
+        co_return co_await dashboard();
     }
     co_return text(404, fmt::format("no route for {} {}", request.method, path));
 }

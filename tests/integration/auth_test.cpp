@@ -103,7 +103,7 @@ protected:
         auto response = http(server_, "POST", "/api/v1/leases",
                              R"({"node": "lotus-0", "owner": "web"})", std::move(headers));
         if (response && response->status == 201) {
-            http(server_, "DELETE", "/api/v1/leases/" + str(json_of(response).at("id")));
+            (void)http(server_, "DELETE", "/api/v1/leases/" + str(json_of(response).at("id")));
         }
         return response ? response->status : -1;
     }

@@ -182,8 +182,8 @@ TEST_F(TweetyRpc, AcquireWithWaitIsHandedTheNodeWhenItFrees) {
         auto leases = json_of(http(server_, "GET", "/api/v1/leases"));
         return leases.is_object() && leases.at("waiters").as_array().size() == 1;
     }));
-    auto released = call(server_, "TweetyService.Release",
-                         R"({"ReleaseName": "lotus-0", "Owner": "anton"})");
+    auto released =
+        call(server_, "TweetyService.Release", R"({"ReleaseName": "lotus-0", "Owner": "anton"})");
     ASSERT_TRUE(released.contains("result"));
     auto bob = waiting.get();
     ASSERT_TRUE(bob.contains("result")) << boost::json::serialize(bob);
@@ -195,7 +195,7 @@ TEST_F(TweetyRpc, RenewAndReleaseByLeaseId) {
         call(server_, "TweetyService.Acquire", R"({"ReleaseName": "lotus-2", "Owner": "anton"})");
     auto id = str(held["result"].at("lease_id"));
     auto renewed = call(server_, "TweetyService.Renew",
-                        fmt::format(R"({{"LeaseID": "{}", "TTL": "3h"}})", id));
+                        fmt::format(R"({{"LeaseID": "{}", "TTL": "48h"}})", id));
     ASSERT_TRUE(renewed.contains("result")) << boost::json::serialize(renewed);
     EXPECT_GT(str(renewed["result"].at("expires_at")), str(held["result"].at("expires_at")));
     auto released =
