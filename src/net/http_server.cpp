@@ -258,8 +258,13 @@ asio::awaitable<bool> Session::serve_one() {
     auto response = co_await call_handler(std::move(*request));
     // Decided after the handler: a response finished while stop() runs is the connection's last.
     const bool keep_alive = wants_keep_alive && !server_.stopping.load();
-    const bool sent = response.stream ? co_await write_streamed(response, keep_alive)
-                                      : co_await write_response(response, keep_alive, head);
+    // Plain if/else, never co_await inside ?: (GCC 12 mishandles the temporaries).
+    bool sent = false;
+    if (response.stream) {
+        sent = co_await write_streamed(response, keep_alive);
+    } else {
+        sent = co_await write_response(response, keep_alive, head);
+    }
     co_return sent&& keep_alive;
 }
 
@@ -391,8 +396,13 @@ asio::awaitable<bool> Session::write_response(Response& response, bool keep_aliv
     stream_.expires_after(server_.settings.write_timeout);
     http::response_serializer<http::string_body> serializer{message};
     // HEAD: the headers (with the Content-Length a GET would get), never the body.
-    auto [ec, n] = head ? co_await http::async_write_header(stream_, serializer, kUseTuple)
-                        : co_await http::async_write(stream_, serializer, kUseTuple);
+    boost::system::error_code ec;
+    if (head) {
+        std::tie(ec, std::ignore) =
+            co_await http::async_write_header(stream_, serializer, kUseTuple);
+    } else {
+        std::tie(ec, std::ignore) = co_await http::async_write(stream_, serializer, kUseTuple);
+    }
     if (ec) {
         co_return false;
     }
