@@ -45,9 +45,9 @@ private:
         fleet::Caller caller;
     };
     std::vector<TokenEntry> tokens_;
-    std::vector<std::string> names_;  // allowed host names, lower case, without port
+    std::vector<std::string> names_;            // allowed host names, lower case, without port
     std::atomic<std::uint16_t> bound_port_{0};  // the listen port (0 until bound)
-    bool wildcard_listen_ = false;    // 0.0.0.0 / [::]: any IP literal is the machine itself
+    bool wildcard_listen_ = false;  // 0.0.0.0 / [::]: any IP literal is the machine itself
 };
 
 /// True for 127.0.0.0/8, ::1 and localhost.
