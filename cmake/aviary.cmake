@@ -39,3 +39,21 @@ function(aviary_test name)
     endif()
     gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${labels}" TIMEOUT 120)
 endfunction()
+
+# aviary_embed_text(OUT_VAR INPUT file NAME shown HEADER x/embedded.hpp NAMESPACE ns SYMBOL kX)
+# Compiles a text file into the binary, regenerated whenever the file changes, so a shipped
+# file and the binary's copy cannot drift apart. Sets OUT_VAR to the generated .cpp.
+function(aviary_embed_text out_var)
+    cmake_parse_arguments(ARG "" "INPUT;NAME;HEADER;NAMESPACE;SYMBOL" "" ${ARGN})
+    get_filename_component(stem ${ARG_INPUT} NAME_WE)
+    set(output ${CMAKE_CURRENT_BINARY_DIR}/embedded_${stem}.cpp)
+    add_custom_command(
+        OUTPUT ${output}
+        COMMAND ${CMAKE_COMMAND} -DINPUT=${ARG_INPUT} -DNAME=${ARG_NAME} -DHEADER=${ARG_HEADER}
+                -DNAMESPACE=${ARG_NAMESPACE} -DSYMBOL=${ARG_SYMBOL} -DOUTPUT=${output}
+                -P ${PROJECT_SOURCE_DIR}/cmake/embed_text.cmake
+        DEPENDS ${ARG_INPUT} ${PROJECT_SOURCE_DIR}/cmake/embed_text.cmake
+        COMMENT "Embedding ${ARG_NAME}"
+        VERBATIM)
+    set(${out_var} ${output} PARENT_SCOPE)
+endfunction()

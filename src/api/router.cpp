@@ -24,14 +24,6 @@ net::Response text(int status, std::string body) {
     return response;
 }
 
-net::Response json_response(int status, std::string body) {
-    net::Response response;
-    response.status = status;
-    response.content_type = "application/json";
-    response.body = std::move(body);
-    return response;
-}
-
 std::string lower_trimmed(std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
         text.remove_prefix(1);
@@ -105,10 +97,10 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
         if (rest || path == "/") {
             refused =
                 path == "/"
-                    ? json_response(http_status(caller.error().code),
-                                    json::serialize(error_envelope(
-                                        jsonrpc_code(caller.error().code), caller.error().message,
-                                        nullptr, core::to_string(caller.error().code))))
+                    ? json_reply(http_status(caller.error().code),
+                                 json::serialize(error_envelope(
+                                     jsonrpc_code(caller.error().code), caller.error().message,
+                                     nullptr, core::to_string(caller.error().code))))
                     : error_reply(caller.error());
         } else {
             refused = text(http_status(caller.error().code), caller.error().message);
@@ -160,7 +152,7 @@ net::asio::awaitable<net::Response> Router::dashboard() {
 
 net::asio::awaitable<net::Response> Router::jsonrpc(net::Request& request, fleet::Caller caller) {
     if (auto type = request.header("Content-Type"); type && !is_json_content_type(*type)) {
-        co_return json_response(
+        co_return json_reply(
             415, json::serialize(error_envelope(
                      kInvalidRequest,
                      fmt::format("unsupported content type \"{}\": send application/json", *type),
@@ -171,7 +163,7 @@ net::asio::awaitable<net::Response> Router::jsonrpc(net::Request& request, fleet
     if (!reply) {
         co_return text(204, "");
     }
-    co_return json_response(200, std::move(*reply));
+    co_return json_reply(200, std::move(*reply));
 }
 
 net::asio::awaitable<net::Response> Router::readyz() {
