@@ -129,13 +129,31 @@ public:
     std::mutex lifecycle_mu;  // start() and stop() are serialised
     State state = State::kNew;
 
-    asio::io_context ioc;
+    // One event loop per I/O thread, like nginx's workers: a connection lives on one loop, so
+    // threads never wake each other (with one shared loop, two threads served fewer requests
+    // than one; bench/RESULTS.md). ioc runs the acceptor and its share of connections.
+    asio::io_context ioc{1};
+    std::vector<std::unique_ptr<asio::io_context>> more_loops;
+    std::size_t next_loop = 0;  // round-robin cursor, touched only by the accept loop
     asio::strand<asio::io_context::executor_type> accept_strand{ioc.get_executor()};
     tcp::acceptor acceptor{accept_strand};
-    // Keeps run() going even if the accept loop has ended (say, on an exception): stop() posts
+    // Keep run() going even if the accept loop has ended (say, on an exception): stop() posts
     // to the loop and waits, so the loop must still be there.
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
     std::vector<std::thread> threads;
+
+    asio::io_context& loop_for_next_connection() {
+        std::size_t count = more_loops.size() + 1;
+        std::size_t index = next_loop++ % count;
+        return index == 0 ? ioc : *more_loops[index - 1];
+    }
+    bool on_own_loop() {
+        bool mine = ioc.get_executor().running_in_this_thread();
+        for (const auto& loop : more_loops) {
+            mine = mine || loop->get_executor().running_in_this_thread();
+        }
+        return mine;
+    }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -540,10 +558,15 @@ core::Result<std::string> Server::start() {
             }
         }
     });
-    keep_running.emplace(ioc.get_executor());
     const int thread_count = std::max(1, settings.io_threads);
-    for (int i = 0; i < thread_count; ++i) {
-        threads.emplace_back([this] { ioc.run(); });
+    for (int i = 1; i < thread_count; ++i) {
+        more_loops.push_back(std::make_unique<asio::io_context>(1));
+    }
+    keep_running.push_back(asio::make_work_guard(ioc));
+    threads.emplace_back([this] { ioc.run(); });
+    for (auto& loop : more_loops) {
+        keep_running.push_back(asio::make_work_guard(*loop));
+        threads.emplace_back([&loop = *loop] { loop.run(); });
     }
     state = State::kRunning;
     log->info("http server listening address={} io_threads={}", bound, thread_count);
@@ -552,7 +575,8 @@ core::Result<std::string> Server::start() {
 
 asio::awaitable<void> Server::accept_loop() {
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), kUseTuple);
+        auto [ec, socket] = co_await acceptor.async_accept(
+            asio::make_strand(loop_for_next_connection()), kUseTuple);
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
                 co_return;  // stop() closed the acceptor
@@ -650,7 +674,7 @@ void Server::stop() {
         state = State::kStopped;
         return;
     }
-    AVIARY_ASSERT(!ioc.get_executor().running_in_this_thread(),
+    AVIARY_ASSERT(!on_own_loop(),
                   "HttpServer::stop() must not run on the server's own I/O threads");
     // Closed before stop() goes on, so a connection attempted from now on is refused by the
     // kernel instead of sitting in the backlog.
@@ -669,8 +693,11 @@ void Server::stop() {
         close_connections(false);
         wait_for_drain(kForcedCloseWait);
     }
-    keep_running.reset();
+    keep_running.clear();
     ioc.stop();
+    for (auto& loop : more_loops) {
+        loop->stop();
+    }
     for (auto& thread : threads) {
         thread.join();
     }
