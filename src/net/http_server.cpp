@@ -11,15 +11,18 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -84,13 +87,56 @@ bool status_allows_body(int status) {
     return status >= 200 && status != 204 && status != 304;
 }
 
+/// A socket with a lazy deadline: the subset of beast::tcp_stream the session uses, without a
+/// timer operation armed and cancelled around every read and write (that was the largest
+/// share of /healthz's CPU; bench/RESULTS.md). expires_after() only stores the deadline; the
+/// server's deadline sweep closes the socket of a connection past it, which fails the pending
+/// operation as tcp_stream's timeout would.
+class DeadlineStream {
+public:
+    using executor_type = tcp::socket::executor_type;
+    using Clock = std::chrono::steady_clock;
+
+    explicit DeadlineStream(tcp::socket socket) : socket_(std::move(socket)) {}
+
+    executor_type get_executor() noexcept { return socket_.get_executor(); }
+    tcp::socket& socket() { return socket_; }
+    void expires_after(Clock::duration after) {
+        deadline_.store((Clock::now() + after).time_since_epoch().count(),
+                        std::memory_order_relaxed);
+    }
+    void expires_never() { deadline_.store(kNever, std::memory_order_relaxed); }
+    /// Safe from any thread: the sweep reads it beside the loop that writes it.
+    bool expired(Clock::time_point now) const {
+        return now.time_since_epoch().count() >= deadline_.load(std::memory_order_relaxed);
+    }
+    void close() {
+        beast::error_code ec;
+        socket_.shutdown(tcp::socket::shutdown_both, ec);
+        socket_.close(ec);
+    }
+    template <class Buffers, class Token>
+    auto async_read_some(const Buffers& buffers, Token&& token) {
+        return socket_.async_read_some(buffers, std::forward<Token>(token));
+    }
+    template <class Buffers, class Token>
+    auto async_write_some(const Buffers& buffers, Token&& token) {
+        return socket_.async_write_some(buffers, std::forward<Token>(token));
+    }
+
+private:
+    static constexpr Clock::rep kNever = std::numeric_limits<Clock::rep>::max();
+    tcp::socket socket_;
+    std::atomic<Clock::rep> deadline_{kNever};
+};
+
 /// One accepted socket. Shared by its session coroutine and by stop(), which reaches it through
 /// the registry; everything but `stream`'s construction happens on the socket's loop (one
 /// thread, so it serialises like a strand).
 struct Connection {
     explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
 
-    beast::tcp_stream stream;
+    DeadlineStream stream;
     bool idle = false;  // strand only: waiting for the first byte of a request
 };
 
@@ -105,6 +151,7 @@ public:
     core::Result<std::string> start();
     void stop();
     asio::awaitable<void> accept_loop();
+    asio::awaitable<void> deadline_sweep();
     asio::awaitable<void> refuse(tcp::socket socket);
     void spawn_session(tcp::socket socket);
     void unregister(Connection* connection);
@@ -188,7 +235,7 @@ private:
 
     Server& server_;
     std::shared_ptr<Connection> connection_;
-    beast::tcp_stream& stream_;
+    DeadlineStream& stream_;
     beast::flat_buffer buffer_;
     std::string remote_;
     unsigned version_ = 11;  // of the request being answered: 10 gets no chunking
@@ -559,6 +606,7 @@ core::Result<std::string> Server::start() {
             }
         }
     });
+    asio::co_spawn(accept_strand, deadline_sweep(), asio::detached);
     const int thread_count = std::max(1, settings.io_threads);
     for (int i = 1; i < thread_count; ++i) {
         more_loops.push_back(std::make_unique<asio::io_context>(1));
@@ -572,6 +620,43 @@ core::Result<std::string> Server::start() {
     state = State::kRunning;
     log->info("http server listening address={} io_threads={}", bound, thread_count);
     return bound;
+}
+
+/// Closes connections past their deadline. A quarter of the shortest timeout between sweeps
+/// (5 ms to 250 ms), so a timeout fires at most that late; the cost is one pass over the
+/// registry per sweep instead of timer operations on every read and write.
+asio::awaitable<void> Server::deadline_sweep() {
+    auto shortest =
+        std::min({settings.read_timeout, settings.idle_timeout, settings.write_timeout});
+    auto period = std::clamp<core::Millis>(shortest / 4, core::Millis{5}, core::Millis{250});
+    asio::steady_timer tick{accept_strand};
+    std::vector<std::shared_ptr<Connection>> expired;
+    // Runs until the loop stops: timeouts still matter while requests drain on shutdown.
+    for (;;) {
+        tick.expires_after(period);
+        auto [ec] = co_await tick.async_wait(kUseTuple);
+        if (ec) {
+            co_return;
+        }
+        auto now = DeadlineStream::Clock::now();
+        {
+            std::lock_guard lock{mu};
+            for (const auto& [raw, connection] : connections) {
+                if (connection->stream.expired(now)) {
+                    expired.push_back(connection);
+                }
+            }
+        }
+        for (auto& connection : expired) {
+            // Checked again on the connection's own loop: it may have moved its deadline since.
+            asio::post(connection->stream.get_executor(), [connection] {
+                if (connection->stream.expired(DeadlineStream::Clock::now())) {
+                    connection->stream.close();
+                }
+            });
+        }
+        expired.clear();
+    }
 }
 
 asio::awaitable<void> Server::accept_loop() {
