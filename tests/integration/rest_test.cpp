@@ -242,6 +242,30 @@ TEST_F(Rest, StrictBodiesNameTheField) {
     EXPECT_EQ(node("lotus-0").at("state"), "free");
 }
 
+TEST_F(Rest, HostileBodiesAreRefusedAndNothingChanges) {
+    auto held = post_lease(R"({"node": "lotus-2", "owner": "keep"})");
+    std::string deep = R"({"node": "lotus-0", "owner": "a", "selector": )" +
+                       std::string(2000, '[') + std::string(2000, ']') + "}";
+    EXPECT_EQ(http(server_, "POST", "/api/v1/leases", deep)->status, 400);
+    auto bad_utf8 =
+        http(server_, "POST", "/api/v1/leases", "{\"node\": \"lotus-0\", \"owner\": \"\xff\xfe\"}");
+    EXPECT_EQ(bad_utf8->status, 400);
+    EXPECT_EQ(json_of(bad_utf8).at("error").at("code"), "invalid_argument");
+    auto huge = http(server_, "PUT", "/api/v1/nodes/geth-9",
+                     R"({"note": ")" + std::string(2 * 1024 * 1024, 'x') + R"("})");
+    if (huge) {  // 413, or the connection closed past the limit: either way, refused
+        EXPECT_EQ(huge->status, 413);
+    }
+    EXPECT_EQ(http(server_, "POST", "/api/v1/leases", "[1, 2]")->status, 400);
+    EXPECT_EQ(http(server_, "PUT", "/api/v1/leases/" + str(held.at("id")), R"({"ttl": 5})")->status,
+              400);
+    // Nothing stored moved: the lease held before is intact, the others are free.
+    EXPECT_EQ(node("lotus-2").at("holder"), "keep");
+    EXPECT_EQ(node("lotus-0").at("state"), "free");
+    EXPECT_EQ(http(server_, "GET", "/api/v1/nodes/geth-9")->status, 404);
+    EXPECT_EQ(http(server_, "GET", "/healthz")->status, 200);
+}
+
 TEST_F(Rest, DashboardIsPlainHtmlWithEscapedText) {
     post_lease(R"({"node": "lotus-1", "owner": "<script>x</script>"})");
     auto page = http(server_, "GET", "/dashboard");
