@@ -8,10 +8,11 @@ declare -A allowed=(
     [metrics]="core"
     [store]="core"
     [net]="core"
+    [proc]="core net"
     [fleet]="core store net metrics"
     [config]="core net store fleet"
-    [api]="core store net fleet metrics config"
-    [cli]="core net config api"
+    [api]="core store net proc fleet metrics config"
+    [cli]="core net proc config api"
 )
 status=0
 for component in "${!allowed[@]}"; do

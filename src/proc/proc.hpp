@@ -1,0 +1,109 @@
+#pragma once
+/// proc: child processes, one implementation for job steps, drivers and the sidecar
+/// (DESIGN §2).
+///
+/// spawn() starts a program from an argv, never through a shell, in its own process group
+/// (pgid == pid), with stdin from /dev/null and stdout/stderr on pipes read by pump(). Every
+/// other descriptor is closed in the child, and signal dispositions and the signal mask are
+/// reset to the defaults. Exit is noticed through a pidfd, so no SIGCHLD handler is needed; the
+/// child is reaped exactly once, by wait() or terminate() (or the destructor).
+///
+/// Executor: a Process belongs to the executor it was spawned on; call its coroutines from that
+/// executor only (one I/O loop thread). pump() and wait() may run at the same time. Keep the
+/// Process alive (and unmoved-from) until every coroutine you started on it has finished.
+///
+/// Destructor: a Process whose leader has not been reaped yet is killed: SIGKILL to its whole
+/// group, then a blocking reap (quick: SIGKILL cannot be caught). Await terminate() first for a
+/// graceful stop. Move-assigning over a Process does the same to the one it replaces. A
+/// moved-from Process may only be destroyed or assigned to.
+#include <sys/types.h>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/core.hpp"
+#include "net/net.hpp"
+
+namespace aviary::proc {
+
+namespace asio = net::asio;
+
+struct SpawnOptions {
+    /// argv[0] is the program: run as given when it holds a slash, otherwise looked up in PATH
+    /// (the PATH of env_add when it sets one, else this process's PATH).
+    std::vector<std::string> argv;
+    std::string cwd;  ///< the child's working directory; empty: this process's
+    std::vector<std::pair<std::string, std::string>> env_add;  ///< set (or override) in the child
+    bool inherit_env = true;  ///< start from this process's environment; false: env_add only
+};
+
+enum class Stream { kStdout, kStderr };
+
+/// Longest line pump() delivers; the rest of a longer line is dropped and the line is marked.
+inline constexpr std::size_t kMaxLineBytes = 64 * 1024;
+
+struct Line {
+    Stream stream;
+    std::string text;        ///< without the '\n'
+    bool truncated = false;  ///< the line was longer than kMaxLineBytes; text holds its start
+};
+
+using LineCallback = std::function<void(const Line&)>;
+
+/// How the process group's leader ended.
+struct ExitStatus {
+    int code = 0;    ///< exit code when it exited
+    int signal = 0;  ///< the signal that killed it, 0 when it exited
+    bool exited() const { return signal == 0; }
+    bool succeeded() const { return signal == 0 && code == 0; }
+};
+
+class Process {
+public:
+    Process(Process&&) noexcept;
+    Process& operator=(Process&&) noexcept;
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+    ~Process();
+
+    pid_t pid() const;
+    pid_t pgid() const;  ///< equal to pid(): the child leads its own group
+
+    /// Reads stdout and stderr line by line until both are closed (by every process of the group
+    /// that holds them), calling `on_line` for each line in order per stream. A last line without
+    /// '\n' is delivered at end of file. Call it once.
+    asio::awaitable<void> pump(LineCallback on_line);
+
+    /// Waits for the leader to end and reaps it. Later calls return the same status at once.
+    asio::awaitable<ExitStatus> wait();
+
+    /// Sends `sig` to the whole group. Does nothing once the leader has been reaped: its pid, and
+    /// so the group id, may belong to someone else by then.
+    void signal_group(int sig);
+
+    /// SIGTERM to the whole group, up to `grace` for the leader to end, then SIGKILL to the whole
+    /// group (members that outlived the leader or ignore SIGTERM included), then reaps the leader.
+    /// The leader is reaped only after the SIGKILL, so the group id cannot have been reused.
+    asio::awaitable<ExitStatus> terminate(core::Millis grace);
+
+    struct State;
+
+private:
+    friend core::Result<Process> spawn(asio::any_io_executor executor, SpawnOptions options);
+    explicit Process(std::unique_ptr<State> state);
+
+    std::unique_ptr<State> state_;
+};
+
+/// Starts options.argv. Errors name the program: kInvalidArgument for an empty argv, kNotFound
+/// (`cannot run "helm": no such file in PATH`, or a missing path or cwd), kPermissionDenied, or
+/// kUnavailable with the system's reason. Never throws.
+core::Result<Process> spawn(asio::any_io_executor executor, SpawnOptions options);
+
+}  // namespace aviary::proc

@@ -1,0 +1,249 @@
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "proc/process_state.hpp"
+
+extern char** environ;  // NOLINT: POSIX declares it nowhere else
+
+namespace aviary::proc {
+namespace {
+
+constexpr std::string_view kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+
+// Owns one descriptor until released.
+class UniqueFd {
+public:
+    UniqueFd() = default;
+    explicit UniqueFd(int fd) : fd_(fd) {}
+    UniqueFd(const UniqueFd&) = delete;
+    UniqueFd& operator=(const UniqueFd&) = delete;
+    ~UniqueFd() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    int get() const { return fd_; }
+    int release() { return std::exchange(fd_, -1); }
+    void reset(int fd) { UniqueFd old{std::exchange(fd_, fd)}; }
+
+private:
+    int fd_ = -1;
+};
+
+struct Pipe {
+    UniqueFd read;
+    UniqueFd write;
+};
+
+core::ErrorCode code_for(int error) {
+    switch (error) {
+        case ENOENT:
+        case ENOTDIR:
+            return core::ErrorCode::kNotFound;
+        case EACCES:
+        case EPERM:
+            return core::ErrorCode::kPermissionDenied;
+        default:
+            return core::ErrorCode::kUnavailable;
+    }
+}
+
+core::Error cannot_run(std::string_view program, int error) {
+    return core::Error{code_for(error), "cannot run \"" + std::string{program} +
+                                            "\": " + std::system_category().message(error)};
+}
+
+std::vector<std::string> child_env(const SpawnOptions& options) {
+    std::vector<std::string> env;
+    if (options.inherit_env) {
+        for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+            env.emplace_back(*entry);
+        }
+    }
+    for (const auto& [name, value] : options.env_add) {
+        const std::string prefix = name + "=";
+        std::erase_if(env, [&](const std::string& e) { return e.starts_with(prefix); });
+        env.push_back(prefix + value);
+    }
+    return env;
+}
+
+std::string search_path(const SpawnOptions& options) {
+    for (const auto& [name, value] : options.env_add) {
+        if (name == "PATH") {
+            return value;
+        }
+    }
+    const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe): read only
+    return path != nullptr ? std::string{path} : std::string{kDefaultPath};
+}
+
+bool is_executable_file(const std::string& candidate) {
+    struct stat info {};
+    return ::stat(candidate.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
+           ::access(candidate.c_str(), X_OK) == 0;
+}
+
+// The file to execute: argv[0] itself when it holds a slash, else its first match in PATH.
+core::Result<std::string> resolve(const SpawnOptions& options) {
+    const std::string& program = options.argv.front();
+    if (program.find('/') != std::string::npos) {
+        return program;
+    }
+    const std::string path = search_path(options);
+    std::string_view rest{path};
+    while (true) {
+        const auto colon = rest.find(':');
+        std::string dir{rest.substr(0, colon)};
+        if (dir.empty()) {
+            dir = ".";  // an empty PATH entry means the current directory
+        }
+        std::string candidate = dir + "/" + program;
+        if (is_executable_file(candidate)) {
+            return candidate;
+        }
+        if (colon == std::string_view::npos) {
+            break;
+        }
+        rest.remove_prefix(colon + 1);
+    }
+    return core::Error{core::ErrorCode::kNotFound,
+                       "cannot run \"" + program + "\": no such file in PATH"};
+}
+
+int make_pipe(Pipe& pipe) {
+    std::array<int, 2> fds{};
+    if (::pipe2(fds.data(), O_CLOEXEC) != 0) {
+        return errno;
+    }
+    pipe.read.reset(fds[0]);
+    pipe.write.reset(fds[1]);
+    return 0;
+}
+
+std::vector<char*> pointers(std::vector<std::string>& strings) {
+    std::vector<char*> result;
+    result.reserve(strings.size() + 1);
+    for (auto& s : strings) {
+        result.push_back(s.data());
+    }
+    result.push_back(nullptr);
+    return result;
+}
+
+// posix_spawn attributes and file actions, destroyed together.
+class SpawnSetup {
+public:
+    SpawnSetup() {
+        ::posix_spawn_file_actions_init(&actions_);
+        ::posix_spawnattr_init(&attr_);
+    }
+    SpawnSetup(const SpawnSetup&) = delete;
+    SpawnSetup& operator=(const SpawnSetup&) = delete;
+    ~SpawnSetup() {
+        ::posix_spawn_file_actions_destroy(&actions_);
+        ::posix_spawnattr_destroy(&attr_);
+    }
+
+    // Returns 0 or an errno.
+    int prepare(const std::string& cwd, const Pipe& out, const Pipe& err) {
+        int rc =
+            ::posix_spawn_file_actions_addopen(&actions_, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        rc = rc != 0 ? rc : ::posix_spawn_file_actions_adddup2(&actions_, out.write.get(), 1);
+        rc = rc != 0 ? rc : ::posix_spawn_file_actions_adddup2(&actions_, err.write.get(), 2);
+        if (rc == 0 && !cwd.empty()) {
+            rc = ::posix_spawn_file_actions_addchdir_np(&actions_, cwd.c_str());
+        }
+        // Close-on-exec for everything else, whatever flags its creator forgot.
+        rc = rc != 0 ? rc : ::posix_spawn_file_actions_addclosefrom_np(&actions_, 3);
+        // Own process group; default signal handling (the server ignores SIGPIPE, the child
+        // must not inherit that) and an empty signal mask.
+        sigset_t all;
+        sigset_t none;
+        ::sigfillset(&all);
+        ::sigemptyset(&none);
+        rc = rc != 0 ? rc : ::posix_spawnattr_setpgroup(&attr_, 0);
+        rc = rc != 0 ? rc : ::posix_spawnattr_setsigdefault(&attr_, &all);
+        rc = rc != 0 ? rc : ::posix_spawnattr_setsigmask(&attr_, &none);
+        const short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+        rc = rc != 0 ? rc : ::posix_spawnattr_setflags(&attr_, flags);
+        return rc;
+    }
+
+    const posix_spawn_file_actions_t* actions() const { return &actions_; }
+    const posix_spawnattr_t* attr() const { return &attr_; }
+
+private:
+    posix_spawn_file_actions_t actions_{};
+    posix_spawnattr_t attr_{};
+};
+
+}  // namespace
+
+core::Result<Process> spawn(asio::any_io_executor executor, SpawnOptions options) {
+    if (options.argv.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument, "cannot run a process: empty argv"};
+    }
+    const std::string& program = options.argv.front();
+    auto file = resolve(options);
+    if (!file) {
+        return file.error();
+    }
+    Pipe out;
+    Pipe err;
+    if (int rc = make_pipe(out); rc != 0) {
+        return cannot_run(program, rc);
+    }
+    if (int rc = make_pipe(err); rc != 0) {
+        return cannot_run(program, rc);
+    }
+    SpawnSetup setup;
+    if (int rc = setup.prepare(options.cwd, out, err); rc != 0) {
+        return cannot_run(program, rc);
+    }
+    auto env = child_env(options);
+    auto envp = pointers(env);
+    auto argv = options.argv;
+    auto argvp = pointers(argv);
+    pid_t child = -1;
+    const int rc = ::posix_spawn(&child, file->c_str(), setup.actions(), setup.attr(), argvp.data(),
+                                 envp.data());
+    if (rc != 0) {
+        if (!options.cwd.empty() && (rc == ENOENT || rc == ENOTDIR || rc == EACCES) &&
+            ::access(options.cwd.c_str(), X_OK) != 0) {
+            return core::Error{code_for(rc), "cannot run \"" + program + "\" in \"" + options.cwd +
+                                                 "\": " + std::system_category().message(rc)};
+        }
+        return cannot_run(program, rc);
+    }
+    // The child holds the write ends now; ours must go or end of file never comes.
+    out.write.reset(-1);
+    err.write.reset(-1);
+    // A child that has already exited is a zombie until reaped, so pidfd_open still finds it.
+    UniqueFd pidfd{static_cast<int>(::syscall(SYS_pidfd_open, child, 0))};
+    if (pidfd.get() < 0) {
+        const int error = errno;
+        ::killpg(child, SIGKILL);
+        int raw = 0;
+        while (::waitpid(child, &raw, 0) < 0 && errno == EINTR) {
+        }
+        return cannot_run(program, error);
+    }
+    auto state = std::make_unique<Process::State>(executor, child, pidfd.release(),
+                                                  out.read.release(), err.read.release());
+    return Process{std::move(state)};
+}
+
+}  // namespace aviary::proc
