@@ -33,7 +33,11 @@
 #include <thread>
 #include <vector>
 
+#include "latency.hpp"
+
 namespace {
+
+using aviary::bench::percentile_ms;
 
 using Clock = std::chrono::steady_clock;
 
@@ -357,14 +361,6 @@ void run_thread(const Options& options, Shared& shared, int node, ThreadResult& 
     }
 }
 
-double percentile_ms(std::vector<std::uint32_t>& sorted, double p) {
-    if (sorted.empty()) {
-        return 0;
-    }
-    auto rank = static_cast<std::size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
-    return sorted[std::min(rank, sorted.size() - 1)] / 1000.0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -391,7 +387,6 @@ int main(int argc, char** argv) {
         thread.join();
     }
 
-    std::vector<std::uint32_t> all;
     std::uint64_t ok = 0;
     std::uint64_t errors = 0;
     std::uint64_t reconnects = 0;
@@ -403,9 +398,8 @@ int main(int argc, char** argv) {
         ok += result.ok;
         errors += result.errors;
         reconnects += result.reconnects;
-        all.insert(all.end(), result.latencies_us.begin(), result.latencies_us.end());
     }
-    std::sort(all.begin(), all.end());
+    auto all = aviary::bench::merged_latencies(results);
     double ops_per_s = static_cast<double>(ok) / options.duration_s;
     double mean_ms = 0;
     for (auto us : all) {

@@ -26,7 +26,11 @@
 #include <thread>
 #include <vector>
 
+#include "latency.hpp"
+
 namespace {
+
+using aviary::bench::percentile_ms;
 
 using Clock = std::chrono::steady_clock;
 
@@ -340,14 +344,6 @@ private:
     std::uint64_t sequence_ = 0;
 };
 
-double percentile_ms(const std::vector<std::uint32_t>& sorted, double p) {
-    if (sorted.empty()) {
-        return 0;
-    }
-    auto rank = static_cast<std::size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
-    return sorted[std::min(rank, sorted.size() - 1)] / 1000.0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -373,7 +369,6 @@ int main(int argc, char** argv) {
     for (auto& thread : threads) {
         thread.join();
     }
-    std::vector<std::uint32_t> all;
     std::uint64_t ops = 0;
     std::uint64_t errors = 0;
     std::uint64_t busy = 0;
@@ -385,9 +380,8 @@ int main(int argc, char** argv) {
         ops += result.ops;
         errors += result.errors;
         busy += result.busy;
-        all.insert(all.end(), result.latencies_us.begin(), result.latencies_us.end());
     }
-    std::sort(all.begin(), all.end());
+    auto all = aviary::bench::merged_latencies(results);
     double ops_per_s = static_cast<double>(ops) / options.duration_s;
     double commits_per_s = static_cast<double>(all.size()) / options.duration_s;
     std::printf(
