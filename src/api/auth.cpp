@@ -98,7 +98,9 @@ Authenticator::Authenticator(const config::AuthSettings& settings,
     for (const auto& token : settings.tokens) {
         tokens_.push_back(TokenEntry{
             .secret = token.secret,
-            .caller = fleet::Caller{.identity = token.identity, .admin = token.role == "admin"},
+            .caller = fleet::Caller{.identity = token.identity,
+                                    .admin = token.role == "admin",
+                                    .groups = token.groups},
         });
     }
     auto host = split_host(listen_address).first;

@@ -128,6 +128,43 @@ core::Result<std::optional<core::Labels>> Body::labels(std::string_view field) c
     return std::optional<core::Labels>{std::move(labels)};
 }
 
+core::Result<std::optional<core::Params>> Body::params(std::string_view field) const {
+    if (!has(field)) {
+        return std::optional<core::Params>{};
+    }
+    const auto& v = fields_.at(field);
+    auto wrong = [&] {
+        return bad(field, "an object of strings, integers or booleans like {\"tag\": \"v1\"}");
+    };
+    if (!v.is_object()) {
+        return wrong();
+    }
+    core::Params params;
+    for (const auto& entry : v.get_object()) {
+        const auto& value = entry.value();
+        std::string text;
+        if (value.is_string()) {
+            text = std::string{value.get_string()};
+        } else if (value.is_int64()) {
+            text = std::to_string(value.get_int64());
+        } else if (value.is_uint64()) {
+            text = std::to_string(value.get_uint64());
+        } else if (value.is_bool()) {
+            text = value.get_bool() ? "true" : "false";
+        } else {
+            return core::Error{
+                core::ErrorCode::kInvalidArgument,
+                fmt::format("body field \"{}.{}\" must be a string, an integer or a boolean", field,
+                            std::string_view{entry.key()})};
+        }
+        if (entry.key().empty()) {
+            return wrong();
+        }
+        params.emplace(std::string{entry.key()}, std::move(text));
+    }
+    return std::optional<core::Params>{std::move(params)};
+}
+
 core::Result<std::pair<std::string, std::string>> parse_label(std::string_view text,
                                                               std::string_view what) {
     auto eq = text.find('=');

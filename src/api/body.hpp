@@ -27,6 +27,9 @@ public:
     core::Result<std::optional<core::Millis>> duration(std::string_view field) const;
     /// An object of string values: {"chain": "lotus"}.
     core::Result<std::optional<core::Labels>> labels(std::string_view field) const;
+    /// A job's params: an object of strings, integers or booleans, kept as text
+    /// ({"tag": "v1", "count": 3} -> tag=v1, count=3). The action's specs check them.
+    core::Result<std::optional<core::Params>> params(std::string_view field) const;
 
 private:
     boost::json::object fields_;

@@ -21,6 +21,10 @@ enum JsonRpcCode : int {
     kUnauthenticatedCode = -32008,
     kTimeoutCode = -32009,
     kStorageCode = -32010,
+    /// A node action called with "Wait": true ran and did not succeed (failed, timed out or
+    /// was cancelled): the message gives the job's error, data.job the job. Not an ErrorCode:
+    /// the call itself worked, as the original's synchronous call returned helm's error.
+    kJobFailedCode = -32011,
 };
 
 int jsonrpc_code(core::ErrorCode code);

@@ -26,10 +26,15 @@ bool valid_id(const json::value& id) {
 json::value error_envelope(int code,
                            std::string_view message,
                            const json::value& id,
-                           std::string_view reason) {
+                           std::string_view reason,
+                           const json::object& extra) {
     json::object error{{"code", code}, {"message", message}};
-    if (!reason.empty()) {
-        error["data"] = json::object{{"error", reason}};
+    if (!reason.empty() || !extra.empty()) {
+        json::object data{{"error", reason}};
+        for (const auto& member : extra) {
+            data[member.key()] = member.value();
+        }
+        error["data"] = std::move(data);
     }
     return json::object{{"jsonrpc", "2.0"}, {"error", std::move(error)}, {"id", id}};
 }
@@ -120,15 +125,20 @@ net::asio::awaitable<std::optional<json::value>> JsonRpc::call(const json::value
         outcome.emplace(params.error());
     }
     MethodResult& result = *outcome;
+    std::string_view outcome_name = "ok";
+    if (!result) {
+        outcome_name = result.code() ? std::string_view{result.reason()}
+                                     : core::to_string(result.error().code);
+    }
     if (on_call) {
-        on_call(method->first, result ? "ok" : core::to_string(result.error().code));
+        on_call(method->first, outcome_name);
     }
     if (id == nullptr) {
         co_return std::nullopt;  // a notification: no reply, even for an error
     }
     if (!result) {
-        co_return error_envelope(jsonrpc_code(result.error().code), result.error().message,
-                                 reply_id, core::to_string(result.error().code));
+        co_return error_envelope(result.code().value_or(jsonrpc_code(result.error().code)),
+                                 result.error().message, reply_id, outcome_name, result.data());
     }
     co_return result_envelope(std::move(*result), reply_id);
 }

@@ -20,7 +20,33 @@ struct CallContext {
     fleet::Caller caller;
 };
 
-using MethodResult = core::Result<boost::json::object>;
+/// What a method answers: a result object or an error. An error maps to its JSON-RPC code by
+/// ErrorCode, unless the method gives its own code and data (a job that failed under Wait).
+class MethodResult : public core::Result<boost::json::object> {
+public:
+    using core::Result<boost::json::object>::Result;
+
+    /// An error with its own code; `data` is sent as error.data (its "error" member set to
+    /// `reason`).
+    static MethodResult custom_error(core::Error error,
+                                     int code,
+                                     std::string reason,
+                                     boost::json::object data) {
+        MethodResult out{std::move(error)};
+        out.code_ = code;
+        out.reason_ = std::move(reason);
+        out.data_ = std::move(data);
+        return out;
+    }
+    std::optional<int> code() const { return code_; }
+    const std::string& reason() const { return reason_; }
+    const boost::json::object& data() const { return data_; }
+
+private:
+    std::optional<int> code_;
+    std::string reason_;
+    boost::json::object data_;
+};
 using Method = std::function<net::asio::awaitable<MethodResult>(Params, CallContext)>;
 
 class JsonRpc {
@@ -43,10 +69,12 @@ private:
     std::map<std::string, Method, std::less<>> methods_;
 };
 
-/// The error envelope `{"jsonrpc":"2.0","error":{code,message,data},"id":id}`.
+/// The error envelope `{"jsonrpc":"2.0","error":{code,message,data},"id":id}`; data is
+/// `{"error": reason}` plus `extra`'s members.
 boost::json::value error_envelope(int code,
                                   std::string_view message,
                                   const boost::json::value& id,
-                                  std::string_view reason = {});
+                                  std::string_view reason = {},
+                                  const boost::json::object& extra = {});
 
 }  // namespace aviary::api

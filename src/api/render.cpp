@@ -136,6 +136,124 @@ json::object event_json(const core::Event& event) {
     };
 }
 
+std::string_view roller_status(core::JobState state) {
+    switch (state) {
+        case core::JobState::kQueued:
+            return "PENDING";
+        case core::JobState::kRunning:
+        case core::JobState::kCancelling:
+            return "RUNNING";
+        case core::JobState::kSucceeded:
+            return "COMPLETE";
+        case core::JobState::kFailed:
+        case core::JobState::kTimedOut:
+            return "FAILED";
+        case core::JobState::kCancelled:
+            return "CANCELLED";
+    }
+    return "PENDING";
+}
+
+json::object job_json(const core::Job& job) {
+    json::object params;
+    for (const auto& [name, value] : job.params) {
+        params[name] = value;
+    }
+    auto time_or_null = [](const std::optional<core::TimePoint>& at) {
+        return at ? json::value(core::format_time(*at)) : json::value(nullptr);
+    };
+    json::object out{
+        {"id", job.id},
+        {"action", job.action},
+        {"queue", job.queue},
+        {"node", job.node},
+        {"params", std::move(params)},
+        {"requester", job.requester},
+        {"owner", job.owner},
+        {"lease_id", job.lease_id},
+        {"state", core::to_string(job.state)},
+        {"status", roller_status(job.state)},
+        {"attempt", job.attempt},
+        {"max_attempts", job.max_attempts},
+        {"step", job.step},
+        {"steps", job.steps},
+        {"step_name", job.step_name},
+        {"cancel_requested", job.cancel_requested},
+        {"created_at", core::format_time(job.created_at)},
+        {"run_at", core::format_time(job.run_at)},
+        {"started_at", time_or_null(job.started_at)},
+        {"finished_at", time_or_null(job.finished_at)},
+        {"result", embedded_json(job.result.empty() ? std::string{"{}"} : job.result)},
+        {"error", job.error},
+        {"retry_of", job.retry_of},
+    };
+    if (job.state == core::JobState::kQueued) {
+        out["position"] = job.position;
+    }
+    return out;
+}
+
+json::object output_line_json(const core::OutputLine& line) {
+    return json::object{
+        {"seq", line.seq},   {"at", core::format_time(line.at)}, {"stream", line.stream},
+        {"text", line.text}, {"attempt", line.attempt},          {"step", line.step},
+    };
+}
+
+namespace {
+
+json::object param_json(const jobs::ParamSpec& param) {
+    json::object out{
+        {"name", param.name},
+        {"type", jobs::to_string(param.type)},
+        {"required", param.required},
+        {"description", param.description},
+    };
+    out["default"] = param.required ? json::value(nullptr) : json::value(param.default_value);
+    out["pattern"] = param.pattern.empty() ? json::value(nullptr) : json::value(param.pattern);
+    return out;
+}
+
+json::object step_json(const jobs::StepSpec& step) {
+    json::object out{{"kind", jobs::to_string(step.kind)}};
+    std::string name = step.name;
+    if (step.kind == jobs::StepKind::kDriver) {
+        out["op"] = drivers::to_string(step.op);
+        if (name.empty()) {
+            name = fmt::format("driver {}", drivers::to_string(step.op));
+        }
+    } else if (step.kind == jobs::StepKind::kWait) {
+        out["condition"] = jobs::to_string(step.condition);
+    }
+    out["name"] = name.empty() ? std::string{jobs::to_string(step.kind)} : name;
+    return out;
+}
+
+}  // namespace
+
+json::object action_json(const jobs::ActionSpec& action) {
+    json::array params;
+    for (const auto& param : action.params) {
+        params.push_back(param_json(param));
+    }
+    json::array steps;
+    for (const auto& step : action.steps) {
+        steps.push_back(step_json(step));
+    }
+    return json::object{
+        {"name", action.name},
+        {"description", action.description},
+        {"queue", action.queue},
+        {"params", std::move(params)},
+        {"steps", std::move(steps)},
+        {"timeout", core::format_duration(action.timeout)},
+        {"max_attempts", action.max_attempts},
+        {"destructive", action.destructive},
+        {"rerun_safe", action.rerun_safe},
+        {"exclusive", action.exclusive},
+    };
+}
+
 json::object error_json(const core::Error& error) {
     return json::object{
         {"error", json::object{{"code", core::to_string(error.code)}, {"message", error.message}}}};

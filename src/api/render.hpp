@@ -7,6 +7,7 @@
 
 #include "core/core.hpp"
 #include "fleet/fleet.hpp"
+#include "jobs/jobs.hpp"
 
 namespace aviary::api {
 
@@ -23,6 +24,15 @@ boost::json::object event_json(const core::Event& event);
 boost::json::object labels_json(const core::Labels& labels);
 /// "chain=lotus,zone=a"
 std::string selector_text(const core::Labels& selector);
+/// A job (docs/api.md, JOB): one shape for tweety, REST and (later) the roller's status. Adds
+/// `status`, the roller's name for the state (DESIGN §3.2).
+boost::json::object job_json(const core::Job& job);
+/// The roller's status name: PENDING, RUNNING, COMPLETE, FAILED or CANCELLED.
+std::string_view roller_status(core::JobState state);
+/// A line of a job's output: {seq, at, stream, text, attempt, step}.
+boost::json::object output_line_json(const core::OutputLine& line);
+/// An action of the catalog (GET /api/v1/actions).
+boost::json::object action_json(const jobs::ActionSpec& action);
 /// REST's error body: {"error": {"code": "busy", "message": "…"}}.
 boost::json::object error_json(const core::Error& error);
 

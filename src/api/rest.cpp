@@ -15,7 +15,17 @@ namespace {
 
 namespace json = boost::json;
 
-std::vector<std::string> segments(std::string_view path) {
+/// The first error among several parsed fields, if any.
+template <class... Rs>
+std::optional<core::Error> first_error(const Rs&... results) {
+    std::optional<core::Error> out;
+    ((out = (!out && !results) ? std::optional<core::Error>{results.error()} : out), ...);
+    return out;
+}
+
+}  // namespace
+
+std::vector<std::string> path_segments(std::string_view path) {
     std::vector<std::string> out;
     size_t start = 0;
     while (start <= path.size()) {
@@ -31,23 +41,13 @@ std::vector<std::string> segments(std::string_view path) {
     return out;
 }
 
-net::Response not_allowed(std::string_view allow) {
+net::Response method_not_allowed(std::string_view allow) {
     auto response = error_reply(core::Error{core::ErrorCode::kInvalidArgument,
                                             fmt::format("method not allowed here; use {}", allow)});
     response.status = 405;
     response.headers.push_back({"Allow", std::string{allow}});
     return response;
 }
-
-/// The first error among several parsed fields, if any.
-template <class... Rs>
-std::optional<core::Error> first_error(const Rs&... results) {
-    std::optional<core::Error> out;
-    ((out = (!out && !results) ? std::optional<core::Error>{results.error()} : out), ...);
-    return out;
-}
-
-}  // namespace
 
 net::Response json_reply(int status, std::string body) {
     net::Response response;
@@ -64,14 +64,14 @@ net::Response error_reply(const core::Error& error) {
 net::asio::awaitable<net::Response> RestApi::handle(net::Request& request,
                                                     fleet::Caller caller,
                                                     std::string_view& route) {
-    auto parts = segments(request.path);  // api, v1, collection, ...
+    auto parts = path_segments(request.path);  // api, v1, collection, ...
     const auto& method = request.method;
     const bool get = method == "GET" || method == "HEAD";
     if (parts.size() >= 3 && parts[2] == "nodes") {
         if (parts.size() == 3) {
             route = "/api/v1/nodes";
             if (!get) {
-                co_return not_allowed("GET");
+                co_return method_not_allowed("GET");
             }
             co_return co_await list_nodes(request);
         }
@@ -86,14 +86,14 @@ net::asio::awaitable<net::Response> RestApi::handle(net::Request& request,
             if (method == "DELETE") {
                 co_return co_await delete_node(parts[3], caller);
             }
-            co_return not_allowed("GET, PUT, DELETE");
+            co_return method_not_allowed("GET, PUT, DELETE");
         }
         if (parts.size() == 5 && parts[4] == "maintenance") {
             route = "/api/v1/nodes/{name}/maintenance";
             if (method == "PUT" || method == "DELETE") {
                 co_return co_await maintenance(parts[3], method == "PUT", request, caller);
             }
-            co_return not_allowed("PUT, DELETE");
+            co_return method_not_allowed("PUT, DELETE");
         }
     }
     if (parts.size() >= 3 && parts[2] == "leases") {
@@ -105,7 +105,7 @@ net::asio::awaitable<net::Response> RestApi::handle(net::Request& request,
             if (method == "POST") {
                 co_return co_await acquire(request, caller);
             }
-            co_return not_allowed("GET, POST");
+            co_return method_not_allowed("GET, POST");
         }
         if (parts.size() == 4) {
             route = "/api/v1/leases/{id}";
@@ -115,13 +115,13 @@ net::asio::awaitable<net::Response> RestApi::handle(net::Request& request,
             if (method == "DELETE") {
                 co_return co_await release(parts[3], caller);
             }
-            co_return not_allowed("PUT, DELETE");
+            co_return method_not_allowed("PUT, DELETE");
         }
     }
     if (parts.size() == 3 && parts[2] == "events") {
         route = "/api/v1/events";
         if (!get) {
-            co_return not_allowed("GET");
+            co_return method_not_allowed("GET");
         }
         co_return co_await events(request);
     }

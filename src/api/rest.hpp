@@ -51,5 +51,9 @@ private:
 /// The JSON response helpers every api surface shares.
 net::Response json_reply(int status, std::string body);
 net::Response error_reply(const core::Error& error);
+/// A REST 405 naming the methods `allow` lists, with an Allow header.
+net::Response method_not_allowed(std::string_view allow);
+/// "/api/v1/jobs/ID" -> {"api", "v1", "jobs", "ID"} (empty segments dropped).
+std::vector<std::string> path_segments(std::string_view path);
 
 }  // namespace aviary::api

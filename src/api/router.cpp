@@ -120,6 +120,9 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
         }
         co_return co_await jsonrpc(request, std::move(*caller));
     }
+    if (rest && JobsRest::serves(path)) {
+        co_return co_await deps_.jobs_rest.handle(request, std::move(*caller), route);
+    }
     if (rest) {
         co_return co_await deps_.rest.handle(request, std::move(*caller), route);
     }

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "api/auth.hpp"
+#include "api/jobs_rest.hpp"
 #include "api/jsonrpc.hpp"
 #include "api/rest.hpp"
 #include "fleet/fleet.hpp"
@@ -22,6 +23,7 @@ struct RouterDeps {
     metrics::Registry& registry;
     JsonRpc& rpc;
     RestApi& rest;
+    JobsRest& jobs_rest;
     const Authenticator& auth;
     std::function<bool()> stopping;  ///< true once shutdown began: /readyz turns 503
 };

@@ -11,12 +11,16 @@
 
 #include "api/api.hpp"
 #include "api/auth.hpp"
+#include "api/job_waits.hpp"
+#include "api/jobs_rest.hpp"
 #include "api/jsonrpc.hpp"
 #include "api/lease_waits.hpp"
 #include "api/rest.hpp"
 #include "api/router.hpp"
 #include "api/tweety_service.hpp"
+#include "drivers/drivers.hpp"
 #include "fleet/fleet.hpp"
+#include "jobs/jobs.hpp"
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
 #include "store/store.hpp"
@@ -71,7 +75,28 @@ core::Result<void> prepare_data_dir(config::Config& config) {
     if (config.store.path.empty()) {
         config.store.path = (fs::path{config.data_dir} / "aviary.db").string();
     }
+    if (config.drivers.dir.empty()) {
+        config.drivers.dir = (fs::path{config.data_dir} / "nodes").string();
+    }
     return {};
+}
+
+/// What the engine found from a previous run: one line with the counts, one per rescued job.
+void log_rescue(spdlog::logger& log, const jobs::RescueReport& report) {
+    log.info("job engine started requeued={} failed={} cancelled={} groups_killed={}",
+             report.requeued.size(), report.failed.size(), report.cancelled.size(),
+             report.groups_killed);
+    auto each = [&log](const std::vector<core::Job>& jobs, std::string_view outcome) {
+        for (const auto& job : jobs) {
+            log.warn(
+                "job rescued after a restart job={} action={} node={} attempt={} outcome={} "
+                "error=\"{}\"",
+                job.id, job.action, job.node, job.attempt, outcome, job.error);
+        }
+    };
+    each(report.requeued, "requeued");
+    each(report.failed, "failed");
+    each(report.cancelled, "cancelled");
 }
 
 /// Writes the bound address to DATA_DIR/aviary.addr (atomically) for tests and scripts that
@@ -171,6 +196,20 @@ int serve(config::Config config, ServeOptions options) {
         return 1;
     }
     fleet.start();  // the first sweep frees leases that lapsed while serve was down
+    // Declared before the server, so it outlives every request coroutine holding a watch.
+    metrics::Registry registry;
+    jobs::Engine engine{config.jobs, **store,  fleet, drivers::make_drivers(config.drivers),
+                        clock,       &registry};
+    auto rescued = engine.start();
+    if (!rescued) {
+        std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",
+                     rescued.error().message.c_str());
+        engine.stop();
+        fleet.stop();
+        (*store)->close();
+        return 1;
+    }
+    log_rescue(*log, *rescued);
     core::Periodic retention{"event-retention", config.store.retention_sweep, [&] {
                                  auto cutoff = clock.now() - config.store.event_retention;
                                  if (auto pruned = (*store)->prune_events(cutoff);
@@ -181,7 +220,6 @@ int serve(config::Config config, ServeOptions options) {
     retention.start();
 
     net::BlockingPool pool{config.server.blocking_threads};
-    metrics::Registry registry;
     JsonRpc rpc;
     auto& calls = registry.counter("aviary_jsonrpc_calls_total",
                                    "JSON-RPC calls, by method and outcome.", {"method", "outcome"});
@@ -191,9 +229,11 @@ int serve(config::Config config, ServeOptions options) {
     net::HttpServer* server_ptr = nullptr;
     auto stopping = [&server_ptr] { return server_ptr != nullptr && server_ptr->stopping(); };
     LeaseWaits waits{fleet, pool, stopping};
-    TweetyService tweety{fleet, pool, waits};
+    JobWaits job_waits{engine, pool, stopping};
+    TweetyService tweety{fleet, pool, waits, job_waits};
     tweety.register_methods(rpc);
     RestApi rest{fleet, pool, waits};
+    JobsRest jobs_rest{job_waits, pool, config.fleet.wait_heartbeat};
     Authenticator auth{config.auth, config.server.listen};
 
     Router router{RouterDeps{
@@ -203,6 +243,7 @@ int serve(config::Config config, ServeOptions options) {
         .registry = registry,
         .rpc = rpc,
         .rest = rest,
+        .jobs_rest = jobs_rest,
         .auth = auth,
         .stopping = stopping,
     }};
@@ -216,6 +257,7 @@ int serve(config::Config config, ServeOptions options) {
     if (!address) {
         std::fprintf(stderr, "aviary: cannot listen on %s: %s\n", config.server.listen.c_str(),
                      address.error().message.c_str());
+        engine.stop();
         return 1;
     }
     if (auto bound = net::split_host_port(*address)) {
@@ -235,6 +277,9 @@ int serve(config::Config config, ServeOptions options) {
     log->info("shutting down signal={} grace={}", signal == SIGTERM ? "SIGTERM" : "SIGINT",
               core::format_duration(config.server.shutdown_grace));
     server.stop();
+    // After the server: no request submits or waits any more. Before the store closes: a
+    // running step ends (and is rescued at the next start) with the store still there.
+    engine.stop();
     retention.stop();
     fleet.stop();
     pool.stop();

@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
 
+#include "api/errors.hpp"
 #include "api/render.hpp"
 
 namespace aviary::api {
@@ -41,6 +43,78 @@ net::asio::awaitable<bool> keep_waiting() {
     co_return true;
 }
 
+struct ActionMethod {
+    std::string method;
+    TweetyService::NodeAction call;
+};
+
+std::vector<ActionMethod> action_methods() {
+    return {
+        {"TweetyService.Upgrade", {.action = "upgrade", .tagged = true}},
+        {"TweetyService.InstallSnapshot", {.action = "install-snapshot", .tagged = true}},
+        {"TweetyService.CreateCanary", {.action = "create-canary", .tagged = true}},
+        {"TweetyService.DeleteCanary", {.action = "delete-canary", .tagged = false}},
+    };
+}
+
+/// [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}: what the actions' image_tag params accept. Checked here
+/// too so the refusal names the tweety field (ImageTag), not the action's param.
+bool is_image_tag(std::string_view tag) {
+    auto word = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
+    };
+    if (tag.empty() || tag.size() > 128 || !word(tag.front())) {
+        return false;
+    }
+    return std::all_of(tag.begin(), tag.end(),
+                       [&](char c) { return word(c) || c == '.' || c == '-'; });
+}
+
+/// "upgrade of lotus-0 to v1.2.2", "delete-canary of lotus-0".
+std::string describe(const core::Job& job) {
+    auto tag = job.params.find("tag");
+    if (tag == job.params.end()) {
+        return fmt::format("{} of {}", job.action, job.node);
+    }
+    return fmt::format("{} of {} to {}", job.action, job.node, tag->second);
+}
+
+std::string_view outcome(core::JobState state) {
+    switch (state) {
+        case core::JobState::kSucceeded:
+            return "succeeded";
+        case core::JobState::kTimedOut:
+            return "timed out";
+        case core::JobState::kCancelled:
+            return "was cancelled";
+        default:
+            return "failed";
+    }
+}
+
+json::object job_reply(std::string result, const core::Job& job) {
+    return json::object{{"Result", std::move(result)},
+                        {"JobID", job.id},
+                        {"State", core::to_string(job.state)},
+                        {"Job", job_json(job)}};
+}
+
+/// The reply to a Wait whose job finished: the job, or error -32011 carrying it.
+MethodResult finished_reply(const core::Job& job) {
+    if (job.state == core::JobState::kSucceeded) {
+        return job_reply(fmt::format("{} succeeded", describe(job)), job);
+    }
+    auto message = fmt::format("{} {}", describe(job), outcome(job.state));
+    if (!job.error.empty()) {
+        message += ": " + job.error;
+    }
+    return MethodResult::custom_error(
+        core::Error{core::ErrorCode::kInternal, std::move(message)}, kJobFailedCode, "job_failed",
+        json::object{
+            {"JobID", job.id}, {"State", core::to_string(job.state)}, {"job", job_json(job)}});
+}
+
 }  // namespace
 
 void TweetyService::register_methods(JsonRpc& rpc) {
@@ -54,11 +128,13 @@ void TweetyService::register_methods(JsonRpc& rpc) {
             [this](Params p, CallContext c) { return free(std::move(p), std::move(c)); });
     rpc.add("TweetyService.Status",
             [this](Params p, CallContext c) { return status(std::move(p), std::move(c)); });
-    for (std::string name : {"Upgrade", "InstallSnapshot", "CreateCanary", "DeleteCanary"}) {
-        rpc.add("TweetyService." + name, [this, name](Params p, CallContext) {
-            return not_yet("TweetyService." + name, std::move(p));
+    for (auto& entry : action_methods()) {
+        rpc.add(entry.method, [this, call = entry.call](Params p, CallContext c) {
+            return node_action(call, std::move(p), std::move(c));
         });
     }
+    rpc.add("TweetyService.JobStatus",
+            [this](Params p, CallContext c) { return job_status(std::move(p), std::move(c)); });
 }
 
 net::asio::awaitable<MethodResult> TweetyService::acquire(Params params, CallContext context) {
@@ -220,15 +296,96 @@ net::asio::awaitable<MethodResult> TweetyService::status(Params params, CallCont
                            {"nodes", std::move(rendered)}};
 }
 
-net::asio::awaitable<MethodResult> TweetyService::not_yet(std::string method, Params params) {
+net::asio::awaitable<MethodResult> TweetyService::node_action(NodeAction call,
+                                                              Params params,
+                                                              CallContext context) {
     auto node = params.required_string("ReleaseName");
-    if (!node) {
-        co_return node.error();
+    auto owner = params.optional_string("Owner");
+    auto reason = params.optional_string("Reason");
+    auto ttl = params.optional_duration("TTL");
+    auto wait = params.optional_bool("Wait");
+    for (const core::Error* error :
+         {node ? nullptr : &node.error(), owner ? nullptr : &owner.error(),
+          reason ? nullptr : &reason.error(), ttl ? nullptr : &ttl.error(),
+          wait ? nullptr : &wait.error()}) {
+        if (error != nullptr) {
+            co_return *error;
+        }
     }
-    co_return core::Error{core::ErrorCode::kUnimplemented,
-                          fmt::format("{} is not available yet: node actions run as durable jobs, "
-                                      "which arrive in a later release of aviary",
-                                      method)};
+    // The release name reaches helm and the driver: refuse anything but a DNS-1123 label here,
+    // before it could name a node at all ("lotus-0;touch X").
+    if (!core::is_dns_label(*node)) {
+        co_return core::Error{core::ErrorCode::kInvalidArgument,
+                              fmt::format("invalid params: ReleaseName must be a DNS-1123 label "
+                                          "(a-z, 0-9, -), got \"{}\"",
+                                          *node)};
+    }
+    jobs::SubmitRequest request{.action = call.action,
+                                .node = *node,
+                                .owner = owner->value_or(""),
+                                .lease_ttl = *ttl,
+                                .reason = reason->value_or("")};
+    if (call.tagged) {
+        auto tag = params.required_string("ImageTag");
+        if (!tag) {
+            co_return tag.error();
+        }
+        if (!is_image_tag(*tag)) {
+            co_return core::Error{core::ErrorCode::kInvalidArgument,
+                                  fmt::format("invalid params: ImageTag must be an image tag "
+                                              "([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}), got \"{}\"",
+                                              *tag)};
+        }
+        request.params.emplace("tag", *tag);
+    }
+    auto work = [this, request, caller = context.caller] {
+        return job_waits_.engine().submit(request, caller);
+    };
+    auto submitted = co_await net::offload(pool_, std::move(work));
+    if (!submitted) {
+        co_return submitted.error();
+    }
+    const auto& job = submitted->job;
+    if (wait->value_or(false)) {
+        auto finished = co_await job_waits_.until_finished(job.id, job_waits_.wait_limit(job));
+        if (!finished) {
+            co_return finished.error();
+        }
+        auto reply = finished_reply(*finished);
+        if (reply) {
+            reply->emplace("Duplicate", submitted->duplicate);
+            if (submitted->lease) {
+                reply->emplace("Lease", lease_json(*submitted->lease));
+            }
+        }
+        co_return reply;
+    }
+    auto sentence = submitted->duplicate
+                        ? fmt::format("{} is already {} as job {}", describe(job),
+                                      core::to_string(job.state), job.id)
+                        : fmt::format("{} queued as job {}", describe(job), job.id);
+    auto out = job_reply(std::move(sentence), job);
+    out["Duplicate"] = submitted->duplicate;
+    if (submitted->lease) {
+        out["Lease"] = lease_json(*submitted->lease);
+    }
+    co_return out;
+}
+
+net::asio::awaitable<MethodResult> TweetyService::job_status(Params params, CallContext) {
+    auto id = params.required_string("JobID");
+    if (!id) {
+        co_return id.error();
+    }
+    auto work = [this, id = *id] { return job_waits_.engine().job(id); };
+    auto job = co_await net::offload(pool_, std::move(work));
+    if (!job) {
+        co_return job.error();
+    }
+    co_return json::object{{"Result", core::to_string(job->state)},
+                           {"JobID", job->id},
+                           {"State", core::to_string(job->state)},
+                           {"Job", job_json(*job)}};
 }
 
 }  // namespace aviary::api
