@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <optional>
+#include <utility>
 
 namespace aviary::store::sqlite {
 namespace {
@@ -20,6 +22,23 @@ core::Error corrupt_labels(std::string_view text) {
                        fmt::format("stored labels are not a JSON object of strings: {}", text)};
 }
 
+/// A JSON object of strings, or nullopt for anything else.
+std::optional<core::Labels> strings_from_json(std::string_view text) {
+    boost::system::error_code ec;
+    auto parsed = boost::json::parse(text, ec);
+    if (ec || !parsed.is_object()) {
+        return std::nullopt;
+    }
+    core::Labels out;
+    for (const auto& [key, value] : parsed.get_object()) {
+        if (!value.is_string()) {
+            return std::nullopt;
+        }
+        out.emplace(std::string{key}, std::string{value.get_string()});
+    }
+    return out;
+}
+
 }  // namespace
 
 std::string labels_to_json(const core::Labels& labels) {
@@ -27,19 +46,11 @@ std::string labels_to_json(const core::Labels& labels) {
 }
 
 core::Result<core::Labels> labels_from_json(std::string_view text) {
-    boost::system::error_code ec;
-    auto parsed = boost::json::parse(text, ec);
-    if (ec || !parsed.is_object()) {
+    auto labels = strings_from_json(text);
+    if (!labels) {
         return corrupt_labels(text);
     }
-    core::Labels labels;
-    for (const auto& [key, value] : parsed.get_object()) {
-        if (!value.is_string()) {
-            return corrupt_labels(text);
-        }
-        labels.emplace(std::string{key}, std::string{value.get_string()});
-    }
-    return labels;
+    return std::move(*labels);
 }
 
 std::string lease_to_json(const core::Lease& lease) {
@@ -91,6 +102,54 @@ std::string spec_to_json(const core::NodeSpec& spec) {
         {"labels", labels_object(spec.labels)},
         {"note", spec.note},
     });
+}
+
+std::string params_to_json(const core::Params& params) {
+    return boost::json::serialize(labels_object(params));
+}
+
+core::Result<core::Params> params_from_json(std::string_view job_id, std::string_view text) {
+    auto params = strings_from_json(text);
+    if (!params) {
+        return core::Error{
+            core::ErrorCode::kStorage,
+            fmt::format("stored params of job {} are not a JSON object of strings: {}", job_id,
+                        text)};
+    }
+    return std::move(*params);
+}
+
+std::string job_to_json(const core::Job& job) {
+    boost::json::object out{
+        {"id", job.id},
+        {"action", job.action},
+        {"node", job.node},
+        {"params", labels_object(job.params)},
+        {"state", core::to_string(job.state)},
+        {"owner", job.owner},
+        {"lease_id", job.lease_id},
+        {"attempt", job.attempt},
+    };
+    if (job.step > 0) {
+        out.emplace("step", job.step);
+        out.emplace("step_name", job.step_name);
+    }
+    if (!job.error.empty()) {
+        out.emplace("error", job.error);
+    }
+    return boost::json::serialize(out);
+}
+
+std::string strings_to_json_array(const std::vector<std::string>& strings) {
+    boost::json::array out;
+    for (const auto& text : strings) {
+        out.emplace_back(text);
+    }
+    return boost::json::serialize(out);
+}
+
+std::string queue_to_json(std::string_view queue, bool paused) {
+    return boost::json::serialize(boost::json::object{{"queue", queue}, {"paused", paused}});
 }
 
 }  // namespace aviary::store::sqlite

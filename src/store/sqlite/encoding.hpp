@@ -3,6 +3,7 @@
 // before/after JSON of events). Boost.JSON stays behind this header.
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/core.hpp"
 #include "store/store.hpp"
@@ -26,5 +27,17 @@ std::string waiter_to_json(const WaiterRecord& waiter);
 std::string maintenance_to_json(std::string_view reason);
 /// {"name","driver","image_tag","labels","note"}.
 std::string spec_to_json(const core::NodeSpec& spec);
+
+/// A job's params as a compact JSON object of strings, keys sorted.
+std::string params_to_json(const core::Params& params);
+/// kStorage naming the job when the text is not a JSON object of strings.
+core::Result<core::Params> params_from_json(std::string_view job_id, std::string_view text);
+/// A job's summary for events: {"id","action","node","params","state","owner","lease_id",
+/// "attempt","step"?,"step_name"?,"error"?} (the optional keys only when set).
+std::string job_to_json(const core::Job& job);
+/// A compact JSON array of strings: ["upgrade","restart"].
+std::string strings_to_json_array(const std::vector<std::string>& strings);
+/// {"queue","paused"}.
+std::string queue_to_json(std::string_view queue, bool paused);
 
 }  // namespace aviary::store::sqlite

@@ -115,10 +115,76 @@ core::Result<void> add_exclusive_leases_and_waiters(Connection& db) {
     return db.exec(kSchemaV3);
 }
 
+// Jobs are rows so a restart finds what was queued and what was running (with its process
+// group, to kill what a crash left). `seq` is store order: claims take the first runnable
+// queued job, and per-node order among exclusive jobs is seq order. The job's node has no
+// foreign key: history outlives a removed node. The unique_key index is partial and unique:
+// at most one active job per key, while finished ones keep theirs for the record.
+// Output is keyed by (job_id, seq) without a rowid: lines are read by range of one job.
+constexpr std::string_view kSchemaV4 = R"sql(
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    action TEXT NOT NULL,
+    queue TEXT NOT NULL DEFAULT 'default',
+    node TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    requester TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    lease_id TEXT NOT NULL DEFAULT '',
+    unique_key TEXT NOT NULL DEFAULT '',
+    retry_of TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    exclusive INTEGER NOT NULL DEFAULT 1,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 1,
+    steps INTEGER NOT NULL DEFAULT 0,
+    step INTEGER NOT NULL DEFAULT 0,
+    step_name TEXT NOT NULL DEFAULT '',
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    run_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    heartbeat_at INTEGER,
+    runner TEXT NOT NULL DEFAULT '',
+    pgid INTEGER NOT NULL DEFAULT 0,
+    pgid_start_ticks INTEGER NOT NULL DEFAULT 0,
+    result TEXT NOT NULL DEFAULT '{}',
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX jobs_state_seq ON jobs (state, seq);
+CREATE INDEX jobs_node_seq ON jobs (node, seq);
+CREATE INDEX jobs_node_state_seq ON jobs (node, state, seq);
+CREATE UNIQUE INDEX jobs_active_unique_key ON jobs (unique_key)
+    WHERE unique_key <> '' AND state IN ('queued', 'running', 'cancelling');
+CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE job_output (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    text TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    step INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE paused_queues (
+    name TEXT PRIMARY KEY,
+    paused_at INTEGER NOT NULL,
+    actor TEXT NOT NULL DEFAULT ''
+);
+)sql";
+
+core::Result<void> add_jobs(Connection& db) {
+    return db.exec(kSchemaV4);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
     {3, "exclusive leases and waiters", add_exclusive_leases_and_waiters},
+    {4, "jobs, job output and paused queues", add_jobs},
 };
 
 core::Result<void> record_version(Connection& db, int version) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "store/sqlite/events.hpp"
+#include "store/sqlite/jobs.hpp"
 #include "store/sqlite/leases.hpp"
 #include "store/sqlite/migrations.hpp"
 #include "store/sqlite/nodes.hpp"
@@ -251,6 +252,92 @@ core::Result<NodeChange> SqliteStore::end_maintenance(std::string_view name,
     return write_serving<NodeChange>([&](Connection& db, Served& served) {
         return sqlite::end_maintenance(db, name, actor, now, served);
     });
+}
+
+core::Result<JobSubmitted> SqliteStore::submit_job(const JobSubmit& submit) {
+    return write_serving<JobSubmitted>(
+        [&](Connection& db, Served& served) { return sqlite::submit_job(db, submit, served); });
+}
+
+core::Result<std::optional<core::Job>> SqliteStore::claim_job(const JobClaim& claim) {
+    return write<std::optional<core::Job>>(
+        [&](Connection& db) { return sqlite::claim_job(db, claim); });
+}
+
+core::Result<core::Job> SqliteStore::update_job_step(const JobStepUpdate& update) {
+    return write<core::Job>([&](Connection& db) { return sqlite::update_job_step(db, update); });
+}
+
+core::Result<void> SqliteStore::heartbeat_jobs(const std::vector<std::string>& ids,
+                                               core::TimePoint now) {
+    if (ids.empty()) {
+        return {};
+    }
+    return writer_->submit([&](Connection& db) { return sqlite::heartbeat_jobs(db, ids, now); });
+}
+
+core::Result<core::Job> SqliteStore::finish_job(const JobFinish& finish) {
+    return write<core::Job>([&](Connection& db) { return sqlite::finish_job(db, finish); });
+}
+
+core::Result<core::Job> SqliteStore::cancel_job(std::string_view id,
+                                                std::string_view actor,
+                                                core::TimePoint now) {
+    return write<core::Job>([&](Connection& db) { return sqlite::cancel_job(db, id, actor, now); });
+}
+
+core::Result<core::Job> SqliteStore::job(std::string_view id) {
+    return read<core::Job>([&](Connection& db) { return select_job(db, id); });
+}
+
+core::Result<std::vector<core::Job>> SqliteStore::jobs(const JobQuery& query) {
+    return read<std::vector<core::Job>>([&](Connection& db) { return select_jobs(db, query); });
+}
+
+core::Result<std::vector<core::Job>> SqliteStore::active_jobs() {
+    return read<std::vector<core::Job>>([](Connection& db) { return select_active_jobs(db); });
+}
+
+core::Result<void> SqliteStore::append_job_output(std::string_view id,
+                                                  const std::vector<core::OutputLine>& lines) {
+    if (lines.empty()) {
+        return {};
+    }
+    return writer_->submit(
+        [&](Connection& db) { return sqlite::append_job_output(db, id, lines); });
+}
+
+core::Result<std::vector<core::OutputLine>> SqliteStore::job_output(const OutputQuery& query) {
+    return read<std::vector<core::OutputLine>>(
+        [&](Connection& db) { return select_job_output(db, query); });
+}
+
+core::Result<std::int64_t> SqliteStore::last_output_seq(std::string_view id) {
+    return read<std::int64_t>([&](Connection& db) { return sqlite::last_output_seq(db, id); });
+}
+
+core::Result<void> SqliteStore::set_queue_paused(std::string_view queue,
+                                                 bool paused,
+                                                 std::string_view actor,
+                                                 core::TimePoint now) {
+    return writer_->submit(
+        [&](Connection& db) { return sqlite::set_queue_paused(db, queue, paused, actor, now); });
+}
+
+core::Result<std::vector<std::string>> SqliteStore::paused_queues() {
+    return read<std::vector<std::string>>([](Connection& db) { return select_paused_queues(db); });
+}
+
+core::Result<JobCounts> SqliteStore::job_counts() {
+    return read<JobCounts>([](Connection& db) { return count_jobs(db); });
+}
+
+core::Result<std::int64_t> SqliteStore::prune_jobs(core::TimePoint before) {
+    return write<std::int64_t>([&](Connection& db) { return sqlite::prune_jobs(db, before); });
+}
+
+core::Result<void> SqliteStore::record_event(const core::Event& event) {
+    return writer_->submit([&](Connection& db) { return append_event(db, event); });
 }
 
 core::Result<std::vector<core::Event>> SqliteStore::events(const EventQuery& query) {

@@ -73,6 +73,31 @@ public:
                                              std::string_view actor,
                                              core::TimePoint now) override;
 
+    core::Result<JobSubmitted> submit_job(const JobSubmit& submit) override;
+    core::Result<std::optional<core::Job>> claim_job(const JobClaim& claim) override;
+    core::Result<core::Job> update_job_step(const JobStepUpdate& update) override;
+    core::Result<void> heartbeat_jobs(const std::vector<std::string>& ids,
+                                      core::TimePoint now) override;
+    core::Result<core::Job> finish_job(const JobFinish& finish) override;
+    core::Result<core::Job> cancel_job(std::string_view id,
+                                       std::string_view actor,
+                                       core::TimePoint now) override;
+    core::Result<core::Job> job(std::string_view id) override;
+    core::Result<std::vector<core::Job>> jobs(const JobQuery& query) override;
+    core::Result<std::vector<core::Job>> active_jobs() override;
+    core::Result<void> append_job_output(std::string_view id,
+                                         const std::vector<core::OutputLine>& lines) override;
+    core::Result<std::vector<core::OutputLine>> job_output(const OutputQuery& query) override;
+    core::Result<std::int64_t> last_output_seq(std::string_view id) override;
+    core::Result<void> set_queue_paused(std::string_view queue,
+                                        bool paused,
+                                        std::string_view actor,
+                                        core::TimePoint now) override;
+    core::Result<std::vector<std::string>> paused_queues() override;
+    core::Result<JobCounts> job_counts() override;
+    core::Result<std::int64_t> prune_jobs(core::TimePoint before) override;
+    core::Result<void> record_event(const core::Event& event) override;
+
     core::Result<std::vector<core::Event>> events(const EventQuery& query) override;
     core::Result<std::int64_t> prune_events(core::TimePoint before) override;
 

@@ -68,7 +68,7 @@ TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 3);
+    EXPECT_EQ(store->schema_version(), 4);
     EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
@@ -93,7 +93,7 @@ TEST(Migrations, FixtureLoadsIntoAFreshDatabaseAndOpenMigratesIt) {
     exec_raw(settings.path, fixture_text());
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 3);
+    EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
     auto nodes = store->nodes(clock.now());
     ASSERT_TRUE(nodes);
     ASSERT_EQ(nodes->size(), 3U);
@@ -155,13 +155,13 @@ TEST(Migrations, ReopeningAMigratedDatabaseChangesNothing) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 3);
+    EXPECT_EQ(store->schema_version(), 4);
     store->close();
     EXPECT_EQ(query_raw(settings.path, "SELECT version FROM schema_version"),
-              (std::vector<std::string>{"3"}));
+              (std::vector<std::string>{"4"}));
 }
 
-TEST(Migrations, VersionTwoDatabaseWithDataMigratesToThree) {
+TEST(Migrations, VersionTwoDatabaseWithDataMigratesToTheLatest) {
     TempDir dir;
     core::ManualClock clock;
     auto settings = file_settings(dir);
@@ -185,7 +185,7 @@ TEST(Migrations, VersionTwoDatabaseWithDataMigratesToThree) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 3);
+    EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
     ASSERT_TRUE(node->lease);
@@ -209,6 +209,65 @@ TEST(Migrations, VersionTwoDatabaseWithDataMigratesToThree) {
                   "AND tbl_name IN ('leases', 'waiters') ORDER BY name"),
         (std::vector<std::string>{"leases_expires_at", "leases_id", "sqlite_autoindex_leases_1",
                                   "sqlite_autoindex_waiters_1", "waiters_state_seq"}));
+}
+
+TEST(Migrations, VersionThreeDatabaseWithDataMigratesToFourAndTakesJobs) {
+    TempDir dir;
+    core::ManualClock clock;
+    auto settings = file_settings(dir);
+    {
+        auto opened = sqlite::open_sqlite_at_version_for_test(settings, 3);
+        ASSERT_TRUE(opened) << opened.error().message;
+        auto& store = dynamic_cast<sqlite::SqliteStore&>(**opened);
+        EXPECT_EQ(store.schema_version(), 3);
+        // Raw SQL as a version 3 aviary wrote it: no jobs tables yet.
+        auto inserted = store.exec_for_test(
+            "INSERT INTO nodes (name, driver, labels) VALUES "
+            "('lotus-0', 'sim', '{\"chain\":\"lotus\"}'), "
+            "('lotus-1', 'sim', '{\"chain\":\"lotus\"}');"
+            "INSERT INTO leases (node, id, owner, reason, acquired_at, expires_at, exclusive) "
+            "VALUES ('lotus-1', '01V3LEASE000000000000000000', 'anton', 'v3 data', "
+            "1700000000000, 4102444800000, 0)");
+        ASSERT_TRUE(inserted) << inserted.error().message;
+    }
+    auto store = open_store(settings);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->schema_version(), 4);
+    auto node = store->node("lotus-1", clock.now());
+    ASSERT_TRUE(node) << node.error().message;
+    ASSERT_TRUE(node->lease);
+    EXPECT_EQ(node->lease->owner, "anton");
+
+    // The old lease takes part in the new operations: anton's implicit acquire renews it.
+    core::Job job;
+    job.id = "job-1";
+    job.action = "upgrade";
+    job.node = "lotus-1";
+    job.owner = "anton";
+    job.created_at = clock.now();
+    job.run_at = clock.now();
+    JobSubmit submit{.job = job, .actor = "anton"};
+    submit.acquire = lease_of("lotus-1", "anton", clock.now());
+    auto out = store->submit_job(submit);
+    ASSERT_TRUE(out) << out.error().message;
+    EXPECT_FALSE(out->refused);
+    EXPECT_EQ(out->job.lease_id, "01V3LEASE000000000000000000");
+    auto claimed = store->claim_job(JobClaim{.runner = "r", .now = clock.now()});
+    ASSERT_TRUE(claimed) << claimed.error().message;
+    ASSERT_TRUE(*claimed);
+    EXPECT_EQ((*claimed)->id, "job-1");
+    ASSERT_TRUE(store->append_job_output(
+        "job-1",
+        {core::OutputLine{.seq = 1, .at = clock.now(), .stream = "stdout", .text = "hi"}}));
+    ASSERT_TRUE(store->set_queue_paused("default", true, "anton", clock.now()));
+    store->close();
+    EXPECT_EQ(query_raw(settings.path,
+                        "SELECT name FROM sqlite_master WHERE type IN ('table', 'index') "
+                        "AND tbl_name IN ('jobs', 'job_output', 'paused_queues') ORDER BY name"),
+              (std::vector<std::string>{
+                  "job_output", "jobs", "jobs_active_unique_key", "jobs_finished_at",
+                  "jobs_node_seq", "jobs_node_state_seq", "jobs_state_seq", "paused_queues",
+                  "sqlite_autoindex_jobs_1", "sqlite_autoindex_paused_queues_1"}));
 }
 
 }  // namespace

@@ -1,0 +1,248 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "job_support.hpp"
+
+namespace aviary::store::test {
+namespace {
+
+using core::ErrorCode;
+using core::JobState;
+
+TEST(JobClaim, ClaimsTheFirstQueuedJobAndMarksItRunning) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(claimed(*store, clock.now()), "");  // nothing queued
+    submitted(*store, job_of("job-1", "lotus-1", clock.now()));
+    submitted(*store, job_of("job-2", "lotus-2", clock.now()));
+    clock.advance(2s);
+    auto out = store->claim_job(JobClaim{.runner = "run-7", .now = clock.now()});
+    ASSERT_TRUE(out) << out.error().message;
+    ASSERT_TRUE(*out);
+    const auto& job = **out;
+    EXPECT_EQ(job.id, "job-1");
+    EXPECT_EQ(job.state, JobState::kRunning);
+    EXPECT_EQ(job.attempt, 1);
+    EXPECT_EQ(job.started_at, clock.now());
+    EXPECT_EQ(job.heartbeat_at, clock.now());
+    EXPECT_EQ(job.runner, "run-7");
+    EXPECT_EQ(job.step, 0);
+    EXPECT_EQ(job.position, 0);
+    EXPECT_EQ(stored(*store, "job-1").state, JobState::kRunning);
+    auto events = store->events(all_events("lotus-1"));
+    ASSERT_TRUE(events);
+    EXPECT_EQ(events->front().kind, "job.started");
+    EXPECT_NE(events->front().before.find("\"state\":\"queued\""), std::string::npos);
+    EXPECT_NE(events->front().after.find("\"state\":\"running\""), std::string::npos);
+
+    EXPECT_EQ(claimed(*store, clock.now()), "job-2");
+    EXPECT_EQ(claimed(*store, clock.now()), "");
+}
+
+TEST(JobClaim, ExclusiveJobsOfOneNodeRunOneAtATimeInStoreOrder) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("a1", "lotus-0", clock.now()));
+    submitted(*store, job_of("a2", "lotus-0", clock.now()));
+    submitted(*store, job_of("a3", "lotus-0", clock.now()));
+    submitted(*store, job_of("b1", "lotus-1", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now()), "a1");
+    EXPECT_EQ(claimed(*store, clock.now()), "b1");  // another node runs alongside
+    EXPECT_EQ(claimed(*store, clock.now()), "");
+    for (std::string next : {"a2", "a3"}) {
+        auto running = store->active_jobs();
+        ASSERT_TRUE(running);
+        auto on_lotus_0 = std::find_if(running->begin(), running->end(),
+                                       [](const auto& j) { return j.node == "lotus-0"; });
+        ASSERT_NE(on_lotus_0, running->end());
+        ASSERT_TRUE(store->finish_job(finish_of(*on_lotus_0, JobState::kSucceeded, clock.now())));
+        EXPECT_EQ(claimed(*store, clock.now()), next);
+        EXPECT_EQ(claimed(*store, clock.now()), "");
+    }
+}
+
+TEST(JobClaim, CancellingExclusiveJobStillHoldsItsNode) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("a1", "lotus-0", clock.now()));
+    submitted(*store, job_of("a2", "lotus-0", clock.now()));
+    ASSERT_EQ(claimed(*store, clock.now()), "a1");
+    ASSERT_TRUE(store->cancel_job("a1", "bob", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now()), "");
+    ASSERT_TRUE(
+        store->finish_job(finish_of(stored(*store, "a1"), JobState::kCancelled, clock.now())));
+    EXPECT_EQ(claimed(*store, clock.now()), "a2");
+}
+
+TEST(JobClaim, NonExclusiveJobsRunAlongsideAndDoNotBlock) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("a1", "lotus-0", clock.now()));
+    auto status = job_of("s1", "lotus-0", clock.now());
+    status.action = "status";
+    status.exclusive = false;
+    submitted(*store, status);
+    auto status2 = status;
+    status2.id = "s2";
+    submitted(*store, status2);
+    submitted(*store, job_of("a2", "lotus-0", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now()), "a1");
+    EXPECT_EQ(claimed(*store, clock.now()), "s1");
+    EXPECT_EQ(claimed(*store, clock.now()), "s2");
+    EXPECT_EQ(claimed(*store, clock.now()), "");  // a2 waits for a1, not for s1 or s2
+    ASSERT_TRUE(
+        store->finish_job(finish_of(stored(*store, "a1"), JobState::kSucceeded, clock.now())));
+    EXPECT_EQ(claimed(*store, clock.now()), "a2");
+}
+
+TEST(JobClaim, FutureRunAtIsSkippedAndHoldsBackLaterExclusiveJobsOfItsNode) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto later = job_of("a1", "lotus-0", clock.now());
+    later.run_at = clock.now() + 10s;
+    submitted(*store, later);
+    submitted(*store, job_of("a2", "lotus-0", clock.now()));
+    submitted(*store, job_of("b1", "lotus-1", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now()), "b1");
+    EXPECT_EQ(claimed(*store, clock.now()), "");
+    clock.advance(10s);
+    EXPECT_EQ(claimed(*store, clock.now()), "a1");
+    EXPECT_EQ(claimed(*store, clock.now()), "");
+    ASSERT_TRUE(
+        store->finish_job(finish_of(stored(*store, "a1"), JobState::kSucceeded, clock.now())));
+    EXPECT_EQ(claimed(*store, clock.now()), "a2");
+}
+
+TEST(JobClaim, PausedQueueIsSkippedUntilResumed) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto paused = job_of("p1", "lotus-0", clock.now());
+    paused.queue = "upgrades";
+    submitted(*store, paused);
+    submitted(*store, job_of("d1", "lotus-1", clock.now()));
+    ASSERT_TRUE(store->set_queue_paused("upgrades", true, "admin", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now()), "d1");
+    EXPECT_EQ(claimed(*store, clock.now()), "");
+    EXPECT_EQ(stored(*store, "p1").state, JobState::kQueued);
+    ASSERT_TRUE(store->set_queue_paused("upgrades", false, "admin", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now()), "p1");
+}
+
+TEST(JobClaim, ActionAtItsCapIsSkippedWhileOthersRun) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("u1", "lotus-0", clock.now()));
+    submitted(*store, job_of("u2", "lotus-1", clock.now()));
+    auto restart = job_of("r1", "lotus-2", clock.now());
+    restart.action = "restart";
+    submitted(*store, restart);
+    std::map<std::string, int, std::less<>> caps{{"upgrade", 1}, {"restart", 5}};
+    EXPECT_EQ(claimed(*store, clock.now(), caps), "u1");
+    EXPECT_EQ(claimed(*store, clock.now(), caps), "r1");  // u2 waits: upgrade is at its cap
+    EXPECT_EQ(claimed(*store, clock.now(), caps), "");
+    // A cancelling job still runs, so it still counts.
+    ASSERT_TRUE(store->cancel_job("u1", "bob", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now(), caps), "");
+    ASSERT_TRUE(
+        store->finish_job(finish_of(stored(*store, "u1"), JobState::kCancelled, clock.now())));
+    EXPECT_EQ(claimed(*store, clock.now(), caps), "u2");
+}
+
+TEST(JobClaim, ZeroCapHoldsAnActionBack) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("u1", "lotus-0", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now(), {{"upgrade", 0}}), "");
+    EXPECT_EQ(claimed(*store, clock.now(), {{"upgrade", 1}}), "u1");
+}
+
+TEST(JobClaim, RetryWaitsAsQueuedUntilItsTimeAndStartsTheNextAttempt) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("job-1", "lotus-0", clock.now()));
+    submitted(*store, job_of("job-2", "lotus-0", clock.now()));
+    ASSERT_EQ(claimed(*store, clock.now()), "job-1");
+    ASSERT_TRUE(store->update_job_step(JobStepUpdate{.id = "job-1",
+                                                     .attempt = 1,
+                                                     .step = 2,
+                                                     .step_name = "wait",
+                                                     .pgid = 55,
+                                                     .now = clock.now()}));
+    auto finish = finish_of(stored(*store, "job-1"), JobState::kQueued, clock.now());
+    finish.retry_at = clock.now() + 10s;
+    finish.error = "step 2 (wait) timed out";
+    auto retrying = store->finish_job(finish);
+    ASSERT_TRUE(retrying) << retrying.error().message;
+    EXPECT_EQ(retrying->state, JobState::kQueued);
+    EXPECT_EQ(retrying->run_at, clock.now() + 10s);
+    EXPECT_EQ(retrying->attempt, 1);
+    EXPECT_EQ(retrying->step, 0);
+    EXPECT_EQ(retrying->pgid, 0);
+    EXPECT_FALSE(retrying->finished_at);
+    EXPECT_EQ(retrying->error, "step 2 (wait) timed out");
+    EXPECT_EQ(retrying->position, 1);  // still first in line for its node
+    EXPECT_EQ(kinds(*store, "lotus-0").front(), "job.retrying");
+
+    // The retry keeps its place: job-2 behind it on the same node waits too.
+    EXPECT_EQ(claimed(*store, clock.now()), "");
+    clock.advance(10s);
+    auto next = store->claim_job(JobClaim{.runner = "run-1", .now = clock.now()});
+    ASSERT_TRUE(next);
+    ASSERT_TRUE(*next);
+    EXPECT_EQ((*next)->id, "job-1");
+    EXPECT_EQ((*next)->attempt, 2);
+    EXPECT_EQ((*next)->started_at, clock.now());
+    EXPECT_TRUE((*next)->error.empty());
+
+    // The first attempt can no longer finish it.
+    auto stale = store->finish_job(finish_of(*retrying, JobState::kSucceeded, clock.now()));
+    ASSERT_FALSE(stale);
+    EXPECT_EQ(stale.error().code, ErrorCode::kBusy);
+    ASSERT_TRUE(store->finish_job(finish_of(**next, JobState::kSucceeded, clock.now())));
+    EXPECT_EQ(claimed(*store, clock.now()), "job-2");
+}
+
+TEST(JobClaim, ManyJobsAreClaimedInOrderWithoutRepeats) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 4);
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 40; ++i) {
+        submitted(*store, job_of("job-" + std::to_string(i), "lotus-" + std::to_string(i % 4),
+                                 clock.now()));
+    }
+    std::vector<std::string> order;
+    while (true) {
+        auto running = store->active_jobs();
+        ASSERT_TRUE(running);
+        for (const auto& job : *running) {
+            ASSERT_TRUE(store->finish_job(finish_of(job, JobState::kSucceeded, clock.now())));
+        }
+        auto id = claimed(*store, clock.now());
+        if (id.empty()) {
+            break;
+        }
+        order.push_back(id);
+    }
+    ASSERT_EQ(order.size(), 40U);
+    for (int i = 0; i < 40; ++i) {
+        EXPECT_EQ(order[i], "job-" + std::to_string(i));
+    }
+    auto counts = store->job_counts();
+    ASSERT_TRUE(counts);
+    EXPECT_EQ(counts->queued, 0);
+    EXPECT_EQ(counts->running, 0);
+}
+
+}  // namespace
+}  // namespace aviary::store::test
