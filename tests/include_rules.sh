@@ -9,10 +9,12 @@ declare -A allowed=(
     [store]="core"
     [net]="core"
     [proc]="core net"
+    [drivers]="core net proc"
+    [jobs]="core store net proc fleet metrics drivers"
     [fleet]="core store net metrics"
-    [config]="core net store fleet"
-    [api]="core store net proc fleet metrics config"
-    [cli]="core net proc config api"
+    [config]="core net store fleet drivers jobs"
+    [api]="core store net proc fleet metrics config drivers jobs"
+    [cli]="core net proc config api drivers"
 )
 status=0
 for component in "${!allowed[@]}"; do

@@ -1,7 +1,7 @@
 #pragma once
 /// core: the vocabulary every component shares.
 ///
-/// Domain types (Node, Lease, Event), errors as values (Result<T> / Error with a closed
+/// Domain types (Node, Lease, Event, Job), errors as values (Result<T> / Error with a closed
 /// ErrorCode list), time (Clock, with a ManualClock for tests), ids, named loggers and a
 /// Periodic runner for sweeps. Depends on nothing in aviary. Everything here is safe to use
 /// from any thread unless a comment says otherwise.
@@ -218,6 +218,68 @@ struct Event {
 
 /// True for a DNS-1123 label: 1-63 of [a-z0-9-], starting and ending alphanumeric.
 bool is_dns_label(std::string_view name);
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+/// A job's parameters after validation: name -> value, typed by the action's ParamSpecs.
+using Params = std::map<std::string, std::string, std::less<>>;
+
+/// queued -> running -> succeeded | failed | timed_out; a cancel moves queued straight to
+/// cancelled and running through cancelling to cancelled. A retry waits as queued with a
+/// later run_at. DESIGN §3.2 maps these to the roller's status names.
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelling, kCancelled, kTimedOut };
+/// "queued", "running", "succeeded", "failed", "cancelling", "cancelled", "timed_out".
+std::string_view to_string(JobState state);
+std::optional<JobState> parse_job_state(std::string_view text);
+/// succeeded, failed, cancelled or timed_out: the job will not change again.
+bool is_terminal(JobState state);
+
+/// One action run on one node: the one job shape every surface shows.
+struct Job {
+    std::string id;  ///< new_id(): sortable by creation
+    std::string action;
+    std::string queue = "default";  ///< the action's queue (queues pause and resume)
+    std::string node;
+    Params params;
+    std::string requester;   ///< who submitted it (token identity, or the owner without tokens)
+    std::string owner;       ///< the lease owner it runs for; empty when run on a free node
+    std::string lease_id;    ///< the lease taken or renewed by the implicit acquire
+    std::string unique_key;  ///< action + node + params: a duplicate while active returns this
+    std::string retry_of;    ///< `job retry`: the finished job it re-runs
+    JobState state = JobState::kQueued;
+    bool exclusive = true;     ///< mutating: one exclusive job per node runs at a time
+    int attempt = 0;           ///< attempts started so far
+    int max_attempts = 1;      ///< retries allowed = max_attempts - 1
+    int steps = 0;             ///< how many steps the action has
+    int step = 0;              ///< the step running now (1-based); 0 before the first
+    std::string step_name;
+    bool cancel_requested = false;
+    TimePoint created_at;
+    TimePoint run_at;  ///< queued: not before this (retry backoff)
+    std::optional<TimePoint> started_at;   ///< the current (or last) attempt's start
+    std::optional<TimePoint> finished_at;  ///< set in a terminal state
+    std::optional<TimePoint> heartbeat_at;
+    std::string runner;  ///< the serve instance running it (its run id)
+    /// The running step's process group and its leader's start time (/proc ticks since boot),
+    /// so a later run can kill exactly that group; 0 when no child runs.
+    std::int64_t pgid = 0;
+    std::uint64_t pgid_start_ticks = 0;
+    std::string result = "{}";  ///< compact JSON object: what the last step reported
+    std::string error;          ///< why it failed, timed out, was cancelled or rescued
+    std::int64_t seq = 0;       ///< store order (the paging cursor)
+    int position = 0;  ///< queued exclusive job: 1 + exclusive jobs of its node ahead of it
+};
+
+/// A line of a job's output.
+struct OutputLine {
+    std::int64_t seq = 0;  ///< 1, 2, ... per job, in the order written
+    TimePoint at;
+    std::string stream;  ///< "stdout", "stderr", or "aviary" (the engine's own notes)
+    std::string text;
+    int attempt = 0;
+    int step = 0;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Logging

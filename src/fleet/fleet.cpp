@@ -77,6 +77,11 @@ core::Result<store::ReconcileReport> Fleet::reconcile() {
     return report;
 }
 
+core::Error Fleet::refusal_error(const store::LeaseRequest& request,
+                                 const store::Refusal& refusal) {
+    return policy::refusal_error(request, refusal);
+}
+
 core::Result<store::LeaseRequest> Fleet::lease_request(const AcquireRequest& request,
                                                        const Caller& caller) {
     auto owner = policy::owner_for(request.owner, caller);

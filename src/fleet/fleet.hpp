@@ -45,6 +45,7 @@ struct Settings {
 struct Caller {
     std::string identity;
     bool admin = true;
+    std::vector<std::string> groups;  ///< the token's groups (permission rules name them)
 };
 
 struct AcquireRequest {
@@ -165,6 +166,15 @@ public:
     // --- audit trail ---------------------------------------------------------------------
     core::Result<EventsPage> events(const EventsQuery& query);
 
+    // --- for jobs' implicit acquire (one transaction with the job insert) ----------------
+    /// The store's request for `request` by `caller`: owner, shape, TTL and actor checked, as
+    /// acquire() would send it.
+    core::Result<store::LeaseRequest> lease_request(const AcquireRequest& request,
+                                                    const Caller& caller);
+    /// A refused request worded as acquire() words it (kBusy naming the holder).
+    static core::Error refusal_error(const store::LeaseRequest& request,
+                                     const store::Refusal& refusal);
+
     // --- background ----------------------------------------------------------------------
     /// Frees every lapsed lease and drops every waiter past its deadline; returns how many
     /// leases. The sweep calls this.
@@ -176,9 +186,6 @@ public:
     const Settings& settings() const { return settings_; }
 
 private:
-    /// The store's request for `request` by `caller`: owner, shape, TTL and actor checked.
-    core::Result<store::LeaseRequest> lease_request(const AcquireRequest& request,
-                                                    const Caller& caller);
     /// The store's GrantListener (writer thread): hands each grant to its waiter's callback.
     void on_grants(std::vector<store::WaiterGrant> grants);
 

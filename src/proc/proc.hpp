@@ -21,8 +21,10 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +85,11 @@ public:
     /// Waits for the leader to end and reaps it. Later calls return the same status at once.
     asio::awaitable<ExitStatus> wait();
 
+    /// Waits until the leader has ended, without reaping it: the group id stays reserved, so
+    /// signal_group() still reaches members that outlived the leader. Then call wait() (or
+    /// terminate()) to reap. Cancellable (e.g. raced with a stop signal).
+    asio::awaitable<void> ended();
+
     /// Sends `sig` to the whole group. Does nothing once the leader has been reaped: its pid, and
     /// so the group id, may belong to someone else by then.
     void signal_group(int sig);
@@ -100,6 +107,16 @@ private:
 
     std::unique_ptr<State> state_;
 };
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or
+/// nullopt when there is no such process. With the pid it names one process across pid reuse.
+std::optional<std::uint64_t> start_ticks(pid_t pid);
+
+/// SIGKILLs process group `pgid` left behind by an earlier run of aviary, when it is still the
+/// group recorded: its leader alive with `leader_start_ticks`, or the leader gone while members
+/// live on (a live group's id is never handed out as a new pid, so it cannot have been reused).
+/// Returns true when a signal was sent to a live group.
+bool kill_orphan_group(pid_t pgid, std::uint64_t leader_start_ticks);
 
 /// Starts options.argv. Errors name the program: kInvalidArgument for an empty argv, kNotFound
 /// (`cannot run "helm": no such file in PATH`, or a missing path or cwd), kPermissionDenied, or

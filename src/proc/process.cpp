@@ -162,6 +162,22 @@ asio::awaitable<ExitStatus> Process::wait() {
     co_return *state->status;
 }
 
+asio::awaitable<void> Process::ended() {
+    State* state = state_.get();
+    while (!state->status) {
+        siginfo_t info{};
+        int rc = 0;
+        do {
+            rc = ::waitid(P_PID, static_cast<id_t>(state->pid), &info, WEXITED | WNOHANG | WNOWAIT);
+        } while (rc < 0 && errno == EINTR);
+        if (rc < 0 || info.si_pid == state->pid) {
+            co_return;  // ended (or reaped behind our back: nothing left to wait for)
+        }
+        co_await state->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                                         asio::use_awaitable);
+    }
+}
+
 void Process::signal_group(int sig) {
     if (!state_ || state_->status) {
         return;

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -146,6 +147,94 @@ struct ReconcileReport {
     std::vector<std::string> kept_leased;
 };
 
+// --- jobs ----------------------------------------------------------------------------------
+
+/// A job to insert, with the lease rule its submission carries (one transaction).
+struct JobSubmit {
+    /// Everything but seq, position and the attempt fields: id, action, queue, node, params,
+    /// requester, owner, unique_key, retry_of, exclusive, max_attempts, steps, created_at,
+    /// run_at. The store sets state queued.
+    core::Job job;
+    /// Implicit acquire (tweety's Upgrade with Owner): taken or renewed in the same
+    /// transaction; the lease outlives the job. job.lease_id becomes its id.
+    std::optional<LeaseRequest> acquire;
+    /// Without acquire: refuse when the node is leased by anyone but `allowed_holder` (empty:
+    /// by anyone). A free node stays free.
+    bool require_unheld = false;
+    std::string allowed_holder;
+    std::string actor;
+};
+
+/// What submit_job did. When `refused`, nothing was written and `refusal` (the holder, or the
+/// acquire's refusal) says why; otherwise `job` is the inserted job, or the active job with the
+/// same unique_key when `duplicate` (then nothing was written either).
+struct JobSubmitted {
+    core::Job job;
+    bool duplicate = false;
+    bool refused = false;
+    Refusal refusal;
+    std::optional<LeaseAttempt> lease;  ///< the implicit acquire, when one was made
+};
+
+/// A worker asking for its next job.
+struct JobClaim {
+    std::string runner;  ///< this serve's run id, recorded on the job
+    core::TimePoint now;
+    /// Per-action caps: an action with this many running (or cancelling) jobs is skipped.
+    std::map<std::string, int, std::less<>> action_caps;
+};
+
+/// A step starting: recorded before the step runs (pgid 0 when it runs no child), or the
+/// child it started (pgid set) once spawned.
+struct JobStepUpdate {
+    std::string id;
+    int attempt = 0;  ///< guards: the update applies only to this attempt while it runs
+    int step = 0;
+    std::string step_name;
+    std::int64_t pgid = 0;
+    std::uint64_t pgid_start_ticks = 0;
+    core::TimePoint now;
+};
+
+/// Ends an attempt. Applies only while the job is running or cancelling in `attempt`
+/// (kBusy otherwise: someone else already moved it — it is never finished twice).
+struct JobFinish {
+    std::string id;
+    int attempt = 0;
+    /// succeeded, failed, cancelled or timed_out; or queued with retry_at (a retry: the
+    /// attempt failed and another will run at retry_at).
+    core::JobState state = core::JobState::kFailed;
+    std::optional<core::TimePoint> retry_at;
+    std::string result = "{}";
+    std::string error;
+    std::string actor;
+    std::string event_kind;  ///< empty: "job." + the state's name; "job.rescued" at start
+    core::TimePoint now;
+};
+
+struct JobQuery {
+    std::string node;  ///< empty: every node
+    std::optional<core::JobState> state;
+    std::optional<std::int64_t> before_seq;  ///< paging cursor: jobs with seq < before_seq
+    int limit = 100;
+};
+
+/// Lines of one job's output, always returned in seq order.
+struct OutputQuery {
+    std::string job_id;
+    std::optional<std::int64_t> after_seq;   ///< lines with seq > after_seq (following)
+    std::optional<std::int64_t> before_seq;  ///< lines with seq < before_seq (paging back)
+    int limit = 1000;
+    bool newest = false;  ///< the last `limit` lines of the range rather than the first
+};
+
+/// What /metrics shows about the queue.
+struct JobCounts {
+    std::int64_t queued = 0;
+    std::int64_t running = 0;  ///< running or cancelling
+    std::optional<core::TimePoint> oldest_queued;  ///< created_at of the oldest queued job
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -239,6 +328,61 @@ public:
     virtual core::Result<NodeChange> end_maintenance(std::string_view name,
                                                      std::string_view actor,
                                                      core::TimePoint now) = 0;
+
+    // --- jobs ----------------------------------------------------------------------------
+    // Every job write appends one event ("job.queued", "job.started", "job.succeeded",
+    // "job.failed", "job.timed_out", "job.cancel_requested", "job.cancelled", "job.retrying",
+    // "job.rescued", "queue.paused", "queue.resumed") with the job's summary as JSON.
+
+    /// Inserts a queued job, unless an active (queued, running, cancelling) job has the same
+    /// unique_key (then returns it, duplicate=true). Applies `acquire` or `require_unheld`
+    /// first, in the same transaction. kNotFound for an unknown node; kAlreadyExists for an
+    /// id in use; errors of try_lease.
+    virtual core::Result<JobSubmitted> submit_job(const JobSubmit& submit) = 0;
+    /// Claims the first runnable queued job in store order and marks it running (attempt + 1,
+    /// started_at, heartbeat_at, runner), guarded by state = queued. Runnable: run_at <= now,
+    /// its queue not paused, its action under its cap, and when exclusive, no running or
+    /// cancelling exclusive job on its node and no earlier queued exclusive job for that node.
+    /// nullopt when none is runnable.
+    virtual core::Result<std::optional<core::Job>> claim_job(const JobClaim& claim) = 0;
+    /// Records the step (and its process group). kBusy when the attempt is no longer running.
+    virtual core::Result<core::Job> update_job_step(const JobStepUpdate& update) = 0;
+    /// Moves heartbeat_at of these running jobs to `now` (no event).
+    virtual core::Result<void> heartbeat_jobs(const std::vector<std::string>& ids,
+                                              core::TimePoint now) = 0;
+    /// Ends the attempt as `finish` says (see JobFinish). Returns the job as it is after.
+    virtual core::Result<core::Job> finish_job(const JobFinish& finish) = 0;
+    /// queued -> cancelled at once; running -> cancelling (cancel_requested, durable: it
+    /// survives a restart); cancelling stays. kInvalidArgument naming the state for a finished
+    /// job; kNotFound.
+    virtual core::Result<core::Job> cancel_job(std::string_view id,
+                                               std::string_view actor,
+                                               core::TimePoint now) = 0;
+    /// One job, with its queue position when queued. kNotFound.
+    virtual core::Result<core::Job> job(std::string_view id) = 0;
+    /// Newest first.
+    virtual core::Result<std::vector<core::Job>> jobs(const JobQuery& query) = 0;
+    /// Every running or cancelling job, oldest first: what a crash left behind, and what the
+    /// heartbeat watchdog checks.
+    virtual core::Result<std::vector<core::Job>> active_jobs() = 0;
+    /// Appends lines (seq chosen by the caller, increasing per job). No event.
+    virtual core::Result<void> append_job_output(std::string_view id,
+                                                 const std::vector<core::OutputLine>& lines) = 0;
+    virtual core::Result<std::vector<core::OutputLine>> job_output(const OutputQuery& query) = 0;
+    /// The highest seq written for the job, 0 when none.
+    virtual core::Result<std::int64_t> last_output_seq(std::string_view id) = 0;
+    /// Pauses or resumes a queue (durable). Pausing stops new claims; running jobs go on.
+    virtual core::Result<void> set_queue_paused(std::string_view queue,
+                                                bool paused,
+                                                std::string_view actor,
+                                                core::TimePoint now) = 0;
+    virtual core::Result<std::vector<std::string>> paused_queues() = 0;
+    virtual core::Result<JobCounts> job_counts() = 0;
+    /// Deletes finished jobs (and their output) with finished_at < before; returns how many.
+    virtual core::Result<std::int64_t> prune_jobs(core::TimePoint before) = 0;
+    /// Appends an event that goes with no other change (a refused action, for the audit
+    /// trail). event.id is ignored.
+    virtual core::Result<void> record_event(const core::Event& event) = 0;
 
     // --- events --------------------------------------------------------------------------
     /// Newest first.

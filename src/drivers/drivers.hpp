@@ -1,0 +1,122 @@
+#pragma once
+/// drivers: how an action reaches a node (DESIGN §2). One interface, one file per
+/// implementation: `sim` (a simulated chain node run as a child process of serve) now, `helm`
+/// next.
+///
+/// A driver performs one operation at a time per node, as a job step asks: install (helm's
+/// `upgrade --install`: installs, or brings an installed node to the tag), upgrade (new tag,
+/// data kept), uninstall (data kept), wipe-data, restart, status. The job engine guarantees one
+/// mutating job per node at a time, so a driver need not lock per node against itself.
+///
+/// Executor: every coroutine here runs on the engine's executor (one thread), passed to start().
+/// Children a step starts on purpose (helm, kubectl) go through Context::run so the engine can
+/// record their process group and end it on cancel or timeout.
+#include <sys/types.h>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/core.hpp"
+#include "net/net.hpp"
+#include "proc/proc.hpp"
+
+namespace aviary::drivers {
+
+namespace asio = net::asio;
+
+/// The simulated node (`aviary sim-node`).
+struct SimSettings {
+    core::Millis block_interval{500};  ///< a block every interval
+    /// Blocks a node produces after it starts before it reports syncing=false.
+    int sync_blocks = 2;
+    /// The height a fresh data dir starts from: the snapshot it imports (install on an empty
+    /// data dir, as a chart's init container would).
+    std::int64_t snapshot_height = 1000;
+    /// The program run as `PROGRAM sim-node ...`; empty: this executable (/proc/self/exe).
+    std::string program;
+    core::Millis start_timeout{std::chrono::seconds{10}};  ///< until it has written its port
+    core::Millis stop_grace{std::chrono::seconds{5}};      ///< SIGTERM, then SIGKILL
+};
+
+struct Settings {
+    /// Where drivers keep node state: sim nodes in <dir>/sim/<node>/. Set by the wiring to
+    /// <data_dir>/nodes when empty.
+    std::string dir;
+    SimSettings sim;
+};
+
+enum class Op { kInstall, kUpgrade, kUninstall, kWipeData, kRestart, kStatus };
+/// "install", "upgrade", "uninstall", "wipe-data", "restart", "status".
+std::string_view to_string(Op op);
+std::optional<Op> parse_op(std::string_view text);
+
+/// What a node reports about itself.
+struct NodeStatus {
+    bool installed = false;
+    bool running = false;
+    std::string version;  ///< the running image tag
+    std::int64_t height = 0;
+    bool syncing = false;
+    std::string api;  ///< where its API answers, e.g. "http://127.0.0.1:40123"
+};
+
+/// What a job step gives a driver: where output goes, how to run a child, whether to stop.
+/// Implemented by the job engine.
+class Context {
+public:
+    virtual ~Context() = default;
+    /// A line for the job's output (stream "aviary": the driver's own notes).
+    virtual void note(std::string text) = 0;
+    /// Runs a child to completion: its group is recorded on the job, its stdout/stderr become
+    /// job output, and it is ended (SIGTERM, grace, SIGKILL to the group) when the step is
+    /// cancelled or times out (then kTimeout or kUnavailable "cancelled").
+    virtual asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options) = 0;
+    /// True once the step should stop (cancel or timeout): loops check it between waits.
+    virtual bool stopping() const = 0;
+};
+
+struct OpRequest {
+    Op op = Op::kStatus;
+    core::NodeSpec node;
+    std::string image_tag;  ///< install, upgrade: the tag to run (empty: the node's image_tag)
+};
+
+class Driver {
+public:
+    virtual ~Driver() = default;
+    virtual std::string_view name() const = 0;
+    /// Brings the driver up: the sim driver starts every installed node of `nodes` that uses
+    /// it (a node never installed is installed at its image_tag). Called once, on `executor`.
+    virtual asio::awaitable<void> start(asio::any_io_executor executor,
+                                        std::vector<core::NodeSpec> nodes) = 0;
+    /// Performs one operation; returns a compact JSON object for the job's result (the status
+    /// after the operation for most). kInvalidArgument for an op the driver cannot do.
+    virtual asio::awaitable<core::Result<std::string>> run(const OpRequest& request,
+                                                           Context& context) = 0;
+    /// The node's status now (cheap: the wait step polls it).
+    virtual asio::awaitable<core::Result<NodeStatus>> status(const core::NodeSpec& node) = 0;
+    /// Stops what start() started (sim nodes are ended gracefully). On the executor.
+    virtual asio::awaitable<void> stop() = 0;
+};
+
+/// Every built-in driver, configured.
+std::vector<std::unique_ptr<Driver>> make_drivers(const Settings& settings);
+
+/// `aviary sim-node`: the simulated node's program (hidden subcommand). argv after
+/// "sim-node": --data-dir DIR --version TAG --port-file FILE [--block-interval 500ms]
+/// [--sync-blocks N] [--import SNAPSHOT] [--parent-pid PID] [--listen 127.0.0.1:0].
+/// Serves GET /status ({"version","height","syncing"}) and GET /healthz; keeps its height in
+/// DIR/height; exits on SIGTERM/SIGINT or when its parent dies. Returns the exit code.
+int sim_node_main(const std::vector<std::string>& args);
+
+/// Writes a snapshot file the sim node can import (--import): a chain at `height`.
+core::Result<void> write_sim_snapshot(const std::string& path, std::int64_t height);
+
+}  // namespace aviary::drivers

@@ -1,0 +1,373 @@
+// Actions as data: names of the enums, validation of an action's definition and of a job's
+// params, and the {{...}} templates of steps.
+#include <fmt/format.h>
+
+#include <array>
+#include <charconv>
+#include <regex>
+#include <set>
+#include <utility>
+
+#include "jobs/jobs.hpp"
+
+namespace aviary::jobs {
+namespace {
+
+template <class E, std::size_t N>
+std::string_view name_of(const std::array<std::pair<E, std::string_view>, N>& names, E value) {
+    for (const auto& [candidate, name] : names) {
+        if (candidate == value) {
+            return name;
+        }
+    }
+    return names.front().second;
+}
+
+template <class E, std::size_t N>
+std::optional<E> value_of(const std::array<std::pair<E, std::string_view>, N>& names,
+                          std::string_view text) {
+    for (const auto& [value, name] : names) {
+        if (name == text) {
+            return value;
+        }
+    }
+    return std::nullopt;
+}
+
+constexpr std::array<std::pair<ParamType, std::string_view>, 5> kParamTypes{{
+    {ParamType::kString, "string"},
+    {ParamType::kDnsLabel, "dns_label"},
+    {ParamType::kImageTag, "image_tag"},
+    {ParamType::kInteger, "integer"},
+    {ParamType::kBoolean, "boolean"},
+}};
+
+constexpr std::array<std::pair<StepKind, std::string_view>, 4> kStepKinds{{
+    {StepKind::kDriver, "driver"},
+    {StepKind::kRun, "run"},
+    {StepKind::kWait, "wait"},
+    {StepKind::kNoop, "noop"},
+}};
+
+constexpr std::array<std::pair<WaitCondition, std::string_view>, 3> kConditions{{
+    {WaitCondition::kRunning, "running"},
+    {WaitCondition::kSynced, "synced"},
+    {WaitCondition::kHeightAdvancing, "height-advancing"},
+}};
+
+core::Error invalid(std::string message) {
+    return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
+}
+
+bool is_param_name(std::string_view name) {
+    if (name.empty() || name.size() > 64 || name.front() < 'a' || name.front() > 'z') {
+        return false;
+    }
+    for (char c : name) {
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool is_image_tag(std::string_view tag) {
+    if (tag.empty() || tag.size() > 128) {
+        return false;
+    }
+    auto word = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
+    };
+    if (!word(tag.front())) {
+        return false;
+    }
+    for (char c : tag) {
+        if (!word(c) && c != '.' && c != '-') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/// Why `value` is not a valid `spec`, or empty when it is.
+std::string type_problem(const ParamSpec& spec, const std::string& value) {
+    switch (spec.type) {
+        case ParamType::kDnsLabel:
+            if (!core::is_dns_label(value)) {
+                return "must be a DNS-1123 label (1-63 of a-z, 0-9 and '-', starting and ending "
+                       "with a letter or digit)";
+            }
+            return {};
+        case ParamType::kImageTag:
+            if (!is_image_tag(value)) {
+                return "must be an image tag (1-128 of A-Z, a-z, 0-9, '_', '.' and '-', not "
+                       "starting with '.' or '-')";
+            }
+            return {};
+        case ParamType::kInteger: {
+            long long parsed = 0;
+            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+            if (ec != std::errc{} || end != value.data() + value.size() || value.empty()) {
+                return "must be an integer";
+            }
+            return {};
+        }
+        case ParamType::kBoolean:
+            if (value != "true" && value != "false") {
+                return "must be true or false";
+            }
+            return {};
+        case ParamType::kString:
+            if (value.find('\0') != std::string::npos) {
+                return "must not hold a NUL byte";
+            }
+            if (!spec.pattern.empty()) {
+                try {
+                    if (!std::regex_match(value, std::regex(spec.pattern))) {
+                        return fmt::format("must match {}", spec.pattern);
+                    }
+                } catch (const std::regex_error&) {
+                    return fmt::format("has an invalid pattern {}", spec.pattern);
+                }
+            }
+            return {};
+    }
+    return {};
+}
+
+/// Calls `on_placeholder(name)` for every {{name}} in `text`; returns false on an unclosed one.
+template <class F>
+bool for_each_placeholder(std::string_view text, F on_placeholder) {
+    std::size_t pos = 0;
+    while ((pos = text.find("{{", pos)) != std::string_view::npos) {
+        auto close = text.find("}}", pos + 2);
+        if (close == std::string_view::npos) {
+            return false;
+        }
+        std::string_view name = text.substr(pos + 2, close - pos - 2);
+        while (!name.empty() && name.front() == ' ') {
+            name.remove_prefix(1);
+        }
+        while (!name.empty() && name.back() == ' ') {
+            name.remove_suffix(1);
+        }
+        on_placeholder(name);
+        pos = close + 2;
+    }
+    return true;
+}
+
+/// Why `text`'s placeholders do not fit `action`, or empty.
+std::string template_problem(std::string_view text, const ActionSpec& action) {
+    std::string problem;
+    bool closed = for_each_placeholder(text, [&](std::string_view name) {
+        if (!problem.empty() || name == "node" || name == "job.id") {
+            return;
+        }
+        if (name.starts_with("params.")) {
+            auto param = name.substr(7);
+            for (const auto& spec : action.params) {
+                if (spec.name == param) {
+                    return;
+                }
+            }
+            problem = fmt::format("unknown param \"{}\"", param);
+            return;
+        }
+        problem =
+            fmt::format("unknown placeholder {{{{{}}}}} (use node, job.id or params.NAME)", name);
+    });
+    if (!closed) {
+        return "unclosed {{";
+    }
+    return problem;
+}
+
+}  // namespace
+
+std::string_view to_string(ParamType type) {
+    return name_of(kParamTypes, type);
+}
+std::optional<ParamType> parse_param_type(std::string_view text) {
+    return value_of(kParamTypes, text);
+}
+std::string_view to_string(StepKind kind) {
+    return name_of(kStepKinds, kind);
+}
+std::optional<StepKind> parse_step_kind(std::string_view text) {
+    return value_of(kStepKinds, text);
+}
+std::string_view to_string(WaitCondition condition) {
+    return name_of(kConditions, condition);
+}
+std::optional<WaitCondition> parse_wait_condition(std::string_view text) {
+    return value_of(kConditions, text);
+}
+
+core::Result<void> validate_action(const ActionSpec& action) {
+    auto fail = [&](std::string where, std::string what) {
+        return invalid(fmt::format("action \"{}\": {}: {}", action.name, where, what));
+    };
+    if (!core::is_dns_label(action.name)) {
+        return invalid(
+            fmt::format("action \"{}\": the name must be a DNS-1123 label", action.name));
+    }
+    if (!core::is_dns_label(action.queue)) {
+        return fail("queue", "must be a DNS-1123 label");
+    }
+    if (action.steps.empty()) {
+        return fail("steps", "an action needs at least one step");
+    }
+    if (action.max_attempts < 1 || action.max_attempts > 100) {
+        return fail("max_attempts", "must be 1..100");
+    }
+    if (action.timeout <= core::Millis{0}) {
+        return fail("timeout", "must be positive");
+    }
+    if (action.retry_backoff <= core::Millis{0} ||
+        action.retry_backoff_max < action.retry_backoff) {
+        return fail("retry_backoff", "must be positive and at most retry_backoff_max");
+    }
+    if (action.concurrency < 0) {
+        return fail("concurrency", "must be 0 (no cap) or more");
+    }
+    std::set<std::string, std::less<>> names;
+    for (std::size_t i = 0; i < action.params.size(); ++i) {
+        const auto& param = action.params[i];
+        auto where = fmt::format("params.{}", param.name);
+        if (!is_param_name(param.name) || param.name == "node") {
+            return fail(where, "a param name is [a-z][a-z0-9_]* and not \"node\"");
+        }
+        if (!names.insert(param.name).second) {
+            return fail(where, "declared twice");
+        }
+        if (!param.pattern.empty()) {
+            try {
+                std::regex check(param.pattern);
+            } catch (const std::regex_error& error) {
+                return fail(where + ".pattern", fmt::format("not a regex: {}", error.what()));
+            }
+        }
+        if (!param.required && !param.default_value.empty()) {
+            if (auto problem = type_problem(param, param.default_value); !problem.empty()) {
+                return fail(where + ".default", problem);
+            }
+        }
+    }
+    for (std::size_t i = 0; i < action.steps.size(); ++i) {
+        const auto& step = action.steps[i];
+        auto where = fmt::format("steps[{}]", i);
+        if (step.timeout < core::Millis{0}) {
+            return fail(where + ".timeout", "must not be negative");
+        }
+        switch (step.kind) {
+            case StepKind::kRun:
+                if (step.argv.empty() || step.argv.front().empty()) {
+                    return fail(where + ".run", "needs a program (an argv list)");
+                }
+                for (std::size_t a = 0; a < step.argv.size(); ++a) {
+                    if (auto problem = template_problem(step.argv[a], action); !problem.empty()) {
+                        return fail(fmt::format("{}.run[{}]", where, a), problem);
+                    }
+                }
+                for (const auto& [key, value] : step.env) {
+                    if (auto problem = template_problem(value, action); !problem.empty()) {
+                        return fail(fmt::format("{}.env.{}", where, key), problem);
+                    }
+                }
+                break;
+            case StepKind::kDriver:
+                if (step.op == drivers::Op::kInstall || step.op == drivers::Op::kUpgrade) {
+                    if (auto problem = template_problem(step.image_tag, action); !problem.empty()) {
+                        return fail(where + ".image_tag", problem);
+                    }
+                }
+                break;
+            case StepKind::kWait:
+                if (step.interval <= core::Millis{0}) {
+                    return fail(where + ".interval", "must be positive");
+                }
+                break;
+            case StepKind::kNoop:
+                break;
+        }
+    }
+    return {};
+}
+
+core::Result<core::Params> validate_params(const ActionSpec& action, const core::Params& given) {
+    for (const auto& [name, value] : given) {
+        bool known = false;
+        for (const auto& spec : action.params) {
+            known = known || spec.name == name;
+        }
+        if (!known) {
+            std::string expected;
+            for (const auto& spec : action.params) {
+                expected += (expected.empty() ? "" : ", ") + spec.name;
+            }
+            return invalid(fmt::format("params.{}: action {} takes no such param (it takes: {})",
+                                       name, action.name, expected.empty() ? "none" : expected));
+        }
+    }
+    core::Params out;
+    for (const auto& spec : action.params) {
+        auto it = given.find(spec.name);
+        if (it == given.end()) {
+            if (spec.required) {
+                return invalid(fmt::format("params.{}: required by action {} ({})", spec.name,
+                                           action.name, to_string(spec.type)));
+            }
+            if (!spec.default_value.empty()) {
+                out.emplace(spec.name, spec.default_value);
+            }
+            continue;
+        }
+        if (auto problem = type_problem(spec, it->second); !problem.empty()) {
+            return invalid(fmt::format(
+                "params.{}: {} {}", spec.name,
+                it->second.size() > 80 ? it->second.substr(0, 80) + "..." : it->second, problem));
+        }
+        out.emplace(spec.name, it->second);
+    }
+    return out;
+}
+
+core::Result<std::string> render_template(std::string_view text, const core::Job& job) {
+    std::string out;
+    std::size_t pos = 0;
+    while (true) {
+        auto open = text.find("{{", pos);
+        if (open == std::string_view::npos) {
+            out.append(text.substr(pos));
+            return out;
+        }
+        auto close = text.find("}}", open + 2);
+        if (close == std::string_view::npos) {
+            return invalid(fmt::format("unclosed {{{{ in \"{}\"", text));
+        }
+        out.append(text.substr(pos, open - pos));
+        std::string_view name = text.substr(open + 2, close - open - 2);
+        while (!name.empty() && name.front() == ' ') {
+            name.remove_prefix(1);
+        }
+        while (!name.empty() && name.back() == ' ') {
+            name.remove_suffix(1);
+        }
+        if (name == "node") {
+            out += job.node;
+        } else if (name == "job.id") {
+            out += job.id;
+        } else if (name.starts_with("params.") && job.params.count(name.substr(7)) > 0) {
+            out += job.params.find(name.substr(7))->second;
+        } else if (name.starts_with("params.")) {
+            // An optional param without a default renders empty.
+        } else {
+            return invalid(fmt::format("unknown placeholder {{{{{}}}}}", name));
+        }
+        pos = close + 2;
+    }
+}
+
+}  // namespace aviary::jobs

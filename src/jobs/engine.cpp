@@ -1,0 +1,791 @@
+// The engine's lifecycle (start with rescue, stop), its public surface (submit, cancel, retry,
+// queries, watches) and the dispatcher that hands claimed jobs to runs. One attempt's work is
+// in runner.cpp.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <random>
+#include <set>
+
+#include "jobs/engine_impl.hpp"
+#include "jobs/permissions.hpp"
+
+namespace aviary::jobs {
+namespace {
+
+/// A job interrupted this many times more than max_attempts is failed even when safe to re-run:
+/// a job that crashes serve must not crash it forever.
+constexpr int kMaxInterruptions = 3;
+
+core::Error invalid(std::string message) {
+    return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
+}
+
+/// action + node + params in one canonical string: the uniqueness key.
+std::string unique_key(std::string_view action, std::string_view node, const core::Params& params) {
+    std::string key = fmt::format("{}\x1f{}", action, node);
+    for (const auto& [name, value] : params) {
+        key += fmt::format("\x1f{}={}", name, value);
+    }
+    return key;
+}
+
+std::string known_actions(const std::vector<ActionSpec>& actions) {
+    std::string out;
+    for (const auto& action : actions) {
+        out += (out.empty() ? "" : ", ") + action.name;
+    }
+    return out;
+}
+
+template <class T>
+T run_blocking(asio::io_context& io, std::function<asio::awaitable<T>()> make) {
+    std::promise<T> done;
+    auto future = done.get_future();
+    asio::co_spawn(
+        io,
+        [&make, &done]() -> asio::awaitable<void> {
+            try {
+                done.set_value(co_await make());
+            } catch (...) {
+                done.set_exception(std::current_exception());
+            }
+        },
+        asio::detached);
+    return future.get();
+}
+
+}  // namespace
+
+core::Millis retry_delay(const ActionSpec& action, int attempt) {
+    double base = static_cast<double>(action.retry_backoff.count());
+    double cap = static_cast<double>(action.retry_backoff_max.count());
+    double delay = base;
+    for (int i = 1; i < attempt && delay < cap; ++i) {
+        delay *= 2;
+    }
+    delay = std::min(delay, cap);
+    thread_local std::mt19937 random{std::random_device{}()};
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    return core::Millis{static_cast<std::int64_t>(delay * jitter(random))};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch
+
+Watch::Watch(Watch&& other) noexcept : engine_(other.engine_), id_(other.id_) {
+    other.engine_ = nullptr;
+}
+
+Watch& Watch::operator=(Watch&& other) noexcept {
+    if (this != &other) {
+        if (engine_ != nullptr) {
+            engine_->unwatch(id_);
+        }
+        engine_ = other.engine_;
+        id_ = other.id_;
+        other.engine_ = nullptr;
+    }
+    return *this;
+}
+
+Watch::~Watch() {
+    if (engine_ != nullptr) {
+        engine_->unwatch(id_);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Impl
+
+Engine::Impl::Impl(Settings settings_in,
+                   store::Store& store_in,
+                   fleet::Fleet& fleet_in,
+                   std::vector<std::unique_ptr<drivers::Driver>> drivers_in,
+                   core::Clock& clock_in,
+                   metrics::Registry* metrics)
+    : log(core::logger("jobs")),
+      settings(std::move(settings_in)),
+      store(store_in),
+      fleet(fleet_in),
+      clock(clock_in) {
+    for (auto& driver : drivers_in) {
+        std::string name(driver->name());
+        drivers.emplace(std::move(name), std::move(driver));
+    }
+    if (metrics != nullptr) {
+        finished_total = &metrics->counter(
+            "aviary_jobs_finished_total", "Jobs that reached a final state, by action and outcome.",
+            {"action", "outcome"});
+        duration_seconds = &metrics->histogram(
+            "aviary_job_duration_seconds", "Time from an attempt's start to its end, by action.",
+            {"action"}, {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600});
+        rescued_total = &metrics->counter(
+            "aviary_jobs_rescued_total",
+            "Jobs found running after a crash (or a hung heartbeat) and rescued, by outcome.",
+            {"outcome"});
+        submitted_total =
+            &metrics->counter("aviary_jobs_submitted_total", "Jobs queued, by action.", {"action"});
+        refused_total =
+            &metrics->counter("aviary_jobs_refused_total",
+                              "Submissions refused by a permission rule, by action.", {"action"});
+        auto& queued = metrics->gauge("aviary_jobs_queued", "Jobs waiting to run.");
+        auto& running = metrics->gauge("aviary_jobs_running", "Jobs running or cancelling.");
+        auto& oldest = metrics->gauge("aviary_jobs_oldest_queued_age_seconds",
+                                      "Age of the oldest queued job (0 when none).");
+        metrics->on_scrape([this, &queued, &running, &oldest] {
+            auto counts = store.job_counts();
+            if (!counts) {
+                return;
+            }
+            queued.get().set(static_cast<double>(counts->queued));
+            running.get().set(static_cast<double>(counts->running));
+            double age = 0;
+            if (counts->oldest_queued) {
+                age = std::max<double>(
+                    0, std::chrono::duration<double>(clock.now() - *counts->oldest_queued).count());
+            }
+            oldest.get().set(age);
+        });
+    }
+}
+
+const ActionSpec* Engine::Impl::find_action(std::string_view name) const {
+    for (const auto& action : settings.actions) {
+        if (action.name == name) {
+            return &action;
+        }
+    }
+    return nullptr;
+}
+
+drivers::Driver* Engine::Impl::find_driver(std::string_view name) const {
+    auto it = drivers.find(name);
+    return it == drivers.end() ? nullptr : it->second.get();
+}
+
+void Engine::Impl::notify(const std::string& job_id) {
+    std::lock_guard lock(watch_mu);
+    for (auto& [id, watcher] : watchers) {
+        if (watcher.first == job_id) {
+            watcher.second();
+        }
+    }
+}
+
+void Engine::Impl::wake() {
+    asio::post(io, [this] {
+        if (stopping || !started) {
+            return;
+        }
+        if (dispatching) {
+            dispatch_again = true;
+            return;
+        }
+        dispatching = true;
+        asio::co_spawn(io, dispatch(), asio::detached);
+    });
+}
+
+void Engine::Impl::wake_at(core::TimePoint when) {
+    auto delay = when - clock.now();
+    auto timer = std::make_shared<asio::steady_timer>(io, std::max(delay, core::Millis{0}));
+    timer->async_wait([this, timer](const boost::system::error_code&) { wake(); });
+}
+
+asio::awaitable<void> Engine::Impl::dispatch() {
+    std::map<std::string, int, std::less<>> caps;
+    for (const auto& action : settings.actions) {
+        if (action.concurrency > 0) {
+            caps.emplace(action.name, action.concurrency);
+        }
+    }
+    do {
+        dispatch_again = false;
+        while (!stopping && static_cast<int>(running.size()) < settings.workers) {
+            store::JobClaim claim{.runner = runner_id, .now = clock.now(), .action_caps = caps};
+            auto claim_one = [this, &claim] { return store.claim_job(claim); };
+            auto claimed = co_await net::offload(*pool, claim_one);
+            if (!claimed) {
+                log->error("claiming a job failed: {}", claimed.error().message);
+                break;
+            }
+            if (!claimed->has_value()) {
+                break;
+            }
+            core::Job job = std::move(**claimed);
+            if (stopping) {
+                // Claimed as serve began to stop: the next start rescues it like a crash would.
+                break;
+            }
+            notify(job.id);
+            // Registered before the next claim so the worker count holds.
+            auto run = std::make_unique<Run>(io.get_executor());
+            run->job = std::move(job);
+            Run& ref = *run;
+            running.emplace(ref.job.id, std::move(run));
+            asio::co_spawn(io, run_job(ref), asio::detached);
+        }
+    } while (dispatch_again && !stopping);
+    dispatching = false;
+}
+
+asio::awaitable<void> Engine::Impl::heartbeat_loop() {
+    asio::steady_timer timer(io);
+    while (!stopping) {
+        timer.expires_after(settings.heartbeat);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (stopping) {
+            break;
+        }
+        std::vector<std::string> ids;
+        for (const auto& [id, run] : running) {
+            ids.push_back(id);
+        }
+        auto now = clock.now();
+        auto beat = [this, &ids, now]() -> core::Result<std::vector<core::Job>> {
+            if (!ids.empty()) {
+                if (auto r = store.heartbeat_jobs(ids, now); !r) {
+                    return r.error();
+                }
+            }
+            return store.active_jobs();
+        };
+        auto active = co_await net::offload(*pool, beat);
+        if (!active) {
+            log->warn("job heartbeat failed: {}", active.error().message);
+            continue;
+        }
+        // A job that runs here is alive; one that runs nowhere (its worker or instance hung
+        // or died) stops beating and is rescued once its heartbeat is old enough.
+        for (const auto& job : *active) {
+            if (running.count(job.id) > 0 || !job.heartbeat_at ||
+                now - *job.heartbeat_at < settings.heartbeat_timeout) {
+                continue;
+            }
+            log->warn("job {} ({} on {}) has not beaten since {}: rescuing it", job.id, job.action,
+                      job.node, core::format_time(*job.heartbeat_at));
+            if (job.pgid > 0) {
+                proc::kill_orphan_group(static_cast<pid_t>(job.pgid), job.pgid_start_ticks);
+            }
+            const auto* action = find_action(job.action);
+            store::JobFinish finish{
+                .id = job.id,
+                .attempt = job.attempt,
+                .state = core::JobState::kFailed,
+                .error = fmt::format("no heartbeat since {}: its worker hung or died",
+                                     core::format_time(*job.heartbeat_at)),
+                .actor = "aviary",
+                .event_kind = "job.rescued",
+                .now = now};
+            if (job.cancel_requested) {
+                finish.state = core::JobState::kCancelled;
+            } else if (action != nullptr && action->rerun_safe &&
+                       job.attempt < job.max_attempts + kMaxInterruptions) {
+                finish.state = core::JobState::kQueued;
+                finish.retry_at = now;
+            }
+            auto rescue = [this, &finish] { return store.finish_job(finish); };
+            if (auto done = co_await net::offload(*pool, rescue); done) {
+                if (rescued_total != nullptr) {
+                    rescued_total->with({std::string(core::to_string(done->state))}).inc();
+                }
+                notify(job.id);
+                wake();
+            }
+        }
+    }
+}
+
+void Engine::Impl::request_stop(Run& run, StopReason reason) {
+    if (run.stop != StopReason::kNone) {
+        return;
+    }
+    run.stop = reason;
+    run.stop_signal.cancel();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine: lifecycle
+
+Engine::Engine(Settings settings,
+               store::Store& store,
+               fleet::Fleet& fleet,
+               std::vector<std::unique_ptr<drivers::Driver>> drivers,
+               core::Clock& clock,
+               metrics::Registry* metrics)
+    : impl_(std::make_unique<Impl>(
+          std::move(settings), store, fleet, std::move(drivers), clock, metrics)) {}
+
+Engine::~Engine() {
+    stop();
+}
+
+core::Result<RescueReport> Engine::start() {
+    auto& d = *impl_;
+    AVIARY_ASSERT(!d.started, "Engine::start called twice");
+    if (d.settings.workers < 1) {
+        return invalid("jobs.workers must be at least 1");
+    }
+    RescueReport report;
+    // 1. What the previous run left: kill its process groups first, then settle its jobs.
+    auto active = d.store.active_jobs();
+    if (!active) {
+        return active.error();
+    }
+    auto now = d.clock.now();
+    for (const auto& job : *active) {
+        if (job.pgid > 0 &&
+            proc::kill_orphan_group(static_cast<pid_t>(job.pgid), job.pgid_start_ticks)) {
+            ++report.groups_killed;
+        }
+        const auto* action = d.find_action(job.action);
+        std::string where =
+            job.step > 0 ? fmt::format(" in step {} ({})", job.step, job.step_name) : "";
+        store::JobFinish finish{.id = job.id,
+                                .attempt = job.attempt,
+                                .actor = "aviary",
+                                .event_kind = "job.rescued",
+                                .now = now};
+        if (job.cancel_requested) {
+            finish.state = core::JobState::kCancelled;
+            finish.error =
+                fmt::format("cancelled: serve stopped while attempt {} ran{}", job.attempt, where);
+        } else if (action != nullptr && action->rerun_safe &&
+                   job.attempt < job.max_attempts + kMaxInterruptions) {
+            finish.state = core::JobState::kQueued;
+            finish.retry_at = now;
+            finish.error = fmt::format(
+                "interrupted: serve stopped while attempt {} ran{}; {} is safe to re-run, so it "
+                "runs again",
+                job.attempt, where, job.action);
+        } else {
+            finish.state = core::JobState::kFailed;
+            finish.error =
+                action == nullptr
+                    ? fmt::format(
+                          "interrupted: serve stopped while attempt {} ran{}, and action "
+                          "{} no longer exists",
+                          job.attempt, where, job.action)
+                    : fmt::format(
+                          "interrupted: serve stopped while attempt {} ran{}; {} is not "
+                          "marked safe to re-run (rerun_safe), so it was not retried",
+                          job.attempt, where, job.action);
+        }
+        auto done = d.store.finish_job(finish);
+        if (!done) {
+            d.log->error("rescuing job {} failed: {}", job.id, done.error().message);
+            continue;
+        }
+        d.log->warn("rescued job {} ({} on {}): {}", job.id, job.action, job.node, finish.error);
+        auto outcome = std::string(core::to_string(done->state));
+        if (d.rescued_total != nullptr) {
+            d.rescued_total->with({outcome}).inc();
+        }
+        switch (done->state) {
+            case core::JobState::kQueued:
+                report.requeued.push_back(*done);
+                break;
+            case core::JobState::kCancelled:
+                report.cancelled.push_back(*done);
+                break;
+            default:
+                report.failed.push_back(*done);
+                break;
+        }
+    }
+    // 2. The event loop, the drivers (sim nodes come up), then the workers.
+    d.pool = std::make_unique<net::BlockingPool>(d.settings.workers + 4);
+    d.thread = std::thread([&d] {
+        auto guard = asio::make_work_guard(d.io);
+        d.io.run();
+    });
+    auto nodes = d.fleet.nodes();
+    if (!nodes) {
+        return nodes.error();
+    }
+    for (auto& [name, driver] : d.drivers) {
+        std::vector<core::NodeSpec> specs;
+        for (const auto& node : *nodes) {
+            if (node.spec.driver == name) {
+                specs.push_back(node.spec);
+            }
+        }
+        auto* raw = driver.get();
+        auto executor = d.io.get_executor();
+        run_blocking<bool>(d.io, [raw, executor, specs]() -> asio::awaitable<bool> {
+            co_await raw->start(executor, specs);
+            co_return true;
+        });
+    }
+    d.started = true;
+    asio::co_spawn(d.io, d.heartbeat_loop(), asio::detached);
+    // Retries that were waiting for their run_at when the previous run stopped.
+    store::JobQuery queued{.state = core::JobState::kQueued, .limit = 1000};
+    if (auto waiting = d.store.jobs(queued)) {
+        for (const auto& job : *waiting) {
+            if (job.run_at > now) {
+                asio::post(d.io, [&d, at = job.run_at] { d.wake_at(at); });
+            }
+        }
+    }
+    d.wake();
+    d.log->info("job engine started: {} workers, {} actions, {} drivers", d.settings.workers,
+                d.settings.actions.size(), d.drivers.size());
+    return report;
+}
+
+void Engine::stop() {
+    auto& d = *impl_;
+    if (d.stopping) {
+        return;
+    }
+    if (!d.started) {
+        // start() failed part way: only the loop may be up.
+        d.stopping = true;
+        d.io.stop();
+        if (d.thread.joinable()) {
+            d.thread.join();
+        }
+        return;
+    }
+    // Stop claiming and end every running step; give the runs kill_grace (plus a little) to
+    // finish. Runs stopped for shutdown leave their jobs running in the store: the next start
+    // rescues them, exactly as after a crash.
+    std::promise<void> drained;
+    auto drained_future = drained.get_future();
+    asio::co_spawn(
+        d.io,
+        [&d, &drained]() -> asio::awaitable<void> {
+            d.stopping = true;
+            for (auto& [id, run] : d.running) {
+                d.request_stop(*run, StopReason::kShutdown);
+            }
+            asio::steady_timer timer(d.io);
+            auto give_up =
+                std::chrono::steady_clock::now() + d.settings.kill_grace + std::chrono::seconds{2};
+            while ((!d.running.empty() || d.dispatching) &&
+                   std::chrono::steady_clock::now() < give_up) {
+                timer.expires_after(std::chrono::milliseconds{10});
+                co_await timer.async_wait(asio::use_awaitable);
+            }
+            for (auto& [name, driver] : d.drivers) {
+                co_await driver->stop();
+            }
+            drained.set_value();
+        },
+        asio::detached);
+    drained_future.wait();
+    d.io.stop();
+    if (d.thread.joinable()) {
+        d.thread.join();
+    }
+    d.pool->stop();
+    d.log->info("job engine stopped");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine: surfaces
+
+core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
+                                                 const SubmitRequest& request,
+                                                 const fleet::Caller& caller) {
+    store::JobSubmit submit{.job = std::move(job),
+                            .actor = caller.identity.empty()
+                                         ? (request.owner.empty() ? "anonymous" : request.owner)
+                                         : caller.identity};
+    if (!request.owner.empty()) {
+        fleet::AcquireRequest acquire{
+            .node = request.node,
+            .owner = request.owner,
+            .reason = request.reason.empty()
+                          ? fmt::format("{} of {}", submit.job.action, submit.job.node)
+                          : request.reason,
+            .ttl = request.lease_ttl};
+        auto lease_request = fleet.lease_request(acquire, caller);
+        if (!lease_request) {
+            return lease_request.error();
+        }
+        submit.acquire = *lease_request;
+    } else {
+        submit.require_unheld = true;
+        submit.allowed_holder = caller.identity;
+    }
+    auto done = store.submit_job(submit);
+    if (!done) {
+        return done.error();
+    }
+    if (done->refused) {
+        store::LeaseRequest wording = submit.acquire.value_or(
+            store::LeaseRequest{.node = submit.job.node, .owner = caller.identity});
+        return fleet::Fleet::refusal_error(wording, done->refusal);
+    }
+    Submitted out{.job = std::move(done->job), .duplicate = done->duplicate};
+    if (done->lease && done->lease->granted && !done->lease->leases.empty()) {
+        out.lease = done->lease->leases.front();
+    }
+    if (!out.duplicate) {
+        if (submitted_total != nullptr) {
+            submitted_total->with({out.job.action}).inc();
+        }
+        log->info("job {} queued: {} on {} by {}", out.job.id, out.job.action, out.job.node,
+                  out.job.requester);
+        wake();
+    }
+    return out;
+}
+
+core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet::Caller& caller) {
+    auto& d = *impl_;
+    const auto* action = d.find_action(request.action);
+    if (action == nullptr) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("unknown action \"{}\" (known: {})", request.action,
+                                       known_actions(d.settings.actions))};
+    }
+    if (!core::is_dns_label(request.node)) {
+        return invalid(fmt::format(
+            "node \"{}\" is not a valid node name (a DNS-1123 label)",
+            request.node.size() > 80 ? request.node.substr(0, 80) + "..." : request.node));
+    }
+    auto params = validate_params(*action, request.params);
+    if (!params) {
+        return params.error();
+    }
+    auto node = d.fleet.node(request.node);
+    if (!node) {
+        return node.error();
+    }
+    auto now = d.clock.now();
+    std::string requester = caller.identity.empty()
+                                ? (request.owner.empty() ? "anonymous" : request.owner)
+                                : caller.identity;
+    if (auto refusal = permission_refusal(d.settings.permissions, caller, action->name, *node);
+        !refusal.empty()) {
+        core::Event event{
+            .at = now,
+            .actor = requester,
+            .kind = "job.refused",
+            .node = request.node,
+            .after = fmt::format(R"({{"action":"{}","reason":"{}"}})", action->name, refusal)};
+        if (auto recorded = d.store.record_event(event); !recorded) {
+            d.log->error("recording a refusal failed: {}", recorded.error().message);
+        }
+        if (d.refused_total != nullptr) {
+            d.refused_total->with({action->name}).inc();
+        }
+        return core::Error{core::ErrorCode::kPermissionDenied, refusal};
+    }
+    core::Job job{.id = core::new_id(),
+                  .action = action->name,
+                  .queue = action->queue,
+                  .node = request.node,
+                  .params = *params,
+                  .requester = requester,
+                  .owner = request.owner,
+                  .unique_key = unique_key(action->name, request.node, *params),
+                  .exclusive = action->exclusive,
+                  .max_attempts = action->max_attempts,
+                  .steps = static_cast<int>(action->steps.size()),
+                  .created_at = now,
+                  .run_at = now};
+    return d.submit_job(std::move(job), request, caller);
+}
+
+core::Result<core::Job> Engine::job(std::string_view id) {
+    return impl_->store.job(id);
+}
+
+core::Result<JobsPage> Engine::jobs(const JobsQuery& query) {
+    if (query.limit < 1 || query.limit > 1000) {
+        return invalid(fmt::format("limit {} is out of range 1..1000", query.limit));
+    }
+    store::JobQuery store_query{.node = query.node, .state = query.state, .limit = query.limit + 1};
+    if (!query.cursor.empty()) {
+        try {
+            std::size_t used = 0;
+            store_query.before_seq = std::stoll(query.cursor, &used);
+            if (used != query.cursor.size()) {
+                throw std::invalid_argument("trailing text");
+            }
+        } catch (const std::exception&) {
+            return invalid(fmt::format("cursor \"{}\" is not one this server gave", query.cursor));
+        }
+    }
+    auto found = impl_->store.jobs(store_query);
+    if (!found) {
+        return found.error();
+    }
+    JobsPage page{.jobs = std::move(*found)};
+    if (static_cast<int>(page.jobs.size()) > query.limit) {
+        page.jobs.resize(static_cast<std::size_t>(query.limit));
+        page.next_cursor = std::to_string(page.jobs.back().seq);
+    }
+    return page;
+}
+
+core::Result<core::Job> Engine::cancel(std::string_view id, const fleet::Caller& caller) {
+    auto& d = *impl_;
+    auto job = d.store.job(id);
+    if (!job) {
+        return job.error();
+    }
+    if (!caller.admin && caller.identity != job->requester && caller.identity != job->owner) {
+        return core::Error{core::ErrorCode::kPermissionDenied,
+                           fmt::format("job {} belongs to {}: only its requester, its owner or an "
+                                       "admin may cancel it",
+                                       id, job->requester)};
+    }
+    std::string actor = caller.identity.empty() ? "anonymous" : caller.identity;
+    auto cancelled = d.store.cancel_job(id, actor, d.clock.now());
+    if (!cancelled) {
+        return cancelled.error();
+    }
+    if (cancelled->state == core::JobState::kCancelling) {
+        asio::post(d.io, [&d, job_id = std::string(id)] {
+            auto it = d.running.find(job_id);
+            if (it != d.running.end()) {
+                d.request_stop(*it->second, StopReason::kCancel);
+            }
+        });
+    } else if (d.finished_total != nullptr && cancelled->state == core::JobState::kCancelled) {
+        d.finished_total->with({cancelled->action, "cancelled"}).inc();
+    }
+    d.notify(cancelled->id);
+    d.wake();
+    return cancelled;
+}
+
+core::Result<Submitted> Engine::retry(std::string_view id, const fleet::Caller& caller) {
+    auto& d = *impl_;
+    auto old = d.store.job(id);
+    if (!old) {
+        return old.error();
+    }
+    if (!core::is_terminal(old->state)) {
+        return invalid(fmt::format("job {} is {}: only a finished job can be retried", id,
+                                   core::to_string(old->state)));
+    }
+    SubmitRequest request{
+        .action = old->action, .node = old->node, .params = old->params, .owner = old->owner};
+    const auto* action = d.find_action(old->action);
+    if (action == nullptr) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("job {}'s action \"{}\" no longer exists", id, old->action)};
+    }
+    auto node = d.fleet.node(old->node);
+    if (!node) {
+        return node.error();
+    }
+    if (auto refusal = permission_refusal(d.settings.permissions, caller, action->name, *node);
+        !refusal.empty()) {
+        return core::Error{core::ErrorCode::kPermissionDenied, refusal};
+    }
+    auto now = d.clock.now();
+    core::Job job{.id = core::new_id(),
+                  .action = action->name,
+                  .queue = action->queue,
+                  .node = old->node,
+                  .params = old->params,
+                  .requester = caller.identity.empty() ? old->requester : caller.identity,
+                  .owner = old->owner,
+                  .unique_key = unique_key(action->name, old->node, old->params),
+                  .retry_of = old->id,
+                  .exclusive = action->exclusive,
+                  .max_attempts = action->max_attempts,
+                  .steps = static_cast<int>(action->steps.size()),
+                  .created_at = now,
+                  .run_at = now};
+    return d.submit_job(std::move(job), request, caller);
+}
+
+core::Result<OutputPage> Engine::output(const store::OutputQuery& query) {
+    auto& d = *impl_;
+    auto job = d.store.job(query.job_id);
+    if (!job) {
+        return job.error();
+    }
+    auto lines = d.store.job_output(query);
+    if (!lines) {
+        return lines.error();
+    }
+    auto last = d.store.last_output_seq(query.job_id);
+    if (!last) {
+        return last.error();
+    }
+    return OutputPage{
+        .lines = std::move(*lines), .last_seq = *last, .finished = core::is_terminal(job->state)};
+}
+
+core::Result<void> Engine::set_paused(std::string_view queue,
+                                      bool paused,
+                                      const fleet::Caller& caller) {
+    auto& d = *impl_;
+    if (!caller.admin) {
+        return core::Error{core::ErrorCode::kPermissionDenied,
+                           "pausing and resuming queues is for admins"};
+    }
+    bool known = false;
+    for (const auto& action : d.settings.actions) {
+        known = known || action.queue == queue;
+    }
+    if (!known) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("no action uses queue \"{}\"", queue)};
+    }
+    auto done = d.store.set_queue_paused(
+        queue, paused, caller.identity.empty() ? "anonymous" : caller.identity, d.clock.now());
+    if (done && !paused) {
+        d.wake();
+    }
+    return done;
+}
+
+core::Result<std::vector<QueueInfo>> Engine::queues() {
+    auto paused = impl_->store.paused_queues();
+    if (!paused) {
+        return paused.error();
+    }
+    std::set<std::string> names;
+    for (const auto& action : impl_->settings.actions) {
+        names.insert(action.queue);
+    }
+    std::vector<QueueInfo> out;
+    for (const auto& name : names) {
+        bool is_paused = std::find(paused->begin(), paused->end(), name) != paused->end();
+        out.push_back(QueueInfo{.name = name, .paused = is_paused});
+    }
+    return out;
+}
+
+Watch Engine::watch(std::string id, std::function<void()> on_change) {
+    std::lock_guard lock(impl_->watch_mu);
+    auto watch_id = impl_->next_watch++;
+    impl_->watchers.emplace(watch_id, std::make_pair(std::move(id), std::move(on_change)));
+    return Watch{this, watch_id};
+}
+
+void Engine::unwatch(std::uint64_t id) {
+    std::lock_guard lock(impl_->watch_mu);
+    impl_->watchers.erase(id);
+}
+
+const ActionSpec* Engine::action(std::string_view name) const {
+    return impl_->find_action(name);
+}
+
+const std::vector<ActionSpec>& Engine::actions() const {
+    return impl_->settings.actions;
+}
+
+const Settings& Engine::settings() const {
+    return impl_->settings;
+}
+
+}  // namespace aviary::jobs

@@ -1,0 +1,113 @@
+#pragma once
+// The engine's insides, shared by engine.cpp (lifecycle, surfaces, dispatch) and runner.cpp
+// (one attempt of one job: its steps, children and output). Private to jobs.
+//
+// Threads: everything in Impl except the fields marked otherwise belongs to the engine's own
+// thread (`io`); public Engine methods run on callers' threads and only touch the store (which
+// is thread-safe), `watchers` (under watch_mu) and post() to `io`.
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "jobs/jobs.hpp"
+#include "metrics/metrics.hpp"
+#include "net/net.hpp"
+
+namespace aviary::jobs {
+
+namespace asio = net::asio;
+
+/// Why a running attempt is being stopped.
+enum class StopReason { kNone, kCancel, kTimeout, kShutdown };
+
+/// One attempt in progress (engine thread only).
+struct Run {
+    explicit Run(const asio::any_io_executor& executor)
+        : stop_signal(executor, asio::steady_timer::time_point::max()), deadline(executor) {}
+
+    core::Job job;
+    const ActionSpec* action = nullptr;
+    core::NodeSpec node;
+    StopReason stop = StopReason::kNone;
+    /// Never expires by itself; cancelled (waking every waiter) when the attempt must stop.
+    asio::steady_timer stop_signal;
+    asio::steady_timer deadline;  ///< the running step's deadline
+    // Output: lines wait here until the flusher writes them in one store call.
+    std::int64_t next_seq = 1;
+    std::vector<core::OutputLine> pending;
+    bool flushing = false;
+    bool truncated = false;
+    int step = 0;
+};
+
+struct Engine::Impl {
+    Impl(Settings settings,
+         store::Store& store,
+         fleet::Fleet& fleet,
+         std::vector<std::unique_ptr<drivers::Driver>> drivers,
+         core::Clock& clock,
+         metrics::Registry* metrics);
+
+    // --- engine thread -------------------------------------------------------------------
+    asio::awaitable<void> dispatch();         // claims while workers are free
+    asio::awaitable<void> run_job(Run& run);  // runner.cpp; erases `run` from running at its end
+    asio::awaitable<void> heartbeat_loop();
+    void request_stop(Run& run, StopReason reason);
+    void wake();                         // any thread: the dispatcher looks for work now
+    void wake_at(core::TimePoint when);  // engine thread
+    // Output (runner.cpp).
+    void add_line(Run& run, std::string_view stream, std::string text);
+    asio::awaitable<void> flush(Run& run);
+    asio::awaitable<void> flush_all(Run& run);
+
+    // --- any thread ----------------------------------------------------------------------
+    void notify(const std::string& job_id);  // calls the job's watchers
+    core::Result<Submitted> submit_job(core::Job job,
+                                       const SubmitRequest& request,
+                                       const fleet::Caller& caller);
+    const ActionSpec* find_action(std::string_view name) const;
+    drivers::Driver* find_driver(std::string_view name) const;
+    std::shared_ptr<spdlog::logger> log;
+
+    Settings settings;
+    store::Store& store;
+    fleet::Fleet& fleet;
+    std::map<std::string, std::unique_ptr<drivers::Driver>, std::less<>> drivers;
+    core::Clock& clock;
+    std::string runner_id = core::new_id();
+
+    asio::io_context io;
+    std::unique_ptr<net::BlockingPool> pool;
+    std::thread thread;
+    std::unique_ptr<asio::steady_timer> wake_timer;  // the dispatcher sleeps on it
+    bool started = false;
+    std::atomic<bool> stopping = false;
+    bool dispatching = false;
+    bool dispatch_again = false;
+    std::map<std::string, std::unique_ptr<Run>, std::less<>> running;  // by job id
+
+    std::mutex watch_mu;
+    std::uint64_t next_watch = 1;
+    std::unordered_map<std::uint64_t, std::pair<std::string, std::function<void()>>> watchers;
+
+    // Metrics (null families when no registry was given).
+    metrics::Family<metrics::Counter>* finished_total = nullptr;
+    metrics::Family<metrics::Histogram>* duration_seconds = nullptr;
+    metrics::Family<metrics::Counter>* rescued_total = nullptr;
+    metrics::Family<metrics::Counter>* submitted_total = nullptr;
+    metrics::Family<metrics::Counter>* refused_total = nullptr;
+};
+
+/// The delay before retry number `attempt` (1 = the first retry): backoff * 2^(attempt-1),
+/// capped, with +-20 % jitter.
+core::Millis retry_delay(const ActionSpec& action, int attempt);
+
+}  // namespace aviary::jobs

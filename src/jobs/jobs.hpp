@@ -1,0 +1,276 @@
+#pragma once
+/// jobs: every action on a node is a durable job (DESIGN §2).
+///
+/// An action is a named list of steps (YAML, config's `jobs.actions`; built-ins ship in the
+/// default config). Submitting one validates its typed params, checks permissions, and inserts
+/// the job in the store (with the implicit acquire, in one transaction) before answering. A
+/// pool of workers, woken by the submit's commit (no polling interval), claims runnable jobs
+/// with a state-guarded update: one exclusive (mutating) job per node at a time, in store
+/// order; global and per-action caps; paused queues skipped.
+///
+/// A step is `driver` (an Op of the node's driver), `run` (an argv, never a shell, templated
+/// from validated params), `wait` (until the node's status meets a condition) or `noop`. A step
+/// that runs a child records its process group in the store; timeout and cancel end that whole
+/// group (SIGTERM, grace, SIGKILL). Output is captured line by line with sequence numbers,
+/// capped per job. Retries back off exponentially with jitter. At start, process groups left by
+/// a previous run are killed and their jobs rescued (retried when the action is safe to re-run,
+/// failed otherwise); every state change is guarded by the state it expects, so a job is never
+/// finished twice.
+///
+/// Threads: the engine runs its workers and children on one thread of its own (its event
+/// loop); store calls go through a BlockingPool. Public methods block on the store and are safe
+/// from any thread; coroutines call them through net::offload().
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/core.hpp"
+#include "drivers/drivers.hpp"
+#include "fleet/fleet.hpp"
+#include "store/store.hpp"
+
+namespace aviary::metrics {
+class Registry;
+}
+
+namespace aviary::jobs {
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+enum class ParamType {
+    kString,    ///< any text, optionally matching `pattern`
+    kDnsLabel,  ///< DNS-1123 label (node and release names)
+    kImageTag,  ///< [A-Za-z0-9_][A-Za-z0-9_.-]{0,127} (a container image tag / git ref)
+    kInteger,
+    kBoolean,  ///< "true" or "false"
+};
+std::string_view to_string(ParamType type);
+std::optional<ParamType> parse_param_type(std::string_view text);
+
+struct ParamSpec {
+    std::string name;  ///< [a-z][a-z0-9_]*; referenced as {{params.NAME}}
+    ParamType type = ParamType::kString;
+    std::string pattern;  ///< string: an ECMAScript regex the whole value must match
+    bool required = true;
+    std::string default_value;  ///< used when not required and not given
+    std::string description;
+};
+
+enum class StepKind { kDriver, kRun, kWait, kNoop };
+std::string_view to_string(StepKind kind);
+std::optional<StepKind> parse_step_kind(std::string_view text);
+
+/// wait: what the node's status must show.
+enum class WaitCondition {
+    kRunning,          ///< the node answers
+    kSynced,           ///< running and syncing == false
+    kHeightAdvancing,  ///< running and its height grew while watched
+};
+std::string_view to_string(WaitCondition condition);
+std::optional<WaitCondition> parse_wait_condition(std::string_view text);
+
+/// One step. Templates ({{node}}, {{params.NAME}}, {{job.id}}) are filled from validated
+/// params, each placeholder becoming (part of) exactly one argv element.
+struct StepSpec {
+    std::string name;  ///< shown as progress; defaults to the kind (and op)
+    StepKind kind = StepKind::kNoop;
+    drivers::Op op = drivers::Op::kStatus;     ///< driver
+    std::string image_tag = "{{params.tag}}";  ///< driver install/upgrade: the tag (templated)
+    std::vector<std::string> argv;             ///< run
+    std::vector<std::pair<std::string, std::string>> env;  ///< run: added (values templated)
+    WaitCondition condition = WaitCondition::kSynced;      ///< wait
+    core::Millis interval{250};                            ///< wait: how often to look
+    core::Millis timeout{0};  ///< this step; 0: whatever is left of the action's timeout
+};
+
+struct ActionSpec {
+    std::string name;  ///< DNS-1123 label: "upgrade", "install-snapshot"
+    std::string description;
+    std::string queue = "default";
+    std::vector<ParamSpec> params;
+    std::vector<StepSpec> steps;
+    core::Millis timeout{std::chrono::minutes{30}};  ///< the whole attempt
+    int max_attempts = 1;
+    core::Millis retry_backoff{std::chrono::seconds{5}};      ///< first retry's delay
+    core::Millis retry_backoff_max{std::chrono::minutes{5}};  ///< the cap
+    /// Destroys data (install-snapshot, delete-canary): not retried unless retry_destructive.
+    bool destructive = false;
+    bool retry_destructive = false;
+    /// Safe to run again from the first step after serve died mid-way: rescued jobs of a
+    /// safe action are re-queued, the others fail with a clear reason.
+    bool rerun_safe = false;
+    bool exclusive = true;  ///< mutating: one exclusive job per node at a time
+    int concurrency = 0;    ///< most running at once across nodes; 0: no cap
+};
+
+/// Who may run which action on which nodes. Deny wins; a refusal names the rule.
+struct PermissionRule {
+    std::string name;   ///< shown in refusals; defaults to "permissions[N]"
+    bool allow = true;  ///< effect: allow or deny
+    /// Token identities, "group:NAME", or "*".
+    std::vector<std::string> who;
+    std::vector<std::string> actions;  ///< action names or "*"
+    std::vector<std::string> nodes;    ///< node names or "*" (empty: every node)
+    core::Labels selector;             ///< and the node's labels must match
+};
+
+struct Settings {
+    int workers = 2;               ///< jobs running at once (the global cap)
+    int output_max_lines = 10000;  ///< per job; past it one truncation note, then nothing
+    core::Millis kill_grace{std::chrono::seconds{5}};  ///< SIGTERM -> SIGKILL on cancel/timeout
+    core::Millis heartbeat{std::chrono::seconds{5}};   ///< running jobs' heartbeat_at refresh
+    /// A running job whose heartbeat is older than this is taken as hung: its group is
+    /// killed and it is rescued as after a crash.
+    core::Millis heartbeat_timeout{std::chrono::minutes{1}};
+    core::Millis retention{std::chrono::hours{24 * 30}};  ///< finished jobs and output kept
+    core::Millis retention_sweep{std::chrono::hours{1}};
+    std::vector<ActionSpec> actions;
+    /// Empty: every caller with a token may run every action. Otherwise users need an allow
+    /// rule; admins are allowed unless a deny rule matches.
+    std::vector<PermissionRule> permissions;
+};
+
+/// Checks an action's definition: names, params, templates that name known params, steps.
+/// Errors name the action and step: `action "upgrade": steps[1].argv[2]: unknown param "tg"`.
+core::Result<void> validate_action(const ActionSpec& action);
+
+/// Checks and completes a job's params against the action's: unknown, missing and mistyped
+/// values are kInvalidArgument naming the param; defaults are filled in.
+core::Result<core::Params> validate_params(const ActionSpec& action, const core::Params& given);
+
+/// Fills {{node}}, {{params.NAME}} and {{job.id}} in `text`. kInvalidArgument for an unknown
+/// placeholder.
+core::Result<std::string> render_template(std::string_view text, const core::Job& job);
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+struct SubmitRequest {
+    std::string action;
+    std::string node;
+    core::Params params;
+    /// Set: the job runs for this owner, who acquires (or renews) the node in the same
+    /// transaction; the lease outlives the job. Empty: the node must be free (it stays free) or
+    /// held by the caller.
+    std::string owner;
+    std::optional<core::Millis> lease_ttl;  ///< the implicit acquire's TTL
+    std::string reason;                     ///< the implicit acquire's reason
+};
+
+struct Submitted {
+    core::Job job;
+    bool duplicate = false;            ///< the same job was already queued or running: this is it
+    std::optional<core::Lease> lease;  ///< the implicit acquire's lease
+};
+
+struct JobsQuery {
+    std::string node;
+    std::optional<core::JobState> state;
+    std::string cursor;  ///< from a previous page's next_cursor
+    int limit = 50;      ///< 1..1000
+};
+
+struct JobsPage {
+    std::vector<core::Job> jobs;  ///< newest first
+    std::string next_cursor;      ///< empty on the last page
+};
+
+struct OutputPage {
+    std::vector<core::OutputLine> lines;  ///< in seq order
+    std::int64_t last_seq = 0;            ///< the job's highest seq now
+    bool finished = false;                ///< the job is terminal: no more lines will come
+};
+
+struct QueueInfo {
+    std::string name;
+    bool paused = false;
+};
+
+/// What start() found from a previous run.
+struct RescueReport {
+    std::vector<core::Job> requeued;   ///< safe to re-run: queued again
+    std::vector<core::Job> failed;     ///< not safe: failed with the reason
+    std::vector<core::Job> cancelled;  ///< a cancel was pending: cancelled
+    int groups_killed = 0;
+};
+
+class Engine;
+
+/// Keeps a watch registered; destroying it unregisters (after any call in progress).
+class Watch {
+public:
+    Watch() = default;
+    Watch(Engine* engine, std::uint64_t id) : engine_(engine), id_(id) {}
+    Watch(Watch&& other) noexcept;
+    Watch& operator=(Watch&& other) noexcept;
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+    ~Watch();
+
+private:
+    Engine* engine_ = nullptr;
+    std::uint64_t id_ = 0;
+};
+
+class Engine {
+public:
+    /// `drivers` by name ("sim", ...). `metrics` may be null.
+    Engine(Settings settings,
+           store::Store& store,
+           fleet::Fleet& fleet,
+           std::vector<std::unique_ptr<drivers::Driver>> drivers,
+           core::Clock& clock,
+           metrics::Registry* metrics);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    /// Kills process groups left by a previous run and rescues their jobs, starts the drivers
+    /// (sim nodes come up), the workers and the sweeps. Call once.
+    core::Result<RescueReport> start();
+    /// Stops claiming, ends running steps (their jobs are rescued at the next start, as after a
+    /// crash, unless they finish within kill_grace), stops drivers. Idempotent.
+    void stop();
+
+    // --- surfaces ------------------------------------------------------------------------
+    /// Validates, checks permissions (a refusal is kPermissionDenied naming the rule, and an
+    /// event), and queues. Errors: kNotFound (unknown action or node), kInvalidArgument (params),
+    /// kBusy naming the holder, kPermissionDenied; a duplicate returns the first job.
+    core::Result<Submitted> submit(const SubmitRequest& request, const fleet::Caller& caller);
+    core::Result<core::Job> job(std::string_view id);
+    core::Result<JobsPage> jobs(const JobsQuery& query);
+    /// Cancels (requester, the lease owner, or admin). A queued job is cancelled at once; a
+    /// running one ends its step's group and becomes cancelled. kInvalidArgument when finished.
+    core::Result<core::Job> cancel(std::string_view id, const fleet::Caller& caller);
+    /// Runs a finished job again with the same action, node and params (a new job, retry_of
+    /// set), by the rules of submit. kInvalidArgument when it is not finished.
+    core::Result<Submitted> retry(std::string_view id, const fleet::Caller& caller);
+    /// Output lines: query.after_seq to follow, before_seq/newest to page back from the end.
+    core::Result<OutputPage> output(const store::OutputQuery& query);
+    /// Pauses or resumes a queue (admin). kNotFound for a queue no action uses.
+    core::Result<void> set_paused(std::string_view queue, bool paused, const fleet::Caller& caller);
+    core::Result<std::vector<QueueInfo>> queues();
+    /// Calls `on_change` whenever job `id` changes state or gets output, on the engine's
+    /// thread: it must only hand over (post to an executor), never block or call the engine.
+    [[nodiscard]] Watch watch(std::string id, std::function<void()> on_change);
+
+    const ActionSpec* action(std::string_view name) const;
+    const std::vector<ActionSpec>& actions() const;
+    const Settings& settings() const;
+
+    struct Impl;  ///< private to src/jobs (named here so its files can share it)
+
+private:
+    friend class Watch;
+    void unwatch(std::uint64_t id);
+
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace aviary::jobs

@@ -1,0 +1,485 @@
+// One attempt of one job: its steps in order, each under a deadline, the children they start
+// (recorded, ended as a group on cancel or timeout), their output (numbered, batched into the
+// store, capped), and the guarded write that ends the attempt.
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include "jobs/engine_impl.hpp"
+
+namespace aviary::jobs {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+namespace json = boost::json;
+
+/// How long a finished step waits for the last output of its child (a member that left the
+/// group but kept the pipe open must not hold the job).
+constexpr core::Millis kPumpDrain{2000};
+
+core::Error step_error(std::string message) {
+    return core::Error{core::ErrorCode::kInternal, std::move(message)};
+}
+
+std::string describe(const proc::ExitStatus& status) {
+    if (status.exited()) {
+        return fmt::format("exited with code {}", status.code);
+    }
+    return fmt::format("was killed by signal {} ({})", status.signal, ::strsignal(status.signal));
+}
+
+std::string status_json(const drivers::NodeStatus& status) {
+    json::object out{{"installed", status.installed},
+                     {"running", status.running},
+                     {"version", status.version},
+                     {"height", status.height},
+                     {"syncing", status.syncing}};
+    return json::serialize(out);
+}
+
+/// Sleeps `d`, or less when the run is told to stop.
+asio::awaitable<void> nap(Run& run, core::Millis d) {
+    if (run.stop != StopReason::kNone) {
+        co_return;
+    }
+    asio::steady_timer timer(run.deadline.get_executor(), d);
+    co_await (timer.async_wait(asio::as_tuple(asio::use_awaitable)) ||
+              run.stop_signal.async_wait(asio::as_tuple(asio::use_awaitable)));
+}
+
+/// What a step gives a driver (drivers::Context) and what runs its children.
+class StepContext final : public drivers::Context {
+public:
+    StepContext(Engine::Impl& engine, Run& run, const StepSpec& step)
+        : engine_(engine), run_(run), step_(step) {}
+
+    void note(std::string text) override { engine_.add_line(run_, "aviary", std::move(text)); }
+    bool stopping() const override { return run_.stop != StopReason::kNone; }
+
+    asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options) override {
+        auto& d = engine_;
+        auto spawned = proc::spawn(d.io.get_executor(), std::move(options));
+        if (!spawned) {
+            co_return spawned.error();
+        }
+        // Shared with the pump, which may outlive this call by a little (see kPumpDrain).
+        auto process = std::make_shared<proc::Process>(std::move(*spawned));
+        auto sink_open = std::make_shared<bool>(true);
+        store::JobStepUpdate update{
+            .id = run_.job.id,
+            .attempt = run_.job.attempt,
+            .step = run_.step,
+            .step_name = step_.name,
+            .pgid = process->pgid(),
+            .pgid_start_ticks = proc::start_ticks(process->pid()).value_or(0),
+            .now = d.clock.now()};
+        auto record = [&d, &update] { return d.store.update_job_step(update); };
+        auto recorded = co_await net::offload(*d.pool, record);
+        if (!recorded) {
+            co_await process->terminate(d.settings.kill_grace);
+            co_return recorded.error();
+        }
+        note(fmt::format("started pid {} (process group {})", process->pid(), process->pgid()));
+
+        auto pumped =
+            std::make_shared<asio::steady_timer>(d.io, asio::steady_timer::time_point::max());
+        auto pump_done = std::make_shared<bool>(false);
+        Engine::Impl* engine = &d;
+        Run* run = &run_;
+        proc::LineCallback on_line = [engine, run, sink_open](const proc::Line& line) {
+            if (!*sink_open) {
+                return;
+            }
+            std::string text = line.text;
+            if (line.truncated) {
+                text += " [line truncated]";
+            }
+            engine->add_line(*run, line.stream == proc::Stream::kStdout ? "stdout" : "stderr",
+                             std::move(text));
+        };
+        auto pump = [process, pumped, pump_done, on_line]() -> asio::awaitable<void> {
+            co_await process->pump(on_line);
+            *pump_done = true;
+            pumped->cancel();
+        };
+        asio::co_spawn(d.io, pump(), asio::detached);
+
+        if (run_.stop == StopReason::kNone) {
+            co_await (process->ended() ||
+                      run_.stop_signal.async_wait(asio::as_tuple(asio::use_awaitable)));
+        }
+        proc::ExitStatus status;
+        if (run_.stop != StopReason::kNone) {
+            note(fmt::format("ending process group {} (SIGTERM, then SIGKILL after {})",
+                             process->pgid(), core::format_duration(d.settings.kill_grace)));
+            status = co_await process->terminate(d.settings.kill_grace);
+        } else {
+            // The leader is done: members it left behind go with it (a step owns its group).
+            process->signal_group(SIGKILL);
+            status = co_await process->wait();
+        }
+        if (!*pump_done) {
+            pumped->expires_after(kPumpDrain);
+            co_await pumped->async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        *sink_open = false;
+        co_return status;
+    }
+
+private:
+    Engine::Impl& engine_;
+    Run& run_;
+    const StepSpec& step_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+void Engine::Impl::add_line(Run& run, std::string_view stream, std::string text) {
+    if (run.truncated) {
+        return;
+    }
+    auto now = clock.now();
+    if (run.next_seq > settings.output_max_lines) {
+        run.truncated = true;
+        run.pending.push_back(core::OutputLine{
+            .seq = run.next_seq++,
+            .at = now,
+            .stream = "aviary",
+            .text = fmt::format("[output truncated: this job wrote more than {} lines; the rest "
+                                "is dropped (jobs.output_max_lines)]",
+                                settings.output_max_lines),
+            .attempt = run.job.attempt,
+            .step = run.step});
+    } else {
+        run.pending.push_back(core::OutputLine{.seq = run.next_seq++,
+                                               .at = now,
+                                               .stream = std::string(stream),
+                                               .text = std::move(text),
+                                               .attempt = run.job.attempt,
+                                               .step = run.step});
+    }
+    if (!run.flushing) {
+        run.flushing = true;
+        asio::co_spawn(io, flush(run), asio::detached);
+    }
+}
+
+asio::awaitable<void> Engine::Impl::flush(Run& run) {
+    // run.flushing is set by the caller; lines that arrive while a batch is written go in the
+    // next batch, so one job's output is written in order by one writer.
+    while (!run.pending.empty()) {
+        std::vector<core::OutputLine> batch;
+        batch.swap(run.pending);
+        auto append = [this, &run, &batch] { return store.append_job_output(run.job.id, batch); };
+        if (auto done = co_await net::offload(*pool, append); !done) {
+            log->error("writing output of job {} failed: {}", run.job.id, done.error().message);
+        }
+        notify(run.job.id);
+    }
+    run.flushing = false;
+}
+
+asio::awaitable<void> Engine::Impl::flush_all(Run& run) {
+    asio::steady_timer timer(io);
+    while (run.flushing) {
+        timer.expires_after(std::chrono::milliseconds{2});
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (!run.pending.empty()) {
+        run.flushing = true;
+        co_await flush(run);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One attempt
+
+namespace {
+
+/// Runs one step; returns its result JSON ("" when it reports nothing).
+asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
+                                                    Run& run,
+                                                    const StepSpec& step) {
+    StepContext context(d, run, step);
+    switch (step.kind) {
+        case StepKind::kNoop:
+            co_return std::string{};
+        case StepKind::kRun: {
+            proc::SpawnOptions options;
+            for (const auto& arg : step.argv) {
+                auto rendered = render_template(arg, run.job);
+                if (!rendered) {
+                    co_return rendered.error();
+                }
+                options.argv.push_back(std::move(*rendered));
+            }
+            for (const auto& [name, value] : step.env) {
+                auto rendered = render_template(value, run.job);
+                if (!rendered) {
+                    co_return rendered.error();
+                }
+                options.env_add.emplace_back(name, std::move(*rendered));
+            }
+            options.env_add.emplace_back("AVIARY_JOB_ID", run.job.id);
+            options.env_add.emplace_back("AVIARY_NODE", run.job.node);
+            auto status = co_await context.run(std::move(options));
+            if (!status) {
+                co_return status.error();
+            }
+            if (!status->succeeded()) {
+                co_return step_error(fmt::format("{} {}", step.argv.front(), describe(*status)));
+            }
+            co_return std::string{};
+        }
+        case StepKind::kDriver: {
+            auto* driver = d.find_driver(run.node.driver);
+            if (driver == nullptr) {
+                co_return step_error(
+                    fmt::format("node {} uses driver \"{}\", which this server does not have",
+                                run.node.name, run.node.driver));
+            }
+            drivers::OpRequest request{.op = step.op, .node = run.node};
+            if (step.op == drivers::Op::kInstall || step.op == drivers::Op::kUpgrade) {
+                auto tag = render_template(step.image_tag, run.job);
+                if (!tag) {
+                    co_return tag.error();
+                }
+                request.image_tag = tag->empty() ? run.node.image_tag : *tag;
+            }
+            co_return co_await driver->run(request, context);
+        }
+        case StepKind::kWait: {
+            auto* driver = d.find_driver(run.node.driver);
+            if (driver == nullptr) {
+                co_return step_error(
+                    fmt::format("node {} uses driver \"{}\", which this server "
+                                "does not have",
+                                run.node.name, run.node.driver));
+            }
+            std::optional<std::int64_t> first_height;
+            std::string last_seen = "no answer yet";
+            while (run.stop == StopReason::kNone) {
+                auto status = co_await driver->status(run.node);
+                if (status) {
+                    last_seen = fmt::format("running={} height={} syncing={}", status->running,
+                                            status->height, status->syncing);
+                    bool met = false;
+                    switch (step.condition) {
+                        case WaitCondition::kRunning:
+                            met = status->running;
+                            break;
+                        case WaitCondition::kSynced:
+                            met = status->running && !status->syncing;
+                            break;
+                        case WaitCondition::kHeightAdvancing:
+                            if (status->running && !first_height) {
+                                first_height = status->height;
+                            } else if (status->running && status->height > *first_height) {
+                                met = true;
+                            }
+                            break;
+                    }
+                    if (met) {
+                        context.note(fmt::format("{} is {}: {}", run.node.name,
+                                                 to_string(step.condition), last_seen));
+                        co_return status_json(*status);
+                    }
+                } else {
+                    last_seen = status.error().message;
+                }
+                co_await nap(run, step.interval);
+            }
+            co_return step_error(fmt::format("gave up waiting for {} to be {} (last seen: {})",
+                                             run.node.name, to_string(step.condition), last_seen));
+        }
+    }
+    co_return std::string{};
+}
+
+}  // namespace
+
+asio::awaitable<void> Engine::Impl::run_job(Run& run) {
+    auto started = std::chrono::steady_clock::now();
+    auto attempt_deadline = started;
+    core::JobState outcome = core::JobState::kSucceeded;
+    std::string error;
+    std::string result = "{}";
+    const std::string id = run.job.id;
+
+    run.action = find_action(run.job.action);
+    core::Result<core::Node> node = core::Error{core::ErrorCode::kInternal, "not read yet"};
+    auto prepare = [this, &run, &node]() -> core::Result<std::pair<core::Job, std::int64_t>> {
+        node = fleet.node(run.job.node);
+        auto job = store.job(run.job.id);
+        if (!job) {
+            return job.error();
+        }
+        auto last = store.last_output_seq(run.job.id);
+        if (!last) {
+            return last.error();
+        }
+        return std::make_pair(std::move(*job), *last);
+    };
+    auto prepared = co_await net::offload(*pool, prepare);
+    if (prepared) {
+        run.next_seq = prepared->second + 1;
+        if (prepared->first.cancel_requested) {
+            request_stop(run, StopReason::kCancel);  // cancelled between claim and start
+        }
+    }
+    if (run.action == nullptr) {
+        outcome = core::JobState::kFailed;
+        error =
+            fmt::format("action \"{}\" no longer exists in this server's config", run.job.action);
+    } else if (!node) {
+        outcome = core::JobState::kFailed;
+        error = node.error().message;
+    } else {
+        run.node = node->spec;
+        attempt_deadline = started + run.action->timeout;
+        add_line(run, "aviary",
+                 fmt::format("attempt {} of {}: {} on {} ({} steps)", run.job.attempt,
+                             run.job.max_attempts, run.job.action, run.job.node,
+                             run.action->steps.size()));
+    }
+
+    for (std::size_t i = 0; run.action != nullptr && node && i < run.action->steps.size(); ++i) {
+        const auto& step = run.action->steps[i];
+        if (run.stop != StopReason::kNone) {
+            break;
+        }
+        run.step = static_cast<int>(i) + 1;
+        run.job.step = run.step;
+        run.job.step_name = step.name;
+        if (step.kind != StepKind::kNoop) {
+            store::JobStepUpdate update{.id = id,
+                                        .attempt = run.job.attempt,
+                                        .step = run.step,
+                                        .step_name = step.name,
+                                        .now = clock.now()};
+            auto record = [this, &update] { return store.update_job_step(update); };
+            if (auto recorded = co_await net::offload(*pool, record); !recorded) {
+                // Someone else settled this attempt (a rescue): it is not ours to finish.
+                log->warn("job {} left by its runner: {}", id, recorded.error().message);
+                co_await flush_all(run);
+                running.erase(id);
+                co_return;
+            }
+            notify(id);
+        }
+        add_line(run, "aviary",
+                 fmt::format("step {}/{}: {}", run.step, run.action->steps.size(), step.name));
+        auto step_deadline = attempt_deadline;
+        if (step.timeout > core::Millis{0}) {
+            step_deadline =
+                std::min(step_deadline, std::chrono::steady_clock::now() + step.timeout);
+        }
+        run.deadline.expires_at(step_deadline);
+        int this_step = run.step;
+        run.deadline.async_wait([this, id, this_step](const boost::system::error_code& ec) {
+            if (ec) {
+                return;
+            }
+            auto it = running.find(id);
+            if (it != running.end() && it->second->step == this_step) {
+                request_stop(*it->second, StopReason::kTimeout);
+            }
+        });
+        auto step_result = co_await run_step(*this, run, step);
+        run.deadline.cancel();
+        if (run.stop == StopReason::kTimeout) {
+            outcome = core::JobState::kTimedOut;
+            error = fmt::format("step {} ({}) timed out", run.step, step.name);
+            break;
+        }
+        if (run.stop == StopReason::kCancel) {
+            outcome = core::JobState::kCancelled;
+            error = fmt::format("cancelled during step {} ({})", run.step, step.name);
+            break;
+        }
+        if (run.stop == StopReason::kShutdown && !step_result) {
+            break;
+        }
+        if (!step_result) {
+            outcome = core::JobState::kFailed;
+            error = fmt::format("step {} ({}) failed: {}", run.step, step.name,
+                                step_result.error().message);
+            break;
+        }
+        if (!step_result->empty()) {
+            result = *step_result;
+        }
+    }
+    if (outcome == core::JobState::kSucceeded && run.stop == StopReason::kCancel) {
+        outcome = core::JobState::kCancelled;
+        error = "cancelled before its first step";
+    }
+    bool shutdown_cut = run.stop == StopReason::kShutdown &&
+                        outcome == core::JobState::kSucceeded && run.action != nullptr &&
+                        run.step < static_cast<int>(run.action->steps.size());
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (shutdown_cut) {
+        add_line(run, "aviary", "serve is stopping: this attempt is left for the next start");
+        co_await flush_all(run);
+        running.erase(id);
+        co_return;
+    }
+
+    store::JobFinish finish{.id = id,
+                            .attempt = run.job.attempt,
+                            .state = outcome,
+                            .result = result,
+                            .error = error,
+                            .actor = "aviary",
+                            .now = clock.now()};
+    bool retryable = outcome == core::JobState::kFailed || outcome == core::JobState::kTimedOut;
+    if (retryable && run.action != nullptr && run.job.attempt < run.job.max_attempts &&
+        (!run.action->destructive || run.action->retry_destructive)) {
+        auto delay = retry_delay(*run.action, run.job.attempt);
+        finish.state = core::JobState::kQueued;
+        finish.retry_at = finish.now + delay;
+        add_line(
+            run, "aviary",
+            fmt::format("{}; retrying in {} (attempt {} of {})", error,
+                        core::format_duration(delay), run.job.attempt + 1, run.job.max_attempts));
+    } else if (outcome == core::JobState::kSucceeded) {
+        add_line(run, "aviary", fmt::format("succeeded in {:.3f}s", seconds));
+    } else {
+        add_line(run, "aviary", fmt::format("{}: {}", core::to_string(outcome), error));
+    }
+    co_await flush_all(run);
+    auto write = [this, &finish] { return store.finish_job(finish); };
+    auto done = co_await net::offload(*pool, write);
+    if (!done) {
+        log->warn("job {} could not be finished as {}: {}", id, core::to_string(finish.state),
+                  done.error().message);
+    } else {
+        if (duration_seconds != nullptr) {
+            duration_seconds->with({run.job.action}).observe(seconds);
+        }
+        if (core::is_terminal(done->state) && finished_total != nullptr) {
+            finished_total->with({run.job.action, std::string(core::to_string(done->state))}).inc();
+        }
+        if (finish.retry_at) {
+            wake_at(*finish.retry_at);
+        }
+        log->info("job {} ({} on {}) {}{}", id, run.job.action, run.job.node,
+                  core::to_string(done->state), error.empty() ? "" : ": " + error);
+    }
+    running.erase(id);
+    notify(id);
+    wake();
+}
+
+}  // namespace aviary::jobs
