@@ -3,17 +3,18 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <initializer_list>
 #include <map>
 #include <optional>
 #include <sstream>
 
 #include "config/embedded.hpp"
+#include "config/jobs_reader.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace aviary::config {
@@ -23,26 +24,6 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view kInlineSecret =
     "tokens must come from a file or an environment variable, never inline";
-
-/// Reads a string that must be one of `accepted`; `listed` is what the message offers.
-void read_choice(YamlReader& r,
-                 const Value& value,
-                 std::string& out,
-                 std::initializer_list<std::string_view> accepted,
-                 std::string_view noun,
-                 std::string_view listed) {
-    std::string text;
-    if (!r.read_string(value, text)) {
-        return;
-    }
-    for (auto choice : accepted) {
-        if (text == choice) {
-            out = std::move(text);
-            return;
-        }
-    }
-    r.error(value, fmt::format("unknown {} \"{}\" ({})", noun, text, listed));
-}
 
 /// Where the first of several same-named things was declared, for "declared twice" messages.
 using FirstSeen = std::map<std::string, int, std::less<>>;
@@ -54,14 +35,14 @@ void read_log(YamlReader& r, const Value& value, LogSettings& log) {
                {
                    {"level",
                     [&](const Value& v) {
-                        read_choice(r, v, log.level,
-                                    {"trace", "debug", "info", "warn", "warning", "error", "err",
-                                     "critical", "off"},
-                                    "log level", "trace, debug, info, warn, error, off");
+                        r.read_choice(v, log.level,
+                                      {"trace", "debug", "info", "warn", "warning", "error", "err",
+                                       "critical", "off"},
+                                      "log level", "trace, debug, info, warn, error, off");
                     }},
                    {"format",
                     [&](const Value& v) {
-                        read_choice(r, v, log.format, {"text", "json"}, "log format", "text, json");
+                        r.read_choice(v, log.format, {"text", "json"}, "log format", "text, json");
                     }},
                });
 }
@@ -120,8 +101,8 @@ void read_store(YamlReader& r, const Value& value, store::Settings& s) {
             {"path", [&](const Value& v) { r.read_string(v, s.path); }},
             {"synchronous",
              [&](const Value& v) {
-                 read_choice(r, v, s.synchronous, {"full", "normal"}, "synchronous mode",
-                             "full, normal");
+                 r.read_choice(v, s.synchronous, {"full", "normal"}, "synchronous mode",
+                               "full, normal");
              }},
             {"read_connections", [&](const Value& v) { r.read_int(v, s.read_connections, 1, 64); }},
             {"busy_timeout", [&](const Value& v) { r.read_duration(v, s.busy_timeout); }},
@@ -146,7 +127,7 @@ void read_node(YamlReader& r,
                     }},
                    {"driver",
                     [&](const Value& v) {
-                        read_choice(r, v, spec.driver, {"sim", "helm"}, "node driver", "sim, helm");
+                        r.read_choice(v, spec.driver, {"sim", "helm"}, "node driver", "sim, helm");
                     }},
                    {"image_tag", [&](const Value& v) { r.read_string(v, spec.image_tag); }},
                    {"labels", [&](const Value& v) { r.read_string_map(v, spec.labels); }},
@@ -260,6 +241,24 @@ void load_secret(YamlReader& r, Token& token, const Value& at, const fs::path& b
     load_file_secret(r, at, path, token.secret);
 }
 
+void read_groups(YamlReader& r, const Value& value, std::vector<std::string>& groups) {
+    r.read_list(value, [&](const Value& item) {
+        std::string group;
+        if (!r.read_string(item, group)) {
+            return;
+        }
+        if (group.empty() || group.find_first_of(" \t") != std::string::npos) {
+            r.error(item, fmt::format("\"{}\" is not a group name (non-empty, no spaces)", group));
+            return;
+        }
+        if (std::find(groups.begin(), groups.end(), group) != groups.end()) {
+            r.error(item, fmt::format("group \"{}\" is listed twice", group));
+            return;
+        }
+        groups.push_back(std::move(group));
+    });
+}
+
 struct TokenContext {
     const fs::path& base_dir;  // relative token files are read from the config file's directory
     FirstSeen seen;
@@ -285,7 +284,7 @@ void read_token(YamlReader& r, const Value& value, std::vector<Token>& tokens, T
                     }},
                    {"role",
                     [&](const Value& v) {
-                        read_choice(r, v, token.role, {"admin", "user"}, "role", "admin, user");
+                        r.read_choice(v, token.role, {"admin", "user"}, "role", "admin, user");
                     }},
                    {"file",
                     [&](const Value& v) {
@@ -299,6 +298,7 @@ void read_token(YamlReader& r, const Value& value, std::vector<Token>& tokens, T
                             env_at = v;
                         }
                     }},
+                   {"groups", [&](const Value& v) { read_groups(r, v, token.groups); }},
                    {"token", refuse},
                    {"secret", refuse},
                });
@@ -352,7 +352,13 @@ void read_auth(YamlReader& r, const Value& value, AuthSettings& s, const fs::pat
                });
 }
 
-void read_config(YamlReader& r, const Value& root, Config& c, const fs::path& base_dir) {
+void read_config(YamlReader& r,
+                 const Value& root,
+                 Config& c,
+                 const fs::path& base_dir,
+                 const std::vector<jobs::ActionSpec>* builtins) {
+    // Read even when absent: the built-in actions are added there.
+    Value jobs_value{YAML::Node{}, "jobs", root.mark};
     r.read_map(root, {
                          {"data_dir",
                           [&](const Value& v) {
@@ -370,15 +376,22 @@ void read_config(YamlReader& r, const Value& root, Config& c, const fs::path& ba
                          {"server", [&](const Value& v) { read_server(r, v, c.server); }},
                          {"store", [&](const Value& v) { read_store(r, v, c.store); }},
                          {"fleet", [&](const Value& v) { read_fleet(r, v, c.fleet); }},
+                         {"jobs", [&](const Value& v) { jobs_value = v; }},
+                         {"drivers", [&](const Value& v) { read_drivers(r, v, c.drivers); }},
                          {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
                      });
+    read_jobs(r, jobs_value, c.jobs, builtins);
 }
 
 core::Error invalid(std::string message) {
     return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
 }
 
-core::Result<Config> load(std::string_view yaml, std::string source, const fs::path& base_dir) {
+/// `builtins`: the actions added to those the text defines (null: none, for the built-ins).
+core::Result<Config> load(std::string_view yaml,
+                          std::string source,
+                          const fs::path& base_dir,
+                          const std::vector<jobs::ActionSpec>* builtins) {
     std::vector<YAML::Node> documents;
     try {
         documents = YAML::LoadAll(std::string{yaml});
@@ -394,7 +407,7 @@ core::Result<Config> load(std::string_view yaml, std::string source, const fs::p
     }
     YAML::Node root = documents.empty() ? YAML::Node{} : documents.front();
     try {
-        read_config(reader, Value{root, "", root.Mark()}, config, base_dir);
+        read_config(reader, Value{root, "", root.Mark()}, config, base_dir, builtins);
     } catch (const YAML::Exception& e) {
         // The reader checks node types before reading them; this is yaml-cpp failing anyway.
         reader.error(e.mark, "", e.msg);
@@ -403,6 +416,17 @@ core::Result<Config> load(std::string_view yaml, std::string source, const fs::p
         return *failure;
     }
     return config;
+}
+
+/// The embedded default's actions, read once. The text is part of the binary and config_test
+/// loads it, so failing to read it here is a bug.
+const std::vector<jobs::ActionSpec>& builtin_actions() {
+    static const std::vector<jobs::ActionSpec> actions = [] {
+        auto loaded = load(generated::kDefaultYaml, "<embedded default>", fs::path{}, nullptr);
+        AVIARY_ASSERT(loaded.has_value(), "the embedded default config must load");
+        return std::move(loaded->jobs.actions);
+    }();
+    return actions;
 }
 
 }  // namespace
@@ -423,11 +447,11 @@ core::Result<Config> load_file(const std::string& path) {
     }
     std::ostringstream text;
     text << in.rdbuf();
-    return load(text.str(), path, fs::path{path}.parent_path());
+    return load(text.str(), path, fs::path{path}.parent_path(), &builtin_actions());
 }
 
 core::Result<Config> load_string(std::string_view yaml, std::string_view source) {
-    return load(yaml, std::string{source}, fs::path{});
+    return load(yaml, std::string{source}, fs::path{}, &builtin_actions());
 }
 
 std::string_view embedded_default() {

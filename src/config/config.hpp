@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "core/core.hpp"
+#include "drivers/drivers.hpp"
 #include "fleet/fleet.hpp"
+#include "jobs/jobs.hpp"
 #include "net/net.hpp"
 #include "store/store.hpp"
 
@@ -28,7 +30,8 @@ struct Token {
     std::string role = "user";  ///< "admin" or "user"
     std::string file;           ///< path of a file holding the secret (trailing newline ignored)
     std::string env;            ///< or the name of an environment variable holding it
-    std::string secret;         ///< loaded; never logged or rendered
+    std::vector<std::string> groups;  ///< permission rules name them as "group:NAME"
+    std::string secret;               ///< loaded; never logged or rendered
 };
 
 struct AuthSettings {
@@ -44,16 +47,21 @@ struct Config {
     net::ServerSettings server;
     store::Settings store;
     fleet::Settings fleet;
+    /// The job engine, its permissions and its actions: the built-in actions (the embedded
+    /// default's) plus the file's, a file's action replacing the built-in of the same name.
+    jobs::Settings jobs;
+    drivers::Settings drivers;  ///< `dir` stays empty unless set: the wiring defaults it
     AuthSettings auth;
     LogSettings log;
 };
 
 /// Loads and validates a YAML file. Errors: kNotFound when the file does not exist;
 /// kInvalidArgument carrying every problem, one `FILE:LINE:COL: key.path: message` per line
-/// in file order. Relative token files are read from the file's directory.
+/// in file order. Relative token files are read from the file's directory. Every built-in
+/// action (those of embedded_default()) the file does not define is added after the file's.
 core::Result<Config> load_file(const std::string& path);
 /// Loads and validates YAML text; `source` names it in error messages (as FILE above).
-/// Relative token files are read from the working directory.
+/// Relative token files are read from the working directory. Built-in actions as load_file.
 core::Result<Config> load_string(std::string_view yaml, std::string_view source);
 /// examples/aviary.yaml as built into the binary: what `aviary serve` runs with no --config
 /// (every option at its default, plus the demo fleet lotus-0..lotus-2).

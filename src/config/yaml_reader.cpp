@@ -24,14 +24,6 @@ std::string_view kind_of(const YAML::Node& node) {
     }
 }
 
-/// What a value looks like in a message: the scalar quoted, or its kind.
-std::string shown(const Value& value) {
-    if (!value.is_null() && value.node.IsScalar()) {
-        return fmt::format("\"{}\"", value.node.Scalar());
-    }
-    return std::string{kind_of(value.node)};
-}
-
 /// A scalar's text, or nullopt (with an error naming `expected`) for anything else.
 std::optional<std::string> scalar(YamlReader& reader,
                                   const Value& value,
@@ -93,6 +85,13 @@ std::optional<std::size_t> parse_bytes(std::string_view text) {
 }
 
 }  // namespace
+
+std::string shown(const Value& value) {
+    if (!value.is_null() && value.node.IsScalar()) {
+        return fmt::format("\"{}\"", value.node.Scalar());
+    }
+    return std::string{kind_of(value.node)};
+}
 
 std::string child_path(std::string_view parent, std::string_view key) {
     return parent.empty() ? std::string{key} : fmt::format("{}.{}", parent, key);
@@ -190,7 +189,36 @@ bool YamlReader::read_string(const Value& value, std::string& out) {
     return true;
 }
 
+bool YamlReader::read_choice(const Value& value,
+                             std::string& out,
+                             std::initializer_list<std::string_view> accepted,
+                             std::string_view noun,
+                             std::string_view listed) {
+    std::string text;
+    if (!read_string(value, text)) {
+        return false;
+    }
+    if (std::find(accepted.begin(), accepted.end(), text) == accepted.end()) {
+        error(value, fmt::format("unknown {} \"{}\" ({})", noun, text, listed));
+        return false;
+    }
+    out = std::move(text);
+    return true;
+}
+
 bool YamlReader::read_int(const Value& value, int& out, int min, int max) {
+    std::int64_t n = 0;
+    if (!read_int(value, n, min, max)) {
+        return false;
+    }
+    out = static_cast<int>(n);
+    return true;
+}
+
+bool YamlReader::read_int(const Value& value,
+                          std::int64_t& out,
+                          std::int64_t min,
+                          std::int64_t max) {
     std::string expected = fmt::format("an integer from {} to {}", min, max);
     auto text = scalar(*this, value, expected);
     if (!text) {
@@ -201,7 +229,20 @@ bool YamlReader::read_int(const Value& value, int& out, int min, int max) {
         error(value, fmt::format("expected {}, got \"{}\"", expected, *text));
         return false;
     }
-    out = static_cast<int>(*n);
+    out = *n;
+    return true;
+}
+
+bool YamlReader::read_bool(const Value& value, bool& out) {
+    auto text = scalar(*this, value, "true or false");
+    if (!text) {
+        return false;
+    }
+    if (*text != "true" && *text != "false") {
+        error(value, fmt::format("expected true or false, got \"{}\"", *text));
+        return false;
+    }
+    out = *text == "true";
     return true;
 }
 
@@ -239,6 +280,23 @@ bool YamlReader::read_duration(const Value& value, core::Millis& out) {
 }
 
 bool YamlReader::read_string_map(const Value& value, core::Labels& out) {
+    auto before = error_count();
+    core::Labels labels;
+    bool is_map = read_entries(value, [&](const Value& key, const Value& item) {
+        std::string text;
+        if (read_string(item, text)) {
+            labels.emplace(key.node.Scalar(), std::move(text));
+        }
+    });
+    if (!is_map || error_count() != before) {
+        return false;
+    }
+    out = std::move(labels);
+    return true;
+}
+
+bool YamlReader::read_entries(
+    const Value& value, const std::function<void(const Value& key, const Value& item)>& entry) {
     if (value.is_null()) {
         return true;
     }
@@ -246,8 +304,7 @@ bool YamlReader::read_string_map(const Value& value, core::Labels& out) {
         error(value, fmt::format("expected a mapping, got {}", shown(value)));
         return false;
     }
-    bool ok = true;
-    core::Labels labels;
+    std::set<std::string, std::less<>> seen;
     for (auto it = value.node.begin(); it != value.node.end(); ++it) {
         // Copies, not references: yaml-cpp's iterator hands out a temporary proxy.
         YAML::Node key_node = it->first;
@@ -255,25 +312,18 @@ bool YamlReader::read_string_map(const Value& value, core::Labels& out) {
         std::string path = child_path(value.path, key);
         if (key.empty()) {
             error(key_node.Mark(), path, "keys must not be empty");
-            ok = false;
             continue;
         }
-        std::string text;
+        if (!seen.insert(key).second) {
+            error(key_node.Mark(), path, fmt::format("key \"{}\" appears twice", key));
+            continue;
+        }
         YAML::Node child = it->second;
         bool empty = !child.IsDefined() || child.IsNull();
-        if (!read_string(Value{child, path, empty ? key_node.Mark() : child.Mark()}, text)) {
-            ok = false;
-            continue;
-        }
-        if (!labels.emplace(key, std::move(text)).second) {
-            error(key_node.Mark(), path, fmt::format("key \"{}\" appears twice", key));
-            ok = false;
-        }
+        entry(Value{key_node, path, key_node.Mark()},
+              Value{child, path, empty ? key_node.Mark() : child.Mark()});
     }
-    if (ok) {
-        out = std::move(labels);
-    }
-    return ok;
+    return true;
 }
 
 void YamlReader::error(const Value& at, std::string_view message) {

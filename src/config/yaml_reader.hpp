@@ -5,7 +5,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,13 +45,32 @@ public:
     /// Each returns false (having recorded an error) when the value does not fit; `out` is
     /// then untouched.
     bool read_string(const Value& value, std::string& out);
+    /// A string that must be one of `accepted`: `unknown NOUN "x" (LISTED)` otherwise.
+    bool read_choice(const Value& value,
+                     std::string& out,
+                     std::initializer_list<std::string_view> accepted,
+                     std::string_view noun,
+                     std::string_view listed);
     bool read_int(const Value& value, int& out, int min, int max);
+    bool read_int(const Value& value, std::int64_t& out, std::int64_t min, std::int64_t max);
+    /// `true` or `false` (YAML 1.1's yes/no/on/off are refused: they read as strings elsewhere).
+    bool read_bool(const Value& value, bool& out);
     /// An integer number of bytes, or a string like "16KiB", "1MiB", "1GiB" (also KB, MB, GB).
     bool read_bytes(const Value& value, std::size_t& out);
     /// A positive duration string, read by core::parse_duration.
     bool read_duration(const Value& value, core::Millis& out);
     /// A mapping of non-empty string keys to string values.
     bool read_string_map(const Value& value, core::Labels& out);
+    /// Calls `entry(key, item)` for each pair of a mapping whose keys are names the user
+    /// chooses (actions, params), in file order. `key` is the key itself (its text in
+    /// key.node, its position in key.mark, the item's path). Empty and repeated keys are
+    /// errors and skipped. An empty value is an empty mapping; false when not a mapping.
+    bool read_entries(const Value& value,
+                      const std::function<void(const Value& key, const Value& item)>& entry);
+
+    /// How many errors were recorded so far: a caller compares before and after reading a
+    /// part to know whether that part read cleanly.
+    std::size_t error_count() const { return problems_.size(); }
 
     void error(const Value& at, std::string_view message);
     void error(const YAML::Mark& mark, std::string_view path, std::string_view message);
@@ -67,6 +88,8 @@ private:
     std::vector<Problem> problems_;
 };
 
+/// What a value looks like in a message: the scalar quoted, or its kind ("a sequence").
+std::string shown(const Value& value);
 /// The path of `key` inside `parent`: "fleet" + "nodes" -> "fleet.nodes".
 std::string child_path(std::string_view parent, std::string_view key);
 /// Levenshtein distance, for "did you mean" suggestions.

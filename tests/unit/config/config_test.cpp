@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace aviary::config {
 namespace {
@@ -70,22 +71,118 @@ void expect_same(const fleet::Settings& want, const fleet::Settings& got) {
 }
 
 void expect_same(const Token& want, const Token& got) {
-    const auto& [identity, role, file, env, secret] = want;
+    const auto& [identity, role, file, env, groups, secret] = want;
     EXPECT_EQ(got.identity, identity);
     EXPECT_EQ(got.role, role);
     EXPECT_EQ(got.file, file);
     EXPECT_EQ(got.env, env);
+    EXPECT_EQ(got.groups, groups);
     EXPECT_EQ(got.secret, secret);
+}
+
+void expect_same(const jobs::ParamSpec& want, const jobs::ParamSpec& got) {
+    const auto& [name, type, pattern, required, default_value, description] = want;
+    EXPECT_EQ(got.name, name);
+    EXPECT_EQ(jobs::to_string(got.type), jobs::to_string(type)) << name;
+    EXPECT_EQ(got.pattern, pattern) << name;
+    EXPECT_EQ(got.required, required) << name;
+    EXPECT_EQ(got.default_value, default_value) << name;
+    EXPECT_EQ(got.description, description) << name;
+}
+
+void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
+    const auto& [name, kind, op, image_tag, argv, env, condition, interval, timeout] = want;
+    EXPECT_EQ(got.name, name);
+    EXPECT_EQ(jobs::to_string(got.kind), jobs::to_string(kind)) << name;
+    EXPECT_EQ(drivers::to_string(got.op), drivers::to_string(op)) << name;
+    EXPECT_EQ(got.image_tag, image_tag) << name;
+    EXPECT_EQ(got.argv, argv) << name;
+    EXPECT_EQ(got.env, env) << name;
+    EXPECT_EQ(jobs::to_string(got.condition), jobs::to_string(condition)) << name;
+    EXPECT_EQ(got.interval, interval) << name;
+    EXPECT_EQ(got.timeout, timeout) << name;
+}
+
+void expect_same(const jobs::ActionSpec& want, const jobs::ActionSpec& got) {
+    const auto& [name, description, queue, params, steps, timeout, max_attempts, retry_backoff,
+                 retry_backoff_max, destructive, retry_destructive, rerun_safe, exclusive,
+                 concurrency] = want;
+    SCOPED_TRACE("action " + name);
+    EXPECT_EQ(got.name, name);
+    EXPECT_EQ(got.description, description);
+    EXPECT_EQ(got.queue, queue);
+    EXPECT_EQ(got.timeout, timeout);
+    EXPECT_EQ(got.max_attempts, max_attempts);
+    EXPECT_EQ(got.retry_backoff, retry_backoff);
+    EXPECT_EQ(got.retry_backoff_max, retry_backoff_max);
+    EXPECT_EQ(got.destructive, destructive);
+    EXPECT_EQ(got.retry_destructive, retry_destructive);
+    EXPECT_EQ(got.rerun_safe, rerun_safe);
+    EXPECT_EQ(got.exclusive, exclusive);
+    EXPECT_EQ(got.concurrency, concurrency);
+    ASSERT_EQ(got.params.size(), params.size());
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        expect_same(params[i], got.params[i]);
+    }
+    ASSERT_EQ(got.steps.size(), steps.size());
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        expect_same(steps[i], got.steps[i]);
+    }
+}
+
+void expect_same(const jobs::PermissionRule& want, const jobs::PermissionRule& got) {
+    const auto& [name, allow, who, actions, nodes, selector] = want;
+    EXPECT_EQ(got.name, name);
+    EXPECT_EQ(got.allow, allow) << name;
+    EXPECT_EQ(got.who, who) << name;
+    EXPECT_EQ(got.actions, actions) << name;
+    EXPECT_EQ(got.nodes, nodes) << name;
+    EXPECT_EQ(got.selector, selector) << name;
+}
+
+void expect_same(const jobs::Settings& want, const jobs::Settings& got) {
+    const auto& [workers, output_max_lines, kill_grace, heartbeat, heartbeat_timeout, retention,
+                 retention_sweep, actions, permissions] = want;
+    EXPECT_EQ(got.workers, workers);
+    EXPECT_EQ(got.output_max_lines, output_max_lines);
+    EXPECT_EQ(got.kill_grace, kill_grace);
+    EXPECT_EQ(got.heartbeat, heartbeat);
+    EXPECT_EQ(got.heartbeat_timeout, heartbeat_timeout);
+    EXPECT_EQ(got.retention, retention);
+    EXPECT_EQ(got.retention_sweep, retention_sweep);
+    ASSERT_EQ(got.actions.size(), actions.size());
+    for (std::size_t i = 0; i < actions.size(); ++i) {
+        expect_same(actions[i], got.actions[i]);
+    }
+    ASSERT_EQ(got.permissions.size(), permissions.size());
+    for (std::size_t i = 0; i < permissions.size(); ++i) {
+        expect_same(permissions[i], got.permissions[i]);
+    }
+}
+
+void expect_same(const drivers::Settings& want, const drivers::Settings& got) {
+    const auto& [dir, sim] = want;
+    EXPECT_EQ(got.dir, dir);
+    const auto& [block_interval, sync_blocks, snapshot_height, program, start_timeout, stop_grace] =
+        sim;
+    EXPECT_EQ(got.sim.block_interval, block_interval);
+    EXPECT_EQ(got.sim.sync_blocks, sync_blocks);
+    EXPECT_EQ(got.sim.snapshot_height, snapshot_height);
+    EXPECT_EQ(got.sim.program, program);
+    EXPECT_EQ(got.sim.start_timeout, start_timeout);
+    EXPECT_EQ(got.sim.stop_grace, stop_grace);
 }
 
 /// Everything but `source` (which names where each came from).
 void expect_same(const Config& want, const Config& got) {
-    const auto& [source, data_dir, server, store, fleet, auth, log] = want;
+    const auto& [source, data_dir, server, store, fleet, jobs, drivers, auth, log] = want;
     (void)source;
     EXPECT_EQ(got.data_dir, data_dir);
     expect_same(server, got.server);
     expect_same(store, got.store);
     expect_same(fleet, got.fleet);
+    expect_same(jobs, got.jobs);
+    expect_same(drivers, got.drivers);
     const auto& [tokens, allowed_hosts] = auth;
     EXPECT_EQ(got.auth.allowed_hosts, allowed_hosts);
     ASSERT_EQ(got.auth.tokens.size(), tokens.size());
@@ -97,9 +194,106 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.log.format, format);
 }
 
-/// The default-constructed Config with the demo fleet the example declares.
-Config default_with_demo_fleet() {
+jobs::ParamSpec tag_param() {
+    return jobs::ParamSpec{.name = "tag",
+                           .type = jobs::ParamType::kImageTag,
+                           .pattern = "",
+                           .required = true,
+                           .default_value = "",
+                           .description = "The image tag to run."};
+}
+
+jobs::StepSpec driver_step(drivers::Op op) {
+    jobs::StepSpec step;
+    step.kind = jobs::StepKind::kDriver;
+    step.op = op;
+    step.name = "driver " + std::string{drivers::to_string(op)};
+    return step;
+}
+
+jobs::StepSpec wait_step(jobs::WaitCondition condition, core::Millis timeout) {
+    jobs::StepSpec step;
+    step.kind = jobs::StepKind::kWait;
+    step.condition = condition;
+    step.timeout = timeout;
+    step.name = "wait " + std::string{jobs::to_string(condition)};
+    return step;
+}
+
+/// The built-in actions, written out here so the example cannot change them by accident.
+std::vector<jobs::ActionSpec> builtin_actions() {
+    using drivers::Op;
+    using jobs::WaitCondition;
+    std::vector<jobs::ActionSpec> actions(7);
+    auto& upgrade = actions[0];
+    upgrade.name = "upgrade";
+    upgrade.description = "Run a new image tag, keeping the node's data.";
+    upgrade.timeout = 10min;
+    upgrade.rerun_safe = true;
+    upgrade.params = {tag_param()};
+    upgrade.steps = {driver_step(Op::kUpgrade), wait_step(WaitCondition::kHeightAdvancing, 2min)};
+
+    auto& snapshot = actions[1];
+    snapshot.name = "install-snapshot";
+    snapshot.description =
+        "Reinstall the node from a snapshot at an image tag; its data is replaced.";
+    snapshot.timeout = 10min;
+    snapshot.destructive = true;
+    snapshot.params = {tag_param()};
+    snapshot.steps = {driver_step(Op::kUninstall), driver_step(Op::kWipeData),
+                      driver_step(Op::kInstall), wait_step(WaitCondition::kHeightAdvancing, 2min)};
+
+    auto& create = actions[2];
+    create.name = "create-canary";
+    create.description = "Install the node at an image tag (an installed one is brought to it).";
+    create.timeout = 10min;
+    create.rerun_safe = true;
+    create.params = {tag_param()};
+    create.steps = {driver_step(Op::kInstall), wait_step(WaitCondition::kHeightAdvancing, 2min)};
+
+    auto& remove = actions[3];
+    remove.name = "delete-canary";
+    remove.description = "Uninstall the node and delete its data.";
+    remove.timeout = 10min;
+    remove.destructive = true;
+    remove.steps = {driver_step(Op::kUninstall), driver_step(Op::kWipeData)};
+
+    auto& restart = actions[4];
+    restart.name = "restart";
+    restart.description = "Restart the node on the image tag it runs.";
+    restart.rerun_safe = true;
+    restart.steps = {driver_step(Op::kRestart), wait_step(WaitCondition::kRunning, 1min)};
+
+    auto& status = actions[5];
+    status.name = "status";
+    status.description = "Report the node's status.";
+    status.exclusive = false;
+    status.rerun_safe = true;
+    status.steps = {driver_step(Op::kStatus)};
+
+    auto& noop = actions[6];
+    noop.name = "noop";
+    noop.description = "Do nothing (tests the job machinery).";
+    noop.exclusive = false;
+    noop.rerun_safe = true;
+    noop.steps.resize(1);
+    noop.steps[0].kind = jobs::StepKind::kNoop;
+    noop.steps[0].name = "noop";
+    return actions;
+}
+
+/// The default-constructed Config with the built-in actions: what any file without actions
+/// loads as.
+Config default_with_builtins() {
     Config want;
+    want.jobs.actions = builtin_actions();
+    return want;
+}
+
+/// The default-constructed Config with the built-in actions and the demo fleet the example
+/// declares.
+Config default_with_demo_fleet() {
+    Config want = default_with_builtins();
     for (const char* name : {"lotus-0", "lotus-1", "lotus-2"}) {
         want.fleet.nodes.push_back(core::NodeSpec{.name = name,
                                                   .driver = "sim",
@@ -167,10 +361,80 @@ TEST(Config, EmbeddedDefaultIsTheExampleFileVerbatim) {
     EXPECT_EQ(embedded_default(), read_text(kExample));
 }
 
-TEST(Config, EmptyDocumentIsDefaultConfigWithoutNodes) {
+TEST(Config, EmptyDocumentIsDefaultConfigWithBuiltinsAndNoNodes) {
     auto loaded = load_string("# nothing to change\n", "empty.yaml");
     ASSERT_TRUE(loaded) << loaded.error().message;
-    expect_same(Config{}, *loaded);
+    expect_same(default_with_builtins(), *loaded);
+}
+
+TEST(Config, BuiltinActionsEachValidate) {
+    for (const auto& action : builtin_actions()) {
+        auto valid = jobs::validate_action(action);
+        EXPECT_TRUE(valid) << valid.error().message;
+    }
+}
+
+// --- built-in actions and a file's own --------------------------------------------------------
+
+std::vector<std::string> action_names(const Config& config) {
+    std::vector<std::string> names;
+    for (const auto& action : config.jobs.actions) {
+        names.push_back(action.name);
+    }
+    return names;
+}
+
+TEST(Config, FileActionsComeFirstThenEveryBuiltinTheyDoNotName) {
+    auto loaded = load_string(R"(
+jobs:
+  actions:
+    hello:
+      steps: [noop]
+)",
+                              "t.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(action_names(*loaded),
+              (std::vector<std::string>{"hello", "upgrade", "install-snapshot", "create-canary",
+                                        "delete-canary", "restart", "status", "noop"}));
+}
+
+TEST(Config, FileActionReplacesTheBuiltinOfTheSameName) {
+    auto loaded = load_string(R"(
+jobs:
+  actions:
+    restart:
+      description: ours
+      steps:
+        - run: [systemctl, restart, "{{node}}"]
+)",
+                              "t.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    auto names = action_names(*loaded);
+    EXPECT_EQ(std::count(names.begin(), names.end(), "restart"), 1);
+    EXPECT_EQ(names.front(), "restart");
+    const auto& restart = loaded->jobs.actions.front();
+    EXPECT_EQ(restart.description, "ours");
+    EXPECT_FALSE(restart.rerun_safe);  // nothing of the built-in is inherited
+    ASSERT_EQ(restart.steps.size(), 1u);
+    EXPECT_EQ(restart.steps[0].argv,
+              (std::vector<std::string>{"systemctl", "restart", "{{node}}"}));
+    EXPECT_EQ(names.size(), builtin_actions().size());
+}
+
+TEST(Config, FileWithJobsSettingsButNoActionsHasTheBuiltins) {
+    auto loaded = load_string("jobs:\n  workers: 4\n", "t.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->jobs.workers, 4);
+    expect_same(default_with_builtins().jobs.actions[0], loaded->jobs.actions[0]);
+    EXPECT_EQ(loaded->jobs.actions.size(), builtin_actions().size());
+}
+
+TEST(Config, BuiltinsAreAddedToAFileToo) {
+    TempDir dir;
+    auto file = dir.write("aviary.yaml", "data_dir: /srv/aviary\n");
+    auto loaded = load_file(file.string());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(action_names(*loaded), action_names(default_with_builtins()));
 }
 
 TEST(Config, ReadsEveryKindOfValue) {
@@ -362,6 +626,25 @@ TEST(Config, TokenSecretComesFromFileWithNewlineTrimmed) {
     EXPECT_EQ(loaded->auth.tokens[0].role, "admin");
     EXPECT_EQ(loaded->auth.tokens[0].file, "alice.token");
     EXPECT_EQ(loaded->auth.tokens[0].secret, "s3cret-alice");
+}
+
+TEST(Config, TokenGroupsAreRead) {
+    ::setenv("AVIARY_TEST_CI_TOKEN", "s3cret-ci", 1);
+    auto loaded = load_string(
+        "auth:\n  tokens:\n    - {identity: ci, env: AVIARY_TEST_CI_TOKEN, groups: [ci, deploy]}\n",
+        "t.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    ASSERT_EQ(loaded->auth.tokens.size(), 1u);
+    EXPECT_EQ(loaded->auth.tokens[0].groups, (std::vector<std::string>{"ci", "deploy"}));
+    EXPECT_EQ(error_of("auth:\n  tokens:\n    - identity: ci\n      env: AVIARY_TEST_CI_TOKEN\n"
+                       "      groups: [ci, \"\", ci]\n"),
+              "aviary.yaml:5:20: auth.tokens[0].groups[1]: \"\" is not a group name (non-empty, "
+              "no spaces)\n"
+              "aviary.yaml:5:24: auth.tokens[0].groups[2]: group \"ci\" is listed twice");
+    EXPECT_EQ(error_of("auth:\n  tokens:\n    - {identity: ci, env: AVIARY_TEST_CI_TOKEN, groups: "
+                       "ci}\n"),
+              "aviary.yaml:3:57: auth.tokens[0].groups: expected a sequence, got \"ci\"");
+    ::unsetenv("AVIARY_TEST_CI_TOKEN");
 }
 
 TEST(Config, TokenSecretComesFromEnvironment) {
