@@ -105,4 +105,95 @@ server:
                        expiry_sweep, extra_fleet);
 }
 
+/// A config for job tests: test_config() with fast wait heartbeats, sim nodes that make a block
+/// every 50 ms, and test actions beside the built-in ones (a user config inherits those):
+/// `say` echoes its msg param (an argv, never a shell), `say-other` does it in queue "other",
+/// `count` prints five lines over half a second. `extra_actions` are more actions (indented
+/// four spaces), `extra` more top-level YAML (auth:, ...), `jobs_extra` more keys of jobs:
+/// (permissions:, indented two spaces).
+inline std::string jobs_test_config(std::string_view extra_actions = "",
+                                    std::string_view extra = "",
+                                    std::string_view jobs_extra = "",
+                                    std::int64_t snapshot_height = 1000) {
+    return test_config("  wait_heartbeat: 100ms\n") + fmt::format(R"(drivers:
+  sim: {{block_interval: 50ms, sync_blocks: 1, snapshot_height: {}}}
+jobs:
+{}  actions:
+    say:
+      description: Echo a message.
+      params:
+        msg: {{type: string}}
+      steps:
+        - run: [echo, "{{{{params.msg}}}}"]
+    say-other:
+      queue: other
+      params:
+        msg: {{type: string}}
+      steps:
+        - run: [echo, "{{{{params.msg}}}}"]
+    count:
+      steps:
+        - run: [sh, -c, "for i in 1 2 3 4 5; do echo line $i; sleep 0.1; done"]
+{}{})",
+                                                                  snapshot_height, jobs_extra,
+                                                                  extra_actions, extra);
+}
+
+/// Calls `method` and returns the decoded reply, allowing `timeout` for an answer (Wait).
+inline boost::json::object call_waiting(const ServerProcess& server,
+                                        std::string_view method,
+                                        std::string_view params_json,
+                                        std::chrono::milliseconds timeout = std::chrono::seconds{
+                                            60}) {
+    auto response = http(server, "POST", "/", rpc_body(method, params_json), {}, timeout);
+    EXPECT_TRUE(response) << (response ? "" : response.error().message);
+    auto parsed = json_of(response);
+    EXPECT_TRUE(parsed.is_object()) << (response ? response->body : "");
+    return parsed.is_object() ? parsed.get_object() : boost::json::object{};
+}
+
+/// GET /api/v1/jobs/ID as JSON (null when it fails).
+inline boost::json::value job_of(const ServerProcess& server, std::string_view id) {
+    auto response = http(server, "GET", fmt::format("/api/v1/jobs/{}", id));
+    if (!response || response->status != 200) {
+        return nullptr;
+    }
+    return json_of(response);
+}
+
+/// Waits until job `id` is in a terminal state and returns it (null on timeout).
+inline boost::json::value wait_for_job(const ServerProcess& server,
+                                       std::string_view id,
+                                       std::chrono::milliseconds deadline = std::chrono::seconds{
+                                           60}) {
+    boost::json::value job;
+    bool done = wait_until(
+        [&] {
+            job = job_of(server, id);
+            if (!job.is_object()) {
+                return false;
+            }
+            auto state = str(job.at("state"));
+            return state == "succeeded" || state == "failed" || state == "cancelled" ||
+                   state == "timed_out";
+        },
+        deadline);
+    return done ? job : boost::json::value(nullptr);
+}
+
+/// Runs the built-in `status` action on `node` and waits: the node's status as the sim driver
+/// reports it ({installed, running, version, height, syncing}), or null.
+inline boost::json::value node_status(const ServerProcess& server, std::string_view node) {
+    auto response = http(server, "POST", fmt::format("/api/v1/nodes/{}/actions/status", node),
+                         R"({"wait": true})", {}, std::chrono::seconds{60});
+    auto body = json_of(response);
+    if (!body.is_object() || !body.as_object().contains("job")) {
+        ADD_FAILURE() << (response ? response->body : response.error().message);
+        return nullptr;
+    }
+    const auto& job = body.at("job");
+    EXPECT_EQ(job.at("state"), "succeeded") << boost::json::serialize(job);
+    return job.at("result");
+}
+
 }  // namespace aviary::test

@@ -114,17 +114,6 @@ TEST_F(TweetyRpc, UnknownNodeIsAnApplicationError) {
     EXPECT_NE(str(reply["error"].at("message")).find("lotus-9"), std::string::npos);
 }
 
-TEST_F(TweetyRpc, NodeActionsAnswerAClearErrorUntilJobsArrive) {
-    for (std::string_view method : {"TweetyService.Upgrade", "TweetyService.InstallSnapshot",
-                                    "TweetyService.CreateCanary", "TweetyService.DeleteCanary"}) {
-        auto reply = call(server_, method,
-                          R"({"ReleaseName": "lotus-0", "ImageTag": "v1.2.2", "Owner": "anton"})");
-        ASSERT_TRUE(reply.contains("error")) << method;
-        EXPECT_EQ(reply["error"].at("code"), -32006) << method;
-        EXPECT_NE(str(reply["error"].at("message")).find("not available yet"), std::string::npos);
-    }
-}
-
 TEST_F(TweetyRpc, FieldNamesAreCaseInsensitiveAndUnknownFieldsIgnored) {
     auto reply = call(server_, "TweetyService.Acquire",
                       R"({"releasename": "lotus-1", "OWNER": "anton", "Color": "blue"})");
