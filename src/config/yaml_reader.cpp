@@ -114,6 +114,18 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     return row[b.size()];
 }
 
+std::string did_you_mean(std::string_view text, const std::vector<std::string_view>& choices) {
+    std::string_view closest;
+    std::size_t best = 3;
+    for (auto choice : choices) {
+        if (auto d = edit_distance(text, choice); d < best) {
+            best = d;
+            closest = choice;
+        }
+    }
+    return closest.empty() ? std::string{} : fmt::format("; did you mean \"{}\"?", closest);
+}
+
 std::string position(std::string_view source, const YAML::Mark& mark) {
     // yaml-cpp counts from 0 and has no position for an empty document.
     int line = mark.is_null() ? 1 : mark.line + 1;

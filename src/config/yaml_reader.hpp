@@ -94,6 +94,8 @@ std::string shown(const Value& value);
 std::string child_path(std::string_view parent, std::string_view key);
 /// Levenshtein distance, for "did you mean" suggestions.
 std::size_t edit_distance(std::string_view a, std::string_view b);
+/// `; did you mean "x"?` for the first of `choices` within two edits of `text`, or empty.
+std::string did_you_mean(std::string_view text, const std::vector<std::string_view>& choices);
 /// `FILE:LINE:COL: ` with 1-based line and column.
 std::string position(std::string_view source, const YAML::Mark& mark);
 

@@ -1,0 +1,390 @@
+// One action of `jobs.actions`: its settings, params and steps (driver, run, wait, noop).
+#include "config/action_reader.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace aviary::config {
+namespace {
+
+constexpr std::string_view kStepKinds = "driver, run, wait, noop";
+constexpr std::string_view kOps = "install, upgrade, uninstall, wipe-data, restart, status";
+constexpr std::string_view kConditions = "running, synced, height-advancing";
+constexpr std::string_view kParamTypes = "string, dns_label, image_tag, integer, boolean";
+
+/// Reads a name into an enum with `parse`; `unknown NOUN "x" (LISTED)` otherwise.
+template <class E, class Parse>
+bool read_enum(YamlReader& r,
+               const Value& value,
+               E& out,
+               Parse parse,
+               std::string_view noun,
+               std::string_view listed) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return false;
+    }
+    auto parsed = parse(text);
+    if (!parsed) {
+        r.error(value, fmt::format("unknown {} \"{}\" ({})", noun, text, listed));
+        return false;
+    }
+    out = *parsed;
+    return true;
+}
+
+bool is_env_name(std::string_view name) {
+    auto letter = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    };
+    if (name.empty() || !letter(name.front())) {
+        return false;
+    }
+    return std::all_of(name.begin(), name.end(),
+                       [&](char c) { return letter(c) || (c >= '0' && c <= '9'); });
+}
+
+// --- params -----------------------------------------------------------------------------------
+
+void read_param(YamlReader& r,
+                const Value& key,
+                const Value& value,
+                std::vector<jobs::ParamSpec>& params) {
+    jobs::ParamSpec spec;
+    spec.name = key.node.Scalar();
+    std::optional<Value> pattern_at;
+    bool type_ok = true;
+    r.read_map(value,
+               {
+                   {"type",
+                    [&](const Value& v) {
+                        type_ok = read_enum(r, v, spec.type, jobs::parse_param_type, "param type",
+                                            kParamTypes);
+                    }},
+                   {"required", [&](const Value& v) { r.read_bool(v, spec.required); }},
+                   {"default", [&](const Value& v) { r.read_string(v, spec.default_value); }},
+                   {"pattern",
+                    [&](const Value& v) {
+                        if (r.read_string(v, spec.pattern)) {
+                            pattern_at = v;
+                        }
+                    }},
+                   {"description", [&](const Value& v) { r.read_string(v, spec.description); }},
+               });
+    // The other types have fixed rules; a pattern beside them would be silently ignored.
+    if (type_ok && pattern_at && !spec.pattern.empty() && spec.type != jobs::ParamType::kString) {
+        r.error(*pattern_at, fmt::format("a pattern applies to string params only, not {}",
+                                         jobs::to_string(spec.type)));
+    }
+    params.push_back(std::move(spec));
+}
+
+// --- steps ------------------------------------------------------------------------------------
+
+/// The one key a step of `kind` may have besides its kind key, `name` and `timeout`.
+std::string_view extra_key(jobs::StepKind kind) {
+    switch (kind) {
+        case jobs::StepKind::kDriver:
+            return "image_tag";
+        case jobs::StepKind::kRun:
+            return "env";
+        case jobs::StepKind::kWait:
+            return "interval";
+        case jobs::StepKind::kNoop:
+            return {};
+    }
+    return {};
+}
+
+constexpr jobs::StepKind kAllKinds[] = {jobs::StepKind::kDriver, jobs::StepKind::kRun,
+                                        jobs::StepKind::kWait, jobs::StepKind::kNoop};
+
+/// Any key a step may have besides a kind key.
+bool is_step_key(std::string_view key) {
+    if (key == "name" || key == "timeout") {
+        return true;
+    }
+    return std::any_of(std::begin(kAllKinds), std::end(kAllKinds),
+                       [&](jobs::StepKind kind) { return extra_key(kind) == key; });
+}
+
+std::string default_step_name(const jobs::StepSpec& step) {
+    switch (step.kind) {
+        case jobs::StepKind::kDriver:
+            return fmt::format("driver {}", drivers::to_string(step.op));
+        case jobs::StepKind::kWait:
+            return fmt::format("wait {}", jobs::to_string(step.condition));
+        case jobs::StepKind::kRun:
+            return step.argv.empty() ? std::string{"run"} : fmt::format("run {}", step.argv[0]);
+        case jobs::StepKind::kNoop:
+            return "noop";
+    }
+    return "step";
+}
+
+/// A step as read, before the action it belongs to is complete.
+struct StepReading {
+    jobs::StepSpec step;
+    bool image_tag_given = false;
+};
+
+void read_argv(YamlReader& r, const Value& value, std::vector<std::string>& argv) {
+    if (value.is_null() || !value.node.IsSequence()) {
+        // A string would have to be split, and splitting is a shell's job: never here.
+        r.error(value, fmt::format("expected a list like [echo, \"{{{{node}}}}\"] (a program and "
+                                   "its arguments, never a shell command line), got {}",
+                                   shown(value)));
+        return;
+    }
+    if (value.node.size() == 0) {
+        r.error(value, "needs at least the program: [PROGRAM, ARG...]");
+        return;
+    }
+    r.read_list(value, [&](const Value& item) {
+        std::string arg;
+        if (r.read_string(item, arg)) {
+            argv.push_back(std::move(arg));
+        }
+    });
+}
+
+void read_env(YamlReader& r,
+              const Value& value,
+              std::vector<std::pair<std::string, std::string>>& env) {
+    r.read_entries(value, [&](const Value& key, const Value& item) {
+        const std::string& name = key.node.Scalar();
+        if (!is_env_name(name)) {
+            r.error(key, fmt::format("\"{}\" is not an environment variable name "
+                                     "([A-Za-z_][A-Za-z0-9_]*)",
+                                     name));
+            return;
+        }
+        std::string text;
+        if (r.read_string(item, text)) {
+            env.emplace_back(name, std::move(text));
+        }
+    });
+}
+
+/// The value under a step's kind key: the op, the argv, the condition, or nothing.
+void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
+    switch (step.kind) {
+        case jobs::StepKind::kDriver:
+            read_enum(r, value, step.op, drivers::parse_op, "driver op", kOps);
+            return;
+        case jobs::StepKind::kRun:
+            read_argv(r, value, step.argv);
+            return;
+        case jobs::StepKind::kWait:
+            read_enum(r, value, step.condition, jobs::parse_wait_condition, "wait condition",
+                      kConditions);
+            return;
+        case jobs::StepKind::kNoop:
+            if (!value.is_null() && !(value.node.IsMap() && value.node.size() == 0)) {
+                r.error(value, fmt::format("expected nothing or {{}}, got {}", shown(value)));
+            }
+            return;
+    }
+}
+
+/// `- noop` alone; any other bare word is a kind without its value, or no kind at all.
+void read_bare_step(YamlReader& r, const Value& value, std::vector<StepReading>& steps) {
+    const std::string& text = value.node.Scalar();
+    if (text == "noop") {
+        StepReading reading;
+        reading.step.kind = jobs::StepKind::kNoop;
+        reading.step.name = "noop";
+        steps.push_back(std::move(reading));
+    } else if (jobs::parse_step_kind(text)) {
+        r.error(value, fmt::format("a {0} step needs a value: \"{0}: ...\" (only noop stands "
+                                   "alone)",
+                                   text));
+    } else {
+        r.error(value,
+                fmt::format("unknown step kind \"{}\"; expected one of {}{}", text, kStepKinds,
+                            did_you_mean(text, {"driver", "run", "wait", "noop"})));
+    }
+}
+
+/// The step's kind key, or nullopt having reported why there is not exactly one.
+std::optional<std::string> find_kind_key(YamlReader& r, const Value& value) {
+    std::optional<std::string> kind_key;
+    std::optional<Value> unknown;  // the first key a step does not know at all
+    bool twice = false;
+    for (auto it = value.node.begin(); it != value.node.end(); ++it) {
+        YAML::Node key_node = it->first;
+        std::string key = key_node.IsScalar() ? key_node.Scalar() : std::string{};
+        Value key_at{key_node, child_path(value.path, key), key_node.Mark()};
+        if (!jobs::parse_step_kind(key)) {
+            if (!unknown && !is_step_key(key)) {
+                unknown = key_at;
+            }
+            continue;
+        }
+        if (!kind_key) {
+            kind_key = key;
+        } else if (*kind_key != key) {  // the same key twice is read_map's to report
+            r.error(key_at, fmt::format("a step has exactly one kind, and this one already has "
+                                        "\"{}\"",
+                                        *kind_key));
+            twice = true;
+        }
+    }
+    if (twice) {
+        return std::nullopt;
+    }
+    if (!kind_key && unknown) {
+        auto key = unknown->node.Scalar();
+        r.error(*unknown,
+                fmt::format("unknown step kind \"{}\"; expected one of {}{}", key, kStepKinds,
+                            did_you_mean(key, {"driver", "run", "wait", "noop"})));
+    } else if (!kind_key) {
+        r.error(value, fmt::format("a step needs one of {}", kStepKinds));
+    }
+    return kind_key;
+}
+
+void read_step(YamlReader& r, const Value& value, std::vector<StepReading>& steps) {
+    if (!value.is_null() && value.node.IsScalar()) {
+        read_bare_step(r, value, steps);
+        return;
+    }
+    if (value.is_null() || !value.node.IsMap()) {
+        r.error(value, fmt::format("expected a step (a mapping with one of {}), got {}", kStepKinds,
+                                   shown(value)));
+        return;
+    }
+    auto kind_key = find_kind_key(r, value);
+    if (!kind_key) {
+        return;
+    }
+    StepReading reading;
+    jobs::StepSpec& step = reading.step;
+    step.kind = *jobs::parse_step_kind(*kind_key);
+    std::optional<Value> tag_at;
+    std::vector<Field> fields{
+        {"name", [&](const Value& v) { r.read_string(v, step.name); }},
+        {"timeout", [&](const Value& v) { r.read_duration(v, step.timeout); }},
+        {*kind_key, [&](const Value& v) { read_kind_value(r, v, step); }},
+    };
+    for (auto kind : kAllKinds) {
+        auto key = extra_key(kind);
+        if (key.empty()) {
+            continue;
+        }
+        if (kind != step.kind) {
+            fields.push_back({key, [&r, kind, key](const Value& v) {
+                                  r.error(v, fmt::format("\"{}\" applies to {} steps only", key,
+                                                         jobs::to_string(kind)));
+                              }});
+        } else if (key == "image_tag") {
+            fields.push_back({key, [&](const Value& v) {
+                                  if (r.read_string(v, step.image_tag)) {
+                                      tag_at = v;
+                                  }
+                              }});
+        } else if (key == "env") {
+            fields.push_back({key, [&](const Value& v) { read_env(r, v, step.env); }});
+        } else {
+            fields.push_back({key, [&](const Value& v) { r.read_duration(v, step.interval); }});
+        }
+    }
+    r.read_map(value, fields);
+    if (tag_at && step.op != drivers::Op::kInstall && step.op != drivers::Op::kUpgrade) {
+        r.error(*tag_at, fmt::format("image_tag applies to driver install and upgrade only, not "
+                                     "{}",
+                                     drivers::to_string(step.op)));
+    }
+    reading.image_tag_given = tag_at.has_value();
+    if (step.name.empty()) {
+        step.name = default_step_name(step);
+    }
+    steps.push_back(std::move(reading));
+}
+
+// --- actions ----------------------------------------------------------------------------------
+
+/// validate_action's message without its `action "NAME": ` prefix: the key path names it.
+std::string without_action_prefix(std::string message, std::string_view name) {
+    auto prefix = fmt::format("action \"{}\": ", name);
+    if (message.starts_with(prefix)) {
+        message.erase(0, prefix.size());
+    }
+    return message;
+}
+
+bool has_param(const jobs::ActionSpec& action, std::string_view name) {
+    return std::any_of(action.params.begin(), action.params.end(),
+                       [&](const jobs::ParamSpec& p) { return p.name == name; });
+}
+
+std::vector<Field> action_fields(YamlReader& r,
+                                 jobs::ActionSpec& a,
+                                 std::vector<StepReading>& steps) {
+    return {
+        {"description", [&](const Value& v) { r.read_string(v, a.description); }},
+        {"queue", [&](const Value& v) { r.read_string(v, a.queue); }},
+        {"timeout", [&](const Value& v) { r.read_duration(v, a.timeout); }},
+        {"max_attempts", [&](const Value& v) { r.read_int(v, a.max_attempts, 1, 100); }},
+        {"retry_backoff", [&](const Value& v) { r.read_duration(v, a.retry_backoff); }},
+        {"retry_backoff_max", [&](const Value& v) { r.read_duration(v, a.retry_backoff_max); }},
+        {"destructive", [&](const Value& v) { r.read_bool(v, a.destructive); }},
+        {"retry_destructive", [&](const Value& v) { r.read_bool(v, a.retry_destructive); }},
+        {"rerun_safe", [&](const Value& v) { r.read_bool(v, a.rerun_safe); }},
+        {"exclusive", [&](const Value& v) { r.read_bool(v, a.exclusive); }},
+        {"concurrency", [&](const Value& v) { r.read_int(v, a.concurrency, 0, 10'000); }},
+        {"params",
+         [&](const Value& v) {
+             r.read_entries(v, [&](const Value& key, const Value& item) {
+                 read_param(r, key, item, a.params);
+             });
+         }},
+        {"steps",
+         [&](const Value& v) {
+             r.read_list(v, [&](const Value& item) { read_step(r, item, steps); });
+         }},
+    };
+}
+
+}  // namespace
+
+void read_action(YamlReader& r,
+                 const Value& key,
+                 const Value& value,
+                 std::vector<jobs::ActionSpec>& actions) {
+    auto before = r.error_count();
+    jobs::ActionSpec action;
+    action.name = key.node.Scalar();
+    if (!core::is_dns_label(action.name)) {
+        r.error(key, fmt::format("action name \"{}\" is not a DNS-1123 label ({})", action.name,
+                                 kDnsLabelRule));
+    }
+    std::vector<StepReading> steps;
+    r.read_map(value, action_fields(r, action, steps));
+    // Params may come after steps in the file, so the tag default is settled only now.
+    bool has_tag = has_param(action, "tag");
+    for (auto& reading : steps) {
+        auto& step = reading.step;
+        bool takes_tag = step.op == drivers::Op::kInstall || step.op == drivers::Op::kUpgrade;
+        if (step.kind == jobs::StepKind::kDriver && takes_tag && !reading.image_tag_given &&
+            !has_tag) {
+            step.image_tag.clear();  // the driver then uses the node's configured image_tag
+        }
+        action.steps.push_back(std::move(step));
+    }
+    if (r.error_count() != before) {
+        return;  // validating a half-read action would report the same problem twice
+    }
+    if (auto valid = jobs::validate_action(action); !valid) {
+        r.error(key, without_action_prefix(valid.error().message, action.name));
+        return;
+    }
+    actions.push_back(std::move(action));
+}
+
+}  // namespace aviary::config
