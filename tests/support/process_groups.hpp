@@ -1,0 +1,43 @@
+#pragma once
+// Test support: is a process group still alive? Counted from /proc rather than kill(-pgid, 0),
+// which also succeeds for zombies: orphans of a killed serve are re-parented to PID 1, and in a
+// container PID 1 may never reap them.
+#include <sys/types.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace aviary::test {
+
+/// True while some process of group `pgid` is alive (running or sleeping, not a zombie).
+inline bool group_alive(pid_t pgid) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+        const auto name = entry.path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
+            continue;
+        }
+        std::ifstream in(entry.path() / "stat");
+        std::string stat;
+        if (!std::getline(in, stat)) {
+            continue;  // gone meanwhile
+        }
+        // "PID (COMM) STATE PPID PGRP ...": COMM may hold spaces, so count from the last ')'.
+        auto close = stat.rfind(')');
+        if (close == std::string::npos) {
+            continue;
+        }
+        std::istringstream fields(stat.substr(close + 1));
+        char state = '?';
+        long ppid = 0;
+        long pgrp = 0;
+        if ((fields >> state >> ppid >> pgrp) && pgrp == pgid && state != 'Z' && state != 'X') {
+            return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace aviary::test
