@@ -17,15 +17,14 @@ bool rule_matches(const PermissionRule& rule,
                   std::string_view action,
                   const core::Node& node) {
     bool who = std::any_of(rule.who.begin(), rule.who.end(), [&](const std::string& item) {
-        if (item == "*" || item == caller.identity) {
-            return true;
-        }
+        // "group:NAME" names a group only: a token whose identity is spelled "group:NAME" must
+        // not pass as a member.
         if (item.starts_with("group:")) {
             auto group = std::string_view(item).substr(6);
             return std::find(caller.groups.begin(), caller.groups.end(), group) !=
                    caller.groups.end();
         }
-        return false;
+        return item == "*" || item == caller.identity;
     });
     if (!who) {
         return false;
