@@ -3,9 +3,9 @@
 # or install it as /etc/bash_completion.d/aviary. `aviary completion bash` prints this file,
 # compiled into the binary, so the two cannot drift apart.
 
-_aviary_nodes() {
-    # Node names from the server the command line names (or the default); silent and quick
-    # when it is not running.
+_aviary_first_column() {
+    # The first column of `aviary ARGS`'s table, asked of the server the command line names
+    # (or the default); silent and quick when it is not running.
     local server=()
     local i
     for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
@@ -13,7 +13,11 @@ _aviary_nodes() {
             server=(--server "${COMP_WORDS[i + 1]}")
         fi
     done
-    timeout 2 aviary "${server[@]}" nodes 2>/dev/null | awk 'NR > 1 { print $1 }'
+    timeout 2 aviary "${server[@]}" "$@" 2>/dev/null | awk 'NR > 1 { print $1 }'
+}
+
+_aviary_nodes() {
+    _aviary_first_column nodes
 }
 
 _aviary() {
@@ -29,7 +33,8 @@ _aviary() {
 
     local global="--server --token --json --help"
     local commands="serve version nodes acquire renew release free who history maintenance
-        with-lease completion"
+        with-lease upgrade install-snapshot canary run-action actions jobs job completion"
+    local submit="--owner --ttl --reason --wait --logs"
 
     # The command is the first word that is not an option or an option's value.
     local command="" sub="" i
@@ -64,10 +69,15 @@ _aviary() {
     case $prev in
         --server) COMPREPLY=($(compgen -W "http://127.0.0.1:1337" -- "$cur")); return ;;
         --driver) COMPREPLY=($(compgen -W "sim helm" -- "$cur")); return ;;
+        --state)
+            COMPREPLY=($(compgen -W "queued running succeeded failed cancelling cancelled timed_out" -- "$cur"))
+            return
+            ;;
+        --node) COMPREPLY=($(compgen -W "$(_aviary_nodes)" -- "$cur")); return ;;
         --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --data-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --token | --label | --count | --owner | --ttl | --wait | --reason | --note | \
-            --image-tag | --limit | --listen) return ;;
+            --image-tag | --limit | --listen | --param | --from) return ;;
     esac
 
     local flags=""
@@ -98,6 +108,23 @@ _aviary() {
             fi
             ;;
         with-lease) flags="--label --count --owner --ttl --wait --reason --" ;;
+        upgrade | install-snapshot) flags=$submit ;;
+        run-action) flags="--param $submit" ;;
+        canary)
+            case $sub in
+                "") COMPREPLY=($(compgen -W "create delete" -- "$cur")); return ;;
+                *) flags=$submit ;;
+            esac
+            ;;
+        jobs) flags="--node --state --limit" ;;
+        job)
+            case $sub in
+                "") COMPREPLY=($(compgen -W "show logs cancel retry wait" -- "$cur")); return ;;
+                logs) flags="-f --follow --from" ;;
+                retry) flags="--wait --logs" ;;
+                wait) flags="--logs" ;;
+            esac
+            ;;
         completion) COMPREPLY=($(compgen -W "bash" -- "$cur")); return ;;
     esac
 
@@ -106,12 +133,26 @@ _aviary() {
         return
     fi
     case $command in
-        acquire | release | free | history | maintenance | with-lease)
+        acquire | release | free | history | maintenance | with-lease | upgrade | \
+            install-snapshot | run-action)
             if [[ -z $sub ]]; then
                 COMPREPLY=($(compgen -W "$(_aviary_nodes)" -- "$cur"))
+            elif [[ $command == run-action && ${words[cword - 1]} == "$sub" ]]; then
+                COMPREPLY=($(compgen -W "$(_aviary_first_column actions)" -- "$cur"))
+            fi
+            ;;
+        job)
+            if [[ -n $sub && ${words[cword - 1]} == "$sub" ]]; then
+                COMPREPLY=($(compgen -W "$(_aviary_first_column jobs --limit 20)" -- "$cur"))
             fi
             ;;
         nodes) [[ -z $sub ]] && COMPREPLY=($(compgen -W "add remove" -- "$cur")) ;;
+        canary)
+            # canary create|delete NODE: the node is the word after the subcommand.
+            if [[ ${words[cword - 1]} == create || ${words[cword - 1]} == delete ]]; then
+                COMPREPLY=($(compgen -W "$(_aviary_nodes)" -- "$cur"))
+            fi
+            ;;
     esac
 }
 

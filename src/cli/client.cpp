@@ -6,6 +6,7 @@
 #include <boost/json/serialize.hpp>
 #include <cctype>
 #include <cstdio>
+#include <limits>
 
 #include "net/net.hpp"
 
@@ -207,6 +208,49 @@ Outcome<Reply> Client::call_waiting(
     return Failure{kExitUnreachable, fmt::format("{} ended the wait without an answer "
                                                  "(did aviary serve stop?)",
                                                  connection_.server)};
+}
+
+Outcome<Reply> Client::stream(std::string_view path,
+                              core::Millis timeout,
+                              const std::function<void(const json::object&)>& on_line) const {
+    net::ClientRequest request;
+    request.url = connection_.server + std::string{path};
+    request.timeout = timeout;
+    // A followed job may print more than a reply is allowed to hold; the stream is read as it
+    // comes and never kept whole.
+    request.max_body_bytes = std::numeric_limits<std::size_t>::max();
+    if (!connection_.token.empty()) {
+        request.headers.push_back({"Authorization", "Bearer " + connection_.token});
+    }
+    // An error reply is one small JSON object: keep the start of the body for it, never all of
+    // a long stream.
+    constexpr std::size_t kKeptForErrors = 64 * 1024;
+    std::string head;
+    LineSplitter lines;
+    auto deliver = [&on_line](std::string_view line) {
+        std::error_code ec;
+        auto parsed = json::parse(line, ec);
+        if (!ec && parsed.is_object()) {
+            on_line(parsed.as_object());
+        }
+    };
+    auto on_data = [&](std::string_view chunk) {
+        if (head.size() < kKeptForErrors) {
+            head.append(chunk.substr(0, kKeptForErrors - head.size()));
+        }
+        lines.feed(chunk, deliver);
+    };
+    auto response = net::fetch_stream(std::move(request), on_data);
+    if (!response) {
+        return transport_failure(response.error());
+    }
+    if (response->status >= 400) {
+        return refusal(response->status, head);
+    }
+    if (!lines.rest().empty()) {
+        deliver(lines.rest());
+    }
+    return Reply{response->status, {}, json::value{}};
 }
 
 Failure refusal(const json::value& error_object) {

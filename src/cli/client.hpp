@@ -20,7 +20,9 @@ enum ExitCode : int {
     kExitRefused = 1,      ///< the server answered with an error
     kExitUsage = 2,        ///< bad flags or arguments
     kExitUnreachable = 3,  ///< no answer from the server at all
-    kExitTimeout = 4,      ///< gave up waiting (the server's timeout, or our deadline)
+    kExitTimeout = 4,      ///< gave up waiting (the server's timeout, or our deadline); a
+                           ///< followed job that timed out
+    kExitCancelled = 5,    ///< a followed job was cancelled (--wait, job wait, job logs -f)
 };
 
 /// Why a command stops early: the exit code and the sentence printed after "aviary: ".
@@ -86,6 +88,17 @@ public:
         boost::json::value body,
         core::Millis timeout,
         const std::function<void(const boost::json::object&)>& on_waiting) const;
+
+    /// GETs `path`, answered with a stream of NDJSON lines (a job's output with follow=1):
+    /// `on_line` gets each line's object as it arrives, on the calling thread; lines that are
+    /// not JSON objects are skipped. Returns once the server ends the stream (the Reply has the
+    /// status and an empty body). A 4xx/5xx answer is a Failure as call() makes it, with
+    /// http_status set; a connection lost or timed out mid-stream is a Failure with
+    /// http_status 0, so the caller, who knows from the lines whether it saw the end, may
+    /// resume.
+    Outcome<Reply> stream(std::string_view path,
+                          core::Millis timeout,
+                          const std::function<void(const boost::json::object&)>& on_line) const;
 
     const std::string& server() const { return connection_.server; }
 

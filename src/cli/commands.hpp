@@ -2,7 +2,9 @@
 // The client commands (docs/cli.md): each takes its parsed flags, talks to the REST API and
 // returns the process exit code (ExitCode in client.hpp). main.cpp only parses and dispatches.
 #include <boost/json/value.hpp>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/client.hpp"
@@ -86,6 +88,51 @@ struct WithLeaseFlags {
     std::vector<std::string> command;  ///< after "--": run as is, no shell
 };
 int run_with_lease(const Context& context, const WithLeaseFlags& flags);
+
+// --- jobs --------------------------------------------------------------------------------
+
+/// An action on a node, submitted as a job: upgrade, install-snapshot, canary create|delete and
+/// run-action all fill this one struct.
+struct ActionFlags {
+    std::string node;
+    std::string action;               ///< "upgrade", "create-canary", run-action's ACTION
+    std::string tag;                  ///< sent as params.tag when given
+    bool tag_from_node = false;       ///< canary create without TAG: the node's image_tag
+    std::vector<std::string> params;  ///< run-action --param "k=v"
+    std::string owner;                ///< set: implicit acquire for this owner; empty: none
+    std::string ttl;                  ///< the implicit acquire's lease length, as typed
+    std::string reason;
+    bool wait = false;  ///< follow the job until it ends; exit by its end (job_exit_code)
+    bool logs = false;  ///< while waiting, print its output lines
+};
+int run_action(const Context& context, const ActionFlags& flags);
+/// The actions the server knows, with their params and steps.
+int run_actions(const Context& context);
+
+struct JobsFlags {
+    std::string node;
+    std::string state;  ///< one of core::JobState's names; empty: all
+    int limit = 50;
+};
+int run_jobs(const Context& context, const JobsFlags& flags);
+
+/// The job subcommands: show, logs, cancel, retry, wait.
+struct JobFlags {
+    std::string id;
+    bool follow = false;    ///< logs -f: until the job ends
+    std::int64_t from = 0;  ///< logs --from: the first line's seq; 0: the last 1000 lines
+    bool wait = false;      ///< retry --wait
+    bool logs = false;      ///< wait / retry --wait: print output lines while waiting
+};
+int run_job_show(const Context& context, const JobFlags& flags);
+int run_job_logs(const Context& context, const JobFlags& flags);
+int run_job_cancel(const Context& context, const JobFlags& flags);
+int run_job_retry(const Context& context, const JobFlags& flags);
+int run_job_wait(const Context& context, const JobFlags& flags);
+
+/// The exit code of a command that followed a job to `state`: 0 succeeded, 1 failed,
+/// 4 timed_out, 5 cancelled (docs/cli.md).
+int job_exit_code(std::string_view state);
 
 // --- completion --------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 // line and dispatches; the client commands live in commands.hpp's files.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ struct ClientFlags {
     cli::ReleaseFlags free;
     cli::HistoryFlags history;
     cli::WithLeaseFlags with_lease;
+    cli::ActionFlags action;  ///< upgrade, install-snapshot, canary create|delete, run-action
+    cli::JobsFlags jobs;
+    cli::JobFlags job;  ///< job show|logs|cancel|retry|wait
     std::string completion_shell;
 };
 
@@ -104,6 +108,18 @@ struct Commands {
     CLI::App* who;
     CLI::App* history;
     CLI::App* with_lease;
+    CLI::App* upgrade;
+    CLI::App* install_snapshot;
+    CLI::App* canary_create;
+    CLI::App* canary_delete;
+    CLI::App* run_action;
+    CLI::App* actions;
+    CLI::App* jobs;
+    CLI::App* job_show;
+    CLI::App* job_logs;
+    CLI::App* job_cancel;
+    CLI::App* job_retry;
+    CLI::App* job_wait;
     CLI::App* completion;
 };
 
@@ -176,6 +192,125 @@ void add_lease_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
         "128+signal when interrupted.");
 }
 
+/// --owner, --ttl, --reason, --wait, --logs: how every action command submits and waits.
+void add_submit_options(CLI::App& command, cli::ActionFlags& flags) {
+    command.add_option("--owner", flags.owner,
+                       "acquire the node for this owner first (default: none; the node must be "
+                       "free or yours)");
+    command.add_option("--ttl", flags.ttl, "with --owner: the lease's length, e.g. 2h")
+        ->check(kDuration);
+    command.add_option("--reason", flags.reason, "with --owner: the lease's reason");
+    command.add_flag("--wait", flags.wait,
+                     "follow the job until it ends; exit 0 succeeded, 1 failed, 4 timed out, "
+                     "5 cancelled");
+    command.add_flag("--logs", flags.logs, "with --wait: print the job's output as it runs");
+}
+
+CLI::App* add_action_command(CLI::App& parent,
+                             std::string name,
+                             std::string description,
+                             cli::ActionFlags& flags) {
+    auto* command = parent.add_subcommand(std::move(name), std::move(description));
+    command->add_option("node", flags.node, "node name")->required();
+    add_submit_options(*command, flags);
+    return command;
+}
+
+void add_job_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
+    auto& action = flags.action;
+    commands.upgrade =
+        add_action_command(app, "upgrade", "run the node on another image tag (a job)", action);
+    commands.upgrade->add_option("tag", action.tag, "image tag")->required();
+    commands.install_snapshot =
+        add_action_command(app, "install-snapshot",
+                           "wipe the node's data and start it from a snapshot (a job)", action);
+    commands.install_snapshot->add_option("tag", action.tag, "image tag")->required();
+    auto* canary = app.add_subcommand("canary", "create or delete a canary node (a job)");
+    canary->require_subcommand(1);
+    commands.canary_create = add_action_command(
+        *canary, "create", "install the node, or bring an existing one to TAG", action);
+    commands.canary_create->add_option("tag", action.tag,
+                                       "image tag (default: the node's current one)");
+    commands.canary_delete =
+        add_action_command(*canary, "delete", "uninstall the node and delete its data", action);
+    commands.run_action = add_action_command(
+        app, "run-action", "run any configured action on a node (aviary actions lists them)",
+        action);
+    commands.run_action->add_option("action", action.action, "action name")->required();
+    commands.run_action->add_option("--param", action.params, "action param KEY=VALUE (repeatable)")
+        ->check(kLabelPair);
+    commands.actions = app.add_subcommand("actions", "the actions the server can run");
+
+    commands.jobs = app.add_subcommand("jobs", "list jobs, newest first");
+    commands.jobs->add_option("--node", flags.jobs.node, "only this node's");
+    commands.jobs->add_option("--state", flags.jobs.state, "only jobs in this state")
+        ->check(CLI::IsMember(
+            {"queued", "running", "succeeded", "failed", "cancelling", "cancelled", "timed_out"}));
+    commands.jobs->add_option("--limit", flags.jobs.limit, "at most this many jobs")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 100000));
+
+    auto& job = flags.job;
+    auto* parent = app.add_subcommand("job", "one job: show, logs, cancel, retry, wait");
+    parent->require_subcommand(1);
+    auto add = [&](const char* name, const char* description) {
+        auto* command = parent->add_subcommand(name, description);
+        command->add_option("id", job.id, "job id")->required();
+        return command;
+    };
+    commands.job_show = add("show", "every field of a job");
+    commands.job_logs = add("logs", "a job's output: the last 1000 lines, or from --from");
+    commands.job_logs->add_flag("-f,--follow", job.follow,
+                                "then follow it until the job ends (exit codes as --wait)");
+    commands.job_logs->add_option("--from", job.from, "start at this line (seq, from 1)")
+        ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
+    commands.job_cancel = add("cancel", "cancel a queued or running job");
+    commands.job_retry = add("retry", "run a finished job again with the same params");
+    commands.job_retry->add_flag("--wait", job.wait, "follow the new job until it ends");
+    commands.job_retry->add_flag("--logs", job.logs, "with --wait: print its output");
+    commands.job_wait = add("wait", "follow a job until it ends; exit codes as --wait");
+    commands.job_wait->add_flag("--logs", job.logs, "print its output as it runs");
+}
+
+/// The job commands' dispatch; -1 when none of them was given.
+int run_job_client(const cli::Context& context, const Commands& commands, ClientFlags& flags) {
+    auto& action = flags.action;
+    const std::pair<CLI::App*, const char*> named[] = {
+        {commands.upgrade, "upgrade"},
+        {commands.install_snapshot, "install-snapshot"},
+        {commands.canary_create, "create-canary"},
+        {commands.canary_delete, "delete-canary"},
+    };
+    for (const auto& [command, name] : named) {
+        if (*command) {
+            action.action = name;
+            action.tag_from_node = command == commands.canary_create;
+            return cli::run_action(context, action);
+        }
+    }
+    if (*commands.run_action) {
+        return cli::run_action(context, action);
+    }
+    if (*commands.actions) {
+        return cli::run_actions(context);
+    }
+    if (*commands.jobs) {
+        return cli::run_jobs(context, flags.jobs);
+    }
+    const std::pair<CLI::App*, int (*)(const cli::Context&, const cli::JobFlags&)> job_commands[] =
+        {
+            {commands.job_show, cli::run_job_show},     {commands.job_logs, cli::run_job_logs},
+            {commands.job_cancel, cli::run_job_cancel}, {commands.job_retry, cli::run_job_retry},
+            {commands.job_wait, cli::run_job_wait},
+        };
+    for (const auto& [command, run] : job_commands) {
+        if (*command) {
+            return run(context, flags.job);
+        }
+    }
+    return -1;
+}
+
 /// Splits argv at the first "--": what follows is with-lease's command, passed on verbatim
 /// and never read as aviary's own flags.
 std::vector<std::string> take_trailing_command(int& argc, char** argv) {
@@ -224,6 +359,9 @@ int run_client(const Commands& commands, ClientFlags& flags, const GlobalFlags& 
     if (*commands.history) {
         return cli::run_history(context, flags.history);
     }
+    if (const int code = run_job_client(context, commands, flags); code >= 0) {
+        return code;
+    }
     return cli::run_with_lease(context, flags.with_lease);
 }
 
@@ -259,6 +397,7 @@ int main(int argc, char** argv) {
     ClientFlags flags;
     add_node_commands(app, flags, commands);
     add_lease_commands(app, flags, commands);
+    add_job_commands(app, flags, commands);
     commands.completion = app.add_subcommand("completion", "print the shell completion script");
     commands.completion->add_option("shell", flags.completion_shell, "bash")
         ->required()
