@@ -353,6 +353,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
                              run.action->steps.size()));
     }
 
+    bool step_cut = false;  // a step failed because serve is stopping
     for (std::size_t i = 0; run.action != nullptr && node && i < run.action->steps.size(); ++i) {
         const auto& step = run.action->steps[i];
         if (run.stop != StopReason::kNone) {
@@ -408,6 +409,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
             break;
         }
         if (run.stop == StopReason::kShutdown && !step_result) {
+            step_cut = true;
             break;
         }
         if (!step_result) {
@@ -424,9 +426,11 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         outcome = core::JobState::kCancelled;
         error = "cancelled before its first step";
     }
+    // Cut: a step ended by the shutdown (even the last one) or steps never started. Only an
+    // attempt whose every step completed may finish as succeeded while serve stops.
     bool shutdown_cut = run.stop == StopReason::kShutdown &&
                         outcome == core::JobState::kSucceeded && run.action != nullptr &&
-                        run.step < static_cast<int>(run.action->steps.size());
+                        (step_cut || run.step < static_cast<int>(run.action->steps.size()));
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (shutdown_cut) {
