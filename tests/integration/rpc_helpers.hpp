@@ -182,10 +182,17 @@ inline boost::json::value wait_for_job(const ServerProcess& server,
 }
 
 /// Runs the built-in `status` action on `node` and waits: the node's status as the sim driver
-/// reports it ({installed, running, version, height, syncing}), or null.
-inline boost::json::value node_status(const ServerProcess& server, std::string_view node) {
+/// reports it ({installed, running, version, height, syncing}), or null. A node someone holds
+/// takes jobs only for its holder: pass the holder as `owner` (it renews the lease).
+inline boost::json::value node_status(const ServerProcess& server,
+                                      std::string_view node,
+                                      std::string_view owner = {}) {
+    boost::json::object request{{"wait", true}};
+    if (!owner.empty()) {
+        request["owner"] = owner;
+    }
     auto response = http(server, "POST", fmt::format("/api/v1/nodes/{}/actions/status", node),
-                         R"({"wait": true})", {}, std::chrono::seconds{60});
+                         boost::json::serialize(request), {}, std::chrono::seconds{60});
     auto body = json_of(response);
     if (!body.is_object() || !body.as_object().contains("job")) {
         ADD_FAILURE() << (response ? response->body : response.error().message);

@@ -79,7 +79,7 @@ TEST_F(TweetyJobs, WaitAnswersWhenTheJobHasFinished) {
     EXPECT_EQ(result.at("State"), "succeeded");
     EXPECT_EQ(result.at("Job").at("state"), "succeeded");
     EXPECT_TRUE(result.at("Job").at("finished_at").is_string());
-    EXPECT_EQ(node_status(server_, "lotus-1").at("version"), "v1.3.0");
+    EXPECT_EQ(node_status(server_, "lotus-1", "anton").at("version"), "v1.3.0");
 }
 
 TEST_F(TweetyJobs, UpgradeKeepsTheHeightGrowingFromWhereItWas) {
@@ -94,7 +94,7 @@ TEST_F(TweetyJobs, UpgradeKeepsTheHeightGrowingFromWhereItWas) {
         R"({"ReleaseName": "lotus-0", "ImageTag": "v1.2.2", "Owner": "anton", "Wait": true})");
     ASSERT_EQ(result_of(reply).at("State"), "succeeded") << json::serialize(reply);
 
-    auto after = node_status(server_, "lotus-0");
+    auto after = node_status(server_, "lotus-0", "anton");
     ASSERT_TRUE(after.is_object());
     EXPECT_EQ(after.at("version"), "v1.2.2");
     EXPECT_EQ(after.at("running"), true);
@@ -132,7 +132,7 @@ TEST_F(TweetyJobs, DeleteCanaryUninstallsTheNode) {
                               R"({"ReleaseName": "lotus-1", "Owner": "anton", "Wait": true})");
     auto result = result_of(reply);
     EXPECT_EQ(result.at("Result"), "delete-canary of lotus-1 succeeded");
-    auto status = node_status(server_, "lotus-1");
+    auto status = node_status(server_, "lotus-1", "anton");
     EXPECT_EQ(status.at("installed"), false);
     EXPECT_EQ(status.at("running"), false);
 }
@@ -255,7 +255,7 @@ TEST(TweetyJobsSnapshot, InstallSnapshotResetsTheHeightToTheSnapshot) {
         R"({"ReleaseName": "lotus-0", "ImageTag": "v1.2.2", "Owner": "anton", "Wait": true})");
     ASSERT_TRUE(reply.contains("result")) << json::serialize(reply);
     EXPECT_EQ(reply.at("result").at("Result"), "install-snapshot of lotus-0 to v1.2.2 succeeded");
-    auto after = node_status(second, "lotus-0");
+    auto after = node_status(second, "lotus-0", "anton");
     ASSERT_TRUE(after.is_object());
     EXPECT_EQ(after.at("version"), "v1.2.2");
     EXPECT_GE(after.at("height").as_int64(), 100);
