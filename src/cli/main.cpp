@@ -9,6 +9,7 @@
 #include "api/api.hpp"
 #include "cli/commands.hpp"
 #include "config/config.hpp"
+#include "drivers/drivers.hpp"
 
 namespace {
 
@@ -368,6 +369,10 @@ int run_client(const Commands& commands, ClientFlags& flags, const GlobalFlags& 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // The sim driver's child (hidden): its own argv, never parsed as a client command.
+    if (argc >= 2 && std::string{argv[1]} == "sim-node") {
+        return aviary::drivers::sim_node_main(std::vector<std::string>(argv + 2, argv + argc));
+    }
     CLI::App app{"aviary: a control plane for fleets of long-running nodes"};
     app.require_subcommand(1);
     // Global flags may come after the command too: `aviary nodes --json`.

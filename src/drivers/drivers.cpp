@@ -1,0 +1,57 @@
+#include "drivers/drivers.hpp"
+
+#include <array>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "drivers/sim_driver.hpp"
+
+namespace aviary::drivers {
+namespace {
+
+constexpr std::array<std::pair<Op, std::string_view>, 6> kOpNames{{
+    {Op::kInstall, "install"},
+    {Op::kUpgrade, "upgrade"},
+    {Op::kUninstall, "uninstall"},
+    {Op::kWipeData, "wipe-data"},
+    {Op::kRestart, "restart"},
+    {Op::kStatus, "status"},
+}};
+
+}  // namespace
+
+std::string_view to_string(Op op) {
+    for (const auto& [value, name] : kOpNames) {
+        if (value == op) {
+            return name;
+        }
+    }
+    return "status";
+}
+
+std::optional<Op> parse_op(std::string_view text) {
+    for (const auto& [value, name] : kOpNames) {
+        if (name == text) {
+            return value;
+        }
+    }
+    return std::nullopt;
+}
+
+std::vector<std::unique_ptr<Driver>> make_drivers(const Settings& settings) {
+    std::string program = settings.sim.program;
+    if (program.empty()) {
+        // A real path rather than /proc/self/exe, so `ps` and the logs name the program.
+        std::error_code ec;
+        program = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+        if (ec || program.empty()) {
+            program = "/proc/self/exe";
+        }
+    }
+    std::vector<std::unique_ptr<Driver>> drivers;
+    drivers.push_back(make_sim_driver(settings, std::move(program)));
+    return drivers;
+}
+
+}  // namespace aviary::drivers
