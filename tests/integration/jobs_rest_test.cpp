@@ -456,6 +456,34 @@ TEST_F(JobsRest, BadInputIsRefusedNamingWhatIsWrong) {
     expect("GET", "/api/v1/nodes/lotus-0/actions/say", "", 405, "POST");
 }
 
+// Shutdown with requests held open on jobs: a follow stream ends, a Wait is answered that the
+// server is stopping (the job goes on at the next start), and serve exits cleanly.
+TEST(JobsShutdown, HeldFollowAndWaitEndWhenServeStops) {
+    ServerProcess server{jobs_test_config()};
+    ASSERT_TRUE(server.start()) << server.log();
+    ASSERT_EQ(http(server, "PUT", "/api/v1/queues/default/pause")->status, 200);
+    auto submitted = json_of(http(server, "POST", "/api/v1/nodes/lotus-0/actions/count"));
+    auto id = str(submitted.at("job").at("id"));
+    Follower follower{server, fmt::format("/api/v1/jobs/{}/output?follow=1", id)};
+    auto waiting = std::async(std::launch::async, [&server] {
+        return call_waiting(server, "TweetyService.Upgrade",
+                            R"({"ReleaseName": "lotus-1", "ImageTag": "v9", "Wait": true})");
+    });
+    ASSERT_TRUE(wait_until([&] {
+        return follower.saw([](const json::value& l) { return has_key(l, "heartbeat"); });
+    }));
+    ASSERT_TRUE(wait_until([&] {
+        auto queued = json_of(http(server, "GET", "/api/v1/jobs?node=lotus-1&state=queued"));
+        return queued.is_object() && !queued.at("jobs").as_array().empty();
+    }));
+    EXPECT_EQ(server.stop(), 0) << server.log();
+    EXPECT_TRUE(follower.finish(std::chrono::seconds{5}));
+    auto reply = waiting.get();
+    ASSERT_TRUE(reply.contains("error")) << json::serialize(reply);
+    EXPECT_EQ(reply.at("error").at("code"), -32005);
+    EXPECT_NE(str(reply.at("error").at("message")).find("shutting down"), std::string::npos);
+}
+
 // Tokens and permission rules: deny wins and names the rule, an allowed user runs, a user
 // without any allow rule is refused once rules exist, an admin needs no allow rule, and every
 // refusal is in the audit trail.
