@@ -43,7 +43,7 @@ core::Result<core::Params> with(std::string name, std::string value) {
     return validate_params(upgrade_action(), params);
 }
 
-TEST(ValidateParams, FillsDefaultsOfOptionalParams) {
+TEST(JobParams, FillsDefaultsOfOptionalParams) {
     auto params = validate_params(upgrade_action(), valid_params());
     ASSERT_TRUE(params) << params.error().message;
     EXPECT_EQ(params->at("release"), "lotus-0");
@@ -54,13 +54,13 @@ TEST(ValidateParams, FillsDefaultsOfOptionalParams) {
     EXPECT_EQ(params->count("dry_run"), 0U);
 }
 
-TEST(ValidateParams, GivenValuesWinOverDefaults) {
+TEST(JobParams, GivenValuesWinOverDefaults) {
     auto params = with("replicas", "3");
     ASSERT_TRUE(params) << params.error().message;
     EXPECT_EQ(params->at("replicas"), "3");
 }
 
-TEST(ValidateParams, MissingRequiredParamIsNamed) {
+TEST(JobParams, MissingRequiredParamIsNamed) {
     auto params = validate_params(upgrade_action(), core::Params{{"release", "lotus-0"}});
     ASSERT_FALSE(params);
     EXPECT_EQ(params.error().code, core::ErrorCode::kInvalidArgument);
@@ -69,7 +69,7 @@ TEST(ValidateParams, MissingRequiredParamIsNamed) {
     EXPECT_NE(params.error().message.find("required"), std::string::npos) << params.error().message;
 }
 
-TEST(ValidateParams, UnknownParamIsNamedWithTheKnownOnes) {
+TEST(JobParams, UnknownParamIsNamedWithTheKnownOnes) {
     auto params = with("tg", "v1");
     ASSERT_FALSE(params);
     EXPECT_EQ(params.error().code, core::ErrorCode::kInvalidArgument);
@@ -80,14 +80,14 @@ TEST(ValidateParams, UnknownParamIsNamedWithTheKnownOnes) {
     }
 }
 
-TEST(ValidateParams, ActionWithoutParamsSaysItTakesNone) {
+TEST(JobParams, ActionWithoutParamsSaysItTakesNone) {
     ActionSpec action{.name = "restart", .steps = {StepSpec{.name = "noop"}}};
     auto params = validate_params(action, core::Params{{"force", "true"}});
     ASSERT_FALSE(params);
     EXPECT_NE(params.error().message.find("none"), std::string::npos) << params.error().message;
 }
 
-TEST(ValidateParams, DnsLabelRefusesShellInjection) {
+TEST(JobParams, DnsLabelRefusesShellInjection) {
     auto params = with("release", "lotus-0;touch X");
     ASSERT_FALSE(params);
     EXPECT_EQ(params.error().code, core::ErrorCode::kInvalidArgument);
@@ -95,7 +95,7 @@ TEST(ValidateParams, DnsLabelRefusesShellInjection) {
     EXPECT_NE(params.error().message.find("DNS-1123"), std::string::npos) << params.error().message;
 }
 
-TEST(ValidateParams, DnsLabelRules) {
+TEST(JobParams, DnsLabelRules) {
     EXPECT_TRUE(with("release", "a"));
     EXPECT_TRUE(with("release", "lotus-10"));
     EXPECT_TRUE(with("release", std::string(63, 'a')));
@@ -109,7 +109,7 @@ TEST(ValidateParams, DnsLabelRules) {
     EXPECT_FALSE(with("release", "lotus 0"));
 }
 
-TEST(ValidateParams, ImageTagFollowsTheRegex) {
+TEST(JobParams, ImageTagFollowsTheRegex) {
     EXPECT_TRUE(with("tag", "v1.2.3"));
     EXPECT_TRUE(with("tag", "latest"));
     EXPECT_TRUE(with("tag", "_build-7.rc_1"));
@@ -128,7 +128,7 @@ TEST(ValidateParams, ImageTagFollowsTheRegex) {
     EXPECT_NE(bad.error().message.find("image tag"), std::string::npos) << bad.error().message;
 }
 
-TEST(ValidateParams, IntegerMustBeAWholeNumber) {
+TEST(JobParams, IntegerMustBeAWholeNumber) {
     EXPECT_TRUE(with("replicas", "0"));
     EXPECT_TRUE(with("replicas", "-4"));
     EXPECT_TRUE(with("replicas", "123456789"));
@@ -143,7 +143,7 @@ TEST(ValidateParams, IntegerMustBeAWholeNumber) {
     EXPECT_NE(bad.error().message.find("integer"), std::string::npos) << bad.error().message;
 }
 
-TEST(ValidateParams, BooleanIsTrueOrFalse) {
+TEST(JobParams, BooleanIsTrueOrFalse) {
     EXPECT_TRUE(with("dry_run", "true"));
     EXPECT_TRUE(with("dry_run", "false"));
     EXPECT_FALSE(with("dry_run", "yes"));
@@ -151,7 +151,7 @@ TEST(ValidateParams, BooleanIsTrueOrFalse) {
     EXPECT_FALSE(with("dry_run", "True"));
 }
 
-TEST(ValidateParams, StringPatternMustMatchTheWholeValue) {
+TEST(JobParams, StringPatternMustMatchTheWholeValue) {
     EXPECT_TRUE(with("channel", "beta"));
     EXPECT_FALSE(with("channel", "betamax"));
     EXPECT_FALSE(with("channel", "nightly"));
@@ -161,14 +161,14 @@ TEST(ValidateParams, StringPatternMustMatchTheWholeValue) {
     EXPECT_NE(bad.error().message.find("(stable|beta)"), std::string::npos) << bad.error().message;
 }
 
-TEST(ValidateParams, StringWithoutPatternTakesAnyTextButNul) {
+TEST(JobParams, StringWithoutPatternTakesAnyTextButNul) {
     ActionSpec action{
         .name = "say", .params = {ParamSpec{.name = "text"}}, .steps = {StepSpec{.name = "noop"}}};
     EXPECT_TRUE(validate_params(action, {{"text", "lotus-0;touch X $(id) `id` | &&"}}));
     EXPECT_FALSE(validate_params(action, {{"text", std::string("a\0b", 3)}}));
 }
 
-TEST(ValidateParams, LongBadValueIsShortenedInTheMessage) {
+TEST(JobParams, LongBadValueIsShortenedInTheMessage) {
     auto bad = with("release", std::string(500, 'A'));
     ASSERT_FALSE(bad);
     EXPECT_LT(bad.error().message.size(), 300U) << bad.error().message;
@@ -184,7 +184,7 @@ core::Job job_for_templates() {
     return job;
 }
 
-TEST(RenderTemplate, FillsNodeParamsAndJobId) {
+TEST(JobTemplate, FillsNodeParamsAndJobId) {
     auto job = job_for_templates();
     EXPECT_EQ(render_template("{{node}}", job).value(), "lotus-0");
     EXPECT_EQ(render_template("image.tag={{params.tag}}", job).value(), "image.tag=v2");
@@ -193,7 +193,7 @@ TEST(RenderTemplate, FillsNodeParamsAndJobId) {
     EXPECT_EQ(render_template("", job).value(), "");
 }
 
-TEST(RenderTemplate, ValuesAreInsertedVerbatimNotInterpreted) {
+TEST(JobTemplate, ValuesAreInsertedVerbatimNotInterpreted) {
     auto job = job_for_templates();
     EXPECT_EQ(render_template("{{params.text}}", job).value(), "a b;c");
     // A value that looks like a placeholder is not expanded again.
@@ -201,12 +201,12 @@ TEST(RenderTemplate, ValuesAreInsertedVerbatimNotInterpreted) {
     EXPECT_EQ(render_template("x{{params.text}}", job).value(), "x{{node}}");
 }
 
-TEST(RenderTemplate, OptionalParamWithoutValueRendersEmpty) {
+TEST(JobTemplate, OptionalParamWithoutValueRendersEmpty) {
     auto job = job_for_templates();
     EXPECT_EQ(render_template("--flag={{params.absent}}", job).value(), "--flag=");
 }
 
-TEST(RenderTemplate, UnknownPlaceholderIsAnError) {
+TEST(JobTemplate, UnknownPlaceholderIsAnError) {
     auto job = job_for_templates();
     auto rendered = render_template("{{nodes}}", job);
     ASSERT_FALSE(rendered);
@@ -216,7 +216,7 @@ TEST(RenderTemplate, UnknownPlaceholderIsAnError) {
     EXPECT_FALSE(render_template("{{job.node}}", job));
 }
 
-TEST(RenderTemplate, UnclosedPlaceholderIsAnError) {
+TEST(JobTemplate, UnclosedPlaceholderIsAnError) {
     auto rendered = render_template("{{node", job_for_templates());
     ASSERT_FALSE(rendered);
     EXPECT_EQ(rendered.error().code, core::ErrorCode::kInvalidArgument);
@@ -224,12 +224,12 @@ TEST(RenderTemplate, UnclosedPlaceholderIsAnError) {
 
 // ---------------------------------------------------------------------------------------------
 
-TEST(ValidateAction, AcceptsAWellFormedAction) {
+TEST(JobAction, AcceptsAWellFormedAction) {
     auto valid = validate_action(upgrade_action());
     EXPECT_TRUE(valid) << valid.error().message;
 }
 
-TEST(ValidateAction, RefusesAnActionWithoutSteps) {
+TEST(JobAction, RefusesAnActionWithoutSteps) {
     auto action = upgrade_action();
     action.steps.clear();
     auto valid = validate_action(action);
@@ -239,7 +239,7 @@ TEST(ValidateAction, RefusesAnActionWithoutSteps) {
     EXPECT_NE(valid.error().message.find("steps"), std::string::npos) << valid.error().message;
 }
 
-TEST(ValidateAction, RefusesAnUnknownParamInARunArgvNamingTheStepAndArgument) {
+TEST(JobAction, RefusesAnUnknownParamInARunArgvNamingTheStepAndArgument) {
     auto action = upgrade_action();
     action.steps.push_back(StepSpec{
         .name = "check", .kind = StepKind::kRun, .argv = {"helm", "status", "{{params.tg}}"}});
@@ -252,7 +252,7 @@ TEST(ValidateAction, RefusesAnUnknownParamInARunArgvNamingTheStepAndArgument) {
     EXPECT_NE(message.find("unknown param \"tg\""), std::string::npos) << message;
 }
 
-TEST(ValidateAction, RefusesAnUnknownPlaceholderAndAnUnclosedOne) {
+TEST(JobAction, RefusesAnUnknownPlaceholderAndAnUnclosedOne) {
     auto action = upgrade_action();
     action.steps[0].argv.push_back("{{release}}");
     auto unknown = validate_action(action);
@@ -268,7 +268,7 @@ TEST(ValidateAction, RefusesAnUnknownPlaceholderAndAnUnclosedOne) {
         << unclosed.error().message;
 }
 
-TEST(ValidateAction, RefusesUnknownParamsInEnvAndDriverImageTag) {
+TEST(JobAction, RefusesUnknownParamsInEnvAndDriverImageTag) {
     auto action = upgrade_action();
     action.steps[0].env = {{"TAG", "{{params.nope}}"}};
     auto env = validate_action(action);
@@ -286,7 +286,7 @@ TEST(ValidateAction, RefusesUnknownParamsInEnvAndDriverImageTag) {
         << driver.error().message;
 }
 
-TEST(ValidateAction, RefusesBadNames) {
+TEST(JobAction, RefusesBadNames) {
     for (const char* name : {"", "Upgrade", "up_grade", "-upgrade", "upgrade now"}) {
         auto action = upgrade_action();
         action.name = name;
@@ -311,7 +311,7 @@ TEST(ValidateAction, RefusesBadNames) {
     EXPECT_FALSE(validate_action(action));
 }
 
-TEST(ValidateAction, RefusesBadNumbersAndPatterns) {
+TEST(JobAction, RefusesBadNumbersAndPatterns) {
     auto action = upgrade_action();
     action.max_attempts = 0;
     EXPECT_FALSE(validate_action(action));
@@ -338,7 +338,7 @@ TEST(ValidateAction, RefusesBadNumbersAndPatterns) {
         << fallback.error().message;
 }
 
-TEST(ValidateAction, RefusesARunStepWithoutAProgramAndAWaitWithoutInterval) {
+TEST(JobAction, RefusesARunStepWithoutAProgramAndAWaitWithoutInterval) {
     auto action = upgrade_action();
     action.steps[0].argv.clear();
     EXPECT_FALSE(validate_action(action));
@@ -351,7 +351,7 @@ TEST(ValidateAction, RefusesARunStepWithoutAProgramAndAWaitWithoutInterval) {
         << wait.error().message;
 }
 
-TEST(Names, RoundTrip) {
+TEST(JobNames, RoundTrip) {
     for (auto type : {ParamType::kString, ParamType::kDnsLabel, ParamType::kImageTag,
                       ParamType::kInteger, ParamType::kBoolean}) {
         EXPECT_EQ(parse_param_type(to_string(type)), type);

@@ -41,17 +41,17 @@ PermissionRule deny(std::string name,
     return rule;
 }
 
-TEST(Permissions, WithoutRulesEveryoneIsAllowed) {
+TEST(JobPermissionRules, WithoutRulesEveryoneIsAllowed) {
     EXPECT_EQ(permission_refusal({}, user("carol"), "upgrade", node_of("lotus-0")), "");
 }
 
-TEST(Permissions, WithoutIdentityEverythingIsAllowed) {
+TEST(JobPermissionRules, WithoutIdentityEverythingIsAllowed) {
     // Loopback without tokens: callers carry no identity, and even a deny-all does not apply.
     std::vector<PermissionRule> rules{deny("nobody", {"*"})};
     EXPECT_EQ(permission_refusal(rules, fleet::Caller{}, "upgrade", node_of("lotus-0")), "");
 }
 
-TEST(Permissions, UserWithoutAnAllowRuleIsRefused) {
+TEST(JobPermissionRules, UserWithoutAnAllowRuleIsRefused) {
     std::vector<PermissionRule> rules{allow("ops", {"dave"})};
     auto refusal = permission_refusal(rules, user("carol"), "upgrade", node_of("lotus-0"));
     EXPECT_NE(refusal.find("carol"), std::string::npos) << refusal;
@@ -61,7 +61,7 @@ TEST(Permissions, UserWithoutAnAllowRuleIsRefused) {
     EXPECT_EQ(permission_refusal(rules, user("dave"), "upgrade", node_of("lotus-0")), "");
 }
 
-TEST(Permissions, DenyWinsOverAllowAndIsNamed) {
+TEST(JobPermissionRules, DenyWinsOverAllowAndIsNamed) {
     std::vector<PermissionRule> rules{allow("everyone", {"*"}),
                                       deny("no-wipes", {"carol"}, {"wipe-data"})};
     EXPECT_EQ(permission_refusal(rules, user("carol"), "upgrade", node_of("lotus-0")), "");
@@ -73,13 +73,13 @@ TEST(Permissions, DenyWinsOverAllowAndIsNamed) {
     EXPECT_EQ(permission_refusal(rules, user("dave"), "wipe-data", node_of("lotus-0")), "");
 }
 
-TEST(Permissions, UnnamedRuleIsNamedByItsIndex) {
+TEST(JobPermissionRules, UnnamedRuleIsNamedByItsIndex) {
     std::vector<PermissionRule> rules{allow("", {"*"}), deny("", {"*"}, {"wipe-data"})};
     auto refusal = permission_refusal(rules, user("carol"), "wipe-data", node_of("lotus-0"));
     EXPECT_NE(refusal.find("permissions[1]"), std::string::npos) << refusal;
 }
 
-TEST(Permissions, GroupMatchesCallersInIt) {
+TEST(JobPermissionRules, GroupMatchesCallersInIt) {
     std::vector<PermissionRule> rules{allow("release-team", {"group:release"}, {"upgrade"})};
     EXPECT_EQ(
         permission_refusal(rules, user("carol", {"dev", "release"}), "upgrade", node_of("lotus-0")),
@@ -91,7 +91,7 @@ TEST(Permissions, GroupMatchesCallersInIt) {
         << "an identity spelled like the rule must not pass as a member";
 }
 
-TEST(Permissions, AdminIsAllowedUnlessDenied) {
+TEST(JobPermissionRules, AdminIsAllowedUnlessDenied) {
     std::vector<PermissionRule> rules{allow("ops", {"dave"}),
                                       deny("freeze", {"*"}, {"upgrade"}, {"lotus-1"})};
     EXPECT_EQ(permission_refusal(rules, admin("root"), "upgrade", node_of("lotus-0")), "");
@@ -99,20 +99,20 @@ TEST(Permissions, AdminIsAllowedUnlessDenied) {
     EXPECT_NE(refusal.find("denied by rule freeze"), std::string::npos) << refusal;
 }
 
-TEST(Permissions, RulesApplyToTheirActionsOnly) {
+TEST(JobPermissionRules, RulesApplyToTheirActionsOnly) {
     std::vector<PermissionRule> rules{allow("upgraders", {"carol"}, {"upgrade", "restart"})};
     EXPECT_EQ(permission_refusal(rules, user("carol"), "restart", node_of("lotus-0")), "");
     EXPECT_NE(permission_refusal(rules, user("carol"), "install-snapshot", node_of("lotus-0")), "");
 }
 
-TEST(Permissions, NodeNamesLimitARule) {
+TEST(JobPermissionRules, NodeNamesLimitARule) {
     std::vector<PermissionRule> rules{allow("own-node", {"carol"}, {"*"}, {"lotus-0", "lotus-2"})};
     EXPECT_EQ(permission_refusal(rules, user("carol"), "upgrade", node_of("lotus-0")), "");
     EXPECT_EQ(permission_refusal(rules, user("carol"), "upgrade", node_of("lotus-2")), "");
     EXPECT_NE(permission_refusal(rules, user("carol"), "upgrade", node_of("lotus-1")), "");
 }
 
-TEST(Permissions, SelectorLimitsARuleToMatchingLabels) {
+TEST(JobPermissionRules, SelectorLimitsARuleToMatchingLabels) {
     auto rule = allow("lotus-only", {"carol"});
     rule.selector = {{"chain", "lotus"}};
     std::vector<PermissionRule> rules{rule};
