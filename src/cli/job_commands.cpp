@@ -207,6 +207,12 @@ Outcome<std::int64_t> print_tail(const Context& context, const std::string& id) 
     if (!reply) {
         return reply.failure();
     }
+    const auto* lines = field(reply->json, "lines").if_array();
+    if (!context.json && lines != nullptr && !lines->empty() &&
+        integer_of(field(lines->front(), "seq")) > 1) {
+        std::fprintf(stderr, "aviary: the last %zu lines; --from 1 prints them all\n",
+                     lines->size());
+    }
     return print_lines_after(context, reply->json, 0);
 }
 

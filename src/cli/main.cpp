@@ -201,10 +201,11 @@ void add_submit_options(CLI::App& command, cli::ActionFlags& flags) {
     command.add_option("--ttl", flags.ttl, "with --owner: the lease's length, e.g. 2h")
         ->check(kDuration);
     command.add_option("--reason", flags.reason, "with --owner: the lease's reason");
-    command.add_flag("--wait", flags.wait,
-                     "follow the job until it ends; exit 0 succeeded, 1 failed, 4 timed out, "
-                     "5 cancelled");
-    command.add_flag("--logs", flags.logs, "with --wait: print the job's output as it runs");
+    auto* wait = command.add_flag("--wait", flags.wait,
+                                  "follow the job until it ends; exit 0 succeeded, 1 failed, "
+                                  "4 timed out, 5 cancelled");
+    command.add_flag("--logs", flags.logs, "with --wait: print the job's output as it runs")
+        ->needs(wait);
 }
 
 CLI::App* add_action_command(CLI::App& parent,
@@ -267,8 +268,10 @@ void add_job_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
         ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
     commands.job_cancel = add("cancel", "cancel a queued or running job");
     commands.job_retry = add("retry", "run a finished job again with the same params");
-    commands.job_retry->add_flag("--wait", job.wait, "follow the new job until it ends");
-    commands.job_retry->add_flag("--logs", job.logs, "with --wait: print its output");
+    auto* retry_wait =
+        commands.job_retry->add_flag("--wait", job.wait, "follow the new job until it ends");
+    commands.job_retry->add_flag("--logs", job.logs, "with --wait: print its output")
+        ->needs(retry_wait);
     commands.job_wait = add("wait", "follow a job until it ends; exit codes as --wait");
     commands.job_wait->add_flag("--logs", job.logs, "print its output as it runs");
 }

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -38,6 +39,9 @@ jobs:
     sleepy:
       description: runs until cancelled
       steps: [{run: [sleep, "60"]}]
+    counts:
+      description: prints more lines than one page
+      steps: [{run: [seq, "1500"]}]
     hello:
       description: prints
       steps: [{run: [echo, hello]}, {run: [sh, -c, "echo to-stderr >&2"]}]
@@ -299,6 +303,44 @@ TEST_F(CliJobs, JobLogsPrintsTheOutputLines) {
     EXPECT_TRUE(contains(followed.out, "stdout hello\n")) << followed.out;
 }
 
+/// The numbers `seq` printed, in the order `job logs` shows them.
+std::vector<int> counted(const std::string& logs) {
+    std::vector<int> numbers;
+    std::istringstream lines{logs};
+    std::string line;
+    const std::regex stdout_line{R"(^\d\d:\d\d:\d\d stdout (\d+)$)"};
+    std::smatch match;
+    while (std::getline(lines, line)) {
+        if (std::regex_match(line, match, stdout_line)) {
+            numbers.push_back(std::stoi(match[1]));
+        }
+    }
+    return numbers;
+}
+
+TEST_F(CliJobs, JobLogsShowsTheLast1000LinesAndFromPagesThroughAll) {
+    auto job = json_of("run-action lotus-0 counts --wait");
+    ASSERT_TRUE(job.is_object());
+    const auto id = str(job.at("id"));
+
+    auto tail = aviary("job logs " + id);
+    ASSERT_EQ(tail.status, 0) << tail.err;
+    EXPECT_EQ(std::count(tail.out.begin(), tail.out.end(), '\n'), 1000);
+    auto numbers = counted(tail.out);
+    ASSERT_FALSE(numbers.empty()) << tail.out.substr(0, 300);
+    EXPECT_EQ(numbers.back(), 1500);
+    EXPECT_TRUE(contains(tail.err, "--from 1")) << tail.err;
+
+    auto all = aviary("job logs " + id + " --from 1");
+    ASSERT_EQ(all.status, 0) << all.err;
+    numbers = counted(all.out);
+    ASSERT_EQ(numbers.size(), 1500u);
+    for (int i = 0; i < 1500; ++i) {
+        ASSERT_EQ(numbers[i], i + 1) << "a line missing or repeated across pages";
+    }
+    EXPECT_EQ(counted(aviary("job logs -f " + id + " --from 1").out).size(), 1500u);
+}
+
 TEST_F(CliJobs, JobLogsFollowsARunningJobUntilItEnds) {
     const auto id = submit("run-action lotus-2 sleepy");
     ASSERT_FALSE(id.empty());
@@ -398,6 +440,9 @@ TEST_F(CliJobs, BadUsageExits2WithAMessage) {
     EXPECT_EQ(aviary("job logs").status, 2);
     EXPECT_EQ(aviary("job logs X --from -3").status, 2);
     EXPECT_EQ(aviary("canary").status, 2);
+    auto logs_alone = aviary("upgrade lotus-0 v2 --logs");
+    EXPECT_EQ(logs_alone.status, 2);
+    EXPECT_TRUE(contains(logs_alone.err, "--wait")) << logs_alone.err;
     EXPECT_EQ(aviary("run-action lotus-0").status, 2);
     // Not usage but refusals: the server names what is wrong, exit 1.
     auto unknown_job = aviary("job show 01NOSUCHJOB0000000000000000");
