@@ -115,6 +115,74 @@ MethodResult finished_reply(const core::Job& job) {
             {"JobID", job.id}, {"State", core::to_string(job.state)}, {"job", job_json(job)}});
 }
 
+/// A node action call's params, checked: what to submit, and whether to wait.
+struct ActionCall {
+    jobs::SubmitRequest request;
+    bool wait = false;
+};
+
+core::Result<ActionCall> parse_action_call(const TweetyService::NodeAction& call,
+                                           const Params& params) {
+    auto node = params.required_string("ReleaseName");
+    auto owner = params.optional_string("Owner");
+    auto reason = params.optional_string("Reason");
+    auto ttl = params.optional_duration("TTL");
+    auto wait = params.optional_bool("Wait");
+    for (const core::Error* error :
+         {node ? nullptr : &node.error(), owner ? nullptr : &owner.error(),
+          reason ? nullptr : &reason.error(), ttl ? nullptr : &ttl.error(),
+          wait ? nullptr : &wait.error()}) {
+        if (error != nullptr) {
+            return *error;
+        }
+    }
+    // The release name reaches helm and the driver: refuse anything but a DNS-1123 label here,
+    // before it could name a node at all ("lotus-0;touch X").
+    if (!core::is_dns_label(*node)) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("invalid params: ReleaseName must be a DNS-1123 label "
+                                       "(a-z, 0-9, -), got \"{}\"",
+                                       *node)};
+    }
+    ActionCall out{.request = {.action = call.action,
+                               .node = *node,
+                               .owner = owner->value_or(""),
+                               .lease_ttl = *ttl,
+                               .reason = reason->value_or("")},
+                   .wait = wait->value_or(false)};
+    if (call.tagged) {
+        auto tag = params.required_string("ImageTag");
+        if (!tag) {
+            return tag.error();
+        }
+        if (!is_image_tag(*tag)) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("invalid params: ImageTag must be an image tag "
+                                           "([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}), got \"{}\"",
+                                           *tag)};
+        }
+        out.request.params.emplace("tag", *tag);
+    }
+    return out;
+}
+
+/// The answer at once: the job as queued (or the active job it duplicates).
+json::object queued_reply(const core::Job& job, bool duplicate) {
+    auto sentence = duplicate ? fmt::format("{} is already {} as job {}", describe(job),
+                                            core::to_string(job.state), job.id)
+                              : fmt::format("{} queued as job {}", describe(job), job.id);
+    return job_reply(std::move(sentence), job);
+}
+
+/// Adds what the submission itself did: Duplicate, and the implicit acquire's Lease.
+json::object with_submission(json::object reply, const jobs::Submitted& submitted) {
+    reply["Duplicate"] = submitted.duplicate;
+    if (submitted.lease) {
+        reply["Lease"] = lease_json(*submitted.lease);
+    }
+    return reply;
+}
+
 }  // namespace
 
 void TweetyService::register_methods(JsonRpc& rpc) {
@@ -299,77 +367,30 @@ net::asio::awaitable<MethodResult> TweetyService::status(Params params, CallCont
 net::asio::awaitable<MethodResult> TweetyService::node_action(NodeAction call,
                                                               Params params,
                                                               CallContext context) {
-    auto node = params.required_string("ReleaseName");
-    auto owner = params.optional_string("Owner");
-    auto reason = params.optional_string("Reason");
-    auto ttl = params.optional_duration("TTL");
-    auto wait = params.optional_bool("Wait");
-    for (const core::Error* error :
-         {node ? nullptr : &node.error(), owner ? nullptr : &owner.error(),
-          reason ? nullptr : &reason.error(), ttl ? nullptr : &ttl.error(),
-          wait ? nullptr : &wait.error()}) {
-        if (error != nullptr) {
-            co_return *error;
-        }
+    auto parsed = parse_action_call(call, params);
+    if (!parsed) {
+        co_return parsed.error();
     }
-    // The release name reaches helm and the driver: refuse anything but a DNS-1123 label here,
-    // before it could name a node at all ("lotus-0;touch X").
-    if (!core::is_dns_label(*node)) {
-        co_return core::Error{core::ErrorCode::kInvalidArgument,
-                              fmt::format("invalid params: ReleaseName must be a DNS-1123 label "
-                                          "(a-z, 0-9, -), got \"{}\"",
-                                          *node)};
-    }
-    jobs::SubmitRequest request{.action = call.action,
-                                .node = *node,
-                                .owner = owner->value_or(""),
-                                .lease_ttl = *ttl,
-                                .reason = reason->value_or("")};
-    if (call.tagged) {
-        auto tag = params.required_string("ImageTag");
-        if (!tag) {
-            co_return tag.error();
-        }
-        if (!is_image_tag(*tag)) {
-            co_return core::Error{core::ErrorCode::kInvalidArgument,
-                                  fmt::format("invalid params: ImageTag must be an image tag "
-                                              "([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}), got \"{}\"",
-                                              *tag)};
-        }
-        request.params.emplace("tag", *tag);
-    }
-    auto work = [this, request, caller = context.caller] {
+    auto work = [this, request = parsed->request, caller = context.caller] {
         return job_waits_.engine().submit(request, caller);
     };
     auto submitted = co_await net::offload(pool_, std::move(work));
     if (!submitted) {
         co_return submitted.error();
     }
+    if (!parsed->wait) {
+        co_return with_submission(queued_reply(submitted->job, submitted->duplicate), *submitted);
+    }
     const auto& job = submitted->job;
-    if (wait->value_or(false)) {
-        auto finished = co_await job_waits_.until_finished(job.id, job_waits_.wait_limit(job));
-        if (!finished) {
-            co_return finished.error();
-        }
-        auto reply = finished_reply(*finished);
-        if (reply) {
-            reply->emplace("Duplicate", submitted->duplicate);
-            if (submitted->lease) {
-                reply->emplace("Lease", lease_json(*submitted->lease));
-            }
-        }
-        co_return reply;
+    auto finished = co_await job_waits_.until_finished(job.id, job_waits_.wait_limit(job));
+    if (!finished) {
+        co_return finished.error();
     }
-    auto sentence = submitted->duplicate
-                        ? fmt::format("{} is already {} as job {}", describe(job),
-                                      core::to_string(job.state), job.id)
-                        : fmt::format("{} queued as job {}", describe(job), job.id);
-    auto out = job_reply(std::move(sentence), job);
-    out["Duplicate"] = submitted->duplicate;
-    if (submitted->lease) {
-        out["Lease"] = lease_json(*submitted->lease);
+    auto reply = finished_reply(*finished);
+    if (reply) {
+        *reply = with_submission(std::move(*reply), *submitted);
     }
-    co_return out;
+    co_return reply;
 }
 
 net::asio::awaitable<MethodResult> TweetyService::job_status(Params params, CallContext) {
