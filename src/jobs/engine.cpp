@@ -9,6 +9,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/json.hpp>
 #include <future>
 #include <random>
 #include <set>
@@ -18,6 +19,8 @@
 
 namespace aviary::jobs {
 namespace {
+
+namespace json = boost::json;
 
 /// A job interrupted this many times more than max_attempts is failed even when safe to re-run:
 /// a job that crashes serve must not crash it forever.
@@ -425,6 +428,17 @@ core::Result<RescueReport> Engine::start() {
         });
     }
     d.started = true;
+    d.retention =
+        std::make_unique<core::Periodic>("jobs-retention", d.settings.retention_sweep, [&d] {
+            auto before = d.clock.now() - d.settings.retention;
+            if (auto pruned = d.store.prune_jobs(before); !pruned) {
+                d.log->warn("pruning finished jobs failed: {}", pruned.error().message);
+            } else if (*pruned > 0) {
+                d.log->info("pruned {} finished jobs (and their output) older than {}", *pruned,
+                            core::format_duration(d.settings.retention));
+            }
+        });
+    d.retention->start();
     asio::co_spawn(d.io, d.heartbeat_loop(), asio::detached);
     // Retries that were waiting for their run_at when the previous run stopped.
     store::JobQuery queued{.state = core::JobState::kQueued, .limit = 1000};
@@ -454,6 +468,9 @@ void Engine::stop() {
             d.thread.join();
         }
         return;
+    }
+    if (d.retention) {
+        d.retention->stop();
     }
     // Stop claiming and end every running step; give the runs kill_grace (plus a little) to
     // finish. Runs stopped for shutdown leave their jobs running in the store: the next start
@@ -541,6 +558,37 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
     return out;
 }
 
+core::Result<void> Engine::Impl::admit(const ActionSpec& action,
+                                       const core::Node& node,
+                                       const fleet::Caller& caller,
+                                       std::string_view requester) {
+    if (auto refusal = permission_refusal(settings.permissions, caller, action.name, node);
+        !refusal.empty()) {
+        json::object after{{"action", action.name}, {"reason", refusal}};
+        core::Event event{.at = clock.now(),
+                          .actor = std::string(requester),
+                          .kind = "job.refused",
+                          .node = node.spec.name,
+                          .after = json::serialize(after)};
+        if (auto recorded = store.record_event(event); !recorded) {
+            log->error("recording a refusal failed: {}", recorded.error().message);
+        }
+        if (refused_total != nullptr) {
+            refused_total->with({action.name}).inc();
+        }
+        return core::Error{core::ErrorCode::kPermissionDenied, refusal};
+    }
+    // A node out of service takes no mutating job (as it takes no lease); reading its status
+    // or a no-op is fine.
+    if (action.exclusive && node.state == core::NodeState::kMaintenance) {
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("node {} is in maintenance ({}): {} is refused until it is "
+                                       "back in service",
+                                       node.spec.name, node.maintenance_reason, action.name)};
+    }
+    return {};
+}
+
 core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet::Caller& caller) {
     auto& d = *impl_;
     const auto* action = d.find_action(request.action);
@@ -566,21 +614,8 @@ core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet
     std::string requester = caller.identity.empty()
                                 ? (request.owner.empty() ? "anonymous" : request.owner)
                                 : caller.identity;
-    if (auto refusal = permission_refusal(d.settings.permissions, caller, action->name, *node);
-        !refusal.empty()) {
-        core::Event event{
-            .at = now,
-            .actor = requester,
-            .kind = "job.refused",
-            .node = request.node,
-            .after = fmt::format(R"({{"action":"{}","reason":"{}"}})", action->name, refusal)};
-        if (auto recorded = d.store.record_event(event); !recorded) {
-            d.log->error("recording a refusal failed: {}", recorded.error().message);
-        }
-        if (d.refused_total != nullptr) {
-            d.refused_total->with({action->name}).inc();
-        }
-        return core::Error{core::ErrorCode::kPermissionDenied, refusal};
+    if (auto admitted = d.admit(*action, *node, caller, requester); !admitted) {
+        return admitted.error();
     }
     core::Job job{.id = core::new_id(),
                   .action = action->name,
@@ -683,9 +718,9 @@ core::Result<Submitted> Engine::retry(std::string_view id, const fleet::Caller& 
     if (!node) {
         return node.error();
     }
-    if (auto refusal = permission_refusal(d.settings.permissions, caller, action->name, *node);
-        !refusal.empty()) {
-        return core::Error{core::ErrorCode::kPermissionDenied, refusal};
+    std::string requester = caller.identity.empty() ? old->requester : caller.identity;
+    if (auto admitted = d.admit(*action, *node, caller, requester); !admitted) {
+        return admitted.error();
     }
     auto now = d.clock.now();
     core::Job job{.id = core::new_id(),
@@ -693,7 +728,7 @@ core::Result<Submitted> Engine::retry(std::string_view id, const fleet::Caller& 
                   .queue = action->queue,
                   .node = old->node,
                   .params = old->params,
-                  .requester = caller.identity.empty() ? old->requester : caller.identity,
+                  .requester = requester,
                   .owner = old->owner,
                   .unique_key = unique_key(action->name, old->node, old->params),
                   .retry_of = old->id,

@@ -73,6 +73,12 @@ struct Engine::Impl {
     core::Result<Submitted> submit_job(core::Job job,
                                        const SubmitRequest& request,
                                        const fleet::Caller& caller);
+    /// Permission (a refusal is recorded as a "job.refused" event) and service state: may
+    /// `caller` run `action` on `node` now?
+    core::Result<void> admit(const ActionSpec& action,
+                             const core::Node& node,
+                             const fleet::Caller& caller,
+                             std::string_view requester);
     const ActionSpec* find_action(std::string_view name) const;
     drivers::Driver* find_driver(std::string_view name) const;
     std::shared_ptr<spdlog::logger> log;
@@ -87,7 +93,7 @@ struct Engine::Impl {
     asio::io_context io;
     std::unique_ptr<net::BlockingPool> pool;
     std::thread thread;
-    std::unique_ptr<asio::steady_timer> wake_timer;  // the dispatcher sleeps on it
+    std::unique_ptr<core::Periodic> retention;  // prunes finished jobs past settings.retention
     bool started = false;
     std::atomic<bool> stopping = false;
     bool dispatching = false;

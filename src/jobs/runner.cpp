@@ -333,6 +333,8 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     auto prepared = co_await net::offload(*pool, prepare);
     if (prepared) {
         run.next_seq = prepared->second + 1;
+        // An earlier attempt already wrote the truncation note: the cap is per job, with one note.
+        run.truncated = prepared->second > settings.output_max_lines;
         if (prepared->first.cancel_requested) {
             request_stop(run, StopReason::kCancel);  // cancelled between claim and start
         }
@@ -347,10 +349,14 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     } else {
         run.node = node->spec;
         attempt_deadline = started + run.action->timeout;
+        auto steps = run.action->steps.size();
+        std::string which =
+            run.job.attempt <= run.job.max_attempts
+                ? fmt::format("attempt {} of {}", run.job.attempt, run.job.max_attempts)
+                : fmt::format("attempt {} (run again after an interruption)", run.job.attempt);
         add_line(run, "aviary",
-                 fmt::format("attempt {} of {}: {} on {} ({} steps)", run.job.attempt,
-                             run.job.max_attempts, run.job.action, run.job.node,
-                             run.action->steps.size()));
+                 fmt::format("{}: {} on {} ({} step{})", which, run.job.action, run.job.node, steps,
+                             steps == 1 ? "" : "s"));
     }
 
     bool step_cut = false;  // a step failed because serve is stopping
