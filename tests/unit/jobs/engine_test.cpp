@@ -2,6 +2,7 @@
 // queues, implicit acquire, permissions, cancel, retry, watches.
 #include <algorithm>
 #include <atomic>
+#include <boost/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -314,6 +315,48 @@ TEST_F(JobEngine, PermissionRefusalIsDeniedNamedAndRecorded) {
     EXPECT_EQ(events->front().kind, "job.refused");
     EXPECT_EQ(events->front().actor, "dora");
     EXPECT_TRUE(contains(events->front().after, "no-noops-on-lotus-2")) << events->front().after;
+}
+
+TEST_F(JobEngine, RefusalEventIsJsonWhateverTheRuleIsCalled) {
+    auto settings = test_settings();
+    settings.permissions = {PermissionRule{
+        .name = R"(no "noop" \ here)", .allow = false, .who = {"*"}, .actions = {"noop"}}};
+    start(settings);
+    fleet::Caller quoted{.identity = R"(carol "the admin")", .admin = true};
+    auto refused = try_submit(SubmitRequest{.action = "noop", .node = "lotus-0"}, quoted);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, core::ErrorCode::kPermissionDenied);
+    auto events = store_->events(store::EventQuery{.node = "lotus-0", .limit = 1});
+    ASSERT_TRUE(events);
+    ASSERT_EQ(events->size(), 1U);
+    EXPECT_EQ(events->front().kind, "job.refused");
+    std::error_code ec;
+    auto parsed = boost::json::parse(events->front().after, ec);
+    ASSERT_FALSE(ec) << events->front().after;
+    ASSERT_TRUE(parsed.is_object());
+    EXPECT_EQ(parsed.as_object().at("action"), "noop");
+    EXPECT_TRUE(contains(boost::json::value_to<std::string>(parsed.as_object().at("reason")),
+                         R"(no "noop" \ here)"));
+}
+
+TEST_F(JobEngine, RetryRefusedByPermissionIsRecorded) {
+    auto settings = test_settings();
+    settings.permissions = {
+        PermissionRule{.name = "carol-runs-noops", .who = {"carol"}, .actions = {"noop"}}};
+    start(settings);
+    fleet::Caller carol{.identity = "carol", .admin = false};
+    fleet::Caller dave{.identity = "dave", .admin = false};
+    auto submitted = try_submit(SubmitRequest{.action = "noop", .node = "lotus-1"}, carol);
+    ASSERT_TRUE(submitted) << submitted.error().message;
+    EXPECT_EQ(wait_finished(submitted->job.id).state, core::JobState::kSucceeded);
+    auto refused = engine_->retry(submitted->job.id, dave);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, core::ErrorCode::kPermissionDenied);
+    auto events = store_->events(store::EventQuery{.node = "lotus-1", .limit = 1});
+    ASSERT_TRUE(events);
+    ASSERT_EQ(events->size(), 1U);
+    EXPECT_EQ(events->front().kind, "job.refused");
+    EXPECT_EQ(events->front().actor, "dave");
 }
 
 TEST_F(JobEngine, CancelOfAQueuedJobIsImmediate) {

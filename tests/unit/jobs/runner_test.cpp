@@ -227,6 +227,41 @@ TEST_F(JobRunner, OutputIsCappedWithOneTruncationNote) {
     }
 }
 
+TEST_F(JobRunner, OutputCapHoldsAcrossRetriesWithOneNote) {
+    auto settings = test_settings();
+    settings.output_max_lines = 20;
+    auto spam = action_of("spam", {run_step({"sh", "-c", "seq 1 100; exit 1"})});
+    spam.max_attempts = 3;
+    settings.actions.push_back(spam);
+    start(settings);
+    auto id = submit("spam").id;
+    auto done = wait_finished(id);
+    EXPECT_EQ(done.state, core::JobState::kFailed);
+    EXPECT_EQ(done.attempt, 3);
+    auto lines = output(id);
+    EXPECT_EQ(lines.size(), 21U);
+    EXPECT_EQ(count_lines(lines, "aviary", "output truncated"), 1U);
+}
+
+TEST_F(JobRunner, CancelDuringRetryBackoffEndsTheJob) {
+    auto settings = test_settings();
+    auto patient = action_of("patient", {run_step({"false"})});
+    patient.max_attempts = 3;
+    patient.retry_backoff = 30s;
+    patient.retry_backoff_max = 60s;
+    settings.actions.push_back(patient);
+    start(settings);
+    auto id = submit("patient").id;
+    auto waiting = wait_until(id, [](const core::Job& job) {
+        return job.attempt == 1 && job.state == core::JobState::kQueued;
+    });
+    EXPECT_GT(waiting.run_at, clock_.now() + 10s);
+    auto cancelled = engine_->cancel(id, admin_);
+    ASSERT_TRUE(cancelled) << cancelled.error().message;
+    EXPECT_EQ(cancelled->state, core::JobState::kCancelled);
+    EXPECT_EQ(job(id).attempt, 1);
+}
+
 TEST_F(JobRunner, DriverStepResultBecomesTheJobsResult) {
     start();
     auto id = submit("upgrade").id;
