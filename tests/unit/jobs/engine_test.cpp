@@ -487,6 +487,41 @@ TEST_F(JobEngine, FinishedJobsAreCountedInMetrics) {
     EXPECT_TRUE(contains(text, "aviary_jobs_queued 0")) << text;
 }
 
+TEST_F(JobEngine, MutatingJobsAreRefusedOnANodeInMaintenance) {
+    start();
+    ASSERT_TRUE(fleet_->start_maintenance("lotus-2", "disk swap", admin_));
+    auto refused = try_submit(SubmitRequest{.action = "upgrade", .node = "lotus-2"});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, core::ErrorCode::kUnavailable);
+    EXPECT_TRUE(contains(refused.error().message, "maintenance")) << refused.error().message;
+    EXPECT_TRUE(contains(refused.error().message, "disk swap")) << refused.error().message;
+    // A job that changes nothing (not exclusive) still runs there.
+    auto shared = try_submit(SubmitRequest{.action = "hold-shared", .node = "lotus-2"});
+    ASSERT_TRUE(shared) << shared.error().message;
+    open_gate();
+    EXPECT_EQ(wait_finished(shared->job.id).state, core::JobState::kSucceeded);
+}
+
+TEST_F(JobEngine, FinishedJobsArePrunedPastRetention) {
+    auto settings = test_settings();
+    settings.retention = 200ms;
+    settings.retention_sweep = 20ms;
+    start(settings);
+    pause("slow");
+    auto waiting = submit("later");
+    auto done = wait_finished(submit("echo", {{"text", "hi"}}, "lotus-1").id);
+    ASSERT_EQ(done.state, core::JobState::kSucceeded);
+    EXPECT_TRUE(eventually([&] {
+        auto found = engine_->job(done.id);
+        return !found && found.error().code == core::ErrorCode::kNotFound;
+    })) << "a finished job outlived its retention";
+    auto output = engine_->output(store::OutputQuery{.job_id = done.id});
+    ASSERT_FALSE(output);
+    EXPECT_EQ(output.error().code, core::ErrorCode::kNotFound);
+    // A job that has not finished is kept however old it is.
+    EXPECT_EQ(job(waiting.id).state, core::JobState::kQueued);
+}
+
 TEST_F(JobEngine, StopIsIdempotentAndSafeBeforeStart) {
     std::vector<std::unique_ptr<drivers::Driver>> none;
     jobs::Engine never_started{test_settings(), *store_, *fleet_, std::move(none), clock_, nullptr};
