@@ -478,12 +478,14 @@ TEST_F(JobEngine, FinishedJobsAreCountedInMetrics) {
     start();
     EXPECT_EQ(wait_finished(submit("noop").id).state, core::JobState::kSucceeded);
     EXPECT_EQ(wait_finished(submit("fail").id).state, core::JobState::kFailed);
-    auto text = metrics_.render();
-    EXPECT_TRUE(
-        contains(text, R"(aviary_jobs_finished_total{action="noop",outcome="succeeded"} 1)"))
-        << text;
-    EXPECT_TRUE(contains(text, R"(aviary_jobs_finished_total{action="fail",outcome="failed"} 1)"))
-        << text;
+    // Counted on the engine's thread just after the store write the test saw.
+    std::string text;
+    EXPECT_TRUE(eventually([&] {
+        text = metrics_.render();
+        return contains(text,
+                        R"(aviary_jobs_finished_total{action="noop",outcome="succeeded"} 1)") &&
+               contains(text, R"(aviary_jobs_finished_total{action="fail",outcome="failed"} 1)");
+    })) << text;
     EXPECT_TRUE(contains(text, "aviary_jobs_queued 0")) << text;
 }
 

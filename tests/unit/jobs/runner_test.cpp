@@ -192,6 +192,49 @@ TEST_F(JobRunner, CancelEndsARunningJobAndItsGroup) {
     EXPECT_NE(std::find(kinds.begin(), kinds.end(), "job.cancelled"), kinds.end());
 }
 
+TEST_F(JobRunner, TimeoutKillsAGroupThatIgnoresTerm) {
+    auto settings = test_settings();
+    auto stubborn =
+        action_of("stubborn", {run_step({"sh", "-c", "trap '' TERM; sleep 30 & echo $!; wait"})});
+    stubborn.timeout = 300ms;
+    settings.actions.push_back(stubborn);
+    start(settings);
+    auto id = submit("stubborn").id;
+    auto pgid = wait_for_group(id);
+    ASSERT_GT(pgid, 0);
+    auto done = wait_finished(id);
+    EXPECT_EQ(done.state, core::JobState::kTimedOut);
+    ASSERT_TRUE(done.started_at && done.finished_at);
+    EXPECT_GE(*done.finished_at - *done.started_at, 300ms + settings.kill_grace - 20ms)
+        << "SIGKILL came before kill_grace had passed";
+    auto printed = stdout_of(id);
+    ASSERT_EQ(printed.size(), 1U);
+    auto grandchild = static_cast<pid_t>(std::stoi(printed.front()));
+    int status = reap(grandchild);
+    ASSERT_NE(status, -1) << "grandchild " << grandchild << " outlived its job";
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    EXPECT_TRUE(group_gone(pgid));
+}
+
+TEST_F(JobRunner, CancelRightAfterSubmitAlwaysEndsCancelled) {
+    start();
+    // Each cancel lands somewhere between queued and running: every one must end cancelled
+    // with nothing left running.
+    for (int i = 0; i < 10; ++i) {
+        auto id = submit("hang", {{"n", std::to_string(i)}}).id;
+        ASSERT_TRUE(engine_->cancel(id, admin_));
+        auto done = wait_finished(id);
+        EXPECT_EQ(done.state, core::JobState::kCancelled) << i << ": " << done.error;
+        auto printed = stdout_of(id);
+        if (!printed.empty()) {
+            EXPECT_NE(reap(static_cast<pid_t>(std::stoi(printed.front()))), -1);
+        }
+    }
+    auto active = store_->active_jobs();
+    ASSERT_TRUE(active);
+    EXPECT_TRUE(active->empty());
+}
+
 TEST_F(JobRunner, CancelEndsAChildADriverStarted) {
     start();
     auto id = submit("uninstall").id;
