@@ -212,28 +212,29 @@ asio::awaitable<void> Engine::Impl::dispatch() {
     do {
         dispatch_again = false;
         while (!stopping && static_cast<int>(running.size()) < settings.workers) {
+            // Every free worker's job in one commit.
+            int free = settings.workers - static_cast<int>(running.size());
             store::JobClaim claim{.runner = runner_id, .now = clock.now(), .action_caps = caps};
-            auto claim_one = [this, &claim] { return store.claim_job(claim); };
-            auto claimed = co_await net::offload(*pool, claim_one);
+            auto claim_some = [this, &claim, free] { return store.claim_jobs(claim, free); };
+            auto claimed = co_await net::offload(*pool, claim_some);
             if (!claimed) {
-                log->error("claiming a job failed: {}", claimed.error().message);
+                log->error("claiming jobs failed: {}", claimed.error().message);
                 break;
             }
-            if (!claimed->has_value()) {
+            if (claimed->empty() || stopping) {
+                // (Claimed as serve began to stop: the next start rescues them, as after a
+                // crash.)
                 break;
             }
-            core::Job job = std::move(**claimed);
-            if (stopping) {
-                // Claimed as serve began to stop: the next start rescues it like a crash would.
-                break;
+            for (auto& job : *claimed) {
+                notify(job.id);
+                // Registered before the next claim so the worker count holds.
+                auto run = std::make_unique<Run>(io.get_executor());
+                run->job = std::move(job);
+                Run& ref = *run;
+                running.emplace(ref.job.id, std::move(run));
+                asio::co_spawn(io, run_job(ref), asio::detached);
             }
-            notify(job.id);
-            // Registered before the next claim so the worker count holds.
-            auto run = std::make_unique<Run>(io.get_executor());
-            run->job = std::move(job);
-            Run& ref = *run;
-            running.emplace(ref.job.id, std::move(run));
-            asio::co_spawn(io, run_job(ref), asio::detached);
         }
     } while (dispatch_again && !stopping);
     dispatching = false;

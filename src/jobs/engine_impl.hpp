@@ -31,7 +31,9 @@ enum class StopReason { kNone, kCancel, kTimeout, kShutdown };
 /// One attempt in progress (engine thread only).
 struct Run {
     explicit Run(const asio::any_io_executor& executor)
-        : stop_signal(executor, asio::steady_timer::time_point::max()), deadline(executor) {}
+        : stop_signal(executor, asio::steady_timer::time_point::max()),
+          deadline(executor),
+          linger(executor) {}
 
     core::Job job;
     const ActionSpec* action = nullptr;
@@ -44,6 +46,8 @@ struct Run {
     std::int64_t next_seq = 1;
     std::vector<core::OutputLine> pending;
     bool flushing = false;
+    bool lingering = false;     ///< a flush is scheduled after kOutputLinger
+    asio::steady_timer linger;  ///< lines gather for a moment, then go in one write
     bool truncated = false;
     int step = 0;
 };
@@ -67,6 +71,8 @@ struct Engine::Impl {
     void add_line(Run& run, std::string_view stream, std::string text);
     asio::awaitable<void> flush(Run& run);
     asio::awaitable<void> flush_all(Run& run);
+    /// Stops the linger timer and waits for a flush in progress; pending lines stay pending.
+    asio::awaitable<void> settle_output(Run& run);
 
     // --- any thread ----------------------------------------------------------------------
     void notify(const std::string& job_id);  // calls the job's watchers

@@ -20,6 +20,10 @@ namespace {
 using namespace asio::experimental::awaitable_operators;
 namespace json = boost::json;
 
+/// Output lines wait this long to be written together (or until kOutputBatch have gathered).
+constexpr core::Millis kOutputLinger{25};
+constexpr std::size_t kOutputBatch = 512;
+
 /// How long a finished step waits for the last output of its child (a member that left the
 /// group but kept the pipe open must not hold the job).
 constexpr core::Millis kPumpDrain{2000};
@@ -168,9 +172,33 @@ void Engine::Impl::add_line(Run& run, std::string_view stream, std::string text)
                                                .attempt = run.job.attempt,
                                                .step = run.step});
     }
-    if (!run.flushing) {
+    if (run.flushing) {
+        return;  // the flush in progress takes these too
+    }
+    if (run.pending.size() >= kOutputBatch) {
+        run.linger.cancel();
+        run.lingering = false;
         run.flushing = true;
         asio::co_spawn(io, flush(run), asio::detached);
+        return;
+    }
+    if (!run.lingering) {
+        // Lines gather for a moment and go in one write; followers see them that much later,
+        // and a job that ends sooner takes them with its final write.
+        run.lingering = true;
+        run.linger.expires_after(kOutputLinger);
+        run.linger.async_wait([this, id = run.job.id](const boost::system::error_code& ec) {
+            auto it = running.find(id);
+            if (ec || it == running.end()) {
+                return;
+            }
+            Run& r = *it->second;
+            r.lingering = false;
+            if (!r.flushing && !r.pending.empty()) {
+                r.flushing = true;
+                asio::co_spawn(io, flush(r), asio::detached);
+            }
+        });
     }
 }
 
@@ -189,7 +217,18 @@ asio::awaitable<void> Engine::Impl::flush(Run& run) {
     run.flushing = false;
 }
 
+asio::awaitable<void> Engine::Impl::settle_output(Run& run) {
+    run.linger.cancel();
+    run.lingering = false;
+    asio::steady_timer timer(io);
+    while (run.flushing) {
+        timer.expires_after(std::chrono::milliseconds{1});
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+}
+
 asio::awaitable<void> Engine::Impl::flush_all(Run& run) {
+    co_await settle_output(run);
     asio::steady_timer timer(io);
     while (run.flushing) {
         timer.expires_after(std::chrono::milliseconds{2});
@@ -323,6 +362,9 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         auto job = store.job(run.job.id);
         if (!job) {
             return job.error();
+        }
+        if (run.job.attempt <= 1) {
+            return std::make_pair(std::move(*job), std::int64_t{0});  // no output yet
         }
         auto last = store.last_output_seq(run.job.id);
         if (!last) {
@@ -468,7 +510,9 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     } else {
         add_line(run, "aviary", fmt::format("{}: {}", core::to_string(outcome), error));
     }
-    co_await flush_all(run);
+    // The last lines go with the final write: one commit.
+    co_await settle_output(run);
+    finish.output.swap(run.pending);
     auto write = [this, &finish] { return store.finish_job(finish); };
     auto done = co_await net::offload(*pool, write);
     if (!done) {

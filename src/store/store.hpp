@@ -210,6 +210,8 @@ struct JobFinish {
     std::string actor;
     std::string event_kind;  ///< empty: "job." + the state's name; "job.rescued" at start
     core::TimePoint now;
+    /// The attempt's last output lines, appended in the same transaction (saves a commit).
+    std::vector<core::OutputLine> output;
 };
 
 struct JobQuery {
@@ -345,6 +347,9 @@ public:
     /// cancelling exclusive job on its node and no earlier queued exclusive job for that node.
     /// nullopt when none is runnable.
     virtual core::Result<std::optional<core::Job>> claim_job(const JobClaim& claim) = 0;
+    /// claim_job up to `max` times in one transaction (a worker pool filling its free slots
+    /// with one commit). Empty when none is runnable.
+    virtual core::Result<std::vector<core::Job>> claim_jobs(const JobClaim& claim, int max) = 0;
     /// Records the step (and its process group). kBusy when the attempt is no longer running.
     virtual core::Result<core::Job> update_job_step(const JobStepUpdate& update) = 0;
     /// Moves heartbeat_at of these running jobs to `now` (no event).

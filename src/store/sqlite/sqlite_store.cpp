@@ -264,6 +264,24 @@ core::Result<std::optional<core::Job>> SqliteStore::claim_job(const JobClaim& cl
         [&](Connection& db) { return sqlite::claim_job(db, claim); });
 }
 
+core::Result<std::vector<core::Job>> SqliteStore::claim_jobs(const JobClaim& claim, int max) {
+    return write<std::vector<core::Job>>(
+        [&](Connection& db) -> core::Result<std::vector<core::Job>> {
+            std::vector<core::Job> claimed;
+            while (static_cast<int>(claimed.size()) < max) {
+                auto one = sqlite::claim_job(db, claim);
+                if (!one) {
+                    return one.error();
+                }
+                if (!*one) {
+                    break;
+                }
+                claimed.push_back(std::move(**one));
+            }
+            return claimed;
+        });
+}
+
 core::Result<core::Job> SqliteStore::update_job_step(const JobStepUpdate& update) {
     return write<core::Job>([&](Connection& db) { return sqlite::update_job_step(db, update); });
 }
@@ -277,7 +295,15 @@ core::Result<void> SqliteStore::heartbeat_jobs(const std::vector<std::string>& i
 }
 
 core::Result<core::Job> SqliteStore::finish_job(const JobFinish& finish) {
-    return write<core::Job>([&](Connection& db) { return sqlite::finish_job(db, finish); });
+    return write<core::Job>([&](Connection& db) -> core::Result<core::Job> {
+        if (!finish.output.empty()) {
+            if (auto appended = sqlite::append_job_output(db, finish.id, finish.output);
+                !appended) {
+                return appended.error();
+            }
+        }
+        return sqlite::finish_job(db, finish);
+    });
 }
 
 core::Result<core::Job> SqliteStore::cancel_job(std::string_view id,

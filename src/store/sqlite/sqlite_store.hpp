@@ -75,6 +75,7 @@ public:
 
     core::Result<JobSubmitted> submit_job(const JobSubmit& submit) override;
     core::Result<std::optional<core::Job>> claim_job(const JobClaim& claim) override;
+    core::Result<std::vector<core::Job>> claim_jobs(const JobClaim& claim, int max) override;
     core::Result<core::Job> update_job_step(const JobStepUpdate& update) override;
     core::Result<void> heartbeat_jobs(const std::vector<std::string>& ids,
                                       core::TimePoint now) override;
