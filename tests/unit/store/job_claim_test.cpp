@@ -244,5 +244,63 @@ TEST(JobClaim, ManyJobsAreClaimedInOrderWithoutRepeats) {
     EXPECT_EQ(counts->running, 0);
 }
 
+TEST(JobClaim, ClaimJobsFillsSeveralSlotsInOneTransactionByTheSameRules) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("a1", "lotus-0", clock.now()));
+    submitted(*store, job_of("a2", "lotus-0", clock.now()));  // waits for a1: same node
+    submitted(*store, job_of("b1", "lotus-1", clock.now()));
+    submitted(*store, job_of("c1", "lotus-2", clock.now()));
+    auto commits_before = store->stats().commits;
+    auto out = store->claim_jobs(JobClaim{.runner = "run-1", .now = clock.now()}, 5);
+    ASSERT_TRUE(out) << out.error().message;
+    std::vector<std::string> ids;
+    for (const auto& job : *out) {
+        ids.push_back(job.id);
+        EXPECT_EQ(job.state, JobState::kRunning);
+    }
+    EXPECT_EQ(ids, (std::vector<std::string>{"a1", "b1", "c1"}));
+    EXPECT_EQ(store->stats().commits, commits_before + 1);
+    auto none = store->claim_jobs(JobClaim{.runner = "run-1", .now = clock.now()}, 5);
+    ASSERT_TRUE(none);
+    EXPECT_TRUE(none->empty());
+    auto limited = lotus_store(clock);
+    ASSERT_TRUE(limited);
+    submitted(*limited, job_of("x1", "lotus-1", clock.now()));
+    submitted(*limited, job_of("y1", "lotus-2", clock.now()));
+    auto one = limited->claim_jobs(JobClaim{.runner = "run-1", .now = clock.now()}, 1);
+    ASSERT_TRUE(one);
+    ASSERT_EQ(one->size(), 1u);
+    EXPECT_EQ(one->front().id, "x1");
+}
+
+TEST(JobClaim, FinishCarriesTheLastOutputLinesInTheSameTransaction) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto job = submitted(*store, job_of("j1", "lotus-0", clock.now()));
+    ASSERT_EQ(claimed(*store, clock.now()), "j1");
+    auto running = stored(*store, "j1");
+    auto finish = finish_of(running, JobState::kSucceeded, clock.now());
+    finish.output = {core::OutputLine{
+        .seq = 1, .at = clock.now(), .stream = "stdout", .text = "done", .attempt = 1, .step = 1}};
+    auto done = store->finish_job(finish);
+    ASSERT_TRUE(done) << done.error().message;
+    auto lines = store->job_output(OutputQuery{.job_id = "j1"});
+    ASSERT_TRUE(lines);
+    ASSERT_EQ(lines->size(), 1u);
+    EXPECT_EQ(lines->front().text, "done");
+    // A refused finish (already finished) writes none of its lines.
+    finish.output.front().seq = 2;
+    finish.output.front().text = "again";
+    auto twice = store->finish_job(finish);
+    ASSERT_FALSE(twice);
+    EXPECT_EQ(twice.error().code, ErrorCode::kBusy);
+    auto after = store->last_output_seq("j1");
+    ASSERT_TRUE(after);
+    EXPECT_EQ(*after, 1);
+}
+
 }  // namespace
 }  // namespace aviary::store::test
