@@ -204,6 +204,8 @@ TEST(ServeLifecycle, MetricsPassPromtoolAndShowGroupCommit) {
     ASSERT_TRUE(server.start()) << server.log();
     call(server, "TweetyService.Acquire", R"({"ReleaseName": "lotus-0", "Owner": "anton"})");
     call(server, "TweetyService.Acquire", R"({"ReleaseName": "lotus-0", "Owner": "bob"})");
+    auto noop = http(server, "POST", "/api/v1/nodes/lotus-1/actions/noop", R"({"wait": true})");
+    ASSERT_TRUE(noop && noop->status == 200) << (noop ? noop->body : noop.error().message);
     auto metrics = server.get("/metrics");
     ASSERT_TRUE(metrics);
     ASSERT_EQ(metrics->status, 200);
@@ -220,6 +222,14 @@ TEST(ServeLifecycle, MetricsPassPromtoolAndShowGroupCommit) {
     EXPECT_NE(
         text.find(R"(aviary_jsonrpc_calls_total{method="TweetyService.Acquire",outcome="busy"})"),
         std::string::npos);
+    // The job engine's figures.
+    EXPECT_EQ(
+        metric_value(text, R"(aviary_jobs_finished_total{action="noop",outcome="succeeded"})"), 1);
+    EXPECT_EQ(metric_value(text, R"(aviary_job_duration_seconds_count{action="noop"})"), 1);
+    EXPECT_EQ(metric_value(text, "aviary_jobs_queued"), 0);
+    EXPECT_EQ(metric_value(text, "aviary_jobs_running"), 0);
+    EXPECT_EQ(metric_value(text, "aviary_jobs_oldest_queued_age_seconds"), 0);
+    EXPECT_EQ(metric_value(text, R"(aviary_jobs_submitted_total{action="noop"})"), 1);
 
     TempDir dir;
     auto path = dir.path() + "/metrics.txt";
