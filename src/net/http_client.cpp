@@ -209,7 +209,10 @@ asio::awaitable<core::Result<ClientResponse>> stream_exchange(ClientRequest requ
     while (!parser.is_done()) {
         parser.get().body().data = chunk.data();
         parser.get().body().size = chunk.size();
-        auto [read_ec, read] = co_await http::async_read(sent->stream, buffer, parser, kUseTuple);
+        // read_some: hand each piece over as it arrives (async_read would wait for the chunk
+        // buffer to fill, holding back small NDJSON lines until 16 KiB had gathered).
+        auto [read_ec, read] =
+            co_await http::async_read_some(sent->stream, buffer, parser, kUseTuple);
         if (read_ec && read_ec != http::error::need_buffer) {
             co_return io_error("receive", read_ec, request);
         }

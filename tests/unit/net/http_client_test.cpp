@@ -1,8 +1,13 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <memory>
 
 #include "net/net.hpp"
 
@@ -60,6 +65,54 @@ TEST(HttpClient, RejectsAMalformedUrl) {
     auto response = fetch_sync(request);
     ASSERT_FALSE(response);
     EXPECT_EQ(response.error().code, core::ErrorCode::kInvalidArgument);
+}
+
+/// Writes "first\n", then holds the response open until the client has seen it (or 10 s pass),
+/// then writes "second\n": a client that buffers until a chunk fills never sees "first" early.
+struct TwoLines {
+    std::shared_ptr<std::atomic<bool>> seen_first;
+    asio::awaitable<void> operator()(ResponseStream& out) const {
+        if (!co_await out.write("first\n")) {
+            co_return;
+        }
+        asio::steady_timer timer{co_await asio::this_coro::executor};
+        const auto give_up = std::chrono::steady_clock::now() + 10s;
+        while (!*seen_first && std::chrono::steady_clock::now() < give_up) {
+            timer.expires_after(2ms);
+            co_await timer.async_wait(asio::use_awaitable);
+        }
+        co_await out.write("second\n");
+    }
+};
+
+TEST(HttpClient, FetchStreamHandsOverEachPieceAsItArrives) {
+    auto seen_first = std::make_shared<std::atomic<bool>>(false);
+    Handler handler = [seen_first](Request) -> asio::awaitable<Response> {
+        Response response;
+        response.content_type = "application/x-ndjson";
+        response.stream = TwoLines{seen_first};
+        co_return response;
+    };
+    HttpServer server(ServerSettings{.listen = "127.0.0.1:0"}, handler);
+    auto address = server.start();
+    ASSERT_TRUE(address) << address.error().message;
+    std::string received;
+    bool first_before_second = false;
+    ClientRequest request;
+    request.url = fmt::format("http://{}/lines", *address);
+    request.timeout = 20s;
+    auto response = fetch_stream(request, [&](std::string_view chunk) {
+        received += chunk;
+        if (received.find("first\n") != std::string::npos && !*seen_first) {
+            first_before_second = received.find("second") == std::string::npos;
+            *seen_first = true;
+        }
+    });
+    ASSERT_TRUE(response) << response.error().message;
+    EXPECT_EQ(received, "first\nsecond\n");
+    // "first" reached the callback on its own, while the server still held "second" back.
+    EXPECT_TRUE(first_before_second);
+    server.stop();
 }
 
 }  // namespace
