@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -129,13 +128,15 @@ asio::awaitable<bool> wait_height_past(Driver& driver, core::NodeSpec node, std:
     co_return false;
 }
 
+// The pid of the node's last start, from its "starting NODE on TAG (pid N)" note.
 pid_t pid_in(const FakeContext& context, const std::string& node) {
-    const std::regex starting{"starting " + node + " on .* \\(pid ([0-9]+)\\)"};
+    const std::string starting = "starting " + node + " on ";
+    const std::string marker = "(pid ";
     pid_t pid = -1;
     for (const auto& line : context.notes) {
-        std::smatch match;
-        if (std::regex_search(line, match, starting)) {
-            pid = std::stoi(match[1]);
+        const auto at = line.find(marker);
+        if (line.starts_with(starting) && at != std::string::npos) {
+            pid = std::stoi(line.substr(at + marker.size()));
         }
     }
     return pid;
