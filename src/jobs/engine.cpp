@@ -531,7 +531,9 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
             return lease_request.error();
         }
         submit.acquire = *lease_request;
-    } else {
+    } else if (submit.job.exclusive) {
+        // A mutating job without an owner: only on a free node (it stays free) or the caller's.
+        // Read-only (non-exclusive) actions such as status run whoever holds the node.
         submit.require_unheld = true;
         submit.allowed_holder = caller.identity;
     }
