@@ -64,6 +64,28 @@ T run_blocking(asio::io_context& io, std::function<asio::awaitable<T>()> make) {
     return future.get();
 }
 
+/// A queued job of `action` on `node`, runnable now (what submit and retry insert).
+core::Job new_job(const ActionSpec& action,
+                  const std::string& node,
+                  const core::Params& params,
+                  const std::string& requester,
+                  const std::string& owner,
+                  core::TimePoint now) {
+    return core::Job{.id = core::new_id(),
+                     .action = action.name,
+                     .queue = action.queue,
+                     .node = node,
+                     .params = params,
+                     .requester = requester,
+                     .owner = owner,
+                     .unique_key = unique_key(action.name, node, params),
+                     .exclusive = action.exclusive,
+                     .max_attempts = action.max_attempts,
+                     .steps = static_cast<int>(action.steps.size()),
+                     .created_at = now,
+                     .run_at = now};
+}
+
 }  // namespace
 
 core::Millis retry_delay(const ActionSpec& action, int attempt) {
@@ -620,19 +642,7 @@ core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet
     if (auto admitted = d.admit(*action, *node, caller, requester); !admitted) {
         return admitted.error();
     }
-    core::Job job{.id = core::new_id(),
-                  .action = action->name,
-                  .queue = action->queue,
-                  .node = request.node,
-                  .params = *params,
-                  .requester = requester,
-                  .owner = request.owner,
-                  .unique_key = unique_key(action->name, request.node, *params),
-                  .exclusive = action->exclusive,
-                  .max_attempts = action->max_attempts,
-                  .steps = static_cast<int>(action->steps.size()),
-                  .created_at = now,
-                  .run_at = now};
+    auto job = new_job(*action, request.node, *params, requester, request.owner, now);
     return d.submit_job(std::move(job), request, caller);
 }
 
@@ -726,20 +736,8 @@ core::Result<Submitted> Engine::retry(std::string_view id, const fleet::Caller& 
         return admitted.error();
     }
     auto now = d.clock.now();
-    core::Job job{.id = core::new_id(),
-                  .action = action->name,
-                  .queue = action->queue,
-                  .node = old->node,
-                  .params = old->params,
-                  .requester = requester,
-                  .owner = old->owner,
-                  .unique_key = unique_key(action->name, old->node, old->params),
-                  .retry_of = old->id,
-                  .exclusive = action->exclusive,
-                  .max_attempts = action->max_attempts,
-                  .steps = static_cast<int>(action->steps.size()),
-                  .created_at = now,
-                  .run_at = now};
+    auto job = new_job(*action, old->node, old->params, requester, old->owner, now);
+    job.retry_of = old->id;
     return d.submit_job(std::move(job), request, caller);
 }
 
