@@ -95,10 +95,10 @@ core::Millis retry_delay(const ActionSpec& action, int attempt) {
     for (int i = 1; i < attempt && delay < cap; ++i) {
         delay *= 2;
     }
-    delay = std::min(delay, cap);
     thread_local std::mt19937 random{std::random_device{}()};
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
-    return core::Millis{static_cast<std::int64_t>(delay * jitter(random))};
+    // The cap holds after the jitter too.
+    return core::Millis{static_cast<std::int64_t>(std::min(delay * jitter(random), cap))};
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -402,6 +402,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     }
 
     bool step_cut = false;  // a step failed because serve is stopping
+    int completed = 0;      // steps that succeeded
     for (std::size_t i = 0; run.action != nullptr && node && i < run.action->steps.size(); ++i) {
         const auto& step = run.action->steps[i];
         if (run.stop != StopReason::kNone) {
@@ -469,10 +470,17 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         if (!step_result->empty()) {
             result = *step_result;
         }
+        ++completed;
     }
-    if (outcome == core::JobState::kSucceeded && run.stop == StopReason::kCancel) {
+    // A cancel that arrived between steps stops the rest; one that arrived after the last step
+    // came too late: the work is done, and the job says so.
+    bool all_done =
+        run.action != nullptr && completed == static_cast<int>(run.action->steps.size());
+    if (outcome == core::JobState::kSucceeded && run.stop == StopReason::kCancel && !all_done) {
         outcome = core::JobState::kCancelled;
-        error = "cancelled before its first step";
+        error = completed == 0 ? std::string("cancelled before its first step")
+                               : fmt::format("cancelled after step {} of {}", completed,
+                                             run.action->steps.size());
     }
     // Cut: a step ended by the shutdown (even the last one) or steps never started. Only an
     // attempt whose every step completed may finish as succeeded while serve stops.

@@ -167,7 +167,8 @@ struct JobSubmit {
 
 /// What submit_job did. When `refused`, nothing was written and `refusal` (the holder, or the
 /// acquire's refusal) says why; otherwise `job` is the inserted job, or the active job with the
-/// same unique_key when `duplicate` (then nothing was written either).
+/// same unique_key when `duplicate` (then no job was written; the implicit acquire, a renewal
+/// by the same owner, was).
 struct JobSubmitted {
     core::Job job;
     bool duplicate = false;
@@ -336,9 +337,9 @@ public:
     // "job.failed", "job.timed_out", "job.cancel_requested", "job.cancelled", "job.retrying",
     // "job.rescued", "queue.paused", "queue.resumed") with the job's summary as JSON.
 
-    /// Inserts a queued job, unless an active (queued, running, cancelling) job has the same
-    /// unique_key (then returns it, duplicate=true). Applies `acquire` or `require_unheld`
-    /// first, in the same transaction. kNotFound for an unknown node; kAlreadyExists for an
+    /// Applies `acquire` or `require_unheld` (a refusal writes nothing), then inserts a queued
+    /// job, unless an active (queued, running, cancelling) job has the same unique_key (then
+    /// returns it, duplicate=true). One transaction. kNotFound for an unknown node; kAlreadyExists for an
     /// id in use; errors of try_lease.
     virtual core::Result<JobSubmitted> submit_job(const JobSubmit& submit) = 0;
     /// Claims the first runnable queued job in store order and marks it running (attempt + 1,

@@ -315,15 +315,6 @@ core::Result<JobSubmitted> submit_job(Connection& db, const JobSubmit& submit, S
         return valid.error();
     }
     core::Job job = submit.job;
-    if (!job.unique_key.empty()) {
-        auto active = find_active_job_by_key(db, job.unique_key);
-        if (!active) {
-            return active.error();
-        }
-        if (*active) {
-            return JobSubmitted{.job = std::move(**active), .duplicate = true};
-        }
-    }
     auto existing = find_job(db, job.id);
     if (!existing) {
         return existing.error();
@@ -356,6 +347,19 @@ core::Result<JobSubmitted> submit_job(Connection& db, const JobSubmit& submit, S
                 .job = std::move(job),
                 .refused = true,
                 .refusal = Refusal{.holders = {std::move(**holder)}, .matching = 1, .leased = 1}};
+        }
+    }
+    // Uniqueness after the lease rules: a caller the node would refuse is refused, not handed
+    // someone else's job.
+    if (!job.unique_key.empty()) {
+        auto active = find_active_job_by_key(db, job.unique_key);
+        if (!active) {
+            return active.error();
+        }
+        if (*active) {
+            out.job = std::move(**active);
+            out.duplicate = true;
+            return out;
         }
     }
     if (auto inserted = insert_job(db, job); !inserted) {

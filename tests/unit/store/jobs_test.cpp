@@ -232,6 +232,34 @@ TEST(Jobs, RequireUnheldRefusesNamingTheHolderAndLetsTheAllowedHolderThrough) {
     EXPECT_TRUE(allowed.lease_id.empty());
 }
 
+TEST(Jobs, ACallerTheNodeRefusesIsRefusedEvenWhenTheSameJobIsActive) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto first = submit_of(job_of("job-1", "lotus-1", clock.now()));
+    first.require_unheld = true;
+    first.allowed_holder = "bob";
+    first.job.unique_key = "upgrade|lotus-1|v2";
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-1", "bob", clock.now())));
+    submitted(*store, first);
+    // Carol asks for the very same job on bob's node: refused, not handed bob's job.
+    auto second = submit_of(job_of("job-2", "lotus-1", clock.now()));
+    second.job.unique_key = "upgrade|lotus-1|v2";
+    second.require_unheld = true;
+    second.allowed_holder = "carol";
+    auto out = store->submit_job(second);
+    ASSERT_TRUE(out) << out.error().message;
+    EXPECT_TRUE(out->refused);
+    EXPECT_FALSE(out->duplicate);
+    // Bob asking again gets the first job back.
+    second.allowed_holder = "bob";
+    out = store->submit_job(second);
+    ASSERT_TRUE(out);
+    EXPECT_FALSE(out->refused);
+    EXPECT_TRUE(out->duplicate);
+    EXPECT_EQ(out->job.id, "job-1");
+}
+
 TEST(Jobs, RequireUnheldOnAFreeOrLapsedNodeLeavesItFree) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
