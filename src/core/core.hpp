@@ -248,15 +248,15 @@ struct Job {
     std::string unique_key;  ///< action + node + params: a duplicate while active returns this
     std::string retry_of;    ///< `job retry`: the finished job it re-runs
     JobState state = JobState::kQueued;
-    bool exclusive = true;     ///< mutating: one exclusive job per node runs at a time
-    int attempt = 0;           ///< attempts started so far
-    int max_attempts = 1;      ///< retries allowed = max_attempts - 1
-    int steps = 0;             ///< how many steps the action has
-    int step = 0;              ///< the step running now (1-based); 0 before the first
+    bool exclusive = true;  ///< mutating: one exclusive job per node runs at a time
+    int attempt = 0;        ///< attempts started so far
+    int max_attempts = 1;   ///< retries allowed = max_attempts - 1
+    int steps = 0;          ///< how many steps the action has
+    int step = 0;           ///< the step running now (1-based); 0 before the first
     std::string step_name;
     bool cancel_requested = false;
     TimePoint created_at;
-    TimePoint run_at;  ///< queued: not before this (retry backoff)
+    TimePoint run_at;                      ///< queued: not before this (retry backoff)
     std::optional<TimePoint> started_at;   ///< the current (or last) attempt's start
     std::optional<TimePoint> finished_at;  ///< set in a terminal state
     std::optional<TimePoint> heartbeat_at;

@@ -234,7 +234,7 @@ struct OutputQuery {
 /// What /metrics shows about the queue.
 struct JobCounts {
     std::int64_t queued = 0;
-    std::int64_t running = 0;  ///< running or cancelling
+    std::int64_t running = 0;                      ///< running or cancelling
     std::optional<core::TimePoint> oldest_queued;  ///< created_at of the oldest queued job
 };
 
@@ -339,8 +339,8 @@ public:
 
     /// Applies `acquire` or `require_unheld` (a refusal writes nothing), then inserts a queued
     /// job, unless an active (queued, running, cancelling) job has the same unique_key (then
-    /// returns it, duplicate=true). One transaction. kNotFound for an unknown node; kAlreadyExists for an
-    /// id in use; errors of try_lease.
+    /// returns it, duplicate=true). One transaction. kNotFound for an unknown node; kAlreadyExists
+    /// for an id in use; errors of try_lease.
     virtual core::Result<JobSubmitted> submit_job(const JobSubmit& submit) = 0;
     /// Claims the first runnable queued job in store order and marks it running (attempt + 1,
     /// started_at, heartbeat_at, runner), guarded by state = queued. Runnable: run_at <= now,
