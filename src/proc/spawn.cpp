@@ -106,11 +106,12 @@ core::Result<std::string> resolve(const SpawnOptions& options) {
     std::string_view rest{path};
     while (true) {
         const auto colon = rest.find(':');
-        std::string dir{rest.substr(0, colon)};
-        if (dir.empty()) {
-            dir = ".";  // an empty PATH entry means the current directory
-        }
-        std::string candidate = dir + "/" + program;
+        // An empty PATH entry means the current directory. (Built without assigning a literal
+        // over `dir`: GCC 12 -O2 reports that assignment as a false -Wrestrict.)
+        std::string_view dir = rest.substr(0, colon);
+        std::string candidate = dir.empty() ? std::string{"."} : std::string{dir};
+        candidate += "/";
+        candidate += program;
         if (is_executable_file(candidate)) {
             return candidate;
         }
