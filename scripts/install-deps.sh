@@ -2,7 +2,7 @@
 # Installs the Debian bookworm packages aviary builds and tests with, only those missing.
 # Safe to run again: it does nothing when everything is present.
 #   scripts/install-deps.sh          build + test dependencies
-#   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx)
+#   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx, Celery + Redis)
 set -euo pipefail
 
 packages=(
@@ -15,7 +15,7 @@ packages=(
     googletest libgtest-dev libgmock-dev libbenchmark-dev postgresql prometheus procps
 )
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(wrk nginx-light)
+    packages+=(wrk nginx-light python3-celery python3-redis redis-server)
 fi
 
 missing=()
