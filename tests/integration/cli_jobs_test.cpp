@@ -65,18 +65,6 @@ bool contains(const std::string& text, std::string_view part) {
     return text.find(part) != std::string::npos;
 }
 
-/// Waits for `pid` to exit; its exit code (128+N for signal N), or -1 after the deadline.
-int wait_for_exit(pid_t pid, std::chrono::milliseconds deadline = std::chrono::seconds{30}) {
-    int status = 0;
-    const bool exited = wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, deadline);
-    if (!exited) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return -1;
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 class CliJobs : public ::testing::Test {
 protected:
     void SetUp() override {

@@ -58,18 +58,6 @@ int closed_port() {
     return ntohs(addr.sin_port);
 }
 
-/// Waits for `pid` to exit; its exit code (128+N for signal N), or -1 after the deadline.
-int wait_for_exit(pid_t pid, std::chrono::milliseconds deadline = std::chrono::seconds{30}) {
-    int status = 0;
-    const bool exited = wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, deadline);
-    if (!exited) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return -1;
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 class Cli : public ::testing::Test {
 protected:
     void SetUp() override {

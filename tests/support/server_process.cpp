@@ -66,6 +66,17 @@ CommandResult run_command(const std::string& command_line) {
     return result;
 }
 
+int wait_for_exit(pid_t pid, std::chrono::milliseconds deadline) {
+    int status = 0;
+    const bool exited = wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, deadline);
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 ServerProcess::ServerProcess(std::string config_yaml, std::string data_dir, std::string listen)
     : listen_(std::move(listen)) {
     if (data_dir.empty()) {

@@ -29,6 +29,10 @@ private:
 bool wait_until(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline = std::chrono::seconds{15});
 
+/// Waits for child `pid` to exit; its exit code (128+N for signal N), or -1 after the deadline
+/// (then it is killed and reaped).
+int wait_for_exit(pid_t pid, std::chrono::milliseconds deadline = std::chrono::seconds{30});
+
 /// Runs a shell command line, returning its exit status and what it printed on stdout.
 struct CommandResult {
     int status = -1;
