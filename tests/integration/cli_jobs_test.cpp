@@ -12,6 +12,7 @@
 #include <regex>
 #include <sstream>
 
+#include "integration/cli_support.hpp"
 #include "rpc_helpers.hpp"
 
 namespace aviary::test {
@@ -48,19 +49,6 @@ jobs:
 )";
 }
 
-struct CliResult {
-    int status = -1;
-    std::string out;
-    std::string err;
-};
-
-std::string read_file(const std::string& path) {
-    std::ifstream in{path};
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
 bool contains(const std::string& text, std::string_view part) {
     return text.find(part) != std::string::npos;
 }
@@ -76,12 +64,7 @@ protected:
 
     /// Runs `aviary --server URL ARGS` through sh, ARGS as typed on a command line. A command
     /// that hangs is ended after a minute (status 124) rather than hanging the suite.
-    CliResult aviary(const std::string& args) {
-        const std::string err_path = dir_.path() + "/stderr";
-        auto result = run_command(fmt::format("timeout 60 {} --server {} {} 2>{}", AVIARY_BINARY,
-                                              server_url_, args, err_path));
-        return {result.status, result.output, read_file(err_path)};
-    }
+    CliResult aviary(const std::string& args) { return run_aviary(server_url_, args, dir_.path()); }
 
     json::value json_of(const std::string& args, int expected_status = 0) {
         auto result = aviary("--json " + args);

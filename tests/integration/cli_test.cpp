@@ -16,25 +16,13 @@
 #include <set>
 #include <sstream>
 
+#include "integration/cli_support.hpp"
 #include "rpc_helpers.hpp"
 
 namespace aviary::test {
 namespace {
 
 namespace json = boost::json;
-
-struct CliResult {
-    int status = -1;
-    std::string out;
-    std::string err;
-};
-
-std::string read_file(const std::string& path) {
-    std::ifstream in{path};
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
 
 /// Single-quotes `text` for sh.
 std::string shell_quoted(std::string_view text) {
@@ -71,11 +59,7 @@ protected:
 
     /// Runs `aviary --server URL ARGS` through sh (ARGS as typed on a command line).
     CliResult aviary(const std::string& args, const std::string& server = {}) {
-        const std::string err_path = dir_.path() + "/stderr";
-        auto result =
-            run_command(fmt::format("{} --server {} {} 2>{}", AVIARY_BINARY,
-                                    server.empty() ? server_url_ : server, args, err_path));
-        return {result.status, result.output, read_file(err_path)};
+        return run_aviary(server.empty() ? server_url_ : server, args, dir_.path());
     }
 
     /// Starts `aviary --server URL ARGS…` without a shell, stdout to `out_path`; its pid.
