@@ -14,15 +14,11 @@ namespace {
 constexpr int kMaxLinesPerPage = 10000;
 
 core::Result<void> check_job(Connection& db, std::string_view id) {
-    auto select = db.prepare("SELECT 1 FROM jobs WHERE id = ?1");
-    if (!select) {
-        return select.error();
+    auto found = row_exists(db, "SELECT 1 FROM jobs WHERE id = ?1", id);
+    if (!found) {
+        return found.error();
     }
-    auto row = select->bind_all(id).step();
-    if (!row) {
-        return row.error();
-    }
-    if (!*row) {
+    if (!*found) {
         return job_not_found(id);
     }
     return {};

@@ -168,6 +168,18 @@ core::Result<std::optional<core::Job>> find_active_job_by_key(Connection& db,
     select->bind_all(key);
     return at_most_one(collect_jobs(*select));
 }
+core::Result<bool> row_exists(Connection& db, std::string_view sql, std::string_view key) {
+    auto select = db.prepare(sql);
+    if (!select) {
+        return select.error();
+    }
+    auto row = select->bind_all(key).step();
+    if (!row) {
+        return row.error();
+    }
+    return *row;
+}
+
 core::Error job_not_found(std::string_view id) {
     return core::Error{core::ErrorCode::kNotFound, fmt::format("job {} not found", id)};
 }

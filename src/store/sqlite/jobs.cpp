@@ -76,15 +76,11 @@ core::Result<void> check_submit(const JobSubmit& submit) {
 }
 
 core::Result<void> check_node(Connection& db, std::string_view node) {
-    auto select = db.prepare("SELECT 1 FROM nodes WHERE name = ?1");
-    if (!select) {
-        return select.error();
+    auto found = row_exists(db, "SELECT 1 FROM nodes WHERE name = ?1", node);
+    if (!found) {
+        return found.error();
     }
-    auto row = select->bind_all(node).step();
-    if (!row) {
-        return row.error();
-    }
-    if (!*row) {
+    if (!*found) {
         return core::Error{core::ErrorCode::kNotFound, fmt::format("unknown node {}", node)};
     }
     return {};

@@ -43,6 +43,8 @@ core::Result<std::optional<core::Job>> find_job(Connection& db, std::string_view
 core::Result<std::optional<core::Job>> find_active_job_by_key(Connection& db, std::string_view key);
 /// kNotFound, worded "job ID not found".
 core::Error job_not_found(std::string_view id);
+/// Whether `sql` (a "SELECT 1 FROM ... WHERE key = ?1") finds a row for `key`.
+core::Result<bool> row_exists(Connection& db, std::string_view sql, std::string_view key);
 /// One job with its queue position. kNotFound.
 core::Result<core::Job> select_job(Connection& db, std::string_view id);
 /// Newest first; the limit is clamped to 1..1000.
