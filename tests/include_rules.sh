@@ -12,8 +12,9 @@ declare -A allowed=(
     [drivers]="core net proc"
     [jobs]="core store net proc fleet metrics drivers"
     [fleet]="core store net metrics"
-    [config]="core net store fleet drivers jobs"
-    [api]="core store net proc fleet metrics config drivers jobs"
+    [notify]="core store net metrics"
+    [config]="core net store fleet drivers jobs notify"
+    [api]="core store net proc fleet metrics config drivers jobs notify"
     [cli]="core net proc config api drivers"
 )
 status=0

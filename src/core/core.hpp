@@ -236,6 +236,14 @@ std::optional<JobState> parse_job_state(std::string_view text);
 bool is_terminal(JobState state);
 
 /// One action run on one node: the one job shape every surface shows.
+/// A Grafana-style annotation a job asks for when it is submitted: kept in the store's outbox
+/// with the job, marked with the job's start and end in the transactions that change its
+/// state, and sent by notify.
+struct JobAnnotation {
+    std::string text;               ///< what happened: "upgrade lotus-0 to v1.2.3 by anton"
+    std::vector<std::string> tags;  ///< none empty: "deploy", "node:lotus-0", ...
+};
+
 struct Job {
     std::string id;  ///< new_id(): sortable by creation
     std::string action;
@@ -269,6 +277,8 @@ struct Job {
     std::string error;          ///< why it failed, timed out, was cancelled or rescued
     std::int64_t seq = 0;       ///< store order (the paging cursor)
     int position = 0;  ///< queued exclusive job: 1 + exclusive jobs of its node ahead of it
+    /// Submit only: the annotation to put in the outbox with the job (not read back).
+    std::optional<JobAnnotation> annotation;
 };
 
 /// A line of a job's output.

@@ -1,7 +1,7 @@
 #pragma once
 /// drivers: how an action reaches a node (DESIGN §2). One interface, one file per
-/// implementation: `sim` (a simulated chain node run as a child process of serve) now, `helm`
-/// next.
+/// implementation: `sim` (a simulated chain node run as a child process of serve) and `helm`
+/// (a helm release on a Kubernetes cluster, driven with the `helm` and `kubectl` programs).
 ///
 /// A driver performs one operation at a time per node, as a job step asks: install (helm's
 /// `upgrade --install`: installs, or brings an installed node to the tag), upgrade (new tag,
@@ -45,11 +45,48 @@ struct SimSettings {
     core::Millis stop_grace{std::chrono::seconds{5}};      ///< SIGTERM, then SIGKILL
 };
 
+/// How the helm driver reaches one node's release (DESIGN §3.1). The release is the node's
+/// name.
+struct HelmTarget {
+    std::string namespace_name = "lotus";            ///< --namespace
+    std::string chart = "./lotus-fullnode-minimal";  ///< a path, repo/chart or OCI reference
+    /// helm --kube-context / kubectl --context; empty: the kubeconfig's current context.
+    std::string kube_context;
+    /// KUBECONFIG in the children's environment; empty: inherited from serve.
+    std::string kubeconfig;
+    /// Extra `--set KEY=VALUE` after `--set image.tag=TAG`, in this order.
+    std::vector<std::pair<std::string, std::string>> set;
+    /// Longest one helm or kubectl command may run; past it its process group is ended and
+    /// the step fails as a timeout. The step's own timeout also applies (the smaller wins).
+    core::Millis timeout{std::chrono::minutes{5}};
+};
+
+/// Nodes that share a target: a pool matches by node names or by labels.
+struct HelmPool {
+    std::string name;                ///< shown in messages
+    std::vector<std::string> nodes;  ///< these nodes (empty: decided by selector)
+    core::Labels selector;           ///< nodes whose labels match (both empty: none)
+    HelmTarget target;               ///< the defaults with the pool's overrides applied
+};
+
+struct HelmSettings {
+    std::string helm = "helm";        ///< the program: a name looked up on PATH, or a path
+    std::string kubectl = "kubectl";  ///< likewise
+    HelmTarget defaults;              ///< for nodes no pool matches
+    std::vector<HelmPool> pools;      ///< the first pool that matches a node wins
+    /// `helm status` (the wait step's view of a release) may take this long.
+    core::Millis status_timeout{std::chrono::seconds{30}};
+};
+
+/// The target a node uses: its first matching pool's, else the defaults.
+const HelmTarget& helm_target(const HelmSettings& settings, const core::NodeSpec& node);
+
 struct Settings {
     /// Where drivers keep node state: sim nodes in <dir>/sim/<node>/. Set by the wiring to
     /// <data_dir>/nodes when empty.
     std::string dir;
     SimSettings sim;
+    HelmSettings helm;
 };
 
 enum class Op { kInstall, kUpgrade, kUninstall, kWipeData, kRestart, kStatus };
@@ -64,6 +101,10 @@ struct NodeStatus {
     std::string version;  ///< the running image tag
     std::int64_t height = 0;
     bool syncing = false;
+    /// False when the driver cannot see the chain (helm sees a release, not its blocks):
+    /// height and syncing mean nothing, and waits for synced or height-advancing settle for
+    /// running (with a note in the job's output).
+    bool has_height = true;
     std::string api;  ///< where its API answers, e.g. "http://127.0.0.1:40123"
 };
 

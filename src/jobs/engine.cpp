@@ -536,6 +536,9 @@ void Engine::stop() {
 core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
                                                  const SubmitRequest& request,
                                                  const fleet::Caller& caller) {
+    if (annotator) {
+        job.annotation = annotator(job);
+    }
     store::JobSubmit submit{.job = std::move(job),
                             .actor = caller.identity.empty()
                                          ? (request.owner.empty() ? "anonymous" : request.owner)
@@ -644,6 +647,10 @@ core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet
     }
     auto job = new_job(*action, request.node, *params, requester, request.owner, now);
     return d.submit_job(std::move(job), request, caller);
+}
+
+void Engine::set_annotator(Annotator annotator) {
+    impl_->annotator = std::move(annotator);
 }
 
 core::Result<core::Job> Engine::job(std::string_view id) {

@@ -62,7 +62,7 @@ struct ParamSpec {
     std::string description;
 };
 
-enum class StepKind { kDriver, kRun, kWait, kNoop };
+enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp };
 std::string_view to_string(StepKind kind);
 std::optional<StepKind> parse_step_kind(std::string_view text);
 
@@ -75,6 +75,41 @@ enum class WaitCondition {
 std::string_view to_string(WaitCondition condition);
 std::optional<WaitCondition> parse_wait_condition(std::string_view text);
 
+/// http: one condition on the response body.
+enum class HttpCheckKind {
+    kJsonEquals,    ///< the JSON value at `path` equals `value`
+    kJsonExists,    ///< the body is JSON and `path` is in it
+    kTextContains,  ///< the body contains `value`
+};
+std::string_view to_string(HttpCheckKind kind);
+
+struct HttpCheck {
+    HttpCheckKind kind = HttpCheckKind::kTextContains;
+    /// json_*: a path into the body, "result.height", "items[0].name" or "$.result" ("$" or
+    /// "": the whole body).
+    std::string path;
+    /// json_equals: compared with the value's JSON form: a string value with the text, a
+    /// number numerically, true/false/null as those words. text_contains: the text. Templated.
+    std::string value;
+};
+
+/// http: a request through net's client, and what its response must show.
+struct HttpStepSpec {
+    std::string method = "GET";
+    /// Templated; placeholder values are percent-encoded (they cannot add a path segment,
+    /// query parameter or host). http:// only (https arrives with the TLS issue).
+    std::string url;
+    std::vector<std::pair<std::string, std::string>> headers;  ///< values templated
+    std::string body;                                          ///< templated, sent as is
+    std::vector<int> expect_status;                            ///< empty: any 2xx
+    std::vector<HttpCheck> checks;                             ///< all must hold
+    core::Millis request_timeout{std::chrono::seconds{10}};    ///< each attempt, in all
+    /// Attempts after the first when the request fails or its response does not meet the
+    /// expectations (a probe of something starting up), `retry_interval` apart.
+    int retries = 0;
+    core::Millis retry_interval{std::chrono::seconds{1}};
+};
+
 /// One step. Templates ({{node}}, {{params.NAME}}, {{job.id}}) are filled from validated
 /// params, each placeholder becoming (part of) exactly one argv element.
 struct StepSpec {
@@ -86,6 +121,7 @@ struct StepSpec {
     std::vector<std::pair<std::string, std::string>> env;  ///< run: added (values templated)
     WaitCondition condition = WaitCondition::kSynced;      ///< wait
     core::Millis interval{250};                            ///< wait: how often to look
+    HttpStepSpec http;                                     ///< http
     core::Millis timeout{0};  ///< this step; 0: whatever is left of the action's timeout
 };
 
@@ -256,6 +292,12 @@ public:
     /// Pauses or resumes a queue (admin). kNotFound for a queue no action uses.
     core::Result<void> set_paused(std::string_view queue, bool paused, const fleet::Caller& caller);
     core::Result<std::vector<QueueInfo>> queues();
+    /// Called for every new job (submit, retry) before it is stored: an annotation to keep in
+    /// the store's outbox with the job (notify sends it to Grafana when the job starts and
+    /// ends). Set before start(); unset: no annotations.
+    using Annotator = std::function<std::optional<core::JobAnnotation>(const core::Job& job)>;
+    void set_annotator(Annotator annotator);
+
     /// Calls `on_change` whenever job `id` changes state or gets output, on the engine's
     /// thread: it must only hand over (post to an executor), never block or call the engine.
     [[nodiscard]] Watch watch(std::string id, std::function<void()> on_change);

@@ -307,13 +307,24 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
             }
             std::optional<std::int64_t> first_height;
             std::string last_seen = "no answer yet";
+            auto condition = step.condition;
             while (run.stop == StopReason::kNone) {
                 auto status = co_await driver->status(run.node);
+                if (status && !status->has_height && condition != WaitCondition::kRunning) {
+                    context.note(fmt::format(
+                        "driver {} cannot see {}'s chain height; waiting for it to be running "
+                        "instead of {}",
+                        run.node.driver, run.node.name, to_string(condition)));
+                    condition = WaitCondition::kRunning;
+                }
                 if (status) {
-                    last_seen = fmt::format("running={} height={} syncing={}", status->running,
-                                            status->height, status->syncing);
+                    last_seen = status->has_height
+                                    ? fmt::format("running={} height={} syncing={}",
+                                                  status->running, status->height, status->syncing)
+                                    : fmt::format("running={} version={}", status->running,
+                                                  status->version);
                     bool met = false;
-                    switch (step.condition) {
+                    switch (condition) {
                         case WaitCondition::kRunning:
                             met = status->running;
                             break;
@@ -330,7 +341,7 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
                     }
                     if (met) {
                         context.note(fmt::format("{} is {}: {}", run.node.name,
-                                                 to_string(step.condition), last_seen));
+                                                 to_string(condition), last_seen));
                         co_return status_json(*status);
                     }
                 } else {
@@ -339,7 +350,7 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
                 co_await nap(run, step.interval);
             }
             co_return step_error(fmt::format("gave up waiting for {} to be {} (last seen: {})",
-                                             run.node.name, to_string(step.condition), last_seen));
+                                             run.node.name, to_string(condition), last_seen));
         }
     }
     co_return std::string{};

@@ -238,6 +238,39 @@ struct JobCounts {
     std::optional<core::TimePoint> oldest_queued;  ///< created_at of the oldest queued job
 };
 
+// --- annotation outbox ---------------------------------------------------------------------
+
+/// A job's annotation in the outbox. submit_job writes it (from Job::annotation) not yet due;
+/// the claim that starts the job's first attempt sets `time`; the finish that ends the job
+/// (terminal) sets `time_end`, `outcome` and `error`. A job cancelled before it ever started
+/// drops its row. The sender posts it once started, and patches it once ended.
+struct Annotation {
+    std::string job_id;
+    std::string node;
+    std::string action;
+    std::string text;  ///< as submitted
+    std::vector<std::string> tags;
+    core::TimePoint time;                     ///< the job's first start
+    std::optional<core::TimePoint> time_end;  ///< set once the job is terminal
+    std::string outcome;                      ///< with time_end: "succeeded", "failed", ...
+    std::string error;                        ///< with time_end: the job's error
+    std::optional<std::int64_t> remote_id;    ///< the receiver's id, once posted
+    bool end_sent = false;                    ///< the end is known to the receiver
+    /// A post was begun and its answer never recorded (serve died, or the reply was lost):
+    /// before posting again the sender must look the annotation up, or it could duplicate it.
+    bool post_in_doubt = false;
+    int attempts = 0;                ///< failed sends since the last success
+    core::TimePoint next_attempt_at;  ///< not sent again before this (backoff)
+    std::string last_error;
+};
+
+/// What changed in the outbox after a send.
+struct AnnotationSent {
+    std::string job_id;
+    std::optional<std::int64_t> remote_id;  ///< the post's answer (or the one found)
+    bool end_sent = false;                  ///< the end went too (in the post, or a patch)
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -385,7 +418,28 @@ public:
     virtual core::Result<std::vector<std::string>> paused_queues() = 0;
     virtual core::Result<JobCounts> job_counts() = 0;
     /// Deletes finished jobs (and their output) with finished_at < before; returns how many.
+    /// Their annotations go too once wholly sent (an unsent one is kept until it is).
     virtual core::Result<std::int64_t> prune_jobs(core::TimePoint before) = 0;
+    // --- annotation outbox ----------------------------------------------------------------
+    /// Started annotations with something left to send (no remote_id yet, or ended and
+    /// !end_sent) and next_attempt_at <= now, oldest start first.
+    virtual core::Result<std::vector<Annotation>> due_annotations(core::TimePoint now,
+                                                                  int limit) = 0;
+    /// The earliest next_attempt_at among annotations with something left to send (started or
+    /// not yet), for the sender's sleep; nullopt when the outbox has nothing to send.
+    virtual core::Result<std::optional<core::TimePoint>> next_annotation_at() = 0;
+    /// Marks a post as begun (post_in_doubt), durably, before it is sent.
+    virtual core::Result<void> annotation_posting(std::string_view job_id) = 0;
+    /// Records a success: remote_id (when set), end_sent (when true), post_in_doubt cleared,
+    /// attempts reset, last_error cleared.
+    virtual core::Result<void> annotation_sent(const AnnotationSent& sent) = 0;
+    /// Records a failed send: attempts + 1, last_error, next_attempt_at.
+    virtual core::Result<void> annotation_failed(std::string_view job_id,
+                                                 std::string_view error,
+                                                 core::TimePoint next_attempt_at) = 0;
+    /// Annotations started and not yet wholly sent (for /metrics).
+    virtual core::Result<std::int64_t> annotation_backlog() = 0;
+
     /// Appends an event that goes with no other change (a refused action, for the audit
     /// trail). event.id is ignored.
     virtual core::Result<void> record_event(const core::Event& event) = 0;

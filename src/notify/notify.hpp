@@ -1,0 +1,80 @@
+#pragma once
+/// notify: telling other systems what happened (DESIGN §2). Now: Grafana annotations for the
+/// deploying actions (the tweety seed annotated Grafana when a canary changed).
+///
+/// The outbox pattern: the job engine asks annotation_for() for an annotation when a job is
+/// submitted, and the store keeps it beside the job, marking its start and end in the same
+/// transactions that change the job's state. GrafanaSender, a background sender with its own
+/// thread, posts each started annotation (`POST /api/annotations`), stores Grafana's id, and
+/// turns it into a region when the job ends (`PATCH /api/annotations/{id}` with timeEnd and the
+/// outcome). Failures are retried with exponential backoff, across restarts of serve: nothing is
+/// lost, and a post whose answer was lost is looked up by its job tag before it is sent again,
+/// so nothing is duplicated. Sending never affects the job.
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/core.hpp"
+#include "store/store.hpp"
+
+namespace aviary::metrics {
+class Registry;
+}
+
+namespace aviary::notify {
+
+struct GrafanaSettings {
+    /// Grafana's base URL, "http://grafana.example:3000" (http:// until the TLS issue); empty:
+    /// no annotations.
+    std::string url;
+    /// The service-account token (sent as `Authorization: Bearer TOKEN`), read by config from
+    /// a file or an environment variable; never logged.
+    std::string token;
+    /// Which actions are annotated.
+    std::vector<std::string> actions{"upgrade", "install-snapshot", "create-canary",
+                                     "delete-canary"};
+    /// Added to every annotation's tags (empty ones are dropped).
+    std::vector<std::string> tags;
+    core::Millis timeout{std::chrono::seconds{5}};  ///< each request, in all
+    /// The first retry's delay; it doubles (with jitter) up to retry_backoff_max.
+    core::Millis retry_backoff{std::chrono::seconds{1}};
+    core::Millis retry_backoff_max{std::chrono::minutes{5}};
+    /// Longest the sender sleeps without looking at the outbox (a new start or end is usually
+    /// sent within this).
+    core::Millis poll{std::chrono::seconds{1}};
+};
+
+struct Settings {
+    GrafanaSettings grafana;
+};
+
+/// The annotation a job gets, or nullopt when Grafana is off or the action is not annotated.
+/// text: "upgrade lotus-0 to v1.2.3 (job ID, by anton)"; tags: deploy, node:NAME, image:TAG
+/// (from the job's `tag` param), action:NAME, then the configured tags, none empty.
+std::optional<core::JobAnnotation> annotation_for(const GrafanaSettings& settings,
+                                                  const core::Job& job);
+
+/// Sends the outbox to Grafana. `metrics` may be null.
+class GrafanaSender {
+public:
+    GrafanaSender(GrafanaSettings settings,
+                  store::Store& store,
+                  core::Clock& clock,
+                  metrics::Registry* metrics);
+    ~GrafanaSender();  ///< stops
+    GrafanaSender(const GrafanaSender&) = delete;
+    GrafanaSender& operator=(const GrafanaSender&) = delete;
+
+    void start();  ///< starts the sender's thread; does nothing when settings.url is empty
+    /// Wakes the sender now (a job started or ended) rather than at its next poll.
+    void wake();
+    void stop();  ///< a send in flight is abandoned (it is retried at the next start)
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace aviary::notify
