@@ -259,7 +259,7 @@ struct Annotation {
     /// A post was begun and its answer never recorded (serve died, or the reply was lost):
     /// before posting again the sender must look the annotation up, or it could duplicate it.
     bool post_in_doubt = false;
-    int attempts = 0;                ///< failed sends since the last success
+    int attempts = 0;                 ///< failed sends since the last success
     core::TimePoint next_attempt_at;  ///< not sent again before this (backoff)
     std::string last_error;
 };
@@ -425,8 +425,8 @@ public:
     /// !end_sent) and next_attempt_at <= now, oldest start first.
     virtual core::Result<std::vector<Annotation>> due_annotations(core::TimePoint now,
                                                                   int limit) = 0;
-    /// The earliest next_attempt_at among annotations with something left to send (started or
-    /// not yet), for the sender's sleep; nullopt when the outbox has nothing to send.
+    /// The earliest next_attempt_at among started annotations with something left to send,
+    /// for the sender's sleep; nullopt when the outbox has nothing to send.
     virtual core::Result<std::optional<core::TimePoint>> next_annotation_at() = 0;
     /// Marks a post as begun (post_in_doubt), durably, before it is sent.
     virtual core::Result<void> annotation_posting(std::string_view job_id) = 0;

@@ -148,6 +148,25 @@ std::string strings_to_json_array(const std::vector<std::string>& strings) {
     return boost::json::serialize(out);
 }
 
+core::Result<std::vector<std::string>> strings_from_json_array(std::string_view text) {
+    boost::system::error_code ec;
+    auto parsed = boost::json::parse(text, ec);
+    std::vector<std::string> out;
+    if (!ec && parsed.is_array()) {
+        for (const auto& value : parsed.get_array()) {
+            if (!value.is_string()) {
+                break;
+            }
+            out.emplace_back(value.get_string());
+        }
+        if (out.size() == parsed.get_array().size()) {
+            return out;
+        }
+    }
+    return core::Error{core::ErrorCode::kStorage,
+                       fmt::format("stored value is not a JSON array of strings: {}", text)};
+}
+
 std::string queue_to_json(std::string_view queue, bool paused) {
     return boost::json::serialize(boost::json::object{{"queue", queue}, {"paused", paused}});
 }

@@ -37,6 +37,8 @@ core::Result<core::Params> params_from_json(std::string_view job_id, std::string
 std::string job_to_json(const core::Job& job);
 /// A compact JSON array of strings: ["upgrade","restart"].
 std::string strings_to_json_array(const std::vector<std::string>& strings);
+/// kStorage when the text is not a JSON array of strings.
+core::Result<std::vector<std::string>> strings_from_json_array(std::string_view text);
 /// {"queue","paused"}.
 std::string queue_to_json(std::string_view queue, bool paused);
 

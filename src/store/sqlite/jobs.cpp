@@ -6,6 +6,7 @@
 #include <map>
 #include <utility>
 
+#include "store/sqlite/annotations.hpp"
 #include "store/sqlite/encoding.hpp"
 #include "store/sqlite/events.hpp"
 
@@ -361,6 +362,9 @@ core::Result<JobSubmitted> submit_job(Connection& db, const JobSubmit& submit, S
     if (auto inserted = insert_job(db, job); !inserted) {
         return inserted.error();
     }
+    if (auto annotated = insert_annotation(db, job); !annotated) {
+        return annotated.error();
+    }
     auto queued = select_job(db, job.id);
     if (!queued) {
         return queued.error();
@@ -399,6 +403,9 @@ core::Result<std::optional<core::Job>> claim_job(Connection& db, const JobClaim&
     auto after = reread(db, **id);
     if (!after) {
         return after.error();
+    }
+    if (auto marked = mark_annotation_started(db, **id, claim.now); !marked) {
+        return marked.error();
     }
     if (auto recorded = record(db, claim.now, kSystemActor, "job.started", &*before, *after);
         !recorded) {
@@ -486,6 +493,12 @@ core::Result<core::Job> finish_job(Connection& db, const JobFinish& finish) {
     if (!after) {
         return after;
     }
+    if (core::is_terminal(finish.state)) {
+        auto marked = mark_annotation_ended(db, finish.id, finish.state, finish.error, finish.now);
+        if (!marked) {
+            return marked.error();
+        }
+    }
     if (auto recorded =
             record(db, finish.now, finish.actor, finish_kind(finish), &**before, *after);
         !recorded) {
@@ -522,6 +535,12 @@ core::Result<core::Job> cancel_job(Connection& db,
     if (!after) {
         return after;
     }
+    if (queued) {
+        auto marked = mark_annotation_ended(db, id, after->state, after->error, now);
+        if (!marked) {
+            return marked.error();
+        }
+    }
     auto kind = queued ? "job.cancelled" : "job.cancel_requested";
     if (auto recorded = record(db, now, actor, kind, &job, *after); !recorded) {
         return recorded.error();
@@ -542,7 +561,11 @@ core::Result<std::int64_t> prune_jobs(Connection& db, core::TimePoint before) {
     if (auto done = remove->bind_all(before).run(); !done) {
         return done.error();
     }
-    return db.changes();
+    auto pruned = db.changes();
+    if (auto annotations = prune_annotations(db); !annotations) {
+        return annotations.error();
+    }
+    return pruned;
 }
 
 }  // namespace aviary::store::sqlite

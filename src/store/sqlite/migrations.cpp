@@ -180,11 +180,41 @@ core::Result<void> add_jobs(Connection& db) {
     return db.exec(kSchemaV4);
 }
 
+// The annotation outbox: one row per job that asked for an annotation, written with the job and
+// marked in the transactions that start and end it. `time` stays NULL until the first start;
+// the partial index holds only rows with something left to send.
+constexpr std::string_view kSchemaV5 = R"sql(
+CREATE TABLE annotations (
+    job_id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    action TEXT NOT NULL,
+    text TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    time INTEGER,
+    time_end INTEGER,
+    outcome TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    remote_id INTEGER,
+    end_sent INTEGER NOT NULL DEFAULT 0,
+    post_in_doubt INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX annotations_pending ON annotations (next_attempt_at)
+    WHERE time IS NOT NULL AND (remote_id IS NULL OR (time_end IS NOT NULL AND end_sent = 0));
+)sql";
+
+core::Result<void> add_annotations(Connection& db) {
+    return db.exec(kSchemaV5);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
     {3, "exclusive leases and waiters", add_exclusive_leases_and_waiters},
     {4, "jobs, job output and paused queues", add_jobs},
+    {5, "the annotation outbox", add_annotations},
 };
 
 core::Result<void> record_version(Connection& db, int version) {

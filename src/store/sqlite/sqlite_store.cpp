@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "store/sqlite/annotations.hpp"
 #include "store/sqlite/events.hpp"
 #include "store/sqlite/jobs.hpp"
 #include "store/sqlite/leases.hpp"
@@ -360,6 +361,35 @@ core::Result<JobCounts> SqliteStore::job_counts() {
 
 core::Result<std::int64_t> SqliteStore::prune_jobs(core::TimePoint before) {
     return write<std::int64_t>([&](Connection& db) { return sqlite::prune_jobs(db, before); });
+}
+
+core::Result<std::vector<Annotation>> SqliteStore::due_annotations(core::TimePoint now, int limit) {
+    return read<std::vector<Annotation>>(
+        [&](Connection& db) { return select_due_annotations(db, now, limit); });
+}
+
+core::Result<std::optional<core::TimePoint>> SqliteStore::next_annotation_at() {
+    return read<std::optional<core::TimePoint>>(
+        [](Connection& db) { return select_next_annotation_at(db); });
+}
+
+core::Result<void> SqliteStore::annotation_posting(std::string_view job_id) {
+    return writer_->submit([&](Connection& db) { return set_annotation_posting(db, job_id); });
+}
+
+core::Result<void> SqliteStore::annotation_sent(const AnnotationSent& sent) {
+    return writer_->submit([&](Connection& db) { return set_annotation_sent(db, sent); });
+}
+
+core::Result<void> SqliteStore::annotation_failed(std::string_view job_id,
+                                                  std::string_view error,
+                                                  core::TimePoint next_attempt_at) {
+    return writer_->submit(
+        [&](Connection& db) { return set_annotation_failed(db, job_id, error, next_attempt_at); });
+}
+
+core::Result<std::int64_t> SqliteStore::annotation_backlog() {
+    return read<std::int64_t>([](Connection& db) { return count_annotation_backlog(db); });
 }
 
 core::Result<void> SqliteStore::record_event(const core::Event& event) {

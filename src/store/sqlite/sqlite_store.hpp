@@ -99,6 +99,15 @@ public:
     core::Result<std::int64_t> prune_jobs(core::TimePoint before) override;
     core::Result<void> record_event(const core::Event& event) override;
 
+    core::Result<std::vector<Annotation>> due_annotations(core::TimePoint now, int limit) override;
+    core::Result<std::optional<core::TimePoint>> next_annotation_at() override;
+    core::Result<void> annotation_posting(std::string_view job_id) override;
+    core::Result<void> annotation_sent(const AnnotationSent& sent) override;
+    core::Result<void> annotation_failed(std::string_view job_id,
+                                         std::string_view error,
+                                         core::TimePoint next_attempt_at) override;
+    core::Result<std::int64_t> annotation_backlog() override;
+
     core::Result<std::vector<core::Event>> events(const EventQuery& query) override;
     core::Result<std::int64_t> prune_events(core::TimePoint before) override;
 
