@@ -1,4 +1,4 @@
-// One action of `jobs.actions`: its settings, params and steps (driver, run, wait, noop).
+// One action of `jobs.actions`: its settings, params and steps (driver, run, wait, http, noop).
 #include "config/action_reader.hpp"
 
 #include <fmt/format.h>
@@ -12,7 +12,7 @@
 namespace aviary::config {
 namespace {
 
-constexpr std::string_view kStepKinds = "driver, run, wait, noop";
+constexpr std::string_view kStepKinds = "driver, run, wait, http, noop";
 constexpr std::string_view kOps = "install, upgrade, uninstall, wipe-data, restart, status";
 constexpr std::string_view kConditions = "running, synced, height-advancing";
 constexpr std::string_view kParamTypes = "string, dns_label, image_tag, integer, boolean";
@@ -95,6 +95,7 @@ std::string_view extra_key(jobs::StepKind kind) {
             return "env";
         case jobs::StepKind::kWait:
             return "interval";
+        case jobs::StepKind::kHttp:  // every key is under `http:`
         case jobs::StepKind::kNoop:
             return {};
     }
@@ -102,7 +103,8 @@ std::string_view extra_key(jobs::StepKind kind) {
 }
 
 constexpr jobs::StepKind kAllKinds[] = {jobs::StepKind::kDriver, jobs::StepKind::kRun,
-                                        jobs::StepKind::kWait, jobs::StepKind::kNoop};
+                                        jobs::StepKind::kWait, jobs::StepKind::kHttp,
+                                        jobs::StepKind::kNoop};
 
 /// Any key a step may have besides a kind key.
 bool is_step_key(std::string_view key) {
@@ -121,6 +123,8 @@ std::string default_step_name(const jobs::StepSpec& step) {
             return fmt::format("wait {}", jobs::to_string(step.condition));
         case jobs::StepKind::kRun:
             return step.argv.empty() ? std::string{"run"} : fmt::format("run {}", step.argv[0]);
+        case jobs::StepKind::kHttp:
+            return fmt::format("http {} {}", step.http.method, step.http.url);
         case jobs::StepKind::kNoop:
             return "noop";
     }
@@ -171,6 +175,210 @@ void read_env(YamlReader& r,
     });
 }
 
+// --- http steps -------------------------------------------------------------------------------
+
+constexpr std::string_view kTokenSymbols = "!#$%&'*+-.^_`|~";
+
+bool is_token_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           kTokenSymbols.find(c) != std::string_view::npos;
+}
+
+bool is_header_name(std::string_view name) {
+    return !name.empty() && std::all_of(name.begin(), name.end(), is_token_char);
+}
+
+bool is_method(std::string_view method) {
+    return !method.empty() && method.size() <= 32 &&
+           std::all_of(method.begin(), method.end(),
+                       [](char c) { return is_token_char(c) && !(c >= 'a' && c <= 'z'); });
+}
+
+void read_method(YamlReader& r, const Value& value, std::string& method) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (!is_method(text)) {
+        r.error(value, fmt::format("\"{}\" is not an HTTP method (GET, POST, PUT, PATCH, DELETE, "
+                                   "HEAD, OPTIONS or another upper-case token)",
+                                   text));
+        return;
+    }
+    method = std::move(text);
+}
+
+void read_url(YamlReader& r, const Value& value, std::string& url) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (!text.starts_with("http://")) {
+        r.error(value,
+                fmt::format("\"{}\" must start with http:// (https is not supported yet)", text));
+        return;
+    }
+    url = std::move(text);
+}
+
+void read_headers(YamlReader& r,
+                  const Value& value,
+                  std::vector<std::pair<std::string, std::string>>& headers) {
+    r.read_entries(value, [&](const Value& key, const Value& item) {
+        const std::string& name = key.node.Scalar();
+        if (!is_header_name(name)) {
+            r.error(key, fmt::format("\"{}\" is not a header name (letters, digits and {})", name,
+                                     kTokenSymbols));
+            return;
+        }
+        std::string text;
+        if (!r.read_string(item, text)) {
+            return;
+        }
+        if (text.find_first_of("\r\n") != std::string::npos) {
+            r.error(item, "a header value must be one line");
+            return;
+        }
+        headers.emplace_back(name, std::move(text));
+    });
+}
+
+/// `expect_status: 200` or `expect_status: [200, 204]`.
+void read_statuses(YamlReader& r, const Value& value, std::vector<int>& statuses) {
+    auto read_one = [&](const Value& item) {
+        int status = 0;
+        if (r.read_int(item, status, 100, 599)) {
+            statuses.push_back(status);
+        }
+    };
+    if (!value.is_null() && value.node.IsScalar()) {
+        read_one(value);
+        return;
+    }
+    r.read_list(value, read_one);
+}
+
+/// json_equals' value: any scalar, as its text (an empty value or ~ is null).
+void read_expected_value(YamlReader& r, const Value& value, std::string& out) {
+    if (value.is_null()) {
+        out = "null";
+        return;
+    }
+    if (!value.node.IsScalar()) {
+        r.error(value, fmt::format("expected a string, number, true, false or null, got {} (to "
+                                   "compare an object or array, write its JSON as a string)",
+                                   shown(value)));
+        return;
+    }
+    out = value.node.Scalar();
+}
+
+void read_check(YamlReader& r, const Value& value, std::vector<jobs::HttpCheck>& checks) {
+    constexpr std::string_view kCheckKinds = "json_equals, json_exists or text_contains";
+    if (value.is_null() || !value.node.IsMap()) {
+        r.error(value, fmt::format("expected a check (a mapping with one of {}), got {}",
+                                   kCheckKinds, shown(value)));
+        return;
+    }
+    std::vector<jobs::HttpCheck> read;
+    auto check_of = [&](jobs::HttpCheckKind kind) -> jobs::HttpCheck& {
+        read.push_back(jobs::HttpCheck{.kind = kind});
+        return read.back();
+    };
+    std::optional<Value> second;
+    auto count = [&](const Value& v) {
+        if (!read.empty() && !second) {
+            second = v;
+        }
+    };
+    r.read_map(value,
+               {
+                   {"json_equals",
+                    [&](const Value& v) {
+                        count(v);
+                        auto& check = check_of(jobs::HttpCheckKind::kJsonEquals);
+                        bool has_value = false;
+                        r.read_map(
+                            v, {
+                                   {"path", [&](const Value& p) { r.read_string(p, check.path); }},
+                                   {"value",
+                                    [&](const Value& e) {
+                                        has_value = true;
+                                        read_expected_value(r, e, check.value);
+                                    }},
+                               });
+                        if (!has_value && (v.is_null() || v.node.IsMap())) {
+                            r.error(v, "json_equals needs a value: {path: PATH, value: VALUE}");
+                        }
+                    }},
+                   {"json_exists",
+                    [&](const Value& v) {
+                        count(v);
+                        r.read_string(v, check_of(jobs::HttpCheckKind::kJsonExists).path);
+                    }},
+                   {"text_contains",
+                    [&](const Value& v) {
+                        count(v);
+                        auto& check = check_of(jobs::HttpCheckKind::kTextContains);
+                        if (r.read_string(v, check.value) && check.value.empty()) {
+                            r.error(v, "needs the text to look for");
+                        }
+                    }},
+               });
+    if (second) {
+        r.error(*second, fmt::format("a check has exactly one of {}", kCheckKinds));
+    } else if (read.empty() && value.node.size() == 0) {
+        r.error(value, fmt::format("a check needs one of {}", kCheckKinds));
+    }
+    if (read.size() == 1) {
+        checks.push_back(std::move(read.front()));
+    }
+}
+
+/// `http: URL` (a GET expecting any 2xx) or `http: {url: ..., method: ..., ...}`.
+void read_http(YamlReader& r, const Value& value, jobs::HttpStepSpec& http) {
+    if (!value.is_null() && value.node.IsScalar()) {
+        read_url(r, value, http.url);
+        return;
+    }
+    if (value.is_null() || !value.node.IsMap()) {
+        r.error(value, fmt::format("expected a url or a mapping with url (and method, headers, "
+                                   "body, expect_status, expect, request_timeout, retries, "
+                                   "retry_interval), got {}",
+                                   shown(value)));
+        return;
+    }
+    bool has_url = false;
+    r.read_map(
+        value,
+        {
+            {"method", [&](const Value& v) { read_method(r, v, http.method); }},
+            {"url",
+             [&](const Value& v) {
+                 has_url = true;
+                 read_url(r, v, http.url);
+             }},
+            {"headers", [&](const Value& v) { read_headers(r, v, http.headers); }},
+            {"body",
+             [&](const Value& v) {
+                 if (!v.is_null()) {
+                     r.read_string(v, http.body);
+                 }
+             }},
+            {"expect_status", [&](const Value& v) { read_statuses(r, v, http.expect_status); }},
+            {"expect",
+             [&](const Value& v) {
+                 r.read_list(v, [&](const Value& item) { read_check(r, item, http.checks); });
+             }},
+            {"request_timeout", [&](const Value& v) { r.read_duration(v, http.request_timeout); }},
+            {"retries", [&](const Value& v) { r.read_int(v, http.retries, 0, 100); }},
+            {"retry_interval", [&](const Value& v) { r.read_duration(v, http.retry_interval); }},
+        });
+    if (!has_url) {
+        r.error(value, "an http step needs a url");
+    }
+}
+
 /// The value under a step's kind key: the op, the argv, the condition, or nothing.
 void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
     switch (step.kind) {
@@ -183,6 +391,9 @@ void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
         case jobs::StepKind::kWait:
             read_enum(r, value, step.condition, jobs::parse_wait_condition, "wait condition",
                       kConditions);
+            return;
+        case jobs::StepKind::kHttp:
+            read_http(r, value, step.http);
             return;
         case jobs::StepKind::kNoop:
             if (!value.is_null() && !(value.node.IsMap() && value.node.size() == 0)) {
@@ -207,7 +418,7 @@ void read_bare_step(YamlReader& r, const Value& value, std::vector<StepReading>&
     } else {
         r.error(value,
                 fmt::format("unknown step kind \"{}\"; expected one of {}{}", text, kStepKinds,
-                            did_you_mean(text, {"driver", "run", "wait", "noop"})));
+                            did_you_mean(text, {"driver", "run", "wait", "http", "noop"})));
     }
 }
 
@@ -242,7 +453,7 @@ std::optional<std::string> find_kind_key(YamlReader& r, const Value& value) {
         auto key = unknown->node.Scalar();
         r.error(*unknown,
                 fmt::format("unknown step kind \"{}\"; expected one of {}{}", key, kStepKinds,
-                            did_you_mean(key, {"driver", "run", "wait", "noop"})));
+                            did_you_mean(key, {"driver", "run", "wait", "http", "noop"})));
     } else if (!kind_key) {
         r.error(value, fmt::format("a step needs one of {}", kStepKinds));
     }

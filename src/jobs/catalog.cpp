@@ -8,6 +8,7 @@
 #include <set>
 #include <utility>
 
+#include "jobs/http_step.hpp"
 #include "jobs/jobs.hpp"
 
 namespace aviary::jobs {
@@ -42,11 +43,18 @@ constexpr std::array<std::pair<ParamType, std::string_view>, 5> kParamTypes{{
     {ParamType::kBoolean, "boolean"},
 }};
 
-constexpr std::array<std::pair<StepKind, std::string_view>, 4> kStepKinds{{
+constexpr std::array<std::pair<StepKind, std::string_view>, 5> kStepKinds{{
     {StepKind::kDriver, "driver"},
     {StepKind::kRun, "run"},
     {StepKind::kWait, "wait"},
+    {StepKind::kHttp, "http"},
     {StepKind::kNoop, "noop"},
+}};
+
+constexpr std::array<std::pair<HttpCheckKind, std::string_view>, 3> kHttpCheckKinds{{
+    {HttpCheckKind::kJsonEquals, "json_equals"},
+    {HttpCheckKind::kJsonExists, "json_exists"},
+    {HttpCheckKind::kTextContains, "text_contains"},
 }};
 
 constexpr std::array<std::pair<WaitCondition, std::string_view>, 3> kConditions{{
@@ -184,6 +192,93 @@ std::string template_problem(std::string_view text, const ActionSpec& action) {
     return problem;
 }
 
+/// `text` with every {{...}} removed (what is written around the placeholders).
+std::string without_placeholders(std::string_view text) {
+    std::string out;
+    std::size_t pos = 0;
+    while (true) {
+        auto open = text.find("{{", pos);
+        auto close = open == std::string_view::npos ? open : text.find("}}", open + 2);
+        if (close == std::string_view::npos) {
+            out.append(text.substr(pos));
+            return out;
+        }
+        out.append(text.substr(pos, open - pos));
+        pos = close + 2;
+    }
+}
+
+/// Why an http step's spec does not hold, as {where under the step, what}; empty when it holds.
+std::pair<std::string, std::string> http_problem(const HttpStepSpec& http,
+                                                 const ActionSpec& action) {
+    if (auto problem = method_problem(http.method); !problem.empty()) {
+        return {"method", problem};
+    }
+    if (auto problem = template_problem(http.url, action); !problem.empty()) {
+        return {"url", problem};
+    }
+    if (http.url.empty()) {
+        return {"url", "an http step needs a url"};
+    }
+    if (!http.url.starts_with("http://")) {
+        return {"url", fmt::format("\"{}\" must start with http:// (https is not supported yet)",
+                                   http.url)};
+    }
+    if (http.url.size() == 7 || http.url[7] == '/' || http.url[7] == '?' || http.url[7] == '#') {
+        return {"url", fmt::format("\"{}\" has no host", http.url)};
+    }
+    if (without_placeholders(http.url).find_first_of(" \t\r\n") != std::string::npos) {
+        return {"url",
+                "must not hold spaces or line breaks (write them as %20 and so on; "
+                "placeholder values are encoded for you)"};
+    }
+    for (const auto& [name, value] : http.headers) {
+        auto where = fmt::format("headers.{}", name);
+        if (!is_http_token(name)) {
+            return {where, "is not a header name (letters, digits and !#$%&'*+-.^_`|~)"};
+        }
+        if (value.find_first_of("\r\n") != std::string::npos) {
+            return {where, "a header value must be one line"};
+        }
+        if (auto problem = template_problem(value, action); !problem.empty()) {
+            return {where, problem};
+        }
+    }
+    if (auto problem = template_problem(http.body, action); !problem.empty()) {
+        return {"body", problem};
+    }
+    for (std::size_t s = 0; s < http.expect_status.size(); ++s) {
+        if (http.expect_status[s] < 100 || http.expect_status[s] > 599) {
+            return {fmt::format("expect_status[{}]", s),
+                    fmt::format("{} is not an HTTP status (100-599)", http.expect_status[s])};
+        }
+    }
+    for (std::size_t c = 0; c < http.checks.size(); ++c) {
+        const auto& check = http.checks[c];
+        auto where = fmt::format("expect[{}].{}", c, to_string(check.kind));
+        if (check.kind != HttpCheckKind::kTextContains) {
+            if (auto path = parse_json_path(check.path); !path) {
+                return {where, path.error().message};
+            }
+        } else if (check.value.empty()) {
+            return {where, "needs the text to look for"};
+        }
+        if (auto problem = template_problem(check.value, action); !problem.empty()) {
+            return {where, problem};
+        }
+    }
+    if (http.retries < 0 || http.retries > 100) {
+        return {"retries", "must be 0..100"};
+    }
+    if (http.request_timeout <= core::Millis{0}) {
+        return {"request_timeout", "must be positive"};
+    }
+    if (http.retry_interval <= core::Millis{0}) {
+        return {"retry_interval", "must be positive"};
+    }
+    return {};
+}
+
 }  // namespace
 
 std::string_view to_string(ParamType type) {
@@ -197,6 +292,9 @@ std::string_view to_string(StepKind kind) {
 }
 std::optional<StepKind> parse_step_kind(std::string_view text) {
     return value_of(kStepKinds, text);
+}
+std::string_view to_string(HttpCheckKind kind) {
+    return name_of(kHttpCheckKinds, kind);
 }
 std::string_view to_string(WaitCondition condition) {
     return name_of(kConditions, condition);
@@ -287,6 +385,11 @@ core::Result<void> validate_action(const ActionSpec& action) {
             case StepKind::kWait:
                 if (step.interval <= core::Millis{0}) {
                     return fail(where + ".interval", "must be positive");
+                }
+                break;
+            case StepKind::kHttp:
+                if (auto [at, problem] = http_problem(step.http, action); !problem.empty()) {
+                    return fail(fmt::format("{}.http.{}", where, at), problem);
                 }
                 break;
             case StepKind::kNoop:

@@ -119,6 +119,9 @@ struct Engine::Impl {
     metrics::Family<metrics::Counter>* refused_total = nullptr;
 };
 
+/// Sleeps `d`, or less when the run is told to stop (runner.cpp; wait and http steps).
+asio::awaitable<void> nap(Run& run, core::Millis d);
+
 /// The delay before retry number `attempt` (1 = the first retry): backoff * 2^(attempt-1),
 /// capped, with +-20 % jitter.
 core::Millis retry_delay(const ActionSpec& action, int attempt);

@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 
 #include "jobs/engine_impl.hpp"
+#include "jobs/http_step.hpp"
 
 namespace aviary::jobs {
 namespace {
@@ -48,7 +49,8 @@ std::string status_json(const drivers::NodeStatus& status) {
     return json::serialize(out);
 }
 
-/// Sleeps `d`, or less when the run is told to stop.
+}  // namespace
+
 asio::awaitable<void> nap(Run& run, core::Millis d) {
     if (run.stop != StopReason::kNone) {
         co_return;
@@ -57,6 +59,8 @@ asio::awaitable<void> nap(Run& run, core::Millis d) {
     co_await (timer.async_wait(asio::as_tuple(asio::use_awaitable)) ||
               run.stop_signal.async_wait(asio::as_tuple(asio::use_awaitable)));
 }
+
+namespace {
 
 /// What a step gives a driver (drivers::Context) and what runs its children.
 class StepContext final : public drivers::Context {
@@ -297,6 +301,8 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
             }
             co_return co_await driver->run(request, context);
         }
+        case StepKind::kHttp:
+            co_return co_await run_http_step(d, run, step);
         case StepKind::kWait: {
             auto* driver = d.find_driver(run.node.driver);
             if (driver == nullptr) {

@@ -90,8 +90,30 @@ void expect_same(const jobs::ParamSpec& want, const jobs::ParamSpec& got) {
     EXPECT_EQ(got.description, description) << name;
 }
 
+void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) {
+    const auto& [method, url, headers, body, expect_status, checks, request_timeout, retries,
+                 retry_interval] = want;
+    EXPECT_EQ(got.method, method);
+    EXPECT_EQ(got.url, url);
+    EXPECT_EQ(got.headers, headers);
+    EXPECT_EQ(got.body, body);
+    EXPECT_EQ(got.expect_status, expect_status);
+    ASSERT_EQ(got.checks.size(), checks.size());
+    for (std::size_t i = 0; i < checks.size(); ++i) {
+        const auto& [kind, path, value] = checks[i];
+        EXPECT_EQ(jobs::to_string(got.checks[i].kind), jobs::to_string(kind));
+        EXPECT_EQ(got.checks[i].path, path);
+        EXPECT_EQ(got.checks[i].value, value);
+    }
+    EXPECT_EQ(got.request_timeout, request_timeout);
+    EXPECT_EQ(got.retries, retries);
+    EXPECT_EQ(got.retry_interval, retry_interval);
+}
+
 void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
-    const auto& [name, kind, op, image_tag, argv, env, condition, interval, timeout] = want;
+    const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, timeout] = want;
+    SCOPED_TRACE("step " + name);
+    expect_same(http, got.http);
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(jobs::to_string(got.kind), jobs::to_string(kind)) << name;
     EXPECT_EQ(drivers::to_string(got.op), drivers::to_string(op)) << name;
