@@ -197,6 +197,229 @@ void add_builtins(std::vector<jobs::ActionSpec>& actions,
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// drivers.helm
+
+/// The target keys one mapping sets (the defaults, or a pool's overrides): applied once the
+/// whole section is read, since a pool may come before the defaults in the file.
+struct TargetKeys {
+    std::optional<std::string> namespace_name;
+    std::optional<std::string> chart;
+    std::optional<std::string> kube_context;
+    std::optional<std::string> kubeconfig;
+    std::optional<std::vector<std::pair<std::string, std::string>>> set;
+    std::optional<core::Millis> timeout;
+
+    void apply_to(drivers::HelmTarget& target) const {
+        if (namespace_name) {
+            target.namespace_name = *namespace_name;
+        }
+        if (chart) {
+            target.chart = *chart;
+        }
+        if (kube_context) {
+            target.kube_context = *kube_context;
+        }
+        if (kubeconfig) {
+            target.kubeconfig = *kubeconfig;
+        }
+        if (set) {
+            target.set = *set;
+        }
+        if (timeout) {
+            target.timeout = *timeout;
+        }
+    }
+};
+
+bool has_line_break(std::string_view text) {
+    return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+/// A string for an argv element or an environment value: no line break, and (`flag_safe`) not
+/// starting with '-', where helm or kubectl would read it as an option.
+bool read_arg(YamlReader& r,
+              const Value& value,
+              std::optional<std::string>& out,
+              bool flag_safe,
+              bool required) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return false;
+    }
+    if (has_line_break(text)) {
+        r.error(value, "must not contain a line break");
+        return false;
+    }
+    if (required && text.empty()) {
+        r.error(value, "must not be empty");
+        return false;
+    }
+    if (flag_safe && text.rfind('-', 0) == 0) {
+        r.error(value,
+                fmt::format("\"{}\" must not start with \"-\" (it would read as an option)", text));
+        return false;
+    }
+    out = std::move(text);
+    return true;
+}
+
+/// `set: {KEY: VALUE, ...}` in file order: each becomes `--set KEY=VALUE`.
+void read_helm_set(YamlReader& r,
+                   const Value& value,
+                   std::optional<std::vector<std::pair<std::string, std::string>>>& out) {
+    auto before = r.error_count();
+    std::vector<std::pair<std::string, std::string>> entries;
+    r.read_entries(value, [&](const Value& key, const Value& item) {
+        const std::string name = key.node.Scalar();
+        if (name.find_first_of("=,") != std::string::npos || has_line_break(name)) {
+            r.error(key, fmt::format("helm value key \"{}\" must not contain '=', ',' or a line "
+                                     "break (it is passed as --set KEY=VALUE)",
+                                     name));
+            return;
+        }
+        std::string text;
+        if (!r.read_string(item, text)) {
+            return;
+        }
+        if (has_line_break(text)) {
+            r.error(item, "must not contain a line break");
+            return;
+        }
+        entries.emplace_back(name, std::move(text));
+    });
+    if (r.error_count() == before) {
+        out = std::move(entries);
+    }
+}
+
+void add_target_fields(YamlReader& r, TargetKeys& keys, std::vector<Field>& fields) {
+    fields.push_back({"namespace", [&r, &keys](const Value& v) {
+                          std::string text;
+                          if (!r.read_string(v, text)) {
+                              return;
+                          }
+                          if (!core::is_dns_label(text)) {
+                              r.error(v, fmt::format("\"{}\" is not a namespace name ({})", text,
+                                                     kDnsLabelRule));
+                              return;
+                          }
+                          keys.namespace_name = std::move(text);
+                      }});
+    fields.push_back(
+        {"chart", [&r, &keys](const Value& v) { read_arg(r, v, keys.chart, true, true); }});
+    fields.push_back({"kube_context", [&r, &keys](const Value& v) {
+                          read_arg(r, v, keys.kube_context, true, false);
+                      }});
+    fields.push_back({"kubeconfig", [&r, &keys](const Value& v) {
+                          read_arg(r, v, keys.kubeconfig, false, false);
+                      }});
+    fields.push_back({"set", [&r, &keys](const Value& v) { read_helm_set(r, v, keys.set); }});
+    fields.push_back({"timeout", [&r, &keys](const Value& v) {
+                          core::Millis timeout{};
+                          if (r.read_duration(v, timeout)) {
+                              keys.timeout = timeout;
+                          }
+                      }});
+}
+
+void read_pool_nodes(YamlReader& r, const Value& value, std::vector<std::string>& nodes) {
+    r.read_list(value, [&](const Value& item) {
+        std::string name;
+        if (!r.read_string(item, name)) {
+            return;
+        }
+        if (!core::is_dns_label(name)) {
+            r.error(item, fmt::format("\"{}\" is not a node name ({})", name, kDnsLabelRule));
+            return;
+        }
+        nodes.push_back(std::move(name));
+    });
+}
+
+struct PoolRead {
+    drivers::HelmPool pool;
+    TargetKeys keys;
+};
+
+void read_helm_pool(YamlReader& r,
+                    const Value& value,
+                    std::vector<PoolRead>& pools,
+                    std::map<std::string, int, std::less<>>& names) {
+    auto before = r.error_count();
+    PoolRead read;
+    std::optional<Value> name_at;
+    std::vector<Field> fields{
+        {"name",
+         [&](const Value& v) {
+             if (!r.read_string(v, read.pool.name)) {
+                 return;
+             }
+             name_at = v;
+             if (read.pool.name.empty()) {
+                 r.error(v, "must not be empty");
+             }
+         }},
+        {"nodes", [&](const Value& v) { read_pool_nodes(r, v, read.pool.nodes); }},
+        {"selector", [&](const Value& v) { r.read_string_map(v, read.pool.selector); }},
+    };
+    add_target_fields(r, read.keys, fields);
+    if (!r.read_map(value, fields)) {
+        return;
+    }
+    if (!name_at) {
+        r.error(value, "a helm pool needs a name");
+    } else if (!read.pool.name.empty()) {
+        auto [first, inserted] = names.emplace(read.pool.name, name_at->mark.line + 1);
+        if (!inserted) {
+            r.error(*name_at, fmt::format("helm pool \"{}\" is declared twice (first at line {})",
+                                          read.pool.name, first->second));
+        }
+    }
+    if (read.pool.nodes.empty() && read.pool.selector.empty()) {
+        r.error(value, "a helm pool needs nodes or a selector (it would match no node)");
+    }
+    if (r.error_count() == before) {
+        pools.push_back(std::move(read));
+    }
+}
+
+void read_helm(YamlReader& r, const Value& value, drivers::HelmSettings& s) {
+    TargetKeys defaults;
+    std::vector<PoolRead> pools;
+    std::map<std::string, int, std::less<>> names;
+    std::vector<Field> fields{
+        {"helm",
+         [&](const Value& v) {
+             std::optional<std::string> program;
+             if (read_arg(r, v, program, false, true)) {
+                 s.helm = std::move(*program);
+             }
+         }},
+        {"kubectl",
+         [&](const Value& v) {
+             std::optional<std::string> program;
+             if (read_arg(r, v, program, false, true)) {
+                 s.kubectl = std::move(*program);
+             }
+         }},
+        {"status_timeout", [&](const Value& v) { r.read_duration(v, s.status_timeout); }},
+        {"pools",
+         [&](const Value& v) {
+             r.read_list(v, [&](const Value& item) { read_helm_pool(r, item, pools, names); });
+         }},
+    };
+    add_target_fields(r, defaults, fields);
+    r.read_map(value, fields);
+    defaults.apply_to(s.defaults);
+    s.pools.clear();
+    for (auto& read : pools) {
+        read.pool.target = s.defaults;
+        read.keys.apply_to(read.pool.target);
+        s.pools.push_back(std::move(read.pool));
+    }
+}
+
 }  // namespace
 
 void read_jobs(YamlReader& r,
@@ -275,6 +498,7 @@ void read_drivers(YamlReader& r, const Value& value, drivers::Settings& s) {
     r.read_map(value, {
                           {"dir", [&](const Value& v) { r.read_string(v, s.dir); }},
                           {"sim", read_sim},
+                          {"helm", [&](const Value& v) { read_helm(r, v, s.helm); }},
                       });
 }
 

@@ -5,6 +5,7 @@
 #include <system_error>
 #include <utility>
 
+#include "drivers/helm_driver.hpp"
 #include "drivers/sim_driver.hpp"
 
 namespace aviary::drivers {
@@ -51,6 +52,7 @@ std::vector<std::unique_ptr<Driver>> make_drivers(const Settings& settings) {
     }
     std::vector<std::unique_ptr<Driver>> drivers;
     drivers.push_back(make_sim_driver(settings, std::move(program)));
+    drivers.push_back(make_helm_driver(settings.helm));
     return drivers;
 }
 

@@ -1,0 +1,679 @@
+#include "drivers/helm_driver.hpp"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <cctype>
+#include <chrono>
+#include <optional>
+
+namespace aviary::drivers {
+namespace {
+
+using namespace std::chrono_literals;
+using asio::experimental::awaitable_operators::operator||;
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+/// Lines of a command's output kept for its error message.
+constexpr std::size_t kTailLines = 20;
+/// How often a running command looks whether its step is stopping.
+constexpr core::Millis kStopPoll{50};
+/// A command the driver ends gets SIGTERM, then SIGKILL after this (helm cleans up on SIGTERM).
+constexpr core::Millis kKillGrace{3000};
+/// How long a finished command waits for the last output of its group (a member that left the
+/// group but kept the pipe open must not hold the step).
+constexpr core::Millis kPumpDrain{2000};
+
+// Matched case-insensitively against each output line, last line first.
+constexpr std::array<std::string_view, 7> kUnreachable{"kubernetes cluster unreachable",
+                                                       "unable to connect to the server",
+                                                       "the connection to the server",
+                                                       "connection refused",
+                                                       "no such host",
+                                                       "dial tcp",
+                                                       "i/o timeout"};
+constexpr std::array<std::string_view, 2> kReleaseNotFound{"release: not found",
+                                                           "release not loaded"};
+constexpr std::array<std::string_view, 1> kHelmTimedOut{"timed out waiting for the condition"};
+
+// --namespace NS, then the context right after it (DESIGN §3.1's argv when none is set).
+void add_namespace(std::vector<std::string>& argv,
+                   const HelmTarget& target,
+                   std::string_view context_flag) {
+    argv.emplace_back("--namespace");
+    argv.push_back(target.namespace_name);
+    if (!target.kube_context.empty()) {
+        argv.emplace_back(context_flag);
+        argv.push_back(target.kube_context);
+    }
+}
+
+HelmCommand make_command(std::vector<std::string> argv,
+                         const HelmTarget& target,
+                         std::string what,
+                         std::string setting) {
+    HelmCommand command{
+        .argv = std::move(argv), .what = std::move(what), .setting = std::move(setting)};
+    if (!target.kubeconfig.empty()) {
+        command.env_add.emplace_back("KUBECONFIG", target.kubeconfig);
+    }
+    return command;
+}
+
+std::string lower(std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+template <std::size_t N>
+std::optional<std::string> find_line(const std::deque<std::string>& tail,
+                                     const std::array<std::string_view, N>& patterns) {
+    for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+        auto text = lower(*it);
+        for (auto pattern : patterns) {
+            if (text.find(pattern) != std::string::npos) {
+                return *it;
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+std::string trim(std::string_view text) {
+    auto begin = text.find_first_not_of(" \t\r");
+    if (begin == std::string_view::npos) {
+        return {};
+    }
+    auto end = text.find_last_not_of(" \t\r");
+    return std::string(text.substr(begin, end - begin + 1));
+}
+
+// The line that says what went wrong: helm's last "Error: ..." line, else the last non-empty.
+std::string error_line(const std::deque<std::string>& tail) {
+    for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+        if (it->rfind("Error:", 0) == 0 || it->rfind("error:", 0) == 0) {
+            return trim(*it);
+        }
+    }
+    for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+        if (auto line = trim(*it); !line.empty()) {
+            return line;
+        }
+    }
+    return {};
+}
+
+std::string describe(const proc::ExitStatus& status) {
+    if (status.exited()) {
+        return fmt::format("exited with code {}", status.code);
+    }
+    return fmt::format("was killed by signal {}", status.signal);
+}
+
+bool needs_quotes(std::string_view word) {
+    if (word.empty()) {
+        return true;
+    }
+    return word.find_first_not_of(
+               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+               "-_./=:,@+%") != std::string_view::npos;
+}
+
+const boost::json::value* member(const boost::json::value* value, std::string_view key) {
+    const auto* object = value == nullptr ? nullptr : value->if_object();
+    return object == nullptr ? nullptr : object->if_contains(key);
+}
+
+/// `helm status -o json`'s object. A line past proc's line limit arrives cut short: the rendered
+/// manifest follows every field read here, so the object up to it is enough.
+std::optional<boost::json::value> parse_status_json(std::string_view json) {
+    boost::system::error_code ec;
+    auto value = boost::json::parse(json, ec);
+    if (ec) {
+        auto cut = json.find(",\"manifest\":");
+        if (cut != std::string_view::npos) {
+            value = boost::json::parse(std::string(json.substr(0, cut)) + "}", ec);
+        }
+    }
+    if (ec || !value.is_object()) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+/// info.status, or "" when it is missing.
+std::string release_state(std::string_view json) {
+    auto value = parse_status_json(json);
+    const auto* state = value ? member(&*value, "info") : nullptr;
+    state = member(state, "status");
+    return state != nullptr && state->is_string() ? std::string(state->get_string()) : "";
+}
+
+std::string render_status(const NodeStatus& status, std::string_view helm_status) {
+    boost::json::object object;
+    object["installed"] = status.installed;
+    object["running"] = status.running;
+    object["version"] = status.version;
+    object["helm_status"] = helm_status;
+    return boost::json::serialize(object);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+const HelmTarget& helm_target(const HelmSettings& settings, const core::NodeSpec& node) {
+    for (const auto& pool : settings.pools) {
+        if (std::find(pool.nodes.begin(), pool.nodes.end(), node.name) != pool.nodes.end()) {
+            return pool.target;
+        }
+        if (!pool.selector.empty() && core::labels_match(node.labels, pool.selector)) {
+            return pool.target;
+        }
+    }
+    return settings.defaults;
+}
+
+HelmCommand helm_upgrade_command(const HelmSettings& settings,
+                                 const HelmTarget& target,
+                                 std::string_view release,
+                                 std::string_view tag) {
+    std::vector<std::string> argv{settings.helm, "upgrade"};
+    add_namespace(argv, target, "--kube-context");
+    argv.emplace_back("--install");
+    argv.emplace_back(release);
+    argv.push_back(target.chart);
+    argv.emplace_back("--set");
+    argv.push_back(fmt::format("image.tag={}", tag));
+    for (const auto& [key, value] : target.set) {
+        argv.emplace_back("--set");
+        argv.push_back(fmt::format("{}={}", key, value));
+    }
+    return make_command(std::move(argv), target, "helm upgrade", "drivers.helm.helm");
+}
+
+HelmCommand helm_uninstall_command(const HelmSettings& settings,
+                                   const HelmTarget& target,
+                                   std::string_view release) {
+    std::vector<std::string> argv{settings.helm};
+    add_namespace(argv, target, "--kube-context");
+    argv.emplace_back("uninstall");
+    argv.emplace_back(release);
+    return make_command(std::move(argv), target, "helm uninstall", "drivers.helm.helm");
+}
+
+HelmCommand kubectl_delete_pvc_command(const HelmSettings& settings,
+                                       const HelmTarget& target,
+                                       std::string_view release) {
+    std::vector<std::string> argv{settings.kubectl};
+    add_namespace(argv, target, "--context");
+    argv.emplace_back("delete");
+    argv.emplace_back("pvc");
+    argv.emplace_back("-l");
+    argv.push_back(fmt::format("release={}", release));
+    return make_command(std::move(argv), target, "kubectl delete pvc", "drivers.helm.kubectl");
+}
+
+HelmCommand helm_status_command(const HelmSettings& settings,
+                                const HelmTarget& target,
+                                std::string_view release) {
+    std::vector<std::string> argv{settings.helm, "status"};
+    add_namespace(argv, target, "--kube-context");
+    argv.emplace_back(release);
+    argv.emplace_back("-o");
+    argv.emplace_back("json");
+    return make_command(std::move(argv), target, "helm status", "drivers.helm.helm");
+}
+
+std::vector<HelmCommand> helm_commands(const HelmSettings& settings,
+                                       const HelmTarget& target,
+                                       Op op,
+                                       std::string_view release,
+                                       std::string_view tag) {
+    switch (op) {
+        case Op::kInstall:
+        case Op::kUpgrade:
+            return {helm_upgrade_command(settings, target, release, tag)};
+        case Op::kUninstall:
+            return {helm_uninstall_command(settings, target, release)};
+        case Op::kWipeData:
+            return {kubectl_delete_pvc_command(settings, target, release)};
+        case Op::kStatus:
+            return {helm_status_command(settings, target, release)};
+        case Op::kRestart:
+            break;
+    }
+    return {};
+}
+
+std::string shell_words(const std::vector<std::string>& argv) {
+    std::string out;
+    for (const auto& word : argv) {
+        if (!out.empty()) {
+            out += ' ';
+        }
+        if (!needs_quotes(word)) {
+            out += word;
+            continue;
+        }
+        out += '\'';
+        for (char c : word) {
+            if (c == '\'') {
+                out += "'\\''";
+            } else {
+                out += c;
+            }
+        }
+        out += '\'';
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classification and parsing
+
+core::Result<void> classify_helm_outcome(const HelmCommand& command,
+                                         const HelmOutcome& outcome,
+                                         std::string_view release,
+                                         std::string_view namespace_name,
+                                         core::Millis timeout) {
+    if (outcome.stopped) {
+        return core::Error{
+            core::ErrorCode::kUnavailable,
+            fmt::format("{} of {} was ended: the step is stopping", command.what, release)};
+    }
+    if (outcome.timed_out) {
+        return core::Error{core::ErrorCode::kTimeout,
+                           fmt::format("{} of {} did not finish within {} (drivers.helm.timeout): "
+                                       "its process group was ended",
+                                       command.what, release, core::format_duration(timeout))};
+    }
+    if (outcome.status.succeeded()) {
+        return {};
+    }
+    if (auto line = find_line(outcome.tail, kUnreachable)) {
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("cluster unreachable: {}", trim(*line))};
+    }
+    if (find_line(outcome.tail, kReleaseNotFound)) {
+        return core::Error{
+            core::ErrorCode::kNotFound,
+            fmt::format("helm: release {} not found in namespace {}", release, namespace_name)};
+    }
+    if (auto line = find_line(outcome.tail, kHelmTimedOut)) {
+        return core::Error{
+            core::ErrorCode::kTimeout,
+            fmt::format("{} of {} timed out: {}", command.what, release, trim(*line))};
+    }
+    auto line = error_line(outcome.tail);
+    if (command.what == "helm upgrade") {
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("chart error: {}",
+                        line.empty() ? "helm upgrade " + describe(outcome.status) : line)};
+    }
+    return core::Error{core::ErrorCode::kInternal,
+                       fmt::format("{} of {} {}: {}", command.what, release,
+                                   describe(outcome.status), line.empty() ? "no output" : line)};
+}
+
+core::Result<NodeStatus> parse_helm_status(std::string_view json, std::string_view release) {
+    auto parsed = parse_status_json(json);
+    if (!parsed) {
+        auto shown = json.substr(0, 200);
+        return core::Error{core::ErrorCode::kInternal,
+                           fmt::format("helm status of {} printed no JSON object: {}", release,
+                                       shown.empty() ? "nothing" : shown)};
+    }
+    const boost::json::value& value = *parsed;
+    const auto* state = member(member(&value, "info"), "status");
+    if (state == nullptr || !state->is_string()) {
+        return core::Error{
+            core::ErrorCode::kInternal,
+            fmt::format("helm status of {} printed JSON without info.status", release)};
+    }
+    NodeStatus status;
+    status.has_height = false;
+    const std::string_view text = state->get_string();
+    status.installed = text != "uninstalled" && text != "uninstalling";
+    status.running = text == "deployed";
+    if (const auto* tag = member(member(member(&value, "config"), "image"), "tag")) {
+        // `--set image.tag=1.2` reaches helm as a number: show it as written.
+        if (tag->is_string()) {
+            status.version = tag->get_string();
+        } else if (tag->is_double()) {
+            status.version = fmt::format("{}", tag->get_double());
+        } else {
+            status.version = boost::json::serialize(*tag);
+        }
+    }
+    return status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+
+namespace {
+
+/// Where a running command's lines go: its tail (for the error), the job's output (through the
+/// step's context while `open`), and for `helm status` its stdout (the JSON).
+struct Sink {
+    Context* context = nullptr;
+    std::string program;  // "helm" or "kubectl", the prefix of forwarded lines
+    bool forward_stdout = true;
+    bool keep_stdout = false;
+    bool open = true;
+    bool pump_done = false;
+    std::deque<std::string> tail;
+    std::string stdout_text;
+
+    void take(const proc::Line& line) {
+        std::string text = line.text;
+        if (line.truncated) {
+            text += " [line truncated]";
+        }
+        const bool is_stdout = line.stream == proc::Stream::kStdout;
+        if (is_stdout && keep_stdout) {
+            stdout_text += line.text;
+            stdout_text += '\n';
+        }
+        if (open && context != nullptr && (!is_stdout || forward_stdout)) {
+            context->note(fmt::format("{}{}: {}", program, is_stdout ? "" : " (stderr)", text));
+        }
+        tail.push_back(std::move(text));
+        if (tail.size() > kTailLines) {
+            tail.pop_front();
+        }
+    }
+};
+
+asio::awaitable<void> pump_output(std::shared_ptr<proc::Process> process,
+                                  std::shared_ptr<Sink> sink,
+                                  std::shared_ptr<asio::steady_timer> pumped) {
+    proc::LineCallback on_line = [sink](const proc::Line& line) { sink->take(line); };
+    co_await process->pump(std::move(on_line));
+    sink->pump_done = true;
+    pumped->cancel();
+}
+
+/// What a command gave: how it ended, and its stdout when asked for.
+struct Ran {
+    HelmOutcome outcome;
+    std::string stdout_text;
+};
+
+class HelmDriver final : public Driver {
+public:
+    explicit HelmDriver(HelmSettings settings)
+        : settings_(std::move(settings)), log_(core::logger("drivers")) {}
+
+    std::string_view name() const override { return "helm"; }
+
+    asio::awaitable<void> start(asio::any_io_executor executor,
+                                std::vector<core::NodeSpec> nodes) override {
+        // Releases live in the cluster: there is nothing to start here.
+        (void)executor;
+        (void)nodes;
+        co_return;
+    }
+
+    asio::awaitable<core::Result<std::string>> run(const OpRequest& request,
+                                                   Context& context) override;
+    asio::awaitable<core::Result<NodeStatus>> status(const core::NodeSpec& node) override;
+    asio::awaitable<void> stop() override { co_return; }
+
+private:
+    /// Runs one command to completion, ended after `timeout` or (with a context) when the step
+    /// stops. Errors only when it could not be started.
+    asio::awaitable<core::Result<Ran>> execute(const HelmCommand& command,
+                                               core::Millis timeout,
+                                               Context* context,
+                                               bool json_output);
+    /// execute() then classify_helm_outcome().
+    asio::awaitable<core::Result<std::string>> perform(const HelmCommand& command,
+                                                       const HelmTarget& target,
+                                                       std::string release,
+                                                       Context& context);
+    asio::awaitable<core::Result<std::string>> report_status(const core::NodeSpec& node,
+                                                             Context& context);
+    core::Error spawn_error(const HelmCommand& command, const core::Error& error) const;
+
+    HelmSettings settings_;
+    std::shared_ptr<spdlog::logger> log_;
+};
+
+core::Error HelmDriver::spawn_error(const HelmCommand& command, const core::Error& error) const {
+    const std::string& program = command.argv.front();
+    const std::string word = command.what.substr(0, command.what.find(' '));
+    if (error.code == core::ErrorCode::kNotFound) {
+        if (program.find('/') == std::string::npos) {
+            return core::Error{
+                core::ErrorCode::kUnavailable,
+                fmt::format("{} not found on PATH ({}: \"{}\")", word, command.setting, program)};
+        }
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("{} not found at {} ({})", word, program, command.setting)};
+    }
+    return core::Error{error.code,
+                       fmt::format("cannot run {} ({}): {}", word, command.setting, error.message)};
+}
+
+asio::awaitable<core::Result<Ran>> HelmDriver::execute(const HelmCommand& command,
+                                                       core::Millis timeout,
+                                                       Context* context,
+                                                       bool json_output) {
+    auto executor = co_await asio::this_coro::executor;
+    proc::SpawnOptions options{.argv = command.argv, .env_add = command.env_add};
+    auto spawned = proc::spawn(executor, std::move(options));
+    if (!spawned) {
+        co_return spawn_error(command, spawned.error());
+    }
+    auto process = std::make_shared<proc::Process>(std::move(*spawned));
+    const auto words = shell_words(command.argv);
+    if (context != nullptr) {
+        context->note(fmt::format("running {} (pid {}, process group {})", words, process->pid(),
+                                  process->pgid()));
+    }
+    log_->debug("helm command started command=\"{}\" pid={}", words, process->pid());
+
+    auto sink = std::make_shared<Sink>();
+    sink->context = context;
+    sink->program = command.what.substr(0, command.what.find(' '));
+    sink->forward_stdout = !json_output;
+    sink->keep_stdout = json_output;
+    auto pumped =
+        std::make_shared<asio::steady_timer>(executor, asio::steady_timer::time_point::max());
+    asio::co_spawn(executor, pump_output(process, sink, pumped), asio::detached);
+
+    Ran ran;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    asio::steady_timer poll{executor};
+    while (true) {
+        if (context != nullptr && context->stopping()) {
+            ran.outcome.stopped = true;
+            break;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) {
+            ran.outcome.timed_out = true;
+            break;
+        }
+        auto left = std::chrono::duration_cast<core::Millis>(deadline - now) + 1ms;
+        poll.expires_after(context != nullptr ? std::min(left, kStopPoll) : left);
+        auto which = co_await (process->ended() || poll.async_wait(kUseTuple));
+        if (which.index() == 0) {
+            break;
+        }
+    }
+    if (ran.outcome.stopped || ran.outcome.timed_out) {
+        if (context != nullptr) {
+            context->note(fmt::format(
+                "ending {} (process group {}): {}; SIGTERM, then SIGKILL after {}", sink->program,
+                process->pgid(),
+                ran.outcome.stopped
+                    ? "the step is stopping"
+                    : fmt::format("it ran longer than {}", core::format_duration(timeout)),
+                core::format_duration(kKillGrace)));
+        }
+        ran.outcome.status = co_await process->terminate(kKillGrace);
+    } else {
+        // The leader is done: members it left behind go with it.
+        process->signal_group(SIGKILL);
+        ran.outcome.status = co_await process->wait();
+    }
+    if (!sink->pump_done) {
+        pumped->expires_after(kPumpDrain);
+        co_await pumped->async_wait(kUseTuple);
+    }
+    sink->open = false;
+    ran.outcome.tail = sink->tail;
+    ran.stdout_text = std::move(sink->stdout_text);
+    co_return ran;
+}
+
+asio::awaitable<core::Result<std::string>> HelmDriver::perform(const HelmCommand& command,
+                                                               const HelmTarget& target,
+                                                               std::string release,
+                                                               Context& context) {
+    auto ran = co_await execute(command, target.timeout, &context, false);
+    if (!ran) {
+        co_return ran.error();
+    }
+    auto verdict = classify_helm_outcome(command, ran->outcome, release, target.namespace_name,
+                                         target.timeout);
+    if (!verdict) {
+        co_return verdict.error();
+    }
+    co_return std::string{};
+}
+
+asio::awaitable<core::Result<std::string>> HelmDriver::run(const OpRequest& request,
+                                                           Context& context) {
+    const std::string release = request.node.name;
+    if (!core::is_dns_label(release)) {
+        co_return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("helm release name \"{}\" is not a DNS label (the node's name)", release)};
+    }
+    const HelmTarget& target = helm_target(settings_, request.node);
+    std::string tag = request.image_tag.empty() ? request.node.image_tag : request.image_tag;
+    boost::json::object result{{"release", release}, {"namespace", target.namespace_name}};
+    switch (request.op) {
+        case Op::kRestart:
+            co_return core::Error{
+                core::ErrorCode::kInvalidArgument,
+                fmt::format("the helm driver cannot restart {}: helm has no restart. Run upgrade "
+                            "to change the release, or delete its pods to have them recreated: "
+                            "kubectl --namespace {} delete pod -l release={}",
+                            release, target.namespace_name, release)};
+        case Op::kStatus:
+            co_return co_await report_status(request.node, context);
+        case Op::kInstall:
+        case Op::kUpgrade:
+            if (tag.empty()) {
+                co_return core::Error{
+                    core::ErrorCode::kInvalidArgument,
+                    fmt::format("helm {} of {} needs an image tag: the step's image_tag or the "
+                                "node's image_tag",
+                                to_string(request.op), release)};
+            }
+            result["installed"] = true;
+            result["version"] = tag;
+            break;
+        case Op::kUninstall:
+            result["installed"] = false;
+            break;
+        case Op::kWipeData:
+            result["data_deleted"] = true;
+            break;
+    }
+    for (const auto& command : helm_commands(settings_, target, request.op, release, tag)) {
+        auto done = co_await perform(command, target, release, context);
+        if (!done) {
+            co_return done.error();
+        }
+    }
+    co_return boost::json::serialize(result);
+}
+
+asio::awaitable<core::Result<std::string>> HelmDriver::report_status(const core::NodeSpec& node,
+                                                                     Context& context) {
+    const HelmTarget& target = helm_target(settings_, node);
+    auto command = helm_status_command(settings_, target, node.name);
+    auto ran = co_await execute(command, target.timeout, &context, true);
+    if (!ran) {
+        co_return ran.error();
+    }
+    auto verdict = classify_helm_outcome(command, ran->outcome, node.name, target.namespace_name,
+                                         target.timeout);
+    if (!verdict) {
+        if (verdict.error().code == core::ErrorCode::kNotFound) {
+            context.note(fmt::format("{} is not installed in namespace {}", node.name,
+                                     target.namespace_name));
+            co_return render_status(helm_not_installed(), "");
+        }
+        co_return verdict.error();
+    }
+    auto parsed = parse_helm_status(ran->stdout_text, node.name);
+    if (!parsed) {
+        co_return parsed.error();
+    }
+    const std::string helm_status = release_state(ran->stdout_text);
+    context.note(
+        fmt::format("{} is {} at {}", node.name, helm_status.empty() ? "installed" : helm_status,
+                    parsed->version.empty() ? "the chart's default tag" : parsed->version));
+    co_return render_status(*parsed, helm_status);
+}
+
+asio::awaitable<core::Result<NodeStatus>> HelmDriver::status(const core::NodeSpec& node) {
+    if (!core::is_dns_label(node.name)) {
+        co_return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("helm release name \"{}\" is not a DNS label (the node's name)",
+                        node.name)};
+    }
+    const HelmTarget& target = helm_target(settings_, node);
+    auto command = helm_status_command(settings_, target, node.name);
+    auto ran = co_await execute(command, settings_.status_timeout, nullptr, true);
+    if (!ran) {
+        co_return ran.error();
+    }
+    auto verdict = classify_helm_outcome(command, ran->outcome, node.name, target.namespace_name,
+                                         settings_.status_timeout);
+    if (!verdict) {
+        if (verdict.error().code == core::ErrorCode::kNotFound) {
+            co_return helm_not_installed();
+        }
+        if (ran->outcome.timed_out) {
+            co_return core::Error{
+                core::ErrorCode::kTimeout,
+                fmt::format("helm status of {} did not finish within {} "
+                            "(drivers.helm.status_timeout)",
+                            node.name, core::format_duration(settings_.status_timeout))};
+        }
+        co_return verdict.error();
+    }
+    co_return parse_helm_status(ran->stdout_text, node.name);
+}
+
+}  // namespace
+
+std::unique_ptr<Driver> make_helm_driver(HelmSettings settings) {
+    return std::make_unique<HelmDriver>(std::move(settings));
+}
+
+}  // namespace aviary::drivers
