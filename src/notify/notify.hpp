@@ -52,9 +52,17 @@ struct Settings {
 
 /// The annotation a job gets, or nullopt when Grafana is off or the action is not annotated.
 /// text: "upgrade lotus-0 to v1.2.3 (job ID, by anton)"; tags: deploy, node:NAME, image:TAG
-/// (from the job's `tag` param), action:NAME, then the configured tags, none empty.
+/// (from the job's `tag` param), action:NAME, job:ID (how a post whose answer was lost is
+/// found again), then the configured tags. Empty tags and "key:" tags with nothing after the
+/// colon are dropped, as are repeats.
 std::optional<core::JobAnnotation> annotation_for(const GrafanaSettings& settings,
                                                   const core::Job& job);
+
+/// What the end of a job adds to its annotation's text: " — succeeded in 42s",
+/// " — failed: <error>" (the error cut to a few hundred bytes), " — cancelled", ...
+std::string outcome_text(const store::Annotation& annotation);
+/// The tag that carries the outcome: "outcome:succeeded", "outcome:failed", ...
+std::string outcome_tag(const store::Annotation& annotation);
 
 /// Sends the outbox to Grafana. `metrics` may be null.
 class GrafanaSender {
@@ -70,7 +78,13 @@ public:
     void start();  ///< starts the sender's thread; does nothing when settings.url is empty
     /// Wakes the sender now (a job started or ended) rather than at its next poll.
     void wake();
-    void stop();  ///< a send in flight is abandoned (it is retried at the next start)
+    /// Ends the thread promptly: the sleep and a request in flight are cancelled (the request
+    /// is sent again at the next start; a post in doubt is looked up first). Idempotent, safe
+    /// before start().
+    void stop();
+    /// One pass over the outbox on the calling thread, as the thread makes each time it wakes:
+    /// sends what is due, records each outcome. For tests; only while the thread is not running.
+    void run_once();
 
 private:
     struct Impl;
