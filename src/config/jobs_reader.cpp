@@ -376,7 +376,8 @@ void read_helm_pool(YamlReader& r,
                                           read.pool.name, first->second));
         }
     }
-    if (read.pool.nodes.empty() && read.pool.selector.empty()) {
+    // Only for a pool that read cleanly: a bad node name already says what is wrong.
+    if (r.error_count() == before && read.pool.nodes.empty() && read.pool.selector.empty()) {
         r.error(value, "a helm pool needs nodes or a selector (it would match no node)");
     }
     if (r.error_count() == before) {
