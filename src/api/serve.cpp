@@ -23,6 +23,7 @@
 #include "jobs/jobs.hpp"
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
+#include "notify/notify.hpp"
 #include "store/store.hpp"
 
 namespace aviary::api {
@@ -200,6 +201,13 @@ int serve(config::Config config, ServeOptions options) {
     metrics::Registry registry;
     jobs::Engine engine{config.jobs, **store,  fleet, drivers::make_drivers(config.drivers),
                         clock,       &registry};
+    if (!config.notify.grafana.url.empty()) {
+        // Every new job of an annotated action carries its annotation into the store's outbox,
+        // in the transaction that queues it.
+        engine.set_annotator([settings = config.notify.grafana](const core::Job& job) {
+            return notify::annotation_for(settings, job);
+        });
+    }
     auto rescued = engine.start();
     if (!rescued) {
         std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",
@@ -210,6 +218,10 @@ int serve(config::Config config, ServeOptions options) {
         return 1;
     }
     log_rescue(*log, *rescued);
+    // Sends the outbox, including what a previous run left unsent (it does nothing without a
+    // url). Stopped after the engine, so the ends of the last jobs are in the store first.
+    notify::GrafanaSender annotations{config.notify.grafana, **store, clock, &registry};
+    annotations.start();
     core::Periodic retention{"event-retention", config.store.retention_sweep, [&] {
                                  auto cutoff = clock.now() - config.store.event_retention;
                                  if (auto pruned = (*store)->prune_events(cutoff);
@@ -280,6 +292,7 @@ int serve(config::Config config, ServeOptions options) {
     // After the server: no request submits or waits any more. Before the store closes: a
     // running step ends (and is rescued at the next start) with the store still there.
     engine.stop();
+    annotations.stop();
     retention.stop();
     fleet.stop();
     pool.stop();

@@ -15,6 +15,8 @@
 
 #include "config/embedded.hpp"
 #include "config/jobs_reader.hpp"
+#include "config/notify_reader.hpp"
+#include "config/secrets.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace aviary::config {
@@ -191,56 +193,6 @@ void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
     }
 }
 
-/// The secret in `path`, trailing newlines trimmed; the message never contains the secret.
-void load_file_secret(YamlReader& r, const Value& at, const fs::path& path, std::string& secret) {
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) {
-        r.error(at, fmt::format("cannot read token file \"{}\": it is a directory", path.string()));
-        return;
-    }
-    std::ifstream in{path, std::ios::binary};
-    if (!in) {
-        r.error(at, fmt::format("cannot read token file \"{}\": {}", path.string(),
-                                std::strerror(errno)));
-        return;
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    std::string content = std::move(text).str();
-    while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) {
-        content.pop_back();
-    }
-    if (content.empty()) {
-        r.error(at, fmt::format("token file \"{}\" is empty", path.string()));
-        return;
-    }
-    secret = std::move(content);
-}
-
-void load_env_secret(YamlReader& r, const Value& at, const std::string& name, std::string& secret) {
-    const char* value = std::getenv(name.c_str());
-    if (value == nullptr) {
-        r.error(at, fmt::format("environment variable \"{}\" is not set", name));
-    } else if (*value == '\0') {
-        r.error(at, fmt::format("environment variable \"{}\" is empty", name));
-    } else {
-        secret = value;
-    }
-}
-
-/// Fills token.secret from its file or variable; `at` is the "file" or "env" value.
-void load_secret(YamlReader& r, Token& token, const Value& at, const fs::path& base_dir) {
-    if (token.file.empty()) {
-        load_env_secret(r, at, token.env, token.secret);
-        return;
-    }
-    fs::path path{token.file};
-    if (path.is_relative() && !base_dir.empty()) {
-        path = base_dir / path;
-    }
-    load_file_secret(r, at, path, token.secret);
-}
-
 void read_groups(YamlReader& r, const Value& value, std::vector<std::string>& groups) {
     r.read_list(value, [&](const Value& item) {
         std::string group;
@@ -320,7 +272,8 @@ void read_token(YamlReader& r, const Value& value, std::vector<Token>& tokens, T
         r.error(value, "a token needs exactly one of \"file\" or \"env\"");
         return;
     }
-    load_secret(r, token, token.file.empty() ? *env_at : *file_at, ctx.base_dir);
+    load_secret(r, token.file.empty() ? *env_at : *file_at, token.file, token.env, ctx.base_dir,
+                token.secret);
     if (!token.secret.empty()) {
         tokens.push_back(std::move(token));
     }
@@ -359,6 +312,7 @@ void read_config(YamlReader& r,
                  const std::vector<jobs::ActionSpec>* builtins) {
     // Read even when absent: the built-in actions are added there.
     Value jobs_value{YAML::Node{}, "jobs", root.mark};
+    Value notify_value{YAML::Node{}, "notify", root.mark};
     r.read_map(root, {
                          {"data_dir",
                           [&](const Value& v) {
@@ -379,8 +333,11 @@ void read_config(YamlReader& r,
                          {"jobs", [&](const Value& v) { jobs_value = v; }},
                          {"drivers", [&](const Value& v) { read_drivers(r, v, c.drivers); }},
                          {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
+                         {"notify", [&](const Value& v) { notify_value = v; }},
                      });
     read_jobs(r, jobs_value, c.jobs, builtins);
+    // After the jobs: the actions it names are checked against the merged list.
+    read_notify(r, notify_value, c.notify, c.jobs.actions, base_dir);
 }
 
 core::Error invalid(std::string message) {

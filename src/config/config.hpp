@@ -15,6 +15,7 @@
 #include "fleet/fleet.hpp"
 #include "jobs/jobs.hpp"
 #include "net/net.hpp"
+#include "notify/notify.hpp"
 #include "store/store.hpp"
 
 namespace aviary::config {
@@ -53,6 +54,9 @@ struct Config {
     drivers::Settings drivers;  ///< `dir` stays empty unless set: the wiring defaults it
     AuthSettings auth;
     LogSettings log;
+    /// Telling other systems: Grafana annotations (off while notify.grafana.url is empty; the
+    /// token is read at load).
+    notify::Settings notify;
 };
 
 /// Loads and validates a YAML file. Errors: kNotFound when the file does not exist;

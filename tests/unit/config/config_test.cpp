@@ -195,9 +195,22 @@ void expect_same(const drivers::Settings& want, const drivers::Settings& got) {
     EXPECT_EQ(got.sim.stop_grace, stop_grace);
 }
 
+void expect_same(const notify::Settings& want, const notify::Settings& got) {
+    const auto& [url, token, actions, tags, timeout, retry_backoff, retry_backoff_max, poll] =
+        want.grafana;
+    EXPECT_EQ(got.grafana.url, url);
+    EXPECT_EQ(got.grafana.token, token);
+    EXPECT_EQ(got.grafana.actions, actions);
+    EXPECT_EQ(got.grafana.tags, tags);
+    EXPECT_EQ(got.grafana.timeout, timeout);
+    EXPECT_EQ(got.grafana.retry_backoff, retry_backoff);
+    EXPECT_EQ(got.grafana.retry_backoff_max, retry_backoff_max);
+    EXPECT_EQ(got.grafana.poll, poll);
+}
+
 /// Everything but `source` (which names where each came from).
 void expect_same(const Config& want, const Config& got) {
-    const auto& [source, data_dir, server, store, fleet, jobs, drivers, auth, log] = want;
+    const auto& [source, data_dir, server, store, fleet, jobs, drivers, auth, log, notify] = want;
     (void)source;
     EXPECT_EQ(got.data_dir, data_dir);
     expect_same(server, got.server);
@@ -214,6 +227,7 @@ void expect_same(const Config& want, const Config& got) {
     const auto& [level, format] = log;
     EXPECT_EQ(got.log.level, level);
     EXPECT_EQ(got.log.format, format);
+    expect_same(notify, got.notify);
 }
 
 jobs::ParamSpec tag_param() {

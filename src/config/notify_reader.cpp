@@ -1,0 +1,220 @@
+// The `notify:` section: where Grafana is, the token it takes, and what is annotated.
+#include "config/notify_reader.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "config/secrets.hpp"
+
+namespace aviary::config {
+namespace {
+
+constexpr std::string_view kInlineSecret =
+    "the token must come from token_file or token_env, never inline";
+
+/// Why `url` is not a Grafana base URL aviary can use, or empty when it is one.
+std::string url_problem(std::string_view url) {
+    constexpr std::string_view kHttp = "http://";
+    if (url.starts_with("https://")) {
+        return "https is not supported yet: use an http:// url (a TLS-terminating proxy on "
+               "loopback, for instance)";
+    }
+    if (!url.starts_with(kHttp)) {
+        return "expected an http:// url like \"http://grafana.example:3000\"";
+    }
+    if (url.find_first_of(" \t\r\n?#") != std::string_view::npos) {
+        return "the url must not contain spaces, a query or a fragment";
+    }
+    auto rest = url.substr(kHttp.size());
+    auto authority = rest.substr(0, rest.find('/'));
+    if (authority.find('@') != std::string_view::npos) {
+        return "the url must not carry credentials: put the token in token_file or token_env";
+    }
+    if (authority.empty() || authority.front() == ':') {
+        return "the url has no host";
+    }
+    if (auto colon = authority.rfind(':');
+        colon != std::string_view::npos && authority.back() != ']') {
+        auto port = authority.substr(colon + 1);
+        if (port.empty() || port.size() > 5 ||
+            !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+            std::stoi(std::string{port}) > 65535) {
+            return fmt::format("\"{}\" is not a port", port);
+        }
+    }
+    return {};
+}
+
+void read_url(YamlReader& r, const Value& value, std::string& url) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (!text.empty()) {
+        if (auto problem = url_problem(text); !problem.empty()) {
+            r.error(value, problem);
+            return;
+        }
+    }
+    url = std::move(text);
+}
+
+/// A name given in notify.grafana.actions, checked once every action is known.
+struct ActionRef {
+    std::string name;
+    Value at;
+};
+
+void read_actions(YamlReader& r,
+                  const Value& value,
+                  std::vector<std::string>& actions,
+                  std::vector<ActionRef>& refs) {
+    actions.clear();
+    r.read_list(value, [&](const Value& item) {
+        std::string name;
+        if (!r.read_string(item, name)) {
+            return;
+        }
+        if (std::find(actions.begin(), actions.end(), name) != actions.end()) {
+            r.error(item, fmt::format("action \"{}\" is listed twice", name));
+            return;
+        }
+        refs.push_back(ActionRef{name, item});
+        actions.push_back(std::move(name));
+    });
+}
+
+void read_tags(YamlReader& r, const Value& value, std::vector<std::string>& tags) {
+    r.read_list(value, [&](const Value& item) {
+        std::string tag;
+        if (!r.read_string(item, tag)) {
+            return;
+        }
+        if (tag.empty() || tag.back() == ':') {
+            r.error(item, fmt::format("\"{}\" is not a tag (non-empty, and a \"key:\" needs a "
+                                      "value after the colon)",
+                                      tag));
+            return;
+        }
+        tags.push_back(std::move(tag));
+    });
+}
+
+void check_actions(YamlReader& r,
+                   const std::vector<ActionRef>& refs,
+                   const std::vector<jobs::ActionSpec>& actions) {
+    std::vector<std::string_view> names;
+    names.reserve(actions.size());
+    for (const auto& action : actions) {
+        names.push_back(action.name);
+    }
+    for (const auto& ref : refs) {
+        if (std::find(names.begin(), names.end(), ref.name) == names.end()) {
+            r.error(ref.at, fmt::format("unknown action \"{}\"{}", ref.name,
+                                        did_you_mean(ref.name, names)));
+        }
+    }
+}
+
+struct GrafanaRead {
+    std::optional<Value> url_at;
+    std::optional<Value> file_at;
+    std::optional<Value> env_at;
+    std::optional<Value> backoff_at;
+    std::optional<Value> backoff_max_at;
+    std::vector<ActionRef> actions;
+};
+
+void read_grafana(YamlReader& r,
+                  const Value& value,
+                  notify::GrafanaSettings& s,
+                  const std::vector<jobs::ActionSpec>& actions,
+                  const std::filesystem::path& base_dir) {
+    GrafanaRead seen;
+    std::string token_file;
+    std::string token_env;
+    bool inline_secret = false;
+    auto refuse = [&](const Value& v) {
+        r.error(v, kInlineSecret);
+        inline_secret = true;
+    };
+    auto before = r.error_count();
+    bool ok = r.read_map(
+        value,
+        {
+            {"url",
+             [&](const Value& v) {
+                 seen.url_at = v;
+                 read_url(r, v, s.url);
+             }},
+            {"token_file",
+             [&](const Value& v) {
+                 seen.file_at = v;
+                 r.read_string(v, token_file);
+             }},
+            {"token_env",
+             [&](const Value& v) {
+                 seen.env_at = v;
+                 r.read_string(v, token_env);
+             }},
+            {"token", refuse},
+            {"actions", [&](const Value& v) { read_actions(r, v, s.actions, seen.actions); }},
+            {"tags", [&](const Value& v) { read_tags(r, v, s.tags); }},
+            {"timeout", [&](const Value& v) { r.read_duration(v, s.timeout); }},
+            {"retry_backoff",
+             [&](const Value& v) {
+                 seen.backoff_at = v;
+                 r.read_duration(v, s.retry_backoff);
+             }},
+            {"retry_backoff_max",
+             [&](const Value& v) {
+                 seen.backoff_max_at = v;
+                 r.read_duration(v, s.retry_backoff_max);
+             }},
+            {"poll", [&](const Value& v) { r.read_duration(v, s.poll); }},
+        });
+    if (!ok || inline_secret) {
+        return;
+    }
+    check_actions(r, seen.actions, actions);
+    if (r.error_count() == before && s.retry_backoff_max < s.retry_backoff) {
+        const Value& at = seen.backoff_max_at ? *seen.backoff_max_at : *seen.backoff_at;
+        r.error(at, fmt::format("retry_backoff_max ({}) must be at least retry_backoff ({})",
+                                core::format_duration(s.retry_backoff_max),
+                                core::format_duration(s.retry_backoff)));
+    }
+    if (s.url.empty()) {
+        return;  // annotations are off: no token is needed, none is read
+    }
+    if (token_file.empty() == token_env.empty()) {
+        r.error(seen.url_at ? *seen.url_at : value,
+                token_file.empty()
+                    ? "a url needs a token: set exactly one of token_file or token_env"
+                    : "set exactly one of token_file or token_env, not both");
+        return;
+    }
+    const Value& at = token_file.empty() ? *seen.env_at : *seen.file_at;
+    load_secret(r, at, token_file, token_env, base_dir, s.token);
+}
+
+}  // namespace
+
+void read_notify(YamlReader& r,
+                 const Value& value,
+                 notify::Settings& settings,
+                 const std::vector<jobs::ActionSpec>& actions,
+                 const std::filesystem::path& base_dir) {
+    r.read_map(
+        value,
+        {
+            {"grafana",
+             [&](const Value& v) { read_grafana(r, v, settings.grafana, actions, base_dir); }},
+        });
+}
+
+}  // namespace aviary::config

@@ -1,0 +1,69 @@
+#include "config/secrets.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+namespace aviary::config {
+
+namespace fs = std::filesystem;
+
+void load_file_secret(YamlReader& r, const Value& at, const fs::path& path, std::string& secret) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        r.error(at, fmt::format("cannot read token file \"{}\": it is a directory", path.string()));
+        return;
+    }
+    std::ifstream in{path, std::ios::binary};
+    if (!in) {
+        r.error(at, fmt::format("cannot read token file \"{}\": {}", path.string(),
+                                std::strerror(errno)));
+        return;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string content = std::move(text).str();
+    while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) {
+        content.pop_back();
+    }
+    if (content.empty()) {
+        r.error(at, fmt::format("token file \"{}\" is empty", path.string()));
+        return;
+    }
+    secret = std::move(content);
+}
+
+void load_env_secret(YamlReader& r, const Value& at, const std::string& name, std::string& secret) {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) {
+        r.error(at, fmt::format("environment variable \"{}\" is not set", name));
+    } else if (*value == '\0') {
+        r.error(at, fmt::format("environment variable \"{}\" is empty", name));
+    } else {
+        secret = value;
+    }
+}
+
+void load_secret(YamlReader& r,
+                 const Value& at,
+                 const std::string& file,
+                 const std::string& env,
+                 const fs::path& base_dir,
+                 std::string& secret) {
+    if (file.empty()) {
+        load_env_secret(r, at, env, secret);
+        return;
+    }
+    fs::path path{file};
+    if (path.is_relative() && !base_dir.empty()) {
+        path = base_dir / path;
+    }
+    load_file_secret(r, at, path, secret);
+}
+
+}  // namespace aviary::config

@@ -1,0 +1,30 @@
+#pragma once
+// Private to src/config: reading a secret (an API token, Grafana's service-account token) from
+// a file or an environment variable at load. Messages never contain the secret.
+#include <filesystem>
+#include <string>
+
+#include "config/yaml_reader.hpp"
+
+namespace aviary::config {
+
+/// The secret in `path`, trailing newlines trimmed; an unreadable, empty or directory path is
+/// an error at `at`, and `secret` is then untouched.
+void load_file_secret(YamlReader& r,
+                      const Value& at,
+                      const std::filesystem::path& path,
+                      std::string& secret);
+
+/// The value of environment variable `name`; unset or empty is an error at `at`.
+void load_env_secret(YamlReader& r, const Value& at, const std::string& name, std::string& secret);
+
+/// `file` read from `base_dir` when relative (and base_dir is set), else variable `env`: what
+/// a "file"/"env" pair names (exactly one of them non-empty).
+void load_secret(YamlReader& r,
+                 const Value& at,
+                 const std::string& file,
+                 const std::string& env,
+                 const std::filesystem::path& base_dir,
+                 std::string& secret);
+
+}  // namespace aviary::config
