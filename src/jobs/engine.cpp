@@ -225,18 +225,12 @@ void Engine::Impl::wake_at(core::TimePoint when) {
 }
 
 asio::awaitable<void> Engine::Impl::dispatch() {
-    std::map<std::string, int, std::less<>> caps;
-    for (const auto& action : settings.actions) {
-        if (action.concurrency > 0) {
-            caps.emplace(action.name, action.concurrency);
-        }
-    }
     do {
         dispatch_again = false;
         while (!stopping && static_cast<int>(running.size()) < settings.workers) {
             // Every free worker's job in one commit.
             int free = settings.workers - static_cast<int>(running.size());
-            store::JobClaim claim{.runner = runner_id, .now = clock.now(), .action_caps = caps};
+            auto claim = claim_now();
             auto claim_some = [this, &claim, free] { return store.claim_jobs(claim, free); };
             auto claimed = co_await net::offload(*pool, claim_some);
             if (!claimed) {
@@ -249,17 +243,31 @@ asio::awaitable<void> Engine::Impl::dispatch() {
                 break;
             }
             for (auto& job : *claimed) {
-                notify(job.id);
                 // Registered before the next claim so the worker count holds.
-                auto run = std::make_unique<Run>(io.get_executor());
-                run->job = std::move(job);
-                Run& ref = *run;
-                running.emplace(ref.job.id, std::move(run));
-                asio::co_spawn(io, run_job(ref), asio::detached);
+                start_run(std::move(job));
             }
         }
     } while (dispatch_again && !stopping);
     dispatching = false;
+}
+
+void Engine::Impl::start_run(core::Job job) {
+    notify(job.id);
+    auto run = std::make_unique<Run>(io.get_executor());
+    run->job = std::move(job);
+    Run& ref = *run;
+    running.emplace(ref.job.id, std::move(run));
+    asio::co_spawn(io, run_job(ref), asio::detached);
+}
+
+store::JobClaim Engine::Impl::claim_now() const {
+    store::JobClaim claim{.runner = runner_id, .now = clock.now()};
+    for (const auto& action : settings.actions) {
+        if (action.concurrency > 0) {
+            claim.action_caps.emplace(action.name, action.concurrency);
+        }
+    }
+    return claim;
 }
 
 asio::awaitable<void> Engine::Impl::heartbeat_loop() {

@@ -62,6 +62,8 @@ struct Engine::Impl {
 
     // --- engine thread -------------------------------------------------------------------
     asio::awaitable<void> dispatch();         // claims while workers are free
+    void start_run(core::Job job);            // a claimed job: registered, then run
+    store::JobClaim claim_now() const;        // this runner's claim, with the action caps
     asio::awaitable<void> run_job(Run& run);  // runner.cpp; erases `run` from running at its end
     asio::awaitable<void> heartbeat_loop();
     void request_stop(Run& run, StopReason reason);

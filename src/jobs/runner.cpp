@@ -535,10 +535,24 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     } else {
         add_line(run, "aviary", fmt::format("{}: {}", core::to_string(outcome), error));
     }
-    // The last lines go with the final write: one commit.
+    // The last lines go with the final write, and this worker's next job is claimed in the
+    // same commit (its Run still holds the slot, so the dispatcher cannot claim it too).
     co_await settle_output(run);
     finish.output.swap(run.pending);
-    auto write = [this, &finish] { return store.finish_job(finish); };
+    std::vector<core::Job> next;
+    bool hand_over = !stopping;
+    auto claim = claim_now();
+    auto write = [this, &finish, &claim, &next, hand_over]() -> core::Result<core::Job> {
+        if (!hand_over) {
+            return store.finish_job(finish);
+        }
+        auto out = store.finish_and_claim(finish, claim, 1);
+        if (!out) {
+            return out.error();
+        }
+        next = std::move(out->claimed);
+        return std::move(out->job);
+    };
     auto done = co_await net::offload(*pool, write);
     if (!done) {
         log->warn("job {} could not be finished as {}: {}", id, core::to_string(finish.state),
@@ -558,7 +572,15 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     }
     running.erase(id);
     notify(id);
-    wake();
+    for (auto& job : next) {
+        if (stopping) {
+            break;  // (claimed as serve began to stop: the next start rescues it)
+        }
+        start_run(std::move(job));
+    }
+    if (next.empty() || static_cast<int>(running.size()) < settings.workers) {
+        wake();
+    }
 }
 
 }  // namespace aviary::jobs

@@ -215,6 +215,12 @@ struct JobFinish {
     std::vector<core::OutputLine> output;
 };
 
+/// What finish_and_claim did: the finished job, and the jobs it claimed after.
+struct JobFinishedAndClaimed {
+    core::Job job;
+    std::vector<core::Job> claimed;
+};
+
 struct JobQuery {
     std::string node;  ///< empty: every node
     std::optional<core::JobState> state;
@@ -391,6 +397,13 @@ public:
                                               core::TimePoint now) = 0;
     /// Ends the attempt as `finish` says (see JobFinish). Returns the job as it is after.
     virtual core::Result<core::Job> finish_job(const JobFinish& finish) = 0;
+    /// finish_job, then claim_jobs(claim, max) in the same transaction: a worker hands its
+    /// slot to the next job with one commit (the claim sees the finish: the node is free).
+    /// When the finish fails nothing is claimed; when only the claim fails, the finish stands
+    /// and `claimed` is empty.
+    virtual core::Result<JobFinishedAndClaimed> finish_and_claim(const JobFinish& finish,
+                                                                 const JobClaim& claim,
+                                                                 int max) = 0;
     /// queued -> cancelled at once; running -> cancelling (cancel_requested, durable: it
     /// survives a restart); cancelling stays. kInvalidArgument naming the state for a finished
     /// job; kNotFound.

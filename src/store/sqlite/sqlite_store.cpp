@@ -265,22 +265,64 @@ core::Result<std::optional<core::Job>> SqliteStore::claim_job(const JobClaim& cl
         [&](Connection& db) { return sqlite::claim_job(db, claim); });
 }
 
+namespace {
+
+core::Result<std::vector<core::Job>> claim_up_to(Connection& db, const JobClaim& claim, int max) {
+    std::vector<core::Job> claimed;
+    while (static_cast<int>(claimed.size()) < max) {
+        auto one = sqlite::claim_job(db, claim);
+        if (!one) {
+            return one.error();
+        }
+        if (!*one) {
+            break;
+        }
+        claimed.push_back(std::move(**one));
+    }
+    return claimed;
+}
+
+/// The finish and its last output lines (rolled back together when the finish is refused).
+core::Result<core::Job> finish_with_output(Connection& db, const JobFinish& finish) {
+    if (!finish.output.empty()) {
+        if (auto appended = sqlite::append_job_output(db, finish.id, finish.output); !appended) {
+            return appended.error();
+        }
+    }
+    return sqlite::finish_job(db, finish);
+}
+
+}  // namespace
+
 core::Result<std::vector<core::Job>> SqliteStore::claim_jobs(const JobClaim& claim, int max) {
     return write<std::vector<core::Job>>(
-        [&](Connection& db) -> core::Result<std::vector<core::Job>> {
-            std::vector<core::Job> claimed;
-            while (static_cast<int>(claimed.size()) < max) {
-                auto one = sqlite::claim_job(db, claim);
-                if (!one) {
-                    return one.error();
-                }
-                if (!*one) {
-                    break;
-                }
-                claimed.push_back(std::move(**one));
-            }
-            return claimed;
-        });
+        [&](Connection& db) { return claim_up_to(db, claim, max); });
+}
+
+core::Result<JobFinishedAndClaimed> SqliteStore::finish_and_claim(const JobFinish& finish,
+                                                                  const JobClaim& claim,
+                                                                  int max) {
+    return write<JobFinishedAndClaimed>([&](Connection& db) -> core::Result<JobFinishedAndClaimed> {
+        auto finished = finish_with_output(db, finish);
+        if (!finished) {
+            return finished.error();
+        }
+        JobFinishedAndClaimed out{.job = std::move(*finished)};
+        // The claim in a savepoint of its own: failing, it must not take the finish along.
+        if (auto saved = db.run("SAVEPOINT claim_next"); !saved) {
+            return out;
+        }
+        auto claimed = claim_up_to(db, claim, max);
+        if (claimed) {
+            out.claimed = std::move(*claimed);
+        } else {
+            core::logger("store")->warn("claim after finishing job {} failed: {}", finish.id,
+                                        claimed.error().message);
+            (void)db.run("ROLLBACK TO claim_next");
+        }
+        (void)db.run("RELEASE claim_next");
+        return out;
+    });
 }
 
 core::Result<core::Job> SqliteStore::update_job_step(const JobStepUpdate& update) {
@@ -296,15 +338,7 @@ core::Result<void> SqliteStore::heartbeat_jobs(const std::vector<std::string>& i
 }
 
 core::Result<core::Job> SqliteStore::finish_job(const JobFinish& finish) {
-    return write<core::Job>([&](Connection& db) -> core::Result<core::Job> {
-        if (!finish.output.empty()) {
-            if (auto appended = sqlite::append_job_output(db, finish.id, finish.output);
-                !appended) {
-                return appended.error();
-            }
-        }
-        return sqlite::finish_job(db, finish);
-    });
+    return write<core::Job>([&](Connection& db) { return finish_with_output(db, finish); });
 }
 
 core::Result<core::Job> SqliteStore::cancel_job(std::string_view id,

@@ -192,6 +192,7 @@ TEST_F(JobEngine, PerActionConcurrencyCapHoldsWithFreeWorkers) {
     auto first = submit("hold-capped", n(1), "lotus-0");
     auto second = submit("hold-capped", n(2), "lotus-1");
     wait_for_state(first.id, core::JobState::kRunning);
+    ASSERT_TRUE(eventually([&] { return fake_.held.load() == 1; })) << "first is at the gate";
     // A later job of another action takes the free worker: the capped one was passed over.
     EXPECT_EQ(wait_finished(submit("noop", {}, "lotus-2").id).state, core::JobState::kSucceeded);
     EXPECT_EQ(job(second.id).state, core::JobState::kQueued);

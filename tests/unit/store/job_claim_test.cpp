@@ -302,5 +302,44 @@ TEST(JobClaim, FinishCarriesTheLastOutputLinesInTheSameTransaction) {
     EXPECT_EQ(*after, 1);
 }
 
+TEST(JobClaim, FinishAndClaimHandsTheNodeToItsNextJobInOneCommit) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("j1", "lotus-0", clock.now()));
+    submitted(*store, job_of("j2", "lotus-0", clock.now()));
+    ASSERT_EQ(claimed(*store, clock.now()), "j1");
+    EXPECT_EQ(claimed(*store, clock.now()), "") << "j2 waits for its node";
+    auto commits = store->stats().commits;
+
+    auto finish = finish_of(stored(*store, "j1"), JobState::kSucceeded, clock.now());
+    auto out = store->finish_and_claim(finish, JobClaim{.runner = "run-1", .now = clock.now()}, 1);
+    ASSERT_TRUE(out) << out.error().message;
+    EXPECT_EQ(out->job.id, "j1");
+    EXPECT_EQ(out->job.state, JobState::kSucceeded);
+    ASSERT_EQ(out->claimed.size(), 1u) << "the finish freed the node for the claim after it";
+    EXPECT_EQ(out->claimed.front().id, "j2");
+    EXPECT_EQ(out->claimed.front().state, JobState::kRunning);
+    EXPECT_EQ(store->stats().commits, commits + 1);
+    EXPECT_EQ(stored(*store, "j2").state, JobState::kRunning);
+}
+
+TEST(JobClaim, FinishAndClaimClaimsNothingWhenTheFinishIsRefused) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("j1", "lotus-0", clock.now()));
+    ASSERT_EQ(claimed(*store, clock.now()), "j1");
+    auto finish = finish_of(stored(*store, "j1"), JobState::kSucceeded, clock.now());
+    ASSERT_TRUE(store->finish_job(finish));
+    submitted(*store, job_of("j2", "lotus-1", clock.now()));
+
+    auto again =
+        store->finish_and_claim(finish, JobClaim{.runner = "run-1", .now = clock.now()}, 1);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, ErrorCode::kBusy);
+    EXPECT_EQ(stored(*store, "j2").state, JobState::kQueued);
+}
+
 }  // namespace
 }  // namespace aviary::store::test
