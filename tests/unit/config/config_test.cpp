@@ -182,9 +182,36 @@ void expect_same(const jobs::Settings& want, const jobs::Settings& got) {
     }
 }
 
+void expect_same(const drivers::HelmTarget& want, const drivers::HelmTarget& got) {
+    const auto& [namespace_name, chart, kube_context, kubeconfig, set, timeout] = want;
+    EXPECT_EQ(got.namespace_name, namespace_name);
+    EXPECT_EQ(got.chart, chart);
+    EXPECT_EQ(got.kube_context, kube_context);
+    EXPECT_EQ(got.kubeconfig, kubeconfig);
+    EXPECT_EQ(got.set, set);
+    EXPECT_EQ(got.timeout, timeout);
+}
+
+void expect_same(const drivers::HelmSettings& want, const drivers::HelmSettings& got) {
+    const auto& [helm, kubectl, defaults, pools, status_timeout] = want;
+    EXPECT_EQ(got.helm, helm);
+    EXPECT_EQ(got.kubectl, kubectl);
+    expect_same(defaults, got.defaults);
+    ASSERT_EQ(got.pools.size(), pools.size());
+    for (std::size_t i = 0; i < pools.size(); ++i) {
+        const auto& [name, nodes, selector, target] = pools[i];
+        EXPECT_EQ(got.pools[i].name, name);
+        EXPECT_EQ(got.pools[i].nodes, nodes);
+        EXPECT_EQ(got.pools[i].selector, selector);
+        expect_same(target, got.pools[i].target);
+    }
+    EXPECT_EQ(got.status_timeout, status_timeout);
+}
+
 void expect_same(const drivers::Settings& want, const drivers::Settings& got) {
-    const auto& [dir, sim] = want;
+    const auto& [dir, sim, helm] = want;
     EXPECT_EQ(got.dir, dir);
+    expect_same(helm, got.helm);
     const auto& [block_interval, sync_blocks, snapshot_height, program, start_timeout, stop_grace] =
         sim;
     EXPECT_EQ(got.sim.block_interval, block_interval);
