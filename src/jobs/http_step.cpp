@@ -378,13 +378,16 @@ core::Result<std::vector<JsonPathStep>> parse_json_path(std::string_view path) {
     bool need_member = i == 0;
     while (i < path.size()) {
         if (path[i] == '[') {
-            auto close = path.find(']', i);
+            // A quoted name ends at `"]`: it may hold '.', '[' and ']' (not '"').
+            bool quoted = i + 1 < path.size() && path[i + 1] == '"';
+            auto close = quoted ? path.find("\"]", i + 2) : path.find(']', i);
             if (close == std::string_view::npos) {
-                return bad(i, "unclosed '['");
+                return bad(i, quoted ? "unclosed '[\"'" : "unclosed '['");
             }
+            close += quoted ? 1 : 0;
             auto inside = path.substr(i + 1, close - i - 1);
             JsonPathStep step;
-            if (inside.size() >= 2 && inside.front() == '"' && inside.back() == '"') {
+            if (quoted) {
                 step.member = std::string{inside.substr(1, inside.size() - 2)};
                 if (step.member.find('"') != std::string::npos) {
                     return bad(i, "a quoted member name cannot hold '\"'");
