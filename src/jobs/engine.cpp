@@ -257,6 +257,9 @@ void Engine::Impl::start_run(core::Job job) {
     run->job = std::move(job);
     Run& ref = *run;
     running.emplace(ref.job.id, std::move(run));
+    if (early_cancels.erase(ref.job.id) > 0) {
+        request_stop(ref, StopReason::kCancel);  // cancelled between its claim and now
+    }
     asio::co_spawn(io, run_job(ref), asio::detached);
 }
 
@@ -711,10 +714,18 @@ core::Result<core::Job> Engine::cancel(std::string_view id, const fleet::Caller&
         return cancelled.error();
     }
     if (cancelled->state == core::JobState::kCancelling) {
-        asio::post(d.io, [&d, job_id = std::string(id)] {
+        bool ours = cancelled->runner == d.runner_id;
+        asio::post(d.io, [&d, job_id = std::string(id), ours] {
             auto it = d.running.find(job_id);
             if (it != d.running.end()) {
                 d.request_stop(*it->second, StopReason::kCancel);
+            } else if (ours) {
+                // Claimed here, its Run not registered yet: start_run stops it at once. (Or
+                // it finished meanwhile: the entry is never used, and the set is bounded.)
+                if (d.early_cancels.size() >= kMaxEarlyCancels) {
+                    d.early_cancels.clear();
+                }
+                d.early_cancels.insert(job_id);
             }
         });
     } else if (d.finished_total != nullptr && cancelled->state == core::JobState::kCancelled) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "jobs/jobs.hpp"
@@ -108,6 +109,8 @@ struct Engine::Impl {
     bool dispatching = false;
     bool dispatch_again = false;
     std::map<std::string, std::unique_ptr<Run>, std::less<>> running;  // by job id
+    /// Jobs cancelled after their claim, before their Run was registered (engine thread).
+    std::unordered_set<std::string> early_cancels;
 
     std::mutex watch_mu;
     std::uint64_t next_watch = 1;
@@ -123,6 +126,9 @@ struct Engine::Impl {
 
 /// Sleeps `d`, or less when the run is told to stop (runner.cpp; wait and http steps).
 asio::awaitable<void> nap(Run& run, core::Millis d);
+
+/// early_cancels is cleared when it grows this big (entries of jobs that finished first).
+inline constexpr std::size_t kMaxEarlyCancels = 1024;
 
 /// The delay before retry number `attempt` (1 = the first retry): backoff * 2^(attempt-1),
 /// capped, with +-20 % jitter.

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -374,6 +375,14 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
 
     run.action = find_action(run.job.action);
     core::Result<core::Node> node = core::Error{core::ErrorCode::kInternal, "not read yet"};
+    // The claim returned the job as it started; a cancel since then reached this Run (see
+    // Engine::cancel). The store is read again only for what the claim does not carry: the
+    // node's spec (driver and wait steps use it) and, after an earlier attempt, its output.
+    bool needs_node =
+        run.action != nullptr &&
+        std::any_of(run.action->steps.begin(), run.action->steps.end(), [](const StepSpec& step) {
+            return step.kind == StepKind::kDriver || step.kind == StepKind::kWait;
+        });
     auto prepare = [this, &run, &node]() -> core::Result<std::pair<core::Job, std::int64_t>> {
         node = fleet.node(run.job.node);
         auto job = store.job(run.job.id);
@@ -389,7 +398,13 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         }
         return std::make_pair(std::move(*job), *last);
     };
-    auto prepared = co_await net::offload(*pool, prepare);
+    core::Result<std::pair<core::Job, std::int64_t>> prepared =
+        std::make_pair(run.job, std::int64_t{0});
+    if (needs_node || run.job.attempt > 1) {
+        prepared = co_await net::offload(*pool, prepare);
+    } else {
+        node = core::Node{.spec = core::NodeSpec{.name = run.job.node}};
+    }
     if (prepared) {
         run.next_seq = prepared->second + 1;
         // An earlier attempt already wrote the truncation note: the cap is per job, with one note.
