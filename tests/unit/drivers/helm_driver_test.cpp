@@ -495,6 +495,16 @@ TEST(HelmStatusJson, NotJsonOrNoStatusIsAnErrorNamingTheRelease) {
 // ---------------------------------------------------------------------------------------------
 // The driver, with the fake helm and kubectl
 
+TEST(HelmDriverRegistry, MakeDriversMakesTheHelmDriver) {
+    Settings settings;
+    settings.sim.program = "/bin/true";
+    std::vector<std::string> names;
+    for (const auto& driver : make_drivers(settings)) {
+        names.emplace_back(driver->name());
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"sim", "helm"}));
+}
+
 /// Records notes; stops when told to.
 class NotesContext final : public Context {
 public:
