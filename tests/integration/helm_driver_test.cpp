@@ -133,8 +133,7 @@ std::string output_of(const ServerProcess& server, const json::value& job) {
     if (!job.is_object()) {
         return {};
     }
-    auto response =
-        http(server, "GET", fmt::format("/api/v1/jobs/{}/output", str(job.at("id"))));
+    auto response = http(server, "GET", fmt::format("/api/v1/jobs/{}/output", str(job.at("id"))));
     auto body = json_of(response);
     EXPECT_TRUE(body.is_object()) << (response ? response->body : response.error().message);
     std::string text;
