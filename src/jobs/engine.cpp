@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -227,31 +228,56 @@ void Engine::Impl::wake_at(core::TimePoint when) {
 asio::awaitable<void> Engine::Impl::dispatch() {
     do {
         dispatch_again = false;
-        while (!stopping && static_cast<int>(running.size()) < settings.workers) {
+        while (!stopping) {
             // Every free worker's job in one commit.
-            int free = settings.workers - static_cast<int>(running.size());
+            int free = reserve(settings.workers);
+            if (free == 0) {
+                break;
+            }
             auto claim = claim_now();
             auto claim_some = [this, &claim, free] { return store.claim_jobs(claim, free); };
             auto claimed = co_await net::offload(*pool, claim_some);
             if (!claimed) {
+                release(free);
                 log->error("claiming jobs failed: {}", claimed.error().message);
                 break;
             }
-            if (claimed->empty() || stopping) {
-                // (Claimed as serve began to stop: the next start rescues them, as after a
-                // crash.)
-                break;
-            }
+            release(free - static_cast<int>(claimed->size()));
             for (auto& job : *claimed) {
-                // Registered before the next claim so the worker count holds.
                 start_run(std::move(job));
+            }
+            if (claimed->empty()) {
+                break;
             }
         }
     } while (dispatch_again && !stopping);
     dispatching = false;
 }
 
+int Engine::Impl::reserve(int want) {
+    int taken = busy.load();
+    int granted = 0;
+    do {
+        granted = std::clamp(settings.workers - taken, 0, want);
+        if (granted == 0) {
+            return 0;
+        }
+    } while (!busy.compare_exchange_weak(taken, taken + granted));
+    return granted;
+}
+
+void Engine::Impl::release(int slots) {
+    if (slots > 0) {
+        busy.fetch_sub(slots);
+    }
+}
+
 void Engine::Impl::start_run(core::Job job) {
+    if (stopping) {
+        // Claimed as serve began to stop: the next start rescues it, as after a crash.
+        release(1);
+        return;
+    }
     notify(job.id);
     auto run = std::make_unique<Run>(io.get_executor());
     run->job = std::move(job);
@@ -261,6 +287,11 @@ void Engine::Impl::start_run(core::Job job) {
         request_stop(ref, StopReason::kCancel);  // cancelled between its claim and now
     }
     asio::co_spawn(io, run_job(ref), asio::detached);
+}
+
+void Engine::Impl::end_run(const std::string& id) {
+    running.erase(id);
+    release(1);
 }
 
 store::JobClaim Engine::Impl::claim_now() const {
@@ -573,7 +604,27 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
         submit.require_unheld = true;
         submit.allowed_holder = caller.identity;
     }
-    auto done = store.submit_job(submit);
+    // A free worker takes a job in the submission's own commit (one commit to start).
+    int slot = stopping ? 0 : reserve(1);
+    std::vector<core::Job> claimed;
+    auto store_submit = [&]() -> core::Result<store::JobSubmitted> {
+        if (slot == 0) {
+            return store.submit_job(submit);
+        }
+        auto both = store.submit_and_claim(submit, claim_now(), 1);
+        if (!both) {
+            return both.error();
+        }
+        claimed = std::move(both->claimed);
+        return std::move(both->submitted);
+    };
+    auto done = store_submit();
+    if (claimed.empty()) {
+        release(slot);
+    } else {
+        asio::post(
+            io, [this, job = std::move(claimed.front())]() mutable { start_run(std::move(job)); });
+    }
     if (!done) {
         return done.error();
     }
@@ -592,7 +643,9 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
         }
         log->info("job {} queued: {} on {} by {}", out.job.id, out.job.action, out.job.node,
                   out.job.requester);
-        wake();
+    }
+    if (!out.duplicate && slot == 0) {
+        wake();  // no worker was free here; the dispatcher claims when one is
     }
     return out;
 }

@@ -62,13 +62,19 @@ struct Engine::Impl {
          metrics::Registry* metrics);
 
     // --- engine thread -------------------------------------------------------------------
-    asio::awaitable<void> dispatch();         // claims while workers are free
-    void start_run(core::Job job);            // a claimed job: registered, then run
+    asio::awaitable<void> dispatch();  // claims while workers are free
+    /// A claimed job, holding a reserved slot: registered, then run (or, when serve is
+    /// stopping, left for the next start's rescue and its slot released).
+    void start_run(core::Job job);
+    void end_run(const std::string& id);      // unregisters a run and releases its slot
     store::JobClaim claim_now() const;        // this runner's claim, with the action caps
     asio::awaitable<void> run_job(Run& run);  // runner.cpp; erases `run` from running at its end
     asio::awaitable<void> heartbeat_loop();
     void request_stop(Run& run, StopReason reason);
-    void wake();                         // any thread: the dispatcher looks for work now
+    void wake();  // any thread: the dispatcher looks for work now
+    /// Any thread: takes up to `want` free worker slots (busy < workers), returns how many.
+    int reserve(int want);
+    void release(int slots);
     void wake_at(core::TimePoint when);  // engine thread
     // Output (runner.cpp).
     void add_line(Run& run, std::string_view stream, std::string text);
@@ -109,6 +115,9 @@ struct Engine::Impl {
     bool dispatching = false;
     bool dispatch_again = false;
     std::map<std::string, std::unique_ptr<Run>, std::less<>> running;  // by job id
+    /// Worker slots in use: running jobs plus slots reserved for claims in flight (the
+    /// dispatcher's, a submission's, a finishing run's hand-over). Never above workers.
+    std::atomic<int> busy{0};
     /// Jobs cancelled after their claim, before their Run was registered (engine thread).
     std::unordered_set<std::string> early_cancels;
 

@@ -454,7 +454,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
                 // Someone else settled this attempt (a rescue): it is not ours to finish.
                 log->warn("job {} left by its runner: {}", id, recorded.error().message);
                 co_await flush_all(run);
-                running.erase(id);
+                end_run(id);
                 co_return;
             }
             notify(id);
@@ -524,7 +524,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     if (shutdown_cut) {
         add_line(run, "aviary", "serve is stopping: this attempt is left for the next start");
         co_await flush_all(run);
-        running.erase(id);
+        end_run(id);
         co_return;
     }
 
@@ -585,16 +585,13 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         log->info("job {} ({} on {}) {}{}", id, run.job.action, run.job.node,
                   core::to_string(done->state), error.empty() ? "" : ": " + error);
     }
-    running.erase(id);
     notify(id);
-    for (auto& job : next) {
-        if (stopping) {
-            break;  // (claimed as serve began to stop: the next start rescues it)
-        }
-        start_run(std::move(job));
-    }
-    if (next.empty() || static_cast<int>(running.size()) < settings.workers) {
+    if (next.empty()) {
+        end_run(id);
         wake();
+    } else {
+        running.erase(id);
+        start_run(std::move(next.front()));  // this run's slot passes to its successor
     }
 }
 

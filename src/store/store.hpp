@@ -215,6 +215,12 @@ struct JobFinish {
     std::vector<core::OutputLine> output;
 };
 
+/// What submit_and_claim did: the submission, and the jobs claimed after it.
+struct JobSubmittedAndClaimed {
+    JobSubmitted submitted;
+    std::vector<core::Job> claimed;
+};
+
 /// What finish_and_claim did: the finished job, and the jobs it claimed after.
 struct JobFinishedAndClaimed {
     core::Job job;
@@ -381,6 +387,13 @@ public:
     /// returns it, duplicate=true). One transaction. kNotFound for an unknown node; kAlreadyExists
     /// for an id in use; errors of try_lease.
     virtual core::Result<JobSubmitted> submit_job(const JobSubmit& submit) = 0;
+    /// submit_job, then claim_jobs(claim, max) in the same transaction: a submission that
+    /// finds a worker free starts with one commit. When the submission fails nothing is
+    /// claimed; when only the claim fails, the submission stands and `claimed` is empty. The
+    /// claim takes the first runnable jobs in store order, which need not include this one.
+    virtual core::Result<JobSubmittedAndClaimed> submit_and_claim(const JobSubmit& submit,
+                                                                  const JobClaim& claim,
+                                                                  int max) = 0;
     /// Claims the first runnable queued job in store order and marks it running (attempt + 1,
     /// started_at, heartbeat_at, runner), guarded by state = queued. Runnable: run_at <= now,
     /// its queue not paused, its action under its cap, and when exclusive, no running or

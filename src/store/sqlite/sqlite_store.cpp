@@ -282,6 +282,24 @@ core::Result<std::vector<core::Job>> claim_up_to(Connection& db, const JobClaim&
     return claimed;
 }
 
+/// claim_up_to in a savepoint of its own: a failing claim must not take the write before it
+/// (a submission, a finish) along. Its error is logged and nothing is claimed.
+std::vector<core::Job> claim_after(Connection& db,
+                                   const JobClaim& claim,
+                                   int max,
+                                   std::string_view after) {
+    if (!db.run("SAVEPOINT claim_after")) {
+        return {};
+    }
+    auto claimed = claim_up_to(db, claim, max);
+    if (!claimed) {
+        core::logger("store")->warn("claim after {} failed: {}", after, claimed.error().message);
+        (void)db.run("ROLLBACK TO claim_after");
+    }
+    (void)db.run("RELEASE claim_after");
+    return claimed ? std::move(*claimed) : std::vector<core::Job>{};
+}
+
 /// The finish and its last output lines (rolled back together when the finish is refused).
 core::Result<core::Job> finish_with_output(Connection& db, const JobFinish& finish) {
     if (!finish.output.empty()) {
@@ -299,6 +317,21 @@ core::Result<std::vector<core::Job>> SqliteStore::claim_jobs(const JobClaim& cla
         [&](Connection& db) { return claim_up_to(db, claim, max); });
 }
 
+core::Result<JobSubmittedAndClaimed> SqliteStore::submit_and_claim(const JobSubmit& submit,
+                                                                   const JobClaim& claim,
+                                                                   int max) {
+    return write_serving<JobSubmittedAndClaimed>(
+        [&](Connection& db, Served& served) -> core::Result<JobSubmittedAndClaimed> {
+            auto submitted = sqlite::submit_job(db, submit, served);
+            if (!submitted) {
+                return submitted.error();
+            }
+            auto what = fmt::format("submitting job {}", submit.job.id);
+            return JobSubmittedAndClaimed{.submitted = std::move(*submitted),
+                                          .claimed = claim_after(db, claim, max, what)};
+        });
+}
+
 core::Result<JobFinishedAndClaimed> SqliteStore::finish_and_claim(const JobFinish& finish,
                                                                   const JobClaim& claim,
                                                                   int max) {
@@ -307,21 +340,9 @@ core::Result<JobFinishedAndClaimed> SqliteStore::finish_and_claim(const JobFinis
         if (!finished) {
             return finished.error();
         }
-        JobFinishedAndClaimed out{.job = std::move(*finished)};
-        // The claim in a savepoint of its own: failing, it must not take the finish along.
-        if (auto saved = db.run("SAVEPOINT claim_next"); !saved) {
-            return out;
-        }
-        auto claimed = claim_up_to(db, claim, max);
-        if (claimed) {
-            out.claimed = std::move(*claimed);
-        } else {
-            core::logger("store")->warn("claim after finishing job {} failed: {}", finish.id,
-                                        claimed.error().message);
-            (void)db.run("ROLLBACK TO claim_next");
-        }
-        (void)db.run("RELEASE claim_next");
-        return out;
+        auto what = fmt::format("finishing job {}", finish.id);
+        return JobFinishedAndClaimed{.job = std::move(*finished),
+                                     .claimed = claim_after(db, claim, max, what)};
     });
 }
 

@@ -80,6 +80,9 @@ public:
     core::Result<void> heartbeat_jobs(const std::vector<std::string>& ids,
                                       core::TimePoint now) override;
     core::Result<core::Job> finish_job(const JobFinish& finish) override;
+    core::Result<JobSubmittedAndClaimed> submit_and_claim(const JobSubmit& submit,
+                                                          const JobClaim& claim,
+                                                          int max) override;
     core::Result<JobFinishedAndClaimed> finish_and_claim(const JobFinish& finish,
                                                          const JobClaim& claim,
                                                          int max) override;

@@ -341,5 +341,35 @@ TEST(JobClaim, FinishAndClaimClaimsNothingWhenTheFinishIsRefused) {
     EXPECT_EQ(stored(*store, "j2").state, JobState::kQueued);
 }
 
+TEST(JobClaim, SubmitAndClaimStartsTheJobInTheSubmissionsCommit) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto commits = store->stats().commits;
+    auto out = store->submit_and_claim(submit_of(job_of("j1", "lotus-0", clock.now())),
+                                       JobClaim{.runner = "run-1", .now = clock.now()}, 1);
+    ASSERT_TRUE(out) << out.error().message;
+    EXPECT_EQ(out->submitted.job.id, "j1");
+    EXPECT_EQ(out->submitted.job.state, JobState::kQueued) << "as submitted, before the claim";
+    ASSERT_EQ(out->claimed.size(), 1u);
+    EXPECT_EQ(out->claimed.front().id, "j1");
+    EXPECT_EQ(out->claimed.front().state, JobState::kRunning);
+    EXPECT_EQ(out->claimed.front().attempt, 1);
+    EXPECT_EQ(store->stats().commits, commits + 1);
+}
+
+TEST(JobClaim, SubmitAndClaimLeavesABlockedJobQueued) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("j1", "lotus-0", clock.now()));
+    ASSERT_EQ(claimed(*store, clock.now()), "j1");
+    auto out = store->submit_and_claim(submit_of(job_of("j2", "lotus-0", clock.now())),
+                                       JobClaim{.runner = "run-1", .now = clock.now()}, 1);
+    ASSERT_TRUE(out) << out.error().message;
+    EXPECT_TRUE(out->claimed.empty()) << "lotus-0 is busy with j1";
+    EXPECT_EQ(stored(*store, "j2").state, JobState::kQueued);
+}
+
 }  // namespace
 }  // namespace aviary::store::test
