@@ -294,6 +294,30 @@ void Engine::Impl::end_run(const std::string& id) {
     release(1);
 }
 
+asio::awaitable<core::Result<store::JobFinishedAndClaimed>> Engine::Impl::finish_and_claim(
+    store::JobFinish finish) {
+    using Answer = core::Result<store::JobFinishedAndClaimed>;
+    struct State {
+        explicit State(asio::io_context& io) : signal(io, asio::steady_timer::time_point::max()) {}
+        std::optional<Answer> answer;
+        asio::steady_timer signal;  // cancelled when the answer is in
+    };
+    auto state = std::make_shared<State>(io);
+    auto on_answer = [this, state](Answer answer) {
+        asio::post(io, [state, answer = std::move(answer)]() mutable {
+            state->answer.emplace(std::move(answer));
+            state->signal.cancel();
+        });
+        store_callbacks.fetch_sub(1);
+    };
+    store_callbacks.fetch_add(1);
+    store.finish_and_claim_async(std::move(finish), claim_now(), 1, on_answer);
+    while (!state->answer) {
+        co_await state->signal.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    co_return std::move(*state->answer);
+}
+
 store::JobClaim Engine::Impl::claim_now() const {
     store::JobClaim claim{.runner = runner_id, .now = clock.now()};
     for (const auto& action : settings.actions) {
@@ -564,6 +588,11 @@ void Engine::stop() {
         },
         asio::detached);
     drained_future.wait();
+    // A store answer still on its way would post to the loop: let it land before the loop
+    // goes (the writer answers every queued operation, so this ends).
+    while (d.store_callbacks.load() > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
     d.io.stop();
     if (d.thread.joinable()) {
         d.thread.join();

@@ -66,7 +66,11 @@ struct Engine::Impl {
     /// A claimed job, holding a reserved slot: registered, then run (or, when serve is
     /// stopping, left for the next start's rescue and its slot released).
     void start_run(core::Job job);
-    void end_run(const std::string& id);      // unregisters a run and releases its slot
+    void end_run(const std::string& id);  // unregisters a run and releases its slot
+    /// Finishes a run's attempt and claims the job its slot passes to, in one commit, with no
+    /// thread waiting on it: the store answers on its writer thread, which posts here.
+    asio::awaitable<core::Result<store::JobFinishedAndClaimed>> finish_and_claim(
+        store::JobFinish finish);
     store::JobClaim claim_now() const;        // this runner's claim, with the action caps
     asio::awaitable<void> run_job(Run& run);  // runner.cpp; erases `run` from running at its end
     asio::awaitable<void> heartbeat_loop();
@@ -118,6 +122,8 @@ struct Engine::Impl {
     /// Worker slots in use: running jobs plus slots reserved for claims in flight (the
     /// dispatcher's, a submission's, a finishing run's hand-over). Never above workers.
     std::atomic<int> busy{0};
+    /// Store calls whose callback has not run yet: stop() waits for them, as they post here.
+    std::atomic<int> store_callbacks{0};
     /// Jobs cancelled after their claim, before their Run was registered (engine thread).
     std::unordered_set<std::string> early_cancels;
 

@@ -555,20 +555,19 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     co_await settle_output(run);
     finish.output.swap(run.pending);
     std::vector<core::Job> next;
-    bool hand_over = !stopping;
-    auto claim = claim_now();
-    auto write = [this, &finish, &claim, &next, hand_over]() -> core::Result<core::Job> {
-        if (!hand_over) {
-            return store.finish_job(finish);
+    core::Result<core::Job> done = core::Error{core::ErrorCode::kInternal, "not finished"};
+    if (stopping) {
+        auto write = [this, &finish] { return store.finish_job(finish); };
+        done = co_await net::offload(*pool, write);
+    } else {
+        auto both = co_await finish_and_claim(finish);
+        if (both) {
+            next = std::move(both->claimed);
+            done = std::move(both->job);
+        } else {
+            done = both.error();
         }
-        auto out = store.finish_and_claim(finish, claim, 1);
-        if (!out) {
-            return out.error();
-        }
-        next = std::move(out->claimed);
-        return std::move(out->job);
-    };
-    auto done = co_await net::offload(*pool, write);
+    }
     if (!done) {
         log->warn("job {} could not be finished as {}: {}", id, core::to_string(finish.state),
                   done.error().message);

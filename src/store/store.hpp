@@ -417,6 +417,16 @@ public:
     virtual core::Result<JobFinishedAndClaimed> finish_and_claim(const JobFinish& finish,
                                                                  const JobClaim& claim,
                                                                  int max) = 0;
+    /// finish_and_claim without blocking the caller (a worker's hot path: no thread waits on
+    /// the commit). `done` is called once, on the store's writer thread, when the commit is
+    /// durable or has failed; it must only hand the result over (post it to an executor).
+    /// Once the store is closed, `done` gets kUnavailable at once on the calling thread.
+    using FinishedAndClaimedCallback =
+        std::function<void(core::Result<JobFinishedAndClaimed> result)>;
+    virtual void finish_and_claim_async(JobFinish finish,
+                                        JobClaim claim,
+                                        int max,
+                                        FinishedAndClaimedCallback done) = 0;
     /// queued -> cancelled at once; running -> cancelling (cancel_requested, durable: it
     /// survives a restart); cancelling stays. kInvalidArgument naming the state for a finished
     /// job; kNotFound.

@@ -35,6 +35,23 @@ core::Result<void> GroupCommit::submit(Operation operation) {
     return done.get();
 }
 
+void GroupCommit::submit_async(Operation operation, Done done) {
+    AVIARY_ASSERT(std::this_thread::get_id() != writer_id_,
+                  "the writer thread must not submit: it would run inside its own batch");
+    auto pending = std::make_unique<Pending>(Pending{std::move(operation), {}, std::move(done)});
+    {
+        std::lock_guard lock{mu_};
+        if (!closed_) {
+            queue_.push_back(pending.release());
+        }
+    }
+    if (pending) {
+        pending->on_done(core::Error{core::ErrorCode::kUnavailable, "store is closed"});
+        return;
+    }
+    wake_.notify_one();
+}
+
 void GroupCommit::close() {
     std::lock_guard closing{close_mu_};
     {
@@ -82,19 +99,33 @@ void GroupCommit::run_batch(const std::vector<Pending*>& batch) {
     auto results = run_transaction(batch);
     if (!results) {
         fail_all(batch, results.error());
-        if (after_batch_) {
-            after_batch_(false);
-        }
         return;
     }
     commits_.fetch_add(1);
+    for (const auto& result : *results) {
+        (result ? writes_ : failed_writes_).fetch_add(1);
+    }
+    answer(batch, std::move(*results), true);
+}
+
+void GroupCommit::answer(const std::vector<Pending*>& batch,
+                         std::vector<core::Result<void>> results,
+                         bool committed) {
+    std::vector<std::pair<Pending*, core::Result<void>>> later;
     for (std::size_t i = 0; i < batch.size(); ++i) {
-        ((*results)[i] ? writes_ : failed_writes_).fetch_add(1);
-        // After set_value the submitter may return and destroy its Pending: touch it no more.
-        batch[i]->done.set_value(std::move((*results)[i]));
+        if (batch[i]->on_done) {
+            later.emplace_back(batch[i], std::move(results[i]));
+        } else {
+            // After set_value the submitter may return and destroy its Pending: touch it no more.
+            batch[i]->done.set_value(std::move(results[i]));
+        }
     }
     if (after_batch_) {
-        after_batch_(true);
+        after_batch_(committed);
+    }
+    for (auto& [pending, result] : later) {
+        std::unique_ptr<Pending> owned{pending};
+        owned->on_done(std::move(result));
     }
 }
 
@@ -153,9 +184,8 @@ core::Result<void> GroupCommit::run_in_savepoint(const Operation& operation) {
 void GroupCommit::fail_all(const std::vector<Pending*>& batch, const core::Error& error) {
     core::Error failed{core::ErrorCode::kStorage, error.message};
     failed_writes_.fetch_add(batch.size());
-    for (Pending* pending : batch) {
-        pending->done.set_value(failed);
-    }
+    std::vector<core::Result<void>> results(batch.size(), failed);
+    answer(batch, std::move(results), false);
 }
 
 }  // namespace aviary::store::sqlite

@@ -42,6 +42,11 @@ public:
     /// kStorage for every operation of a batch whose COMMIT failed. Never call it from the
     /// writer thread (an operation or AfterBatch): it would wait for itself.
     core::Result<void> submit(Operation operation);
+    /// Queues an operation without waiting: `done` gets its result on the writer thread once
+    /// its batch has committed (or failed), after the batch's AfterBatch; it must only hand the
+    /// result over. Once closed, `done` gets kUnavailable at once, on the calling thread.
+    using Done = std::function<void(core::Result<void>)>;
+    void submit_async(Operation operation, Done done);
     /// Stops accepting, runs what is queued, joins the thread. Idempotent.
     void close();
 
@@ -52,8 +57,14 @@ public:
 private:
     struct Pending {
         Operation operation;
-        std::promise<core::Result<void>> done;
+        std::promise<core::Result<void>> done;  ///< submit(): its caller waits on it
+        Done on_done;  ///< submit_async(): called after the batch (the Pending is then freed)
     };
+    /// Answers every submitter of a finished batch: promises at once; async callbacks after
+    /// AfterBatch, then their Pendings are freed.
+    void answer(const std::vector<Pending*>& batch,
+                std::vector<core::Result<void>> results,
+                bool committed);
 
     void loop();
     void run_batch(const std::vector<Pending*>& batch);

@@ -310,6 +310,19 @@ core::Result<core::Job> finish_with_output(Connection& db, const JobFinish& fini
     return sqlite::finish_job(db, finish);
 }
 
+core::Result<JobFinishedAndClaimed> finish_then_claim(Connection& db,
+                                                      const JobFinish& finish,
+                                                      const JobClaim& claim,
+                                                      int max) {
+    auto finished = finish_with_output(db, finish);
+    if (!finished) {
+        return finished.error();
+    }
+    auto what = fmt::format("finishing job {}", finish.id);
+    return JobFinishedAndClaimed{.job = std::move(*finished),
+                                 .claimed = claim_after(db, claim, max, what)};
+}
+
 }  // namespace
 
 core::Result<std::vector<core::Job>> SqliteStore::claim_jobs(const JobClaim& claim, int max) {
@@ -335,15 +348,31 @@ core::Result<JobSubmittedAndClaimed> SqliteStore::submit_and_claim(const JobSubm
 core::Result<JobFinishedAndClaimed> SqliteStore::finish_and_claim(const JobFinish& finish,
                                                                   const JobClaim& claim,
                                                                   int max) {
-    return write<JobFinishedAndClaimed>([&](Connection& db) -> core::Result<JobFinishedAndClaimed> {
-        auto finished = finish_with_output(db, finish);
-        if (!finished) {
-            return finished.error();
+    return write<JobFinishedAndClaimed>(
+        [&](Connection& db) { return finish_then_claim(db, finish, claim, max); });
+}
+
+void SqliteStore::finish_and_claim_async(JobFinish finish,
+                                         JobClaim claim,
+                                         int max,
+                                         FinishedAndClaimedCallback done) {
+    auto out = std::make_shared<std::optional<core::Result<JobFinishedAndClaimed>>>();
+    auto operation = [out, finish = std::move(finish), claim = std::move(claim),
+                      max](Connection& db) -> core::Result<void> {
+        out->emplace(finish_then_claim(db, finish, claim, max));
+        if (!**out) {
+            return (*out)->error();
         }
-        auto what = fmt::format("finishing job {}", finish.id);
-        return JobFinishedAndClaimed{.job = std::move(*finished),
-                                     .claimed = claim_after(db, claim, max, what)};
-    });
+        return {};
+    };
+    auto answer = [out, done = std::move(done)](core::Result<void> committed) {
+        if (!committed) {
+            done(committed.error());  // also a failed COMMIT after the work succeeded
+            return;
+        }
+        done(std::move(**out));
+    };
+    writer_->submit_async(std::move(operation), std::move(answer));
 }
 
 core::Result<core::Job> SqliteStore::update_job_step(const JobStepUpdate& update) {

@@ -83,6 +83,10 @@ public:
     core::Result<JobSubmittedAndClaimed> submit_and_claim(const JobSubmit& submit,
                                                           const JobClaim& claim,
                                                           int max) override;
+    void finish_and_claim_async(JobFinish finish,
+                                JobClaim claim,
+                                int max,
+                                FinishedAndClaimedCallback done) override;
     core::Result<JobFinishedAndClaimed> finish_and_claim(const JobFinish& finish,
                                                          const JobClaim& claim,
                                                          int max) override;

@@ -301,5 +301,46 @@ TEST(GroupCommit, FailingReleasesDoNotFailTheirNeighbours) {
         EXPECT_EQ(node.lease->owner, index % 2 == 0 ? "anton" : "worker") << node.spec.name;
     }
 }
+TEST(GroupCommit, AsyncOperationsAreAnsweredAfterTheirBatchCommits) {
+    TempDir dir;
+    auto db = open_table(dir, "CREATE TABLE t (x INTEGER)");
+    ASSERT_TRUE(db);
+    std::mutex db_mutex;
+    std::atomic<int> batches{0};
+    GroupCommit writer{*db, db_mutex, [&batches](bool) { ++batches; }};
+    std::promise<core::Result<void>> first;
+    std::promise<core::Result<void>> second;
+    std::atomic<int> batches_seen{-1};
+    {
+        WriterGate gate{writer};
+        writer.submit_async([](Connection& c) { return insert(c, 1); },
+                            [&](core::Result<void> result) {
+                                batches_seen = batches.load();
+                                first.set_value(std::move(result));
+                            });
+        writer.submit_async(
+            [](Connection&) -> core::Result<void> {
+                return core::Error{ErrorCode::kInvalidArgument, "refused"};
+            },
+            [&](core::Result<void> result) { second.set_value(std::move(result)); });
+        ASSERT_TRUE(wait_until_queued(writer, 2));
+    }
+    auto answered = first.get_future().get();
+    EXPECT_TRUE(answered);
+    EXPECT_EQ(batches_seen.load(), 2) << "answered after the batch's AfterBatch ran";
+    auto refused = second.get_future().get();
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().message, "refused");
+    writer.close();
+    EXPECT_EQ(count_rows(*db), 1) << "the refused one rolled back alone";
+
+    std::optional<core::Result<void>> closed;
+    writer.submit_async([](Connection& c) { return insert(c, 2); },
+                        [&closed](core::Result<void> result) { closed = std::move(result); });
+    ASSERT_TRUE(closed.has_value()) << "answered at once, on the calling thread";
+    ASSERT_FALSE(*closed);
+    EXPECT_EQ(closed->error().code, ErrorCode::kUnavailable);
+}
+
 }  // namespace
 }  // namespace aviary::store::test
