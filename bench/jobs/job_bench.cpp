@@ -4,7 +4,10 @@
 //
 // 1. single: N no-op jobs one at a time (each submitted with "wait": true): enqueue-to-start
 //    from the job's own record (started_at - created_at, both written by serve; ms resolution)
-//    and the client's submit-to-finished round trip.
+//    and the client's submit-to-finished round trip. Then the same with microseconds: N
+//    `probe` jobs whose one step is an http GET to a listener in this program; enqueue-to-start
+//    is the time from the client sending the submit to that request arriving (an upper bound:
+//    it includes the step's own connect and request).
 // 2. burst: N no-op jobs submitted at once by C client threads; enqueue-to-start p50/p99 from
 //    the records, and throughput = N / (last finished_at - first created_at), with 2 workers.
 // 3. cancel: a step running `sleep 60` is cancelled N times; the time from the cancel request
@@ -21,12 +24,15 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <string>
 #include <thread>
@@ -70,6 +76,13 @@ jobs:
         n: {type: integer}
       steps:
         - noop: {}
+    probe:
+      exclusive: false
+      params:
+        port: {type: integer}
+        n: {type: integer}
+      steps:
+        - http: {url: "http://127.0.0.1:{{params.port}}/probe/{{params.n}}"}
     sleeper:
       rerun_safe: true
       steps:
@@ -203,6 +216,73 @@ void bench_single(const ServerProcess& server, int count) {
     row("submit-to-finished round trip p50 / p99 (client)",
         fmt::format("{:.2f} / {:.2f} ms", percentile(round_trip_ms, 50),
                     percentile(round_trip_ms, 99)));
+}
+
+/// Answers the probe jobs' http steps and notes when each arrived.
+class ProbeListener {
+public:
+    ProbeListener() {
+        aviary::net::ServerSettings settings;
+        settings.listen = "127.0.0.1:0";
+        server_ = std::make_unique<aviary::net::HttpServer>(
+            settings, [this](aviary::net::Request request) { return handle(std::move(request)); });
+        auto bound = server_->start();
+        if (!bound) {
+            throw std::runtime_error("probe listener: " + bound.error().message);
+        }
+        port_ = bound->substr(bound->rfind(':') + 1);
+    }
+    ~ProbeListener() { server_->stop(); }
+
+    const std::string& port() const { return port_; }
+
+    /// When probe `n` arrived; throws after 10 s.
+    Clock::time_point wait_for(int n) {
+        std::unique_lock lock{mu_};
+        bool arrived =
+            seen_.wait_for(lock, std::chrono::seconds{10}, [&] { return arrivals_.count(n) > 0; });
+        if (!arrived) {
+            throw std::runtime_error(fmt::format("probe {} never arrived", n));
+        }
+        return arrivals_.at(n);
+    }
+
+private:
+    aviary::net::asio::awaitable<aviary::net::Response> handle(aviary::net::Request request) {
+        auto now = Clock::now();
+        auto n = std::atoi(request.path.substr(request.path.rfind('/') + 1).c_str());
+        {
+            std::lock_guard lock{mu_};
+            arrivals_.emplace(n, now);
+        }
+        seen_.notify_all();
+        aviary::net::Response response;
+        response.body = "ok";
+        co_return response;
+    }
+
+    std::unique_ptr<aviary::net::HttpServer> server_;
+    std::string port_;
+    std::mutex mu_;
+    std::condition_variable seen_;
+    std::map<int, Clock::time_point> arrivals_;
+};
+
+void bench_probe(const ServerProcess& server, int count) {
+    ProbeListener listener;
+    std::vector<double> start_ms;
+    for (int i = 0; i < count; ++i) {
+        auto t0 = Clock::now();
+        auto id =
+            submit(server, "bench-0", "probe",
+                   fmt::format(R"({{"params":{{"port":"{}","n":"{}"}}}})", listener.port(), i));
+        auto arrived = listener.wait_for(i);
+        start_ms.push_back(std::chrono::duration<double, std::milli>(arrived - t0).count());
+        wait_state(server, id, [](const std::string& s) { return s == "succeeded"; });
+    }
+    fmt::print("\n== probe: {} one-step http jobs one at a time\n", count);
+    row("enqueue-to-start p50 / p99 (submit sent to step arrived)",
+        fmt::format("{:.2f} / {:.2f} ms", percentile(start_ms, 50), percentile(start_ms, 99)));
 }
 
 void bench_burst(const ServerProcess& server, int count, int clients) {
@@ -373,6 +453,7 @@ int main(int argc, char** argv) {
                 throw std::runtime_error("serve did not start: " + server.log());
             }
             bench_single(server, options.single);
+            bench_probe(server, options.single);
             bench_burst(server, options.burst, options.clients);
             bench_cancel(server, options.cancels, "sleeper");
             bench_cancel(server, std::max(1, options.cancels / 3), "stubborn");
