@@ -108,6 +108,16 @@ struct NodeStatus {
     std::string api;  ///< where its API answers, e.g. "http://127.0.0.1:40123"
 };
 
+/// What Context::run does for one child beyond the defaults.
+struct RunOptions {
+    /// Also gets each line the child writes (which goes to the job's output as well): what a
+    /// driver keeps to explain a failure. Called on the executor.
+    proc::LineCallback on_line;
+    /// Ends the child's group (SIGTERM, grace, SIGKILL) once it has run this long, and then
+    /// returns kTimeout. 0: only the step's own timeout and cancel apply.
+    core::Millis timeout{0};
+};
+
 /// What a job step gives a driver: where output goes, how to run a child, whether to stop.
 /// Implemented by the job engine.
 class Context {
@@ -115,10 +125,15 @@ public:
     virtual ~Context() = default;
     /// A line for the job's output (stream "aviary": the driver's own notes).
     virtual void note(std::string text) = 0;
-    /// Runs a child to completion: its group is recorded on the job, its stdout/stderr become
-    /// job output, and it is ended (SIGTERM, grace, SIGKILL to the group) when the step is
-    /// cancelled or times out (then kTimeout or kUnavailable "cancelled").
-    virtual asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options) = 0;
+    /// Runs a child to completion: its group is recorded on the job (so a later start can kill
+    /// it after a crash), its stdout/stderr become job output, and it is ended (SIGTERM, grace,
+    /// SIGKILL to the group) when the step is cancelled or times out (stopping() then says so,
+    /// and the status is the ended child's) or when run_options.timeout passes (kTimeout).
+    virtual asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options,
+                                                                RunOptions run_options) = 0;
+    asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options) {
+        return run(std::move(options), RunOptions{});
+    }
     /// True once the step should stop (cancel or timeout): loops check it between waits.
     virtual bool stopping() const = 0;
 };

@@ -649,7 +649,10 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
     };
     auto done = store_submit();
     if (claimed.empty()) {
+        // Nothing claimed here: the dispatcher looks, also for a job that found no free worker
+        // while this submission held the slot it now gives back.
         release(slot);
+        wake();
     } else {
         asio::post(
             io, [this, job = std::move(claimed.front())]() mutable { start_run(std::move(job)); });
@@ -672,9 +675,6 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
         }
         log->info("job {} queued: {} on {} by {}", out.job.id, out.job.action, out.job.node,
                   out.job.requester);
-    }
-    if (!out.duplicate && slot == 0) {
-        wake();  // no worker was free here; the dispatcher claims when one is
     }
     return out;
 }

@@ -71,9 +71,12 @@ public:
 
     void note(std::string text) override { engine_.add_line(run_, "aviary", std::move(text)); }
     bool stopping() const override { return run_.stop != StopReason::kNone; }
+    using drivers::Context::run;
 
-    asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options) override {
+    asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options,
+                                                        drivers::RunOptions run_options) override {
         auto& d = engine_;
+        const std::string program = options.argv.empty() ? "" : options.argv.front();
         auto spawned = proc::spawn(d.io.get_executor(), std::move(options));
         if (!spawned) {
             co_return spawned.error();
@@ -102,9 +105,13 @@ public:
         auto pump_done = std::make_shared<bool>(false);
         Engine::Impl* engine = &d;
         Run* run = &run_;
-        proc::LineCallback on_line = [engine, run, sink_open](const proc::Line& line) {
+        auto also = std::make_shared<proc::LineCallback>(std::move(run_options.on_line));
+        proc::LineCallback on_line = [engine, run, sink_open, also](const proc::Line& line) {
             if (!*sink_open) {
                 return;
+            }
+            if (*also) {
+                (*also)(line);
             }
             std::string text = line.text;
             if (line.truncated) {
@@ -120,12 +127,27 @@ public:
         };
         asio::co_spawn(d.io, pump(), asio::detached);
 
+        asio::steady_timer limit(d.io, asio::steady_timer::time_point::max());
+        if (run_options.timeout > core::Millis{0}) {
+            limit.expires_after(run_options.timeout);
+        }
+        bool over_limit = false;
         if (run_.stop == StopReason::kNone) {
-            co_await (process->ended() ||
-                      run_.stop_signal.async_wait(asio::as_tuple(asio::use_awaitable)));
+            auto which =
+                co_await (process->ended() ||
+                          run_.stop_signal.async_wait(asio::as_tuple(asio::use_awaitable)) ||
+                          limit.async_wait(asio::as_tuple(asio::use_awaitable)));
+            over_limit = which.index() == 2 && run_.stop == StopReason::kNone;
         }
         proc::ExitStatus status;
-        if (run_.stop != StopReason::kNone) {
+        if (over_limit) {
+            note(
+                fmt::format("ending process group {}: {} ran longer than {} (SIGTERM, then "
+                            "SIGKILL after {})",
+                            process->pgid(), program, core::format_duration(run_options.timeout),
+                            core::format_duration(d.settings.kill_grace)));
+            co_await process->terminate(d.settings.kill_grace);
+        } else if (run_.stop != StopReason::kNone) {
             note(fmt::format("ending process group {} (SIGTERM, then SIGKILL after {})",
                              process->pgid(), core::format_duration(d.settings.kill_grace)));
             status = co_await process->terminate(d.settings.kill_grace);
@@ -139,6 +161,11 @@ public:
             co_await pumped->async_wait(asio::as_tuple(asio::use_awaitable));
         }
         *sink_open = false;
+        if (over_limit) {
+            co_return core::Error{core::ErrorCode::kTimeout,
+                                  fmt::format("{} ran longer than {}", program,
+                                              core::format_duration(run_options.timeout))};
+        }
         co_return status;
     }
 
