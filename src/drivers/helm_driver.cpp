@@ -451,6 +451,12 @@ private:
     asio::awaitable<core::Result<std::string>> report_status(const core::NodeSpec& node,
                                                              Context& context);
     core::Error spawn_error(const HelmCommand& command, const core::Error& error) const;
+    /// execute() for a step: through Context::run.
+    asio::awaitable<core::Result<Ran>> execute_in_step(const HelmCommand& command,
+                                                       core::Millis timeout,
+                                                       Context& context,
+                                                       bool json_output,
+                                                       proc::SpawnOptions options);
 
     HelmSettings settings_;
     std::shared_ptr<spdlog::logger> log_;
@@ -478,6 +484,14 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute(const HelmCommand& comman
                                                        bool json_output) {
     auto executor = co_await asio::this_coro::executor;
     proc::SpawnOptions options{.argv = command.argv, .env_add = command.env_add};
+    if (context != nullptr && !json_output) {
+        // A step's command runs through the job engine: its group is recorded on the job (a
+        // crash's leftover is killed at the next start) and its lines become job output. (A
+        // read-only `helm status`, whose JSON is not for the output, runs here directly.)
+        auto out =
+            co_await execute_in_step(command, timeout, *context, json_output, std::move(options));
+        co_return out;
+    }
     auto spawned = proc::spawn(executor, std::move(options));
     if (!spawned) {
         co_return spawn_error(command, spawned.error());
@@ -541,6 +555,33 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute(const HelmCommand& comman
     }
     sink->open = false;
     ran.outcome.tail = sink->tail;
+    ran.stdout_text = std::move(sink->stdout_text);
+    co_return ran;
+}
+
+asio::awaitable<core::Result<Ran>> HelmDriver::execute_in_step(const HelmCommand& command,
+                                                               core::Millis timeout,
+                                                               Context& context,
+                                                               bool json_output,
+                                                               proc::SpawnOptions options) {
+    auto sink = std::make_shared<Sink>();  // no context: Context::run writes the job output
+    sink->keep_stdout = json_output;
+    RunOptions run_options{.on_line = [sink](const proc::Line& line) { sink->take(line); },
+                           .timeout = timeout};
+    context.note(fmt::format("running {}", shell_words(command.argv)));
+    auto status = co_await context.run(std::move(options), std::move(run_options));
+    Ran ran;
+    if (status) {
+        ran.outcome.status = *status;
+        ran.outcome.stopped = context.stopping();
+    } else if (status.error().code == core::ErrorCode::kTimeout) {
+        ran.outcome.timed_out = true;
+    } else if (context.stopping()) {
+        ran.outcome.stopped = true;
+    } else {
+        co_return spawn_error(command, status.error());
+    }
+    ran.outcome.tail = std::move(sink->tail);
     ran.stdout_text = std::move(sink->stdout_text);
     co_return ran;
 }

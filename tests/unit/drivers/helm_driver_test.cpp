@@ -3,9 +3,18 @@
 // itself running the fake helm and kubectl of tests/support/fake_kube.
 #include "drivers/helm_driver.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -505,12 +514,70 @@ TEST(HelmDriverRegistry, MakeDriversMakesTheHelmDriver) {
     EXPECT_EQ(names, (std::vector<std::string>{"sim", "helm"}));
 }
 
-/// Records notes; stops when told to.
+/// Records notes and the lines of the children it runs ("stdout: ..."), as the job engine's
+/// context does: runs each child in its own group, ends the group past run_options.timeout
+/// (kTimeout) or once told to stop.
 class NotesContext final : public Context {
 public:
     void note(std::string text) override { notes.push_back(std::move(text)); }
-    asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions) override {
-        co_return core::Error{core::ErrorCode::kUnimplemented, "the helm driver runs its own"};
+    asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options,
+                                                        RunOptions run_options) override {
+        auto executor = co_await asio::this_coro::executor;
+        const std::string program = options.argv.empty() ? "" : options.argv.front();
+        auto spawned = proc::spawn(executor, std::move(options));
+        if (!spawned) {
+            co_return spawned.error();
+        }
+        auto process = std::make_shared<proc::Process>(std::move(*spawned));
+        auto pump_done = std::make_shared<bool>(false);
+        proc::LineCallback on_line = [this, also = run_options.on_line](const proc::Line& line) {
+            if (also) {
+                also(line);
+            }
+            auto stream = line.stream == proc::Stream::kStdout ? "stdout: " : "stderr: ";
+            notes.push_back(stream + line.text);
+        };
+        auto pump = [process, on_line, pump_done]() -> asio::awaitable<void> {
+            co_await process->pump(on_line);
+            *pump_done = true;
+        };
+        asio::co_spawn(executor, pump(), asio::detached);
+        auto limit =
+            run_options.timeout > core::Millis{0} ? run_options.timeout : core::Millis{3'600'000};
+        auto deadline = std::chrono::steady_clock::now() + limit;
+        using asio::experimental::awaitable_operators::operator||;
+        asio::steady_timer poll{executor};
+        bool ended = false;
+        bool over = false;
+        while (!ended && !stopping_now) {
+            if (std::chrono::steady_clock::now() >= deadline) {
+                over = true;
+                break;
+            }
+            poll.expires_after(core::Millis{20});
+            auto which =
+                co_await (process->ended() || poll.async_wait(asio::as_tuple(asio::use_awaitable)));
+            ended = which.index() == 0;
+        }
+        proc::ExitStatus status;
+        if (!ended) {
+            note(fmt::format("ending process group {}: {}", process->pgid(),
+                             over ? program + " ran longer than " + core::format_duration(limit)
+                                  : std::string{"the step is stopping"}));
+            status = co_await process->terminate(core::Millis{500});
+        } else {
+            process->signal_group(SIGKILL);
+            status = co_await process->wait();
+        }
+        for (int i = 0; i < 200 && !*pump_done; ++i) {
+            poll.expires_after(core::Millis{10});
+            co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        if (over) {
+            co_return core::Error{core::ErrorCode::kTimeout,
+                                  program + " ran longer than " + core::format_duration(limit)};
+        }
+        co_return status;
     }
     bool stopping() const override { return stopping_now; }
 
@@ -611,7 +678,7 @@ TEST_F(HelmDriverTest, InstallRunsUpgradeInstallAndPutsHelmsOutputInTheJob) {
                     "lotus-0", "./lotus-fullnode-minimal", "--set", "image.tag=v1.2.2"}));
     EXPECT_TRUE(context_.said("running " + kFakes + "/helm upgrade --namespace lotus --install"))
         << context_.all();
-    EXPECT_TRUE(context_.said("helm: Release \"lotus-0\" does not exist. Installing it now."))
+    EXPECT_TRUE(context_.said("stdout: Release \"lotus-0\" does not exist. Installing it now."))
         << context_.all();
 }
 
@@ -644,7 +711,7 @@ TEST_F(HelmDriverTest, UninstallOfAnUnknownReleaseIsNotFound) {
     ASSERT_FALSE(result);
     EXPECT_EQ(result.error().code, core::ErrorCode::kNotFound);
     EXPECT_EQ(result.error().message, "helm: release lotus-7 not found in namespace lotus");
-    EXPECT_TRUE(context_.said("helm (stderr): Error: uninstall: Release not loaded: lotus-7"))
+    EXPECT_TRUE(context_.said("stderr: Error: uninstall: Release not loaded: lotus-7"))
         << context_.all();
 }
 
@@ -724,8 +791,8 @@ TEST_F(HelmDriverTest, ACommandPastItsTimeoutIsEndedWithItsGroup) {
               "process group was ended");
     auto pid = std::stoi(read_text(dir_.path() / "hang-upgrade.pid"));
     EXPECT_FALSE(aviary::test::group_alive(pid));
-    EXPECT_TRUE(context_.said("helm: fake helm: hanging")) << context_.all();
-    EXPECT_TRUE(context_.said("it ran longer than 300ms")) << context_.all();
+    EXPECT_TRUE(context_.said(": fake helm: hanging")) << context_.all();
+    EXPECT_TRUE(context_.said("ran longer than 300ms")) << context_.all();
 }
 
 TEST_F(HelmDriverTest, AStatusPastTheStatusTimeoutIsATimeout) {

@@ -24,7 +24,7 @@ using namespace test;
 class FakeContext final : public Context {
 public:
     void note(std::string text) override { notes.push_back(std::move(text)); }
-    asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions) override {
+    asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions, RunOptions) override {
         co_return core::Error{core::ErrorCode::kUnimplemented, "not in this test"};
     }
     bool stopping() const override { return stopping_now; }
