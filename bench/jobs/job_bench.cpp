@@ -312,7 +312,19 @@ void bench_burst(const ServerProcess& server, int count, int clients) {
     if (failed) {
         throw std::runtime_error("submitting the burst failed");
     }
-    // Wait for every job to finish, then read their records.
+    // Wait for the queue to drain, looking every 50 ms (as the Celery side does: polling each
+    // job while they run would load the server being measured), then read every record.
+    auto give_up = Clock::now() + std::chrono::seconds{300};
+    auto none_in = [&server](std::string_view state) {
+        auto page = request(server, "GET", fmt::format("/api/v1/jobs?state={}&limit=1", state));
+        return page.at("jobs").as_array().empty();
+    };
+    while (!(none_in("queued") && none_in("running") && none_in("cancelling"))) {
+        if (Clock::now() > give_up) {
+            throw std::runtime_error("the burst did not drain in 300 s");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
     std::vector<double> start_ms;
     std::int64_t first_created = INT64_MAX;
     std::int64_t last_finished = 0;
