@@ -128,9 +128,6 @@ void register_pool_metrics(metrics::Registry& registry,
                                     "Write operations rolled back to their savepoint.");
     auto& batch = registry.gauge("aviary_store_largest_batch",
                                  "Most write operations committed in one transaction so far.");
-    auto& checkpoints = registry.counter(
-        "aviary_store_checkpoints_total",
-        "WAL checkpoints run by the store's checkpointer thread, off the commit path.");
     auto& open = registry.gauge("aviary_http_connections_open", "HTTP connections open now.");
     auto& accepted =
         registry.counter("aviary_http_connections_accepted_total", "HTTP connections accepted.");
@@ -157,7 +154,6 @@ void register_pool_metrics(metrics::Registry& registry,
             writes.get().set_total(double(stats.writes));
             failed.get().set_total(double(stats.failed_writes));
             batch.get().set(double(stats.largest_batch));
-            checkpoints.get().set_total(double(stats.checkpoints));
             auto http = server.stats();
             open.get().set(double(http.open));
             accepted.get().set_total(double(http.accepted));

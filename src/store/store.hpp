@@ -44,7 +44,6 @@ struct Stats {
     std::uint64_t writes = 0;         ///< operations applied (each in its own savepoint)
     std::uint64_t failed_writes = 0;  ///< operations rolled back to their savepoint
     std::uint64_t largest_batch = 0;  ///< most operations in one commit so far
-    std::uint64_t checkpoints = 0;    ///< WAL checkpoints run off the commit path
 };
 
 /// What a lease asks for: one named node, or `count` nodes whose labels match `selector`

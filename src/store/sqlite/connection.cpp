@@ -134,15 +134,6 @@ core::Result<void> Connection::run(std::string_view sql) {
     return stmt->run();
 }
 
-void Connection::set_wal_hook(std::function<void(int pages)> hook) {
-    wal_hook_ = std::move(hook);
-    auto trampoline = [](void* self, sqlite3*, const char*, int pages) -> int {
-        static_cast<Connection*>(self)->wal_hook_(pages);
-        return SQLITE_OK;
-    };
-    sqlite3_wal_hook(db_, wal_hook_ ? +trampoline : nullptr, this);
-}
-
 core::Result<void> Connection::exec(std::string_view sql) {
     std::string owned{sql};
     char* message = nullptr;

@@ -4,7 +4,6 @@
 #include <sqlite3.h>
 
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,10 +90,6 @@ public:
     /// True when no transaction is open (SQLite rolls back by itself on some errors).
     bool in_autocommit() const;
 
-    /// Calls `hook` on this connection's thread after each commit with the pages in the WAL.
-    /// It replaces SQLite's automatic checkpoint on commit (the hook's owner checkpoints).
-    void set_wal_hook(std::function<void(int pages)> hook);
-
     /// A kStorage error naming `what` and SQLite's own message.
     core::Error error(std::string_view what) const;
     const std::string& path() const { return path_; }
@@ -105,7 +100,6 @@ private:
     sqlite3* db_;
     std::string path_;
     std::map<std::string, sqlite3_stmt*, std::less<>> statements_;
-    std::function<void(int)> wal_hook_;
 };
 
 }  // namespace aviary::store::sqlite

@@ -88,24 +88,16 @@ core::Result<std::unique_ptr<Store>> open_at(const Settings& settings, int versi
         return reached.error();
     }
     std::unique_ptr<ReadPool> readers;
-    std::unique_ptr<Checkpointer> checkpointer;
     if (!in_memory) {
         auto pool = ReadPool::open(settings.path, settings.read_connections, settings.busy_timeout);
         if (!pool) {
             return pool.error();
         }
         readers = std::move(*pool);
-        auto started = Checkpointer::start(settings.path, settings.busy_timeout);
-        if (!started) {
-            return started.error();
-        }
-        checkpointer = std::move(*started);
-        (*db)->set_wal_hook([raw = checkpointer.get()](int pages) { raw->wal_grew(pages); });
     }
     core::logger("store")->info("store opened path={} schema_version={} synchronous={}",
                                 settings.path, *reached, settings.synchronous);
-    return std::unique_ptr<Store>{
-        new SqliteStore(std::move(*db), std::move(readers), std::move(checkpointer), *reached)};
+    return std::unique_ptr<Store>{new SqliteStore(std::move(*db), std::move(readers), *reached)};
 }
 
 }  // namespace
@@ -121,11 +113,9 @@ core::Result<std::unique_ptr<Store>> open_sqlite_at_version_for_test(const Setti
 
 SqliteStore::SqliteStore(std::unique_ptr<Connection> writer,
                          std::unique_ptr<ReadPool> readers,
-                         std::unique_ptr<Checkpointer> checkpointer,
                          int schema_version)
     : db_(std::move(writer)),
       readers_(std::move(readers)),
-      checkpointer_(std::move(checkpointer)),
       writer_(std::make_unique<GroupCommit>(
           *db_, db_mutex_, [this](bool committed) { after_batch(committed); })),
       schema_version_(schema_version) {}
@@ -499,11 +489,7 @@ core::Result<std::int64_t> SqliteStore::prune_events(core::TimePoint before) {
 }
 
 Stats SqliteStore::stats() const {
-    auto stats = writer_->stats();
-    if (checkpointer_ != nullptr) {
-        stats.checkpoints = checkpointer_->checkpoints();
-    }
-    return stats;
+    return writer_->stats();
 }
 
 core::Result<void> SqliteStore::ping() {
@@ -528,9 +514,6 @@ core::Result<void> SqliteStore::exec_for_test(std::string_view sql) {
 void SqliteStore::close() {
     std::lock_guard closing{close_mu_};
     writer_->close();
-    if (checkpointer_ != nullptr) {
-        checkpointer_->stop();
-    }
     if (readers_ != nullptr) {
         readers_->close();
     }

@@ -7,7 +7,6 @@
 #include <utility>
 
 #include "core/core.hpp"
-#include "store/sqlite/checkpointer.hpp"
 #include "store/sqlite/connection.hpp"
 #include "store/sqlite/group_commit.hpp"
 #include "store/sqlite/leases.hpp"
@@ -30,7 +29,6 @@ class SqliteStore final : public Store {
 public:
     SqliteStore(std::unique_ptr<Connection> writer,
                 std::unique_ptr<ReadPool> readers,
-                std::unique_ptr<Checkpointer> checkpointer,
                 int schema_version);
     ~SqliteStore() override;
     SqliteStore(const SqliteStore&) = delete;
@@ -205,7 +203,6 @@ private:
     std::unique_ptr<Connection> db_;     // the write connection
     std::mutex db_mutex_;                // held by the writer per batch, and by in-memory reads
     std::unique_ptr<ReadPool> readers_;  // null for an in-memory database
-    std::unique_ptr<Checkpointer> checkpointer_;  // null for an in-memory database
     // Declared before writer_: its thread uses them until close() joins it.
     std::vector<WaiterGrant> batch_grants_;  // writer thread only: grants awaiting the commit
     std::mutex listener_mu_;                 // held while the listener runs or is replaced

@@ -1,11 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <chrono>
-#include <filesystem>
 #include <thread>
 
-#include "store/sqlite/checkpointer.hpp"
 #include "store_support.hpp"
 
 namespace aviary::store::test {
@@ -91,34 +88,6 @@ TEST(SqliteStore, AcknowledgedWritesSurviveCloseAndReopen) {
     ASSERT_TRUE(events);
     EXPECT_EQ(events->size(), 4U);
     EXPECT_TRUE(store->ping());
-}
-
-TEST(SqliteStore, TheCheckpointerKeepsTheWalFromGrowingWithoutCheckpointsOnCommit) {
-    TempDir dir;
-    core::ManualClock clock;
-    auto settings = file_settings(dir);
-    auto store = open_store(settings);
-    ASSERT_TRUE(store);
-    ASSERT_TRUE(store->reconcile_nodes(lotus_nodes(3), "config", clock.now()));
-    // Each acquire and release writes a few pages; enough of them pass the wake threshold
-    // several times over.
-    bool checkpointed = false;
-    for (int i = 0; i < 5000 && !checkpointed; ++i) {
-        auto leased = store->try_lease(lease_of("lotus-1", "anton", clock.now()));
-        ASSERT_TRUE(leased);
-        ASSERT_TRUE(store->release(ReleaseRequest{
-            .node = "lotus-1", .owner = "anton", .actor = "anton", .now = clock.now()}));
-        checkpointed = store->stats().checkpoints > 0;
-    }
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (store->stats().checkpoints == 0 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(5ms);
-    }
-    EXPECT_GT(store->stats().checkpoints, 0U) << "the WAL passed 1000 pages: a checkpoint ran";
-    // The WAL was reused from its start rather than growing with every write: far smaller
-    // than the pages written (each at least one 4 KiB page).
-    auto wal = std::filesystem::file_size(settings.path + "-wal");
-    EXPECT_LT(wal, 4096U * 4 * sqlite::Checkpointer::kWakeAtPages) << wal;
 }
 
 }  // namespace
