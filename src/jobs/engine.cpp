@@ -294,6 +294,23 @@ void Engine::Impl::end_run(const std::string& id) {
     release(1);
 }
 
+void Engine::Impl::record_step(store::JobStepUpdate update) {
+    auto on_answer = [this, id = update.id, attempt = update.attempt](core::Result<core::Job> job) {
+        asio::post(io, [this, id, attempt, job = std::move(job)] {
+            auto it = running.find(id);
+            if (job) {
+                notify(id);
+            } else if (it != running.end() && it->second->job.attempt == attempt) {
+                log->warn("job {} left by its runner: {}", id, job.error().message);
+                request_stop(*it->second, StopReason::kLost);
+            }
+        });
+        store_callbacks.fetch_sub(1);
+    };
+    store_callbacks.fetch_add(1);
+    store.update_job_step_async(std::move(update), on_answer);
+}
+
 asio::awaitable<core::Result<store::JobFinishedAndClaimed>> Engine::Impl::finish_and_claim(
     store::JobFinish finish) {
     using Answer = core::Result<store::JobFinishedAndClaimed>;

@@ -27,7 +27,9 @@ namespace aviary::jobs {
 namespace asio = net::asio;
 
 /// Why a running attempt is being stopped.
-enum class StopReason { kNone, kCancel, kTimeout, kShutdown };
+/// Why a run stops early. kLost: its attempt was settled by someone else (a rescue): it is
+/// not this run's to finish.
+enum class StopReason { kNone, kCancel, kTimeout, kShutdown, kLost };
 
 /// One attempt in progress (engine thread only).
 struct Run {
@@ -71,6 +73,9 @@ struct Engine::Impl {
     /// thread waiting on it: the store answers on its writer thread, which posts here.
     asio::awaitable<core::Result<store::JobFinishedAndClaimed>> finish_and_claim(
         store::JobFinish finish);
+    /// Records a step's start without waiting for the commit; a refusal (the attempt is no
+    /// longer this run's) stops the run as kLost.
+    void record_step(store::JobStepUpdate update);
     store::JobClaim claim_now() const;        // this runner's claim, with the action caps
     asio::awaitable<void> run_job(Run& run);  // runner.cpp; erases `run` from running at its end
     asio::awaitable<void> heartbeat_loop();

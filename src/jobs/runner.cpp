@@ -471,20 +471,15 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         run.job.step = run.step;
         run.job.step_name = step.name;
         if (step.kind != StepKind::kNoop) {
+            // Progress, recorded without waiting for its commit: the step starts now. The store
+            // commits this before anything the step writes later (one writer, in order); a
+            // child's process group is recorded, awaited, by Context::run.
             store::JobStepUpdate update{.id = id,
                                         .attempt = run.job.attempt,
                                         .step = run.step,
                                         .step_name = step.name,
                                         .now = clock.now()};
-            auto record = [this, &update] { return store.update_job_step(update); };
-            if (auto recorded = co_await net::offload(*pool, record); !recorded) {
-                // Someone else settled this attempt (a rescue): it is not ours to finish.
-                log->warn("job {} left by its runner: {}", id, recorded.error().message);
-                co_await flush_all(run);
-                end_run(id);
-                co_return;
-            }
-            notify(id);
+            record_step(std::move(update));
         }
         add_line(run, "aviary",
                  fmt::format("step {}/{}: {}", run.step, run.action->steps.size(), step.name));
@@ -520,6 +515,9 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
             step_cut = true;
             break;
         }
+        if (run.stop == StopReason::kLost) {
+            break;
+        }
         if (!step_result) {
             outcome = core::JobState::kFailed;
             error = fmt::format("step {} ({}) failed: {}", run.step, step.name,
@@ -530,6 +528,12 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
             result = *step_result;
         }
         ++completed;
+    }
+    if (run.stop == StopReason::kLost) {
+        // Someone else settled this attempt (a rescue): it is not ours to finish.
+        co_await flush_all(run);
+        end_run(id);
+        co_return;
     }
     // A cancel that arrived between steps stops the rest; one that arrived after the last step
     // came too late: the work is done, and the job says so.

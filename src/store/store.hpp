@@ -405,6 +405,10 @@ public:
     virtual core::Result<std::vector<core::Job>> claim_jobs(const JobClaim& claim, int max) = 0;
     /// Records the step (and its process group). kBusy when the attempt is no longer running.
     virtual core::Result<core::Job> update_job_step(const JobStepUpdate& update) = 0;
+    /// update_job_step without blocking the caller, answered as finish_and_claim_async. Writes
+    /// from one thread commit in the order they were made.
+    using JobCallback = std::function<void(core::Result<core::Job> job)>;
+    virtual void update_job_step_async(JobStepUpdate update, JobCallback done) = 0;
     /// Moves heartbeat_at of these running jobs to `now` (no event).
     virtual core::Result<void> heartbeat_jobs(const std::vector<std::string>& ids,
                                               core::TimePoint now) = 0;

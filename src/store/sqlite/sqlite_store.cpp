@@ -356,23 +356,17 @@ void SqliteStore::finish_and_claim_async(JobFinish finish,
                                          JobClaim claim,
                                          int max,
                                          FinishedAndClaimedCallback done) {
-    auto out = std::make_shared<std::optional<core::Result<JobFinishedAndClaimed>>>();
-    auto operation = [out, finish = std::move(finish), claim = std::move(claim),
-                      max](Connection& db) -> core::Result<void> {
-        out->emplace(finish_then_claim(db, finish, claim, max));
-        if (!**out) {
-            return (*out)->error();
-        }
-        return {};
-    };
-    auto answer = [out, done = std::move(done)](core::Result<void> committed) {
-        if (!committed) {
-            done(committed.error());  // also a failed COMMIT after the work succeeded
-            return;
-        }
-        done(std::move(**out));
-    };
-    writer_->submit_async(std::move(operation), std::move(answer));
+    write_async<JobFinishedAndClaimed>(
+        [finish = std::move(finish), claim = std::move(claim), max](Connection& db) {
+            return finish_then_claim(db, finish, claim, max);
+        },
+        std::move(done));
+}
+
+void SqliteStore::update_job_step_async(JobStepUpdate update, JobCallback done) {
+    write_async<core::Job>([update = std::move(update)](
+                               Connection& db) { return sqlite::update_job_step(db, update); },
+                           std::move(done));
 }
 
 core::Result<core::Job> SqliteStore::update_job_step(const JobStepUpdate& update) {

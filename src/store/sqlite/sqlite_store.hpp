@@ -83,6 +83,7 @@ public:
     core::Result<JobSubmittedAndClaimed> submit_and_claim(const JobSubmit& submit,
                                                           const JobClaim& claim,
                                                           int max) override;
+    void update_job_step_async(JobStepUpdate update, JobCallback done) override;
     void finish_and_claim_async(JobFinish finish,
                                 JobClaim claim,
                                 int max,
@@ -147,6 +148,28 @@ private:
             return committed.error();  // also covers a failed COMMIT after `work` succeeded
         }
         return std::move(*out);
+    }
+
+    /// write() without waiting: `done` gets the result on the writer thread once the commit
+    /// is durable (or the commit's error).
+    template <class T, class Work>
+    void write_async(Work work, std::function<void(core::Result<T>)> done) {
+        auto out = std::make_shared<std::optional<core::Result<T>>>();
+        auto operation = [out, work = std::move(work)](Connection& db) -> core::Result<void> {
+            out->emplace(work(db));
+            if (!**out) {
+                return (*out)->error();
+            }
+            return {};
+        };
+        auto answer = [out, done = std::move(done)](core::Result<void> committed) {
+            if (!committed) {
+                done(committed.error());  // also a failed COMMIT after the work succeeded
+                return;
+            }
+            done(std::move(**out));
+        };
+        writer_->submit_async(std::move(operation), std::move(answer));
     }
 
     /// write() for `work(Connection&, Served&) -> Result<T>`, which may serve waiters: the
