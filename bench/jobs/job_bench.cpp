@@ -7,7 +7,7 @@
 //    and the client's submit-to-finished round trip. Then the same with microseconds: N
 //    `probe` jobs whose one step is an http GET to a listener in this program; enqueue-to-start
 //    is the time from the client sending the submit to that request arriving (an upper bound:
-//    it includes the step's own connect and request).
+//    it includes the step's own connect and request, which is measured alone and shown too).
 // 2. burst: N no-op jobs submitted at once by C client threads; enqueue-to-start p50/p99 from
 //    the records, and throughput = N / (last finished_at - first created_at), with 2 workers.
 // 3. cancel: a step running `sleep 60` is cancelled N times; the time from the cancel request
@@ -280,9 +280,26 @@ void bench_probe(const ServerProcess& server, int count) {
         start_ms.push_back(std::chrono::duration<double, std::milli>(arrived - t0).count());
         wait_state(server, id, [](const std::string& s) { return s == "succeeded"; });
     }
+    // What the probe itself costs: the same request on a new connection, sent from here.
+    std::vector<double> direct_ms;
+    for (int i = 0; i < count; ++i) {
+        aviary::net::ClientRequest req;
+        req.url = fmt::format("http://127.0.0.1:{}/probe/{}", listener.port(), count + i);
+        auto t0 = Clock::now();
+        auto sent = aviary::net::fetch_sync(std::move(req));
+        if (!sent) {
+            throw std::runtime_error("probe listener: " + sent.error().message);
+        }
+        direct_ms.push_back(
+            std::chrono::duration<double, std::milli>(listener.wait_for(count + i) - t0).count());
+    }
+    double overhead = percentile(direct_ms, 50);
     fmt::print("\n== probe: {} one-step http jobs one at a time\n", count);
     row("enqueue-to-start p50 / p99 (submit sent to step arrived)",
         fmt::format("{:.2f} / {:.2f} ms", percentile(start_ms, 50), percentile(start_ms, 99)));
+    row("the probe's own request (sent from the bench), p50", fmt::format("{:.2f} ms", overhead));
+    row("enqueue-to-start p50 less the probe's own request",
+        fmt::format("{:.2f} ms", percentile(start_ms, 50) - overhead));
 }
 
 void bench_burst(const ServerProcess& server, int count, int clients) {
