@@ -4,18 +4,25 @@
 /// An action is a named list of steps (YAML, config's `jobs.actions`; built-ins ship in the
 /// default config). Submitting one validates its typed params, checks permissions, and inserts
 /// the job in the store (with the implicit acquire, in one transaction) before answering. A
-/// pool of workers, woken by the submit's commit (no polling interval), claims runnable jobs
-/// with a state-guarded update: one exclusive (mutating) job per node at a time, in store
-/// order; global and per-action caps; paused queues skipped.
+/// pool of workers claims runnable jobs with a state-guarded update: one exclusive (mutating)
+/// job per node at a time, in store order; global and per-action caps; paused queues skipped.
+/// Claims ride on commits that happen anyway (no polling interval): a submission that finds a
+/// worker free claims in its own commit, a finishing worker claims its next job in the
+/// finishing commit, and otherwise (a retry's run_at comes, a queue is resumed, a node frees
+/// up) the dispatcher claims for every free worker in one commit. With an Annotator set, a
+/// job's annotation is kept in the store's outbox in the same transactions as its submit,
+/// start and end.
 ///
 /// A step is `driver` (an Op of the node's driver), `run` (an argv, never a shell, templated
-/// from validated params), `wait` (until the node's status meets a condition) or `noop`. A step
-/// that runs a child records its process group in the store; timeout and cancel end that whole
-/// group (SIGTERM, grace, SIGKILL). Output is captured line by line with sequence numbers,
-/// capped per job. Retries back off exponentially with jitter. At start, process groups left by
-/// a previous run are killed and their jobs rescued (retried when the action is safe to re-run,
-/// failed otherwise); every state change is guarded by the state it expects, so a job is never
-/// finished twice.
+/// from validated params), `wait` (until the node's status meets a condition), `http` (a
+/// request through net's client, templated, with status and body checks, a per-request timeout
+/// and retries) or `noop`. A step that runs a child (a `run` step, or a driver step whose
+/// driver runs one through Context::run, as helm's do) records its process group in the store;
+/// timeout and cancel end that whole group (SIGTERM, grace, SIGKILL). Output is captured line
+/// by line with sequence numbers, capped per job. Retries back off exponentially with jitter.
+/// At start, process groups left by a previous run are killed and their jobs rescued (retried
+/// when the action is safe to re-run, failed otherwise); every state change is guarded by the
+/// state it expects, so a job is never finished twice.
 ///
 /// Threads: the engine runs its workers and children on one thread of its own (its event
 /// loop); store calls go through a BlockingPool. Public methods block on the store and are safe
