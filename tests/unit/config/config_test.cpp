@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "config_support.hpp"
+
 namespace aviary::config {
 namespace {
 
@@ -374,14 +376,7 @@ std::string read_text(const std::string& path) {
     return text.str();
 }
 
-std::string error_of(std::string_view yaml) {
-    auto loaded = load_string(yaml, "aviary.yaml");
-    if (loaded) {
-        return "(loaded without error)";
-    }
-    EXPECT_EQ(loaded.error().code, core::ErrorCode::kInvalidArgument);
-    return loaded.error().message;
-}
+using test::error_of;
 
 /// A directory removed at the end of the test.
 class TempDir {

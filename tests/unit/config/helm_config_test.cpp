@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_support.hpp"
 
 namespace aviary::config {
 namespace {
@@ -14,14 +15,7 @@ namespace {
 using namespace std::chrono_literals;
 using Sets = std::vector<std::pair<std::string, std::string>>;
 
-std::string error_of(std::string_view yaml) {
-    auto loaded = load_string(yaml, "aviary.yaml");
-    if (loaded) {
-        return "(loaded without error)";
-    }
-    EXPECT_EQ(loaded.error().code, core::ErrorCode::kInvalidArgument);
-    return loaded.error().message;
-}
+using test::error_of;
 
 drivers::HelmSettings helm_of(std::string_view yaml) {
     auto loaded = load_string(yaml, "t.yaml");

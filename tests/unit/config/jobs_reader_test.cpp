@@ -6,20 +6,14 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_support.hpp"
 
 namespace aviary::config {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string error_of(std::string_view yaml) {
-    auto loaded = load_string(yaml, "aviary.yaml");
-    if (loaded) {
-        return "(loaded without error)";
-    }
-    EXPECT_EQ(loaded.error().code, core::ErrorCode::kInvalidArgument);
-    return loaded.error().message;
-}
+using test::error_of;
 
 /// The action `name` of a config that must load.
 jobs::ActionSpec action_of(std::string_view yaml, std::string_view name) {

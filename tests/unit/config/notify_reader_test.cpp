@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_support.hpp"
 
 namespace aviary::config {
 namespace {
@@ -18,14 +19,7 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using Strings = std::vector<std::string>;
 
-std::string error_of(std::string_view yaml) {
-    auto loaded = load_string(yaml, "aviary.yaml");
-    if (loaded) {
-        return "(loaded without error)";
-    }
-    EXPECT_EQ(loaded.error().code, core::ErrorCode::kInvalidArgument);
-    return loaded.error().message;
-}
+using test::error_of;
 
 class NotifyDir {
 public:
