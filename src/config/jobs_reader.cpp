@@ -16,12 +16,6 @@
 namespace aviary::config {
 namespace {
 
-/// An action named by a permission rule, checked once every action is known.
-struct ActionRef {
-    std::string name;
-    Value at;
-};
-
 struct PermissionContext {
     std::map<std::string, int, std::less<>> names;  // rule name -> line it was first declared
     std::vector<ActionRef> actions;
@@ -164,23 +158,6 @@ void read_permission(YamlReader& r,
     }
     rules.push_back(std::move(rule));
     std::move(refs.begin(), refs.end(), std::back_inserter(ctx.actions));
-}
-
-/// A rule naming an action that does not exist is a typo that would silently never match.
-void check_rule_actions(YamlReader& r,
-                        const std::vector<ActionRef>& refs,
-                        const std::vector<jobs::ActionSpec>& actions) {
-    std::vector<std::string_view> names;
-    names.reserve(actions.size());
-    for (const auto& action : actions) {
-        names.push_back(action.name);
-    }
-    for (const auto& ref : refs) {
-        if (std::find(names.begin(), names.end(), ref.name) == names.end()) {
-            r.error(ref.at, fmt::format("unknown action \"{}\"{}", ref.name,
-                                        did_you_mean(ref.name, names)));
-        }
-    }
 }
 
 void add_builtins(std::vector<jobs::ActionSpec>& actions,
@@ -475,7 +452,7 @@ void read_jobs(YamlReader& r,
     if (builtins != nullptr) {
         add_builtins(s.actions, *builtins);
     }
-    check_rule_actions(r, permissions.actions, s.actions);
+    check_action_refs(r, permissions.actions, s.actions);
 }
 
 void read_drivers(YamlReader& r, const Value& value, drivers::Settings& s) {
@@ -501,6 +478,22 @@ void read_drivers(YamlReader& r, const Value& value, drivers::Settings& s) {
                           {"sim", read_sim},
                           {"helm", [&](const Value& v) { read_helm(r, v, s.helm); }},
                       });
+}
+
+void check_action_refs(YamlReader& r,
+                       const std::vector<ActionRef>& refs,
+                       const std::vector<jobs::ActionSpec>& actions) {
+    std::vector<std::string_view> names;
+    names.reserve(actions.size());
+    for (const auto& action : actions) {
+        names.push_back(action.name);
+    }
+    for (const auto& ref : refs) {
+        if (std::find(names.begin(), names.end(), ref.name) == names.end()) {
+            r.error(ref.at, fmt::format("unknown action \"{}\"{}", ref.name,
+                                        did_you_mean(ref.name, names)));
+        }
+    }
 }
 
 }  // namespace aviary::config

@@ -1,6 +1,7 @@
 #pragma once
 // Private to src/config (and its tests): reads the `jobs:` section (settings, permission rules,
 // actions and their steps) and the `drivers:` section into the settings of those components.
+#include <string>
 #include <vector>
 
 #include "config/yaml_reader.hpp"
@@ -18,6 +19,19 @@ void read_jobs(YamlReader& r,
                const Value& value,
                jobs::Settings& settings,
                const std::vector<jobs::ActionSpec>* builtins);
+
+/// An action named somewhere (a permission rule, notify.grafana.actions), checked once every
+/// action is known.
+struct ActionRef {
+    std::string name;
+    Value at;
+};
+
+/// Reports each ref that names no action in `actions`, at the ref, with a suggestion: a typo
+/// there would silently never match.
+void check_action_refs(YamlReader& r,
+                       const std::vector<ActionRef>& refs,
+                       const std::vector<jobs::ActionSpec>& actions);
 
 /// Reads `drivers:`. `dir` is left as written (empty: the wiring picks <data_dir>/nodes).
 void read_drivers(YamlReader& r, const Value& value, drivers::Settings& settings);

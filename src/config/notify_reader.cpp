@@ -9,6 +9,7 @@
 #include <string_view>
 #include <utility>
 
+#include "config/jobs_reader.hpp"
 #include "config/secrets.hpp"
 
 namespace aviary::config {
@@ -64,12 +65,6 @@ void read_url(YamlReader& r, const Value& value, std::string& url) {
     url = std::move(text);
 }
 
-/// A name given in notify.grafana.actions, checked once every action is known.
-struct ActionRef {
-    std::string name;
-    Value at;
-};
-
 void read_actions(YamlReader& r,
                   const Value& value,
                   std::vector<std::string>& actions,
@@ -103,22 +98,6 @@ void read_tags(YamlReader& r, const Value& value, std::vector<std::string>& tags
         }
         tags.push_back(std::move(tag));
     });
-}
-
-void check_actions(YamlReader& r,
-                   const std::vector<ActionRef>& refs,
-                   const std::vector<jobs::ActionSpec>& actions) {
-    std::vector<std::string_view> names;
-    names.reserve(actions.size());
-    for (const auto& action : actions) {
-        names.push_back(action.name);
-    }
-    for (const auto& ref : refs) {
-        if (std::find(names.begin(), names.end(), ref.name) == names.end()) {
-            r.error(ref.at, fmt::format("unknown action \"{}\"{}", ref.name,
-                                        did_you_mean(ref.name, names)));
-        }
-    }
 }
 
 struct GrafanaRead {
@@ -181,7 +160,7 @@ void read_grafana(YamlReader& r,
     if (!ok || inline_secret) {
         return;
     }
-    check_actions(r, seen.actions, actions);
+    check_action_refs(r, seen.actions, actions);
     if (r.error_count() == before && s.retry_backoff_max < s.retry_backoff) {
         const Value& at = seen.backoff_max_at ? *seen.backoff_max_at : *seen.backoff_at;
         r.error(at, fmt::format("retry_backoff_max ({}) must be at least retry_backoff ({})",
