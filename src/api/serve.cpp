@@ -201,12 +201,17 @@ int serve(config::Config config, ServeOptions options) {
     metrics::Registry registry;
     jobs::Engine engine{config.jobs, **store,  fleet, drivers::make_drivers(config.drivers),
                         clock,       &registry};
+    // Sends the outbox, including what a previous run left unsent (it does nothing without a
+    // url). Started after the engine and stopped after it, so the ends of the last jobs are in
+    // the store first; declared before it starts, as the engine wakes it.
+    notify::GrafanaSender annotations{config.notify.grafana, **store, clock, &registry};
     if (!config.notify.grafana.url.empty()) {
         // Every new job of an annotated action carries its annotation into the store's outbox,
-        // in the transaction that queues it.
+        // in the transaction that queues it; a start or an end wakes the sender.
         engine.set_annotator([settings = config.notify.grafana](const core::Job& job) {
             return notify::annotation_for(settings, job);
         });
+        engine.set_on_transition([&annotations](const core::Job&) { annotations.wake(); });
     }
     auto rescued = engine.start();
     if (!rescued) {
@@ -218,9 +223,6 @@ int serve(config::Config config, ServeOptions options) {
         return 1;
     }
     log_rescue(*log, *rescued);
-    // Sends the outbox, including what a previous run left unsent (it does nothing without a
-    // url). Stopped after the engine, so the ends of the last jobs are in the store first.
-    notify::GrafanaSender annotations{config.notify.grafana, **store, clock, &registry};
     annotations.start();
     core::Periodic retention{"event-retention", config.store.retention_sweep, [&] {
                                  auto cutoff = clock.now() - config.store.event_retention;

@@ -286,6 +286,9 @@ void Engine::Impl::start_run(core::Job job) {
     if (early_cancels.erase(ref.job.id) > 0) {
         request_stop(ref, StopReason::kCancel);  // cancelled between its claim and now
     }
+    if (on_transition) {
+        on_transition(ref.job);
+    }
     asio::co_spawn(io, run_job(ref), asio::detached);
 }
 
@@ -761,6 +764,10 @@ core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet
 
 void Engine::set_annotator(Annotator annotator) {
     impl_->annotator = std::move(annotator);
+}
+
+void Engine::set_on_transition(Transition on_transition) {
+    impl_->on_transition = std::move(on_transition);
 }
 
 core::Result<core::Job> Engine::job(std::string_view id) {

@@ -113,7 +113,8 @@ struct Engine::Impl {
     std::map<std::string, std::unique_ptr<drivers::Driver>, std::less<>> drivers;
     core::Clock& clock;
     std::string runner_id = core::new_id();
-    Engine::Annotator annotator;  // set before start; read by submit on any thread
+    Engine::Annotator annotator;       // set before start; read by submit on any thread
+    Engine::Transition on_transition;  // set before start; called on the engine thread
 
     asio::io_context io;
     std::unique_ptr<net::BlockingPool> pool;

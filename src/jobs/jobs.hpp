@@ -304,6 +304,10 @@ public:
     /// ends). Set before start(); unset: no annotations.
     using Annotator = std::function<std::optional<core::JobAnnotation>(const core::Job& job)>;
     void set_annotator(Annotator annotator);
+    /// Called on the engine's thread when a job's attempt has started or has finished (after
+    /// the commit), e.g. to wake notify's sender. It must only hand over. Set before start().
+    using Transition = std::function<void(const core::Job& job)>;
+    void set_on_transition(Transition on_transition);
 
     /// Calls `on_change` whenever job `id` changes state or gets output, on the engine's
     /// thread: it must only hand over (post to an executor), never block or call the engine.

@@ -614,6 +614,9 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         }
         log->info("job {} ({} on {}) {}{}", id, run.job.action, run.job.node,
                   core::to_string(done->state), error.empty() ? "" : ": " + error);
+        if (on_transition) {
+            on_transition(*done);
+        }
     }
     notify(id);
     if (next.empty()) {

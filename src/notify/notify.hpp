@@ -41,8 +41,8 @@ struct GrafanaSettings {
     /// The first retry's delay; it doubles (with jitter) up to retry_backoff_max.
     core::Millis retry_backoff{std::chrono::seconds{1}};
     core::Millis retry_backoff_max{std::chrono::minutes{5}};
-    /// Longest the sender sleeps without looking at the outbox (a new start or end is usually
-    /// sent within this).
+    /// Longest the sender sleeps without looking at the outbox (serve wakes it when a job
+    /// starts or ends; this bounds what a missed wake-up costs).
     core::Millis poll{std::chrono::seconds{1}};
 };
 

@@ -53,7 +53,9 @@ constexpr std::string_view kActions = R"(    break:
 )";
 
 /// notify: pointing at `url`, token from `token_source` ("token_file: x" or "token_env: X").
-std::string grafana_config(const std::string& url, std::string_view token_source) {
+std::string grafana_config(const std::string& url,
+                           std::string_view token_source,
+                           std::string_view poll = "50ms") {
     auto notify = fmt::format(R"(notify:
   grafana:
     url: {}
@@ -63,9 +65,9 @@ std::string grafana_config(const std::string& url, std::string_view token_source
     timeout: 2s
     retry_backoff: 50ms
     retry_backoff_max: 200ms
-    poll: 50ms
+    poll: {}
 )",
-                              url, token_source);
+                              url, token_source, poll);
     return jobs_test_config(kActions, notify);
 }
 
@@ -78,9 +80,10 @@ protected:
 
     std::unique_ptr<ServerProcess> serve(std::string_view token_source =
                                              "token_file: "
-                                             "grafana.token") {
-        auto server = std::make_unique<ServerProcess>(grafana_config(grafana_.url(), token_source),
-                                                      dir_.path());
+                                             "grafana.token",
+                                         std::string_view poll = "50ms") {
+        auto server = std::make_unique<ServerProcess>(
+            grafana_config(grafana_.url(), token_source, poll), dir_.path());
         EXPECT_TRUE(server->start()) << server->log();
         return server;
     }
@@ -194,6 +197,19 @@ TEST_F(GrafanaAnnotations, ARunningJobIsPostedThenPatchedIntoARegion) {
     EXPECT_EQ(patches[0].path, fmt::format("/api/annotations/{}",
                                            grafana_.tagged("job:" + id).at(0).at("id").as_int64()));
     EXPECT_EQ(posts_tagged("job:" + id), 1u);
+}
+
+TEST_F(GrafanaAnnotations, AJobsStartAndEndWakeTheSenderWithoutWaitingForItsPoll) {
+    // An hour between looks: only the engine's wake-ups can bring these requests in time.
+    auto server = serve("token_file: grafana.token", "1h");
+    auto gate = fs::path{dir_.path()} / "gate";
+    auto job = run_action(*server, "gated", {{"gate", gate.string()}}, false);
+    ASSERT_TRUE(job.is_object());
+    auto id = str(job.at("id"));
+    ASSERT_TRUE(wait_until([&] { return posts_tagged("job:" + id) == 1; }, 20s)) << server->log();
+    std::ofstream{gate} << "go\n";
+    ASSERT_TRUE(wait_until([&] { return grafana_.requests("PATCH").size() == 1; }, 20s))
+        << server->log();
 }
 
 TEST_F(GrafanaAnnotations, TheTokenMayComeFromTheEnvironment) {
