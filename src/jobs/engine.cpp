@@ -145,6 +145,11 @@ Engine::Impl::Impl(Settings settings_in,
         std::string name(driver->name());
         drivers.emplace(std::move(name), std::move(driver));
     }
+    for (const auto& action : settings.actions) {
+        if (action.concurrency > 0) {
+            action_caps.emplace(action.name, action.concurrency);
+        }
+    }
     if (metrics != nullptr) {
         finished_total = &metrics->counter(
             "aviary_jobs_finished_total", "Jobs that reached a final state, by action and outcome.",
@@ -339,13 +344,7 @@ asio::awaitable<core::Result<store::JobFinishedAndClaimed>> Engine::Impl::finish
 }
 
 store::JobClaim Engine::Impl::claim_now() const {
-    store::JobClaim claim{.runner = runner_id, .now = clock.now()};
-    for (const auto& action : settings.actions) {
-        if (action.concurrency > 0) {
-            claim.action_caps.emplace(action.name, action.concurrency);
-        }
-    }
-    return claim;
+    return store::JobClaim{.runner = runner_id, .now = clock.now(), .action_caps = action_caps};
 }
 
 asio::awaitable<void> Engine::Impl::heartbeat_loop() {

@@ -113,6 +113,8 @@ struct Engine::Impl {
     std::map<std::string, std::unique_ptr<drivers::Driver>, std::less<>> drivers;
     core::Clock& clock;
     std::string runner_id = core::new_id();
+    /// Per-action caps (concurrency > 0), made once: every claim carries them.
+    std::map<std::string, int, std::less<>> action_caps;
     Engine::Annotator annotator;       // set before start; read by submit on any thread
     Engine::Transition on_transition;  // set before start; called on the engine thread
 
