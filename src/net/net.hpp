@@ -47,14 +47,42 @@ struct Header {
 std::optional<std::string_view> find_header(const std::vector<Header>& headers,
                                             std::string_view name);
 
+/// A request body read as it arrives, for routes that stream it (see BodyPolicy). The same
+/// max_body_bytes cap applies as to a buffered body.
+class BodyReader {
+public:
+    virtual ~BodyReader() = default;
+    /// The next piece of the body; an empty string once the body has ended. Errors:
+    /// kInvalidArgument past max_body_bytes, kTimeout past read_timeout, kUnavailable when the
+    /// client went away.
+    virtual asio::awaitable<core::Result<std::string>> read_some() = 0;
+};
+
+/// A connection after the server sent a handler's 101 response (an upgrade the handler
+/// accepted, e.g. a proxied WebSocket): raw bytes both ways, no HTTP framing. Bytes the client
+/// sent after the request head come first from read_some().
+class Tunnel {
+public:
+    virtual ~Tunnel() = default;
+    /// Some bytes (empty at end of stream); kUnavailable on a reset, kTimeout when idle past
+    /// idle_timeout.
+    virtual asio::awaitable<core::Result<std::string>> read_some() = 0;
+    virtual asio::awaitable<core::Result<void>> write(std::string_view data) = 0;
+    /// Half-closes the sending side (the peer reads end of stream).
+    virtual void shutdown_send() = 0;
+};
+
 struct Request {
     std::string method;  ///< "GET", "POST", ...
     std::string target;  ///< as sent: "/api/v1/jobs?node=lotus-0"
     std::string path;    ///< percent-decoded path: "/api/v1/jobs"
     std::vector<std::pair<std::string, std::string>> query;  ///< decoded, in order
     std::vector<Header> headers;
-    std::string body;
+    std::string body;    ///< the whole body, unless the route streams it (body_reader)
     std::string remote;  ///< peer "127.0.0.1:5555"
+    /// Set when BodyPolicy said this request's body is streamed: `body` is then empty and the
+    /// handler reads the body here. Valid until the handler returns.
+    BodyReader* body_reader = nullptr;
 
     std::optional<std::string_view> header(std::string_view name) const {
         return find_header(headers, name);
@@ -81,9 +109,15 @@ struct Response {
     /// whatever `stream` writes until it returns. Held-open responses simply co_await before
     /// returning a plain Response.
     std::function<asio::awaitable<void>(ResponseStream&)> stream;
+    /// When set (with status 101 and the upgrade headers the handler chose), the server sends
+    /// the head and then hands the raw connection over; the connection ends when this returns.
+    std::function<asio::awaitable<void>(Tunnel&)> tunnel;
 };
 
 using Handler = std::function<asio::awaitable<Response>(Request)>;
+/// Decides from the request line and headers alone (body empty) whether the handler reads the
+/// body itself through Request::body_reader instead of the server buffering it whole.
+using BodyPolicy = std::function<bool(const Request& head)>;
 
 struct ServerStats {
     std::uint64_t accepted = 0;
