@@ -1,13 +1,18 @@
 # The whole set-up on a fresh Debian bookworm machine:
 #   make run    install what is missing, build Release, serve the demo on 127.0.0.1:1337
-#   make test   install what is missing, check formatting, run the suite in Release and ASan+UBSan
+#   make test   install what is missing, check formatting, run the suite in Release and ASan+UBSan,
+#               and the store, fleet, jobs, net and core unit tests under ThreadSanitizer
 BUILD      ?= build
 ASAN_BUILD ?= build/asan
+TSAN_BUILD ?= build/tsan
+# The unit tests where threads meet: the writer thread, the scheduler, the engine's loop, the
+# server's loops and the hub.
+TSAN_TESTS := core_test store_test fleet_test jobs_test net_test
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 SOURCES     = $(shell git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 2>/dev/null)
 
-.PHONY: all deps build run test test-release test-asan format format-check tidy bench clean
+.PHONY: all deps build run test test-release test-asan test-tsan format format-check tidy bench clean
 
 all: build
 
@@ -46,9 +51,27 @@ test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 600
 
-test: deps format-check test-release test-asan
-	@echo "== make test: formatting, Release suite and ASan+UBSan suite all passed"
+$(TSAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(TSAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DAVIARY_BENCH=OFF \
+	    "-DCMAKE_CXX_FLAGS=-O1 -g -fsanitize=thread -Wno-tsan" \
+	    "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread"
 
+# GCC 12's TSan does not model std::atomic_thread_fence (Asio uses it): tests/tsan.supp names
+# what that leaves, and nothing of aviary's own.
+test-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target $(TSAN_TESTS)
+	@echo "== unit tests under ThreadSanitizer: $(TSAN_TESTS)"
+	@set -e; for t in $(TSAN_TESTS); do \
+	    bin=$$(find $(TSAN_BUILD)/tests/unit -name $$t -type f -perm -u+x | head -1); \
+	    echo "-- $$t"; \
+	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	        $$bin --gtest_brief=1; \
+	done
+
+test: deps format-check test-release test-asan test-tsan
+	@echo "== make test: formatting, Release, ASan+UBSan and TSan suites all passed"
+
+# clang-tidy with .clang-tidy's checks over every source file (CI does not run it).
 tidy: $(BUILD)/CMakeCache.txt
 	run-clang-tidy -p $(BUILD) -quiet 'src/.*\.cpp$$'
 

@@ -82,10 +82,6 @@ std::string base64_decode(std::string_view text) {
     return out;
 }
 
-bool is_mutating(std::string_view method) {
-    return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
-}
-
 }  // namespace
 
 bool is_loopback_host(std::string_view host) {
@@ -156,10 +152,8 @@ bool Authenticator::allowed_host(std::string_view host_header) const {
     return false;
 }
 
-core::Result<void> Authenticator::check_host_and_origin(const net::Request& request) const {
-    if (!is_mutating(request.method)) {
-        return {};
-    }
+core::Result<void> Authenticator::check_host_and_origin(const net::Request& request,
+                                                        bool guarded) const {
     auto host = request.header("Host");
     if (!host || !allowed_host(*host)) {
         return core::Error{
@@ -167,6 +161,9 @@ core::Result<void> Authenticator::check_host_and_origin(const net::Request& requ
             fmt::format("refused: Host \"{}\" is not this aviary (allowed: the listen address, "
                         "localhost, or a name in auth.allowed_hosts)",
                         host.value_or(""))};
+    }
+    if (!guarded) {
+        return {};
     }
     if (auto origin = request.header("Origin")) {
         auto scheme_end = origin->find("://");

@@ -5,12 +5,13 @@
 // `Authorization: Bearer SECRET`; the secret maps to an identity and a role. Without tokens
 // (loopback only, enforced at start) every caller is an admin.
 //
-// Host and Origin: a mutating request (POST, PUT, PATCH, DELETE) must name aviary itself in
-// Host — the listen address, localhost / 127.0.0.1 / [::1] on the listen port, or a name in
-// auth.allowed_hosts — and, when it carries an Origin, an origin on one of those hosts. That
-// stops a web page from driving a local aviary (CSRF) or reaching it through a rebound DNS
-// name. Tokens do not replace this check: browsers attach no bearer token on their own, but
-// a page could still read responses through DNS rebinding.
+// Host and Origin: every request but the probes (/healthz, /readyz, /metrics) must name
+// aviary itself in Host — the listen address, localhost / 127.0.0.1 / [::1] on the listen
+// port, or a name in auth.allowed_hosts — so a page reaching a local aviary through a rebound
+// DNS name can neither change nor read anything (job output, events, the dashboard). A change
+// (POST, PUT, PATCH, DELETE) or a WebSocket upgrade that carries an Origin must also come from
+// an origin on one of those hosts (CSRF, cross-site WebSocket hijacking). Tokens do not replace
+// these checks: browsers attach no bearer token on their own. docs/security.md explains both.
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -31,8 +32,9 @@ public:
     /// The caller named by the request's bearer token. kUnauthenticated without one (when
     /// tokens are configured) or with an unknown one.
     core::Result<fleet::Caller> authenticate(const net::Request& request) const;
-    /// kPermissionDenied naming the refused Host or Origin, for mutating requests.
-    core::Result<void> check_host_and_origin(const net::Request& request) const;
+    /// kPermissionDenied naming the refused Host (checked on every request) or Origin (checked
+    /// when `guarded`: a change or a WebSocket upgrade).
+    core::Result<void> check_host_and_origin(const net::Request& request, bool guarded) const;
     /// The port actually bound (the configured one may be 0). Called once after the server
     /// starts, before the address is published.
     void set_bound_port(std::uint16_t port) { bound_port_.store(port); }

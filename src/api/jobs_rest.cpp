@@ -126,91 +126,44 @@ core::Result<OutputRequest> parse_output_request(std::string id, const net::Requ
 
 }  // namespace
 
-bool JobsRest::serves(std::string_view path) {
-    auto parts = path_segments(path);
-    if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") {
-        return false;
-    }
-    if (parts[2] == "jobs" || parts[2] == "queues" || parts[2] == "actions") {
-        return true;
-    }
-    return parts[2] == "nodes" && parts.size() == 6 && parts[4] == "actions";
-}
-
-net::asio::awaitable<net::Response> JobsRest::handle(net::Request& request,
-                                                     fleet::Caller caller,
-                                                     std::string_view& route) {
-    auto parts = path_segments(request.path);  // api, v1, collection, ...
-    const auto& method = request.method;
-    const bool get = method == "GET" || method == "HEAD";
-    const auto& collection = parts[2];
-    if (collection == "nodes") {
-        route = "/api/v1/nodes/{name}/actions/{action}";
-        if (method != "POST") {
-            co_return method_not_allowed("POST");
-        }
-        co_return co_await submit(parts[3], parts[5], request, std::move(caller));
-    }
-    if (collection == "jobs") {
-        if (parts.size() == 3) {
-            route = "/api/v1/jobs";
-            if (!get) {
-                co_return method_not_allowed("GET");
-            }
-            co_return co_await list_jobs(request);
-        }
-        if (parts.size() == 4) {
-            route = "/api/v1/jobs/{id}";
-            if (!get) {
-                co_return method_not_allowed("GET");
-            }
-            co_return co_await get_job(parts[3]);
-        }
-        if (parts.size() == 5 && parts[4] == "output") {
-            route = "/api/v1/jobs/{id}/output";
-            if (!get) {
-                co_return method_not_allowed("GET");
-            }
-            co_return co_await output(parts[3], request);
-        }
-        if (parts.size() == 5 && (parts[4] == "cancel" || parts[4] == "retry")) {
-            const bool cancelling = parts[4] == "cancel";
-            route = cancelling ? "/api/v1/jobs/{id}/cancel" : "/api/v1/jobs/{id}/retry";
-            if (method != "POST") {
-                co_return method_not_allowed("POST");
-            }
-            if (cancelling) {
-                co_return co_await cancel(parts[3], std::move(caller));
-            }
-            co_return co_await retry(parts[3], std::move(caller));
-        }
-    }
-    if (collection == "queues") {
-        if (parts.size() == 3) {
-            route = "/api/v1/queues";
-            if (!get) {
-                co_return method_not_allowed("GET");
-            }
-            co_return co_await list_queues();
-        }
-        if (parts.size() == 5 && parts[4] == "pause") {
-            route = "/api/v1/queues/{name}/pause";
-            if (method != "PUT" && method != "DELETE") {
-                co_return method_not_allowed("PUT, DELETE");
-            }
-            co_return co_await pause(parts[3], method == "PUT", std::move(caller));
-        }
-    }
-    if (collection == "actions" && parts.size() == 3) {
-        route = "/api/v1/actions";
-        if (!get) {
-            co_return method_not_allowed("GET");
-        }
-        co_return list_actions();
-    }
-    route = "/api/v1/unmatched";
-    co_return error_reply(core::Error{core::ErrorCode::kNotFound,
-                                      fmt::format("no route for {} {}", method, request.path)});
+void JobsRest::add_routes(RouteTable& table) {
+    table.add({.method = "POST",
+               .pattern = "/api/v1/nodes/{name}/actions/{action}",
+               .handler = [this](RouteContext& c) {
+                   return submit(c.params["name"], c.params["action"], c.request, c.caller);
+               },
+               .body = BodyKind::kJson});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/jobs",
+               .handler = [this](RouteContext& c) { return list_jobs(c.request); }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/jobs/{id}",
+               .handler = [this](RouteContext& c) { return get_job(c.params["id"]); }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/jobs/{id}/output",
+               .handler = [this](RouteContext& c) { return output(c.params["id"], c.request); }});
+    table.add({.method = "POST",
+               .pattern = "/api/v1/jobs/{id}/cancel",
+               .handler = [this](RouteContext& c) { return cancel(c.params["id"], c.caller); }});
+    table.add({.method = "POST",
+               .pattern = "/api/v1/jobs/{id}/retry",
+               .handler = [this](RouteContext& c) { return retry(c.params["id"], c.caller); }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/queues",
+               .handler = [this](RouteContext&) { return list_queues(); }});
+    table.add({.method = "PUT",
+               .pattern = "/api/v1/queues/{name}/pause",
+               .handler = [this](RouteContext& c) {
+                   return pause(c.params["name"], true, c.caller);
+               }});
+    table.add({.method = "DELETE",
+               .pattern = "/api/v1/queues/{name}/pause",
+               .handler = [this](RouteContext& c) {
+                   return pause(c.params["name"], false, c.caller);
+               }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/actions",
+               .handler = [this](RouteContext&) { return list_actions(); }});
 }
 
 net::asio::awaitable<net::Response> JobsRest::submit(std::string node,
@@ -458,12 +411,12 @@ net::asio::awaitable<net::Response> JobsRest::pause(std::string queue,
     co_return json_reply(200, json::serialize(json::object{{"name", queue}, {"paused", paused}}));
 }
 
-net::Response JobsRest::list_actions() {
+net::asio::awaitable<net::Response> JobsRest::list_actions() {
     json::array out;
     for (const auto& action : engine_.actions()) {
         out.push_back(action_json(action));
     }
-    return json_reply(200, json::serialize(json::object{{"actions", std::move(out)}}));
+    co_return json_reply(200, json::serialize(json::object{{"actions", std::move(out)}}));
 }
 
 }  // namespace aviary::api

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "api/job_waits.hpp"
+#include "api/routes.hpp"
 #include "fleet/fleet.hpp"
 #include "jobs/jobs.hpp"
 #include "net/net.hpp"
@@ -20,14 +21,9 @@ public:
     JobsRest(JobWaits& waits, net::BlockingPool& pool, core::Millis heartbeat)
         : waits_(waits), engine_(waits.engine()), pool_(pool), heartbeat_(heartbeat) {}
 
-    /// True for the paths served here: /api/v1/jobs..., /api/v1/queues...,
-    /// /api/v1/actions and /api/v1/nodes/{name}/actions/{action}.
-    static bool serves(std::string_view path);
-
-    /// Handles one of those paths; sets `route` to the matched pattern (for metrics).
-    net::asio::awaitable<net::Response> handle(net::Request& request,
-                                               fleet::Caller caller,
-                                               std::string_view& route);
+    /// Adds /api/v1/jobs..., /api/v1/queues..., /api/v1/actions and
+    /// /api/v1/nodes/{name}/actions/{action} to `table`.
+    void add_routes(RouteTable& table);
 
 private:
     net::asio::awaitable<net::Response> submit(std::string node,
@@ -41,7 +37,7 @@ private:
     net::asio::awaitable<net::Response> retry(std::string id, fleet::Caller caller);
     net::asio::awaitable<net::Response> list_queues();
     net::asio::awaitable<net::Response> pause(std::string queue, bool paused, fleet::Caller caller);
-    net::Response list_actions();
+    net::asio::awaitable<net::Response> list_actions();
     /// The NDJSON body of output?follow=1: lines after `from`, then live ones, heartbeats, and
     /// a last {"finished": true, ...} line.
     net::asio::awaitable<void> follow(std::string id,

@@ -25,30 +25,6 @@ std::optional<core::Error> first_error(const Rs&... results) {
 
 }  // namespace
 
-std::vector<std::string> path_segments(std::string_view path) {
-    std::vector<std::string> out;
-    size_t start = 0;
-    while (start <= path.size()) {
-        auto end = path.find('/', start);
-        if (end == std::string_view::npos) {
-            end = path.size();
-        }
-        if (end > start) {
-            out.emplace_back(path.substr(start, end - start));
-        }
-        start = end + 1;
-    }
-    return out;
-}
-
-net::Response method_not_allowed(std::string_view allow) {
-    auto response = error_reply(core::Error{core::ErrorCode::kInvalidArgument,
-                                            fmt::format("method not allowed here; use {}", allow)});
-    response.status = 405;
-    response.headers.push_back({"Allow", std::string{allow}});
-    return response;
-}
-
 net::Response json_reply(int status, std::string body) {
     net::Response response;
     response.status = status;
@@ -61,73 +37,54 @@ net::Response error_reply(const core::Error& error) {
     return json_reply(http_status(error.code), json::serialize(error_json(error)));
 }
 
-net::asio::awaitable<net::Response> RestApi::handle(net::Request& request,
-                                                    fleet::Caller caller,
-                                                    std::string_view& route) {
-    auto parts = path_segments(request.path);  // api, v1, collection, ...
-    const auto& method = request.method;
-    const bool get = method == "GET" || method == "HEAD";
-    if (parts.size() >= 3 && parts[2] == "nodes") {
-        if (parts.size() == 3) {
-            route = "/api/v1/nodes";
-            if (!get) {
-                co_return method_not_allowed("GET");
-            }
-            co_return co_await list_nodes(request);
-        }
-        if (parts.size() == 4) {
-            route = "/api/v1/nodes/{name}";
-            if (get) {
-                co_return co_await get_node(parts[3]);
-            }
-            if (method == "PUT") {
-                co_return co_await put_node(parts[3], request, caller);
-            }
-            if (method == "DELETE") {
-                co_return co_await delete_node(parts[3], caller);
-            }
-            co_return method_not_allowed("GET, PUT, DELETE");
-        }
-        if (parts.size() == 5 && parts[4] == "maintenance") {
-            route = "/api/v1/nodes/{name}/maintenance";
-            if (method == "PUT" || method == "DELETE") {
-                co_return co_await maintenance(parts[3], method == "PUT", request, caller);
-            }
-            co_return method_not_allowed("PUT, DELETE");
-        }
-    }
-    if (parts.size() >= 3 && parts[2] == "leases") {
-        if (parts.size() == 3) {
-            route = "/api/v1/leases";
-            if (get) {
-                co_return co_await list_leases(request);
-            }
-            if (method == "POST") {
-                co_return co_await acquire(request, caller);
-            }
-            co_return method_not_allowed("GET, POST");
-        }
-        if (parts.size() == 4) {
-            route = "/api/v1/leases/{id}";
-            if (method == "PUT") {
-                co_return co_await renew(parts[3], request, caller);
-            }
-            if (method == "DELETE") {
-                co_return co_await release(parts[3], caller);
-            }
-            co_return method_not_allowed("PUT, DELETE");
-        }
-    }
-    if (parts.size() == 3 && parts[2] == "events") {
-        route = "/api/v1/events";
-        if (!get) {
-            co_return method_not_allowed("GET");
-        }
-        co_return co_await events(request);
-    }
-    route = "/api/v1/unmatched";
-    co_return error_reply(core::Error{core::ErrorCode::kNotFound,
-                                      fmt::format("no route for {} {}", method, request.path)});
+void RestApi::add_routes(RouteTable& table) {
+    table.add({.method = "GET",
+               .pattern = "/api/v1/nodes",
+               .handler = [this](RouteContext& c) { return list_nodes(c.request); }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/nodes/{name}",
+               .handler = [this](RouteContext& c) { return get_node(c.params["name"]); }});
+    table.add({.method = "PUT",
+               .pattern = "/api/v1/nodes/{name}",
+               .handler = [this](RouteContext& c) {
+                   return put_node(c.params["name"], c.request, c.caller);
+               },
+               .body = BodyKind::kJson});
+    table.add({.method = "DELETE",
+               .pattern = "/api/v1/nodes/{name}",
+               .handler = [this](RouteContext& c) {
+                   return delete_node(c.params["name"], c.caller);
+               }});
+    table.add({.method = "PUT",
+               .pattern = "/api/v1/nodes/{name}/maintenance",
+               .handler = [this](RouteContext& c) {
+                   return maintenance(c.params["name"], true, c.request, c.caller);
+               },
+               .body = BodyKind::kJson});
+    table.add({.method = "DELETE",
+               .pattern = "/api/v1/nodes/{name}/maintenance",
+               .handler = [this](RouteContext& c) {
+                   return maintenance(c.params["name"], false, c.request, c.caller);
+               }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/leases",
+               .handler = [this](RouteContext& c) { return list_leases(c.request); }});
+    table.add({.method = "POST",
+               .pattern = "/api/v1/leases",
+               .handler = [this](RouteContext& c) { return acquire(c.request, c.caller); },
+               .body = BodyKind::kJson});
+    table.add({.method = "PUT",
+               .pattern = "/api/v1/leases/{id}",
+               .handler = [this](RouteContext& c) {
+                   return renew(c.params["id"], c.request, c.caller);
+               },
+               .body = BodyKind::kJson});
+    table.add({.method = "DELETE",
+               .pattern = "/api/v1/leases/{id}",
+               .handler = [this](RouteContext& c) { return release(c.params["id"], c.caller); }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/events",
+               .handler = [this](RouteContext& c) { return events(c.request); }});
 }
 
 net::asio::awaitable<net::Response> RestApi::list_nodes(net::Request& request) {

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "api/lease_waits.hpp"
+#include "api/routes.hpp"
 #include "fleet/fleet.hpp"
 #include "net/net.hpp"
 
@@ -14,10 +15,8 @@ public:
     RestApi(fleet::Fleet& fleet, net::BlockingPool& pool, LeaseWaits& waits)
         : fleet_(fleet), pool_(pool), waits_(waits) {}
 
-    /// Handles /api/v1/...; sets `route` to the matched pattern (for metrics).
-    net::asio::awaitable<net::Response> handle(net::Request& request,
-                                               fleet::Caller caller,
-                                               std::string_view& route);
+    /// Adds /api/v1/nodes..., /api/v1/leases... and /api/v1/events to `table`.
+    void add_routes(RouteTable& table);
 
 private:
     net::asio::awaitable<net::Response> list_nodes(net::Request& request);
@@ -51,9 +50,5 @@ private:
 /// The JSON response helpers every api surface shares.
 net::Response json_reply(int status, std::string body);
 net::Response error_reply(const core::Error& error);
-/// A REST 405 naming the methods `allow` lists, with an Allow header.
-net::Response method_not_allowed(std::string_view allow);
-/// "/api/v1/jobs/ID" -> {"api", "v1", "jobs", "ID"} (empty segments dropped).
-std::vector<std::string> path_segments(std::string_view path);
 
 }  // namespace aviary::api

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
 #include <chrono>
@@ -46,23 +47,119 @@ bool is_json_content_type(std::string_view value) {
     return media == "application/json" || media == "application/json-rpc";
 }
 
+/// A refusal in the shape of the surface the path belongs to: a JSON-RPC envelope on "/", the
+/// REST error object under /api/, plain text elsewhere.
+net::Response refusal(std::string_view path, int status, const core::Error& error) {
+    net::Response out;
+    if (path == "/") {
+        out = json_reply(status, json::serialize(error_envelope(jsonrpc_code(error.code),
+                                                                error.message, nullptr,
+                                                                core::to_string(error.code))));
+    } else if (path.starts_with("/api/")) {
+        out = error_reply(error);
+    } else {
+        out = text(status, error.message);
+    }
+    out.status = status;
+    return out;
+}
+
+/// 415 unless the body's Content-Type suits the route. A JSON route takes application/json (a
+/// missing type is accepted only with an empty body: curl -X POST sends none); a route without
+/// a body refuses one sent with another type, which is what a cross-site form post looks like.
+std::optional<core::Error> check_content_type(const Route& route, const net::Request& request) {
+    auto type = request.header("Content-Type");
+    const bool json_type = type && is_json_content_type(*type);
+    switch (route.body) {
+        case BodyKind::kIgnored:
+        case BodyKind::kOwn:
+            return std::nullopt;
+        case BodyKind::kJson:
+            if (json_type || (!type && request.body.empty() && request.body_reader == nullptr)) {
+                return std::nullopt;
+            }
+            break;
+        case BodyKind::kNone:
+            if (!type || json_type) {
+                return std::nullopt;
+            }
+            break;
+    }
+    return core::Error{core::ErrorCode::kInvalidArgument,
+                       fmt::format("unsupported content type \"{}\" for {} {}: send "
+                                   "application/json",
+                                   type.value_or(""), request.method, route.pattern)};
+}
+
 }  // namespace
+
+std::string_view method_label(std::string_view method) {
+    static constexpr std::array<std::string_view, 8> kKnown = {
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT"};
+    for (auto known : kKnown) {
+        if (method == known) {
+            return known;
+        }
+    }
+    return "other";
+}
 
 Router::Router(RouterDeps deps)
     : deps_(std::move(deps)),
-      requests_(deps_.registry.counter("aviary_http_requests_total",
-                                       "HTTP requests served, by route, method and status code.",
-                                       {"route", "method", "code"})),
+      requests_(deps_.registry.counter(
+          "aviary_http_requests_total",
+          "HTTP requests served, by route pattern, method (known methods, else other) and "
+          "status code.",
+          {"route", "method", "code"})),
       duration_(deps_.registry.histogram("aviary_http_request_duration_seconds",
                                          "Time to handle an HTTP request, by route.",
-                                         {"route"})) {}
+                                         {"route"})) {
+    add_own_routes();
+    deps_.rest.add_routes(table_);
+    deps_.jobs_rest.add_routes(table_);
+}
+
+void Router::add_own_routes() {
+    // Probes stay open: a load balancer or kubelet carries no token and may use any Host.
+    table_.add({.method = "GET",
+                .pattern = "/healthz",
+                .handler = [](RouteContext&) -> net::asio::awaitable<net::Response> {
+                    co_return text(200, "ok");
+                },
+                .access = Access::kProbe});
+    table_.add({.method = "GET",
+                .pattern = "/readyz",
+                .handler = [this](RouteContext&) { return readyz(); },
+                .access = Access::kProbe});
+    // Prometheus addresses aviary by IP or service name: a token, but no Host rule.
+    table_.add({.method = "GET",
+                .pattern = "/metrics",
+                .handler = [this](RouteContext&) { return metrics(); },
+                .access = Access::kScrape});
+    table_.add({.method = "GET",
+                .pattern = "/dashboard",
+                .handler = [this](RouteContext&) { return dashboard(); }});
+    // JSON-RPC answers a wrong content type in its own envelope (jsonrpc()).
+    table_.add({.method = "POST",
+                .pattern = "/",
+                .handler = [this](RouteContext& context) { return jsonrpc(context); },
+                .body = BodyKind::kOwn});
+}
+
+bool Router::streams_body(const net::Request& head) const {
+    auto match = table_.match(head.method, head.path);
+    return match.route != nullptr && match.route->streams_body;
+}
 
 net::asio::awaitable<net::Response> Router::handle(net::Request request) {
     auto started = std::chrono::steady_clock::now();
     std::string_view route = "unmatched";
     auto response = co_await dispatch(request, route);
     std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-    requests_.with({std::string{route}, request.method, std::to_string(response.status)}).inc();
+    requests_
+        .with({std::string{route}, std::string{method_label(request.method)},
+               std::to_string(response.status)})
+        .inc();
     duration_.with({std::string{route}}).observe(took.count());
     co_return response;
 }
@@ -70,75 +167,83 @@ net::asio::awaitable<net::Response> Router::handle(net::Request request) {
 net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
                                                      std::string_view& route) {
     const auto& path = request.path;
-    const bool get = request.method == "GET" || request.method == "HEAD";
-    const bool rest = path.starts_with("/api/v1/");
-    // Probes stay open: a load balancer or kubelet carries no token.
-    if (path == "/healthz" || path == "/readyz") {
-        route = path;
-        if (!get) {
-            auto response = text(405, fmt::format("{} takes GET", path));
-            response.headers.push_back({"Allow", "GET, HEAD"});
-            co_return response;
-        }
-        if (path == "/healthz") {
-            co_return text(200, "ok");
-        }
-        co_return co_await readyz();
+    auto match = table_.match(request.method, path);
+    if (request.method == "OPTIONS" && !match.allow.empty()) {
+        // Answered before auth: a CORS preflight carries no credentials.
+        route = "options";
+        auto response = text(204, "");
+        response.headers.push_back({"Allow", match.allow});
+        co_return response;
     }
-    auto caller = deps_.auth.authenticate(request);
-    if (caller) {
-        if (auto allowed = deps_.auth.check_host_and_origin(request); !allowed) {
-            caller = allowed.error();
-        }
+    if (match.route != nullptr) {
+        route = match.route->pattern;
     }
-    if (!caller) {
-        route = "refused";
-        net::Response refused;
-        if (rest || path == "/") {
-            refused =
-                path == "/"
-                    ? json_reply(http_status(caller.error().code),
-                                 json::serialize(error_envelope(
-                                     jsonrpc_code(caller.error().code), caller.error().message,
-                                     nullptr, core::to_string(caller.error().code))))
-                    : error_reply(caller.error());
-        } else {
-            refused = text(http_status(caller.error().code), caller.error().message);
+    const bool probe = match.route != nullptr ? match.route->access == Access::kProbe : match.probe;
+    if (!probe) {
+        auto caller = deps_.auth.authenticate(request);
+        const bool host_rule =
+            match.route != nullptr ? match.route->access == Access::kCaller : !match.scrape;
+        if (caller && host_rule) {
+            const bool guarded = is_mutating(request.method) ||
+                                 (match.route != nullptr && match.route->websocket);
+            if (auto allowed = deps_.auth.check_host_and_origin(request, guarded); !allowed) {
+                caller = allowed.error();
+            }
         }
-        if (caller.error().code == core::ErrorCode::kUnauthenticated) {
-            refused.headers.push_back({"WWW-Authenticate", "Bearer realm=\"aviary\""});
-            refused.headers.push_back({"WWW-Authenticate", "Basic realm=\"aviary\""});
+        if (!caller) {
+            route = "refused";
+            auto refused = refusal(path, http_status(caller.error().code), caller.error());
+            if (caller.error().code == core::ErrorCode::kUnauthenticated) {
+                refused.headers.push_back({"WWW-Authenticate", "Bearer realm=\"aviary\""});
+                refused.headers.push_back({"WWW-Authenticate", "Basic realm=\"aviary\""});
+            }
+            co_return refused;
         }
-        co_return refused;
-    }
-    if (path == "/") {
-        route = "/";
-        if (request.method != "POST") {
-            auto response = text(405, "the JSON-RPC endpoint takes POST; see docs/api.md");
-            response.headers.push_back({"Allow", "POST"});
-            co_return response;
+        if (match.route == nullptr) {
+            co_return co_await unrouted(request, match);
         }
-        co_return co_await jsonrpc(request, std::move(*caller));
+        RouteContext context{.request = request, .caller = std::move(*caller),
+                             .params = match.params};
+        co_return co_await call(*match.route, context);
     }
-    if (rest && JobsRest::serves(path)) {
-        co_return co_await deps_.jobs_rest.handle(request, std::move(*caller), route);
+    if (match.route == nullptr) {
+        co_return co_await unrouted(request, match);
     }
-    if (rest) {
-        co_return co_await deps_.rest.handle(request, std::move(*caller), route);
+    RouteContext context{.request = request, .caller = {}, .params = match.params};
+    co_return co_await call(*match.route, context);
+}
+
+net::asio::awaitable<net::Response> Router::unrouted(net::Request& request,
+                                                     const RouteTable::Match& match) {
+    if (match.allow.empty()) {
+        co_return refusal(request.path, 404,
+                          core::Error{core::ErrorCode::kNotFound,
+                                      fmt::format("no route for {} {}", request.method,
+                                                  request.path)});
     }
-    if (path == "/metrics" || path == "/dashboard") {
-        route = path;
-        if (!get) {
-            auto response = text(405, fmt::format("{} takes GET", path));
-            response.headers.push_back({"Allow", "GET, HEAD"});
-            co_return response;
-        }
-        if (path == "/metrics") {
-            co_return co_await metrics();
-        }
-        co_return co_await dashboard();
+    auto response = refusal(
+        request.path, 405,
+        core::Error{core::ErrorCode::kInvalidArgument,
+                    fmt::format("{} takes {}, not {}; see docs/api.md", request.path, match.allow,
+                                request.method)});
+    response.headers.push_back({"Allow", match.allow});
+    co_return response;
+}
+
+net::asio::awaitable<net::Response> Router::call(const Route& route, RouteContext& context) {
+    const auto& request = context.request;
+    if (auto refused = check_content_type(route, request)) {
+        co_return refusal(request.path, 415, *refused);
     }
-    co_return text(404, fmt::format("no route for {} {}", request.method, path));
+    if (route.max_body_bytes > 0 && request.body.size() > route.max_body_bytes) {
+        co_return refusal(request.path, 413,
+                          core::Error{core::ErrorCode::kInvalidArgument,
+                                      fmt::format("request body of {} bytes is over {}'s limit "
+                                                  "of {} bytes",
+                                                  request.body.size(), route.pattern,
+                                                  route.max_body_bytes)});
+    }
+    co_return co_await route.handler(context);
 }
 
 net::asio::awaitable<net::Response> Router::dashboard() {
@@ -153,7 +258,8 @@ net::asio::awaitable<net::Response> Router::dashboard() {
     co_return response;
 }
 
-net::asio::awaitable<net::Response> Router::jsonrpc(net::Request& request, fleet::Caller caller) {
+net::asio::awaitable<net::Response> Router::jsonrpc(RouteContext& context) {
+    auto& request = context.request;
     if (auto type = request.header("Content-Type"); type && !is_json_content_type(*type)) {
         co_return json_reply(
             415, json::serialize(error_envelope(
@@ -161,8 +267,8 @@ net::asio::awaitable<net::Response> Router::jsonrpc(net::Request& request, fleet
                      fmt::format("unsupported content type \"{}\": send application/json", *type),
                      nullptr)));
     }
-    CallContext context{.caller = std::move(caller)};
-    auto reply = co_await deps_.rpc.handle(request.body, std::move(context));
+    CallContext call_context{.caller = context.caller};
+    auto reply = co_await deps_.rpc.handle(request.body, std::move(call_context));
     if (!reply) {
         co_return text(204, "");
     }

@@ -1,14 +1,18 @@
 #pragma once
-// Private to api: serve's HTTP routes. Authenticate -> check Host/Origin for mutating
-// requests -> parse -> call the feature -> render; every request is counted by route and
-// status, and timed.
+// Private to api: serve's HTTP front door. A request is matched against the route table
+// (routes.hpp); OPTIONS and probes are answered before auth; every other route authenticates,
+// checks Host (and Origin on changes and WebSocket upgrades), checks the body's content type
+// and size, and calls the handler. Every request is counted by route pattern, method and
+// status, and timed; both labels come from closed sets. docs/architecture.md shows the flow.
 #include <functional>
+#include <string>
 #include <string_view>
 
 #include "api/auth.hpp"
 #include "api/jobs_rest.hpp"
 #include "api/jsonrpc.hpp"
 #include "api/rest.hpp"
+#include "api/routes.hpp"
 #include "fleet/fleet.hpp"
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
@@ -33,17 +37,29 @@ public:
     explicit Router(RouterDeps deps);
 
     net::asio::awaitable<net::Response> handle(net::Request request);
+    /// For the server's BodyPolicy: true when the route of `head` reads its body as it arrives.
+    bool streams_body(const net::Request& head) const;
+    const RouteTable& table() const { return table_; }
 
 private:
     net::asio::awaitable<net::Response> dispatch(net::Request& request, std::string_view& route);
-    net::asio::awaitable<net::Response> jsonrpc(net::Request& request, fleet::Caller caller);
+    net::asio::awaitable<net::Response> unrouted(net::Request& request,
+                                                 const RouteTable::Match& match);
+    net::asio::awaitable<net::Response> call(const Route& route, RouteContext& context);
+    net::asio::awaitable<net::Response> jsonrpc(RouteContext& context);
     net::asio::awaitable<net::Response> readyz();
     net::asio::awaitable<net::Response> metrics();
     net::asio::awaitable<net::Response> dashboard();
+    void add_own_routes();
 
     RouterDeps deps_;
+    RouteTable table_;
     metrics::Family<metrics::Counter>& requests_;
     metrics::Family<metrics::Histogram>& duration_;
 };
+
+/// The method as a metrics label: the known methods as they are, anything else "other", so a
+/// client cannot grow /metrics by inventing methods.
+std::string_view method_label(std::string_view method);
 
 }  // namespace aviary::api

@@ -113,6 +113,43 @@ void publish_address(const std::string& data_dir, const std::string& address) {
     fs::rename(temp_path, final_path, ec);
 }
 
+/// Prunes events older than store.event_retention, every store.retention_sweep.
+void schedule_event_retention(core::Scheduler& scheduler,
+                              store::Store& store,
+                              const store::Settings& settings,
+                              spdlog::logger& log) {
+    scheduler.add(core::Scheduler::Task{
+        .name = "event-retention",
+        .interval = settings.retention_sweep,
+        .run_once = [&store, &settings, &log](core::TimePoint now) -> std::optional<core::TimePoint> {
+            if (auto pruned = store.prune_events(now - settings.event_retention); !pruned) {
+                log.warn("pruning events failed error=\"{}\"", pruned.error().message);
+            } else if (*pruned > 0) {
+                log.info("events pruned count={}", *pruned);
+            }
+            return std::nullopt;
+        },
+    });
+}
+
+/// Each scheduled task's runs, failures and the time its last run took, by task name (a closed
+/// set: the tasks serve adds at start).
+void register_scheduler_metrics(metrics::Registry& registry, core::Scheduler& scheduler) {
+    auto& runs = registry.counter("aviary_scheduler_runs_total",
+                                  "Runs of each scheduled task (docs/architecture.md).", {"task"});
+    auto& failures = registry.counter("aviary_scheduler_failures_total",
+                                      "Runs of each scheduled task that threw.", {"task"});
+    auto& last = registry.gauge("aviary_scheduler_last_run_seconds",
+                                "How long the last run of each scheduled task took.", {"task"});
+    registry.on_scrape([&runs, &failures, &last, &scheduler] {
+        for (const auto& task : scheduler.stats()) {
+            runs.with({task.name}).set_total(double(task.runs));
+            failures.with({task.name}).set_total(double(task.failures));
+            last.with({task.name}).set(double(task.last_duration.count()) / 1000.0);
+        }
+    });
+}
+
 void register_pool_metrics(metrics::Registry& registry,
                            fleet::Fleet& fleet,
                            store::Store& store,
@@ -190,13 +227,17 @@ int serve(config::Config config, ServeOptions options) {
         return 1;
     }
     core::SystemClock clock;
+    // Every periodic and delayed task of serve (docs/architecture.md, "The scheduler").
+    // Declared before the components that add tasks: each cancels its own when destroyed.
+    core::Scheduler scheduler{clock};
     fleet::Fleet fleet{config.fleet, **store, clock};
     if (auto reconciled = fleet.reconcile(); !reconciled) {
         std::fprintf(stderr, "aviary: cannot reconcile the config's nodes: %s\n",
                      reconciled.error().message.c_str());
         return 1;
     }
-    fleet.start();  // the first sweep frees leases that lapsed while serve was down
+    fleet.schedule(scheduler);  // the first run frees leases that lapsed while serve was down
+    schedule_event_retention(scheduler, **store, config.store, *log);
     // Declared before the server, so it outlives every request coroutine holding a watch.
     metrics::Registry registry;
     jobs::Engine engine{config.jobs, **store,  fleet, drivers::make_drivers(config.drivers),
@@ -213,25 +254,18 @@ int serve(config::Config config, ServeOptions options) {
         });
         engine.set_on_transition([&annotations](const core::Job&) { annotations.wake(); });
     }
+    engine.schedule(scheduler);
     auto rescued = engine.start();
     if (!rescued) {
         std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",
                      rescued.error().message.c_str());
         engine.stop();
-        fleet.stop();
         (*store)->close();
         return 1;
     }
     log_rescue(*log, *rescued);
     annotations.start();
-    core::Periodic retention{"event-retention", config.store.retention_sweep, [&] {
-                                 auto cutoff = clock.now() - config.store.event_retention;
-                                 if (auto pruned = (*store)->prune_events(cutoff);
-                                     pruned && *pruned > 0) {
-                                     log->info("events pruned count={}", *pruned);
-                                 }
-                             }};
-    retention.start();
+    scheduler.start();
 
     net::BlockingPool pool{config.server.blocking_threads};
     JsonRpc rpc;
@@ -266,11 +300,13 @@ int serve(config::Config config, ServeOptions options) {
                            }};
     server_ptr = &server;
     register_pool_metrics(registry, fleet, **store, server);
+    register_scheduler_metrics(registry, scheduler);
 
     auto address = server.start();
     if (!address) {
         std::fprintf(stderr, "aviary: cannot listen on %s: %s\n", config.server.listen.c_str(),
                      address.error().message.c_str());
+        scheduler.stop();
         engine.stop();
         return 1;
     }
@@ -293,10 +329,9 @@ int serve(config::Config config, ServeOptions options) {
     server.stop();
     // After the server: no request submits or waits any more. Before the store closes: a
     // running step ends (and is rescued at the next start) with the store still there.
+    scheduler.stop();
     engine.stop();
     annotations.stop();
-    retention.stop();
-    fleet.stop();
     pool.stop();
     (*store)->close();
     log->info("stopped");

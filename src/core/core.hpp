@@ -2,8 +2,8 @@
 /// core: the vocabulary every component shares.
 ///
 /// Domain types (Node, Lease, Event, Job), errors as values (Result<T> / Error with a closed
-/// ErrorCode list), time (Clock, with a ManualClock for tests), ids, named loggers and a
-/// Periodic runner for sweeps. Depends on nothing in aviary. Everything here is safe to use
+/// ErrorCode list), time (Clock, with a ManualClock for tests), ids, named loggers and the
+/// Scheduler every periodic and delayed task runs on. Depends on nothing in aviary. Everything here is safe to use
 /// from any thread unless a comment says otherwise.
 #include <spdlog/fwd.h>
 
@@ -303,29 +303,90 @@ Result<void> configure_logging(std::string_view level, std::string_view format);
 // ---------------------------------------------------------------------------------------------
 // Periodic work
 
-/// Runs `work` every `interval` on its own thread until stop(). The first run is immediate
-/// (a sweep must catch up on what lapsed while the process was down). stop() is idempotent,
-/// safe before start(), and returns after the current run has finished.
-class Periodic {
+/// One scheduler for a role's periodic and delayed work: lease and waiter expiry, retention,
+/// delayed job retries, the Grafana outbox, and (later) probe scenarios. Each task is named and
+/// loops around its own run_once(); it never runs twice at once, and tasks run side by side on
+/// a few threads so a slow one (an HTTP call under its timeout) does not hold back the others.
+///
+/// When a task runs next is its own answer: run_once() returns the next time it knows something
+/// falls due (the earliest lease expiry or retry in the store), and the scheduler runs it then
+/// or after `interval`, whichever is sooner. So nothing due waits for a sweep, and the interval
+/// only bounds how long a missed wake-up can go unnoticed. wake() runs a task now.
+///
+/// Leadership: a task marked `leader_only` runs only while the leadership hook says this
+/// instance leads. One instance on SQLite always leads; the PostgreSQL store will answer with
+/// an advisory lock, so exactly one of several instances sweeps (docs/architecture.md).
+///
+/// Lifecycle: add() tasks, start(), stop() (idempotent, safe before start(), returns after
+/// every running task has finished). run_due() is for tests on a ManualClock.
+class Scheduler {
 public:
-    Periodic(std::string name, Millis interval, std::function<void()> work);
-    ~Periodic();
-    Periodic(const Periodic&) = delete;
-    Periodic& operator=(const Periodic&) = delete;
+    struct Task {
+        std::string name;  ///< "lease-expiry": in logs and stats
+        Millis interval{std::chrono::seconds{30}};
+        /// Each wait for the interval is stretched or shrunk by up to this fraction, at random,
+        /// so instances and tasks with the same interval do not fire in step.
+        double jitter = 0.1;
+        /// Does the work once. Returns the next time something is known to fall due, or
+        /// nullopt when only the interval applies. Exceptions are logged and the task kept.
+        std::function<std::optional<TimePoint>(TimePoint now)> run_once;
+        bool leader_only = true;   ///< see Leadership above
+        bool run_at_start = true;  ///< the first run is at start(): catch up on what lapsed
+    };
+    using TaskId = std::size_t;
+
+    struct TaskStats {
+        std::string name;
+        std::uint64_t runs = 0;
+        std::uint64_t failures = 0;  ///< run_once() threw
+        TimePoint next_due;
+        Millis last_duration{0};
+    };
+
+    /// `threads`: how many tasks may run at once.
+    explicit Scheduler(Clock& clock, int threads = 2);
+    ~Scheduler();
+    Scheduler(const Scheduler&) = delete;
+    Scheduler& operator=(const Scheduler&) = delete;
+
+    /// Adds a task. Before start() only: the task list is fixed while threads run.
+    TaskId add(Task task);
+    /// Runs the task as soon as a thread is free (again after its current run, if running).
+    /// Thread-safe; cheap enough to call on every commit that makes work due.
+    void wake(TaskId id);
+    /// Removes the task for good; returns after its current run, if any, has finished. For a
+    /// component that stops before the scheduler does (its tasks must not outlive it).
+    void cancel(TaskId id);
+    /// Makes the task due no later than `at` (a retry's run_at, a lease's expiry). Thread-safe.
+    void due_by(TaskId id, TimePoint at);
+    /// Asks whether this instance leads. Until set, it does.
+    void set_leadership(std::function<bool()> leads);
 
     void start();
     void stop();
+    /// Runs, on the calling thread, every task due at the clock's now; returns how many ran.
+    /// For tests with a ManualClock, while the threads are not started.
+    int run_due();
+    std::vector<TaskStats> stats() const;
 
 private:
+    struct Entry;
     void loop();
+    /// Picks a due task that is not running, or says how long until one may be.
+    Entry* next_due(std::unique_lock<std::mutex>& lock, Millis& wait);
+    void run(Entry& entry, std::unique_lock<std::mutex>& lock);
+    Millis jittered(const Entry& entry);
 
-    std::string name_;
-    Millis interval_;
-    std::function<void()> work_;
-    std::mutex mu_;
-    std::condition_variable wake_;
+    Clock& clock_;
+    int thread_count_;
+    mutable std::mutex mu_;
+    std::condition_variable changed_;
+    std::vector<std::unique_ptr<Entry>> entries_;
+    std::function<bool()> leads_;
+    bool started_ = false;
     bool stopping_ = false;
-    std::thread thread_;
+    std::uint64_t random_state_;
+    std::vector<std::thread> threads_;
 };
 
 }  // namespace aviary::core

@@ -42,7 +42,9 @@ Fleet::Fleet(Settings settings, store::Store& store, core::Clock& clock)
 }
 
 Fleet::~Fleet() {
-    stop();
+    if (scheduler_ != nullptr) {
+        scheduler_->cancel(expiry_task_);  // its task calls this fleet
+    }
     // Returns once a listener call in progress has finished: none can reach a dead fleet.
     store_.set_grant_listener({});
 }
@@ -489,19 +491,23 @@ std::size_t Fleet::expire_once() {
     return expired->size();
 }
 
-void Fleet::start() {
-    if (sweep_) {
-        return;
-    }
-    sweep_ = std::make_unique<core::Periodic>("lease-expiry", settings_.expiry_sweep,
-                                              [this] { expire_once(); });
-    sweep_->start();
-}
-
-void Fleet::stop() {
-    if (sweep_) {
-        sweep_->stop();
-    }
+void Fleet::schedule(core::Scheduler& scheduler) {
+    AVIARY_ASSERT(scheduler_ == nullptr, "Fleet::schedule called twice");
+    scheduler_ = &scheduler;
+    expiry_task_ = scheduler.add(core::Scheduler::Task{
+        .name = "lease-expiry",
+        .interval = settings_.expiry_sweep,
+        .run_once = [this](core::TimePoint) -> std::optional<core::TimePoint> {
+            expire_once();
+            auto next = store_.next_lease_deadline();
+            if (!next) {
+                log_->warn("cannot read the next lease deadline error=\"{}\"",
+                           next.error().message);
+                return std::nullopt;
+            }
+            return *next;
+        },
+    });
 }
 
 }  // namespace aviary::fleet

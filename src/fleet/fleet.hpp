@@ -3,8 +3,9 @@
 ///
 /// A node is free, leased to exactly one owner, or out of service (maintenance). Every change
 /// is one store transaction that emits its Events. Every lease expires: the default TTL, or a
-/// per-call TTL up to max_lease_ttl; the expiry sweep frees lapsed nodes (first run at start,
-/// so leases that lapsed while serve was down are freed and recorded too).
+/// per-call TTL up to max_lease_ttl; the expiry task (on the role's core::Scheduler) frees
+/// lapsed nodes when the earliest one lapses (first run at start, so leases that lapsed while
+/// serve was down are freed and recorded too).
 ///
 /// Waiting: an acquire that cannot be served at once may queue as a waiter (a row in the
 /// store). Waiters are served first come, first served in the same transaction that frees a
@@ -34,7 +35,9 @@ namespace aviary::fleet {
 struct Settings {
     core::Millis lease_ttl{std::chrono::hours{24}};          ///< when the caller names none
     core::Millis max_lease_ttl{std::chrono::hours{24 * 7}};  ///< longest a caller may ask for
-    core::Millis expiry_sweep{std::chrono::seconds{30}};     ///< how often lapsed leases are freed
+    /// The expiry task runs at the store's next lease deadline, and at least this often
+    /// (a lease taken after the last run with a shorter TTL is freed at most this late).
+    core::Millis expiry_sweep{std::chrono::seconds{30}};
     core::Millis max_wait{std::chrono::hours{1}};            ///< longest an acquire may queue
     core::Millis wait_heartbeat{std::chrono::seconds{1}};    ///< progress lines while waiting
     std::vector<core::NodeSpec> nodes;  ///< declared nodes, reconciled at start
@@ -179,9 +182,11 @@ public:
     /// Frees every lapsed lease and drops every waiter past its deadline; returns how many
     /// leases. The sweep calls this.
     std::size_t expire_once();
-    /// Starts / stops the expiry sweep. stop() is idempotent and safe before start().
-    void start();
-    void stop();
+    /// Adds the expiry task to `scheduler`: it runs expire_once() at the earliest lease expiry
+    /// or waiter deadline in the store, and at least every expiry_sweep. The first run is at
+    /// the scheduler's start (a lease that lapsed while serve was down must not block). The
+    /// scheduler must outlive the fleet: the fleet's destructor cancels its task.
+    void schedule(core::Scheduler& scheduler);
 
     const Settings& settings() const { return settings_; }
 
@@ -193,7 +198,8 @@ private:
     store::Store& store_;  // owned by the role's wiring; outlives the fleet
     core::Clock& clock_;
     std::shared_ptr<spdlog::logger> log_;
-    std::unique_ptr<core::Periodic> sweep_;
+    core::Scheduler* scheduler_ = nullptr;  // set by schedule(); the fleet cancels its task
+    core::Scheduler::TaskId expiry_task_ = 0;
     std::mutex waits_mu_;
     std::unordered_map<std::string, GrantedCallback> waits_;  // ticket -> who to tell
 };

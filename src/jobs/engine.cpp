@@ -26,6 +26,8 @@ namespace json = boost::json;
 /// A job interrupted this many times more than max_attempts is failed even when safe to re-run:
 /// a job that crashes serve must not crash it forever.
 constexpr int kMaxInterruptions = 3;
+/// The due task runs at the store's next run_at; this only bounds a missed due_by().
+constexpr core::Millis kDueSweep{std::chrono::seconds{30}};
 
 core::Error invalid(std::string message) {
     return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
@@ -225,9 +227,7 @@ void Engine::Impl::wake() {
 }
 
 void Engine::Impl::wake_at(core::TimePoint when) {
-    auto delay = when - clock.now();
-    auto timer = std::make_shared<asio::steady_timer>(io, std::max(delay, core::Millis{0}));
-    timer->async_wait([this, timer](const boost::system::error_code&) { wake(); });
+    scheduler->due_by(due_task, when);
 }
 
 asio::awaitable<void> Engine::Impl::dispatch() {
@@ -438,9 +438,42 @@ Engine::~Engine() {
     stop();
 }
 
+void Engine::schedule(core::Scheduler& scheduler) {
+    auto& d = *impl_;
+    AVIARY_ASSERT(d.scheduler == nullptr, "Engine::schedule called twice");
+    d.scheduler = &scheduler;
+    d.retention_task = scheduler.add(core::Scheduler::Task{
+        .name = "jobs-retention",
+        .interval = d.settings.retention_sweep,
+        .run_once = [&d](core::TimePoint now) -> std::optional<core::TimePoint> {
+            if (auto pruned = d.store.prune_jobs(now - d.settings.retention); !pruned) {
+                d.log->warn("pruning finished jobs failed: {}", pruned.error().message);
+            } else if (*pruned > 0) {
+                d.log->info("pruned {} finished jobs (and their output) older than {}", *pruned,
+                            core::format_duration(d.settings.retention));
+            }
+            return std::nullopt;
+        },
+    });
+    d.due_task = scheduler.add(core::Scheduler::Task{
+        .name = "jobs-due",
+        .interval = kDueSweep,
+        .run_once = [&d](core::TimePoint now) -> std::optional<core::TimePoint> {
+            d.wake();
+            auto next = d.store.next_job_run_at(now);
+            if (!next) {
+                d.log->warn("cannot read the next due job error=\"{}\"", next.error().message);
+                return std::nullopt;
+            }
+            return *next;
+        },
+    });
+}
+
 core::Result<RescueReport> Engine::start() {
     auto& d = *impl_;
     AVIARY_ASSERT(!d.started, "Engine::start called twice");
+    AVIARY_ASSERT(d.scheduler != nullptr, "Engine::schedule() comes before start()");
     if (d.settings.workers < 1) {
         return invalid("jobs.workers must be at least 1");
     }
@@ -536,27 +569,9 @@ core::Result<RescueReport> Engine::start() {
         });
     }
     d.started = true;
-    d.retention =
-        std::make_unique<core::Periodic>("jobs-retention", d.settings.retention_sweep, [&d] {
-            auto before = d.clock.now() - d.settings.retention;
-            if (auto pruned = d.store.prune_jobs(before); !pruned) {
-                d.log->warn("pruning finished jobs failed: {}", pruned.error().message);
-            } else if (*pruned > 0) {
-                d.log->info("pruned {} finished jobs (and their output) older than {}", *pruned,
-                            core::format_duration(d.settings.retention));
-            }
-        });
-    d.retention->start();
     asio::co_spawn(d.io, d.heartbeat_loop(), asio::detached);
-    // Retries that were waiting for their run_at when the previous run stopped.
-    store::JobQuery queued{.state = core::JobState::kQueued, .limit = 1000};
-    if (auto waiting = d.store.jobs(queued)) {
-        for (const auto& job : *waiting) {
-            if (job.run_at > now) {
-                asio::post(d.io, [&d, at = job.run_at] { d.wake_at(at); });
-            }
-        }
-    }
+    // Retries waiting out their backoff when the previous run stopped: the due task reads the
+    // earliest run_at from the store at the scheduler's start.
     d.wake();
     d.log->info("job engine started: {} workers, {} actions, {} drivers", d.settings.workers,
                 d.settings.actions.size(), d.drivers.size());
@@ -568,6 +583,11 @@ void Engine::stop() {
     if (d.stopping) {
         return;
     }
+    if (d.scheduler != nullptr) {
+        // The tasks call into the engine: none may run once it is gone.
+        d.scheduler->cancel(d.retention_task);
+        d.scheduler->cancel(d.due_task);
+    }
     if (!d.started) {
         // start() failed part way: only the loop may be up.
         d.stopping = true;
@@ -576,9 +596,6 @@ void Engine::stop() {
             d.thread.join();
         }
         return;
-    }
-    if (d.retention) {
-        d.retention->stop();
     }
     // Stop claiming and end every running step; give the runs kill_grace (plus a little) to
     // finish. Runs stopped for shutdown leave their jobs running in the store: the next start

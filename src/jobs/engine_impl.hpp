@@ -84,7 +84,7 @@ struct Engine::Impl {
     /// Any thread: takes up to `want` free worker slots (busy < workers), returns how many.
     int reserve(int want);
     void release(int slots);
-    void wake_at(core::TimePoint when);  // engine thread
+    void wake_at(core::TimePoint when);  // any thread: the due task runs by then
     // Output (runner.cpp).
     void add_line(Run& run, std::string_view stream, std::string text);
     asio::awaitable<void> flush(Run& run);
@@ -121,7 +121,9 @@ struct Engine::Impl {
     asio::io_context io;
     std::unique_ptr<net::BlockingPool> pool;
     std::thread thread;
-    std::unique_ptr<core::Periodic> retention;  // prunes finished jobs past settings.retention
+    core::Scheduler* scheduler = nullptr;  // set by schedule(); outlives the engine's run
+    core::Scheduler::TaskId due_task = 0;  // runs at the next run_at of a queued job
+    core::Scheduler::TaskId retention_task = 0;
     bool started = false;
     std::atomic<bool> stopping = false;
     bool dispatching = false;

@@ -274,8 +274,13 @@ public:
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
+    /// Adds the engine's tasks to the role's scheduler: retention (finished jobs past
+    /// settings.retention) and due jobs (a retry whose backoff ends is claimed then: the next
+    /// run_at is read from the store, so nothing waits in an in-memory timer list). Call once,
+    /// before start() and before the scheduler starts. The scheduler must outlive the engine.
+    void schedule(core::Scheduler& scheduler);
     /// Kills process groups left by a previous run and rescues their jobs, starts the drivers
-    /// (sim nodes come up), the workers and the sweeps. Call once.
+    /// (sim nodes come up) and the workers. Call once, after schedule().
     core::Result<RescueReport> start();
     /// Stops claiming, ends running steps (their jobs are rescued at the next start, as after a
     /// crash, unless they finish within kill_grace), stops drivers. Idempotent.

@@ -328,6 +328,9 @@ public:
     virtual core::Result<std::vector<core::Lease>> expire_leases(core::TimePoint now) = 0;
     /// Every active lease, grouped by id, oldest first.
     virtual core::Result<std::vector<core::Lease>> leases(core::TimePoint now) = 0;
+    /// The earliest time a lease expires or a waiter's deadline passes; nullopt when there is
+    /// neither. The expiry task runs then rather than on a fixed sweep.
+    virtual core::Result<std::optional<core::TimePoint>> next_lease_deadline() = 0;
 
     // --- waiters -------------------------------------------------------------------------
     /// try_lease, and when that is refused, queues `waiter` (ticket, request, deadline) last.
@@ -459,6 +462,9 @@ public:
     virtual core::Result<JobCounts> job_counts() = 0;
     /// Deletes finished jobs (and their output) with finished_at < before; returns how many.
     /// Their annotations go too once wholly sent (an unsent one is kept until it is).
+    /// The earliest run_at after `now` of a queued job (a retry waiting out its backoff), or
+    /// nullopt. The engine's due task runs then.
+    virtual core::Result<std::optional<core::TimePoint>> next_job_run_at(core::TimePoint now) = 0;
     virtual core::Result<std::int64_t> prune_jobs(core::TimePoint before) = 0;
     // --- annotation outbox ----------------------------------------------------------------
     /// Started annotations with something left to send (no remote_id yet, or ended and

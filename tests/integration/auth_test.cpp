@@ -111,16 +111,37 @@ protected:
     ServerProcess server_{test_config() + "auth:\n  allowed_hosts: [aviary.internal]\n"};
 };
 
-TEST_F(HostAndOrigin, ForeignHostIsRefusedForChangesOnly) {
+TEST_F(HostAndOrigin, ForeignHostIsRefusedForChanges) {
     EXPECT_EQ(acquire_with({{"Host", "evil.example:" + port()}}), 403);
     EXPECT_EQ(acquire_with({{"Host", "localhost:" + port()}}), 201);
     EXPECT_EQ(acquire_with({{"Host", "aviary.internal"}}), 201);
     auto seed_style = http(server_, "POST", "/", rpc_body("TweetyService.Status", "{}"),
                            {{"Host", "rebound.attacker.example:" + port()}});
+    ASSERT_TRUE(seed_style);
     EXPECT_EQ(seed_style->status, 403);
-    // Reading is not refused: the Host check guards changes.
-    auto read = http(server_, "GET", "/api/v1/nodes", "", {{"Host", "evil.example"}});
-    EXPECT_EQ(read->status, 200);
+}
+
+TEST_F(HostAndOrigin, ForeignHostIsRefusedForReadsToo) {
+    // DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 must not read
+    // job output, events or the dashboard.
+    for (std::string path : {"/api/v1/nodes", "/api/v1/events", "/api/v1/jobs", "/dashboard"}) {
+        auto read = http(server_, "GET", path, "", {{"Host", "evil.example:" + port()}});
+        ASSERT_TRUE(read) << path;
+        EXPECT_EQ(read->status, 403) << path << ": " << read->body;
+        EXPECT_NE(read->body.find("evil.example"), std::string::npos) << read->body;
+    }
+    auto own = http(server_, "GET", "/api/v1/nodes", "", {{"Host", "localhost:" + port()}});
+    ASSERT_TRUE(own);
+    EXPECT_EQ(own->status, 200);
+}
+
+TEST_F(HostAndOrigin, ProbesAnswerWhateverTheHost) {
+    // Load balancers and kubelets probe by IP or by a service name aviary cannot know.
+    for (std::string path : {"/healthz", "/readyz", "/metrics"}) {
+        auto probe = http(server_, "GET", path, "", {{"Host", "10.0.0.7:8080"}});
+        ASSERT_TRUE(probe) << path;
+        EXPECT_EQ(probe->status, 200) << path;
+    }
 }
 
 TEST_F(HostAndOrigin, ForeignOriginIsRefused) {

@@ -1,5 +1,5 @@
-// Malformed and hostile input on the JSON-RPC surface: a clear error every time, the server
-// stays up, and nothing stored is lost or changed.
+// Malformed and hostile input on the JSON-RPC and REST surfaces: a clear error every time, the
+// server stays up, and nothing stored is lost or changed.
 #include <gtest/gtest.h>
 
 #include "rpc_helpers.hpp"
@@ -105,12 +105,13 @@ TEST_F(HostileInput, InvalidRequestsAreRefused) {
 }
 
 TEST_F(HostileInput, OversizedBodyIsRefusedWithItsLimit) {
-    auto response = server_.post_json("/", std::string(2 * 1024 * 1024, ' '));
-    // The server may answer 413 or close once the limit is passed; either way it stays up.
-    if (response) {
-        EXPECT_EQ(response->status, 413);
-        EXPECT_NE(response->body.find("limit"), std::string::npos);
-    }
+    // The head announces 2 MiB and no body follows: the refusal must come from the head alone,
+    // before any of it is read.
+    auto reply = raw_exchange(server_.address(),
+                              "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                              "application/json\r\nContent-Length: 2097152\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 413")) << reply;
+    EXPECT_NE(reply.find("limit"), std::string::npos) << reply;
 }
 
 TEST_F(HostileInput, ForeignContentTypeIsRefused) {
@@ -131,6 +132,21 @@ TEST_F(HostileInput, WrongMethodOnTheEndpointIsRefused) {
     EXPECT_EQ(response->status, 405);
 }
 
+TEST_F(HostileInput, UnknownMethodsAreRefusedAndShareOneMetricsSeries) {
+    for (std::string method : {"BREW", "PROPFIND", "X-1", "X-2"}) {
+        auto reply = raw_exchange(server_.address(),
+                                  method + " /api/v1/nodes HTTP/1.1\r\nHost: localhost\r\n"
+                                           "Connection: close\r\n\r\n");
+        EXPECT_TRUE(reply.starts_with("HTTP/1.1 405")) << method << ": " << reply;
+        EXPECT_NE(reply.find("Allow: GET, HEAD, OPTIONS"), std::string::npos) << reply;
+    }
+    auto metrics = server_.get("/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_EQ(metrics->body.find("BREW"), std::string::npos);
+    EXPECT_EQ(metrics->body.find("X-1"), std::string::npos);
+    EXPECT_NE(metrics->body.find(R"(method="other")"), std::string::npos);
+}
+
 TEST_F(HostileInput, HugeBatchIsRefused) {
     std::string batch = "[";
     for (int i = 0; i < 500; ++i) {
@@ -141,6 +157,105 @@ TEST_F(HostileInput, HugeBatchIsRefused) {
     auto reply = post(batch);
     EXPECT_EQ(code_of(reply), -32600);
     EXPECT_NE(message_of(reply).find("exceeds the limit"), std::string::npos);
+}
+
+/// REST bodies: the same rules, with errors naming the field, and 415 for what a cross-site
+/// form could send.
+class HostileRest : public HostileInput {
+protected:
+    int status_of_request(const std::string& method,
+                          const std::string& path,
+                          std::string body,
+                          std::vector<net::Header> headers,
+                          std::string* response_body = nullptr) {
+        net::ClientRequest request;
+        request.method = method;
+        request.url = server_.url(path);
+        request.headers = std::move(headers);
+        request.body = std::move(body);
+        auto response = net::fetch_sync(std::move(request));
+        EXPECT_TRUE(response) << (response ? "" : response.error().message);
+        if (!response) {
+            return -1;
+        }
+        if (response_body != nullptr) {
+            *response_body = response->body;
+        }
+        return response->status;
+    }
+    static std::vector<net::Header> typed(std::string type) {
+        return {{"Content-Type", std::move(type)}};
+    }
+};
+
+TEST_F(HostileRest, CrossSiteFormTypesAreRefusedWith415) {
+    const std::string lease = R"({"node": "lotus-1", "owner": "mallory"})";
+    std::string body;
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", lease, typed("text/plain"), &body), 415);
+    EXPECT_NE(body.find("send application/json"), std::string::npos) << body;
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", "node=lotus-1",
+                                typed("application/x-www-form-urlencoded")),
+              415);
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", lease,
+                                typed("multipart/form-data; boundary=x")),
+              415);
+    // A JSON body without any Content-Type is not JSON either.
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", lease, {}), 415);
+    // A route that takes no body refuses one sent as a form.
+    EXPECT_EQ(status_of_request("DELETE", "/api/v1/leases/" + lease_id_, "x=1",
+                                typed("text/plain")),
+              415);
+    EXPECT_EQ(status_of_request("POST", "/api/v1/nodes/lotus-1/actions/status", "{}",
+                                typed("text/plain;charset=UTF-8")),
+              415);
+    // With the right type the same body works: the refusals were about the type only.
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", lease,
+                                typed("application/json; charset=UTF-8")),
+              201);
+}
+
+TEST_F(HostileRest, MalformedBodiesNameWhatIsWrong) {
+    auto json = typed("application/json");
+    std::string body;
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", "{oops", json, &body), 400);
+    EXPECT_NE(body.find("invalid_argument"), std::string::npos) << body;
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", R"({"node": 5, "owner": "a"})", json,
+                                &body),
+              400);
+    EXPECT_NE(body.find("node"), std::string::npos) << body;
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", R"({"nodes": "lotus-1"})", json, &body),
+              400);
+    EXPECT_NE(body.find("nodes"), std::string::npos) << body;
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", std::string(100000, '['), json), 400);
+    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", "\"just a string\"", json), 400);
+    EXPECT_EQ(status_of_request("POST", "/api/v1/nodes/lotus-1/actions/status",
+                                R"({"params": {"x": {"nested": [1]}}})", json, &body),
+              400);
+    EXPECT_EQ(status_of_request("PUT", "/api/v1/nodes/lotus-1/maintenance", "{}", json, &body),
+              400);
+    EXPECT_NE(body.find("reason"), std::string::npos) << body;
+    // A node name that is no name (percent-decoded into the path) is refused, not looked up.
+    EXPECT_EQ(status_of_request("POST", "/api/v1/nodes/lotus-0%3Btouch%20x/actions/status", "{}",
+                                json, &body),
+              400);
+    EXPECT_NE(body.find("DNS-1123"), std::string::npos) << body;
+}
+
+TEST_F(HostileRest, OversizedRestBodyIsRefusedFromItsHead) {
+    auto reply = raw_exchange(server_.address(),
+                              "PUT /api/v1/nodes/geth-9 HTTP/1.1\r\nHost: localhost\r\n"
+                              "Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 413")) << reply;
+}
+
+TEST_F(HostileRest, UnknownPathsAnd405sNameTheRoute) {
+    std::string body;
+    EXPECT_EQ(status_of_request("GET", "/api/v1/nope", "", {}, &body), 404);
+    EXPECT_NE(body.find("no route for GET /api/v1/nope"), std::string::npos) << body;
+    EXPECT_EQ(status_of_request("PATCH", "/api/v1/nodes/lotus-1", "{}", typed("application/json"),
+                                &body),
+              405);
+    EXPECT_NE(body.find("GET, HEAD, PUT, DELETE"), std::string::npos) << body;
 }
 
 }  // namespace

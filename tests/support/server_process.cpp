@@ -1,6 +1,10 @@
 #include "support/server_process.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -48,6 +52,45 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
         std::this_thread::sleep_for(std::chrono::milliseconds{20});
     }
     return condition();
+}
+
+std::string raw_exchange(const std::string& address,
+                         const std::string& request,
+                         std::chrono::milliseconds within) {
+    auto colon = address.rfind(':');
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+    ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+        return {};
+    }
+    (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    std::string received;
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    std::array<char, 4096> buffer{};
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            break;
+        }
+        pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
+        if (::poll(&ready, 1, static_cast<int>(left.count())) <= 0) {
+            break;
+        }
+        auto n = ::recv(fd, buffer.data(), buffer.size(), 0);
+        if (n <= 0) {
+            break;
+        }
+        received.append(buffer.data(), static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return received;
 }
 
 CommandResult run_command(const std::string& command_line) {

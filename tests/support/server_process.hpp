@@ -40,6 +40,13 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& command_line);
 
+/// Writes `request` as is to "HOST:PORT" (IPv4) and returns what the server sends until it
+/// closes the connection or `within` passes. For requests a client library would not send:
+/// a Content-Length past the limit with no body, a method nobody knows.
+std::string raw_exchange(const std::string& address,
+                         const std::string& request,
+                         std::chrono::milliseconds within = std::chrono::seconds{10});
+
 class ServerProcess {
 public:
     /// `config_yaml` is written to DATA_DIR/aviary.yaml and passed with --config; empty means

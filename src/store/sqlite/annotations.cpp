@@ -144,14 +144,7 @@ core::Result<std::optional<core::TimePoint>> select_next_annotation_at(Connectio
     if (!select) {
         return select.error();
     }
-    auto row = select->step();
-    if (!row) {
-        return row.error();
-    }
-    if (!*row || select->is_null(0)) {
-        return std::optional<core::TimePoint>{};
-    }
-    return std::optional<core::TimePoint>{select->time(0)};
+    return optional_time(*select);
 }
 
 core::Result<void> set_annotation_posting(Connection& db, std::string_view job_id) {

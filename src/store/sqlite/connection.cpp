@@ -160,4 +160,15 @@ core::Error Connection::error(std::string_view what) const {
                        fmt::format("sqlite {}: {} ({})", path_, sqlite3_errmsg(db_), what)};
 }
 
+core::Result<std::optional<core::TimePoint>> optional_time(Statement& statement) {
+    auto row = statement.step();
+    if (!row) {
+        return row.error();
+    }
+    if (!*row || statement.is_null(0)) {
+        return std::optional<core::TimePoint>{};
+    }
+    return std::optional<core::TimePoint>{statement.time(0)};
+}
+
 }  // namespace aviary::store::sqlite

@@ -102,4 +102,8 @@ private:
     std::map<std::string, sqlite3_stmt*, std::less<>> statements_;
 };
 
+/// Steps `statement` once and reads column 0 as a time: nullopt for no row or NULL (what
+/// `SELECT min(...)` gives over no rows).
+core::Result<std::optional<core::TimePoint>> optional_time(Statement& statement);
+
 }  // namespace aviary::store::sqlite

@@ -232,4 +232,15 @@ core::Result<JobCounts> count_jobs(Connection& db) {
                      .oldest_queued = optional_time(*select, 2)};
 }
 
+core::Result<std::optional<core::TimePoint>> select_next_job_run_at(Connection& db,
+                                                                    core::TimePoint now) {
+    auto select =
+        db.prepare("SELECT min(run_at) FROM jobs WHERE state = 'queued' AND run_at > ?1");
+    if (!select) {
+        return select.error();
+    }
+    select->bind_all(now);
+    return optional_time(*select);
+}
+
 }  // namespace aviary::store::sqlite

@@ -49,6 +49,9 @@ core::Result<bool> row_exists(Connection& db, std::string_view sql, std::string_
 core::Result<core::Job> select_job(Connection& db, std::string_view id);
 /// Newest first; the limit is clamped to 1..1000.
 core::Result<std::vector<core::Job>> select_jobs(Connection& db, const JobQuery& query);
+/// min(run_at) of queued jobs with run_at > now, or nullopt.
+core::Result<std::optional<core::TimePoint>> select_next_job_run_at(Connection& db,
+                                                                    core::TimePoint now);
 /// Running or cancelling, oldest first.
 core::Result<std::vector<core::Job>> select_active_jobs(Connection& db);
 core::Result<JobCounts> count_jobs(Connection& db);

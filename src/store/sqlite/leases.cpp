@@ -457,6 +457,17 @@ core::Result<std::vector<core::Lease>> end_lease(Connection& db,
     return ended;
 }
 
+core::Result<std::optional<core::TimePoint>> select_next_lease_deadline(Connection& db) {
+    // leases.expires_at is indexed (one seek); waiters are few, those of one pool.
+    auto select = db.prepare(
+        "SELECT min(t) FROM (SELECT min(expires_at) AS t FROM leases "
+        "UNION ALL SELECT min(deadline) FROM waiters)");
+    if (!select) {
+        return select.error();
+    }
+    return optional_time(*select);
+}
+
 core::Result<std::vector<core::Lease>> expire_leases(Connection& db,
                                                      core::TimePoint now,
                                                      Served& served) {

@@ -31,6 +31,8 @@ core::Result<std::vector<core::Lease>> renew_lease(Connection& db, const LeaseId
 core::Result<std::vector<core::Lease>> release_lease(Connection& db,
                                                      const LeaseIdRequest& request,
                                                      Served& served);
+/// min(leases.expires_at, waiters.deadline), or nullopt when both tables are empty.
+core::Result<std::optional<core::TimePoint>> select_next_lease_deadline(Connection& db);
 core::Result<std::vector<core::Lease>> expire_leases(Connection& db,
                                                      core::TimePoint now,
                                                      Served& served);

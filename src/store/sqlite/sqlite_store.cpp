@@ -165,6 +165,16 @@ core::Result<std::vector<core::Lease>> SqliteStore::expire_leases(core::TimePoin
         [&](Connection& db, Served& served) { return sqlite::expire_leases(db, now, served); });
 }
 
+core::Result<std::optional<core::TimePoint>> SqliteStore::next_lease_deadline() {
+    return read<std::optional<core::TimePoint>>(
+        [](Connection& db) { return select_next_lease_deadline(db); });
+}
+
+core::Result<std::optional<core::TimePoint>> SqliteStore::next_job_run_at(core::TimePoint now) {
+    return read<std::optional<core::TimePoint>>(
+        [&](Connection& db) { return select_next_job_run_at(db, now); });
+}
+
 core::Result<std::vector<core::Lease>> SqliteStore::leases(core::TimePoint now) {
     return read<std::vector<core::Lease>>([&](Connection& db) { return select_leases(db, now); });
 }

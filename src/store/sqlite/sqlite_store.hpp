@@ -45,6 +45,8 @@ public:
     core::Result<std::vector<core::Lease>> renew_lease(const LeaseIdRequest& request) override;
     core::Result<std::vector<core::Lease>> release_lease(const LeaseIdRequest& request) override;
     core::Result<std::vector<core::Lease>> expire_leases(core::TimePoint now) override;
+    core::Result<std::optional<core::TimePoint>> next_lease_deadline() override;
+    core::Result<std::optional<core::TimePoint>> next_job_run_at(core::TimePoint now) override;
     core::Result<std::vector<core::Lease>> leases(core::TimePoint now) override;
 
     core::Result<std::variant<LeaseAttempt, WaiterRecord>> enqueue(

@@ -92,25 +92,6 @@ TEST(DnsLabel, AcceptsReleaseNamesAndRejectsShellText) {
     EXPECT_FALSE(is_dns_label(std::string(64, 'a')));
 }
 
-TEST(Periodic, RunsAtOnceAndStopsPromptly) {
-    std::mutex mu;
-    std::condition_variable ran;
-    int runs = 0;
-    Periodic task{"test", 1h, [&] {
-                      std::lock_guard lock{mu};
-                      ++runs;
-                      ran.notify_all();
-                  }};
-    task.start();
-    {
-        std::unique_lock lock{mu};
-        ASSERT_TRUE(ran.wait_for(lock, 5s, [&] { return runs == 1; }));
-    }
-    task.stop();  // must not wait out the hour
-    task.stop();  // idempotent
-    EXPECT_EQ(runs, 1);
-}
-
 TEST(Logging, RejectsUnknownLevelAndFormat) {
     EXPECT_FALSE(configure_logging("loud", "text"));
     EXPECT_FALSE(configure_logging("info", "xml"));

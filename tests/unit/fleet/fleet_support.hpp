@@ -23,6 +23,8 @@ inline Settings pool_settings() {
     settings.lease_ttl = 1h;
     settings.max_lease_ttl = 4h;
     settings.max_wait = 1h;
+    // Longer than any TTL here: the expiry task's next run comes from the store's deadlines.
+    settings.expiry_sweep = 2h;
     for (std::string name : {"lotus-0", "lotus-1", "lotus-2"}) {
         settings.nodes.push_back(core::NodeSpec{.name = name, .labels = {{"chain", "lotus"}}});
     }
@@ -109,6 +111,7 @@ protected:
     }
 
     core::ManualClock clock_;
+    core::Scheduler scheduler_{clock_};  // outlives fleet_, which cancels its task when destroyed
     std::unique_ptr<store::Store> store_;
     Granted granted_;  // outlives fleet_: its callbacks may run until the fleet is gone
     std::unique_ptr<Fleet> fleet_;

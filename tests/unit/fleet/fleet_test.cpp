@@ -125,28 +125,37 @@ TEST_F(FleetTest, UnknownNodeIsNotFound) {
     EXPECT_EQ(missing.error().code, core::ErrorCode::kNotFound);
 }
 
-TEST_F(FleetTest, SweepRunsOnStartAndStopsCleanly) {
+TEST_F(FleetTest, ExpiryRunsAtStartThenAtTheNextLeaseDeadline) {
     ASSERT_TRUE(acquire("lotus-0", "anton", 10min));
+    ASSERT_TRUE(acquire("lotus-1", "carol", 30min));
     std::mutex mu;
-    std::condition_variable granted;
     std::optional<Acquired> got;
     auto queued = fleet_->acquire_or_wait(AcquireRequest{.node = "lotus-0", .owner = "bob"}, 1h,
                                           admin_, [&](Acquired acquired) {
                                               std::lock_guard lock{mu};
                                               got = std::move(acquired);
-                                              granted.notify_all();
                                           });
     ASSERT_TRUE(queued) << queued.error().message;
     ASSERT_TRUE(std::holds_alternative<Waiter>(*queued));
+    auto& scheduler = scheduler_;
+    fleet_->schedule(scheduler);
+    const auto start = clock_.now();
     clock_.advance(20min);
-    fleet_->start();  // the first sweep is immediate: it ends anton's lease and serves bob
+    // The first run is at the scheduler's start: it ends anton's lapsed lease and serves bob.
+    ASSERT_EQ(scheduler.run_due(), 1);
     {
-        std::unique_lock lock{mu};
-        ASSERT_TRUE(granted.wait_for(lock, 10s, [&] { return got.has_value(); }));
+        std::lock_guard lock{mu};
+        ASSERT_TRUE(got.has_value());
+        EXPECT_EQ(got->leases.at(0).owner, "bob");
     }
-    fleet_->stop();
-    fleet_->stop();
-    EXPECT_EQ(got->leases.at(0).owner, "bob");
+    // The next run is due when carol's lease lapses, not a whole expiry_sweep later.
+    auto stats = scheduler.stats();
+    ASSERT_EQ(stats.size(), 1U);
+    EXPECT_EQ(stats[0].name, "lease-expiry");
+    EXPECT_EQ(stats[0].next_due, start + 30min);
+    clock_.set(start + 30min);
+    ASSERT_EQ(scheduler.run_due(), 1);
+    EXPECT_EQ(fleet_->node("lotus-1")->state, core::NodeState::kFree);
 }
 
 TEST_F(FleetTest, ExclusiveAcquireRefusesEvenTheSameOwner) {

@@ -304,10 +304,14 @@ protected:
     }
 
     void TearDown() override {
+        if (scheduler_ != nullptr) {
+            scheduler_->stop();  // its tasks call the engine: stopped first
+        }
         if (engine_ != nullptr) {
             engine_->stop();
             engine_.reset();
         }
+        scheduler_.reset();
         fleet_.reset();
         if (store_ != nullptr) {
             store_->close();
@@ -322,8 +326,11 @@ protected:
         drivers.push_back(std::make_unique<FakeDriver>(fake_));
         engine_ = std::make_unique<Engine>(std::move(settings), *store_, *fleet_,
                                            std::move(drivers), clock_, &metrics_);
+        scheduler_ = std::make_unique<core::Scheduler>(clock_);
+        engine_->schedule(*scheduler_);
         auto started = engine_->start();
         EXPECT_TRUE(started) << started.error().message;
+        scheduler_->start();
         return started ? *started : RescueReport{};
     }
 
@@ -413,6 +420,7 @@ protected:
     void open_gate() { fake_.gate_open = true; }
 
     core::SystemClock clock_;
+    std::unique_ptr<core::Scheduler> scheduler_;
     metrics::Registry metrics_;
     FakeState fake_;  // outlives the engine, which owns the driver
     std::unique_ptr<store::Store> store_;
