@@ -129,16 +129,17 @@ core::Result<OutputRequest> parse_output_request(std::string id, const net::Requ
 void JobsRest::add_routes(RouteTable& table) {
     table.add({.method = "POST",
                .pattern = "/api/v1/nodes/{name}/actions/{action}",
-               .handler = [this](RouteContext& c) {
-                   return submit(c.params["name"], c.params["action"], c.request, c.caller);
-               },
+               .handler =
+                   [this](RouteContext& c) {
+                       return submit(c.params["name"], c.params["action"], c.request, c.caller);
+                   },
                .body = BodyKind::kJson});
-    table.add({.method = "GET",
-               .pattern = "/api/v1/jobs",
-               .handler = [this](RouteContext& c) { return list_jobs(c.request); }});
-    table.add({.method = "GET",
-               .pattern = "/api/v1/jobs/{id}",
-               .handler = [this](RouteContext& c) { return get_job(c.params["id"]); }});
+    table.add({.method = "GET", .pattern = "/api/v1/jobs", .handler = [this](RouteContext& c) {
+                   return list_jobs(c.request);
+               }});
+    table.add({.method = "GET", .pattern = "/api/v1/jobs/{id}", .handler = [this](RouteContext& c) {
+                   return get_job(c.params["id"]);
+               }});
     table.add({.method = "GET",
                .pattern = "/api/v1/jobs/{id}/output",
                .handler = [this](RouteContext& c) { return output(c.params["id"], c.request); }});
@@ -148,22 +149,20 @@ void JobsRest::add_routes(RouteTable& table) {
     table.add({.method = "POST",
                .pattern = "/api/v1/jobs/{id}/retry",
                .handler = [this](RouteContext& c) { return retry(c.params["id"], c.caller); }});
-    table.add({.method = "GET",
-               .pattern = "/api/v1/queues",
-               .handler = [this](RouteContext&) { return list_queues(); }});
-    table.add({.method = "PUT",
-               .pattern = "/api/v1/queues/{name}/pause",
-               .handler = [this](RouteContext& c) {
-                   return pause(c.params["name"], true, c.caller);
+    table.add({.method = "GET", .pattern = "/api/v1/queues", .handler = [this](RouteContext&) {
+                   return list_queues();
                }});
-    table.add({.method = "DELETE",
-               .pattern = "/api/v1/queues/{name}/pause",
-               .handler = [this](RouteContext& c) {
-                   return pause(c.params["name"], false, c.caller);
+    table.add(
+        {.method = "PUT",
+         .pattern = "/api/v1/queues/{name}/pause",
+         .handler = [this](RouteContext& c) { return pause(c.params["name"], true, c.caller); }});
+    table.add(
+        {.method = "DELETE",
+         .pattern = "/api/v1/queues/{name}/pause",
+         .handler = [this](RouteContext& c) { return pause(c.params["name"], false, c.caller); }});
+    table.add({.method = "GET", .pattern = "/api/v1/actions", .handler = [this](RouteContext&) {
+                   return list_actions();
                }});
-    table.add({.method = "GET",
-               .pattern = "/api/v1/actions",
-               .handler = [this](RouteContext&) { return list_actions(); }});
 }
 
 net::asio::awaitable<net::Response> JobsRest::submit(std::string node,

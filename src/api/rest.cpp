@@ -38,53 +38,52 @@ net::Response error_reply(const core::Error& error) {
 }
 
 void RestApi::add_routes(RouteTable& table) {
-    table.add({.method = "GET",
-               .pattern = "/api/v1/nodes",
-               .handler = [this](RouteContext& c) { return list_nodes(c.request); }});
+    table.add({.method = "GET", .pattern = "/api/v1/nodes", .handler = [this](RouteContext& c) {
+                   return list_nodes(c.request);
+               }});
     table.add({.method = "GET",
                .pattern = "/api/v1/nodes/{name}",
                .handler = [this](RouteContext& c) { return get_node(c.params["name"]); }});
-    table.add({.method = "PUT",
-               .pattern = "/api/v1/nodes/{name}",
-               .handler = [this](RouteContext& c) {
-                   return put_node(c.params["name"], c.request, c.caller);
-               },
-               .body = BodyKind::kJson});
-    table.add({.method = "DELETE",
-               .pattern = "/api/v1/nodes/{name}",
-               .handler = [this](RouteContext& c) {
-                   return delete_node(c.params["name"], c.caller);
-               }});
+    table.add(
+        {.method = "PUT",
+         .pattern = "/api/v1/nodes/{name}",
+         .handler =
+             [this](RouteContext& c) { return put_node(c.params["name"], c.request, c.caller); },
+         .body = BodyKind::kJson});
+    table.add(
+        {.method = "DELETE", .pattern = "/api/v1/nodes/{name}", .handler = [this](RouteContext& c) {
+             return delete_node(c.params["name"], c.caller);
+         }});
     table.add({.method = "PUT",
                .pattern = "/api/v1/nodes/{name}/maintenance",
-               .handler = [this](RouteContext& c) {
-                   return maintenance(c.params["name"], true, c.request, c.caller);
-               },
+               .handler =
+                   [this](RouteContext& c) {
+                       return maintenance(c.params["name"], true, c.request, c.caller);
+                   },
                .body = BodyKind::kJson});
     table.add({.method = "DELETE",
                .pattern = "/api/v1/nodes/{name}/maintenance",
                .handler = [this](RouteContext& c) {
                    return maintenance(c.params["name"], false, c.request, c.caller);
                }});
-    table.add({.method = "GET",
-               .pattern = "/api/v1/leases",
-               .handler = [this](RouteContext& c) { return list_leases(c.request); }});
+    table.add({.method = "GET", .pattern = "/api/v1/leases", .handler = [this](RouteContext& c) {
+                   return list_leases(c.request);
+               }});
     table.add({.method = "POST",
                .pattern = "/api/v1/leases",
                .handler = [this](RouteContext& c) { return acquire(c.request, c.caller); },
                .body = BodyKind::kJson});
-    table.add({.method = "PUT",
-               .pattern = "/api/v1/leases/{id}",
-               .handler = [this](RouteContext& c) {
-                   return renew(c.params["id"], c.request, c.caller);
-               },
-               .body = BodyKind::kJson});
+    table.add(
+        {.method = "PUT",
+         .pattern = "/api/v1/leases/{id}",
+         .handler = [this](RouteContext& c) { return renew(c.params["id"], c.request, c.caller); },
+         .body = BodyKind::kJson});
     table.add({.method = "DELETE",
                .pattern = "/api/v1/leases/{id}",
                .handler = [this](RouteContext& c) { return release(c.params["id"], c.caller); }});
-    table.add({.method = "GET",
-               .pattern = "/api/v1/events",
-               .handler = [this](RouteContext& c) { return events(c.request); }});
+    table.add({.method = "GET", .pattern = "/api/v1/events", .handler = [this](RouteContext& c) {
+                   return events(c.request);
+               }});
 }
 
 net::asio::awaitable<net::Response> RestApi::list_nodes(net::Request& request) {

@@ -52,9 +52,9 @@ bool is_json_content_type(std::string_view value) {
 net::Response refusal(std::string_view path, int status, const core::Error& error) {
     net::Response out;
     if (path == "/") {
-        out = json_reply(status, json::serialize(error_envelope(jsonrpc_code(error.code),
-                                                                error.message, nullptr,
-                                                                core::to_string(error.code))));
+        out = json_reply(
+            status, json::serialize(error_envelope(jsonrpc_code(error.code), error.message, nullptr,
+                                                   core::to_string(error.code))));
     } else if (path.starts_with("/api/")) {
         out = error_reply(error);
     } else {
@@ -136,9 +136,9 @@ void Router::add_own_routes() {
                 .pattern = "/metrics",
                 .handler = [this](RouteContext&) { return metrics(); },
                 .access = Access::kScrape});
-    table_.add({.method = "GET",
-                .pattern = "/dashboard",
-                .handler = [this](RouteContext&) { return dashboard(); }});
+    table_.add({.method = "GET", .pattern = "/dashboard", .handler = [this](RouteContext&) {
+                    return dashboard();
+                }});
     // JSON-RPC answers a wrong content type in its own envelope (jsonrpc()).
     table_.add({.method = "POST",
                 .pattern = "/",
@@ -184,8 +184,8 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
         const bool host_rule =
             match.route != nullptr ? match.route->access == Access::kCaller : !match.scrape;
         if (caller && host_rule) {
-            const bool guarded = is_mutating(request.method) ||
-                                 (match.route != nullptr && match.route->websocket);
+            const bool guarded =
+                is_mutating(request.method) || (match.route != nullptr && match.route->websocket);
             if (auto allowed = deps_.auth.check_host_and_origin(request, guarded); !allowed) {
                 caller = allowed.error();
             }
@@ -202,8 +202,8 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
         if (match.route == nullptr) {
             co_return co_await unrouted(request, match);
         }
-        RouteContext context{.request = request, .caller = std::move(*caller),
-                             .params = match.params};
+        RouteContext context{
+            .request = request, .caller = std::move(*caller), .params = match.params};
         co_return co_await call(*match.route, context);
     }
     if (match.route == nullptr) {
@@ -216,16 +216,15 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
 net::asio::awaitable<net::Response> Router::unrouted(net::Request& request,
                                                      const RouteTable::Match& match) {
     if (match.allow.empty()) {
-        co_return refusal(request.path, 404,
-                          core::Error{core::ErrorCode::kNotFound,
-                                      fmt::format("no route for {} {}", request.method,
-                                                  request.path)});
+        co_return refusal(
+            request.path, 404,
+            core::Error{core::ErrorCode::kNotFound,
+                        fmt::format("no route for {} {}", request.method, request.path)});
     }
-    auto response = refusal(
-        request.path, 405,
-        core::Error{core::ErrorCode::kInvalidArgument,
-                    fmt::format("{} takes {}, not {}; see docs/api.md", request.path, match.allow,
-                                request.method)});
+    auto response = refusal(request.path, 405,
+                            core::Error{core::ErrorCode::kInvalidArgument,
+                                        fmt::format("{} takes {}, not {}; see docs/api.md",
+                                                    request.path, match.allow, request.method)});
     response.headers.push_back({"Allow", match.allow});
     co_return response;
 }
@@ -236,12 +235,12 @@ net::asio::awaitable<net::Response> Router::call(const Route& route, RouteContex
         co_return refusal(request.path, 415, *refused);
     }
     if (route.max_body_bytes > 0 && request.body.size() > route.max_body_bytes) {
-        co_return refusal(request.path, 413,
-                          core::Error{core::ErrorCode::kInvalidArgument,
-                                      fmt::format("request body of {} bytes is over {}'s limit "
-                                                  "of {} bytes",
-                                                  request.body.size(), route.pattern,
-                                                  route.max_body_bytes)});
+        co_return refusal(
+            request.path, 413,
+            core::Error{core::ErrorCode::kInvalidArgument,
+                        fmt::format("request body of {} bytes is over {}'s limit "
+                                    "of {} bytes",
+                                    request.body.size(), route.pattern, route.max_body_bytes)});
     }
     co_return co_await route.handler(context);
 }

@@ -121,7 +121,8 @@ void schedule_event_retention(core::Scheduler& scheduler,
     scheduler.add(core::Scheduler::Task{
         .name = "event-retention",
         .interval = settings.retention_sweep,
-        .run_once = [&store, &settings, &log](core::TimePoint now) -> std::optional<core::TimePoint> {
+        .run_once = [&store, &settings,
+                     &log](core::TimePoint now) -> std::optional<core::TimePoint> {
             if (auto pruned = store.prune_events(now - settings.event_retention); !pruned) {
                 log.warn("pruning events failed error=\"{}\"", pruned.error().message);
             } else if (*pruned > 0) {

@@ -3,8 +3,8 @@
 ///
 /// Domain types (Node, Lease, Event, Job), errors as values (Result<T> / Error with a closed
 /// ErrorCode list), time (Clock, with a ManualClock for tests), ids, named loggers and the
-/// Scheduler every periodic and delayed task runs on. Depends on nothing in aviary. Everything here is safe to use
-/// from any thread unless a comment says otherwise.
+/// Scheduler every periodic and delayed task runs on. Depends on nothing in aviary. Everything here
+/// is safe to use from any thread unless a comment says otherwise.
 #include <spdlog/fwd.h>
 
 #include <atomic>

@@ -18,9 +18,7 @@ struct Scheduler::Entry {
 };
 
 Scheduler::Scheduler(Clock& clock, int threads)
-    : clock_(clock),
-      thread_count_(std::max(1, threads)),
-      random_state_(std::random_device{}()) {}
+    : clock_(clock), thread_count_(std::max(1, threads)), random_state_(std::random_device{}()) {}
 
 Scheduler::~Scheduler() {
     stop();
@@ -113,8 +111,8 @@ Millis Scheduler::jittered(const Entry& entry) {
     random_state_ = random_state_ * 6364136223846793005ULL + 1442695040888963407ULL;
     const double unit = double(random_state_ >> 11U) / double(1ULL << 53U);  // [0, 1)
     const double factor = 1.0 + jitter * (2.0 * unit - 1.0);
-    return Millis{std::max<Millis::rep>(1, Millis::rep(double(entry.task.interval.count()) *
-                                                       factor))};
+    return Millis{
+        std::max<Millis::rep>(1, Millis::rep(double(entry.task.interval.count()) * factor))};
 }
 
 Scheduler::Entry* Scheduler::next_due(std::unique_lock<std::mutex>& /*lock*/, Millis& wait) {

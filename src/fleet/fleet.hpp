@@ -38,9 +38,9 @@ struct Settings {
     /// The expiry task runs at the store's next lease deadline, and at least this often
     /// (a lease taken after the last run with a shorter TTL is freed at most this late).
     core::Millis expiry_sweep{std::chrono::seconds{30}};
-    core::Millis max_wait{std::chrono::hours{1}};            ///< longest an acquire may queue
-    core::Millis wait_heartbeat{std::chrono::seconds{1}};    ///< progress lines while waiting
-    std::vector<core::NodeSpec> nodes;  ///< declared nodes, reconciled at start
+    core::Millis max_wait{std::chrono::hours{1}};          ///< longest an acquire may queue
+    core::Millis wait_heartbeat{std::chrono::seconds{1}};  ///< progress lines while waiting
+    std::vector<core::NodeSpec> nodes;                     ///< declared nodes, reconciled at start
 };
 
 /// Who is asking. Without tokens every caller is an admin acting under the names it gives

@@ -134,9 +134,10 @@ TEST_F(HostileInput, WrongMethodOnTheEndpointIsRefused) {
 
 TEST_F(HostileInput, UnknownMethodsAreRefusedAndShareOneMetricsSeries) {
     for (std::string method : {"BREW", "PROPFIND", "X-1", "X-2"}) {
-        auto reply = raw_exchange(server_.address(),
-                                  method + " /api/v1/nodes HTTP/1.1\r\nHost: localhost\r\n"
-                                           "Connection: close\r\n\r\n");
+        auto reply =
+            raw_exchange(server_.address(), method +
+                                                " /api/v1/nodes HTTP/1.1\r\nHost: localhost\r\n"
+                                                "Connection: close\r\n\r\n");
         EXPECT_TRUE(reply.starts_with("HTTP/1.1 405")) << method << ": " << reply;
         EXPECT_NE(reply.find("Allow: GET, HEAD, OPTIONS"), std::string::npos) << reply;
     }
@@ -202,9 +203,9 @@ TEST_F(HostileRest, CrossSiteFormTypesAreRefusedWith415) {
     // A JSON body without any Content-Type is not JSON either.
     EXPECT_EQ(status_of_request("POST", "/api/v1/leases", lease, {}), 415);
     // A route that takes no body refuses one sent as a form.
-    EXPECT_EQ(status_of_request("DELETE", "/api/v1/leases/" + lease_id_, "x=1",
-                                typed("text/plain")),
-              415);
+    EXPECT_EQ(
+        status_of_request("DELETE", "/api/v1/leases/" + lease_id_, "x=1", typed("text/plain")),
+        415);
     EXPECT_EQ(status_of_request("POST", "/api/v1/nodes/lotus-1/actions/status", "{}",
                                 typed("text/plain;charset=UTF-8")),
               415);
@@ -219,9 +220,9 @@ TEST_F(HostileRest, MalformedBodiesNameWhatIsWrong) {
     std::string body;
     EXPECT_EQ(status_of_request("POST", "/api/v1/leases", "{oops", json, &body), 400);
     EXPECT_NE(body.find("invalid_argument"), std::string::npos) << body;
-    EXPECT_EQ(status_of_request("POST", "/api/v1/leases", R"({"node": 5, "owner": "a"})", json,
-                                &body),
-              400);
+    EXPECT_EQ(
+        status_of_request("POST", "/api/v1/leases", R"({"node": 5, "owner": "a"})", json, &body),
+        400);
     EXPECT_NE(body.find("node"), std::string::npos) << body;
     EXPECT_EQ(status_of_request("POST", "/api/v1/leases", R"({"nodes": "lotus-1"})", json, &body),
               400);
@@ -252,9 +253,9 @@ TEST_F(HostileRest, UnknownPathsAnd405sNameTheRoute) {
     std::string body;
     EXPECT_EQ(status_of_request("GET", "/api/v1/nope", "", {}, &body), 404);
     EXPECT_NE(body.find("no route for GET /api/v1/nope"), std::string::npos) << body;
-    EXPECT_EQ(status_of_request("PATCH", "/api/v1/nodes/lotus-1", "{}", typed("application/json"),
-                                &body),
-              405);
+    EXPECT_EQ(
+        status_of_request("PATCH", "/api/v1/nodes/lotus-1", "{}", typed("application/json"), &body),
+        405);
     EXPECT_NE(body.find("GET, HEAD, PUT, DELETE"), std::string::npos) << body;
 }
 

@@ -234,8 +234,7 @@ core::Result<JobCounts> count_jobs(Connection& db) {
 
 core::Result<std::optional<core::TimePoint>> select_next_job_run_at(Connection& db,
                                                                     core::TimePoint now) {
-    auto select =
-        db.prepare("SELECT min(run_at) FROM jobs WHERE state = 'queued' AND run_at > ?1");
+    auto select = db.prepare("SELECT min(run_at) FROM jobs WHERE state = 'queued' AND run_at > ?1");
     if (!select) {
         return select.error();
     }

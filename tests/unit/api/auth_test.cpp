@@ -54,7 +54,8 @@ TEST(Authenticator, BearerTokenNamesItsCallerAndRole) {
 TEST(Authenticator, BasicCredentialsCarryTheTokenAsPassword) {
     Authenticator auth{with_tokens(), "127.0.0.1:1337"};
     // base64("anyone:s3cret-bob")
-    auto bob = auth.authenticate(request_with({{"Authorization", "Basic YW55b25lOnMzY3JldC1ib2I="}}));
+    auto bob =
+        auth.authenticate(request_with({{"Authorization", "Basic YW55b25lOnMzY3JldC1ib2I="}}));
     ASSERT_TRUE(bob);
     EXPECT_EQ(bob->identity, "bob");
 }
@@ -64,7 +65,7 @@ TEST(Authenticator, MissingWrongAndPrefixTokensAreUnauthenticated) {
     for (const auto& header : std::vector<std::vector<net::Header>>{
              {},
              {{"Authorization", "Bearer "}},
-             {{"Authorization", "Bearer s3cret"}},           // a prefix of a real token
+             {{"Authorization", "Bearer s3cret"}},            // a prefix of a real token
              {{"Authorization", "Bearer s3cret-alice-and"}},  // a real token plus more
              {{"Authorization", "Token s3cret-alice"}},
              {{"Authorization", "Basic !!!"}}}) {
@@ -87,14 +88,14 @@ TEST(Authenticator, HostMustNameThisAviaryOnEveryRequest) {
     EXPECT_TRUE(host("localhost:1337"));
     EXPECT_TRUE(host("LOCALHOST:1337"));
     EXPECT_TRUE(host("[::1]:1337"));
-    EXPECT_TRUE(host("localhost"));           // no port: the default port of the scheme
-    EXPECT_TRUE(host("aviary.internal"));     // configured, any port (a proxy's)
+    EXPECT_TRUE(host("localhost"));        // no port: the default port of the scheme
+    EXPECT_TRUE(host("aviary.internal"));  // configured, any port (a proxy's)
     EXPECT_TRUE(host("aviary.internal:443"));
     EXPECT_TRUE(host("proxy.example"));       // configured with a port: the name counts
     EXPECT_FALSE(host("localhost:8080"));     // another local service's port
     EXPECT_FALSE(host("evil.example:1337"));  // DNS rebinding
     EXPECT_FALSE(host("evil.example:1337", "POST"));
-    EXPECT_FALSE(host("10.1.2.3:1337"));      // not a wildcard listener
+    EXPECT_FALSE(host("10.1.2.3:1337"));  // not a wildcard listener
     EXPECT_FALSE(host(""));
     auto none = auth.check_host_and_origin(request_with({}), false);
     ASSERT_FALSE(none);

@@ -17,15 +17,22 @@ RouteTable sample_table() {
     RouteTable table;
     table.add({.method = "GET", .pattern = "/healthz", .handler = ok, .access = Access::kProbe});
     table.add({.method = "GET", .pattern = "/api/v1/jobs", .handler = ok});
-    table.add({.method = "POST", .pattern = "/api/v1/jobs", .handler = ok,
-               .body = BodyKind::kIgnored, .cors = true});
+    table.add({.method = "POST",
+               .pattern = "/api/v1/jobs",
+               .handler = ok,
+               .body = BodyKind::kIgnored,
+               .cors = true});
     table.add({.method = "GET", .pattern = "/api/v1/jobs/{id}", .handler = ok});
     table.add({.method = "POST", .pattern = "/api/v1/jobs/{id}/cancel", .handler = ok});
-    table.add({.method = "PUT", .pattern = "/api/v1/nodes/{name}", .handler = ok,
+    table.add({.method = "PUT",
+               .pattern = "/api/v1/nodes/{name}",
+               .handler = ok,
                .body = BodyKind::kJson});
     table.add({.method = "DELETE", .pattern = "/api/v1/nodes/{name}", .handler = ok});
-    table.add({.method = "POST", .pattern = "/api/v1/nodes/{name}/actions/{action}",
-               .handler = ok, .body = BodyKind::kJson});
+    table.add({.method = "POST",
+               .pattern = "/api/v1/nodes/{name}/actions/{action}",
+               .handler = ok,
+               .body = BodyKind::kJson});
     return table;
 }
 

@@ -7,8 +7,8 @@
 #include <condition_variable>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <stdexcept>
+#include <thread>
 
 #include "core/core.hpp"
 
