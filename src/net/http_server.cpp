@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -29,18 +30,23 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "net/deadline_stream.hpp"
 #include "net/net.hpp"
+#include "net/tls_context.hpp"
 
 namespace aviary::net {
 namespace {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using TlsStream = ssl::stream<DeadlineStream>;
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kFirstReadBytes = 4096;
@@ -50,6 +56,22 @@ constexpr core::Millis kLingerMax{2000};
 // After shutdown_grace, sockets are closed; sessions normally end at once. This bounds the wait
 // for a handler that ignores stopping() and never returns.
 constexpr core::Millis kForcedCloseWait{1000};
+// Refused connections allowed to linger at once for their 503: each holds a descriptor for up
+// to kLingerMax, so without a bound a flood past max_connections would still use one
+// descriptor per connection and the cap would only be soft. Past this, refusals close at once.
+constexpr int kMaxLingeringRefusals = 16;
+// A failing accept (EMFILE: out of descriptors) fails again at once until something closes;
+// retrying at once spins a core and floods the log. The pause doubles between these.
+constexpr core::Millis kAcceptBackoffMin{5};
+constexpr core::Millis kAcceptBackoffMax{1000};
+// A streamed body is read in pieces of at most this much.
+constexpr std::size_t kBodyPieceBytes = 64 * 1024;
+// The rest of a streamed body a handler did not read is drained (so the connection can carry
+// the next request) only when it is at most this long and arrives within kDrainWait; else the
+// connection closes after the response.
+constexpr std::size_t kDrainMaxBytes = 64 * 1024;
+constexpr core::Millis kDrainWait{1000};
+constexpr std::size_t kTunnelReadBytes = 16 * 1024;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 std::string format_endpoint(const tcp::endpoint& endpoint) {
@@ -87,73 +109,59 @@ bool status_allows_body(int status) {
     return status >= 200 && status != 204 && status != 304;
 }
 
-/// A socket with a lazy deadline: the subset of beast::tcp_stream the session uses, without a
-/// timer operation armed and cancelled around every read and write (that was the largest
-/// share of /healthz's CPU; bench/RESULTS.md). expires_after() only stores the deadline; the
-/// server's deadline sweep closes the socket of a connection past it, which fails the pending
-/// operation as tcp_stream's timeout would.
-class DeadlineStream {
-public:
-    using executor_type = tcp::socket::executor_type;
-    using Clock = std::chrono::steady_clock;
+/// One accepted socket. Shared by its session coroutine and by the server (the registry, the
+/// deadline sweep, stop()), which reach it through this base; everything but the stream's
+/// construction happens on the socket's loop (one thread, so it serialises like a strand).
+struct Connection {
+    virtual ~Connection() = default;
+    /// The socket layer under the stream: deadlines and closing.
+    virtual DeadlineStream& tcp() = 0;
 
-    explicit DeadlineStream(tcp::socket socket) : socket_(std::move(socket)) {}
-
-    executor_type get_executor() noexcept { return socket_.get_executor(); }
-    tcp::socket& socket() { return socket_; }
-    void expires_after(Clock::duration after) {
-        deadline_.store((Clock::now() + after).time_since_epoch().count(),
-                        std::memory_order_relaxed);
-    }
-    void expires_never() { deadline_.store(kNever, std::memory_order_relaxed); }
-    /// Safe from any thread: the sweep reads it beside the loop that writes it.
-    bool expired(Clock::time_point now) const {
-        return now.time_since_epoch().count() >= deadline_.load(std::memory_order_relaxed);
-    }
-    void close() {
-        beast::error_code ec;
-        socket_.shutdown(tcp::socket::shutdown_both, ec);
-        socket_.close(ec);
-    }
-    template <class Buffers, class Token>
-    auto async_read_some(const Buffers& buffers, Token&& token) {
-        return socket_.async_read_some(buffers, std::forward<Token>(token));
-    }
-    template <class Buffers, class Token>
-    auto async_write_some(const Buffers& buffers, Token&& token) {
-        return socket_.async_write_some(buffers, std::forward<Token>(token));
-    }
-
-private:
-    static constexpr Clock::rep kNever = std::numeric_limits<Clock::rep>::max();
-    tcp::socket socket_;
-    std::atomic<Clock::rep> deadline_{kNever};
+    bool idle = false;  // loop only: no request in progress, stop() may close it at once
 };
 
-/// One accepted socket. Shared by its session coroutine and by stop(), which reaches it through
-/// the registry; everything but `stream`'s construction happens on the socket's loop (one
-/// thread, so it serialises like a strand).
-struct Connection {
-    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+template <class Stream>
+struct StreamConnection;
+
+template <>
+struct StreamConnection<DeadlineStream> final : Connection {
+    explicit StreamConnection(tcp::socket socket) : stream(std::move(socket)) {}
+    DeadlineStream& tcp() override { return stream; }
 
     DeadlineStream stream;
-    bool idle = false;  // strand only: waiting for the first byte of a request
+};
+
+template <>
+struct StreamConnection<TlsStream> final : Connection {
+    StreamConnection(tcp::socket socket, std::shared_ptr<ssl::context> context_in)
+        : context(std::move(context_in)), stream(std::move(socket), *context) {}
+    DeadlineStream& tcp() override { return stream.next_layer(); }
+
+    // The context this connection started with: a reload makes a new one for later
+    // connections, and this one must live as long as the stream made from it.
+    std::shared_ptr<ssl::context> context;
+    TlsStream stream;
 };
 
 /// The listener, the connection registry and the lifecycle; HttpServer::Impl is this.
 class Server {
 public:
-    Server(ServerSettings settings_in, Handler handler_in)
+    Server(ServerSettings settings_in, Handler handler_in, BodyPolicy streams_body_in)
         : settings(std::move(settings_in)),
           handler(std::move(handler_in)),
+          streams_body(std::move(streams_body_in)),
           log(core::logger("net")) {}
 
     core::Result<std::string> start();
     void stop();
+    core::Result<void> reload_tls();
+    std::shared_ptr<ssl::context> current_tls_context();
     asio::awaitable<void> accept_loop();
     asio::awaitable<void> deadline_sweep();
-    asio::awaitable<void> refuse(tcp::socket socket);
+    void refuse(tcp::socket socket, bool tls);
+    asio::awaitable<void> send_refusal(tcp::socket socket);
     void spawn_session(tcp::socket socket);
+    void register_connection(const std::shared_ptr<Connection>& connection);
     void unregister(Connection* connection);
     void close_connections(bool idle_only);
     bool wait_for_drain(core::Millis within);
@@ -164,11 +172,18 @@ public:
     // stuck past the grace) and are destroyed with io_context, which is therefore declared after.
     ServerSettings settings;
     Handler handler;
+    BodyPolicy streams_body;
     std::shared_ptr<spdlog::logger> log;
     std::atomic<bool> stopping{false};
     std::atomic<std::uint64_t> accepted{0};
     std::atomic<std::uint64_t> rejected{0};
     std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> accept_errors{0};
+    std::atomic<std::uint64_t> tls_handshake_failures{0};
+    std::atomic<int> lingering_refusals{0};
+
+    std::mutex tls_mu;  // guards tls_context: reload_tls() swaps it beside the accept loop
+    std::shared_ptr<ssl::context> tls_context;  // null: plain HTTP
 
     std::mutex mu;  // guards connections
     std::condition_variable drained;
@@ -185,6 +200,7 @@ public:
     std::size_t next_loop = 0;  // round-robin cursor, touched only by the accept loop
     asio::strand<asio::io_context::executor_type> accept_strand{ioc.get_executor()};
     tcp::acceptor acceptor{accept_strand};
+    asio::steady_timer accept_pause{accept_strand};  // the backoff after a failed accept
     // Keep run() going even if the accept loop has ended (say, on an exception): stop() posts
     // to the loop and waits, so the loop must still be there.
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
@@ -205,44 +221,65 @@ public:
 };
 
 // ---------------------------------------------------------------------------------------------
-// Session: one per connection, on the connection's strand.
+// Session: one per connection, on the connection's loop. Stream is DeadlineStream (plain HTTP)
+// or TlsStream; code that takes a connection over after a response (a tunnel, WebSocket) runs
+// on the same stream and buffer.
 
-class ChunkWriter;
-
+template <class Stream>
 class Session {
 public:
-    Session(Server& server, std::shared_ptr<Connection> connection)
-        : server_(server), connection_(std::move(connection)), stream_(connection_->stream) {}
+    static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+    using ConnectionPtr = std::shared_ptr<StreamConnection<Stream>>;
 
-    /// The connection's whole life: requests until close, then unregisters.
-    static asio::awaitable<void> run(Server& server, std::shared_ptr<Connection> connection);
+    Session(Server& server, ConnectionPtr connection)
+        : server_(server),
+          connection_(std::move(connection)),
+          stream_(connection_->stream),
+          tcp_(connection_->tcp()) {}
+
+    /// The connection's whole life: the TLS handshake, requests until close, then unregisters.
+    static asio::awaitable<void> run(Server& server, ConnectionPtr connection);
 
 private:
-    friend class ChunkWriter;
+    class ChunkWriter;
+    class StreamedBody;
+    class StreamTunnel;
 
     asio::awaitable<void> serve();
+    asio::awaitable<bool> handshake();
     asio::awaitable<bool> serve_one();
+    asio::awaitable<bool> serve_streamed(http::request_parser<http::empty_body>& head_parser,
+                                         Request request,
+                                         bool wants_keep_alive,
+                                         bool head);
     asio::awaitable<bool> await_first_byte();
-    asio::awaitable<beast::error_code> read_request(
-        http::request_parser<http::string_body>& parser);
+    asio::awaitable<beast::error_code> read_head(http::request_parser<http::empty_body>& parser);
+    asio::awaitable<beast::error_code> read_body(http::request_parser<http::string_body>& parser);
+    asio::awaitable<beast::error_code> send_continue();
     asio::awaitable<void> reply_to_read_error(const beast::error_code& ec);
     asio::awaitable<Response> call_handler(Request request);
+    asio::awaitable<bool> respond(Response& response, bool keep_alive, bool head);
     asio::awaitable<bool> write_response(Response& response, bool keep_alive, bool head);
     asio::awaitable<bool> write_streamed(Response& response, bool keep_alive);
+    asio::awaitable<void> run_tunnel(Response& response);
+    asio::awaitable<void> finish_sending();
     asio::awaitable<void> linger_close();
-    core::Result<Request> make_request(http::request<http::string_body>& message) const;
+    core::Result<Request> make_request(const http::request_header<>& head) const;
     void close_quietly();
 
     Server& server_;
-    std::shared_ptr<Connection> connection_;
-    DeadlineStream& stream_;
+    ConnectionPtr connection_;
+    Stream& stream_;
+    DeadlineStream& tcp_;
     beast::flat_buffer buffer_;
     std::string remote_;
-    unsigned version_ = 11;  // of the request being answered: 10 gets no chunking
+    std::string peer_identity_;  // of a verified client certificate (TLS only)
+    unsigned version_ = 11;      // of the request being answered: 10 gets no chunking
 };
 
 /// ResponseStream over a chunked response: one write, one chunk.
-class ChunkWriter final : public ResponseStream {
+template <class Stream>
+class Session<Stream>::ChunkWriter final : public ResponseStream {
 public:
     /// Unchunked (HTTP/1.0), the data goes out as is and the close ends the body.
     ChunkWriter(Session& session, bool chunked) : session_(session), chunked_(chunked) {}
@@ -254,7 +291,7 @@ public:
         if (data.empty()) {
             co_return true;  // an empty chunk would be the last-chunk marker
         }
-        session_.stream_.expires_after(session_.server_.settings.write_timeout);
+        session_.tcp_.expires_after(session_.server_.settings.write_timeout);
         beast::error_code ec;
         std::size_t n = 0;
         if (chunked_) {
@@ -277,16 +314,179 @@ private:
     bool broken_ = false;
 };
 
-asio::awaitable<void> Session::run(Server& server, std::shared_ptr<Connection> connection) {
+/// BodyReader over the connection: the parser that read the head goes on with the body, into
+/// the caller's piece. 100-continue goes out on the first read, so a handler that refuses
+/// without reading never invites the body.
+template <class Stream>
+class Session<Stream>::StreamedBody final : public BodyReader {
+public:
+    StreamedBody(Session& session, http::request_parser<http::empty_body>&& head)
+        : session_(session), parser_(std::move(head)) {
+        expect_continue_ = beast::iequals(parser_.get()[http::field::expect], "100-continue");
+    }
+
+    asio::awaitable<core::Result<std::string>> read_some() override {
+        session_.tcp_.expires_after(session_.server_.settings.read_timeout);
+        co_return co_await read_piece();
+    }
+
+    /// Reads and drops the rest of a body the handler left, if it is short and arrives soon.
+    /// True when the connection can carry another request.
+    asio::awaitable<bool> drain() {
+        if (failed_) {
+            co_return false;
+        }
+        if (parser_.is_done()) {
+            co_return true;
+        }
+        // Never invited, the body may never come: waiting for it would only stall.
+        if (expect_continue_) {
+            co_return false;
+        }
+        auto remaining = parser_.content_length_remaining();
+        if (remaining && *remaining > kDrainMaxBytes) {
+            co_return false;
+        }
+        const auto& settings = session_.server_.settings;
+        session_.tcp_.expires_after(std::min(settings.read_timeout, kDrainWait));
+        std::size_t dropped = 0;
+        while (!parser_.is_done() && dropped <= kDrainMaxBytes) {
+            auto piece = co_await read_piece();
+            if (!piece) {
+                co_return false;
+            }
+            dropped += piece->size();
+        }
+        co_return parser_.is_done();
+    }
+
+    /// The error the handler saw, if any: the server answers with what the handler returned,
+    /// and closes.
+    bool failed() const { return failed_; }
+
+private:
+    asio::awaitable<core::Result<std::string>> read_piece() {
+        if (failed_) {
+            co_return core::Error{core::ErrorCode::kUnavailable, "the request body failed before"};
+        }
+        if (expect_continue_) {
+            expect_continue_ = false;
+            if (auto ec = co_await session_.send_continue()) {
+                co_return fail(ec);
+            }
+        }
+        std::string piece;
+        // A read may yield framing only (a chunk header): go on until some body or the end.
+        while (piece.empty() && !parser_.is_done()) {
+            piece.resize(kBodyPieceBytes);
+            parser_.get().body().data = piece.data();
+            parser_.get().body().size = piece.size();
+            auto [ec, n] = co_await http::async_read_some(session_.stream_, session_.buffer_,
+                                                          parser_, kUseTuple);
+            piece.resize(piece.size() - parser_.get().body().size);
+            if (ec == http::error::need_buffer) {
+                ec = {};
+            }
+            if (ec) {
+                co_return fail(ec);
+            }
+        }
+        co_return piece;
+    }
+
+    core::Error fail(const beast::error_code& ec) {
+        failed_ = true;
+        if (ec == http::error::body_limit) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("request body exceeds the {}-byte limit",
+                                           session_.server_.settings.max_body_bytes)};
+        }
+        if (session_.tcp_.expired(DeadlineStream::Clock::now())) {
+            return core::Error{core::ErrorCode::kTimeout, "request body timed out"};
+        }
+        if (is_http_error(ec) && ec != http::error::end_of_stream &&
+            ec != http::error::partial_message) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("bad request body: {}", ec.message())};
+        }
+        return core::Error{
+            core::ErrorCode::kUnavailable,
+            fmt::format("client went away during the request body: {}", ec.message())};
+    }
+
+    Session& session_;
+    http::request_parser<http::buffer_body> parser_;
+    bool expect_continue_ = false;
+    bool failed_ = false;
+};
+
+/// The connection after a 101: raw bytes both ways. What was read past the request head is
+/// still in the session's buffer and comes out first.
+template <class Stream>
+class Session<Stream>::StreamTunnel final : public Tunnel {
+public:
+    explicit StreamTunnel(Session& session) : session_(session) {}
+
+    asio::awaitable<core::Result<std::string>> read_some() override {
+        auto& buffer = session_.buffer_;
+        if (buffer.size() > 0) {
+            std::string early{static_cast<const char*>(buffer.data().data()), buffer.size()};
+            buffer.consume(buffer.size());
+            co_return early;
+        }
+        std::string data(kTunnelReadBytes, '\0');
+        session_.tcp_.expires_after(session_.server_.settings.idle_timeout);
+        auto [ec, n] = co_await session_.stream_.async_read_some(asio::buffer(data), kUseTuple);
+        if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+            co_return std::string{};
+        }
+        if (ec) {
+            if (session_.tcp_.expired(DeadlineStream::Clock::now())) {
+                co_return core::Error{core::ErrorCode::kTimeout, "tunnel idle past idle_timeout"};
+            }
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("tunnel read failed: {}", ec.message())};
+        }
+        data.resize(n);
+        co_return data;
+    }
+
+    asio::awaitable<core::Result<void>> write(std::string_view data) override {
+        session_.tcp_.expires_after(session_.server_.settings.write_timeout);
+        auto [ec, n] = co_await asio::async_write(session_.stream_, asio::buffer(data), kUseTuple);
+        if (ec) {
+            if (session_.tcp_.expired(DeadlineStream::Clock::now())) {
+                co_return core::Error{core::ErrorCode::kTimeout,
+                                      "tunnel write took past write_timeout"};
+            }
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("tunnel write failed: {}", ec.message())};
+        }
+        co_return core::Result<void>{};
+    }
+
+    // Under TLS this half-closes TCP without a close_notify (that needs an awaited write): the
+    // peer may see a truncated stream rather than a clean end.
+    void shutdown_send() override { session_.tcp_.shutdown_send(); }
+
+private:
+    Session& session_;
+};
+
+template <class Stream>
+asio::awaitable<void> Session<Stream>::run(Server& server, ConnectionPtr connection) {
     Session session{server, std::move(connection)};
     co_await session.serve();
 }
 
-asio::awaitable<void> Session::serve() {
+template <class Stream>
+asio::awaitable<void> Session<Stream>::serve() {
     beast::error_code ec;
-    remote_ = format_endpoint(stream_.socket().remote_endpoint(ec));
+    remote_ = format_endpoint(tcp_.socket().remote_endpoint(ec));
     try {
-        while (co_await serve_one()) {
+        if (co_await handshake()) {
+            while (co_await serve_one()) {
+            }
         }
     } catch (const std::exception& e) {
         // The one top-level catch per connection (STYLE §4): anything here is a bug in net.
@@ -296,36 +496,101 @@ asio::awaitable<void> Session::serve() {
     server_.unregister(connection_.get());
 }
 
+/// Under read_timeout, like a request. A failure is the client's (a scanner, a plain-HTTP
+/// client, an unknown CA): debug and a counter, never an error per connection.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::handshake() {
+    if constexpr (kTls) {
+        if (server_.stopping.load()) {
+            co_return false;
+        }
+        connection_->idle = true;  // no request yet: stop() may close it at once
+        tcp_.expires_after(server_.settings.read_timeout);
+        auto [ec] = co_await stream_.async_handshake(ssl::stream_base::server, kUseTuple);
+        connection_->idle = false;
+        if (ec) {
+            server_.tls_handshake_failures.fetch_add(1);
+            server_.log->debug("tls handshake failed remote={} error={}", remote_, ec.message());
+            co_return false;
+        }
+        peer_identity_ = verified_peer_identity(stream_.native_handle());
+    }
+    co_return true;
+}
+
 /// Reads one request, answers it, and says whether the connection stays open for another.
-asio::awaitable<bool> Session::serve_one() {
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::serve_one() {
     if (!co_await await_first_byte()) {
         co_return false;
     }
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(
+    // The head first, with its own parser: whether the body is buffered here or streamed to
+    // the handler is decided from the head.
+    http::request_parser<http::empty_body> head_parser;
+    head_parser.header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(server_.settings.max_header_bytes, UINT32_MAX)));
-    parser.body_limit(server_.settings.max_body_bytes);
-    if (auto ec = co_await read_request(parser)) {
+    head_parser.body_limit(server_.settings.max_body_bytes);
+    if (auto ec = co_await read_head(head_parser)) {
         co_await reply_to_read_error(ec);
         co_return false;
     }
-    auto& message = parser.get();
+    const auto& message = head_parser.get();
     const bool head = message.method() == http::verb::head;
     version_ = message.version() == 10 ? 10 : 11;
     const bool wants_keep_alive = message.keep_alive();
-    auto request = make_request(message);
+    auto request = make_request(message.base());
     if (!request) {
         auto response = error_response(400, request.error().message);
         co_await write_response(response, false, head);
         co_await linger_close();
         co_return false;
     }
+    if (server_.streams_body && server_.streams_body(*request)) {
+        co_return co_await serve_streamed(head_parser, std::move(*request), wants_keep_alive, head);
+    }
+    http::request_parser<http::string_body> parser{std::move(head_parser)};
+    if (auto ec = co_await read_body(parser)) {
+        co_await reply_to_read_error(ec);
+        co_return false;
+    }
+    request->body = std::move(parser.get().body());
     server_.requests.fetch_add(1);
     auto response = co_await call_handler(std::move(*request));
+    co_return co_await respond(response, wants_keep_alive, head);
+}
+
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::serve_streamed(
+    http::request_parser<http::empty_body>& head_parser,
+    Request request,
+    bool wants_keep_alive,
+    bool head) {
+    StreamedBody body{*this, std::move(head_parser)};
+    request.body_reader = &body;
+    server_.requests.fetch_add(1);
+    auto response = co_await call_handler(std::move(request));
+    // Before the response: a short rest is dropped and the connection goes on; a long one
+    // would make the client's next request start mid-body, so the connection ends instead.
+    const bool drained = co_await body.drain();
+    const bool again = co_await respond(response, wants_keep_alive && drained, head);
+    if (!drained) {
+        co_await linger_close();  // the client may still be sending: let it read our answer
+    }
+    co_return again;
+}
+
+/// Sends the handler's response: a tunnel, a stream or a plain body. True when the connection
+/// may carry another request.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::respond(Response& response, bool keep_alive, bool head) {
     // Decided after the handler: a response finished while stop() runs is the connection's last.
-    const bool keep_alive = wants_keep_alive && !server_.stopping.load();
+    keep_alive = keep_alive && !server_.stopping.load();
     // Plain if/else, never co_await inside ?: (GCC 12 mishandles the temporaries).
     bool sent = false;
+    if (response.tunnel && response.status == 101) {
+        co_await run_tunnel(response);
+        co_return false;
+    }
     if (response.stream) {
         sent = co_await write_streamed(response, keep_alive);
     } else {
@@ -336,17 +601,18 @@ asio::awaitable<bool> Session::serve_one() {
 
 /// The keep-alive wait: idle_timeout applies until the first byte of the next request arrives,
 /// and stop() may close the connection while it is here (and only here).
-asio::awaitable<bool> Session::await_first_byte() {
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::await_first_byte() {
     if (buffer_.size() > 0) {
         co_return true;  // pipelined: the next request is already buffered
     }
-    // Checked on the strand after registration: a connection accepted while stop() was
+    // Checked on the loop after registration: a connection accepted while stop() was
     // enumerating sees the flag here, one already waiting gets closed by stop().
     if (server_.stopping.load()) {
         co_return false;
     }
     connection_->idle = true;
-    stream_.expires_after(server_.settings.idle_timeout);
+    tcp_.expires_after(server_.settings.idle_timeout);
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
     connection_->idle = false;
     if (ec) {
@@ -356,31 +622,41 @@ asio::awaitable<bool> Session::await_first_byte() {
     co_return true;
 }
 
-asio::awaitable<beast::error_code> Session::read_request(
-    http::request_parser<http::string_body>& parser) {
-    stream_.expires_after(server_.settings.read_timeout);
+template <class Stream>
+asio::awaitable<beast::error_code> Session<Stream>::read_head(
+    http::request_parser<http::empty_body>& parser) {
+    tcp_.expires_after(server_.settings.read_timeout);
     auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, kUseTuple);
-    if (ec) {
-        co_return ec;
+    co_return ec;
+}
+
+/// The rest of a buffered request, under the read_timeout the head started.
+template <class Stream>
+asio::awaitable<beast::error_code> Session<Stream>::read_body(
+    http::request_parser<http::string_body>& parser) {
+    if (parser.is_done()) {
+        co_return beast::error_code{};
     }
     // curl and others wait up to a second for "100 Continue" before sending a large body.
-    auto expect = parser.get()[http::field::expect];
-    if (beast::iequals(expect, "100-continue") && !parser.is_done()) {
-        auto [write_ec, written] =
-            co_await asio::async_write(stream_, asio::buffer(kContinue), kUseTuple);
-        if (write_ec) {
-            co_return write_ec;
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+        if (auto ec = co_await send_continue()) {
+            co_return ec;
         }
     }
-    if (!parser.is_done()) {
-        std::tie(ec, n) = co_await http::async_read(stream_, buffer_, parser, kUseTuple);
-    }
+    auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, kUseTuple);
+    co_return ec;
+}
+
+template <class Stream>
+asio::awaitable<beast::error_code> Session<Stream>::send_continue() {
+    auto [ec, written] = co_await asio::async_write(stream_, asio::buffer(kContinue), kUseTuple);
     co_return ec;
 }
 
 /// Limit breaches and malformed requests get a reply; a client that went away or timed out
 /// does not (there is no one to read it).
-asio::awaitable<void> Session::reply_to_read_error(const beast::error_code& ec) {
+template <class Stream>
+asio::awaitable<void> Session<Stream>::reply_to_read_error(const beast::error_code& ec) {
     const auto& settings = server_.settings;
     Response response;
     if (ec == http::error::body_limit) {
@@ -401,10 +677,11 @@ asio::awaitable<void> Session::reply_to_read_error(const beast::error_code& ec) 
     co_await linger_close();
 }
 
-core::Result<Request> Session::make_request(http::request<http::string_body>& message) const {
+template <class Stream>
+core::Result<Request> Session<Stream>::make_request(const http::request_header<>& head) const {
     Request request;
-    request.method = std::string{message.method_string()};
-    request.target = std::string{message.target()};
+    request.method = std::string{head.method_string()};
+    request.target = std::string{head.target()};
     if (request.target == "*") {
         request.path = "*";  // "OPTIONS *": the server itself, no path to decode
     } else {
@@ -419,19 +696,20 @@ core::Result<Request> Session::make_request(http::request<http::string_body>& me
             request.query.emplace_back(std::move(param.key), std::move(param.value));
         }
     }
-    for (const auto& field : message.base()) {
+    for (const auto& field : head) {
         request.headers.push_back(
             Header{std::string{field.name_string()}, std::string{field.value()}});
     }
-    request.body = std::move(message.body());
     request.remote = remote_;
+    request.peer_identity = peer_identity_;
     return request;
 }
 
-asio::awaitable<Response> Session::call_handler(Request request) {
-    // The handler may take as long as it likes (held-open responses); no I/O is pending meanwhile,
-    // and the write sets its own deadline.
-    stream_.expires_never();
+template <class Stream>
+asio::awaitable<Response> Session<Stream>::call_handler(Request request) {
+    // The handler may take as long as it likes (held-open responses); no I/O is pending meanwhile
+    // unless it reads a streamed body, and each read and write sets its own deadline.
+    tcp_.expires_never();
     const std::string method = request.method;
     const std::string path = request.path;
     try {
@@ -447,7 +725,10 @@ asio::awaitable<Response> Session::call_handler(Request request) {
     co_return error_response(500, "internal error");
 }
 
-asio::awaitable<bool> Session::write_response(Response& response, bool keep_alive, bool head) {
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::write_response(Response& response,
+                                                      bool keep_alive,
+                                                      bool head) {
     http::response<http::string_body> message;
     const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
     message.result(static_cast<unsigned>(status));
@@ -459,7 +740,7 @@ asio::awaitable<bool> Session::write_response(Response& response, bool keep_aliv
     message.keep_alive(keep_alive);
     message.prepare_payload();
 
-    stream_.expires_after(server_.settings.write_timeout);
+    tcp_.expires_after(server_.settings.write_timeout);
     http::response_serializer<http::string_body> serializer{message};
     // HEAD: the headers (with the Content-Length a GET would get), never the body.
     boost::system::error_code ec;
@@ -473,12 +754,13 @@ asio::awaitable<bool> Session::write_response(Response& response, bool keep_aliv
         co_return false;
     }
     if (!keep_alive) {
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        co_await finish_sending();
     }
     co_return true;
 }
 
-asio::awaitable<bool> Session::write_streamed(Response& response, bool keep_alive) {
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::write_streamed(Response& response, bool keep_alive) {
     http::response<http::empty_body> message;
     const int status = response.status >= 200 && response.status <= 999 ? response.status : 500;
     message.result(static_cast<unsigned>(status));
@@ -490,7 +772,7 @@ asio::awaitable<bool> Session::write_streamed(Response& response, bool keep_aliv
     message.keep_alive(keep_alive);
     message.chunked(chunked);
 
-    stream_.expires_after(server_.settings.write_timeout);
+    tcp_.expires_after(server_.settings.write_timeout);
     http::response_serializer<http::empty_body> serializer{message};
     auto [ec, n] = co_await http::async_write_header(stream_, serializer, kUseTuple);
     if (ec) {
@@ -513,40 +795,80 @@ asio::awaitable<bool> Session::write_streamed(Response& response, bool keep_aliv
     }
     if (!chunked) {
         // The close is the end of the body: this connection carries nothing more.
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        co_await finish_sending();
         co_return false;
     }
-    stream_.expires_after(server_.settings.write_timeout);
+    tcp_.expires_after(server_.settings.write_timeout);
     auto last_chunk = http::make_chunk_last();
     std::tie(ec, n) = co_await asio::async_write(stream_, last_chunk, kUseTuple);
     if (ec) {
         co_return false;
     }
     if (!keep_alive) {
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        co_await finish_sending();
     }
     co_return true;
 }
 
+/// A 101 with a tunnel: the head with the handler's headers (no keep-alive, no body), then
+/// the handler's tunnel owns the connection until it returns.
+template <class Stream>
+asio::awaitable<void> Session<Stream>::run_tunnel(Response& response) {
+    http::response<http::empty_body> message;
+    message.result(http::status::switching_protocols);
+    message.version(11);
+    response.content_type.clear();  // nothing follows the head that a type could describe
+    set_headers(message, response);
+    tcp_.expires_after(server_.settings.write_timeout);
+    http::response_serializer<http::empty_body> serializer{message};
+    auto [ec, n] = co_await http::async_write_header(stream_, serializer, kUseTuple);
+    if (ec) {
+        co_return;
+    }
+    StreamTunnel tunnel{*this};
+    try {
+        co_await response.tunnel(tunnel);
+    } catch (const std::exception& e) {
+        server_.log->error("tunnel failed remote={} error={}", remote_, e.what());
+    }
+}
+
+/// Ends what we send on a connection that carries nothing more. Under TLS that is a
+/// close_notify, which asio sends and then waits for the peer's: bounded like a linger.
+template <class Stream>
+asio::awaitable<void> Session<Stream>::finish_sending() {
+    if constexpr (kTls) {
+        tcp_.expires_after(std::min(server_.settings.write_timeout, kLingerMax));
+        auto [ec] = co_await stream_.async_shutdown(kUseTuple);
+    } else {
+        tcp_.shutdown_send();
+    }
+}
+
 /// After an error reply: stop sending, then read and drop what the client still sends until it
 /// closes, for a bounded time, so the reply is not lost to a reset.
-asio::awaitable<void> Session::linger_close() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(std::min(server_.settings.read_timeout, kLingerMax));
-    std::array<char, 4096> sink{};
-    for (;;) {
-        auto [read_ec, n] = co_await stream_.async_read_some(asio::buffer(sink), kUseTuple);
-        if (read_ec) {
-            co_return;
+template <class Stream>
+asio::awaitable<void> Session<Stream>::linger_close() {
+    if constexpr (kTls) {
+        // The TLS shutdown reads until the peer's close_notify or close: the same linger.
+        tcp_.expires_after(std::min(server_.settings.read_timeout, kLingerMax));
+        auto [ec] = co_await stream_.async_shutdown(kUseTuple);
+    } else {
+        tcp_.shutdown_send();
+        tcp_.expires_after(std::min(server_.settings.read_timeout, kLingerMax));
+        std::array<char, 4096> sink{};
+        for (;;) {
+            auto [read_ec, n] = co_await tcp_.async_read_some(asio::buffer(sink), kUseTuple);
+            if (read_ec) {
+                co_return;
+            }
         }
     }
 }
 
-void Session::close_quietly() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+template <class Stream>
+void Session<Stream>::close_quietly() {
+    tcp_.close();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,6 +879,13 @@ core::Result<std::string> Server::start() {
     AVIARY_ASSERT(state != State::kRunning, "HttpServer::start() is called once");
     if (state == State::kStopped) {
         return core::Error{core::ErrorCode::kUnavailable, "server is stopped"};
+    }
+    if (!settings.tls.cert_file.empty()) {
+        auto context = make_server_tls_context(settings.tls);
+        if (!context) {
+            return context.error();
+        }
+        tls_context = std::move(*context);
     }
     auto host_port = split_host_port(settings.listen);
     if (!host_port) {
@@ -618,7 +947,8 @@ core::Result<std::string> Server::start() {
         threads.emplace_back([&loop = *loop] { loop.run(); });
     }
     state = State::kRunning;
-    log->info("http server listening address={} io_threads={}", bound, thread_count);
+    log->info("http server listening address={} io_threads={} tls={}", bound, thread_count,
+              tls_context ? "on" : "off");
     return bound;
 }
 
@@ -642,16 +972,16 @@ asio::awaitable<void> Server::deadline_sweep() {
         {
             std::lock_guard lock{mu};
             for (const auto& [raw, connection] : connections) {
-                if (connection->stream.expired(now)) {
+                if (connection->tcp().expired(now)) {
                     expired.push_back(connection);
                 }
             }
         }
         for (auto& connection : expired) {
             // Checked again on the connection's own loop: it may have moved its deadline since.
-            asio::post(connection->stream.get_executor(), [connection] {
-                if (connection->stream.expired(DeadlineStream::Clock::now())) {
-                    connection->stream.close();
+            asio::post(connection->tcp().get_executor(), [connection] {
+                if (connection->tcp().expired(DeadlineStream::Clock::now())) {
+                    connection->tcp().close();
                 }
             });
         }
@@ -660,6 +990,8 @@ asio::awaitable<void> Server::deadline_sweep() {
 }
 
 asio::awaitable<void> Server::accept_loop() {
+    core::Millis pause{0};
+    std::uint64_t failures = 0;  // in a row
     for (;;) {
         // No strand: each loop has exactly one thread, which serialises a connection's work
         // already (a strand per connection cost ~10% of /healthz's CPU in type-erased copies).
@@ -669,40 +1001,113 @@ asio::awaitable<void> Server::accept_loop() {
             if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
                 co_return;  // stop() closed the acceptor
             }
-            // EMFILE and friends: the listener must survive; the next accept may succeed.
-            log->warn("accept failed error={}", ec.message());
+            // EMFILE and friends: the listener must survive, but the next accept fails at once
+            // too until a descriptor frees up, so pause, longer each time.
+            accept_errors.fetch_add(1);
+            ++failures;
+            const bool longer = pause < kAcceptBackoffMax;
+            pause = std::clamp(pause * 2, kAcceptBackoffMin, kAcceptBackoffMax);
+            if (longer || failures % 60 == 0) {
+                log->warn("accept failed, pausing error={} failures={} pause_ms={}", ec.message(),
+                          failures, pause.count());
+            }
+            accept_pause.expires_after(pause);
+            auto [wait_ec] = co_await accept_pause.async_wait(kUseTuple);
+            if (wait_ec || !acceptor.is_open()) {
+                co_return;
+            }
             continue;
+        }
+        if (failures > 0) {
+            log->info("accepting again failures={}", failures);
+            failures = 0;
+            pause = core::Millis{0};
         }
         spawn_session(std::move(socket));
     }
 }
 
+std::shared_ptr<ssl::context> Server::current_tls_context() {
+    std::lock_guard lock{tls_mu};
+    return tls_context;
+}
+
+core::Result<void> Server::reload_tls() {
+    if (settings.tls.cert_file.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           "cannot reload TLS: it is off (no server.tls.cert_file)"};
+    }
+    auto context = make_server_tls_context(settings.tls);
+    if (!context) {
+        return context.error();
+    }
+    std::lock_guard lock{tls_mu};
+    tls_context = std::move(*context);
+    return {};
+}
+
+void Server::register_connection(const std::shared_ptr<Connection>& connection) {
+    std::lock_guard lock{mu};
+    connections.emplace(connection.get(), connection);
+}
+
 void Server::spawn_session(tcp::socket socket) {
-    auto executor = socket.get_executor();
-    std::shared_ptr<Connection> connection;
+    auto tls = current_tls_context();
+    bool full = false;
     {
+        // Only this loop adds connections, so the count cannot grow between here and the
+        // registration below; sessions ending meanwhile only make room.
         std::lock_guard lock{mu};
         const auto limit = static_cast<std::size_t>(std::max(0, settings.max_connections));
-        if (connections.size() < limit) {
-            connection = std::make_shared<Connection>(std::move(socket));
-            connections.emplace(connection.get(), connection);
-        }
+        full = connections.size() >= limit;
     }
-    // Spawned outside the lock: co_spawn may start the coroutine inline, and a session that
-    // ends at once (stopping) unregisters under the same mutex.
-    if (!connection) {
-        rejected.fetch_add(1);
-        log->warn("connection refused: too many connections max_connections={}",
-                  settings.max_connections);
-        asio::co_spawn(executor, refuse(std::move(socket)), asio::detached);
+    if (full) {
+        refuse(std::move(socket), tls != nullptr);
         return;
     }
     accepted.fetch_add(1);
-    asio::co_spawn(executor, Session::run(*this, std::move(connection)), asio::detached);
+    auto executor = socket.get_executor();
+    // Spawned outside the lock: co_spawn may start the coroutine inline, and a session that
+    // ends at once (stopping) unregisters under the same mutex.
+    if (tls) {
+        auto connection =
+            std::make_shared<StreamConnection<TlsStream>>(std::move(socket), std::move(tls));
+        register_connection(connection);
+        asio::co_spawn(executor, Session<TlsStream>::run(*this, std::move(connection)),
+                       asio::detached);
+    } else {
+        auto connection = std::make_shared<StreamConnection<DeadlineStream>>(std::move(socket));
+        register_connection(connection);
+        asio::co_spawn(executor, Session<DeadlineStream>::run(*this, std::move(connection)),
+                       asio::detached);
+    }
 }
 
-/// Past max_connections: a 503 and close, without reading the request first.
-asio::awaitable<void> Server::refuse(tcp::socket socket) {
+/// Past max_connections. A few refusals linger to deliver a 503; the rest (and all on a TLS
+/// listener, where a 503 needs a handshake first) are closed at once, so the cap holds.
+void Server::refuse(tcp::socket socket, bool tls) {
+    rejected.fetch_add(1);
+    if (tls || lingering_refusals.load() >= kMaxLingeringRefusals) {
+        log->debug("connection closed: too many connections max_connections={}",
+                   settings.max_connections);
+        beast::error_code ec;
+        socket.close(ec);
+        return;
+    }
+    log->warn("connection refused: too many connections max_connections={}",
+              settings.max_connections);
+    lingering_refusals.fetch_add(1);
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, send_refusal(std::move(socket)), asio::detached);
+}
+
+/// A 503 and close, without reading the request first.
+asio::awaitable<void> Server::send_refusal(tcp::socket socket) {
+    // Counted down however the frame ends, even destroyed unfinished with its loop.
+    struct Lingering {
+        std::atomic<int>& count;
+        ~Lingering() { count.fetch_sub(1); }
+    } lingering{lingering_refusals};
     beast::tcp_stream stream{std::move(socket)};
     http::response<http::string_body> message{http::status::service_unavailable, 11};
     message.set(http::field::server, "aviary");
@@ -710,14 +1115,14 @@ asio::awaitable<void> Server::refuse(tcp::socket socket) {
     message.body() = "too many connections";
     message.keep_alive(false);
     message.prepare_payload();
-    stream.expires_after(settings.write_timeout);
+    // One deadline for the whole refusal: it bounds how long the descriptor is held.
+    stream.expires_after(std::min(settings.read_timeout, kLingerMax));
     auto [ec, n] = co_await http::async_write(stream, message, kUseTuple);
     if (ec) {
         co_return;
     }
     // Same reason as Session::linger_close: the request the client may have sent is unread.
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream.expires_after(std::min(settings.read_timeout, kLingerMax));
     std::array<char, 4096> sink{};
     for (;;) {
         auto [read_ec, read] = co_await stream.async_read_some(asio::buffer(sink), kUseTuple);
@@ -740,11 +1145,9 @@ void Server::close_connections(bool idle_only) {
     std::lock_guard lock{mu};
     for (const auto& [raw, connection] : connections) {
         // On the connection's strand: `idle` and the stream are that strand's alone.
-        asio::post(connection->stream.get_executor(), [connection = connection, idle_only] {
+        asio::post(connection->tcp().get_executor(), [connection = connection, idle_only] {
             if (!idle_only || connection->idle) {
-                beast::error_code ec;
-                connection->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-                connection->stream.close();
+                connection->tcp().close();
             }
         });
     }
@@ -770,6 +1173,7 @@ void Server::stop() {
     asio::post(accept_strand, [this, &closed] {
         beast::error_code ec;
         acceptor.close(ec);
+        accept_pause.cancel();
         closed.set_value();
     });
     closed.get_future().wait();
@@ -808,8 +1212,9 @@ struct HttpServer::Impl : Server {
 
 // ---------------------------------------------------------------------------------------------
 
-HttpServer::HttpServer(ServerSettings settings, Handler handler)
-    : impl_(std::make_unique<Impl>(std::move(settings), std::move(handler))) {}
+HttpServer::HttpServer(ServerSettings settings, Handler handler, BodyPolicy streams_body)
+    : impl_(std::make_unique<Impl>(
+          std::move(settings), std::move(handler), std::move(streams_body))) {}
 
 HttpServer::~HttpServer() {
     stop();
@@ -823,6 +1228,10 @@ void HttpServer::stop() {
     impl_->stop();
 }
 
+core::Result<void> HttpServer::reload_tls() {
+    return impl_->reload_tls();
+}
+
 bool HttpServer::stopping() const {
     return impl_->stopping.load();
 }
@@ -832,6 +1241,8 @@ ServerStats HttpServer::stats() const {
     stats.accepted = impl_->accepted.load();
     stats.rejected = impl_->rejected.load();
     stats.requests = impl_->requests.load();
+    stats.accept_errors = impl_->accept_errors.load();
+    stats.tls_handshake_failures = impl_->tls_handshake_failures.load();
     std::lock_guard lock{impl_->mu};
     stats.open = static_cast<std::int64_t>(impl_->connections.size());
     return stats;
