@@ -1,5 +1,5 @@
 #pragma once
-/// net: the HTTP plumbing every speaker shares (DESIGN §2). An HTTP/1.1 server with keep-alive
+/// net: the HTTP plumbing every speaker shares. An HTTP/1.1 server (plain or TLS) with keep-alive
 /// and limits, streamed responses, graceful shutdown; an outbound client with timeouts; and
 /// offload() to run blocking calls (the store) off the I/O loop.
 ///
@@ -208,7 +208,7 @@ private:
 };
 
 /// `co_await offload(pool, fn)` returns fn()'s value, computed on the pool.
-/// (GCC 12: name the callable first, then move it in; see STYLE §5.)
+/// (GCC 12 destroys a temporary callable inside co_await twice: name it first, then move it in.)
 template <class F>
 asio::awaitable<std::invoke_result_t<F&>> offload(BlockingPool& pool, F fn) {
     using R = std::invoke_result_t<F&>;
