@@ -72,7 +72,8 @@ public:
 
 /// A connection after the server sent a handler's 101 response (an upgrade the handler
 /// accepted, e.g. a proxied WebSocket): raw bytes both ways, no HTTP framing. Bytes the client
-/// sent after the request head come first from read_some().
+/// sent after the request head come first from read_some(). Each read may wait idle_timeout,
+/// each write write_timeout; the connection closes when the tunnel callback returns.
 class Tunnel {
 public:
     virtual ~Tunnel() = default;
@@ -80,7 +81,8 @@ public:
     /// idle_timeout.
     virtual asio::awaitable<core::Result<std::string>> read_some() = 0;
     virtual asio::awaitable<core::Result<void>> write(std::string_view data) = 0;
-    /// Half-closes the sending side (the peer reads end of stream).
+    /// Half-closes the sending side (the peer reads end of stream). Under TLS this ends the TCP
+    /// stream without a close_notify, so a strict peer sees a truncated stream.
     virtual void shutdown_send() = 0;
 };
 
@@ -157,9 +159,11 @@ struct ServerStats {
 class HttpServer {
 public:
     /// `streams_body`, when set, picks the requests whose handler reads the body itself
-    /// (Request::body_reader; 100-continue is sent on its first read). A handler that returns
-    /// before the body's end costs the connection: it is closed after the response, unless the
-    /// rest is at most 64 KiB and arrives within read_timeout.
+    /// (Request::body_reader; 100-continue is sent on its first read). A Content-Length past
+    /// max_body_bytes is refused with 413 before the handler runs; a chunked body crossing it
+    /// is an error from read_some(). A handler that returns before the body's end costs the
+    /// connection: it is closed after the response, unless the rest is at most 64 KiB and
+    /// arrives within a second (or read_timeout, if shorter).
     HttpServer(ServerSettings settings, Handler handler, BodyPolicy streams_body = {});
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
