@@ -101,6 +101,16 @@ TEST_F(HttpServerTls, ServesARequestOverTls) {
     EXPECT_EQ(server_->stats().accepted, 1U);
 }
 
+TEST_F(HttpServerTls, EndsAConnectionCloseWithACloseNotify) {
+    start(settings());
+    TlsClient client{address_, client_options()};
+    ASSERT_FALSE(client.error()) << client.error().message();
+    auto response = client.get("/last", false);
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->second, "/last peer=");
+    EXPECT_EQ(client.read_end(), boost::asio::error::eof);
+}
+
 TEST_F(HttpServerTls, RefusesPlainHttpOnTheTlsPort) {
     start(settings());
     RawClient client{address_};

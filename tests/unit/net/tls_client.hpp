@@ -61,12 +61,14 @@ public:
 
     const boost::system::error_code& error() const { return error_; }
 
-    /// One keep-alive GET on this connection: {status, body}, or nullopt on any failure.
-    std::optional<std::pair<int, std::string>> get(const std::string& target) {
+    /// One GET on this connection (asking for keep-alive unless told not to): {status, body},
+    /// or nullopt on any failure.
+    std::optional<std::pair<int, std::string>> get(const std::string& target,
+                                                   bool keep_alive = true) {
         namespace http = boost::beast::http;
         http::request<http::empty_body> request{http::verb::get, target, 11};
         request.set(http::field::host, "localhost");
-        request.keep_alive(true);
+        request.keep_alive(keep_alive);
         if (run([&](auto done) { http::async_write(*stream_, request, done); })) {
             return std::nullopt;
         }
@@ -75,6 +77,13 @@ public:
             return std::nullopt;
         }
         return std::pair{response.result_int(), response.body()};
+    }
+
+    /// Reads on after a response: how the server ended the stream. asio::error::eof means a
+    /// clean TLS close (close_notify); ssl::error::stream_truncated a bare TCP close.
+    boost::system::error_code read_end() {
+        std::array<char, 256> sink{};
+        return run([&](auto done) { stream_->async_read_some(boost::asio::buffer(sink), done); });
     }
 
     /// The subject CN of the certificate the server presented.
