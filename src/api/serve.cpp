@@ -31,7 +31,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// Blocks SIGTERM and SIGINT in this thread and every thread started after it, so that
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread started after it, so that
 /// wait_for_shutdown_signal() receives them synchronously instead of a handler interrupting
 /// arbitrary code.
 sigset_t block_shutdown_signals() {
@@ -39,6 +39,7 @@ sigset_t block_shutdown_signals() {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     return set;
 }
@@ -48,6 +49,34 @@ int wait_for_shutdown_signal(const sigset_t& set) {
     while (sigwait(&set, &signal) != 0) {
     }
     return signal;
+}
+
+/// SIGHUP: new connections get the certificate files as they are now (a renewed certificate);
+/// a file that fails to load leaves the old one serving.
+void reload_tls(spdlog::logger& log, net::HttpServer& server, const net::TlsServerSettings& tls) {
+    if (tls.cert_file.empty()) {
+        log.info("SIGHUP ignored: TLS is off");
+        return;
+    }
+    if (auto reloaded = server.reload_tls(); !reloaded) {
+        log.error("tls reload failed, the old certificate stays error=\"{}\"",
+                  reloaded.error().message);
+        return;
+    }
+    log.info("tls reloaded cert_file={} key_file={}", tls.cert_file, tls.key_file);
+}
+
+/// Tokens over plain HTTP off loopback: anyone on the path can read and replay them.
+void warn_if_tokens_in_clear(spdlog::logger& log, const config::Config& config) {
+    auto address = net::split_host_port(config.server.listen);
+    if (config.auth.tokens.empty() || !config.server.tls.cert_file.empty() || !address ||
+        is_loopback_host(address->first)) {
+        return;
+    }
+    log.warn(
+        "listening off loopback without TLS: bearer tokens cross the network in clear text; set "
+        "server.tls or put a TLS proxy in front (docs/security.md) listen={}",
+        config.server.listen);
 }
 
 /// A non-loopback listener without tokens would hand the pool to anyone on the network.
@@ -171,6 +200,13 @@ void register_pool_metrics(metrics::Registry& registry,
         registry.counter("aviary_http_connections_accepted_total", "HTTP connections accepted.");
     auto& rejected = registry.counter("aviary_http_connections_rejected_total",
                                       "HTTP connections refused past server.max_connections.");
+    auto& accept_errors = registry.counter(
+        "aviary_http_accept_errors_total",
+        "Failed accepts on the HTTP listener (out of descriptors); accepting pauses after each.");
+    auto& handshake_failures =
+        registry.counter("aviary_http_tls_handshake_failures_total",
+                         "TLS handshakes that failed: plain HTTP, unknown CA, no client "
+                         "certificate, timeout.");
     registry.gauge("aviary_build_info", "The running build.", {"version", "commit"})
         .with({std::string{version()}, std::string{commit()}})
         .set(1);
@@ -196,6 +232,8 @@ void register_pool_metrics(metrics::Registry& registry,
             open.get().set(double(http.open));
             accepted.get().set_total(double(http.accepted));
             rejected.get().set_total(double(http.rejected));
+            accept_errors.get().set_total(double(http.accept_errors));
+            handshake_failures.get().set_total(double(http.tls_handshake_failures));
         });
 }
 
@@ -318,13 +356,19 @@ int serve(config::Config config, ServeOptions options) {
     if (!auth.tokens_required()) {
         log->warn("no auth.tokens configured: every caller is an admin (safe on loopback only)");
     }
-    log->info("serving address=http://{} config={} data_dir={} store={}", *address, config.source,
-              config.data_dir, config.store.path);
-    std::printf("aviary %s serving on http://%s\n", std::string{version()}.c_str(),
+    warn_if_tokens_in_clear(*log, config);
+    const char* scheme = config.server.tls.cert_file.empty() ? "http" : "https";
+    log->info("serving address={}://{} config={} data_dir={} store={}", scheme, *address,
+              config.source, config.data_dir, config.store.path);
+    std::printf("aviary %s serving on %s://%s\n", std::string{version()}.c_str(), scheme,
                 address->c_str());
     std::fflush(stdout);
 
     int signal = wait_for_shutdown_signal(signals);
+    while (signal == SIGHUP) {
+        reload_tls(*log, server, config.server.tls);
+        signal = wait_for_shutdown_signal(signals);
+    }
     log->info("shutting down signal={} grace={}", signal == SIGTERM ? "SIGTERM" : "SIGINT",
               core::format_duration(config.server.shutdown_grace));
     server.stop();

@@ -62,7 +62,95 @@ void read_listen(YamlReader& r, const Value& value, std::string& listen) {
     listen = std::move(text);
 }
 
-void read_server(YamlReader& r, const Value& value, net::ServerSettings& s) {
+/// A TLS file (certificate, key, CA) that must be readable now, so a typo fails the load and
+/// not the first handshake. Relative paths are read from the config file's directory, and
+/// stored resolved so a reload (SIGHUP) finds the same file whatever the working directory.
+void read_tls_file(YamlReader& r,
+                   const Value& value,
+                   std::string_view what,
+                   const fs::path& base_dir,
+                   std::string& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (text.empty()) {
+        out.clear();
+        return;
+    }
+    fs::path path{text};
+    if (path.is_relative() && !base_dir.empty()) {
+        path = base_dir / path;
+    }
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        r.error(value, fmt::format("TLS {} \"{}\" is a directory", what, path.string()));
+        return;
+    }
+    std::ifstream in{path, std::ios::binary};
+    if (!in) {
+        r.error(value, fmt::format("cannot read TLS {} \"{}\": {}", what, path.string(),
+                                   std::strerror(errno)));
+        return;
+    }
+    out = path.string();
+}
+
+void read_tls(YamlReader& r,
+              const Value& value,
+              net::TlsServerSettings& s,
+              const fs::path& base_dir) {
+    std::optional<Value> cert_at;
+    std::optional<Value> key_at;
+    std::optional<Value> ca_at;
+    std::optional<Value> require_at;
+    auto remember = [](std::optional<Value>& at) { return [&at](const Value& v) { at = v; }; };
+    bool ok = r.read_map(value, {
+                                    {"cert_file", remember(cert_at)},
+                                    {"key_file", remember(key_at)},
+                                    {"client_ca_file", remember(ca_at)},
+                                    {"require_client_cert", remember(require_at)},
+                                });
+    if (!ok) {
+        return;
+    }
+    if (cert_at) {
+        read_tls_file(r, *cert_at, "certificate file", base_dir, s.cert_file);
+    }
+    if (key_at) {
+        read_tls_file(r, *key_at, "key file", base_dir, s.key_file);
+    }
+    if (ca_at) {
+        read_tls_file(r, *ca_at, "client CA file", base_dir, s.client_ca_file);
+    }
+    if (require_at) {
+        r.read_bool(*require_at, s.require_client_cert);
+    }
+    // Checked on what was given, not on what read cleanly: an unreadable cert_file is one error,
+    // not two.
+    auto given = [](const std::optional<Value>& at) {
+        return at && !at->is_null() && at->node.IsScalar() && !at->node.Scalar().empty();
+    };
+    if (given(key_at) && !given(cert_at)) {
+        r.error(*key_at, "key_file without cert_file: set both to serve TLS");
+    }
+    if (given(cert_at) && !given(key_at)) {
+        r.error(*cert_at, "cert_file without key_file: set both to serve TLS");
+    }
+    if (given(ca_at) && !given(cert_at)) {
+        r.error(*ca_at,
+                "client_ca_file needs cert_file and key_file: client certificates are "
+                "checked only over TLS");
+    }
+    if (s.require_client_cert && !given(ca_at)) {
+        r.error(*require_at, "require_client_cert needs client_ca_file to verify them against");
+    }
+}
+
+void read_server(YamlReader& r,
+                 const Value& value,
+                 net::ServerSettings& s,
+                 const fs::path& base_dir) {
     r.read_map(
         value,
         {
@@ -78,6 +166,7 @@ void read_server(YamlReader& r, const Value& value, net::ServerSettings& s) {
             {"max_connections",
              [&](const Value& v) { r.read_int(v, s.max_connections, 1, 1'000'000); }},
             {"shutdown_grace", [&](const Value& v) { r.read_duration(v, s.shutdown_grace); }},
+            {"tls", [&](const Value& v) { read_tls(r, v, s.tls, base_dir); }},
         });
 }
 
@@ -327,7 +416,7 @@ void read_config(YamlReader& r,
                               c.data_dir = std::move(text);
                           }},
                          {"log", [&](const Value& v) { read_log(r, v, c.log); }},
-                         {"server", [&](const Value& v) { read_server(r, v, c.server); }},
+                         {"server", [&](const Value& v) { read_server(r, v, c.server, base_dir); }},
                          {"store", [&](const Value& v) { read_store(r, v, c.store); }},
                          {"fleet", [&](const Value& v) { read_fleet(r, v, c.fleet); }},
                          {"jobs", [&](const Value& v) { jobs_value = v; }},

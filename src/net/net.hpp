@@ -1,5 +1,5 @@
 #pragma once
-/// net: the HTTP plumbing every speaker shares (DESIGN §2). An HTTP/1.1 server with keep-alive
+/// net: the HTTP plumbing every speaker shares. An HTTP/1.1 server (plain or TLS) with keep-alive
 /// and limits, streamed responses, graceful shutdown; an outbound client with timeouts; and
 /// offload() to run blocking calls (the store) off the I/O loop.
 ///
@@ -25,6 +25,16 @@ namespace aviary::net {
 
 namespace asio = boost::asio;
 
+/// TLS on the listener (OpenSSL, TLS 1.2 or later). On when cert_file is set.
+struct TlsServerSettings {
+    std::string cert_file;  ///< PEM certificate chain, the server's own first
+    std::string key_file;   ///< PEM private key of cert_file
+    /// When set, a client certificate is asked for and verified against these PEM CAs; a
+    /// verified one's subject CN becomes Request::peer_identity.
+    std::string client_ca_file;
+    bool require_client_cert = false;  ///< refuse the handshake without a verified certificate
+};
+
 struct ServerSettings {
     std::string listen = "127.0.0.1:1337";  ///< HOST:PORT; port 0 picks a free one
     int io_threads = 1;                     ///< threads running the I/O loop
@@ -34,8 +44,10 @@ struct ServerSettings {
     core::Millis read_timeout{std::chrono::seconds{30}};   ///< to receive a whole request
     core::Millis idle_timeout{std::chrono::seconds{60}};   ///< keep-alive wait for the next one
     core::Millis write_timeout{std::chrono::seconds{30}};  ///< to send a response (or a chunk)
-    int max_connections = 1024;  ///< past this, new connections get 503 and are closed
+    /// A hard cap: past it a new connection gets 503 and is closed (see HttpServer).
+    int max_connections = 1024;
     core::Millis shutdown_grace{std::chrono::seconds{10}};  ///< in-flight requests may finish
+    TlsServerSettings tls;
 };
 
 struct Header {
@@ -60,7 +72,8 @@ public:
 
 /// A connection after the server sent a handler's 101 response (an upgrade the handler
 /// accepted, e.g. a proxied WebSocket): raw bytes both ways, no HTTP framing. Bytes the client
-/// sent after the request head come first from read_some().
+/// sent after the request head come first from read_some(). Each read may wait idle_timeout,
+/// each write write_timeout; the connection closes when the tunnel callback returns.
 class Tunnel {
 public:
     virtual ~Tunnel() = default;
@@ -68,7 +81,8 @@ public:
     /// idle_timeout.
     virtual asio::awaitable<core::Result<std::string>> read_some() = 0;
     virtual asio::awaitable<core::Result<void>> write(std::string_view data) = 0;
-    /// Half-closes the sending side (the peer reads end of stream).
+    /// Half-closes the sending side (the peer reads end of stream). Under TLS this ends the TCP
+    /// stream without a close_notify, so a strict peer sees a truncated stream.
     virtual void shutdown_send() = 0;
 };
 
@@ -80,6 +94,10 @@ struct Request {
     std::vector<Header> headers;
     std::string body;    ///< the whole body, unless the route streams it (body_reader)
     std::string remote;  ///< peer "127.0.0.1:5555"
+    /// The subject CN of the client certificate, when the connection is TLS with
+    /// client_ca_file set and the client sent a certificate that verified; empty otherwise.
+    /// Who the peer proved to be, not what it claims in a header.
+    std::string peer_identity;
     /// Set when BodyPolicy said this request's body is streamed: `body` is then empty and the
     /// handler reads the body here. Valid until the handler returns.
     BodyReader* body_reader = nullptr;
@@ -123,13 +141,30 @@ struct ServerStats {
     std::uint64_t accepted = 0;
     std::uint64_t rejected = 0;  ///< refused past max_connections
     std::uint64_t requests = 0;
-    std::int64_t open = 0;  ///< connections open now
+    std::int64_t open = 0;                     ///< connections open now
+    std::uint64_t accept_errors = 0;           ///< failed accepts (EMFILE, ENFILE, ENOBUFS...)
+    std::uint64_t tls_handshake_failures = 0;  ///< handshakes refused, failed or timed out
 };
 
-/// An HTTP/1.1 server. Lifecycle: start() once, then stop() (idempotent, safe before start).
+/// An HTTP/1.1 server, over TLS when settings.tls.cert_file is set. Lifecycle: start() once,
+/// then stop() (idempotent, safe before start).
+///
+/// Descriptors are bounded: at most max_connections connections are served, and past that at
+/// most 16 refused connections linger (each for up to 2 s, or read_timeout if shorter) to
+/// deliver their 503; any further one is closed as soon as it is accepted, as is every refused
+/// connection on a TLS listener (a 503 there would cost a handshake). So the server holds at
+/// most max_connections + 16 connection descriptors, plus the listener.
+/// A failing accept (EMFILE) is retried after a pause that doubles from 5 ms to 1 s and resets
+/// on the next success, with one warning per step.
 class HttpServer {
 public:
-    HttpServer(ServerSettings settings, Handler handler);
+    /// `streams_body`, when set, picks the requests whose handler reads the body itself
+    /// (Request::body_reader; 100-continue is sent on its first read). A Content-Length past
+    /// max_body_bytes is refused with 413 before the handler runs; a chunked body crossing it
+    /// is an error from read_some(). A handler that returns before the body's end costs the
+    /// connection: it is closed after the response, unless the rest is at most 64 KiB and
+    /// arrives within a second (or read_timeout, if shorter).
+    HttpServer(ServerSettings settings, Handler handler, BodyPolicy streams_body = {});
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
@@ -143,6 +178,10 @@ public:
     /// True once stop() has begun: handlers holding a response open should give up.
     bool stopping() const;
     ServerStats stats() const;
+    /// Reads settings.tls's files again into a new context: connections accepted from now on
+    /// use it, open ones keep theirs. On an error (naming the file and why) the old context
+    /// stays in force. kInvalidArgument when TLS is off or a file is bad.
+    core::Result<void> reload_tls();
 
 private:
     struct Impl;
@@ -173,7 +212,7 @@ private:
 };
 
 /// `co_await offload(pool, fn)` returns fn()'s value, computed on the pool.
-/// (GCC 12: name the callable first, then move it in; see STYLE §5.)
+/// (GCC 12 destroys a temporary callable inside co_await twice: name it first, then move it in.)
 template <class F>
 asio::awaitable<std::invoke_result_t<F&>> offload(BlockingPool& pool, F fn) {
     using R = std::invoke_result_t<F&>;

@@ -25,7 +25,13 @@ const std::string kExample = std::string{AVIARY_SOURCE_DIR} + "/examples/aviary.
 // examples/aviary.yaml and read by the loader, so the example stays the whole truth.
 void expect_same(const net::ServerSettings& want, const net::ServerSettings& got) {
     const auto& [listen, io_threads, blocking_threads, max_header_bytes, max_body_bytes,
-                 read_timeout, idle_timeout, write_timeout, max_connections, shutdown_grace] = want;
+                 read_timeout, idle_timeout, write_timeout, max_connections, shutdown_grace, tls] =
+        want;
+    const auto& [cert_file, key_file, client_ca_file, require_client_cert] = tls;
+    EXPECT_EQ(got.tls.cert_file, cert_file);
+    EXPECT_EQ(got.tls.key_file, key_file);
+    EXPECT_EQ(got.tls.client_ca_file, client_ca_file);
+    EXPECT_EQ(got.tls.require_client_cert, require_client_cert);
     EXPECT_EQ(got.listen, listen);
     EXPECT_EQ(got.io_threads, io_threads);
     EXPECT_EQ(got.blocking_threads, blocking_threads);
@@ -666,6 +672,64 @@ TEST(Config, NodeDriverAndLabelsAreChecked) {
               "aviary.yaml:3:25: fleet.nodes[0].driver: unknown node driver \"ssh\" (sim, helm)");
     EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: a, labels: {\"\": x}}\n"),
               "aviary.yaml:3:26: fleet.nodes[0].labels.: keys must not be empty");
+}
+
+// --- server.tls -------------------------------------------------------------------------------
+
+TEST(Config, TlsFilesAreReadFromTheConfigFilesDirectory) {
+    TempDir dir;
+    dir.write("aviary.crt", "cert");
+    dir.write("aviary.key", "key");
+    auto ca = dir.write("clients.crt", "ca");
+    auto file = dir.write("aviary.yaml",
+                          "server:\n  tls:\n    cert_file: aviary.crt\n    key_file: aviary.key\n"
+                          "    client_ca_file: " +
+                              ca.string() + "\n    require_client_cert: true\n");
+    auto loaded = load_file(file.string());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->server.tls.cert_file, (dir.path() / "aviary.crt").string());
+    EXPECT_EQ(loaded->server.tls.key_file, (dir.path() / "aviary.key").string());
+    EXPECT_EQ(loaded->server.tls.client_ca_file, ca.string());
+    EXPECT_TRUE(loaded->server.tls.require_client_cert);
+}
+
+TEST(Config, UnreadableTlsFilesAreNamedAtTheirPosition) {
+    EXPECT_EQ(error_of("server:\n  tls:\n    cert_file: /nonexistent/aviary.crt\n"
+                       "    key_file: /nonexistent/aviary.key\n"),
+              "aviary.yaml:3:16: server.tls.cert_file: cannot read TLS certificate file "
+              "\"/nonexistent/aviary.crt\": No such file or directory\n"
+              "aviary.yaml:4:15: server.tls.key_file: cannot read TLS key file "
+              "\"/nonexistent/aviary.key\": No such file or directory");
+    TempDir dir;
+    EXPECT_EQ(error_of("server:\n  tls:\n    client_ca_file: " + dir.path().string() + "\n"),
+              "aviary.yaml:3:21: server.tls.client_ca_file: TLS client CA file \"" +
+                  dir.path().string() +
+                  "\" is a directory\n"
+                  "aviary.yaml:3:21: server.tls.client_ca_file: client_ca_file needs cert_file "
+                  "and key_file: client certificates are checked only over TLS");
+}
+
+TEST(Config, TlsKeyWithoutCertificateIsAnError) {
+    TempDir dir;
+    auto key = dir.write("aviary.key", "key");
+    EXPECT_EQ(error_of("server:\n  tls:\n    key_file: " + key.string() + "\n"),
+              "aviary.yaml:3:15: server.tls.key_file: key_file without cert_file: set both to "
+              "serve TLS");
+    auto cert = dir.write("aviary.crt", "cert");
+    EXPECT_EQ(error_of("server:\n  tls:\n    cert_file: " + cert.string() + "\n"),
+              "aviary.yaml:3:16: server.tls.cert_file: cert_file without key_file: set both to "
+              "serve TLS");
+}
+
+TEST(Config, RequiredClientCertificateNeedsAClientCa) {
+    EXPECT_EQ(error_of("server:\n  tls: {require_client_cert: true}\n"),
+              "aviary.yaml:2:30: server.tls.require_client_cert: require_client_cert needs "
+              "client_ca_file to verify them against");
+    EXPECT_EQ(error_of("server:\n  tls: {require_client_cert: yes}\n"),
+              "aviary.yaml:2:30: server.tls.require_client_cert: expected true or false, got "
+              "\"yes\"");
+    EXPECT_EQ(error_of("server:\n  tls: {cert: x}\n"),
+              "aviary.yaml:2:9: server.tls.cert: unknown key \"cert\"");
 }
 
 // --- secrets ----------------------------------------------------------------------------------

@@ -1,0 +1,798 @@
+#pragma once
+// Private to src/net (and its tests): one server connection's life, from the TLS handshake
+// through HTTP/1.1 requests to a hand-over (a 101 tunnel; WebSocket hooks in at
+// Session::respond). Session is a template over its stream, DeadlineStream (plain HTTP) or
+// TlsStream, and is instantiated in http_server.cpp; code that takes a connection over works
+// on the same stream and buffer. Beast is fine here: only net's .cpp files include this.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "net/deadline_stream.hpp"
+#include "net/net.hpp"
+#include "net/tls_context.hpp"
+
+namespace aviary::net::server_side {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using TlsStream = ssl::stream<DeadlineStream>;
+
+inline constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+inline constexpr std::size_t kFirstReadBytes = 4096;
+// How long a connection we are refusing may keep sending before we close it. Closing with unread
+// input makes the kernel send RST, which can destroy our error reply before the client reads it.
+inline constexpr core::Millis kLingerMax{2000};
+// A streamed body is read in pieces of at most this much.
+inline constexpr std::size_t kBodyPieceBytes = 64 * 1024;
+// The rest of a streamed body a handler did not read is drained (so the connection can carry
+// the next request) only when it is at most this long and arrives within kDrainWait; else the
+// connection closes after the response.
+inline constexpr std::size_t kDrainMaxBytes = 64 * 1024;
+inline constexpr core::Millis kDrainWait{1000};
+inline constexpr std::size_t kTunnelReadBytes = 16 * 1024;
+inline constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+inline std::string format_endpoint(const tcp::endpoint& endpoint) {
+    const auto address = endpoint.address();
+    if (address.is_v6()) {
+        return fmt::format("[{}]:{}", address.to_string(), endpoint.port());
+    }
+    return fmt::format("{}:{}", address.to_string(), endpoint.port());
+}
+
+inline Response error_response(int status, std::string text) {
+    Response response;
+    response.status = status;
+    response.body = std::move(text);
+    return response;
+}
+
+inline bool is_http_error(const beast::error_code& ec) {
+    return &ec.category() == &http::make_error_code(http::error::bad_target).category();
+}
+
+template <class Body>
+void set_headers(http::response<Body>& message, const Response& response) {
+    message.set(http::field::server, "aviary");
+    if (!response.content_type.empty()) {
+        message.set(http::field::content_type, response.content_type);
+    }
+    for (const auto& header : response.headers) {
+        message.insert(header.name, header.value);
+    }
+}
+
+// 1xx, 204 and 304 carry no body by definition; Beast refuses to serialise one.
+inline bool status_allows_body(int status) {
+    return status >= 200 && status != 204 && status != 304;
+}
+
+/// One accepted socket. Shared by its session coroutine and by the server (the registry, the
+/// deadline sweep, stop()), which reach it through this base; everything but the stream's
+/// construction happens on the socket's loop (one thread, so it serialises like a strand).
+struct Connection {
+    virtual ~Connection() = default;
+    /// The socket layer under the stream: deadlines and closing.
+    virtual DeadlineStream& tcp() = 0;
+
+    bool idle = false;  // loop only: no request in progress, stop() may close it at once
+};
+
+template <class Stream>
+struct StreamConnection;
+
+template <>
+struct StreamConnection<DeadlineStream> final : Connection {
+    explicit StreamConnection(tcp::socket socket) : stream(std::move(socket)) {}
+    DeadlineStream& tcp() override { return stream; }
+
+    DeadlineStream stream;
+};
+
+template <>
+struct StreamConnection<TlsStream> final : Connection {
+    StreamConnection(tcp::socket socket, std::shared_ptr<ssl::context> context_in)
+        : context(std::move(context_in)), stream(std::move(socket), *context) {}
+    DeadlineStream& tcp() override { return stream.next_layer(); }
+
+    // The context this connection started with: a reload makes a new one for later
+    // connections, and this one must live as long as the stream made from it.
+    std::shared_ptr<ssl::context> context;
+    TlsStream stream;
+};
+
+/// What a session needs from the server that runs it; the server (http_server.cpp) is one.
+struct SessionHost {
+    SessionHost(ServerSettings settings_in, Handler handler_in, BodyPolicy streams_body_in)
+        : settings(std::move(settings_in)),
+          handler(std::move(handler_in)),
+          streams_body(std::move(streams_body_in)),
+          log(core::logger("net")) {}
+    virtual ~SessionHost() = default;
+    SessionHost(const SessionHost&) = delete;
+    SessionHost& operator=(const SessionHost&) = delete;
+
+    /// Called by a session as its last act: the connection is closed and leaves the registry.
+    virtual void unregister(Connection* connection) = 0;
+
+    ServerSettings settings;
+    Handler handler;
+    BodyPolicy streams_body;
+    std::shared_ptr<spdlog::logger> log;
+    std::atomic<bool> stopping{false};
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> tls_handshake_failures{0};
+};
+
+// ---------------------------------------------------------------------------------------------
+// Session: one per connection, on the connection's loop.
+
+template <class Stream>
+class Session {
+public:
+    static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+    using ConnectionPtr = std::shared_ptr<StreamConnection<Stream>>;
+
+    Session(SessionHost& server, ConnectionPtr connection)
+        : server_(server),
+          connection_(std::move(connection)),
+          stream_(connection_->stream),
+          tcp_(connection_->tcp()) {}
+
+    /// The connection's whole life: the TLS handshake, requests until close, then unregisters.
+    static asio::awaitable<void> run(SessionHost& server, ConnectionPtr connection);
+
+private:
+    class ChunkWriter;
+    class StreamedBody;
+    class StreamTunnel;
+
+    asio::awaitable<void> serve();
+    asio::awaitable<bool> handshake();
+    asio::awaitable<bool> serve_one();
+    asio::awaitable<bool> serve_streamed(http::request_parser<http::empty_body>& head_parser,
+                                         Request request,
+                                         bool wants_keep_alive,
+                                         bool head);
+    asio::awaitable<bool> await_first_byte();
+    asio::awaitable<beast::error_code> read_head(http::request_parser<http::empty_body>& parser);
+    asio::awaitable<beast::error_code> read_body(http::request_parser<http::string_body>& parser);
+    asio::awaitable<beast::error_code> send_continue();
+    asio::awaitable<void> reply_to_read_error(const beast::error_code& ec);
+    asio::awaitable<Response> call_handler(Request request);
+    asio::awaitable<bool> respond(Response& response, bool keep_alive, bool head);
+    asio::awaitable<bool> write_response(Response& response, bool keep_alive, bool head);
+    asio::awaitable<bool> write_streamed(Response& response, bool keep_alive);
+    asio::awaitable<void> run_tunnel(Response& response);
+    asio::awaitable<void> finish_sending();
+    asio::awaitable<void> linger_close();
+    core::Result<Request> make_request(const http::request_header<>& head) const;
+    void close_quietly();
+
+    SessionHost& server_;
+    ConnectionPtr connection_;
+    Stream& stream_;
+    DeadlineStream& tcp_;
+    beast::flat_buffer buffer_;
+    std::string remote_;
+    std::string peer_identity_;  // of a verified client certificate (TLS only)
+    unsigned version_ = 11;      // of the request being answered: 10 gets no chunking
+};
+
+/// ResponseStream over a chunked response: one write, one chunk.
+template <class Stream>
+class Session<Stream>::ChunkWriter final : public ResponseStream {
+public:
+    /// Unchunked (HTTP/1.0), the data goes out as is and the close ends the body.
+    ChunkWriter(Session& session, bool chunked) : session_(session), chunked_(chunked) {}
+
+    asio::awaitable<bool> write(std::string data) override {
+        if (broken_ || session_.server_.stopping.load()) {
+            co_return false;
+        }
+        if (data.empty()) {
+            co_return true;  // an empty chunk would be the last-chunk marker
+        }
+        session_.tcp_.expires_after(session_.server_.settings.write_timeout);
+        beast::error_code ec;
+        std::size_t n = 0;
+        if (chunked_) {
+            // Named, not a temporary inside co_await: GCC 12 may destroy those twice.
+            auto chunk = http::make_chunk(asio::buffer(data));
+            std::tie(ec, n) = co_await asio::async_write(session_.stream_, chunk, kUseTuple);
+        } else {
+            std::tie(ec, n) =
+                co_await asio::async_write(session_.stream_, asio::buffer(data), kUseTuple);
+        }
+        broken_ = static_cast<bool>(ec);
+        co_return !broken_;
+    }
+
+    bool broken() const { return broken_; }
+
+private:
+    Session& session_;
+    bool chunked_;
+    bool broken_ = false;
+};
+
+/// BodyReader over the connection: the parser that read the head goes on with the body, into
+/// the caller's piece. 100-continue goes out on the first read, so a handler that refuses
+/// without reading never invites the body.
+template <class Stream>
+class Session<Stream>::StreamedBody final : public BodyReader {
+public:
+    StreamedBody(Session& session, http::request_parser<http::empty_body>&& head)
+        : session_(session), parser_(std::move(head)) {
+        expect_continue_ = beast::iequals(parser_.get()[http::field::expect], "100-continue");
+    }
+
+    asio::awaitable<core::Result<std::string>> read_some() override {
+        session_.tcp_.expires_after(session_.server_.settings.read_timeout);
+        co_return co_await read_piece();
+    }
+
+    /// Reads and drops the rest of a body the handler left, if it is short and arrives soon.
+    /// True when the connection can carry another request.
+    asio::awaitable<bool> drain() {
+        if (failed_) {
+            co_return false;
+        }
+        if (parser_.is_done()) {
+            co_return true;
+        }
+        // Never invited, the body may never come: waiting for it would only stall.
+        if (expect_continue_) {
+            co_return false;
+        }
+        auto remaining = parser_.content_length_remaining();
+        if (remaining && *remaining > kDrainMaxBytes) {
+            co_return false;
+        }
+        const auto& settings = session_.server_.settings;
+        session_.tcp_.expires_after(std::min(settings.read_timeout, kDrainWait));
+        std::size_t dropped = 0;
+        while (!parser_.is_done() && dropped <= kDrainMaxBytes) {
+            auto piece = co_await read_piece();
+            if (!piece) {
+                co_return false;
+            }
+            dropped += piece->size();
+        }
+        co_return parser_.is_done();
+    }
+
+    /// The error the handler saw, if any: the server answers with what the handler returned,
+    /// and closes.
+    bool failed() const { return failed_; }
+
+private:
+    asio::awaitable<core::Result<std::string>> read_piece() {
+        if (failed_) {
+            co_return core::Error{core::ErrorCode::kUnavailable, "the request body failed before"};
+        }
+        if (expect_continue_) {
+            expect_continue_ = false;
+            if (auto ec = co_await session_.send_continue()) {
+                co_return fail(ec);
+            }
+        }
+        std::string piece;
+        // A read may yield framing only (a chunk header): go on until some body or the end.
+        while (piece.empty() && !parser_.is_done()) {
+            piece.resize(kBodyPieceBytes);
+            parser_.get().body().data = piece.data();
+            parser_.get().body().size = piece.size();
+            auto [ec, n] = co_await http::async_read_some(session_.stream_, session_.buffer_,
+                                                          parser_, kUseTuple);
+            piece.resize(piece.size() - parser_.get().body().size);
+            if (ec == http::error::need_buffer) {
+                ec = {};
+            }
+            if (ec) {
+                co_return fail(ec);
+            }
+        }
+        co_return piece;
+    }
+
+    core::Error fail(const beast::error_code& ec) {
+        failed_ = true;
+        if (ec == http::error::body_limit) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("request body exceeds the {}-byte limit",
+                                           session_.server_.settings.max_body_bytes)};
+        }
+        if (session_.tcp_.expired(DeadlineStream::Clock::now())) {
+            return core::Error{core::ErrorCode::kTimeout, "request body timed out"};
+        }
+        if (is_http_error(ec) && ec != http::error::end_of_stream &&
+            ec != http::error::partial_message) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("bad request body: {}", ec.message())};
+        }
+        return core::Error{
+            core::ErrorCode::kUnavailable,
+            fmt::format("client went away during the request body: {}", ec.message())};
+    }
+
+    Session& session_;
+    http::request_parser<http::buffer_body> parser_;
+    bool expect_continue_ = false;
+    bool failed_ = false;
+};
+
+/// The connection after a 101: raw bytes both ways. What was read past the request head is
+/// still in the session's buffer and comes out first.
+template <class Stream>
+class Session<Stream>::StreamTunnel final : public Tunnel {
+public:
+    explicit StreamTunnel(Session& session) : session_(session) {}
+
+    asio::awaitable<core::Result<std::string>> read_some() override {
+        auto& buffer = session_.buffer_;
+        if (buffer.size() > 0) {
+            std::string early{static_cast<const char*>(buffer.data().data()), buffer.size()};
+            buffer.consume(buffer.size());
+            co_return early;
+        }
+        std::string data(kTunnelReadBytes, '\0');
+        session_.tcp_.expires_after(session_.server_.settings.idle_timeout);
+        auto [ec, n] = co_await session_.stream_.async_read_some(asio::buffer(data), kUseTuple);
+        if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+            co_return std::string{};
+        }
+        if (ec) {
+            if (session_.tcp_.expired(DeadlineStream::Clock::now())) {
+                co_return core::Error{core::ErrorCode::kTimeout, "tunnel idle past idle_timeout"};
+            }
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("tunnel read failed: {}", ec.message())};
+        }
+        data.resize(n);
+        co_return data;
+    }
+
+    asio::awaitable<core::Result<void>> write(std::string_view data) override {
+        session_.tcp_.expires_after(session_.server_.settings.write_timeout);
+        auto [ec, n] = co_await asio::async_write(session_.stream_, asio::buffer(data), kUseTuple);
+        if (ec) {
+            if (session_.tcp_.expired(DeadlineStream::Clock::now())) {
+                co_return core::Error{core::ErrorCode::kTimeout,
+                                      "tunnel write took past write_timeout"};
+            }
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("tunnel write failed: {}", ec.message())};
+        }
+        co_return core::Result<void>{};
+    }
+
+    // Under TLS this half-closes TCP without a close_notify (that needs an awaited write): the
+    // peer may see a truncated stream rather than a clean end.
+    void shutdown_send() override { session_.tcp_.shutdown_send(); }
+
+private:
+    Session& session_;
+};
+
+template <class Stream>
+asio::awaitable<void> Session<Stream>::run(SessionHost& server, ConnectionPtr connection) {
+    Session session{server, std::move(connection)};
+    co_await session.serve();
+}
+
+template <class Stream>
+asio::awaitable<void> Session<Stream>::serve() {
+    beast::error_code ec;
+    remote_ = format_endpoint(tcp_.socket().remote_endpoint(ec));
+    try {
+        if (co_await handshake()) {
+            while (co_await serve_one()) {
+            }
+        }
+    } catch (const std::exception& e) {
+        // The one top-level catch per connection: anything here is a bug in net.
+        server_.log->error("connection failed remote={} error={}", remote_, e.what());
+    }
+    close_quietly();
+    server_.unregister(connection_.get());
+}
+
+/// Under read_timeout, like a request. A failure is the client's (a scanner, a plain-HTTP
+/// client, an unknown CA): debug and a counter, never an error per connection.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::handshake() {
+    if constexpr (kTls) {
+        if (server_.stopping.load()) {
+            co_return false;
+        }
+        connection_->idle = true;  // no request yet: stop() may close it at once
+        tcp_.expires_after(server_.settings.read_timeout);
+        auto [ec] = co_await stream_.async_handshake(ssl::stream_base::server, kUseTuple);
+        connection_->idle = false;
+        if (ec) {
+            server_.tls_handshake_failures.fetch_add(1);
+            server_.log->debug("tls handshake failed remote={} error={}", remote_, ec.message());
+            co_return false;
+        }
+        peer_identity_ = verified_peer_identity(stream_.native_handle());
+    }
+    co_return true;
+}
+
+/// Reads one request, answers it, and says whether the connection stays open for another.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::serve_one() {
+    if (!co_await await_first_byte()) {
+        co_return false;
+    }
+    // The head first, with its own parser: whether the body is buffered here or streamed to
+    // the handler is decided from the head.
+    http::request_parser<http::empty_body> head_parser;
+    head_parser.header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(server_.settings.max_header_bytes, UINT32_MAX)));
+    head_parser.body_limit(server_.settings.max_body_bytes);
+    if (auto ec = co_await read_head(head_parser)) {
+        co_await reply_to_read_error(ec);
+        co_return false;
+    }
+    const auto& message = head_parser.get();
+    const bool head = message.method() == http::verb::head;
+    version_ = message.version() == 10 ? 10 : 11;
+    const bool wants_keep_alive = message.keep_alive();
+    auto request = make_request(message.base());
+    if (!request) {
+        auto response = error_response(400, request.error().message);
+        co_await write_response(response, false, head);
+        co_await linger_close();
+        co_return false;
+    }
+    if (server_.streams_body && server_.streams_body(*request)) {
+        co_return co_await serve_streamed(head_parser, std::move(*request), wants_keep_alive, head);
+    }
+    http::request_parser<http::string_body> parser{std::move(head_parser)};
+    if (auto ec = co_await read_body(parser)) {
+        co_await reply_to_read_error(ec);
+        co_return false;
+    }
+    request->body = std::move(parser.get().body());
+    server_.requests.fetch_add(1);
+    auto response = co_await call_handler(std::move(*request));
+    co_return co_await respond(response, wants_keep_alive, head);
+}
+
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::serve_streamed(
+    http::request_parser<http::empty_body>& head_parser,
+    Request request,
+    bool wants_keep_alive,
+    bool head) {
+    StreamedBody body{*this, std::move(head_parser)};
+    request.body_reader = &body;
+    server_.requests.fetch_add(1);
+    auto response = co_await call_handler(std::move(request));
+    // Before the response: a short rest is dropped and the connection goes on; a long one
+    // would make the client's next request start mid-body, so the connection ends instead.
+    const bool drained = co_await body.drain();
+    const bool again = co_await respond(response, wants_keep_alive && drained, head);
+    if (!drained) {
+        co_await linger_close();  // the client may still be sending: let it read our answer
+    }
+    co_return again;
+}
+
+/// Sends the handler's response: a tunnel, a stream or a plain body. True when the connection
+/// may carry another request.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::respond(Response& response, bool keep_alive, bool head) {
+    // Decided after the handler: a response finished while stop() runs is the connection's last.
+    keep_alive = keep_alive && !server_.stopping.load();
+    // Plain if/else, never co_await inside ?: (GCC 12 mishandles the temporaries).
+    bool sent = false;
+    if (response.tunnel && response.status == 101) {
+        co_await run_tunnel(response);
+        co_return false;
+    }
+    if (response.stream) {
+        sent = co_await write_streamed(response, keep_alive);
+    } else {
+        sent = co_await write_response(response, keep_alive, head);
+    }
+    co_return sent&& keep_alive;
+}
+
+/// The keep-alive wait: idle_timeout applies until the first byte of the next request arrives,
+/// and stop() may close the connection while it is here (and only here).
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::await_first_byte() {
+    if (buffer_.size() > 0) {
+        co_return true;  // pipelined: the next request is already buffered
+    }
+    // Checked on the loop after registration: a connection accepted while stop() was
+    // enumerating sees the flag here, one already waiting gets closed by stop().
+    if (server_.stopping.load()) {
+        co_return false;
+    }
+    connection_->idle = true;
+    tcp_.expires_after(server_.settings.idle_timeout);
+    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
+    connection_->idle = false;
+    if (ec) {
+        co_return false;  // closed, timed out or stopped: nothing to answer
+    }
+    buffer_.commit(n);
+    co_return true;
+}
+
+template <class Stream>
+asio::awaitable<beast::error_code> Session<Stream>::read_head(
+    http::request_parser<http::empty_body>& parser) {
+    tcp_.expires_after(server_.settings.read_timeout);
+    auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, kUseTuple);
+    co_return ec;
+}
+
+/// The rest of a buffered request, under the read_timeout the head started.
+template <class Stream>
+asio::awaitable<beast::error_code> Session<Stream>::read_body(
+    http::request_parser<http::string_body>& parser) {
+    if (parser.is_done()) {
+        co_return beast::error_code{};
+    }
+    // curl and others wait up to a second for "100 Continue" before sending a large body.
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+        if (auto ec = co_await send_continue()) {
+            co_return ec;
+        }
+    }
+    auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, kUseTuple);
+    co_return ec;
+}
+
+template <class Stream>
+asio::awaitable<beast::error_code> Session<Stream>::send_continue() {
+    auto [ec, written] = co_await asio::async_write(stream_, asio::buffer(kContinue), kUseTuple);
+    co_return ec;
+}
+
+/// Limit breaches and malformed requests get a reply; a client that went away or timed out
+/// does not (there is no one to read it).
+template <class Stream>
+asio::awaitable<void> Session<Stream>::reply_to_read_error(const beast::error_code& ec) {
+    const auto& settings = server_.settings;
+    Response response;
+    if (ec == http::error::body_limit) {
+        response = error_response(
+            413, fmt::format("request body exceeds the {}-byte limit", settings.max_body_bytes));
+    } else if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+        response = error_response(431, fmt::format("request header exceeds the {}-byte limit",
+                                                   settings.max_header_bytes));
+    } else if (is_http_error(ec) && ec != http::error::end_of_stream &&
+               ec != http::error::partial_message) {
+        response = error_response(400, fmt::format("bad request: {}", ec.message()));
+    } else {
+        co_return;
+    }
+    server_.log->debug("request refused remote={} status={} reason={}", remote_, response.status,
+                       ec.message());
+    co_await write_response(response, false, false);
+    co_await linger_close();
+}
+
+template <class Stream>
+core::Result<Request> Session<Stream>::make_request(const http::request_header<>& head) const {
+    Request request;
+    request.method = std::string{head.method_string()};
+    request.target = std::string{head.target()};
+    if (request.target == "*") {
+        request.path = "*";  // "OPTIONS *": the server itself, no path to decode
+    } else {
+        auto url = boost::urls::parse_origin_form(request.target);
+        if (!url) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("bad request target \"{}\": {}", request.target,
+                                           url.error().message())};
+        }
+        request.path = url->path();
+        for (auto param : url->params()) {
+            request.query.emplace_back(std::move(param.key), std::move(param.value));
+        }
+    }
+    for (const auto& field : head) {
+        request.headers.push_back(
+            Header{std::string{field.name_string()}, std::string{field.value()}});
+    }
+    request.remote = remote_;
+    request.peer_identity = peer_identity_;
+    return request;
+}
+
+template <class Stream>
+asio::awaitable<Response> Session<Stream>::call_handler(Request request) {
+    // The handler may take as long as it likes (held-open responses); no I/O is pending meanwhile
+    // unless it reads a streamed body, and each read and write sets its own deadline.
+    tcp_.expires_never();
+    const std::string method = request.method;
+    const std::string path = request.path;
+    try {
+        auto pending = server_.handler(std::move(request));
+        co_return co_await std::move(pending);
+    } catch (const std::exception& e) {
+        server_.log->error("handler failed method={} path={} remote={} error={}", method, path,
+                           remote_, e.what());
+    } catch (...) {
+        server_.log->error("handler failed method={} path={} remote={} error=unknown exception",
+                           method, path, remote_);
+    }
+    co_return error_response(500, "internal error");
+}
+
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::write_response(Response& response,
+                                                      bool keep_alive,
+                                                      bool head) {
+    http::response<http::string_body> message;
+    const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
+    message.result(static_cast<unsigned>(status));
+    message.version(version_);
+    set_headers(message, response);
+    if (status_allows_body(status)) {
+        message.body() = std::move(response.body);
+    }
+    message.keep_alive(keep_alive);
+    message.prepare_payload();
+
+    tcp_.expires_after(server_.settings.write_timeout);
+    http::response_serializer<http::string_body> serializer{message};
+    // HEAD: the headers (with the Content-Length a GET would get), never the body.
+    boost::system::error_code ec;
+    if (head) {
+        std::tie(ec, std::ignore) =
+            co_await http::async_write_header(stream_, serializer, kUseTuple);
+    } else {
+        std::tie(ec, std::ignore) = co_await http::async_write(stream_, serializer, kUseTuple);
+    }
+    if (ec) {
+        co_return false;
+    }
+    if (!keep_alive) {
+        co_await finish_sending();
+    }
+    co_return true;
+}
+
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::write_streamed(Response& response, bool keep_alive) {
+    http::response<http::empty_body> message;
+    const int status = response.status >= 200 && response.status <= 999 ? response.status : 500;
+    message.result(static_cast<unsigned>(status));
+    message.version(version_);
+    set_headers(message, response);
+    // HTTP/1.0 knows no chunks: the body runs until the connection closes.
+    const bool chunked = version_ == 11;
+    keep_alive = keep_alive && chunked;
+    message.keep_alive(keep_alive);
+    message.chunked(chunked);
+
+    tcp_.expires_after(server_.settings.write_timeout);
+    http::response_serializer<http::empty_body> serializer{message};
+    auto [ec, n] = co_await http::async_write_header(stream_, serializer, kUseTuple);
+    if (ec) {
+        co_return false;
+    }
+    ChunkWriter writer{*this, chunked};
+    if (!co_await writer.write(std::move(response.body))) {
+        co_return false;
+    }
+    try {
+        co_await response.stream(writer);
+    } catch (const std::exception& e) {
+        // Headers are gone already: no 500 possible. Ending without the last chunk tells the
+        // client the body is incomplete.
+        server_.log->error("response stream failed remote={} error={}", remote_, e.what());
+        co_return false;
+    }
+    if (writer.broken()) {
+        co_return false;
+    }
+    if (!chunked) {
+        // The close is the end of the body: this connection carries nothing more.
+        co_await finish_sending();
+        co_return false;
+    }
+    tcp_.expires_after(server_.settings.write_timeout);
+    auto last_chunk = http::make_chunk_last();
+    std::tie(ec, n) = co_await asio::async_write(stream_, last_chunk, kUseTuple);
+    if (ec) {
+        co_return false;
+    }
+    if (!keep_alive) {
+        co_await finish_sending();
+    }
+    co_return true;
+}
+
+/// A 101 with a tunnel: the head with the handler's headers (no keep-alive, no body), then
+/// the handler's tunnel owns the connection until it returns.
+template <class Stream>
+asio::awaitable<void> Session<Stream>::run_tunnel(Response& response) {
+    http::response<http::empty_body> message;
+    message.result(http::status::switching_protocols);
+    message.version(11);
+    response.content_type.clear();  // nothing follows the head that a type could describe
+    set_headers(message, response);
+    tcp_.expires_after(server_.settings.write_timeout);
+    http::response_serializer<http::empty_body> serializer{message};
+    auto [ec, n] = co_await http::async_write_header(stream_, serializer, kUseTuple);
+    if (ec) {
+        co_return;
+    }
+    StreamTunnel tunnel{*this};
+    try {
+        co_await response.tunnel(tunnel);
+    } catch (const std::exception& e) {
+        server_.log->error("tunnel failed remote={} error={}", remote_, e.what());
+    }
+}
+
+/// Ends what we send on a connection that carries nothing more. Under TLS that is a
+/// close_notify, which asio sends and then waits for the peer's: bounded like a linger.
+template <class Stream>
+asio::awaitable<void> Session<Stream>::finish_sending() {
+    if constexpr (kTls) {
+        tcp_.expires_after(std::min(server_.settings.write_timeout, kLingerMax));
+        auto [ec] = co_await stream_.async_shutdown(kUseTuple);
+    } else {
+        tcp_.shutdown_send();
+    }
+}
+
+/// After an error reply: stop sending, then read and drop what the client still sends until it
+/// closes, for a bounded time, so the reply is not lost to a reset.
+template <class Stream>
+asio::awaitable<void> Session<Stream>::linger_close() {
+    if constexpr (kTls) {
+        // The TLS shutdown reads until the peer's close_notify or close: the same linger.
+        tcp_.expires_after(std::min(server_.settings.read_timeout, kLingerMax));
+        auto [ec] = co_await stream_.async_shutdown(kUseTuple);
+    } else {
+        tcp_.shutdown_send();
+        tcp_.expires_after(std::min(server_.settings.read_timeout, kLingerMax));
+        std::array<char, 4096> sink{};
+        for (;;) {
+            auto [read_ec, n] = co_await tcp_.async_read_some(asio::buffer(sink), kUseTuple);
+            if (read_ec) {
+                co_return;
+            }
+        }
+    }
+}
+
+template <class Stream>
+void Session<Stream>::close_quietly() {
+    tcp_.close();
+}
+
+}  // namespace aviary::net::server_side
