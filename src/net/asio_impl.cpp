@@ -2,4 +2,5 @@
 // is set for every user of aviary_net): each other TU then skips them, which is most of the
 // per-file cost of including Beast.
 #include <boost/asio/impl/src.hpp>
+#include <boost/asio/ssl/impl/src.hpp>
 #include <boost/beast/src.hpp>
