@@ -245,7 +245,9 @@ std::string redact_url(std::string_view url);
 struct ClientSettings {
     int max_idle_per_host = 8;  ///< idle keep-alive connections kept per host
     int max_per_host = 32;      ///< open connections per host; more requests wait their turn
-    core::Millis idle_timeout{std::chrono::seconds{30}};  ///< idle connections older are closed
+    /// Idle connections older than this are closed by the next fetch() (no timer of its own)
+    /// and never reused.
+    core::Millis idle_timeout{std::chrono::seconds{30}};
     ClientTls tls;  ///< for https requests that carry no ClientRequest::tls
 };
 

@@ -108,7 +108,6 @@ std::string joined(std::optional<std::string_view> existing, std::string_view ad
 struct Exchange {
     client::Lease lease;
     std::optional<client::http::response_parser<client::http::buffer_body>> parser;
-    std::string upstream;  // "127.0.0.1:8888", for messages
     core::Millis idle_timeout{};
 
     client::ClientConnection& connection() { return lease.connection(); }
@@ -215,6 +214,7 @@ struct ReverseProxy::Impl {
                                      client::http::request<client::http::empty_body>& head,
                                      Request& request,
                                      Response& failed);
+    asio::awaitable<error_code> read_head(Exchange& exchange, bool head_request);
     asio::awaitable<Response> relay(std::shared_ptr<Exchange> exchange, bool upgrading);
     Response failure(const core::Error& error);
     Response upstream_broke(const error_code& ec, std::string_view step);
@@ -300,10 +300,11 @@ client::http::request<client::http::empty_body> ReverseProxy::Impl::upstream_hea
     head.target(base_path + request.target);
     head.version(11);
     const auto dropped = hop_by_hop(request.headers);
+    // Expect goes too: this server already answered it, and the body follows the head at once.
     for (const auto& header : request.headers) {
         const auto key = lower(header.name);
         if (dropped.contains(key) || key == "host" || key == "via" || key == "x-forwarded-for" ||
-            key == "x-forwarded-proto" || key == "x-forwarded-host") {
+            key == "x-forwarded-proto" || key == "x-forwarded-host" || key == "expect") {
             continue;
         }
         head.insert(header.name, header.value);
@@ -385,6 +386,25 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(
     }
 }
 
+/// Reads the upstream's final response head into exchange.parser, within response_timeout.
+/// Interim 1xx answers (a 100 Continue the upstream sends anyway) are read past; 101 is final.
+asio::awaitable<error_code> ReverseProxy::Impl::read_head(Exchange& exchange, bool head_request) {
+    exchange.connection().tcp().expires_after(settings.response_timeout);
+    for (;;) {
+        auto& parser = *exchange.parser;
+        parser.header_limit(client::kResponseHeaderLimit);
+        parser.body_limit(boost::none);  // the client's own limits apply downstream, not here
+        parser.skip(head_request);
+        auto [ec, n] = co_await client::http::async_read_header(
+            exchange.connection(), exchange.connection().buffer, parser, client::kUseTuple);
+        const auto status = parser.get().result_int();
+        if (ec || status < 100 || status > 199 || status == 101) {
+            co_return ec;
+        }
+        exchange.parser.emplace();
+    }
+}
+
 /// The upstream's response head (parsed in `exchange`) turned into the client's Response.
 asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> exchange,
                                                     bool upgrading) {
@@ -405,6 +425,7 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
         if (key == "content-type") {
             response.content_type = header.value;
         } else if (!dropped.contains(key) && key != "server" && key != "via") {
+            // Server and Via are set by this hop (the server names itself; Via is extended below).
             response.headers.push_back(std::move(header));
         }
     }
@@ -467,31 +488,25 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
         }
         auto exchange = std::make_shared<Exchange>();
         exchange->lease = std::move(*lease);
-        exchange->upstream = name;
         exchange->idle_timeout = settings.idle_timeout;
         const bool reused = exchange->lease.reused();
         Response failed;
         failed.status = 0;
+        exchange->parser.emplace();
         auto send_ec = co_await send(exchange->connection(), head, request, failed);
         if (failed.status != 0) {
             co_return failed;
         }
-        auto& parser = exchange->parser.emplace();
-        parser.header_limit(client::kResponseHeaderLimit);
-        parser.body_limit(boost::none);  // the client's own limits apply downstream, not here
-        parser.skip(head.method() == client::http::verb::head);
         error_code read_ec = send_ec;
         if (!send_ec) {
-            exchange->connection().tcp().expires_after(settings.response_timeout);
-            std::tie(read_ec, std::ignore) = co_await client::http::async_read_header(
-                exchange->connection(), exchange->connection().buffer, parser, client::kUseTuple);
+            read_ec = co_await read_head(*exchange, head.method() == client::http::verb::head);
         }
         if (!read_ec) {
             co_return co_await relay(std::move(exchange), upgrading);
         }
         // A kept-alive connection the upstream closed just as we picked it up: nothing reached
         // it, so one fresh connection is safe for a request that can be sent twice.
-        if (reused && may_retry && attempt == 0 && !parser.got_some() &&
+        if (reused && may_retry && attempt == 0 && !exchange->parser->got_some() &&
             read_ec != client::beast::error::timeout) {
             continue;
         }

@@ -215,6 +215,51 @@ TEST(ReverseProxy, AnswersGatewayTimeoutWhenTheUpstreamNeverAnswers) {
     EXPECT_EQ(rig.proxy->stats().timed_out, 1U);
 }
 
+asio::awaitable<void> forward_into(ReverseProxy& proxy,
+                                   Request& request,
+                                   std::optional<Response>& out) {
+    out.emplace(co_await proxy.forward(request));
+}
+
+/// Answers one request with an interim 100 Continue, then the real response.
+struct ContinuesFirst {
+    tcp::acceptor& acceptor;
+
+    asio::awaitable<void> operator()() const {
+        auto [accept_ec, socket] = co_await acceptor.async_accept(kTuple);
+        if (accept_ec) {
+            co_return;
+        }
+        asio::streambuf buffer;
+        co_await asio::async_read_until(socket, buffer, "\r\n\r\n", kTuple);
+        const std::string answer =
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+            "Connection: close\r\n\r\nok";
+        co_await asio::async_write(socket, asio::buffer(answer), kTuple);
+        socket.shutdown(tcp::socket::shutdown_send);
+    }
+};
+
+TEST(ReverseProxy, ReadsPastAnInterimResponseToTheFinalOne) {
+    asio::io_context ioc;
+    tcp::acceptor acceptor{ioc, {asio::ip::make_address("127.0.0.1"), 0}};
+    ContinuesFirst upstream{acceptor};
+    asio::co_spawn(ioc, upstream(), asio::detached);
+    ReverseProxy proxy{ProxySettings{
+        .upstream = fmt::format("http://127.0.0.1:{}", acceptor.local_endpoint().port())}};
+    Request request;
+    request.method = "GET";
+    request.target = "/";
+    request.path = "/";
+    request.remote = "127.0.0.1:5000";
+    std::optional<Response> response;
+    asio::co_spawn(ioc, forward_into(proxy, request, response), asio::detached);
+    ioc.run();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "ok");
+}
+
 /// Hands out the body in the pieces given, then the end.
 class FakeBodyReader final : public BodyReader {
 public:
@@ -231,12 +276,6 @@ public:
 private:
     std::deque<std::string> pieces_;
 };
-
-asio::awaitable<void> forward_into(ReverseProxy& proxy,
-                                   Request& request,
-                                   std::optional<Response>& out) {
-    out.emplace(co_await proxy.forward(request));
-}
 
 TEST(ReverseProxy, StreamsTheRequestBodyFromABodyReader) {
     HttpServer upstream(ServerSettings{.listen = "127.0.0.1:0"}, Upstream{});
