@@ -2,8 +2,12 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "net/net.hpp"
@@ -184,6 +188,37 @@ TEST_F(ClientTlsTest, ReportsAnUnreadableCaFile) {
     ASSERT_FALSE(response);
     EXPECT_EQ(response.error().code, core::ErrorCode::kInvalidArgument);
     EXPECT_NE(response.error().message.find("cannot load TLS CA file"), std::string::npos);
+}
+
+asio::awaitable<void> fetch_with(HttpClient& client,
+                                 ClientRequest request,
+                                 std::optional<core::Result<ClientResponse>>& out) {
+    out.emplace(co_await client.fetch(std::move(request)));
+}
+
+TEST_F(ClientTlsTest, HttpClientVerifiesWithItsDefaultTlsSettings) {
+    TlsResponder server{{.cert = pki_->server_cert, .key = pki_->server_key}};
+    asio::io_context ioc;
+    HttpClient client{ioc.get_executor(), ClientSettings{.tls = {.ca_file = pki_->ca_cert}}};
+    auto request = request_to("localhost", server.port());
+    request.tls.reset();
+    std::optional<core::Result<ClientResponse>> response;
+    asio::co_spawn(ioc, fetch_with(client, request, response), asio::detached);
+    ioc.run();
+    ASSERT_TRUE(response.has_value());
+    ASSERT_TRUE(*response) << response->error().message;
+    EXPECT_EQ((*response)->body, "sni=localhost client=none");
+
+    // Without the CA the system store knows nothing of the test CA.
+    HttpClient system_ca{ioc.get_executor(), ClientSettings{}};
+    response.reset();
+    asio::co_spawn(ioc, fetch_with(system_ca, request, response), asio::detached);
+    ioc.restart();
+    ioc.run();
+    ASSERT_TRUE(response.has_value());
+    ASSERT_FALSE(*response);
+    EXPECT_NE(response->error().message.find("(unknown CA)"), std::string::npos)
+        << response->error().message;
 }
 
 TEST_F(ClientTlsTest, FetchStreamSpeaksHttpsToo) {
