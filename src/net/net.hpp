@@ -1,11 +1,13 @@
 #pragma once
-/// net: the HTTP plumbing every speaker shares. An HTTP/1.1 server (plain or TLS) with keep-alive
-/// and limits, streamed responses, graceful shutdown; an outbound client with timeouts; and
-/// offload() to run blocking calls (the store) off the I/O loop.
+/// net: the HTTP plumbing every speaker shares (docs/architecture.md). An HTTP/1.1 server
+/// (plain or TLS) with keep-alive and limits, streamed bodies both ways, upgrades and graceful
+/// shutdown; an outbound HTTP/HTTPS client with timeouts and a keep-alive pool; a reverse
+/// proxy; and offload() to run blocking calls (the store) off the I/O loop.
 ///
 /// Beast lives only in net's .cpp files: this header shows plain structs and Asio awaitables.
 /// Handlers run as coroutines on the server's I/O threads; a handler must not block: blocking
 /// work goes through offload().
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstddef>
@@ -230,13 +232,27 @@ asio::awaitable<std::invoke_result_t<F&>> offload(BlockingPool& pool, F fn) {
 // ---------------------------------------------------------------------------------------------
 // Outbound client
 
+/// How an https:// request checks the server and, for mTLS, proves who the client is. TLS 1.2 is
+/// the minimum; the server's certificate must chain to a trusted CA and name the URL's host (or
+/// `server_name`), DNS names and IP literals alike.
+struct ClientTls {
+    std::string ca_file;      ///< PEM bundle to trust instead of the system CA store
+    std::string cert_file;    ///< client certificate chain (PEM) for mTLS; with key_file
+    std::string key_file;     ///< its private key (PEM)
+    bool verify = true;       ///< false skips certificate and host checks (test rigs only)
+    std::string server_name;  ///< SNI and the name the certificate must match; the URL's host
+                              ///< when empty
+};
+
 struct ClientRequest {
     std::string method = "GET";
-    std::string url;  ///< "http://127.0.0.1:1337/healthz" (https arrives with the TLS issue)
+    std::string url;  ///< "http://127.0.0.1:1337/healthz", "https://grafana.example/api"
     std::vector<Header> headers;
     std::string body;
     core::Millis timeout{std::chrono::seconds{10}};  ///< connect + send + receive, in all
     std::size_t max_body_bytes = 64 * 1024 * 1024;
+    /// For https URLs; unset means the defaults above (an HttpClient uses its settings' tls).
+    std::optional<ClientTls> tls;
 };
 
 struct ClientResponse {
@@ -249,7 +265,8 @@ struct ClientResponse {
 };
 
 /// One request on a new connection, on the caller's executor. Errors: kInvalidArgument (bad
-/// URL), kUnavailable (cannot connect, reset), kTimeout.
+/// URL, unreadable TLS files), kUnavailable (cannot connect, reset, TLS handshake refused),
+/// kTimeout. Messages carry the URL through redact_url().
 asio::awaitable<core::Result<ClientResponse>> fetch(ClientRequest request);
 /// The same, blocking, on a private io_context: for the CLI, tests and benchmarks.
 core::Result<ClientResponse> fetch_sync(ClientRequest request);
@@ -259,6 +276,96 @@ core::Result<ClientResponse> fetch_sync(ClientRequest request);
 /// `body`. `timeout` covers the whole exchange, streaming included. Errors as fetch().
 core::Result<ClientResponse> fetch_stream(ClientRequest request,
                                           std::function<void(std::string_view chunk)> on_body_data);
+
+/// `url` fit for a log line or an error message: userinfo (user:password@) dropped, every query
+/// value replaced by REDACTED, the fragment dropped. Works on text that does not parse as a URL.
+std::string redact_url(std::string_view url);
+
+struct ClientSettings {
+    int max_idle_per_host = 8;  ///< idle keep-alive connections kept per host
+    int max_per_host = 32;      ///< open connections per host; more requests wait their turn
+    /// Idle connections older than this are closed by the next fetch() (no timer of its own)
+    /// and never reused.
+    core::Millis idle_timeout{std::chrono::seconds{30}};
+    ClientTls tls;  ///< for https requests that carry no ClientRequest::tls
+};
+
+struct ClientStats {
+    std::uint64_t requests = 0;
+    std::uint64_t connections_opened = 0;
+    std::uint64_t reused = 0;   ///< requests sent on an idle keep-alive connection
+    std::uint64_t retried = 0;  ///< re-sent on a fresh connection after a stale one failed
+};
+
+/// An outbound client that keeps connections alive per scheme, host, port and TLS identity.
+/// Not thread-safe: construct it with the executor of the I/O loop that calls fetch() and call
+/// it only from coroutines on that executor (one thread). Destroy it after every fetch() ended.
+class HttpClient {
+public:
+    HttpClient(asio::any_io_executor executor, ClientSettings settings);
+    ~HttpClient();
+    HttpClient(const HttpClient&) = delete;
+    HttpClient& operator=(const HttpClient&) = delete;
+
+    /// As net::fetch(), on a pooled connection. A request that waits for a free connection
+    /// (max_per_host) waits within its timeout. A reused connection that turns out closed before
+    /// any response byte is replaced by a fresh one once, for idempotent methods (or when
+    /// nothing was sent). `Connection: close` on either side keeps the connection out of the pool.
+    asio::awaitable<core::Result<ClientResponse>> fetch(ClientRequest request);
+    ClientStats stats() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Reverse proxy
+
+struct ProxySettings {
+    std::string upstream;  ///< "http://127.0.0.1:8888" (https too); its path prefixes targets
+    core::Millis connect_timeout{std::chrono::seconds{5}};
+    core::Millis response_timeout{std::chrono::seconds{30}};  ///< to the upstream's response head
+    core::Millis idle_timeout{std::chrono::seconds{60}};      ///< between body pieces, tunnel bytes
+    int max_connections = 64;              ///< to the upstream, per I/O thread calling forward()
+    int max_idle = 16;                     ///< keep-alive connections kept, per I/O thread
+    std::string via = "aviary";            ///< this proxy's name in Via headers
+    std::string forwarded_proto = "http";  ///< X-Forwarded-Proto: how clients reach this proxy
+    std::size_t max_buffered_body = 64 * 1024;  ///< larger upstream bodies are streamed
+    ClientTls tls;                              ///< for an https upstream
+};
+
+struct ProxyStats {
+    std::uint64_t requests = 0;
+    std::uint64_t refused = 0;     ///< upstream refused or could not be reached (502)
+    std::uint64_t reset = 0;       ///< upstream closed or reset mid-exchange (502)
+    std::uint64_t timed_out = 0;   ///< no connection or no response head in time (504)
+    std::uint64_t tls_failed = 0;  ///< TLS handshake with the upstream failed (502)
+    std::uint64_t upgraded = 0;    ///< 101 responses turned into tunnels
+};
+
+/// Forwards requests from an HttpServer handler to one upstream, RFC 9110 style: hop-by-hop
+/// headers dropped, Via and X-Forwarded-* added, bodies streamed both ways, upgrades (101)
+/// spliced into a tunnel. Upstream connections are kept alive in one pool per I/O thread, so
+/// forward() may be called from any of a server's I/O threads. Idle upstream sockets belong to
+/// those threads' loops: destroy the proxy after the server's stop() (every Response it returned
+/// has then ended) and before the server itself.
+class ReverseProxy {
+public:
+    explicit ReverseProxy(ProxySettings settings);
+    ~ReverseProxy();
+    ReverseProxy(const ReverseProxy&) = delete;
+    ReverseProxy& operator=(const ReverseProxy&) = delete;
+
+    /// The upstream's response, or a 502/504 whose plain-text body names the upstream and what
+    /// went wrong. `request` must stay valid until the returned awaitable completes.
+    asio::awaitable<Response> forward(Request& request);
+    ProxyStats stats() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 /// Splits "HOST:PORT" / "[::1]:PORT". kInvalidArgument naming what is wrong.
 core::Result<std::pair<std::string, std::uint16_t>> split_host_port(std::string_view address);

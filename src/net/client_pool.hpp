@@ -1,0 +1,106 @@
+#pragma once
+// Private to src/net: outbound keep-alive connections filed per scheme, host, port and TLS
+// identity, shared by HttpClient and ReverseProxy. Confined to one thread: every call comes from
+// coroutines on the same I/O loop, so nothing here locks.
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "net/client_connection.hpp"
+
+namespace aviary::net::client {
+
+struct PoolLimits {
+    int max_idle_per_host = 8;
+    int max_per_host = 32;
+    core::Millis idle_timeout{std::chrono::seconds{30}};
+};
+
+class ConnectionPool;
+
+/// A connection lent by the pool. Give it back with ConnectionPool::release(); a lease dropped
+/// without that (an exception, a cancelled coroutine) closes its connection and frees its slot.
+class Lease {
+public:
+    Lease() = default;
+    Lease(ConnectionPool* pool,
+          std::string key,
+          std::unique_ptr<ClientConnection> connection,
+          bool reused);
+    Lease(Lease&& other) noexcept = default;
+    Lease& operator=(Lease&& other) noexcept;
+    ~Lease();
+
+    ClientConnection& connection() { return *connection_; }
+    bool reused() const { return reused_; }
+
+private:
+    friend class ConnectionPool;
+    ConnectionPool* pool_ = nullptr;
+    std::string key_;
+    std::unique_ptr<ClientConnection> connection_;
+    bool reused_ = false;
+};
+
+class ConnectionPool {
+public:
+    explicit ConnectionPool(PoolLimits limits) : limits_(limits) {}
+    ~ConnectionPool();
+    ConnectionPool(const ConnectionPool&) = delete;
+    ConnectionPool& operator=(const ConnectionPool&) = delete;
+
+    /// A connection to `target` before `deadline`: an idle one (unless `fresh`), a new one, or at
+    /// max_per_host the next one another request gives back. Errors as open_connection(), and
+    /// kTimeout when no connection came free in time.
+    asio::awaitable<core::Result<Lease>> acquire(const Target& target,
+                                                 const ClientTls& tls,
+                                                 Clock::time_point deadline,
+                                                 const std::string& shown_url,
+                                                 core::Millis timeout,
+                                                 bool fresh);
+    /// Takes the connection back: kept idle (or handed to a waiter) when `reusable`, else closed.
+    void release(Lease lease, bool reusable);
+
+    std::uint64_t opened() const { return opened_; }
+
+private:
+    struct Idle {
+        std::unique_ptr<ClientConnection> connection;
+        Clock::time_point since;
+    };
+    struct Waiter {
+        explicit Waiter(const asio::any_io_executor& executor) : wake(executor) {}
+        asio::steady_timer wake;  // cancelled to wake; expiring means the deadline passed
+        std::unique_ptr<ClientConnection> handed;  // a released connection, passed straight on
+        bool may_open = false;                     // a closed connection's slot, passed on
+    };
+    struct Host {
+        std::deque<Idle> idle;  // oldest first
+        int open = 0;           // idle + lent + being opened
+        std::list<Waiter*> waiters;
+    };
+
+    void evict_expired();
+    std::unique_ptr<ClientConnection> take_idle(Host& host);
+    core::Result<std::shared_ptr<ssl::context>> context_for(const std::string& key,
+                                                            const ClientTls& tls);
+    asio::awaitable<core::Result<Lease>> open(Host& host,
+                                              const std::string& key,
+                                              const Target& target,
+                                              const ClientTls& tls,
+                                              Clock::time_point deadline,
+                                              const std::string& shown_url,
+                                              core::Millis timeout);
+    void drop_slot(Host& host);
+
+    PoolLimits limits_;
+    std::map<std::string, Host> hosts_;  // map: Host references stay valid across inserts
+    std::map<std::string, std::shared_ptr<ssl::context>> contexts_;
+    std::uint64_t opened_ = 0;
+};
+
+}  // namespace aviary::net::client

@@ -1,0 +1,535 @@
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+#include <cctype>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "net/client_connection.hpp"
+#include "net/client_pool.hpp"
+#include "net/net.hpp"
+
+namespace aviary::net {
+namespace {
+
+using client::Clock;
+using client::beast::error_code;
+using client::http::field;
+
+constexpr std::size_t kPieceBytes = 16 * 1024;
+
+std::string lower(std::string_view text) {
+    std::string out{text};
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+std::string trim(std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
+        text.remove_prefix(1);
+    }
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
+        text.remove_suffix(1);
+    }
+    return std::string{text};
+}
+
+/// The comma-separated tokens of every header named `name`, lower case.
+std::set<std::string> header_tokens(const std::vector<Header>& headers, std::string_view name) {
+    std::set<std::string> tokens;
+    for (const auto& header : headers) {
+        if (lower(header.name) != name) {
+            continue;
+        }
+        std::string_view rest = header.value;
+        while (!rest.empty()) {
+            const auto comma = rest.find(',');
+            auto token = trim(rest.substr(0, comma));
+            if (!token.empty()) {
+                tokens.insert(lower(token));
+            }
+            rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+        }
+    }
+    return tokens;
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1): never forwarded. Upgrade
+/// survives when the request is being upgraded; Content-Length and Transfer-Encoding are set
+/// anew by whoever frames the next hop.
+std::set<std::string> hop_by_hop(const std::vector<Header>& headers) {
+    auto names = header_tokens(headers, "connection");
+    for (const char* name :
+         {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+          "upgrade", "proxy-authorization", "proxy-authenticate", "content-length"}) {
+        names.insert(name);
+    }
+    return names;
+}
+
+bool wants_upgrade(const Request& request) {
+    return request.header("upgrade").has_value() &&
+           header_tokens(request.headers, "connection").contains("upgrade");
+}
+
+Response error_response(int status, std::string text) {
+    Response response;
+    response.status = status;
+    response.body = std::move(text);
+    response.body += '\n';
+    return response;
+}
+
+std::string client_address(const std::string& remote) {
+    auto split = split_host_port(remote);
+    return split ? split->first : remote;
+}
+
+std::string joined(std::optional<std::string_view> existing, std::string_view added) {
+    if (!existing || existing->empty()) {
+        return std::string{added};
+    }
+    return fmt::format("{}, {}", *existing, added);
+}
+
+/// One upstream exchange: the pooled connection and the parser reading its response, shared by
+/// the handler and the body relay or tunnel that outlives it.
+struct Exchange {
+    client::Lease lease;
+    std::optional<client::http::response_parser<client::http::buffer_body>> parser;
+    core::Millis idle_timeout{};
+
+    client::ClientConnection& connection() { return lease.connection(); }
+};
+
+/// Streams the upstream body into the client's response, piece by piece as it arrives.
+struct BodyRelay {
+    std::shared_ptr<Exchange> exchange;
+    client::ConnectionPool* pool = nullptr;
+
+    asio::awaitable<void> operator()(ResponseStream& out) const {
+        auto& parser = *exchange->parser;
+        std::array<char, kPieceBytes> piece{};
+        while (!parser.is_done()) {
+            parser.get().body().data = piece.data();
+            parser.get().body().size = piece.size();
+            exchange->connection().tcp().expires_after(exchange->idle_timeout);
+            auto [ec, n] = co_await client::http::async_read_some(
+                exchange->connection(), exchange->connection().buffer, parser, client::kUseTuple);
+            if (ec && ec != client::http::error::need_buffer) {
+                // Ending without the last chunk tells the client the body is incomplete; the
+                // dropped lease closes the upstream connection.
+                co_return;
+            }
+            const std::size_t filled = piece.size() - parser.get().body().size;
+            if (filled > 0 && !co_await out.write(std::string{piece.data(), filled})) {
+                co_return;  // the client went away: the upstream connection cannot be reused
+            }
+        }
+        pool->release(std::move(exchange->lease), parser.keep_alive());
+    }
+};
+
+/// Splices an upgraded connection: bytes both ways until either side ends.
+struct TunnelSplice {
+    std::shared_ptr<Exchange> exchange;
+
+    asio::awaitable<void> operator()(Tunnel& client_side) const {
+        using asio::experimental::awaitable_operators::operator||;
+        co_await (upstream_to_client(client_side) || client_to_upstream(client_side));
+        exchange->connection().close();
+    }
+
+    asio::awaitable<void> upstream_to_client(Tunnel& client_side) const {
+        auto& connection = exchange->connection();
+        // Bytes the upstream sent right behind its 101 head were read with it.
+        if (connection.buffer.size() > 0) {
+            std::string early = client::beast::buffers_to_string(connection.buffer.data());
+            connection.buffer.consume(connection.buffer.size());
+            if (!co_await client_side.write(early)) {
+                co_return;
+            }
+        }
+        std::array<char, kPieceBytes> piece{};
+        for (;;) {
+            connection.tcp().expires_after(exchange->idle_timeout);
+            auto [ec, n] =
+                co_await connection.async_read_some(asio::buffer(piece), client::kUseTuple);
+            if (n > 0 && !co_await client_side.write(std::string_view{piece.data(), n})) {
+                co_return;
+            }
+            if (ec) {
+                client_side.shutdown_send();
+                co_return;
+            }
+        }
+    }
+
+    asio::awaitable<void> client_to_upstream(Tunnel& client_side) const {
+        auto& connection = exchange->connection();
+        for (;;) {
+            auto data = co_await client_side.read_some();
+            if (!data || data->empty()) {
+                break;
+            }
+            connection.tcp().expires_after(exchange->idle_timeout);
+            auto [ec, n] =
+                co_await asio::async_write(connection, asio::buffer(*data), client::kUseTuple);
+            if (ec) {
+                co_return;
+            }
+        }
+        // The client is done sending: pass the half-close on and let the upstream finish its
+        // side; upstream_to_client ends the tunnel (its reads time out after idle_timeout).
+        error_code ignored;
+        connection.tcp().socket().shutdown(client::tcp::socket::shutdown_send, ignored);
+        auto executor = co_await asio::this_coro::executor;
+        asio::steady_timer forever{executor};
+        forever.expires_at(asio::steady_timer::time_point::max());
+        co_await forever.async_wait(client::kUseTuple);
+    }
+};
+
+}  // namespace
+
+struct ReverseProxy::Impl {
+    explicit Impl(ProxySettings settings);
+
+    asio::awaitable<Response> forward(Request& request);
+    client::ConnectionPool& pool();
+    client::http::request<client::http::empty_body> upstream_head(const Request& request,
+                                                                  bool upgrading) const;
+    asio::awaitable<error_code> send(client::ClientConnection& connection,
+                                     client::http::request<client::http::empty_body>& head,
+                                     Request& request,
+                                     Response& failed);
+    asio::awaitable<error_code> read_head(Exchange& exchange, bool head_request);
+    asio::awaitable<Response> relay(std::shared_ptr<Exchange> exchange, bool upgrading);
+    Response failure(const core::Error& error);
+    Response upstream_broke(const error_code& ec, std::string_view step);
+
+    ProxySettings settings;
+    core::Result<client::Target> upstream;
+    std::string base_path;  // the upstream URL's path, without a trailing '/'
+    std::string name;       // "127.0.0.1:8888"
+
+    std::mutex mutex;  // guards pools only; each pool is used by its own thread
+    std::map<std::thread::id, std::unique_ptr<client::ConnectionPool>> pools;
+
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> refused{0};
+    std::atomic<std::uint64_t> reset{0};
+    std::atomic<std::uint64_t> timed_out{0};
+    std::atomic<std::uint64_t> tls_failed{0};
+    std::atomic<std::uint64_t> upgraded{0};
+};
+
+ReverseProxy::Impl::Impl(ProxySettings settings_in)
+    : settings(std::move(settings_in)), upstream(client::parse_target(settings.upstream)) {
+    if (upstream) {
+        name = upstream->authority();
+        base_path = upstream->path;
+        while (!base_path.empty() && base_path.back() == '/') {
+            base_path.pop_back();
+        }
+    } else {
+        name = redact_url(settings.upstream);
+    }
+}
+
+client::ConnectionPool& ReverseProxy::Impl::pool() {
+    // One pool per server I/O thread: a connection is then only ever used on the loop that owns
+    // its socket, and the pool needs no lock of its own.
+    std::lock_guard lock{mutex};
+    auto& slot = pools[std::this_thread::get_id()];
+    if (!slot) {
+        slot = std::make_unique<client::ConnectionPool>(
+            client::PoolLimits{.max_idle_per_host = settings.max_idle,
+                               .max_per_host = settings.max_connections,
+                               .idle_timeout = settings.idle_timeout});
+    }
+    return *slot;
+}
+
+Response ReverseProxy::Impl::failure(const core::Error& error) {
+    switch (client::failure_kind(error)) {
+        case client::Failure::kTimeout:
+            ++timed_out;
+            return error_response(
+                504, fmt::format("upstream {} did not accept a connection within {}", name,
+                                 core::format_duration(settings.connect_timeout)));
+        case client::Failure::kRefused:
+            ++refused;
+            return error_response(502, fmt::format("upstream {} refused the connection", name));
+        case client::Failure::kTls:
+            ++tls_failed;
+            return error_response(502, fmt::format("upstream {}: {}", name, error.message));
+        case client::Failure::kReset:
+            break;
+    }
+    ++reset;
+    return error_response(502, fmt::format("upstream {} failed: {}", name, error.message));
+}
+
+Response ReverseProxy::Impl::upstream_broke(const error_code& ec, std::string_view step) {
+    if (ec == client::beast::error::timeout) {
+        ++timed_out;
+        return error_response(504, fmt::format("upstream {} did not answer within {}", name,
+                                               core::format_duration(settings.response_timeout)));
+    }
+    ++reset;
+    return error_response(502, fmt::format("upstream {} closed the connection while {}: {}", name,
+                                           step, ec.message()));
+}
+
+client::http::request<client::http::empty_body> ReverseProxy::Impl::upstream_head(
+    const Request& request, bool upgrading) const {
+    client::http::request<client::http::empty_body> head;
+    head.method_string(request.method);
+    head.target(base_path + request.target);
+    head.version(11);
+    const auto dropped = hop_by_hop(request.headers);
+    // Expect goes too: this server already answered it, and the body follows the head at once.
+    for (const auto& header : request.headers) {
+        const auto key = lower(header.name);
+        if (dropped.contains(key) || key == "host" || key == "via" || key == "x-forwarded-for" ||
+            key == "x-forwarded-proto" || key == "x-forwarded-host" || key == "expect") {
+            continue;
+        }
+        head.insert(header.name, header.value);
+    }
+    // Host names the upstream (it may route on it); the client's goes in X-Forwarded-Host.
+    head.set(field::host, upstream->host_header);
+    head.set(field::via, joined(request.header("via"), fmt::format("1.1 {}", settings.via)));
+    head.set("X-Forwarded-For",
+             joined(request.header("x-forwarded-for"), client_address(request.remote)));
+    head.set("X-Forwarded-Proto", settings.forwarded_proto);
+    if (auto host = request.header("host")) {
+        head.set("X-Forwarded-Host", *host);
+    }
+    if (upgrading) {
+        head.set(field::upgrade, *request.header("upgrade"));
+        head.set(field::connection, "upgrade");
+    }
+    return head;
+}
+
+/// Writes the head and the body: request.body, or what request.body_reader yields (with the
+/// client's Content-Length when it sent one, chunked otherwise). On a client-side failure sets
+/// `failed` and returns no error.
+asio::awaitable<error_code> ReverseProxy::Impl::send(
+    client::ClientConnection& connection,
+    client::http::request<client::http::empty_body>& head,
+    Request& request,
+    Response& failed) {
+    namespace http = client::http;
+    const auto length = request.header("content-length");
+    const bool streamed = request.body_reader != nullptr;
+    if (streamed && !length) {
+        head.chunked(true);
+    } else if (!request.body.empty() || length) {
+        head.content_length(streamed ? std::stoull(std::string{*length}) : request.body.size());
+    }
+    connection.tcp().expires_after(settings.idle_timeout);
+    http::request_serializer<http::empty_body> serializer{head};
+    auto [head_ec, head_n] =
+        co_await http::async_write_header(connection, serializer, client::kUseTuple);
+    if (head_ec || (!streamed && request.body.empty())) {
+        co_return head_ec;
+    }
+    if (!streamed) {
+        auto [ec, n] =
+            co_await asio::async_write(connection, asio::buffer(request.body), client::kUseTuple);
+        co_return ec;
+    }
+    for (;;) {
+        auto piece = co_await request.body_reader->read_some();
+        if (!piece) {
+            const auto code = piece.error().code;
+            failed = error_response(code == core::ErrorCode::kTimeout           ? 408
+                                    : code == core::ErrorCode::kInvalidArgument ? 413
+                                                                                : 400,
+                                    fmt::format("request body: {}", piece.error().message));
+            co_return error_code{};
+        }
+        connection.tcp().expires_after(settings.idle_timeout);
+        error_code ec;
+        if (piece->empty()) {
+            if (head.chunked()) {
+                std::tie(ec, std::ignore) = co_await asio::async_write(
+                    connection, http::make_chunk_last(), client::kUseTuple);
+            }
+            co_return ec;
+        }
+        if (head.chunked()) {
+            auto chunk = http::make_chunk(asio::buffer(*piece));
+            std::tie(ec, std::ignore) =
+                co_await asio::async_write(connection, chunk, client::kUseTuple);
+        } else {
+            std::tie(ec, std::ignore) =
+                co_await asio::async_write(connection, asio::buffer(*piece), client::kUseTuple);
+        }
+        if (ec) {
+            co_return ec;
+        }
+    }
+}
+
+/// Reads the upstream's final response head into exchange.parser, within response_timeout.
+/// Interim 1xx answers (a 100 Continue the upstream sends anyway) are read past; 101 is final.
+asio::awaitable<error_code> ReverseProxy::Impl::read_head(Exchange& exchange, bool head_request) {
+    exchange.connection().tcp().expires_after(settings.response_timeout);
+    for (;;) {
+        auto& parser = *exchange.parser;
+        parser.header_limit(client::kResponseHeaderLimit);
+        parser.body_limit(boost::none);  // the client's own limits apply downstream, not here
+        parser.skip(head_request);
+        auto [ec, n] = co_await client::http::async_read_header(
+            exchange.connection(), exchange.connection().buffer, parser, client::kUseTuple);
+        const auto status = parser.get().result_int();
+        if (ec || status < 100 || status > 199 || status == 101) {
+            co_return ec;
+        }
+        exchange.parser.emplace();
+    }
+}
+
+/// The upstream's response head (parsed in `exchange`) turned into the client's Response.
+asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> exchange,
+                                                    bool upgrading) {
+    auto& parser = *exchange->parser;
+    const auto& upstream_head = parser.get().base();
+    Response response;
+    response.status = static_cast<int>(upstream_head.result_int());
+    response.content_type.clear();
+    std::vector<Header> upstream_headers;
+    for (const auto& header : upstream_head) {
+        upstream_headers.push_back(
+            Header{std::string{header.name_string()}, std::string{header.value()}});
+    }
+    const bool tunnel = upgrading && response.status == 101;
+    const auto dropped = hop_by_hop(upstream_headers);
+    for (auto& header : upstream_headers) {
+        const auto key = lower(header.name);
+        if (key == "content-type") {
+            response.content_type = header.value;
+        } else if (!dropped.contains(key) && key != "server" && key != "via") {
+            // Server and Via are set by this hop (the server names itself; Via is extended below).
+            response.headers.push_back(std::move(header));
+        }
+    }
+    std::optional<std::string_view> upstream_via;
+    if (auto via = upstream_head.find(field::via); via != upstream_head.end()) {
+        upstream_via = via->value();
+    }
+    response.headers.push_back(
+        Header{"Via", joined(upstream_via, fmt::format("1.1 {}", settings.via))});
+    if (tunnel) {
+        ++upgraded;
+        response.headers.push_back(Header{"Upgrade", std::string{upstream_head[field::upgrade]}});
+        response.headers.push_back(Header{"Connection", "Upgrade"});
+        response.tunnel = TunnelSplice{std::move(exchange)};
+        co_return response;
+    }
+    if (parser.is_done()) {
+        pool().release(std::move(exchange->lease), parser.keep_alive());
+        co_return response;
+    }
+    const auto length = parser.content_length();
+    if (!length || *length > settings.max_buffered_body) {
+        response.stream = BodyRelay{std::move(exchange), &pool()};
+        co_return response;
+    }
+    // Small and of known size: read it whole, so the client gets a Content-Length too.
+    std::array<char, kPieceBytes> piece{};
+    while (!parser.is_done()) {
+        parser.get().body().data = piece.data();
+        parser.get().body().size = piece.size();
+        exchange->connection().tcp().expires_after(settings.idle_timeout);
+        auto [ec, n] = co_await client::http::async_read_some(
+            exchange->connection(), exchange->connection().buffer, parser, client::kUseTuple);
+        if (ec && ec != client::http::error::need_buffer) {
+            co_return upstream_broke(ec, "sending the body");
+        }
+        response.body.append(piece.data(), piece.size() - parser.get().body().size);
+    }
+    pool().release(std::move(exchange->lease), parser.keep_alive());
+    co_return response;
+}
+
+asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
+    ++requests;
+    if (!upstream) {
+        co_return error_response(502, upstream.error().message);
+    }
+    const bool upgrading = wants_upgrade(request);
+    auto head = upstream_head(request, upgrading);
+    const bool may_retry =
+        request.body_reader == nullptr && !upgrading && client::is_idempotent(head.method());
+    auto& connections = pool();
+    const std::string shown = redact_url(settings.upstream);
+    for (int attempt = 0;; ++attempt) {
+        const auto connect_deadline = Clock::now() + settings.connect_timeout;
+        auto lease = co_await connections.acquire(*upstream, settings.tls, connect_deadline, shown,
+                                                  settings.connect_timeout, attempt > 0);
+        if (!lease) {
+            co_return failure(lease.error());
+        }
+        auto exchange = std::make_shared<Exchange>();
+        exchange->lease = std::move(*lease);
+        exchange->idle_timeout = settings.idle_timeout;
+        const bool reused = exchange->lease.reused();
+        Response failed;
+        failed.status = 0;
+        exchange->parser.emplace();
+        auto send_ec = co_await send(exchange->connection(), head, request, failed);
+        if (failed.status != 0) {
+            co_return failed;
+        }
+        error_code read_ec = send_ec;
+        if (!send_ec) {
+            read_ec = co_await read_head(*exchange, head.method() == client::http::verb::head);
+        }
+        if (!read_ec) {
+            co_return co_await relay(std::move(exchange), upgrading);
+        }
+        // A kept-alive connection the upstream closed just as we picked it up: nothing reached
+        // it, so one fresh connection is safe for a request that can be sent twice.
+        if (reused && may_retry && attempt == 0 && !exchange->parser->got_some() &&
+            read_ec != client::beast::error::timeout) {
+            continue;
+        }
+        co_return upstream_broke(read_ec, send_ec ? "receiving the request" : "answering");
+    }
+}
+
+ReverseProxy::ReverseProxy(ProxySettings settings)
+    : impl_(std::make_unique<Impl>(std::move(settings))) {}
+
+ReverseProxy::~ReverseProxy() = default;
+
+asio::awaitable<Response> ReverseProxy::forward(Request& request) {
+    return impl_->forward(request);
+}
+
+ProxyStats ReverseProxy::stats() const {
+    return ProxyStats{.requests = impl_->requests.load(),
+                      .refused = impl_->refused.load(),
+                      .reset = impl_->reset.load(),
+                      .timed_out = impl_->timed_out.load(),
+                      .tls_failed = impl_->tls_failed.load(),
+                      .upgraded = impl_->upgraded.load()};
+}
+
+}  // namespace aviary::net
