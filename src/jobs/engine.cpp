@@ -536,6 +536,9 @@ core::Result<RescueReport> Engine::start() {
         });
     }
     d.started = true;
+    // Exclusive jobs of a node in maintenance stay queued (the claim skips them): look again
+    // when one comes back.
+    d.fleet.set_back_in_service_listener([&d](std::string_view /*node*/) { d.wake(); });
     d.retention =
         std::make_unique<core::Periodic>("jobs-retention", d.settings.retention_sweep, [&d] {
             auto before = d.clock.now() - d.settings.retention;
@@ -577,6 +580,7 @@ void Engine::stop() {
         }
         return;
     }
+    d.fleet.set_back_in_service_listener({});
     if (d.retention) {
         d.retention->stop();
     }

@@ -505,6 +505,24 @@ TEST_F(JobEngine, MutatingJobsAreRefusedOnANodeInMaintenance) {
     EXPECT_EQ(wait_finished(shared->job.id).state, core::JobState::kSucceeded);
 }
 
+TEST_F(JobEngine, JobQueuedBeforeMaintenanceWaitsUntilTheNodeIsBackInService) {
+    start();
+    auto holder = submit("hold", n(1));
+    ASSERT_TRUE(eventually([&] { return fake_.held.load() == 1; })) << "holder is at the gate";
+    // Admitted while lotus-0 was in service; queued behind the holder.
+    auto upgrade = submit("upgrade");
+    EXPECT_EQ(job(upgrade.id).state, core::JobState::kQueued);
+    ASSERT_TRUE(fleet_->start_maintenance("lotus-0", "disk swap", admin_));
+    open_gate();
+    // The holder's finish claims in the same commit: the upgrade must not be taken.
+    EXPECT_EQ(wait_finished(holder.id).state, core::JobState::kSucceeded);
+    EXPECT_EQ(wait_finished(submit("noop", {}, "lotus-1").id).state, core::JobState::kSucceeded);
+    EXPECT_EQ(job(upgrade.id).state, core::JobState::kQueued);
+    EXPECT_EQ(job(upgrade.id).attempt, 0);
+    ASSERT_TRUE(fleet_->end_maintenance("lotus-0", admin_));
+    EXPECT_EQ(wait_finished(upgrade.id).state, core::JobState::kSucceeded);
+}
+
 TEST_F(JobEngine, FinishedJobsArePrunedPastRetention) {
     auto settings = test_settings();
     settings.retention = 200ms;
