@@ -329,6 +329,7 @@ public:
     const Settings& settings() const;
 
     struct Impl;  ///< private to src/jobs (named here so its files can share it)
+    Impl& impl_for_test();
 
 private:
     friend class Watch;
