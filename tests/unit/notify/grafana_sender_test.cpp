@@ -428,14 +428,34 @@ TEST_F(GrafanaSenderTest, StopEndsARequestGrafanaNeverAnswers) {
 }
 
 TEST_F(GrafanaSenderTest, StopIsIdempotentAndSafeBeforeStart) {
+    submit();
+    start();
     auto s = sender();
     s->stop();
     s->stop();
+    s->wake();
+    EXPECT_TRUE(grafana_.requests().empty());  // never started: nothing was sent
+    // A stop before start leaves the sender whole: it still sends.
+    s->run_once();
+    EXPECT_EQ(grafana_.requests("POST", "/api/annotations").size(), 1u);
+
     auto t = sender();
     t->start();
+    submit("lotus-1");
+    start();
     t->wake();
+    ASSERT_TRUE(
+        wait_until([&] { return grafana_.requests("POST", "/api/annotations").size() == 2; }));
     t->stop();
     t->stop();
+    // Stopped: a job started now waits in the outbox until a pass sends it (run_once is only
+    // allowed once the thread is gone, so this also shows stop() ended it).
+    submit("lotus-2");
+    start();
+    EXPECT_EQ(pending().size(), 1u);
+    t->run_once();
+    EXPECT_EQ(grafana_.requests("POST", "/api/annotations").size(), 3u);
+    EXPECT_TRUE(pending().empty());
 }
 
 }  // namespace
