@@ -202,6 +202,10 @@ struct Node {
     std::optional<Lease> lease;      ///< set when state is kLeased
     std::string maintenance_reason;  ///< set when state is kMaintenance
     std::string source = "config";   ///< "config" (reconciled at start) or "api"
+    /// The image tag the node runs now, as its last successful deploying job (install,
+    /// upgrade) left it; empty when no job has deployed it (or one uninstalled it). spec's
+    /// image_tag is the configured one.
+    std::string deployed_tag;
 };
 
 /// One entry of the audit trail: who did what, when, and the state before and after

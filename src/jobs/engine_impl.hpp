@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -53,6 +54,9 @@ struct Run {
     asio::steady_timer linger;  ///< lines gather for a moment, then go in one write
     bool truncated = false;
     int step = 0;
+    /// The tag the node runs after this attempt's last install or upgrade step ("" after an
+    /// uninstall); recorded on the node when the job succeeds.
+    std::optional<std::string> deployed_tag;
 };
 
 struct Engine::Impl {

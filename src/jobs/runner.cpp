@@ -277,6 +277,24 @@ asio::awaitable<void> Engine::Impl::flush_all(Run& run) {
 
 namespace {
 
+/// What a driver step that succeeded leaves running on the node: the tag it installed or
+/// upgraded to, or nothing after an uninstall.
+void note_deployment(Run& run, const drivers::OpRequest& request) {
+    switch (request.op) {
+        case drivers::Op::kInstall:
+        case drivers::Op::kUpgrade:
+            run.deployed_tag = request.image_tag;
+            break;
+        case drivers::Op::kUninstall:
+            run.deployed_tag = std::string{};
+            break;
+        case drivers::Op::kWipeData:
+        case drivers::Op::kRestart:
+        case drivers::Op::kStatus:
+            break;
+    }
+}
+
 /// Runs one step; returns its result JSON ("" when it reports nothing).
 asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
                                                     Run& run,
@@ -327,7 +345,11 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
                 }
                 request.image_tag = tag->empty() ? run.node.image_tag : *tag;
             }
-            co_return co_await driver->run(request, context);
+            auto done = co_await driver->run(request, context);
+            if (done) {
+                note_deployment(run, request);
+            }
+            co_return done;
         }
         case StepKind::kHttp:
             co_return co_await run_http_step(d, run, step);
@@ -566,6 +588,9 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
                             .error = error,
                             .actor = "aviary",
                             .now = clock.now()};
+    if (outcome == core::JobState::kSucceeded) {
+        finish.deployed_tag = run.deployed_tag;
+    }
     bool retryable = outcome == core::JobState::kFailed || outcome == core::JobState::kTimedOut;
     if (retryable && run.action != nullptr && run.job.attempt < run.job.max_attempts &&
         (!run.action->destructive || run.action->retry_destructive)) {

@@ -213,6 +213,10 @@ struct JobFinish {
     core::TimePoint now;
     /// The attempt's last output lines, appended in the same transaction (saves a commit).
     std::vector<core::OutputLine> output;
+    /// state succeeded only: the image tag the job's node runs now (its last install or
+    /// upgrade), or "" when the job uninstalled it; recorded on the node in the same
+    /// transaction. nullopt: the job deployed nothing.
+    std::optional<std::string> deployed_tag;
 };
 
 /// What submit_and_claim did: the submission, and the jobs claimed after it.

@@ -283,6 +283,15 @@ core::Result<void> write_finish(Connection& db, const JobFinish& finish) {
         .run();
 }
 
+/// The tag the node runs now (a removed node has nothing to record).
+core::Result<void> set_deployed_tag(Connection& db, std::string_view node, std::string_view tag) {
+    auto update = db.prepare("UPDATE nodes SET deployed_tag = ?2 WHERE name = ?1");
+    if (!update) {
+        return update.error();
+    }
+    return update->bind_all(node, tag).run();
+}
+
 // --- cancel ---------------------------------------------------------------------------------
 
 core::Result<void> cancel_queued(Connection& db,
@@ -501,6 +510,11 @@ core::Result<core::Job> finish_job(Connection& db, const JobFinish& finish) {
         auto marked = mark_annotation_ended(db, finish.id, finish.state, finish.error, finish.now);
         if (!marked) {
             return marked.error();
+        }
+    }
+    if (finish.state == core::JobState::kSucceeded && finish.deployed_tag) {
+        if (auto set = set_deployed_tag(db, after->node, *finish.deployed_tag); !set) {
+            return set.error();
         }
     }
     if (auto recorded =
