@@ -502,7 +502,8 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute(const HelmCommand& comman
         context->note(fmt::format("running {} (pid {}, process group {})", words, process->pid(),
                                   process->pgid()));
     }
-    log_->debug("helm command started command=\"{}\" pid={}", words, process->pid());
+    log_->debug("helm command started command=\"{}\" pid={}", core::redact(words),
+                process->pid());
 
     auto sink = std::make_shared<Sink>();
     sink->context = context;

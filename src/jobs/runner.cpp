@@ -184,6 +184,9 @@ void Engine::Impl::add_line(Run& run, std::string_view stream, std::string text)
     if (run.truncated) {
         return;
     }
+    // Every line a job keeps passes here (a child's, a driver's note, the engine's own): a
+    // helm argv's --set values, a URL's credentials and the configured secrets go no further.
+    text = core::redact(text);
     auto now = clock.now();
     if (run.next_seq > settings.output_max_lines) {
         run.truncated = true;
@@ -585,7 +588,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
                             .attempt = run.job.attempt,
                             .state = outcome,
                             .result = result,
-                            .error = error,
+                            .error = core::redact(error),
                             .actor = "aviary",
                             .now = clock.now()};
     if (outcome == core::JobState::kSucceeded) {
@@ -638,7 +641,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
             wake_at(*finish.retry_at);
         }
         log->info("job {} ({} on {}) {}{}", id, run.job.action, run.job.node,
-                  core::to_string(done->state), error.empty() ? "" : ": " + error);
+                  core::to_string(done->state), finish.error.empty() ? "" : ": " + finish.error);
         if (on_transition) {
             on_transition(*done);
         }

@@ -427,6 +427,21 @@ TEST_F(GrafanaSenderTest, StopEndsARequestGrafanaNeverAnswers) {
     EXPECT_EQ(rows[0].job_id, job.id);
 }
 
+TEST_F(GrafanaSenderTest, AFailureKeepsNeitherTheUrlsCredentialsNorTheToken) {
+    settings_.url =
+        "http://aviary:s3cret-pw@" + grafana_.url().substr(std::string_view{"http://"}.size());
+    core::redactor().add_secret(std::string{kToken});
+    grafana_.stop();
+    submit();
+    start();
+    sender()->run_once();
+    auto rows = pending();
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_FALSE(rows[0].last_error.empty());
+    EXPECT_EQ(rows[0].last_error.find("s3cret-pw"), std::string::npos) << rows[0].last_error;
+    EXPECT_EQ(rows[0].last_error.find(kToken), std::string::npos) << rows[0].last_error;
+}
+
 TEST_F(GrafanaSenderTest, StopIsIdempotentAndSafeBeforeStart) {
     submit();
     start();
