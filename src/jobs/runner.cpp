@@ -106,12 +106,17 @@ public:
         Engine::Impl* engine = &d;
         Run* run = &run_;
         auto also = std::make_shared<proc::LineCallback>(std::move(run_options.on_line));
-        proc::LineCallback on_line = [engine, run, sink_open, also](const proc::Line& line) {
+        const bool stdout_to_output = run_options.stdout_to_output;
+        proc::LineCallback on_line = [engine, run, sink_open, also,
+                                      stdout_to_output](const proc::Line& line) {
             if (!*sink_open) {
                 return;
             }
             if (*also) {
                 (*also)(line);
+            }
+            if (line.stream == proc::Stream::kStdout && !stdout_to_output) {
+                return;
             }
             std::string text = line.text;
             if (line.truncated) {
@@ -120,8 +125,10 @@ public:
             engine->add_line(*run, line.stream == proc::Stream::kStdout ? "stdout" : "stderr",
                              std::move(text));
         };
-        auto pump = [process, pumped, pump_done, on_line]() -> asio::awaitable<void> {
-            co_await process->pump(on_line);
+        const auto max_stdout_line = run_options.max_stdout_line;
+        auto pump = [process, pumped, pump_done, on_line,
+                     max_stdout_line]() -> asio::awaitable<void> {
+            co_await process->pump(on_line, max_stdout_line);
             *pump_done = true;
             pumped->cancel();
         };
