@@ -34,6 +34,17 @@ std::string escape(std::string_view text) {
     return out;
 }
 
+/// The tag the node runs, and the configured one when a job deployed another.
+std::string image_text(const core::Node& node) {
+    if (node.deployed_tag.empty() || node.deployed_tag == node.spec.image_tag) {
+        return node.spec.image_tag;
+    }
+    if (node.spec.image_tag.empty()) {
+        return node.deployed_tag;
+    }
+    return fmt::format("{} (configured {})", node.deployed_tag, node.spec.image_tag);
+}
+
 std::string row(const core::Node& node, core::TimePoint now) {
     std::string holder, since, until, state{core::to_string(node.state)};
     if (node.lease) {
@@ -47,7 +58,7 @@ std::string row(const core::Node& node, core::TimePoint now) {
         "<tr class=\"{0}\"><td>{1}</td><td>{0}</td><td>{2}</td><td>{3}</td><td>{4}</td>"
         "<td>{5}</td><td>{6}</td><td>{7}</td></tr>\n",
         escape(state), escape(node.spec.name), escape(holder), escape(since), escape(until),
-        escape(node.maintenance_reason), escape(node.spec.image_tag),
+        escape(node.maintenance_reason), escape(image_text(node)),
         escape(selector_text(node.spec.labels)));
 }
 

@@ -46,6 +46,8 @@ json::object node_json(const core::Node& node) {
         {"state", core::to_string(node.state)},
         {"driver", node.spec.driver},
         {"image_tag", node.spec.image_tag},
+        {"deployed_image_tag",
+         node.deployed_tag.empty() ? json::value(nullptr) : json::value(node.deployed_tag)},
         {"labels", labels_json(node.spec.labels)},
         {"note", node.spec.note},
         {"source", node.source},

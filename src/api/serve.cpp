@@ -237,6 +237,15 @@ void register_pool_metrics(metrics::Registry& registry,
         });
 }
 
+/// The configured secrets, so that a job's output or a log line that happens to quote one
+/// shows REDACTED instead (docs/security.md, "Redaction").
+void register_secrets(const config::Config& config) {
+    for (const auto& token : config.auth.tokens) {
+        core::redactor().add_secret(token.secret);
+    }
+    core::redactor().add_secret(config.notify.grafana.token);
+}
+
 }  // namespace
 
 int serve(config::Config config, ServeOptions options) {
@@ -247,6 +256,7 @@ int serve(config::Config config, ServeOptions options) {
     // write in bench/leases (see bench/RESULTS.md).
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
     auto log = core::logger("serve");
+    register_secrets(config);
     if (auto logging = core::configure_logging(config.log.level, config.log.format); !logging) {
         std::fprintf(stderr, "aviary: %s\n", logging.error().message.c_str());
         return 1;

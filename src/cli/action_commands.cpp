@@ -36,7 +36,9 @@ Outcome<std::string> node_image_tag(const Context& context, const std::string& n
     if (!reply) {
         return reply.failure();
     }
-    auto tag = text_of(field(reply->json, "image_tag"));
+    // What it runs now when a job deployed a tag, else the configured one.
+    const auto& deployed = field(reply->json, "deployed_image_tag");
+    auto tag = deployed.is_string() ? text_of(deployed) : text_of(field(reply->json, "image_tag"));
     if (tag.empty()) {
         return Failure{kExitUsage,
                        fmt::format("node {} has no image tag to default to: give a TAG", node)};

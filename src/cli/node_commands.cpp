@@ -13,11 +13,26 @@ namespace json = boost::json;
 
 namespace {
 
+/// The tag the node runs, and the configured one when a job deployed another.
+std::string image_text(const json::value& node) {
+    const auto configured = text_of(field(node, "image_tag"));
+    const auto& deployed_field = field(node, "deployed_image_tag");
+    const auto deployed = deployed_field.is_null() ? std::string{} : text_of(deployed_field);
+    if (deployed.empty() || deployed == configured) {
+        return configured;
+    }
+    if (configured.empty()) {
+        return deployed;
+    }
+    return fmt::format("{} (configured {})", deployed, configured);
+}
+
 std::vector<std::string> node_row(const json::value& node, core::TimePoint at) {
     const bool maintenance = text_of(field(node, "state")) == "maintenance";
     return {
         text_of(field(node, "node")),
         text_of(field(node, "state")),
+        image_text(node),
         text_of(field(node, "holder")),
         field(node, "until").is_null() ? "" : time_with_remaining(field(node, "until"), at),
         labels_text(field(node, "labels")),
@@ -48,7 +63,7 @@ int run_nodes(const Context& context, const NodesFlags& flags) {
         print_json_text(reply->body);
         return kExitOk;
     }
-    Table table{{"NODE", "STATE", "HOLDER", "UNTIL", "LABELS", "NOTE"}};
+    Table table{{"NODE", "STATE", "IMAGE", "HOLDER", "UNTIL", "LABELS", "NOTE"}};
     const auto at = now();
     if (const auto* nodes = field(reply->json, "nodes").if_array()) {
         for (const auto& node : *nodes) {

@@ -59,23 +59,33 @@ void read_param(YamlReader& r,
     spec.name = key.node.Scalar();
     std::optional<Value> pattern_at;
     bool type_ok = true;
-    r.read_map(value,
-               {
-                   {"type",
-                    [&](const Value& v) {
-                        type_ok = read_enum(r, v, spec.type, jobs::parse_param_type, "param type",
-                                            kParamTypes);
-                    }},
-                   {"required", [&](const Value& v) { r.read_bool(v, spec.required); }},
-                   {"default", [&](const Value& v) { r.read_string(v, spec.default_value); }},
-                   {"pattern",
-                    [&](const Value& v) {
-                        if (r.read_string(v, spec.pattern)) {
-                            pattern_at = v;
-                        }
-                    }},
-                   {"description", [&](const Value& v) { r.read_string(v, spec.description); }},
-               });
+    r.read_map(
+        value,
+        {
+            {"type",
+             [&](const Value& v) {
+                 type_ok =
+                     read_enum(r, v, spec.type, jobs::parse_param_type, "param type", kParamTypes);
+             }},
+            {"required", [&](const Value& v) { r.read_bool(v, spec.required); }},
+            {"default", [&](const Value& v) { r.read_string(v, spec.default_value); }},
+            {"pattern",
+             [&](const Value& v) {
+                 if (r.read_string(v, spec.pattern)) {
+                     pattern_at = v;
+                 }
+             }},
+            {"description", [&](const Value& v) { r.read_string(v, spec.description); }},
+            {"max_length",
+             [&](const Value& v) {
+                 int max_length = 0;
+                 if (r.read_int(v, max_length, 1, static_cast<int>(jobs::kParamMaxLengthLimit))) {
+                     spec.max_length = static_cast<std::size_t>(max_length);
+                 }
+             }},
+            {"allow_leading_dash",
+             [&](const Value& v) { r.read_bool(v, spec.allow_leading_dash); }},
+        });
     // The other types have fixed rules; a pattern beside them would be silently ignored.
     if (type_ok && pattern_at && !spec.pattern.empty() && spec.type != jobs::ParamType::kString) {
         r.error(*pattern_at, fmt::format("a pattern applies to string params only, not {}",

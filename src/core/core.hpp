@@ -16,6 +16,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -202,6 +204,10 @@ struct Node {
     std::optional<Lease> lease;      ///< set when state is kLeased
     std::string maintenance_reason;  ///< set when state is kMaintenance
     std::string source = "config";   ///< "config" (reconciled at start) or "api"
+    /// The image tag the node runs now, as its last successful deploying job (install,
+    /// upgrade) left it; empty when no job has deployed it (or one uninstalled it). spec's
+    /// image_tag is the configured one.
+    std::string deployed_tag;
 };
 
 /// One entry of the audit trail: who did what, when, and the state before and after
@@ -292,6 +298,44 @@ struct OutputLine {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Redaction
+
+/// `url` without what must not reach output or logs: its userinfo is dropped and every query
+/// value becomes REDACTED ("http://u:p@h/x?token=t" -> "http://h/x?token=REDACTED").
+std::string redact_url(std::string_view url);
+
+/// Redacts a line of output or log text: every configured secret becomes REDACTED, every URL
+/// is redact_url'ed, and the value of every `--set KEY=VALUE` (and --set-string, --set-json)
+/// becomes REDACTED unless KEY is a safe key (image.tag always is). Thread-safe.
+class Redactor {
+public:
+    /// Secrets shorter than this are ignored: they would blank out ordinary words.
+    static constexpr std::size_t kMinSecretLength = 6;
+
+    Redactor() = default;
+    explicit Redactor(std::vector<std::string> secrets,
+                      std::vector<std::string> safe_set_keys = {});
+    /// A value to hide wherever it appears (an auth token, the Grafana token).
+    void add_secret(std::string secret);
+    /// A `--set` key whose value may be shown.
+    void add_safe_set_key(std::string key);
+    std::string redact(std::string_view line) const;
+
+private:
+    std::string redact_set_values(std::string_view line) const;
+
+    mutable std::shared_mutex mu_;
+    std::vector<std::string> secrets_;  // longest first
+    std::set<std::string, std::less<>> safe_set_keys_{"image.tag"};
+};
+
+/// The process's redactor: serve's wiring adds the configured secrets at start; job output,
+/// driver notes and log lines that may hold a URL or an argv go through redact().
+Redactor& redactor();
+/// redactor().redact(line).
+std::string redact(std::string_view line);
+
+// ---------------------------------------------------------------------------------------------
 // Logging
 
 /// The named logger of a component ("fleet", "store", ...), created on first use.
@@ -301,7 +345,7 @@ std::shared_ptr<spdlog::logger> logger(std::string_view component);
 Result<void> configure_logging(std::string_view level, std::string_view format);
 
 // ---------------------------------------------------------------------------------------------
-// Periodic work
+// Periodic and delayed work
 
 /// One scheduler for a role's periodic and delayed work: lease and waiter expiry, retention,
 /// delayed job retries, the Grafana outbox, and (later) probe scenarios. Each task is named and

@@ -116,6 +116,11 @@ struct RunOptions {
     /// Ends the child's group (SIGTERM, grace, SIGKILL) once it has run this long, and then
     /// returns kTimeout. 0: only the step's own timeout and cancel apply.
     core::Millis timeout{0};
+    /// False: stdout is the driver's to read (a JSON document), not job output; only on_line
+    /// gets it. stderr goes to the job output either way.
+    bool stdout_to_output = true;
+    /// The longest stdout line on_line gets whole; a longer one arrives cut, marked truncated.
+    std::size_t max_stdout_line = proc::kMaxLineBytes;
 };
 
 /// What a job step gives a driver: where output goes, how to run a child, whether to stop.

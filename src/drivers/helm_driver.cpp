@@ -34,6 +34,9 @@ constexpr core::Millis kKillGrace{3000};
 /// How long a finished command waits for the last output of its group (a member that left the
 /// group but kept the pipe open must not hold the step).
 constexpr core::Millis kPumpDrain{2000};
+/// The longest `helm status -o json` read (one line: the JSON with the rendered manifest);
+/// a longer one is an error rather than JSON cut short.
+constexpr std::size_t kStatusJsonMax = 16 * 1024 * 1024;
 
 // Matched case-insensitively against each output line, last line first.
 constexpr std::array<std::string_view, 7> kUnreachable{"kubernetes cluster unreachable",
@@ -137,17 +140,10 @@ const boost::json::value* member(const boost::json::value* value, std::string_vi
     return object == nullptr ? nullptr : object->if_contains(key);
 }
 
-/// `helm status -o json`'s object. A line past proc's line limit arrives cut short: the rendered
-/// manifest follows every field read here, so the object up to it is enough.
+/// `helm status -o json`'s object, read whole (up to kStatusJsonMax).
 std::optional<boost::json::value> parse_status_json(std::string_view json) {
     boost::system::error_code ec;
     auto value = boost::json::parse(json, ec);
-    if (ec) {
-        auto cut = json.find(",\"manifest\":");
-        if (cut != std::string_view::npos) {
-            value = boost::json::parse(std::string(json.substr(0, cut)) + "}", ec);
-        }
-    }
     if (ec || !value.is_object()) {
         return std::nullopt;
     }
@@ -380,16 +376,19 @@ struct Sink {
     bool pump_done = false;
     std::deque<std::string> tail;
     std::string stdout_text;
+    bool stdout_cut = false;  // a kept stdout line was longer than kStatusJsonMax
 
     void take(const proc::Line& line) {
+        const bool is_stdout = line.stream == proc::Stream::kStdout;
+        if (is_stdout && keep_stdout) {
+            stdout_cut = stdout_cut || line.truncated;
+            stdout_text += line.text;
+            stdout_text += '\n';
+            return;  // the JSON is for the driver: neither job output nor the error's tail
+        }
         std::string text = line.text;
         if (line.truncated) {
             text += " [line truncated]";
-        }
-        const bool is_stdout = line.stream == proc::Stream::kStdout;
-        if (is_stdout && keep_stdout) {
-            stdout_text += line.text;
-            stdout_text += '\n';
         }
         if (open && context != nullptr && (!is_stdout || forward_stdout)) {
             context->note(fmt::format("{}{}: {}", program, is_stdout ? "" : " (stderr)", text));
@@ -405,15 +404,23 @@ asio::awaitable<void> pump_output(std::shared_ptr<proc::Process> process,
                                   std::shared_ptr<Sink> sink,
                                   std::shared_ptr<asio::steady_timer> pumped) {
     proc::LineCallback on_line = [sink](const proc::Line& line) { sink->take(line); };
-    co_await process->pump(std::move(on_line));
+    co_await process->pump(std::move(on_line),
+                           sink->keep_stdout ? kStatusJsonMax : proc::kMaxLineBytes);
     sink->pump_done = true;
     pumped->cancel();
+}
+
+core::Error status_too_long(std::string_view release) {
+    return core::Error{core::ErrorCode::kInternal,
+                       fmt::format("helm status of {} printed more than {} MiB of JSON", release,
+                                   kStatusJsonMax / (1024 * 1024))};
 }
 
 /// What a command gave: how it ended, and its stdout when asked for.
 struct Ran {
     HelmOutcome outcome;
     std::string stdout_text;
+    bool stdout_cut = false;  ///< stdout_text is longer than kStatusJsonMax: not all of it
 };
 
 class HelmDriver final : public Driver {
@@ -484,10 +491,11 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute(const HelmCommand& comman
                                                        bool json_output) {
     auto executor = co_await asio::this_coro::executor;
     proc::SpawnOptions options{.argv = command.argv, .env_add = command.env_add};
-    if (context != nullptr && !json_output) {
+    if (context != nullptr) {
         // A step's command runs through the job engine: its group is recorded on the job (a
-        // crash's leftover is killed at the next start) and its lines become job output. (A
-        // read-only `helm status`, whose JSON is not for the output, runs here directly.)
+        // crash's leftover is killed at the next start) and its lines become job output (but
+        // `helm status`'s JSON, which the driver reads whole). Only the wait step's status,
+        // which has no step context, runs here directly.
         auto out =
             co_await execute_in_step(command, timeout, *context, json_output, std::move(options));
         co_return out;
@@ -502,7 +510,7 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute(const HelmCommand& comman
         context->note(fmt::format("running {} (pid {}, process group {})", words, process->pid(),
                                   process->pgid()));
     }
-    log_->debug("helm command started command=\"{}\" pid={}", words, process->pid());
+    log_->debug("helm command started command=\"{}\" pid={}", core::redact(words), process->pid());
 
     auto sink = std::make_shared<Sink>();
     sink->context = context;
@@ -556,6 +564,7 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute(const HelmCommand& comman
     sink->open = false;
     ran.outcome.tail = sink->tail;
     ran.stdout_text = std::move(sink->stdout_text);
+    ran.stdout_cut = sink->stdout_cut;
     co_return ran;
 }
 
@@ -567,7 +576,9 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute_in_step(const HelmCommand
     auto sink = std::make_shared<Sink>();  // no context: Context::run writes the job output
     sink->keep_stdout = json_output;
     RunOptions run_options{.on_line = [sink](const proc::Line& line) { sink->take(line); },
-                           .timeout = timeout};
+                           .timeout = timeout,
+                           .stdout_to_output = !json_output,
+                           .max_stdout_line = json_output ? kStatusJsonMax : proc::kMaxLineBytes};
     context.note(fmt::format("running {}", shell_words(command.argv)));
     auto status = co_await context.run(std::move(options), std::move(run_options));
     Ran ran;
@@ -583,6 +594,7 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute_in_step(const HelmCommand
     }
     ran.outcome.tail = std::move(sink->tail);
     ran.stdout_text = std::move(sink->stdout_text);
+    ran.stdout_cut = sink->stdout_cut;
     co_return ran;
 }
 
@@ -669,6 +681,9 @@ asio::awaitable<core::Result<std::string>> HelmDriver::report_status(const core:
         }
         co_return verdict.error();
     }
+    if (ran->stdout_cut) {
+        co_return status_too_long(node.name);
+    }
     auto parsed = parse_helm_status(ran->stdout_text, node.name);
     if (!parsed) {
         co_return parsed.error();
@@ -707,6 +722,9 @@ asio::awaitable<core::Result<NodeStatus>> HelmDriver::status(const core::NodeSpe
                             node.name, core::format_duration(settings_.status_timeout))};
         }
         co_return verdict.error();
+    }
+    if (ran->stdout_cut) {
+        co_return status_too_long(node.name);
     }
     co_return parse_helm_status(ran->stdout_text, node.name);
 }

@@ -429,7 +429,18 @@ core::Result<core::Node> Fleet::end_maintenance(std::string_view name, const Cal
         return change.error();
     }
     log_->info("node back in service node={} by={}", name, policy::actor_of(caller));
+    {
+        std::lock_guard lock{service_mu_};
+        if (back_in_service_) {
+            back_in_service_(name);
+        }
+    }
     return std::move(change->node);
+}
+
+void Fleet::set_back_in_service_listener(ServiceListener listener) {
+    std::lock_guard lock{service_mu_};
+    back_in_service_ = std::move(listener);
 }
 
 core::Result<EventsPage> Fleet::events(const EventsQuery& query) {

@@ -163,8 +163,14 @@ public:
     core::Result<core::Node> start_maintenance(std::string_view name,
                                                std::string_view reason,
                                                const Caller& caller);
-    /// Back in service (admin): free, and waiters are served.
+    /// Back in service (admin): free, and waiters are served; then the back-in-service
+    /// listener is called (jobs that waited for the node may run now).
     core::Result<core::Node> end_maintenance(std::string_view name, const Caller& caller);
+    /// Called with the node's name after each end_maintenance that took a node back into
+    /// service, on the caller's thread after the commit: it must only hand over. Replaces the
+    /// previous listener (empty: none) and returns after any call of it in progress.
+    using ServiceListener = std::function<void(std::string_view node)>;
+    void set_back_in_service_listener(ServiceListener listener);
 
     // --- audit trail ---------------------------------------------------------------------
     core::Result<EventsPage> events(const EventsQuery& query);
@@ -200,6 +206,8 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     core::Scheduler* scheduler_ = nullptr;  // set by schedule(); the fleet cancels its task
     core::Scheduler::TaskId expiry_task_ = 0;
+    std::mutex service_mu_;  // held while the listener runs, so replacing it waits for a call
+    ServiceListener back_in_service_;
     std::mutex waits_mu_;
     std::unordered_map<std::string, GrantedCallback> waits_;  // ticket -> who to tell
 };

@@ -4,6 +4,9 @@
 
 #include <array>
 #include <charconv>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <utility>
@@ -98,8 +101,45 @@ bool is_image_tag(std::string_view tag) {
     return true;
 }
 
+/// `pattern` compiled, once per distinct pattern for the life of the process: validate_action
+/// compiles each at config load, and validate_params only looks it up. Patterns come from the
+/// config, so the cache holds a handful. The regex is const: matching from many threads at
+/// once is safe.
+core::Result<std::shared_ptr<const std::regex>> compiled(const std::string& pattern) {
+    static std::mutex mu;
+    static std::map<std::string, std::shared_ptr<const std::regex>, std::less<>> cache;
+    std::lock_guard lock{mu};
+    if (auto it = cache.find(pattern); it != cache.end()) {
+        return it->second;
+    }
+    try {
+        auto regex = std::make_shared<const std::regex>(pattern, std::regex::ECMAScript);
+        cache.emplace(pattern, regex);
+        return regex;
+    } catch (const std::regex_error& error) {
+        return invalid(fmt::format("not a regex: {}", error.what()));
+    }
+}
+
+/// Why `value` breaks the rules every type shares, or empty. Checked before the type's own
+/// rules, so no pattern ever runs on a value longer than max_length (libstdc++'s matcher
+/// recurses per character and would overflow the stack on a long one).
+std::string shape_problem(const ParamSpec& spec, const std::string& value) {
+    if (value.size() > spec.max_length) {
+        return fmt::format("is longer than {} bytes (max_length)", spec.max_length);
+    }
+    if (value.starts_with('-') && !spec.allow_leading_dash) {
+        return "must not start with '-' (a run step could take it as an option; set "
+               "allow_leading_dash: true on the param to allow it)";
+    }
+    return {};
+}
+
 /// Why `value` is not a valid `spec`, or empty when it is.
 std::string type_problem(const ParamSpec& spec, const std::string& value) {
+    if (auto problem = shape_problem(spec, value); !problem.empty()) {
+        return problem;
+    }
     switch (spec.type) {
         case ParamType::kDnsLabel:
             if (!core::is_dns_label(value)) {
@@ -131,12 +171,12 @@ std::string type_problem(const ParamSpec& spec, const std::string& value) {
                 return "must not hold a NUL byte";
             }
             if (!spec.pattern.empty()) {
-                try {
-                    if (!std::regex_match(value, std::regex(spec.pattern))) {
-                        return fmt::format("must match {}", spec.pattern);
-                    }
-                } catch (const std::regex_error&) {
+                auto regex = compiled(spec.pattern);
+                if (!regex) {
                     return fmt::format("has an invalid pattern {}", spec.pattern);
+                }
+                if (!std::regex_match(value, **regex)) {
+                    return fmt::format("must match {}", spec.pattern);
                 }
             }
             return {};
@@ -340,11 +380,12 @@ core::Result<void> validate_action(const ActionSpec& action) {
         if (!names.insert(param.name).second) {
             return fail(where, "declared twice");
         }
+        if (param.max_length < 1 || param.max_length > kParamMaxLengthLimit) {
+            return fail(where + ".max_length", fmt::format("must be 1..{}", kParamMaxLengthLimit));
+        }
         if (!param.pattern.empty()) {
-            try {
-                std::regex check(param.pattern);
-            } catch (const std::regex_error& error) {
-                return fail(where + ".pattern", fmt::format("not a regex: {}", error.what()));
+            if (auto regex = compiled(param.pattern); !regex) {
+                return fail(where + ".pattern", regex.error().message);
             }
         }
         if (!param.required && !param.default_value.empty()) {

@@ -33,6 +33,10 @@ core::Error invalid(std::string message) {
     return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
 }
 
+bool is_running(core::JobState state) {
+    return state == core::JobState::kRunning || state == core::JobState::kCancelling;
+}
+
 /// action + node + params in one canonical string: the uniqueness key.
 std::string unique_key(std::string_view action, std::string_view node, const core::Params& params) {
     std::string key = fmt::format("{}\x1f{}", action, node);
@@ -280,6 +284,7 @@ void Engine::Impl::release(int slots) {
 void Engine::Impl::start_run(core::Job job) {
     if (stopping) {
         // Claimed as serve began to stop: the next start rescues it, as after a crash.
+        early_cancels.erase(job.id);
         release(1);
         return;
     }
@@ -297,8 +302,52 @@ void Engine::Impl::start_run(core::Job job) {
     asio::co_spawn(io, run_job(ref), asio::detached);
 }
 
+void Engine::Impl::stop_cancelled(const std::string& id, bool ours) {
+    auto it = running.find(id);
+    if (it != running.end()) {
+        request_stop(*it->second, StopReason::kCancel);
+    } else if (ours) {
+        // Claimed here, its Run not registered yet: start_run stops it at once. (Or it finished
+        // before this cancel arrived: the entry is never used, and a prune drops it.)
+        early_cancels.insert(id);
+        if (early_cancels.size() >= kMaxEarlyCancels && !pruning_early_cancels) {
+            pruning_early_cancels = true;
+            asio::co_spawn(io, prune_early_cancels(), asio::detached);
+        }
+    }
+}
+
+asio::awaitable<void> Engine::Impl::prune_early_cancels() {
+    // Again while the set is still full and the last round found something: cancels may have
+    // arrived while the store was read.
+    bool found = true;
+    while (found && !stopping && early_cancels.size() >= kMaxEarlyCancels) {
+        std::vector<std::string> ids(early_cancels.begin(), early_cancels.end());
+        // An entry is live while its job is running here (claimed, not yet registered); any
+        // other state means the run it was meant for has ended or never will run here.
+        auto look_up = [this, &ids] {
+            std::vector<std::string> stale;
+            for (const auto& id : ids) {
+                auto job = store.job(id);
+                if (job ? (!is_running(job->state) || job->runner != runner_id)
+                        : job.error().code == core::ErrorCode::kNotFound) {
+                    stale.push_back(id);
+                }
+            }
+            return stale;
+        };
+        auto stale = co_await net::offload(*pool, look_up);
+        found = !stale.empty();
+        for (const auto& id : stale) {
+            early_cancels.erase(id);
+        }
+    }
+    pruning_early_cancels = false;
+}
+
 void Engine::Impl::end_run(const std::string& id) {
     running.erase(id);
+    early_cancels.erase(id);
     release(1);
 }
 
@@ -569,6 +618,9 @@ core::Result<RescueReport> Engine::start() {
         });
     }
     d.started = true;
+    // Exclusive jobs of a node in maintenance stay queued (the claim skips them): look again
+    // when one comes back.
+    d.fleet.set_back_in_service_listener([&d](std::string_view /*node*/) { d.wake(); });
     asio::co_spawn(d.io, d.heartbeat_loop(), asio::detached);
     // Retries waiting out their backoff when the previous run stopped: the due task reads the
     // earliest run_at from the store at the scheduler's start.
@@ -597,6 +649,7 @@ void Engine::stop() {
         }
         return;
     }
+    d.fleet.set_back_in_service_listener({});
     // Stop claiming and end every running step; give the runs kill_grace (plus a little) to
     // finish. Runs stopped for shutdown leave their jobs running in the store: the next start
     // rescues them, exactly as after a crash.
@@ -837,19 +890,7 @@ core::Result<core::Job> Engine::cancel(std::string_view id, const fleet::Caller&
     }
     if (cancelled->state == core::JobState::kCancelling) {
         bool ours = cancelled->runner == d.runner_id;
-        asio::post(d.io, [&d, job_id = std::string(id), ours] {
-            auto it = d.running.find(job_id);
-            if (it != d.running.end()) {
-                d.request_stop(*it->second, StopReason::kCancel);
-            } else if (ours) {
-                // Claimed here, its Run not registered yet: start_run stops it at once. (Or
-                // it finished meanwhile: the entry is never used, and the set is bounded.)
-                if (d.early_cancels.size() >= kMaxEarlyCancels) {
-                    d.early_cancels.clear();
-                }
-                d.early_cancels.insert(job_id);
-            }
-        });
+        asio::post(d.io, [&d, job_id = std::string(id), ours] { d.stop_cancelled(job_id, ours); });
     } else if (d.finished_total != nullptr && cancelled->state == core::JobState::kCancelled) {
         d.finished_total->with({cancelled->action, "cancelled"}).inc();
     }
@@ -970,6 +1011,10 @@ const std::vector<ActionSpec>& Engine::actions() const {
 
 const Settings& Engine::settings() const {
     return impl_->settings;
+}
+
+Engine::Impl& Engine::impl_for_test() {
+    return *impl_;
 }
 
 }  // namespace aviary::jobs

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -53,6 +54,9 @@ struct Run {
     asio::steady_timer linger;  ///< lines gather for a moment, then go in one write
     bool truncated = false;
     int step = 0;
+    /// The tag the node runs after this attempt's last install or upgrade step ("" after an
+    /// uninstall); recorded on the node when the job succeeds.
+    std::optional<std::string> deployed_tag;
 };
 
 struct Engine::Impl {
@@ -69,6 +73,9 @@ struct Engine::Impl {
     /// stopping, left for the next start's rescue and its slot released).
     void start_run(core::Job job);
     void end_run(const std::string& id);  // unregisters a run and releases its slot
+    /// A cancel of job `id` was committed (`ours`: claimed by this runner): stops its run, or
+    /// has start_run stop it when it is claimed but not registered yet.
+    void stop_cancelled(const std::string& id, bool ours);
     /// Finishes a run's attempt and claims the job its slot passes to, in one commit, with no
     /// thread waiting on it: the store answers on its writer thread, which posts here.
     asio::awaitable<core::Result<store::JobFinishedAndClaimed>> finish_and_claim(
@@ -135,7 +142,12 @@ struct Engine::Impl {
     /// Store calls whose callback has not run yet: stop() waits for them, as they post here.
     std::atomic<int> store_callbacks{0};
     /// Jobs cancelled after their claim, before their Run was registered (engine thread).
+    /// An entry goes when its Run registers or ends; entries of jobs that ended before their
+    /// cancel arrived are dropped by prune_early_cancels once the set reaches kMaxEarlyCancels
+    /// (a live entry is never dropped: the store shows its job running here).
     std::unordered_set<std::string> early_cancels;
+    bool pruning_early_cancels = false;
+    asio::awaitable<void> prune_early_cancels();
 
     std::mutex watch_mu;
     std::uint64_t next_watch = 1;
@@ -152,7 +164,7 @@ struct Engine::Impl {
 /// Sleeps `d`, or less when the run is told to stop (runner.cpp; wait and http steps).
 asio::awaitable<void> nap(Run& run, core::Millis d);
 
-/// early_cancels is cleared when it grows this big (entries of jobs that finished first).
+/// early_cancels is pruned of entries whose jobs no longer run here when it grows this big.
 inline constexpr std::size_t kMaxEarlyCancels = 1024;
 
 /// The delay before retry number `attempt` (1 = the first retry): backoff * 2^(attempt-1),

@@ -60,13 +60,24 @@ enum class ParamType {
 std::string_view to_string(ParamType type);
 std::optional<ParamType> parse_param_type(std::string_view text);
 
+/// A param value longer than this is refused unless its ParamSpec sets another max_length.
+inline constexpr std::size_t kDefaultParamMaxLength = 256;
+/// The most max_length may be: patterns run on values at most this long.
+inline constexpr std::size_t kParamMaxLengthLimit = 4096;
+
 struct ParamSpec {
     std::string name;  ///< [a-z][a-z0-9_]*; referenced as {{params.NAME}}
     ParamType type = ParamType::kString;
-    std::string pattern;  ///< string: an ECMAScript regex the whole value must match
+    /// string: an ECMAScript regex the whole value must match. Compiled once per pattern
+    /// (validate_action compiles it at config load), and run only on values within max_length.
+    std::string pattern;
     bool required = true;
     std::string default_value;  ///< used when not required and not given
     std::string description;
+    std::size_t max_length = kDefaultParamMaxLength;  ///< longest value, in bytes; 1..4096
+    /// A value starting with '-' could become an option of a run step's command: refused
+    /// unless the param says it may (e.g. a param that holds extra flags).
+    bool allow_leading_dash = false;
 };
 
 enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp };
@@ -323,6 +334,7 @@ public:
     const Settings& settings() const;
 
     struct Impl;  ///< private to src/jobs (named here so its files can share it)
+    Impl& impl_for_test();
 
 private:
     friend class Watch;

@@ -106,12 +106,17 @@ public:
         Engine::Impl* engine = &d;
         Run* run = &run_;
         auto also = std::make_shared<proc::LineCallback>(std::move(run_options.on_line));
-        proc::LineCallback on_line = [engine, run, sink_open, also](const proc::Line& line) {
+        const bool stdout_to_output = run_options.stdout_to_output;
+        proc::LineCallback on_line = [engine, run, sink_open, also,
+                                      stdout_to_output](const proc::Line& line) {
             if (!*sink_open) {
                 return;
             }
             if (*also) {
                 (*also)(line);
+            }
+            if (line.stream == proc::Stream::kStdout && !stdout_to_output) {
+                return;
             }
             std::string text = line.text;
             if (line.truncated) {
@@ -120,8 +125,10 @@ public:
             engine->add_line(*run, line.stream == proc::Stream::kStdout ? "stdout" : "stderr",
                              std::move(text));
         };
-        auto pump = [process, pumped, pump_done, on_line]() -> asio::awaitable<void> {
-            co_await process->pump(on_line);
+        const auto max_stdout_line = run_options.max_stdout_line;
+        auto pump = [process, pumped, pump_done, on_line,
+                     max_stdout_line]() -> asio::awaitable<void> {
+            co_await process->pump(on_line, max_stdout_line);
             *pump_done = true;
             pumped->cancel();
         };
@@ -184,6 +191,9 @@ void Engine::Impl::add_line(Run& run, std::string_view stream, std::string text)
     if (run.truncated) {
         return;
     }
+    // Every line a job keeps passes here (a child's, a driver's note, the engine's own): a
+    // helm argv's --set values, a URL's credentials and the configured secrets go no further.
+    text = core::redact(text);
     auto now = clock.now();
     if (run.next_seq > settings.output_max_lines) {
         run.truncated = true;
@@ -277,6 +287,24 @@ asio::awaitable<void> Engine::Impl::flush_all(Run& run) {
 
 namespace {
 
+/// What a driver step that succeeded leaves running on the node: the tag it installed or
+/// upgraded to, or nothing after an uninstall.
+void note_deployment(Run& run, const drivers::OpRequest& request) {
+    switch (request.op) {
+        case drivers::Op::kInstall:
+        case drivers::Op::kUpgrade:
+            run.deployed_tag = request.image_tag;
+            break;
+        case drivers::Op::kUninstall:
+            run.deployed_tag = std::string{};
+            break;
+        case drivers::Op::kWipeData:
+        case drivers::Op::kRestart:
+        case drivers::Op::kStatus:
+            break;
+    }
+}
+
 /// Runs one step; returns its result JSON ("" when it reports nothing).
 asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
                                                     Run& run,
@@ -327,7 +355,11 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
                 }
                 request.image_tag = tag->empty() ? run.node.image_tag : *tag;
             }
-            co_return co_await driver->run(request, context);
+            auto done = co_await driver->run(request, context);
+            if (done) {
+                note_deployment(run, request);
+            }
+            co_return done;
         }
         case StepKind::kHttp:
             co_return co_await run_http_step(d, run, step);
@@ -563,9 +595,12 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
                             .attempt = run.job.attempt,
                             .state = outcome,
                             .result = result,
-                            .error = error,
+                            .error = core::redact(error),
                             .actor = "aviary",
                             .now = clock.now()};
+    if (outcome == core::JobState::kSucceeded) {
+        finish.deployed_tag = run.deployed_tag;
+    }
     bool retryable = outcome == core::JobState::kFailed || outcome == core::JobState::kTimedOut;
     if (retryable && run.action != nullptr && run.job.attempt < run.job.max_attempts &&
         (!run.action->destructive || run.action->retry_destructive)) {
@@ -613,7 +648,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
             wake_at(*finish.retry_at);
         }
         log->info("job {} ({} on {}) {}{}", id, run.job.action, run.job.node,
-                  core::to_string(done->state), error.empty() ? "" : ": " + error);
+                  core::to_string(done->state), finish.error.empty() ? "" : ": " + finish.error);
         if (on_transition) {
             on_transition(*done);
         }

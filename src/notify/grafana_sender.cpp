@@ -286,10 +286,11 @@ asio::awaitable<void> GrafanaSender::Impl::pass() {
             co_return;
         }
         if (failed) {
+            // Recorded first: whoever sees the counter move finds the failure in the outbox.
+            record_failure(annotation, *failed);
             if (failures_total != nullptr) {
                 failures_total->get().inc();
             }
-            record_failure(annotation, *failed);
             if (failed->whole) {
                 whole = std::move(failed);
             }
@@ -455,7 +456,7 @@ void GrafanaSender::Impl::record_sent(const store::AnnotationSent& sent) {
         return;
     }
     if (!failing.empty()) {
-        log->info("annotations reach grafana again url={}", base);
+        log->info("annotations reach grafana again url={}", core::redact_url(base));
         failing.clear();
     }
 }
@@ -463,21 +464,20 @@ void GrafanaSender::Impl::record_sent(const store::AnnotationSent& sent) {
 void GrafanaSender::Impl::record_failure(const store::Annotation& annotation,
                                          const Failure& failure) {
     auto wait = backoff(annotation.attempts + 1);
-    if (auto recorded =
-            store.annotation_failed(annotation.job_id, failure.error, clock.now() + wait);
+    // The error may quote the URL (with its userinfo) or the token: it is logged and stored.
+    const std::string error = core::redact(failure.error);
+    if (auto recorded = store.annotation_failed(annotation.job_id, error, clock.now() + wait);
         !recorded) {
         log->warn("cannot record a failed annotation job={} error=\"{}\"", annotation.job_id,
                   recorded.error().message);
     }
     // One warning per change of state, not one per annotation per retry.
     if (failure.kind != failing) {
-        log->warn("annotations cannot reach grafana, retrying with backoff error=\"{}\"",
-                  failure.error);
+        log->warn("annotations cannot reach grafana, retrying with backoff error=\"{}\"", error);
         failing = failure.kind;
     } else {
         log->debug("annotation send failed job={} attempt={} retry_in={} error=\"{}\"",
-                   annotation.job_id, annotation.attempts + 1, core::format_duration(wait),
-                   failure.error);
+                   annotation.job_id, annotation.attempts + 1, core::format_duration(wait), error);
     }
 }
 
@@ -528,7 +528,7 @@ void GrafanaSender::start() {
     };
     asio::co_spawn(d.io, d.run(), on_end);
     d.thread = std::thread{[&d] { d.io.run(); }};
-    d.log->info("annotation sender started url={} actions={}", d.base,
+    d.log->info("annotation sender started url={} actions={}", core::redact_url(d.base),
                 fmt::join(d.settings.actions, ","));
 }
 

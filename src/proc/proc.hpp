@@ -79,8 +79,10 @@ public:
 
     /// Reads stdout and stderr line by line until both are closed (by every process of the group
     /// that holds them), calling `on_line` for each line in order per stream. A last line without
-    /// '\n' is delivered at end of file. Call it once.
-    asio::awaitable<void> pump(LineCallback on_line);
+    /// '\n' is delivered at end of file. A stdout line longer than `max_stdout_line` (a stderr
+    /// line longer than kMaxLineBytes) arrives cut and marked truncated: a caller that reads a
+    /// document printed on one line (helm's JSON) raises it. Call it once.
+    asio::awaitable<void> pump(LineCallback on_line, std::size_t max_stdout_line = kMaxLineBytes);
 
     /// Waits for the leader to end and reaps it. Later calls return the same status at once.
     asio::awaitable<ExitStatus> wait();

@@ -20,7 +20,8 @@ using asio::experimental::awaitable_operators::operator&&;
 // Splits one stream into lines, capping each at kMaxLineBytes.
 class LineSplitter {
 public:
-    LineSplitter(Stream stream, const LineCallback& on_line) : stream_(stream), on_line_(on_line) {}
+    LineSplitter(Stream stream, const LineCallback& on_line, std::size_t max_line)
+        : stream_(stream), on_line_(on_line), max_line_(max_line) {}
 
     void feed(std::string_view data) {
         while (!data.empty()) {
@@ -46,7 +47,7 @@ private:
         if (truncated_) {
             return;
         }
-        const auto room = kMaxLineBytes - pending_.size();
+        const auto room = max_line_ - pending_.size();
         if (chunk.size() > room) {
             pending_.append(chunk.substr(0, room));
             truncated_ = true;
@@ -63,14 +64,16 @@ private:
 
     Stream stream_;
     const LineCallback& on_line_;
+    std::size_t max_line_;
     std::string pending_;
     bool truncated_ = false;
 };
 
 asio::awaitable<void> read_lines(asio::posix::stream_descriptor& pipe,
                                  Stream stream,
-                                 const LineCallback& on_line) {
-    LineSplitter splitter{stream, on_line};
+                                 const LineCallback& on_line,
+                                 std::size_t max_line) {
+    LineSplitter splitter{stream, on_line, max_line};
     std::array<char, 16 * 1024> buffer{};
     while (pipe.is_open()) {
         auto [ec, n] = co_await pipe.async_read_some(asio::buffer(buffer),
@@ -144,10 +147,10 @@ pid_t Process::pgid() const {
     return state_->pid;
 }
 
-asio::awaitable<void> Process::pump(LineCallback on_line) {
+asio::awaitable<void> Process::pump(LineCallback on_line, std::size_t max_stdout_line) {
     State* state = state_.get();
-    co_await (read_lines(state->out, Stream::kStdout, on_line) &&
-              read_lines(state->err, Stream::kStderr, on_line));
+    co_await (read_lines(state->out, Stream::kStdout, on_line, max_stdout_line) &&
+              read_lines(state->err, Stream::kStderr, on_line, kMaxLineBytes));
 }
 
 asio::awaitable<ExitStatus> Process::wait() {

@@ -213,6 +213,10 @@ struct JobFinish {
     core::TimePoint now;
     /// The attempt's last output lines, appended in the same transaction (saves a commit).
     std::vector<core::OutputLine> output;
+    /// state succeeded only: the image tag the job's node runs now (its last install or
+    /// upgrade), or "" when the job uninstalled it; recorded on the node in the same
+    /// transaction. nullopt: the job deployed nothing.
+    std::optional<std::string> deployed_tag;
 };
 
 /// What submit_and_claim did: the submission, and the jobs claimed after it.
@@ -399,8 +403,9 @@ public:
                                                                   int max) = 0;
     /// Claims the first runnable queued job in store order and marks it running (attempt + 1,
     /// started_at, heartbeat_at, runner), guarded by state = queued. Runnable: run_at <= now,
-    /// its queue not paused, its action under its cap, and when exclusive, no running or
-    /// cancelling exclusive job on its node and no earlier queued exclusive job for that node.
+    /// its queue not paused, its action under its cap, and when exclusive, its node not in
+    /// maintenance, no running or cancelling exclusive job on its node and no earlier queued
+    /// exclusive job for that node.
     /// nullopt when none is runnable.
     virtual core::Result<std::optional<core::Job>> claim_job(const JobClaim& claim) = 0;
     /// claim_job up to `max` times in one transaction (a worker pool filling its free slots

@@ -70,6 +70,24 @@ TEST_F(TweetyJobs, UpgradeWithOwnerQueuesAJobAndLeasesTheNodeToTheOwner) {
     EXPECT_EQ(str(polled.at("Job").at("id")), id);
 }
 
+TEST_F(TweetyJobs, StatusAndTheNodeShowTheTagAnUpgradeDeployedBesideTheConfiguredOne) {
+    EXPECT_EQ(status_of(server_, "lotus-1").at("image_tag"), "v1.0.0");
+    EXPECT_TRUE(status_of(server_, "lotus-1").at("deployed_image_tag").is_null());
+    auto reply = call_waiting(
+        server_, "TweetyService.Upgrade",
+        R"({"ReleaseName": "lotus-1", "ImageTag": "v1.2.2", "Owner": "anton", "Wait": true})");
+    EXPECT_EQ(result_of(reply).at("State"), "succeeded") << json::serialize(reply);
+    auto status = status_of(server_, "lotus-1");
+    EXPECT_EQ(status.at("deployed_image_tag"), "v1.2.2") << json::serialize(status);
+    EXPECT_EQ(status.at("image_tag"), "v1.0.0");  // the configured one stays
+    auto node = json_of(http(server_, "GET", "/api/v1/nodes/lotus-1"));
+    ASSERT_TRUE(node.is_object()) << json::serialize(node);
+    EXPECT_EQ(node.at("deployed_image_tag"), "v1.2.2") << json::serialize(node);
+    EXPECT_EQ(node.at("image_tag"), "v1.0.0");
+    // Another node's tag is its own.
+    EXPECT_TRUE(status_of(server_, "lotus-0").at("deployed_image_tag").is_null());
+}
+
 TEST_F(TweetyJobs, WaitAnswersWhenTheJobHasFinished) {
     auto reply = call_waiting(
         server_, "TweetyService.Upgrade",

@@ -189,15 +189,19 @@ core::Result<std::string> capped_actions(Connection& db, const JobClaim& claim) 
 }
 
 // The first runnable queued job in seq order (see Store::claim_job). The outer scan walks the
-// (state, seq) index; each NOT EXISTS is a lookup in (node, state, seq) or the paused queues'
-// primary key, so finished jobs are never read.
+// (state, seq) index; each NOT EXISTS is a lookup in (node, state, seq), the nodes' or the
+// paused queues' primary key, so finished jobs are never read. Maintenance is read here, in
+// the claiming transaction: an exclusive job admitted before its node went out of service (or
+// racing it) waits until the node is back. Read-only jobs run there, as admission allows.
 constexpr std::string_view kFirstRunnable = R"sql(
 SELECT j.id FROM jobs AS j
 WHERE j.state = 'queued' AND j.run_at <= ?1
   AND j.action NOT IN (SELECT value FROM json_each(?2))
   AND NOT EXISTS (SELECT 1 FROM paused_queues AS p WHERE p.name = j.queue)
   AND (j.exclusive = 0 OR (
-      NOT EXISTS (SELECT 1 FROM jobs AS r
+      NOT EXISTS (SELECT 1 FROM nodes AS n
+                  WHERE n.name = j.node AND n.maintenance_reason <> '')
+      AND NOT EXISTS (SELECT 1 FROM jobs AS r
                   WHERE r.node = j.node AND r.state IN ('running', 'cancelling')
                     AND r.exclusive = 1)
       AND NOT EXISTS (SELECT 1 FROM jobs AS e
@@ -277,6 +281,15 @@ core::Result<void> write_finish(Connection& db, const JobFinish& finish) {
     return update
         ->bind_all(finish.id, *finish.retry_at, result, finish.error, std::int64_t{finish.attempt})
         .run();
+}
+
+/// The tag the node runs now (a removed node has nothing to record).
+core::Result<void> set_deployed_tag(Connection& db, std::string_view node, std::string_view tag) {
+    auto update = db.prepare("UPDATE nodes SET deployed_tag = ?2 WHERE name = ?1");
+    if (!update) {
+        return update.error();
+    }
+    return update->bind_all(node, tag).run();
 }
 
 // --- cancel ---------------------------------------------------------------------------------
@@ -497,6 +510,11 @@ core::Result<core::Job> finish_job(Connection& db, const JobFinish& finish) {
         auto marked = mark_annotation_ended(db, finish.id, finish.state, finish.error, finish.now);
         if (!marked) {
             return marked.error();
+        }
+    }
+    if (finish.state == core::JobState::kSucceeded && finish.deployed_tag) {
+        if (auto set = set_deployed_tag(db, after->node, *finish.deployed_tag); !set) {
+            return set.error();
         }
     }
     if (auto recorded =

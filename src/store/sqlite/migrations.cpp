@@ -209,12 +209,23 @@ core::Result<void> add_annotations(Connection& db) {
     return db.exec(kSchemaV5);
 }
 
+// The image tag a node runs now, beside the configured one: set in the transaction that
+// finishes a successful deploying job (install, upgrade), cleared by one that uninstalls.
+constexpr std::string_view kSchemaV6 = R"sql(
+ALTER TABLE nodes ADD COLUMN deployed_tag TEXT NOT NULL DEFAULT '';
+)sql";
+
+core::Result<void> add_deployed_tags(Connection& db) {
+    return db.exec(kSchemaV6);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
     {3, "exclusive leases and waiters", add_exclusive_leases_and_waiters},
     {4, "jobs, job output and paused queues", add_jobs},
     {5, "the annotation outbox", add_annotations},
+    {6, "the image tag each node runs", add_deployed_tags},
 };
 
 core::Result<void> record_version(Connection& db, int version) {

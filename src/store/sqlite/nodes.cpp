@@ -18,7 +18,7 @@ constexpr std::string_view kConfigSource = "config";
 // A lapsed lease is left out by the join, so the node reads as free before the sweep runs.
 constexpr std::string_view kSelectNodes = R"sql(
 SELECT n.name, n.driver, n.image_tag, n.labels, n.note, n.maintenance_reason, n.source,
-       l.id, l.node, l.owner, l.reason, l.acquired_at, l.expires_at, l.exclusive
+       l.id, l.node, l.owner, l.reason, l.acquired_at, l.expires_at, l.exclusive, n.deployed_tag
 FROM nodes n LEFT JOIN leases l ON l.node = n.name AND l.expires_at > ?1)sql";
 
 core::Result<core::Node> node_from_row(const Statement& row) {
@@ -34,6 +34,7 @@ core::Result<core::Node> node_from_row(const Statement& row) {
                                .note = row.text(4)};
     node.maintenance_reason = row.text(5);
     node.source = row.text(6);
+    node.deployed_tag = row.text(14);
     if (!row.is_null(7)) {
         node.lease = lease_from_row(row, 7);
         node.state = core::NodeState::kLeased;

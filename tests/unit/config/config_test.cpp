@@ -89,13 +89,16 @@ void expect_same(const Token& want, const Token& got) {
 }
 
 void expect_same(const jobs::ParamSpec& want, const jobs::ParamSpec& got) {
-    const auto& [name, type, pattern, required, default_value, description] = want;
+    const auto& [name, type, pattern, required, default_value, description, max_length,
+                 allow_leading_dash] = want;
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(jobs::to_string(got.type), jobs::to_string(type)) << name;
     EXPECT_EQ(got.pattern, pattern) << name;
     EXPECT_EQ(got.required, required) << name;
     EXPECT_EQ(got.default_value, default_value) << name;
     EXPECT_EQ(got.description, description) << name;
+    EXPECT_EQ(got.max_length, max_length) << name;
+    EXPECT_EQ(got.allow_leading_dash, allow_leading_dash) << name;
 }
 
 void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) {

@@ -109,7 +109,9 @@ jobs:
       params:
         tag: {type: image_tag, required: true, description: The tag.}
         replicas: {type: integer, required: false, default: "3"}
-        flavour: {type: string, required: false, default: plain, pattern: "[a-z]+"}
+        flavour: {type: string, required: false, default: plain, pattern: "[a-z]+",
+                  max_length: 40}
+        extra: {type: string, required: false, allow_leading_dash: true}
         target: {type: dns_label}
         dry_run: {type: boolean, required: false, default: "false"}
       steps:
@@ -128,7 +130,7 @@ jobs:
     EXPECT_FALSE(action.exclusive);
     EXPECT_EQ(action.concurrency, 2);
     // Params keep the order they are written in.
-    ASSERT_EQ(action.params.size(), 5u);
+    ASSERT_EQ(action.params.size(), 6u);
     EXPECT_EQ(action.params[0].name, "tag");
     EXPECT_EQ(action.params[0].type, jobs::ParamType::kImageTag);
     EXPECT_TRUE(action.params[0].required);
@@ -140,11 +142,16 @@ jobs:
     EXPECT_EQ(action.params[2].name, "flavour");
     EXPECT_EQ(action.params[2].type, jobs::ParamType::kString);
     EXPECT_EQ(action.params[2].pattern, "[a-z]+");
-    EXPECT_EQ(action.params[3].name, "target");
-    EXPECT_EQ(action.params[3].type, jobs::ParamType::kDnsLabel);
-    EXPECT_TRUE(action.params[3].required);
-    EXPECT_EQ(action.params[4].name, "dry_run");
-    EXPECT_EQ(action.params[4].type, jobs::ParamType::kBoolean);
+    EXPECT_EQ(action.params[2].max_length, 40u);
+    EXPECT_FALSE(action.params[2].allow_leading_dash);
+    EXPECT_EQ(action.params[3].name, "extra");
+    EXPECT_EQ(action.params[3].max_length, jobs::kDefaultParamMaxLength);
+    EXPECT_TRUE(action.params[3].allow_leading_dash);
+    EXPECT_EQ(action.params[4].name, "target");
+    EXPECT_EQ(action.params[4].type, jobs::ParamType::kDnsLabel);
+    EXPECT_TRUE(action.params[4].required);
+    EXPECT_EQ(action.params[5].name, "dry_run");
+    EXPECT_EQ(action.params[5].type, jobs::ParamType::kBoolean);
 }
 
 TEST(JobsReader, ReadsEachStepKind) {
@@ -281,6 +288,9 @@ TEST(JobsReader, ParamErrorsNameTheParam) {
     EXPECT_EQ(error_of(head + "        tag: {required: maybe}\n"),
               "aviary.yaml:6:25: jobs.actions.a.params.tag.required: expected true or false, got "
               "\"maybe\"");
+    EXPECT_EQ(error_of(head + "        tag: {max_length: 0}\n"),
+              "aviary.yaml:6:27: jobs.actions.a.params.tag.max_length: expected an integer from "
+              "1 to 4096, got \"0\"");
     EXPECT_EQ(error_of(head + "        tag: {typ: string}\n"),
               "aviary.yaml:6:15: jobs.actions.a.params.tag.typ: unknown key \"typ\"; did you mean "
               "\"type\"?");

@@ -479,14 +479,13 @@ TEST(HelmStatusJson, TheChartsDefaultTagShowsAsNoVersionAndANumberAsWritten) {
     EXPECT_EQ(integer->version, "7");
 }
 
-TEST(HelmStatusJson, ALineCutShortInsideTheManifestStillReads) {
+TEST(HelmStatusJson, JsonCutShortIsAnErrorNotRepaired) {
     std::string json =
         R"({"name":"lotus-0","info":{"status":"deployed"},"config":{"image":{"tag":"v9"}},)"
         R"("manifest":"---\n# Source: lotus/templates/statefulset.yaml\napiVersion: apps/v1\nki)";
     auto status = parse_helm_status(json, "lotus-0");
-    ASSERT_TRUE(status) << status.error().message;
-    EXPECT_EQ(status->version, "v9");
-    EXPECT_TRUE(status->running);
+    ASSERT_FALSE(status);
+    EXPECT_EQ(status.error().code, core::ErrorCode::kInternal);
 }
 
 TEST(HelmStatusJson, NotJsonOrNoStatusIsAnErrorNamingTheRelease) {
@@ -530,15 +529,21 @@ public:
         }
         auto process = std::make_shared<proc::Process>(std::move(*spawned));
         auto pump_done = std::make_shared<bool>(false);
-        proc::LineCallback on_line = [this, also = run_options.on_line](const proc::Line& line) {
+        proc::LineCallback on_line = [this, also = run_options.on_line,
+                                      to_output =
+                                          run_options.stdout_to_output](const proc::Line& line) {
             if (also) {
                 also(line);
+            }
+            if (line.stream == proc::Stream::kStdout && !to_output) {
+                return;
             }
             auto stream = line.stream == proc::Stream::kStdout ? "stdout: " : "stderr: ";
             notes.push_back(stream + line.text);
         };
-        auto pump = [process, on_line, pump_done]() -> asio::awaitable<void> {
-            co_await process->pump(on_line);
+        auto pump = [process, on_line, pump_done,
+                     max = run_options.max_stdout_line]() -> asio::awaitable<void> {
+            co_await process->pump(on_line, max);
             *pump_done = true;
         };
         asio::co_spawn(executor, pump(), asio::detached);
@@ -741,6 +746,24 @@ TEST_F(HelmDriverTest, TheStatusOperationReportsWithoutEchoingTheJson) {
               R"({"installed":true,"running":true,"version":"v2","helm_status":"deployed"})");
     EXPECT_TRUE(context_.said("lotus-0 is deployed at v2")) << context_.all();
     EXPECT_FALSE(context_.said("\"manifest\"")) << context_.all();
+}
+
+TEST_F(HelmDriverTest, AStatusLongerThanAnOutputLineIsReadWhole) {
+    ASSERT_TRUE(run_op(Op::kInstall, node("lotus-0"), "v3"));
+    // Past proc's 64 KiB line limit, and before the manifest: no cut could be repaired.
+    touch("status-values", std::string(100 * 1024, 'x'));
+    auto status = status_of(node("lotus-0"));
+    ASSERT_TRUE(status) << status.error().message;
+    EXPECT_EQ(status->version, "v3");
+    EXPECT_TRUE(status->running);
+    context_.notes.clear();
+    auto result = run_op(Op::kStatus, node("lotus-0"));
+    ASSERT_TRUE(result) << result.error().message;
+    EXPECT_EQ(*result,
+              R"({"installed":true,"running":true,"version":"v3","helm_status":"deployed"})");
+    // Through the step's context like every other command, and its JSON not in the output.
+    EXPECT_TRUE(context_.said("running " + kFakes + "/helm status")) << context_.all();
+    EXPECT_FALSE(context_.said("xxxxxxxx")) << context_.all().substr(0, 2000);
 }
 
 TEST_F(HelmDriverTest, AnUnreachableClusterIsAnErrorForStatus) {

@@ -130,7 +130,7 @@ TEST(JobParams, ImageTagFollowsTheRegex) {
 
 TEST(JobParams, IntegerMustBeAWholeNumber) {
     EXPECT_TRUE(with("replicas", "0"));
-    EXPECT_TRUE(with("replicas", "-4"));
+    EXPECT_FALSE(with("replicas", "-4"));  // could become an option: see LeadingDash below
     EXPECT_TRUE(with("replicas", "123456789"));
     EXPECT_FALSE(with("replicas", ""));
     EXPECT_FALSE(with("replicas", "1.5"));
@@ -172,6 +172,52 @@ TEST(JobParams, LongBadValueIsShortenedInTheMessage) {
     auto bad = with("release", std::string(500, 'A'));
     ASSERT_FALSE(bad);
     EXPECT_LT(bad.error().message.size(), 300U) << bad.error().message;
+}
+
+TEST(JobParams, StringLongerThanTheDefaultCapIsRefusedNamingTheParam) {
+    ActionSpec action{
+        .name = "say", .params = {ParamSpec{.name = "text"}}, .steps = {StepSpec{.name = "noop"}}};
+    EXPECT_TRUE(validate_params(action, {{"text", std::string(kDefaultParamMaxLength, 'a')}}));
+    auto bad = validate_params(action, {{"text", std::string(kDefaultParamMaxLength + 1, 'a')}});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, core::ErrorCode::kInvalidArgument);
+    EXPECT_NE(bad.error().message.find("params.text"), std::string::npos) << bad.error().message;
+    EXPECT_NE(bad.error().message.find("longer than 256"), std::string::npos)
+        << bad.error().message;
+}
+
+TEST(JobParams, MaxLengthIsSettablePerParam) {
+    ActionSpec action{.name = "say",
+                      .params = {ParamSpec{.name = "text", .max_length = 1000}},
+                      .steps = {StepSpec{.name = "noop"}}};
+    EXPECT_TRUE(validate_params(action, {{"text", std::string(1000, 'a')}}));
+    EXPECT_FALSE(validate_params(action, {{"text", std::string(1001, 'a')}}));
+}
+
+TEST(JobParams, HugeValueIsRefusedByLengthBeforeThePatternRuns) {
+    // A recursive matcher on a value this long would overflow the stack.
+    ActionSpec action{.name = "say",
+                      .params = {ParamSpec{.name = "text", .pattern = "(a|b)*"}},
+                      .steps = {StepSpec{.name = "noop"}}};
+    auto bad = validate_params(action, {{"text", std::string(1 << 20, 'a')}});
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("longer than"), std::string::npos) << bad.error().message;
+    EXPECT_TRUE(validate_params(action, {{"text", "abba"}}));
+}
+
+TEST(JobParams, LeadingDashIsRefusedUnlessTheParamAllowsIt) {
+    ActionSpec action{
+        .name = "say",
+        .params = {ParamSpec{.name = "text"},
+                   ParamSpec{.name = "flags", .required = false, .allow_leading_dash = true}},
+        .steps = {StepSpec{.name = "noop"}}};
+    auto bad = validate_params(action, {{"text", "--output=/etc/passwd"}});
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("params.text"), std::string::npos) << bad.error().message;
+    EXPECT_NE(bad.error().message.find("allow_leading_dash"), std::string::npos)
+        << bad.error().message;
+    EXPECT_TRUE(validate_params(action, {{"text", "a-b"}, {"flags", "--verbose"}}));
+    EXPECT_TRUE(with("replicas", "4"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,6 +376,14 @@ TEST(JobAction, RefusesBadNumbersAndPatterns) {
     ASSERT_FALSE(pattern);
     EXPECT_NE(pattern.error().message.find("params.channel.pattern"), std::string::npos)
         << pattern.error().message;
+    action = upgrade_action();
+    action.params[4].max_length = 0;
+    EXPECT_FALSE(validate_action(action));
+    action.params[4].max_length = kParamMaxLengthLimit + 1;
+    auto length = validate_action(action);
+    ASSERT_FALSE(length);
+    EXPECT_NE(length.error().message.find("params.channel.max_length"), std::string::npos)
+        << length.error().message;
     action = upgrade_action();
     action.params[2].default_value = "many";
     auto fallback = validate_action(action);

@@ -21,6 +21,7 @@
 
 #include "jobs/jobs.hpp"
 #include "metrics/metrics.hpp"
+#include "support/process_groups.hpp"
 
 namespace aviary::jobs::test {
 
@@ -284,9 +285,10 @@ inline int reap(pid_t pid) {
     return ended ? status : -1;
 }
 
-/// True when no process of group `pgid` is left (zombies count: reap them first).
+/// True when no live process of group `pgid` is left. Read from /proc: kill(-pgid, 0) also
+/// succeeds for zombies, which PID 1 here may never reap.
 inline bool group_gone(pid_t pgid) {
-    return ::kill(-pgid, 0) == -1 && errno == ESRCH;
+    return !aviary::test::group_alive(pgid);
 }
 
 class EngineTest : public ::testing::Test {

@@ -1,13 +1,18 @@
 // The engine's surface and dispatch (engine.cpp): submit, uniqueness, exclusivity, caps,
 // queues, implicit acquire, permissions, cancel, retry, watches.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "engine_support.hpp"
+#include "jobs/engine_impl.hpp"
 
 namespace aviary::jobs::test {
 namespace {
@@ -503,6 +508,75 @@ TEST_F(JobEngine, MutatingJobsAreRefusedOnANodeInMaintenance) {
     ASSERT_TRUE(shared) << shared.error().message;
     open_gate();
     EXPECT_EQ(wait_finished(shared->job.id).state, core::JobState::kSucceeded);
+}
+
+TEST_F(JobEngine, JobQueuedBeforeMaintenanceWaitsUntilTheNodeIsBackInService) {
+    start();
+    auto holder = submit("hold", n(1));
+    ASSERT_TRUE(eventually([&] { return fake_.held.load() == 1; })) << "holder is at the gate";
+    // Admitted while lotus-0 was in service; queued behind the holder.
+    auto upgrade = submit("upgrade");
+    EXPECT_EQ(job(upgrade.id).state, core::JobState::kQueued);
+    ASSERT_TRUE(fleet_->start_maintenance("lotus-0", "disk swap", admin_));
+    open_gate();
+    // The holder's finish claims in the same commit: the upgrade must not be taken.
+    EXPECT_EQ(wait_finished(holder.id).state, core::JobState::kSucceeded);
+    EXPECT_EQ(wait_finished(submit("noop", {}, "lotus-1").id).state, core::JobState::kSucceeded);
+    EXPECT_EQ(job(upgrade.id).state, core::JobState::kQueued);
+    EXPECT_EQ(job(upgrade.id).attempt, 0);
+    ASSERT_TRUE(fleet_->end_maintenance("lotus-0", admin_));
+    EXPECT_EQ(wait_finished(upgrade.id).state, core::JobState::kSucceeded);
+}
+
+TEST_F(JobEngine, EarlyCancelOfAClaimedJobSurvivesManyStaleEntries) {
+    start();
+    auto& impl = engine_->impl_for_test();
+    auto on_engine = [&impl](std::function<void()> work) {
+        std::promise<void> done;
+        asio::post(impl.io, [&] {
+            work();
+            done.set_value();
+        });
+        done.get_future().wait();
+    };
+    bool idle = false;
+    ASSERT_TRUE(eventually([&] {
+        on_engine([&] { idle = !impl.dispatching; });
+        return idle;
+    }));
+    // A job this runner claimed, cancelled before its Run was registered. Written straight to
+    // the store, so the idle dispatcher does not take it. A run step: the runner does not read
+    // the job again before it starts, so only the early cancel can stop it.
+    core::Job job{.id = core::new_id(),
+                  .action = "hang",
+                  .node = "lotus-0",
+                  .params = n(1),
+                  .requester = "admin",
+                  .steps = 1,
+                  .created_at = clock_.now(),
+                  .run_at = clock_.now()};
+    ASSERT_TRUE(store_->submit_job(store::JobSubmit{.job = job}));
+    auto claimed =
+        store_->claim_job(store::JobClaim{.runner = impl.runner_id, .now = clock_.now()});
+    ASSERT_TRUE(claimed && *claimed);
+    ASSERT_TRUE(store_->cancel_job(job.id, "admin", clock_.now()));
+    on_engine([&] {
+        impl.stop_cancelled(job.id, true);
+        // Cancels of jobs that finished before their cancel arrived: never used.
+        for (std::size_t i = 0; i < 2 * kMaxEarlyCancels; ++i) {
+            impl.stop_cancelled(fmt::format("finished-{}", i), true);
+        }
+        ASSERT_EQ(impl.reserve(1), 1);
+        impl.start_run(**claimed);
+    });
+    auto done = wait_finished(job.id);
+    EXPECT_EQ(done.state, core::JobState::kCancelled) << done.error;
+    // The stale entries go once looked up; the set stays bounded.
+    std::size_t size = 0;
+    EXPECT_TRUE(eventually([&] {
+        on_engine([&] { size = impl.early_cancels.size(); });
+        return size <= kMaxEarlyCancels;
+    })) << size;
 }
 
 TEST_F(JobEngine, FinishedJobsArePrunedPastRetention) {

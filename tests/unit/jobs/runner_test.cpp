@@ -91,6 +91,21 @@ TEST_F(JobRunner, ParamsReachTheArgvVerbatimAndNoShellRunsThem) {
     std::filesystem::remove_all(dir);
 }
 
+TEST_F(JobRunner, OutputIsRedactedBeforeItIsKept) {
+    core::redactor().add_secret("runner-secret-0123");
+    start();
+    const std::string text =
+        "helm upgrade x --set image.tag=v2 --set db.password=hunter22 "
+        "http://u:pw@h:1/p?token=t runner-secret-0123";
+    auto id = submit("echo", {{"text", text}}).id;
+    auto done = wait_finished(id);
+    EXPECT_EQ(done.state, core::JobState::kSucceeded) << done.error;
+    EXPECT_EQ(stdout_of(id),
+              std::vector<std::string>{"helm upgrade x --set image.tag=v2 --set "
+                                       "db.password=REDACTED http://h:1/p?token=REDACTED "
+                                       "REDACTED"});
+}
+
 TEST_F(JobRunner, FailingRunFailsNamingTheStepAndExitCode) {
     start();
     auto done = wait_finished(submit("fail").id);

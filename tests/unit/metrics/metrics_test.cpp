@@ -120,7 +120,11 @@ TEST(Registry, SortsFamiliesByName) {
     registry.gauge("b_metric", "B.");
     registry.counter("a_metric_total", "A.");
     auto text = registry.render();
-    EXPECT_LT(text.find("a_metric_total"), text.find("b_metric"));
+    auto a = text.find("# HELP a_metric_total");
+    auto b = text.find("# HELP b_metric");
+    ASSERT_NE(a, std::string::npos) << text;
+    ASSERT_NE(b, std::string::npos) << text;
+    EXPECT_LT(a, b);
 }
 
 TEST(Registry, SameNameReturnsSameFamily) {

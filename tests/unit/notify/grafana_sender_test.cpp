@@ -427,15 +427,50 @@ TEST_F(GrafanaSenderTest, StopEndsARequestGrafanaNeverAnswers) {
     EXPECT_EQ(rows[0].job_id, job.id);
 }
 
+TEST_F(GrafanaSenderTest, AFailureKeepsNeitherTheUrlsCredentialsNorTheToken) {
+    settings_.url =
+        "http://aviary:s3cret-pw@" + grafana_.url().substr(std::string_view{"http://"}.size());
+    core::redactor().add_secret(std::string{kToken});
+    grafana_.stop();
+    submit();
+    start();
+    sender()->run_once();
+    auto rows = pending();
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_FALSE(rows[0].last_error.empty());
+    EXPECT_EQ(rows[0].last_error.find("s3cret-pw"), std::string::npos) << rows[0].last_error;
+    EXPECT_EQ(rows[0].last_error.find(kToken), std::string::npos) << rows[0].last_error;
+}
+
 TEST_F(GrafanaSenderTest, StopIsIdempotentAndSafeBeforeStart) {
+    submit();
+    start();
     auto s = sender();
     s->stop();
     s->stop();
+    s->wake();
+    EXPECT_TRUE(grafana_.requests().empty());  // never started: nothing was sent
+    // A stop before start leaves the sender whole: it still sends.
+    s->run_once();
+    EXPECT_EQ(grafana_.requests("POST", "/api/annotations").size(), 1u);
+
     auto t = sender();
     t->start();
+    submit("lotus-1");
+    start();
     t->wake();
+    ASSERT_TRUE(
+        wait_until([&] { return grafana_.requests("POST", "/api/annotations").size() == 2; }));
     t->stop();
     t->stop();
+    // Stopped: a job started now waits in the outbox until a pass sends it (run_once is only
+    // allowed once the thread is gone, so this also shows stop() ended it).
+    submit("lotus-2");
+    start();
+    EXPECT_EQ(pending().size(), 1u);
+    t->run_once();
+    EXPECT_EQ(grafana_.requests("POST", "/api/annotations").size(), 3u);
+    EXPECT_TRUE(pending().empty());
 }
 
 }  // namespace

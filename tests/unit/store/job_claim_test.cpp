@@ -371,5 +371,34 @@ TEST(JobClaim, SubmitAndClaimLeavesABlockedJobQueued) {
     EXPECT_EQ(stored(*store, "j2").state, JobState::kQueued);
 }
 
+TEST(JobClaim, ExclusiveJobOfANodeInMaintenanceStaysQueuedOnEveryClaimPath) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    // Queued before maintenance began: admission saw the node in service.
+    submitted(*store, job_of("j1", "lotus-0", clock.now()));
+    auto status = job_of("s1", "lotus-0", clock.now());
+    status.exclusive = false;  // read-only work still runs on a node out of service
+    submitted(*store, status);
+    ASSERT_TRUE(store->start_maintenance("lotus-0", "disk swap", "admin", clock.now()));
+    JobClaim claim{.runner = "run-1", .now = clock.now()};
+    EXPECT_EQ(claimed(*store, clock.now()), "s1");
+    auto many = store->claim_jobs(claim, 4);
+    ASSERT_TRUE(many) << many.error().message;
+    EXPECT_TRUE(many->empty());
+    auto both = store->submit_and_claim(submit_of(job_of("j2", "lotus-1", clock.now())), claim, 4);
+    ASSERT_TRUE(both) << both.error().message;
+    ASSERT_EQ(both->claimed.size(), 1U);
+    EXPECT_EQ(both->claimed.front().id, "j2");
+    auto finished = store->finish_and_claim(
+        finish_of(both->claimed.front(), JobState::kSucceeded, clock.now()), claim, 4);
+    ASSERT_TRUE(finished) << finished.error().message;
+    EXPECT_TRUE(finished->claimed.empty());
+    EXPECT_EQ(stored(*store, "j1").state, JobState::kQueued);
+
+    ASSERT_TRUE(store->end_maintenance("lotus-0", "admin", clock.now()));
+    EXPECT_EQ(claimed(*store, clock.now()), "j1");
+}
+
 }  // namespace
 }  // namespace aviary::store::test

@@ -815,5 +815,56 @@ TEST(Jobs, SubmittedJobSurvivesCloseAndReopen) {
     EXPECT_EQ(claimed(*store, clock.now()), "job-1");
 }
 
+TEST(Jobs, SucceededDeployingJobRecordsTheTagTheNodeRunsBesideTheConfiguredOne) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto configured = store->node("lotus-1", clock.now());
+    ASSERT_TRUE(configured);
+    EXPECT_EQ(configured->deployed_tag, "");  // nothing deployed through a job yet
+    auto finish_with = [&](std::string id, core::JobState state, std::optional<std::string> tag) {
+        submitted(*store, job_of(id, "lotus-1", clock.now()));
+        auto job = store->claim_job(JobClaim{.runner = "run-1", .now = clock.now()});
+        ASSERT_TRUE(job && *job);
+        auto finish = finish_of(**job, state, clock.now());
+        finish.deployed_tag = std::move(tag);
+        ASSERT_TRUE(store->finish_job(finish));
+    };
+    auto deployed = [&] {
+        auto node = store->node("lotus-1", clock.now());
+        EXPECT_TRUE(node);
+        return node ? node->deployed_tag : std::string{"?"};
+    };
+    finish_with("j1", core::JobState::kSucceeded, "v1.2.2");
+    EXPECT_EQ(deployed(), "v1.2.2");
+    EXPECT_EQ(store->node("lotus-1", clock.now())->spec.image_tag, configured->spec.image_tag);
+    finish_with("j2", core::JobState::kFailed, "v9.9.9");  // a failed deploy changes nothing
+    EXPECT_EQ(deployed(), "v1.2.2");
+    finish_with("j3", core::JobState::kSucceeded, std::nullopt);  // an action that deploys nothing
+    EXPECT_EQ(deployed(), "v1.2.2");
+    // The config's tag is the config's: reconciling keeps what runs.
+    ASSERT_TRUE(store->reconcile_nodes(lotus_nodes(3), "config", clock.now()));
+    EXPECT_EQ(deployed(), "v1.2.2");
+    finish_with("j4", core::JobState::kSucceeded, "");  // an uninstall
+    EXPECT_EQ(deployed(), "");
+}
+
+TEST(Jobs, FinishAndClaimRecordsTheDeployedTagInItsTransaction) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("j1", "lotus-0", clock.now()));
+    auto job = store->claim_job(JobClaim{.runner = "run-1", .now = clock.now()});
+    ASSERT_TRUE(job && *job);
+    auto finish = finish_of(**job, core::JobState::kSucceeded, clock.now());
+    finish.deployed_tag = "v2.0.0";
+    ASSERT_TRUE(
+        store->finish_and_claim(finish, JobClaim{.runner = "run-1", .now = clock.now()}, 1));
+    auto nodes = store->nodes(clock.now());
+    ASSERT_TRUE(nodes);
+    EXPECT_EQ(nodes->front().spec.name, "lotus-0");
+    EXPECT_EQ(nodes->front().deployed_tag, "v2.0.0");
+}
+
 }  // namespace
 }  // namespace aviary::store::test
