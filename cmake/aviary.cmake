@@ -1,7 +1,7 @@
 # aviary_component(NAME SOURCES a.cpp b.cpp DEPS core store LIBS Boost::json)
-# Makes src/NAME a static library aviary_NAME. DEPS mirror DESIGN.md's component graph;
+# Makes src/NAME a static library aviary_NAME. DEPS mirror the component graph of docs/architecture.md;
 # the include_rules test fails on an #include that crosses it.
-# Designated initialisers that leave defaulted members out are the house idiom (STYLE §9).
+# Designated initialisers that leave defaulted members out are the house idiom.
 # GCC 12 at -O1 and above reports Asio's awaitable frame allocator (aligned_alloc paired with its
 # own operator delete) as -Wmismatched-new-delete in every coroutine: a false positive.
 set(AVIARY_WARNINGS -Wall -Wextra -Wpedantic -Wno-missing-field-initializers

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fails when a component #includes another component it may not know (DESIGN §2, STYLE §1),
+# Fails when a component #includes another component it may not know (docs/architecture.md),
 # or a private header of another component (only <component>/<component>.hpp is public).
 set -euo pipefail
 src="${1:?usage: include_rules.sh SRC_DIR}"

@@ -1,6 +1,6 @@
 #pragma once
 /// api: the serve role. Wires the store, the fleet and the HTTP server, and speaks the outside
-/// wire formats: the tweety JSON-RPC at POST / (DESIGN §3.1), /healthz, /readyz and /metrics.
+/// wire formats: the tweety JSON-RPC at POST / (docs/api.md), /healthz, /readyz and /metrics.
 /// Later issues add REST, WebSocket and the dashboard here.
 #include <string_view>
 

@@ -25,7 +25,7 @@ boost::json::object labels_json(const core::Labels& labels);
 /// "chain=lotus,zone=a"
 std::string selector_text(const core::Labels& selector);
 /// A job (docs/api.md, JOB): one shape for tweety, REST and (later) the roller's status. Adds
-/// `status`, the roller's name for the state (DESIGN §3.2).
+/// `status`, the roller's name for the state (docs/api.md).
 boost::json::object job_json(const core::Job& job);
 /// The roller's status name: PENDING, RUNNING, COMPLETE, FAILED or CANCELLED.
 std::string_view roller_status(core::JobState state);

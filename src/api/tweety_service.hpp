@@ -1,5 +1,5 @@
 #pragma once
-// Private to api: the tweety JSON-RPC methods (DESIGN §3.1) on top of fleet and jobs.
+// Private to api: the tweety JSON-RPC methods (docs/api.md) on top of fleet and jobs.
 #include "api/job_waits.hpp"
 #include "api/jsonrpc.hpp"
 #include "api/lease_waits.hpp"

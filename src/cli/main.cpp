@@ -1,4 +1,4 @@
-// The aviary binary: one executable, several roles (DESIGN §1). This file parses the command
+// The aviary binary: one executable, several roles (docs/architecture.md). This file parses the command
 // line and dispatches; the client commands live in commands.hpp's files.
 #include <CLI/CLI.hpp>
 #include <cstdio>

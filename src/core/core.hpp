@@ -233,7 +233,7 @@ using Params = std::map<std::string, std::string, std::less<>>;
 
 /// queued -> running -> succeeded | failed | timed_out; a cancel moves queued straight to
 /// cancelled and running through cancelling to cancelled. A retry waits as queued with a
-/// later run_at. DESIGN §3.2 maps these to the roller's status names.
+/// later run_at. docs/api.md maps these to the roller's status names.
 enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelling, kCancelled, kTimedOut };
 /// "queued", "running", "succeeded", "failed", "cancelling", "cancelled", "timed_out".
 std::string_view to_string(JobState state);

@@ -1,5 +1,5 @@
 #pragma once
-/// drivers: how an action reaches a node (DESIGN §2). One interface, one file per
+/// drivers: how an action reaches a node (docs/architecture.md). One interface, one file per
 /// implementation: `sim` (a simulated chain node run as a child process of serve) and `helm`
 /// (a helm release on a Kubernetes cluster, driven with the `helm` and `kubectl` programs).
 ///
@@ -45,7 +45,7 @@ struct SimSettings {
     core::Millis stop_grace{std::chrono::seconds{5}};      ///< SIGTERM, then SIGKILL
 };
 
-/// How the helm driver reaches one node's release (DESIGN §3.1). The release is the node's
+/// How the helm driver reaches one node's release (docs/api.md). The release is the node's
 /// name.
 struct HelmTarget {
     std::string namespace_name = "lotus";            ///< --namespace

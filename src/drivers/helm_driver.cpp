@@ -50,7 +50,7 @@ constexpr std::array<std::string_view, 2> kReleaseNotFound{"release: not found",
                                                            "release not loaded"};
 constexpr std::array<std::string_view, 1> kHelmTimedOut{"timed out waiting for the condition"};
 
-// --namespace NS, then the context right after it (DESIGN §3.1's argv when none is set).
+// --namespace NS, then the context right after it (the argv of docs/drivers.md when none is set).
 void add_namespace(std::vector<std::string>& argv,
                    const HelmTarget& target,
                    std::string_view context_flag) {

@@ -1,5 +1,5 @@
 #pragma once
-/// jobs: every action on a node is a durable job (DESIGN §2).
+/// jobs: every action on a node is a durable job (docs/architecture.md).
 ///
 /// An action is a named list of steps (YAML, config's `jobs.actions`; built-ins ship in the
 /// default config). Submitting one validates its typed params, checks permissions, and inserts

@@ -31,7 +31,7 @@ BlockingPool::~BlockingPool() {
 asio::awaitable<void> BlockingPool::run(std::function<void()> work) {
     // Runs the work on the pool, then completes on the caller's own executor. The work guard
     // keeps the caller's executor alive meanwhile, so the completion always has somewhere to go.
-    // Named, not a temporary inside co_await (GCC 12 destroys those twice, STYLE §5).
+    // Named, not a temporary inside co_await (GCC 12 destroys those twice; docs/architecture.md).
     auto initiation = [impl = impl_.get()](auto handler, std::function<void()> work) {
         auto home = asio::make_work_guard(handler);
         std::lock_guard lock{impl->mu};

@@ -1,5 +1,5 @@
 #pragma once
-/// notify: telling other systems what happened (DESIGN §2). Now: Grafana annotations for the
+/// notify: telling other systems what happened (docs/architecture.md). Now: Grafana annotations for the
 /// deploying actions (the tweety seed annotated Grafana when a canary changed).
 ///
 /// The outbox pattern: the job engine asks annotation_for() for an annotation when a job is

@@ -1,6 +1,6 @@
 #pragma once
 /// proc: child processes, one implementation for job steps, drivers and the sidecar
-/// (DESIGN §2).
+/// (docs/architecture.md).
 ///
 /// spawn() starts a program from an argv, never through a shell, in its own process group
 /// (pgid == pid), with stdin from /dev/null and stdout/stderr on pipes read by pump(). Every

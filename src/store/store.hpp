@@ -1,6 +1,6 @@
 #pragma once
 /// store: aviary's state, durable, behind one interface with two backends (SQLite now,
-/// PostgreSQL for scale-out later; DESIGN §6).
+/// PostgreSQL for scale-out later; docs/architecture.md).
 ///
 /// Every state change is one transaction that also appends an Event (the audit trail).
 /// Writes go through group commit: one writer thread drains its queue into one

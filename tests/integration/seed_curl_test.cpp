@@ -117,7 +117,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Every line in the seed's order on one server. Upgrade with Owner anton leases lotus-0 to
 // anton (the lease outlives the job), so the next three lines, which carry no Owner, are
-// refused naming him (DESIGN §3.1); Acquire and Release of lotus-1 then work.
+// refused naming him (docs/api.md); Acquire and Release of lotus-1 then work.
 TEST(SeedCurl, AllLinesInTheSeedsOrderOnOneServer) {
     auto commands = seed_curl_lines();
     ASSERT_EQ(commands.size(), 6u);

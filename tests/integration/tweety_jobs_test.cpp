@@ -1,6 +1,6 @@
 // tweety's node actions through the real binary: Upgrade, InstallSnapshot, CreateCanary and
 // DeleteCanary run as jobs on sim nodes (real child processes); Owner's implicit acquire; the
-// refusals of DESIGN §3.1; Wait; JobStatus; and input that must never reach a node.
+// refusals of docs/api.md; Wait; JobStatus; and input that must never reach a node.
 #include <gtest/gtest.h>
 
 #include <filesystem>
