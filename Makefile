@@ -1,7 +1,7 @@
 # The whole set-up on a fresh Debian bookworm machine:
 #   make run    install what is missing, build Release, serve the demo on 127.0.0.1:1337
-#   make test   install what is missing, check formatting, run the suite in Release and ASan+UBSan,
-#               and the store, fleet, jobs, net and core unit tests under ThreadSanitizer
+#   make test   install what is missing, check formatting, run the suite in Release and ASan+UBSan
+#   make test-tsan  the store, fleet, jobs, net and core unit tests under ThreadSanitizer
 BUILD      ?= build
 ASAN_BUILD ?= build/asan
 TSAN_BUILD ?= build/tsan
@@ -68,8 +68,9 @@ test-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
 	        $$bin --gtest_brief=1; \
 	done
 
-test: deps format-check test-release test-asan test-tsan
-	@echo "== make test: formatting, Release, ASan+UBSan and TSan suites all passed"
+# test-tsan is not yet part of test: its first run on the whole suite is still to be done.
+test: deps format-check test-release test-asan
+	@echo "== make test: formatting, Release and ASan+UBSan suites all passed"
 
 # clang-tidy with .clang-tidy's checks over every source file (CI does not run it).
 tidy: $(BUILD)/CMakeCache.txt
