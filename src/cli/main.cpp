@@ -1,5 +1,5 @@
-// The aviary binary: one executable, several roles (docs/architecture.md). This file parses the command
-// line and dispatches; the client commands live in commands.hpp's files.
+// The aviary binary: one executable, several roles (docs/architecture.md). This file parses the
+// command line and dispatches; the client commands live in commands.hpp's files.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <limits>

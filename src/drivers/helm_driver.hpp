@@ -1,8 +1,8 @@
 #pragma once
 /// helm_driver: the `helm` driver (private to drivers and its tests). A node is a helm release
 /// named after the node, in its target's namespace (helm_target()); every operation is one or
-/// more helm or kubectl commands, run from an argv (never a shell), exactly as docs/drivers.md gives
-/// them. See docs/drivers.md.
+/// more helm or kubectl commands, run from an argv (never a shell), exactly as docs/drivers.md
+/// gives them. See docs/drivers.md.
 ///
 /// The pure parts (argv building, error classification, `helm status -o json` parsing) are
 /// declared here so they can be tested on their own.

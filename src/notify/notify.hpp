@@ -1,6 +1,6 @@
 #pragma once
-/// notify: telling other systems what happened (docs/architecture.md). Now: Grafana annotations for the
-/// deploying actions (the tweety seed annotated Grafana when a canary changed).
+/// notify: telling other systems what happened (docs/architecture.md). Now: Grafana annotations for
+/// the deploying actions (the tweety seed annotated Grafana when a canary changed).
 ///
 /// The outbox pattern: the job engine asks annotation_for() for an annotation when a job is
 /// submitted, and the store keeps it beside the job, marking its start and end in the same

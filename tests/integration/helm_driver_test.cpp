@@ -1,8 +1,8 @@
 // The helm driver through the real binary: `aviary serve` with nodes `driver: helm`, the fake
 // helm and kubectl of tests/support/fake_kube first on serve's PATH (no cluster
 // here). tweety's Upgrade, InstallSnapshot, CreateCanary and DeleteCanary over JSON-RPC run
-// exactly the commands of docs/drivers.md in order; each failure gives a job whose error carries the
-// classified message; a hung helm is ended with its whole process group.
+// exactly the commands of docs/drivers.md in order; each failure gives a job whose error carries
+// the classified message; a hung helm is ended with its whole process group.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
