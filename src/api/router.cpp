@@ -91,6 +91,16 @@ std::optional<core::Error> check_content_type(const Route& route, const net::Req
                                    type.value_or(""), request.method, route.pattern)};
 }
 
+/// A refused caller, with the challenge headers a browser needs to ask for credentials.
+net::Response refused(std::string_view path, const core::Error& error) {
+    auto response = refusal(path, http_status(error.code), error);
+    if (error.code == core::ErrorCode::kUnauthenticated) {
+        response.headers.push_back({"WWW-Authenticate", "Bearer realm=\"aviary\""});
+        response.headers.push_back({"WWW-Authenticate", "Basic realm=\"aviary\""});
+    }
+    return response;
+}
+
 }  // namespace
 
 std::string_view method_label(std::string_view method) {
@@ -179,38 +189,37 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
         route = match.route->pattern;
     }
     const bool probe = match.route != nullptr ? match.route->access == Access::kProbe : match.probe;
+    fleet::Caller caller;
     if (!probe) {
-        auto caller = deps_.auth.authenticate(request);
-        const bool host_rule =
-            match.route != nullptr ? match.route->access == Access::kCaller : !match.scrape;
-        if (caller && host_rule) {
-            const bool guarded =
-                is_mutating(request.method) || (match.route != nullptr && match.route->websocket);
-            if (auto allowed = deps_.auth.check_host_and_origin(request, guarded); !allowed) {
-                caller = allowed.error();
-            }
-        }
-        if (!caller) {
+        auto authenticated = authorize(request, match);
+        if (!authenticated) {
             route = "refused";
-            auto refused = refusal(path, http_status(caller.error().code), caller.error());
-            if (caller.error().code == core::ErrorCode::kUnauthenticated) {
-                refused.headers.push_back({"WWW-Authenticate", "Bearer realm=\"aviary\""});
-                refused.headers.push_back({"WWW-Authenticate", "Basic realm=\"aviary\""});
-            }
-            co_return refused;
+            co_return refused(path, authenticated.error());
         }
-        if (match.route == nullptr) {
-            co_return co_await unrouted(request, match);
-        }
-        RouteContext context{
-            .request = request, .caller = std::move(*caller), .params = match.params};
-        co_return co_await call(*match.route, context);
+        caller = std::move(*authenticated);
     }
     if (match.route == nullptr) {
         co_return co_await unrouted(request, match);
     }
-    RouteContext context{.request = request, .caller = {}, .params = match.params};
+    RouteContext context{.request = request, .caller = std::move(caller), .params = match.params};
     co_return co_await call(*match.route, context);
+}
+
+/// The caller named by the token, once Host (and, on changes and upgrades, Origin) name aviary.
+core::Result<fleet::Caller> Router::authorize(const net::Request& request,
+                                              const RouteTable::Match& match) const {
+    auto caller = deps_.auth.authenticate(request);
+    const bool host_rule =
+        match.route != nullptr ? match.route->access == Access::kCaller : !match.scrape;
+    if (!caller || !host_rule) {
+        return caller;
+    }
+    const bool guarded =
+        is_mutating(request.method) || (match.route != nullptr && match.route->websocket);
+    if (auto allowed = deps_.auth.check_host_and_origin(request, guarded); !allowed) {
+        return allowed.error();
+    }
+    return caller;
 }
 
 net::asio::awaitable<net::Response> Router::unrouted(net::Request& request,

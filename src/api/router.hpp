@@ -43,6 +43,8 @@ public:
 
 private:
     net::asio::awaitable<net::Response> dispatch(net::Request& request, std::string_view& route);
+    core::Result<fleet::Caller> authorize(const net::Request& request,
+                                          const RouteTable::Match& match) const;
     net::asio::awaitable<net::Response> unrouted(net::Request& request,
                                                  const RouteTable::Match& match);
     net::asio::awaitable<net::Response> call(const Route& route, RouteContext& context);

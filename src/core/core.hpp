@@ -416,8 +416,8 @@ public:
 private:
     struct Entry;
     void loop();
-    /// Picks a due task that is not running, or says how long until one may be.
-    Entry* next_due(std::unique_lock<std::mutex>& lock, Millis& wait);
+    /// Picks a due task that is not running, or says how long until one may be. Under mu_.
+    Entry* next_due(Millis& wait);
     void run(Entry& entry, std::unique_lock<std::mutex>& lock);
     Millis jittered(const Entry& entry);
 

@@ -115,7 +115,7 @@ Millis Scheduler::jittered(const Entry& entry) {
         std::max<Millis::rep>(1, Millis::rep(double(entry.task.interval.count()) * factor))};
 }
 
-Scheduler::Entry* Scheduler::next_due(std::unique_lock<std::mutex>& /*lock*/, Millis& wait) {
+Scheduler::Entry* Scheduler::next_due(Millis& wait) {
     const auto now = clock_.now();
     Entry* due = nullptr;
     TimePoint soonest = TimePoint::max();
@@ -177,7 +177,7 @@ void Scheduler::loop() {
     std::unique_lock lock{mu_};
     while (!stopping_) {
         Millis wait{0};
-        if (auto* entry = next_due(lock, wait)) {
+        if (auto* entry = next_due(wait)) {
             run(*entry, lock);
             // Everyone: a cancel() may wait for this run, another thread may take what became
             // due meanwhile.

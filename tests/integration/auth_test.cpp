@@ -158,21 +158,6 @@ TEST(Exposure, NonLoopbackListenWithoutTokensRefusesToStart) {
     EXPECT_NE(server.log().find("--insecure"), std::string::npos) << server.log();
 }
 
-/// Opens a TCP connection to the server; -1 if it fails.
-int connect_to(const std::string& address) {
-    auto colon = address.rfind(':');
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-    inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 TEST(HostileConnections, SlowAndHalfOpenConnectionsAreClosedAndTheServerServes) {
     ServerProcess server{test_config() +
                          "auth:\n  allowed_hosts: []\n"};  // read/idle timeouts: 5s in test_config

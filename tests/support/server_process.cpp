@@ -54,9 +54,7 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
     return condition();
 }
 
-std::string raw_exchange(const std::string& address,
-                         const std::string& request,
-                         std::chrono::milliseconds within) {
+int connect_to(const std::string& address) {
     auto colon = address.rfind(':');
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -67,6 +65,16 @@ std::string raw_exchange(const std::string& address,
         if (fd >= 0) {
             ::close(fd);
         }
+        return -1;
+    }
+    return fd;
+}
+
+std::string raw_exchange(const std::string& address,
+                         const std::string& request,
+                         std::chrono::milliseconds within) {
+    int fd = connect_to(address);
+    if (fd < 0) {
         return {};
     }
     (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);

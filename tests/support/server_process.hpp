@@ -40,6 +40,9 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& command_line);
 
+/// Opens a TCP connection to "HOST:PORT" (IPv4); the descriptor, or -1 if it fails.
+int connect_to(const std::string& address);
+
 /// Writes `request` as is to "HOST:PORT" (IPv4) and returns what the server sends until it
 /// closes the connection or `within` passes. For requests a client library would not send:
 /// a Content-Length past the limit with no body, a method nobody knows.

@@ -539,14 +539,10 @@ TEST_F(JobEngine, EarlyCancelOfAClaimedJobSurvivesManyStaleEntries) {
         });
         done.get_future().wait();
     };
-    bool idle = false;
-    ASSERT_TRUE(eventually([&] {
-        on_engine([&] { idle = !impl.dispatching; });
-        return idle;
-    }));
     // A job this runner claimed, cancelled before its Run was registered. Written straight to
-    // the store, so the idle dispatcher does not take it. A run step: the runner does not read
-    // the job again before it starts, so only the early cancel can stop it.
+    // the store and claimed on the engine's own thread while no dispatch is under way, so the
+    // dispatcher (woken by the scheduler at any time) cannot take it first. A run step: the
+    // runner does not read the job again before it starts, so only the early cancel can stop it.
     core::Job job{.id = core::new_id(),
                   .action = "hang",
                   .node = "lotus-0",
@@ -555,9 +551,19 @@ TEST_F(JobEngine, EarlyCancelOfAClaimedJobSurvivesManyStaleEntries) {
                   .steps = 1,
                   .created_at = clock_.now(),
                   .run_at = clock_.now()};
-    ASSERT_TRUE(store_->submit_job(store::JobSubmit{.job = job}));
-    auto claimed =
-        store_->claim_job(store::JobClaim{.runner = impl.runner_id, .now = clock_.now()});
+    core::Result<std::optional<core::Job>> claimed = std::optional<core::Job>{};
+    bool submitted = false;
+    ASSERT_TRUE(eventually([&] {
+        on_engine([&] {
+            if (impl.dispatching) {
+                return;
+            }
+            submitted = static_cast<bool>(store_->submit_job(store::JobSubmit{.job = job}));
+            claimed =
+                store_->claim_job(store::JobClaim{.runner = impl.runner_id, .now = clock_.now()});
+        });
+        return submitted;
+    }));
     ASSERT_TRUE(claimed && *claimed);
     ASSERT_TRUE(store_->cancel_job(job.id, "admin", clock_.now()));
     on_engine([&] {
