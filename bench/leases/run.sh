@@ -20,6 +20,8 @@
 # building aviary>  DURATION=10  WARMUP=2  IO_THREADS="2 1"  WRK_FLAGS="-t2 -c64 -d10s"
 # BENCH_TMP=<parent of the temp dir, default $BUILD: must be a real disk, not tmpfs>
 # SKIP_DEPS=1  SKIP_BUILD=1  SKIP_DIAG=1  KEEP_TMP=1  LOG_LEVEL=info (aviary's log.level)
+# POOL_SIZES="64 16 4" (server.blocking_threads for the pool-size rows; empty skips them)
+# ONLY_POOL=1 (only the pool-size rows: no io_threads rows, nginx or raw SQLite)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,6 +32,7 @@ WARMUP=${WARMUP:-2}
 IO_THREADS=${IO_THREADS:-"2 1"}
 WRK_FLAGS=${WRK_FLAGS:-"-t2 -c64 -d10s"}
 LOG_LEVEL=${LOG_LEVEL:-info}
+POOL_SIZES=${POOL_SIZES-"64 16 4"}
 NODES=32
 GOAL_OPS=15000
 GOAL_P99_MS=10
@@ -202,7 +205,7 @@ declare -A R  # results, keyed "what/io"
 
 # --- aviary ------------------------------------------------------------------------------------
 write_config() {
-    local io=$1 data=$2 file=$3
+    local io=$1 data=$2 file=$3 pool=${BLOCKING_THREADS:-64}
     {
         echo "data_dir: $data"
         echo "log:"
@@ -210,6 +213,7 @@ write_config() {
         echo "server:"
         echo "  listen: 127.0.0.1:0"
         echo "  io_threads: $io"
+        echo "  blocking_threads: $pool"
         echo "store:"
         echo "  synchronous: full"
         echo "fleet:"
@@ -277,6 +281,10 @@ lease_run() {
         "aviary used ${R[cpu/$key]} cores, the whole machine ${R[mcpu/$key]} of $(nproc)"
 }
 
+if [[ -n "${ONLY_POOL:-}" ]]; then
+    IO_THREADS=""
+    SKIP_DIAG=1
+fi
 for io in $IO_THREADS; do
     say "aviary serve, server.io_threads=$io, store synchronous=full"
     start_aviary "aviary-io$io" "$io"
@@ -301,6 +309,17 @@ if [[ -z "${SKIP_DIAG:-}" ]]; then
     lease_run "notrim" 32
     stop_pid "$pid"
 fi
+
+# The blocking pool's size: store calls wait there on group commit, so it is sized for waiting,
+# not for cores. Each size at concurrency 32 (more clients than the smaller pools have
+# threads), io_threads = the first of IO_THREADS (2 by default).
+POOL_IO=$(echo "${IO_THREADS:-2}" | awk '{print $1}')
+for b in $POOL_SIZES; do
+    say "blocking_threads=$b, io_threads=$POOL_IO, concurrency 32"
+    BLOCKING_THREADS=$b start_aviary "aviary-pool$b" "$POOL_IO"
+    lease_run "pool$b" 32
+    stop_pid "$pid"
+done
 
 # --- nginx -------------------------------------------------------------------------------------
 mkdir -p "$TMP/www" "$TMP/nginx-temp"
@@ -349,8 +368,10 @@ done
 
 # --- raw SQLite --------------------------------------------------------------------------------
 mkdir -p "$TMP/sqlite"
+SQLITE_SPECS=("1 1" "32 1" "1 32")
+[[ -n "${ONLY_POOL:-}" ]] && SQLITE_SPECS=()
 say "raw SQLite on the same disk: WAL, synchronous=FULL, one transaction per commit"
-for spec in "1 1" "32 1" "1 32"; do
+for spec in "${SQLITE_SPECS[@]}"; do
     read -r threads batch <<<"$spec"
     rm -f "$TMP/sqlite/rate.db"*
     "$SQLITE_RATE" --db "$TMP/sqlite/rate.db" --threads "$threads" --batch "$batch" \
@@ -380,10 +401,13 @@ done
 if [[ -z "${SKIP_DIAG:-}" ]]; then
     row "(diagnostic) io=$DIAG_IO, c 32, malloc trim off" notrim
 fi
+for b in $POOL_SIZES; do
+    row "blocking_threads=$b, io=$POOL_IO, concurrency 32" "pool$b"
+done
 echo "(writes/c: store writes per commit, the group-commit batch; aviary, machine: cores busy)"
 printf '%-44s %10s %9s %9s %16s\n' "raw SQLite, synchronous=FULL" "ops/s" "p50 ms" "p99 ms" \
     "ops per thread"
-for spec in "1 1" "32 1" "1 32"; do
+for spec in "${SQLITE_SPECS[@]}"; do
     read -r threads batch <<<"$spec"
     printf '%-44s %10s %9s %9s %16s\n' "$threads thread(s), $batch op(s) per commit" \
         "${R[sq_ops/$threads/$batch]:-?}" "${R[sq_p50/$threads/$batch]:-?}" \

@@ -1,6 +1,7 @@
 #include "api/job_waits.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
@@ -19,33 +20,29 @@ constexpr core::Millis kQueueMargin{std::chrono::minutes{5}};
 
 }  // namespace
 
-struct JobWatch::Signal {
-    explicit Signal(asio::any_io_executor executor) : wake(std::move(executor)) {}
-
-    asio::steady_timer wake;  // on the request's executor
-    bool changed = false;     // set there too
-};
-
 JobWatch::JobWatch(jobs::Engine& engine, std::string id, asio::any_io_executor executor)
-    : signal_(std::make_shared<Signal>(std::move(executor))) {
-    // Runs on the engine's thread: hand over, nothing more.
-    auto on_change = [signal = signal_] {
-        asio::post(signal->wake.get_executor(), [signal] {
-            signal->changed = true;
-            signal->wake.cancel();
-        });
-    };
-    watch_ = engine.watch(std::move(id), std::move(on_change));
+    : poll_(executor) {
+    // One message is as good as many: each means "read the job again".
+    auto subscribed = engine.hub().subscribe({jobs::Engine::job_topic(id)}, std::move(executor), 1);
+    if (subscribed) {
+        subscription_ = std::move(*subscribed);
+    } else {
+        // The hub is full: this wait polls instead (each wait returns "changed" at its timeout).
+        core::logger("api")->warn("job {} is polled, not followed: {}", id,
+                                  subscribed.error().message);
+    }
 }
 
+JobWatch::~JobWatch() = default;
+
 asio::awaitable<bool> JobWatch::wait(core::Millis timeout) {
-    if (!signal_->changed) {
-        signal_->wake.expires_after(timeout);
-        co_await signal_->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!subscription_) {
+        poll_.expires_after(timeout);
+        co_await poll_.async_wait(asio::as_tuple(asio::use_awaitable));
+        co_return true;
     }
-    bool changed = signal_->changed;
-    signal_->changed = false;
-    co_return changed;
+    auto message = co_await subscription_->next(timeout);
+    co_return message.has_value();
 }
 
 asio::awaitable<core::Result<core::Job>> JobWaits::until_finished(std::string id,

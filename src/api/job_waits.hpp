@@ -2,12 +2,13 @@
 // Private to api: request coroutines that wait on a job — tweety's "Wait": true, REST's
 // "wait": true, and the output follow stream.
 //
-// The engine calls a watch's callback on its own thread; the callback only posts to the
-// request's executor, where it marks the job changed and wakes a timer. The request re-reads
-// the job (or its output) from the store after every wake, so a change that raced with a read
-// is never lost: the watch is registered before the first read. Every wait is bounded (a
-// deadline, the server stopping, or a failed write to a gone client), and destroying the
-// JobWatch unregisters it, so a request that ends for any reason leaves nothing behind.
+// A wait subscribes to the job's topic on the engine's hub (net/hub.hpp) before its first read
+// of the job; the engine publishes on its own thread and the hub wakes the request's
+// coroutine. The request reads the job (or its output) from the store again after every wake,
+// so a change that raced with a read is never lost. Every wait is bounded (a deadline, the
+// server stopping, or a failed write to a gone client), and destroying the JobWatch ends its
+// subscription, so a request that ends for any reason leaves nothing behind.
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -22,15 +23,18 @@ namespace aviary::api {
 class JobWatch {
 public:
     JobWatch(jobs::Engine& engine, std::string id, net::asio::any_io_executor executor);
+    ~JobWatch();
+    JobWatch(const JobWatch&) = delete;
+    JobWatch& operator=(const JobWatch&) = delete;
 
     /// Returns at once when the job changed since the last call, else after `timeout` or a
-    /// change, whichever comes first. True: it changed.
+    /// change, whichever comes first. True: it changed (or may have: a watch the hub had no
+    /// room for polls, and says true at each timeout).
     net::asio::awaitable<bool> wait(core::Millis timeout);
 
 private:
-    struct Signal;
-    std::shared_ptr<Signal> signal_;
-    jobs::Watch watch_;  // after signal_: unregistered first
+    std::unique_ptr<net::Subscription> subscription_;
+    net::asio::steady_timer poll_;  // only without a subscription
 };
 
 class JobWaits {

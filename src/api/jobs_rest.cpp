@@ -142,7 +142,8 @@ void JobsRest::add_routes(RouteTable& table) {
                }});
     table.add({.method = "GET",
                .pattern = "/api/v1/jobs/{id}/output",
-               .handler = [this](RouteContext& c) { return output(c.params["id"], c.request); }});
+               .handler = [this](RouteContext& c) { return output(c.params["id"], c.request); },
+               .websocket = true});
     table.add({.method = "POST",
                .pattern = "/api/v1/jobs/{id}/cancel",
                .handler = [this](RouteContext& c) { return cancel(c.params["id"], c.caller); }});
@@ -273,6 +274,12 @@ net::asio::awaitable<net::Response> JobsRest::output(std::string id, net::Reques
     if (!job) {
         co_return error_reply(job.error());
     }
+    if (parsed->follow && net::is_websocket_upgrade(request)) {
+        net::Response response;
+        response.websocket = [this, id, from = parsed->query.after_seq.value_or(0)](
+                                 net::WebSocket& ws) { return follow_websocket(id, from, ws); };
+        co_return response;
+    }
     if (parsed->follow) {
         net::Response response;
         response.content_type = "application/x-ndjson";
@@ -348,6 +355,40 @@ net::asio::awaitable<void> JobsRest::follow(std::string id,
         }
         (void)co_await watch.wait(heartbeat_ - idle);
     }
+}
+
+namespace {
+
+/// The follow stream's NDJSON over a WebSocket: one text message per line. A write is false
+/// once the client has gone or the socket's send queue overflowed (the socket closes then).
+class WebSocketLines final : public net::ResponseStream {
+public:
+    explicit WebSocketLines(net::WebSocket& ws) : ws_(ws) {}
+
+    net::asio::awaitable<bool> write(std::string data) override {
+        std::string_view rest = data;
+        while (!rest.empty()) {
+            auto end = rest.find('\n');
+            auto line = rest.substr(0, end);
+            if (!line.empty() && !ws_.send_text(std::string{line})) {
+                co_return false;
+            }
+            rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+        }
+        co_return ws_.is_open();
+    }
+
+private:
+    net::WebSocket& ws_;
+};
+
+}  // namespace
+
+net::asio::awaitable<void> JobsRest::follow_websocket(std::string id,
+                                                      std::int64_t from,
+                                                      net::WebSocket& ws) {
+    WebSocketLines lines{ws};
+    co_await follow(std::move(id), from, lines);
 }
 
 net::asio::awaitable<bool> JobsRest::write_finished(std::string id,

@@ -43,6 +43,10 @@ private:
     net::asio::awaitable<void> follow(std::string id,
                                       std::int64_t from,
                                       net::ResponseStream& stream);
+    /// The same lines as follow(), one WebSocket text message each.
+    net::asio::awaitable<void> follow_websocket(std::string id,
+                                                std::int64_t from,
+                                                net::WebSocket& ws);
     net::asio::awaitable<bool> write_finished(std::string id,
                                               std::int64_t last_seq,
                                               net::ResponseStream& stream);

@@ -214,8 +214,8 @@ core::Result<fleet::Caller> Router::authorize(const net::Request& request,
     if (!caller || !host_rule) {
         return caller;
     }
-    const bool guarded =
-        is_mutating(request.method) || (match.route != nullptr && match.route->websocket);
+    // Any upgrade, not only on WebSocket routes: a browser opens a WebSocket to any URL.
+    const bool guarded = is_mutating(request.method) || net::is_websocket_upgrade(request);
     if (auto allowed = deps_.auth.check_host_and_origin(request, guarded); !allowed) {
         return allowed.error();
     }

@@ -62,7 +62,9 @@ struct Route {
     std::size_t max_body_bytes = 0;  ///< 0: the server's limit; a smaller one refuses with 413
     bool streams_body = false;       ///< the handler reads the body through Request::body_reader
     bool cors = false;               ///< answers CORS preflights (the roller's routes)
-    bool websocket = false;  ///< upgrades to a WebSocket: the Origin rule applies as to changes
+    /// Answers a WebSocket upgrade with a WebSocket (its handler returns Response::websocket).
+    /// Any upgrade request, to any route, meets the Origin rule as changes do.
+    bool websocket = false;
 };
 
 /// True for the methods that change state: POST, PUT, PATCH, DELETE.

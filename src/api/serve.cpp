@@ -207,6 +207,7 @@ void register_pool_metrics(metrics::Registry& registry,
         registry.counter("aviary_http_tls_handshake_failures_total",
                          "TLS handshakes that failed: plain HTTP, unknown CA, no client "
                          "certificate, timeout.");
+    auto& websockets = registry.gauge("aviary_http_websockets_open", "WebSockets open now.");
     registry.gauge("aviary_build_info", "The running build.", {"version", "commit"})
         .with({std::string{version()}, std::string{commit()}})
         .set(1);
@@ -234,6 +235,7 @@ void register_pool_metrics(metrics::Registry& registry,
             rejected.get().set_total(double(http.rejected));
             accept_errors.get().set_total(double(http.accept_errors));
             handshake_failures.get().set_total(double(http.tls_handshake_failures));
+            websockets.get().set(double(http.websockets));
         });
 }
 
@@ -344,9 +346,10 @@ int serve(config::Config config, ServeOptions options) {
         .auth = auth,
         .stopping = stopping,
     }};
-    net::HttpServer server{config.server, [&router](net::Request request) {
-                               return router.handle(std::move(request));
-                           }};
+    net::HttpServer server{
+        config.server,
+        [&router](net::Request request) { return router.handle(std::move(request)); },
+        [&router](const net::Request& head) { return router.streams_body(head); }};
     server_ptr = &server;
     register_pool_metrics(registry, fleet, **store, server);
     register_scheduler_metrics(registry, scheduler);

@@ -147,6 +147,31 @@ void read_tls(YamlReader& r,
     }
 }
 
+void read_websocket(YamlReader& r, const Value& value, net::WebSocketSettings& s) {
+    std::string slow_reader = s.slow_reader == net::SlowReader::kDrop ? "drop" : "close";
+    r.read_map(
+        value,
+        {
+            {"max_message_bytes", [&](const Value& v) { r.read_bytes(v, s.max_message_bytes); }},
+            {"idle_timeout", [&](const Value& v) { r.read_duration(v, s.idle_timeout); }},
+            {"max_queued_messages",
+             [&](const Value& v) {
+                 int n = static_cast<int>(s.max_queued_messages);
+                 if (r.read_int(v, n, 1, 1'000'000)) {
+                     s.max_queued_messages = static_cast<std::size_t>(n);
+                 }
+             }},
+            {"max_queued_bytes", [&](const Value& v) { r.read_bytes(v, s.max_queued_bytes); }},
+            {"slow_reader",
+             [&](const Value& v) {
+                 r.read_choice(v, slow_reader, {"close", "drop"}, "slow reader policy",
+                               "close, drop");
+             }},
+            {"close_timeout", [&](const Value& v) { r.read_duration(v, s.close_timeout); }},
+        });
+    s.slow_reader = slow_reader == "drop" ? net::SlowReader::kDrop : net::SlowReader::kClose;
+}
+
 void read_server(YamlReader& r,
                  const Value& value,
                  net::ServerSettings& s,
@@ -167,6 +192,7 @@ void read_server(YamlReader& r,
              [&](const Value& v) { r.read_int(v, s.max_connections, 1, 1'000'000); }},
             {"shutdown_grace", [&](const Value& v) { r.read_duration(v, s.shutdown_grace); }},
             {"tls", [&](const Value& v) { read_tls(r, v, s.tls, base_dir); }},
+            {"websocket", [&](const Value& v) { read_websocket(r, v, s.websocket); }},
         });
 }
 

@@ -6,13 +6,7 @@
 
 #include <algorithm>
 #include <array>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <cctype>
 #include <chrono>
@@ -22,18 +16,10 @@ namespace aviary::drivers {
 namespace {
 
 using namespace std::chrono_literals;
-using asio::experimental::awaitable_operators::operator||;
-
-constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 /// Lines of a command's output kept for its error message.
 constexpr std::size_t kTailLines = 20;
-/// How often a running command looks whether its step is stopping.
-constexpr core::Millis kStopPoll{50};
 /// A command the driver ends gets SIGTERM, then SIGKILL after this (helm cleans up on SIGTERM).
 constexpr core::Millis kKillGrace{3000};
-/// How long a finished command waits for the last output of its group (a member that left the
-/// group but kept the pipe open must not hold the step).
-constexpr core::Millis kPumpDrain{2000};
 /// The longest `helm status -o json` read (one line: the JSON with the rendered manifest);
 /// a longer one is an error rather than JSON cut short.
 constexpr std::size_t kStatusJsonMax = 16 * 1024 * 1024;
@@ -365,15 +351,10 @@ core::Result<NodeStatus> parse_helm_status(std::string_view json, std::string_vi
 
 namespace {
 
-/// Where a running command's lines go: its tail (for the error), the job's output (through the
-/// step's context while `open`), and for `helm status` its stdout (the JSON).
+/// What the driver keeps of a command's lines: its tail (for the error) and, for `helm
+/// status`, its stdout (the JSON). The job's output gets them through Context::run.
 struct Sink {
-    Context* context = nullptr;
-    std::string program;  // "helm" or "kubectl", the prefix of forwarded lines
-    bool forward_stdout = true;
     bool keep_stdout = false;
-    bool open = true;
-    bool pump_done = false;
     std::deque<std::string> tail;
     std::string stdout_text;
     bool stdout_cut = false;  // a kept stdout line was longer than kStatusJsonMax
@@ -390,25 +371,12 @@ struct Sink {
         if (line.truncated) {
             text += " [line truncated]";
         }
-        if (open && context != nullptr && (!is_stdout || forward_stdout)) {
-            context->note(fmt::format("{}{}: {}", program, is_stdout ? "" : " (stderr)", text));
-        }
         tail.push_back(std::move(text));
         if (tail.size() > kTailLines) {
             tail.pop_front();
         }
     }
 };
-
-asio::awaitable<void> pump_output(std::shared_ptr<proc::Process> process,
-                                  std::shared_ptr<Sink> sink,
-                                  std::shared_ptr<asio::steady_timer> pumped) {
-    proc::LineCallback on_line = [sink](const proc::Line& line) { sink->take(line); };
-    co_await process->pump(std::move(on_line),
-                           sink->keep_stdout ? kStatusJsonMax : proc::kMaxLineBytes);
-    sink->pump_done = true;
-    pumped->cancel();
-}
 
 core::Error status_too_long(std::string_view release) {
     return core::Error{core::ErrorCode::kInternal,
@@ -489,80 +457,33 @@ asio::awaitable<core::Result<Ran>> HelmDriver::execute(const HelmCommand& comman
                                                        core::Millis timeout,
                                                        Context* context,
                                                        bool json_output) {
-    auto executor = co_await asio::this_coro::executor;
     proc::SpawnOptions options{.argv = command.argv, .env_add = command.env_add};
     if (context != nullptr) {
         // A step's command runs through the job engine: its group is recorded on the job (a
         // crash's leftover is killed at the next start) and its lines become job output (but
-        // `helm status`'s JSON, which the driver reads whole). Only the wait step's status,
-        // which has no step context, runs here directly.
+        // `helm status`'s JSON, which the driver reads whole).
         auto out =
             co_await execute_in_step(command, timeout, *context, json_output, std::move(options));
         co_return out;
     }
-    auto spawned = proc::spawn(executor, std::move(options));
-    if (!spawned) {
-        co_return spawn_error(command, spawned.error());
-    }
-    auto process = std::make_shared<proc::Process>(std::move(*spawned));
-    const auto words = shell_words(command.argv);
-    if (context != nullptr) {
-        context->note(fmt::format("running {} (pid {}, process group {})", words, process->pid(),
-                                  process->pgid()));
-    }
-    log_->debug("helm command started command=\"{}\" pid={}", core::redact(words), process->pid());
-
+    // Outside a step (a node's status): the same spawn, timeout and kill, with no job to
+    // write to.
     auto sink = std::make_shared<Sink>();
-    sink->context = context;
-    sink->program = command.what.substr(0, command.what.find(' '));
-    sink->forward_stdout = !json_output;
     sink->keep_stdout = json_output;
-    auto pumped =
-        std::make_shared<asio::steady_timer>(executor, asio::steady_timer::time_point::max());
-    asio::co_spawn(executor, pump_output(process, sink, pumped), asio::detached);
-
+    log_->debug("helm command started command=\"{}\"", core::redact(shell_words(command.argv)));
+    proc::RunSpec spec{.on_line = [sink](const proc::Line& line) { sink->take(line); },
+                       .max_stdout_line = json_output ? kStatusJsonMax : proc::kMaxLineBytes,
+                       .timeout = timeout,
+                       .kill_grace = kKillGrace};
+    auto executor = co_await asio::this_coro::executor;
+    auto ran_out = co_await proc::run(executor, std::move(options), std::move(spec));
+    if (!ran_out) {
+        co_return spawn_error(command, ran_out.error());
+    }
     Ran ran;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    asio::steady_timer poll{executor};
-    while (true) {
-        if (context != nullptr && context->stopping()) {
-            ran.outcome.stopped = true;
-            break;
-        }
-        const auto now = std::chrono::steady_clock::now();
-        if (now >= deadline) {
-            ran.outcome.timed_out = true;
-            break;
-        }
-        auto left = std::chrono::duration_cast<core::Millis>(deadline - now) + 1ms;
-        poll.expires_after(context != nullptr ? std::min(left, kStopPoll) : left);
-        auto which = co_await (process->ended() || poll.async_wait(kUseTuple));
-        if (which.index() == 0) {
-            break;
-        }
-    }
-    if (ran.outcome.stopped || ran.outcome.timed_out) {
-        if (context != nullptr) {
-            context->note(fmt::format(
-                "ending {} (process group {}): {}; SIGTERM, then SIGKILL after {}", sink->program,
-                process->pgid(),
-                ran.outcome.stopped
-                    ? "the step is stopping"
-                    : fmt::format("it ran longer than {}", core::format_duration(timeout)),
-                core::format_duration(kKillGrace)));
-        }
-        ran.outcome.status = co_await process->terminate(kKillGrace);
-    } else {
-        // The leader is done: members it left behind go with it.
-        process->signal_group(SIGKILL);
-        ran.outcome.status = co_await process->wait();
-    }
-    if (!sink->pump_done) {
-        pumped->expires_after(kPumpDrain);
-        co_await pumped->async_wait(kUseTuple);
-    }
-    sink->open = false;
-    ran.outcome.tail = sink->tail;
+    ran.outcome.status = ran_out->status;
+    ran.outcome.timed_out = ran_out->timed_out;
+    ran.outcome.tail = std::move(sink->tail);
     ran.stdout_text = std::move(sink->stdout_text);
     ran.stdout_cut = sink->stdout_cut;
     co_return ran;

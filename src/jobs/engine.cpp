@@ -109,31 +109,6 @@ core::Millis retry_delay(const ActionSpec& action, int attempt) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Watch
-
-Watch::Watch(Watch&& other) noexcept : engine_(other.engine_), id_(other.id_) {
-    other.engine_ = nullptr;
-}
-
-Watch& Watch::operator=(Watch&& other) noexcept {
-    if (this != &other) {
-        if (engine_ != nullptr) {
-            engine_->unwatch(id_);
-        }
-        engine_ = other.engine_;
-        id_ = other.id_;
-        other.engine_ = nullptr;
-    }
-    return *this;
-}
-
-Watch::~Watch() {
-    if (engine_ != nullptr) {
-        engine_->unwatch(id_);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Impl
 
 Engine::Impl::Impl(Settings settings_in,
@@ -208,12 +183,7 @@ drivers::Driver* Engine::Impl::find_driver(std::string_view name) const {
 }
 
 void Engine::Impl::notify(const std::string& job_id) {
-    std::lock_guard lock(watch_mu);
-    for (auto& [id, watcher] : watchers) {
-        if (watcher.first == job_id) {
-            watcher.second();
-        }
-    }
+    hub.publish(Engine::job_topic(job_id), "changed");
 }
 
 void Engine::Impl::wake() {
@@ -989,16 +959,12 @@ core::Result<std::vector<QueueInfo>> Engine::queues() {
     return out;
 }
 
-Watch Engine::watch(std::string id, std::function<void()> on_change) {
-    std::lock_guard lock(impl_->watch_mu);
-    auto watch_id = impl_->next_watch++;
-    impl_->watchers.emplace(watch_id, std::make_pair(std::move(id), std::move(on_change)));
-    return Watch{this, watch_id};
+net::Hub& Engine::hub() {
+    return impl_->hub;
 }
 
-void Engine::unwatch(std::uint64_t id) {
-    std::lock_guard lock(impl_->watch_mu);
-    impl_->watchers.erase(id);
+std::string Engine::job_topic(std::string_view id) {
+    return fmt::format("job:{}", id);
 }
 
 const ActionSpec* Engine::action(std::string_view name) const {

@@ -4,7 +4,7 @@
 //
 // Threads: everything in Impl except the fields marked otherwise belongs to the engine's own
 // thread (`io`); public Engine methods run on callers' threads and only touch the store (which
-// is thread-safe), `watchers` (under watch_mu) and post() to `io`.
+// is thread-safe), `hub` and post() to `io`.
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -100,7 +100,7 @@ struct Engine::Impl {
     asio::awaitable<void> settle_output(Run& run);
 
     // --- any thread ----------------------------------------------------------------------
-    void notify(const std::string& job_id);  // calls the job's watchers
+    void notify(const std::string& job_id);  // publishes job_topic(job_id) on the hub
     core::Result<Submitted> submit_job(core::Job job,
                                        const SubmitRequest& request,
                                        const fleet::Caller& caller);
@@ -149,9 +149,7 @@ struct Engine::Impl {
     bool pruning_early_cancels = false;
     asio::awaitable<void> prune_early_cancels();
 
-    std::mutex watch_mu;
-    std::uint64_t next_watch = 1;
-    std::unordered_map<std::uint64_t, std::pair<std::string, std::function<void()>>> watchers;
+    net::Hub hub;  // job_topic(id): a job changed (Engine::hub())
 
     // Metrics (null families when no registry was given).
     metrics::Family<metrics::Counter>* finished_total = nullptr;

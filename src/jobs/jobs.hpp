@@ -39,6 +39,7 @@
 #include "core/core.hpp"
 #include "drivers/drivers.hpp"
 #include "fleet/fleet.hpp"
+#include "net/net.hpp"
 #include "store/store.hpp"
 
 namespace aviary::metrics {
@@ -256,22 +257,6 @@ struct RescueReport {
 
 class Engine;
 
-/// Keeps a watch registered; destroying it unregisters (after any call in progress).
-class Watch {
-public:
-    Watch() = default;
-    Watch(Engine* engine, std::uint64_t id) : engine_(engine), id_(id) {}
-    Watch(Watch&& other) noexcept;
-    Watch& operator=(Watch&& other) noexcept;
-    Watch(const Watch&) = delete;
-    Watch& operator=(const Watch&) = delete;
-    ~Watch();
-
-private:
-    Engine* engine_ = nullptr;
-    std::uint64_t id_ = 0;
-};
-
 class Engine {
 public:
     /// `drivers` by name ("sim", ...). `metrics` may be null.
@@ -325,9 +310,12 @@ public:
     using Transition = std::function<void(const core::Job& job)>;
     void set_on_transition(Transition on_transition);
 
-    /// Calls `on_change` whenever job `id` changes state or gets output, on the engine's
-    /// thread: it must only hand over (post to an executor), never block or call the engine.
-    [[nodiscard]] Watch watch(std::string id, std::function<void()> on_change);
+    /// Where the engine says a job changed: topic job_topic(id) gets a message ("changed")
+    /// whenever job `id` changes state or gets output. A follower subscribes
+    /// before its first read of the job and reads the store again after each message, so a
+    /// change that raced with a read is never lost (and a dropped message costs nothing).
+    net::Hub& hub();
+    static std::string job_topic(std::string_view id);
 
     const ActionSpec* action(std::string_view name) const;
     const std::vector<ActionSpec>& actions() const;
@@ -337,9 +325,6 @@ public:
     Impl& impl_for_test();
 
 private:
-    friend class Watch;
-    void unwatch(std::uint64_t id);
-
     std::unique_ptr<Impl> impl_;
 };
 

@@ -26,10 +26,6 @@ namespace json = boost::json;
 constexpr core::Millis kOutputLinger{25};
 constexpr std::size_t kOutputBatch = 512;
 
-/// How long a finished step waits for the last output of its child (a member that left the
-/// group but kept the pipe open must not hold the job).
-constexpr core::Millis kPumpDrain{2000};
-
 core::Error step_error(std::string message) {
     return core::Error{core::ErrorCode::kInternal, std::move(message)};
 }
@@ -75,108 +71,71 @@ public:
 
     asio::awaitable<core::Result<proc::ExitStatus>> run(proc::SpawnOptions options,
                                                         drivers::RunOptions run_options) override {
-        auto& d = engine_;
         const std::string program = options.argv.empty() ? "" : options.argv.front();
-        auto spawned = proc::spawn(d.io.get_executor(), std::move(options));
-        if (!spawned) {
-            co_return spawned.error();
+        Engine::Impl* engine = &engine_;
+        Run* run = &run_;
+        const bool stdout_to_output = run_options.stdout_to_output;
+        proc::RunSpec spec{
+            .on_line =
+                [engine, run, also = std::move(run_options.on_line),
+                 stdout_to_output](const proc::Line& line) {
+                    if (also) {
+                        also(line);
+                    }
+                    if (line.stream == proc::Stream::kStdout && !stdout_to_output) {
+                        return;
+                    }
+                    std::string text = line.text;
+                    if (line.truncated) {
+                        text += " [line truncated]";
+                    }
+                    engine->add_line(*run,
+                                     line.stream == proc::Stream::kStdout ? "stdout" : "stderr",
+                                     std::move(text));
+                },
+            .max_stdout_line = run_options.max_stdout_line,
+            .timeout = run_options.timeout,
+            .kill_grace = engine_.settings.kill_grace,
+            .on_started = [this](proc::Process& process) { return record_group(process); },
+            .stop_signal = &run_.stop_signal,
+            .stopping = [run] { return run->stop != StopReason::kNone; },
+            .note = [this](std::string text) { note(std::move(text)); },
+        };
+        auto ran =
+            co_await proc::run(engine_.io.get_executor(), std::move(options), std::move(spec));
+        if (!ran) {
+            co_return ran.error();
         }
-        // Shared with the pump, which may outlive this call by a little (see kPumpDrain).
-        auto process = std::make_shared<proc::Process>(std::move(*spawned));
-        auto sink_open = std::make_shared<bool>(true);
+        if (ran->timed_out) {
+            co_return core::Error{core::ErrorCode::kTimeout,
+                                  fmt::format("{} ran longer than {}", program,
+                                              core::format_duration(run_options.timeout))};
+        }
+        co_return ran->status;
+    }
+
+private:
+    /// The child's group goes on the job before the wait, so a crash's leftover is killed at
+    /// the next start.
+    asio::awaitable<core::Result<void>> record_group(proc::Process& process) {
+        auto& d = engine_;
         store::JobStepUpdate update{
             .id = run_.job.id,
             .attempt = run_.job.attempt,
             .step = run_.step,
             .step_name = step_.name,
-            .pgid = process->pgid(),
-            .pgid_start_ticks = proc::start_ticks(process->pid()).value_or(0),
+            .pgid = process.pgid(),
+            .pgid_start_ticks = proc::start_ticks(process.pid()).value_or(0),
             .now = d.clock.now()};
         auto record = [&d, &update] { return d.store.update_job_step(update); };
         auto recorded = co_await net::offload(*d.pool, record);
         if (!recorded) {
-            co_await process->terminate(d.settings.kill_grace);
             co_return recorded.error();
         }
-        note(fmt::format("started pid {} (process group {})", process->pid(), process->pgid()));
-
-        auto pumped =
-            std::make_shared<asio::steady_timer>(d.io, asio::steady_timer::time_point::max());
-        auto pump_done = std::make_shared<bool>(false);
-        Engine::Impl* engine = &d;
-        Run* run = &run_;
-        auto also = std::make_shared<proc::LineCallback>(std::move(run_options.on_line));
-        const bool stdout_to_output = run_options.stdout_to_output;
-        proc::LineCallback on_line = [engine, run, sink_open, also,
-                                      stdout_to_output](const proc::Line& line) {
-            if (!*sink_open) {
-                return;
-            }
-            if (*also) {
-                (*also)(line);
-            }
-            if (line.stream == proc::Stream::kStdout && !stdout_to_output) {
-                return;
-            }
-            std::string text = line.text;
-            if (line.truncated) {
-                text += " [line truncated]";
-            }
-            engine->add_line(*run, line.stream == proc::Stream::kStdout ? "stdout" : "stderr",
-                             std::move(text));
-        };
-        const auto max_stdout_line = run_options.max_stdout_line;
-        auto pump = [process, pumped, pump_done, on_line,
-                     max_stdout_line]() -> asio::awaitable<void> {
-            co_await process->pump(on_line, max_stdout_line);
-            *pump_done = true;
-            pumped->cancel();
-        };
-        asio::co_spawn(d.io, pump(), asio::detached);
-
-        asio::steady_timer limit(d.io, asio::steady_timer::time_point::max());
-        if (run_options.timeout > core::Millis{0}) {
-            limit.expires_after(run_options.timeout);
-        }
-        bool over_limit = false;
-        if (run_.stop == StopReason::kNone) {
-            auto which =
-                co_await (process->ended() ||
-                          run_.stop_signal.async_wait(asio::as_tuple(asio::use_awaitable)) ||
-                          limit.async_wait(asio::as_tuple(asio::use_awaitable)));
-            over_limit = which.index() == 2 && run_.stop == StopReason::kNone;
-        }
-        proc::ExitStatus status;
-        if (over_limit) {
-            note(
-                fmt::format("ending process group {}: {} ran longer than {} (SIGTERM, then "
-                            "SIGKILL after {})",
-                            process->pgid(), program, core::format_duration(run_options.timeout),
-                            core::format_duration(d.settings.kill_grace)));
-            co_await process->terminate(d.settings.kill_grace);
-        } else if (run_.stop != StopReason::kNone) {
-            note(fmt::format("ending process group {} (SIGTERM, then SIGKILL after {})",
-                             process->pgid(), core::format_duration(d.settings.kill_grace)));
-            status = co_await process->terminate(d.settings.kill_grace);
-        } else {
-            // The leader is done: members it left behind go with it (a step owns its group).
-            process->signal_group(SIGKILL);
-            status = co_await process->wait();
-        }
-        if (!*pump_done) {
-            pumped->expires_after(kPumpDrain);
-            co_await pumped->async_wait(asio::as_tuple(asio::use_awaitable));
-        }
-        *sink_open = false;
-        if (over_limit) {
-            co_return core::Error{core::ErrorCode::kTimeout,
-                                  fmt::format("{} ran longer than {}", program,
-                                              core::format_duration(run_options.timeout))};
-        }
-        co_return status;
+        note(fmt::format("started pid {} (process group {})", process.pid(), process.pgid()));
+        co_return core::Result<void>{};
     }
 
-private:
     Engine::Impl& engine_;
     Run& run_;
     const StepSpec& step_;

@@ -401,6 +401,8 @@ void Server::close_connections(bool idle_only) {
         asio::post(connection->tcp().get_executor(), [connection = connection, idle_only] {
             if (!idle_only || connection->idle) {
                 connection->tcp().close();
+            } else if (connection->on_stopping) {
+                connection->on_stopping();  // a WebSocket: its close handshake ends it
             }
         });
     }
@@ -498,6 +500,7 @@ ServerStats HttpServer::stats() const {
     stats.tls_handshake_failures = impl_->tls_handshake_failures.load();
     std::lock_guard lock{impl_->mu};
     stats.open = static_cast<std::int64_t>(impl_->connections.size());
+    stats.websockets = impl_->websockets.load();
     return stats;
 }
 

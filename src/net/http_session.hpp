@@ -21,7 +21,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -30,6 +32,7 @@
 #include "net/deadline_stream.hpp"
 #include "net/net.hpp"
 #include "net/tls_context.hpp"
+#include "net/websocket_session.hpp"
 
 namespace aviary::net::server_side {
 
@@ -98,6 +101,9 @@ struct Connection {
     virtual DeadlineStream& tcp() = 0;
 
     bool idle = false;  // loop only: no request in progress, stop() may close it at once
+    /// Loop only: set while the connection is a WebSocket, which stop() asks to close
+    /// (1001) instead of waiting for a response that never ends.
+    std::function<void()> on_stopping;
 };
 
 template <class Stream>
@@ -144,6 +150,7 @@ struct SessionHost {
     std::atomic<bool> stopping{false};
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> tls_handshake_failures{0};
+    std::atomic<std::int64_t> websockets{0};
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -186,6 +193,7 @@ private:
     asio::awaitable<bool> write_response(Response& response, bool keep_alive, bool head);
     asio::awaitable<bool> write_streamed(Response& response, bool keep_alive);
     asio::awaitable<void> run_tunnel(Response& response);
+    asio::awaitable<bool> accept_websocket(Response& response, bool keep_alive, bool head);
     asio::awaitable<void> finish_sending();
     asio::awaitable<void> linger_close();
     core::Result<Request> make_request(const http::request_header<>& head) const;
@@ -199,6 +207,8 @@ private:
     std::string remote_;
     std::string peer_identity_;  // of a verified client certificate (TLS only)
     unsigned version_ = 11;      // of the request being answered: 10 gets no chunking
+    // The head of the request being answered, kept when it asks for a WebSocket.
+    std::optional<http::request<http::empty_body>> upgrade_head_;
 };
 
 /// ResponseStream over a chunked response: one write, one chunk.
@@ -463,6 +473,10 @@ asio::awaitable<bool> Session<Stream>::serve_one() {
     version_ = message.version() == 10 ? 10 : 11;
     const bool wants_keep_alive = message.keep_alive();
     auto request = make_request(message.base());
+    upgrade_head_.reset();
+    if (request && is_websocket_upgrade(*request)) {
+        upgrade_head_.emplace(message);
+    }
     if (!request) {
         auto response = error_response(400, request.error().message);
         co_await write_response(response, false, head);
@@ -514,6 +528,9 @@ asio::awaitable<bool> Session<Stream>::respond(Response& response, bool keep_ali
     if (response.tunnel && response.status == 101) {
         co_await run_tunnel(response);
         co_return false;
+    }
+    if (response.websocket) {
+        co_return co_await accept_websocket(response, keep_alive, head);
     }
     if (response.stream) {
         sent = co_await write_streamed(response, keep_alive);
@@ -755,6 +772,34 @@ asio::awaitable<void> Session<Stream>::run_tunnel(Response& response) {
     } catch (const std::exception& e) {
         server_.log->error("tunnel failed remote={} error={}", remote_, e.what());
     }
+}
+
+/// A handler's WebSocket: served when the request asked for one, else 426 (the route speaks
+/// WebSocket only). The connection is the WebSocket's until it closes.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::accept_websocket(Response& response,
+                                                        bool keep_alive,
+                                                        bool head) {
+    if (!upgrade_head_) {
+        Response refusal = error_response(426,
+                                          "this endpoint speaks WebSocket only: send a "
+                                          "WebSocket upgrade (Upgrade: websocket)\n");
+        refusal.headers.push_back(Header{"Upgrade", "websocket"});
+        refusal.headers.push_back(Header{"Connection", "Upgrade"});
+        const bool sent = co_await write_response(refusal, keep_alive, head);
+        co_return sent&& keep_alive;
+    }
+    if (buffer_.size() > 0) {
+        // RFC 6455 §4.1: the client waits for our 101 before it sends a frame.
+        Response refusal = error_response(400, "data arrived before the WebSocket handshake\n");
+        co_await write_response(refusal, false, false);
+        co_await linger_close();
+        co_return false;
+    }
+    server_.websockets.fetch_add(1);
+    co_await serve_websocket(stream_, *connection_, server_, *upgrade_head_, response, remote_);
+    server_.websockets.fetch_sub(1);
+    co_return false;
 }
 
 /// Ends what we send on a connection that carries nothing more. Under TLS that is a

@@ -37,6 +37,25 @@ struct TlsServerSettings {
     bool require_client_cert = false;  ///< refuse the handshake without a verified certificate
 };
 
+/// What a server does when a WebSocket's peer reads slower than the handler sends.
+enum class SlowReader {
+    kClose,  ///< close with 1008 and a reason naming the queue: the client reconnects and resumes
+    kDrop,   ///< drop the new message and count it (WebSocket::stats().dropped); send() is false
+};
+
+/// Limits of every WebSocket a server accepts (see WebSocket).
+struct WebSocketSettings {
+    std::size_t max_message_bytes = 1024 * 1024;  ///< a larger message closes with 1009
+    /// A ping goes out after half of this without a frame from the peer; with nothing heard for
+    /// all of it the connection is closed (a peer that vanished without a FIN).
+    core::Millis idle_timeout{std::chrono::seconds{60}};
+    std::size_t max_queued_messages = 1024;          ///< the send queue, in messages
+    std::size_t max_queued_bytes = 8 * 1024 * 1024;  ///< and in bytes
+    SlowReader slow_reader = SlowReader::kClose;
+    /// How long a close handshake may take (ours or the peer's) before the socket is closed.
+    core::Millis close_timeout{std::chrono::seconds{5}};
+};
+
 struct ServerSettings {
     std::string listen = "127.0.0.1:1337";  ///< HOST:PORT; port 0 picks a free one
     int io_threads = 1;                     ///< threads running the I/O loop
@@ -50,6 +69,7 @@ struct ServerSettings {
     int max_connections = 1024;
     core::Millis shutdown_grace{std::chrono::seconds{10}};  ///< in-flight requests may finish
     TlsServerSettings tls;
+    WebSocketSettings websocket;
 };
 
 struct Header {
@@ -120,6 +140,47 @@ public:
     virtual asio::awaitable<bool> write(std::string data) = 0;
 };
 
+struct WebSocketMessage {
+    std::string data;
+    bool binary = false;  ///< a binary frame; text frames carry UTF-8
+};
+
+struct WebSocketStats {
+    std::uint64_t received = 0;  ///< messages
+    std::uint64_t sent = 0;      ///< messages written to the socket
+    std::uint64_t dropped = 0;   ///< refused by send() under SlowReader::kDrop
+};
+
+/// An accepted WebSocket, handed to Response::websocket (RFC 6455, through Beast). The server
+/// reads and writes for the handler: a reader keeps control frames flowing (pongs, the peer's
+/// close) and queues a few messages for read(); a writer drains send()'s bounded queue, each
+/// write under write_timeout. Use it on the connection's executor only (executor()); work
+/// from other threads reaches it through a Hub subscription (below).
+///
+/// The connection ends when the handler returns: what is queued is sent, then a close frame
+/// (1000, or what close() set), and the peer's close is awaited for close_timeout. A handler
+/// that only pushes still notices the peer leaving: read() returns an error then, so run the
+/// push loop `||` a read loop (Asio's awaitable operators).
+class WebSocket {
+public:
+    virtual ~WebSocket() = default;
+    /// The next message. Errors: kUnavailable once the connection is closing or closed (the
+    /// message says who closed it, with code and reason), kTimeout when the peer went silent
+    /// past idle_timeout, kInvalidArgument when its message was past max_message_bytes.
+    virtual asio::awaitable<core::Result<WebSocketMessage>> read() = 0;
+    /// Queues a message and returns at once. False when the connection is closing, or the queue
+    /// is full: then SlowReader::kDrop counts the message as dropped, and kClose drops the queue
+    /// and closes with 1008.
+    virtual bool send(WebSocketMessage message) = 0;
+    bool send_text(std::string text) { return send(WebSocketMessage{std::move(text), false}); }
+    /// Starts the close: queued messages still go, then a close frame with `code` and `reason`
+    /// (cut to 123 bytes). read() ends. Idempotent: the first code wins.
+    virtual void close(std::uint16_t code, std::string reason) = 0;
+    virtual bool is_open() const = 0;
+    virtual asio::any_io_executor executor() = 0;
+    virtual WebSocketStats stats() const = 0;
+};
+
 struct Response {
     int status = 200;
     std::string content_type = "text/plain; charset=utf-8";
@@ -132,7 +193,14 @@ struct Response {
     /// When set (with status 101 and the upgrade headers the handler chose), the server sends
     /// the head and then hands the raw connection over; the connection ends when this returns.
     std::function<asio::awaitable<void>(Tunnel&)> tunnel;
+    /// When set, the request is accepted as a WebSocket (the 101 is the server's, with
+    /// `headers` added, e.g. Sec-WebSocket-Protocol) and this runs for the connection's life.
+    /// A request that is not a WebSocket upgrade gets 426 Upgrade Required instead.
+    std::function<asio::awaitable<void>(WebSocket&)> websocket;
 };
+
+/// True when `request` asks to become a WebSocket (GET, Connection: upgrade, Upgrade: websocket).
+bool is_websocket_upgrade(const Request& request);
 
 using Handler = std::function<asio::awaitable<Response>(Request)>;
 /// Decides from the request line and headers alone (body empty) whether the handler reads the
@@ -141,7 +209,8 @@ using BodyPolicy = std::function<bool(const Request& head)>;
 
 struct ServerStats {
     std::uint64_t accepted = 0;
-    std::uint64_t rejected = 0;  ///< refused past max_connections
+    std::int64_t websockets = 0;  ///< WebSocket connections open now
+    std::uint64_t rejected = 0;   ///< refused past max_connections
     std::uint64_t requests = 0;
     std::int64_t open = 0;                     ///< connections open now
     std::uint64_t accept_errors = 0;           ///< failed accepts (EMFILE, ENFILE, ENOBUFS...)
@@ -320,6 +389,45 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
+// WebSocket client
+
+struct WebSocketConnect {
+    std::string url;  ///< "ws://127.0.0.1:1337/api/v1/...", "wss://host/path" (TLS as fetch)
+    std::vector<Header> headers;  ///< added to the upgrade request (Authorization, Origin...)
+    core::Millis timeout{std::chrono::seconds{10}};  ///< connect + handshake
+    std::size_t max_message_bytes = 16 * 1024 * 1024;
+    std::optional<ClientTls> tls;
+};
+
+/// A blocking WebSocket client on a private io_context: for the CLI, tests and benchmarks.
+/// Answers pings while it reads. Not thread-safe.
+class WebSocketClient {
+public:
+    /// Errors: as fetch() for the connection; kInvalidArgument for a non-ws URL;
+    /// kUnavailable naming the status when the server refuses the upgrade (with its body).
+    static core::Result<std::unique_ptr<WebSocketClient>> connect(WebSocketConnect options);
+    ~WebSocketClient();
+    WebSocketClient(const WebSocketClient&) = delete;
+    WebSocketClient& operator=(const WebSocketClient&) = delete;
+
+    core::Result<void> send(const WebSocketMessage& message, core::Millis timeout);
+    /// The next message within `timeout` (kTimeout otherwise, and the connection is closed:
+    /// Beast cannot abandon one read and go on).
+    /// kUnavailable once closed, naming the close code and reason the server sent.
+    core::Result<WebSocketMessage> read(core::Millis timeout);
+    /// The close handshake; then the connection is gone.
+    core::Result<void> close(std::uint16_t code, std::string_view reason, core::Millis timeout);
+    /// The code and reason of the server's close frame, once one arrived (0 before).
+    std::uint16_t close_code() const;
+    std::string close_reason() const;
+
+private:
+    struct Impl;
+    explicit WebSocketClient(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Reverse proxy
 
 struct ProxySettings {
@@ -365,6 +473,95 @@ public:
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Fan-out
+
+/// net::Hub: fan-out from whoever produces events (the job engine, later log ingest and
+/// notifications) to whoever follows them (a held-open request, a WebSocket). Publishers on any
+/// thread, subscribers waiting on their own executor; nothing a subscriber does slows a
+/// publisher down or grows memory without bound (docs/architecture.md).
+///
+/// A message is a topic and a payload. A subscription names its topics (or kAllTopics) and
+/// keeps a bounded queue: when a subscriber falls behind, its oldest messages are dropped and
+/// counted, so a follower learns it missed some (and, where it matters, reads the store again).
+/// Publishing costs a lookup of the topic and one push per subscriber of that topic.
+
+struct HubMessage {
+    std::string topic;
+    std::string data;
+};
+
+struct HubSettings {
+    /// subscribe() refuses past this many live subscriptions (a client opening follows in a
+    /// loop cannot exhaust memory).
+    std::size_t max_subscribers = 10'000;
+    /// A subscription's queue, unless it asks for another size (at most max_queue).
+    std::size_t default_queue = 256;
+    std::size_t max_queue = 65'536;
+};
+
+struct HubStats {
+    std::uint64_t published = 0;
+    std::uint64_t delivered = 0;  ///< pushes into subscribers' queues
+    std::uint64_t dropped = 0;    ///< oldest messages pushed out of a full queue
+    std::size_t subscribers = 0;  ///< live now
+    std::size_t topics = 0;       ///< with at least one subscriber
+};
+
+/// A subscription to some topics. Destroying it leaves the hub. Wait on it from the executor
+/// it was made with only; it may be destroyed from anywhere.
+class Subscription {
+public:
+    struct State;
+    explicit Subscription(std::shared_ptr<State> state);
+    ~Subscription();
+    Subscription(const Subscription&) = delete;
+    Subscription& operator=(const Subscription&) = delete;
+
+    /// The next message: at once when one is queued, else the first published within
+    /// `timeout`. nullopt when the timeout passes or the hub closed.
+    asio::awaitable<std::optional<HubMessage>> next(core::Millis timeout);
+    /// The next queued message, without waiting.
+    std::optional<HubMessage> try_next();
+    /// Messages this subscription lost to a full queue, since it began.
+    std::uint64_t dropped() const;
+    /// True once the hub closed: nothing more will come.
+    bool closed() const;
+
+private:
+    std::shared_ptr<State> state_;
+};
+
+/// The topic that subscribes to every topic.
+inline constexpr std::string_view kAllTopics = "*";
+
+class Hub {
+public:
+    explicit Hub(HubSettings settings = {});
+    /// Closes: every subscription wakes and sees closed().
+    ~Hub();
+    Hub(const Hub&) = delete;
+    Hub& operator=(const Hub&) = delete;
+
+    /// Subscribes `executor`'s coroutines to `topics` (kAllTopics for all). `queue`: how many
+    /// messages it keeps (0: settings.default_queue; at most settings.max_queue). Errors:
+    /// kInvalidArgument for no topics or an empty one, kUnavailable past max_subscribers or
+    /// once closed.
+    core::Result<std::unique_ptr<Subscription>> subscribe(std::vector<std::string> topics,
+                                                          asio::any_io_executor executor,
+                                                          std::size_t queue = 0);
+    /// Queues `data` for each subscriber of `topic`; returns how many got it. Any thread.
+    std::size_t publish(std::string_view topic, std::string data);
+    /// Ends every subscription (they wake and see closed()); later publishes reach no one.
+    void close();
+    HubStats stats() const;
+
+    struct Core;
+
+private:
+    std::shared_ptr<Core> core_;
 };
 
 /// Splits "HOST:PORT" / "[::1]:PORT". kInvalidArgument naming what is wrong.

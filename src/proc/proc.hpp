@@ -20,6 +20,8 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -119,6 +121,42 @@ std::optional<std::uint64_t> start_ticks(pid_t pid);
 /// live on (a live group's id is never handed out as a new pid, so it cannot have been reused).
 /// Returns true when a signal was sent to a live group.
 bool kill_orphan_group(pid_t pgid, std::uint64_t leader_start_ticks);
+
+/// How run() runs one child beyond spawning it.
+struct RunSpec {
+    /// Gets each line, on the executor. A pump that outlives run() (a grandchild holding the
+    /// pipes) is cut off after a short drain: no line arrives once run() has returned.
+    LineCallback on_line;
+    std::size_t max_stdout_line = kMaxLineBytes;
+    /// The child's group is ended (SIGTERM, kill_grace, SIGKILL) once it has run this long.
+    /// 0: no limit of its own.
+    core::Millis timeout{0};
+    core::Millis kill_grace{std::chrono::seconds{5}};
+    /// Called once the child has started, before the wait: e.g. to record its group. An error
+    /// ends the child and is run()'s error.
+    std::function<asio::awaitable<core::Result<void>>(Process&)> on_started;
+    /// A timer the caller cancels to stop the child early (a job step's cancel), and what says
+    /// it is stopping; both or neither.
+    asio::steady_timer* stop_signal = nullptr;
+    std::function<bool()> stopping;
+    /// Told when the group is ended on purpose, e.g. "ending process group 42: ...".
+    std::function<void(std::string)> note;
+};
+
+struct RunOutcome {
+    ExitStatus status;
+    bool timed_out = false;  ///< ended because spec.timeout passed
+    bool stopped = false;    ///< ended because the caller stopped it
+};
+
+/// Spawns `options`, pumps its lines, and waits for the leader to end, the timeout, or a stop;
+/// then ends what is left of its group: SIGKILL when the leader ended by itself (a group is
+/// its leader's), terminate() otherwise. The one way aviary runs a child to completion (job
+/// steps through drivers::Context::run, drivers outside a step). Errors: those of spawn(), and
+/// of spec.on_started.
+asio::awaitable<core::Result<RunOutcome>> run(asio::any_io_executor executor,
+                                              SpawnOptions options,
+                                              RunSpec spec);
 
 /// Starts options.argv. Errors name the program: kInvalidArgument for an empty argv, kNotFound
 /// (`cannot run "helm": no such file in PATH`, or a missing path or cwd), kPermissionDenied, or

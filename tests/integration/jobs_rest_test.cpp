@@ -11,6 +11,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "net/net.hpp"
 #include "rpc_helpers.hpp"
 
 namespace aviary::test {
@@ -263,6 +264,51 @@ TEST_F(JobsRest, FollowStreamsLiveLinesHeartbeatsAndAFinishedLine) {
     EXPECT_EQ(seqs, want);
     ASSERT_FALSE(rest.empty());
     EXPECT_TRUE(has_key(rest.back(), "finished"));
+}
+
+TEST_F(JobsRest, FollowOverAWebSocketSendsEachLineAsAMessage) {
+    pause("default", true);
+    auto id = str(submit("lotus-0", "count", "").at("job").at("id"));
+    auto client = net::WebSocketClient::connect(net::WebSocketConnect{
+        .url = fmt::format("ws://{}/api/v1/jobs/{}/output?follow=1", server_.address(), id),
+        .timeout = std::chrono::seconds{10}});
+    ASSERT_TRUE(client) << client.error().message;
+    pause("default", false);
+    std::vector<std::string> printed;
+    json::value last;
+    // Bounded: five lines, maybe heartbeats, then the finished line and the server's close.
+    for (int i = 0; i < 100; ++i) {
+        auto message = (*client)->read(std::chrono::seconds{30});
+        if (!message) {
+            EXPECT_EQ((*client)->close_code(), 1000) << message.error().message;
+            break;
+        }
+        std::error_code ec;
+        last = json::parse(message->data, ec);
+        ASSERT_FALSE(ec) << "one JSON object per message: " << message->data;
+        if (has_key(last, "seq") && last.at("stream") == "stdout") {
+            printed.push_back(str(last.at("text")));
+        }
+    }
+    EXPECT_EQ(printed,
+              (std::vector<std::string>{"line 1", "line 2", "line 3", "line 4", "line 5"}));
+    ASSERT_TRUE(has_key(last, "finished")) << json::serialize(last);
+    EXPECT_EQ(last.at("state"), "succeeded");
+}
+
+TEST_F(JobsRest, ACrossSiteWebSocketIsRefused) {
+    auto id = say("lotus-0", "hi");
+    // A page on another site opening a WebSocket to aviary (cross-site WebSocket hijacking).
+    auto client = net::WebSocketClient::connect(net::WebSocketConnect{
+        .url = fmt::format("ws://{}/api/v1/jobs/{}/output?follow=1", server_.address(), id),
+        .headers = {{"Origin", "http://evil.example"}},
+        .timeout = std::chrono::seconds{10}});
+    ASSERT_FALSE(client);
+    EXPECT_NE(client.error().message.find("403"), std::string::npos) << client.error().message;
+    EXPECT_NE(client.error().message.find("evil.example"), std::string::npos)
+        << client.error().message;
+    // A plain GET of a WebSocket-only answer is not what this route is: it still pages.
+    EXPECT_TRUE(output(id).is_object());
 }
 
 TEST_F(JobsRest, ArgvTemplatesNeverMeetAShell) {

@@ -436,25 +436,33 @@ TEST_F(JobEngine, RetryOfAnUnfinishedJobIsInvalid) {
     EXPECT_EQ(wait_finished(running.id).state, core::JobState::kSucceeded);
 }
 
-TEST_F(JobEngine, WatchFiresOnStateChanges) {
+TEST_F(JobEngine, AJobsChangesArePublishedOnItsTopic) {
     start();
     pause("default");
     auto queued = submit("noop");
-    std::atomic<int> calls{0};
-    auto watch = engine_->watch(queued.id, [&calls] { ++calls; });
-    std::atomic<int> other_calls{0};
-    auto other = engine_->watch("01SOMEOTHERJOB", [&other_calls] { ++other_calls; });
+    asio::io_context follower;
+    auto watch =
+        engine_->hub().subscribe({Engine::job_topic(queued.id)}, follower.get_executor(), 100);
+    auto other =
+        engine_->hub().subscribe({Engine::job_topic("01SOMEOTHERJOB")}, follower.get_executor());
+    ASSERT_TRUE(watch && other);
     pause("default", false);
     EXPECT_EQ(wait_finished(queued.id).state, core::JobState::kSucceeded);
-    // Claimed, output, finished: more than one change, each reported.
-    EXPECT_TRUE(eventually([&] { return calls.load() >= 2; })) << calls.load();
-    EXPECT_EQ(other_calls.load(), 0);
-    // A dropped watch is not called again.
-    { auto gone = std::move(watch); }
-    int before = calls.load();
+    // Claimed, output, finished: more than one change, each published.
+    std::vector<net::HubMessage> got;
+    EXPECT_TRUE(eventually([&] {
+        while (auto message = (*watch)->try_next()) {
+            got.push_back(std::move(*message));
+        }
+        return got.size() >= 2;
+    })) << got.size();
+    EXPECT_EQ(got.at(0).topic, "job:" + queued.id);
+    EXPECT_FALSE((*other)->try_next());
+    // A dropped subscription leaves the hub.
+    watch->reset();
     auto second = submit("noop", n(1));
     EXPECT_EQ(wait_finished(second.id).state, core::JobState::kSucceeded);
-    EXPECT_EQ(calls.load(), before);
+    EXPECT_EQ(engine_->hub().stats().subscribers, 1U);
 }
 
 TEST_F(JobEngine, JobsArePagedNewestFirst) {

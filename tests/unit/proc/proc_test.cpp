@@ -1,5 +1,6 @@
 #include "proc/proc.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -20,6 +21,8 @@
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include "support/process_groups.hpp"
 
 namespace aviary::proc {
 namespace {
@@ -351,6 +354,111 @@ TEST(Process, WaitAfterExitReturnsTheSameStatus) {
     run(wait_twice(first, second));
     EXPECT_TRUE(first.succeeded());
     EXPECT_TRUE(second.succeeded());
+}
+
+// --- run(): the one way a child is run to completion -----------------------------------------
+
+struct RunSeen {
+    core::Result<RunOutcome> outcome = core::Error{core::ErrorCode::kInternal, "not run"};
+    Output output;
+    std::vector<std::string> notes;
+    pid_t pgid = 0;
+};
+
+// An on_started hook: notes the group, then answers `answer`.
+asio::awaitable<core::Result<void>> note_group(Process& process,
+                                               pid_t& pgid,
+                                               core::Result<void> answer) {
+    pgid = process.pgid();
+    co_return answer;
+}
+
+asio::awaitable<void> run_child(SpawnOptions options, RunSpec spec, RunSeen& seen) {
+    spec.on_line = collect(seen.output);
+    spec.note = [&seen](std::string text) { seen.notes.push_back(std::move(text)); };
+    seen.outcome =
+        co_await proc::run(co_await asio::this_coro::executor, std::move(options), std::move(spec));
+}
+
+TEST(Run, RunsAChildToItsEndWithItsLines) {
+    RunSeen seen;
+    run(run_child(sh("echo out; echo err >&2; exit 3"), RunSpec{}, seen));
+    ASSERT_TRUE(seen.outcome) << seen.outcome.error().message;
+    EXPECT_EQ(seen.outcome->status.code, 3);
+    EXPECT_FALSE(seen.outcome->timed_out);
+    EXPECT_FALSE(seen.outcome->stopped);
+    EXPECT_EQ(seen.output.out, std::vector<std::string>{"out"});
+    EXPECT_EQ(seen.output.err, std::vector<std::string>{"err"});
+    EXPECT_TRUE(seen.notes.empty());
+}
+
+TEST(Run, ATimeoutEndsTheWholeGroupAndSaysSo) {
+    RunSeen seen;
+    RunSpec spec{.timeout = 200ms, .kill_grace = 200ms};
+    spec.on_started = [&seen](Process& process) {
+        return note_group(process, seen.pgid, core::Result<void>{});
+    };
+    // The leader ignores TERM and leaves a member behind: only the group's SIGKILL ends both.
+    run(run_child(sh("trap '' TERM; sleep 30 & wait"), std::move(spec), seen));
+    ASSERT_TRUE(seen.outcome) << seen.outcome.error().message;
+    EXPECT_TRUE(seen.outcome->timed_out);
+    EXPECT_EQ(seen.outcome->status.signal, SIGKILL);
+    ASSERT_GT(seen.pgid, 0);
+    EXPECT_FALSE(test::group_alive(seen.pgid));
+    ASSERT_EQ(seen.notes.size(), 1U);
+    EXPECT_EQ(seen.notes.at(0),
+              fmt::format("ending process group {}: /bin/sh ran longer than 200ms (SIGTERM, then "
+                          "SIGKILL after 200ms)",
+                          seen.pgid));
+}
+
+asio::awaitable<void> stop_after_first_line(RunSeen& seen) {
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer stop_signal{executor, asio::steady_timer::time_point::max()};
+    bool stopping = false;
+    RunSpec spec{.kill_grace = 2s, .stop_signal = &stop_signal};
+    spec.stopping = [&stopping] { return stopping; };
+    spec.note = [&seen](std::string text) { seen.notes.push_back(std::move(text)); };
+    // The stop is the first line's doing: an event, not a sleep.
+    spec.on_line = [&seen, &stopping, &stop_signal](const Line& line) {
+        seen.output.out.push_back(line.text);
+        stopping = true;
+        stop_signal.cancel();
+    };
+    seen.outcome = co_await proc::run(executor, sh("echo ready; exec sleep 30"), std::move(spec));
+}
+
+TEST(Run, AStopEndsTheChildGracefully) {
+    RunSeen seen;
+    run(stop_after_first_line(seen));
+    ASSERT_TRUE(seen.outcome) << seen.outcome.error().message;
+    EXPECT_TRUE(seen.outcome->stopped);
+    EXPECT_FALSE(seen.outcome->timed_out);
+    EXPECT_EQ(seen.outcome->status.signal, SIGTERM);
+    ASSERT_EQ(seen.notes.size(), 1U);
+    EXPECT_NE(seen.notes.at(0).find("(SIGTERM, then SIGKILL after 2s)"), std::string::npos)
+        << seen.notes.at(0);
+}
+
+TEST(Run, AFailedStartHookEndsTheChildAndIsTheError) {
+    RunSeen seen;
+    RunSpec spec;
+    spec.on_started = [&seen](Process& process) {
+        return note_group(process, seen.pgid,
+                          core::Error{core::ErrorCode::kStorage, "the store is full"});
+    };
+    run(run_child(sleep_30(), std::move(spec), seen));
+    ASSERT_FALSE(seen.outcome);
+    EXPECT_EQ(seen.outcome.error().message, "the store is full");
+    ASSERT_GT(seen.pgid, 0);
+    EXPECT_FALSE(test::group_alive(seen.pgid));
+}
+
+TEST(Run, AMissingProgramIsTheSpawnError) {
+    RunSeen seen;
+    run(run_child(SpawnOptions{.argv = {"/nonexistent/program"}}, RunSpec{}, seen));
+    ASSERT_FALSE(seen.outcome);
+    EXPECT_EQ(seen.outcome.error().code, core::ErrorCode::kNotFound);
 }
 
 }  // namespace
