@@ -293,10 +293,10 @@ int serve(config::Config config, ServeOptions options) {
     metrics::Registry registry;
     jobs::Engine engine{config.jobs, **store,  fleet, drivers::make_drivers(config.drivers),
                         clock,       &registry};
-    // Sends the outbox, including what a previous run left unsent (it does nothing without a
-    // url). Started after the engine and stopped after it, so the ends of the last jobs are in
-    // the store first; declared before it starts, as the engine wakes it.
+    // Sends the outbox on the scheduler, including what a previous run left unsent (it does
+    // nothing without a url); declared before the engine starts, as the engine wakes it.
     notify::GrafanaSender annotations{config.notify.grafana, **store, clock, &registry};
+    annotations.schedule(scheduler);
     if (!config.notify.grafana.url.empty()) {
         // Every new job of an annotated action carries its annotation into the store's outbox,
         // in the transaction that queues it; a start or an end wakes the sender.
@@ -315,7 +315,6 @@ int serve(config::Config config, ServeOptions options) {
         return 1;
     }
     log_rescue(*log, *rescued);
-    annotations.start();
     scheduler.start();
 
     net::BlockingPool pool{config.server.blocking_threads};
@@ -358,6 +357,7 @@ int serve(config::Config config, ServeOptions options) {
     if (!address) {
         std::fprintf(stderr, "aviary: cannot listen on %s: %s\n", config.server.listen.c_str(),
                      address.error().message.c_str());
+        annotations.stop();
         scheduler.stop();
         engine.stop();
         return 1;
@@ -386,10 +386,12 @@ int serve(config::Config config, ServeOptions options) {
               core::format_duration(config.server.shutdown_grace));
     server.stop();
     // After the server: no request submits or waits any more. Before the store closes: a
-    // running step ends (and is rescued at the next start) with the store still there.
+    // running step ends (and is rescued at the next start) with the store still there. The
+    // sender first: it cancels its request in flight, so the scheduler's stop does not wait
+    // out Grafana's timeout.
+    annotations.stop();
     scheduler.stop();
     engine.stop();
-    annotations.stop();
     pool.stop();
     (*store)->close();
     log->info("stopped");

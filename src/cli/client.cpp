@@ -17,6 +17,16 @@ namespace {
 
 constexpr std::string_view kNdjson = "application/x-ndjson";
 
+/// The TLS settings of every request: the configured CA file, or nullopt (the system's store).
+std::optional<net::ClientTls> tls_of(const Connection& connection) {
+    if (connection.ca_file.empty()) {
+        return std::nullopt;
+    }
+    net::ClientTls tls;
+    tls.ca_file = connection.ca_file;
+    return tls;
+}
+
 /// "127.0.0.1:1337" is a common way to name a server: take it as http://, and drop a trailing
 /// slash so paths join cleanly.
 std::string normalise_server(std::string server) {
@@ -120,6 +130,7 @@ Outcome<Reply> Client::call(std::string_view method,
     request.method = std::string{method};
     request.url = connection_.server + std::string{path};
     request.timeout = timeout;
+    request.tls = tls_of(connection_);
     if (!connection_.token.empty()) {
         request.headers.push_back({"Authorization", "Bearer " + connection_.token});
     }
@@ -150,6 +161,7 @@ Outcome<Reply> Client::call_waiting(
     request.method = "POST";
     request.url = connection_.server + std::string{path};
     request.timeout = timeout;
+    request.tls = tls_of(connection_);
     request.headers.push_back({"Content-Type", "application/json"});
     if (!connection_.token.empty()) {
         request.headers.push_back({"Authorization", "Bearer " + connection_.token});
@@ -216,6 +228,7 @@ Outcome<Reply> Client::stream(std::string_view path,
     net::ClientRequest request;
     request.url = connection_.server + std::string{path};
     request.timeout = timeout;
+    request.tls = tls_of(connection_);
     // A followed job may print more than a reply is allowed to hold; the stream is read as it
     // comes and never kept whole.
     request.max_body_bytes = std::numeric_limits<std::size_t>::max();

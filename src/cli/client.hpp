@@ -65,6 +65,8 @@ struct Reply {
 struct Connection {
     std::string server = "http://127.0.0.1:1337";  ///< base URL, no trailing slash needed
     std::string token;                             ///< sent as Authorization: Bearer
+    /// For an https:// server: a PEM CA bundle trusted instead of the system's store.
+    std::string ca_file;
 };
 
 class Client {

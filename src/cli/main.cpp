@@ -44,6 +44,7 @@ int run_serve(const ServeFlags& flags) {
 struct GlobalFlags {
     std::string server = "http://127.0.0.1:1337";
     std::string token;
+    std::string ca_file;
     bool json = false;
 };
 
@@ -330,8 +331,9 @@ std::vector<std::string> take_trailing_command(int& argc, char** argv) {
 }
 
 int run_client(const Commands& commands, ClientFlags& flags, const GlobalFlags& global) {
-    const cli::Context context{cli::Client{cli::Connection{global.server, global.token}},
-                               global.json, !global.token.empty()};
+    const cli::Context context{
+        cli::Client{cli::Connection{global.server, global.token, global.ca_file}}, global.json,
+        !global.token.empty()};
     if (*commands.node_add) {
         flags.node_add.note_given = commands.note->count() > 0;
         return cli::run_nodes_add(context, flags.node_add);
@@ -387,6 +389,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--token", global.token, "bearer token (env AVIARY_TOKEN)")
         ->envname("AVIARY_TOKEN");
+    app.add_option("--ca-file", global.ca_file,
+                   "for an https:// --server: PEM CA file to trust instead of the system's "
+                   "(env AVIARY_CA_FILE)")
+        ->envname("AVIARY_CA_FILE");
     app.add_flag("--json", global.json, "print the server's JSON instead of tables");
 
     Commands commands{};

@@ -223,9 +223,8 @@ void read_url(YamlReader& r, const Value& value, std::string& url) {
     if (!r.read_string(value, text)) {
         return;
     }
-    if (!text.starts_with("http://")) {
-        r.error(value,
-                fmt::format("\"{}\" must start with http:// (https is not supported yet)", text));
+    if (!text.starts_with("http://") && !text.starts_with("https://")) {
+        r.error(value, fmt::format("\"{}\" must start with http:// or https://", text));
         return;
     }
     url = std::move(text);

@@ -62,40 +62,6 @@ void read_listen(YamlReader& r, const Value& value, std::string& listen) {
     listen = std::move(text);
 }
 
-/// A TLS file (certificate, key, CA) that must be readable now, so a typo fails the load and
-/// not the first handshake. Relative paths are read from the config file's directory, and
-/// stored resolved so a reload (SIGHUP) finds the same file whatever the working directory.
-void read_tls_file(YamlReader& r,
-                   const Value& value,
-                   std::string_view what,
-                   const fs::path& base_dir,
-                   std::string& out) {
-    std::string text;
-    if (!r.read_string(value, text)) {
-        return;
-    }
-    if (text.empty()) {
-        out.clear();
-        return;
-    }
-    fs::path path{text};
-    if (path.is_relative() && !base_dir.empty()) {
-        path = base_dir / path;
-    }
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) {
-        r.error(value, fmt::format("TLS {} \"{}\" is a directory", what, path.string()));
-        return;
-    }
-    std::ifstream in{path, std::ios::binary};
-    if (!in) {
-        r.error(value, fmt::format("cannot read TLS {} \"{}\": {}", what, path.string(),
-                                   std::strerror(errno)));
-        return;
-    }
-    out = path.string();
-}
-
 void read_tls(YamlReader& r,
               const Value& value,
               net::TlsServerSettings& s,

@@ -1,4 +1,5 @@
-// The `notify:` section: where Grafana is, the token it takes, and what is annotated.
+// The `notify:` section: where Grafana is, how it is reached over TLS, the token it takes, and
+// what is annotated.
 #include "config/notify_reader.hpp"
 
 #include <fmt/format.h>
@@ -20,18 +21,19 @@ constexpr std::string_view kInlineSecret =
 
 /// Why `url` is not a Grafana base URL aviary can use, or empty when it is one.
 std::string url_problem(std::string_view url) {
-    constexpr std::string_view kHttp = "http://";
-    if (url.starts_with("https://")) {
-        return "https is not supported yet: use an http:// url (a TLS-terminating proxy on "
-               "loopback, for instance)";
+    std::string_view scheme;
+    for (std::string_view known : {"http://", "https://"}) {
+        if (url.starts_with(known)) {
+            scheme = known;
+        }
     }
-    if (!url.starts_with(kHttp)) {
-        return "expected an http:// url like \"http://grafana.example:3000\"";
+    if (scheme.empty()) {
+        return "expected an http:// or https:// url like \"https://grafana.example\"";
     }
     if (url.find_first_of(" \t\r\n?#") != std::string_view::npos) {
         return "the url must not contain spaces, a query or a fragment";
     }
-    auto rest = url.substr(kHttp.size());
+    auto rest = url.substr(scheme.size());
     auto authority = rest.substr(0, rest.find('/'));
     if (authority.find('@') != std::string_view::npos) {
         return "the url must not carry credentials: put the token in token_file or token_env";
@@ -100,8 +102,42 @@ void read_tags(YamlReader& r, const Value& value, std::vector<std::string>& tags
     });
 }
 
+/// notify.grafana.tls: how an https Grafana is verified and how aviary proves who it is.
+void read_grafana_tls(YamlReader& r,
+                      const Value& value,
+                      notify::GrafanaTls& tls,
+                      const std::filesystem::path& base_dir) {
+    std::optional<Value> cert_at;
+    std::optional<Value> key_at;
+    r.read_map(value,
+               {
+                   {"ca_file",
+                    [&](const Value& v) { read_tls_file(r, v, "CA file", base_dir, tls.ca_file); }},
+                   {"cert_file",
+                    [&](const Value& v) {
+                        cert_at = v;
+                        read_tls_file(r, v, "certificate file", base_dir, tls.cert_file);
+                    }},
+                   {"key_file",
+                    [&](const Value& v) {
+                        key_at = v;
+                        read_tls_file(r, v, "key file", base_dir, tls.key_file);
+                    }},
+               });
+    auto given = [](const std::optional<Value>& at) {
+        return at && !at->is_null() && at->node.IsScalar() && !at->node.Scalar().empty();
+    };
+    if (given(key_at) && !given(cert_at)) {
+        r.error(*key_at, "key_file without cert_file: a client certificate needs both");
+    }
+    if (given(cert_at) && !given(key_at)) {
+        r.error(*cert_at, "cert_file without key_file: a client certificate needs both");
+    }
+}
+
 struct GrafanaRead {
     std::optional<Value> url_at;
+    std::optional<Value> tls_at;
     std::optional<Value> file_at;
     std::optional<Value> env_at;
     std::optional<Value> backoff_at;
@@ -142,6 +178,11 @@ void read_grafana(YamlReader& r,
                  r.read_string(v, token_env);
              }},
             {"token", refuse},
+            {"tls",
+             [&](const Value& v) {
+                 seen.tls_at = v;
+                 read_grafana_tls(r, v, s.tls, base_dir);
+             }},
             {"actions", [&](const Value& v) { read_actions(r, v, s.actions, seen.actions); }},
             {"tags", [&](const Value& v) { read_tags(r, v, s.tags); }},
             {"timeout", [&](const Value& v) { r.read_duration(v, s.timeout); }},
@@ -169,6 +210,10 @@ void read_grafana(YamlReader& r,
     }
     if (s.url.empty()) {
         return;  // annotations are off: no token is needed, none is read
+    }
+    if (seen.tls_at && !s.url.starts_with("https://") &&
+        !(s.tls.ca_file.empty() && s.tls.cert_file.empty())) {
+        r.error(*seen.tls_at, "tls applies to an https:// url only; this url is http://");
     }
     if (token_file.empty() == token_env.empty()) {
         r.error(seen.url_at ? *seen.url_at : value,

@@ -66,4 +66,35 @@ void load_secret(YamlReader& r,
     load_file_secret(r, at, path, secret);
 }
 
+void read_tls_file(YamlReader& r,
+                   const Value& value,
+                   std::string_view what,
+                   const fs::path& base_dir,
+                   std::string& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (text.empty()) {
+        out.clear();
+        return;
+    }
+    fs::path path{text};
+    if (path.is_relative() && !base_dir.empty()) {
+        path = base_dir / path;
+    }
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        r.error(value, fmt::format("TLS {} \"{}\" is a directory", what, path.string()));
+        return;
+    }
+    std::ifstream in{path, std::ios::binary};
+    if (!in) {
+        r.error(value, fmt::format("cannot read TLS {} \"{}\": {}", what, path.string(),
+                                   std::strerror(errno)));
+        return;
+    }
+    out = path.string();
+}
+
 }  // namespace aviary::config

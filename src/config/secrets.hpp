@@ -1,8 +1,10 @@
 #pragma once
 // Private to src/config: reading a secret (an API token, Grafana's service-account token) from
-// a file or an environment variable at load. Messages never contain the secret.
+// a file or an environment variable at load, and checking the TLS files a config names.
+// Messages never contain the secret.
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "config/yaml_reader.hpp"
 
@@ -26,5 +28,15 @@ void load_secret(YamlReader& r,
                  const std::string& env,
                  const std::filesystem::path& base_dir,
                  std::string& secret);
+
+/// A TLS file (certificate, key, CA) that must be readable now, so a typo fails the load and
+/// not the first handshake. A relative path is read from `base_dir` (the config file's
+/// directory) and stored resolved, so a reload (SIGHUP) finds the same file whatever the working
+/// directory. `what` names it in messages: "certificate file", "CA file"...
+void read_tls_file(YamlReader& r,
+                   const Value& value,
+                   std::string_view what,
+                   const std::filesystem::path& base_dir,
+                   std::string& out);
 
 }  // namespace aviary::config

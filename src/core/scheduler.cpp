@@ -207,7 +207,9 @@ std::vector<Scheduler::TaskStats> Scheduler::stats() const {
     std::vector<TaskStats> out;
     out.reserve(entries_.size());
     for (const auto& entry : entries_) {
-        out.push_back(entry->stats);
+        if (!entry->cancelled) {  // a cancelled task is gone, from the metrics too
+            out.push_back(entry->stats);
+        }
     }
     return out;
 }

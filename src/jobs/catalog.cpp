@@ -260,11 +260,14 @@ std::pair<std::string, std::string> http_problem(const HttpStepSpec& http,
     if (http.url.empty()) {
         return {"url", "an http step needs a url"};
     }
-    if (!http.url.starts_with("http://")) {
-        return {"url", fmt::format("\"{}\" must start with http:// (https is not supported yet)",
-                                   http.url)};
+    std::size_t scheme = http.url.starts_with("http://")    ? 7
+                         : http.url.starts_with("https://") ? 8
+                                                            : 0;
+    if (scheme == 0) {
+        return {"url", fmt::format("\"{}\" must start with http:// or https://", http.url)};
     }
-    if (http.url.size() == 7 || http.url[7] == '/' || http.url[7] == '?' || http.url[7] == '#') {
+    if (http.url.size() == scheme || http.url[scheme] == '/' || http.url[scheme] == '?' ||
+        http.url[scheme] == '#') {
         return {"url", fmt::format("\"{}\" has no host", http.url)};
     }
     if (without_placeholders(http.url).find_first_of(" \t\r\n") != std::string::npos) {

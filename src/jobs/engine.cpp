@@ -565,6 +565,7 @@ core::Result<RescueReport> Engine::start() {
     }
     // 2. The event loop, the drivers (sim nodes come up), then the workers.
     d.pool = std::make_unique<net::BlockingPool>(d.settings.workers + 4);
+    d.http = std::make_unique<net::HttpClient>(d.io.get_executor(), net::ClientSettings{});
     d.thread = std::thread([&d] {
         auto guard = asio::make_work_guard(d.io);
         d.io.run();

@@ -127,6 +127,8 @@ struct Engine::Impl {
 
     asio::io_context io;
     std::unique_ptr<net::BlockingPool> pool;
+    /// http steps' keep-alive connections, on `io` only; made by start(), destroyed before io.
+    std::unique_ptr<net::HttpClient> http;
     std::thread thread;
     core::Scheduler* scheduler = nullptr;  // set by schedule(); outlives the engine's run
     core::Scheduler::TaskId due_task = 0;  // runs at the next run_at of a queued job

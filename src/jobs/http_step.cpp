@@ -326,21 +326,24 @@ std::string result_json(const net::ClientResponse& got, const Judged& judged) {
     return json::serialize(out);
 }
 
-/// fetch() as an awaitable of a default-constructible type, which the `||` race needs.
+/// HttpClient::fetch() as an awaitable of a default-constructible type, which the `||` race
+/// needs. The engine's client keeps connections alive between a step's retries and between
+/// steps to the same endpoint.
 asio::awaitable<std::optional<core::Result<net::ClientResponse>>> fetch_once(
-    net::ClientRequest request) {
+    net::HttpClient& client, net::ClientRequest request) {
     std::optional<core::Result<net::ClientResponse>> out;
-    out.emplace(co_await net::fetch(std::move(request)));
+    out.emplace(co_await client.fetch(std::move(request)));
     co_return out;
 }
 
 /// One request; nullopt when the run was told to stop before it answered.
-asio::awaitable<std::optional<core::Result<net::ClientResponse>>> send(Run& run,
+asio::awaitable<std::optional<core::Result<net::ClientResponse>>> send(Engine::Impl& engine,
+                                                                       Run& run,
                                                                        net::ClientRequest request) {
     if (run.stop != StopReason::kNone) {
         co_return std::nullopt;
     }
-    auto fetching = fetch_once(std::move(request));
+    auto fetching = fetch_once(*engine.http, std::move(request));
     auto stopping = run.stop_signal.async_wait(asio::as_tuple(asio::use_awaitable));
     auto raced = co_await (std::move(fetching) || std::move(stopping));
     if (raced.index() != 0) {
@@ -571,7 +574,7 @@ asio::awaitable<core::Result<std::string>> run_http_step(Engine::Impl& engine,
     std::string failure = "stopped before the first request";
     for (int n = 1; n <= requests && run.stop == StopReason::kNone; ++n) {
         auto started = std::chrono::steady_clock::now();
-        auto answered = co_await send(run, prepared->request);
+        auto answered = co_await send(engine, run, prepared->request);
         if (!answered) {
             engine.add_line(run, "aviary",
                             fmt::format("{} -> stopped ({})", request_line, elapsed_ms(started)));

@@ -116,7 +116,7 @@ struct HttpCheck {
 struct HttpStepSpec {
     std::string method = "GET";
     /// Templated; placeholder values are percent-encoded (they cannot add a path segment,
-    /// query parameter or host). http:// only (https arrives with the TLS issue).
+    /// query parameter or host). https:// is verified against the system's CA store.
     std::string url;
     std::vector<std::pair<std::string, std::string>> headers;  ///< values templated
     std::string body;                                          ///< templated, sent as is

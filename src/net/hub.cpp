@@ -1,5 +1,3 @@
-#include "net/net.hpp"
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,6 +9,8 @@
 #include <mutex>
 #include <unordered_map>
 #include <utility>
+
+#include "net/net.hpp"
 
 namespace aviary::net {
 
@@ -132,7 +132,11 @@ bool Subscription::closed() const {
 Hub::Hub(HubSettings settings) : core_(std::make_shared<Core>(settings)) {}
 
 Hub::~Hub() {
-    close();
+    try {
+        close();
+    } catch (...) {
+        // close() only locks and posts; a failure here (allocation) must not escape a destructor
+    }
 }
 
 core::Result<std::unique_ptr<Subscription>> Hub::subscribe(std::vector<std::string> topics,

@@ -45,12 +45,13 @@ enum class SlowReader {
 
 /// Limits of every WebSocket a server accepts (see WebSocket).
 struct WebSocketSettings {
-    std::size_t max_message_bytes = 1024 * 1024;  ///< a larger message closes with 1009
+    std::size_t max_message_bytes =
+        std::size_t{1024} * 1024;  ///< a larger message closes with 1009
     /// A ping goes out after half of this without a frame from the peer; with nothing heard for
     /// all of it the connection is closed (a peer that vanished without a FIN).
     core::Millis idle_timeout{std::chrono::seconds{60}};
-    std::size_t max_queued_messages = 1024;          ///< the send queue, in messages
-    std::size_t max_queued_bytes = 8 * 1024 * 1024;  ///< and in bytes
+    std::size_t max_queued_messages = 1024;                       ///< the send queue, in messages
+    std::size_t max_queued_bytes = std::size_t{8} * 1024 * 1024;  ///< and in bytes
     SlowReader slow_reader = SlowReader::kClose;
     /// How long a close handshake may take (ours or the peer's) before the socket is closed.
     core::Millis close_timeout{std::chrono::seconds{5}};
@@ -60,8 +61,8 @@ struct ServerSettings {
     std::string listen = "127.0.0.1:1337";  ///< HOST:PORT; port 0 picks a free one
     int io_threads = 1;                     ///< threads running the I/O loop
     int blocking_threads = 64;  ///< BlockingPool size for store calls (they wait on commits)
-    std::size_t max_header_bytes = 16 * 1024;
-    std::size_t max_body_bytes = 1024 * 1024;
+    std::size_t max_header_bytes = std::size_t{16} * 1024;
+    std::size_t max_body_bytes = std::size_t{1024} * 1024;
     core::Millis read_timeout{std::chrono::seconds{30}};   ///< to receive a whole request
     core::Millis idle_timeout{std::chrono::seconds{60}};   ///< keep-alive wait for the next one
     core::Millis write_timeout{std::chrono::seconds{30}};  ///< to send a response (or a chunk)
@@ -319,7 +320,7 @@ struct ClientRequest {
     std::vector<Header> headers;
     std::string body;
     core::Millis timeout{std::chrono::seconds{10}};  ///< connect + send + receive, in all
-    std::size_t max_body_bytes = 64 * 1024 * 1024;
+    std::size_t max_body_bytes = std::size_t{64} * 1024 * 1024;
     /// For https URLs; unset means the defaults above (an HttpClient uses its settings' tls).
     std::optional<ClientTls> tls;
 };
@@ -395,7 +396,7 @@ struct WebSocketConnect {
     std::string url;  ///< "ws://127.0.0.1:1337/api/v1/...", "wss://host/path" (TLS as fetch)
     std::vector<Header> headers;  ///< added to the upgrade request (Authorization, Origin...)
     core::Millis timeout{std::chrono::seconds{10}};  ///< connect + handshake
-    std::size_t max_message_bytes = 16 * 1024 * 1024;
+    std::size_t max_message_bytes = std::size_t{16} * 1024 * 1024;
     std::optional<ClientTls> tls;
 };
 
@@ -439,8 +440,9 @@ struct ProxySettings {
     int max_idle = 16;                     ///< keep-alive connections kept, per I/O thread
     std::string via = "aviary";            ///< this proxy's name in Via headers
     std::string forwarded_proto = "http";  ///< X-Forwarded-Proto: how clients reach this proxy
-    std::size_t max_buffered_body = 64 * 1024;  ///< larger upstream bodies are streamed
-    ClientTls tls;                              ///< for an https upstream
+    std::size_t max_buffered_body =
+        std::size_t{64} * 1024;  ///< larger upstream bodies are streamed
+    ClientTls tls;               ///< for an https upstream
 };
 
 struct ProxyStats {

@@ -133,7 +133,8 @@ public:
     asio::awaitable<void> wait() {
         if (!notified_) {
             timer_.expires_at(asio::steady_timer::time_point::max());
-            auto [ec] = co_await timer_.async_wait(kUseTuple);
+            // Cancelled by notify() or by the loop's shutdown; either way the caller re-checks.
+            (void)co_await timer_.async_wait(kUseTuple);
         }
         notified_ = false;
     }
@@ -199,8 +200,7 @@ public:
         auto reader_part = read_loop();
         auto writer_part = write_loop();
         try {
-            co_await (std::move(handler_part) && std::move(reader_part) &&
-                      std::move(writer_part));
+            co_await (std::move(handler_part) && std::move(reader_part) && std::move(writer_part));
         } catch (const std::exception& e) {
             host_.log->error("websocket failed remote={} error={}", remote_, e.what());
         }
@@ -255,9 +255,9 @@ public:
         closing_ = true;
         close_reason_ = websocket::close_reason{static_cast<websocket::close_code>(code),
                                                 cut_reason(std::move(reason))};
-        close_text_ = fmt::format(
-            "closed by the server ({} {})", code,
-            std::string_view{close_reason_.reason.data(), close_reason_.reason.size()});
+        close_text_ =
+            fmt::format("closed by the server ({} {})", code,
+                        std::string_view{close_reason_.reason.data(), close_reason_.reason.size()});
         inbox_signal_.notify();
         reader_resume_.notify();
         outbox_signal_.notify();
@@ -351,19 +351,19 @@ private:
         }
         if (ec == websocket::error::closed) {
             const auto& reason = ws_.reason();
-            close_text_ = fmt::format("closed by the peer ({} {})",
-                                      static_cast<unsigned>(reason.code),
-                                      std::string_view{reason.reason.data(), reason.reason.size()});
+            close_text_ =
+                fmt::format("closed by the peer ({} {})", static_cast<unsigned>(reason.code),
+                            std::string_view{reason.reason.data(), reason.reason.size()});
             return core::Error{core::ErrorCode::kUnavailable, close_text_};
         }
         if (ec == websocket::error::message_too_big || ec == websocket::error::buffer_overflow) {
-            close_text_ = fmt::format("a message exceeded the {}-byte limit",
-                                      settings_.max_message_bytes);
+            close_text_ =
+                fmt::format("a message exceeded the {}-byte limit", settings_.max_message_bytes);
             return core::Error{core::ErrorCode::kInvalidArgument, close_text_};
         }
         if (ec == beast::error::timeout) {
-            close_text_ = fmt::format("the peer was silent past {} ms",
-                                      settings_.idle_timeout.count());
+            close_text_ =
+                fmt::format("the peer was silent past {} ms", settings_.idle_timeout.count());
             return core::Error{core::ErrorCode::kTimeout, close_text_};
         }
         close_text_ = fmt::format("connection failed: {}", ec.message());
@@ -475,16 +475,16 @@ struct WebSocketClient::Impl {
                 }
             }));
         websocket::response_type answer;
-        auto [ec] = co_await ws->async_handshake(answer, target.host_header, target.path,
-                                                 kUseTuple);
+        auto [ec] =
+            co_await ws->async_handshake(answer, target.host_header, target.path, kUseTuple);
         if (ec == websocket::error::upgrade_declined) {
             outcome = core::Error{core::ErrorCode::kUnavailable,
-                                  fmt::format("{} refused the WebSocket upgrade: {} {}",
-                                              shown_url, answer.result_int(), answer.body())};
+                                  fmt::format("{} refused the WebSocket upgrade: {} {}", shown_url,
+                                              answer.result_int(), answer.body())};
         } else if (ec) {
-            outcome = core::Error{core::ErrorCode::kUnavailable,
-                                  fmt::format("WebSocket handshake with {} failed: {}", shown_url,
-                                              ec.message())};
+            outcome = core::Error{
+                core::ErrorCode::kUnavailable,
+                fmt::format("WebSocket handshake with {} failed: {}", shown_url, ec.message())};
         }
         done = true;
     }
@@ -504,7 +504,9 @@ struct WebSocketClient::Impl {
         done = true;
     }
 
-    asio::awaitable<void> close(websocket::close_reason why, beast::error_code& failure, bool& done) {
+    asio::awaitable<void> close(websocket::close_reason why,
+                                beast::error_code& failure,
+                                bool& done) {
         auto [ec] = co_await ws->async_close(why, kUseTuple);
         failure = ec;
         done = true;
@@ -596,8 +598,8 @@ core::Result<WebSocketMessage> WebSocketClient::read(core::Millis timeout) {
         d.closed = true;
         if (failure == websocket::error::closed) {
             return core::Error{core::ErrorCode::kUnavailable,
-                               fmt::format("the server closed the WebSocket ({} {})",
-                                           close_code(), close_reason())};
+                               fmt::format("the server closed the WebSocket ({} {})", close_code(),
+                                           close_reason())};
         }
         return core::Error{core::ErrorCode::kUnavailable,
                            fmt::format("WebSocket read failed: {}", failure.message())};

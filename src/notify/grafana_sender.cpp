@@ -1,11 +1,13 @@
-// GrafanaSender: works through the store's annotation outbox on a thread of its own. Each pass
-// reads what is due, posts started annotations (looking up first any post whose answer was
+// GrafanaSender: works through the store's annotation outbox as a task of serve's scheduler.
+// Each pass runs a private io_context on the scheduler's thread until the pass is done: it reads
+// what is due, posts started annotations (looking up first any post whose answer was
 // lost), patches ended ones into regions, and records every outcome in the store, so a restart
 // of serve picks up exactly where this one stopped.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -16,12 +18,10 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <exception>
-#include <future>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <string>
-#include <thread>
 #include <utility>
 #include <variant>
 
@@ -42,11 +42,12 @@ constexpr int kBatch = 100;
 constexpr std::size_t kResponseMax = 4 * 1024 * 1024;
 /// How much of an unexpected answer a message shows.
 constexpr std::size_t kExcerptMax = 200;
-/// The shortest sleep between passes, so a store that keeps failing cannot spin the thread.
-constexpr core::Millis kMinSleep{5};
-/// Past the request timeout, how long stop() waits for the thread to notice before it stops
-/// the loop outright.
-constexpr core::Millis kStopSlack{2000};
+/// A pass sends for at most this long, then asks the scheduler to run it again at once: a slow
+/// Grafana with a long backlog holds one scheduler thread for a bounded time.
+constexpr std::chrono::seconds kPassBudget{30};
+/// Idle connections to Grafana older than this are not reused (below the idle timeouts of
+/// Grafana's server and of the proxies usually in front of it).
+constexpr core::Millis kIdleTimeout{std::chrono::seconds{30}};
 
 /// Why a send failed. `whole`: Grafana as a whole is unreachable or refuses us (down, 5xx,
 /// a bad token), so the rest of the pass would fail the same way.
@@ -145,12 +146,24 @@ std::string text_of(const store::Annotation& annotation, bool ended) {
     return ended ? annotation.text + outcome_text(annotation) : annotation.text;
 }
 
-/// fetch() as an awaitable of a default-constructible type, which the `||` race needs.
+/// HttpClient::fetch() as an awaitable of a default-constructible type, which the `||` race
+/// needs.
 asio::awaitable<std::optional<core::Result<net::ClientResponse>>> fetch_once(
-    net::ClientRequest request) {
+    net::HttpClient& client, net::ClientRequest request) {
     std::optional<core::Result<net::ClientResponse>> out;
-    out.emplace(co_await net::fetch(std::move(request)));
+    out.emplace(co_await client.fetch(std::move(request)));
     co_return out;
+}
+
+net::ClientSettings client_settings(const GrafanaTls& tls) {
+    net::ClientSettings out;
+    out.max_idle_per_host = 2;  // one pass sends one request at a time
+    out.max_per_host = 2;
+    out.idle_timeout = kIdleTimeout;
+    out.tls.ca_file = tls.ca_file;
+    out.tls.cert_file = tls.cert_file;
+    out.tls.key_file = tls.key_file;
+    return out;
 }
 
 }  // namespace
@@ -163,7 +176,9 @@ struct GrafanaSender::Impl {
         : settings(std::move(settings_in)),
           store(store_in),
           clock(clock_in),
-          log(core::logger("notify")) {
+          log(core::logger("notify")),
+          http(
+              std::make_unique<net::HttpClient>(io.get_executor(), client_settings(settings.tls))) {
         base = settings.url;
         while (!base.empty() && base.back() == '/') {
             base.pop_back();
@@ -188,9 +203,12 @@ struct GrafanaSender::Impl {
         }
     }
 
-    // --- the sender's thread (or run_once's caller) -------------------------------------------
-    asio::awaitable<void> run();
-    asio::awaitable<void> pass();
+    // --- a scheduler thread (or run_once's caller), one pass at a time ------------------------
+    /// The scheduled task's body: a pass unless stopped, then when the next one is due.
+    std::optional<core::TimePoint> scheduled_pass(core::TimePoint now);
+    /// Runs pass() on `io` until it ends; true when it stopped at kPassBudget with more due.
+    bool run_pass();
+    asio::awaitable<void> pass(bool& out_of_time);
     asio::awaitable<std::optional<Failure>> send(store::Annotation annotation);
     asio::awaitable<std::optional<Failure>> post(store::Annotation& annotation);
     asio::awaitable<std::optional<Failure>> patch(store::Annotation& annotation);
@@ -199,7 +217,6 @@ struct GrafanaSender::Impl {
     asio::awaitable<std::optional<core::Result<net::ClientResponse>>> request(std::string method,
                                                                               std::string path,
                                                                               std::string body);
-    core::Millis sleep_for();
     void record_failure(const store::Annotation& annotation, const Failure& failure);
     void record_sent(const store::AnnotationSent& sent);
     core::Millis backoff(int attempt);
@@ -211,60 +228,76 @@ struct GrafanaSender::Impl {
     std::shared_ptr<spdlog::logger> log;
     std::string base;  ///< the url without a trailing slash
 
+    // Declared before `http`, which is destroyed first and closes its connections on it.
     asio::io_context io;
-    asio::steady_timer sleep{io};
     /// Never expires by itself; cancelled by stop(), which ends the request in flight.
     asio::steady_timer stop_signal{io, asio::steady_timer::time_point::max()};
-    bool stopping = false;  // sender thread
-    bool woken = false;     // sender thread
+    /// Set by stop() (for good), cleared only by run_once(); read by the pass between requests.
+    std::atomic<bool> stopping{false};
+    std::unique_ptr<net::HttpClient> http;  // on io only
     std::mt19937_64 random{std::random_device{}()};
     /// The kind of failure last warned about; empty while sends succeed.
     std::string failing;
 
-    std::mutex lifecycle_mu;
-    bool started = false;
+    std::mutex mu;                         // guards what follows
+    core::Scheduler* scheduler = nullptr;  // set by schedule()
+    core::Scheduler::TaskId task = 0;
     bool stopped = false;
-    std::thread thread;
-    std::promise<void> done;
+    bool in_pass = false;  ///< a pass runs `io` now: stop() must cancel it through io
 
     metrics::Family<metrics::Counter>* sent_total = nullptr;
     metrics::Family<metrics::Counter>* failures_total = nullptr;
     metrics::Family<metrics::Gauge>* backlog = nullptr;
 };
 
-asio::awaitable<void> GrafanaSender::Impl::run() {
-    while (!stopping) {
-        try {
-            co_await pass();
-        } catch (const std::exception& e) {
-            log->error("annotation pass failed error=\"{}\"", e.what());
+std::optional<core::TimePoint> GrafanaSender::Impl::scheduled_pass(core::TimePoint now) {
+    {
+        std::lock_guard lock{mu};
+        if (stopped) {
+            return std::nullopt;
         }
-        if (stopping) {
-            break;
-        }
-        if (woken) {
-            woken = false;
-            continue;
-        }
-        sleep.expires_after(sleep_for());
-        co_await sleep.async_wait(asio::as_tuple(asio::use_awaitable));
-        woken = false;
+        in_pass = true;
     }
-    done.set_value();
-}
-
-/// Until the next annotation is due, at most `poll` (a start or end written meanwhile is
-/// found at the next poll, or at once when someone calls wake()).
-core::Millis GrafanaSender::Impl::sleep_for() {
-    core::Millis wait = settings.poll;
+    bool more = false;
+    try {
+        more = run_pass();
+    } catch (...) {
+        std::lock_guard lock{mu};
+        in_pass = false;
+        throw;  // the scheduler logs it, counts it and runs the task again at its interval
+    }
+    {
+        std::lock_guard lock{mu};
+        in_pass = false;
+    }
+    if (more) {
+        return now;
+    }
+    // The next retry's time; a start or end written meanwhile is found at the next poll, or
+    // at once when the engine calls wake().
     auto next = store.next_annotation_at();
-    if (next && *next) {
-        wait = std::min(wait, std::chrono::duration_cast<core::Millis>(**next - clock.now()));
+    if (!next) {
+        log->warn("cannot read the annotation outbox error=\"{}\"", next.error().message);
+        return std::nullopt;
     }
-    return std::max(wait, kMinSleep);
+    return *next;
 }
 
-asio::awaitable<void> GrafanaSender::Impl::pass() {
+bool GrafanaSender::Impl::run_pass() {
+    std::exception_ptr failure;
+    bool out_of_time = false;
+    io.restart();
+    asio::co_spawn(io, pass(out_of_time),
+                   [&failure](const std::exception_ptr& error) { failure = error; });
+    io.run();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    return out_of_time;
+}
+
+asio::awaitable<void> GrafanaSender::Impl::pass(bool& out_of_time) {
+    auto give_up = std::chrono::steady_clock::now() + kPassBudget;
     auto due = store.due_annotations(clock.now(), kBatch);
     if (!due) {
         log->warn("cannot read the annotation outbox error=\"{}\"", due.error().message);
@@ -274,6 +307,10 @@ asio::awaitable<void> GrafanaSender::Impl::pass() {
     for (auto& annotation : *due) {
         if (stopping) {
             co_return;
+        }
+        if (std::chrono::steady_clock::now() >= give_up) {
+            out_of_time = true;
+            break;
         }
         if (whole) {
             // Grafana is down or refuses us: the rest would fail the same way, so each waits
@@ -440,7 +477,7 @@ asio::awaitable<std::optional<core::Result<net::ClientResponse>>> GrafanaSender:
     out.body = std::move(body);
     out.timeout = settings.timeout;
     out.max_body_bytes = kResponseMax;
-    auto fetching = fetch_once(std::move(out));
+    auto fetching = fetch_once(*http, std::move(out));
     auto stopped_waiting = stop_signal.async_wait(asio::as_tuple(asio::use_awaitable));
     auto raced = co_await (std::move(fetching) || std::move(stopped_waiting));
     if (raced.index() != 0) {
@@ -514,75 +551,61 @@ GrafanaSender::~GrafanaSender() {
     stop();
 }
 
-void GrafanaSender::start() {
+void GrafanaSender::schedule(core::Scheduler& scheduler) {
     auto& d = *impl_;
-    std::lock_guard lock{d.lifecycle_mu};
-    if (d.started || d.stopped || d.settings.url.empty()) {
+    std::lock_guard lock{d.mu};
+    AVIARY_ASSERT(d.scheduler == nullptr, "GrafanaSender::schedule called twice");
+    if (d.settings.url.empty() || d.stopped) {
         return;
     }
-    d.started = true;
-    auto on_end = [&d](const std::exception_ptr& error) {
-        if (error) {
-            d.log->error("annotation sender ended by an exception");
-        }
-    };
-    asio::co_spawn(d.io, d.run(), on_end);
-    d.thread = std::thread{[&d] { d.io.run(); }};
-    d.log->info("annotation sender started url={} actions={}", core::redact_url(d.base),
+    d.scheduler = &scheduler;
+    d.task = scheduler.add(core::Scheduler::Task{
+        .name = "grafana-annotations",
+        .interval = d.settings.poll,
+        .run_once = [&d](core::TimePoint now) { return d.scheduled_pass(now); },
+    });
+    d.log->info("annotation sender scheduled url={} actions={}", core::redact_url(d.base),
                 fmt::join(d.settings.actions, ","));
 }
 
 void GrafanaSender::wake() {
     auto& d = *impl_;
-    asio::post(d.io, [&d] {
-        d.woken = true;
-        d.sleep.cancel();
-    });
+    std::lock_guard lock{d.mu};
+    if (d.scheduler != nullptr && !d.stopped) {
+        d.scheduler->wake(d.task);
+    }
 }
 
 void GrafanaSender::stop() {
     auto& d = *impl_;
+    core::Scheduler* scheduler = nullptr;
     {
-        std::lock_guard lock{d.lifecycle_mu};
+        std::lock_guard lock{d.mu};
         if (d.stopped) {
             return;
         }
         d.stopped = true;
-        if (!d.started) {
-            return;
+        d.stopping = true;
+        scheduler = d.scheduler;
+        if (d.in_pass) {
+            // Ends the request in flight. Should the pass end first, this stays queued and does
+            // nothing at a later run_once(), which clears `stopping` before it runs.
+            asio::post(d.io, [&d] {
+                if (d.stopping) {
+                    d.stop_signal.cancel();
+                }
+            });
         }
     }
-    auto finished = d.done.get_future();
-    asio::post(d.io, [&d] {
-        d.stopping = true;
-        d.stop_signal.cancel();
-        d.sleep.cancel();
-    });
-    if (finished.wait_for(d.settings.timeout + kStopSlack) != std::future_status::ready) {
-        d.log->warn("annotation sender did not stop in time; its request is abandoned");
+    if (scheduler != nullptr) {
+        scheduler->cancel(d.task);  // returns once the pass in flight, if any, has ended
+        d.log->info("annotation sender stopped");
     }
-    d.io.stop();
-    if (d.thread.joinable()) {
-        d.thread.join();
-    }
-    d.log->info("annotation sender stopped");
 }
 
 void GrafanaSender::run_once() {
-    auto& d = *impl_;
-    {
-        std::lock_guard lock{d.lifecycle_mu};
-        AVIARY_ASSERT(!d.started || d.stopped, "run_once() while the sender's thread runs");
-    }
-    std::exception_ptr failure;
-    auto on_end = [&failure](const std::exception_ptr& error) { failure = error; };
-    d.stopping = false;
-    d.io.restart();
-    asio::co_spawn(d.io, d.pass(), on_end);
-    d.io.run();
-    if (failure) {
-        std::rethrow_exception(failure);
-    }
+    impl_->stopping = false;
+    impl_->run_pass();
 }
 
 }  // namespace aviary::notify

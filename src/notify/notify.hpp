@@ -4,8 +4,8 @@
 ///
 /// The outbox pattern: the job engine asks annotation_for() for an annotation when a job is
 /// submitted, and the store keeps it beside the job, marking its start and end in the same
-/// transactions that change the job's state. GrafanaSender, a background sender with its own
-/// thread, posts each started annotation (`POST /api/annotations`), stores Grafana's id, and
+/// transactions that change the job's state. GrafanaSender, a task on serve's scheduler, posts
+/// each started annotation (`POST /api/annotations`), stores Grafana's id, and
 /// turns it into a region when the job ends (`PATCH /api/annotations/{id}` with timeEnd and the
 /// outcome). Failures are retried with exponential backoff, across restarts of serve: nothing is
 /// lost, and a post whose answer was lost is looked up by its job tag before it is sent again,
@@ -25,10 +25,20 @@ class Registry;
 
 namespace aviary::notify {
 
+/// How an https:// Grafana is verified, and how aviary proves who it is (mTLS). Paths to PEM
+/// files; empty ones are unused.
+struct GrafanaTls {
+    std::string ca_file;    ///< trusted instead of the system CA store (a private CA)
+    std::string cert_file;  ///< a client certificate chain, with key_file, for mTLS
+    std::string key_file;
+};
+
 struct GrafanaSettings {
-    /// Grafana's base URL, "http://grafana.example:3000" (http:// until the TLS issue); empty:
-    /// no annotations.
+    /// Grafana's base URL, "https://grafana.example" or "http://127.0.0.1:3000"; empty: no
+    /// annotations. An https URL is verified (chain and host name) against the system CA
+    /// store, or `tls.ca_file` when set.
     std::string url;
+    GrafanaTls tls;
     /// The service-account token (sent as `Authorization: Bearer TOKEN`), read by config from
     /// a file or an environment variable; never logged.
     std::string token;
@@ -41,8 +51,8 @@ struct GrafanaSettings {
     /// The first retry's delay; it doubles (with jitter) up to retry_backoff_max.
     core::Millis retry_backoff{std::chrono::seconds{1}};
     core::Millis retry_backoff_max{std::chrono::minutes{5}};
-    /// Longest the sender sleeps without looking at the outbox (serve wakes it when a job
-    /// starts or ends; this bounds what a missed wake-up costs).
+    /// The longest the outbox goes unread (serve wakes the sender when a job starts or ends;
+    /// this bounds what a missed wake-up costs): the scheduler task's interval.
     core::Millis poll{std::chrono::seconds{1}};
 };
 
@@ -64,7 +74,11 @@ std::string outcome_text(const store::Annotation& annotation);
 /// The tag that carries the outcome: "outcome:succeeded", "outcome:failed", ...
 std::string outcome_tag(const store::Annotation& annotation);
 
-/// Sends the outbox to Grafana. `metrics` may be null.
+/// Sends the outbox to Grafana, as the task "grafana-annotations" on serve's scheduler: each
+/// run is one pass over what is due, on a scheduler thread, with its HTTP on a private loop
+/// (keep-alive connections to Grafana live from one pass to the next). A pass ends after
+/// 30 s even when more is due, and asks to run again at once, so a slow Grafana holds
+/// one scheduler thread for a bounded time. `metrics` may be null.
 class GrafanaSender {
 public:
     GrafanaSender(GrafanaSettings settings,
@@ -75,15 +89,19 @@ public:
     GrafanaSender(const GrafanaSender&) = delete;
     GrafanaSender& operator=(const GrafanaSender&) = delete;
 
-    void start();  ///< starts the sender's thread; does nothing when settings.url is empty
-    /// Wakes the sender now (a job started or ended) rather than at its next poll.
+    /// Adds the sender's task to `scheduler`, before the scheduler starts; it first runs at the
+    /// scheduler's start, sending what a previous run of serve left. Does nothing when
+    /// settings.url is empty. The scheduler must outlive this sender.
+    void schedule(core::Scheduler& scheduler);
+    /// Runs a pass now (a job started or ended) rather than at the next poll. Thread-safe; does
+    /// nothing before schedule() or after stop().
     void wake();
-    /// Ends the thread promptly: the sleep and a request in flight are cancelled (the request
-    /// is sent again at the next start; a post in doubt is looked up first). Idempotent, safe
-    /// before start().
+    /// Ends the pass in flight promptly (its request is cancelled and sent again at the next
+    /// start; a post in doubt is looked up first) and removes the task. Idempotent, safe before
+    /// schedule(); returns once no pass runs.
     void stop();
-    /// One pass over the outbox on the calling thread, as the thread makes each time it wakes:
-    /// sends what is due, records each outcome. For tests; only while the thread is not running.
+    /// One pass over the outbox on the calling thread: sends what is due, records each outcome.
+    /// For tests; never while the scheduled task may run.
     void run_once();
 
 private:

@@ -50,7 +50,7 @@ struct SpawnOptions {
 enum class Stream { kStdout, kStderr };
 
 /// Longest line pump() delivers; the rest of a longer line is dropped and the line is marked.
-inline constexpr std::size_t kMaxLineBytes = 64 * 1024;
+inline constexpr std::size_t kMaxLineBytes = std::size_t{64} * 1024;
 
 struct Line {
     Stream stream;

@@ -1,11 +1,11 @@
 #include <fmt/format.h>
-#include <signal.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <csignal>
 #include <memory>
 #include <utility>
 

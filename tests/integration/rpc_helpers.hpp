@@ -63,6 +63,7 @@ inline core::Result<net::ClientResponse> http(
     }
     request.body = std::move(body);
     request.timeout = timeout;
+    request.tls = server.tls();
     return net::fetch_sync(std::move(request));
 }
 

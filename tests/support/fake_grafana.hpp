@@ -5,7 +5,8 @@
 // `tags` parameter (all must match), newest first, up to `limit`. Each needs
 // `Authorization: Bearer TOKEN` (401 {"message":"Invalid API key"} otherwise), as Grafana
 // answers a bad service-account token. It can be stopped and started again on the same port
-// (a Grafana that is down for a while), keeping what it holds.
+// (a Grafana that is down for a while), keeping what it holds, and serve HTTPS (serve_tls()), as
+// most Grafanas are reached.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -59,6 +60,7 @@ public:
         net::ServerSettings settings;
         settings.listen = address_.empty() ? "127.0.0.1:0" : address_;
         settings.shutdown_grace = std::chrono::milliseconds{500};
+        settings.tls = tls_;
         state_->released = false;
         auto state = state_;
         server_ = std::make_unique<net::HttpServer>(
@@ -80,8 +82,18 @@ public:
         }
     }
 
-    /// "http://127.0.0.1:PORT" (known after the first start()).
-    std::string url() const { return "http://" + address_; }
+    /// Serves HTTPS with this certificate and key (PEM files) from the next start().
+    void serve_tls(std::string cert_file, std::string key_file) {
+        tls_.cert_file = std::move(cert_file);
+        tls_.key_file = std::move(key_file);
+    }
+    /// From the next start(), a TLS handshake needs a client certificate signed by `ca_file`.
+    void require_client_cert(std::string ca_file) {
+        tls_.client_ca_file = std::move(ca_file);
+        tls_.require_client_cert = true;
+    }
+    /// "http://127.0.0.1:PORT", or https:// after serve_tls() (known after the first start()).
+    std::string url() const { return (tls_.cert_file.empty() ? "http://" : "https://") + address_; }
     const std::string& address() const { return address_; }
 
     void set_token(std::string token) {
@@ -297,6 +309,7 @@ private:
 
     std::shared_ptr<State> state_;
     std::unique_ptr<net::HttpServer> server_;
+    net::TlsServerSettings tls_;
     std::string address_;
 };
 

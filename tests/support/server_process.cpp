@@ -231,7 +231,7 @@ void ServerProcess::kill9() {
 }
 
 std::string ServerProcess::url(std::string_view path) const {
-    return fmt::format("http://{}{}", address_, path);
+    return fmt::format("{}://{}{}", tls_ ? "https" : "http", address_, path);
 }
 
 std::string ServerProcess::log() const {
@@ -245,6 +245,7 @@ core::Result<net::ClientResponse> ServerProcess::get(std::string_view path) cons
     net::ClientRequest request;
     request.url = url(path);
     request.timeout = std::chrono::seconds{10};
+    request.tls = tls_;
     return net::fetch_sync(std::move(request));
 }
 
@@ -256,6 +257,7 @@ core::Result<net::ClientResponse> ServerProcess::post_json(std::string_view path
     request.headers.push_back({"Content-Type", "application/json"});
     request.body = std::move(body);
     request.timeout = std::chrono::seconds{10};
+    request.tls = tls_;
     return net::fetch_sync(std::move(request));
 }
 

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "net/net.hpp"
@@ -74,6 +76,11 @@ public:
     /// Waits for the process to exit on its own; its exit code, or -1 on timeout.
     int wait_exit(std::chrono::milliseconds deadline = std::chrono::seconds{15});
 
+    /// For a config with server.tls: url() says https://, and start()'s health check, get()
+    /// and post_json() verify the server with `tls`. Before start().
+    void use_tls(net::ClientTls tls) { tls_ = std::move(tls); }
+    const std::optional<net::ClientTls>& tls() const { return tls_; }
+
     const std::string& address() const { return address_; }  ///< "127.0.0.1:43210"
     std::string url(std::string_view path = "/") const;
     const std::string& data_dir() const { return data_dir_; }
@@ -90,6 +97,7 @@ private:
     std::string config_path_;
     std::string listen_;
     std::string address_;
+    std::optional<net::ClientTls> tls_;
     pid_t pid_ = -1;
     int exit_status_ = -1;
 };

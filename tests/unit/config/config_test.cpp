@@ -242,9 +242,13 @@ void expect_same(const drivers::Settings& want, const drivers::Settings& got) {
 }
 
 void expect_same(const notify::Settings& want, const notify::Settings& got) {
-    const auto& [url, token, actions, tags, timeout, retry_backoff, retry_backoff_max, poll] =
+    const auto& [url, tls, token, actions, tags, timeout, retry_backoff, retry_backoff_max, poll] =
         want.grafana;
+    const auto& [ca_file, cert_file, key_file] = tls;
     EXPECT_EQ(got.grafana.url, url);
+    EXPECT_EQ(got.grafana.tls.ca_file, ca_file);
+    EXPECT_EQ(got.grafana.tls.cert_file, cert_file);
+    EXPECT_EQ(got.grafana.tls.key_file, key_file);
     EXPECT_EQ(got.grafana.token, token);
     EXPECT_EQ(got.grafana.actions, actions);
     EXPECT_EQ(got.grafana.tags, tags);
@@ -592,6 +596,16 @@ TEST(Config, CollectsEveryErrorInDocumentOrder) {
                   "\n"
                   "aviary.yaml:4:14: log.level: unknown log level \"loud\" (trace, debug, info, "
                   "warn, error, off)");
+}
+
+TEST(Config, WebSocketLimitsAreReadAndCheckedWhereTheyAre) {
+    EXPECT_EQ(error_of("server:\n  websocket:\n    slow_reader: wait\n    max_queued_messages: 0\n"
+                       "    ping: 5s\n"),
+              "aviary.yaml:3:18: server.websocket.slow_reader: unknown slow reader policy \"wait\" "
+              "(close, drop)\n"
+              "aviary.yaml:4:26: server.websocket.max_queued_messages: expected an integer from 1 "
+              "to 1000000, got \"0\"\n"
+              "aviary.yaml:5:5: server.websocket.ping: unknown key \"ping\"");
 }
 
 TEST(Config, RepeatedKeyIsAnError) {

@@ -123,12 +123,12 @@ TEST(HttpStepReader, ErrorsNameTheKey) {
     EXPECT_EQ(error_of(head + "        - http: {method: get, url: \"http://x/\"}\n"),
               "aviary.yaml:8:26: jobs.actions.a.steps[0].http.method: \"get\" is not an HTTP "
               "method (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or another upper-case token)");
-    EXPECT_EQ(error_of(head + "        - http: \"https://x/\"\n"),
-              "aviary.yaml:8:17: jobs.actions.a.steps[0].http: \"https://x/\" must start with "
-              "http:// (https is not supported yet)");
+    EXPECT_EQ(error_of(head + "        - http: \"ws://x/\"\n"),
+              "aviary.yaml:8:17: jobs.actions.a.steps[0].http: \"ws://x/\" must start with "
+              "http:// or https://");
     EXPECT_EQ(error_of(head + "        - http: {url: \"ftp://x/\"}\n"),
               "aviary.yaml:8:23: jobs.actions.a.steps[0].http.url: \"ftp://x/\" must start with "
-              "http:// (https is not supported yet)");
+              "http:// or https://");
     EXPECT_EQ(error_of(head + "        - http: {method: GET}\n"),
               "aviary.yaml:8:17: jobs.actions.a.steps[0].http: an http step needs a url");
     EXPECT_EQ(error_of(head + "        - http:\n"),

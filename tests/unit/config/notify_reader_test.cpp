@@ -77,6 +77,49 @@ TEST(NotifyReader, ReadsEveryKeyWithTheTokenFromAFileBesideTheConfig) {
     EXPECT_EQ(g.poll, 50ms);
 }
 
+TEST(NotifyReader, AnHttpsGrafanaTakesACaFileAndAClientCertificateBesideTheConfig) {
+    NotifyDir dir;
+    dir.write("grafana.token", "glsa_secret\n");
+    auto ca = dir.write("ca.pem", "pem");
+    auto cert = dir.write("client.pem", "pem");
+    auto key = dir.write("client.key", "pem");
+    auto file = dir.write("aviary.yaml", R"(notify:
+  grafana:
+    url: https://grafana.example
+    token_file: grafana.token
+    tls:
+      ca_file: ca.pem
+      cert_file: client.pem
+      key_file: client.key
+)");
+    auto loaded = load_file(file.string());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const auto& g = loaded->notify.grafana;
+    EXPECT_EQ(g.url, "https://grafana.example");
+    EXPECT_EQ(g.tls.ca_file, ca.string()) << "resolved beside the config";
+    EXPECT_EQ(g.tls.cert_file, cert.string());
+    EXPECT_EQ(g.tls.key_file, key.string());
+}
+
+TEST(NotifyReader, TlsFilesAreCheckedAtLoadAndOnlyForHttps) {
+    auto head = std::string{
+        "notify:\n  grafana:\n    url: https://g\n    token_env: HOME\n"
+        "    tls:\n"};
+    EXPECT_EQ(error_of(head + "      ca_file: /nonexistent/ca.pem\n"),
+              "aviary.yaml:6:16: notify.grafana.tls.ca_file: cannot read TLS CA file "
+              "\"/nonexistent/ca.pem\": No such file or directory");
+    EXPECT_EQ(error_of(head + "      key_file: /etc/hostname\n"),
+              "aviary.yaml:6:17: notify.grafana.tls.key_file: key_file without cert_file: a "
+              "client certificate needs both");
+    EXPECT_EQ(error_of(head + "      cafile: x\n"),
+              "aviary.yaml:6:7: notify.grafana.tls.cafile: unknown key \"cafile\"; did you mean "
+              "\"ca_file\"?");
+    EXPECT_EQ(error_of("notify:\n  grafana:\n    url: http://g\n    token_env: HOME\n"
+                       "    tls: {ca_file: /etc/hostname}\n"),
+              "aviary.yaml:5:10: notify.grafana.tls: tls applies to an https:// url only; this "
+              "url is http://");
+}
+
 TEST(NotifyReader, TheTokenMayComeFromTheEnvironment) {
     ::setenv("AVIARY_TEST_GRAFANA_TOKEN", "glsa_env", 1);
     auto loaded = load_string(
@@ -118,17 +161,18 @@ TEST(NotifyReader, AnInlineTokenIsRefusedWithoutEchoingIt) {
     EXPECT_EQ(message.find("hunter2"), std::string::npos);
 }
 
-TEST(NotifyReader, TheUrlIsPlainHttpWithAHostAndNoCredentials) {
+TEST(NotifyReader, TheUrlIsHttpOrHttpsWithAHostAndNoCredentials) {
     auto url_error = [](std::string_view url) {
         return error_of(std::string{"notify:\n  grafana:\n    url: \""} + std::string{url} +
                         "\"\n    token_env: HOME\n");
     };
-    EXPECT_EQ(url_error("https://g:3000"),
-              "aviary.yaml:3:10: notify.grafana.url: https is not supported yet: use an http:// "
-              "url (a TLS-terminating proxy on loopback, for instance)");
     EXPECT_EQ(url_error("grafana:3000"),
-              "aviary.yaml:3:10: notify.grafana.url: expected an http:// url like "
-              "\"http://grafana.example:3000\"");
+              "aviary.yaml:3:10: notify.grafana.url: expected an http:// or https:// url like "
+              "\"https://grafana.example\"");
+    EXPECT_EQ(url_error("https://"), "aviary.yaml:3:10: notify.grafana.url: the url has no host");
+    EXPECT_EQ(url_error("https://admin:pw@g"),
+              "aviary.yaml:3:10: notify.grafana.url: the url must not carry credentials: put the "
+              "token in token_file or token_env");
     EXPECT_EQ(url_error("http://"), "aviary.yaml:3:10: notify.grafana.url: the url has no host");
     EXPECT_EQ(url_error("http://admin:pw@g:3000"),
               "aviary.yaml:3:10: notify.grafana.url: the url must not carry credentials: put the "

@@ -246,6 +246,7 @@ TEST(Scheduler, CancelWaitsForTheRunInProgressAndEndsTheTask) {
     ASSERT_GE(runs.load(), 3);
     scheduler.cancel(id);
     EXPECT_FALSE(inside.load()) << "cancel() returned while the task ran";
+    EXPECT_TRUE(scheduler.stats().empty()) << "a cancelled task is gone from the stats";
     const int after = runs.load();
     scheduler.wake(id);
     scheduler.stop();

@@ -548,9 +548,10 @@ TEST_F(JobEngine, EarlyCancelOfAClaimedJobSurvivesManyStaleEntries) {
         done.get_future().wait();
     };
     // A job this runner claimed, cancelled before its Run was registered. Written straight to
-    // the store and claimed on the engine's own thread while no dispatch is under way, so the
-    // dispatcher (woken by the scheduler at any time) cannot take it first. A run step: the
-    // runner does not read the job again before it starts, so only the early cancel can stop it.
+    // the store, claimed, cancelled and started in one turn of the engine's own thread while no
+    // dispatch is under way, so the dispatcher (woken by the scheduler at any time) can neither
+    // take the job first nor hold the free worker slots. A run step: the runner does not read
+    // the job again before it starts, so only the early cancel can stop it.
     core::Job job{.id = core::new_id(),
                   .action = "hang",
                   .node = "lotus-0",
@@ -559,30 +560,28 @@ TEST_F(JobEngine, EarlyCancelOfAClaimedJobSurvivesManyStaleEntries) {
                   .steps = 1,
                   .created_at = clock_.now(),
                   .run_at = clock_.now()};
-    core::Result<std::optional<core::Job>> claimed = std::optional<core::Job>{};
-    bool submitted = false;
+    bool started = false;
     ASSERT_TRUE(eventually([&] {
         on_engine([&] {
             if (impl.dispatching) {
                 return;
             }
-            submitted = static_cast<bool>(store_->submit_job(store::JobSubmit{.job = job}));
-            claimed =
+            ASSERT_TRUE(store_->submit_job(store::JobSubmit{.job = job}));
+            auto claimed =
                 store_->claim_job(store::JobClaim{.runner = impl.runner_id, .now = clock_.now()});
+            ASSERT_TRUE(claimed && *claimed);
+            ASSERT_TRUE(store_->cancel_job(job.id, "admin", clock_.now()));
+            impl.stop_cancelled(job.id, true);
+            // Cancels of jobs that finished before their cancel arrived: never used.
+            for (std::size_t i = 0; i < 2 * kMaxEarlyCancels; ++i) {
+                impl.stop_cancelled(fmt::format("finished-{}", i), true);
+            }
+            ASSERT_EQ(impl.reserve(1), 1);
+            impl.start_run(**claimed);
+            started = true;
         });
-        return submitted;
+        return started;
     }));
-    ASSERT_TRUE(claimed && *claimed);
-    ASSERT_TRUE(store_->cancel_job(job.id, "admin", clock_.now()));
-    on_engine([&] {
-        impl.stop_cancelled(job.id, true);
-        // Cancels of jobs that finished before their cancel arrived: never used.
-        for (std::size_t i = 0; i < 2 * kMaxEarlyCancels; ++i) {
-            impl.stop_cancelled(fmt::format("finished-{}", i), true);
-        }
-        ASSERT_EQ(impl.reserve(1), 1);
-        impl.start_run(**claimed);
-    });
     auto done = wait_finished(job.id);
     EXPECT_EQ(done.state, core::JobState::kCancelled) << done.error;
     // The stale entries go once looked up; the set stays bounded.

@@ -189,6 +189,8 @@ TEST(HttpStepValidation, AcceptsAFullSpec) {
     EXPECT_EQ(problem_of(http), "ok");
     http.url = "http://{{ params.host }}/a%20b";
     EXPECT_EQ(problem_of(http), "ok");
+    http.url = "https://{{ params.host }}/status";
+    EXPECT_EQ(problem_of(http), "ok");
 }
 
 TEST(HttpStepValidation, NamesTheKeyAndTheProblem) {
@@ -205,9 +207,11 @@ TEST(HttpStepValidation, NamesTheKeyAndTheProblem) {
               "POST, PUT, PATCH, DELETE, HEAD, OPTIONS or another upper-case token)");
     EXPECT_EQ(with([](HttpStepSpec& h) { h.url = ""; }),
               "action \"probe\": steps[0].http.url: an http step needs a url");
-    EXPECT_EQ(with([](HttpStepSpec& h) { h.url = "https://x/"; }),
-              "action \"probe\": steps[0].http.url: \"https://x/\" must start with http:// "
-              "(https is not supported yet)");
+    EXPECT_EQ(with([](HttpStepSpec& h) { h.url = "ftp://x/"; }),
+              "action \"probe\": steps[0].http.url: \"ftp://x/\" must start with http:// or "
+              "https://");
+    EXPECT_EQ(with([](HttpStepSpec& h) { h.url = "https:///status"; }),
+              "action \"probe\": steps[0].http.url: \"https:///status\" has no host");
     EXPECT_EQ(with([](HttpStepSpec& h) { h.url = "http:///status"; }),
               "action \"probe\": steps[0].http.url: \"http:///status\" has no host");
     EXPECT_EQ(with([](HttpStepSpec& h) { h.url = "http://{{params.hots}}/"; }),

@@ -3,9 +3,11 @@
 // lost an annotation.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,6 +17,7 @@
 #include "metrics/metrics.hpp"
 #include "notify/notify.hpp"
 #include "support/fake_grafana.hpp"
+#include "support/test_certs.hpp"
 
 namespace aviary::notify {
 namespace {
@@ -141,8 +144,16 @@ protected:
         return fmt::format("upgrade {} to v1.2.3 (job {}, by anton)", job.node, job.id);
     }
 
+    /// Runs `s` as serve does: a task on a started scheduler.
+    void run_scheduled(GrafanaSender& s) {
+        s.schedule(scheduler_);
+        scheduler_.start();
+    }
+
     FakeGrafana grafana_{std::string{kToken}};
     core::ManualClock clock_;
+    /// Its interval waits never end on the manual clock: a task runs at start() and on wake().
+    core::Scheduler scheduler_{clock_};
     metrics::Registry registry_;
     std::unique_ptr<store::Store> store_;
     GrafanaSettings settings_;
@@ -224,7 +235,7 @@ TEST_F(GrafanaSenderTest, AGrafanaThatIsDownIsRetriedUntilItIsBackAndGetsOnePost
     submit();
     auto job = start();
     auto s = sender();
-    s->start();
+    run_scheduled(*s);  // the first pass runs at the scheduler's start
     ASSERT_TRUE(wait_until([&] { return failures() >= 1; }));
     auto rows = pending();
     ASSERT_EQ(rows.size(), 1u);
@@ -415,7 +426,7 @@ TEST_F(GrafanaSenderTest, StopEndsARequestGrafanaNeverAnswers) {
     submit();
     auto job = start();
     auto s = sender();
-    s->start();
+    run_scheduled(*s);
     ASSERT_TRUE(wait_until([&] { return !grafana_.requests().empty(); }));
     auto began = std::chrono::steady_clock::now();
     s->stop();
@@ -442,35 +453,111 @@ TEST_F(GrafanaSenderTest, AFailureKeepsNeitherTheUrlsCredentialsNorTheToken) {
     EXPECT_EQ(rows[0].last_error.find(kToken), std::string::npos) << rows[0].last_error;
 }
 
-TEST_F(GrafanaSenderTest, StopIsIdempotentAndSafeBeforeStart) {
+TEST_F(GrafanaSenderTest, StopIsIdempotentAndSafeBeforeSchedule) {
     submit();
     start();
     auto s = sender();
     s->stop();
     s->stop();
     s->wake();
-    EXPECT_TRUE(grafana_.requests().empty());  // never started: nothing was sent
-    // A stop before start leaves the sender whole: it still sends.
+    s->schedule(scheduler_);  // stopped: adds no task
+    scheduler_.start();
+    EXPECT_EQ(scheduler_.stats().size(), 0u);
+    EXPECT_TRUE(grafana_.requests().empty());  // never scheduled: nothing was sent
+    // A stop before schedule() leaves the sender whole: a pass still sends.
     s->run_once();
     EXPECT_EQ(grafana_.requests("POST", "/api/annotations").size(), 1u);
+}
 
+TEST_F(GrafanaSenderTest, AScheduledSenderSendsOnWakeAndNothingAfterStop) {
     auto t = sender();
-    t->start();
+    run_scheduled(*t);
+    ASSERT_EQ(scheduler_.stats().size(), 1u);
+    EXPECT_EQ(scheduler_.stats()[0].name, "grafana-annotations");
     submit("lotus-1");
     start();
     t->wake();
     ASSERT_TRUE(
-        wait_until([&] { return grafana_.requests("POST", "/api/annotations").size() == 2; }));
+        wait_until([&] { return grafana_.requests("POST", "/api/annotations").size() == 1; }));
     t->stop();
     t->stop();
-    // Stopped: a job started now waits in the outbox until a pass sends it (run_once is only
-    // allowed once the thread is gone, so this also shows stop() ended it).
+    EXPECT_TRUE(scheduler_.stats().empty()) << "stop() removed the task";
+    // Stopped: a job started now waits in the outbox, whatever wakes the sender.
     submit("lotus-2");
     start();
+    t->wake();
     EXPECT_EQ(pending().size(), 1u);
+    EXPECT_EQ(grafana_.requests("POST", "/api/annotations").size(), 1u);
+    // A pass by hand (serve's next start, say) sends it.
     t->run_once();
-    EXPECT_EQ(grafana_.requests("POST", "/api/annotations").size(), 3u);
+    EXPECT_EQ(grafana_.requests("POST", "/api/annotations").size(), 2u);
     EXPECT_TRUE(pending().empty());
+}
+
+/// Grafana behind HTTPS, as most are: certificates made by the openssl command for this test.
+class GrafanaOverTlsTest : public GrafanaSenderTest {
+protected:
+    void SetUp() override {
+        dir_ = std::filesystem::temp_directory_path() /
+               fmt::format("aviary-grafana-tls-{}-{}", ::getpid(), core::new_id());
+        std::filesystem::create_directories(dir_);
+        pki_ = test::make_test_pki(dir_.string());
+        grafana_.serve_tls(pki_.server_cert, pki_.server_key);
+        GrafanaSenderTest::SetUp();
+        settings_.tls.ca_file = pki_.ca_cert;
+    }
+    void TearDown() override {
+        GrafanaSenderTest::TearDown();
+        std::filesystem::remove_all(dir_);
+    }
+
+    std::filesystem::path dir_;
+    test::TestPki pki_;
+};
+
+TEST_F(GrafanaOverTlsTest, AnnotationsReachAGrafanaServedOverHttpsWithAPrivateCa) {
+    ASSERT_TRUE(settings_.url.starts_with("https://127.0.0.1:")) << settings_.url;
+    submit();
+    auto job = start();
+    auto s = sender();
+    s->run_once();
+    ASSERT_EQ(grafana_.tagged("job:" + job.id).size(), 1u);
+    finish(job, core::JobState::kSucceeded);
+    s->run_once();
+    EXPECT_EQ(grafana_.requests("PATCH").size(), 1u);
+    EXPECT_EQ(backlog(), 0);
+    EXPECT_EQ(grafana_.requests().size(), 2u);
+    EXPECT_EQ(grafana_.requests()[0].authorization, fmt::format("Bearer {}", kToken));
+}
+
+TEST_F(GrafanaOverTlsTest, AGrafanaWhoseCertificateNoCaVouchesForIsRefusedWithTheReason) {
+    settings_.tls.ca_file = pki_.other_ca_cert;
+    submit();
+    start();
+    sender()->run_once();
+    EXPECT_TRUE(grafana_.requests().empty()) << "nothing was sent over an unverified connection";
+    auto rows = pending();
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_NE(rows[0].last_error.find("unknown CA"), std::string::npos) << rows[0].last_error;
+    EXPECT_EQ(failures(), 1);
+}
+
+TEST_F(GrafanaOverTlsTest, AClientCertificateIsPresentedWhenConfigured) {
+    // A Grafana (or the proxy in front of it) that asks for a client certificate: the fake's
+    // server refuses a handshake without one signed by the CA.
+    grafana_.stop();
+    grafana_.require_client_cert(pki_.ca_cert);
+    ASSERT_TRUE(grafana_.start());
+    submit();
+    auto job = start();
+    sender()->run_once();
+    EXPECT_TRUE(grafana_.requests().empty()) << "no certificate, no handshake";
+    ASSERT_EQ(pending().size(), 1u);
+    settings_.tls.cert_file = pki_.client_cert;
+    settings_.tls.key_file = pki_.client_key;
+    clock_.advance(settings_.retry_backoff_max * 2);
+    sender()->run_once();
+    EXPECT_EQ(grafana_.tagged("job:" + job.id).size(), 1u);
 }
 
 }  // namespace
