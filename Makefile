@@ -10,7 +10,7 @@ TSAN_BUILD ?= build/tsan
 TSAN_TESTS := core_test store_test fleet_test jobs_test net_test
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
-SOURCES     = $(shell git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 2>/dev/null)
+SOURCES     = $(shell git ls-files --cached --others --exclude-standard 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 2>/dev/null)
 
 .PHONY: all deps build run test test-release test-asan test-tsan format format-check tidy bench clean
 

@@ -92,23 +92,13 @@ void read_tls(YamlReader& r,
     if (require_at) {
         r.read_bool(*require_at, s.require_client_cert);
     }
-    // Checked on what was given, not on what read cleanly: an unreadable cert_file is one error,
-    // not two.
-    auto given = [](const std::optional<Value>& at) {
-        return at && !at->is_null() && at->node.IsScalar() && !at->node.Scalar().empty();
-    };
-    if (given(key_at) && !given(cert_at)) {
-        r.error(*key_at, "key_file without cert_file: set both to serve TLS");
-    }
-    if (given(cert_at) && !given(key_at)) {
-        r.error(*cert_at, "cert_file without key_file: set both to serve TLS");
-    }
-    if (given(ca_at) && !given(cert_at)) {
+    check_cert_and_key(r, cert_at, key_at, "set both to serve TLS");
+    if (file_given(ca_at) && !file_given(cert_at)) {
         r.error(*ca_at,
                 "client_ca_file needs cert_file and key_file: client certificates are "
                 "checked only over TLS");
     }
-    if (s.require_client_cert && !given(ca_at)) {
+    if (s.require_client_cert && !file_given(ca_at)) {
         r.error(*require_at, "require_client_cert needs client_ca_file to verify them against");
     }
 }

@@ -124,15 +124,7 @@ void read_grafana_tls(YamlReader& r,
                         read_tls_file(r, v, "key file", base_dir, tls.key_file);
                     }},
                });
-    auto given = [](const std::optional<Value>& at) {
-        return at && !at->is_null() && at->node.IsScalar() && !at->node.Scalar().empty();
-    };
-    if (given(key_at) && !given(cert_at)) {
-        r.error(*key_at, "key_file without cert_file: a client certificate needs both");
-    }
-    if (given(cert_at) && !given(key_at)) {
-        r.error(*cert_at, "cert_file without key_file: a client certificate needs both");
-    }
+    check_cert_and_key(r, cert_at, key_at, "a client certificate needs both");
 }
 
 struct GrafanaRead {

@@ -97,4 +97,20 @@ void read_tls_file(YamlReader& r,
     out = path.string();
 }
 
+bool file_given(const std::optional<Value>& at) {
+    return at && !at->is_null() && at->node.IsScalar() && !at->node.Scalar().empty();
+}
+
+void check_cert_and_key(YamlReader& r,
+                        const std::optional<Value>& cert_at,
+                        const std::optional<Value>& key_at,
+                        std::string_view both) {
+    if (file_given(key_at) && !file_given(cert_at)) {
+        r.error(*key_at, fmt::format("key_file without cert_file: {}", both));
+    }
+    if (file_given(cert_at) && !file_given(key_at)) {
+        r.error(*cert_at, fmt::format("cert_file without key_file: {}", both));
+    }
+}
+
 }  // namespace aviary::config

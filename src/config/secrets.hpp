@@ -3,6 +3,7 @@
 // a file or an environment variable at load, and checking the TLS files a config names.
 // Messages never contain the secret.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,5 +39,16 @@ void read_tls_file(YamlReader& r,
                    std::string_view what,
                    const std::filesystem::path& base_dir,
                    std::string& out);
+
+/// True when a file key was given a non-empty path, whether or not the file could be read:
+/// pairing rules are checked on what was written, so an unreadable file is one error, not two.
+bool file_given(const std::optional<Value>& at);
+
+/// A `cert_file` needs its `key_file` and the other way round; `both` ends the message
+/// ("set both to serve TLS").
+void check_cert_and_key(YamlReader& r,
+                        const std::optional<Value>& cert_at,
+                        const std::optional<Value>& key_at,
+                        std::string_view both);
 
 }  // namespace aviary::config

@@ -30,8 +30,8 @@ class ServeOverTls : public ::testing::Test {
 protected:
     void SetUp() override {
         pki_ = make_test_pki(certs_.path());
-        auto [cert, key] = make_server_cert(pki_, certs_.path(), "first",
-                                            {"first.aviary.test", "127.0.0.1"});
+        auto [cert, key] =
+            make_server_cert(pki_, certs_.path(), "first", {"first.aviary.test", "127.0.0.1"});
         install(cert, key);
     }
 
@@ -45,10 +45,11 @@ protected:
 
     std::unique_ptr<ServerProcess> serve(std::string extra = {}) {
         // test_config() ends inside `server:`.
-        auto config = test_config() +
-                      fmt::format("  tls:\n    cert_file: {}\n    key_file: {}\n"
-                                  "drivers:\n  sim: {{block_interval: 50ms, sync_blocks: 1}}\n{}",
-                                  cert_path(), key_path(), extra);
+        auto config =
+            test_config() + fmt::format(
+                                "  tls:\n    cert_file: {}\n    key_file: {}\n"
+                                "drivers:\n  sim: {{block_interval: 50ms, sync_blocks: 1}}\n{}",
+                                cert_path(), key_path(), extra);
         auto server = std::make_unique<ServerProcess>(config);
         server->use_tls(trusting(pki_.ca_cert));
         EXPECT_TRUE(server->start()) << server->log();
@@ -121,8 +122,8 @@ TEST_F(ServeOverTls, AClientThatDoesNotTrustTheCaOrAsksForAnotherNameIsRefused) 
 
 TEST_F(ServeOverTls, TheCliSpeaksHttpsWithTheCaItIsGiven) {
     auto server = serve();
-    auto trusted = run_aviary(server->url(""), "--ca-file " + pki_.ca_cert + " nodes --json",
-                              certs_.path());
+    auto trusted =
+        run_aviary(server->url(""), "--ca-file " + pki_.ca_cert + " nodes --json", certs_.path());
     EXPECT_EQ(trusted.status, 0) << trusted.err;
     EXPECT_NE(trusted.out.find("lotus-0"), std::string::npos) << trusted.out;
 
@@ -137,8 +138,8 @@ TEST_F(ServeOverTls, SighupServesTheReplacedCertificateAndABrokenOneKeepsTheOld)
     auto as = [&](std::string name) { return health(*server, trusting(pki_.ca_cert, name)); };
     ASSERT_TRUE(as("first.aviary.test"));
 
-    auto [cert, key] = make_server_cert(pki_, certs_.path(), "second",
-                                        {"second.aviary.test", "127.0.0.1"});
+    auto [cert, key] =
+        make_server_cert(pki_, certs_.path(), "second", {"second.aviary.test", "127.0.0.1"});
     install(cert, key);
     server->send_signal(SIGHUP);
     ASSERT_TRUE(wait_until([&] { return bool(as("second.aviary.test")); })) << server->log();
@@ -148,9 +149,9 @@ TEST_F(ServeOverTls, SighupServesTheReplacedCertificateAndABrokenOneKeepsTheOld)
     // A key that is not a key: the reload fails loudly and the served certificate stays.
     std::ofstream{key_path(), std::ios::trunc} << "not a key\n";
     server->send_signal(SIGHUP);
-    ASSERT_TRUE(wait_until(
-        [&] { return server->log().find("tls reload failed") != std::string::npos; }))
-        << server->log();
+    ASSERT_TRUE(wait_until([&] {
+        return server->log().find("tls reload failed") != std::string::npos;
+    })) << server->log();
     auto still = as("second.aviary.test");
     ASSERT_TRUE(still) << still.error().message;
     EXPECT_EQ(still->status, 200);
@@ -175,7 +176,7 @@ TEST_F(ServeOverTls, AnnotationsReachAGrafanaServedOverHttpsWithAPrivateCa) {
                                     grafana.url(), certs_.path(), pki_.ca_cert));
 
     auto reply = call_waiting(*server, "TweetyService.Upgrade",
-                      R"({"ReleaseName": "lotus-0", "ImageTag": "v9.9.9", "Owner": "anton",
+                              R"({"ReleaseName": "lotus-0", "ImageTag": "v9.9.9", "Owner": "anton",
                           "Wait": true})");
     ASSERT_TRUE(reply.contains("result")) << json::serialize(reply);
     auto job = str(reply.at("result").at("JobID"));
