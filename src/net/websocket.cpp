@@ -341,7 +341,8 @@ private:
         // Bounded by the deadline sweep; async_close reads the peer's answer unless the
         // reader is still waiting for a frame, which then ends with `closed`.
         tcp_.expires_after(settings_.close_timeout);
-        auto [ec] = co_await ws_.async_close(close_reason_, kUseTuple);
+        // Whether the peer answered or not, the connection ends here: nothing to act on.
+        (void)co_await ws_.async_close(close_reason_, kUseTuple);
         tcp_.expires_never();
     }
 
