@@ -4,10 +4,12 @@
 // container PID 1 may never reap them.
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 namespace aviary::test {
 
@@ -38,6 +40,21 @@ inline bool group_alive(pid_t pgid) {
         }
     }
     return false;
+}
+
+/// True once no live process of group `pgid` is left, polled for up to `within`. A SIGKILL
+/// sent to a group is delivered, not completed: a member may still be on its way out when the
+/// sender returns, so "ended" is observed, not assumed. The bound only keeps a broken run from
+/// hanging.
+inline bool group_ends(pid_t pgid, std::chrono::milliseconds within = std::chrono::seconds{10}) {
+    const auto until = std::chrono::steady_clock::now() + within;
+    while (group_alive(pgid)) {
+        if (std::chrono::steady_clock::now() >= until) {
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
+    return true;
 }
 
 }  // namespace aviary::test

@@ -814,7 +814,7 @@ TEST_F(HelmDriverTest, ACommandPastItsTimeoutIsEndedWithItsGroup) {
               "helm upgrade of lotus-0 did not finish within 1s (drivers.helm.timeout): its "
               "process group was ended");
     auto pid = std::stoi(read_text(dir_.path() / "hang-upgrade.pid"));
-    EXPECT_FALSE(aviary::test::group_alive(pid));
+    EXPECT_TRUE(aviary::test::group_ends(pid));
     EXPECT_TRUE(context_.said(": fake helm: hanging")) << context_.all();
     EXPECT_TRUE(context_.said("ran longer than 1s")) << context_.all();
 }
@@ -827,7 +827,7 @@ TEST_F(HelmDriverTest, AStatusPastTheStatusTimeoutIsATimeout) {
     EXPECT_EQ(status.error().code, core::ErrorCode::kTimeout);
     EXPECT_NE(status.error().message.find("drivers.helm.status_timeout"), std::string::npos);
     auto pid = std::stoi(read_text(dir_.path() / "hang-status.pid"));
-    EXPECT_FALSE(aviary::test::group_alive(pid));
+    EXPECT_TRUE(aviary::test::group_ends(pid));
 }
 
 TEST_F(HelmDriverTest, AStepThatStopsEndsTheRunningCommand) {
@@ -851,7 +851,7 @@ TEST_F(HelmDriverTest, AStepThatStopsEndsTheRunningCommand) {
     EXPECT_EQ(result.error().code, core::ErrorCode::kUnavailable);
     EXPECT_EQ(result.error().message, "helm uninstall of lotus-0 was ended: the step is stopping");
     auto pid = std::stoi(read_text(dir_.path() / "hang-uninstall.pid"));
-    EXPECT_FALSE(aviary::test::group_alive(pid));
+    EXPECT_TRUE(aviary::test::group_ends(pid));
 }
 
 }  // namespace

@@ -285,10 +285,9 @@ inline int reap(pid_t pid) {
     return ended ? status : -1;
 }
 
-/// True when no live process of group `pgid` is left. Read from /proc: kill(-pgid, 0) also
-/// succeeds for zombies, which PID 1 here may never reap.
+/// True once no live process of group `pgid` is left (see test::group_ends).
 inline bool group_gone(pid_t pgid) {
-    return !aviary::test::group_alive(pgid);
+    return aviary::test::group_ends(pgid);
 }
 
 class EngineTest : public ::testing::Test {
