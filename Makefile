@@ -42,7 +42,7 @@ test-release: build
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DAVIARY_WERROR=ON \
 	    -DAVIARY_BENCH=OFF \
-	    "-DCMAKE_CXX_FLAGS=-O1 -g1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    "-DCMAKE_CXX_FLAGS=-O0 -g1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
 
 # Left out under the sanitizers, and run in Release: the test that exhausts the process's file
