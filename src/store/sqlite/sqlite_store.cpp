@@ -13,6 +13,7 @@
 #include "store/sqlite/migrations.hpp"
 #include "store/sqlite/nodes.hpp"
 #include "store/sqlite/waiters.hpp"
+#include "store/sqlite/workers.hpp"
 
 namespace aviary::store::sqlite {
 namespace {
@@ -130,6 +131,23 @@ core::Result<ReconcileReport> SqliteStore::reconcile_nodes(const std::vector<cor
     return write_serving<ReconcileReport>([&](Connection& db, Served& served) {
         return sqlite::reconcile_nodes(db, specs, actor, now, served);
     });
+}
+
+core::Result<void> SqliteStore::reconcile_worker_ids(const std::vector<core::WorkerId>& workers,
+                                                     std::string_view actor,
+                                                     core::TimePoint now) {
+    return writer_->submit([&](Connection& db) {
+        return sqlite::reconcile_worker_ids(db, workers, actor, now);
+    });
+}
+
+core::Result<std::vector<core::WorkerId>> SqliteStore::worker_ids() {
+    return read<std::vector<core::WorkerId>>(
+        [&](Connection& db) { return sqlite::select_worker_ids(db); });
+}
+
+core::Result<core::WorkerId> SqliteStore::worker_id(std::string_view id) {
+    return read<core::WorkerId>([&](Connection& db) { return sqlite::select_worker_id(db, id); });
 }
 
 core::Result<std::vector<core::Node>> SqliteStore::nodes(core::TimePoint now) {
