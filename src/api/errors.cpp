@@ -39,7 +39,6 @@ int http_status(core::ErrorCode code) {
         case core::ErrorCode::kNotFound:
             return 404;
         case core::ErrorCode::kAlreadyExists:
-            return 409;
         case core::ErrorCode::kBusy:
             return 409;
         case core::ErrorCode::kNotOwner:

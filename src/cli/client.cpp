@@ -237,7 +237,7 @@ Outcome<Reply> Client::stream(std::string_view path,
     }
     // An error reply is one small JSON object: keep the start of the body for it, never all of
     // a long stream.
-    constexpr std::size_t kKeptForErrors = 64 * 1024;
+    constexpr std::size_t kKeptForErrors = std::size_t{64} * 1024;
     std::string head;
     LineSplitter lines;
     auto deliver = [&on_line](std::string_view line) {

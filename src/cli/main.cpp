@@ -373,7 +373,7 @@ int run_client(const Commands& commands, ClientFlags& flags, const GlobalFlags& 
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_main(int argc, char** argv) {
     // The sim driver's child (hidden): its own argv, never parsed as a client command.
     if (argc >= 2 && std::string{argv[1]} == "sim-node") {
         return aviary::drivers::sim_node_main(std::vector<std::string>(argv + 2, argv + argc));
@@ -440,4 +440,14 @@ int main(int argc, char** argv) {
         return cli::run_completion(flags.completion_shell);
     }
     return run_client(commands, flags, global);
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run_main(argc, argv);
+    } catch (const std::exception& e) {
+        // Every command reports its own errors; this is what none of them expected.
+        std::fprintf(stderr, "aviary: %s\n", e.what());
+        return 1;
+    }
 }

@@ -22,7 +22,7 @@ constexpr std::size_t kTailLines = 20;
 constexpr core::Millis kKillGrace{3000};
 /// The longest `helm status -o json` read (one line: the JSON with the rendered manifest);
 /// a longer one is an error rather than JSON cut short.
-constexpr std::size_t kStatusJsonMax = 16 * 1024 * 1024;
+constexpr std::size_t kStatusJsonMax = std::size_t{16} * 1024 * 1024;
 
 // Matched case-insensitively against each output line, last line first.
 constexpr std::array<std::string_view, 7> kUnreachable{"kubernetes cluster unreachable",
@@ -381,7 +381,7 @@ struct Sink {
 core::Error status_too_long(std::string_view release) {
     return core::Error{core::ErrorCode::kInternal,
                        fmt::format("helm status of {} printed more than {} MiB of JSON", release,
-                                   kStatusJsonMax / (1024 * 1024))};
+                                   kStatusJsonMax / (std::size_t{1024} * 1024))};
 }
 
 /// What a command gave: how it ended, and its stdout when asked for.

@@ -11,6 +11,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <exception>
 #include <future>
 #include <random>
 #include <set>
@@ -454,7 +455,15 @@ Engine::Engine(Settings settings,
           std::move(settings), store, fleet, std::move(drivers), clock, metrics)) {}
 
 Engine::~Engine() {
-    stop();
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        // stop() cancels and joins; a failure there (a thread that cannot be joined) is logged,
+        // since nothing may escape a destructor. spdlog does not throw from a log call.
+        impl_->log->error("stopping the job engine failed: {}", e.what());
+    } catch (...) {
+        impl_->log->error("stopping the job engine failed");
+    }
 }
 
 void Engine::schedule(core::Scheduler& scheduler) {

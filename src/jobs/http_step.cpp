@@ -25,13 +25,13 @@ using namespace asio::experimental::awaitable_operators;
 namespace json = boost::json;
 
 /// A JSON body at most this big becomes the step's result `body`.
-constexpr std::size_t kResultBodyMax = 64 * 1024;
+constexpr std::size_t kResultBodyMax = std::size_t{64} * 1024;
 /// How much of a body a failure shows.
 constexpr std::size_t kExcerptMax = 200;
 /// How much of a value a failure shows ("got ...").
 constexpr std::size_t kValueShownMax = 100;
 /// A larger response fails the request (a status endpoint is small; this guards the engine).
-constexpr std::size_t kResponseMax = 16 * 1024 * 1024;
+constexpr std::size_t kResponseMax = std::size_t{16} * 1024 * 1024;
 
 core::Error invalid(std::string message) {
     return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};

@@ -405,7 +405,7 @@ asio::awaitable<Exchanged> exchange(ClientConnection& connection,
         co_return out;
     }
     ClientResponse response = response_head(parser.get().base());
-    std::array<char, 16 * 1024> chunk{};
+    std::array<char, std::size_t{16} * 1024> chunk{};
     while (!parser.is_done()) {
         parser.get().body().data = chunk.data();
         parser.get().body().size = chunk.size();

@@ -3,12 +3,15 @@
 // that fetch(), HttpClient and ReverseProxy share. Beast and OpenSSL live here and in the .cpp
 // files, never in net.hpp.
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -27,7 +30,7 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 inline constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-inline constexpr std::uint32_t kResponseHeaderLimit = 64 * 1024;
+inline constexpr std::uint32_t kResponseHeaderLimit = std::uint32_t{64} * 1024;
 
 /// Where a URL points.
 struct Target {

@@ -472,7 +472,14 @@ HttpServer::HttpServer(ServerSettings settings, Handler handler, BodyPolicy stre
           std::move(settings), std::move(handler), std::move(streams_body))) {}
 
 HttpServer::~HttpServer() {
-    stop();
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        // stop() drains and joins the loops; nothing may escape a destructor.
+        core::logger("net")->error("stopping the http server failed: {}", e.what());
+    } catch (...) {
+        core::logger("net")->error("stopping the http server failed");
+    }
 }
 
 core::Result<std::string> HttpServer::start() {

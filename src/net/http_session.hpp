@@ -48,13 +48,13 @@ inline constexpr std::size_t kFirstReadBytes = 4096;
 // input makes the kernel send RST, which can destroy our error reply before the client reads it.
 inline constexpr core::Millis kLingerMax{2000};
 // A streamed body is read in pieces of at most this much.
-inline constexpr std::size_t kBodyPieceBytes = 64 * 1024;
+inline constexpr std::size_t kBodyPieceBytes = std::size_t{64} * 1024;
 // The rest of a streamed body a handler did not read is drained (so the connection can carry
 // the next request) only when it is at most this long and arrives within kDrainWait; else the
 // connection closes after the response.
-inline constexpr std::size_t kDrainMaxBytes = 64 * 1024;
+inline constexpr std::size_t kDrainMaxBytes = std::size_t{64} * 1024;
 inline constexpr core::Millis kDrainWait{1000};
-inline constexpr std::size_t kTunnelReadBytes = 16 * 1024;
+inline constexpr std::size_t kTunnelReadBytes = std::size_t{16} * 1024;
 inline constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 inline std::string format_endpoint(const tcp::endpoint& endpoint) {

@@ -26,7 +26,7 @@ using client::Clock;
 using client::beast::error_code;
 using client::http::field;
 
-constexpr std::size_t kPieceBytes = 16 * 1024;
+constexpr std::size_t kPieceBytes = std::size_t{16} * 1024;
 
 std::string lower(std::string_view text) {
     std::string out{text};

@@ -7,6 +7,7 @@
 #include <openssl/x509err.h>
 
 #include <array>
+#include <boost/asio/ssl/error.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>

@@ -39,7 +39,7 @@ using namespace asio::experimental::awaitable_operators;
 /// Annotations read from the outbox per pass.
 constexpr int kBatch = 100;
 /// Grafana's answers are small; a larger one is refused rather than held.
-constexpr std::size_t kResponseMax = 4 * 1024 * 1024;
+constexpr std::size_t kResponseMax = std::size_t{4} * 1024 * 1024;
 /// How much of an unexpected answer a message shows.
 constexpr std::size_t kExcerptMax = 200;
 /// A pass sends for at most this long, then asks the scheduler to run it again at once: a slow
@@ -548,7 +548,14 @@ GrafanaSender::GrafanaSender(GrafanaSettings settings,
     : impl_(std::make_unique<Impl>(std::move(settings), store, clock, metrics)) {}
 
 GrafanaSender::~GrafanaSender() {
-    stop();
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        // stop() locks and cancels; nothing may escape a destructor (spdlog does not throw).
+        impl_->log->error("stopping the annotation sender failed: {}", e.what());
+    } catch (...) {
+        impl_->log->error("stopping the annotation sender failed");
+    }
 }
 
 void GrafanaSender::schedule(core::Scheduler& scheduler) {

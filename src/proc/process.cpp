@@ -74,7 +74,7 @@ asio::awaitable<void> read_lines(asio::posix::stream_descriptor& pipe,
                                  const LineCallback& on_line,
                                  std::size_t max_line) {
     LineSplitter splitter{stream, on_line, max_line};
-    std::array<char, 16 * 1024> buffer{};
+    std::array<char, std::size_t{16} * 1024> buffer{};
     while (pipe.is_open()) {
         auto [ec, n] = co_await pipe.async_read_some(asio::buffer(buffer),
                                                      asio::as_tuple(asio::use_awaitable));

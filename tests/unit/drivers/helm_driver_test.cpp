@@ -804,23 +804,24 @@ TEST_F(HelmDriverTest, AMissingProgramIsNamedWithItsSetting) {
 }
 
 TEST_F(HelmDriverTest, ACommandPastItsTimeoutIsEndedWithItsGroup) {
-    // Long enough for the fake to start, say it hangs and write its pid on a loaded machine.
-    settings_.defaults.timeout = core::Millis{1000};
+    // Long enough for the fake to start, say it hangs and write its pid on a loaded machine
+    // (1 s was not, under the sanitizer suites with two jobs and clang-tidy beside them).
+    settings_.defaults.timeout = core::Millis{3000};
     touch("hang-upgrade");
     auto result = run_op(Op::kUpgrade, node("lotus-0"), "v1");
     ASSERT_FALSE(result);
     EXPECT_EQ(result.error().code, core::ErrorCode::kTimeout);
     EXPECT_EQ(result.error().message,
-              "helm upgrade of lotus-0 did not finish within 1s (drivers.helm.timeout): its "
+              "helm upgrade of lotus-0 did not finish within 3s (drivers.helm.timeout): its "
               "process group was ended");
     auto pid = std::stoi(read_text(dir_.path() / "hang-upgrade.pid"));
     EXPECT_TRUE(aviary::test::group_ends(pid));
     EXPECT_TRUE(context_.said(": fake helm: hanging")) << context_.all();
-    EXPECT_TRUE(context_.said("ran longer than 1s")) << context_.all();
+    EXPECT_TRUE(context_.said("ran longer than 3s")) << context_.all();
 }
 
 TEST_F(HelmDriverTest, AStatusPastTheStatusTimeoutIsATimeout) {
-    settings_.status_timeout = core::Millis{1000};
+    settings_.status_timeout = core::Millis{3000};  // as above: time for the fake to hang
     touch("hang-status");
     auto status = status_of(node("lotus-0"));
     ASSERT_FALSE(status);
