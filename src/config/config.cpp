@@ -228,12 +228,242 @@ void read_node(YamlReader& r,
     nodes.push_back(std::move(spec));
 }
 
+/// A name the machine's properties accept for a host: a DNS name or an IP literal, with an
+/// optional :port for the IPMI and PDU addresses. Checked for shape only (it is resolved when
+/// used), so a typo with a space or a scheme is caught at load.
+bool is_host(std::string_view text, bool port_allowed) {
+    if (text.empty() || text.size() > 253) {
+        return false;
+    }
+    if (text.front() == '[') {  // [::1] or [::1]:623
+        auto close = text.find(']');
+        if (close == std::string_view::npos) {
+            return false;
+        }
+        auto rest = text.substr(close + 1);
+        return rest.empty() || (port_allowed && rest.size() > 1 && rest.front() == ':' &&
+                                rest.find_first_not_of("0123456789", 1) == std::string_view::npos);
+    }
+    auto colon = text.find(':');
+    if (colon != std::string_view::npos) {
+        auto port = text.substr(colon + 1);
+        if (!port_allowed || port.empty() || port.size() > 5 ||
+            port.find_first_not_of("0123456789") != std::string_view::npos) {
+            return false;
+        }
+        text = text.substr(0, colon);
+    }
+    return !text.empty() &&
+           text.find_first_not_of(
+               "abcdefghijklmnopqrstuvwxyz"
+               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == std::string_view::npos;
+}
+
+void read_host(YamlReader& r, const Value& v, std::string& out, bool port_allowed) {
+    std::string text;
+    if (!r.read_string(v, text)) {
+        return;
+    }
+    if (!text.empty() && !is_host(text, port_allowed)) {
+        r.error(v, fmt::format("\"{}\" is not a host name or IP address{}", text,
+                               port_allowed ? " (optionally with :PORT)" : ""));
+        return;
+    }
+    out = std::move(text);
+}
+
+/// Groups of a token or a machine: permission rules name them.
+void read_groups(YamlReader& r, const Value& value, std::vector<std::string>& groups) {
+    r.read_list(value, [&](const Value& item) {
+        std::string group;
+        if (!r.read_string(item, group)) {
+            return;
+        }
+        if (group.empty() || group.find_first_of(" \t") != std::string::npos) {
+            r.error(item, fmt::format("\"{}\" is not a group name (non-empty, no spaces)", group));
+            return;
+        }
+        if (std::find(groups.begin(), groups.end(), group) != groups.end()) {
+            r.error(item, fmt::format("group \"{}\" is listed twice", group));
+            return;
+        }
+        groups.push_back(std::move(group));
+    });
+}
+
+/// fleet.machines[]: a node with driver ssh or none and how to reach the host.
+void read_machine(YamlReader& r,
+                  const Value& value,
+                  std::vector<core::NodeSpec>& nodes,
+                  FirstSeen& seen) {
+    core::NodeSpec spec;
+    spec.driver = "ssh";
+    core::MachineSpec machine;
+    std::optional<Value> name_at;
+    std::optional<Value> outlet_at;
+    bool host_given = false;  // a bad one has its own error
+    bool ok = r.read_map(
+        value,
+        {
+            {"name",
+             [&](const Value& v) {
+                 if (r.read_string(v, spec.name)) {
+                     name_at = v;
+                 }
+             }},
+            {"driver",
+             [&](const Value& v) {
+                 r.read_choice(v, spec.driver, {"ssh", "none"}, "machine driver", "ssh, none");
+             }},
+            {"hostname",
+             [&](const Value& v) {
+                 host_given = true;
+                 read_host(r, v, machine.hostname, false);
+             }},
+            {"address",
+             [&](const Value& v) {
+                 host_given = true;
+                 read_host(r, v, machine.address, false);
+             }},
+            {"ssh_user", [&](const Value& v) { r.read_string(v, machine.ssh_user); }},
+            {"ssh_port", [&](const Value& v) { r.read_int(v, machine.ssh_port, 1, 65535); }},
+            {"ipmi_address", [&](const Value& v) { read_host(r, v, machine.ipmi_address, true); }},
+            {"ipmi_user", [&](const Value& v) { r.read_string(v, machine.ipmi_user); }},
+            {"pdu_host", [&](const Value& v) { read_host(r, v, machine.pdu_host, true); }},
+            {"pdu_outlet",
+             [&](const Value& v) {
+                 outlet_at = v;
+                 r.read_int(v, machine.pdu_outlet, 0, 4096);
+             }},
+            {"groups", [&](const Value& v) { read_groups(r, v, machine.groups); }},
+            {"labels", [&](const Value& v) { r.read_string_map(v, spec.labels); }},
+            {"note", [&](const Value& v) { r.read_string(v, spec.note); }},
+        });
+    if (!ok) {
+        return;
+    }
+    if (!name_at) {
+        r.error(value, "a machine needs a name");
+        return;
+    }
+    if (!core::is_dns_label(spec.name)) {
+        r.error(*name_at, fmt::format("machine name \"{}\" is not a DNS-1123 label (1-63 of "
+                                      "a-z, 0-9 and '-', starting and ending with a letter or "
+                                      "digit)",
+                                      spec.name));
+        return;
+    }
+    if (!host_given) {
+        r.error(value, fmt::format("machine \"{}\" needs a hostname or an address", spec.name));
+        return;
+    }
+    if (machine.pdu_host.empty() != (machine.pdu_outlet == 0)) {
+        r.error(
+            outlet_at ? *outlet_at : value,
+            fmt::format("machine \"{}\": pdu_host and pdu_outlet (from 1) go together", spec.name));
+        return;
+    }
+    if (machine.ssh_user.empty()) {
+        r.error(value, fmt::format("machine \"{}\": ssh_user is empty", spec.name));
+        return;
+    }
+    auto [first, inserted] = seen.emplace(spec.name, name_at->mark.line + 1);
+    if (!inserted) {
+        r.error(*name_at, fmt::format("\"{}\" is declared twice (first at line {}): machines "
+                                      "and nodes share one namespace",
+                                      spec.name, first->second));
+        return;
+    }
+    spec.machine = std::move(machine);
+    nodes.push_back(std::move(spec));
+}
+
+/// An external scheduler's worker id: what it sends as tc_worker_id.
+bool is_worker_id(std::string_view id) {
+    return !id.empty() && id.size() <= 128 &&
+           id.find_first_not_of(
+               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+               "0123456789._-") == std::string_view::npos;
+}
+
+struct WorkerAt {
+    core::WorkerId worker;
+    Value machine_at;
+};
+
+void read_worker_id(YamlReader& r,
+                    const Value& value,
+                    std::vector<WorkerAt>& workers,
+                    FirstSeen& seen) {
+    core::WorkerId worker;
+    std::optional<Value> id_at;
+    std::optional<Value> machine_at;
+    bool ok = r.read_map(value, {
+                                    {"id",
+                                     [&](const Value& v) {
+                                         if (r.read_string(v, worker.id)) {
+                                             id_at = v;
+                                         }
+                                     }},
+                                    {"machine",
+                                     [&](const Value& v) {
+                                         if (r.read_string(v, worker.machine)) {
+                                             machine_at = v;
+                                         }
+                                     }},
+                                });
+    if (!ok) {
+        return;
+    }
+    if (!id_at) {
+        r.error(value, "a worker id needs an id");
+        return;
+    }
+    if (!is_worker_id(worker.id)) {
+        r.error(*id_at, fmt::format("worker id \"{}\" must be 1-128 of A-Z, a-z, 0-9, '.', '_' "
+                                    "and '-'",
+                                    worker.id));
+        return;
+    }
+    auto [first, inserted] = seen.emplace(worker.id, id_at->mark.line + 1);
+    if (!inserted) {
+        r.error(*id_at, fmt::format("worker id \"{}\" is listed twice (first at line {})",
+                                    worker.id, first->second));
+        return;
+    }
+    workers.push_back(
+        WorkerAt{.worker = std::move(worker), .machine_at = machine_at ? *machine_at : value});
+}
+
+/// Every worker id names a declared machine, or none.
+void check_worker_machines(YamlReader& r,
+                           const std::vector<WorkerAt>& workers,
+                           const std::vector<core::NodeSpec>& nodes) {
+    for (const auto& [worker, at] : workers) {
+        if (worker.machine.empty()) {
+            continue;
+        }
+        auto it = std::find_if(nodes.begin(), nodes.end(),
+                               [&](const auto& n) { return n.name == worker.machine; });
+        if (it == nodes.end()) {
+            r.error(at, fmt::format("worker id \"{}\": no machine \"{}\" is declared in "
+                                    "fleet.machines",
+                                    worker.id, worker.machine));
+        } else if (!it->machine) {
+            r.error(at, fmt::format("worker id \"{}\": \"{}\" is a node, not a machine", worker.id,
+                                    worker.machine));
+        }
+    }
+}
+
 void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
     std::optional<Value> lease_at;
     std::optional<Value> max_at;
     bool lease_ok = true;
     bool max_ok = true;
     FirstSeen seen;
+    FirstSeen workers_seen;
+    std::vector<WorkerAt> workers;
     r.read_map(
         value,
         {
@@ -254,7 +484,22 @@ void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
              [&](const Value& v) {
                  r.read_list(v, [&](const Value& item) { read_node(r, item, s.nodes, seen); });
              }},
+            {"machines",
+             [&](const Value& v) {
+                 r.read_list(v, [&](const Value& item) { read_machine(r, item, s.nodes, seen); });
+             }},
+            {"worker_ids",
+             [&](const Value& v) {
+                 r.read_list(
+                     v, [&](const Value& item) { read_worker_id(r, item, workers, workers_seen); });
+             }},
         });
+    // After the map: machines may come after the worker ids that name them.
+    check_worker_machines(r, workers, s.nodes);
+    s.worker_ids.clear();
+    for (auto& at : workers) {
+        s.worker_ids.push_back(std::move(at.worker));
+    }
     // Compared only when both read cleanly, so one typo does not also report a bogus ordering.
     if (lease_ok && max_ok && s.max_lease_ttl < s.lease_ttl) {
         const Value& at = max_at ? *max_at : lease_at ? *lease_at : value;
@@ -262,24 +507,6 @@ void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
                                 core::format_duration(s.max_lease_ttl),
                                 core::format_duration(s.lease_ttl)));
     }
-}
-
-void read_groups(YamlReader& r, const Value& value, std::vector<std::string>& groups) {
-    r.read_list(value, [&](const Value& item) {
-        std::string group;
-        if (!r.read_string(item, group)) {
-            return;
-        }
-        if (group.empty() || group.find_first_of(" \t") != std::string::npos) {
-            r.error(item, fmt::format("\"{}\" is not a group name (non-empty, no spaces)", group));
-            return;
-        }
-        if (std::find(groups.begin(), groups.end(), group) != groups.end()) {
-            r.error(item, fmt::format("group \"{}\" is listed twice", group));
-            return;
-        }
-        groups.push_back(std::move(group));
-    });
 }
 
 struct TokenContext {

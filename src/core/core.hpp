@@ -183,8 +183,8 @@ struct MachineSpec {
     int ssh_port = 22;
     std::string ipmi_address;  ///< the BMC (host or host:port); empty: no IPMI
     std::string ipmi_user;
-    std::string pdu_host;  ///< the PDU's SNMP agent (host or host:port); empty: no PDU
-    int pdu_outlet = 0;    ///< the machine's outlet on the PDU, from 1; 0 without a PDU
+    std::string pdu_host;             ///< the PDU's SNMP agent (host or host:port); empty: no PDU
+    int pdu_outlet = 0;               ///< the machine's outlet on the PDU, from 1; 0 without a PDU
     std::vector<std::string> groups;  ///< permission rules and selectors name these
 
     bool operator==(const MachineSpec&) const = default;

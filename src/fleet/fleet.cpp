@@ -68,6 +68,10 @@ core::Result<store::ReconcileReport> Fleet::reconcile() {
         // Dropping a leased node would pull it from under its holder without a word.
         log_->warn("node kept although no longer in config: it is leased node={}", name);
     }
+    if (auto workers = store_.reconcile_worker_ids(settings_.worker_ids, kSystemActor, now);
+        !workers) {
+        return workers.error();
+    }
     // Nobody is left to tell: the connections that waited died with the previous run.
     auto dropped = store_.drop_waiters(kSystemActor, now);
     if (!dropped) {

@@ -40,7 +40,10 @@ struct Settings {
     core::Millis expiry_sweep{std::chrono::seconds{30}};
     core::Millis max_wait{std::chrono::hours{1}};          ///< longest an acquire may queue
     core::Millis wait_heartbeat{std::chrono::seconds{1}};  ///< progress lines while waiting
-    std::vector<core::NodeSpec> nodes;                     ///< declared nodes, reconciled at start
+    /// Declared nodes and machines (a machine is a node with `machine` set), reconciled at start.
+    std::vector<core::NodeSpec> nodes;
+    /// An external scheduler's worker ids and the machine behind each, reconciled at start.
+    std::vector<core::WorkerId> worker_ids;
 };
 
 /// Who is asking. Without tokens every caller is an admin acting under the names it gives

@@ -23,14 +23,10 @@ boost::json::object machine_object(const core::MachineSpec& machine) {
         groups.emplace_back(group);
     }
     return boost::json::object{
-        {"hostname", machine.hostname},
-        {"address", machine.address},
-        {"ssh_user", machine.ssh_user},
-        {"ssh_port", machine.ssh_port},
-        {"ipmi_address", machine.ipmi_address},
-        {"ipmi_user", machine.ipmi_user},
-        {"pdu_host", machine.pdu_host},
-        {"pdu_outlet", machine.pdu_outlet},
+        {"hostname", machine.hostname},         {"address", machine.address},
+        {"ssh_user", machine.ssh_user},         {"ssh_port", machine.ssh_port},
+        {"ipmi_address", machine.ipmi_address}, {"ipmi_user", machine.ipmi_user},
+        {"pdu_host", machine.pdu_host},         {"pdu_outlet", machine.pdu_outlet},
         {"groups", std::move(groups)},
     };
 }
@@ -114,10 +110,8 @@ std::string maintenance_to_json(std::string_view reason) {
 
 std::string spec_to_json(const core::NodeSpec& spec) {
     boost::json::object out{
-        {"name", spec.name},
-        {"driver", spec.driver},
-        {"image_tag", spec.image_tag},
-        {"labels", labels_object(spec.labels)},
+        {"name", spec.name},           {"driver", spec.driver},
+        {"image_tag", spec.image_tag}, {"labels", labels_object(spec.labels)},
         {"note", spec.note},
     };
     if (spec.machine) {

@@ -136,9 +136,8 @@ core::Result<ReconcileReport> SqliteStore::reconcile_nodes(const std::vector<cor
 core::Result<void> SqliteStore::reconcile_worker_ids(const std::vector<core::WorkerId>& workers,
                                                      std::string_view actor,
                                                      core::TimePoint now) {
-    return writer_->submit([&](Connection& db) {
-        return sqlite::reconcile_worker_ids(db, workers, actor, now);
-    });
+    return writer_->submit(
+        [&](Connection& db) { return sqlite::reconcile_worker_ids(db, workers, actor, now); });
 }
 
 core::Result<std::vector<core::WorkerId>> SqliteStore::worker_ids() {

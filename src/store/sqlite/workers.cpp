@@ -106,8 +106,8 @@ core::Result<void> reconcile_worker_ids(Connection& db,
             !done) {
             return done;
         }
-        if (auto done = record(db, now, actor, "worker.removed", gone.machine,
-                               worker_to_json(gone), std::string{kNoState});
+        if (auto done = record(db, now, actor, "worker.removed", gone.machine, worker_to_json(gone),
+                               std::string{kNoState});
             !done) {
             return done;
         }
@@ -144,7 +144,8 @@ core::Result<core::WorkerId> select_worker_id(Connection& db, std::string_view i
         return row.error();
     }
     if (!*row) {
-        return core::Error{core::ErrorCode::kNotFound, fmt::format("worker id {} is not listed", id)};
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("worker id {} is not listed", id)};
     }
     return core::WorkerId{.id = select->text(0), .machine = select->text(1)};
 }

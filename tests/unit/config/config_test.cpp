@@ -65,16 +65,19 @@ void expect_same(const store::Settings& want, const store::Settings& got) {
 }
 
 void expect_same(const core::NodeSpec& want, const core::NodeSpec& got) {
-    const auto& [name, driver, image_tag, labels, note] = want;
+    const auto& [name, driver, image_tag, labels, note, machine] = want;
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(got.driver, driver);
     EXPECT_EQ(got.image_tag, image_tag);
     EXPECT_EQ(got.labels, labels);
     EXPECT_EQ(got.note, note);
+    EXPECT_EQ(got.machine, machine);
 }
 
 void expect_same(const fleet::Settings& want, const fleet::Settings& got) {
-    const auto& [lease_ttl, max_lease_ttl, expiry_sweep, max_wait, wait_heartbeat, nodes] = want;
+    const auto& [lease_ttl, max_lease_ttl, expiry_sweep, max_wait, wait_heartbeat, nodes,
+                 worker_ids] = want;
+    EXPECT_EQ(got.worker_ids, worker_ids);
     EXPECT_EQ(got.max_wait, max_wait);
     EXPECT_EQ(got.wait_heartbeat, wait_heartbeat);
     EXPECT_EQ(got.lease_ttl, lease_ttl);
@@ -697,6 +700,101 @@ TEST(Config, NodeDriverAndLabelsAreChecked) {
               "aviary.yaml:3:25: fleet.nodes[0].driver: unknown node driver \"ssh\" (sim, helm)");
     EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: a, labels: {\"\": x}}\n"),
               "aviary.yaml:3:26: fleet.nodes[0].labels.: keys must not be empty");
+}
+
+// --- fleet.machines and fleet.worker_ids ------------------------------------------------------
+
+TEST(Config, MachinesAreNodesWithHowToReachTheHost) {
+    auto loaded = load_string(
+        "fleet:\n"
+        "  nodes:\n"
+        "    - {name: lotus-0}\n"
+        "  machines:\n"
+        "    - name: t-linux-1\n"
+        "      hostname: t-linux-1.test.example\n"
+        "      address: 127.0.0.1\n"
+        "      ssh_user: relops\n"
+        "      ssh_port: 2222\n"
+        "      ipmi_address: \"127.0.0.1:6230\"\n"
+        "      ipmi_user: admin\n"
+        "      pdu_host: \"[::1]:1161\"\n"
+        "      pdu_outlet: 4\n"
+        "      groups: [lab, linux]\n"
+        "      labels: {rack: r1}\n"
+        "    - {name: t-mac-1, driver: none, hostname: t-mac-1}\n"
+        "  worker_ids:\n"
+        "    - {id: tc-worker-1, machine: t-linux-1}\n"
+        "    - {id: tc-worker-2}\n",
+        "aviary.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const auto& nodes = loaded->fleet.nodes;
+    ASSERT_EQ(nodes.size(), 3u);
+    EXPECT_FALSE(nodes[0].machine);
+    EXPECT_EQ(nodes[1].name, "t-linux-1");
+    EXPECT_EQ(nodes[1].driver, "ssh");
+    EXPECT_EQ(nodes[1].labels, (core::Labels{{"rack", "r1"}}));
+    ASSERT_TRUE(nodes[1].machine);
+    EXPECT_EQ(*nodes[1].machine, (core::MachineSpec{.hostname = "t-linux-1.test.example",
+                                                    .address = "127.0.0.1",
+                                                    .ssh_user = "relops",
+                                                    .ssh_port = 2222,
+                                                    .ipmi_address = "127.0.0.1:6230",
+                                                    .ipmi_user = "admin",
+                                                    .pdu_host = "[::1]:1161",
+                                                    .pdu_outlet = 4,
+                                                    .groups = {"lab", "linux"}}));
+    EXPECT_EQ(nodes[1].machine->reach(), "127.0.0.1");
+    EXPECT_EQ(nodes[2].driver, "none");
+    ASSERT_TRUE(nodes[2].machine);
+    EXPECT_EQ(nodes[2].machine->ssh_user, "root");
+    EXPECT_EQ(nodes[2].machine->ssh_port, 22);
+    EXPECT_EQ(nodes[2].machine->reach(), "t-mac-1");
+    EXPECT_EQ(loaded->fleet.worker_ids,
+              (std::vector<core::WorkerId>{{.id = "tc-worker-1", .machine = "t-linux-1"},
+                                           {.id = "tc-worker-2", .machine = ""}}));
+}
+
+TEST(Config, BadMachinesAreRefusedWhereTheyAre) {
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {hostname: a}\n"),
+              "aviary.yaml:3:7: fleet.machines[0]: a machine needs a name");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1}\n"),
+              "aviary.yaml:3:7: fleet.machines[0]: machine \"m1\" needs a hostname or an address");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: \"http://x\"}\n"),
+              "aviary.yaml:3:27: fleet.machines[0].address: \"http://x\" is not a host name or IP "
+              "address");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: a, driver: helm}\n"),
+              "aviary.yaml:3:38: fleet.machines[0].driver: unknown machine driver \"helm\" (ssh, "
+              "none)");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: a, ssh_port: 0}\n"),
+              "aviary.yaml:3:40: fleet.machines[0].ssh_port: expected an integer from 1 to 65535, "
+              "got \"0\"");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: a, pdu_outlet: 3}\n"),
+              "aviary.yaml:3:42: fleet.machines[0].pdu_outlet: machine \"m1\": pdu_host and "
+              "pdu_outlet (from 1) go together");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: a, groups: [x, x]}\n"),
+              "aviary.yaml:3:42: fleet.machines[0].groups[1]: group \"x\" is listed twice");
+    EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: m1}\n  machines:\n"
+                       "    - {name: m1, address: a}\n"),
+              "aviary.yaml:5:14: fleet.machines[0].name: \"m1\" is declared twice (first at line "
+              "3): machines and nodes share one namespace");
+}
+
+TEST(Config, WorkerIdsNameADeclaredMachineOrNone) {
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: tc-1, machine: nowhere}\n"),
+              "aviary.yaml:3:27: fleet.worker_ids[0].machine: worker id \"tc-1\": no machine "
+              "\"nowhere\" is declared in fleet.machines");
+    EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: lotus-0}\n  worker_ids:\n"
+                       "    - {id: tc-1, machine: lotus-0}\n"),
+              "aviary.yaml:5:27: fleet.worker_ids[0].machine: worker id \"tc-1\": \"lotus-0\" is a "
+              "node, not a machine");
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: tc-1}\n    - {id: tc-1}\n"),
+              "aviary.yaml:4:12: fleet.worker_ids[1].id: worker id \"tc-1\" is listed twice (first "
+              "at line 3)");
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: \"tc 1\"}\n"),
+              "aviary.yaml:3:12: fleet.worker_ids[0].id: worker id \"tc 1\" must be 1-128 of A-Z, "
+              "a-z, 0-9, '.', '_' and '-'");
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {machine: m}\n"),
+              "aviary.yaml:3:7: fleet.worker_ids[0]: a worker id needs an id");
 }
 
 // --- server.tls -------------------------------------------------------------------------------

@@ -225,5 +225,99 @@ TEST(Nodes, MaintenanceNeedsAReasonAndAKnownNode) {
     EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
 }
 
+core::NodeSpec machine_spec(std::string name, std::string address) {
+    return core::NodeSpec{.name = std::move(name),
+                          .driver = "ssh",
+                          .labels = {{"rack", "r1"}},
+                          .machine = core::MachineSpec{.hostname = "t-linux-1.test",
+                                                       .address = std::move(address),
+                                                       .ipmi_address = "127.0.0.1:6230",
+                                                       .ipmi_user = "admin",
+                                                       .pdu_host = "127.0.0.1:1161",
+                                                       .pdu_outlet = 4,
+                                                       .groups = {"lab"}}};
+}
+
+TEST(Machines, AMachineKeepsItsPropertiesThroughTheStoreAndItsEvents) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 1);
+    ASSERT_TRUE(store);
+    auto specs = lotus_nodes(1);
+    specs.push_back(machine_spec("t-linux-1", "127.0.0.1"));
+    ASSERT_TRUE(store->reconcile_nodes(specs, "config", clock.now()));
+    auto node = store->node("t-linux-1", clock.now());
+    ASSERT_TRUE(node) << node.error().message;
+    EXPECT_EQ(node->spec.machine, specs[1].machine);
+    EXPECT_EQ(node->spec.driver, "ssh");
+    auto plain = store->node("lotus-0", clock.now());
+    ASSERT_TRUE(plain);
+    EXPECT_FALSE(plain->spec.machine);
+    auto added = store->events(all_events("t-linux-1"));
+    ASSERT_TRUE(added);
+    ASSERT_FALSE(added->empty());
+    EXPECT_NE(added->front().after.find("\"address\":\"127.0.0.1\""), std::string::npos)
+        << added->front().after;
+
+    // A changed property is a change of the machine: updated, with both sides in the event.
+    specs[1].machine->address = "127.0.0.2";
+    auto report = store->reconcile_nodes(specs, "config", clock.now());
+    ASSERT_TRUE(report);
+    EXPECT_EQ(report->updated, (std::vector<std::string>{"t-linux-1"}));
+    auto events = store->events(all_events("t-linux-1"));
+    ASSERT_TRUE(events);
+    EXPECT_EQ(events->front().kind, "node.updated");
+    EXPECT_NE(events->front().before.find("127.0.0.1"), std::string::npos);
+    EXPECT_NE(events->front().after.find("127.0.0.2"), std::string::npos);
+
+    // Through the API too.
+    auto put = store->put_node(machine_spec("t-linux-2", "10.0.0.2"), "alice", clock.now());
+    ASSERT_TRUE(put) << put.error().message;
+    EXPECT_TRUE(put->created);
+    EXPECT_EQ(put->node.spec.machine->address, "10.0.0.2");
+}
+
+TEST(Machines, WorkerIdsAreReconciledWithAnEventForEachChange) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 0);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->reconcile_nodes({machine_spec("m1", "127.0.0.1"), machine_spec("m2", "a")},
+                                       "config", clock.now()));
+    std::vector<core::WorkerId> workers{{.id = "tc-worker-1", .machine = "m1"},
+                                        {.id = "tc-worker-2", .machine = ""},
+                                        {.id = "tc-worker-3", .machine = "m2"}};
+    ASSERT_TRUE(store->reconcile_worker_ids(workers, "config", clock.now()));
+    auto listed = store->worker_ids();
+    ASSERT_TRUE(listed);
+    EXPECT_EQ(*listed, workers);
+    auto one = store->worker_id("tc-worker-2");
+    ASSERT_TRUE(one);
+    EXPECT_EQ(one->machine, "");
+    auto unknown = store->worker_id("tc-worker-9");
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+    EXPECT_EQ(unknown.error().message, "worker id tc-worker-9 is not listed");
+
+    // tc-worker-2 gets a machine, tc-worker-3 goes, tc-worker-4 comes.
+    workers = {{.id = "tc-worker-1", .machine = "m1"},
+               {.id = "tc-worker-2", .machine = "m2"},
+               {.id = "tc-worker-4", .machine = "m1"}};
+    ASSERT_TRUE(store->reconcile_worker_ids(workers, "config", clock.now()));
+    listed = store->worker_ids();
+    ASSERT_TRUE(listed);
+    EXPECT_EQ(*listed, workers);
+    EXPECT_EQ(kinds(*store, "m2"), (std::vector<std::string>{"worker.removed", "worker.updated",
+                                                             "worker.added", "node.added"}));
+    // Nothing changed, nothing recorded.
+    auto before = kinds(*store).size();
+    ASSERT_TRUE(store->reconcile_worker_ids(workers, "config", clock.now()));
+    EXPECT_EQ(kinds(*store).size(), before);
+
+    auto twice = store->reconcile_worker_ids(
+        {{.id = "tc-worker-1", .machine = "m1"}, {.id = "tc-worker-1", .machine = "m2"}}, "config",
+        clock.now());
+    ASSERT_FALSE(twice);
+    EXPECT_EQ(twice.error().message, "worker id tc-worker-1 is listed twice");
+}
+
 }  // namespace
 }  // namespace aviary::store::test
