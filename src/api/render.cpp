@@ -62,6 +62,43 @@ json::object node_json(const core::Node& node) {
     if (node.state == core::NodeState::kMaintenance) {
         out["maintenance_reason"] = node.maintenance_reason;
     }
+    if (node.spec.machine) {
+        out["machine"] = machine_properties_json(*node.spec.machine);
+    }
+    return out;
+}
+
+json::object machine_properties_json(const core::MachineSpec& machine) {
+    json::array groups;
+    for (const auto& group : machine.groups) {
+        groups.emplace_back(group);
+    }
+    return json::object{
+        {"hostname", machine.hostname},         {"address", machine.address},
+        {"ssh_user", machine.ssh_user},         {"ssh_port", machine.ssh_port},
+        {"ipmi_address", machine.ipmi_address}, {"ipmi_user", machine.ipmi_user},
+        {"pdu_host", machine.pdu_host},         {"pdu_outlet", machine.pdu_outlet},
+        {"groups", std::move(groups)},
+    };
+}
+
+json::object machine_json(const core::Node& node, const std::vector<core::WorkerId>& workers) {
+    json::object out = node_json(node);
+    out.erase("machine");
+    out.erase("node");
+    out["name"] = node.spec.name;
+    if (node.spec.machine) {
+        for (auto& [key, value] : machine_properties_json(*node.spec.machine)) {
+            out[key] = value;
+        }
+    }
+    json::array ids;
+    for (const auto& worker : workers) {
+        if (worker.machine == node.spec.name) {
+            ids.emplace_back(worker.id);
+        }
+    }
+    out["worker_ids"] = std::move(ids);
     return out;
 }
 

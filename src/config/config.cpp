@@ -228,43 +228,12 @@ void read_node(YamlReader& r,
     nodes.push_back(std::move(spec));
 }
 
-/// A name the machine's properties accept for a host: a DNS name or an IP literal, with an
-/// optional :port for the IPMI and PDU addresses. Checked for shape only (it is resolved when
-/// used), so a typo with a space or a scheme is caught at load.
-bool is_host(std::string_view text, bool port_allowed) {
-    if (text.empty() || text.size() > 253) {
-        return false;
-    }
-    if (text.front() == '[') {  // [::1] or [::1]:623
-        auto close = text.find(']');
-        if (close == std::string_view::npos) {
-            return false;
-        }
-        auto rest = text.substr(close + 1);
-        return rest.empty() || (port_allowed && rest.size() > 1 && rest.front() == ':' &&
-                                rest.find_first_not_of("0123456789", 1) == std::string_view::npos);
-    }
-    auto colon = text.find(':');
-    if (colon != std::string_view::npos) {
-        auto port = text.substr(colon + 1);
-        if (!port_allowed || port.empty() || port.size() > 5 ||
-            port.find_first_not_of("0123456789") != std::string_view::npos) {
-            return false;
-        }
-        text = text.substr(0, colon);
-    }
-    return !text.empty() &&
-           text.find_first_not_of(
-               "abcdefghijklmnopqrstuvwxyz"
-               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == std::string_view::npos;
-}
-
 void read_host(YamlReader& r, const Value& v, std::string& out, bool port_allowed) {
     std::string text;
     if (!r.read_string(v, text)) {
         return;
     }
-    if (!text.empty() && !is_host(text, port_allowed)) {
+    if (!text.empty() && !fleet::is_host(text, port_allowed)) {
         r.error(v, fmt::format("\"{}\" is not a host name or IP address{}", text,
                                port_allowed ? " (optionally with :PORT)" : ""));
         return;
@@ -378,14 +347,6 @@ void read_machine(YamlReader& r,
     nodes.push_back(std::move(spec));
 }
 
-/// An external scheduler's worker id: what it sends as tc_worker_id.
-bool is_worker_id(std::string_view id) {
-    return !id.empty() && id.size() <= 128 &&
-           id.find_first_not_of(
-               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-               "0123456789._-") == std::string_view::npos;
-}
-
 struct WorkerAt {
     core::WorkerId worker;
     Value machine_at;
@@ -419,7 +380,7 @@ void read_worker_id(YamlReader& r,
         r.error(value, "a worker id needs an id");
         return;
     }
-    if (!is_worker_id(worker.id)) {
+    if (!fleet::is_worker_id(worker.id)) {
         r.error(*id_at, fmt::format("worker id \"{}\" must be 1-128 of A-Z, a-z, 0-9, '.', '_' "
                                     "and '-'",
                                     worker.id));

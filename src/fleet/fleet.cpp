@@ -380,10 +380,19 @@ core::Result<core::Node> Fleet::node(std::string_view name) {
     return store_.node(name, clock_.now());
 }
 
+core::Result<std::vector<core::WorkerId>> Fleet::worker_ids() {
+    return store_.worker_ids();
+}
+
 core::Result<std::pair<core::Node, bool>> Fleet::put_node(const core::NodeSpec& spec,
                                                           const Caller& caller) {
     if (auto admin = policy::require_admin(caller, "edit nodes"); !admin) {
         return admin.error();
+    }
+    if (spec.machine || is_machine_driver(spec.driver)) {
+        if (auto valid = check_machine(spec); !valid) {
+            return valid.error();
+        }
     }
     auto change = store_.put_node(spec, policy::actor_of(caller), clock_.now());
     if (!change) {
@@ -394,11 +403,11 @@ core::Result<std::pair<core::Node, bool>> Fleet::put_node(const core::NodeSpec& 
     return std::pair<core::Node, bool>{std::move(change->node), change->created};
 }
 
-core::Result<void> Fleet::remove_node(std::string_view name, const Caller& caller) {
+core::Result<void> Fleet::remove_node(std::string_view name, const Caller& caller, bool machine) {
     if (auto admin = policy::require_admin(caller, "edit nodes"); !admin) {
         return admin;
     }
-    auto removed = store_.remove_node(name, policy::actor_of(caller), clock_.now());
+    auto removed = store_.remove_node(name, policy::actor_of(caller), clock_.now(), machine);
     if (removed) {
         log_->info("node removed through the api node={} by={}", name, policy::actor_of(caller));
     }

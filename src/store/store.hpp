@@ -380,10 +380,13 @@ public:
     virtual core::Result<NodeChange> put_node(const core::NodeSpec& spec,
                                               std::string_view actor,
                                               core::TimePoint now) = 0;
-    /// Removes an API node. kNotFound; kAlreadyExists for a config node; kBusy when leased.
+    /// Removes an API node, or an API machine when `machine`. kNotFound (also for the other
+    /// kind: "t-linux-1 is a machine, not a node"); kAlreadyExists for a config node; kBusy
+    /// when leased.
     virtual core::Result<void> remove_node(std::string_view name,
                                            std::string_view actor,
-                                           core::TimePoint now) = 0;
+                                           core::TimePoint now,
+                                           bool machine) = 0;
     /// Takes the node out of service (or changes the reason), ending its lease if any.
     /// kNotFound; kInvalidArgument for an empty reason.
     virtual core::Result<NodeChange> start_maintenance(std::string_view name,

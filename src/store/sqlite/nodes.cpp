@@ -321,6 +321,13 @@ core::Result<NodeChange> put_node(Connection& db,
     if (stored && stored->source == kConfigSource) {
         return declared_in_config(spec.name);
     }
+    // A write through the other kind's route would drop (or invent) the machine's properties.
+    if (stored && stored->spec.machine.has_value() != spec.machine.has_value()) {
+        return core::Error{core::ErrorCode::kAlreadyExists,
+                           fmt::format("{} is a {}, not a {}", spec.name,
+                                       stored->spec.machine ? "machine" : "node",
+                                       spec.machine ? "machine" : "node")};
+    }
     bool created = !stored;
     if (created || !same_spec(stored->spec, spec)) {
         auto written = write_spec(
@@ -349,10 +356,17 @@ core::Result<NodeChange> put_node(Connection& db,
 core::Result<void> remove_node(Connection& db,
                                std::string_view name,
                                std::string_view actor,
-                               core::TimePoint now) {
+                               core::TimePoint now,
+                               bool machine) {
     auto stored = select_node(db, name, now);
     if (!stored) {
         return stored.error();
+    }
+    if (stored->spec.machine.has_value() != machine) {
+        return core::Error{
+            core::ErrorCode::kNotFound,
+            fmt::format("{} is a {}, not a {}", name, stored->spec.machine ? "machine" : "node",
+                        machine ? "machine" : "node")};
     }
     if (stored->source == kConfigSource) {
         return declared_in_config(name);

@@ -261,9 +261,10 @@ core::Result<NodeChange> SqliteStore::put_node(const core::NodeSpec& spec,
 
 core::Result<void> SqliteStore::remove_node(std::string_view name,
                                             std::string_view actor,
-                                            core::TimePoint now) {
+                                            core::TimePoint now,
+                                            bool machine) {
     return writer_->submit(
-        [&](Connection& db) { return sqlite::remove_node(db, name, actor, now); });
+        [&](Connection& db) { return sqlite::remove_node(db, name, actor, now, machine); });
 }
 
 core::Result<NodeChange> SqliteStore::start_maintenance(std::string_view name,

@@ -71,7 +71,8 @@ public:
                                       core::TimePoint now) override;
     core::Result<void> remove_node(std::string_view name,
                                    std::string_view actor,
-                                   core::TimePoint now) override;
+                                   core::TimePoint now,
+                                   bool machine) override;
     core::Result<NodeChange> start_maintenance(std::string_view name,
                                                std::string_view reason,
                                                std::string_view actor,

@@ -162,19 +162,19 @@ TEST(Nodes, RemoveNodeRefusesConfigAndLeasedNodes) {
     auto store = lotus_store(clock, 1);
     ASSERT_TRUE(store);
     ASSERT_TRUE(store->put_node(core::NodeSpec{.name = "geth-0"}, "root", clock.now()));
-    auto config = store->remove_node("lotus-0", "root", clock.now());
+    auto config = store->remove_node("lotus-0", "root", clock.now(), false);
     ASSERT_FALSE(config);
     EXPECT_EQ(config.error().code, ErrorCode::kAlreadyExists);
     ASSERT_TRUE(store->try_lease(lease_of("geth-0", "anton", clock.now(), 1h)));
-    auto leased = store->remove_node("geth-0", "root", clock.now());
+    auto leased = store->remove_node("geth-0", "root", clock.now(), false);
     ASSERT_FALSE(leased);
     EXPECT_EQ(leased.error().code, ErrorCode::kBusy);
     clock.advance(1h);  // a lapsed lease does not keep it
-    auto removed = store->remove_node("geth-0", "root", clock.now());
+    auto removed = store->remove_node("geth-0", "root", clock.now(), false);
     ASSERT_TRUE(removed) << removed.error().message;
     EXPECT_EQ(kinds(*store, "geth-0")[0], "node.removed");
     EXPECT_EQ(kinds(*store, "geth-0")[1], "lease.expired");
-    auto missing = store->remove_node("geth-0", "root", clock.now());
+    auto missing = store->remove_node("geth-0", "root", clock.now(), false);
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
 }
@@ -274,6 +274,26 @@ TEST(Machines, AMachineKeepsItsPropertiesThroughTheStoreAndItsEvents) {
     ASSERT_TRUE(put) << put.error().message;
     EXPECT_TRUE(put->created);
     EXPECT_EQ(put->node.spec.machine->address, "10.0.0.2");
+
+    // A machine is not rewritten as a node, nor a node as a machine.
+    auto as_node = store->put_node(core::NodeSpec{.name = "t-linux-2"}, "alice", clock.now());
+    ASSERT_FALSE(as_node);
+    EXPECT_EQ(as_node.error().code, ErrorCode::kAlreadyExists);
+    EXPECT_EQ(as_node.error().message, "t-linux-2 is a machine, not a node");
+    ASSERT_TRUE(store->put_node(core::NodeSpec{.name = "plain"}, "alice", clock.now()));
+    auto as_machine = store->put_node(machine_spec("plain", "10.0.0.3"), "alice", clock.now());
+    ASSERT_FALSE(as_machine);
+    EXPECT_EQ(as_machine.error().message, "plain is a node, not a machine");
+
+    // Nor removed through the other kind's route.
+    auto machine_as_node = store->remove_node("t-linux-2", "alice", clock.now(), false);
+    ASSERT_FALSE(machine_as_node);
+    EXPECT_EQ(machine_as_node.error().message, "t-linux-2 is a machine, not a node");
+    auto node_as_machine = store->remove_node("plain", "alice", clock.now(), true);
+    ASSERT_FALSE(node_as_machine);
+    EXPECT_EQ(node_as_machine.error().code, ErrorCode::kNotFound);
+    ASSERT_TRUE(store->remove_node("t-linux-2", "alice", clock.now(), true));
+    EXPECT_EQ(store->node("t-linux-2", clock.now()).error().code, ErrorCode::kNotFound);
 }
 
 TEST(Machines, WorkerIdsAreReconciledWithAnEventForEachChange) {
