@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -184,6 +185,51 @@ void read_store(YamlReader& r, const Value& value, store::Settings& s) {
         });
 }
 
+/// What a named entry of a list (a node, a machine, a worker id) is told when its name is
+/// missing, invalid or taken.
+struct EntryName {
+    std::string_view missing;  ///< "a node needs a name"
+    /// The reason a present name is refused, or nothing.
+    std::function<std::optional<std::string>(const std::string&)> invalid;
+    /// The message for a name seen before, given the line it was first seen on.
+    std::function<std::string(int)> twice;
+};
+
+/// True when the entry has a name (`at` set where it was read), the name is valid and it is the
+/// first of its kind in `seen`; otherwise reports the error and returns false.
+bool check_entry_name(YamlReader& r,
+                      const Value& entry,
+                      const std::optional<Value>& at,
+                      const std::string& name,
+                      FirstSeen& seen,
+                      const EntryName& rules) {
+    if (!at) {
+        r.error(entry, std::string{rules.missing});
+        return false;
+    }
+    if (auto why = rules.invalid(name)) {
+        r.error(*at, *why);
+        return false;
+    }
+    auto [first, inserted] = seen.emplace(name, at->mark.line + 1);
+    if (!inserted) {
+        r.error(*at, rules.twice(first->second));
+        return false;
+    }
+    return true;
+}
+
+/// Why `name` is not a DNS-1123 label, as a `kind` ("node", "machine") name.
+std::optional<std::string> not_a_label(std::string_view kind, const std::string& name) {
+    if (core::is_dns_label(name)) {
+        return std::nullopt;
+    }
+    return fmt::format(
+        "{} name \"{}\" is not a DNS-1123 label (1-63 of a-z, 0-9 and '-', "
+        "starting and ending with a letter or digit)",
+        kind, name);
+}
+
 void read_node(YamlReader& r,
                const Value& value,
                std::vector<core::NodeSpec>& nodes,
@@ -209,20 +255,16 @@ void read_node(YamlReader& r,
     if (!ok) {
         return;
     }
-    if (!name_at) {
-        r.error(value, "a node needs a name");
-        return;
-    }
-    if (!core::is_dns_label(spec.name)) {
-        r.error(*name_at, fmt::format("node name \"{}\" is not a DNS-1123 label (1-63 of a-z, "
-                                      "0-9 and '-', starting and ending with a letter or digit)",
-                                      spec.name));
-        return;
-    }
-    auto [first, inserted] = seen.emplace(spec.name, name_at->mark.line + 1);
-    if (!inserted) {
-        r.error(*name_at, fmt::format("node \"{}\" is declared twice (first at line {})", spec.name,
-                                      first->second));
+    const EntryName rules{
+        .missing = "a node needs a name",
+        .invalid = [](const std::string& name) { return not_a_label("node", name); },
+        .twice =
+            [&](int line) {
+                return fmt::format("node \"{}\" is declared twice (first at line {})", spec.name,
+                                   line);
+            },
+    };
+    if (!check_entry_name(r, value, name_at, spec.name, seen, rules)) {
         return;
     }
     nodes.push_back(std::move(spec));
@@ -311,15 +353,18 @@ void read_machine(YamlReader& r,
     if (!ok) {
         return;
     }
-    if (!name_at) {
-        r.error(value, "a machine needs a name");
-        return;
-    }
-    if (!core::is_dns_label(spec.name)) {
-        r.error(*name_at, fmt::format("machine name \"{}\" is not a DNS-1123 label (1-63 of "
-                                      "a-z, 0-9 and '-', starting and ending with a letter or "
-                                      "digit)",
-                                      spec.name));
+    const EntryName rules{
+        .missing = "a machine needs a name",
+        .invalid = [](const std::string& name) { return not_a_label("machine", name); },
+        .twice =
+            [&](int line) {
+                return fmt::format(
+                    "\"{}\" is declared twice (first at line {}): machines and "
+                    "nodes share one namespace",
+                    spec.name, line);
+            },
+    };
+    if (!check_entry_name(r, value, name_at, spec.name, seen, rules)) {
         return;
     }
     if (!host_given) {
@@ -334,13 +379,6 @@ void read_machine(YamlReader& r,
     }
     if (machine.ssh_user.empty()) {
         r.error(value, fmt::format("machine \"{}\": ssh_user is empty", spec.name));
-        return;
-    }
-    auto [first, inserted] = seen.emplace(spec.name, name_at->mark.line + 1);
-    if (!inserted) {
-        r.error(*name_at, fmt::format("\"{}\" is declared twice (first at line {}): machines "
-                                      "and nodes share one namespace",
-                                      spec.name, first->second));
         return;
     }
     spec.machine = std::move(machine);
@@ -376,20 +414,22 @@ void read_worker_id(YamlReader& r,
     if (!ok) {
         return;
     }
-    if (!id_at) {
-        r.error(value, "a worker id needs an id");
-        return;
-    }
-    if (!fleet::is_worker_id(worker.id)) {
-        r.error(*id_at, fmt::format("worker id \"{}\" must be 1-128 of A-Z, a-z, 0-9, '.', '_' "
-                                    "and '-'",
-                                    worker.id));
-        return;
-    }
-    auto [first, inserted] = seen.emplace(worker.id, id_at->mark.line + 1);
-    if (!inserted) {
-        r.error(*id_at, fmt::format("worker id \"{}\" is listed twice (first at line {})",
-                                    worker.id, first->second));
+    const EntryName rules{
+        .missing = "a worker id needs an id",
+        .invalid = [](const std::string& id) -> std::optional<std::string> {
+            if (fleet::is_worker_id(id)) {
+                return std::nullopt;
+            }
+            return fmt::format("worker id \"{}\" must be 1-128 of A-Z, a-z, 0-9, '.', '_' and '-'",
+                               id);
+        },
+        .twice =
+            [&](int line) {
+                return fmt::format("worker id \"{}\" is listed twice (first at line {})", worker.id,
+                                   line);
+            },
+    };
+    if (!check_entry_name(r, value, id_at, worker.id, seen, rules)) {
         return;
     }
     workers.push_back(
