@@ -229,6 +229,13 @@ json::object job_json(const core::Job& job) {
     if (job.state == core::JobState::kQueued) {
         out["position"] = job.position;
     }
+    // The roller's names for the same job: a dashboard polling GET /api/v1/jobs/{task_id}
+    // reads these.
+    out["task_id"] = job.id;
+    out["task_name"] = job.action;
+    auto worker = job.params.find("tc_worker_id");
+    out["tc_worker_id"] =
+        worker != job.params.end() ? json::value(worker->second) : json::value(nullptr);
     return out;
 }
 
@@ -250,6 +257,7 @@ json::object param_json(const jobs::ParamSpec& param) {
     };
     out["default"] = param.required ? json::value(nullptr) : json::value(param.default_value);
     out["pattern"] = param.pattern.empty() ? json::value(nullptr) : json::value(param.pattern);
+    out["from"] = param.from.empty() ? json::value(nullptr) : json::value(param.from);
     return out;
 }
 
@@ -290,6 +298,7 @@ json::object action_json(const jobs::ActionSpec& action) {
         {"destructive", action.destructive},
         {"rerun_safe", action.rerun_safe},
         {"exclusive", action.exclusive},
+        {"public", action.is_public},
     };
 }
 

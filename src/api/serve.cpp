@@ -16,6 +16,7 @@
 #include "api/jsonrpc.hpp"
 #include "api/lease_waits.hpp"
 #include "api/rest.hpp"
+#include "api/roller_rest.hpp"
 #include "api/router.hpp"
 #include "api/tweety_service.hpp"
 #include "drivers/drivers.hpp"
@@ -332,6 +333,7 @@ int serve(config::Config config, ServeOptions options) {
     tweety.register_methods(rpc);
     RestApi rest{fleet, pool, waits};
     JobsRest jobs_rest{job_waits, pool, config.fleet.wait_heartbeat};
+    RollerRest roller{engine, fleet, pool};
     Authenticator auth{config.auth, config.server.listen};
 
     Router router{RouterDeps{
@@ -342,6 +344,7 @@ int serve(config::Config config, ServeOptions options) {
         .rpc = rpc,
         .rest = rest,
         .jobs_rest = jobs_rest,
+        .roller = roller,
         .auth = auth,
         .stopping = stopping,
     }};

@@ -12,7 +12,7 @@
 namespace aviary::config {
 namespace {
 
-constexpr std::string_view kStepKinds = "driver, run, wait, http, noop";
+constexpr std::string_view kStepKinds = "driver, run, wait, http, ssh, lease, noop";
 constexpr std::string_view kOps = "install, upgrade, uninstall, wipe-data, restart, status";
 constexpr std::string_view kConditions = "running, synced, height-advancing";
 constexpr std::string_view kParamTypes = "string, dns_label, image_tag, integer, boolean";
@@ -85,6 +85,7 @@ void read_param(YamlReader& r,
              }},
             {"allow_leading_dash",
              [&](const Value& v) { r.read_bool(v, spec.allow_leading_dash); }},
+            {"from", [&](const Value& v) { r.read_string(v, spec.from); }},
         });
     // The other types have fixed rules; a pattern beside them would be silently ignored.
     if (type_ok && pattern_at && !spec.pattern.empty() && spec.type != jobs::ParamType::kString) {
@@ -105,16 +106,18 @@ std::string_view extra_key(jobs::StepKind kind) {
             return "env";
         case jobs::StepKind::kWait:
             return "interval";
-        case jobs::StepKind::kHttp:  // every key is under `http:`
+        case jobs::StepKind::kHttp:  // every key is under `http:` (`lease:`)
+        case jobs::StepKind::kLease:
+        case jobs::StepKind::kSsh:
         case jobs::StepKind::kNoop:
             return {};
     }
     return {};
 }
 
-constexpr jobs::StepKind kAllKinds[] = {jobs::StepKind::kDriver, jobs::StepKind::kRun,
-                                        jobs::StepKind::kWait, jobs::StepKind::kHttp,
-                                        jobs::StepKind::kNoop};
+constexpr jobs::StepKind kAllKinds[] = {
+    jobs::StepKind::kDriver, jobs::StepKind::kRun,   jobs::StepKind::kWait, jobs::StepKind::kHttp,
+    jobs::StepKind::kSsh,    jobs::StepKind::kLease, jobs::StepKind::kNoop};
 
 /// Any key a step may have besides a kind key.
 bool is_step_key(std::string_view key) {
@@ -135,6 +138,10 @@ std::string default_step_name(const jobs::StepSpec& step) {
             return step.argv.empty() ? std::string{"run"} : fmt::format("run {}", step.argv[0]);
         case jobs::StepKind::kHttp:
             return fmt::format("http {} {}", step.http.method, step.http.url);
+        case jobs::StepKind::kSsh:
+            return step.argv.empty() ? std::string{"ssh"} : fmt::format("ssh {}", step.argv[0]);
+        case jobs::StepKind::kLease:
+            return step.lease.acquire ? "lease acquire" : "lease release";
         case jobs::StepKind::kNoop:
             return "noop";
     }
@@ -389,6 +396,29 @@ void read_http(YamlReader& r, const Value& value, jobs::HttpStepSpec& http) {
 }
 
 /// The value under a step's kind key: the op, the argv, the condition, or nothing.
+/// lease: {op: acquire|release, owner, ttl, reason}.
+void read_lease(YamlReader& r, const Value& value, jobs::LeaseStepSpec& lease) {
+    bool op_given = false;
+    r.read_map(
+        value,
+        {
+            {"op",
+             [&](const Value& v) {
+                 op_given = true;
+                 std::string op;
+                 if (r.read_choice(v, op, {"acquire", "release"}, "lease op", "acquire, release")) {
+                     lease.acquire = op == "acquire";
+                 }
+             }},
+            {"owner", [&](const Value& v) { r.read_string(v, lease.owner); }},
+            {"ttl", [&](const Value& v) { r.read_string(v, lease.ttl); }},
+            {"reason", [&](const Value& v) { r.read_string(v, lease.reason); }},
+        });
+    if (!op_given && value.node.IsMap()) {
+        r.error(value, "a lease step needs op: acquire or release");
+    }
+}
+
 void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
     switch (step.kind) {
         case jobs::StepKind::kDriver:
@@ -403,6 +433,12 @@ void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
             return;
         case jobs::StepKind::kHttp:
             read_http(r, value, step.http);
+            return;
+        case jobs::StepKind::kSsh:
+            read_argv(r, value, step.argv);
+            return;
+        case jobs::StepKind::kLease:
+            read_lease(r, value, step.lease);
             return;
         case jobs::StepKind::kNoop:
             if (!value.is_null() && !(value.node.IsMap() && value.node.size() == 0)) {
@@ -426,8 +462,9 @@ void read_bare_step(YamlReader& r, const Value& value, std::vector<StepReading>&
                                    text));
     } else {
         r.error(value,
-                fmt::format("unknown step kind \"{}\"; expected one of {}{}", text, kStepKinds,
-                            did_you_mean(text, {"driver", "run", "wait", "http", "noop"})));
+                fmt::format(
+                    "unknown step kind \"{}\"; expected one of {}{}", text, kStepKinds,
+                    did_you_mean(text, {"driver", "run", "wait", "http", "ssh", "lease", "noop"})));
     }
 }
 
@@ -461,8 +498,9 @@ std::optional<std::string> find_kind_key(YamlReader& r, const Value& value) {
     if (!kind_key && unknown) {
         auto key = unknown->node.Scalar();
         r.error(*unknown,
-                fmt::format("unknown step kind \"{}\"; expected one of {}{}", key, kStepKinds,
-                            did_you_mean(key, {"driver", "run", "wait", "http", "noop"})));
+                fmt::format(
+                    "unknown step kind \"{}\"; expected one of {}{}", key, kStepKinds,
+                    did_you_mean(key, {"driver", "run", "wait", "http", "ssh", "lease", "noop"})));
     } else if (!kind_key) {
         r.error(value, fmt::format("a step needs one of {}", kStepKinds));
     }
@@ -558,6 +596,7 @@ std::vector<Field> action_fields(YamlReader& r,
         {"rerun_safe", [&](const Value& v) { r.read_bool(v, a.rerun_safe); }},
         {"exclusive", [&](const Value& v) { r.read_bool(v, a.exclusive); }},
         {"concurrency", [&](const Value& v) { r.read_int(v, a.concurrency, 0, 10'000); }},
+        {"public", [&](const Value& v) { r.read_bool(v, a.is_public); }},
         {"params",
          [&](const Value& v) {
              r.read_entries(v, [&](const Value& key, const Value& item) {
@@ -596,6 +635,16 @@ void read_action(YamlReader& r,
             step.image_tag.clear();  // the driver then uses the node's configured image_tag
         }
         action.steps.push_back(std::move(step));
+    }
+    if (action.is_public && !has_param(action, "tc_worker_id")) {
+        // Where a roller job keeps the worker id it was called for (GET /api/v1/jobs/{id}).
+        action.params.push_back(jobs::ParamSpec{
+            .name = "tc_worker_id",
+            .type = jobs::ParamType::kString,
+            .required = false,
+            .description = "the external worker id the roller endpoint was called for",
+            .from = "{{tc_worker_id}}",
+        });
     }
     if (r.error_count() != before) {
         return;  // validating a half-read action would report the same problem twice

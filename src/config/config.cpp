@@ -82,13 +82,13 @@ void read_tls(YamlReader& r,
         return;
     }
     if (cert_at) {
-        read_tls_file(r, *cert_at, "certificate file", base_dir, s.cert_file);
+        read_file_setting(r, *cert_at, "TLS certificate file", base_dir, s.cert_file);
     }
     if (key_at) {
-        read_tls_file(r, *key_at, "key file", base_dir, s.key_file);
+        read_file_setting(r, *key_at, "TLS key file", base_dir, s.key_file);
     }
     if (ca_at) {
-        read_tls_file(r, *ca_at, "client CA file", base_dir, s.client_ca_file);
+        read_file_setting(r, *ca_at, "TLS client CA file", base_dir, s.client_ca_file);
     }
     if (require_at) {
         r.read_bool(*require_at, s.require_client_cert);
@@ -283,25 +283,6 @@ void read_host(YamlReader& r, const Value& v, std::string& out, bool port_allowe
     out = std::move(text);
 }
 
-/// Groups of a token or a machine: permission rules name them.
-void read_groups(YamlReader& r, const Value& value, std::vector<std::string>& groups) {
-    r.read_list(value, [&](const Value& item) {
-        std::string group;
-        if (!r.read_string(item, group)) {
-            return;
-        }
-        if (group.empty() || group.find_first_of(" \t") != std::string::npos) {
-            r.error(item, fmt::format("\"{}\" is not a group name (non-empty, no spaces)", group));
-            return;
-        }
-        if (std::find(groups.begin(), groups.end(), group) != groups.end()) {
-            r.error(item, fmt::format("group \"{}\" is listed twice", group));
-            return;
-        }
-        groups.push_back(std::move(group));
-    });
-}
-
 /// fleet.machines[]: a node with driver ssh or none and how to reach the host.
 void read_machine(YamlReader& r,
                   const Value& value,
@@ -420,8 +401,10 @@ void read_worker_id(YamlReader& r,
             if (fleet::is_worker_id(id)) {
                 return std::nullopt;
             }
-            return fmt::format("worker id \"{}\" must be 1-128 of A-Z, a-z, 0-9, '.', '_' and '-'",
-                               id);
+            return fmt::format(
+                "worker id \"{}\" must be 1-128 of A-Z, a-z, 0-9, '.', '_' and '-', not starting "
+                "with '-'",
+                id);
         },
         .twice =
             [&](int line) {
@@ -578,6 +561,23 @@ void read_token(YamlReader& r, const Value& value, std::vector<Token>& tokens, T
     }
 }
 
+/// Why `origin` is not "*" or SCHEME://HOST[:PORT] as a browser sends it, or empty.
+std::string origin_problem(std::string_view origin) {
+    if (origin == "*") {
+        return {};
+    }
+    auto scheme_end = origin.find("://");
+    if (!(origin.starts_with("http://") || origin.starts_with("https://")) ||
+        scheme_end == std::string_view::npos) {
+        return "is not an origin: write http://HOST[:PORT] or https://HOST[:PORT], or \"*\"";
+    }
+    auto authority = origin.substr(scheme_end + 3);
+    if (authority.empty() || authority.find_first_of("/?#@ \t") != std::string_view::npos) {
+        return "is not an origin: a browser sends the scheme, host and port only (no path)";
+    }
+    return {};
+}
+
 void read_auth(YamlReader& r, const Value& value, AuthSettings& s, const fs::path& base_dir) {
     TokenContext ctx{base_dir, {}};
     r.read_map(value,
@@ -599,6 +599,20 @@ void read_auth(YamlReader& r, const Value& value, AuthSettings& s, const fs::pat
                                 return;
                             }
                             s.allowed_hosts.push_back(std::move(host));
+                        });
+                    }},
+                   {"cors_origins",
+                    [&](const Value& v) {
+                        r.read_list(v, [&](const Value& item) {
+                            std::string origin;
+                            if (!r.read_string(item, origin)) {
+                                return;
+                            }
+                            if (auto problem = origin_problem(origin); !problem.empty()) {
+                                r.error(item, fmt::format("\"{}\" {}", origin, problem));
+                                return;
+                            }
+                            s.cors_origins.push_back(std::move(origin));
                         });
                     }},
                });
@@ -634,7 +648,7 @@ void read_config(YamlReader& r,
                          {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
                          {"notify", [&](const Value& v) { notify_value = v; }},
                      });
-    read_jobs(r, jobs_value, c.jobs, builtins);
+    read_jobs(r, jobs_value, c.jobs, builtins, base_dir);
     // After the jobs: the actions it names are checked against the merged list.
     read_notify(r, notify_value, c.notify, c.jobs.actions, base_dir);
 }

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "config/action_reader.hpp"
+#include "config/secrets.hpp"
 
 namespace aviary::config {
 namespace {
@@ -128,6 +129,7 @@ void read_permission(YamlReader& r,
              nodes_given = true;
              read_rule_nodes(r, v, rule.nodes);
          }},
+        {"groups", [&](const Value& v) { read_groups(r, v, rule.groups); }},
         {"selector", [&](const Value& v) { r.read_string_map(v, rule.selector); }},
     };
     if (!r.read_map(value, fields)) {
@@ -400,10 +402,35 @@ void read_helm(YamlReader& r, const Value& value, drivers::HelmSettings& s) {
 
 }  // namespace
 
+/// jobs.ssh: how ssh steps reach machines.
+void read_ssh(YamlReader& r,
+              const Value& value,
+              jobs::SshSettings& ssh,
+              const std::filesystem::path& base_dir) {
+    r.read_map(
+        value,
+        {
+            {"program", [&](const Value& v) { r.read_string(v, ssh.program); }},
+            {"identity_file",
+             [&](const Value& v) {
+                 read_file_setting(r, v, "ssh identity file", base_dir, ssh.identity_file);
+             }},
+            {"known_hosts",
+             [&](const Value& v) {
+                 read_file_setting(r, v, "ssh known_hosts file", base_dir, ssh.known_hosts);
+             }},
+            {"connect_timeout", [&](const Value& v) { r.read_duration(v, ssh.connect_timeout); }},
+        });
+    if (ssh.program.empty()) {
+        r.error(value, "ssh.program must name the OpenSSH client");
+    }
+}
+
 void read_jobs(YamlReader& r,
                const Value& value,
                jobs::Settings& s,
-               const std::vector<jobs::ActionSpec>* builtins) {
+               const std::vector<jobs::ActionSpec>* builtins,
+               const std::filesystem::path& base_dir) {
     PermissionContext permissions;
     std::optional<Value> heartbeat_at;
     std::optional<Value> timeout_at;
@@ -441,6 +468,7 @@ void read_jobs(YamlReader& r,
                      read_action(r, key, item, s.actions);
                  });
              }},
+            {"ssh", [&](const Value& v) { read_ssh(r, v, s.ssh, base_dir); }},
         });
     // Compared only when both read cleanly, so one typo does not also report a bogus ordering.
     if (heartbeat_ok && timeout_ok && s.heartbeat_timeout <= s.heartbeat) {

@@ -66,11 +66,11 @@ void load_secret(YamlReader& r,
     load_file_secret(r, at, path, secret);
 }
 
-void read_tls_file(YamlReader& r,
-                   const Value& value,
-                   std::string_view what,
-                   const fs::path& base_dir,
-                   std::string& out) {
+void read_file_setting(YamlReader& r,
+                       const Value& value,
+                       std::string_view what,
+                       const fs::path& base_dir,
+                       std::string& out) {
     std::string text;
     if (!r.read_string(value, text)) {
         return;
@@ -85,12 +85,12 @@ void read_tls_file(YamlReader& r,
     }
     std::error_code ec;
     if (fs::is_directory(path, ec)) {
-        r.error(value, fmt::format("TLS {} \"{}\" is a directory", what, path.string()));
+        r.error(value, fmt::format("{} \"{}\" is a directory", what, path.string()));
         return;
     }
     std::ifstream in{path, std::ios::binary};
     if (!in) {
-        r.error(value, fmt::format("cannot read TLS {} \"{}\": {}", what, path.string(),
+        r.error(value, fmt::format("cannot read {} \"{}\": {}", what, path.string(),
                                    std::strerror(errno)));
         return;
     }

@@ -384,6 +384,10 @@ core::Result<std::vector<core::WorkerId>> Fleet::worker_ids() {
     return store_.worker_ids();
 }
 
+core::Result<core::WorkerId> Fleet::worker_id(std::string_view id) {
+    return store_.worker_id(id);
+}
+
 core::Result<std::pair<core::Node, bool>> Fleet::put_node(const core::NodeSpec& spec,
                                                           const Caller& caller) {
     if (auto admin = policy::require_admin(caller, "edit nodes"); !admin) {

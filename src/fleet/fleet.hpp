@@ -158,6 +158,8 @@ public:
     core::Result<core::Node> node(std::string_view name);
     /// Every worker id (an external scheduler's) and the machine behind it, sorted by id.
     core::Result<std::vector<core::WorkerId>> worker_ids();
+    /// One worker id and its machine; kNotFound when it is not listed.
+    core::Result<core::WorkerId> worker_id(std::string_view id);
     /// Adds or updates an API node (admin). Returns the node and whether it was created.
     /// kAlreadyExists for a node declared in the config (edit the config instead).
     core::Result<std::pair<core::Node, bool>> put_node(const core::NodeSpec& spec,
@@ -227,8 +229,12 @@ private:
 /// option of the ssh, ipmitool and snmpset commands it is passed to).
 bool is_host(std::string_view text, bool port_allowed);
 
+/// A machine's ssh or IPMI user: 1-64 of A-Z, a-z, 0-9, '.', '_', '@' and '-', not starting
+/// with '-' (it reaches a tool's argv).
+bool is_user_name(std::string_view name);
+
 /// An external scheduler's worker id (the roller's tc_worker_id): 1-128 of A-Z, a-z, 0-9, '.',
-/// '_' and '-'.
+/// '_' and '-', not starting with '-'.
 bool is_worker_id(std::string_view id);
 
 /// "ssh" (reached with the OpenSSH client) or "none" (only its out-of-band controls).

@@ -1,6 +1,9 @@
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "fleet/fleet.hpp"
 
@@ -56,8 +59,19 @@ bool is_host(std::string_view text, bool port_allowed) {
                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == std::string_view::npos;
 }
 
+bool is_user_name(std::string_view name) {
+    constexpr std::size_t kMaxUserName = 64;
+    auto allowed = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '@' || c == '-';
+    };
+    return !name.empty() && name.size() <= kMaxUserName && name.front() != '-' &&
+           std::all_of(name.begin(), name.end(), allowed);
+}
+
 bool is_worker_id(std::string_view id) {
-    return !id.empty() && id.size() <= kMaxWorkerIdLength &&
+    // Never a leading '-': the id may be templated into a task's argv.
+    return !id.empty() && id.size() <= kMaxWorkerIdLength && id.front() != '-' &&
            id.find_first_not_of(
                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                "0123456789._-") == std::string_view::npos;
@@ -96,8 +110,17 @@ core::Result<void> check_machine(const core::NodeSpec& spec) {
     if (m.ssh_port < 1 || m.ssh_port > kMaxPort) {
         return invalid(spec, fmt::format("ssh_port {} is not from 1 to 65535", m.ssh_port));
     }
-    if (m.ssh_user.empty()) {
-        return invalid(spec, "ssh_user is empty");
+    // A user name reaches ssh's and ipmitool's argv: a plain name, never an option.
+    for (const auto& [field, value] :
+         {std::pair{"ssh_user", &m.ssh_user}, std::pair{"ipmi_user", &m.ipmi_user}}) {
+        if (field == std::string_view{"ssh_user"} && value->empty()) {
+            return invalid(spec, "ssh_user is empty");
+        }
+        if (!value->empty() && !is_user_name(*value)) {
+            return invalid(spec, fmt::format("{} \"{}\" is not a user name (1-64 of A-Z, a-z, "
+                                             "0-9, '.', '_', '@' and '-', not starting with '-')",
+                                             field, *value));
+        }
     }
     if (m.pdu_outlet < 0 || m.pdu_host.empty() != (m.pdu_outlet == 0)) {
         return invalid(spec, "pdu_host and pdu_outlet (from 1) go together");

@@ -2,6 +2,7 @@
 // params, and the {{...}} templates of steps.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <map>
@@ -46,12 +47,14 @@ constexpr std::array<std::pair<ParamType, std::string_view>, 5> kParamTypes{{
     {ParamType::kBoolean, "boolean"},
 }};
 
-constexpr std::array<std::pair<StepKind, std::string_view>, 5> kStepKinds{{
+constexpr std::array<std::pair<StepKind, std::string_view>, 7> kStepKinds{{
     {StepKind::kDriver, "driver"},
     {StepKind::kRun, "run"},
     {StepKind::kWait, "wait"},
     {StepKind::kHttp, "http"},
     {StepKind::kNoop, "noop"},
+    {StepKind::kSsh, "ssh"},
+    {StepKind::kLease, "lease"},
 }};
 
 constexpr std::array<std::pair<HttpCheckKind, std::string_view>, 3> kHttpCheckKinds{{
@@ -184,6 +187,54 @@ std::string type_problem(const ParamSpec& spec, const std::string& value) {
     return {};
 }
 
+/// True for the names kFromPlaceholders lists.
+bool machine_field(std::string_view name) {
+    static constexpr std::array<std::string_view, 10> kNames = {
+        "tc_worker_id",     "machine.name",      "machine.hostname",     "machine.address",
+        "machine.ssh_user", "machine.ssh_port",  "machine.ipmi_address", "machine.ipmi_user",
+        "machine.pdu_host", "machine.pdu_outlet"};
+    return std::find(kNames.begin(), kNames.end(), name) != kNames.end();
+}
+
+/// The value of placeholder `name` (machine_field) for `worker_id` on `node`.
+std::string machine_value(std::string_view name,
+                          std::string_view worker_id,
+                          const core::NodeSpec& node) {
+    static const core::MachineSpec kNone;
+    const auto& m = node.machine ? *node.machine : kNone;
+    if (name == "tc_worker_id") {
+        return std::string{worker_id};
+    }
+    if (name == "machine.name") {
+        return node.name;
+    }
+    if (name == "machine.hostname") {
+        return m.hostname;
+    }
+    if (name == "machine.address") {
+        return m.reach();
+    }
+    if (name == "machine.ssh_user") {
+        return m.ssh_user;
+    }
+    if (name == "machine.ssh_port") {
+        return std::to_string(m.ssh_port);
+    }
+    if (name == "machine.ipmi_address") {
+        return m.ipmi_address;
+    }
+    if (name == "machine.ipmi_user") {
+        return m.ipmi_user;
+    }
+    if (name == "machine.pdu_host") {
+        return m.pdu_host;
+    }
+    if (name == "machine.pdu_outlet") {
+        return m.pdu_outlet == 0 ? std::string{} : std::to_string(m.pdu_outlet);
+    }
+    return {};
+}
+
 /// Calls `on_placeholder(name)` for every {{name}} in `text`; returns false on an unclosed one.
 template <class F>
 bool for_each_placeholder(std::string_view text, F on_placeholder) {
@@ -230,6 +281,18 @@ std::string template_problem(std::string_view text, const ActionSpec& action) {
         return "unclosed {{";
     }
     return problem;
+}
+
+/// Why a param's `from` template does not hold, or empty.
+std::string from_problem(std::string_view text) {
+    std::string problem;
+    bool closed = for_each_placeholder(text, [&](std::string_view name) {
+        if (problem.empty() && !machine_field(name)) {
+            problem =
+                fmt::format("unknown placeholder {{{{{}}}}} (use {})", name, kFromPlaceholders);
+        }
+    });
+    return closed ? problem : "unclosed {{";
 }
 
 /// `text` with every {{...}} removed (what is written around the placeholders).
@@ -396,6 +459,22 @@ core::Result<void> validate_action(const ActionSpec& action) {
                 return fail(where + ".default", problem);
             }
         }
+        if (!param.from.empty() && !action.is_public) {
+            return fail(where + ".from", "only a public action's params come from a worker id");
+        }
+        if (auto problem = from_problem(param.from); !problem.empty()) {
+            return fail(where + ".from", problem);
+        }
+        if (action.is_public && param.from.empty() && param.required &&
+            param.default_value.empty()) {
+            return fail(where,
+                        "a public action's param needs `from` (a template over the worker id "
+                        "and the machine) or a default: the roller endpoint passes no params");
+        }
+    }
+    if (action.is_public && names.count("tc_worker_id") == 0) {
+        return fail("params.tc_worker_id",
+                    "a public action records the worker id it was called for in this param");
     }
     for (std::size_t i = 0; i < action.steps.size(); ++i) {
         const auto& step = action.steps[i];
@@ -434,6 +513,32 @@ core::Result<void> validate_action(const ActionSpec& action) {
             case StepKind::kHttp:
                 if (auto [at, problem] = http_problem(step.http, action); !problem.empty()) {
                     return fail(fmt::format("{}.http.{}", where, at), problem);
+                }
+                break;
+            case StepKind::kSsh:
+                if (step.argv.empty() || step.argv.front().empty()) {
+                    return fail(where + ".ssh", "needs the remote command (an argv list)");
+                }
+                for (std::size_t a = 0; a < step.argv.size(); ++a) {
+                    if (auto problem = template_problem(step.argv[a], action); !problem.empty()) {
+                        return fail(fmt::format("{}.ssh[{}]", where, a), problem);
+                    }
+                }
+                break;
+            case StepKind::kLease:
+                for (const auto& [key, text] :
+                     {std::pair{"owner", &step.lease.owner}, std::pair{"ttl", &step.lease.ttl},
+                      std::pair{"reason", &step.lease.reason}}) {
+                    if (auto problem = template_problem(*text, action); !problem.empty()) {
+                        return fail(fmt::format("{}.lease.{}", where, key), problem);
+                    }
+                }
+                if (step.lease.acquire && step.lease.owner.empty()) {
+                    return fail(where + ".lease.owner", "an acquire needs the owner it loans to");
+                }
+                if (!step.lease.acquire &&
+                    (!step.lease.ttl.empty() || !step.lease.reason.empty())) {
+                    return fail(where + ".lease", "a release takes only an owner");
                 }
                 break;
             case StepKind::kNoop:
@@ -515,6 +620,110 @@ core::Result<std::string> render_template(std::string_view text, const core::Job
         }
         pos = close + 2;
     }
+}
+
+WorkerParams worker_params(const ActionSpec& action,
+                           std::string_view worker_id,
+                           const core::NodeSpec& machine) {
+    WorkerParams out;
+    for (const auto& spec : action.params) {
+        std::string value;
+        if (!spec.from.empty()) {
+            std::size_t pos = 0;
+            while (true) {
+                auto open = spec.from.find("{{", pos);
+                auto close = open == std::string::npos ? open : spec.from.find("}}", open + 2);
+                if (close == std::string::npos) {
+                    value.append(spec.from, pos);
+                    break;
+                }
+                value.append(spec.from, pos, open - pos);
+                std::string_view name{spec.from.data() + open + 2, close - open - 2};
+                while (!name.empty() && name.front() == ' ') {
+                    name.remove_prefix(1);
+                }
+                while (!name.empty() && name.back() == ' ') {
+                    name.remove_suffix(1);
+                }
+                value += machine_value(name, worker_id, machine);
+                pos = close + 2;
+            }
+        }
+        if (value.empty()) {
+            if (!spec.default_value.empty()) {
+                out.params.emplace(spec.name, spec.default_value);
+            } else if (spec.required) {
+                out.errors.push_back(FieldError{
+                    .field = spec.name,
+                    .message = spec.from.empty() ? "This field is required."
+                                                 : fmt::format("machine {} has nothing for {}",
+                                                               machine.name, spec.from)});
+            }
+            continue;
+        }
+        if (auto problem = type_problem(spec, value); !problem.empty()) {
+            out.errors.push_back(FieldError{
+                .field = spec.name,
+                .message = fmt::format(
+                    "{} {}", value.size() > 80 ? value.substr(0, 80) + "..." : value, problem)});
+            continue;
+        }
+        out.params.emplace(spec.name, std::move(value));
+    }
+    return out;
+}
+
+std::string shell_quote(std::string_view word) {
+    static constexpr std::string_view kSafe =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-./:=@%+,";
+    if (!word.empty() && word.find_first_not_of(kSafe) == std::string_view::npos) {
+        return std::string{word};
+    }
+    std::string out = "'";
+    for (char c : word) {
+        out += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
+    }
+    return out + "'";
+}
+
+std::vector<std::string> ssh_argv(const SshSettings& ssh,
+                                  const core::NodeSpec& machine,
+                                  const std::vector<std::string>& remote) {
+    static const core::MachineSpec kNone;
+    const auto& m = machine.machine ? *machine.machine : kNone;
+    auto seconds = std::max<long long>(
+        1, std::chrono::duration_cast<std::chrono::seconds>(ssh.connect_timeout).count());
+    std::vector<std::string> argv{ssh.program,
+                                  "-o",
+                                  "BatchMode=yes",
+                                  "-o",
+                                  fmt::format("ConnectTimeout={}", seconds),
+                                  "-o",
+                                  "StrictHostKeyChecking=yes",
+                                  "-o",
+                                  "LogLevel=ERROR"};
+    if (!ssh.known_hosts.empty()) {
+        argv.insert(argv.end(), {"-o", fmt::format("UserKnownHostsFile={}", ssh.known_hosts), "-o",
+                                 "GlobalKnownHostsFile=/dev/null"});
+    }
+    if (!ssh.identity_file.empty()) {
+        argv.insert(argv.end(), {"-o", "IdentitiesOnly=yes", "-i", ssh.identity_file});
+    }
+    argv.insert(argv.end(), {"-p", std::to_string(m.ssh_port), "-l", m.ssh_user, "--"});
+    // ssh takes a bare host: "[::1]" is written for URLs, not for it.
+    std::string host = m.reach();
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    argv.push_back(std::move(host));
+    // The remote side runs its login shell on the joined words: quote each so it arrives as
+    // the argv written here.
+    std::string command;
+    for (const auto& word : remote) {
+        command += (command.empty() ? "" : " ") + shell_quote(word);
+    }
+    argv.push_back(std::move(command));
+    return argv;
 }
 
 }  // namespace aviary::jobs

@@ -779,6 +779,43 @@ core::Result<void> Engine::Impl::admit(const ActionSpec& action,
     return {};
 }
 
+namespace {
+
+/// A lease step acts on the fleet for the job's requester, so it is held to the fleet's rule
+/// for leases, here where the caller is known: a user's token lends only to itself and gives
+/// back only its own loan; admins (and every caller without tokens) act for anyone.
+core::Result<void> lease_refusal(const ActionSpec& action,
+                                 const core::Job& job,
+                                 const fleet::Caller& caller) {
+    if (caller.admin) {
+        return {};
+    }
+    for (const auto& step : action.steps) {
+        if (step.kind != StepKind::kLease) {
+            continue;
+        }
+        auto owner = render_template(step.lease.owner, job);
+        if (!owner) {
+            return owner.error();
+        }
+        if (*owner == caller.identity) {
+            continue;
+        }
+        return core::Error{
+            core::ErrorCode::kPermissionDenied,
+            step.lease.acquire
+                ? fmt::format("token for {} may not lend {} to {}: it needs admin", caller.identity,
+                              job.node, owner->empty() ? "nobody" : *owner)
+                : fmt::format("token for {} may give back only its own loan of {} (name itself "
+                              "as the person), not {}: it needs admin",
+                              caller.identity, job.node,
+                              owner->empty() ? "whoever holds it" : *owner)};
+    }
+    return {};
+}
+
+}  // namespace
+
 core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet::Caller& caller) {
     auto& d = *impl_;
     const auto* action = d.find_action(request.action);
@@ -808,6 +845,9 @@ core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet
         return admitted.error();
     }
     auto job = new_job(*action, request.node, *params, requester, request.owner, now);
+    if (auto refused = lease_refusal(*action, job, caller); !refused) {
+        return refused.error();
+    }
     return d.submit_job(std::move(job), request, caller);
 }
 

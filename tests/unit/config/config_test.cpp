@@ -101,7 +101,7 @@ void expect_same(const Token& want, const Token& got) {
 
 void expect_same(const jobs::ParamSpec& want, const jobs::ParamSpec& got) {
     const auto& [name, type, pattern, required, default_value, description, max_length,
-                 allow_leading_dash] = want;
+                 allow_leading_dash, from] = want;
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(jobs::to_string(got.type), jobs::to_string(type)) << name;
     EXPECT_EQ(got.pattern, pattern) << name;
@@ -110,6 +110,7 @@ void expect_same(const jobs::ParamSpec& want, const jobs::ParamSpec& got) {
     EXPECT_EQ(got.description, description) << name;
     EXPECT_EQ(got.max_length, max_length) << name;
     EXPECT_EQ(got.allow_leading_dash, allow_leading_dash) << name;
+    EXPECT_EQ(got.from, from) << name;
 }
 
 void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) {
@@ -133,8 +134,13 @@ void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) 
 }
 
 void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
-    const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, timeout] = want;
+    const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, lease, timeout] =
+        want;
     SCOPED_TRACE("step " + name);
+    EXPECT_EQ(got.lease.acquire, lease.acquire) << name;
+    EXPECT_EQ(got.lease.owner, lease.owner) << name;
+    EXPECT_EQ(got.lease.ttl, lease.ttl) << name;
+    EXPECT_EQ(got.lease.reason, lease.reason) << name;
     expect_same(http, got.http);
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(jobs::to_string(got.kind), jobs::to_string(kind)) << name;
@@ -150,8 +156,9 @@ void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
 void expect_same(const jobs::ActionSpec& want, const jobs::ActionSpec& got) {
     const auto& [name, description, queue, params, steps, timeout, max_attempts, retry_backoff,
                  retry_backoff_max, destructive, retry_destructive, rerun_safe, exclusive,
-                 concurrency] = want;
+                 concurrency, is_public] = want;
     SCOPED_TRACE("action " + name);
+    EXPECT_EQ(got.is_public, is_public);
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(got.description, description);
     EXPECT_EQ(got.queue, queue);
@@ -175,8 +182,9 @@ void expect_same(const jobs::ActionSpec& want, const jobs::ActionSpec& got) {
 }
 
 void expect_same(const jobs::PermissionRule& want, const jobs::PermissionRule& got) {
-    const auto& [name, allow, who, actions, nodes, selector] = want;
+    const auto& [name, allow, who, actions, nodes, groups, selector] = want;
     EXPECT_EQ(got.name, name);
+    EXPECT_EQ(got.groups, groups) << name;
     EXPECT_EQ(got.allow, allow) << name;
     EXPECT_EQ(got.who, who) << name;
     EXPECT_EQ(got.actions, actions) << name;
@@ -186,7 +194,11 @@ void expect_same(const jobs::PermissionRule& want, const jobs::PermissionRule& g
 
 void expect_same(const jobs::Settings& want, const jobs::Settings& got) {
     const auto& [workers, output_max_lines, kill_grace, heartbeat, heartbeat_timeout, retention,
-                 retention_sweep, actions, permissions] = want;
+                 retention_sweep, actions, ssh, permissions] = want;
+    EXPECT_EQ(got.ssh.program, ssh.program);
+    EXPECT_EQ(got.ssh.identity_file, ssh.identity_file);
+    EXPECT_EQ(got.ssh.known_hosts, ssh.known_hosts);
+    EXPECT_EQ(got.ssh.connect_timeout, ssh.connect_timeout);
     EXPECT_EQ(got.workers, workers);
     EXPECT_EQ(got.output_max_lines, output_max_lines);
     EXPECT_EQ(got.kill_grace, kill_grace);
@@ -271,8 +283,9 @@ void expect_same(const Config& want, const Config& got) {
     expect_same(fleet, got.fleet);
     expect_same(jobs, got.jobs);
     expect_same(drivers, got.drivers);
-    const auto& [tokens, allowed_hosts] = auth;
+    const auto& [tokens, allowed_hosts, cors_origins] = auth;
     EXPECT_EQ(got.auth.allowed_hosts, allowed_hosts);
+    EXPECT_EQ(got.auth.cors_origins, cors_origins);
     ASSERT_EQ(got.auth.tokens.size(), tokens.size());
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         expect_same(tokens[i], got.auth.tokens[i]);
@@ -313,7 +326,7 @@ jobs::StepSpec wait_step(jobs::WaitCondition condition, core::Millis timeout) {
 std::vector<jobs::ActionSpec> builtin_actions() {
     using drivers::Op;
     using jobs::WaitCondition;
-    std::vector<jobs::ActionSpec> actions(7);
+    std::vector<jobs::ActionSpec> actions(11);
     auto& upgrade = actions[0];
     upgrade.name = "upgrade";
     upgrade.description = "Run a new image tag, keeping the node's data.";
@@ -368,6 +381,81 @@ std::vector<jobs::ActionSpec> builtin_actions() {
     noop.steps.resize(1);
     noop.steps[0].kind = jobs::StepKind::kNoop;
     noop.steps[0].name = "noop";
+
+    const jobs::ParamSpec host{.name = "host",
+                               .pattern = "[A-Za-z0-9.:-]+",
+                               .description = "The machine's address.",
+                               .from = "{{machine.address}}"};
+    const jobs::ParamSpec worker{
+        .name = "tc_worker_id",
+        .required = false,
+        .description = "the external worker id the roller endpoint was called for",
+        .from = "{{tc_worker_id}}"};
+    auto& ping = actions[7];
+    ping.name = "ping";
+    ping.description = "Ping the machine (the system ping, 4 probes within 5 seconds).";
+    ping.is_public = true;
+    ping.exclusive = false;
+    ping.rerun_safe = true;
+    ping.timeout = 30s;
+    ping.params = {host, worker};
+    ping.steps.resize(1);
+    ping.steps[0].kind = jobs::StepKind::kRun;
+    ping.steps[0].argv = {"ping", "-c", "4", "-w", "5", "{{params.host}}"};
+    ping.steps[0].name = "run ping";
+
+    auto& reimage = actions[8];
+    reimage.name = "reimage";
+    reimage.description =
+        "Reimage the machine. This built-in only says what it would do: replace its step with "
+        "your provisioning tool's command (an argv, templated).";
+    reimage.is_public = true;
+    reimage.destructive = true;
+    reimage.timeout = 1h;
+    reimage.params = {host,
+                      jobs::ParamSpec{.name = "image",
+                                      .type = jobs::ParamType::kImageTag,
+                                      .required = false,
+                                      .default_value = "default",
+                                      .description = "The image."},
+                      worker};
+    reimage.steps.resize(1);
+    reimage.steps[0].kind = jobs::StepKind::kRun;
+    reimage.steps[0].argv = {"echo", "reimage", "{{params.host}}", "with", "{{params.image}}"};
+    reimage.steps[0].name = "run echo";
+
+    const std::string person_pattern = "[A-Za-z0-9][A-Za-z0-9._@-]*";
+    auto& loan = actions[9];
+    loan.name = "loan";
+    loan.description = "Lend the machine (or node) to a person until the TTL; aviary who shows it.";
+    loan.params = {
+        jobs::ParamSpec{
+            .name = "person", .pattern = person_pattern, .description = "Who borrows it."},
+        jobs::ParamSpec{.name = "ttl",
+                        .pattern = "[0-9]+(ms|s|m|h|d)",
+                        .required = false,
+                        .default_value = "24h",
+                        .description = "How long."}};
+    loan.steps.resize(1);
+    loan.steps[0].kind = jobs::StepKind::kLease;
+    loan.steps[0].lease = jobs::LeaseStepSpec{
+        .acquire = true, .owner = "{{params.person}}", .ttl = "{{params.ttl}}", .reason = "loan"};
+    loan.steps[0].name = "lease acquire";
+
+    auto& give_back = actions[10];
+    give_back.name = "return-loan";
+    give_back.description =
+        "Give a loaned machine (or node) back; with person, only if it is theirs.";
+    give_back.exclusive = false;
+    give_back.params = {
+        jobs::ParamSpec{.name = "person",
+                        .pattern = person_pattern,
+                        .required = false,
+                        .description = "Who gives it back (empty, whoever holds it)."}};
+    give_back.steps.resize(1);
+    give_back.steps[0].kind = jobs::StepKind::kLease;
+    give_back.steps[0].lease = jobs::LeaseStepSpec{.acquire = false, .owner = "{{params.person}}"};
+    give_back.steps[0].name = "lease release";
     return actions;
 }
 
@@ -390,6 +478,14 @@ Config default_with_demo_fleet() {
                                                   .labels = {{"chain", "lotus"}},
                                                   .note = ""});
     }
+    core::NodeSpec loopback{.name = "loopback-1", .driver = "ssh"};
+    loopback.machine = core::MachineSpec{.hostname = "localhost",
+                                         .address = "127.0.0.1",
+                                         .ssh_user = "root",
+                                         .ssh_port = 22,
+                                         .groups = {"demo"}};
+    want.fleet.nodes.push_back(loopback);
+    want.fleet.worker_ids = {core::WorkerId{.id = "tc-worker-1", .machine = "loopback-1"}};
     return want;
 }
 
@@ -477,7 +573,8 @@ jobs:
     ASSERT_TRUE(loaded) << loaded.error().message;
     EXPECT_EQ(action_names(*loaded),
               (std::vector<std::string>{"hello", "upgrade", "install-snapshot", "create-canary",
-                                        "delete-canary", "restart", "status", "noop"}));
+                                        "delete-canary", "restart", "status", "noop", "ping",
+                                        "reimage", "loan", "return-loan"}));
 }
 
 TEST(Config, FileActionReplacesTheBuiltinOfTheSameName) {
@@ -792,7 +889,10 @@ TEST(Config, WorkerIdsNameADeclaredMachineOrNone) {
               "at line 3)");
     EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: \"tc 1\"}\n"),
               "aviary.yaml:3:12: fleet.worker_ids[0].id: worker id \"tc 1\" must be 1-128 of A-Z, "
-              "a-z, 0-9, '.', '_' and '-'");
+              "a-z, 0-9, '.', '_' and '-', not starting with '-'");
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: \"-oX\"}\n"),
+              "aviary.yaml:3:12: fleet.worker_ids[0].id: worker id \"-oX\" must be 1-128 of A-Z, "
+              "a-z, 0-9, '.', '_' and '-', not starting with '-'");
     EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {machine: m}\n"),
               "aviary.yaml:3:7: fleet.worker_ids[0]: a worker id needs an id");
 }
