@@ -12,7 +12,7 @@
 namespace aviary::config {
 namespace {
 
-constexpr std::string_view kStepKinds = "driver, run, wait, http, ssh, lease, noop";
+constexpr std::string_view kStepKinds = "driver, run, wait, http, ssh, lease, reboot, noop";
 constexpr std::string_view kOps = "install, upgrade, uninstall, wipe-data, restart, status";
 constexpr std::string_view kConditions = "running, synced, height-advancing";
 constexpr std::string_view kParamTypes = "string, dns_label, image_tag, integer, boolean";
@@ -109,6 +109,7 @@ std::string_view extra_key(jobs::StepKind kind) {
         case jobs::StepKind::kHttp:  // every key is under `http:` (`lease:`)
         case jobs::StepKind::kLease:
         case jobs::StepKind::kSsh:
+        case jobs::StepKind::kReboot:
         case jobs::StepKind::kNoop:
             return {};
     }
@@ -142,6 +143,8 @@ std::string default_step_name(const jobs::StepSpec& step) {
             return step.argv.empty() ? std::string{"ssh"} : fmt::format("ssh {}", step.argv[0]);
         case jobs::StepKind::kLease:
             return step.lease.acquire ? "lease acquire" : "lease release";
+        case jobs::StepKind::kReboot:
+            return "reboot";
         case jobs::StepKind::kNoop:
             return "noop";
     }
@@ -419,6 +422,55 @@ void read_lease(YamlReader& r, const Value& value, jobs::LeaseStepSpec& lease) {
     }
 }
 
+/// reboot: {methods, ssh_command, ipmi_command, pdu_off_time, verify: {port, down_within,
+/// up_within, interval, probe_timeout}}; {} keeps every default.
+void read_reboot(YamlReader& r, const Value& value, jobs::RebootStepSpec& reboot) {
+    if (value.is_null()) {
+        return;
+    }
+    auto read_command = [&r](const Value& v, std::vector<std::string>& words) {
+        std::vector<std::string> read;
+        read_argv(r, v, read);
+        if (!read.empty()) {
+            words = std::move(read);
+        }
+    };
+    r.read_map(
+        value,
+        {
+            {"methods",
+             [&](const Value& v) {
+                 reboot.methods.clear();
+                 r.read_list(v, [&](const Value& item) {
+                     jobs::RebootMethod method{};
+                     if (read_enum(r, item, method, jobs::parse_reboot_method, "reboot method",
+                                   "ssh, ipmi, pdu")) {
+                         reboot.methods.push_back(method);
+                     }
+                 });
+             }},
+            {"ssh_command", [&](const Value& v) { read_command(v, reboot.ssh_command); }},
+            {"ipmi_command", [&](const Value& v) { read_command(v, reboot.ipmi_command); }},
+            {"pdu_off_time", [&](const Value& v) { r.read_duration(v, reboot.pdu_off_time); }},
+            {"verify",
+             [&](const Value& v) {
+                 r.read_map(
+                     v,
+                     {
+                         {"port",
+                          [&](const Value& x) { r.read_int(x, reboot.verify_port, 0, 65535); }},
+                         {"down_within",
+                          [&](const Value& x) { r.read_duration(x, reboot.down_within); }},
+                         {"up_within",
+                          [&](const Value& x) { r.read_duration(x, reboot.up_within); }},
+                         {"interval", [&](const Value& x) { r.read_duration(x, reboot.interval); }},
+                         {"probe_timeout",
+                          [&](const Value& x) { r.read_duration(x, reboot.probe_timeout); }},
+                     });
+             }},
+        });
+}
+
 void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
     switch (step.kind) {
         case jobs::StepKind::kDriver:
@@ -439,6 +491,9 @@ void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
             return;
         case jobs::StepKind::kLease:
             read_lease(r, value, step.lease);
+            return;
+        case jobs::StepKind::kReboot:
+            read_reboot(r, value, step.reboot);
             return;
         case jobs::StepKind::kNoop:
             if (!value.is_null() && !(value.node.IsMap() && value.node.size() == 0)) {
@@ -462,9 +517,9 @@ void read_bare_step(YamlReader& r, const Value& value, std::vector<StepReading>&
                                    text));
     } else {
         r.error(value,
-                fmt::format(
-                    "unknown step kind \"{}\"; expected one of {}{}", text, kStepKinds,
-                    did_you_mean(text, {"driver", "run", "wait", "http", "ssh", "lease", "noop"})));
+                fmt::format("unknown step kind \"{}\"; expected one of {}{}", text, kStepKinds,
+                            did_you_mean(text, {"driver", "run", "wait", "http", "ssh", "lease",
+                                                "reboot", "noop"})));
     }
 }
 
@@ -498,9 +553,9 @@ std::optional<std::string> find_kind_key(YamlReader& r, const Value& value) {
     if (!kind_key && unknown) {
         auto key = unknown->node.Scalar();
         r.error(*unknown,
-                fmt::format(
-                    "unknown step kind \"{}\"; expected one of {}{}", key, kStepKinds,
-                    did_you_mean(key, {"driver", "run", "wait", "http", "ssh", "lease", "noop"})));
+                fmt::format("unknown step kind \"{}\"; expected one of {}{}", key, kStepKinds,
+                            did_you_mean(key, {"driver", "run", "wait", "http", "ssh", "lease",
+                                               "reboot", "noop"})));
     } else if (!kind_key) {
         r.error(value, fmt::format("a step needs one of {}", kStepKinds));
     }

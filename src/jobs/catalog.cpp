@@ -47,7 +47,13 @@ constexpr std::array<std::pair<ParamType, std::string_view>, 5> kParamTypes{{
     {ParamType::kBoolean, "boolean"},
 }};
 
-constexpr std::array<std::pair<StepKind, std::string_view>, 7> kStepKinds{{
+constexpr std::array<std::pair<RebootMethod, std::string_view>, 3> kRebootMethods{{
+    {RebootMethod::kSsh, "ssh"},
+    {RebootMethod::kIpmi, "ipmi"},
+    {RebootMethod::kPdu, "pdu"},
+}};
+
+constexpr std::array<std::pair<StepKind, std::string_view>, 8> kStepKinds{{
     {StepKind::kDriver, "driver"},
     {StepKind::kRun, "run"},
     {StepKind::kWait, "wait"},
@@ -55,6 +61,7 @@ constexpr std::array<std::pair<StepKind, std::string_view>, 7> kStepKinds{{
     {StepKind::kNoop, "noop"},
     {StepKind::kSsh, "ssh"},
     {StepKind::kLease, "lease"},
+    {StepKind::kReboot, "reboot"},
 }};
 
 constexpr std::array<std::pair<HttpCheckKind, std::string_view>, 3> kHttpCheckKinds{{
@@ -385,7 +392,128 @@ std::pair<std::string, std::string> http_problem(const HttpStepSpec& http,
     return {};
 }
 
+/// Why a reboot step's spec does not hold, as {where under the step, what}; empty when it holds.
+std::pair<std::string, std::string> reboot_problem(const RebootStepSpec& reboot,
+                                                   const ActionSpec& action) {
+    if (reboot.methods.empty()) {
+        return {".methods", "needs at least one of ssh, ipmi, pdu"};
+    }
+    for (std::size_t i = 0; i < reboot.methods.size(); ++i) {
+        for (std::size_t j = 0; j < i; ++j) {
+            if (reboot.methods[j] == reboot.methods[i]) {
+                return {fmt::format(".methods[{}]", i),
+                        fmt::format("{} is listed twice", to_string(reboot.methods[i]))};
+            }
+        }
+    }
+    for (const auto& [key, words] : {std::pair{"ssh_command", &reboot.ssh_command},
+                                     std::pair{"ipmi_command", &reboot.ipmi_command}}) {
+        if (words->empty() || words->front().empty()) {
+            return {fmt::format(".{}", key), "needs a command (an argv list)"};
+        }
+        for (std::size_t i = 0; i < words->size(); ++i) {
+            if (auto problem = template_problem((*words)[i], action); !problem.empty()) {
+                return {fmt::format(".{}[{}]", key, i), problem};
+            }
+        }
+    }
+    if (reboot.verify_port < 0 || reboot.verify_port > 65535) {
+        return {".verify.port", "must be 0 (the machine's ssh_port) or 1..65535"};
+    }
+    for (const auto& [key, value] : {std::pair{".pdu_off_time", reboot.pdu_off_time},
+                                     std::pair{".verify.down_within", reboot.down_within},
+                                     std::pair{".verify.up_within", reboot.up_within},
+                                     std::pair{".verify.interval", reboot.interval},
+                                     std::pair{".verify.probe_timeout", reboot.probe_timeout}}) {
+        if (value <= core::Millis{0}) {
+            return {key, "must be positive"};
+        }
+    }
+    return {};
+}
+
+/// "host:port" (or "[v6]:port", or a bare host) split, brackets off; `port` 0 when absent.
+std::pair<std::string, int> split_address(std::string_view address) {
+    if (address.starts_with('[')) {
+        auto close = address.find(']');
+        if (close == std::string_view::npos) {
+            return {std::string{address}, 0};
+        }
+        int port = 0;
+        if (close + 1 < address.size() && address[close + 1] == ':') {
+            auto digits = address.substr(close + 2);
+            std::from_chars(digits.data(), digits.data() + digits.size(), port);
+        }
+        return {std::string{address.substr(1, close - 1)}, port};
+    }
+    auto colon = address.rfind(':');
+    if (colon == std::string_view::npos || address.find(':') != colon) {
+        return {std::string{address}, 0};  // a bare host, or a bare IPv6 literal
+    }
+    int port = 0;
+    auto digits = address.substr(colon + 1);
+    std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    return {std::string{address.substr(0, colon)}, port};
+}
+
 }  // namespace
+
+std::string_view to_string(RebootMethod method) {
+    return name_of(kRebootMethods, method);
+}
+std::optional<RebootMethod> parse_reboot_method(std::string_view text) {
+    return value_of(kRebootMethods, text);
+}
+
+std::vector<std::string> ipmi_argv(const IpmiSettings& ipmi,
+                                   const core::NodeSpec& machine,
+                                   const std::vector<std::string>& command) {
+    if (!machine.machine || machine.machine->ipmi_address.empty()) {
+        return {};
+    }
+    const auto& m = *machine.machine;
+    auto [host, port] = split_address(m.ipmi_address);
+    std::vector<std::string> argv{ipmi.program, "-I", "lanplus", "-H", host};
+    if (port != 0) {
+        argv.insert(argv.end(), {"-p", std::to_string(port)});
+    }
+    if (!m.ipmi_user.empty()) {
+        argv.insert(argv.end(), {"-U", m.ipmi_user});
+    }
+    argv.insert(argv.end(), {"-f", ipmi.password_file});
+    if (ipmi.cipher_suite > 0) {
+        argv.insert(argv.end(), {"-C", std::to_string(ipmi.cipher_suite)});
+    }
+    argv.insert(argv.end(),
+                {"-R", std::to_string(ipmi.retries), "-N", std::to_string(ipmi.retry_seconds)});
+    argv.insert(argv.end(), command.begin(), command.end());
+    return argv;
+}
+
+std::vector<std::string> pdu_argv(const PduSettings& pdu,
+                                  const core::NodeSpec& machine,
+                                  int value) {
+    if (!machine.machine || machine.machine->pdu_host.empty() || machine.machine->pdu_outlet < 1) {
+        return {};
+    }
+    const auto& m = *machine.machine;
+    auto [host, port] = split_address(m.pdu_host);
+    // net-snmp's agent syntax: "udp6:[::1]:161" for IPv6, "HOST:PORT" otherwise.
+    std::string agent = host.find(':') != std::string::npos ? fmt::format("udp6:[{}]", host) : host;
+    if (port != 0) {
+        agent += fmt::format(":{}", port);
+    }
+    auto seconds = std::chrono::duration<double>(pdu.timeout).count();
+    return {pdu.program,
+            "-t",
+            fmt::format("{:g}", seconds),
+            "-r",
+            std::to_string(pdu.retries),
+            agent,
+            fmt::format("{}.{}", pdu.outlet_oid, m.pdu_outlet),
+            "i",
+            std::to_string(value)};
+}
 
 std::string_view to_string(ParamType type) {
     return name_of(kParamTypes, type);
@@ -539,6 +667,11 @@ core::Result<void> validate_action(const ActionSpec& action) {
                 if (!step.lease.acquire &&
                     (!step.lease.ttl.empty() || !step.lease.reason.empty())) {
                     return fail(where + ".lease", "a release takes only an owner");
+                }
+                break;
+            case StepKind::kReboot:
+                if (auto [at, problem] = reboot_problem(step.reboot, action); !problem.empty()) {
+                    return fail(fmt::format("{}.reboot{}", where, at), problem);
                 }
                 break;
             case StepKind::kNoop:

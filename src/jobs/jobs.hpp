@@ -17,7 +17,8 @@
 /// from validated params), `wait` (until the node's status meets a condition), `http` (a
 /// request through net's client, templated, with status and body checks, a per-request timeout
 /// and retries), `ssh` (an argv run on a machine through the OpenSSH client), `lease` (the node
-/// loaned to a person, or given back) or `noop`. A step that runs a child (a `run` step, or a
+/// loaned to a person, or given back), `reboot` (ssh, then IPMI, then the PDU, each verified)
+/// or `noop`. A step that runs a child (a `run` step, or a
 /// driver step whose driver runs one through Context::run, as helm's do) records its process group
 /// in the store; timeout and cancel end that whole group (SIGTERM, grace, SIGKILL). Output is
 /// captured line by line with sequence numbers, capped per job. Retries back off exponentially with
@@ -86,7 +87,7 @@ struct ParamSpec {
     std::string from;
 };
 
-enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp, kSsh, kLease };
+enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp, kSsh, kLease, kReboot };
 std::string_view to_string(StepKind kind);
 std::optional<StepKind> parse_step_kind(std::string_view text);
 
@@ -145,6 +146,34 @@ struct LeaseStepSpec {
     std::string reason;  ///< acquire, templated
 };
 
+/// How a reboot may be done, in the order a reboot step escalates through them.
+enum class RebootMethod {
+    kSsh,   ///< the machine's own command over ssh (jobs.ssh)
+    kIpmi,  ///< its BMC: ipmitool -I lanplus (jobs.ipmi)
+    kPdu,   ///< its PDU outlet switched off, then on, over SNMP (jobs.pdu)
+};
+std::string_view to_string(RebootMethod method);
+std::optional<RebootMethod> parse_reboot_method(std::string_view text);
+
+/// reboot: tries each method in turn; after each it verifies that the machine went down and
+/// came back (a TCP port stops answering, then answers again) before declaring success, and
+/// records which method worked. A method the machine has no controller for is skipped.
+struct RebootStepSpec {
+    std::vector<RebootMethod> methods{RebootMethod::kSsh, RebootMethod::kIpmi, RebootMethod::kPdu};
+    /// The remote argv run over ssh (templated, quoted for the remote shell). Its exit status
+    /// is 0, or 255 when the connection drops as the machine goes down; the verification
+    /// decides either way.
+    std::vector<std::string> ssh_command{"systemctl", "reboot"};
+    /// ipmitool's command words after its connection options.
+    std::vector<std::string> ipmi_command{"chassis", "power", "cycle"};
+    core::Millis pdu_off_time{std::chrono::seconds{10}};  ///< outlet off this long, then on
+    int verify_port = 0;  ///< the TCP port that must stop and then start answering; 0: ssh_port
+    core::Millis down_within{std::chrono::minutes{2}};    ///< after the command
+    core::Millis up_within{std::chrono::minutes{10}};     ///< after it went down
+    core::Millis interval{std::chrono::seconds{2}};       ///< between probes
+    core::Millis probe_timeout{std::chrono::seconds{2}};  ///< one TCP connect
+};
+
 /// One step. Templates ({{node}}, {{params.NAME}}, {{job.id}}) are filled from validated
 /// params, each placeholder becoming (part of) exactly one argv element.
 struct StepSpec {
@@ -160,6 +189,7 @@ struct StepSpec {
     core::Millis interval{250};                            ///< wait: how often to look
     HttpStepSpec http;                                     ///< http
     LeaseStepSpec lease;                                   ///< lease
+    RebootStepSpec reboot;                                 ///< reboot
     core::Millis timeout{0};  ///< this step; 0: whatever is left of the action's timeout
 };
 
@@ -221,6 +251,43 @@ std::vector<std::string> ssh_argv(const SshSettings& ssh,
 /// quotes ("it's" -> 'it'\''s').
 std::string shell_quote(std::string_view word);
 
+/// How IPMI reaches a machine's BMC: ipmitool over lanplus, the password in a file (-f) so no
+/// command line shows it.
+struct IpmiSettings {
+    std::string program = "ipmitool";
+    /// The file ipmitool reads the password from: the configured password_file, or one serve
+    /// writes (mode 0600, under the data dir) for password_env. Empty: no IPMI.
+    std::string password_file;
+    std::string password;   ///< loaded at start, for redaction only; never rendered or logged
+    int cipher_suite = 0;   ///< -C; 0: ipmitool's own choice
+    int retries = 2;        ///< -R: retries of each request
+    int retry_seconds = 2;  ///< -N: seconds between them
+};
+
+/// How a PDU outlet is switched: net-snmp's snmpset, the community in an snmp.conf found
+/// through SNMPCONFPATH so no command line shows it.
+struct PduSettings {
+    std::string program = "snmpset";
+    /// SNMPCONFPATH: a directory whose snmp.conf holds defVersion and defCommunity (serve
+    /// writes it, mode 0600, under the data dir). Empty: no PDU.
+    std::string conf_dir;
+    std::string community;  ///< loaded at start, for redaction only; never rendered or logged
+    /// The outlet control column; ".N" (the machine's pdu_outlet) is appended. APC's
+    /// PowerNet-MIB sPDUOutletCtl by default.
+    std::string outlet_oid = ".1.3.6.1.4.1.318.1.1.12.3.3.1.1.4";
+    int on_value = 1;                               ///< INTEGER written to switch the outlet on
+    int off_value = 2;                              ///< and off
+    core::Millis timeout{std::chrono::seconds{2}};  ///< -t: each try
+    int retries = 1;                                ///< -r
+};
+
+/// ipmitool's argv for `command` on `machine`'s BMC; empty when it has no ipmi_address.
+std::vector<std::string> ipmi_argv(const IpmiSettings& ipmi,
+                                   const core::NodeSpec& machine,
+                                   const std::vector<std::string>& command);
+/// snmpset's argv switching `machine`'s outlet to `value`; empty when it has no PDU.
+std::vector<std::string> pdu_argv(const PduSettings& pdu, const core::NodeSpec& machine, int value);
+
 struct Settings {
     int workers = 2;               ///< jobs running at once (the global cap)
     int output_max_lines = 10000;  ///< per job; past it one truncation note, then nothing
@@ -232,7 +299,9 @@ struct Settings {
     core::Millis retention{std::chrono::hours{24 * 30}};  ///< finished jobs and output kept
     core::Millis retention_sweep{std::chrono::hours{1}};
     std::vector<ActionSpec> actions;
-    SshSettings ssh;  ///< ssh steps
+    SshSettings ssh;    ///< ssh steps, and reboot's ssh method
+    IpmiSettings ipmi;  ///< reboot's ipmi method
+    PduSettings pdu;    ///< reboot's pdu method
     /// Empty: every caller with a token may run every action. Otherwise users need an allow
     /// rule; admins are allowed unless a deny rule matches.
     std::vector<PermissionRule> permissions;

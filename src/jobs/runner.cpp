@@ -15,6 +15,7 @@
 
 #include "jobs/engine_impl.hpp"
 #include "jobs/http_step.hpp"
+#include "jobs/reboot_step.hpp"
 
 namespace aviary::jobs {
 namespace {
@@ -432,6 +433,8 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
         }
         case StepKind::kLease:
             co_return co_await run_lease_step(d, run, step, context);
+        case StepKind::kReboot:
+            co_return co_await run_reboot_step(d, run, step, context);
         case StepKind::kWait: {
             auto* driver = d.find_driver(run.node.driver);
             if (driver == nullptr) {
@@ -510,7 +513,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         run.action != nullptr &&
         std::any_of(run.action->steps.begin(), run.action->steps.end(), [](const StepSpec& step) {
             return step.kind == StepKind::kDriver || step.kind == StepKind::kWait ||
-                   step.kind == StepKind::kSsh;
+                   step.kind == StepKind::kSsh || step.kind == StepKind::kReboot;
         });
     auto prepare = [this, &run, &node]() -> core::Result<std::pair<core::Job, std::int64_t>> {
         node = fleet.node(run.job.node);

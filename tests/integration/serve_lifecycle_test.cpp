@@ -83,7 +83,7 @@ TEST(ServeLifecycle, EmbeddedDefaultServesTheDemoFleet) {
             EXPECT_EQ(node.at("labels").at("chain"), "lotus");
             EXPECT_EQ(node.at("driver"), "sim");
         } else {
-            EXPECT_EQ(node.at("driver"), "ssh");
+            EXPECT_EQ(node.at("driver"), "none");
         }
     }
     EXPECT_EQ(names, (std::vector<std::string>{"loopback-1", "lotus-0", "lotus-1", "lotus-2"}));

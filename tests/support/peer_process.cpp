@@ -32,7 +32,7 @@ sockaddr_in loopback(int port) {
 }  // namespace
 
 int free_port(bool udp) {
-    int fd = ::socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+    int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -1;
     }
@@ -50,7 +50,7 @@ int free_port(bool udp) {
 bool wait_for_tcp(int port, std::chrono::milliseconds deadline) {
     return wait_until(
         [port] {
-            int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+            int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
             auto addr = loopback(port);
             bool up =
                 fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;

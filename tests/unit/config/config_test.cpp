@@ -134,8 +134,17 @@ void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) 
 }
 
 void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
-    const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, lease, timeout] =
-        want;
+    const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, lease, reboot,
+                 timeout] = want;
+    EXPECT_EQ(got.reboot.methods, reboot.methods) << name;
+    EXPECT_EQ(got.reboot.ssh_command, reboot.ssh_command) << name;
+    EXPECT_EQ(got.reboot.ipmi_command, reboot.ipmi_command) << name;
+    EXPECT_EQ(got.reboot.pdu_off_time, reboot.pdu_off_time) << name;
+    EXPECT_EQ(got.reboot.verify_port, reboot.verify_port) << name;
+    EXPECT_EQ(got.reboot.down_within, reboot.down_within) << name;
+    EXPECT_EQ(got.reboot.up_within, reboot.up_within) << name;
+    EXPECT_EQ(got.reboot.interval, reboot.interval) << name;
+    EXPECT_EQ(got.reboot.probe_timeout, reboot.probe_timeout) << name;
     SCOPED_TRACE("step " + name);
     EXPECT_EQ(got.lease.acquire, lease.acquire) << name;
     EXPECT_EQ(got.lease.owner, lease.owner) << name;
@@ -194,7 +203,21 @@ void expect_same(const jobs::PermissionRule& want, const jobs::PermissionRule& g
 
 void expect_same(const jobs::Settings& want, const jobs::Settings& got) {
     const auto& [workers, output_max_lines, kill_grace, heartbeat, heartbeat_timeout, retention,
-                 retention_sweep, actions, ssh, permissions] = want;
+                 retention_sweep, actions, ssh, ipmi, pdu, permissions] = want;
+    EXPECT_EQ(got.ipmi.program, ipmi.program);
+    EXPECT_EQ(got.ipmi.password_file, ipmi.password_file);
+    EXPECT_EQ(got.ipmi.password, ipmi.password);
+    EXPECT_EQ(got.ipmi.cipher_suite, ipmi.cipher_suite);
+    EXPECT_EQ(got.ipmi.retries, ipmi.retries);
+    EXPECT_EQ(got.ipmi.retry_seconds, ipmi.retry_seconds);
+    EXPECT_EQ(got.pdu.program, pdu.program);
+    EXPECT_EQ(got.pdu.conf_dir, pdu.conf_dir);
+    EXPECT_EQ(got.pdu.community, pdu.community);
+    EXPECT_EQ(got.pdu.outlet_oid, pdu.outlet_oid);
+    EXPECT_EQ(got.pdu.on_value, pdu.on_value);
+    EXPECT_EQ(got.pdu.off_value, pdu.off_value);
+    EXPECT_EQ(got.pdu.timeout, pdu.timeout);
+    EXPECT_EQ(got.pdu.retries, pdu.retries);
     EXPECT_EQ(got.ssh.program, ssh.program);
     EXPECT_EQ(got.ssh.identity_file, ssh.identity_file);
     EXPECT_EQ(got.ssh.known_hosts, ssh.known_hosts);
@@ -326,7 +349,7 @@ jobs::StepSpec wait_step(jobs::WaitCondition condition, core::Millis timeout) {
 std::vector<jobs::ActionSpec> builtin_actions() {
     using drivers::Op;
     using jobs::WaitCondition;
-    std::vector<jobs::ActionSpec> actions(11);
+    std::vector<jobs::ActionSpec> actions(12);
     auto& upgrade = actions[0];
     upgrade.name = "upgrade";
     upgrade.description = "Run a new image tag, keeping the node's data.";
@@ -424,8 +447,21 @@ std::vector<jobs::ActionSpec> builtin_actions() {
     reimage.steps[0].argv = {"echo", "reimage", "{{params.host}}", "with", "{{params.image}}"};
     reimage.steps[0].name = "run echo";
 
+    auto& reboot = actions[9];
+    reboot.name = "reboot";
+    reboot.description =
+        "Reboot the machine: ssh's reboot, then an IPMI power cycle, then its PDU outlet off and "
+        "on, each verified (its ssh port stops answering, then answers again).";
+    reboot.is_public = true;
+    reboot.destructive = true;
+    reboot.timeout = 45min;
+    reboot.params = {host, worker};
+    reboot.steps.resize(1);
+    reboot.steps[0].kind = jobs::StepKind::kReboot;
+    reboot.steps[0].name = "reboot";
+
     const std::string person_pattern = "[A-Za-z0-9][A-Za-z0-9._@-]*";
-    auto& loan = actions[9];
+    auto& loan = actions[10];
     loan.name = "loan";
     loan.description = "Lend the machine (or node) to a person until the TTL; aviary who shows it.";
     loan.params = {
@@ -442,7 +478,7 @@ std::vector<jobs::ActionSpec> builtin_actions() {
         .acquire = true, .owner = "{{params.person}}", .ttl = "{{params.ttl}}", .reason = "loan"};
     loan.steps[0].name = "lease acquire";
 
-    auto& give_back = actions[10];
+    auto& give_back = actions[11];
     give_back.name = "return-loan";
     give_back.description =
         "Give a loaned machine (or node) back; with person, only if it is theirs.";
@@ -478,7 +514,7 @@ Config default_with_demo_fleet() {
                                                   .labels = {{"chain", "lotus"}},
                                                   .note = ""});
     }
-    core::NodeSpec loopback{.name = "loopback-1", .driver = "ssh"};
+    core::NodeSpec loopback{.name = "loopback-1", .driver = "none"};
     loopback.machine = core::MachineSpec{.hostname = "localhost",
                                          .address = "127.0.0.1",
                                          .ssh_user = "root",
@@ -574,7 +610,7 @@ jobs:
     EXPECT_EQ(action_names(*loaded),
               (std::vector<std::string>{"hello", "upgrade", "install-snapshot", "create-canary",
                                         "delete-canary", "restart", "status", "noop", "ping",
-                                        "reimage", "loan", "return-loan"}));
+                                        "reimage", "reboot", "loan", "return-loan"}));
 }
 
 TEST(Config, FileActionReplacesTheBuiltinOfTheSameName) {

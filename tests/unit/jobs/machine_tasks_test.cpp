@@ -190,5 +190,92 @@ TEST(ShellQuote, LeavesSafeWordsAloneAndQuotesTheRest) {
     EXPECT_EQ(shell_quote(""), "''");
 }
 
+TEST(IpmiArgv, PassesThePasswordAsAFileNeverOnTheCommandLine) {
+    IpmiSettings ipmi{.password_file = "/var/lib/aviary/secrets/ipmi_password",
+                      .password = "hunter2-secret",
+                      .cipher_suite = 3,
+                      .retries = 1,
+                      .retry_seconds = 1};
+    auto argv = ipmi_argv(ipmi, machine(), {"chassis", "power", "cycle"});
+    EXPECT_EQ(argv, (std::vector<std::string>{"ipmitool",
+                                              "-I",
+                                              "lanplus",
+                                              "-H",
+                                              "10.0.1.7",
+                                              "-p",
+                                              "623",
+                                              "-U",
+                                              "admin",
+                                              "-f",
+                                              "/var/lib/aviary/secrets/ipmi_password",
+                                              "-C",
+                                              "3",
+                                              "-R",
+                                              "1",
+                                              "-N",
+                                              "1",
+                                              "chassis",
+                                              "power",
+                                              "cycle"}));
+    for (const auto& arg : argv) {
+        EXPECT_EQ(arg.find("hunter2"), std::string::npos) << arg;
+    }
+    auto v6 = machine();
+    v6.machine->ipmi_address = "[fd00::7]";
+    auto bare = ipmi_argv(IpmiSettings{.password_file = "/p"}, v6, {"chassis", "power", "status"});
+    EXPECT_EQ(bare, (std::vector<std::string>{"ipmitool", "-I", "lanplus", "-H", "fd00::7", "-U",
+                                              "admin", "-f", "/p", "-R", "2", "-N", "2", "chassis",
+                                              "power", "status"}));
+    auto none = machine();
+    none.machine->ipmi_address.clear();
+    EXPECT_TRUE(ipmi_argv(ipmi, none, {"chassis"}).empty());
+}
+
+TEST(PduArgv, SwitchesTheMachinesOutletWithTheCommunityLeftToSnmpConf) {
+    PduSettings pdu{.community = "private-community", .timeout = std::chrono::milliseconds{1500}};
+    auto node = machine();
+    node.machine->pdu_host = "127.0.0.1:1161";
+    EXPECT_EQ(pdu_argv(pdu, node, 2),
+              (std::vector<std::string>{"snmpset", "-t", "1.5", "-r", "1", "127.0.0.1:1161",
+                                        ".1.3.6.1.4.1.318.1.1.12.3.3.1.1.4.4", "i", "2"}));
+    node.machine->pdu_host = "[::1]:1161";
+    EXPECT_EQ(pdu_argv(pdu, node, 1)[5], "udp6:[::1]:1161");
+    node.machine->pdu_host = "pdu-1";
+    EXPECT_EQ(pdu_argv(pdu, node, 1)[5], "pdu-1");
+    node.machine->pdu_host.clear();
+    EXPECT_TRUE(pdu_argv(pdu, node, 1).empty());
+}
+
+TEST(RebootSteps, ValidateNamesTheFieldThatIsWrong) {
+    ActionSpec action{.name = "reboot"};
+    action.steps = {StepSpec{.kind = StepKind::kReboot}};
+    EXPECT_TRUE(validate_action(action));
+    auto with = [&](auto change) {
+        auto copy = action;
+        change(copy.steps[0].reboot);
+        auto valid = validate_action(copy);
+        return valid ? std::string{} : valid.error().message;
+    };
+    EXPECT_NE(with([](RebootStepSpec& r) { r.methods.clear(); })
+                  .find("steps[0].reboot.methods: "
+                        "needs at least one"),
+              std::string::npos);
+    EXPECT_NE(with([](RebootStepSpec& r) {
+                  r.methods = {RebootMethod::kIpmi, RebootMethod::kSsh, RebootMethod::kIpmi};
+              }).find("steps[0].reboot.methods[2]: ipmi is listed twice"),
+              std::string::npos);
+    EXPECT_NE(with([](RebootStepSpec& r) {
+                  r.ssh_command = {"reboot", "{{params.when}}"};
+              }).find("steps[0].reboot.ssh_command[1]: unknown param \"when\""),
+              std::string::npos);
+    EXPECT_NE(with([](RebootStepSpec& r) {
+                  r.up_within = core::Millis{0};
+              }).find("steps[0].reboot.verify.up_within: must be positive"),
+              std::string::npos);
+    EXPECT_NE(
+        with([](RebootStepSpec& r) { r.verify_port = 70000; }).find("steps[0].reboot.verify.port"),
+        std::string::npos);
+}
+
 }  // namespace
 }  // namespace aviary::jobs
