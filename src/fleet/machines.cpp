@@ -125,6 +125,24 @@ core::Result<void> check_machine(const core::NodeSpec& spec) {
     if (m.pdu_outlet < 0 || m.pdu_host.empty() != (m.pdu_outlet == 0)) {
         return invalid(spec, "pdu_host and pdu_outlet (from 1) go together");
     }
+    // As the config reads them: permission rules name groups, so a name is one plain word.
+    constexpr std::size_t kMaxGroup = 64;
+    for (std::size_t i = 0; i < m.groups.size(); ++i) {
+        const auto& group = m.groups[i];
+        const bool plain = !group.empty() && group.size() <= kMaxGroup &&
+                           std::none_of(group.begin(), group.end(), [](char c) {
+                               return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
+                           });
+        if (!plain) {
+            return invalid(spec, fmt::format("groups[{}] \"{}\" is not a group name (1-64 "
+                                             "characters, no spaces or control characters)",
+                                             i, group.size() > 80 ? group.substr(0, 80) : group));
+        }
+        if (std::find(m.groups.begin(), m.groups.begin() + static_cast<std::ptrdiff_t>(i), group) !=
+            m.groups.begin() + static_cast<std::ptrdiff_t>(i)) {
+            return invalid(spec, fmt::format("group \"{}\" is listed twice", group));
+        }
+    }
     return {};
 }
 
