@@ -110,6 +110,10 @@ net::asio::awaitable<net::Response> RollerRest::submit(net::Request& request,
         jobs::SubmitRequest submit{
             .action = action->name, .node = node->spec.name, .params = std::move(params.params)};
         auto submitted = engine_.submit(submit, caller);
+        if (!submitted && submitted.error().code == core::ErrorCode::kNotFound) {
+            // The machine went away since it was looked up.
+            return Outcome{404, json::object{{"tc_worker_id", kNoMachine}}};
+        }
         if (!submitted) {
             return submitted.error();
         }

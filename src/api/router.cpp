@@ -166,9 +166,13 @@ net::asio::awaitable<net::Response> Router::handle(net::Request request) {
     auto started = std::chrono::steady_clock::now();
     std::string_view route = "unmatched";
     std::string cors_origin;
-    auto response = co_await dispatch(request, route, cors_origin);
+    bool cors_route = false;
+    auto response = co_await dispatch(request, route, cors_origin, cors_route);
     if (!cors_origin.empty()) {
         response.headers.push_back({"Access-Control-Allow-Origin", cors_origin});
+    }
+    if (cors_route) {
+        // The answer depends on Origin whether or not this one was allowed: caches keep apart.
         response.headers.push_back({"Vary", "Origin"});
     }
     std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
@@ -182,12 +186,14 @@ net::asio::awaitable<net::Response> Router::handle(net::Request request) {
 
 net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
                                                      std::string_view& route,
-                                                     std::string& cors_origin) {
+                                                     std::string& cors_origin,
+                                                     bool& cors_route) {
     const auto& path = request.path;
     auto match = table_.match(request.method, path);
     // A preflight asks for the path; an actual request is answered for its own route only.
     const bool cors =
         request.method == "OPTIONS" ? match.cors : match.route != nullptr && match.route->cors;
+    cors_route = cors;
     if (auto origin = request.header("Origin");
         cors && origin && deps_.auth.cors_origin_allowed(*origin)) {
         cors_origin = std::string{*origin};

@@ -44,11 +44,13 @@ public:
     const RouteTable& table() const { return table_; }
 
 private:
-    /// `cors_origin` is set to the request's Origin when the path answers CORS and the origin
-    /// may use it: handle() then lets the browser read the answer, whatever it is.
+    /// `cors_route` is set when the request's route answers CORS, and `cors_origin` to the
+    /// request's Origin when that origin may use it: handle() then lets the browser read the
+    /// answer, whatever it is.
     net::asio::awaitable<net::Response> dispatch(net::Request& request,
                                                  std::string_view& route,
-                                                 std::string& cors_origin);
+                                                 std::string& cors_origin,
+                                                 bool& cors_route);
     core::Result<fleet::Caller> authorize(const net::Request& request,
                                           const RouteTable::Match& match,
                                           bool cors_origin) const;

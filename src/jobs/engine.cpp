@@ -947,6 +947,9 @@ core::Result<Submitted> Engine::retry(std::string_view id, const fleet::Caller& 
     auto now = d.clock.now();
     auto job = new_job(*action, old->node, old->params, requester, old->owner, now);
     job.retry_of = old->id;
+    if (auto refused = lease_refusal(*action, job, caller); !refused) {
+        return refused.error();
+    }
     return d.submit_job(std::move(job), request, caller);
 }
 

@@ -202,6 +202,7 @@ TEST_F(Roller, ALoopbackPageGetsCorsAnswersAndAForeignOneDoesNot) {
     EXPECT_EQ(header(preflight, "Access-Control-Allow-Origin"), "http://127.0.0.1:9");
     EXPECT_EQ(header(preflight, "Access-Control-Allow-Headers"), "Authorization,Content-Type");
     EXPECT_EQ(header(preflight, "Access-Control-Allow-Methods"), "OPTIONS,POST");
+    EXPECT_EQ(header(preflight, "Vary"), "Origin");
 
     auto poll_preflight =
         http(server_, "OPTIONS", "/api/v1/jobs/some-id", {},
@@ -226,6 +227,7 @@ TEST_F(Roller, ALoopbackPageGetsCorsAnswersAndAForeignOneDoesNot) {
              {{"Origin", "http://evil.example"}, {"Access-Control-Request-Method", "POST"}});
     ASSERT_TRUE(foreign);
     EXPECT_FALSE(header(foreign, "Access-Control-Allow-Origin").has_value());
+    EXPECT_EQ(header(foreign, "Vary"), "Origin");  // a cache keeps the two answers apart
     auto foreign_post = post_task(server_, "tc_worker_id=tc-worker-1&task_name=hello",
                                   {{"Origin", "http://evil.example"}});
     ASSERT_TRUE(foreign_post);
@@ -399,6 +401,16 @@ TEST(LoanRules, AUsersTokenMayNotLendToOthersOrEndOthersLoans) {
     EXPECT_EQ(not_yours->status, 403) << not_yours->body;
     EXPECT_EQ(str(json_of(http(server, "GET", "/api/v1/nodes/t-linux-1", {}, ops)).at("holder")),
               "alice");
+
+    // Nor may ops run the admin's loan again through retry.
+    auto retried = http(server,
+                        "POST",
+                        fmt::format("/api/v1/jobs/{}/retry", str(json_of(lent).at("job").at("id"))),
+                        {}, ops);
+    ASSERT_TRUE(retried);
+    EXPECT_EQ(retried->status, 403) << retried->body;
+    EXPECT_NE(retried->body.find("may not lend t-linux-1 to alice"), std::string::npos)
+        << retried->body;
 
     // ops borrows another machine for itself and gives it back.
     auto own = http(server, "POST", "/api/v1/nodes/t-deny-1/actions/loan",
