@@ -255,7 +255,9 @@ json::object param_json(const jobs::ParamSpec& param) {
         {"required", param.required},
         {"description", param.description},
     };
-    out["default"] = param.required ? json::value(nullptr) : json::value(param.default_value);
+    out["default"] = param.required && param.default_value.empty()
+                         ? json::value(nullptr)
+                         : json::value(param.default_value);
     out["pattern"] = param.pattern.empty() ? json::value(nullptr) : json::value(param.pattern);
     out["from"] = param.from.empty() ? json::value(nullptr) : json::value(param.from);
     return out;

@@ -175,6 +175,10 @@ net::asio::awaitable<net::Response> Router::handle(net::Request request) {
         // The answer depends on Origin whether or not this one was allowed: caches keep apart.
         response.headers.push_back({"Vary", "Origin"});
     }
+    // A configured secret that reached stored data (a param, an event, a job's result) is
+    // not shown to a caller (docs/security.md, "Redaction"). A followed job's streamed output
+    // carries lines and errors that were redacted when they were captured.
+    core::redactor().hide_secrets(response.body);
     std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
     requests_
         .with({std::string{route}, std::string{method_label(request.method)},

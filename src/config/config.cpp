@@ -283,6 +283,21 @@ void read_host(YamlReader& r, const Value& v, std::string& out, bool port_allowe
     out = std::move(text);
 }
 
+/// A machine's ssh or IPMI user: a plain name (it reaches a tool's argv).
+void read_user(YamlReader& r, const Value& value, std::string& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (!fleet::is_user_name(text)) {
+        r.error(value, fmt::format("\"{}\" is not a user name (1-64 of A-Z, a-z, 0-9, '.', '_', "
+                                   "'@' and '-', not starting with '-')",
+                                   text.size() > 80 ? text.substr(0, 80) + "..." : text));
+        return;
+    }
+    out = std::move(text);
+}
+
 /// fleet.machines[]: a node with driver ssh or none and how to reach the host.
 void read_machine(YamlReader& r,
                   const Value& value,
@@ -317,10 +332,10 @@ void read_machine(YamlReader& r,
                  host_given = true;
                  read_host(r, v, machine.address, false);
              }},
-            {"ssh_user", [&](const Value& v) { r.read_string(v, machine.ssh_user); }},
+            {"ssh_user", [&](const Value& v) { read_user(r, v, machine.ssh_user); }},
             {"ssh_port", [&](const Value& v) { r.read_int(v, machine.ssh_port, 1, 65535); }},
             {"ipmi_address", [&](const Value& v) { read_host(r, v, machine.ipmi_address, true); }},
-            {"ipmi_user", [&](const Value& v) { r.read_string(v, machine.ipmi_user); }},
+            {"ipmi_user", [&](const Value& v) { read_user(r, v, machine.ipmi_user); }},
             {"pdu_host", [&](const Value& v) { read_host(r, v, machine.pdu_host, true); }},
             {"pdu_outlet",
              [&](const Value& v) {

@@ -449,7 +449,7 @@ void load_source(YamlReader& r,
     if (source.file_at && !source.file.empty()) {
         read_file_setting(r, *source.file_at, fmt::format("{} file", name), base_dir, path);
         if (!path.empty()) {
-            load_file_secret(r, *source.file_at, path, secret);
+            load_file_secret(r, *source.file_at, path, secret, fmt::format("{} file", name));
         }
     } else if (source.env_at && !source.env.empty()) {
         load_env_secret(r, *source.env_at, source.env, secret);

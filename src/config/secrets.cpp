@@ -13,15 +13,19 @@ namespace aviary::config {
 
 namespace fs = std::filesystem;
 
-void load_file_secret(YamlReader& r, const Value& at, const fs::path& path, std::string& secret) {
+void load_file_secret(YamlReader& r,
+                      const Value& at,
+                      const fs::path& path,
+                      std::string& secret,
+                      std::string_view what) {
     std::error_code ec;
     if (fs::is_directory(path, ec)) {
-        r.error(at, fmt::format("cannot read token file \"{}\": it is a directory", path.string()));
+        r.error(at, fmt::format("cannot read {} \"{}\": it is a directory", what, path.string()));
         return;
     }
     std::ifstream in{path, std::ios::binary};
     if (!in) {
-        r.error(at, fmt::format("cannot read token file \"{}\": {}", path.string(),
+        r.error(at, fmt::format("cannot read {} \"{}\": {}", what, path.string(),
                                 std::strerror(errno)));
         return;
     }
@@ -32,7 +36,7 @@ void load_file_secret(YamlReader& r, const Value& at, const fs::path& path, std:
         content.pop_back();
     }
     if (content.empty()) {
-        r.error(at, fmt::format("token file \"{}\" is empty", path.string()));
+        r.error(at, fmt::format("{} \"{}\" is empty", what, path.string()));
         return;
     }
     secret = std::move(content);

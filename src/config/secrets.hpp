@@ -12,11 +12,12 @@
 namespace aviary::config {
 
 /// The secret in `path`, trailing newlines trimmed; an unreadable, empty or directory path is
-/// an error at `at`, and `secret` is then untouched.
+/// an error at `at` naming it as `what`, and `secret` is then untouched.
 void load_file_secret(YamlReader& r,
                       const Value& at,
                       const std::filesystem::path& path,
-                      std::string& secret);
+                      std::string& secret,
+                      std::string_view what = "token file");
 
 /// The value of environment variable `name`; unset or empty is an error at `at`.
 void load_env_secret(YamlReader& r, const Value& at, const std::string& name, std::string& secret);

@@ -351,6 +351,9 @@ public:
     /// A `--set` key whose value may be shown.
     void add_safe_set_key(std::string key);
     std::string redact(std::string_view line) const;
+    /// Only the configured secrets become REDACTED, in place: for text with a structure of its
+    /// own (an API answer's JSON), where redact()'s URL and --set rules would change data.
+    void hide_secrets(std::string& text) const;
 
 private:
     std::string redact_set_values(std::string_view line) const;

@@ -582,7 +582,7 @@ core::Result<void> validate_action(const ActionSpec& action) {
                 return fail(where + ".pattern", regex.error().message);
             }
         }
-        if (!param.required && !param.default_value.empty()) {
+        if (!param.default_value.empty()) {
             if (auto problem = type_problem(param, param.default_value); !problem.empty()) {
                 return fail(where + ".default", problem);
             }

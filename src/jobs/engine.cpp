@@ -748,24 +748,31 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
     return out;
 }
 
+void Engine::Impl::record_refusal(const ActionSpec& action,
+                                  std::string_view node,
+                                  std::string_view requester,
+                                  const std::string& reason) {
+    json::object after{{"action", action.name}, {"reason", reason}};
+    core::Event event{.at = clock.now(),
+                      .actor = std::string(requester),
+                      .kind = "job.refused",
+                      .node = std::string(node),
+                      .after = json::serialize(after)};
+    if (auto recorded = store.record_event(event); !recorded) {
+        log->error("recording a refusal failed: {}", recorded.error().message);
+    }
+    if (refused_total != nullptr) {
+        refused_total->with({action.name}).inc();
+    }
+}
+
 core::Result<void> Engine::Impl::admit(const ActionSpec& action,
                                        const core::Node& node,
                                        const fleet::Caller& caller,
                                        std::string_view requester) {
     if (auto refusal = permission_refusal(settings.permissions, caller, action.name, node);
         !refusal.empty()) {
-        json::object after{{"action", action.name}, {"reason", refusal}};
-        core::Event event{.at = clock.now(),
-                          .actor = std::string(requester),
-                          .kind = "job.refused",
-                          .node = node.spec.name,
-                          .after = json::serialize(after)};
-        if (auto recorded = store.record_event(event); !recorded) {
-            log->error("recording a refusal failed: {}", recorded.error().message);
-        }
-        if (refused_total != nullptr) {
-            refused_total->with({action.name}).inc();
-        }
+        record_refusal(action, node.spec.name, requester, refusal);
         return core::Error{core::ErrorCode::kPermissionDenied, refusal};
     }
     // A node out of service takes no mutating job (as it takes no lease); reading its status
@@ -846,6 +853,7 @@ core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet
     }
     auto job = new_job(*action, request.node, *params, requester, request.owner, now);
     if (auto refused = lease_refusal(*action, job, caller); !refused) {
+        d.record_refusal(*action, job.node, requester, refused.error().message);
         return refused.error();
     }
     return d.submit_job(std::move(job), request, caller);
@@ -948,6 +956,7 @@ core::Result<Submitted> Engine::retry(std::string_view id, const fleet::Caller& 
     auto job = new_job(*action, old->node, old->params, requester, old->owner, now);
     job.retry_of = old->id;
     if (auto refused = lease_refusal(*action, job, caller); !refused) {
+        d.record_refusal(*action, job.node, requester, refused.error().message);
         return refused.error();
     }
     return d.submit_job(std::move(job), request, caller);

@@ -27,13 +27,28 @@ namespace json = boost::json;
 using tcp = asio::ip::tcp;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 
-/// ssh's own failures before any command ran: the machine was never asked to reboot, so there
-/// is nothing to wait for.
-constexpr std::string_view kSshNeverRan[] = {
-    "Connection refused",           "Connection timed out", "No route to host",
-    "Host key verification failed", "Permission denied",    "Could not resolve hostname",
-    "Network is unreachable",
-};
+/// The OpenSSH client's own lines when it never ran the command (the machine was never asked
+/// to reboot, so there is nothing to wait for): "ssh: connect to host H port P: Connection
+/// refused", "Host key verification failed.", "root@h: Permission denied (publickey).". The
+/// remote command's own stderr comes through too, so only these shapes count.
+bool ssh_never_ran(std::string_view line) {
+    constexpr std::string_view kClientPrefixed[] = {
+        "ssh: connect to host ",
+        "ssh: Could not resolve hostname ",
+        "Host key verification failed.",
+        "No ED25519 host key is known for ",
+    };
+    for (auto prefix : kClientPrefixed) {
+        if (line.starts_with(prefix)) {
+            return true;
+        }
+    }
+    // "USER@HOST: Permission denied (publickey,password)."
+    auto denied = line.find(": Permission denied (");
+    return denied != std::string_view::npos &&
+           line.substr(0, denied).find('@') != std::string_view::npos &&
+           line.substr(0, denied).find(' ') == std::string_view::npos;
+}
 
 core::Error failure(std::string message) {
     return core::Error{core::ErrorCode::kUnavailable, std::move(message)};
@@ -98,9 +113,33 @@ asio::awaitable<std::optional<core::Millis>> until(Run& run,
 
 /// What asking one method came to.
 struct Asked {
-    std::string refused;               ///< empty: the machine was asked to reboot
-    std::optional<core::Millis> down;  ///< set when the method saw it go down itself (the PDU)
+    std::string refused;  ///< empty: the machine was asked to reboot
+    /// Set when the method saw it go down itself (the PDU, with the outlet off): how long that
+    /// took, and when.
+    std::optional<core::Millis> down;
+    std::chrono::steady_clock::time_point down_at;
 };
+
+/// Switches the outlet on with no regard to the job's stop: a cancel or timeout while the
+/// outlet is off must not leave the machine without power. Bounded by snmpset's own -t/-r and
+/// a kill a few seconds after.
+asio::awaitable<void> outlet_on_anyway(Engine::Impl& d, Run& run, drivers::Context& context) {
+    proc::SpawnOptions options;
+    options.argv = pdu_argv(d.settings.pdu, run.node, d.settings.pdu.on_value);
+    options.env_add.emplace_back("SNMPCONFPATH", d.settings.pdu.conf_dir);
+    const auto limit = d.settings.pdu.timeout * (d.settings.pdu.retries + 1) +
+                       core::Millis{std::chrono::seconds{5}};
+    proc::RunSpec spec;
+    spec.timeout = std::chrono::duration_cast<core::Millis>(limit);
+    auto ran = co_await proc::run(d.io.get_executor(), std::move(options), std::move(spec));
+    const int outlet = run.node.machine->pdu_outlet;
+    if (ran && ran->status.succeeded()) {
+        context.note(fmt::format("outlet {} switched on again before stopping", outlet));
+    } else {
+        context.note(fmt::format("outlet {} may still be off: switching it on failed ({})", outlet,
+                                 ran ? std::string{"snmpset failed"} : ran.error().message));
+    }
+}
 
 /// One method's command, run through the step's context.
 asio::awaitable<Asked> ask(Engine::Impl& d,
@@ -112,6 +151,7 @@ asio::awaitable<Asked> ask(Engine::Impl& d,
                            int port) {
     const auto& node = run.node;
     std::optional<core::Millis> down;
+    std::chrono::steady_clock::time_point down_at;
     const auto& m = *node.machine;
     auto render_all =
         [&run](const std::vector<std::string>& words) -> core::Result<std::vector<std::string>> {
@@ -139,9 +179,8 @@ asio::awaitable<Asked> ask(Engine::Impl& d,
             bool never_ran = false;
             drivers::RunOptions run_options;
             run_options.on_line = [&never_ran](const proc::Line& line) {
-                for (auto text : kSshNeverRan) {
-                    never_ran = never_ran || line.text.find(text) != std::string::npos;
-                }
+                never_ran =
+                    never_ran || (line.stream == proc::Stream::kStderr && ssh_never_ran(line.text));
             };
             auto status = co_await context.run(std::move(options), std::move(run_options));
             if (!status) {
@@ -193,6 +232,11 @@ asio::awaitable<Asked> ask(Engine::Impl& d,
                                         on ? d.settings.pdu.on_value : d.settings.pdu.off_value);
                 options.env_add.emplace_back("SNMPCONFPATH", d.settings.pdu.conf_dir);
                 auto status = co_await context.run(std::move(options));
+                if (on && run.stop != StopReason::kNone) {
+                    // Stopped while the outlet was off: the "on" above was ended with the job.
+                    co_await outlet_on_anyway(d, run, context);
+                    co_return Asked{.refused = "stopped"};
+                }
                 if (!status) {
                     co_return Asked{.refused = status.error().message};
                 }
@@ -206,12 +250,17 @@ asio::awaitable<Asked> ask(Engine::Impl& d,
                     // Seen down while the outlet is off, before it is switched on again.
                     const auto off_at = std::chrono::steady_clock::now();
                     down = co_await until(run, spec, host, port, false, spec.down_within);
-                    auto off_for = std::chrono::duration_cast<core::Millis>(
-                        std::chrono::steady_clock::now() - off_at);
+                    down_at = std::chrono::steady_clock::now();
+                    auto off_for = std::chrono::duration_cast<core::Millis>(down_at - off_at);
+                    if (run.stop != StopReason::kNone) {
+                        co_await outlet_on_anyway(d, run, context);
+                        co_return Asked{.refused = "stopped"};
+                    }
                     if (!down) {
-                        context.note(
-                            "the machine still answers with its outlet off: switching "
-                            "the outlet on again");
+                        context.note(fmt::format(
+                            "{}:{} still answers {} after outlet {} was switched off: switching "
+                            "it on again",
+                            host, port, core::format_duration(spec.down_within), m.pdu_outlet));
                     } else if (off_for < spec.pdu_off_time) {
                         context.note(fmt::format(
                             "outlet {} of {} is off; on again in {}", m.pdu_outlet, m.pdu_host,
@@ -226,7 +275,7 @@ asio::awaitable<Asked> ask(Engine::Impl& d,
                                     "it did not go down (is pdu_outlet right?)",
                                     host, port, core::format_duration(spec.down_within))};
             }
-            co_return Asked{.down = down};
+            co_return Asked{.down = down, .down_at = down_at};
         }
     }
     co_return Asked{.refused = "unknown method"};
@@ -257,12 +306,23 @@ asio::awaitable<core::Result<std::string>> run_reboot_step(Engine::Impl& d,
         }
         const auto name = to_string(method);
         context.note(fmt::format("reboot {} by {}", run.node.name, name));
+        // A machine that is not answering now (hung, or off) cannot be seen going down: it is
+        // taken as down at once, and only its coming back is checked.
+        const bool answering = co_await answers(host, port, spec.probe_timeout);
+        if (!answering) {
+            context.note(
+                fmt::format("{}:{} does not answer before the attempt: only its coming "
+                            "back will be checked",
+                            host, port));
+        }
         auto asked = co_await ask(d, run, spec, method, context, host, port);
         auto refused = std::move(asked.refused);
         // The PDU method saw it go down with the outlet off; the others are watched here.
         std::optional<core::Millis> down = asked.down;
+        auto down_at = asked.down_at;
         if (refused.empty() && !down) {
             down = co_await until(run, spec, host, port, false, spec.down_within);
+            down_at = std::chrono::steady_clock::now();
             if (!down) {
                 refused = fmt::format("{}:{} still answered {} later: it did not go down", host,
                                       port, core::format_duration(spec.down_within));
@@ -272,8 +332,15 @@ asio::awaitable<core::Result<std::string>> run_reboot_step(Engine::Impl& d,
         if (refused.empty()) {
             context.note(fmt::format("{} went down ({}:{} stopped answering) after {}",
                                      run.node.name, host, port, core::format_duration(*down)));
-            up = co_await until(run, spec, host, port, true, spec.up_within);
-            if (!up) {
+            // up_within counts from when it was seen down (the PDU's off time is in it).
+            const auto spent = std::chrono::duration_cast<core::Millis>(
+                std::chrono::steady_clock::now() - down_at);
+            const auto left = spec.up_within > spent ? spec.up_within - spent : core::Millis{1};
+            auto back = co_await until(run, spec, host, port, true, left);
+            if (back) {
+                up = std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now() -
+                                                              down_at);
+            } else {
                 refused = fmt::format("it went down but {}:{} did not answer again within {}", host,
                                       port, core::format_duration(spec.up_within));
             }

@@ -400,6 +400,10 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
                 co_return step_error(fmt::format(
                     "{} is not a machine: an ssh step needs a machine's address", run.node.name));
             }
+            if (run.node.driver == "none") {
+                co_return step_error(fmt::format(
+                    "machine {} has driver none: it is not reached over ssh", run.node.name));
+            }
             std::vector<std::string> remote;
             for (const auto& arg : step.argv) {
                 auto rendered = render_template(arg, run.job);

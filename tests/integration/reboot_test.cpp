@@ -208,6 +208,11 @@ protected:
     leak:
       steps:
         - run: [cat, "{base}/snmp/community", "{base}/ipmi/ipmi_password"]
+    leak-error:
+      params:
+        word: {{type: string}}
+      steps:
+        - run: ["/nonexistent/{{{{params.word}}}}"]
 )",
                            fmt::arg("base", base_), fmt::arg("bounce", peer_script("bounce.sh")),
                            fmt::arg("flag", flag_), fmt::arg("verify", verify_port_));
@@ -361,16 +366,28 @@ TEST_F(Reboot, SecretsReachTheToolsThroughPrivateFilesAndNeverShow) {
     EXPECT_NE(output.find("REDACTED"), std::string::npos) << output;
     EXPECT_EQ(output.find(password), std::string::npos) << output;
     EXPECT_EQ(output.find(community), std::string::npos) << output;
+    // An error text that quotes one (a program that cannot be started) shows REDACTED too.
+    auto failed = http(server, "POST", "/api/v1/nodes/t-bmc-1/actions/leak-error",
+                       fmt::format(R"({{"params": {{"word": "{}"}}, "wait": true}})", community));
+    ASSERT_TRUE(failed);
+    auto error = str(json_of(failed).at("job").at("error"));
+    EXPECT_NE(error.find("REDACTED"), std::string::npos) << error;
+    EXPECT_EQ(error.find(community), std::string::npos) << error;
     auto rebooted = reboot(server);  // the PDU method runs snmpset with the community
     ASSERT_TRUE(rebooted.is_object());
     auto reboot_output = output_of(server, rebooted);
-    for (const auto& answer :
-         {http(server, "GET", "/api/v1/actions"), http(server, "GET", "/api/v1/machines/t-bmc-1"),
-          http(server, "GET", "/api/v1/events?node=t-bmc-1")}) {
-        ASSERT_TRUE(answer);
-        EXPECT_EQ(answer->body.find(password), std::string::npos);
-        EXPECT_EQ(answer->body.find(community), std::string::npos);
+    // The community is in the leak-error job's params now, so in its events and job answers
+    // too: every answer shows REDACTED instead.
+    for (const auto& path :
+         {std::string{"/api/v1/actions"}, std::string{"/api/v1/machines/t-bmc-1"},
+          std::string{"/api/v1/events?node=t-bmc-1"}, std::string{"/api/v1/jobs"},
+          fmt::format("/api/v1/jobs/{}", str(json_of(failed).at("job").at("id")))}) {
+        auto answer = http(server, "GET", path);
+        ASSERT_TRUE(answer) << path;
+        EXPECT_EQ(answer->body.find(password), std::string::npos) << path;
+        EXPECT_EQ(answer->body.find(community), std::string::npos) << path;
     }
+    EXPECT_NE(http(server, "GET", "/api/v1/jobs")->body.find("REDACTED"), std::string::npos);
     EXPECT_EQ(reboot_output.find(community), std::string::npos) << reboot_output;
     server.stop();
     EXPECT_EQ(server.log().find(password), std::string::npos);

@@ -390,6 +390,14 @@ TEST(LoanRules, AUsersTokenMayNotLendToOthersOrEndOthersLoans) {
     EXPECT_NE(for_alice->body.find("token for ops may not lend t-linux-1 to alice: it needs admin"),
               std::string::npos)
         << for_alice->body;
+    // The refusal is in the audit trail like a permission rule's.
+    auto events = json_of(http(server, "GET", "/api/v1/events?node=t-linux-1", {}, boss));
+    ASSERT_TRUE(events.is_object());
+    bool recorded = false;
+    for (const auto& event : events.at("events").as_array()) {
+        recorded = recorded || (event.at("kind") == "job.refused" && event.at("actor") == "ops");
+    }
+    EXPECT_TRUE(recorded) << json::serialize(events);
 
     // An admin lends it to alice; ops may not give it back, even naming nobody.
     auto lent = http(server, "POST", "/api/v1/nodes/t-linux-1/actions/loan",
@@ -403,10 +411,9 @@ TEST(LoanRules, AUsersTokenMayNotLendToOthersOrEndOthersLoans) {
               "alice");
 
     // Nor may ops run the admin's loan again through retry.
-    auto retried = http(server,
-                        "POST",
-                        fmt::format("/api/v1/jobs/{}/retry", str(json_of(lent).at("job").at("id"))),
-                        {}, ops);
+    auto retried =
+        http(server, "POST",
+             fmt::format("/api/v1/jobs/{}/retry", str(json_of(lent).at("job").at("id"))), {}, ops);
     ASSERT_TRUE(retried);
     EXPECT_EQ(retried->status, 403) << retried->body;
     EXPECT_NE(retried->body.find("may not lend t-linux-1 to alice"), std::string::npos)
