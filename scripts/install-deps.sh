@@ -13,6 +13,10 @@ packages=(
     libyaml-cpp-dev libsqlite3-dev sqlite3 libpq-dev libspdlog-dev libfmt-dev libcli11-dev
     # tests: gtest/gmock, PostgreSQL for the store tests, promtool for /metrics
     googletest libgtest-dev libgmock-dev libbenchmark-dev postgresql prometheus procps
+    # machine tasks' tools and the real peers their tests start on loopback: ssh (client and
+    # sshd), ipmitool and OpenIPMI's ipmi_sim, net-snmp's tools and snmpd, ping; Chromium for
+    # the browser's CORS preflight
+    openssh-client openssh-server ipmitool openipmi snmp snmpd iputils-ping chromium
 )
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(wrk nginx-light python3-celery python3-redis redis-server)

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace aviary::api {
 namespace {
 
@@ -104,6 +106,10 @@ Authenticator::Authenticator(const config::AuthSettings& settings,
         bound_port_.store(configured->second);
     }
     wildcard_listen_ = host == "0.0.0.0" || host == "::" || host.empty();
+    loopback_listen_ = is_loopback_host(host);
+    for (const auto& origin : settings.cors_origins) {
+        cors_origins_.push_back(lower(origin));
+    }
     names_ = {host, "localhost", "127.0.0.1", "::1"};
     for (const auto& name : settings.allowed_hosts) {
         names_.push_back(split_host(name).first);
@@ -177,6 +183,24 @@ core::Result<void> Authenticator::check_host_and_origin(const net::Request& requ
         }
     }
     return {};
+}
+
+bool Authenticator::cors_origin_allowed(std::string_view origin) const {
+    auto scheme_end = origin.find("://");
+    if (scheme_end == std::string_view::npos ||
+        !(origin.starts_with("http://") || origin.starts_with("https://"))) {
+        return false;  // "null" (a file: page, a sandbox) and anything odd
+    }
+    auto authority = origin.substr(scheme_end + 3);
+    if (authority.empty() || authority.find_first_of("/?#@ ") != std::string_view::npos) {
+        return false;
+    }
+    if (!cors_origins_.empty()) {
+        auto wanted = lower(origin);
+        return std::any_of(cors_origins_.begin(), cors_origins_.end(),
+                           [&](const std::string& o) { return o == "*" || o == wanted; });
+    }
+    return loopback_listen_ && is_loopback_host(split_host(authority).first);
 }
 
 }  // namespace aviary::api

@@ -35,6 +35,11 @@ public:
     /// kPermissionDenied naming the refused Host (checked on every request) or Origin (checked
     /// when `guarded`: a change or a WebSocket upgrade).
     core::Result<void> check_host_and_origin(const net::Request& request, bool guarded) const;
+    /// True when a browser page from `origin` ("https://dash.example:8443") may call the
+    /// CORS routes (the roller's): an origin in auth.cors_origins ("*": any), or, when none are
+    /// configured, a loopback origin while serve listens on loopback. Such an origin also
+    /// passes the Origin rule on those routes.
+    bool cors_origin_allowed(std::string_view origin) const;
     /// The port actually bound (the configured one may be 0). Called once after the server
     /// starts, before the address is published.
     void set_bound_port(std::uint16_t port) { bound_port_.store(port); }
@@ -49,7 +54,9 @@ private:
     std::vector<TokenEntry> tokens_;
     std::vector<std::string> names_;            // allowed host names, lower case, without port
     std::atomic<std::uint16_t> bound_port_{0};  // the listen port (0 until bound)
-    bool wildcard_listen_ = false;  // 0.0.0.0 / [::]: any IP literal is the machine itself
+    bool wildcard_listen_ = false;           // 0.0.0.0 / [::]: any IP literal is the machine itself
+    bool loopback_listen_ = false;           // listening on loopback: loopback origins may use CORS
+    std::vector<std::string> cors_origins_;  // lower case
 };
 
 /// True for 127.0.0.0/8, ::1 and localhost.

@@ -128,6 +128,24 @@ core::Result<std::optional<core::Labels>> Body::labels(std::string_view field) c
     return std::optional<core::Labels>{std::move(labels)};
 }
 
+core::Result<std::optional<std::vector<std::string>>> Body::strings(std::string_view field) const {
+    if (!has(field)) {
+        return std::optional<std::vector<std::string>>{};
+    }
+    const auto& v = fields_.at(field);
+    if (!v.is_array()) {
+        return bad(field, "an array of strings like [\"lab\"]");
+    }
+    std::vector<std::string> out;
+    for (const auto& item : v.get_array()) {
+        if (!item.is_string()) {
+            return bad(field, "an array of strings like [\"lab\"]");
+        }
+        out.emplace_back(item.get_string());
+    }
+    return std::optional<std::vector<std::string>>{std::move(out)};
+}
+
 core::Result<std::optional<core::Params>> Body::params(std::string_view field) const {
     if (!has(field)) {
         return std::optional<core::Params>{};

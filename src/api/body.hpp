@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/core.hpp"
 
@@ -27,6 +28,8 @@ public:
     core::Result<std::optional<core::Millis>> duration(std::string_view field) const;
     /// An object of string values: {"chain": "lotus"}.
     core::Result<std::optional<core::Labels>> labels(std::string_view field) const;
+    /// An array of strings: ["lab", "linux"].
+    core::Result<std::optional<std::vector<std::string>>> strings(std::string_view field) const;
     /// A job's params: an object of strings, integers or booleans, kept as text
     /// ({"tag": "v1", "count": 3} -> tag=v1, count=3). The action's specs check them.
     core::Result<std::optional<core::Params>> params(std::string_view field) const;

@@ -137,9 +137,11 @@ void JobsRest::add_routes(RouteTable& table) {
     table.add({.method = "GET", .pattern = "/api/v1/jobs", .handler = [this](RouteContext& c) {
                    return list_jobs(c.request);
                }});
-    table.add({.method = "GET", .pattern = "/api/v1/jobs/{id}", .handler = [this](RouteContext& c) {
-                   return get_job(c.params["id"]);
-               }});
+    // The roller's dashboard polls this from a browser: CORS.
+    table.add({.method = "GET",
+               .pattern = "/api/v1/jobs/{id}",
+               .handler = [this](RouteContext& c) { return get_job(c.params["id"]); },
+               .cors = true});
     table.add({.method = "GET",
                .pattern = "/api/v1/jobs/{id}/output",
                .handler = [this](RouteContext& c) { return output(c.params["id"], c.request); },

@@ -62,6 +62,43 @@ json::object node_json(const core::Node& node) {
     if (node.state == core::NodeState::kMaintenance) {
         out["maintenance_reason"] = node.maintenance_reason;
     }
+    if (node.spec.machine) {
+        out["machine"] = machine_properties_json(*node.spec.machine);
+    }
+    return out;
+}
+
+json::object machine_properties_json(const core::MachineSpec& machine) {
+    json::array groups;
+    for (const auto& group : machine.groups) {
+        groups.emplace_back(group);
+    }
+    return json::object{
+        {"hostname", machine.hostname},         {"address", machine.address},
+        {"ssh_user", machine.ssh_user},         {"ssh_port", machine.ssh_port},
+        {"ipmi_address", machine.ipmi_address}, {"ipmi_user", machine.ipmi_user},
+        {"pdu_host", machine.pdu_host},         {"pdu_outlet", machine.pdu_outlet},
+        {"groups", std::move(groups)},
+    };
+}
+
+json::object machine_json(const core::Node& node, const std::vector<core::WorkerId>& workers) {
+    json::object out = node_json(node);
+    out.erase("machine");
+    out.erase("node");
+    out["name"] = node.spec.name;
+    if (node.spec.machine) {
+        for (auto& [key, value] : machine_properties_json(*node.spec.machine)) {
+            out[key] = value;
+        }
+    }
+    json::array ids;
+    for (const auto& worker : workers) {
+        if (worker.machine == node.spec.name) {
+            ids.emplace_back(worker.id);
+        }
+    }
+    out["worker_ids"] = std::move(ids);
     return out;
 }
 
@@ -192,6 +229,13 @@ json::object job_json(const core::Job& job) {
     if (job.state == core::JobState::kQueued) {
         out["position"] = job.position;
     }
+    // The roller's names for the same job: a dashboard polling GET /api/v1/jobs/{task_id}
+    // reads these.
+    out["task_id"] = job.id;
+    out["task_name"] = job.action;
+    auto worker = job.params.find("tc_worker_id");
+    out["tc_worker_id"] =
+        worker != job.params.end() ? json::value(worker->second) : json::value(nullptr);
     return out;
 }
 
@@ -211,8 +255,11 @@ json::object param_json(const jobs::ParamSpec& param) {
         {"required", param.required},
         {"description", param.description},
     };
-    out["default"] = param.required ? json::value(nullptr) : json::value(param.default_value);
+    out["default"] = param.required && param.default_value.empty()
+                         ? json::value(nullptr)
+                         : json::value(param.default_value);
     out["pattern"] = param.pattern.empty() ? json::value(nullptr) : json::value(param.pattern);
+    out["from"] = param.from.empty() ? json::value(nullptr) : json::value(param.from);
     return out;
 }
 
@@ -253,6 +300,7 @@ json::object action_json(const jobs::ActionSpec& action) {
         {"destructive", action.destructive},
         {"rerun_safe", action.rerun_safe},
         {"exclusive", action.exclusive},
+        {"public", action.is_public},
     };
 }
 

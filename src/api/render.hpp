@@ -13,6 +13,13 @@ namespace aviary::api {
 
 /// A node as Status and GET /api/v1/nodes show it (docs/api.md, NODE).
 boost::json::object node_json(const core::Node& node);
+/// A machine's properties: {"hostname","address","ssh_user","ssh_port","ipmi_address",
+/// "ipmi_user","pdu_host","pdu_outlet","groups"}. Never a secret: none is stored.
+boost::json::object machine_properties_json(const core::MachineSpec& machine);
+/// GET /api/v1/machines: a node's fields, "name", the properties beside them and the worker
+/// ids that map to it.
+boost::json::object machine_json(const core::Node& node,
+                                 const std::vector<core::WorkerId>& workers);
 /// One node's lease (tweety's per-node view).
 boost::json::object lease_json(const core::Lease& lease);
 /// A lease of one or more nodes sharing an id (REST's LEASE).

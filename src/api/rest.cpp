@@ -52,8 +52,25 @@ void RestApi::add_routes(RouteTable& table) {
          .body = BodyKind::kJson});
     table.add(
         {.method = "DELETE", .pattern = "/api/v1/nodes/{name}", .handler = [this](RouteContext& c) {
-             return delete_node(c.params["name"], c.caller);
+             return delete_node(c.params["name"], c.caller, false);
          }});
+    table.add({.method = "GET", .pattern = "/api/v1/machines", .handler = [this](RouteContext&) {
+                   return list_machines();
+               }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/machines/{name}",
+               .handler = [this](RouteContext& c) { return get_machine(c.params["name"]); }});
+    table.add(
+        {.method = "PUT",
+         .pattern = "/api/v1/machines/{name}",
+         .handler =
+             [this](RouteContext& c) { return put_machine(c.params["name"], c.request, c.caller); },
+         .body = BodyKind::kJson});
+    table.add({.method = "DELETE",
+               .pattern = "/api/v1/machines/{name}",
+               .handler = [this](RouteContext& c) {
+                   return delete_node(c.params["name"], c.caller, true);
+               }});
     table.add({.method = "PUT",
                .pattern = "/api/v1/nodes/{name}/maintenance",
                .handler =
@@ -158,8 +175,10 @@ net::asio::awaitable<net::Response> RestApi::put_node(std::string name,
     co_return json_reply(put->second ? 201 : 200, json::serialize(node_json(put->first)));
 }
 
-net::asio::awaitable<net::Response> RestApi::delete_node(std::string name, fleet::Caller caller) {
-    auto work = [this, name, caller] { return fleet_.remove_node(name, caller); };
+net::asio::awaitable<net::Response> RestApi::delete_node(std::string name,
+                                                         fleet::Caller caller,
+                                                         bool machine) {
+    auto work = [this, name, caller, machine] { return fleet_.remove_node(name, caller, machine); };
     auto removed = co_await net::offload(pool_, std::move(work));
     if (!removed) {
         co_return error_reply(removed.error());
@@ -167,6 +186,113 @@ net::asio::awaitable<net::Response> RestApi::delete_node(std::string name, fleet
     net::Response response;
     response.status = 204;
     co_return response;
+}
+
+net::asio::awaitable<net::Response> RestApi::list_machines() {
+    auto work = [this]() -> core::Result<json::array> {
+        auto nodes = fleet_.nodes();
+        if (!nodes) {
+            return nodes.error();
+        }
+        auto workers = fleet_.worker_ids();
+        if (!workers) {
+            return workers.error();
+        }
+        json::array out;
+        for (const auto& node : *nodes) {
+            if (node.spec.machine) {
+                out.emplace_back(machine_json(node, *workers));
+            }
+        }
+        return out;
+    };
+    auto machines = co_await net::offload(pool_, std::move(work));
+    if (!machines) {
+        co_return error_reply(machines.error());
+    }
+    co_return json_reply(200, json::serialize(json::object{{"machines", std::move(*machines)}}));
+}
+
+net::asio::awaitable<net::Response> RestApi::get_machine(std::string name) {
+    auto work = [this, name]() -> core::Result<json::object> {
+        auto node = fleet_.node(name);
+        if (!node) {
+            return node.error();
+        }
+        if (!node->spec.machine) {
+            return core::Error{core::ErrorCode::kNotFound,
+                               fmt::format("{} is a node, not a machine", name)};
+        }
+        auto workers = fleet_.worker_ids();
+        if (!workers) {
+            return workers.error();
+        }
+        return machine_json(*node, *workers);
+    };
+    auto machine = co_await net::offload(pool_, std::move(work));
+    if (!machine) {
+        co_return error_reply(machine.error());
+    }
+    co_return json_reply(200, json::serialize(*machine));
+}
+
+net::asio::awaitable<net::Response> RestApi::put_machine(std::string name,
+                                                         net::Request& request,
+                                                         fleet::Caller caller) {
+    auto body = Body::parse(
+        request.body, {"driver", "hostname", "address", "ssh_user", "ssh_port", "ipmi_address",
+                       "ipmi_user", "pdu_host", "pdu_outlet", "groups", "labels", "note"});
+    if (!body) {
+        co_return error_reply(body.error());
+    }
+    auto driver = body->string("driver");
+    auto hostname = body->string("hostname");
+    auto address = body->string("address");
+    auto ssh_user = body->string("ssh_user");
+    auto ssh_port = body->integer("ssh_port", 1, 65535);
+    auto ipmi_address = body->string("ipmi_address");
+    auto ipmi_user = body->string("ipmi_user");
+    auto pdu_host = body->string("pdu_host");
+    auto pdu_outlet = body->integer("pdu_outlet", 0, 4096);
+    auto groups = body->strings("groups");
+    auto labels = body->labels("labels");
+    auto note = body->string("note");
+    if (auto error = first_error(driver, hostname, address, ssh_user, ssh_port, ipmi_address,
+                                 ipmi_user, pdu_host, pdu_outlet, groups, labels, note)) {
+        co_return error_reply(*error);
+    }
+    if (!core::is_dns_label(name)) {
+        co_return error_reply(core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("machine name \"{}\" must be a DNS-1123 label (a-z, 0-9, -)", name)});
+    }
+    core::NodeSpec spec{.name = name,
+                        .driver = driver->value_or("ssh"),
+                        .labels = labels->value_or(core::Labels{}),
+                        .note = note->value_or(""),
+                        .machine = core::MachineSpec{
+                            .hostname = hostname->value_or(""),
+                            .address = address->value_or(""),
+                            .ssh_user = ssh_user->value_or("root"),
+                            .ssh_port = ssh_port->value_or(22),
+                            .ipmi_address = ipmi_address->value_or(""),
+                            .ipmi_user = ipmi_user->value_or(""),
+                            .pdu_host = pdu_host->value_or(""),
+                            .pdu_outlet = pdu_outlet->value_or(0),
+                            .groups = groups->value_or(std::vector<std::string>{}),
+                        }};
+    auto work = [this, spec, caller] { return fleet_.put_node(spec, caller); };
+    auto put = co_await net::offload(pool_, std::move(work));
+    if (!put) {
+        co_return error_reply(put.error());
+    }
+    auto list_workers = [this] { return fleet_.worker_ids(); };
+    auto workers = co_await net::offload(pool_, std::move(list_workers));
+    if (!workers) {
+        co_return error_reply(workers.error());
+    }
+    co_return json_reply(put->second ? 201 : 200,
+                         json::serialize(machine_json(put->first, *workers)));
 }
 
 net::asio::awaitable<net::Response> RestApi::maintenance(std::string name,

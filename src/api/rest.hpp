@@ -15,7 +15,8 @@ public:
     RestApi(fleet::Fleet& fleet, net::BlockingPool& pool, LeaseWaits& waits)
         : fleet_(fleet), pool_(pool), waits_(waits) {}
 
-    /// Adds /api/v1/nodes..., /api/v1/leases... and /api/v1/events to `table`.
+    /// Adds /api/v1/nodes..., /api/v1/machines..., /api/v1/leases... and /api/v1/events to
+    /// `table`.
     void add_routes(RouteTable& table);
 
 private:
@@ -24,7 +25,15 @@ private:
     net::asio::awaitable<net::Response> put_node(std::string name,
                                                  net::Request& request,
                                                  fleet::Caller caller);
-    net::asio::awaitable<net::Response> delete_node(std::string name, fleet::Caller caller);
+    /// DELETE /api/v1/nodes/{name}, or /api/v1/machines/{name} when `machine`.
+    net::asio::awaitable<net::Response> delete_node(std::string name,
+                                                    fleet::Caller caller,
+                                                    bool machine);
+    net::asio::awaitable<net::Response> list_machines();
+    net::asio::awaitable<net::Response> get_machine(std::string name);
+    net::asio::awaitable<net::Response> put_machine(std::string name,
+                                                    net::Request& request,
+                                                    fleet::Caller caller);
     net::asio::awaitable<net::Response> maintenance(std::string name,
                                                     bool on,
                                                     net::Request& request,

@@ -127,6 +127,7 @@ Router::Router(RouterDeps deps)
     add_own_routes();
     deps_.rest.add_routes(table_);
     deps_.jobs_rest.add_routes(table_);
+    deps_.roller.add_routes(table_);
 }
 
 void Router::add_own_routes() {
@@ -164,7 +165,20 @@ bool Router::streams_body(const net::Request& head) const {
 net::asio::awaitable<net::Response> Router::handle(net::Request request) {
     auto started = std::chrono::steady_clock::now();
     std::string_view route = "unmatched";
-    auto response = co_await dispatch(request, route);
+    std::string cors_origin;
+    bool cors_route = false;
+    auto response = co_await dispatch(request, route, cors_origin, cors_route);
+    if (!cors_origin.empty()) {
+        response.headers.push_back({"Access-Control-Allow-Origin", cors_origin});
+    }
+    if (cors_route) {
+        // The answer depends on Origin whether or not this one was allowed: caches keep apart.
+        response.headers.push_back({"Vary", "Origin"});
+    }
+    // A configured secret that reached stored data (a param, an event, a job's result) is
+    // not shown to a caller (docs/security.md, "Redaction"). A followed job's streamed output
+    // carries lines and errors that were redacted when they were captured.
+    core::redactor().hide_secrets(response.body);
     std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
     requests_
         .with({std::string{route}, std::string{method_label(request.method)},
@@ -175,12 +189,30 @@ net::asio::awaitable<net::Response> Router::handle(net::Request request) {
 }
 
 net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
-                                                     std::string_view& route) {
+                                                     std::string_view& route,
+                                                     std::string& cors_origin,
+                                                     bool& cors_route) {
     const auto& path = request.path;
     auto match = table_.match(request.method, path);
+    // A preflight asks for the path; an actual request is answered for its own route only.
+    const bool cors =
+        request.method == "OPTIONS" ? match.cors : match.route != nullptr && match.route->cors;
+    cors_route = cors;
+    if (auto origin = request.header("Origin");
+        cors && origin && deps_.auth.cors_origin_allowed(*origin)) {
+        cors_origin = std::string{*origin};
+    }
     if (request.method == "OPTIONS" && !match.allow.empty()) {
         // Answered before auth: a CORS preflight carries no credentials.
         route = "options";
+        if (!cors_origin.empty() && request.header("Access-Control-Request-Method")) {
+            auto response = text(200, "");
+            response.headers.push_back(
+                {"Access-Control-Allow-Headers", "Authorization,Content-Type"});
+            response.headers.push_back({"Access-Control-Allow-Methods", match.cors_methods});
+            response.headers.push_back({"Access-Control-Max-Age", "600"});
+            co_return response;
+        }
         auto response = text(204, "");
         response.headers.push_back({"Allow", match.allow});
         co_return response;
@@ -191,7 +223,7 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
     const bool probe = match.route != nullptr ? match.route->access == Access::kProbe : match.probe;
     fleet::Caller caller;
     if (!probe) {
-        auto authenticated = authorize(request, match);
+        auto authenticated = authorize(request, match, !cors_origin.empty());
         if (!authenticated) {
             route = "refused";
             co_return refused(path, authenticated.error());
@@ -207,7 +239,8 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
 
 /// The caller named by the token, once Host (and, on changes and upgrades, Origin) name aviary.
 core::Result<fleet::Caller> Router::authorize(const net::Request& request,
-                                              const RouteTable::Match& match) const {
+                                              const RouteTable::Match& match,
+                                              bool cors_origin) const {
     auto caller = deps_.auth.authenticate(request);
     const bool host_rule =
         match.route != nullptr ? match.route->access == Access::kCaller : !match.scrape;
@@ -215,7 +248,9 @@ core::Result<fleet::Caller> Router::authorize(const net::Request& request,
         return caller;
     }
     // Any upgrade, not only on WebSocket routes: a browser opens a WebSocket to any URL.
-    const bool guarded = is_mutating(request.method) || net::is_websocket_upgrade(request);
+    // A CORS route's allowed origin is one this aviary chose to trust: its Origin passes.
+    const bool guarded =
+        (is_mutating(request.method) && !cors_origin) || net::is_websocket_upgrade(request);
     if (auto allowed = deps_.auth.check_host_and_origin(request, guarded); !allowed) {
         return allowed.error();
     }

@@ -12,6 +12,7 @@
 #include "api/jobs_rest.hpp"
 #include "api/jsonrpc.hpp"
 #include "api/rest.hpp"
+#include "api/roller_rest.hpp"
 #include "api/routes.hpp"
 #include "fleet/fleet.hpp"
 #include "metrics/metrics.hpp"
@@ -28,6 +29,7 @@ struct RouterDeps {
     JsonRpc& rpc;
     RestApi& rest;
     JobsRest& jobs_rest;
+    RollerRest& roller;
     const Authenticator& auth;
     std::function<bool()> stopping;  ///< true once shutdown began: /readyz turns 503
 };
@@ -42,9 +44,16 @@ public:
     const RouteTable& table() const { return table_; }
 
 private:
-    net::asio::awaitable<net::Response> dispatch(net::Request& request, std::string_view& route);
+    /// `cors_route` is set when the request's route answers CORS, and `cors_origin` to the
+    /// request's Origin when that origin may use it: handle() then lets the browser read the
+    /// answer, whatever it is.
+    net::asio::awaitable<net::Response> dispatch(net::Request& request,
+                                                 std::string_view& route,
+                                                 std::string& cors_origin,
+                                                 bool& cors_route);
     core::Result<fleet::Caller> authorize(const net::Request& request,
-                                          const RouteTable::Match& match) const;
+                                          const RouteTable::Match& match,
+                                          bool cors_origin) const;
     net::asio::awaitable<net::Response> unrouted(net::Request& request,
                                                  const RouteTable::Match& match);
     net::asio::awaitable<net::Response> call(const Route& route, RouteContext& context);

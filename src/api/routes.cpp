@@ -131,7 +131,10 @@ RouteTable::Match RouteTable::match(std::string_view method, std::string_view pa
         if (route.method == "GET") {
             methods.push_back("HEAD");
         }
-        out.cors = out.cors || route.cors;
+        if (route.cors) {
+            out.cors = true;
+            out.cors_methods += (out.cors_methods.empty() ? "OPTIONS," : ",") + route.method;
+        }
         out.probe = out.probe && route.access == Access::kProbe;
         out.scrape = out.scrape && route.access != Access::kCaller;
         if (out.route == nullptr && route.method == wanted) {

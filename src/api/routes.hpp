@@ -83,7 +83,9 @@ public:
         /// The methods the path takes, for 405's Allow and OPTIONS ("GET, HEAD, POST"); empty
         /// when no pattern matches the path at all (404).
         std::string allow;
-        bool cors = false;   ///< some route on this path answers CORS preflights
+        bool cors = false;  ///< some route on this path answers CORS preflights
+        /// The methods of those routes for Access-Control-Allow-Methods: "OPTIONS,POST".
+        std::string cors_methods;
         bool probe = false;  ///< every route on this path is Access::kProbe (no auth, no Host rule)
         bool scrape = false;  ///< every route on this path skips the Host rule (kProbe, kScrape)
     };

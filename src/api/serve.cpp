@@ -1,11 +1,16 @@
 // The serve role's wiring: the one place that knows the config and owns every object.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/awaitable.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -16,6 +21,7 @@
 #include "api/jsonrpc.hpp"
 #include "api/lease_waits.hpp"
 #include "api/rest.hpp"
+#include "api/roller_rest.hpp"
 #include "api/router.hpp"
 #include "api/tweety_service.hpp"
 #include "drivers/drivers.hpp"
@@ -95,6 +101,82 @@ core::Result<void> check_exposure(const config::Config& config, const ServeOptio
                                    config.server.listen)};
 }
 
+/// `text` into `path`, readable by this user alone from the moment it exists.
+core::Result<void> write_private(const fs::path& path, std::string_view text) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        return core::Error{core::ErrorCode::kStorage,
+                           fmt::format("cannot write {}: {}", path.string(), std::strerror(errno))};
+    }
+    bool ok = ::fchmod(fd, 0600) == 0;
+    while (ok && !text.empty()) {
+        auto n = ::write(fd, text.data(), text.size());
+        ok = n > 0;
+        text.remove_prefix(ok ? static_cast<std::size_t>(n) : 0);
+    }
+    ok = ::close(fd) == 0 && ok;
+    if (!ok) {
+        return core::Error{core::ErrorCode::kStorage,
+                           fmt::format("cannot write {}: {}", path.string(), std::strerror(errno))};
+    }
+    return {};
+}
+
+core::Result<void> private_dir(const fs::path& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (!ec) {
+        fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+    }
+    if (ec) {
+        return core::Error{core::ErrorCode::kStorage,
+                           fmt::format("cannot create {}: {}", dir.string(), ec.message())};
+    }
+    return {};
+}
+
+/// IPMI and SNMP secrets reach their tools through files only, never a command line that ps
+/// shows (docs/machines.md, "Secrets"): ipmitool's -f file (the configured one, or one written
+/// here for password_env) and an snmp.conf found through SNMPCONFPATH, both under
+/// DATA_DIR/secrets, readable by this user alone.
+core::Result<void> write_machine_secrets(config::Config& config) {
+    auto& ipmi = config.jobs.ipmi;
+    auto& pdu = config.jobs.pdu;
+    const bool ipmi_from_env = ipmi.password_file.empty() && !ipmi.password.empty();
+    if (!ipmi_from_env && pdu.community.empty()) {
+        return {};
+    }
+    const fs::path dir = fs::path{config.data_dir} / "secrets";
+    if (auto made = private_dir(dir); !made) {
+        return made;
+    }
+    if (ipmi_from_env) {
+        auto path = dir / "ipmi_password";
+        if (auto written = write_private(path, ipmi.password); !written) {
+            return written;
+        }
+        ipmi.password_file = path.string();
+    }
+    if (!pdu.community.empty()) {
+        const fs::path snmp = dir / "snmp";
+        if (auto made = private_dir(snmp / "persist"); !made) {
+            return made;
+        }
+        if (auto made = private_dir(snmp); !made) {
+            return made;
+        }
+        // persistentDir: the tools keep their engine ids here, not in /var/lib/snmp; `mibs :`
+        // loads no MIB files (the OIDs are numeric).
+        auto conf = fmt::format("defVersion 2c\ndefCommunity {}\npersistentDir {}\nmibs :\n",
+                                pdu.community, (snmp / "persist").string());
+        if (auto written = write_private(snmp / "snmp.conf", conf); !written) {
+            return written;
+        }
+        pdu.conf_dir = snmp.string();
+    }
+    return {};
+}
+
 core::Result<void> prepare_data_dir(config::Config& config) {
     std::error_code ec;
     fs::create_directories(config.data_dir, ec);
@@ -108,7 +190,7 @@ core::Result<void> prepare_data_dir(config::Config& config) {
     if (config.drivers.dir.empty()) {
         config.drivers.dir = (fs::path{config.data_dir} / "nodes").string();
     }
-    return {};
+    return write_machine_secrets(config);
 }
 
 /// What the engine found from a previous run: one line with the counts, one per rescued job.
@@ -246,6 +328,8 @@ void register_secrets(const config::Config& config) {
         core::redactor().add_secret(token.secret);
     }
     core::redactor().add_secret(config.notify.grafana.token);
+    core::redactor().add_secret(config.jobs.ipmi.password);
+    core::redactor().add_secret(config.jobs.pdu.community);
 }
 
 }  // namespace
@@ -332,6 +416,7 @@ int serve(config::Config config, ServeOptions options) {
     tweety.register_methods(rpc);
     RestApi rest{fleet, pool, waits};
     JobsRest jobs_rest{job_waits, pool, config.fleet.wait_heartbeat};
+    RollerRest roller{engine, fleet, pool};
     Authenticator auth{config.auth, config.server.listen};
 
     Router router{RouterDeps{
@@ -342,6 +427,7 @@ int serve(config::Config config, ServeOptions options) {
         .rpc = rpc,
         .rest = rest,
         .jobs_rest = jobs_rest,
+        .roller = roller,
         .auth = auth,
         .stopping = stopping,
     }};

@@ -37,6 +37,27 @@ struct NodeAddFlags {
 int run_nodes_add(const Context& context, const NodeAddFlags& flags);
 int run_nodes_remove(const Context& context, const std::string& name);
 
+// --- machines ----------------------------------------------------------------------------
+
+struct MachineAddFlags {
+    std::string name;
+    std::string driver;  ///< empty: the server's default (ssh)
+    std::string hostname;
+    std::string address;
+    std::string ssh_user;
+    int ssh_port = 0;  ///< 0: not sent
+    std::string ipmi_address;
+    std::string ipmi_user;
+    std::string pdu_host;
+    int pdu_outlet = 0;  ///< 0: not sent
+    std::vector<std::string> groups;
+    std::vector<std::string> labels;
+    std::string note;
+};
+int run_machines(const Context& context);
+int run_machines_add(const Context& context, const MachineAddFlags& flags);
+int run_machines_remove(const Context& context, const std::string& name);
+
 struct MaintenanceFlags {
     std::string node;
     std::string mode;  ///< "on" or "off"

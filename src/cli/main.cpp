@@ -53,6 +53,8 @@ struct ClientFlags {
     cli::NodesFlags nodes;
     cli::NodeAddFlags node_add;
     std::string node_remove;
+    cli::MachineAddFlags machine_add;
+    std::string machine_remove;
     cli::MaintenanceFlags maintenance;
     cli::AcquireFlags acquire;
     cli::RenewFlags renew;
@@ -102,6 +104,9 @@ struct Commands {
     CLI::App* node_add;
     CLI::Option* note;
     CLI::App* node_remove;
+    CLI::App* machines;
+    CLI::App* machine_add;
+    CLI::App* machine_remove;
     CLI::App* maintenance;
     CLI::App* acquire;
     CLI::App* renew;
@@ -143,6 +148,30 @@ void add_node_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
     commands.node_remove =
         commands.nodes->add_subcommand("remove", "remove a node added through the API (admin)");
     commands.node_remove->add_option("name", flags.node_remove, "node name")->required();
+
+    commands.machines = app.add_subcommand("machines", "list the machines (add, remove)");
+    commands.machines->require_subcommand(0, 1);
+    auto* madd = commands.machine_add = commands.machines->add_subcommand(
+        "add", "add or replace a machine (admin; the options are the whole machine)");
+    auto& m = flags.machine_add;
+    madd->add_option("name", m.name, "machine name")->required();
+    madd->add_option("--driver", m.driver, "ssh (default) or none")
+        ->check(CLI::IsMember({"ssh", "none"}));
+    madd->add_option("--hostname", m.hostname, "its name on the network");
+    madd->add_option("--address", m.address, "where to reach it (default: the hostname)");
+    madd->add_option("--ssh-user", m.ssh_user, "the user ssh steps log in as (default root)");
+    madd->add_option("--ssh-port", m.ssh_port, "default 22")->check(CLI::Range(1, 65535));
+    madd->add_option("--ipmi-address", m.ipmi_address, "its BMC, HOST[:PORT]");
+    madd->add_option("--ipmi-user", m.ipmi_user, "the BMC user");
+    madd->add_option("--pdu-host", m.pdu_host, "the PDU's SNMP agent, HOST[:PORT]");
+    madd->add_option("--pdu-outlet", m.pdu_outlet, "its outlet on the PDU, from 1")
+        ->check(CLI::Range(1, 4096));
+    madd->add_option("--group", m.groups, "a group (repeatable)");
+    madd->add_option("--label", m.labels, "label KEY=VALUE (repeatable)")->check(kLabelPair);
+    madd->add_option("--note", m.note, "free text shown in lists");
+    commands.machine_remove = commands.machines->add_subcommand(
+        "remove", "remove a machine added through the API (admin)");
+    commands.machine_remove->add_option("name", flags.machine_remove, "machine name")->required();
 
     auto* maintenance = commands.maintenance =
         app.add_subcommand("maintenance", "take a node out of service (on) or back (off)");
@@ -343,6 +372,15 @@ int run_client(const Commands& commands, ClientFlags& flags, const GlobalFlags& 
     }
     if (*commands.nodes) {
         return cli::run_nodes(context, flags.nodes);
+    }
+    if (*commands.machine_add) {
+        return cli::run_machines_add(context, flags.machine_add);
+    }
+    if (*commands.machine_remove) {
+        return cli::run_machines_remove(context, flags.machine_remove);
+    }
+    if (*commands.machines) {
+        return cli::run_machines(context);
     }
     if (*commands.maintenance) {
         return cli::run_maintenance(context, flags.maintenance);

@@ -1,6 +1,8 @@
-// aviary nodes [add|remove], aviary maintenance: the pool's nodes.
+// aviary nodes [add|remove], aviary machines [add|remove], aviary maintenance: the pool's
+// nodes and machines.
 #include <fmt/format.h>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <cstdio>
@@ -110,6 +112,104 @@ int run_nodes_add(const Context& context, const NodeAddFlags& flags) {
 
 int run_nodes_remove(const Context& context, const std::string& name) {
     auto reply = context.client.call("DELETE", "/api/v1/nodes/" + encode(name));
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        std::puts(json::serialize(json::object{{"removed", name}}).c_str());
+        return kExitOk;
+    }
+    std::printf("removed %s\n", name.c_str());
+    return kExitOk;
+}
+
+int run_machines(const Context& context) {
+    auto reply = context.client.call("GET", "/api/v1/machines");
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    Table table{{"MACHINE", "STATE", "DRIVER", "ADDRESS", "HOLDER", "UNTIL", "WORKER IDS"}};
+    const auto at = now();
+    if (const auto* machines = field(reply->json, "machines").if_array()) {
+        for (const auto& m : *machines) {
+            std::string address = text_of(field(m, "address"));
+            if (address.empty()) {
+                address = text_of(field(m, "hostname"));
+            }
+            std::string workers;
+            if (const auto* ids = field(m, "worker_ids").if_array()) {
+                for (const auto& id : *ids) {
+                    workers += (workers.empty() ? "" : ",") + text_of(id);
+                }
+            }
+            table.add(
+                {text_of(field(m, "name")), text_of(field(m, "state")), text_of(field(m, "driver")),
+                 address, text_of(field(m, "holder")),
+                 field(m, "until").is_null() ? "" : time_with_remaining(field(m, "until"), at),
+                 workers});
+        }
+    }
+    if (table.empty()) {
+        std::puts("no machines");
+        return kExitOk;
+    }
+    std::fputs(table.text().c_str(), stdout);
+    return kExitOk;
+}
+
+int run_machines_add(const Context& context, const MachineAddFlags& flags) {
+    json::object body;
+    auto put_text = [&](const char* key, const std::string& value) {
+        if (!value.empty()) {
+            body[key] = value;
+        }
+    };
+    put_text("driver", flags.driver);
+    put_text("hostname", flags.hostname);
+    put_text("address", flags.address);
+    put_text("ssh_user", flags.ssh_user);
+    put_text("ipmi_address", flags.ipmi_address);
+    put_text("ipmi_user", flags.ipmi_user);
+    put_text("pdu_host", flags.pdu_host);
+    put_text("note", flags.note);
+    if (flags.ssh_port != 0) {
+        body["ssh_port"] = flags.ssh_port;
+    }
+    if (flags.pdu_outlet != 0) {
+        body["pdu_outlet"] = flags.pdu_outlet;
+    }
+    if (!flags.groups.empty()) {
+        json::array groups;
+        for (const auto& group : flags.groups) {
+            groups.emplace_back(group);
+        }
+        body["groups"] = std::move(groups);
+    }
+    if (!flags.labels.empty()) {
+        auto labels = labels_object(flags.labels);
+        if (!labels) {
+            return report(labels.failure());
+        }
+        body["labels"] = std::move(*labels);
+    }
+    auto reply = context.client.call("PUT", "/api/v1/machines/" + encode(flags.name), body);
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    std::printf("%s %s\n", reply->status == 201 ? "added" : "updated", flags.name.c_str());
+    return kExitOk;
+}
+
+int run_machines_remove(const Context& context, const std::string& name) {
+    auto reply = context.client.call("DELETE", "/api/v1/machines/" + encode(name));
     if (!reply) {
         return report(reply.failure());
     }

@@ -12,7 +12,7 @@
 namespace aviary::config {
 namespace {
 
-constexpr std::string_view kStepKinds = "driver, run, wait, http, noop";
+constexpr std::string_view kStepKinds = "driver, run, wait, http, ssh, lease, reboot, noop";
 constexpr std::string_view kOps = "install, upgrade, uninstall, wipe-data, restart, status";
 constexpr std::string_view kConditions = "running, synced, height-advancing";
 constexpr std::string_view kParamTypes = "string, dns_label, image_tag, integer, boolean";
@@ -85,6 +85,7 @@ void read_param(YamlReader& r,
              }},
             {"allow_leading_dash",
              [&](const Value& v) { r.read_bool(v, spec.allow_leading_dash); }},
+            {"from", [&](const Value& v) { r.read_string(v, spec.from); }},
         });
     // The other types have fixed rules; a pattern beside them would be silently ignored.
     if (type_ok && pattern_at && !spec.pattern.empty() && spec.type != jobs::ParamType::kString) {
@@ -105,16 +106,19 @@ std::string_view extra_key(jobs::StepKind kind) {
             return "env";
         case jobs::StepKind::kWait:
             return "interval";
-        case jobs::StepKind::kHttp:  // every key is under `http:`
+        case jobs::StepKind::kHttp:  // every key is under `http:` (`lease:`)
+        case jobs::StepKind::kLease:
+        case jobs::StepKind::kSsh:
+        case jobs::StepKind::kReboot:
         case jobs::StepKind::kNoop:
             return {};
     }
     return {};
 }
 
-constexpr jobs::StepKind kAllKinds[] = {jobs::StepKind::kDriver, jobs::StepKind::kRun,
-                                        jobs::StepKind::kWait, jobs::StepKind::kHttp,
-                                        jobs::StepKind::kNoop};
+constexpr jobs::StepKind kAllKinds[] = {
+    jobs::StepKind::kDriver, jobs::StepKind::kRun,   jobs::StepKind::kWait, jobs::StepKind::kHttp,
+    jobs::StepKind::kSsh,    jobs::StepKind::kLease, jobs::StepKind::kNoop};
 
 /// Any key a step may have besides a kind key.
 bool is_step_key(std::string_view key) {
@@ -135,6 +139,12 @@ std::string default_step_name(const jobs::StepSpec& step) {
             return step.argv.empty() ? std::string{"run"} : fmt::format("run {}", step.argv[0]);
         case jobs::StepKind::kHttp:
             return fmt::format("http {} {}", step.http.method, step.http.url);
+        case jobs::StepKind::kSsh:
+            return step.argv.empty() ? std::string{"ssh"} : fmt::format("ssh {}", step.argv[0]);
+        case jobs::StepKind::kLease:
+            return step.lease.acquire ? "lease acquire" : "lease release";
+        case jobs::StepKind::kReboot:
+            return "reboot";
         case jobs::StepKind::kNoop:
             return "noop";
     }
@@ -389,6 +399,78 @@ void read_http(YamlReader& r, const Value& value, jobs::HttpStepSpec& http) {
 }
 
 /// The value under a step's kind key: the op, the argv, the condition, or nothing.
+/// lease: {op: acquire|release, owner, ttl, reason}.
+void read_lease(YamlReader& r, const Value& value, jobs::LeaseStepSpec& lease) {
+    bool op_given = false;
+    r.read_map(
+        value,
+        {
+            {"op",
+             [&](const Value& v) {
+                 op_given = true;
+                 std::string op;
+                 if (r.read_choice(v, op, {"acquire", "release"}, "lease op", "acquire, release")) {
+                     lease.acquire = op == "acquire";
+                 }
+             }},
+            {"owner", [&](const Value& v) { r.read_string(v, lease.owner); }},
+            {"ttl", [&](const Value& v) { r.read_string(v, lease.ttl); }},
+            {"reason", [&](const Value& v) { r.read_string(v, lease.reason); }},
+        });
+    if (!op_given && value.node.IsMap()) {
+        r.error(value, "a lease step needs op: acquire or release");
+    }
+}
+
+/// reboot: {methods, ssh_command, ipmi_command, pdu_off_time, verify: {port, down_within,
+/// up_within, interval, probe_timeout}}; {} keeps every default.
+void read_reboot(YamlReader& r, const Value& value, jobs::RebootStepSpec& reboot) {
+    if (value.is_null()) {
+        return;
+    }
+    auto read_command = [&r](const Value& v, std::vector<std::string>& words) {
+        std::vector<std::string> read;
+        read_argv(r, v, read);
+        if (!read.empty()) {
+            words = std::move(read);
+        }
+    };
+    r.read_map(
+        value,
+        {
+            {"methods",
+             [&](const Value& v) {
+                 reboot.methods.clear();
+                 r.read_list(v, [&](const Value& item) {
+                     jobs::RebootMethod method{};
+                     if (read_enum(r, item, method, jobs::parse_reboot_method, "reboot method",
+                                   "ssh, ipmi, pdu")) {
+                         reboot.methods.push_back(method);
+                     }
+                 });
+             }},
+            {"ssh_command", [&](const Value& v) { read_command(v, reboot.ssh_command); }},
+            {"ipmi_command", [&](const Value& v) { read_command(v, reboot.ipmi_command); }},
+            {"pdu_off_time", [&](const Value& v) { r.read_duration(v, reboot.pdu_off_time); }},
+            {"verify",
+             [&](const Value& v) {
+                 r.read_map(
+                     v,
+                     {
+                         {"port",
+                          [&](const Value& x) { r.read_int(x, reboot.verify_port, 0, 65535); }},
+                         {"down_within",
+                          [&](const Value& x) { r.read_duration(x, reboot.down_within); }},
+                         {"up_within",
+                          [&](const Value& x) { r.read_duration(x, reboot.up_within); }},
+                         {"interval", [&](const Value& x) { r.read_duration(x, reboot.interval); }},
+                         {"probe_timeout",
+                          [&](const Value& x) { r.read_duration(x, reboot.probe_timeout); }},
+                     });
+             }},
+        });
+}
+
 void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
     switch (step.kind) {
         case jobs::StepKind::kDriver:
@@ -403,6 +485,15 @@ void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
             return;
         case jobs::StepKind::kHttp:
             read_http(r, value, step.http);
+            return;
+        case jobs::StepKind::kSsh:
+            read_argv(r, value, step.argv);
+            return;
+        case jobs::StepKind::kLease:
+            read_lease(r, value, step.lease);
+            return;
+        case jobs::StepKind::kReboot:
+            read_reboot(r, value, step.reboot);
             return;
         case jobs::StepKind::kNoop:
             if (!value.is_null() && !(value.node.IsMap() && value.node.size() == 0)) {
@@ -427,7 +518,8 @@ void read_bare_step(YamlReader& r, const Value& value, std::vector<StepReading>&
     } else {
         r.error(value,
                 fmt::format("unknown step kind \"{}\"; expected one of {}{}", text, kStepKinds,
-                            did_you_mean(text, {"driver", "run", "wait", "http", "noop"})));
+                            did_you_mean(text, {"driver", "run", "wait", "http", "ssh", "lease",
+                                                "reboot", "noop"})));
     }
 }
 
@@ -462,7 +554,8 @@ std::optional<std::string> find_kind_key(YamlReader& r, const Value& value) {
         auto key = unknown->node.Scalar();
         r.error(*unknown,
                 fmt::format("unknown step kind \"{}\"; expected one of {}{}", key, kStepKinds,
-                            did_you_mean(key, {"driver", "run", "wait", "http", "noop"})));
+                            did_you_mean(key, {"driver", "run", "wait", "http", "ssh", "lease",
+                                               "reboot", "noop"})));
     } else if (!kind_key) {
         r.error(value, fmt::format("a step needs one of {}", kStepKinds));
     }
@@ -558,6 +651,7 @@ std::vector<Field> action_fields(YamlReader& r,
         {"rerun_safe", [&](const Value& v) { r.read_bool(v, a.rerun_safe); }},
         {"exclusive", [&](const Value& v) { r.read_bool(v, a.exclusive); }},
         {"concurrency", [&](const Value& v) { r.read_int(v, a.concurrency, 0, 10'000); }},
+        {"public", [&](const Value& v) { r.read_bool(v, a.is_public); }},
         {"params",
          [&](const Value& v) {
              r.read_entries(v, [&](const Value& key, const Value& item) {
@@ -596,6 +690,16 @@ void read_action(YamlReader& r,
             step.image_tag.clear();  // the driver then uses the node's configured image_tag
         }
         action.steps.push_back(std::move(step));
+    }
+    if (action.is_public && !has_param(action, "tc_worker_id")) {
+        // Where a roller job keeps the worker id it was called for (GET /api/v1/jobs/{id}).
+        action.params.push_back(jobs::ParamSpec{
+            .name = "tc_worker_id",
+            .type = jobs::ParamType::kString,
+            .required = false,
+            .description = "the external worker id the roller endpoint was called for",
+            .from = "{{tc_worker_id}}",
+        });
     }
     if (r.error_count() != before) {
         return;  // validating a half-read action would report the same problem twice

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -81,13 +82,13 @@ void read_tls(YamlReader& r,
         return;
     }
     if (cert_at) {
-        read_tls_file(r, *cert_at, "certificate file", base_dir, s.cert_file);
+        read_file_setting(r, *cert_at, "TLS certificate file", base_dir, s.cert_file);
     }
     if (key_at) {
-        read_tls_file(r, *key_at, "key file", base_dir, s.key_file);
+        read_file_setting(r, *key_at, "TLS key file", base_dir, s.key_file);
     }
     if (ca_at) {
-        read_tls_file(r, *ca_at, "client CA file", base_dir, s.client_ca_file);
+        read_file_setting(r, *ca_at, "TLS client CA file", base_dir, s.client_ca_file);
     }
     if (require_at) {
         r.read_bool(*require_at, s.require_client_cert);
@@ -184,6 +185,51 @@ void read_store(YamlReader& r, const Value& value, store::Settings& s) {
         });
 }
 
+/// What a named entry of a list (a node, a machine, a worker id) is told when its name is
+/// missing, invalid or taken.
+struct EntryName {
+    std::string_view missing;  ///< "a node needs a name"
+    /// The reason a present name is refused, or nothing.
+    std::function<std::optional<std::string>(const std::string&)> invalid;
+    /// The message for a name seen before, given the line it was first seen on.
+    std::function<std::string(int)> twice;
+};
+
+/// True when the entry has a name (`at` set where it was read), the name is valid and it is the
+/// first of its kind in `seen`; otherwise reports the error and returns false.
+bool check_entry_name(YamlReader& r,
+                      const Value& entry,
+                      const std::optional<Value>& at,
+                      const std::string& name,
+                      FirstSeen& seen,
+                      const EntryName& rules) {
+    if (!at) {
+        r.error(entry, std::string{rules.missing});
+        return false;
+    }
+    if (auto why = rules.invalid(name)) {
+        r.error(*at, *why);
+        return false;
+    }
+    auto [first, inserted] = seen.emplace(name, at->mark.line + 1);
+    if (!inserted) {
+        r.error(*at, rules.twice(first->second));
+        return false;
+    }
+    return true;
+}
+
+/// Why `name` is not a DNS-1123 label, as a `kind` ("node", "machine") name.
+std::optional<std::string> not_a_label(std::string_view kind, const std::string& name) {
+    if (core::is_dns_label(name)) {
+        return std::nullopt;
+    }
+    return fmt::format(
+        "{} name \"{}\" is not a DNS-1123 label (1-63 of a-z, 0-9 and '-', "
+        "starting and ending with a letter or digit)",
+        kind, name);
+}
+
 void read_node(YamlReader& r,
                const Value& value,
                std::vector<core::NodeSpec>& nodes,
@@ -209,23 +255,204 @@ void read_node(YamlReader& r,
     if (!ok) {
         return;
     }
-    if (!name_at) {
-        r.error(value, "a node needs a name");
-        return;
-    }
-    if (!core::is_dns_label(spec.name)) {
-        r.error(*name_at, fmt::format("node name \"{}\" is not a DNS-1123 label (1-63 of a-z, "
-                                      "0-9 and '-', starting and ending with a letter or digit)",
-                                      spec.name));
-        return;
-    }
-    auto [first, inserted] = seen.emplace(spec.name, name_at->mark.line + 1);
-    if (!inserted) {
-        r.error(*name_at, fmt::format("node \"{}\" is declared twice (first at line {})", spec.name,
-                                      first->second));
+    const EntryName rules{
+        .missing = "a node needs a name",
+        .invalid = [](const std::string& name) { return not_a_label("node", name); },
+        .twice =
+            [&](int line) {
+                return fmt::format("node \"{}\" is declared twice (first at line {})", spec.name,
+                                   line);
+            },
+    };
+    if (!check_entry_name(r, value, name_at, spec.name, seen, rules)) {
         return;
     }
     nodes.push_back(std::move(spec));
+}
+
+void read_host(YamlReader& r, const Value& v, std::string& out, bool port_allowed) {
+    std::string text;
+    if (!r.read_string(v, text)) {
+        return;
+    }
+    if (!text.empty() && !fleet::is_host(text, port_allowed)) {
+        r.error(v, fmt::format("\"{}\" is not a host name or IP address{}", text,
+                               port_allowed ? " (optionally with :PORT)" : ""));
+        return;
+    }
+    out = std::move(text);
+}
+
+/// A machine's ssh or IPMI user: a plain name (it reaches a tool's argv).
+void read_user(YamlReader& r, const Value& value, std::string& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (!fleet::is_user_name(text)) {
+        r.error(value, fmt::format("\"{}\" is not a user name (1-64 of A-Z, a-z, 0-9, '.', '_', "
+                                   "'@' and '-', not starting with '-')",
+                                   text.size() > 80 ? text.substr(0, 80) + "..." : text));
+        return;
+    }
+    out = std::move(text);
+}
+
+/// fleet.machines[]: a node with driver ssh or none and how to reach the host.
+void read_machine(YamlReader& r,
+                  const Value& value,
+                  std::vector<core::NodeSpec>& nodes,
+                  FirstSeen& seen) {
+    core::NodeSpec spec;
+    spec.driver = "ssh";
+    core::MachineSpec machine;
+    std::optional<Value> name_at;
+    std::optional<Value> outlet_at;
+    bool host_given = false;  // a bad one has its own error
+    bool ok = r.read_map(
+        value,
+        {
+            {"name",
+             [&](const Value& v) {
+                 if (r.read_string(v, spec.name)) {
+                     name_at = v;
+                 }
+             }},
+            {"driver",
+             [&](const Value& v) {
+                 r.read_choice(v, spec.driver, {"ssh", "none"}, "machine driver", "ssh, none");
+             }},
+            {"hostname",
+             [&](const Value& v) {
+                 host_given = true;
+                 read_host(r, v, machine.hostname, false);
+             }},
+            {"address",
+             [&](const Value& v) {
+                 host_given = true;
+                 read_host(r, v, machine.address, false);
+             }},
+            {"ssh_user", [&](const Value& v) { read_user(r, v, machine.ssh_user); }},
+            {"ssh_port", [&](const Value& v) { r.read_int(v, machine.ssh_port, 1, 65535); }},
+            {"ipmi_address", [&](const Value& v) { read_host(r, v, machine.ipmi_address, true); }},
+            {"ipmi_user", [&](const Value& v) { read_user(r, v, machine.ipmi_user); }},
+            {"pdu_host", [&](const Value& v) { read_host(r, v, machine.pdu_host, true); }},
+            {"pdu_outlet",
+             [&](const Value& v) {
+                 outlet_at = v;
+                 r.read_int(v, machine.pdu_outlet, 0, 4096);
+             }},
+            {"groups", [&](const Value& v) { read_groups(r, v, machine.groups); }},
+            {"labels", [&](const Value& v) { r.read_string_map(v, spec.labels); }},
+            {"note", [&](const Value& v) { r.read_string(v, spec.note); }},
+        });
+    if (!ok) {
+        return;
+    }
+    const EntryName rules{
+        .missing = "a machine needs a name",
+        .invalid = [](const std::string& name) { return not_a_label("machine", name); },
+        .twice =
+            [&](int line) {
+                return fmt::format(
+                    "\"{}\" is declared twice (first at line {}): machines and "
+                    "nodes share one namespace",
+                    spec.name, line);
+            },
+    };
+    if (!check_entry_name(r, value, name_at, spec.name, seen, rules)) {
+        return;
+    }
+    if (!host_given) {
+        r.error(value, fmt::format("machine \"{}\" needs a hostname or an address", spec.name));
+        return;
+    }
+    if (machine.pdu_host.empty() != (machine.pdu_outlet == 0)) {
+        r.error(
+            outlet_at ? *outlet_at : value,
+            fmt::format("machine \"{}\": pdu_host and pdu_outlet (from 1) go together", spec.name));
+        return;
+    }
+    if (machine.ssh_user.empty()) {
+        r.error(value, fmt::format("machine \"{}\": ssh_user is empty", spec.name));
+        return;
+    }
+    spec.machine = std::move(machine);
+    nodes.push_back(std::move(spec));
+}
+
+struct WorkerAt {
+    core::WorkerId worker;
+    Value machine_at;
+};
+
+void read_worker_id(YamlReader& r,
+                    const Value& value,
+                    std::vector<WorkerAt>& workers,
+                    FirstSeen& seen) {
+    core::WorkerId worker;
+    std::optional<Value> id_at;
+    std::optional<Value> machine_at;
+    bool ok = r.read_map(value, {
+                                    {"id",
+                                     [&](const Value& v) {
+                                         if (r.read_string(v, worker.id)) {
+                                             id_at = v;
+                                         }
+                                     }},
+                                    {"machine",
+                                     [&](const Value& v) {
+                                         if (r.read_string(v, worker.machine)) {
+                                             machine_at = v;
+                                         }
+                                     }},
+                                });
+    if (!ok) {
+        return;
+    }
+    const EntryName rules{
+        .missing = "a worker id needs an id",
+        .invalid = [](const std::string& id) -> std::optional<std::string> {
+            if (fleet::is_worker_id(id)) {
+                return std::nullopt;
+            }
+            return fmt::format(
+                "worker id \"{}\" must be 1-128 of A-Z, a-z, 0-9, '.', '_' and '-', not starting "
+                "with '-'",
+                id);
+        },
+        .twice =
+            [&](int line) {
+                return fmt::format("worker id \"{}\" is listed twice (first at line {})", worker.id,
+                                   line);
+            },
+    };
+    if (!check_entry_name(r, value, id_at, worker.id, seen, rules)) {
+        return;
+    }
+    workers.push_back(
+        WorkerAt{.worker = std::move(worker), .machine_at = machine_at ? *machine_at : value});
+}
+
+/// Every worker id names a declared machine, or none.
+void check_worker_machines(YamlReader& r,
+                           const std::vector<WorkerAt>& workers,
+                           const std::vector<core::NodeSpec>& nodes) {
+    for (const auto& [worker, at] : workers) {
+        if (worker.machine.empty()) {
+            continue;
+        }
+        auto it = std::find_if(nodes.begin(), nodes.end(),
+                               [&](const auto& n) { return n.name == worker.machine; });
+        if (it == nodes.end()) {
+            r.error(at, fmt::format("worker id \"{}\": no machine \"{}\" is declared in "
+                                    "fleet.machines",
+                                    worker.id, worker.machine));
+        } else if (!it->machine) {
+            r.error(at, fmt::format("worker id \"{}\": \"{}\" is a node, not a machine", worker.id,
+                                    worker.machine));
+        }
+    }
 }
 
 void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
@@ -234,6 +461,8 @@ void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
     bool lease_ok = true;
     bool max_ok = true;
     FirstSeen seen;
+    FirstSeen workers_seen;
+    std::vector<WorkerAt> workers;
     r.read_map(
         value,
         {
@@ -254,7 +483,22 @@ void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
              [&](const Value& v) {
                  r.read_list(v, [&](const Value& item) { read_node(r, item, s.nodes, seen); });
              }},
+            {"machines",
+             [&](const Value& v) {
+                 r.read_list(v, [&](const Value& item) { read_machine(r, item, s.nodes, seen); });
+             }},
+            {"worker_ids",
+             [&](const Value& v) {
+                 r.read_list(
+                     v, [&](const Value& item) { read_worker_id(r, item, workers, workers_seen); });
+             }},
         });
+    // After the map: machines may come after the worker ids that name them.
+    check_worker_machines(r, workers, s.nodes);
+    s.worker_ids.clear();
+    for (auto& at : workers) {
+        s.worker_ids.push_back(std::move(at.worker));
+    }
     // Compared only when both read cleanly, so one typo does not also report a bogus ordering.
     if (lease_ok && max_ok && s.max_lease_ttl < s.lease_ttl) {
         const Value& at = max_at ? *max_at : lease_at ? *lease_at : value;
@@ -262,24 +506,6 @@ void read_fleet(YamlReader& r, const Value& value, fleet::Settings& s) {
                                 core::format_duration(s.max_lease_ttl),
                                 core::format_duration(s.lease_ttl)));
     }
-}
-
-void read_groups(YamlReader& r, const Value& value, std::vector<std::string>& groups) {
-    r.read_list(value, [&](const Value& item) {
-        std::string group;
-        if (!r.read_string(item, group)) {
-            return;
-        }
-        if (group.empty() || group.find_first_of(" \t") != std::string::npos) {
-            r.error(item, fmt::format("\"{}\" is not a group name (non-empty, no spaces)", group));
-            return;
-        }
-        if (std::find(groups.begin(), groups.end(), group) != groups.end()) {
-            r.error(item, fmt::format("group \"{}\" is listed twice", group));
-            return;
-        }
-        groups.push_back(std::move(group));
-    });
 }
 
 struct TokenContext {
@@ -350,6 +576,23 @@ void read_token(YamlReader& r, const Value& value, std::vector<Token>& tokens, T
     }
 }
 
+/// Why `origin` is not "*" or SCHEME://HOST[:PORT] as a browser sends it, or empty.
+std::string origin_problem(std::string_view origin) {
+    if (origin == "*") {
+        return {};
+    }
+    auto scheme_end = origin.find("://");
+    if (!(origin.starts_with("http://") || origin.starts_with("https://")) ||
+        scheme_end == std::string_view::npos) {
+        return "is not an origin: write http://HOST[:PORT] or https://HOST[:PORT], or \"*\"";
+    }
+    auto authority = origin.substr(scheme_end + 3);
+    if (authority.empty() || authority.find_first_of("/?#@ \t") != std::string_view::npos) {
+        return "is not an origin: a browser sends the scheme, host and port only (no path)";
+    }
+    return {};
+}
+
 void read_auth(YamlReader& r, const Value& value, AuthSettings& s, const fs::path& base_dir) {
     TokenContext ctx{base_dir, {}};
     r.read_map(value,
@@ -371,6 +614,20 @@ void read_auth(YamlReader& r, const Value& value, AuthSettings& s, const fs::pat
                                 return;
                             }
                             s.allowed_hosts.push_back(std::move(host));
+                        });
+                    }},
+                   {"cors_origins",
+                    [&](const Value& v) {
+                        r.read_list(v, [&](const Value& item) {
+                            std::string origin;
+                            if (!r.read_string(item, origin)) {
+                                return;
+                            }
+                            if (auto problem = origin_problem(origin); !problem.empty()) {
+                                r.error(item, fmt::format("\"{}\" {}", origin, problem));
+                                return;
+                            }
+                            s.cors_origins.push_back(std::move(origin));
                         });
                     }},
                });
@@ -406,7 +663,7 @@ void read_config(YamlReader& r,
                          {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
                          {"notify", [&](const Value& v) { notify_value = v; }},
                      });
-    read_jobs(r, jobs_value, c.jobs, builtins);
+    read_jobs(r, jobs_value, c.jobs, builtins, base_dir);
     // After the jobs: the actions it names are checked against the merged list.
     read_notify(r, notify_value, c.notify, c.jobs.actions, base_dir);
 }

@@ -40,6 +40,10 @@ struct AuthSettings {
     /// Host names (besides the listen address, localhost, 127.0.0.1 and [::1]) that mutating
     /// requests may name in Host and Origin: the names aviary is reached by behind a proxy.
     std::vector<std::string> allowed_hosts;
+    /// Origins ("https://dash.example", "http://127.0.0.1:8080"; "*" for any) whose pages may
+    /// call the roller's routes from a browser (CORS). Empty: loopback origins, and only while
+    /// serve listens on loopback.
+    std::vector<std::string> cors_origins;
 };
 
 struct Config {

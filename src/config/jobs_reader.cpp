@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "config/action_reader.hpp"
+#include "config/secrets.hpp"
 
 namespace aviary::config {
 namespace {
@@ -128,6 +129,7 @@ void read_permission(YamlReader& r,
              nodes_given = true;
              read_rule_nodes(r, v, rule.nodes);
          }},
+        {"groups", [&](const Value& v) { read_groups(r, v, rule.groups); }},
         {"selector", [&](const Value& v) { r.read_string_map(v, rule.selector); }},
     };
     if (!r.read_map(value, fields)) {
@@ -400,10 +402,141 @@ void read_helm(YamlReader& r, const Value& value, drivers::HelmSettings& s) {
 
 }  // namespace
 
+/// jobs.ssh: how ssh steps reach machines.
+void read_ssh(YamlReader& r,
+              const Value& value,
+              jobs::SshSettings& ssh,
+              const std::filesystem::path& base_dir) {
+    r.read_map(
+        value,
+        {
+            {"program", [&](const Value& v) { r.read_string(v, ssh.program); }},
+            {"identity_file",
+             [&](const Value& v) {
+                 read_file_setting(r, v, "ssh identity file", base_dir, ssh.identity_file);
+             }},
+            {"known_hosts",
+             [&](const Value& v) {
+                 read_file_setting(r, v, "ssh known_hosts file", base_dir, ssh.known_hosts);
+             }},
+            {"connect_timeout", [&](const Value& v) { r.read_duration(v, ssh.connect_timeout); }},
+        });
+    if (ssh.program.empty()) {
+        r.error(value, "ssh.program must name the OpenSSH client");
+    }
+}
+
+/// Where a secret given as `NAME_file` or `NAME_env` came from.
+struct SecretSource {
+    std::optional<Value> file_at;
+    std::optional<Value> env_at;
+    std::string file;
+    std::string env;
+};
+
+/// Loads the secret `source` names (at most one of file and env) into `secret`; a file's
+/// resolved path goes to `path`.
+void load_source(YamlReader& r,
+                 const SecretSource& source,
+                 std::string_view name,
+                 const std::filesystem::path& base_dir,
+                 std::string& path,
+                 std::string& secret) {
+    if (!source.file.empty() && !source.env.empty()) {
+        r.error(*source.env_at, fmt::format("give {0}_file or {0}_env, not both", name));
+        return;
+    }
+    if (source.file_at && !source.file.empty()) {
+        read_file_setting(r, *source.file_at, fmt::format("{} file", name), base_dir, path);
+        if (!path.empty()) {
+            load_file_secret(r, *source.file_at, path, secret, fmt::format("{} file", name));
+        }
+    } else if (source.env_at && !source.env.empty()) {
+        load_env_secret(r, *source.env_at, source.env, secret);
+    }
+}
+
+/// jobs.ipmi: ipmitool for reboot's ipmi method; the password from a file or the environment.
+void read_ipmi(YamlReader& r,
+               const Value& value,
+               jobs::IpmiSettings& ipmi,
+               const std::filesystem::path& base_dir) {
+    SecretSource source;
+    r.read_map(
+        value,
+        {
+            {"program", [&](const Value& v) { r.read_string(v, ipmi.program); }},
+            {"password_file",
+             [&](const Value& v) {
+                 source.file_at = v;
+                 r.read_string(v, source.file);
+             }},
+            {"password_env",
+             [&](const Value& v) {
+                 source.env_at = v;
+                 r.read_string(v, source.env);
+             }},
+            {"cipher_suite", [&](const Value& v) { r.read_int(v, ipmi.cipher_suite, 0, 17); }},
+            {"retries", [&](const Value& v) { r.read_int(v, ipmi.retries, 0, 20); }},
+            {"retry_seconds", [&](const Value& v) { r.read_int(v, ipmi.retry_seconds, 1, 60); }},
+        });
+    load_source(r, source, "password", base_dir, ipmi.password_file, ipmi.password);
+}
+
+/// jobs.pdu: snmpset for reboot's pdu method; the community from a file or the environment.
+void read_pdu(YamlReader& r,
+              const Value& value,
+              jobs::PduSettings& pdu,
+              const std::filesystem::path& base_dir) {
+    SecretSource source;
+    std::optional<Value> oid_at;
+    r.read_map(
+        value,
+        {
+            {"program", [&](const Value& v) { r.read_string(v, pdu.program); }},
+            {"community_file",
+             [&](const Value& v) {
+                 source.file_at = v;
+                 r.read_string(v, source.file);
+             }},
+            {"community_env",
+             [&](const Value& v) {
+                 source.env_at = v;
+                 r.read_string(v, source.env);
+             }},
+            {"outlet_oid",
+             [&](const Value& v) {
+                 oid_at = v;
+                 r.read_string(v, pdu.outlet_oid);
+             }},
+            {"on_value", [&](const Value& v) { r.read_int(v, pdu.on_value, 0, 1'000'000); }},
+            {"off_value", [&](const Value& v) { r.read_int(v, pdu.off_value, 0, 1'000'000); }},
+            {"timeout", [&](const Value& v) { r.read_duration(v, pdu.timeout); }},
+            {"retries", [&](const Value& v) { r.read_int(v, pdu.retries, 0, 20); }},
+        });
+    std::string path;  // the community goes into the snmp.conf serve writes, not this file
+    load_source(r, source, "community", base_dir, path, pdu.community);
+    if (pdu.community.find_first_of(" \t\r\n#") != std::string::npos) {
+        r.error(*(source.file_at ? source.file_at : source.env_at),
+                "the community must be one word (no spaces or '#'): it goes into an snmp.conf");
+    }
+    auto numeric = [](const std::string& oid) {
+        return oid.size() > 1 && oid.front() == '.' &&
+               oid.find_first_not_of(".0123456789") == std::string::npos &&
+               oid.find("..") == std::string::npos && oid.back() != '.';
+    };
+    if (oid_at && !numeric(pdu.outlet_oid)) {
+        r.error(*oid_at, fmt::format("\"{}\" is not a numeric OID like "
+                                     "\".1.3.6.1.4.1.318.1.1.12.3.3.1.1.4\"",
+                                     pdu.outlet_oid));
+    }
+}
+
 void read_jobs(YamlReader& r,
                const Value& value,
                jobs::Settings& s,
-               const std::vector<jobs::ActionSpec>* builtins) {
+               const std::vector<jobs::ActionSpec>* builtins,
+               const std::filesystem::path& base_dir) {
     PermissionContext permissions;
     std::optional<Value> heartbeat_at;
     std::optional<Value> timeout_at;
@@ -441,6 +574,9 @@ void read_jobs(YamlReader& r,
                      read_action(r, key, item, s.actions);
                  });
              }},
+            {"ssh", [&](const Value& v) { read_ssh(r, v, s.ssh, base_dir); }},
+            {"ipmi", [&](const Value& v) { read_ipmi(r, v, s.ipmi, base_dir); }},
+            {"pdu", [&](const Value& v) { read_pdu(r, v, s.pdu, base_dir); }},
         });
     // Compared only when both read cleanly, so one typo does not also report a bogus ordering.
     if (heartbeat_ok && timeout_ok && s.heartbeat_timeout <= s.heartbeat) {

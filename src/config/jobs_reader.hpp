@@ -1,6 +1,7 @@
 #pragma once
 // Private to src/config (and its tests): reads the `jobs:` section (settings, permission rules,
 // actions and their steps) and the `drivers:` section into the settings of those components.
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -15,10 +16,12 @@ namespace aviary::config {
 /// action of `builtins` whose name the file did not define is appended (in their order), and
 /// the action names of the permission rules are checked against the result. `builtins` is
 /// null while the built-ins themselves are read.
+/// Relative files (jobs.ssh's key and known_hosts) are read from `base_dir`.
 void read_jobs(YamlReader& r,
                const Value& value,
                jobs::Settings& settings,
-               const std::vector<jobs::ActionSpec>* builtins);
+               const std::vector<jobs::ActionSpec>* builtins,
+               const std::filesystem::path& base_dir);
 
 /// An action named somewhere (a permission rule, notify.grafana.actions), checked once every
 /// action is known.

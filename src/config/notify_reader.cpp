@@ -109,21 +109,23 @@ void read_grafana_tls(YamlReader& r,
                       const std::filesystem::path& base_dir) {
     std::optional<Value> cert_at;
     std::optional<Value> key_at;
-    r.read_map(value,
-               {
-                   {"ca_file",
-                    [&](const Value& v) { read_tls_file(r, v, "CA file", base_dir, tls.ca_file); }},
-                   {"cert_file",
-                    [&](const Value& v) {
-                        cert_at = v;
-                        read_tls_file(r, v, "certificate file", base_dir, tls.cert_file);
-                    }},
-                   {"key_file",
-                    [&](const Value& v) {
-                        key_at = v;
-                        read_tls_file(r, v, "key file", base_dir, tls.key_file);
-                    }},
-               });
+    r.read_map(value, {
+                          {"ca_file",
+                           [&](const Value& v) {
+                               read_file_setting(r, v, "TLS CA file", base_dir, tls.ca_file);
+                           }},
+                          {"cert_file",
+                           [&](const Value& v) {
+                               cert_at = v;
+                               read_file_setting(r, v, "TLS certificate file", base_dir,
+                                                 tls.cert_file);
+                           }},
+                          {"key_file",
+                           [&](const Value& v) {
+                               key_at = v;
+                               read_file_setting(r, v, "TLS key file", base_dir, tls.key_file);
+                           }},
+                      });
     check_cert_and_key(r, cert_at, key_at, "a client certificate needs both");
 }
 

@@ -13,15 +13,19 @@ namespace aviary::config {
 
 namespace fs = std::filesystem;
 
-void load_file_secret(YamlReader& r, const Value& at, const fs::path& path, std::string& secret) {
+void load_file_secret(YamlReader& r,
+                      const Value& at,
+                      const fs::path& path,
+                      std::string& secret,
+                      std::string_view what) {
     std::error_code ec;
     if (fs::is_directory(path, ec)) {
-        r.error(at, fmt::format("cannot read token file \"{}\": it is a directory", path.string()));
+        r.error(at, fmt::format("cannot read {} \"{}\": it is a directory", what, path.string()));
         return;
     }
     std::ifstream in{path, std::ios::binary};
     if (!in) {
-        r.error(at, fmt::format("cannot read token file \"{}\": {}", path.string(),
+        r.error(at, fmt::format("cannot read {} \"{}\": {}", what, path.string(),
                                 std::strerror(errno)));
         return;
     }
@@ -32,7 +36,7 @@ void load_file_secret(YamlReader& r, const Value& at, const fs::path& path, std:
         content.pop_back();
     }
     if (content.empty()) {
-        r.error(at, fmt::format("token file \"{}\" is empty", path.string()));
+        r.error(at, fmt::format("{} \"{}\" is empty", what, path.string()));
         return;
     }
     secret = std::move(content);
@@ -66,11 +70,11 @@ void load_secret(YamlReader& r,
     load_file_secret(r, at, path, secret);
 }
 
-void read_tls_file(YamlReader& r,
-                   const Value& value,
-                   std::string_view what,
-                   const fs::path& base_dir,
-                   std::string& out) {
+void read_file_setting(YamlReader& r,
+                       const Value& value,
+                       std::string_view what,
+                       const fs::path& base_dir,
+                       std::string& out) {
     std::string text;
     if (!r.read_string(value, text)) {
         return;
@@ -85,12 +89,12 @@ void read_tls_file(YamlReader& r,
     }
     std::error_code ec;
     if (fs::is_directory(path, ec)) {
-        r.error(value, fmt::format("TLS {} \"{}\" is a directory", what, path.string()));
+        r.error(value, fmt::format("{} \"{}\" is a directory", what, path.string()));
         return;
     }
     std::ifstream in{path, std::ios::binary};
     if (!in) {
-        r.error(value, fmt::format("cannot read TLS {} \"{}\": {}", what, path.string(),
+        r.error(value, fmt::format("cannot read {} \"{}\": {}", what, path.string(),
                                    std::strerror(errno)));
         return;
     }

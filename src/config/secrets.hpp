@@ -12,11 +12,12 @@
 namespace aviary::config {
 
 /// The secret in `path`, trailing newlines trimmed; an unreadable, empty or directory path is
-/// an error at `at`, and `secret` is then untouched.
+/// an error at `at` naming it as `what`, and `secret` is then untouched.
 void load_file_secret(YamlReader& r,
                       const Value& at,
                       const std::filesystem::path& path,
-                      std::string& secret);
+                      std::string& secret,
+                      std::string_view what = "token file");
 
 /// The value of environment variable `name`; unset or empty is an error at `at`.
 void load_env_secret(YamlReader& r, const Value& at, const std::string& name, std::string& secret);
@@ -30,15 +31,16 @@ void load_secret(YamlReader& r,
                  const std::filesystem::path& base_dir,
                  std::string& secret);
 
-/// A TLS file (certificate, key, CA) that must be readable now, so a typo fails the load and
-/// not the first handshake. A relative path is read from `base_dir` (the config file's
-/// directory) and stored resolved, so a reload (SIGHUP) finds the same file whatever the working
-/// directory. `what` names it in messages: "certificate file", "CA file"...
-void read_tls_file(YamlReader& r,
-                   const Value& value,
-                   std::string_view what,
-                   const std::filesystem::path& base_dir,
-                   std::string& out);
+/// A file (a TLS certificate, key or CA, an ssh key or known_hosts) that must be readable now,
+/// so a typo fails the load and not the first handshake. A relative path is read from `base_dir`
+/// (the config file's directory) and stored resolved, so a reload (SIGHUP) finds the same file
+/// whatever the working directory. `what` names it in messages: "TLS certificate file", "ssh
+/// known_hosts file"...
+void read_file_setting(YamlReader& r,
+                       const Value& value,
+                       std::string_view what,
+                       const std::filesystem::path& base_dir,
+                       std::string& out);
 
 /// True when a file key was given a non-empty path, whether or not the file could be read:
 /// pairing rules are checked on what was written, so an unreadable file is one error, not two.

@@ -369,4 +369,22 @@ std::optional<core::Error> YamlReader::failure() const {
     return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
 }
 
+void read_groups(YamlReader& r, const Value& value, std::vector<std::string>& groups) {
+    r.read_list(value, [&](const Value& item) {
+        std::string group;
+        if (!r.read_string(item, group)) {
+            return;
+        }
+        if (group.empty() || group.find_first_of(" \t") != std::string::npos) {
+            r.error(item, fmt::format("\"{}\" is not a group name (non-empty, no spaces)", group));
+            return;
+        }
+        if (std::find(groups.begin(), groups.end(), group) != groups.end()) {
+            r.error(item, fmt::format("group \"{}\" is listed twice", group));
+            return;
+        }
+        groups.push_back(std::move(group));
+    });
+}
+
 }  // namespace aviary::config

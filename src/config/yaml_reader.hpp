@@ -96,6 +96,9 @@ std::string child_path(std::string_view parent, std::string_view key);
 std::size_t edit_distance(std::string_view a, std::string_view b);
 /// `; did you mean "x"?` for the first of `choices` within two edits of `text`, or empty.
 std::string did_you_mean(std::string_view text, const std::vector<std::string_view>& choices);
+/// Groups of a token, a machine or a permission rule (permission rules name them): non-empty,
+/// no spaces, none twice.
+void read_groups(YamlReader& r, const Value& value, std::vector<std::string>& groups);
 /// `FILE:LINE:COL: ` with 1-based line and column.
 std::string position(std::string_view source, const YAML::Mark& mark);
 

@@ -173,6 +173,25 @@ using Labels = std::map<std::string, std::string, std::less<>>;
 enum class NodeState { kFree, kLeased, kMaintenance };
 std::string_view to_string(NodeState state);
 
+/// How a machine is reached: its network names and the out-of-band controllers a reboot
+/// escalates to (docs/machines.md). Never a secret: ssh keys, IPMI passwords and SNMP
+/// communities come from files or the environment, named in the config.
+struct MachineSpec {
+    std::string hostname;  ///< its name on the network, shown to people
+    std::string address;   ///< where to reach it (IP or DNS name); empty: hostname
+    std::string ssh_user = "root";
+    int ssh_port = 22;
+    std::string ipmi_address;  ///< the BMC (host or host:port); empty: no IPMI
+    std::string ipmi_user;
+    std::string pdu_host;             ///< the PDU's SNMP agent (host or host:port); empty: no PDU
+    int pdu_outlet = 0;               ///< the machine's outlet on the PDU, from 1; 0 without a PDU
+    std::vector<std::string> groups;  ///< permission rules and selectors name these
+
+    bool operator==(const MachineSpec&) const = default;
+    /// address, or hostname when no address is given.
+    const std::string& reach() const { return address.empty() ? hostname : address; }
+};
+
 /// A node as declared in the config or through the API (what a driver needs to reach it).
 struct NodeSpec {
     std::string name;  ///< the helm release name; DNS-1123 label
@@ -180,6 +199,18 @@ struct NodeSpec {
     std::string image_tag;
     Labels labels;
     std::string note;
+    /// Set for a machine (driver ssh or none): a host reached over the network rather than a
+    /// node a driver deploys.
+    std::optional<MachineSpec> machine;
+};
+
+/// An external scheduler's worker id (the roller's tc_worker_id) and the machine behind it. A
+/// worker may be listed before it has a machine: `machine` is then empty.
+struct WorkerId {
+    std::string id;
+    std::string machine;
+
+    bool operator==(const WorkerId&) const = default;
 };
 
 /// Who holds a node and until when. Every lease expires. A lease of several nodes (acquired
@@ -320,6 +351,9 @@ public:
     /// A `--set` key whose value may be shown.
     void add_safe_set_key(std::string key);
     std::string redact(std::string_view line) const;
+    /// Only the configured secrets become REDACTED, in place: for text with a structure of its
+    /// own (an API answer's JSON), where redact()'s URL and --set rules would change data.
+    void hide_secrets(std::string& text) const;
 
 private:
     std::string redact_set_values(std::string_view line) const;

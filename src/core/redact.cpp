@@ -226,17 +226,19 @@ std::string Redactor::redact_set_values(std::string_view line) const {
     }
 }
 
-std::string Redactor::redact(std::string_view line) const {
-    std::string out{line};
-    {
-        std::shared_lock lock{mu_};
-        for (const auto& secret : secrets_) {
-            for (auto at = out.find(secret); at != std::string::npos;
-                 at = out.find(secret, at + kRedacted.size())) {
-                out.replace(at, secret.size(), kRedacted);
-            }
+void Redactor::hide_secrets(std::string& text) const {
+    std::shared_lock lock{mu_};
+    for (const auto& secret : secrets_) {
+        for (auto at = text.find(secret); at != std::string::npos;
+             at = text.find(secret, at + kRedacted.size())) {
+            text.replace(at, secret.size(), kRedacted);
         }
     }
+}
+
+std::string Redactor::redact(std::string_view line) const {
+    std::string out{line};
+    hide_secrets(out);
     if (out.find("--set") != std::string::npos) {
         out = redact_set_values(out);
     }

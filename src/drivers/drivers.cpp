@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "drivers/helm_driver.hpp"
+#include "drivers/machine_driver.hpp"
 #include "drivers/sim_driver.hpp"
 
 namespace aviary::drivers {
@@ -53,6 +54,8 @@ std::vector<std::unique_ptr<Driver>> make_drivers(const Settings& settings) {
     std::vector<std::unique_ptr<Driver>> drivers;
     drivers.push_back(make_sim_driver(settings, std::move(program)));
     drivers.push_back(make_helm_driver(settings.helm));
+    drivers.push_back(make_machine_driver("ssh"));
+    drivers.push_back(make_machine_driver("none"));
     return drivers;
 }
 

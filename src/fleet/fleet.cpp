@@ -68,6 +68,10 @@ core::Result<store::ReconcileReport> Fleet::reconcile() {
         // Dropping a leased node would pull it from under its holder without a word.
         log_->warn("node kept although no longer in config: it is leased node={}", name);
     }
+    if (auto workers = store_.reconcile_worker_ids(settings_.worker_ids, kSystemActor, now);
+        !workers) {
+        return workers.error();
+    }
     // Nobody is left to tell: the connections that waited died with the previous run.
     auto dropped = store_.drop_waiters(kSystemActor, now);
     if (!dropped) {
@@ -376,10 +380,23 @@ core::Result<core::Node> Fleet::node(std::string_view name) {
     return store_.node(name, clock_.now());
 }
 
+core::Result<std::vector<core::WorkerId>> Fleet::worker_ids() {
+    return store_.worker_ids();
+}
+
+core::Result<core::WorkerId> Fleet::worker_id(std::string_view id) {
+    return store_.worker_id(id);
+}
+
 core::Result<std::pair<core::Node, bool>> Fleet::put_node(const core::NodeSpec& spec,
                                                           const Caller& caller) {
     if (auto admin = policy::require_admin(caller, "edit nodes"); !admin) {
         return admin.error();
+    }
+    if (spec.machine || is_machine_driver(spec.driver)) {
+        if (auto valid = check_machine(spec); !valid) {
+            return valid.error();
+        }
     }
     auto change = store_.put_node(spec, policy::actor_of(caller), clock_.now());
     if (!change) {
@@ -390,11 +407,11 @@ core::Result<std::pair<core::Node, bool>> Fleet::put_node(const core::NodeSpec& 
     return std::pair<core::Node, bool>{std::move(change->node), change->created};
 }
 
-core::Result<void> Fleet::remove_node(std::string_view name, const Caller& caller) {
+core::Result<void> Fleet::remove_node(std::string_view name, const Caller& caller, bool machine) {
     if (auto admin = policy::require_admin(caller, "edit nodes"); !admin) {
         return admin;
     }
-    auto removed = store_.remove_node(name, policy::actor_of(caller), clock_.now());
+    auto removed = store_.remove_node(name, policy::actor_of(caller), clock_.now(), machine);
     if (removed) {
         log_->info("node removed through the api node={} by={}", name, policy::actor_of(caller));
     }

@@ -40,7 +40,10 @@ struct Settings {
     core::Millis expiry_sweep{std::chrono::seconds{30}};
     core::Millis max_wait{std::chrono::hours{1}};          ///< longest an acquire may queue
     core::Millis wait_heartbeat{std::chrono::seconds{1}};  ///< progress lines while waiting
-    std::vector<core::NodeSpec> nodes;                     ///< declared nodes, reconciled at start
+    /// Declared nodes and machines (a machine is a node with `machine` set), reconciled at start.
+    std::vector<core::NodeSpec> nodes;
+    /// An external scheduler's worker ids and the machine behind each, reconciled at start.
+    std::vector<core::WorkerId> worker_ids;
 };
 
 /// Who is asking. Without tokens every caller is an admin acting under the names it gives
@@ -153,12 +156,17 @@ public:
     // --- nodes -------------------------------------------------------------------------
     core::Result<std::vector<core::Node>> nodes(const core::Labels& selector = {});
     core::Result<core::Node> node(std::string_view name);
+    /// Every worker id (an external scheduler's) and the machine behind it, sorted by id.
+    core::Result<std::vector<core::WorkerId>> worker_ids();
+    /// One worker id and its machine; kNotFound when it is not listed.
+    core::Result<core::WorkerId> worker_id(std::string_view id);
     /// Adds or updates an API node (admin). Returns the node and whether it was created.
     /// kAlreadyExists for a node declared in the config (edit the config instead).
     core::Result<std::pair<core::Node, bool>> put_node(const core::NodeSpec& spec,
                                                        const Caller& caller);
-    /// Removes an API node (admin). kBusy if leased, kAlreadyExists if declared in the config.
-    core::Result<void> remove_node(std::string_view name, const Caller& caller);
+    /// Removes an API node, or an API machine when `machine` (admin). kBusy if leased,
+    /// kAlreadyExists if declared in the config, kNotFound for the other kind.
+    core::Result<void> remove_node(std::string_view name, const Caller& caller, bool machine);
     /// Out of service with a reason (admin): it cannot be leased; a current lease is ended.
     core::Result<core::Node> start_maintenance(std::string_view name,
                                                std::string_view reason,
@@ -211,5 +219,30 @@ private:
     std::mutex waits_mu_;
     std::unordered_map<std::string, GrantedCallback> waits_;  // ticket -> who to tell
 };
+
+// ---------------------------------------------------------------------------------------------
+// Machines: nodes reached over the network rather than deployed by a driver (docs/machines.md).
+// The rules their properties follow, shared by the config reader, the REST API and the fleet.
+
+/// A host name or an IP literal ("[::1]" for IPv6), followed by ":PORT" when `port_allowed`.
+/// Shape only: names are resolved when used. Never with a leading '-' (it would become an
+/// option of the ssh, ipmitool and snmpset commands it is passed to).
+bool is_host(std::string_view text, bool port_allowed);
+
+/// A machine's ssh or IPMI user: 1-64 of A-Z, a-z, 0-9, '.', '_', '@' and '-', not starting
+/// with '-' (it reaches a tool's argv).
+bool is_user_name(std::string_view name);
+
+/// An external scheduler's worker id (the roller's tc_worker_id): 1-128 of A-Z, a-z, 0-9, '.',
+/// '_' and '-', not starting with '-'.
+bool is_worker_id(std::string_view id);
+
+/// "ssh" (reached with the OpenSSH client) or "none" (only its out-of-band controls).
+bool is_machine_driver(std::string_view driver);
+
+/// A machine as a whole: a machine driver, a hostname or an address, hosts of the right shape,
+/// ports in range, a PDU host and outlet together, an ssh user. kInvalidArgument naming the
+/// field: `machine t-linux-1: pdu_host and pdu_outlet (from 1) go together`.
+core::Result<void> check_machine(const core::NodeSpec& spec);
 
 }  // namespace aviary::fleet

@@ -2,6 +2,7 @@
 // params, and the {{...}} templates of steps.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <map>
@@ -46,12 +47,21 @@ constexpr std::array<std::pair<ParamType, std::string_view>, 5> kParamTypes{{
     {ParamType::kBoolean, "boolean"},
 }};
 
-constexpr std::array<std::pair<StepKind, std::string_view>, 5> kStepKinds{{
+constexpr std::array<std::pair<RebootMethod, std::string_view>, 3> kRebootMethods{{
+    {RebootMethod::kSsh, "ssh"},
+    {RebootMethod::kIpmi, "ipmi"},
+    {RebootMethod::kPdu, "pdu"},
+}};
+
+constexpr std::array<std::pair<StepKind, std::string_view>, 8> kStepKinds{{
     {StepKind::kDriver, "driver"},
     {StepKind::kRun, "run"},
     {StepKind::kWait, "wait"},
     {StepKind::kHttp, "http"},
     {StepKind::kNoop, "noop"},
+    {StepKind::kSsh, "ssh"},
+    {StepKind::kLease, "lease"},
+    {StepKind::kReboot, "reboot"},
 }};
 
 constexpr std::array<std::pair<HttpCheckKind, std::string_view>, 3> kHttpCheckKinds{{
@@ -184,6 +194,54 @@ std::string type_problem(const ParamSpec& spec, const std::string& value) {
     return {};
 }
 
+/// True for the names kFromPlaceholders lists.
+bool machine_field(std::string_view name) {
+    static constexpr std::array<std::string_view, 10> kNames = {
+        "tc_worker_id",     "machine.name",      "machine.hostname",     "machine.address",
+        "machine.ssh_user", "machine.ssh_port",  "machine.ipmi_address", "machine.ipmi_user",
+        "machine.pdu_host", "machine.pdu_outlet"};
+    return std::find(kNames.begin(), kNames.end(), name) != kNames.end();
+}
+
+/// The value of placeholder `name` (machine_field) for `worker_id` on `node`.
+std::string machine_value(std::string_view name,
+                          std::string_view worker_id,
+                          const core::NodeSpec& node) {
+    static const core::MachineSpec kNone;
+    const auto& m = node.machine ? *node.machine : kNone;
+    if (name == "tc_worker_id") {
+        return std::string{worker_id};
+    }
+    if (name == "machine.name") {
+        return node.name;
+    }
+    if (name == "machine.hostname") {
+        return m.hostname;
+    }
+    if (name == "machine.address") {
+        return m.reach();
+    }
+    if (name == "machine.ssh_user") {
+        return m.ssh_user;
+    }
+    if (name == "machine.ssh_port") {
+        return std::to_string(m.ssh_port);
+    }
+    if (name == "machine.ipmi_address") {
+        return m.ipmi_address;
+    }
+    if (name == "machine.ipmi_user") {
+        return m.ipmi_user;
+    }
+    if (name == "machine.pdu_host") {
+        return m.pdu_host;
+    }
+    if (name == "machine.pdu_outlet") {
+        return m.pdu_outlet == 0 ? std::string{} : std::to_string(m.pdu_outlet);
+    }
+    return {};
+}
+
 /// Calls `on_placeholder(name)` for every {{name}} in `text`; returns false on an unclosed one.
 template <class F>
 bool for_each_placeholder(std::string_view text, F on_placeholder) {
@@ -230,6 +288,18 @@ std::string template_problem(std::string_view text, const ActionSpec& action) {
         return "unclosed {{";
     }
     return problem;
+}
+
+/// Why a param's `from` template does not hold, or empty.
+std::string from_problem(std::string_view text) {
+    std::string problem;
+    bool closed = for_each_placeholder(text, [&](std::string_view name) {
+        if (problem.empty() && !machine_field(name)) {
+            problem =
+                fmt::format("unknown placeholder {{{{{}}}}} (use {})", name, kFromPlaceholders);
+        }
+    });
+    return closed ? problem : "unclosed {{";
 }
 
 /// `text` with every {{...}} removed (what is written around the placeholders).
@@ -322,7 +392,128 @@ std::pair<std::string, std::string> http_problem(const HttpStepSpec& http,
     return {};
 }
 
+/// Why a reboot step's spec does not hold, as {where under the step, what}; empty when it holds.
+std::pair<std::string, std::string> reboot_problem(const RebootStepSpec& reboot,
+                                                   const ActionSpec& action) {
+    if (reboot.methods.empty()) {
+        return {".methods", "needs at least one of ssh, ipmi, pdu"};
+    }
+    for (std::size_t i = 0; i < reboot.methods.size(); ++i) {
+        for (std::size_t j = 0; j < i; ++j) {
+            if (reboot.methods[j] == reboot.methods[i]) {
+                return {fmt::format(".methods[{}]", i),
+                        fmt::format("{} is listed twice", to_string(reboot.methods[i]))};
+            }
+        }
+    }
+    for (const auto& [key, words] : {std::pair{"ssh_command", &reboot.ssh_command},
+                                     std::pair{"ipmi_command", &reboot.ipmi_command}}) {
+        if (words->empty() || words->front().empty()) {
+            return {fmt::format(".{}", key), "needs a command (an argv list)"};
+        }
+        for (std::size_t i = 0; i < words->size(); ++i) {
+            if (auto problem = template_problem((*words)[i], action); !problem.empty()) {
+                return {fmt::format(".{}[{}]", key, i), problem};
+            }
+        }
+    }
+    if (reboot.verify_port < 0 || reboot.verify_port > 65535) {
+        return {".verify.port", "must be 0 (the machine's ssh_port) or 1..65535"};
+    }
+    for (const auto& [key, value] : {std::pair{".pdu_off_time", reboot.pdu_off_time},
+                                     std::pair{".verify.down_within", reboot.down_within},
+                                     std::pair{".verify.up_within", reboot.up_within},
+                                     std::pair{".verify.interval", reboot.interval},
+                                     std::pair{".verify.probe_timeout", reboot.probe_timeout}}) {
+        if (value <= core::Millis{0}) {
+            return {key, "must be positive"};
+        }
+    }
+    return {};
+}
+
+/// "host:port" (or "[v6]:port", or a bare host) split, brackets off; `port` 0 when absent.
+std::pair<std::string, int> split_address(std::string_view address) {
+    if (address.starts_with('[')) {
+        auto close = address.find(']');
+        if (close == std::string_view::npos) {
+            return {std::string{address}, 0};
+        }
+        int port = 0;
+        if (close + 1 < address.size() && address[close + 1] == ':') {
+            auto digits = address.substr(close + 2);
+            std::from_chars(digits.data(), digits.data() + digits.size(), port);
+        }
+        return {std::string{address.substr(1, close - 1)}, port};
+    }
+    auto colon = address.rfind(':');
+    if (colon == std::string_view::npos || address.find(':') != colon) {
+        return {std::string{address}, 0};  // a bare host, or a bare IPv6 literal
+    }
+    int port = 0;
+    auto digits = address.substr(colon + 1);
+    std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    return {std::string{address.substr(0, colon)}, port};
+}
+
 }  // namespace
+
+std::string_view to_string(RebootMethod method) {
+    return name_of(kRebootMethods, method);
+}
+std::optional<RebootMethod> parse_reboot_method(std::string_view text) {
+    return value_of(kRebootMethods, text);
+}
+
+std::vector<std::string> ipmi_argv(const IpmiSettings& ipmi,
+                                   const core::NodeSpec& machine,
+                                   const std::vector<std::string>& command) {
+    if (!machine.machine || machine.machine->ipmi_address.empty()) {
+        return {};
+    }
+    const auto& m = *machine.machine;
+    auto [host, port] = split_address(m.ipmi_address);
+    std::vector<std::string> argv{ipmi.program, "-I", "lanplus", "-H", host};
+    if (port != 0) {
+        argv.insert(argv.end(), {"-p", std::to_string(port)});
+    }
+    if (!m.ipmi_user.empty()) {
+        argv.insert(argv.end(), {"-U", m.ipmi_user});
+    }
+    argv.insert(argv.end(), {"-f", ipmi.password_file});
+    if (ipmi.cipher_suite > 0) {
+        argv.insert(argv.end(), {"-C", std::to_string(ipmi.cipher_suite)});
+    }
+    argv.insert(argv.end(),
+                {"-R", std::to_string(ipmi.retries), "-N", std::to_string(ipmi.retry_seconds)});
+    argv.insert(argv.end(), command.begin(), command.end());
+    return argv;
+}
+
+std::vector<std::string> pdu_argv(const PduSettings& pdu,
+                                  const core::NodeSpec& machine,
+                                  int value) {
+    if (!machine.machine || machine.machine->pdu_host.empty() || machine.machine->pdu_outlet < 1) {
+        return {};
+    }
+    const auto& m = *machine.machine;
+    auto [host, port] = split_address(m.pdu_host);
+    // net-snmp's agent syntax: "udp6:[::1]:161" for IPv6, "HOST:PORT" otherwise.
+    std::string agent = host.find(':') != std::string::npos ? fmt::format("udp6:[{}]", host) : host;
+    if (port != 0) {
+        agent += fmt::format(":{}", port);
+    }
+    auto seconds = std::chrono::duration<double>(pdu.timeout).count();
+    return {pdu.program,
+            "-t",
+            fmt::format("{:g}", seconds),
+            "-r",
+            std::to_string(pdu.retries),
+            agent,
+            fmt::format("{}.{}", pdu.outlet_oid, m.pdu_outlet),
+            "i",
+            std::to_string(value)};
+}
 
 std::string_view to_string(ParamType type) {
     return name_of(kParamTypes, type);
@@ -391,11 +582,27 @@ core::Result<void> validate_action(const ActionSpec& action) {
                 return fail(where + ".pattern", regex.error().message);
             }
         }
-        if (!param.required && !param.default_value.empty()) {
+        if (!param.default_value.empty()) {
             if (auto problem = type_problem(param, param.default_value); !problem.empty()) {
                 return fail(where + ".default", problem);
             }
         }
+        if (!param.from.empty() && !action.is_public) {
+            return fail(where + ".from", "only a public action's params come from a worker id");
+        }
+        if (auto problem = from_problem(param.from); !problem.empty()) {
+            return fail(where + ".from", problem);
+        }
+        if (action.is_public && param.from.empty() && param.required &&
+            param.default_value.empty()) {
+            return fail(where,
+                        "a public action's param needs `from` (a template over the worker id "
+                        "and the machine) or a default: the roller endpoint passes no params");
+        }
+    }
+    if (action.is_public && names.count("tc_worker_id") == 0) {
+        return fail("params.tc_worker_id",
+                    "a public action records the worker id it was called for in this param");
     }
     for (std::size_t i = 0; i < action.steps.size(); ++i) {
         const auto& step = action.steps[i];
@@ -434,6 +641,37 @@ core::Result<void> validate_action(const ActionSpec& action) {
             case StepKind::kHttp:
                 if (auto [at, problem] = http_problem(step.http, action); !problem.empty()) {
                     return fail(fmt::format("{}.http.{}", where, at), problem);
+                }
+                break;
+            case StepKind::kSsh:
+                if (step.argv.empty() || step.argv.front().empty()) {
+                    return fail(where + ".ssh", "needs the remote command (an argv list)");
+                }
+                for (std::size_t a = 0; a < step.argv.size(); ++a) {
+                    if (auto problem = template_problem(step.argv[a], action); !problem.empty()) {
+                        return fail(fmt::format("{}.ssh[{}]", where, a), problem);
+                    }
+                }
+                break;
+            case StepKind::kLease:
+                for (const auto& [key, text] :
+                     {std::pair{"owner", &step.lease.owner}, std::pair{"ttl", &step.lease.ttl},
+                      std::pair{"reason", &step.lease.reason}}) {
+                    if (auto problem = template_problem(*text, action); !problem.empty()) {
+                        return fail(fmt::format("{}.lease.{}", where, key), problem);
+                    }
+                }
+                if (step.lease.acquire && step.lease.owner.empty()) {
+                    return fail(where + ".lease.owner", "an acquire needs the owner it loans to");
+                }
+                if (!step.lease.acquire &&
+                    (!step.lease.ttl.empty() || !step.lease.reason.empty())) {
+                    return fail(where + ".lease", "a release takes only an owner");
+                }
+                break;
+            case StepKind::kReboot:
+                if (auto [at, problem] = reboot_problem(step.reboot, action); !problem.empty()) {
+                    return fail(fmt::format("{}.reboot{}", where, at), problem);
                 }
                 break;
             case StepKind::kNoop:
@@ -515,6 +753,110 @@ core::Result<std::string> render_template(std::string_view text, const core::Job
         }
         pos = close + 2;
     }
+}
+
+WorkerParams worker_params(const ActionSpec& action,
+                           std::string_view worker_id,
+                           const core::NodeSpec& machine) {
+    WorkerParams out;
+    for (const auto& spec : action.params) {
+        std::string value;
+        if (!spec.from.empty()) {
+            std::size_t pos = 0;
+            while (true) {
+                auto open = spec.from.find("{{", pos);
+                auto close = open == std::string::npos ? open : spec.from.find("}}", open + 2);
+                if (close == std::string::npos) {
+                    value.append(spec.from, pos);
+                    break;
+                }
+                value.append(spec.from, pos, open - pos);
+                std::string_view name{spec.from.data() + open + 2, close - open - 2};
+                while (!name.empty() && name.front() == ' ') {
+                    name.remove_prefix(1);
+                }
+                while (!name.empty() && name.back() == ' ') {
+                    name.remove_suffix(1);
+                }
+                value += machine_value(name, worker_id, machine);
+                pos = close + 2;
+            }
+        }
+        if (value.empty()) {
+            if (!spec.default_value.empty()) {
+                out.params.emplace(spec.name, spec.default_value);
+            } else if (spec.required) {
+                out.errors.push_back(FieldError{
+                    .field = spec.name,
+                    .message = spec.from.empty() ? "This field is required."
+                                                 : fmt::format("machine {} has nothing for {}",
+                                                               machine.name, spec.from)});
+            }
+            continue;
+        }
+        if (auto problem = type_problem(spec, value); !problem.empty()) {
+            out.errors.push_back(FieldError{
+                .field = spec.name,
+                .message = fmt::format(
+                    "{} {}", value.size() > 80 ? value.substr(0, 80) + "..." : value, problem)});
+            continue;
+        }
+        out.params.emplace(spec.name, std::move(value));
+    }
+    return out;
+}
+
+std::string shell_quote(std::string_view word) {
+    static constexpr std::string_view kSafe =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-./:=@%+,";
+    if (!word.empty() && word.find_first_not_of(kSafe) == std::string_view::npos) {
+        return std::string{word};
+    }
+    std::string out = "'";
+    for (char c : word) {
+        out += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
+    }
+    return out + "'";
+}
+
+std::vector<std::string> ssh_argv(const SshSettings& ssh,
+                                  const core::NodeSpec& machine,
+                                  const std::vector<std::string>& remote) {
+    static const core::MachineSpec kNone;
+    const auto& m = machine.machine ? *machine.machine : kNone;
+    auto seconds = std::max<long long>(
+        1, std::chrono::duration_cast<std::chrono::seconds>(ssh.connect_timeout).count());
+    std::vector<std::string> argv{ssh.program,
+                                  "-o",
+                                  "BatchMode=yes",
+                                  "-o",
+                                  fmt::format("ConnectTimeout={}", seconds),
+                                  "-o",
+                                  "StrictHostKeyChecking=yes",
+                                  "-o",
+                                  "LogLevel=ERROR"};
+    if (!ssh.known_hosts.empty()) {
+        argv.insert(argv.end(), {"-o", fmt::format("UserKnownHostsFile={}", ssh.known_hosts), "-o",
+                                 "GlobalKnownHostsFile=/dev/null"});
+    }
+    if (!ssh.identity_file.empty()) {
+        argv.insert(argv.end(), {"-o", "IdentitiesOnly=yes", "-i", ssh.identity_file});
+    }
+    argv.insert(argv.end(), {"-p", std::to_string(m.ssh_port), "-l", m.ssh_user, "--"});
+    // ssh takes a bare host: "[::1]" is written for URLs, not for it.
+    std::string host = m.reach();
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    argv.push_back(std::move(host));
+    // The remote side runs its login shell on the joined words: quote each so it arrives as
+    // the argv written here.
+    std::string command;
+    for (const auto& word : remote) {
+        command += (command.empty() ? "" : " ") + shell_quote(word);
+    }
+    argv.push_back(std::move(command));
+    return argv;
 }
 
 }  // namespace aviary::jobs

@@ -748,24 +748,31 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
     return out;
 }
 
+void Engine::Impl::record_refusal(const ActionSpec& action,
+                                  std::string_view node,
+                                  std::string_view requester,
+                                  const std::string& reason) {
+    json::object after{{"action", action.name}, {"reason", reason}};
+    core::Event event{.at = clock.now(),
+                      .actor = std::string(requester),
+                      .kind = "job.refused",
+                      .node = std::string(node),
+                      .after = json::serialize(after)};
+    if (auto recorded = store.record_event(event); !recorded) {
+        log->error("recording a refusal failed: {}", recorded.error().message);
+    }
+    if (refused_total != nullptr) {
+        refused_total->with({action.name}).inc();
+    }
+}
+
 core::Result<void> Engine::Impl::admit(const ActionSpec& action,
                                        const core::Node& node,
                                        const fleet::Caller& caller,
                                        std::string_view requester) {
     if (auto refusal = permission_refusal(settings.permissions, caller, action.name, node);
         !refusal.empty()) {
-        json::object after{{"action", action.name}, {"reason", refusal}};
-        core::Event event{.at = clock.now(),
-                          .actor = std::string(requester),
-                          .kind = "job.refused",
-                          .node = node.spec.name,
-                          .after = json::serialize(after)};
-        if (auto recorded = store.record_event(event); !recorded) {
-            log->error("recording a refusal failed: {}", recorded.error().message);
-        }
-        if (refused_total != nullptr) {
-            refused_total->with({action.name}).inc();
-        }
+        record_refusal(action, node.spec.name, requester, refusal);
         return core::Error{core::ErrorCode::kPermissionDenied, refusal};
     }
     // A node out of service takes no mutating job (as it takes no lease); reading its status
@@ -778,6 +785,43 @@ core::Result<void> Engine::Impl::admit(const ActionSpec& action,
     }
     return {};
 }
+
+namespace {
+
+/// A lease step acts on the fleet for the job's requester, so it is held to the fleet's rule
+/// for leases, here where the caller is known: a user's token lends only to itself and gives
+/// back only its own loan; admins (and every caller without tokens) act for anyone.
+core::Result<void> lease_refusal(const ActionSpec& action,
+                                 const core::Job& job,
+                                 const fleet::Caller& caller) {
+    if (caller.admin) {
+        return {};
+    }
+    for (const auto& step : action.steps) {
+        if (step.kind != StepKind::kLease) {
+            continue;
+        }
+        auto owner = render_template(step.lease.owner, job);
+        if (!owner) {
+            return owner.error();
+        }
+        if (*owner == caller.identity) {
+            continue;
+        }
+        return core::Error{
+            core::ErrorCode::kPermissionDenied,
+            step.lease.acquire
+                ? fmt::format("token for {} may not lend {} to {}: it needs admin", caller.identity,
+                              job.node, owner->empty() ? "nobody" : *owner)
+                : fmt::format("token for {} may give back only its own loan of {} (name itself "
+                              "as the person), not {}: it needs admin",
+                              caller.identity, job.node,
+                              owner->empty() ? "whoever holds it" : *owner)};
+    }
+    return {};
+}
+
+}  // namespace
 
 core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet::Caller& caller) {
     auto& d = *impl_;
@@ -808,6 +852,10 @@ core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet
         return admitted.error();
     }
     auto job = new_job(*action, request.node, *params, requester, request.owner, now);
+    if (auto refused = lease_refusal(*action, job, caller); !refused) {
+        d.record_refusal(*action, job.node, requester, refused.error().message);
+        return refused.error();
+    }
     return d.submit_job(std::move(job), request, caller);
 }
 
@@ -907,6 +955,10 @@ core::Result<Submitted> Engine::retry(std::string_view id, const fleet::Caller& 
     auto now = d.clock.now();
     auto job = new_job(*action, old->node, old->params, requester, old->owner, now);
     job.retry_of = old->id;
+    if (auto refused = lease_refusal(*action, job, caller); !refused) {
+        d.record_refusal(*action, job.node, requester, refused.error().message);
+        return refused.error();
+    }
     return d.submit_job(std::move(job), request, caller);
 }
 

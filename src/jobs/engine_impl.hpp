@@ -106,6 +106,11 @@ struct Engine::Impl {
                                        const fleet::Caller& caller);
     /// Permission (a refusal is recorded as a "job.refused" event) and service state: may
     /// `caller` run `action` on `node` now?
+    /// A refused submission into the audit trail (event job.refused) and the refusal metric.
+    void record_refusal(const ActionSpec& action,
+                        std::string_view node,
+                        std::string_view requester,
+                        const std::string& reason);
     core::Result<void> admit(const ActionSpec& action,
                              const core::Node& node,
                              const fleet::Caller& caller,

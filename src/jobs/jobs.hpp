@@ -16,13 +16,15 @@
 /// A step is `driver` (an Op of the node's driver), `run` (an argv, never a shell, templated
 /// from validated params), `wait` (until the node's status meets a condition), `http` (a
 /// request through net's client, templated, with status and body checks, a per-request timeout
-/// and retries) or `noop`. A step that runs a child (a `run` step, or a driver step whose
-/// driver runs one through Context::run, as helm's do) records its process group in the store;
-/// timeout and cancel end that whole group (SIGTERM, grace, SIGKILL). Output is captured line
-/// by line with sequence numbers, capped per job. Retries back off exponentially with jitter.
-/// At start, process groups left by a previous run are killed and their jobs rescued (retried
-/// when the action is safe to re-run, failed otherwise); every state change is guarded by the
-/// state it expects, so a job is never finished twice.
+/// and retries), `ssh` (an argv run on a machine through the OpenSSH client), `lease` (the node
+/// loaned to a person, or given back), `reboot` (ssh, then IPMI, then the PDU, each verified)
+/// or `noop`. A step that runs a child (a `run` step, or a
+/// driver step whose driver runs one through Context::run, as helm's do) records its process group
+/// in the store; timeout and cancel end that whole group (SIGTERM, grace, SIGKILL). Output is
+/// captured line by line with sequence numbers, capped per job. Retries back off exponentially with
+/// jitter. At start, process groups left by a previous run are killed and their jobs rescued
+/// (retried when the action is safe to re-run, failed otherwise); every state change is guarded by
+/// the state it expects, so a job is never finished twice.
 ///
 /// Threads: the engine runs its workers and children on one thread of its own (its event
 /// loop); store calls go through a BlockingPool. Public methods block on the store and are safe
@@ -79,9 +81,13 @@ struct ParamSpec {
     /// A value starting with '-' could become an option of a run step's command: refused
     /// unless the param says it may (e.g. a param that holds extra flags).
     bool allow_leading_dash = false;
+    /// A public action's param: its value when the job comes through the roller endpoint,
+    /// templated from {{tc_worker_id}} and the machine's {{machine.FIELD}} (worker_params). Empty:
+    /// the default (a public action's param without `from` must have one).
+    std::string from;
 };
 
-enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp };
+enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp, kSsh, kLease, kReboot };
 std::string_view to_string(StepKind kind);
 std::optional<StepKind> parse_step_kind(std::string_view text);
 
@@ -129,6 +135,45 @@ struct HttpStepSpec {
     core::Millis retry_interval{std::chrono::seconds{1}};
 };
 
+/// lease: the job's node leased to a person (a loan) or given back, through the fleet, so
+/// `aviary who` shows it.
+struct LeaseStepSpec {
+    bool acquire = true;  ///< op: acquire, or release
+    /// Templated. acquire: who gets the node. release: whose lease ends (empty: whoever holds
+    /// it; a name that does not hold it is a failure).
+    std::string owner;
+    std::string ttl;     ///< acquire, templated: a duration ("2h"); empty: the fleet's lease_ttl
+    std::string reason;  ///< acquire, templated
+};
+
+/// How a reboot may be done, in the order a reboot step escalates through them.
+enum class RebootMethod {
+    kSsh,   ///< the machine's own command over ssh (jobs.ssh)
+    kIpmi,  ///< its BMC: ipmitool -I lanplus (jobs.ipmi)
+    kPdu,   ///< its PDU outlet switched off, then on, over SNMP (jobs.pdu)
+};
+std::string_view to_string(RebootMethod method);
+std::optional<RebootMethod> parse_reboot_method(std::string_view text);
+
+/// reboot: tries each method in turn; after each it verifies that the machine went down and
+/// came back (a TCP port stops answering, then answers again) before declaring success, and
+/// records which method worked. A method the machine has no controller for is skipped.
+struct RebootStepSpec {
+    std::vector<RebootMethod> methods{RebootMethod::kSsh, RebootMethod::kIpmi, RebootMethod::kPdu};
+    /// The remote argv run over ssh (templated, quoted for the remote shell). Its exit status
+    /// is 0, or 255 when the connection drops as the machine goes down; the verification
+    /// decides either way.
+    std::vector<std::string> ssh_command{"systemctl", "reboot"};
+    /// ipmitool's command words after its connection options.
+    std::vector<std::string> ipmi_command{"chassis", "power", "cycle"};
+    core::Millis pdu_off_time{std::chrono::seconds{10}};  ///< outlet off this long, then on
+    int verify_port = 0;  ///< the TCP port that must stop and then start answering; 0: ssh_port
+    core::Millis down_within{std::chrono::minutes{2}};    ///< after the command
+    core::Millis up_within{std::chrono::minutes{10}};     ///< after it went down
+    core::Millis interval{std::chrono::seconds{2}};       ///< between probes
+    core::Millis probe_timeout{std::chrono::seconds{2}};  ///< one TCP connect
+};
+
 /// One step. Templates ({{node}}, {{params.NAME}}, {{job.id}}) are filled from validated
 /// params, each placeholder becoming (part of) exactly one argv element.
 struct StepSpec {
@@ -136,11 +181,15 @@ struct StepSpec {
     StepKind kind = StepKind::kNoop;
     drivers::Op op = drivers::Op::kStatus;     ///< driver
     std::string image_tag = "{{params.tag}}";  ///< driver install/upgrade: the tag (templated)
-    std::vector<std::string> argv;             ///< run
+    /// run: the program and its args. ssh: the command run on the machine, each element
+    /// quoted for the remote shell, so it arrives as this argv.
+    std::vector<std::string> argv;
     std::vector<std::pair<std::string, std::string>> env;  ///< run: added (values templated)
     WaitCondition condition = WaitCondition::kSynced;      ///< wait
     core::Millis interval{250};                            ///< wait: how often to look
     HttpStepSpec http;                                     ///< http
+    LeaseStepSpec lease;                                   ///< lease
+    RebootStepSpec reboot;                                 ///< reboot
     core::Millis timeout{0};  ///< this step; 0: whatever is left of the action's timeout
 };
 
@@ -162,6 +211,10 @@ struct ActionSpec {
     bool rerun_safe = false;
     bool exclusive = true;  ///< mutating: one exclusive job per node at a time
     int concurrency = 0;    ///< most running at once across nodes; 0: no cap
+    /// Reachable from the roller endpoint (POST /api/v1/jobs?tc_worker_id=..&task_name=..), on
+    /// the machine behind the worker id. A public action has a param `tc_worker_id` (the config
+    /// adds it) and every other param has a `from` template or a default.
+    bool is_public = false;
 };
 
 /// Who may run which action on which nodes. Deny wins; a refusal names the rule.
@@ -172,8 +225,68 @@ struct PermissionRule {
     std::vector<std::string> who;
     std::vector<std::string> actions;  ///< action names or "*"
     std::vector<std::string> nodes;    ///< node names or "*" (empty: every node)
-    core::Labels selector;             ///< and the node's labels must match
+    /// A machine's groups: the rule matches a machine in one of them (empty: any node; a node
+    /// that is not a machine is in no group).
+    std::vector<std::string> groups;
+    core::Labels selector;  ///< and the node's labels must match
 };
+
+/// How ssh steps reach a machine: the OpenSSH client, never interactive, with a pinned
+/// known_hosts file (a changed host key is refused) and a configured key.
+struct SshSettings {
+    std::string program = "ssh";
+    std::string identity_file;  ///< -i (with IdentitiesOnly); empty: the client's own keys
+    std::string known_hosts;    ///< UserKnownHostsFile; empty: the client's default file
+    core::Millis connect_timeout{std::chrono::seconds{10}};
+};
+
+/// The OpenSSH client's argv for running `remote` on `machine` (a node with a machine spec):
+/// BatchMode, ConnectTimeout, StrictHostKeyChecking=yes, the pinned known_hosts and key, the
+/// machine's user and port, then `--`, the host, and `remote` quoted word by word for the remote
+/// shell. No shell runs on our side.
+std::vector<std::string> ssh_argv(const SshSettings& ssh,
+                                  const core::NodeSpec& machine,
+                                  const std::vector<std::string>& remote);
+/// `word` quoted for a POSIX shell: as is when it holds only safe characters, else in single
+/// quotes ("it's" -> 'it'\''s').
+std::string shell_quote(std::string_view word);
+
+/// How IPMI reaches a machine's BMC: ipmitool over lanplus, the password in a file (-f) so no
+/// command line shows it.
+struct IpmiSettings {
+    std::string program = "ipmitool";
+    /// The file ipmitool reads the password from: the configured password_file, or one serve
+    /// writes (mode 0600, under the data dir) for password_env. Empty: no IPMI.
+    std::string password_file;
+    std::string password;   ///< loaded at start, for redaction only; never rendered or logged
+    int cipher_suite = 0;   ///< -C; 0: ipmitool's own choice
+    int retries = 2;        ///< -R: retries of each request
+    int retry_seconds = 2;  ///< -N: seconds between them
+};
+
+/// How a PDU outlet is switched: net-snmp's snmpset, the community in an snmp.conf found
+/// through SNMPCONFPATH so no command line shows it.
+struct PduSettings {
+    std::string program = "snmpset";
+    /// SNMPCONFPATH: a directory whose snmp.conf holds defVersion and defCommunity (serve
+    /// writes it, mode 0600, under the data dir). Empty: no PDU.
+    std::string conf_dir;
+    std::string community;  ///< loaded at start, for redaction only; never rendered or logged
+    /// The outlet control column; ".N" (the machine's pdu_outlet) is appended. APC's
+    /// PowerNet-MIB sPDUOutletCtl by default.
+    std::string outlet_oid = ".1.3.6.1.4.1.318.1.1.12.3.3.1.1.4";
+    int on_value = 1;                               ///< INTEGER written to switch the outlet on
+    int off_value = 2;                              ///< and off
+    core::Millis timeout{std::chrono::seconds{2}};  ///< -t: each try
+    int retries = 1;                                ///< -r
+};
+
+/// ipmitool's argv for `command` on `machine`'s BMC; empty when it has no ipmi_address.
+std::vector<std::string> ipmi_argv(const IpmiSettings& ipmi,
+                                   const core::NodeSpec& machine,
+                                   const std::vector<std::string>& command);
+/// snmpset's argv switching `machine`'s outlet to `value`; empty when it has no PDU.
+std::vector<std::string> pdu_argv(const PduSettings& pdu, const core::NodeSpec& machine, int value);
 
 struct Settings {
     int workers = 2;               ///< jobs running at once (the global cap)
@@ -186,6 +299,9 @@ struct Settings {
     core::Millis retention{std::chrono::hours{24 * 30}};  ///< finished jobs and output kept
     core::Millis retention_sweep{std::chrono::hours{1}};
     std::vector<ActionSpec> actions;
+    SshSettings ssh;    ///< ssh steps, and reboot's ssh method
+    IpmiSettings ipmi;  ///< reboot's ipmi method
+    PduSettings pdu;    ///< reboot's pdu method
     /// Empty: every caller with a token may run every action. Otherwise users need an allow
     /// rule; admins are allowed unless a deny rule matches.
     std::vector<PermissionRule> permissions;
@@ -202,6 +318,31 @@ core::Result<core::Params> validate_params(const ActionSpec& action, const core:
 /// Fills {{node}}, {{params.NAME}} and {{job.id}} in `text`. kInvalidArgument for an unknown
 /// placeholder.
 core::Result<std::string> render_template(std::string_view text, const core::Job& job);
+
+/// The placeholders a param's `from` may use: {{tc_worker_id}}, and {{machine.name}} with
+/// every field of core::MachineSpec ({{machine.address}} is the address or else the hostname).
+inline constexpr std::string_view kFromPlaceholders =
+    "tc_worker_id, machine.name, machine.hostname, machine.address, machine.ssh_user, "
+    "machine.ssh_port, machine.ipmi_address, machine.ipmi_user, machine.pdu_host, "
+    "machine.pdu_outlet";
+
+/// One refused field of a request, for answers keyed by field (the roller's 400s).
+struct FieldError {
+    std::string field;
+    std::string message;
+};
+
+/// A public action's params for a job on `machine` (a node with a machine spec) coming through
+/// the roller endpoint for `worker_id`: each param's `from` filled in, then every param checked
+/// as validate_params does. `errors` names each refused param; `params` is complete when it is
+/// empty.
+struct WorkerParams {
+    core::Params params;
+    std::vector<FieldError> errors;
+};
+WorkerParams worker_params(const ActionSpec& action,
+                           std::string_view worker_id,
+                           const core::NodeSpec& machine);
 
 // ---------------------------------------------------------------------------------------------
 // Engine

@@ -35,6 +35,16 @@ bool rule_matches(const PermissionRule& rule,
     if (!rule.nodes.empty() && !names(rule.nodes, node.spec.name)) {
         return false;
     }
+    if (!rule.groups.empty()) {
+        const auto* machine = node.spec.machine ? &*node.spec.machine : nullptr;
+        bool in_group =
+            machine != nullptr &&
+            std::any_of(machine->groups.begin(), machine->groups.end(),
+                        [&](const std::string& group) { return names(rule.groups, group); });
+        if (!in_group) {
+            return false;
+        }
+    }
     return core::labels_match(node.spec.labels, rule.selector);
 }
 

@@ -15,6 +15,7 @@
 
 #include "jobs/engine_impl.hpp"
 #include "jobs/http_step.hpp"
+#include "jobs/reboot_step.hpp"
 
 namespace aviary::jobs {
 namespace {
@@ -264,6 +265,78 @@ void note_deployment(Run& run, const drivers::OpRequest& request) {
     }
 }
 
+/// lease: acquires the job's node for a person (a loan) or gives it back, through the fleet.
+/// The task's permission rule decided who may run it, so the fleet is asked as an admin
+/// acting for the requester.
+asio::awaitable<core::Result<std::string>> run_lease_step(Engine::Impl& d,
+                                                          Run& run,
+                                                          const StepSpec& step,
+                                                          StepContext& context) {
+    auto owner = render_template(step.lease.owner, run.job);
+    auto ttl_text = render_template(step.lease.ttl, run.job);
+    auto reason = render_template(step.lease.reason, run.job);
+    if (!owner) {
+        co_return owner.error();
+    }
+    if (!ttl_text) {
+        co_return ttl_text.error();
+    }
+    if (!reason) {
+        co_return reason.error();
+    }
+    const fleet::Caller caller{.identity = run.job.requester, .admin = true};
+    const std::string node = run.job.node;
+    if (step.lease.acquire) {
+        std::optional<core::Millis> ttl;
+        if (!ttl_text->empty()) {
+            auto parsed = core::parse_duration(*ttl_text);
+            if (!parsed) {
+                co_return step_error(
+                    fmt::format("lease ttl \"{}\": {}", *ttl_text, parsed.error().message));
+            }
+            ttl = *parsed;
+        }
+        fleet::AcquireRequest request{
+            .node = node,
+            .owner = *owner,
+            .reason =
+                reason->empty() ? fmt::format("{} (job {})", run.job.action, run.job.id) : *reason,
+            .ttl = ttl};
+        auto acquire = [&d, &request, &caller] { return d.fleet.acquire(request, caller); };
+        auto acquired = co_await net::offload(*d.pool, acquire);
+        if (!acquired) {
+            co_return acquired.error();
+        }
+        const auto& lease = acquired->leases.front();
+        context.note(fmt::format("{} is leased to {} until {} (lease {})", node, lease.owner,
+                                 core::format_time(lease.expires_at), lease.id));
+        json::object result{{"lease_id", lease.id},
+                            {"owner", lease.owner},
+                            {"expires_at", core::format_time(lease.expires_at)}};
+        co_return json::serialize(result);
+    }
+    auto find = [&d, &node] { return d.fleet.node(node); };
+    auto current = co_await net::offload(*d.pool, find);
+    if (!current) {
+        co_return current.error();
+    }
+    if (!current->lease) {
+        co_return step_error(fmt::format("{} is not on loan: nothing to give back", node));
+    }
+    std::string holder = current->lease->owner;
+    if (!owner->empty() && *owner != holder) {
+        co_return step_error(
+            fmt::format("{} is on loan to {}, not {}: nothing given back", node, holder, *owner));
+    }
+    auto release = [&d, &node, &holder, &caller] { return d.fleet.release(node, holder, caller); };
+    auto released = co_await net::offload(*d.pool, release);
+    if (!released) {
+        co_return released.error();
+    }
+    context.note(fmt::format("{} given back by {}", node, holder));
+    co_return json::serialize(json::object{{"returned_by", holder}});
+}
+
 /// Runs one step; returns its result JSON ("" when it reports nothing).
 asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
                                                     Run& run,
@@ -322,6 +395,50 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
         }
         case StepKind::kHttp:
             co_return co_await run_http_step(d, run, step);
+        case StepKind::kSsh: {
+            if (!run.node.machine) {
+                co_return step_error(fmt::format(
+                    "{} is not a machine: an ssh step needs a machine's address", run.node.name));
+            }
+            if (run.node.driver == "none") {
+                co_return step_error(fmt::format(
+                    "machine {} has driver none: it is not reached over ssh", run.node.name));
+            }
+            std::vector<std::string> remote;
+            for (const auto& arg : step.argv) {
+                auto rendered = render_template(arg, run.job);
+                if (!rendered) {
+                    co_return rendered.error();
+                }
+                remote.push_back(std::move(*rendered));
+            }
+            proc::SpawnOptions options;
+            options.argv = ssh_argv(d.settings.ssh, run.node, remote);
+            options.env_add.emplace_back("AVIARY_JOB_ID", run.job.id);
+            context.note(fmt::format("ssh {}@{}:{} {}", run.node.machine->ssh_user,
+                                     run.node.machine->reach(), run.node.machine->ssh_port,
+                                     options.argv.back()));
+            auto status = co_await context.run(std::move(options));
+            if (!status) {
+                co_return status.error();
+            }
+            if (!status->succeeded()) {
+                // 255 is the client's own failure (refused, timed out, host key changed); its
+                // stderr, in the output above, says which.
+                co_return step_error(
+                    status->code == 255
+                        ? fmt::format("ssh could not run the command on {} (exit 255: see the "
+                                      "output for the client's reason)",
+                                      run.node.machine->reach())
+                        : fmt::format("{} on {} {}", step.argv.front(), run.node.machine->reach(),
+                                      describe(*status)));
+            }
+            co_return std::string{};
+        }
+        case StepKind::kLease:
+            co_return co_await run_lease_step(d, run, step, context);
+        case StepKind::kReboot:
+            co_return co_await run_reboot_step(d, run, step, context);
         case StepKind::kWait: {
             auto* driver = d.find_driver(run.node.driver);
             if (driver == nullptr) {
@@ -399,7 +516,8 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
     bool needs_node =
         run.action != nullptr &&
         std::any_of(run.action->steps.begin(), run.action->steps.end(), [](const StepSpec& step) {
-            return step.kind == StepKind::kDriver || step.kind == StepKind::kWait;
+            return step.kind == StepKind::kDriver || step.kind == StepKind::kWait ||
+                   step.kind == StepKind::kSsh || step.kind == StepKind::kReboot;
         });
     auto prepare = [this, &run, &node]() -> core::Result<std::pair<core::Job, std::int64_t>> {
         node = fleet.node(run.job.node);

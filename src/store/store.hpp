@@ -299,6 +299,17 @@ public:
     virtual core::Result<ReconcileReport> reconcile_nodes(const std::vector<core::NodeSpec>& specs,
                                                           std::string_view actor,
                                                           core::TimePoint now) = 0;
+    /// Makes the worker ids (an external scheduler's, mapped to machines) match `workers`, the
+    /// config's list: adds, remaps and removes, one event each ("worker.added", "worker.updated",
+    /// "worker.removed", the machine as the event's node). kInvalidArgument for an id listed
+    /// twice or an empty one. One transaction.
+    virtual core::Result<void> reconcile_worker_ids(const std::vector<core::WorkerId>& workers,
+                                                    std::string_view actor,
+                                                    core::TimePoint now) = 0;
+    /// Every worker id, sorted.
+    virtual core::Result<std::vector<core::WorkerId>> worker_ids() = 0;
+    /// kNotFound for an id that is not listed; a listed id without a machine has machine "".
+    virtual core::Result<core::WorkerId> worker_id(std::string_view id) = 0;
     /// Every node, sorted by name, with its lease as of `now` (a lapsed lease shows as free).
     virtual core::Result<std::vector<core::Node>> nodes(core::TimePoint now) = 0;
     /// kNotFound for an unknown node.
@@ -369,10 +380,13 @@ public:
     virtual core::Result<NodeChange> put_node(const core::NodeSpec& spec,
                                               std::string_view actor,
                                               core::TimePoint now) = 0;
-    /// Removes an API node. kNotFound; kAlreadyExists for a config node; kBusy when leased.
+    /// Removes an API node, or an API machine when `machine`. kNotFound (also for the other
+    /// kind: "t-linux-1 is a machine, not a node"); kAlreadyExists for a config node; kBusy
+    /// when leased.
     virtual core::Result<void> remove_node(std::string_view name,
                                            std::string_view actor,
-                                           core::TimePoint now) = 0;
+                                           core::TimePoint now,
+                                           bool machine) = 0;
     /// Takes the node out of service (or changes the reason), ending its lease if any.
     /// kNotFound; kInvalidArgument for an empty reason.
     virtual core::Result<NodeChange> start_maintenance(std::string_view name,

@@ -360,6 +360,29 @@ TEST_F(CliJobs, OwnerAcquiresTheNodeAndTheLeaseOutlivesTheJob) {
     EXPECT_TRUE(contains(refused.err, "anton")) << refused.err;
 }
 
+TEST_F(CliJobs, ALoanShowsInWhoUntilItIsGivenBack) {
+    auto lent = aviary("run-action lotus-1 loan --param person=alice --param ttl=2h --wait");
+    ASSERT_EQ(lent.status, 0) << lent.out << lent.err;
+    auto holder_of = [&](const std::string& node) -> std::string {
+        auto who = json_of("who");
+        if (!who.is_object()) {
+            return "?";
+        }
+        for (const auto& lease : who.at("leases").as_array()) {
+            for (const auto& leased : lease.at("nodes").as_array()) {
+                if (str(leased) == node) {
+                    return str(lease.at("owner"));
+                }
+            }
+        }
+        return "";
+    };
+    EXPECT_EQ(holder_of("lotus-1"), "alice");
+    auto back = aviary("run-action lotus-1 return-loan --param person=alice --wait");
+    ASSERT_EQ(back.status, 0) << back.out << back.err;
+    EXPECT_EQ(holder_of("lotus-1"), "");
+}
+
 TEST_F(CliJobs, CanaryCreateDefaultsToTheNodesImageTag) {
     auto job = json_of("canary create lotus-1 --wait");
     ASSERT_TRUE(job.is_object());

@@ -340,6 +340,40 @@ TEST_F(Cli, NodesAddAndRemove) {
     EXPECT_TRUE(node("geth-0").is_null());
 }
 
+TEST_F(Cli, MachinesAddListAndRemove) {
+    EXPECT_EQ(aviary("machines").out, "no machines\n");
+    auto added = aviary(
+        "machines add t-linux-1 --address 127.0.0.1 --ssh-user relops --ssh-port 2222 "
+        "--ipmi-address 127.0.0.1:6230 --pdu-host 127.0.0.1:1161 --pdu-outlet 4 --group lab "
+        "--label rack=r1");
+    ASSERT_EQ(added.status, 0) << added.err;
+    EXPECT_EQ(added.out, "added t-linux-1\n");
+    auto listed = aviary("machines");
+    ASSERT_EQ(listed.status, 0) << listed.err;
+    EXPECT_NE(listed.out.find("MACHINE"), std::string::npos) << listed.out;
+    EXPECT_NE(listed.out.find("t-linux-1"), std::string::npos) << listed.out;
+    EXPECT_NE(listed.out.find("127.0.0.1"), std::string::npos) << listed.out;
+    auto json = aviary("machines --json");
+    ASSERT_EQ(json.status, 0) << json.err;
+    auto parsed = boost::json::parse(json.out);
+    const auto& m = parsed.at("machines").at(0);
+    EXPECT_EQ(m.at("ssh_user"), "relops");
+    EXPECT_EQ(m.at("ssh_port"), 2222);
+    EXPECT_EQ(m.at("pdu_outlet"), 4);
+    EXPECT_EQ(m.at("groups").at(0), "lab");
+    EXPECT_EQ(m.at("labels").at("rack"), "r1");
+    // The server's checks reach the user: a PDU outlet without its PDU.
+    auto half = aviary("machines add t-linux-2 --address 10.0.0.2 --pdu-outlet 3");
+    EXPECT_EQ(half.status, 1);
+    EXPECT_NE(half.err.find("pdu_host and pdu_outlet"), std::string::npos) << half.err;
+    EXPECT_EQ(aviary("machines add t-linux-3 --ssh-port 0").status, 2);  // usage: out of range
+    EXPECT_EQ(aviary("nodes remove t-linux-1").status, 1);               // a machine, not a node
+    auto removed = aviary("machines remove t-linux-1");
+    ASSERT_EQ(removed.status, 0) << removed.err;
+    EXPECT_EQ(removed.out, "removed t-linux-1\n");
+    EXPECT_EQ(aviary("machines").out, "no machines\n");
+}
+
 TEST_F(Cli, HistoryFollowsPagesUpToTheLimit) {
     // More events than one of the CLI's pages (100), made quickly over REST.
     for (int i = 0; i < 60; ++i) {

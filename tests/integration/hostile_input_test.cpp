@@ -45,7 +45,12 @@ protected:
         return reply.contains("error") ? str(reply.at("error").at("message")) : "";
     }
 
-    ServerProcess server_{test_config()};
+    // One machine and worker ids, so the roller's routes have something to refuse around.
+    ServerProcess server_{test_config(R"(  machines:
+    - {name: t-host-1, hostname: t-host-1.test, address: 127.0.0.1}
+  worker_ids:
+    - {id: tc-worker-1, machine: t-host-1}
+)")};
     std::string lease_id_;
 };
 
@@ -257,6 +262,80 @@ TEST_F(HostileRest, UnknownPathsAnd405sNameTheRoute) {
         status_of_request("PATCH", "/api/v1/nodes/lotus-1", "{}", typed("application/json"), &body),
         405);
     EXPECT_NE(body.find("GET, HEAD, PUT, DELETE"), std::string::npos) << body;
+}
+
+TEST_F(HostileRest, TheRollersQueryIsCheckedAndNothingIsQueuedFromJunk) {
+    std::string body;
+    const std::string long_value(5000, 'a');
+    // Shell and path tricks, NUL, a very long value: each a 400 keyed by the field.
+    for (const std::string& query : std::vector<std::string>{
+             "tc_worker_id=tc-worker-1&task_name=ping%3Brm%20-rf%20%2F",
+             "tc_worker_id=tc-worker-1&task_name=..%2F..%2Fetc",
+             "tc_worker_id=tc-worker-1%00&task_name=ping",
+             "tc_worker_id=-oProxyCommand%3Dx&task_name=ping",
+             "tc_worker_id=" + long_value + "&task_name=ping",
+             "tc_worker_id=tc-worker-1&task_name=" + long_value,
+             "tc_worker_id=tc-worker-1&tc_worker_id=tc-worker-2&task_name=ping",
+             "tc_worker_id&task_name", "=&=&&&"}) {
+        EXPECT_EQ(status_of_request("POST", "/api/v1/jobs?" + query, "", {}, &body), 400)
+            << query << " -> " << body;
+        std::error_code ec;
+        auto parsed = boost::json::parse(body, ec);
+        ASSERT_FALSE(ec) << body;
+        EXPECT_TRUE(parsed.as_object().contains("tc_worker_id") ||
+                    parsed.as_object().contains("task_name"))
+            << query << " -> " << body;
+        EXPECT_LT(body.size(), 1024u) << "a refusal does not echo a long value whole";
+    }
+    // A body past the server's limit is refused from its head even where bodies are ignored.
+    auto reply = raw_exchange(server_.address(),
+                              "POST /api/v1/jobs?tc_worker_id=tc-worker-1&task_name=ping HTTP/1.1"
+                              "\r\nHost: localhost\r\nContent-Length: 2097152\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 413")) << reply;
+    // Nothing of the above became a job.
+    auto jobs = boost::json::parse(server_.get("/api/v1/jobs")->body);
+    EXPECT_TRUE(jobs.at("jobs").as_array().empty()) << jobs;
+}
+
+TEST_F(HostileRest, OddOriginsGetNoCorsAnswer) {
+    for (const std::string& origin : std::vector<std::string>{
+             "null", "http://127.0.0.1:9/path", "file://", "http://user@127.0.0.1:9",
+             "javascript:alert(1)", std::string(10000, 'x'), "http://evil.example"}) {
+        net::ClientRequest request;
+        request.method = "OPTIONS";
+        request.url = server_.url("/api/v1/jobs");
+        request.headers = {{"Origin", origin}, {"Access-Control-Request-Method", "POST"}};
+        auto response = net::fetch_sync(std::move(request));
+        ASSERT_TRUE(response) << origin.substr(0, 40);
+        EXPECT_EQ(response->status, 204) << origin.substr(0, 40);
+        for (const auto& header : response->headers) {
+            EXPECT_NE(header.name, "Access-Control-Allow-Origin") << origin.substr(0, 40);
+        }
+    }
+}
+
+TEST_F(HostileRest, HostileMachineBodiesAreRefusedNamingTheField) {
+    auto json = typed("application/json");
+    std::string body;
+    for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
+             {"address", R"("-oProxyCommand=touch /tmp/x")"},
+             {"hostname", R"("a b")"},
+             {"ssh_user", R"("-l root")"},
+             {"ipmi_user", R"("admin\nX")"},
+             {"ssh_port", "70000"},
+             {"pdu_outlet", "-1"},
+             {"groups", R"(["ok", "with space"])"}}) {
+        auto machine =
+            fmt::format(R"({{"hostname": "h1.test", {}: {}}})",
+                        field == "hostname" ? std::string{"\"note\""} : "\"" + field + "\"", value);
+        if (field == "hostname") {
+            machine = fmt::format(R"({{"hostname": {}}})", value);
+        }
+        EXPECT_EQ(status_of_request("PUT", "/api/v1/machines/t-new-1", machine, json, &body), 400)
+            << machine << " -> " << body;
+        EXPECT_NE(body.find(field), std::string::npos) << machine << " -> " << body;
+    }
+    EXPECT_EQ(status_of_request("GET", "/api/v1/machines/t-new-1", "", {}, &body), 404) << body;
 }
 
 }  // namespace

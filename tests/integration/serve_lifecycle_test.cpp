@@ -74,12 +74,19 @@ TEST(ServeLifecycle, EmbeddedDefaultServesTheDemoFleet) {
     ASSERT_TRUE(server.start()) << server.log();
     auto status = call(server, "TweetyService.Status", "{}");
     auto& nodes = status["result"].at("nodes").as_array();
-    ASSERT_EQ(nodes.size(), 3u);
-    for (size_t i = 0; i < 3; ++i) {
-        EXPECT_EQ(str(nodes[i].at("node")), fmt::format("lotus-{}", i));
-        EXPECT_EQ(nodes[i].at("labels").at("chain"), "lotus");
-        EXPECT_EQ(nodes[i].at("driver"), "sim");
+    // The three sim nodes, and the loopback machine the roller's worker tc-worker-1 runs on.
+    ASSERT_EQ(nodes.size(), 4u);
+    std::vector<std::string> names;
+    for (const auto& node : nodes) {
+        names.push_back(str(node.at("node")));
+        if (names.back().starts_with("lotus-")) {
+            EXPECT_EQ(node.at("labels").at("chain"), "lotus");
+            EXPECT_EQ(node.at("driver"), "sim");
+        } else {
+            EXPECT_EQ(node.at("driver"), "none");
+        }
     }
+    EXPECT_EQ(names, (std::vector<std::string>{"loopback-1", "lotus-0", "lotus-1", "lotus-2"}));
 }
 
 TEST(ServeLifecycle, InvalidConfigNamesFileLineAndKeyAndDoesNotStart) {

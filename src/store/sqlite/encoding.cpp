@@ -17,6 +17,20 @@ boost::json::object labels_object(const core::Labels& labels) {
     return out;
 }
 
+boost::json::object machine_object(const core::MachineSpec& machine) {
+    boost::json::array groups;
+    for (const auto& group : machine.groups) {
+        groups.emplace_back(group);
+    }
+    return boost::json::object{
+        {"hostname", machine.hostname},         {"address", machine.address},
+        {"ssh_user", machine.ssh_user},         {"ssh_port", machine.ssh_port},
+        {"ipmi_address", machine.ipmi_address}, {"ipmi_user", machine.ipmi_user},
+        {"pdu_host", machine.pdu_host},         {"pdu_outlet", machine.pdu_outlet},
+        {"groups", std::move(groups)},
+    };
+}
+
 core::Error corrupt_labels(std::string_view text) {
     return core::Error{core::ErrorCode::kStorage,
                        fmt::format("stored labels are not a JSON object of strings: {}", text)};
@@ -95,13 +109,69 @@ std::string maintenance_to_json(std::string_view reason) {
 }
 
 std::string spec_to_json(const core::NodeSpec& spec) {
-    return boost::json::serialize(boost::json::object{
-        {"name", spec.name},
-        {"driver", spec.driver},
-        {"image_tag", spec.image_tag},
-        {"labels", labels_object(spec.labels)},
+    boost::json::object out{
+        {"name", spec.name},           {"driver", spec.driver},
+        {"image_tag", spec.image_tag}, {"labels", labels_object(spec.labels)},
         {"note", spec.note},
-    });
+    };
+    if (spec.machine) {
+        out.emplace("machine", machine_object(*spec.machine));
+    }
+    return boost::json::serialize(out);
+}
+
+std::string machine_to_json(const std::optional<core::MachineSpec>& machine) {
+    return machine ? boost::json::serialize(machine_object(*machine)) : std::string{};
+}
+
+core::Result<std::optional<core::MachineSpec>> machine_from_json(std::string_view node,
+                                                                 std::string_view text) {
+    if (text.empty()) {
+        return std::optional<core::MachineSpec>{};
+    }
+    auto corrupt = [&] {
+        return core::Error{
+            core::ErrorCode::kStorage,
+            fmt::format("stored machine of node {} is not a machine object: {}", node, text)};
+    };
+    boost::system::error_code ec;
+    auto parsed = boost::json::parse(text, ec);
+    if (ec || !parsed.is_object()) {
+        return corrupt();
+    }
+    const auto& object = parsed.as_object();
+    core::MachineSpec machine;
+    auto text_of = [&](std::string_view key, std::string& out) {
+        const auto* value = object.if_contains(key);
+        if (value == nullptr || !value->is_string()) {
+            return false;
+        }
+        out = std::string{value->as_string()};
+        return true;
+    };
+    auto int_of = [&](std::string_view key, int& out) {
+        const auto* value = object.if_contains(key);
+        if (value == nullptr || !value->is_int64()) {
+            return false;
+        }
+        out = static_cast<int>(value->as_int64());
+        return true;
+    };
+    const auto* groups = object.if_contains("groups");
+    if (!text_of("hostname", machine.hostname) || !text_of("address", machine.address) ||
+        !text_of("ssh_user", machine.ssh_user) || !int_of("ssh_port", machine.ssh_port) ||
+        !text_of("ipmi_address", machine.ipmi_address) ||
+        !text_of("ipmi_user", machine.ipmi_user) || !text_of("pdu_host", machine.pdu_host) ||
+        !int_of("pdu_outlet", machine.pdu_outlet) || groups == nullptr || !groups->is_array()) {
+        return corrupt();
+    }
+    for (const auto& group : groups->as_array()) {
+        if (!group.is_string()) {
+            return corrupt();
+        }
+        machine.groups.emplace_back(group.as_string());
+    }
+    return std::optional<core::MachineSpec>{std::move(machine)};
 }
 
 std::string params_to_json(const core::Params& params) {

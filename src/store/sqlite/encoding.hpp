@@ -1,6 +1,7 @@
 #pragma once
 // Private to src/store/sqlite: how rows hold what is not a plain column (labels, and the
 // before/after JSON of events). Boost.JSON stays behind this header.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,8 +26,14 @@ std::string lease_to_json(const core::Lease& lease);
 std::string waiter_to_json(const WaiterRecord& waiter);
 /// {"maintenance_reason"}, or {} when in service.
 std::string maintenance_to_json(std::string_view reason);
-/// {"name","driver","image_tag","labels","note"}.
+/// {"name","driver","image_tag","labels","note","machine"?} ("machine" for machines only).
 std::string spec_to_json(const core::NodeSpec& spec);
+/// A machine's properties as a compact JSON object; "" for a node that is not a machine.
+std::string machine_to_json(const std::optional<core::MachineSpec>& machine);
+/// The reverse: "" is no machine. kStorage naming the node when the text is not a machine
+/// object (a hand-edited database).
+core::Result<std::optional<core::MachineSpec>> machine_from_json(std::string_view node,
+                                                                 std::string_view text);
 
 /// A job's params as a compact JSON object of strings, keys sorted.
 std::string params_to_json(const core::Params& params);

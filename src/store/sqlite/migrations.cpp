@@ -219,6 +219,20 @@ core::Result<void> add_deployed_tags(Connection& db) {
     return db.exec(kSchemaV6);
 }
 
+// Machines are nodes with a "machine" object (ssh and IPMI addresses, a PDU outlet; never a
+// secret); an external scheduler's worker ids name the machine behind each one, or none yet.
+constexpr std::string_view kSchemaV7 = R"sql(
+ALTER TABLE nodes ADD COLUMN machine TEXT NOT NULL DEFAULT '';
+CREATE TABLE worker_ids (
+    id TEXT PRIMARY KEY,
+    machine TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+)sql";
+
+core::Result<void> add_machines(Connection& db) {
+    return db.exec(kSchemaV7);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
@@ -226,6 +240,7 @@ constexpr Migration kMigrations[] = {
     {4, "jobs, job output and paused queues", add_jobs},
     {5, "the annotation outbox", add_annotations},
     {6, "the image tag each node runs", add_deployed_tags},
+    {7, "machines and worker ids", add_machines},
 };
 
 core::Result<void> record_version(Connection& db, int version) {

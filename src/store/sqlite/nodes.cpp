@@ -18,7 +18,8 @@ constexpr std::string_view kConfigSource = "config";
 // A lapsed lease is left out by the join, so the node reads as free before the sweep runs.
 constexpr std::string_view kSelectNodes = R"sql(
 SELECT n.name, n.driver, n.image_tag, n.labels, n.note, n.maintenance_reason, n.source,
-       l.id, l.node, l.owner, l.reason, l.acquired_at, l.expires_at, l.exclusive, n.deployed_tag
+       l.id, l.node, l.owner, l.reason, l.acquired_at, l.expires_at, l.exclusive, n.deployed_tag,
+       n.machine
 FROM nodes n LEFT JOIN leases l ON l.node = n.name AND l.expires_at > ?1)sql";
 
 core::Result<core::Node> node_from_row(const Statement& row) {
@@ -26,12 +27,17 @@ core::Result<core::Node> node_from_row(const Statement& row) {
     if (!labels) {
         return labels.error();
     }
+    auto machine = machine_from_json(row.text(0), row.text(15));
+    if (!machine) {
+        return machine.error();
+    }
     core::Node node;
     node.spec = core::NodeSpec{.name = row.text(0),
                                .driver = row.text(1),
                                .image_tag = row.text(2),
                                .labels = std::move(*labels),
-                               .note = row.text(4)};
+                               .note = row.text(4),
+                               .machine = std::move(*machine)};
     node.maintenance_reason = row.text(5);
     node.source = row.text(6);
     node.deployed_tag = row.text(14);
@@ -81,7 +87,7 @@ core::Result<void> check_specs(const std::vector<core::NodeSpec>& specs) {
 
 bool same_spec(const core::NodeSpec& a, const core::NodeSpec& b) {
     return a.driver == b.driver && a.image_tag == b.image_tag && a.labels == b.labels &&
-           a.note == b.note;
+           a.note == b.note && a.machine == b.machine;
 }
 
 core::Error declared_in_config(std::string_view name) {
@@ -95,7 +101,8 @@ core::Result<void> write_spec(Connection& db, std::string_view sql, const core::
         return write.error();
     }
     return write
-        ->bind_all(spec.name, spec.driver, spec.image_tag, labels_to_json(spec.labels), spec.note)
+        ->bind_all(spec.name, spec.driver, spec.image_tag, labels_to_json(spec.labels), spec.note,
+                   machine_to_json(spec.machine))
         .run();
 }
 
@@ -221,8 +228,8 @@ core::Result<void> Reconciler::reconcile_one(const core::NodeSpec& spec, const c
 
 core::Result<void> Reconciler::add(const core::NodeSpec& spec) {
     auto written = write_spec(
-        "INSERT INTO nodes (name, driver, image_tag, labels, note, source) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, 'config')",
+        "INSERT INTO nodes (name, driver, image_tag, labels, note, machine, source) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'config')",
         spec);
     if (!written) {
         return written;
@@ -233,7 +240,8 @@ core::Result<void> Reconciler::add(const core::NodeSpec& spec) {
 
 core::Result<void> Reconciler::update(const core::NodeSpec& before, const core::NodeSpec& after) {
     auto written = write_spec(
-        "UPDATE nodes SET driver = ?2, image_tag = ?3, labels = ?4, note = ?5 WHERE name = ?1",
+        "UPDATE nodes SET driver = ?2, image_tag = ?3, labels = ?4, note = ?5, machine = ?6 "
+        "WHERE name = ?1",
         after);
     if (!written) {
         return written;
@@ -313,14 +321,21 @@ core::Result<NodeChange> put_node(Connection& db,
     if (stored && stored->source == kConfigSource) {
         return declared_in_config(spec.name);
     }
+    // A write through the other kind's route would drop (or invent) the machine's properties.
+    if (stored && stored->spec.machine.has_value() != spec.machine.has_value()) {
+        return core::Error{core::ErrorCode::kAlreadyExists,
+                           fmt::format("{} is a {}, not a {}", spec.name,
+                                       stored->spec.machine ? "machine" : "node",
+                                       spec.machine ? "machine" : "node")};
+    }
     bool created = !stored;
     if (created || !same_spec(stored->spec, spec)) {
         auto written = write_spec(
             db,
-            created ? "INSERT INTO nodes (name, driver, image_tag, labels, note, source) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5, 'api')"
-                    : "UPDATE nodes SET driver = ?2, image_tag = ?3, labels = ?4, note = ?5 "
-                      "WHERE name = ?1",
+            created ? "INSERT INTO nodes (name, driver, image_tag, labels, note, machine, source) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'api')"
+                    : "UPDATE nodes SET driver = ?2, image_tag = ?3, labels = ?4, note = ?5, "
+                      "machine = ?6 WHERE name = ?1",
             spec);
         if (!written) {
             return written.error();
@@ -341,10 +356,17 @@ core::Result<NodeChange> put_node(Connection& db,
 core::Result<void> remove_node(Connection& db,
                                std::string_view name,
                                std::string_view actor,
-                               core::TimePoint now) {
+                               core::TimePoint now,
+                               bool machine) {
     auto stored = select_node(db, name, now);
     if (!stored) {
         return stored.error();
+    }
+    if (stored->spec.machine.has_value() != machine) {
+        return core::Error{
+            core::ErrorCode::kNotFound,
+            fmt::format("{} is a {}, not a {}", name, stored->spec.machine ? "machine" : "node",
+                        machine ? "machine" : "node")};
     }
     if (stored->source == kConfigSource) {
         return declared_in_config(name);

@@ -27,7 +27,8 @@ core::Result<NodeChange> put_node(Connection& db,
 core::Result<void> remove_node(Connection& db,
                                std::string_view name,
                                std::string_view actor,
-                               core::TimePoint now);
+                               core::TimePoint now,
+                               bool machine);
 core::Result<NodeChange> start_maintenance(Connection& db,
                                            std::string_view name,
                                            std::string_view reason,

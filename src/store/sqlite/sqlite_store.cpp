@@ -13,6 +13,7 @@
 #include "store/sqlite/migrations.hpp"
 #include "store/sqlite/nodes.hpp"
 #include "store/sqlite/waiters.hpp"
+#include "store/sqlite/workers.hpp"
 
 namespace aviary::store::sqlite {
 namespace {
@@ -132,6 +133,22 @@ core::Result<ReconcileReport> SqliteStore::reconcile_nodes(const std::vector<cor
     });
 }
 
+core::Result<void> SqliteStore::reconcile_worker_ids(const std::vector<core::WorkerId>& workers,
+                                                     std::string_view actor,
+                                                     core::TimePoint now) {
+    return writer_->submit(
+        [&](Connection& db) { return sqlite::reconcile_worker_ids(db, workers, actor, now); });
+}
+
+core::Result<std::vector<core::WorkerId>> SqliteStore::worker_ids() {
+    return read<std::vector<core::WorkerId>>(
+        [&](Connection& db) { return sqlite::select_worker_ids(db); });
+}
+
+core::Result<core::WorkerId> SqliteStore::worker_id(std::string_view id) {
+    return read<core::WorkerId>([&](Connection& db) { return sqlite::select_worker_id(db, id); });
+}
+
 core::Result<std::vector<core::Node>> SqliteStore::nodes(core::TimePoint now) {
     return read<std::vector<core::Node>>([&](Connection& db) { return select_nodes(db, now); });
 }
@@ -244,9 +261,10 @@ core::Result<NodeChange> SqliteStore::put_node(const core::NodeSpec& spec,
 
 core::Result<void> SqliteStore::remove_node(std::string_view name,
                                             std::string_view actor,
-                                            core::TimePoint now) {
+                                            core::TimePoint now,
+                                            bool machine) {
     return writer_->submit(
-        [&](Connection& db) { return sqlite::remove_node(db, name, actor, now); });
+        [&](Connection& db) { return sqlite::remove_node(db, name, actor, now, machine); });
 }
 
 core::Result<NodeChange> SqliteStore::start_maintenance(std::string_view name,

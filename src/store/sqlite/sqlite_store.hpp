@@ -61,12 +61,18 @@ public:
                                                          core::TimePoint now) override;
     void set_grant_listener(GrantListener listener) override;
 
+    core::Result<void> reconcile_worker_ids(const std::vector<core::WorkerId>& workers,
+                                            std::string_view actor,
+                                            core::TimePoint now) override;
+    core::Result<std::vector<core::WorkerId>> worker_ids() override;
+    core::Result<core::WorkerId> worker_id(std::string_view id) override;
     core::Result<NodeChange> put_node(const core::NodeSpec& spec,
                                       std::string_view actor,
                                       core::TimePoint now) override;
     core::Result<void> remove_node(std::string_view name,
                                    std::string_view actor,
-                                   core::TimePoint now) override;
+                                   core::TimePoint now,
+                                   bool machine) override;
     core::Result<NodeChange> start_maintenance(std::string_view name,
                                                std::string_view reason,
                                                std::string_view actor,

@@ -65,16 +65,19 @@ void expect_same(const store::Settings& want, const store::Settings& got) {
 }
 
 void expect_same(const core::NodeSpec& want, const core::NodeSpec& got) {
-    const auto& [name, driver, image_tag, labels, note] = want;
+    const auto& [name, driver, image_tag, labels, note, machine] = want;
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(got.driver, driver);
     EXPECT_EQ(got.image_tag, image_tag);
     EXPECT_EQ(got.labels, labels);
     EXPECT_EQ(got.note, note);
+    EXPECT_EQ(got.machine, machine);
 }
 
 void expect_same(const fleet::Settings& want, const fleet::Settings& got) {
-    const auto& [lease_ttl, max_lease_ttl, expiry_sweep, max_wait, wait_heartbeat, nodes] = want;
+    const auto& [lease_ttl, max_lease_ttl, expiry_sweep, max_wait, wait_heartbeat, nodes,
+                 worker_ids] = want;
+    EXPECT_EQ(got.worker_ids, worker_ids);
     EXPECT_EQ(got.max_wait, max_wait);
     EXPECT_EQ(got.wait_heartbeat, wait_heartbeat);
     EXPECT_EQ(got.lease_ttl, lease_ttl);
@@ -98,7 +101,7 @@ void expect_same(const Token& want, const Token& got) {
 
 void expect_same(const jobs::ParamSpec& want, const jobs::ParamSpec& got) {
     const auto& [name, type, pattern, required, default_value, description, max_length,
-                 allow_leading_dash] = want;
+                 allow_leading_dash, from] = want;
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(jobs::to_string(got.type), jobs::to_string(type)) << name;
     EXPECT_EQ(got.pattern, pattern) << name;
@@ -107,6 +110,7 @@ void expect_same(const jobs::ParamSpec& want, const jobs::ParamSpec& got) {
     EXPECT_EQ(got.description, description) << name;
     EXPECT_EQ(got.max_length, max_length) << name;
     EXPECT_EQ(got.allow_leading_dash, allow_leading_dash) << name;
+    EXPECT_EQ(got.from, from) << name;
 }
 
 void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) {
@@ -130,8 +134,22 @@ void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) 
 }
 
 void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
-    const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, timeout] = want;
+    const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, lease, reboot,
+                 timeout] = want;
+    EXPECT_EQ(got.reboot.methods, reboot.methods) << name;
+    EXPECT_EQ(got.reboot.ssh_command, reboot.ssh_command) << name;
+    EXPECT_EQ(got.reboot.ipmi_command, reboot.ipmi_command) << name;
+    EXPECT_EQ(got.reboot.pdu_off_time, reboot.pdu_off_time) << name;
+    EXPECT_EQ(got.reboot.verify_port, reboot.verify_port) << name;
+    EXPECT_EQ(got.reboot.down_within, reboot.down_within) << name;
+    EXPECT_EQ(got.reboot.up_within, reboot.up_within) << name;
+    EXPECT_EQ(got.reboot.interval, reboot.interval) << name;
+    EXPECT_EQ(got.reboot.probe_timeout, reboot.probe_timeout) << name;
     SCOPED_TRACE("step " + name);
+    EXPECT_EQ(got.lease.acquire, lease.acquire) << name;
+    EXPECT_EQ(got.lease.owner, lease.owner) << name;
+    EXPECT_EQ(got.lease.ttl, lease.ttl) << name;
+    EXPECT_EQ(got.lease.reason, lease.reason) << name;
     expect_same(http, got.http);
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(jobs::to_string(got.kind), jobs::to_string(kind)) << name;
@@ -147,8 +165,9 @@ void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
 void expect_same(const jobs::ActionSpec& want, const jobs::ActionSpec& got) {
     const auto& [name, description, queue, params, steps, timeout, max_attempts, retry_backoff,
                  retry_backoff_max, destructive, retry_destructive, rerun_safe, exclusive,
-                 concurrency] = want;
+                 concurrency, is_public] = want;
     SCOPED_TRACE("action " + name);
+    EXPECT_EQ(got.is_public, is_public);
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(got.description, description);
     EXPECT_EQ(got.queue, queue);
@@ -172,8 +191,9 @@ void expect_same(const jobs::ActionSpec& want, const jobs::ActionSpec& got) {
 }
 
 void expect_same(const jobs::PermissionRule& want, const jobs::PermissionRule& got) {
-    const auto& [name, allow, who, actions, nodes, selector] = want;
+    const auto& [name, allow, who, actions, nodes, groups, selector] = want;
     EXPECT_EQ(got.name, name);
+    EXPECT_EQ(got.groups, groups) << name;
     EXPECT_EQ(got.allow, allow) << name;
     EXPECT_EQ(got.who, who) << name;
     EXPECT_EQ(got.actions, actions) << name;
@@ -183,7 +203,25 @@ void expect_same(const jobs::PermissionRule& want, const jobs::PermissionRule& g
 
 void expect_same(const jobs::Settings& want, const jobs::Settings& got) {
     const auto& [workers, output_max_lines, kill_grace, heartbeat, heartbeat_timeout, retention,
-                 retention_sweep, actions, permissions] = want;
+                 retention_sweep, actions, ssh, ipmi, pdu, permissions] = want;
+    EXPECT_EQ(got.ipmi.program, ipmi.program);
+    EXPECT_EQ(got.ipmi.password_file, ipmi.password_file);
+    EXPECT_EQ(got.ipmi.password, ipmi.password);
+    EXPECT_EQ(got.ipmi.cipher_suite, ipmi.cipher_suite);
+    EXPECT_EQ(got.ipmi.retries, ipmi.retries);
+    EXPECT_EQ(got.ipmi.retry_seconds, ipmi.retry_seconds);
+    EXPECT_EQ(got.pdu.program, pdu.program);
+    EXPECT_EQ(got.pdu.conf_dir, pdu.conf_dir);
+    EXPECT_EQ(got.pdu.community, pdu.community);
+    EXPECT_EQ(got.pdu.outlet_oid, pdu.outlet_oid);
+    EXPECT_EQ(got.pdu.on_value, pdu.on_value);
+    EXPECT_EQ(got.pdu.off_value, pdu.off_value);
+    EXPECT_EQ(got.pdu.timeout, pdu.timeout);
+    EXPECT_EQ(got.pdu.retries, pdu.retries);
+    EXPECT_EQ(got.ssh.program, ssh.program);
+    EXPECT_EQ(got.ssh.identity_file, ssh.identity_file);
+    EXPECT_EQ(got.ssh.known_hosts, ssh.known_hosts);
+    EXPECT_EQ(got.ssh.connect_timeout, ssh.connect_timeout);
     EXPECT_EQ(got.workers, workers);
     EXPECT_EQ(got.output_max_lines, output_max_lines);
     EXPECT_EQ(got.kill_grace, kill_grace);
@@ -268,8 +306,9 @@ void expect_same(const Config& want, const Config& got) {
     expect_same(fleet, got.fleet);
     expect_same(jobs, got.jobs);
     expect_same(drivers, got.drivers);
-    const auto& [tokens, allowed_hosts] = auth;
+    const auto& [tokens, allowed_hosts, cors_origins] = auth;
     EXPECT_EQ(got.auth.allowed_hosts, allowed_hosts);
+    EXPECT_EQ(got.auth.cors_origins, cors_origins);
     ASSERT_EQ(got.auth.tokens.size(), tokens.size());
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         expect_same(tokens[i], got.auth.tokens[i]);
@@ -310,7 +349,7 @@ jobs::StepSpec wait_step(jobs::WaitCondition condition, core::Millis timeout) {
 std::vector<jobs::ActionSpec> builtin_actions() {
     using drivers::Op;
     using jobs::WaitCondition;
-    std::vector<jobs::ActionSpec> actions(7);
+    std::vector<jobs::ActionSpec> actions(12);
     auto& upgrade = actions[0];
     upgrade.name = "upgrade";
     upgrade.description = "Run a new image tag, keeping the node's data.";
@@ -365,6 +404,94 @@ std::vector<jobs::ActionSpec> builtin_actions() {
     noop.steps.resize(1);
     noop.steps[0].kind = jobs::StepKind::kNoop;
     noop.steps[0].name = "noop";
+
+    const jobs::ParamSpec host{.name = "host",
+                               .pattern = "[A-Za-z0-9.:-]+",
+                               .description = "The machine's address.",
+                               .from = "{{machine.address}}"};
+    const jobs::ParamSpec worker{
+        .name = "tc_worker_id",
+        .required = false,
+        .description = "the external worker id the roller endpoint was called for",
+        .from = "{{tc_worker_id}}"};
+    auto& ping = actions[7];
+    ping.name = "ping";
+    ping.description = "Ping the machine (the system ping, 4 probes within 5 seconds).";
+    ping.is_public = true;
+    ping.exclusive = false;
+    ping.rerun_safe = true;
+    ping.timeout = 30s;
+    ping.params = {host, worker};
+    ping.steps.resize(1);
+    ping.steps[0].kind = jobs::StepKind::kRun;
+    ping.steps[0].argv = {"ping", "-c", "4", "-w", "5", "{{params.host}}"};
+    ping.steps[0].name = "run ping";
+
+    auto& reimage = actions[8];
+    reimage.name = "reimage";
+    reimage.description =
+        "Reimage the machine. This built-in only says what it would do: replace its step with "
+        "your provisioning tool's command (an argv, templated).";
+    reimage.is_public = true;
+    reimage.destructive = true;
+    reimage.timeout = 1h;
+    reimage.params = {host,
+                      jobs::ParamSpec{.name = "image",
+                                      .type = jobs::ParamType::kImageTag,
+                                      .required = false,
+                                      .default_value = "default",
+                                      .description = "The image."},
+                      worker};
+    reimage.steps.resize(1);
+    reimage.steps[0].kind = jobs::StepKind::kRun;
+    reimage.steps[0].argv = {"echo", "reimage", "{{params.host}}", "with", "{{params.image}}"};
+    reimage.steps[0].name = "run echo";
+
+    auto& reboot = actions[9];
+    reboot.name = "reboot";
+    reboot.description =
+        "Reboot the machine: ssh's reboot, then an IPMI power cycle, then its PDU outlet off and "
+        "on, each verified (its ssh port stops answering, then answers again).";
+    reboot.is_public = true;
+    reboot.destructive = true;
+    reboot.timeout = 45min;
+    reboot.params = {host, worker};
+    reboot.steps.resize(1);
+    reboot.steps[0].kind = jobs::StepKind::kReboot;
+    reboot.steps[0].name = "reboot";
+
+    const std::string person_pattern = "[A-Za-z0-9][A-Za-z0-9._@-]*";
+    auto& loan = actions[10];
+    loan.name = "loan";
+    loan.description = "Lend the machine (or node) to a person until the TTL; aviary who shows it.";
+    loan.params = {
+        jobs::ParamSpec{
+            .name = "person", .pattern = person_pattern, .description = "Who borrows it."},
+        jobs::ParamSpec{.name = "ttl",
+                        .pattern = "[0-9]+(ms|s|m|h|d)",
+                        .required = false,
+                        .default_value = "24h",
+                        .description = "How long."}};
+    loan.steps.resize(1);
+    loan.steps[0].kind = jobs::StepKind::kLease;
+    loan.steps[0].lease = jobs::LeaseStepSpec{
+        .acquire = true, .owner = "{{params.person}}", .ttl = "{{params.ttl}}", .reason = "loan"};
+    loan.steps[0].name = "lease acquire";
+
+    auto& give_back = actions[11];
+    give_back.name = "return-loan";
+    give_back.description =
+        "Give a loaned machine (or node) back; with person, only if it is theirs.";
+    give_back.exclusive = false;
+    give_back.params = {
+        jobs::ParamSpec{.name = "person",
+                        .pattern = person_pattern,
+                        .required = false,
+                        .description = "Who gives it back (empty, whoever holds it)."}};
+    give_back.steps.resize(1);
+    give_back.steps[0].kind = jobs::StepKind::kLease;
+    give_back.steps[0].lease = jobs::LeaseStepSpec{.acquire = false, .owner = "{{params.person}}"};
+    give_back.steps[0].name = "lease release";
     return actions;
 }
 
@@ -387,6 +514,14 @@ Config default_with_demo_fleet() {
                                                   .labels = {{"chain", "lotus"}},
                                                   .note = ""});
     }
+    core::NodeSpec loopback{.name = "loopback-1", .driver = "none"};
+    loopback.machine = core::MachineSpec{.hostname = "localhost",
+                                         .address = "127.0.0.1",
+                                         .ssh_user = "root",
+                                         .ssh_port = 22,
+                                         .groups = {"demo"}};
+    want.fleet.nodes.push_back(loopback);
+    want.fleet.worker_ids = {core::WorkerId{.id = "tc-worker-1", .machine = "loopback-1"}};
     return want;
 }
 
@@ -474,7 +609,8 @@ jobs:
     ASSERT_TRUE(loaded) << loaded.error().message;
     EXPECT_EQ(action_names(*loaded),
               (std::vector<std::string>{"hello", "upgrade", "install-snapshot", "create-canary",
-                                        "delete-canary", "restart", "status", "noop"}));
+                                        "delete-canary", "restart", "status", "noop", "ping",
+                                        "reimage", "reboot", "loan", "return-loan"}));
 }
 
 TEST(Config, FileActionReplacesTheBuiltinOfTheSameName) {
@@ -697,6 +833,104 @@ TEST(Config, NodeDriverAndLabelsAreChecked) {
               "aviary.yaml:3:25: fleet.nodes[0].driver: unknown node driver \"ssh\" (sim, helm)");
     EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: a, labels: {\"\": x}}\n"),
               "aviary.yaml:3:26: fleet.nodes[0].labels.: keys must not be empty");
+}
+
+// --- fleet.machines and fleet.worker_ids ------------------------------------------------------
+
+TEST(Config, MachinesAreNodesWithHowToReachTheHost) {
+    auto loaded = load_string(
+        "fleet:\n"
+        "  nodes:\n"
+        "    - {name: lotus-0}\n"
+        "  machines:\n"
+        "    - name: t-linux-1\n"
+        "      hostname: t-linux-1.test.example\n"
+        "      address: 127.0.0.1\n"
+        "      ssh_user: relops\n"
+        "      ssh_port: 2222\n"
+        "      ipmi_address: \"127.0.0.1:6230\"\n"
+        "      ipmi_user: admin\n"
+        "      pdu_host: \"[::1]:1161\"\n"
+        "      pdu_outlet: 4\n"
+        "      groups: [lab, linux]\n"
+        "      labels: {rack: r1}\n"
+        "    - {name: t-mac-1, driver: none, hostname: t-mac-1}\n"
+        "  worker_ids:\n"
+        "    - {id: tc-worker-1, machine: t-linux-1}\n"
+        "    - {id: tc-worker-2}\n",
+        "aviary.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const auto& nodes = loaded->fleet.nodes;
+    ASSERT_EQ(nodes.size(), 3u);
+    EXPECT_FALSE(nodes[0].machine);
+    EXPECT_EQ(nodes[1].name, "t-linux-1");
+    EXPECT_EQ(nodes[1].driver, "ssh");
+    EXPECT_EQ(nodes[1].labels, (core::Labels{{"rack", "r1"}}));
+    ASSERT_TRUE(nodes[1].machine);
+    EXPECT_EQ(*nodes[1].machine, (core::MachineSpec{.hostname = "t-linux-1.test.example",
+                                                    .address = "127.0.0.1",
+                                                    .ssh_user = "relops",
+                                                    .ssh_port = 2222,
+                                                    .ipmi_address = "127.0.0.1:6230",
+                                                    .ipmi_user = "admin",
+                                                    .pdu_host = "[::1]:1161",
+                                                    .pdu_outlet = 4,
+                                                    .groups = {"lab", "linux"}}));
+    EXPECT_EQ(nodes[1].machine->reach(), "127.0.0.1");
+    EXPECT_EQ(nodes[2].driver, "none");
+    ASSERT_TRUE(nodes[2].machine);
+    EXPECT_EQ(nodes[2].machine->ssh_user, "root");
+    EXPECT_EQ(nodes[2].machine->ssh_port, 22);
+    EXPECT_EQ(nodes[2].machine->reach(), "t-mac-1");
+    EXPECT_EQ(loaded->fleet.worker_ids,
+              (std::vector<core::WorkerId>{{.id = "tc-worker-1", .machine = "t-linux-1"},
+                                           {.id = "tc-worker-2", .machine = ""}}));
+}
+
+TEST(Config, BadMachinesAreRefusedWhereTheyAre) {
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {hostname: a}\n"),
+              "aviary.yaml:3:7: fleet.machines[0]: a machine needs a name");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1}\n"),
+              "aviary.yaml:3:7: fleet.machines[0]: machine \"m1\" needs a hostname or an address");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: \"http://x\"}\n"),
+              "aviary.yaml:3:27: fleet.machines[0].address: \"http://x\" is not a host name or IP "
+              "address");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: a, driver: helm}\n"),
+              "aviary.yaml:3:38: fleet.machines[0].driver: unknown machine driver \"helm\" (ssh, "
+              "none)");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: a, ssh_port: 0}\n"),
+              "aviary.yaml:3:40: fleet.machines[0].ssh_port: expected an integer from 1 to 65535, "
+              "got \"0\"");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: a, pdu_outlet: 3}\n"),
+              "aviary.yaml:3:42: fleet.machines[0].pdu_outlet: machine \"m1\": pdu_host and "
+              "pdu_outlet (from 1) go together");
+    EXPECT_EQ(error_of("fleet:\n  machines:\n    - {name: m1, address: a, groups: [x, x]}\n"),
+              "aviary.yaml:3:42: fleet.machines[0].groups[1]: group \"x\" is listed twice");
+    EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: m1}\n  machines:\n"
+                       "    - {name: m1, address: a}\n"),
+              "aviary.yaml:5:14: fleet.machines[0].name: \"m1\" is declared twice (first at line "
+              "3): machines and nodes share one namespace");
+}
+
+TEST(Config, WorkerIdsNameADeclaredMachineOrNone) {
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: tc-1, machine: nowhere}\n"),
+              "aviary.yaml:3:27: fleet.worker_ids[0].machine: worker id \"tc-1\": no machine "
+              "\"nowhere\" is declared in fleet.machines");
+    EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: lotus-0}\n  worker_ids:\n"
+                       "    - {id: tc-1, machine: lotus-0}\n"),
+              "aviary.yaml:5:27: fleet.worker_ids[0].machine: worker id \"tc-1\": \"lotus-0\" is a "
+              "node, not a machine");
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: tc-1}\n    - {id: tc-1}\n"),
+              "aviary.yaml:4:12: fleet.worker_ids[1].id: worker id \"tc-1\" is listed twice (first "
+              "at line 3)");
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: \"tc 1\"}\n"),
+              "aviary.yaml:3:12: fleet.worker_ids[0].id: worker id \"tc 1\" must be 1-128 of A-Z, "
+              "a-z, 0-9, '.', '_' and '-', not starting with '-'");
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {id: \"-oX\"}\n"),
+              "aviary.yaml:3:12: fleet.worker_ids[0].id: worker id \"-oX\" must be 1-128 of A-Z, "
+              "a-z, 0-9, '.', '_' and '-', not starting with '-'");
+    EXPECT_EQ(error_of("fleet:\n  worker_ids:\n    - {machine: m}\n"),
+              "aviary.yaml:3:7: fleet.worker_ids[0]: a worker id needs an id");
 }
 
 // --- server.tls -------------------------------------------------------------------------------

@@ -221,16 +221,17 @@ TEST(JobsReader, StepKindErrorsNameTheStep) {
     const std::string head = "jobs:\n  actions:\n    a:\n      steps:\n";
     EXPECT_EQ(error_of(head + "        - shell: [ls]\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0].shell: unknown step kind \"shell\"; "
-              "expected one of driver, run, wait, http, noop");
+              "expected one of driver, run, wait, http, ssh, lease, reboot, noop");
     EXPECT_EQ(error_of(head + "        - drive: upgrade\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0].drive: unknown step kind \"drive\"; "
-              "expected one of driver, run, wait, http, noop; did you mean \"driver\"?");
+              "expected one of driver, run, wait, http, ssh, lease, reboot, noop; did you mean "
+              "\"driver\"?");
     EXPECT_EQ(error_of(head + "        - sleep\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0]: unknown step kind \"sleep\"; expected "
-              "one of driver, run, wait, http, noop");
+              "one of driver, run, wait, http, ssh, lease, reboot, noop");
     EXPECT_EQ(error_of(head + "        - name: nothing\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0]: a step needs one of driver, run, wait, "
-              "http, noop");
+              "http, ssh, lease, reboot, noop");
     EXPECT_EQ(error_of(head + "        - driver: status\n          run: [ls]\n"),
               "aviary.yaml:6:11: jobs.actions.a.steps[0].run: a step has exactly one kind, and "
               "this one already has \"driver\"");
@@ -239,7 +240,7 @@ TEST(JobsReader, StepKindErrorsNameTheStep) {
               "\"driver: ...\" (only noop stands alone)");
     EXPECT_EQ(error_of(head + "        - [noop]\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0]: expected a step (a mapping with one of "
-              "driver, run, wait, http, noop), got a sequence");
+              "driver, run, wait, http, ssh, lease, reboot, noop), got a sequence");
 }
 
 TEST(JobsReader, StepValuesAreChecked) {
@@ -406,6 +407,112 @@ TEST(JobsReader, PermissionErrorsNameTheRule) {
                               "    - {name: r, effect: allow, who: [ci]}\n"),
               "aviary.yaml:4:14: jobs.permissions[1].name: permission rule \"r\" is declared "
               "twice (first at line 3)");
+}
+
+}  // namespace
+}  // namespace aviary::config
+
+namespace aviary::config {
+namespace {
+
+// --- machine tasks: public actions, ssh, lease and reboot steps, jobs.ssh/ipmi/pdu -----------
+
+TEST(MachineTaskReader, APublicActionGetsTheWorkerParamAndItsFromTemplates) {
+    auto action = action_of(R"(jobs:
+  actions:
+    hello:
+      public: true
+      params:
+        host: {from: "{{machine.address}}"}
+      steps:
+        - ssh: [echo, "{{params.host}}"]
+        - lease: {op: acquire, owner: ops, ttl: 1h, reason: hello}
+)",
+                            "hello");
+    EXPECT_TRUE(action.is_public);
+    ASSERT_EQ(action.params.size(), 2u);
+    EXPECT_EQ(action.params[0].from, "{{machine.address}}");
+    EXPECT_EQ(action.params[1].name, "tc_worker_id");
+    EXPECT_EQ(action.params[1].from, "{{tc_worker_id}}");
+    ASSERT_EQ(action.steps.size(), 2u);
+    EXPECT_EQ(action.steps[0].kind, jobs::StepKind::kSsh);
+    EXPECT_EQ(action.steps[0].argv, (std::vector<std::string>{"echo", "{{params.host}}"}));
+    EXPECT_EQ(action.steps[0].name, "ssh echo");
+    EXPECT_EQ(action.steps[1].kind, jobs::StepKind::kLease);
+    EXPECT_TRUE(action.steps[1].lease.acquire);
+    EXPECT_EQ(action.steps[1].lease.owner, "ops");
+    EXPECT_EQ(action.steps[1].lease.ttl, "1h");
+}
+
+TEST(MachineTaskReader, ARebootStepReadsEveryKey) {
+    auto action = action_of(R"(jobs:
+  actions:
+    bounce:
+      steps:
+        - reboot:
+            methods: [pdu, ipmi]
+            ssh_command: [shutdown, -r, now]
+            ipmi_command: [chassis, power, reset]
+            pdu_off_time: 3s
+            verify: {port: 2222, down_within: 1m, up_within: 5m, interval: 1s, probe_timeout: 3s}
+        - reboot: {}
+)",
+                            "bounce");
+    ASSERT_EQ(action.steps.size(), 2u);
+    const auto& r = action.steps[0].reboot;
+    EXPECT_EQ(r.methods, (std::vector<jobs::RebootMethod>{jobs::RebootMethod::kPdu,
+                                                          jobs::RebootMethod::kIpmi}));
+    EXPECT_EQ(r.ssh_command, (std::vector<std::string>{"shutdown", "-r", "now"}));
+    EXPECT_EQ(r.ipmi_command, (std::vector<std::string>{"chassis", "power", "reset"}));
+    EXPECT_EQ(r.pdu_off_time, 3s);
+    EXPECT_EQ(r.verify_port, 2222);
+    EXPECT_EQ(r.down_within, 1min);
+    EXPECT_EQ(r.up_within, 5min);
+    EXPECT_EQ(r.interval, 1s);
+    EXPECT_EQ(r.probe_timeout, 3s);
+    EXPECT_EQ(action.steps[1].reboot.methods.size(), 3u);  // {}: every default
+}
+
+TEST(MachineTaskReader, BadMachineTaskYamlNamesTheKey) {
+    EXPECT_EQ(error_of("jobs:\n  actions:\n    r:\n      steps:\n        - reboot: {methods: "
+                       "[ssh, telnet]}\n"),
+              "aviary.yaml:5:35: jobs.actions.r.steps[0].reboot.methods[1]: unknown reboot method "
+              "\"telnet\" (ssh, ipmi, pdu)");
+    EXPECT_EQ(error_of("jobs:\n  actions:\n    r:\n      steps:\n        - lease: {owner: x}\n"),
+              "aviary.yaml:5:18: jobs.actions.r.steps[0].lease: a lease step needs op: acquire or "
+              "release");
+    EXPECT_EQ(error_of("jobs:\n  actions:\n    r:\n      params:\n        h: {from: \"{{node}}\"}\n"
+                       "      steps: [noop]\n"),
+              "aviary.yaml:3:5: jobs.actions.r: params.h.from: only a public action's params come "
+              "from a worker id");
+    EXPECT_EQ(error_of("jobs:\n  ipmi: {password_file: /nonexistent/pw}\n"),
+              "aviary.yaml:2:25: jobs.ipmi.password_file: cannot read password file "
+              "\"/nonexistent/pw\": No such file or directory");
+    EXPECT_EQ(error_of("jobs:\n  pdu: {community_env: AVIARY_TEST_UNSET_COMMUNITY}\n"),
+              "aviary.yaml:2:24: jobs.pdu.community_env: environment variable "
+              "\"AVIARY_TEST_UNSET_COMMUNITY\" is not set");
+    EXPECT_EQ(error_of("jobs:\n  pdu: {outlet_oid: \"1.3.6\"}\n"),
+              "aviary.yaml:2:21: jobs.pdu.outlet_oid: \"1.3.6\" is not a numeric OID like "
+              "\".1.3.6.1.4.1.318.1.1.12.3.3.1.1.4\"");
+}
+
+TEST(MachineTaskReader, SecretsAreLoadedNeverLeftInline) {
+    setenv("AVIARY_TEST_IPMI_PW", "ipmi-pw-123456", 1);
+    setenv("AVIARY_TEST_COMMUNITY", "snmp-community-1", 1);
+    auto loaded = load_string(
+        "jobs:\n  ipmi: {password_env: AVIARY_TEST_IPMI_PW, cipher_suite: 3}\n"
+        "  pdu: {community_env: AVIARY_TEST_COMMUNITY}\n",
+        "t.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->jobs.ipmi.password, "ipmi-pw-123456");
+    EXPECT_EQ(loaded->jobs.ipmi.password_file, "");  // serve writes one at start
+    EXPECT_EQ(loaded->jobs.ipmi.cipher_suite, 3);
+    EXPECT_EQ(loaded->jobs.pdu.community, "snmp-community-1");
+    setenv("AVIARY_TEST_COMMUNITY", "two words", 1);
+    auto spaced = load_string("jobs:\n  pdu: {community_env: AVIARY_TEST_COMMUNITY}\n", "t.yaml");
+    ASSERT_FALSE(spaced);
+    EXPECT_NE(spaced.error().message.find("the community must be one word"), std::string::npos);
+    EXPECT_EQ(spaced.error().message.find("two words"), std::string::npos);
 }
 
 }  // namespace

@@ -55,3 +55,18 @@ TEST(Redactor, ProcessRedactorKeepsTheImageTagByDefault) {
 
 }  // namespace
 }  // namespace aviary::core
+
+namespace aviary::core {
+namespace {
+
+TEST(Redactor, HideSecretsTouchesOnlyTheSecrets) {
+    Redactor redactor{{"s3cret-token"}};
+    std::string body =
+        R"({"url": "http://h/x?token=t", "args": "--set a=b", "p": "s3cret-token s3cret-token"})";
+    redactor.hide_secrets(body);
+    EXPECT_EQ(body,
+              R"({"url": "http://h/x?token=t", "args": "--set a=b", "p": "REDACTED REDACTED"})");
+}
+
+}  // namespace
+}  // namespace aviary::core

@@ -302,7 +302,7 @@ TEST_F(FleetTest, NodeEditsAndMaintenanceNeedAnAdmin) {
     ASSERT_FALSE(put);
     EXPECT_EQ(put.error().code, core::ErrorCode::kPermissionDenied);
     EXPECT_EQ(put.error().message, "token for bob may not edit nodes: it needs admin");
-    EXPECT_FALSE(fleet_->remove_node("geth-0", bob));
+    EXPECT_FALSE(fleet_->remove_node("geth-0", bob, false));
     auto maintenance = fleet_->start_maintenance("lotus-0", "why", bob);
     ASSERT_FALSE(maintenance);
     EXPECT_EQ(maintenance.error().code, core::ErrorCode::kPermissionDenied);
@@ -329,15 +329,15 @@ TEST_F(FleetTest, PutAndRemoveNodeKeepConfigNodesToTheConfig) {
     EXPECT_EQ(lotus->size(), 4U);
 
     ASSERT_TRUE(acquire("lotus-9", "anton"));
-    auto leased = fleet_->remove_node("lotus-9", root);
+    auto leased = fleet_->remove_node("lotus-9", root, false);
     ASSERT_FALSE(leased);
     EXPECT_EQ(leased.error().code, core::ErrorCode::kBusy);
     ASSERT_TRUE(fleet_->release("lotus-9", "anton", admin_));
-    ASSERT_TRUE(fleet_->remove_node("lotus-9", root));
+    ASSERT_TRUE(fleet_->remove_node("lotus-9", root, false));
     auto removed = fleet_->node("lotus-9");
     ASSERT_FALSE(removed);
     EXPECT_EQ(removed.error().code, core::ErrorCode::kNotFound);
-    auto config_remove = fleet_->remove_node("lotus-0", root);
+    auto config_remove = fleet_->remove_node("lotus-0", root, false);
     ASSERT_FALSE(config_remove);
     EXPECT_EQ(config_remove.error().code, core::ErrorCode::kAlreadyExists);
 }

@@ -130,5 +130,29 @@ TEST(JobPermissionRules, SelectorLimitsARuleToMatchingLabels) {
     EXPECT_NE(refusal.find("frozen-geth"), std::string::npos) << refusal;
 }
 
+TEST(JobPermissionRules, GroupsMatchAMachinesGroupsAndNoPlainNode) {
+    auto lab_machine = node_of("t-linux-1");
+    lab_machine.spec.machine =
+        core::MachineSpec{.hostname = "t-linux-1", .groups = {"lab", "linux"}};
+    auto other_machine = node_of("t-mac-1");
+    other_machine.spec.machine = core::MachineSpec{.hostname = "t-mac-1", .groups = {"mac"}};
+    auto rule = allow("ci-reboots-linux", {"group:ci"}, {"reboot"});
+    rule.groups = {"linux"};
+    std::vector<PermissionRule> rules{rule};
+    EXPECT_EQ(permission_refusal(rules, user("ci", {"ci"}), "reboot", lab_machine), "");
+    EXPECT_EQ(permission_refusal(rules, user("ci", {"ci"}), "reboot", other_machine),
+              "ci may not run reboot on t-mac-1: no permission rule allows it");
+    EXPECT_EQ(permission_refusal(rules, user("ci", {"ci"}), "reboot", node_of("lotus-0")),
+              "ci may not run reboot on lotus-0: no permission rule allows it");
+
+    auto no_lab = deny("no-lab-reimage", {"*"}, {"reimage"});
+    no_lab.groups = {"lab"};
+    rules.push_back(allow("ci-all", {"group:ci"}));
+    rules.push_back(no_lab);
+    EXPECT_EQ(permission_refusal(rules, user("ci", {"ci"}), "reimage", lab_machine),
+              "ci may not run reimage on t-linux-1: denied by rule no-lab-reimage");
+    EXPECT_EQ(permission_refusal(rules, user("ci", {"ci"}), "reimage", other_machine), "");
+}
+
 }  // namespace
 }  // namespace aviary::jobs

@@ -68,7 +68,7 @@ TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 6);
+    EXPECT_EQ(store->schema_version(), 7);
     EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
@@ -155,10 +155,10 @@ TEST(Migrations, ReopeningAMigratedDatabaseChangesNothing) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 6);
+    EXPECT_EQ(store->schema_version(), 7);
     store->close();
     EXPECT_EQ(query_raw(settings.path, "SELECT version FROM schema_version"),
-              (std::vector<std::string>{"6"}));
+              (std::vector<std::string>{"7"}));
 }
 
 TEST(Migrations, VersionTwoDatabaseWithDataMigratesToTheLatest) {
@@ -232,7 +232,7 @@ TEST(Migrations, VersionThreeDatabaseWithDataMigratesToFourAndTakesJobs) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 6);
+    EXPECT_EQ(store->schema_version(), 7);
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
     ASSERT_TRUE(node->lease);

@@ -162,19 +162,19 @@ TEST(Nodes, RemoveNodeRefusesConfigAndLeasedNodes) {
     auto store = lotus_store(clock, 1);
     ASSERT_TRUE(store);
     ASSERT_TRUE(store->put_node(core::NodeSpec{.name = "geth-0"}, "root", clock.now()));
-    auto config = store->remove_node("lotus-0", "root", clock.now());
+    auto config = store->remove_node("lotus-0", "root", clock.now(), false);
     ASSERT_FALSE(config);
     EXPECT_EQ(config.error().code, ErrorCode::kAlreadyExists);
     ASSERT_TRUE(store->try_lease(lease_of("geth-0", "anton", clock.now(), 1h)));
-    auto leased = store->remove_node("geth-0", "root", clock.now());
+    auto leased = store->remove_node("geth-0", "root", clock.now(), false);
     ASSERT_FALSE(leased);
     EXPECT_EQ(leased.error().code, ErrorCode::kBusy);
     clock.advance(1h);  // a lapsed lease does not keep it
-    auto removed = store->remove_node("geth-0", "root", clock.now());
+    auto removed = store->remove_node("geth-0", "root", clock.now(), false);
     ASSERT_TRUE(removed) << removed.error().message;
     EXPECT_EQ(kinds(*store, "geth-0")[0], "node.removed");
     EXPECT_EQ(kinds(*store, "geth-0")[1], "lease.expired");
-    auto missing = store->remove_node("geth-0", "root", clock.now());
+    auto missing = store->remove_node("geth-0", "root", clock.now(), false);
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
 }
@@ -223,6 +223,120 @@ TEST(Nodes, MaintenanceNeedsAReasonAndAKnownNode) {
     auto unknown = store->start_maintenance("lotus-9", "why", "root", clock.now());
     ASSERT_FALSE(unknown);
     EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+core::NodeSpec machine_spec(std::string name, std::string address) {
+    return core::NodeSpec{.name = std::move(name),
+                          .driver = "ssh",
+                          .labels = {{"rack", "r1"}},
+                          .machine = core::MachineSpec{.hostname = "t-linux-1.test",
+                                                       .address = std::move(address),
+                                                       .ipmi_address = "127.0.0.1:6230",
+                                                       .ipmi_user = "admin",
+                                                       .pdu_host = "127.0.0.1:1161",
+                                                       .pdu_outlet = 4,
+                                                       .groups = {"lab"}}};
+}
+
+TEST(Machines, AMachineKeepsItsPropertiesThroughTheStoreAndItsEvents) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 1);
+    ASSERT_TRUE(store);
+    auto specs = lotus_nodes(1);
+    specs.push_back(machine_spec("t-linux-1", "127.0.0.1"));
+    ASSERT_TRUE(store->reconcile_nodes(specs, "config", clock.now()));
+    auto node = store->node("t-linux-1", clock.now());
+    ASSERT_TRUE(node) << node.error().message;
+    EXPECT_EQ(node->spec.machine, specs[1].machine);
+    EXPECT_EQ(node->spec.driver, "ssh");
+    auto plain = store->node("lotus-0", clock.now());
+    ASSERT_TRUE(plain);
+    EXPECT_FALSE(plain->spec.machine);
+    auto added = store->events(all_events("t-linux-1"));
+    ASSERT_TRUE(added);
+    ASSERT_FALSE(added->empty());
+    EXPECT_NE(added->front().after.find("\"address\":\"127.0.0.1\""), std::string::npos)
+        << added->front().after;
+
+    // A changed property is a change of the machine: updated, with both sides in the event.
+    specs[1].machine->address = "127.0.0.2";
+    auto report = store->reconcile_nodes(specs, "config", clock.now());
+    ASSERT_TRUE(report);
+    EXPECT_EQ(report->updated, (std::vector<std::string>{"t-linux-1"}));
+    auto events = store->events(all_events("t-linux-1"));
+    ASSERT_TRUE(events);
+    EXPECT_EQ(events->front().kind, "node.updated");
+    EXPECT_NE(events->front().before.find("127.0.0.1"), std::string::npos);
+    EXPECT_NE(events->front().after.find("127.0.0.2"), std::string::npos);
+
+    // Through the API too.
+    auto put = store->put_node(machine_spec("t-linux-2", "10.0.0.2"), "alice", clock.now());
+    ASSERT_TRUE(put) << put.error().message;
+    EXPECT_TRUE(put->created);
+    EXPECT_EQ(put->node.spec.machine->address, "10.0.0.2");
+
+    // A machine is not rewritten as a node, nor a node as a machine.
+    auto as_node = store->put_node(core::NodeSpec{.name = "t-linux-2"}, "alice", clock.now());
+    ASSERT_FALSE(as_node);
+    EXPECT_EQ(as_node.error().code, ErrorCode::kAlreadyExists);
+    EXPECT_EQ(as_node.error().message, "t-linux-2 is a machine, not a node");
+    ASSERT_TRUE(store->put_node(core::NodeSpec{.name = "plain"}, "alice", clock.now()));
+    auto as_machine = store->put_node(machine_spec("plain", "10.0.0.3"), "alice", clock.now());
+    ASSERT_FALSE(as_machine);
+    EXPECT_EQ(as_machine.error().message, "plain is a node, not a machine");
+
+    // Nor removed through the other kind's route.
+    auto machine_as_node = store->remove_node("t-linux-2", "alice", clock.now(), false);
+    ASSERT_FALSE(machine_as_node);
+    EXPECT_EQ(machine_as_node.error().message, "t-linux-2 is a machine, not a node");
+    auto node_as_machine = store->remove_node("plain", "alice", clock.now(), true);
+    ASSERT_FALSE(node_as_machine);
+    EXPECT_EQ(node_as_machine.error().code, ErrorCode::kNotFound);
+    ASSERT_TRUE(store->remove_node("t-linux-2", "alice", clock.now(), true));
+    EXPECT_EQ(store->node("t-linux-2", clock.now()).error().code, ErrorCode::kNotFound);
+}
+
+TEST(Machines, WorkerIdsAreReconciledWithAnEventForEachChange) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 0);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->reconcile_nodes({machine_spec("m1", "127.0.0.1"), machine_spec("m2", "a")},
+                                       "config", clock.now()));
+    std::vector<core::WorkerId> workers{{.id = "tc-worker-1", .machine = "m1"},
+                                        {.id = "tc-worker-2", .machine = ""},
+                                        {.id = "tc-worker-3", .machine = "m2"}};
+    ASSERT_TRUE(store->reconcile_worker_ids(workers, "config", clock.now()));
+    auto listed = store->worker_ids();
+    ASSERT_TRUE(listed);
+    EXPECT_EQ(*listed, workers);
+    auto one = store->worker_id("tc-worker-2");
+    ASSERT_TRUE(one);
+    EXPECT_EQ(one->machine, "");
+    auto unknown = store->worker_id("tc-worker-9");
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+    EXPECT_EQ(unknown.error().message, "worker id tc-worker-9 is not listed");
+
+    // tc-worker-2 gets a machine, tc-worker-3 goes, tc-worker-4 comes.
+    workers = {{.id = "tc-worker-1", .machine = "m1"},
+               {.id = "tc-worker-2", .machine = "m2"},
+               {.id = "tc-worker-4", .machine = "m1"}};
+    ASSERT_TRUE(store->reconcile_worker_ids(workers, "config", clock.now()));
+    listed = store->worker_ids();
+    ASSERT_TRUE(listed);
+    EXPECT_EQ(*listed, workers);
+    EXPECT_EQ(kinds(*store, "m2"), (std::vector<std::string>{"worker.removed", "worker.updated",
+                                                             "worker.added", "node.added"}));
+    // Nothing changed, nothing recorded.
+    auto before = kinds(*store).size();
+    ASSERT_TRUE(store->reconcile_worker_ids(workers, "config", clock.now()));
+    EXPECT_EQ(kinds(*store).size(), before);
+
+    auto twice = store->reconcile_worker_ids(
+        {{.id = "tc-worker-1", .machine = "m1"}, {.id = "tc-worker-1", .machine = "m2"}}, "config",
+        clock.now());
+    ASSERT_FALSE(twice);
+    EXPECT_EQ(twice.error().message, "worker id tc-worker-1 is listed twice");
 }
 
 }  // namespace
