@@ -6,6 +6,8 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <cstdio>
+#include <string>
+#include <string_view>
 
 #include "cli/commands.hpp"
 #include "cli/render.hpp"
@@ -49,6 +51,40 @@ std::string nodes_query(const std::vector<std::string>& labels) {
         query += (query.empty() ? "?label=" : "&label=") + encode(label);
     }
     return query;
+}
+
+/// PUT /api/v1/COLLECTION/NAME with `body`; prints "added NAME" or "updated NAME" (or the
+/// answer, with --json).
+int put_entry(const Context& context,
+              std::string_view collection,
+              const std::string& name,
+              const json::object& body) {
+    auto reply =
+        context.client.call("PUT", fmt::format("/api/v1/{}/{}", collection, encode(name)), body);
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    std::printf("%s %s\n", reply->status == 201 ? "added" : "updated", name.c_str());
+    return kExitOk;
+}
+
+/// DELETE /api/v1/COLLECTION/NAME; prints "removed NAME" (or {"removed": NAME}).
+int remove_entry(const Context& context, std::string_view collection, const std::string& name) {
+    auto reply =
+        context.client.call("DELETE", fmt::format("/api/v1/{}/{}", collection, encode(name)));
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        std::puts(json::serialize(json::object{{"removed", name}}).c_str());
+        return kExitOk;
+    }
+    std::printf("removed %s\n", name.c_str());
+    return kExitOk;
 }
 
 }  // namespace
@@ -98,29 +134,11 @@ int run_nodes_add(const Context& context, const NodeAddFlags& flags) {
     if (flags.note_given) {
         body["note"] = flags.note;
     }
-    auto reply = context.client.call("PUT", "/api/v1/nodes/" + encode(flags.name), body);
-    if (!reply) {
-        return report(reply.failure());
-    }
-    if (context.json) {
-        print_json_text(reply->body);
-        return kExitOk;
-    }
-    std::printf("%s %s\n", reply->status == 201 ? "added" : "updated", flags.name.c_str());
-    return kExitOk;
+    return put_entry(context, "nodes", flags.name, body);
 }
 
 int run_nodes_remove(const Context& context, const std::string& name) {
-    auto reply = context.client.call("DELETE", "/api/v1/nodes/" + encode(name));
-    if (!reply) {
-        return report(reply.failure());
-    }
-    if (context.json) {
-        std::puts(json::serialize(json::object{{"removed", name}}).c_str());
-        return kExitOk;
-    }
-    std::printf("removed %s\n", name.c_str());
-    return kExitOk;
+    return remove_entry(context, "nodes", name);
 }
 
 int run_machines(const Context& context) {
@@ -196,29 +214,11 @@ int run_machines_add(const Context& context, const MachineAddFlags& flags) {
         }
         body["labels"] = std::move(*labels);
     }
-    auto reply = context.client.call("PUT", "/api/v1/machines/" + encode(flags.name), body);
-    if (!reply) {
-        return report(reply.failure());
-    }
-    if (context.json) {
-        print_json_text(reply->body);
-        return kExitOk;
-    }
-    std::printf("%s %s\n", reply->status == 201 ? "added" : "updated", flags.name.c_str());
-    return kExitOk;
+    return put_entry(context, "machines", flags.name, body);
 }
 
 int run_machines_remove(const Context& context, const std::string& name) {
-    auto reply = context.client.call("DELETE", "/api/v1/machines/" + encode(name));
-    if (!reply) {
-        return report(reply.failure());
-    }
-    if (context.json) {
-        std::puts(json::serialize(json::object{{"removed", name}}).c_str());
-        return kExitOk;
-    }
-    std::printf("removed %s\n", name.c_str());
-    return kExitOk;
+    return remove_entry(context, "machines", name);
 }
 
 int run_maintenance(const Context& context, const MaintenanceFlags& flags) {

@@ -12,7 +12,8 @@
 namespace aviary::config {
 namespace {
 
-constexpr std::string_view kStepKinds = "driver, run, wait, http, ssh, lease, reboot, noop";
+constexpr std::string_view kStepKinds =
+    "driver, run, wait, http, ssh, lease, reboot, connect, noop";
 constexpr std::string_view kOps = "install, upgrade, uninstall, wipe-data, restart, status";
 constexpr std::string_view kConditions = "running, synced, height-advancing";
 constexpr std::string_view kParamTypes = "string, dns_label, image_tag, integer, boolean";
@@ -110,6 +111,7 @@ std::string_view extra_key(jobs::StepKind kind) {
         case jobs::StepKind::kLease:
         case jobs::StepKind::kSsh:
         case jobs::StepKind::kReboot:
+        case jobs::StepKind::kConnect:
         case jobs::StepKind::kNoop:
             return {};
     }
@@ -117,8 +119,9 @@ std::string_view extra_key(jobs::StepKind kind) {
 }
 
 constexpr jobs::StepKind kAllKinds[] = {
-    jobs::StepKind::kDriver, jobs::StepKind::kRun,   jobs::StepKind::kWait, jobs::StepKind::kHttp,
-    jobs::StepKind::kSsh,    jobs::StepKind::kLease, jobs::StepKind::kNoop};
+    jobs::StepKind::kDriver, jobs::StepKind::kRun,     jobs::StepKind::kWait,
+    jobs::StepKind::kHttp,   jobs::StepKind::kSsh,     jobs::StepKind::kLease,
+    jobs::StepKind::kReboot, jobs::StepKind::kConnect, jobs::StepKind::kNoop};
 
 /// Any key a step may have besides a kind key.
 bool is_step_key(std::string_view key) {
@@ -145,6 +148,8 @@ std::string default_step_name(const jobs::StepSpec& step) {
             return step.lease.acquire ? "lease acquire" : "lease release";
         case jobs::StepKind::kReboot:
             return "reboot";
+        case jobs::StepKind::kConnect:
+            return fmt::format("connect {}:{}", step.connect.host, step.connect.port);
         case jobs::StepKind::kNoop:
             return "noop";
     }
@@ -422,6 +427,18 @@ void read_lease(YamlReader& r, const Value& value, jobs::LeaseStepSpec& lease) {
     }
 }
 
+/// connect: {host, port, attempts, interval, timeout}.
+void read_connect(YamlReader& r, const Value& value, jobs::ConnectStepSpec& connect) {
+    r.read_map(value,
+               {
+                   {"host", [&](const Value& v) { r.read_string(v, connect.host); }},
+                   {"port", [&](const Value& v) { r.read_int(v, connect.port, 1, 65535); }},
+                   {"attempts", [&](const Value& v) { r.read_int(v, connect.attempts, 1, 1000); }},
+                   {"interval", [&](const Value& v) { r.read_duration(v, connect.interval); }},
+                   {"timeout", [&](const Value& v) { r.read_duration(v, connect.timeout); }},
+               });
+}
+
 /// reboot: {methods, ssh_command, ipmi_command, pdu_off_time, verify: {port, down_within,
 /// up_within, interval, probe_timeout}}; {} keeps every default.
 void read_reboot(YamlReader& r, const Value& value, jobs::RebootStepSpec& reboot) {
@@ -494,6 +511,9 @@ void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
             return;
         case jobs::StepKind::kReboot:
             read_reboot(r, value, step.reboot);
+            return;
+        case jobs::StepKind::kConnect:
+            read_connect(r, value, step.connect);
             return;
         case jobs::StepKind::kNoop:
             if (!value.is_null() && !(value.node.IsMap() && value.node.size() == 0)) {

@@ -53,7 +53,7 @@ constexpr std::array<std::pair<RebootMethod, std::string_view>, 3> kRebootMethod
     {RebootMethod::kPdu, "pdu"},
 }};
 
-constexpr std::array<std::pair<StepKind, std::string_view>, 8> kStepKinds{{
+constexpr std::array<std::pair<StepKind, std::string_view>, 9> kStepKinds{{
     {StepKind::kDriver, "driver"},
     {StepKind::kRun, "run"},
     {StepKind::kWait, "wait"},
@@ -62,6 +62,7 @@ constexpr std::array<std::pair<StepKind, std::string_view>, 8> kStepKinds{{
     {StepKind::kSsh, "ssh"},
     {StepKind::kLease, "lease"},
     {StepKind::kReboot, "reboot"},
+    {StepKind::kConnect, "connect"},
 }};
 
 constexpr std::array<std::pair<HttpCheckKind, std::string_view>, 3> kHttpCheckKinds{{
@@ -667,6 +668,24 @@ core::Result<void> validate_action(const ActionSpec& action) {
                 if (!step.lease.acquire &&
                     (!step.lease.ttl.empty() || !step.lease.reason.empty())) {
                     return fail(where + ".lease", "a release takes only an owner");
+                }
+                break;
+            case StepKind::kConnect:
+                if (step.connect.host.empty()) {
+                    return fail(where + ".connect.host", "needs a host (e.g. \"{{params.host}}\")");
+                }
+                if (auto problem = template_problem(step.connect.host, action); !problem.empty()) {
+                    return fail(where + ".connect.host", problem);
+                }
+                if (step.connect.port < 1 || step.connect.port > 65535) {
+                    return fail(where + ".connect.port", "must be 1..65535");
+                }
+                if (step.connect.attempts < 1 || step.connect.attempts > 1000) {
+                    return fail(where + ".connect.attempts", "must be 1..1000");
+                }
+                if (step.connect.interval <= core::Millis{0} ||
+                    step.connect.timeout <= core::Millis{0}) {
+                    return fail(where + ".connect", "interval and timeout must be positive");
                 }
                 break;
             case StepKind::kReboot:

@@ -17,8 +17,8 @@
 /// from validated params), `wait` (until the node's status meets a condition), `http` (a
 /// request through net's client, templated, with status and body checks, a per-request timeout
 /// and retries), `ssh` (an argv run on a machine through the OpenSSH client), `lease` (the node
-/// loaned to a person, or given back), `reboot` (ssh, then IPMI, then the PDU, each verified)
-/// or `noop`. A step that runs a child (a `run` step, or a
+/// loaned to a person, or given back), `reboot` (ssh, then IPMI, then the PDU, each verified),
+/// `connect` (a TCP connection to a port) or `noop`. A step that runs a child (a `run` step, or a
 /// driver step whose driver runs one through Context::run, as helm's do) records its process group
 /// in the store; timeout and cancel end that whole group (SIGTERM, grace, SIGKILL). Output is
 /// captured line by line with sequence numbers, capped per job. Retries back off exponentially with
@@ -87,7 +87,7 @@ struct ParamSpec {
     std::string from;
 };
 
-enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp, kSsh, kLease, kReboot };
+enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp, kSsh, kLease, kReboot, kConnect };
 std::string_view to_string(StepKind kind);
 std::optional<StepKind> parse_step_kind(std::string_view text);
 
@@ -146,6 +146,16 @@ struct LeaseStepSpec {
     std::string reason;  ///< acquire, templated
 };
 
+/// connect: a TCP connection to a host's port, tried up to `attempts` times (ping's way, for a
+/// network that drops ICMP, or to see a service answer rather than the host).
+struct ConnectStepSpec {
+    std::string host = "{{params.host}}";  ///< templated
+    int port = 22;
+    int attempts = 4;  ///< the step succeeds on the first that connects
+    core::Millis interval{std::chrono::seconds{1}};  ///< between attempts
+    core::Millis timeout{std::chrono::seconds{5}};   ///< each attempt
+};
+
 /// How a reboot may be done, in the order a reboot step escalates through them.
 enum class RebootMethod {
     kSsh,   ///< the machine's own command over ssh (jobs.ssh)
@@ -190,6 +200,7 @@ struct StepSpec {
     HttpStepSpec http;                                     ///< http
     LeaseStepSpec lease;                                   ///< lease
     RebootStepSpec reboot;                                 ///< reboot
+    ConnectStepSpec connect;                               ///< connect
     core::Millis timeout{0};  ///< this step; 0: whatever is left of the action's timeout
 };
 

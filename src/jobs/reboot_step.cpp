@@ -54,27 +54,39 @@ core::Error failure(std::string message) {
     return core::Error{core::ErrorCode::kUnavailable, std::move(message)};
 }
 
-asio::awaitable<bool> connects(asio::any_io_executor executor, std::string host, int port) {
+/// Empty when a TCP connection to host:port opens, else why not.
+asio::awaitable<std::string> connect_to(asio::any_io_executor executor,
+                                        std::string host,
+                                        int port) {
     tcp::resolver resolver{executor};
     const std::string service = std::to_string(port);
     auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host, service, kUseTuple);
     if (resolve_ec) {
-        co_return false;
+        co_return fmt::format("cannot resolve {}: {}", host, resolve_ec.message());
     }
     tcp::socket socket{executor};
     auto [connect_ec, endpoint] = co_await asio::async_connect(socket, endpoints, kUseTuple);
-    co_return !connect_ec;
+    co_return connect_ec ? connect_ec.message() : std::string{};
+}
+
+/// Empty when a TCP connection to host:port opens within `timeout`, else why not.
+asio::awaitable<std::string> connect_within(std::string host, int port, core::Millis timeout) {
+    using namespace asio::experimental::awaitable_operators;
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer deadline{executor, timeout};
+    auto attempt = connect_to(executor, std::move(host), port);
+    auto timer = deadline.async_wait(kUseTuple);
+    auto outcome = co_await (std::move(attempt) || std::move(timer));
+    if (outcome.index() == 1) {
+        co_return fmt::format("no answer within {}", core::format_duration(timeout));
+    }
+    co_return std::get<0>(std::move(outcome));
 }
 
 /// True when a TCP connection to host:port opens within `timeout`.
 asio::awaitable<bool> answers(std::string host, int port, core::Millis timeout) {
-    using namespace asio::experimental::awaitable_operators;
-    auto executor = co_await asio::this_coro::executor;
-    asio::steady_timer deadline{executor, timeout};
-    auto attempt = connects(executor, std::move(host), port);
-    auto timer = deadline.async_wait(kUseTuple);
-    auto outcome = co_await (std::move(attempt) || std::move(timer));
-    co_return outcome.index() == 0 && std::get<0>(outcome);
+    auto failed = co_await connect_within(std::move(host), port, timeout);
+    co_return failed.empty();
 }
 
 /// Sleeps `d`, or less when the step is stopped (cancel, timeout).
@@ -368,6 +380,45 @@ asio::awaitable<core::Result<std::string>> run_reboot_step(Engine::Impl& d,
         run.stop != StopReason::kNone
             ? fmt::format("reboot of {} stopped ({})", run.node.name, all)
             : fmt::format("reboot of {} failed by every method: {}", run.node.name, all));
+}
+
+asio::awaitable<core::Result<std::string>> run_connect_step(Run& run,
+                                                            const StepSpec& step,
+                                                            drivers::Context& context) {
+    const auto& spec = step.connect;
+    auto rendered = render_template(spec.host, run.job);
+    if (!rendered) {
+        co_return rendered.error();
+    }
+    std::string host = std::move(*rendered);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    if (host.empty() || host.starts_with('-')) {
+        co_return failure(fmt::format("connect: \"{}\" is not a host", host));
+    }
+    std::string last;
+    const auto started = std::chrono::steady_clock::now();
+    for (int attempt = 1; attempt <= spec.attempts && run.stop == StopReason::kNone; ++attempt) {
+        last = co_await connect_within(host, spec.port, spec.timeout);
+        if (last.empty()) {
+            auto took = std::chrono::duration_cast<core::Millis>(std::chrono::steady_clock::now() -
+                                                                 started);
+            context.note(fmt::format("{}:{} answered (attempt {} of {})", host, spec.port, attempt,
+                                     spec.attempts));
+            co_return json::serialize(json::object{{"host", host},
+                                                   {"port", spec.port},
+                                                   {"attempt", attempt},
+                                                   {"connected_after_ms", took.count()}});
+        }
+        context.note(fmt::format("{}:{}: {} (attempt {} of {})", host, spec.port, last, attempt,
+                                 spec.attempts));
+        if (attempt < spec.attempts) {
+            co_await pause(run, spec.interval);
+        }
+    }
+    co_return failure(fmt::format("no TCP connection to {}:{} in {} attempts (last: {})", host,
+                                  spec.port, spec.attempts, last.empty() ? "stopped" : last));
 }
 
 }  // namespace aviary::jobs

@@ -1,6 +1,7 @@
 #pragma once
-// The reboot step (reboot_step.cpp): ssh, then IPMI, then the PDU, each attempt verified by a
-// TCP port that stops answering and answers again. Private to jobs: runner.cpp runs it.
+// The steps that watch a machine's TCP port (reboot_step.cpp): reboot (ssh, then IPMI, then the
+// PDU, each attempt verified by a port that stops answering and answers again) and connect (a
+// TCP connection, tried a few times). Private to jobs: runner.cpp runs them.
 #include <boost/asio/awaitable.hpp>
 #include <string>
 
@@ -16,5 +17,11 @@ boost::asio::awaitable<core::Result<std::string>> run_reboot_step(Engine::Impl& 
                                                                   Run& run,
                                                                   const StepSpec& step,
                                                                   drivers::Context& context);
+
+/// Runs `step` (a connect): its result JSON says which attempt connected and how long it took;
+/// a step error gives the last attempt's reason when none did.
+boost::asio::awaitable<core::Result<std::string>> run_connect_step(Run& run,
+                                                                   const StepSpec& step,
+                                                                   drivers::Context& context);
 
 }  // namespace aviary::jobs

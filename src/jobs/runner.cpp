@@ -439,6 +439,8 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
             co_return co_await run_lease_step(d, run, step, context);
         case StepKind::kReboot:
             co_return co_await run_reboot_step(d, run, step, context);
+        case StepKind::kConnect:
+            co_return co_await run_connect_step(run, step, context);
         case StepKind::kWait: {
             auto* driver = d.find_driver(run.node.driver);
             if (driver == nullptr) {

@@ -35,8 +35,16 @@ std::string ssh_config(const std::string& dir, int port, const std::string& know
         host: {{from: "{{{{machine.address}}}}"}}
       steps:
         - ssh: [echo, "reached {{{{params.host}}}}", "it's", "$HOME;", "a  b"]
+    tcp-ping:
+      public: true
+      exclusive: false
+      params:
+        host: {{from: "{{{{machine.address}}}}"}}
+      steps:
+        - connect: {{host: "{{{{params.host}}}}", port: {2}, attempts: 2, interval: 100ms,
+                     timeout: 1s}}
 )",
-                       dir, known_hosts);
+                       dir, known_hosts, port);
 }
 
 std::string output_of(const ServerProcess& server, const std::string& id) {
@@ -106,6 +114,34 @@ TEST_F(SshSteps, AMachineWhoseSshdIsGoneFailsSayingSo) {
     EXPECT_EQ(job.at("status"), "FAILED");
     auto output = output_of(server, str(job.at("id")));
     EXPECT_NE(output.find("Connection refused"), std::string::npos) << output;
+}
+
+TEST_F(SshSteps, AConnectStepPingsAPortAndSaysWhyWhenNothingAnswers) {
+    ServerProcess server{ssh_config(dir_.path() + "/sshd", port_, "known_hosts")};
+    ASSERT_TRUE(server.start()) << server.log();
+    auto post = [&] {
+        auto posted = http(server, "POST", "/api/v1/jobs?tc_worker_id=tc-ssh-1&task_name=tcp-ping");
+        EXPECT_TRUE(posted && posted->status == 201);
+        return posted && posted->status == 201
+                   ? wait_for_job(server, str(json_of(posted).at("task_id")))
+                   : json::value(nullptr);
+    };
+    auto reached = post();
+    ASSERT_TRUE(reached.is_object()) << server.log();
+    EXPECT_EQ(reached.at("status"), "COMPLETE") << json::serialize(reached);
+    EXPECT_EQ(reached.at("result").at("port"), port_);
+    EXPECT_EQ(reached.at("result").at("attempt"), 1);
+
+    sshd_->stop();
+    auto refused = post();
+    ASSERT_TRUE(refused.is_object()) << server.log();
+    EXPECT_EQ(refused.at("status"), "FAILED");
+    EXPECT_NE(str(refused.at("error"))
+                  .find(fmt::format("no TCP connection to 127.0.0.1:{} in 2 attempts (last: "
+                                    "Connection refused)",
+                                    port_)),
+              std::string::npos)
+        << json::serialize(refused);
 }
 
 TEST(SshConfig, AKeyFileThatCannotBeReadStopsServeNamingIt) {

@@ -135,7 +135,12 @@ void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) 
 
 void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
     const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, lease, reboot,
-                 timeout] = want;
+                 connect, timeout] = want;
+    EXPECT_EQ(got.connect.host, connect.host) << name;
+    EXPECT_EQ(got.connect.port, connect.port) << name;
+    EXPECT_EQ(got.connect.attempts, connect.attempts) << name;
+    EXPECT_EQ(got.connect.interval, connect.interval) << name;
+    EXPECT_EQ(got.connect.timeout, connect.timeout) << name;
     EXPECT_EQ(got.reboot.methods, reboot.methods) << name;
     EXPECT_EQ(got.reboot.ssh_command, reboot.ssh_command) << name;
     EXPECT_EQ(got.reboot.ipmi_command, reboot.ipmi_command) << name;

@@ -221,17 +221,18 @@ TEST(JobsReader, StepKindErrorsNameTheStep) {
     const std::string head = "jobs:\n  actions:\n    a:\n      steps:\n";
     EXPECT_EQ(error_of(head + "        - shell: [ls]\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0].shell: unknown step kind \"shell\"; "
-              "expected one of driver, run, wait, http, ssh, lease, reboot, noop");
-    EXPECT_EQ(error_of(head + "        - drive: upgrade\n"),
-              "aviary.yaml:5:11: jobs.actions.a.steps[0].drive: unknown step kind \"drive\"; "
-              "expected one of driver, run, wait, http, ssh, lease, reboot, noop; did you mean "
-              "\"driver\"?");
+              "expected one of driver, run, wait, http, ssh, lease, reboot, connect, noop");
+    EXPECT_EQ(
+        error_of(head + "        - drive: upgrade\n"),
+        "aviary.yaml:5:11: jobs.actions.a.steps[0].drive: unknown step kind \"drive\"; "
+        "expected one of driver, run, wait, http, ssh, lease, reboot, connect, noop; did you mean "
+        "\"driver\"?");
     EXPECT_EQ(error_of(head + "        - sleep\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0]: unknown step kind \"sleep\"; expected "
-              "one of driver, run, wait, http, ssh, lease, reboot, noop");
+              "one of driver, run, wait, http, ssh, lease, reboot, connect, noop");
     EXPECT_EQ(error_of(head + "        - name: nothing\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0]: a step needs one of driver, run, wait, "
-              "http, ssh, lease, reboot, noop");
+              "http, ssh, lease, reboot, connect, noop");
     EXPECT_EQ(error_of(head + "        - driver: status\n          run: [ls]\n"),
               "aviary.yaml:6:11: jobs.actions.a.steps[0].run: a step has exactly one kind, and "
               "this one already has \"driver\"");
@@ -240,7 +241,7 @@ TEST(JobsReader, StepKindErrorsNameTheStep) {
               "\"driver: ...\" (only noop stands alone)");
     EXPECT_EQ(error_of(head + "        - [noop]\n"),
               "aviary.yaml:5:11: jobs.actions.a.steps[0]: expected a step (a mapping with one of "
-              "driver, run, wait, http, ssh, lease, reboot, noop), got a sequence");
+              "driver, run, wait, http, ssh, lease, reboot, connect, noop), got a sequence");
 }
 
 TEST(JobsReader, StepValuesAreChecked) {

@@ -277,5 +277,25 @@ TEST(RebootSteps, ValidateNamesTheFieldThatIsWrong) {
         std::string::npos);
 }
 
+TEST(ConnectSteps, ValidateNamesTheFieldThatIsWrong) {
+    ActionSpec action{.name = "tcp-ping"};
+    action.params = {ParamSpec{.name = "host"}};
+    action.steps = {StepSpec{.kind = StepKind::kConnect}};
+    EXPECT_TRUE(validate_action(action));
+    action.steps[0].connect.port = 0;
+    EXPECT_NE(
+        validate_action(action).error().message.find("steps[0].connect.port: must be 1..65535"),
+        std::string::npos);
+    action.steps[0].connect.port = 22;
+    action.steps[0].connect.host = "{{params.hots}}";
+    EXPECT_NE(validate_action(action).error().message.find(
+                  "steps[0].connect.host: unknown param \"hots\""),
+              std::string::npos);
+    action.steps[0].connect.host = "{{params.host}}";
+    action.steps[0].connect.attempts = 0;
+    EXPECT_NE(validate_action(action).error().message.find("steps[0].connect.attempts"),
+              std::string::npos);
+}
+
 }  // namespace
 }  // namespace aviary::jobs
