@@ -57,6 +57,11 @@ private:
     }
 
     void emit() {
+        // A line ended "\r\n" (ssh's own messages, Windows tools) keeps no '\r': it would move
+        // a terminal's cursor in `aviary job logs` and ride along in every JSON answer.
+        if (!truncated_ && !pending_.empty() && pending_.back() == '\r') {
+            pending_.pop_back();
+        }
         on_line_(Line{.stream = stream_, .text = std::move(pending_), .truncated = truncated_});
         pending_.clear();
         truncated_ = false;

@@ -115,6 +115,15 @@ TEST(Process, CapturesStdoutAndStderrLinesInOrderPerStream) {
     EXPECT_TRUE(status.succeeded());
 }
 
+TEST(Process, ALineEndedWithCrLfKeepsNoCarriageReturn) {
+    Output output;
+    ExitStatus status;
+    run(run_to_end(sh("printf 'crlf\\r\\n'; printf 'inner\\rkept\\n' >&2; printf 'last\\r'"), output,
+                   status));
+    EXPECT_EQ(output.out, (std::vector<std::string>{"crlf", "last"}));
+    EXPECT_EQ(output.err, (std::vector<std::string>{"inner\rkept"}));
+}
+
 TEST(Process, ReportsTheExitCode) {
     Output output;
     ExitStatus status;
