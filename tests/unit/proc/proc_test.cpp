@@ -118,13 +118,8 @@ TEST(Process, CapturesStdoutAndStderrLinesInOrderPerStream) {
 TEST(Process, ALineEndedWithCrLfKeepsNoCarriageReturn) {
     Output output;
     ExitStatus status;
-<<<<<<< Updated upstream
-    run(run_to_end(sh("printf 'crlf\\r\\n'; printf 'inner\\rkept\\n' >&2; printf 'last\\r'"), output,
-                   status));
-=======
     run(run_to_end(sh("printf 'crlf\\r\\n'; printf 'inner\\rkept\\n' >&2; printf 'last\\r'"),
                    output, status));
->>>>>>> Stashed changes
     EXPECT_EQ(output.out, (std::vector<std::string>{"crlf", "last"}));
     EXPECT_EQ(output.err, (std::vector<std::string>{"inner\rkept"}));
 }
