@@ -47,7 +47,9 @@ $(ASAN_BUILD)/CMakeCache.txt:
 
 # Left out under the sanitizers, and run in Release: the test that takes every file descriptor
 # also takes the one UBSan's vptr check needs (it probes a vtable's memory through a pipe()),
-# so the runtime reports a type mismatch that is not there. docs/architecture.md ("Testing").
+# so the runtime reports a type mismatch that is not there; under TSan the runtime's own
+# descriptors come and go during it, so an accept it counts on failing can succeed.
+# docs/architecture.md ("Testing").
 ASAN_EXCLUDED := HttpServerLimits.AcceptFailuresAreCountedAndTheServerServesOnceDescriptorsFree
 test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
@@ -70,7 +72,7 @@ test-tsan: deps $(TSAN_BUILD)/CMakeCache.txt
 	    bin=$$(find $(TSAN_BUILD)/tests/unit -name $$t -type f -perm -u+x | head -1); \
 	    echo "-- $$t"; \
 	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	        $$bin --gtest_brief=1; \
+	        $$bin --gtest_brief=1 --gtest_filter=-$(ASAN_EXCLUDED); \
 	done
 
 # The sanitizer builds keep line tables only (-g1): enough for their reports' stack traces, and
