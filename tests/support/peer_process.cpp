@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +68,8 @@ PeerProcess::PeerProcess(std::vector<std::string> argv, std::string log_path)
     pid_ = ::fork();
     if (pid_ == 0) {
         ::setpgid(0, 0);
+        // A test killed by its timeout runs no destructor: the peer goes with it.
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
         int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
         ::dup2(fd, 1);
         ::dup2(fd, 2);
