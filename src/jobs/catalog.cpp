@@ -435,26 +435,14 @@ std::pair<std::string, std::string> reboot_problem(const RebootStepSpec& reboot,
 
 /// "host:port" (or "[v6]:port", or a bare host) split, brackets off; `port` 0 when absent.
 std::pair<std::string, int> split_address(std::string_view address) {
-    if (address.starts_with('[')) {
-        auto close = address.find(']');
-        if (close == std::string_view::npos) {
-            return {std::string{address}, 0};
-        }
-        int port = 0;
-        if (close + 1 < address.size() && address[close + 1] == ':') {
-            auto digits = address.substr(close + 2);
-            std::from_chars(digits.data(), digits.data() + digits.size(), port);
-        }
-        return {std::string{address.substr(1, close - 1)}, port};
+    if (auto split = net::split_host_port(address)) {
+        return {std::move(split->first), split->second};
     }
-    auto colon = address.rfind(':');
-    if (colon == std::string_view::npos || address.find(':') != colon) {
-        return {std::string{address}, 0};  // a bare host, or a bare IPv6 literal
+    // No port: a bare host, or a bare IPv6 literal with or without its brackets.
+    if (address.size() > 2 && address.front() == '[' && address.back() == ']') {
+        address = address.substr(1, address.size() - 2);
     }
-    int port = 0;
-    auto digits = address.substr(colon + 1);
-    std::from_chars(digits.data(), digits.data() + digits.size(), port);
-    return {std::string{address.substr(0, colon)}, port};
+    return {std::string{address}, 0};
 }
 
 }  // namespace
