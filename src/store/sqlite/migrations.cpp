@@ -13,7 +13,7 @@ namespace {
 struct Migration {
     int version;
     std::string_view name;
-    core::Result<void> (*apply)(Connection& db);
+    core::Result<void> (*apply)(SqliteConnection& db);
 };
 
 // tests/fixtures/schema_v1.sql holds this text verbatim: an integration test loads it with the
@@ -46,14 +46,14 @@ CREATE TABLE events (
 );
 )sql";
 
-core::Result<void> create_v1_tables(Connection& db) {
+core::Result<void> create_v1_tables(SqliteConnection& db) {
     return db.exec(kSchemaV1);
 }
 
 // Leases get an id so a renewal can be told from a new lease; rows written by v1 get one now
 // (the id is made in C++, so this cannot be a plain UPDATE). SQLite cannot add a NOT NULL
 // column without a default; every write since v2 sets it.
-core::Result<void> add_lease_ids_and_event_indexes(Connection& db) {
+core::Result<void> add_lease_ids_and_event_indexes(SqliteConnection& db) {
     auto done = db.exec(R"sql(
 ALTER TABLE leases ADD COLUMN id TEXT;
 CREATE INDEX events_node_id ON events (node, id);
@@ -111,7 +111,7 @@ CREATE TABLE waiters (
 CREATE INDEX waiters_state_seq ON waiters (state, seq);
 )sql";
 
-core::Result<void> add_exclusive_leases_and_waiters(Connection& db) {
+core::Result<void> add_exclusive_leases_and_waiters(SqliteConnection& db) {
     return db.exec(kSchemaV3);
 }
 
@@ -176,7 +176,7 @@ CREATE TABLE paused_queues (
 );
 )sql";
 
-core::Result<void> add_jobs(Connection& db) {
+core::Result<void> add_jobs(SqliteConnection& db) {
     return db.exec(kSchemaV4);
 }
 
@@ -205,7 +205,7 @@ CREATE INDEX annotations_pending ON annotations (next_attempt_at)
     WHERE time IS NOT NULL AND (remote_id IS NULL OR (time_end IS NOT NULL AND end_sent = 0));
 )sql";
 
-core::Result<void> add_annotations(Connection& db) {
+core::Result<void> add_annotations(SqliteConnection& db) {
     return db.exec(kSchemaV5);
 }
 
@@ -215,7 +215,7 @@ constexpr std::string_view kSchemaV6 = R"sql(
 ALTER TABLE nodes ADD COLUMN deployed_tag TEXT NOT NULL DEFAULT '';
 )sql";
 
-core::Result<void> add_deployed_tags(Connection& db) {
+core::Result<void> add_deployed_tags(SqliteConnection& db) {
     return db.exec(kSchemaV6);
 }
 
@@ -229,7 +229,7 @@ CREATE TABLE worker_ids (
 ) WITHOUT ROWID;
 )sql";
 
-core::Result<void> add_machines(Connection& db) {
+core::Result<void> add_machines(SqliteConnection& db) {
     return db.exec(kSchemaV7);
 }
 
@@ -243,7 +243,7 @@ constexpr Migration kMigrations[] = {
     {7, "machines and worker ids", add_machines},
 };
 
-core::Result<void> record_version(Connection& db, int version) {
+core::Result<void> record_version(SqliteConnection& db, int version) {
     if (auto cleared = db.exec("DELETE FROM schema_version"); !cleared) {
         return cleared;
     }
@@ -254,7 +254,7 @@ core::Result<void> record_version(Connection& db, int version) {
     return insert->bind_all(std::int64_t{version}).run();
 }
 
-core::Result<void> apply_one(Connection& db, const Migration& migration) {
+core::Result<void> apply_one(SqliteConnection& db, const Migration& migration) {
     if (auto begun = db.exec("BEGIN IMMEDIATE"); !begun) {
         return begun;
     }
@@ -272,7 +272,7 @@ core::Result<void> apply_one(Connection& db, const Migration& migration) {
                                        migration.name, applied.error().message)};
     }
     core::logger("store")->info("schema migrated version={} migration=\"{}\" path={}",
-                                migration.version, migration.name, db.path());
+                                migration.version, migration.name, db.name());
     return {};
 }
 
@@ -282,7 +282,7 @@ int latest_schema_version() {
     return std::span{kMigrations}.back().version;
 }
 
-core::Result<int> read_schema_version(Connection& db) {
+core::Result<int> read_schema_version(SqliteConnection& db) {
     auto created = db.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
     if (!created) {
         return created.error();
@@ -298,7 +298,7 @@ core::Result<int> read_schema_version(Connection& db) {
     return static_cast<int>(select->int64(0));
 }
 
-core::Result<int> migrate(Connection& db, int target) {
+core::Result<int> migrate(SqliteConnection& db, int target) {
     auto current = read_schema_version(db);
     if (!current) {
         return current;
@@ -307,7 +307,7 @@ core::Result<int> migrate(Connection& db, int target) {
         return core::Error{core::ErrorCode::kUnavailable,
                            fmt::format("database {} has schema version {}, newer than this "
                                        "aviary knows ({}); run a newer aviary",
-                                       db.path(), *current, latest_schema_version())};
+                                       db.name(), *current, latest_schema_version())};
     }
     for (const auto& migration : kMigrations) {
         if (migration.version <= *current || migration.version > target) {

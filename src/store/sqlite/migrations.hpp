@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/store/sqlite and its unit tests: the numbered schema migrations.
+// Private to src/store and its unit tests: the numbered schema migrations.
 #include "core/core.hpp"
 #include "store/sqlite/connection.hpp"
 
@@ -9,11 +9,11 @@ namespace aviary::store::sqlite {
 int latest_schema_version();
 
 /// The version recorded in the database's schema_version table (0 for a new database).
-core::Result<int> read_schema_version(Connection& db);
+core::Result<int> read_schema_version(SqliteConnection& db);
 
 /// Applies the migrations after the database's version up to `target`, each in its own
 /// transaction that also records the new version. Returns the version reached. Refuses a
 /// database newer than this build (kUnavailable: an older aviary must not write to it).
-core::Result<int> migrate(Connection& db, int target);
+core::Result<int> migrate(SqliteConnection& db, int target);
 
 }  // namespace aviary::store::sqlite

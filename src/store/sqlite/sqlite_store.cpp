@@ -3,17 +3,11 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <filesystem>
 
-#include "store/sqlite/annotations.hpp"
-#include "store/sqlite/events.hpp"
-#include "store/sqlite/jobs.hpp"
-#include "store/sqlite/leases.hpp"
+#include "store/sql/sql_store.hpp"
+#include "store/sqlite/connection.hpp"
 #include "store/sqlite/migrations.hpp"
-#include "store/sqlite/nodes.hpp"
-#include "store/sqlite/waiters.hpp"
-#include "store/sqlite/workers.hpp"
 
 namespace aviary::store::sqlite {
 namespace {
@@ -41,7 +35,7 @@ core::Result<void> check_settings(const Settings& settings) {
 
 // WAL lets readers run beside the writer; `synchronous` decides whether each commit is fsynced
 // (FULL: an acknowledged write survives power loss, which group commit makes affordable).
-core::Result<void> configure(Connection& db, const Settings& settings) {
+core::Result<void> configure(SqliteConnection& db, const Settings& settings) {
     bool in_memory = settings.path == kMemoryPath;
     if (!in_memory) {
         auto mode = db.prepare("PRAGMA journal_mode = WAL");
@@ -77,7 +71,8 @@ core::Result<std::unique_ptr<Store>> open_at(const Settings& settings, int versi
     if (!in_memory) {
         make_parent_directory(settings.path);
     }
-    auto db = Connection::open(settings.path, Connection::Mode::kReadWrite, settings.busy_timeout);
+    auto db = SqliteConnection::open(settings.path, SqliteConnection::Mode::kReadWrite,
+                                     settings.busy_timeout);
     if (!db) {
         return db.error();
     }
@@ -88,9 +83,17 @@ core::Result<std::unique_ptr<Store>> open_at(const Settings& settings, int versi
     if (!reached) {
         return reached.error();
     }
-    std::unique_ptr<ReadPool> readers;
+    std::unique_ptr<sql::ReadPool> readers;
     if (!in_memory) {
-        auto pool = ReadPool::open(settings.path, settings.read_connections, settings.busy_timeout);
+        auto pool = sql::ReadPool::open(
+            settings.read_connections, [&]() -> core::Result<std::unique_ptr<sql::Connection>> {
+                auto read = SqliteConnection::open(settings.path, SqliteConnection::Mode::kReadOnly,
+                                                   settings.busy_timeout);
+                if (!read) {
+                    return read.error();
+                }
+                return std::unique_ptr<sql::Connection>{std::move(*read)};
+            });
         if (!pool) {
             return pool.error();
         }
@@ -98,7 +101,7 @@ core::Result<std::unique_ptr<Store>> open_at(const Settings& settings, int versi
     }
     core::logger("store")->info("store opened path={} schema_version={} synchronous={}",
                                 settings.path, *reached, settings.synchronous);
-    return std::unique_ptr<Store>{new SqliteStore(std::move(*db), std::move(readers), *reached)};
+    return std::unique_ptr<Store>{new sql::SqlStore(std::move(*db), std::move(readers), *reached)};
 }
 
 }  // namespace
@@ -110,445 +113,6 @@ core::Result<std::unique_ptr<Store>> open_sqlite(const Settings& settings) {
 core::Result<std::unique_ptr<Store>> open_sqlite_at_version_for_test(const Settings& settings,
                                                                      int version) {
     return open_at(settings, version);
-}
-
-SqliteStore::SqliteStore(std::unique_ptr<Connection> writer,
-                         std::unique_ptr<ReadPool> readers,
-                         int schema_version)
-    : db_(std::move(writer)),
-      readers_(std::move(readers)),
-      writer_(std::make_unique<GroupCommit>(
-          *db_, db_mutex_, [this](bool committed) { after_batch(committed); })),
-      schema_version_(schema_version) {}
-
-SqliteStore::~SqliteStore() {
-    close();
-}
-
-core::Result<ReconcileReport> SqliteStore::reconcile_nodes(const std::vector<core::NodeSpec>& specs,
-                                                           std::string_view actor,
-                                                           core::TimePoint now) {
-    return write_serving<ReconcileReport>([&](Connection& db, Served& served) {
-        return sqlite::reconcile_nodes(db, specs, actor, now, served);
-    });
-}
-
-core::Result<void> SqliteStore::reconcile_worker_ids(const std::vector<core::WorkerId>& workers,
-                                                     std::string_view actor,
-                                                     core::TimePoint now) {
-    return writer_->submit(
-        [&](Connection& db) { return sqlite::reconcile_worker_ids(db, workers, actor, now); });
-}
-
-core::Result<std::vector<core::WorkerId>> SqliteStore::worker_ids() {
-    return read<std::vector<core::WorkerId>>(
-        [&](Connection& db) { return sqlite::select_worker_ids(db); });
-}
-
-core::Result<core::WorkerId> SqliteStore::worker_id(std::string_view id) {
-    return read<core::WorkerId>([&](Connection& db) { return sqlite::select_worker_id(db, id); });
-}
-
-core::Result<std::vector<core::Node>> SqliteStore::nodes(core::TimePoint now) {
-    return read<std::vector<core::Node>>([&](Connection& db) { return select_nodes(db, now); });
-}
-
-core::Result<core::Node> SqliteStore::node(std::string_view name, core::TimePoint now) {
-    return read<core::Node>([&](Connection& db) { return select_node(db, name, now); });
-}
-
-core::Result<LeaseAttempt> SqliteStore::try_lease(const LeaseRequest& request) {
-    return write_serving<LeaseAttempt>(
-        [&](Connection& db, Served& served) { return sqlite::try_lease(db, request, served); });
-}
-
-core::Result<std::optional<core::Lease>> SqliteStore::release(const ReleaseRequest& request) {
-    return write_serving<std::optional<core::Lease>>(
-        [&](Connection& db, Served& served) { return sqlite::release(db, request, served); });
-}
-
-core::Result<std::vector<core::Lease>> SqliteStore::renew_lease(const LeaseIdRequest& request) {
-    return write<std::vector<core::Lease>>(
-        [&](Connection& db) { return sqlite::renew_lease(db, request); });
-}
-
-core::Result<std::vector<core::Lease>> SqliteStore::release_lease(const LeaseIdRequest& request) {
-    return write_serving<std::vector<core::Lease>>(
-        [&](Connection& db, Served& served) { return sqlite::release_lease(db, request, served); });
-}
-
-core::Result<std::vector<core::Lease>> SqliteStore::expire_leases(core::TimePoint now) {
-    return write_serving<std::vector<core::Lease>>(
-        [&](Connection& db, Served& served) { return sqlite::expire_leases(db, now, served); });
-}
-
-core::Result<std::optional<core::TimePoint>> SqliteStore::next_lease_deadline() {
-    return read<std::optional<core::TimePoint>>(
-        [](Connection& db) { return select_next_lease_deadline(db); });
-}
-
-core::Result<std::optional<core::TimePoint>> SqliteStore::next_job_run_at(core::TimePoint now) {
-    return read<std::optional<core::TimePoint>>(
-        [&](Connection& db) { return select_next_job_run_at(db, now); });
-}
-
-core::Result<std::vector<core::Lease>> SqliteStore::leases(core::TimePoint now) {
-    return read<std::vector<core::Lease>>([&](Connection& db) { return select_leases(db, now); });
-}
-
-core::Result<std::variant<LeaseAttempt, WaiterRecord>> SqliteStore::enqueue(
-    const WaiterRecord& waiter) {
-    return write_serving<std::variant<LeaseAttempt, WaiterRecord>>(
-        [&](Connection& db, Served& served) { return sqlite::enqueue(db, waiter, served); });
-}
-
-core::Result<std::optional<WaiterRecord>> SqliteStore::cancel_waiter(std::string_view ticket,
-                                                                     std::string_view actor,
-                                                                     core::TimePoint now) {
-    return write_serving<std::optional<WaiterRecord>>([&](Connection& db, Served& served) {
-        return sqlite::cancel_waiter(db, ticket, actor, now, served);
-    });
-}
-
-core::Result<WaiterRecord> SqliteStore::waiter(std::string_view ticket, core::TimePoint now) {
-    return read_snapshot<WaiterRecord>(
-        [&](Connection& db) { return select_waiter(db, ticket, now); });
-}
-
-core::Result<std::vector<WaiterRecord>> SqliteStore::waiters(core::TimePoint now) {
-    return read_snapshot<std::vector<WaiterRecord>>(
-        [&](Connection& db) { return select_waiters(db, now); });
-}
-
-core::Result<std::vector<WaiterRecord>> SqliteStore::expire_waiters(core::TimePoint now) {
-    return write_serving<std::vector<WaiterRecord>>(
-        [&](Connection& db, Served& served) { return sqlite::expire_waiters(db, now, served); });
-}
-
-core::Result<std::vector<WaiterRecord>> SqliteStore::drop_waiters(std::string_view actor,
-                                                                  core::TimePoint now) {
-    return write<std::vector<WaiterRecord>>(
-        [&](Connection& db) { return sqlite::drop_waiters(db, actor, now); });
-}
-
-void SqliteStore::set_grant_listener(GrantListener listener) {
-    std::lock_guard lock{listener_mu_};
-    listener_ = std::move(listener);
-}
-
-void SqliteStore::after_batch(bool committed) {
-    if (batch_grants_.empty()) {
-        return;
-    }
-    auto grants = std::move(batch_grants_);
-    batch_grants_.clear();
-    if (!committed) {
-        return;  // rolled back: nobody was granted anything
-    }
-    std::lock_guard lock{listener_mu_};
-    if (listener_) {
-        listener_(std::move(grants));
-    }
-}
-
-core::Result<NodeChange> SqliteStore::put_node(const core::NodeSpec& spec,
-                                               std::string_view actor,
-                                               core::TimePoint now) {
-    return write_serving<NodeChange>([&](Connection& db, Served& served) {
-        return sqlite::put_node(db, spec, actor, now, served);
-    });
-}
-
-core::Result<void> SqliteStore::remove_node(std::string_view name,
-                                            std::string_view actor,
-                                            core::TimePoint now,
-                                            bool machine) {
-    return writer_->submit(
-        [&](Connection& db) { return sqlite::remove_node(db, name, actor, now, machine); });
-}
-
-core::Result<NodeChange> SqliteStore::start_maintenance(std::string_view name,
-                                                        std::string_view reason,
-                                                        std::string_view actor,
-                                                        core::TimePoint now) {
-    return write<NodeChange>(
-        [&](Connection& db) { return sqlite::start_maintenance(db, name, reason, actor, now); });
-}
-
-core::Result<NodeChange> SqliteStore::end_maintenance(std::string_view name,
-                                                      std::string_view actor,
-                                                      core::TimePoint now) {
-    return write_serving<NodeChange>([&](Connection& db, Served& served) {
-        return sqlite::end_maintenance(db, name, actor, now, served);
-    });
-}
-
-core::Result<JobSubmitted> SqliteStore::submit_job(const JobSubmit& submit) {
-    return write_serving<JobSubmitted>(
-        [&](Connection& db, Served& served) { return sqlite::submit_job(db, submit, served); });
-}
-
-core::Result<std::optional<core::Job>> SqliteStore::claim_job(const JobClaim& claim) {
-    return write<std::optional<core::Job>>(
-        [&](Connection& db) { return sqlite::claim_job(db, claim); });
-}
-
-namespace {
-
-core::Result<std::vector<core::Job>> claim_up_to(Connection& db, const JobClaim& claim, int max) {
-    std::vector<core::Job> claimed;
-    while (static_cast<int>(claimed.size()) < max) {
-        auto one = sqlite::claim_job(db, claim);
-        if (!one) {
-            return one.error();
-        }
-        if (!*one) {
-            break;
-        }
-        claimed.push_back(std::move(**one));
-    }
-    return claimed;
-}
-
-/// claim_up_to in a savepoint of its own: a failing claim must not take the write before it
-/// (a submission, a finish) along. Its error is logged and nothing is claimed.
-std::vector<core::Job> claim_after(Connection& db,
-                                   const JobClaim& claim,
-                                   int max,
-                                   std::string_view after) {
-    if (!db.run("SAVEPOINT claim_after")) {
-        return {};
-    }
-    auto claimed = claim_up_to(db, claim, max);
-    if (!claimed) {
-        core::logger("store")->warn("claim after {} failed: {}", after, claimed.error().message);
-        (void)db.run("ROLLBACK TO claim_after");
-    }
-    (void)db.run("RELEASE claim_after");
-    return claimed ? std::move(*claimed) : std::vector<core::Job>{};
-}
-
-/// The finish and its last output lines (rolled back together when the finish is refused).
-core::Result<core::Job> finish_with_output(Connection& db, const JobFinish& finish) {
-    if (!finish.output.empty()) {
-        if (auto appended = sqlite::append_job_output(db, finish.id, finish.output); !appended) {
-            return appended.error();
-        }
-    }
-    return sqlite::finish_job(db, finish);
-}
-
-core::Result<JobFinishedAndClaimed> finish_then_claim(Connection& db,
-                                                      const JobFinish& finish,
-                                                      const JobClaim& claim,
-                                                      int max) {
-    auto finished = finish_with_output(db, finish);
-    if (!finished) {
-        return finished.error();
-    }
-    auto what = fmt::format("finishing job {}", finish.id);
-    return JobFinishedAndClaimed{.job = std::move(*finished),
-                                 .claimed = claim_after(db, claim, max, what)};
-}
-
-}  // namespace
-
-core::Result<std::vector<core::Job>> SqliteStore::claim_jobs(const JobClaim& claim, int max) {
-    return write<std::vector<core::Job>>(
-        [&](Connection& db) { return claim_up_to(db, claim, max); });
-}
-
-core::Result<JobSubmittedAndClaimed> SqliteStore::submit_and_claim(const JobSubmit& submit,
-                                                                   const JobClaim& claim,
-                                                                   int max) {
-    return write_serving<JobSubmittedAndClaimed>(
-        [&](Connection& db, Served& served) -> core::Result<JobSubmittedAndClaimed> {
-            auto submitted = sqlite::submit_job(db, submit, served);
-            if (!submitted) {
-                return submitted.error();
-            }
-            auto what = fmt::format("submitting job {}", submit.job.id);
-            return JobSubmittedAndClaimed{.submitted = std::move(*submitted),
-                                          .claimed = claim_after(db, claim, max, what)};
-        });
-}
-
-core::Result<JobFinishedAndClaimed> SqliteStore::finish_and_claim(const JobFinish& finish,
-                                                                  const JobClaim& claim,
-                                                                  int max) {
-    return write<JobFinishedAndClaimed>(
-        [&](Connection& db) { return finish_then_claim(db, finish, claim, max); });
-}
-
-void SqliteStore::finish_and_claim_async(JobFinish finish,
-                                         JobClaim claim,
-                                         int max,
-                                         FinishedAndClaimedCallback done) {
-    write_async<JobFinishedAndClaimed>(
-        [finish = std::move(finish), claim = std::move(claim), max](Connection& db) {
-            return finish_then_claim(db, finish, claim, max);
-        },
-        std::move(done));
-}
-
-void SqliteStore::update_job_step_async(JobStepUpdate update, JobCallback done) {
-    write_async<core::Job>([update = std::move(update)](
-                               Connection& db) { return sqlite::update_job_step(db, update); },
-                           std::move(done));
-}
-
-core::Result<core::Job> SqliteStore::update_job_step(const JobStepUpdate& update) {
-    return write<core::Job>([&](Connection& db) { return sqlite::update_job_step(db, update); });
-}
-
-core::Result<void> SqliteStore::heartbeat_jobs(const std::vector<std::string>& ids,
-                                               core::TimePoint now) {
-    if (ids.empty()) {
-        return {};
-    }
-    return writer_->submit([&](Connection& db) { return sqlite::heartbeat_jobs(db, ids, now); });
-}
-
-core::Result<core::Job> SqliteStore::finish_job(const JobFinish& finish) {
-    return write<core::Job>([&](Connection& db) { return finish_with_output(db, finish); });
-}
-
-core::Result<core::Job> SqliteStore::cancel_job(std::string_view id,
-                                                std::string_view actor,
-                                                core::TimePoint now) {
-    return write<core::Job>([&](Connection& db) { return sqlite::cancel_job(db, id, actor, now); });
-}
-
-core::Result<core::Job> SqliteStore::job(std::string_view id) {
-    return read<core::Job>([&](Connection& db) { return select_job(db, id); });
-}
-
-core::Result<std::vector<core::Job>> SqliteStore::jobs(const JobQuery& query) {
-    return read<std::vector<core::Job>>([&](Connection& db) { return select_jobs(db, query); });
-}
-
-core::Result<std::vector<core::Job>> SqliteStore::active_jobs() {
-    return read<std::vector<core::Job>>([](Connection& db) { return select_active_jobs(db); });
-}
-
-core::Result<void> SqliteStore::append_job_output(std::string_view id,
-                                                  const std::vector<core::OutputLine>& lines) {
-    if (lines.empty()) {
-        return {};
-    }
-    return writer_->submit(
-        [&](Connection& db) { return sqlite::append_job_output(db, id, lines); });
-}
-
-core::Result<std::vector<core::OutputLine>> SqliteStore::job_output(const OutputQuery& query) {
-    return read<std::vector<core::OutputLine>>(
-        [&](Connection& db) { return select_job_output(db, query); });
-}
-
-core::Result<std::int64_t> SqliteStore::last_output_seq(std::string_view id) {
-    return read<std::int64_t>([&](Connection& db) { return sqlite::last_output_seq(db, id); });
-}
-
-core::Result<void> SqliteStore::set_queue_paused(std::string_view queue,
-                                                 bool paused,
-                                                 std::string_view actor,
-                                                 core::TimePoint now) {
-    return writer_->submit(
-        [&](Connection& db) { return sqlite::set_queue_paused(db, queue, paused, actor, now); });
-}
-
-core::Result<std::vector<std::string>> SqliteStore::paused_queues() {
-    return read<std::vector<std::string>>([](Connection& db) { return select_paused_queues(db); });
-}
-
-core::Result<JobCounts> SqliteStore::job_counts() {
-    return read<JobCounts>([](Connection& db) { return count_jobs(db); });
-}
-
-core::Result<std::int64_t> SqliteStore::prune_jobs(core::TimePoint before) {
-    return write<std::int64_t>([&](Connection& db) { return sqlite::prune_jobs(db, before); });
-}
-
-core::Result<std::vector<Annotation>> SqliteStore::due_annotations(core::TimePoint now, int limit) {
-    return read<std::vector<Annotation>>(
-        [&](Connection& db) { return select_due_annotations(db, now, limit); });
-}
-
-core::Result<std::optional<core::TimePoint>> SqliteStore::next_annotation_at() {
-    return read<std::optional<core::TimePoint>>(
-        [](Connection& db) { return select_next_annotation_at(db); });
-}
-
-core::Result<void> SqliteStore::annotation_posting(std::string_view job_id) {
-    return writer_->submit([&](Connection& db) { return set_annotation_posting(db, job_id); });
-}
-
-core::Result<void> SqliteStore::annotation_sent(const AnnotationSent& sent) {
-    return writer_->submit([&](Connection& db) { return set_annotation_sent(db, sent); });
-}
-
-core::Result<void> SqliteStore::annotation_failed(std::string_view job_id,
-                                                  std::string_view error,
-                                                  core::TimePoint next_attempt_at) {
-    return writer_->submit(
-        [&](Connection& db) { return set_annotation_failed(db, job_id, error, next_attempt_at); });
-}
-
-core::Result<std::int64_t> SqliteStore::annotation_backlog() {
-    return read<std::int64_t>([](Connection& db) { return count_annotation_backlog(db); });
-}
-
-core::Result<void> SqliteStore::record_event(const core::Event& event) {
-    return writer_->submit([&](Connection& db) { return append_event(db, event); });
-}
-
-core::Result<std::vector<core::Event>> SqliteStore::events(const EventQuery& query) {
-    return read<std::vector<core::Event>>([&](Connection& db) { return select_events(db, query); });
-}
-
-core::Result<std::int64_t> SqliteStore::prune_events(core::TimePoint before) {
-    return write<std::int64_t>([&](Connection& db) { return delete_events_before(db, before); });
-}
-
-Stats SqliteStore::stats() const {
-    return writer_->stats();
-}
-
-core::Result<void> SqliteStore::ping() {
-    auto probe = [](Connection& db) -> core::Result<bool> {
-        auto select = db.prepare("SELECT 1");
-        if (!select) {
-            return select.error();
-        }
-        return select->step();
-    };
-    if (auto read_ok = read<bool>(probe); !read_ok) {
-        return read_ok.error();
-    }
-    // An empty operation still takes the write lock and commits: the writer is alive.
-    return writer_->submit([](Connection&) { return core::Result<void>{}; });
-}
-
-core::Result<void> SqliteStore::exec_for_test(std::string_view sql) {
-    return writer_->submit([sql](Connection& db) { return db.exec(sql); });
-}
-
-void SqliteStore::close() {
-    std::lock_guard closing{close_mu_};
-    writer_->close();
-    if (readers_ != nullptr) {
-        readers_->close();
-    }
-    std::lock_guard lock{db_mutex_};
-    if (!closed_) {
-        closed_ = true;
-        db_.reset();
-        core::logger("store")->info("store closed");
-    }
-}
-
-core::Error SqliteStore::closed_error() {
-    return core::Error{core::ErrorCode::kUnavailable, "store is closed"};
 }
 
 }  // namespace aviary::store::sqlite

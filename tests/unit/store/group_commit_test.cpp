@@ -1,4 +1,4 @@
-#include "store/sqlite/group_commit.hpp"
+#include "store/sql/group_commit.hpp"
 
 #include <gtest/gtest.h>
 
@@ -6,17 +6,20 @@
 #include <future>
 #include <thread>
 
+#include "store/sqlite/connection.hpp"
 #include "store_support.hpp"
 
 namespace aviary::store::test {
 namespace {
 
 using core::ErrorCode;
-using sqlite::Connection;
-using sqlite::GroupCommit;
+using sql::Connection;
+using sql::GroupCommit;
+using sqlite::SqliteConnection;
 
 std::unique_ptr<Connection> open_table(const TempDir& dir, std::string_view schema) {
-    auto db = Connection::open(dir.file("writer.db").string(), Connection::Mode::kReadWrite, 5s);
+    auto db = SqliteConnection::open(dir.file("writer.db").string(),
+                                     SqliteConnection::Mode::kReadWrite, 5s);
     EXPECT_TRUE(db) << db.error().message;
     if (!db) {
         return nullptr;

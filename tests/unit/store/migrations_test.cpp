@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "store/sql/sql_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 #include "store_support.hpp"
 
@@ -57,7 +58,7 @@ TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
     {
         auto opened = sqlite::open_sqlite_at_version_for_test(settings, 1);
         ASSERT_TRUE(opened) << opened.error().message;
-        auto& store = dynamic_cast<sqlite::SqliteStore&>(**opened);
+        auto& store = dynamic_cast<sql::SqlStore&>(**opened);
         EXPECT_EQ(store.schema_version(), 1);
         // Raw SQL: this build's queries expect the newest schema.
         auto inserted = store.exec_for_test(
@@ -169,7 +170,7 @@ TEST(Migrations, VersionTwoDatabaseWithDataMigratesToTheLatest) {
     {
         auto opened = sqlite::open_sqlite_at_version_for_test(settings, 2);
         ASSERT_TRUE(opened) << opened.error().message;
-        auto& store = dynamic_cast<sqlite::SqliteStore&>(**opened);
+        auto& store = dynamic_cast<sql::SqlStore&>(**opened);
         EXPECT_EQ(store.schema_version(), 2);
         // Raw SQL as a version 2 aviary wrote it: no exclusive column, no waiters table.
         auto inserted = store.exec_for_test(
@@ -218,7 +219,7 @@ TEST(Migrations, VersionThreeDatabaseWithDataMigratesToFourAndTakesJobs) {
     {
         auto opened = sqlite::open_sqlite_at_version_for_test(settings, 3);
         ASSERT_TRUE(opened) << opened.error().message;
-        auto& store = dynamic_cast<sqlite::SqliteStore&>(**opened);
+        auto& store = dynamic_cast<sql::SqlStore&>(**opened);
         EXPECT_EQ(store.schema_version(), 3);
         // Raw SQL as a version 3 aviary wrote it: no jobs tables yet.
         auto inserted = store.exec_for_test(

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/core.hpp"
+#include "store/sql/sql_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 #include "store/store.hpp"
 
@@ -50,14 +51,13 @@ inline Settings file_settings(const TempDir& dir) {
 }
 
 /// Opens or fails the test. The store is the SQLite backend, for its test hooks.
-inline std::unique_ptr<sqlite::SqliteStore> open_store(const Settings& settings) {
+inline std::unique_ptr<sql::SqlStore> open_store(const Settings& settings) {
     auto opened = open(settings);
     if (!opened) {
         ADD_FAILURE() << "open failed: " << opened.error().message;
         return nullptr;
     }
-    return std::unique_ptr<sqlite::SqliteStore>{
-        dynamic_cast<sqlite::SqliteStore*>(opened->release())};
+    return std::unique_ptr<sql::SqlStore>{dynamic_cast<sql::SqlStore*>(opened->release())};
 }
 
 inline std::vector<core::NodeSpec> lotus_nodes(int count) {
@@ -171,7 +171,7 @@ inline ReleaseRequest release_of(std::string node, std::string owner, core::Time
 }
 
 /// An in-memory store with lotus-0 .. lotus-(count-1) declared by the config.
-inline std::unique_ptr<sqlite::SqliteStore> lotus_store(const core::Clock& clock, int count = 3) {
+inline std::unique_ptr<sql::SqlStore> lotus_store(const core::Clock& clock, int count = 3) {
     auto store = open_store(memory_settings());
     if (store != nullptr) {
         auto reconciled = store->reconcile_nodes(lotus_nodes(count), "config", clock.now());

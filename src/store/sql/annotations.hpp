@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/store/sqlite: the annotation outbox (see the "annotation outbox" section of
+// Private to src/store: the annotation outbox (see the "annotation outbox" section of
 // store::Store). The job writes call the mark_* functions inside their own savepoint, so an
 // annotation's start and end are written in the transaction that changes the job.
 #include <cstdint>
@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "core/core.hpp"
-#include "store/sqlite/connection.hpp"
+#include "store/sql/connection.hpp"
 #include "store/store.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 /// submit: the job's annotation, not yet due (no start). Nothing when it has none.
 core::Result<void> insert_annotation(Connection& db, const core::Job& job);
@@ -40,4 +40,4 @@ core::Result<void> set_annotation_failed(Connection& db,
                                          core::TimePoint next_attempt_at);
 core::Result<std::int64_t> count_annotation_backlog(Connection& db);
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,9 +1,9 @@
-#include "store/sqlite/events.hpp"
+#include "store/sql/events.hpp"
 
 #include <algorithm>
 #include <string>
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 constexpr int kMaxEventsPerPage = 1000;
@@ -94,4 +94,4 @@ core::Result<std::int64_t> delete_events_before(Connection& db, core::TimePoint 
     return db.changes();
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/store/sqlite: the SQL of leases. Every function runs inside the writer's
+// Private to src/store: the SQL of leases. Every function runs inside the writer's
 // transaction and appends the events of what it changed. Those that free capacity serve the
 // waiters in the same transaction and add the grants to `served`, which the store hands to
 // its GrantListener once the commit is durable.
@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "core/core.hpp"
-#include "store/sqlite/connection.hpp"
+#include "store/sql/connection.hpp"
 #include "store/store.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 /// The grants one operation made, in serving order.
 using Served = std::vector<WaiterGrant>;
@@ -57,4 +57,4 @@ core::Result<LeaseAttempt> grant(Connection& db,
                                  const LeaseRequest& request,
                                  const std::vector<std::string>& nodes);
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

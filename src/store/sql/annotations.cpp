@@ -1,13 +1,13 @@
-#include "store/sqlite/annotations.hpp"
+#include "store/sql/annotations.hpp"
 
 #include <fmt/format.h>
 
 #include <string>
 #include <utility>
 
-#include "store/sqlite/encoding.hpp"
+#include "store/sql/encoding.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 /// Started, with a post or a patch still to make: the partial index annotations_pending holds
@@ -209,4 +209,4 @@ core::Result<std::int64_t> count_annotation_backlog(Connection& db) {
     return *row ? select->int64(0) : std::int64_t{0};
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -4,11 +4,11 @@
 #include <algorithm>
 #include <limits>
 
-#include "store/sqlite/encoding.hpp"
-#include "store/sqlite/events.hpp"
-#include "store/sqlite/jobs.hpp"
+#include "store/sql/encoding.hpp"
+#include "store/sql/events.hpp"
+#include "store/sql/jobs.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 constexpr int kMaxLinesPerPage = 10000;
@@ -181,4 +181,4 @@ core::Result<std::vector<std::string>> select_paused_queues(Connection& db) {
     }
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

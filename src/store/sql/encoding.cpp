@@ -1,4 +1,4 @@
-#include "store/sqlite/encoding.hpp"
+#include "store/sql/encoding.hpp"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <optional>
 #include <utility>
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 boost::json::object labels_object(const core::Labels& labels) {
@@ -241,4 +241,4 @@ std::string queue_to_json(std::string_view queue, bool paused) {
     return boost::json::serialize(boost::json::object{{"queue", queue}, {"paused", paused}});
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

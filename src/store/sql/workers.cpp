@@ -1,4 +1,4 @@
-#include "store/sqlite/workers.hpp"
+#include "store/sql/workers.hpp"
 
 #include <fmt/format.h>
 
@@ -6,10 +6,10 @@
 #include <map>
 #include <string>
 
-#include "store/sqlite/encoding.hpp"
-#include "store/sqlite/events.hpp"
+#include "store/sql/encoding.hpp"
+#include "store/sql/events.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 std::string worker_to_json(const core::WorkerId& worker) {
@@ -150,4 +150,4 @@ core::Result<core::WorkerId> select_worker_id(Connection& db, std::string_view i
     return core::WorkerId{.id = select->text(0), .machine = select->text(1)};
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

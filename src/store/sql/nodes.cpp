@@ -1,16 +1,16 @@
-#include "store/sqlite/nodes.hpp"
+#include "store/sql/nodes.hpp"
 
 #include <fmt/format.h>
 
 #include <map>
 #include <set>
 
-#include "store/sqlite/encoding.hpp"
-#include "store/sqlite/events.hpp"
-#include "store/sqlite/leases.hpp"
-#include "store/sqlite/waiters.hpp"
+#include "store/sql/encoding.hpp"
+#include "store/sql/events.hpp"
+#include "store/sql/leases.hpp"
+#include "store/sql/waiters.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 constexpr std::string_view kConfigSource = "config";
@@ -274,7 +274,7 @@ core::Result<void> Reconciler::remove_unless_leased(const core::NodeSpec& spec) 
 }
 
 core::Result<void> Reconciler::write_spec(std::string_view sql, const core::NodeSpec& spec) {
-    return sqlite::write_spec(db_, sql, spec);
+    return sql::write_spec(db_, sql, spec);
 }
 
 core::Result<void> Reconciler::record(std::string_view kind,
@@ -482,4 +482,4 @@ core::Result<core::Node> select_node(Connection& db, std::string_view name, core
     return std::move(nodes->front());
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/store/sqlite: the SQL of jobs, their output and paused queues. Writes run
+// Private to src/store: the SQL of jobs, their output and paused queues. Writes run
 // inside the writer's transaction (each in its own savepoint) and append their events; reads
 // run on a read connection. See the "jobs" section of store::Store for the contract.
 #include <cstdint>
@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "core/core.hpp"
-#include "store/sqlite/connection.hpp"
-#include "store/sqlite/leases.hpp"
+#include "store/sql/connection.hpp"
+#include "store/sql/leases.hpp"
 #include "store/store.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 /// The states a job may still change from (the partial unique index on unique_key names them
 /// the same way, so SQLite can use it).
@@ -79,4 +79,4 @@ core::Result<std::int64_t> last_output_seq(Connection& db, std::string_view id);
 /// Deletes the output of terminal jobs with finished_at < before (prune_jobs, first).
 core::Result<void> delete_output_of_finished(Connection& db, core::TimePoint before);
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/store/sqlite: how rows hold what is not a plain column (labels, and the
+// Private to src/store: how rows hold what is not a plain column (labels, and the
 // before/after JSON of events). Boost.JSON stays behind this header.
 #include <optional>
 #include <string>
@@ -9,7 +9,7 @@
 #include "core/core.hpp"
 #include "store/store.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 /// What an event's before/after holds when there was nothing.
 inline constexpr std::string_view kNoState = "{}";
@@ -49,4 +49,4 @@ core::Result<std::vector<std::string>> strings_from_json_array(std::string_view 
 /// {"queue","paused"}.
 std::string queue_to_json(std::string_view queue, bool paused);
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <utility>
 
-#include "store/sqlite/encoding.hpp"
-#include "store/sqlite/jobs.hpp"
+#include "store/sql/encoding.hpp"
+#include "store/sql/jobs.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 constexpr int kMaxJobsPerPage = 1000;
@@ -242,4 +242,4 @@ core::Result<std::optional<core::TimePoint>> select_next_job_run_at(Connection& 
     return optional_time(*select);
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

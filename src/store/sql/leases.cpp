@@ -1,16 +1,16 @@
-#include "store/sqlite/leases.hpp"
+#include "store/sql/leases.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
 #include "store/serving.hpp"
-#include "store/sqlite/encoding.hpp"
-#include "store/sqlite/events.hpp"
-#include "store/sqlite/nodes.hpp"
-#include "store/sqlite/waiters.hpp"
+#include "store/sql/encoding.hpp"
+#include "store/sql/events.hpp"
+#include "store/sql/nodes.hpp"
+#include "store/sql/waiters.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 constexpr int kMaxCount = 64;
@@ -525,4 +525,4 @@ core::Result<std::optional<core::Lease>> end_lapsed_lease(Connection& db,
     return ended;
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

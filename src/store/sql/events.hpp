@@ -1,14 +1,14 @@
 #pragma once
-// Private to src/store/sqlite: the audit trail's SQL.
+// Private to src/store: the audit trail's SQL.
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
 #include "core/core.hpp"
-#include "store/sqlite/connection.hpp"
+#include "store/sql/connection.hpp"
 #include "store/store.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 /// Who acts when nobody asked: the expiry sweep.
 inline constexpr std::string_view kSystemActor = "aviary";
@@ -21,4 +21,4 @@ core::Result<std::vector<core::Event>> select_events(Connection& db, const Event
 /// Deletes events older than `before`; returns how many.
 core::Result<std::int64_t> delete_events_before(Connection& db, core::TimePoint before);
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

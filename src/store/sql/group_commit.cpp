@@ -1,10 +1,10 @@
-#include "store/sqlite/group_commit.hpp"
+#include "store/sql/group_commit.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <exception>
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 GroupCommit::GroupCommit(Connection& db, std::mutex& db_mutex, AfterBatch after_batch)
     : db_(db),
@@ -132,7 +132,7 @@ void GroupCommit::answer(const std::vector<Pending*>& batch,
 core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
     const std::vector<Pending*>& batch) {
     std::lock_guard db_lock{db_mutex_};
-    if (auto begun = db_.run("BEGIN IMMEDIATE"); !begun) {
+    if (auto begun = db_.begin_write(); !begun) {
         log_->warn("write transaction not started size={} error=\"{}\"", batch.size(),
                    begun.error().message);
         return begun.error();
@@ -188,4 +188,4 @@ void GroupCommit::fail_all(const std::vector<Pending*>& batch, const core::Error
     answer(batch, std::move(results), false);
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,6 +1,6 @@
-#include "store/sqlite/read_pool.hpp"
+#include "store/sql/read_pool.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 ReadPool::Borrowed::~Borrowed() {
     if (db_ != nullptr) {
@@ -11,12 +11,10 @@ ReadPool::Borrowed::~Borrowed() {
 ReadPool::Borrowed::Borrowed(Borrowed&& other) noexcept
     : pool_(other.pool_), db_(std::exchange(other.db_, nullptr)) {}
 
-core::Result<std::unique_ptr<ReadPool>> ReadPool::open(const std::string& path,
-                                                       int size,
-                                                       core::Millis busy_timeout) {
+core::Result<std::unique_ptr<ReadPool>> ReadPool::open(int size, const Connect& connect) {
     std::unique_ptr<ReadPool> pool{new ReadPool};
     for (int i = 0; i < size; ++i) {
-        auto db = Connection::open(path, Connection::Mode::kReadOnly, busy_timeout);
+        auto db = connect();
         if (!db) {
             return db.error();
         }
@@ -55,4 +53,4 @@ void ReadPool::close() {
     all_.clear();
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,12 +1,12 @@
-#include "store/sqlite/waiters.hpp"
+#include "store/sql/waiters.hpp"
 
 #include <fmt/format.h>
 
-#include "store/sqlite/encoding.hpp"
-#include "store/sqlite/events.hpp"
-#include "store/sqlite/nodes.hpp"
+#include "store/sql/encoding.hpp"
+#include "store/sql/events.hpp"
+#include "store/sql/nodes.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 constexpr std::string_view kWaiterColumns =
@@ -363,4 +363,4 @@ core::Result<std::vector<WaiterRecord>> drop_waiters(Connection& db,
     return dropped;
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/store/sqlite and its unit tests: the single writer thread (group commit).
+// Private to src/store and its unit tests: the single writer thread (group commit).
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "core/core.hpp"
-#include "store/sqlite/connection.hpp"
+#include "store/sql/connection.hpp"
 #include "store/store.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 /// Owns the write connection's thread. submit() queues an operation and blocks until the
 /// commit that holds it is durable. The thread waits until the queue is non-empty, takes all
@@ -93,4 +93,4 @@ private:
     std::atomic<std::uint64_t> largest_batch_{0};
 };
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,15 +1,15 @@
 #pragma once
-// Private to src/store/sqlite: the SQL of nodes.
+// Private to src/store: the SQL of nodes.
 #include <optional>
 #include <string_view>
 #include <vector>
 
 #include "core/core.hpp"
-#include "store/sqlite/connection.hpp"
-#include "store/sqlite/leases.hpp"
+#include "store/sql/connection.hpp"
+#include "store/sql/leases.hpp"
 #include "store/store.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 /// Runs inside the writer's transaction; one event per change (see Store::reconcile_nodes).
 /// Serves waiters afterwards (a node added may be what they wait for).
@@ -44,4 +44,4 @@ core::Result<std::vector<core::Node>> select_nodes(Connection& db, core::TimePoi
 /// kNotFound for an unknown node.
 core::Result<core::Node> select_node(Connection& db, std::string_view name, core::TimePoint now);
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

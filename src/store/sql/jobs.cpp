@@ -1,4 +1,4 @@
-#include "store/sqlite/jobs.hpp"
+#include "store/sql/jobs.hpp"
 
 #include <fmt/format.h>
 
@@ -6,11 +6,11 @@
 #include <map>
 #include <utility>
 
-#include "store/sqlite/annotations.hpp"
-#include "store/sqlite/encoding.hpp"
-#include "store/sqlite/events.hpp"
+#include "store/sql/annotations.hpp"
+#include "store/sql/encoding.hpp"
+#include "store/sql/events.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 namespace {
 
 core::Error invalid(std::string message) {
@@ -586,4 +586,4 @@ core::Result<std::int64_t> prune_jobs(Connection& db, core::TimePoint before) {
     return pruned;
 }
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,17 +1,18 @@
 #pragma once
-// Private to src/store/sqlite: read-only connections lent to one reader at a time.
+// Private to src/store: read-only connections lent to one reader at a time.
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
 
 #include "core/core.hpp"
-#include "store/sqlite/connection.hpp"
+#include "store/sql/connection.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
-/// A fixed set of read-only connections. In WAL mode readers never wait for the writer, so
-/// reads scale with the pool while the writer commits.
+/// A fixed set of read connections. Readers never wait for the writer (SQLite's WAL mode,
+/// PostgreSQL's MVCC), so reads scale with the pool while the writer commits.
 class ReadPool {
 public:
     /// Hands a connection back to the pool when it goes out of scope.
@@ -30,9 +31,9 @@ public:
         Connection* db_;
     };
 
-    static core::Result<std::unique_ptr<ReadPool>> open(const std::string& path,
-                                                        int size,
-                                                        core::Millis busy_timeout);
+    using Connect = std::function<core::Result<std::unique_ptr<Connection>>()>;
+    /// Opens `size` connections with `connect`.
+    static core::Result<std::unique_ptr<ReadPool>> open(int size, const Connect& connect);
     ~ReadPool() { close(); }
     ReadPool(const ReadPool&) = delete;
     ReadPool& operator=(const ReadPool&) = delete;
@@ -53,4 +54,4 @@ private:
     bool closed_ = false;
 };
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql

@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/store/sqlite: the SQL of waiters and the serving pass. Every function runs
+// Private to src/store: the SQL of waiters and the serving pass. Every function runs
 // inside the writer's transaction (reads: on a read connection) and appends its events.
 #include <optional>
 #include <string_view>
@@ -8,11 +8,11 @@
 
 #include "core/core.hpp"
 #include "store/serving.hpp"
-#include "store/sqlite/connection.hpp"
-#include "store/sqlite/leases.hpp"
+#include "store/sql/connection.hpp"
+#include "store/sql/leases.hpp"
 #include "store/store.hpp"
 
-namespace aviary::store::sqlite {
+namespace aviary::store::sql {
 
 /// Waiting waiters whose deadline is after `now`, in serving order.
 core::Result<std::vector<WaiterRecord>> select_waiting(Connection& db, core::TimePoint now);
@@ -45,4 +45,4 @@ core::Result<std::vector<WaiterRecord>> drop_waiters(Connection& db,
                                                      std::string_view actor,
                                                      core::TimePoint now);
 
-}  // namespace aviary::store::sqlite
+}  // namespace aviary::store::sql
