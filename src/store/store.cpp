@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "store/postgres/postgres_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 namespace aviary::store {
@@ -11,11 +12,11 @@ core::Result<std::unique_ptr<Store>> open(const Settings& settings) {
         return sqlite::open_sqlite(settings);
     }
     if (settings.driver == "postgres") {
-        return core::Error{core::ErrorCode::kUnimplemented,
-                           "the postgres store arrives with scale-out; use driver \"sqlite\""};
+        return postgres::open_postgres(settings);
     }
-    return core::Error{core::ErrorCode::kInvalidArgument,
-                       fmt::format("unknown store driver \"{}\" (sqlite)", settings.driver)};
+    return core::Error{
+        core::ErrorCode::kInvalidArgument,
+        fmt::format("unknown store driver \"{}\" (sqlite, postgres)", settings.driver)};
 }
 
 }  // namespace aviary::store

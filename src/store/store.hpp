@@ -28,11 +28,16 @@
 namespace aviary::store {
 
 struct Settings {
-    std::string driver = "sqlite";  ///< "sqlite" (PostgreSQL arrives with scale-out)
+    std::string driver = "sqlite";  ///< "sqlite" or "postgres"
     /// SQLite file; ":memory:" for tests; empty means <data_dir>/aviary.db (set by the wiring).
     std::string path;
+    /// postgres: a libpq URI (postgresql://user@host:5432/db) or keyword string, without the
+    /// password, which comes apart (a file or the environment): the URL is logged.
+    std::string url;
+    std::string password;  ///< postgres: empty leaves it to libpq (PGPASSWORD, ~/.pgpass)
+    core::Millis connect_timeout{std::chrono::seconds{5}};  ///< postgres
     std::string synchronous = "full";  ///< "full" (fsync each commit) or "normal"
-    int read_connections = 4;          ///< read-only connections beside the writer
+    int read_connections = 4;          ///< read connections beside the writer
     core::Millis busy_timeout{std::chrono::seconds{5}};
     core::Millis event_retention{std::chrono::hours{24 * 30}};  ///< events older are pruned
     core::Millis retention_sweep{std::chrono::hours{1}};        ///< how often they are pruned

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/ports.hpp"
 #include "support/server_process.hpp"
 
 #ifndef AVIARY_SOURCE_DIR
@@ -20,34 +21,6 @@
 #endif
 
 namespace aviary::test {
-namespace {
-
-sockaddr_in loopback(int port) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return addr;
-}
-
-}  // namespace
-
-int free_port(bool udp) {
-    int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    auto addr = loopback(0);
-    socklen_t len = sizeof addr;
-    int port = -1;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-        port = ntohs(addr.sin_port);
-    }
-    ::close(fd);
-    return port;
-}
-
 bool wait_for_tcp(int port, std::chrono::milliseconds deadline) {
     return wait_until(
         [port] {

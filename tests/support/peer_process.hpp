@@ -8,11 +8,9 @@
 #include <string>
 #include <vector>
 
-namespace aviary::test {
+#include "support/ports.hpp"
 
-/// A loopback port nothing listens on right now (bound to port 0 and closed): TCP or UDP.
-/// Another process could take it before the caller does; tests use it at once.
-int free_port(bool udp = false);
+namespace aviary::test {
 
 /// True once a TCP connection to 127.0.0.1:`port` succeeds, polling until `deadline`.
 bool wait_for_tcp(int port, std::chrono::milliseconds deadline = std::chrono::seconds{15});

@@ -165,7 +165,8 @@ core::Result<void> set_annotation_posting(Connection& db, std::string_view job_i
 core::Result<void> set_annotation_sent(Connection& db, const AnnotationSent& sent) {
     auto update = db.prepare(
         "UPDATE annotations SET remote_id = coalesce(?2, remote_id), "
-        "end_sent = max(end_sent, ?3), post_in_doubt = 0, attempts = 0, last_error = '' "
+        "end_sent = CASE WHEN ?3 = 1 THEN 1 ELSE end_sent END, post_in_doubt = 0, attempts = 0, "
+        "last_error = '' "
         "WHERE job_id = ?1");
     if (!update) {
         return update.error();

@@ -1,5 +1,7 @@
 #include "store/sql/connection.hpp"
 
+#include <fmt/format.h>
+
 namespace aviary::store::sql {
 
 core::Result<void> Statement::run() {
@@ -12,6 +14,13 @@ core::Result<void> Statement::run() {
             return {};
         }
     }
+}
+
+std::string json_array_values(Dialect dialect, int param) {
+    if (dialect == Dialect::kPostgres) {
+        return fmt::format("SELECT json_array_elements_text(CAST(?{} AS json))", param);
+    }
+    return fmt::format("SELECT value FROM json_each(?{})", param);
 }
 
 core::Result<std::optional<core::TimePoint>> optional_time(Statement& statement) {

@@ -129,6 +129,10 @@ public:
     virtual const std::string& name() const = 0;
 };
 
+/// A subquery whose rows are the strings of the JSON array bound to parameter `param`
+/// (`?N`): json_each on SQLite, json_array_elements_text on PostgreSQL.
+std::string json_array_values(Dialect dialect, int param);
+
 /// Steps `statement` once and reads column 0 as a time: nullopt for no row or NULL (what
 /// `SELECT min(...)` gives over no rows).
 core::Result<std::optional<core::TimePoint>> optional_time(Statement& statement);

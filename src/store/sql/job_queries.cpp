@@ -215,7 +215,8 @@ core::Result<std::vector<core::Job>> select_active_jobs(Connection& db) {
 
 core::Result<JobCounts> count_jobs(Connection& db) {
     static const std::string sql = fmt::format(
-        "SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state <> 'queued'), 0), "
+        "SELECT count(CASE WHEN state = 'queued' THEN 1 END), "
+        "count(CASE WHEN state <> 'queued' THEN 1 END), "
         "min(CASE WHEN state = 'queued' THEN created_at END) FROM jobs WHERE state IN {}",
         kActiveJobStates);
     auto select = db.prepare(sql);

@@ -196,7 +196,7 @@ core::Result<std::string> capped_actions(Connection& db, const JobClaim& claim) 
 constexpr std::string_view kFirstRunnable = R"sql(
 SELECT j.id FROM jobs AS j
 WHERE j.state = 'queued' AND j.run_at <= ?1
-  AND j.action NOT IN (SELECT value FROM json_each(?2))
+  AND j.action NOT IN ({capped})
   AND NOT EXISTS (SELECT 1 FROM paused_queues AS p WHERE p.name = j.queue)
   AND (j.exclusive = 0 OR (
       NOT EXISTS (SELECT 1 FROM nodes AS n
@@ -215,7 +215,11 @@ core::Result<std::optional<std::string>> first_runnable(Connection& db, const Jo
     if (!capped) {
         return capped.error();
     }
-    auto select = db.prepare(kFirstRunnable);
+    static const std::string sqlite = fmt::format(
+        fmt::runtime(kFirstRunnable), fmt::arg("capped", json_array_values(Dialect::kSqlite, 2)));
+    static const std::string postgres = fmt::format(
+        fmt::runtime(kFirstRunnable), fmt::arg("capped", json_array_values(Dialect::kPostgres, 2)));
+    auto select = db.prepare(db.dialect() == Dialect::kPostgres ? postgres : sqlite);
     if (!select) {
         return select.error();
     }
@@ -569,9 +573,9 @@ core::Result<std::int64_t> prune_jobs(Connection& db, core::TimePoint before) {
     if (auto output = delete_output_of_finished(db, before); !output) {
         return output.error();
     }
-    // `+state` keeps SQLite on the finished_at index: the state check is only a safeguard.
-    static const std::string sql =
-        fmt::format("DELETE FROM jobs WHERE finished_at < ?1 AND +state IN {}", kTerminalJobStates);
+    // `state || ''` keeps SQLite on the finished_at index: the state check is only a safeguard.
+    static const std::string sql = fmt::format(
+        "DELETE FROM jobs WHERE finished_at < ?1 AND state || '' IN {}", kTerminalJobStates);
     auto remove = db.prepare(sql);
     if (!remove) {
         return remove.error();

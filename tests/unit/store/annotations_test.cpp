@@ -9,6 +9,8 @@
 namespace aviary::store::test {
 namespace {
 
+AVIARY_STORE_SUITE(Annotations);
+
 using core::JobState;
 using namespace std::chrono_literals;
 
@@ -31,7 +33,7 @@ core::Job claim(Store& store, core::TimePoint now) {
     return out && *out ? **out : core::Job{};
 }
 
-TEST(Annotations, AQueuedJobsAnnotationIsNotDueUntilItStarts) {
+TEST_P(Annotations, AQueuedJobsAnnotationIsNotDueUntilItStarts) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -45,7 +47,7 @@ TEST(Annotations, AQueuedJobsAnnotationIsNotDueUntilItStarts) {
     EXPECT_EQ(*backlog, 0);
 }
 
-TEST(Annotations, TheClaimStartsItAndTheFinishEndsIt) {
+TEST_P(Annotations, TheClaimStartsItAndTheFinishEndsIt) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -94,7 +96,7 @@ TEST(Annotations, TheClaimStartsItAndTheFinishEndsIt) {
     EXPECT_EQ(*backlog, 0);
 }
 
-TEST(Annotations, ARetryKeepsTheFirstStartAndTheRegionOpen) {
+TEST_P(Annotations, ARetryKeepsTheFirstStartAndTheRegionOpen) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -112,7 +114,7 @@ TEST(Annotations, ARetryKeepsTheFirstStartAndTheRegionOpen) {
     EXPECT_FALSE(pending.front().time_end);
 }
 
-TEST(Annotations, AJobCancelledBeforeItStartedDropsItsAnnotation) {
+TEST_P(Annotations, AJobCancelledBeforeItStartedDropsItsAnnotation) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -124,7 +126,7 @@ TEST(Annotations, AJobCancelledBeforeItStartedDropsItsAnnotation) {
     EXPECT_EQ(posting.error().code, core::ErrorCode::kNotFound);
 }
 
-TEST(Annotations, AJobWithoutOneWritesNothing) {
+TEST_P(Annotations, AJobWithoutOneWritesNothing) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -134,7 +136,7 @@ TEST(Annotations, AJobWithoutOneWritesNothing) {
     EXPECT_TRUE(due(*store, clock.now() + 1h).empty());
 }
 
-TEST(Annotations, AFailedSendWaitsOutItsBackoff) {
+TEST_P(Annotations, AFailedSendWaitsOutItsBackoff) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -160,7 +162,7 @@ TEST(Annotations, AFailedSendWaitsOutItsBackoff) {
     EXPECT_EQ(*after, 0);
 }
 
-TEST(Annotations, PruningKeepsWhatIsNotYetSent) {
+TEST_P(Annotations, PruningKeepsWhatIsNotYetSent) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);

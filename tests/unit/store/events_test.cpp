@@ -5,7 +5,9 @@
 namespace aviary::store::test {
 namespace {
 
-TEST(Events, PageNewestFirstWithCursorNodeAndSinceFilters) {
+AVIARY_STORE_SUITE(Events);
+
+TEST_P(Events, PageNewestFirstWithCursorNodeAndSinceFilters) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 2);  // events 1, 2: node.added
     ASSERT_TRUE(store);
@@ -49,7 +51,7 @@ TEST(Events, PageNewestFirstWithCursorNodeAndSinceFilters) {
     EXPECT_EQ(one->size(), 1U);
 }
 
-TEST(Events, PruneDeletesOnlyOlderEvents) {
+TEST_P(Events, PruneDeletesOnlyOlderEvents) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 2);
     ASSERT_TRUE(store);

@@ -8,10 +8,12 @@
 namespace aviary::store::test {
 namespace {
 
+AVIARY_STORE_SUITE(JobClaims);
+
 using core::ErrorCode;
 using core::JobState;
 
-TEST(JobClaim, ClaimsTheFirstQueuedJobAndMarksItRunning) {
+TEST_P(JobClaims, ClaimsTheFirstQueuedJobAndMarksItRunning) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -42,7 +44,7 @@ TEST(JobClaim, ClaimsTheFirstQueuedJobAndMarksItRunning) {
     EXPECT_EQ(claimed(*store, clock.now()), "");
 }
 
-TEST(JobClaim, ExclusiveJobsOfOneNodeRunOneAtATimeInStoreOrder) {
+TEST_P(JobClaims, ExclusiveJobsOfOneNodeRunOneAtATimeInStoreOrder) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -65,7 +67,7 @@ TEST(JobClaim, ExclusiveJobsOfOneNodeRunOneAtATimeInStoreOrder) {
     }
 }
 
-TEST(JobClaim, CancellingExclusiveJobStillHoldsItsNode) {
+TEST_P(JobClaims, CancellingExclusiveJobStillHoldsItsNode) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -79,7 +81,7 @@ TEST(JobClaim, CancellingExclusiveJobStillHoldsItsNode) {
     EXPECT_EQ(claimed(*store, clock.now()), "a2");
 }
 
-TEST(JobClaim, NonExclusiveJobsRunAlongsideAndDoNotBlock) {
+TEST_P(JobClaims, NonExclusiveJobsRunAlongsideAndDoNotBlock) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -101,7 +103,7 @@ TEST(JobClaim, NonExclusiveJobsRunAlongsideAndDoNotBlock) {
     EXPECT_EQ(claimed(*store, clock.now()), "a2");
 }
 
-TEST(JobClaim, FutureRunAtIsSkippedAndHoldsBackLaterExclusiveJobsOfItsNode) {
+TEST_P(JobClaims, FutureRunAtIsSkippedAndHoldsBackLaterExclusiveJobsOfItsNode) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -120,7 +122,7 @@ TEST(JobClaim, FutureRunAtIsSkippedAndHoldsBackLaterExclusiveJobsOfItsNode) {
     EXPECT_EQ(claimed(*store, clock.now()), "a2");
 }
 
-TEST(JobClaim, PausedQueueIsSkippedUntilResumed) {
+TEST_P(JobClaims, PausedQueueIsSkippedUntilResumed) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -136,7 +138,7 @@ TEST(JobClaim, PausedQueueIsSkippedUntilResumed) {
     EXPECT_EQ(claimed(*store, clock.now()), "p1");
 }
 
-TEST(JobClaim, ActionAtItsCapIsSkippedWhileOthersRun) {
+TEST_P(JobClaims, ActionAtItsCapIsSkippedWhileOthersRun) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -157,7 +159,7 @@ TEST(JobClaim, ActionAtItsCapIsSkippedWhileOthersRun) {
     EXPECT_EQ(claimed(*store, clock.now(), caps), "u2");
 }
 
-TEST(JobClaim, ZeroCapHoldsAnActionBack) {
+TEST_P(JobClaims, ZeroCapHoldsAnActionBack) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -166,7 +168,7 @@ TEST(JobClaim, ZeroCapHoldsAnActionBack) {
     EXPECT_EQ(claimed(*store, clock.now(), {{"upgrade", 1}}), "u1");
 }
 
-TEST(JobClaim, RetryWaitsAsQueuedUntilItsTimeAndStartsTheNextAttempt) {
+TEST_P(JobClaims, RetryWaitsAsQueuedUntilItsTimeAndStartsTheNextAttempt) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -213,7 +215,7 @@ TEST(JobClaim, RetryWaitsAsQueuedUntilItsTimeAndStartsTheNextAttempt) {
     EXPECT_EQ(claimed(*store, clock.now()), "job-2");
 }
 
-TEST(JobClaim, ManyJobsAreClaimedInOrderWithoutRepeats) {
+TEST_P(JobClaims, ManyJobsAreClaimedInOrderWithoutRepeats) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 4);
     ASSERT_TRUE(store);
@@ -244,7 +246,7 @@ TEST(JobClaim, ManyJobsAreClaimedInOrderWithoutRepeats) {
     EXPECT_EQ(counts->running, 0);
 }
 
-TEST(JobClaim, ClaimJobsFillsSeveralSlotsInOneTransactionByTheSameRules) {
+TEST_P(JobClaims, ClaimJobsFillsSeveralSlotsInOneTransactionByTheSameRules) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -275,7 +277,7 @@ TEST(JobClaim, ClaimJobsFillsSeveralSlotsInOneTransactionByTheSameRules) {
     EXPECT_EQ(one->front().id, "x1");
 }
 
-TEST(JobClaim, FinishCarriesTheLastOutputLinesInTheSameTransaction) {
+TEST_P(JobClaims, FinishCarriesTheLastOutputLinesInTheSameTransaction) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -302,7 +304,7 @@ TEST(JobClaim, FinishCarriesTheLastOutputLinesInTheSameTransaction) {
     EXPECT_EQ(*after, 1);
 }
 
-TEST(JobClaim, FinishAndClaimHandsTheNodeToItsNextJobInOneCommit) {
+TEST_P(JobClaims, FinishAndClaimHandsTheNodeToItsNextJobInOneCommit) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -324,7 +326,7 @@ TEST(JobClaim, FinishAndClaimHandsTheNodeToItsNextJobInOneCommit) {
     EXPECT_EQ(stored(*store, "j2").state, JobState::kRunning);
 }
 
-TEST(JobClaim, FinishAndClaimClaimsNothingWhenTheFinishIsRefused) {
+TEST_P(JobClaims, FinishAndClaimClaimsNothingWhenTheFinishIsRefused) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -341,7 +343,7 @@ TEST(JobClaim, FinishAndClaimClaimsNothingWhenTheFinishIsRefused) {
     EXPECT_EQ(stored(*store, "j2").state, JobState::kQueued);
 }
 
-TEST(JobClaim, SubmitAndClaimStartsTheJobInTheSubmissionsCommit) {
+TEST_P(JobClaims, SubmitAndClaimStartsTheJobInTheSubmissionsCommit) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -358,7 +360,7 @@ TEST(JobClaim, SubmitAndClaimStartsTheJobInTheSubmissionsCommit) {
     EXPECT_EQ(store->stats().commits, commits + 1);
 }
 
-TEST(JobClaim, SubmitAndClaimLeavesABlockedJobQueued) {
+TEST_P(JobClaims, SubmitAndClaimLeavesABlockedJobQueued) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -371,7 +373,7 @@ TEST(JobClaim, SubmitAndClaimLeavesABlockedJobQueued) {
     EXPECT_EQ(stored(*store, "j2").state, JobState::kQueued);
 }
 
-TEST(JobClaim, ExclusiveJobOfANodeInMaintenanceStaysQueuedOnEveryClaimPath) {
+TEST_P(JobClaims, ExclusiveJobOfANodeInMaintenanceStaysQueuedOnEveryClaimPath) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);

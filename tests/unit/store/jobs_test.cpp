@@ -7,12 +7,14 @@
 namespace aviary::store::test {
 namespace {
 
+AVIARY_STORE_SUITE(Jobs);
+
 using core::ErrorCode;
 using core::JobState;
 
 // --- submit ---------------------------------------------------------------------------------
 
-TEST(Jobs, SubmitInsertsAQueuedJobAndRecordsIt) {
+TEST_P(Jobs, SubmitInsertsAQueuedJobAndRecordsIt) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -52,7 +54,7 @@ TEST(Jobs, SubmitInsertsAQueuedJobAndRecordsIt) {
               "\"lease_id\":\"\",\"attempt\":0}");
 }
 
-TEST(Jobs, SubmitForAnUnknownNodeIsNotFound) {
+TEST_P(Jobs, SubmitForAnUnknownNodeIsNotFound) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -62,7 +64,7 @@ TEST(Jobs, SubmitForAnUnknownNodeIsNotFound) {
     EXPECT_EQ(out.error().message, "unknown node lotus-9");
 }
 
-TEST(Jobs, SubmitWithAnIdInUseIsAlreadyExists) {
+TEST_P(Jobs, SubmitWithAnIdInUseIsAlreadyExists) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -73,7 +75,7 @@ TEST(Jobs, SubmitWithAnIdInUseIsAlreadyExists) {
     EXPECT_EQ(out.error().message, "job job-1 already exists");
 }
 
-TEST(Jobs, SameUniqueKeyReturnsTheActiveJobAndANewOneOnceItFinished) {
+TEST_P(Jobs, SameUniqueKeyReturnsTheActiveJobAndANewOneOnceItFinished) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -109,7 +111,7 @@ TEST(Jobs, SameUniqueKeyReturnsTheActiveJobAndANewOneOnceItFinished) {
     EXPECT_EQ(std::count(events.begin(), events.end(), "job.queued"), 2);
 }
 
-TEST(Jobs, ImplicitAcquireLeasesTheNodeInTheSameTransaction) {
+TEST_P(Jobs, ImplicitAcquireLeasesTheNodeInTheSameTransaction) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -146,7 +148,7 @@ TEST(Jobs, ImplicitAcquireLeasesTheNodeInTheSameTransaction) {
     EXPECT_EQ(renewed->job.lease_id, out->job.lease_id);
 }
 
-TEST(Jobs, RefusedImplicitAcquireWritesNothing) {
+TEST_P(Jobs, RefusedImplicitAcquireWritesNothing) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -167,7 +169,7 @@ TEST(Jobs, RefusedImplicitAcquireWritesNothing) {
     EXPECT_FALSE(store->job("job-1"));
 }
 
-TEST(Jobs, RefusedImplicitAcquireUndoesTheWaiterGrantsItMadeOnTheWay) {
+TEST_P(Jobs, RefusedImplicitAcquireUndoesTheWaiterGrantsItMadeOnTheWay) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -191,7 +193,7 @@ TEST(Jobs, RefusedImplicitAcquireUndoesTheWaiterGrantsItMadeOnTheWay) {
     EXPECT_EQ(waiter->state, WaiterState::kWaiting);
 }
 
-TEST(Jobs, ImplicitAcquireOfANodeInMaintenanceFailsAndWritesNothing) {
+TEST_P(Jobs, ImplicitAcquireOfANodeInMaintenanceFailsAndWritesNothing) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -206,7 +208,7 @@ TEST(Jobs, ImplicitAcquireOfANodeInMaintenanceFailsAndWritesNothing) {
     EXPECT_TRUE(jobs->empty());
 }
 
-TEST(Jobs, RequireUnheldRefusesNamingTheHolderAndLetsTheAllowedHolderThrough) {
+TEST_P(Jobs, RequireUnheldRefusesNamingTheHolderAndLetsTheAllowedHolderThrough) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -232,7 +234,7 @@ TEST(Jobs, RequireUnheldRefusesNamingTheHolderAndLetsTheAllowedHolderThrough) {
     EXPECT_TRUE(allowed.lease_id.empty());
 }
 
-TEST(Jobs, ACallerTheNodeRefusesIsRefusedEvenWhenTheSameJobIsActive) {
+TEST_P(Jobs, ACallerTheNodeRefusesIsRefusedEvenWhenTheSameJobIsActive) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -260,7 +262,7 @@ TEST(Jobs, ACallerTheNodeRefusesIsRefusedEvenWhenTheSameJobIsActive) {
     EXPECT_EQ(out->job.id, "job-1");
 }
 
-TEST(Jobs, RequireUnheldOnAFreeOrLapsedNodeLeavesItFree) {
+TEST_P(Jobs, RequireUnheldOnAFreeOrLapsedNodeLeavesItFree) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -278,7 +280,7 @@ TEST(Jobs, RequireUnheldOnAFreeOrLapsedNodeLeavesItFree) {
 
 // --- steps, heartbeats, finish ----------------------------------------------------------------
 
-TEST(Jobs, StepUpdateRecordsTheStepAndItsProcessGroup) {
+TEST_P(Jobs, StepUpdateRecordsTheStepAndItsProcessGroup) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -322,7 +324,7 @@ TEST(Jobs, StepUpdateRecordsTheStepAndItsProcessGroup) {
     EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
 }
 
-TEST(Jobs, HeartbeatMovesOnlyRunningJobsAndRecordsNoEvent) {
+TEST_P(Jobs, HeartbeatMovesOnlyRunningJobsAndRecordsNoEvent) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -338,7 +340,7 @@ TEST(Jobs, HeartbeatMovesOnlyRunningJobsAndRecordsNoEvent) {
     EXPECT_TRUE(store->heartbeat_jobs({}, clock.now()));
 }
 
-TEST(Jobs, FinishEndsTheAttemptOnceAndRecordsTheOutcome) {
+TEST_P(Jobs, FinishEndsTheAttemptOnceAndRecordsTheOutcome) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -373,7 +375,7 @@ TEST(Jobs, FinishEndsTheAttemptOnceAndRecordsTheOutcome) {
     EXPECT_EQ(stored(*store, "job-1").state, JobState::kFailed);
 }
 
-TEST(Jobs, FinishOfAnotherAttemptIsBusyAndABadStateIsInvalid) {
+TEST_P(Jobs, FinishOfAnotherAttemptIsBusyAndABadStateIsInvalid) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -402,7 +404,7 @@ TEST(Jobs, FinishOfAnotherAttemptIsBusyAndABadStateIsInvalid) {
     EXPECT_EQ(stored(*store, "job-1").state, JobState::kRunning);
 }
 
-TEST(Jobs, FinishWithAnEventKindRecordsThatKind) {
+TEST_P(Jobs, FinishWithAnEventKindRecordsThatKind) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -420,7 +422,7 @@ TEST(Jobs, FinishWithAnEventKindRecordsThatKind) {
 
 // --- cancel ---------------------------------------------------------------------------------
 
-TEST(Jobs, CancelOfAQueuedJobEndsItAtOnce) {
+TEST_P(Jobs, CancelOfAQueuedJobEndsItAtOnce) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -439,7 +441,7 @@ TEST(Jobs, CancelOfAQueuedJobEndsItAtOnce) {
     EXPECT_EQ(claimed(*store, clock.now()), "");
 }
 
-TEST(Jobs, CancelOfARunningJobAsksItToStopAndRepeatingChangesNothing) {
+TEST_P(Jobs, CancelOfARunningJobAsksItToStopAndRepeatingChangesNothing) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -466,7 +468,7 @@ TEST(Jobs, CancelOfARunningJobAsksItToStopAndRepeatingChangesNothing) {
     EXPECT_EQ(kinds(*store, "lotus-1").front(), "job.cancelled");
 }
 
-TEST(Jobs, CancelOfAFinishedJobNamesItsStateAndAnUnknownOneIsNotFound) {
+TEST_P(Jobs, CancelOfAFinishedJobNamesItsStateAndAnUnknownOneIsNotFound) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -484,7 +486,7 @@ TEST(Jobs, CancelOfAFinishedJobNamesItsStateAndAnUnknownOneIsNotFound) {
     EXPECT_EQ(unknown.error().message, "job job-9 not found");
 }
 
-TEST(Jobs, CancelRequestSurvivesCloseAndReopen) {
+TEST_P(Jobs, CancelRequestSurvivesCloseAndReopen) {
     TempDir dir;
     core::ManualClock clock;
     {
@@ -506,7 +508,7 @@ TEST(Jobs, CancelRequestSurvivesCloseAndReopen) {
 
 // --- reads ----------------------------------------------------------------------------------
 
-TEST(Jobs, PositionsCountQueuedExclusiveJobsAheadOnTheSameNode) {
+TEST_P(Jobs, PositionsCountQueuedExclusiveJobsAheadOnTheSameNode) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -537,7 +539,7 @@ TEST(Jobs, PositionsCountQueuedExclusiveJobsAheadOnTheSameNode) {
     EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
 }
 
-TEST(Jobs, ListIsNewestFirstWithFiltersAndACursor) {
+TEST_P(Jobs, ListIsNewestFirstWithFiltersAndACursor) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -570,7 +572,7 @@ TEST(Jobs, ListIsNewestFirstWithFiltersAndACursor) {
     EXPECT_EQ(ids(JobQuery{.limit = 0}).size(), 1U);  // clamped to at least one
 }
 
-TEST(Jobs, ActiveJobsAreTheRunningAndCancellingOnesOldestFirst) {
+TEST_P(Jobs, ActiveJobsAreTheRunningAndCancellingOnesOldestFirst) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -592,7 +594,7 @@ TEST(Jobs, ActiveJobsAreTheRunningAndCancellingOnesOldestFirst) {
     EXPECT_EQ((*active)[1].id, "job-3");
 }
 
-TEST(Jobs, CountsShowQueueDepthRunningAndTheOldestQueued) {
+TEST_P(Jobs, CountsShowQueueDepthRunningAndTheOldestQueued) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -644,7 +646,7 @@ std::vector<std::int64_t> seqs(Store& store, OutputQuery query) {
     return out;
 }
 
-TEST(Jobs, OutputPagesFromTheEndBackwardsAndFollowsForwards) {
+TEST_P(Jobs, OutputPagesFromTheEndBackwardsAndFollowsForwards) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -678,7 +680,7 @@ TEST(Jobs, OutputPagesFromTheEndBackwardsAndFollowsForwards) {
     EXPECT_EQ(lines->front().step, 1);
 }
 
-TEST(Jobs, OutputOfAnUnknownJobOrARepeatedSeqIsRefused) {
+TEST_P(Jobs, OutputOfAnUnknownJobOrARepeatedSeqIsRefused) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -694,7 +696,7 @@ TEST(Jobs, OutputOfAnUnknownJobOrARepeatedSeqIsRefused) {
 
 // --- queues, pruning, events ----------------------------------------------------------------
 
-TEST(Jobs, QueuesPauseAndResumeOnceEach) {
+TEST_P(Jobs, QueuesPauseAndResumeOnceEach) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -726,7 +728,7 @@ TEST(Jobs, QueuesPauseAndResumeOnceEach) {
     EXPECT_EQ(unnamed.error().code, ErrorCode::kInvalidArgument);
 }
 
-TEST(Jobs, PruneDeletesOldFinishedJobsAndTheirOutputOnly) {
+TEST_P(Jobs, PruneDeletesOldFinishedJobsAndTheirOutputOnly) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -764,7 +766,7 @@ TEST(Jobs, PruneDeletesOldFinishedJobsAndTheirOutputOnly) {
     EXPECT_EQ(left->size(), 2U);
 }
 
-TEST(Jobs, RecordEventAppendsItAsGiven) {
+TEST_P(Jobs, RecordEventAppendsItAsGiven) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -785,7 +787,7 @@ TEST(Jobs, RecordEventAppendsItAsGiven) {
     EXPECT_EQ(event.after, R"({"rule":"no-upgrades"})");
 }
 
-TEST(Jobs, SubmittedJobSurvivesCloseAndReopen) {
+TEST_P(Jobs, SubmittedJobSurvivesCloseAndReopen) {
     TempDir dir;
     core::ManualClock clock;
     std::int64_t seq = 0;
@@ -815,7 +817,7 @@ TEST(Jobs, SubmittedJobSurvivesCloseAndReopen) {
     EXPECT_EQ(claimed(*store, clock.now()), "job-1");
 }
 
-TEST(Jobs, SucceededDeployingJobRecordsTheTagTheNodeRunsBesideTheConfiguredOne) {
+TEST_P(Jobs, SucceededDeployingJobRecordsTheTagTheNodeRunsBesideTheConfiguredOne) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -849,7 +851,7 @@ TEST(Jobs, SucceededDeployingJobRecordsTheTagTheNodeRunsBesideTheConfiguredOne) 
     EXPECT_EQ(deployed(), "");
 }
 
-TEST(Jobs, FinishAndClaimRecordsTheDeployedTagInItsTransaction) {
+TEST_P(Jobs, FinishAndClaimRecordsTheDeployedTagInItsTransaction) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);

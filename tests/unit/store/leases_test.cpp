@@ -5,9 +5,11 @@
 namespace aviary::store::test {
 namespace {
 
+AVIARY_STORE_SUITE(Leases);
+
 using core::ErrorCode;
 
-TEST(Leases, GrantsAFreeNodeAndRecordsTheAcquisition) {
+TEST_P(Leases, GrantsAFreeNodeAndRecordsTheAcquisition) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -42,7 +44,7 @@ TEST(Leases, GrantsAFreeNodeAndRecordsTheAcquisition) {
     EXPECT_EQ(node->lease->id, attempt->leases.front().id);
 }
 
-TEST(Leases, RenewalKeepsLeaseIdAndAcquiredAtAndMovesExpiry) {
+TEST_P(Leases, RenewalKeepsLeaseIdAndAcquiredAtAndMovesExpiry) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -61,7 +63,7 @@ TEST(Leases, RenewalKeepsLeaseIdAndAcquiredAtAndMovesExpiry) {
               (std::vector<std::string>{"lease.renewed", "lease.acquired", "node.added"}));
 }
 
-TEST(Leases, RefusesAnotherOwnerAndReturnsTheHolder) {
+TEST_P(Leases, RefusesAnotherOwnerAndReturnsTheHolder) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -77,7 +79,7 @@ TEST(Leases, RefusesAnotherOwnerAndReturnsTheHolder) {
         (std::vector<std::string>{"lease.acquired", "node.added"}));  // a refusal changes nothing
 }
 
-TEST(Leases, TakesOverALapsedLeaseAndReportsIt) {
+TEST_P(Leases, TakesOverALapsedLeaseAndReportsIt) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -97,7 +99,7 @@ TEST(Leases, TakesOverALapsedLeaseAndReportsIt) {
                                                                   "lease.acquired", "node.added"}));
 }
 
-TEST(Leases, OwnLapsedLeaseStartsANewLease) {
+TEST_P(Leases, OwnLapsedLeaseStartsANewLease) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -113,7 +115,7 @@ TEST(Leases, OwnLapsedLeaseStartsANewLease) {
     EXPECT_EQ(again->leases.front().acquired_at, clock.now());
 }
 
-TEST(Leases, LeaseOfAnUnknownNodeIsNotFound) {
+TEST_P(Leases, LeaseOfAnUnknownNodeIsNotFound) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -124,7 +126,7 @@ TEST(Leases, LeaseOfAnUnknownNodeIsNotFound) {
     EXPECT_EQ(store->stats().failed_writes, 1U);
 }
 
-TEST(Leases, LeaseOfANodeInMaintenanceIsUnavailable) {
+TEST_P(Leases, LeaseOfANodeInMaintenanceIsUnavailable) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -140,7 +142,7 @@ TEST(Leases, LeaseOfANodeInMaintenanceIsUnavailable) {
     EXPECT_EQ(node->maintenance_reason, "disk swap");
 }
 
-TEST(Leases, LeaseWithoutOwnerIsInvalid) {
+TEST_P(Leases, LeaseWithoutOwnerIsInvalid) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -149,7 +151,7 @@ TEST(Leases, LeaseWithoutOwnerIsInvalid) {
     EXPECT_EQ(attempt.error().code, ErrorCode::kInvalidArgument);
 }
 
-TEST(Leases, ReleaseOfAFreeNodeSucceedsWithNothing) {
+TEST_P(Leases, ReleaseOfAFreeNodeSucceedsWithNothing) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -159,7 +161,7 @@ TEST(Leases, ReleaseOfAFreeNodeSucceedsWithNothing) {
     EXPECT_EQ(kinds(*store, "lotus-1"), (std::vector<std::string>{"node.added"}));
 }
 
-TEST(Leases, ReleaseByTheHolderEndsTheLeaseWithAnEvent) {
+TEST_P(Leases, ReleaseByTheHolderEndsTheLeaseWithAnEvent) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -179,7 +181,7 @@ TEST(Leases, ReleaseByTheHolderEndsTheLeaseWithAnEvent) {
     EXPECT_EQ(node->state, core::NodeState::kFree);
 }
 
-TEST(Leases, ReleaseByAnotherOwnerIsRefusedNamingTheHolder) {
+TEST_P(Leases, ReleaseByAnotherOwnerIsRefusedNamingTheHolder) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -194,7 +196,7 @@ TEST(Leases, ReleaseByAnotherOwnerIsRefusedNamingTheHolder) {
     EXPECT_EQ(node->state, core::NodeState::kLeased);
 }
 
-TEST(Leases, ForcedReleaseWithoutOwnerEndsAnyLease) {
+TEST_P(Leases, ForcedReleaseWithoutOwnerEndsAnyLease) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -211,7 +213,7 @@ TEST(Leases, ForcedReleaseWithoutOwnerEndsAnyLease) {
     EXPECT_EQ(events->front().actor, "admin");
 }
 
-TEST(Leases, ReleaseOfALapsedLeaseSucceedsAndRecordsItsExpiry) {
+TEST_P(Leases, ReleaseOfALapsedLeaseSucceedsAndRecordsItsExpiry) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -224,7 +226,7 @@ TEST(Leases, ReleaseOfALapsedLeaseSucceedsAndRecordsItsExpiry) {
               (std::vector<std::string>{"lease.expired", "lease.acquired", "node.added"}));
 }
 
-TEST(Leases, ReleaseOfAnUnknownNodeIsNotFound) {
+TEST_P(Leases, ReleaseOfAnUnknownNodeIsNotFound) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -234,7 +236,7 @@ TEST(Leases, ReleaseOfAnUnknownNodeIsNotFound) {
     EXPECT_EQ(released.error().message, "unknown node lotus-9");
 }
 
-TEST(Leases, ExpireLeasesEndsOnlyLapsedLeasesWithAnEventEach) {
+TEST_P(Leases, ExpireLeasesEndsOnlyLapsedLeasesWithAnEventEach) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -255,7 +257,7 @@ TEST(Leases, ExpireLeasesEndsOnlyLapsedLeasesWithAnEventEach) {
     EXPECT_TRUE(again->empty());
 }
 
-TEST(Leases, SelectorLeaseTakesTheFirstFreeMatchingNodesUnderOneId) {
+TEST_P(Leases, SelectorLeaseTakesTheFirstFreeMatchingNodesUnderOneId) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -276,7 +278,7 @@ TEST(Leases, SelectorLeaseTakesTheFirstFreeMatchingNodesUnderOneId) {
     EXPECT_EQ((*leases)[1].id, (*leases)[2].id);
 }
 
-TEST(Leases, SelectorLeaseIsAllOrNothing) {
+TEST_P(Leases, SelectorLeaseIsAllOrNothing) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -294,7 +296,7 @@ TEST(Leases, SelectorLeaseIsAllOrNothing) {
     EXPECT_EQ(kinds(*store, "lotus-0"), (std::vector<std::string>{"node.added"}));
 }
 
-TEST(Leases, ExclusiveLeaseRefusesTheSameOwnerBothWays) {
+TEST_P(Leases, ExclusiveLeaseRefusesTheSameOwnerBothWays) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -317,7 +319,7 @@ TEST(Leases, ExclusiveLeaseRefusesTheSameOwnerBothWays) {
     EXPECT_EQ(refused->refusal.holders.at(0).owner, "ci");
 }
 
-TEST(Leases, RenewAndReleaseByIdCoverEveryNodeOfTheLease) {
+TEST_P(Leases, RenewAndReleaseByIdCoverEveryNodeOfTheLease) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -344,7 +346,7 @@ TEST(Leases, RenewAndReleaseByIdCoverEveryNodeOfTheLease) {
     EXPECT_EQ(kinds(*store, "lotus-0").front(), "lease.released");
 }
 
-TEST(Leases, LeaseIdOperationsRefuseOtherOwnersAndIdsNotHeld) {
+TEST_P(Leases, LeaseIdOperationsRefuseOtherOwnersAndIdsNotHeld) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -368,7 +370,7 @@ TEST(Leases, LeaseIdOperationsRefuseOtherOwnersAndIdsNotHeld) {
     EXPECT_EQ(lapsed.error().message, "lease " + id + " is not held");
 }
 
-TEST(Leases, NamedRenewalOfOneNodeRenewsTheWholeLease) {
+TEST_P(Leases, NamedRenewalOfOneNodeRenewsTheWholeLease) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -382,7 +384,7 @@ TEST(Leases, NamedRenewalOfOneNodeRenewsTheWholeLease) {
     EXPECT_EQ(store->node("lotus-0", clock.now())->lease->expires_at, clock.now() + 2h);
 }
 
-TEST(Leases, ShapeErrorsAreInvalid) {
+TEST_P(Leases, ShapeErrorsAreInvalid) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);

@@ -5,9 +5,12 @@
 namespace aviary::store::test {
 namespace {
 
+AVIARY_STORE_SUITE(Machines);
+AVIARY_STORE_SUITE(Nodes);
+
 using core::ErrorCode;
 
-TEST(Nodes, ListShowsALapsedLeaseAsFree) {
+TEST_P(Nodes, ListShowsALapsedLeaseAsFree) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -24,7 +27,7 @@ TEST(Nodes, ListShowsALapsedLeaseAsFree) {
     EXPECT_EQ((*after)[1].spec.labels.at("chain"), "lotus");
 }
 
-TEST(Nodes, ReconcileAddsUpdatesAndRemovesConfigNodes) {
+TEST_P(Nodes, ReconcileAddsUpdatesAndRemovesConfigNodes) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 3);
     ASSERT_TRUE(store);
@@ -57,7 +60,7 @@ TEST(Nodes, ReconcileAddsUpdatesAndRemovesConfigNodes) {
                 unchanged->removed.empty());
 }
 
-TEST(Nodes, ReconcileKeepsALeasedNodeDroppedFromTheConfig) {
+TEST_P(Nodes, ReconcileKeepsALeasedNodeDroppedFromTheConfig) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 3);
     ASSERT_TRUE(store);
@@ -80,7 +83,7 @@ TEST(Nodes, ReconcileKeepsALeasedNodeDroppedFromTheConfig) {
                                         "lease.acquired", "node.added"}));
 }
 
-TEST(Nodes, ReconcileLeavesApiNodesUntouched) {
+TEST_P(Nodes, ReconcileLeavesApiNodesUntouched) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 1);
     ASSERT_TRUE(store);
@@ -103,7 +106,7 @@ TEST(Nodes, ReconcileLeavesApiNodesUntouched) {
     EXPECT_EQ(node->spec.note, "added by hand");
 }
 
-TEST(Nodes, ReconcileRefusesDuplicateNames) {
+TEST_P(Nodes, ReconcileRefusesDuplicateNames) {
     core::ManualClock clock;
     auto store = open_store(memory_settings());
     ASSERT_TRUE(store);
@@ -114,7 +117,7 @@ TEST(Nodes, ReconcileRefusesDuplicateNames) {
     EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
 }
 
-TEST(Nodes, PutNodeAddsThenUpdatesAnApiNodeAndRefusesAConfigNode) {
+TEST_P(Nodes, PutNodeAddsThenUpdatesAnApiNodeAndRefusesAConfigNode) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 1);
     ASSERT_TRUE(store);
@@ -143,7 +146,7 @@ TEST(Nodes, PutNodeAddsThenUpdatesAnApiNodeAndRefusesAConfigNode) {
     EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
 }
 
-TEST(Nodes, PutNodeServesAWaiterForItsLabels) {
+TEST_P(Nodes, PutNodeServesAWaiterForItsLabels) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 1);
     ASSERT_TRUE(store);
@@ -157,7 +160,7 @@ TEST(Nodes, PutNodeServesAWaiterForItsLabels) {
     EXPECT_EQ(grants[0].leases.at(0).node, "lotus-9");
 }
 
-TEST(Nodes, RemoveNodeRefusesConfigAndLeasedNodes) {
+TEST_P(Nodes, RemoveNodeRefusesConfigAndLeasedNodes) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 1);
     ASSERT_TRUE(store);
@@ -179,7 +182,7 @@ TEST(Nodes, RemoveNodeRefusesConfigAndLeasedNodes) {
     EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
 }
 
-TEST(Nodes, MaintenanceEndsTheLeaseOfThatNodeOnlyAndItsEndServesAWaiter) {
+TEST_P(Nodes, MaintenanceEndsTheLeaseOfThatNodeOnlyAndItsEndServesAWaiter) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -213,7 +216,7 @@ TEST(Nodes, MaintenanceEndsTheLeaseOfThatNodeOnlyAndItsEndServesAWaiter) {
     ASSERT_TRUE(again);  // already in service: nothing to do
 }
 
-TEST(Nodes, MaintenanceNeedsAReasonAndAKnownNode) {
+TEST_P(Nodes, MaintenanceNeedsAReasonAndAKnownNode) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -238,7 +241,7 @@ core::NodeSpec machine_spec(std::string name, std::string address) {
                                                        .groups = {"lab"}}};
 }
 
-TEST(Machines, AMachineKeepsItsPropertiesThroughTheStoreAndItsEvents) {
+TEST_P(Machines, AMachineKeepsItsPropertiesThroughTheStoreAndItsEvents) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 1);
     ASSERT_TRUE(store);
@@ -296,7 +299,7 @@ TEST(Machines, AMachineKeepsItsPropertiesThroughTheStoreAndItsEvents) {
     EXPECT_EQ(store->node("t-linux-2", clock.now()).error().code, ErrorCode::kNotFound);
 }
 
-TEST(Machines, WorkerIdsAreReconciledWithAnEventForEachChange) {
+TEST_P(Machines, WorkerIdsAreReconciledWithAnEventForEachChange) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 0);
     ASSERT_TRUE(store);

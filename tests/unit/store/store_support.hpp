@@ -2,10 +2,13 @@
 // Shared by the store's unit tests: temp directories, settings and request builders.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -14,6 +17,7 @@
 #include "store/sql/sql_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 #include "store/store.hpp"
+#include "support/postgres_server.hpp"
 
 namespace aviary::store::test {
 
@@ -50,8 +54,68 @@ inline Settings file_settings(const TempDir& dir) {
     return settings;
 }
 
-/// Opens or fails the test. The store is the SQLite backend, for its test hooks.
-inline std::unique_ptr<sql::SqlStore> open_store(const Settings& settings) {
+/// The backends every conformance test runs against (TEST_P over BackendTest).
+enum class Backend { kSqlite, kPostgres };
+
+/// The backend of the test running now: BackendTest sets it, open_store() obeys it.
+inline Backend& current_backend() {
+    static Backend backend = Backend::kSqlite;
+    return backend;
+}
+
+inline std::vector<Backend> backends() {
+    return {Backend::kSqlite, Backend::kPostgres};
+}
+
+inline std::string backend_name(const ::testing::TestParamInfo<Backend>& info) {
+    return info.param == Backend::kSqlite ? "sqlite" : "postgres";
+}
+
+/// A conformance test: runs once per backend.
+class BackendTest : public ::testing::TestWithParam<Backend> {
+protected:
+    void SetUp() override { current_backend() = GetParam(); }
+    void TearDown() override { current_backend() = Backend::kSqlite; }
+};
+
+/// Declares `Suite` as a conformance suite: its TEST_Ps run against SQLite and PostgreSQL
+/// (Suite.Name/sqlite, Suite.Name/postgres).
+#define AVIARY_STORE_SUITE(Suite)                                                             \
+    class Suite : public ::aviary::store::test::BackendTest {};                               \
+    INSTANTIATE_TEST_SUITE_P(, Suite, ::testing::ValuesIn(::aviary::store::test::backends()), \
+                             ::aviary::store::test::backend_name)
+
+/// On PostgreSQL, a SQLite path names a schema in the shared test cluster: ":memory:" a new one
+/// each time, a file the same one each time (so a reopen finds what was written).
+inline Settings for_backend(Settings settings) {
+    if (current_backend() == Backend::kSqlite) {
+        return settings;
+    }
+    static std::set<std::string> made;
+    std::string schema;
+    if (settings.path == ":memory:") {
+        schema = "t_" + core::new_id();
+    } else {
+        schema = "f_" + std::to_string(std::hash<std::string>{}(settings.path));
+    }
+    for (auto& c : schema) {
+        c = std::isalnum(static_cast<unsigned char>(c)) != 0
+                ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
+                : '_';
+    }
+    settings.driver = "postgres";
+    if (made.insert(schema).second) {
+        settings.url = aviary::test::fresh_postgres_schema_url(schema);
+    } else {
+        settings.url = aviary::test::postgres_schema_url(schema);
+    }
+    return settings;
+}
+
+/// Opens the current backend's store or fails the test; the SqlStore type gives tests its
+/// hooks (exec_for_test).
+inline std::unique_ptr<sql::SqlStore> open_store(const Settings& plain) {
+    auto settings = for_backend(plain);
     auto opened = open(settings);
     if (!opened) {
         ADD_FAILURE() << "open failed: " << opened.error().message;

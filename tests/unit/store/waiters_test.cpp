@@ -7,6 +7,8 @@
 namespace aviary::store::test {
 namespace {
 
+AVIARY_STORE_SUITE(Waiters);
+
 using core::ErrorCode;
 
 std::vector<std::string> nodes_of(const std::vector<core::Lease>& leases) {
@@ -17,7 +19,7 @@ std::vector<std::string> nodes_of(const std::vector<core::Lease>& leases) {
     return names;
 }
 
-TEST(Waiters, EnqueueGrantsAtOnceWhenTheNodeIsFree) {
+TEST_P(Waiters, EnqueueGrantsAtOnceWhenTheNodeIsFree) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -31,7 +33,7 @@ TEST(Waiters, EnqueueGrantsAtOnceWhenTheNodeIsFree) {
     EXPECT_EQ(kinds(*store, "lotus-0").front(), "lease.acquired");
 }
 
-TEST(Waiters, ReleaseServesTheWaiterAndTheListenerHearsItAfterTheCommit) {
+TEST_P(Waiters, ReleaseServesTheWaiterAndTheListenerHearsItAfterTheCommit) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -61,7 +63,7 @@ TEST(Waiters, ReleaseServesTheWaiterAndTheListenerHearsItAfterTheCommit) {
                                         "waiter.queued", "lease.acquired", "node.added"}));
 }
 
-TEST(Waiters, DirectAcquireDoesNotTakeANodeAnEarlierWaiterIsOwed) {
+TEST_P(Waiters, DirectAcquireDoesNotTakeANodeAnEarlierWaiterIsOwed) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -84,7 +86,7 @@ TEST(Waiters, DirectAcquireDoesNotTakeANodeAnEarlierWaiterIsOwed) {
     EXPECT_EQ(store->node("lotus-2", clock.now())->state, core::NodeState::kFree);
 }
 
-TEST(Waiters, CancelOfAWaitingWaiterServesTheNextInLine) {
+TEST_P(Waiters, CancelOfAWaitingWaiterServesTheNextInLine) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -108,7 +110,7 @@ TEST(Waiters, CancelOfAWaitingWaiterServesTheNextInLine) {
     EXPECT_EQ((*events)[2].actor, "alice");
 }
 
-TEST(Waiters, CancelOfAGrantedWaiterReleasesItsLease) {
+TEST_P(Waiters, CancelOfAGrantedWaiterReleasesItsLease) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -132,7 +134,7 @@ TEST(Waiters, CancelOfAGrantedWaiterReleasesItsLease) {
     EXPECT_FALSE(*unknown);
 }
 
-TEST(Waiters, ExpireRemovesWaitersPastTheirDeadlineAndServesThoseBehind) {
+TEST_P(Waiters, ExpireRemovesWaitersPastTheirDeadlineAndServesThoseBehind) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -157,7 +159,7 @@ TEST(Waiters, ExpireRemovesWaitersPastTheirDeadlineAndServesThoseBehind) {
               1);
 }
 
-TEST(Waiters, DropRemovesEveryWaiterWithAnEventEach) {
+TEST_P(Waiters, DropRemovesEveryWaiterWithAnEventEach) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -174,7 +176,7 @@ TEST(Waiters, DropRemovesEveryWaiterWithAnEventEach) {
     EXPECT_EQ(kinds(*store, "lotus-0")[1], "waiter.dropped");
 }
 
-TEST(Waiters, ListShowsServingOrderAndPositionsCountOnlyOverlappingWaiters) {
+TEST_P(Waiters, ListShowsServingOrderAndPositionsCountOnlyOverlappingWaiters) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 4);
     ASSERT_TRUE(store);
@@ -196,7 +198,7 @@ TEST(Waiters, ListShowsServingOrderAndPositionsCountOnlyOverlappingWaiters) {
     EXPECT_EQ(waiters->at(2).request.count, 2);
 }
 
-TEST(Waiters, TwoWaitersForOverlappingSetsBothFinishInTurn) {
+TEST_P(Waiters, TwoWaitersForOverlappingSetsBothFinishInTurn) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
@@ -220,7 +222,7 @@ TEST(Waiters, TwoWaitersForOverlappingSetsBothFinishInTurn) {
     EXPECT_EQ(nodes_of(grants[1].leases), (std::vector<std::string>{"lotus-1"}));
 }
 
-TEST(Waiters, UnservableRequestsAreRefusedInsteadOfQueued) {
+TEST_P(Waiters, UnservableRequestsAreRefusedInsteadOfQueued) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);

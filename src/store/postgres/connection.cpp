@@ -1,0 +1,285 @@
+#include "store/postgres/connection.hpp"
+
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <optional>
+#include <vector>
+
+namespace aviary::store::postgres {
+namespace {
+
+constexpr Oid kInt8 = 20;
+constexpr Oid kText = 25;
+
+}  // namespace
+
+std::string redact_url(std::string_view url) {
+    std::string out{url};
+    // URI form: scheme://user:password@host...
+    if (auto scheme = out.find("://"); scheme != std::string::npos) {
+        auto at = out.find('@', scheme + 3);
+        auto slash = out.find('/', scheme + 3);
+        if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+            auto colon = out.find(':', scheme + 3);
+            if (colon != std::string::npos && colon < at) {
+                out.replace(colon + 1, at - colon - 1, "***");
+            }
+        }
+    }
+    // Keyword form, or a URI's query: password=...
+    for (auto pos = out.find("password="); pos != std::string::npos;
+         pos = out.find("password=", pos + 1)) {
+        auto start = pos + 9;
+        auto end = out.find_first_of(" &", start);
+        out.replace(start, (end == std::string::npos ? out.size() : end) - start, "***");
+    }
+    return out;
+}
+
+std::string numbered_parameters(std::string_view sql) {
+    std::string out;
+    out.reserve(sql.size());
+    char quote = 0;
+    for (std::size_t i = 0; i < sql.size(); ++i) {
+        char c = sql[i];
+        if (quote != 0) {
+            if (c == quote) {
+                quote = 0;
+            }
+        } else if (c == '\'' || c == '"') {
+            quote = c;
+        } else if (c == '?' && i + 1 < sql.size() && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
+            c = '$';
+        }
+        out.push_back(c);
+    }
+    return out;
+}
+
+/// One statement, prepared on the server at its first run.
+class PgConnection::Cursor final : public sql::Cursor {
+public:
+    Cursor(PgConnection& db, std::string sql, std::string name)
+        : db_(db), sql_(std::move(sql)), name_(std::move(name)) {}
+    ~Cursor() override { reset(); }
+    Cursor(const Cursor&) = delete;
+    Cursor& operator=(const Cursor&) = delete;
+
+    void bind_int64(int index, std::int64_t value) override {
+        slot(index) = std::to_string(value);
+        types_[static_cast<std::size_t>(index - 1)] = kInt8;
+    }
+    void bind_text(int index, std::string_view value) override {
+        slot(index) = std::string{value};
+        types_[static_cast<std::size_t>(index - 1)] = kText;
+    }
+    void bind_null(int index) override { slot(index).reset(); }
+
+    core::Result<bool> step() override {
+        if (result_ == nullptr) {
+            if (auto ran = execute(); !ran) {
+                return ran.error();
+            }
+            row_ = -1;
+        }
+        ++row_;
+        return row_ < PQntuples(result_);
+    }
+    bool is_null(int column) const override { return PQgetisnull(result_, row_, column) != 0; }
+    std::int64_t int64(int column) const override {
+        const char* value = PQgetvalue(result_, row_, column);
+        if (value[0] == 't' && value[1] == '\0') {
+            return 1;
+        }
+        if (value[0] == 'f' && value[1] == '\0') {
+            return 0;
+        }
+        std::int64_t out = 0;
+        std::from_chars(value, value + PQgetlength(result_, row_, column), out);
+        return out;
+    }
+    std::string text(int column) const override {
+        return std::string(PQgetvalue(result_, row_, column),
+                           static_cast<std::size_t>(PQgetlength(result_, row_, column)));
+    }
+    void reset() override {
+        if (result_ != nullptr) {
+            PQclear(result_);
+            result_ = nullptr;
+        }
+        for (auto& value : values_) {
+            value.reset();
+        }
+    }
+    bool busy() const { return result_ != nullptr; }
+    /// The connection was opened again: the server forgot the statement.
+    void forget_prepared() { prepared_ = false; }
+
+private:
+    std::optional<std::string>& slot(int index) {
+        AVIARY_ASSERT(index >= 1, "parameters count from 1");
+        auto needed = static_cast<std::size_t>(index);
+        if (values_.size() < needed) {
+            values_.resize(needed);
+            types_.resize(needed, 0);
+        }
+        return values_[needed - 1];
+    }
+
+    core::Result<void> execute() {
+        int count = static_cast<int>(values_.size());
+        if (!prepared_) {
+            PGresult* made =
+                PQprepare(db_.conn_, name_.c_str(), sql_.c_str(), count, types_.data());
+            if (PQresultStatus(made) != PGRES_COMMAND_OK) {
+                auto error = db_.failed(fmt::format("cannot prepare \"{}\"", sql_), made);
+                PQclear(made);
+                return error;
+            }
+            PQclear(made);
+            prepared_ = true;
+        }
+        std::vector<const char*> values(values_.size());
+        for (std::size_t i = 0; i < values_.size(); ++i) {
+            values[i] = values_[i] ? values_[i]->c_str() : nullptr;
+        }
+        result_ =
+            PQexecPrepared(db_.conn_, name_.c_str(), count, values.data(), nullptr, nullptr, 0);
+        auto status = PQresultStatus(result_);
+        if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+            auto error = db_.failed(sql_, result_);
+            PQclear(result_);
+            result_ = nullptr;
+            return error;
+        }
+        db_.last_sqlstate_.clear();
+        const char* tuples = PQcmdTuples(result_);
+        std::int64_t changed = 0;
+        std::from_chars(tuples, tuples + std::char_traits<char>::length(tuples), changed);
+        db_.changes_ = changed;
+        return {};
+    }
+
+    PgConnection& db_;
+    std::string sql_;
+    std::string name_;
+    bool prepared_ = false;
+    std::vector<std::optional<std::string>> values_;
+    std::vector<Oid> types_;
+    PGresult* result_ = nullptr;
+    int row_ = -1;
+};
+
+core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo& info) {
+    std::string timeout = std::to_string(std::max<std::int64_t>(
+        1, std::chrono::ceil<std::chrono::seconds>(info.connect_timeout).count()));
+    std::vector<const char*> keys{"dbname", "connect_timeout", "application_name"};
+    std::vector<const char*> values{info.url.c_str(), timeout.c_str(),
+                                    info.application_name.c_str()};
+    if (!info.password.empty()) {
+        keys.push_back("password");
+        values.push_back(info.password.c_str());
+    }
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+    // expand_dbname: "dbname" may be a whole URI or keyword string; later keys fill the rest.
+    PGconn* conn = PQconnectdbParams(keys.data(), values.data(), 1);
+    std::string name = redact_url(info.url);
+    if (conn == nullptr) {
+        return core::Error{core::ErrorCode::kStorage,
+                           fmt::format("cannot connect to postgres {}: out of memory", name)};
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        std::string why = PQerrorMessage(conn);
+        while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) {
+            why.pop_back();
+        }
+        PQfinish(conn);
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("cannot connect to postgres {}: {}", name, why)};
+    }
+    // Notices (an IF NOT EXISTS that found its table) are not errors: nothing to print.
+    PQsetNoticeProcessor(
+        conn, [](void*, const char*) {}, nullptr);
+    return std::unique_ptr<PgConnection>(new PgConnection(conn, std::move(name)));
+}
+
+PgConnection::PgConnection(pg_conn* conn, std::string name) : conn_(conn), name_(std::move(name)) {}
+
+PgConnection::~PgConnection() {
+    statements_.clear();
+    PQfinish(conn_);
+}
+
+core::Result<sql::Statement> PgConnection::prepare(std::string_view sql) {
+    auto it = statements_.find(sql);
+    if (it == statements_.end()) {
+        auto cursor = std::make_unique<Cursor>(*this, numbered_parameters(sql),
+                                               fmt::format("s{}", ++statements_made_));
+        it = statements_.emplace(std::string{sql}, std::move(cursor)).first;
+    }
+    AVIARY_ASSERT(!it->second->busy(), "a cached statement is used by one Statement at a time");
+    return sql::Statement{*it->second};
+}
+
+core::Result<void> PgConnection::run(std::string_view sql) {
+    return exec(sql);
+}
+
+core::Result<void> PgConnection::exec(std::string_view sql) {
+    std::string owned{sql};
+    PGresult* result = PQexec(conn_, owned.c_str());
+    auto status = PQresultStatus(result);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        auto error = failed(owned, result);
+        PQclear(result);
+        return error;
+    }
+    last_sqlstate_.clear();
+    PQclear(result);
+    return {};
+}
+
+bool PgConnection::in_autocommit() const {
+    return PQtransactionStatus(conn_) == PQTRANS_IDLE;
+}
+
+core::Result<void> PgConnection::begin_write() {
+    return exec(fmt::format("BEGIN; SELECT {}", kWriteLock));
+}
+
+core::Result<void> PgConnection::begin_read() {
+    return exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+}
+
+bool PgConnection::broken() const {
+    return PQstatus(conn_) != CONNECTION_OK;
+}
+
+core::Error PgConnection::error(std::string_view what) const {
+    std::string why = PQerrorMessage(conn_);
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) {
+        why.pop_back();
+    }
+    return core::Error{core::ErrorCode::kStorage,
+                       fmt::format("postgres {}: {} ({})", name_, why, what)};
+}
+
+core::Error PgConnection::failed(std::string_view what, const pg_result* result) {
+    const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+    last_sqlstate_ = state != nullptr ? state : "";
+    std::string why = result != nullptr ? PQresultErrorMessage(result) : "";
+    if (why.empty()) {
+        why = PQerrorMessage(conn_);
+    }
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) {
+        why.pop_back();
+    }
+    // A lost connection is the database being away, not a bad statement.
+    auto code = broken() ? core::ErrorCode::kUnavailable : core::ErrorCode::kStorage;
+    return core::Error{code, fmt::format("postgres {}: {} ({})", name_, why, what)};
+}
+
+}  // namespace aviary::store::postgres

@@ -1,0 +1,82 @@
+#pragma once
+// Private to src/store and its unit tests: one PostgreSQL connection (libpq) with its cache of
+// prepared statements.
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/core.hpp"
+#include "store/sql/connection.hpp"
+
+struct pg_conn;
+struct pg_result;
+
+namespace aviary::store::postgres {
+
+/// Where to connect and as whom. `url` is a libpq connection URI or keyword string; the
+/// password comes apart from it (a file's contents or an environment variable), so the URL
+/// can be logged.
+struct ConnectInfo {
+    std::string url;
+    std::string password;  ///< empty: libpq's own (PGPASSWORD, ~/.pgpass, or none)
+    core::Millis connect_timeout{std::chrono::seconds{5}};
+    std::string application_name = "aviary";
+};
+
+/// `url` with any password in it replaced by "***": what messages and logs show.
+std::string redact_url(std::string_view url);
+
+/// An open PostgreSQL connection (sql::Connection's rules apply). Statements are prepared on
+/// the server at their first run, with the parameter types of that run (int8 for integers,
+/// text for text), and results come back as text.
+class PgConnection final : public sql::Connection {
+public:
+    static core::Result<std::unique_ptr<PgConnection>> open(const ConnectInfo& info);
+    ~PgConnection() override;
+    PgConnection(const PgConnection&) = delete;
+    PgConnection& operator=(const PgConnection&) = delete;
+
+    sql::Dialect dialect() const override { return sql::Dialect::kPostgres; }
+    /// `?N` parameters become `$N`.
+    core::Result<sql::Statement> prepare(std::string_view sql) override;
+    core::Result<void> run(std::string_view sql) override;
+    core::Result<void> exec(std::string_view sql) override;
+    std::int64_t changes() const override { return changes_; }
+    bool in_autocommit() const override;
+    /// BEGIN, then the transaction-level advisory lock every writer of this schema takes: one
+    /// write transaction at a time across every instance, so each rule decides on the state it
+    /// writes (docs/scaling.md, "Why one writer at a time").
+    core::Result<void> begin_write() override;
+    /// REPEATABLE READ, READ ONLY: one snapshot for the whole transaction.
+    core::Result<void> begin_read() override;
+    core::Error error(std::string_view what) const override;
+    const std::string& name() const override { return name_; }
+
+    /// True once the server connection is lost (it must be opened again).
+    bool broken() const;
+    /// The SQLSTATE of the last failed statement ("" when none): 40001, 40P01, 57P01...
+    const std::string& last_sqlstate() const { return last_sqlstate_; }
+
+private:
+    class Cursor;
+    PgConnection(pg_conn* conn, std::string name);
+    core::Error failed(std::string_view what, const pg_result* result);
+
+    pg_conn* conn_;
+    std::string name_;
+    std::int64_t changes_ = 0;
+    std::string last_sqlstate_;
+    int statements_made_ = 0;
+    std::map<std::string, std::unique_ptr<Cursor>, std::less<>> statements_;
+};
+
+/// `sql` with `?N` parameters written `$N` (quoted strings and identifiers left alone).
+std::string numbered_parameters(std::string_view sql);
+
+/// The advisory lock (two keys) that write transactions and migrations take: the first names
+/// aviary, the second this schema.
+inline constexpr std::string_view kWriteLock =
+    "pg_advisory_xact_lock(1635148153, hashtext(current_schema()))";
+
+}  // namespace aviary::store::postgres

@@ -1,0 +1,51 @@
+#include "store/postgres/postgres_store.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "store/postgres/connection.hpp"
+#include "store/postgres/migrations.hpp"
+#include "store/sql/sql_store.hpp"
+
+namespace aviary::store::postgres {
+
+core::Result<std::unique_ptr<Store>> open_postgres(const Settings& settings) {
+    if (settings.url.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           "store.url is empty: the postgres driver needs "
+                           "postgresql://user@host:port/database"};
+    }
+    if (settings.read_connections < 1) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("store.read_connections must be at least 1, got {}",
+                                       settings.read_connections)};
+    }
+    ConnectInfo info{.url = settings.url,
+                     .password = settings.password,
+                     .connect_timeout = settings.connect_timeout};
+    auto writer = PgConnection::open(info);
+    if (!writer) {
+        return writer.error();
+    }
+    auto reached = migrate(**writer);
+    if (!reached) {
+        return reached.error();
+    }
+    auto readers = sql::ReadPool::open(
+        settings.read_connections, [&]() -> core::Result<std::unique_ptr<sql::Connection>> {
+            auto reader = PgConnection::open(info);
+            if (!reader) {
+                return reader.error();
+            }
+            return std::unique_ptr<sql::Connection>{std::move(*reader)};
+        });
+    if (!readers) {
+        return readers.error();
+    }
+    core::logger("store")->info("store opened postgres={} schema_version={} readers={}",
+                                (*writer)->name(), *reached, settings.read_connections);
+    return std::unique_ptr<Store>{
+        new sql::SqlStore(std::move(*writer), std::move(*readers), *reached)};
+}
+
+}  // namespace aviary::store::postgres
