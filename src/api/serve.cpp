@@ -357,8 +357,8 @@ int serve(config::Config config, ServeOptions options) {
     }
     auto store = store::open(config.store);
     if (!store) {
-        std::fprintf(stderr, "aviary: cannot open the store at %s: %s\n", config.store.path.c_str(),
-                     store.error().message.c_str());
+        std::fprintf(stderr, "aviary: cannot open the store at %s: %s\n",
+                     store::describe(config.store).c_str(), store.error().message.c_str());
         return 1;
     }
     core::SystemClock clock;
@@ -458,7 +458,7 @@ int serve(config::Config config, ServeOptions options) {
     warn_if_tokens_in_clear(*log, config);
     const char* scheme = config.server.tls.cert_file.empty() ? "http" : "https";
     log->info("serving address={}://{} config={} data_dir={} store={}", scheme, *address,
-              config.source, config.data_dir, config.store.path);
+              config.source, config.data_dir, store::describe(config.store));
     std::printf("aviary %s serving on %s://%s\n", std::string{version()}.c_str(), scheme,
                 address->c_str());
     std::fflush(stdout);

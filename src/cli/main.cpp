@@ -19,6 +19,7 @@ struct ServeFlags {
     std::string config_path;
     std::string listen;
     std::string data_dir;
+    std::string store;
     bool insecure = false;
 };
 
@@ -37,6 +38,14 @@ int run_serve(const ServeFlags& flags) {
     }
     if (!flags.data_dir.empty()) {
         config->data_dir = flags.data_dir;
+    }
+    if (!flags.store.empty()) {
+        if (auto problem = config::check_store_url(flags.store)) {
+            std::fprintf(stderr, "aviary: --store: %s\n", problem->c_str());
+            return 2;
+        }
+        config->store.driver = "postgres";
+        config->store.url = flags.store;
     }
     return api::serve(std::move(*config), api::ServeOptions{.insecure = flags.insecure});
 }
@@ -441,6 +450,10 @@ static int run_main(int argc, char** argv) {
     commands.serve->add_option("--listen", serve_flags.listen,
                                "HOST:PORT to listen on (port 0: any)");
     commands.serve->add_option("--data-dir", serve_flags.data_dir, "where the SQLite store lives");
+    commands.serve->add_option("--store", serve_flags.store,
+                               "a PostgreSQL store shared with other instances: "
+                               "postgresql://user@host:5432/db (password from store.password_file "
+                               "or PGPASSWORD; docs/scaling.md)");
     commands.serve->add_flag("--insecure", serve_flags.insecure,
                              "allow a non-loopback listen address without auth.tokens "
                              "(docs/security.md)");

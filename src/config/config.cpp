@@ -158,21 +158,61 @@ void read_store_driver(YamlReader& r, const Value& value, std::string& driver) {
     if (!r.read_string(value, text)) {
         return;
     }
-    if (text == "postgres" || text == "postgresql") {
-        r.error(value, "\"postgres\" arrives with scale-out; use \"sqlite\"");
-    } else if (text != "sqlite") {
-        r.error(value, fmt::format("unknown store driver \"{}\" (sqlite)", text));
-    } else {
-        driver = std::move(text);
+    if (text == "postgresql") {
+        text = "postgres";
     }
+    if (text != "sqlite" && text != "postgres") {
+        r.error(value, fmt::format("unknown store driver \"{}\" (sqlite, postgres)", text));
+        return;
+    }
+    driver = std::move(text);
 }
 
-void read_store(YamlReader& r, const Value& value, store::Settings& s) {
+/// store.url: checked by check_store_url.
+void read_store_url(YamlReader& r, const Value& value, std::string& url) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (auto problem = check_store_url(text)) {
+        r.error(value, *problem);
+        return;
+    }
+    url = std::move(text);
+}
+
+void read_store(YamlReader& r,
+                const Value& value,
+                store::Settings& s,
+                const std::filesystem::path& base_dir) {
+    SecretSource password;
+    std::optional<Value> driver_at;
+    std::optional<Value> url_at;
     r.read_map(
         value,
         {
-            {"driver", [&](const Value& v) { read_store_driver(r, v, s.driver); }},
+            {"driver",
+             [&](const Value& v) {
+                 driver_at = v;
+                 read_store_driver(r, v, s.driver);
+             }},
             {"path", [&](const Value& v) { r.read_string(v, s.path); }},
+            {"url",
+             [&](const Value& v) {
+                 url_at = v;
+                 read_store_url(r, v, s.url);
+             }},
+            {"password_file",
+             [&](const Value& v) {
+                 password.file_at = v;
+                 r.read_string(v, password.file);
+             }},
+            {"password_env",
+             [&](const Value& v) {
+                 password.env_at = v;
+                 r.read_string(v, password.env);
+             }},
+            {"connect_timeout", [&](const Value& v) { r.read_duration(v, s.connect_timeout); }},
             {"synchronous",
              [&](const Value& v) {
                  r.read_choice(v, s.synchronous, {"full", "normal"}, "synchronous mode",
@@ -183,6 +223,19 @@ void read_store(YamlReader& r, const Value& value, store::Settings& s) {
             {"event_retention", [&](const Value& v) { r.read_duration(v, s.event_retention); }},
             {"retention_sweep", [&](const Value& v) { r.read_duration(v, s.retention_sweep); }},
         });
+    std::string password_path;
+    load_source(r, password, "password", base_dir, password_path, s.password);
+    // A URL says PostgreSQL; saying sqlite beside it is a contradiction worth naming.
+    if (url_at && !driver_at) {
+        s.driver = "postgres";
+    }
+    if (s.driver == "postgres" && s.url.empty() && !url_at) {
+        r.error(driver_at ? *driver_at : value,
+                "the postgres store needs store.url (postgresql://user@host:5432/database)");
+    }
+    if (s.driver == "sqlite" && url_at && driver_at) {
+        r.error(*url_at, "store.url is for driver postgres; driver is sqlite");
+    }
 }
 
 /// What a named entry of a list (a node, a machine, a worker id) is told when its name is
@@ -656,7 +709,7 @@ void read_config(YamlReader& r,
                           }},
                          {"log", [&](const Value& v) { read_log(r, v, c.log); }},
                          {"server", [&](const Value& v) { read_server(r, v, c.server, base_dir); }},
-                         {"store", [&](const Value& v) { read_store(r, v, c.store); }},
+                         {"store", [&](const Value& v) { read_store(r, v, c.store, base_dir); }},
                          {"fleet", [&](const Value& v) { read_fleet(r, v, c.fleet); }},
                          {"jobs", [&](const Value& v) { jobs_value = v; }},
                          {"drivers", [&](const Value& v) { read_drivers(r, v, c.drivers); }},
@@ -733,6 +786,29 @@ core::Result<Config> load_file(const std::string& path) {
     std::ostringstream text;
     text << in.rdbuf();
     return load(text.str(), path, fs::path{path}.parent_path(), &builtin_actions());
+}
+
+std::optional<std::string> check_store_url(std::string_view url) {
+    bool uri = url.starts_with("postgresql://") || url.starts_with("postgres://");
+    if (!uri && url.find('=') == std::string_view::npos) {
+        return "store.url must be a postgresql:// URI or a libpq keyword string "
+               "(host=... dbname=...)";
+    }
+    bool password = url.find("password=") != std::string_view::npos;
+    if (uri) {
+        auto authority = url.find("://") + 3;
+        auto end = url.find_first_of("/?", authority);
+        auto userinfo =
+            url.substr(authority, end == std::string_view::npos ? end : end - authority);
+        auto at = userinfo.rfind('@');
+        password = password || (at != std::string_view::npos &&
+                                userinfo.substr(0, at).find(':') != std::string_view::npos);
+    }
+    if (password) {
+        return "store.url holds a password, and the URL is logged: put the password in "
+               "store.password_file or store.password_env";
+    }
+    return std::nullopt;
 }
 
 core::Result<Config> load_string(std::string_view yaml, std::string_view source) {

@@ -6,6 +6,7 @@
 /// path: `aviary.yaml:14:17: fleet.lease_ttl: expected a duration like "30s", got "thirty"`.
 /// Secrets (tokens) come from files or environment variables, never inline in the YAML, and
 /// are never logged. Features never see YAML: only the role wiring reads a Config.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,11 @@ struct Config {
 /// in file order. Relative token files are read from the file's directory. Every built-in
 /// action (those of embedded_default()) the file does not define is added after the file's.
 core::Result<Config> load_file(const std::string& path);
+
+/// Why `url` cannot be store.url (or `serve --store`), or nothing: it must be a postgresql://
+/// URI or a libpq keyword string, and hold no password (the URL is logged; the password
+/// comes from store.password_file or store.password_env).
+std::optional<std::string> check_store_url(std::string_view url);
 /// Loads and validates YAML text; `source` names it in error messages (as FILE above).
 /// Relative token files are read from the working directory. Built-in actions as load_file.
 core::Result<Config> load_string(std::string_view yaml, std::string_view source);

@@ -117,4 +117,26 @@ void check_cert_and_key(YamlReader& r,
     }
 }
 
+/// Loads the secret `source` names (at most one of file and env) into `secret`; a file's
+/// resolved path goes to `path`.
+void load_source(YamlReader& r,
+                 const SecretSource& source,
+                 std::string_view name,
+                 const std::filesystem::path& base_dir,
+                 std::string& path,
+                 std::string& secret) {
+    if (!source.file.empty() && !source.env.empty()) {
+        r.error(*source.env_at, fmt::format("give {0}_file or {0}_env, not both", name));
+        return;
+    }
+    if (source.file_at && !source.file.empty()) {
+        read_file_setting(r, *source.file_at, fmt::format("{} file", name), base_dir, path);
+        if (!path.empty()) {
+            load_file_secret(r, *source.file_at, path, secret, fmt::format("{} file", name));
+        }
+    } else if (source.env_at && !source.env.empty()) {
+        load_env_secret(r, *source.env_at, source.env, secret);
+    }
+}
+
 }  // namespace aviary::config

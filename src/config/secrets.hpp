@@ -31,6 +31,23 @@ void load_secret(YamlReader& r,
                  const std::filesystem::path& base_dir,
                  std::string& secret);
 
+/// Where a secret given as `NAME_file` or `NAME_env` came from.
+struct SecretSource {
+    std::optional<Value> file_at;
+    std::optional<Value> env_at;
+    std::string file;
+    std::string env;
+};
+
+/// Loads the secret `source` names (at most one of file and env) into `secret`; a file's
+/// resolved path goes to `path`.
+void load_source(YamlReader& r,
+                 const SecretSource& source,
+                 std::string_view name,
+                 const std::filesystem::path& base_dir,
+                 std::string& path,
+                 std::string& secret);
+
 /// A file (a TLS certificate, key or CA, an ssh key or known_hosts) that must be readable now,
 /// so a typo fails the load and not the first handshake. A relative path is read from `base_dir`
 /// (the config file's directory) and stored resolved, so a reload (SIGHUP) finds the same file

@@ -530,6 +530,10 @@ public:
     virtual void close() = 0;
 };
 
+/// Where the store is, for messages: the SQLite file, or the PostgreSQL URL (which holds no
+/// password: the config refuses one).
+std::string describe(const Settings& settings);
+
 /// Opens (creating if needed) and migrates the store named by `settings`.
 core::Result<std::unique_ptr<Store>> open(const Settings& settings);
 

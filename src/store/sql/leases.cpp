@@ -461,7 +461,7 @@ core::Result<std::optional<core::TimePoint>> select_next_lease_deadline(Connecti
     // leases.expires_at is indexed (one seek); waiters are few, those of one pool.
     auto select = db.prepare(
         "SELECT min(t) FROM (SELECT min(expires_at) AS t FROM leases "
-        "UNION ALL SELECT min(deadline) FROM waiters)");
+        "UNION ALL SELECT min(deadline) FROM waiters) AS deadlines");
     if (!select) {
         return select.error();
     }

@@ -53,10 +53,13 @@ void expect_same(const net::ServerSettings& want, const net::ServerSettings& got
 }
 
 void expect_same(const store::Settings& want, const store::Settings& got) {
-    const auto& [driver, path, synchronous, read_connections, busy_timeout, event_retention,
-                 retention_sweep] = want;
+    const auto& [driver, path, url, password, connect_timeout, synchronous, read_connections,
+                 busy_timeout, event_retention, retention_sweep] = want;
     EXPECT_EQ(got.driver, driver);
     EXPECT_EQ(got.path, path);
+    EXPECT_EQ(got.url, url);
+    EXPECT_EQ(got.password, password);
+    EXPECT_EQ(got.connect_timeout, connect_timeout);
     EXPECT_EQ(got.synchronous, synchronous);
     EXPECT_EQ(got.read_connections, read_connections);
     EXPECT_EQ(got.busy_timeout, busy_timeout);
@@ -804,13 +807,45 @@ TEST(Config, MaxLeaseTtlMustCoverLeaseTtl) {
               "lease_ttl (2h)");
 }
 
-TEST(Config, PostgresIsRefusedForNow) {
-    EXPECT_EQ(
-        error_of("store: {driver: postgres}\n"),
-        "aviary.yaml:1:17: store.driver: \"postgres\" arrives with scale-out; use \"sqlite\"");
+TEST(Config, PostgresStoreNeedsAUrlAndAUrlMeansPostgres) {
+    EXPECT_EQ(error_of("store: {driver: postgres}\n"),
+              "aviary.yaml:1:17: store.driver: the postgres store needs store.url "
+              "(postgresql://user@host:5432/database)");
+    EXPECT_EQ(error_of("store: {driver: mysql}\n"),
+              "aviary.yaml:1:17: store.driver: unknown store driver \"mysql\" (sqlite, postgres)");
+    EXPECT_EQ(error_of("store: {driver: sqlite, url: 'postgresql://a@db/x'}\n"),
+              "aviary.yaml:1:30: store.url: store.url is for driver postgres; driver is sqlite");
+    EXPECT_EQ(error_of("store: {url: 'mysql://db/x'}\n"),
+              "aviary.yaml:1:14: store.url: store.url must be a postgresql:// URI or a libpq "
+              "keyword string (host=... dbname=...)");
     EXPECT_EQ(
         error_of("store: {synchronous: off}\n"),
         "aviary.yaml:1:22: store.synchronous: unknown synchronous mode \"off\" (full, normal)");
+    auto loaded = load_string("store: {url: 'postgresql://aviary@db:5432/aviary'}\n", "t.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->store.driver, "postgres");
+    EXPECT_EQ(loaded->store.url, "postgresql://aviary@db:5432/aviary");
+}
+
+TEST(Config, StorePasswordComesApartFromTheUrlAndIsNeverEchoed) {
+    for (const char* url :
+         {"postgresql://aviary:hunter2@db/aviary", "host=db dbname=aviary password=hunter2"}) {
+        auto message = error_of(std::string{"store: {url: '"} + url + "'}\n");
+        EXPECT_EQ(message,
+                  "aviary.yaml:1:14: store.url: store.url holds a password, and the URL is logged: "
+                  "put the password in store.password_file or store.password_env");
+        EXPECT_EQ(message.find("hunter2"), std::string::npos);
+    }
+    ::setenv("AVIARY_TEST_PG_PASSWORD", "s3cret-db", 1);
+    auto loaded = load_string(
+        "store:\n  url: postgresql://aviary@db/aviary\n  password_env: AVIARY_TEST_PG_PASSWORD\n",
+        "t.yaml");
+    ::unsetenv("AVIARY_TEST_PG_PASSWORD");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->store.password, "s3cret-db");
+    // A user name with an @ in a query value is not a password.
+    EXPECT_EQ(config::check_store_url("postgresql://aviary@db/aviary?application_name=a:b"),
+              std::nullopt);
 }
 
 TEST(Config, LogFormatIsTextOrJson) {

@@ -868,5 +868,26 @@ TEST_P(Jobs, FinishAndClaimRecordsTheDeployedTagInItsTransaction) {
     EXPECT_EQ(nodes->front().deployed_tag, "v2.0.0");
 }
 
+TEST_P(Jobs, NextRunAtIsTheEarliestFutureRunOfAQueuedJob) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto none = store->next_job_run_at(clock.now());
+    ASSERT_TRUE(none) << none.error().message;
+    EXPECT_FALSE(*none);
+
+    auto now_job = job_of("job-now", "lotus-0", clock.now());
+    submitted(*store, now_job);
+    auto later = job_of("job-later", "lotus-1", clock.now());
+    later.run_at = clock.now() + 5min;
+    submitted(*store, later);
+    auto sooner = job_of("job-sooner", "lotus-2", clock.now());
+    sooner.run_at = clock.now() + 2min;
+    submitted(*store, sooner);
+    auto next = store->next_job_run_at(clock.now());
+    ASSERT_TRUE(next) << next.error().message;
+    EXPECT_EQ(*next, clock.now() + 2min);
+}
+
 }  // namespace
 }  // namespace aviary::store::test

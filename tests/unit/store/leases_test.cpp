@@ -398,5 +398,24 @@ TEST_P(Leases, ShapeErrorsAreInvalid) {
     EXPECT_EQ(store->try_lease(too_many).error().code, ErrorCode::kInvalidArgument);
 }
 
+TEST_P(Leases, NextDeadlineIsTheEarliestLeaseExpiryOrWaiterDeadline) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto none = store->next_lease_deadline();
+    ASSERT_TRUE(none) << none.error().message;
+    EXPECT_FALSE(*none);
+
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-0", "alice", clock.now(), 2h)));
+    auto lease = store->next_lease_deadline();
+    ASSERT_TRUE(lease) << lease.error().message;
+    EXPECT_EQ(*lease, clock.now() + 2h);
+
+    queue(*store, waiter_of("w-1", lease_of("lotus-0", "bob", clock.now()), 30min));
+    auto waiter = store->next_lease_deadline();
+    ASSERT_TRUE(waiter) << waiter.error().message;
+    EXPECT_EQ(*waiter, clock.now() + 30min);
+}
+
 }  // namespace
 }  // namespace aviary::store::test
