@@ -362,9 +362,24 @@ int serve(config::Config config, ServeOptions options) {
         return 1;
     }
     core::SystemClock clock;
+    // This run among the instances sharing the store: registered before anything is touched,
+    // so a second live instance of the same name is refused before it drops or rescues
+    // anything of the first's.
+    store::Membership membership{**store, clock,
+                                 store::MembershipSettings{.instance = config.instance,
+                                                           .heartbeat = config.store.heartbeat,
+                                                           .leader_ttl = config.store.leader_ttl}};
+    if (auto joined = membership.join(); !joined) {
+        std::fprintf(stderr, "aviary: %s\n", joined.error().message.c_str());
+        (*store)->close();
+        return 1;
+    }
+    config.fleet.instance = membership.name();
+    config.jobs.instance = membership.name();
     // Every periodic and delayed task of serve (docs/architecture.md, "The scheduler").
     // Declared before the components that add tasks: each cancels its own when destroyed.
     core::Scheduler scheduler{clock};
+    membership.schedule(scheduler);
     fleet::Fleet fleet{config.fleet, **store, clock};
     if (auto reconciled = fleet.reconcile(); !reconciled) {
         std::fprintf(stderr, "aviary: cannot reconcile the config's nodes: %s\n",
@@ -395,6 +410,7 @@ int serve(config::Config config, ServeOptions options) {
         std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",
                      rescued.error().message.c_str());
         engine.stop();
+        membership.leave();
         (*store)->close();
         return 1;
     }
@@ -479,6 +495,7 @@ int serve(config::Config config, ServeOptions options) {
     scheduler.stop();
     engine.stop();
     pool.stop();
+    membership.leave();  // another instance takes the periodic work over at its next beat
     (*store)->close();
     log->info("stopped");
     return 0;

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -222,7 +223,16 @@ void read_store(YamlReader& r,
             {"busy_timeout", [&](const Value& v) { r.read_duration(v, s.busy_timeout); }},
             {"event_retention", [&](const Value& v) { r.read_duration(v, s.event_retention); }},
             {"retention_sweep", [&](const Value& v) { r.read_duration(v, s.retention_sweep); }},
+            {"heartbeat", [&](const Value& v) { r.read_duration(v, s.heartbeat); }},
+            {"leader_ttl", [&](const Value& v) { r.read_duration(v, s.leader_ttl); }},
         });
+    if (s.leader_ttl <= s.heartbeat) {
+        r.error(
+            value,
+            fmt::format("store.leader_ttl ({}) must be longer than store.heartbeat ({}): "
+                        "a leader would lapse between its beats",
+                        core::format_duration(s.leader_ttl), core::format_duration(s.heartbeat)));
+    }
     std::string password_path;
     load_source(r, password, "password", base_dir, password_path, s.password);
     // A URL says PostgreSQL; saying sqlite beside it is a contradiction worth naming.
@@ -707,6 +717,18 @@ void read_config(YamlReader& r,
                               }
                               c.data_dir = std::move(text);
                           }},
+                         {"instance",
+                          [&](const Value& v) {
+                              std::string text;
+                              if (!r.read_string(v, text)) {
+                                  return;
+                              }
+                              if (auto problem = check_instance_name(text)) {
+                                  r.error(v, *problem);
+                                  return;
+                              }
+                              c.instance = std::move(text);
+                          }},
                          {"log", [&](const Value& v) { read_log(r, v, c.log); }},
                          {"server", [&](const Value& v) { read_server(r, v, c.server, base_dir); }},
                          {"store", [&](const Value& v) { read_store(r, v, c.store, base_dir); }},
@@ -786,6 +808,19 @@ core::Result<Config> load_file(const std::string& path) {
     std::ostringstream text;
     text << in.rdbuf();
     return load(text.str(), path, fs::path{path}.parent_path(), &builtin_actions());
+}
+
+std::optional<std::string> check_instance_name(std::string_view name) {
+    bool plain =
+        !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' ||
+                   c == '_';
+        });
+    if (!plain) {
+        return fmt::format("instance name \"{}\" must be 1-63 of a-z, A-Z, 0-9, '-', '.' and '_'",
+                           name);
+    }
+    return std::nullopt;
 }
 
 std::optional<std::string> check_store_url(std::string_view url) {

@@ -50,6 +50,9 @@ struct AuthSettings {
 struct Config {
     std::string source = "<embedded default>";  ///< the file it came from, for messages
     std::string data_dir = "var";               ///< SQLite file and other state live here
+    /// This serve's name among the instances that share a store (docs/scaling.md); empty: the
+    /// host name. Unique among live instances.
+    std::string instance;
     net::ServerSettings server;
     store::Settings store;
     fleet::Settings fleet;
@@ -69,6 +72,10 @@ struct Config {
 /// in file order. Relative token files are read from the file's directory. Every built-in
 /// action (those of embedded_default()) the file does not define is added after the file's.
 core::Result<Config> load_file(const std::string& path);
+
+/// Why `name` cannot be an instance name (1-63 of letters, digits, '-', '.', '_': it goes
+/// into runner ids and logs), or nothing.
+std::optional<std::string> check_instance_name(std::string_view name);
 
 /// Why `url` cannot be store.url (or `serve --store`), or nothing: it must be a postgresql://
 /// URI or a libpq keyword string, and hold no password (the URL is logged; the password

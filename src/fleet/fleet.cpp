@@ -73,7 +73,7 @@ core::Result<store::ReconcileReport> Fleet::reconcile() {
         return workers.error();
     }
     // Nobody is left to tell: the connections that waited died with the previous run.
-    auto dropped = store_.drop_waiters(kSystemActor, now);
+    auto dropped = store_.drop_waiters(settings_.instance, kSystemActor, now);
     if (!dropped) {
         return dropped.error();
     }
@@ -161,8 +161,10 @@ core::Result<std::variant<Acquired, Waiter>> Fleet::acquire_or_wait(const Acquir
         std::lock_guard lock{waits_mu_};
         waits_.erase(ticket);
     };
-    auto queued = store_.enqueue(store::WaiterRecord{
-        .ticket = ticket, .request = *lease_request, .deadline = lease_request->now + wait});
+    auto queued = store_.enqueue(store::WaiterRecord{.ticket = ticket,
+                                                     .request = *lease_request,
+                                                     .deadline = lease_request->now + wait,
+                                                     .instance = settings_.instance});
     if (!queued) {
         forget();
         return queued.error();

@@ -44,6 +44,9 @@ struct Settings {
     std::vector<core::NodeSpec> nodes;
     /// An external scheduler's worker ids and the machine behind each, reconciled at start.
     std::vector<core::WorkerId> worker_ids;
+    /// This serve's name among the instances sharing the store: its waiters carry it, and its
+    /// start drops only its own.
+    std::string instance = "default";
 };
 
 /// Who is asking. Without tokens every caller is an admin acting under the names it gives

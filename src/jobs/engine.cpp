@@ -402,7 +402,7 @@ asio::awaitable<void> Engine::Impl::heartbeat_loop() {
             }
             log->warn("job {} ({} on {}) has not beaten since {}: rescuing it", job.id, job.action,
                       job.node, core::format_time(*job.heartbeat_at));
-            if (job.pgid > 0) {
+            if (job.pgid > 0 && owns(job)) {
                 proc::kill_orphan_group(static_cast<pid_t>(job.pgid), job.pgid_start_ticks);
             }
             const auto* action = find_action(job.action);
@@ -486,6 +486,8 @@ void Engine::schedule(core::Scheduler& scheduler) {
     d.due_task = scheduler.add(core::Scheduler::Task{
         .name = "jobs-due",
         .interval = kDueSweep,
+        // Every instance claims for its own workers; this is also the bounded poll behind a
+        // wake-up another instance's NOTIFY could have missed.
         .run_once = [&d](core::TimePoint now) -> std::optional<core::TimePoint> {
             d.wake();
             auto next = d.store.next_job_run_at(now);
@@ -495,7 +497,13 @@ void Engine::schedule(core::Scheduler& scheduler) {
             }
             return *next;
         },
+        .leader_only = false,
     });
+}
+
+bool Engine::Impl::owns(const core::Job& job) const {
+    auto slash = job.runner.find('/');
+    return slash == std::string::npos || job.runner.compare(0, slash, settings.instance) == 0;
 }
 
 core::Result<RescueReport> Engine::start() {
@@ -513,6 +521,9 @@ core::Result<RescueReport> Engine::start() {
     }
     auto now = d.clock.now();
     for (const auto& job : *active) {
+        if (!d.owns(job)) {
+            continue;  // another instance's: alive, or rescued by a watchdog once it stops beating
+        }
         if (job.pgid > 0 &&
             proc::kill_orphan_group(static_cast<pid_t>(job.pgid), job.pgid_start_ticks)) {
             ++report.groups_killed;

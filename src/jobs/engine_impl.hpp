@@ -124,7 +124,10 @@ struct Engine::Impl {
     fleet::Fleet& fleet;
     std::map<std::string, std::unique_ptr<drivers::Driver>, std::less<>> drivers;
     core::Clock& clock;
-    std::string runner_id = core::new_id();
+    std::string runner_id = settings.instance + "/" + core::new_id();
+    /// True when `job` was claimed by a run of this instance (or before runners named their
+    /// instance): its process groups live on this host.
+    bool owns(const core::Job& job) const;
     /// Per-action caps (concurrency > 0), made once: every claim carries them.
     std::map<std::string, int, std::less<>> action_caps;
     Engine::Annotator annotator;       // set before start; read by submit on any thread

@@ -316,6 +316,12 @@ struct Settings {
     /// Empty: every caller with a token may run every action. Otherwise users need an allow
     /// rule; admins are allowed unless a deny rule matches.
     std::vector<PermissionRule> permissions;
+    /// This serve's name among the instances sharing the store. Its runner ids are
+    /// "INSTANCE/RUN": at start it rescues at once only the jobs its own previous runs left
+    /// (other instances' jobs are rescued by the heartbeat watchdog once they stop beating),
+    /// and it kills only its own leftover process groups (another host's pids mean nothing
+    /// here).
+    std::string instance = "default";
 };
 
 /// Checks an action's definition: names, params, templates that name known params, steps.

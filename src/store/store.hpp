@@ -12,6 +12,7 @@
 /// All methods block the calling thread (on the writer queue or a read connection) and are
 /// safe to call from any thread. Coroutines call them through net::offload(), never straight
 /// from the I/O loop.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,10 @@ struct Settings {
     core::Millis busy_timeout{std::chrono::seconds{5}};
     core::Millis event_retention{std::chrono::hours{24 * 30}};  ///< events older are pruned
     core::Millis retention_sweep{std::chrono::hours{1}};        ///< how often they are pruned
+    /// Instances sharing the store beat this often; the leader of the periodic work holds it
+    /// leader_ttl past its last beat (docs/scaling.md).
+    core::Millis heartbeat{std::chrono::seconds{2}};
+    core::Millis leader_ttl{std::chrono::seconds{10}};
 };
 
 /// Counters that make group commit visible (exported on /metrics).
@@ -114,6 +119,8 @@ struct WaiterRecord {
     std::string lease_id;  ///< kGranted: the lease it got
     /// kWaiting: 1 + earlier waiting waiters that want any node this one could take.
     int position = 0;
+    /// The serve instance whose connection waits (server.instance): its restart drops it.
+    std::string instance;
 };
 
 /// A waiter served by someone else's transaction (a release, an expiry...).
@@ -292,6 +299,17 @@ struct AnnotationSent {
     bool end_sent = false;                  ///< the end went too (in the post, or a patch)
 };
 
+/// One registered run of a serve instance (a row of the instances table).
+struct InstanceRecord {
+    std::string name;  ///< server.instance: unique among live instances on one store
+    std::string run;   ///< this process's run id
+    std::string host;  ///< the host name it runs on
+    std::int64_t pid = 0;
+    core::TimePoint started_at;
+    core::TimePoint heartbeat_at;
+    std::vector<std::string> leads;  ///< instances(): the duties it leads now
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -371,9 +389,11 @@ public:
     /// Removes waiting waiters whose deadline <= now ("waiter.expired" each; returned), and
     /// forgets granted ones whose deadline passed and whose lease has ended.
     virtual core::Result<std::vector<WaiterRecord>> expire_waiters(core::TimePoint now) = 0;
-    /// Removes every waiter ("waiter.dropped" for each waiting one; returned): at start, the
-    /// connections that waited died with the previous run.
-    virtual core::Result<std::vector<WaiterRecord>> drop_waiters(std::string_view actor,
+    /// Removes every waiter of `instance` ("waiter.dropped" for each waiting one; returned):
+    /// at its start, the connections that waited died with its previous run. Other instances'
+    /// waiters are theirs.
+    virtual core::Result<std::vector<WaiterRecord>> drop_waiters(std::string_view instance,
+                                                                 std::string_view actor,
                                                                  core::TimePoint now) = 0;
     /// Replaces the listener (empty: none). Returns after any call of the previous listener in
     /// progress has finished, so its owner may then be destroyed. One listener per store.
@@ -520,6 +540,33 @@ public:
     /// Deletes events older than `before`; returns how many.
     virtual core::Result<std::int64_t> prune_events(core::TimePoint before) = 0;
 
+    // --- instances -----------------------------------------------------------------------
+    // Every serve (or worker) sharing the store registers under its instance name, beats, and
+    // competes for leadership of the periodic work (docs/scaling.md).
+
+    /// Registers `instance` as run `run`. When another run of the same name is registered and
+    /// has beaten within `stale_after`, `may_replace` decides (it runs inside the transaction,
+    /// on the store's writer thread: it must be quick and must not call the store): true takes
+    /// the name over (that run is known dead: same host, its pid gone), false refuses with
+    /// kAlreadyExists naming the run, its host and pid, and when it last beat.
+    virtual core::Result<void> join_instance(
+        const InstanceRecord& instance,
+        core::Millis stale_after,
+        std::function<bool(const InstanceRecord& registered)> may_replace) = 0;
+    /// Moves the run's heartbeat to `now`, then takes or keeps the leadership of `duty` when it
+    /// is free, lapsed or already this run's (expires_at = now + lead_ttl); "leader.elected"
+    /// when it changes hands. Returns whether this run leads. kNotFound when the run is no
+    /// longer registered (another run took its name): it must stop.
+    virtual core::Result<bool> beat_instance(std::string_view instance,
+                                             std::string_view run,
+                                             std::string_view duty,
+                                             core::TimePoint now,
+                                             core::Millis lead_ttl) = 0;
+    /// Unregisters the run and gives up its leadership (a clean stop hands over at once).
+    virtual core::Result<void> leave_instance(std::string_view instance, std::string_view run) = 0;
+    /// Every registered instance, by name, with the duties each leads.
+    virtual core::Result<std::vector<InstanceRecord>> instances() = 0;
+
     // --- health --------------------------------------------------------------------------
     virtual Stats stats() const = 0;
     /// A cheap round trip through a read connection and the writer: readiness.
@@ -529,6 +576,56 @@ public:
     /// calls fail with kUnavailable.
     virtual void close() = 0;
 };
+
+// --- membership -------------------------------------------------------------------------
+
+/// This process as one of the instances sharing a store (docs/scaling.md). It registers
+/// under its instance name, beats on the scheduler, and holds or waits for the leadership of
+/// the periodic work: the scheduler runs `leader_only` tasks only while this instance leads.
+struct MembershipSettings {
+    std::string instance;  ///< empty: the host name
+    /// How often the instance beats. Leadership lasts `leader_ttl` past each beat, so a dead
+    /// leader is replaced within leader_ttl + heartbeat.
+    core::Millis heartbeat{std::chrono::seconds{2}};
+    core::Millis leader_ttl{std::chrono::seconds{10}};
+};
+
+class Membership {
+public:
+    Membership(Store& store, core::Clock& clock, MembershipSettings settings);
+    /// leave(), if joined.
+    ~Membership();
+    Membership(const Membership&) = delete;
+    Membership& operator=(const Membership&) = delete;
+
+    /// Registers this run. kAlreadyExists when a live instance holds the name: another host's
+    /// that beat within leader_ttl, or a live aviary process on this host. A run of this name
+    /// whose process is gone (a crash, kill -9) is taken over at once.
+    core::Result<void> join();
+    /// The beat task (not leader_only) and the scheduler's leadership hook.
+    void schedule(core::Scheduler& scheduler);
+    /// Unregisters and resigns leadership, so another instance takes over at its next beat.
+    void leave();
+
+    const std::string& name() const { return name_; }
+    const std::string& run() const { return run_; }
+    bool leads() const { return leads_.load(); }
+
+private:
+    void beat(core::TimePoint now);
+
+    Store& store_;
+    core::Clock& clock_;
+    MembershipSettings settings_;
+    std::string name_;
+    std::string run_ = core::new_id();
+    std::atomic<bool> joined_{false};
+    std::atomic<bool> leads_{false};
+    std::shared_ptr<spdlog::logger> log_;
+};
+
+/// The duty whose leader runs every leader_only scheduler task.
+inline constexpr std::string_view kSchedulerDuty = "scheduler";
 
 /// Where the store is, for messages: the SQLite file, or the PostgreSQL URL (which holds no
 /// password: the config refuses one).

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <span>
+
 namespace aviary::store::postgres {
 namespace {
 
@@ -140,6 +142,33 @@ CREATE TABLE worker_ids (
 
 constexpr int kBaselineVersion = 7;
 
+struct Migration {
+    int version;
+    std::string_view name;
+    std::string_view sql;
+};
+
+// Later migrations, numbered as SQLite's.
+constexpr Migration kMigrations[] = {
+    {8, "instances, leaders and waiters' instances", R"sql(
+ALTER TABLE waiters ADD COLUMN instance TEXT COLLATE "C" NOT NULL DEFAULT '';
+CREATE TABLE instances (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    run TEXT COLLATE "C" NOT NULL,
+    host TEXT COLLATE "C" NOT NULL DEFAULT '',
+    pid BIGINT NOT NULL DEFAULT 0,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL
+);
+CREATE TABLE leaders (
+    duty TEXT COLLATE "C" PRIMARY KEY,
+    instance TEXT COLLATE "C" NOT NULL,
+    run TEXT COLLATE "C" NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+)sql"},
+};
+
 core::Result<int> read_version(PgConnection& db) {
     if (auto made = db.exec("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)");
         !made) {
@@ -156,6 +185,33 @@ core::Result<int> read_version(PgConnection& db) {
     return static_cast<int>(select->int64(0));
 }
 
+/// Runs `sql` and records `version` in one transaction.
+core::Result<void> apply(PgConnection& db,
+                         int version,
+                         std::string_view name,
+                         std::string_view sql) {
+    if (auto begun = db.exec("BEGIN"); !begun) {
+        return begun.error();
+    }
+    auto made = db.exec(sql);
+    if (made) {
+        made = db.exec(fmt::format(
+            "DELETE FROM schema_version; INSERT INTO schema_version VALUES ({})", version));
+    }
+    if (made) {
+        made = db.exec("COMMIT");
+    }
+    if (!made) {
+        (void)db.exec("ROLLBACK");
+        return core::Error{
+            core::ErrorCode::kStorage,
+            fmt::format("migration {} ({}) failed: {}", version, name, made.error().message)};
+    }
+    core::logger("store")->info("schema migrated version={} migration=\"{}\" postgres={}", version,
+                                name, db.name());
+    return {};
+}
+
 core::Result<int> migrate_locked(PgConnection& db) {
     auto current = read_version(db);
     if (!current) {
@@ -164,37 +220,33 @@ core::Result<int> migrate_locked(PgConnection& db) {
     if (*current > latest_schema_version()) {
         return core::Error{core::ErrorCode::kUnavailable,
                            fmt::format("postgres {} has schema version {}, newer than this "
-                                       "aviary knows ({}): upgrade aviary",
+                                       "aviary knows ({}); run a newer aviary",
                                        db.name(), *current, latest_schema_version())};
     }
     if (*current == 0) {
-        if (auto begun = db.exec("BEGIN"); !begun) {
-            return begun.error();
-        }
-        auto made = db.exec(kBaseline);
-        if (made) {
-            made = db.exec(
-                fmt::format("DELETE FROM schema_version; INSERT INTO schema_version VALUES ({})",
-                            kBaselineVersion));
-        }
-        if (made) {
-            made = db.exec("COMMIT");
-        }
-        if (!made) {
-            (void)db.exec("ROLLBACK");
+        if (auto made =
+                apply(db, kBaselineVersion, "the schema of SQLite's seven migrations", kBaseline);
+            !made) {
             return made.error();
         }
-        core::logger("store")->info("migrated postgres {} to schema version {}", db.name(),
-                                    kBaselineVersion);
-        return kBaselineVersion;
+        current = kBaselineVersion;
     }
-    return *current;
+    for (const auto& migration : kMigrations) {
+        if (migration.version <= *current) {
+            continue;
+        }
+        if (auto made = apply(db, migration.version, migration.name, migration.sql); !made) {
+            return made.error();
+        }
+        current = migration.version;
+    }
+    return current;
 }
 
 }  // namespace
 
 int latest_schema_version() {
-    return kBaselineVersion;
+    return std::span{kMigrations}.back().version;
 }
 
 core::Result<int> migrate(PgConnection& db) {

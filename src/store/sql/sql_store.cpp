@@ -7,6 +7,7 @@
 
 #include "store/sql/annotations.hpp"
 #include "store/sql/events.hpp"
+#include "store/sql/instances.hpp"
 #include "store/sql/jobs.hpp"
 #include "store/sql/leases.hpp"
 #include "store/sql/nodes.hpp"
@@ -128,10 +129,11 @@ core::Result<std::vector<WaiterRecord>> SqlStore::expire_waiters(core::TimePoint
         [&](Connection& db, Served& served) { return sql::expire_waiters(db, now, served); });
 }
 
-core::Result<std::vector<WaiterRecord>> SqlStore::drop_waiters(std::string_view actor,
+core::Result<std::vector<WaiterRecord>> SqlStore::drop_waiters(std::string_view instance,
+                                                               std::string_view actor,
                                                                core::TimePoint now) {
     return write<std::vector<WaiterRecord>>(
-        [&](Connection& db) { return sql::drop_waiters(db, actor, now); });
+        [&](Connection& db) { return sql::drop_waiters(db, instance, actor, now); });
 }
 
 void SqlStore::set_grant_listener(GrantListener listener) {
@@ -410,6 +412,31 @@ core::Result<std::vector<core::Event>> SqlStore::events(const EventQuery& query)
 
 core::Result<std::int64_t> SqlStore::prune_events(core::TimePoint before) {
     return write<std::int64_t>([&](Connection& db) { return delete_events_before(db, before); });
+}
+
+core::Result<void> SqlStore::join_instance(
+    const InstanceRecord& instance,
+    core::Millis stale_after,
+    std::function<bool(const InstanceRecord& registered)> may_replace) {
+    return writer_->submit(
+        [&](Connection& db) { return sql::join_instance(db, instance, stale_after, may_replace); });
+}
+
+core::Result<bool> SqlStore::beat_instance(std::string_view instance,
+                                           std::string_view run,
+                                           std::string_view duty,
+                                           core::TimePoint now,
+                                           core::Millis lead_ttl) {
+    return write<bool>(
+        [&](Connection& db) { return sql::beat_instance(db, instance, run, duty, now, lead_ttl); });
+}
+
+core::Result<void> SqlStore::leave_instance(std::string_view instance, std::string_view run) {
+    return writer_->submit([&](Connection& db) { return sql::leave_instance(db, instance, run); });
+}
+
+core::Result<std::vector<InstanceRecord>> SqlStore::instances() {
+    return read<std::vector<InstanceRecord>>([](Connection& db) { return select_instances(db); });
 }
 
 Stats SqlStore::stats() const {

@@ -51,7 +51,8 @@ public:
     core::Result<WaiterRecord> waiter(std::string_view ticket, core::TimePoint now) override;
     core::Result<std::vector<WaiterRecord>> waiters(core::TimePoint now) override;
     core::Result<std::vector<WaiterRecord>> expire_waiters(core::TimePoint now) override;
-    core::Result<std::vector<WaiterRecord>> drop_waiters(std::string_view actor,
+    core::Result<std::vector<WaiterRecord>> drop_waiters(std::string_view instance,
+                                                         std::string_view actor,
                                                          core::TimePoint now) override;
     void set_grant_listener(GrantListener listener) override;
 
@@ -123,6 +124,18 @@ public:
 
     core::Result<std::vector<core::Event>> events(const EventQuery& query) override;
     core::Result<std::int64_t> prune_events(core::TimePoint before) override;
+
+    core::Result<void> join_instance(
+        const InstanceRecord& instance,
+        core::Millis stale_after,
+        std::function<bool(const InstanceRecord& registered)> may_replace) override;
+    core::Result<bool> beat_instance(std::string_view instance,
+                                     std::string_view run,
+                                     std::string_view duty,
+                                     core::TimePoint now,
+                                     core::Millis lead_ttl) override;
+    core::Result<void> leave_instance(std::string_view instance, std::string_view run) override;
+    core::Result<std::vector<InstanceRecord>> instances() override;
 
     Stats stats() const override;
     core::Result<void> ping() override;

@@ -11,7 +11,7 @@ namespace {
 
 constexpr std::string_view kWaiterColumns =
     "ticket, owner, reason, actor, node, selector, count, ttl_ms, exclusive, created_at, "
-    "deadline, state, lease_id";
+    "deadline, state, lease_id, instance";
 constexpr std::string_view kWaiting = "waiting";
 constexpr std::string_view kGranted = "granted";
 
@@ -33,7 +33,8 @@ core::Result<WaiterRecord> waiter_from_row(const Statement& row) {
                                 .exclusive = row.int64(8) != 0},
         .deadline = row.time(10),
         .state = row.text(11) == kGranted ? WaiterState::kGranted : WaiterState::kWaiting,
-        .lease_id = row.text(12)};
+        .lease_id = row.text(12),
+        .instance = row.text(13)};
 }
 
 /// Waiters selected by `where` (parameters ?1, ?2... bound to `args`), in serving order.
@@ -108,8 +109,8 @@ core::Result<void> insert(Connection& db, const WaiterRecord& waiter) {
     const auto& request = waiter.request;
     auto insert = db.prepare(
         "INSERT INTO waiters (ticket, owner, reason, actor, node, selector, count, ttl_ms, "
-        "exclusive, created_at, deadline, state) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'waiting')");
+        "exclusive, created_at, deadline, state, instance) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'waiting', ?12)");
     if (!insert) {
         return insert.error();
     }
@@ -117,7 +118,7 @@ core::Result<void> insert(Connection& db, const WaiterRecord& waiter) {
         ->bind_all(waiter.ticket, request.owner, request.reason, request.actor, request.node,
                    labels_to_json(request.selector), std::int64_t{request.count},
                    std::int64_t{request.ttl.count()}, std::int64_t{request.exclusive ? 1 : 0},
-                   request.now, waiter.deadline)
+                   request.now, waiter.deadline, waiter.instance)
         .run();
 }
 
@@ -346,9 +347,10 @@ core::Result<std::vector<WaiterRecord>> expire_waiters(Connection& db,
 }
 
 core::Result<std::vector<WaiterRecord>> drop_waiters(Connection& db,
+                                                     std::string_view instance,
                                                      std::string_view actor,
                                                      core::TimePoint now) {
-    auto dropped = select_where(db, "state = ?1", kWaiting);
+    auto dropped = select_where(db, "state = ?1 AND instance = ?2", kWaiting, instance);
     if (!dropped) {
         return dropped;
     }
@@ -357,7 +359,11 @@ core::Result<std::vector<WaiterRecord>> drop_waiters(Connection& db,
             return recorded.error();
         }
     }
-    if (auto cleared = db.exec("DELETE FROM waiters"); !cleared) {
+    auto remove = db.prepare("DELETE FROM waiters WHERE instance = ?1");
+    if (!remove) {
+        return remove.error();
+    }
+    if (auto cleared = remove->bind_all(instance).run(); !cleared) {
         return cleared.error();
     }
     return dropped;

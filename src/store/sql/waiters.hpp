@@ -42,6 +42,7 @@ core::Result<std::vector<WaiterRecord>> expire_waiters(Connection& db,
                                                        core::TimePoint now,
                                                        Served& served);
 core::Result<std::vector<WaiterRecord>> drop_waiters(Connection& db,
+                                                     std::string_view instance,
                                                      std::string_view actor,
                                                      core::TimePoint now);
 

@@ -233,6 +233,31 @@ core::Result<void> add_machines(SqliteConnection& db) {
     return db.exec(kSchemaV7);
 }
 
+// Several instances on one store (PostgreSQL): each registers and beats, one leads the
+// periodic work at a time, and a waiter belongs to the instance whose connection waits, so a
+// restart drops only its own.
+constexpr std::string_view kSchemaV8 = R"sql(
+ALTER TABLE waiters ADD COLUMN instance TEXT NOT NULL DEFAULT '';
+CREATE TABLE instances (
+    name TEXT PRIMARY KEY,
+    run TEXT NOT NULL,
+    host TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE leaders (
+    duty TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    run TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+core::Result<void> add_instances(SqliteConnection& db) {
+    return db.exec(kSchemaV8);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
@@ -241,6 +266,7 @@ constexpr Migration kMigrations[] = {
     {5, "the annotation outbox", add_annotations},
     {6, "the image tag each node runs", add_deployed_tags},
     {7, "machines and worker ids", add_machines},
+    {8, "instances, leaders and waiters' instances", add_instances},
 };
 
 core::Result<void> record_version(SqliteConnection& db, int version) {

@@ -54,7 +54,9 @@ void expect_same(const net::ServerSettings& want, const net::ServerSettings& got
 
 void expect_same(const store::Settings& want, const store::Settings& got) {
     const auto& [driver, path, url, password, connect_timeout, synchronous, read_connections,
-                 busy_timeout, event_retention, retention_sweep] = want;
+                 busy_timeout, event_retention, retention_sweep, heartbeat, leader_ttl] = want;
+    EXPECT_EQ(got.heartbeat, heartbeat);
+    EXPECT_EQ(got.leader_ttl, leader_ttl);
     EXPECT_EQ(got.driver, driver);
     EXPECT_EQ(got.path, path);
     EXPECT_EQ(got.url, url);
@@ -79,8 +81,9 @@ void expect_same(const core::NodeSpec& want, const core::NodeSpec& got) {
 
 void expect_same(const fleet::Settings& want, const fleet::Settings& got) {
     const auto& [lease_ttl, max_lease_ttl, expiry_sweep, max_wait, wait_heartbeat, nodes,
-                 worker_ids] = want;
+                 worker_ids, instance] = want;
     EXPECT_EQ(got.worker_ids, worker_ids);
+    EXPECT_EQ(got.instance, instance);
     EXPECT_EQ(got.max_wait, max_wait);
     EXPECT_EQ(got.wait_heartbeat, wait_heartbeat);
     EXPECT_EQ(got.lease_ttl, lease_ttl);
@@ -211,7 +214,8 @@ void expect_same(const jobs::PermissionRule& want, const jobs::PermissionRule& g
 
 void expect_same(const jobs::Settings& want, const jobs::Settings& got) {
     const auto& [workers, output_max_lines, kill_grace, heartbeat, heartbeat_timeout, retention,
-                 retention_sweep, actions, ssh, ipmi, pdu, permissions] = want;
+                 retention_sweep, actions, ssh, ipmi, pdu, permissions, instance] = want;
+    EXPECT_EQ(got.instance, instance);
     EXPECT_EQ(got.ipmi.program, ipmi.program);
     EXPECT_EQ(got.ipmi.password_file, ipmi.password_file);
     EXPECT_EQ(got.ipmi.password, ipmi.password);
@@ -306,9 +310,11 @@ void expect_same(const notify::Settings& want, const notify::Settings& got) {
 
 /// Everything but `source` (which names where each came from).
 void expect_same(const Config& want, const Config& got) {
-    const auto& [source, data_dir, server, store, fleet, jobs, drivers, auth, log, notify] = want;
+    const auto& [source, data_dir, instance, server, store, fleet, jobs, drivers, auth, log,
+                 notify] = want;
     (void)source;
     EXPECT_EQ(got.data_dir, data_dir);
+    EXPECT_EQ(got.instance, instance);
     expect_same(server, got.server);
     expect_same(store, got.store);
     expect_same(fleet, got.fleet);
@@ -825,6 +831,18 @@ TEST(Config, PostgresStoreNeedsAUrlAndAUrlMeansPostgres) {
     ASSERT_TRUE(loaded) << loaded.error().message;
     EXPECT_EQ(loaded->store.driver, "postgres");
     EXPECT_EQ(loaded->store.url, "postgresql://aviary@db:5432/aviary");
+}
+
+TEST(Config, InstanceNamesArePlainWordsAndLeadershipOutlastsAHeartbeat) {
+    EXPECT_EQ(error_of("instance: 'a b'\n"),
+              "aviary.yaml:1:11: instance: instance name \"a b\" must be 1-63 of a-z, A-Z, 0-9, "
+              "'-', '.' and '_'");
+    EXPECT_EQ(error_of("store: {heartbeat: 5s, leader_ttl: 5s}\n"),
+              "aviary.yaml:1:8: store: store.leader_ttl (5s) must be longer than store.heartbeat "
+              "(5s): a leader would lapse between its beats");
+    auto loaded = load_string("instance: serve-b.eu_1\n", "t.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->instance, "serve-b.eu_1");
 }
 
 TEST(Config, StorePasswordComesApartFromTheUrlAndIsNeverEchoed) {

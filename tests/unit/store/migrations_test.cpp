@@ -1,4 +1,4 @@
-#include "store/sqlite/migrations.hpp"
+#include "store/postgres/migrations.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "store/sql/sql_store.hpp"
+#include "store/sqlite/migrations.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 #include "store_support.hpp"
 
@@ -69,7 +70,7 @@ TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 7);
+    EXPECT_EQ(store->schema_version(), 8);
     EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
@@ -156,10 +157,10 @@ TEST(Migrations, ReopeningAMigratedDatabaseChangesNothing) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 7);
+    EXPECT_EQ(store->schema_version(), 8);
     store->close();
     EXPECT_EQ(query_raw(settings.path, "SELECT version FROM schema_version"),
-              (std::vector<std::string>{"7"}));
+              (std::vector<std::string>{"8"}));
 }
 
 TEST(Migrations, VersionTwoDatabaseWithDataMigratesToTheLatest) {
@@ -233,7 +234,7 @@ TEST(Migrations, VersionThreeDatabaseWithDataMigratesToFourAndTakesJobs) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 7);
+    EXPECT_EQ(store->schema_version(), 8);
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
     ASSERT_TRUE(node->lease);
@@ -269,6 +270,11 @@ TEST(Migrations, VersionThreeDatabaseWithDataMigratesToFourAndTakesJobs) {
                   "job_output", "jobs", "jobs_active_unique_key", "jobs_finished_at",
                   "jobs_node_seq", "jobs_node_state_seq", "jobs_state_seq", "paused_queues",
                   "sqlite_autoindex_jobs_1", "sqlite_autoindex_paused_queues_1"}));
+}
+
+TEST(Migrations, BothBackendsNumberTheirSchemasAlike) {
+    // store copy and mixed upgrades rely on one version meaning one schema on either backend.
+    EXPECT_EQ(postgres::latest_schema_version(), sqlite::latest_schema_version());
 }
 
 }  // namespace

@@ -159,19 +159,33 @@ TEST_P(Waiters, ExpireRemovesWaitersPastTheirDeadlineAndServesThoseBehind) {
               1);
 }
 
-TEST_P(Waiters, DropRemovesEveryWaiterWithAnEventEach) {
+TEST_P(Waiters, DropRemovesEveryWaiterOfOneInstanceWithAnEventEach) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
     ASSERT_TRUE(store);
     ASSERT_TRUE(store->try_lease(lease_of("lotus-0", "x", clock.now())));
-    queue(*store, waiter_of("a", lease_of("lotus-0", "alice", clock.now())));
-    queue(*store, waiter_of("b", lease_of("lotus-0", "bob", clock.now())));
-    auto dropped = store->drop_waiters("aviary", clock.now());
+    auto mine = [&](std::string ticket, std::string owner) {
+        auto waiter =
+            waiter_of(std::move(ticket), lease_of("lotus-0", std::move(owner), clock.now()));
+        waiter.instance = "serve-a";
+        return waiter;
+    };
+    queue(*store, mine("a", "alice"));
+    auto other = waiter_of("c", lease_of("lotus-0", "carol", clock.now()));
+    other.instance = "serve-b";
+    queue(*store, other);
+    queue(*store, mine("b", "bob"));
+    auto dropped = store->drop_waiters("serve-a", "aviary", clock.now());
     ASSERT_TRUE(dropped) << dropped.error().message;
-    EXPECT_EQ(dropped->size(), 2U);
+    ASSERT_EQ(dropped->size(), 2U);
+    EXPECT_EQ((*dropped)[0].ticket, "a");
+    EXPECT_EQ((*dropped)[1].ticket, "b");
     auto left = store->waiters(clock.now());
     ASSERT_TRUE(left);
-    EXPECT_TRUE(left->empty());
+    ASSERT_EQ(left->size(), 1U);  // serve-b's connection still waits
+    EXPECT_EQ(left->front().ticket, "c");
+    EXPECT_EQ(left->front().instance, "serve-b");
+    EXPECT_EQ(left->front().position, 1);
     EXPECT_EQ(kinds(*store, "lotus-0")[0], "waiter.dropped");
     EXPECT_EQ(kinds(*store, "lotus-0")[1], "waiter.dropped");
 }
