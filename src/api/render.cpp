@@ -218,6 +218,9 @@ json::object job_json(const core::Job& job) {
         {"steps", job.steps},
         {"step_name", job.step_name},
         {"cancel_requested", job.cancel_requested},
+        // The instance that ran the last attempt ("INSTANCE/RUN" runner ids), null before one.
+        {"instance", job.runner.empty() ? json::value(nullptr)
+                                        : json::value(job.runner.substr(0, job.runner.find('/')))},
         {"created_at", core::format_time(job.created_at)},
         {"run_at", core::format_time(job.run_at)},
         {"started_at", time_or_null(job.started_at)},

@@ -147,6 +147,9 @@ void Router::add_own_routes() {
                 .pattern = "/metrics",
                 .handler = [this](RouteContext&) { return metrics(); },
                 .access = Access::kScrape});
+    table_.add({.method = "GET", .pattern = "/api/v1/instances", .handler = [this](RouteContext&) {
+                    return instances();
+                }});
     table_.add({.method = "GET", .pattern = "/dashboard", .handler = [this](RouteContext&) {
                     return dashboard();
                 }});
@@ -328,6 +331,32 @@ net::asio::awaitable<net::Response> Router::readyz() {
         co_return text(503, fmt::format("not ready: store: {}", ping.error().message));
     }
     co_return text(200, "ready");
+}
+
+net::asio::awaitable<net::Response> Router::instances() {
+    auto work = [this] { return deps_.store.instances(); };
+    auto found = co_await net::offload(deps_.pool, std::move(work));
+    if (!found) {
+        co_return error_reply(found.error());
+    }
+    boost::json::array list;
+    for (const auto& instance : *found) {
+        boost::json::array leads;
+        for (const auto& duty : instance.leads) {
+            leads.emplace_back(duty);
+        }
+        list.push_back(boost::json::object{
+            {"name", instance.name},
+            {"run", instance.run},
+            {"host", instance.host},
+            {"pid", instance.pid},
+            {"started_at", core::format_time(instance.started_at)},
+            {"heartbeat_at", core::format_time(instance.heartbeat_at)},
+            {"leads", std::move(leads)},
+        });
+    }
+    co_return json_reply(
+        200, boost::json::serialize(boost::json::object{{"instances", std::move(list)}}));
 }
 
 net::asio::awaitable<net::Response> Router::metrics() {

@@ -59,6 +59,8 @@ private:
     net::asio::awaitable<net::Response> call(const Route& route, RouteContext& context);
     net::asio::awaitable<net::Response> jsonrpc(RouteContext& context);
     net::asio::awaitable<net::Response> readyz();
+    /// GET /api/v1/instances: the instances sharing the store, and what each leads.
+    net::asio::awaitable<net::Response> instances();
     net::asio::awaitable<net::Response> metrics();
     net::asio::awaitable<net::Response> dashboard();
     void add_own_routes();

@@ -43,7 +43,8 @@ Fleet::Fleet(Settings settings, store::Store& store, core::Clock& clock)
 
 Fleet::~Fleet() {
     if (scheduler_ != nullptr) {
-        scheduler_->cancel(expiry_task_);  // its task calls this fleet
+        scheduler_->cancel(expiry_task_);  // its tasks call this fleet
+        scheduler_->cancel(waits_task_);
     }
     // Returns once a listener call in progress has finished: none can reach a dead fleet.
     store_.set_grant_listener({});
@@ -538,6 +539,61 @@ void Fleet::schedule(core::Scheduler& scheduler) {
             return *next;
         },
     });
+    waits_task_ = scheduler.add(core::Scheduler::Task{
+        .name = "lease-waits",
+        .interval = settings_.wait_heartbeat,
+        .run_once = [this](core::TimePoint now) -> std::optional<core::TimePoint> {
+            recheck_waits(now);
+            return std::nullopt;
+        },
+        .leader_only = false,
+        .run_at_start = false,
+    });
+}
+
+void Fleet::recheck_waits(core::TimePoint now) {
+    std::vector<std::string> tickets;
+    {
+        std::lock_guard lock{waits_mu_};
+        for (const auto& [ticket, callback] : waits_) {
+            tickets.push_back(ticket);
+        }
+    }
+    if (tickets.empty()) {
+        return;
+    }
+    // A grant another instance made reaches us through the store's feed; this covers one
+    // whose notification was lost (a dropped listener connection).
+    std::vector<store::WaiterGrant> missed;
+    std::optional<std::vector<core::Lease>> leases;
+    for (const auto& ticket : tickets) {
+        auto waiter = store_.waiter(ticket, now);
+        if (!waiter || waiter->state != store::WaiterState::kGranted) {
+            continue;
+        }
+        if (!leases) {
+            auto all = store_.leases(now);
+            if (!all) {
+                log_->warn("cannot read leases for granted waiters error=\"{}\"",
+                           all.error().message);
+                return;
+            }
+            leases = std::move(*all);
+        }
+        store::WaiterGrant grant{.ticket = ticket};
+        for (const auto& lease : *leases) {
+            if (lease.id == waiter->lease_id) {
+                grant.leases.push_back(lease);
+            }
+        }
+        if (!grant.leases.empty()) {
+            log_->warn("waiter granted without a notification ticket={}", ticket);
+            missed.push_back(std::move(grant));
+        }
+    }
+    if (!missed.empty()) {
+        on_grants(std::move(missed));
+    }
 }
 
 }  // namespace aviary::fleet

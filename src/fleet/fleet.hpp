@@ -210,6 +210,9 @@ public:
 private:
     /// The store's GrantListener (writer thread): hands each grant to its waiter's callback.
     void on_grants(std::vector<store::WaiterGrant> grants);
+    /// Hands over grants of this instance's waiters that no notification announced (the
+    /// "lease-waits" task, every wait_heartbeat while anything waits).
+    void recheck_waits(core::TimePoint now);
 
     Settings settings_;
     store::Store& store_;  // owned by the role's wiring; outlives the fleet
@@ -217,6 +220,7 @@ private:
     std::shared_ptr<spdlog::logger> log_;
     core::Scheduler* scheduler_ = nullptr;  // set by schedule(); the fleet cancels its task
     core::Scheduler::TaskId expiry_task_ = 0;
+    core::Scheduler::TaskId waits_task_ = 0;
     std::mutex service_mu_;  // held while the listener runs, so replacing it waits for a call
     ServiceListener back_in_service_;
     std::mutex waits_mu_;

@@ -396,6 +396,11 @@ asio::awaitable<void> Engine::Impl::heartbeat_loop() {
         // A job that runs here is alive; one that runs nowhere (its worker or instance hung
         // or died) stops beating and is rescued once its heartbeat is old enough.
         for (const auto& job : *active) {
+            // A cancel another instance took, in case its notification never came.
+            if (auto it = running.find(job.id); it != running.end() && job.cancel_requested &&
+                                                it->second->job.attempt == job.attempt) {
+                request_stop(*it->second, StopReason::kCancel);
+            }
             if (running.count(job.id) > 0 || !job.heartbeat_at ||
                 now - *job.heartbeat_at < settings.heartbeat_timeout) {
                 continue;
@@ -612,6 +617,22 @@ core::Result<RescueReport> Engine::start() {
     // Exclusive jobs of a node in maintenance stay queued (the claim skips them): look again
     // when one comes back.
     d.fleet.set_back_in_service_listener([&d](std::string_view /*node*/) { d.wake(); });
+    // Other instances on a shared store: a job they queued may run on a free worker here, a
+    // cancel they took may be for a step running here, and watchers here follow their jobs.
+    d.store.set_change_listener([&d](store::RemoteChange change, std::string_view job_id) {
+        switch (change) {
+            case store::RemoteChange::kJobsQueued:
+                d.wake();
+                break;
+            case store::RemoteChange::kJob:
+                d.notify(std::string{job_id});
+                break;
+            case store::RemoteChange::kCancel:
+                asio::post(d.io, [&d, id = std::string{job_id}] { d.stop_cancelled(id, false); });
+                d.notify(std::string{job_id});
+                break;
+        }
+    });
     asio::co_spawn(d.io, d.heartbeat_loop(), asio::detached);
     // Retries waiting out their backoff when the previous run stopped: the due task reads the
     // earliest run_at from the store at the scheduler's start.
@@ -641,6 +662,7 @@ void Engine::stop() {
         return;
     }
     d.fleet.set_back_in_service_listener({});
+    d.store.set_change_listener({});  // returns once a call in progress has finished
     // Stop claiming and end every running step; give the runs kill_grace (plus a little) to
     // finish. Runs stopped for shutdown leave their jobs running in the store: the next start
     // rescues them, exactly as after a crash.

@@ -131,10 +131,23 @@ struct WaiterGrant {
 };
 
 /// Called on the store's writer thread after each commit that served waiters, with every
-/// grant of that commit in serving order. It runs between batches: it must only hand the
+/// grant of that commit in serving order (and, on a shared store, on its listener thread
+/// with a grant another instance's commit made). It runs between batches: it must only hand the
 /// grants over (queue them, post them to an executor), never block, and never call the store
 /// (the writer would wait for itself).
 using GrantListener = std::function<void(std::vector<WaiterGrant>)>;
+
+/// What another instance's commit changed that this instance may act on (set_change_listener).
+enum class RemoteChange {
+    kJobsQueued,  ///< a job became runnable: free workers may claim it
+    kJob,         ///< a job's state, step or output changed: its watchers re-read it
+    kCancel,      ///< a running job was asked to stop: the instance running it stops it
+};
+
+/// Called on the store's listener thread for each change another instance committed (the
+/// job's id, or "" for kJobsQueued). It must only hand the change over, never block. Also
+/// called with kJobsQueued after the feed reconnects, as changes may have been missed.
+using ChangeListener = std::function<void(RemoteChange change, std::string_view job_id)>;
 
 /// A node written through the API or taken in or out of service.
 struct NodeChange {
@@ -398,6 +411,10 @@ public:
     /// Replaces the listener (empty: none). Returns after any call of the previous listener in
     /// progress has finished, so its owner may then be destroyed. One listener per store.
     virtual void set_grant_listener(GrantListener listener) = 0;
+    /// Replaces the listener of other instances' changes (empty: none); as set_grant_listener.
+    /// Grants another instance made to this instance's waiters reach the GrantListener.
+    /// SQLite has no other instance: it never calls it.
+    virtual void set_change_listener(ChangeListener listener) = 0;
 
     // --- nodes (API) ---------------------------------------------------------------------
     /// Adds or updates a node with source "api". kAlreadyExists for a config node;

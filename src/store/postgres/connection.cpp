@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 #include <vector>
@@ -203,7 +205,20 @@ core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo
     // Notices (an IF NOT EXISTS that found its table) are not errors: nothing to print.
     PQsetNoticeProcessor(
         conn, [](void*, const char*) {}, nullptr);
-    return std::unique_ptr<PgConnection>(new PgConnection(conn, std::move(name)));
+    std::unique_ptr<PgConnection> db{new PgConnection(conn, std::move(name))};
+    {
+        auto schema = db->prepare("SELECT current_schema()");
+        if (!schema) {
+            return schema.error();
+        }
+        auto row = schema->step();
+        if (!row) {
+            return row.error();
+        }
+        db->channel_ =
+            "aviary." + (*row && !schema->is_null(0) ? schema->text(0) : std::string{"public"});
+    }
+    return db;
 }
 
 PgConnection::PgConnection(pg_conn* conn, std::string name) : conn_(conn), name_(std::move(name)) {}
@@ -252,6 +267,89 @@ core::Result<void> PgConnection::begin_write() {
 
 core::Result<void> PgConnection::begin_read() {
     return exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+}
+
+void PgConnection::notify(char kind, std::string_view subject) {
+    std::string line = fmt::format("{} {}", kind, subject);
+    if (std::find(pending_.begin(), pending_.end(), line) == pending_.end()) {
+        pending_.push_back(std::move(line));
+    }
+}
+
+core::Result<void> PgConnection::send_notifications() {
+    // NOTIFY payloads must stay under 8000 bytes: lines go out in chunks well below that.
+    constexpr std::size_t kChunk = 7000;
+    auto lines = std::move(pending_);
+    pending_.clear();
+    std::string chunk;
+    auto send = [this](const std::string& payload) -> core::Result<void> {
+        auto statement = prepare("SELECT pg_notify(?1, ?2)");
+        if (!statement) {
+            return statement.error();
+        }
+        return statement->bind_all(channel_, payload).run();
+    };
+    for (const auto& line : lines) {
+        if (!chunk.empty() && chunk.size() + line.size() + 1 > kChunk) {
+            if (auto sent = send(chunk); !sent) {
+                return sent;
+            }
+            chunk.clear();
+        }
+        if (!chunk.empty()) {
+            chunk.push_back('\n');
+        }
+        chunk += line.substr(0, kChunk);
+    }
+    if (!chunk.empty()) {
+        return send(chunk);
+    }
+    return {};
+}
+
+int PgConnection::backend_pid() const {
+    return PQbackendPID(conn_);
+}
+
+core::Result<void> PgConnection::listen() {
+    std::string quoted;
+    for (char c : channel_) {
+        quoted += c == '"' ? std::string{"\"\""} : std::string(1, c);
+    }
+    return exec(fmt::format("LISTEN \"{}\"", quoted));
+}
+
+core::Result<std::vector<PgConnection::Notification>> PgConnection::wait_notifications(
+    core::Millis timeout) {
+    std::vector<Notification> out;
+    auto lost = [this] {
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("postgres {}: {}", name_, PQerrorMessage(conn_))};
+    };
+    auto drain = [&] {
+        while (PGnotify* note = PQnotifies(conn_)) {
+            out.push_back(Notification{.sender = note->be_pid, .payload = note->extra});
+            PQfreemem(note);
+        }
+    };
+    if (PQconsumeInput(conn_) == 0) {
+        return lost();
+    }
+    drain();
+    if (!out.empty()) {
+        return out;
+    }
+    pollfd fd{.fd = PQsocket(conn_), .events = POLLIN, .revents = 0};
+    if (fd.fd < 0) {
+        return lost();
+    }
+    if (::poll(&fd, 1, static_cast<int>(timeout.count())) > 0) {
+        if (PQconsumeInput(conn_) == 0) {
+            return lost();
+        }
+        drain();
+    }
+    return out;
 }
 
 bool PgConnection::broken() const {

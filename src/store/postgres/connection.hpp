@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/core.hpp"
 #include "store/sql/connection.hpp"
@@ -53,8 +54,28 @@ public:
     core::Error error(std::string_view what) const override;
     const std::string& name() const override { return name_; }
 
+    /// Queues a change for the other instances (deduplicated; sent by send_notifications).
+    void notify(char kind, std::string_view subject) override;
+    /// pg_notify on this schema's channel: "KIND SUBJECT" lines, chunked under the payload
+    /// limit.
+    core::Result<void> send_notifications() override;
+    void drop_notifications() override { pending_.clear(); }
+
     /// True once the server connection is lost (it must be opened again).
     bool broken() const;
+    /// The server process serving this connection: what a notification names as its sender.
+    int backend_pid() const;
+    /// This schema's notification channel ("aviary." + the schema name).
+    const std::string& channel() const { return channel_; }
+    /// LISTEN on channel().
+    core::Result<void> listen();
+    /// A notification's sender and its payload.
+    struct Notification {
+        int sender = 0;
+        std::string payload;
+    };
+    /// Waits up to `timeout` for notifications (kUnavailable when the connection is lost).
+    core::Result<std::vector<Notification>> wait_notifications(core::Millis timeout);
     /// The SQLSTATE of the last failed statement ("" when none): 40001, 40P01, 57P01...
     const std::string& last_sqlstate() const { return last_sqlstate_; }
 
@@ -67,6 +88,8 @@ private:
     std::string name_;
     std::int64_t changes_ = 0;
     std::string last_sqlstate_;
+    std::string channel_;
+    std::vector<std::string> pending_;  // "KIND SUBJECT", in order, without repeats
     int statements_made_ = 0;
     std::map<std::string, std::unique_ptr<Cursor>, std::less<>> statements_;
 };

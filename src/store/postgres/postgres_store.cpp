@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "store/postgres/change_feed.hpp"
 #include "store/postgres/connection.hpp"
 #include "store/postgres/migrations.hpp"
 #include "store/sql/sql_store.hpp"
@@ -44,8 +45,10 @@ core::Result<std::unique_ptr<Store>> open_postgres(const Settings& settings) {
     }
     core::logger("store")->info("store opened postgres={} schema_version={} readers={}",
                                 (*writer)->name(), *reached, settings.read_connections);
+    // Other instances' commits arrive on their own connection; this writer's are skipped.
+    auto feed = std::make_unique<PgChangeFeed>(info, (*writer)->backend_pid());
     return std::unique_ptr<Store>{
-        new sql::SqlStore(std::move(*writer), std::move(*readers), *reached)};
+        new sql::SqlStore(std::move(*writer), std::move(*readers), *reached, std::move(feed))};
 }
 
 }  // namespace aviary::store::postgres

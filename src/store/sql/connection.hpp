@@ -16,6 +16,14 @@ namespace aviary::store::sql {
 
 enum class Dialect { kSqlite, kPostgres };
 
+/// What a notification says changed (Connection::notify's `kind`).
+namespace change {
+inline constexpr char kJobsQueued = 'q';  ///< a job became runnable (subject: "")
+inline constexpr char kJob = 'j';         ///< a job's state, step or output (subject: its id)
+inline constexpr char kCancel = 'c';      ///< a running job is asked to stop (subject: its id)
+inline constexpr char kGranted = 'g';     ///< a waiter was granted (subject: its ticket)
+}  // namespace change
+
 /// A backend's prepared statement in use: parameters in, rows out. Statement wraps it.
 class Cursor {
 public:
@@ -123,6 +131,17 @@ public:
     virtual core::Result<void> begin_write() = 0;
     /// Opens a read-only transaction that sees one state of the database throughout.
     virtual core::Result<void> begin_read() = 0;
+    /// Tells the other instances sharing the database what this transaction changed, once it
+    /// commits (PostgreSQL's NOTIFY; nothing on SQLite, which has no other instance). A hint:
+    /// a receiver re-reads the store. `kind` is one of the Change letters.
+    virtual void notify(char kind, std::string_view subject) {
+        (void)kind;
+        (void)subject;
+    }
+    /// Sends what notify() queued, inside the open transaction (it leaves with the COMMIT).
+    virtual core::Result<void> send_notifications() { return {}; }
+    /// Forgets what notify() queued (the transaction rolls back).
+    virtual void drop_notifications() {}
     /// A kStorage error naming `what` and the database's own message.
     virtual core::Error error(std::string_view what) const = 0;
     /// Where the database is, for messages (never a password).

@@ -132,6 +132,7 @@ void GroupCommit::answer(const std::vector<Pending*>& batch,
 core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
     const std::vector<Pending*>& batch) {
     std::lock_guard db_lock{db_mutex_};
+    db_.drop_notifications();  // anything a failed batch queued
     if (auto begun = db_.begin_write(); !begun) {
         log_->warn("write transaction not started size={} error=\"{}\"", batch.size(),
                    begun.error().message);
@@ -151,6 +152,12 @@ core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
             }
             return results.back().error();
         }
+    }
+    if (auto sent = db_.send_notifications(); !sent) {
+        log_->warn("notifications not sent size={} error=\"{}\"", batch.size(),
+                   sent.error().message);
+        (void)db_.run("ROLLBACK");
+        return sent.error();
     }
     if (auto committed = db_.run("COMMIT"); !committed) {
         log_->warn("commit failed size={} error=\"{}\"", batch.size(), committed.error().message);

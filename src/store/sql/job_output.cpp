@@ -67,6 +67,7 @@ core::Result<void> append_job_output(Connection& db,
     if (auto known = check_job(db, id); !known) {
         return known;
     }
+    db.notify(change::kJob, id);
     for (const auto& line : lines) {
         auto insert = db.prepare(
             "INSERT INTO job_output (job_id, seq, at, stream, text, attempt, step) "
@@ -161,6 +162,9 @@ core::Result<void> set_queue_paused(Connection& db,
     }
     if (db.changes() == 0) {
         return {};  // already in that state: nothing happened, nothing to record
+    }
+    if (!paused) {
+        db.notify(change::kJobsQueued, "");
     }
     return record_queue(db, queue, paused, actor.empty() ? kSystemActor : actor, now);
 }

@@ -49,6 +49,12 @@ core::Result<void> record(Connection& db,
                           std::string_view kind,
                           const core::Job* before,
                           const core::Job& after) {
+    db.notify(change::kJob, after.id);
+    if (after.state == core::JobState::kQueued) {
+        db.notify(change::kJobsQueued, "");  // new, retrying or rescued: runnable somewhere
+    } else if (kind == "job.cancel_requested") {
+        db.notify(change::kCancel, after.id);
+    }
     return append_event(
         db, core::Event{.at = at,
                         .actor = std::string{actor.empty() ? kSystemActor : actor},

@@ -64,19 +64,6 @@ core::Result<std::optional<core::Lease>> find_lease(Connection& db, std::string_
     return at_most_one(collect_leases(*select));
 }
 
-/// The active rows of lease `id`, by node.
-core::Result<std::vector<core::Lease>> held_rows(Connection& db,
-                                                 std::string_view id,
-                                                 core::TimePoint now) {
-    auto select = db.prepare(fmt::format(
-        "SELECT {} FROM leases WHERE id = ?1 AND expires_at > ?2 ORDER BY node", kLeaseColumns));
-    if (!select) {
-        return select.error();
-    }
-    select->bind_all(id, now);
-    return collect_leases(*select);
-}
-
 core::Result<void> record(Connection& db,
                           core::TimePoint at,
                           std::string_view actor,
@@ -280,6 +267,18 @@ core::Result<bool> holds(Connection& db, const LeaseIdRequest& request) {
 }
 
 }  // namespace
+
+core::Result<std::vector<core::Lease>> held_rows(Connection& db,
+                                                 std::string_view id,
+                                                 core::TimePoint now) {
+    auto select = db.prepare(fmt::format(
+        "SELECT {} FROM leases WHERE id = ?1 AND expires_at > ?2 ORDER BY node", kLeaseColumns));
+    if (!select) {
+        return select.error();
+    }
+    select->bind_all(id, now);
+    return collect_leases(*select);
+}
 
 core::Lease lease_from_row(const Statement& row, int first) {
     return core::Lease{.id = row.text(first),

@@ -57,4 +57,9 @@ core::Result<LeaseAttempt> grant(Connection& db,
                                  const LeaseRequest& request,
                                  const std::vector<std::string>& nodes);
 
+/// The active rows of lease `id`, by node.
+core::Result<std::vector<core::Lease>> held_rows(Connection& db,
+                                                 std::string_view id,
+                                                 core::TimePoint now);
+
 }  // namespace aviary::store::sql

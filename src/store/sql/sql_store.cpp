@@ -18,12 +18,19 @@ namespace aviary::store::sql {
 
 SqlStore::SqlStore(std::unique_ptr<Connection> writer,
                    std::unique_ptr<ReadPool> readers,
-                   int schema_version)
+                   int schema_version,
+                   std::unique_ptr<ChangeFeed> feed)
     : db_(std::move(writer)),
       readers_(std::move(readers)),
       writer_(std::make_unique<GroupCommit>(
           *db_, db_mutex_, [this](bool committed) { after_batch(committed); })),
-      schema_version_(schema_version) {}
+      schema_version_(schema_version),
+      feed_(std::move(feed)) {
+    if (feed_ != nullptr) {
+        feed_->start(
+            [this](char kind, std::string_view subject) { on_remote_change(kind, subject); });
+    }
+}
 
 SqlStore::~SqlStore() {
     close();
@@ -139,6 +146,64 @@ core::Result<std::vector<WaiterRecord>> SqlStore::drop_waiters(std::string_view 
 void SqlStore::set_grant_listener(GrantListener listener) {
     std::lock_guard lock{listener_mu_};
     listener_ = std::move(listener);
+}
+
+void SqlStore::set_change_listener(ChangeListener listener) {
+    std::lock_guard lock{change_mu_};
+    change_listener_ = std::move(listener);
+}
+
+void SqlStore::on_remote_change(char kind, std::string_view subject) {
+    if (kind == change::kGranted) {
+        auto now = core::SystemClock{}.now();
+        auto grant = read_snapshot<std::optional<WaiterGrant>>(
+            [&](Connection& db) -> core::Result<std::optional<WaiterGrant>> {
+                auto waiter = select_waiter(db, subject, now);
+                if (!waiter) {
+                    return waiter.error().code == core::ErrorCode::kNotFound
+                               ? core::Result<std::optional<WaiterGrant>>{std::nullopt}
+                               : core::Result<std::optional<WaiterGrant>>{waiter.error()};
+                }
+                if (waiter->state != WaiterState::kGranted) {
+                    return std::optional<WaiterGrant>{};
+                }
+                auto leases = held_rows(db, waiter->lease_id, now);
+                if (!leases) {
+                    return leases.error();
+                }
+                if (leases->empty()) {
+                    return std::optional<WaiterGrant>{};  // already ended
+                }
+                return std::optional<WaiterGrant>{
+                    WaiterGrant{.ticket = waiter->ticket, .leases = std::move(*leases)}};
+            });
+        if (!grant || !*grant) {
+            return;  // not ours to hand over, gone, or unreadable now: the wait's poll sees it
+        }
+        std::lock_guard lock{listener_mu_};
+        if (listener_) {
+            listener_({std::move(**grant)});
+        }
+        return;
+    }
+    RemoteChange which;
+    switch (kind) {
+        case change::kJobsQueued:
+            which = RemoteChange::kJobsQueued;
+            break;
+        case change::kJob:
+            which = RemoteChange::kJob;
+            break;
+        case change::kCancel:
+            which = RemoteChange::kCancel;
+            break;
+        default:
+            return;  // a newer aviary's change: nothing to do here
+    }
+    std::lock_guard lock{change_mu_};
+    if (change_listener_) {
+        change_listener_(which, subject);
+    }
 }
 
 void SqlStore::after_batch(bool committed) {
@@ -464,6 +529,9 @@ core::Result<void> SqlStore::exec_for_test(std::string_view sql) {
 
 void SqlStore::close() {
     std::lock_guard closing{close_mu_};
+    if (feed_ != nullptr) {
+        feed_->stop();
+    }
     writer_->close();
     if (readers_ != nullptr) {
         readers_->close();

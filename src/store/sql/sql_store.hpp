@@ -16,6 +16,19 @@
 
 namespace aviary::store::sql {
 
+/// Another instance's changes as they arrive (PostgreSQL's LISTEN), on the feed's own thread.
+class ChangeFeed {
+public:
+    using OnChange = std::function<void(char kind, std::string_view subject)>;
+    virtual ~ChangeFeed() = default;
+    /// Starts delivering each change (a Connection::notify kind and subject) that another
+    /// instance's writer committed; after each (re)connection also a change::kJobsQueued, as
+    /// changes may have been missed meanwhile.
+    virtual void start(OnChange on_change) = 0;
+    /// Stops and joins; no call is in progress after it returns. Idempotent.
+    virtual void stop() = 0;
+};
+
 /// One write connection driven by the group-commit thread, and read connections beside it.
 /// An in-memory SQLite database has no second connection to read from (`readers` null):
 /// reads then run on the write connection under the mutex the writer holds per batch.
@@ -23,7 +36,8 @@ class SqlStore final : public Store {
 public:
     SqlStore(std::unique_ptr<Connection> writer,
              std::unique_ptr<ReadPool> readers,
-             int schema_version);
+             int schema_version,
+             std::unique_ptr<ChangeFeed> feed = nullptr);
     ~SqlStore() override;
     SqlStore(const SqlStore&) = delete;
     SqlStore& operator=(const SqlStore&) = delete;
@@ -55,6 +69,7 @@ public:
                                                          std::string_view actor,
                                                          core::TimePoint now) override;
     void set_grant_listener(GrantListener listener) override;
+    void set_change_listener(ChangeListener listener) override;
 
     core::Result<void> reconcile_worker_ids(const std::vector<core::WorkerId>& workers,
                                             std::string_view actor,
@@ -196,6 +211,7 @@ private:
             auto out = work(db, served);
             if (out) {
                 for (auto& grant : served) {
+                    db.notify(change::kGranted, grant.ticket);
                     batch_grants_.push_back(std::move(grant));
                 }
             }
@@ -237,6 +253,9 @@ private:
     static core::Error closed_error();
     /// GroupCommit's AfterBatch: hands a committed batch's grants to the listener.
     void after_batch(bool committed);
+    /// The feed's callback: a remote grant goes to the grant listener (read back from the
+    /// store), anything else to the change listener.
+    void on_remote_change(char kind, std::string_view subject);
 
     std::unique_ptr<Connection> db_;     // the write connection
     std::mutex db_mutex_;                // held by the writer per batch, and by in-memory reads
@@ -246,6 +265,9 @@ private:
     std::mutex listener_mu_;                 // held while the listener runs or is replaced
     GrantListener listener_;
     std::unique_ptr<GroupCommit> writer_;
+    std::mutex change_mu_;  // held while the change listener runs or is replaced
+    ChangeListener change_listener_;
+    std::unique_ptr<ChangeFeed> feed_;  // started last, stopped first
     int schema_version_;
     bool closed_ = false;  // guarded by db_mutex_
     std::mutex close_mu_;
