@@ -18,6 +18,11 @@ struct ServeOptions {
 /// exit code; errors at start-up are printed to stderr and return 1.
 int serve(config::Config config, ServeOptions options = {});
 
+/// Runs `aviary worker` until SIGTERM or SIGINT: job workers on a store shared with serve
+/// instances (PostgreSQL), without the HTTP API, for hosts that only run actions
+/// (docs/scaling.md). Returns the exit code: 2 for a config without a shared store.
+int work(config::Config config);
+
 /// "0.1.0", and the git commit the binary was built from ("unknown" outside a checkout).
 std::string_view version();
 std::string_view commit();

@@ -501,4 +501,80 @@ int serve(config::Config config, ServeOptions options) {
     return 0;
 }
 
+int work(config::Config config) {
+    auto signals = block_shutdown_signals();
+    auto log = core::logger("worker");
+    register_secrets(config);
+    if (auto logging = core::configure_logging(config.log.level, config.log.format); !logging) {
+        std::fprintf(stderr, "aviary: %s\n", logging.error().message.c_str());
+        return 1;
+    }
+    if (config.store.driver != "postgres") {
+        std::fprintf(stderr,
+                     "aviary: worker needs a store it shares with serve (store.url or --store "
+                     "postgresql://...); on SQLite the job workers run inside serve\n");
+        return 2;
+    }
+    if (auto prepared = prepare_data_dir(config); !prepared) {
+        std::fprintf(stderr, "aviary: %s\n", prepared.error().message.c_str());
+        return 1;
+    }
+    auto store = store::open(config.store);
+    if (!store) {
+        std::fprintf(stderr, "aviary: cannot open the store at %s: %s\n",
+                     store::describe(config.store).c_str(), store.error().message.c_str());
+        return 1;
+    }
+    core::SystemClock clock;
+    // A worker beats like any instance but never leads: the periodic work (lease expiry,
+    // retention, the Grafana outbox) is serve's.
+    store::Membership membership{**store, clock,
+                                 store::MembershipSettings{.instance = config.instance,
+                                                           .heartbeat = config.store.heartbeat,
+                                                           .leader_ttl = config.store.leader_ttl,
+                                                           .lead = false}};
+    if (auto joined = membership.join(); !joined) {
+        std::fprintf(stderr, "aviary: %s\n", joined.error().message.c_str());
+        (*store)->close();
+        return 1;
+    }
+    config.fleet.instance = membership.name();
+    config.jobs.instance = membership.name();
+    core::Scheduler scheduler{clock};
+    membership.schedule(scheduler);
+    // The fleet is the lease rules' way in (lease steps, an upgrade's implicit acquire); the
+    // node list is serve's to reconcile, so the worker leaves it as it is.
+    fleet::Fleet fleet{config.fleet, **store, clock};
+    jobs::Engine engine{config.jobs, **store, fleet, drivers::make_drivers(config.drivers),
+                        clock,       nullptr};
+    engine.schedule(scheduler);
+    auto rescued = engine.start();
+    if (!rescued) {
+        std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",
+                     rescued.error().message.c_str());
+        engine.stop();
+        membership.leave();
+        (*store)->close();
+        return 1;
+    }
+    log_rescue(*log, *rescued);
+    scheduler.start();
+    log->info("working instance={} workers={} store={}", membership.name(), config.jobs.workers,
+              store::describe(config.store));
+    std::printf("aviary %s worker %s running %d workers\n", std::string{version()}.c_str(),
+                membership.name().c_str(), config.jobs.workers);
+    std::fflush(stdout);
+    int signal = wait_for_shutdown_signal(signals);
+    while (signal == SIGHUP) {
+        signal = wait_for_shutdown_signal(signals);
+    }
+    log->info("shutting down signal={}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    scheduler.stop();
+    engine.stop();
+    membership.leave();
+    (*store)->close();
+    log->info("stopped");
+    return 0;
+}
+
 }  // namespace aviary::api

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "api/api.hpp"
@@ -23,7 +24,9 @@ struct ServeFlags {
     bool insecure = false;
 };
 
-int run_serve(const ServeFlags& flags) {
+/// The config file (or the embedded default) with the flags applied over it; an exit code
+/// when it cannot be loaded.
+std::variant<config::Config, int> load_role_config(const ServeFlags& flags) {
     auto config = flags.config_path.empty()
                       ? config::load_string(config::embedded_default(), "<embedded default>")
                       : config::load_file(flags.config_path);
@@ -47,7 +50,24 @@ int run_serve(const ServeFlags& flags) {
         config->store.driver = "postgres";
         config->store.url = flags.store;
     }
-    return api::serve(std::move(*config), api::ServeOptions{.insecure = flags.insecure});
+    return std::move(*config);
+}
+
+int run_worker(const ServeFlags& flags) {
+    auto config = load_role_config(flags);
+    if (auto* code = std::get_if<int>(&config)) {
+        return *code;
+    }
+    return api::work(std::move(std::get<config::Config>(config)));
+}
+
+int run_serve(const ServeFlags& flags) {
+    auto config = load_role_config(flags);
+    if (auto* code = std::get_if<int>(&config)) {
+        return *code;
+    }
+    return api::serve(std::move(std::get<config::Config>(config)),
+                      api::ServeOptions{.insecure = flags.insecure});
 }
 
 struct GlobalFlags {
@@ -108,6 +128,7 @@ void add_acquire_options(CLI::App& command, cli::AcquireFlags& flags) {
 /// The parsed subcommands, for dispatch.
 struct Commands {
     CLI::App* serve;
+    CLI::App* worker;
     CLI::App* version;
     CLI::App* nodes;
     CLI::App* node_add;
@@ -457,6 +478,15 @@ static int run_main(int argc, char** argv) {
     commands.serve->add_flag("--insecure", serve_flags.insecure,
                              "allow a non-loopback listen address without auth.tokens "
                              "(docs/security.md)");
+    commands.worker = app.add_subcommand(
+        "worker", "run job workers only, on a store shared with serve instances (no HTTP API)");
+    commands.worker->add_option("--config", serve_flags.config_path,
+                                "YAML config file (default: the embedded examples/aviary.yaml)");
+    commands.worker->add_option("--store", serve_flags.store,
+                                "the PostgreSQL store the serve instances use: "
+                                "postgresql://user@host:5432/db");
+    commands.worker->add_option("--data-dir", serve_flags.data_dir,
+                                "where the worker keeps its own state (drivers' data)");
     commands.version = app.add_subcommand("version", "print the version and commit");
 
     ClientFlags flags;
@@ -486,6 +516,9 @@ static int run_main(int argc, char** argv) {
     }
     if (*commands.serve) {
         return run_serve(serve_flags);
+    }
+    if (*commands.worker) {
+        return run_worker(serve_flags);
     }
     if (*commands.completion) {
         return cli::run_completion(flags.completion_shell);

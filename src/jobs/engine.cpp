@@ -322,13 +322,24 @@ void Engine::Impl::end_run(const std::string& id) {
     release(1);
 }
 
-void Engine::Impl::record_step(store::JobStepUpdate update) {
-    auto on_answer = [this, id = update.id, attempt = update.attempt](core::Result<core::Job> job) {
-        asio::post(io, [this, id, attempt, job = std::move(job)] {
+void Engine::Impl::record_step(store::JobStepUpdate update, int tries) {
+    auto on_answer = [this, update, tries](core::Result<core::Job> job) {
+        asio::post(io, [this, update, tries, job = std::move(job)] {
+            const auto& id = update.id;
             auto it = running.find(id);
             if (job) {
                 notify(id);
-            } else if (it != running.end() && it->second->job.attempt == attempt) {
+            } else if (job.error().code == core::ErrorCode::kUnavailable && !stopping &&
+                       it != running.end() && it->second->job.attempt == update.attempt &&
+                       it->second->step == update.step &&
+                       core::Millis{200} * tries < settings.heartbeat_timeout) {
+                // The database is away: the step (and its process group, which a rescue
+                // kills) is recorded once it is back.
+                auto pause = std::make_shared<asio::steady_timer>(io, core::Millis{200});
+                pause->async_wait([this, pause, update, tries](const boost::system::error_code&) {
+                    record_step(update, tries + 1);
+                });
+            } else if (it != running.end() && it->second->job.attempt == update.attempt) {
                 log->warn("job {} left by its runner: {}", id, job.error().message);
                 request_stop(*it->second, StopReason::kLost);
             }
@@ -391,8 +402,12 @@ asio::awaitable<void> Engine::Impl::heartbeat_loop() {
         auto active = co_await net::offload(*pool, beat);
         if (!active) {
             log->warn("job heartbeat failed: {}", active.error().message);
+            store_away_since = now;
             continue;
         }
+        // After the store was away, every instance's beats are old: give the others a whole
+        // heartbeat_timeout to beat again before taking any of their jobs for dead.
+        bool others_had_time = now - store_away_since >= settings.heartbeat_timeout;
         // A job that runs here is alive; one that runs nowhere (its worker or instance hung
         // or died) stops beating and is rescued once its heartbeat is old enough.
         for (const auto& job : *active) {
@@ -402,7 +417,8 @@ asio::awaitable<void> Engine::Impl::heartbeat_loop() {
                 request_stop(*it->second, StopReason::kCancel);
             }
             if (running.count(job.id) > 0 || !job.heartbeat_at ||
-                now - *job.heartbeat_at < settings.heartbeat_timeout) {
+                now - *job.heartbeat_at < settings.heartbeat_timeout ||
+                (!owns(job) && !others_had_time)) {
                 continue;
             }
             log->warn("job {} ({} on {}) has not beaten since {}: rescuing it", job.id, job.action,

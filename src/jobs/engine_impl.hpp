@@ -81,8 +81,9 @@ struct Engine::Impl {
     asio::awaitable<core::Result<store::JobFinishedAndClaimed>> finish_and_claim(
         store::JobFinish finish);
     /// Records a step's start without waiting for the commit; a refusal (the attempt is no
-    /// longer this run's) stops the run as kLost.
-    void record_step(store::JobStepUpdate update);
+    /// longer this run's) stops the run as kLost. A database that is away is tried again
+    /// (`tries` so far) until heartbeat_timeout.
+    void record_step(store::JobStepUpdate update, int tries = 1);
     store::JobClaim claim_now() const;        // this runner's claim, with the action caps
     asio::awaitable<void> run_job(Run& run);  // runner.cpp; erases `run` from running at its end
     asio::awaitable<void> heartbeat_loop();
@@ -125,6 +126,8 @@ struct Engine::Impl {
     std::map<std::string, std::unique_ptr<drivers::Driver>, std::less<>> drivers;
     core::Clock& clock;
     std::string runner_id = settings.instance + "/" + core::new_id();
+    /// When the heartbeat last failed to reach the store (engine thread only).
+    core::TimePoint store_away_since{};
     /// True when `job` was claimed by a run of this instance (or before runners named their
     /// instance): its process groups live on this host.
     bool owns(const core::Job& job) const;

@@ -207,12 +207,29 @@ void Engine::Impl::add_line(Run& run, std::string_view stream, std::string text)
 asio::awaitable<void> Engine::Impl::flush(Run& run) {
     // run.flushing is set by the caller; lines that arrive while a batch is written go in the
     // next batch, so one job's output is written in order by one writer.
+    std::optional<std::chrono::steady_clock::time_point> away_since;
+    core::Millis backoff{100};
     while (!run.pending.empty()) {
         std::vector<core::OutputLine> batch;
         batch.swap(run.pending);
         auto append = [this, &run, &batch] { return store.append_job_output(run.job.id, batch); };
         if (auto done = co_await net::offload(*pool, append); !done) {
+            auto now = std::chrono::steady_clock::now();
+            away_since = away_since.value_or(now);
+            if (done.error().code == core::ErrorCode::kUnavailable && !stopping &&
+                now - *away_since < settings.heartbeat_timeout) {
+                // The database is away: keep the lines, in order, and write them once it is back.
+                std::move(run.pending.begin(), run.pending.end(), std::back_inserter(batch));
+                run.pending.swap(batch);
+                asio::steady_timer pause{io, backoff};
+                co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+                backoff = std::min(backoff * 2, core::Millis{2000});
+                continue;
+            }
             log->error("writing output of job {} failed: {}", run.job.id, done.error().message);
+        } else {
+            away_since.reset();
+            backoff = core::Millis{100};
         }
         notify(run.job.id);
     }
@@ -705,12 +722,28 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         auto write = [this, &finish] { return store.finish_job(finish); };
         done = co_await net::offload(*pool, write);
     } else {
-        auto both = co_await finish_and_claim(finish);
-        if (both) {
-            next = std::move(both->claimed);
-            done = std::move(both->job);
-        } else {
+        // A database that is away (restarting, unreachable) must not lose the outcome: the
+        // write is tried again, the Run still beating, until heartbeat_timeout has passed
+        // (then the watchdog of whichever instance sees it first rescues the job).
+        auto give_up = std::chrono::steady_clock::now() + settings.heartbeat_timeout;
+        core::Millis backoff{100};
+        while (true) {
+            auto both = co_await finish_and_claim(finish);
+            if (both) {
+                next = std::move(both->claimed);
+                done = std::move(both->job);
+                break;
+            }
             done = both.error();
+            if (both.error().code != core::ErrorCode::kUnavailable || stopping ||
+                std::chrono::steady_clock::now() + backoff > give_up) {
+                break;
+            }
+            log->warn("job {} outcome not written yet, retrying in {}: {}", id,
+                      core::format_duration(backoff), both.error().message);
+            asio::steady_timer pause{io, backoff};
+            co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+            backoff = std::min(backoff * 2, core::Millis{2000});
         }
     }
     if (!done) {

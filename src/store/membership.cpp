@@ -64,7 +64,7 @@ core::Result<void> Membership::join() {
 }
 
 void Membership::schedule(core::Scheduler& scheduler) {
-    scheduler.set_leadership([this] { return leads_.load(); });
+    scheduler.set_leadership([this] { return settings_.lead && leads_.load(); });
     scheduler.add(core::Scheduler::Task{
         .name = "instance-heartbeat",
         .interval = settings_.heartbeat,
@@ -82,7 +82,8 @@ void Membership::beat(core::TimePoint now) {
     if (!joined_) {
         return;
     }
-    auto led = store_.beat_instance(name_, run_, kSchedulerDuty, now, settings_.leader_ttl);
+    auto led = store_.beat_instance(name_, run_, settings_.lead ? kSchedulerDuty : "", now,
+                                    settings_.leader_ttl);
     if (!led) {
         // Unreachable store, or our name taken over: lead nothing until a beat says otherwise.
         if (leads_.exchange(false)) {

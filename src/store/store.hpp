@@ -605,6 +605,8 @@ struct MembershipSettings {
     /// leader is replaced within leader_ttl + heartbeat.
     core::Millis heartbeat{std::chrono::seconds{2}};
     core::Millis leader_ttl{std::chrono::seconds{10}};
+    /// False for a process that must never lead (a worker: it does not run the periodic work).
+    bool lead = true;
 };
 
 class Membership {

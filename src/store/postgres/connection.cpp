@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <charconv>
@@ -133,22 +134,34 @@ private:
     core::Result<void> execute() {
         int count = static_cast<int>(values_.size());
         if (!prepared_) {
-            PGresult* made =
-                PQprepare(db_.conn_, name_.c_str(), sql_.c_str(), count, types_.data());
-            if (PQresultStatus(made) != PGRES_COMMAND_OK) {
-                auto error = db_.failed(fmt::format("cannot prepare \"{}\"", sql_), made);
-                PQclear(made);
+            if (PQsendPrepare(db_.conn_, name_.c_str(), sql_.c_str(), count, types_.data()) == 0) {
+                return db_.failed(fmt::format("cannot prepare \"{}\"", sql_), nullptr);
+            }
+            auto made = db_.await_result(sql_);
+            if (!made) {
+                return made.error();
+            }
+            if (PQresultStatus(*made) != PGRES_COMMAND_OK) {
+                auto error = db_.failed(fmt::format("cannot prepare \"{}\"", sql_), *made);
+                PQclear(*made);
                 return error;
             }
-            PQclear(made);
+            PQclear(*made);
             prepared_ = true;
         }
         std::vector<const char*> values(values_.size());
         for (std::size_t i = 0; i < values_.size(); ++i) {
             values[i] = values_[i] ? values_[i]->c_str() : nullptr;
         }
-        result_ =
-            PQexecPrepared(db_.conn_, name_.c_str(), count, values.data(), nullptr, nullptr, 0);
+        if (PQsendQueryPrepared(db_.conn_, name_.c_str(), count, values.data(), nullptr, nullptr,
+                                0) == 0) {
+            return db_.failed(sql_, nullptr);
+        }
+        auto answered = db_.await_result(sql_);
+        if (!answered) {
+            return answered.error();
+        }
+        result_ = *answered;
         auto status = PQresultStatus(result_);
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
             auto error = db_.failed(sql_, result_);
@@ -177,9 +190,12 @@ private:
 core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo& info) {
     std::string timeout = std::to_string(std::max<std::int64_t>(
         1, std::chrono::ceil<std::chrono::seconds>(info.connect_timeout).count()));
-    std::vector<const char*> keys{"dbname", "connect_timeout", "application_name"};
-    std::vector<const char*> values{info.url.c_str(), timeout.c_str(),
-                                    info.application_name.c_str()};
+    // TCP keepalives notice a vanished host within about a minute even with nothing sent.
+    std::vector<const char*> keys{"dbname",          "connect_timeout", "application_name",
+                                  "keepalives",      "keepalives_idle", "keepalives_interval",
+                                  "keepalives_count"};
+    std::vector<const char*> values{
+        info.url.c_str(), timeout.c_str(), info.application_name.c_str(), "1", "30", "10", "3"};
     if (!info.password.empty()) {
         keys.push_back("password");
         values.push_back(info.password.c_str());
@@ -205,7 +221,7 @@ core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo
     // Notices (an IF NOT EXISTS that found its table) are not errors: nothing to print.
     PQsetNoticeProcessor(
         conn, [](void*, const char*) {}, nullptr);
-    std::unique_ptr<PgConnection> db{new PgConnection(conn, std::move(name))};
+    std::unique_ptr<PgConnection> db{new PgConnection(conn, std::move(name), info.query_timeout)};
     {
         auto schema = db->prepare("SELECT current_schema()");
         if (!schema) {
@@ -221,7 +237,8 @@ core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo
     return db;
 }
 
-PgConnection::PgConnection(pg_conn* conn, std::string name) : conn_(conn), name_(std::move(name)) {}
+PgConnection::PgConnection(pg_conn* conn, std::string name, core::Millis query_timeout)
+    : conn_(conn), name_(std::move(name)), query_timeout_(query_timeout) {}
 
 PgConnection::~PgConnection() {
     statements_.clear();
@@ -245,20 +262,100 @@ core::Result<void> PgConnection::run(std::string_view sql) {
 
 core::Result<void> PgConnection::exec(std::string_view sql) {
     std::string owned{sql};
-    PGresult* result = PQexec(conn_, owned.c_str());
-    auto status = PQresultStatus(result);
+    if (PQsendQuery(conn_, owned.c_str()) == 0) {
+        return failed(owned, nullptr);
+    }
+    auto result = await_result(owned);
+    if (!result) {
+        return result.error();
+    }
+    auto status = PQresultStatus(*result);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-        auto error = failed(owned, result);
-        PQclear(result);
+        auto error = failed(owned, *result);
+        PQclear(*result);
         return error;
     }
     last_sqlstate_.clear();
-    PQclear(result);
+    PQclear(*result);
+    return {};
+}
+
+core::Result<pg_result*> PgConnection::await_result(std::string_view what) {
+    auto deadline = std::chrono::steady_clock::now() + query_timeout_;
+    PGresult* kept = nullptr;  // the first error, or else the last result
+    while (true) {
+        while (PQisBusy(conn_) != 0) {
+            auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            pollfd fd{.fd = PQsocket(conn_), .events = POLLIN, .revents = 0};
+            if (left.count() <= 0 || fd.fd < 0 ||
+                ::poll(&fd, 1, static_cast<int>(left.count())) == 0) {
+                PQclear(kept);
+                // No answer in time: a paused or partitioned server. The connection is in an
+                // unknown state, so it is dropped; recover() opens a new one.
+                abandoned_ = true;
+                return core::Error{core::ErrorCode::kUnavailable,
+                                   fmt::format("postgres {}: no answer within {} ({})", name_,
+                                               core::format_duration(query_timeout_), what)};
+            }
+            if (PQconsumeInput(conn_) == 0) {
+                PQclear(kept);
+                return failed(what, nullptr);
+            }
+        }
+        PGresult* result = PQgetResult(conn_);
+        if (result == nullptr) {
+            break;
+        }
+        bool kept_error = kept != nullptr && PQresultStatus(kept) != PGRES_COMMAND_OK &&
+                          PQresultStatus(kept) != PGRES_TUPLES_OK;
+        if (kept_error) {
+            PQclear(result);  // a script stops at its first error: that one is the answer
+        } else {
+            PQclear(kept);
+            kept = result;
+        }
+    }
+    if (kept == nullptr) {
+        return failed(what, nullptr);
+    }
+    return kept;
+}
+
+core::Result<void> PgConnection::recover() {
+    if (!broken()) {
+        return {};
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now < next_reconnect_) {
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("postgres {} is unreachable: {}", name_, last_loss_)};
+    }
+    PQreset(conn_);
+    if (PQstatus(conn_) != CONNECTION_OK) {
+        last_loss_ = PQerrorMessage(conn_);
+        while (!last_loss_.empty() && (last_loss_.back() == '\n' || last_loss_.back() == ' ')) {
+            last_loss_.pop_back();
+        }
+        reconnect_backoff_ = std::min(reconnect_backoff_ * 2, core::Millis{5000});
+        next_reconnect_ = now + reconnect_backoff_;
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("postgres {} is unreachable: {}", name_, last_loss_)};
+    }
+    // A new server session: statements must be prepared again, nothing is pending.
+    abandoned_ = false;
+    reconnect_backoff_ = core::Millis{50};
+    for (auto& [sql, cursor] : statements_) {
+        cursor->forget_prepared();
+    }
+    pending_.clear();
+    core::logger("store")->info("postgres connection restored postgres={}", name_);
     return {};
 }
 
 bool PgConnection::in_autocommit() const {
-    return PQtransactionStatus(conn_) == PQTRANS_IDLE;
+    // A lost connection has no transaction left to end.
+    return broken() || PQtransactionStatus(conn_) == PQTRANS_IDLE;
 }
 
 core::Result<void> PgConnection::begin_write() {
@@ -353,7 +450,7 @@ core::Result<std::vector<PgConnection::Notification>> PgConnection::wait_notific
 }
 
 bool PgConnection::broken() const {
-    return PQstatus(conn_) != CONNECTION_OK;
+    return abandoned_ || PQstatus(conn_) != CONNECTION_OK;
 }
 
 core::Error PgConnection::error(std::string_view what) const {

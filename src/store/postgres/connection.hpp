@@ -22,6 +22,9 @@ struct ConnectInfo {
     std::string url;
     std::string password;  ///< empty: libpq's own (PGPASSWORD, ~/.pgpass, or none)
     core::Millis connect_timeout{std::chrono::seconds{5}};
+    /// A statement unanswered this long is abandoned with its connection (a paused or
+    /// partitioned server): the caller gets kUnavailable and the next use reconnects.
+    core::Millis query_timeout{std::chrono::seconds{10}};
     std::string application_name = "aviary";
 };
 
@@ -61,8 +64,11 @@ public:
     core::Result<void> send_notifications() override;
     void drop_notifications() override { pending_.clear(); }
 
-    /// True once the server connection is lost (it must be opened again).
+    /// True once the server connection is lost or abandoned (it must be opened again).
     bool broken() const;
+    /// Opens a lost connection again (statements are prepared again at their next run). Fails
+    /// fast with the last reason while a backoff (50 ms doubling to 5 s) runs.
+    core::Result<void> recover() override;
     /// The server process serving this connection: what a notification names as its sender.
     int backend_pid() const;
     /// This schema's notification channel ("aviary." + the schema name).
@@ -81,14 +87,21 @@ public:
 
 private:
     class Cursor;
-    PgConnection(pg_conn* conn, std::string name);
+    PgConnection(pg_conn* conn, std::string name, core::Millis query_timeout);
     core::Error failed(std::string_view what, const pg_result* result);
+    /// Collects the answer to what was sent, waiting at most query_timeout.
+    core::Result<pg_result*> await_result(std::string_view what);
 
     pg_conn* conn_;
     std::string name_;
     std::int64_t changes_ = 0;
     std::string last_sqlstate_;
     std::string channel_;
+    core::Millis query_timeout_;
+    bool abandoned_ = false;
+    std::string last_loss_;
+    core::Millis reconnect_backoff_{50};
+    std::chrono::steady_clock::time_point next_reconnect_{};
     std::vector<std::string> pending_;  // "KIND SUBJECT", in order, without repeats
     int statements_made_ = 0;
     std::map<std::string, std::unique_ptr<Cursor>, std::less<>> statements_;

@@ -23,7 +23,8 @@ core::Result<std::unique_ptr<Store>> open_postgres(const Settings& settings) {
     }
     ConnectInfo info{.url = settings.url,
                      .password = settings.password,
-                     .connect_timeout = settings.connect_timeout};
+                     .connect_timeout = settings.connect_timeout,
+                     .query_timeout = settings.busy_timeout};
     auto writer = PgConnection::open(info);
     if (!writer) {
         return writer.error();

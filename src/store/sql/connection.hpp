@@ -125,6 +125,9 @@ public:
     /// True when no transaction is open (SQLite rolls back by itself on some errors; a
     /// PostgreSQL transaction in error counts as open: it still needs its ROLLBACK).
     virtual bool in_autocommit() const = 0;
+    /// Opens the connection again when the server dropped it (PostgreSQL; a no-op where it
+    /// cannot be lost). kUnavailable naming why while the database stays unreachable.
+    virtual core::Result<void> recover() { return {}; }
     /// Opens the write transaction a batch of operations runs in. Concurrent writers (other
     /// processes on the same database) wait here, so every rule sees the state it decides on
     /// until its commit.

@@ -133,6 +133,9 @@ core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
     const std::vector<Pending*>& batch) {
     std::lock_guard db_lock{db_mutex_};
     db_.drop_notifications();  // anything a failed batch queued
+    if (auto recovered = db_.recover(); !recovered) {
+        return recovered.error();  // the database is away: every operation fails, and says so
+    }
     if (auto begun = db_.begin_write(); !begun) {
         log_->warn("write transaction not started size={} error=\"{}\"", batch.size(),
                    begun.error().message);
@@ -189,7 +192,11 @@ core::Result<void> GroupCommit::run_in_savepoint(const Operation& operation) {
 }
 
 void GroupCommit::fail_all(const std::vector<Pending*>& batch, const core::Error& error) {
-    core::Error failed{core::ErrorCode::kStorage, error.message};
+    // The database being away stays kUnavailable (callers may try again); anything else
+    // that lost the batch is a storage failure.
+    core::Error failed{
+        error.code == core::ErrorCode::kUnavailable ? error.code : core::ErrorCode::kStorage,
+        error.message};
     failed_writes_.fetch_add(batch.size());
     std::vector<core::Result<void>> results(batch.size(), failed);
     answer(batch, std::move(results), false);

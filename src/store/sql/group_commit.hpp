@@ -39,8 +39,9 @@ public:
     GroupCommit& operator=(const GroupCommit&) = delete;
 
     /// Blocks until the operation's batch has committed (or failed). kUnavailable once closed;
-    /// kStorage for every operation of a batch whose COMMIT failed. Never call it from the
-    /// writer thread (an operation or AfterBatch): it would wait for itself.
+    /// kStorage for every operation of a batch whose COMMIT failed (kUnavailable when the database
+    /// is away). Never call it from the writer thread (an operation or AfterBatch): it would wait
+    /// for itself.
     core::Result<void> submit(Operation operation);
     /// Queues an operation without waiting: `done` gets its result on the writer thread once
     /// its batch has committed (or failed), after the batch's AfterBatch; it must only hand the

@@ -107,6 +107,9 @@ core::Result<bool> beat_instance(Connection& db,
                                        "took its name",
                                        instance, run)};
     }
+    if (duty.empty()) {
+        return false;  // beats, leads nothing
+    }
     auto before = leader_of(db, duty);
     if (!before) {
         return before.error();

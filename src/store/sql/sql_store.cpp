@@ -24,8 +24,8 @@ SqlStore::SqlStore(std::unique_ptr<Connection> writer,
       readers_(std::move(readers)),
       writer_(std::make_unique<GroupCommit>(
           *db_, db_mutex_, [this](bool committed) { after_batch(committed); })),
-      schema_version_(schema_version),
-      feed_(std::move(feed)) {
+      schema_version_(schema_version) {
+    feed_ = std::move(feed);
     if (feed_ != nullptr) {
         feed_->start(
             [this](char kind, std::string_view subject) { on_remote_change(kind, subject); });

@@ -247,6 +247,9 @@ private:
         if (!borrowed) {
             return borrowed.error();
         }
+        if (auto recovered = (**borrowed).recover(); !recovered) {
+            return recovered.error();
+        }
         return work(**borrowed);
     }
 
