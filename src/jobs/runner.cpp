@@ -130,6 +130,18 @@ private:
             .now = d.clock.now()};
         auto record = [&d, &update] { return d.store.update_job_step(update); };
         auto recorded = co_await net::offload(*d.pool, record);
+        // A database that is away (restarting) is waited out, up to heartbeat_timeout: the
+        // child runs meanwhile, and its group must be on record before anything can rescue it.
+        core::Millis waited{0};
+        for (core::Millis backoff{100};
+             !recorded && recorded.error().code == core::ErrorCode::kUnavailable && !d.stopping &&
+             waited + backoff < d.settings.heartbeat_timeout;
+             backoff = std::min(backoff * 2, core::Millis{1000})) {
+            asio::steady_timer pause{d.io, backoff};
+            co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+            waited += backoff;
+            recorded = co_await net::offload(*d.pool, record);
+        }
         if (!recorded) {
             co_return recorded.error();
         }
