@@ -1,6 +1,7 @@
-// postgres_cluster start|stop DIR: the CTest fixture that gives a whole test run one
-// PostgreSQL cluster (tests/support/postgres_server.hpp). `start` leaves the server running
-// and its URL in DIR/url; `stop` stops it and removes DIR.
+// postgres_cluster start|stop DIR [--durable]: the CTest fixture that gives a whole test run
+// one PostgreSQL cluster (tests/support/postgres_server.hpp), and bench/scaleout's database.
+// `start` leaves the server running and its URL in DIR/url; `stop` stops it and removes DIR.
+// --durable keeps fsync and synchronous_commit on (benchmarks).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,8 +11,10 @@
 #include "support/postgres_server.hpp"
 
 int main(int argc, char** argv) {
-    if (argc != 3 || (std::string{argv[1]} != "start" && std::string{argv[1]} != "stop")) {
-        std::fprintf(stderr, "usage: postgres_cluster start|stop DIR\n");
+    bool durable = argc == 4 && std::string{argv[3]} == "--durable";
+    if ((argc != 3 && !durable) ||
+        (std::string{argv[1]} != "start" && std::string{argv[1]} != "stop")) {
+        std::fprintf(stderr, "usage: postgres_cluster start|stop DIR [--durable]\n");
         return 2;
     }
     std::string verb = argv[1];
@@ -20,7 +23,8 @@ int main(int argc, char** argv) {
         if (verb == "start") {
             std::error_code ignored;
             std::filesystem::remove_all(dir, ignored);  // a run killed before its stop
-            auto* server = new aviary::test::PostgresServer(dir, {});  // outlives this process
+            auto* server = new aviary::test::PostgresServer(  // outlives this process
+                dir, aviary::test::PostgresServer::Options{.durable = durable});
             std::ofstream{dir + "/url"} << server->url() << "\n";
             std::printf("postgres_cluster: %s\n", server->url().c_str());
             return 0;
