@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <random>
 #include <set>
 
 #include "rpc_helpers.hpp"
+#include "support/peer_process.hpp"
 #include "support/postgres_server.hpp"
 #include "support/server_process.hpp"
 
@@ -223,6 +225,39 @@ TEST_F(ScaleOut, ASecondLiveInstanceOfTheSameNameIsRefused) {
     EXPECT_NE(twin.log().find("instance name \"serve-a\" is in use by a running instance"),
               std::string::npos)
         << twin.log();
+}
+
+TEST_F(ScaleOut, AWorkerRunsJobsQueuedThroughServeAndNeverLeads) {
+    auto a = start("serve-a", 1);
+    auto busy = submit(*a, "lotus-0", "slow");
+    ASSERT_EQ(running_on(*a, busy), "serve-a");
+    TempDir dir;
+    auto config_path = dir.path() + "/worker.yaml";
+    {
+        std::ofstream file{config_path};
+        file << config("worker-w", 2);
+    }
+    PeerProcess worker{{AVIARY_BINARY, "worker", "--config", config_path, "--data-dir", dir.path()},
+                       dir.path() + "/worker.log"};
+    ASSERT_TRUE(worker.wait_for_log("worker worker-w running 2 workers")) << worker.log();
+    // serve's one worker is busy: the worker takes the next job.
+    auto next = submit(*a, "lotus-1", "slow");
+    EXPECT_EQ(running_on(*a, next), "worker-w") << worker.log();
+    auto instances = json_of(http(*a, "GET", "/api/v1/instances"));
+    ASSERT_TRUE(instances.is_object());
+    for (const auto& instance : instances.at("instances").as_array()) {
+        bool leads = !instance.at("leads").as_array().empty();
+        EXPECT_EQ(leads, str(instance.at("name")) == "serve-a") << boost::json::serialize(instance);
+    }
+    worker.stop();
+    EXPECT_FALSE(worker.running());
+}
+
+TEST(Worker, NeedsAStoreSharedWithServe) {
+    auto result = run_command(std::string{AVIARY_BINARY} + " worker 2>&1");
+    EXPECT_EQ(result.status, 2);
+    EXPECT_NE(result.output.find("worker needs a store it shares with serve"), std::string::npos)
+        << result.output;
 }
 
 }  // namespace
