@@ -1,6 +1,6 @@
 #pragma once
-/// store: aviary's state, durable, behind one interface with two backends (SQLite now,
-/// PostgreSQL for scale-out later; docs/architecture.md).
+/// store: aviary's state, durable, behind one interface with two backends: SQLite for one
+/// instance, PostgreSQL for several sharing it (docs/architecture.md, docs/scaling.md).
 ///
 /// Every state change is one transaction that also appends an Event (the audit trail).
 /// Writes go through group commit: one writer thread drains its queue into one
@@ -39,6 +39,8 @@ struct Settings {
     core::Millis connect_timeout{std::chrono::seconds{5}};  ///< postgres
     std::string synchronous = "full";  ///< "full" (fsync each commit) or "normal"
     int read_connections = 4;          ///< read connections beside the writer
+    /// SQLite: how long to wait for another process's lock. PostgreSQL: a statement unanswered
+    /// this long is abandoned with its connection (a paused or partitioned server).
     core::Millis busy_timeout{std::chrono::seconds{5}};
     core::Millis event_retention{std::chrono::hours{24 * 30}};  ///< events older are pruned
     core::Millis retention_sweep{std::chrono::hours{1}};        ///< how often they are pruned

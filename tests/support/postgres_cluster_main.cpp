@@ -23,10 +23,11 @@ int main(int argc, char** argv) {
         if (verb == "start") {
             std::error_code ignored;
             std::filesystem::remove_all(dir, ignored);  // a run killed before its stop
-            auto* server = new aviary::test::PostgresServer(  // outlives this process
-                dir, aviary::test::PostgresServer::Options{.durable = durable});
-            std::ofstream{dir + "/url"} << server->url() << "\n";
-            std::printf("postgres_cluster: %s\n", server->url().c_str());
+            aviary::test::PostgresServer server{
+                dir, aviary::test::PostgresServer::Options{.durable = durable}};
+            std::ofstream{dir + "/url"} << server.url() << "\n";
+            std::printf("postgres_cluster: %s\n", server.url().c_str());
+            server.detach();  // it outlives this process
             return 0;
         }
         return aviary::test::stop_postgres_at(dir) ? 0 : 1;

@@ -115,6 +115,9 @@ PostgresServer::PostgresServer(std::string dir, Options options)
 }
 
 PostgresServer::~PostgresServer() {
+    if (detached_) {
+        return;
+    }
     stop();
     std::error_code ignored;
     fs::remove_all(dir_, ignored);

@@ -34,6 +34,12 @@ public:
 
     /// pg_ctl stop -m fast. Idempotent.
     void stop();
+    /// Leaves the server running and its directory in place when this object goes: what a
+    /// tool that starts a cluster for other processes does (stop_postgres_at() ends it).
+    void detach() {
+        running_ = false;
+        detached_ = true;
+    }
     /// pg_ctl restart on the same port and data: what a database restart under load is.
     void restart();
     /// SIGSTOP / SIGCONT to the postmaster and every backend: a database that stops answering
@@ -49,6 +55,7 @@ private:
     Options options_;
     int port_ = 0;
     bool running_ = false;
+    bool detached_ = false;
 };
 
 /// Stops a cluster another process started in `dir` (the fixture's stop) and removes `dir`.
