@@ -32,7 +32,7 @@ _aviary() {
     fi
 
     local global="--server --token --json --help"
-    local commands="serve version nodes acquire renew release free who history maintenance
+    local commands="serve worker store version nodes acquire renew release free who history maintenance
         with-lease upgrade install-snapshot canary run-action actions jobs job completion"
     local submit="--owner --ttl --reason --wait --logs"
 
@@ -74,10 +74,10 @@ _aviary() {
             return
             ;;
         --node) COMPREPLY=($(compgen -W "$(_aviary_nodes)" -- "$cur")); return ;;
-        --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --config | --password-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --data-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --token | --label | --count | --owner | --ttl | --wait | --reason | --note | \
-            --image-tag | --limit | --listen | --param | --from) return ;;
+            --image-tag | --limit | --listen | --param | --from | --to | --store) return ;;
     esac
 
     local flags=""
@@ -86,7 +86,14 @@ _aviary() {
             COMPREPLY=($(compgen -W "$commands $global" -- "$cur"))
             return
             ;;
-        serve) flags="--config --listen --data-dir --insecure" ;;
+        serve) flags="--config --listen --data-dir --store --insecure" ;;
+        worker) flags="--config --store --data-dir" ;;
+        store)
+            case $sub in
+                "") COMPREPLY=($(compgen -W "copy" -- "$cur")); return ;;
+                copy) flags="--from --to --config --password-file --replace" ;;
+            esac
+            ;;
         version | who) flags="" ;;
         nodes)
             case $sub in

@@ -129,6 +129,7 @@ void add_acquire_options(CLI::App& command, cli::AcquireFlags& flags) {
 struct Commands {
     CLI::App* serve;
     CLI::App* worker;
+    CLI::App* store_copy;
     CLI::App* version;
     CLI::App* nodes;
     CLI::App* node_add;
@@ -487,6 +488,24 @@ static int run_main(int argc, char** argv) {
                                 "postgresql://user@host:5432/db");
     commands.worker->add_option("--data-dir", serve_flags.data_dir,
                                 "where the worker keeps its own state (drivers' data)");
+    cli::StoreCopyFlags store_copy;
+    auto* store = app.add_subcommand("store", "work on a store directly (no server)");
+    store->require_subcommand(1);
+    commands.store_copy = store->add_subcommand(
+        "copy", "copy a SQLite store's state into an empty PostgreSQL store (docs/scaling.md)");
+    commands.store_copy->add_option("--from", store_copy.from, "sqlite:PATH (serve's aviary.db)")
+        ->required();
+    commands.store_copy->add_option("--to", store_copy.to,
+                                    "postgresql://user@host:5432/db (password from "
+                                    "--password-file, PGPASSWORD or ~/.pgpass)");
+    commands.store_copy->add_option("--config", store_copy.config_path,
+                                    "the instances' YAML config: its store section is the "
+                                    "destination (--to wins over its url)");
+    commands.store_copy->add_option("--password-file", store_copy.password_file,
+                                    "file holding the PostgreSQL password");
+    commands.store_copy->add_flag("--replace", store_copy.replace,
+                                  "empty the destination's tables first instead of refusing "
+                                  "one that holds rows");
     commands.version = app.add_subcommand("version", "print the version and commit");
 
     ClientFlags flags;
@@ -519,6 +538,9 @@ static int run_main(int argc, char** argv) {
     }
     if (*commands.worker) {
         return run_worker(serve_flags);
+    }
+    if (*commands.store_copy) {
+        return cli::run_store_copy(store_copy);
     }
     if (*commands.completion) {
         return cli::run_completion(flags.completion_shell);
