@@ -23,6 +23,20 @@ int serve(config::Config config, ServeOptions options = {});
 /// (docs/scaling.md). Returns the exit code: 2 for a config without a shared store.
 int work(config::Config config);
 
+/// `aviary store copy`'s flags.
+struct StoreCopyOptions {
+    std::string from;  ///< sqlite:PATH
+    std::string to;    ///< postgresql://user@host:port/db (no password in it)
+    std::string config_path;
+    std::string password_file;
+    bool replace = false;
+};
+
+/// Runs `aviary store copy`: a SQLite store's state into PostgreSQL in one transaction
+/// (docs/scaling.md, "Moving to PostgreSQL"). Prints each table's rows; returns 0 when every
+/// count matched and the copy committed, 1 when it failed (nothing committed), 2 for bad flags.
+int copy_store(const StoreCopyOptions& options);
+
 /// "0.1.0", and the git commit the binary was built from ("unknown" outside a checkout).
 std::string_view version();
 std::string_view commit();

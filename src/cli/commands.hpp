@@ -160,20 +160,6 @@ int job_exit_code(std::string_view state);
 /// Prints scripts/aviary-completion.bash (compiled in). Only "bash" is known.
 int run_completion(const std::string& shell);
 
-// --- store (talks to the databases, not to a server) ------------------------------------
-
-struct StoreCopyFlags {
-    std::string from;  ///< sqlite:PATH
-    std::string to;    ///< postgresql://user@host:port/db (no password in it)
-    std::string config_path;
-    std::string password_file;
-    bool replace = false;
-};
-/// `aviary store copy`: a SQLite store's state into PostgreSQL (docs/scaling.md). Prints each
-/// table's rows; 0 when every count matched and the copy committed, 1 when it failed (nothing
-/// committed), 2 for bad flags.
-int run_store_copy(const StoreCopyFlags& flags);
-
 // --- shared by the commands -----------------------------------------------------------------
 
 /// "k=v" pairs as a JSON object; a pair without '=' is a usage Failure.

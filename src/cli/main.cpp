@@ -488,7 +488,7 @@ static int run_main(int argc, char** argv) {
                                 "postgresql://user@host:5432/db");
     commands.worker->add_option("--data-dir", serve_flags.data_dir,
                                 "where the worker keeps its own state (drivers' data)");
-    cli::StoreCopyFlags store_copy;
+    api::StoreCopyOptions store_copy;
     auto* store = app.add_subcommand("store", "work on a store directly (no server)");
     store->require_subcommand(1);
     commands.store_copy = store->add_subcommand(
@@ -540,7 +540,7 @@ static int run_main(int argc, char** argv) {
         return run_worker(serve_flags);
     }
     if (*commands.store_copy) {
-        return cli::run_store_copy(store_copy);
+        return api::copy_store(store_copy);
     }
     if (*commands.completion) {
         return cli::run_completion(flags.completion_shell);

@@ -1,5 +1,3 @@
-#include "store/copy.hpp"
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -15,6 +13,7 @@
 #include "store/postgres/migrations.hpp"
 #include "store/sqlite/connection.hpp"
 #include "store/sqlite/migrations.hpp"
+#include "store/store.hpp"
 
 namespace aviary::store {
 namespace {

@@ -1,16 +1,17 @@
 // `aviary store copy` (docs/cli.md): the flags become two stores' Settings, store::copy moves
-// the rows, and this prints what it moved.
+// the rows, and this prints what it moved. A server role like serve and worker: it works on the
+// store itself rather than through a server.
 #include <fmt/format.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
-#include "cli/commands.hpp"
+#include "api/api.hpp"
 #include "config/config.hpp"
-#include "store/copy.hpp"
+#include "store/store.hpp"
 
-namespace aviary::cli {
+namespace aviary::api {
 namespace {
 
 constexpr std::string_view kSqlitePrefix = "sqlite:";
@@ -50,7 +51,7 @@ core::Result<std::string> read_password_file(const std::string& path) {
 /// The destination: --config's store section (as the instances will use it), with --to and
 /// --password-file over it; without --config, --to alone (the password from PGPASSWORD or
 /// ~/.pgpass, read by libpq).
-core::Result<store::Settings> destination_settings(const StoreCopyFlags& flags) {
+core::Result<store::Settings> destination_settings(const StoreCopyOptions& flags) {
     store::Settings settings;
     if (!flags.config_path.empty()) {
         auto config = config::load_file(flags.config_path);
@@ -84,23 +85,23 @@ core::Result<store::Settings> destination_settings(const StoreCopyFlags& flags) 
 
 }  // namespace
 
-int run_store_copy(const StoreCopyFlags& flags) {
+int copy_store(const StoreCopyOptions& flags) {
     auto from = source_settings(flags.from);
     if (!from) {
         std::fprintf(stderr, "aviary: %s\n", from.error().message.c_str());
-        return kExitUsage;
+        return 2;
     }
     auto to = destination_settings(flags);
     if (!to) {
         std::fprintf(stderr, "aviary: %s\n", to.error().message.c_str());
-        return kExitUsage;
+        return 2;
     }
     auto report = store::copy(*from, *to, store::CopyOptions{.replace = flags.replace});
     if (!report) {
         std::fprintf(stderr, "aviary: store copy from %s to %s failed, nothing was copied: %s\n",
                      store::describe(*from).c_str(), store::describe(*to).c_str(),
                      report.error().message.c_str());
-        return kExitRefused;
+        return 1;
     }
     std::int64_t total = 0;
     for (const auto& table : report->tables) {
@@ -110,7 +111,7 @@ int run_store_copy(const StoreCopyFlags& flags) {
     std::printf("copied %lld rows from %s to %s (schema version %d); counts match\n",
                 static_cast<long long>(total), store::describe(*from).c_str(),
                 store::describe(*to).c_str(), report->schema_version);
-    return kExitOk;
+    return 0;
 }
 
-}  // namespace aviary::cli
+}  // namespace aviary::api
