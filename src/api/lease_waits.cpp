@@ -30,8 +30,11 @@ asio::awaitable<core::Result<LeaseWaits::Started>> LeaseWaits::start(fleet::Acqu
                                                                      core::Millis wait,
                                                                      fleet::Caller caller) {
     if (wait.count() == 0) {
-        auto work = [this, request, caller] { return fleet_.acquire(request, caller); };
-        auto acquired = co_await net::offload(pool_, std::move(work));
+        // No thread waits on the commit: the answer comes from the store's writer thread.
+        auto start = [this, &request, &caller](fleet::Fleet::AcquiredCallback done) {
+            fleet_.acquire_async(request, caller, std::move(done));
+        };
+        auto acquired = co_await net::await_answer<core::Result<fleet::Acquired>>(std::move(start));
         if (!acquired) {
             co_return acquired.error();
         }

@@ -281,9 +281,21 @@ net::asio::awaitable<MethodResult> TweetyService::release(Params params, CallCon
     if (!owner) {
         co_return owner.error();
     }
-    auto work = [this, name = *node, who = owner->value_or(context.caller.identity),
-                 caller = context.caller] { return fleet_.release(name, who, caller); };
-    auto released = co_await net::offload(pool_, std::move(work));
+    auto who = owner->value_or(context.caller.identity);
+    core::Result<std::optional<core::Lease>> released = std::optional<core::Lease>{};
+    if (fleet_.release_needs_read(who, context.caller)) {
+        auto work = [this, name = *node, who, caller = context.caller] {
+            return fleet_.release(name, who, caller);
+        };
+        released = co_await net::offload(pool_, std::move(work));
+    } else {
+        // No thread waits on the commit: the answer comes from the store's writer thread.
+        auto start = [this, &node, &who, &context](fleet::Fleet::ReleasedCallback done) {
+            fleet_.release_async(*node, who, context.caller, std::move(done));
+        };
+        released =
+            co_await net::await_answer<core::Result<std::optional<core::Lease>>>(std::move(start));
+    }
     if (!released) {
         co_return released.error();
     }

@@ -374,6 +374,9 @@ std::string redact(std::string_view line);
 
 /// The named logger of a component ("fleet", "store", ...), created on first use.
 std::shared_ptr<spdlog::logger> logger(std::string_view component);
+/// Writes out log lines still gathering in memory (when stderr is not a terminal, lines are
+/// written in batches, at most 100 ms late; warnings and errors at once). Before an abort.
+void flush_logs();
 /// Sets the level ("trace".."off") and format ("text" or "json") of every logger, present and
 /// future. Returns an error naming the bad value.
 Result<void> configure_logging(std::string_view level, std::string_view format);

@@ -6,6 +6,7 @@
 namespace aviary::core {
 
 void assert_failed(const char* cond, const char* why, const char* file, int line) {
+    flush_logs();  // what led here
     std::fprintf(stderr, "aviary: assertion failed at %s:%d: %s (%s)\n", file, line, why, cond);
     std::abort();
 }

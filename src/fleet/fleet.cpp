@@ -116,6 +116,30 @@ core::Result<store::LeaseRequest> Fleet::lease_request(const AcquireRequest& req
                                .exclusive = request.exclusive};
 }
 
+namespace {
+
+/// What an acquire's store attempt means to the caller: the lease, or the refusal worded for
+/// them. Logged here, on whichever thread the answer arrives.
+core::Result<Acquired> to_result(spdlog::logger& log,
+                                 const store::LeaseRequest& request,
+                                 core::Result<store::LeaseAttempt> attempt) {
+    if (!attempt) {
+        return attempt.error();
+    }
+    if (!attempt->granted) {
+        return policy::refusal_error(request, attempt->refusal);
+    }
+    for (const auto& lapsed : attempt->lapsed) {
+        log.info("lease expired node={} owner={}", lapsed.node, lapsed.owner);
+    }
+    log.info("lease {} nodes={} owner={} lease_id={} ttl={}",
+             attempt->renewed ? "renewed" : "acquired", node_names(attempt->leases), request.owner,
+             attempt->leases.front().id, core::format_duration(request.ttl));
+    return policy::to_acquired(std::move(*attempt));
+}
+
+}  // namespace
+
 core::Result<Acquired> Fleet::acquire(const AcquireRequest& request, const Caller& caller) {
     auto lease_request = this->lease_request(request, caller);
     if (!lease_request) {
@@ -123,21 +147,24 @@ core::Result<Acquired> Fleet::acquire(const AcquireRequest& request, const Calle
     }
     // One operation in the store decides and writes: reading the holder first and writing
     // after would let two racing acquirers both win.
-    auto attempt = store_.try_lease(*lease_request);
-    if (!attempt) {
-        return attempt.error();
+    return to_result(*log_, *lease_request, store_.try_lease(*lease_request));
+}
+
+void Fleet::acquire_async(const AcquireRequest& request,
+                          const Caller& caller,
+                          AcquiredCallback done) {
+    auto lease_request = this->lease_request(request, caller);
+    if (!lease_request) {
+        done(lease_request.error());
+        return;
     }
-    if (!attempt->granted) {
-        return policy::refusal_error(*lease_request, attempt->refusal);
-    }
-    for (const auto& lapsed : attempt->lapsed) {
-        log_->info("lease expired node={} owner={}", lapsed.node, lapsed.owner);
-    }
-    log_->info("lease {} nodes={} owner={} lease_id={} ttl={}",
-               attempt->renewed ? "renewed" : "acquired", node_names(attempt->leases),
-               lease_request->owner, attempt->leases.front().id,
-               core::format_duration(lease_request->ttl));
-    return policy::to_acquired(std::move(*attempt));
+    // The answer may arrive after this Fleet is gone (the store drains at close): it holds
+    // what it needs by value.
+    auto answer = [log = log_, request = *lease_request,
+                   done = std::move(done)](core::Result<store::LeaseAttempt> attempt) {
+        done(to_result(*log, request, std::move(attempt)));
+    };
+    store_.try_lease_async(std::move(*lease_request), std::move(answer));
 }
 
 core::Result<std::variant<Acquired, Waiter>> Fleet::acquire_or_wait(const AcquireRequest& request,
@@ -304,17 +331,48 @@ core::Result<std::optional<core::Lease>> Fleet::release(std::string_view node,
                            fmt::format("node {} is not yours to release: current owner is {}", node,
                                        current->lease->owner)};
     }
-    auto released = store_.release(store::ReleaseRequest{
-        .node = std::string{node},
-        .owner = *holder,
-        .actor = policy::actor_of(caller, *holder),
-        .kind = "lease.released",
-        .now = clock_.now(),
-    });
+    auto released = store_.release(release_request(node, *holder, caller));
     if (released && *released) {
         log_->info("lease released node={} owner={}", node, *holder);
     }
     return released;
+}
+
+bool Fleet::release_needs_read(std::string_view owner, const Caller& caller) const {
+    auto holder = policy::owner_for(owner, caller);
+    return holder && holder->empty();
+}
+
+void Fleet::release_async(std::string_view node,
+                          std::string_view owner,
+                          const Caller& caller,
+                          ReleasedCallback done) {
+    auto holder = policy::owner_for(owner, caller);
+    if (!holder) {
+        done(holder.error());
+        return;
+    }
+    AVIARY_ASSERT(!holder->empty(), "release_async needs an owner (release_needs_read)");
+    auto answer = [log = log_, node = std::string{node}, owner = *holder,
+                   done = std::move(done)](core::Result<std::optional<core::Lease>> released) {
+        if (released && *released) {
+            log->info("lease released node={} owner={}", node, owner);
+        }
+        done(std::move(released));
+    };
+    store_.release_async(release_request(node, *holder, caller), std::move(answer));
+}
+
+store::ReleaseRequest Fleet::release_request(std::string_view node,
+                                             const std::string& holder,
+                                             const Caller& caller) const {
+    return store::ReleaseRequest{
+        .node = std::string{node},
+        .owner = holder,
+        .actor = policy::actor_of(caller, holder),
+        .kind = "lease.released",
+        .now = clock_.now(),
+    };
 }
 
 core::Result<std::optional<core::Lease>> Fleet::free(std::string_view node,

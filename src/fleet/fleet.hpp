@@ -119,6 +119,11 @@ public:
     /// chain=lotus"); kNotFound; kUnavailable (maintenance); kInvalidArgument (bad request,
     /// TTL out of range); kPermissionDenied (acting for another owner without being admin).
     core::Result<Acquired> acquire(const AcquireRequest& request, const Caller& caller);
+    /// acquire() without a thread waiting on the commit: `done` is called once, on the store's
+    /// writer thread (or on the calling thread for a request refused before the store), and
+    /// must only hand the result over (post it to an executor).
+    using AcquiredCallback = std::function<void(core::Result<Acquired> acquired)>;
+    void acquire_async(const AcquireRequest& request, const Caller& caller, AcquiredCallback done);
     /// As acquire, but when the nodes are busy queues a waiter until `wait` has passed
     /// (at most max_wait) and returns its Waiter; `on_granted` runs when it is served.
     /// Errors as acquire, except kBusy.
@@ -146,6 +151,16 @@ public:
     core::Result<std::optional<core::Lease>> release(std::string_view node,
                                                      std::string_view owner,
                                                      const Caller& caller);
+    /// True when release() must read the node first (no owner given, none known from the
+    /// caller): release_async() cannot answer that request.
+    bool release_needs_read(std::string_view owner, const Caller& caller) const;
+    /// release() without a thread waiting on the commit, answered as acquire_async(). Not for
+    /// a request release_needs_read() (the caller uses release() then).
+    using ReleasedCallback = std::function<void(core::Result<std::optional<core::Lease>> ended)>;
+    void release_async(std::string_view node,
+                       std::string_view owner,
+                       const Caller& caller,
+                       ReleasedCallback done);
     /// The seed's `free`: the holder gives the node back; `force` lets an admin end anyone's
     /// lease (kPermissionDenied for a non-admin).
     core::Result<std::optional<core::Lease>> free(std::string_view node,
@@ -213,6 +228,9 @@ private:
     /// Hands over grants of this instance's waiters that no notification announced (the
     /// "lease-waits" task, every wait_heartbeat while anything waits).
     void recheck_waits(core::TimePoint now);
+    store::ReleaseRequest release_request(std::string_view node,
+                                          const std::string& holder,
+                                          const Caller& caller) const;
 
     Settings settings_;
     store::Store& store_;  // owned by the role's wiring; outlives the fleet

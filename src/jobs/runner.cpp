@@ -735,9 +735,9 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         done = co_await net::offload(*pool, write);
     } else {
         // A database that is away (restarting, unreachable) must not lose the outcome: the
-        // write is tried again, the Run still beating, until heartbeat_timeout has passed
-        // (then the watchdog of whichever instance sees it first rescues the job).
-        auto give_up = std::chrono::steady_clock::now() + settings.heartbeat_timeout;
+        // write is tried again, the Run still beating, until it lands, shutdown, or another
+        // instance rescued the job meanwhile (the attempt guard then refuses it: not
+        // kUnavailable). Giving up sooner would throw away an outcome that is known.
         core::Millis backoff{100};
         while (true) {
             auto both = co_await finish_and_claim(finish);
@@ -747,8 +747,7 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
                 break;
             }
             done = both.error();
-            if (both.error().code != core::ErrorCode::kUnavailable || stopping ||
-                std::chrono::steady_clock::now() + backoff > give_up) {
+            if (both.error().code != core::ErrorCode::kUnavailable || stopping) {
                 break;
             }
             log->warn("job {} outcome not written yet, retrying in {}: {}", id,

@@ -59,6 +59,30 @@ asio::awaitable<void> BlockingPool::run(std::function<void()> work) {
         std::move(initiation), asio::use_awaitable, std::move(work));
 }
 
+asio::awaitable<void> await_wake(std::function<void(std::function<void()>)> begin) {
+    // As run(): the work guard keeps the caller's executor alive until the wake-up, which
+    // completes there. Named, not a temporary inside co_await (GCC 12).
+    auto initiation = [](auto handler, std::function<void(std::function<void()>)> begin) {
+        auto home = asio::make_work_guard(handler);
+        using Handler = decltype(handler);
+        using Home = decltype(home);
+        // std::function copies what it holds, and a completion handler moves only.
+        struct Waiting {
+            Handler handler;
+            Home home;
+        };
+        auto waiting = std::make_shared<Waiting>(Waiting{std::move(handler), std::move(home)});
+        std::function<void()> wake = [waiting] {
+            auto executor = waiting->home.get_executor();
+            waiting->home.reset();
+            asio::post(executor, std::move(waiting->handler));
+        };
+        begin(std::move(wake));
+    };
+    co_await asio::async_initiate<const asio::use_awaitable_t<>, void()>(
+        std::move(initiation), asio::use_awaitable, std::move(begin));
+}
+
 void BlockingPool::stop() {
     std::lock_guard join_lock{impl_->join_mu};
     {

@@ -299,6 +299,27 @@ asio::awaitable<std::invoke_result_t<F&>> offload(BlockingPool& pool, F fn) {
     }
 }
 
+/// Resumes the caller, on its own executor, once the `wake` that `begin` is given has been
+/// called (exactly once, from any thread): for work that answers through a callback, such as
+/// a store write answered after its commit, with no thread blocked meanwhile.
+asio::awaitable<void> await_wake(std::function<void(std::function<void()>)> begin);
+
+/// `co_await await_answer<T>(start)`: calls start(done) and returns the T that done(T) is
+/// called with, exactly once and from any thread (await_wake's rules).
+template <class T, class Start>
+asio::awaitable<T> await_answer(Start start) {
+    auto answer = std::make_shared<std::optional<T>>();
+    std::function<void(std::function<void()>)> begin = [&start,
+                                                        answer](std::function<void()> wake) {
+        start(std::function<void(T)>{[answer, wake = std::move(wake)](T value) {
+            answer->emplace(std::move(value));
+            wake();
+        }});
+    };
+    co_await await_wake(std::move(begin));
+    co_return std::move(**answer);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Outbound client
 

@@ -371,6 +371,14 @@ public:
     /// lease, or nullopt when nobody held it (which succeeds). kNotOwner (naming the holder)
     /// when `owner` is set and someone else holds it; kNotFound for an unknown node.
     virtual core::Result<std::optional<core::Lease>> release(const ReleaseRequest& request) = 0;
+    /// try_lease and release without a thread waiting on the commit (the lease hot path):
+    /// `done` is called once, on the store's writer thread, when the commit is durable or has
+    /// failed, and must only hand the result over (post it to an executor). Once the store is
+    /// closed, `done` gets kUnavailable at once on the calling thread.
+    using LeaseAttemptCallback = std::function<void(core::Result<LeaseAttempt> attempt)>;
+    virtual void try_lease_async(LeaseRequest request, LeaseAttemptCallback done) = 0;
+    using ReleaseCallback = std::function<void(core::Result<std::optional<core::Lease>> ended)>;
+    virtual void release_async(ReleaseRequest request, ReleaseCallback done) = 0;
     /// Moves expires_at of every node of the lease to now + ttl. kNotFound when the id is not
     /// held (unknown, ended or lapsed); kNotOwner naming the holder when `owner` is set and
     /// differs.

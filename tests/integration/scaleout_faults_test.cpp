@@ -107,7 +107,8 @@ TEST_F(ScaleOutFaults, ARestartOfTheDatabaseUnderLoadLosesNoAcknowledgedWrite) {
         for (const auto& id : side) {
             auto job = wait_for_job(*a, id, 30s);
             ASSERT_TRUE(job.is_object()) << "acknowledged job " << id << " is lost";
-            EXPECT_EQ(str(job.at("state")), "succeeded") << boost::json::serialize(job);
+            ASSERT_EQ(str(job.at("state")), "succeeded") << boost::json::serialize(job) << "\n"
+                                                         << a->log() << b->log();
             EXPECT_EQ(job.at("attempt").to_number<int>(), 1);
         }
     }

@@ -79,7 +79,10 @@ protected:
 
 TEST_F(ServeOverTls, EverySurfaceAnswersAClientThatTrustsTheCa) {
     auto server = serve();
-    EXPECT_NE(server->log().find("serving address=https://"), std::string::npos) << server->log();
+    // The log is written in batches: wait for the line rather than expect it at once.
+    EXPECT_TRUE(wait_until([&] {
+        return server->log().find("serving address=https://") != std::string::npos;
+    })) << server->log();
 
     auto healthz = server->get("/healthz");
     ASSERT_TRUE(healthz) << healthz.error().message;
@@ -144,7 +147,8 @@ TEST_F(ServeOverTls, SighupServesTheReplacedCertificateAndABrokenOneKeepsTheOld)
     server->send_signal(SIGHUP);
     ASSERT_TRUE(wait_until([&] { return bool(as("second.aviary.test")); })) << server->log();
     EXPECT_FALSE(as("first.aviary.test")) << "the old certificate is no longer served";
-    EXPECT_NE(server->log().find("tls reloaded"), std::string::npos) << server->log();
+    EXPECT_TRUE(wait_until([&] { return server->log().find("tls reloaded") != std::string::npos; }))
+        << server->log();
 
     // A key that is not a key: the reload fails loudly and the served certificate stays.
     std::ofstream{key_path(), std::ios::trunc} << "not a key\n";

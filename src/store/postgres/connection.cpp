@@ -13,6 +13,11 @@
 namespace aviary::store::postgres {
 namespace {
 
+/// The longest wait between attempts to reopen a lost connection: short enough that an
+/// instance is back within a second of the database (its jobs' heartbeats with it, before
+/// another instance takes them for dead), and an attempt is one cheap connect.
+constexpr core::Millis kMaxReconnectBackoff{1000};
+
 constexpr Oid kInt8 = 20;
 constexpr Oid kText = 25;
 
@@ -337,7 +342,7 @@ core::Result<void> PgConnection::recover() {
         while (!last_loss_.empty() && (last_loss_.back() == '\n' || last_loss_.back() == ' ')) {
             last_loss_.pop_back();
         }
-        reconnect_backoff_ = std::min(reconnect_backoff_ * 2, core::Millis{5000});
+        reconnect_backoff_ = std::min(reconnect_backoff_ * 2, kMaxReconnectBackoff);
         next_reconnect_ = now + reconnect_backoff_;
         return core::Error{core::ErrorCode::kUnavailable,
                            fmt::format("postgres {} is unreachable: {}", name_, last_loss_)};

@@ -66,8 +66,9 @@ public:
 
     /// True once the server connection is lost or abandoned (it must be opened again).
     bool broken() const;
+    bool lost() const override { return broken(); }
     /// Opens a lost connection again (statements are prepared again at their next run). Fails
-    /// fast with the last reason while a backoff (50 ms doubling to 5 s) runs.
+    /// fast with the last reason while a backoff (50 ms doubling to 1 s) runs.
     core::Result<void> recover() override;
     /// The server process serving this connection: what a notification names as its sender.
     int backend_pid() const;

@@ -125,6 +125,9 @@ public:
     /// True when no transaction is open (SQLite rolls back by itself on some errors; a
     /// PostgreSQL transaction in error counts as open: it still needs its ROLLBACK).
     virtual bool in_autocommit() const = 0;
+    /// True when the server connection is lost (PostgreSQL; never on SQLite): the open
+    /// transaction went with it.
+    virtual bool lost() const { return false; }
     /// Opens the connection again when the server dropped it (PostgreSQL; a no-op where it
     /// cannot be lost). kUnavailable naming why while the database stays unreachable.
     virtual core::Result<void> recover() { return {}; }

@@ -1,5 +1,6 @@
 #include "store/sql/group_commit.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <exception>
@@ -145,13 +146,19 @@ core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
     results.reserve(batch.size());
     for (Pending* pending : batch) {
         results.push_back(run_in_savepoint(pending->operation));
-        // Some errors (disk full, I/O) make SQLite roll the whole transaction back: the
-        // operations already run are gone too, so the batch cannot be committed.
+        // Some errors (disk full, I/O) make SQLite roll the whole transaction back, and a
+        // PostgreSQL connection lost mid-batch takes it with it: the operations already run
+        // are gone too, so the batch cannot be committed. A lost connection is kUnavailable,
+        // as for any write while the database is away, so callers that wait it out do.
         if (db_.in_autocommit()) {
-            log_->warn("write transaction rolled back by sqlite size={}", batch.size());
+            bool lost = db_.lost();
+            log_->warn("write transaction rolled back size={} connection_lost={}", batch.size(),
+                       lost);
             if (results.back()) {
-                return core::Error{core::ErrorCode::kStorage,
-                                   "write transaction rolled back by sqlite"};
+                return core::Error{
+                    lost ? core::ErrorCode::kUnavailable : core::ErrorCode::kStorage,
+                    fmt::format("{}: the write transaction was rolled back{}", db_.name(),
+                                lost ? " (the connection was lost)" : "")};
             }
             return results.back().error();
         }

@@ -290,9 +290,69 @@ core::Lease lease_from_row(const Statement& row, int first) {
                        .exclusive = row.int64(first + 6) != 0};
 }
 
+/// True when some waiter is still waiting: one seek on waiters (state, seq).
+core::Result<bool> anyone_waiting(Connection& db, core::TimePoint now) {
+    auto select =
+        db.prepare("SELECT 1 FROM waiters WHERE state = 'waiting' AND deadline > ?1 LIMIT 1");
+    if (!select) {
+        return select.error();
+    }
+    select->bind_all(now);
+    return select->step();
+}
+
+/// A named node with nobody waiting, the common case, is decided on its own row: no waiter
+/// can be ahead and no other node matters, so the plan is the rule's over a pool of one.
+/// nullopt when someone waits (try_lease then serves the queue first, over the whole pool).
+core::Result<std::optional<LeaseAttempt>> try_named_lease(Connection& db,
+                                                          const LeaseRequest& request,
+                                                          Served& served) {
+    auto waiting = anyone_waiting(db, request.now);
+    if (!waiting) {
+        return waiting.error();
+    }
+    if (*waiting) {
+        return std::optional<LeaseAttempt>{};
+    }
+    auto decided =
+        [](core::Result<LeaseAttempt> attempt) -> core::Result<std::optional<LeaseAttempt>> {
+        if (!attempt) {
+            return attempt.error();
+        }
+        return std::optional<LeaseAttempt>{std::move(*attempt)};
+    };
+    auto node = select_node(db, request.node, request.now);
+    if (!node) {
+        return node.error().code == core::ErrorCode::kNotFound ? unknown_node(request.node)
+                                                               : node.error();
+    }
+    std::vector<core::Node> pool{std::move(*node)};
+    if (auto servable = check_servable(request, pool); !servable) {
+        return servable.error();
+    }
+    if (pool.front().lease && pool.front().lease->expires_at > request.now) {
+        return decided(renew_or_refuse(db, request, *pool.front().lease));
+    }
+    serving::Plan plan{pool};
+    auto nodes = plan.next(request);
+    if (!nodes) {
+        return decided(refuse(db, request, {}, served));
+    }
+    return decided(grant(db, request, *nodes));
+}
+
 core::Result<LeaseAttempt> try_lease(Connection& db, const LeaseRequest& request, Served& served) {
     if (auto valid = check_request(request); !valid) {
         return valid.error();
+    }
+    if (!request.node.empty()) {
+        auto decided = try_named_lease(db, request, served);
+        if (!decided) {
+            return decided.error();
+        }
+        if (*decided) {
+            return std::move(**decided);
+        }
     }
     auto pool = select_nodes(db, request.now);
     if (!pool) {

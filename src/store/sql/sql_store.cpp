@@ -73,6 +73,22 @@ core::Result<LeaseAttempt> SqlStore::try_lease(const LeaseRequest& request) {
         [&](Connection& db, Served& served) { return sql::try_lease(db, request, served); });
 }
 
+void SqlStore::try_lease_async(LeaseRequest request, LeaseAttemptCallback done) {
+    write_serving_async<LeaseAttempt>(
+        [request = std::move(request)](Connection& db, Served& served) {
+            return sql::try_lease(db, request, served);
+        },
+        std::move(done));
+}
+
+void SqlStore::release_async(ReleaseRequest request, ReleaseCallback done) {
+    write_serving_async<std::optional<core::Lease>>(
+        [request = std::move(request)](Connection& db, Served& served) {
+            return sql::release(db, request, served);
+        },
+        std::move(done));
+}
+
 core::Result<std::optional<core::Lease>> SqlStore::release(const ReleaseRequest& request) {
     return write_serving<std::optional<core::Lease>>(
         [&](Connection& db, Served& served) { return sql::release(db, request, served); });

@@ -49,6 +49,8 @@ public:
     core::Result<core::Node> node(std::string_view name, core::TimePoint now) override;
 
     core::Result<LeaseAttempt> try_lease(const LeaseRequest& request) override;
+    void try_lease_async(LeaseRequest request, LeaseAttemptCallback done) override;
+    void release_async(ReleaseRequest request, ReleaseCallback done) override;
     core::Result<std::optional<core::Lease>> release(const ReleaseRequest& request) override;
     core::Result<std::vector<core::Lease>> renew_lease(const LeaseIdRequest& request) override;
     core::Result<std::vector<core::Lease>> release_lease(const LeaseIdRequest& request) override;
@@ -217,6 +219,24 @@ private:
             }
             return out;
         });
+    }
+
+    /// write_serving() answered as write_async().
+    template <class T, class Work>
+    void write_serving_async(Work work, std::function<void(core::Result<T>)> done) {
+        write_async<T>(
+            [this, work = std::move(work)](Connection& db) -> core::Result<T> {
+                Served served;
+                auto out = work(db, served);
+                if (out) {
+                    for (auto& grant : served) {
+                        db.notify(change::kGranted, grant.ticket);
+                        batch_grants_.push_back(std::move(grant));
+                    }
+                }
+                return out;
+            },
+            std::move(done));
     }
 
     /// `work(Connection&) -> Result<T>` on a read connection inside one read transaction,
