@@ -204,11 +204,11 @@ private:
         writer_->submit_async(std::move(operation), std::move(answer));
     }
 
-    /// write() for `work(Connection&, Served&) -> Result<T>`, which may serve waiters: the
+    /// `work(Connection&, Served&) -> Result<T>`, which may serve waiters, as a write: the
     /// grants of a successful operation wait in batch_grants_ for the batch's commit.
     template <class T, class Work>
-    core::Result<T> write_serving(Work work) {
-        return write<T>([this, &work](Connection& db) -> core::Result<T> {
+    auto serving(Work work) {
+        return [this, work = std::move(work)](Connection& db) -> core::Result<T> {
             Served served;
             auto out = work(db, served);
             if (out) {
@@ -218,25 +218,19 @@ private:
                 }
             }
             return out;
-        });
+        };
+    }
+
+    /// write() for a `work` that may serve waiters (serving()).
+    template <class T, class Work>
+    core::Result<T> write_serving(Work work) {
+        return write<T>(serving<T>(std::move(work)));
     }
 
     /// write_serving() answered as write_async().
     template <class T, class Work>
     void write_serving_async(Work work, std::function<void(core::Result<T>)> done) {
-        write_async<T>(
-            [this, work = std::move(work)](Connection& db) -> core::Result<T> {
-                Served served;
-                auto out = work(db, served);
-                if (out) {
-                    for (auto& grant : served) {
-                        db.notify(change::kGranted, grant.ticket);
-                        batch_grants_.push_back(std::move(grant));
-                    }
-                }
-                return out;
-            },
-            std::move(done));
+        write_async<T>(serving<T>(std::move(work)), std::move(done));
     }
 
     /// `work(Connection&) -> Result<T>` on a read connection inside one read transaction,
