@@ -1,3 +1,4 @@
+#include <atomic>
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -66,18 +67,26 @@ asio::awaitable<void> await_wake(std::function<void(std::function<void()>)> begi
         auto home = asio::make_work_guard(handler);
         using Handler = decltype(handler);
         using Home = decltype(home);
-        // std::function copies what it holds, and a completion handler moves only.
+        // std::function copies what it holds, and a completion handler moves only. The caller
+        // resumes once both the wake-up has come and `begin` has returned: a wake from another
+        // thread may come first, and on a multi-threaded executor the caller could then run on
+        // (and free what `begin` still uses) while `begin` is finishing.
         struct Waiting {
             Handler handler;
             Home home;
+            std::atomic<int> left{2};
         };
-        auto waiting = std::make_shared<Waiting>(Waiting{std::move(handler), std::move(home)});
-        std::function<void()> wake = [waiting] {
+        auto waiting = std::make_shared<Waiting>(std::move(handler), std::move(home));
+        auto arrive = [waiting] {
+            if (waiting->left.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+                return;
+            }
             auto executor = waiting->home.get_executor();
             waiting->home.reset();
             asio::post(executor, std::move(waiting->handler));
         };
-        begin(std::move(wake));
+        begin(std::function<void()>{arrive});
+        arrive();
     };
     co_await asio::async_initiate<const asio::use_awaitable_t<>, void()>(
         std::move(initiation), asio::use_awaitable, std::move(begin));

@@ -300,8 +300,10 @@ asio::awaitable<std::invoke_result_t<F&>> offload(BlockingPool& pool, F fn) {
 }
 
 /// Resumes the caller, on its own executor, once the `wake` that `begin` is given has been
-/// called (exactly once, from any thread): for work that answers through a callback, such as
-/// a store write answered after its commit, with no thread blocked meanwhile.
+/// called (exactly once, from any thread) and `begin` has returned: for work that answers
+/// through a callback, such as a store write answered after its commit, with no thread blocked
+/// meanwhile. `begin` may go on using what the caller owns until it returns, even after the
+/// wake-up.
 asio::awaitable<void> await_wake(std::function<void(std::function<void()>)> begin);
 
 /// `co_await await_answer<T>(start)`: calls start(done) and returns the T that done(T) is
