@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "api/api.hpp"
 #include "api/auth.hpp"
@@ -332,6 +333,31 @@ void register_secrets(const config::Config& config) {
     core::redactor().add_secret(config.jobs.pdu.community);
 }
 
+/// The data directory made (its store path filled in) and the store opened, as serve and
+/// worker start; nullopt after printing why when either fails.
+std::optional<std::unique_ptr<store::Store>> open_store(config::Config& config) {
+    if (auto prepared = prepare_data_dir(config); !prepared) {
+        std::fprintf(stderr, "aviary: %s\n", prepared.error().message.c_str());
+        return std::nullopt;
+    }
+    auto store = store::open(config.store);
+    if (!store) {
+        std::fprintf(stderr, "aviary: cannot open the store at %s: %s\n",
+                     store::describe(config.store).c_str(), store.error().message.c_str());
+        return std::nullopt;
+    }
+    return std::move(*store);
+}
+
+/// How this run takes part among the instances sharing the store; `lead`: whether it may lead
+/// the periodic work (serve) or never (worker).
+store::MembershipSettings membership_settings(const config::Config& config, bool lead) {
+    return store::MembershipSettings{.instance = config.instance,
+                                     .heartbeat = config.store.heartbeat,
+                                     .leader_ttl = config.store.leader_ttl,
+                                     .lead = lead};
+}
+
 }  // namespace
 
 int serve(config::Config config, ServeOptions options) {
@@ -351,24 +377,15 @@ int serve(config::Config config, ServeOptions options) {
         std::fprintf(stderr, "aviary: %s\n", exposure.error().message.c_str());
         return 1;
     }
-    if (auto prepared = prepare_data_dir(config); !prepared) {
-        std::fprintf(stderr, "aviary: %s\n", prepared.error().message.c_str());
-        return 1;
-    }
-    auto store = store::open(config.store);
+    auto store = open_store(config);
     if (!store) {
-        std::fprintf(stderr, "aviary: cannot open the store at %s: %s\n",
-                     store::describe(config.store).c_str(), store.error().message.c_str());
         return 1;
     }
     core::SystemClock clock;
     // This run among the instances sharing the store: registered before anything is touched,
     // so a second live instance of the same name is refused before it drops or rescues
     // anything of the first's.
-    store::Membership membership{**store, clock,
-                                 store::MembershipSettings{.instance = config.instance,
-                                                           .heartbeat = config.store.heartbeat,
-                                                           .leader_ttl = config.store.leader_ttl}};
+    store::Membership membership{**store, clock, membership_settings(config, true)};
     if (auto joined = membership.join(); !joined) {
         std::fprintf(stderr, "aviary: %s\n", joined.error().message.c_str());
         (*store)->close();
@@ -515,24 +532,14 @@ int work(config::Config config) {
                      "postgresql://...); on SQLite the job workers run inside serve\n");
         return 2;
     }
-    if (auto prepared = prepare_data_dir(config); !prepared) {
-        std::fprintf(stderr, "aviary: %s\n", prepared.error().message.c_str());
-        return 1;
-    }
-    auto store = store::open(config.store);
+    auto store = open_store(config);
     if (!store) {
-        std::fprintf(stderr, "aviary: cannot open the store at %s: %s\n",
-                     store::describe(config.store).c_str(), store.error().message.c_str());
         return 1;
     }
     core::SystemClock clock;
     // A worker beats like any instance but never leads: the periodic work (lease expiry,
     // retention, the Grafana outbox) is serve's.
-    store::Membership membership{**store, clock,
-                                 store::MembershipSettings{.instance = config.instance,
-                                                           .heartbeat = config.store.heartbeat,
-                                                           .leader_ttl = config.store.leader_ttl,
-                                                           .lead = false}};
+    store::Membership membership{**store, clock, membership_settings(config, false)};
     if (auto joined = membership.join(); !joined) {
         std::fprintf(stderr, "aviary: %s\n", joined.error().message.c_str());
         (*store)->close();

@@ -66,13 +66,11 @@ core::Result<std::vector<std::string>> source_tables(Connection& source) {
         return select.error();
     }
     std::vector<std::string> names;
-    for (auto row = select->step(); row; row = select->step()) {
-        if (!*row) {
-            return names;
-        }
-        names.push_back(select->text(0));
+    if (auto read = sql::each_row(*select, [&](Statement& row) { names.push_back(row.text(0)); });
+        !read) {
+        return read.error();
     }
-    return source.error("listing the source's tables");
+    return names;
 }
 
 /// Refuses a source with a table this build does not know how to copy (a newer schema's): a
@@ -104,13 +102,13 @@ core::Result<std::vector<Column>> source_columns(Connection& source, std::string
     }
     select->bind(1, table);
     std::vector<Column> columns;
-    for (auto row = select->step(); row; row = select->step()) {
-        if (!*row) {
-            return columns;
-        }
-        columns.push_back(Column{.name = select->text(0), .integer = select->text(1) == "INTEGER"});
+    auto read = sql::each_row(*select, [&](Statement& row) {
+        columns.push_back(Column{.name = row.text(0), .integer = row.text(1) == "INTEGER"});
+    });
+    if (!read) {
+        return read.error();
     }
-    return source.error("reading the source's columns");
+    return columns;
 }
 
 /// The destination's columns must be the source's: both were migrated to the same version, so
@@ -126,11 +124,9 @@ core::Result<void> check_same_columns(Connection& destination,
     }
     select->bind(1, table);
     std::set<std::string> theirs;
-    for (auto row = select->step(); row; row = select->step()) {
-        if (!*row) {
-            break;
-        }
-        theirs.insert(select->text(0));
+    if (auto read = sql::each_row(*select, [&](Statement& row) { theirs.insert(row.text(0)); });
+        !read) {
+        return read.error();
     }
     std::set<std::string> ours;
     for (const auto& column : columns) {
@@ -232,28 +228,20 @@ core::Result<std::int64_t> copy_table(Connection& source,
         values.clear();
         return {};
     };
-    for (;;) {
-        auto row = select->step();
-        if (!row) {
-            return row.error();
-        }
-        if (!*row) {
-            break;
-        }
+    auto read = sql::each_row(*select, [&](Statement& row) -> core::Result<void> {
         for (int i = 0; i < static_cast<int>(columns->size()); ++i) {
-            if (select->is_null(i)) {
+            if (row.is_null(i)) {
                 values.emplace_back(std::nullopt);
             } else if ((*columns)[static_cast<std::size_t>(i)].integer) {
-                values.emplace_back(select->int64(i));
+                values.emplace_back(row.int64(i));
             } else {
-                values.emplace_back(select->text(i));
+                values.emplace_back(row.text(i));
             }
         }
-        if (values.size() >= batch_rows * columns->size()) {
-            if (auto flushed = flush(); !flushed) {
-                return flushed.error();
-            }
-        }
+        return values.size() >= batch_rows * columns->size() ? flush() : core::Result<void>{};
+    });
+    if (!read) {
+        return read.error();
     }
     if (auto flushed = flush(); !flushed) {
         return flushed.error();

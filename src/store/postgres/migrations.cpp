@@ -169,22 +169,6 @@ CREATE TABLE leaders (
 )sql"},
 };
 
-core::Result<int> read_version(PgConnection& db) {
-    if (auto made = db.exec("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)");
-        !made) {
-        return made.error();
-    }
-    auto select = db.prepare("SELECT coalesce(max(version), 0) FROM schema_version");
-    if (!select) {
-        return select.error();
-    }
-    auto row = select->step();
-    if (!row) {
-        return row.error();
-    }
-    return static_cast<int>(select->int64(0));
-}
-
 /// Runs `sql` and records `version` in one transaction.
 core::Result<void> apply(PgConnection& db,
                          int version,
@@ -213,15 +197,12 @@ core::Result<void> apply(PgConnection& db,
 }
 
 core::Result<int> migrate_locked(PgConnection& db) {
-    auto current = read_version(db);
+    auto current = sql::read_schema_version(db);
     if (!current) {
         return current;
     }
-    if (*current > latest_schema_version()) {
-        return core::Error{core::ErrorCode::kUnavailable,
-                           fmt::format("postgres {} has schema version {}, newer than this "
-                                       "aviary knows ({}); run a newer aviary",
-                                       db.name(), *current, latest_schema_version())};
+    if (auto known = sql::check_schema_known(db, *current, latest_schema_version()); !known) {
+        return known.error();
     }
     if (*current == 0) {
         if (auto made =

@@ -16,6 +16,35 @@ core::Result<void> Statement::run() {
     }
 }
 
+core::Result<int> read_schema_version(Connection& db) {
+    auto made =
+        db.exec(db.dialect() == Dialect::kPostgres
+                    ? "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)"
+                    : "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+    if (!made) {
+        return made.error();
+    }
+    auto select = db.prepare("SELECT coalesce(max(version), 0) FROM schema_version");
+    if (!select) {
+        return select.error();
+    }
+    auto row = select->step();
+    if (!row) {
+        return row.error();
+    }
+    return static_cast<int>(select->int64(0));
+}
+
+core::Result<void> check_schema_known(const Connection& db, int current, int latest) {
+    if (current <= latest) {
+        return {};
+    }
+    return core::Error{core::ErrorCode::kUnavailable,
+                       fmt::format("database {} has schema version {}, newer than this aviary "
+                                   "knows ({}); run a newer aviary",
+                                   db.name(), current, latest)};
+}
+
 std::string json_array_values(Dialect dialect, int param) {
     if (dialect == Dialect::kPostgres) {
         return fmt::format("SELECT json_array_elements_text(CAST(?{} AS json))", param);

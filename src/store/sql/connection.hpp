@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "core/core.hpp"
@@ -153,6 +154,33 @@ public:
     /// Where the database is, for messages (never a password).
     virtual const std::string& name() const = 0;
 };
+
+/// Steps `statement` to the end, calling `row(statement)` for each row; the first failed
+/// step's error. A `row` that returns a core::Result<void> stops the walk with its error.
+template <class Row>
+core::Result<void> each_row(Statement& statement, Row row) {
+    while (true) {
+        auto more = statement.step();
+        if (!more) {
+            return more.error();
+        }
+        if (!*more) {
+            return {};
+        }
+        if constexpr (std::is_void_v<std::invoke_result_t<Row&, Statement&>>) {
+            row(statement);
+        } else if (auto kept = row(statement); !kept) {
+            return kept;
+        }
+    }
+}
+
+/// The version recorded in the schema_version table, made when missing (0 for a new database).
+core::Result<int> read_schema_version(Connection& db);
+
+/// kUnavailable when the database's schema is newer than `latest`, the newest this build
+/// knows: an older aviary must not write to it.
+core::Result<void> check_schema_known(const Connection& db, int current, int latest);
 
 /// A subquery whose rows are the strings of the JSON array bound to parameter `param`
 /// (`?N`): json_each on SQLite, json_array_elements_text on PostgreSQL.

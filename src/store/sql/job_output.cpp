@@ -97,15 +97,9 @@ core::Result<std::vector<core::OutputLine>> select_job_output(Connection& db,
                      query.before_seq.value_or(std::numeric_limits<std::int64_t>::max()),
                      std::int64_t{std::clamp(query.limit, 1, kMaxLinesPerPage)});
     std::vector<core::OutputLine> lines;
-    while (true) {
-        auto row = select->step();
-        if (!row) {
-            return row.error();
-        }
-        if (!*row) {
-            break;
-        }
-        lines.push_back(line_from_row(*select));
+    if (auto read = each_row(*select, [&](Statement& row) { lines.push_back(line_from_row(row)); });
+        !read) {
+        return read.error();
     }
     if (query.newest) {
         std::reverse(lines.begin(), lines.end());

@@ -175,15 +175,10 @@ core::Result<std::string> capped_actions(Connection& db, const JobClaim& claim) 
         return select.error();
     }
     std::map<std::string, std::int64_t, std::less<>> running;
-    while (true) {
-        auto row = select->step();
-        if (!row) {
-            return row.error();
-        }
-        if (!*row) {
-            break;
-        }
-        running.emplace(select->text(0), select->int64(1));
+    auto read =
+        each_row(*select, [&](Statement& row) { running.emplace(row.text(0), row.int64(1)); });
+    if (!read) {
+        return read.error();
     }
     for (const auto& [action, cap] : claim.action_caps) {
         auto it = running.find(action);

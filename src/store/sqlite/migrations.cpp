@@ -308,32 +308,13 @@ int latest_schema_version() {
     return std::span{kMigrations}.back().version;
 }
 
-core::Result<int> read_schema_version(SqliteConnection& db) {
-    auto created = db.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
-    if (!created) {
-        return created.error();
-    }
-    auto select = db.prepare("SELECT coalesce(max(version), 0) FROM schema_version");
-    if (!select) {
-        return select.error();
-    }
-    auto row = select->step();
-    if (!row) {
-        return row.error();
-    }
-    return static_cast<int>(select->int64(0));
-}
-
 core::Result<int> migrate(SqliteConnection& db, int target) {
-    auto current = read_schema_version(db);
+    auto current = sql::read_schema_version(db);
     if (!current) {
         return current;
     }
-    if (*current > latest_schema_version()) {
-        return core::Error{core::ErrorCode::kUnavailable,
-                           fmt::format("database {} has schema version {}, newer than this "
-                                       "aviary knows ({}); run a newer aviary",
-                                       db.name(), *current, latest_schema_version())};
+    if (auto known = sql::check_schema_known(db, *current, latest_schema_version()); !known) {
+        return known.error();
     }
     for (const auto& migration : kMigrations) {
         if (migration.version <= *current || migration.version > target) {

@@ -8,9 +8,6 @@ namespace aviary::store::sqlite {
 /// The version the newest migration brings a database to.
 int latest_schema_version();
 
-/// The version recorded in the database's schema_version table (0 for a new database).
-core::Result<int> read_schema_version(SqliteConnection& db);
-
 /// Applies the migrations after the database's version up to `target`, each in its own
 /// transaction that also records the new version. Returns the version reached. Refuses a
 /// database newer than this build (kUnavailable: an older aviary must not write to it).
