@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/http_connection.hpp"
 #include "support/process_groups.hpp"
 #include "support/server_process.hpp"
 
@@ -302,19 +303,60 @@ void bench_probe(const ServerProcess& server, int count) {
         fmt::format("{:.2f} ms", percentile(start_ms, 50) - overhead));
 }
 
+/// Submits over one keep-alive connection, as the Celery side sends over its one broker
+/// connection per client: the figure is the server's, not a connect per job.
+std::string submit_over(aviary::bench::HttpConnection& connection,
+                        const std::string& host,
+                        const std::string& path,
+                        const std::string& body) {
+    auto request = fmt::format(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n"
+        "Content-Length: {}\r\n\r\n{}",
+        path, host, body.size(), body);
+    int status = 0;
+    bool keep_alive = true;
+    auto reply = connection.round_trip(request, status, keep_alive);
+    if (!reply) {
+        throw std::runtime_error("POST " + path + ": the connection failed");
+    }
+    if (status >= 400) {
+        throw std::runtime_error(fmt::format("POST {}: HTTP {} {}", path, status, *reply));
+    }
+    auto parsed = json::parse(*reply);
+    std::string id(parsed.at("job").at("id").as_string());
+    if (!keep_alive && !connection.open()) {
+        throw std::runtime_error("POST " + path + ": could not connect again");
+    }
+    return id;
+}
+
 void bench_burst(const ServerProcess& server, int count, int clients) {
     std::vector<std::vector<std::string>> ids(static_cast<std::size_t>(clients));
     std::atomic<int> next{0};
     std::atomic<bool> failed{false};
+    const std::string& address = server.address();
+    auto colon = address.rfind(':');
+    std::string host = address.substr(0, colon);
+    int port = std::stoi(address.substr(colon + 1));
+    // Every client connects before the clock starts.
+    std::vector<std::unique_ptr<aviary::bench::HttpConnection>> connections;
+    for (int c = 0; c < clients; ++c) {
+        connections.push_back(std::make_unique<aviary::bench::HttpConnection>(
+            host, port, 60'000, [](const std::string& what) { std::cerr << what << "\n"; }));
+        if (!connections.back()->open()) {
+            throw std::runtime_error("could not connect to serve at " + address);
+        }
+    }
     auto t0 = Clock::now();
     std::vector<std::thread> threads;
     for (int c = 0; c < clients; ++c) {
         threads.emplace_back([&, c] {
             try {
                 for (int i = next++; i < count; i = next++) {
-                    ids[static_cast<std::size_t>(c)].push_back(
-                        submit(server, "bench-1", "tick",
-                               fmt::format(R"({{"params":{{"n":"{}"}}}})", 1'000'000 + i)));
+                    ids[static_cast<std::size_t>(c)].push_back(submit_over(
+                        *connections[static_cast<std::size_t>(c)], address,
+                        "/api/v1/nodes/bench-1/actions/tick",
+                        fmt::format(R"({{"params":{{"n":"{}"}}}})", 1'000'000 + i)));
                 }
             } catch (const std::exception& e) {
                 std::cerr << e.what() << "\n";

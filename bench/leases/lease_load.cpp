@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "latency.hpp"
+#include "common/http_connection.hpp"
 
 namespace {
 
@@ -152,156 +153,6 @@ struct ThreadResult {
     std::uint64_t reconnects = 0;
 };
 
-/// One blocking keep-alive connection with a small read buffer.
-class Connection {
-public:
-    Connection(const Options& options, Shared& shared) : options_(options), shared_(shared) {}
-    ~Connection() { close(); }
-
-    bool open() {
-        close();
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) {
-            return false;
-        }
-        int one = 1;
-        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        timeval tv{options_.recv_timeout_ms / 1000, (options_.recv_timeout_ms % 1000) * 1000};
-        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(static_cast<std::uint16_t>(options_.port));
-        if (::inet_pton(AF_INET, options_.host.c_str(), &addr.sin_addr) != 1 ||
-            ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-            shared_.note_error("connect failed: " + std::string{std::strerror(errno)});
-            close();
-            return false;
-        }
-        buffer_.clear();
-        return true;
-    }
-
-    void close() {
-        if (fd_ >= 0) {
-            ::close(fd_);
-            fd_ = -1;
-        }
-    }
-
-    /// Sends `request` and reads one response. Returns the body, or nullopt on a transport or
-    /// framing failure (the connection is then closed). Sets `status` and `keep_alive`.
-    std::optional<std::string_view> round_trip(const std::string& request,
-                                               int& status,
-                                               bool& keep_alive) {
-        if (!send_all(request)) {
-            return fail("send failed");
-        }
-        std::size_t header_end;
-        while ((header_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-            if (buffer_.size() > 64 * 1024) {
-                return fail("response header too large");
-            }
-            if (!read_more()) {
-                return fail("connection closed or timed out reading the header");
-            }
-        }
-        std::string_view head{buffer_.data(), header_end};
-        if (head.size() < 12 || head.substr(0, 9) != "HTTP/1.1 ") {
-            return fail("not an HTTP/1.1 response");
-        }
-        status = std::atoi(std::string{head.substr(9, 3)}.c_str());
-        auto length = header_value(head, "content-length");
-        if (!length) {
-            return fail("response without Content-Length");
-        }
-        auto connection = header_value(head, "connection");
-        keep_alive = !connection || !iequals(*connection, "close");
-        std::size_t body_size = std::strtoull(std::string{*length}.c_str(), nullptr, 10);
-        std::size_t total = header_end + 4 + body_size;
-        while (buffer_.size() < total) {
-            if (!read_more()) {
-                return fail("connection closed or timed out reading the body");
-            }
-        }
-        body_.assign(buffer_, header_end + 4, body_size);
-        buffer_.erase(0, total);
-        return std::string_view{body_};
-    }
-
-private:
-    static bool iequals(std::string_view a, std::string_view b) {
-        return a.size() == b.size() &&
-               std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-                   return std::tolower(static_cast<unsigned char>(x)) ==
-                          std::tolower(static_cast<unsigned char>(y));
-               });
-    }
-
-    /// The value of the first header named `name` (lower case) in `head`.
-    static std::optional<std::string_view> header_value(std::string_view head,
-                                                        std::string_view name) {
-        std::size_t pos = head.find("\r\n");
-        while (pos != std::string_view::npos) {
-            std::size_t start = pos + 2;
-            std::size_t end = head.find("\r\n", start);
-            std::string_view line = head.substr(
-                start, end == std::string_view::npos ? std::string_view::npos : end - start);
-            auto colon = line.find(':');
-            if (colon != std::string_view::npos && iequals(line.substr(0, colon), name)) {
-                auto value = line.substr(colon + 1);
-                while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
-                    value.remove_prefix(1);
-                }
-                return value;
-            }
-            pos = end;
-        }
-        return std::nullopt;
-    }
-
-    bool send_all(const std::string& data) {
-        std::size_t sent = 0;
-        while (sent < data.size()) {
-            ssize_t n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-            if (n <= 0) {
-                if (n < 0 && errno == EINTR) {
-                    continue;
-                }
-                return false;
-            }
-            sent += static_cast<std::size_t>(n);
-        }
-        return true;
-    }
-
-    bool read_more() {
-        char chunk[16 * 1024];
-        while (true) {
-            ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-            if (n > 0) {
-                buffer_.append(chunk, static_cast<std::size_t>(n));
-                return true;
-            }
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-    }
-
-    std::nullopt_t fail(const char* what) {
-        shared_.note_error(what);
-        close();
-        return std::nullopt;
-    }
-
-    const Options& options_;
-    Shared& shared_;
-    int fd_ = -1;
-    std::string buffer_;
-    std::string body_;
-};
 
 /// A JSON-RPC result, not an error: the reply starts with the envelope and names "result"
 /// before any "error" member. Minimal by design: the server's JSON is not re-parsed.
@@ -320,7 +171,9 @@ void run_thread(const Options& options, Shared& shared, int node, ThreadResult& 
     out.latencies_us.reserve(static_cast<std::size_t>(options.duration_s * 200'000 /
                                                       std::max(1, options.concurrency / 4)) +
                              1024);
-    Connection connection{options, shared};
+    aviary::bench::HttpConnection connection{
+        options.host, options.port, options.recv_timeout_ms,
+        [&shared](std::string what) { shared.note_error(std::move(what)); }};
     bool open = connection.open();
     // Bounded: the loop ends at the deadline whatever happens; a failed connect backs off.
     for (std::uint64_t i = 0; !shared.stop.load(std::memory_order_relaxed); ++i) {

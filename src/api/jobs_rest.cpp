@@ -200,8 +200,7 @@ net::asio::awaitable<net::Response> JobsRest::submit(std::string node,
                                        .owner = owner->value_or(""),
                                        .lease_ttl = *lease_ttl,
                                        .reason = reason->value_or("")};
-    auto work = [this, submit_request, caller] { return engine_.submit(submit_request, caller); };
-    auto submitted = co_await net::offload(pool_, std::move(work));
+    auto submitted = co_await engine_.submit(std::move(submit_request), caller);
     if (!submitted) {
         co_return error_reply(submitted.error());
     }

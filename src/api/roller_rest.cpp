@@ -82,11 +82,17 @@ net::asio::awaitable<net::Response> RollerRest::submit(net::Request& request,
     if (!problems.empty()) {
         co_return reply(400, problems);
     }
-    auto work = [this, action, worker = *worker, caller]() -> core::Result<Outcome> {
-        auto found = fleet_.worker_id(worker);
+    // The worker id and its machine are read on the pool; the submission then waits on no
+    // thread. An answer found on the way (404, 400) ends it there.
+    struct Found {
+        std::optional<Outcome> answer;
+        jobs::SubmitRequest submit;
+    };
+    auto look_up = [this, action, &worker]() -> core::Result<Found> {
+        auto found = fleet_.worker_id(*worker);
         if (!found) {
             if (found.error().code == core::ErrorCode::kNotFound) {
-                return Outcome{404, json::object{{"tc_worker_id", kUnknownWorker}}};
+                return Found{.answer = Outcome{404, json::object{{"tc_worker_id", kUnknownWorker}}}};
             }
             return found.error();
         }
@@ -95,37 +101,40 @@ net::asio::awaitable<net::Response> RollerRest::submit(net::Request& request,
                         : fleet_.node(found->machine);
         if (!node || !node->spec.machine) {
             if (node || node.error().code == core::ErrorCode::kNotFound) {
-                return Outcome{404, json::object{{"tc_worker_id", kNoMachine}}};
+                return Found{.answer = Outcome{404, json::object{{"tc_worker_id", kNoMachine}}}};
             }
             return node.error();
         }
-        auto params = jobs::worker_params(*action, worker, node->spec);
+        auto params = jobs::worker_params(*action, *worker, node->spec);
         if (!params.errors.empty()) {
             json::object fields;
             for (const auto& error : params.errors) {
                 fields[error.field] = json::array{error.message};
             }
-            return Outcome{400, std::move(fields)};
+            return Found{.answer = Outcome{400, std::move(fields)}};
         }
-        jobs::SubmitRequest submit{
-            .action = action->name, .node = node->spec.name, .params = std::move(params.params)};
-        auto submitted = engine_.submit(submit, caller);
-        if (!submitted && submitted.error().code == core::ErrorCode::kNotFound) {
-            // The machine went away since it was looked up.
-            return Outcome{404, json::object{{"tc_worker_id", kNoMachine}}};
-        }
-        if (!submitted) {
-            return submitted.error();
-        }
-        return Outcome{201, json::object{{"task_name", action->name},
-                                         {"tc_worker_id", worker},
-                                         {"task_id", submitted->job.id}}};
+        return Found{.submit = jobs::SubmitRequest{.action = action->name,
+                                                   .node = node->spec.name,
+                                                   .params = std::move(params.params)}};
     };
-    auto outcome = co_await net::offload(pool_, std::move(work));
-    if (!outcome) {
-        co_return detail(outcome.error());
+    auto found = co_await net::offload(pool_, std::move(look_up));
+    if (!found) {
+        co_return detail(found.error());
     }
-    co_return reply(outcome->status, outcome->body);
+    if (found->answer) {
+        co_return reply(found->answer->status, found->answer->body);
+    }
+    auto submitted = co_await engine_.submit(std::move(found->submit), caller);
+    if (!submitted && submitted.error().code == core::ErrorCode::kNotFound) {
+        // The machine went away since it was looked up.
+        co_return reply(404, json::object{{"tc_worker_id", kNoMachine}});
+    }
+    if (!submitted) {
+        co_return detail(submitted.error());
+    }
+    co_return reply(201, json::object{{"task_name", action->name},
+                                      {"tc_worker_id", *worker},
+                                      {"task_id", submitted->job.id}});
 }
 
 }  // namespace aviary::api

@@ -383,10 +383,7 @@ net::asio::awaitable<MethodResult> TweetyService::node_action(NodeAction call,
     if (!parsed) {
         co_return parsed.error();
     }
-    auto work = [this, request = parsed->request, caller = context.caller] {
-        return job_waits_.engine().submit(request, caller);
-    };
-    auto submitted = co_await net::offload(pool_, std::move(work));
+    auto submitted = co_await job_waits_.engine().submit(parsed->request, context.caller);
     if (!submitted) {
         co_return submitted.error();
     }

@@ -722,13 +722,17 @@ void Engine::stop() {
 // ---------------------------------------------------------------------------------------------
 // Engine: surfaces
 
-core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
-                                                 const SubmitRequest& request,
-                                                 const fleet::Caller& caller) {
+core::Result<store::JobSubmit> Engine::Impl::submission(core::Job job,
+                                                       const SubmitRequest& request,
+                                                       const fleet::Caller& caller) {
     if (annotator) {
         job.annotation = annotator(job);
     }
+    // A node out of service takes no mutating job (as it takes no lease); reading its status
+    // or a no-op is fine. Decided in the submission's own transaction, not on an earlier read.
+    bool exclusive = job.exclusive;
     store::JobSubmit submit{.job = std::move(job),
+                            .refuse_in_maintenance = exclusive,
                             .actor = caller.identity.empty()
                                          ? (request.owner.empty() ? "anonymous" : request.owner)
                                          : caller.identity};
@@ -745,27 +749,16 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
             return lease_request.error();
         }
         submit.acquire = *lease_request;
-    } else if (submit.job.exclusive) {
+    } else if (exclusive) {
         // A mutating job without an owner: only on a free node (it stays free) or the caller's.
         // Read-only (non-exclusive) actions such as status run whoever holds the node.
         submit.require_unheld = true;
         submit.allowed_holder = caller.identity;
     }
-    // A free worker takes a job in the submission's own commit (one commit to start).
-    int slot = stopping ? 0 : reserve(1);
-    std::vector<core::Job> claimed;
-    auto store_submit = [&]() -> core::Result<store::JobSubmitted> {
-        if (slot == 0) {
-            return store.submit_job(submit);
-        }
-        auto both = store.submit_and_claim(submit, claim_now(), 1);
-        if (!both) {
-            return both.error();
-        }
-        claimed = std::move(both->claimed);
-        return std::move(both->submitted);
-    };
-    auto done = store_submit();
+    return submit;
+}
+
+void Engine::Impl::hand_over(int slot, std::vector<core::Job>& claimed) {
     if (claimed.empty()) {
         // Nothing claimed here: the dispatcher looks, also for a job that found no free worker
         // while this submission held the slot it now gives back.
@@ -775,8 +768,20 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
         asio::post(
             io, [this, job = std::move(claimed.front())]() mutable { start_run(std::move(job)); });
     }
+}
+
+core::Result<Submitted> Engine::Impl::submitted(core::Result<store::JobSubmitted> done,
+                                                const store::JobSubmit& submit,
+                                                const fleet::Caller& caller) {
     if (!done) {
         return done.error();
+    }
+    if (done->maintenance_reason) {
+        return core::Error{core::ErrorCode::kUnavailable,
+                           fmt::format("node {} is in maintenance ({}): {} is refused until it is "
+                                       "back in service",
+                                       submit.job.node, *done->maintenance_reason,
+                                       submit.job.action)};
     }
     if (done->refused) {
         store::LeaseRequest wording = submit.acquire.value_or(
@@ -795,6 +800,24 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
                   out.job.requester);
     }
     return out;
+}
+
+core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
+                                                 const SubmitRequest& request,
+                                                 const fleet::Caller& caller) {
+    auto submit = submission(std::move(job), request, caller);
+    if (!submit) {
+        return submit.error();
+    }
+    // A free worker takes a job in the submission's own commit (one commit to start).
+    int slot = stopping ? 0 : reserve(1);
+    auto both = store.submit_and_claim(*submit, claim_now(), slot);
+    std::vector<core::Job> none;
+    hand_over(slot, both ? both->claimed : none);
+    if (!both) {
+        return both.error();
+    }
+    return submitted(std::move(both->submitted), *submit, caller);
 }
 
 void Engine::Impl::record_refusal(const ActionSpec& action,
@@ -823,14 +846,6 @@ core::Result<void> Engine::Impl::admit(const ActionSpec& action,
         !refusal.empty()) {
         record_refusal(action, node.spec.name, requester, refusal);
         return core::Error{core::ErrorCode::kPermissionDenied, refusal};
-    }
-    // A node out of service takes no mutating job (as it takes no lease); reading its status
-    // or a no-op is fine.
-    if (action.exclusive && node.state == core::NodeState::kMaintenance) {
-        return core::Error{core::ErrorCode::kUnavailable,
-                           fmt::format("node {} is in maintenance ({}): {} is refused until it is "
-                                       "back in service",
-                                       node.spec.name, node.maintenance_reason, action.name)};
     }
     return {};
 }
@@ -872,40 +887,73 @@ core::Result<void> lease_refusal(const ActionSpec& action,
 
 }  // namespace
 
-core::Result<Submitted> Engine::submit(const SubmitRequest& request, const fleet::Caller& caller) {
+asio::awaitable<core::Result<Submitted>> Engine::submit(SubmitRequest request,
+                                                        fleet::Caller caller) {
     auto& d = *impl_;
     const auto* action = d.find_action(request.action);
     if (action == nullptr) {
-        return core::Error{core::ErrorCode::kNotFound,
-                           fmt::format("unknown action \"{}\" (known: {})", request.action,
-                                       known_actions(d.settings.actions))};
+        co_return core::Error{core::ErrorCode::kNotFound,
+                              fmt::format("unknown action \"{}\" (known: {})", request.action,
+                                          known_actions(d.settings.actions))};
     }
     if (!core::is_dns_label(request.node)) {
-        return invalid(fmt::format(
+        co_return invalid(fmt::format(
             "node \"{}\" is not a valid node name (a DNS-1123 label)",
             request.node.size() > 80 ? request.node.substr(0, 80) + "..." : request.node));
     }
     auto params = validate_params(*action, request.params);
     if (!params) {
-        return params.error();
+        co_return params.error();
     }
-    auto node = d.fleet.node(request.node);
-    if (!node) {
-        return node.error();
-    }
-    auto now = d.clock.now();
     std::string requester = caller.identity.empty()
                                 ? (request.owner.empty() ? "anonymous" : request.owner)
                                 : caller.identity;
-    if (auto admitted = d.admit(*action, *node, caller, requester); !admitted) {
-        return admitted.error();
+    // Permission rules match the node's labels and machine groups: only then is the node read
+    // before the write (on the engine's pool). Everything else the submission needs to know
+    // about the node (that it exists, that it is in service) is decided in its transaction.
+    if (permissions_apply(d.settings.permissions, caller)) {
+        auto admit = [&d, &request, &caller, action, &requester]() -> core::Result<void> {
+            auto node = d.fleet.node(request.node);
+            if (!node) {
+                return node.error();
+            }
+            return d.admit(*action, *node, caller, requester);
+        };
+        if (auto admitted = co_await net::offload(*d.pool, admit); !admitted) {
+            co_return admitted.error();
+        }
     }
-    auto job = new_job(*action, request.node, *params, requester, request.owner, now);
+    auto job = new_job(*action, request.node, *params, requester, request.owner, d.clock.now());
     if (auto refused = lease_refusal(*action, job, caller); !refused) {
-        d.record_refusal(*action, job.node, requester, refused.error().message);
-        return refused.error();
+        auto record = [&d, action, &job, &requester, &refused] {
+            d.record_refusal(*action, job.node, requester, refused.error().message);
+        };
+        co_await net::offload(*d.pool, record);
+        co_return refused.error();
     }
-    return d.submit_job(std::move(job), request, caller);
+    auto submit = d.submission(std::move(job), request, caller);
+    if (!submit) {
+        co_return submit.error();
+    }
+    // A free worker takes a job in the submission's own commit (one commit to start). The
+    // answer comes from the store's writer thread: no thread waits on the commit.
+    int slot = d.stopping ? 0 : d.reserve(1);
+    using Answer = core::Result<store::JobSubmittedAndClaimed>;
+    auto start = [&d, &submit, slot](std::function<void(Answer)> done) {
+        d.store_callbacks.fetch_add(1);
+        d.store.submit_and_claim_async(
+            *submit, d.claim_now(), slot, [&d, slot, done = std::move(done)](Answer answer) {
+                std::vector<core::Job> none;
+                d.hand_over(slot, answer ? answer->claimed : none);
+                done(std::move(answer));
+                d.store_callbacks.fetch_sub(1);
+            });
+    };
+    auto both = co_await net::await_answer<Answer>(std::move(start));
+    if (!both) {
+        co_return both.error();
+    }
+    co_return d.submitted(std::move(both->submitted), *submit, caller);
 }
 
 void Engine::set_annotator(Annotator annotator) {

@@ -102,11 +102,24 @@ struct Engine::Impl {
 
     // --- any thread ----------------------------------------------------------------------
     void notify(const std::string& job_id);  // publishes job_topic(job_id) on the hub
+    /// What a submission writes: the job with its annotation, and its lease rule (the implicit
+    /// acquire, or a free node), and that a mutating job needs the node in service.
+    core::Result<store::JobSubmit> submission(core::Job job,
+                                              const SubmitRequest& request,
+                                              const fleet::Caller& caller);
+    /// After a submission's commit: a job it claimed starts on the engine's thread, else its
+    /// reserved slot (if any) goes back and the dispatcher looks.
+    void hand_over(int slot, std::vector<core::Job>& claimed);
+    /// The caller's answer to a submission the store has decided (refusals worded, counted).
+    core::Result<Submitted> submitted(core::Result<store::JobSubmitted> done,
+                                      const store::JobSubmit& submit,
+                                      const fleet::Caller& caller);
+    /// submission, written while a thread waits (retry).
     core::Result<Submitted> submit_job(core::Job job,
                                        const SubmitRequest& request,
                                        const fleet::Caller& caller);
-    /// Permission (a refusal is recorded as a "job.refused" event) and service state: may
-    /// `caller` run `action` on `node` now?
+    /// Permission rules (a refusal is recorded as a "job.refused" event): may `caller` run
+    /// `action` on `node`?
     /// A refused submission into the audit trail (event job.refused) and the refusal metric.
     void record_refusal(const ActionSpec& action,
                         std::string_view node,

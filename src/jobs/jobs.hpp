@@ -443,8 +443,11 @@ public:
     // --- surfaces ------------------------------------------------------------------------
     /// Validates, checks permissions (a refusal is kPermissionDenied naming the rule, and an
     /// event), and queues. Errors: kNotFound (unknown action or node), kInvalidArgument (params),
-    /// kBusy naming the holder, kPermissionDenied; a duplicate returns the first job.
-    core::Result<Submitted> submit(const SubmitRequest& request, const fleet::Caller& caller);
+    /// kBusy naming the holder, kPermissionDenied, kUnavailable for a mutating action on a node
+    /// in maintenance; a duplicate returns the first job. No thread waits on the commit: the
+    /// caller resumes on its own executor when the store answers.
+    net::asio::awaitable<core::Result<Submitted>> submit(SubmitRequest request,
+                                                         fleet::Caller caller);
     core::Result<core::Job> job(std::string_view id);
     core::Result<JobsPage> jobs(const JobsQuery& query);
     /// Cancels (requester, the lease owner, or admin). A queued job is cancelled at once; a

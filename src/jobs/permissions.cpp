@@ -54,12 +54,15 @@ std::string rule_name(const std::vector<PermissionRule>& rules, std::size_t inde
 
 }  // namespace
 
+bool permissions_apply(const std::vector<PermissionRule>& rules, const fleet::Caller& caller) {
+    return !rules.empty() && !caller.identity.empty();
+}
+
 std::string permission_refusal(const std::vector<PermissionRule>& rules,
                                const fleet::Caller& caller,
                                std::string_view action,
                                const core::Node& node) {
-    // Without tokens (loopback only) callers have no identity and everything is allowed.
-    if (rules.empty() || caller.identity.empty()) {
+    if (!permissions_apply(rules, caller)) {
         return {};
     }
     std::string who = caller.identity.empty() ? std::string("anonymous") : caller.identity;

@@ -189,6 +189,9 @@ struct JobSubmit {
     /// by anyone). A free node stays free.
     bool require_unheld = false;
     std::string allowed_holder;
+    /// Refuse when the node is out of service (a mutating job), decided in the submission's
+    /// own transaction: JobSubmitted::maintenance_reason says so and nothing is written.
+    bool refuse_in_maintenance = false;
     std::string actor;
 };
 
@@ -202,6 +205,8 @@ struct JobSubmitted {
     bool refused = false;
     Refusal refusal;
     std::optional<LeaseAttempt> lease;  ///< the implicit acquire, when one was made
+    /// Set (with refused) when refuse_in_maintenance found the node out of service: its reason.
+    std::optional<std::string> maintenance_reason;
 };
 
 /// A worker asking for its next job.
@@ -467,6 +472,14 @@ public:
     virtual core::Result<JobSubmittedAndClaimed> submit_and_claim(const JobSubmit& submit,
                                                                   const JobClaim& claim,
                                                                   int max) = 0;
+    /// submit_and_claim without blocking the caller (max 0: submit alone), answered as
+    /// finish_and_claim_async: on the writer thread once durable or failed.
+    using SubmittedAndClaimedCallback =
+        std::function<void(core::Result<JobSubmittedAndClaimed> result)>;
+    virtual void submit_and_claim_async(JobSubmit submit,
+                                        JobClaim claim,
+                                        int max,
+                                        SubmittedAndClaimedCallback done) = 0;
     /// Claims the first runnable queued job in store order and marks it running (attempt + 1,
     /// started_at, heartbeat_at, runner), guarded by state = queued. Runnable: run_at <= now,
     /// its queue not paused, its action under its cap, and when exclusive, its node not in

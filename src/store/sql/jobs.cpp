@@ -82,15 +82,20 @@ core::Result<void> check_submit(const JobSubmit& submit) {
     return {};
 }
 
-core::Result<void> check_node(Connection& db, std::string_view node) {
-    auto found = row_exists(db, "SELECT 1 FROM nodes WHERE name = ?1", node);
-    if (!found) {
-        return found.error();
+/// The node's maintenance reason ("" in service); kNotFound for an unknown node.
+core::Result<std::string> node_maintenance(Connection& db, std::string_view node) {
+    auto select = db.prepare("SELECT maintenance_reason FROM nodes WHERE name = ?1");
+    if (!select) {
+        return select.error();
     }
-    if (!*found) {
+    auto row = select->bind_all(node).step();
+    if (!row) {
+        return row.error();
+    }
+    if (!*row) {
         return core::Error{core::ErrorCode::kNotFound, fmt::format("unknown node {}", node)};
     }
-    return {};
+    return select->text(0);
 }
 
 /// try_lease inside a nested savepoint: a refusal (or an error) undoes whatever serving the
@@ -338,8 +343,13 @@ core::Result<JobSubmitted> submit_job(Connection& db, const JobSubmit& submit, S
         return core::Error{core::ErrorCode::kAlreadyExists,
                            fmt::format("job {} already exists", job.id)};
     }
-    if (auto known = check_node(db, job.node); !known) {
-        return known.error();
+    auto maintenance = node_maintenance(db, job.node);
+    if (!maintenance) {
+        return maintenance.error();
+    }
+    if (submit.refuse_in_maintenance && !maintenance->empty()) {
+        return JobSubmitted{
+            .job = std::move(job), .refused = true, .maintenance_reason = std::move(*maintenance)};
     }
     JobSubmitted out;
     if (submit.acquire) {

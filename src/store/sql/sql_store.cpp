@@ -344,19 +344,45 @@ core::Result<std::vector<core::Job>> SqlStore::claim_jobs(const JobClaim& claim,
         [&](Connection& db) { return claim_up_to(db, claim, max); });
 }
 
+namespace {
+
+core::Result<JobSubmittedAndClaimed> submit_then_claim(Connection& db,
+                                                       const JobSubmit& submit,
+                                                       const JobClaim& claim,
+                                                       int max,
+                                                       Served& served) {
+    auto submitted = sql::submit_job(db, submit, served);
+    if (!submitted) {
+        return submitted.error();
+    }
+    if (max <= 0) {
+        return JobSubmittedAndClaimed{.submitted = std::move(*submitted)};
+    }
+    auto what = fmt::format("submitting job {}", submit.job.id);
+    return JobSubmittedAndClaimed{.submitted = std::move(*submitted),
+                                  .claimed = claim_after(db, claim, max, what)};
+}
+
+}  // namespace
+
 core::Result<JobSubmittedAndClaimed> SqlStore::submit_and_claim(const JobSubmit& submit,
                                                                 const JobClaim& claim,
                                                                 int max) {
-    return write_serving<JobSubmittedAndClaimed>(
-        [&](Connection& db, Served& served) -> core::Result<JobSubmittedAndClaimed> {
-            auto submitted = sql::submit_job(db, submit, served);
-            if (!submitted) {
-                return submitted.error();
-            }
-            auto what = fmt::format("submitting job {}", submit.job.id);
-            return JobSubmittedAndClaimed{.submitted = std::move(*submitted),
-                                          .claimed = claim_after(db, claim, max, what)};
-        });
+    return write_serving<JobSubmittedAndClaimed>([&](Connection& db, Served& served) {
+        return submit_then_claim(db, submit, claim, max, served);
+    });
+}
+
+void SqlStore::submit_and_claim_async(JobSubmit submit,
+                                      JobClaim claim,
+                                      int max,
+                                      SubmittedAndClaimedCallback done) {
+    write_serving_async<JobSubmittedAndClaimed>(
+        [submit = std::move(submit), claim = std::move(claim), max](Connection& db,
+                                                                    Served& served) {
+            return submit_then_claim(db, submit, claim, max, served);
+        },
+        std::move(done));
 }
 
 core::Result<JobFinishedAndClaimed> SqlStore::finish_and_claim(const JobFinish& finish,

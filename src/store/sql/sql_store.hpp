@@ -103,6 +103,10 @@ public:
     core::Result<JobSubmittedAndClaimed> submit_and_claim(const JobSubmit& submit,
                                                           const JobClaim& claim,
                                                           int max) override;
+    void submit_and_claim_async(JobSubmit submit,
+                                JobClaim claim,
+                                int max,
+                                SubmittedAndClaimedCallback done) override;
     void update_job_step_async(JobStepUpdate update, JobCallback done) override;
     void finish_and_claim_async(JobFinish finish,
                                 JobClaim claim,

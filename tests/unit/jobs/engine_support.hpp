@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -335,16 +338,37 @@ protected:
         return started ? *started : RescueReport{};
     }
 
+    /// Engine::submit run to its answer on an io_context of the test's own thread.
+    core::Result<Submitted> submit_now(SubmitRequest request, fleet::Caller caller) {
+        asio::io_context io;
+        std::optional<core::Result<Submitted>> out;
+        auto body = [](Engine& engine, SubmitRequest request, fleet::Caller caller,
+                       std::optional<core::Result<Submitted>>& out) -> asio::awaitable<void> {
+            out.emplace(co_await engine.submit(std::move(request), std::move(caller)));
+        };
+        asio::co_spawn(io, body(*engine_, std::move(request), std::move(caller), out),
+                       [](std::exception_ptr error) {
+                           if (error) {
+                               std::rethrow_exception(error);
+                           }
+                       });
+        io.run();
+        if (!out) {
+            return core::Error{core::ErrorCode::kInternal, "submit did not answer"};
+        }
+        return std::move(*out);
+    }
+
     /// Submits and expects success; returns the job.
     core::Job submit(std::string action,
                      core::Params params = {},
                      std::string node = "lotus-0",
                      std::string owner = "") {
-        auto submitted = engine_->submit(SubmitRequest{.action = std::move(action),
-                                                       .node = std::move(node),
-                                                       .params = std::move(params),
-                                                       .owner = std::move(owner)},
-                                         admin_);
+        auto submitted = submit_now(SubmitRequest{.action = std::move(action),
+                                                  .node = std::move(node),
+                                                  .params = std::move(params),
+                                                  .owner = std::move(owner)},
+                                    admin_);
         EXPECT_TRUE(submitted) << submitted.error().message;
         return submitted ? submitted->job : core::Job{};
     }

@@ -29,7 +29,7 @@ class JobEngine : public EngineTest {
 protected:
     core::Result<Submitted> try_submit(SubmitRequest request,
                                        const fleet::Caller& caller = fleet::Caller{}) {
-        return engine_->submit(request, caller);
+        return submit_now(std::move(request), caller);
     }
     void pause(const std::string& queue, bool paused = true) {
         auto done = engine_->set_paused(queue, paused, admin_);
@@ -111,7 +111,7 @@ TEST_F(JobEngine, ConcurrentSubmitsForOneNodeRunOneAtATimeInStoreOrder) {
     for (int t = 0; t < kThreads; ++t) {
         threads.emplace_back([&] {
             for (int i = next++; i < kJobs; i = next++) {
-                results[static_cast<std::size_t>(i)] = engine_->submit(
+                results[static_cast<std::size_t>(i)] = submit_now(
                     SubmitRequest{.action = "upgrade", .node = "lotus-0", .params = n(i)},
                     fleet::Caller{});
             }

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <future>
 #include <map>
 
 #include "job_support.hpp"
@@ -358,6 +359,81 @@ TEST_P(JobClaims, SubmitAndClaimStartsTheJobInTheSubmissionsCommit) {
     EXPECT_EQ(out->claimed.front().state, JobState::kRunning);
     EXPECT_EQ(out->claimed.front().attempt, 1);
     EXPECT_EQ(store->stats().commits, commits + 1);
+}
+
+core::Result<JobSubmittedAndClaimed> submit_and_claim_async(Store& store,
+                                                            JobSubmit submit,
+                                                            JobClaim claim,
+                                                            int max) {
+    std::promise<core::Result<JobSubmittedAndClaimed>> answer;
+    auto answered = answer.get_future();
+    store.submit_and_claim_async(std::move(submit), std::move(claim), max,
+                                 [&answer](core::Result<JobSubmittedAndClaimed> both) {
+                                     answer.set_value(std::move(both));
+                                 });
+    return answered.get();
+}
+
+TEST_P(JobClaims, SubmitAndClaimAsyncAnswersAfterItsOneCommit) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto commits = store->stats().commits;
+    JobClaim claim{.runner = "run-1", .now = clock.now()};
+    auto first =
+        submit_and_claim_async(*store, submit_of(job_of("j1", "lotus-0", clock.now())), claim, 1);
+    ASSERT_TRUE(first) << first.error().message;
+    ASSERT_EQ(first->claimed.size(), 1U);
+    EXPECT_EQ(first->claimed.front().id, "j1");
+    EXPECT_EQ(stored(*store, "j1").state, JobState::kRunning) << "durable when answered";
+    EXPECT_EQ(store->stats().commits, commits + 1);
+
+    // No free worker (max 0): the job is queued and nothing is claimed, not even a runnable one.
+    auto second =
+        submit_and_claim_async(*store, submit_of(job_of("j2", "lotus-1", clock.now())), claim, 0);
+    ASSERT_TRUE(second) << second.error().message;
+    EXPECT_TRUE(second->claimed.empty());
+    EXPECT_EQ(stored(*store, "j2").state, JobState::kQueued);
+
+    auto again =
+        submit_and_claim_async(*store, submit_of(job_of("j2", "lotus-1", clock.now())), claim, 1);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, ErrorCode::kAlreadyExists);
+    EXPECT_EQ(stored(*store, "j2").state, JobState::kQueued) << "the failed submit claimed nothing";
+}
+
+TEST_P(JobClaims, SubmitRefusesAMutatingJobOnANodeInMaintenanceInItsOwnTransaction) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->start_maintenance("lotus-0", "disk swap", "admin", clock.now()));
+    auto events = store->events(EventQuery{.limit = 100});
+    ASSERT_TRUE(events) << events.error().message;
+
+    auto mutating = submit_of(job_of("j1", "lotus-0", clock.now()));
+    mutating.refuse_in_maintenance = true;
+    auto refused = store->submit_job(mutating);
+    ASSERT_TRUE(refused) << refused.error().message;
+    EXPECT_TRUE(refused->refused);
+    ASSERT_TRUE(refused->maintenance_reason.has_value());
+    EXPECT_EQ(*refused->maintenance_reason, "disk swap");
+    EXPECT_EQ(store->job("j1").error().code, ErrorCode::kNotFound) << "nothing written";
+    auto after = store->events(EventQuery{.limit = 100});
+    ASSERT_TRUE(after) << after.error().message;
+    EXPECT_EQ(after->size(), events->size()) << "no event either";
+
+    // Read-only work is not refused, and neither is anything once the node is back.
+    auto reading = submit_of(job_of("s1", "lotus-0", clock.now()));
+    reading.job.exclusive = false;
+    auto taken = store->submit_job(reading);
+    ASSERT_TRUE(taken) << taken.error().message;
+    EXPECT_FALSE(taken->refused);
+    ASSERT_TRUE(store->end_maintenance("lotus-0", "admin", clock.now()));
+    auto later = store->submit_job(mutating);
+    ASSERT_TRUE(later) << later.error().message;
+    EXPECT_FALSE(later->refused);
+    EXPECT_FALSE(later->maintenance_reason.has_value());
+    EXPECT_EQ(stored(*store, "j1").state, JobState::kQueued);
 }
 
 TEST_P(JobClaims, SubmitAndClaimLeavesABlockedJobQueued) {
