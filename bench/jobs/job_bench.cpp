@@ -353,10 +353,10 @@ void bench_burst(const ServerProcess& server, int count, int clients) {
         threads.emplace_back([&, c] {
             try {
                 for (int i = next++; i < count; i = next++) {
-                    ids[static_cast<std::size_t>(c)].push_back(submit_over(
-                        *connections[static_cast<std::size_t>(c)], address,
-                        "/api/v1/nodes/bench-1/actions/tick",
-                        fmt::format(R"({{"params":{{"n":"{}"}}}})", 1'000'000 + i)));
+                    ids[static_cast<std::size_t>(c)].push_back(
+                        submit_over(*connections[static_cast<std::size_t>(c)], address,
+                                    "/api/v1/nodes/bench-1/actions/tick",
+                                    fmt::format(R"({{"params":{{"n":"{}"}}}})", 1'000'000 + i)));
                 }
             } catch (const std::exception& e) {
                 std::cerr << e.what() << "\n";

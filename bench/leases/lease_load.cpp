@@ -33,8 +33,8 @@
 #include <thread>
 #include <vector>
 
-#include "latency.hpp"
 #include "common/http_connection.hpp"
+#include "latency.hpp"
 
 namespace {
 
@@ -152,7 +152,6 @@ struct ThreadResult {
     std::uint64_t errors = 0;                 // whole run, warm-up included
     std::uint64_t reconnects = 0;
 };
-
 
 /// A JSON-RPC result, not an error: the reply starts with the envelope and names "result"
 /// before any "error" member. Minimal by design: the server's JSON is not re-parsed.

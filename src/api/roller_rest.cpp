@@ -92,7 +92,8 @@ net::asio::awaitable<net::Response> RollerRest::submit(net::Request& request,
         auto found = fleet_.worker_id(*worker);
         if (!found) {
             if (found.error().code == core::ErrorCode::kNotFound) {
-                return Found{.answer = Outcome{404, json::object{{"tc_worker_id", kUnknownWorker}}}};
+                return Found{.answer =
+                                 Outcome{404, json::object{{"tc_worker_id", kUnknownWorker}}}};
             }
             return found.error();
         }

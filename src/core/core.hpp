@@ -369,6 +369,10 @@ Redactor& redactor();
 /// redactor().redact(line).
 std::string redact(std::string_view line);
 
+/// Names the calling thread (at most 15 characters shown) for top, perf and gdb: "store-writer",
+/// "http-io", "jobs"...
+void name_this_thread(std::string_view name);
+
 // ---------------------------------------------------------------------------------------------
 // Logging
 

@@ -1,5 +1,8 @@
+#include <pthread.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "core/core.hpp"
 
@@ -74,6 +77,11 @@ bool labels_match(const Labels& labels, const Labels& selector) {
         }
     }
     return true;
+}
+
+void name_this_thread(std::string_view name) {
+    std::string shown{name.substr(0, 15)};  // the kernel's limit, with the terminating NUL
+    pthread_setname_np(pthread_self(), shown.c_str());
 }
 
 }  // namespace aviary::core

@@ -26,7 +26,11 @@ public:
     static constexpr std::chrono::milliseconds kFlushAfter{100};
     static constexpr std::size_t kFlushBytes = 64 * 1024;
 
-    BufferedStderrSink() : flusher_([this](std::stop_token stop) { run(stop); }) {}
+    BufferedStderrSink()
+        : flusher_([this](std::stop_token stop) {
+              name_this_thread("log");
+              run(stop);
+          }) {}
     ~BufferedStderrSink() override {
         {
             // Under the lock, so the flusher cannot miss it between its check and its wait.

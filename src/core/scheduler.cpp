@@ -84,7 +84,10 @@ void Scheduler::start() {
     }
     started_ = true;
     for (int i = 0; i < thread_count_; ++i) {
-        threads_.emplace_back([this] { loop(); });
+        threads_.emplace_back([this] {
+            name_this_thread("scheduler");
+            loop();
+        });
     }
 }
 

@@ -367,11 +367,31 @@ asio::awaitable<core::Result<store::JobFinishedAndClaimed>> Engine::Impl::finish
         store_callbacks.fetch_sub(1);
     };
     store_callbacks.fetch_add(1);
-    store.finish_and_claim_async(std::move(finish), claim_now(), 1, on_answer);
+    send_to_store([this, finish = std::move(finish), on_answer = std::move(on_answer)]() mutable {
+        store.finish_and_claim_async(std::move(finish), claim_now(), 1, std::move(on_answer));
+    });
     while (!state->answer) {
         co_await state->signal.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     co_return std::move(*state->answer);
+}
+
+void Engine::Impl::send_to_store(std::function<void()> send) {
+    store_sends.push_back(std::move(send));
+    if (sends_posted) {
+        return;
+    }
+    // Sent once the loop has run what is already queued: the other workers answered by the
+    // same commit finish their next job first, and the writer finds all of them together.
+    sends_posted = true;
+    asio::post(io, [this] {
+        sends_posted = false;
+        auto sends = std::move(store_sends);
+        store_sends.clear();
+        for (auto& one : sends) {
+            one();
+        }
+    });
 }
 
 store::JobClaim Engine::Impl::claim_now() const {
@@ -608,6 +628,7 @@ core::Result<RescueReport> Engine::start() {
     d.pool = std::make_unique<net::BlockingPool>(d.settings.workers + 4);
     d.http = std::make_unique<net::HttpClient>(d.io.get_executor(), net::ClientSettings{});
     d.thread = std::thread([&d] {
+        core::name_this_thread("jobs");
         auto guard = asio::make_work_guard(d.io);
         d.io.run();
     });
@@ -723,8 +744,8 @@ void Engine::stop() {
 // Engine: surfaces
 
 core::Result<store::JobSubmit> Engine::Impl::submission(core::Job job,
-                                                       const SubmitRequest& request,
-                                                       const fleet::Caller& caller) {
+                                                        const SubmitRequest& request,
+                                                        const fleet::Caller& caller) {
     if (annotator) {
         job.annotation = annotator(job);
     }
@@ -777,11 +798,11 @@ core::Result<Submitted> Engine::Impl::submitted(core::Result<store::JobSubmitted
         return done.error();
     }
     if (done->maintenance_reason) {
-        return core::Error{core::ErrorCode::kUnavailable,
-                           fmt::format("node {} is in maintenance ({}): {} is refused until it is "
-                                       "back in service",
-                                       submit.job.node, *done->maintenance_reason,
-                                       submit.job.action)};
+        return core::Error{
+            core::ErrorCode::kUnavailable,
+            fmt::format("node {} is in maintenance ({}): {} is refused until it is "
+                        "back in service",
+                        submit.job.node, *done->maintenance_reason, submit.job.action)};
     }
     if (done->refused) {
         store::LeaseRequest wording = submit.acquire.value_or(
@@ -941,13 +962,13 @@ asio::awaitable<core::Result<Submitted>> Engine::submit(SubmitRequest request,
     using Answer = core::Result<store::JobSubmittedAndClaimed>;
     auto start = [&d, &submit, slot](std::function<void(Answer)> done) {
         d.store_callbacks.fetch_add(1);
-        d.store.submit_and_claim_async(
-            *submit, d.claim_now(), slot, [&d, slot, done = std::move(done)](Answer answer) {
-                std::vector<core::Job> none;
-                d.hand_over(slot, answer ? answer->claimed : none);
-                done(std::move(answer));
-                d.store_callbacks.fetch_sub(1);
-            });
+        d.store.submit_and_claim_async(*submit, d.claim_now(), slot,
+                                       [&d, slot, done = std::move(done)](Answer answer) {
+                                           std::vector<core::Job> none;
+                                           d.hand_over(slot, answer ? answer->claimed : none);
+                                           done(std::move(answer));
+                                           d.store_callbacks.fetch_sub(1);
+                                       });
     };
     auto both = co_await net::await_answer<Answer>(std::move(start));
     if (!both) {

@@ -84,7 +84,10 @@ struct Engine::Impl {
     /// longer this run's) stops the run as kLost. A database that is away is tried again
     /// (`tries` so far) until heartbeat_timeout.
     void record_step(store::JobStepUpdate update, int tries = 1);
-    store::JobClaim claim_now() const;        // this runner's claim, with the action caps
+    store::JobClaim claim_now() const;
+    /// Engine thread: runs `send` (a store call that answers asynchronously) once the loop has
+    /// run the handlers already queued, with every other send made meanwhile.
+    void send_to_store(std::function<void()> send);  // this runner's claim, with the action caps
     asio::awaitable<void> run_job(Run& run);  // runner.cpp; erases `run` from running at its end
     asio::awaitable<void> heartbeat_loop();
     void request_stop(Run& run, StopReason reason);
@@ -167,6 +170,10 @@ struct Engine::Impl {
     std::atomic<int> busy{0};
     /// Store calls whose callback has not run yet: stop() waits for them, as they post here.
     std::atomic<int> store_callbacks{0};
+    /// Writes made during one turn of the engine's loop, sent to the store together at its end
+    /// (send_to_store): workers answered by one commit then share the next one.
+    std::vector<std::function<void()>> store_sends;
+    bool sends_posted = false;
     /// Jobs cancelled after their claim, before their Run was registered (engine thread).
     /// An entry goes when its Run registers or ends; entries of jobs that ended before their
     /// cancel arrived are dropped by prune_early_cancels once the set reaches kMaxEarlyCancels

@@ -194,10 +194,16 @@ core::Result<std::string> Server::start() {
         more_loops.push_back(std::make_unique<asio::io_context>(1));
     }
     keep_running.push_back(asio::make_work_guard(ioc));
-    threads.emplace_back([this] { ioc.run(); });
+    threads.emplace_back([this] {
+        core::name_this_thread("http-io");
+        ioc.run();
+    });
     for (auto& loop : more_loops) {
         keep_running.push_back(asio::make_work_guard(*loop));
-        threads.emplace_back([&loop = *loop] { loop.run(); });
+        threads.emplace_back([&loop = *loop] {
+            core::name_this_thread("http-io");
+            loop.run();
+        });
     }
     state = State::kRunning;
     log->info("http server listening address={} io_threads={} tls={}", bound, thread_count,

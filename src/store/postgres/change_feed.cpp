@@ -24,7 +24,10 @@ PgChangeFeed::~PgChangeFeed() {
 
 void PgChangeFeed::start(OnChange on_change) {
     on_change_ = std::move(on_change);
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+        core::name_this_thread("store-feed");
+        loop();
+    });
 }
 
 void PgChangeFeed::stop() {

@@ -12,7 +12,10 @@ GroupCommit::GroupCommit(Connection& db, std::mutex& db_mutex, AfterBatch after_
       db_mutex_(db_mutex),
       after_batch_(std::move(after_batch)),
       log_(core::logger("store")) {
-    thread_ = std::thread{[this] { loop(); }};
+    thread_ = std::thread{[this] {
+        core::name_this_thread("store-writer");
+        loop();
+    }};
     writer_id_ = thread_.get_id();
 }
 
@@ -79,6 +82,7 @@ std::size_t GroupCommit::queued_for_test() const {
 
 void GroupCommit::loop() {
     std::vector<Pending*> batch;
+    std::size_t last_batch = 0;
     while (true) {
         {
             std::unique_lock lock{mu_};
@@ -86,8 +90,14 @@ void GroupCommit::loop() {
             if (queue_.empty()) {
                 return;  // closed and drained
             }
+            if (queue_.size() == 1 && last_batch > 1) {
+                // Writers are concurrent (the last commit was shared): one that is a moment
+                // behind shares this commit too instead of paying for the next one alone.
+                wake_.wait_for(lock, kGatherWait, [this] { return queue_.size() > 1 || closed_; });
+            }
             batch.swap(queue_);
         }
+        last_batch = batch.size();
         run_batch(batch);
         batch.clear();
     }

@@ -1,6 +1,7 @@
 #pragma once
 // Private to src/store and its unit tests: the single writer thread (group commit).
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -20,9 +21,14 @@ namespace aviary::store::sql {
 /// commit that holds it is durable. The thread waits until the queue is non-empty, takes all
 /// of it, and runs it as one `BEGIN IMMEDIATE ... COMMIT` with each operation in its own
 /// SAVEPOINT, so a failing operation is rolled back alone. A batch is whatever queued while
-/// the previous commit was being made durable: no timer, no added latency.
+/// the previous commit was being made durable. One exception, a bounded one: when the last
+/// batch held several operations and the next finds only one, the writer waits up to
+/// kGatherWait for a second (PostgreSQL's commit_delay with commit_siblings, decided by what
+/// the last batch saw): two workers that finish together then keep sharing each commit instead
+/// of falling into alternate ones. A lone writer never waits.
 class GroupCommit {
 public:
+    static constexpr std::chrono::microseconds kGatherWait{20};
     /// Runs on the write connection inside the batch's transaction. An error rolls back only
     /// this operation's savepoint and is what its submit() returns.
     using Operation = std::function<core::Result<void>(Connection&)>;

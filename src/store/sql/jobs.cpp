@@ -43,6 +43,16 @@ core::Result<core::Job> reread(Connection& db, std::string_view id) {
     return select_job(db, id);
 }
 
+/// The row as a guarded UPDATE just left it, built from the row read before it: the write path
+/// (a claim, a finish) reads each job once. `apply` mirrors the UPDATE's SET list.
+template <class Apply>
+core::Job as_written(Connection& db, const core::Job& before, Apply apply) {
+    AVIARY_ASSERT(db.changes() == 1, "a guarded job write follows a read of the same state");
+    core::Job after = before;
+    apply(after);
+    return after;
+}
+
 core::Result<void> record(Connection& db,
                           core::TimePoint at,
                           std::string_view actor,
@@ -428,18 +438,27 @@ core::Result<std::optional<core::Job>> claim_job(Connection& db, const JobClaim&
     if (auto done = update->bind_all(**id, claim.now, claim.runner).run(); !done) {
         return done.error();
     }
-    auto after = reread(db, **id);
-    if (!after) {
-        return after.error();
-    }
+    auto after = as_written(db, *before, [&claim](core::Job& job) {
+        job.state = core::JobState::kRunning;
+        job.attempt += 1;
+        job.started_at = claim.now;
+        job.heartbeat_at = claim.now;
+        job.runner = claim.runner;
+        job.step = 0;
+        job.step_name.clear();
+        job.pgid = 0;
+        job.pgid_start_ticks = 0;
+        job.error.clear();
+        job.position = 0;  // counted for queued jobs only
+    });
     if (auto marked = mark_annotation_started(db, **id, claim.now); !marked) {
         return marked.error();
     }
-    if (auto recorded = record(db, claim.now, kSystemActor, "job.started", &*before, *after);
+    if (auto recorded = record(db, claim.now, kSystemActor, "job.started", &*before, after);
         !recorded) {
         return recorded.error();
     }
-    return std::optional<core::Job>{std::move(*after)};
+    return std::optional<core::Job>{std::move(after)};
 }
 
 core::Result<core::Job> update_job_step(Connection& db, const JobStepUpdate& update) {
@@ -517,7 +536,22 @@ core::Result<core::Job> finish_job(Connection& db, const JobFinish& finish) {
     if (auto written = write_finish(db, finish); !written) {
         return written.error();
     }
-    auto after = reread(db, finish.id);
+    // A terminal finish is write_finish's first SET list; a retry is queued again, with a
+    // queue position only a read can count.
+    auto after = core::is_terminal(finish.state)
+                     ? core::Result<core::Job>{as_written(db, **before,
+                                                          [&finish](core::Job& job) {
+                                                              job.state = finish.state;
+                                                              job.finished_at = finish.now;
+                                                              job.pgid = 0;
+                                                              job.pgid_start_ticks = 0;
+                                                              job.result =
+                                                                  finish.result.empty()
+                                                                      ? std::string{kNoState}
+                                                                      : finish.result;
+                                                              job.error = finish.error;
+                                                          })}
+                     : reread(db, finish.id);
     if (!after) {
         return after;
     }

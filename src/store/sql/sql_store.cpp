@@ -346,11 +346,8 @@ core::Result<std::vector<core::Job>> SqlStore::claim_jobs(const JobClaim& claim,
 
 namespace {
 
-core::Result<JobSubmittedAndClaimed> submit_then_claim(Connection& db,
-                                                       const JobSubmit& submit,
-                                                       const JobClaim& claim,
-                                                       int max,
-                                                       Served& served) {
+core::Result<JobSubmittedAndClaimed> submit_then_claim(
+    Connection& db, const JobSubmit& submit, const JobClaim& claim, int max, Served& served) {
     auto submitted = sql::submit_job(db, submit, served);
     if (!submitted) {
         return submitted.error();

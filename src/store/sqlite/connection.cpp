@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <mutex>
+
 namespace aviary::store::sqlite {
 
 /// One cached sqlite3_stmt. Bind failures are bugs (a wrong index, or a statement reused
@@ -57,6 +59,21 @@ private:
     SqliteConnection& db_;
 };
 
+namespace {
+
+/// Once per process, before the first connection: SQLite's allocation statistics (which no one
+/// here reads) cost a global mutex on every malloc and free of every connection.
+void configure_library() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        // SQLITE_MISUSE when something already initialised the library: harmless, it keeps
+        // its defaults.
+        (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    });
+}
+
+}  // namespace
+
 core::Result<std::unique_ptr<SqliteConnection>> SqliteConnection::open(const std::string& path,
                                                                        Mode mode,
                                                                        core::Millis busy_timeout) {
@@ -65,6 +82,7 @@ core::Result<std::unique_ptr<SqliteConnection>> SqliteConnection::open(const std
     int flags = SQLITE_OPEN_NOMUTEX;
     flags |= mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY
                                      : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    configure_library();
     sqlite3* db = nullptr;
     int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
     if (rc != SQLITE_OK) {

@@ -436,6 +436,71 @@ TEST_P(JobClaims, SubmitRefusesAMutatingJobOnANodeInMaintenanceInItsOwnTransacti
     EXPECT_EQ(stored(*store, "j1").state, JobState::kQueued);
 }
 
+/// Every stored field of two views of one job.
+void expect_same_job(const core::Job& returned, const core::Job& stored) {
+    EXPECT_EQ(returned.id, stored.id);
+    EXPECT_EQ(returned.state, stored.state);
+    EXPECT_EQ(returned.attempt, stored.attempt);
+    EXPECT_EQ(returned.step, stored.step);
+    EXPECT_EQ(returned.step_name, stored.step_name);
+    EXPECT_EQ(returned.cancel_requested, stored.cancel_requested);
+    EXPECT_EQ(returned.created_at, stored.created_at);
+    EXPECT_EQ(returned.run_at, stored.run_at);
+    EXPECT_EQ(returned.started_at, stored.started_at);
+    EXPECT_EQ(returned.finished_at, stored.finished_at);
+    EXPECT_EQ(returned.heartbeat_at, stored.heartbeat_at);
+    EXPECT_EQ(returned.runner, stored.runner);
+    EXPECT_EQ(returned.pgid, stored.pgid);
+    EXPECT_EQ(returned.pgid_start_ticks, stored.pgid_start_ticks);
+    EXPECT_EQ(returned.result, stored.result);
+    EXPECT_EQ(returned.error, stored.error);
+    EXPECT_EQ(returned.seq, stored.seq);
+    EXPECT_EQ(returned.position, stored.position);
+    EXPECT_EQ(returned.params, stored.params);
+    EXPECT_EQ(returned.exclusive, stored.exclusive);
+}
+
+TEST_P(JobClaims, AClaimAndAFinishReturnTheJobAsStored) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    submitted(*store, job_of("j1", "lotus-0", clock.now()));
+    submitted(*store, job_of("j2", "lotus-0", clock.now()));  // queued behind j1: position 2
+    ASSERT_EQ(stored(*store, "j2").position, 2);
+    clock.advance(1s);
+    auto first = store->claim_job(JobClaim{.runner = "run-1", .now = clock.now()});
+    ASSERT_TRUE(first && *first) << (first ? "none claimed" : first.error().message);
+    expect_same_job(**first, stored(*store, "j1"));
+
+    clock.advance(1s);
+    ASSERT_TRUE(store->update_job_step(JobStepUpdate{.id = "j1",
+                                                     .attempt = 1,
+                                                     .step = 1,
+                                                     .step_name = "upgrade",
+                                                     .pgid = 4242,
+                                                     .pgid_start_ticks = 7,
+                                                     .now = clock.now()}));
+    clock.advance(1s);
+    auto finish = finish_of(stored(*store, "j1"), JobState::kFailed, clock.now());
+    finish.result = R"({"height":7})";
+    finish.error = "exit status 2";
+    auto both = store->finish_and_claim(finish, JobClaim{.runner = "run-2", .now = clock.now()}, 1);
+    ASSERT_TRUE(both) << both.error().message;
+    expect_same_job(both->job, stored(*store, "j1"));
+    ASSERT_EQ(both->claimed.size(), 1U);
+    expect_same_job(both->claimed.front(), stored(*store, "j2"));
+    EXPECT_EQ(both->claimed.front().position, 0) << "running: no queue position";
+
+    // A finish that empties the result stores (and returns) an empty object.
+    clock.advance(1s);
+    auto second = finish_of(stored(*store, "j2"), JobState::kSucceeded, clock.now());
+    second.result.clear();
+    auto done = store->finish_job(second);
+    ASSERT_TRUE(done) << done.error().message;
+    expect_same_job(*done, stored(*store, "j2"));
+    EXPECT_EQ(done->result, "{}");
+}
+
 TEST_P(JobClaims, SubmitAndClaimLeavesABlockedJobQueued) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
