@@ -8,8 +8,9 @@
 //    `probe` jobs whose one step is an http GET to a listener in this program; enqueue-to-start
 //    is the time from the client sending the submit to that request arriving (an upper bound:
 //    it includes the step's own connect and request, which is measured alone and shown too).
-// 2. burst: N no-op jobs submitted at once by C client threads; enqueue-to-start p50/p99 from
-//    the records, and throughput = N / (last finished_at - first created_at), with 2 workers.
+// 2. burst: N no-op jobs submitted at once by C client threads, each over one keep-alive
+//    connection (as Celery's clients keep their broker connection); enqueue-to-start p50/p99
+//    from the records, and throughput = N / (last finished_at - first created_at), 2 workers.
 // 3. cancel: a step running `sleep 60` is cancelled N times; the time from the cancel request
 //    to its process group being gone, and to the job reading cancelled. Then the same with a
 //    step that ignores SIGTERM (jobs.kill_grace 1s): the grace shows.
