@@ -1,7 +1,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <future>
 #include <map>
 
 #include "job_support.hpp"
@@ -365,13 +364,9 @@ core::Result<JobSubmittedAndClaimed> submit_and_claim_async(Store& store,
                                                             JobSubmit submit,
                                                             JobClaim claim,
                                                             int max) {
-    std::promise<core::Result<JobSubmittedAndClaimed>> answer;
-    auto answered = answer.get_future();
-    store.submit_and_claim_async(std::move(submit), std::move(claim), max,
-                                 [&answer](core::Result<JobSubmittedAndClaimed> both) {
-                                     answer.set_value(std::move(both));
-                                 });
-    return answered.get();
+    return wait_for_answer<core::Result<JobSubmittedAndClaimed>>([&](auto done) {
+        store.submit_and_claim_async(std::move(submit), std::move(claim), max, std::move(done));
+    });
 }
 
 TEST_P(JobClaims, SubmitAndClaimAsyncAnswersAfterItsOneCommit) {

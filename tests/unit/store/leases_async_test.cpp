@@ -3,8 +3,6 @@
 // decided on its own row only while nobody waits: a waiter is never overtaken.
 #include <gtest/gtest.h>
 
-#include <future>
-
 #include "store_support.hpp"
 
 namespace aviary::store::test {
@@ -15,22 +13,13 @@ AVIARY_STORE_SUITE(LeasesAsync);
 using core::ErrorCode;
 
 core::Result<LeaseAttempt> acquire_async(Store& store, LeaseRequest request) {
-    std::promise<core::Result<LeaseAttempt>> answer;
-    auto answered = answer.get_future();
-    store.try_lease_async(std::move(request), [&answer](core::Result<LeaseAttempt> attempt) {
-        answer.set_value(std::move(attempt));
-    });
-    return answered.get();
+    return wait_for_answer<core::Result<LeaseAttempt>>(
+        [&](auto done) { store.try_lease_async(std::move(request), std::move(done)); });
 }
 
 core::Result<std::optional<core::Lease>> release_async(Store& store, ReleaseRequest request) {
-    std::promise<core::Result<std::optional<core::Lease>>> answer;
-    auto answered = answer.get_future();
-    store.release_async(std::move(request),
-                        [&answer](core::Result<std::optional<core::Lease>> ended) {
-                            answer.set_value(std::move(ended));
-                        });
-    return answered.get();
+    return wait_for_answer<core::Result<std::optional<core::Lease>>>(
+        [&](auto done) { store.release_async(std::move(request), std::move(done)); });
 }
 
 TEST_P(LeasesAsync, AcquireAndReleaseAnswerAsTheBlockingCallsAndAreDurable) {

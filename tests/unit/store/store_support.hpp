@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -22,6 +23,16 @@
 namespace aviary::store::test {
 
 using namespace std::chrono_literals;
+
+/// Calls an asynchronous store method (`start(done)`) and waits for the answer its callback
+/// gets on the writer thread.
+template <class T, class Start>
+T wait_for_answer(Start start) {
+    std::promise<T> answer;
+    auto answered = answer.get_future();
+    start([&answer](T value) { answer.set_value(std::move(value)); });
+    return answered.get();
+}
 
 /// A fresh directory under the system temp dir, removed with everything in it.
 class TempDir {
