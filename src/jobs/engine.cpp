@@ -344,36 +344,20 @@ void Engine::Impl::record_step(store::JobStepUpdate update, int tries) {
                 request_stop(*it->second, StopReason::kLost);
             }
         });
-        store_callbacks.fetch_sub(1);
     };
-    store_callbacks.fetch_add(1);
-    store.update_job_step_async(std::move(update), on_answer);
+    store.update_job_step_async(std::move(update), counted<core::Result<core::Job>>(on_answer));
 }
 
 asio::awaitable<core::Result<store::JobFinishedAndClaimed>> Engine::Impl::finish_and_claim(
     store::JobFinish finish) {
     using Answer = core::Result<store::JobFinishedAndClaimed>;
-    struct State {
-        explicit State(asio::io_context& io) : signal(io, asio::steady_timer::time_point::max()) {}
-        std::optional<Answer> answer;
-        asio::steady_timer signal;  // cancelled when the answer is in
+    auto start = [this, &finish](std::function<void(Answer)> done) {
+        send_to_store(
+            [this, finish = std::move(finish), done = counted<Answer>(std::move(done))]() mutable {
+                store.finish_and_claim_async(std::move(finish), claim_now(), 1, std::move(done));
+            });
     };
-    auto state = std::make_shared<State>(io);
-    auto on_answer = [this, state](Answer answer) {
-        asio::post(io, [state, answer = std::move(answer)]() mutable {
-            state->answer.emplace(std::move(answer));
-            state->signal.cancel();
-        });
-        store_callbacks.fetch_sub(1);
-    };
-    store_callbacks.fetch_add(1);
-    send_to_store([this, finish = std::move(finish), on_answer = std::move(on_answer)]() mutable {
-        store.finish_and_claim_async(std::move(finish), claim_now(), 1, std::move(on_answer));
-    });
-    while (!state->answer) {
-        co_await state->signal.async_wait(asio::as_tuple(asio::use_awaitable));
-    }
-    co_return std::move(*state->answer);
+    co_return co_await net::await_answer<Answer>(std::move(start));
 }
 
 void Engine::Impl::send_to_store(std::function<void()> send) {
@@ -779,7 +763,7 @@ core::Result<store::JobSubmit> Engine::Impl::submission(core::Job job,
     return submit;
 }
 
-void Engine::Impl::hand_over(int slot, std::vector<core::Job>& claimed) {
+void Engine::Impl::hand_over(int slot, std::vector<core::Job> claimed) {
     if (claimed.empty()) {
         // Nothing claimed here: the dispatcher looks, also for a job that found no free worker
         // while this submission held the slot it now gives back.
@@ -833,8 +817,7 @@ core::Result<Submitted> Engine::Impl::submit_job(core::Job job,
     // A free worker takes a job in the submission's own commit (one commit to start).
     int slot = stopping ? 0 : reserve(1);
     auto both = store.submit_and_claim(*submit, claim_now(), slot);
-    std::vector<core::Job> none;
-    hand_over(slot, both ? both->claimed : none);
+    hand_over(slot, both ? std::move(both->claimed) : std::vector<core::Job>{});
     if (!both) {
         return both.error();
     }
@@ -961,14 +944,11 @@ asio::awaitable<core::Result<Submitted>> Engine::submit(SubmitRequest request,
     int slot = d.stopping ? 0 : d.reserve(1);
     using Answer = core::Result<store::JobSubmittedAndClaimed>;
     auto start = [&d, &submit, slot](std::function<void(Answer)> done) {
-        d.store_callbacks.fetch_add(1);
-        d.store.submit_and_claim_async(*submit, d.claim_now(), slot,
-                                       [&d, slot, done = std::move(done)](Answer answer) {
-                                           std::vector<core::Job> none;
-                                           d.hand_over(slot, answer ? answer->claimed : none);
-                                           done(std::move(answer));
-                                           d.store_callbacks.fetch_sub(1);
-                                       });
+        auto answer = [&d, slot, done = std::move(done)](Answer both) {
+            d.hand_over(slot, both ? std::move(both->claimed) : std::vector<core::Job>{});
+            done(std::move(both));
+        };
+        d.store.submit_and_claim_async(*submit, d.claim_now(), slot, d.counted<Answer>(answer));
     };
     auto both = co_await net::await_answer<Answer>(std::move(start));
     if (!both) {

@@ -84,10 +84,20 @@ struct Engine::Impl {
     /// longer this run's) stops the run as kLost. A database that is away is tried again
     /// (`tries` so far) until heartbeat_timeout.
     void record_step(store::JobStepUpdate update, int tries = 1);
-    store::JobClaim claim_now() const;
+    store::JobClaim claim_now() const;  // this runner's claim, with the action caps
     /// Engine thread: runs `send` (a store call that answers asynchronously) once the loop has
     /// run the handlers already queued, with every other send made meanwhile.
-    void send_to_store(std::function<void()> send);  // this runner's claim, with the action caps
+    void send_to_store(std::function<void()> send);
+    /// `done` as a store callback that stop() waits for: counted in store_callbacks until it
+    /// has run (any thread).
+    template <class T>
+    std::function<void(T)> counted(std::function<void(T)> done) {
+        store_callbacks.fetch_add(1);
+        return [this, done = std::move(done)](T value) {
+            done(std::move(value));
+            store_callbacks.fetch_sub(1);
+        };
+    }
     asio::awaitable<void> run_job(Run& run);  // runner.cpp; erases `run` from running at its end
     asio::awaitable<void> heartbeat_loop();
     void request_stop(Run& run, StopReason reason);
@@ -112,7 +122,7 @@ struct Engine::Impl {
                                               const fleet::Caller& caller);
     /// After a submission's commit: a job it claimed starts on the engine's thread, else its
     /// reserved slot (if any) goes back and the dispatcher looks.
-    void hand_over(int slot, std::vector<core::Job>& claimed);
+    void hand_over(int slot, std::vector<core::Job> claimed);
     /// The caller's answer to a submission the store has decided (refusals worded, counted).
     core::Result<Submitted> submitted(core::Result<store::JobSubmitted> done,
                                       const store::JobSubmit& submit,
@@ -121,13 +131,13 @@ struct Engine::Impl {
     core::Result<Submitted> submit_job(core::Job job,
                                        const SubmitRequest& request,
                                        const fleet::Caller& caller);
-    /// Permission rules (a refusal is recorded as a "job.refused" event): may `caller` run
-    /// `action` on `node`?
     /// A refused submission into the audit trail (event job.refused) and the refusal metric.
     void record_refusal(const ActionSpec& action,
                         std::string_view node,
                         std::string_view requester,
                         const std::string& reason);
+    /// Permission rules (a refusal is recorded as a "job.refused" event): may `caller` run
+    /// `action` on `node`?
     core::Result<void> admit(const ActionSpec& action,
                              const core::Node& node,
                              const fleet::Caller& caller,

@@ -303,6 +303,18 @@ core::Result<void> write_finish(Connection& db, const JobFinish& finish) {
         .run();
 }
 
+/// A terminal finish as write_finish's first SET list left the row.
+core::Job as_finished(Connection& db, const core::Job& before, const JobFinish& finish) {
+    return as_written(db, before, [&finish](core::Job& job) {
+        job.state = finish.state;
+        job.finished_at = finish.now;
+        job.pgid = 0;
+        job.pgid_start_ticks = 0;
+        job.result = finish.result.empty() ? std::string{kNoState} : finish.result;
+        job.error = finish.error;
+    });
+}
+
 /// The tag the node runs now (a removed node has nothing to record).
 core::Result<void> set_deployed_tag(Connection& db, std::string_view node, std::string_view tag) {
     auto update = db.prepare("UPDATE nodes SET deployed_tag = ?2 WHERE name = ?1");
@@ -438,7 +450,7 @@ core::Result<std::optional<core::Job>> claim_job(Connection& db, const JobClaim&
     if (auto done = update->bind_all(**id, claim.now, claim.runner).run(); !done) {
         return done.error();
     }
-    auto after = as_written(db, *before, [&claim](core::Job& job) {
+    auto after = as_written(db, *before, [&claim](core::Job& job) {  // the SET list above
         job.state = core::JobState::kRunning;
         job.attempt += 1;
         job.started_at = claim.now;
@@ -536,21 +548,9 @@ core::Result<core::Job> finish_job(Connection& db, const JobFinish& finish) {
     if (auto written = write_finish(db, finish); !written) {
         return written.error();
     }
-    // A terminal finish is write_finish's first SET list; a retry is queued again, with a
-    // queue position only a read can count.
+    // A retry is queued again, with a queue position only a read can count.
     auto after = core::is_terminal(finish.state)
-                     ? core::Result<core::Job>{as_written(db, **before,
-                                                          [&finish](core::Job& job) {
-                                                              job.state = finish.state;
-                                                              job.finished_at = finish.now;
-                                                              job.pgid = 0;
-                                                              job.pgid_start_ticks = 0;
-                                                              job.result =
-                                                                  finish.result.empty()
-                                                                      ? std::string{kNoState}
-                                                                      : finish.result;
-                                                              job.error = finish.error;
-                                                          })}
+                     ? core::Result<core::Job>{as_finished(db, **before, finish)}
                      : reread(db, finish.id);
     if (!after) {
         return after;
