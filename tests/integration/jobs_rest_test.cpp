@@ -443,6 +443,25 @@ TEST_F(JobsRest, OwnerTakesTheLeaseWithTheJob) {
               std::string::npos);
 }
 
+TEST_F(JobsRest, AMutatingActionOnANodeInMaintenanceIsRefusedAndNothingIsQueued) {
+    auto into =
+        http(server_, "PUT", "/api/v1/nodes/lotus-1/maintenance", R"({"reason": "disk swap"})");
+    ASSERT_TRUE(into);
+    ASSERT_EQ(into->status, 200) << into->body;
+
+    auto refused = submit("lotus-1", "say", R"({"params": {"msg": "refused"}})", 503);
+    ASSERT_TRUE(refused.is_object());
+    auto message = str(refused.at("error").at("message"));
+    EXPECT_NE(message.find("lotus-1 is in maintenance (disk swap)"), std::string::npos) << message;
+    auto queued = json_of(http(server_, "GET", "/api/v1/jobs?node=lotus-1"));
+    EXPECT_TRUE(queued.at("jobs").as_array().empty()) << queued;
+
+    // Reading the node's status is not refused, and the server goes on serving.
+    auto status = submit("lotus-1", "status", "{}");
+    EXPECT_TRUE(status.is_object() && status.as_object().contains("job")) << status;
+    EXPECT_FALSE(say("lotus-0", "elsewhere").empty());
+}
+
 TEST_F(JobsRest, TheCatalogListsEveryAction) {
     auto catalog = json_of(http(server_, "GET", "/api/v1/actions"));
     ASSERT_TRUE(catalog.is_object());
