@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include "store/sqlite/wal_vfs.hpp"
+
 namespace aviary::store::sqlite {
 
 /// One cached sqlite3_stmt. Bind failures are bugs (a wrong index, or a statement reused
@@ -84,7 +86,7 @@ core::Result<std::unique_ptr<SqliteConnection>> SqliteConnection::open(const std
                                      : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     configure_library();
     sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+    int rc = sqlite3_open_v2(path.c_str(), &db, flags, wal_gathering_vfs());
     if (rc != SQLITE_OK) {
         std::string why = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
         sqlite3_close(db);
