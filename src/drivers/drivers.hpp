@@ -172,9 +172,12 @@ std::vector<std::unique_ptr<Driver>> make_drivers(const Settings& settings);
 
 /// `aviary sim-node`: the simulated node's program (hidden subcommand). argv after
 /// "sim-node": --data-dir DIR --version TAG --port-file FILE [--block-interval 500ms]
-/// [--sync-blocks N] [--import SNAPSHOT] [--parent-pid PID] [--listen 127.0.0.1:0].
-/// Serves GET /status ({"version","height","syncing"}) and GET /healthz; keeps its height in
-/// DIR/height; exits on SIGTERM/SIGINT or when its parent dies. Returns the exit code.
+/// [--sync-blocks N] [--import SNAPSHOT] [--parent-pid PID] [--listen 127.0.0.1:0]
+/// [--chain-id HEX] [--paused].
+/// Serves GET /status ({"version","height","syncing"}) and GET /healthz, and nodeos's
+/// /v1/chain/get_info and /v1/producer/{pause,resume,paused} (so `aviary supervise --chain sim`
+/// reads it as it reads nodeos); keeps its height in DIR/height; exits on SIGTERM/SIGINT or
+/// when its parent dies. Returns the exit code.
 int sim_node_main(const std::vector<std::string>& args);
 
 /// Writes a snapshot file the sim node can import (--import): a chain at `height`.

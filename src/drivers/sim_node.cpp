@@ -1,14 +1,23 @@
 // `aviary sim-node`: a simulated chain node, one process per demo node (the sim driver runs it).
 //
+// Besides its own /status it answers the part of nodeos's HTTP API a supervisor reads
+// (/v1/chain/get_info, /v1/producer/pause|resume|paused), so a runbook written for nodeos runs
+// against sim nodes on a laptop.
+//
 // Threads: the main thread runs an io_context with the block timer, the signal set and the
-// parent watch; net::HttpServer answers /status on its own I/O thread. The two share only
-// Chain's atomics.
+// parent watch; net::HttpServer answers requests on its own I/O thread. The two share only
+// Chain: its atomics (the head, published whole as one immutable Head, so a reader never pairs
+// one block's number with another's time; syncing; paused) and its `production` mutex, which
+// the block loop holds from its look at `paused` to the block's publication and pause/resume
+// hold to flip `paused`: once a pause has answered, no block is made until a resume.
 #include <fmt/format.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -21,10 +30,16 @@
 #include <boost/json.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -40,6 +55,32 @@ using namespace std::chrono_literals;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kParentPoll = 100ms;
 constexpr int kBadArgs = 2;
+// The sim chain's name: its default chain id is the SHA-256 of it,
+// 081ee42fa1a89993cfe0f0b80bbe898e64832c5ec9b3a3ede900423d728a5009.
+constexpr std::string_view kChainName = "aviary-sim";
+// Who get_info says made the head block.
+constexpr std::string_view kProducer = "eosio";
+
+// Lowercase hex of the SHA-256 of `text` (64 characters).
+std::string sha256_hex(std::string_view text) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    if (EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha256(), nullptr) != 1) {
+        std::abort();  // SHA-256 is built into every OpenSSL: failing is a broken install
+    }
+    std::string hex;
+    hex.reserve(std::size_t{size} * 2);
+    for (unsigned int i = 0; i < size; ++i) {
+        hex += fmt::format("{:02x}", digest[i]);
+    }
+    return hex;
+}
+
+bool is_chain_id(std::string_view text) {
+    return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+           });
+}
 
 struct NodeOptions {
     std::string data_dir;
@@ -50,6 +91,8 @@ struct NodeOptions {
     std::string import;
     std::optional<pid_t> parent_pid;
     std::string listen = "127.0.0.1:0";
+    std::string chain_id;  ///< lowercase; empty: sha256_hex(kChainName)
+    bool paused = false;   ///< start with production paused
 };
 
 core::Error bad_option(std::string message) {
@@ -86,6 +129,15 @@ core::Result<void> apply_option(std::string_view name, const std::string& value,
         out.block_interval = *interval;
         return {};
     }
+    if (name == "--chain-id") {
+        if (!is_chain_id(value)) {
+            return bad_option(fmt::format("--chain-id: expected 64 hex digits, got \"{}\"", value));
+        }
+        out.chain_id = value;
+        std::transform(out.chain_id.begin(), out.chain_id.end(), out.chain_id.begin(),
+                       [](char c) { return c >= 'A' && c <= 'F' ? static_cast<char>(c + 32) : c; });
+        return {};
+    }
     std::string* target = nullptr;
     if (name == "--data-dir") {
         target = &out.data_dir;
@@ -116,6 +168,13 @@ core::Result<NodeOptions> parse_options(const std::vector<std::string>& args) {
         }
         const auto equals = arg.find('=');
         const auto name = arg.substr(0, equals);
+        if (name == "--paused") {  // the one flag: it takes no value
+            if (equals != std::string_view::npos) {
+                return bad_option("--paused: takes no value");
+            }
+            options.paused = true;
+            continue;
+        }
         std::string value;
         if (equals != std::string_view::npos) {
             value = arg.substr(equals + 1);
@@ -140,22 +199,163 @@ core::Result<NodeOptions> parse_options(const std::vector<std::string>& args) {
     return options;
 }
 
-// What the status API shows; written by the block loop, read by the server's I/O thread.
-struct Chain {
-    std::string version;
-    std::atomic<std::int64_t> height{0};
-    std::atomic<bool> syncing{true};
+using Clock = std::chrono::system_clock;
+
+// The head block: its number and when it was made.
+struct Head {
+    std::int64_t num = 0;
+    Clock::time_point made{};
 };
 
-net::Response json_response(const Chain& chain) {
-    boost::json::object body;
-    body["version"] = chain.version;
-    body["height"] = chain.height.load();
-    body["syncing"] = chain.syncing.load();
-    return net::Response{.content_type = "application/json", .body = boost::json::serialize(body)};
+// What the status and nodeos APIs show; the head and syncing are written by the block loop,
+// paused by the server's I/O thread (pause/resume), all read by both.
+struct Chain {
+    std::string version;
+    std::string chain_id;
+    std::atomic<std::shared_ptr<const Head>> head{std::make_shared<const Head>()};
+    std::atomic<bool> syncing{true};
+    std::atomic<bool> paused{false};
+    // See the top of the file: the block loop's check-make-publish, and flips of `paused`.
+    std::mutex production;
+
+    std::int64_t height() const { return head.load()->num; }
+    void publish(std::int64_t num, Clock::time_point made) {
+        head.store(std::make_shared<const Head>(Head{.num = num, .made = made}));
+    }
+};
+
+net::Response json_response(const boost::json::value& body, int status = 200) {
+    return net::Response{
+        .status = status, .content_type = "application/json", .body = boost::json::serialize(body)};
 }
 
-asio::awaitable<net::Response> serve_request(const Chain* chain, net::Request request) {
+net::Response status_response(const Chain& chain) {
+    boost::json::object body;
+    body["version"] = chain.version;
+    body["height"] = chain.height();
+    body["syncing"] = chain.syncing.load();
+    return json_response(body);
+}
+
+// nodeos's error body: {"code":404,"message":"Not Found","error":{...}}.
+net::Response api_error(int status,
+                        std::string_view message,
+                        std::string_view what,
+                        std::string_view detail) {
+    boost::json::object error;
+    error["code"] = 0;
+    error["name"] = "exception";
+    error["what"] = what;
+    error["details"] = boost::json::array{boost::json::object{{"message", detail}}};
+    boost::json::object body;
+    body["code"] = status;
+    body["message"] = message;
+    body["error"] = std::move(error);
+    return json_response(body, status);
+}
+
+// As nodeos: the block number as 8 hex digits, then 56 of a hash (here of the chain and number).
+std::string block_id(const Chain& chain, std::int64_t num) {
+    const auto hash = sha256_hex(fmt::format("{}/{}", chain.chain_id, num));
+    return fmt::format("{:08x}{}", static_cast<std::uint32_t>(num), hash.substr(8));
+}
+
+// As nodeos prints a block time: ISO 8601 in UTC with milliseconds and no zone,
+// "2026-12-04T15:01:02.500".
+std::string block_time(Clock::time_point time) {
+    const auto millis = std::chrono::floor<std::chrono::milliseconds>(time.time_since_epoch());
+    const auto seconds = std::chrono::floor<std::chrono::seconds>(millis);
+    const std::time_t whole = static_cast<std::time_t>(seconds.count());
+    std::tm utc{};
+    ::gmtime_r(&whole, &utc);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}", utc.tm_year + 1900,
+                       utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                       (millis - seconds).count());
+}
+
+// "v1.2.2" stays, "1.2.2" becomes "v1.2.2": nodeos's server_version_string.
+std::string version_string(const std::string& version) {
+    return version.starts_with('v') ? version : "v" + version;
+}
+
+net::Response get_info(const Chain& chain) {
+    const auto head = chain.head.load();
+    const auto irreversible = std::max<std::int64_t>(head->num - 2, 0);
+    const auto version_hash = sha256_hex(chain.version);
+    const auto head_id = block_id(chain, head->num);
+    // In nodeos's order.
+    boost::json::object info;
+    info["server_version"] = version_hash.substr(0, 8);
+    info["chain_id"] = chain.chain_id;
+    info["head_block_num"] = head->num;
+    info["last_irreversible_block_num"] = irreversible;
+    info["last_irreversible_block_id"] = block_id(chain, irreversible);
+    info["head_block_id"] = head_id;
+    info["head_block_time"] = block_time(head->made);
+    info["head_block_producer"] = kProducer;
+    info["server_version_string"] = version_string(chain.version);
+    info["fork_db_head_block_num"] = head->num;
+    info["fork_db_head_block_id"] = head_id;
+    info["server_full_version_string"] =
+        version_string(chain.version) + "-" + version_hash.substr(0, 40);
+    return json_response(info);
+}
+
+// Blocks the I/O thread while the block loop writes a block (one small file): see the top.
+net::Response set_paused(Chain& chain, bool paused) {
+    std::int64_t height = 0;
+    {
+        std::lock_guard lock{chain.production};
+        chain.paused = paused;
+        height = chain.height();
+    }
+    std::printf("%s at height %lld\n", paused ? "paused" : "resumed",
+                static_cast<long long>(height));
+    std::fflush(stdout);
+    return json_response(boost::json::object{{"result", "ok"}});
+}
+
+// The nodeos endpoints, with the methods each takes (nodeos's own; GET get_info as nodeos too).
+struct Endpoint {
+    std::string_view path;
+    bool get = false;
+    bool post = true;
+};
+
+constexpr Endpoint kEndpoints[] = {
+    {.path = "/v1/chain/get_info", .get = true},
+    {.path = "/v1/producer/pause"},
+    {.path = "/v1/producer/resume"},
+    {.path = "/v1/producer/paused", .get = true},
+};
+
+net::Response serve_api(Chain& chain, const net::Request& request) {
+    const auto* endpoint = std::find_if(std::begin(kEndpoints), std::end(kEndpoints),
+                                        [&](const Endpoint& e) { return e.path == request.path; });
+    if (endpoint == std::end(kEndpoints)) {
+        return api_error(404, "Not Found", "unknown endpoint", "Unknown Endpoint");
+    }
+    if (!(request.method == "GET" && endpoint->get) &&
+        !(request.method == "POST" && endpoint->post)) {
+        const std::string allow = endpoint->get ? "GET, POST" : "POST";
+        auto response =
+            api_error(405, "Method Not Allowed", "method not allowed", "Allowed: " + allow);
+        response.headers.push_back(net::Header{.name = "Allow", .value = allow});
+        return response;
+    }
+    if (request.path == "/v1/chain/get_info") {
+        return get_info(chain);
+    }
+    if (request.path == "/v1/producer/paused") {
+        return json_response(chain.paused.load());
+    }
+    return set_paused(chain, request.path == "/v1/producer/pause");
+}
+
+asio::awaitable<net::Response> serve_request(Chain* chain, net::Request request) {
+    if (request.path.starts_with("/v1/")) {
+        co_return serve_api(*chain, request);
+    }
     if (request.path != "/status" && request.path != "/healthz") {
         co_return net::Response{.status = 404, .body = "not found\n"};
     }
@@ -165,7 +365,18 @@ asio::awaitable<net::Response> serve_request(const Chain* chain, net::Request re
     if (request.path == "/healthz") {
         co_return net::Response{.body = "ok\n"};
     }
-    co_return json_response(*chain);
+    co_return status_response(*chain);
+}
+
+// When DATA_DIR/height was last written: when the head block a restarted node resumes from was
+// made. Now when the file cannot be read.
+Clock::time_point made_at(const fs::path& height_file) {
+    std::error_code ec;
+    const auto written = fs::last_write_time(height_file, ec);
+    if (ec) {
+        return Clock::now();
+    }
+    return std::chrono::time_point_cast<Clock::duration>(std::chrono::file_clock::to_sys(written));
 }
 
 class SimNode {
@@ -177,12 +388,14 @@ public:
           block_timer_(ioc_),
           parent_timer_(ioc_) {
         chain_.version = options_.version;
+        chain_.chain_id = options_.chain_id.empty() ? sha256_hex(kChainName) : options_.chain_id;
     }
 
     int run();
 
 private:
     core::Result<void> load_height();
+    core::Result<std::optional<std::int64_t>> make_block();
     core::Result<std::string> serve(net::HttpServer& server);
     asio::awaitable<void> produce_blocks();
     asio::awaitable<void> watch_signals();
@@ -224,6 +437,7 @@ int SimNode::run() {
         return fail(loaded.error().message);
     }
     chain_.syncing = options_.sync_blocks > 0;
+    chain_.paused = options_.paused;
     auto server_settings = net::ServerSettings{.listen = options_.listen,
                                                .io_threads = 1,
                                                .read_timeout = 5s,
@@ -231,7 +445,7 @@ int SimNode::run() {
                                                .write_timeout = 5s,
                                                .max_connections = 64,
                                                .shutdown_grace = 1s};
-    const Chain* chain = &chain_;
+    Chain* chain = &chain_;
     net::HttpServer server{server_settings, [chain](net::Request request) {
                                return serve_request(chain, std::move(request));
                            }};
@@ -240,8 +454,9 @@ int SimNode::run() {
         server.stop();
         return fail(port.error().message);
     }
-    std::printf("serving on port %s version %s height %lld\n", port->c_str(),
-                options_.version.c_str(), static_cast<long long>(chain_.height.load()));
+    std::printf("serving on port %s version %s height %lld%s\n", port->c_str(),
+                options_.version.c_str(), static_cast<long long>(chain_.height()),
+                options_.paused ? " paused" : "");
     std::fflush(stdout);
     asio::co_spawn(ioc_, watch_signals(), asio::detached);
     asio::co_spawn(ioc_, watch_parent(), asio::detached);
@@ -258,10 +473,11 @@ core::Result<void> SimNode::load_height() {
         return height.error();
     }
     if (*height) {
-        chain_.height = **height;
+        chain_.publish(**height, made_at(data_dir_ / "height"));
         return {};
     }
     if (options_.import.empty()) {
+        chain_.publish(0, Clock::now());
         return {};
     }
     // A data dir without a height is new: start from the snapshot, as a chart's init container
@@ -270,7 +486,7 @@ core::Result<void> SimNode::load_height() {
     if (!snapshot) {
         return core::Error{snapshot.error().code, "cannot import: " + snapshot.error().message};
     }
-    chain_.height = *snapshot;
+    chain_.publish(*snapshot, Clock::now());
     std::printf("imported %s at height %lld\n", options_.import.c_str(),
                 static_cast<long long>(*snapshot));
     return sim::write_height(data_dir_, *snapshot);
@@ -301,14 +517,16 @@ asio::awaitable<void> SimNode::produce_blocks() {
         if (ec || finishing_) {
             co_return;
         }
-        const auto height = chain_.height.load() + 1;
-        // Kept before it is shown: a node killed at any point restarts from a height it reported.
-        if (auto written = sim::write_height(data_dir_, height); !written) {
-            std::fprintf(stderr, "sim-node: %s\n", written.error().message.c_str());
+        auto block = make_block();
+        if (!block) {
+            std::fprintf(stderr, "sim-node: %s\n", block.error().message.c_str());
             finish(1);
             co_return;
         }
-        chain_.height = height;
+        if (!*block) {
+            continue;  // paused
+        }
+        const auto height = **block;
         if (++produced >= options_.sync_blocks) {
             chain_.syncing = false;
         }
@@ -318,13 +536,28 @@ asio::awaitable<void> SimNode::produce_blocks() {
     }
 }
 
+// The next block's height, or nullopt while paused. See the top of the file for the lock.
+core::Result<std::optional<std::int64_t>> SimNode::make_block() {
+    std::lock_guard lock{chain_.production};
+    if (chain_.paused) {
+        return std::optional<std::int64_t>{};
+    }
+    const auto height = chain_.height() + 1;
+    // Kept before it is shown: a node killed at any point restarts from a height it reported.
+    if (auto written = sim::write_height(data_dir_, height); !written) {
+        return written.error();
+    }
+    chain_.publish(height, Clock::now());
+    return std::optional<std::int64_t>{height};
+}
+
 asio::awaitable<void> SimNode::watch_signals() {
     auto [ec, signal] = co_await signals_.async_wait(kUseTuple);
     if (ec) {
         co_return;
     }
     std::printf("signal %d: stopping at height %lld\n", signal,
-                static_cast<long long>(chain_.height.load()));
+                static_cast<long long>(chain_.height()));
     std::fflush(stdout);
     finish(0);
 }
@@ -400,7 +633,13 @@ int sim_node_main(const std::vector<std::string>& args) {
         std::fprintf(stderr,
                      "usage: aviary sim-node --data-dir DIR --version TAG --port-file FILE "
                      "[--block-interval 500ms] [--sync-blocks N] [--import SNAPSHOT] "
-                     "[--parent-pid PID] [--listen 127.0.0.1:0]\n");
+                     "[--parent-pid PID] [--listen 127.0.0.1:0] [--chain-id HEX] [--paused]\n"
+                     "  --chain-id HEX  the chain id get_info shows: 64 hex digits (default: the "
+                     "SHA-256 of \"aviary-sim\", 081ee42f...)\n"
+                     "  --paused        start with block production paused (as after "
+                     "POST /v1/producer/pause)\n"
+                     "serves GET /status and /healthz, and nodeos's /v1/chain/get_info and "
+                     "/v1/producer/pause, /resume, /paused\n");
         return kBadArgs;
     }
     // Quiet: the driver drops our output anyway, and three nodes run at once in the demo.
