@@ -13,9 +13,10 @@ declare -A allowed=(
     [jobs]="core store net proc fleet metrics drivers"
     [fleet]="core store net metrics"
     [notify]="core store net metrics"
-    [config]="core net store fleet drivers jobs notify"
-    [api]="core store net proc fleet metrics config drivers jobs notify"
-    [cli]="core net proc config api drivers"
+    [supervisor]="core net proc metrics"
+    [config]="core net store fleet drivers jobs notify supervisor"
+    [api]="core store net proc fleet metrics config drivers jobs notify supervisor"
+    [cli]="core net proc config api drivers supervisor"
 )
 status=0
 for component in "${!allowed[@]}"; do

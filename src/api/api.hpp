@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "config/config.hpp"
+#include "supervisor/supervisor.hpp"
 
 namespace aviary::api {
 
@@ -36,6 +37,12 @@ struct StoreCopyOptions {
 /// (docs/scaling.md, "Moving to PostgreSQL"). Prints each table's rows; returns 0 when every
 /// count matched and the copy committed, 1 when it failed (nothing committed), 2 for bad flags.
 int copy_store(const StoreCopyOptions& options);
+
+/// Runs `aviary supervise` (docs/supervise.md): the node under `settings`, its control API and
+/// gated proxy, until SIGTERM or SIGINT (forwarded to the node as its stop) or until the node
+/// ends for good under its restart policy. Returns the node's exit status as the exit code
+/// (128 + N for a signal); 1 when it cannot start, 2 for settings it refuses.
+int supervise(supervisor::Settings settings);
 
 /// "0.1.0", and the git commit the binary was built from ("unknown" outside a checkout).
 std::string_view version();

@@ -9,8 +9,10 @@
 
 #include "api/api.hpp"
 #include "cli/commands.hpp"
+#include "cli/supervise_command.hpp"
 #include "config/config.hpp"
 #include "drivers/drivers.hpp"
+#include "supervisor/supervisor.hpp"
 
 namespace {
 
@@ -447,6 +449,10 @@ static int run_main(int argc, char** argv) {
     if (argc >= 2 && std::string{argv[1]} == "sim-node") {
         return aviary::drivers::sim_node_main(std::vector<std::string>(argv + 2, argv + argc));
     }
+    // The sidecar's exec shim (hidden): dies with the sidecar, then becomes the node.
+    if (argc >= 2 && std::string{argv[1]} == "supervise-exec") {
+        return aviary::supervisor::exec_shim_main(std::vector<std::string>(argv + 2, argv + argc));
+    }
     CLI::App app{"aviary: a control plane for fleets of long-running nodes"};
     app.require_subcommand(1);
     // Global flags may come after the command too: `aviary nodes --json`.
@@ -508,6 +514,9 @@ static int run_main(int argc, char** argv) {
                                   "one that holds rows");
     commands.version = app.add_subcommand("version", "print the version and commit");
 
+    cli::SuperviseCliFlags supervise_flags;
+    const auto supervise = cli::add_supervise_commands(app, supervise_flags);
+
     ClientFlags flags;
     add_node_commands(app, flags, commands);
     add_lease_commands(app, flags, commands);
@@ -524,8 +533,14 @@ static int run_main(int argc, char** argv) {
         // CLI11's own codes vary by error; the CLI promises 2 for every usage error.
         return app.exit(e) == 0 ? cli::kExitOk : cli::kExitUsage;
     }
+    if (*supervise.ctl) {
+        return cli::run_supervise_ctl(supervise_flags);
+    }
+    if (*supervise.supervise) {
+        return cli::run_supervise(supervise, supervise_flags, std::move(flags.with_lease.command));
+    }
     if (!flags.with_lease.command.empty() && !*commands.with_lease) {
-        std::fprintf(stderr, "aviary: only with-lease takes a command after --\n");
+        std::fprintf(stderr, "aviary: only with-lease and supervise take a command after --\n");
         return cli::kExitUsage;
     }
     if (*commands.version) {

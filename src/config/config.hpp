@@ -18,6 +18,7 @@
 #include "net/net.hpp"
 #include "notify/notify.hpp"
 #include "store/store.hpp"
+#include "supervisor/supervisor.hpp"
 
 namespace aviary::config {
 
@@ -87,5 +88,23 @@ core::Result<Config> load_string(std::string_view yaml, std::string_view source)
 /// examples/aviary.yaml as built into the binary: what `aviary serve` runs with no --config
 /// (every option at its default, plus the demo fleet lotus-0..lotus-2).
 std::string_view embedded_default();
+
+/// Flags of `aviary supervise`; each one set overrides the file (docs/supervise.md).
+struct SuperviseFlags {
+    std::optional<std::string> chain, name, control, proxy, upstream, data_dir, state_dir, restart;
+    std::vector<std::string> command;  ///< after `--`; overrides program.command
+};
+/// Reads `path` (empty: no file) and applies `flags`; resolves the chain preset (a user
+/// preset in the file's `preset:` wins over the built-in one of that name). Errors name the
+/// file, line and key; a missing command is an error ("no command to supervise: give one
+/// after -- or as program.command"). kNotFound when the file does not exist; otherwise
+/// kInvalidArgument carrying every problem, one per line: the file's first, in file order, as
+/// `FILE:LINE:COL: key.path: message`, then the flags' as `--flag: message`.
+/// Unset, state_dir is `<data_dir>/.aviary-supervise` when data_dir is set, else Settings's.
+core::Result<supervisor::Settings> load_supervise(const std::string& path,
+                                                  const SuperviseFlags& flags);
+/// The built-in presets' names, and one by name (kNotFound naming the known ones).
+std::vector<std::string> chain_preset_names();
+core::Result<supervisor::Preset> chain_preset(std::string_view name);
 
 }  // namespace aviary::config

@@ -1,0 +1,436 @@
+// `aviary supervise`: the sidecar's two HTTP surfaces around a supervisor::Supervisor
+// (docs/supervise.md) — the control API, manageos's verbatim (plain-text replies, both
+// `/v1/X` and `/v1/nodeos/X`) beside aviary's own JSON, and the gated proxy to the node's API.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/json.hpp>
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "api/api.hpp"
+#include "api/auth.hpp"
+#include "metrics/metrics.hpp"
+#include "net/net.hpp"
+#include "supervisor/supervisor.hpp"
+
+namespace aviary::api {
+namespace {
+
+namespace json = boost::json;
+using supervisor::Command;
+
+/// The most lines GET /v1/logs returns.
+constexpr std::size_t kMaxTail = 10000;
+
+net::Response text(int status, std::string body) {
+    net::Response response;
+    response.status = status;
+    response.body = std::move(body);
+    return response;
+}
+
+net::Response json_response(int status, const json::value& value) {
+    net::Response response;
+    response.status = status;
+    response.content_type = "application/json";
+    response.body = json::serialize(value);
+    return response;
+}
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+std::string form_decode(std::string_view in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '+') {
+            out.push_back(' ');
+        } else if (in[i] == '%' && i + 2 < in.size() && hex_digit(in[i + 1]) >= 0 &&
+                   hex_digit(in[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(hex_digit(in[i + 1]) * 16 + hex_digit(in[i + 2])));
+            i += 2;
+        } else {
+            out.push_back(in[i]);
+        }
+    }
+    return out;
+}
+
+/// A parameter from the query string, or from a form body (manageos read both).
+std::optional<std::string> param(const net::Request& request, std::string_view name) {
+    if (auto value = request.param(name)) {
+        return std::string{*value};
+    }
+    auto type = request.header("Content-Type");
+    if (!type || type->find("application/x-www-form-urlencoded") == std::string_view::npos) {
+        return std::nullopt;
+    }
+    std::string_view body = request.body;
+    while (!body.empty()) {
+        auto amp = body.find('&');
+        std::string_view pair = body.substr(0, amp);
+        auto eq = pair.find('=');
+        if (form_decode(pair.substr(0, eq)) == name) {
+            return eq == std::string_view::npos ? std::string{} : form_decode(pair.substr(eq + 1));
+        }
+        body = amp == std::string_view::npos ? std::string_view{} : body.substr(amp + 1);
+    }
+    return std::nullopt;
+}
+
+bool truthy(const std::optional<std::string>& value) {
+    return value && (*value == "true" || *value == "1" || *value == "yes");
+}
+
+std::string iso(core::TimePoint t) {
+    return core::format_time(t);
+}
+
+json::object status_json(const supervisor::Status& s) {
+    json::object o;
+    o["name"] = s.name;
+    o["chain"] = s.chain;
+    o["state"] = std::string{to_string(s.state)};
+    o["readiness"] = std::string{to_string(s.readiness)};
+    o["reason"] = s.reason;
+    o["maintenance"] = s.maintenance;
+    o["pid"] = s.pid;
+    o["starts"] = s.starts;
+    o["restarts"] = s.restarts;
+    o["start_limit_hit"] = s.start_limit_hit;
+    if (s.pid != 0) {
+        o["started_at"] = iso(s.started_at);
+        auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+        o["uptime_seconds"] =
+            std::chrono::duration_cast<std::chrono::seconds>(now - s.started_at).count();
+    }
+    if (s.last_exit) {
+        o["last_exit"] = json::object{{"code", s.last_exit->code},
+                                      {"signal", s.last_exit->signal},
+                                      {"at", iso(s.last_exit->at)}};
+    } else {
+        o["last_exit"] = nullptr;
+    }
+    o["height"] = s.height ? json::value(*s.height) : json::value(nullptr);
+    o["head_time"] = s.head_time ? json::value(iso(*s.head_time)) : json::value(nullptr);
+    o["chain_id"] = s.chain_id;
+    o["command"] = s.command;
+    return o;
+}
+
+/// The control API (docs/supervise.md, "Control API").
+class Control {
+public:
+    Control(supervisor::Supervisor& supervisor, metrics::Registry& registry)
+        : supervisor_(supervisor), registry_(registry) {}
+
+    net::asio::awaitable<net::Response> operator()(net::Request request) {
+        const auto& tokens = supervisor_.settings().tokens;
+        if (!tokens.empty() && request.path != "/healthz" && !authorized(request, tokens)) {
+            auto response = text(401, "unauthorized: send Authorization: Bearer <token>");
+            response.headers.push_back({"WWW-Authenticate", "Bearer"});
+            co_return response;
+        }
+        std::string_view path = request.path;
+        if (path == "/healthz") {
+            co_return healthz();
+        }
+        if (path == "/metrics") {
+            if (request.method != "GET") {
+                co_return text(405, "method not allowed: use GET");
+            }
+            auto response = text(200, registry_.render());
+            response.content_type = std::string{metrics::kContentType};
+            co_return response;
+        }
+        std::string_view name;
+        if (path.starts_with("/v1/nodeos/")) {
+            name = path.substr(11);
+        } else if (path.starts_with("/v1/")) {
+            name = path.substr(4);
+        } else {
+            co_return text(404, fmt::format("not found: {}", request.path));
+        }
+        co_return co_await route(request, name);
+    }
+
+private:
+    static bool authorized(const net::Request& request, const std::vector<std::string>& tokens) {
+        auto header = request.header("Authorization");
+        if (!header || !header->starts_with("Bearer ")) {
+            return false;
+        }
+        auto given = header->substr(7);
+        bool ok = false;
+        for (const auto& token : tokens) {
+            ok |= constant_time_equal(given, token);
+        }
+        return ok;
+    }
+    static bool constant_time_equal(std::string_view a, std::string_view b) {
+        unsigned char diff = a.size() == b.size() ? 0 : 1;
+        for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+            diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+        }
+        return diff == 0;
+    }
+
+    net::Response healthz() {
+        auto [open, why] = supervisor_.gate();
+        return open ? text(200, "ready") : text(503, "not ready: " + why);
+    }
+
+    net::asio::awaitable<net::Response> route(net::Request& request, std::string_view name) {
+        const bool get = request.method == "GET" || request.method == "HEAD";
+        const bool post = request.method == "POST";
+        if (name == "healthz" || name == "ping" || name == "is_running" || name == "status" ||
+            name == "logs" || name == "list_backups") {
+            if (!get) {
+                co_return text(405, "method not allowed: use GET");
+            }
+            if (name == "healthz") {
+                co_return healthz();
+            }
+            if (name == "ping") {
+                co_return text(200, "pong");
+            }
+            if (name == "is_running") {
+                co_return json_response(
+                    200, json::object{{"is_running", supervisor_.status().pid != 0}});
+            }
+            if (name == "status") {
+                co_return json_response(200, status_json(supervisor_.status()));
+            }
+            if (name == "list_backups") {
+                co_return text(500,
+                               "ERROR: list_backups failed: backups are not available in "
+                               "this version of aviary supervise");
+            }
+            co_return logs(request);
+        }
+        if (name == "backup" || name == "restore" || name == "safely_pause_production" ||
+            name == "safely_resume_production") {
+            if (!post) {
+                co_return text(405, "method not allowed: use POST");
+            }
+            const bool production = name.find("production") != std::string_view::npos;
+            co_return text(500,
+                           fmt::format("ERROR: {} failed: {}", name,
+                                       production ? "not supported without bp mode"
+                                                  : "backups are not available in this version of "
+                                                    "aviary supervise"));
+        }
+        auto command = supervisor::command_from(name);
+        if (!command) {
+            co_return text(404, fmt::format("not found: {}", request.path));
+        }
+        if (!post) {
+            co_return text(405, "method not allowed: use POST");
+        }
+        const std::string cmd{name};
+        if (!truthy(param(request, "sync"))) {
+            supervisor_.submit(*command, [](core::Result<void>) {});
+            co_return text(201, cmd + " command submitted");
+        }
+        auto result = co_await net::await_answer<core::Result<void>>(
+            [this, command](std::function<void(core::Result<void>)> done) {
+                supervisor_.submit(*command, std::move(done));
+            });
+        if (!result) {
+            co_return text(500, fmt::format("ERROR: {} failed: {}", cmd, result.error().message));
+        }
+        co_return text(200, fmt::format("Success: {} completed", cmd));
+    }
+
+    net::Response logs(const net::Request& request) {
+        std::size_t tail = 100;
+        if (auto given = request.param("tail")) {
+            std::size_t n = 0;
+            auto [end, ec] = std::from_chars(given->data(), given->data() + given->size(), n);
+            if (ec != std::errc{} || end != given->data() + given->size() || n == 0 ||
+                n > kMaxTail) {
+                return text(400, fmt::format("tail: expected a whole number from 1 to {}, got "
+                                             "\"{}\"",
+                                             kMaxTail, *given));
+            }
+            tail = n;
+        }
+        json::array lines;
+        for (const auto& line : supervisor_.logs(tail)) {
+            lines.push_back(json::object{{"at", iso(line.at)},
+                                         {"stream", line.stderr_stream ? "stderr" : "stdout"},
+                                         {"text", line.text}});
+        }
+        return json_response(200, json::object{{"lines", std::move(lines)}});
+    }
+
+    supervisor::Supervisor& supervisor_;
+    metrics::Registry& registry_;
+};
+
+/// The gated proxy: forwards to the node's API while the node is ready, else 503 with why.
+class Gate {
+public:
+    Gate(supervisor::Supervisor& supervisor, net::ReverseProxy& proxy, metrics::Registry& registry)
+        : supervisor_(supervisor),
+          proxy_(proxy),
+          requests_(registry.counter("aviary_supervised_proxy_requests_total",
+                                     "Requests to the gated proxy, by outcome",
+                                     {"node", "outcome"})),
+          latency_(registry
+                       .histogram("aviary_supervised_proxy_request_duration_seconds",
+                                  "Time from a proxied request to its response head",
+                                  {"node"})
+                       .with({supervisor.settings().name})) {}
+
+    net::asio::awaitable<net::Response> operator()(net::Request request) {
+        const auto& name = supervisor_.settings().name;
+        auto [open, why] = supervisor_.gate();
+        if (!open) {
+            requests_.with({name, "refused"}).inc();
+            auto response = text(503, why == "maintenance" ? why : "not ready: " + why);
+            response.headers.push_back({"Retry-After", "5"});
+            co_return response;
+        }
+        const auto start = std::chrono::steady_clock::now();
+        auto response = co_await proxy_.forward(request);
+        latency_.observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        requests_.with({name, response.status >= 500 ? "upstream_error" : "forwarded"}).inc();
+        co_return response;
+    }
+
+private:
+    supervisor::Supervisor& supervisor_;
+    net::ReverseProxy& proxy_;
+    metrics::Family<metrics::Counter>& requests_;
+    metrics::Histogram& latency_;
+};
+
+int exit_code_of(const supervisor::Status& status) {
+    if (!status.last_exit) {
+        return 0;
+    }
+    return status.last_exit->signal != 0 ? 128 + status.last_exit->signal : status.last_exit->code;
+}
+
+}  // namespace
+
+int supervise(supervisor::Settings settings) {
+    auto log = core::logger("supervise");
+    auto control_host = net::split_host_port(settings.control);
+    if (!control_host) {
+        std::fprintf(stderr, "aviary supervise: --control %s: %s\n", settings.control.c_str(),
+                     control_host.error().message.c_str());
+        return 2;
+    }
+    if (!is_loopback_host(control_host->first) && settings.tokens.empty()) {
+        std::fprintf(stderr,
+                     "aviary supervise: the control address %s is not loopback: set auth.tokens "
+                     "so only operators can stop the node (docs/supervise.md)\n",
+                     settings.control.c_str());
+        return 2;
+    }
+    // SIGTERM and SIGINT are handled here (forwarded to the node); the node gets the default
+    // dispositions back when it is spawned.
+    boost::asio::io_context main_context{1};
+    boost::asio::signal_set signals{main_context, SIGTERM, SIGINT};
+    std::signal(SIGPIPE, SIG_IGN);
+
+    metrics::Registry registry;
+    supervisor::Supervisor supervisor{settings, registry};
+    Control control{supervisor, registry};
+    net::HttpServer control_server{
+        net::ServerSettings{.listen = settings.control, .io_threads = 1, .blocking_threads = 1},
+        std::ref(control)};
+
+    std::unique_ptr<net::ReverseProxy> proxy;
+    std::unique_ptr<Gate> gate;
+    std::unique_ptr<net::HttpServer> proxy_server;
+    if (!settings.proxy.empty()) {
+        proxy = std::make_unique<net::ReverseProxy>(
+            net::ProxySettings{.upstream = settings.upstream, .via = "aviary-supervise"});
+        gate = std::make_unique<Gate>(supervisor, *proxy, registry);
+        proxy_server = std::make_unique<net::HttpServer>(
+            net::ServerSettings{.listen = settings.proxy, .io_threads = 1, .blocking_threads = 1},
+            std::ref(*gate), [](const net::Request&) { return true; });
+    }
+
+    if (auto started = supervisor.start(); !started) {
+        std::fprintf(stderr, "aviary supervise: %s\n", started.error().message.c_str());
+        return 1;
+    }
+    auto control_address = control_server.start();
+    if (!control_address) {
+        std::fprintf(stderr, "aviary supervise: cannot listen on %s: %s\n",
+                     settings.control.c_str(), control_address.error().message.c_str());
+        supervisor.stop();
+        return 1;
+    }
+    std::string proxy_address = "off";
+    if (proxy_server) {
+        auto bound = proxy_server->start();
+        if (!bound) {
+            std::fprintf(stderr, "aviary supervise: cannot listen on %s: %s\n",
+                         settings.proxy.c_str(), bound.error().message.c_str());
+            control_server.stop();
+            supervisor.stop();
+            return 1;
+        }
+        proxy_address = *bound;
+    }
+    log->info("supervising node={} chain={} control={} proxy={} upstream={} state_dir={}",
+              settings.name, settings.chain, *control_address, proxy_address, settings.upstream,
+              settings.state_dir);
+
+    int received = 0;
+    signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+        if (!ec) {
+            received = signal;
+            main_context.stop();
+        }
+    });
+    // The node ending for good (its restart policy says so) ends the sidecar too.
+    std::thread watcher{[&] {
+        supervisor.wait();
+        boost::asio::post(main_context, [&] { main_context.stop(); });
+    }};
+    main_context.run();
+    if (received != 0) {
+        log->info("{} received: stopping the node", received == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+    if (proxy_server) {
+        proxy_server->stop();
+    }
+    supervisor.stop();
+    watcher.join();
+    control_server.stop();
+    proxy.reset();
+    const auto status = supervisor.status();
+    const int code = exit_code_of(status);
+    log->info("stopped node={} exit_code={}", settings.name, code);
+    return code;
+}
+
+}  // namespace aviary::api

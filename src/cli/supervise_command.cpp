@@ -1,0 +1,128 @@
+#include "cli/supervise_command.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <cstdio>
+
+#include "api/api.hpp"
+#include "cli/client.hpp"
+#include "config/config.hpp"
+#include "net/net.hpp"
+
+namespace aviary::cli {
+namespace {
+
+void optional_flag(CLI::App* app, const std::string& name, std::string& into, std::string help) {
+    app->add_option(name, into, std::move(help));
+}
+
+std::optional<std::string> given(const CLI::App* app,
+                                 const std::string& name,
+                                 const std::string& value) {
+    if (app->count(name) == 0) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+}  // namespace
+
+SuperviseApps add_supervise_commands(CLI::App& app, SuperviseCliFlags& flags) {
+    SuperviseApps apps;
+    apps.supervise = app.add_subcommand(
+        "supervise",
+        "run a node process under the sidecar: restarts, readiness, control API on :8080, gated "
+        "proxy :9999 -> :8888 (docs/supervise.md); the node's command goes after --");
+    auto* s = apps.supervise;
+    s->add_option("--config", flags.config_path, "the node's YAML file (docs/supervise.md)");
+    optional_flag(s, "--chain", flags.chain, "chain preset: nodeos, geth, lotus, sim or none");
+    optional_flag(s, "--name", flags.name, "the node's name in logs and metrics");
+    optional_flag(s, "--control", flags.control,
+                  "HOST:PORT of the control API (default 127.0.0.1:8080; port 0: any)");
+    optional_flag(s, "--proxy", flags.proxy,
+                  "HOST:PORT of the gated proxy (default 127.0.0.1:9999; \"\": no proxy)");
+    optional_flag(s, "--upstream", flags.upstream,
+                  "the node's own API, which readiness reads and the proxy forwards to "
+                  "(default http://127.0.0.1:8888)");
+    optional_flag(s, "--data-dir", flags.data_dir, "the node's data directory");
+    optional_flag(s, "--state-dir", flags.state_dir,
+                  "where the sidecar keeps its state file (maintenance survives restarts)");
+    optional_flag(s, "--restart", flags.restart, "restart policy: always, on-failure or never");
+
+    apps.ctl = s->add_subcommand(
+        "ctl", "drive a running sidecar: maintenance, resume, reload, safely_reload, status, logs");
+    apps.ctl->add_option("command", flags.ctl_command, "what to do")
+        ->required()
+        ->check(CLI::IsMember(
+            {"maintenance", "resume", "reload", "safely_reload", "status", "logs", "healthz"}));
+    apps.ctl->add_option("--control", flags.ctl_control, "HOST:PORT of the sidecar's control API")
+        ->envname("AVIARY_SUPERVISE_CONTROL")
+        ->capture_default_str();
+    apps.ctl->add_option("--token", flags.ctl_token, "bearer token (env AVIARY_SUPERVISE_TOKEN)")
+        ->envname("AVIARY_SUPERVISE_TOKEN");
+    apps.ctl->add_flag("--sync", flags.ctl_sync, "wait until the command has completed");
+    apps.ctl->add_option("--tail", flags.ctl_tail, "logs: how many lines")
+        ->check(CLI::Range(1, 10000))
+        ->capture_default_str();
+    return apps;
+}
+
+int run_supervise(const SuperviseApps& apps,
+                  const SuperviseCliFlags& flags,
+                  std::vector<std::string> command) {
+    const auto* s = apps.supervise;
+    config::SuperviseFlags overrides;
+    overrides.chain = given(s, "--chain", flags.chain);
+    overrides.name = given(s, "--name", flags.name);
+    overrides.control = given(s, "--control", flags.control);
+    overrides.proxy = given(s, "--proxy", flags.proxy);
+    overrides.upstream = given(s, "--upstream", flags.upstream);
+    overrides.data_dir = given(s, "--data-dir", flags.data_dir);
+    overrides.state_dir = given(s, "--state-dir", flags.state_dir);
+    overrides.restart = given(s, "--restart", flags.restart);
+    overrides.command = std::move(command);
+    auto settings = config::load_supervise(flags.config_path, overrides);
+    if (!settings) {
+        std::fprintf(stderr, "aviary supervise: %s\n", settings.error().message.c_str());
+        return kExitUsage;
+    }
+    return api::supervise(std::move(*settings));
+}
+
+int run_supervise_ctl(const SuperviseCliFlags& flags) {
+    const std::string& command = flags.ctl_command;
+    net::ClientRequest request;
+    const bool read = command == "status" || command == "logs" || command == "healthz";
+    request.method = read ? "GET" : "POST";
+    request.url = fmt::format("http://{}/v1/{}", flags.ctl_control, command);
+    if (command == "logs") {
+        request.url += fmt::format("?tail={}", flags.ctl_tail);
+    } else if (!read && flags.ctl_sync) {
+        request.url += "?sync=true";
+    }
+    if (!flags.ctl_token.empty()) {
+        request.headers.push_back({"Authorization", "Bearer " + flags.ctl_token});
+    }
+    // A synchronous stop may wait out the node's whole stop grace.
+    request.timeout = std::chrono::minutes{10};
+    auto response = net::fetch_sync(std::move(request));
+    if (!response) {
+        std::fprintf(stderr, "aviary supervise ctl: %s\n", response.error().message.c_str());
+        return kExitUnreachable;
+    }
+    if (command == "logs" && response->status == 200) {
+        boost::system::error_code ec;
+        auto value = boost::json::parse(response->body, ec);
+        if (!ec && value.is_object() && value.as_object().contains("lines")) {
+            for (const auto& line : value.at("lines").as_array()) {
+                std::printf("%s\n", std::string{line.at("text").as_string()}.c_str());
+            }
+            return kExitOk;
+        }
+    }
+    std::printf("%s\n", response->body.c_str());
+    return response->status >= 200 && response->status < 300 ? kExitOk : kExitRefused;
+}
+
+}  // namespace aviary::cli

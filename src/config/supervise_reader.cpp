@@ -1,0 +1,865 @@
+// `aviary supervise`'s file (node.yaml) and flags into supervisor::Settings, and the chain
+// presets: the built-in ones of examples/chains.yaml and a file's own `preset:`.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "config/chains_embedded.hpp"
+#include "config/config.hpp"
+#include "config/yaml_reader.hpp"
+
+namespace aviary::config {
+namespace {
+
+namespace fs = std::filesystem;
+using supervisor::ChainCall;
+using supervisor::Preset;
+using supervisor::RestartPolicy;
+
+/// Where the state file goes, under data_dir, when state_dir is not given.
+constexpr std::string_view kStateUnderData = ".aviary-supervise";
+constexpr std::string_view kNoCommand =
+    "no command to supervise: give one after -- or as program.command";
+
+core::Error invalid(std::string message) {
+    return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
+}
+
+bool is_name_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' || c == '_';
+}
+
+/// Why `name` cannot be a chain (preset) name, or nothing.
+std::optional<std::string> check_chain_name(std::string_view name) {
+    if (name.empty() || name.size() > 63 || !std::all_of(name.begin(), name.end(), is_name_char)) {
+        return fmt::format("chain name \"{}\" must be 1-63 of a-z, A-Z, 0-9, '-', '.' and '_'",
+                           name);
+    }
+    return std::nullopt;
+}
+
+/// Why `name` cannot be the supervised node's name (it reaches logs, metrics and the API).
+std::optional<std::string> check_node_name(std::string_view name) {
+    if (name.empty() || name.size() > 63 || !std::all_of(name.begin(), name.end(), is_name_char)) {
+        return fmt::format("name \"{}\" must be 1-63 of a-z, A-Z, 0-9, '-', '.' and '_'", name);
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> check_host_port(std::string_view address) {
+    auto split = net::split_host_port(address);
+    if (!split) {
+        return split.error().message;
+    }
+    return std::nullopt;
+}
+
+/// The proxy's address: HOST:PORT, or empty for no proxy.
+std::optional<std::string> check_proxy(std::string_view address) {
+    return address.empty() ? std::nullopt : check_host_port(address);
+}
+
+std::optional<std::string> check_not_empty(std::string_view text) {
+    if (text.empty()) {
+        return "must not be empty";
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> check_nothing(std::string_view /*text*/) {
+    return std::nullopt;
+}
+
+/// Why a setting's text cannot be used, or nothing.
+using Check = std::function<std::optional<std::string>(std::string_view)>;
+
+/// The upstream, `http://HOST:PORT` or `https://HOST:PORT` (a trailing "/" is dropped: chain
+/// calls' paths are appended to it), or why it is not one.
+core::Result<std::string> check_upstream(std::string_view url) {
+    constexpr std::string_view kExpected =
+        "expected an http:// or https:// url with a port and no path, like "
+        "\"http://127.0.0.1:8888\"";
+    std::string_view scheme;
+    for (std::string_view known : {"http://", "https://"}) {
+        if (url.starts_with(known)) {
+            scheme = known;
+        }
+    }
+    if (scheme.empty()) {
+        return invalid(fmt::format("{}, got \"{}\"", kExpected, url));
+    }
+    auto authority = url.substr(scheme.size());
+    if (authority.ends_with('/')) {
+        authority.remove_suffix(1);
+    }
+    if (authority.find_first_of("/?#@ \t\r\n") != std::string_view::npos) {
+        return invalid(fmt::format("{}, got \"{}\"", kExpected, url));
+    }
+    if (auto problem = check_host_port(authority)) {
+        return invalid(fmt::format("{}: {}", kExpected, *problem));
+    }
+    return std::string{scheme} + std::string{authority};
+}
+
+std::optional<RestartPolicy> policy_of(std::string_view name) {
+    if (name == "never") {
+        return RestartPolicy::kNever;
+    }
+    if (name == "on-failure") {
+        return RestartPolicy::kOnFailure;
+    }
+    if (name == "always") {
+        return RestartPolicy::kAlways;
+    }
+    return std::nullopt;
+}
+
+std::string unknown_policy(std::string_view name) {
+    return fmt::format("unknown restart policy \"{}\" (never, on-failure, always){}", name,
+                       did_you_mean(name, {"never", "on-failure", "always"}));
+}
+
+/// A stop signal by name, "TERM" or "SIGTERM".
+std::optional<int> signal_of(std::string_view name) {
+    if (name.starts_with("SIG")) {
+        name.remove_prefix(3);
+    }
+    struct Named {
+        std::string_view name;
+        int signal;
+    };
+    static constexpr std::array<Named, 7> kSignals{{
+        {"TERM", SIGTERM},
+        {"INT", SIGINT},
+        {"QUIT", SIGQUIT},
+        {"HUP", SIGHUP},
+        {"KILL", SIGKILL},
+        {"USR1", SIGUSR1},
+        {"USR2", SIGUSR2},
+    }};
+    for (const auto& s : kSignals) {
+        if (s.name == name) {
+            return s.signal;
+        }
+    }
+    return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presets
+
+/// A path on the upstream: "/" and more, no spaces.
+void read_path(YamlReader& r, const Value& value, std::string& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (!text.starts_with('/') || text.find_first_of(" \t\r\n") != std::string::npos) {
+        r.error(value, fmt::format("expected a path on the upstream like \"/v1/chain/get_info\", "
+                                   "got \"{}\"",
+                                   text));
+        return;
+    }
+    out = std::move(text);
+}
+
+/// {method, path, body}; the path is required.
+void read_call(YamlReader& r, const Value& value, ChainCall& call) {
+    ChainCall read = call;
+    read.path.clear();
+    auto before = r.error_count();
+    bool ok =
+        r.read_map(value, {
+                              {"method",
+                               [&](const Value& v) {
+                                   r.read_choice(v, read.method, {"GET", "HEAD", "POST", "PUT"},
+                                                 "method", "GET, HEAD, POST, PUT");
+                               }},
+                              {"path", [&](const Value& v) { read_path(r, v, read.path); }},
+                              {"body", [&](const Value& v) { r.read_string(v, read.body); }},
+                          });
+    if (!ok || r.error_count() != before) {
+        return;
+    }
+    if (read.path.empty()) {
+        r.error(value, "a call needs a path (\"/v1/chain/get_info\")");
+        return;
+    }
+    call = std::move(read);
+}
+
+/// {pointer, format}: the pointer is required, the format one of `formats` (`fallback` when
+/// not given).
+void read_field(YamlReader& r,
+                const Value& value,
+                supervisor::Field& field,
+                std::string_view fallback,
+                std::initializer_list<std::string_view> formats,
+                std::string_view listed) {
+    supervisor::Field read{.pointer = "", .format = std::string{fallback}};
+    auto before = r.error_count();
+    bool ok = r.read_map(
+        value,
+        {
+            {"pointer",
+             [&](const Value& v) {
+                 std::string text;
+                 if (!r.read_string(v, text)) {
+                     return;
+                 }
+                 if (!text.starts_with('/')) {
+                     r.error(v, fmt::format("expected a JSON pointer like "
+                                            "\"/result/number\", got \"{}\"",
+                                            text));
+                     return;
+                 }
+                 read.pointer = std::move(text);
+             }},
+            {"format",
+             [&](const Value& v) { r.read_choice(v, read.format, formats, "format", listed); }},
+        });
+    if (!ok || r.error_count() != before) {
+        return;
+    }
+    if (read.pointer.empty()) {
+        r.error(value, "a field needs a pointer (\"/result/number\")");
+        return;
+    }
+    field = std::move(read);
+}
+
+void read_producer(YamlReader& r, const Value& value, Preset& p) {
+    r.read_map(value, {
+                          {"pause", [&](const Value& v) { read_path(r, v, p.producer_pause); }},
+                          {"resume", [&](const Value& v) { read_path(r, v, p.producer_resume); }},
+                          {"paused", [&](const Value& v) { read_path(r, v, p.producer_paused); }},
+                      });
+}
+
+/// Where a preset's parts were given, for the checks that relate them.
+struct PresetAt {
+    std::optional<Value> head;
+    std::optional<Value> height;
+    std::optional<Value> chain_id;
+    std::optional<Value> chain_id_call;
+    std::optional<Value> syncing;
+    std::optional<Value> syncing_field;
+};
+
+/// Reads one preset (its name is set by the caller). False when it did not read cleanly.
+bool read_preset(YamlReader& r, const Value& value, Preset& p) {
+    PresetAt at;
+    auto before = r.error_count();
+    auto remember = [](std::optional<Value>& where, const Value& v) { where = v; };
+    bool ok = r.read_map(
+        value,
+        {
+            {"description", [&](const Value& v) { r.read_string(v, p.description); }},
+            {"readiness",
+             [&](const Value& v) {
+                 r.read_choice(v, p.readiness, {"process", "tcp", "http", "chain"}, "readiness",
+                               "process, tcp, http, chain");
+             }},
+            {"head",
+             [&](const Value& v) {
+                 remember(at.head, v);
+                 read_call(r, v, p.head);
+             }},
+            {"height",
+             [&](const Value& v) {
+                 remember(at.height, v);
+                 read_field(r, v, p.height, "number", {"number", "hex"}, "number, hex");
+             }},
+            {"head_time",
+             [&](const Value& v) {
+                 read_field(r, v, p.head_time, "iso8601", {"iso8601", "unix"}, "iso8601, unix");
+             }},
+            {"chain_id",
+             [&](const Value& v) {
+                 remember(at.chain_id, v);
+                 read_field(r, v, p.chain_id, "string", {"string", "number", "hex"},
+                            "string, number, hex");
+             }},
+            {"chain_id_call",
+             [&](const Value& v) {
+                 remember(at.chain_id_call, v);
+                 read_call(r, v, p.chain_id_call);
+             }},
+            {"syncing",
+             [&](const Value& v) {
+                 remember(at.syncing, v);
+                 read_call(r, v, p.syncing);
+             }},
+            {"syncing_field",
+             [&](const Value& v) {
+                 remember(at.syncing_field, v);
+                 read_field(r, v, p.syncing_field, "bool", {"bool"}, "bool");
+             }},
+            {"health", [&](const Value& v) { read_call(r, v, p.health); }},
+            {"block_interval", [&](const Value& v) { r.read_duration(v, p.block_interval); }},
+            {"producer", [&](const Value& v) { read_producer(r, v, p); }},
+        });
+    if (!ok || r.error_count() != before) {
+        return false;
+    }
+    if (p.readiness == "chain" && (!at.head || !at.height)) {
+        r.error(value,
+                "readiness chain needs head (the call that reads the head) and height "
+                "(where the height sits in its answer)");
+    }
+    if (at.syncing.has_value() != at.syncing_field.has_value()) {
+        r.error(at.syncing ? *at.syncing : *at.syncing_field,
+                "syncing and syncing_field go together: the call, and where its answer says so");
+    }
+    if (at.chain_id_call && !at.chain_id) {
+        r.error(*at.chain_id_call,
+                "chain_id_call needs chain_id: where the id sits in the call's answer");
+    }
+    return r.error_count() == before;
+}
+
+std::vector<Preset> read_chains_root(YamlReader& r, const Value& root) {
+    std::vector<Preset> presets;
+    r.read_map(root, {
+                         {"chains",
+                          [&](const Value& v) {
+                              r.read_entries(v, [&](const Value& key, const Value& item) {
+                                  Preset preset;
+                                  preset.name = key.node.Scalar();
+                                  if (auto problem = check_chain_name(preset.name)) {
+                                      r.error(key, *problem);
+                                      return;
+                                  }
+                                  if (read_preset(r, item, preset)) {
+                                      presets.push_back(std::move(preset));
+                                  }
+                              });
+                          }},
+                     });
+    return presets;
+}
+
+/// Parses one YAML document; an error (with its position) when it is not YAML or holds more
+/// than one document.
+core::Result<YAML::Node> parse_document(std::string_view yaml, std::string_view source) {
+    std::vector<YAML::Node> documents;
+    try {
+        documents = YAML::LoadAll(std::string{yaml});
+    } catch (const YAML::Exception& e) {
+        return invalid(position(source, e.mark) + e.msg);
+    }
+    if (documents.size() > 1) {
+        return invalid(position(source, documents[1].Mark()) +
+                       "expected one YAML document, found another here");
+    }
+    return documents.empty() ? YAML::Node{} : documents.front();
+}
+
+/// The built-in presets, read once. The text is part of the binary and config_test reads it,
+/// so failing here is a bug.
+const std::vector<Preset>& builtin_presets() {
+    static const std::vector<Preset> presets = [] {
+        auto read = read_chains(generated::kChainsYaml, "<embedded chains.yaml>");
+        AVIARY_ASSERT(read.has_value(), "the embedded chains.yaml must load");
+        return std::move(*read);
+    }();
+    return presets;
+}
+
+std::string known_chains(const std::optional<Preset>& user) {
+    auto names = chain_preset_names();
+    if (user && std::find(names.begin(), names.end(), user->name) == names.end()) {
+        names.push_back(user->name);
+    }
+    return fmt::format("{}", fmt::join(names, ", "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The supervise file
+
+/// What the file said that the flags and the chain resolution need.
+struct FileRead {
+    std::optional<Value> chain_at;
+    std::string chain;
+    std::optional<Value> preset_at;
+    std::optional<Preset> preset;  ///< read cleanly
+    bool command_given = false;
+    bool state_dir_given = false;
+};
+
+/// Reads a string and, when `check` finds no problem with it, stores it.
+void read_checked(YamlReader& r, const Value& value, std::string& out, const Check& check) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (auto problem = check(text)) {
+        r.error(value, *problem);
+        return;
+    }
+    out = std::move(text);
+}
+
+/// A duration that may be zero ("0s": at once).
+void read_delay(YamlReader& r, const Value& value, core::Millis& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    auto parsed = core::parse_duration(text);
+    if (!parsed) {
+        r.error(value, parsed.error().message);
+        return;
+    }
+    out = *parsed;
+}
+
+void read_program(YamlReader& r,
+                  const Value& value,
+                  supervisor::ProgramSettings& p,
+                  FileRead& file) {
+    r.read_map(value, {
+                          {"command",
+                           [&](const Value& v) {
+                               file.command_given = true;
+                               std::vector<std::string> argv;
+                               auto before = r.error_count();
+                               r.read_list(v, [&](const Value& item) {
+                                   std::string arg;
+                                   if (r.read_string(item, arg)) {
+                                       argv.push_back(std::move(arg));
+                                   }
+                               });
+                               if (r.error_count() != before) {
+                                   return;
+                               }
+                               if (argv.empty() || argv.front().empty()) {
+                                   r.error(v,
+                                           "expected the program and its arguments, like [nodeos, "
+                                           "--data-dir, /var/lib/nodeos]");
+                                   return;
+                               }
+                               p.argv = std::move(argv);
+                           }},
+                          {"cwd", [&](const Value& v) { r.read_string(v, p.cwd); }},
+                          {"env",
+                           [&](const Value& v) {
+                               r.read_entries(v, [&](const Value& key, const Value& item) {
+                                   const std::string& name = key.node.Scalar();
+                                   if (name.find('=') != std::string::npos) {
+                                       r.error(
+                                           key,
+                                           fmt::format("\"{}\" is not an environment variable name "
+                                                       "(no '=')",
+                                                       name));
+                                       return;
+                                   }
+                                   std::string text;
+                                   if (r.read_string(item, text)) {
+                                       p.env.emplace_back(name, std::move(text));
+                                   }
+                               });
+                           }},
+                      });
+}
+
+void read_success_codes(YamlReader& r, const Value& value, std::vector<int>& codes) {
+    std::vector<int> read;
+    auto before = r.error_count();
+    r.read_list(value, [&](const Value& item) {
+        int code = 0;
+        if (!r.read_int(item, code, 0, 255)) {
+            return;
+        }
+        if (std::find(read.begin(), read.end(), code) != read.end()) {
+            r.error(item, fmt::format("exit code {} is listed twice", code));
+            return;
+        }
+        read.push_back(code);
+    });
+    if (r.error_count() == before) {
+        codes = std::move(read);
+    }
+}
+
+void read_restart(YamlReader& r, const Value& value, supervisor::RestartSettings& s) {
+    std::optional<Value> min_at;
+    std::optional<Value> max_at;
+    bool delays_ok = true;
+    auto delay = [&](std::optional<Value>& at, core::Millis& out) {
+        return [&r, &at, &out, &delays_ok](const Value& v) {
+            at = v;
+            delays_ok = r.read_duration(v, out) && delays_ok;
+        };
+    };
+    r.read_map(
+        value,
+        {
+            {"policy",
+             [&](const Value& v) {
+                 std::string text;
+                 if (!r.read_string(v, text)) {
+                     return;
+                 }
+                 if (auto policy = policy_of(text)) {
+                     s.policy = *policy;
+                 } else {
+                     r.error(v, unknown_policy(text));
+                 }
+             }},
+            {"success_codes", [&](const Value& v) { read_success_codes(r, v, s.success_codes); }},
+            {"first_delay", [&](const Value& v) { read_delay(r, v, s.first_delay); }},
+            {"min_delay", delay(min_at, s.min_delay)},
+            {"max_delay", delay(max_at, s.max_delay)},
+            {"stable_after", [&](const Value& v) { r.read_duration(v, s.stable_after); }},
+            {"start_limit_burst",
+             [&](const Value& v) { r.read_int(v, s.start_limit_burst, 1, 1'000'000); }},
+            {"start_limit_interval",
+             [&](const Value& v) { r.read_duration(v, s.start_limit_interval); }},
+            {"limited_delay", [&](const Value& v) { r.read_duration(v, s.limited_delay); }},
+        });
+    // Compared only when both read cleanly, so one typo does not also report a bogus ordering.
+    if (delays_ok && s.max_delay < s.min_delay) {
+        const Value& at = max_at ? *max_at : min_at ? *min_at : value;
+        r.error(at, fmt::format("max_delay ({}) must be at least min_delay ({})",
+                                core::format_duration(s.max_delay),
+                                core::format_duration(s.min_delay)));
+    }
+}
+
+void read_stop(YamlReader& r, const Value& value, supervisor::StopSettings& s) {
+    r.read_map(value,
+               {
+                   {"signal",
+                    [&](const Value& v) {
+                        std::string text;
+                        if (!r.read_string(v, text)) {
+                            return;
+                        }
+                        if (auto signal = signal_of(text)) {
+                            s.signal = *signal;
+                        } else {
+                            r.error(v, fmt::format("unknown stop signal \"{}\" (TERM, INT, QUIT, "
+                                                   "HUP, KILL, USR1, USR2, with or without SIG)",
+                                                   text));
+                        }
+                    }},
+                   {"repeat", [&](const Value& v) { r.read_duration(v, s.repeat); }},
+                   {"grace", [&](const Value& v) { r.read_duration(v, s.grace); }},
+               });
+}
+
+void read_synced(YamlReader& r, const Value& value, supervisor::SyncedRule& s) {
+    r.read_map(
+        value,
+        {
+            {"stall_blocks", [&](const Value& v) { r.read_int(v, s.stall_blocks, 1, 1'000'000); }},
+            {"max_head_age", [&](const Value& v) { r.read_duration(v, s.max_head_age); }},
+            {"interval", [&](const Value& v) { r.read_duration(v, s.interval); }},
+            {"timeout", [&](const Value& v) { r.read_duration(v, s.timeout); }},
+        });
+}
+
+void read_tokens(YamlReader& r, const Value& value, std::vector<std::string>& tokens) {
+    r.read_map(value, {
+                          {"tokens",
+                           [&](const Value& v) {
+                               r.read_list(v, [&](const Value& item) {
+                                   std::string token;
+                                   if (!r.read_string(item, token)) {
+                                       return;
+                                   }
+                                   if (token.empty() ||
+                                       token.find_first_of(" \t\r\n") != std::string::npos) {
+                                       r.error(item, "a token must be non-empty, without spaces");
+                                       return;
+                                   }
+                                   tokens.push_back(std::move(token));
+                               });
+                           }},
+                      });
+}
+
+void read_supervise_root(YamlReader& r,
+                         const Value& root,
+                         supervisor::Settings& s,
+                         FileRead& file) {
+    r.read_map(
+        root,
+        {
+            {"name", [&](const Value& v) { read_checked(r, v, s.name, check_node_name); }},
+            {"chain",
+             [&](const Value& v) {
+                 if (r.read_string(v, file.chain)) {
+                     file.chain_at = v;
+                 }
+             }},
+            {"preset",
+             [&](const Value& v) {
+                 file.preset_at = v;
+                 Preset preset;
+                 if (read_preset(r, v, preset)) {
+                     file.preset = std::move(preset);
+                 }
+             }},
+            {"program", [&](const Value& v) { read_program(r, v, s.program, file); }},
+            {"restart", [&](const Value& v) { read_restart(r, v, s.restart); }},
+            {"stop", [&](const Value& v) { read_stop(r, v, s.stop); }},
+            {"synced", [&](const Value& v) { read_synced(r, v, s.synced); }},
+            {"control", [&](const Value& v) { read_checked(r, v, s.control, check_host_port); }},
+            {"proxy", [&](const Value& v) { read_checked(r, v, s.proxy, check_proxy); }},
+            {"upstream",
+             [&](const Value& v) {
+                 std::string text;
+                 if (!r.read_string(v, text)) {
+                     return;
+                 }
+                 auto url = check_upstream(text);
+                 if (!url) {
+                     r.error(v, url.error().message);
+                     return;
+                 }
+                 s.upstream = std::move(*url);
+             }},
+            {"state_dir",
+             [&](const Value& v) {
+                 file.state_dir_given = true;
+                 read_checked(r, v, s.state_dir, check_not_empty);
+             }},
+            {"data_dir", [&](const Value& v) { read_checked(r, v, s.data_dir, check_nothing); }},
+            {"log_ring_lines",
+             [&](const Value& v) {
+                 std::int64_t n = 0;
+                 if (r.read_int(v, n, 1, 100'000)) {
+                     s.log_ring_lines = static_cast<std::size_t>(n);
+                 }
+             }},
+            {"auth", [&](const Value& v) { read_tokens(r, v, s.tokens); }},
+        });
+}
+
+/// Reads the file into `s` and `file`; its errors are left in `r`. kNotFound and errors of
+/// the file as a whole (unreadable, not YAML) come back at once.
+core::Result<void> read_supervise_file(const std::string& path,
+                                       YamlReader& r,
+                                       supervisor::Settings& s,
+                                       FileRead& file) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("supervise file \"{}\" does not exist", path)};
+    }
+    if (fs::is_directory(path, ec)) {
+        return invalid(fmt::format("supervise file \"{}\" is a directory", path));
+    }
+    std::ifstream in{path, std::ios::binary};
+    if (!in) {
+        return invalid(fmt::format("cannot read supervise file \"{}\": {}", path,
+                                   std::generic_category().message(errno)));
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto root = parse_document(text.str(), path);
+    if (!root) {
+        return root.error();
+    }
+    try {
+        read_supervise_root(r, Value{*root, "", root->Mark()}, s, file);
+    } catch (const YAML::Exception& e) {
+        // The reader checks node types before reading them; this is yaml-cpp failing anyway.
+        r.error(e.mark, "", e.msg);
+    }
+    return {};
+}
+
+/// Sets `out` to the flag's value when the flag is set and `check` finds no problem with it;
+/// a problem goes to `problems` as `--flag: message`.
+void apply_flag(const std::optional<std::string>& flag,
+                std::string_view name,
+                const Check& check,
+                std::string& out,
+                std::vector<std::string>& problems) {
+    if (!flag) {
+        return;
+    }
+    if (auto problem = check(*flag)) {
+        problems.push_back(fmt::format("{}: {}", name, *problem));
+        return;
+    }
+    out = *flag;
+}
+
+/// Applies the flags over the file; their problems go to `problems` as `--flag: message`.
+void apply_flags(const SuperviseFlags& flags,
+                 supervisor::Settings& s,
+                 FileRead& file,
+                 std::vector<std::string>& problems) {
+    apply_flag(flags.name, "--name", check_node_name, s.name, problems);
+    apply_flag(flags.control, "--control", check_host_port, s.control, problems);
+    apply_flag(flags.proxy, "--proxy", check_proxy, s.proxy, problems);
+    apply_flag(flags.data_dir, "--data-dir", check_nothing, s.data_dir, problems);
+    apply_flag(flags.state_dir, "--state-dir", check_not_empty, s.state_dir, problems);
+    if (flags.state_dir) {
+        file.state_dir_given = true;
+    }
+    if (flags.upstream) {
+        if (auto url = check_upstream(*flags.upstream)) {
+            s.upstream = std::move(*url);
+        } else {
+            problems.push_back(fmt::format("--upstream: {}", url.error().message));
+        }
+    }
+    if (flags.restart) {
+        if (auto policy = policy_of(*flags.restart)) {
+            s.restart.policy = *policy;
+        } else {
+            problems.push_back(fmt::format("--restart: {}", unknown_policy(*flags.restart)));
+        }
+    }
+    if (!flags.command.empty()) {
+        if (flags.command.front().empty()) {
+            problems.emplace_back("--: the command's program is empty");
+        } else {
+            s.program.argv = flags.command;
+        }
+    }
+}
+
+/// Picks the chain (--chain, else the file's `chain`, else Settings's) and its preset: the
+/// file's own preset when it has that name, else the built-in one.
+void resolve_chain(YamlReader& r,
+                   const SuperviseFlags& flags,
+                   supervisor::Settings& s,
+                   FileRead& file,
+                   std::vector<std::string>& problems) {
+    // The file's preset is named by the file's chain, or else by --chain.
+    const std::string preset_name = file.chain_at ? file.chain : flags.chain.value_or("");
+    if (file.preset_at) {
+        if (preset_name.empty()) {
+            r.error(*file.preset_at, "name the preset with chain: (the chain it is for)");
+            file.preset.reset();
+        } else if (auto why = check_chain_name(preset_name)) {
+            r.error(file.chain_at ? *file.chain_at : *file.preset_at, *why);
+            file.preset.reset();
+        } else if (file.preset) {
+            file.preset->name = preset_name;
+        }
+    }
+    if (flags.chain) {
+        s.chain = *flags.chain;
+    } else if (file.chain_at) {
+        s.chain = file.chain;
+    }
+    if (file.preset_at && !preset_name.empty() && s.chain == preset_name) {
+        // The file's own preset: its errors, if any, are reported already.
+        if (file.preset) {
+            s.preset = *file.preset;
+        }
+        return;
+    }
+    auto builtin = chain_preset(s.chain);
+    if (builtin) {
+        s.preset = std::move(*builtin);
+        return;
+    }
+    auto message =
+        fmt::format("unknown chain \"{}\" (known: {})", s.chain, known_chains(file.preset));
+    if (flags.chain || !file.chain_at) {
+        problems.push_back(fmt::format("--chain: {}", message));
+    } else {
+        r.error(*file.chain_at, message);
+    }
+}
+
+}  // namespace
+
+core::Result<std::vector<supervisor::Preset>> read_chains(std::string_view yaml,
+                                                          std::string_view source) {
+    auto root = parse_document(yaml, source);
+    if (!root) {
+        return root.error();
+    }
+    YamlReader r{std::string{source}};
+    std::vector<Preset> presets;
+    try {
+        presets = read_chains_root(r, Value{*root, "", root->Mark()});
+    } catch (const YAML::Exception& e) {
+        r.error(e.mark, "", e.msg);
+    }
+    if (auto failure = r.failure()) {
+        return *failure;
+    }
+    return presets;
+}
+
+std::vector<std::string> chain_preset_names() {
+    std::vector<std::string> names;
+    for (const auto& preset : builtin_presets()) {
+        names.push_back(preset.name);
+    }
+    return names;
+}
+
+core::Result<supervisor::Preset> chain_preset(std::string_view name) {
+    const auto& presets = builtin_presets();
+    auto it = std::find_if(presets.begin(), presets.end(),
+                           [&](const Preset& p) { return p.name == name; });
+    if (it == presets.end()) {
+        return core::Error{
+            core::ErrorCode::kNotFound,
+            fmt::format("unknown chain \"{}\" (known: {})", name, known_chains(std::nullopt))};
+    }
+    return *it;
+}
+
+core::Result<supervisor::Settings> load_supervise(const std::string& path,
+                                                  const SuperviseFlags& flags) {
+    supervisor::Settings s;
+    YamlReader r{path};
+    FileRead file;
+    if (!path.empty()) {
+        if (auto read = read_supervise_file(path, r, s, file); !read) {
+            return read.error();
+        }
+    }
+    std::vector<std::string> problems;
+    apply_flags(flags, s, file, problems);
+    resolve_chain(r, flags, s, file, problems);
+    if (s.program.argv.empty() && !file.command_given) {
+        problems.emplace_back(kNoCommand);
+    }
+    if (!file.state_dir_given && !s.data_dir.empty()) {
+        s.state_dir = (fs::path{s.data_dir} / kStateUnderData).string();
+    }
+    std::string message;
+    if (auto failure = r.failure()) {
+        message = failure->message;
+    }
+    for (const auto& problem : problems) {
+        message += message.empty() ? "" : "\n";
+        message += problem;
+    }
+    if (!message.empty()) {
+        return invalid(std::move(message));
+    }
+    return s;
+}
+
+}  // namespace aviary::config

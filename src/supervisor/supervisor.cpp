@@ -1,0 +1,884 @@
+// The Supervisor: the node's life on one thread (docs/supervise.md, "Lifecycle").
+//
+// Three coroutines share the node thread's io_context: life() starts the node, waits for its
+// pidfd or a stop request, and decides what comes next; commands() runs operators' commands one
+// at a time; readiness (readiness.cpp) reads the node while it runs. They meet through Changes,
+// a wake-up for whoever waits on a state change, and share the Impl's fields without locks (one
+// thread). What other threads read (status, logs, the gate) is copied under `mu` on each change.
+#include "supervisor/supervisor.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "proc/proc.hpp"
+#include "supervisor/readiness.hpp"
+#include "supervisor/state_file.hpp"
+
+namespace aviary::supervisor {
+
+namespace asio = net::asio;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+/// The most bytes of output kept for GET /v1/logs, whatever log_ring_lines says.
+constexpr std::size_t kRingBytes = std::size_t{1} << 20U;
+/// How long a finished node's last output may take to arrive.
+constexpr core::Millis kPumpDrain{2000};
+
+core::TimePoint now() {
+    return std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+}
+
+/// Writes all of `data` to `fd`, blocking (the relay's back-pressure reaches the node).
+void write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return;  // our stdout is gone: nothing more to do with the bytes
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+}  // namespace
+
+std::string_view to_string(RunState state) {
+    switch (state) {
+        case RunState::kStarting:
+            return "starting";
+        case RunState::kRunning:
+            return "running";
+        case RunState::kStopping:
+            return "stopping";
+        case RunState::kStopped:
+            return "stopped";
+        case RunState::kBackoff:
+            return "backoff";
+        case RunState::kMaintenance:
+            return "maintenance";
+        case RunState::kExited:
+            return "exited";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(Readiness readiness) {
+    switch (readiness) {
+        case Readiness::kStarting:
+            return "starting";
+        case Readiness::kSyncing:
+            return "syncing";
+        case Readiness::kReady:
+            return "ready";
+        case Readiness::kLagging:
+            return "lagging";
+        case Readiness::kStalled:
+            return "stalled";
+        case Readiness::kStopped:
+            return "stopped";
+        case Readiness::kMaintenance:
+            return "maintenance";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(Command command) {
+    switch (command) {
+        case Command::kMaintenance:
+            return "maintenance";
+        case Command::kResume:
+            return "resume";
+        case Command::kReload:
+            return "reload";
+        case Command::kSafelyReload:
+            return "safely_reload";
+    }
+    return "unknown";
+}
+
+std::optional<Command> command_from(std::string_view name) {
+    for (auto command :
+         {Command::kMaintenance, Command::kResume, Command::kReload, Command::kSafelyReload}) {
+        if (to_string(command) == name) {
+            return command;
+        }
+    }
+    return std::nullopt;
+}
+
+/// Wakes every coroutine waiting for a change of the Impl's state. Node thread only.
+class Changes {
+public:
+    explicit Changes(asio::any_io_executor executor) : executor_(std::move(executor)) {}
+    asio::awaitable<void> wait() {
+        asio::steady_timer timer{executor_, asio::steady_timer::time_point::max()};
+        waiting_.push_back(&timer);
+        co_await timer.async_wait(kUseTuple);
+        std::erase(waiting_, &timer);
+    }
+    void notify() {
+        for (auto* timer : waiting_) {
+            timer->cancel();
+        }
+    }
+
+private:
+    asio::any_io_executor executor_;
+    std::vector<asio::steady_timer*> waiting_;
+};
+
+struct Supervisor::Impl {
+    Impl(Settings settings_in, metrics::Registry& registry)
+        : settings(std::move(settings_in)),
+          log(core::logger("supervise")),
+          changes(context.get_executor()),
+          m_starts(
+              registry
+                  .counter("aviary_supervised_starts_total", "Times the node was started", {"node"})
+                  .with({settings.name})),
+          m_restarts(registry
+                         .counter("aviary_supervised_restarts_total",
+                                  "Times the node was started again after it ended by itself",
+                                  {"node"})
+                         .with({settings.name})),
+          m_exits(registry.counter("aviary_supervised_exits_total",
+                                   "Times the node ended, by exit code or signal",
+                                   {"node", "code", "signal"})),
+          m_start_limit(registry
+                            .gauge("aviary_supervised_start_limit_hit",
+                                   "1 while the node restarts faster than the start limit",
+                                   {"node"})
+                            .with({settings.name})),
+          m_up(registry.gauge("aviary_supervised_up", "1 while the node process runs", {"node"})
+                   .with({settings.name})),
+          m_uptime(registry
+                       .gauge("aviary_supervised_uptime_seconds",
+                              "Seconds the node has been running in this run",
+                              {"node"})
+                       .with({settings.name})),
+          m_ready(registry.gauge("aviary_supervised_readiness",
+                                 "1 for the node's readiness state now, 0 for the others",
+                                 {"node", "state"})),
+          m_lines(registry.counter("aviary_supervised_log_lines_total",
+                                   "Lines of output relayed from the node",
+                                   {"node", "stream"})),
+          m_height(registry
+                       .gauge("aviary_supervised_head_height",
+                              "The node's head block height, as readiness last read it",
+                              {"node"})
+                       .with({settings.name})),
+          readiness(settings, context.get_executor()) {
+        registry.on_scrape([this] {
+            auto s = snapshot();
+            m_uptime.set(s.state == RunState::kRunning
+                             ? std::chrono::duration<double>(now() - s.started_at).count()
+                             : 0.0);
+            for (auto r :
+                 {Readiness::kStarting, Readiness::kSyncing, Readiness::kReady, Readiness::kLagging,
+                  Readiness::kStalled, Readiness::kStopped, Readiness::kMaintenance}) {
+                m_ready.with({settings.name, std::string{to_string(r)}})
+                    .set(r == s.readiness ? 1.0 : 0.0);
+            }
+        });
+    }
+
+    // --- shared with other threads (under mu) ------------------------------------------------
+    Status snapshot() const {
+        std::lock_guard lock{mu};
+        return shared;
+    }
+    /// Copies the node thread's view for other threads, and wakes its waiters.
+    void publish() {
+        {
+            std::lock_guard lock{mu};
+            shared = status;
+        }
+        changes.notify();
+    }
+
+    // --- node thread ---------------------------------------------------------------------------
+    void set_state(RunState state) {
+        status.state = state;
+        switch (state) {
+            case RunState::kMaintenance:
+                set_readiness(Readiness::kMaintenance, "maintenance");
+                break;
+            case RunState::kRunning:
+                break;  // readiness decides
+            case RunState::kStarting:
+                set_readiness(Readiness::kStarting, "starting");
+                break;
+            default:
+                set_readiness(Readiness::kStopped,
+                              status.last_exit ? fmt::format("stopped ({})", describe_exit())
+                                               : std::string{"stopped"});
+        }
+        publish();
+    }
+    void set_readiness(Readiness readiness_now, std::string reason) {
+        if (readiness_now != status.readiness || reason != status.reason) {
+            if (readiness_now == Readiness::kReady || status.readiness == Readiness::kReady) {
+                log->info("node {} readiness {} -> {}{}", settings.name,
+                          to_string(status.readiness), to_string(readiness_now),
+                          reason.empty() ? "" : ": " + reason);
+            }
+        }
+        status.readiness = readiness_now;
+        status.reason = readiness_now == Readiness::kReady ? "" : std::move(reason);
+    }
+    std::string describe_exit() const {
+        if (!status.last_exit) {
+            return "never ran";
+        }
+        return status.last_exit->signal != 0
+                   ? fmt::format("killed by signal {}", status.last_exit->signal)
+                   : fmt::format("exit code {}", status.last_exit->code);
+    }
+
+    core::Result<void> save_state() {
+        return write_state_file(settings.state_dir, StateFile{.maintenance = status.maintenance,
+                                                              .starts = status.starts,
+                                                              .restarts = status.restarts});
+    }
+
+    proc::SpawnOptions spawn_options() const {
+        // Through the shim: the node dies with this process even under SIGKILL.
+        proc::SpawnOptions options;
+        options.argv = {"/proc/self/exe", "supervise-exec", std::to_string(::getpid()), "--"};
+        options.argv.insert(options.argv.end(), settings.program.argv.begin(),
+                            settings.program.argv.end());
+        options.cwd = settings.program.cwd;
+        options.env_add = settings.program.env;
+        return options;
+    }
+
+    /// Relays one line to our own stdout/stderr and keeps it in the ring.
+    void on_line(const proc::Line& line) {
+        const bool err = line.stream == proc::Stream::kStderr;
+        std::string& out = err ? pending_err : pending_out;
+        out.append(line.text);
+        out.push_back('\n');
+        (err ? lines_err : lines_out)->inc();
+        {
+            std::lock_guard lock{mu};
+            ring_bytes += line.text.size();
+            ring.push_back(LogLine{.at = now(), .stderr_stream = err, .text = line.text});
+            while (!ring.empty() &&
+                   (ring.size() > settings.log_ring_lines || ring_bytes > kRingBytes)) {
+                ring_bytes -= ring.front().text.size();
+                ring.pop_front();
+            }
+        }
+        if (pending_out.size() + pending_err.size() >= 64 * 1024) {
+            flush_output();
+        } else if (!flush_posted) {
+            // Every line of one read goes out in one write, after the read's callbacks.
+            flush_posted = true;
+            asio::post(context, [this] { flush_output(); });
+        }
+    }
+    void flush_output() {
+        flush_posted = false;
+        if (!pending_out.empty()) {
+            write_all(STDOUT_FILENO, pending_out);
+            pending_out.clear();
+        }
+        if (!pending_err.empty()) {
+            write_all(STDERR_FILENO, pending_err);
+            pending_err.clear();
+        }
+    }
+
+    /// Stops the running node: the stop signal, again every `repeat`, SIGKILL to the group
+    /// after `grace`; then reaps it.
+    asio::awaitable<proc::ExitStatus> stop_node(proc::Process& process) {
+        const auto& stop = settings.stop;
+        const auto deadline = std::chrono::steady_clock::now() + stop.grace;
+        process.signal_group(stop.signal);
+        int sent = 1;
+        asio::steady_timer timer{context};
+        while (true) {
+            const auto left = deadline - std::chrono::steady_clock::now();
+            if (left <= std::chrono::steady_clock::duration::zero()) {
+                log->warn("node {} still running {} after signal {}: SIGKILL to its group",
+                          settings.name, core::format_duration(stop.grace), stop.signal);
+                process.signal_group(SIGKILL);
+                break;
+            }
+            timer.expires_after(std::min<std::chrono::steady_clock::duration>(left, stop.repeat));
+            auto which = co_await (process.ended() || timer.async_wait(kUseTuple));
+            if (which.index() == 0) {
+                break;
+            }
+            if (std::chrono::steady_clock::now() < deadline) {
+                ++sent;
+                log->info("node {} still running: signal {} again ({})", settings.name, stop.signal,
+                          sent);
+                process.signal_group(stop.signal);
+            }
+        }
+        // Members the leader left behind go with it.
+        process.signal_group(SIGKILL);
+        co_return co_await process.wait();
+    }
+
+    /// The delay before the next start after the node ended by itself.
+    core::Millis next_delay(core::Millis ran) {
+        const auto& r = settings.restart;
+        const auto t = std::chrono::steady_clock::now();
+        recent_starts.push_back(t);
+        while (!recent_starts.empty() && t - recent_starts.front() > r.start_limit_interval) {
+            recent_starts.pop_front();
+        }
+        if (ran >= r.stable_after) {
+            backoff = core::Millis{0};
+            if (status.start_limit_hit) {
+                status.start_limit_hit = false;
+                m_start_limit.set(0);
+                log->info("node {} ran {}: start limit cleared", settings.name,
+                          core::format_duration(ran));
+            }
+            return r.first_delay;
+        }
+        backoff = backoff == core::Millis{0} ? r.min_delay : std::min(backoff * 2, r.max_delay);
+        if (static_cast<int>(recent_starts.size()) > r.start_limit_burst) {
+            if (!status.start_limit_hit) {
+                status.start_limit_hit = true;
+                m_start_limit.set(1);
+            }
+            log->error(
+                "node {} started {} times in {}: start limit hit, retrying every {} until a run "
+                "lasts {}",
+                settings.name, recent_starts.size(), core::format_duration(r.start_limit_interval),
+                core::format_duration(r.limited_delay), core::format_duration(r.stable_after));
+            return std::max(backoff, r.limited_delay);
+        }
+        return backoff;
+    }
+
+    bool ends_for_good(const proc::ExitStatus& exit) const {
+        switch (settings.restart.policy) {
+            case RestartPolicy::kNever:
+                return true;
+            case RestartPolicy::kAlways:
+                return false;
+            case RestartPolicy::kOnFailure:
+                return exit.signal == 0 &&
+                       std::find(settings.restart.success_codes.begin(),
+                                 settings.restart.success_codes.end(),
+                                 exit.code) != settings.restart.success_codes.end();
+        }
+        return false;
+    }
+
+    /// Waits for a change or `delay`, whichever comes first.
+    asio::awaitable<void> wait_change_or(core::Millis delay) {
+        asio::steady_timer timer{context, delay};
+        co_await (changes.wait() || timer.async_wait(kUseTuple));
+    }
+
+    asio::awaitable<void> life() {
+        core::Millis delay{0};
+        while (!shutting_down) {
+            if (status.maintenance || hold_stopped) {
+                set_state(status.maintenance ? RunState::kMaintenance
+                          : exited_for_good  ? RunState::kExited
+                                             : RunState::kStopped);
+                co_await changes.wait();
+                delay = core::Millis{0};
+                continue;
+            }
+            if (delay > core::Millis{0}) {
+                set_state(RunState::kBackoff);
+                const auto until = std::chrono::steady_clock::now() + delay;
+                const auto generation = wake_generation;
+                while (!shutting_down && !status.maintenance && generation == wake_generation &&
+                       std::chrono::steady_clock::now() < until) {
+                    co_await wait_change_or(std::chrono::duration_cast<core::Millis>(
+                        until - std::chrono::steady_clock::now()));
+                }
+                delay = core::Millis{0};
+                continue;  // re-check maintenance and shutdown
+            }
+            set_state(RunState::kStarting);
+            auto spawned = proc::spawn(context.get_executor(), spawn_options());
+            if (!spawned) {
+                log->error("node {} cannot start: {}", settings.name, spawned.error().message);
+                status.last_exit = ExitRecord{.code = 127, .signal = 0, .at = now()};
+                start_error = spawned.error().message;
+                delay = next_delay(core::Millis{0});
+                publish();
+                continue;
+            }
+            start_error.clear();
+            auto process = std::make_shared<proc::Process>(std::move(*spawned));
+            const auto started = std::chrono::steady_clock::now();
+            const bool is_restart = started_once && !requested_start;
+            requested_start = false;
+            started_once = true;
+            ++status.starts;
+            m_starts.inc();
+            if (is_restart) {
+                ++status.restarts;
+                m_restarts.inc();
+            }
+            status.pid = process->pid();
+            status.started_at = now();
+            status.height.reset();
+            m_up.set(1);
+            (void)save_state();
+            log->info("node {} started pid={} argv0={}", settings.name, process->pid(),
+                      settings.program.argv.front());
+            set_state(RunState::kRunning);
+            set_readiness(readiness.first(), readiness.first_reason());
+            publish();
+
+            auto pump_done = std::make_shared<asio::steady_timer>(
+                context, asio::steady_timer::time_point::max());
+            auto pumping = std::make_shared<bool>(true);
+            asio::co_spawn(
+                context,
+                [this, process, pump_done, pumping]() -> asio::awaitable<void> {
+                    co_await process->pump([this](const proc::Line& line) { on_line(line); });
+                    *pumping = false;
+                    pump_done->cancel();
+                },
+                asio::detached);
+
+            auto run_over = std::make_shared<asio::steady_timer>(
+                context, asio::steady_timer::time_point::max());
+            asio::co_spawn(context, read_while_running(run_over), asio::detached);
+
+            asio::steady_timer stop_signal{context, asio::steady_timer::time_point::max()};
+            stop_request = &stop_signal;
+            co_await (process->ended() || stop_signal.async_wait(kUseTuple));
+            stop_request = nullptr;
+            proc::ExitStatus exit;
+            const bool asked = stop_wanted;
+            if (asked) {
+                set_state(RunState::kStopping);
+                log->info("node {} stopping pid={} (signal {}, again every {}, SIGKILL after {})",
+                          settings.name, process->pid(), settings.stop.signal,
+                          core::format_duration(settings.stop.repeat),
+                          core::format_duration(settings.stop.grace));
+                exit = co_await stop_node(*process);
+            } else {
+                process->signal_group(SIGKILL);
+                exit = co_await process->wait();
+            }
+            run_over->cancel();
+            if (*pumping) {
+                pump_done->expires_after(kPumpDrain);
+                co_await pump_done->async_wait(kUseTuple);
+            }
+            flush_output();
+            stop_wanted = false;
+            m_up.set(0);
+            status.pid = 0;
+            status.last_exit = ExitRecord{.code = exit.code, .signal = exit.signal, .at = now()};
+            m_exits.with({settings.name, std::to_string(exit.code), std::to_string(exit.signal)})
+                .inc();
+            const auto ran = std::chrono::duration_cast<core::Millis>(
+                std::chrono::steady_clock::now() - started);
+            log->log(asked ? spdlog::level::info : spdlog::level::warn,
+                     "node {} ended: {} after {}{}", settings.name, describe_exit(),
+                     core::format_duration(ran), asked ? " (asked to stop)" : "");
+            if (asked) {
+                publish();
+                continue;  // whoever asked decides what comes next (hold_stopped, maintenance)
+            }
+            if (ends_for_good(exit)) {
+                exited_for_good = true;
+                log->info("node {} will not be restarted (restart policy): the sidecar ends too",
+                          settings.name);
+                break;
+            }
+            delay = next_delay(ran);
+            publish();
+        }
+        set_state(status.maintenance ? RunState::kMaintenance
+                  : exited_for_good  ? RunState::kExited
+                                     : RunState::kStopped);
+        // Commands still queued cannot run any more; commands() ends, and so does the thread.
+        shutting_down = true;
+        for (auto& [command, done] : queue) {
+            if (done) {
+                done(core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"});
+            }
+        }
+        queue.clear();
+        publish();
+    }
+
+    /// Reads the node every synced.interval until `run_over` is cancelled (the run ended).
+    asio::awaitable<void> read_while_running(std::shared_ptr<asio::steady_timer> run_over) {
+        asio::steady_timer timer{context};
+        readiness.reset();
+        while (!shutting_down) {
+            auto read = co_await (readiness.read() || run_over->async_wait(kUseTuple));
+            if (read.index() != 0) {
+                break;
+            }
+            auto& reading = std::get<0>(read);
+            if (status.state == RunState::kRunning) {
+                set_readiness(reading.readiness, reading.reason);
+                if (reading.height) {
+                    status.height = reading.height;
+                    m_height.set(static_cast<double>(*reading.height));
+                }
+                if (reading.head_time) {
+                    status.head_time = reading.head_time;
+                }
+                if (!reading.chain_id.empty()) {
+                    status.chain_id = reading.chain_id;
+                }
+                publish();
+            }
+            timer.expires_after(settings.synced.interval);
+            auto slept = co_await (timer.async_wait(kUseTuple) || run_over->async_wait(kUseTuple));
+            if (slept.index() != 0) {
+                break;
+            }
+        }
+    }
+
+    /// Asks life() to stop the running node, and waits until it has.
+    asio::awaitable<void> stop_running() {
+        if (stop_request != nullptr) {
+            stop_wanted = true;
+            stop_request->cancel();
+        }
+        while (status.state == RunState::kRunning || status.state == RunState::kStopping ||
+               status.state == RunState::kStarting) {
+            co_await changes.wait();
+        }
+    }
+
+    /// Lets life() start the node now (skipping a backoff), and waits until it has started or
+    /// failed to.
+    asio::awaitable<core::Result<void>> start_now() {
+        hold_stopped = false;
+        exited_for_good = false;
+        requested_start = true;
+        ++wake_generation;
+        const auto starts = status.starts;
+        changes.notify();
+        while (status.starts == starts && start_error.empty() && !shutting_down) {
+            co_await changes.wait();
+        }
+        if (status.starts == starts) {
+            co_return core::Error{
+                core::ErrorCode::kUnavailable,
+                start_error.empty() ? "the sidecar is shutting down" : start_error};
+        }
+        co_return core::Result<void>{};
+    }
+
+    asio::awaitable<core::Result<void>> run_command(Command command) {
+        switch (command) {
+            case Command::kMaintenance: {
+                status.maintenance = true;
+                if (auto saved = save_state(); !saved) {
+                    log->error("cannot save the maintenance flag: {}", saved.error().message);
+                }
+                publish();  // the gate closes before the node is stopped
+                co_await stop_running();
+                set_state(RunState::kMaintenance);
+                co_return core::Result<void>{};
+            }
+            case Command::kResume: {
+                const bool was = status.maintenance;
+                status.maintenance = false;
+                if (auto saved = save_state(); !saved) {
+                    log->error("cannot save the maintenance flag: {}", saved.error().message);
+                }
+                if (!was && status.state == RunState::kRunning) {
+                    co_return core::Result<void>{};  // already running
+                }
+                co_return co_await start_now();
+            }
+            case Command::kReload:
+            case Command::kSafelyReload: {
+                if (status.maintenance) {
+                    co_return core::Error{core::ErrorCode::kUnavailable,
+                                          "the node is in maintenance: resume it instead"};
+                }
+                hold_stopped = true;
+                co_await stop_running();
+                co_return co_await start_now();
+            }
+        }
+        co_return core::Result<void>{};
+    }
+
+    asio::awaitable<void> commands() {
+        while (true) {
+            while (queue.empty() && !shutting_down) {
+                co_await changes.wait();
+            }
+            if (queue.empty()) {
+                co_return;
+            }
+            auto [command, done] = std::move(queue.front());
+            queue.pop_front();
+            status.command = std::string{to_string(command)};
+            publish();
+            log->info("command {} started", to_string(command));
+            auto result = co_await run_command(command);
+            log->log(result ? spdlog::level::info : spdlog::level::warn, "command {} {}{}",
+                     to_string(command),
+                     result ? "completed" : "failed: ", result ? "" : result.error().message);
+            status.command.clear();
+            publish();
+            if (done) {
+                done(std::move(result));
+            }
+        }
+    }
+
+    Settings settings;
+    std::shared_ptr<spdlog::logger> log;
+    asio::io_context context{1};
+    Changes changes;
+    std::thread thread;
+
+    mutable std::mutex mu;
+    Status shared;               // under mu
+    std::deque<LogLine> ring;    // under mu
+    std::size_t ring_bytes = 0;  // under mu
+    bool finished_flag = false;  // under mu
+    std::condition_variable finished_cv;
+
+    // Node thread only.
+    Status status;
+    std::deque<std::pair<Command, CommandDone>> queue;
+    asio::steady_timer* stop_request = nullptr;
+    bool stop_wanted = false;
+    bool hold_stopped = false;
+    bool exited_for_good = false;
+    bool requested_start = false;
+    bool started_once = false;  // in this sidecar's life
+    bool started = false;       // start() ran
+    bool shutting_down = false;
+    std::uint64_t wake_generation = 0;
+    std::string start_error;
+    core::Millis backoff{0};
+    std::deque<std::chrono::steady_clock::time_point> recent_starts;
+    std::string pending_out;
+    std::string pending_err;
+    bool flush_posted = false;
+
+    metrics::Counter& m_starts;
+    metrics::Counter& m_restarts;
+    metrics::Family<metrics::Counter>& m_exits;
+    metrics::Gauge& m_start_limit;
+    metrics::Gauge& m_up;
+    metrics::Gauge& m_uptime;
+    metrics::Family<metrics::Gauge>& m_ready;
+    metrics::Family<metrics::Counter>& m_lines;
+    metrics::Gauge& m_height;
+    metrics::Counter* lines_out = &m_lines.with({settings.name, "stdout"});
+    metrics::Counter* lines_err = &m_lines.with({settings.name, "stderr"});
+    ReadinessReader readiness;
+};
+
+Supervisor::Supervisor(Settings settings, metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(std::move(settings), registry)) {}
+
+Supervisor::~Supervisor() {
+    stop();
+}
+
+namespace {
+
+/// The program a node's argv[0] names, found as execvp will find it; an error says why not.
+core::Result<void> check_program(const ProgramSettings& program) {
+    const std::string& name = program.argv.front();
+    auto runnable = [](const std::string& path) {
+        struct stat st {};
+        return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+               ::access(path.c_str(), X_OK) == 0;
+    };
+    if (name.find('/') != std::string::npos) {
+        if (runnable(name)) {
+            return {};
+        }
+        return core::Error{
+            core::ErrorCode::kNotFound,
+            fmt::format("cannot run \"{}\": {}", name,
+                        ::access(name.c_str(), F_OK) == 0 ? "not executable" : "no such file")};
+    }
+    std::string path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "/usr/bin:/bin";
+    for (const auto& [key, value] : program.env) {
+        if (key == "PATH") {
+            path = value;
+        }
+    }
+    std::string_view rest{path};
+    while (true) {
+        auto colon = rest.find(':');
+        std::string dir{rest.substr(0, colon)};
+        if (runnable((dir.empty() ? std::string{"."} : dir) + "/" + name)) {
+            return {};
+        }
+        if (colon == std::string_view::npos) {
+            break;
+        }
+        rest.remove_prefix(colon + 1);
+    }
+    return core::Error{core::ErrorCode::kNotFound,
+                       fmt::format("cannot run \"{}\": no such file in PATH", name)};
+}
+
+}  // namespace
+
+core::Result<void> Supervisor::start() {
+    auto& d = *impl_;
+    if (d.settings.program.argv.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument, "no command to supervise"};
+    }
+    if (auto runnable = check_program(d.settings.program); !runnable) {
+        return runnable.error();
+    }
+    auto state = read_state_file(d.settings.state_dir);
+    if (!state) {
+        return state.error();
+    }
+    d.status.name = d.settings.name;
+    d.status.chain = d.settings.chain;
+    d.status.maintenance = state->maintenance;
+    d.status.starts = state->starts;
+    d.status.restarts = state->restarts;
+    if (auto saved = d.save_state(); !saved) {
+        return saved.error();
+    }
+    if (d.status.maintenance) {
+        d.log->warn("node {} is in maintenance (from {}): not started until resume",
+                    d.settings.name, state_file_path(d.settings.state_dir));
+    }
+    d.publish();
+    d.started = true;
+    asio::co_spawn(d.context, d.life(), asio::detached);
+    asio::co_spawn(d.context, d.commands(), asio::detached);
+    d.thread = std::thread{[&d] {
+        core::name_this_thread("node");
+        d.context.run();
+        {
+            std::lock_guard lock{d.mu};
+            d.finished_flag = true;
+        }
+        d.finished_cv.notify_all();
+    }};
+    return {};
+}
+
+void Supervisor::stop() {
+    auto& d = *impl_;
+    if (!d.thread.joinable()) {
+        return;
+    }
+    asio::co_spawn(
+        d.context,
+        [&d]() -> asio::awaitable<void> {
+            d.shutting_down = true;
+            co_await d.stop_running();
+            d.changes.notify();
+        },
+        asio::detached);
+    d.thread.join();
+}
+
+void Supervisor::wait() {
+    auto& d = *impl_;
+    std::unique_lock lock{d.mu};
+    d.finished_cv.wait(lock, [&d] { return d.finished_flag || !d.started; });
+}
+
+Status Supervisor::status() const {
+    return impl_->snapshot();
+}
+
+std::vector<LogLine> Supervisor::logs(std::size_t n) const {
+    std::lock_guard lock{impl_->mu};
+    const auto& ring = impl_->ring;
+    n = std::min(n, ring.size());
+    return {ring.end() - static_cast<std::ptrdiff_t>(n), ring.end()};
+}
+
+std::pair<bool, std::string> Supervisor::gate() const {
+    auto s = impl_->snapshot();
+    if (s.readiness == Readiness::kReady && !s.maintenance) {
+        return {true, ""};
+    }
+    if (s.maintenance) {
+        return {false, "maintenance"};
+    }
+    return {false, s.reason.empty() ? std::string{to_string(s.readiness)} : s.reason};
+}
+
+void Supervisor::submit(Command command, CommandDone done) {
+    auto& d = *impl_;
+    asio::post(d.context, [&d, command, done = std::move(done)]() mutable {
+        if (d.shutting_down) {
+            done(core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"});
+            return;
+        }
+        d.queue.emplace_back(command, std::move(done));
+        d.changes.notify();
+    });
+}
+
+const Settings& Supervisor::settings() const {
+    return impl_->settings;
+}
+
+int exec_shim_main(const std::vector<std::string>& args) {
+    // args: PARENT_PID -- ARGV...
+    if (args.size() < 3 || args[1] != "--") {
+        std::fprintf(stderr, "usage: aviary supervise-exec PARENT_PID -- COMMAND [ARGS...]\n");
+        return 127;
+    }
+    const pid_t parent = static_cast<pid_t>(std::strtol(args[0].c_str(), nullptr, 10));
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        std::fprintf(stderr, "aviary supervise-exec: prctl: %s\n", std::strerror(errno));
+        return 127;
+    }
+    if (::getppid() != parent) {
+        return 127;  // the sidecar is already gone
+    }
+    std::vector<char*> argv;
+    for (std::size_t i = 2; i < args.size(); ++i) {
+        argv.push_back(const_cast<char*>(args[i].c_str()));
+    }
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr, "aviary supervise-exec: cannot run \"%s\": %s\n", argv[0],
+                 std::strerror(errno));
+    return 127;
+}
+
+}  // namespace aviary::supervisor

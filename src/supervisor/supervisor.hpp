@@ -1,0 +1,223 @@
+#pragma once
+/// supervisor: `aviary supervise`, the sidecar that keeps one node process running, says when
+/// it is really ready, and lets operators drive it (docs/supervise.md).
+///
+/// A Supervisor owns one node process and one thread (the "node" thread) running its loop:
+/// it spawns the node in its own process group, relays its output, restarts it by policy when
+/// the pidfd says it ended, stops it with repeated signals and then SIGKILL, reads its
+/// readiness, and runs operators' commands one at a time in order. Everything else (the control
+/// API, the gated proxy) reads status() and gate() from any thread and submits commands.
+#include <sys/types.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/core.hpp"
+#include "metrics/metrics.hpp"
+
+namespace aviary::supervisor {
+
+using namespace std::chrono_literals;
+
+enum class RestartPolicy { kNever, kOnFailure, kAlways };
+
+/// When the node is started again after it ended by itself (systemd's Restart=, RestartSec=,
+/// RestartSteps=/RestartMaxDelaySec=, StartLimitBurst=/StartLimitIntervalSec=).
+struct RestartSettings {
+    RestartPolicy policy = RestartPolicy::kAlways;
+    /// Exit codes that count as success for kOnFailure (a signal never does).
+    std::vector<int> success_codes{0};
+    /// The first restart after a run that lasted stable_after: at once by default.
+    core::Millis first_delay{0};
+    /// After a run shorter than stable_after the delay doubles from min_delay up to max_delay.
+    core::Millis min_delay{100ms};
+    core::Millis max_delay{30s};
+    core::Millis stable_after{10s};
+    /// More than `start_limit_burst` starts within `start_limit_interval` raise the start-limit
+    /// alert (an error line and aviary_supervised_start_limit_hit 1); the node is still
+    /// restarted, every `limited_delay`, until a run lasts stable_after.
+    int start_limit_burst = 5;
+    core::Millis start_limit_interval{60s};
+    core::Millis limited_delay{60s};
+};
+
+/// How the node is stopped (maintenance, reload, the sidecar's own shutdown).
+struct StopSettings {
+    int signal = SIGTERM;
+    /// The signal is sent again every `repeat` while the node is still running ("send a few
+    /// more TERM signals if they don't work right away"), and SIGKILL goes to the whole group
+    /// once `grace` has passed.
+    core::Millis repeat{5s};
+    core::Millis grace{30s};
+};
+
+/// The node's program.
+struct ProgramSettings {
+    std::vector<std::string> argv;
+    std::string cwd;
+    std::vector<std::pair<std::string, std::string>> env;  ///< set or override
+};
+
+/// One HTTP call to the node that readiness reads.
+struct ChainCall {
+    std::string method = "POST";
+    std::string path;  ///< on the upstream: "/v1/chain/get_info"
+    std::string body;  ///< e.g. a JSON-RPC request
+};
+
+/// Where a value sits in a call's JSON answer: a JSON pointer ("/head_block_num") and how
+/// to read it.
+struct Field {
+    std::string pointer;  ///< empty: not read
+    /// "number" (a JSON number or a decimal string), "hex" ("0x1b4"), "iso8601" (a time,
+    /// with or without a zone; none means UTC), "unix" (seconds), "string", "bool".
+    std::string format = "number";
+};
+
+/// How to read one chain's node: data, written in YAML (docs/supervise.md, "Chain presets").
+struct Preset {
+    std::string name;
+    std::string description;
+    /// "chain": the calls below; "http": `health` answers 2xx; "tcp": the upstream accepts a
+    /// connection; "process": running is ready.
+    std::string readiness = "process";
+    ChainCall head;           ///< the call that reads the head
+    Field height;             ///< in head's answer
+    Field head_time;          ///< in head's answer; empty pointer: the chain reports no time
+    Field chain_id;           ///< in head's answer (or in chain_id_call's)
+    ChainCall chain_id_call;  ///< when the chain id needs a call of its own (geth's eth_chainId)
+    ChainCall syncing;        ///< optional: a call whose `syncing_field` says the node still syncs
+    Field syncing_field;      ///< "bool": true while syncing; a JSON object counts as syncing
+    ChainCall health{"GET", "/", ""};  ///< for readiness "http"
+    core::Millis block_interval{1s};   ///< the chain's expected block interval
+    /// The producer API, where the chain has one (nodeos): paths on the upstream.
+    std::string producer_pause;
+    std::string producer_resume;
+    std::string producer_paused;
+};
+
+/// What "synced" means (Lotus's "< 5 epochs", Dshackle's lag gating).
+struct SyncedRule {
+    /// The head must advance at least once in `stall_blocks` block intervals.
+    int stall_blocks = 10;
+    /// The head's time must be within this of now, where the chain reports a head time.
+    core::Millis max_head_age{60s};
+    /// How often the node is read.
+    core::Millis interval{1s};
+    core::Millis timeout{2s};
+};
+
+struct Settings {
+    std::string name = "node";
+    std::string chain = "none";
+    Preset preset;  ///< the chain's preset, resolved by config
+    SyncedRule synced;
+    ProgramSettings program;
+    RestartSettings restart;
+    StopSettings stop;
+    std::string control = "127.0.0.1:8080";          ///< the control API (HOST:PORT, port 0: any)
+    std::string proxy = "127.0.0.1:9999";            ///< the gated proxy; empty: none
+    std::string upstream = "http://127.0.0.1:8888";  ///< the node's own API
+    std::string state_dir = "supervise";             ///< the state file lives here
+    std::string data_dir;                            ///< the node's data (part 2: backups)
+    std::size_t log_ring_lines = 1000;               ///< lines kept for GET /v1/logs
+    std::vector<std::string> tokens;                 ///< required off loopback
+};
+
+/// Where the node is in its life.
+enum class RunState { kStarting, kRunning, kStopping, kStopped, kBackoff, kMaintenance, kExited };
+
+/// Whether the node may take traffic, and why not.
+enum class Readiness { kStarting, kSyncing, kReady, kLagging, kStalled, kStopped, kMaintenance };
+
+std::string_view to_string(RunState state);
+std::string_view to_string(Readiness readiness);
+
+struct ExitRecord {
+    int code = 0;
+    int signal = 0;
+    core::TimePoint at{};
+};
+
+/// A snapshot, safe to copy to any thread.
+struct Status {
+    std::string name;
+    std::string chain;
+    RunState state = RunState::kStarting;
+    Readiness readiness = Readiness::kStarting;
+    std::string reason;  ///< why not ready ("syncing: head 1200 s old"), or "" when ready
+    pid_t pid = 0;
+    std::uint64_t starts = 0;
+    std::uint64_t restarts = 0;
+    bool maintenance = false;
+    bool start_limit_hit = false;
+    core::TimePoint started_at{};  ///< of the current run
+    std::optional<ExitRecord> last_exit;
+    std::optional<std::int64_t> height;
+    std::optional<core::TimePoint> head_time;
+    std::string chain_id;
+    std::string command;  ///< the command running now, if any
+};
+
+/// One line of the node's output.
+struct LogLine {
+    core::TimePoint at{};
+    bool stderr_stream = false;
+    std::string text;
+};
+
+/// Operators' commands (manageos's names).
+enum class Command { kMaintenance, kResume, kReload, kSafelyReload };
+std::string_view to_string(Command command);
+std::optional<Command> command_from(std::string_view name);
+
+/// How a command ended: empty on success, else why it failed.
+using CommandDone = std::function<void(core::Result<void>)>;
+
+class Supervisor {
+public:
+    explicit Supervisor(Settings settings, metrics::Registry& registry);
+    ~Supervisor();
+    Supervisor(const Supervisor&) = delete;
+    Supervisor& operator=(const Supervisor&) = delete;
+
+    /// Reads the state file (maintenance survives a restart of the sidecar) and starts the node
+    /// thread. Errors: the state dir cannot be made, or the state file is unreadable.
+    core::Result<void> start();
+    /// Stops the node (StopSettings) and joins the thread. Idempotent.
+    void stop();
+    /// Resolves once the node thread has finished (after stop(), or when the restart policy let
+    /// the node end for good); the node's last exit status is in status().last_exit.
+    void wait();
+
+    Status status() const;
+    /// The last `n` lines (at most log_ring_lines), oldest first.
+    std::vector<LogLine> logs(std::size_t n) const;
+    /// Whether the proxy may forward now, and the plain reason when not.
+    std::pair<bool, std::string> gate() const;
+
+    /// Queues a command; commands run one at a time, in order. `done` is called on the node
+    /// thread when it has run (or at once, on this thread, when it cannot be queued).
+    void submit(Command command, CommandDone done);
+
+    const Settings& settings() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// `aviary supervise-exec PARENT_PID -- ARGV...` (hidden): asks the kernel to SIGKILL this
+/// process when its parent thread dies (PR_SET_PDEATHSIG), checks the parent is still
+/// PARENT_PID, then execs ARGV. The supervisor starts every node through it, so a node never
+/// outlives a sidecar killed with SIGKILL. Returns only on error (127).
+int exec_shim_main(const std::vector<std::string>& args);
+
+}  // namespace aviary::supervisor

@@ -1,0 +1,624 @@
+// `aviary supervise`'s file and flags (load_supervise) and the chain presets: the built-in ones
+// of examples/chains.yaml and a file's own `preset:`.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/chains_embedded.hpp"
+#include "config/config.hpp"
+
+namespace aviary::config {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using Strings = std::vector<std::string>;
+using supervisor::RestartPolicy;
+
+const std::string kChainsExample = std::string{AVIARY_SOURCE_DIR} + "/examples/chains.yaml";
+
+class NodeDir {
+public:
+    NodeDir()
+        : path_(fs::temp_directory_path() /
+                ("aviary-supervise-test-" + std::to_string(::getpid()) + "-" + core::new_id())) {
+        fs::create_directories(path_);
+    }
+    ~NodeDir() { fs::remove_all(path_); }
+    NodeDir(const NodeDir&) = delete;
+    NodeDir& operator=(const NodeDir&) = delete;
+    /// Writes node.yaml and returns its path.
+    std::string write(const std::string& text) const {
+        auto file = path_ / "node.yaml";
+        std::ofstream{file, std::ios::binary} << text;
+        return file.string();
+    }
+    fs::path path() const { return path_; }
+
+private:
+    fs::path path_;
+};
+
+SuperviseFlags with_command(Strings command = {"nodeos", "--data-dir", "/data"}) {
+    SuperviseFlags flags;
+    flags.command = std::move(command);
+    return flags;
+}
+
+/// The message of a file (and flags) that must not load, or "(loaded without error)".
+std::string error_of(const std::string& yaml, const SuperviseFlags& flags = with_command()) {
+    NodeDir dir;
+    auto path = dir.write(yaml);
+    auto loaded = load_supervise(path, flags);
+    if (loaded) {
+        return "(loaded without error)";
+    }
+    EXPECT_EQ(loaded.error().code, core::ErrorCode::kInvalidArgument);
+    // The temporary directory differs per run: show the file as node.yaml.
+    auto message = loaded.error().message;
+    for (auto at = message.find(path); at != std::string::npos; at = message.find(path)) {
+        message.replace(at, path.size(), "node.yaml");
+    }
+    return message;
+}
+
+std::string read_text(const std::string& path) {
+    std::ifstream in{path, std::ios::binary};
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// --- the built-in presets ---------------------------------------------------------------------
+
+TEST(ChainPresets, TheBuiltInOnesInFileOrder) {
+    EXPECT_EQ(chain_preset_names(), (Strings{"nodeos", "geth", "lotus", "sim", "none"}));
+}
+
+TEST(ChainPresets, NodeosReadsGetInfoAndHasTheProducerApi) {
+    auto p = chain_preset("nodeos");
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_EQ(p->name, "nodeos");
+    EXPECT_FALSE(p->description.empty());
+    EXPECT_EQ(p->readiness, "chain");
+    EXPECT_EQ(p->head.method, "POST");
+    EXPECT_EQ(p->head.path, "/v1/chain/get_info");
+    EXPECT_EQ(p->head.body, "");
+    EXPECT_EQ(p->height.pointer, "/head_block_num");
+    EXPECT_EQ(p->height.format, "number");
+    EXPECT_EQ(p->head_time.pointer, "/head_block_time");
+    EXPECT_EQ(p->head_time.format, "iso8601");
+    EXPECT_EQ(p->chain_id.pointer, "/chain_id");
+    EXPECT_EQ(p->chain_id.format, "string");
+    EXPECT_EQ(p->chain_id_call.path, "");
+    EXPECT_EQ(p->syncing.path, "");
+    EXPECT_EQ(p->block_interval, 500ms);
+    EXPECT_EQ(p->producer_pause, "/v1/producer/pause");
+    EXPECT_EQ(p->producer_resume, "/v1/producer/resume");
+    EXPECT_EQ(p->producer_paused, "/v1/producer/paused");
+}
+
+TEST(ChainPresets, GethReadsJsonRpcWithHexNumbers) {
+    auto p = chain_preset("geth");
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_EQ(p->readiness, "chain");
+    EXPECT_EQ(p->head.method, "POST");
+    EXPECT_EQ(p->head.path, "/");
+    EXPECT_EQ(
+        p->head.body,
+        R"({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]})");
+    EXPECT_EQ(p->height.pointer, "/result/number");
+    EXPECT_EQ(p->height.format, "hex");
+    EXPECT_EQ(p->head_time.pointer, "/result/timestamp");
+    EXPECT_EQ(p->head_time.format, "unix");
+    EXPECT_EQ(p->chain_id_call.method, "POST");
+    EXPECT_EQ(p->chain_id_call.path, "/");
+    EXPECT_EQ(p->chain_id_call.body,
+              R"({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]})");
+    EXPECT_EQ(p->chain_id.pointer, "/result");
+    EXPECT_EQ(p->chain_id.format, "string");
+    EXPECT_EQ(p->syncing.method, "POST");
+    EXPECT_EQ(p->syncing.path, "/");
+    EXPECT_EQ(p->syncing.body, R"({"jsonrpc":"2.0","id":1,"method":"eth_syncing","params":[]})");
+    EXPECT_EQ(p->syncing_field.pointer, "/result");
+    EXPECT_EQ(p->syncing_field.format, "bool");
+    EXPECT_EQ(p->block_interval, 12s);
+    EXPECT_EQ(p->producer_pause, "");
+}
+
+TEST(ChainPresets, LotusReadsChainHeadAndTheNetworkName) {
+    auto p = chain_preset("lotus");
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_EQ(p->readiness, "chain");
+    EXPECT_EQ(p->head.path, "/rpc/v1");
+    EXPECT_EQ(p->head.body,
+              R"({"jsonrpc":"2.0","id":1,"method":"Filecoin.ChainHead","params":[]})");
+    EXPECT_EQ(p->height.pointer, "/result/Height");
+    EXPECT_EQ(p->height.format, "number");
+    EXPECT_EQ(p->head_time.pointer, "/result/Blocks/0/Timestamp");
+    EXPECT_EQ(p->head_time.format, "unix");
+    EXPECT_EQ(p->chain_id_call.path, "/rpc/v1");
+    EXPECT_EQ(p->chain_id_call.body,
+              R"({"jsonrpc":"2.0","id":1,"method":"Filecoin.StateNetworkName","params":[]})");
+    EXPECT_EQ(p->chain_id.pointer, "/result");
+    EXPECT_EQ(p->block_interval, 30s);
+    EXPECT_EQ(p->syncing.path, "");
+}
+
+TEST(ChainPresets, SimIsReadAsNodeos) {
+    auto sim = chain_preset("sim");
+    auto nodeos = chain_preset("nodeos");
+    ASSERT_TRUE(sim) << sim.error().message;
+    ASSERT_TRUE(nodeos) << nodeos.error().message;
+    EXPECT_NE(sim->description.find("aviary sim-node"), std::string::npos) << sim->description;
+    EXPECT_EQ(sim->readiness, "chain");
+    EXPECT_EQ(sim->head.method, nodeos->head.method);
+    EXPECT_EQ(sim->head.path, "/v1/chain/get_info");
+    EXPECT_EQ(sim->height.pointer, nodeos->height.pointer);
+    EXPECT_EQ(sim->head_time.pointer, nodeos->head_time.pointer);
+    EXPECT_EQ(sim->head_time.format, "iso8601");
+    EXPECT_EQ(sim->chain_id.pointer, "/chain_id");
+    EXPECT_EQ(sim->block_interval, 500ms);
+    EXPECT_EQ(sim->producer_pause, "/v1/producer/pause");
+    EXPECT_EQ(sim->producer_resume, "/v1/producer/resume");
+    EXPECT_EQ(sim->producer_paused, "/v1/producer/paused");
+}
+
+TEST(ChainPresets, NoneIsReadyWhenTheUpstreamAcceptsAConnection) {
+    auto p = chain_preset("none");
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_EQ(p->readiness, "tcp");
+    EXPECT_EQ(p->head.path, "");
+    EXPECT_EQ(p->height.pointer, "");
+    EXPECT_EQ(p->block_interval, 1s);
+}
+
+TEST(ChainPresets, UnknownNameIsNotFoundNamingTheKnownOnes) {
+    auto p = chain_preset("ethereum");
+    ASSERT_FALSE(p);
+    EXPECT_EQ(p.error().code, core::ErrorCode::kNotFound);
+    EXPECT_EQ(p.error().message,
+              R"(unknown chain "ethereum" (known: nodeos, geth, lotus, sim, none))");
+}
+
+TEST(ChainPresets, EmbeddedChainsYamlReadsWithoutErrorsAndIsTheExampleVerbatim) {
+    auto read = read_chains(generated::kChainsYaml, "chains.yaml");
+    ASSERT_TRUE(read) << read.error().message;
+    ASSERT_EQ(read->size(), 5U);
+    EXPECT_EQ(read->front().name, "nodeos");
+    EXPECT_EQ(read->back().name, "none");
+    EXPECT_EQ(generated::kChainsYaml, read_text(kChainsExample));
+}
+
+TEST(ChainPresets, ChainsFileErrorsNameLineAndKey) {
+    auto read = read_chains(R"(chains:
+  mine:
+    readiness: chain
+    head: {path: v1/info}
+    height: {pointer: /height, format: decimal}
+    block_interval: soon
+  "bad name":
+    readiness: tcp
+  other:
+    readiness: ready
+    syncing: {path: /sync}
+)",
+                            "chains.yaml");
+    ASSERT_FALSE(read);
+    EXPECT_EQ(read.error().message,
+              "chains.yaml:4:18: chains.mine.head.path: expected a path on the upstream like "
+              "\"/v1/chain/get_info\", got \"v1/info\"\n"
+              "chains.yaml:5:40: chains.mine.height.format: unknown format \"decimal\" (number, "
+              "hex)\n"
+              "chains.yaml:6:21: chains.mine.block_interval: expected a duration like \"30s\", got "
+              "\"soon\" (a number must come first)\n"
+              "chains.yaml:7:3: chains.bad name: chain name \"bad name\" must be 1-63 of a-z, "
+              "A-Z, 0-9, '-', '.' and '_'\n"
+              "chains.yaml:10:16: chains.other.readiness: unknown readiness \"ready\" (process, "
+              "tcp, http, chain)");
+}
+
+TEST(ChainPresets, APresetsPartsThatGoTogetherAreChecked) {
+    auto read = read_chains(R"(chains:
+  headless:
+    readiness: chain
+  half:
+    syncing: {path: /sync}
+  idless:
+    chain_id_call: {path: /id}
+  pointless:
+    height: {format: hex}
+)",
+                            "chains.yaml");
+    ASSERT_FALSE(read);
+    EXPECT_EQ(read.error().message,
+              "chains.yaml:3:5: chains.headless: readiness chain needs head (the call that reads "
+              "the head) and height (where the height sits in its answer)\n"
+              "chains.yaml:5:14: chains.half.syncing: syncing and syncing_field go together: the "
+              "call, and where its answer says so\n"
+              "chains.yaml:7:20: chains.idless.chain_id_call: chain_id_call needs chain_id: "
+              "where the id sits in the call's answer\n"
+              "chains.yaml:9:13: chains.pointless.height: a field needs a pointer "
+              "(\"/result/number\")");
+}
+
+// --- the supervise file -----------------------------------------------------------------------
+
+TEST(SuperviseReader, WithoutAFileTheDefaultsAndTheCommand) {
+    auto loaded = load_supervise("", with_command({"aviary", "sim-node"}));
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const supervisor::Settings defaults;
+    EXPECT_EQ(loaded->name, "node");
+    EXPECT_EQ(loaded->chain, "none");
+    EXPECT_EQ(loaded->preset.name, "none");
+    EXPECT_EQ(loaded->preset.readiness, "tcp");
+    EXPECT_EQ(loaded->program.argv, (Strings{"aviary", "sim-node"}));
+    EXPECT_EQ(loaded->program.cwd, "");
+    EXPECT_TRUE(loaded->program.env.empty());
+    EXPECT_EQ(loaded->restart.policy, RestartPolicy::kAlways);
+    EXPECT_EQ(loaded->restart.success_codes, (std::vector<int>{0}));
+    EXPECT_EQ(loaded->restart.min_delay, defaults.restart.min_delay);
+    EXPECT_EQ(loaded->restart.max_delay, defaults.restart.max_delay);
+    EXPECT_EQ(loaded->stop.signal, SIGTERM);
+    EXPECT_EQ(loaded->stop.grace, 30s);
+    EXPECT_EQ(loaded->synced.stall_blocks, 10);
+    EXPECT_EQ(loaded->control, "127.0.0.1:8080");
+    EXPECT_EQ(loaded->proxy, "127.0.0.1:9999");
+    EXPECT_EQ(loaded->upstream, "http://127.0.0.1:8888");
+    EXPECT_EQ(loaded->state_dir, "supervise");
+    EXPECT_EQ(loaded->data_dir, "");
+    EXPECT_EQ(loaded->log_ring_lines, 1000U);
+    EXPECT_TRUE(loaded->tokens.empty());
+}
+
+TEST(SuperviseReader, AFullFileLoads) {
+    NodeDir dir;
+    auto path = dir.write(R"(name: eos-1
+chain: nodeos
+program:
+  command: [nodeos, --data-dir, /var/lib/nodeos, --http-server-address, "127.0.0.1:8888"]
+  cwd: /var/lib/nodeos
+  env:
+    LD_LIBRARY_PATH: /opt/eosio/lib
+    TZ: UTC
+restart:
+  policy: on-failure
+  success_codes: [0, 143]
+  first_delay: 0s
+  min_delay: 200ms
+  max_delay: 1m
+  stable_after: 30s
+  start_limit_burst: 3
+  start_limit_interval: 5m
+  limited_delay: 2m
+stop:
+  signal: SIGINT
+  repeat: 10s
+  grace: 2m
+synced:
+  stall_blocks: 20
+  max_head_age: 30s
+  interval: 500ms
+  timeout: 1s
+control: 0.0.0.0:8090
+proxy: "[::1]:9000"
+upstream: http://127.0.0.1:8888/
+state_dir: /var/lib/aviary/eos-1
+data_dir: /var/lib/nodeos
+log_ring_lines: 5000
+auth:
+  tokens: [s3cret, other-token]
+)");
+    auto loaded = load_supervise(path, {});
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const auto& s = *loaded;
+    EXPECT_EQ(s.name, "eos-1");
+    EXPECT_EQ(s.chain, "nodeos");
+    EXPECT_EQ(s.preset.name, "nodeos");
+    EXPECT_EQ(s.preset.head.path, "/v1/chain/get_info");
+    EXPECT_EQ(s.program.argv, (Strings{"nodeos", "--data-dir", "/var/lib/nodeos",
+                                       "--http-server-address", "127.0.0.1:8888"}));
+    EXPECT_EQ(s.program.cwd, "/var/lib/nodeos");
+    using Env = std::vector<std::pair<std::string, std::string>>;
+    EXPECT_EQ(s.program.env, (Env{{"LD_LIBRARY_PATH", "/opt/eosio/lib"}, {"TZ", "UTC"}}));
+    EXPECT_EQ(s.restart.policy, RestartPolicy::kOnFailure);
+    EXPECT_EQ(s.restart.success_codes, (std::vector<int>{0, 143}));
+    EXPECT_EQ(s.restart.first_delay, 0ms);
+    EXPECT_EQ(s.restart.min_delay, 200ms);
+    EXPECT_EQ(s.restart.max_delay, 1min);
+    EXPECT_EQ(s.restart.stable_after, 30s);
+    EXPECT_EQ(s.restart.start_limit_burst, 3);
+    EXPECT_EQ(s.restart.start_limit_interval, 5min);
+    EXPECT_EQ(s.restart.limited_delay, 2min);
+    EXPECT_EQ(s.stop.signal, SIGINT);
+    EXPECT_EQ(s.stop.repeat, 10s);
+    EXPECT_EQ(s.stop.grace, 2min);
+    EXPECT_EQ(s.synced.stall_blocks, 20);
+    EXPECT_EQ(s.synced.max_head_age, 30s);
+    EXPECT_EQ(s.synced.interval, 500ms);
+    EXPECT_EQ(s.synced.timeout, 1s);
+    EXPECT_EQ(s.control, "0.0.0.0:8090");
+    EXPECT_EQ(s.proxy, "[::1]:9000");
+    EXPECT_EQ(s.upstream, "http://127.0.0.1:8888");  // the trailing "/" dropped
+    EXPECT_EQ(s.state_dir, "/var/lib/aviary/eos-1");
+    EXPECT_EQ(s.data_dir, "/var/lib/nodeos");
+    EXPECT_EQ(s.log_ring_lines, 5000U);
+    EXPECT_EQ(s.tokens, (Strings{"s3cret", "other-token"}));
+}
+
+TEST(SuperviseReader, FlagsOverrideTheFile) {
+    NodeDir dir;
+    auto path = dir.write(R"(name: from-file
+chain: nodeos
+program:
+  command: [nodeos]
+restart:
+  policy: never
+control: 127.0.0.1:8080
+proxy: 127.0.0.1:9999
+upstream: http://127.0.0.1:8888
+data_dir: /file/data
+state_dir: /file/state
+)");
+    SuperviseFlags flags;
+    flags.chain = "geth";
+    flags.name = "from-flags";
+    flags.control = "127.0.0.1:0";
+    flags.proxy = "";
+    flags.upstream = "https://10.0.0.5:8545";
+    flags.data_dir = "/flag/data";
+    flags.state_dir = "/flag/state";
+    flags.restart = "on-failure";
+    flags.command = {"geth", "--http"};
+    auto loaded = load_supervise(path, flags);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->name, "from-flags");
+    EXPECT_EQ(loaded->chain, "geth");
+    EXPECT_EQ(loaded->preset.name, "geth");
+    EXPECT_EQ(loaded->preset.height.format, "hex");
+    EXPECT_EQ(loaded->control, "127.0.0.1:0");
+    EXPECT_EQ(loaded->proxy, "");  // no proxy
+    EXPECT_EQ(loaded->upstream, "https://10.0.0.5:8545");
+    EXPECT_EQ(loaded->data_dir, "/flag/data");
+    EXPECT_EQ(loaded->state_dir, "/flag/state");
+    EXPECT_EQ(loaded->restart.policy, RestartPolicy::kOnFailure);
+    EXPECT_EQ(loaded->program.argv, (Strings{"geth", "--http"}));
+}
+
+TEST(SuperviseReader, StateDirDefaultsUnderDataDir) {
+    NodeDir dir;
+    auto loaded = load_supervise(dir.write("data_dir: /var/lib/geth\n"), with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->state_dir, "/var/lib/geth/.aviary-supervise");
+
+    SuperviseFlags flags = with_command();
+    flags.data_dir = "node-data";
+    loaded = load_supervise("", flags);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->state_dir, "node-data/.aviary-supervise");
+}
+
+TEST(SuperviseReader, AUserPresetForAChainAviaryDoesNotKnow) {
+    NodeDir dir;
+    auto path = dir.write(R"(chain: cosmos
+preset:
+  description: a Cosmos SDK node through CometBFT's RPC
+  readiness: chain
+  head:
+    method: GET
+    path: /status
+  height:
+    pointer: /result/sync_info/latest_block_height
+  head_time:
+    pointer: /result/sync_info/latest_block_time
+  chain_id:
+    pointer: /result/node_info/network
+  syncing:
+    method: GET
+    path: /status
+  syncing_field:
+    pointer: /result/sync_info/catching_up
+  block_interval: 6s
+program:
+  command: [gaiad, start]
+)");
+    auto loaded = load_supervise(path, {});
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const auto& p = loaded->preset;
+    EXPECT_EQ(loaded->chain, "cosmos");
+    EXPECT_EQ(p.name, "cosmos");
+    EXPECT_EQ(p.description, "a Cosmos SDK node through CometBFT's RPC");
+    EXPECT_EQ(p.readiness, "chain");
+    EXPECT_EQ(p.head.method, "GET");
+    EXPECT_EQ(p.head.path, "/status");
+    EXPECT_EQ(p.head.body, "");
+    EXPECT_EQ(p.height.pointer, "/result/sync_info/latest_block_height");
+    EXPECT_EQ(p.height.format, "number");  // each field's default format
+    EXPECT_EQ(p.head_time.pointer, "/result/sync_info/latest_block_time");
+    EXPECT_EQ(p.head_time.format, "iso8601");
+    EXPECT_EQ(p.chain_id.pointer, "/result/node_info/network");
+    EXPECT_EQ(p.chain_id.format, "string");
+    EXPECT_EQ(p.syncing.path, "/status");
+    EXPECT_EQ(p.syncing_field.pointer, "/result/sync_info/catching_up");
+    EXPECT_EQ(p.syncing_field.format, "bool");
+    EXPECT_EQ(p.health.method, "GET");
+    EXPECT_EQ(p.health.path, "/");
+    EXPECT_EQ(p.block_interval, 6s);
+}
+
+TEST(SuperviseReader, AUserPresetWinsOverTheBuiltInOfItsName) {
+    NodeDir dir;
+    auto path = dir.write(R"(chain: nodeos
+preset:
+  readiness: http
+  health: {path: /v1/chain/get_info}
+program:
+  command: [nodeos]
+)");
+    auto loaded = load_supervise(path, {});
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->chain, "nodeos");
+    EXPECT_EQ(loaded->preset.name, "nodeos");
+    EXPECT_EQ(loaded->preset.readiness, "http");
+    EXPECT_EQ(loaded->preset.health.method, "GET");
+    EXPECT_EQ(loaded->preset.health.path, "/v1/chain/get_info");
+    EXPECT_EQ(loaded->preset.head.path, "");  // none of the built-in's
+}
+
+TEST(SuperviseReader, ChainFlagPicksTheBuiltInOverTheFilesPresetForAnotherChain) {
+    NodeDir dir;
+    auto path = dir.write(R"(chain: mine
+preset:
+  readiness: tcp
+)");
+    SuperviseFlags flags = with_command();
+    flags.chain = "lotus";
+    auto loaded = load_supervise(path, flags);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->chain, "lotus");
+    EXPECT_EQ(loaded->preset.head.path, "/rpc/v1");
+}
+
+TEST(SuperviseReader, AFilesPresetWithoutAChainIsNamedByTheChainFlag) {
+    NodeDir dir;
+    auto path = dir.write("preset:\n  readiness: tcp\n  block_interval: 3s\n");
+    SuperviseFlags flags = with_command();
+    flags.chain = "geth";
+    auto loaded = load_supervise(path, flags);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->chain, "geth");
+    EXPECT_EQ(loaded->preset.name, "geth");
+    EXPECT_EQ(loaded->preset.readiness, "tcp");
+    EXPECT_EQ(loaded->preset.block_interval, 3s);
+
+    EXPECT_EQ(error_of("preset:\n  readiness: tcp\n"),
+              "node.yaml:2:3: preset: name the preset with chain: (the chain it is for)");
+}
+
+// --- errors -----------------------------------------------------------------------------------
+
+TEST(SuperviseReader, MissingFileIsNotFound) {
+    auto loaded = load_supervise("/nonexistent/node.yaml", with_command());
+    ASSERT_FALSE(loaded);
+    EXPECT_EQ(loaded.error().code, core::ErrorCode::kNotFound);
+    EXPECT_EQ(loaded.error().message, "supervise file \"/nonexistent/node.yaml\" does not exist");
+}
+
+TEST(SuperviseReader, UnknownKeyNamesLineAndSuggestsTheClosest) {
+    EXPECT_EQ(error_of("name: n\nrestart:\n  polcy: never\n"),
+              "node.yaml:3:3: restart.polcy: unknown key \"polcy\"; did you mean \"policy\"?");
+    EXPECT_EQ(error_of("chain: nodeos\npreset:\n  heigth: {pointer: /h}\n"),
+              "node.yaml:3:3: preset.heigth: unknown key \"heigth\"; did you mean \"height\"?");
+}
+
+TEST(SuperviseReader, BadPolicyNamesLineAndKey) {
+    EXPECT_EQ(error_of("restart:\n  policy: sometimes\n"),
+              "node.yaml:2:11: restart.policy: unknown restart policy \"sometimes\" (never, "
+              "on-failure, always)");
+    EXPECT_EQ(error_of("restart:\n  policy: on_failure\n"),
+              "node.yaml:2:11: restart.policy: unknown restart policy \"on_failure\" (never, "
+              "on-failure, always); did you mean \"on-failure\"?");
+}
+
+TEST(SuperviseReader, BadSignalNamesLineAndKey) {
+    EXPECT_EQ(error_of("stop:\n  signal: SIGSTOP\n"),
+              "node.yaml:2:11: stop.signal: unknown stop signal \"SIGSTOP\" (TERM, INT, QUIT, "
+              "HUP, KILL, USR1, USR2, with or without SIG)");
+    NodeDir dir;
+    auto loaded = load_supervise(dir.write("stop:\n  signal: QUIT\n"), with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->stop.signal, SIGQUIT);
+}
+
+TEST(SuperviseReader, BadDurationsNameLineAndKey) {
+    EXPECT_EQ(error_of("synced:\n  interval: often\n"),
+              "node.yaml:2:13: synced.interval: expected a duration like \"30s\", got \"often\" (a "
+              "number must come first)");
+    EXPECT_EQ(error_of("stop:\n  grace: 0s\n"),
+              "node.yaml:2:10: stop.grace: must be positive, got \"0s\"");
+    EXPECT_EQ(error_of("restart:\n  min_delay: 2m\n  max_delay: 1m\n"),
+              "node.yaml:3:14: restart.max_delay: max_delay (1m) must be at least min_delay (2m)");
+}
+
+TEST(SuperviseReader, BadAddressesNameLineAndKey) {
+    EXPECT_EQ(error_of("control: localhost\n"),
+              "node.yaml:1:10: control: missing port in \"localhost\"");
+    EXPECT_EQ(error_of("proxy: 127.0.0.1:99999\n"),
+              "node.yaml:1:8: proxy: port out of range in \"127.0.0.1:99999\" (0-65535)");
+    EXPECT_EQ(error_of("upstream: ftp://127.0.0.1:21\n"),
+              "node.yaml:1:11: upstream: expected an http:// or https:// url with a port and no "
+              "path, like \"http://127.0.0.1:8888\", got \"ftp://127.0.0.1:21\"");
+    EXPECT_EQ(error_of("upstream: http://127.0.0.1:8888/rpc\n"),
+              "node.yaml:1:11: upstream: expected an http:// or https:// url with a port and no "
+              "path, like \"http://127.0.0.1:8888\", got \"http://127.0.0.1:8888/rpc\"");
+}
+
+TEST(SuperviseReader, OutOfRangeNumbersNameLineAndKey) {
+    EXPECT_EQ(error_of("log_ring_lines: 0\nrestart:\n  start_limit_burst: 0\n"),
+              "node.yaml:1:17: log_ring_lines: expected an integer from 1 to 100000, got \"0\"\n"
+              "node.yaml:3:22: restart.start_limit_burst: expected an integer from 1 to 1000000, "
+              "got \"0\"");
+}
+
+TEST(SuperviseReader, MissingCommandIsAnError) {
+    EXPECT_EQ(error_of("name: n\n", {}),
+              "no command to supervise: give one after -- or as program.command");
+    auto loaded = load_supervise("", {});
+    ASSERT_FALSE(loaded);
+    EXPECT_EQ(loaded.error().code, core::ErrorCode::kInvalidArgument);
+    EXPECT_EQ(loaded.error().message,
+              "no command to supervise: give one after -- or as program.command");
+    EXPECT_EQ(error_of("program:\n  command: []\n", {}),
+              "node.yaml:2:12: program.command: expected the program and its arguments, like "
+              "[nodeos, --data-dir, /var/lib/nodeos]");
+}
+
+TEST(SuperviseReader, UnknownChainNamesTheKnownOnes) {
+    EXPECT_EQ(error_of("chain: eos\n"),
+              "node.yaml:1:8: chain: unknown chain \"eos\" (known: nodeos, geth, lotus, sim, "
+              "none)");
+    SuperviseFlags flags = with_command();
+    flags.chain = "solana";
+    EXPECT_EQ(error_of("chain: mine\npreset: {readiness: tcp}\n", flags),
+              "--chain: unknown chain \"solana\" (known: nodeos, geth, lotus, sim, none, mine)");
+}
+
+TEST(SuperviseReader, BadFlagsAreNamed) {
+    SuperviseFlags flags = with_command();
+    flags.control = "nowhere";
+    flags.upstream = "127.0.0.1:8888";
+    flags.restart = "sometimes";
+    flags.name = "has space";
+    auto loaded = load_supervise("", flags);
+    ASSERT_FALSE(loaded);
+    EXPECT_EQ(loaded.error().message,
+              "--name: name \"has space\" must be 1-63 of a-z, A-Z, 0-9, '-', '.' and '_'\n"
+              "--control: missing port in \"nowhere\"\n"
+              "--upstream: expected an http:// or https:// url with a port and no path, like "
+              "\"http://127.0.0.1:8888\", got \"127.0.0.1:8888\"\n"
+              "--restart: unknown restart policy \"sometimes\" (never, on-failure, always)");
+}
+
+TEST(SuperviseReader, ErrorsOfTheFileComeInFileOrderThenTheFlags) {
+    SuperviseFlags flags = with_command();
+    flags.restart = "maybe";
+    EXPECT_EQ(error_of("stop:\n  signal: STOP\nname: \"\"\nchain: nodeos\n"
+                       "preset:\n  readiness: chain\n",
+                       flags),
+              "node.yaml:2:11: stop.signal: unknown stop signal \"STOP\" (TERM, INT, QUIT, HUP, "
+              "KILL, USR1, USR2, with or without SIG)\n"
+              "node.yaml:3:7: name: name \"\" must be 1-63 of a-z, A-Z, 0-9, '-', '.' and '_'\n"
+              "node.yaml:6:3: preset: readiness chain needs head (the call that reads the head) "
+              "and height (where the height sits in its answer)\n"
+              "--restart: unknown restart policy \"maybe\" (never, on-failure, always)");
+}
+
+}  // namespace
+}  // namespace aviary::config
