@@ -52,11 +52,13 @@ public:
         }
         line += " --control 127.0.0.1:0 --state-dir " + shell_quote(state_dir_);
         for (const auto& a : args) {
-            line += " " + shell_quote(a);
+            line += ' ';
+            line += shell_quote(a);
         }
         line += " --";
         for (const auto& a : node) {
-            line += " " + shell_quote(a);
+            line += ' ';
+            line += shell_quote(a);
         }
         line += " > " + shell_quote(out_path()) + " 2> " + shell_quote(err_path());
         pid_ = ::fork();
@@ -249,6 +251,182 @@ TEST(Supervise, RelaysTheNodesOutputByteForByteInOrder) {
     ASSERT_EQ(expected.status, 0);
     EXPECT_EQ(sidecar.out().size(), expected.output.size());
     EXPECT_TRUE(sidecar.out() == expected.output) << "the relayed bytes differ";
+}
+
+TEST(Supervise, ANodeThatIgnoresTermIsSignalledAgainThenKilledAfterTheGrace) {
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"},
+                    {},
+                    "stop:\n  repeat: 100ms\n  grace: 600ms\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.out().find("up\n") != std::string::npos; }));
+    const auto pid = sidecar.pid();
+    auto stopped = sidecar.call("POST", "/v1/maintenance?sync=true");
+    EXPECT_EQ(stopped.body, "Success: maintenance completed");
+    auto s = sidecar.status();
+    EXPECT_EQ(s["pid"].as_int64(), 0);
+    EXPECT_EQ(s["last_exit"].as_object()["signal"].as_int64(), SIGKILL);
+    EXPECT_FALSE(process_alive(static_cast<pid_t>(pid)));
+    const auto err = sidecar.err();
+    EXPECT_NE(err.find("signal 15 again"), std::string::npos) << err;
+    EXPECT_NE(err.find("SIGKILL to its group"), std::string::npos) << err;
+}
+
+TEST(Supervise, ACrashLoopBacksOffRaisesTheStartLimitAlertAndNeverStopsTrying) {
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sh", "-c", "exit 3"},
+                    {},
+                    "restart:\n  min_delay: 10ms\n  max_delay: 40ms\n  start_limit_burst: 3\n"
+                    "  start_limit_interval: 60s\n  limited_delay: 150ms\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] {
+        auto s = sidecar.status();
+        return s["start_limit_hit"].as_bool() && s["restarts"].to_number<std::int64_t>() >= 4;
+    })) << sidecar.err();
+    auto s = sidecar.status();
+    EXPECT_EQ(s["last_exit"].as_object()["code"].as_int64(), 3);
+    const auto metrics = sidecar.call("GET", "/metrics").body;
+    EXPECT_NE(metrics.find(R"(aviary_supervised_start_limit_hit{node="node"} 1)"),
+              std::string::npos)
+        << metrics;
+    EXPECT_NE(sidecar.err().find("start limit hit"), std::string::npos) << sidecar.err();
+    // Still trying, slowly: more starts come.
+    const auto restarts = s["restarts"].to_number<std::int64_t>();
+    EXPECT_TRUE(wait_until(
+        [&] { return sidecar.status()["restarts"].to_number<std::int64_t>() > restarts + 1; }));
+    EXPECT_NE(sidecar.call("GET", "/healthz").status, 200);
+}
+
+TEST(Supervise, SigtermIsForwardedAndTheSidecarExitsWithTheNodesStatus) {
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sh", "-c",
+                     "trap 'echo bye; exit 7' TERM; echo up; "
+                     "while :; do sleep 0.05; done"}};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.out().find("up\n") != std::string::npos; }));
+    ::kill(sidecar.pid_of_sidecar(), SIGTERM);
+    EXPECT_EQ(sidecar.wait_exit(), 7) << sidecar.err();
+    EXPECT_NE(sidecar.out().find("bye\n"), std::string::npos) << "the node saw the TERM";
+}
+
+TEST(Supervise, AKilledSidecarTakesItsNodeWithIt) {
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""}, {"/bin/sleep", "600"}};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.pid() != 0; }));
+    const auto node = static_cast<pid_t>(sidecar.pid());
+    ASSERT_TRUE(process_alive(node));
+    ::kill(sidecar.pid_of_sidecar(), SIGKILL);
+    EXPECT_EQ(sidecar.wait_exit(), 128 + SIGKILL);
+    EXPECT_TRUE(wait_until([&] { return !process_alive(node); })) << "the node outlived it";
+}
+
+TEST(Supervise, MaintenanceSurvivesARestartOfTheSidecar) {
+    TempDir state;
+    {
+        Sidecar first{{"--chain", "none", "--proxy", ""}, {"/bin/sleep", "600"}, state.path()};
+        ASSERT_TRUE(first.wait_started()) << first.err();
+        EXPECT_EQ(first.call("POST", "/v1/maintenance?sync=true").body,
+                  "Success: maintenance completed");
+        ::kill(first.pid_of_sidecar(), SIGTERM);
+        // The node's last status, as the seed's trap script exits: sleep ended by SIGTERM.
+        EXPECT_EQ(first.wait_exit(), 128 + SIGTERM) << first.err();
+    }
+    Sidecar second{{"--chain", "none", "--proxy", ""}, {"/bin/sleep", "600"}, state.path()};
+    ASSERT_TRUE(second.wait_started()) << second.err();
+    auto s = second.status();
+    EXPECT_TRUE(s["maintenance"].as_bool());
+    EXPECT_EQ(s["pid"].as_int64(), 0);
+    EXPECT_EQ(s["state"].as_string(), "maintenance");
+    EXPECT_EQ(second.call("GET", "/healthz").body, "not ready: maintenance");
+    EXPECT_EQ(second.call("POST", "/v1/nodeos/resume?sync=true").body, "Success: resume completed");
+    EXPECT_NE(second.pid(), 0);
+    EXPECT_FALSE(second.status()["maintenance"].as_bool());
+}
+
+TEST(Supervise, ReloadStartsANewProcessAndIsRefusedInMaintenance) {
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""}, {"/bin/sleep", "600"}};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.pid() != 0; }));
+    const auto first = sidecar.pid();
+    EXPECT_EQ(sidecar.call("POST", "/v1/reload?sync=true").body, "Success: reload completed");
+    const auto second = sidecar.pid();
+    EXPECT_NE(second, 0);
+    EXPECT_NE(second, first);
+    EXPECT_EQ(sidecar.status()["restarts"].to_number<std::int64_t>(), 0)
+        << "an asked-for start is not a restart";
+    EXPECT_EQ(sidecar.call("POST", "/v1/maintenance?sync=true").status, 200);
+    auto refused = sidecar.call("POST", "/v1/safely_reload?sync=true");
+    EXPECT_EQ(refused.status, 500);
+    EXPECT_EQ(refused.body,
+              "ERROR: safely_reload failed: the node is in maintenance: resume it instead");
+}
+
+TEST(Supervise, TheProxySays502WithAReasonWhenTheUpstreamRefuses) {
+    const int closed = free_port();
+    Sidecar sidecar{
+        {"--proxy", "127.0.0.1:0", "--upstream", "http://127.0.0.1:" + std::to_string(closed)},
+        {"/bin/sleep", "600"},
+        {},
+        "chain: app\npreset:\n  readiness: process\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.call("GET", "/healthz").status == 200; }));
+    auto response = sidecar.call("GET", "/anything", sidecar.proxy());
+    EXPECT_EQ(response.status, 502);
+    EXPECT_NE(response.body.find(std::to_string(closed)), std::string::npos) << response.body;
+    EXPECT_EQ(sidecar.call("GET", "/v1/ping").body, "pong");
+}
+
+TEST(Supervise, LogsAreKeptForTheApiAndTheCtlPrintsThem) {
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sh", "-c", "echo one; echo two >&2; echo three; sleep 600"}};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.out().find("three\n") != std::string::npos; }));
+    auto body = sidecar.call("GET", "/v1/logs?tail=2").body;
+    auto value = json::parse(body);
+    const auto& lines = value.at("lines").as_array();
+    ASSERT_EQ(lines.size(), 2U) << body;
+    // The stderr line may come before or after "three": the streams are separate pipes.
+    std::vector<std::string> texts;
+    for (const auto& line : lines) {
+        texts.emplace_back(line.at("text").as_string());
+    }
+    EXPECT_TRUE(std::find(texts.begin(), texts.end(), "three") != texts.end()) << body;
+    auto ctl = run_command(std::string{AVIARY_BINARY} + " supervise ctl logs --tail 3 --control " +
+                           sidecar.control());
+    EXPECT_EQ(ctl.status, 0);
+    EXPECT_NE(ctl.output.find("one\n"), std::string::npos) << ctl.output;
+    auto status = run_command(std::string{AVIARY_BINARY} + " supervise ctl status --control " +
+                              sidecar.control());
+    EXPECT_EQ(status.status, 0);
+    EXPECT_NE(status.output.find("\"state\":\"running\""), std::string::npos) << status.output;
+    auto maintenance =
+        run_command(std::string{AVIARY_BINARY} + " supervise ctl maintenance --sync --control " +
+                    sidecar.control());
+    EXPECT_EQ(maintenance.status, 0);
+    EXPECT_EQ(maintenance.output, "Success: maintenance completed\n");
+}
+
+TEST(Supervise, BadFlagsAndFilesAreRefusedSayingWhatAndWhere) {
+    TempDir dir;
+    auto bad_policy = run_command(std::string{AVIARY_BINARY} +
+                                  " supervise --restart sometimes -- /bin/true 2>&1");
+    EXPECT_EQ(bad_policy.status, 2);
+    EXPECT_NE(bad_policy.output.find("--restart"), std::string::npos) << bad_policy.output;
+    auto no_command = run_command(std::string{AVIARY_BINARY} + " supervise 2>&1");
+    EXPECT_EQ(no_command.status, 2);
+    EXPECT_NE(no_command.output.find("no command to supervise"), std::string::npos)
+        << no_command.output;
+    std::ofstream{dir.path() + "/node.yaml"} << "name: n\nrestart:\n  polcy: always\n";
+    auto unknown_key = run_command(std::string{AVIARY_BINARY} + " supervise --config " +
+                                   dir.path() + "/node.yaml -- /bin/true 2>&1");
+    EXPECT_EQ(unknown_key.status, 2);
+    EXPECT_NE(unknown_key.output.find("node.yaml:3:"), std::string::npos) << unknown_key.output;
+    EXPECT_NE(unknown_key.output.find("restart.polcy"), std::string::npos) << unknown_key.output;
+    auto missing = run_command(std::string{AVIARY_BINARY} + " supervise --state-dir " + dir.path() +
+                               "/s -- /no/such/program 2>&1");
+    EXPECT_EQ(missing.status, 1);
+    EXPECT_NE(missing.output.find("cannot run \"/no/such/program\""), std::string::npos)
+        << missing.output;
 }
 
 }  // namespace
