@@ -41,7 +41,7 @@ SuperviseApps add_supervise_commands(CLI::App& app, SuperviseCliFlags& flags) {
     optional_flag(s, "--control", flags.control,
                   "HOST:PORT of the control API (default 127.0.0.1:8080; port 0: any)");
     optional_flag(s, "--proxy", flags.proxy,
-                  "HOST:PORT of the gated proxy (default 127.0.0.1:9999; \"\": no proxy)");
+                  "HOST:PORT of the gated proxy (default 0.0.0.0:9999; \"\": no proxy)");
     optional_flag(s, "--upstream", flags.upstream,
                   "the node's own API, which readiness reads and the proxy forwards to "
                   "(default http://127.0.0.1:8888)");

@@ -27,6 +27,8 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <regex>
+#include <set>
 #include <thread>
 
 #include "proc/proc.hpp"
@@ -151,6 +153,15 @@ private:
     std::vector<asio::steady_timer*> waiting_;
 };
 
+/// A LogRule ready to apply: its regex compiled once, its metric family, the label sets seen.
+struct CompiledRule {
+    const LogRule* rule = nullptr;
+    std::regex regex;
+    metrics::Family<metrics::Counter>* counter = nullptr;
+    metrics::Family<metrics::Gauge>* gauge = nullptr;
+    std::set<std::vector<std::string>> series;
+};
+
 struct Supervisor::Impl {
     Impl(Settings settings_in, metrics::Registry& registry)
         : settings(std::move(settings_in)),
@@ -191,7 +202,12 @@ struct Supervisor::Impl {
                               "The node's head block height, as readiness last read it",
                               {"node"})
                        .with({settings.name})),
+          m_rule_overflow(registry.counter(
+              "aviary_supervised_log_rule_overflow_total",
+              "Matching lines not counted because their rule reached its max_series label sets",
+              {"node", "rule"})),
           readiness(settings, context.get_executor()) {
+        compile_rules(registry);
         registry.on_scrape([this] {
             auto s = snapshot();
             m_uptime.set(s.state == RunState::kRunning
@@ -204,6 +220,73 @@ struct Supervisor::Impl {
                     .set(r == s.readiness ? 1.0 : 0.0);
             }
         });
+    }
+
+    void compile_rules(metrics::Registry& registry) {
+        for (const auto& rule : settings.log_metrics) {
+            CompiledRule compiled;
+            compiled.rule = &rule;
+            try {
+                compiled.regex = std::regex{rule.pattern, std::regex::ECMAScript};
+            } catch (const std::regex_error& e) {
+                log->error("log metric {} not used: its pattern does not compile: {}", rule.name,
+                           e.what());
+                continue;
+            }
+            std::vector<std::string> names{"node"};
+            for (const auto& [label, group] : rule.labels) {
+                names.push_back(label);
+            }
+            const std::string help = rule.help.empty()
+                                         ? "Lines of the node's output matching " + rule.pattern
+                                         : rule.help;
+            if (rule.kind == "gauge") {
+                compiled.gauge = &registry.gauge(rule.name, help, names);
+            } else {
+                compiled.counter = &registry.counter(rule.name, help, names);
+            }
+            rules.push_back(std::move(compiled));
+        }
+    }
+
+    /// Applies the log metrics to one line (node thread).
+    void apply_rules(const proc::Line& line) {
+        std::smatch match;
+        for (auto& compiled : rules) {
+            const LogRule& rule = *compiled.rule;
+            if ((rule.stream == "stdout" && line.stream != proc::Stream::kStdout) ||
+                (rule.stream == "stderr" && line.stream != proc::Stream::kStderr) ||
+                (!rule.contains.empty() && line.text.find(rule.contains) == std::string::npos) ||
+                !std::regex_search(line.text, match, compiled.regex)) {
+                continue;
+            }
+            double value = 1.0;
+            if (rule.value_group > 0) {
+                std::string text = match[rule.value_group].str();
+                std::erase(text, ',');  // "1,234" as some clients print heights
+                char* end = nullptr;
+                value = std::strtod(text.c_str(), &end);
+                if (text.empty() || end != text.c_str() + text.size()) {
+                    continue;  // the group matched something that is not a number
+                }
+            }
+            std::vector<std::string> labels{settings.name};
+            for (const auto& [label, group] : rule.labels) {
+                labels.push_back(match[group].str());
+            }
+            if (!compiled.series.contains(labels)) {
+                if (static_cast<int>(compiled.series.size()) >= rule.max_series) {
+                    m_rule_overflow.with({settings.name, rule.name}).inc();
+                    continue;
+                }
+                compiled.series.insert(labels);
+            }
+            if (compiled.gauge != nullptr) {
+                compiled.gauge->with(labels).set(value);
+            } else {
+                compiled.counter->with(labels).inc(value);
+            }
+        }
     }
 
     // --- shared with other threads (under mu) ------------------------------------------------
@@ -268,7 +351,12 @@ struct Supervisor::Impl {
     proc::SpawnOptions spawn_options() const {
         // Through the shim: the node dies with this process even under SIGKILL.
         proc::SpawnOptions options;
-        options.argv = {"/proc/self/exe", "supervise-exec", std::to_string(::getpid()), "--"};
+        options.argv = {"/proc/self/exe", "supervise-exec", std::to_string(::getpid())};
+        if (settings.program.umask) {
+            options.argv.push_back("--umask");
+            options.argv.push_back(fmt::format("{:o}", *settings.program.umask));
+        }
+        options.argv.push_back("--");
         options.argv.insert(options.argv.end(), settings.program.argv.begin(),
                             settings.program.argv.end());
         options.cwd = settings.program.cwd;
@@ -283,6 +371,9 @@ struct Supervisor::Impl {
         out.append(line.text);
         out.push_back('\n');
         (err ? lines_err : lines_out)->inc();
+        if (!rules.empty()) {
+            apply_rules(line);
+        }
         {
             std::lock_guard lock{mu};
             ring_bytes += line.text.size();
@@ -703,6 +794,8 @@ struct Supervisor::Impl {
     metrics::Gauge& m_height;
     metrics::Counter* lines_out = &m_lines.with({settings.name, "stdout"});
     metrics::Counter* lines_err = &m_lines.with({settings.name, "stderr"});
+    metrics::Family<metrics::Counter>& m_rule_overflow;
+    std::vector<CompiledRule> rules;
     ReadinessReader readiness;
 };
 
@@ -857,9 +950,17 @@ const Settings& Supervisor::settings() const {
 }
 
 int exec_shim_main(const std::vector<std::string>& args) {
-    // args: PARENT_PID -- ARGV...
-    if (args.size() < 3 || args[1] != "--") {
-        std::fprintf(stderr, "usage: aviary supervise-exec PARENT_PID -- COMMAND [ARGS...]\n");
+    // args: PARENT_PID [--umask OCTAL] -- ARGV...
+    std::size_t at = 1;
+    std::optional<unsigned> mask;
+    if (args.size() > 3 && args[1] == "--umask") {
+        mask = static_cast<unsigned>(std::strtoul(args[2].c_str(), nullptr, 8)) & 0777U;
+        at = 3;
+    }
+    if (args.size() < at + 2 || args[at] != "--") {
+        std::fprintf(stderr,
+                     "usage: aviary supervise-exec PARENT_PID [--umask OCTAL] -- COMMAND "
+                     "[ARGS...]\n");
         return 127;
     }
     const pid_t parent = static_cast<pid_t>(std::strtol(args[0].c_str(), nullptr, 10));
@@ -870,8 +971,11 @@ int exec_shim_main(const std::vector<std::string>& args) {
     if (::getppid() != parent) {
         return 127;  // the sidecar is already gone
     }
+    if (mask) {
+        ::umask(static_cast<mode_t>(*mask));
+    }
     std::vector<char*> argv;
-    for (std::size_t i = 2; i < args.size(); ++i) {
+    for (std::size_t i = at + 1; i < args.size(); ++i) {
         argv.push_back(const_cast<char*>(args[i].c_str()));
     }
     argv.push_back(nullptr);

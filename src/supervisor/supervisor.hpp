@@ -63,6 +63,7 @@ struct ProgramSettings {
     std::vector<std::string> argv;
     std::string cwd;
     std::vector<std::pair<std::string, std::string>> env;  ///< set or override
+    std::optional<unsigned> umask;  ///< the node's umask; unset: the sidecar's
 };
 
 /// One HTTP call to the node that readiness reads.
@@ -79,6 +80,25 @@ struct Field {
     /// "number" (a JSON number or a decimal string), "hex" ("0x1b4"), "iso8601" (a time,
     /// with or without a zone; none means UTC), "unix" (seconds), "string", "bool".
     std::string format = "number";
+};
+
+/// A log line turned into a metric (docs/supervise.md, "Log metrics"): when a line of the
+/// node's output matches `pattern`, the metric `name` (with a `node` label and the labels below)
+/// is incremented by one (a counter without value_group), by the captured value (a counter with
+/// one), or set to it (a gauge).
+struct LogRule {
+    std::string name;  ///< a Prometheus metric name; counters end in _total
+    std::string help;
+    std::string kind = "counter";  ///< "counter" or "gauge"
+    std::string pattern;           ///< ECMAScript regex, searched in the line
+    std::string contains;          ///< when set, only lines holding this text are searched
+    std::string stream;            ///< "stdout", "stderr", or "" for both
+    int value_group = 0;           ///< the capture group holding the value; 0: none
+    /// Label name and the capture group its value comes from.
+    std::vector<std::pair<std::string, int>> labels;
+    /// At most this many label sets per rule; lines that would add another are counted in
+    /// aviary_supervised_log_rule_overflow_total instead (no label without a bound).
+    int max_series = 100;
 };
 
 /// How to read one chain's node: data, written in YAML (docs/supervise.md, "Chain presets").
@@ -101,6 +121,8 @@ struct Preset {
     std::string producer_pause;
     std::string producer_resume;
     std::string producer_paused;
+    /// Log metrics every node of this chain gets (the node's file may add more).
+    std::vector<LogRule> log_metrics;
 };
 
 /// What "synced" means (Lotus's "< 5 epochs", Dshackle's lag gating).
@@ -122,13 +144,17 @@ struct Settings {
     ProgramSettings program;
     RestartSettings restart;
     StopSettings stop;
-    std::string control = "127.0.0.1:8080";          ///< the control API (HOST:PORT, port 0: any)
-    std::string proxy = "127.0.0.1:9999";            ///< the gated proxy; empty: none
+    std::string control = "127.0.0.1:8080";  ///< the control API (HOST:PORT, port 0: any)
+    /// The gated proxy, on every interface as manageos had it (other pods call the node through
+    /// it); empty: none.
+    std::string proxy = "0.0.0.0:9999";
     std::string upstream = "http://127.0.0.1:8888";  ///< the node's own API
     std::string state_dir = "supervise";             ///< the state file lives here
     std::string data_dir;                            ///< the node's data (part 2: backups)
     std::size_t log_ring_lines = 1000;               ///< lines kept for GET /v1/logs
-    std::vector<std::string> tokens;                 ///< required off loopback
+    /// The preset's log metrics followed by the file's (config joins them).
+    std::vector<LogRule> log_metrics;
+    std::vector<std::string> tokens;  ///< required off loopback
 };
 
 /// Where the node is in its life.
@@ -214,10 +240,10 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-/// `aviary supervise-exec PARENT_PID -- ARGV...` (hidden): asks the kernel to SIGKILL this
-/// process when its parent thread dies (PR_SET_PDEATHSIG), checks the parent is still
-/// PARENT_PID, then execs ARGV. The supervisor starts every node through it, so a node never
-/// outlives a sidecar killed with SIGKILL. Returns only on error (127).
+/// `aviary supervise-exec PARENT_PID [--umask OCTAL] -- ARGV...` (hidden): asks the kernel to
+/// SIGKILL this process when its parent thread dies (PR_SET_PDEATHSIG), checks the parent is still
+/// PARENT_PID, sets the umask when given, then execs ARGV. The supervisor starts every node through
+/// it, so a node never outlives a sidecar killed with SIGKILL. Returns only on error (127).
 int exec_shim_main(const std::vector<std::string>& args);
 
 }  // namespace aviary::supervisor

@@ -429,5 +429,52 @@ TEST(Supervise, BadFlagsAndFilesAreRefusedSayingWhatAndWhere) {
         << missing.output;
 }
 
+TEST(Supervise, ReadinessFollowsTheHeadStalledWhenProductionStopsReadyWhenItResumes) {
+    TempDir node_dir;
+    const int port = free_port();
+    const std::string upstream = "http://127.0.0.1:" + std::to_string(port);
+    Sidecar sidecar{{"--chain", "sim", "--proxy", "127.0.0.1:0", "--upstream", upstream},
+                    sim_node(node_dir.path(), port),
+                    {},
+                    "synced:\n  interval: 50ms\n  stall_blocks: 2\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.status()["readiness"].as_string() == "ready"; }))
+        << sidecar.call("GET", "/v1/status").body;
+    auto s = sidecar.status();
+    EXPECT_GT(s["height"].to_number<std::int64_t>(), 0);
+    EXPECT_EQ(s["chain_id"].as_string().size(), 64U);
+
+    auto paused = net::fetch_sync(
+        net::ClientRequest{.method = "POST", .url = upstream + "/v1/producer/pause"});
+    ASSERT_TRUE(paused && paused->status == 200);
+    ASSERT_TRUE(wait_until([&] { return sidecar.status()["readiness"].as_string() == "stalled"; }))
+        << sidecar.call("GET", "/v1/status").body;
+    auto health = sidecar.call("GET", "/healthz");
+    EXPECT_EQ(health.status, 503);
+    EXPECT_TRUE(health.body.starts_with("not ready: stalled: head ")) << health.body;
+    EXPECT_NE(health.body.find("has not advanced in"), std::string::npos) << health.body;
+    auto gated = sidecar.call("POST", "/v1/chain/get_info", sidecar.proxy());
+    EXPECT_EQ(gated.status, 503);
+    EXPECT_EQ(gated.body, health.body) << "the proxy says why, as healthz does";
+
+    auto resumed = net::fetch_sync(
+        net::ClientRequest{.method = "POST", .url = upstream + "/v1/producer/resume"});
+    ASSERT_TRUE(resumed && resumed->status == 200);
+    EXPECT_TRUE(wait_until([&] { return sidecar.call("GET", "/healthz").status == 200; }));
+    EXPECT_EQ(sidecar.call("POST", "/v1/chain/get_info", sidecar.proxy()).status, 200);
+}
+
+TEST(Supervise, TheNodeGetsItsWorkingDirEnvironmentAndUmask) {
+    TempDir work;
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sh", "-c", "umask; pwd; echo \"$AVIARY_TEST_VALUE\"; sleep 600"},
+                    {},
+                    "program:\n  cwd: " + work.path() +
+                        "\n  umask: \"0027\"\n  env:\n    AVIARY_TEST_VALUE: from-the-file\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    const std::string expected = "0027\n" + work.path() + "\nfrom-the-file\n";
+    EXPECT_TRUE(wait_until([&] { return sidecar.out() == expected; })) << sidecar.out();
+}
+
 }  // namespace
 }  // namespace aviary::test

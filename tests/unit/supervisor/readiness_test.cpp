@@ -1,0 +1,93 @@
+// Reading a node's head from its answer, as each chain preset says (docs/supervise.md,
+// "Readiness"). The presets here are written out as examples/chains.yaml has them.
+#include "supervisor/readiness.hpp"
+
+#include <gtest/gtest.h>
+
+namespace aviary::supervisor {
+namespace {
+
+Preset nodeos() {
+    Preset p;
+    p.readiness = "chain";
+    p.height = Field{"/head_block_num", "number"};
+    p.head_time = Field{"/head_block_time", "iso8601"};
+    p.chain_id = Field{"/chain_id", "string"};
+    return p;
+}
+
+Preset geth() {
+    Preset p;
+    p.readiness = "chain";
+    p.height = Field{"/result/number", "hex"};
+    p.head_time = Field{"/result/timestamp", "unix"};
+    p.syncing_field = Field{"/result", "bool"};
+    return p;
+}
+
+Preset lotus() {
+    Preset p;
+    p.readiness = "chain";
+    p.height = Field{"/result/Height", "number"};
+    p.head_time = Field{"/result/Blocks/0/Timestamp", "unix"};
+    return p;
+}
+
+TEST(ReadHead, NodeosGetInfo) {
+    auto head = read_head(nodeos(), R"({"server_version":"d133c641","chain_id":
+        "aca376f206b8fc25a6ed44dbdc66547c36c6c33e3a119ffbeaef943642f0e906",
+        "head_block_num":1234,"head_block_time":"2026-12-04T15:01:02.500"})");
+    ASSERT_TRUE(head) << head.error().message;
+    EXPECT_EQ(head->height, 1234);
+    ASSERT_TRUE(head->head_time);
+    EXPECT_EQ(core::format_time(*head->head_time), "2026-12-04T15:01:02.500Z");
+    EXPECT_EQ(head->chain_id, "aca376f206b8fc25a6ed44dbdc66547c36c6c33e3a119ffbeaef943642f0e906");
+}
+
+TEST(ReadHead, GethHexNumberAndHexSeconds) {
+    auto head = read_head(
+        geth(), R"({"jsonrpc":"2.0","id":1,"result":{"number":"0x1b4","timestamp":"0x6756a1c3"}})");
+    ASSERT_TRUE(head) << head.error().message;
+    EXPECT_EQ(head->height, 436);
+    ASSERT_TRUE(head->head_time);
+    EXPECT_EQ(head->head_time->time_since_epoch(), std::chrono::seconds{0x6756a1c3});
+}
+
+TEST(ReadHead, LotusChainHead) {
+    auto head = read_head(lotus(), R"({"jsonrpc":"2.0","result":{"Height":3200000,
+        "Blocks":[{"Timestamp":1733324462}]},"id":1})");
+    ASSERT_TRUE(head) << head.error().message;
+    EXPECT_EQ(head->height, 3200000);
+    EXPECT_EQ(head->head_time->time_since_epoch(), std::chrono::seconds{1733324462});
+}
+
+TEST(ReadHead, AnswersThatCannotBeReadSayWhy) {
+    auto not_json = read_head(nodeos(), "<html>");
+    ASSERT_FALSE(not_json);
+    EXPECT_NE(not_json.error().message.find("not JSON"), std::string::npos);
+    auto missing = read_head(nodeos(), R"({"chain_id":"x"})");
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().message, "no /head_block_num in the node's answer");
+    auto wrong = read_head(nodeos(), R"({"head_block_num":"twelve"})");
+    ASSERT_FALSE(wrong);
+    EXPECT_NE(wrong.error().message.find("expected a number"), std::string::npos);
+    auto error = read_head(geth(), R"({"jsonrpc":"2.0","id":1,"error":{"code":-32000}})");
+    ASSERT_FALSE(error);
+    EXPECT_NE(error.error().message.find("the node answered an error"), std::string::npos);
+    auto bad_time = read_head(nodeos(), R"({"head_block_num":1,"head_block_time":"yesterday"})");
+    ASSERT_FALSE(bad_time);
+    EXPECT_NE(bad_time.error().message.find("ISO 8601"), std::string::npos);
+}
+
+TEST(ReadSyncing, GethFalseOrAnObject) {
+    auto synced = read_syncing(geth(), R"({"jsonrpc":"2.0","id":1,"result":false})");
+    ASSERT_TRUE(synced);
+    EXPECT_FALSE(*synced);
+    auto syncing = read_syncing(
+        geth(), R"({"jsonrpc":"2.0","id":1,"result":{"currentBlock":"0x1","highestBlock":"0x9"}})");
+    ASSERT_TRUE(syncing);
+    EXPECT_TRUE(*syncing);
+}
+
+}  // namespace
+}  // namespace aviary::supervisor
