@@ -59,6 +59,9 @@ struct Line {
 };
 
 using LineCallback = std::function<void(const Line&)>;
+/// Awaited by pump() after the lines of each read have been delivered: a consumer that cannot
+/// keep up (a relay whose output is not drained) holds the reading, and so the child, back.
+using AfterRead = std::function<asio::awaitable<void>()>;
 
 /// How the process group's leader ended.
 struct ExitStatus {
@@ -84,7 +87,9 @@ public:
     /// '\n' is delivered at end of file. A stdout line longer than `max_stdout_line` (a stderr
     /// line longer than kMaxLineBytes) arrives cut and marked truncated: a caller that reads a
     /// document printed on one line (helm's JSON) raises it. Call it once.
-    asio::awaitable<void> pump(LineCallback on_line, std::size_t max_stdout_line = kMaxLineBytes);
+    asio::awaitable<void> pump(LineCallback on_line,
+                               std::size_t max_stdout_line = kMaxLineBytes,
+                               AfterRead after_read = {});
 
     /// Waits for the leader to end and reaps it. Later calls return the same status at once.
     asio::awaitable<ExitStatus> wait();

@@ -77,7 +77,8 @@ private:
 asio::awaitable<void> read_lines(asio::posix::stream_descriptor& pipe,
                                  Stream stream,
                                  const LineCallback& on_line,
-                                 std::size_t max_line) {
+                                 std::size_t max_line,
+                                 const AfterRead& after_read) {
     LineSplitter splitter{stream, on_line, max_line};
     std::array<char, std::size_t{16} * 1024> buffer{};
     while (pipe.is_open()) {
@@ -85,6 +86,9 @@ asio::awaitable<void> read_lines(asio::posix::stream_descriptor& pipe,
                                                      asio::as_tuple(asio::use_awaitable));
         if (n > 0) {
             splitter.feed(std::string_view{buffer.data(), n});
+            if (after_read) {
+                co_await after_read();  // the consumer's back-pressure: read no more until then
+            }
         }
         if (ec == asio::error::operation_aborted) {
             co_return;  // cancelled: the pipe stays open for a later pump()
@@ -152,10 +156,12 @@ pid_t Process::pgid() const {
     return state_->pid;
 }
 
-asio::awaitable<void> Process::pump(LineCallback on_line, std::size_t max_stdout_line) {
+asio::awaitable<void> Process::pump(LineCallback on_line,
+                                    std::size_t max_stdout_line,
+                                    AfterRead after_read) {
     State* state = state_.get();
-    co_await (read_lines(state->out, Stream::kStdout, on_line, max_stdout_line) &&
-              read_lines(state->err, Stream::kStderr, on_line, kMaxLineBytes));
+    co_await (read_lines(state->out, Stream::kStdout, on_line, max_stdout_line, after_read) &&
+              read_lines(state->err, Stream::kStderr, on_line, kMaxLineBytes, after_read));
 }
 
 asio::awaitable<ExitStatus> Process::wait() {

@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <charconv>
@@ -15,6 +18,7 @@ namespace aviary::supervisor {
 namespace {
 
 namespace json = boost::json;
+using namespace boost::asio::experimental::awaitable_operators;
 
 core::Error bad_answer(std::string why) {
     return core::Error{core::ErrorCode::kInvalidArgument, std::move(why)};
@@ -264,12 +268,22 @@ boost::asio::awaitable<Reading> ReadinessReader::read() {
         boost::asio::ip::tcp::socket socket{executor_};
         boost::asio::ip::tcp::resolver resolver{executor_};
         boost::system::error_code ec;
-        auto endpoints = co_await resolver.async_resolve(
-            address->first, std::to_string(address->second),
-            boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-        if (!ec) {
-            co_await boost::asio::async_connect(
-                socket, endpoints, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+        // Resolve and connect within synced.timeout: a peer that drops SYNs must not hold the
+        // reading for the kernel's minutes.
+        boost::asio::steady_timer deadline{executor_, settings_.synced.timeout};
+        auto connect = [&]() -> boost::asio::awaitable<void> {
+            auto endpoints = co_await resolver.async_resolve(
+                address->first, std::to_string(address->second),
+                boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+            if (!ec) {
+                co_await boost::asio::async_connect(
+                    socket, endpoints, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+            }
+        };
+        auto which = co_await (
+            connect() || deadline.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable)));
+        if (which.index() == 1) {
+            ec = boost::asio::error::timed_out;
         }
         if (ec) {
             co_return not_answering(core::Error{core::ErrorCode::kUnavailable, ec.message()});

@@ -8,6 +8,7 @@
 #include "supervisor/supervisor.hpp"
 
 #include <fmt/format.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -52,15 +53,32 @@ core::TimePoint now() {
     return std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
 }
 
-/// Writes all of `data` to `fd`, blocking (the relay's back-pressure reaches the node).
-void write_all(int fd, std::string_view data) {
+/// Writes all of `data` to `fd`, waiting while it is full (the relay's back-pressure), unless
+/// `give_up` says to stop waiting: then the rest is dropped. Each wait is a poll() of at most
+/// 100 ms and each write at most one pipe buffer, so a write never blocks past a check.
+void write_all(int fd, std::string_view data, const std::function<bool()>& give_up) {
+    constexpr std::size_t kPiece = 4096;  // PIPE_BUF: POLLOUT promises room for this much
     while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
+        pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+        int ready = ::poll(&p, 1, 100);
+        if (ready < 0 && errno != EINTR) {
+            return;
+        }
+        if (ready <= 0) {
+            if (give_up()) {
+                return;
+            }
+            continue;
+        }
+        if ((p.revents & (POLLERR | POLLNVAL)) != 0) {
+            return;  // our stdout is gone: nothing more to do with the bytes
+        }
+        ssize_t n = ::write(fd, data.data(), std::min(data.size(), kPiece));
         if (n < 0) {
-            if (errno == EINTR) {
+            if (errno == EINTR || errno == EAGAIN) {
                 continue;
             }
-            return;  // our stdout is gone: nothing more to do with the bytes
+            return;
         }
         data.remove_prefix(static_cast<std::size_t>(n));
     }
@@ -154,6 +172,139 @@ private:
 };
 
 /// A LogRule ready to apply: its regex compiled once, its metric family, the label sets seen.
+/// The node's output on its way to our stdout and stderr. The node thread hands over what it
+/// read; a writer thread of its own writes it, blocking as long as our output is not drained.
+/// Past kHighWater queued bytes the node thread's pump waits in room() (so the node is held
+/// back, and nothing is dropped) while the rest of the node thread — commands, readiness,
+/// restarts — goes on.
+class Relay {
+public:
+    static constexpr std::size_t kHighWater = std::size_t{1} << 20U;
+    static constexpr std::size_t kLowWater = kHighWater / 2;
+    static constexpr std::chrono::seconds kCloseWait{5};
+
+    explicit Relay(asio::any_io_executor executor) : executor_(std::move(executor)) {
+        thread_ = std::thread{[this] {
+            core::name_this_thread("relay");
+            write_loop();
+        }};
+    }
+    ~Relay() { close(); }
+    Relay(const Relay&) = delete;
+    Relay& operator=(const Relay&) = delete;
+
+    /// Node thread: queue `data` for `fd`.
+    void push(int fd, std::string& data) {
+        if (data.empty()) {
+            return;
+        }
+        {
+            std::lock_guard lock{mu_};
+            queued_ += data.size();
+            queue_.emplace_back(fd, std::move(data));
+        }
+        data.clear();
+        wake_.notify_one();
+    }
+    /// Node thread: returns once fewer than kHighWater bytes wait.
+    asio::awaitable<void> room() {
+        while (true) {
+            auto timer = std::make_shared<asio::steady_timer>(
+                executor_, asio::steady_timer::time_point::max());
+            {
+                std::lock_guard lock{mu_};
+                if (queued_ < kHighWater || closing_) {
+                    co_return;
+                }
+                waiters_.push_back(timer);  // stdout's and stderr's readers, of every run
+            }
+            co_await timer->async_wait(kUseTuple);
+        }
+    }
+    /// True while room() would wait.
+    bool backed_up() {
+        std::lock_guard lock{mu_};
+        return queued_ >= kHighWater && !closing_;
+    }
+    /// Node thread, at shutdown: room() waits no more (a pump held back lets go, so the node
+    /// thread can end). What is queued is still written, by close().
+    void release() {
+        std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+        {
+            std::lock_guard lock{mu_};
+            if (!closing_) {
+                closing_ = true;
+                close_deadline_ = std::chrono::steady_clock::now() + kCloseWait;
+            }
+            waiters.swap(waiters_);
+        }
+        for (const auto& waiter : waiters) {
+            waiter->cancel();
+        }
+    }
+    /// Writes out what is queued (for at most kCloseWait) and stops the writer. Idempotent.
+    void close() {
+        {
+            std::lock_guard lock{mu_};
+            if (!closing_) {
+                closing_ = true;
+                close_deadline_ = std::chrono::steady_clock::now() + kCloseWait;
+            }
+        }
+        wake_.notify_one();
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+
+private:
+    void write_loop() {
+        while (true) {
+            std::pair<int, std::string> item;
+            {
+                std::unique_lock lock{mu_};
+                wake_.wait(lock, [this] { return !queue_.empty() || closing_; });
+                if (queue_.empty()) {
+                    return;
+                }
+                item = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            write_all(item.first, item.second, [this] {
+                // Closing: what is queued may still go out for kCloseWait, then it is dropped
+                // (a sidecar whose stdout nobody reads must still exit).
+                std::lock_guard lock{mu_};
+                return closing_ && std::chrono::steady_clock::now() > close_deadline_;
+            });
+            std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+            {
+                std::lock_guard lock{mu_};
+                queued_ -= item.second.size();
+                if (queued_ < kLowWater) {
+                    waiters.swap(waiters_);
+                }
+            }
+            if (!waiters.empty()) {
+                asio::post(executor_, [waiters] {
+                    for (const auto& waiter : waiters) {
+                        waiter->cancel();
+                    }
+                });
+            }
+        }
+    }
+
+    asio::any_io_executor executor_;
+    std::mutex mu_;
+    std::condition_variable wake_;
+    std::deque<std::pair<int, std::string>> queue_;             // under mu_
+    std::size_t queued_ = 0;                                    // under mu_
+    std::vector<std::shared_ptr<asio::steady_timer>> waiters_;  // under mu_
+    bool closing_ = false;                                      // under mu_
+    std::chrono::steady_clock::time_point close_deadline_;      // under mu_
+    std::thread thread_;
+};
+
 struct CompiledRule {
     const LogRule* rule = nullptr;
     std::regex regex;
@@ -384,24 +535,11 @@ struct Supervisor::Impl {
                 ring.pop_front();
             }
         }
-        if (pending_out.size() + pending_err.size() >= 64 * 1024) {
-            flush_output();
-        } else if (!flush_posted) {
-            // Every line of one read goes out in one write, after the read's callbacks.
-            flush_posted = true;
-            asio::post(context, [this] { flush_output(); });
-        }
+        // The pump's after-read hook hands the lines of each read to the relay together.
     }
     void flush_output() {
-        flush_posted = false;
-        if (!pending_out.empty()) {
-            write_all(STDOUT_FILENO, pending_out);
-            pending_out.clear();
-        }
-        if (!pending_err.empty()) {
-            write_all(STDERR_FILENO, pending_err);
-            pending_err.clear();
-        }
+        relay.push(STDOUT_FILENO, pending_out);
+        relay.push(STDERR_FILENO, pending_err);
     }
 
     /// Stops the running node: the stop signal, again every `repeat`, SIGKILL to the group
@@ -554,7 +692,12 @@ struct Supervisor::Impl {
             asio::co_spawn(
                 context,
                 [this, process, pump_done, pumping]() -> asio::awaitable<void> {
-                    co_await process->pump([this](const proc::Line& line) { on_line(line); });
+                    co_await process->pump([this](const proc::Line& line) { on_line(line); },
+                                           proc::kMaxLineBytes,
+                                           [this]() -> asio::awaitable<void> {
+                                               flush_output();
+                                               co_await relay.room();
+                                           });
                     *pumping = false;
                     pump_done->cancel();
                 },
@@ -582,7 +725,9 @@ struct Supervisor::Impl {
                 exit = co_await process->wait();
             }
             run_over->cancel();
-            if (*pumping) {
+            if (*pumping && !relay.backed_up()) {
+                // The last lines may still be in the pipe; a pump held back by an undrained
+                // stdout will not finish soon, so it is not waited for.
                 pump_done->expires_after(kPumpDrain);
                 co_await pump_done->async_wait(kUseTuple);
             }
@@ -614,8 +759,10 @@ struct Supervisor::Impl {
         set_state(status.maintenance ? RunState::kMaintenance
                   : exited_for_good  ? RunState::kExited
                                      : RunState::kStopped);
-        // Commands still queued cannot run any more; commands() ends, and so does the thread.
+        // Commands still queued cannot run any more; commands() ends, a pump held back by the
+        // relay lets go, and so the thread ends.
         shutting_down = true;
+        relay.release();
         for (auto& [command, done] : queue) {
             if (done) {
                 done(core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"});
@@ -755,6 +902,7 @@ struct Supervisor::Impl {
     std::shared_ptr<spdlog::logger> log;
     asio::io_context context{1};
     Changes changes;
+    Relay relay{context.get_executor()};
     std::thread thread;
 
     mutable std::mutex mu;
@@ -781,7 +929,6 @@ struct Supervisor::Impl {
     std::deque<std::chrono::steady_clock::time_point> recent_starts;
     std::string pending_out;
     std::string pending_err;
-    bool flush_posted = false;
 
     metrics::Counter& m_starts;
     metrics::Counter& m_restarts;
@@ -899,10 +1046,12 @@ void Supervisor::stop() {
         [&d]() -> asio::awaitable<void> {
             d.shutting_down = true;
             co_await d.stop_running();
+            d.relay.release();
             d.changes.notify();
         },
         asio::detached);
     d.thread.join();
+    d.relay.close();  // what the node printed last reaches our stdout before we return
 }
 
 void Supervisor::wait() {

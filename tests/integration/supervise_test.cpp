@@ -1,8 +1,10 @@
 // `aviary supervise` through the real binary: the node is a real child process (aviary's sim
 // node speaking nodeos's API, or small shell programs that crash, ignore SIGTERM or flood), and
 // the control API and gated proxy are spoken over real HTTP (docs/supervise.md).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,7 +45,8 @@ public:
     Sidecar(std::vector<std::string> args,
             std::vector<std::string> node,
             std::string state_dir = {},
-            std::string config_yaml = {})
+            std::string config_yaml = {},
+            std::string stdout_path = {})
         : state_dir_(state_dir.empty() ? dir_.path() + "/state" : std::move(state_dir)) {
         std::string line = "exec " + shell_quote(AVIARY_BINARY) + " supervise";
         if (!config_yaml.empty()) {
@@ -60,7 +63,8 @@ public:
             line += ' ';
             line += shell_quote(a);
         }
-        line += " > " + shell_quote(out_path()) + " 2> " + shell_quote(err_path());
+        line += " > " + shell_quote(stdout_path.empty() ? out_path() : stdout_path) + " 2> " +
+                shell_quote(err_path());
         pid_ = ::fork();
         if (pid_ == 0) {
             ::setpgid(0, 0);
@@ -474,6 +478,29 @@ TEST(Supervise, TheNodeGetsItsWorkingDirEnvironmentAndUmask) {
     ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
     const std::string expected = "0027\n" + work.path() + "\nfrom-the-file\n";
     EXPECT_TRUE(wait_until([&] { return sidecar.out() == expected; })) << sidecar.out();
+}
+
+TEST(Supervise, AnUndrainedStdoutHoldsTheNodeBackButNotTheCommands) {
+    // The sidecar's stdout is a FIFO nobody reads: the relay blocks, the node is held back,
+    // and commands still run (the relay writes on a thread of its own).
+    TempDir dir;
+    const std::string fifo = dir.path() + "/stdout";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    ASSERT_GE(reader, 0);
+    Sidecar sidecar{
+        {"--chain", "none", "--proxy", ""}, {"/usr/bin/seq", "1", "10000000"}, {}, {}, fifo};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.pid() != 0; }));
+    const auto first = sidecar.pid();
+    EXPECT_EQ(sidecar.call("POST", "/v1/reload?sync=true").body, "Success: reload completed");
+    EXPECT_NE(sidecar.pid(), first);
+    EXPECT_EQ(sidecar.call("POST", "/v1/maintenance?sync=true").body,
+              "Success: maintenance completed");
+    ::close(reader);  // the relay's next write fails: the sidecar goes on
+    EXPECT_EQ(sidecar.call("GET", "/v1/ping").body, "pong");
+    ::kill(sidecar.pid_of_sidecar(), SIGTERM);
+    EXPECT_EQ(sidecar.wait_exit(20s), 128 + SIGTERM) << "it exits, with the node's last status";
 }
 
 }  // namespace
