@@ -33,7 +33,7 @@ _aviary() {
 
     local global="--server --token --json --help"
     local commands="serve worker store version nodes acquire renew release free who history maintenance
-        with-lease upgrade install-snapshot canary run-action actions jobs job completion"
+        with-lease upgrade install-snapshot canary run-action actions jobs job supervise completion"
     local submit="--owner --ttl --reason --wait --logs"
 
     # The command is the first word that is not an option or an option's value.
@@ -52,8 +52,8 @@ _aviary() {
         esac
     done
 
-    # After "--", with-lease runs a command: complete that command instead.
-    if [[ $command == with-lease ]]; then
+    # After "--", with-lease and supervise run a command: complete that command instead.
+    if [[ $command == with-lease || $command == supervise ]]; then
         for ((i = 1; i < cword; i++)); do
             if [[ ${words[i]} == -- ]]; then
                 if declare -F _command_offset >/dev/null; then
@@ -69,15 +69,18 @@ _aviary() {
     case $prev in
         --server) COMPREPLY=($(compgen -W "http://127.0.0.1:1337" -- "$cur")); return ;;
         --driver) COMPREPLY=($(compgen -W "sim helm" -- "$cur")); return ;;
+        --chain) COMPREPLY=($(compgen -W "nodeos geth lotus sim none" -- "$cur")); return ;;
+        --restart) COMPREPLY=($(compgen -W "always on-failure never" -- "$cur")); return ;;
         --state)
             COMPREPLY=($(compgen -W "queued running succeeded failed cancelling cancelled timed_out" -- "$cur"))
             return
             ;;
         --node) COMPREPLY=($(compgen -W "$(_aviary_nodes)" -- "$cur")); return ;;
         --config | --password-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --data-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+        --data-dir | --state-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --token | --label | --count | --owner | --ttl | --wait | --reason | --note | \
-            --image-tag | --limit | --listen | --param | --from | --to | --store) return ;;
+            --image-tag | --limit | --listen | --param | --from | --to | --store | --name | \
+            --control | --proxy | --upstream | --tail) return ;;
     esac
 
     local flags=""
@@ -130,6 +133,18 @@ _aviary() {
                 logs) flags="-f --follow --from" ;;
                 retry) flags="--wait --logs" ;;
                 wait) flags="--logs" ;;
+            esac
+            ;;
+        supervise)
+            case $sub in
+                ctl)
+                    flags="--control --token --sync --tail"
+                    if [[ $cur != -* ]]; then
+                        COMPREPLY=($(compgen -W "maintenance resume reload safely_reload status logs healthz" -- "$cur"))
+                        return
+                    fi
+                    ;;
+                *) flags="ctl --config --chain --name --control --proxy --upstream --data-dir --state-dir --restart --" ;;
             esac
             ;;
         completion) COMPREPLY=($(compgen -W "bash" -- "$cur")); return ;;

@@ -355,7 +355,10 @@ int supervise(supervisor::Settings settings) {
     // SIGTERM and SIGINT are handled here (forwarded to the node); the node gets the default
     // dispositions back when it is spawned.
     boost::asio::io_context main_context{1};
-    boost::asio::signal_set signals{main_context, SIGTERM, SIGINT};
+    // SIGTERM, SIGINT and SIGQUIT stop the node and then the sidecar; SIGHUP, SIGUSR1 and
+    // SIGUSR2 are passed to the node's group (a node may reopen its logs on one).
+    boost::asio::signal_set signals{main_context, SIGTERM, SIGINT, SIGQUIT};
+    boost::asio::signal_set passed{main_context, SIGHUP, SIGUSR1, SIGUSR2};
     std::signal(SIGPIPE, SIG_IGN);
 
     metrics::Registry registry;
@@ -373,7 +376,10 @@ int supervise(supervisor::Settings settings) {
             net::ProxySettings{.upstream = settings.upstream, .via = "aviary-supervise"});
         gate = std::make_unique<Gate>(supervisor, *proxy, registry);
         proxy_server = std::make_unique<net::HttpServer>(
-            net::ServerSettings{.listen = settings.proxy, .io_threads = 1, .blocking_threads = 1},
+            net::ServerSettings{.listen = settings.proxy,
+                                .io_threads = 1,
+                                .blocking_threads = 1,
+                                .shutdown_grace = std::chrono::seconds{2}},
             std::ref(*gate), [](const net::Request&) { return true; });
     }
 
@@ -411,6 +417,14 @@ int supervise(supervisor::Settings settings) {
             main_context.stop();
         }
     });
+    std::function<void(const boost::system::error_code&, int)> pass =
+        [&](const boost::system::error_code& ec, int signal) {
+            if (!ec) {
+                supervisor.forward_signal(signal);
+                passed.async_wait(pass);
+            }
+        };
+    passed.async_wait(pass);
     // The node ending for good (its restart policy says so) ends the sidecar too.
     std::thread watcher{[&] {
         supervisor.wait();
@@ -418,12 +432,14 @@ int supervise(supervisor::Settings settings) {
     }};
     main_context.run();
     if (received != 0) {
-        log->info("{} received: stopping the node", received == SIGTERM ? "SIGTERM" : "SIGINT");
+        log->info("signal {} received: stopping the node", received);
     }
+    // The node first: the gate closes as it stops, so new proxied requests get 503 at once and
+    // the proxy's own shutdown grace does not delay the node's stop.
+    supervisor.stop();
     if (proxy_server) {
         proxy_server->stop();
     }
-    supervisor.stop();
     watcher.join();
     control_server.stop();
     proxy.reset();

@@ -575,6 +575,19 @@ struct Supervisor::Impl {
         co_return co_await process.wait();
     }
 
+    /// The node has run stable_after: its next restart is immediate again.
+    void on_stable_run() {
+        backoff = core::Millis{0};
+        recent_starts.clear();
+        if (status.start_limit_hit) {
+            status.start_limit_hit = false;
+            m_start_limit.set(0);
+            log->info("node {} has run {}: start limit cleared", settings.name,
+                      core::format_duration(settings.restart.stable_after));
+            publish();
+        }
+    }
+
     /// The delay before the next start after the node ended by itself.
     core::Millis next_delay(core::Millis ran) {
         const auto& r = settings.restart;
@@ -678,6 +691,7 @@ struct Supervisor::Impl {
             status.pid = process->pid();
             status.started_at = now();
             status.height.reset();
+            status.head_time.reset();
             m_up.set(1);
             (void)save_state();
             log->info("node {} started pid={} argv0={}", settings.name, process->pid(),
@@ -709,7 +723,16 @@ struct Supervisor::Impl {
 
             asio::steady_timer stop_signal{context, asio::steady_timer::time_point::max()};
             stop_request = &stop_signal;
-            co_await (process->ended() || stop_signal.async_wait(kUseTuple));
+            current = process;
+            // A run that lasts stable_after resets the backoff and clears the start-limit alert
+            // while it goes on, not only when it ends.
+            asio::steady_timer stable{context, settings.restart.stable_after};
+            auto which = co_await (process->ended() || stop_signal.async_wait(kUseTuple) ||
+                                   stable.async_wait(kUseTuple));
+            if (which.index() == 2) {
+                on_stable_run();
+                co_await (process->ended() || stop_signal.async_wait(kUseTuple));
+            }
             stop_request = nullptr;
             proc::ExitStatus exit;
             const bool asked = stop_wanted;
@@ -723,7 +746,14 @@ struct Supervisor::Impl {
             } else {
                 process->signal_group(SIGKILL);
                 exit = co_await process->wait();
+                // The gate closes now, not after the last output has been read.
+                set_readiness(Readiness::kStopped,
+                              exit.signal != 0
+                                  ? fmt::format("the node ended (killed by signal {})", exit.signal)
+                                  : fmt::format("the node ended (exit code {})", exit.code));
+                publish();
             }
+            current.reset();
             run_over->cancel();
             if (*pumping && !relay.backed_up()) {
                 // The last lines may still be in the pipe; a pump held back by an undrained
@@ -916,6 +946,7 @@ struct Supervisor::Impl {
     Status status;
     std::deque<std::pair<Command, CommandDone>> queue;
     asio::steady_timer* stop_request = nullptr;
+    std::shared_ptr<proc::Process> current;  // the running node, for forwarded signals
     bool stop_wanted = false;
     bool hold_stopped = false;
     bool exited_for_good = false;
@@ -964,13 +995,16 @@ core::Result<void> check_program(const ProgramSettings& program) {
                ::access(path.c_str(), X_OK) == 0;
     };
     if (name.find('/') != std::string::npos) {
-        if (runnable(name)) {
+        // A relative path is run from the node's working directory.
+        const std::string path =
+            name.front() != '/' && !program.cwd.empty() ? program.cwd + "/" + name : name;
+        if (runnable(path)) {
             return {};
         }
         return core::Error{
             core::ErrorCode::kNotFound,
             fmt::format("cannot run \"{}\": {}", name,
-                        ::access(name.c_str(), F_OK) == 0 ? "not executable" : "no such file")};
+                        ::access(path.c_str(), F_OK) == 0 ? "not executable" : "no such file")};
     }
     std::string path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "/usr/bin:/bin";
     for (const auto& [key, value] : program.env) {
@@ -1080,6 +1114,17 @@ std::pair<bool, std::string> Supervisor::gate() const {
         return {false, "maintenance"};
     }
     return {false, s.reason.empty() ? std::string{to_string(s.readiness)} : s.reason};
+}
+
+void Supervisor::forward_signal(int sig) {
+    auto& d = *impl_;
+    asio::post(d.context, [&d, sig] {
+        if (d.current) {
+            d.log->info("forwarding signal {} to node {} (process group {})", sig, d.settings.name,
+                        d.current->pgid());
+            d.current->signal_group(sig);
+        }
+    });
 }
 
 void Supervisor::submit(Command command, CommandDone done) {

@@ -229,6 +229,10 @@ public:
     /// Whether the proxy may forward now, and the plain reason when not.
     std::pair<bool, std::string> gate() const;
 
+    /// Sends `sig` to the running node's process group (SIGHUP, SIGUSR1... passed through);
+    /// nothing when no node runs.
+    void forward_signal(int sig);
+
     /// Queues a command; commands run one at a time, in order. `done` is called on the node
     /// thread when it has run (or at once, on this thread, when it cannot be queued).
     void submit(Command command, CommandDone done);

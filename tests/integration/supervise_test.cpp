@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "net/net.hpp"
+#include "rpc_helpers.hpp"
 #include "support/ports.hpp"
 #include "support/server_process.hpp"
 
@@ -501,6 +502,96 @@ TEST(Supervise, AnUndrainedStdoutHoldsTheNodeBackButNotTheCommands) {
     EXPECT_EQ(sidecar.call("GET", "/v1/ping").body, "pong");
     ::kill(sidecar.pid_of_sidecar(), SIGTERM);
     EXPECT_EQ(sidecar.wait_exit(20s), 128 + SIGTERM) << "it exits, with the node's last status";
+}
+
+TEST(Supervise, TheProxyPassesAWebSocketAndAStreamedBodyThrough) {
+    // The node is aviary serve itself: its job output followed over a WebSocket, through the
+    // gated proxy.
+    TempDir serve_dir;
+    std::ofstream{serve_dir.path() + "/aviary.yaml"} << jobs_test_config();
+    const int port = free_port();
+    Sidecar sidecar{
+        {"--chain", "none", "--proxy", "127.0.0.1:0", "--upstream",
+         "http://127.0.0.1:" + std::to_string(port)},
+        {AVIARY_BINARY, "serve", "--config", serve_dir.path() + "/aviary.yaml", "--listen",
+         "127.0.0.1:" + std::to_string(port), "--data-dir", serve_dir.path()}};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.call("GET", "/healthz").status == 200; }, 60s))
+        << sidecar.call("GET", "/healthz").body;
+    auto submitted = net::fetch_sync(net::ClientRequest{
+        .method = "POST",
+        .url = "http://" + sidecar.proxy() + "/api/v1/nodes/lotus-0/actions/count",
+        .timeout = 60s});
+    ASSERT_TRUE(submitted) << submitted.error().message;
+    ASSERT_EQ(submitted->status, 202) << submitted->body;
+    const std::string id{json::parse(submitted->body).at("job").at("id").as_string()};
+    auto client = net::WebSocketClient::connect(net::WebSocketConnect{
+        .url = "ws://" + sidecar.proxy() + "/api/v1/jobs/" + id + "/output?follow=1",
+        .timeout = 10s});
+    ASSERT_TRUE(client) << client.error().message;
+    std::vector<std::string> printed;
+    bool finished = false;
+    for (int i = 0; i < 100 && !finished; ++i) {  // five lines, maybe heartbeats, the end
+        auto message = (*client)->read(30s);
+        if (!message) {
+            break;
+        }
+        auto line = json::parse(message->data);
+        if (line.as_object().contains("finished")) {
+            finished = true;
+        } else if (line.as_object().contains("text") && line.at("stream") == "stdout") {
+            printed.emplace_back(line.at("text").as_string());
+        }
+    }
+    EXPECT_TRUE(finished);
+    EXPECT_EQ(printed,
+              (std::vector<std::string>{"line 1", "line 2", "line 3", "line 4", "line 5"}));
+    // The same output as a streamed (chunked) body.
+    auto streamed = run_command("curl -sN --max-time 30 'http://" + sidecar.proxy() +
+                                "/api/v1/jobs/" + id + "/output?follow=1'");
+    EXPECT_EQ(streamed.status, 0);
+    EXPECT_NE(streamed.output.find("\"line 5\""), std::string::npos) << streamed.output;
+    EXPECT_NE(streamed.output.find("\"finished\""), std::string::npos) << streamed.output;
+}
+
+TEST(Supervise, TheStartLimitAlertClearsOnceARunLastsStableAfter) {
+    TempDir work;
+    // Exits 3 on its first four starts, then stays up.
+    const std::string script =
+        "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; "
+        "if [ $n -gt 4 ]; then exec sleep 600; fi; exit 3";
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sh", "-c", script},
+                    {},
+                    "program:\n  cwd: " + work.path() +
+                        "\nrestart:\n  min_delay: 10ms\n  max_delay: 20ms\n"
+                        "  start_limit_burst: 2\n  limited_delay: 50ms\n  stable_after: 300ms\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] {
+        auto s = sidecar.status();
+        return s["restarts"].to_number<std::int64_t>() == 4 && s["pid"].as_int64() != 0;
+    })) << sidecar.err();
+    EXPECT_NE(sidecar.err().find("start limit hit"), std::string::npos);
+    EXPECT_TRUE(wait_until([&] { return !sidecar.status()["start_limit_hit"].as_bool(); }))
+        << "cleared while the node runs";
+    EXPECT_NE(sidecar.status()["pid"].as_int64(), 0);
+    EXPECT_NE(sidecar.call("GET", "/metrics")
+                  .body.find(R"(aviary_supervised_start_limit_hit{node="node"} 0)"),
+              std::string::npos);
+}
+
+TEST(Supervise, SighupIsPassedToTheNode) {
+    Sidecar sidecar{
+        {"--chain", "none", "--proxy", ""},
+        {"/bin/sh", "-c", "trap 'echo hup' HUP; echo up; while :; do sleep 0.05; done"}};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.out().find("up\n") != std::string::npos; }));
+    const auto pid = sidecar.pid();
+    ::kill(sidecar.pid_of_sidecar(), SIGHUP);
+    EXPECT_TRUE(wait_until([&] { return sidecar.out().find("hup\n") != std::string::npos; }))
+        << sidecar.out();
+    EXPECT_EQ(sidecar.pid(), pid) << "the same node, still running";
+    EXPECT_EQ(sidecar.call("GET", "/v1/ping").body, "pong");
 }
 
 }  // namespace
