@@ -8,6 +8,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -435,49 +436,68 @@ void read_program(YamlReader& r,
                   const Value& value,
                   supervisor::ProgramSettings& p,
                   FileRead& file) {
-    r.read_map(value, {
-                          {"command",
-                           [&](const Value& v) {
-                               file.command_given = true;
-                               std::vector<std::string> argv;
-                               auto before = r.error_count();
-                               r.read_list(v, [&](const Value& item) {
-                                   std::string arg;
-                                   if (r.read_string(item, arg)) {
-                                       argv.push_back(std::move(arg));
-                                   }
-                               });
-                               if (r.error_count() != before) {
-                                   return;
-                               }
-                               if (argv.empty() || argv.front().empty()) {
-                                   r.error(v,
-                                           "expected the program and its arguments, like [nodeos, "
-                                           "--data-dir, /var/lib/nodeos]");
-                                   return;
-                               }
-                               p.argv = std::move(argv);
-                           }},
-                          {"cwd", [&](const Value& v) { r.read_string(v, p.cwd); }},
-                          {"env",
-                           [&](const Value& v) {
-                               r.read_entries(v, [&](const Value& key, const Value& item) {
-                                   const std::string& name = key.node.Scalar();
-                                   if (name.find('=') != std::string::npos) {
-                                       r.error(
-                                           key,
-                                           fmt::format("\"{}\" is not an environment variable name "
-                                                       "(no '=')",
-                                                       name));
-                                       return;
-                                   }
-                                   std::string text;
-                                   if (r.read_string(item, text)) {
-                                       p.env.emplace_back(name, std::move(text));
-                                   }
-                               });
-                           }},
-                      });
+    r.read_map(
+        value,
+        {
+            {"command",
+             [&](const Value& v) {
+                 file.command_given = true;
+                 std::vector<std::string> argv;
+                 auto before = r.error_count();
+                 r.read_list(v, [&](const Value& item) {
+                     std::string arg;
+                     if (r.read_string(item, arg)) {
+                         argv.push_back(std::move(arg));
+                     }
+                 });
+                 if (r.error_count() != before) {
+                     return;
+                 }
+                 if (argv.empty() || argv.front().empty()) {
+                     r.error(v,
+                             "expected the program and its arguments, like [nodeos, "
+                             "--data-dir, /var/lib/nodeos]");
+                     return;
+                 }
+                 p.argv = std::move(argv);
+             }},
+            {"cwd", [&](const Value& v) { r.read_string(v, p.cwd); }},
+            {"umask",
+             [&](const Value& v) {
+                 // Octal as the shell writes it ("0027"); quoted or not, the
+                 // digits are read as octal.
+                 std::string text;
+                 if (!r.read_string(v, text)) {
+                     return;
+                 }
+                 unsigned mask = 0;
+                 auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), mask, 8);
+                 if (text.empty() || ec != std::errc{} || end != text.data() + text.size() ||
+                     mask > 0777) {
+                     r.error(v, fmt::format("expected an octal umask like \"0027\", "
+                                            "got \"{}\"",
+                                            text));
+                     return;
+                 }
+                 p.umask = mask;
+             }},
+            {"env",
+             [&](const Value& v) {
+                 r.read_entries(v, [&](const Value& key, const Value& item) {
+                     const std::string& name = key.node.Scalar();
+                     if (name.find('=') != std::string::npos) {
+                         r.error(key, fmt::format("\"{}\" is not an environment variable name "
+                                                  "(no '=')",
+                                                  name));
+                         return;
+                     }
+                     std::string text;
+                     if (r.read_string(item, text)) {
+                         p.env.emplace_back(name, std::move(text));
+                     }
+                 });
+             }},
+        });
 }
 
 void read_success_codes(YamlReader& r, const Value& value, std::vector<int>& codes) {
