@@ -15,6 +15,7 @@
 #include <functional>
 #include <initializer_list>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -264,6 +265,141 @@ struct PresetAt {
     std::optional<Value> syncing_field;
 };
 
+bool valid_metric_name(std::string_view name) {
+    if (name.empty()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        const char c = name[i];
+        const bool letter =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':';
+        if (!letter && !(i > 0 && c >= '0' && c <= '9')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool valid_label_name(std::string_view name) {
+    return valid_metric_name(name) && name.find(':') == std::string_view::npos &&
+           !name.starts_with("__");
+}
+
+/// One rule of a `log_metrics:` list (docs/supervise.md, "Log metrics").
+void read_log_rule(YamlReader& r, const Value& value, std::vector<supervisor::LogRule>& out) {
+    supervisor::LogRule rule;
+    std::optional<Value> name_at;
+    std::optional<Value> pattern_at;
+    std::optional<Value> value_at;
+    std::optional<Value> labels_at;
+    std::vector<std::pair<Value, int>> groups;  // where each group number was given
+    const auto before = r.error_count();
+    bool ok = r.read_map(
+        value,
+        {
+            {"name",
+             [&](const Value& v) {
+                 name_at = v;
+                 r.read_string(v, rule.name);
+             }},
+            {"help", [&](const Value& v) { r.read_string(v, rule.help); }},
+            {"kind",
+             [&](const Value& v) {
+                 r.read_choice(v, rule.kind, {"counter", "gauge"}, "kind", "counter, gauge");
+             }},
+            {"pattern",
+             [&](const Value& v) {
+                 pattern_at = v;
+                 r.read_string(v, rule.pattern);
+             }},
+            {"contains", [&](const Value& v) { r.read_string(v, rule.contains); }},
+            {"stream",
+             [&](const Value& v) {
+                 r.read_choice(v, rule.stream, {"stdout", "stderr"}, "stream", "stdout, stderr");
+             }},
+            {"value",
+             [&](const Value& v) {
+                 value_at = v;
+                 if (r.read_int(v, rule.value_group, 1, 99)) {
+                     groups.emplace_back(v, rule.value_group);
+                 }
+             }},
+            {"labels",
+             [&](const Value& v) {
+                 labels_at = v;
+                 r.read_entries(v, [&](const Value& key, const Value& item) {
+                     const std::string& label = key.node.Scalar();
+                     if (!valid_label_name(label) || label == "node") {
+                         r.error(key, fmt::format("\"{}\" cannot be a label name here (letters, "
+                                                  "digits and _, not starting with __; node is "
+                                                  "the sidecar's own)",
+                                                  label));
+                         return;
+                     }
+                     int group = 0;
+                     if (r.read_int(item, group, 1, 99)) {
+                         rule.labels.emplace_back(label, group);
+                         groups.emplace_back(item, group);
+                     }
+                 });
+             }},
+            {"max_series", [&](const Value& v) { r.read_int(v, rule.max_series, 1, 10'000); }},
+        });
+    if (!ok || r.error_count() != before) {
+        return;
+    }
+    if (!name_at || !pattern_at) {
+        r.error(value, "a log metric needs a name and a pattern");
+        return;
+    }
+    if (!valid_metric_name(rule.name)) {
+        r.error(*name_at, fmt::format("\"{}\" is not a metric name (letters, digits, _ and :, "
+                                      "not starting with a digit)",
+                                      rule.name));
+        return;
+    }
+    if (rule.name.starts_with("aviary_")) {
+        r.error(*name_at, "names starting with aviary_ are the sidecar's own metrics");
+        return;
+    }
+    if (rule.kind == "counter" && !rule.name.ends_with("_total")) {
+        r.error(*name_at, fmt::format("a counter's name ends in _total (\"{}_total\")", rule.name));
+        return;
+    }
+    if (rule.kind == "gauge" && !value_at) {
+        r.error(value, "a gauge needs value: the capture group that holds the number");
+        return;
+    }
+    std::regex compiled;
+    try {
+        compiled = std::regex{rule.pattern, std::regex::ECMAScript};
+    } catch (const std::regex_error& e) {
+        r.error(*pattern_at, fmt::format("not a regular expression: {}", e.what()));
+        return;
+    }
+    for (const auto& [at, group] : groups) {
+        if (static_cast<std::size_t>(group) > compiled.mark_count()) {
+            r.error(at, fmt::format("the pattern has {} capture group(s), not {}",
+                                    compiled.mark_count(), group));
+            return;
+        }
+    }
+    out.push_back(std::move(rule));
+}
+
+void read_log_rules(YamlReader& r, const Value& value, std::vector<supervisor::LogRule>& out) {
+    r.read_list(value, [&](const Value& item) {
+        const auto before = out.size();
+        read_log_rule(r, item, out);
+        if (out.size() > before && std::any_of(out.begin(), out.end() - 1, [&](const auto& rule) {
+                return rule.name == out.back().name;
+            })) {
+            r.error(item, fmt::format("log metric {} is defined twice", out.back().name));
+            out.pop_back();
+        }
+    });
+}
+
 /// Reads one preset (its name is set by the caller). False when it did not read cleanly.
 bool read_preset(YamlReader& r, const Value& value, Preset& p) {
     PresetAt at;
@@ -316,6 +452,7 @@ bool read_preset(YamlReader& r, const Value& value, Preset& p) {
             {"health", [&](const Value& v) { read_call(r, v, p.health); }},
             {"block_interval", [&](const Value& v) { r.read_duration(v, p.block_interval); }},
             {"producer", [&](const Value& v) { read_producer(r, v, p); }},
+            {"log_metrics", [&](const Value& v) { read_log_rules(r, v, p.log_metrics); }},
         });
     if (!ok || r.error_count() != before) {
         return false;
@@ -397,6 +534,8 @@ std::string known_chains(const std::optional<Preset>& user) {
 
 /// What the file said that the flags and the chain resolution need.
 struct FileRead {
+    std::optional<Value> log_metrics_at;
+    std::vector<supervisor::LogRule> log_metrics;
     std::optional<Value> chain_at;
     std::string chain;
     std::optional<Value> preset_at;
@@ -672,6 +811,11 @@ void read_supervise_root(YamlReader& r,
                  }
              }},
             {"auth", [&](const Value& v) { read_tokens(r, v, s.tokens); }},
+            {"log_metrics",
+             [&](const Value& v) {
+                 file.log_metrics_at = v;
+                 read_log_rules(r, v, file.log_metrics);
+             }},
         });
 }
 
@@ -867,6 +1011,20 @@ core::Result<supervisor::Settings> load_supervise(const std::string& path,
     }
     if (!file.state_dir_given && !s.data_dir.empty()) {
         s.state_dir = (fs::path{s.data_dir} / kStateUnderData).string();
+    }
+    // The preset's log metrics, then the file's; one name, one metric.
+    s.log_metrics = s.preset.log_metrics;
+    for (auto& rule : file.log_metrics) {
+        const bool taken = std::any_of(s.log_metrics.begin(), s.log_metrics.end(),
+                                       [&](const auto& other) { return other.name == rule.name; });
+        if (taken) {
+            r.error(*file.log_metrics_at,
+                    fmt::format("log metric {} is defined twice (the chain preset {} has it, or "
+                                "this list does)",
+                                rule.name, s.chain));
+            continue;
+        }
+        s.log_metrics.push_back(std::move(rule));
     }
     std::string message;
     if (auto failure = r.failure()) {

@@ -594,5 +594,36 @@ TEST(Supervise, SighupIsPassedToTheNode) {
     EXPECT_EQ(sidecar.call("GET", "/v1/ping").body, "pong");
 }
 
+TEST(Supervise, LogLinesBecomeMetricsWithABoundOnLabelSets) {
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sh", "-c",
+                     "echo 'height 41'; echo 'height 42'; echo 'an error here' >&2; "
+                     "echo 'hello from a'; echo 'hello from b'; echo 'hello from c'; "
+                     "echo 'hello from a'; echo done; sleep 600"},
+                    {},
+                    "log_metrics:\n"
+                    "  - name: app_height\n    kind: gauge\n    pattern: '^height ([0-9]+)'\n"
+                    "    value: 1\n"
+                    "  - name: app_errors_total\n    pattern: error\n    stream: stderr\n"
+                    "  - name: app_hellos_total\n    pattern: 'hello from (\\w+)'\n"
+                    "    labels: {who: 1}\n    max_series: 2\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.out().find("done\n") != std::string::npos; }));
+    std::string metrics;
+    ASSERT_TRUE(wait_until([&] {
+        metrics = sidecar.call("GET", "/metrics").body;
+        return metrics.find(R"(app_hellos_total{node="node",who="a"} 2)") != std::string::npos;
+    })) << metrics;
+    EXPECT_NE(metrics.find(R"(app_height{node="node"} 42)"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find(R"(app_errors_total{node="node"} 1)"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find(R"(app_hellos_total{node="node",who="b"} 1)"), std::string::npos);
+    EXPECT_EQ(metrics.find(R"(who="c")"), std::string::npos) << "past max_series";
+    EXPECT_NE(
+        metrics.find(
+            R"(aviary_supervised_log_rule_overflow_total{node="node",rule="app_hellos_total"} 1)"),
+        std::string::npos)
+        << metrics;
+}
+
 }  // namespace
 }  // namespace aviary::test

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -270,7 +271,7 @@ TEST(SuperviseReader, WithoutAFileTheDefaultsAndTheCommand) {
     EXPECT_EQ(loaded->stop.grace, 30s);
     EXPECT_EQ(loaded->synced.stall_blocks, 10);
     EXPECT_EQ(loaded->control, "127.0.0.1:8080");
-    EXPECT_EQ(loaded->proxy, "127.0.0.1:9999");
+    EXPECT_EQ(loaded->proxy, "0.0.0.0:9999");
     EXPECT_EQ(loaded->upstream, "http://127.0.0.1:8888");
     EXPECT_EQ(loaded->state_dir, "supervise");
     EXPECT_EQ(loaded->data_dir, "");
@@ -618,6 +619,160 @@ TEST(SuperviseReader, ErrorsOfTheFileComeInFileOrderThenTheFlags) {
               "node.yaml:6:3: preset: readiness chain needs head (the call that reads the head) "
               "and height (where the height sits in its answer)\n"
               "--restart: unknown restart policy \"maybe\" (never, on-failure, always)");
+}
+
+}  // namespace
+}  // namespace aviary::config
+
+// --- log metrics ----------------------------------------------------------------------------
+
+namespace aviary::config {
+namespace {
+
+/// What a loaded rule makes of `line`: the value it would record, or nullopt when it does not
+/// match (the same regex, contains and value group the supervisor applies).
+std::optional<double> apply(const supervisor::LogRule& rule, const std::string& line) {
+    if (!rule.contains.empty() && line.find(rule.contains) == std::string::npos) {
+        return std::nullopt;
+    }
+    std::smatch match;
+    if (!std::regex_search(line, match, std::regex{rule.pattern})) {
+        return std::nullopt;
+    }
+    return rule.value_group > 0 ? std::stod(match[rule.value_group].str()) : 1.0;
+}
+
+const supervisor::LogRule& rule_named(const std::vector<supervisor::LogRule>& rules,
+                                      const std::string& name) {
+    auto it = std::find_if(rules.begin(), rules.end(),
+                           [&](const auto& rule) { return rule.name == name; });
+    EXPECT_NE(it, rules.end()) << name;
+    static const supervisor::LogRule none;
+    return it == rules.end() ? none : *it;
+}
+
+TEST(LogMetrics, ThePresetsRulesReadTheirChainsLines) {
+    auto nodeos = chain_preset("nodeos");
+    ASSERT_TRUE(nodeos);
+    const auto& head = rule_named(nodeos->log_metrics, "nodeos_head_block_num");
+    EXPECT_EQ(head.kind, "gauge");
+    EXPECT_EQ(apply(head,
+                    "info  2026-12-04T15:01:02.500 nodeos    producer_plugin.cpp:2481      "
+                    "produce_block        ] Produced block 8f2f3c1c3a0e4e8b...#1234 @ "
+                    "2026-12-04T15:01:02.500 signed by eosio [trxs: 0, lib: 1232, confirmed: 0]"),
+              1234.0);
+    EXPECT_EQ(apply(head,
+                    "info  2026-12-04T15:01:02.500 nodeos    controller.cpp:2001   "
+                    "on_incoming_block  ] Received block 0b1c2d3e4f5a6b7c... #1235 @ "
+                    "2026-12-04T15:01:03.000 signed by prod1 [trxs: 0, lib: 1233, conf: 0, "
+                    "latency: 25 ms]"),
+              1235.0);
+    EXPECT_EQ(apply(head, "info  2026-12-04 nodeos  net_plugin.cpp  ] connection closed"),
+              std::nullopt);
+    EXPECT_EQ(apply(rule_named(nodeos->log_metrics, "nodeos_log_errors_total"),
+                    "error 2026-12-04T15:01:02.500 nodeos    controller.cpp:1   ] dirty flag"),
+              1.0);
+    EXPECT_EQ(apply(rule_named(nodeos->log_metrics, "nodeos_log_errors_total"),
+                    "info  2026-12-04T15:01:02.500 nodeos  ] no errors here"),
+              std::nullopt);
+
+    auto geth = chain_preset("geth");
+    ASSERT_TRUE(geth);
+    EXPECT_EQ(apply(rule_named(geth->log_metrics, "geth_imported_chain_segments_total"),
+                    "INFO [12-04|15:01:02.500] Imported new chain segment number=21,345,678"),
+              1.0);
+    EXPECT_EQ(apply(rule_named(geth->log_metrics, "geth_log_errors_total"),
+                    "ERROR[12-04|15:01:02.500] Snapshot extension registration failed"),
+              1.0);
+
+    auto lotus = chain_preset("lotus");
+    ASSERT_TRUE(lotus);
+    EXPECT_EQ(apply(rule_named(lotus->log_metrics, "lotus_log_errors_total"),
+                    "2026-12-04T15:01:02.500Z\tERROR\tchain\tstore/store.go:123\tfailed"),
+              1.0);
+
+    auto sim = chain_preset("sim");
+    ASSERT_TRUE(sim);
+    EXPECT_EQ(apply(rule_named(sim->log_metrics, "sim_head_block_num"), "block 42 version v1.0.0"),
+              42.0);
+}
+
+TEST(LogMetrics, AFilesRulesFollowThePresets) {
+    NodeDir dir;
+    auto path = dir.write(
+        "chain: nodeos\n"
+        "log_metrics:\n"
+        "  - name: nodeos_dirty_flag_total\n"
+        "    pattern: 'database dirty flag set'\n"
+        "  - name: nodeos_peer_latency_ms\n"
+        "    kind: gauge\n"
+        "    pattern: 'peer (\\w+) latency: ([0-9]+) ms'\n"
+        "    value: 2\n"
+        "    labels: {peer: 1}\n"
+        "    max_series: 20\n"
+        "    stream: stderr\n");
+    auto loaded = load_supervise(path, with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const auto& rules = loaded->log_metrics;
+    ASSERT_EQ(rules.size(), chain_preset("nodeos")->log_metrics.size() + 2);
+    EXPECT_EQ(rules.front().name, "nodeos_head_block_num");
+    const auto& latency = rules.back();
+    EXPECT_EQ(latency.name, "nodeos_peer_latency_ms");
+    EXPECT_EQ(latency.value_group, 2);
+    ASSERT_EQ(latency.labels.size(), 1U);
+    EXPECT_EQ(latency.labels[0], (std::pair<std::string, int>{"peer", 1}));
+    EXPECT_EQ(latency.max_series, 20);
+    EXPECT_EQ(latency.stream, "stderr");
+    EXPECT_EQ(apply(latency, "peer prod3 latency: 25 ms"), 25.0);
+}
+
+TEST(LogMetrics, BadRulesNameLineAndKey) {
+    EXPECT_EQ(error_of("log_metrics:\n  - name: 9lives_total\n    pattern: x\n"),
+              "node.yaml:2:11: log_metrics[0].name: \"9lives_total\" is not a metric name "
+              "(letters, digits, _ and :, not starting with a digit)");
+    EXPECT_EQ(error_of("log_metrics:\n  - name: aviary_mine_total\n    pattern: x\n"),
+              "node.yaml:2:11: log_metrics[0].name: names starting with aviary_ are the "
+              "sidecar's own metrics");
+    EXPECT_EQ(error_of("log_metrics:\n  - name: errors\n    pattern: x\n"),
+              "node.yaml:2:11: log_metrics[0].name: a counter's name ends in _total "
+              "(\"errors_total\")");
+    EXPECT_NE(error_of("log_metrics:\n  - name: e_total\n    pattern: 'a(b'\n")
+                  .find("node.yaml:3:14: log_metrics[0].pattern: not a regular expression"),
+              std::string::npos);
+    EXPECT_EQ(error_of("log_metrics:\n  - name: h\n    kind: gauge\n    pattern: 'h ([0-9]+)'\n"),
+              "node.yaml:2:5: log_metrics[0]: a gauge needs value: the capture group that "
+              "holds the number");
+    EXPECT_EQ(error_of("log_metrics:\n  - name: h\n    kind: gauge\n    pattern: 'h ([0-9]+)'\n"
+                       "    value: 2\n"),
+              "node.yaml:5:12: log_metrics[0].value: the pattern has 1 capture group(s), not 2");
+    EXPECT_EQ(error_of("log_metrics:\n  - name: e_total\n    pattern: '(x)'\n"
+                       "    labels: {node: 1}\n"),
+              "node.yaml:4:14: log_metrics[0].labels.node: \"node\" cannot be a label name here "
+              "(letters, digits and _, not starting with __; node is the sidecar's own)");
+    EXPECT_EQ(error_of("log_metrics:\n  - name: e_total\n    pattern: x\n    max_series: 0\n"),
+              "node.yaml:4:17: log_metrics[0].max_series: expected an integer from 1 to 10000, "
+              "got \"0\"");
+    EXPECT_EQ(error_of("log_metrics:\n  - name: e_total\n    pattern: x\n"
+                       "  - name: e_total\n    pattern: y\n"),
+              "node.yaml:4:5: log_metrics[1]: log metric e_total is defined twice");
+    EXPECT_NE(error_of("chain: nodeos\nlog_metrics:\n  - name: nodeos_log_errors_total\n"
+                       "    pattern: x\n")
+                  .find("log metric nodeos_log_errors_total is defined twice"),
+              std::string::npos);
+    EXPECT_EQ(error_of("log_metrics:\n  - name: e_total\n    patern: x\n"),
+              "node.yaml:3:5: log_metrics[0].patern: unknown key \"patern\"; did you mean "
+              "\"pattern\"?");
+}
+
+TEST(LogMetrics, UmaskIsOctal) {
+    NodeDir dir;
+    auto loaded = load_supervise(dir.write("program:\n  umask: \"0027\"\n"), with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->program.umask, 027U);
+    EXPECT_NE(error_of("program:\n  umask: \"9\"\n").find("expected an octal umask"),
+              std::string::npos);
+    EXPECT_NE(error_of("program:\n  umask: 0o27\n").find("expected an octal umask"),
+              std::string::npos);
 }
 
 }  // namespace
