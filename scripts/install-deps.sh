@@ -19,7 +19,7 @@ packages=(
     openssh-client openssh-server ipmitool openipmi snmp snmpd iputils-ping chromium
 )
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(wrk nginx-light python3-celery python3-redis redis-server)
+    packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor)
 fi
 
 missing=()

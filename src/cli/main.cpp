@@ -12,7 +12,6 @@
 #include "cli/supervise_command.hpp"
 #include "config/config.hpp"
 #include "drivers/drivers.hpp"
-#include "supervisor/supervisor.hpp"
 
 namespace {
 
@@ -448,10 +447,6 @@ static int run_main(int argc, char** argv) {
     // The sim driver's child (hidden): its own argv, never parsed as a client command.
     if (argc >= 2 && std::string{argv[1]} == "sim-node") {
         return aviary::drivers::sim_node_main(std::vector<std::string>(argv + 2, argv + argc));
-    }
-    // The sidecar's exec shim (hidden): dies with the sidecar, then becomes the node.
-    if (argc >= 2 && std::string{argv[1]} == "supervise-exec") {
-        return aviary::supervisor::exec_shim_main(std::vector<std::string>(argv + 2, argv + argc));
     }
     CLI::App app{"aviary: a control plane for fleets of long-running nodes"};
     app.require_subcommand(1);

@@ -285,8 +285,17 @@ bool valid_label_name(std::string_view name) {
            !name.starts_with("__");
 }
 
-/// One rule of a `log_metrics:` list (docs/supervise.md, "Log metrics").
-void read_log_rule(YamlReader& r, const Value& value, std::vector<supervisor::LogRule>& out) {
+/// Where a value was given, for a message about another: `log_metrics[0].name, line 3`.
+std::string given_at(const Value& value) {
+    return fmt::format("{}, line {}", value.path, value.mark.line + 1);
+}
+
+/// One rule of a `log_metrics:` list (docs/supervise.md, "Log metrics"); a rule that reads
+/// cleanly goes to `out`, and where its name was given to `names_at`.
+void read_log_rule(YamlReader& r,
+                   const Value& value,
+                   std::vector<supervisor::LogRule>& out,
+                   std::vector<Value>& names_at) {
     supervisor::LogRule rule;
     std::optional<Value> name_at;
     std::optional<Value> pattern_at;
@@ -385,23 +394,39 @@ void read_log_rule(YamlReader& r, const Value& value, std::vector<supervisor::Lo
         }
     }
     out.push_back(std::move(rule));
+    names_at.push_back(*name_at);
 }
 
-void read_log_rules(YamlReader& r, const Value& value, std::vector<supervisor::LogRule>& out) {
+/// A `log_metrics:` list: its rules to `out`, where their names were given to `names_at`. A
+/// name given twice is an error at the second, naming the first.
+void read_log_rules(YamlReader& r,
+                    const Value& value,
+                    std::vector<supervisor::LogRule>& out,
+                    std::vector<Value>& names_at) {
     r.read_list(value, [&](const Value& item) {
         const auto before = out.size();
-        read_log_rule(r, item, out);
-        if (out.size() > before && std::any_of(out.begin(), out.end() - 1, [&](const auto& rule) {
-                return rule.name == out.back().name;
-            })) {
-            r.error(item, fmt::format("log metric {} is defined twice", out.back().name));
+        read_log_rule(r, item, out, names_at);
+        if (out.size() == before) {
+            return;
+        }
+        auto first = std::find_if(out.begin(), out.end() - 1,
+                                  [&](const auto& rule) { return rule.name == out.back().name; });
+        if (first != out.end() - 1) {
+            r.error(names_at.back(),
+                    fmt::format("log metric {} is defined twice (also at {})", out.back().name,
+                                given_at(names_at[static_cast<std::size_t>(first - out.begin())])));
             out.pop_back();
+            names_at.pop_back();
         }
     });
 }
 
-/// Reads one preset (its name is set by the caller). False when it did not read cleanly.
-bool read_preset(YamlReader& r, const Value& value, Preset& p) {
+/// Reads one preset (its name is set by the caller); where its log metrics' names were given
+/// goes to `metric_names_at`. False when it did not read cleanly.
+bool read_preset(YamlReader& r,
+                 const Value& value,
+                 Preset& p,
+                 std::vector<Value>& metric_names_at) {
     PresetAt at;
     auto before = r.error_count();
     auto remember = [](std::optional<Value>& where, const Value& v) { where = v; };
@@ -452,7 +477,8 @@ bool read_preset(YamlReader& r, const Value& value, Preset& p) {
             {"health", [&](const Value& v) { read_call(r, v, p.health); }},
             {"block_interval", [&](const Value& v) { r.read_duration(v, p.block_interval); }},
             {"producer", [&](const Value& v) { read_producer(r, v, p); }},
-            {"log_metrics", [&](const Value& v) { read_log_rules(r, v, p.log_metrics); }},
+            {"log_metrics",
+             [&](const Value& v) { read_log_rules(r, v, p.log_metrics, metric_names_at); }},
         });
     if (!ok || r.error_count() != before) {
         return false;
@@ -485,7 +511,8 @@ std::vector<Preset> read_chains_root(YamlReader& r, const Value& root) {
                                       r.error(key, *problem);
                                       return;
                                   }
-                                  if (read_preset(r, item, preset)) {
+                                  std::vector<Value> metric_names_at;
+                                  if (read_preset(r, item, preset, metric_names_at)) {
                                       presets.push_back(std::move(preset));
                                   }
                               });
@@ -534,12 +561,14 @@ std::string known_chains(const std::optional<Preset>& user) {
 
 /// What the file said that the flags and the chain resolution need.
 struct FileRead {
-    std::optional<Value> log_metrics_at;
     std::vector<supervisor::LogRule> log_metrics;
+    std::vector<Value> log_metric_names_at;  ///< where each of log_metrics' names was given
     std::optional<Value> chain_at;
     std::string chain;
     std::optional<Value> preset_at;
     std::optional<Preset> preset;  ///< read cleanly
+    std::vector<Value> preset_metric_names_at;
+    bool own_preset = false;  ///< the chain's preset is the file's own
     bool command_given = false;
     bool state_dir_given = false;
 };
@@ -774,7 +803,7 @@ void read_supervise_root(YamlReader& r,
              [&](const Value& v) {
                  file.preset_at = v;
                  Preset preset;
-                 if (read_preset(r, v, preset)) {
+                 if (read_preset(r, v, preset, file.preset_metric_names_at)) {
                      file.preset = std::move(preset);
                  }
              }},
@@ -813,8 +842,7 @@ void read_supervise_root(YamlReader& r,
             {"auth", [&](const Value& v) { read_tokens(r, v, s.tokens); }},
             {"log_metrics",
              [&](const Value& v) {
-                 file.log_metrics_at = v;
-                 read_log_rules(r, v, file.log_metrics);
+                 read_log_rules(r, v, file.log_metrics, file.log_metric_names_at);
              }},
         });
 }
@@ -935,6 +963,7 @@ void resolve_chain(YamlReader& r,
         // The file's own preset: its errors, if any, are reported already.
         if (file.preset) {
             s.preset = *file.preset;
+            file.own_preset = true;
         }
         return;
     }
@@ -1014,14 +1043,21 @@ core::Result<supervisor::Settings> load_supervise(const std::string& path,
     }
     // The preset's log metrics, then the file's; one name, one metric.
     s.log_metrics = s.preset.log_metrics;
-    for (auto& rule : file.log_metrics) {
-        const bool taken = std::any_of(s.log_metrics.begin(), s.log_metrics.end(),
-                                       [&](const auto& other) { return other.name == rule.name; });
-        if (taken) {
-            r.error(*file.log_metrics_at,
-                    fmt::format("log metric {} is defined twice (the chain preset {} has it, or "
-                                "this list does)",
-                                rule.name, s.chain));
+    // (The file's list has no name twice: read_log_rules saw to that.)
+    for (std::size_t i = 0; i < file.log_metrics.size(); ++i) {
+        auto& rule = file.log_metrics[i];
+        const auto& presets = s.preset.log_metrics;
+        auto taken = std::find_if(presets.begin(), presets.end(),
+                                  [&](const auto& other) { return other.name == rule.name; });
+        if (taken != presets.end()) {
+            const auto n = static_cast<std::size_t>(taken - presets.begin());
+            r.error(file.log_metric_names_at[i],
+                    file.own_preset && n < file.preset_metric_names_at.size()
+                        ? fmt::format("log metric {} is defined twice (also at {})", rule.name,
+                                      given_at(file.preset_metric_names_at[n]))
+                        : fmt::format("log metric {} is defined twice (the built-in {} preset "
+                                      "has it too)",
+                                      rule.name, s.preset.name));
             continue;
         }
         s.log_metrics.push_back(std::move(rule));

@@ -45,6 +45,11 @@ struct SpawnOptions {
     std::string cwd;  ///< the child's working directory; empty: this process's
     std::vector<std::pair<std::string, std::string>> env_add;  ///< set (or override) in the child
     bool inherit_env = true;  ///< start from this process's environment; false: env_add only
+    /// The child gets SIGKILL when the thread that spawned it ends (PR_SET_PDEATHSIG), so it
+    /// never outlives this process, even one killed with SIGKILL. Only the child itself: what
+    /// it starts in turn is not covered. Keep the spawning thread alive as long as the child.
+    bool die_with_parent = false;
+    std::optional<unsigned> umask;  ///< the child's umask; unset: this process's
 };
 
 enum class Stream { kStdout, kStderr };

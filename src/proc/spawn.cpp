@@ -1,6 +1,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -191,6 +193,92 @@ private:
     posix_spawnattr_t attr_{};
 };
 
+/// Forks and execs for what posix_spawn cannot do: PR_SET_PDEATHSIG and a umask set in the
+/// child between fork and exec. The child only makes system calls (async-signal-safe, as a
+/// child of a threaded process must), everything it needs is built before the fork, and an
+/// exec failure comes back as errno through a close-on-exec pipe. Returns 0 or an errno.
+int fork_exec(const SpawnOptions& options,
+              const std::string& file,
+              char* const* argv,
+              char* const* envp,
+              const Pipe& out,
+              const Pipe& err,
+              pid_t& child) {
+    Pipe report;
+    if (int rc = make_pipe(report); rc != 0) {
+        return rc;
+    }
+    const pid_t parent = ::getpid();
+    const char* cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
+    const int out_fd = out.write.get();
+    const int err_fd = err.write.get();
+    const int report_fd = report.write.get();
+    rlimit files{};
+    const int max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 65536
+                           ? static_cast<int>(files.rlim_cur)
+                           : 65536;
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+        return errno;
+    }
+    if (pid == 0) {
+        auto fail = [report_fd](int error) {
+            (void)::write(report_fd, &error, sizeof error);
+            ::_exit(127);
+        };
+        // Dies with the thread that forked it; checked after, so a parent already gone is seen.
+        if (options.die_with_parent &&
+            (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent)) {
+            fail(ESRCH);
+        }
+        if (::setpgid(0, 0) != 0) {
+            fail(errno);
+        }
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; ++sig) {
+            (void)::sigaction(sig, &dfl, nullptr);  // SIGKILL and SIGSTOP refuse: fine
+        }
+        sigset_t none;
+        ::sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        const int null = ::open("/dev/null", O_RDONLY);
+        if (null < 0 || ::dup2(null, STDIN_FILENO) < 0 || ::dup2(out_fd, STDOUT_FILENO) < 0 ||
+            ::dup2(err_fd, STDERR_FILENO) < 0) {
+            fail(errno);
+        }
+        if (cwd != nullptr && ::chdir(cwd) != 0) {
+            fail(errno);
+        }
+        if (options.umask) {
+            ::umask(static_cast<mode_t>(*options.umask));
+        }
+        // Everything else closes at exec (the report pipe included: its EOF says "exec'd").
+        // CLOSE_RANGE_CLOEXEC (Linux 5.11), else one fcntl per possible descriptor.
+        if (::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) != 0) {
+            for (int fd = 3; fd < max_fd; ++fd) {
+                (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+            }
+        }
+        ::execve(file.c_str(), argv, envp);
+        fail(errno);
+    }
+    child = pid;
+    report.write.reset(-1);
+    int error = 0;
+    ssize_t n = 0;
+    do {
+        n = ::read(report.read.get(), &error, sizeof error);
+    } while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(sizeof error)) {
+        int raw = 0;
+        while (::waitpid(pid, &raw, 0) < 0 && errno == EINTR) {
+        }
+        return error;
+    }
+    return 0;
+}
+
 }  // namespace
 
 core::Result<Process> spawn(asio::any_io_executor executor, SpawnOptions options) {
@@ -219,8 +307,10 @@ core::Result<Process> spawn(asio::any_io_executor executor, SpawnOptions options
     auto argv = options.argv;
     auto argvp = pointers(argv);
     pid_t child = -1;
-    const int rc = ::posix_spawn(&child, file->c_str(), setup.actions(), setup.attr(), argvp.data(),
-                                 envp.data());
+    const int rc = options.die_with_parent || options.umask
+                       ? fork_exec(options, *file, argvp.data(), envp.data(), out, err, child)
+                       : ::posix_spawn(&child, file->c_str(), setup.actions(), setup.attr(),
+                                       argvp.data(), envp.data());
     if (rc != 0) {
         if (!options.cwd.empty() && (rc == ENOENT || rc == ENOTDIR || rc == EACCES) &&
             ::access(options.cwd.c_str(), X_OK) != 0) {

@@ -69,7 +69,9 @@ core::Result<StateFile> read_state_file(const std::string& state_dir) {
     return state;
 }
 
-core::Result<void> write_state_file(const std::string& state_dir, const StateFile& state) {
+core::Result<void> write_state_file(const std::string& state_dir,
+                                    const StateFile& state,
+                                    bool durable) {
     const std::string path = state_file_path(state_dir);
     const std::string temp = path + ".tmp";
     boost::json::object object{{"maintenance", state.maintenance},
@@ -81,7 +83,7 @@ core::Result<void> write_state_file(const std::string& state_dir, const StateFil
         return storage(fmt::format("cannot write {}: {}", temp, std::strerror(errno)));
     }
     bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-              ::fsync(fd) == 0;
+              (!durable || ::fsync(fd) == 0);
     const int error = errno;
     ::close(fd);
     if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {

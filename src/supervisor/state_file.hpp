@@ -18,7 +18,10 @@ std::string state_file_path(const std::string& state_dir);
 /// Makes the state dir when missing; a missing file is the default state. Errors name the file
 /// and what is wrong with it (kInvalidArgument for bad contents, kStorage for I/O).
 core::Result<StateFile> read_state_file(const std::string& state_dir);
-/// Replaces the file atomically (a temporary file, fsync, rename).
-core::Result<void> write_state_file(const std::string& state_dir, const StateFile& state);
+/// Replaces the file atomically (a temporary file, rename). `durable` also syncs it before the
+/// rename (the maintenance flag must survive a crash; the start counts may lag one).
+core::Result<void> write_state_file(const std::string& state_dir,
+                                    const StateFile& state,
+                                    bool durable = true);
 
 }  // namespace aviary::supervisor

@@ -23,6 +23,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -417,8 +418,9 @@ struct Supervisor::Impl {
                 std::erase(text, ',');  // "1,234" as some clients print heights
                 char* end = nullptr;
                 value = std::strtod(text.c_str(), &end);
-                if (text.empty() || end != text.c_str() + text.size()) {
-                    continue;  // the group matched something that is not a number
+                if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value) ||
+                    (compiled.counter != nullptr && value < 0)) {
+                    continue;  // not a number, or one a counter cannot add: the line is skipped
                 }
             }
             std::vector<std::string> labels{settings.name};
@@ -493,25 +495,25 @@ struct Supervisor::Impl {
                    : fmt::format("exit code {}", status.last_exit->code);
     }
 
-    core::Result<void> save_state() {
-        return write_state_file(settings.state_dir, StateFile{.maintenance = status.maintenance,
-                                                              .starts = status.starts,
-                                                              .restarts = status.restarts});
+    /// `durable`: the maintenance flag changed (synced before it counts); a start only moves
+    /// the counts, which may lag one after a crash.
+    core::Result<void> save_state(bool durable = true) {
+        return write_state_file(settings.state_dir,
+                                StateFile{.maintenance = status.maintenance,
+                                          .starts = status.starts,
+                                          .restarts = status.restarts},
+                                durable);
     }
 
     proc::SpawnOptions spawn_options() const {
-        // Through the shim: the node dies with this process even under SIGKILL.
         proc::SpawnOptions options;
-        options.argv = {"/proc/self/exe", "supervise-exec", std::to_string(::getpid())};
-        if (settings.program.umask) {
-            options.argv.push_back("--umask");
-            options.argv.push_back(fmt::format("{:o}", *settings.program.umask));
-        }
-        options.argv.push_back("--");
-        options.argv.insert(options.argv.end(), settings.program.argv.begin(),
-                            settings.program.argv.end());
+        options.argv = settings.program.argv;
         options.cwd = settings.program.cwd;
         options.env_add = settings.program.env;
+        options.umask = settings.program.umask;
+        // The node dies with this process even under SIGKILL (the node thread spawns it and
+        // lives as long as the sidecar).
+        options.die_with_parent = true;
         return options;
     }
 
@@ -693,7 +695,7 @@ struct Supervisor::Impl {
             status.height.reset();
             status.head_time.reset();
             m_up.set(1);
-            (void)save_state();
+            (void)save_state(false);
             log->info("node {} started pid={} argv0={}", settings.name, process->pid(),
                       settings.program.argv.front());
             set_state(RunState::kRunning);
@@ -1141,42 +1143,6 @@ void Supervisor::submit(Command command, CommandDone done) {
 
 const Settings& Supervisor::settings() const {
     return impl_->settings;
-}
-
-int exec_shim_main(const std::vector<std::string>& args) {
-    // args: PARENT_PID [--umask OCTAL] -- ARGV...
-    std::size_t at = 1;
-    std::optional<unsigned> mask;
-    if (args.size() > 3 && args[1] == "--umask") {
-        mask = static_cast<unsigned>(std::strtoul(args[2].c_str(), nullptr, 8)) & 0777U;
-        at = 3;
-    }
-    if (args.size() < at + 2 || args[at] != "--") {
-        std::fprintf(stderr,
-                     "usage: aviary supervise-exec PARENT_PID [--umask OCTAL] -- COMMAND "
-                     "[ARGS...]\n");
-        return 127;
-    }
-    const pid_t parent = static_cast<pid_t>(std::strtol(args[0].c_str(), nullptr, 10));
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-        std::fprintf(stderr, "aviary supervise-exec: prctl: %s\n", std::strerror(errno));
-        return 127;
-    }
-    if (::getppid() != parent) {
-        return 127;  // the sidecar is already gone
-    }
-    if (mask) {
-        ::umask(static_cast<mode_t>(*mask));
-    }
-    std::vector<char*> argv;
-    for (std::size_t i = at + 1; i < args.size(); ++i) {
-        argv.push_back(const_cast<char*>(args[i].c_str()));
-    }
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
-    std::fprintf(stderr, "aviary supervise-exec: cannot run \"%s\": %s\n", argv[0],
-                 std::strerror(errno));
-    return 127;
 }
 
 }  // namespace aviary::supervisor

@@ -244,10 +244,4 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-/// `aviary supervise-exec PARENT_PID [--umask OCTAL] -- ARGV...` (hidden): asks the kernel to
-/// SIGKILL this process when its parent thread dies (PR_SET_PDEATHSIG), checks the parent is still
-/// PARENT_PID, sets the umask when given, then execs ARGV. The supervisor starts every node through
-/// it, so a node never outlives a sidecar killed with SIGKILL. Returns only on error (127).
-int exec_shim_main(const std::vector<std::string>& args);
-
 }  // namespace aviary::supervisor

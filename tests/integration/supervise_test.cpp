@@ -599,14 +599,17 @@ TEST(Supervise, LogLinesBecomeMetricsWithABoundOnLabelSets) {
                     {"/bin/sh", "-c",
                      "echo 'height 41'; echo 'height 42'; echo 'an error here' >&2; "
                      "echo 'hello from a'; echo 'hello from b'; echo 'hello from c'; "
-                     "echo 'hello from a'; echo done; sleep 600"},
+                     "echo 'hello from a'; echo d=-5; echo d=nan; echo d=3; echo done; "
+                     "sleep 600"},
                     {},
                     "log_metrics:\n"
                     "  - name: app_height\n    kind: gauge\n    pattern: '^height ([0-9]+)'\n"
                     "    value: 1\n"
                     "  - name: app_errors_total\n    pattern: error\n    stream: stderr\n"
                     "  - name: app_hellos_total\n    pattern: 'hello from (\\w+)'\n"
-                    "    labels: {who: 1}\n    max_series: 2\n"};
+                    "    labels: {who: 1}\n    max_series: 2\n"
+                    // A counter cannot add -5 or nan: those lines are skipped, the sidecar lives.
+                    "  - name: app_delta_total\n    pattern: 'd=(\\S+)'\n    value: 1\n"};
     ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
     ASSERT_TRUE(wait_until([&] { return sidecar.out().find("done\n") != std::string::npos; }));
     std::string metrics;
@@ -618,6 +621,7 @@ TEST(Supervise, LogLinesBecomeMetricsWithABoundOnLabelSets) {
     EXPECT_NE(metrics.find(R"(app_errors_total{node="node"} 1)"), std::string::npos) << metrics;
     EXPECT_NE(metrics.find(R"(app_hellos_total{node="node",who="b"} 1)"), std::string::npos);
     EXPECT_EQ(metrics.find(R"(who="c")"), std::string::npos) << "past max_series";
+    EXPECT_NE(metrics.find(R"(app_delta_total{node="node"} 3)"), std::string::npos) << metrics;
     EXPECT_NE(
         metrics.find(
             R"(aviary_supervised_log_rule_overflow_total{node="node",rule="app_hellos_total"} 1)"),

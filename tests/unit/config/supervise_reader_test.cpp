@@ -754,11 +754,45 @@ TEST(LogMetrics, BadRulesNameLineAndKey) {
               "got \"0\"");
     EXPECT_EQ(error_of("log_metrics:\n  - name: e_total\n    pattern: x\n"
                        "  - name: e_total\n    pattern: y\n"),
-              "node.yaml:4:5: log_metrics[1]: log metric e_total is defined twice");
-    EXPECT_NE(error_of("chain: nodeos\nlog_metrics:\n  - name: nodeos_log_errors_total\n"
-                       "    pattern: x\n")
-                  .find("log metric nodeos_log_errors_total is defined twice"),
-              std::string::npos);
+              "node.yaml:4:11: log_metrics[1].name: log metric e_total is defined twice (also "
+              "at log_metrics[0].name, line 2)");
+}
+
+TEST(LogMetrics, ANameTheChainsPresetHasIsAnErrorNamingBoth) {
+    EXPECT_EQ(error_of("chain: nodeos\nlog_metrics:\n  - name: mine_total\n    pattern: x\n"
+                       "  - name: nodeos_log_errors_total\n    pattern: y\n"),
+              "node.yaml:5:11: log_metrics[1].name: log metric nodeos_log_errors_total is "
+              "defined twice (the built-in nodeos preset has it too)");
+    // The file's own preset: both places are in the file.
+    EXPECT_EQ(error_of("chain: mine\npreset:\n  readiness: tcp\n  log_metrics:\n"
+                       "    - name: a_total\n      pattern: x\n"
+                       "log_metrics:\n  - name: a_total\n    pattern: y\n"),
+              "node.yaml:8:11: log_metrics[0].name: log metric a_total is defined twice (also "
+              "at preset.log_metrics[0].name, line 5)");
+    // Another chain's preset does not count.
+    NodeDir dir;
+    auto loaded =
+        load_supervise(dir.write("chain: geth\nlog_metrics:\n  - name: nodeos_log_errors_total\n"
+                                 "    pattern: x\n"),
+                       with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->log_metrics.back().name, "nodeos_log_errors_total");
+}
+
+TEST(LogMetrics, AFilesOwnPresetsRulesComeFirst) {
+    NodeDir dir;
+    auto loaded = load_supervise(dir.write("chain: mine\npreset:\n  readiness: tcp\n"
+                                           "  log_metrics:\n"
+                                           "    - name: a_total\n      pattern: x\n"
+                                           "log_metrics:\n  - name: b_total\n    pattern: y\n"),
+                                 with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    ASSERT_EQ(loaded->log_metrics.size(), 2U);
+    EXPECT_EQ(loaded->log_metrics[0].name, "a_total");
+    EXPECT_EQ(loaded->log_metrics[1].name, "b_total");
+}
+
+TEST(LogMetrics, UnknownKeyInARuleNamesLineAndKey) {
     EXPECT_EQ(error_of("log_metrics:\n  - name: e_total\n    patern: x\n"),
               "node.yaml:3:5: log_metrics[0].patern: unknown key \"patern\"; did you mean "
               "\"pattern\"?");

@@ -472,3 +472,84 @@ TEST(Run, AMissingProgramIsTheSpawnError) {
 
 }  // namespace
 }  // namespace aviary::proc
+
+// --- the fork path: die_with_parent and umask ------------------------------------------------
+
+namespace aviary::proc {
+namespace {
+
+TEST(Spawn, TheChildGetsTheGivenUmask) {
+    Output output;
+    ExitStatus status;
+    auto options = sh("umask");
+    options.umask = 027;
+    run(run_to_end(std::move(options), output, status));
+    ASSERT_EQ(output.out.size(), 1U);
+    EXPECT_EQ(output.out[0], "0027");
+    EXPECT_TRUE(status.succeeded());
+}
+
+TEST(Spawn, AChildThatDiesWithItsParentIsStillAProcessLikeAnyOther) {
+    // The same contract as posix_spawn's path: argv, env, cwd, its own group, both streams.
+    TempDir dir;
+    Output output;
+    ExitStatus status;
+    auto options = sh("pwd -P; echo \"$AVIARY_PROC_TEST\"; echo oops >&2; exit 3");
+    options.cwd = dir.path().string();
+    options.env_add = {{"AVIARY_PROC_TEST", "lotus"}};
+    options.die_with_parent = true;
+    run(run_to_end(std::move(options), output, status));
+    EXPECT_EQ(output.out,
+              (std::vector<std::string>{std::filesystem::canonical(dir.path()).string(), "lotus"}));
+    EXPECT_EQ(output.err, (std::vector<std::string>{"oops"}));
+    EXPECT_EQ(status.code, 3);
+}
+
+TEST(Spawn, TheForkPathReportsAFailedExec) {
+    asio::io_context ioc;
+    auto result = spawn(
+        ioc.get_executor(),
+        SpawnOptions{.argv = {"/bin/echo"}, .cwd = "/nonexistent/dir", .die_with_parent = true});
+    ASSERT_FALSE(result);
+    EXPECT_NE(result.error().message.find("/nonexistent/dir"), std::string::npos)
+        << result.error().message;
+}
+
+TEST(Spawn, AChildThatDiesWithItsParentDoesSoEvenUnderSigkill) {
+    // A helper process spawns the child, says its pid, and is killed with SIGKILL: the child
+    // must not outlive it.
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    pid_t helper = ::fork();
+    ASSERT_GE(helper, 0);
+    if (helper == 0) {
+        asio::io_context ioc;
+        auto child = spawn(ioc.get_executor(),
+                           SpawnOptions{.argv = {"sleep", "600"}, .die_with_parent = true});
+        pid_t pid = child ? child->pid() : -1;
+        (void)::write(fds[1], &pid, sizeof pid);
+        ::pause();
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    pid_t child = -1;
+    ASSERT_EQ(::read(fds[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+    ::close(fds[0]);
+    ASSERT_GT(child, 0);
+    ASSERT_TRUE(test::group_alive(child));
+    ::kill(helper, SIGKILL);
+    int raw = 0;
+    ::waitpid(helper, &raw, 0);
+    // Bounded: the kernel delivers the death signal at the helper's exit.
+    bool gone = false;
+    for (int i = 0; i < 500 && !gone; ++i) {
+        gone = !test::group_alive(child);
+        if (!gone) {
+            ::usleep(10'000);
+        }
+    }
+    EXPECT_TRUE(gone) << "the child outlived its parent";
+}
+
+}  // namespace
+}  // namespace aviary::proc
