@@ -380,7 +380,13 @@ int supervise(supervisor::Settings settings) {
                                 .io_threads = 1,
                                 .blocking_threads = 1,
                                 .shutdown_grace = std::chrono::seconds{2}},
-            std::ref(*gate), [](const net::Request&) { return true; });
+            std::ref(*gate), [](const net::Request& head) {
+                // Bodies stream through as they arrive; a request without one (most reads of a
+                // node's API) takes the server's plain path.
+                auto length = head.header("Content-Length");
+                return head.header("Transfer-Encoding").has_value() ||
+                       (length.has_value() && *length != "0");
+            });
     }
 
     if (auto started = supervisor.start(); !started) {

@@ -283,6 +283,10 @@ asio::awaitable<core::Result<std::unique_ptr<ClientConnection>>> open_connection
     if (connect_ec) {
         co_return io_error("connect", connect_ec, shown_url, timeout, 0);
     }
+    // A request's head and body, or a proxied response's pieces, go as written: Nagle's
+    // algorithm would hold a second small write until the peer's delayed ACK (~40 ms).
+    boost::system::error_code nodelay_ec;
+    connection->tcp().socket().set_option(tcp::no_delay{true}, nodelay_ec);
     if (auto* stream = connection->tls()) {
         if (auto prepared = prepare_tls(*stream, target, tls); !prepared) {
             co_return prepared.error();

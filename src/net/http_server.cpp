@@ -311,6 +311,10 @@ void Server::register_connection(const std::shared_ptr<Connection>& connection) 
 }
 
 void Server::spawn_session(tcp::socket socket) {
+    // Streamed responses, WebSocket messages and proxied bodies go out as written (no Nagle
+    // delay behind the client's delayed ACK).
+    boost::system::error_code nodelay_ec;
+    socket.set_option(tcp::no_delay{true}, nodelay_ec);
     auto tls = current_tls_context();
     bool full = false;
     {
