@@ -43,6 +43,8 @@ die() {
     printf 'bench/leases: %s\n' "$*" >&2
     exit 1
 }
+# shellcheck source=bench/common/lib.sh
+source bench/common/lib.sh
 
 # --- dependencies and build ------------------------------------------------------------------
 if [[ -z "${SKIP_DEPS:-}" ]]; then
@@ -99,16 +101,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 # --- the machine -------------------------------------------------------------------------------
 fs_type=$(df -PT "$TMP" | awk 'NR==2 {print $2}')
@@ -189,17 +181,6 @@ wait_http() {
     return 1
 }
 
-free_port() {
-    local port
-    for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free loopback port"
-}
 
 declare -A R  # results, keyed "what/io"
 

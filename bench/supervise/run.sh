@@ -31,6 +31,8 @@ die() {
     printf 'bench/supervise: %s\n' "$*" >&2
     exit 1
 }
+# shellcheck source=bench/common/lib.sh
+source bench/common/lib.sh
 
 if [[ -z "${SKIP_DEPS:-}" ]]; then
     scripts/install-deps.sh --bench
@@ -67,28 +69,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
-free_port() {
-    local port
-    for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free loopback port"
-}
 
 wait_for() {  # wait_for SECONDS COMMAND...: polls COMMAND every 50 ms
     local limit=$(($1 * 20))
