@@ -629,5 +629,64 @@ TEST(Supervise, LogLinesBecomeMetricsWithABoundOnLabelSets) {
         << metrics;
 }
 
+TEST(Supervise, MetricsArePromtoolClean) {
+    TempDir node_dir;
+    const int port = free_port();
+    Sidecar sidecar{{"--chain", "sim", "--proxy", "127.0.0.1:0", "--upstream",
+                     "http://127.0.0.1:" + std::to_string(port)},
+                    sim_node(node_dir.path(), port)};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.call("GET", "/healthz").status == 200; }));
+    (void)sidecar.call("POST", "/v1/chain/get_info", sidecar.proxy());  // a proxied request
+    // The sim preset's log metric has seen a block line.
+    std::string text;
+    ASSERT_TRUE(wait_until([&] {
+        text = sidecar.call("GET", "/metrics").body;
+        return text.find("sim_head_block_num{node=\"node\"}") != std::string::npos;
+    })) << text;
+    for (const char* name :
+         {"aviary_supervised_starts_total", "aviary_supervised_up", "aviary_supervised_readiness",
+          "aviary_supervised_head_height", "aviary_supervised_log_lines_total",
+          "aviary_supervised_proxy_requests_total",
+          "aviary_supervised_proxy_request_duration_seconds_bucket"}) {
+        EXPECT_NE(text.find(name), std::string::npos) << name;
+    }
+    TempDir dir;
+    const auto path = dir.path() + "/metrics.txt";
+    std::ofstream{path} << text;
+    if (run_command("command -v promtool").status != 0) {
+        GTEST_SKIP() << "promtool not installed (scripts/install-deps.sh installs it)";
+    }
+    auto check = run_command("promtool check metrics < " + path + " 2>&1");
+    EXPECT_EQ(check.status, 0) << check.output;
+    EXPECT_EQ(check.output, "") << check.output;
+}
+
+TEST(Supervise, TheControlApiAsksForATokenWhenTokensAreSetAndOffLoopbackNeedsThem) {
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sleep", "600"},
+                    {},
+                    "auth:\n  tokens: [s3cret-token-for-tests]\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    auto refused = sidecar.call("GET", "/v1/status");
+    EXPECT_EQ(refused.status, 401);
+    // The probe path stays open: it answers readiness (no upstream here), not 401.
+    EXPECT_TRUE(sidecar.call("GET", "/healthz").body.starts_with("not ready: "));
+    auto allowed = net::fetch_sync(
+        net::ClientRequest{.url = "http://" + sidecar.control() + "/v1/status",
+                           .headers = {{"Authorization", "Bearer s3cret-token-for-tests"}}});
+    ASSERT_TRUE(allowed);
+    EXPECT_EQ(allowed->status, 200);
+    EXPECT_EQ(sidecar.err().find("s3cret-token-for-tests"), std::string::npos)
+        << "a token never reaches the log";
+
+    auto open = run_command(std::string{AVIARY_BINARY} +
+                            " supervise --control 0.0.0.0:0 --proxy '' --state-dir " +
+                            TempDir{}.path() + " -- /bin/true 2>&1");
+    EXPECT_EQ(open.status, 2);
+    EXPECT_NE(open.output.find("is not loopback: set auth.tokens"), std::string::npos)
+        << open.output;
+}
+
 }  // namespace
 }  // namespace aviary::test
