@@ -755,6 +755,8 @@ void read_stop(YamlReader& r, const Value& value, supervisor::StopSettings& s) {
 }
 
 void read_synced(YamlReader& r, const Value& value, supervisor::SyncedRule& s) {
+    std::optional<Value> reference_at;
+    std::optional<Value> lag_at;
     r.read_map(
         value,
         {
@@ -762,7 +764,31 @@ void read_synced(YamlReader& r, const Value& value, supervisor::SyncedRule& s) {
             {"max_head_age", [&](const Value& v) { r.read_duration(v, s.max_head_age); }},
             {"interval", [&](const Value& v) { r.read_duration(v, s.interval); }},
             {"timeout", [&](const Value& v) { r.read_duration(v, s.timeout); }},
+            {"reference",
+             [&](const Value& v) {
+                 reference_at = v;
+                 std::string text;
+                 if (!r.read_string(v, text)) {
+                     return;
+                 }
+                 auto url = check_upstream(text);
+                 if (!url) {
+                     r.error(v, url.error().message);
+                     return;
+                 }
+                 s.reference = std::move(*url);
+             }},
+            {"max_lag_blocks",
+             [&](const Value& v) {
+                 lag_at = v;
+                 r.read_int(v, s.max_lag_blocks, 1, 1'000'000'000);
+             }},
         });
+    if (reference_at.has_value() != lag_at.has_value()) {
+        r.error(reference_at ? *reference_at : *lag_at,
+                "reference and max_lag_blocks go together: the node to compare with, and how "
+                "far behind it is still synced");
+    }
 }
 
 void read_tokens(YamlReader& r, const Value& value, std::vector<std::string>& tokens) {

@@ -183,10 +183,11 @@ std::string ReadinessReader::first_reason() const {
     return first() == Readiness::kReady ? "" : "starting: the node has not answered yet";
 }
 
-boost::asio::awaitable<core::Result<std::string>> ReadinessReader::call(const ChainCall& c) {
+boost::asio::awaitable<core::Result<std::string>> ReadinessReader::call(const ChainCall& c,
+                                                                        const std::string& base) {
     net::ClientRequest request;
     request.method = c.method;
-    request.url = settings_.upstream + c.path;
+    request.url = base + c.path;
     request.body = c.body;
     if (!c.body.empty()) {
         request.headers.push_back({"Content-Type", "application/json"});
@@ -204,7 +205,24 @@ boost::asio::awaitable<core::Result<std::string>> ReadinessReader::call(const Ch
     co_return std::move(response->body);
 }
 
-Reading ReadinessReader::judge(const HeadFields& head, bool syncing) {
+boost::asio::awaitable<std::optional<std::int64_t>> ReadinessReader::reference_height() {
+    if (settings_.synced.reference.empty()) {
+        co_return std::nullopt;
+    }
+    auto body = co_await call(settings_.preset.head, settings_.synced.reference);
+    if (!body) {
+        co_return std::nullopt;
+    }
+    auto head = read_head(settings_.preset, *body);
+    if (!head || !head->height) {
+        co_return std::nullopt;
+    }
+    co_return *head->height;
+}
+
+Reading ReadinessReader::judge(const HeadFields& head,
+                               bool syncing,
+                               std::optional<std::int64_t> reference) {
     Reading r{.height = head.height, .head_time = head.head_time, .chain_id = head.chain_id};
     const auto now = std::chrono::steady_clock::now();
     if (head.height && (!last_height_ || *head.height > *last_height_)) {
@@ -232,6 +250,13 @@ Reading ReadinessReader::judge(const HeadFields& head, bool syncing) {
                             core::format_duration(std::chrono::duration_cast<core::Millis>(age)));
             return r;
         }
+    }
+    if (reference && head.height && *reference - *head.height > rule.max_lag_blocks) {
+        r.readiness = was_ready_ ? Readiness::kLagging : Readiness::kSyncing;
+        r.reason =
+            fmt::format("{}: {} blocks behind the reference (head {}, reference {})",
+                        to_string(r.readiness), *reference - *head.height, height, *reference);
+        return r;
     }
     const auto stall = preset.block_interval * rule.stall_blocks;
     if (now - last_advance_ > stall) {
@@ -333,7 +358,8 @@ boost::asio::awaitable<Reading> ReadinessReader::read() {
         }
         syncing = *said;
     }
-    co_return judge(*head, syncing);
+    auto reference = co_await reference_height();
+    co_return judge(*head, syncing, reference);
 }
 
 }  // namespace aviary::supervisor

@@ -43,8 +43,14 @@ public:
     boost::asio::awaitable<Reading> read();
 
 private:
-    boost::asio::awaitable<core::Result<std::string>> call(const ChainCall& call);
-    Reading judge(const HeadFields& head, bool syncing);
+    boost::asio::awaitable<core::Result<std::string>> call(const ChainCall& call,
+                                                           const std::string& base);
+    boost::asio::awaitable<core::Result<std::string>> call(const ChainCall& c) {
+        return call(c, settings_.upstream);
+    }
+    /// The reference's height, or nullopt when there is none or it does not answer.
+    boost::asio::awaitable<std::optional<std::int64_t>> reference_height();
+    Reading judge(const HeadFields& head, bool syncing, std::optional<std::int64_t> reference);
 
     const Settings& settings_;
     boost::asio::any_io_executor executor_;

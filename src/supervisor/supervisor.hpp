@@ -134,6 +134,12 @@ struct SyncedRule {
     /// How often the node is read.
     core::Millis interval{1s};
     core::Millis timeout{2s};
+    /// Another node of the same chain (or a public endpoint speaking the same API), read with
+    /// the preset's head call: the node is behind when the reference's height is more than
+    /// max_lag_blocks above its own. Empty: no reference. An unreachable reference is ignored
+    /// (its outage must not take this node out of service).
+    std::string reference;
+    std::int64_t max_lag_blocks = 0;
 };
 
 struct Settings {

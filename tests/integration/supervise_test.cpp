@@ -18,6 +18,7 @@
 
 #include "net/net.hpp"
 #include "rpc_helpers.hpp"
+#include "support/peer_process.hpp"
 #include "support/ports.hpp"
 #include "support/server_process.hpp"
 
@@ -686,6 +687,38 @@ TEST(Supervise, TheControlApiAsksForATokenWhenTokensAreSetAndOffLoopbackNeedsThe
     EXPECT_EQ(open.status, 2);
     EXPECT_NE(open.output.find("is not loopback: set auth.tokens"), std::string::npos)
         << open.output;
+}
+
+TEST(Supervise, ANodeFarBehindItsReferenceIsLaggingAndAnUnreachableReferenceIsIgnored) {
+    // The reference makes a block every 5 ms, the node every 100 ms: the node falls behind.
+    TempDir reference_dir;
+    const int reference_port = free_port();
+    auto reference_argv = sim_node(reference_dir.path(), reference_port);
+    reference_argv.back() = "5ms";  // --block-interval
+    auto reference = std::make_unique<PeerProcess>(reference_argv, reference_dir.path() + "/log");
+    ASSERT_TRUE(wait_for_tcp(reference_port));
+    TempDir node_dir;
+    const int port = free_port();
+    auto node_argv = sim_node(node_dir.path(), port);
+    node_argv.back() = "100ms";
+    Sidecar sidecar{
+        {"--chain", "sim", "--proxy", "", "--upstream", "http://127.0.0.1:" + std::to_string(port)},
+        node_argv,
+        {},
+        "synced:\n  interval: 50ms\n  reference: http://127.0.0.1:" +
+            std::to_string(reference_port) + "\n  max_lag_blocks: 40\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    std::string health;
+    ASSERT_TRUE(wait_until([&] {
+        health = sidecar.call("GET", "/healthz").body;
+        return health.find("blocks behind the reference") != std::string::npos;
+    })) << health;
+    EXPECT_TRUE(health.starts_with("not ready: syncing: ") ||
+                health.starts_with("not ready: lagging: "))
+        << health;
+    reference.reset();  // the reference goes away: this node is judged on its own again
+    EXPECT_TRUE(wait_until([&] { return sidecar.call("GET", "/healthz").status == 200; }))
+        << sidecar.call("GET", "/healthz").body;
 }
 
 }  // namespace

@@ -811,3 +811,25 @@ TEST(LogMetrics, UmaskIsOctal) {
 
 }  // namespace
 }  // namespace aviary::config
+
+namespace aviary::config {
+namespace {
+
+TEST(SuperviseReader, AReferenceNodeAndItsLagGoTogether) {
+    NodeDir dir;
+    auto loaded = load_supervise(
+        dir.write("synced:\n  reference: http://10.0.0.7:8888\n  max_lag_blocks: 50\n"),
+        with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->synced.reference, "http://10.0.0.7:8888");
+    EXPECT_EQ(loaded->synced.max_lag_blocks, 50);
+    EXPECT_EQ(error_of("synced:\n  reference: http://10.0.0.7:8888\n"),
+              "node.yaml:2:14: synced.reference: reference and max_lag_blocks go together: the "
+              "node to compare with, and how far behind it is still synced");
+    EXPECT_NE(
+        error_of("synced:\n  reference: ftp://x\n  max_lag_blocks: 5\n").find("synced.reference"),
+        std::string::npos);
+}
+
+}  // namespace
+}  // namespace aviary::config
