@@ -250,7 +250,14 @@ private:
         }
         const std::string cmd{name};
         if (!truthy(param(request, "sync"))) {
-            supervisor_.submit(*command, [](core::Result<void>) {});
+            auto taken = co_await net::await_answer<core::Result<void>>(
+                [this, command](std::function<void(core::Result<void>)> queued) {
+                    supervisor_.submit(*command, {}, std::move(queued));
+                });
+            if (!taken) {
+                co_return text(500,
+                               fmt::format("ERROR: {} failed: {}", cmd, taken.error().message));
+            }
             co_return text(201, cmd + " command submitted");
         }
         auto result = co_await net::await_answer<core::Result<void>>(
@@ -413,8 +420,8 @@ int supervise(supervisor::Settings settings) {
         proxy_address = *bound;
     }
     log->info("supervising node={} chain={} control={} proxy={} upstream={} state_dir={}",
-              settings.name, settings.chain, *control_address, proxy_address, settings.upstream,
-              settings.state_dir);
+              settings.name, settings.chain, *control_address, proxy_address,
+              net::redact_url(settings.upstream), settings.state_dir);
 
     int received = 0;
     signals.async_wait([&](const boost::system::error_code& ec, int signal) {

@@ -47,6 +47,8 @@ namespace {
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 /// The most bytes of output kept for GET /v1/logs, whatever log_ring_lines says.
 constexpr std::size_t kRingBytes = std::size_t{1} << 20U;
+/// Commands waiting their turn past this one are refused (a queue has a bound).
+constexpr std::size_t kMaxQueuedCommands = 16;
 /// How long a finished node's last output may take to arrive.
 constexpr core::Millis kPumpDrain{2000};
 
@@ -1129,12 +1131,29 @@ void Supervisor::forward_signal(int sig) {
     });
 }
 
-void Supervisor::submit(Command command, CommandDone done) {
+void Supervisor::submit(Command command, CommandDone done, CommandDone queued) {
     auto& d = *impl_;
-    asio::post(d.context, [&d, command, done = std::move(done)]() mutable {
+    asio::post(d.context, [&d, command, done = std::move(done),
+                           queued = std::move(queued)]() mutable {
+        std::optional<core::Error> refused;
         if (d.shutting_down) {
-            done(core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"});
+            refused = core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"};
+        } else if (d.queue.size() >= kMaxQueuedCommands) {
+            refused = core::Error{
+                core::ErrorCode::kBusy,
+                fmt::format("{} commands are queued already: wait for them", d.queue.size())};
+        }
+        if (refused) {
+            if (queued) {
+                queued(*refused);
+            }
+            if (done) {
+                done(*refused);
+            }
             return;
+        }
+        if (queued) {
+            queued(core::Result<void>{});
         }
         d.queue.emplace_back(command, std::move(done));
         d.changes.notify();

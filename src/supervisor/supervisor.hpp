@@ -241,7 +241,9 @@ public:
 
     /// Queues a command; commands run one at a time, in order. `done` is called on the node
     /// thread when it has run (or at once, on this thread, when it cannot be queued).
-    void submit(Command command, CommandDone done);
+    /// `queued`, when set, hears first whether the command was taken (an error: the sidecar is
+    /// shutting down, or kMaxQueuedCommands wait already), on the node thread.
+    void submit(Command command, CommandDone done, CommandDone queued = {});
 
     const Settings& settings() const;
 

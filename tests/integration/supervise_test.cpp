@@ -721,5 +721,34 @@ TEST(Supervise, ANodeFarBehindItsReferenceIsLaggingAndAnUnreachableReferenceIsIg
         << sidecar.call("GET", "/healthz").body;
 }
 
+TEST(Supervise, CommandsWaitingTheirTurnAreBounded) {
+    // A maintenance that takes the whole grace (the node ignores TERM) holds the queue.
+    Sidecar sidecar{{"--chain", "none", "--proxy", ""},
+                    {"/bin/sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"},
+                    {},
+                    "stop:\n  repeat: 1s\n  grace: 2s\n"};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.out().find("up\n") != std::string::npos; }));
+    EXPECT_EQ(sidecar.call("POST", "/v1/maintenance").status, 201);
+    int submitted = 0;
+    int refused = 0;
+    std::string refusal;
+    for (int i = 0; i < 24; ++i) {
+        auto response = sidecar.call("POST", "/v1/reload");
+        if (response.status == 201) {
+            ++submitted;
+        } else {
+            ++refused;
+            refusal = response.body;
+        }
+    }
+    EXPECT_LE(submitted, 17);  // 16 waiting, and maybe the maintenance had not started yet
+    EXPECT_GE(refused, 7);
+    EXPECT_TRUE(refusal.starts_with("ERROR: reload failed: ") &&
+                refusal.find("commands are queued already") != std::string::npos)
+        << refusal;
+    EXPECT_EQ(sidecar.call("GET", "/v1/ping").body, "pong");
+}
+
 }  // namespace
 }  // namespace aviary::test
