@@ -67,6 +67,15 @@ using LineCallback = std::function<void(const Line&)>;
 /// Awaited by pump() after the lines of each read have been delivered: a consumer that cannot
 /// keep up (a relay whose output is not drained) holds the reading, and so the child, back.
 using AfterRead = std::function<asio::awaitable<void>()>;
+/// Gets each read of a stream exactly as it was read, before it is split into lines: a relay
+/// that must pass the bytes on unchanged ('\r', a last line without '\n', a line past the cap).
+using BytesCallback = std::function<void(Stream, std::string_view)>;
+
+/// What pump() calls besides the line callback.
+struct PumpHooks {
+    BytesCallback on_bytes;  ///< each read, before its lines
+    AfterRead after_read;    ///< after each read's lines
+};
 
 /// How the process group's leader ended.
 struct ExitStatus {
@@ -94,7 +103,7 @@ public:
     /// document printed on one line (helm's JSON) raises it. Call it once.
     asio::awaitable<void> pump(LineCallback on_line,
                                std::size_t max_stdout_line = kMaxLineBytes,
-                               AfterRead after_read = {});
+                               PumpHooks hooks = {});
 
     /// Waits for the leader to end and reaps it. Later calls return the same status at once.
     asio::awaitable<ExitStatus> wait();

@@ -78,16 +78,21 @@ asio::awaitable<void> read_lines(asio::posix::stream_descriptor& pipe,
                                  Stream stream,
                                  const LineCallback& on_line,
                                  std::size_t max_line,
-                                 const AfterRead& after_read) {
+                                 const PumpHooks& hooks) {
     LineSplitter splitter{stream, on_line, max_line};
     std::array<char, std::size_t{16} * 1024> buffer{};
     while (pipe.is_open()) {
         auto [ec, n] = co_await pipe.async_read_some(asio::buffer(buffer),
                                                      asio::as_tuple(asio::use_awaitable));
         if (n > 0) {
-            splitter.feed(std::string_view{buffer.data(), n});
-            if (after_read) {
-                co_await after_read();  // the consumer's back-pressure: read no more until then
+            const std::string_view data{buffer.data(), n};
+            if (hooks.on_bytes) {
+                hooks.on_bytes(stream, data);
+            }
+            splitter.feed(data);
+            if (hooks.after_read) {
+                co_await hooks
+                    .after_read();  // the consumer's back-pressure: read no more until then
             }
         }
         if (ec == asio::error::operation_aborted) {
@@ -158,10 +163,10 @@ pid_t Process::pgid() const {
 
 asio::awaitable<void> Process::pump(LineCallback on_line,
                                     std::size_t max_stdout_line,
-                                    AfterRead after_read) {
+                                    PumpHooks hooks) {
     State* state = state_.get();
-    co_await (read_lines(state->out, Stream::kStdout, on_line, max_stdout_line, after_read) &&
-              read_lines(state->err, Stream::kStderr, on_line, kMaxLineBytes, after_read));
+    co_await (read_lines(state->out, Stream::kStdout, on_line, max_stdout_line, hooks) &&
+              read_lines(state->err, Stream::kStderr, on_line, kMaxLineBytes, hooks));
 }
 
 asio::awaitable<ExitStatus> Process::wait() {

@@ -519,12 +519,13 @@ struct Supervisor::Impl {
         return options;
     }
 
-    /// Relays one line to our own stdout/stderr and keeps it in the ring.
+    /// Queues what the node wrote for our own stdout/stderr, byte for byte.
+    void on_bytes(proc::Stream stream, std::string_view data) {
+        (stream == proc::Stream::kStderr ? pending_err : pending_out).append(data);
+    }
+    /// Counts one line, applies the log rules to it and keeps it in the ring.
     void on_line(const proc::Line& line) {
         const bool err = line.stream == proc::Stream::kStderr;
-        std::string& out = err ? pending_err : pending_out;
-        out.append(line.text);
-        out.push_back('\n');
         (err ? lines_err : lines_out)->inc();
         if (!rules.empty()) {
             apply_rules(line);
@@ -539,7 +540,7 @@ struct Supervisor::Impl {
                 ring.pop_front();
             }
         }
-        // The pump's after-read hook hands the lines of each read to the relay together.
+        // The pump's after-read hook hands each read to the relay (flush_output).
     }
     void flush_output() {
         relay.push(STDOUT_FILENO, pending_out);
@@ -710,12 +711,15 @@ struct Supervisor::Impl {
             asio::co_spawn(
                 context,
                 [this, process, pump_done, pumping]() -> asio::awaitable<void> {
-                    co_await process->pump([this](const proc::Line& line) { on_line(line); },
-                                           proc::kMaxLineBytes,
-                                           [this]() -> asio::awaitable<void> {
-                                               flush_output();
-                                               co_await relay.room();
-                                           });
+                    co_await process->pump(
+                        [this](const proc::Line& line) { on_line(line); }, proc::kMaxLineBytes,
+                        proc::PumpHooks{
+                            .on_bytes = [this](proc::Stream stream,
+                                               std::string_view data) { on_bytes(stream, data); },
+                            .after_read = [this]() -> asio::awaitable<void> {
+                                flush_output();
+                                co_await relay.room();
+                            }});
                     *pumping = false;
                     pump_done->cancel();
                 },

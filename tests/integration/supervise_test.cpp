@@ -259,6 +259,20 @@ TEST(Supervise, RelaysTheNodesOutputByteForByteInOrder) {
     EXPECT_TRUE(sidecar.out() == expected.output) << "the relayed bytes differ";
 }
 
+TEST(Supervise, TheRelayKeepsCarriageReturnsLongLinesAndAnUnfinishedLastLine) {
+    // What the line splitter changes for the API's ring ('\r' dropped, a line cut at 64 KiB, a
+    // '\n' after the last line) never reaches the relayed bytes.
+    Sidecar sidecar{{"--chain", "none", "--proxy", "", "--restart", "never"},
+                    {"/bin/sh", "-c",
+                     "printf 'a\\r\\nb\\r\\n'; head -c 100000 /dev/zero | tr '\\0' x; "
+                     "printf '\\nlast'; printf 'e\\r\\ntail' >&2"}};
+    ASSERT_EQ(sidecar.wait_exit(), 0) << sidecar.err();
+    const std::string expected = "a\r\nb\r\n" + std::string(100000, 'x') + "\nlast";
+    EXPECT_EQ(sidecar.out().size(), expected.size());
+    EXPECT_TRUE(sidecar.out() == expected) << "the relayed bytes differ";
+    EXPECT_NE(sidecar.err().find("e\r\ntail"), std::string::npos) << sidecar.err();
+}
+
 TEST(Supervise, ANodeThatIgnoresTermIsSignalledAgainThenKilledAfterTheGrace) {
     Sidecar sidecar{{"--chain", "none", "--proxy", ""},
                     {"/bin/sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"},
