@@ -1,5 +1,6 @@
 #include "store/postgres/connection.hpp"
 
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -20,6 +21,72 @@ constexpr core::Millis kMaxReconnectBackoff{1000};
 
 constexpr Oid kInt8 = 20;
 constexpr Oid kText = 25;
+
+/// libpq is loaded on the first connection, not linked: a process that never speaks to
+/// PostgreSQL (`aviary supervise`, the CLI, `serve` on SQLite) maps neither it nor the libraries
+/// it pulls in (Kerberos, LDAP, GnuTLS, p11-kit), about 3.5 MB of resident memory.
+#define AVIARY_LIBPQ_FUNCTIONS(X) \
+    X(PQbackendPID)               \
+    X(PQclear)                    \
+    X(PQcmdTuples)                \
+    X(PQconnectdbParams)          \
+    X(PQconsumeInput)             \
+    X(PQerrorMessage)             \
+    X(PQfinish)                   \
+    X(PQfreemem)                  \
+    X(PQgetResult)                \
+    X(PQgetisnull)                \
+    X(PQgetlength)                \
+    X(PQgetvalue)                 \
+    X(PQisBusy)                   \
+    X(PQnotifies)                 \
+    X(PQntuples)                  \
+    X(PQreset)                    \
+    X(PQresultErrorField)         \
+    X(PQresultErrorMessage)       \
+    X(PQresultStatus)             \
+    X(PQsendPrepare)              \
+    X(PQsendQuery)                \
+    X(PQsendQueryPrepared)        \
+    X(PQsetNoticeProcessor)       \
+    X(PQsocket)                   \
+    X(PQstatus)                   \
+    X(PQtransactionStatus)
+
+struct Libpq {
+#define AVIARY_LIBPQ_MEMBER(name) decltype(&::name) name = nullptr;
+    AVIARY_LIBPQ_FUNCTIONS(AVIARY_LIBPQ_MEMBER)
+#undef AVIARY_LIBPQ_MEMBER
+};
+
+/// Loads libpq once per process (never unloaded); later calls return the first outcome.
+const core::Result<Libpq>& load_libpq() {
+    static const core::Result<Libpq> loaded = []() -> core::Result<Libpq> {
+        constexpr const char* kSoname = "libpq.so.5";
+        void* handle = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
+        if (handle == nullptr) {
+            return core::Error{
+                core::ErrorCode::kUnavailable,
+                fmt::format("PostgreSQL needs {} (Debian's libpq5): {}", kSoname, ::dlerror())};
+        }
+        Libpq lib;
+#define AVIARY_LIBPQ_RESOLVE(name)                                                        \
+    lib.name = reinterpret_cast<decltype(&::name)>(::dlsym(handle, #name));               \
+    if (lib.name == nullptr) {                                                            \
+        return core::Error{core::ErrorCode::kUnavailable,                                 \
+                           fmt::format("{} has no {}: too old a libpq", kSoname, #name)}; \
+    }
+        AVIARY_LIBPQ_FUNCTIONS(AVIARY_LIBPQ_RESOLVE)
+#undef AVIARY_LIBPQ_RESOLVE
+        return lib;
+    }();
+    return loaded;
+}
+
+/// libpq's functions. Only past a successful PgConnection::open(), which loads them.
+const Libpq& pq() {
+    return *load_libpq();
+}
 
 }  // namespace
 
@@ -93,11 +160,11 @@ public:
             row_ = -1;
         }
         ++row_;
-        return row_ < PQntuples(result_);
+        return row_ < pq().PQntuples(result_);
     }
-    bool is_null(int column) const override { return PQgetisnull(result_, row_, column) != 0; }
+    bool is_null(int column) const override { return pq().PQgetisnull(result_, row_, column) != 0; }
     std::int64_t int64(int column) const override {
-        const char* value = PQgetvalue(result_, row_, column);
+        const char* value = pq().PQgetvalue(result_, row_, column);
         if (value[0] == 't' && value[1] == '\0') {
             return 1;
         }
@@ -105,16 +172,16 @@ public:
             return 0;
         }
         std::int64_t out = 0;
-        std::from_chars(value, value + PQgetlength(result_, row_, column), out);
+        std::from_chars(value, value + pq().PQgetlength(result_, row_, column), out);
         return out;
     }
     std::string text(int column) const override {
-        return std::string(PQgetvalue(result_, row_, column),
-                           static_cast<std::size_t>(PQgetlength(result_, row_, column)));
+        return std::string(pq().PQgetvalue(result_, row_, column),
+                           static_cast<std::size_t>(pq().PQgetlength(result_, row_, column)));
     }
     void reset() override {
         if (result_ != nullptr) {
-            PQclear(result_);
+            pq().PQclear(result_);
             result_ = nullptr;
         }
         for (auto& value : values_) {
@@ -139,27 +206,28 @@ private:
     core::Result<void> execute() {
         int count = static_cast<int>(values_.size());
         if (!prepared_) {
-            if (PQsendPrepare(db_.conn_, name_.c_str(), sql_.c_str(), count, types_.data()) == 0) {
+            if (pq().PQsendPrepare(db_.conn_, name_.c_str(), sql_.c_str(), count, types_.data()) ==
+                0) {
                 return db_.failed(fmt::format("cannot prepare \"{}\"", sql_), nullptr);
             }
             auto made = db_.await_result(sql_);
             if (!made) {
                 return made.error();
             }
-            if (PQresultStatus(*made) != PGRES_COMMAND_OK) {
+            if (pq().PQresultStatus(*made) != PGRES_COMMAND_OK) {
                 auto error = db_.failed(fmt::format("cannot prepare \"{}\"", sql_), *made);
-                PQclear(*made);
+                pq().PQclear(*made);
                 return error;
             }
-            PQclear(*made);
+            pq().PQclear(*made);
             prepared_ = true;
         }
         std::vector<const char*> values(values_.size());
         for (std::size_t i = 0; i < values_.size(); ++i) {
             values[i] = values_[i] ? values_[i]->c_str() : nullptr;
         }
-        if (PQsendQueryPrepared(db_.conn_, name_.c_str(), count, values.data(), nullptr, nullptr,
-                                0) == 0) {
+        if (pq().PQsendQueryPrepared(db_.conn_, name_.c_str(), count, values.data(), nullptr,
+                                     nullptr, 0) == 0) {
             return db_.failed(sql_, nullptr);
         }
         auto answered = db_.await_result(sql_);
@@ -167,15 +235,15 @@ private:
             return answered.error();
         }
         result_ = *answered;
-        auto status = PQresultStatus(result_);
+        auto status = pq().PQresultStatus(result_);
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
             auto error = db_.failed(sql_, result_);
-            PQclear(result_);
+            pq().PQclear(result_);
             result_ = nullptr;
             return error;
         }
         db_.last_sqlstate_.clear();
-        const char* tuples = PQcmdTuples(result_);
+        const char* tuples = pq().PQcmdTuples(result_);
         std::int64_t changed = 0;
         std::from_chars(tuples, tuples + std::char_traits<char>::length(tuples), changed);
         db_.changes_ = changed;
@@ -193,6 +261,9 @@ private:
 };
 
 core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo& info) {
+    if (const auto& loaded = load_libpq(); !loaded) {
+        return loaded.error();
+    }
     std::string timeout = std::to_string(std::max<std::int64_t>(
         1, std::chrono::ceil<std::chrono::seconds>(info.connect_timeout).count()));
     // TCP keepalives notice a vanished host within about a minute even with nothing sent.
@@ -208,23 +279,23 @@ core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo
     keys.push_back(nullptr);
     values.push_back(nullptr);
     // expand_dbname: "dbname" may be a whole URI or keyword string; later keys fill the rest.
-    PGconn* conn = PQconnectdbParams(keys.data(), values.data(), 1);
+    PGconn* conn = pq().PQconnectdbParams(keys.data(), values.data(), 1);
     std::string name = redact_url(info.url);
     if (conn == nullptr) {
         return core::Error{core::ErrorCode::kStorage,
                            fmt::format("cannot connect to postgres {}: out of memory", name)};
     }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        std::string why = PQerrorMessage(conn);
+    if (pq().PQstatus(conn) != CONNECTION_OK) {
+        std::string why = pq().PQerrorMessage(conn);
         while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) {
             why.pop_back();
         }
-        PQfinish(conn);
+        pq().PQfinish(conn);
         return core::Error{core::ErrorCode::kUnavailable,
                            fmt::format("cannot connect to postgres {}: {}", name, why)};
     }
     // Notices (an IF NOT EXISTS that found its table) are not errors: nothing to print.
-    PQsetNoticeProcessor(
+    pq().PQsetNoticeProcessor(
         conn, [](void*, const char*) {}, nullptr);
     std::unique_ptr<PgConnection> db{new PgConnection(conn, std::move(name), info.query_timeout)};
     {
@@ -247,7 +318,7 @@ PgConnection::PgConnection(pg_conn* conn, std::string name, core::Millis query_t
 
 PgConnection::~PgConnection() {
     statements_.clear();
-    PQfinish(conn_);
+    pq().PQfinish(conn_);
 }
 
 core::Result<sql::Statement> PgConnection::prepare(std::string_view sql) {
@@ -267,21 +338,21 @@ core::Result<void> PgConnection::run(std::string_view sql) {
 
 core::Result<void> PgConnection::exec(std::string_view sql) {
     std::string owned{sql};
-    if (PQsendQuery(conn_, owned.c_str()) == 0) {
+    if (pq().PQsendQuery(conn_, owned.c_str()) == 0) {
         return failed(owned, nullptr);
     }
     auto result = await_result(owned);
     if (!result) {
         return result.error();
     }
-    auto status = PQresultStatus(*result);
+    auto status = pq().PQresultStatus(*result);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         auto error = failed(owned, *result);
-        PQclear(*result);
+        pq().PQclear(*result);
         return error;
     }
     last_sqlstate_.clear();
-    PQclear(*result);
+    pq().PQclear(*result);
     return {};
 }
 
@@ -289,13 +360,13 @@ core::Result<pg_result*> PgConnection::await_result(std::string_view what) {
     auto deadline = std::chrono::steady_clock::now() + query_timeout_;
     PGresult* kept = nullptr;  // the first error, or else the last result
     while (true) {
-        while (PQisBusy(conn_) != 0) {
+        while (pq().PQisBusy(conn_) != 0) {
             auto left = std::chrono::ceil<std::chrono::milliseconds>(
                 deadline - std::chrono::steady_clock::now());
-            pollfd fd{.fd = PQsocket(conn_), .events = POLLIN, .revents = 0};
+            pollfd fd{.fd = pq().PQsocket(conn_), .events = POLLIN, .revents = 0};
             if (left.count() <= 0 || fd.fd < 0 ||
                 ::poll(&fd, 1, static_cast<int>(left.count())) == 0) {
-                PQclear(kept);
+                pq().PQclear(kept);
                 // No answer in time: a paused or partitioned server. The connection is in an
                 // unknown state, so it is dropped; recover() opens a new one.
                 abandoned_ = true;
@@ -303,21 +374,21 @@ core::Result<pg_result*> PgConnection::await_result(std::string_view what) {
                                    fmt::format("postgres {}: no answer within {} ({})", name_,
                                                core::format_duration(query_timeout_), what)};
             }
-            if (PQconsumeInput(conn_) == 0) {
-                PQclear(kept);
+            if (pq().PQconsumeInput(conn_) == 0) {
+                pq().PQclear(kept);
                 return failed(what, nullptr);
             }
         }
-        PGresult* result = PQgetResult(conn_);
+        PGresult* result = pq().PQgetResult(conn_);
         if (result == nullptr) {
             break;
         }
-        bool kept_error = kept != nullptr && PQresultStatus(kept) != PGRES_COMMAND_OK &&
-                          PQresultStatus(kept) != PGRES_TUPLES_OK;
+        bool kept_error = kept != nullptr && pq().PQresultStatus(kept) != PGRES_COMMAND_OK &&
+                          pq().PQresultStatus(kept) != PGRES_TUPLES_OK;
         if (kept_error) {
-            PQclear(result);  // a script stops at its first error: that one is the answer
+            pq().PQclear(result);  // a script stops at its first error: that one is the answer
         } else {
-            PQclear(kept);
+            pq().PQclear(kept);
             kept = result;
         }
     }
@@ -336,9 +407,9 @@ core::Result<void> PgConnection::recover() {
         return core::Error{core::ErrorCode::kUnavailable,
                            fmt::format("postgres {} is unreachable: {}", name_, last_loss_)};
     }
-    PQreset(conn_);
-    if (PQstatus(conn_) != CONNECTION_OK) {
-        last_loss_ = PQerrorMessage(conn_);
+    pq().PQreset(conn_);
+    if (pq().PQstatus(conn_) != CONNECTION_OK) {
+        last_loss_ = pq().PQerrorMessage(conn_);
         while (!last_loss_.empty() && (last_loss_.back() == '\n' || last_loss_.back() == ' ')) {
             last_loss_.pop_back();
         }
@@ -360,7 +431,7 @@ core::Result<void> PgConnection::recover() {
 
 bool PgConnection::in_autocommit() const {
     // A lost connection has no transaction left to end.
-    return broken() || PQtransactionStatus(conn_) == PQTRANS_IDLE;
+    return broken() || pq().PQtransactionStatus(conn_) == PQTRANS_IDLE;
 }
 
 core::Result<void> PgConnection::begin_write() {
@@ -410,7 +481,7 @@ core::Result<void> PgConnection::send_notifications() {
 }
 
 int PgConnection::backend_pid() const {
-    return PQbackendPID(conn_);
+    return pq().PQbackendPID(conn_);
 }
 
 core::Result<void> PgConnection::listen() {
@@ -426,27 +497,27 @@ core::Result<std::vector<PgConnection::Notification>> PgConnection::wait_notific
     std::vector<Notification> out;
     auto lost = [this] {
         return core::Error{core::ErrorCode::kUnavailable,
-                           fmt::format("postgres {}: {}", name_, PQerrorMessage(conn_))};
+                           fmt::format("postgres {}: {}", name_, pq().PQerrorMessage(conn_))};
     };
     auto drain = [&] {
-        while (PGnotify* note = PQnotifies(conn_)) {
+        while (PGnotify* note = pq().PQnotifies(conn_)) {
             out.push_back(Notification{.sender = note->be_pid, .payload = note->extra});
-            PQfreemem(note);
+            pq().PQfreemem(note);
         }
     };
-    if (PQconsumeInput(conn_) == 0) {
+    if (pq().PQconsumeInput(conn_) == 0) {
         return lost();
     }
     drain();
     if (!out.empty()) {
         return out;
     }
-    pollfd fd{.fd = PQsocket(conn_), .events = POLLIN, .revents = 0};
+    pollfd fd{.fd = pq().PQsocket(conn_), .events = POLLIN, .revents = 0};
     if (fd.fd < 0) {
         return lost();
     }
     if (::poll(&fd, 1, static_cast<int>(timeout.count())) > 0) {
-        if (PQconsumeInput(conn_) == 0) {
+        if (pq().PQconsumeInput(conn_) == 0) {
             return lost();
         }
         drain();
@@ -455,11 +526,11 @@ core::Result<std::vector<PgConnection::Notification>> PgConnection::wait_notific
 }
 
 bool PgConnection::broken() const {
-    return abandoned_ || PQstatus(conn_) != CONNECTION_OK;
+    return abandoned_ || pq().PQstatus(conn_) != CONNECTION_OK;
 }
 
 core::Error PgConnection::error(std::string_view what) const {
-    std::string why = PQerrorMessage(conn_);
+    std::string why = pq().PQerrorMessage(conn_);
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) {
         why.pop_back();
     }
@@ -468,11 +539,12 @@ core::Error PgConnection::error(std::string_view what) const {
 }
 
 core::Error PgConnection::failed(std::string_view what, const pg_result* result) {
-    const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+    const char* state =
+        result != nullptr ? pq().PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
     last_sqlstate_ = state != nullptr ? state : "";
-    std::string why = result != nullptr ? PQresultErrorMessage(result) : "";
+    std::string why = result != nullptr ? pq().PQresultErrorMessage(result) : "";
     if (why.empty()) {
-        why = PQerrorMessage(conn_);
+        why = pq().PQerrorMessage(conn_);
     }
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) {
         why.pop_back();
