@@ -230,10 +230,13 @@ ClientConnection::ClientConnection(const executor_type& executor, std::shared_pt
     }
 }
 
-bool ClientConnection::looks_closed() {
+bool ClientConnection::looks_closed(bool peek) {
     auto& socket = tcp().socket();
     if (!socket.is_open() || buffer.size() > 0) {
         return true;
+    }
+    if (!peek) {
+        return false;
     }
     char byte = 0;
     const auto got = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -82,9 +82,9 @@ public:
         return plain_->async_write_some(buffers, std::forward<Token>(token));
     }
 
-    /// True when an idle connection cannot carry another request: the peer closed it, or
-    /// (plain HTTP) sent bytes nobody asked for.
-    bool looks_closed();
+    /// True when an idle connection cannot carry another request: bytes nobody asked for are
+    /// buffered, or (`peek`: one recv with MSG_PEEK) the peer closed it or (plain HTTP) sent some.
+    bool looks_closed(bool peek = true);
     void close();
 
     /// Bytes read past the last response; they belong to the next one.

@@ -57,12 +57,12 @@ void ConnectionPool::evict_expired() {
     }
 }
 
-std::unique_ptr<ClientConnection> ConnectionPool::take_idle(Host& host) {
+std::unique_ptr<ClientConnection> ConnectionPool::take_idle(Host& host, bool peek) {
     // Newest first: the one least likely to have been closed by the server's idle timer.
     while (!host.idle.empty()) {
         auto connection = std::move(host.idle.back().connection);
         host.idle.pop_back();
-        if (!connection->looks_closed()) {
+        if (!connection->looks_closed(peek)) {
             return connection;
         }
         connection->close();
@@ -128,12 +128,12 @@ asio::awaitable<core::Result<Lease>> ConnectionPool::acquire(const Target& targe
                                                              Clock::time_point deadline,
                                                              const std::string& shown_url,
                                                              core::Millis timeout,
-                                                             bool fresh) {
+                                                             Pick pick) {
     evict_expired();
     const std::string key = pool_key(target, tls);
     Host& host = hosts_[key];
-    if (!fresh) {
-        if (auto idle = take_idle(host)) {
+    if (pick != Pick::kFresh) {
+        if (auto idle = take_idle(host, pick == Pick::kIdleChecked)) {
             // clang-tidy 14 walks a coroutine's body twice and sees this move twice.
             // NOLINTNEXTLINE(clang-analyzer-cplusplus.Move)
             co_return Lease{this, key, std::move(idle), true};
@@ -217,7 +217,8 @@ asio::awaitable<core::Result<ClientResponse>> HttpClient::Impl::fetch(ClientRequ
     }
     const ClientTls tls = request.tls.value_or(settings.tls);
     const auto deadline = client::Clock::now() + request.timeout;
-    auto lease = co_await pool.acquire(*target, tls, deadline, shown_url, request.timeout, false);
+    auto lease = co_await pool.acquire(*target, tls, deadline, shown_url, request.timeout,
+                                       client::Pick::kIdleChecked);
     if (!lease) {
         co_return lease.error();
     }
@@ -230,7 +231,8 @@ asio::awaitable<core::Result<ClientResponse>> HttpClient::Impl::fetch(ClientRequ
         // it, so one fresh connection is safe.
         ++stats.retried;
         pool.release(std::move(*lease), false);
-        lease = co_await pool.acquire(*target, tls, deadline, shown_url, request.timeout, true);
+        lease = co_await pool.acquire(*target, tls, deadline, shown_url, request.timeout,
+                                      client::Pick::kFresh);
         if (!lease) {
             co_return lease.error();
         }

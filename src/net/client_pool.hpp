@@ -20,6 +20,18 @@ struct PoolLimits {
     core::Millis idle_timeout{std::chrono::seconds{30}};
 };
 
+/// Which connection ConnectionPool::acquire() hands out.
+enum class Pick {
+    /// An idle one that still looks open (one recv with MSG_PEEK each), else a new one.
+    kIdleChecked,
+    /// An idle one without the peek: for a caller that, when a reused connection turns out
+    /// closed before any answer, sends again on a fresh one (an idempotent request). Saves a
+    /// system call per request.
+    kIdle,
+    /// A new one.
+    kFresh,
+};
+
 class ConnectionPool;
 
 /// A connection lent by the pool. Give it back with ConnectionPool::release(); a lease dropped
@@ -53,7 +65,7 @@ public:
     ConnectionPool(const ConnectionPool&) = delete;
     ConnectionPool& operator=(const ConnectionPool&) = delete;
 
-    /// A connection to `target` before `deadline`: an idle one (unless `fresh`), a new one, or at
+    /// A connection to `target` before `deadline`: an idle one (as `pick` says), a new one, or at
     /// max_per_host the next one another request gives back. Errors as open_connection(), and
     /// kTimeout when no connection came free in time.
     asio::awaitable<core::Result<Lease>> acquire(const Target& target,
@@ -61,7 +73,7 @@ public:
                                                  Clock::time_point deadline,
                                                  const std::string& shown_url,
                                                  core::Millis timeout,
-                                                 bool fresh);
+                                                 Pick pick);
     /// Takes the connection back: kept idle (or handed to a waiter) when `reusable`, else closed.
     void release(Lease lease, bool reusable);
 
@@ -85,7 +97,7 @@ private:
     };
 
     void evict_expired();
-    std::unique_ptr<ClientConnection> take_idle(Host& host);
+    std::unique_ptr<ClientConnection> take_idle(Host& host, bool peek);
     core::Result<std::shared_ptr<ssl::context>> context_for(const std::string& key,
                                                             const ClientTls& tls);
     asio::awaitable<core::Result<Lease>> open(Host& host,

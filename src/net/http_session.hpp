@@ -22,13 +22,16 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
+#include "net/buffered_parse.hpp"
 #include "net/deadline_stream.hpp"
 #include "net/net.hpp"
 #include "net/tls_context.hpp"
@@ -90,6 +93,49 @@ void set_headers(http::response<Body>& message, const Response& response) {
 // 1xx, 204 and 304 carry no body by definition; Beast refuses to serialise one.
 inline bool status_allows_body(int status) {
     return status >= 200 && status != 204 && status != 304;
+}
+
+/// The head of a response with a buffered body, in one string: the bytes Beast's serializer
+/// writes for the same message (set_headers, keep_alive(), prepare_payload()), without building
+/// its field list. Nullopt when a handler set a header Beast's rules would merge or replace
+/// (Connection, Content-Length, Transfer-Encoding) or one that cannot go on the wire as it is.
+inline std::optional<std::string> format_response_head(const Response& response,
+                                                       int status,
+                                                       unsigned version,
+                                                       bool keep_alive,
+                                                       std::size_t body_size) {
+    std::size_t size = 96 + response.content_type.size();
+    for (const auto& header : response.headers) {
+        if (beast::iequals(header.name, "connection") ||
+            beast::iequals(header.name, "content-length") ||
+            beast::iequals(header.name, "transfer-encoding") ||
+            header.name.find_first_of("\r\n: ") != std::string::npos || header.name.empty() ||
+            header.value.find_first_of("\r\n") != std::string::npos) {
+            return std::nullopt;
+        }
+        size += header.name.size() + header.value.size() + 4;
+    }
+    std::string head;
+    head.reserve(size);
+    const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+    fmt::format_to(std::back_inserter(head), "HTTP/1.{} {} {}\r\nServer: aviary\r\n",
+                   version == 10 ? 0 : 1, status, std::string_view{reason.data(), reason.size()});
+    if (!response.content_type.empty()) {
+        head.append("Content-Type: ").append(response.content_type).append("\r\n");
+    }
+    for (const auto& header : response.headers) {
+        head.append(header.name).append(": ").append(header.value).append("\r\n");
+    }
+    if (version == 10 && keep_alive) {
+        head.append("Connection: keep-alive\r\n");
+    } else if (version != 10 && !keep_alive) {
+        head.append("Connection: close\r\n");
+    }
+    if (status_allows_body(status)) {
+        fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n", body_size);
+    }
+    head.append("\r\n");
+    return head;
 }
 
 /// One accepted socket. Shared by its session coroutine and by the server (the registry, the
@@ -566,8 +612,14 @@ asio::awaitable<bool> Session<Stream>::await_first_byte() {
 template <class Stream>
 asio::awaitable<beast::error_code> Session<Stream>::read_head(
     http::request_parser<http::empty_body>& parser) {
+    beast::error_code ec;
+    if (parse_buffered(
+            parser, buffer_, [&] { return parser.is_header_done(); }, ec)) {
+        co_return ec;  // the head was whole in the first read
+    }
     tcp_.expires_after(server_.settings.read_timeout);
-    auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, kUseTuple);
+    std::tie(ec, std::ignore) =
+        co_await http::async_read_header(stream_, buffer_, parser, kUseTuple);
     co_return ec;
 }
 
@@ -584,7 +636,12 @@ asio::awaitable<beast::error_code> Session<Stream>::read_body(
             co_return ec;
         }
     }
-    auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, kUseTuple);
+    beast::error_code ec;
+    if (parse_buffered(
+            parser, buffer_, [&] { return parser.is_done(); }, ec)) {
+        co_return ec;
+    }
+    std::tie(ec, std::ignore) = co_await http::async_read(stream_, buffer_, parser, kUseTuple);
     co_return ec;
 }
 
@@ -670,8 +727,35 @@ template <class Stream>
 asio::awaitable<bool> Session<Stream>::write_response(Response& response,
                                                       bool keep_alive,
                                                       bool head) {
-    http::response<http::string_body> message;
     const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
+    if (status >= 200) {
+        const std::size_t body_size = status_allows_body(status) ? response.body.size() : 0;
+        if (auto formatted =
+                format_response_head(response, status, version_, keep_alive, body_size)) {
+            // Small bodies go in the same buffer: one write, one TLS record.
+            constexpr std::size_t kJoinedBody = std::size_t{16} * 1024;
+            std::string_view body;
+            if (!head && body_size > 0) {
+                if (body_size <= kJoinedBody) {
+                    formatted->append(response.body);
+                } else {
+                    body = response.body;
+                }
+            }
+            tcp_.expires_after(server_.settings.write_timeout);
+            const std::array<asio::const_buffer, 2> buffers{asio::buffer(*formatted),
+                                                            asio::buffer(body)};
+            auto [ec, written] = co_await asio::async_write(stream_, buffers, kUseTuple);
+            if (ec) {
+                co_return false;
+            }
+            if (!keep_alive) {
+                co_await finish_sending();
+            }
+            co_return true;
+        }
+    }
+    http::response<http::string_body> message;
     message.result(static_cast<unsigned>(status));
     message.version(version_);
     set_headers(message, response);

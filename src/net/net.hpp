@@ -460,7 +460,10 @@ struct ProxySettings {
     core::Millis response_timeout{std::chrono::seconds{30}};  ///< to the upstream's response head
     core::Millis idle_timeout{std::chrono::seconds{60}};      ///< between body pieces, tunnel bytes
     int max_connections = 64;              ///< to the upstream, per I/O thread calling forward()
-    int max_idle = 16;                     ///< keep-alive connections kept, per I/O thread
+    /// Keep-alive connections kept, per I/O thread. As many as may be open: connections are only
+    /// opened on demand and idle ones close after idle_timeout, while a cap below the load's
+    /// concurrency would close and reopen connections on every burst (connect, TIME_WAIT).
+    int max_idle = 64;
     std::string via = "aviary";            ///< this proxy's name in Via headers
     std::string forwarded_proto = "http";  ///< X-Forwarded-Proto: how clients reach this proxy
     std::size_t max_buffered_body =

@@ -7,14 +7,15 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
-#include <cctype>
 #include <map>
 #include <mutex>
-#include <set>
+#include <span>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 
+#include "net/buffered_parse.hpp"
 #include "net/client_connection.hpp"
 #include "net/client_pool.hpp"
 #include "net/net.hpp"
@@ -28,59 +29,64 @@ using client::http::field;
 
 constexpr std::size_t kPieceBytes = std::size_t{16} * 1024;
 
-std::string lower(std::string_view text) {
-    std::string out{text};
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
-std::string trim(std::string_view text) {
+std::string_view trim(std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
         text.remove_prefix(1);
     }
     while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
         text.remove_suffix(1);
     }
-    return std::string{text};
+    return text;
 }
 
-/// The comma-separated tokens of every header named `name`, lower case.
-std::set<std::string> header_tokens(const std::vector<Header>& headers, std::string_view name) {
-    std::set<std::string> tokens;
-    for (const auto& header : headers) {
-        if (lower(header.name) != name) {
-            continue;
+/// Adds the comma-separated tokens of one header value to `tokens` (views into `value`).
+void add_tokens(std::string_view value, std::vector<std::string_view>& tokens) {
+    while (!value.empty()) {
+        const auto comma = value.find(',');
+        if (auto token = trim(value.substr(0, comma)); !token.empty()) {
+            tokens.push_back(token);
         }
-        std::string_view rest = header.value;
-        while (!rest.empty()) {
-            const auto comma = rest.find(',');
-            auto token = trim(rest.substr(0, comma));
-            if (!token.empty()) {
-                tokens.insert(lower(token));
-            }
-            rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+        value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+    }
+}
+
+/// The tokens of every Connection header: the further hop-by-hop headers a sender names.
+std::vector<std::string_view> connection_tokens(const std::vector<Header>& headers) {
+    std::vector<std::string_view> tokens;
+    for (const auto& header : headers) {
+        if (client::beast::iequals(header.name, "connection")) {
+            add_tokens(header.value, tokens);
         }
     }
     return tokens;
 }
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1): never forwarded. Upgrade
-/// survives when the request is being upgraded; Content-Length and Transfer-Encoding are set
-/// anew by whoever frames the next hop.
-std::set<std::string> hop_by_hop(const std::vector<Header>& headers) {
-    auto names = header_tokens(headers, "connection");
-    for (const char* name :
-         {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-          "upgrade", "proxy-authorization", "proxy-authenticate", "content-length"}) {
-        names.insert(name);
-    }
-    return names;
+bool is_one_of(std::string_view name, std::span<const std::string_view> names) {
+    return std::any_of(names.begin(), names.end(),
+                       [&](std::string_view n) { return client::beast::iequals(name, n); });
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1): never forwarded, nor
+/// those the Connection header names. Upgrade survives when the request is being upgraded;
+/// Content-Length and Transfer-Encoding are set anew by whoever frames the next hop.
+constexpr std::array<std::string_view, 10> kHopByHop{"connection",
+                                                     "keep-alive",
+                                                     "proxy-connection",
+                                                     "te",
+                                                     "trailer",
+                                                     "transfer-encoding",
+                                                     "upgrade",
+                                                     "proxy-authorization",
+                                                     "proxy-authenticate",
+                                                     "content-length"};
+
+bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> named) {
+    return is_one_of(name, kHopByHop) || is_one_of(name, named);
 }
 
 bool wants_upgrade(const Request& request) {
-    return request.header("upgrade").has_value() &&
-           header_tokens(request.headers, "connection").contains("upgrade");
+    const auto tokens = connection_tokens(request.headers);
+    return request.header("upgrade").has_value() && is_one_of("upgrade", tokens);
 }
 
 Response error_response(int status, std::string text) {
@@ -208,10 +214,10 @@ struct ReverseProxy::Impl {
 
     asio::awaitable<Response> forward(Request& request);
     client::ConnectionPool& pool();
-    client::http::request<client::http::empty_body> upstream_head(const Request& request,
-                                                                  bool upgrading) const;
+    /// The request line and headers for the upstream, without the framing (send() adds it).
+    std::string upstream_head(const Request& request, bool upgrading) const;
     asio::awaitable<error_code> send(client::ClientConnection& connection,
-                                     client::http::request<client::http::empty_body>& head,
+                                     std::string& head,
                                      Request& request,
                                      Response& failed);
     asio::awaitable<error_code> read_head(Exchange& exchange, bool head_request);
@@ -221,8 +227,10 @@ struct ReverseProxy::Impl {
 
     ProxySettings settings;
     core::Result<client::Target> upstream;
-    std::string base_path;  // the upstream URL's path, without a trailing '/'
-    std::string name;       // "127.0.0.1:8888"
+    std::string base_path;       // the upstream URL's path, without a trailing '/'
+    std::string name;            // "127.0.0.1:8888"
+    std::string shown_upstream;  // the upstream URL as logged (redacted)
+    std::string via;             // "1.1 NAME", this hop in Via
 
     std::mutex mutex;  // guards pools only; each pool is used by its own thread
     std::map<std::thread::id, std::unique_ptr<client::ConnectionPool>> pools;
@@ -236,7 +244,10 @@ struct ReverseProxy::Impl {
 };
 
 ReverseProxy::Impl::Impl(ProxySettings settings_in)
-    : settings(std::move(settings_in)), upstream(client::parse_target(settings.upstream)) {
+    : settings(std::move(settings_in)),
+      upstream(client::parse_target(settings.upstream)),
+      shown_upstream(redact_url(settings.upstream)),
+      via(fmt::format("1.1 {}", settings.via)) {
     if (upstream) {
         name = upstream->authority();
         base_path = upstream->path;
@@ -293,34 +304,39 @@ Response ReverseProxy::Impl::upstream_broke(const error_code& ec, std::string_vi
                                            step, ec.message()));
 }
 
-client::http::request<client::http::empty_body> ReverseProxy::Impl::upstream_head(
-    const Request& request, bool upgrading) const {
-    client::http::request<client::http::empty_body> head;
-    head.method_string(request.method);
-    head.target(base_path + request.target);
-    head.version(11);
-    const auto dropped = hop_by_hop(request.headers);
+std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgrading) const {
+    // The method and target passed the server's parser, so they are tokens as HTTP wants them.
+    std::string head;
+    head.reserve(256 + base_path.size() + request.target.size());
+    head.append(request.method)
+        .append(" ")
+        .append(base_path)
+        .append(request.target)
+        .append(" HTTP/1.1\r\n");
+    const auto add = [&head](std::string_view name, std::string_view value) {
+        head.append(name).append(": ").append(value).append("\r\n");
+    };
+    const auto named = connection_tokens(request.headers);
     // Expect goes too: this server already answered it, and the body follows the head at once.
+    static constexpr std::array<std::string_view, 6> kReplaced{
+        "host", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "expect"};
     for (const auto& header : request.headers) {
-        const auto key = lower(header.name);
-        if (dropped.contains(key) || key == "host" || key == "via" || key == "x-forwarded-for" ||
-            key == "x-forwarded-proto" || key == "x-forwarded-host" || key == "expect") {
-            continue;
+        if (!is_hop_by_hop(header.name, named) && !is_one_of(header.name, kReplaced)) {
+            add(header.name, header.value);
         }
-        head.insert(header.name, header.value);
     }
     // Host names the upstream (it may route on it); the client's goes in X-Forwarded-Host.
-    head.set(field::host, upstream->host_header);
-    head.set(field::via, joined(request.header("via"), fmt::format("1.1 {}", settings.via)));
-    head.set("X-Forwarded-For",
-             joined(request.header("x-forwarded-for"), client_address(request.remote)));
-    head.set("X-Forwarded-Proto", settings.forwarded_proto);
+    add("Host", upstream->host_header);
+    add("Via", joined(request.header("via"), via));
+    add("X-Forwarded-For",
+        joined(request.header("x-forwarded-for"), client_address(request.remote)));
+    add("X-Forwarded-Proto", settings.forwarded_proto);
     if (auto host = request.header("host")) {
-        head.set("X-Forwarded-Host", *host);
+        add("X-Forwarded-Host", *host);
     }
     if (upgrading) {
-        head.set(field::upgrade, *request.header("upgrade"));
-        head.set(field::connection, "upgrade");
+        add("Upgrade", *request.header("upgrade"));
+        add("Connection", "upgrade");
     }
     return head;
 }
@@ -328,30 +344,34 @@ client::http::request<client::http::empty_body> ReverseProxy::Impl::upstream_hea
 /// Writes the head and the body: request.body, or what request.body_reader yields (with the
 /// client's Content-Length when it sent one, chunked otherwise). On a client-side failure sets
 /// `failed` and returns no error.
-asio::awaitable<error_code> ReverseProxy::Impl::send(
-    client::ClientConnection& connection,
-    client::http::request<client::http::empty_body>& head,
-    Request& request,
-    Response& failed) {
+asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& connection,
+                                                     std::string& head,
+                                                     Request& request,
+                                                     Response& failed) {
     namespace http = client::http;
     const auto length = request.header("content-length");
     const bool streamed = request.body_reader != nullptr;
-    if (streamed && !length) {
-        head.chunked(true);
+    const bool chunked = streamed && !length;
+    if (chunked) {
+        head.append("Transfer-Encoding: chunked\r\n");
+    } else if (streamed) {
+        head.append(fmt::format("Content-Length: {}\r\n", std::stoull(std::string{*length})));
     } else if (!request.body.empty() || length) {
-        head.content_length(streamed ? std::stoull(std::string{*length}) : request.body.size());
+        head.append(fmt::format("Content-Length: {}\r\n", request.body.size()));
     }
+    head.append("\r\n");
     connection.tcp().expires_after(settings.idle_timeout);
-    http::request_serializer<http::empty_body> serializer{head};
-    auto [head_ec, head_n] =
-        co_await http::async_write_header(connection, serializer, client::kUseTuple);
-    if (head_ec || (!streamed && request.body.empty())) {
-        co_return head_ec;
-    }
     if (!streamed) {
-        auto [ec, n] =
-            co_await asio::async_write(connection, asio::buffer(request.body), client::kUseTuple);
+        // Head and body in one write.
+        const std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
+                                                        asio::buffer(request.body)};
+        auto [ec, n] = co_await asio::async_write(connection, buffers, client::kUseTuple);
         co_return ec;
+    }
+    auto [head_ec, head_n] =
+        co_await asio::async_write(connection, asio::buffer(head), client::kUseTuple);
+    if (head_ec) {
+        co_return head_ec;
     }
     for (;;) {
         auto piece = co_await request.body_reader->read_some();
@@ -366,13 +386,13 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(
         connection.tcp().expires_after(settings.idle_timeout);
         error_code ec;
         if (piece->empty()) {
-            if (head.chunked()) {
+            if (chunked) {
                 std::tie(ec, std::ignore) = co_await asio::async_write(
                     connection, http::make_chunk_last(), client::kUseTuple);
             }
             co_return ec;
         }
-        if (head.chunked()) {
+        if (chunked) {
             auto chunk = http::make_chunk(asio::buffer(*piece));
             std::tie(ec, std::ignore) =
                 co_await asio::async_write(connection, chunk, client::kUseTuple);
@@ -413,28 +433,28 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     Response response;
     response.status = static_cast<int>(upstream_head.result_int());
     response.content_type.clear();
-    std::vector<Header> upstream_headers;
-    for (const auto& header : upstream_head) {
-        upstream_headers.push_back(
-            Header{std::string{header.name_string()}, std::string{header.value()}});
-    }
     const bool tunnel = upgrading && response.status == 101;
-    const auto dropped = hop_by_hop(upstream_headers);
-    for (auto& header : upstream_headers) {
-        const auto key = lower(header.name);
-        if (key == "content-type") {
-            response.content_type = header.value;
-        } else if (!dropped.contains(key) && key != "server" && key != "via") {
-            // Server and Via are set by this hop (the server names itself; Via is extended below).
-            response.headers.push_back(std::move(header));
+    std::vector<std::string_view> named;  // views into the parser's fields, which outlive them
+    for (const auto& header : upstream_head) {
+        if (header.name() == field::connection) {
+            add_tokens(header.value(), named);
+        }
+    }
+    // Server and Via are set by this hop (the server names itself; Via is extended below).
+    static constexpr std::array<std::string_view, 2> kReplaced{"server", "via"};
+    for (const auto& header : upstream_head) {
+        const auto name = header.name_string();
+        if (header.name() == field::content_type) {
+            response.content_type = header.value();
+        } else if (!is_hop_by_hop(name, named) && !is_one_of(name, kReplaced)) {
+            response.headers.push_back(Header{std::string{name}, std::string{header.value()}});
         }
     }
     std::optional<std::string_view> upstream_via;
-    if (auto via = upstream_head.find(field::via); via != upstream_head.end()) {
-        upstream_via = via->value();
+    if (auto found = upstream_head.find(field::via); found != upstream_head.end()) {
+        upstream_via = found->value();
     }
-    response.headers.push_back(
-        Header{"Via", joined(upstream_via, fmt::format("1.1 {}", settings.via))});
+    response.headers.push_back(Header{"Via", joined(upstream_via, via)});
     if (tunnel) {
         ++upgraded;
         response.headers.push_back(Header{"Upgrade", std::string{upstream_head[field::upgrade]}});
@@ -453,12 +473,19 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     }
     // Small and of known size: read it whole, so the client gets a Content-Length too.
     std::array<char, kPieceBytes> piece{};
+    auto& buffer = exchange->connection().buffer;
     while (!parser.is_done()) {
         parser.get().body().data = piece.data();
         parser.get().body().size = piece.size();
-        exchange->connection().tcp().expires_after(settings.idle_timeout);
-        auto [ec, n] = co_await client::http::async_read_some(
-            exchange->connection(), exchange->connection().buffer, parser, client::kUseTuple);
+        error_code ec;
+        // Usually the body came with the head: taken from the buffer, not through a read.
+        if (!parse_buffered(
+                parser, buffer, [&] { return parser.is_done() || parser.get().body().size == 0; },
+                ec)) {
+            exchange->connection().tcp().expires_after(settings.idle_timeout);
+            std::tie(ec, std::ignore) = co_await client::http::async_read_some(
+                exchange->connection(), buffer, parser, client::kUseTuple);
+        }
         if (ec && ec != client::http::error::need_buffer) {
             co_return upstream_broke(ec, "sending the body");
         }
@@ -474,15 +501,19 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
         co_return error_response(502, upstream.error().message);
     }
     const bool upgrading = wants_upgrade(request);
-    auto head = upstream_head(request, upgrading);
+    const auto method = client::http::string_to_verb(request.method);
     const bool may_retry =
-        request.body_reader == nullptr && !upgrading && client::is_idempotent(head.method());
+        request.body_reader == nullptr && !upgrading && client::is_idempotent(method);
     auto& connections = pool();
-    const std::string shown = redact_url(settings.upstream);
     for (int attempt = 0;; ++attempt) {
         const auto connect_deadline = Clock::now() + settings.connect_timeout;
-        auto lease = co_await connections.acquire(*upstream, settings.tls, connect_deadline, shown,
-                                                  settings.connect_timeout, attempt > 0);
+        // A request that may be sent twice skips the idle connection's liveness peek: when the
+        // upstream closed it, the retry below takes a fresh one (as nginx does).
+        const auto pick = attempt > 0 ? client::Pick::kFresh
+                          : may_retry ? client::Pick::kIdle
+                                      : client::Pick::kIdleChecked;
+        auto lease = co_await connections.acquire(*upstream, settings.tls, connect_deadline,
+                                                  shown_upstream, settings.connect_timeout, pick);
         if (!lease) {
             co_return failure(lease.error());
         }
@@ -493,13 +524,14 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
         Response failed;
         failed.status = 0;
         exchange->parser.emplace();
+        auto head = upstream_head(request, upgrading);
         auto send_ec = co_await send(exchange->connection(), head, request, failed);
         if (failed.status != 0) {
             co_return failed;
         }
         error_code read_ec = send_ec;
         if (!send_ec) {
-            read_ec = co_await read_head(*exchange, head.method() == client::http::verb::head);
+            read_ec = co_await read_head(*exchange, method == client::http::verb::head);
         }
         if (!read_ec) {
             co_return co_await relay(std::move(exchange), upgrading);

@@ -326,6 +326,61 @@ TEST(HttpServer, StreamsToAnHttp10ClientUntilClose) {
     EXPECT_EQ(raw->body, "start;alphabetagamma");
 }
 
+TEST(HttpServer, WritesTheResponseHeadByteForByte) {
+    // The head is formatted by hand (docs/architecture.md): the exact bytes for each framing.
+    auto running = start_server(small_settings(), [](Request request) -> asio::awaitable<Response> {
+        Response response;
+        if (request.path == "/empty") {
+            response.status = 204;
+            co_return response;
+        }
+        if (request.path == "/big") {
+            response.content_type = "application/octet-stream";
+            response.body = std::string(20000, 'b');  // past the size joined to the head
+            co_return response;
+        }
+        response.content_type = "application/json";
+        response.headers.push_back({"X-Request-Id", "r1"});
+        response.body = R"({"ok":true})";
+        co_return response;
+    });
+    RawClient client{running.address};
+    client.send("GET /json HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto json = client.read_response();
+    ASSERT_TRUE(json);
+    EXPECT_EQ(json->head,
+              "HTTP/1.1 200 OK\r\nServer: aviary\r\nContent-Type: application/json\r\n"
+              "X-Request-Id: r1\r\nContent-Length: 11");
+    EXPECT_EQ(json->body, R"({"ok":true})");
+    client.send("GET /empty HTTP/1.1\r\nHost: x\r\n\r\n");
+    // No Content-Length: a 204 has no body by definition.
+    EXPECT_EQ(client.read_head(),
+              "HTTP/1.1 204 No Content\r\nServer: aviary\r\nContent-Type: text/plain; "
+              "charset=utf-8");
+    client.send("GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    auto big = client.read_response();
+    ASSERT_TRUE(big);
+    EXPECT_EQ(big->head,
+              "HTTP/1.1 200 OK\r\nServer: aviary\r\nContent-Type: application/octet-stream\r\n"
+              "Connection: close\r\nContent-Length: 20000");
+    EXPECT_EQ(big->body, std::string(20000, 'b'));
+    EXPECT_TRUE(client.wait_closed());
+
+    RawClient old{running.address};
+    old.send("GET /json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    auto kept = old.read_response();
+    ASSERT_TRUE(kept);
+    EXPECT_EQ(kept->head,
+              "HTTP/1.0 200 OK\r\nServer: aviary\r\nContent-Type: application/json\r\n"
+              "X-Request-Id: r1\r\nConnection: keep-alive\r\nContent-Length: 11");
+    old.send("HEAD /json HTTP/1.0\r\n\r\n");
+    EXPECT_EQ(old.read_head(),
+              "HTTP/1.0 200 OK\r\nServer: aviary\r\nContent-Type: application/json\r\n"
+              "X-Request-Id: r1\r\nContent-Length: 11");
+    EXPECT_TRUE(old.wait_closed());  // HTTP/1.0 without keep-alive: closed, and no body sent
+    EXPECT_FALSE(old.read_response()) << "a body after the HEAD response";
+}
+
 TEST(HttpServer, AnswersHeadWithoutABody) {
     auto running = start_server(small_settings());
     RawClient client{running.address};

@@ -18,6 +18,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "net/net.hpp"
 #include "unit/net/raw_http.hpp"
@@ -183,6 +185,81 @@ TEST(ReverseProxy, ReusesTheUpstreamConnection) {
         EXPECT_EQ(response->status, 201);
     }
     EXPECT_EQ(upstream.stats().accepted, 1U);
+    upstream.stop();
+}
+
+TEST(ReverseProxy, AGetOrAPostAfterTheUpstreamClosedTheIdleConnectionStillGoesThrough) {
+    // A GET takes the idle connection unchecked and is sent again on a fresh one when it turns
+    // out closed; a POST (never sent twice) has the idle connection checked first.
+    HttpServer upstream(ServerSettings{.listen = "127.0.0.1:0", .idle_timeout = 50ms}, Upstream{});
+    auto upstream_address = upstream.start();
+    ASSERT_TRUE(upstream_address) << upstream_address.error().message;
+    ProxyRig rig{ProxySettings{.upstream = "http://" + *upstream_address}};
+    for (const char* method : {"GET", "POST", "GET"}) {
+        ASSERT_TRUE(test::wait_until([&] { return upstream.stats().open == 0; }))
+            << "the upstream keeps its idle connection open";
+        ClientRequest request;
+        request.method = method;
+        request.url = fmt::format("http://{}/after-idle", rig.address);
+        auto response = fetch_sync(request);
+        ASSERT_TRUE(response) << method << ": " << response.error().message;
+        EXPECT_EQ(response->status, 201) << method << ": " << response->body;
+        EXPECT_TRUE(response->body.starts_with(fmt::format("{} /after-idle\n", method)))
+            << response->body;
+    }
+    EXPECT_EQ(upstream.stats().requests, 3U) << "each request reached the upstream once";
+    upstream.stop();
+}
+
+/// An upstream that answers no request of a wave until the whole wave has arrived: every wave
+/// holds `wave` requests in flight at once.
+struct WaveUpstream {
+    int wave = 0;
+    std::shared_ptr<std::atomic<int>> arrived = std::make_shared<std::atomic<int>>(0);
+
+    asio::awaitable<Response> operator()(Request) const {
+        const int mine = ++*arrived;
+        const int wave_end = ((mine - 1) / wave + 1) * wave;
+        asio::steady_timer timer{co_await asio::this_coro::executor};
+        const auto give_up = std::chrono::steady_clock::now() + 10s;
+        while (*arrived < wave_end && std::chrono::steady_clock::now() < give_up) {
+            timer.expires_after(1ms);
+            co_await timer.async_wait(asio::use_awaitable);
+        }
+        Response response;
+        response.status = 201;
+        co_return response;
+    }
+};
+
+TEST(ReverseProxy, KeepsAsManyUpstreamConnectionsAsTheLoadUses) {
+    // Two waves of 24 requests in flight at once: the second reuses the first's connections
+    // instead of closing most of them and opening new ones (connect, TIME_WAIT).
+    constexpr int kAtOnce = 24;
+    HttpServer upstream(ServerSettings{.listen = "127.0.0.1:0"}, WaveUpstream{.wave = kAtOnce});
+    auto upstream_address = upstream.start();
+    ASSERT_TRUE(upstream_address) << upstream_address.error().message;
+    ProxyRig rig{ProxySettings{.upstream = "http://" + *upstream_address}};
+    for (int wave = 0; wave < 2; ++wave) {
+        std::vector<std::thread> clients;
+        std::atomic<int> ok{0};
+        for (int i = 0; i < kAtOnce; ++i) {
+            clients.emplace_back([&] {
+                ClientRequest request;
+                request.url = fmt::format("http://{}/wave", rig.address);
+                request.timeout = 20s;
+                auto response = fetch_sync(request);
+                if (response && response->status == 201) {
+                    ++ok;
+                }
+            });
+        }
+        for (auto& client : clients) {
+            client.join();
+        }
+        EXPECT_EQ(ok.load(), kAtOnce) << "wave " << wave;
+    }
+    EXPECT_EQ(upstream.stats().accepted, static_cast<std::uint64_t>(kAtOnce));
     upstream.stop();
 }
 
