@@ -612,12 +612,13 @@ asio::awaitable<bool> Session<Stream>::await_first_byte() {
 template <class Stream>
 asio::awaitable<beast::error_code> Session<Stream>::read_head(
     http::request_parser<http::empty_body>& parser) {
+    // Set even when the head is whole already: a body read after it goes on under this deadline.
+    tcp_.expires_after(server_.settings.read_timeout);
     beast::error_code ec;
     if (parse_buffered(
             parser, buffer_, [&] { return parser.is_header_done(); }, ec)) {
         co_return ec;  // the head was whole in the first read
     }
-    tcp_.expires_after(server_.settings.read_timeout);
     std::tie(ec, std::ignore) =
         co_await http::async_read_header(stream_, buffer_, parser, kUseTuple);
     co_return ec;

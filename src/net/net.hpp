@@ -459,7 +459,7 @@ struct ProxySettings {
     core::Millis connect_timeout{std::chrono::seconds{5}};
     core::Millis response_timeout{std::chrono::seconds{30}};  ///< to the upstream's response head
     core::Millis idle_timeout{std::chrono::seconds{60}};      ///< between body pieces, tunnel bytes
-    int max_connections = 64;              ///< to the upstream, per I/O thread calling forward()
+    int max_connections = 64;  ///< to the upstream, per I/O thread calling forward()
     /// Keep-alive connections kept, per I/O thread. As many as may be open: connections are only
     /// opened on demand and idle ones close after idle_timeout, while a cap below the load's
     /// concurrency would close and reopen connections on every burst (connect, TIME_WAIT).
