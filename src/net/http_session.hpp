@@ -36,6 +36,7 @@
 #include "net/net.hpp"
 #include "net/tls_context.hpp"
 #include "net/websocket_session.hpp"
+#include "net/write_now.hpp"
 
 namespace aviary::net::server_side {
 
@@ -746,7 +747,13 @@ asio::awaitable<bool> Session<Stream>::write_response(Response& response,
             tcp_.expires_after(server_.settings.write_timeout);
             const std::array<asio::const_buffer, 2> buffers{asio::buffer(*formatted),
                                                             asio::buffer(body)};
-            auto [ec, written] = co_await asio::async_write(stream_, buffers, kUseTuple);
+            boost::system::error_code ec;
+            if constexpr (std::is_same_v<Stream, DeadlineStream>) {
+                std::tie(ec, std::ignore) =
+                    co_await write_now_or_later(stream_, stream_.socket(), buffers);
+            } else {
+                std::tie(ec, std::ignore) = co_await asio::async_write(stream_, buffers, kUseTuple);
+            }
             if (ec) {
                 co_return false;
             }

@@ -19,6 +19,7 @@
 #include "net/client_connection.hpp"
 #include "net/client_pool.hpp"
 #include "net/net.hpp"
+#include "net/write_now.hpp"
 
 namespace aviary::net {
 namespace {
@@ -365,7 +366,14 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& c
         // Head and body in one write.
         const std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
                                                         asio::buffer(request.body)};
-        auto [ec, n] = co_await asio::async_write(connection, buffers, client::kUseTuple);
+        error_code ec;
+        if (connection.tls() == nullptr) {
+            std::tie(ec, std::ignore) =
+                co_await write_now_or_later(connection, connection.tcp().socket(), buffers);
+        } else {
+            std::tie(ec, std::ignore) =
+                co_await asio::async_write(connection, buffers, client::kUseTuple);
+        }
         co_return ec;
     }
     auto [head_ec, head_n] =

@@ -381,6 +381,31 @@ TEST(HttpServer, WritesTheResponseHeadByteForByte) {
     EXPECT_FALSE(old.read_response()) << "a body after the HEAD response";
 }
 
+TEST(HttpServer, AResponseLargerThanTheSocketTakesAtOnceArrivesWhole) {
+    // 16 MiB cannot fit a loopback socket's send buffer: the first write takes part of it and
+    // the rest waits for the client to read (docs/architecture.md, "Message heads").
+    std::string pattern;
+    for (int i = 0; i < (16 << 20) / 8; ++i) {
+        pattern += fmt::format("{:07x}\n", i);
+    }
+    auto running = start_server(small_settings(), [pattern](Request) -> asio::awaitable<Response> {
+        Response response;
+        response.body = pattern;
+        co_return response;
+    });
+    RawClient client{running.address};
+    client.send("GET /large HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto large = client.read_response(20s);
+    ASSERT_TRUE(large);
+    EXPECT_EQ(large->status, 200);
+    EXPECT_EQ(large->body.size(), pattern.size());
+    EXPECT_TRUE(large->body == pattern) << "the body arrived changed";
+    client.send("GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto again = client.read_response(20s);
+    ASSERT_TRUE(again) << "the connection is still usable";
+    EXPECT_EQ(again->body.size(), pattern.size());
+}
+
 TEST(HttpServer, AnswersHeadWithoutABody) {
     auto running = start_server(small_settings());
     RawClient client{running.address};
