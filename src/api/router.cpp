@@ -183,11 +183,8 @@ net::asio::awaitable<net::Response> Router::handle(net::Request request) {
     // carries lines and errors that were redacted when they were captured.
     core::redactor().hide_secrets(response.body);
     std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-    requests_
-        .with({std::string{route}, std::string{method_label(request.method)},
-               std::to_string(response.status)})
-        .inc();
-    duration_.with({std::string{route}}).observe(took.count());
+    requests_.with({route, method_label(request.method), std::to_string(response.status)}).inc();
+    duration_.with({route}).observe(took.count());
     co_return response;
 }
 

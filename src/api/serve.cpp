@@ -439,7 +439,7 @@ int serve(config::Config config, ServeOptions options) {
     auto& calls = registry.counter("aviary_jsonrpc_calls_total",
                                    "JSON-RPC calls, by method and outcome.", {"method", "outcome"});
     rpc.on_call = [&calls](std::string_view method, std::string_view outcome) {
-        calls.with({std::string{method}, std::string{outcome}}).inc();
+        calls.with({method, outcome}).inc();
     };
     net::HttpServer* server_ptr = nullptr;
     auto stopping = [&server_ptr] { return server_ptr != nullptr && server_ptr->stopping(); };

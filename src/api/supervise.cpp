@@ -305,6 +305,9 @@ public:
           requests_(registry.counter("aviary_supervised_proxy_requests_total",
                                      "Requests to the gated proxy, by outcome",
                                      {"node", "outcome"})),
+          refused_(requests_.with({supervisor.settings().name, "refused"})),
+          forwarded_(requests_.with({supervisor.settings().name, "forwarded"})),
+          upstream_error_(requests_.with({supervisor.settings().name, "upstream_error"})),
           latency_(registry
                        .histogram("aviary_supervised_proxy_request_duration_seconds",
                                   "Time from a proxied request to its response head",
@@ -312,10 +315,9 @@ public:
                        .with({supervisor.settings().name})) {}
 
     net::asio::awaitable<net::Response> operator()(net::Request request) {
-        const auto& name = supervisor_.settings().name;
         auto [open, why] = supervisor_.gate();
         if (!open) {
-            requests_.with({name, "refused"}).inc();
+            refused_.inc();
             auto response = text(503, why == "maintenance" ? why : "not ready: " + why);
             response.headers.push_back({"Retry-After", "5"});
             co_return response;
@@ -324,7 +326,7 @@ public:
         auto response = co_await proxy_.forward(request);
         latency_.observe(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        requests_.with({name, response.status >= 500 ? "upstream_error" : "forwarded"}).inc();
+        (response.status >= 500 ? upstream_error_ : forwarded_).inc();
         co_return response;
     }
 
@@ -332,6 +334,9 @@ private:
     supervisor::Supervisor& supervisor_;
     net::ReverseProxy& proxy_;
     metrics::Family<metrics::Counter>& requests_;
+    metrics::Counter& refused_;
+    metrics::Counter& forwarded_;
+    metrics::Counter& upstream_error_;
     metrics::Histogram& latency_;
 };
 

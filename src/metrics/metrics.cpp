@@ -87,15 +87,29 @@ std::vector<double> default_latency_buckets() {
 }
 
 template <class M>
-M& Family<M>::with(const std::vector<std::string>& label_values) {
+template <class Values>
+M& Family<M>::find_or_make(const Values& label_values) {
     AVIARY_ASSERT(label_values.size() == label_names_.size(),
                   "one label value per label name of the family");
     std::lock_guard lock{mu_};
-    auto& child = children_[label_values];
-    if (!child) {
-        child = make_();
+    auto found = children_.find(label_values);
+    if (found == children_.end()) {
+        found = children_
+                    .emplace(std::vector<std::string>(label_values.begin(), label_values.end()),
+                             make_())
+                    .first;
     }
-    return *child;
+    return *found->second;
+}
+
+template <class M>
+M& Family<M>::with(std::initializer_list<std::string_view> label_values) {
+    return find_or_make(label_values);
+}
+
+template <class M>
+M& Family<M>::with(const std::vector<std::string>& label_values) {
+    return find_or_make(label_values);
 }
 
 template <class M>

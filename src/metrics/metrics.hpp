@@ -5,10 +5,12 @@
 /// (atomics) once its labelled child exists; creating a child takes the family's mutex.
 /// Scrape hooks run at render() to set gauges computed from elsewhere (nodes by state...).
 /// Safe from any thread. Base layer: knows core only.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -82,9 +84,12 @@ public:
           label_names_(std::move(label_names)),
           make_(std::move(make)) {}
 
-    /// Label values in the order of the family's label names (asserts the count matches).
+    /// Label values in the order of the family's label names (asserts the count matches). A
+    /// child that exists already is found without allocating (a lookup per request on hot
+    /// paths); `with({a, b})` takes this overload.
+    M& with(std::initializer_list<std::string_view> label_values);
     M& with(const std::vector<std::string>& label_values);
-    M& get() { return with({}); }
+    M& get() { return with(std::initializer_list<std::string_view>{}); }
 
     const std::string& name() const { return name_; }
     const std::string& help() const { return help_; }
@@ -97,8 +102,21 @@ private:
     std::string help_;
     std::vector<std::string> label_names_;
     std::function<std::unique_ptr<M>()> make_;
+    /// Orders label-value lists lexicographically, whatever holds the strings.
+    struct LabelsLess {
+        using is_transparent = void;
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const {
+            return std::lexicographical_compare(
+                a.begin(), a.end(), b.begin(), b.end(),
+                [](std::string_view x, std::string_view y) { return x < y; });
+        }
+    };
+    template <class Values>
+    M& find_or_make(const Values& label_values);
+
     mutable std::mutex mu_;
-    std::map<std::vector<std::string>, std::unique_ptr<M>> children_;
+    std::map<std::vector<std::string>, std::unique_ptr<M>, LabelsLess> children_;
 };
 
 class Registry {

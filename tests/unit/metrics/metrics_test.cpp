@@ -12,6 +12,7 @@
 #include <limits>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "metrics/exposition.hpp"
 
@@ -51,6 +52,22 @@ TEST(Registry, RendersCounter) {
               "# TYPE aviary_jobs_total counter\n"
               "aviary_jobs_total{state=\"failed\"} 0.5\n"
               "aviary_jobs_total{state=\"succeeded\"} 3\n");
+}
+
+TEST(Registry, LabelValuesGivenAsViewsOrStringsReachTheSameChild) {
+    Registry registry;
+    auto& family = registry.counter("t_calls_total", "Calls", {"method", "outcome"});
+    const std::string method = "lease";
+    family.with({std::string_view{method}, "ok"}).inc();
+    family.with(std::vector<std::string>{"lease", "ok"}).inc();
+    family.with({"lease", "refused"}).inc(2);
+    EXPECT_EQ(&family.with({"lease", "ok"}), &family.with(std::vector<std::string>{"lease", "ok"}));
+    std::vector<std::string> seen;
+    family.each([&](const std::vector<std::string>& labels, const Counter& counter) {
+        seen.push_back(labels[0] + "/" + labels[1] + "=" +
+                       std::to_string(static_cast<int>(counter.value())));
+    });
+    EXPECT_EQ(seen, (std::vector<std::string>{"lease/ok=2", "lease/refused=2"}));
 }
 
 TEST(Registry, RendersGauge) {
