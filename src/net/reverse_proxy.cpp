@@ -51,7 +51,27 @@ void add_tokens(std::string_view value, std::vector<std::string_view>& tokens) {
     }
 }
 
-/// The tokens of every Connection header: the further hop-by-hop headers a sender names.
+/// Orders header names and tokens ignoring ASCII case.
+bool iless(std::string_view a, std::string_view b) {
+    const auto lower = [](unsigned char c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; };
+    return std::lexicographical_compare(
+        a.begin(), a.end(), b.begin(), b.end(),
+        [&](unsigned char x, unsigned char y) { return lower(x) < lower(y); });
+}
+
+/// Sorts tokens for is_named(): a Connection header may name thousands of them within the
+/// head's size limit, and each forwarded header is looked up among them.
+void sort_tokens(std::vector<std::string_view>& tokens) {
+    std::sort(tokens.begin(), tokens.end(), iless);
+}
+
+/// Whether `name` is among `sorted` (sort_tokens), ignoring case.
+bool is_named(std::string_view name, std::span<const std::string_view> sorted) {
+    return std::binary_search(sorted.begin(), sorted.end(), name, iless);
+}
+
+/// The tokens of every Connection header, sorted: the further hop-by-hop headers a sender
+/// names.
 std::vector<std::string_view> connection_tokens(const std::vector<Header>& headers) {
     std::vector<std::string_view> tokens;
     for (const auto& header : headers) {
@@ -59,6 +79,7 @@ std::vector<std::string_view> connection_tokens(const std::vector<Header>& heade
             add_tokens(header.value, tokens);
         }
     }
+    sort_tokens(tokens);
     return tokens;
 }
 
@@ -82,12 +103,12 @@ constexpr std::array<std::string_view, 10> kHopByHop{"connection",
                                                      "content-length"};
 
 bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> named) {
-    return is_one_of(name, kHopByHop) || is_one_of(name, named);
+    return is_one_of(name, kHopByHop) || is_named(name, named);
 }
 
 bool wants_upgrade(const Request& request) {
     const auto tokens = connection_tokens(request.headers);
-    return request.header("upgrade").has_value() && is_one_of("upgrade", tokens);
+    return request.header("upgrade").has_value() && is_named("upgrade", tokens);
 }
 
 Response error_response(int status, std::string text) {
@@ -448,6 +469,7 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
             add_tokens(header.value(), named);
         }
     }
+    sort_tokens(named);
     // Server and Via are set by this hop (the server names itself; Via is extended below).
     static constexpr std::array<std::string_view, 2> kReplaced{"server", "via"};
     for (const auto& header : upstream_head) {

@@ -146,6 +146,31 @@ TEST(ReverseProxy, PassesStatusBodyAndEndToEndHeadersAndDropsHopByHopOnes) {
     upstream.stop();
 }
 
+TEST(ReverseProxy, DropsEveryHeaderAConnectionHeaderNamesInAnyCaseAmongMany) {
+    HttpServer upstream(ServerSettings{.listen = "127.0.0.1:0"}, Upstream{});
+    auto upstream_address = upstream.start();
+    ASSERT_TRUE(upstream_address) << upstream_address.error().message;
+    ProxyRig rig{ProxySettings{.upstream = "http://" + *upstream_address}};
+    // 500 named tokens (looked up by binary search), two of them naming headers sent.
+    std::string named;
+    for (int i = 0; i < 500; ++i) {
+        named += fmt::format("x-filler-{}, ", i);
+    }
+    named += "X-Hop-B,x-HOP-a";
+    RawClient client{rig.address};
+    client.send(fmt::format(
+        "GET /many HTTP/1.1\r\nHost: x\r\nConnection: {}\r\nx-hop-a: 1\r\nX-Hop-b: 2\r\n"
+        "X-Kept: 3\r\n\r\n",
+        named));
+    auto response = client.read_response();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 201);
+    EXPECT_NE(response->body.find("x-kept: 3\n"), std::string::npos) << response->body;
+    EXPECT_EQ(response->body.find("x-hop-"), std::string::npos) << response->body;
+    EXPECT_EQ(response->body.find("filler"), std::string::npos) << response->body;
+    upstream.stop();
+}
+
 TEST(ReverseProxy, StreamsAChunkedUpstreamResponsePieceByPiece) {
     Upstream handler;
     HttpServer upstream(ServerSettings{.listen = "127.0.0.1:0"}, handler);
