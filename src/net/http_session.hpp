@@ -238,6 +238,9 @@ private:
     asio::awaitable<Response> call_handler(Request request);
     asio::awaitable<bool> respond(Response& response, bool keep_alive, bool head);
     asio::awaitable<bool> write_response(Response& response, bool keep_alive, bool head);
+    asio::awaitable<beast::error_code> send_response(Response& response,
+                                                     bool keep_alive,
+                                                     bool head);
     asio::awaitable<bool> write_streamed(Response& response, bool keep_alive);
     asio::awaitable<void> run_tunnel(Response& response);
     asio::awaitable<bool> accept_websocket(Response& response, bool keep_alive, bool head);
@@ -725,10 +728,26 @@ asio::awaitable<Response> Session<Stream>::call_handler(Request request) {
     co_return error_response(500, "internal error");
 }
 
+/// Writes a buffered response; after one that ends the connection, lets the client read it.
 template <class Stream>
 asio::awaitable<bool> Session<Stream>::write_response(Response& response,
                                                       bool keep_alive,
                                                       bool head) {
+    if (auto ec = co_await send_response(response, keep_alive, head)) {
+        co_return false;
+    }
+    if (!keep_alive) {
+        co_await finish_sending();
+    }
+    co_return true;
+}
+
+/// The head (formatted, or through Beast when a handler's header needs its rules) and, unless
+/// `head`, the body.
+template <class Stream>
+asio::awaitable<beast::error_code> Session<Stream>::send_response(Response& response,
+                                                                  bool keep_alive,
+                                                                  bool head) {
     const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
     if (status >= 200) {
         const std::size_t body_size = status_allows_body(status) ? response.body.size() : 0;
@@ -747,20 +766,14 @@ asio::awaitable<bool> Session<Stream>::write_response(Response& response,
             tcp_.expires_after(server_.settings.write_timeout);
             const std::array<asio::const_buffer, 2> buffers{asio::buffer(*formatted),
                                                             asio::buffer(body)};
-            boost::system::error_code ec;
+            beast::error_code ec;
             if constexpr (std::is_same_v<Stream, DeadlineStream>) {
                 std::tie(ec, std::ignore) =
                     co_await write_now_or_later(stream_, stream_.socket(), buffers);
             } else {
                 std::tie(ec, std::ignore) = co_await asio::async_write(stream_, buffers, kUseTuple);
             }
-            if (ec) {
-                co_return false;
-            }
-            if (!keep_alive) {
-                co_await finish_sending();
-            }
-            co_return true;
+            co_return ec;
         }
     }
     http::response<http::string_body> message;
@@ -776,20 +789,14 @@ asio::awaitable<bool> Session<Stream>::write_response(Response& response,
     tcp_.expires_after(server_.settings.write_timeout);
     http::response_serializer<http::string_body> serializer{message};
     // HEAD: the headers (with the Content-Length a GET would get), never the body.
-    boost::system::error_code ec;
+    beast::error_code ec;
     if (head) {
         std::tie(ec, std::ignore) =
             co_await http::async_write_header(stream_, serializer, kUseTuple);
     } else {
         std::tie(ec, std::ignore) = co_await http::async_write(stream_, serializer, kUseTuple);
     }
-    if (ec) {
-        co_return false;
-    }
-    if (!keep_alive) {
-        co_await finish_sending();
-    }
-    co_return true;
+    co_return ec;
 }
 
 template <class Stream>
