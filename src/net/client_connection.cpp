@@ -11,6 +11,8 @@
 #include <boost/url/parse.hpp>
 #include <cerrno>
 
+#include "net/openssl.hpp"
+
 namespace aviary::net {
 
 std::string redact_url(std::string_view url) {
@@ -179,6 +181,9 @@ core::Result<Target> parse_target(const std::string& text) {
 }
 
 core::Result<std::shared_ptr<ssl::context>> make_tls_context(const ClientTls& tls) {
+    if (auto opened = load_openssl(); !opened) {
+        return opened.error();
+    }
     auto context = std::make_shared<ssl::context>(ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
     beast::error_code ec;

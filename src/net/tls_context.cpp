@@ -14,6 +14,8 @@
 #include <optional>
 #include <string_view>
 
+#include "net/openssl.hpp"
+
 namespace aviary::net {
 namespace {
 
@@ -109,6 +111,9 @@ core::Result<std::shared_ptr<ssl::context>> make_server_tls_context(const TlsSer
     if (tls.require_client_cert && tls.client_ca_file.empty()) {
         return core::Error{core::ErrorCode::kInvalidArgument,
                            "require_client_cert needs client_ca_file to verify them against"};
+    }
+    if (auto opened = load_openssl(); !opened) {
+        return opened.error();
     }
     auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
     SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
