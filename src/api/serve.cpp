@@ -474,8 +474,8 @@ int serve(config::Config config, ServeOptions options) {
 
     auto address = server.start();
     if (!address) {
-        std::fprintf(stderr, "aviary: cannot listen on %s: %s\n", config.server.listen.c_str(),
-                     address.error().message.c_str());
+        // The message names the address ("cannot listen on HOST:PORT: bind failed: …").
+        std::fprintf(stderr, "aviary: %s\n", address.error().message.c_str());
         annotations.stop();
         scheduler.stop();
         engine.stop();

@@ -401,28 +401,34 @@ int supervise(supervisor::Settings settings) {
             });
     }
 
-    if (auto started = supervisor.start(); !started) {
-        std::fprintf(stderr, "aviary supervise: %s\n", started.error().message.c_str());
-        return 1;
-    }
+    // Both listeners are bound before the node starts: a sidecar that cannot serve its ports
+    // exits without starting the node, rather than starting and at once killing it (a node such
+    // as nodeos stopped during its start-up may need a replay). A request in the moment between
+    // the two waits for the supervisor like any other.
     auto control_address = control_server.start();
     if (!control_address) {
-        std::fprintf(stderr, "aviary supervise: cannot listen on %s: %s\n",
-                     settings.control.c_str(), control_address.error().message.c_str());
-        supervisor.stop();
+        // The message names the address ("cannot listen on HOST:PORT: bind failed: …").
+        std::fprintf(stderr, "aviary supervise: control: %s\n",
+                     control_address.error().message.c_str());
         return 1;
     }
     std::string proxy_address = "off";
     if (proxy_server) {
         auto bound = proxy_server->start();
         if (!bound) {
-            std::fprintf(stderr, "aviary supervise: cannot listen on %s: %s\n",
-                         settings.proxy.c_str(), bound.error().message.c_str());
+            std::fprintf(stderr, "aviary supervise: proxy: %s\n", bound.error().message.c_str());
             control_server.stop();
-            supervisor.stop();
             return 1;
         }
         proxy_address = *bound;
+    }
+    if (auto started = supervisor.start(); !started) {
+        std::fprintf(stderr, "aviary supervise: %s\n", started.error().message.c_str());
+        if (proxy_server) {
+            proxy_server->stop();
+        }
+        control_server.stop();
+        return 1;
     }
     log->info("supervising node={} chain={} control={} proxy={} upstream={} state_dir={}",
               settings.name, settings.chain, *control_address, proxy_address,

@@ -449,6 +449,30 @@ TEST(Supervise, BadFlagsAndFilesAreRefusedSayingWhatAndWhere) {
         << missing.output;
 }
 
+TEST(Supervise, APortAlreadyTakenIsNamedOnceAndTheNodeIsNotStarted) {
+    TempDir dir;
+    HeldPort taken;
+    ASSERT_GT(taken.port(), 0);
+    const std::string address = "127.0.0.1:" + std::to_string(taken.port());
+    const std::string marker = dir.path() + "/node-ran";
+    for (const std::string flag : {"--control", "--proxy"}) {
+        const std::string other =
+            flag == "--control" ? " --proxy 127.0.0.1:0" : " --control 127.0.0.1:0";
+        auto refused = run_command(std::string{AVIARY_BINARY} + " supervise --state-dir " +
+                                   dir.path() + "/s " + flag + " " + address + other +
+                                   " -- /bin/sh -c 'touch " + marker + "; sleep 600' 2>&1");
+        EXPECT_EQ(refused.status, 1) << flag << ": " << refused.output;
+        const std::string expected = "cannot listen on " + address + ": bind failed: ";
+        const auto first = refused.output.find(expected);
+        ASSERT_NE(first, std::string::npos) << flag << ": " << refused.output;
+        EXPECT_EQ(refused.output.find("cannot listen on", first + 1), std::string::npos)
+            << flag << ": the address is named twice: " << refused.output;
+        EXPECT_NE(refused.output.find("Address already in use"), std::string::npos)
+            << refused.output;
+        EXPECT_FALSE(std::filesystem::exists(marker)) << flag << ": the node was started";
+    }
+}
+
 TEST(Supervise, ReadinessFollowsTheHeadStalledWhenProductionStopsReadyWhenItResumes) {
     TempDir node_dir;
     const int port = free_port();

@@ -32,4 +32,20 @@ int free_port(bool udp) {
     return port;
 }
 
+HeldPort::HeldPort() : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
+    auto addr = loopback(0);
+    socklen_t len = sizeof addr;
+    if (fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::listen(fd_, 1) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+        port_ = ntohs(addr.sin_port);
+    }
+}
+
+HeldPort::~HeldPort() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
 }  // namespace aviary::test

@@ -11,4 +11,20 @@ sockaddr_in loopback(int port);
 /// Another process could take it before the caller does; tests use it at once.
 int free_port(bool udp = false);
 
+/// A loopback TCP port held by a listening socket until this is destroyed: a port on which
+/// another listener's bind fails ("Address already in use").
+class HeldPort {
+public:
+    HeldPort();
+    ~HeldPort();
+    HeldPort(const HeldPort&) = delete;
+    HeldPort& operator=(const HeldPort&) = delete;
+
+    int port() const { return port_; }
+
+private:
+    int fd_ = -1;
+    int port_ = -1;
+};
+
 }  // namespace aviary::test
