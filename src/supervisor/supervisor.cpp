@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -455,6 +456,8 @@ struct Supervisor::Impl {
             std::lock_guard lock{mu};
             shared = status;
         }
+        open.store(status.readiness == Readiness::kReady && !status.maintenance,
+                   std::memory_order_release);
         changes.notify();
     }
 
@@ -944,7 +947,10 @@ struct Supervisor::Impl {
     std::thread thread;
 
     mutable std::mutex mu;
-    Status shared;               // under mu
+    Status shared;  // under mu
+    /// Whether the proxy may forward: read on every proxied request, so without the lock and
+    /// the copy of `shared` (publish() sets it after `shared`).
+    std::atomic<bool> open{false};
     std::deque<LogLine> ring;    // under mu
     std::size_t ring_bytes = 0;  // under mu
     bool finished_flag = false;  // under mu
@@ -1114,6 +1120,9 @@ std::vector<LogLine> Supervisor::logs(std::size_t n) const {
 }
 
 std::pair<bool, std::string> Supervisor::gate() const {
+    if (impl_->open.load(std::memory_order_acquire)) {
+        return {true, ""};
+    }
     auto s = impl_->snapshot();
     if (s.readiness == Readiness::kReady && !s.maintenance) {
         return {true, ""};
