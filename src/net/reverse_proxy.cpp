@@ -119,16 +119,24 @@ Response error_response(int status, std::string text) {
     return response;
 }
 
-std::string client_address(const std::string& remote) {
-    auto split = split_host_port(remote);
-    return split ? split->first : remote;
-}
-
+/// A list header's value with this hop's entry added after what was there.
 std::string joined(std::optional<std::string_view> existing, std::string_view added) {
     if (!existing || existing->empty()) {
         return std::string{added};
     }
-    return fmt::format("{}, {}", *existing, added);
+    std::string value;
+    value.reserve(existing->size() + 2 + added.size());
+    return value.append(*existing).append(", ").append(added);
+}
+
+/// The address part of a peer's "host:port" ("[::1]:port" gives "::1"), without a copy.
+std::string_view client_address(std::string_view remote) {
+    if (remote.starts_with('[')) {
+        const auto close = remote.find(']');
+        return close == std::string_view::npos ? remote : remote.substr(1, close - 1);
+    }
+    const auto colon = remote.rfind(':');
+    return colon == std::string_view::npos ? remote : remote.substr(0, colon);
 }
 
 /// One upstream exchange: the pooled connection and the parser reading its response, shared by
@@ -338,6 +346,15 @@ std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgra
     const auto add = [&head](std::string_view name, std::string_view value) {
         head.append(name).append(": ").append(value).append("\r\n");
     };
+    // A list header the client sent, with this hop's entry added after its own.
+    const auto add_joined = [&head](std::string_view name, std::optional<std::string_view> sent,
+                                    std::string_view added) {
+        head.append(name).append(": ");
+        if (sent && !sent->empty()) {
+            head.append(*sent).append(", ");
+        }
+        head.append(added).append("\r\n");
+    };
     const auto named = connection_tokens(request.headers);
     // Expect goes too: this server already answered it, and the body follows the head at once.
     static constexpr std::array<std::string_view, 6> kReplaced{
@@ -349,9 +366,9 @@ std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgra
     }
     // Host names the upstream (it may route on it); the client's goes in X-Forwarded-Host.
     add("Host", upstream->host_header);
-    add("Via", joined(request.header("via"), via));
-    add("X-Forwarded-For",
-        joined(request.header("x-forwarded-for"), client_address(request.remote)));
+    add_joined("Via", request.header("via"), via);
+    add_joined("X-Forwarded-For", request.header("x-forwarded-for"),
+               client_address(request.remote));
     add("X-Forwarded-Proto", settings.forwarded_proto);
     if (auto host = request.header("host")) {
         add("X-Forwarded-Host", *host);

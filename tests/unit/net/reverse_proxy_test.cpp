@@ -88,9 +88,9 @@ struct ProxyHandler {
 /// A proxy server in front of `upstream_url`; the proxy is destroyed between the server's
 /// stop() and its destruction, as net.hpp asks.
 struct ProxyRig {
-    explicit ProxyRig(ProxySettings settings)
+    explicit ProxyRig(ProxySettings settings, std::string listen = "127.0.0.1:0")
         : proxy(std::make_unique<ReverseProxy>(std::move(settings))),
-          server(ServerSettings{.listen = "127.0.0.1:0"}, ProxyHandler{proxy.get()}) {
+          server(ServerSettings{.listen = std::move(listen)}, ProxyHandler{proxy.get()}) {
         auto bound = server.start();
         AVIARY_ASSERT(bound.has_value(), "the proxy server starts");
         address = *bound;
@@ -103,6 +103,26 @@ struct ProxyRig {
     HttpServer server;
     std::string address;
 };
+
+TEST(ReverseProxy, NamesAnIpv6ClientInXForwardedForWithoutItsPortOrBrackets) {
+    HttpServer upstream(ServerSettings{.listen = "127.0.0.1:0"}, Upstream{});
+    auto upstream_address = upstream.start();
+    ASSERT_TRUE(upstream_address) << upstream_address.error().message;
+    ProxyRig rig{ProxySettings{.upstream = "http://" + *upstream_address, .via = "test-proxy"},
+                 "[::1]:0"};
+    ASSERT_TRUE(rig.address.starts_with("[::1]:")) << rig.address;
+
+    for (const std::string sent : {"", "X-Forwarded-For: 192.0.2.1\r\n"}) {
+        RawClient client{rig.address};
+        ASSERT_TRUE(client.connected());
+        client.send("GET /who HTTP/1.1\r\nHost: proxy.example\r\n" + sent + "\r\n");
+        auto response = client.read_response();
+        ASSERT_TRUE(response.has_value());
+        const std::string expected =
+            sent.empty() ? "x-forwarded-for: ::1\n" : "x-forwarded-for: 192.0.2.1, ::1\n";
+        EXPECT_NE(response->body.find(expected), std::string::npos) << response->body;
+    }
+}
 
 std::uint16_t closed_port() {
     asio::io_context ioc;
