@@ -14,7 +14,9 @@
 #    operation on 1 thread and on 32 threads (own connections, busy_timeout), and one thread
 #    committing 32 operations per transaction (what group commit can reach);
 # 4. a diagnostic row: io_threads=2, concurrency 32 with glibc heap trimming off (see RESULTS.md);
-# 5. prints the machine's facts and a results table with the goals, and stops all it started.
+# 5. issue 13's ratio: RATIO_ROUNDS pairs of (aviary at concurrency 32, then raw SQLite at 32
+#    operations per commit), each pair back to back, and the median of their ratios;
+# 6. prints the machine's facts and a results table with the goals, and stops all it started.
 #
 # Knobs (environment): BUILD=build  AVIARY=<binary, default $BUILD/aviary; set it to skip
 # building aviary>  DURATION=10  WARMUP=2  IO_THREADS="2 1"  WRK_FLAGS="-t2 -c64 -d10s"
@@ -22,6 +24,9 @@
 # SKIP_DEPS=1  SKIP_BUILD=1  SKIP_DIAG=1  KEEP_TMP=1  LOG_LEVEL=info (aviary's log.level)
 # POOL_SIZES="64 16 4" (server.blocking_threads for the pool-size rows; empty skips them)
 # ONLY_POOL=1 (only the pool-size rows: no io_threads rows, nginx or raw SQLite)
+# RATIO_ROUNDS=3 (issue 13's ratio: lease ops/s at c=32 against raw SQLite at 32 operations per
+# commit, measured in alternated pairs, each pair back to back on the same disk, and the median
+# pair taken; 0 skips it)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,6 +42,8 @@ NODES=32
 GOAL_OPS=15000
 GOAL_P99_MS=10
 GOAL_HEALTHZ_RATIO=0.80
+GOAL_SQLITE_RATIO=0.60
+RATIO_ROUNDS=${RATIO_ROUNDS:-3}
 
 say() { printf '\n== %s\n' "$*"; }
 die() {
@@ -366,6 +373,32 @@ for spec in "${SQLITE_SPECS[@]}"; do
     R[sq_fair/$threads/$batch]="$(field "$f" thread_min_ops)..$(field "$f" thread_max_ops)"
 done
 
+# --- issue 13's ratio: alternated pairs --------------------------------------------------------
+# The disk's fsync rate drifts by several per cent between runs minutes apart, and both sides of
+# the ratio are bound by it: each pair runs the server and raw SQLite back to back, and the
+# median of the pairs' ratios is the figure.
+[[ -n "${ONLY_POOL:-}" ]] && RATIO_ROUNDS=0
+RATIO_IO=$(echo "${IO_THREADS:-2}" | awk '{print $1}')
+ratios=()
+for ((round = 1; round <= RATIO_ROUNDS; round++)); do
+    say "ratio pair $round of $RATIO_ROUNDS: aviary c=32 (io_threads=$RATIO_IO), then raw SQLite at 32 per commit"
+    start_aviary "aviary-ratio$round" "$RATIO_IO"
+    lease_run "ratio$round" 32
+    stop_pid "$pid"
+    rm -f "$TMP/sqlite/rate.db"*
+    "$SQLITE_RATE" --db "$TMP/sqlite/rate.db" --threads 1 --batch 32 \
+        --duration "$DURATION" --warmup "$WARMUP" --label "sqlite-ratio$round" |
+        tee "$TMP/sqlite-ratio$round.txt" || true
+    R[sq_ops/ratio$round]=$(field "$TMP/sqlite-ratio$round.txt" ops_per_s)
+    R[ratio_pair/$round]=$(awk -v a="${R[ops/ratio$round]:-0}" -v q="${R[sq_ops/ratio$round]:-0}" \
+        'BEGIN {printf "%.3f", q ? a / q : 0}')
+    ratios+=("${R[ratio_pair/$round]}")
+done
+if ((${#ratios[@]} > 0)); then
+    R[ratio_median]=$(printf '%s\n' "${ratios[@]}" | sort -n |
+        awk '{v[NR] = $1} END {printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
+fi
+
 # --- the table ---------------------------------------------------------------------------------
 say "results ($(nproc) cores, $fs_type; load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 row() {
@@ -406,6 +439,15 @@ for io in $IO_THREADS; do
         "${R[hz_aviary_us/$io]:-?}" "${R[hz_nginx_us/$io]:-?}"
 done
 echo "(us: the server's CPU microseconds per request, all its threads or workers)"
+if ((${#ratios[@]} > 0)); then
+    printf '%-44s %10s %12s %8s %9s %7s\n' "issue 13's ratio, pairs back to back" "aviary c32" \
+        "raw b32" "ratio" "writes/c" "aviary"
+    for ((round = 1; round <= RATIO_ROUNDS; round++)); do
+        printf '%-44s %10s %12s %8s %9s %7s\n' "pair $round (io_threads=$RATIO_IO)" \
+            "${R[ops/ratio$round]:-?}" "${R[sq_ops/ratio$round]:-?}" "${R[ratio_pair/$round]:-?}" \
+            "${R[batch/ratio$round]:-?}" "${R[cpu/ratio$round]:-?}"
+    done
+fi
 
 say "goals (2-core machine)"
 goal_io=$(echo "$IO_THREADS" | awk '{print $1}')
@@ -418,6 +460,11 @@ echo "lease ops/s at concurrency 32 >= $GOAL_OPS (io_threads=$goal_io, synchrono
 echo "lease p99 at concurrency 32 < $GOAL_P99_MS ms: $p99 ms -> $(verdict "$p99 < $GOAL_P99_MS")"
 echo "GET /healthz >= $GOAL_HEALTHZ_RATIO x nginx (io_threads=$goal_io): ${R[ratio/$goal_io]:-?} ->" \
     "$(verdict "${R[ratio/$goal_io]:-0} >= $GOAL_HEALTHZ_RATIO")"
+if [[ -n "${R[ratio_median]:-}" ]]; then
+    echo "lease ops/s at concurrency 32 >= $GOAL_SQLITE_RATIO x raw SQLite at 32 per commit" \
+        "(median of $RATIO_ROUNDS pairs: ${ratios[*]}): ${R[ratio_median]} ->" \
+        "$(verdict "${R[ratio_median]} >= $GOAL_SQLITE_RATIO")"
+fi
 total_errors=0
 for io in $IO_THREADS; do
     for c in 1 32; do
