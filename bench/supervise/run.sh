@@ -14,10 +14,12 @@
 # 4. proxy: nginx serving a 2-byte file is the upstream; wrk -t1 at c=1 and c=32 for PROXY_SECONDS
 #    against it directly, through aviary's gated proxy (--chain none: ready while the upstream
 #    accepts connections) and through an nginx proxy_pass with upstream keep-alive (one worker,
-#    as the sidecar's proxy has one I/O thread).
+#    as the sidecar's proxy has one I/O thread); PROXY_ROUNDS rounds of the three in turn, and
+#    each figure is the median of its rounds.
 #
 # Reproduce: bench/supervise/run.sh (SKIP_BUILD=1 SKIP_DEPS=1 to reuse build/ and the installed
-# peers; LINES, KILLS, GAP_MS, PROXY_SECONDS to change the sizes). Figures: bench/RESULTS.md.
+# peers; LINES, KILLS, GAP_MS, PROXY_SECONDS, PROXY_ROUNDS to change the sizes). Figures:
+# bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -25,6 +27,7 @@ LINES=${LINES:-10000000}
 KILLS=${KILLS:-50}
 GAP_MS=${GAP_MS:-150}
 PROXY_SECONDS=${PROXY_SECONDS:-5}
+PROXY_ROUNDS=${PROXY_ROUNDS:-3}
 
 say() { printf '\n== %s\n' "$*"; }
 die() {
@@ -204,7 +207,7 @@ R[rss_mb/sv]=$(awk -v k="$(cat "$dir/peak")" 'BEGIN {printf "%.1f", k / 1024}')
 echo "supervisord: ${R[relay_s/sv]} s, ${R[relay_lps/sv]} lines/s, byte-identical: $same, peak RSS ${R[rss_mb/sv]} MB"
 
 # --- 4. proxy -----------------------------------------------------------------------------------
-say "proxy: wrk -t1 for ${PROXY_SECONDS}s at c=1 and c=32"
+say "proxy: wrk -t1 for ${PROXY_SECONDS}s at c=1 and c=32, $PROXY_ROUNDS rounds (medians)"
 mkdir -p "$TMP/www" "$TMP/nginx-temp"
 printf 'ok' >"$TMP/www/ok"
 chmod 755 "$TMP/www"
@@ -260,15 +263,31 @@ wrk_p50_us() {
          if (u == "us") print v; else if (u == "ms") print v * 1000; else if (u == "s") print v * 1e6}' "$1"
 }
 wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
+# PROXY_ROUNDS rounds of direct, aviary, nginx in turn, so that each side sees the same drift of
+# the machine; each figure is the median of its rounds.
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+declare -A P50S RPSS
+for ((round = 1; round <= PROXY_ROUNDS; round++)); do
+    for c in 1 32; do
+        for target in "direct:$upstream" "aviary:$proxy" "nginx:$front"; do
+            name=${target%%:*}
+            port=${target#*:}
+            out=$TMP/wrk-$name-c$c-r$round.txt
+            wrk -t1 -c"$c" -d"${PROXY_SECONDS}s" --latency "http://127.0.0.1:$port/ok" >"$out" 2>&1 || true
+            p50=$(wrk_p50_us "$out")
+            rps=$(wrk_rps "$out")
+            P50S[$name/$c]+="${p50:-0} "
+            RPSS[$name/$c]+="${rps:-0} "
+            echo "round $round, c=$c $name: $rps r/s, p50 $p50 us"
+        done
+    done
+done
 for c in 1 32; do
-    for target in "direct:$upstream" "aviary:$proxy" "nginx:$front"; do
-        name=${target%%:*}
-        port=${target#*:}
-        out=$TMP/wrk-$name-c$c.txt
-        wrk -t1 -c"$c" -d"${PROXY_SECONDS}s" --latency "http://127.0.0.1:$port/ok" >"$out" 2>&1 || true
-        R[p50/$name/$c]=$(wrk_p50_us "$out")
-        R[rps/$name/$c]=$(wrk_rps "$out")
-        echo "c=$c $name: ${R[rps/$name/$c]} r/s, p50 ${R[p50/$name/$c]} us"
+    for name in direct aviary nginx; do
+        # shellcheck disable=SC2086 # word splitting intended: the rounds' values
+        R[p50/$name/$c]=$(median ${P50S[$name/$c]})
+        # shellcheck disable=SC2086
+        R[rps/$name/$c]=$(median ${RPSS[$name/$c]})
     done
 done
 
@@ -282,7 +301,7 @@ printf '%-44s %14s %14s\n' "relay, lines/s" "${R[relay_lps/aviary]}" "${R[relay_
 printf '%-44s %14s %14s\n' "relay byte-identical" "${R[relay_same/aviary]}" "${R[relay_same/sv]}"
 printf '%-44s %14s %14s\n' "peak RSS while relaying, MB" "${R[rss_mb/aviary]}" "${R[rss_mb/sv]}"
 echo
-printf '%-28s %12s %12s %12s %12s %12s\n' "proxy (wrk -t1)" "direct r/s" "aviary r/s" "nginx r/s" "aviary +p50" "nginx +p50"
+printf '%-28s %12s %12s %12s %12s %12s\n' "proxy (wrk -t1, medians)" "direct r/s" "aviary r/s" "nginx r/s" "aviary +p50" "nginx +p50"
 for c in 1 32; do
     add_a=$(awk -v a="${R[p50/aviary/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {printf "%.0f us", a - d}')
     add_n=$(awk -v a="${R[p50/nginx/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {printf "%.0f us", a - d}')

@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "store/sqlite/libsqlite.hpp"
 #include "store/sqlite/wal_vfs.hpp"
 
 namespace aviary::store::sqlite {
@@ -70,7 +71,7 @@ void configure_library() {
     std::call_once(once, [] {
         // SQLITE_MISUSE when something already initialised the library: harmless, it keeps
         // its defaults.
-        (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        (void)disable_sqlite_memstatus();
     });
 }
 
@@ -84,6 +85,9 @@ core::Result<std::unique_ptr<SqliteConnection>> SqliteConnection::open(const std
     int flags = SQLITE_OPEN_NOMUTEX;
     flags |= mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY
                                      : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (auto loaded = load_sqlite(); !loaded) {
+        return loaded.error();
+    }
     configure_library();
     sqlite3* db = nullptr;
     int rc = sqlite3_open_v2(path.c_str(), &db, flags, wal_gathering_vfs());
