@@ -106,9 +106,12 @@ TEST(HttpServerLimits, AcceptFailuresAreCountedAndTheServerServesOnceDescriptors
         boost::system::error_code ec;
         waiting.connect(endpoint, ec);
         ASSERT_FALSE(ec) << ec.message();
-        // The connection waits in the backlog while every accept fails with EMFILE.
+        // The connection waits in the backlog while every accept fails with EMFILE: three
+        // failures counted, and the server still up, is what this test is about. (Whether no
+        // accept succeeds meanwhile is the kernel's business, and not certain: a descriptor
+        // another thread of this process held while the table was filled, and closes during
+        // it, leaves one free. CI met that once.)
         EXPECT_TRUE(wait_until([&] { return server.stats().accept_errors >= 3; }));
-        EXPECT_EQ(server.stats().accepted, 0U);
     }
     EXPECT_TRUE(wait_until([&] { return server.stats().accepted == 1; }));
 
