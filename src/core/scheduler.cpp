@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <optional>
 #include <random>
 
 #include "core/core.hpp"
@@ -13,6 +14,9 @@ struct Scheduler::Entry {
     TimePoint due;
     bool running = false;
     bool woken = false;  // wake() while running: run again right after
+    // due_by() while running: the run's own next due time, read before the caller's change,
+    // must not override it.
+    std::optional<TimePoint> due_by_during_run;
     bool cancelled = false;
     TaskStats stats;
 };
@@ -63,6 +67,9 @@ void Scheduler::due_by(TaskId id, TimePoint at) {
         std::lock_guard lock{mu_};
         AVIARY_ASSERT(id < entries_.size(), "due_by() of a task that was never added");
         auto& entry = *entries_[id];
+        if (entry.running) {
+            entry.due_by_during_run = std::min(entry.due_by_during_run.value_or(at), at);
+        }
         sooner = at < entry.due;
         entry.due = std::min(entry.due, at);
         entry.stats.next_due = entry.due;
@@ -141,6 +148,7 @@ Scheduler::Entry* Scheduler::next_due(Millis& wait) {
 void Scheduler::run(Entry& entry, std::unique_lock<std::mutex>& lock) {
     entry.running = true;
     entry.woken = false;
+    entry.due_by_during_run.reset();
     const bool skip = entry.task.leader_only && leads_ && !leads_();
     lock.unlock();
     const auto started = std::chrono::steady_clock::now();
@@ -163,6 +171,11 @@ void Scheduler::run(Entry& entry, std::unique_lock<std::mutex>& lock) {
     auto next = now + jittered(entry);
     if (wanted) {
         next = std::min(next, std::max(*wanted, now));
+    }
+    if (entry.due_by_during_run) {
+        // A retry's run_at set while this run read the store's next due time from before it.
+        next = std::min(next, std::max(*entry.due_by_during_run, now));
+        entry.due_by_during_run.reset();
     }
     if (entry.woken) {
         next = now;

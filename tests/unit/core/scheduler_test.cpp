@@ -108,6 +108,30 @@ TEST(Scheduler, DueByBringsARunForwardButNeverPushesItBack) {
     EXPECT_EQ(counter.count(), 2);
 }
 
+TEST(Scheduler, DueBySetWhileTheTaskRunsIsKeptPastTheRun) {
+    // The jobs engine's due task reads the next run_at from the store and returns it; a retry
+    // scheduled while it runs (due_by) came after that read and must not be lost to it.
+    ManualClock clock;
+    Scheduler scheduler{clock};
+    Scheduler::TaskId id = 0;
+    int runs = 0;
+    id = scheduler.add(Scheduler::Task{
+        .name = "due",
+        .interval = 1h,
+        .jitter = 0.0,
+        .run_once = [&](TimePoint now) -> std::optional<TimePoint> {
+            if (++runs == 1) {
+                scheduler.due_by(id, now + 2s);  // as another thread would, mid-run
+            }
+            return now + 30min;  // what the task read before that
+        },
+    });
+    EXPECT_EQ(scheduler.run_due(), 1);
+    clock.advance(2s);
+    EXPECT_EQ(scheduler.run_due(), 1) << "the due_by made during the run was lost";
+    EXPECT_EQ(runs, 2);
+}
+
 TEST(Scheduler, JitterKeepsWaitsWithinItsFraction) {
     ManualClock clock;
     Scheduler scheduler{clock};
