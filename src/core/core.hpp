@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -473,5 +474,25 @@ private:
     std::uint64_t random_state_;
     std::vector<std::thread> threads_;
 };
+
+// ---------------------------------------------------------------------------------------------
+// C libraries opened on first use (docs/architecture.md: libpq, OpenSSL and SQLite are not
+// linked, so a role that never uses one does not map it)
+
+/// One function to look up: its name, and the function-pointer object that receives it.
+struct LibrarySymbol {
+    const char* name;
+    void* slot;  ///< &pointer; a function pointer is the size of void* on every POSIX target
+};
+
+/// Opens `soname` for the rest of the process (dlopen, RTLD_NOW | RTLD_LOCAL) and fills every
+/// slot with its symbol's address. A failure (`code`) says who needs the library and which
+/// Debian package has it ("TLS needs libssl.so.3 (Debian's libssl3): …"), or which symbol the
+/// installed version lacks. Call it once per library, from a function-local static.
+Result<void> open_library(const char* soname,
+                          std::string_view needed_by,
+                          std::string_view package,
+                          std::initializer_list<LibrarySymbol> symbols,
+                          ErrorCode code);
 
 }  // namespace aviary::core

@@ -12,7 +12,6 @@
 // first use, and why.
 #include "net/openssl.hpp"
 
-#include <dlfcn.h>
 #include <fmt/format.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -155,22 +154,15 @@ struct OpenSsl {
 /// Opens libssl once per process; later calls return the first outcome.
 const core::Result<OpenSsl>& load() {
     static const core::Result<OpenSsl> loaded = []() -> core::Result<OpenSsl> {
-        void* handle = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
-        if (handle == nullptr) {
-            return core::Error{
-                core::ErrorCode::kUnavailable,
-                fmt::format("TLS needs {} (Debian's libssl3): {}", kSoname, ::dlerror())};
-        }
         OpenSsl lib;
-        // A handle's lookup covers the library and its dependencies: libcrypto's functions too.
-#define AVIARY_OPENSSL_RESOLVE(ret, name, params, args)                                      \
-    lib.name = reinterpret_cast<decltype(&::name)>(::dlsym(handle, #name));                  \
-    if (lib.name == nullptr) {                                                               \
-        return core::Error{core::ErrorCode::kUnavailable,                                    \
-                           fmt::format("{} has no {}: too old an OpenSSL", kSoname, #name)}; \
-    }
-        AVIARY_OPENSSL_FUNCTIONS(AVIARY_OPENSSL_RESOLVE)
-#undef AVIARY_OPENSSL_RESOLVE
+#define AVIARY_OPENSSL_SYMBOL(ret, name, params, args) core::LibrarySymbol{#name, &lib.name},
+        auto opened = core::open_library(kSoname, "TLS", "libssl3",
+                                         {AVIARY_OPENSSL_FUNCTIONS(AVIARY_OPENSSL_SYMBOL)},
+                                         core::ErrorCode::kUnavailable);
+#undef AVIARY_OPENSSL_SYMBOL
+        if (!opened) {
+            return opened.error();
+        }
         return lib;
     }();
     return loaded;

@@ -1,6 +1,5 @@
 #include "store/postgres/connection.hpp"
 
-#include <dlfcn.h>
 #include <fmt/format.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -62,22 +61,15 @@ struct Libpq {
 /// Loads libpq once per process (never unloaded); later calls return the first outcome.
 const core::Result<Libpq>& load_libpq() {
     static const core::Result<Libpq> loaded = []() -> core::Result<Libpq> {
-        constexpr const char* kSoname = "libpq.so.5";
-        void* handle = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
-        if (handle == nullptr) {
-            return core::Error{
-                core::ErrorCode::kUnavailable,
-                fmt::format("PostgreSQL needs {} (Debian's libpq5): {}", kSoname, ::dlerror())};
-        }
         Libpq lib;
-#define AVIARY_LIBPQ_RESOLVE(name)                                                        \
-    lib.name = reinterpret_cast<decltype(&::name)>(::dlsym(handle, #name));               \
-    if (lib.name == nullptr) {                                                            \
-        return core::Error{core::ErrorCode::kUnavailable,                                 \
-                           fmt::format("{} has no {}: too old a libpq", kSoname, #name)}; \
-    }
-        AVIARY_LIBPQ_FUNCTIONS(AVIARY_LIBPQ_RESOLVE)
-#undef AVIARY_LIBPQ_RESOLVE
+#define AVIARY_LIBPQ_SYMBOL(name) core::LibrarySymbol{#name, &lib.name},
+        auto opened = core::open_library("libpq.so.5", "PostgreSQL", "libpq5",
+                                         {AVIARY_LIBPQ_FUNCTIONS(AVIARY_LIBPQ_SYMBOL)},
+                                         core::ErrorCode::kUnavailable);
+#undef AVIARY_LIBPQ_SYMBOL
+        if (!opened) {
+            return opened.error();
+        }
         return lib;
     }();
     return loaded;

@@ -10,7 +10,6 @@
 // load on first use.
 #include "store/sqlite/libsqlite.hpp"
 
-#include <dlfcn.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -69,22 +68,16 @@ struct Sqlite {
 /// Opens libsqlite3 once per process (never unloaded); later calls return the first outcome.
 const core::Result<Sqlite>& load() {
     static const core::Result<Sqlite> loaded = []() -> core::Result<Sqlite> {
-        void* handle = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
-        if (handle == nullptr) {
-            return core::Error{
-                core::ErrorCode::kStorage,
-                fmt::format("SQLite needs {} (Debian's libsqlite3-0): {}", kSoname, ::dlerror())};
-        }
         Sqlite lib;
-#define AVIARY_SQLITE_RESOLVE(ret, name, params, args)                                      \
-    lib.name = reinterpret_cast<decltype(&::name)>(::dlsym(handle, #name));                 \
-    if (lib.name == nullptr) {                                                              \
-        return core::Error{core::ErrorCode::kStorage,                                       \
-                           fmt::format("{} has no {}: too old an SQLite", kSoname, #name)}; \
-    }
-        AVIARY_SQLITE_FUNCTIONS(AVIARY_SQLITE_RESOLVE)
-        AVIARY_SQLITE_RESOLVE(int, sqlite3_config, (), ())
-#undef AVIARY_SQLITE_RESOLVE
+#define AVIARY_SQLITE_SYMBOL(ret, name, params, args) core::LibrarySymbol{#name, &lib.name},
+        auto opened = core::open_library(kSoname, "SQLite", "libsqlite3-0",
+                                         {AVIARY_SQLITE_FUNCTIONS(AVIARY_SQLITE_SYMBOL)
+                                              AVIARY_SQLITE_SYMBOL(int, sqlite3_config, (), ())},
+                                         core::ErrorCode::kStorage);
+#undef AVIARY_SQLITE_SYMBOL
+        if (!opened) {
+            return opened.error();
+        }
         return lib;
     }();
     return loaded;

@@ -99,5 +99,34 @@ TEST(Logging, RejectsUnknownLevelAndFormat) {
     EXPECT_EQ(logger("fleet").get(), logger("fleet").get());
 }
 
+TEST(OpenLibrary, FillsEachSlotWithItsFunction) {
+    std::size_t (*length)(const char*) = nullptr;
+    auto opened = open_library("libc.so.6", "the test", "libc6", {LibrarySymbol{"strlen", &length}},
+                               ErrorCode::kUnavailable);
+    ASSERT_TRUE(opened) << opened.error().message;
+    ASSERT_NE(length, nullptr);
+    EXPECT_EQ(length("aviary"), 6U);
+}
+
+TEST(OpenLibrary, AMissingLibraryOrFunctionIsAnErrorNamingIt) {
+    void (*unused)() = nullptr;
+    auto missing = open_library("libaviary-nothing.so.9", "The test", "no-such-package",
+                                {LibrarySymbol{"f", &unused}}, ErrorCode::kStorage);
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, ErrorCode::kStorage);
+    EXPECT_TRUE(missing.error().message.starts_with(
+        "The test needs libaviary-nothing.so.9 (Debian's no-such-package): "))
+        << missing.error().message;
+
+    auto old =
+        open_library("libc.so.6", "the test", "libc6",
+                     {LibrarySymbol{"aviary_no_such_function", &unused}}, ErrorCode::kUnavailable);
+    ASSERT_FALSE(old);
+    EXPECT_EQ(old.error().code, ErrorCode::kUnavailable);
+    EXPECT_EQ(old.error().message,
+              "libc.so.6 has no aviary_no_such_function: the installed libc6 is too old");
+    EXPECT_EQ(unused, nullptr);
+}
+
 }  // namespace
 }  // namespace aviary::core
