@@ -119,14 +119,14 @@ Response error_response(int status, std::string text) {
     return response;
 }
 
-/// A list header's value with this hop's entry added after what was there.
-std::string joined(std::optional<std::string_view> existing, std::string_view added) {
-    if (!existing || existing->empty()) {
-        return std::string{added};
+/// Appends a list header's value to `out`: what was there, then this hop's entry after it.
+std::string& append_joined(std::string& out,
+                           std::optional<std::string_view> existing,
+                           std::string_view added) {
+    if (existing && !existing->empty()) {
+        out.append(*existing).append(", ");
     }
-    std::string value;
-    value.reserve(existing->size() + 2 + added.size());
-    return value.append(*existing).append(", ").append(added);
+    return out.append(added);
 }
 
 /// The address part of a peer's "host:port" ("[::1]:port" gives "::1"), without a copy.
@@ -349,11 +349,7 @@ std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgra
     // A list header the client sent, with this hop's entry added after its own.
     const auto add_joined = [&head](std::string_view name, std::optional<std::string_view> sent,
                                     std::string_view added) {
-        head.append(name).append(": ");
-        if (sent && !sent->empty()) {
-            head.append(*sent).append(", ");
-        }
-        head.append(added).append("\r\n");
+        append_joined(head.append(name).append(": "), sent, added).append("\r\n");
     };
     const auto named = connection_tokens(request.headers);
     // Expect goes too: this server already answered it, and the body follows the head at once.
@@ -501,7 +497,9 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     if (auto found = upstream_head.find(field::via); found != upstream_head.end()) {
         upstream_via = found->value();
     }
-    response.headers.push_back(Header{"Via", joined(upstream_via, via)});
+    std::string joined_via;
+    append_joined(joined_via, upstream_via, via);
+    response.headers.push_back(Header{"Via", std::move(joined_via)});
     if (tunnel) {
         ++upgraded;
         response.headers.push_back(Header{"Upgrade", std::string{upstream_head[field::upgrade]}});
