@@ -32,6 +32,8 @@ using supervisor::Command;
 
 /// The most lines GET /v1/logs returns.
 constexpr std::size_t kMaxTail = 10000;
+/// The most backups one GET /v1/list_backups returns (page with offset).
+constexpr std::size_t kMaxBackupsListed = 1000;
 
 net::Response text(int status, std::string body) {
     net::Response response;
@@ -136,7 +138,73 @@ json::object status_json(const supervisor::Status& s) {
     o["head_time"] = s.head_time ? json::value(iso(*s.head_time)) : json::value(nullptr);
     o["chain_id"] = s.chain_id;
     o["command"] = s.command;
+    o["phase"] = s.phase;
+    o["restore_pending"] = s.restore_pending;
+    o["last_backup"] = s.last_backup;
+    o["last_restore"] = s.last_restore;
     return o;
+}
+
+json::object backup_json(const supervisor::BackupEntry& entry) {
+    const auto& m = entry.manifest;
+    json::object o{{"name", m.name},
+                   {"usable", entry.usable},
+                   {"chain", m.chain},
+                   {"chain_id", m.chain_id},
+                   {"height", m.height ? json::value(*m.height) : json::value(nullptr)},
+                   {"tag", m.tag},
+                   {"node", m.node},
+                   {"phase", m.phase},
+                   {"created_at", iso(m.created_at)},
+                   {"size", m.size},
+                   {"file_count", m.file_count},
+                   {"linked", m.linked}};
+    if (!m.block_hash.empty()) {
+        o["block_hash"] = m.block_hash;
+    }
+    if (!m.node_version.empty()) {
+        o["node_version"] = m.node_version;
+    }
+    if (!entry.usable) {
+        o["reason"] = entry.reason;
+    }
+    return o;
+}
+
+/// backupName and backupTag reach file names: letters, digits, '.', '_', '-', ':'.
+std::optional<std::string> check_backup_word(std::string_view key, std::string_view value) {
+    const bool ok = value.size() <= 200 && !value.starts_with('.') &&
+                    std::all_of(value.begin(), value.end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' ||
+                               c == '_' || c == '-' || c == ':';
+                    });
+    if (ok) {
+        return std::nullopt;
+    }
+    return fmt::format(
+        "{}: expected up to 200 of a-z, A-Z, 0-9, '.', '_', '-' and ':' (not "
+        "starting with '.'), got \"{}\"",
+        key, value);
+}
+
+/// A whole number from the query string, `fallback` when absent.
+std::optional<std::size_t> whole(const net::Request& request,
+                                 std::string_view key,
+                                 std::size_t fallback,
+                                 std::size_t max,
+                                 std::string& problem) {
+    auto given = request.param(key);
+    if (!given) {
+        return fallback;
+    }
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(given->data(), given->data() + given->size(), n);
+    if (ec != std::errc{} || end != given->data() + given->size() || n > max) {
+        problem =
+            fmt::format("{}: expected a whole number from 0 to {}, got \"{}\"", key, max, *given);
+        return std::nullopt;
+    }
+    return n;
 }
 
 /// The control API (docs/supervise.md, "Control API").
@@ -223,23 +291,16 @@ private:
                 co_return json_response(200, status_json(supervisor_.status()));
             }
             if (name == "list_backups") {
-                co_return text(500,
-                               "ERROR: list_backups failed: backups are not available in "
-                               "this version of aviary supervise");
+                co_return co_await list_backups(request);
             }
             co_return logs(request);
         }
-        if (name == "backup" || name == "restore" || name == "safely_pause_production" ||
-            name == "safely_resume_production") {
+        if (name == "safely_pause_production" || name == "safely_resume_production") {
             if (!post) {
                 co_return text(405, "method not allowed: use POST");
             }
-            const bool production = name.find("production") != std::string_view::npos;
             co_return text(500,
-                           fmt::format("ERROR: {} failed: {}", name,
-                                       production ? "not supported without bp mode"
-                                                  : "backups are not available in this version of "
-                                                    "aviary supervise"));
+                           fmt::format("ERROR: {} failed: not supported without bp mode", name));
         }
         auto command = supervisor::command_from(name);
         if (!command) {
@@ -249,10 +310,22 @@ private:
             co_return text(405, "method not allowed: use POST");
         }
         const std::string cmd{name};
+        supervisor::CommandArgs args;
+        if (*command == Command::kBackup || *command == Command::kRestore) {
+            args.backup_name = param(request, "backupName").value_or("");
+            args.backup_tag = param(request, "backupTag").value_or("");
+            for (auto [key, value] :
+                 {std::pair<std::string_view, const std::string*>{"backupName", &args.backup_name},
+                  {"backupTag", &args.backup_tag}}) {
+                if (auto problem = check_backup_word(key, *value)) {
+                    co_return text(400, *problem);
+                }
+            }
+        }
         if (!truthy(param(request, "sync"))) {
             auto taken = co_await net::await_answer<core::Result<void>>(
-                [this, command](std::function<void(core::Result<void>)> queued) {
-                    supervisor_.submit(*command, {}, std::move(queued));
+                [this, command, &args](std::function<void(core::Result<void>)> queued) {
+                    supervisor_.submit(*command, {}, std::move(queued), args);
                 });
             if (!taken) {
                 co_return text(500,
@@ -261,13 +334,37 @@ private:
             co_return text(201, cmd + " command submitted");
         }
         auto result = co_await net::await_answer<core::Result<void>>(
-            [this, command](std::function<void(core::Result<void>)> done) {
-                supervisor_.submit(*command, std::move(done));
+            [this, command, &args](std::function<void(core::Result<void>)> done) {
+                supervisor_.submit(*command, std::move(done), {}, args);
             });
         if (!result) {
             co_return text(500, fmt::format("ERROR: {} failed: {}", cmd, result.error().message));
         }
         co_return text(200, fmt::format("Success: {} completed", cmd));
+    }
+
+    /// GET list_backups?offset=&limit=: the target's backups, newest first, quarantined ones
+    /// with their reason. Reads the disk, so off the I/O loop.
+    net::asio::awaitable<net::Response> list_backups(const net::Request& request) {
+        std::string problem;
+        auto offset = whole(request, "offset", 0, 1'000'000, problem);
+        auto limit = whole(request, "limit", 100, kMaxBackupsListed, problem);
+        if (!offset || !limit) {
+            co_return text(400, problem);
+        }
+        auto listed = co_await net::offload(files_, [this] { return supervisor_.backups(); });
+        if (!listed) {
+            co_return text(500,
+                           fmt::format("ERROR: list_backups failed: {}", listed.error().message));
+        }
+        json::array backups;
+        for (std::size_t i = *offset; i < listed->size() && backups.size() < *limit; ++i) {
+            backups.push_back(backup_json((*listed)[i]));
+        }
+        co_return json_response(200, json::object{{"backups", std::move(backups)},
+                                                  {"total", listed->size()},
+                                                  {"offset", *offset},
+                                                  {"limit", *limit}});
     }
 
     net::Response logs(const net::Request& request) {
@@ -294,6 +391,7 @@ private:
 
     supervisor::Supervisor& supervisor_;
     metrics::Registry& registry_;
+    net::BlockingPool files_{1};  // list_backups reads the disk
 };
 
 /// The gated proxy: forwards to the node's API while the node is ready, else 503 with why.

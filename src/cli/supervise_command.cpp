@@ -49,19 +49,29 @@ SuperviseApps add_supervise_commands(CLI::App& app, SuperviseCliFlags& flags) {
     optional_flag(s, "--state-dir", flags.state_dir,
                   "where the sidecar keeps its state file (maintenance survives restarts)");
     optional_flag(s, "--restart", flags.restart, "restart policy: always, on-failure or never");
+    optional_flag(s, "--chain-id", flags.chain_id,
+                  "the chain this node belongs to: backups carry it, boot restores pick it");
+    optional_flag(s, "--backup-dir", flags.backup_dir,
+                  "where backups of the data dir go (docs/backups.md)");
 
     apps.ctl = s->add_subcommand(
-        "ctl", "drive a running sidecar: maintenance, resume, reload, safely_reload, status, logs");
+        "ctl",
+        "drive a running sidecar: maintenance, resume, reload, safely_reload, backup, restore, "
+        "list_backups, status, logs");
     apps.ctl->add_option("command", flags.ctl_command, "what to do")
         ->required()
-        ->check(CLI::IsMember(
-            {"maintenance", "resume", "reload", "safely_reload", "status", "logs", "healthz"}));
+        ->check(CLI::IsMember({"maintenance", "resume", "reload", "safely_reload", "backup",
+                               "restore", "list_backups", "status", "logs", "healthz"}));
     apps.ctl->add_option("--control", flags.ctl_control, "HOST:PORT of the sidecar's control API")
         ->envname("AVIARY_SUPERVISE_CONTROL")
         ->capture_default_str();
     apps.ctl->add_option("--token", flags.ctl_token, "bearer token (env AVIARY_SUPERVISE_TOKEN)")
         ->envname("AVIARY_SUPERVISE_TOKEN");
     apps.ctl->add_flag("--sync", flags.ctl_sync, "wait until the command has completed");
+    apps.ctl->add_option("--backup-name", flags.ctl_backup_name,
+                         "restore: the backup (default: the newest usable one)");
+    apps.ctl->add_option("--backup-tag", flags.ctl_backup_tag,
+                         "backup: its label; restore: the newest with this label");
     apps.ctl->add_option("--tail", flags.ctl_tail, "logs: how many lines")
         ->check(CLI::Range(1, 10000))
         ->capture_default_str();
@@ -81,6 +91,8 @@ int run_supervise(const SuperviseApps& apps,
     overrides.data_dir = given(s, "--data-dir", flags.data_dir);
     overrides.state_dir = given(s, "--state-dir", flags.state_dir);
     overrides.restart = given(s, "--restart", flags.restart);
+    overrides.chain_id = given(s, "--chain-id", flags.chain_id);
+    overrides.backup_dir = given(s, "--backup-dir", flags.backup_dir);
     overrides.command = std::move(command);
     auto settings = config::load_supervise(flags.config_path, overrides);
     if (!settings) {
@@ -93,13 +105,25 @@ int run_supervise(const SuperviseApps& apps,
 int run_supervise_ctl(const SuperviseCliFlags& flags) {
     const std::string& command = flags.ctl_command;
     net::ClientRequest request;
-    const bool read = command == "status" || command == "logs" || command == "healthz";
+    const bool read = command == "status" || command == "logs" || command == "healthz" ||
+                      command == "list_backups";
     request.method = read ? "GET" : "POST";
     request.url = fmt::format("http://{}/v1/{}", flags.ctl_control, command);
+    std::vector<std::string> query;
     if (command == "logs") {
-        request.url += fmt::format("?tail={}", flags.ctl_tail);
+        query.push_back(fmt::format("tail={}", flags.ctl_tail));
     } else if (!read && flags.ctl_sync) {
-        request.url += "?sync=true";
+        query.emplace_back("sync=true");
+    }
+    // Names and tags are letters, digits and ".-_:" (the sidecar refuses others): no escaping.
+    if (!flags.ctl_backup_name.empty()) {
+        query.push_back("backupName=" + flags.ctl_backup_name);
+    }
+    if (!flags.ctl_backup_tag.empty()) {
+        query.push_back("backupTag=" + flags.ctl_backup_tag);
+    }
+    for (std::size_t i = 0; i < query.size(); ++i) {
+        request.url += (i == 0 ? "?" : "&") + query[i];
     }
     if (!flags.ctl_token.empty()) {
         request.headers.push_back({"Authorization", "Bearer " + flags.ctl_token});

@@ -16,12 +16,16 @@ struct SuperviseCliFlags {
     std::string data_dir;
     std::string state_dir;
     std::string restart;
+    std::string chain_id;
+    std::string backup_dir;
     // ctl
     std::string ctl_control = "127.0.0.1:8080";
     std::string ctl_token;
     std::string ctl_command;
     bool ctl_sync = false;
     int ctl_tail = 100;
+    std::string ctl_backup_name;
+    std::string ctl_backup_tag;
 };
 
 struct SuperviseApps {

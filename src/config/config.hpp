@@ -91,7 +91,8 @@ std::string_view embedded_default();
 
 /// Flags of `aviary supervise`; each one set overrides the file (docs/supervise.md).
 struct SuperviseFlags {
-    std::optional<std::string> chain, name, control, proxy, upstream, data_dir, state_dir, restart;
+    std::optional<std::string> chain, name, control, proxy, upstream, data_dir, state_dir, restart,
+        chain_id, backup_dir;
     std::vector<std::string> command;  ///< after `--`; overrides program.command
 };
 /// Reads `path` (empty: no file) and applies `flags`; resolves the chain preset (a user

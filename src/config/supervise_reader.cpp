@@ -85,6 +85,20 @@ std::optional<std::string> check_not_empty(std::string_view text) {
     return std::nullopt;
 }
 
+/// Why `id` cannot be a chain id (it reaches backup names and manifests).
+std::optional<std::string> check_chain_id(std::string_view id) {
+    if (id.size() > 128 || !std::all_of(id.begin(), id.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' ||
+                   c == '_' || c == ':';
+        })) {
+        return fmt::format(
+            "chain id \"{}\" must be at most 128 of a-z, A-Z, 0-9, '-', '.', '_' "
+            "and ':'",
+            id);
+    }
+    return std::nullopt;
+}
+
 std::optional<std::string> check_nothing(std::string_view /*text*/) {
     return std::nullopt;
 }
@@ -168,6 +182,35 @@ std::optional<int> signal_of(std::string_view name) {
 // Presets
 
 /// A path on the upstream: "/" and more, no spaces.
+/// A list of globs relative to the data dir (docs/backups.md, "What is never backed up").
+void read_globs(YamlReader& r, const Value& value, std::vector<std::string>& out) {
+    r.read_list(value, [&](const Value& item) {
+        std::string glob;
+        if (!r.read_string(item, glob)) {
+            return;
+        }
+        if (glob.empty() || glob.front() == '/' || glob.find("..") != std::string::npos) {
+            r.error(item,
+                    fmt::format("\"{}\" must be a non-empty glob relative to the data dir", glob));
+            return;
+        }
+        out.push_back(std::move(glob));
+    });
+}
+
+/// A path inside the data dir ("blocks", "config/dirty"): relative, without "..".
+void read_relative(YamlReader& r, const Value& value, std::string& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (text.empty() || text.front() == '/' || text.find("..") != std::string::npos) {
+        r.error(value, fmt::format("\"{}\" must be a path relative to the data dir", text));
+        return;
+    }
+    out = std::move(text);
+}
+
 void read_path(YamlReader& r, const Value& value, std::string& out) {
     std::string text;
     if (!r.read_string(value, text)) {
@@ -479,6 +522,15 @@ bool read_preset(YamlReader& r,
             {"producer", [&](const Value& v) { read_producer(r, v, p); }},
             {"log_metrics",
              [&](const Value& v) { read_log_rules(r, v, p.log_metrics, metric_names_at); }},
+            {"chain_data", [&](const Value& v) { read_relative(r, v, p.chain_data); }},
+            {"dirty_marker", [&](const Value& v) { read_relative(r, v, p.dirty_marker); }},
+            {"dirty_log",
+             [&](const Value& v) {
+                 if (r.read_string(v, p.dirty_log) && p.dirty_log.empty()) {
+                     r.error(v, "must not be empty: the text a dirty node prints");
+                 }
+             }},
+            {"backup_exclude", [&](const Value& v) { read_globs(r, v, p.backup_exclude); }},
         });
     if (!ok || r.error_count() != before) {
         return false;
@@ -571,6 +623,7 @@ struct FileRead {
     bool own_preset = false;  ///< the chain's preset is the file's own
     bool command_given = false;
     bool state_dir_given = false;
+    std::vector<std::string> backup_exclude;  ///< backup.exclude
 };
 
 /// Reads a string and, when `check` finds no problem with it, stores it.
@@ -811,6 +864,18 @@ void read_tokens(YamlReader& r, const Value& value, std::vector<std::string>& to
                       });
 }
 
+void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& b, FileRead& file) {
+    r.read_map(
+        value,
+        {
+            {"dir", [&](const Value& v) { read_checked(r, v, b.dir, check_not_empty); }},
+            {"keep", [&](const Value& v) { r.read_int(v, b.keep, 1, 10'000); }},
+            {"exclude", [&](const Value& v) { read_globs(r, v, file.backup_exclude); }},
+            {"resume_timeout", [&](const Value& v) { r.read_duration(v, b.resume_timeout); }},
+            {"restore_on_boot", [&](const Value& v) { r.read_bool(v, b.restore_on_boot); }},
+        });
+}
+
 void read_supervise_root(YamlReader& r,
                          const Value& root,
                          supervisor::Settings& s,
@@ -858,6 +923,8 @@ void read_supervise_root(YamlReader& r,
                  read_checked(r, v, s.state_dir, check_not_empty);
              }},
             {"data_dir", [&](const Value& v) { read_checked(r, v, s.data_dir, check_nothing); }},
+            {"chain_id", [&](const Value& v) { read_checked(r, v, s.chain_id, check_chain_id); }},
+            {"backup", [&](const Value& v) { read_backup(r, v, s.backup, file); }},
             {"log_ring_lines",
              [&](const Value& v) {
                  std::int64_t n = 0;
@@ -934,6 +1001,8 @@ void apply_flags(const SuperviseFlags& flags,
     apply_flag(flags.proxy, "--proxy", check_proxy, s.proxy, problems);
     apply_flag(flags.data_dir, "--data-dir", check_nothing, s.data_dir, problems);
     apply_flag(flags.state_dir, "--state-dir", check_not_empty, s.state_dir, problems);
+    apply_flag(flags.chain_id, "--chain-id", check_chain_id, s.chain_id, problems);
+    apply_flag(flags.backup_dir, "--backup-dir", check_not_empty, s.backup.dir, problems);
     if (flags.state_dir) {
         file.state_dir_given = true;
     }
@@ -1066,6 +1135,16 @@ core::Result<supervisor::Settings> load_supervise(const std::string& path,
     }
     if (!file.state_dir_given && !s.data_dir.empty()) {
         s.state_dir = (fs::path{s.data_dir} / kStateUnderData).string();
+    }
+    // What is never backed up: the built-in list, the preset's, the file's.
+    s.backup.exclude = supervisor::kBackupExcludes;
+    s.backup.exclude.insert(s.backup.exclude.end(), s.preset.backup_exclude.begin(),
+                            s.preset.backup_exclude.end());
+    s.backup.exclude.insert(s.backup.exclude.end(), file.backup_exclude.begin(),
+                            file.backup_exclude.end());
+    if (!s.backup.dir.empty() && s.data_dir.empty()) {
+        problems.emplace_back(
+            "backup.dir needs data_dir (--data-dir): the directory the backups copy");
     }
     // The preset's log metrics, then the file's; one name, one metric.
     s.log_metrics = s.preset.log_metrics;

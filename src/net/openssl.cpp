@@ -46,6 +46,13 @@
       (const void* data, size_t count, unsigned char* md, unsigned int* size, const EVP_MD* type,  \
        ENGINE* impl),                                                                              \
       (data, count, md, size, type, impl))                                                         \
+    X(int, EVP_DigestFinal_ex, (EVP_MD_CTX * ctx, unsigned char* md, unsigned int* s),             \
+      (ctx, md, s))                                                                                \
+    X(int, EVP_DigestInit_ex, (EVP_MD_CTX * ctx, const EVP_MD* type, ENGINE* impl),                \
+      (ctx, type, impl))                                                                           \
+    X(int, EVP_DigestUpdate, (EVP_MD_CTX * ctx, const void* d, size_t cnt), (ctx, d, cnt))         \
+    X(void, EVP_MD_CTX_free, (EVP_MD_CTX * ctx), (ctx))                                            \
+    X(EVP_MD_CTX*, EVP_MD_CTX_new, (), ())                                                         \
     X(void, EVP_PKEY_free, (EVP_PKEY * pkey), (pkey))                                              \
     X(int, EVP_PKEY_is_a, (const EVP_PKEY* pkey, const char* name), (pkey, name))                  \
     X(const EVP_MD*, EVP_sha256, (), ())                                                           \

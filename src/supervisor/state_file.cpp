@@ -66,6 +66,12 @@ core::Result<StateFile> read_state_file(const std::string& state_dir) {
             *out = static_cast<std::uint64_t>(n->as_int64());
         }
     }
+    if (const auto* r = object.if_contains("restore_pending")) {
+        if (!r->is_string()) {
+            return bad("\"restore_pending\" must be a string");
+        }
+        state.restore_pending = std::string{r->as_string()};
+    }
     return state;
 }
 
@@ -77,6 +83,9 @@ core::Result<void> write_state_file(const std::string& state_dir,
     boost::json::object object{{"maintenance", state.maintenance},
                                {"starts", static_cast<std::int64_t>(state.starts)},
                                {"restarts", static_cast<std::int64_t>(state.restarts)}};
+    if (!state.restore_pending.empty()) {
+        object["restore_pending"] = state.restore_pending;
+    }
     const std::string text = boost::json::serialize(object) + "\n";
     int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {

@@ -12,6 +12,8 @@ struct StateFile {
     bool maintenance = false;
     std::uint64_t starts = 0;
     std::uint64_t restarts = 0;
+    /// Why the data dir must be restored before the next start; empty: it need not be.
+    std::string restore_pending;
 };
 
 std::string state_file_path(const std::string& state_dir);

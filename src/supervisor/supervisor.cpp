@@ -8,6 +8,7 @@
 #include "supervisor/supervisor.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
@@ -29,11 +30,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <regex>
 #include <set>
 #include <thread>
 
+#include "net/net.hpp"
 #include "proc/proc.hpp"
 #include "supervisor/readiness.hpp"
 #include "supervisor/state_file.hpp"
@@ -52,6 +55,8 @@ constexpr std::size_t kRingBytes = std::size_t{1} << 20U;
 constexpr std::size_t kMaxQueuedCommands = 16;
 /// How long a finished node's last output may take to arrive.
 constexpr core::Millis kPumpDrain{2000};
+constexpr std::string_view kNoBackupTarget =
+    "no backup target: start with --backup-dir DIR or set backup.dir";
 
 core::TimePoint now() {
     return std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
@@ -140,13 +145,17 @@ std::string_view to_string(Command command) {
             return "reload";
         case Command::kSafelyReload:
             return "safely_reload";
+        case Command::kBackup:
+            return "backup";
+        case Command::kRestore:
+            return "restore";
     }
     return "unknown";
 }
 
 std::optional<Command> command_from(std::string_view name) {
-    for (auto command :
-         {Command::kMaintenance, Command::kResume, Command::kReload, Command::kSafelyReload}) {
+    for (auto command : {Command::kMaintenance, Command::kResume, Command::kReload,
+                         Command::kSafelyReload, Command::kBackup, Command::kRestore}) {
         if (to_string(command) == name) {
             return command;
         }
@@ -455,8 +464,9 @@ struct Supervisor::Impl {
         {
             std::lock_guard lock{mu};
             shared = status;
+            shared_gate_held = gate_held;
         }
-        open.store(status.readiness == Readiness::kReady && !status.maintenance,
+        open.store(status.readiness == Readiness::kReady && !status.maintenance && !gate_held,
                    std::memory_order_release);
         changes.notify();
     }
@@ -506,7 +516,8 @@ struct Supervisor::Impl {
         return write_state_file(settings.state_dir,
                                 StateFile{.maintenance = status.maintenance,
                                           .starts = status.starts,
-                                          .restarts = status.restarts},
+                                          .restarts = status.restarts,
+                                          .restore_pending = status.restore_pending},
                                 durable);
     }
 
@@ -532,6 +543,17 @@ struct Supervisor::Impl {
         (err ? lines_err : lines_out)->inc();
         if (!rules.empty()) {
             apply_rules(line);
+        }
+        const auto& dirty = settings.preset.dirty_log;
+        if (!dirty.empty() && status.restore_pending.empty() &&
+            line.text.find(dirty) != std::string::npos) {
+            status.restore_pending = fmt::format("the node logged \"{}\"", dirty);
+            log->warn("node {} logged \"{}\": its data dir will be restored before the next start",
+                      settings.name, dirty);
+            if (auto saved = save_state(); !saved) {
+                log->error("cannot save the pending restore: {}", saved.error().message);
+            }
+            publish();
         }
         {
             std::lock_guard lock{mu};
@@ -675,6 +697,13 @@ struct Supervisor::Impl {
                 continue;  // re-check maintenance and shutdown
             }
             set_state(RunState::kStarting);
+            co_await prepare_data();
+            if (shutting_down) {
+                break;
+            }
+            if (status.maintenance || hold_stopped) {
+                continue;  // asked to stay stopped while the data was being prepared
+            }
             auto spawned = proc::spawn(context.get_executor(), spawn_options());
             if (!spawned) {
                 log->error("node {} cannot start: {}", settings.name, spawned.error().message);
@@ -804,7 +833,7 @@ struct Supervisor::Impl {
         // relay lets go, and so the thread ends.
         shutting_down = true;
         relay.release();
-        for (auto& [command, done] : queue) {
+        for (auto& [command, done, args] : queue) {
             if (done) {
                 done(core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"});
             }
@@ -847,12 +876,16 @@ struct Supervisor::Impl {
 
     /// Asks life() to stop the running node, and waits until it has.
     asio::awaitable<void> stop_running() {
-        if (stop_request != nullptr) {
-            stop_wanted = true;
-            stop_request->cancel();
-        }
-        while (status.state == RunState::kRunning || status.state == RunState::kStopping ||
-               status.state == RunState::kStarting) {
+        // A node still starting (a boot restore may take a while) is stopped once it runs.
+        while (true) {
+            if (stop_request != nullptr) {
+                stop_wanted = true;
+                stop_request->cancel();
+            }
+            if (status.state != RunState::kRunning && status.state != RunState::kStopping &&
+                status.state != RunState::kStarting) {
+                break;
+            }
             co_await changes.wait();
         }
     }
@@ -877,8 +910,276 @@ struct Supervisor::Impl {
         co_return core::Result<void>{};
     }
 
-    asio::awaitable<core::Result<void>> run_command(Command command) {
+    // --- backups and restores (docs/backups.md) ------------------------------------------------
+
+    void set_phase(std::string phase, std::string_view what = {}) {
+        if (!phase.empty()) {
+            log->info("node {} {}: {}", settings.name, what, phase);
+        }
+        status.phase = std::move(phase);
+        publish();
+    }
+
+    /// The chain whose backups this node makes and restores: --chain-id, else what the node
+    /// last reported.
+    std::string chain_id() const {
+        return settings.chain_id.empty() ? status.chain_id : settings.chain_id;
+    }
+
+    core::Result<void> check_backups() const {
+        if (!backup_store) {
+            return core::Error{core::ErrorCode::kUnavailable, std::string{kNoBackupTarget}};
+        }
+        if (settings.data_dir.empty()) {
+            return core::Error{core::ErrorCode::kUnavailable,
+                               "no data dir to back up: start with --data-dir DIR"};
+        }
+        return {};
+    }
+
+    /// manageos's backup, in its order: record the head, close the proxy, stop the node, copy
+    /// the data dir, start the node, wait for the head to advance, open the proxy. Whatever
+    /// fails, a node that was running is started again and the proxy reopens.
+    asio::awaitable<core::Result<void>> backup(const CommandArgs& args) {
+        if (auto ready = check_backups(); !ready) {
+            co_return ready;
+        }
+        if (!settings.chain_id.empty() && !status.chain_id.empty() &&
+            status.chain_id != settings.chain_id) {
+            co_return core::Error{core::ErrorCode::kInvalidArgument,
+                                  fmt::format("the node reports chain id {}, not {} (--chain-id): "
+                                              "refusing to file its data under the wrong chain",
+                                              status.chain_id, settings.chain_id)};
+        }
+        const bool was_running =
+            status.state == RunState::kRunning || status.state == RunState::kStarting;
+        // What life() would run (a node running, starting or waiting out a backoff) is held
+        // stopped for the copy and started again after it.
+        const bool start_after = !status.maintenance && !hold_stopped && !exited_for_good;
+        Manifest provenance{.node = settings.name,
+                            .chain = settings.chain,
+                            .chain_id = chain_id(),
+                            .height = was_running ? status.height : std::nullopt,
+                            .tag = args.backup_tag,
+                            .phase = was_running          ? "stopped for the backup"
+                                     : status.maintenance ? "in maintenance"
+                                                          : "not running",
+                            .created_at = now()};
+        provenance.name =
+            backup_name(provenance.created_at, provenance.chain_id, provenance.height);
+        const std::string what = "backup " + provenance.name;
+        gate_held = true;
+        set_phase(fmt::format("recorded head {} of chain {}; proxy closed",
+                              provenance.height ? std::to_string(*provenance.height) : "unknown",
+                              provenance.chain_id.empty() ? "unknown" : provenance.chain_id),
+                  what);
+        if (start_after) {
+            hold_stopped = true;
+            if (was_running) {
+                set_phase("stopping the node", what);
+            }
+            co_await stop_running();
+        }
+        set_phase("copying the data dir", what);
+        auto made = co_await net::offload(files, [this, &provenance] {
+            return backup_store->create(settings.data_dir, provenance, cancel_files);
+        });
+        core::Result<void> result;
+        if (made) {
+            status.last_backup = made->name;
+            log->info("node {} {}: made, {} files, {} bytes ({} hard-linked to the previous one)",
+                      settings.name, what, made->file_count, made->size, made->linked);
+            auto pruned = co_await net::offload(files, [this, &provenance] {
+                return backup_store->prune(provenance.chain_id, settings.backup.keep);
+            });
+            if (!pruned) {
+                log->warn("node {} backups: cannot remove old ones: {}", settings.name,
+                          pruned.error().message);
+            } else if (!pruned->empty()) {
+                log->info("node {} backups: removed {} (keep {})", settings.name,
+                          fmt::join(*pruned, ", "), settings.backup.keep);
+            }
+        } else {
+            result = made.error();
+            log->error("node {} {} failed: {}", settings.name, what, made.error().message);
+        }
+        if (start_after && !shutting_down && !status.maintenance) {
+            set_phase("starting the node", what);
+            auto started = co_await start_now();
+            if (!started && result) {
+                result = core::Error{started.error().code,
+                                     fmt::format("backup {} made, but the node did not start "
+                                                 "again: {}",
+                                                 provenance.name, started.error().message)};
+            }
+            if (started && provenance.height) {
+                set_phase(fmt::format("waiting for the head to pass {}", *provenance.height), what);
+                co_await head_past(*provenance.height);
+            }
+        }
+        gate_held = false;
+        set_phase({}, what);
+        co_return result;
+    }
+
+    /// Waits until the running node's head passes `height`, it stops, or resume_timeout passes.
+    asio::awaitable<void> head_past(std::int64_t height) {
+        const auto deadline = std::chrono::steady_clock::now() + settings.backup.resume_timeout;
+        while (!shutting_down && status.state == RunState::kRunning &&
+               !(status.height && *status.height > height)) {
+            const auto left = deadline - std::chrono::steady_clock::now();
+            if (left <= std::chrono::steady_clock::duration::zero()) {
+                log->warn(
+                    "node {}: the head has not passed {} within {} of the restart: the "
+                    "proxy opens again, readiness decides",
+                    settings.name, height, core::format_duration(settings.backup.resume_timeout));
+                co_return;
+            }
+            co_await wait_change_or(std::chrono::duration_cast<core::Millis>(left));
+        }
+    }
+
+    /// Resolves the backup a restore names: "" or "latest" is the newest usable one of this
+    /// chain (with `tag`, when given).
+    core::Result<std::string> pick_backup(const CommandArgs& args) const {
+        if (!args.backup_name.empty() && args.backup_name != "latest") {
+            return args.backup_name;
+        }
+        auto latest = backup_store->latest(chain_id(), args.backup_tag);
+        if (!latest) {
+            return latest.error();
+        }
+        if (!*latest) {
+            return core::Error{
+                core::ErrorCode::kNotFound,
+                fmt::format("no usable backup of chain {}{} in {}",
+                            chain_id().empty() ? "(any)" : chain_id(),
+                            args.backup_tag.empty() ? "" : " tagged " + args.backup_tag,
+                            settings.backup.dir)};
+        }
+        return (*latest)->name;
+    }
+
+    /// Copies backup `name` into the data dir (the node is stopped). Node thread.
+    asio::awaitable<core::Result<Manifest>> restore_files(const std::string& name) {
+        auto restored = co_await net::offload(files, [this, &name] {
+            return backup_store->restore(name, settings.data_dir, cancel_files);
+        });
+        if (restored) {
+            status.last_restore = restored->name;
+            log->info("node {} restore {}: done, {} files, {} bytes, height {}", settings.name,
+                      name, restored->file_count, restored->size,
+                      restored->height ? std::to_string(*restored->height) : "unknown");
+        }
+        co_return restored;
+    }
+
+    /// manageos's restore: stop the node, put the backup in place (checked as it is copied),
+    /// start the node again (unless in maintenance).
+    asio::awaitable<core::Result<void>> restore(const CommandArgs& args) {
+        if (auto ready = check_backups(); !ready) {
+            co_return ready;
+        }
+        auto name = co_await net::offload(files, [this, &args] { return pick_backup(args); });
+        if (!name) {
+            co_return name.error();
+        }
+        const std::string what = "restore " + *name;
+        if (status.state == RunState::kRunning || status.state == RunState::kStarting ||
+            status.state == RunState::kBackoff) {
+            set_phase("stopping the node", what);
+            hold_stopped = true;
+            co_await stop_running();
+        }
+        set_phase("copying the backup into the data dir", what);
+        auto restored = co_await restore_files(*name);
+        core::Result<void> result;
+        if (restored) {
+            status.restore_pending.clear();
+            (void)save_state();
+        } else {
+            result = restored.error();
+            log->error("node {} {} failed: {}", settings.name, what, restored.error().message);
+        }
+        if (!shutting_down && !status.maintenance) {
+            set_phase("starting the node", what);
+            auto started = co_await start_now();
+            if (!started && result) {
+                result = core::Error{started.error().code,
+                                     fmt::format("restored {}, but the node did not start: {}",
+                                                 *name, started.error().message)};
+            }
+        }
+        set_phase({}, what);
+        co_return result;
+    }
+
+    /// The boot rules, before every start: finish a restore a crash interrupted, then restore
+    /// the newest usable backup when the data dir has no chain data, is dirty, or a restore is
+    /// pending. With no usable backup the node starts from what it has (its genesis).
+    asio::awaitable<void> prepare_data() {
+        if (!backup_store || settings.data_dir.empty() || !settings.backup.restore_on_boot) {
+            co_return;
+        }
+        auto finished = co_await net::offload(
+            files, [this] { return finish_restore(settings.data_dir, settings.backup.exclude); });
+        if (!finished) {
+            log->error("node {}: cannot finish the interrupted restore in {}: {}", settings.name,
+                       settings.data_dir, finished.error().message);
+        } else if (*finished) {
+            log->warn("node {}: finished a restore into {} that was interrupted", settings.name,
+                      settings.data_dir);
+        }
+        const std::filesystem::path data{settings.data_dir};
+        const auto& preset = settings.preset;
+        std::error_code ec;
+        std::string why = status.restore_pending;
+        if (why.empty() && !preset.dirty_marker.empty() &&
+            std::filesystem::exists(data / preset.dirty_marker, ec)) {
+            why = fmt::format("the dirty flag {} is set", preset.dirty_marker);
+        }
+        if (why.empty() && !preset.chain_data.empty() &&
+            !std::filesystem::exists(data / preset.chain_data, ec)) {
+            why = fmt::format("no chain data ({} is missing)", preset.chain_data);
+        }
+        if (why.empty()) {
+            co_return;
+        }
+        // Newest first; a backup found damaged as it is copied is quarantined, and the next
+        // one is tried.
+        while (!shutting_down) {
+            auto name = co_await net::offload(files, [this] { return pick_backup({}); });
+            if (!name) {
+                log->warn("node {}: {}, and {}: it starts from what its data dir holds",
+                          settings.name, why, name.error().message);
+                break;
+            }
+            log->warn("node {}: {}: restoring backup {}", settings.name, why, *name);
+            status.phase = "restoring " + *name;
+            publish();
+            auto restored = co_await restore_files(*name);
+            if (restored) {
+                break;
+            }
+            log->error("node {}: restoring {} failed: {}", settings.name, *name,
+                       restored.error().message);
+            if (restored.error().code != core::ErrorCode::kStorage ||
+                restored.error().message.find("quarantined") == std::string::npos) {
+                break;  // not the backup's fault: trying an older one would not help
+            }
+        }
+        status.phase.clear();
+        status.restore_pending.clear();
+        (void)save_state();
+        publish();
+    }
+
+    asio::awaitable<core::Result<void>> run_command(Command command, const CommandArgs& args) {
         switch (command) {
+            case Command::kBackup:
+                co_return co_await backup(args);
+            case Command::kRestore:
+                co_return co_await restore(args);
             case Command::kMaintenance: {
                 status.maintenance = true;
                 if (auto saved = save_state(); !saved) {
@@ -922,12 +1223,12 @@ struct Supervisor::Impl {
             if (queue.empty()) {
                 co_return;
             }
-            auto [command, done] = std::move(queue.front());
+            auto [command, done, args] = std::move(queue.front());
             queue.pop_front();
             status.command = std::string{to_string(command)};
             publish();
             log->info("command {} started", to_string(command));
-            auto result = co_await run_command(command);
+            auto result = co_await run_command(command, args);
             log->log(result ? spdlog::level::info : spdlog::level::warn, "command {} {}{}",
                      to_string(command),
                      result ? "completed" : "failed: ", result ? "" : result.error().message);
@@ -951,6 +1252,10 @@ struct Supervisor::Impl {
     /// Whether the proxy may forward: read on every proxied request, so without the lock and
     /// the copy of `shared` (publish() sets it after `shared`).
     std::atomic<bool> open{false};
+    bool shared_gate_held = false;  // under mu
+    /// Backups and restores copy on their own thread; set when the sidecar shuts down.
+    net::BlockingPool files{1};
+    Cancelled cancel_files{false};
     std::deque<LogLine> ring;    // under mu
     std::size_t ring_bytes = 0;  // under mu
     bool finished_flag = false;  // under mu
@@ -958,7 +1263,10 @@ struct Supervisor::Impl {
 
     // Node thread only.
     Status status;
-    std::deque<std::pair<Command, CommandDone>> queue;
+    std::deque<std::tuple<Command, CommandDone, CommandArgs>> queue;
+    /// The proxy stays closed while a backup runs, even once the node is ready again.
+    bool gate_held = false;
+    std::optional<BackupStore> backup_store;
     asio::steady_timer* stop_request = nullptr;
     std::shared_ptr<proc::Process> current;  // the running node, for forwarded signals
     bool stop_wanted = false;
@@ -1061,6 +1369,13 @@ core::Result<void> Supervisor::start() {
     d.status.maintenance = state->maintenance;
     d.status.starts = state->starts;
     d.status.restarts = state->restarts;
+    d.status.restore_pending = state->restore_pending;
+    if (!d.settings.backup.dir.empty()) {
+        d.backup_store.emplace(d.settings.backup.dir, d.settings.backup.exclude);
+        if (auto opened = d.backup_store->open(); !opened) {
+            return opened.error();
+        }
+    }
     if (auto saved = d.save_state(); !saved) {
         return saved.error();
     }
@@ -1093,6 +1408,7 @@ void Supervisor::stop() {
         d.context,
         [&d]() -> asio::awaitable<void> {
             d.shutting_down = true;
+            d.cancel_files.store(true);
             co_await d.stop_running();
             d.relay.release();
             d.changes.notify();
@@ -1123,12 +1439,21 @@ std::pair<bool, std::string> Supervisor::gate() const {
     if (impl_->open.load(std::memory_order_acquire)) {
         return {true, ""};
     }
-    auto s = impl_->snapshot();
-    if (s.readiness == Readiness::kReady && !s.maintenance) {
-        return {true, ""};
+    Status s;
+    bool held = false;
+    {
+        std::lock_guard lock{impl_->mu};
+        s = impl_->shared;
+        held = impl_->shared_gate_held;
     }
     if (s.maintenance) {
         return {false, "maintenance"};
+    }
+    if (held) {
+        return {false, fmt::format("backup in progress: {}", s.phase)};
+    }
+    if (s.readiness == Readiness::kReady) {
+        return {true, ""};
     }
     return {false, s.reason.empty() ? std::string{to_string(s.readiness)} : s.reason};
 }
@@ -1144,10 +1469,10 @@ void Supervisor::forward_signal(int sig) {
     });
 }
 
-void Supervisor::submit(Command command, CommandDone done, CommandDone queued) {
+void Supervisor::submit(Command command, CommandDone done, CommandDone queued, CommandArgs args) {
     auto& d = *impl_;
-    asio::post(d.context, [&d, command, done = std::move(done),
-                           queued = std::move(queued)]() mutable {
+    asio::post(d.context, [&d, command, done = std::move(done), queued = std::move(queued),
+                           args = std::move(args)]() mutable {
         std::optional<core::Error> refused;
         if (d.shutting_down) {
             refused = core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"};
@@ -1168,9 +1493,17 @@ void Supervisor::submit(Command command, CommandDone done, CommandDone queued) {
         if (queued) {
             queued(core::Result<void>{});
         }
-        d.queue.emplace_back(command, std::move(done));
+        d.queue.emplace_back(command, std::move(done), std::move(args));
         d.changes.notify();
     });
+}
+
+core::Result<std::vector<BackupEntry>> Supervisor::backups() const {
+    const auto& d = *impl_;
+    if (!d.backup_store) {
+        return core::Error{core::ErrorCode::kUnavailable, std::string{kNoBackupTarget}};
+    }
+    return d.backup_store->list();
 }
 
 const Settings& Supervisor::settings() const {

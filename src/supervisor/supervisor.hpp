@@ -21,6 +21,7 @@
 
 #include "core/core.hpp"
 #include "metrics/metrics.hpp"
+#include "supervisor/backups.hpp"
 
 namespace aviary::supervisor {
 
@@ -123,6 +124,39 @@ struct Preset {
     std::string producer_paused;
     /// Log metrics every node of this chain gets (the node's file may add more).
     std::vector<LogRule> log_metrics;
+    /// What the chain keeps in its data dir (docs/backups.md, "Boot rules"), as paths relative
+    /// to it. `chain_data` missing means "no chain data" (nodeos: blocks); `dirty_marker`
+    /// present, or a line of output holding `dirty_log`, means the data must be restored.
+    std::string chain_data;
+    std::string dirty_marker;
+    std::string dirty_log;
+    /// Globs never backed up and never replaced by a restore (keys, signer state), added to
+    /// kBackupExcludes.
+    std::vector<std::string> backup_exclude;
+};
+
+/// Key material and signer state of the common node software, never backed up whatever the
+/// preset: Tendermint's validator key and last-signed state, node keys, keystores, JWT secrets.
+inline const std::vector<std::string> kBackupExcludes{"priv_validator_key.json",
+                                                      "priv_validator_state.json",
+                                                      "node_key.json",
+                                                      "keystore",
+                                                      "nodekey",
+                                                      "jwtsecret",
+                                                      "*.key",
+                                                      "*.pem"};
+
+/// Backups of the node's data dir to a directory target (docs/backups.md).
+struct BackupSettings {
+    std::string dir;  ///< the target; empty: backups are off
+    int keep = 5;     ///< usable backups kept per chain id (the only usable one is never removed)
+    /// kBackupExcludes, then the preset's, then the file's.
+    std::vector<std::string> exclude;
+    /// After a backup, how long the restarted node's head may take to pass the height the
+    /// backup recorded before the proxy opens again regardless (readiness still decides).
+    core::Millis resume_timeout{std::chrono::minutes{10}};
+    /// Restore at start when the data dir holds no chain data, or is dirty (the boot rules).
+    bool restore_on_boot = true;
 };
 
 /// What "synced" means (Lotus's "< 5 epochs", Dshackle's lag gating).
@@ -156,8 +190,12 @@ struct Settings {
     std::string proxy = "0.0.0.0:9999";
     std::string upstream = "http://127.0.0.1:8888";  ///< the node's own API
     std::string state_dir = "supervise";             ///< the state file lives here
-    std::string data_dir;                            ///< the node's data (part 2: backups)
-    std::size_t log_ring_lines = 1000;               ///< lines kept for GET /v1/logs
+    std::string data_dir;                            ///< the node's data (backups)
+    /// The chain this node belongs to (--chain-id): backups carry it, and boot restores pick
+    /// only its backups. Empty: the id the node reports.
+    std::string chain_id;
+    BackupSettings backup;
+    std::size_t log_ring_lines = 1000;  ///< lines kept for GET /v1/logs
     /// The preset's log metrics followed by the file's (config joins them).
     std::vector<LogRule> log_metrics;
     std::vector<std::string> tokens;  ///< required off loopback
@@ -196,6 +234,12 @@ struct Status {
     std::optional<core::TimePoint> head_time;
     std::string chain_id;
     std::string command;  ///< the command running now, if any
+    std::string phase;    ///< where a backup or restore is ("copying the data dir")
+    /// Why the data dir must be restored before the next start ("the node logged \"database
+    /// dirty flag set\""); kept in the state file.
+    std::string restore_pending;
+    std::string last_backup;   ///< the name of the last backup this sidecar made
+    std::string last_restore;  ///< the name of the last backup it restored
 };
 
 /// One line of the node's output.
@@ -206,7 +250,12 @@ struct LogLine {
 };
 
 /// Operators' commands (manageos's names).
-enum class Command { kMaintenance, kResume, kReload, kSafelyReload };
+enum class Command { kMaintenance, kResume, kReload, kSafelyReload, kBackup, kRestore };
+/// What backup and restore take (manageos's backupName and backupTag).
+struct CommandArgs {
+    std::string backup_name;  ///< restore: this backup; empty or "latest": the newest usable
+    std::string backup_tag;   ///< backup: the label it gets; restore: pick among these
+};
 std::string_view to_string(Command command);
 std::optional<Command> command_from(std::string_view name);
 
@@ -243,7 +292,11 @@ public:
     /// thread when it has run (or at once, on this thread, when it cannot be queued).
     /// `queued`, when set, hears first whether the command was taken (an error: the sidecar is
     /// shutting down, or kMaxQueuedCommands wait already), on the node thread.
-    void submit(Command command, CommandDone done, CommandDone queued = {});
+    void submit(Command command, CommandDone done, CommandDone queued = {}, CommandArgs args = {});
+
+    /// The backups in the target, newest first (an error when backups are off). Reads the
+    /// file system: call it off any I/O loop.
+    core::Result<std::vector<BackupEntry>> backups() const;
 
     const Settings& settings() const;
 
