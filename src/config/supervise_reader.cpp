@@ -531,6 +531,21 @@ bool read_preset(YamlReader& r,
                  }
              }},
             {"backup_exclude", [&](const Value& v) { read_globs(r, v, p.backup_exclude); }},
+            {"signer_state",
+             [&](const Value& v) {
+                 r.read_map(
+                     v, {
+                            {"path",
+                             [&](const Value& path) { read_relative(r, path, p.signer_state); }},
+                            {"height",
+                             [&](const Value& pointer) {
+                                 if (r.read_string(pointer, p.signer_height) &&
+                                     !p.signer_height.starts_with('/')) {
+                                     r.error(pointer, "expected a JSON pointer like \"/height\"");
+                                 }
+                             }},
+                        });
+             }},
         });
     if (!ok || r.error_count() != before) {
         return false;

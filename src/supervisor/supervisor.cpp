@@ -24,16 +24,20 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "net/net.hpp"
@@ -370,6 +374,18 @@ struct Supervisor::Impl {
               "aviary_supervised_log_rule_overflow_total",
               "Matching lines not counted because their rule reached its max_series label sets",
               {"node", "rule"})),
+          m_copies(registry.counter("aviary_supervised_backup_operations_total",
+                                    "Backups and restores of the node's data dir, by outcome",
+                                    {"node", "operation", "outcome"})),
+          m_last_backup(registry
+                            .gauge("aviary_supervised_last_backup_timestamp_seconds",
+                                   "When the last usable backup this sidecar made was taken",
+                                   {"node"})
+                            .with({settings.name})),
+          m_copy_seconds(registry.histogram("aviary_supervised_backup_duration_seconds",
+                                            "Time a backup or restore took, from the first phase "
+                                            "to the proxy open again",
+                                            {"node", "operation"})),
           readiness(settings, context.get_executor()) {
         compile_rules(registry);
         registry.on_scrape([this] {
@@ -951,6 +967,7 @@ struct Supervisor::Impl {
                                               "refusing to file its data under the wrong chain",
                                               status.chain_id, settings.chain_id)};
         }
+        const auto began = std::chrono::steady_clock::now();
         const bool was_running =
             status.state == RunState::kRunning || status.state == RunState::kStarting;
         // What life() would run (a node running, starting or waiting out a backoff) is held
@@ -1019,7 +1036,25 @@ struct Supervisor::Impl {
         }
         gate_held = false;
         set_phase({}, what);
+        if (result) {
+            log->info("node {} {}: done, the proxy is open again", settings.name, what);
+        }
+        record_copy("backup", result, began);
+        if (made) {
+            m_last_backup.set(static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                      made->created_at.time_since_epoch())
+                                                      .count()));
+        }
         co_return result;
+    }
+
+    void record_copy(const char* operation,
+                     const core::Result<void>& result,
+                     std::chrono::steady_clock::time_point began) {
+        m_copies.with({settings.name, operation, result ? "ok" : "failed"}).inc();
+        m_copy_seconds.with({settings.name, operation})
+            .observe(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     }
 
     /// Waits until the running node's head passes `height`, it stops, or resume_timeout passes.
@@ -1060,9 +1095,82 @@ struct Supervisor::Impl {
         return (*latest)->name;
     }
 
+    /// The signer's last-signed height, where the preset names its state file and the file
+    /// is there; an error when it is there but unreadable (no restore should guess).
+    core::Result<std::optional<std::int64_t>> signed_height() const {
+        const auto& preset = settings.preset;
+        if (preset.signer_state.empty()) {
+            return std::optional<std::int64_t>{};
+        }
+        const auto path = std::filesystem::path{settings.data_dir} / preset.signer_state;
+        std::ifstream in{path};
+        if (!in) {
+            return std::optional<std::int64_t>{};
+        }
+        std::stringstream text;
+        text << in.rdbuf();
+        auto bad = [&](std::string_view why) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("cannot read the last signed height from {} ({}): {}",
+                                           path.string(), preset.signer_height, why)};
+        };
+        boost::system::error_code ec;
+        auto value = boost::json::parse(text.str(), ec);
+        if (ec) {
+            return bad("not JSON");
+        }
+        const auto* at = value.find_pointer(preset.signer_height, ec);
+        if (at == nullptr) {
+            return bad("no such field");
+        }
+        if (at->is_int64()) {
+            return std::optional<std::int64_t>{at->as_int64()};
+        }
+        if (at->is_uint64()) {
+            return std::optional<std::int64_t>{static_cast<std::int64_t>(at->as_uint64())};
+        }
+        std::int64_t height = 0;
+        if (at->is_string()) {
+            const std::string_view s = at->as_string();
+            auto [end, err] = std::from_chars(s.data(), s.data() + s.size(), height);
+            if (err == std::errc{} && end == s.data() + s.size()) {
+                return std::optional<std::int64_t>{height};
+            }
+        }
+        return bad("not a whole number");
+    }
+
+    /// A restore must not move the signer's last-signed mark backwards: with a mark, the
+    /// backup must be at or above it.
+    core::Result<void> check_signer(const std::string& name) const {
+        auto mark = signed_height();
+        if (!mark) {
+            return mark.error();
+        }
+        if (!*mark) {
+            return {};
+        }
+        auto manifest = backup_store->read(name);
+        if (!manifest) {
+            return manifest.error();
+        }
+        if (!manifest->height || *manifest->height < **mark) {
+            return core::Error{
+                core::ErrorCode::kInvalidArgument,
+                fmt::format("backup {} is at height {}, below the signer's last signed height {} "
+                            "({}): refusing to restore it",
+                            name, manifest->height ? std::to_string(*manifest->height) : "unknown",
+                            **mark, settings.preset.signer_state)};
+        }
+        return {};
+    }
+
     /// Copies backup `name` into the data dir (the node is stopped). Node thread.
     asio::awaitable<core::Result<Manifest>> restore_files(const std::string& name) {
-        auto restored = co_await net::offload(files, [this, &name] {
+        auto restored = co_await net::offload(files, [this, &name]() -> core::Result<Manifest> {
+            if (auto allowed = check_signer(name); !allowed) {
+                return allowed.error();
+            }
             return backup_store->restore(name, settings.data_dir, cancel_files);
         });
         if (restored) {
@@ -1080,6 +1188,7 @@ struct Supervisor::Impl {
         if (auto ready = check_backups(); !ready) {
             co_return ready;
         }
+        const auto began = std::chrono::steady_clock::now();
         auto name = co_await net::offload(files, [this, &args] { return pick_backup(args); });
         if (!name) {
             co_return name.error();
@@ -1111,6 +1220,7 @@ struct Supervisor::Impl {
             }
         }
         set_phase({}, what);
+        record_copy("restore", result, began);
         co_return result;
     }
 
@@ -1295,6 +1405,9 @@ struct Supervisor::Impl {
     metrics::Counter* lines_out = &m_lines.with({settings.name, "stdout"});
     metrics::Counter* lines_err = &m_lines.with({settings.name, "stderr"});
     metrics::Family<metrics::Counter>& m_rule_overflow;
+    metrics::Family<metrics::Counter>& m_copies;
+    metrics::Gauge& m_last_backup;
+    metrics::Family<metrics::Histogram>& m_copy_seconds;
     std::vector<CompiledRule> rules;
     ReadinessReader readiness;
 };

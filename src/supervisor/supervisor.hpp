@@ -133,6 +133,11 @@ struct Preset {
     /// Globs never backed up and never replaced by a restore (keys, signer state), added to
     /// kBackupExcludes.
     std::vector<std::string> backup_exclude;
+    /// The signer's last-signed state in the data dir (Tendermint's
+    /// data/priv_validator_state.json), a JSON file whose `signer_height` (a JSON pointer) is
+    /// the last height signed: a restore never goes below it. Empty: no such file.
+    std::string signer_state;
+    std::string signer_height = "/height";
 };
 
 /// Key material and signer state of the common node software, never backed up whatever the

@@ -831,5 +831,94 @@ TEST(SuperviseReader, AReferenceNodeAndItsLagGoTogether) {
         std::string::npos);
 }
 
+// --- backups (docs/backups.md) ----------------------------------------------------------------
+
+TEST(SuperviseBackups, TheFileSetsTheTargetAndTheExcludesFollowTheBuiltInsAndThePresets) {
+    NodeDir dir;
+    auto loaded = load_supervise(dir.write(R"(chain: nodeos
+chain_id: aca376f206b8fc25a6ed44dbdc66547c36c6c33e3a119ffbeaef943642f0e906
+data_dir: /data
+backup:
+  dir: /backups
+  keep: 3
+  exclude: [wallet/*.json, secrets]
+  resume_timeout: 2m
+  restore_on_boot: false
+)"),
+                                 with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->chain_id, "aca376f206b8fc25a6ed44dbdc66547c36c6c33e3a119ffbeaef943642f0e906");
+    EXPECT_EQ(loaded->backup.dir, "/backups");
+    EXPECT_EQ(loaded->backup.keep, 3);
+    EXPECT_EQ(loaded->backup.resume_timeout, 2min);
+    EXPECT_FALSE(loaded->backup.restore_on_boot);
+    Strings expected = supervisor::kBackupExcludes;
+    expected.emplace_back("config.ini");  // nodeos's preset: its signature providers
+    expected.emplace_back("wallet/*.json");
+    expected.emplace_back("secrets");
+    EXPECT_EQ(loaded->backup.exclude, expected);
+    EXPECT_EQ(loaded->preset.chain_data, "blocks");
+    EXPECT_EQ(loaded->preset.dirty_log, "database dirty flag set");
+}
+
+TEST(SuperviseBackups, TheFlagsSetTheChainIdAndTheTarget) {
+    SuperviseFlags flags = with_command();
+    flags.chain_id = "mainnet";
+    flags.backup_dir = "/mnt/backups";
+    flags.data_dir = "/data";
+    auto loaded = load_supervise("", flags);
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->chain_id, "mainnet");
+    EXPECT_EQ(loaded->backup.dir, "/mnt/backups");
+    EXPECT_EQ(loaded->backup.keep, 5);
+    EXPECT_TRUE(loaded->backup.restore_on_boot);
+}
+
+TEST(SuperviseBackups, BadValuesNameLineAndKey) {
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  keep: 0\n"),
+              "node.yaml:3:9: backup.keep: expected an integer from 1 to 10000, got \"0\"");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  exclude: [/etc/keys]\n"),
+              "node.yaml:3:13: backup.exclude[0]: \"/etc/keys\" must be a non-empty glob "
+              "relative to the data dir");
+    EXPECT_EQ(error_of("chain_id: a/b\n"),
+              "node.yaml:1:11: chain_id: chain id \"a/b\" must be at most 128 of a-z, A-Z, 0-9, "
+              "'-', '.', '_' and ':'");
+    EXPECT_EQ(error_of("backup:\n  dir: /b\n"),
+              "backup.dir needs data_dir (--data-dir): the directory the backups copy");
+    SuperviseFlags flags = with_command();
+    flags.chain_id = "x y";
+    EXPECT_EQ(error_of("", flags),
+              "--chain-id: chain id \"x y\" must be at most 128 of a-z, A-Z, 0-9, '-', '.', '_' "
+              "and ':'");
+}
+
+TEST(SuperviseBackups, APresetSaysWhatItsDataDirHolds) {
+    NodeDir dir;
+    auto loaded = load_supervise(dir.write(R"(chain: cosmos
+preset:
+  readiness: process
+  chain_data: data/blockstore.db
+  dirty_marker: data/.dirty
+  dirty_log: "panic: corrupted"
+  backup_exclude: [config/node_key.json]
+  signer_state: {path: data/priv_validator_state.json, height: /height}
+)"),
+                                 with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->preset.chain_data, "data/blockstore.db");
+    EXPECT_EQ(loaded->preset.dirty_marker, "data/.dirty");
+    EXPECT_EQ(loaded->preset.dirty_log, "panic: corrupted");
+    EXPECT_EQ(loaded->preset.signer_state, "data/priv_validator_state.json");
+    EXPECT_EQ(loaded->preset.signer_height, "/height");
+    EXPECT_EQ(loaded->backup.exclude.back(), "config/node_key.json");
+
+    EXPECT_EQ(error_of("chain: c\npreset:\n  chain_data: ../up\n"),
+              "node.yaml:3:15: preset.chain_data: \"../up\" must be a path relative to the data "
+              "dir");
+    EXPECT_EQ(error_of("chain: c\npreset:\n  signer_state: {path: s.json, height: height}\n"),
+              "node.yaml:3:40: preset.signer_state.height: expected a JSON pointer like "
+              "\"/height\"");
+}
+
 }  // namespace
 }  // namespace aviary::config
