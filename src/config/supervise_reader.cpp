@@ -879,6 +879,107 @@ void read_tokens(YamlReader& r, const Value& value, std::vector<std::string>& to
                       });
 }
 
+/// One `render:` entry (docs/supervise.md, "Rendered config").
+void read_render(YamlReader& r, const Value& value, std::vector<supervisor::RenderSettings>& out) {
+    supervisor::RenderSettings render;
+    std::optional<Value> template_at;
+    auto before = r.error_count();
+    r.read_map(
+        value,
+        {
+            {"template",
+             [&](const Value& v) {
+                 template_at = v;
+                 read_checked(r, v, render.template_path, check_not_empty);
+             }},
+            {"output", [&](const Value& v) { read_checked(r, v, render.output, check_not_empty); }},
+            {"values",
+             [&](const Value& v) {
+                 r.read_entries(v, [&](const Value& key, const Value& item) {
+                     const std::string name = key.node.Scalar();
+                     if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+                             return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+                         })) {
+                         r.error(key, fmt::format("value name \"{}\" must be letters, digits "
+                                                  "and '_'",
+                                                  name));
+                         return;
+                     }
+                     supervisor::ValueSource source;
+                     if (item.node.IsMap()) {
+                         bool given = false;
+                         r.read_map(item,
+                                    {
+                                        {"file",
+                                         [&](const Value& f) {
+                                             given = r.read_string(f, source.text);
+                                             source.kind = supervisor::ValueSource::Kind::kFile;
+                                         }},
+                                        {"env",
+                                         [&](const Value& e) {
+                                             given = r.read_string(e, source.text);
+                                             source.kind = supervisor::ValueSource::Kind::kEnv;
+                                         }},
+                                    });
+                         if (!given) {
+                             r.error(item, "expected text, {file: PATH} or {env: NAME}");
+                             return;
+                         }
+                     } else if (!r.read_string(item, source.text)) {
+                         return;
+                     }
+                     render.values.emplace_back(name, std::move(source));
+                 });
+             }},
+            {"keys_url",
+             [&](const Value& v) {
+                 std::string text;
+                 if (!r.read_string(v, text)) {
+                     return;
+                 }
+                 auto url = check_upstream(text);
+                 if (!url) {
+                     r.error(v, url.error().message);
+                     return;
+                 }
+                 render.keys_url = text;
+             }},
+            {"provider",
+             [&](const Value& v) { read_checked(r, v, render.provider, check_not_empty); }},
+            {"restart_on_change",
+             [&](const Value& v) { r.read_bool(v, render.restart_on_change); }},
+        });
+    if (r.error_count() != before) {
+        return;
+    }
+    if (render.template_path.empty() || render.output.empty()) {
+        r.error(value, "a render needs template (the source) and output (the file the node reads)");
+        return;
+    }
+    // A template readable now is checked now: every name it uses needs a value.
+    std::ifstream in{render.template_path, std::ios::binary};
+    if (in) {
+        std::ostringstream text;
+        text << in.rdbuf();
+        auto names = supervisor::template_names(text.str(), render.template_path);
+        if (!names) {
+            r.error(*template_at, names.error().message);
+            return;
+        }
+        for (const auto& name : *names) {
+            const bool known = name == "signature_providers" ||
+                               std::any_of(render.values.begin(), render.values.end(),
+                                           [&](const auto& v) { return v.first == name; });
+            if (!known) {
+                r.error(*template_at, fmt::format("the template uses {{{{ {} }}}}, which has no "
+                                                  "value",
+                                                  name));
+            }
+        }
+    }
+    out.push_back(std::move(render));
+}
+
 void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& b, FileRead& file) {
     r.read_map(
         value,
@@ -940,6 +1041,10 @@ void read_supervise_root(YamlReader& r,
             {"data_dir", [&](const Value& v) { read_checked(r, v, s.data_dir, check_nothing); }},
             {"chain_id", [&](const Value& v) { read_checked(r, v, s.chain_id, check_chain_id); }},
             {"backup", [&](const Value& v) { read_backup(r, v, s.backup, file); }},
+            {"render",
+             [&](const Value& v) {
+                 r.read_list(v, [&](const Value& item) { read_render(r, item, s.render); });
+             }},
             {"log_ring_lines",
              [&](const Value& v) {
                  std::int64_t n = 0;

@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -59,6 +61,8 @@ constexpr std::size_t kRingBytes = std::size_t{1} << 20U;
 constexpr std::size_t kMaxQueuedCommands = 16;
 /// How long a finished node's last output may take to arrive.
 constexpr core::Millis kPumpDrain{2000};
+/// How long a changed config template must stay quiet before it is rendered.
+constexpr core::Millis kConfigSettle{300};
 constexpr std::string_view kNoBackupTarget =
     "no backup target: start with --backup-dir DIR or set backup.dir";
 
@@ -720,6 +724,14 @@ struct Supervisor::Impl {
             if (status.maintenance || hold_stopped) {
                 continue;  // asked to stay stopped while the data was being prepared
             }
+            if (auto rendered = co_await render_configs(); !rendered) {
+                log->error("node {} cannot start: {}", settings.name, rendered.error().message);
+                status.last_exit = ExitRecord{.code = 127, .signal = 0, .at = now()};
+                start_error = rendered.error().message;
+                delay = next_delay(core::Millis{0});
+                publish();
+                continue;
+            }
             auto spawned = proc::spawn(context.get_executor(), spawn_options());
             if (!spawned) {
                 log->error("node {} cannot start: {}", settings.name, spawned.error().message);
@@ -849,6 +861,9 @@ struct Supervisor::Impl {
         // relay lets go, and so the thread ends.
         shutting_down = true;
         relay.release();
+        if (config_watcher != nullptr) {
+            config_watcher->close();  // its pending read would keep the thread's loop alive
+        }
         for (auto& [command, done, args] : queue) {
             if (done) {
                 done(core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"});
@@ -924,6 +939,163 @@ struct Supervisor::Impl {
                 start_error.empty() ? "the sidecar is shutting down" : start_error};
         }
         co_return core::Result<void>{};
+    }
+
+    /// Queues a command (node thread): refused when shutting down or kMaxQueuedCommands wait.
+    void enqueue(Command command, CommandDone done, CommandDone queued, CommandArgs args = {}) {
+        std::optional<core::Error> refused;
+        if (shutting_down) {
+            refused = core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"};
+        } else if (queue.size() >= kMaxQueuedCommands) {
+            refused = core::Error{
+                core::ErrorCode::kBusy,
+                fmt::format("{} commands are queued already: wait for them", queue.size())};
+        }
+        if (refused) {
+            if (queued) {
+                queued(*refused);
+            }
+            if (done) {
+                done(*refused);
+            }
+            return;
+        }
+        if (queued) {
+            queued(core::Result<void>{});
+        }
+        queue.emplace_back(command, std::move(done), std::move(args));
+        changes.notify();
+    }
+
+    // --- rendered config (docs/supervise.md, "Rendered config") --------------------------------
+
+    /// The public keys a render's key service lists; none without a key service.
+    asio::awaitable<core::Result<std::vector<std::string>>> keys_for(const RenderSettings& r) {
+        if (r.keys_url.empty()) {
+            co_return std::vector<std::string>{};
+        }
+        net::ClientRequest request;
+        request.method = "POST";
+        request.url = r.keys_url;
+        request.timeout = std::chrono::seconds{10};
+        request.max_body_bytes = std::size_t{1} << 20U;
+        auto response = co_await net::fetch(std::move(request));
+        if (!response) {
+            co_return core::Error{
+                response.error().code,
+                fmt::format("the key service {}: {}", r.keys_url, response.error().message)};
+        }
+        if (response->status < 200 || response->status >= 300) {
+            co_return core::Error{
+                core::ErrorCode::kUnavailable,
+                fmt::format("the key service {} answered {}", r.keys_url, response->status)};
+        }
+        co_return parse_keys(response->body, r.keys_url);
+    }
+
+    /// Renders every config file before a start. Node thread.
+    asio::awaitable<core::Result<void>> render_configs() {
+        for (const auto& r : settings.render) {
+            auto keys = co_await keys_for(r);
+            if (!keys) {
+                co_return keys.error();
+            }
+            auto written =
+                co_await net::offload(files, [&r, &keys] { return render_file(r, *keys); });
+            if (!written) {
+                co_return core::Error{
+                    written.error().code,
+                    fmt::format("cannot render {}: {}", r.output, written.error().message)};
+            }
+            if (*written) {
+                log->info("node {}: rendered {} from {} ({} signature providers)", settings.name,
+                          r.output, r.template_path, keys->size());
+            }
+        }
+        co_return core::Result<void>{};
+    }
+
+    /// Whether a render's output would change now (its template or a value file did).
+    asio::awaitable<bool> config_changed() {
+        for (const auto& r : settings.render) {
+            if (!r.restart_on_change) {
+                continue;
+            }
+            auto keys = co_await keys_for(r);
+            if (!keys) {
+                log->warn("node {}: {} changed, but {}: not restarting", settings.name,
+                          r.template_path, keys.error().message);
+                continue;
+            }
+            auto changed = co_await net::offload(files, [&r, &keys]() -> core::Result<bool> {
+                auto text = render_text(r, *keys);
+                if (!text) {
+                    return text.error();
+                }
+                return !output_holds(r, *text);
+            });
+            if (!changed) {
+                log->warn(
+                    "node {}: {} changed but does not render: {} (the node keeps running "
+                    "on the last good one)",
+                    settings.name, r.template_path, changed.error().message);
+                continue;
+            }
+            if (*changed) {
+                co_return true;
+            }
+        }
+        co_return false;
+    }
+
+    /// Watches the templates' directories (a Kubernetes configmap mount swaps a symlink) and
+    /// restarts the node, through the command queue, when a render's output would change.
+    asio::awaitable<void> watch_configs() {
+        const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (fd < 0) {
+            log->error("node {}: cannot watch the config templates: {}", settings.name,
+                       std::strerror(errno));
+            co_return;
+        }
+        asio::posix::stream_descriptor watcher{context, fd};
+        config_watcher = &watcher;
+        std::set<std::string> dirs;
+        for (const auto& r : settings.render) {
+            if (r.restart_on_change) {
+                dirs.insert(std::filesystem::path{r.template_path}.parent_path().string());
+            }
+        }
+        for (const auto& dir : dirs) {
+            if (::inotify_add_watch(fd, dir.empty() ? "." : dir.c_str(),
+                                    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
+                                        IN_DELETE | IN_ATTRIB) < 0) {
+                log->error("node {}: cannot watch {}: {}", settings.name, dir,
+                           std::strerror(errno));
+            }
+        }
+        std::array<char, 4096> events{};
+        asio::steady_timer settle{context};
+        while (!shutting_down) {
+            auto [ec, n] = co_await watcher.async_read_some(asio::buffer(events), kUseTuple);
+            if (ec || shutting_down) {
+                break;
+            }
+            // A configmap update is several events in a row: let them settle.
+            while (true) {
+                settle.expires_after(kConfigSettle);
+                auto which = co_await (settle.async_wait(kUseTuple) ||
+                                       watcher.async_read_some(asio::buffer(events), kUseTuple));
+                if (which.index() == 0 || shutting_down) {
+                    break;
+                }
+            }
+            if (shutting_down || status.maintenance || !(co_await config_changed())) {
+                continue;
+            }
+            log->info("node {}: its config changed: restarting it to apply", settings.name);
+            enqueue(Command::kSafelyReload, {}, {});
+        }
+        config_watcher = nullptr;
     }
 
     // --- backups and restores (docs/backups.md) ------------------------------------------------
@@ -1376,6 +1548,7 @@ struct Supervisor::Impl {
     std::deque<std::tuple<Command, CommandDone, CommandArgs>> queue;
     /// The proxy stays closed while a backup runs, even once the node is ready again.
     bool gate_held = false;
+    asio::posix::stream_descriptor* config_watcher = nullptr;  // while watch_configs() runs
     std::optional<BackupStore> backup_store;
     asio::steady_timer* stop_request = nullptr;
     std::shared_ptr<proc::Process> current;  // the running node, for forwarded signals
@@ -1500,6 +1673,10 @@ core::Result<void> Supervisor::start() {
     d.started = true;
     asio::co_spawn(d.context, d.life(), asio::detached);
     asio::co_spawn(d.context, d.commands(), asio::detached);
+    if (std::any_of(d.settings.render.begin(), d.settings.render.end(),
+                    [](const auto& r) { return r.restart_on_change; })) {
+        asio::co_spawn(d.context, d.watch_configs(), asio::detached);
+    }
     d.thread = std::thread{[&d] {
         core::name_this_thread("node");
         d.context.run();
@@ -1586,28 +1763,7 @@ void Supervisor::submit(Command command, CommandDone done, CommandDone queued, C
     auto& d = *impl_;
     asio::post(d.context, [&d, command, done = std::move(done), queued = std::move(queued),
                            args = std::move(args)]() mutable {
-        std::optional<core::Error> refused;
-        if (d.shutting_down) {
-            refused = core::Error{core::ErrorCode::kUnavailable, "the sidecar is shutting down"};
-        } else if (d.queue.size() >= kMaxQueuedCommands) {
-            refused = core::Error{
-                core::ErrorCode::kBusy,
-                fmt::format("{} commands are queued already: wait for them", d.queue.size())};
-        }
-        if (refused) {
-            if (queued) {
-                queued(*refused);
-            }
-            if (done) {
-                done(*refused);
-            }
-            return;
-        }
-        if (queued) {
-            queued(core::Result<void>{});
-        }
-        d.queue.emplace_back(command, std::move(done), std::move(args));
-        d.changes.notify();
+        d.enqueue(command, std::move(done), std::move(queued), std::move(args));
     });
 }
 

@@ -22,6 +22,7 @@
 #include "core/core.hpp"
 #include "metrics/metrics.hpp"
 #include "supervisor/backups.hpp"
+#include "supervisor/render.hpp"
 
 namespace aviary::supervisor {
 
@@ -200,6 +201,9 @@ struct Settings {
     /// only its backups. Empty: the id the node reports.
     std::string chain_id;
     BackupSettings backup;
+    /// Config files rendered before each start, in order (docs/supervise.md, "Rendered
+    /// config").
+    std::vector<RenderSettings> render;
     std::size_t log_ring_lines = 1000;  ///< lines kept for GET /v1/logs
     /// The preset's log metrics followed by the file's (config joins them).
     std::vector<LogRule> log_metrics;
