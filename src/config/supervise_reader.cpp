@@ -937,9 +937,14 @@ void read_render(YamlReader& r, const Value& value, std::vector<supervisor::Rend
                  if (!r.read_string(v, text)) {
                      return;
                  }
-                 auto url = check_upstream(text);
-                 if (!url) {
-                     r.error(v, url.error().message);
+                 const bool http = text.starts_with("http://") || text.starts_with("https://");
+                 const auto host = text.find("://") + 3;
+                 if (!http || host >= text.size() || text[host] == '/' ||
+                     text.find_first_of(" \t\r\n") != std::string::npos) {
+                     r.error(v, fmt::format("expected an http:// or https:// URL like "
+                                            "\"http://127.0.0.1:6666/v1/wallet/get_public_keys\", "
+                                            "got \"{}\"",
+                                            text));
                      return;
                  }
                  render.keys_url = text;

@@ -1,5 +1,6 @@
 // `aviary supervise`'s file and flags (load_supervise) and the chain presets: the built-in ones
 // of examples/chains.yaml and a file's own `preset:`.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -918,6 +919,44 @@ preset:
     EXPECT_EQ(error_of("chain: c\npreset:\n  signer_state: {path: s.json, height: height}\n"),
               "node.yaml:3:40: preset.signer_state.height: expected a JSON pointer like "
               "\"/height\"");
+}
+
+TEST(SuperviseRender, RendersAreReadAndATemplateReadableNowIsCheckedNow) {
+    NodeDir dir;
+    const auto tmpl = (dir.path() / "config.ini").string();
+    std::ofstream{tmpl} << "agent-name = {{ agent }}\n{{ signature_providers }}\nx = {{ x }}\n";
+    auto loaded = load_supervise(dir.write(fmt::format(R"(render:
+  - template: {}
+    output: /data/config.ini
+    values:
+      agent: bp-1
+      x: {{file: /run/secrets/x}}
+    keys_url: http://127.0.0.1:6666/v1/wallet/get_public_keys
+    restart_on_change: false
+)",
+                                                       tmpl)),
+                                 with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    ASSERT_EQ(loaded->render.size(), 1U);
+    const auto& r = loaded->render.front();
+    EXPECT_EQ(r.template_path, tmpl);
+    EXPECT_EQ(r.output, "/data/config.ini");
+    ASSERT_EQ(r.values.size(), 2U);
+    EXPECT_EQ(r.values[1].first, "x");
+    EXPECT_EQ(r.values[1].second.kind, supervisor::ValueSource::Kind::kFile);
+    EXPECT_EQ(r.values[1].second.text, "/run/secrets/x");
+    EXPECT_EQ(r.keys_url, "http://127.0.0.1:6666/v1/wallet/get_public_keys");
+    EXPECT_FALSE(r.restart_on_change);
+
+    auto missing = error_of(fmt::format("render:\n  - template: {}\n    output: /o\n", tmpl));
+    EXPECT_NE(missing.find("render[0].template: the template uses {{ agent }}, which has no value"),
+              std::string::npos)
+        << missing;
+    EXPECT_EQ(error_of("render:\n  - output: /o\n"),
+              "node.yaml:2:5: render[0]: a render needs template (the source) and output (the "
+              "file the node reads)");
+    EXPECT_EQ(error_of("render:\n  - {template: /t, output: /o, values: {a: [1]}}\n"),
+              "node.yaml:2:44: render[0].values.a: expected a string, got a sequence");
 }
 
 }  // namespace
