@@ -330,6 +330,18 @@ struct InstanceRecord {
     std::vector<std::string> leads;  ///< instances(): the duties it leads now
 };
 
+/// Who may produce blocks with one signing key (docs/producers.md). The fence only grows: it
+/// goes up by one each time the lease changes hands, and a release keeps the row (holder "") so
+/// the next holder's fence is higher still. A node acts on production only with the current
+/// fence.
+struct ProducerLease {
+    std::string key;     ///< the signing key or producer account the lease is for
+    std::string holder;  ///< the node that may produce with it; "" when free
+    std::int64_t fence = 0;
+    core::TimePoint acquired_at{};
+    core::TimePoint expires_at{};
+};
+
 class Store {
 public:
     virtual ~Store() = default;
@@ -606,6 +618,24 @@ public:
     virtual core::Result<void> leave_instance(std::string_view instance, std::string_view run) = 0;
     /// Every registered instance, by name, with the duties each leads.
     virtual core::Result<std::vector<InstanceRecord>> instances() = 0;
+
+    // --- producer leases (docs/producers.md) ----------------------------------------------
+    /// Takes producer lease `key` for `holder` (expires_at = now + ttl): when nobody holds it,
+    /// its holder's lease lapsed, or `holder` holds it already (renewed, same fence). A new
+    /// holder gets the fence plus one and a "producer.acquired" event. Held by another until
+    /// later: kBusy naming the holder, its fence and until when.
+    virtual core::Result<ProducerLease> claim_producer(std::string_view key,
+                                                       std::string_view holder,
+                                                       core::Millis ttl,
+                                                       core::TimePoint now) = 0;
+    /// Gives the lease up when `holder` holds it with `fence` ("producer.released"); anything
+    /// else is kNotOwner naming the holder and fence now.
+    virtual core::Result<void> release_producer(std::string_view key,
+                                                std::string_view holder,
+                                                std::int64_t fence,
+                                                core::TimePoint now) = 0;
+    /// Every producer lease, by key.
+    virtual core::Result<std::vector<ProducerLease>> producers() = 0;
 
     // --- health --------------------------------------------------------------------------
     virtual Stats stats() const = 0;

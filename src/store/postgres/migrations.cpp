@@ -167,6 +167,15 @@ CREATE TABLE leaders (
     expires_at BIGINT NOT NULL
 );
 )sql"},
+    {9, "producer leases", R"sql(
+CREATE TABLE producer_leases (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT COLLATE "C" NOT NULL,
+    fence BIGINT NOT NULL,
+    acquired_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+)sql"},
 };
 
 /// Runs `sql` and records `version` in one transaction.

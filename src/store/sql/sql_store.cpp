@@ -8,6 +8,7 @@
 #include "store/sql/annotations.hpp"
 #include "store/sql/events.hpp"
 #include "store/sql/instances.hpp"
+#include "store/sql/producers.hpp"
 #include "store/sql/jobs.hpp"
 #include "store/sql/leases.hpp"
 #include "store/sql/nodes.hpp"
@@ -541,6 +542,26 @@ core::Result<void> SqlStore::leave_instance(std::string_view instance, std::stri
 
 core::Result<std::vector<InstanceRecord>> SqlStore::instances() {
     return read<std::vector<InstanceRecord>>([](Connection& db) { return select_instances(db); });
+}
+
+core::Result<ProducerLease> SqlStore::claim_producer(std::string_view key,
+                                                     std::string_view holder,
+                                                     core::Millis ttl,
+                                                     core::TimePoint now) {
+    return write<ProducerLease>(
+        [&](Connection& db) { return sql::claim_producer(db, key, holder, ttl, now); });
+}
+
+core::Result<void> SqlStore::release_producer(std::string_view key,
+                                              std::string_view holder,
+                                              std::int64_t fence,
+                                              core::TimePoint now) {
+    return writer_->submit(
+        [&](Connection& db) { return sql::release_producer(db, key, holder, fence, now); });
+}
+
+core::Result<std::vector<ProducerLease>> SqlStore::producers() {
+    return read<std::vector<ProducerLease>>([](Connection& db) { return select_producers(db); });
 }
 
 Stats SqlStore::stats() const {

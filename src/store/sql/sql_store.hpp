@@ -157,6 +157,15 @@ public:
                                      core::Millis lead_ttl) override;
     core::Result<void> leave_instance(std::string_view instance, std::string_view run) override;
     core::Result<std::vector<InstanceRecord>> instances() override;
+    core::Result<ProducerLease> claim_producer(std::string_view key,
+                                               std::string_view holder,
+                                               core::Millis ttl,
+                                               core::TimePoint now) override;
+    core::Result<void> release_producer(std::string_view key,
+                                        std::string_view holder,
+                                        std::int64_t fence,
+                                        core::TimePoint now) override;
+    core::Result<std::vector<ProducerLease>> producers() override;
 
     Stats stats() const override;
     core::Result<void> ping() override;

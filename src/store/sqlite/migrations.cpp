@@ -258,6 +258,22 @@ core::Result<void> add_instances(SqliteConnection& db) {
     return db.exec(kSchemaV8);
 }
 
+// Producer leases (docs/producers.md): a released lease keeps its row, so its fence never
+// goes back.
+constexpr std::string_view kSchemaV9 = R"sql(
+CREATE TABLE producer_leases (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    fence INTEGER NOT NULL,
+    acquired_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+core::Result<void> add_producer_leases(SqliteConnection& db) {
+    return db.exec(kSchemaV9);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
@@ -267,6 +283,7 @@ constexpr Migration kMigrations[] = {
     {6, "the image tag each node runs", add_deployed_tags},
     {7, "machines and worker ids", add_machines},
     {8, "instances, leaders and waiters' instances", add_instances},
+    {9, "producer leases", add_producer_leases},
 };
 
 core::Result<void> record_version(SqliteConnection& db, int version) {
