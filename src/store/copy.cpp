@@ -28,7 +28,7 @@ struct Table {
     std::string_view identity;  ///< PostgreSQL's identity column, whose sequence moves past it
 };
 
-constexpr std::array<Table, 9> kTables{{
+constexpr std::array<Table, 10> kTables{{
     {"nodes", "name", ""},
     {"leases", "node", ""},
     {"events", "id", "id"},
@@ -38,6 +38,8 @@ constexpr std::array<Table, 9> kTables{{
     {"paused_queues", "name", ""},
     {"annotations", "job_id", ""},
     {"worker_ids", "id", ""},
+    // Copied so a fence never goes back when a deployment moves.
+    {"producer_leases", "key", ""},
 }};
 
 /// Tables each database keeps for itself: an instance's registration and leadership are the
