@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
 #include <charconv>
+#include <limits>
 
 #include "api/body.hpp"
 #include "api/errors.hpp"
@@ -101,6 +102,98 @@ void RestApi::add_routes(RouteTable& table) {
     table.add({.method = "GET", .pattern = "/api/v1/events", .handler = [this](RouteContext& c) {
                    return events(c.request);
                }});
+    table.add({.method = "GET", .pattern = "/api/v1/producers", .handler = [this](RouteContext&) {
+                   return producers();
+               }});
+    table.add({.method = "POST",
+               .pattern = "/api/v1/producers/{key}/claim",
+               .handler =
+                   [this](RouteContext& c) {
+                       return claim_producer(c.params["key"], c.request, c.caller);
+                   },
+               .body = BodyKind::kJson});
+    table.add({.method = "POST",
+               .pattern = "/api/v1/producers/{key}/release",
+               .handler =
+                   [this](RouteContext& c) {
+                       return release_producer(c.params["key"], c.request, c.caller);
+                   },
+               .body = BodyKind::kJson});
+}
+
+namespace {
+
+json::object producer_json(const store::ProducerLease& lease) {
+    return json::object{{"key", lease.key},
+                        {"holder", lease.holder},
+                        {"fence", lease.fence},
+                        {"acquired_at", core::format_time(lease.acquired_at)},
+                        {"expires_at", core::format_time(lease.expires_at)}};
+}
+
+}  // namespace
+
+net::asio::awaitable<net::Response> RestApi::producers() {
+    auto work = [this] { return fleet_.producers(); };
+    auto listed = co_await net::offload(pool_, std::move(work));
+    if (!listed) {
+        co_return error_reply(listed.error());
+    }
+    json::array out;
+    for (const auto& lease : *listed) {
+        out.push_back(producer_json(lease));
+    }
+    co_return json_reply(200, json::serialize(json::object{{"producers", std::move(out)}}));
+}
+
+net::asio::awaitable<net::Response> RestApi::claim_producer(std::string key,
+                                                            net::Request& request,
+                                                            fleet::Caller caller) {
+    auto body = Body::parse(request.body, {"holder", "ttl"});
+    if (!body) {
+        co_return error_reply(body.error());
+    }
+    auto holder = body->string("holder");
+    auto ttl = body->duration("ttl");
+    if (auto error = first_error(holder, ttl)) {
+        co_return error_reply(*error);
+    }
+    const std::string who = holder->value_or(caller.identity);
+    auto work = [this, key, who, ttl = *ttl, caller] {
+        return fleet_.claim_producer(key, who, ttl, caller);
+    };
+    auto claimed = co_await net::offload(pool_, std::move(work));
+    if (!claimed) {
+        co_return error_reply(claimed.error());
+    }
+    co_return json_reply(200, json::serialize(producer_json(*claimed)));
+}
+
+net::asio::awaitable<net::Response> RestApi::release_producer(std::string key,
+                                                              net::Request& request,
+                                                              fleet::Caller caller) {
+    auto body = Body::parse(request.body, {"holder", "fence"});
+    if (!body) {
+        co_return error_reply(body.error());
+    }
+    auto holder = body->string("holder");
+    auto fence = body->integer("fence", 1, std::numeric_limits<int>::max());
+    if (auto error = first_error(holder, fence)) {
+        co_return error_reply(*error);
+    }
+    if (!*fence) {
+        co_return error_reply(
+            core::Error{core::ErrorCode::kInvalidArgument, "body field \"fence\" is required"});
+    }
+    const std::string who = holder->value_or(caller.identity);
+    auto work = [this, key, who, fence = **fence, caller] {
+        return fleet_.release_producer(key, who, fence, caller);
+    };
+    auto released = co_await net::offload(pool_, std::move(work));
+    if (!released) {
+        co_return error_reply(released.error());
+    }
+    co_return json_reply(200, json::serialize(json::object{{"released", true}, {"key", key}}));
 }
 
 net::asio::awaitable<net::Response> RestApi::list_nodes(net::Request& request) {

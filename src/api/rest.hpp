@@ -45,6 +45,13 @@ private:
                                               fleet::Caller caller);
     net::asio::awaitable<net::Response> release(std::string id, fleet::Caller caller);
     net::asio::awaitable<net::Response> events(net::Request& request);
+    net::asio::awaitable<net::Response> producers();
+    net::asio::awaitable<net::Response> claim_producer(std::string key,
+                                                       net::Request& request,
+                                                       fleet::Caller caller);
+    net::asio::awaitable<net::Response> release_producer(std::string key,
+                                                         net::Request& request,
+                                                         fleet::Caller caller);
     net::asio::awaitable<void> stream_wait(std::shared_ptr<PendingAcquire> pending,
                                            net::ResponseStream& stream);
     net::asio::awaitable<bool> write_progress(net::ResponseStream& stream,

@@ -521,6 +521,78 @@ void Fleet::set_back_in_service_listener(ServiceListener listener) {
     back_in_service_ = std::move(listener);
 }
 
+namespace {
+
+/// Names in producer leases reach logs, events and URLs: letters, digits, ".-_:@".
+core::Result<void> check_producer_name(std::string_view what, std::string_view name) {
+    const bool ok =
+        !name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' ||
+                   c == '_' || c == ':' || c == '@';
+        });
+    if (ok) {
+        return {};
+    }
+    return core::Error{core::ErrorCode::kInvalidArgument,
+                       fmt::format("{} must be 1-128 of a-z, A-Z, 0-9, '.', '-', '_', ':' and "
+                                   "'@', got \"{}\"",
+                                   what, name)};
+}
+
+core::Result<void> may_hold(std::string_view holder, const Caller& caller) {
+    if (caller.admin || caller.identity == holder) {
+        return {};
+    }
+    return core::Error{core::ErrorCode::kPermissionDenied,
+                       fmt::format("{} may hold producer leases only as itself, not as {}",
+                                   caller.identity, holder)};
+}
+
+}  // namespace
+
+core::Result<store::ProducerLease> Fleet::claim_producer(std::string_view key,
+                                                         std::string_view holder,
+                                                         std::optional<core::Millis> ttl,
+                                                         const Caller& caller) {
+    if (auto ok = check_producer_name("key", key); !ok) {
+        return ok.error();
+    }
+    if (auto ok = check_producer_name("holder", holder); !ok) {
+        return ok.error();
+    }
+    if (auto ok = may_hold(holder, caller); !ok) {
+        return ok.error();
+    }
+    const core::Millis lease_ttl = ttl.value_or(kProducerTtl);
+    if (lease_ttl <= core::Millis::zero() || lease_ttl > kMaxProducerTtl) {
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("ttl must be more than 0 and at most {}, got {}",
+                        core::format_duration(kMaxProducerTtl), core::format_duration(lease_ttl))};
+    }
+    return store_.claim_producer(key, holder, lease_ttl, clock_.now());
+}
+
+core::Result<void> Fleet::release_producer(std::string_view key,
+                                           std::string_view holder,
+                                           std::int64_t fence,
+                                           const Caller& caller) {
+    if (auto ok = check_producer_name("key", key); !ok) {
+        return ok.error();
+    }
+    if (auto ok = check_producer_name("holder", holder); !ok) {
+        return ok.error();
+    }
+    if (auto ok = may_hold(holder, caller); !ok) {
+        return ok.error();
+    }
+    return store_.release_producer(key, holder, fence, clock_.now());
+}
+
+core::Result<std::vector<store::ProducerLease>> Fleet::producers() {
+    return store_.producers();
+}
+
 core::Result<EventsPage> Fleet::events(const EventsQuery& query) {
     constexpr int kMaxLimit = 1000;
     if (query.limit < 1 || query.limit > kMaxLimit) {

@@ -201,6 +201,21 @@ public:
     // --- audit trail ---------------------------------------------------------------------
     core::Result<EventsPage> events(const EventsQuery& query);
 
+    // --- producer leases (docs/producers.md) ----------------------------------------------
+    /// Takes or renews producer lease `key` for `holder` (default ttl kProducerTtl, at most
+    /// kMaxProducerTtl). A caller that is not an admin claims only under its own identity.
+    core::Result<store::ProducerLease> claim_producer(std::string_view key,
+                                                      std::string_view holder,
+                                                      std::optional<core::Millis> ttl,
+                                                      const Caller& caller);
+    core::Result<void> release_producer(std::string_view key,
+                                        std::string_view holder,
+                                        std::int64_t fence,
+                                        const Caller& caller);
+    core::Result<std::vector<store::ProducerLease>> producers();
+    static constexpr core::Millis kProducerTtl{std::chrono::seconds{10}};
+    static constexpr core::Millis kMaxProducerTtl{std::chrono::minutes{5}};
+
     // --- for jobs' implicit acquire (one transaction with the job insert) ----------------
     /// The store's request for `request` by `caller`: owner, shape, TTL and actor checked, as
     /// acquire() would send it.
