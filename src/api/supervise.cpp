@@ -142,6 +142,10 @@ json::object status_json(const supervisor::Status& s) {
     o["restore_pending"] = s.restore_pending;
     o["last_backup"] = s.last_backup;
     o["last_restore"] = s.last_restore;
+    if (!s.production.empty()) {
+        o["production"] = s.production;
+        o["fence"] = s.fence;
+    }
     return o;
 }
 
@@ -294,13 +298,6 @@ private:
                 co_return co_await list_backups(request);
             }
             co_return logs(request);
-        }
-        if (name == "safely_pause_production" || name == "safely_resume_production") {
-            if (!post) {
-                co_return text(405, "method not allowed: use POST");
-            }
-            co_return text(500,
-                           fmt::format("ERROR: {} failed: not supported without bp mode", name));
         }
         auto command = supervisor::command_from(name);
         if (!command) {

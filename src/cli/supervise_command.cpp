@@ -53,6 +53,13 @@ SuperviseApps add_supervise_commands(CLI::App& app, SuperviseCliFlags& flags) {
                   "the chain this node belongs to: backups carry it, boot restores pick it");
     optional_flag(s, "--backup-dir", flags.backup_dir,
                   "where backups of the data dir go (docs/backups.md)");
+    s->add_flag("--bp-mode", flags.bp_mode,
+                "block-producer mode: start passive, produce only with the producer lease "
+                "(docs/producers.md)");
+    optional_flag(s, "--serve", flags.serve,
+                  "serve's URL, where the producer lease is held (bp mode)");
+    optional_flag(s, "--producer-key", flags.producer_key,
+                  "the producer lease's key: the signing key or account the nodes share");
 
     apps.ctl = s->add_subcommand(
         "ctl",
@@ -61,7 +68,8 @@ SuperviseApps add_supervise_commands(CLI::App& app, SuperviseCliFlags& flags) {
     apps.ctl->add_option("command", flags.ctl_command, "what to do")
         ->required()
         ->check(CLI::IsMember({"maintenance", "resume", "reload", "safely_reload", "backup",
-                               "restore", "list_backups", "status", "logs", "healthz"}));
+                               "restore", "list_backups", "safely_pause_production",
+                               "safely_resume_production", "status", "logs", "healthz"}));
     apps.ctl->add_option("--control", flags.ctl_control, "HOST:PORT of the sidecar's control API")
         ->envname("AVIARY_SUPERVISE_CONTROL")
         ->capture_default_str();
@@ -93,6 +101,9 @@ int run_supervise(const SuperviseApps& apps,
     overrides.restart = given(s, "--restart", flags.restart);
     overrides.chain_id = given(s, "--chain-id", flags.chain_id);
     overrides.backup_dir = given(s, "--backup-dir", flags.backup_dir);
+    overrides.serve = given(s, "--serve", flags.serve);
+    overrides.producer_key = given(s, "--producer-key", flags.producer_key);
+    overrides.bp_mode = flags.bp_mode;
     overrides.command = std::move(command);
     auto settings = config::load_supervise(flags.config_path, overrides);
     if (!settings) {

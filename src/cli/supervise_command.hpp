@@ -18,6 +18,9 @@ struct SuperviseCliFlags {
     std::string restart;
     std::string chain_id;
     std::string backup_dir;
+    std::string serve;
+    std::string producer_key;
+    bool bp_mode = false;
     // ctl
     std::string ctl_control = "127.0.0.1:8080";
     std::string ctl_token;

@@ -25,6 +25,7 @@
 
 #include "config/chains_embedded.hpp"
 #include "config/config.hpp"
+#include "config/secrets.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace aviary::config {
@@ -223,6 +224,27 @@ void read_path(YamlReader& r, const Value& value, std::string& out) {
         return;
     }
     out = std::move(text);
+}
+
+/// serve's URL for the producer lease: http(s)://HOST:PORT, no path.
+std::optional<std::string> check_serve_url(std::string_view url) {
+    auto checked = check_upstream(url);
+    if (!checked) {
+        return checked.error().message;
+    }
+    return std::nullopt;
+}
+
+/// The producer lease's key: what serve accepts (letters, digits, ".-_:@").
+std::optional<std::string> check_producer_key(std::string_view key) {
+    if (key.empty() || key.size() > 128 || !std::all_of(key.begin(), key.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' ||
+                   c == '_' || c == ':' || c == '@';
+        })) {
+        return fmt::format("\"{}\" must be 1-128 of a-z, A-Z, 0-9, '.', '-', '_', ':' and '@'",
+                           key);
+    }
+    return std::nullopt;
 }
 
 /// {method, path, body}; the path is required.
@@ -531,6 +553,15 @@ bool read_preset(YamlReader& r,
                  }
              }},
             {"backup_exclude", [&](const Value& v) { read_globs(r, v, p.backup_exclude); }},
+            {"passive_args",
+             [&](const Value& v) {
+                 r.read_list(v, [&](const Value& item) {
+                     std::string arg;
+                     if (r.read_string(item, arg)) {
+                         p.passive_args.push_back(std::move(arg));
+                     }
+                 });
+             }},
             {"signer_state",
              [&](const Value& v) {
                  r.read_map(
@@ -985,6 +1016,30 @@ void read_render(YamlReader& r, const Value& value, std::vector<supervisor::Rend
     out.push_back(std::move(render));
 }
 
+void read_producer_settings(YamlReader& r, const Value& value, supervisor::ProducerSettings& p) {
+    r.read_map(value,
+               {
+                   {"serve", [&](const Value& v) { read_checked(r, v, p.serve, check_serve_url); }},
+                   {"key", [&](const Value& v) { read_checked(r, v, p.key, check_producer_key); }},
+                   {"token_file",
+                    [&](const Value& v) {
+                        std::string path;
+                        if (r.read_string(v, path)) {
+                            load_file_secret(r, v, path, p.token);
+                        }
+                    }},
+                   {"token_env",
+                    [&](const Value& v) {
+                        std::string name;
+                        if (r.read_string(v, name)) {
+                            load_env_secret(r, v, name, p.token);
+                        }
+                    }},
+                   {"lease_ttl", [&](const Value& v) { r.read_duration(v, p.lease_ttl); }},
+                   {"pause_timeout", [&](const Value& v) { r.read_duration(v, p.pause_timeout); }},
+               });
+}
+
 void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& b, FileRead& file) {
     r.read_map(
         value,
@@ -1046,6 +1101,8 @@ void read_supervise_root(YamlReader& r,
             {"data_dir", [&](const Value& v) { read_checked(r, v, s.data_dir, check_nothing); }},
             {"chain_id", [&](const Value& v) { read_checked(r, v, s.chain_id, check_chain_id); }},
             {"backup", [&](const Value& v) { read_backup(r, v, s.backup, file); }},
+            {"bp_mode", [&](const Value& v) { r.read_bool(v, s.producer.bp_mode); }},
+            {"producer", [&](const Value& v) { read_producer_settings(r, v, s.producer); }},
             {"render",
              [&](const Value& v) {
                  r.read_list(v, [&](const Value& item) { read_render(r, item, s.render); });
@@ -1128,6 +1185,11 @@ void apply_flags(const SuperviseFlags& flags,
     apply_flag(flags.state_dir, "--state-dir", check_not_empty, s.state_dir, problems);
     apply_flag(flags.chain_id, "--chain-id", check_chain_id, s.chain_id, problems);
     apply_flag(flags.backup_dir, "--backup-dir", check_not_empty, s.backup.dir, problems);
+    apply_flag(flags.serve, "--serve", check_serve_url, s.producer.serve, problems);
+    apply_flag(flags.producer_key, "--producer-key", check_producer_key, s.producer.key, problems);
+    if (flags.bp_mode) {
+        s.producer.bp_mode = true;
+    }
     if (flags.state_dir) {
         file.state_dir_given = true;
     }
@@ -1267,6 +1329,21 @@ core::Result<supervisor::Settings> load_supervise(const std::string& path,
                             s.preset.backup_exclude.end());
     s.backup.exclude.insert(s.backup.exclude.end(), file.backup_exclude.begin(),
                             file.backup_exclude.end());
+    if (s.producer.bp_mode) {
+        const auto& preset = s.preset;
+        if (preset.producer_pause.empty() || preset.producer_resume.empty() ||
+            preset.producer_paused.empty() || preset.passive_args.empty()) {
+            problems.push_back(fmt::format(
+                "bp mode needs a chain preset with a producer API and passive_args (how the "
+                "node starts paused); {} has {}",
+                s.chain, preset.producer_pause.empty() ? "no producer API" : "no passive_args"));
+        }
+    }
+    if (!s.producer.serve.empty() && s.producer.key.empty()) {
+        problems.emplace_back(
+            "producer.key is required with --serve (producer.serve): the signing key or producer "
+            "account the nodes of one producer share");
+    }
     if (!s.backup.dir.empty() && s.data_dir.empty()) {
         problems.emplace_back(
             "backup.dir needs data_dir (--data-dir): the directory the backups copy");

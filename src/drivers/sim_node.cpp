@@ -93,6 +93,9 @@ struct NodeOptions {
     std::string listen = "127.0.0.1:0";
     std::string chain_id;  ///< lowercase; empty: sha256_hex(kChainName)
     bool paused = false;   ///< start with production paused
+    /// While paused the head still advances, as a passive block producer's does with the
+    /// blocks it receives; without it a paused node makes no blocks at all.
+    bool follow = false;
 };
 
 core::Error bad_option(std::string message) {
@@ -168,11 +171,11 @@ core::Result<NodeOptions> parse_options(const std::vector<std::string>& args) {
         }
         const auto equals = arg.find('=');
         const auto name = arg.substr(0, equals);
-        if (name == "--paused") {  // the one flag: it takes no value
+        if (name == "--paused" || name == "--follow") {  // flags: they take no value
             if (equals != std::string_view::npos) {
-                return bad_option("--paused: takes no value");
+                return bad_option(fmt::format("{}: takes no value", name));
             }
-            options.paused = true;
+            (name == "--paused" ? options.paused : options.follow) = true;
             continue;
         }
         std::string value;
@@ -539,7 +542,7 @@ asio::awaitable<void> SimNode::produce_blocks() {
 // The next block's height, or nullopt while paused. See the top of the file for the lock.
 core::Result<std::optional<std::int64_t>> SimNode::make_block() {
     std::lock_guard lock{chain_.production};
-    if (chain_.paused) {
+    if (chain_.paused && !options_.follow) {
         return std::optional<std::int64_t>{};
     }
     const auto height = chain_.height() + 1;
@@ -633,11 +636,14 @@ int sim_node_main(const std::vector<std::string>& args) {
         std::fprintf(stderr,
                      "usage: aviary sim-node --data-dir DIR --version TAG --port-file FILE "
                      "[--block-interval 500ms] [--sync-blocks N] [--import SNAPSHOT] "
-                     "[--parent-pid PID] [--listen 127.0.0.1:0] [--chain-id HEX] [--paused]\n"
+                     "[--parent-pid PID] [--listen 127.0.0.1:0] [--chain-id HEX] [--paused] "
+                     "[--follow]\n"
                      "  --chain-id HEX  the chain id get_info shows: 64 hex digits (default: the "
                      "SHA-256 of \"aviary-sim\", 081ee42f...)\n"
                      "  --paused        start with block production paused (as after "
                      "POST /v1/producer/pause)\n"
+                     "  --follow        while paused, the head still advances (the blocks a "
+                     "passive producer receives)\n"
                      "serves GET /status and /healthz, and nodeos's /v1/chain/get_info and "
                      "/v1/producer/pause, /resume, /paused\n");
         return kBadArgs;

@@ -157,13 +157,18 @@ std::string_view to_string(Command command) {
             return "backup";
         case Command::kRestore:
             return "restore";
+        case Command::kSafelyPauseProduction:
+            return "safely_pause_production";
+        case Command::kSafelyResumeProduction:
+            return "safely_resume_production";
     }
     return "unknown";
 }
 
 std::optional<Command> command_from(std::string_view name) {
     for (auto command : {Command::kMaintenance, Command::kResume, Command::kReload,
-                         Command::kSafelyReload, Command::kBackup, Command::kRestore}) {
+                         Command::kSafelyReload, Command::kBackup, Command::kRestore,
+                         Command::kSafelyPauseProduction, Command::kSafelyResumeProduction}) {
         if (to_string(command) == name) {
             return command;
         }
@@ -390,6 +395,11 @@ struct Supervisor::Impl {
                                             "Time a backup or restore took, from the first phase "
                                             "to the proxy open again",
                                             {"node", "operation"})),
+          m_producing(registry
+                          .gauge("aviary_supervised_producing",
+                                 "bp mode: 1 while the node produces blocks, by its producer API",
+                                 {"node"})
+                          .with({settings.name})),
           readiness(settings, context.get_executor()) {
         compile_rules(registry);
         registry.on_scrape([this] {
@@ -544,6 +554,11 @@ struct Supervisor::Impl {
     proc::SpawnOptions spawn_options() const {
         proc::SpawnOptions options;
         options.argv = settings.program.argv;
+        if (settings.producer.bp_mode) {
+            // Passive at every start: a crash or a restart never makes it produce by itself.
+            options.argv.insert(options.argv.end(), settings.preset.passive_args.begin(),
+                                settings.preset.passive_args.end());
+        }
         options.cwd = settings.program.cwd;
         options.env_add = settings.program.env;
         options.umask = settings.program.umask;
@@ -823,6 +838,10 @@ struct Supervisor::Impl {
             }
             current.reset();
             run_over->cancel();
+            if (status.fence != 0) {
+                // A node that ended produces nothing: the lease goes back at once.
+                co_await release_lease("the node ended");
+            }
             if (*pumping && !relay.backed_up()) {
                 // The last lines may still be in the pipe; a pump held back by an undrained
                 // stdout will not finish soon, so it is not waited for.
@@ -897,6 +916,9 @@ struct Supervisor::Impl {
                 }
                 publish();
             }
+            if (settings.producer.bp_mode && status.state == RunState::kRunning) {
+                co_await watch_production();
+            }
             timer.expires_after(settings.synced.interval);
             auto slept = co_await (timer.async_wait(kUseTuple) || run_over->async_wait(kUseTuple));
             if (slept.index() != 0) {
@@ -965,6 +987,262 @@ struct Supervisor::Impl {
         }
         queue.emplace_back(command, std::move(done), std::move(args));
         changes.notify();
+    }
+
+    // --- bp mode (docs/producers.md) ------------------------------------------------------------
+
+    core::Error not_bp_mode() const {
+        return core::Error{core::ErrorCode::kUnavailable, "not supported without bp mode"};
+    }
+
+    /// One call of the node's producer API.
+    asio::awaitable<core::Result<std::string>> producer_call(const std::string& path,
+                                                             const char* method) {
+        net::ClientRequest request;
+        request.method = method;
+        request.url = settings.upstream + path;
+        request.timeout = settings.synced.timeout;
+        request.max_body_bytes = std::size_t{64} * 1024;
+        auto response = co_await net::fetch(std::move(request));
+        if (!response) {
+            co_return response.error();
+        }
+        if (response->status < 200 || response->status >= 300) {
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("{} {} answered {}", method, path, response->status)};
+        }
+        co_return std::move(response->body);
+    }
+
+    /// Whether the node is paused, by its producer API; an error when it does not say.
+    asio::awaitable<core::Result<bool>> read_paused() {
+        auto body = co_await producer_call(settings.preset.producer_paused, "GET");
+        if (!body) {
+            co_return body.error();
+        }
+        boost::system::error_code ec;
+        auto value = boost::json::parse(*body, ec);
+        if (ec || !value.is_bool()) {
+            co_return core::Error{
+                core::ErrorCode::kUnavailable,
+                fmt::format("{} did not answer true or false", settings.preset.producer_paused)};
+        }
+        co_return value.as_bool();
+    }
+
+    void set_production(std::string production) {
+        if (production != status.production) {
+            log->info("node {} production {} -> {}", settings.name,
+                      status.production.empty() ? "unknown" : status.production, production);
+            status.production = std::move(production);
+            m_producing.set(status.production == "producing" ? 1.0 : 0.0);
+            publish();
+        }
+    }
+
+    /// Reads the production state; a node producing without the lease is paused at once.
+    asio::awaitable<void> watch_production() {
+        auto paused = co_await read_paused();
+        set_production(!paused ? "unknown" : *paused ? "paused" : "producing");
+        if (paused && !*paused && status.fence == 0) {
+            log->error("node {} is producing without the producer lease: pausing it",
+                       settings.name);
+            (void)co_await producer_call(settings.preset.producer_pause, "POST");
+        }
+    }
+
+    /// POST to serve's producer API; the JSON object it answers, or its error.
+    asio::awaitable<core::Result<boost::json::object>> serve_call(std::string_view what,
+                                                                  const boost::json::object& body) {
+        const auto& p = settings.producer;
+        net::ClientRequest request;
+        request.method = "POST";
+        request.url = fmt::format("{}/api/v1/producers/{}/{}", p.serve, p.key, what);
+        request.headers.push_back({"Content-Type", "application/json"});
+        if (!p.token.empty()) {
+            request.headers.push_back({"Authorization", "Bearer " + p.token});
+        }
+        request.body = boost::json::serialize(body);
+        request.timeout = std::min<core::Millis>(p.lease_ttl / 2, std::chrono::seconds{5});
+        auto response = co_await net::fetch(std::move(request));
+        if (!response) {
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("serve {}: {}", p.serve, response.error().message)};
+        }
+        boost::system::error_code ec;
+        auto value = boost::json::parse(response->body, ec);
+        if (ec || !value.is_object()) {
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("serve {} answered {} without a JSON object", p.serve,
+                                              response->status)};
+        }
+        if (response->status != 200) {
+            const auto* error = value.as_object().if_contains("error");
+            const auto* message = error != nullptr && error->is_object()
+                                      ? error->as_object().if_contains("message")
+                                      : nullptr;
+            co_return core::Error{
+                response->status == 409 ? core::ErrorCode::kBusy : core::ErrorCode::kUnavailable,
+                message != nullptr && message->is_string()
+                    ? std::string{message->as_string()}
+                    : fmt::format("serve answered {}", response->status)};
+        }
+        co_return std::move(value.as_object());
+    }
+
+    /// Takes or renews the producer lease; its fence.
+    asio::awaitable<core::Result<std::int64_t>> claim_lease() {
+        // Named, not a temporary inside co_await (GCC 12).
+        boost::json::object body;
+        body["holder"] = settings.name;
+        body["ttl"] = core::format_duration(settings.producer.lease_ttl);
+        auto answer = co_await serve_call("claim", body);
+        if (!answer) {
+            co_return answer.error();
+        }
+        const auto* fence = answer->if_contains("fence");
+        if (fence == nullptr || !fence->is_int64()) {
+            co_return core::Error{core::ErrorCode::kUnavailable, "serve's claim has no fence"};
+        }
+        co_return fence->as_int64();
+    }
+
+    asio::awaitable<void> release_lease(std::string_view why) {
+        const auto fence = status.fence;
+        status.fence = 0;
+        publish();
+        boost::json::object body;
+        body["holder"] = settings.name;
+        body["fence"] = fence;
+        auto released = co_await serve_call("release", body);
+        if (released) {
+            log->info("node {} released producer lease {} (fence {}): {}", settings.name,
+                      settings.producer.key, fence, why);
+        } else {
+            log->warn(
+                "node {} could not release producer lease {} (fence {}): {} (it lapses "
+                "within {})",
+                settings.name, settings.producer.key, fence, released.error().message,
+                core::format_duration(settings.producer.lease_ttl));
+        }
+    }
+
+    /// Pauses production now and lets go of the fence: the lease is lost or cannot be proved.
+    asio::awaitable<void> drop_production(const std::string& why) {
+        log->error("node {}: {}: pausing production", settings.name, why);
+        status.fence = 0;
+        publish();
+        auto paused = co_await producer_call(settings.preset.producer_pause, "POST");
+        if (!paused) {
+            log->error("node {}: cannot pause production: {}", settings.name,
+                       paused.error().message);
+        }
+    }
+
+    /// While this sidecar holds the lease, renews it every third of its ttl; losing it (another
+    /// holder, a newer fence) drops production at once, and so does failing to renew for two
+    /// thirds of the ttl: the pause must land before serve lets the lease lapse and hands it to
+    /// another node. Times are taken when a claim is sent, which is never later than serve's.
+    asio::awaitable<void> keep_lease() {
+        asio::steady_timer timer{context};
+        auto last_renewed = std::chrono::steady_clock::now();
+        while (!shutting_down) {
+            timer.expires_after(settings.producer.lease_ttl / 3);
+            co_await (timer.async_wait(kUseTuple) || changes.wait());
+            if (shutting_down || status.fence == 0) {
+                last_renewed = std::chrono::steady_clock::now();
+                continue;
+            }
+            if (std::chrono::steady_clock::now() - last_renewed < settings.producer.lease_ttl / 3) {
+                continue;
+            }
+            const auto sent = std::chrono::steady_clock::now();
+            auto renewed = co_await claim_lease();
+            if (renewed && *renewed == status.fence) {
+                last_renewed = sent;
+                continue;
+            }
+            if (renewed || renewed.error().code == core::ErrorCode::kBusy) {
+                co_await drop_production(
+                    renewed ? fmt::format("the producer lease moved to fence {}", *renewed)
+                            : "the producer lease is gone: " + renewed.error().message);
+                continue;
+            }
+            if (std::chrono::steady_clock::now() - last_renewed >=
+                settings.producer.lease_ttl * 2 / 3) {
+                co_await drop_production(
+                    "the producer lease could not be renewed for two thirds of its ttl: " +
+                    renewed.error().message);
+            }
+        }
+        if (status.fence != 0) {
+            co_await release_lease("the sidecar is shutting down");
+        }
+    }
+
+    /// manageos's safely_resume_production: take the producer lease, then resume.
+    asio::awaitable<core::Result<void>> safely_resume() {
+        const auto& p = settings.producer;
+        if (!p.bp_mode) {
+            co_return not_bp_mode();
+        }
+        if (p.serve.empty()) {
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  "no producer lease to hold: start the sidecar with --serve URL "
+                                  "(docs/producers.md)"};
+        }
+        if (status.state != RunState::kRunning || status.readiness != Readiness::kReady) {
+            co_return core::Error{
+                core::ErrorCode::kUnavailable,
+                fmt::format("the node is not ready ({}): it must be synced "
+                            "before it produces",
+                            status.reason.empty() ? to_string(status.readiness) : status.reason)};
+        }
+        auto fence = co_await claim_lease();
+        if (!fence) {
+            co_return fence.error();
+        }
+        status.fence = *fence;
+        changes.notify();  // keep_lease() starts counting from this claim
+        publish();
+        log->info("node {} holds producer lease {} with fence {}", settings.name, p.key, *fence);
+        auto resumed = co_await producer_call(settings.preset.producer_resume, "POST");
+        auto paused = resumed ? co_await read_paused() : core::Result<bool>{resumed.error()};
+        if (!paused || *paused) {
+            co_await release_lease("the node did not resume");
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  paused ? "the node still says it is paused"
+                                         : "the node did not resume: " + paused.error().message};
+        }
+        set_production("producing");
+        co_return core::Result<void>{};
+    }
+
+    /// manageos's safely_pause_production: pause, confirm, then give the lease back.
+    asio::awaitable<core::Result<void>> safely_pause() {
+        if (!settings.producer.bp_mode) {
+            co_return not_bp_mode();
+        }
+        const auto deadline = std::chrono::steady_clock::now() + settings.producer.pause_timeout;
+        std::string why = "the producer API did not answer";
+        while (std::chrono::steady_clock::now() < deadline && !shutting_down) {
+            auto sent = co_await producer_call(settings.preset.producer_pause, "POST");
+            auto paused = sent ? co_await read_paused() : core::Result<bool>{sent.error()};
+            if (paused && *paused) {
+                set_production("paused");
+                if (status.fence != 0) {
+                    co_await release_lease("production paused");
+                }
+                co_return core::Result<void>{};
+            }
+            why = paused ? "the node still says it produces" : paused.error().message;
+            co_await wait_change_or(core::Millis{200});
+        }
+        co_return core::Error{
+            core::ErrorCode::kTimeout,
+            fmt::format("the node did not confirm the pause within {}: {} (the producer lease is "
+                        "kept until it does)",
+                        core::format_duration(settings.producer.pause_timeout), why)};
     }
 
     // --- rendered config (docs/supervise.md, "Rendered config") --------------------------------
@@ -1458,6 +1736,10 @@ struct Supervisor::Impl {
 
     asio::awaitable<core::Result<void>> run_command(Command command, const CommandArgs& args) {
         switch (command) {
+            case Command::kSafelyPauseProduction:
+                co_return co_await safely_pause();
+            case Command::kSafelyResumeProduction:
+                co_return co_await safely_resume();
             case Command::kBackup:
                 co_return co_await backup(args);
             case Command::kRestore:
@@ -1581,6 +1863,7 @@ struct Supervisor::Impl {
     metrics::Family<metrics::Counter>& m_copies;
     metrics::Gauge& m_last_backup;
     metrics::Family<metrics::Histogram>& m_copy_seconds;
+    metrics::Gauge& m_producing;
     std::vector<CompiledRule> rules;
     ReadinessReader readiness;
 };
@@ -1673,6 +1956,12 @@ core::Result<void> Supervisor::start() {
     d.started = true;
     asio::co_spawn(d.context, d.life(), asio::detached);
     asio::co_spawn(d.context, d.commands(), asio::detached);
+    if (d.settings.producer.bp_mode) {
+        d.status.production = "unknown";
+        if (!d.settings.producer.serve.empty()) {
+            asio::co_spawn(d.context, d.keep_lease(), asio::detached);
+        }
+    }
     if (std::any_of(d.settings.render.begin(), d.settings.render.end(),
                     [](const auto& r) { return r.restart_on_change; })) {
         asio::co_spawn(d.context, d.watch_configs(), asio::detached);

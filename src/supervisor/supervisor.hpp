@@ -139,6 +139,22 @@ struct Preset {
     /// the last height signed: a restore never goes below it. Empty: no such file.
     std::string signer_state;
     std::string signer_height = "/height";
+    /// Arguments added to the node's command in bp mode so that it starts with production
+    /// paused (nodeos: --pause-on-startup; the sim node: --paused).
+    std::vector<std::string> passive_args;
+};
+
+/// Block-producer mode (docs/producers.md): the node starts passive, produces only while this
+/// sidecar holds the producer lease for `key` in serve's store, and is paused the moment it
+/// produces without it.
+struct ProducerSettings {
+    bool bp_mode = false;
+    std::string serve;  ///< serve's URL (--serve), where the producer lease is held
+    std::string token;  ///< bearer token for serve; never logged
+    std::string key;    ///< the lease's key (the signing key or producer account)
+    core::Millis lease_ttl{std::chrono::seconds{10}};
+    /// How long safely_pause_production waits for the node to confirm it paused.
+    core::Millis pause_timeout{std::chrono::seconds{30}};
 };
 
 /// Key material and signer state of the common node software, never backed up whatever the
@@ -204,6 +220,7 @@ struct Settings {
     /// Config files rendered before each start, in order (docs/supervise.md, "Rendered
     /// config").
     std::vector<RenderSettings> render;
+    ProducerSettings producer;
     std::size_t log_ring_lines = 1000;  ///< lines kept for GET /v1/logs
     /// The preset's log metrics followed by the file's (config joins them).
     std::vector<LogRule> log_metrics;
@@ -249,6 +266,10 @@ struct Status {
     std::string restore_pending;
     std::string last_backup;   ///< the name of the last backup this sidecar made
     std::string last_restore;  ///< the name of the last backup it restored
+    /// bp mode: "producing", "paused", or "unknown" (the producer API did not answer); "" when
+    /// not in bp mode.
+    std::string production;
+    std::int64_t fence = 0;  ///< the producer lease's fence while this sidecar holds it, else 0
 };
 
 /// One line of the node's output.
@@ -259,7 +280,16 @@ struct LogLine {
 };
 
 /// Operators' commands (manageos's names).
-enum class Command { kMaintenance, kResume, kReload, kSafelyReload, kBackup, kRestore };
+enum class Command {
+    kMaintenance,
+    kResume,
+    kReload,
+    kSafelyReload,
+    kBackup,
+    kRestore,
+    kSafelyPauseProduction,
+    kSafelyResumeProduction
+};
 /// What backup and restore take (manageos's backupName and backupTag).
 struct CommandArgs {
     std::string backup_name;  ///< restore: this backup; empty or "latest": the newest usable
