@@ -388,12 +388,14 @@ core::Result<void> write_manifest(const fs::path& path, const Manifest& manifest
 
 // --- walking the data dir -------------------------------------------------------------------
 
-/// Calls `visit(relative, absolute, stat)` for every entry under `root` that is not excluded,
-/// parents before children, in name order (so manifests compare across backups).
+/// Calls `visit(relative, absolute, stat)` for every entry under `root` that is not excluded
+/// (nor `skip`, the backup dir when it lies inside), parents before children, in name order (so
+/// manifests compare across backups).
 template <class Visit>
 core::Result<void> walk(const fs::path& root,
                         const std::string& relative,
                         const std::vector<std::string>& exclude,
+                        std::string_view skip,
                         const Cancelled& cancelled,
                         Visit& visit) {
     std::vector<std::string> names;
@@ -411,7 +413,7 @@ core::Result<void> walk(const fs::path& root,
             return cancelled_error();
         }
         const std::string path = relative.empty() ? name : relative + "/" + name;
-        if (own_entry(path) || excluded(path, exclude)) {
+        if (own_entry(path) || path == skip || excluded(path, exclude)) {
             continue;
         }
         const fs::path absolute = root / path;
@@ -423,7 +425,7 @@ core::Result<void> walk(const fs::path& root,
             return visited;
         }
         if (S_ISDIR(st.st_mode)) {
-            if (auto inner = walk(root, path, exclude, cancelled, visit); !inner) {
+            if (auto inner = walk(root, path, exclude, skip, cancelled, visit); !inner) {
                 return inner;
             }
         }
@@ -594,6 +596,21 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
         return fail(made.error());
     }
 
+    // A backup dir inside the data dir is never copied into itself.
+    std::string skip;
+    {
+        std::error_code ec;
+        const auto data_real = fs::weakly_canonical(data_dir, ec);
+        const auto root_real = fs::weakly_canonical(root, ec);
+        const auto inside = root_real.lexically_relative(data_real);
+        if (!ec && !inside.empty() && *inside.begin() != "..") {
+            if (inside == ".") {
+                return fail(core::Error{core::ErrorCode::kInvalidArgument,
+                                        fmt::format("the backup dir {} is the data dir", dir_)});
+            }
+            skip = inside.generic_string();
+        }
+    }
     std::optional<Previous> previous;
     if (auto last = latest(manifest.chain_id, {}); last && *last) {
         auto full = read((*last)->name);
@@ -645,7 +662,7 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
         manifest.files.push_back(std::move(file));
         return {};
     };
-    if (auto walked = walk(fs::path{data_dir}, {}, exclude_, cancelled, visit); !walked) {
+    if (auto walked = walk(fs::path{data_dir}, {}, exclude_, skip, cancelled, visit); !walked) {
         return fail(walked.error());
     }
     // Directories get their times last: writing into one moves its mtime.
