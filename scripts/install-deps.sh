@@ -2,7 +2,8 @@
 # Installs the Debian bookworm packages aviary builds and tests with, only those missing.
 # Safe to run again: it does nothing when everything is present.
 #   scripts/install-deps.sh          build + test dependencies
-#   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx, Celery + Redis)
+#   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx, Celery + Redis,
+#                                    supervisord, rsync and zstd)
 set -euo pipefail
 
 packages=(
@@ -19,7 +20,7 @@ packages=(
     openssh-client openssh-server ipmitool openipmi snmp snmpd iputils-ping chromium
 )
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor)
+    packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor rsync zstd)
 fi
 
 missing=()

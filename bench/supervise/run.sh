@@ -16,10 +16,27 @@
 #    accepts connections) and through an nginx proxy_pass with upstream keep-alive (one worker,
 #    as the sidecar's proxy has one I/O thread); PROXY_ROUNDS rounds of the three in turn, and
 #    each figure is the median of its rounds.
+# 5. backup: a data dir of BACKUP_MB MB (MB = 2^20 bytes) of small files (16-256 KiB, 32 to a
+#    directory in dNN/eNN; half random, half repetitive bytes, from a seeded generator, so the
+#    same tree every run) copied to a directory on the same file system by `rsync -a`, by
+#    `tar -cf - | zstd -1 -T0` (and back by `zstd -dc | tar -xf -`), and by aviary's
+#    BackupStore (backup_bench: a full backup, a second one with nothing changed, which
+#    hard-links every file, and a restore of the first into an empty dir). aviary's backup and
+#    restore end with syncfs, so each peer's copy is followed by `sync -f DST`, timed apart:
+#    "rsync" is the copy alone, "rsync+sync" the copy then the flush. Beside the unchanged
+#    backup, `rsync -a --link-dest` (its hard-link counterpart). Each timed step starts with no
+#    dirty pages (an untimed `sync` before it) and the source in the page cache (the cache
+#    cannot be dropped here). BACKUP_ROUNDS rounds of the three in turn, the first rotating;
+#    nothing is removed within a round (on ext4 without a journal, removed inodes slow the next
+#    creations down for dirty_expire_centisecs: the rounds are that far apart there). Each
+#    figure is the median of its rounds; MB/s is the tree's file bytes over the wall time. The
+#    goal (issue): aviary's backup and restore within 1.2x of rsync's time.
 #
 # Reproduce: bench/supervise/run.sh (SKIP_BUILD=1 SKIP_DEPS=1 to reuse build/ and the installed
-# peers; LINES, KILLS, GAP_MS, PROXY_SECONDS, PROXY_ROUNDS to change the sizes). Figures:
-# bench/RESULTS.md.
+# peers; LINES, KILLS, GAP_MS, PROXY_SECONDS, PROXY_ROUNDS, BACKUP_MB, BACKUP_ROUNDS to change the
+# sizes; ONLY=backup for section 5 alone, ONLY=sidecar for sections 1-4 alone). The generated
+# tree and the copies are in the temp dir (TMPDIR, default /tmp), removed on exit (KEEP_TMP=1
+# keeps it). Figures: bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -28,6 +45,9 @@ KILLS=${KILLS:-50}
 GAP_MS=${GAP_MS:-150}
 PROXY_SECONDS=${PROXY_SECONDS:-5}
 PROXY_ROUNDS=${PROXY_ROUNDS:-3}
+BACKUP_MB=${BACKUP_MB:-1024}
+BACKUP_ROUNDS=${BACKUP_ROUNDS:-3}
+ONLY=${ONLY:-}
 
 say() { printf '\n== %s\n' "$*"; }
 die() {
@@ -37,20 +57,40 @@ die() {
 # shellcheck source=bench/common/lib.sh
 source bench/common/lib.sh
 
+# want SECTION: whether ONLY (empty: all; else a comma list of sidecar, backup) asks for it.
+want() { [[ -z "$ONLY" || ",$ONLY," == *",$1,"* ]]; }
+want sidecar || want backup || die "ONLY=$ONLY: expected sidecar, backup or both"
+
 if [[ -z "${SKIP_DEPS:-}" ]]; then
     scripts/install-deps.sh --bench
 fi
-command -v wrk >/dev/null || die "wrk is missing (scripts/install-deps.sh --bench)"
-command -v supervisord >/dev/null || die "supervisord is missing (scripts/install-deps.sh --bench)"
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[[ -x "$NGINX" ]] || die "nginx is missing (scripts/install-deps.sh --bench)"
+targets=()
+if want sidecar; then
+    command -v wrk >/dev/null || die "wrk is missing (scripts/install-deps.sh --bench)"
+    command -v supervisord >/dev/null || die "supervisord is missing (scripts/install-deps.sh --bench)"
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    [[ -x "$NGINX" ]] || die "nginx is missing (scripts/install-deps.sh --bench)"
+    targets+=(aviary restart_probe)
+fi
+if want backup; then
+    for tool in rsync zstd tar python3; do
+        command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh --bench)"
+    done
+    targets+=(backup_bench)
+fi
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$BUILD" --target aviary restart_probe
+    cmake --build "$BUILD" --target "${targets[@]}"
 fi
-AVIARY=$(realpath "$BUILD/aviary")
-PROBE=$(realpath "$BUILD/bench/supervise/restart_probe")
-[[ -x "$AVIARY" && -x "$PROBE" ]] || die "build aviary and restart_probe first"
+if want sidecar; then
+    AVIARY=$(realpath "$BUILD/aviary")
+    PROBE=$(realpath "$BUILD/bench/supervise/restart_probe")
+    [[ -x "$AVIARY" && -x "$PROBE" ]] || die "build aviary and restart_probe first"
+fi
+if want backup; then
+    BACKUP_BENCH=$(realpath "$BUILD/bench/supervise/backup_bench")
+    [[ -x "$BACKUP_BENCH" ]] || die "build backup_bench first"
+fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-supervise.XXXXXX")
 chmod 755 "$TMP"
@@ -84,6 +124,10 @@ wait_for() {  # wait_for SECONDS COMMAND...: polls COMMAND every 50 ms
     return 1
 }
 
+# median VALUES...: the median of the rounds' values; verdict EXPR: MET when awk finds EXPR true.
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+verdict() { awk "BEGIN {exit !($1)}" && echo MET || echo "NOT MET"; }
+
 # The sidecar's control address, from its start line.
 control_of() { sed -n 's/.*control=\([0-9.:]*\).*/\1/p' "$1" | head -1; }
 
@@ -113,10 +157,184 @@ declare -A R
 say "machine"
 echo "date:        $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "nproc:       $(nproc)"
-echo "aviary:      $AVIARY (commit $(git rev-parse --short HEAD))"
-echo "supervisord: $(supervisord --version)"
-echo "nginx:       $("$NGINX" -v 2>&1 | sed 's/.*version: //')"
+if want sidecar; then
+    echo "aviary:      $AVIARY (commit $(git rev-parse --short HEAD))"
+    echo "supervisord: $(supervisord --version)"
+    echo "nginx:       $("$NGINX" -v 2>&1 | sed 's/.*version: //')"
+fi
+if want backup; then
+    echo "backup:      $BACKUP_BENCH (commit $(git rev-parse --short HEAD))"
+    echo "rsync:       $(rsync --version | head -1)"
+    echo "zstd:        $(zstd --version)"
+    echo "tar:         $(tar --version | head -1)"
+    echo "temp dir:    $TMP ($(stat -f -c %T "$TMP"), $(df -h --output=avail "$TMP" | tail -1 | tr -d ' ') free)"
+    echo "memory:      $(awk '/^MemTotal:/ {printf "%.1f GB", $2 / 1048576}' /proc/meminfo)"
+fi
 echo "load avg:    $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- 5. backup: a function, run alone with ONLY=backup, else after the other sections ----------
+secs_between() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }  # T0 T1: T1 - T0
+timed() {  # timed VAR COMMAND...: runs COMMAND; its wall time in seconds into VAR
+    local -n into=$1
+    shift
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@"
+    t1=$(date +%s.%N)
+    # shellcheck disable=SC2034 # into is the caller's variable
+    into=$(secs_between "$t0" "$t1")
+}
+tar_zstd() { tar -C "$1" -cf - . | zstd -1 -T0 -q -o "$2"; }  # tar_zstd SRC FILE
+untar_zstd() { zstd -dcq "$1" | tar -C "$2" -xf -; }          # untar_zstd FILE DST
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.1f", (s > 0 ? b / 1048576 / s : 0)}'; }
+sum() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a + b}'; }
+secs() { awk -v s="$1" 'BEGIN {printf "%.3f", s}'; }
+result_of() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }  # result_of KEY "RESULT k=v ..."
+
+# make_tree DIR MB: the data dir, the same every run (seed 14): files of 16-256 KiB, 32 to a
+# directory DIR/dNN/eNN, each half random bytes and half a repeated line, MB MB in all.
+make_tree() {
+    python3 - "$1" "$2" <<'PY'
+import os, random, sys
+root, total = sys.argv[1], int(sys.argv[2]) << 20
+rng = random.Random(14)
+line = b"block 0000000000 hash 00000000000000000000000000000000 state ok\n"
+written = n = 0
+while written < total and n < 10_000_000:
+    d = os.path.join(root, "d%02d" % (n // 512 % 100), "e%02d" % (n // 32 % 16))
+    if n % 32 == 0:
+        os.makedirs(d, exist_ok=True)
+    size = min(rng.randint(16 << 10, 256 << 10), total - written)
+    half = size // 2
+    body = rng.randbytes(half) + (line * (size // len(line) + 1))[: size - half]
+    with open(os.path.join(d, "f%07d.dat" % n), "wb") as f:
+        f.write(body)
+    written += size
+    n += 1
+PY
+}
+
+declare -A B BS
+backup_section() {
+    say "backup: a ${BACKUP_MB} MB data dir of 16-256 KiB files, $BACKUP_ROUNDS rounds (medians)"
+    local src=$TMP/backup-src avail_mb t0 t1 bytes files dirs settle
+    avail_mb=$(df -m --output=avail "$TMP" | tail -1 | tr -d ' ')
+    ((avail_mb > 7 * BACKUP_MB)) || die "backup: $TMP has $avail_mb MB free, needs $((7 * BACKUP_MB))"
+    # ext4 without a journal skips inodes freed in the last dirty_expire_centisecs when it
+    # allocates one, reading each one's table block to know (ialloc.c, recently_deleted()): a
+    # copy made just after a tree was removed spends seconds of system time there. So nothing is
+    # removed within a round, and a round's copies are removed that long before the next round.
+    settle=0
+    local dev
+    dev=$(basename "$(df --output=source "$TMP" | tail -1)")
+    if [[ -d /proc/fs/ext4/$dev ]] && ! compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null; then
+        settle=$(($(cat /proc/sys/vm/dirty_expire_centisecs) / 100 + 1))
+        echo "$TMP is on ext4 without a journal ($dev): ${settle} s between rounds"
+    fi
+    t0=$(date +%s.%N)
+    make_tree "$src" "$BACKUP_MB"
+    sync
+    t1=$(date +%s.%N)
+    bytes=$(find "$src" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+    files=$(find "$src" -type f | wc -l)
+    dirs=$(find "$src" -type d | wc -l)
+    echo "data dir: $files files, $dirs directories, $bytes bytes (made in $(secs_between "$t0" "$t1") s)"
+
+    local round step s f line dst same=unchecked
+    for ((round = 1; round <= BACKUP_ROUNDS; round++)); do
+        dst=$TMP/backup-round
+        mkdir -p "$dst"
+        # The three peers in turn, the first one rotating from round to round; a `sync` (not
+        # timed) before each timed step, so that none inherits another's dirty pages.
+        for ((step = 0; step < 3; step++)); do
+            case $(((round - 1 + step) % 3)) in
+            0) # rsync and its flush; then --link-dest against that copy (the unchanged backup's peer)
+                mkdir -p "$dst/rsync" "$dst/linkdest" && sync
+                timed s rsync -a "$src" "$dst/rsync/"
+                timed f sync -f "$dst"
+                BS[rsync]+="$s " BS[rsync_sync]+="$(sum "$s" "$f") "
+                echo "round $round rsync -a:             $s s, then sync -f $f s"
+                sync
+                timed s rsync -a --link-dest="$dst/rsync" "$src" "$dst/linkdest/"
+                timed f sync -f "$dst"
+                BS[linkdest]+="$s " BS[linkdest_sync]+="$(sum "$s" "$f") "
+                echo "round $round rsync -a --link-dest: $s s, then sync -f $f s"
+                ;;
+            1) # tar | zstd, and back into an empty dir
+                mkdir -p "$dst/untar" && sync
+                timed s tar_zstd "$src" "$dst/x.tar.zst"
+                timed f sync -f "$dst"
+                BS[tar]+="$s " BS[tar_sync]+="$(sum "$s" "$f") "
+                echo "round $round tar | zstd -1 -T0:    $s s, then sync -f $f s ($(stat -c %s "$dst/x.tar.zst") bytes)"
+                sync
+                timed s untar_zstd "$dst/x.tar.zst" "$dst/untar"
+                timed f sync -f "$dst"
+                BS[untar]+="$s " BS[untar_sync]+="$(sum "$s" "$f") "
+                echo "round $round zstd -dc | tar -x:    $s s, then sync -f $f s"
+                ;;
+            2) # aviary: full backup, unchanged backup, restore of the first (each ends with syncfs)
+                sync
+                line=$("$BACKUP_BENCH" "$src" "$dst/target" "$dst/restore" | tee "$TMP/backup_bench-$round.txt" |
+                    sed -n 's/^RESULT //p') || true
+                [[ -n "$line" ]] || die "backup_bench failed: $(cat "$TMP/backup_bench-$round.txt")"
+                [[ $(result_of files "$line") == "$files" && $(result_of bytes "$line") == "$bytes" ]] ||
+                    die "backup_bench saw another tree: $line"
+                BS[full]+="$(result_of full_s "$line") "
+                BS[unchanged]+="$(result_of unchanged_s "$line") "
+                BS[restore]+="$(result_of restore_s "$line") "
+                echo "round $round aviary: full $(result_of full_s "$line") s, unchanged $(result_of unchanged_s "$line") s" \
+                    "($(result_of linked "$line") hard-linked), restore $(result_of restore_s "$line") s"
+                if ((round == 1)); then # not timed: the restored tree is the data dir's, byte for byte
+                    diff -r "$src" "$dst/restore" >/dev/null && same=yes || same=NO
+                fi
+                ;;
+            esac
+        done
+        rm -rf "$dst"
+        if ((round < BACKUP_ROUNDS && settle > 0)); then
+            sync
+            sleep "$settle"
+        fi
+    done
+    rm -rf "$src"
+    local k
+    for k in "${!BS[@]}"; do
+        # shellcheck disable=SC2086 # word splitting intended: the rounds' values
+        B[$k]=$(median ${BS[$k]})
+    done
+
+    say "backup results: $files files, $(mbps "$bytes" 1) MB; medians of $BACKUP_ROUNDS rounds (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+    # Columns: the copy alone, and the copy then `sync -f` (aviary's own calls end with syncfs:
+    # they have only the second).
+    printf '%-44s %9s %8s %13s %8s\n' "" "copy s" "MB/s" "copy+flush s" "MB/s"
+    local row label plain synced
+    for row in "rsync -a:rsync:rsync_sync" "rsync -a --link-dest (nothing changed):linkdest:linkdest_sync" \
+        "tar | zstd -1 -T0:tar:tar_sync" "zstd -dc | tar -x (restore):untar:untar_sync" \
+        "aviary backup, full::full" "aviary backup, nothing changed (hard links)::unchanged" \
+        "aviary restore::restore"; do
+        IFS=: read -r label plain synced <<<"$row"
+        printf '%-44s %9s %8s %13s %8s\n' "$label" "${plain:+$(secs "${B[$plain]}")}" \
+            "${plain:+$(mbps "$bytes" "${B[$plain]}")}" "$(secs "${B[$synced]}")" "$(mbps "$bytes" "${B[$synced]}")"
+    done
+    echo "aviary's restore identical to the data dir (diff -r, round 1): $same"
+
+    say "backup goals: aviary's time / rsync's time <= 1.2"
+    local what base ratio
+    for what in "backup:full" "restore:restore"; do
+        for base in rsync rsync_sync; do
+            ratio=$(awk -v a="${B[${what#*:}]}" -v r="${B[$base]}" 'BEGIN {printf "%.2f", a / r}')
+            printf 'aviary %-7s / %-10s %5sx -> %s\n' "${what%%:*}" "${base/_sync/+sync}" "$ratio" \
+                "$(verdict "$ratio <= 1.2")"
+        done
+    done
+    ratio=$(awk -v a="${B[unchanged]}" -v r="${B[linkdest_sync]}" 'BEGIN {printf "%.2f", a / r}')
+    echo "aviary unchanged backup / rsync --link-dest+sync: ${ratio}x (no goal)"
+}
+
+if ! want sidecar; then
+    backup_section
+    exit 0
+fi
 
 # --- 1. restart after kill -9 -----------------------------------------------------------------
 say "restart after kill -9: $KILLS kills, one every ${GAP_MS} ms"
@@ -265,7 +483,6 @@ wrk_p50_us() {
 wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
 # PROXY_ROUNDS rounds of direct, aviary, nginx in turn, so that each side sees the same drift of
 # the machine; each figure is the median of its rounds.
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 declare -A P50S RPSS
 for ((round = 1; round <= PROXY_ROUNDS; round++)); do
     for c in 1 32; do
@@ -310,7 +527,6 @@ for c in 1 32; do
 done
 
 say "goals"
-verdict() { awk "BEGIN {exit !($1)}" && echo MET || echo "NOT MET"; }
 echo "restart p50 <= 10 ms: ${R[rs_p50/aviary]} ms -> $(verdict "${R[rs_p50/aviary]} <= 10")"
 ratio=$(awk -v a="${R[relay_lps/aviary]}" -v s="${R[relay_lps/sv]}" 'BEGIN {printf "%.2f", a / s}')
 echo "log relay >= 1.5 x supervisord: ${ratio}x -> $(verdict "$ratio >= 1.5")"
@@ -324,3 +540,7 @@ for c in 1 32; do
     echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn")"
 done
 echo "(all programs shared the same $(nproc) cores: wrk, the proxies and the upstream compete for CPU)"
+
+if want backup; then
+    backup_section
+fi

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "net/sha256.hpp"
@@ -463,9 +464,11 @@ core::Result<Digest> link_or_copy(const Previous* previous,
     return copy_file(from, to, st.st_mode & 07777, mtime_ns(st), hash, buffer);
 }
 
-/// Checks every file under `data` against the manifest: what landed is what was read.
+/// Checks every file under `data` against the manifest: what landed is what was read. Files in
+/// `linked` are hard links to the previous backup's, checked when that one was made: skipped.
 core::Result<void> check_against(const fs::path& data,
                                  const Manifest& manifest,
+                                 const std::set<std::string, std::less<>>& linked,
                                  const Cancelled& cancelled) {
     auto hash = net::Sha256::make();
     if (!hash) {
@@ -476,7 +479,7 @@ core::Result<void> check_against(const fs::path& data,
         if (cancelled.load(std::memory_order_relaxed)) {
             return cancelled_error();
         }
-        if (file.kind != BackupFile::Kind::kFile) {
+        if (file.kind != BackupFile::Kind::kFile || linked.contains(file.path)) {
             continue;
         }
         auto digest = hash_file(data / file.path, *hash, buffer);
@@ -626,6 +629,7 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
 
     std::vector<char> buffer(kBuffer);
     std::vector<std::pair<fs::path, std::int64_t>> dir_times;
+    std::set<std::string, std::less<>> linked_paths;
     auto visit = [&](const std::string& path, const fs::path& absolute,
                      const struct stat& st) -> core::Result<void> {
         BackupFile file{.path = path, .mtime_ns = mtime_ns(st), .mode = st.st_mode & 07777};
@@ -655,7 +659,10 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
             file.sha256 = std::move(digest->sha256);
             manifest.size += file.size;
             ++manifest.file_count;
-            manifest.linked += linked ? 1 : 0;
+            if (linked) {
+                ++manifest.linked;
+                linked_paths.insert(path);
+            }
         } else {
             return {};  // sockets, FIFOs, devices: nothing to copy
         }
@@ -672,7 +679,7 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
     if (auto written = write_manifest(partial / kManifest, manifest); !written) {
         return fail(written.error());
     }
-    if (auto checked = check_against(data, manifest, cancelled); !checked) {
+    if (auto checked = check_against(data, manifest, linked_paths, cancelled); !checked) {
         if (checked.error().code == core::ErrorCode::kUnavailable) {
             return fail(checked.error());
         }

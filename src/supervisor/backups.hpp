@@ -93,7 +93,8 @@ public:
     /// height...; sizes and files are filled in), with a sha256 per file. A file whose path,
     /// size and mtime equal the previous usable backup's of the same chain id is hard-linked to
     /// it instead of copied, where the file system allows. The copy is then checked against the
-    /// manifest: a mismatch quarantines it and is an error. Returns the manifest as published.
+    /// manifest (a hard-linked file was checked when the previous backup was made): a mismatch
+    /// quarantines it and is an error. Returns the manifest as published.
     core::Result<Manifest> create(const std::string& data_dir,
                                   Manifest provenance,
                                   const Cancelled& cancelled);
