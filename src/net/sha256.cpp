@@ -1,7 +1,6 @@
-#include "net/sha256.hpp"
-
 #include <openssl/evp.h>
 
+#include "net/net.hpp"
 #include "net/openssl.hpp"
 
 namespace aviary::net {

@@ -16,7 +16,7 @@
 #include <set>
 #include <sstream>
 
-#include "net/sha256.hpp"
+#include "net/net.hpp"
 
 namespace aviary::supervisor {
 namespace {
