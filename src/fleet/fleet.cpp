@@ -539,7 +539,17 @@ core::Result<void> check_producer_name(std::string_view what, std::string_view n
                                    what, name)};
 }
 
-core::Result<void> may_hold(std::string_view holder, const Caller& caller) {
+/// A well-formed key and holder, and a caller that may act as that holder (an admin, or the
+/// holder itself).
+core::Result<void> check_producer_request(std::string_view key,
+                                          std::string_view holder,
+                                          const Caller& caller) {
+    if (auto ok = check_producer_name("key", key); !ok) {
+        return ok;
+    }
+    if (auto ok = check_producer_name("holder", holder); !ok) {
+        return ok;
+    }
     if (caller.admin || caller.identity == holder) {
         return {};
     }
@@ -554,13 +564,7 @@ core::Result<store::ProducerLease> Fleet::claim_producer(std::string_view key,
                                                          std::string_view holder,
                                                          std::optional<core::Millis> ttl,
                                                          const Caller& caller) {
-    if (auto ok = check_producer_name("key", key); !ok) {
-        return ok.error();
-    }
-    if (auto ok = check_producer_name("holder", holder); !ok) {
-        return ok.error();
-    }
-    if (auto ok = may_hold(holder, caller); !ok) {
+    if (auto ok = check_producer_request(key, holder, caller); !ok) {
         return ok.error();
     }
     const core::Millis lease_ttl = ttl.value_or(kProducerTtl);
@@ -577,13 +581,7 @@ core::Result<void> Fleet::release_producer(std::string_view key,
                                            std::string_view holder,
                                            std::int64_t fence,
                                            const Caller& caller) {
-    if (auto ok = check_producer_name("key", key); !ok) {
-        return ok.error();
-    }
-    if (auto ok = check_producer_name("holder", holder); !ok) {
-        return ok.error();
-    }
-    if (auto ok = may_hold(holder, caller); !ok) {
+    if (auto ok = check_producer_request(key, holder, caller); !ok) {
         return ok.error();
     }
     return store_.release_producer(key, holder, fence, clock_.now());
