@@ -1,0 +1,617 @@
+// bp mode (docs/producers.md) through the real binaries: `aviary serve` holds the producer
+// lease, `aviary supervise --bp-mode` sidecars run aviary's sim node (nodeos's producer API:
+// GET /v1/producer/paused, POST /v1/producer/pause and /resume), and every check is made over
+// real HTTP, on the sidecars' control APIs, on serve's REST API and on the nodes' own ports.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/net.hpp"
+#include "rpc_helpers.hpp"
+#include "support/ports.hpp"
+#include "support/server_process.hpp"
+
+namespace aviary::test {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kKey = "eosio.bp";
+
+std::string shell_quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'') {
+            out += "'\\''";
+        } else {
+            out.push_back(c);
+        }
+    }
+    return out + "'";
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in{path};
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// A sidecar started as `aviary supervise ARGS -- NODE...` in its own process group, its stdout
+/// and stderr in two files of its own temp dir; SIGTERM and reaped by the destructor.
+class Sidecar {
+public:
+    Sidecar(const std::vector<std::string>& args,
+            const std::vector<std::string>& node,
+            const std::string& config_yaml = {}) {
+        std::string line = "exec " + shell_quote(AVIARY_BINARY) + " supervise";
+        if (!config_yaml.empty()) {
+            std::ofstream{dir_.path() + "/node.yaml"} << config_yaml;
+            line += " --config " + shell_quote(dir_.path() + "/node.yaml");
+        }
+        line += " --control 127.0.0.1:0 --state-dir " + shell_quote(dir_.path() + "/state");
+        for (const auto& a : args) {
+            line += ' ';
+            line += shell_quote(a);
+        }
+        line += " --";
+        for (const auto& a : node) {
+            line += ' ';
+            line += shell_quote(a);
+        }
+        line += " > " + shell_quote(dir_.path() + "/out") + " 2> " + shell_quote(err_path());
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::setpgid(0, 0);
+            // A test that crashes takes its sidecars (and so their nodes) with it.
+            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+            ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+    }
+    ~Sidecar() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            (void)wait_for_exit(pid_, 30s);
+        }
+    }
+    Sidecar(const Sidecar&) = delete;
+    Sidecar& operator=(const Sidecar&) = delete;
+
+    std::string err_path() const { return dir_.path() + "/err"; }
+    std::string err() const { return read_file(err_path()); }
+    /// The node's stdout, relayed.
+    std::string out() const { return read_file(dir_.path() + "/out"); }
+
+    /// The control address from the start line ("control=HOST:PORT proxy=...").
+    bool wait_started() {
+        static const std::regex line{R"(control=(\S+) proxy=(\S+))"};
+        return wait_until([&] {
+            std::smatch m;
+            const std::string text = err();
+            if (!std::regex_search(text, m, line)) {
+                return false;
+            }
+            control_ = m[1];
+            return true;
+        });
+    }
+    const std::string& control() const { return control_; }
+
+    net::ClientResponse call(const std::string& method, const std::string& target) {
+        auto response = net::fetch_sync(net::ClientRequest{
+            .method = method, .url = "http://" + control_ + target, .timeout = 60s});
+        EXPECT_TRUE(response) << method << " " << target << ": "
+                              << (response ? "" : response.error().message);
+        return response ? *response : net::ClientResponse{};
+    }
+    /// POST /v1/COMMAND?sync=true: the command's outcome.
+    net::ClientResponse command(const std::string& name) {
+        return call("POST", "/v1/" + name + "?sync=true");
+    }
+    json::object status() {
+        auto response = call("GET", "/v1/status");
+        boost::system::error_code ec;
+        auto value = json::parse(response.body, ec);
+        if (ec || !value.is_object()) {
+            ADD_FAILURE() << "status is not a JSON object: " << response.body;
+            return {};
+        }
+        return value.as_object();
+    }
+
+private:
+    TempDir dir_;
+    pid_t pid_ = -1;
+    std::string control_;
+};
+
+std::vector<std::string> sim_node(const std::string& dir, int port) {
+    return {AVIARY_BINARY,      "sim-node",
+            "--data-dir",       dir,
+            "--version",        "v1.0.0",
+            "--port-file",      dir + "/port",
+            "--listen",         "127.0.0.1:" + std::to_string(port),
+            "--block-interval", "50ms"};
+}
+
+/// What the node says on its own port: true paused, false producing, nullopt no answer.
+std::optional<bool> node_paused(const std::string& upstream) {
+    auto response = net::fetch_sync(net::ClientRequest{
+        .method = "GET", .url = upstream + "/v1/producer/paused", .timeout = 2s});
+    if (!response || response->status != 200) {
+        return std::nullopt;
+    }
+    boost::system::error_code ec;
+    auto value = json::parse(response->body, ec);
+    if (ec || !value.is_bool()) {
+        return std::nullopt;
+    }
+    return value.as_bool();
+}
+
+/// A sim node under a bp-mode sidecar named `name`, holding `kKey` in serve at `serve_url`
+/// (none when empty).
+struct BpNode {
+    BpNode(const std::string& name,
+           const std::string& serve_url,
+           const std::string& config_yaml = {})
+        : port(free_port()),
+          upstream("http://127.0.0.1:" + std::to_string(port)),
+          sidecar(args(name, serve_url, upstream, dir.path()),
+                  sim_node(dir.path(), port),
+                  config_yaml) {}
+
+    static std::vector<std::string> args(const std::string& name,
+                                         const std::string& serve_url,
+                                         const std::string& upstream,
+                                         const std::string& data_dir) {
+        std::vector<std::string> out{"--chain",   "sim",        "--name",      name,
+                                     "--bp-mode", "--proxy",    "127.0.0.1:0", "--upstream",
+                                     upstream,    "--data-dir", data_dir};
+        if (!serve_url.empty()) {
+            out.insert(out.end(), {"--serve", serve_url, "--producer-key", kKey});
+        }
+        return out;
+    }
+
+    std::optional<bool> paused() const { return node_paused(upstream); }
+
+    /// The node's own start line says it started paused ("serving on port ... paused"), and
+    /// its sidecar never had to pause it: it was passive from its first instant.
+    ::testing::AssertionResult started_passive() const {
+        static const std::regex line{
+            R"(serving on port [0-9]+ version \S+ height [0-9]+( paused)?\n)"};
+        std::smatch m;
+        std::string out;
+        // The relay may still be writing the line out.
+        if (!wait_until([&] {
+                out = sidecar.out();
+                return std::regex_search(out, m, line);
+            })) {
+            return ::testing::AssertionFailure() << "no start line from the node: " << out;
+        }
+        if (!m[1].matched) {
+            return ::testing::AssertionFailure() << "the node did not start paused: " << m[0];
+        }
+        const std::string err = sidecar.err();
+        if (err.find("without the producer lease") != std::string::npos) {
+            return ::testing::AssertionFailure() << "the sidecar had to pause it: " << err;
+        }
+        return ::testing::AssertionSuccess();
+    }
+
+    /// Started, ready, and seen paused by its sidecar (and by its own API).
+    bool wait_passive_and_ready() {
+        if (!sidecar.wait_started()) {
+            return false;
+        }
+        return wait_until(
+            [&] {
+                auto s = sidecar.status();
+                return s["readiness"] == "ready" && s["production"] == "paused" && paused() == true;
+            },
+            30s);
+    }
+
+    TempDir dir;
+    int port;
+    std::string upstream;
+    Sidecar sidecar;
+};
+
+std::int64_t fence_of(Sidecar& sidecar) {
+    auto s = sidecar.status();
+    const auto* fence = s.if_contains("fence");
+    return fence != nullptr && fence->is_int64() ? fence->as_int64() : -1;
+}
+
+/// serve's row for kKey (GET /api/v1/producers), or an empty object when it has none.
+json::object lease_in(const ServerProcess& serve) {
+    auto listed = serve.get("/api/v1/producers");
+    EXPECT_TRUE(listed && listed->status == 200)
+        << (listed ? listed->body : listed.error().message);
+    if (!listed || listed->status != 200) {
+        return {};
+    }
+    const auto value = json::parse(listed->body);
+    for (const auto& lease : value.at("producers").as_array()) {
+        if (lease.at("key") == kKey) {
+            return lease.as_object();
+        }
+    }
+    return {};
+}
+
+const std::string kResumed = "Success: safely_resume_production completed";
+const std::string kPaused = "Success: safely_pause_production completed";
+const std::string kResumeFailed = "ERROR: safely_resume_production failed: ";
+
+TEST(SuperviseProducer, NodesStartPassiveTheFenceRefusesASecondProducerAndGrowsAsProductionMoves) {
+    ServerProcess serve{test_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    BpNode a{"bp-a", serve.url("")};
+    BpNode b{"bp-b", serve.url("")};
+    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
+    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
+    EXPECT_TRUE(a.started_passive());
+    EXPECT_TRUE(b.started_passive());
+    EXPECT_EQ(fence_of(a.sidecar), 0);
+    EXPECT_EQ(fence_of(b.sidecar), 0);
+    EXPECT_TRUE(lease_in(serve).empty()) << "nobody claimed yet";
+
+    auto first = a.sidecar.command("safely_resume_production");
+    EXPECT_EQ(first.status, 200);
+    ASSERT_EQ(first.body, kResumed) << a.sidecar.err();
+    EXPECT_EQ(a.paused(), false) << "A produces";
+    auto sa = a.sidecar.status();
+    EXPECT_EQ(sa["production"], "producing");
+    EXPECT_EQ(sa["fence"], 1);
+    auto lease = lease_in(serve);
+    EXPECT_EQ(lease["holder"], "bp-a") << json::serialize(lease);
+    EXPECT_EQ(lease["fence"], 1) << json::serialize(lease);
+
+    // The fence refuses a second producer, naming the holder.
+    auto refused = b.sidecar.command("safely_resume_production");
+    EXPECT_EQ(refused.status, 500);
+    EXPECT_TRUE(refused.body.starts_with(kResumeFailed +
+                                         "producer lease eosio.bp is held by bp-a (fence 1)"))
+        << refused.body;
+    EXPECT_EQ(b.paused(), true) << "B was not resumed";
+    EXPECT_EQ(fence_of(b.sidecar), 0);
+    EXPECT_EQ(a.paused(), false) << "A still produces";
+    EXPECT_EQ(lease_in(serve)["holder"], "bp-a");
+
+    // Pause A: confirmed paused, the lease given back with its fence kept.
+    auto paused = a.sidecar.command("safely_pause_production");
+    EXPECT_EQ(paused.status, 200);
+    EXPECT_EQ(paused.body, kPaused) << a.sidecar.err();
+    EXPECT_EQ(a.paused(), true);
+    sa = a.sidecar.status();
+    EXPECT_EQ(sa["production"], "paused");
+    EXPECT_EQ(sa["fence"], 0);
+    lease = lease_in(serve);
+    EXPECT_EQ(lease["holder"], "") << json::serialize(lease);
+    EXPECT_EQ(lease["fence"], 1) << json::serialize(lease);
+
+    // Resume elsewhere: B takes it with the next fence.
+    auto moved = b.sidecar.command("safely_resume_production");
+    EXPECT_EQ(moved.status, 200);
+    EXPECT_EQ(moved.body, kResumed) << b.sidecar.err();
+    EXPECT_EQ(b.paused(), false) << "B produces";
+    EXPECT_EQ(a.paused(), true) << "A stays paused";
+    auto sb = b.sidecar.status();
+    EXPECT_EQ(sb["production"], "producing");
+    EXPECT_EQ(sb["fence"], 2);
+    lease = lease_in(serve);
+    EXPECT_EQ(lease["key"], kKey);
+    EXPECT_EQ(lease["holder"], "bp-b") << json::serialize(lease);
+    EXPECT_EQ(lease["fence"], 2) << json::serialize(lease);
+
+    // And now A is the one refused, naming B and the new fence.
+    auto back = a.sidecar.command("safely_resume_production");
+    EXPECT_EQ(back.status, 500);
+    EXPECT_TRUE(
+        back.body.starts_with(kResumeFailed + "producer lease eosio.bp is held by bp-b (fence 2)"))
+        << back.body;
+    EXPECT_EQ(a.paused(), true);
+}
+
+/// One read of one node's paused endpoint by the sampler.
+struct Read {
+    int node = -1;
+    std::optional<bool> paused;
+    Clock::time_point sent;
+    Clock::time_point received;
+};
+
+/// One safely_resume_production call of the mover: while it runs, `node` may go from paused to
+/// producing (nothing else resumes a node in this test).
+struct ResumeWindow {
+    int node = -1;
+    Clock::time_point sent;
+    Clock::time_point received;
+};
+
+TEST(SuperviseProducer, AtNoInstantDoTwoNodesProduceWhileProductionMovesAround) {
+    ServerProcess serve{test_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    const std::array<const char*, 3> names{"bp-a", "bp-b", "bp-c"};
+    std::vector<std::unique_ptr<BpNode>> nodes;
+    for (const auto* name : names) {
+        nodes.push_back(std::make_unique<BpNode>(name, serve.url("")));
+    }
+    for (auto& node : nodes) {
+        ASSERT_TRUE(node->wait_passive_and_ready()) << node->sidecar.err();
+    }
+    std::vector<std::string> upstreams;
+    for (auto& node : nodes) {
+        upstreams.push_back(node->upstream);
+    }
+
+    // The sampler: every node's own paused endpoint, one after the other, every few ms, until
+    // told to stop, a bounded number of passes, or a deadline.
+    constexpr std::size_t kMaxPasses = 100'000;
+    std::vector<std::array<Read, 3>> passes;
+    passes.reserve(kMaxPasses);
+    std::array<std::atomic<int>, 3> seen_producing{};
+    std::jthread sampler{[&](const std::stop_token& stop) {
+        const auto deadline = Clock::now() + 150s;
+        while (!stop.stop_requested() && passes.size() < kMaxPasses && Clock::now() < deadline) {
+            std::array<Read, 3> pass;
+            for (int i = 0; i < 3; ++i) {
+                pass[i].node = i;
+                pass[i].sent = Clock::now();
+                pass[i].paused = node_paused(upstreams[i]);
+                pass[i].received = Clock::now();
+                if (pass[i].paused == false) {
+                    seen_producing[i].fetch_add(1);
+                }
+            }
+            passes.push_back(pass);
+            std::this_thread::sleep_for(1ms);
+        }
+    }};
+
+    // The mover: A -> B -> C -> A, five rounds, each a pause then a resume elsewhere.
+    constexpr int kRounds = 5;
+    std::vector<int> order;
+    for (int i = 0; i <= 3 * kRounds; ++i) {
+        order.push_back(i % 3);
+    }
+    std::vector<ResumeWindow> resumes;
+    std::vector<std::int64_t> fences;
+    for (std::size_t step = 0; step < order.size(); ++step) {
+        const int to = order[step];
+        if (step > 0) {
+            const int from = order[step - 1];
+            auto paused = nodes[from]->sidecar.command("safely_pause_production");
+            ASSERT_EQ(paused.body, kPaused)
+                << "step " << step << ": " << names[from] << ": " << nodes[from]->sidecar.err();
+        }
+        const int seen_before = seen_producing[to].load();
+        ResumeWindow window{.node = to, .sent = Clock::now()};
+        auto resumed = nodes[to]->sidecar.command("safely_resume_production");
+        window.received = Clock::now();
+        resumes.push_back(window);
+        ASSERT_EQ(resumed.body, kResumed)
+            << "step " << step << ": " << names[to] << ": " << nodes[to]->sidecar.err();
+        fences.push_back(fence_of(nodes[to]->sidecar));
+        // Hold production here until the sampler has seen this node produce a few times.
+        EXPECT_TRUE(wait_until([&] { return seen_producing[to].load() >= seen_before + 3; }, 10s))
+            << names[to] << " was never seen producing after its resume (step " << step << ")";
+    }
+    sampler.request_stop();
+    sampler.join();
+
+    // The fence grows by one at each change of hands.
+    std::vector<std::int64_t> expected_fences;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        expected_fences.push_back(static_cast<std::int64_t>(i) + 1);
+    }
+    EXPECT_EQ(fences, expected_fences);
+    auto lease = lease_in(serve);
+    EXPECT_EQ(lease["holder"], "bp-a") << json::serialize(lease);
+    EXPECT_EQ(lease["fence"], static_cast<std::int64_t>(order.size())) << json::serialize(lease);
+
+    // Two nodes answering false in one pass, X read before Y, prove that both produced at once
+    // unless Y may have been resumed in between: a node goes from paused to producing only
+    // inside a safely_resume_production call of the mover, so if none for Y overlaps
+    // [X's read sent, Y's read answered], Y produced already when X was read.
+    std::size_t overlaps = 0;
+    std::vector<std::string> first_overlaps;  // the first few, for the failure message
+    std::size_t unproven = 0;
+    std::array<int, 3> producing_passes{};
+    std::size_t unanswered = 0;
+    for (std::size_t p = 0; p < passes.size(); ++p) {
+        const auto& pass = passes[p];
+        for (int x = 0; x < 3; ++x) {
+            if (!pass[x].paused) {
+                ++unanswered;
+            } else if (!*pass[x].paused) {
+                ++producing_passes[x];
+            }
+        }
+        for (int x = 0; x < 3; ++x) {
+            for (int y = x + 1; y < 3; ++y) {
+                if (pass[x].paused != false || pass[y].paused != false) {
+                    continue;
+                }
+                const auto from = pass[x].sent;
+                const auto to = pass[y].received;
+                const bool y_may_have_resumed =
+                    std::any_of(resumes.begin(), resumes.end(), [&](const ResumeWindow& r) {
+                        return r.node == y && r.sent <= to && r.received >= from;
+                    });
+                if (y_may_have_resumed) {
+                    ++unproven;
+                    continue;
+                }
+                if (++overlaps <= 10) {
+                    first_overlaps.push_back(std::string{names[x]} + " and " + names[y] +
+                                             " in sample " + std::to_string(p) + " of " +
+                                             std::to_string(passes.size()));
+                }
+            }
+        }
+    }
+    EXPECT_EQ(overlaps, 0U) << "samples saw two nodes producing at once: "
+                            << ::testing::PrintToString(first_overlaps);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_GT(producing_passes[i], 0) << names[i] << " was never seen producing";
+    }
+    EXPECT_GT(passes.size(), order.size()) << "the sampler barely ran";
+    EXPECT_EQ(unanswered, 0U) << "some reads of the nodes' paused endpoints failed";
+    RecordProperty("samples", static_cast<int>(passes.size()));
+    RecordProperty("unproven_double_reads", static_cast<int>(unproven));
+}
+
+TEST(SuperviseProducer, ANodeResumedBehindItsSidecarsBackIsPausedAgain) {
+    ServerProcess serve{test_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    BpNode a{"bp-a", serve.url("")};
+    BpNode b{"bp-b", serve.url("")};
+    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
+    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
+    ASSERT_EQ(b.sidecar.command("safely_resume_production").body, kResumed) << b.sidecar.err();
+
+    // Someone resumes A through the node's own API, not through its sidecar.
+    auto direct = net::fetch_sync(
+        net::ClientRequest{.method = "POST", .url = a.upstream + "/v1/producer/resume"});
+    ASSERT_TRUE(direct) << direct.error().message;
+    ASSERT_EQ(direct->status, 200) << direct->body;
+
+    EXPECT_TRUE(wait_until([&] { return a.paused() == true; }, 10s))
+        << "A still produces without the lease: " << a.sidecar.err();
+    EXPECT_TRUE(wait_until(
+        [&] {
+            return a.sidecar.err().find(
+                       "node bp-a is producing without the producer lease: pausing it") !=
+                   std::string::npos;
+        },
+        10s))
+        << "A's sidecar did not say it paused A: " << a.sidecar.err();
+    EXPECT_TRUE(wait_until([&] { return a.sidecar.status()["production"] == "paused"; }, 10s));
+    EXPECT_EQ(fence_of(a.sidecar), 0);
+
+    // The holder is untouched.
+    EXPECT_EQ(b.paused(), false);
+    EXPECT_EQ(fence_of(b.sidecar), 1);
+    auto lease = lease_in(serve);
+    EXPECT_EQ(lease["holder"], "bp-b") << json::serialize(lease);
+    EXPECT_EQ(lease["fence"], 1) << json::serialize(lease);
+    EXPECT_EQ(b.sidecar.err().find("without the producer lease"), std::string::npos)
+        << b.sidecar.err();
+}
+
+TEST(SuperviseProducer, ASidecarThatLosesServeStopsProducingAndCannotResume) {
+    ServerProcess serve{test_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    const std::string serve_url = serve.url("");
+    BpNode b{"bp-b", serve_url, "producer:\n  lease_ttl: 3s\n"};
+    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
+    ASSERT_EQ(b.sidecar.command("safely_resume_production").body, kResumed) << b.sidecar.err();
+    ASSERT_EQ(b.paused(), false);
+    auto claimed = lease_in(serve);
+    ASSERT_EQ(claimed["holder"], "bp-b") << json::serialize(claimed);
+
+    // While serve is up the sidecar renews the lease: same holder and fence, later expiry.
+    json::object renewed;
+    EXPECT_TRUE(wait_until(
+        [&] {
+            renewed = lease_in(serve);
+            return renewed["expires_at"] != claimed["expires_at"];
+        },
+        10s))
+        << json::serialize(claimed);
+    EXPECT_EQ(renewed["holder"], "bp-b") << json::serialize(renewed);
+    EXPECT_EQ(renewed["fence"], claimed["fence"]) << json::serialize(renewed);
+    EXPECT_EQ(b.paused(), false) << "renewing does not stop production";
+
+    serve.kill9();
+    EXPECT_TRUE(wait_until([&] { return b.paused() == true; }, 10s))
+        << "B still produces after serve went away: " << b.sidecar.err();
+    EXPECT_TRUE(wait_until([&] { return fence_of(b.sidecar) == 0; }, 10s)) << b.sidecar.err();
+    EXPECT_NE(b.sidecar.err().find("could not be renewed"), std::string::npos) << b.sidecar.err();
+
+    auto refused = b.sidecar.command("safely_resume_production");
+    EXPECT_EQ(refused.status, 500);
+    EXPECT_TRUE(refused.body.starts_with(kResumeFailed + "serve " + serve_url)) << refused.body;
+    EXPECT_EQ(b.paused(), true) << "not resumed without the lease";
+    EXPECT_EQ(fence_of(b.sidecar), 0);
+}
+
+TEST(SuperviseProducer, WithoutBpModeTheProductionCommandsAreNotSupported) {
+    TempDir dir;
+    const int port = free_port();
+    const std::string upstream = "http://127.0.0.1:" + std::to_string(port);
+    Sidecar sidecar{{"--chain", "sim", "--proxy", "127.0.0.1:0", "--upstream", upstream},
+                    sim_node(dir.path(), port)};
+    ASSERT_TRUE(sidecar.wait_started()) << sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return sidecar.status()["readiness"] == "ready"; }, 30s))
+        << sidecar.err();
+    EXPECT_EQ(node_paused(upstream), false) << "without bp mode the node starts producing";
+    auto resumed = sidecar.command("safely_resume_production");
+    EXPECT_EQ(resumed.status, 500);
+    EXPECT_EQ(resumed.body,
+              "ERROR: safely_resume_production failed: not supported without bp mode");
+    auto paused = sidecar.command("safely_pause_production");
+    EXPECT_EQ(paused.status, 500);
+    EXPECT_EQ(paused.body, "ERROR: safely_pause_production failed: not supported without bp mode");
+    EXPECT_EQ(node_paused(upstream), false) << "the refused pause left the node alone";
+    auto s = sidecar.status();
+    EXPECT_FALSE(s.contains("production")) << json::serialize(s);
+    EXPECT_FALSE(s.contains("fence")) << json::serialize(s);
+}
+
+TEST(SuperviseProducer, BpModeWithoutServeStartsPassiveAndRefusesToResumeNamingServe) {
+    BpNode a{"bp-a", ""};
+    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
+    EXPECT_TRUE(a.started_passive());
+    auto refused = a.sidecar.command("safely_resume_production");
+    EXPECT_EQ(refused.status, 500);
+    EXPECT_TRUE(refused.body.starts_with(kResumeFailed)) << refused.body;
+    EXPECT_NE(refused.body.find("--serve"), std::string::npos) << refused.body;
+    EXPECT_EQ(a.paused(), true) << "not resumed";
+    EXPECT_EQ(fence_of(a.sidecar), 0);
+    // A pause needs no lease: it is confirmed.
+    auto paused = a.sidecar.command("safely_pause_production");
+    EXPECT_EQ(paused.status, 200);
+    EXPECT_EQ(paused.body, kPaused);
+}
+
+TEST(SuperviseProducer, BpModeWithAChainWithoutAProducerApiIsRefusedAtStart) {
+    TempDir dir;
+    const std::string marker = dir.path() + "/node-ran";
+    auto refused = run_command(
+        "timeout 60 " + shell_quote(AVIARY_BINARY) +
+        " supervise --chain none --bp-mode --restart never --control 127.0.0.1:0 --proxy '' "
+        "--state-dir " +
+        shell_quote(dir.path() + "/state") + " -- /bin/sh -c " +
+        shell_quote("touch " + shell_quote(marker)) + " 2>&1");
+    EXPECT_EQ(refused.status, 2) << refused.output;
+    EXPECT_NE(refused.output.find("bp mode needs a chain preset with a producer API"),
+              std::string::npos)
+        << refused.output;
+    EXPECT_NE(refused.output.find("none has no producer API"), std::string::npos) << refused.output;
+    EXPECT_FALSE(std::filesystem::exists(marker)) << "the node was started";
+}
+
+}  // namespace
+}  // namespace aviary::test
