@@ -24,6 +24,7 @@
 
 #include "net/net.hpp"
 #include "rpc_helpers.hpp"
+#include "supervise_support.hpp"
 #include "support/ports.hpp"
 #include "support/server_process.hpp"
 
@@ -35,121 +36,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kKey = "eosio.bp";
-
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'') {
-            out += "'\\''";
-        } else {
-            out.push_back(c);
-        }
-    }
-    return out + "'";
-}
-
-std::string read_file(const std::string& path) {
-    std::ifstream in{path};
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-/// A sidecar started as `aviary supervise ARGS -- NODE...` in its own process group, its stdout
-/// and stderr in two files of its own temp dir; SIGTERM and reaped by the destructor.
-class Sidecar {
-public:
-    Sidecar(const std::vector<std::string>& args,
-            const std::vector<std::string>& node,
-            const std::string& config_yaml = {}) {
-        std::string line = "exec " + shell_quote(AVIARY_BINARY) + " supervise";
-        if (!config_yaml.empty()) {
-            std::ofstream{dir_.path() + "/node.yaml"} << config_yaml;
-            line += " --config " + shell_quote(dir_.path() + "/node.yaml");
-        }
-        line += " --control 127.0.0.1:0 --state-dir " + shell_quote(dir_.path() + "/state");
-        for (const auto& a : args) {
-            line += ' ';
-            line += shell_quote(a);
-        }
-        line += " --";
-        for (const auto& a : node) {
-            line += ' ';
-            line += shell_quote(a);
-        }
-        line += " > " + shell_quote(dir_.path() + "/out") + " 2> " + shell_quote(err_path());
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::setpgid(0, 0);
-            // A test that crashes takes its sidecars (and so their nodes) with it.
-            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-            ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-    }
-    ~Sidecar() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            (void)wait_for_exit(pid_, 30s);
-        }
-    }
-    Sidecar(const Sidecar&) = delete;
-    Sidecar& operator=(const Sidecar&) = delete;
-
-    std::string err_path() const { return dir_.path() + "/err"; }
-    std::string err() const { return read_file(err_path()); }
-    /// The node's stdout, relayed.
-    std::string out() const { return read_file(dir_.path() + "/out"); }
-
-    /// The control address from the start line ("control=HOST:PORT proxy=...").
-    bool wait_started() {
-        static const std::regex line{R"(control=(\S+) proxy=(\S+))"};
-        return wait_until([&] {
-            std::smatch m;
-            const std::string text = err();
-            if (!std::regex_search(text, m, line)) {
-                return false;
-            }
-            control_ = m[1];
-            return true;
-        });
-    }
-    const std::string& control() const { return control_; }
-
-    net::ClientResponse call(const std::string& method, const std::string& target) {
-        auto response = net::fetch_sync(net::ClientRequest{
-            .method = method, .url = "http://" + control_ + target, .timeout = 60s});
-        EXPECT_TRUE(response) << method << " " << target << ": "
-                              << (response ? "" : response.error().message);
-        return response ? *response : net::ClientResponse{};
-    }
-    /// POST /v1/COMMAND?sync=true: the command's outcome.
-    net::ClientResponse command(const std::string& name) {
-        return call("POST", "/v1/" + name + "?sync=true");
-    }
-    json::object status() {
-        auto response = call("GET", "/v1/status");
-        boost::system::error_code ec;
-        auto value = json::parse(response.body, ec);
-        if (ec || !value.is_object()) {
-            ADD_FAILURE() << "status is not a JSON object: " << response.body;
-            return {};
-        }
-        return value.as_object();
-    }
-
-private:
-    TempDir dir_;
-    pid_t pid_ = -1;
-    std::string control_;
-};
-
-std::vector<std::string> sim_node(const std::string& dir, int port) {
-    return {AVIARY_BINARY,      "sim-node",
-            "--data-dir",       dir,
-            "--version",        "v1.0.0",
-            "--port-file",      dir + "/port",
-            "--listen",         "127.0.0.1:" + std::to_string(port),
-            "--block-interval", "50ms"};
-}
 
 /// What the node says on its own port: true paused, false producing, nullopt no answer.
 std::optional<bool> node_paused(const std::string& upstream) {
@@ -176,6 +62,7 @@ struct BpNode {
           upstream("http://127.0.0.1:" + std::to_string(port)),
           sidecar(args(name, serve_url, upstream, dir.path()),
                   sim_node(dir.path(), port),
+                  {},
                   config_yaml) {}
 
     static std::vector<std::string> args(const std::string& name,

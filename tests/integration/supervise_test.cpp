@@ -18,6 +18,7 @@
 
 #include "net/net.hpp"
 #include "rpc_helpers.hpp"
+#include "supervise_support.hpp"
 #include "support/peer_process.hpp"
 #include "support/ports.hpp"
 #include "support/server_process.hpp"
@@ -28,133 +29,6 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'') {
-            out += "'\\''";
-        } else {
-            out.push_back(c);
-        }
-    }
-    return out + "'";
-}
-
-/// A sidecar started as `aviary supervise ARGS -- NODE...`, its stdout and stderr in two files
-/// of its own temp dir.
-class Sidecar {
-public:
-    Sidecar(std::vector<std::string> args,
-            std::vector<std::string> node,
-            std::string state_dir = {},
-            std::string config_yaml = {},
-            std::string stdout_path = {})
-        : state_dir_(state_dir.empty() ? dir_.path() + "/state" : std::move(state_dir)) {
-        std::string line = "exec " + shell_quote(AVIARY_BINARY) + " supervise";
-        if (!config_yaml.empty()) {
-            std::ofstream{dir_.path() + "/node.yaml"} << config_yaml;
-            line += " --config " + shell_quote(dir_.path() + "/node.yaml");
-        }
-        line += " --control 127.0.0.1:0 --state-dir " + shell_quote(state_dir_);
-        for (const auto& a : args) {
-            line += ' ';
-            line += shell_quote(a);
-        }
-        line += " --";
-        for (const auto& a : node) {
-            line += ' ';
-            line += shell_quote(a);
-        }
-        line += " > " + shell_quote(stdout_path.empty() ? out_path() : stdout_path) + " 2> " +
-                shell_quote(err_path());
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::setpgid(0, 0);
-            ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-    }
-    ~Sidecar() {
-        if (pid_ > 0 && exit_code_ < 0) {
-            ::kill(pid_, SIGTERM);
-            (void)wait_for_exit(pid_, 30s);
-        }
-    }
-    Sidecar(const Sidecar&) = delete;
-    Sidecar& operator=(const Sidecar&) = delete;
-
-    /// The sidecar's exit code (128+N for signal N), or -1 after the deadline.
-    int wait_exit(std::chrono::milliseconds deadline = 30s) {
-        if (exit_code_ < 0) {
-            exit_code_ = wait_for_exit(pid_, deadline);
-        }
-        return exit_code_;
-    }
-    /// The sidecar's pid (the shell exec'd into it).
-    pid_t pid_of_sidecar() const { return pid_; }
-
-    std::string out_path() const { return dir_.path() + "/out"; }
-    std::string err_path() const { return dir_.path() + "/err"; }
-    std::string out() const { return read(out_path()); }
-    std::string err() const { return read(err_path()); }
-
-    /// The control and proxy addresses from the start line.
-    bool wait_started() {
-        static const std::regex line{R"(control=(\S+) proxy=(\S+))"};
-        std::smatch m;
-        bool found = wait_until([&] {
-            std::string text = err();
-            if (!std::regex_search(text, m, line)) {
-                return false;
-            }
-            control_ = m[1];
-            proxy_ = m[2];
-            return true;
-        });
-        return found;
-    }
-    const std::string& control() const { return control_; }
-    const std::string& proxy() const { return proxy_; }
-
-    net::ClientResponse call(const std::string& method,
-                             const std::string& target,
-                             const std::string& address = {}) {
-        auto response = net::fetch_sync(
-            net::ClientRequest{.method = method,
-                               .url = "http://" + (address.empty() ? control_ : address) + target,
-                               .timeout = 60s});
-        EXPECT_TRUE(response) << method << " " << target << ": "
-                              << (response ? "" : response.error().message);
-        return response ? *response : net::ClientResponse{};
-    }
-    json::object status() {
-        auto response = call("GET", "/v1/status");
-        boost::system::error_code ec;
-        auto value = json::parse(response.body, ec);
-        if (ec || !value.is_object()) {
-            ADD_FAILURE() << "status is not a JSON object: " << response.body;
-            return {};
-        }
-        return value.as_object();
-    }
-    std::int64_t pid() { return status()["pid"].as_int64(); }
-
-    const std::string& state_dir() const { return state_dir_; }
-
-private:
-    static std::string read(const std::string& path) {
-        std::ifstream in{path};
-        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    }
-
-    TempDir dir_;
-    std::string state_dir_;
-    pid_t pid_ = -1;
-    int exit_code_ = -1;
-    std::string control_;
-    std::string proxy_;
-};
-
 bool process_alive(pid_t pid) {
     std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
     std::string text;
@@ -163,15 +37,6 @@ bool process_alive(pid_t pid) {
     }
     auto close = text.rfind(')');
     return close != std::string::npos && text.size() > close + 2 && text[close + 2] != 'Z';
-}
-
-std::vector<std::string> sim_node(const std::string& dir, int port) {
-    return {AVIARY_BINARY,      "sim-node",
-            "--data-dir",       dir,
-            "--version",        "v1.0.0",
-            "--port-file",      dir + "/port",
-            "--listen",         "127.0.0.1:" + std::to_string(port),
-            "--block-interval", "50ms"};
 }
 
 TEST(Supervise, TheSeedsRunbookCallsAnswerVerbatim) {
