@@ -8,10 +8,10 @@
 #include "store/sql/annotations.hpp"
 #include "store/sql/events.hpp"
 #include "store/sql/instances.hpp"
-#include "store/sql/producers.hpp"
 #include "store/sql/jobs.hpp"
 #include "store/sql/leases.hpp"
 #include "store/sql/nodes.hpp"
+#include "store/sql/producers.hpp"
 #include "store/sql/waiters.hpp"
 #include "store/sql/workers.hpp"
 
