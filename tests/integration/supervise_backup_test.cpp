@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <boost/json.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -192,6 +193,55 @@ TEST_F(SidecarBackups, ASidecarKilledMidBackupLeavesNothingListedAndTheNodeStart
     for (const auto& b : again.backups()) {
         EXPECT_EQ(b.at("usable"), true) << json::serialize(b);
     }
+}
+
+/// A small tmpfs mounted for the test's life (root only; mounted() is false where it may not).
+class SmallTmpfs {
+public:
+    SmallTmpfs(const fs::path& where, const char* size) : where_(where) {
+        fs::create_directories(where_);
+        const std::string command = "mount -t tmpfs -o size=" + std::string{size} + " tmpfs " +
+                                    shell_quote(where_.string()) + " 2>/dev/null";
+        mounted_ = std::system(command.c_str()) == 0;
+    }
+    ~SmallTmpfs() {
+        if (mounted_) {
+            const std::string command = "umount " + shell_quote(where_.string());
+            (void)std::system(command.c_str());
+        }
+    }
+    SmallTmpfs(const SmallTmpfs&) = delete;
+    SmallTmpfs& operator=(const SmallTmpfs&) = delete;
+    bool mounted() const { return mounted_; }
+
+private:
+    fs::path where_;
+    bool mounted_ = false;
+};
+
+TEST_F(SidecarBackups, AFullTargetFailsTheBackupCleanlyAndTheNodeRunsAgain) {
+    SmallTmpfs full{target(), "2m"};
+    if (!full.mounted()) {
+        GTEST_SKIP() << "cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)";
+    }
+    fs::create_directories(data() / "state");
+    std::ofstream{data() / "state" / "big"} << std::string(4 << 20, 'b');
+    BackedUpNode node{data(), target()};
+    ASSERT_TRUE(node.wait_ready()) << node.sidecar.err();
+    auto failed = node.sidecar.command("backup");
+    EXPECT_EQ(failed.status, 500) << failed.body;
+    EXPECT_TRUE(failed.body.starts_with("ERROR: backup failed: cannot write")) << failed.body;
+    EXPECT_NE(failed.body.find("No space left on device"), std::string::npos) << failed.body;
+    // The node was started again and the proxy reopened; nothing half-made is left.
+    EXPECT_TRUE(wait_until([&] { return node.sidecar.status()["readiness"] == "ready"; }, 30s))
+        << node.sidecar.err();
+    EXPECT_EQ(text(node.sidecar.status()["phase"]), "");
+    EXPECT_TRUE(node.backups().empty());
+    for (const auto& entry : fs::directory_iterator{target()}) {
+        EXPECT_FALSE(entry.path().filename().string().starts_with(".partial-")) << entry.path();
+    }
+    auto proxied = node.sidecar.call("POST", "/v1/chain/get_info", node.sidecar.proxy());
+    EXPECT_EQ(proxied.status, 200) << proxied.body;
 }
 
 TEST_F(SidecarBackups, BadInputIsRefusedAndTheSidecarGoesOn) {
