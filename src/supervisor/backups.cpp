@@ -544,6 +544,17 @@ std::string backup_name(core::TimePoint at,
 BackupStore::BackupStore(std::string dir, std::vector<std::string> exclude)
     : dir_(std::move(dir)), exclude_(std::move(exclude)) {}
 
+std::string BackupStore::inside_data(const std::string& data_dir) const {
+    std::error_code ec;
+    const auto data_real = fs::weakly_canonical(data_dir, ec);
+    const auto root_real = fs::weakly_canonical(dir_, ec);
+    const auto inside = root_real.lexically_relative(data_real);
+    if (ec || inside.empty() || *inside.begin() == ".." || inside == ".") {
+        return {};
+    }
+    return inside.generic_string();
+}
+
 core::Result<void> BackupStore::open() {
     std::error_code ec;
     fs::create_directories(fs::path{dir_} / kQuarantine, ec);
@@ -811,6 +822,10 @@ core::Result<void> BackupStore::quarantine(std::string_view name, std::string_vi
 
 core::Result<std::vector<std::string>> BackupStore::prune(std::string_view chain_id, int keep) {
     auto entries = list(chain_id);
+    // Exactly this chain's: an unknown (empty) chain id never prunes the others'.
+    if (entries && chain_id.empty()) {
+        std::erase_if(*entries, [](const auto& e) { return !e.manifest.chain_id.empty(); });
+    }
     if (!entries) {
         return entries.error();
     }
@@ -870,10 +885,8 @@ core::Result<void> move_entries(const fs::path& from, const fs::path& to, bool s
 /// Puts back the files the exclude globs keep (signer state, keys) from `old` into `data`.
 core::Result<void> keep_excluded(const fs::path& old,
                                  const fs::path& data,
-                                 const std::vector<std::string>& exclude) {
-    if (exclude.empty()) {
-        return {};
-    }
+                                 const std::vector<std::string>& exclude,
+                                 std::string_view keep_path) {
     std::vector<std::string> kept;
     std::error_code ec;
     for (fs::recursive_directory_iterator it{old, ec}, end; !ec && it != end; it.increment(ec)) {
@@ -881,7 +894,7 @@ core::Result<void> keep_excluded(const fs::path& old,
         if (path == kMoved) {
             continue;
         }
-        if (excluded(path, exclude)) {
+        if (path == keep_path || excluded(path, exclude)) {
             kept.push_back(path);
             it.disable_recursion_pending();
         }
@@ -907,7 +920,9 @@ core::Result<void> keep_excluded(const fs::path& old,
 
 /// The swap, each step safe to run again after a crash: the data dir's entries move to old/
 /// (old/.aviary-moved says they all have), the restored ones move up, the kept files move back.
-core::Result<void> swap_in(const fs::path& data, const std::vector<std::string>& exclude) {
+core::Result<void> swap_in(const fs::path& data,
+                           const std::vector<std::string>& exclude,
+                           std::string_view keep_path) {
     const fs::path ready = data / kReady;
     const fs::path old = data / kOld;
     if (auto made = make_dir(old, 0700); !made) {
@@ -924,7 +939,7 @@ core::Result<void> swap_in(const fs::path& data, const std::vector<std::string>&
     if (auto moved = move_entries(ready, data, false); !moved) {
         return moved;
     }
-    if (auto kept = keep_excluded(old, data, exclude); !kept) {
+    if (auto kept = keep_excluded(old, data, exclude, keep_path); !kept) {
         return kept;
     }
     if (auto gone = remove_tree(ready); !gone) {
@@ -955,7 +970,7 @@ core::Result<Manifest> BackupStore::restore(std::string_view name,
     if (ec) {
         return storage(fmt::format("cannot make the data dir {}: {}", data_dir, ec.message()));
     }
-    if (auto leftover = finish_restore(data_dir, exclude_); !leftover) {
+    if (auto leftover = finish_restore(data_dir, exclude_, inside_data(data_dir)); !leftover) {
         return leftover.error();
     }
     const fs::path staging = data / kRestoring;
@@ -987,6 +1002,14 @@ core::Result<Manifest> BackupStore::restore(std::string_view name,
                 }
                 break;
             case BackupFile::Kind::kFile: {
+                std::error_code missing;
+                if (!fs::exists(source / file.path, missing)) {
+                    auto why = fmt::format("{} is missing from the backup", file.path);
+                    (void)quarantine(manifest->name, why);
+                    return fail(storage(fmt::format(
+                        "backup {} is damaged (quarantined, the data dir is unchanged): {}",
+                        manifest->name, why)));
+                }
                 auto digest =
                     copy_file(source / file.path, to, file.mode, file.mtime_ns, *hash, buffer);
                 if (!digest) {
@@ -1017,14 +1040,15 @@ core::Result<Manifest> BackupStore::restore(std::string_view name,
         return fail(
             storage(fmt::format("cannot finish the restore into {}: {}", data_dir, ec.message())));
     }
-    if (auto swapped = swap_in(data, exclude_); !swapped) {
+    if (auto swapped = swap_in(data, exclude_, inside_data(data_dir)); !swapped) {
         return swapped.error();
     }
     return manifest;
 }
 
 core::Result<bool> finish_restore(const std::string& data_dir,
-                                  const std::vector<std::string>& exclude) {
+                                  const std::vector<std::string>& exclude,
+                                  std::string_view keep_path) {
     const fs::path data{data_dir};
     std::error_code ec;
     bool found = false;
@@ -1036,13 +1060,13 @@ core::Result<bool> finish_restore(const std::string& data_dir,
     }
     if (fs::exists(data / kReady, ec)) {
         found = true;
-        if (auto swapped = swap_in(data, exclude); !swapped) {
+        if (auto swapped = swap_in(data, exclude, keep_path); !swapped) {
             return swapped.error();
         }
     } else if (fs::exists(data / kOld, ec)) {
         // The restored entries are all up and the kept files back: only the removal was left.
         found = true;
-        if (auto kept = keep_excluded(data / kOld, data, exclude); !kept) {
+        if (auto kept = keep_excluded(data / kOld, data, exclude, keep_path); !kept) {
             return kept.error();
         }
         if (auto gone = remove_tree(data / kOld); !gone) {

@@ -48,7 +48,9 @@ struct Manifest {
     std::string block_hash;    ///< where the chain gives one
     std::string node_version;  ///< where the chain gives one
     std::string tag;           ///< the operator's label (backupTag)
-    std::string phase;         ///< the state of the node when it was copied: "stopped", "running"
+    /// The node's state when it was copied: "stopped for the backup", "in maintenance", "not
+    /// running".
+    std::string phase;
     core::TimePoint created_at{};
     std::uint64_t size = 0;         ///< bytes of file content
     std::uint64_t file_count = 0;   ///< regular files
@@ -127,6 +129,10 @@ public:
     /// always kept). Returns the names removed.
     core::Result<std::vector<std::string>> prune(std::string_view chain_id, int keep);
 
+    /// Where the backup dir lies inside `data_dir` ('/'-separated), or "" when it does not: a
+    /// backup skips it and a restore keeps it.
+    std::string inside_data(const std::string& data_dir) const;
+
 private:
     std::string dir_;
     std::vector<std::string> exclude_;
@@ -135,7 +141,9 @@ private:
 /// Completes or discards a restore into `data_dir` that a crash interrupted: a copy that had not
 /// finished is removed (the data dir was not touched yet); a swap that had begun is finished.
 /// Returns true when it found one.
+/// `keep_path`: a path kept as the data dir has it (the backup dir, when it lies inside).
 core::Result<bool> finish_restore(const std::string& data_dir,
-                                  const std::vector<std::string>& exclude);
+                                  const std::vector<std::string>& exclude,
+                                  std::string_view keep_path = {});
 
 }  // namespace aviary::supervisor

@@ -580,7 +580,7 @@ struct Supervisor::Impl {
             apply_rules(line);
         }
         const auto& dirty = settings.preset.dirty_log;
-        if (!dirty.empty() && status.restore_pending.empty() &&
+        if (!dirty.empty() && backup_store && status.restore_pending.empty() &&
             line.text.find(dirty) != std::string::npos) {
             status.restore_pending = fmt::format("the node logged \"{}\"", dirty);
             log->warn("node {} logged \"{}\": its data dir will be restored before the next start",
@@ -1447,10 +1447,18 @@ struct Supervisor::Impl {
             }
             co_await stop_running();
         }
-        set_phase("copying the data dir", what);
-        auto made = co_await net::offload(files, [this, &provenance] {
-            return backup_store->create(settings.data_dir, provenance, cancel_files);
-        });
+        // A node that did not stop within stop.grace was killed: its data may be dirty (a
+        // nodeos killed mid-write), and a backup of it would be restored into the same state.
+        core::Result<Manifest> made = core::Error{
+            core::ErrorCode::kUnavailable,
+            "the node did not stop within stop.grace and was killed: its data may be dirty, so "
+            "it was not backed up"};
+        if (!(was_running && status.last_exit && status.last_exit->signal == SIGKILL)) {
+            set_phase("copying the data dir", what);
+            made = co_await net::offload(files, [this, &provenance] {
+                return backup_store->create(settings.data_dir, provenance, cancel_files);
+            });
+        }
         core::Result<void> result;
         if (made) {
             status.last_backup = made->name;
@@ -1530,6 +1538,11 @@ struct Supervisor::Impl {
         if (!args.backup_name.empty() && args.backup_name != "latest") {
             return args.backup_name;
         }
+        if (chain_id().empty()) {
+            return core::Error{core::ErrorCode::kUnavailable,
+                               "the node's chain is not known yet: give --chain-id, or name the "
+                               "backup (backupName), so no other chain's backup is restored"};
+        }
         auto latest = backup_store->latest(chain_id(), args.backup_tag);
         if (!latest) {
             return latest.error();
@@ -1537,8 +1550,7 @@ struct Supervisor::Impl {
         if (!*latest) {
             return core::Error{
                 core::ErrorCode::kNotFound,
-                fmt::format("no usable backup of chain {}{} in {}",
-                            chain_id().empty() ? "(any)" : chain_id(),
+                fmt::format("no usable backup of chain {}{} in {}", chain_id(),
                             args.backup_tag.empty() ? "" : " tagged " + args.backup_tag,
                             settings.backup.dir)};
         }
@@ -1639,7 +1651,20 @@ struct Supervisor::Impl {
             co_return ready;
         }
         const auto began = std::chrono::steady_clock::now();
-        auto name = co_await net::offload(files, [this, &args] { return pick_backup(args); });
+        auto name = co_await net::offload(files, [this, &args]() -> core::Result<std::string> {
+            auto picked = pick_backup(args);
+            if (!picked) {
+                return picked;
+            }
+            // Named wrongly, quarantined, or refused for the signer: said before the node stops.
+            if (auto usable = backup_store->read(*picked); !usable) {
+                return usable.error();
+            }
+            if (auto allowed = check_signer(*picked); !allowed) {
+                return allowed.error();
+            }
+            return picked;
+        });
         if (!name) {
             co_return name.error();
         }
@@ -1678,17 +1703,24 @@ struct Supervisor::Impl {
     /// the newest usable backup when the data dir has no chain data, is dirty, or a restore is
     /// pending. With no usable backup the node starts from what it has (its genesis).
     asio::awaitable<void> prepare_data() {
-        if (!backup_store || settings.data_dir.empty() || !settings.backup.restore_on_boot) {
+        if (!backup_store || settings.data_dir.empty()) {
             co_return;
         }
-        auto finished = co_await net::offload(
-            files, [this] { return finish_restore(settings.data_dir, settings.backup.exclude); });
+        // A swap a crash interrupted is finished whatever restore_on_boot says: the node must not
+        // start on a half-swapped data dir.
+        auto finished = co_await net::offload(files, [this] {
+            return finish_restore(settings.data_dir, settings.backup.exclude,
+                                  backup_store->inside_data(settings.data_dir));
+        });
         if (!finished) {
             log->error("node {}: cannot finish the interrupted restore in {}: {}", settings.name,
                        settings.data_dir, finished.error().message);
         } else if (*finished) {
             log->warn("node {}: finished a restore into {} that was interrupted", settings.name,
                       settings.data_dir);
+        }
+        if (!settings.backup.restore_on_boot) {
+            co_return;
         }
         const std::filesystem::path data{settings.data_dir};
         const auto& preset = settings.preset;

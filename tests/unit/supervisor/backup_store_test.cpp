@@ -296,5 +296,47 @@ TEST_F(BackupStoreTest, ABackupDirInsideTheDataDirIsNotCopiedIntoItself) {
     EXPECT_EQ(second->file_count, first->file_count);
 }
 
+TEST_F(BackupStoreTest, ARestoreKeepsABackupDirInsideTheDataDir) {
+    BackupStore inside{(data_ / "backups").string(), kBackupExcludes};
+    auto made = inside.create(data_.string(), provenance(7), running_);
+    ASSERT_TRUE(made) << made.error().message;
+    auto restored = inside.restore(made->name, data_.string(), running_);
+    ASSERT_TRUE(restored) << restored.error().message;
+    EXPECT_TRUE(fs::exists(data_ / "backups" / made->name / "manifest.json"));
+    auto listed = inside.list();
+    ASSERT_TRUE(listed);
+    EXPECT_EQ(listed->size(), 1U);
+}
+
+TEST_F(BackupStoreTest, AFileMissingFromABackupQuarantinesIt) {
+    auto s = store();
+    auto made = s.create(data_.string(), provenance(7), running_);
+    ASSERT_TRUE(made);
+    fs::remove(target_ / made->name / "data" / "empty");
+    auto restored = s.restore(made->name, data_.string(), running_);
+    ASSERT_FALSE(restored);
+    EXPECT_NE(restored.error().message.find("empty is missing from the backup"), std::string::npos)
+        << restored.error().message;
+    EXPECT_NE(restored.error().message.find("quarantined"), std::string::npos);
+    auto latest = s.latest("chain-a", "");
+    ASSERT_TRUE(latest);
+    EXPECT_FALSE(*latest);
+}
+
+TEST_F(BackupStoreTest, PruningAnUnknownChainLeavesTheOtherChainsAlone) {
+    auto s = store();
+    ASSERT_TRUE(s.create(data_.string(), provenance(7), running_));
+    auto unknown = provenance(8);
+    unknown.chain_id.clear();
+    unknown.name = backup_name(unknown.created_at, unknown.chain_id, unknown.height);
+    ASSERT_TRUE(s.create(data_.string(), unknown, running_));
+    auto removed = s.prune("", 1);
+    ASSERT_TRUE(removed) << removed.error().message;
+    EXPECT_TRUE(removed->empty());
+    auto listed = s.list();
+    ASSERT_TRUE(listed);
+    EXPECT_EQ(listed->size(), 2U);
+}
+
 }  // namespace
 }  // namespace aviary::supervisor
