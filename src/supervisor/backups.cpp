@@ -549,7 +549,7 @@ std::string BackupStore::inside_data(const std::string& data_dir) const {
     const auto data_real = fs::weakly_canonical(data_dir, ec);
     const auto root_real = fs::weakly_canonical(dir_, ec);
     const auto inside = root_real.lexically_relative(data_real);
-    if (ec || inside.empty() || *inside.begin() == ".." || inside == ".") {
+    if (ec || inside.empty() || *inside.begin() == "..") {
         return {};
     }
     return inside.generic_string();
@@ -611,19 +611,10 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
     }
 
     // A backup dir inside the data dir is never copied into itself.
-    std::string skip;
-    {
-        std::error_code ec;
-        const auto data_real = fs::weakly_canonical(data_dir, ec);
-        const auto root_real = fs::weakly_canonical(root, ec);
-        const auto inside = root_real.lexically_relative(data_real);
-        if (!ec && !inside.empty() && *inside.begin() != "..") {
-            if (inside == ".") {
-                return fail(core::Error{core::ErrorCode::kInvalidArgument,
-                                        fmt::format("the backup dir {} is the data dir", dir_)});
-            }
-            skip = inside.generic_string();
-        }
+    const std::string skip = inside_data(data_dir);
+    if (skip == ".") {
+        return fail(core::Error{core::ErrorCode::kInvalidArgument,
+                                fmt::format("the backup dir {} is the data dir", dir_)});
     }
     std::optional<Previous> previous;
     if (auto last = latest(manifest.chain_id, {}); last && *last) {

@@ -129,8 +129,8 @@ public:
     /// always kept). Returns the names removed.
     core::Result<std::vector<std::string>> prune(std::string_view chain_id, int keep);
 
-    /// Where the backup dir lies inside `data_dir` ('/'-separated), or "" when it does not: a
-    /// backup skips it and a restore keeps it.
+    /// Where the backup dir lies inside `data_dir` ('/'-separated; "." when it is the data dir),
+    /// or "" when it does not: a backup skips it and a restore keeps it.
     std::string inside_data(const std::string& data_dir) const;
 
 private:

@@ -1604,7 +1604,7 @@ struct Supervisor::Impl {
 
     /// A restore must not move the signer's last-signed mark backwards: with a mark, the
     /// backup must be at or above it.
-    core::Result<void> check_signer(const std::string& name) const {
+    core::Result<void> check_signer(const Manifest& manifest) const {
         auto mark = signed_height();
         if (!mark) {
             return mark.error();
@@ -1612,16 +1612,13 @@ struct Supervisor::Impl {
         if (!*mark) {
             return {};
         }
-        auto manifest = backup_store->read(name);
-        if (!manifest) {
-            return manifest.error();
-        }
-        if (!manifest->height || *manifest->height < **mark) {
+        const auto& name = manifest.name;
+        if (!manifest.height || *manifest.height < **mark) {
             return core::Error{
                 core::ErrorCode::kInvalidArgument,
                 fmt::format("backup {} is at height {}, below the signer's last signed height {} "
                             "({}): refusing to restore it",
-                            name, manifest->height ? std::to_string(*manifest->height) : "unknown",
+                            name, manifest.height ? std::to_string(*manifest.height) : "unknown",
                             **mark, settings.preset.signer_state)};
         }
         return {};
@@ -1630,7 +1627,13 @@ struct Supervisor::Impl {
     /// Copies backup `name` into the data dir (the node is stopped). Node thread.
     asio::awaitable<core::Result<Manifest>> restore_files(const std::string& name) {
         auto restored = co_await net::offload(files, [this, &name]() -> core::Result<Manifest> {
-            if (auto allowed = check_signer(name); !allowed) {
+            // Checked here, with the node stopped, even when a command checked it before the
+            // stop: the node may have signed more while it stopped.
+            auto manifest = backup_store->read(name);
+            if (!manifest) {
+                return manifest.error();
+            }
+            if (auto allowed = check_signer(*manifest); !allowed) {
                 return allowed.error();
             }
             return backup_store->restore(name, settings.data_dir, cancel_files);
@@ -1657,10 +1660,11 @@ struct Supervisor::Impl {
                 return picked;
             }
             // Named wrongly, quarantined, or refused for the signer: said before the node stops.
-            if (auto usable = backup_store->read(*picked); !usable) {
+            auto usable = backup_store->read(*picked);
+            if (!usable) {
                 return usable.error();
             }
-            if (auto allowed = check_signer(*picked); !allowed) {
+            if (auto allowed = check_signer(*usable); !allowed) {
                 return allowed.error();
             }
             return picked;

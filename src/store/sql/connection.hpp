@@ -10,6 +10,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "core/core.hpp"
 
@@ -97,6 +98,21 @@ public:
     core::Result<bool> step() { return cursor_->step(); }
     /// Steps to the end, for statements that return no rows.
     core::Result<void> run();
+    /// Steps to the end, turning each row into a value with `from_row(*this)`.
+    template <class F>
+    auto rows(F from_row) -> core::Result<std::vector<decltype(from_row(*this))>> {
+        std::vector<decltype(from_row(*this))> out;
+        while (true) {
+            auto row = step();
+            if (!row) {
+                return row.error();
+            }
+            if (!*row) {
+                return out;
+            }
+            out.push_back(from_row(*this));
+        }
+    }
 
     bool is_null(int column) const { return cursor_->is_null(column); }
     std::int64_t int64(int column) const { return cursor_->int64(column); }

@@ -70,17 +70,7 @@ core::Result<std::vector<core::Event>> select_events(Connection& db, const Event
         return select.error();
     }
     bind_filters(*select, query);
-    std::vector<core::Event> events;
-    while (true) {
-        auto row = select->step();
-        if (!row) {
-            return row.error();
-        }
-        if (!*row) {
-            return events;
-        }
-        events.push_back(event_from_row(*select));
-    }
+    return select->rows(event_from_row);
 }
 
 core::Result<std::int64_t> delete_events_before(Connection& db, core::TimePoint before) {

@@ -27,17 +27,7 @@ core::Error unknown_node(std::string_view node) {
 /// Runs a statement whose rows are leases and collects them. Every row is read before the
 /// caller writes events, as SQLite finishes a RETURNING statement's changes on the first step.
 core::Result<std::vector<core::Lease>> collect_leases(Statement& statement) {
-    std::vector<core::Lease> leases;
-    while (true) {
-        auto row = statement.step();
-        if (!row) {
-            return row.error();
-        }
-        if (!*row) {
-            return leases;
-        }
-        leases.push_back(lease_from_row(statement, 0));
-    }
+    return statement.rows([](const Statement& row) { return lease_from_row(row, 0); });
 }
 
 core::Result<std::optional<core::Lease>> at_most_one(core::Result<std::vector<core::Lease>> rows) {

@@ -194,17 +194,7 @@ core::Result<std::vector<ProducerLease>> select_producers(Connection& db) {
     if (!select) {
         return select.error();
     }
-    std::vector<ProducerLease> out;
-    while (true) {
-        auto row = select->step();
-        if (!row) {
-            return row.error();
-        }
-        if (!*row) {
-            return out;
-        }
-        out.push_back(lease_from_row(*select));
-    }
+    return select->rows(lease_from_row);
 }
 
 }  // namespace aviary::store::sql

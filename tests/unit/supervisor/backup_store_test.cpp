@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "files.hpp"
 #include "supervisor/backups.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -17,17 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read(const fs::path& path) {
-    std::ifstream in{path, std::ios::binary};
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-void write(const fs::path& path, std::string_view text) {
-    fs::create_directories(path.parent_path());
-    std::ofstream{path, std::ios::binary} << text;
-}
+using test::read;
+using test::write;
 
 /// Replaces a file by a new one (a backup's file may be a hard link shared with another).
 void replace(const fs::path& path, std::string_view text) {

@@ -10,22 +10,16 @@
 #include <fstream>
 #include <sstream>
 
+#include "files.hpp"
+
 namespace aviary::supervisor {
 namespace {
 
 namespace fs = std::filesystem;
 using Values = std::vector<std::pair<std::string, std::string>>;
 
-std::string read(const fs::path& path) {
-    std::ifstream in{path, std::ios::binary};
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-void write(const fs::path& path, std::string_view text) {
-    std::ofstream{path, std::ios::binary} << text;
-}
+using test::read;
+using test::write;
 
 class RenderFileTest : public ::testing::Test {
 protected:
