@@ -195,6 +195,7 @@ std::optional<std::string> check_backup_word(std::string_view key, std::string_v
 std::optional<std::size_t> whole(const net::Request& request,
                                  std::string_view key,
                                  std::size_t fallback,
+                                 std::size_t min,
                                  std::size_t max,
                                  std::string& problem) {
     auto given = request.param(key);
@@ -203,9 +204,9 @@ std::optional<std::size_t> whole(const net::Request& request,
     }
     std::size_t n = 0;
     auto [end, ec] = std::from_chars(given->data(), given->data() + given->size(), n);
-    if (ec != std::errc{} || end != given->data() + given->size() || n > max) {
-        problem =
-            fmt::format("{}: expected a whole number from 0 to {}, got \"{}\"", key, max, *given);
+    if (ec != std::errc{} || end != given->data() + given->size() || n < min || n > max) {
+        problem = fmt::format("{}: expected a whole number from {} to {}, got \"{}\"", key, min,
+                              max, *given);
         return std::nullopt;
     }
     return n;
@@ -344,8 +345,8 @@ private:
     /// with their reason. Reads the disk, so off the I/O loop.
     net::asio::awaitable<net::Response> list_backups(const net::Request& request) {
         std::string problem;
-        auto offset = whole(request, "offset", 0, 1'000'000, problem);
-        auto limit = whole(request, "limit", 100, kMaxBackupsListed, problem);
+        auto offset = whole(request, "offset", 0, 0, 1'000'000, problem);
+        auto limit = whole(request, "limit", 100, 0, kMaxBackupsListed, problem);
         if (!offset || !limit) {
             co_return text(400, problem);
         }
@@ -365,20 +366,13 @@ private:
     }
 
     net::Response logs(const net::Request& request) {
-        std::size_t tail = 100;
-        if (auto given = request.param("tail")) {
-            std::size_t n = 0;
-            auto [end, ec] = std::from_chars(given->data(), given->data() + given->size(), n);
-            if (ec != std::errc{} || end != given->data() + given->size() || n == 0 ||
-                n > kMaxTail) {
-                return text(400, fmt::format("tail: expected a whole number from 1 to {}, got "
-                                             "\"{}\"",
-                                             kMaxTail, *given));
-            }
-            tail = n;
+        std::string problem;
+        auto tail = whole(request, "tail", 100, 1, kMaxTail, problem);
+        if (!tail) {
+            return text(400, problem);
         }
         json::array lines;
-        for (const auto& line : supervisor_.logs(tail)) {
+        for (const auto& line : supervisor_.logs(*tail)) {
             lines.push_back(json::object{{"at", iso(line.at)},
                                          {"stream", line.stderr_stream ? "stderr" : "stdout"},
                                          {"text", line.text}});
