@@ -65,6 +65,9 @@ json::object node_json(const core::Node& node) {
     if (node.spec.machine) {
         out["machine"] = machine_properties_json(*node.spec.machine);
     }
+    if (!node.spec.control_url.empty()) {
+        out["control_url"] = node.spec.control_url;
+    }
     return out;
 }
 

@@ -234,7 +234,7 @@ net::asio::awaitable<net::Response> RestApi::get_node(std::string name) {
 net::asio::awaitable<net::Response> RestApi::put_node(std::string name,
                                                       net::Request& request,
                                                       fleet::Caller caller) {
-    auto body = Body::parse(request.body, {"driver", "image_tag", "labels", "note"});
+    auto body = Body::parse(request.body, {"driver", "image_tag", "labels", "note", "control_url"});
     if (!body) {
         co_return error_reply(body.error());
     }
@@ -242,7 +242,8 @@ net::asio::awaitable<net::Response> RestApi::put_node(std::string name,
     auto image_tag = body->string("image_tag");
     auto labels = body->labels("labels");
     auto note = body->string("note");
-    if (auto error = first_error(driver, image_tag, labels, note)) {
+    auto control_url = body->string("control_url");
+    if (auto error = first_error(driver, image_tag, labels, note, control_url)) {
         co_return error_reply(*error);
     }
     if (!core::is_dns_label(name)) {
@@ -251,15 +252,17 @@ net::asio::awaitable<net::Response> RestApi::put_node(std::string name,
             fmt::format("node name \"{}\" must be a DNS-1123 label (a-z, 0-9, -)", name)});
     }
     std::string driver_name = driver->value_or("sim");
-    if (driver_name != "sim" && driver_name != "helm") {
-        co_return error_reply(core::Error{core::ErrorCode::kInvalidArgument,
-                                          "body field \"driver\" must be \"sim\" or \"helm\""});
+    if (driver_name != "sim" && driver_name != "helm" && driver_name != "sidecar") {
+        co_return error_reply(
+            core::Error{core::ErrorCode::kInvalidArgument,
+                        "body field \"driver\" must be \"sim\", \"helm\" or \"sidecar\""});
     }
     core::NodeSpec spec{.name = name,
                         .driver = driver_name,
                         .image_tag = image_tag->value_or(""),
                         .labels = labels->value_or(core::Labels{}),
-                        .note = note->value_or("")};
+                        .note = note->value_or(""),
+                        .control_url = control_url->value_or("")};
     auto work = [this, spec, caller] { return fleet_.put_node(spec, caller); };
     auto put = co_await net::offload(pool_, std::move(work));
     if (!put) {

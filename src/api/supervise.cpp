@@ -6,9 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <charconv>
 #include <csignal>
@@ -20,6 +24,7 @@
 
 #include "api/api.hpp"
 #include "api/auth.hpp"
+#include "fleet/fleet.hpp"
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
 #include "supervisor/supervisor.hpp"
@@ -144,6 +149,7 @@ json::object status_json(const supervisor::Status& s) {
     o["last_restore"] = s.last_restore;
     if (!s.production.empty()) {
         o["production"] = s.production;
+        o["producer_key"] = s.producer_key;
         o["fence"] = s.fence;
     }
     return o;
@@ -436,6 +442,92 @@ int exit_code_of(const supervisor::Status& status) {
     return status.last_exit->signal != 0 ? 128 + status.last_exit->signal : status.last_exit->code;
 }
 
+/// How often a registered sidecar registers again, so serve's pool keeps it (a PUT that finds
+/// the node unchanged writes nothing).
+constexpr std::chrono::minutes kReregister{5};
+constexpr std::chrono::seconds kRegisterBackoffMax{60};
+
+/// Where serve reaches this control API: --advertise, else the listener as bound; an error
+/// when it listens on every interface and no --advertise says which address to use.
+core::Result<std::string> advertised_url(const supervisor::Settings& settings,
+                                         const std::string& bound) {
+    if (!settings.advertise.empty()) {
+        return settings.advertise;
+    }
+    auto host = net::split_host_port(bound);
+    if (!host) {
+        return host.error();
+    }
+    if (host->first == "0.0.0.0" || host->first == "::" || host->first.empty()) {
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("--serve needs --advertise URL: the control API listens on every "
+                        "interface ({}), and serve must be told which address reaches it",
+                        bound)};
+    }
+    const bool v6 = host->first.find(':') != std::string::npos;
+    std::string url = v6 ? fmt::format("http://[{}]:{}", host->first, host->second)
+                         : fmt::format("http://{}:{}", host->first, host->second);
+    if (auto problem = fleet::control_url_problem(url); !problem.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("the control URL {} {}: give --advertise", url, problem)};
+    }
+    return url;
+}
+
+/// Registers the node in serve's pool (PUT /api/v1/nodes/NAME, driver sidecar, this control
+/// URL): tried with backoff until serve takes it, then again every kReregister. A refusal is
+/// logged when it first happens or changes, never the token.
+net::asio::awaitable<void> register_with_serve(const supervisor::Settings& settings,
+                                               std::string control_url) {
+    auto log = core::logger("supervise");
+    net::asio::steady_timer timer{co_await net::asio::this_coro::executor};
+    const std::string url = settings.producer.serve + "/api/v1/nodes/" + settings.name;
+    const std::string body =
+        json::serialize(json::object{{"driver", "sidecar"},
+                                     {"control_url", control_url},
+                                     {"labels", json::object{{"chain", settings.chain}}},
+                                     {"note", "run by aviary supervise"}});
+    std::chrono::seconds backoff{1};
+    std::string last_problem;
+    bool registered = false;
+    while (true) {
+        net::ClientRequest request{.method = "PUT", .url = url, .body = body};
+        request.headers.push_back({"Content-Type", "application/json"});
+        if (!settings.producer.token.empty()) {
+            request.headers.push_back({"Authorization", "Bearer " + settings.producer.token});
+        }
+        auto response = co_await net::fetch(std::move(request));
+        std::string problem;
+        if (!response) {
+            problem = response.error().message;
+        } else if (response->status != 200 && response->status != 201) {
+            problem = fmt::format("serve answered {}: {}", response->status,
+                                  response->body.substr(0, 300));
+        }
+        std::chrono::seconds wait = kReregister;
+        if (problem.empty()) {
+            if (!registered) {
+                log->info("registered node={} in serve's pool at {} (driver sidecar, control {})",
+                          settings.name, net::redact_url(settings.producer.serve), control_url);
+            }
+            registered = true;
+            last_problem.clear();
+            backoff = std::chrono::seconds{1};
+        } else {
+            if (problem != last_problem) {
+                log->warn("registering node={} with serve at {} failed, trying again: {}",
+                          settings.name, net::redact_url(settings.producer.serve), problem);
+            }
+            last_problem = problem;
+            wait = backoff;
+            backoff = std::min(backoff * 2, std::chrono::seconds{kRegisterBackoffMax});
+        }
+        timer.expires_after(wait);
+        co_await timer.async_wait(net::asio::use_awaitable);
+    }
+}
+
 }  // namespace
 
 int supervise(supervisor::Settings settings) {
@@ -501,6 +593,17 @@ int supervise(supervisor::Settings settings) {
                      control_address.error().message.c_str());
         return 1;
     }
+    // With --serve, the URL serve will reach this control API at, known before the node starts.
+    std::optional<std::string> advertised;
+    if (!settings.producer.serve.empty()) {
+        auto url = advertised_url(settings, *control_address);
+        if (!url) {
+            std::fprintf(stderr, "aviary supervise: %s\n", url.error().message.c_str());
+            control_server.stop();
+            return 2;
+        }
+        advertised = std::move(*url);
+    }
     std::string proxy_address = "off";
     if (proxy_server) {
         auto bound = proxy_server->start();
@@ -518,6 +621,10 @@ int supervise(supervisor::Settings settings) {
         }
         control_server.stop();
         return 1;
+    }
+    if (advertised) {
+        boost::asio::co_spawn(main_context, register_with_serve(settings, std::move(*advertised)),
+                              boost::asio::detached);
     }
     log->info("supervising node={} chain={} control={} proxy={} upstream={} state_dir={}",
               settings.name, settings.chain, *control_address, proxy_address,

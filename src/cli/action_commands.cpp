@@ -1,5 +1,6 @@
-// aviary upgrade, install-snapshot, canary create|delete, run-action: an action on a node,
-// submitted as a job and optionally followed to its end; aviary actions: what can be run.
+// aviary upgrade, install-snapshot, canary create|delete, run-action, switch-producer: an action
+// on a node, submitted as a job and optionally followed to its end; aviary actions: what can be
+// run.
 #include <fmt/format.h>
 
 #include <boost/json/array.hpp>
@@ -159,6 +160,18 @@ int run_action(const Context& context, const ActionFlags& flags) {
         print_submitted(reply->json);
     }
     return wait_for_job(context, text_of(field(field(reply->json, "job"), "id")), flags.logs);
+}
+
+int run_switch_producer(const Context& context, const SwitchProducerFlags& flags) {
+    ActionFlags action;
+    action.node = flags.to;
+    action.action = "switch-producer";
+    action.params = {"from=" + flags.from, fmt::format("execute={}", flags.execute),
+                     fmt::format("max_lag={}", flags.max_lag)};
+    // The plan and every check are the job's output: always followed and shown.
+    action.wait = true;
+    action.logs = true;
+    return run_action(context, action);
 }
 
 int run_actions(const Context& context) {

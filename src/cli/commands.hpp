@@ -33,6 +33,7 @@ struct NodeAddFlags {
     std::vector<std::string> labels;
     std::string note;
     bool note_given = false;  ///< --note "" clears a note, so absence is tracked apart
+    std::string control_url;  ///< driver sidecar: the sidecar's control API
 };
 int run_nodes_add(const Context& context, const NodeAddFlags& flags);
 int run_nodes_remove(const Context& context, const std::string& name);
@@ -127,6 +128,16 @@ struct ActionFlags {
     bool logs = false;  ///< while waiting, print its output lines
 };
 int run_action(const Context& context, const ActionFlags& flags);
+
+/// aviary switch-producer: the switch-producer action on --to, followed with its output (the
+/// plan, each check and step).
+struct SwitchProducerFlags {
+    std::string from;
+    std::string to;
+    bool execute = false;
+    int max_lag = 3;
+};
+int run_switch_producer(const Context& context, const SwitchProducerFlags& flags);
 /// The actions the server knows, with their params and steps.
 int run_actions(const Context& context);
 

@@ -95,6 +95,7 @@ struct ClientFlags {
     cli::ActionFlags action;  ///< upgrade, install-snapshot, canary create|delete, run-action
     cli::JobsFlags jobs;
     cli::JobFlags job;  ///< job show|logs|cancel|retry|wait
+    cli::SwitchProducerFlags switch_producer;
     std::string completion_shell;
 };
 
@@ -152,6 +153,7 @@ struct Commands {
     CLI::App* canary_create;
     CLI::App* canary_delete;
     CLI::App* run_action;
+    CLI::App* switch_producer;
     CLI::App* actions;
     CLI::App* jobs;
     CLI::App* job_show;
@@ -171,8 +173,10 @@ void add_node_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
     auto* add = commands.node_add =
         commands.nodes->add_subcommand("add", "add or update a node (admin)");
     add->add_option("name", flags.node_add.name, "node name")->required();
-    add->add_option("--driver", flags.node_add.driver, "sim or helm")
-        ->check(CLI::IsMember({"sim", "helm"}));
+    add->add_option("--driver", flags.node_add.driver, "sim, helm or sidecar")
+        ->check(CLI::IsMember({"sim", "helm", "sidecar"}));
+    add->add_option("--control-url", flags.node_add.control_url,
+                    "driver sidecar: the sidecar's control API, http://HOST:PORT");
     add->add_option("--image-tag", flags.node_add.image_tag, "the image tag it runs");
     add->add_option("--label", flags.node_add.labels, "label KEY=VALUE (repeatable)")
         ->check(kLabelPair);
@@ -304,6 +308,19 @@ void add_job_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
     commands.run_action->add_option("--param", action.params, "action param KEY=VALUE (repeatable)")
         ->check(kLabelPair);
     commands.actions = app.add_subcommand("actions", "the actions the server can run");
+    auto& sp = flags.switch_producer;
+    commands.switch_producer = app.add_subcommand(
+        "switch-producer",
+        "hand block production from one supervised node to another (a job; a dry run unless "
+        "--execute; docs/producers.md)");
+    commands.switch_producer->add_option("--from", sp.from, "the node producing now")->required();
+    commands.switch_producer->add_option("--to", sp.to, "the node to produce next")->required();
+    commands.switch_producer->add_flag("--execute", sp.execute,
+                                       "hand over (without it: the plan and the checks only)");
+    commands.switch_producer
+        ->add_option("--max-lag", sp.max_lag, "the most blocks --to may be behind --from")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1'000'000));
 
     commands.jobs = app.add_subcommand("jobs", "list jobs, newest first");
     commands.jobs->add_option("--node", flags.jobs.node, "only this node's");
@@ -356,6 +373,9 @@ int run_job_client(const cli::Context& context, const Commands& commands, Client
     }
     if (*commands.run_action) {
         return cli::run_action(context, action);
+    }
+    if (*commands.switch_producer) {
+        return cli::run_switch_producer(context, flags.switch_producer);
     }
     if (*commands.actions) {
         return cli::run_actions(context);

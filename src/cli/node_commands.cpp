@@ -118,6 +118,9 @@ int run_nodes(const Context& context, const NodesFlags& flags) {
 
 int run_nodes_add(const Context& context, const NodeAddFlags& flags) {
     json::object body;
+    if (!flags.control_url.empty()) {
+        body["control_url"] = flags.control_url;
+    }
     if (!flags.driver.empty()) {
         body["driver"] = flags.driver;
     }

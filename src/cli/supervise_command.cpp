@@ -57,7 +57,11 @@ SuperviseApps add_supervise_commands(CLI::App& app, SuperviseCliFlags& flags) {
                 "block-producer mode: start passive, produce only with the producer lease "
                 "(docs/producers.md)");
     optional_flag(s, "--serve", flags.serve,
-                  "serve's URL, where the producer lease is held (bp mode)");
+                  "serve's URL: the node is registered in its pool (driver sidecar), and the "
+                  "producer lease is held there (bp mode)");
+    optional_flag(s, "--advertise", flags.advertise,
+                  "the URL serve reaches this control API at (default: http://HOST:PORT of "
+                  "--control as bound)");
     optional_flag(s, "--producer-key", flags.producer_key,
                   "the producer lease's key: the signing key or account the nodes share");
 
@@ -103,6 +107,7 @@ int run_supervise(const SuperviseApps& apps,
     overrides.backup_dir = given(s, "--backup-dir", flags.backup_dir);
     overrides.serve = given(s, "--serve", flags.serve);
     overrides.producer_key = given(s, "--producer-key", flags.producer_key);
+    overrides.advertise = given(s, "--advertise", flags.advertise);
     overrides.bp_mode = flags.bp_mode;
     overrides.command = std::move(command);
     auto settings = config::load_supervise(flags.config_path, overrides);

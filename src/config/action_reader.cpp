@@ -14,7 +14,9 @@ namespace {
 
 constexpr std::string_view kStepKinds =
     "driver, run, wait, http, ssh, lease, reboot, connect, noop";
-constexpr std::string_view kOps = "install, upgrade, uninstall, wipe-data, restart, status";
+constexpr std::string_view kOps =
+    "install, upgrade, uninstall, wipe-data, restart, status, maintenance, resume, reload, "
+    "backup, restore, pause-production, resume-production";
 constexpr std::string_view kConditions = "running, synced, height-advancing";
 constexpr std::string_view kParamTypes = "string, dns_label, image_tag, integer, boolean";
 
@@ -112,6 +114,7 @@ std::string_view extra_key(jobs::StepKind kind) {
         case jobs::StepKind::kSsh:
         case jobs::StepKind::kReboot:
         case jobs::StepKind::kConnect:
+        case jobs::StepKind::kSwitchProducer:
         case jobs::StepKind::kNoop:
             return {};
     }
@@ -121,7 +124,8 @@ std::string_view extra_key(jobs::StepKind kind) {
 constexpr jobs::StepKind kAllKinds[] = {
     jobs::StepKind::kDriver, jobs::StepKind::kRun,     jobs::StepKind::kWait,
     jobs::StepKind::kHttp,   jobs::StepKind::kSsh,     jobs::StepKind::kLease,
-    jobs::StepKind::kReboot, jobs::StepKind::kConnect, jobs::StepKind::kNoop};
+    jobs::StepKind::kReboot, jobs::StepKind::kConnect, jobs::StepKind::kSwitchProducer,
+    jobs::StepKind::kNoop};
 
 /// Any key a step may have besides a kind key.
 bool is_step_key(std::string_view key) {
@@ -150,6 +154,8 @@ std::string default_step_name(const jobs::StepSpec& step) {
             return "reboot";
         case jobs::StepKind::kConnect:
             return fmt::format("connect {}:{}", step.connect.host, step.connect.port);
+        case jobs::StepKind::kSwitchProducer:
+            return "switch producer";
         case jobs::StepKind::kNoop:
             return "noop";
     }
@@ -439,6 +445,20 @@ void read_connect(YamlReader& r, const Value& value, jobs::ConnectStepSpec& conn
                });
 }
 
+/// switch_producer: {from, execute, max_lag, verify_timeout}; {} keeps every default.
+void read_switch_producer(YamlReader& r, const Value& value, jobs::SwitchProducerStepSpec& spec) {
+    if (value.is_null()) {
+        return;
+    }
+    r.read_map(value, {
+                          {"from", [&](const Value& v) { r.read_string(v, spec.from); }},
+                          {"execute", [&](const Value& v) { r.read_string(v, spec.execute); }},
+                          {"max_lag", [&](const Value& v) { r.read_string(v, spec.max_lag); }},
+                          {"verify_timeout",
+                           [&](const Value& v) { r.read_duration(v, spec.verify_timeout); }},
+                      });
+}
+
 /// reboot: {methods, ssh_command, ipmi_command, pdu_off_time, verify: {port, down_within,
 /// up_within, interval, probe_timeout}}; {} keeps every default.
 void read_reboot(YamlReader& r, const Value& value, jobs::RebootStepSpec& reboot) {
@@ -514,6 +534,9 @@ void read_kind_value(YamlReader& r, const Value& value, jobs::StepSpec& step) {
             return;
         case jobs::StepKind::kConnect:
             read_connect(r, value, step.connect);
+            return;
+        case jobs::StepKind::kSwitchProducer:
+            read_switch_producer(r, value, step.switch_producer);
             return;
         case jobs::StepKind::kNoop:
             if (!value.is_null() && !(value.node.IsMap() && value.node.size() == 0)) {

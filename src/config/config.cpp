@@ -299,6 +299,7 @@ void read_node(YamlReader& r,
                FirstSeen& seen) {
     core::NodeSpec spec;
     std::optional<Value> name_at;
+    std::optional<Value> control_at;
     bool ok = r.read_map(
         value, {
                    {"name",
@@ -309,7 +310,14 @@ void read_node(YamlReader& r,
                     }},
                    {"driver",
                     [&](const Value& v) {
-                        r.read_choice(v, spec.driver, {"sim", "helm"}, "node driver", "sim, helm");
+                        r.read_choice(v, spec.driver, {"sim", "helm", "sidecar"}, "node driver",
+                                      "sim, helm, sidecar");
+                    }},
+                   {"control_url",
+                    [&](const Value& v) {
+                        if (r.read_string(v, spec.control_url)) {
+                            control_at = v;
+                        }
                     }},
                    {"image_tag", [&](const Value& v) { r.read_string(v, spec.image_tag); }},
                    {"labels", [&](const Value& v) { r.read_string_map(v, spec.labels); }},
@@ -328,6 +336,10 @@ void read_node(YamlReader& r,
             },
     };
     if (!check_entry_name(r, value, name_at, spec.name, seen, rules)) {
+        return;
+    }
+    if (auto valid = fleet::check_control_url(spec); !valid) {
+        r.error(control_at ? *control_at : value, valid.error().message);
         return;
     }
     nodes.push_back(std::move(spec));
@@ -704,40 +716,41 @@ void read_config(YamlReader& r,
     // Read even when absent: the built-in actions are added there.
     Value jobs_value{YAML::Node{}, "jobs", root.mark};
     Value notify_value{YAML::Node{}, "notify", root.mark};
-    r.read_map(root, {
-                         {"data_dir",
-                          [&](const Value& v) {
-                              std::string text;
-                              if (!r.read_string(v, text)) {
-                                  return;
-                              }
-                              if (text.empty()) {
-                                  r.error(v, "must not be empty");
-                                  return;
-                              }
-                              c.data_dir = std::move(text);
-                          }},
-                         {"instance",
-                          [&](const Value& v) {
-                              std::string text;
-                              if (!r.read_string(v, text)) {
-                                  return;
-                              }
-                              if (auto problem = check_instance_name(text)) {
-                                  r.error(v, *problem);
-                                  return;
-                              }
-                              c.instance = std::move(text);
-                          }},
-                         {"log", [&](const Value& v) { read_log(r, v, c.log); }},
-                         {"server", [&](const Value& v) { read_server(r, v, c.server, base_dir); }},
-                         {"store", [&](const Value& v) { read_store(r, v, c.store, base_dir); }},
-                         {"fleet", [&](const Value& v) { read_fleet(r, v, c.fleet); }},
-                         {"jobs", [&](const Value& v) { jobs_value = v; }},
-                         {"drivers", [&](const Value& v) { read_drivers(r, v, c.drivers); }},
-                         {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
-                         {"notify", [&](const Value& v) { notify_value = v; }},
-                     });
+    r.read_map(root,
+               {
+                   {"data_dir",
+                    [&](const Value& v) {
+                        std::string text;
+                        if (!r.read_string(v, text)) {
+                            return;
+                        }
+                        if (text.empty()) {
+                            r.error(v, "must not be empty");
+                            return;
+                        }
+                        c.data_dir = std::move(text);
+                    }},
+                   {"instance",
+                    [&](const Value& v) {
+                        std::string text;
+                        if (!r.read_string(v, text)) {
+                            return;
+                        }
+                        if (auto problem = check_instance_name(text)) {
+                            r.error(v, *problem);
+                            return;
+                        }
+                        c.instance = std::move(text);
+                    }},
+                   {"log", [&](const Value& v) { read_log(r, v, c.log); }},
+                   {"server", [&](const Value& v) { read_server(r, v, c.server, base_dir); }},
+                   {"store", [&](const Value& v) { read_store(r, v, c.store, base_dir); }},
+                   {"fleet", [&](const Value& v) { read_fleet(r, v, c.fleet); }},
+                   {"jobs", [&](const Value& v) { jobs_value = v; }},
+                   {"drivers", [&](const Value& v) { read_drivers(r, v, c.drivers, base_dir); }},
+                   {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
+                   {"notify", [&](const Value& v) { notify_value = v; }},
+               });
     read_jobs(r, jobs_value, c.jobs, builtins, base_dir);
     // After the jobs: the actions it names are checked against the merged list.
     read_notify(r, notify_value, c.notify, c.jobs.actions, base_dir);

@@ -561,7 +561,10 @@ void read_jobs(YamlReader& r,
     check_action_refs(r, permissions.actions, s.actions);
 }
 
-void read_drivers(YamlReader& r, const Value& value, drivers::Settings& s) {
+void read_drivers(YamlReader& r,
+                  const Value& value,
+                  drivers::Settings& s,
+                  const std::filesystem::path& base_dir) {
     auto& sim = s.sim;
     auto read_sim = [&](const Value& v) {
         r.read_map(
@@ -579,10 +582,34 @@ void read_drivers(YamlReader& r, const Value& value, drivers::Settings& s) {
                 {"stop_grace", [&](const Value& x) { r.read_duration(x, sim.stop_grace); }},
             });
     };
+    // drivers.sidecar: how serve reaches the sidecars of nodes with driver sidecar; the token
+    // from a file or the environment, never inline.
+    auto read_sidecar = [&](const Value& v) {
+        SecretSource source;
+        r.read_map(v,
+                   {
+                       {"token_file",
+                        [&](const Value& x) {
+                            source.file_at = x;
+                            r.read_string(x, source.file);
+                        }},
+                       {"token_env",
+                        [&](const Value& x) {
+                            source.env_at = x;
+                            r.read_string(x, source.env);
+                        }},
+                       {"timeout", [&](const Value& x) { r.read_duration(x, s.sidecar.timeout); }},
+                       {"command_timeout",
+                        [&](const Value& x) { r.read_duration(x, s.sidecar.command_timeout); }},
+                   });
+        std::string token_path;
+        load_source(r, source, "token", base_dir, token_path, s.sidecar.token);
+    };
     r.read_map(value, {
                           {"dir", [&](const Value& v) { r.read_string(v, s.dir); }},
                           {"sim", read_sim},
                           {"helm", [&](const Value& v) { read_helm(r, v, s.helm); }},
+                          {"sidecar", read_sidecar},
                       });
 }
 

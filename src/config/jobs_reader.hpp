@@ -37,6 +37,9 @@ void check_action_refs(YamlReader& r,
                        const std::vector<jobs::ActionSpec>& actions);
 
 /// Reads `drivers:`. `dir` is left as written (empty: the wiring picks <data_dir>/nodes).
-void read_drivers(YamlReader& r, const Value& value, drivers::Settings& settings);
+void read_drivers(YamlReader& r,
+                  const Value& value,
+                  drivers::Settings& settings,
+                  const std::filesystem::path& base_dir);
 
 }  // namespace aviary::config

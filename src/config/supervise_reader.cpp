@@ -235,6 +235,15 @@ std::optional<std::string> check_serve_url(std::string_view url) {
     return std::nullopt;
 }
 
+/// Where serve reaches this sidecar's control API: http(s)://HOST[:PORT], no path.
+std::optional<std::string> check_advertise(std::string_view url) {
+    auto problem = fleet::control_url_problem(url);
+    if (!problem.empty()) {
+        return fmt::format("\"{}\" {}", url, problem);
+    }
+    return std::nullopt;
+}
+
 /// The producer lease's key: what serve accepts (letters, digits, ".-_:@").
 std::optional<std::string> check_producer_key(std::string_view key) {
     if (key.empty() || key.size() > 128 || !std::all_of(key.begin(), key.end(), [](char c) {
@@ -1100,6 +1109,8 @@ void read_supervise_root(YamlReader& r,
              }},
             {"data_dir", [&](const Value& v) { read_checked(r, v, s.data_dir, check_nothing); }},
             {"chain_id", [&](const Value& v) { read_checked(r, v, s.chain_id, check_chain_id); }},
+            {"advertise",
+             [&](const Value& v) { read_checked(r, v, s.advertise, check_advertise); }},
             {"backup", [&](const Value& v) { read_backup(r, v, s.backup, file); }},
             {"bp_mode", [&](const Value& v) { r.read_bool(v, s.producer.bp_mode); }},
             {"producer", [&](const Value& v) { read_producer_settings(r, v, s.producer); }},
@@ -1187,6 +1198,7 @@ void apply_flags(const SuperviseFlags& flags,
     apply_flag(flags.backup_dir, "--backup-dir", check_not_empty, s.backup.dir, problems);
     apply_flag(flags.serve, "--serve", check_serve_url, s.producer.serve, problems);
     apply_flag(flags.producer_key, "--producer-key", check_producer_key, s.producer.key, problems);
+    apply_flag(flags.advertise, "--advertise", check_advertise, s.advertise, problems);
     if (flags.bp_mode) {
         s.producer.bp_mode = true;
     }
@@ -1339,10 +1351,10 @@ core::Result<supervisor::Settings> load_supervise(const std::string& path,
                 s.chain, preset.producer_pause.empty() ? "no producer API" : "no passive_args"));
         }
     }
-    if (!s.producer.serve.empty() && s.producer.key.empty()) {
+    if (s.producer.bp_mode && !s.producer.serve.empty() && s.producer.key.empty()) {
         problems.emplace_back(
-            "producer.key is required with --serve (producer.serve): the signing key or producer "
-            "account the nodes of one producer share");
+            "producer.key is required in bp mode with --serve (producer.serve): the signing key "
+            "or producer account the nodes of one producer share");
     }
     if (!s.backup.dir.empty() && s.data_dir.empty()) {
         problems.emplace_back(

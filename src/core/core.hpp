@@ -203,6 +203,9 @@ struct NodeSpec {
     /// Set for a machine (driver ssh or none): a host reached over the network rather than a
     /// node a driver deploys.
     std::optional<MachineSpec> machine;
+    /// Driver sidecar: the sidecar's control API (`http://host:port`), where serve reaches the
+    /// `aviary supervise` that runs the node (docs/producers.md). Empty for every other driver.
+    std::string control_url;
 };
 
 /// An external scheduler's worker id (the roller's tc_worker_id) and the machine behind it. A

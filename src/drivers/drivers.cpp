@@ -1,5 +1,7 @@
 #include "drivers/drivers.hpp"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <filesystem>
 #include <system_error>
@@ -7,18 +9,26 @@
 
 #include "drivers/helm_driver.hpp"
 #include "drivers/machine_driver.hpp"
+#include "drivers/sidecar_driver.hpp"
 #include "drivers/sim_driver.hpp"
 
 namespace aviary::drivers {
 namespace {
 
-constexpr std::array<std::pair<Op, std::string_view>, 6> kOpNames{{
+constexpr std::array<std::pair<Op, std::string_view>, 13> kOpNames{{
     {Op::kInstall, "install"},
     {Op::kUpgrade, "upgrade"},
     {Op::kUninstall, "uninstall"},
     {Op::kWipeData, "wipe-data"},
     {Op::kRestart, "restart"},
     {Op::kStatus, "status"},
+    {Op::kMaintenance, "maintenance"},
+    {Op::kResume, "resume"},
+    {Op::kReload, "reload"},
+    {Op::kBackup, "backup"},
+    {Op::kRestore, "restore"},
+    {Op::kPauseProduction, "pause-production"},
+    {Op::kResumeProduction, "resume-production"},
 }};
 
 }  // namespace
@@ -41,6 +51,35 @@ std::optional<Op> parse_op(std::string_view text) {
     return std::nullopt;
 }
 
+bool is_sidecar_op(Op op) {
+    switch (op) {
+        case Op::kInstall:
+        case Op::kUpgrade:
+        case Op::kUninstall:
+        case Op::kWipeData:
+        case Op::kRestart:
+        case Op::kStatus:
+            return false;
+        case Op::kMaintenance:
+        case Op::kResume:
+        case Op::kReload:
+        case Op::kBackup:
+        case Op::kRestore:
+        case Op::kPauseProduction:
+        case Op::kResumeProduction:
+            return true;
+    }
+    return false;
+}
+
+core::Error not_a_sidecar(std::string_view driver, const OpRequest& request) {
+    return core::Error{
+        core::ErrorCode::kInvalidArgument,
+        fmt::format("node {} uses driver {}, which has no {}: it is a command of a supervised "
+                    "node's sidecar (driver sidecar; docs/producers.md)",
+                    request.node.name, driver, to_string(request.op))};
+}
+
 std::vector<std::unique_ptr<Driver>> make_drivers(const Settings& settings) {
     std::string program = settings.sim.program;
     if (program.empty()) {
@@ -56,6 +95,7 @@ std::vector<std::unique_ptr<Driver>> make_drivers(const Settings& settings) {
     drivers.push_back(make_helm_driver(settings.helm));
     drivers.push_back(make_machine_driver("ssh"));
     drivers.push_back(make_machine_driver("none"));
+    drivers.push_back(make_sidecar_driver(settings.sidecar));
     return drivers;
 }
 

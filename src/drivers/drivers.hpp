@@ -81,18 +81,49 @@ struct HelmSettings {
 /// The target a node uses: its first matching pool's, else the defaults.
 const HelmTarget& helm_target(const HelmSettings& settings, const core::NodeSpec& node);
 
+/// How serve reaches the `aviary supervise` sidecars of nodes with driver sidecar
+/// (docs/producers.md): each node's control_url, with this bearer token.
+struct SidecarSettings {
+    std::string token;  ///< sent as Authorization: Bearer; never logged. Empty: none sent
+    /// A status read, and the answer to a command that is only queued.
+    core::Millis timeout{std::chrono::seconds{10}};
+    /// A command that runs to its end (`?sync=true`: a backup, a restore, a safe pause) may take
+    /// this long; the step's own timeout also applies.
+    core::Millis command_timeout{std::chrono::hours{2}};
+};
+
 struct Settings {
     /// Where drivers keep node state: sim nodes in <dir>/sim/<node>/. Set by the wiring to
     /// <data_dir>/nodes when empty.
     std::string dir;
     SimSettings sim;
     HelmSettings helm;
+    SidecarSettings sidecar;
 };
 
-enum class Op { kInstall, kUpgrade, kUninstall, kWipeData, kRestart, kStatus };
-/// "install", "upgrade", "uninstall", "wipe-data", "restart", "status".
+/// What a driver step does. The first six are every deploying driver's; the rest are the
+/// commands of a supervised node's sidecar (driver sidecar only), manageos's names.
+enum class Op {
+    kInstall,
+    kUpgrade,
+    kUninstall,
+    kWipeData,
+    kRestart,
+    kStatus,
+    kMaintenance,       ///< stop the node and hold it stopped
+    kResume,            ///< out of maintenance
+    kReload,            ///< restart the node now
+    kBackup,            ///< a backup of its data dir (docs/backups.md)
+    kRestore,           ///< the newest usable backup put back
+    kPauseProduction,   ///< safely_pause_production (bp mode)
+    kResumeProduction,  ///< safely_resume_production (bp mode, with the producer lease)
+};
+/// "install", "upgrade", "uninstall", "wipe-data", "restart", "status", "maintenance", "resume",
+/// "reload", "backup", "restore", "pause-production", "resume-production".
 std::string_view to_string(Op op);
 std::optional<Op> parse_op(std::string_view text);
+/// True for the ops only driver sidecar performs (maintenance ... resume-production).
+bool is_sidecar_op(Op op);
 
 /// What a node reports about itself.
 struct NodeStatus {
@@ -165,6 +196,36 @@ public:
     virtual asio::awaitable<core::Result<NodeStatus>> status(const core::NodeSpec& node) = 0;
     /// Stops what start() started (sim nodes are ended gracefully). On the executor.
     virtual asio::awaitable<void> stop() = 0;
+};
+
+/// What a sidecar's GET /v1/status says, as the driver and the producer hand-off read it.
+struct SidecarStatus {
+    std::string name;       ///< the sidecar's --name
+    std::string state;      ///< "running", "stopped", "backoff", "maintenance"...
+    std::string readiness;  ///< "ready" when it takes traffic
+    std::string reason;     ///< why not ready
+    std::optional<std::int64_t> height;
+    std::string chain_id;
+    std::string phase;  ///< of a backup or restore under way
+    /// bp mode: "producing", "paused" or "unknown"; empty when the sidecar is not in bp mode.
+    std::string production;
+    std::string producer_key;  ///< the producer lease's key, in bp mode
+    std::int64_t fence = 0;    ///< the lease's fence while this sidecar holds it, else 0
+};
+
+/// Driver sidecar: a node run by `aviary supervise`, reached on its control API (its
+/// NodeSpec::control_url). Besides Driver's ops, the producer hand-off reads and commands it
+/// directly (jobs' switch_producer step).
+class SidecarDriver : public Driver {
+public:
+    /// GET /v1/status. kUnavailable when it does not answer (naming the URL), kInternal for an
+    /// answer that is not the sidecar's status.
+    virtual asio::awaitable<core::Result<SidecarStatus>> read(const core::NodeSpec& node) = 0;
+    /// POST /v1/COMMAND?sync=true, run to its end: the sidecar's `Success: ... completed`, or
+    /// its `ERROR: ...` as the error (kBusy), or kUnavailable without an answer.
+    virtual asio::awaitable<core::Result<std::string>> command(const core::NodeSpec& node,
+                                                               Op op,
+                                                               Context& context) = 0;
 };
 
 /// Every built-in driver, configured.

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <optional>
 
+#include "drivers/sidecar_driver.hpp"
+
 namespace aviary::drivers {
 namespace {
 
@@ -237,6 +239,13 @@ std::vector<HelmCommand> helm_commands(const HelmSettings& settings,
         case Op::kStatus:
             return {helm_status_command(settings, target, release)};
         case Op::kRestart:
+        case Op::kMaintenance:
+        case Op::kResume:
+        case Op::kReload:
+        case Op::kBackup:
+        case Op::kRestore:
+        case Op::kPauseProduction:
+        case Op::kResumeProduction:
             break;
     }
     return {};
@@ -545,6 +554,9 @@ asio::awaitable<core::Result<std::string>> HelmDriver::run(const OpRequest& requ
     }
     const HelmTarget& target = helm_target(settings_, request.node);
     std::string tag = request.image_tag.empty() ? request.node.image_tag : request.image_tag;
+    if (is_sidecar_op(request.op)) {
+        co_return not_a_sidecar(name(), request);
+    }
     boost::json::object result{{"release", release}, {"namespace", target.namespace_name}};
     switch (request.op) {
         case Op::kRestart:
@@ -574,6 +586,14 @@ asio::awaitable<core::Result<std::string>> HelmDriver::run(const OpRequest& requ
         case Op::kWipeData:
             result["data_deleted"] = true;
             break;
+        case Op::kMaintenance:
+        case Op::kResume:
+        case Op::kReload:
+        case Op::kBackup:
+        case Op::kRestore:
+        case Op::kPauseProduction:
+        case Op::kResumeProduction:
+            break;  // refused above
     }
     for (const auto& command : helm_commands(settings_, target, request.op, release, tag)) {
         auto done = co_await perform(command, target, release, context);

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "drivers/sidecar_driver.hpp"
 #include "drivers/sim_files.hpp"
 
 namespace aviary::drivers {
@@ -478,6 +479,9 @@ asio::awaitable<core::Result<std::string>> SimDriver::run(const OpRequest& reque
         co_return core::Error{core::ErrorCode::kInvalidArgument,
                               fmt::format("sim node name \"{}\" is not a DNS label", node)};
     }
+    if (is_sidecar_op(request.op)) {
+        co_return not_a_sidecar(name(), request);
+    }
     core::Result<void> outcome;
     switch (request.op) {
         case Op::kInstall:
@@ -494,6 +498,13 @@ asio::awaitable<core::Result<std::string>> SimDriver::run(const OpRequest& reque
             outcome = co_await restart(node, context);
             break;
         case Op::kStatus:
+        case Op::kMaintenance:
+        case Op::kResume:
+        case Op::kReload:
+        case Op::kBackup:
+        case Op::kRestore:
+        case Op::kPauseProduction:
+        case Op::kResumeProduction:
             break;
     }
     if (!outcome) {

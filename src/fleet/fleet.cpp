@@ -459,6 +459,9 @@ core::Result<std::pair<core::Node, bool>> Fleet::put_node(const core::NodeSpec& 
             return valid.error();
         }
     }
+    if (auto valid = check_control_url(spec); !valid) {
+        return valid.error();
+    }
     auto change = store_.put_node(spec, policy::actor_of(caller), clock_.now());
     if (!change) {
         return change.error();

@@ -285,4 +285,14 @@ bool is_machine_driver(std::string_view driver);
 /// field: `machine t-linux-1: pdu_host and pdu_outlet (from 1) go together`.
 core::Result<void> check_machine(const core::NodeSpec& spec);
 
+/// A sidecar's control URL: `http://HOST[:PORT]` or `https://...`, HOST a host name or IP
+/// address (IPv6 in brackets), no credentials, path, query or fragment. Empty when it is one,
+/// else what is wrong with it.
+std::string control_url_problem(std::string_view url);
+
+/// A node's control_url against its driver: driver sidecar needs one (a valid one), every other
+/// driver has none. kInvalidArgument naming the node: `node bp-a: driver sidecar needs a
+/// control_url (the sidecar's control API, http://HOST:PORT)`.
+core::Result<void> check_control_url(const core::NodeSpec& spec);
+
 }  // namespace aviary::fleet

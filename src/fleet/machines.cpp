@@ -146,4 +146,56 @@ core::Result<void> check_machine(const core::NodeSpec& spec) {
     return {};
 }
 
+std::string control_url_problem(std::string_view url) {
+    constexpr std::size_t kMaxUrl = 512;
+    if (url.size() > kMaxUrl) {
+        return fmt::format("is longer than {} characters", kMaxUrl);
+    }
+    std::string_view rest = url;
+    if (rest.starts_with("http://")) {
+        rest.remove_prefix(7);
+    } else if (rest.starts_with("https://")) {
+        rest.remove_prefix(8);
+    } else {
+        return "must start with http:// or https://";
+    }
+    if (rest.ends_with('/')) {
+        rest.remove_suffix(1);
+    }
+    if (rest.find_first_of("/?#") != std::string_view::npos) {
+        return "must be http://HOST[:PORT] with no path, query or fragment";
+    }
+    if (rest.find('@') != std::string_view::npos) {
+        return "must not carry credentials (serve's sidecar token_file holds the token)";
+    }
+    if (!is_host(rest, true)) {
+        return "has a bad host or port (a host name or IP address, then optionally :1-65535)";
+    }
+    return {};
+}
+
+core::Result<void> check_control_url(const core::NodeSpec& spec) {
+    const bool sidecar = spec.driver == "sidecar";
+    if (!sidecar) {
+        if (!spec.control_url.empty()) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("node {}: control_url is for driver sidecar, not {}",
+                                           spec.name, spec.driver)};
+        }
+        return {};
+    }
+    if (spec.control_url.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("node {}: driver sidecar needs a control_url (the "
+                                       "sidecar's control API, http://HOST:PORT)",
+                                       spec.name)};
+    }
+    if (auto problem = control_url_problem(spec.control_url); !problem.empty()) {
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("node {}: control_url \"{}\" {}", spec.name, spec.control_url, problem)};
+    }
+    return {};
+}
+
 }  // namespace aviary::fleet

@@ -53,7 +53,7 @@ constexpr std::array<std::pair<RebootMethod, std::string_view>, 3> kRebootMethod
     {RebootMethod::kPdu, "pdu"},
 }};
 
-constexpr std::array<std::pair<StepKind, std::string_view>, 9> kStepKinds{{
+constexpr std::array<std::pair<StepKind, std::string_view>, 10> kStepKinds{{
     {StepKind::kDriver, "driver"},
     {StepKind::kRun, "run"},
     {StepKind::kWait, "wait"},
@@ -63,6 +63,7 @@ constexpr std::array<std::pair<StepKind, std::string_view>, 9> kStepKinds{{
     {StepKind::kLease, "lease"},
     {StepKind::kReboot, "reboot"},
     {StepKind::kConnect, "connect"},
+    {StepKind::kSwitchProducer, "switch_producer"},
 }};
 
 constexpr std::array<std::pair<HttpCheckKind, std::string_view>, 3> kHttpCheckKinds{{
@@ -679,6 +680,19 @@ core::Result<void> validate_action(const ActionSpec& action) {
             case StepKind::kReboot:
                 if (auto [at, problem] = reboot_problem(step.reboot, action); !problem.empty()) {
                     return fail(fmt::format("{}.reboot{}", where, at), problem);
+                }
+                break;
+            case StepKind::kSwitchProducer:
+                for (const auto& [key, text] :
+                     {std::pair{"from", &step.switch_producer.from},
+                      std::pair{"execute", &step.switch_producer.execute},
+                      std::pair{"max_lag", &step.switch_producer.max_lag}}) {
+                    if (auto problem = template_problem(*text, action); !problem.empty()) {
+                        return fail(fmt::format("{}.switch_producer.{}", where, key), problem);
+                    }
+                }
+                if (step.switch_producer.verify_timeout <= core::Millis{0}) {
+                    return fail(where + ".switch_producer.verify_timeout", "must be positive");
                 }
                 break;
             case StepKind::kNoop:

@@ -87,7 +87,18 @@ struct ParamSpec {
     std::string from;
 };
 
-enum class StepKind { kDriver, kRun, kWait, kNoop, kHttp, kSsh, kLease, kReboot, kConnect };
+enum class StepKind {
+    kDriver,
+    kRun,
+    kWait,
+    kNoop,
+    kHttp,
+    kSsh,
+    kLease,
+    kReboot,
+    kConnect,
+    kSwitchProducer,
+};
 std::string_view to_string(StepKind kind);
 std::optional<StepKind> parse_step_kind(std::string_view text);
 
@@ -156,6 +167,17 @@ struct ConnectStepSpec {
     core::Millis timeout{std::chrono::seconds{5}};   ///< each attempt
 };
 
+/// switch_producer: hands block production from the node `from` names to the job's node, both
+/// run by sidecars in bp mode (docs/producers.md, "switch-producer"). Fields are templated.
+struct SwitchProducerStepSpec {
+    std::string from = "{{params.from}}";        ///< the node producing now
+    std::string execute = "{{params.execute}}";  ///< "true": act; else only the plan and checks
+    /// The most blocks the target may be behind the source for the hand-over to go ahead.
+    std::string max_lag = "{{params.max_lag}}";
+    /// How long the target may take to show production and a growing head once resumed.
+    core::Millis verify_timeout{std::chrono::seconds{30}};
+};
+
 /// How a reboot may be done, in the order a reboot step escalates through them.
 enum class RebootMethod {
     kSsh,   ///< the machine's own command over ssh (jobs.ssh)
@@ -201,6 +223,7 @@ struct StepSpec {
     LeaseStepSpec lease;                                   ///< lease
     RebootStepSpec reboot;                                 ///< reboot
     ConnectStepSpec connect;                               ///< connect
+    SwitchProducerStepSpec switch_producer;                ///< switch_producer
     core::Millis timeout{0};  ///< this step; 0: whatever is left of the action's timeout
 };
 

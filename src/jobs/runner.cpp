@@ -16,6 +16,7 @@
 #include "jobs/engine_impl.hpp"
 #include "jobs/http_step.hpp"
 #include "jobs/reboot_step.hpp"
+#include "jobs/switch_producer_step.hpp"
 
 namespace aviary::jobs {
 namespace {
@@ -290,6 +291,13 @@ void note_deployment(Run& run, const drivers::OpRequest& request) {
         case drivers::Op::kWipeData:
         case drivers::Op::kRestart:
         case drivers::Op::kStatus:
+        case drivers::Op::kMaintenance:
+        case drivers::Op::kResume:
+        case drivers::Op::kReload:
+        case drivers::Op::kBackup:
+        case drivers::Op::kRestore:
+        case drivers::Op::kPauseProduction:
+        case drivers::Op::kResumeProduction:
             break;
     }
 }
@@ -470,6 +478,8 @@ asio::awaitable<core::Result<std::string>> run_step(Engine::Impl& d,
             co_return co_await run_reboot_step(d, run, step, context);
         case StepKind::kConnect:
             co_return co_await run_connect_step(run, step, context);
+        case StepKind::kSwitchProducer:
+            co_return co_await run_switch_producer_step(d, run, step, context);
         case StepKind::kWait: {
             auto* driver = d.find_driver(run.node.driver);
             if (driver == nullptr) {
@@ -548,7 +558,8 @@ asio::awaitable<void> Engine::Impl::run_job(Run& run) {
         run.action != nullptr &&
         std::any_of(run.action->steps.begin(), run.action->steps.end(), [](const StepSpec& step) {
             return step.kind == StepKind::kDriver || step.kind == StepKind::kWait ||
-                   step.kind == StepKind::kSsh || step.kind == StepKind::kReboot;
+                   step.kind == StepKind::kSsh || step.kind == StepKind::kReboot ||
+                   step.kind == StepKind::kSwitchProducer;
         });
     auto prepare = [this, &run, &node]() -> core::Result<std::pair<core::Job, std::int64_t>> {
         node = fleet.node(run.job.node);

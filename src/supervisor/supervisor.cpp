@@ -1994,6 +1994,7 @@ core::Result<void> Supervisor::start() {
     asio::co_spawn(d.context, d.commands(), asio::detached);
     if (d.settings.producer.bp_mode) {
         d.status.production = "unknown";
+        d.status.producer_key = d.settings.producer.key;
         if (!d.settings.producer.serve.empty()) {
             asio::co_spawn(d.context, d.keep_lease(), asio::detached);
         }

@@ -225,6 +225,10 @@ struct Settings {
     /// The preset's log metrics followed by the file's (config joins them).
     std::vector<LogRule> log_metrics;
     std::vector<std::string> tokens;  ///< required off loopback
+    /// With --serve: the control URL serve reaches this sidecar at (--advertise), given when
+    /// it registers the node in serve's pool (docs/producers.md). Empty: http://HOST:PORT of the
+    /// control listener as bound (a wildcard HOST needs --advertise).
+    std::string advertise;
 };
 
 /// Where the node is in its life.
@@ -269,7 +273,8 @@ struct Status {
     /// bp mode: "producing", "paused", or "unknown" (the producer API did not answer); "" when
     /// not in bp mode.
     std::string production;
-    std::int64_t fence = 0;  ///< the producer lease's fence while this sidecar holds it, else 0
+    std::string producer_key;  ///< bp mode: the producer lease's key (may be empty)
+    std::int64_t fence = 0;    ///< the producer lease's fence while this sidecar holds it, else 0
 };
 
 /// One line of the node's output.

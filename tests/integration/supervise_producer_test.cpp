@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "bp_support.hpp"
 #include "net/net.hpp"
 #include "rpc_helpers.hpp"
 #include "supervise_support.hpp"
@@ -34,121 +35,6 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-constexpr const char* kKey = "eosio.bp";
-
-/// What the node says on its own port: true paused, false producing, nullopt no answer.
-std::optional<bool> node_paused(const std::string& upstream) {
-    auto response = net::fetch_sync(net::ClientRequest{
-        .method = "GET", .url = upstream + "/v1/producer/paused", .timeout = 2s});
-    if (!response || response->status != 200) {
-        return std::nullopt;
-    }
-    boost::system::error_code ec;
-    auto value = json::parse(response->body, ec);
-    if (ec || !value.is_bool()) {
-        return std::nullopt;
-    }
-    return value.as_bool();
-}
-
-/// A sim node under a bp-mode sidecar named `name`, holding `kKey` in serve at `serve_url`
-/// (none when empty).
-struct BpNode {
-    BpNode(const std::string& name,
-           const std::string& serve_url,
-           const std::string& config_yaml = {})
-        : port(free_port()),
-          upstream("http://127.0.0.1:" + std::to_string(port)),
-          sidecar(args(name, serve_url, upstream, dir.path()),
-                  sim_node(dir.path(), port),
-                  {},
-                  config_yaml) {}
-
-    static std::vector<std::string> args(const std::string& name,
-                                         const std::string& serve_url,
-                                         const std::string& upstream,
-                                         const std::string& data_dir) {
-        std::vector<std::string> out{"--chain",   "sim",        "--name",      name,
-                                     "--bp-mode", "--proxy",    "127.0.0.1:0", "--upstream",
-                                     upstream,    "--data-dir", data_dir};
-        if (!serve_url.empty()) {
-            out.insert(out.end(), {"--serve", serve_url, "--producer-key", kKey});
-        }
-        return out;
-    }
-
-    std::optional<bool> paused() const { return node_paused(upstream); }
-
-    /// The node's own start line says it started paused ("serving on port ... paused"), and
-    /// its sidecar never had to pause it: it was passive from its first instant.
-    ::testing::AssertionResult started_passive() const {
-        static const std::regex line{
-            R"(serving on port [0-9]+ version \S+ height [0-9]+( paused)?\n)"};
-        std::smatch m;
-        std::string out;
-        // The relay may still be writing the line out.
-        if (!wait_until([&] {
-                out = sidecar.out();
-                return std::regex_search(out, m, line);
-            })) {
-            return ::testing::AssertionFailure() << "no start line from the node: " << out;
-        }
-        if (!m[1].matched) {
-            return ::testing::AssertionFailure() << "the node did not start paused: " << m[0];
-        }
-        const std::string err = sidecar.err();
-        if (err.find("without the producer lease") != std::string::npos) {
-            return ::testing::AssertionFailure() << "the sidecar had to pause it: " << err;
-        }
-        return ::testing::AssertionSuccess();
-    }
-
-    /// Started, ready, and seen paused by its sidecar (and by its own API).
-    bool wait_passive_and_ready() {
-        if (!sidecar.wait_started()) {
-            return false;
-        }
-        return wait_until(
-            [&] {
-                auto s = sidecar.status();
-                return s["readiness"] == "ready" && s["production"] == "paused" && paused() == true;
-            },
-            30s);
-    }
-
-    TempDir dir;
-    int port;
-    std::string upstream;
-    Sidecar sidecar;
-};
-
-std::int64_t fence_of(Sidecar& sidecar) {
-    auto s = sidecar.status();
-    const auto* fence = s.if_contains("fence");
-    return fence != nullptr && fence->is_int64() ? fence->as_int64() : -1;
-}
-
-/// serve's row for kKey (GET /api/v1/producers), or an empty object when it has none.
-json::object lease_in(const ServerProcess& serve) {
-    auto listed = serve.get("/api/v1/producers");
-    EXPECT_TRUE(listed && listed->status == 200)
-        << (listed ? listed->body : listed.error().message);
-    if (!listed || listed->status != 200) {
-        return {};
-    }
-    const auto value = json::parse(listed->body);
-    for (const auto& lease : value.at("producers").as_array()) {
-        if (lease.at("key") == kKey) {
-            return lease.as_object();
-        }
-    }
-    return {};
-}
-
-const std::string kResumed = "Success: safely_resume_production completed";
-const std::string kPaused = "Success: safely_pause_production completed";
-const std::string kResumeFailed = "ERROR: safely_resume_production failed: ";
 
 TEST(SuperviseProducer, NodesStartPassiveTheFenceRefusesASecondProducerAndGrowsAsProductionMoves) {
     ServerProcess serve{test_config()};

@@ -176,6 +176,9 @@ CREATE TABLE producer_leases (
     expires_at BIGINT NOT NULL
 );
 )sql"},
+    {10, "sidecars' control urls", R"sql(
+ALTER TABLE nodes ADD COLUMN control_url TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 /// Runs `sql` and records `version` in one transaction.

@@ -117,6 +117,9 @@ std::string spec_to_json(const core::NodeSpec& spec) {
     if (spec.machine) {
         out.emplace("machine", machine_object(*spec.machine));
     }
+    if (!spec.control_url.empty()) {
+        out.emplace("control_url", spec.control_url);
+    }
     return boost::json::serialize(out);
 }
 

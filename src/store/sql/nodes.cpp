@@ -19,7 +19,7 @@ constexpr std::string_view kConfigSource = "config";
 constexpr std::string_view kSelectNodes = R"sql(
 SELECT n.name, n.driver, n.image_tag, n.labels, n.note, n.maintenance_reason, n.source,
        l.id, l.node, l.owner, l.reason, l.acquired_at, l.expires_at, l.exclusive, n.deployed_tag,
-       n.machine
+       n.machine, n.control_url
 FROM nodes n LEFT JOIN leases l ON l.node = n.name AND l.expires_at > ?1)sql";
 
 core::Result<core::Node> node_from_row(const Statement& row) {
@@ -37,7 +37,8 @@ core::Result<core::Node> node_from_row(const Statement& row) {
                                .image_tag = row.text(2),
                                .labels = std::move(*labels),
                                .note = row.text(4),
-                               .machine = std::move(*machine)};
+                               .machine = std::move(*machine),
+                               .control_url = row.text(16)};
     node.maintenance_reason = row.text(5);
     node.source = row.text(6);
     node.deployed_tag = row.text(14);
@@ -87,7 +88,7 @@ core::Result<void> check_specs(const std::vector<core::NodeSpec>& specs) {
 
 bool same_spec(const core::NodeSpec& a, const core::NodeSpec& b) {
     return a.driver == b.driver && a.image_tag == b.image_tag && a.labels == b.labels &&
-           a.note == b.note && a.machine == b.machine;
+           a.note == b.note && a.machine == b.machine && a.control_url == b.control_url;
 }
 
 core::Error declared_in_config(std::string_view name) {
@@ -102,7 +103,7 @@ core::Result<void> write_spec(Connection& db, std::string_view sql, const core::
     }
     return write
         ->bind_all(spec.name, spec.driver, spec.image_tag, labels_to_json(spec.labels), spec.note,
-                   machine_to_json(spec.machine))
+                   machine_to_json(spec.machine), spec.control_url)
         .run();
 }
 
@@ -228,8 +229,8 @@ core::Result<void> Reconciler::reconcile_one(const core::NodeSpec& spec, const c
 
 core::Result<void> Reconciler::add(const core::NodeSpec& spec) {
     auto written = write_spec(
-        "INSERT INTO nodes (name, driver, image_tag, labels, note, machine, source) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'config')",
+        "INSERT INTO nodes (name, driver, image_tag, labels, note, machine, control_url, source) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'config')",
         spec);
     if (!written) {
         return written;
@@ -240,8 +241,8 @@ core::Result<void> Reconciler::add(const core::NodeSpec& spec) {
 
 core::Result<void> Reconciler::update(const core::NodeSpec& before, const core::NodeSpec& after) {
     auto written = write_spec(
-        "UPDATE nodes SET driver = ?2, image_tag = ?3, labels = ?4, note = ?5, machine = ?6 "
-        "WHERE name = ?1",
+        "UPDATE nodes SET driver = ?2, image_tag = ?3, labels = ?4, note = ?5, machine = ?6, "
+        "control_url = ?7 WHERE name = ?1",
         after);
     if (!written) {
         return written;
@@ -332,10 +333,10 @@ core::Result<NodeChange> put_node(Connection& db,
     if (created || !same_spec(stored->spec, spec)) {
         auto written = write_spec(
             db,
-            created ? "INSERT INTO nodes (name, driver, image_tag, labels, note, machine, source) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'api')"
+            created ? "INSERT INTO nodes (name, driver, image_tag, labels, note, machine, "
+                      "control_url, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'api')"
                     : "UPDATE nodes SET driver = ?2, image_tag = ?3, labels = ?4, note = ?5, "
-                      "machine = ?6 WHERE name = ?1",
+                      "machine = ?6, control_url = ?7 WHERE name = ?1",
             spec);
         if (!written) {
             return written.error();

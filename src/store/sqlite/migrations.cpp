@@ -274,6 +274,11 @@ core::Result<void> add_producer_leases(SqliteConnection& db) {
     return db.exec(kSchemaV9);
 }
 
+// Nodes run by an `aviary supervise` sidecar: where its control API answers.
+core::Result<void> add_control_urls(SqliteConnection& db) {
+    return db.exec("ALTER TABLE nodes ADD COLUMN control_url TEXT NOT NULL DEFAULT ''");
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
@@ -284,6 +289,7 @@ constexpr Migration kMigrations[] = {
     {7, "machines and worker ids", add_machines},
     {8, "instances, leaders and waiters' instances", add_instances},
     {9, "producer leases", add_producer_leases},
+    {10, "sidecars' control urls", add_control_urls},
 };
 
 core::Result<void> record_version(SqliteConnection& db, int version) {

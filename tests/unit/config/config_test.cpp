@@ -70,7 +70,8 @@ void expect_same(const store::Settings& want, const store::Settings& got) {
 }
 
 void expect_same(const core::NodeSpec& want, const core::NodeSpec& got) {
-    const auto& [name, driver, image_tag, labels, note, machine] = want;
+    const auto& [name, driver, image_tag, labels, note, machine, control_url] = want;
+    EXPECT_EQ(got.control_url, control_url);
     EXPECT_EQ(got.name, name);
     EXPECT_EQ(got.driver, driver);
     EXPECT_EQ(got.image_tag, image_tag);
@@ -141,7 +142,11 @@ void expect_same(const jobs::HttpStepSpec& want, const jobs::HttpStepSpec& got) 
 
 void expect_same(const jobs::StepSpec& want, const jobs::StepSpec& got) {
     const auto& [name, kind, op, image_tag, argv, env, condition, interval, http, lease, reboot,
-                 connect, timeout] = want;
+                 connect, switch_producer, timeout] = want;
+    EXPECT_EQ(got.switch_producer.from, switch_producer.from) << name;
+    EXPECT_EQ(got.switch_producer.execute, switch_producer.execute) << name;
+    EXPECT_EQ(got.switch_producer.max_lag, switch_producer.max_lag) << name;
+    EXPECT_EQ(got.switch_producer.verify_timeout, switch_producer.verify_timeout) << name;
     EXPECT_EQ(got.connect.host, connect.host) << name;
     EXPECT_EQ(got.connect.port, connect.port) << name;
     EXPECT_EQ(got.connect.attempts, connect.attempts) << name;
@@ -278,8 +283,12 @@ void expect_same(const drivers::HelmSettings& want, const drivers::HelmSettings&
 }
 
 void expect_same(const drivers::Settings& want, const drivers::Settings& got) {
-    const auto& [dir, sim, helm] = want;
+    const auto& [dir, sim, helm, sidecar] = want;
     EXPECT_EQ(got.dir, dir);
+    const auto& [token, timeout, command_timeout] = sidecar;
+    EXPECT_EQ(got.sidecar.token, token);
+    EXPECT_EQ(got.sidecar.timeout, timeout);
+    EXPECT_EQ(got.sidecar.command_timeout, command_timeout);
     expect_same(helm, got.helm);
     const auto& [block_interval, sync_blocks, snapshot_height, program, start_timeout, stop_grace] =
         sim;
@@ -363,7 +372,7 @@ jobs::StepSpec wait_step(jobs::WaitCondition condition, core::Millis timeout) {
 std::vector<jobs::ActionSpec> builtin_actions() {
     using drivers::Op;
     using jobs::WaitCondition;
-    std::vector<jobs::ActionSpec> actions(12);
+    std::vector<jobs::ActionSpec> actions(18);
     auto& upgrade = actions[0];
     upgrade.name = "upgrade";
     upgrade.description = "Run a new image tag, keeping the node's data.";
@@ -506,6 +515,58 @@ std::vector<jobs::ActionSpec> builtin_actions() {
     give_back.steps[0].kind = jobs::StepKind::kLease;
     give_back.steps[0].lease = jobs::LeaseStepSpec{.acquire = false, .owner = "{{params.person}}"};
     give_back.steps[0].name = "lease release";
+
+    // Supervised nodes (driver sidecar).
+    auto& backup = actions[12];
+    backup.name = "backup";
+    backup.description = "Back up the node's data dir through its sidecar (docs/backups.md).";
+    backup.timeout = 2h;
+    backup.steps = {driver_step(Op::kBackup)};
+    auto& restore = actions[13];
+    restore.name = "restore";
+    restore.description = "Restore the newest usable backup through the node's sidecar.";
+    restore.timeout = 2h;
+    restore.destructive = true;
+    restore.steps = {driver_step(Op::kRestore)};
+    auto& reload = actions[14];
+    reload.name = "reload";
+    reload.description = "Restart the node through its sidecar.";
+    reload.rerun_safe = true;
+    reload.steps = {driver_step(Op::kReload), wait_step(WaitCondition::kRunning, 2min)};
+    auto& pause = actions[15];
+    pause.name = "pause-production";
+    pause.description =
+        "Safely pause block production (bp mode); the producer lease is given back.";
+    pause.steps = {driver_step(Op::kPauseProduction)};
+    auto& resume = actions[16];
+    resume.name = "resume-production";
+    resume.description =
+        "Resume block production (bp mode); the sidecar claims the producer lease.";
+    resume.steps = {driver_step(Op::kResumeProduction)};
+    auto& handoff = actions[17];
+    handoff.name = "switch-producer";
+    handoff.description =
+        "Hand block production from node `from` to this node, both supervised in bp mode: "
+        "checks, then (with execute) demote, confirm, promote, verify (docs/producers.md).";
+    handoff.timeout = 10min;
+    handoff.params = {
+        jobs::ParamSpec{.name = "from",
+                        .type = jobs::ParamType::kDnsLabel,
+                        .description = "The node producing now."},
+        jobs::ParamSpec{.name = "execute",
+                        .type = jobs::ParamType::kBoolean,
+                        .required = false,
+                        .default_value = "false",
+                        .description = "true to act; false prints the plan and runs the checks "
+                                       "only."},
+        jobs::ParamSpec{.name = "max_lag",
+                        .type = jobs::ParamType::kInteger,
+                        .required = false,
+                        .default_value = "3",
+                        .description = "The most blocks this node may be behind `from`."}};
+    handoff.steps.resize(1);
+    handoff.steps[0].kind = jobs::StepKind::kSwitchProducer;
+    handoff.steps[0].name = "switch producer";
     return actions;
 }
 
@@ -621,10 +682,12 @@ jobs:
 )",
                               "t.yaml");
     ASSERT_TRUE(loaded) << loaded.error().message;
-    EXPECT_EQ(action_names(*loaded),
-              (std::vector<std::string>{"hello", "upgrade", "install-snapshot", "create-canary",
-                                        "delete-canary", "restart", "status", "noop", "ping",
-                                        "reimage", "reboot", "loan", "return-loan"}));
+    EXPECT_EQ(
+        action_names(*loaded),
+        (std::vector<std::string>{"hello", "upgrade", "install-snapshot", "create-canary",
+                                  "delete-canary", "restart", "status", "noop", "ping", "reimage",
+                                  "reboot", "loan", "return-loan", "backup", "restore", "reload",
+                                  "pause-production", "resume-production", "switch-producer"}));
 }
 
 TEST(Config, FileActionReplacesTheBuiltinOfTheSameName) {
@@ -888,9 +951,84 @@ TEST(Config, DuplicateNodesAreRefused) {
 
 TEST(Config, NodeDriverAndLabelsAreChecked) {
     EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: a, driver: ssh}\n"),
-              "aviary.yaml:3:25: fleet.nodes[0].driver: unknown node driver \"ssh\" (sim, helm)");
+              "aviary.yaml:3:25: fleet.nodes[0].driver: unknown node driver \"ssh\" "
+              "(sim, helm, sidecar)");
     EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: a, labels: {\"\": x}}\n"),
               "aviary.yaml:3:26: fleet.nodes[0].labels.: keys must not be empty");
+}
+
+TEST(Config, ASidecarNodeNeedsAControlUrlAndOnlyItHasOne) {
+    auto loaded = load_string(
+        "fleet:\n  nodes:\n    - {name: bp-a, driver: sidecar, control_url: "
+        "\"http://10.0.0.7:8080\"}\n",
+        "aviary.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    ASSERT_EQ(loaded->fleet.nodes.size(), 1U);
+    EXPECT_EQ(loaded->fleet.nodes[0].driver, "sidecar");
+    EXPECT_EQ(loaded->fleet.nodes[0].control_url, "http://10.0.0.7:8080");
+    EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: bp-a, driver: sidecar}\n"),
+              "aviary.yaml:3:7: fleet.nodes[0]: node bp-a: driver sidecar needs a control_url "
+              "(the sidecar's control API, http://HOST:PORT)");
+    EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: bp-a, driver: sidecar, control_url: "
+                       "\"http://10.0.0.7:8080/v1\"}\n"),
+              "aviary.yaml:3:50: fleet.nodes[0].control_url: node bp-a: control_url "
+              "\"http://10.0.0.7:8080/v1\" must be http://HOST[:PORT] with no path, query or "
+              "fragment");
+    EXPECT_EQ(error_of("fleet:\n  nodes:\n    - {name: a, control_url: \"http://h:1\"}\n"),
+              "aviary.yaml:3:30: fleet.nodes[0].control_url: node a: control_url is for driver "
+              "sidecar, not sim");
+}
+
+TEST(Config, TheSidecarDriversTokenComesFromTheEnvironmentNeverInline) {
+    ::setenv("AVIARY_TEST_SIDECAR_TOKEN", "s3cret-sidecar", 1);
+    auto loaded = load_string(
+        "drivers:\n  sidecar: {token_env: AVIARY_TEST_SIDECAR_TOKEN, timeout: 3s, "
+        "command_timeout: 1h}\n",
+        "aviary.yaml");
+    ::unsetenv("AVIARY_TEST_SIDECAR_TOKEN");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->drivers.sidecar.token, "s3cret-sidecar");
+    EXPECT_EQ(loaded->drivers.sidecar.timeout, core::Millis{3000});
+    EXPECT_EQ(loaded->drivers.sidecar.command_timeout, core::Millis{3'600'000});
+    auto inline_token = error_of("drivers:\n  sidecar: {token: abc}\n");
+    EXPECT_NE(inline_token.find("drivers.sidecar.token"), std::string::npos) << inline_token;
+    EXPECT_EQ(inline_token.find("abc\""), std::string::npos) << inline_token;
+    auto unset = error_of("drivers:\n  sidecar: {token_env: AVIARY_TEST_NO_SUCH_VAR}\n");
+    EXPECT_NE(unset.find("AVIARY_TEST_NO_SUCH_VAR"), std::string::npos) << unset;
+}
+
+TEST(Config, ASwitchProducerStepReadsItsFieldsAndRefusesOthers) {
+    auto loaded = load_string(R"(jobs:
+  actions:
+    hand-over:
+      params:
+        source: {type: dns_label}
+      steps:
+        - switch_producer: {from: "{{params.source}}", execute: "true", max_lag: "5",
+                            verify_timeout: 1m}
+)",
+                              "aviary.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    const auto& step = loaded->jobs.actions.front().steps.at(0);
+    EXPECT_EQ(step.kind, jobs::StepKind::kSwitchProducer);
+    EXPECT_EQ(step.switch_producer.from, "{{params.source}}");
+    EXPECT_EQ(step.switch_producer.execute, "true");
+    EXPECT_EQ(step.switch_producer.max_lag, "5");
+    EXPECT_EQ(step.switch_producer.verify_timeout, core::Millis{60'000});
+    auto unknown = error_of(R"(jobs:
+  actions:
+    hand-over:
+      steps:
+        - switch_producer: {to: b}
+)");
+    EXPECT_NE(unknown.find("switch_producer"), std::string::npos) << unknown;
+    EXPECT_NE(unknown.find("\"to\""), std::string::npos) << unknown;
+    // Its default templates need the params they name.
+    auto params =
+        error_of("jobs:\n  actions:\n    h:\n      steps:\n        - switch_producer: {}\n");
+    EXPECT_EQ(params,
+              "aviary.yaml:3:5: jobs.actions.h: steps[0].switch_producer.from: unknown "
+              "param \"from\"");
 }
 
 // --- fleet.machines and fleet.worker_ids ------------------------------------------------------

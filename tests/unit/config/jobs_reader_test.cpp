@@ -246,9 +246,11 @@ TEST(JobsReader, StepKindErrorsNameTheStep) {
 
 TEST(JobsReader, StepValuesAreChecked) {
     const std::string head = "jobs:\n  actions:\n    a:\n      steps:\n";
-    EXPECT_EQ(error_of(head + "        - driver: reboot\n"),
-              "aviary.yaml:5:19: jobs.actions.a.steps[0].driver: unknown driver op \"reboot\" "
-              "(install, upgrade, uninstall, wipe-data, restart, status)");
+    EXPECT_EQ(
+        error_of(head + "        - driver: reboot\n"),
+        "aviary.yaml:5:19: jobs.actions.a.steps[0].driver: unknown driver op \"reboot\" "
+        "(install, upgrade, uninstall, wipe-data, restart, status, maintenance, resume, reload, "
+        "backup, restore, pause-production, resume-production)");
     EXPECT_EQ(error_of(head + "        - wait: healthy\n"),
               "aviary.yaml:5:17: jobs.actions.a.steps[0].wait: unknown wait condition \"healthy\" "
               "(running, synced, height-advancing)");

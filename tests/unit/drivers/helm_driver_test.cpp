@@ -510,7 +510,7 @@ TEST(HelmDriverRegistry, MakeDriversMakesTheHelmDriver) {
     for (const auto& driver : make_drivers(settings)) {
         names.emplace_back(driver->name());
     }
-    EXPECT_EQ(names, (std::vector<std::string>{"sim", "helm", "ssh", "none"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"sim", "helm", "ssh", "none", "sidecar"}));
 }
 
 /// Records notes and the lines of the children it runs ("stdout: ..."), as the job engine's

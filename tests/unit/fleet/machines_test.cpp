@@ -80,5 +80,47 @@ TEST(MachineRules, AMachineIsCheckedAsAWholeNamingTheField) {
     EXPECT_EQ(refusal(spec), "machine t-linux-1: has no machine properties");
 }
 
+TEST(ControlUrl, OnlyHttpHostAndPortWithoutCredentialsOrPath) {
+    for (const char* good :
+         {"http://127.0.0.1:8080", "https://sidecar.example:443", "http://[::1]:9000",
+          "http://bp-a.internal", "http://10.0.0.7:8080/"}) {
+        EXPECT_EQ(control_url_problem(good), "") << good;
+    }
+    const std::pair<const char*, const char*> bad[] = {
+        {"", "must start with http:// or https://"},
+        {"10.0.0.7:8080", "must start with http:// or https://"},
+        {"http://a:b@10.0.0.7:8080", "must not carry credentials"},
+        {"http://10.0.0.7:8080/v1/status", "no path, query or fragment"},
+        {"http://10.0.0.7:8080?x=1", "no path, query or fragment"},
+        {"http://10.0.0.7:0", "bad host or port"},
+        {"http://-oProxyCommand=x", "bad host or port"},
+        {"http://", "bad host or port"},
+    };
+    for (const auto& [url, problem] : bad) {
+        EXPECT_NE(control_url_problem(url).find(problem), std::string::npos)
+            << url << ": " << control_url_problem(url);
+    }
+    EXPECT_NE(control_url_problem("http://" + std::string(600, 'a')).find("longer than"),
+              std::string::npos);
+}
+
+TEST(ControlUrl, ADriverSidecarNodeNeedsOneAndNoOtherNodeHasOne) {
+    core::NodeSpec sidecar{.name = "bp-a", .driver = "sidecar"};
+    auto missing = check_control_url(sidecar);
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, core::ErrorCode::kInvalidArgument);
+    EXPECT_NE(missing.error().message.find("node bp-a: driver sidecar needs a control_url"),
+              std::string::npos);
+    sidecar.control_url = "http://127.0.0.1:8080";
+    EXPECT_TRUE(check_control_url(sidecar));
+    core::NodeSpec sim{.name = "lotus-0", .driver = "sim", .control_url = "http://127.0.0.1:1"};
+    auto extra = check_control_url(sim);
+    ASSERT_FALSE(extra);
+    EXPECT_NE(extra.error().message.find("control_url is for driver sidecar, not sim"),
+              std::string::npos);
+    sim.control_url.clear();
+    EXPECT_TRUE(check_control_url(sim));
+}
+
 }  // namespace
 }  // namespace aviary::fleet
