@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "store_support.hpp"
 
 namespace aviary::store::test {
@@ -144,6 +146,34 @@ TEST_P(Nodes, PutNodeAddsThenUpdatesAnApiNodeAndRefusesAConfigNode) {
     auto bad = store->put_node(core::NodeSpec{.name = "Not_A_Label"}, "root", clock.now());
     ASSERT_FALSE(bad);
     EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_P(Nodes, ASidecarNodesControlUrlIsKeptAndAChangeOfItIsAnUpdate) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 1);
+    ASSERT_TRUE(store);
+    core::NodeSpec spec{.name = "bp-a", .driver = "sidecar", .control_url = "http://10.0.0.7:8080"};
+    auto added = store->put_node(spec, "bp-a", clock.now());
+    ASSERT_TRUE(added) << added.error().message;
+    EXPECT_EQ(added->node.spec.control_url, "http://10.0.0.7:8080");
+    auto read = store->node("bp-a", clock.now());
+    ASSERT_TRUE(read) << read.error().message;
+    EXPECT_EQ(read->spec.control_url, "http://10.0.0.7:8080");
+    // The same registration again writes nothing; a new address is an update.
+    auto again = store->put_node(spec, "bp-a", clock.now());
+    ASSERT_TRUE(again);
+    EXPECT_EQ(kinds(*store, "bp-a").size(), 1U);
+    spec.control_url = "http://10.0.0.8:8080";
+    auto moved = store->put_node(spec, "bp-a", clock.now());
+    ASSERT_TRUE(moved);
+    EXPECT_FALSE(moved->created);
+    EXPECT_EQ(kinds(*store, "bp-a"), (std::vector<std::string>{"node.updated", "node.added"}));
+    auto listed = store->nodes(clock.now());
+    ASSERT_TRUE(listed);
+    auto it = std::find_if(listed->begin(), listed->end(),
+                           [](const core::Node& n) { return n.spec.name == "bp-a"; });
+    ASSERT_NE(it, listed->end());
+    EXPECT_EQ(it->spec.control_url, "http://10.0.0.8:8080");
 }
 
 TEST_P(Nodes, PutNodeServesAWaiterForItsLabels) {
