@@ -142,6 +142,8 @@ json::object status_json(const supervisor::Status& s) {
     o["height"] = s.height ? json::value(*s.height) : json::value(nullptr);
     o["head_time"] = s.head_time ? json::value(iso(*s.head_time)) : json::value(nullptr);
     o["chain_id"] = s.chain_id;
+    o["block_hash"] = s.block_hash;
+    o["node_version"] = s.node_version;
     o["command"] = s.command;
     o["phase"] = s.phase;
     o["restore_pending"] = s.restore_pending;

@@ -335,6 +335,8 @@ struct PresetAt {
     std::optional<Value> height;
     std::optional<Value> chain_id;
     std::optional<Value> chain_id_call;
+    std::optional<Value> version_call;
+    std::optional<Value> node_version;
     std::optional<Value> syncing;
     std::optional<Value> syncing_field;
 };
@@ -538,6 +540,20 @@ bool read_preset(YamlReader& r,
                  remember(at.chain_id_call, v);
                  read_call(r, v, p.chain_id_call);
              }},
+            {"block_hash",
+             [&](const Value& v) {
+                 read_field(r, v, p.block_hash, "string", {"string"}, "string");
+             }},
+            {"node_version",
+             [&](const Value& v) {
+                 remember(at.node_version, v);
+                 read_field(r, v, p.node_version, "string", {"string"}, "string");
+             }},
+            {"version_call",
+             [&](const Value& v) {
+                 remember(at.version_call, v);
+                 read_call(r, v, p.version_call);
+             }},
             {"syncing",
              [&](const Value& v) {
                  remember(at.syncing, v);
@@ -598,6 +614,10 @@ bool read_preset(YamlReader& r,
     if (at.syncing.has_value() != at.syncing_field.has_value()) {
         r.error(at.syncing ? *at.syncing : *at.syncing_field,
                 "syncing and syncing_field go together: the call, and where its answer says so");
+    }
+    if (at.version_call && !at.node_version) {
+        r.error(*at.version_call,
+                "version_call needs node_version: where the version sits in the call's answer");
     }
     if (at.chain_id_call && !at.chain_id) {
         r.error(*at.chain_id_call,

@@ -147,6 +147,20 @@ core::Result<HeadFields> read_head(const Preset& preset, std::string_view body) 
             out.chain_id = id->is_string() ? std::string{id->as_string()} : json::serialize(*id);
         }
     }
+    // Text as the node gives it, capped: it is only recorded and shown.
+    constexpr std::size_t kMaxText = 256;
+    auto text_at = [&](const Field& field) {
+        const auto* v = field.pointer.empty() ? nullptr : at(*root, field.pointer);
+        if (v == nullptr || v->is_null()) {
+            return std::string{};
+        }
+        std::string text = v->is_string() ? std::string{v->as_string()} : json::serialize(*v);
+        return text.substr(0, kMaxText);
+    };
+    out.block_hash = text_at(preset.block_hash);
+    if (preset.version_call.path.empty()) {
+        out.node_version = text_at(preset.node_version);
+    }
     return out;
 }
 
@@ -173,6 +187,7 @@ void ReadinessReader::reset() {
     was_ready_ = false;
     last_height_.reset();
     last_advance_ = std::chrono::steady_clock::now();
+    version_.clear();  // an upgrade restarts the node
 }
 
 Readiness ReadinessReader::first() const {
@@ -223,7 +238,11 @@ boost::asio::awaitable<std::optional<std::int64_t>> ReadinessReader::reference_h
 Reading ReadinessReader::judge(const HeadFields& head,
                                bool syncing,
                                std::optional<std::int64_t> reference) {
-    Reading r{.height = head.height, .head_time = head.head_time, .chain_id = head.chain_id};
+    Reading r{.height = head.height,
+              .head_time = head.head_time,
+              .chain_id = head.chain_id,
+              .block_hash = head.block_hash,
+              .node_version = head.node_version};
     const auto now = std::chrono::steady_clock::now();
     if (head.height && (!last_height_ || *head.height > *last_height_)) {
         if (last_height_) {
@@ -345,6 +364,20 @@ boost::asio::awaitable<Reading> ReadinessReader::read() {
     }
     if (head->chain_id.empty()) {
         head->chain_id = chain_id_;
+    }
+    if (!preset.version_call.path.empty() && version_.empty()) {
+        if (auto version_body = co_await call(preset.version_call)) {
+            if (auto root = parse_json(*version_body)) {
+                if (const auto* v = at(*root, preset.node_version.pointer);
+                    v != nullptr && !v->is_null()) {
+                    version_ = (v->is_string() ? std::string{v->as_string()} : json::serialize(*v))
+                                   .substr(0, 256);
+                }
+            }
+        }
+    }
+    if (head->node_version.empty()) {
+        head->node_version = version_;
     }
     bool syncing = false;
     if (!preset.syncing.path.empty()) {

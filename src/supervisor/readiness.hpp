@@ -18,6 +18,8 @@ struct Reading {
     std::optional<std::int64_t> height;
     std::optional<core::TimePoint> head_time;
     std::string chain_id;
+    std::string block_hash;
+    std::string node_version;
 };
 
 /// What one call's JSON answer says, by the preset's fields. Exposed for unit tests.
@@ -25,6 +27,8 @@ struct HeadFields {
     std::optional<std::int64_t> height;
     std::optional<core::TimePoint> head_time;
     std::string chain_id;
+    std::string block_hash;    ///< the preset's block_hash field, when it has one
+    std::string node_version;  ///< the preset's node_version field, when in head's answer
 };
 core::Result<HeadFields> read_head(const Preset& preset, std::string_view body);
 /// True when the syncing call's answer says the node is still syncing.
@@ -59,6 +63,7 @@ private:
     std::optional<std::int64_t> last_height_;
     std::chrono::steady_clock::time_point last_advance_{};
     std::string chain_id_;  // cached from chain_id_call
+    std::string version_;   // from version_call, read again after each start
 };
 
 }  // namespace aviary::supervisor

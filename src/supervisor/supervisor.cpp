@@ -914,6 +914,11 @@ struct Supervisor::Impl {
                 if (!reading.chain_id.empty()) {
                     status.chain_id = reading.chain_id;
                 }
+                // The hash of the head just read, or none: never another height's.
+                status.block_hash = reading.block_hash;
+                if (!reading.node_version.empty()) {
+                    status.node_version = reading.node_version;
+                }
                 publish();
             }
             if (settings.producer.bp_mode && status.state == RunState::kRunning) {
@@ -1427,6 +1432,8 @@ struct Supervisor::Impl {
                             .chain = settings.chain,
                             .chain_id = chain_id(),
                             .height = was_running ? status.height : std::nullopt,
+                            .block_hash = was_running ? status.block_hash : std::string{},
+                            .node_version = status.node_version,
                             .tag = args.backup_tag,
                             .phase = was_running          ? "stopped for the backup"
                                      : status.maintenance ? "in maintenance"

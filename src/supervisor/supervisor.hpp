@@ -115,6 +115,9 @@ struct Preset {
     Field head_time;          ///< in head's answer; empty pointer: the chain reports no time
     Field chain_id;           ///< in head's answer (or in chain_id_call's)
     ChainCall chain_id_call;  ///< when the chain id needs a call of its own (geth's eth_chainId)
+    Field block_hash;         ///< in head's answer: the head block's hash (backups record it)
+    Field node_version;       ///< in head's answer (or in version_call's): the node's version
+    ChainCall version_call;   ///< when the version needs a call of its own (web3_clientVersion)
     ChainCall syncing;        ///< optional: a call whose `syncing_field` says the node still syncs
     Field syncing_field;      ///< "bool": true while syncing; a JSON object counts as syncing
     ChainCall health{"GET", "/", ""};  ///< for readiness "http"
@@ -263,8 +266,10 @@ struct Status {
     std::optional<std::int64_t> height;
     std::optional<core::TimePoint> head_time;
     std::string chain_id;
-    std::string command;  ///< the command running now, if any
-    std::string phase;    ///< where a backup or restore is ("copying the data dir")
+    std::string block_hash;    ///< of the head at `height`, where the chain gives one
+    std::string node_version;  ///< where the chain gives one
+    std::string command;       ///< the command running now, if any
+    std::string phase;         ///< where a backup or restore is ("copying the data dir")
     /// Why the data dir must be restored before the next start ("the node logged \"database
     /// dirty flag set\""); kept in the state file.
     std::string restore_pending;

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <boost/json.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -88,6 +89,16 @@ TEST_F(SidecarBackups, ABackupAndARestoreRoundTripThroughTheControlApi) {
     EXPECT_EQ(text(entry.at("chain_id")), kChainId);
     const std::string name{entry.at("name").as_string()};
     const std::int64_t backed_up = entry.at("height").as_int64();
+    // The head's hash is the one at the recorded height (the sim node's block id starts with the
+    // height in 8 hex digits, as nodeos's do), and the node's version is its own.
+    ASSERT_TRUE(entry.contains("block_hash")) << boost::json::serialize(entry);
+    const std::string hash = text(entry.at("block_hash"));
+    EXPECT_EQ(hash.size(), 64U) << hash;
+    char height_hex[9];
+    std::snprintf(height_hex, sizeof height_hex, "%08llx",
+                  static_cast<unsigned long long>(backed_up));
+    EXPECT_TRUE(hash.starts_with(height_hex)) << hash << " at height " << backed_up;
+    EXPECT_EQ(text(entry.at("node_version")), "v1.0.0") << boost::json::serialize(entry);
     const auto copy = target() / name / "data";
     // The height is the node's as last read before the stop: the copy holds at least that.
     EXPECT_GE(height_in(copy), backed_up);

@@ -237,6 +237,8 @@ TEST(ChainPresets, APresetsPartsThatGoTogetherAreChecked) {
     chain_id_call: {path: /id}
   pointless:
     height: {format: hex}
+  versionless:
+    version_call: {path: /version}
 )",
                             "chains.yaml");
     ASSERT_FALSE(read);
@@ -248,7 +250,9 @@ TEST(ChainPresets, APresetsPartsThatGoTogetherAreChecked) {
               "chains.yaml:7:20: chains.idless.chain_id_call: chain_id_call needs chain_id: "
               "where the id sits in the call's answer\n"
               "chains.yaml:9:13: chains.pointless.height: a field needs a pointer "
-              "(\"/result/number\")");
+              "(\"/result/number\")\n"
+              "chains.yaml:11:19: chains.versionless.version_call: version_call needs "
+              "node_version: where the version sits in the call's answer");
 }
 
 // --- the supervise file -----------------------------------------------------------------------

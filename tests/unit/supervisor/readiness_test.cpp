@@ -13,6 +13,8 @@ Preset nodeos() {
     p.height = Field{"/head_block_num", "number"};
     p.head_time = Field{"/head_block_time", "iso8601"};
     p.chain_id = Field{"/chain_id", "string"};
+    p.block_hash = Field{"/head_block_id", "string"};
+    p.node_version = Field{"/server_version_string", "string"};
     return p;
 }
 
@@ -42,6 +44,32 @@ TEST(ReadHead, NodeosGetInfo) {
     ASSERT_TRUE(head->head_time);
     EXPECT_EQ(core::format_time(*head->head_time), "2026-12-04T15:01:02.500Z");
     EXPECT_EQ(head->chain_id, "aca376f206b8fc25a6ed44dbdc66547c36c6c33e3a119ffbeaef943642f0e906");
+}
+
+TEST(ReadHead, TheHeadsHashAndTheNodesVersionComeWithTheHeight) {
+    auto head = read_head(nodeos(), R"({"head_block_num":1234,
+        "head_block_id":"000004d2b7b0b1d3a9e1b6fb6d1e1f4c8d5a3e2f1a0b9c8d7e6f5a4b3c2d1e0f",
+        "server_version_string":"v5.0.3"})");
+    ASSERT_TRUE(head) << head.error().message;
+    EXPECT_EQ(head->block_hash, "000004d2b7b0b1d3a9e1b6fb6d1e1f4c8d5a3e2f1a0b9c8d7e6f5a4b3c2d1e0f");
+    EXPECT_EQ(head->node_version, "v5.0.3");
+    // Absent or null: nothing recorded; a non-string is kept as its JSON text, capped.
+    auto bare = read_head(nodeos(), R"({"head_block_num":7,"head_block_id":null})");
+    ASSERT_TRUE(bare);
+    EXPECT_EQ(bare->block_hash, "");
+    EXPECT_EQ(bare->node_version, "");
+    auto odd = read_head(nodeos(), R"({"head_block_num":7,"head_block_id":{"/":"bafy"},
+        "server_version_string":")" + std::string(1000, 'x') +
+                                       R"("})");
+    ASSERT_TRUE(odd);
+    EXPECT_EQ(odd->block_hash, R"({"/":"bafy"})");
+    EXPECT_EQ(odd->node_version.size(), 256U);
+    // A version read by a call of its own is not taken from head's answer.
+    auto preset = nodeos();
+    preset.version_call = ChainCall{"POST", "/", "{}"};
+    auto own_call = read_head(preset, R"({"head_block_num":7,"server_version_string":"v5"})");
+    ASSERT_TRUE(own_call);
+    EXPECT_EQ(own_call->node_version, "");
 }
 
 TEST(ReadHead, GethHexNumberAndHexSeconds) {
