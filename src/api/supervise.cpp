@@ -170,7 +170,9 @@ json::object backup_json(const supervisor::BackupEntry& entry) {
                    {"created_at", iso(m.created_at)},
                    {"size", m.size},
                    {"file_count", m.file_count},
-                   {"linked", m.linked}};
+                   {"linked", m.linked},
+                   {"format", m.archive.empty() ? "dir" : "tar.zst"},
+                   {"archive_size", m.archive_size}};
     if (!m.block_hash.empty()) {
         o["block_hash"] = m.block_hash;
     }

@@ -1069,16 +1069,70 @@ void read_producer_settings(YamlReader& r, const Value& value, supervisor::Produ
                });
 }
 
+/// An argv for a backup command: a list of strings, the first the program.
+void read_backup_argv(YamlReader& r, const Value& v, std::vector<std::string>& out) {
+    std::vector<std::string> argv;
+    auto before = r.error_count();
+    r.read_list(v, [&](const Value& item) {
+        std::string arg;
+        if (r.read_string(item, arg)) {
+            argv.push_back(std::move(arg));
+        }
+    });
+    if (r.error_count() != before) {
+        return;
+    }
+    if (argv.empty() || argv.front().empty()) {
+        r.error(v,
+                "expected the program and its arguments, like [rclone, rcat, "
+                "\"remote:backups/{{name}}.tar.zst\"]");
+        return;
+    }
+    out = std::move(argv);
+}
+
 void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& b, FileRead& file) {
+    std::optional<Value> upload_at;
+    std::optional<Value> download_at;
     r.read_map(
         value,
         {
+            {"format",
+             [&](const Value& v) {
+                 std::string format;
+                 if (r.read_choice(v, format, {"dir", "tar.zst"}, "backup format",
+                                   "dir, tar.zst")) {
+                     b.format.archive = format == "tar.zst";
+                 }
+             }},
+            {"upload",
+             [&](const Value& v) {
+                 upload_at = v;
+                 read_backup_argv(r, v, b.format.upload);
+             }},
+            {"download",
+             [&](const Value& v) {
+                 download_at = v;
+                 read_backup_argv(r, v, b.format.download);
+             }},
+            {"compression_level", [&](const Value& v) { r.read_int(v, b.format.level, 1, 19); }},
+            {"compression_threads",
+             [&](const Value& v) { r.read_int(v, b.format.threads, 0, 64); }},
+            {"idle_timeout", [&](const Value& v) { r.read_duration(v, b.format.idle); }},
             {"dir", [&](const Value& v) { read_checked(r, v, b.dir, check_not_empty); }},
             {"keep", [&](const Value& v) { r.read_int(v, b.keep, 1, 10'000); }},
             {"exclude", [&](const Value& v) { read_globs(r, v, file.backup_exclude); }},
             {"resume_timeout", [&](const Value& v) { r.read_duration(v, b.resume_timeout); }},
             {"restore_on_boot", [&](const Value& v) { r.read_bool(v, b.restore_on_boot); }},
         });
+    if (upload_at && !b.format.archive) {
+        r.error(*upload_at, "upload takes a stream: it needs format: tar.zst");
+    } else if (upload_at && !b.format.upload.empty() && b.format.download.empty()) {
+        r.error(*upload_at,
+                "upload needs download: the command that gives a backup back for a restore");
+    } else if (download_at && b.format.upload.empty()) {
+        r.error(*download_at, "download goes with upload");
+    }
 }
 
 void read_supervise_root(YamlReader& r,

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "net/net.hpp"
+#include "supervisor/archive.hpp"
 
 namespace aviary::supervisor {
 namespace {
@@ -35,6 +36,10 @@ constexpr std::string_view kReady = ".aviary-restore-ready";
 constexpr std::string_view kOld = ".aviary-restore-old";
 constexpr std::string_view kMoved = ".aviary-moved";
 constexpr std::size_t kBuffer = 256 * 1024;
+constexpr std::string_view kArchiveFile = "data.tar.zst";
+constexpr std::string_view kUploaded = "upload";
+/// The most an archive's own manifest entry may be (it is read into memory).
+constexpr std::uint64_t kMaxManifestEntry = std::uint64_t{1} << 30;
 constexpr int kManifestVersion = 1;
 
 core::Error storage(std::string message) {
@@ -61,6 +66,13 @@ public:
     Fd(const Fd&) = delete;
     Fd& operator=(const Fd&) = delete;
     int get() const { return fd_; }
+    /// Takes `fd`, closing what it held.
+    void reset(int fd) {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+        fd_ = fd;
+    }
     /// close() reports what a deferred write failed with (NFS, some FUSE targets).
     int close() {
         int fd = fd_;
@@ -258,6 +270,8 @@ json::object to_json(const Manifest& m) {
                         {"size", m.size},
                         {"file_count", m.file_count},
                         {"linked", m.linked},
+                        {"archive", m.archive},
+                        {"archive_size", m.archive_size},
                         {"files", std::move(files)}};
 }
 
@@ -318,6 +332,12 @@ core::Result<Manifest> read_manifest(const fs::path& path, bool with_files) {
     m.size = number_of(o, "size");
     m.file_count = number_of(o, "file_count");
     m.linked = number_of(o, "linked");
+    m.archive = text_of("archive");
+    m.archive_size = number_of(o, "archive_size");
+    if (!m.archive.empty() && m.archive != kArchiveFile && m.archive != kUploaded) {
+        return bad(
+            fmt::format("archive \"{}\" is not {} or {}", m.archive, kArchiveFile, kUploaded));
+    }
     if (!with_files) {
         return m;
     }
@@ -541,8 +561,8 @@ std::string backup_name(core::TimePoint at,
                        chain, height ? std::to_string(*height) : std::string{"unknown"});
 }
 
-BackupStore::BackupStore(std::string dir, std::vector<std::string> exclude)
-    : dir_(std::move(dir)), exclude_(std::move(exclude)) {}
+BackupStore::BackupStore(std::string dir, std::vector<std::string> exclude, BackupFormat format)
+    : dir_(std::move(dir)), exclude_(std::move(exclude)), format_(std::move(format)) {}
 
 std::string BackupStore::inside_data(const std::string& data_dir) const {
     std::error_code ec;
@@ -591,6 +611,9 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
     if (fs::exists(root / manifest.name)) {
         return core::Error{core::ErrorCode::kAlreadyExists,
                            fmt::format("backup {} exists already", manifest.name)};
+    }
+    if (format_.archive) {
+        return create_archive(data_dir, std::move(manifest), cancelled);
     }
     const fs::path partial = root / (std::string{kPartial} + manifest.name);
     const fs::path data = partial / kData;
@@ -973,55 +996,65 @@ core::Result<Manifest> BackupStore::restore(std::string_view name,
         (void)remove_tree(staging);
         return error;
     };
-    std::vector<char> buffer(kBuffer);
-    std::vector<std::pair<fs::path, std::int64_t>> dir_times;
-    for (const auto& file : manifest->files) {
-        if (cancelled.load(std::memory_order_relaxed)) {
-            return fail(cancelled_error());
+    if (!manifest->archive.empty()) {
+        const std::string from = manifest->archive == kArchiveFile
+                                     ? (fs::path{dir_} / manifest->name / kArchiveFile).string()
+                                     : std::string{};
+        if (auto extracted = extract(*manifest, from, staging.string(), cancelled); !extracted) {
+            return fail(extracted.error());
         }
-        const fs::path to = staging / file.path;
-        switch (file.kind) {
-            case BackupFile::Kind::kDirectory:
-                if (auto made = make_dir(to, file.mode); !made) {
-                    return fail(made.error());
+    } else {
+        std::vector<char> buffer(kBuffer);
+        std::vector<std::pair<fs::path, std::int64_t>> dir_times;
+        for (const auto& file : manifest->files) {
+            if (cancelled.load(std::memory_order_relaxed)) {
+                return fail(cancelled_error());
+            }
+            const fs::path to = staging / file.path;
+            switch (file.kind) {
+                case BackupFile::Kind::kDirectory:
+                    if (auto made = make_dir(to, file.mode); !made) {
+                        return fail(made.error());
+                    }
+                    dir_times.emplace_back(to, file.mtime_ns);
+                    break;
+                case BackupFile::Kind::kSymlink:
+                    if (::symlink(file.target.c_str(), to.c_str()) != 0) {
+                        return fail(errno_error("cannot make the symlink", to));
+                    }
+                    break;
+                case BackupFile::Kind::kFile: {
+                    std::error_code missing;
+                    if (!fs::exists(source / file.path, missing)) {
+                        auto why = fmt::format("{} is missing from the backup", file.path);
+                        (void)quarantine(manifest->name, why);
+                        return fail(storage(fmt::format(
+                            "backup {} is damaged (quarantined, the data dir is unchanged): {}",
+                            manifest->name, why)));
+                    }
+                    auto digest =
+                        copy_file(source / file.path, to, file.mode, file.mtime_ns, *hash, buffer);
+                    if (!digest) {
+                        return fail(digest.error());
+                    }
+                    if (digest->size != file.size || digest->sha256 != file.sha256) {
+                        auto why = fmt::format(
+                            "{} does not match the manifest: {} bytes, sha256 {} (the manifest "
+                            "says "
+                            "{} bytes, sha256 {})",
+                            file.path, digest->size, digest->sha256, file.size, file.sha256);
+                        (void)quarantine(manifest->name, why);
+                        return fail(storage(fmt::format(
+                            "backup {} is damaged (quarantined, the data dir is unchanged): {}",
+                            manifest->name, why)));
+                    }
+                    break;
                 }
-                dir_times.emplace_back(to, file.mtime_ns);
-                break;
-            case BackupFile::Kind::kSymlink:
-                if (::symlink(file.target.c_str(), to.c_str()) != 0) {
-                    return fail(errno_error("cannot make the symlink", to));
-                }
-                break;
-            case BackupFile::Kind::kFile: {
-                std::error_code missing;
-                if (!fs::exists(source / file.path, missing)) {
-                    auto why = fmt::format("{} is missing from the backup", file.path);
-                    (void)quarantine(manifest->name, why);
-                    return fail(storage(fmt::format(
-                        "backup {} is damaged (quarantined, the data dir is unchanged): {}",
-                        manifest->name, why)));
-                }
-                auto digest =
-                    copy_file(source / file.path, to, file.mode, file.mtime_ns, *hash, buffer);
-                if (!digest) {
-                    return fail(digest.error());
-                }
-                if (digest->size != file.size || digest->sha256 != file.sha256) {
-                    auto why = fmt::format(
-                        "{} does not match the manifest: {} bytes, sha256 {} (the manifest says "
-                        "{} bytes, sha256 {})",
-                        file.path, digest->size, digest->sha256, file.size, file.sha256);
-                    (void)quarantine(manifest->name, why);
-                    return fail(storage(fmt::format(
-                        "backup {} is damaged (quarantined, the data dir is unchanged): {}",
-                        manifest->name, why)));
-                }
-                break;
             }
         }
-    }
-    for (auto it = dir_times.rbegin(); it != dir_times.rend(); ++it) {
-        (void)set_dir_time(it->first, it->second);
+        for (auto it = dir_times.rbegin(); it != dir_times.rend(); ++it) {
+            (void)set_dir_time(it->first, it->second);
+        }
     }
     if (auto flushed = flush(staging); !flushed) {
         return fail(flushed.error());
@@ -1035,6 +1068,435 @@ core::Result<Manifest> BackupStore::restore(std::string_view name,
         return swapped.error();
     }
     return manifest;
+}
+
+// --- archived backups (archive.hpp) ---------------------------------------------------------
+
+core::Result<Manifest> BackupStore::create_archive(const std::string& data_dir,
+                                                   Manifest manifest,
+                                                   const Cancelled& cancelled) {
+    auto hash = net::Sha256::make();
+    if (!hash) {
+        return hash.error();
+    }
+    const fs::path root{dir_};
+    const fs::path partial = root / (std::string{kPartial} + manifest.name);
+    if (auto made = make_dir(partial, 0755); !made) {
+        return made.error();
+    }
+    std::unique_ptr<archive::Command> command;
+    auto fail = [&](core::Error error) -> core::Result<Manifest> {
+        if (command) {
+            command->abort();
+        }
+        (void)remove_tree(partial);
+        return error;
+    };
+    struct stat root_stat {};
+    if (::stat(data_dir.c_str(), &root_stat) != 0 || !S_ISDIR(root_stat.st_mode)) {
+        return fail(core::Error{core::ErrorCode::kNotFound,
+                                fmt::format("the data dir {} is not a directory", data_dir)});
+    }
+    const std::string skip = inside_data(data_dir);
+    if (skip == ".") {
+        return fail(core::Error{core::ErrorCode::kInvalidArgument,
+                                fmt::format("the backup dir {} is the data dir", dir_)});
+    }
+    const bool local = format_.upload.empty();
+    manifest.archive = local ? kArchiveFile : kUploaded;
+    const fs::path file_path = partial / kArchiveFile;
+    Fd file{-1};
+    archive::Sink sink;
+    if (local) {
+        file.reset(::open(file_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+        if (file.get() < 0) {
+            return fail(errno_error("cannot create", file_path));
+        }
+        sink = [&file, &file_path](const char* data, std::size_t size) -> core::Result<void> {
+            for (std::size_t done = 0; done < size;) {
+                ssize_t put = ::write(file.get(), data + done, size - done);
+                if (put < 0) {
+                    if (errno == EINTR) {
+                        continue;
+                    }
+                    return errno_error("cannot write", file_path);
+                }
+                done += static_cast<std::size_t>(put);
+            }
+            return {};
+        };
+    } else {
+        auto started = archive::Command::start(archive::render_argv(format_.upload, manifest.name),
+                                               archive::Command::Direction::kToStdin, format_.idle);
+        if (!started) {
+            return fail(started.error());
+        }
+        command = std::move(*started);
+        sink = command->sink();
+    }
+    auto writer = archive::Writer::make(std::move(sink), format_.level, format_.threads);
+    if (!writer) {
+        return fail(writer.error());
+    }
+    std::vector<char> buffer(kBuffer);
+    auto visit = [&](const std::string& path, const fs::path& absolute,
+                     const struct stat& st) -> core::Result<void> {
+        BackupFile file{.path = path, .mtime_ns = mtime_ns(st), .mode = st.st_mode & 07777};
+        archive::Entry entry{.path = path, .mode = file.mode, .mtime_ns = file.mtime_ns};
+        if (S_ISDIR(st.st_mode)) {
+            file.kind = BackupFile::Kind::kDirectory;
+            entry.kind = archive::Entry::Kind::kDirectory;
+            if (auto added = (*writer)->add(entry); !added) {
+                return added;
+            }
+        } else if (S_ISLNK(st.st_mode)) {
+            file.kind = BackupFile::Kind::kSymlink;
+            std::error_code ec;
+            file.target = fs::read_symlink(absolute, ec).string();
+            if (ec) {
+                return storage(fmt::format("cannot read the symlink {}: {}", path, ec.message()));
+            }
+            entry.kind = archive::Entry::Kind::kSymlink;
+            entry.target = file.target;
+            if (auto added = (*writer)->add(entry); !added) {
+                return added;
+            }
+        } else if (S_ISREG(st.st_mode)) {
+            Fd in{::open(absolute.c_str(), O_RDONLY | O_CLOEXEC)};
+            struct stat now {};
+            if (in.get() < 0 || ::fstat(in.get(), &now) != 0) {
+                return errno_error("cannot open", absolute);
+            }
+            entry.size = static_cast<std::uint64_t>(now.st_size);
+            if (auto added = (*writer)->add(entry); !added) {
+                return added;
+            }
+            std::uint64_t total = 0;
+            while (total < entry.size) {
+                ssize_t got = ::read(in.get(), buffer.data(),
+                                     static_cast<std::size_t>(std::min<std::uint64_t>(
+                                         buffer.size(), entry.size - total)));
+                if (got < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (got < 0) {
+                    return errno_error("cannot read", absolute);
+                }
+                if (got == 0) {
+                    return storage(fmt::format("{} shrank while it was archived", path));
+                }
+                hash->update(buffer.data(), static_cast<std::size_t>(got));
+                if (auto put = (*writer)->write(buffer.data(), static_cast<std::size_t>(got));
+                    !put) {
+                    return put;
+                }
+                total += static_cast<std::uint64_t>(got);
+            }
+            file.size = total;
+            file.sha256 = hash->hex();
+            manifest.size += file.size;
+            ++manifest.file_count;
+        } else {
+            return {};  // sockets, FIFOs, devices: nothing to copy
+        }
+        manifest.files.push_back(std::move(file));
+        return {};
+    };
+    if (auto walked = walk(fs::path{data_dir}, {}, exclude_, skip, cancelled, visit); !walked) {
+        return fail(walked.error());
+    }
+    // The manifest goes last, so a stream cut short has none.
+    const std::string text = json::serialize(to_json(manifest)) + "\n";
+    archive::Entry last{.path = std::string{archive::kManifestEntry},
+                        .size = text.size(),
+                        .mode = 0644,
+                        .mtime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        manifest.created_at.time_since_epoch())
+                                        .count()};
+    if (auto added = (*writer)->add(last); !added) {
+        return fail(added.error());
+    }
+    if (auto put = (*writer)->write(text.data(), text.size()); !put) {
+        return fail(put.error());
+    }
+    if (auto finished = (*writer)->finish(); !finished) {
+        return fail(finished.error());
+    }
+    manifest.archive_size = (*writer)->written();
+    if (command) {
+        if (auto finished = command->finish(); !finished) {
+            return fail(storage(fmt::format("the upload of backup {} failed: {}", manifest.name,
+                                            finished.error().message)));
+        }
+    } else if (file.close() != 0) {
+        return fail(errno_error("cannot write", file_path));
+    }
+    if (auto written = write_manifest(partial / kManifest, manifest); !written) {
+        return fail(written.error());
+    }
+    if (local) {
+        // What landed is read back and checked against the manifest before it is published.
+        if (auto checked = extract(manifest, file_path.string(), {}, cancelled); !checked) {
+            if (checked.error().code == core::ErrorCode::kUnavailable) {
+                return fail(checked.error());
+            }
+            std::error_code ec;
+            fs::rename(partial, root / kQuarantine / manifest.name, ec);
+            std::ofstream{root / kQuarantine / manifest.name / kReason} << checked.error().message
+                                                                        << "\n";
+            return core::Error{core::ErrorCode::kStorage,
+                               fmt::format("backup {} failed validation (quarantined): {}",
+                                           manifest.name, checked.error().message)};
+        }
+    }
+    if (auto flushed = flush(partial); !flushed) {
+        return fail(flushed.error());
+    }
+    std::error_code ec;
+    fs::rename(partial, root / manifest.name, ec);
+    if (ec) {
+        return fail(
+            storage(fmt::format("cannot publish backup {}: {}", manifest.name, ec.message())));
+    }
+    if (auto synced = sync_dir(root); !synced) {
+        return synced.error();
+    }
+    return manifest;
+}
+
+core::Result<void> BackupStore::extract(const Manifest& manifest,
+                                        const std::string& archive_path,
+                                        const std::string& staging,
+                                        const Cancelled& cancelled) {
+    auto hash = net::Sha256::make();
+    if (!hash) {
+        return hash.error();
+    }
+    std::map<std::string_view, const BackupFile*, std::less<>> expected;
+    for (const auto& file : manifest.files) {
+        expected.emplace(file.path, &file);
+    }
+    // The source: the file beside the manifest, or the download command's stdout.
+    std::unique_ptr<archive::Command> command;
+    Fd file{-1};
+    bool source_failed = false;
+    archive::Source source;
+    if (!archive_path.empty()) {
+        file.reset(::open(archive_path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (file.get() < 0) {
+            const auto why = fmt::format("{} is missing: {}", kArchiveFile, std::strerror(errno));
+            if (!staging.empty()) {
+                (void)quarantine(manifest.name, why);
+            }
+            return storage(
+                fmt::format("backup {} is damaged (quarantined): {}", manifest.name, why));
+        }
+        source = [&](char* data, std::size_t size) -> core::Result<std::size_t> {
+            while (true) {
+                ssize_t got = ::read(file.get(), data, size);
+                if (got < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (got < 0) {
+                    source_failed = true;
+                    return errno_error("cannot read", archive_path);
+                }
+                return static_cast<std::size_t>(got);
+            }
+        };
+    } else {
+        if (format_.download.empty()) {
+            return core::Error{core::ErrorCode::kInvalidArgument,
+                               fmt::format("backup {} was uploaded, and backup.download is not "
+                                           "set: there is no way to read it back",
+                                           manifest.name)};
+        }
+        auto started =
+            archive::Command::start(archive::render_argv(format_.download, manifest.name),
+                                    archive::Command::Direction::kFromStdout, format_.idle);
+        if (!started) {
+            return started.error();
+        }
+        command = std::move(*started);
+        source = [&, inner = command->source()](char* data,
+                                                std::size_t size) -> core::Result<std::size_t> {
+            auto got = inner(data, size);
+            source_failed = source_failed || !got;
+            return got;
+        };
+    }
+    auto reader = archive::Reader::make(std::move(source));
+    if (!reader) {
+        return reader.error();
+    }
+    const bool write = !staging.empty();
+    const fs::path into{staging};
+    std::vector<char> buffer(kBuffer);
+    std::vector<std::pair<fs::path, std::int64_t>> dir_times;
+    std::set<std::string, std::less<>> seen;
+    bool manifest_seen = false;
+    // A mismatch of content: the backup is quarantined (when restoring) and the error says so.
+    auto damaged = [&](std::string why) -> core::Result<void> {
+        if (command) {
+            // A download that failed explains a stream that ends early: it is not the backup's
+            // fault. The rest is read (and dropped) so a healthy command ends on its own.
+            auto rest = command->source();
+            while (true) {
+                auto got = rest(buffer.data(), buffer.size());
+                if (!got || *got == 0) {
+                    break;
+                }
+            }
+            if (auto finished = command->finish(); !finished) {
+                return storage(fmt::format("the download of backup {} failed: {}", manifest.name,
+                                           finished.error().message));
+            }
+        }
+        if (write) {
+            (void)quarantine(manifest.name, why);
+            return storage(
+                fmt::format("backup {} is damaged (quarantined, the data dir is unchanged): {}",
+                            manifest.name, why));
+        }
+        return storage(why);
+    };
+    archive::Entry entry;
+    while (true) {
+        if (cancelled.load(std::memory_order_relaxed)) {
+            return cancelled_error();
+        }
+        auto more = (*reader)->next(entry);
+        if (!more) {
+            if (source_failed) {
+                return more.error();
+            }
+            return damaged(more.error().message);
+        }
+        if (!*more) {
+            break;
+        }
+        if (entry.path == archive::kManifestEntry) {
+            if (entry.size > kMaxManifestEntry) {
+                return damaged("its manifest entry is too large");
+            }
+            std::string text(static_cast<std::size_t>(entry.size), '\0');
+            for (std::size_t done = 0; done < text.size();) {
+                auto got = (*reader)->read(text.data() + done, text.size() - done);
+                if (!got || *got == 0) {
+                    return got ? damaged("its manifest entry is cut short")
+                               : damaged(got.error().message);
+                }
+                done += *got;
+            }
+            boost::system::error_code ec;
+            auto value = json::parse(text, ec);
+            const auto* name =
+                ec || !value.is_object() ? nullptr : value.as_object().if_contains("name");
+            if (name == nullptr || !name->is_string() || name->as_string() != manifest.name) {
+                return damaged("its own manifest names another backup");
+            }
+            manifest_seen = true;
+            continue;
+        }
+        auto it = expected.find(entry.path);
+        if (it == expected.end()) {
+            return damaged(fmt::format("{} is in the archive but not in the manifest", entry.path));
+        }
+        const BackupFile& want = *it->second;
+        const fs::path to = into / entry.path;
+        seen.insert(entry.path);
+        switch (want.kind) {
+            case BackupFile::Kind::kDirectory:
+                if (entry.kind != archive::Entry::Kind::kDirectory) {
+                    return damaged(fmt::format("{} should be a directory", entry.path));
+                }
+                if (write) {
+                    if (auto made = make_dir(to, want.mode); !made) {
+                        return made;
+                    }
+                    dir_times.emplace_back(to, want.mtime_ns);
+                }
+                break;
+            case BackupFile::Kind::kSymlink:
+                if (entry.kind != archive::Entry::Kind::kSymlink || entry.target != want.target) {
+                    return damaged(
+                        fmt::format("{} should be a symlink to {}", entry.path, want.target));
+                }
+                if (write && ::symlink(want.target.c_str(), to.c_str()) != 0) {
+                    return errno_error("cannot make the symlink", to);
+                }
+                break;
+            case BackupFile::Kind::kFile: {
+                if (entry.kind != archive::Entry::Kind::kFile) {
+                    return damaged(fmt::format("{} should be a file", entry.path));
+                }
+                Fd out{-1};
+                if (write) {
+                    out.reset(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+                    if (out.get() < 0) {
+                        return errno_error("cannot create", to);
+                    }
+                }
+                std::uint64_t total = 0;
+                while (true) {
+                    auto got = (*reader)->read(buffer.data(), buffer.size());
+                    if (!got) {
+                        return source_failed ? core::Result<void>{got.error()}
+                                             : damaged(got.error().message);
+                    }
+                    if (*got == 0) {
+                        break;
+                    }
+                    hash->update(buffer.data(), *got);
+                    total += *got;
+                    for (std::size_t done = 0; write && done < *got;) {
+                        ssize_t put = ::write(out.get(), buffer.data() + done, *got - done);
+                        if (put < 0 && errno == EINTR) {
+                            continue;
+                        }
+                        if (put < 0) {
+                            return errno_error("cannot write", to);
+                        }
+                        done += static_cast<std::size_t>(put);
+                    }
+                }
+                const std::string digest = hash->hex();
+                if (total != want.size || digest != want.sha256) {
+                    return damaged(fmt::format(
+                        "{} does not match the manifest: {} bytes, sha256 {} (the manifest says "
+                        "{} bytes, sha256 {})",
+                        entry.path, total, digest, want.size, want.sha256));
+                }
+                if (write) {
+                    const timespec times[2] = {to_timespec(want.mtime_ns),
+                                               to_timespec(want.mtime_ns)};
+                    if (::fchmod(out.get(), want.mode) != 0 || ::futimens(out.get(), times) != 0 ||
+                        out.close() != 0) {
+                        return errno_error("cannot finish", to);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if (!manifest_seen) {
+        return damaged("the archive has no manifest entry: it was cut short");
+    }
+    for (const auto& file : manifest.files) {
+        if (seen.count(file.path) == 0) {
+            return damaged(fmt::format("{} is missing from the backup", file.path));
+        }
+    }
+    if (command) {
+        if (auto finished = command->finish(); !finished) {
+            return storage(fmt::format("the download of backup {} failed: {}", manifest.name,
+                                       finished.error().message));
+        }
+    }
+    for (auto it = dir_times.rbegin(); it != dir_times.rend(); ++it) {
+        (void)set_dir_time(it->first, it->second);
+    }
+    return {};
 }
 
 core::Result<bool> finish_restore(const std::string& data_dir,

@@ -6,7 +6,10 @@
 /// carry the chain id and the height (`20261205T001637123Z-<chain id>-<height>`):
 ///
 ///     <dir>/<name>/manifest.json     provenance, and a size and sha256 per file
-///     <dir>/<name>/data/...          the copy
+///     <dir>/<name>/data/...          the copy (format dir)
+///     <dir>/<name>/data.tar.zst      the copy as one stream (format tar.zst, no upload command;
+///                                    with one, the stream went to the command and only the
+///                                    manifest is here)
 ///     <dir>/.partial-<name>/         a backup being made; never listed, removed by open()
 ///     <dir>/quarantine/<name>/       failed validation: kept with REASON, never offered
 ///
@@ -25,6 +28,23 @@
 #include "core/core.hpp"
 
 namespace aviary::supervisor {
+
+/// How backups are stored (docs/backups.md, "Targets").
+struct BackupFormat {
+    /// false: a directory copy per backup (hard links to the previous one); true: one tar.zst
+    /// stream per backup.
+    bool archive = false;
+    /// archive: a command that takes the stream on its stdin, `{{name}}` in its arguments
+    /// replaced by the backup's name (`rclone rcat remote:bucket/{{name}}.tar.zst`); empty: the
+    /// stream is written to <dir>/<name>/data.tar.zst.
+    std::vector<std::string> upload;
+    /// With upload: the command that writes backup {{name}}'s stream to its stdout (restores).
+    std::vector<std::string> download;
+    int level = 1;    ///< zstd's level
+    int threads = 2;  ///< zstd's worker threads (0: on the copying thread)
+    /// The longest an upload or download command may make no progress before it is ended.
+    core::Millis idle{std::chrono::minutes{5}};
+};
 
 /// One entry of the copy, by its path relative to the data dir ('/'-separated).
 struct BackupFile {
@@ -52,10 +72,14 @@ struct Manifest {
     /// running".
     std::string phase;
     core::TimePoint created_at{};
-    std::uint64_t size = 0;         ///< bytes of file content
-    std::uint64_t file_count = 0;   ///< regular files
-    std::uint64_t linked = 0;       ///< files hard-linked to the previous backup, not copied
-    std::vector<BackupFile> files;  ///< empty in listings
+    std::uint64_t size = 0;        ///< bytes of file content
+    std::uint64_t file_count = 0;  ///< regular files
+    std::uint64_t linked = 0;      ///< files hard-linked to the previous backup, not copied
+    /// Where the copy is: "" a directory (data/), "data.tar.zst" a stream beside the manifest,
+    /// "upload" a stream the upload command took.
+    std::string archive;
+    std::uint64_t archive_size = 0;  ///< bytes of the compressed stream
+    std::vector<BackupFile> files;   ///< empty in listings
 };
 
 struct BackupEntry {
@@ -84,7 +108,7 @@ public:
     /// `exclude`: globs (excluded()) never copied, and never replaced by a restore. Entries whose
     /// first component starts with ".aviary-" (the sidecar's own state, a restore in progress)
     /// are always left out.
-    BackupStore(std::string dir, std::vector<std::string> exclude);
+    BackupStore(std::string dir, std::vector<std::string> exclude, BackupFormat format = {});
 
     const std::string& dir() const { return dir_; }
 
@@ -134,8 +158,20 @@ public:
     std::string inside_data(const std::string& data_dir) const;
 
 private:
+    core::Result<Manifest> create_archive(const std::string& data_dir,
+                                          Manifest manifest,
+                                          const Cancelled& cancelled);
+    /// Reads an archived backup from `archive_path` (empty: through the download command),
+    /// checking every entry against `manifest`, into `staging` (empty: only checks). Content
+    /// that does not match quarantines the backup; a source that fails does not.
+    core::Result<void> extract(const Manifest& manifest,
+                               const std::string& archive_path,
+                               const std::string& staging,
+                               const Cancelled& cancelled);
+
     std::string dir_;
     std::vector<std::string> exclude_;
+    BackupFormat format_;
 };
 
 /// Completes or discards a restore into `data_dir` that a crash interrupted: a copy that had not

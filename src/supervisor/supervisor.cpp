@@ -1983,7 +1983,8 @@ core::Result<void> Supervisor::start() {
     d.status.restarts = state->restarts;
     d.status.restore_pending = state->restore_pending;
     if (!d.settings.backup.dir.empty()) {
-        d.backup_store.emplace(d.settings.backup.dir, d.settings.backup.exclude);
+        d.backup_store.emplace(d.settings.backup.dir, d.settings.backup.exclude,
+                               d.settings.backup.format);
         if (auto opened = d.backup_store->open(); !opened) {
             return opened.error();
         }

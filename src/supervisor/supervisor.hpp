@@ -182,6 +182,9 @@ struct BackupSettings {
     core::Millis resume_timeout{std::chrono::minutes{10}};
     /// Restore at start when the data dir holds no chain data, or is dirty (the boot rules).
     bool restore_on_boot = true;
+    /// A directory copy, or a tar.zst stream (to a file in `dir`, or to an upload command):
+    /// docs/backups.md, "Targets".
+    BackupFormat format;
 };
 
 /// What "synced" means (Lotus's "< 5 epochs", Dshackle's lag gating).

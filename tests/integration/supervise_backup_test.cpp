@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -39,12 +40,14 @@ std::int64_t height_in(const fs::path& data) {
 /// A sim node under a sidecar with backups to `backups`; the data and backup dirs outlive it,
 /// so a second sidecar can start on them.
 struct BackedUpNode {
-    BackedUpNode(const fs::path& data, const fs::path& backups)
+    BackedUpNode(const fs::path& data, const fs::path& backups, const std::string& config = {})
         : port(free_port()),
           sidecar({"--chain", "sim", "--proxy", "127.0.0.1:0", "--upstream",
                    "http://127.0.0.1:" + std::to_string(port), "--data-dir", data.string(),
                    "--backup-dir", backups.string(), "--chain-id", std::string{kChainId}},
-                  sim_node(data.string(), port)) {}
+                  sim_node(data.string(), port),
+                  {},
+                  config) {}
 
     bool wait_ready() {
         return sidecar.wait_started() &&
@@ -280,6 +283,50 @@ TEST_F(SidecarBackups, BadInputIsRefusedAndTheSidecarGoesOn) {
     EXPECT_EQ(none.body,
               "ERROR: backup failed: no backup target: start with --backup-dir DIR or set "
               "backup.dir");
+}
+
+TEST_F(SidecarBackups, AStreamedBackupGoesThroughAnUploadCommandAndComesBackOnRestore) {
+    const fs::path remote = fs::path{dir_.path()} / "remote";
+    fs::create_directories(remote);
+    const std::string config = "backup:\n  format: tar.zst\n  upload: [sh, -c, \"cat > " +
+                               remote.string() + "/{{name}}.tar.zst\"]\n  download: [cat, \"" +
+                               remote.string() + "/{{name}}.tar.zst\"]\n";
+    BackedUpNode node{data(), target(), config};
+    ASSERT_TRUE(node.wait_ready()) << node.sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return height_in(data()) >= 5; }, 30s));
+
+    auto made = node.sidecar.command("backup");
+    ASSERT_EQ(made.status, 200) << made.body << node.sidecar.err();
+    auto backups = node.backups();
+    ASSERT_EQ(backups.size(), 1U);
+    const auto& entry = backups[0].as_object();
+    EXPECT_EQ(text(entry.at("format")), "tar.zst");
+    const std::string name = text(entry.at("name"));
+    const std::int64_t backed_up = entry.at("height").as_int64();
+    const fs::path object = remote / (name + ".tar.zst");
+    ASSERT_TRUE(fs::exists(object));
+    EXPECT_EQ(static_cast<std::int64_t>(fs::file_size(object)),
+              entry.at("archive_size").as_int64());
+    EXPECT_FALSE(fs::exists(target() / name / "data")) << "the stream is the only copy";
+
+    // The node moves on; a restore brings the data dir back to the backup's height through the
+    // download command, with no copy of the archive on disk.
+    ASSERT_TRUE(wait_until([&] { return height_in(data()) > backed_up + 20; }, 30s));
+    const std::int64_t before_restore = height_in(data());
+    auto restored = node.sidecar.command("restore", "backupName=" + name);
+    ASSERT_EQ(restored.status, 200) << restored.body << node.sidecar.err();
+    EXPECT_EQ(text(node.sidecar.status()["last_restore"]), name);
+    // The restarted node starts from the restored height (its own file), then goes on.
+    EXPECT_TRUE(wait_until([&] { return node.sidecar.status()["readiness"] == "ready"; }, 30s));
+    static const std::regex start{R"(serving on port [0-9]+ version \S+ height ([0-9]+))"};
+    const std::string log = node.sidecar.out();
+    std::int64_t last_start = -1;
+    for (auto it = std::sregex_iterator{log.begin(), log.end(), start};
+         it != std::sregex_iterator{}; ++it) {
+        last_start = std::stoll((*it)[1]);
+    }
+    EXPECT_GE(last_start, backed_up) << log;
+    EXPECT_LT(last_start, before_restore) << "the node did not start from the backup: " << log;
 }
 
 }  // namespace

@@ -897,6 +897,43 @@ TEST(SuperviseBackups, BadValuesNameLineAndKey) {
               "and ':'");
 }
 
+TEST(SuperviseBackups, AStreamedFormatTakesUploadAndDownloadCommandsTogether) {
+    NodeDir dir;
+    auto loaded = load_supervise(dir.write(R"(data_dir: /d
+backup:
+  dir: /b
+  format: tar.zst
+  upload: [rclone, rcat, "remote:bk/{{name}}.tar.zst"]
+  download: [rclone, cat, "remote:bk/{{name}}.tar.zst"]
+  compression_level: 3
+  compression_threads: 0
+  idle_timeout: 2m
+)"),
+                                 with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_TRUE(loaded->backup.format.archive);
+    EXPECT_EQ(loaded->backup.format.upload,
+              (std::vector<std::string>{"rclone", "rcat", "remote:bk/{{name}}.tar.zst"}));
+    EXPECT_EQ(loaded->backup.format.download,
+              (std::vector<std::string>{"rclone", "cat", "remote:bk/{{name}}.tar.zst"}));
+    EXPECT_EQ(loaded->backup.format.level, 3);
+    EXPECT_EQ(loaded->backup.format.threads, 0);
+    EXPECT_EQ(loaded->backup.format.idle, core::Millis{120'000});
+
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  format: zip\n"),
+              "node.yaml:3:11: backup.format: unknown backup format \"zip\" (dir, tar.zst)");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  upload: [rclone, rcat, x]\n  download: [cat]\n"),
+              "node.yaml:3:11: backup.upload: upload takes a stream: it needs format: tar.zst");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  format: tar.zst\n  upload: [rclone, rcat, x]\n"),
+              "node.yaml:4:11: backup.upload: upload needs download: the command that gives a "
+              "backup back for a restore");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  format: tar.zst\n  download: [cat, x]\n"),
+              "node.yaml:4:13: backup.download: download goes with upload");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  format: tar.zst\n  upload: []\n"),
+              "node.yaml:4:11: backup.upload: expected the program and its arguments, like "
+              "[rclone, rcat, \"remote:backups/{{name}}.tar.zst\"]");
+}
+
 TEST(SuperviseBackups, APresetSaysWhatItsDataDirHolds) {
     NodeDir dir;
     auto loaded = load_supervise(dir.write(R"(chain: cosmos
