@@ -240,7 +240,7 @@ backup_section() {
     dirs=$(find "$src" -type d | wc -l)
     echo "data dir: $files files, $dirs directories, $bytes bytes (made in $(secs_between "$t0" "$t1") s)"
 
-    local round step s f line dst same=unchecked
+    local round step s f line dst same=unchecked same_z=unchecked
     for ((round = 1; round <= BACKUP_ROUNDS; round++)); do
         dst=$TMP/backup-round
         mkdir -p "$dst"
@@ -287,6 +287,17 @@ backup_section() {
                 if ((round == 1)); then # not timed: the restored tree is the data dir's, byte for byte
                     diff -r "$src" "$dst/restore" >/dev/null && same=yes || same=NO
                 fi
+                # aviary's streamed form (backup.format: tar.zst): tar | zstd's counterpart
+                sync
+                line=$("$BACKUP_BENCH" "$src" "$dst/target_z" "$dst/restore_z" tar.zst |
+                    tee "$TMP/backup_bench_z-$round.txt" | sed -n 's/^RESULT //p') || true
+                [[ -n "$line" ]] || die "backup_bench tar.zst failed: $(cat "$TMP/backup_bench_z-$round.txt")"
+                BS[zfull]+="$(result_of full_s "$line") "
+                BS[zrestore]+="$(result_of restore_s "$line") "
+                echo "round $round aviary tar.zst: backup $(result_of full_s "$line") s, restore $(result_of restore_s "$line") s"
+                if ((round == 1)); then
+                    diff -r "$src" "$dst/restore_z" >/dev/null && same_z=yes || same_z=NO
+                fi
                 ;;
             esac
         done
@@ -311,12 +322,14 @@ backup_section() {
     for row in "rsync -a:rsync:rsync_sync" "rsync -a --link-dest (nothing changed):linkdest:linkdest_sync" \
         "tar | zstd -1 -T0:tar:tar_sync" "zstd -dc | tar -x (restore):untar:untar_sync" \
         "aviary backup, full::full" "aviary backup, nothing changed (hard links)::unchanged" \
-        "aviary restore::restore"; do
+        "aviary restore::restore" "aviary backup, tar.zst (checked)::zfull" \
+        "aviary restore, tar.zst (streamed)::zrestore"; do
         IFS=: read -r label plain synced <<<"$row"
         printf '%-44s %9s %8s %13s %8s\n' "$label" "${plain:+$(secs "${B[$plain]}")}" \
             "${plain:+$(mbps "$bytes" "${B[$plain]}")}" "$(secs "${B[$synced]}")" "$(mbps "$bytes" "${B[$synced]}")"
     done
     echo "aviary's restore identical to the data dir (diff -r, round 1): $same"
+    echo "aviary's tar.zst restore identical to the data dir (diff -r, round 1): $same_z"
 
     say "backup goals: aviary's time / rsync's time <= 1.2"
     local what base ratio
@@ -329,6 +342,12 @@ backup_section() {
     done
     ratio=$(awk -v a="${B[unchanged]}" -v r="${B[linkdest_sync]}" 'BEGIN {printf "%.2f", a / r}')
     echo "aviary unchanged backup / rsync --link-dest+sync: ${ratio}x (no goal)"
+    for what in "zfull:tar_sync:tar.zst backup / tar | zstd + sync (aviary also reads it back)" \
+        "zrestore:untar_sync:tar.zst restore / zstd -dc | tar -x + sync (sha256 checked)"; do
+        IFS=: read -r k base label <<<"$what"
+        ratio=$(awk -v a="${B[$k]}" -v r="${B[$base]}" 'BEGIN {printf "%.2f", a / r}')
+        echo "aviary $label: ${ratio}x (no goal)"
+    done
 }
 
 if ! want sidecar; then
