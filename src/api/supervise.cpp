@@ -147,6 +147,7 @@ json::object status_json(const supervisor::Status& s) {
     o["command"] = s.command;
     o["phase"] = s.phase;
     o["restore_pending"] = s.restore_pending;
+    o["reload_pending"] = s.reload_pending;
     o["last_backup"] = s.last_backup;
     o["last_restore"] = s.last_restore;
     if (!s.production.empty()) {

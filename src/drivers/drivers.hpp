@@ -112,7 +112,7 @@ enum class Op {
     kStatus,
     kMaintenance,       ///< stop the node and hold it stopped
     kResume,            ///< out of maintenance
-    kReload,            ///< restart the node now
+    kReload,            ///< restart the node, refused while it produces (safely_reload)
     kBackup,            ///< a backup of its data dir (docs/backups.md)
     kRestore,           ///< the newest usable backup put back
     kPauseProduction,   ///< safely_pause_production (bp mode)

@@ -45,8 +45,9 @@ std::string_view command_path(Op op) {
         case Op::kResume:
             return "resume";
         case Op::kRestart:
-        case Op::kReload:
             return "reload";
+        case Op::kReload:
+            return "safely_reload";
         case Op::kBackup:
             return "backup";
         case Op::kRestore:

@@ -288,14 +288,15 @@ private:
                     if (!first) {
                         first = target->height;
                     } else if (*target->height > *first) {
+                        // The source must stay passive: paused, or not running at all (a bp-mode
+                        // node starts passive; a config change may restart it right now).
                         auto source = co_await sidecars_->read(from_);
-                        if (!source || source->production != "paused") {
-                            co_return step_failed(
-                                source ? fmt::format("{} reports production {} while {} "
-                                                     "produces",
-                                                     from_.name, source->production, to_.name)
-                                       : source.error().message);
+                        if (source && source->production == "producing") {
+                            co_return step_failed(fmt::format("{} produces again while {} produces",
+                                                              from_.name, to_.name));
                         }
+                        const bool passive = source && (source->production == "paused" ||
+                                                        source->state != "running");
                         auto lease = co_await lease_now();
                         if (!lease || lease->holder != target->name || lease->fence != fence_ + 1) {
                             co_return step_failed(
@@ -305,7 +306,12 @@ private:
                                                     fence_ + 1)
                                       : lease.error().message);
                         }
-                        co_return *target->height;
+                        if (passive) {
+                            co_return *target->height;
+                        }
+                        last = source ? fmt::format("{} is {} with production {}", from_.name,
+                                                    source->state, source->production)
+                                      : source.error().message;
                     }
                 }
             } else {

@@ -1042,6 +1042,10 @@ struct Supervisor::Impl {
             status.production = std::move(production);
             m_producing.set(status.production == "producing" ? 1.0 : 0.0);
             publish();
+            if (status.production == "paused" && !status.reload_pending.empty()) {
+                // Production moved away: the config change waiting for it is applied now.
+                asio::co_spawn(context, apply_config_change(), asio::detached);
+            }
         }
     }
 
@@ -1333,6 +1337,69 @@ struct Supervisor::Impl {
 
     /// Watches the templates' directories (a Kubernetes configmap mount swaps a symlink) and
     /// restarts the node, through the command queue, when a render's output would change.
+    /// A changed config is applied by a restart: deferred while the node produces (bp mode)
+    /// until production moves away; through serve's job engine when the node is in its pool, so
+    /// the sidecars of a set restart one at a time (the config-reload action); else at once.
+    asio::awaitable<void> apply_config_change() {
+        if (status.production == "producing") {
+            status.reload_pending =
+                "the config changed while the node produces: restarting once production is "
+                "handed over (switch-producer) or paused";
+            log->warn("node {}: {}", settings.name, status.reload_pending);
+            publish();
+            co_return;
+        }
+        status.reload_pending.clear();
+        if (!settings.producer.serve.empty()) {
+            auto submitted = co_await submit_rolling_reload();
+            if (submitted) {
+                log->info(
+                    "node {}: its config changed: restart queued in serve as job {} "
+                    "(config-reload, one node at a time)",
+                    settings.name, *submitted);
+                publish();
+                co_return;
+            }
+            log->warn(
+                "node {}: its config changed; serve did not take the rolling restart ({}): "
+                "restarting it here",
+                settings.name, submitted.error().message);
+        }
+        log->info("node {}: its config changed: restarting it to apply", settings.name);
+        enqueue(Command::kSafelyReload, {}, {});
+        publish();
+    }
+
+    /// POST serve's /api/v1/nodes/NAME/actions/config-reload: the job's id.
+    asio::awaitable<core::Result<std::string>> submit_rolling_reload() {
+        const auto& p = settings.producer;
+        net::ClientRequest request;
+        request.method = "POST";
+        request.url =
+            fmt::format("{}/api/v1/nodes/{}/actions/config-reload", p.serve, settings.name);
+        request.headers.push_back({"Content-Type", "application/json"});
+        if (!p.token.empty()) {
+            request.headers.push_back({"Authorization", "Bearer " + p.token});
+        }
+        request.body = "{}";
+        request.timeout = std::chrono::seconds{10};
+        auto response = co_await net::fetch(std::move(request));
+        if (!response) {
+            co_return core::Error{core::ErrorCode::kUnavailable, response.error().message};
+        }
+        boost::system::error_code ec;
+        auto value = boost::json::parse(response->body, ec);
+        const auto* job = !ec && value.is_object() ? value.as_object().if_contains("job") : nullptr;
+        const auto* id =
+            job != nullptr && job->is_object() ? job->as_object().if_contains("id") : nullptr;
+        if (response->status / 100 != 2 || id == nullptr || !id->is_string()) {
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("serve answered {}: {}", response->status,
+                                              response->body.substr(0, 300))};
+        }
+        co_return std::string{id->as_string()};
+    }
+
     asio::awaitable<void> watch_configs() {
         const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (fd < 0) {
@@ -1375,8 +1442,7 @@ struct Supervisor::Impl {
             if (shutting_down || status.maintenance || !(co_await config_changed())) {
                 continue;
             }
-            log->info("node {}: its config changed: restarting it to apply", settings.name);
-            enqueue(Command::kSafelyReload, {}, {});
+            co_await apply_config_change();
         }
         config_watcher = nullptr;
     }
@@ -1808,8 +1874,17 @@ struct Supervisor::Impl {
                 }
                 co_return co_await start_now();
             }
-            case Command::kReload:
-            case Command::kSafelyReload: {
+            case Command::kSafelyReload:
+                if (status.production == "producing") {
+                    co_return core::Error{
+                        core::ErrorCode::kUnavailable,
+                        fmt::format("node {} is producing (fence {}): hand production over "
+                                    "first (aviary switch-producer --from {} --to ...), or pause "
+                                    "it; reload restarts it regardless",
+                                    settings.name, status.fence, settings.name)};
+                }
+                [[fallthrough]];
+            case Command::kReload: {
                 if (status.maintenance) {
                     co_return core::Error{core::ErrorCode::kUnavailable,
                                           "the node is in maintenance: resume it instead"};

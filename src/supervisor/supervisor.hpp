@@ -276,6 +276,8 @@ struct Status {
     /// Why the data dir must be restored before the next start ("the node logged \"database
     /// dirty flag set\""); kept in the state file.
     std::string restore_pending;
+    /// Why a config change has not been applied yet (the node produces), or "".
+    std::string reload_pending;
     std::string last_backup;   ///< the name of the last backup this sidecar made
     std::string last_restore;  ///< the name of the last backup it restored
     /// bp mode: "producing", "paused", or "unknown" (the producer API did not answer); "" when

@@ -13,6 +13,8 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -121,11 +123,25 @@ TEST(SidecarNodes, ASidecarRegistersItselfAndServeRunsItsCommandsAsJobs) {
     EXPECT_EQ(a.paused(), false);
     EXPECT_EQ(lease_in(serve)["holder"], "bp-a");
 
-    // reload: the sidecar restarts the node (one more start).
+    // reload is refused while the node produces, saying how to hand over first...
     const auto starts = a.sidecar.status()["starts"].as_int64();
+    auto producing = run_job(serve, "bp-a", "reload");
+    ASSERT_EQ(str(producing.at("state")), "failed") << json::serialize(producing);
+    EXPECT_NE(str(producing.at("error"))
+                  .find("node bp-a is producing (fence 1): hand production "
+                        "over first"),
+              std::string::npos)
+        << json::serialize(producing);
+    EXPECT_EQ(a.sidecar.status()["starts"].as_int64(), starts);
+    EXPECT_EQ(a.paused(), false) << "still producing";
+    // ...and restarts it once production is paused (one more start; it comes back passive).
+    auto paused = run_job(serve, "bp-a", "pause-production");
+    ASSERT_EQ(str(paused.at("state")), "succeeded") << json::serialize(paused);
+    EXPECT_TRUE(lease_in(serve)["holder"] == "") << "the lease was given back";
     auto reloaded = run_job(serve, "bp-a", "reload");
     ASSERT_EQ(str(reloaded.at("state")), "succeeded") << json::serialize(reloaded);
     EXPECT_GT(a.sidecar.status()["starts"].as_int64(), starts);
+    EXPECT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
 
     // A sidecar's command on a node of another driver is refused, naming both.
     auto refused = run_job(serve, "lotus-0", "backup");
@@ -502,6 +518,143 @@ TEST(SwitchProducer, LosingTheTargetMidHandOverLeavesBothPassiveAndTheLeaseParke
             << refused.body;
         EXPECT_EQ(node->paused(), true);
     }
+}
+
+/// The config-reload jobs of `node` in serve, as JSON objects.
+std::vector<json::object> config_reloads(const ServerProcess& serve, const std::string& node) {
+    auto response = http(serve, "GET", "/api/v1/jobs?node=" + node);
+    auto body = json_of(response);
+    std::vector<json::object> out;
+    if (!body.is_object()) {
+        return out;
+    }
+    const auto* jobs = body.as_object().if_contains("jobs");
+    if (jobs == nullptr || !jobs->is_array()) {
+        return out;
+    }
+    for (const auto& job : jobs->as_array()) {
+        if (str(job.at("action")) == "config-reload") {
+            out.push_back(job.as_object());
+        }
+    }
+    return out;
+}
+
+/// A supervise file rendering `template_path` into `output` before each start.
+std::string render_config(const std::string& template_path, const std::string& output) {
+    return "render:\n  - template: " + template_path + "\n    output: " + output +
+           "\n    values:\n      agent: bp\n";
+}
+
+/// Replaces a file as a configmap mount does: a new file renamed over the old one.
+void swap_in_file(const std::string& path, const std::string& text) {
+    {
+        std::ofstream out{path + ".new"};
+        out << text;
+    }
+    std::filesystem::rename(path + ".new", path);
+}
+
+TEST(RollingConfigReload, RegisteredSidecarsRestartOneAtATimeThroughServesJobs) {
+    ServerProcess serve{serve_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    TempDir shared;
+    const std::string source = shared.path() + "/config.ini.tmpl";
+    swap_in_file(source, "agent-name = {{ agent }}\nround = 1\n");
+    BpNode a{"bp-a", serve.url(""), render_config(source, shared.path() + "/a.ini")};
+    BpNode b{"bp-b", serve.url(""), render_config(source, shared.path() + "/b.ini")};
+    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
+    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
+    ASSERT_TRUE(registered(serve, "bp-a").is_object());
+    ASSERT_TRUE(registered(serve, "bp-b").is_object());
+    const auto starts_a = a.sidecar.status()["starts"].as_int64();
+    const auto starts_b = b.sidecar.status()["starts"].as_int64();
+
+    swap_in_file(source, "agent-name = {{ agent }}\nround = 2\n");
+    std::vector<json::object> jobs_a;
+    std::vector<json::object> jobs_b;
+    auto done = [](const std::vector<json::object>& jobs) {
+        return jobs.size() == 1 &&
+               (jobs[0].at("state") == "succeeded" || jobs[0].at("state") == "failed");
+    };
+    ASSERT_TRUE(wait_until(
+        [&] {
+            jobs_a = config_reloads(serve, "bp-a");
+            jobs_b = config_reloads(serve, "bp-b");
+            return done(jobs_a) && done(jobs_b);
+        },
+        60s))
+        << a.sidecar.err() << b.sidecar.err();
+    EXPECT_EQ(jobs_a[0].at("state"), "succeeded") << json::serialize(jobs_a[0]);
+    EXPECT_EQ(jobs_b[0].at("state"), "succeeded") << json::serialize(jobs_b[0]);
+    // One at a time: one job ended before the other began.
+    const std::string a_start = str(jobs_a[0].at("started_at"));
+    const std::string a_end = str(jobs_a[0].at("finished_at"));
+    const std::string b_start = str(jobs_b[0].at("started_at"));
+    const std::string b_end = str(jobs_b[0].at("finished_at"));
+    EXPECT_TRUE(a_end <= b_start || b_end <= a_start)
+        << "a ran " << a_start << ".." << a_end << ", b ran " << b_start << ".." << b_end;
+    // Both restarted with the new config rendered.
+    EXPECT_GT(a.sidecar.status()["starts"].as_int64(), starts_a);
+    EXPECT_GT(b.sidecar.status()["starts"].as_int64(), starts_b);
+    EXPECT_EQ(read_file(shared.path() + "/a.ini"), "agent-name = bp\nround = 2\n");
+    EXPECT_EQ(read_file(shared.path() + "/b.ini"), "agent-name = bp\nround = 2\n");
+    EXPECT_TRUE(wait_until(
+        [&] { return a.sidecar.err().find("restart queued in serve as job") != std::string::npos; },
+        10s))
+        << a.sidecar.err();
+}
+
+TEST(RollingConfigReload, AProducingNodeDefersItsRestartUntilProductionIsHandedOver) {
+    ServerProcess serve{serve_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    TempDir shared;
+    const std::string source = shared.path() + "/config.ini.tmpl";
+    swap_in_file(source, "agent-name = {{ agent }}\nround = 1\n");
+    BpNode a{"bp-a", serve.url(""), render_config(source, shared.path() + "/a.ini")};
+    BpNode b{"bp-b", serve.url(""), render_config(source, shared.path() + "/b.ini")};
+    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
+    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
+    ASSERT_TRUE(registered(serve, "bp-a").is_object());
+    ASSERT_TRUE(registered(serve, "bp-b").is_object());
+    ASSERT_EQ(str(run_job(serve, "bp-a", "resume-production").at("state")), "succeeded");
+    const auto starts_a = a.sidecar.status()["starts"].as_int64();
+
+    swap_in_file(source, "agent-name = {{ agent }}\nround = 2\n");
+    // B (passive) restarts through serve; A (producing) says why it waits and keeps producing.
+    ASSERT_TRUE(wait_until(
+        [&] {
+            auto jobs = config_reloads(serve, "bp-b");
+            return jobs.size() == 1 && jobs[0].at("state") == "succeeded";
+        },
+        60s))
+        << b.sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return !str(a.sidecar.status()["reload_pending"]).empty(); }, 30s))
+        << a.sidecar.err();
+    EXPECT_NE(str(a.sidecar.status()["reload_pending"]).find("handed over"), std::string::npos);
+    EXPECT_TRUE(config_reloads(serve, "bp-a").empty());
+    EXPECT_EQ(a.sidecar.status()["starts"].as_int64(), starts_a);
+    EXPECT_EQ(a.paused(), false) << "A still produces";
+    EXPECT_EQ(read_file(shared.path() + "/a.ini"), "agent-name = bp\nround = 1\n");
+    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
+
+    // Hand production to B: A, passive now, restarts with its new config. (A sim node that
+    // follows does not catch up the blocks it missed while restarting: B may be behind.)
+    auto params = switch_params("bp-a", true);
+    params["max_lag"] = "100000";
+    auto handed = run_job(serve, "bp-b", "switch-producer", params);
+    ASSERT_EQ(str(handed.at("state")), "succeeded") << output_of(serve, handed);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            auto jobs = config_reloads(serve, "bp-a");
+            return jobs.size() == 1 && jobs[0].at("state") == "succeeded";
+        },
+        60s))
+        << a.sidecar.err();
+    EXPECT_GT(a.sidecar.status()["starts"].as_int64(), starts_a);
+    EXPECT_EQ(str(a.sidecar.status()["reload_pending"]), "");
+    EXPECT_EQ(read_file(shared.path() + "/a.ini"), "agent-name = bp\nround = 2\n");
+    EXPECT_EQ(b.paused(), false) << "B produces through A's restart";
 }
 
 }  // namespace

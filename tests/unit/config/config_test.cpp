@@ -372,7 +372,7 @@ jobs::StepSpec wait_step(jobs::WaitCondition condition, core::Millis timeout) {
 std::vector<jobs::ActionSpec> builtin_actions() {
     using drivers::Op;
     using jobs::WaitCondition;
-    std::vector<jobs::ActionSpec> actions(18);
+    std::vector<jobs::ActionSpec> actions(19);
     auto& upgrade = actions[0];
     upgrade.name = "upgrade";
     upgrade.description = "Run a new image tag, keeping the node's data.";
@@ -530,7 +530,7 @@ std::vector<jobs::ActionSpec> builtin_actions() {
     restore.steps = {driver_step(Op::kRestore)};
     auto& reload = actions[14];
     reload.name = "reload";
-    reload.description = "Restart the node through its sidecar.";
+    reload.description = "Restart the node through its sidecar (refused while it produces).";
     reload.rerun_safe = true;
     reload.steps = {driver_step(Op::kReload), wait_step(WaitCondition::kRunning, 2min)};
     auto& pause = actions[15];
@@ -567,6 +567,16 @@ std::vector<jobs::ActionSpec> builtin_actions() {
     handoff.steps.resize(1);
     handoff.steps[0].kind = jobs::StepKind::kSwitchProducer;
     handoff.steps[0].name = "switch producer";
+    auto& rolling = actions[18];
+    rolling.name = "config-reload";
+    rolling.description =
+        "Apply a changed config by a restart, one node at a time across the fleet: what a "
+        "registered sidecar asks for when its config changes.";
+    rolling.queue = "rolling";
+    rolling.concurrency = 1;
+    rolling.rerun_safe = true;
+    rolling.timeout = 15min;
+    rolling.steps = {driver_step(Op::kReload), wait_step(WaitCondition::kSynced, 10min)};
     return actions;
 }
 
@@ -682,12 +692,26 @@ jobs:
 )",
                               "t.yaml");
     ASSERT_TRUE(loaded) << loaded.error().message;
-    EXPECT_EQ(
-        action_names(*loaded),
-        (std::vector<std::string>{"hello", "upgrade", "install-snapshot", "create-canary",
-                                  "delete-canary", "restart", "status", "noop", "ping", "reimage",
-                                  "reboot", "loan", "return-loan", "backup", "restore", "reload",
-                                  "pause-production", "resume-production", "switch-producer"}));
+    EXPECT_EQ(action_names(*loaded), (std::vector<std::string>{"hello",
+                                                               "upgrade",
+                                                               "install-snapshot",
+                                                               "create-canary",
+                                                               "delete-canary",
+                                                               "restart",
+                                                               "status",
+                                                               "noop",
+                                                               "ping",
+                                                               "reimage",
+                                                               "reboot",
+                                                               "loan",
+                                                               "return-loan",
+                                                               "backup",
+                                                               "restore",
+                                                               "reload",
+                                                               "pause-production",
+                                                               "resume-production",
+                                                               "switch-producer",
+                                                               "config-reload"}));
 }
 
 TEST(Config, FileActionReplacesTheBuiltinOfTheSameName) {
