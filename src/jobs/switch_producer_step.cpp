@@ -21,7 +21,7 @@ namespace json = boost::json;
 using drivers::Op;
 using drivers::SidecarStatus;
 
-constexpr core::Millis kVerifyInterval{250};
+constexpr core::Millis kVerifyInterval{100};
 
 core::Error step_failed(std::string message) {
     return core::Error{core::ErrorCode::kInternal, std::move(message)};
