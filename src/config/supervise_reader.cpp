@@ -728,6 +728,32 @@ void read_delay(YamlReader& r, const Value& value, core::Millis& out) {
     out = *parsed;
 }
 
+/// A program and its arguments: a list of strings, the first not empty. `example` is shown
+/// when it is not one ("[nodeos, --data-dir, /var/lib/nodeos]").
+void read_argv(YamlReader& r,
+               const Value& v,
+               std::vector<std::string>& out,
+               std::string_view example) {
+    std::vector<std::string> argv;
+    auto before = r.error_count();
+    r.read_list(v, [&](const Value& item) {
+        std::string arg;
+        if (r.read_string(item, arg)) {
+            argv.push_back(std::move(arg));
+        }
+    });
+    if (r.error_count() != before) {
+        return;
+    }
+    if (argv.empty() || argv.front().empty()) {
+        r.error(v, fmt::format("expected the program and its arguments, like {}", example));
+        return;
+    }
+    out = std::move(argv);
+}
+
+constexpr std::string_view kUploadExample = "[rclone, rcat, \"remote:backups/{{name}}.tar.zst\"]";
+
 void read_program(YamlReader& r,
                   const Value& value,
                   supervisor::ProgramSettings& p,
@@ -738,24 +764,7 @@ void read_program(YamlReader& r,
             {"command",
              [&](const Value& v) {
                  file.command_given = true;
-                 std::vector<std::string> argv;
-                 auto before = r.error_count();
-                 r.read_list(v, [&](const Value& item) {
-                     std::string arg;
-                     if (r.read_string(item, arg)) {
-                         argv.push_back(std::move(arg));
-                     }
-                 });
-                 if (r.error_count() != before) {
-                     return;
-                 }
-                 if (argv.empty() || argv.front().empty()) {
-                     r.error(v,
-                             "expected the program and its arguments, like [nodeos, "
-                             "--data-dir, /var/lib/nodeos]");
-                     return;
-                 }
-                 p.argv = std::move(argv);
+                 read_argv(r, v, p.argv, "[nodeos, --data-dir, /var/lib/nodeos]");
              }},
             {"cwd", [&](const Value& v) { r.read_string(v, p.cwd); }},
             {"umask",
@@ -1069,28 +1078,6 @@ void read_producer_settings(YamlReader& r, const Value& value, supervisor::Produ
                });
 }
 
-/// An argv for a backup command: a list of strings, the first the program.
-void read_backup_argv(YamlReader& r, const Value& v, std::vector<std::string>& out) {
-    std::vector<std::string> argv;
-    auto before = r.error_count();
-    r.read_list(v, [&](const Value& item) {
-        std::string arg;
-        if (r.read_string(item, arg)) {
-            argv.push_back(std::move(arg));
-        }
-    });
-    if (r.error_count() != before) {
-        return;
-    }
-    if (argv.empty() || argv.front().empty()) {
-        r.error(v,
-                "expected the program and its arguments, like [rclone, rcat, "
-                "\"remote:backups/{{name}}.tar.zst\"]");
-        return;
-    }
-    out = std::move(argv);
-}
-
 void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& b, FileRead& file) {
     std::optional<Value> upload_at;
     std::optional<Value> download_at;
@@ -1108,12 +1095,12 @@ void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& 
             {"upload",
              [&](const Value& v) {
                  upload_at = v;
-                 read_backup_argv(r, v, b.format.upload);
+                 read_argv(r, v, b.format.upload, kUploadExample);
              }},
             {"download",
              [&](const Value& v) {
                  download_at = v;
-                 read_backup_argv(r, v, b.format.download);
+                 read_argv(r, v, b.format.download, kUploadExample);
              }},
             {"compression_level", [&](const Value& v) { r.read_int(v, b.format.level, 1, 19); }},
             {"compression_threads",

@@ -517,6 +517,44 @@ core::Result<void> check_against(const fs::path& data,
     return {};
 }
 
+/// How every backup ends, by `checked` (the copy against its manifest): quarantined with the
+/// reason, or flushed, renamed into place and its directory entry synced. A check that was
+/// cancelled removes the partial backup.
+core::Result<Manifest> settle(const fs::path& root,
+                              const fs::path& partial,
+                              Manifest manifest,
+                              const core::Result<void>& checked) {
+    auto fail = [&](core::Error error) -> core::Result<Manifest> {
+        (void)remove_tree(partial);
+        return error;
+    };
+    if (!checked) {
+        if (checked.error().code == core::ErrorCode::kUnavailable) {
+            return fail(checked.error());
+        }
+        std::error_code ec;
+        fs::rename(partial, root / kQuarantine / manifest.name, ec);
+        std::ofstream{root / kQuarantine / manifest.name / kReason} << checked.error().message
+                                                                    << "\n";
+        return core::Error{core::ErrorCode::kStorage,
+                           fmt::format("backup {} failed validation (quarantined): {}",
+                                       manifest.name, checked.error().message)};
+    }
+    if (auto flushed = flush(partial); !flushed) {
+        return fail(flushed.error());
+    }
+    std::error_code ec;
+    fs::rename(partial, root / manifest.name, ec);
+    if (ec) {
+        return fail(
+            storage(fmt::format("cannot publish backup {}: {}", manifest.name, ec.message())));
+    }
+    if (auto synced = sync_dir(root); !synced) {
+        return synced.error();
+    }
+    return manifest;
+}
+
 bool is_backup_dir(std::string_view name) {
     return !name.starts_with(".") && name != kQuarantine;
 }
@@ -704,31 +742,8 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
     if (auto written = write_manifest(partial / kManifest, manifest); !written) {
         return fail(written.error());
     }
-    if (auto checked = check_against(data, manifest, linked_paths, cancelled); !checked) {
-        if (checked.error().code == core::ErrorCode::kUnavailable) {
-            return fail(checked.error());
-        }
-        std::error_code ec;
-        fs::rename(partial, root / kQuarantine / manifest.name, ec);
-        std::ofstream{root / kQuarantine / manifest.name / kReason} << checked.error().message
-                                                                    << "\n";
-        return core::Error{core::ErrorCode::kStorage,
-                           fmt::format("backup {} failed validation (quarantined): {}",
-                                       manifest.name, checked.error().message)};
-    }
-    if (auto flushed = flush(partial); !flushed) {
-        return fail(flushed.error());
-    }
-    std::error_code ec;
-    fs::rename(partial, root / manifest.name, ec);
-    if (ec) {
-        return fail(
-            storage(fmt::format("cannot publish backup {}: {}", manifest.name, ec.message())));
-    }
-    if (auto synced = sync_dir(root); !synced) {
-        return synced.error();
-    }
-    return manifest;
+    auto checked = check_against(data, manifest, linked_paths, cancelled);
+    return settle(root, partial, std::move(manifest), checked);
 }
 
 core::Result<std::vector<BackupEntry>> BackupStore::list(std::string_view chain_id) const {
@@ -1234,34 +1249,11 @@ core::Result<Manifest> BackupStore::create_archive(const std::string& data_dir,
     if (auto written = write_manifest(partial / kManifest, manifest); !written) {
         return fail(written.error());
     }
-    if (local) {
-        // What landed is read back and checked against the manifest before it is published.
-        if (auto checked = extract(manifest, file_path.string(), {}, cancelled); !checked) {
-            if (checked.error().code == core::ErrorCode::kUnavailable) {
-                return fail(checked.error());
-            }
-            std::error_code ec;
-            fs::rename(partial, root / kQuarantine / manifest.name, ec);
-            std::ofstream{root / kQuarantine / manifest.name / kReason} << checked.error().message
-                                                                        << "\n";
-            return core::Error{core::ErrorCode::kStorage,
-                               fmt::format("backup {} failed validation (quarantined): {}",
-                                           manifest.name, checked.error().message)};
-        }
-    }
-    if (auto flushed = flush(partial); !flushed) {
-        return fail(flushed.error());
-    }
-    std::error_code ec;
-    fs::rename(partial, root / manifest.name, ec);
-    if (ec) {
-        return fail(
-            storage(fmt::format("cannot publish backup {}: {}", manifest.name, ec.message())));
-    }
-    if (auto synced = sync_dir(root); !synced) {
-        return synced.error();
-    }
-    return manifest;
+    // What landed locally is read back and checked against the manifest before it is
+    // published; an upload counts once its command exited 0.
+    auto checked =
+        local ? extract(manifest, file_path.string(), {}, cancelled) : core::Result<void>{};
+    return settle(root, partial, std::move(manifest), checked);
 }
 
 core::Result<void> BackupStore::extract(const Manifest& manifest,
