@@ -555,20 +555,36 @@ void swap_in_file(const std::string& path, const std::string& text) {
     std::filesystem::rename(path + ".new", path);
 }
 
-TEST(RollingConfigReload, RegisteredSidecarsRestartOneAtATimeThroughServesJobs) {
+/// serve, and two registered bp-mode sidecars rendering one shared template (a configmap's
+/// file) into a.ini and b.ini before each start.
+class RollingConfigReload : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(serve.start()) << serve.log();
+        swap_in_file(source, "agent-name = {{ agent }}\nround = 1\n");
+        a = std::make_unique<BpNode>("bp-a", serve.url(""),
+                                     render_config(source, shared.path() + "/a.ini"));
+        b = std::make_unique<BpNode>("bp-b", serve.url(""),
+                                     render_config(source, shared.path() + "/b.ini"));
+        ASSERT_TRUE(a->wait_passive_and_ready()) << a->sidecar.err();
+        ASSERT_TRUE(b->wait_passive_and_ready()) << b->sidecar.err();
+        ASSERT_TRUE(registered(serve, "bp-a").is_object());
+        ASSERT_TRUE(registered(serve, "bp-b").is_object());
+    }
+    std::string rendered(const char* node) const {
+        return read_file(shared.path() + "/" + node + ".ini");
+    }
+
     ServerProcess serve{serve_config()};
-    ASSERT_TRUE(serve.start()) << serve.log();
     TempDir shared;
     const std::string source = shared.path() + "/config.ini.tmpl";
-    swap_in_file(source, "agent-name = {{ agent }}\nround = 1\n");
-    BpNode a{"bp-a", serve.url(""), render_config(source, shared.path() + "/a.ini")};
-    BpNode b{"bp-b", serve.url(""), render_config(source, shared.path() + "/b.ini")};
-    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
-    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
-    ASSERT_TRUE(registered(serve, "bp-a").is_object());
-    ASSERT_TRUE(registered(serve, "bp-b").is_object());
-    const auto starts_a = a.sidecar.status()["starts"].as_int64();
-    const auto starts_b = b.sidecar.status()["starts"].as_int64();
+    std::unique_ptr<BpNode> a;
+    std::unique_ptr<BpNode> b;
+};
+
+TEST_F(RollingConfigReload, RegisteredSidecarsRestartOneAtATimeThroughServesJobs) {
+    const auto starts_a = a->sidecar.status()["starts"].as_int64();
+    const auto starts_b = b->sidecar.status()["starts"].as_int64();
 
     swap_in_file(source, "agent-name = {{ agent }}\nround = 2\n");
     std::vector<json::object> jobs_a;
@@ -584,7 +600,7 @@ TEST(RollingConfigReload, RegisteredSidecarsRestartOneAtATimeThroughServesJobs) 
             return done(jobs_a) && done(jobs_b);
         },
         60s))
-        << a.sidecar.err() << b.sidecar.err();
+        << a->sidecar.err() << b->sidecar.err();
     EXPECT_EQ(jobs_a[0].at("state"), "succeeded") << json::serialize(jobs_a[0]);
     EXPECT_EQ(jobs_b[0].at("state"), "succeeded") << json::serialize(jobs_b[0]);
     // One at a time: one job ended before the other began.
@@ -595,30 +611,21 @@ TEST(RollingConfigReload, RegisteredSidecarsRestartOneAtATimeThroughServesJobs) 
     EXPECT_TRUE(a_end <= b_start || b_end <= a_start)
         << "a ran " << a_start << ".." << a_end << ", b ran " << b_start << ".." << b_end;
     // Both restarted with the new config rendered.
-    EXPECT_GT(a.sidecar.status()["starts"].as_int64(), starts_a);
-    EXPECT_GT(b.sidecar.status()["starts"].as_int64(), starts_b);
-    EXPECT_EQ(read_file(shared.path() + "/a.ini"), "agent-name = bp\nround = 2\n");
-    EXPECT_EQ(read_file(shared.path() + "/b.ini"), "agent-name = bp\nround = 2\n");
+    EXPECT_GT(a->sidecar.status()["starts"].as_int64(), starts_a);
+    EXPECT_GT(b->sidecar.status()["starts"].as_int64(), starts_b);
+    EXPECT_EQ(rendered("a"), "agent-name = bp\nround = 2\n");
+    EXPECT_EQ(rendered("b"), "agent-name = bp\nround = 2\n");
     EXPECT_TRUE(wait_until(
-        [&] { return a.sidecar.err().find("restart queued in serve as job") != std::string::npos; },
+        [&] {
+            return a->sidecar.err().find("restart queued in serve as job") != std::string::npos;
+        },
         10s))
-        << a.sidecar.err();
+        << a->sidecar.err();
 }
 
-TEST(RollingConfigReload, AProducingNodeDefersItsRestartUntilProductionIsHandedOver) {
-    ServerProcess serve{serve_config()};
-    ASSERT_TRUE(serve.start()) << serve.log();
-    TempDir shared;
-    const std::string source = shared.path() + "/config.ini.tmpl";
-    swap_in_file(source, "agent-name = {{ agent }}\nround = 1\n");
-    BpNode a{"bp-a", serve.url(""), render_config(source, shared.path() + "/a.ini")};
-    BpNode b{"bp-b", serve.url(""), render_config(source, shared.path() + "/b.ini")};
-    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
-    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
-    ASSERT_TRUE(registered(serve, "bp-a").is_object());
-    ASSERT_TRUE(registered(serve, "bp-b").is_object());
+TEST_F(RollingConfigReload, AProducingNodeDefersItsRestartUntilProductionIsHandedOver) {
     ASSERT_EQ(str(run_job(serve, "bp-a", "resume-production").at("state")), "succeeded");
-    const auto starts_a = a.sidecar.status()["starts"].as_int64();
+    const auto starts_a = a->sidecar.status()["starts"].as_int64();
 
     swap_in_file(source, "agent-name = {{ agent }}\nround = 2\n");
     // B (passive) restarts through serve; A (producing) says why it waits and keeps producing.
@@ -628,15 +635,16 @@ TEST(RollingConfigReload, AProducingNodeDefersItsRestartUntilProductionIsHandedO
             return jobs.size() == 1 && jobs[0].at("state") == "succeeded";
         },
         60s))
-        << b.sidecar.err();
-    ASSERT_TRUE(wait_until([&] { return !str(a.sidecar.status()["reload_pending"]).empty(); }, 30s))
-        << a.sidecar.err();
-    EXPECT_NE(str(a.sidecar.status()["reload_pending"]).find("handed over"), std::string::npos);
+        << b->sidecar.err();
+    ASSERT_TRUE(
+        wait_until([&] { return !str(a->sidecar.status()["reload_pending"]).empty(); }, 30s))
+        << a->sidecar.err();
+    EXPECT_NE(str(a->sidecar.status()["reload_pending"]).find("handed over"), std::string::npos);
     EXPECT_TRUE(config_reloads(serve, "bp-a").empty());
-    EXPECT_EQ(a.sidecar.status()["starts"].as_int64(), starts_a);
-    EXPECT_EQ(a.paused(), false) << "A still produces";
-    EXPECT_EQ(read_file(shared.path() + "/a.ini"), "agent-name = bp\nround = 1\n");
-    ASSERT_TRUE(b.wait_passive_and_ready()) << b.sidecar.err();
+    EXPECT_EQ(a->sidecar.status()["starts"].as_int64(), starts_a);
+    EXPECT_EQ(a->paused(), false) << "A still produces";
+    EXPECT_EQ(rendered("a"), "agent-name = bp\nround = 1\n");
+    ASSERT_TRUE(b->wait_passive_and_ready()) << b->sidecar.err();
 
     // Hand production to B: A, passive now, restarts with its new config. (A sim node that
     // follows does not catch up the blocks it missed while restarting: B may be behind.)
@@ -650,11 +658,11 @@ TEST(RollingConfigReload, AProducingNodeDefersItsRestartUntilProductionIsHandedO
             return jobs.size() == 1 && jobs[0].at("state") == "succeeded";
         },
         60s))
-        << a.sidecar.err();
-    EXPECT_GT(a.sidecar.status()["starts"].as_int64(), starts_a);
-    EXPECT_EQ(str(a.sidecar.status()["reload_pending"]), "");
-    EXPECT_EQ(read_file(shared.path() + "/a.ini"), "agent-name = bp\nround = 2\n");
-    EXPECT_EQ(b.paused(), false) << "B produces through A's restart";
+        << a->sidecar.err();
+    EXPECT_GT(a->sidecar.status()["starts"].as_int64(), starts_a);
+    EXPECT_EQ(str(a->sidecar.status()["reload_pending"]), "");
+    EXPECT_EQ(rendered("a"), "agent-name = bp\nround = 2\n");
+    EXPECT_EQ(b->paused(), false) << "B produces through A's restart";
 }
 
 }  // namespace
