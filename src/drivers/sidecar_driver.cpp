@@ -89,6 +89,7 @@ public:
 
     asio::awaitable<core::Result<std::string>> run(const OpRequest& request,
                                                    Context& context) override {
+        std::string answer;  // a command's `Success: ... completed`
         switch (request.op) {
             case Op::kInstall:
             case Op::kUpgrade:
@@ -115,10 +116,17 @@ public:
                 if (!done) {
                     co_return done.error();
                 }
+                answer = std::move(*done);
                 break;
             }
         }
         auto after = co_await read(request.node);
+        if (!after && !answer.empty()) {
+            // The command is done: a status read that fails afterwards does not undo it.
+            context.note(fmt::format("{}: no status after the command: {}", request.node.name,
+                                     after.error().message));
+            co_return json::serialize(json::object{{"answer", answer}});
+        }
         if (!after) {
             co_return after.error();
         }
@@ -129,6 +137,9 @@ public:
         if (!after->production.empty()) {
             out["production"] = after->production;
             out["fence"] = after->fence;
+        }
+        if (!answer.empty()) {
+            out["answer"] = answer;
         }
         co_return json::serialize(out);
     }

@@ -71,14 +71,15 @@ Block header(std::string_view name,
              std::int64_t mtime_s,
              std::string_view link) {
     Block b{};
-    std::memcpy(b.data(), name.data(), std::min<std::size_t>(name.size(), 100));
+    // copy_n, not memcpy: an empty view's data() may be null.
+    std::copy_n(name.data(), std::min<std::size_t>(name.size(), 100), b.data());
     put_octal(b.data() + 100, 8, mode & 07777);
     put_octal(b.data() + 108, 8, 0);
     put_octal(b.data() + 116, 8, 0);
     put_size(b.data() + 124, size);
     put_octal(b.data() + 136, 12, static_cast<std::uint64_t>(std::max<std::int64_t>(mtime_s, 0)));
     b[156] = type;
-    std::memcpy(b.data() + 157, link.data(), std::min<std::size_t>(link.size(), 100));
+    std::copy_n(link.data(), std::min<std::size_t>(link.size(), 100), b.data() + 157);
     std::memcpy(b.data() + 257, "ustar", 6);
     std::memcpy(b.data() + 263, "00", 2);
     std::memset(b.data() + 148, ' ', 8);

@@ -121,6 +121,13 @@ public:
                 break;
             }
             case drivers::Op::kStatus:
+            case drivers::Op::kMaintenance:
+            case drivers::Op::kResume:
+            case drivers::Op::kReload:
+            case drivers::Op::kBackup:
+            case drivers::Op::kRestore:
+            case drivers::Op::kPauseProduction:
+            case drivers::Op::kResumeProduction:
                 break;
         }
         leave(node);
