@@ -152,7 +152,10 @@ public:
         NodeStatus status;
         status.installed = true;
         status.running = read_now->state == "running";
-        status.has_height = read_now->height.has_value();
+        // No height yet is "not synced yet" while the node is not ready (it has just started, or
+        // its first read is still to come); only a ready node without one has none to give (a
+        // preset that reads no chain), and waits then settle for running.
+        status.has_height = read_now->height.has_value() || read_now->readiness != "ready";
         status.height = read_now->height.value_or(0);
         status.syncing = read_now->readiness != "ready";
         status.api = node.control_url;

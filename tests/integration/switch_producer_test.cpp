@@ -607,6 +607,12 @@ TEST_F(RollingConfigReload, RegisteredSidecarsRestartOneAtATimeThroughServesJobs
         << a->sidecar.err() << b->sidecar.err();
     EXPECT_EQ(jobs_a[0].at("state"), "succeeded") << json::serialize(jobs_a[0]);
     EXPECT_EQ(jobs_b[0].at("state"), "succeeded") << json::serialize(jobs_b[0]);
+    // Each job waited for its node to be synced again (wait: synced reads the sidecar's
+    // readiness; a node just restarted has no height yet and is not synced).
+    for (const auto& job : {jobs_a[0], jobs_b[0]}) {
+        const auto output = output_of(serve, job);
+        EXPECT_EQ(output.find("cannot see"), std::string::npos) << output;
+    }
     // One at a time: one job ended before the other began.
     const std::string a_start = str(jobs_a[0].at("started_at"));
     const std::string a_end = str(jobs_a[0].at("finished_at"));
