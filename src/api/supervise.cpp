@@ -154,6 +154,10 @@ json::object status_json(const supervisor::Status& s) {
         o["production"] = s.production;
         o["producer_key"] = s.producer_key;
         o["fence"] = s.fence;
+        // manageos's ProductionRoundStatus and InSchedule, where the chain tells them.
+        o["round"] = s.round.empty() ? json::value(nullptr) : json::value(s.round);
+        o["in_schedule"] = s.in_schedule ? json::value(*s.in_schedule) : json::value(nullptr);
+        o["head_producer"] = s.head_producer;
     }
     return o;
 }

@@ -64,6 +64,9 @@ SuperviseApps add_supervise_commands(CLI::App& app, SuperviseCliFlags& flags) {
                   "--control as bound)");
     optional_flag(s, "--producer-key", flags.producer_key,
                   "the producer lease's key: the signing key or account the nodes share");
+    optional_flag(s, "--producer-account", flags.producer_account,
+                  "the producer's name in the chain's schedule, for the round status "
+                  "(default: --producer-key)");
 
     apps.ctl = s->add_subcommand(
         "ctl",
@@ -107,6 +110,7 @@ int run_supervise(const SuperviseApps& apps,
     overrides.backup_dir = given(s, "--backup-dir", flags.backup_dir);
     overrides.serve = given(s, "--serve", flags.serve);
     overrides.producer_key = given(s, "--producer-key", flags.producer_key);
+    overrides.producer_account = given(s, "--producer-account", flags.producer_account);
     overrides.advertise = given(s, "--advertise", flags.advertise);
     overrides.bp_mode = flags.bp_mode;
     overrides.command = std::move(command);

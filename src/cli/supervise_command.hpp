@@ -20,6 +20,7 @@ struct SuperviseCliFlags {
     std::string backup_dir;
     std::string serve;
     std::string producer_key;
+    std::string producer_account;
     std::string advertise;
     bool bp_mode = false;
     // ctl

@@ -92,7 +92,7 @@ std::string_view embedded_default();
 /// Flags of `aviary supervise`; each one set overrides the file (docs/supervise.md).
 struct SuperviseFlags {
     std::optional<std::string> chain, name, control, proxy, upstream, data_dir, state_dir, restart,
-        chain_id, backup_dir, serve, producer_key, advertise;
+        chain_id, backup_dir, serve, producer_key, producer_account, advertise;
     bool bp_mode = false;              ///< --bp-mode (the file's bp_mode otherwise)
     std::vector<std::string> command;  ///< after `--`; overrides program.command
 };

@@ -321,12 +321,59 @@ void read_field(YamlReader& r,
     field = std::move(read);
 }
 
+/// A JSON pointer ("/active/producers").
+void read_pointer(YamlReader& r, const Value& value, std::string& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return;
+    }
+    if (!text.starts_with('/')) {
+        r.error(value, fmt::format("expected a JSON pointer like \"/active/producers\", got \"{}\"",
+                                   text));
+        return;
+    }
+    out = std::move(text);
+}
+
+/// A preset's `producer:`: the producer API, and where the chain tells the schedule.
 void read_producer(YamlReader& r, const Value& value, Preset& p) {
-    r.read_map(value, {
-                          {"pause", [&](const Value& v) { read_path(r, v, p.producer_pause); }},
-                          {"resume", [&](const Value& v) { read_path(r, v, p.producer_resume); }},
-                          {"paused", [&](const Value& v) { read_path(r, v, p.producer_paused); }},
-                      });
+    std::optional<Value> head_at;
+    std::optional<Value> schedule_at;
+    std::optional<Value> list_at;
+    const auto before = r.error_count();
+    bool ok = r.read_map(
+        value, {
+                   {"pause", [&](const Value& v) { read_path(r, v, p.producer_pause); }},
+                   {"resume", [&](const Value& v) { read_path(r, v, p.producer_resume); }},
+                   {"paused", [&](const Value& v) { read_path(r, v, p.producer_paused); }},
+                   {"head_producer",
+                    [&](const Value& v) {
+                        head_at = v;
+                        read_pointer(r, v, p.head_producer.pointer);
+                    }},
+                   {"schedule",
+                    [&](const Value& v) {
+                        schedule_at = v;
+                        read_call(r, v, p.schedule);
+                    }},
+                   {"schedule_list",
+                    [&](const Value& v) {
+                        list_at = v;
+                        read_pointer(r, v, p.schedule_list);
+                    }},
+                   {"schedule_name", [&](const Value& v) { read_pointer(r, v, p.schedule_name); }},
+               });
+    if (!ok || r.error_count() != before) {
+        return;
+    }
+    // The round needs all three: who made the head, and the schedule to place them in.
+    if ((head_at || schedule_at || list_at) && !(head_at && schedule_at && list_at)) {
+        r.error(head_at       ? *head_at
+                : schedule_at ? *schedule_at
+                              : *list_at,
+                "head_producer, schedule and schedule_list go together: who made the head "
+                "block, the call that lists the schedule, and where the list sits in its answer");
+    }
 }
 
 /// Where a preset's parts were given, for the checks that relate them.
@@ -1055,27 +1102,29 @@ void read_render(YamlReader& r, const Value& value, std::vector<supervisor::Rend
 }
 
 void read_producer_settings(YamlReader& r, const Value& value, supervisor::ProducerSettings& p) {
-    r.read_map(value,
-               {
-                   {"serve", [&](const Value& v) { read_checked(r, v, p.serve, check_serve_url); }},
-                   {"key", [&](const Value& v) { read_checked(r, v, p.key, check_producer_key); }},
-                   {"token_file",
-                    [&](const Value& v) {
-                        std::string path;
-                        if (r.read_string(v, path)) {
-                            load_file_secret(r, v, path, p.token);
-                        }
-                    }},
-                   {"token_env",
-                    [&](const Value& v) {
-                        std::string name;
-                        if (r.read_string(v, name)) {
-                            load_env_secret(r, v, name, p.token);
-                        }
-                    }},
-                   {"lease_ttl", [&](const Value& v) { r.read_duration(v, p.lease_ttl); }},
-                   {"pause_timeout", [&](const Value& v) { r.read_duration(v, p.pause_timeout); }},
-               });
+    r.read_map(
+        value,
+        {
+            {"serve", [&](const Value& v) { read_checked(r, v, p.serve, check_serve_url); }},
+            {"key", [&](const Value& v) { read_checked(r, v, p.key, check_producer_key); }},
+            {"account", [&](const Value& v) { read_checked(r, v, p.account, check_producer_key); }},
+            {"token_file",
+             [&](const Value& v) {
+                 std::string path;
+                 if (r.read_string(v, path)) {
+                     load_file_secret(r, v, path, p.token);
+                 }
+             }},
+            {"token_env",
+             [&](const Value& v) {
+                 std::string name;
+                 if (r.read_string(v, name)) {
+                     load_env_secret(r, v, name, p.token);
+                 }
+             }},
+            {"lease_ttl", [&](const Value& v) { r.read_duration(v, p.lease_ttl); }},
+            {"pause_timeout", [&](const Value& v) { r.read_duration(v, p.pause_timeout); }},
+        });
 }
 
 void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& b, FileRead& file) {
@@ -1259,6 +1308,8 @@ void apply_flags(const SuperviseFlags& flags,
     apply_flag(flags.backup_dir, "--backup-dir", check_not_empty, s.backup.dir, problems);
     apply_flag(flags.serve, "--serve", check_serve_url, s.producer.serve, problems);
     apply_flag(flags.producer_key, "--producer-key", check_producer_key, s.producer.key, problems);
+    apply_flag(flags.producer_account, "--producer-account", check_producer_key, s.producer.account,
+               problems);
     apply_flag(flags.advertise, "--advertise", check_advertise, s.advertise, problems);
     if (flags.bp_mode) {
         s.producer.bp_mode = true;

@@ -211,6 +211,12 @@ struct SidecarStatus {
     std::string production;
     std::string producer_key;  ///< the producer lease's key, in bp mode
     std::int64_t fence = 0;    ///< the lease's fence while this sidecar holds it, else 0
+    /// Where the chain tells it: the round status of the node's account ("producing",
+    /// "producing next", "just produced", "not producing"), whether the account is in the
+    /// schedule, and who made the head block; empty and nullopt when not known.
+    std::string round;
+    std::optional<bool> in_schedule;
+    std::string head_producer;
 };
 
 /// Driver sidecar: a node run by `aviary supervise`, reached on its control API (its

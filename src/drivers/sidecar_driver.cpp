@@ -196,6 +196,11 @@ public:
         s.phase = text_of(o, "phase");
         s.production = text_of(o, "production");
         s.producer_key = text_of(o, "producer_key");
+        s.round = text_of(o, "round");
+        s.head_producer = text_of(o, "head_producer");
+        if (const auto* in = o.if_contains("in_schedule"); in != nullptr && in->is_bool()) {
+            s.in_schedule = in->as_bool();
+        }
         if (const auto* h = o.if_contains("height"); h != nullptr && h->is_int64()) {
             s.height = h->as_int64();
         }

@@ -1,8 +1,9 @@
 // `aviary sim-node`: a simulated chain node, one process per demo node (the sim driver runs it).
 //
 // Besides its own /status it answers the part of nodeos's HTTP API a supervisor reads
-// (/v1/chain/get_info, /v1/producer/pause|resume|paused), so a runbook written for nodeos runs
-// against sim nodes on a laptop.
+// (/v1/chain/get_info, /v1/chain/get_producer_schedule, /v1/producer/pause|resume|paused), so a
+// runbook written for nodeos runs against sim nodes on a laptop. Its producer schedule is a
+// fixed rotation by height: block N was made by the producer whose round holds N.
 //
 // Threads: the main thread runs an io_context with the block timer, the signal set and the
 // parent watch; net::HttpServer answers requests on its own I/O thread. The two share only
@@ -58,8 +59,9 @@ constexpr int kBadArgs = 2;
 // The sim chain's name: its default chain id is the SHA-256 of it,
 // 081ee42fa1a89993cfe0f0b80bbe898e64832c5ec9b3a3ede900423d728a5009.
 constexpr std::string_view kChainName = "aviary-sim";
-// Who get_info says made the head block.
+// The producer get_info names when no schedule is given (a one-producer chain).
 constexpr std::string_view kProducer = "eosio";
+constexpr int kMaxScheduled = 64;  // nodeos's schedules hold 21
 
 // Lowercase hex of the SHA-256 of `text` (64 characters).
 std::string sha256_hex(std::string_view text) {
@@ -96,6 +98,10 @@ struct NodeOptions {
     /// While paused the head still advances, as a passive block producer's does with the
     /// blocks it receives; without it a paused node makes no blocks at all.
     bool follow = false;
+    /// The chain's producer schedule (get_producer_schedule), in order; each producer makes
+    /// `round_blocks` blocks in turn, so get_info's head_block_producer follows the height.
+    std::vector<std::string> schedule{std::string{kProducer}};
+    int round_blocks = 12;  ///< nodeos: 12 blocks of 500 ms per producer's round
 };
 
 core::Error bad_option(std::string message) {
@@ -119,9 +125,56 @@ core::Result<void> apply_number(std::string_view name, const std::string& value,
     return {};
 }
 
+// nodeos account names: 1 to 12 of a-z, 1-5 and '.'.
+bool is_account_name(std::string_view name) {
+    return !name.empty() && name.size() <= 12 && std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '1' && c <= '5') || c == '.';
+    });
+}
+
+core::Result<void> apply_schedule(const std::string& value, NodeOptions& out) {
+    std::vector<std::string> names;
+    for (std::string_view rest = value; !rest.empty() || names.empty();) {
+        const auto comma = rest.find(',');
+        const auto name = rest.substr(0, comma);
+        if (!is_account_name(name)) {
+            return bad_option(fmt::format(
+                "--schedule: \"{}\" is not a producer name (1-12 of a-z, 1-5 and '.')", name));
+        }
+        if (std::find(names.begin(), names.end(), name) != names.end()) {
+            return bad_option(fmt::format("--schedule: {} is listed twice", name));
+        }
+        names.emplace_back(name);
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        rest = rest.substr(comma + 1);
+        if (rest.empty()) {
+            return bad_option("--schedule: a name is missing after the last comma");
+        }
+    }
+    if (names.size() > kMaxScheduled) {
+        return bad_option(fmt::format("--schedule: at most {} producers", kMaxScheduled));
+    }
+    out.schedule = std::move(names);
+    return {};
+}
+
 core::Result<void> apply_option(std::string_view name, const std::string& value, NodeOptions& out) {
     if (name == "--sync-blocks" || name == "--parent-pid") {
         return apply_number(name, value, out);
+    }
+    if (name == "--schedule") {
+        return apply_schedule(value, out);
+    }
+    if (name == "--round-blocks") {
+        auto number = sim::parse_count(value);
+        if (!number || *number == 0 || *number > 10'000) {
+            return bad_option(fmt::format(
+                "--round-blocks: expected a whole number from 1 to 10000, got \"{}\"", value));
+        }
+        out.round_blocks = static_cast<int>(*number);
+        return {};
     }
     if (name == "--block-interval") {
         auto interval = core::parse_duration(value);
@@ -215,6 +268,8 @@ struct Head {
 struct Chain {
     std::string version;
     std::string chain_id;
+    std::vector<std::string> schedule;
+    int round_blocks = 12;
     std::atomic<std::shared_ptr<const Head>> head{std::make_shared<const Head>()};
     std::atomic<bool> syncing{true};
     std::atomic<bool> paused{false};
@@ -222,6 +277,12 @@ struct Chain {
     std::mutex production;
 
     std::int64_t height() const { return head.load()->num; }
+    /// Who made block `num`: the schedule's producers take turns of round_blocks blocks.
+    const std::string& producer_of(std::int64_t num) const {
+        const auto turn = std::max<std::int64_t>(num - 1, 0) / round_blocks;
+        return schedule[static_cast<std::size_t>(turn %
+                                                 static_cast<std::int64_t>(schedule.size()))];
+    }
     void publish(std::int64_t num, Clock::time_point made) {
         head.store(std::make_shared<const Head>(Head{.num = num, .made = made}));
     }
@@ -281,6 +342,23 @@ std::string version_string(const std::string& version) {
     return version.starts_with('v') ? version : "v" + version;
 }
 
+// nodeos's get_producer_schedule: the active schedule (the sim has no pending or proposed one).
+net::Response producer_schedule(const Chain& chain) {
+    boost::json::array producers;
+    for (const auto& name : chain.schedule) {
+        producers.push_back(boost::json::object{
+            {"producer_name", name},
+            {"authority",
+             boost::json::array{
+                 0, boost::json::object{{"threshold", 1}, {"keys", boost::json::array{}}}}}});
+    }
+    boost::json::object body;
+    body["active"] = boost::json::object{{"version", 1}, {"producers", std::move(producers)}};
+    body["pending"] = nullptr;
+    body["proposed"] = nullptr;
+    return json_response(body);
+}
+
 net::Response get_info(const Chain& chain) {
     const auto head = chain.head.load();
     const auto irreversible = std::max<std::int64_t>(head->num - 2, 0);
@@ -295,7 +373,7 @@ net::Response get_info(const Chain& chain) {
     info["last_irreversible_block_id"] = block_id(chain, irreversible);
     info["head_block_id"] = head_id;
     info["head_block_time"] = block_time(head->made);
-    info["head_block_producer"] = kProducer;
+    info["head_block_producer"] = chain.producer_of(head->num);
     info["server_version_string"] = version_string(chain.version);
     info["fork_db_head_block_num"] = head->num;
     info["fork_db_head_block_id"] = head_id;
@@ -327,6 +405,7 @@ struct Endpoint {
 
 constexpr Endpoint kEndpoints[] = {
     {.path = "/v1/chain/get_info", .get = true},
+    {.path = "/v1/chain/get_producer_schedule", .get = true},
     {.path = "/v1/producer/pause"},
     {.path = "/v1/producer/resume"},
     {.path = "/v1/producer/paused", .get = true},
@@ -348,6 +427,9 @@ net::Response serve_api(Chain& chain, const net::Request& request) {
     }
     if (request.path == "/v1/chain/get_info") {
         return get_info(chain);
+    }
+    if (request.path == "/v1/chain/get_producer_schedule") {
+        return producer_schedule(chain);
     }
     if (request.path == "/v1/producer/paused") {
         return json_response(chain.paused.load());
@@ -392,6 +474,8 @@ public:
           parent_timer_(ioc_) {
         chain_.version = options_.version;
         chain_.chain_id = options_.chain_id.empty() ? sha256_hex(kChainName) : options_.chain_id;
+        chain_.schedule = options_.schedule;
+        chain_.round_blocks = options_.round_blocks;
     }
 
     int run();
@@ -637,15 +721,19 @@ int sim_node_main(const std::vector<std::string>& args) {
                      "usage: aviary sim-node --data-dir DIR --version TAG --port-file FILE "
                      "[--block-interval 500ms] [--sync-blocks N] [--import SNAPSHOT] "
                      "[--parent-pid PID] [--listen 127.0.0.1:0] [--chain-id HEX] [--paused] "
-                     "[--follow]\n"
+                     "[--follow] [--schedule NAME,NAME...] [--round-blocks N]\n"
                      "  --chain-id HEX  the chain id get_info shows: 64 hex digits (default: the "
                      "SHA-256 of \"aviary-sim\", 081ee42f...)\n"
                      "  --paused        start with block production paused (as after "
                      "POST /v1/producer/pause)\n"
                      "  --follow        while paused, the head still advances (the blocks a "
                      "passive producer receives)\n"
-                     "serves GET /status and /healthz, and nodeos's /v1/chain/get_info and "
-                     "/v1/producer/pause, /resume, /paused\n");
+                     "  --schedule A,B  the producer schedule get_producer_schedule shows; each "
+                     "makes --round-blocks blocks (default 12) in turn, as get_info's "
+                     "head_block_producer says (default: eosio alone)\n"
+                     "serves GET /status and /healthz, and nodeos's /v1/chain/get_info, "
+                     "/v1/chain/get_producer_schedule and /v1/producer/pause, /resume, "
+                     "/paused\n");
         return kBadArgs;
     }
     // Quiet: the driver drops our output anyway, and three nodes run at once in the demo.

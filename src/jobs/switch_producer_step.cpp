@@ -157,6 +157,30 @@ private:
             "job; nothing is resumed automatically");
     }
 
+    /// What the demotion will wait for, by the source's place in the schedule.
+    std::string round_note() const {
+        if (source_.round.empty()) {
+            return "check: the chain gives no production schedule here: the demotion waits for "
+                   "the node to confirm it paused";
+        }
+        if (source_.round == "producing") {
+            return fmt::format(
+                "check: {} is producing its round (head block by {}): the "
+                "demotion waits for the round's end",
+                from_.name, source_.head_producer);
+        }
+        if (source_.round == "producing next") {
+            return fmt::format(
+                "check: {} produces next: should its round begin first, the "
+                "demotion waits for the round's end",
+                from_.name);
+        }
+        return fmt::format(
+            "check: {}'s round: {} (head block by {}): the demotion pauses it at "
+            "once",
+            from_.name, source_.round, source_.head_producer);
+    }
+
     /// Step 1; fills source_, target_ and the lease's fence.
     asio::awaitable<core::Result<void>> check() {
         auto source = co_await sidecars_->read(from_);
@@ -223,9 +247,13 @@ private:
                          *source_.height, key_, fence_));
         note(fmt::format("check: {} passive at height {} ({} behind)", to_.name, *target_.height,
                          std::max<std::int64_t>(0, *source_.height - *target_.height)));
-        note(
-            "check: the chain gives no production schedule here: the demotion waits for the "
-            "node to confirm it paused");
+        if (source_.in_schedule == true && target_.in_schedule == false) {
+            co_return step_failed(
+                fmt::format("check: {}'s account is in the schedule and {}'s is not: {} would "
+                            "produce no blocks (set the same producer.account on both)",
+                            from_.name, to_.name, to_.name));
+        }
+        note(round_note());
         co_return core::Result<void>{};
     }
 

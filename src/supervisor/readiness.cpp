@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -11,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <charconv>
+#include <iterator>
 
 #include "net/net.hpp"
 
@@ -158,10 +160,68 @@ core::Result<HeadFields> read_head(const Preset& preset, std::string_view body) 
         return text.substr(0, kMaxText);
     };
     out.block_hash = text_at(preset.block_hash);
+    out.head_producer = text_at(preset.head_producer);
     if (preset.version_call.path.empty()) {
         out.node_version = text_at(preset.node_version);
     }
     return out;
+}
+
+core::Result<std::vector<std::string>> read_schedule(const Preset& preset, std::string_view body) {
+    auto root = parse_json(body);
+    if (!root) {
+        return root.error();
+    }
+    const auto* list = at(*root, preset.schedule_list);
+    if (list == nullptr || !list->is_array()) {
+        return bad_answer(
+            fmt::format("no list of producers at {} in the schedule", preset.schedule_list));
+    }
+    // nodeos's schedules hold 21; a bound keeps a hostile answer from growing the status.
+    constexpr std::size_t kMaxProducers = 1000;
+    std::vector<std::string> names;
+    for (const auto& entry : list->as_array()) {
+        const auto* name = preset.schedule_name.empty() ? &entry : at(entry, preset.schedule_name);
+        if (name == nullptr || !name->is_string() || name->as_string().empty()) {
+            return bad_answer(fmt::format(
+                "a producer in the schedule at {} has no name at {}", preset.schedule_list,
+                preset.schedule_name.empty() ? "itself" : preset.schedule_name));
+        }
+        if (names.size() == kMaxProducers) {
+            return bad_answer(
+                fmt::format("the schedule lists more than {} producers", kMaxProducers));
+        }
+        names.emplace_back(name->as_string().data(),
+                           std::min<std::size_t>(name->as_string().size(), 256));
+    }
+    return names;
+}
+
+Round round_of(const std::vector<std::string>& schedule,
+               std::string_view head_producer,
+               std::string_view account) {
+    const auto ours = std::find(schedule.begin(), schedule.end(), account);
+    if (ours == schedule.end()) {
+        return Round{.status = "not producing", .in_schedule = false};
+    }
+    const auto head = std::find(schedule.begin(), schedule.end(), head_producer);
+    if (head == ours) {
+        return Round{.status = "producing", .in_schedule = true};
+    }
+    if (head == schedule.end()) {
+        // A head made by a producer not (or no longer) scheduled: a schedule change is under
+        // way, and where the rounds stand is not known.
+        return Round{.status = "not producing", .in_schedule = true};
+    }
+    const auto next = std::next(head) == schedule.end() ? schedule.begin() : std::next(head);
+    if (next == ours) {
+        return Round{.status = "producing next", .in_schedule = true};
+    }
+    const auto after_ours = std::next(ours) == schedule.end() ? schedule.begin() : std::next(ours);
+    if (after_ours == head) {
+        return Round{.status = "just produced", .in_schedule = true};
+    }
+    return Round{.status = "not producing", .in_schedule = true};
 }
 
 core::Result<bool> read_syncing(const Preset& preset, std::string_view body) {
@@ -188,6 +248,7 @@ void ReadinessReader::reset() {
     last_height_.reset();
     last_advance_ = std::chrono::steady_clock::now();
     version_.clear();  // an upgrade restarts the node
+    schedule_read_ = {};
 }
 
 Readiness ReadinessReader::first() const {
@@ -242,7 +303,8 @@ Reading ReadinessReader::judge(const HeadFields& head,
               .head_time = head.head_time,
               .chain_id = head.chain_id,
               .block_hash = head.block_hash,
-              .node_version = head.node_version};
+              .node_version = head.node_version,
+              .head_producer = head.head_producer};
     const auto now = std::chrono::steady_clock::now();
     if (head.height && (!last_height_ || *head.height > *last_height_)) {
         if (last_height_) {
@@ -393,6 +455,31 @@ boost::asio::awaitable<Reading> ReadinessReader::read() {
     }
     auto reference = co_await reference_height();
     co_return judge(*head, syncing, reference);
+}
+
+boost::asio::awaitable<core::Result<std::vector<std::string>>> ReadinessReader::schedule() {
+    const auto& preset = settings_.preset;
+    if (preset.schedule.path.empty()) {
+        co_return core::Error{core::ErrorCode::kUnavailable, "the preset reads no schedule"};
+    }
+    // Schedules change rarely (nodeos: by a vote of the producers), so one read a minute.
+    constexpr auto kScheduleAge = std::chrono::minutes{1};
+    const auto now = std::chrono::steady_clock::now();
+    if (schedule_read_ != std::chrono::steady_clock::time_point{} &&
+        now - schedule_read_ < kScheduleAge) {
+        co_return schedule_;
+    }
+    auto body = co_await call(preset.schedule);
+    if (!body) {
+        co_return body.error();
+    }
+    auto names = read_schedule(preset, *body);
+    if (!names) {
+        co_return names.error();
+    }
+    schedule_ = std::move(*names);
+    schedule_read_ = now;
+    co_return schedule_;
 }
 
 }  // namespace aviary::supervisor

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/core.hpp"
 #include "supervisor/supervisor.hpp"
@@ -20,6 +21,7 @@ struct Reading {
     std::string chain_id;
     std::string block_hash;
     std::string node_version;
+    std::string head_producer;
 };
 
 /// What one call's JSON answer says, by the preset's fields. Exposed for unit tests.
@@ -27,10 +29,23 @@ struct HeadFields {
     std::optional<std::int64_t> height;
     std::optional<core::TimePoint> head_time;
     std::string chain_id;
-    std::string block_hash;    ///< the preset's block_hash field, when it has one
-    std::string node_version;  ///< the preset's node_version field, when in head's answer
+    std::string block_hash;     ///< the preset's block_hash field, when it has one
+    std::string node_version;   ///< the preset's node_version field, when in head's answer
+    std::string head_producer;  ///< the preset's head_producer field: who made the head block
 };
 core::Result<HeadFields> read_head(const Preset& preset, std::string_view body);
+/// The scheduled producers, in order, from the preset's schedule call's answer.
+core::Result<std::vector<std::string>> read_schedule(const Preset& preset, std::string_view body);
+
+/// Where `account` stands in a schedule whose head block `head_producer` made: manageos's
+/// round status, by the producers' order (the one after the head's producer is next).
+struct Round {
+    std::string status;  ///< "producing", "producing next", "just produced", "not producing"
+    bool in_schedule = false;
+};
+Round round_of(const std::vector<std::string>& schedule,
+               std::string_view head_producer,
+               std::string_view account);
 /// True when the syncing call's answer says the node is still syncing.
 core::Result<bool> read_syncing(const Preset& preset, std::string_view body);
 
@@ -45,6 +60,9 @@ public:
     std::string first_reason() const;
     /// Reads the node once and applies the synced rule.
     boost::asio::awaitable<Reading> read();
+    /// The chain's schedule by the preset's schedule call, read again when older than a minute
+    /// or after a start; an error when the call fails or the answer has no list.
+    boost::asio::awaitable<core::Result<std::vector<std::string>>> schedule();
 
 private:
     boost::asio::awaitable<core::Result<std::string>> call(const ChainCall& call,
@@ -64,6 +82,8 @@ private:
     std::chrono::steady_clock::time_point last_advance_{};
     std::string chain_id_;  // cached from chain_id_call
     std::string version_;   // from version_call, read again after each start
+    std::vector<std::string> schedule_;
+    std::chrono::steady_clock::time_point schedule_read_{};  // {} : read it at the next call
 };
 
 }  // namespace aviary::supervisor

@@ -919,6 +919,7 @@ struct Supervisor::Impl {
                 if (!reading.node_version.empty()) {
                     status.node_version = reading.node_version;
                 }
+                status.head_producer = reading.head_producer;
                 publish();
             }
             if (settings.producer.bp_mode && status.state == RunState::kRunning) {
@@ -1049,8 +1050,50 @@ struct Supervisor::Impl {
         }
     }
 
+    /// The producer's name in the chain's schedule.
+    const std::string& account() const {
+        return settings.producer.account.empty() ? settings.producer.key
+                                                 : settings.producer.account;
+    }
+
+    /// Places this node's account in the schedule, by who made the head block (where the
+    /// preset reads both); not known when either is missing.
+    asio::awaitable<void> watch_round() {
+        if (settings.preset.schedule.path.empty()) {
+            co_return;
+        }
+        auto schedule = co_await readiness.schedule();
+        Round round;
+        if (schedule && !status.head_producer.empty() && !account().empty()) {
+            round = round_of(*schedule, status.head_producer, account());
+            scheduled = schedule->size();
+        } else {
+            scheduled = 0;
+        }
+        const std::optional<bool> in_schedule =
+            round.status.empty() ? std::nullopt : std::optional<bool>{round.in_schedule};
+        if (in_schedule != status.in_schedule) {
+            if (!schedule) {
+                log->warn("node {}: the schedule is not known: {}", settings.name,
+                          schedule.error().message);
+            } else if (in_schedule.has_value()) {
+                log->info("node {}: account {} is {}in the schedule of {} producers", settings.name,
+                          account(), *in_schedule ? "" : "not ", schedule->size());
+            }
+            status.in_schedule = in_schedule;
+        }
+        if (round.status != status.round) {
+            log->debug("node {} round {} -> {} (head block by {})", settings.name,
+                       status.round.empty() ? "unknown" : status.round,
+                       round.status.empty() ? "unknown" : round.status, status.head_producer);
+            status.round = std::move(round.status);
+            publish();
+        }
+    }
+
     /// Reads the production state; a node producing without the lease is paused at once.
     asio::awaitable<void> watch_production() {
+        co_await watch_round();
         auto paused = co_await read_paused();
         set_production(!paused ? "unknown" : *paused ? "paused" : "producing");
         if (paused && !*paused && status.fence == 0) {
@@ -1233,6 +1276,28 @@ struct Supervisor::Impl {
             co_return not_bp_mode();
         }
         const auto deadline = std::chrono::steady_clock::now() + settings.producer.pause_timeout;
+        // The seed's runbook waits for the node's production round to end: a pause inside the
+        // round leaves its remaining blocks to a successor that may not have the last ones yet.
+        // A producer scheduled alone has no end of round to wait for.
+        if (status.production == "producing" && status.round == "producing" && scheduled > 1) {
+            log->info(
+                "node {} is producing its round (head block by {}): the pause waits for "
+                "its end",
+                settings.name, status.head_producer);
+            while (status.round == "producing" && std::chrono::steady_clock::now() < deadline &&
+                   !shutting_down) {
+                co_await wait_change_or(settings.synced.interval);
+            }
+            if (status.round == "producing") {
+                co_return core::Error{
+                    core::ErrorCode::kTimeout,
+                    fmt::format("node {} was still producing its round after {} (head block by "
+                                "{}): not paused (producer.pause_timeout)",
+                                settings.name,
+                                core::format_duration(settings.producer.pause_timeout),
+                                status.head_producer)};
+            }
+        }
         std::string why = "the producer API did not answer";
         while (std::chrono::steady_clock::now() < deadline && !shutting_down) {
             auto sent = co_await producer_call(settings.preset.producer_pause, "POST");
@@ -1982,6 +2047,7 @@ struct Supervisor::Impl {
     metrics::Gauge& m_last_backup;
     metrics::Family<metrics::Histogram>& m_copy_seconds;
     metrics::Gauge& m_producing;
+    std::size_t scheduled = 0;  ///< producers in the schedule last read (0: not known)
     std::vector<CompiledRule> rules;
     ReadinessReader readiness;
 };

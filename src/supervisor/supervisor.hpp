@@ -126,6 +126,14 @@ struct Preset {
     std::string producer_pause;
     std::string producer_resume;
     std::string producer_paused;
+    /// The production schedule, where the chain tells it (nodeos): who made the head block (in
+    /// head's answer), and a call listing the scheduled producers in order: `schedule_list`
+    /// points at the array in its answer, `schedule_name` at each entry's name ("" when the
+    /// entries are the names themselves). Without them the round is not known.
+    Field head_producer;
+    ChainCall schedule;
+    std::string schedule_list;
+    std::string schedule_name;
     /// Log metrics every node of this chain gets (the node's file may add more).
     std::vector<LogRule> log_metrics;
     /// What the chain keeps in its data dir (docs/backups.md, "Boot rules"), as paths relative
@@ -155,8 +163,11 @@ struct ProducerSettings {
     std::string serve;  ///< serve's URL (--serve), where the producer lease is held
     std::string token;  ///< bearer token for serve; never logged
     std::string key;    ///< the lease's key (the signing key or producer account)
+    /// The producer's name in the chain's schedule (nodeos: producer-name); "" means `key`.
+    std::string account;
     core::Millis lease_ttl{std::chrono::seconds{10}};
-    /// How long safely_pause_production waits for the node to confirm it paused.
+    /// How long safely_pause_production may take: waiting for the end of the node's round,
+    /// then for the node to confirm it paused.
     core::Millis pause_timeout{std::chrono::seconds{30}};
 };
 
@@ -284,7 +295,13 @@ struct Status {
     /// not in bp mode.
     std::string production;
     std::string producer_key;  ///< bp mode: the producer lease's key (may be empty)
-    std::int64_t fence = 0;    ///< the producer lease's fence while this sidecar holds it, else 0
+    /// bp mode, where the preset reads the schedule: manageos's ProductionRoundStatus for this
+    /// node's account ("producing", "producing next", "just produced", "not producing"), and
+    /// whether the account is in the schedule; "" and nullopt when not known.
+    std::string round;
+    std::optional<bool> in_schedule;
+    std::string head_producer;  ///< who made the head block, where the chain says
+    std::int64_t fence = 0;     ///< the producer lease's fence while this sidecar holds it, else 0
 };
 
 /// One line of the node's output.

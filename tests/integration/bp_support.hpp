@@ -4,6 +4,7 @@
 // sidecar's producer tests and the switch-producer tests.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdint>
@@ -38,17 +39,24 @@ inline std::optional<bool> node_paused(const std::string& upstream) {
 }
 
 /// A sim node under a bp-mode sidecar named `name`, holding `kKey` in serve at `serve_url`
-/// (none when empty).
+/// (none when empty); `sim_args` go to the sim node (its --schedule).
 struct BpNode {
     BpNode(const std::string& name,
            const std::string& serve_url,
-           const std::string& config_yaml = {})
+           const std::string& config_yaml = {},
+           const std::vector<std::string>& sim_args = {})
         : port(free_port()),
           upstream("http://127.0.0.1:" + std::to_string(port)),
           sidecar(args(name, serve_url, upstream, dir.path()),
-                  sim_node(dir.path(), port),
+                  with(sim_node(dir.path(), port), sim_args),
                   {},
                   config_yaml) {}
+
+    static std::vector<std::string> with(std::vector<std::string> command,
+                                         const std::vector<std::string>& more) {
+        command.insert(command.end(), more.begin(), more.end());
+        return command;
+    }
 
     static std::vector<std::string> args(const std::string& name,
                                          const std::string& serve_url,
@@ -129,6 +137,30 @@ inline boost::json::object lease_in(const ServerProcess& serve) {
         }
     }
     return {};
+}
+
+// Rounds (docs/producers.md, "Rounds"): a sim node's schedule of alpha, kKey (the sidecars'
+// account) and charlie, each making `round_blocks` blocks in turn.
+inline const std::vector<std::string> kSchedule{"alpha", kKey, "charlie"};
+
+inline std::vector<std::string> schedule_args(int round_blocks) {
+    return {"--schedule", "alpha,eosio.bp,charlie", "--round-blocks", std::to_string(round_blocks)};
+}
+
+/// Who made block `height` on such a sim node: the producers take turns by height.
+inline std::string scheduled_producer(std::int64_t height, int round_blocks) {
+    const auto turn = std::max<std::int64_t>(height - 1, 0) / round_blocks;
+    return kSchedule[static_cast<std::size_t>(turn % 3)];
+}
+
+/// The last height the sim node printed it paused at ("paused at height H"), or nullopt.
+inline std::optional<std::int64_t> paused_at(const std::string& out) {
+    static const std::regex line{R"(\npaused at height ([0-9]+)\n)"};
+    std::optional<std::int64_t> last;
+    for (std::sregex_iterator it{out.begin(), out.end(), line}, end; it != end; ++it) {
+        last = std::stoll((*it)[1].str());
+    }
+    return last;
 }
 
 inline const std::string kResumed = "Success: safely_resume_production completed";

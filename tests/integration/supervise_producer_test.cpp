@@ -369,6 +369,90 @@ TEST(SuperviseProducer, BpModeWithoutServeStartsPassiveAndRefusesToResumeNamingS
     EXPECT_EQ(paused.body, kPaused);
 }
 
+// Rounds of 20 blocks of 50 ms: 1 s each.
+constexpr int kRoundBlocks = 20;
+const std::vector<std::string> kScheduleArgs = schedule_args(kRoundBlocks);
+
+TEST(SuperviseProducer, TheRoundStatusFollowsTheScheduleAndAPauseWaitsForTheRoundsEnd) {
+    ServerProcess serve{test_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    BpNode a{"bp-a", serve.url(""), "synced:\n  interval: 50ms\n", kScheduleArgs};
+    BpNode plain{"bp-plain", serve.url(""), "synced:\n  interval: 50ms\n"};
+    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
+    ASSERT_TRUE(plain.wait_passive_and_ready()) << plain.sidecar.err();
+
+    // Every status the seed names comes round, each agreeing with the head's producer.
+    for (const std::string want : {"producing", "just produced", "producing next"}) {
+        json::object seen;
+        EXPECT_TRUE(wait_until(
+            [&] {
+                seen = a.sidecar.status();
+                return seen["round"] == want.c_str();
+            },
+            20s))
+            << want << " never seen: " << json::serialize(seen);
+        EXPECT_EQ(seen["in_schedule"], true);
+        const std::string head{seen["head_producer"].as_string()};
+        const std::string expected = want == "producing"       ? kKey
+                                     : want == "just produced" ? "charlie"
+                                                               : "alpha";
+        EXPECT_EQ(head, expected) << json::serialize(seen);
+    }
+    // A node whose schedule does not list the account: known, and not in it.
+    auto other = plain.sidecar.status();
+    EXPECT_TRUE(wait_until([&] {
+        other = plain.sidecar.status();
+        return other["in_schedule"].is_bool();
+    })) << json::serialize(other);
+    EXPECT_EQ(other["in_schedule"], false) << json::serialize(other);
+    EXPECT_EQ(other["round"], "not producing") << json::serialize(other);
+    EXPECT_EQ(other["head_producer"], "eosio") << json::serialize(other);
+
+    ASSERT_EQ(a.sidecar.command("safely_resume_production").body, kResumed) << a.sidecar.err();
+    // Pause while the node is producing its round: the pause lands after the round, never in
+    // it. (A round is 1 s; the sidecar reads the head every 50 ms.)
+    ASSERT_TRUE(wait_until([&] { return a.sidecar.status()["round"] == "producing"; }, 20s))
+        << a.sidecar.err();
+    auto paused = a.sidecar.command("safely_pause_production");
+    EXPECT_EQ(paused.body, kPaused) << a.sidecar.err();
+    EXPECT_EQ(a.paused(), true);
+    std::optional<std::int64_t> height;
+    ASSERT_TRUE(wait_until([&] { return (height = paused_at(a.sidecar.out())).has_value(); }))
+        << a.sidecar.out();
+    EXPECT_NE(scheduled_producer(*height, kRoundBlocks), kKey)
+        << "paused at height " << *height << ", inside the account's own round";
+    EXPECT_NE(a.sidecar.err().find("node bp-a is producing its round (head block by eosio.bp): "
+                                   "the pause waits for its end"),
+              std::string::npos)
+        << a.sidecar.err();
+    EXPECT_EQ(fence_of(a.sidecar), 0);
+    EXPECT_EQ(lease_in(serve)["holder"], "");
+}
+
+TEST(SuperviseProducer, ARoundLongerThanThePauseTimeoutFailsThePauseAndKeepsTheProducer) {
+    ServerProcess serve{test_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    // Rounds of 10 s: the pause cannot wait for one within its 300 ms.
+    BpNode a{"bp-a",
+             serve.url(""),
+             "synced:\n  interval: 50ms\nproducer:\n  pause_timeout: 300ms\n",
+             {"--schedule", "eosio.bp,bravo", "--round-blocks", "200"}};
+    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
+    ASSERT_EQ(a.sidecar.command("safely_resume_production").body, kResumed) << a.sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return a.sidecar.status()["round"] == "producing"; }, 30s))
+        << a.sidecar.err();
+    auto refused = a.sidecar.command("safely_pause_production");
+    EXPECT_TRUE(refused.body.starts_with("ERROR: safely_pause_production failed: "))
+        << refused.body;
+    EXPECT_NE(refused.body.find("node bp-a was still producing its round after 300ms (head "
+                                "block by eosio.bp): not paused"),
+              std::string::npos)
+        << refused.body;
+    EXPECT_EQ(a.paused(), false) << "the producer was left producing, as the error says";
+    EXPECT_EQ(fence_of(a.sidecar), 1);
+    EXPECT_EQ(lease_in(serve)["holder"], "bp-a");
+}
+
 TEST(SuperviseProducer, BpModeWithAChainWithoutAProducerApiIsRefusedAtStart) {
     TempDir dir;
     const std::string marker = dir.path() + "/node-ran";

@@ -241,6 +241,53 @@ TEST(SwitchProducer, ADryRunPrintsThePlanChecksAndChangesNothing) {
     EXPECT_EQ(lease_in(serve)["fence"], 1);
 }
 
+TEST(SwitchProducer, WithAScheduleTheDemotionWaitsForTheSourcesRoundToEnd) {
+    ServerProcess serve{serve_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    // Rounds of 2 s, read every 50 ms; C's sim node schedules eosio alone (not the account).
+    constexpr int kRoundBlocks = 40;
+    const std::string fast = "synced:\n  interval: 50ms\n";
+    BpNode a{"bp-a", serve.url(""), fast, schedule_args(kRoundBlocks)};
+    BpNode b{"bp-b", serve.url(""), fast, schedule_args(kRoundBlocks)};
+    BpNode c{"bp-c", serve.url(""), fast};
+    for (auto* node : {&a, &b, &c}) {
+        ASSERT_TRUE(node->wait_passive_and_ready()) << node->sidecar.err();
+    }
+    for (const char* name : {"bp-a", "bp-b", "bp-c"}) {
+        ASSERT_TRUE(registered(serve, name).is_object()) << name;
+    }
+    ASSERT_EQ(str(run_job(serve, "bp-a", "resume-production").at("state")), "succeeded");
+
+    // A node whose account the chain does not schedule is no successor.
+    auto unscheduled = run_job(serve, "bp-c", "switch-producer", switch_params("bp-a", false));
+    ASSERT_EQ(str(unscheduled.at("state")), "failed");
+    EXPECT_NE(str(unscheduled.at("error"))
+                  .find("bp-a's account is in the schedule and bp-c's is not: bp-c would "
+                        "produce no blocks"),
+              std::string::npos)
+        << json::serialize(unscheduled);
+    EXPECT_EQ(a.paused(), false);
+
+    // Hand over while A is producing its round: the pause lands after the round.
+    ASSERT_TRUE(wait_until([&] { return a.sidecar.status()["round"] == "producing"; }, 30s))
+        << a.sidecar.err();
+    auto job = run_job(serve, "bp-b", "switch-producer", switch_params("bp-a", true));
+    ASSERT_EQ(str(job.at("state")), "succeeded") << json::serialize(job);
+    const std::string out = output_of(serve, job);
+    EXPECT_NE(out.find("check: bp-a is producing its round (head block by eosio.bp): the "
+                       "demotion waits for the round's end"),
+              std::string::npos)
+        << out;
+    std::optional<std::int64_t> height;
+    ASSERT_TRUE(wait_until([&] { return (height = paused_at(a.sidecar.out())).has_value(); }))
+        << a.sidecar.out();
+    EXPECT_NE(scheduled_producer(*height, kRoundBlocks), kKey)
+        << "A paused at height " << *height << ", inside its own round";
+    EXPECT_EQ(a.paused(), true);
+    EXPECT_EQ(b.paused(), false);
+    EXPECT_EQ(lease_in(serve)["holder"], "bp-b");
+}
+
 TEST(SwitchProducer, HandsOverRoundTheThreeNodesAndAtNoInstantDoTwoProduce) {
     ServerProcess serve{serve_config()};
     ASSERT_TRUE(serve.start()) << serve.log();

@@ -105,6 +105,11 @@ TEST(ChainPresets, NodeosReadsGetInfoAndHasTheProducerApi) {
     EXPECT_EQ(p->producer_pause, "/v1/producer/pause");
     EXPECT_EQ(p->producer_resume, "/v1/producer/resume");
     EXPECT_EQ(p->producer_paused, "/v1/producer/paused");
+    EXPECT_EQ(p->head_producer.pointer, "/head_block_producer");
+    EXPECT_EQ(p->schedule.method, "POST");
+    EXPECT_EQ(p->schedule.path, "/v1/chain/get_producer_schedule");
+    EXPECT_EQ(p->schedule_list, "/active/producers");
+    EXPECT_EQ(p->schedule_name, "/producer_name");
 }
 
 TEST(ChainPresets, GethReadsJsonRpcWithHexNumbers) {
@@ -171,6 +176,48 @@ TEST(ChainPresets, SimIsReadAsNodeos) {
     EXPECT_EQ(sim->producer_pause, "/v1/producer/pause");
     EXPECT_EQ(sim->producer_resume, "/v1/producer/resume");
     EXPECT_EQ(sim->producer_paused, "/v1/producer/paused");
+    EXPECT_EQ(sim->head_producer.pointer, nodeos->head_producer.pointer);
+    EXPECT_EQ(sim->schedule.path, nodeos->schedule.path);
+    EXPECT_EQ(sim->schedule_list, nodeos->schedule_list);
+    EXPECT_EQ(sim->schedule_name, nodeos->schedule_name);
+}
+
+TEST(ChainPresets, TheScheduleNeedsWhoMadeTheHeadTheCallAndTheList) {
+    auto read = read_chains(R"(chains:
+  listless:
+    producer:
+      head_producer: /head_block_producer
+      schedule: {path: /v1/chain/get_producer_schedule}
+  unpointed:
+    producer:
+      schedule_list: active/producers
+)",
+                            "chains.yaml");
+    ASSERT_FALSE(read);
+    EXPECT_EQ(read.error().message,
+              "chains.yaml:4:22: chains.listless.producer.head_producer: head_producer, schedule "
+              "and schedule_list go together: who made the head block, the call that lists the "
+              "schedule, and where the list sits in its answer\n"
+              "chains.yaml:8:22: chains.unpointed.producer.schedule_list: expected a JSON "
+              "pointer like \"/active/producers\", got \"active/producers\"");
+}
+
+TEST(SuperviseReader, TheProducersAccountComesFromTheFileOrTheFlag) {
+    NodeDir dir;
+    const auto path =
+        dir.write("chain: nodeos\nproducer:\n  key: eosio.bp\n  account: bpaccount\n");
+    auto loaded = load_supervise(path, with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->producer.key, "eosio.bp");
+    EXPECT_EQ(loaded->producer.account, "bpaccount");
+    auto flags = with_command();
+    flags.producer_account = "other";
+    auto flagged = load_supervise(path, flags);
+    ASSERT_TRUE(flagged) << flagged.error().message;
+    EXPECT_EQ(flagged->producer.account, "other");
+    EXPECT_EQ(error_of("producer:\n  account: \"two words\"\n"),
+              "node.yaml:2:12: producer.account: \"two words\" must be 1-128 of a-z, A-Z, 0-9, "
+              "'.', '-', '_', ':' and '@'");
 }
 
 TEST(ChainPresets, NoneIsReadyWhenTheUpstreamAcceptsAConnection) {

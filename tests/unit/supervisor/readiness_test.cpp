@@ -15,6 +15,10 @@ Preset nodeos() {
     p.chain_id = Field{"/chain_id", "string"};
     p.block_hash = Field{"/head_block_id", "string"};
     p.node_version = Field{"/server_version_string", "string"};
+    p.head_producer = Field{"/head_block_producer", "string"};
+    p.schedule = ChainCall{"POST", "/v1/chain/get_producer_schedule", ""};
+    p.schedule_list = "/active/producers";
+    p.schedule_name = "/producer_name";
     return p;
 }
 
@@ -115,6 +119,71 @@ TEST(ReadSyncing, GethFalseOrAnObject) {
         geth(), R"({"jsonrpc":"2.0","id":1,"result":{"currentBlock":"0x1","highestBlock":"0x9"}})");
     ASSERT_TRUE(syncing);
     EXPECT_TRUE(*syncing);
+}
+
+TEST(ReadSchedule, NodeosActiveSchedule) {
+    auto names = read_schedule(nodeos(), R"({"active":{"version":3,"producers":[
+        {"producer_name":"alpha","authority":[0,{"threshold":1,"keys":[]}]},
+        {"producer_name":"bravo","authority":[0,{"threshold":1,"keys":[]}]}]},
+        "pending":null,"proposed":null})");
+    ASSERT_TRUE(names) << names.error().message;
+    EXPECT_EQ(*names, (std::vector<std::string>{"alpha", "bravo"}));
+    auto head = read_head(nodeos(), R"({"head_block_num":9,"head_block_producer":"bravo"})");
+    ASSERT_TRUE(head);
+    EXPECT_EQ(head->head_producer, "bravo");
+
+    // Entries that are names themselves, with schedule_name left out.
+    auto plain = nodeos();
+    plain.schedule_list = "/producers";
+    plain.schedule_name.clear();
+    auto listed = read_schedule(plain, R"({"producers":["a","b","c"]})");
+    ASSERT_TRUE(listed) << listed.error().message;
+    EXPECT_EQ(listed->size(), 3U);
+}
+
+TEST(ReadSchedule, AnswersThatCannotBeReadSayWhy) {
+    auto none = read_schedule(nodeos(), R"({"active":null})");
+    ASSERT_FALSE(none);
+    EXPECT_NE(none.error().message.find("no list of producers at /active/producers"),
+              std::string::npos)
+        << none.error().message;
+    auto nameless = read_schedule(nodeos(), R"({"active":{"producers":[{"key":"x"}]}})");
+    ASSERT_FALSE(nameless);
+    EXPECT_NE(nameless.error().message.find("has no name at /producer_name"), std::string::npos)
+        << nameless.error().message;
+    EXPECT_FALSE(read_schedule(nodeos(), "<html>"));
+}
+
+TEST(RoundOf, EachOfTheSeedsStatusesByTheHeadsProducer) {
+    const std::vector<std::string> four{"a", "b", "c", "d"};
+    EXPECT_EQ(round_of(four, "b", "b").status, "producing");
+    EXPECT_EQ(round_of(four, "a", "b").status, "producing next");
+    EXPECT_EQ(round_of(four, "c", "b").status, "just produced");
+    EXPECT_EQ(round_of(four, "d", "b").status, "not producing");
+    // The order wraps: after d comes a.
+    EXPECT_EQ(round_of(four, "d", "a").status, "producing next");
+    EXPECT_EQ(round_of(four, "a", "d").status, "just produced");
+    for (const auto& head : four) {
+        EXPECT_TRUE(round_of(four, head, "c").in_schedule);
+    }
+}
+
+TEST(RoundOf, OutsideTheScheduleSmallSchedulesAndUnknownProducers) {
+    const std::vector<std::string> three{"a", "b", "c"};
+    auto outside = round_of(three, "a", "z");
+    EXPECT_EQ(outside.status, "not producing");
+    EXPECT_FALSE(outside.in_schedule);
+    // Two producers: the other one's round is always followed by ours.
+    const std::vector<std::string> two{"a", "b"};
+    EXPECT_EQ(round_of(two, "b", "a").status, "producing next");
+    EXPECT_EQ(round_of(two, "a", "a").status, "producing");
+    // Alone: every block is ours.
+    EXPECT_EQ(round_of({"a"}, "a", "a").status, "producing");
+    // A head made by a producer no longer scheduled: in the schedule, place unknown.
+    auto changing = round_of(three, "old", "b");
+    EXPECT_EQ(changing.status, "not producing");
+    EXPECT_TRUE(changing.in_schedule);
+    EXPECT_FALSE(round_of({}, "a", "a").in_schedule);
 }
 
 }  // namespace
