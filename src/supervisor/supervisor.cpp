@@ -1539,6 +1539,35 @@ struct Supervisor::Impl {
         return {};
     }
 
+    /// In bp mode, a backup stops the node: refused while this node is the producer (it holds
+    /// the lease), and a node producing without the lease is paused first.
+    asio::awaitable<core::Result<void>> off_the_hook() {
+        if (!settings.producer.bp_mode) {
+            co_return core::Result<void>{};
+        }
+        if (status.fence != 0) {
+            co_return core::Error{
+                core::ErrorCode::kUnavailable,
+                fmt::format("node {} is on the hook to produce: it holds producer lease {} "
+                            "(fence {}); hand production over first (aviary switch-producer "
+                            "--from {} --to ...) or pause it (safely_pause_production)",
+                            settings.name, settings.producer.key, status.fence, settings.name)};
+        }
+        if (status.production != "paused") {
+            // Producing without the lease, or not known: paused before the node is stopped.
+            auto paused = co_await producer_call(settings.preset.producer_pause, "POST");
+            if (!paused && status.state == RunState::kRunning) {
+                co_return core::Error{core::ErrorCode::kUnavailable,
+                                      fmt::format("cannot pause production before the backup: {}",
+                                                  paused.error().message)};
+            }
+            if (paused) {
+                set_production("paused");
+            }
+        }
+        co_return core::Result<void>{};
+    }
+
     /// manageos's backup, in its order: record the head, close the proxy, stop the node, copy
     /// the data dir, start the node, wait for the head to advance, open the proxy. Whatever
     /// fails, a node that was running is started again and the proxy reopens.
@@ -1552,6 +1581,9 @@ struct Supervisor::Impl {
                                   fmt::format("the node reports chain id {}, not {} (--chain-id): "
                                               "refusing to file its data under the wrong chain",
                                               status.chain_id, settings.chain_id)};
+        }
+        if (auto producing = co_await off_the_hook(); !producing) {
+            co_return producing;
         }
         const auto began = std::chrono::steady_clock::now();
         const bool was_running =

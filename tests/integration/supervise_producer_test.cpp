@@ -453,6 +453,31 @@ TEST(SuperviseProducer, ARoundLongerThanThePauseTimeoutFailsThePauseAndKeepsTheP
     EXPECT_EQ(lease_in(serve)["holder"], "bp-a");
 }
 
+TEST(SuperviseProducer, ABackupRefusesTheNodeOnTheHookToProduceAndRunsOncePaused) {
+    ServerProcess serve{test_config()};
+    ASSERT_TRUE(serve.start()) << serve.log();
+    TempDir backups;
+    BpNode a{"bp-a", serve.url(""), "backup:\n  dir: " + backups.path() + "\n"};
+    ASSERT_TRUE(a.wait_passive_and_ready()) << a.sidecar.err();
+    ASSERT_EQ(a.sidecar.command("safely_resume_production").body, kResumed) << a.sidecar.err();
+    const auto starts = a.sidecar.status()["starts"];
+
+    auto refused = a.sidecar.command("backup");
+    EXPECT_EQ(refused.body,
+              "ERROR: backup failed: node bp-a is on the hook to produce: it holds producer lease "
+              "eosio.bp (fence 1); hand production over first (aviary switch-producer --from "
+              "bp-a --to ...) or pause it (safely_pause_production)")
+        << a.sidecar.err();
+    EXPECT_EQ(a.paused(), false) << "still producing";
+    EXPECT_EQ(a.sidecar.status()["starts"], starts) << "the node was not stopped";
+    EXPECT_EQ(lease_in(serve)["holder"], "bp-a");
+
+    ASSERT_EQ(a.sidecar.command("safely_pause_production").body, kPaused) << a.sidecar.err();
+    auto made = a.sidecar.command("backup");
+    EXPECT_EQ(made.body, "Success: backup completed") << a.sidecar.err();
+    EXPECT_TRUE(a.wait_passive_and_ready()) << "the node starts again, passive";
+}
+
 TEST(SuperviseProducer, BpModeWithAChainWithoutAProducerApiIsRefusedAtStart) {
     TempDir dir;
     const std::string marker = dir.path() + "/node-ran";
