@@ -13,9 +13,10 @@ declare -A allowed=(
     [jobs]="core store net proc fleet metrics drivers"
     [fleet]="core store net metrics"
     [notify]="core store net metrics"
+    [logs]="core store"
     [supervisor]="core net proc metrics"
-    [config]="core net store fleet drivers jobs notify supervisor"
-    [api]="core store net proc fleet metrics config drivers jobs notify supervisor"
+    [config]="core net store fleet drivers jobs notify logs supervisor"
+    [api]="core store net proc fleet metrics config drivers jobs notify logs supervisor"
     [cli]="core net proc config api drivers supervisor"
 )
 status=0

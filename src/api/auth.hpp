@@ -32,6 +32,9 @@ public:
     /// The caller named by the request's bearer token. kUnauthenticated without one (when
     /// tokens are configured) or with an unknown one.
     core::Result<fleet::Caller> authenticate(const net::Request& request) const;
+    /// The caller a token names, however it came (Bitahoy's in-band `auth` message).
+    /// kUnauthenticated for an unknown one; without tokens configured, an admin.
+    core::Result<fleet::Caller> authenticate_token(std::string_view token) const;
     /// kPermissionDenied naming the refused Host (checked on every request) or Origin (checked
     /// when `guarded`: a change or a WebSocket upgrade).
     core::Result<void> check_host_and_origin(const net::Request& request, bool guarded) const;

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "api/auth.hpp"
+#include "api/bitahoy.hpp"
 #include "api/jobs_rest.hpp"
 #include "api/jsonrpc.hpp"
 #include "api/rest.hpp"
@@ -30,6 +31,7 @@ struct RouterDeps {
     RestApi& rest;
     JobsRest& jobs_rest;
     RollerRest& roller;
+    BitahoyWs& bitahoy;
     const Authenticator& auth;
     std::function<bool()> stopping;  ///< true once shutdown began: /readyz turns 503
 };

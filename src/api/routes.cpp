@@ -136,7 +136,8 @@ RouteTable::Match RouteTable::match(std::string_view method, std::string_view pa
             out.cors_methods += (out.cors_methods.empty() ? "OPTIONS," : ",") + route.method;
         }
         out.probe = out.probe && route.access == Access::kProbe;
-        out.scrape = out.scrape && route.access != Access::kCaller;
+        out.scrape =
+            out.scrape && route.access != Access::kCaller && route.access != Access::kInBand;
         if (out.route == nullptr && route.method == wanted) {
             out.route = &route;
             matches(compiled_[i], parts, &out.params);

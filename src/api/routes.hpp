@@ -21,6 +21,10 @@ enum class Access {
     kCaller,  ///< a caller: a token when tokens are configured; the Host rule applies
     kScrape,  ///< a token when tokens are configured, no Host rule: Prometheus (/metrics)
     kProbe,   ///< anyone, no Host rule: load balancers and kubelets (/healthz, /readyz)
+    /// The Host and Origin rules apply, and a bearer token when one is sent; without one the
+    /// handler gets an unauthenticated caller (empty identity, not admin) and asks for the token
+    /// in the connection itself (Bitahoy's `auth` message).
+    kInBand,
 };
 
 /// What a route's request body may be.

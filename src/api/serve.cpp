@@ -28,6 +28,7 @@
 #include "drivers/drivers.hpp"
 #include "fleet/fleet.hpp"
 #include "jobs/jobs.hpp"
+#include "logs/logs.hpp"
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
 #include "notify/notify.hpp"
@@ -187,6 +188,9 @@ core::Result<void> prepare_data_dir(config::Config& config) {
     }
     if (config.store.path.empty()) {
         config.store.path = (fs::path{config.data_dir} / "aviary.db").string();
+    }
+    if (config.logs.store.path.empty()) {
+        config.logs.store.path = (fs::path{config.data_dir} / "logs.db").string();
     }
     if (config.drivers.dir.empty()) {
         config.drivers.dir = (fs::path{config.data_dir} / "nodes").string();
@@ -422,6 +426,15 @@ int serve(config::Config config, ServeOptions options) {
         engine.set_on_transition([&annotations](const core::Job&) { annotations.wake(); });
     }
     engine.schedule(scheduler);
+    // Logs and notifications (docs/logs.md): a database of their own, with their own writer.
+    auto log_store = store::open_log_store(config.logs.store);
+    if (!log_store) {
+        std::fprintf(stderr, "aviary: cannot open the log store at %s: %s\n",
+                     config.logs.store.path.c_str(), log_store.error().message.c_str());
+        return 1;
+    }
+    logs::Logs records{config.logs, **log_store, clock};
+    records.schedule(scheduler);
     auto rescued = engine.start();
     if (!rescued) {
         std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",
@@ -451,6 +464,7 @@ int serve(config::Config config, ServeOptions options) {
     JobsRest jobs_rest{job_waits, pool, config.fleet.wait_heartbeat};
     RollerRest roller{engine, fleet, pool};
     Authenticator auth{config.auth, config.server.listen};
+    BitahoyWs bitahoy{records, pool, auth};
 
     Router router{RouterDeps{
         .store = **store,
@@ -461,6 +475,7 @@ int serve(config::Config config, ServeOptions options) {
         .rest = rest,
         .jobs_rest = jobs_rest,
         .roller = roller,
+        .bitahoy = bitahoy,
         .auth = auth,
         .stopping = stopping,
     }};
@@ -513,6 +528,7 @@ int serve(config::Config config, ServeOptions options) {
     engine.stop();
     pool.stop();
     membership.leave();  // another instance takes the periodic work over at its next beat
+    (*log_store)->close();
     (*store)->close();
     log->info("stopped");
     return 0;

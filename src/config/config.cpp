@@ -51,6 +51,46 @@ void read_log(YamlReader& r, const Value& value, LogSettings& log) {
                });
 }
 
+void read_logs(YamlReader& r, const Value& value, logs::Settings& s) {
+    auto count = [&](const Value& v, std::size_t& out, std::int64_t max) {
+        std::int64_t n = 0;
+        if (r.read_int(v, n, 1, max)) {
+            out = static_cast<std::size_t>(n);
+        }
+    };
+    r.read_map(
+        value,
+        {
+            {"path", [&](const Value& v) { r.read_string(v, s.store.path); }},
+            {"synchronous",
+             [&](const Value& v) {
+                 r.read_choice(v, s.store.synchronous, {"full", "normal"}, "synchronous mode",
+                               "full, normal");
+             }},
+            {"logs_timewindow", [&](const Value& v) { r.read_duration(v, s.logs_window); }},
+            {"notifications_timewindow",
+             [&](const Value& v) {
+                 // 0s keeps notifications: Bitahoy's "not cleared".
+                 if (v.node.IsScalar() && core::parse_duration(v.node.Scalar()) &&
+                     core::parse_duration(v.node.Scalar())->count() == 0) {
+                     s.notifications_window = core::Millis{0};
+                     return;
+                 }
+                 r.read_duration(v, s.notifications_window);
+             }},
+            {"cleanup_interval", [&](const Value& v) { r.read_duration(v, s.cleanup_interval); }},
+            {"idle_timeout", [&](const Value& v) { r.read_duration(v, s.idle_timeout); }},
+            {"max_upload", [&](const Value& v) { count(v, s.max_upload, 1'000'000); }},
+            {"max_message_bytes", [&](const Value& v) { r.read_bytes(v, s.max_message_bytes); }},
+            {"max_results", [&](const Value& v) { count(v, s.max_results, 1'000'000); }},
+        });
+    // auth's reply says the timeout in whole seconds.
+    if (s.idle_timeout < std::chrono::seconds{1}) {
+        r.error(value, fmt::format("logs.idle_timeout must be at least 1s, got {}",
+                                   core::format_duration(s.idle_timeout)));
+    }
+}
+
 void read_listen(YamlReader& r, const Value& value, std::string& listen) {
     std::string text;
     if (!r.read_string(value, text)) {
@@ -750,6 +790,7 @@ void read_config(YamlReader& r,
                    {"drivers", [&](const Value& v) { read_drivers(r, v, c.drivers, base_dir); }},
                    {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
                    {"notify", [&](const Value& v) { notify_value = v; }},
+                   {"logs", [&](const Value& v) { read_logs(r, v, c.logs); }},
                });
     read_jobs(r, jobs_value, c.jobs, builtins, base_dir);
     // After the jobs: the actions it names are checked against the merged list.

@@ -15,6 +15,7 @@
 #include "drivers/drivers.hpp"
 #include "fleet/fleet.hpp"
 #include "jobs/jobs.hpp"
+#include "logs/logs.hpp"
 #include "net/net.hpp"
 #include "notify/notify.hpp"
 #include "store/store.hpp"
@@ -66,6 +67,9 @@ struct Config {
     /// Telling other systems: Grafana annotations (off while notify.grafana.url is empty; the
     /// token is read at load).
     notify::Settings notify;
+    /// Logs and notifications (Bitahoy's WebSocket; docs/logs.md). store.path stays empty
+    /// unless set: serve defaults it to <data_dir>/logs.db.
+    logs::Settings logs;
 };
 
 /// Loads and validates a YAML file. Errors: kNotFound when the file does not exist;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/core.hpp"
+#include "store/logs.hpp"
 
 namespace aviary::store {
 

@@ -319,8 +319,8 @@ void expect_same(const notify::Settings& want, const notify::Settings& got) {
 
 /// Everything but `source` (which names where each came from).
 void expect_same(const Config& want, const Config& got) {
-    const auto& [source, data_dir, instance, server, store, fleet, jobs, drivers, auth, log,
-                 notify] = want;
+    const auto& [source, data_dir, instance, server, store, fleet, jobs, drivers, auth, log, notify,
+                 logs] = want;
     (void)source;
     EXPECT_EQ(got.data_dir, data_dir);
     EXPECT_EQ(got.instance, instance);
@@ -340,6 +340,23 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.log.level, level);
     EXPECT_EQ(got.log.format, format);
     expect_same(notify, got.notify);
+    const auto& [log_store, logs_window, notifications_window, cleanup_interval, idle_timeout,
+                 max_upload, max_message_bytes, max_sender_bytes, max_results, retention_batch] =
+        logs;
+    const auto& [log_path, log_synchronous, log_readers, log_busy] = log_store;
+    EXPECT_EQ(got.logs.store.path, log_path);
+    EXPECT_EQ(got.logs.store.synchronous, log_synchronous);
+    EXPECT_EQ(got.logs.store.read_connections, log_readers);
+    EXPECT_EQ(got.logs.store.busy_timeout, log_busy);
+    EXPECT_EQ(got.logs.logs_window, logs_window);
+    EXPECT_EQ(got.logs.notifications_window, notifications_window);
+    EXPECT_EQ(got.logs.cleanup_interval, cleanup_interval);
+    EXPECT_EQ(got.logs.idle_timeout, idle_timeout);
+    EXPECT_EQ(got.logs.max_upload, max_upload);
+    EXPECT_EQ(got.logs.max_message_bytes, max_message_bytes);
+    EXPECT_EQ(got.logs.max_sender_bytes, max_sender_bytes);
+    EXPECT_EQ(got.logs.max_results, max_results);
+    EXPECT_EQ(got.logs.retention_batch, retention_batch);
 }
 
 jobs::ParamSpec tag_param() {
@@ -918,6 +935,47 @@ TEST(Config, PostgresStoreNeedsAUrlAndAUrlMeansPostgres) {
     ASSERT_TRUE(loaded) << loaded.error().message;
     EXPECT_EQ(loaded->store.driver, "postgres");
     EXPECT_EQ(loaded->store.url, "postgresql://aviary@db:5432/aviary");
+}
+
+TEST(Config, LogsKeepBitahoysWindowsAndRefuseWindowsThatKeepNothing) {
+    auto defaults = load_string("# nothing\n", "t.yaml");
+    ASSERT_TRUE(defaults) << defaults.error().message;
+    EXPECT_EQ(defaults->logs.logs_window, std::chrono::seconds{60});
+    EXPECT_EQ(defaults->logs.cleanup_interval, std::chrono::seconds{5});
+    EXPECT_EQ(defaults->logs.notifications_window.count(), 0) << "notifications are kept";
+    EXPECT_EQ(defaults->logs.idle_timeout, std::chrono::seconds{30});
+    EXPECT_EQ(defaults->logs.store.path, "") << "serve puts it under data_dir";
+    auto loaded = load_string(R"(logs:
+  path: /var/lib/aviary/logs.db
+  synchronous: normal
+  logs_timewindow: 10m
+  notifications_timewindow: 7d
+  cleanup_interval: 30s
+  idle_timeout: 2m
+  max_upload: 500
+  max_message_bytes: 8KiB
+  max_results: 200
+)",
+                              "t.yaml");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_EQ(loaded->logs.store.path, "/var/lib/aviary/logs.db");
+    EXPECT_EQ(loaded->logs.store.synchronous, "normal");
+    EXPECT_EQ(loaded->logs.logs_window, std::chrono::minutes{10});
+    EXPECT_EQ(loaded->logs.notifications_window, std::chrono::hours{24 * 7});
+    EXPECT_EQ(loaded->logs.cleanup_interval, std::chrono::seconds{30});
+    EXPECT_EQ(loaded->logs.idle_timeout, std::chrono::minutes{2});
+    EXPECT_EQ(loaded->logs.max_upload, 500U);
+    EXPECT_EQ(loaded->logs.max_message_bytes, 8192U);
+    EXPECT_EQ(loaded->logs.max_results, 200U);
+    EXPECT_EQ(error_of("logs: {logs_timewindow: 0s}\n"),
+              "aviary.yaml:1:25: logs.logs_timewindow: must be positive, got \"0s\"");
+    EXPECT_EQ(error_of("logs: {idle_timeout: 500ms}\n"),
+              "aviary.yaml:1:7: logs: logs.idle_timeout must be at least 1s, got 500ms");
+    EXPECT_EQ(
+        error_of("logs: {max_upload: 0}\n"),
+        "aviary.yaml:1:20: logs.max_upload: expected an integer from 1 to 1000000, got \"0\"");
+    EXPECT_EQ(error_of("logs: {retention: 5s}\n").substr(0, 38),
+              "aviary.yaml:1:8: logs.retention: unkno");
 }
 
 TEST(Config, InstanceNamesArePlainWordsAndLeadershipOutlastsAHeartbeat) {

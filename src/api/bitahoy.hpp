@@ -1,0 +1,44 @@
+#pragma once
+// Private to api: Bitahoy's monitoring-service WebSocket, verbatim (docs/logs.md). Route /ws;
+// one JSON object per text frame, `{"action": NAME, ...}`; replies `{"success": bool, "action":
+// NAME, ...}` with `comment` on failure.
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "api/auth.hpp"
+#include "api/routes.hpp"
+#include "logs/logs.hpp"
+#include "net/net.hpp"
+
+namespace aviary::api {
+
+class BitahoyWs {
+public:
+    BitahoyWs(logs::Logs& logs, net::BlockingPool& pool, const Authenticator& auth);
+    ~BitahoyWs();
+    BitahoyWs(const BitahoyWs&) = delete;
+    BitahoyWs& operator=(const BitahoyWs&) = delete;
+
+    void add_routes(RouteTable& table);
+
+private:
+    struct Session;
+    net::asio::awaitable<void> serve(net::WebSocket& ws, fleet::Caller caller);
+    /// Subscribes the session to its scope's notifications (again after a new auth).
+    void subscribe(Session& session);
+    net::asio::awaitable<void> read_loop(Session& session);
+    net::asio::awaitable<void> push_loop(Session& session);
+    /// The reply to one message.
+    net::asio::awaitable<std::string> answer(Session& session,
+                                             const net::WebSocketMessage& message);
+
+    logs::Logs& logs_;
+    net::BlockingPool& pool_;
+    const Authenticator& auth_;
+    /// New notifications, by scope, to the other connections of that scope.
+    net::Hub hub_;
+    std::atomic<std::uint64_t> next_session_{1};
+};
+
+}  // namespace aviary::api

@@ -1,0 +1,75 @@
+#pragma once
+/// logs: logs and notifications that nodes and tools upload, kept for a window and read back by
+/// window, sender and level (docs/logs.md). The rules live here; the records in the store's log
+/// store (a database of its own); the wire formats (Bitahoy's WebSocket) in api.
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/core.hpp"
+#include "store/store.hpp"
+
+namespace aviary::logs {
+
+struct Settings {
+    store::LogStoreSettings store;  ///< where the records live (<data_dir>/logs.db by default)
+    /// Logs older than this (by their own time) are removed: Bitahoy's LOGS_TIMEWINDOW.
+    core::Millis logs_window{std::chrono::seconds{60}};
+    /// Notifications older than this are removed; 0 keeps them (Bitahoy's behaviour).
+    core::Millis notifications_window{0};
+    /// How often retention runs: Bitahoy's CLEANUP_INTERVAL.
+    core::Millis cleanup_interval{std::chrono::seconds{5}};
+    /// A WebSocket connection that sends nothing for this long is closed; `keepalive` or
+    /// `ping` keep it open. auth's reply says it, in seconds.
+    core::Millis idle_timeout{std::chrono::seconds{30}};
+    std::size_t max_upload = 10'000;         ///< records in one upload
+    std::size_t max_message_bytes = 65'536;  ///< a record's message
+    std::size_t max_sender_bytes = 256;      ///< a record's sender
+    std::size_t max_results = 10'000;        ///< records one read returns (the newest)
+    std::size_t retention_batch = 5'000;     ///< records one retention delete removes
+};
+
+/// Which records a read wants.
+struct Window {
+    store::LogKind kind = store::LogKind::kLog;
+    std::optional<std::string> scope;  ///< nullopt: every scope (an admin's read)
+    core::Millis window{0};            ///< records no older than this, by their own time
+    std::optional<std::string> sender;
+    std::optional<int> max_level;  ///< level <= this
+};
+
+/// Every method blocks on the store: call it from a worker thread (net::offload).
+class Logs {
+public:
+    Logs(const Settings& settings, store::LogStore& store, core::Clock& clock);
+    ~Logs();
+    Logs(const Logs&) = delete;
+    Logs& operator=(const Logs&) = delete;
+
+    /// Stores an upload's records under `scope`, all or none. kInvalidArgument naming the first
+    /// record past a limit ("logs[3].message is 70000 bytes, more than 65536").
+    core::Result<std::vector<store::LogRecord>> upload(store::LogKind kind,
+                                                       const std::string& scope,
+                                                       std::vector<store::LogRecord> records);
+    /// Newest first, at most max_results.
+    core::Result<std::vector<store::LogRecord>> read(const Window& window) const;
+    /// Removes what is older than its kind's window, in batches; returns how many records.
+    core::Result<std::size_t> sweep(core::TimePoint now);
+    /// Runs sweep() every cleanup_interval on `scheduler` (on the leader only).
+    void schedule(core::Scheduler& scheduler);
+
+    const Settings& settings() const { return settings_; }
+
+private:
+    Settings settings_;
+    store::LogStore& store_;
+    core::Clock& clock_;
+    core::Scheduler* scheduler_ = nullptr;
+    core::Scheduler::TaskId task_ = 0;
+};
+
+/// Nanoseconds since the epoch of `t`.
+std::int64_t to_ns(core::TimePoint t);
+
+}  // namespace aviary::logs

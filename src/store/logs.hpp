@@ -1,0 +1,82 @@
+#pragma once
+/// store/logs: the records of logs and notifications (docs/logs.md), kept apart from the rest
+/// of the store. On SQLite they live in a database file of their own with a writer thread of
+/// its own, so a flood of lines never waits behind, nor delays, a lease or a job commit.
+///
+/// Writes go through group commit as the main store's do: append() returns once the commit
+/// holding its records is durable, so an acknowledged line survives kill -9. Retention deletes
+/// in bounded batches, each its own write, so a big delete never holds the writer for long.
+///
+/// All methods block the calling thread and are safe from any thread: coroutines call them
+/// through net::offload(), never from the I/O loop.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/core.hpp"
+
+namespace aviary::store {
+
+enum class LogKind { kLog, kNotification };
+
+/// One line of a log, or one notification.
+struct LogRecord {
+    LogKind kind = LogKind::kLog;
+    /// Who may read it: the identity of the caller that stored it ("" without tokens).
+    std::string scope;
+    std::int64_t time_ns = 0;  ///< the record's own time (the sender's clock), ns since epoch
+    int level = 0;             ///< the sender's level number (Bitahoy's: lower is more severe)
+    std::string sender;
+    std::string message;
+    std::int64_t id = 0;  ///< set by the store: grows with each record stored
+};
+
+struct LogQuery {
+    LogKind kind = LogKind::kLog;
+    /// Only this scope's records; nullopt: every scope's (an admin's read).
+    std::optional<std::string> scope;
+    std::int64_t since_ns = 0;  ///< records whose time is at or after this
+    std::optional<std::string> sender;
+    std::optional<int> max_level;  ///< level <= this
+    std::size_t limit = 1000;      ///< newest first, at most this many
+};
+
+struct LogStoreSettings {
+    /// The SQLite file; ":memory:" for tests; empty means <data_dir>/logs.db (set by serve).
+    std::string path;
+    std::string synchronous = "full";  ///< "full" (fsync each commit) or "normal"
+    int read_connections = 2;
+    core::Millis busy_timeout{std::chrono::seconds{5}};
+};
+
+struct LogStoreStats {
+    std::uint64_t commits = 0;
+    std::uint64_t appended = 0;  ///< records stored since the store opened
+    std::uint64_t removed = 0;   ///< records retention removed since the store opened
+};
+
+class LogStore {
+public:
+    virtual ~LogStore() = default;
+    /// Stores `records` in one write (all or none) and returns them with their ids set.
+    virtual core::Result<std::vector<LogRecord>> append(std::vector<LogRecord> records) = 0;
+    /// Newest first: by time, then by id.
+    virtual core::Result<std::vector<LogRecord>> query(const LogQuery& query) const = 0;
+    /// Removes up to `batch` records of `kind` whose time is before `before_ns`, oldest first;
+    /// returns how many. Call it again while it returns `batch`.
+    virtual core::Result<std::size_t> remove_before(LogKind kind,
+                                                    std::int64_t before_ns,
+                                                    std::size_t batch) = 0;
+    virtual LogStoreStats stats() const = 0;
+    /// Finishes the writes queued, then refuses more. Idempotent.
+    virtual void close() = 0;
+};
+
+/// Opens (creating when missing) the log store. kInvalidArgument for bad settings, kStorage
+/// when the file cannot be opened or holds a schema newer than this build knows.
+core::Result<std::unique_ptr<LogStore>> open_log_store(const LogStoreSettings& settings);
+
+}  // namespace aviary::store

@@ -1,0 +1,270 @@
+// The log store on SQLite (store/logs.hpp): a database file of its own, with its own writer
+// thread (group commit) and read connections, beside the main store's.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+
+#include "store/logs.hpp"
+#include "store/sql/connection.hpp"
+#include "store/sql/group_commit.hpp"
+#include "store/sql/read_pool.hpp"
+#include "store/sqlite/connection.hpp"
+
+namespace aviary::store {
+namespace {
+
+constexpr std::string_view kMemoryPath = ":memory:";
+constexpr int kLogSchemaVersion = 1;
+
+// One table for both kinds: a query names its kind first, and the index leads with it. The
+// index on time serves the window reads (newest first) and retention (oldest first).
+constexpr std::string_view kSchemaV1 = R"sql(
+CREATE TABLE log_records (
+    id INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    scope TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX log_records_kind_time ON log_records (kind, time_ns);
+INSERT INTO schema_version (version) VALUES (1);
+)sql";
+
+std::int64_t kind_number(LogKind kind) {
+    return kind == LogKind::kLog ? 0 : 1;
+}
+
+core::Result<void> check(const LogStoreSettings& settings) {
+    if (settings.path.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           "logs.path is empty (serve sets <data_dir>/logs.db)"};
+    }
+    if (settings.synchronous != "full" && settings.synchronous != "normal") {
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("logs.synchronous must be \"full\" or \"normal\", got \"{}\"",
+                        settings.synchronous)};
+    }
+    if (settings.read_connections < 1) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           "logs.read_connections must be at least 1"};
+    }
+    return {};
+}
+
+core::Result<void> configure(sqlite::SqliteConnection& db, const LogStoreSettings& settings) {
+    if (settings.path != kMemoryPath) {
+        auto mode = db.prepare("PRAGMA journal_mode = WAL");
+        if (!mode) {
+            return mode.error();
+        }
+        auto row = mode->step();
+        if (!row) {
+            return row.error();
+        }
+        if (!*row || mode->text(0) != "wal") {
+            return core::Error{core::ErrorCode::kStorage,
+                               fmt::format("database {} cannot use WAL mode", settings.path)};
+        }
+    }
+    return db.exec(fmt::format("PRAGMA synchronous = {};",
+                               settings.synchronous == "full" ? "FULL" : "NORMAL"));
+}
+
+core::Result<void> migrate(sql::Connection& db) {
+    auto version = sql::read_schema_version(db);
+    if (!version) {
+        return version.error();
+    }
+    if (auto known = sql::check_schema_known(db, *version, kLogSchemaVersion); !known) {
+        return known;
+    }
+    if (*version == 0) {
+        if (auto begun = db.run("BEGIN IMMEDIATE"); !begun) {
+            return begun;
+        }
+        if (auto made = db.exec(kSchemaV1); !made) {
+            (void)db.run("ROLLBACK");
+            return made;
+        }
+        return db.run("COMMIT");
+    }
+    return {};
+}
+
+LogRecord record_from(const sql::Statement& row) {
+    return LogRecord{.kind = row.int64(1) == 0 ? LogKind::kLog : LogKind::kNotification,
+                     .scope = row.text(2),
+                     .time_ns = row.int64(3),
+                     .level = static_cast<int>(row.int64(4)),
+                     .sender = row.text(5),
+                     .message = row.text(6),
+                     .id = row.int64(0)};
+}
+
+class SqliteLogStore final : public LogStore {
+public:
+    SqliteLogStore(std::unique_ptr<sqlite::SqliteConnection> db,
+                   std::unique_ptr<sql::ReadPool> readers)
+        : db_(std::move(db)), readers_(std::move(readers)), writer_(*db_, db_mutex_) {}
+
+    ~SqliteLogStore() override { close(); }
+
+    core::Result<std::vector<LogRecord>> append(std::vector<LogRecord> records) override {
+        if (records.empty()) {
+            return records;
+        }
+        auto written = writer_.submit([&records](sql::Connection& db) -> core::Result<void> {
+            for (auto& record : records) {
+                // From the connection's cache: one prepared statement, reset after each row.
+                auto insert = db.prepare(
+                    "INSERT INTO log_records (kind, scope, time_ns, level, sender, message) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id");
+                if (!insert) {
+                    return insert.error();
+                }
+                insert->bind_all(kind_number(record.kind), record.scope, record.time_ns,
+                                 static_cast<std::int64_t>(record.level), record.sender,
+                                 record.message);
+                auto row = insert->step();
+                if (!row) {
+                    return row.error();
+                }
+                record.id = insert->int64(0);
+            }
+            return {};
+        });
+        if (!written) {
+            return written.error();
+        }
+        appended_ += records.size();
+        return records;
+    }
+
+    core::Result<std::vector<LogRecord>> query(const LogQuery& q) const override {
+        auto read = [&q](sql::Connection& db) -> core::Result<std::vector<LogRecord>> {
+            auto select = db.prepare(
+                "SELECT id, kind, scope, time_ns, level, sender, message FROM log_records "
+                "WHERE kind = ?1 AND time_ns >= ?2 AND (?3 IS NULL OR scope = ?3) "
+                "AND (?4 IS NULL OR sender = ?4) AND (?5 IS NULL OR level <= ?5) "
+                "ORDER BY time_ns DESC, id DESC LIMIT ?6");
+            if (!select) {
+                return select.error();
+            }
+            select->bind_all(kind_number(q.kind), q.since_ns, q.scope, q.sender,
+                             q.max_level ? std::optional<std::int64_t>{*q.max_level}
+                                         : std::optional<std::int64_t>{},
+                             static_cast<std::int64_t>(q.limit));
+            return select->rows(record_from);
+        };
+        if (!readers_) {
+            std::lock_guard lock{db_mutex_};
+            return read(*db_);
+        }
+        auto db = readers_->borrow();
+        if (!db) {
+            return db.error();
+        }
+        return read(**db);
+    }
+
+    core::Result<std::size_t> remove_before(LogKind kind,
+                                            std::int64_t before_ns,
+                                            std::size_t batch) override {
+        std::size_t removed = 0;
+        auto done = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
+            auto remove = db.prepare(
+                "DELETE FROM log_records WHERE id IN (SELECT id FROM log_records "
+                "WHERE kind = ?1 AND time_ns < ?2 ORDER BY time_ns LIMIT ?3)");
+            if (!remove) {
+                return remove.error();
+            }
+            if (auto ran =
+                    remove->bind_all(kind_number(kind), before_ns, static_cast<std::int64_t>(batch))
+                        .run();
+                !ran) {
+                return ran;
+            }
+            removed = static_cast<std::size_t>(db.changes());
+            return {};
+        });
+        if (!done) {
+            return done.error();
+        }
+        removed_ += removed;
+        return removed;
+    }
+
+    LogStoreStats stats() const override {
+        return LogStoreStats{.commits = writer_.stats().commits,
+                             .appended = appended_.load(),
+                             .removed = removed_.load()};
+    }
+
+    void close() override {
+        writer_.close();
+        if (readers_) {
+            readers_->close();
+        }
+    }
+
+private:
+    std::unique_ptr<sqlite::SqliteConnection> db_;
+    mutable std::mutex db_mutex_;
+    std::unique_ptr<sql::ReadPool> readers_;  // none for ":memory:": reads share db_
+    sql::GroupCommit writer_;
+    std::atomic<std::uint64_t> appended_{0};
+    std::atomic<std::uint64_t> removed_{0};
+};
+
+}  // namespace
+
+core::Result<std::unique_ptr<LogStore>> open_log_store(const LogStoreSettings& settings) {
+    if (auto valid = check(settings); !valid) {
+        return valid.error();
+    }
+    const bool in_memory = settings.path == kMemoryPath;
+    if (!in_memory) {
+        std::error_code ignored;  // opening the database reports the real problem, if any
+        std::filesystem::create_directories(std::filesystem::path{settings.path}.parent_path(),
+                                            ignored);
+    }
+    auto db = sqlite::SqliteConnection::open(
+        settings.path, sqlite::SqliteConnection::Mode::kReadWrite, settings.busy_timeout);
+    if (!db) {
+        return db.error();
+    }
+    if (auto configured = configure(**db, settings); !configured) {
+        return configured.error();
+    }
+    if (auto migrated = migrate(**db); !migrated) {
+        return migrated.error();
+    }
+    std::unique_ptr<sql::ReadPool> readers;
+    if (!in_memory) {
+        auto pool = sql::ReadPool::open(
+            settings.read_connections, [&]() -> core::Result<std::unique_ptr<sql::Connection>> {
+                auto read = sqlite::SqliteConnection::open(
+                    settings.path, sqlite::SqliteConnection::Mode::kReadOnly,
+                    settings.busy_timeout);
+                if (!read) {
+                    return read.error();
+                }
+                return std::unique_ptr<sql::Connection>{std::move(*read)};
+            });
+        if (!pool) {
+            return pool.error();
+        }
+        readers = std::move(*pool);
+    }
+    core::logger("store")->info("log store opened path={} synchronous={}", settings.path,
+                                settings.synchronous);
+    return std::unique_ptr<LogStore>{new SqliteLogStore(std::move(*db), std::move(readers))};
+}
+
+}  // namespace aviary::store
