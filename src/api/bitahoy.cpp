@@ -23,6 +23,8 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 
 /// How deep a message's JSON may nest: Bitahoy's messages are two levels deep.
 constexpr unsigned kMaxDepth = 16;
+/// Wrong tokens one connection may send before it is closed.
+constexpr int kMaxFailedAuths = 3;
 /// How long the push loop waits on the hub before looking at the connection again.
 constexpr core::Millis kPushWait{std::chrono::seconds{30}};
 
@@ -201,8 +203,12 @@ struct BitahoyWs::Session {
     std::uint64_t id;
     fleet::Caller caller;
     bool authenticated = false;
+    int failed_auths = 0;
+    /// Set by answer(): the reply goes, then the connection closes with 1008 and this reason.
+    std::string close_after_reply;
+    /// Made once, when the session is authenticated; never replaced while push_loop waits on it.
     std::unique_ptr<net::Subscription> pushes;
-    /// Cancelled when `pushes` is made: the push loop waits on it until then.
+    /// Expired when the session subscribes: the push loop waits on it until then.
     std::unique_ptr<asio::steady_timer> subscribed;
 };
 
@@ -247,7 +253,8 @@ void BitahoyWs::subscribe(Session& session) {
         session.pushes = std::move(*made);
     }
     // Past the hub's bound this connection gets no pushes; getNotifications still reads them.
-    session.subscribed->cancel();
+    // An expired timer lets push_loop through whether it waits already or only later.
+    session.subscribed->expires_at(asio::steady_timer::time_point::min());
 }
 
 asio::awaitable<void> BitahoyWs::read_loop(Session& session) {
@@ -270,14 +277,23 @@ asio::awaitable<void> BitahoyWs::read_loop(Session& session) {
         if (!session.ws.send_text(std::move(text))) {
             co_return;
         }
+        if (!session.close_after_reply.empty()) {
+            session.ws.close(1008, session.close_after_reply);
+            co_return;
+        }
     }
 }
 
 asio::awaitable<void> BitahoyWs::push_loop(Session& session) {
+    // Returning would end the connection (read_loop || push_loop): without a subscription
+    // (not authenticated yet, or the hub full) this waits until read_loop ends.
+    co_await session.subscribed->async_wait(kUseTuple);
     if (!session.pushes) {
-        co_await session.subscribed->async_wait(kUseTuple);
+        asio::steady_timer never{session.ws.executor(), asio::steady_timer::time_point::max()};
+        co_await never.async_wait(kUseTuple);
+        co_return;
     }
-    while (session.pushes && session.ws.is_open()) {
+    while (session.ws.is_open()) {
         auto message = co_await session.pushes->next(kPushWait);
         if (!message) {
             if (session.pushes->closed()) {
@@ -326,12 +342,21 @@ asio::awaitable<std::string> BitahoyWs::answer(Session& session,
         }
         auto caller = auth_.authenticate_token(*token);
         if (!caller) {
+            if (++session.failed_auths >= kMaxFailedAuths) {
+                session.close_after_reply = "too many failed auth attempts";
+            }
             co_return failure(action, caller.error().message);
         }
-        if (!session.authenticated || caller->identity != session.caller.identity) {
+        if (session.authenticated && caller->identity != session.caller.identity) {
+            // Its pushes are subscribed by scope: another identity takes another connection.
+            co_return failure(action,
+                              fmt::format("this connection is authenticated as \"{}\" already: "
+                                          "open another one for \"{}\"",
+                                          session.caller.identity, caller->identity));
+        }
+        if (!session.authenticated) {
             session.caller = std::move(*caller);
             session.authenticated = true;
-            session.pushes.reset();
             subscribe(session);
         }
         co_return reply(true, action,
@@ -391,10 +416,15 @@ asio::awaitable<std::string> BitahoyWs::answer(Session& session,
             co_return failure(action, records.error().message);
         }
         json::array entries;
-        for (const auto& record : *records) {
+        for (const auto& record : records->records) {
             entries.push_back(entry_json(record, read->objects));
         }
-        co_return reply(true, action, json::object{{field, std::move(entries)}});
+        json::object extra{{field, std::move(entries)}};
+        if (records->truncated) {
+            // Past logs.max_results or logs.max_read_bytes: narrow the window to see older ones.
+            extra["truncated"] = true;
+        }
+        co_return reply(true, action, std::move(extra));
     }
     co_return failure(action, "Unknown Action");
 }

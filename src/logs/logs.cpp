@@ -52,13 +52,29 @@ core::Result<std::vector<store::LogRecord>> Logs::upload(store::LogKind kind,
     return store_.append(std::move(records));
 }
 
-core::Result<std::vector<store::LogRecord>> Logs::read(const Window& window) const {
-    return store_.query(store::LogQuery{.kind = window.kind,
-                                        .scope = window.scope,
-                                        .since_ns = to_ns(clock_.now() - window.window),
-                                        .sender = window.sender,
-                                        .max_level = window.max_level,
-                                        .limit = settings_.max_results});
+core::Result<Logs::Page> Logs::read(const Window& window) const {
+    // One more than the bound: whether older records were left out.
+    auto records = store_.query(store::LogQuery{.kind = window.kind,
+                                                .scope = window.scope,
+                                                .since_ns = to_ns(clock_.now() - window.window),
+                                                .sender = window.sender,
+                                                .max_level = window.max_level,
+                                                .limit = settings_.max_results + 1,
+                                                .max_bytes = settings_.max_read_bytes});
+    if (!records) {
+        return records.error();
+    }
+    Page page;
+    std::size_t bytes = 0;
+    for (auto& record : *records) {
+        if (page.records.size() == settings_.max_results || bytes >= settings_.max_read_bytes) {
+            page.truncated = true;
+            break;
+        }
+        bytes += record.message.size() + record.sender.size();
+        page.records.push_back(std::move(record));
+    }
+    return page;
 }
 
 core::Result<std::size_t> Logs::sweep(core::TimePoint now) {

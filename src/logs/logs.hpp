@@ -27,7 +27,10 @@ struct Settings {
     std::size_t max_message_bytes = 65'536;  ///< a record's message
     std::size_t max_sender_bytes = 256;      ///< a record's sender
     std::size_t max_results = 10'000;        ///< records one read returns (the newest)
-    std::size_t retention_batch = 5'000;     ///< records one retention delete removes
+    /// ...and about this many bytes of senders and messages (a reply must fit a WebSocket
+    /// connection's send queue).
+    std::size_t max_read_bytes = std::size_t{4} * 1024 * 1024;
+    std::size_t retention_batch = 5'000;  ///< records one retention delete removes
 };
 
 /// Which records a read wants.
@@ -52,8 +55,13 @@ public:
     core::Result<std::vector<store::LogRecord>> upload(store::LogKind kind,
                                                        const std::string& scope,
                                                        std::vector<store::LogRecord> records);
-    /// Newest first, at most max_results.
-    core::Result<std::vector<store::LogRecord>> read(const Window& window) const;
+    /// Newest first, at most max_results and about max_read_bytes; `truncated` says whether
+    /// older records were left out for those bounds.
+    struct Page {
+        std::vector<store::LogRecord> records;
+        bool truncated = false;
+    };
+    core::Result<Page> read(const Window& window) const;
     /// Removes what is older than its kind's window, in batches; returns how many records.
     core::Result<std::size_t> sweep(core::TimePoint now);
     /// Runs sweep() every cleanup_interval on `scheduler` (on the leader only).

@@ -42,6 +42,8 @@ struct LogQuery {
     std::optional<std::string> sender;
     std::optional<int> max_level;  ///< level <= this
     std::size_t limit = 1000;      ///< newest first, at most this many
+    /// Stops after the record that brings the senders' and messages' bytes to this; 0: no cap.
+    std::size_t max_bytes = 0;
 };
 
 struct LogStoreSettings {

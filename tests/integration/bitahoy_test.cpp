@@ -194,6 +194,26 @@ TEST_F(Bitahoy, APlainGetOfTheWebSocketRouteIsTold426) {
     EXPECT_EQ(plain->status, 426) << plain->body;
 }
 
+TEST(BitahoyLimits, AReadPastItsBoundsSaysItWasTruncated) {
+    ServerProcess server{test_config() + "logs:\n  max_results: 2\n"};
+    ASSERT_TRUE(server.start()) << server.log();
+    Ws ws{server};
+    ASSERT_TRUE(ws.ok());
+    const double now = now_seconds();
+    ASSERT_EQ(ws.call(upload("uploadLogs", "logs",
+                             {entry(1, now - 3, "w", "a"), entry(1, now - 2, "w", "b"),
+                              entry(1, now - 1, "w", "c")}))
+                  .at("success"),
+              true);
+    auto page = ws.call(R"({"action":"getLogs","timewindow":60})");
+    EXPECT_EQ(page, json::parse(R"({"success":true,"action":"getLogs",
+                                   "logs":[["w","c",1],["w","b",1]],"truncated":true})"));
+    // Exactly at the bound, nothing was left out.
+    auto whole = ws.call(R"({"action":"getLogs","timewindow":2.5})");
+    EXPECT_EQ(whole.at("logs").as_array().size(), 2U);
+    EXPECT_FALSE(whole.as_object().contains("truncated")) << whole;
+}
+
 TEST(BitahoyRetention, OldLogsAreRemovedAndNotificationsKept) {
     ServerProcess server{test_config() +
                          "logs:\n  logs_timewindow: 2s\n  cleanup_interval: 100ms\n"};
@@ -283,6 +303,11 @@ TEST_F(BitahoyTokens, AuthComesFirstAndTheTokenDecidesTheScope) {
     EXPECT_EQ(wrong.at("comment"), "the bearer token is not valid");
     EXPECT_EQ(one.call(R"({"action":"auth","token":"w1-secret"})"),
               json::parse(R"({"success":true,"action":"auth","timeout":30})"));
+    // Again as itself is fine; as another identity it takes another connection.
+    EXPECT_EQ(one.call(R"({"action":"auth","token":"w1-secret"})").at("success"), true);
+    EXPECT_EQ(one.call(R"({"action":"auth","token":"w2-secret"})").at("comment"),
+              "this connection is authenticated as \"watchdog-1\" already: open another one "
+              "for \"watchdog-2\"");
 
     Ws two{server_};
     Ws ops{server_};
@@ -316,6 +341,21 @@ TEST_F(BitahoyTokens, AuthComesFirstAndTheTokenDecidesTheScope) {
     auto pushed = one_again.next();
     ASSERT_TRUE(pushed.is_object()) << one_again.last_error;
     EXPECT_EQ(pushed.at("notifications").at(0).at(1), "one's") << "not two's";
+}
+
+TEST_F(BitahoyTokens, GuessingTokensClosesTheConnectionAfterThreeTries) {
+    Ws guesser{server_};
+    ASSERT_TRUE(guesser.ok());
+    for (const char* guess : {"a", "b", "c"}) {
+        EXPECT_EQ(
+            guesser.call(fmt::format(R"({{"action":"auth","token":"{}"}})", guess)).at("success"),
+            false);
+    }
+    auto after = guesser.next(5s);
+    EXPECT_TRUE(after.is_null()) << after;
+    EXPECT_EQ(guesser.raw().close_code(), 1008);
+    EXPECT_EQ(guesser.raw().close_reason(), "too many failed auth attempts");
+    EXPECT_EQ(http(server_, "GET", "/healthz")->status, 200);
 }
 
 }  // namespace

@@ -160,7 +160,20 @@ public:
                              q.max_level ? std::optional<std::int64_t>{*q.max_level}
                                          : std::optional<std::int64_t>{},
                              static_cast<std::int64_t>(q.limit));
-            return select->rows(record_from);
+            std::vector<LogRecord> out;
+            std::size_t bytes = 0;
+            while (q.max_bytes == 0 || bytes < q.max_bytes) {
+                auto row = select->step();
+                if (!row) {
+                    return row.error();
+                }
+                if (!*row) {
+                    break;
+                }
+                out.push_back(record_from(*select));
+                bytes += out.back().message.size() + out.back().sender.size();
+            }
+            return out;
         };
         if (!readers_) {
             std::lock_guard lock{db_mutex_};
