@@ -214,6 +214,47 @@ TEST(BitahoyLimits, AReadPastItsBoundsSaysItWasTruncated) {
     EXPECT_FALSE(whole.as_object().contains("truncated")) << whole;
 }
 
+TEST(BitahoyFaults, NoAcknowledgedLineIsLostToKillNine) {
+    TempDir dir;
+    const std::string config = test_config() + "logs:\n  logs_timewindow: 1h\n";
+    std::size_t acknowledged = 0;
+    {
+        ServerProcess server{config, dir.path()};
+        ASSERT_TRUE(server.start()) << server.log();
+        Ws ws{server};
+        ASSERT_TRUE(ws.ok());
+        // Uploads of 100 lines one after another; serve dies after the 20th is acknowledged,
+        // with the next one already sent and unanswered.
+        for (int batch = 0; batch < 20; ++batch) {
+            std::vector<json::value> lines;
+            for (int i = 0; i < 100; ++i) {
+                lines.push_back(entry(1, now_seconds(), "w", fmt::format("{}-{}", batch, i)));
+            }
+            auto answer = ws.call(upload("uploadLogs", "logs", std::move(lines)));
+            ASSERT_EQ(answer.at("comment"), "Inserted 100 log(s) into db.") << answer;
+            acknowledged += 100;
+        }
+        ASSERT_TRUE(ws.send(json::serialize(
+            upload("uploadLogs", "logs", {entry(1, now_seconds(), "w", "in flight")}))));
+        server.kill9();
+    }
+    ServerProcess restarted{config + "  max_results: 100000\n", dir.path()};
+    ASSERT_TRUE(restarted.start()) << restarted.log();
+    Ws ws{restarted};
+    ASSERT_TRUE(ws.ok());
+    auto all = ws.call(R"({"action":"getLogs","timewindow":3600,"format":"objects"})");
+    ASSERT_TRUE(all.is_object()) << ws.last_error;
+    const auto& logs = all.at("logs").as_array();
+    // Every acknowledged line is there; the one in flight may or may not be.
+    EXPECT_GE(logs.size(), acknowledged);
+    EXPECT_LE(logs.size(), acknowledged + 1);
+    std::size_t found = 0;
+    for (const auto& line : logs) {
+        found += line.at("message") != "in flight" ? 1 : 0;
+    }
+    EXPECT_EQ(found, acknowledged);
+}
+
 TEST(BitahoyRetention, OldLogsAreRemovedAndNotificationsKept) {
     ServerProcess server{test_config() +
                          "logs:\n  logs_timewindow: 2s\n  cleanup_interval: 100ms\n"};
