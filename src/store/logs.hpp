@@ -34,16 +34,43 @@ struct LogRecord {
     std::int64_t id = 0;  ///< set by the store: grows with each record stored
 };
 
+/// Where a page of a newest-first read ended: the next page starts below it.
+struct LogPosition {
+    std::int64_t time_ns = 0;
+    std::int64_t id = 0;
+};
+
 struct LogQuery {
     LogKind kind = LogKind::kLog;
     /// Only this scope's records; nullopt: every scope's (an admin's read).
     std::optional<std::string> scope;
     std::int64_t since_ns = 0;  ///< records whose time is at or after this
+    std::optional<std::int64_t> until_ns;  ///< ...and at or before this
     std::optional<std::string> sender;
     std::optional<int> max_level;  ///< level <= this
+    std::optional<std::string> contains;  ///< the message holds this text
+    std::optional<LogPosition> below;      ///< the next page after one that ended here
     std::size_t limit = 1000;      ///< newest first, at most this many
     /// Stops after the record that brings the senders' and messages' bytes to this; 0: no cap.
     std::size_t max_bytes = 0;
+};
+
+/// Records stored after a point, oldest first: what a live tail catches up on.
+struct LogFollow {
+    std::optional<LogKind> kind;  ///< nullopt: both
+    std::optional<std::string> scope;
+    std::int64_t after_id = 0;
+    std::optional<std::string> sender;
+    std::optional<int> max_level;
+    std::optional<std::string> contains;
+    std::size_t limit = 1000;
+};
+
+/// The ids the store holds: `oldest` is 0 when it holds none; `newest` is the last id given
+/// out, even when retention has removed that record since (ids are never reused).
+struct LogIds {
+    std::int64_t oldest = 0;
+    std::int64_t newest = 0;
 };
 
 struct LogStoreSettings {
@@ -67,6 +94,9 @@ public:
     virtual core::Result<std::vector<LogRecord>> append(std::vector<LogRecord> records) = 0;
     /// Newest first: by time, then by id.
     virtual core::Result<std::vector<LogRecord>> query(const LogQuery& query) const = 0;
+    /// Ids above follow.after_id, in id order (the order they were stored).
+    virtual core::Result<std::vector<LogRecord>> after(const LogFollow& follow) const = 0;
+    virtual core::Result<LogIds> ids() const = 0;
     /// Removes up to `batch` records of `kind` whose time is before `before_ns`, oldest first;
     /// returns how many. Call it again while it returns `batch`.
     virtual core::Result<std::size_t> remove_before(LogKind kind,

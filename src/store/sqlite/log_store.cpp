@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <mutex>
+#include <utility>
 
 #include "store/logs.hpp"
 #include "store/sql/connection.hpp"
@@ -21,9 +22,11 @@ constexpr int kLogSchemaVersion = 1;
 
 // One table for both kinds: a query names its kind first, and the index leads with it. The
 // index on time serves the window reads (newest first) and retention (oldest first).
+// AUTOINCREMENT: an id is never given out twice, even after retention emptied the table, so a
+// tail's cursor (the last id it saw) stays meaningful.
 constexpr std::string_view kSchemaV1 = R"sql(
 CREATE TABLE log_records (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind INTEGER NOT NULL,
     scope TEXT NOT NULL,
     time_ns INTEGER NOT NULL,
@@ -97,6 +100,31 @@ core::Result<void> migrate(sql::Connection& db) {
     return {};
 }
 
+std::optional<std::int64_t> level_of(std::optional<int> level) {
+    return level ? std::optional<std::int64_t>{*level} : std::optional<std::int64_t>{};
+}
+
+LogRecord record_from(const sql::Statement& row);
+
+/// Steps `select` to its end, or until the senders' and messages' bytes reach `max_bytes`
+/// (0: no cap; the record that crosses it is kept).
+core::Result<std::vector<LogRecord>> read_rows(sql::Statement& select, std::size_t max_bytes) {
+    std::vector<LogRecord> out;
+    std::size_t bytes = 0;
+    while (max_bytes == 0 || bytes < max_bytes) {
+        auto row = select.step();
+        if (!row) {
+            return row.error();
+        }
+        if (!*row) {
+            break;
+        }
+        out.push_back(record_from(select));
+        bytes += out.back().message.size() + out.back().sender.size();
+    }
+    return out;
+}
+
 LogRecord record_from(const sql::Statement& row) {
     return LogRecord{.kind = row.int64(1) == 0 ? LogKind::kLog : LogKind::kNotification,
                      .scope = row.text(2),
@@ -147,43 +175,67 @@ public:
     }
 
     core::Result<std::vector<LogRecord>> query(const LogQuery& q) const override {
-        auto read = [&q](sql::Connection& db) -> core::Result<std::vector<LogRecord>> {
+        return with_reader([&q](sql::Connection& db) -> core::Result<std::vector<LogRecord>> {
             auto select = db.prepare(
                 "SELECT id, kind, scope, time_ns, level, sender, message FROM log_records "
                 "WHERE kind = ?1 AND time_ns >= ?2 AND (?3 IS NULL OR scope = ?3) "
                 "AND (?4 IS NULL OR sender = ?4) AND (?5 IS NULL OR level <= ?5) "
+                "AND (?7 IS NULL OR time_ns <= ?7) AND (?8 IS NULL OR instr(message, ?8) > 0) "
+                "AND (?9 IS NULL OR (time_ns, id) < (?9, ?10)) "
                 "ORDER BY time_ns DESC, id DESC LIMIT ?6");
             if (!select) {
                 return select.error();
             }
-            select->bind_all(kind_number(q.kind), q.since_ns, q.scope, q.sender,
-                             q.max_level ? std::optional<std::int64_t>{*q.max_level}
-                                         : std::optional<std::int64_t>{},
-                             static_cast<std::int64_t>(q.limit));
-            std::vector<LogRecord> out;
-            std::size_t bytes = 0;
-            while (q.max_bytes == 0 || bytes < q.max_bytes) {
-                auto row = select->step();
-                if (!row) {
-                    return row.error();
-                }
-                if (!*row) {
-                    break;
-                }
-                out.push_back(record_from(*select));
-                bytes += out.back().message.size() + out.back().sender.size();
+            select->bind_all(kind_number(q.kind), q.since_ns, q.scope, q.sender, level_of(q.max_level),
+                             static_cast<std::int64_t>(q.limit), q.until_ns, q.contains,
+                             q.below ? std::optional<std::int64_t>{q.below->time_ns}
+                                     : std::optional<std::int64_t>{},
+                             q.below ? q.below->id : std::int64_t{0});
+            return read_rows(*select, q.max_bytes);
+        });
+    }
+
+    core::Result<std::vector<LogRecord>> after(const LogFollow& f) const override {
+        return with_reader([&f](sql::Connection& db) -> core::Result<std::vector<LogRecord>> {
+            auto select = db.prepare(
+                "SELECT id, kind, scope, time_ns, level, sender, message FROM log_records "
+                "WHERE id > ?1 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR scope = ?3) "
+                "AND (?4 IS NULL OR sender = ?4) AND (?5 IS NULL OR level <= ?5) "
+                "AND (?6 IS NULL OR instr(message, ?6) > 0) ORDER BY id LIMIT ?7");
+            if (!select) {
+                return select.error();
             }
+            select->bind_all(f.after_id,
+                             f.kind ? std::optional<std::int64_t>{kind_number(*f.kind)}
+                                    : std::optional<std::int64_t>{},
+                             f.scope, f.sender, level_of(f.max_level), f.contains,
+                             static_cast<std::int64_t>(f.limit));
+            return read_rows(*select, 0);
+        });
+    }
+
+    core::Result<LogIds> ids() const override {
+        return with_reader([](sql::Connection& db) -> core::Result<LogIds> {
+            LogIds out;
+            auto oldest = db.prepare("SELECT coalesce(min(id), 0) FROM log_records");
+            if (!oldest) {
+                return oldest.error();
+            }
+            if (auto row = oldest->step(); !row) {
+                return row.error();
+            }
+            out.oldest = oldest->int64(0);
+            auto newest = db.prepare(
+                "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'log_records'");
+            if (!newest) {
+                return newest.error();
+            }
+            if (auto row = newest->step(); !row) {
+                return row.error();
+            }
+            out.newest = newest->int64(0);
             return out;
-        };
-        if (!readers_) {
-            std::lock_guard lock{db_mutex_};
-            return read(*db_);
-        }
-        auto db = readers_->borrow();
-        if (!db) {
-            return db.error();
-        }
-        return read(**db);
+        });
     }
 
     core::Result<std::size_t> remove_before(LogKind kind,
@@ -227,6 +279,20 @@ public:
     }
 
 private:
+    /// Runs `read` on a read connection (on the one connection, for ":memory:").
+    template <class Read>
+    auto with_reader(Read read) const -> decltype(read(std::declval<sql::Connection&>())) {
+        if (!readers_) {
+            std::lock_guard lock{db_mutex_};
+            return read(*db_);
+        }
+        auto db = readers_->borrow();
+        if (!db) {
+            return db.error();
+        }
+        return read(**db);
+    }
+
     std::unique_ptr<sqlite::SqliteConnection> db_;
     mutable std::mutex db_mutex_;
     std::unique_ptr<sql::ReadPool> readers_;  // none for ":memory:": reads share db_

@@ -116,6 +116,63 @@ TEST_F(LogStoreTest, RetentionRemovesTheOldestInBatchesOfOneKindOnly) {
     EXPECT_EQ(store_->stats().appended, 26U);
 }
 
+TEST_F(LogStoreTest, PagesFollowOneAnotherBelowTheLastPositionWithTheTextAndTimeFilters) {
+    std::vector<LogRecord> lines;
+    for (int i = 0; i < 10; ++i) {
+        // Two records at each time: the id breaks the tie.
+        lines.push_back(line("", 100 + i / 2, 1, "s", (i % 3 == 0 ? "disk " : "net ") +
+                                                      std::to_string(i)));
+    }
+    ASSERT_TRUE(store_->append(std::move(lines)));
+    std::vector<std::string> seen;
+    std::optional<LogPosition> below;
+    for (int page = 0; page < 10; ++page) {
+        auto got = store_->query(LogQuery{.below = below, .limit = 3});
+        ASSERT_TRUE(got) << got.error().message;
+        if (got->empty()) {
+            break;
+        }
+        for (const auto& r : *got) {
+            seen.push_back(r.message);
+        }
+        below = LogPosition{.time_ns = got->back().time_ns, .id = got->back().id};
+    }
+    EXPECT_EQ(seen, (std::vector<std::string>{"disk 9", "net 8", "net 7", "disk 6", "net 5",
+                                              "net 4", "disk 3", "net 2", "net 1", "disk 0"}));
+    EXPECT_EQ(messages(*store_->query(LogQuery{.contains = "disk"})),
+              (std::vector<std::string>{"disk 9", "disk 6", "disk 3", "disk 0"}));
+    EXPECT_EQ(messages(*store_->query(LogQuery{.since_ns = 101, .until_ns = 102})),
+              (std::vector<std::string>{"net 5", "net 4", "disk 3", "net 2"}));
+}
+
+TEST_F(LogStoreTest, FollowingReadsInStoredOrderAndIdsAreNeverGivenTwice) {
+    auto empty = store_->ids();
+    ASSERT_TRUE(empty);
+    EXPECT_EQ(empty->oldest, 0);
+    EXPECT_EQ(empty->newest, 0);
+    auto first = store_->append({line("a", 5, 1, "s", "one"), line("b", 1, 1, "s", "two"),
+                                 line("a", 3, 9, "t", "three", LogKind::kNotification)});
+    ASSERT_TRUE(first);
+    const auto one = (*first)[0].id;
+    auto rest = store_->after(LogFollow{.after_id = one});
+    ASSERT_TRUE(rest);
+    EXPECT_EQ(messages(*rest), (std::vector<std::string>{"two", "three"})) << "by id, not time";
+    EXPECT_EQ(messages(*store_->after(LogFollow{.kind = LogKind::kLog, .scope = "a"})),
+              (std::vector<std::string>{"one"}));
+    EXPECT_EQ(messages(*store_->after(LogFollow{.max_level = 1, .limit = 1})),
+              (std::vector<std::string>{"one"}));
+    // Retention empties the table; the next id still follows the last one given.
+    ASSERT_TRUE(store_->remove_before(LogKind::kLog, 100, 100));
+    ASSERT_TRUE(store_->remove_before(LogKind::kNotification, 100, 100));
+    auto emptied = store_->ids();
+    EXPECT_EQ(emptied->oldest, 0);
+    EXPECT_EQ(emptied->newest, (*first)[2].id);
+    auto next = store_->append({line("a", 7, 1, "s", "four")});
+    ASSERT_TRUE(next);
+    EXPECT_EQ((*next)[0].id, (*first)[2].id + 1);
+    EXPECT_EQ(store_->ids()->oldest, (*next)[0].id);
+}
+
 TEST_F(LogStoreTest, WhatWasAcknowledgedIsThereAfterReopening) {
     ASSERT_TRUE(store_->append({line("", 5, 1, "s", "durable")}));
     store_.reset();
