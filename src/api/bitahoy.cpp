@@ -13,6 +13,8 @@
 #include <optional>
 #include <vector>
 
+#include "api/logs_rest.hpp"
+
 namespace aviary::api {
 namespace {
 
@@ -212,8 +214,11 @@ struct BitahoyWs::Session {
     std::unique_ptr<asio::steady_timer> subscribed;
 };
 
-BitahoyWs::BitahoyWs(logs::Logs& logs, net::BlockingPool& pool, const Authenticator& auth)
-    : logs_(logs), pool_(pool), auth_(auth) {}
+BitahoyWs::BitahoyWs(logs::Logs& logs,
+                     net::BlockingPool& pool,
+                     const Authenticator& auth,
+                     net::Hub& records)
+    : logs_(logs), pool_(pool), auth_(auth), records_(records) {}
 
 BitahoyWs::~BitahoyWs() {
     hub_.close();
@@ -386,6 +391,9 @@ asio::awaitable<std::string> BitahoyWs::answer(Session& session,
         auto stored = co_await net::offload(pool_, std::move(work));
         if (!stored) {
             co_return failure(action, stored.error().message);
+        }
+        if (!stored->empty()) {
+            publish_records(records_, *stored);
         }
         if (kind == store::LogKind::kNotification && !stored->empty()) {
             json::array entries;

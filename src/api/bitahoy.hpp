@@ -15,7 +15,11 @@ namespace aviary::api {
 
 class BitahoyWs {
 public:
-    BitahoyWs(logs::Logs& logs, net::BlockingPool& pool, const Authenticator& auth);
+    /// `records`: where stored records are announced to live tails (publish_records()).
+    BitahoyWs(logs::Logs& logs,
+              net::BlockingPool& pool,
+              const Authenticator& auth,
+              net::Hub& records);
     ~BitahoyWs();
     BitahoyWs(const BitahoyWs&) = delete;
     BitahoyWs& operator=(const BitahoyWs&) = delete;
@@ -36,6 +40,7 @@ private:
     logs::Logs& logs_;
     net::BlockingPool& pool_;
     const Authenticator& auth_;
+    net::Hub& records_;
     /// New notifications, by scope, to the other connections of that scope.
     net::Hub hub_;
     std::atomic<std::uint64_t> next_session_{1};

@@ -26,26 +26,6 @@ core::Error invalid(std::string message) {
     return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
 }
 
-/// An integer query parameter within [min, max].
-core::Result<std::int64_t> query_integer(std::string_view name,
-                                         std::string_view value,
-                                         std::int64_t min,
-                                         std::int64_t max) {
-    std::int64_t out = 0;
-    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
-    if (ec != std::errc{} || end != value.data() + value.size() || out < min || out > max) {
-        return invalid(
-            fmt::format("query parameter \"{}\" must be an integer from {} to {}, got "
-                        "\"{}\"",
-                        name, min, max, value));
-    }
-    return out;
-}
-
-core::Error unknown_parameter(std::string_view key, std::string_view known) {
-    return invalid(fmt::format("unknown query parameter \"{}\" (known: {})", key, known));
-}
-
 std::string state_names() {
     std::string out;
     for (auto state :

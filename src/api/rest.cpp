@@ -38,6 +38,26 @@ net::Response error_reply(const core::Error& error) {
     return json_reply(http_status(error.code), json::serialize(error_json(error)));
 }
 
+core::Result<std::int64_t> query_integer(std::string_view name,
+                                         std::string_view value,
+                                         std::int64_t min,
+                                         std::int64_t max) {
+    std::int64_t out = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
+    if (ec != std::errc{} || end != value.data() + value.size() || out < min || out > max) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("query parameter \"{}\" must be an integer from {} to {}, "
+                                       "got \"{}\"",
+                                       name, min, max, value)};
+    }
+    return out;
+}
+
+core::Error unknown_parameter(std::string_view key, std::string_view known) {
+    return core::Error{core::ErrorCode::kInvalidArgument,
+                       fmt::format("unknown query parameter \"{}\" (known: {})", key, known)};
+}
+
 void RestApi::add_routes(RouteTable& table) {
     table.add({.method = "GET", .pattern = "/api/v1/nodes", .handler = [this](RouteContext& c) {
                    return list_nodes(c.request);

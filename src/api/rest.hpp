@@ -66,5 +66,11 @@ private:
 /// The JSON response helpers every api surface shares.
 net::Response json_reply(int status, std::string body);
 net::Response error_reply(const core::Error& error);
+/// An integer query parameter within [min, max]; kInvalidArgument naming it otherwise.
+core::Result<std::int64_t> query_integer(std::string_view name,
+                                         std::string_view value,
+                                         std::int64_t min,
+                                         std::int64_t max);
+core::Error unknown_parameter(std::string_view key, std::string_view known);
 
 }  // namespace aviary::api

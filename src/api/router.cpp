@@ -129,6 +129,7 @@ Router::Router(RouterDeps deps)
     deps_.jobs_rest.add_routes(table_);
     deps_.roller.add_routes(table_);
     deps_.bitahoy.add_routes(table_);
+    deps_.logs_rest.add_routes(table_);
 }
 
 void Router::add_own_routes() {

@@ -12,6 +12,7 @@
 #include "api/bitahoy.hpp"
 #include "api/jobs_rest.hpp"
 #include "api/jsonrpc.hpp"
+#include "api/logs_rest.hpp"
 #include "api/rest.hpp"
 #include "api/roller_rest.hpp"
 #include "api/routes.hpp"
@@ -32,6 +33,7 @@ struct RouterDeps {
     JobsRest& jobs_rest;
     RollerRest& roller;
     BitahoyWs& bitahoy;
+    LogsRest& logs_rest;
     const Authenticator& auth;
     std::function<bool()> stopping;  ///< true once shutdown began: /readyz turns 503
 };

@@ -464,7 +464,10 @@ int serve(config::Config config, ServeOptions options) {
     JobsRest jobs_rest{job_waits, pool, config.fleet.wait_heartbeat};
     RollerRest roller{engine, fleet, pool};
     Authenticator auth{config.auth, config.server.listen};
-    BitahoyWs bitahoy{records, pool, auth};
+    // Stored records wake the live tails of their scope (GET /api/v1/logs/tail).
+    net::Hub record_feed;
+    BitahoyWs bitahoy{records, pool, auth, record_feed};
+    LogsRest logs_rest{records, pool, record_feed};
 
     Router router{RouterDeps{
         .store = **store,
@@ -476,6 +479,7 @@ int serve(config::Config config, ServeOptions options) {
         .jobs_rest = jobs_rest,
         .roller = roller,
         .bitahoy = bitahoy,
+        .logs_rest = logs_rest,
         .auth = auth,
         .stopping = stopping,
     }};
@@ -518,6 +522,7 @@ int serve(config::Config config, ServeOptions options) {
     }
     log->info("shutting down signal={} grace={}", signal == SIGTERM ? "SIGTERM" : "SIGINT",
               core::format_duration(config.server.shutdown_grace));
+    record_feed.close();  // live tails end with "serve is shutting down" and their cursor
     server.stop();
     // After the server: no request submits or waits any more. Before the store closes: a
     // running step ends (and is rescued at the next start) with the store still there. The

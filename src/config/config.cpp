@@ -83,6 +83,9 @@ void read_logs(YamlReader& r, const Value& value, logs::Settings& s) {
             {"max_upload", [&](const Value& v) { count(v, s.max_upload, 1'000'000); }},
             {"max_message_bytes", [&](const Value& v) { r.read_bytes(v, s.max_message_bytes); }},
             {"max_results", [&](const Value& v) { count(v, s.max_results, 1'000'000); }},
+            {"tail_max_duration", [&](const Value& v) { r.read_duration(v, s.tail_max_duration); }},
+            {"max_tails_per_identity",
+             [&](const Value& v) { r.read_int(v, s.max_tails_per_identity, 1, 10'000); }},
         });
     // auth's reply says the timeout in whole seconds.
     if (s.idle_timeout < std::chrono::seconds{1}) {

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace aviary::logs {
 namespace {
 
@@ -75,6 +77,18 @@ core::Result<Logs::Page> Logs::read(const Window& window) const {
         page.records.push_back(std::move(record));
     }
     return page;
+}
+
+core::Result<std::vector<store::LogRecord>> Logs::search(store::LogQuery query) const {
+    query.limit = std::clamp<std::size_t>(query.limit, 1, settings_.max_results);
+    query.max_bytes = settings_.max_read_bytes;
+    return store_.query(query);
+}
+
+core::Result<std::vector<store::LogRecord>> Logs::follow(store::LogFollow follow) const {
+    constexpr std::size_t kFollowBatch = 1000;
+    follow.limit = std::clamp<std::size_t>(follow.limit, 1, kFollowBatch);
+    return store_.after(follow);
 }
 
 core::Result<std::size_t> Logs::sweep(core::TimePoint now) {

@@ -31,6 +31,9 @@ struct Settings {
     /// connection's send queue).
     std::size_t max_read_bytes = std::size_t{4} * 1024 * 1024;
     std::size_t retention_batch = 5'000;  ///< records one retention delete removes
+    /// A live tail is ended (with the reason, and its cursor to resume from) after this.
+    core::Millis tail_max_duration{std::chrono::hours{1}};
+    int max_tails_per_identity = 32;  ///< live tails one identity may hold open at once
 };
 
 /// Which records a read wants.
@@ -62,6 +65,11 @@ public:
         bool truncated = false;
     };
     core::Result<Page> read(const Window& window) const;
+    /// A page of a search (REST): `query.limit` and `max_bytes` are held to the settings' bounds.
+    core::Result<std::vector<store::LogRecord>> search(store::LogQuery query) const;
+    /// What was stored after a cursor, in stored order (a tail catching up), at most 1,000.
+    core::Result<std::vector<store::LogRecord>> follow(store::LogFollow follow) const;
+    core::Result<store::LogIds> ids() const { return store_.ids(); }
     /// Removes what is older than its kind's window, in batches; returns how many records.
     core::Result<std::size_t> sweep(core::TimePoint now);
     /// Runs sweep() every cleanup_interval on `scheduler` (on the leader only).

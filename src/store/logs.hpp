@@ -44,13 +44,13 @@ struct LogQuery {
     LogKind kind = LogKind::kLog;
     /// Only this scope's records; nullopt: every scope's (an admin's read).
     std::optional<std::string> scope;
-    std::int64_t since_ns = 0;  ///< records whose time is at or after this
+    std::int64_t since_ns = 0;             ///< records whose time is at or after this
     std::optional<std::int64_t> until_ns;  ///< ...and at or before this
     std::optional<std::string> sender;
-    std::optional<int> max_level;  ///< level <= this
+    std::optional<int> max_level;         ///< level <= this
     std::optional<std::string> contains;  ///< the message holds this text
-    std::optional<LogPosition> below;      ///< the next page after one that ended here
-    std::size_t limit = 1000;      ///< newest first, at most this many
+    std::optional<LogPosition> below;     ///< the next page after one that ended here
+    std::size_t limit = 1000;             ///< newest first, at most this many
     /// Stops after the record that brings the senders' and messages' bytes to this; 0: no cap.
     std::size_t max_bytes = 0;
 };
@@ -60,6 +60,7 @@ struct LogFollow {
     std::optional<LogKind> kind;  ///< nullopt: both
     std::optional<std::string> scope;
     std::int64_t after_id = 0;
+    std::optional<std::int64_t> up_to_id;  ///< ...and at most this id
     std::optional<std::string> sender;
     std::optional<int> max_level;
     std::optional<std::string> contains;

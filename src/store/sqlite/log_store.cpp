@@ -186,8 +186,9 @@ public:
             if (!select) {
                 return select.error();
             }
-            select->bind_all(kind_number(q.kind), q.since_ns, q.scope, q.sender, level_of(q.max_level),
-                             static_cast<std::int64_t>(q.limit), q.until_ns, q.contains,
+            select->bind_all(kind_number(q.kind), q.since_ns, q.scope, q.sender,
+                             level_of(q.max_level), static_cast<std::int64_t>(q.limit), q.until_ns,
+                             q.contains,
                              q.below ? std::optional<std::int64_t>{q.below->time_ns}
                                      : std::optional<std::int64_t>{},
                              q.below ? q.below->id : std::int64_t{0});
@@ -201,7 +202,8 @@ public:
                 "SELECT id, kind, scope, time_ns, level, sender, message FROM log_records "
                 "WHERE id > ?1 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR scope = ?3) "
                 "AND (?4 IS NULL OR sender = ?4) AND (?5 IS NULL OR level <= ?5) "
-                "AND (?6 IS NULL OR instr(message, ?6) > 0) ORDER BY id LIMIT ?7");
+                "AND (?6 IS NULL OR instr(message, ?6) > 0) AND (?8 IS NULL OR id <= ?8) "
+                "ORDER BY id LIMIT ?7");
             if (!select) {
                 return select.error();
             }
@@ -209,7 +211,7 @@ public:
                              f.kind ? std::optional<std::int64_t>{kind_number(*f.kind)}
                                     : std::optional<std::int64_t>{},
                              f.scope, f.sender, level_of(f.max_level), f.contains,
-                             static_cast<std::int64_t>(f.limit));
+                             static_cast<std::int64_t>(f.limit), f.up_to_id);
             return read_rows(*select, 0);
         });
     }

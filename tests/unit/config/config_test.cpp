@@ -341,8 +341,8 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.log.format, format);
     expect_same(notify, got.notify);
     const auto& [log_store, logs_window, notifications_window, cleanup_interval, idle_timeout,
-                 max_upload, max_message_bytes, max_sender_bytes, max_results, retention_batch] =
-        logs;
+                 max_upload, max_message_bytes, max_sender_bytes, max_results, max_read_bytes,
+                 retention_batch, tail_max_duration, max_tails_per_identity] = logs;
     const auto& [log_path, log_synchronous, log_readers, log_busy] = log_store;
     EXPECT_EQ(got.logs.store.path, log_path);
     EXPECT_EQ(got.logs.store.synchronous, log_synchronous);
@@ -357,6 +357,9 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.logs.max_sender_bytes, max_sender_bytes);
     EXPECT_EQ(got.logs.max_results, max_results);
     EXPECT_EQ(got.logs.retention_batch, retention_batch);
+    EXPECT_EQ(got.logs.max_read_bytes, max_read_bytes);
+    EXPECT_EQ(got.logs.tail_max_duration, tail_max_duration);
+    EXPECT_EQ(got.logs.max_tails_per_identity, max_tails_per_identity);
 }
 
 jobs::ParamSpec tag_param() {

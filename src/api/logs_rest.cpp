@@ -1,0 +1,441 @@
+#include "api/logs_rest.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <charconv>
+#include <limits>
+#include <memory>
+
+#include "api/rest.hpp"
+
+namespace aviary::api {
+namespace {
+
+namespace asio = net::asio;
+namespace json = boost::json;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+constexpr std::string_view kRecordsTopic = "records/";
+constexpr std::int64_t kDefaultLimit = 100;
+/// How many bytes of records one tail message carries at most (a batch is split past it).
+constexpr std::size_t kTailMessageBytes = std::size_t{512} * 1024;
+/// A tail waits this long on the hub before looking at its connection again.
+constexpr core::Millis kTailWait{std::chrono::seconds{15}};
+
+std::string topic_of(std::string_view scope) {
+    return fmt::format("{}{}", kRecordsTopic, scope);
+}
+
+core::Error invalid(std::string message) {
+    return core::Error{core::ErrorCode::kInvalidArgument, std::move(message)};
+}
+
+json::object record_json(const store::LogRecord& r) {
+    const auto at = core::TimePoint{
+        std::chrono::duration_cast<core::Millis>(std::chrono::nanoseconds{r.time_ns})};
+    return json::object{{"id", r.id},
+                        {"kind", r.kind == store::LogKind::kLog ? "log" : "notification"},
+                        {"time", core::format_time(at)},
+                        {"time_ns", r.time_ns},
+                        {"level", r.level},
+                        {"sender", r.sender},
+                        {"message", r.message},
+                        {"scope", r.scope}};
+}
+
+/// `kind=logs|notifications` (and `all` where both are allowed).
+core::Result<std::optional<store::LogKind>> kind_of(std::string_view value, bool all_allowed) {
+    if (value == "logs") {
+        return std::optional<store::LogKind>{store::LogKind::kLog};
+    }
+    if (value == "notifications") {
+        return std::optional<store::LogKind>{store::LogKind::kNotification};
+    }
+    if (value == "all" && all_allowed) {
+        return std::optional<store::LogKind>{};
+    }
+    return invalid(fmt::format("query parameter \"kind\" must be logs{}, got \"{}\"",
+                               all_allowed ? ", notifications or all" : " or notifications",
+                               value));
+}
+
+/// A point in time: a duration ago ("10m") or a time ("2026-12-05T09:00:00Z").
+core::Result<core::TimePoint> time_param(std::string_view name,
+                                         std::string_view value,
+                                         core::TimePoint now) {
+    if (auto ago = core::parse_duration(value)) {
+        return now - *ago;
+    }
+    if (auto at = core::parse_time(value)) {
+        return *at;
+    }
+    return invalid(
+        fmt::format("query parameter \"{}\" must be a duration ago (\"10m\") or a time "
+                    "(\"2026-12-05T09:00:00Z\"), got \"{}\"",
+                    name, value));
+}
+
+std::int64_t ns_of(core::TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+/// The REST cursor: where the last page ended, "TIME_NS.ID".
+core::Result<store::LogPosition> position_of(std::string_view cursor) {
+    const auto dot = cursor.find('.');
+    store::LogPosition out;
+    auto read = [](std::string_view text, std::int64_t& n) {
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        return ec == std::errc{} && end == text.data() + text.size() && n >= 0;
+    };
+    if (dot == std::string_view::npos || !read(cursor.substr(0, dot), out.time_ns) ||
+        !read(cursor.substr(dot + 1), out.id)) {
+        return invalid(fmt::format(
+            "query parameter \"cursor\" is not one this server gave (next_cursor), got \"{}\"",
+            cursor));
+    }
+    return out;
+}
+
+std::string cursor_of(const store::LogRecord& r) {
+    return fmt::format("{}.{}", r.time_ns, r.id);
+}
+
+/// The filters a search and a tail share: sender, level, contains.
+core::Result<bool> read_filter(std::string_view key,
+                               std::string_view value,
+                               std::optional<std::string>& sender,
+                               std::optional<int>& max_level,
+                               std::optional<std::string>& contains) {
+    if (key == "sender") {
+        sender = std::string{value};
+        return true;
+    }
+    if (key == "level") {
+        auto level = query_integer(key, value, std::numeric_limits<int>::min(),
+                                   std::numeric_limits<int>::max());
+        if (!level) {
+            return level.error();
+        }
+        max_level = static_cast<int>(*level);
+        return true;
+    }
+    if (key == "contains") {
+        if (value.empty()) {
+            return invalid("query parameter \"contains\" must not be empty");
+        }
+        contains = std::string{value};
+        return true;
+    }
+    return false;
+}
+
+std::string message(std::string_view type, json::object fields) {
+    fields["type"] = type;
+    return json::serialize(fields);
+}
+
+}  // namespace
+
+void publish_records(net::Hub& hub, const std::vector<store::LogRecord>& records) {
+    // A wake-up per scope: tails read what is new from the store, in stored order.
+    std::vector<std::string_view> scopes;
+    for (const auto& record : records) {
+        if (std::find(scopes.begin(), scopes.end(), record.scope) == scopes.end()) {
+            scopes.push_back(record.scope);
+        }
+    }
+    for (auto scope : scopes) {
+        hub.publish(topic_of(scope), std::to_string(records.back().id));
+    }
+}
+
+struct LogsRest::Tail {
+    std::string identity;
+    std::optional<std::string> scope;  ///< nullopt: every scope (an admin's tail)
+    std::optional<store::LogKind> kind;
+    std::optional<std::string> sender;
+    std::optional<int> max_level;
+    std::optional<std::string> contains;
+    std::optional<std::int64_t> resume;  ///< the cursor the client came back with
+    std::int64_t cursor = 0;             ///< every record up to this id was looked at
+    std::unique_ptr<net::Subscription> wakeups;
+};
+
+LogsRest::LogsRest(logs::Logs& logs, net::BlockingPool& pool, net::Hub& records)
+    : logs_(logs), pool_(pool), records_(records) {}
+
+void LogsRest::add_routes(RouteTable& table) {
+    table.add({.method = "GET", .pattern = "/api/v1/logs", .handler = [this](RouteContext& c) {
+                   return search(c);
+               }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/logs/tail",
+               .handler = [this](RouteContext& c) { return tail(c); },
+               .websocket = true});
+}
+
+asio::awaitable<net::Response> LogsRest::search(RouteContext& context) {
+    const auto now = core::SystemClock{}.now();
+    store::LogQuery query;
+    query.since_ns = ns_of(now - std::chrono::hours{1});
+    query.limit = kDefaultLimit;
+    if (!context.caller.admin) {
+        query.scope = context.caller.identity;
+    }
+    for (const auto& [key, value] : context.request.query) {
+        auto filter = read_filter(key, value, query.sender, query.max_level, query.contains);
+        if (!filter) {
+            co_return error_reply(filter.error());
+        }
+        if (*filter) {
+            continue;
+        }
+        if (key == "kind") {
+            auto kind = kind_of(value, false);
+            if (!kind) {
+                co_return error_reply(kind.error());
+            }
+            query.kind = **kind;
+        } else if (key == "since" || key == "until") {
+            auto at = time_param(key, value, now);
+            if (!at) {
+                co_return error_reply(at.error());
+            }
+            (key == "since" ? query.since_ns : query.until_ns.emplace()) = ns_of(*at);
+        } else if (key == "limit") {
+            auto limit = query_integer(key, value, 1,
+                                       static_cast<std::int64_t>(logs_.settings().max_results));
+            if (!limit) {
+                co_return error_reply(limit.error());
+            }
+            query.limit = static_cast<std::size_t>(*limit);
+        } else if (key == "cursor") {
+            auto below = position_of(value);
+            if (!below) {
+                co_return error_reply(below.error());
+            }
+            query.below = *below;
+        } else {
+            co_return error_reply(unknown_parameter(
+                key, "kind, since, until, sender, level, contains, limit, cursor"));
+        }
+    }
+    auto work = [this, query] { return logs_.search(query); };
+    auto records = co_await net::offload(pool_, std::move(work));
+    if (!records) {
+        co_return error_reply(records.error());
+    }
+    json::array out;
+    for (const auto& record : *records) {
+        out.push_back(record_json(record));
+    }
+    // A full page, or one the byte bound cut short, may have more below it.
+    std::size_t bytes = 0;
+    for (const auto& record : *records) {
+        bytes += record.message.size() + record.sender.size();
+    }
+    const bool more = !records->empty() &&
+                      (records->size() == query.limit || bytes >= logs_.settings().max_read_bytes);
+    json::object body{{"records", std::move(out)}};
+    body["next_cursor"] = more ? json::value(cursor_of(records->back())) : json::value(nullptr);
+    co_return json_reply(200, json::serialize(body));
+}
+
+asio::awaitable<net::Response> LogsRest::tail(RouteContext& context) {
+    auto state = std::make_shared<Tail>();
+    state->identity = context.caller.identity;
+    state->kind = store::LogKind::kLog;
+    if (!context.caller.admin) {
+        state->scope = context.caller.identity;
+    }
+    for (const auto& [key, value] : context.request.query) {
+        auto filter = read_filter(key, value, state->sender, state->max_level, state->contains);
+        if (!filter) {
+            co_return error_reply(filter.error());
+        }
+        if (*filter) {
+            continue;
+        }
+        if (key == "kind") {
+            auto kind = kind_of(value, true);
+            if (!kind) {
+                co_return error_reply(kind.error());
+            }
+            state->kind = *kind;
+        } else if (key == "cursor") {
+            auto cursor = query_integer(key, value, 0, std::numeric_limits<std::int64_t>::max());
+            if (!cursor) {
+                co_return error_reply(cursor.error());
+            }
+            state->resume = *cursor;
+        } else {
+            co_return error_reply(unknown_parameter(key, "kind, sender, level, contains, cursor"));
+        }
+    }
+    net::Response response;
+    response.websocket = [this, state](net::WebSocket& ws) { return run_tail(ws, state); };
+    co_return response;
+}
+
+bool LogsRest::enter(const std::string& identity) {
+    std::lock_guard lock{mu_};
+    auto& open = open_tails_[identity];
+    if (open >= logs_.settings().max_tails_per_identity) {
+        return false;
+    }
+    ++open;
+    return true;
+}
+
+void LogsRest::leave(const std::string& identity) {
+    std::lock_guard lock{mu_};
+    if (auto it = open_tails_.find(identity); it != open_tails_.end() && --it->second <= 0) {
+        open_tails_.erase(it);
+    }
+}
+
+asio::awaitable<void> LogsRest::run_tail(net::WebSocket& ws, std::shared_ptr<Tail> tail) {
+    // Every end is announced before the close: the client knows why, and from where to resume.
+    auto end = [&ws](std::uint16_t code, std::string reason) {
+        ws.send_text(message("end", json::object{{"reason", reason}}));
+        ws.close(code, std::move(reason));
+    };
+    if (!enter(tail->identity)) {
+        end(1008, fmt::format("{} live tails are open for \"{}\" already "
+                              "(logs.max_tails_per_identity)",
+                              logs_.settings().max_tails_per_identity, tail->identity));
+        co_return;
+    }
+    struct Leave {
+        LogsRest* self;
+        std::string identity;
+        ~Leave() { self->leave(identity); }
+    } leave{this, tail->identity};
+    // Subscribed before the first read of the store: nothing stored in between is missed.
+    auto subscribed = records_.subscribe(
+        {tail->scope ? topic_of(*tail->scope) : std::string{net::kAllTopics}}, ws.executor(), 64);
+    if (!subscribed) {
+        end(1013, "serve cannot follow more tails now: " + subscribed.error().message);
+        co_return;
+    }
+    tail->wakeups = std::move(*subscribed);
+    auto work = [this] { return logs_.ids(); };
+    auto ids = co_await net::offload(pool_, std::move(work));
+    if (!ids) {
+        end(1011, "cannot read the log store: " + ids.error().message);
+        co_return;
+    }
+    tail->cursor = tail->resume.value_or(ids->newest);
+    if (tail->resume) {
+        // Ids are never reused, so the gap up to the oldest one kept was removed by retention.
+        const auto first_kept = ids->oldest != 0 ? ids->oldest : ids->newest + 1;
+        if (first_kept > *tail->resume + 1) {
+            ws.send_text(message(
+                "lost", json::object{{"count", first_kept - *tail->resume - 1},
+                                     {"detail",
+                                      "records after the cursor were removed by retention "
+                                      "before this tail resumed (of every sender and kind)"}}));
+        }
+    }
+    const auto limit = logs_.settings().tail_max_duration;
+    ws.send_text(message(
+        "start", json::object{{"cursor", std::to_string(tail->cursor)},
+                              {"max_duration_seconds",
+                               std::chrono::duration_cast<std::chrono::seconds>(limit).count()}}));
+    if (!co_await catch_up(ws, *tail)) {
+        co_return;
+    }
+    asio::steady_timer deadline{ws.executor()};
+    deadline.expires_after(limit);
+    auto follow = [&]() -> asio::awaitable<void> {
+        while (ws.is_open()) {
+            auto wakeup = co_await tail->wakeups->next(kTailWait);
+            if (!wakeup && tail->wakeups->closed()) {
+                end(1001, "serve is shutting down: reconnect with cursor " +
+                              std::to_string(tail->cursor));
+                co_return;
+            }
+            // One read of the store answers every wake-up queued so far, and one a full queue
+            // dropped: the store, not the hub, says what is new.
+            while (tail->wakeups->try_next()) {
+            }
+            if (!co_await catch_up(ws, *tail)) {
+                co_return;
+            }
+        }
+    };
+    auto ended = co_await (follow() || deadline.async_wait(kUseTuple) || drain(ws));
+    if (ended.index() == 1) {
+        end(1000, fmt::format("the tail's maximum duration ({}) was reached: reconnect with "
+                              "cursor {}",
+                              core::format_duration(limit), tail->cursor));
+    }
+}
+
+asio::awaitable<bool> LogsRest::catch_up(net::WebSocket& ws, Tail& tail) {
+    auto newest_work = [this] { return logs_.ids(); };
+    auto ids = co_await net::offload(pool_, std::move(newest_work));
+    if (!ids) {
+        co_return ws.send_text(message("error", json::object{{"message", ids.error().message}}));
+    }
+    const auto up_to = ids->newest;
+    while (tail.cursor < up_to) {
+        store::LogFollow follow{.kind = tail.kind,
+                                .scope = tail.scope,
+                                .after_id = tail.cursor,
+                                .up_to_id = up_to,
+                                .sender = tail.sender,
+                                .max_level = tail.max_level,
+                                .contains = tail.contains};
+        auto work = [this, follow] { return logs_.follow(follow); };
+        auto records = co_await net::offload(pool_, std::move(work));
+        if (!records) {
+            co_return ws.send_text(
+                message("error", json::object{{"message", records.error().message}}));
+        }
+        const bool last_page = records->size() < 1000;
+        json::array batch;
+        std::size_t bytes = 0;
+        for (const auto& record : *records) {
+            batch.push_back(record_json(record));
+            bytes += record.message.size() + record.sender.size() + 96;
+            if (bytes >= kTailMessageBytes) {
+                if (!ws.send_text(
+                        message("records", json::object{{"records", std::move(batch)},
+                                                        {"cursor", std::to_string(record.id)}}))) {
+                    co_return false;
+                }
+                batch = json::array{};
+                bytes = 0;
+            }
+        }
+        // Past the last record matched, every id up to `up_to` was looked at on the last page.
+        tail.cursor = last_page ? up_to : records->back().id;
+        if (!batch.empty() &&
+            !ws.send_text(
+                message("records", json::object{{"records", std::move(batch)},
+                                                {"cursor", std::to_string(tail.cursor)}}))) {
+            co_return false;
+        }
+    }
+    co_return ws.is_open();
+}
+
+asio::awaitable<void> LogsRest::drain(net::WebSocket& ws) {
+    // A tail only sends; reading notices the client leaving (and answers its pings).
+    while (true) {
+        auto got = co_await ws.read();
+        if (!got) {
+            co_return;
+        }
+    }
+}
+
+}  // namespace aviary::api

@@ -1,0 +1,251 @@
+// Logs over REST and the live tail (docs/logs.md) through the real binary: records uploaded on
+// Bitahoy's /ws, read back with GET /api/v1/logs page by page, and followed on
+// /api/v1/logs/tail across a reconnect, retention, its maximum duration and its limit.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net/net.hpp"
+#include "rpc_helpers.hpp"
+#include "support/server_process.hpp"
+
+namespace aviary::test {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+double now_seconds() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::unique_ptr<net::WebSocketClient> connect(const ServerProcess& server,
+                                              const std::string& path) {
+    auto made = net::WebSocketClient::connect(
+        net::WebSocketConnect{.url = fmt::format("ws://{}{}", server.address(), path)});
+    EXPECT_TRUE(made) << made.error().message;
+    return made ? std::move(*made) : nullptr;
+}
+
+json::value read_json(net::WebSocketClient& ws, core::Millis timeout = std::chrono::seconds{10}) {
+    auto message = ws.read(timeout);
+    if (!message) {
+        return nullptr;
+    }
+    return json::parse(message->data);
+}
+
+/// Uploads `messages` as logs of `sender`, one second apart ending now, on a fresh /ws.
+void upload(const ServerProcess& server,
+            const std::string& sender,
+            const std::vector<std::string>& messages,
+            double age = 0,
+            std::string_view action = "uploadLogs",
+            std::string_view field = "logs") {
+    auto ws = connect(server, "/ws");
+    ASSERT_TRUE(ws);
+    json::array entries;
+    double t = now_seconds() - age - static_cast<double>(messages.size());
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        entries.push_back(json::object{{"level", static_cast<int>(i % 3)},
+                                       {"time", t + static_cast<double>(i)},
+                                       {"sender", sender},
+                                       {"message", messages[i]}});
+    }
+    ASSERT_TRUE(ws->send(
+        net::WebSocketMessage{
+            .data = json::serialize(json::object{{"action", action}, {field, std::move(entries)}})},
+        5s));
+    auto answer = read_json(*ws);
+    ASSERT_EQ(answer.at("success"), true) << answer;
+}
+
+std::vector<std::string> messages_of(const json::value& records) {
+    std::vector<std::string> out;
+    for (const auto& r : records.as_array()) {
+        out.emplace_back(r.at("message").as_string());
+    }
+    return out;
+}
+
+/// Reads tail messages until `count` records came (or a message that is not records).
+std::vector<std::string> tail_records(net::WebSocketClient& tail,
+                                      std::size_t count,
+                                      std::string* cursor = nullptr) {
+    std::vector<std::string> out;
+    for (int i = 0; i < 100 && out.size() < count; ++i) {
+        auto m = read_json(tail);
+        if (!m.is_object() || m.at("type") != "records") {
+            ADD_FAILURE() << "expected records, got " << m;
+            break;
+        }
+        for (const auto& r : messages_of(m.at("records"))) {
+            out.push_back(r);
+        }
+        if (cursor != nullptr) {
+            *cursor = std::string{
+                m.at("records").as_array().back().at("id").is_int64()
+                    ? std::to_string(m.at("records").as_array().back().at("id").as_int64())
+                    : ""};
+        }
+    }
+    return out;
+}
+
+class Logs : public ::testing::Test {
+protected:
+    void SetUp() override { ASSERT_TRUE(server_.start()) << server_.log(); }
+    ServerProcess server_{test_config() + "logs:\n  logs_timewindow: 1h\n"};
+};
+
+TEST_F(Logs, SearchPagesNewestFirstByCursorWithEveryFilter) {
+    upload(server_, "w1", {"boot", "disk 80%", "scan"});
+    upload(server_, "w2", {"disk 95%", "net up"});
+    std::vector<std::string> seen;
+    std::string cursor;
+    for (int page = 0; page < 10; ++page) {
+        auto response = http(server_, "GET",
+                             "/api/v1/logs?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor));
+        ASSERT_EQ(response->status, 200) << response->body;
+        auto body = json_of(response);
+        for (const auto& m : messages_of(body.at("records"))) {
+            seen.push_back(m);
+        }
+        if (body.at("next_cursor").is_null()) {
+            break;
+        }
+        cursor = std::string{body.at("next_cursor").as_string()};
+    }
+    // w2's upload came last, each upload's lines one second apart ending now.
+    EXPECT_EQ(seen, (std::vector<std::string>{"net up", "scan", "disk 95%", "disk 80%", "boot"}));
+
+    auto by_sender = json_of(http(server_, "GET", "/api/v1/logs?sender=w2"));
+    EXPECT_EQ(messages_of(by_sender.at("records")),
+              (std::vector<std::string>{"net up", "disk 95%"}));
+    auto contains = json_of(http(server_, "GET", "/api/v1/logs?contains=disk"));
+    EXPECT_EQ(messages_of(contains.at("records")),
+              (std::vector<std::string>{"disk 95%", "disk 80%"}));
+    auto level = json_of(http(server_, "GET", "/api/v1/logs?level=0"));
+    EXPECT_EQ(messages_of(level.at("records")), (std::vector<std::string>{"disk 95%", "boot"}));
+    auto recent = json_of(http(server_, "GET", "/api/v1/logs?since=1500ms"));
+    EXPECT_EQ(messages_of(recent.at("records")), (std::vector<std::string>{"net up", "scan"}));
+    auto old = json_of(http(server_, "GET", "/api/v1/logs?until=1500ms"));
+    EXPECT_EQ(messages_of(old.at("records")),
+              (std::vector<std::string>{"disk 95%", "disk 80%", "boot"}));
+    const auto& record = level.at("records").at(0);
+    EXPECT_EQ(record.at("kind"), "log");
+    EXPECT_EQ(record.at("sender"), "w2");
+    EXPECT_EQ(record.at("level"), 0);
+    EXPECT_TRUE(record.at("time").as_string().ends_with("Z")) << record;
+    EXPECT_TRUE(record.at("id").is_int64());
+    EXPECT_EQ(json_of(http(server_, "GET", "/api/v1/logs?kind=notifications")).at("records"),
+              json::array{});
+
+    for (const auto& [query, says] : std::vector<std::pair<std::string, std::string>>{
+             {"kind=all", "query parameter \"kind\" must be logs or notifications, got \"all\""},
+             {"limit=0", "query parameter \"limit\" must be an integer from 1 to 10000"},
+             {"cursor=xyz", "query parameter \"cursor\" is not one this server gave"},
+             {"since=yesterday", "query parameter \"since\" must be a duration ago"},
+             {"color=red", "unknown query parameter \"color\""}}) {
+        auto refused = http(server_, "GET", "/api/v1/logs?" + query);
+        EXPECT_EQ(refused->status, 400) << query;
+        const std::string said{json_of(refused).at("error").at("message").as_string()};
+        EXPECT_NE(said.find(says), std::string::npos) << query << ": " << said;
+    }
+}
+
+TEST_F(Logs, ATailFollowsAndAReconnectWithItsCursorGetsExactlyWhatItMissed) {
+    auto tail = connect(server_, "/api/v1/logs/tail?sender=w1");
+    ASSERT_TRUE(tail);
+    auto start = read_json(*tail);
+    ASSERT_EQ(start.at("type"), "start") << start;
+    EXPECT_EQ(start.at("max_duration_seconds"), 3600);
+    upload(server_, "w2", {"not mine"});
+    upload(server_, "w1", {"one", "two"});
+    std::string cursor;
+    EXPECT_EQ(tail_records(*tail, 2, &cursor), (std::vector<std::string>{"one", "two"}));
+    ASSERT_TRUE((*tail).close(1000, "bye", 5s));
+    tail.reset();
+
+    // Missed while away: caught up from the store on reconnect, in stored order, then live.
+    upload(server_, "w1", {"three"});
+    upload(server_, "w1", {"four"});
+    auto again = connect(server_, "/api/v1/logs/tail?sender=w1&cursor=" + cursor);
+    ASSERT_TRUE(again);
+    auto restart = read_json(*again);
+    ASSERT_EQ(restart.at("type"), "start") << restart;
+    EXPECT_EQ(restart.at("cursor"), json::value(cursor));
+    EXPECT_EQ(tail_records(*again, 2), (std::vector<std::string>{"three", "four"}));
+    upload(server_, "w1", {"five"});
+    EXPECT_EQ(tail_records(*again, 1), (std::vector<std::string>{"five"}));
+}
+
+TEST(LogsTail, ARetentionGapIsCountedAndTheEndIsAnnouncedBeforeTheClose) {
+    ServerProcess server{test_config() +
+                         "logs:\n  logs_timewindow: 2s\n  cleanup_interval: 100ms\n"
+                         "  tail_max_duration: 3s\n  max_tails_per_identity: 1\n"};
+    ASSERT_TRUE(server.start()) << server.log();
+    std::string cursor;
+    {
+        auto first = connect(server, "/api/v1/logs/tail");
+        ASSERT_TRUE(first);
+        auto start = read_json(*first);
+        ASSERT_EQ(start.at("type"), "start") << start;
+        cursor = std::string{start.at("cursor").as_string()};
+        // One tail per identity here: a second is told why before it is closed.
+        auto second = connect(server, "/api/v1/logs/tail");
+        ASSERT_TRUE(second);
+        auto refused = read_json(*second);
+        ASSERT_TRUE(refused.is_object());
+        EXPECT_EQ(refused.at("type"), "end");
+        EXPECT_NE(std::string{refused.at("reason").as_string()}.find(
+                      "live tails are open for \"\" already (logs.max_tails_per_identity)"),
+                  std::string::npos)
+            << refused;
+        EXPECT_TRUE(read_json(*second, 5s).is_null());
+        EXPECT_EQ(second->close_code(), 1008);
+        ASSERT_TRUE(first->close(1000, "bye", 5s));
+    }
+    // Three lines already a minute old: retention removes them before the tail comes back.
+    upload(server, "w", {"a", "b", "c"}, 60);
+    EXPECT_TRUE(wait_until([&] {
+        auto found = json_of(http(server, "GET", "/api/v1/logs?since=1h"));
+        return found.at("records").as_array().empty();
+    }));
+    upload(server, "w", {"kept"});
+    auto back = connect(server, "/api/v1/logs/tail?cursor=" + cursor);
+    ASSERT_TRUE(back);
+    auto lost = read_json(*back);
+    ASSERT_EQ(lost.at("type"), "lost") << lost;
+    EXPECT_EQ(lost.at("count"), 3);
+    EXPECT_EQ(read_json(*back).at("type"), "start");
+    EXPECT_EQ(tail_records(*back, 1), (std::vector<std::string>{"kept"}));
+    // The maximum duration ends it with the reason, then the close.
+    auto end = read_json(*back, 10s);
+    ASSERT_TRUE(end.is_object());
+    EXPECT_EQ(end.at("type"), "end");
+    EXPECT_NE(std::string{end.at("reason").as_string()}.find(
+                  "the tail's maximum duration (3s) was reached: reconnect with cursor"),
+              std::string::npos)
+        << end;
+    EXPECT_TRUE(read_json(*back, 5s).is_null());
+    EXPECT_EQ(back->close_code(), 1000);
+}
+
+TEST_F(Logs, ATailsBadParametersAreRefusedBeforeTheUpgrade) {
+    auto refused = net::WebSocketClient::connect(net::WebSocketConnect{
+        .url = fmt::format("ws://{}/api/v1/logs/tail?level=high", server_.address())});
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("400"), std::string::npos) << refused.error().message;
+    EXPECT_NE(refused.error().message.find("query parameter \\\"level\\\" must be an integer"),
+              std::string::npos)
+        << refused.error().message;
+}
+
+}  // namespace
+}  // namespace aviary::test
