@@ -168,6 +168,75 @@ struct LogsRest::Tail {
     std::unique_ptr<net::Subscription> wakeups;
 };
 
+struct LogsRest::TailSink {
+    virtual ~TailSink() = default;
+    virtual asio::any_io_executor executor() = 0;
+    /// Sends one message; false once the client is gone.
+    virtual asio::awaitable<bool> send(std::string text) = 0;
+    /// Ends the tail with `code` and `reason` after what was sent (a WebSocket close frame).
+    virtual void close(std::uint16_t code, std::string reason) = 0;
+    virtual bool is_open() const = 0;
+    /// Completes when the client has gone, where that can be seen without writing.
+    virtual asio::awaitable<void> gone() = 0;
+    /// True where a client's leaving is seen only by writing: idle tails send heartbeats.
+    virtual bool needs_heartbeats() const = 0;
+};
+
+namespace {
+
+class WebSocketSink final : public LogsRest::TailSink {
+public:
+    explicit WebSocketSink(net::WebSocket& ws) : ws_(ws) {}
+    asio::any_io_executor executor() override { return ws_.executor(); }
+    asio::awaitable<bool> send(std::string text) override {
+        co_return ws_.send_text(std::move(text));
+    }
+    void close(std::uint16_t code, std::string reason) override {
+        ws_.close(code, std::move(reason));
+    }
+    bool is_open() const override { return ws_.is_open(); }
+    asio::awaitable<void> gone() override {
+        // A tail only sends; reading notices the client leaving (and answers its pings).
+        while (true) {
+            auto got = co_await ws_.read();
+            if (!got) {
+                co_return;
+            }
+        }
+    }
+    bool needs_heartbeats() const override { return false; }
+
+private:
+    net::WebSocket& ws_;
+};
+
+class NdjsonSink final : public LogsRest::TailSink {
+public:
+    NdjsonSink(net::ResponseStream& stream, asio::any_io_executor executor)
+        : stream_(stream), executor_(std::move(executor)) {}
+    asio::any_io_executor executor() override { return executor_; }
+    asio::awaitable<bool> send(std::string text) override {
+        if (open_) {
+            open_ = co_await stream_.write(std::move(text) + "\n");
+        }
+        co_return open_;
+    }
+    void close(std::uint16_t, std::string) override { open_ = false; }
+    bool is_open() const override { return open_; }
+    asio::awaitable<void> gone() override {
+        asio::steady_timer never{executor_, asio::steady_timer::time_point::max()};
+        co_await never.async_wait(kUseTuple);
+    }
+    bool needs_heartbeats() const override { return true; }
+
+private:
+    net::ResponseStream& stream_;
+    asio::any_io_executor executor_;
+    bool open_ = true;
+};
+
+}  // namespace
+
 LogsRest::LogsRest(logs::Logs& logs, net::BlockingPool& pool, net::Hub& records)
     : logs_(logs), pool_(pool), records_(records) {}
 
@@ -280,7 +349,19 @@ asio::awaitable<net::Response> LogsRest::tail(RouteContext& context) {
         }
     }
     net::Response response;
-    response.websocket = [this, state](net::WebSocket& ws) { return run_tail(ws, state); };
+    if (net::is_websocket_upgrade(context.request)) {
+        response.websocket = [this, state](net::WebSocket& ws) -> asio::awaitable<void> {
+            WebSocketSink sink{ws};
+            co_await run_tail(sink, state);
+        };
+        co_return response;
+    }
+    // The same messages as NDJSON lines, for curl and scripts.
+    response.content_type = "application/x-ndjson";
+    response.stream = [this, state](net::ResponseStream& stream) -> asio::awaitable<void> {
+        NdjsonSink sink{stream, co_await asio::this_coro::executor};
+        co_await run_tail(sink, state);
+    };
     co_return response;
 }
 
@@ -301,16 +382,20 @@ void LogsRest::leave(const std::string& identity) {
     }
 }
 
-asio::awaitable<void> LogsRest::run_tail(net::WebSocket& ws, std::shared_ptr<Tail> tail) {
+asio::awaitable<void> LogsRest::run_tail(TailSink& sink, std::shared_ptr<Tail> tail) {
     // Every end is announced before the close: the client knows why, and from where to resume.
-    auto end = [&ws](std::uint16_t code, std::string reason) {
-        ws.send_text(message("end", json::object{{"reason", reason}}));
-        ws.close(code, std::move(reason));
+    // Named, not temporaries inside co_await (GCC 12).
+    auto end = [&sink](std::uint16_t code, std::string reason) -> asio::awaitable<void> {
+        json::object fields;
+        fields["reason"] = reason;
+        auto text = message("end", std::move(fields));
+        co_await sink.send(std::move(text));
+        sink.close(code, std::move(reason));
     };
     if (!enter(tail->identity)) {
-        end(1008, fmt::format("{} live tails are open for \"{}\" already "
-                              "(logs.max_tails_per_identity)",
-                              logs_.settings().max_tails_per_identity, tail->identity));
+        co_await end(1008, fmt::format("{} live tails are open for \"{}\" already "
+                                       "(logs.max_tails_per_identity)",
+                                       logs_.settings().max_tails_per_identity, tail->identity));
         co_return;
     }
     struct Leave {
@@ -320,16 +405,16 @@ asio::awaitable<void> LogsRest::run_tail(net::WebSocket& ws, std::shared_ptr<Tai
     } leave{this, tail->identity};
     // Subscribed before the first read of the store: nothing stored in between is missed.
     auto subscribed = records_.subscribe(
-        {tail->scope ? topic_of(*tail->scope) : std::string{net::kAllTopics}}, ws.executor(), 64);
+        {tail->scope ? topic_of(*tail->scope) : std::string{net::kAllTopics}}, sink.executor(), 64);
     if (!subscribed) {
-        end(1013, "serve cannot follow more tails now: " + subscribed.error().message);
+        co_await end(1013, "serve cannot follow more tails now: " + subscribed.error().message);
         co_return;
     }
     tail->wakeups = std::move(*subscribed);
     auto work = [this] { return logs_.ids(); };
     auto ids = co_await net::offload(pool_, std::move(work));
     if (!ids) {
-        end(1011, "cannot read the log store: " + ids.error().message);
+        co_await end(1011, "cannot read the log store: " + ids.error().message);
         co_return;
     }
     tail->cursor = tail->resume.value_or(ids->newest);
@@ -337,53 +422,63 @@ asio::awaitable<void> LogsRest::run_tail(net::WebSocket& ws, std::shared_ptr<Tai
         // Ids are never reused, so the gap up to the oldest one kept was removed by retention.
         const auto first_kept = ids->oldest != 0 ? ids->oldest : ids->newest + 1;
         if (first_kept > *tail->resume + 1) {
-            ws.send_text(message(
+            auto text = message(
                 "lost", json::object{{"count", first_kept - *tail->resume - 1},
                                      {"detail",
                                       "records after the cursor were removed by retention "
-                                      "before this tail resumed (of every sender and kind)"}}));
+                                      "before this tail resumed (of every sender and kind)"}});
+            co_await sink.send(std::move(text));
         }
     }
     const auto limit = logs_.settings().tail_max_duration;
-    ws.send_text(message(
+    auto start = message(
         "start", json::object{{"cursor", std::to_string(tail->cursor)},
                               {"max_duration_seconds",
-                               std::chrono::duration_cast<std::chrono::seconds>(limit).count()}}));
-    if (!co_await catch_up(ws, *tail)) {
+                               std::chrono::duration_cast<std::chrono::seconds>(limit).count()}});
+    co_await sink.send(std::move(start));
+    if (!co_await catch_up(sink, *tail)) {
         co_return;
     }
-    asio::steady_timer deadline{ws.executor()};
+    asio::steady_timer deadline{sink.executor()};
     deadline.expires_after(limit);
     auto follow = [&]() -> asio::awaitable<void> {
-        while (ws.is_open()) {
+        while (sink.is_open()) {
             auto wakeup = co_await tail->wakeups->next(kTailWait);
+            if (!wakeup && !tail->wakeups->closed() && sink.needs_heartbeats()) {
+                auto heartbeat = message("heartbeat", json::object{});
+                if (!co_await sink.send(std::move(heartbeat))) {
+                    co_return;  // the client has gone
+                }
+            }
             if (!wakeup && tail->wakeups->closed()) {
-                end(1001, "serve is shutting down: reconnect with cursor " +
-                              std::to_string(tail->cursor));
+                co_await end(1001, "serve is shutting down: reconnect with cursor " +
+                                       std::to_string(tail->cursor));
                 co_return;
             }
             // One read of the store answers every wake-up queued so far, and one a full queue
             // dropped: the store, not the hub, says what is new.
             while (tail->wakeups->try_next()) {
             }
-            if (!co_await catch_up(ws, *tail)) {
+            if (!co_await catch_up(sink, *tail)) {
                 co_return;
             }
         }
     };
-    auto ended = co_await (follow() || deadline.async_wait(kUseTuple) || drain(ws));
+    auto ended = co_await (follow() || deadline.async_wait(kUseTuple) || sink.gone());
     if (ended.index() == 1) {
-        end(1000, fmt::format("the tail's maximum duration ({}) was reached: reconnect with "
-                              "cursor {}",
-                              core::format_duration(limit), tail->cursor));
+        co_await end(1000,
+                     fmt::format("the tail's maximum duration ({}) was reached: reconnect with "
+                                 "cursor {}",
+                                 core::format_duration(limit), tail->cursor));
     }
 }
 
-asio::awaitable<bool> LogsRest::catch_up(net::WebSocket& ws, Tail& tail) {
+asio::awaitable<bool> LogsRest::catch_up(TailSink& sink, Tail& tail) {
     auto newest_work = [this] { return logs_.ids(); };
     auto ids = co_await net::offload(pool_, std::move(newest_work));
     if (!ids) {
-        co_return ws.send_text(message("error", json::object{{"message", ids.error().message}}));
+        auto text = message("error", json::object{{"message", ids.error().message}});
+        co_return co_await sink.send(std::move(text));
     }
     const auto up_to = ids->newest;
     while (tail.cursor < up_to) {
@@ -397,8 +492,8 @@ asio::awaitable<bool> LogsRest::catch_up(net::WebSocket& ws, Tail& tail) {
         auto work = [this, follow] { return logs_.follow(follow); };
         auto records = co_await net::offload(pool_, std::move(work));
         if (!records) {
-            co_return ws.send_text(
-                message("error", json::object{{"message", records.error().message}}));
+            auto text = message("error", json::object{{"message", records.error().message}});
+            co_return co_await sink.send(std::move(text));
         }
         const bool last_page = records->size() < 1000;
         json::array batch;
@@ -407,9 +502,9 @@ asio::awaitable<bool> LogsRest::catch_up(net::WebSocket& ws, Tail& tail) {
             batch.push_back(record_json(record));
             bytes += record.message.size() + record.sender.size() + 96;
             if (bytes >= kTailMessageBytes) {
-                if (!ws.send_text(
-                        message("records", json::object{{"records", std::move(batch)},
-                                                        {"cursor", std::to_string(record.id)}}))) {
+                auto text = message("records", json::object{{"records", std::move(batch)},
+                                                            {"cursor", std::to_string(record.id)}});
+                if (!co_await sink.send(std::move(text))) {
                     co_return false;
                 }
                 batch = json::array{};
@@ -418,24 +513,15 @@ asio::awaitable<bool> LogsRest::catch_up(net::WebSocket& ws, Tail& tail) {
         }
         // Past the last record matched, every id up to `up_to` was looked at on the last page.
         tail.cursor = last_page ? up_to : records->back().id;
-        if (!batch.empty() &&
-            !ws.send_text(
-                message("records", json::object{{"records", std::move(batch)},
-                                                {"cursor", std::to_string(tail.cursor)}}))) {
-            co_return false;
+        if (!batch.empty()) {
+            auto text = message("records", json::object{{"records", std::move(batch)},
+                                                        {"cursor", std::to_string(tail.cursor)}});
+            if (!co_await sink.send(std::move(text))) {
+                co_return false;
+            }
         }
     }
-    co_return ws.is_open();
-}
-
-asio::awaitable<void> LogsRest::drain(net::WebSocket& ws) {
-    // A tail only sends; reading notices the client leaving (and answers its pings).
-    while (true) {
-        auto got = co_await ws.read();
-        if (!got) {
-            co_return;
-        }
-    }
+    co_return sink.is_open();
 }
 
 }  // namespace aviary::api

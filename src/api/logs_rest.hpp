@@ -4,6 +4,7 @@
 // before it follows, resumes from a cursor, and ends only with a message saying why
 // (docs/logs.md).
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -25,15 +26,15 @@ public:
 
     void add_routes(RouteTable& table);
 
-    struct Tail;  ///< one live tail's filters and progress (logs_rest.cpp)
+    struct Tail;      ///< one live tail's filters and progress (logs_rest.cpp)
+    struct TailSink;  ///< where a tail's messages go: a WebSocket, or NDJSON lines
 
 private:
     net::asio::awaitable<net::Response> search(RouteContext& context);
     net::asio::awaitable<net::Response> tail(RouteContext& context);
-    net::asio::awaitable<void> run_tail(net::WebSocket& ws, std::shared_ptr<Tail> tail);
-    /// Sends what the store holds after the tail's cursor; false once the connection is gone.
-    net::asio::awaitable<bool> catch_up(net::WebSocket& ws, Tail& tail);
-    net::asio::awaitable<void> drain(net::WebSocket& ws);
+    net::asio::awaitable<void> run_tail(TailSink& sink, std::shared_ptr<Tail> tail);
+    /// Sends what the store holds after the tail's cursor; false once the client is gone.
+    net::asio::awaitable<bool> catch_up(TailSink& sink, Tail& tail);
     /// Counts a tail of `identity` in; false past the limit.
     bool enter(const std::string& identity);
     void leave(const std::string& identity);

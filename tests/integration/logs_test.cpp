@@ -3,10 +3,12 @@
 // /api/v1/logs/tail across a reconnect, retention, its maximum duration and its limit.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net/net.hpp"
@@ -235,6 +237,54 @@ TEST(LogsTail, ARetentionGapIsCountedAndTheEndIsAnnouncedBeforeTheClose) {
         << end;
     EXPECT_TRUE(read_json(*back, 5s).is_null());
     EXPECT_EQ(back->close_code(), 1000);
+}
+
+TEST(LogsTail, WithoutAnUpgradeTheSameTailComesAsNdjsonLines) {
+    ServerProcess server{test_config() + "logs:\n  tail_max_duration: 2s\n"};
+    ASSERT_TRUE(server.start()) << server.log();
+    std::atomic<bool> started{false};
+    std::thread uploader{[&] {
+        if (wait_until([&] { return started.load(); })) {
+            upload(server, "w", {"over ndjson"});
+        }
+    }};
+    std::string text;
+    auto response = net::fetch_stream(net::ClientRequest{.method = "GET",
+                                                         .url = server.url("/api/v1/logs/tail"),
+                                                         .timeout = std::chrono::seconds{20}},
+                                      [&](std::string_view chunk) {
+                                          text += chunk;
+                                          if (text.find("\"start\"") != std::string::npos) {
+                                              started = true;
+                                          }
+                                      });
+    started = true;  // let the uploader end even when the stream failed
+    uploader.join();
+    ASSERT_TRUE(response) << response.error().message;
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->header("Content-Type"), "application/x-ndjson");
+    std::vector<std::string> types;
+    std::vector<std::string> got;
+    std::string reason;
+    for (std::size_t at = 0; at < text.size();) {
+        auto end = text.find('\n', at);
+        auto line = json::parse(text.substr(at, end - at));
+        types.emplace_back(line.at("type").as_string());
+        if (types.back() == "records") {
+            for (const auto& m : messages_of(line.at("records"))) {
+                got.push_back(m);
+            }
+        }
+        if (types.back() == "end") {
+            reason = std::string{line.at("reason").as_string()};
+        }
+        at = end == std::string::npos ? text.size() : end + 1;
+    }
+    ASSERT_FALSE(types.empty()) << text;
+    EXPECT_EQ(types.front(), "start") << text;
+    EXPECT_EQ(types.back(), "end") << text;
+    EXPECT_EQ(got, (std::vector<std::string>{"over ndjson"})) << text;
+    EXPECT_NE(reason.find("maximum duration (2s)"), std::string::npos) << reason;
 }
 
 TEST_F(Logs, ATailsBadParametersAreRefusedBeforeTheUpgrade) {
