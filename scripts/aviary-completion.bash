@@ -33,7 +33,8 @@ _aviary() {
 
     local global="--server --token --json --help"
     local commands="serve worker store version nodes acquire renew release free who history maintenance
-        with-lease upgrade install-snapshot canary run-action actions jobs job supervise completion"
+        with-lease upgrade install-snapshot canary run-action actions jobs job logs notifications
+        supervise completion"
     local submit="--owner --ttl --reason --wait --logs"
 
     # The command is the first word that is not an option or an option's value.
@@ -80,7 +81,9 @@ _aviary() {
         --data-dir | --state-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         --token | --label | --count | --owner | --ttl | --wait | --reason | --note | \
             --image-tag | --limit | --listen | --param | --from | --to | --store | --name | \
-            --control | --proxy | --upstream | --tail) return ;;
+            --control | --proxy | --upstream | --tail | --sender | --level | --contains | \
+            --since | --until) return ;;
+        --kind) COMPREPLY=($(compgen -W "logs notifications all" -- "$cur")); return ;;
     esac
 
     local flags=""
@@ -110,6 +113,8 @@ _aviary() {
         release) flags="--owner" ;;
         free) flags="--force --owner" ;;
         history) flags="--limit" ;;
+        logs) flags="--kind --sender --level --contains --since --until --limit -f --follow" ;;
+        notifications) flags="--sender --level --contains --since --until --limit -f --follow" ;;
         maintenance)
             flags="--reason"
             if [[ -n $sub && $cur != -* ]]; then

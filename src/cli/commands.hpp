@@ -3,6 +3,7 @@
 // returns the process exit code (ExitCode in client.hpp). main.cpp only parses and dispatches.
 #include <boost/json/value.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -147,6 +148,23 @@ struct JobsFlags {
     int limit = 50;
 };
 int run_jobs(const Context& context, const JobsFlags& flags);
+
+// --- logs --------------------------------------------------------------------------------
+
+/// `aviary logs` and `aviary notifications` (docs/logs.md).
+struct LogsFlags {
+    std::string kind = "logs";  ///< logs, notifications; with --follow also all
+    std::string sender;
+    std::optional<int> level;  ///< level <= this
+    std::string contains;
+    std::string since = "1h";
+    std::string until;
+    int limit = 100;
+    bool follow = false;
+};
+/// The newest matching records, oldest first; with --follow, then every new one as it is
+/// stored, reconnecting with its cursor whenever the tail ends.
+int run_logs(const Context& context, const LogsFlags& flags);
 
 /// The job subcommands: show, logs, cancel, retry, wait.
 struct JobFlags {

@@ -96,6 +96,7 @@ struct ClientFlags {
     cli::JobsFlags jobs;
     cli::JobFlags job;  ///< job show|logs|cancel|retry|wait
     cli::SwitchProducerFlags switch_producer;
+    cli::LogsFlags logs;
     std::string completion_shell;
 };
 
@@ -156,6 +157,8 @@ struct Commands {
     CLI::App* switch_producer;
     CLI::App* actions;
     CLI::App* jobs;
+    CLI::App* logs;
+    CLI::App* notifications;
     CLI::App* job_show;
     CLI::App* job_logs;
     CLI::App* job_cancel;
@@ -322,6 +325,31 @@ void add_job_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
         ->capture_default_str()
         ->check(CLI::Range(0, 1'000'000));
 
+    auto add_logs = [&](const char* name, const char* description, bool kinds) {
+        auto& logs = flags.logs;
+        auto* command = app.add_subcommand(name, description);
+        if (kinds) {
+            command->add_option("--kind", logs.kind, "logs, notifications, or all (with -f)")
+                ->capture_default_str()
+                ->check(CLI::IsMember({"logs", "notifications", "all"}));
+        }
+        command->add_option("--sender", logs.sender, "only this sender's");
+        command->add_option("--level", logs.level, "only records at this level or below");
+        command->add_option("--contains", logs.contains, "only messages holding this text");
+        command->add_option("--since", logs.since, "from this long ago (10m) or this time")
+            ->capture_default_str();
+        command->add_option("--until", logs.until, "up to this long ago or this time");
+        command->add_option("--limit", logs.limit, "at most this many of the newest")
+            ->capture_default_str()
+            ->check(CLI::Range(1, 1'000'000));
+        command->add_flag("-f,--follow", logs.follow,
+                          "then follow new ones as they are stored, resuming by itself");
+        return command;
+    };
+    commands.logs = add_logs("logs", "logs nodes and tools uploaded (docs/logs.md)", true);
+    commands.notifications =
+        add_logs("notifications", "notifications nodes and tools uploaded (docs/logs.md)", false);
+
     commands.jobs = app.add_subcommand("jobs", "list jobs, newest first");
     commands.jobs->add_option("--node", flags.jobs.node, "only this node's");
     commands.jobs->add_option("--state", flags.jobs.state, "only jobs in this state")
@@ -382,6 +410,13 @@ int run_job_client(const cli::Context& context, const Commands& commands, Client
     }
     if (*commands.jobs) {
         return cli::run_jobs(context, flags.jobs);
+    }
+    if (*commands.logs) {
+        return cli::run_logs(context, flags.logs);
+    }
+    if (*commands.notifications) {
+        flags.logs.kind = "notifications";
+        return cli::run_logs(context, flags.logs);
     }
     const std::pair<CLI::App*, int (*)(const cli::Context&, const cli::JobFlags&)> job_commands[] =
         {

@@ -11,8 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
 #include "net/net.hpp"
 #include "rpc_helpers.hpp"
+#include "support/peer_process.hpp"
 #include "support/server_process.hpp"
 
 namespace aviary::test {
@@ -285,6 +287,57 @@ TEST(LogsTail, WithoutAnUpgradeTheSameTailComesAsNdjsonLines) {
     EXPECT_EQ(types.back(), "end") << text;
     EXPECT_EQ(got, (std::vector<std::string>{"over ndjson"})) << text;
     EXPECT_NE(reason.find("maximum duration (2s)"), std::string::npos) << reason;
+}
+
+TEST_F(Logs, TheCliPrintsTheNewestOldestFirstAndRefusesAKindItCannotSearch) {
+    upload(server_, "w1", {"first", "second"});
+    upload(server_, "w2", {"other"});
+    TempDir scratch;
+    auto printed = run_aviary(server_.url(""), "logs --sender w1", scratch.path());
+    ASSERT_EQ(printed.status, 0) << printed.err;
+    const auto first = printed.out.find("  w1  first\n");
+    const auto second = printed.out.find("  w1  second\n");
+    EXPECT_NE(first, std::string::npos) << printed.out;
+    EXPECT_NE(second, std::string::npos) << printed.out;
+    EXPECT_LT(first, second) << "oldest first: " << printed.out;
+    EXPECT_EQ(printed.out.find("other"), std::string::npos) << printed.out;
+    auto as_json = run_aviary(server_.url(""), "--json logs --limit 1", scratch.path());
+    ASSERT_EQ(as_json.status, 0) << as_json.err;
+    EXPECT_EQ(json::parse(as_json.out).at("message"), "other") << as_json.out;
+    auto all = run_aviary(server_.url(""), "logs --kind all", scratch.path());
+    EXPECT_EQ(all.status, 2);
+    EXPECT_NE(all.err.find("--kind all reads both kinds only with -f"), std::string::npos)
+        << all.err;
+    auto notes = run_aviary(server_.url(""), "notifications", scratch.path());
+    EXPECT_EQ(notes.status, 0) << notes.err;
+    EXPECT_EQ(notes.out, "");
+}
+
+TEST(LogsCli, FollowPrintsTheHistoryThenEachNewLineAndResumesAfterTheTailEnds) {
+    ServerProcess server{test_config() + "logs:\n  logs_timewindow: 1h\n  tail_max_duration: 1s\n"};
+    ASSERT_TRUE(server.start()) << server.log();
+    upload(server, "w", {"before"});
+    TempDir scratch;
+    PeerProcess cli{{AVIARY_BINARY, "--server", server.url(""), "logs", "-f", "--sender", "w"},
+                    scratch.path() + "/cli.log"};
+    ASSERT_TRUE(cli.wait_for_log("  w  before\n")) << cli.log();
+    upload(server, "w", {"live one"});
+    ASSERT_TRUE(cli.wait_for_log("  w  live one\n")) << cli.log();
+    // The server ends the tail after a second; the CLI says so and resumes from its cursor.
+    ASSERT_TRUE(cli.wait_for_log("the tail's maximum duration (1s) was reached")) << cli.log();
+    upload(server, "w", {"after resume"});
+    ASSERT_TRUE(cli.wait_for_log("  w  after resume\n")) << cli.log();
+    cli.stop();
+    const auto log = cli.log();
+    auto count = [&](const std::string& text) {
+        std::size_t n = 0;
+        for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) {
+            ++n;
+        }
+        return n;
+    };
+    EXPECT_EQ(count("  w  before\n"), 1U) << log;
+    EXPECT_EQ(count("  w  live one\n"), 1U) << "nothing twice across the resume: " << log;
 }
 
 TEST_F(Logs, ATailsBadParametersAreRefusedBeforeTheUpgrade) {
