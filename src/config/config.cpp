@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -51,6 +52,65 @@ void read_log(YamlReader& r, const Value& value, LogSettings& log) {
                });
 }
 
+/// One `logs.retention` rule: a selector (sender, level, scope; at least one) and a window.
+void read_retention_rule(YamlReader& r, const Value& value, std::vector<logs::RetentionRule>& out) {
+    logs::RetentionRule rule;
+    bool has_window = false;
+    const auto before = r.error_count();
+    bool ok = r.read_map(
+        value,
+        {
+            {"kind",
+             [&](const Value& v) {
+                 std::string kind;
+                 if (r.read_choice(v, kind, {"logs", "notifications"}, "kind",
+                                   "logs, notifications")) {
+                     rule.kind =
+                         kind == "logs" ? store::LogKind::kLog : store::LogKind::kNotification;
+                 }
+             }},
+            {"sender",
+             [&](const Value& v) {
+                 std::string glob;
+                 if (r.read_string(v, glob) && glob.empty()) {
+                     r.error(v, "must not be empty: a sender, or a glob like \"validator-*\"");
+                 } else if (!glob.empty()) {
+                     rule.selector.sender_glob = std::move(glob);
+                 }
+             }},
+            {"level",
+             [&](const Value& v) {
+                 int level = 0;
+                 if (r.read_int(v, level, std::numeric_limits<int>::min(),
+                                std::numeric_limits<int>::max())) {
+                     rule.selector.max_level = level;
+                 }
+             }},
+            {"scope",
+             [&](const Value& v) {
+                 std::string scope;
+                 if (r.read_string(v, scope)) {
+                     rule.selector.scope = std::move(scope);
+                 }
+             }},
+            {"window", [&](const Value& v) { has_window = r.read_duration(v, rule.window); }},
+        });
+    if (!ok || r.error_count() != before) {
+        return;
+    }
+    if (!has_window) {
+        r.error(value, "a retention rule needs a window: how long its records are kept");
+        return;
+    }
+    if (!rule.selector.sender_glob && !rule.selector.max_level && !rule.selector.scope) {
+        r.error(value,
+                "a retention rule needs a sender, level or scope to select its records "
+                "(the kind's own window is logs_timewindow)");
+        return;
+    }
+    out.push_back(std::move(rule));
+}
+
 void read_logs(YamlReader& r, const Value& value, logs::Settings& s) {
     auto count = [&](const Value& v, std::size_t& out, std::int64_t max) {
         std::int64_t n = 0;
@@ -80,6 +140,11 @@ void read_logs(YamlReader& r, const Value& value, logs::Settings& s) {
              }},
             {"cleanup_interval", [&](const Value& v) { r.read_duration(v, s.cleanup_interval); }},
             {"idle_timeout", [&](const Value& v) { r.read_duration(v, s.idle_timeout); }},
+            {"retention",
+             [&](const Value& v) {
+                 r.read_list(v,
+                             [&](const Value& item) { read_retention_rule(r, item, s.retention); });
+             }},
             {"max_upload", [&](const Value& v) { count(v, s.max_upload, 1'000'000); }},
             {"max_message_bytes", [&](const Value& v) { r.read_bytes(v, s.max_message_bytes); }},
             {"max_results", [&](const Value& v) { count(v, s.max_results, 1'000'000); }},

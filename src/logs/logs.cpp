@@ -93,14 +93,11 @@ core::Result<std::vector<store::LogRecord>> Logs::follow(store::LogFollow follow
 
 core::Result<std::size_t> Logs::sweep(core::TimePoint now) {
     std::size_t removed = 0;
-    auto sweep_kind = [&](store::LogKind kind, core::Millis window) -> core::Result<void> {
-        if (window.count() <= 0) {
-            return {};  // kept
-        }
-        const auto before = to_ns(now - window);
-        // Bounded batches, each its own commit: uploads slip in between them.
+    // Bounded batches, each its own commit: uploads slip in between them.
+    auto drain = [&](store::LogRemoval removal) -> core::Result<void> {
+        removal.batch = settings_.retention_batch;
         while (true) {
-            auto gone = store_.remove_before(kind, before, settings_.retention_batch);
+            auto gone = store_.remove(removal);
             if (!gone) {
                 return gone.error();
             }
@@ -110,12 +107,32 @@ core::Result<std::size_t> Logs::sweep(core::TimePoint now) {
             }
         }
     };
-    if (auto logs = sweep_kind(store::LogKind::kLog, settings_.logs_window); !logs) {
-        return logs.error();
-    }
-    if (auto notes = sweep_kind(store::LogKind::kNotification, settings_.notifications_window);
-        !notes) {
-        return notes.error();
+    for (auto kind : {store::LogKind::kLog, store::LogKind::kNotification}) {
+        // Each rule takes what no rule before it took; the kind's window takes the rest.
+        std::vector<store::LogSelector> earlier;
+        for (const auto& rule : settings_.retention) {
+            if (rule.kind != kind) {
+                continue;
+            }
+            auto ruled = drain(store::LogRemoval{.kind = kind,
+                                                 .before_ns = to_ns(now - rule.window),
+                                                 .match = rule.selector,
+                                                 .unless = earlier});
+            if (!ruled) {
+                return ruled.error();
+            }
+            earlier.push_back(rule.selector);
+        }
+        const auto window =
+            kind == store::LogKind::kLog ? settings_.logs_window : settings_.notifications_window;
+        if (window.count() <= 0) {
+            continue;  // kept
+        }
+        auto rest = drain(
+            store::LogRemoval{.kind = kind, .before_ns = to_ns(now - window), .unless = earlier});
+        if (!rest) {
+            return rest.error();
+        }
     }
     return removed;
 }

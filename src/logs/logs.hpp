@@ -12,6 +12,15 @@
 
 namespace aviary::logs {
 
+/// A retention rule: records its selector matches are kept for `window` instead of their
+/// kind's default (docs/logs.md, "Retention"). Rules are in priority order: a record follows the
+/// first rule that matches it.
+struct RetentionRule {
+    store::LogKind kind = store::LogKind::kLog;
+    store::LogSelector selector;
+    core::Millis window{0};
+};
+
 struct Settings {
     store::LogStoreSettings store;  ///< where the records live (<data_dir>/logs.db by default)
     /// Logs older than this (by their own time) are removed: Bitahoy's LOGS_TIMEWINDOW.
@@ -20,6 +29,7 @@ struct Settings {
     core::Millis notifications_window{0};
     /// How often retention runs: Bitahoy's CLEANUP_INTERVAL.
     core::Millis cleanup_interval{std::chrono::seconds{5}};
+    std::vector<RetentionRule> retention;  ///< per-stream windows, first match wins
     /// A WebSocket connection that sends nothing for this long is closed; `keepalive` or
     /// `ping` keep it open. auth's reply says it, in seconds.
     core::Millis idle_timeout{std::chrono::seconds{30}};

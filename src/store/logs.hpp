@@ -55,6 +55,24 @@ struct LogQuery {
     std::size_t max_bytes = 0;
 };
 
+/// Which records a retention rule covers; every field given must hold. An empty selector
+/// matches every record.
+struct LogSelector {
+    std::optional<std::string> scope;
+    std::optional<std::string> sender_glob;  ///< SQLite GLOB: `*`, `?`, `[...]`
+    std::optional<int> max_level;            ///< level <= this
+};
+
+/// One bounded delete of retention: records of `kind` older than `before_ns` that `match`
+/// selects and none of `unless` does.
+struct LogRemoval {
+    LogKind kind = LogKind::kLog;
+    std::int64_t before_ns = 0;
+    LogSelector match;
+    std::vector<LogSelector> unless;
+    std::size_t batch = 5000;
+};
+
 /// Records stored after a point, oldest first: what a live tail catches up on.
 struct LogFollow {
     std::optional<LogKind> kind;  ///< nullopt: both
@@ -98,11 +116,15 @@ public:
     /// Ids above follow.after_id, in id order (the order they were stored).
     virtual core::Result<std::vector<LogRecord>> after(const LogFollow& follow) const = 0;
     virtual core::Result<LogIds> ids() const = 0;
-    /// Removes up to `batch` records of `kind` whose time is before `before_ns`, oldest first;
-    /// returns how many. Call it again while it returns `batch`.
-    virtual core::Result<std::size_t> remove_before(LogKind kind,
-                                                    std::int64_t before_ns,
-                                                    std::size_t batch) = 0;
+    /// Removes up to `removal.batch` of the records it selects, oldest first; returns how
+    /// many. Call it again while it returns `batch`.
+    virtual core::Result<std::size_t> remove(const LogRemoval& removal) = 0;
+    /// Every record of `kind` older than `before_ns`, in batches (remove() with no selector).
+    core::Result<std::size_t> remove_before(LogKind kind,
+                                            std::int64_t before_ns,
+                                            std::size_t batch) {
+        return remove(LogRemoval{.kind = kind, .before_ns = before_ns, .batch = batch});
+    }
     virtual LogStoreStats stats() const = 0;
     /// Finishes the writes queued, then refuses more. Idempotent.
     virtual void close() = 0;

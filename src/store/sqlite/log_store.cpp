@@ -240,21 +240,53 @@ public:
         });
     }
 
-    core::Result<std::size_t> remove_before(LogKind kind,
-                                            std::int64_t before_ns,
-                                            std::size_t batch) override {
+    core::Result<std::size_t> remove(const LogRemoval& removal) override {
+        // The rules are fixed at start, so each removal's text is prepared once and cached.
+        std::string where = "kind = ?1 AND time_ns < ?2";
+        auto param = [&](std::size_t& next) { return fmt::format("?{}", next++); };
+        std::size_t next = 4;  // ?3 is the batch
+        std::vector<std::pair<std::size_t, std::string>> bound_texts;
+        std::vector<std::pair<std::size_t, std::int64_t>> bound_numbers;
+        auto predicate = [&](const LogSelector& s) {
+            std::string out = "1";
+            if (s.scope) {
+                bound_texts.emplace_back(next, *s.scope);
+                out += " AND scope = " + param(next);
+            }
+            if (s.sender_glob) {
+                bound_texts.emplace_back(next, *s.sender_glob);
+                out += " AND sender GLOB " + param(next);
+            }
+            if (s.max_level) {
+                bound_numbers.emplace_back(next, *s.max_level);
+                out += " AND level <= " + param(next);
+            }
+            return "(" + out + ")";
+        };
+        where += " AND " + predicate(removal.match);
+        for (const auto& other : removal.unless) {
+            where += " AND NOT " + predicate(other);
+        }
+        const std::string sql = fmt::format(
+            "DELETE FROM log_records WHERE id IN (SELECT id FROM log_records WHERE {} "
+            "ORDER BY time_ns LIMIT ?3)",
+            where);
         std::size_t removed = 0;
         auto done = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
-            auto remove = db.prepare(
-                "DELETE FROM log_records WHERE id IN (SELECT id FROM log_records "
-                "WHERE kind = ?1 AND time_ns < ?2 ORDER BY time_ns LIMIT ?3)");
+            auto remove = db.prepare(sql);
             if (!remove) {
                 return remove.error();
             }
-            if (auto ran =
-                    remove->bind_all(kind_number(kind), before_ns, static_cast<std::int64_t>(batch))
-                        .run();
-                !ran) {
+            remove->bind(1, kind_number(removal.kind))
+                .bind(2, removal.before_ns)
+                .bind(3, static_cast<std::int64_t>(removal.batch));
+            for (const auto& [index, text] : bound_texts) {
+                remove->bind(static_cast<int>(index), text);
+            }
+            for (const auto& [index, number] : bound_numbers) {
+                remove->bind(static_cast<int>(index), number);
+            }
+            if (auto ran = remove->run(); !ran) {
                 return ran;
             }
             removed = static_cast<std::size_t>(db.changes());

@@ -340,9 +340,9 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.log.level, level);
     EXPECT_EQ(got.log.format, format);
     expect_same(notify, got.notify);
-    const auto& [log_store, logs_window, notifications_window, cleanup_interval, idle_timeout,
-                 max_upload, max_message_bytes, max_sender_bytes, max_results, max_read_bytes,
-                 retention_batch, tail_max_duration, max_tails_per_identity] = logs;
+    const auto& [log_store, logs_window, notifications_window, cleanup_interval, retention,
+                 idle_timeout, max_upload, max_message_bytes, max_sender_bytes, max_results,
+                 max_read_bytes, retention_batch, tail_max_duration, max_tails_per_identity] = logs;
     const auto& [log_path, log_synchronous, log_readers, log_busy] = log_store;
     EXPECT_EQ(got.logs.store.path, log_path);
     EXPECT_EQ(got.logs.store.synchronous, log_synchronous);
@@ -351,6 +351,7 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.logs.logs_window, logs_window);
     EXPECT_EQ(got.logs.notifications_window, notifications_window);
     EXPECT_EQ(got.logs.cleanup_interval, cleanup_interval);
+    EXPECT_EQ(got.logs.retention.size(), retention.size());
     EXPECT_EQ(got.logs.idle_timeout, idle_timeout);
     EXPECT_EQ(got.logs.max_upload, max_upload);
     EXPECT_EQ(got.logs.max_message_bytes, max_message_bytes);
@@ -977,8 +978,29 @@ TEST(Config, LogsKeepBitahoysWindowsAndRefuseWindowsThatKeepNothing) {
     EXPECT_EQ(
         error_of("logs: {max_upload: 0}\n"),
         "aviary.yaml:1:20: logs.max_upload: expected an integer from 1 to 1000000, got \"0\"");
-    EXPECT_EQ(error_of("logs: {retention: 5s}\n").substr(0, 38),
-              "aviary.yaml:1:8: logs.retention: unkno");
+    auto rules = load_string(R"(logs:
+  retention:
+    - {sender: "validator-*", level: 3, window: 7d}
+    - {kind: notifications, scope: team-a, window: 24h}
+)",
+                             "t.yaml");
+    ASSERT_TRUE(rules) << rules.error().message;
+    ASSERT_EQ(rules->logs.retention.size(), 2U);
+    EXPECT_EQ(rules->logs.retention[0].kind, store::LogKind::kLog);
+    EXPECT_EQ(rules->logs.retention[0].selector.sender_glob, "validator-*");
+    EXPECT_EQ(rules->logs.retention[0].selector.max_level, 3);
+    EXPECT_EQ(rules->logs.retention[0].window, std::chrono::hours{24 * 7});
+    EXPECT_EQ(rules->logs.retention[1].kind, store::LogKind::kNotification);
+    EXPECT_EQ(rules->logs.retention[1].selector.scope, "team-a");
+    EXPECT_EQ(error_of("logs:\n  retention:\n    - {window: 1h}\n"),
+              "aviary.yaml:3:7: logs.retention[0]: a retention rule needs a sender, level or "
+              "scope to select its records (the kind's own window is logs_timewindow)");
+    EXPECT_EQ(error_of("logs:\n  retention:\n    - {sender: a}\n"),
+              "aviary.yaml:3:7: logs.retention[0]: a retention rule needs a window: how long its "
+              "records are kept");
+    EXPECT_EQ(error_of("logs:\n  retention:\n    - {sender: a, window: 1h, kind: metrics}\n"),
+              "aviary.yaml:3:37: logs.retention[0].kind: unknown kind \"metrics\" (logs, "
+              "notifications)");
 }
 
 TEST(Config, InstanceNamesArePlainWordsAndLeadershipOutlastsAHeartbeat) {

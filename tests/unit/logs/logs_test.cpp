@@ -1,0 +1,114 @@
+// logs::Logs on a real SQLite log store and a manual clock: upload limits, window reads, and
+// retention by the kind's window and by per-stream rules in priority order.
+#include "logs/logs.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace aviary::logs {
+namespace {
+
+using namespace std::chrono_literals;
+
+class LogsTest : public ::testing::Test {
+protected:
+    void open(Settings settings) {
+        settings.store.path = ":memory:";
+        auto opened = store::open_log_store(settings.store);
+        ASSERT_TRUE(opened) << opened.error().message;
+        store_ = std::move(*opened);
+        logs_ = std::make_unique<Logs>(settings, *store_, clock_);
+    }
+    /// A record `age` old (by its own time) from `sender` at `level`.
+    store::LogRecord at(core::Millis age, std::string sender, int level, std::string message) {
+        return store::LogRecord{.time_ns = to_ns(clock_.now() - age),
+                                .level = level,
+                                .sender = std::move(sender),
+                                .message = std::move(message)};
+    }
+    std::vector<std::string> kept(store::LogKind kind = store::LogKind::kLog) {
+        auto page = logs_->read(Window{.kind = kind, .window = std::chrono::hours{24 * 365}});
+        EXPECT_TRUE(page) << page.error().message;
+        std::vector<std::string> out;
+        for (const auto& r : page->records) {
+            out.push_back(r.message);
+        }
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+
+    core::ManualClock clock_{core::TimePoint{std::chrono::hours{24 * 365 * 56}}};
+    std::unique_ptr<store::LogStore> store_;
+    std::unique_ptr<Logs> logs_;
+};
+
+TEST_F(LogsTest, UploadsPastALimitAreRefusedNamingTheRecord) {
+    open(Settings{.max_upload = 2, .max_message_bytes = 8, .max_sender_bytes = 4});
+    auto too_many =
+        logs_->upload(store::LogKind::kLog, "",
+                      {at(0ms, "a", 1, "x"), at(0ms, "a", 1, "y"), at(0ms, "a", 1, "z")});
+    ASSERT_FALSE(too_many);
+    EXPECT_EQ(too_many.error().message, "logs holds 3 entries, more than 2 in one upload");
+    auto long_message = logs_->upload(store::LogKind::kNotification, "",
+                                      {at(0ms, "a", 1, "fine"), at(0ms, "a", 1, "far too long")});
+    ASSERT_FALSE(long_message);
+    EXPECT_EQ(long_message.error().message, "notifications[1].message is 12 bytes, more than 8");
+    auto long_sender = logs_->upload(store::LogKind::kLog, "", {at(0ms, "sender", 1, "x")});
+    ASSERT_FALSE(long_sender);
+    EXPECT_EQ(long_sender.error().message, "logs[0].sender is 6 bytes, more than 4");
+    EXPECT_TRUE(kept().empty()) << "all or none";
+}
+
+TEST_F(LogsTest, RetentionRulesKeepTheirStreamsLongerOrShorterFirstMatchWinning) {
+    Settings settings{.logs_window = 60s};
+    settings.retention = {
+        // Validators' errors a week, the rest of the validators' lines a day.
+        RetentionRule{.selector = {.sender_glob = "validator-*", .max_level = 3},
+                      .window = 7 * 24h},
+        RetentionRule{.selector = {.sender_glob = "validator-*"}, .window = 24h},
+        // A noisy sender only 10 s.
+        RetentionRule{.selector = {.sender_glob = "chatty"}, .window = 10s},
+        // Notifications of team-a a day (others are kept: notifications_window is 0).
+        RetentionRule{
+            .kind = store::LogKind::kNotification, .selector = {.scope = "team-a"}, .window = 24h},
+    };
+    open(settings);
+    ASSERT_TRUE(logs_->upload(
+        store::LogKind::kLog, "",
+        {at(2h, "validator-1", 2, "v error 2h"), at(48h, "validator-1", 2, "v error 2d"),
+         at(8 * 24h, "validator-1", 2, "v error 8d"), at(2h, "validator-1", 6, "v info 2h"),
+         at(48h, "validator-2", 6, "v info 2d"), at(5s, "chatty", 6, "chatty 5s"),
+         at(20s, "chatty", 6, "chatty 20s"), at(30s, "web", 6, "web 30s"),
+         at(2min, "web", 6, "web 2m")}));
+    ASSERT_TRUE(logs_->upload(store::LogKind::kNotification, "team-a",
+                              {at(2h, "w", 1, "a 2h"), at(48h, "w", 1, "a 2d")}));
+    ASSERT_TRUE(
+        logs_->upload(store::LogKind::kNotification, "team-b", {at(48h * 30, "w", 1, "b 60d")}));
+    auto removed = logs_->sweep(clock_.now());
+    ASSERT_TRUE(removed) << removed.error().message;
+    EXPECT_EQ(*removed, 5U);
+    EXPECT_EQ(kept(), (std::vector<std::string>{"chatty 5s", "v error 2d", "v error 2h",
+                                                "v info 2h", "web 30s"}));
+    EXPECT_EQ(kept(store::LogKind::kNotification), (std::vector<std::string>{"a 2h", "b 60d"}));
+}
+
+TEST_F(LogsTest, ARetentionPassRemovesInBoundedBatchesUntilNothingIsLeft) {
+    open(Settings{.logs_window = 60s, .retention_batch = 7});
+    std::vector<store::LogRecord> old;
+    for (int i = 0; i < 30; ++i) {
+        old.push_back(at(2min, "w", 1, "old " + std::to_string(i)));
+    }
+    old.push_back(at(1s, "w", 1, "new"));
+    ASSERT_TRUE(logs_->upload(store::LogKind::kLog, "", std::move(old)));
+    auto removed = logs_->sweep(clock_.now());
+    ASSERT_TRUE(removed);
+    EXPECT_EQ(*removed, 30U);
+    EXPECT_EQ(kept(), (std::vector<std::string>{"new"}));
+    EXPECT_EQ(store_->stats().removed, 30U);
+}
+
+}  // namespace
+}  // namespace aviary::logs
