@@ -14,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <regex>
 #include <sstream>
 
 #include "config/embedded.hpp"
@@ -140,6 +141,38 @@ void read_logs(YamlReader& r, const Value& value, logs::Settings& s) {
              }},
             {"cleanup_interval", [&](const Value& v) { r.read_duration(v, s.cleanup_interval); }},
             {"idle_timeout", [&](const Value& v) { r.read_duration(v, s.idle_timeout); }},
+            {"redact",
+             [&](const Value& v) {
+                 r.read_list(v, [&](const Value& item) {
+                     logs::RedactRule rule;
+                     std::optional<Value> pattern_at;
+                     bool ok = r.read_map(
+                         item, {
+                                   {"pattern",
+                                    [&](const Value& p) {
+                                        pattern_at = p;
+                                        r.read_string(p, rule.pattern);
+                                    }},
+                                   {"replacement",
+                                    [&](const Value& p) { r.read_string(p, rule.replacement); }},
+                               });
+                     if (!ok) {
+                         return;
+                     }
+                     if (!pattern_at || rule.pattern.empty()) {
+                         r.error(item, "a redaction rule needs a pattern (an ECMAScript regex)");
+                         return;
+                     }
+                     try {
+                         std::regex{rule.pattern, std::regex::ECMAScript};
+                     } catch (const std::regex_error& e) {
+                         r.error(*pattern_at,
+                                 fmt::format("not a regular expression: {}", e.what()));
+                         return;
+                     }
+                     s.redact.push_back(std::move(rule));
+                 });
+             }},
             {"retention",
              [&](const Value& v) {
                  r.read_list(v,

@@ -18,8 +18,19 @@ std::int64_t to_ns(core::TimePoint t) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
+struct Logs::Compiled {
+    std::regex pattern;
+    std::string replacement;
+};
+
 Logs::Logs(const Settings& settings, store::LogStore& store, core::Clock& clock)
-    : settings_(settings), store_(store), clock_(clock) {}
+    : settings_(settings), store_(store), clock_(clock) {
+    for (const auto& rule : settings_.redact) {
+        // The config checked each pattern when it was loaded.
+        redact_.push_back(
+            Compiled{std::regex{rule.pattern, std::regex::ECMAScript}, rule.replacement});
+    }
+}
 
 Logs::~Logs() {
     if (scheduler_ != nullptr) {
@@ -50,6 +61,11 @@ core::Result<std::vector<store::LogRecord>> Logs::upload(store::LogKind kind,
         }
         record.kind = kind;
         record.scope = scope;
+        // Before storage: what is stored is what every later reader sees.
+        core::redactor().hide_secrets(record.message);
+        for (const auto& rule : redact_) {
+            record.message = std::regex_replace(record.message, rule.pattern, rule.replacement);
+        }
     }
     return store_.append(std::move(records));
 }

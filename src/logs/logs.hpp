@@ -4,6 +4,7 @@
 /// store (a database of its own); the wire formats (Bitahoy's WebSocket) in api.
 #include <cstddef>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,13 @@ struct RetentionRule {
     core::Millis window{0};
 };
 
+/// A redaction rule: what `pattern` (an ECMAScript regex) matches in a message becomes
+/// `replacement` (which may use $1...) before the record is stored.
+struct RedactRule {
+    std::string pattern;
+    std::string replacement = "REDACTED";
+};
+
 struct Settings {
     store::LogStoreSettings store;  ///< where the records live (<data_dir>/logs.db by default)
     /// Logs older than this (by their own time) are removed: Bitahoy's LOGS_TIMEWINDOW.
@@ -30,6 +38,9 @@ struct Settings {
     /// How often retention runs: Bitahoy's CLEANUP_INTERVAL.
     core::Millis cleanup_interval{std::chrono::seconds{5}};
     std::vector<RetentionRule> retention;  ///< per-stream windows, first match wins
+    /// Applied in order to every message before storage, after the configured secrets (every
+    /// token aviary knows is always replaced by REDACTED).
+    std::vector<RedactRule> redact;
     /// A WebSocket connection that sends nothing for this long is closed; `keepalive` or
     /// `ping` keep it open. auth's reply says it, in seconds.
     core::Millis idle_timeout{std::chrono::seconds{30}};
@@ -89,6 +100,8 @@ public:
 
 private:
     Settings settings_;
+    struct Compiled;
+    std::vector<Compiled> redact_;  // settings_.redact, compiled once
     store::LogStore& store_;
     core::Clock& clock_;
     core::Scheduler* scheduler_ = nullptr;

@@ -340,7 +340,7 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.log.level, level);
     EXPECT_EQ(got.log.format, format);
     expect_same(notify, got.notify);
-    const auto& [log_store, logs_window, notifications_window, cleanup_interval, retention,
+    const auto& [log_store, logs_window, notifications_window, cleanup_interval, retention, redact,
                  idle_timeout, max_upload, max_message_bytes, max_sender_bytes, max_results,
                  max_read_bytes, retention_batch, tail_max_duration, max_tails_per_identity] = logs;
     const auto& [log_path, log_synchronous, log_readers, log_busy] = log_store;
@@ -352,6 +352,7 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.logs.notifications_window, notifications_window);
     EXPECT_EQ(got.logs.cleanup_interval, cleanup_interval);
     EXPECT_EQ(got.logs.retention.size(), retention.size());
+    EXPECT_EQ(got.logs.redact.size(), redact.size());
     EXPECT_EQ(got.logs.idle_timeout, idle_timeout);
     EXPECT_EQ(got.logs.max_upload, max_upload);
     EXPECT_EQ(got.logs.max_message_bytes, max_message_bytes);
@@ -992,6 +993,15 @@ TEST(Config, LogsKeepBitahoysWindowsAndRefuseWindowsThatKeepNothing) {
     EXPECT_EQ(rules->logs.retention[0].window, std::chrono::hours{24 * 7});
     EXPECT_EQ(rules->logs.retention[1].kind, store::LogKind::kNotification);
     EXPECT_EQ(rules->logs.retention[1].selector.scope, "team-a");
+    auto redact = load_string(
+        "logs:\n  redact:\n    - {pattern: 'password=\\S+', replacement: 'password=***'}\n",
+        "t.yaml");
+    ASSERT_TRUE(redact) << redact.error().message;
+    ASSERT_EQ(redact->logs.redact.size(), 1U);
+    EXPECT_EQ(redact->logs.redact[0].pattern, "password=\\S+");
+    EXPECT_EQ(redact->logs.redact[0].replacement, "password=***");
+    EXPECT_EQ(error_of("logs:\n  redact:\n    - {pattern: '(unclosed'}\n").substr(0, 60),
+              "aviary.yaml:3:17: logs.redact[0].pattern: not a regular expr");
     EXPECT_EQ(error_of("logs:\n  retention:\n    - {window: 1h}\n"),
               "aviary.yaml:3:7: logs.retention[0]: a retention rule needs a sender, level or "
               "scope to select its records (the kind's own window is logs_timewindow)");

@@ -62,6 +62,21 @@ TEST_F(LogsTest, UploadsPastALimitAreRefusedNamingTheRecord) {
     EXPECT_TRUE(kept().empty()) << "all or none";
 }
 
+TEST_F(LogsTest, MessagesAreRedactedBeforeTheyAreStored) {
+    core::redactor().add_secret("tok-4f8a9c2e");
+    open(
+        Settings{.redact = {RedactRule{.pattern = R"(password=\S+)", .replacement = "password=***"},
+                            RedactRule{.pattern = R"((\d{4})-\d{4}-\d{4}-(\d{4}))",
+                                       .replacement = "$1-xxxx-xxxx-$2"}}});
+    ASSERT_TRUE(logs_->upload(
+        store::LogKind::kLog, "",
+        {at(0ms, "w", 1, "login password=hunter2 ok"), at(0ms, "w", 1, "card 1234-5678-9012-3456"),
+         at(0ms, "w", 1, "Authorization: Bearer tok-4f8a9c2e")}));
+    EXPECT_EQ(kept(),
+              (std::vector<std::string>{"Authorization: Bearer REDACTED",
+                                        "card 1234-xxxx-xxxx-3456", "login password=*** ok"}));
+}
+
 TEST_F(LogsTest, RetentionRulesKeepTheirStreamsLongerOrShorterFirstMatchWinning) {
     Settings settings{.logs_window = 60s};
     settings.retention = {
