@@ -21,6 +21,7 @@
 #include "api/jobs_rest.hpp"
 #include "api/jsonrpc.hpp"
 #include "api/lease_waits.hpp"
+#include "api/logs_rest.hpp"
 #include "api/rest.hpp"
 #include "api/roller_rest.hpp"
 #include "api/router.hpp"
@@ -433,8 +434,15 @@ int serve(config::Config config, ServeOptions options) {
                      config.logs.store.path.c_str(), log_store.error().message.c_str());
         return 1;
     }
+    // Stored records wake the live tails of their scope (GET /api/v1/logs/tail).
+    net::Hub record_feed;
     logs::Logs records{config.logs, **log_store, clock};
     records.schedule(scheduler);
+    // serve's own audit events become notifications too (docs/logs.md, "serve's events").
+    records.schedule_events(scheduler, **store,
+                            [&record_feed](const std::vector<store::LogRecord>& copied) {
+                                publish_records(record_feed, copied);
+                            });
     auto rescued = engine.start();
     if (!rescued) {
         std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",
@@ -464,8 +472,6 @@ int serve(config::Config config, ServeOptions options) {
     JobsRest jobs_rest{job_waits, pool, config.fleet.wait_heartbeat};
     RollerRest roller{engine, fleet, pool};
     Authenticator auth{config.auth, config.server.listen};
-    // Stored records wake the live tails of their scope (GET /api/v1/logs/tail).
-    net::Hub record_feed;
     BitahoyWs bitahoy{records, pool, auth, record_feed};
     LogsRest logs_rest{records, pool, record_feed};
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 
 namespace aviary::logs {
 namespace {
@@ -35,7 +36,142 @@ Logs::Logs(const Settings& settings, store::LogStore& store, core::Clock& clock)
 Logs::~Logs() {
     if (scheduler_ != nullptr) {
         scheduler_->cancel(task_);
+        if (events_task_) {
+            scheduler_->cancel(*events_task_);
+        }
     }
+}
+
+namespace {
+
+constexpr std::string_view kEventsFeed = "events";
+constexpr int kEventsPerCopy = 500;
+
+int level_of(std::string_view kind) {
+    if (kind == "job.failed" || kind == "job.timed_out") {
+        return 3;
+    }
+    for (auto lapsed : {"lease.expired", "lease.freed", "waiter.expired", "waiter.dropped",
+                        "job.refused", "job.rescued", "job.cancelled"}) {
+        if (kind == lapsed) {
+            return 4;
+        }
+    }
+    for (auto prefix :
+         {"node.maintenance", "producer.", "queue.", "job.retrying", "node.removed"}) {
+        if (kind.starts_with(prefix)) {
+            return 5;
+        }
+    }
+    return 6;
+}
+
+/// A string member of the event's JSON (its `after`, else its `before`), or "".
+std::string member_of(const core::Event& event, std::string_view name) {
+    for (const auto* text : {&event.after, &event.before}) {
+        boost::system::error_code ec;
+        auto value = boost::json::parse(*text, ec);
+        if (ec || !value.is_object()) {
+            continue;
+        }
+        if (const auto* member = value.as_object().if_contains(name);
+            member != nullptr && member->is_string()) {
+            return std::string{member->as_string()};
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+store::LogRecord notification_of(const core::Event& event) {
+    std::string message = event.kind;
+    if (!event.node.empty()) {
+        message += " node=" + event.node;
+    }
+    const auto dot = event.kind.find('.');
+    const std::string_view subject = std::string_view{event.kind}.substr(0, dot);
+    if (subject == "job") {
+        if (auto id = member_of(event, "id"); !id.empty()) {
+            message += " job=" + id;
+        }
+        if (auto action = member_of(event, "action"); !action.empty()) {
+            message += " action=" + action;
+        }
+    }
+    if (subject == "job" || subject == "lease" || subject == "waiter") {
+        if (auto lease = member_of(event, "lease_id"); !lease.empty()) {
+            message += " lease=" + lease;
+        }
+    }
+    message += " actor=" + event.actor;
+    return store::LogRecord{.kind = store::LogKind::kNotification,
+                            .scope = "",
+                            .time_ns = to_ns(event.at),
+                            .level = level_of(event.kind),
+                            .sender = "aviary",
+                            .message = std::move(message)};
+}
+
+core::Result<std::size_t> Logs::copy_events(store::Store& events) {
+    auto position = store_.feed_position(kEventsFeed);
+    if (!position) {
+        return position.error();
+    }
+    if (!*position) {
+        // A new log database starts at the newest event: history stays in the audit trail.
+        auto newest = events.events(store::EventQuery{.limit = 1});
+        if (!newest) {
+            return newest.error();
+        }
+        const std::int64_t through = newest->empty() ? 0 : newest->front().id;
+        auto started = store_.append_from(kEventsFeed, through, {});
+        if (!started) {
+            return started.error();
+        }
+        return std::size_t{0};
+    }
+    auto batch = events.events(store::EventQuery{.after_id = **position, .limit = kEventsPerCopy});
+    if (!batch) {
+        return batch.error();
+    }
+    if (batch->empty()) {
+        return std::size_t{0};
+    }
+    std::vector<store::LogRecord> records;
+    records.reserve(batch->size());
+    for (const auto& event : *batch) {
+        records.push_back(notification_of(event));
+        core::redactor().hide_secrets(records.back().message);
+    }
+    auto stored = store_.append_from(kEventsFeed, batch->back().id, std::move(records));
+    if (!stored) {
+        return stored.error();
+    }
+    if (on_copied_) {
+        on_copied_(*stored);
+    }
+    return stored->size();
+}
+
+void Logs::schedule_events(core::Scheduler& scheduler, store::Store& events, OnCopied on_copied) {
+    scheduler_ = &scheduler;
+    on_copied_ = std::move(on_copied);
+    events_task_ = scheduler.add(core::Scheduler::Task{
+        .name = "event-notifications",
+        .interval = std::chrono::seconds{1},
+        .jitter = 0.0,
+        .run_once = [this, &events](core::TimePoint) -> std::optional<core::TimePoint> {
+            auto copied = copy_events(events);
+            if (!copied) {
+                core::logger("logs")->warn("copying events into notifications: {}",
+                                           copied.error().message);
+            }
+            return std::nullopt;
+        },
+        // Each instance keeps its own log database (docs/logs.md): each copies into its own.
+        .leader_only = false,
+    });
 }
 
 core::Result<std::vector<store::LogRecord>> Logs::upload(store::LogKind kind,

@@ -3,6 +3,7 @@
 /// window, sender and level (docs/logs.md). The rules live here; the records in the store's log
 /// store (a database of its own); the wire formats (Bitahoy's WebSocket) in api.
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <regex>
 #include <string>
@@ -66,6 +67,12 @@ struct Window {
     std::optional<int> max_level;  ///< level <= this
 };
 
+/// The notification an audit event becomes (docs/logs.md, "serve's events"): sender
+/// "aviary", the event's time, a level by its kind (3 a job failed or timed out, 4 what lapsed
+/// or was refused, 5 maintenance, production and queue changes, 6 the rest), and a message
+/// naming the kind, the node, the actor and the job or lease id.
+store::LogRecord notification_of(const core::Event& event);
+
 /// Every method blocks on the store: call it from a worker thread (net::offload).
 class Logs {
 public:
@@ -96,6 +103,14 @@ public:
     /// Runs sweep() every cleanup_interval on `scheduler` (on the leader only).
     void schedule(core::Scheduler& scheduler);
 
+    /// Copies the audit events `events` recorded since the last copy into notifications, the
+    /// feed's position stored in the same commit; the first copy starts at the newest event.
+    /// Returns how many it copied.
+    core::Result<std::size_t> copy_events(store::Store& events);
+    /// Runs copy_events() every second; `on_copied` hears of what it stored (live tails).
+    using OnCopied = std::function<void(const std::vector<store::LogRecord>&)>;
+    void schedule_events(core::Scheduler& scheduler, store::Store& events, OnCopied on_copied);
+
     const Settings& settings() const { return settings_; }
 
 private:
@@ -106,6 +121,8 @@ private:
     core::Clock& clock_;
     core::Scheduler* scheduler_ = nullptr;
     core::Scheduler::TaskId task_ = 0;
+    std::optional<core::Scheduler::TaskId> events_task_;
+    OnCopied on_copied_;
 };
 
 /// Nanoseconds since the epoch of `t`.

@@ -111,6 +111,14 @@ public:
     virtual ~LogStore() = default;
     /// Stores `records` in one write (all or none) and returns them with their ids set.
     virtual core::Result<std::vector<LogRecord>> append(std::vector<LogRecord> records) = 0;
+    /// The same, and in the same commit records that feed `feed` has been copied up to
+    /// `through` (the events copied into notifications): a crash copies nothing twice.
+    virtual core::Result<std::vector<LogRecord>> append_from(std::string_view feed,
+                                                             std::int64_t through,
+                                                             std::vector<LogRecord> records) = 0;
+    /// How far `feed` has been copied; nullopt when it never was.
+    virtual core::Result<std::optional<std::int64_t>> feed_position(
+        std::string_view feed) const = 0;
     /// Newest first: by time, then by id.
     virtual core::Result<std::vector<LogRecord>> query(const LogQuery& query) const = 0;
     /// Ids above follow.after_id, in id order (the order they were stored).

@@ -163,6 +163,8 @@ struct EventQuery {
     std::string node;  ///< empty: every node
     std::optional<core::TimePoint> since;
     std::optional<std::int64_t> before_id;  ///< paging cursor: events with id < before_id
+    /// Following: events with id > after_id, oldest first (the others come newest first).
+    std::optional<std::int64_t> after_id;
     int limit = 100;
 };
 

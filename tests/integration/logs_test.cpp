@@ -340,6 +340,37 @@ TEST(LogsCli, FollowPrintsTheHistoryThenEachNewLineAndResumesAfterTheTailEnds) {
     EXPECT_EQ(count("  w  live one\n"), 1U) << "nothing twice across the resume: " << log;
 }
 
+TEST_F(Logs, ServesOwnEventsAreReadAsNotificationsWithTheirIds) {
+    auto tail = connect(server_, "/api/v1/logs/tail?kind=notifications&sender=aviary");
+    ASSERT_TRUE(tail);
+    ASSERT_EQ(read_json(*tail).at("type"), "start");
+    auto leased =
+        http(server_, "POST", "/api/v1/leases", R"({"node": "lotus-0", "owner": "anton"})");
+    ASSERT_EQ(leased->status, 201) << leased->body;
+    const std::string lease_id{json_of(leased).at("id").as_string()};
+    // The tail hears of it as soon as it is copied (every second).
+    bool seen = false;
+    for (int i = 0; i < 20 && !seen; ++i) {
+        auto m = read_json(*tail, 15s);
+        ASSERT_TRUE(m.is_object()) << "the tail ended";
+        if (m.at("type") != "records") {
+            continue;
+        }
+        for (const auto& record : m.at("records").as_array()) {
+            seen = seen || record.at("message").as_string().starts_with("lease.acquired");
+        }
+    }
+    EXPECT_TRUE(seen);
+    auto found =
+        json_of(http(server_, "GET", "/api/v1/logs?kind=notifications&contains=lease.acquired"));
+    ASSERT_EQ(found.at("records").as_array().size(), 1U) << found;
+    const auto& note = found.at("records").at(0);
+    EXPECT_EQ(note.at("sender"), "aviary");
+    EXPECT_EQ(note.at("level"), 6);
+    EXPECT_EQ(note.at("message"),
+              json::value("lease.acquired node=lotus-0 lease=" + lease_id + " actor=anton"));
+}
+
 TEST_F(Logs, ATailsBadParametersAreRefusedBeforeTheUpgrade) {
     auto refused = net::WebSocketClient::connect(net::WebSocketConnect{
         .url = fmt::format("ws://{}/api/v1/logs/tail?level=high", server_.address())});

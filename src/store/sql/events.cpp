@@ -22,7 +22,11 @@ std::string events_sql(const EventQuery& query) {
     if (query.before_id) {
         sql += " AND id < ?" + std::to_string(++param);
     }
-    sql += " ORDER BY id DESC LIMIT ?" + std::to_string(++param);
+    if (query.after_id) {
+        sql += " AND id > ?" + std::to_string(++param);
+    }
+    sql += query.after_id ? " ORDER BY id LIMIT ?" : " ORDER BY id DESC LIMIT ?";
+    sql += std::to_string(++param);
     return sql;
 }
 
@@ -36,6 +40,9 @@ void bind_filters(Statement& select, const EventQuery& query) {
     }
     if (query.before_id) {
         select.bind(++param, *query.before_id);
+    }
+    if (query.after_id) {
+        select.bind(++param, *query.after_id);
     }
     select.bind(++param, std::int64_t{std::clamp(query.limit, 1, kMaxEventsPerPage)});
 }

@@ -35,6 +35,10 @@ CREATE TABLE log_records (
     message TEXT NOT NULL
 );
 CREATE INDEX log_records_kind_time ON log_records (kind, time_ns);
+CREATE TABLE feed_positions (
+    feed TEXT PRIMARY KEY,
+    through INTEGER NOT NULL
+);
 INSERT INTO schema_version (version) VALUES (1);
 )sql";
 
@@ -144,34 +148,30 @@ public:
     ~SqliteLogStore() override { close(); }
 
     core::Result<std::vector<LogRecord>> append(std::vector<LogRecord> records) override {
-        if (records.empty()) {
-            return records;
-        }
-        auto written = writer_.submit([&records](sql::Connection& db) -> core::Result<void> {
-            for (auto& record : records) {
-                // From the connection's cache: one prepared statement, reset after each row.
-                auto insert = db.prepare(
-                    "INSERT INTO log_records (kind, scope, time_ns, level, sender, message) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id");
-                if (!insert) {
-                    return insert.error();
+        return append_with(std::move(records), {});
+    }
+
+    core::Result<std::vector<LogRecord>> append_from(std::string_view feed,
+                                                     std::int64_t through,
+                                                     std::vector<LogRecord> records) override {
+        return append_with(std::move(records), FeedPosition{std::string{feed}, through});
+    }
+
+    core::Result<std::optional<std::int64_t>> feed_position(std::string_view feed) const override {
+        return with_reader(
+            [feed](sql::Connection& db) -> core::Result<std::optional<std::int64_t>> {
+                auto select = db.prepare("SELECT through FROM feed_positions WHERE feed = ?1");
+                if (!select) {
+                    return select.error();
                 }
-                insert->bind_all(kind_number(record.kind), record.scope, record.time_ns,
-                                 static_cast<std::int64_t>(record.level), record.sender,
-                                 record.message);
-                auto row = insert->step();
+                select->bind_all(feed);
+                auto row = select->step();
                 if (!row) {
                     return row.error();
                 }
-                record.id = insert->int64(0);
-            }
-            return {};
-        });
-        if (!written) {
-            return written.error();
-        }
-        appended_ += records.size();
-        return records;
+                return *row ? std::optional<std::int64_t>{select->int64(0)}
+                            : std::optional<std::int64_t>{};
+            });
     }
 
     core::Result<std::vector<LogRecord>> query(const LogQuery& q) const override {
@@ -313,6 +313,53 @@ public:
     }
 
 private:
+    struct FeedPosition {
+        std::string feed;
+        std::int64_t through = 0;
+    };
+
+    core::Result<std::vector<LogRecord>> append_with(std::vector<LogRecord> records,
+                                                     std::optional<FeedPosition> position) {
+        if (records.empty() && !position) {
+            return records;
+        }
+        auto written =
+            writer_.submit([&records, &position](sql::Connection& db) -> core::Result<void> {
+                for (auto& record : records) {
+                    // From the connection's cache: one prepared statement, reset after each row.
+                    auto insert = db.prepare(
+                        "INSERT INTO log_records (kind, scope, time_ns, level, sender, message) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id");
+                    if (!insert) {
+                        return insert.error();
+                    }
+                    insert->bind_all(kind_number(record.kind), record.scope, record.time_ns,
+                                     static_cast<std::int64_t>(record.level), record.sender,
+                                     record.message);
+                    auto row = insert->step();
+                    if (!row) {
+                        return row.error();
+                    }
+                    record.id = insert->int64(0);
+                }
+                if (position) {
+                    auto moved = db.prepare(
+                        "INSERT INTO feed_positions (feed, through) VALUES (?1, ?2) "
+                        "ON CONFLICT (feed) DO UPDATE SET through = excluded.through");
+                    if (!moved) {
+                        return moved.error();
+                    }
+                    return moved->bind_all(position->feed, position->through).run();
+                }
+                return {};
+            });
+        if (!written) {
+            return written.error();
+        }
+        appended_ += records.size();
+        return records;
+    }
+
     /// Runs `read` on a read connection (on the one connection, for ":memory:").
     template <class Read>
     auto with_reader(Read read) const -> decltype(read(std::declval<sql::Connection&>())) {

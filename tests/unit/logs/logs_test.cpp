@@ -110,6 +110,35 @@ TEST_F(LogsTest, RetentionRulesKeepTheirStreamsLongerOrShorterFirstMatchWinning)
     EXPECT_EQ(kept(store::LogKind::kNotification), (std::vector<std::string>{"a 2h", "b 60d"}));
 }
 
+TEST(NotificationOf, AnEventNamesItsKindNodeIdsAndActorWithALevelByKind) {
+    const core::Event failed{.id = 7,
+                             .at = core::TimePoint{std::chrono::seconds{1'764'928'000}},
+                             .actor = "system",
+                             .kind = "job.failed",
+                             .node = "lotus-0",
+                             .before = R"({"id":"01J0JOB","action":"old"})",
+                             .after = R"({"id":"01J0JOB","action":"upgrade","state":"failed",
+                                          "lease_id":""})"};
+    auto note = notification_of(failed);
+    EXPECT_EQ(note.kind, store::LogKind::kNotification);
+    EXPECT_EQ(note.sender, "aviary");
+    EXPECT_EQ(note.level, 3);
+    EXPECT_EQ(note.time_ns, 1'764'928'000'000'000'000);
+    EXPECT_EQ(note.message, "job.failed node=lotus-0 job=01J0JOB action=upgrade actor=system");
+    const core::Event released{.actor = "anton",
+                               .kind = "lease.released",
+                               .node = "lotus-1",
+                               .before = R"({"lease_id":"01J0LEASE","owner":"anton"})",
+                               .after = "{}"};
+    EXPECT_EQ(notification_of(released).message,
+              "lease.released node=lotus-1 lease=01J0LEASE actor=anton");
+    EXPECT_EQ(notification_of(released).level, 6);
+    EXPECT_EQ(notification_of(core::Event{.kind = "lease.expired"}).level, 4);
+    EXPECT_EQ(notification_of(core::Event{.kind = "node.maintenance_started"}).level, 5);
+    EXPECT_EQ(notification_of(core::Event{.kind = "queue.paused", .after = "not json"}).message,
+              "queue.paused actor=");
+}
+
 TEST_F(LogsTest, ARetentionPassRemovesInBoundedBatchesUntilNothingIsLeft) {
     open(Settings{.logs_window = 60s, .retention_batch = 7});
     std::vector<store::LogRecord> old;

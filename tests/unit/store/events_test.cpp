@@ -51,6 +51,28 @@ TEST_P(Events, PageNewestFirstWithCursorNodeAndSinceFilters) {
     EXPECT_EQ(one->size(), 1U);
 }
 
+TEST_P(Events, FollowingAfterAnIdReadsOldestFirst) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 2);  // events 1, 2: node.added
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-0", "alice", clock.now())));
+    ASSERT_TRUE(store->try_lease(lease_of("lotus-1", "bob", clock.now())));
+    auto all = store->events(EventQuery{});
+    ASSERT_TRUE(all);
+    ASSERT_EQ(all->size(), 4U);
+    const auto second = (*all)[2].id;  // newest first: the second event ever
+    auto after = store->events(EventQuery{.after_id = second, .limit = 1});
+    ASSERT_TRUE(after);
+    ASSERT_EQ(after->size(), 1U);
+    EXPECT_EQ((*after)[0].kind, "lease.acquired");
+    EXPECT_EQ((*after)[0].node, "lotus-0") << "the oldest after the id, not the newest";
+    auto rest = store->events(EventQuery{.after_id = (*after)[0].id});
+    ASSERT_TRUE(rest);
+    ASSERT_EQ(rest->size(), 1U);
+    EXPECT_EQ((*rest)[0].node, "lotus-1");
+    EXPECT_TRUE(store->events(EventQuery{.after_id = (*rest)[0].id})->empty());
+}
+
 TEST_P(Events, PruneDeletesOnlyOlderEvents) {
     core::ManualClock clock;
     auto store = lotus_store(clock, 2);
