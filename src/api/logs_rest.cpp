@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <cctype>
 #include <charconv>
 #include <limits>
 #include <memory>
@@ -136,6 +137,119 @@ core::Result<bool> read_filter(std::string_view key,
     return false;
 }
 
+/// The sender of a Loki stream: the first of these labels it has.
+std::string loki_sender(const json::object& labels) {
+    for (const char* name :
+         {"sender", "service_name", "service", "job", "app", "container", "host", "instance"}) {
+        if (const auto* v = labels.if_contains(name);
+            v != nullptr && v->is_string() && !v->as_string().empty()) {
+            return std::string{v->as_string()};
+        }
+    }
+    return "loki";
+}
+
+/// A Loki stream's level label as a number: syslog's severities by name, or a number as given;
+/// 6 (info) when it has none.
+core::Result<int> loki_level(const json::object& labels) {
+    const json::value* level = nullptr;
+    for (const char* name : {"level", "detected_level", "severity"}) {
+        if ((level = labels.if_contains(name)) != nullptr) {
+            break;
+        }
+    }
+    if (level == nullptr || !level->is_string()) {
+        return 6;
+    }
+    std::string text{level->as_string()};
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    static constexpr std::pair<std::string_view, int> kNames[] = {
+        {"emergency", 0}, {"emerg", 0}, {"alert", 1},       {"critical", 2}, {"crit", 2},
+        {"fatal", 2},     {"error", 3}, {"err", 3},         {"warning", 4},  {"warn", 4},
+        {"notice", 5},    {"info", 6},  {"information", 6}, {"debug", 7},    {"trace", 7}};
+    for (const auto& [name, number] : kNames) {
+        if (text == name) {
+            return number;
+        }
+    }
+    int number = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+    if (ec == std::errc{} && end == text.data() + text.size()) {
+        return number;
+    }
+    return invalid(
+        fmt::format("level \"{}\" is neither a severity name (error, warn, info...) "
+                    "nor a number",
+                    text));
+}
+
+/// Loki's JSON push body: {"streams":[{"stream":{labels},"values":[["<unix ns>","line"],...]}]}.
+core::Result<std::vector<store::LogRecord>> read_loki_push(std::string_view body,
+                                                           std::size_t max_entries) {
+    boost::system::error_code ec;
+    json::parse_options options;
+    options.max_depth = 16;
+    auto value = json::parse(body, ec, {}, options);
+    if (ec) {
+        return invalid(fmt::format("the body is not JSON: {}", ec.message()));
+    }
+    const auto* streams = value.is_object() ? value.as_object().if_contains("streams") : nullptr;
+    if (streams == nullptr || !streams->is_array()) {
+        return invalid(
+            "a push is {\"streams\": [{\"stream\": {labels}, \"values\": "
+            "[[\"<unix ns>\", \"line\"], ...]}]}");
+    }
+    std::vector<store::LogRecord> records;
+    std::size_t s = 0;
+    for (const auto& stream : streams->as_array()) {
+        const auto* labels =
+            stream.is_object() ? stream.as_object().if_contains("stream") : nullptr;
+        const auto* values =
+            stream.is_object() ? stream.as_object().if_contains("values") : nullptr;
+        if (labels == nullptr || !labels->is_object() || values == nullptr || !values->is_array()) {
+            return invalid(
+                fmt::format("streams[{}] needs \"stream\" (an object of labels) and "
+                            "\"values\" (a list)",
+                            s));
+        }
+        auto level = loki_level(labels->as_object());
+        if (!level) {
+            return invalid(fmt::format("streams[{}].stream: {}", s, level.error().message));
+        }
+        const auto sender = loki_sender(labels->as_object());
+        std::size_t v = 0;
+        for (const auto& entry : values->as_array()) {
+            const auto* pair = entry.is_array() ? &entry.as_array() : nullptr;
+            std::int64_t ns = 0;
+            bool ok = pair != nullptr && pair->size() >= 2 && (*pair)[0].is_string() &&
+                      (*pair)[1].is_string();
+            if (ok) {
+                const auto text = (*pair)[0].as_string();
+                auto [end, parsed] = std::from_chars(text.data(), text.data() + text.size(), ns);
+                ok = parsed == std::errc{} && end == text.data() + text.size() && ns >= 0;
+            }
+            if (!ok) {
+                return invalid(
+                    fmt::format("streams[{}].values[{}] must be [\"<unix time in ns>\", "
+                                "\"line\"]",
+                                s, v));
+            }
+            if (records.size() == max_entries) {
+                return invalid(fmt::format("the push holds more than {} lines (logs.max_upload)",
+                                           max_entries));
+            }
+            records.push_back(store::LogRecord{.time_ns = ns,
+                                               .level = *level,
+                                               .sender = sender,
+                                               .message = std::string{(*pair)[1].as_string()}});
+            ++v;
+        }
+        ++s;
+    }
+    return records;
+}
+
 std::string message(std::string_view type, json::object fields) {
     fields["type"] = type;
     return json::serialize(fields);
@@ -244,6 +358,10 @@ void LogsRest::add_routes(RouteTable& table) {
     table.add({.method = "GET", .pattern = "/api/v1/logs", .handler = [this](RouteContext& c) {
                    return search(c);
                }});
+    table.add({.method = "POST",
+               .pattern = "/loki/api/v1/push",
+               .handler = [this](RouteContext& c) { return loki_push(c); },
+               .body = BodyKind::kOwn});
     table.add({.method = "GET",
                .pattern = "/api/v1/logs/tail",
                .handler = [this](RouteContext& c) { return tail(c); },
@@ -315,6 +433,34 @@ asio::awaitable<net::Response> LogsRest::search(RouteContext& context) {
     json::object body{{"records", std::move(out)}};
     body["next_cursor"] = more ? json::value(cursor_of(records->back())) : json::value(nullptr);
     co_return json_reply(200, json::serialize(body));
+}
+
+asio::awaitable<net::Response> LogsRest::loki_push(RouteContext& context) {
+    auto plain = [](int status, std::string text) {
+        return net::Response{.status = status, .body = std::move(text) + "\n"};
+    };
+    const auto type = context.request.header("Content-Type").value_or("");
+    if (type.find("json") == std::string_view::npos) {
+        co_return plain(415, fmt::format("unsupported Content-Type \"{}\": aviary takes Loki's "
+                                         "JSON push (application/json), not its protobuf one",
+                                         type));
+    }
+    auto records = read_loki_push(context.request.body, logs_.settings().max_upload);
+    if (!records) {
+        co_return plain(400, records.error().message);
+    }
+    auto work = [this, scope = context.caller.identity, records = std::move(*records)]() mutable {
+        return logs_.upload(store::LogKind::kLog, scope, std::move(records));
+    };
+    auto stored = co_await net::offload(pool_, std::move(work));
+    if (!stored) {
+        co_return plain(stored.error().code == core::ErrorCode::kInvalidArgument ? 400 : 500,
+                        stored.error().message);
+    }
+    if (!stored->empty()) {
+        publish_records(records_, *stored);
+    }
+    co_return net::Response{.status = 204, .body = ""};
 }
 
 asio::awaitable<net::Response> LogsRest::tail(RouteContext& context) {

@@ -31,6 +31,8 @@ public:
 
 private:
     net::asio::awaitable<net::Response> search(RouteContext& context);
+    /// Loki's push API, JSON: POST /loki/api/v1/push (Vector, Alloy, curl).
+    net::asio::awaitable<net::Response> loki_push(RouteContext& context);
     net::asio::awaitable<net::Response> tail(RouteContext& context);
     net::asio::awaitable<void> run_tail(TailSink& sink, std::shared_ptr<Tail> tail);
     /// Sends what the store holds after the tail's cursor; false once the client is gone.

@@ -371,6 +371,45 @@ TEST_F(Logs, ServesOwnEventsAreReadAsNotificationsWithTheirIds) {
               json::value("lease.acquired node=lotus-0 lease=" + lease_id + " actor=anton"));
 }
 
+TEST_F(Logs, LokisJsonPushIsStoredWithItsSenderLevelAndTimeAndBadPushesSayWhy) {
+    const auto ns = static_cast<std::int64_t>(now_seconds() * 1e9);
+    const auto body = fmt::format(R"({{"streams":[
+        {{"stream":{{"job":"vector","level":"error","host":"n1"}},
+          "values":[["{}","disk failed"],["{}","disk failed again"]]}},
+        {{"stream":{{"service_name":"api"}},"values":[["{}","GET / 200"]]}}]}})",
+                                  ns - 2'000'000'000, ns - 1'000'000'000, ns);
+    auto pushed = http(server_, "POST", "/loki/api/v1/push", body);
+    ASSERT_EQ(pushed->status, 204) << pushed->body;
+    auto found = json_of(http(server_, "GET", "/api/v1/logs"));
+    const auto& records = found.at("records").as_array();
+    ASSERT_EQ(records.size(), 3U) << found;
+    EXPECT_EQ(records[0].at("message"), "GET / 200");
+    EXPECT_EQ(records[0].at("sender"), "api");
+    EXPECT_EQ(records[0].at("level"), 6);
+    EXPECT_EQ(records[0].at("time_ns"), ns);
+    EXPECT_EQ(records[2].at("message"), "disk failed");
+    EXPECT_EQ(records[2].at("sender"), "vector");
+    EXPECT_EQ(records[2].at("level"), 3);
+
+    for (const auto& [request, says] : std::vector<std::pair<std::string, std::string>>{
+             {"{nope", "the body is not JSON"},
+             {R"({"streams":{}})", "a push is {\"streams\""},
+             {R"({"streams":[{"stream":{},"values":[["1","a"],[2,"b"]]}]})",
+              "streams[0].values[1] must be [\"<unix time in ns>\", \"line\"]"},
+             {R"({"streams":[{"stream":{"level":"loud"},"values":[]}]})",
+              "streams[0].stream: level \"loud\" is neither a severity name"}}) {
+        auto refused = http(server_, "POST", "/loki/api/v1/push", request);
+        EXPECT_EQ(refused->status, 400) << request;
+        EXPECT_NE(refused->body.find(says), std::string::npos) << request << ": " << refused->body;
+    }
+    auto protobuf = http(server_, "POST", "/loki/api/v1/push", "\x0a\x00",
+                         {{"Content-Type", "application/x-protobuf"}});
+    EXPECT_EQ(protobuf->status, 415);
+    EXPECT_NE(protobuf->body.find("not its protobuf one"), std::string::npos) << protobuf->body;
+    EXPECT_EQ(json_of(http(server_, "GET", "/api/v1/logs")).at("records").as_array().size(), 3U)
+        << "nothing of the bad pushes was stored";
+}
+
 TEST_F(Logs, ATailsBadParametersAreRefusedBeforeTheUpgrade) {
     auto refused = net::WebSocketClient::connect(net::WebSocketConnect{
         .url = fmt::format("ws://{}/api/v1/logs/tail?level=high", server_.address())});
