@@ -188,6 +188,30 @@ TEST_F(Bitahoy, BadInputGetsAClearAnswerAndTheConnectionGoesOn) {
     EXPECT_EQ(http(server_, "GET", "/healthz")->status, 200);
 }
 
+TEST_F(Bitahoy, HugeOrInvalidFramesCloseThatConnectionWithTheReasonAndNoOther) {
+    Ws bystander{server_};
+    ASSERT_TRUE(bystander.ok());
+    {
+        Ws huge{server_};
+        ASSERT_TRUE(huge.ok());
+        // Past server.websocket.max_message_bytes (1 MiB).
+        std::string big = R"({"action":"uploadLogs","logs":[{"message":")" +
+                          std::string(std::size_t{2} * 1024 * 1024, 'x') + R"("}]})";
+        (void)huge.send(big);
+        EXPECT_TRUE(huge.next(5s).is_null());
+        EXPECT_EQ(huge.raw().close_code(), 1009) << huge.last_error;
+    }
+    {
+        Ws garbled{server_};
+        ASSERT_TRUE(garbled.ok());
+        (void)garbled.send("{\"action\":\"ping\",\"x\":\"\xff\xfe\"}");  // not UTF-8
+        EXPECT_TRUE(garbled.next(5s).is_null());
+        EXPECT_EQ(garbled.raw().close_code(), 1007) << garbled.last_error;
+    }
+    EXPECT_EQ(bystander.call(R"({"action":"ping"})"),
+              json::parse(R"({"success":true,"action":"ping"})"));
+}
+
 TEST_F(Bitahoy, APlainGetOfTheWebSocketRouteIsTold426) {
     auto plain = http(server_, "GET", "/ws");
     ASSERT_TRUE(plain);
