@@ -3,7 +3,7 @@
 # Safe to run again: it does nothing when everything is present.
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx, Celery + Redis,
-#                                    supervisord, rsync and zstd)
+#                                    supervisord and zstd)
 set -euo pipefail
 
 packages=(
@@ -13,15 +13,16 @@ packages=(
     libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
     libyaml-cpp-dev libsqlite3-dev sqlite3 libpq-dev libspdlog-dev libfmt-dev libcli11-dev
     libzstd-dev zstd
-    # tests: gtest/gmock, PostgreSQL for the store tests, promtool for /metrics
-    googletest libgtest-dev libgmock-dev libbenchmark-dev postgresql prometheus procps
+    # tests: gtest/gmock, PostgreSQL for the store tests, promtool for /metrics, rsync as the
+    # backups' push and pull commands
+    googletest libgtest-dev libgmock-dev libbenchmark-dev postgresql prometheus procps rsync
     # machine tasks' tools and the real peers their tests start on loopback: ssh (client and
     # sshd), ipmitool and OpenIPMI's ipmi_sim, net-snmp's tools and snmpd, ping; Chromium for
     # the browser's CORS preflight
     openssh-client openssh-server ipmitool openipmi snmp snmpd iputils-ping chromium
 )
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor rsync zstd)
+    packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor zstd)
 fi
 
 missing=()

@@ -176,7 +176,7 @@ json::object backup_json(const supervisor::BackupEntry& entry) {
                    {"size", m.size},
                    {"file_count", m.file_count},
                    {"linked", m.linked},
-                   {"format", m.archive.empty() ? "dir" : "tar.zst"},
+                   {"format", m.archive.empty() || m.archive == "push" ? "dir" : "tar.zst"},
                    {"archive_size", m.archive_size}};
     if (!m.block_hash.empty()) {
         o["block_hash"] = m.block_hash;

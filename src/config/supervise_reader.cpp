@@ -800,6 +800,10 @@ void read_argv(YamlReader& r,
 }
 
 constexpr std::string_view kUploadExample = "[rclone, rcat, \"remote:backups/{{name}}.tar.zst\"]";
+constexpr std::string_view kPushExample =
+    "[rsync, -a, --delete, \"{{source}}/\", \"backup-host:/backups/{{name}}/\"]";
+constexpr std::string_view kPullExample =
+    "[rsync, -a, \"backup-host:/backups/{{name}}/\", \"{{destination}}/\"]";
 
 void read_program(YamlReader& r,
                   const Value& value,
@@ -1127,9 +1131,48 @@ void read_producer_settings(YamlReader& r, const Value& value, supervisor::Produ
         });
 }
 
+/// True when one argument of `argv` holds `key` (`{{source}}`).
+bool has_template(const std::vector<std::string>& argv, std::string_view key) {
+    return std::any_of(argv.begin(), argv.end(),
+                       [&](const std::string& arg) { return arg.find(key) != std::string::npos; });
+}
+
+/// push and pull (docs/backups.md, "Sync commands"): together, with format dir, each naming the
+/// directory it works on. A list read_argv() refused is empty and said so already.
+void check_sync_commands(YamlReader& r,
+                         const supervisor::BackupFormat& f,
+                         const std::optional<Value>& push_at,
+                         const std::optional<Value>& pull_at) {
+    if (push_at && !f.push.empty()) {
+        if (f.archive) {
+            r.error(*push_at,
+                    "push copies a directory tree: it needs format: dir (tar.zst takes upload and "
+                    "download)");
+        } else if (!has_template(f.push, "{{source}}")) {
+            r.error(*push_at, fmt::format("push needs {{{{source}}}} in an argument, the tree it "
+                                          "copies, like {}",
+                                          kPushExample));
+        } else if (!pull_at) {
+            r.error(*push_at,
+                    "push needs pull: the command that copies a backup back for a restore");
+        }
+    }
+    if (pull_at && !f.pull.empty()) {
+        if (!push_at) {
+            r.error(*pull_at, "pull goes with push");
+        } else if (!f.archive && !has_template(f.pull, "{{destination}}")) {
+            r.error(*pull_at, fmt::format("pull needs {{{{destination}}}} in an argument, the "
+                                          "directory it fills, like {}",
+                                          kPullExample));
+        }
+    }
+}
+
 void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& b, FileRead& file) {
     std::optional<Value> upload_at;
     std::optional<Value> download_at;
+    std::optional<Value> push_at;
+    std::optional<Value> pull_at;
     r.read_map(
         value,
         {
@@ -1151,6 +1194,16 @@ void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& 
                  download_at = v;
                  read_argv(r, v, b.format.download, kUploadExample);
              }},
+            {"push",
+             [&](const Value& v) {
+                 push_at = v;
+                 read_argv(r, v, b.format.push, kPushExample);
+             }},
+            {"pull",
+             [&](const Value& v) {
+                 pull_at = v;
+                 read_argv(r, v, b.format.pull, kPullExample);
+             }},
             {"compression_level", [&](const Value& v) { r.read_int(v, b.format.level, 1, 19); }},
             {"compression_threads",
              [&](const Value& v) { r.read_int(v, b.format.threads, 0, 64); }},
@@ -1169,6 +1222,7 @@ void read_backup(YamlReader& r, const Value& value, supervisor::BackupSettings& 
     } else if (download_at && b.format.upload.empty()) {
         r.error(*download_at, "download goes with upload");
     }
+    check_sync_commands(r, b.format, push_at, pull_at);
 }
 
 void read_supervise_root(YamlReader& r,

@@ -16,6 +16,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
 
 extern char** environ;
@@ -30,6 +34,8 @@ constexpr std::uint64_t kMaxLongName = 4096;
 /// The largest size ustar's 11 octal digits hold; larger ones are written in base 256.
 constexpr std::uint64_t kMaxOctalSize = 077777777777ULL;
 constexpr std::size_t kMaxStderr = 4096;
+/// How often a command run to its end (Command::run) has its processes' I/O counters read.
+constexpr core::Millis kIoLook{1000};
 
 core::Error storage(std::string message) {
     return core::Error{core::ErrorCode::kStorage, std::move(message)};
@@ -531,6 +537,63 @@ ssize_t write_no_sigpipe(int fd, const char* data, std::size_t size) {
     return n;
 }
 
+/// Bytes `pid` has read and written through any descriptor (/proc/PID/io's rchar and wchar);
+/// 0 when /proc does not show them to us.
+std::uint64_t io_bytes(pid_t pid) {
+    std::ifstream in{fmt::format("/proc/{}/io", pid)};
+    std::string key;
+    std::uint64_t value = 0;
+    std::uint64_t total = 0;
+    while (in >> key >> value) {
+        if (key == "rchar:" || key == "wchar:") {
+            total += value;
+        }
+    }
+    return total;
+}
+
+/// io_bytes() of `root` and every process under it, summed: rsync copies in a child it forks,
+/// and a child's counters join its parent's only once it is reaped. Only changes matter (a
+/// child gone may lower the sum): they show the command is moving data while it prints nothing.
+std::uint64_t tree_io(pid_t root) {
+    std::multimap<pid_t, pid_t> children;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it{"/proc", ec}, end; !ec && it != end;
+         it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.empty() ||
+            !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+            continue;
+        }
+        std::ifstream stat{it->path() / "stat"};
+        std::string line;
+        std::getline(stat, line);
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+        const auto close = line.rfind(')');
+        if (close == std::string::npos) {
+            continue;
+        }
+        std::istringstream rest{line.substr(close + 1)};
+        char state = 0;
+        pid_t parent = 0;
+        if (rest >> state >> parent) {
+            children.emplace(parent, static_cast<pid_t>(std::stol(name)));
+        }
+    }
+    std::uint64_t total = 0;
+    std::vector<pid_t> todo{root};
+    while (!todo.empty()) {
+        const pid_t pid = todo.back();
+        todo.pop_back();
+        total += io_bytes(pid);
+        auto [from, to] = children.equal_range(pid);
+        for (auto it = from; it != to; ++it) {
+            todo.push_back(it->second);
+        }
+    }
+    return total;
+}
+
 }  // namespace
 
 struct Command::Impl {
@@ -557,24 +620,99 @@ struct Command::Impl {
         }
     }
 
-    void drain_stderr() {
+    /// Reads what stderr holds now into `err` (its last kMaxStderr bytes); true when there was
+    /// something.
+    bool drain_stderr() {
         if (stderr_fd < 0) {
-            return;
+            return false;
         }
         char buffer[1024];
+        bool got = false;
         while (true) {
             auto n = ::read(stderr_fd, buffer, sizeof buffer);
             if (n <= 0) {
                 if (n == 0) {
                     close_fd(stderr_fd);
                 }
-                return;
+                return got;
             }
+            got = true;
             err.append(buffer, static_cast<std::size_t>(n));
             if (err.size() > kMaxStderr) {
                 err.erase(0, err.size() - kMaxStderr);
             }
         }
+    }
+
+    /// Reads and drops what stdout holds now (Command::run); true when there was something.
+    bool drain_stdout() {
+        char buffer[4096];
+        bool got = false;
+        while (pipe_fd >= 0) {
+            auto n = ::read(pipe_fd, buffer, sizeof buffer);
+            if (n == 0) {
+                close_fd(pipe_fd);
+            }
+            if (n <= 0) {
+                break;
+            }
+            got = true;
+        }
+        return got;
+    }
+
+    /// Waits for the command's exit, draining its output, within the idle bound (progress:
+    /// output, or a change in tree_io()).
+    core::Result<void> run_to_end(const std::atomic<bool>& cancelled) {
+        const auto look_every = std::min(kIoLook, idle / 2);
+        auto last_progress = std::chrono::steady_clock::now();
+        auto last_look = last_progress;
+        std::uint64_t moved = tree_io(pid);
+        while (true) {
+            if (::waitpid(pid, &status, WNOHANG) == pid) {
+                reaped = true;
+                break;
+            }
+            if (cancelled.load(std::memory_order_relaxed)) {
+                abort();
+                return core::Error{core::ErrorCode::kUnavailable,
+                                   fmt::format("{} was ended: cancelled", argv.front())};
+            }
+            const auto now = std::chrono::steady_clock::now();
+            if (now - last_look >= look_every) {
+                last_look = now;
+                if (const auto io = tree_io(pid); io != moved) {
+                    moved = io;
+                    last_progress = now;
+                }
+            }
+            if (now - last_progress >= idle) {
+                abort();
+                const std::string said = tail();
+                return core::Error{core::ErrorCode::kTimeout,
+                                   said.empty()
+                                       ? fmt::format("{} made no progress for {}", argv.front(),
+                                                     core::format_duration(idle))
+                                       : fmt::format("{} made no progress for {}: {}", argv.front(),
+                                                     core::format_duration(idle), said)};
+            }
+            std::array<pollfd, 2> fds{pollfd{.fd = pipe_fd, .events = POLLIN, .revents = 0},
+                                      pollfd{.fd = stderr_fd, .events = POLLIN, .revents = 0}};
+            // Negative descriptors (closed at their end) are ignored by poll: it then only waits.
+            if (::poll(fds.data(), fds.size(), 100) > 0) {
+                const bool out = drain_stdout();
+                const bool said = drain_stderr();
+                if (out || said) {
+                    last_progress = std::chrono::steady_clock::now();
+                }
+            }
+        }
+        drain_stdout();
+        drain_stderr();
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            return storage(describe());
+        }
+        return {};
     }
 
     /// Waits until the pipe is ready for `events`, reading stderr meanwhile; an error when the
@@ -621,16 +759,22 @@ struct Command::Impl {
         }
     }
 
+    /// The last of what the command wrote to stderr, without its final line ends.
+    std::string tail() const {
+        std::string text = err;
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
+            text.pop_back();
+        }
+        return text;
+    }
+
     std::string describe() const {
         std::string how = WIFEXITED(status)
                               ? fmt::format("exited with code {}", WEXITSTATUS(status))
                               : fmt::format("was killed by signal {}", WTERMSIG(status));
-        std::string tail = err;
-        while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) {
-            tail.pop_back();
-        }
-        return tail.empty() ? fmt::format("{} {}", argv.front(), how)
-                            : fmt::format("{} {}: {}", argv.front(), how, tail);
+        const std::string said = tail();
+        return said.empty() ? fmt::format("{} {}", argv.front(), how)
+                            : fmt::format("{} {}: {}", argv.front(), how, said);
     }
 };
 
@@ -695,6 +839,17 @@ core::Result<std::unique_ptr<Command>> Command::start(std::vector<std::string> a
     ::fcntl(impl->pipe_fd, F_SETFL, O_NONBLOCK);
     ::fcntl(impl->stderr_fd, F_SETFL, O_NONBLOCK);
     return std::unique_ptr<Command>(new Command(std::move(impl)));
+}
+
+core::Result<void> Command::run(std::vector<std::string> argv,
+                                core::Millis idle,
+                                const std::atomic<bool>& cancelled) {
+    // Its stdout comes to us as for a download (stdin /dev/null), and is only drained.
+    auto started = start(std::move(argv), Direction::kFromStdout, idle);
+    if (!started) {
+        return started.error();
+    }
+    return (*started)->impl_->run_to_end(cancelled);
 }
 
 Sink Command::sink() {
@@ -778,18 +933,38 @@ void Command::abort() {
     impl_->abort();
 }
 
-std::vector<std::string> render_argv(const std::vector<std::string>& argv, std::string_view name) {
-    constexpr std::string_view kName = "{{name}}";
+std::vector<std::string> render_argv(const std::vector<std::string>& argv,
+                                     const std::vector<Template>& values) {
     std::vector<std::string> out;
     out.reserve(argv.size());
-    for (auto arg : argv) {
-        for (auto at = arg.find(kName); at != std::string::npos;
-             at = arg.find(kName, at + name.size())) {
-            arg.replace(at, kName.size(), name);
+    for (const auto& arg : argv) {
+        std::string rendered;
+        std::size_t at = 0;
+        while (at < arg.size()) {
+            const auto open = arg.find("{{", at);
+            const auto close = open == std::string::npos ? open : arg.find("}}", open + 2);
+            if (close == std::string::npos) {
+                break;
+            }
+            const std::string_view key = std::string_view{arg}.substr(open + 2, close - open - 2);
+            auto value = std::find_if(values.begin(), values.end(),
+                                      [&](const Template& t) { return t.first == key; });
+            rendered.append(arg, at, open - at);
+            if (value == values.end()) {
+                rendered.append(arg, open, close + 2 - open);
+            } else {
+                rendered.append(value->second);
+            }
+            at = close + 2;
         }
-        out.push_back(std::move(arg));
+        rendered.append(arg, std::min(at, arg.size()));
+        out.push_back(std::move(rendered));
     }
     return out;
+}
+
+std::vector<std::string> render_argv(const std::vector<std::string>& argv, std::string_view name) {
+    return render_argv(argv, {{"name", name}});
 }
 
 }  // namespace aviary::supervisor::archive

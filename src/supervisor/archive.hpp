@@ -1,8 +1,9 @@
 #pragma once
 // supervisor/archive: a backup as one stream, a tar archive compressed with zstd (docs/backups.md,
 // "Streamed targets"), and the commands that carry such a stream to and from a target that takes
-// one object (rclone rcat, `aws s3 cp -`, `gsutil cp -`). Private to supervisor: backups.cpp
-// writes and reads it.
+// one object (rclone rcat, `aws s3 cp -`, `gsutil cp -`), or that copy a whole tree themselves
+// (rsync, `rclone sync`: "Sync commands"). Private to supervisor: backups.cpp writes and reads
+// it.
 //
 // The archive is POSIX ustar with GNU long names ('L', 'K') and base-256 sizes, so GNU tar and
 // bsdtar read it: `zstd -dc NAME.tar.zst | tar -x`. Its last entry is the backup's manifest,
@@ -11,11 +12,13 @@
 // Everything here blocks: call it from a worker thread.
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/core.hpp"
@@ -93,6 +96,15 @@ public:
     static core::Result<std::unique_ptr<Command>> start(std::vector<std::string> argv,
                                                         Direction direction,
                                                         core::Millis idle);
+    /// Runs a command that moves files itself (rsync, `rclone sync`) to its end: stdin is
+    /// /dev/null, its stdout is read and dropped, its stderr kept for the error message. It is
+    /// ended when it makes no progress for `idle` — no output, and no change in the bytes its
+    /// processes read and wrote (/proc/PID/io), so a quiet `rsync -a` copying a large file is
+    /// not cut short — and at once when `cancelled` turns true (the error is then kUnavailable).
+    /// An error names its exit and its stderr.
+    static core::Result<void> run(std::vector<std::string> argv,
+                                  core::Millis idle,
+                                  const std::atomic<bool>& cancelled);
     ~Command();  ///< ends the command (SIGTERM, then SIGKILL) if it still runs
     Command(const Command&) = delete;
     Command& operator=(const Command&) = delete;
@@ -109,6 +121,14 @@ private:
     explicit Command(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
+
+/// A template's key and what replaces it: {"name", "20261205T002510945Z-..."} for `{{name}}`.
+using Template = std::pair<std::string_view, std::string_view>;
+
+/// `argv` with every `{{key}}` of `values` replaced in every element, in one pass (a value that
+/// holds `{{...}}` itself is not replaced again). Unknown keys are left as they are.
+std::vector<std::string> render_argv(const std::vector<std::string>& argv,
+                                     const std::vector<Template>& values);
 
 /// `argv` with `{{name}}` replaced by `name` in every element.
 std::vector<std::string> render_argv(const std::vector<std::string>& argv, std::string_view name);

@@ -38,6 +38,9 @@ constexpr std::string_view kMoved = ".aviary-moved";
 constexpr std::size_t kBuffer = 256 * 1024;
 constexpr std::string_view kArchiveFile = "data.tar.zst";
 constexpr std::string_view kUploaded = "upload";
+constexpr std::string_view kPushed = "push";
+/// A push's staging tree in the data dir, `.aviary-push-<name>`: ours, so never backed up.
+constexpr std::string_view kPushStaging = ".aviary-push-";
 /// The most an archive's own manifest entry may be (it is read into memory).
 constexpr std::uint64_t kMaxManifestEntry = std::uint64_t{1} << 30;
 constexpr int kManifestVersion = 1;
@@ -334,9 +337,10 @@ core::Result<Manifest> read_manifest(const fs::path& path, bool with_files) {
     m.linked = number_of(o, "linked");
     m.archive = text_of("archive");
     m.archive_size = number_of(o, "archive_size");
-    if (!m.archive.empty() && m.archive != kArchiveFile && m.archive != kUploaded) {
-        return bad(
-            fmt::format("archive \"{}\" is not {} or {}", m.archive, kArchiveFile, kUploaded));
+    if (!m.archive.empty() && m.archive != kArchiveFile && m.archive != kUploaded &&
+        m.archive != kPushed) {
+        return bad(fmt::format("archive \"{}\" is not {}, {} or {}", m.archive, kArchiveFile,
+                               kUploaded, kPushed));
     }
     if (!with_files) {
         return m;
@@ -460,6 +464,23 @@ struct Previous {
     std::map<std::string, BackupFile, std::less<>> files;
 };
 
+/// The previous backup's entry for a file that looks unchanged since (path, size, mtime and mode
+/// equal: rsync's quick check), or null.
+const BackupFile* unchanged(const Previous* previous,
+                            const std::string& path,
+                            const struct stat& st) {
+    if (previous == nullptr) {
+        return nullptr;
+    }
+    auto same = previous->files.find(path);
+    if (same == previous->files.end() || same->second.kind != BackupFile::Kind::kFile ||
+        same->second.size != static_cast<std::uint64_t>(st.st_size) ||
+        same->second.mtime_ns != mtime_ns(st) || same->second.mode != (st.st_mode & 07777)) {
+        return nullptr;
+    }
+    return &same->second;
+}
+
 core::Result<Digest> link_or_copy(const Previous* previous,
                                   const fs::path& from,
                                   const fs::path& to,
@@ -469,19 +490,60 @@ core::Result<Digest> link_or_copy(const Previous* previous,
                                   std::vector<char>& buffer,
                                   bool& linked) {
     linked = false;
-    if (previous != nullptr) {
-        auto same = previous->files.find(path);
-        if (same != previous->files.end() && same->second.kind == BackupFile::Kind::kFile &&
-            same->second.size == static_cast<std::uint64_t>(st.st_size) &&
-            same->second.mtime_ns == mtime_ns(st) && same->second.mode == (st.st_mode & 07777)) {
-            if (::link((previous->data / path).c_str(), to.c_str()) == 0) {
-                linked = true;
-                return Digest{same->second.size, same->second.sha256};
-            }
-            // EXDEV, EMLINK, a file system without hard links: copy instead.
+    if (const BackupFile* same = unchanged(previous, path, st); same != nullptr) {
+        if (::link((previous->data / path).c_str(), to.c_str()) == 0) {
+            linked = true;
+            return Digest{same->size, same->sha256};
         }
+        // EXDEV, EMLINK, a file system without hard links: copy instead.
     }
     return copy_file(from, to, st.st_mode & 07777, mtime_ns(st), hash, buffer);
+}
+
+/// Puts a file of the data dir into a push's staging tree, which lies in the data dir: a hard
+/// link, so no bytes are copied (the node is stopped, so the file does not change under the
+/// push); a copy where the file system refuses the link. Returns the copy's digest, taken as
+/// it was read, or nothing when it was linked.
+core::Result<std::optional<Digest>> stage_file(const fs::path& from,
+                                               const fs::path& to,
+                                               const struct stat& st,
+                                               net::Sha256& hash,
+                                               std::vector<char>& buffer) {
+    if (::link(from.c_str(), to.c_str()) == 0) {
+        return std::optional<Digest>{};
+    }
+    // EXDEV: a mount inside the data dir; EPERM: protected_hardlinks, or a file system
+    // without hard links; EMLINK: too many links to the file.
+    const int why = errno;
+    if (why != EXDEV && why != EPERM && why != EMLINK) {
+        return storage(fmt::format("cannot link {} into {}: {}", from.string(), to.string(),
+                                   std::strerror(why)));
+    }
+    auto copied = copy_file(from, to, st.st_mode & 07777, mtime_ns(st), hash, buffer);
+    if (!copied) {
+        return copied.error();
+    }
+    return std::optional<Digest>{std::move(*copied)};
+}
+
+/// Removes the staging trees of pushes that never finished (a crash, a kill) from `data`.
+core::Result<void> remove_push_staging(const fs::path& data) {
+    std::error_code ec;
+    std::vector<fs::path> stale;
+    for (fs::directory_iterator it{data, ec}, end; !ec && it != end; it.increment(ec)) {
+        if (it->path().filename().string().starts_with(kPushStaging)) {
+            stale.push_back(it->path());
+        }
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+        return storage(fmt::format("cannot list {}: {}", data.string(), ec.message()));
+    }
+    for (const auto& path : stale) {
+        if (auto gone = remove_tree(path); !gone) {
+            return gone;
+        }
+    }
+    return {};
 }
 
 /// Checks every file under `data` against the manifest: what landed is what was read. Files in
@@ -559,6 +621,19 @@ bool is_backup_dir(std::string_view name) {
     return !name.starts_with(".") && name != kQuarantine;
 }
 
+/// The chain id as a backup's name writes it: characters other than letters, digits, '.' and '_'
+/// made '_', at most 64, "unknown" when empty. `{{chain_id}}` in push and pull is this too, so
+/// a chain id a node reported can never make a path leave the target ('/', "..").
+std::string chain_id_part(std::string_view chain_id) {
+    std::string chain;
+    for (char c : chain_id.substr(0, 64)) {
+        const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '.' || c == '_';
+        chain.push_back(safe ? c : '_');
+    }
+    return chain.empty() ? std::string{"unknown"} : chain;
+}
+
 }  // namespace
 
 bool excluded(std::string_view path, const std::vector<std::string>& patterns) {
@@ -581,15 +656,7 @@ bool excluded(std::string_view path, const std::vector<std::string>& patterns) {
 std::string backup_name(core::TimePoint at,
                         std::string_view chain_id,
                         std::optional<std::int64_t> height) {
-    std::string chain;
-    for (char c : chain_id.substr(0, 64)) {
-        const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                          (c >= '0' && c <= '9') || c == '.' || c == '_';
-        chain.push_back(safe ? c : '_');
-    }
-    if (chain.empty()) {
-        chain = "unknown";
-    }
+    const std::string chain = chain_id_part(chain_id);
     const auto day = std::chrono::floor<std::chrono::days>(at);
     const std::chrono::year_month_day ymd{day};
     const std::chrono::hh_mm_ss time{at - day};
@@ -653,6 +720,9 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
     if (format_.archive) {
         return create_archive(data_dir, std::move(manifest), cancelled);
     }
+    if (!format_.push.empty()) {
+        return create_push(data_dir, std::move(manifest), cancelled);
+    }
     const fs::path partial = root / (std::string{kPartial} + manifest.name);
     const fs::path data = partial / kData;
     if (auto made = make_dir(partial, 0755); !made) {
@@ -678,15 +748,12 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
                                 fmt::format("the backup dir {} is the data dir", dir_)});
     }
     std::optional<Previous> previous;
-    if (auto last = latest(manifest.chain_id, {}); last && *last) {
-        auto full = read((*last)->name);
-        if (full) {
-            previous.emplace();
-            previous->data = root / full->name / kData;
-            for (auto& file : full->files) {
-                std::string path = file.path;
-                previous->files.emplace(std::move(path), std::move(file));
-            }
+    if (auto last = this->previous(manifest.chain_id)) {
+        previous.emplace();
+        previous->data = root / last->name / kData;
+        for (auto& file : last->files) {
+            std::string path = file.path;
+            previous->files.emplace(std::move(path), std::move(file));
         }
     }
 
@@ -744,6 +811,145 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
     }
     auto checked = check_against(data, manifest, linked_paths, cancelled);
     return settle(root, partial, std::move(manifest), checked);
+}
+
+std::optional<Manifest> BackupStore::previous(std::string_view chain_id) const {
+    auto last = latest(chain_id, {});
+    if (!last || !*last) {
+        return std::nullopt;
+    }
+    auto full = read((*last)->name);
+    if (!full) {
+        return std::nullopt;  // unreadable: the backup is made without it, whole
+    }
+    return std::move(*full);
+}
+
+core::Result<Manifest> BackupStore::create_push(const std::string& data_dir,
+                                                Manifest manifest,
+                                                const Cancelled& cancelled) {
+    auto hash = net::Sha256::make();
+    if (!hash) {
+        return hash.error();
+    }
+    const fs::path root{dir_};
+    const fs::path data{data_dir};
+    const fs::path partial = root / (std::string{kPartial} + manifest.name);
+    const fs::path staging = data / (std::string{kPushStaging} + manifest.name);
+    struct stat root_stat {};
+    if (::stat(data_dir.c_str(), &root_stat) != 0 || !S_ISDIR(root_stat.st_mode)) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("the data dir {} is not a directory", data_dir)};
+    }
+    const std::string skip = inside_data(data_dir);
+    if (skip == ".") {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("the backup dir {} is the data dir", dir_)};
+    }
+    // What a push that never finished left: links, mostly, but in the way of nothing else.
+    if (auto stale = remove_push_staging(data); !stale) {
+        return stale.error();
+    }
+    if (auto made = make_dir(partial, 0755); !made) {
+        return made.error();
+    }
+    auto fail = [&](core::Error error) -> core::Result<Manifest> {
+        (void)remove_tree(staging);
+        (void)remove_tree(partial);
+        return error;
+    };
+    if (auto made = make_dir(staging, root_stat.st_mode & 07777); !made) {
+        return fail(made.error());
+    }
+    manifest.archive = kPushed;
+    // Checksums of files unchanged since the previous backup are taken from its manifest:
+    // reading every file of a large, mostly old data dir at each backup would cost as much as
+    // copying it, where the push command's own quick check (rsync's) skips those files.
+    std::optional<Previous> previous;
+    if (auto last = this->previous(manifest.chain_id)) {
+        previous.emplace();
+        for (auto& file : last->files) {
+            std::string path = file.path;
+            previous->files.emplace(std::move(path), std::move(file));
+        }
+    }
+    std::vector<char> buffer(kBuffer);
+    std::vector<std::pair<fs::path, std::int64_t>> dir_times;
+    auto visit = [&](const std::string& path, const fs::path& absolute,
+                     const struct stat& st) -> core::Result<void> {
+        BackupFile file{.path = path, .mtime_ns = mtime_ns(st), .mode = st.st_mode & 07777};
+        const fs::path to = staging / path;
+        if (S_ISDIR(st.st_mode)) {
+            file.kind = BackupFile::Kind::kDirectory;
+            if (auto made = make_dir(to, file.mode); !made) {
+                return made;
+            }
+            dir_times.emplace_back(to, file.mtime_ns);
+        } else if (S_ISLNK(st.st_mode)) {
+            file.kind = BackupFile::Kind::kSymlink;
+            std::error_code ec;
+            file.target = fs::read_symlink(absolute, ec).string();
+            if (ec || ::symlink(file.target.c_str(), to.c_str()) != 0) {
+                return storage(fmt::format("cannot copy the symlink {}: {}", path,
+                                           ec ? ec.message() : std::strerror(errno)));
+            }
+        } else if (S_ISREG(st.st_mode)) {
+            auto staged = stage_file(absolute, to, st, *hash, buffer);
+            if (!staged) {
+                return staged.error();
+            }
+            Digest digest;
+            if (*staged) {
+                digest = std::move(**staged);
+            } else if (const BackupFile* same =
+                           unchanged(previous ? &*previous : nullptr, path, st);
+                       same != nullptr) {
+                digest = Digest{same->size, same->sha256};
+            } else {
+                auto read = hash_file(absolute, *hash, buffer);
+                if (!read) {
+                    return read.error();
+                }
+                digest = std::move(*read);
+            }
+            file.size = digest.size;
+            file.sha256 = std::move(digest.sha256);
+            manifest.size += file.size;
+            ++manifest.file_count;
+        } else {
+            return {};  // sockets, FIFOs, devices: nothing to copy
+        }
+        manifest.files.push_back(std::move(file));
+        return {};
+    };
+    if (auto walked = walk(data, {}, exclude_, skip, cancelled, visit); !walked) {
+        return fail(walked.error());
+    }
+    for (auto it = dir_times.rbegin(); it != dir_times.rend(); ++it) {
+        (void)set_dir_time(it->first, it->second);
+    }
+    // The remote copy describes itself, as a stream's last entry does.
+    if (auto written = write_manifest(staging / archive::kManifestEntry, manifest); !written) {
+        return fail(written.error());
+    }
+    if (auto written = write_manifest(partial / kManifest, manifest); !written) {
+        return fail(written.error());
+    }
+    auto argv =
+        archive::render_argv(format_.push, {{"name", manifest.name},
+                                            {"source", staging.string()},
+                                            {"chain_id", chain_id_part(manifest.chain_id)}});
+    if (auto pushed = archive::Command::run(std::move(argv), format_.idle, cancelled); !pushed) {
+        if (cancelled.load(std::memory_order_relaxed)) {
+            return fail(cancelled_error());
+        }
+        return fail(storage(fmt::format("the push of backup {} failed: {}", manifest.name,
+                                        pushed.error().message)));
+    }
+    // The backup is made once the command exited 0, as an upload is. A staging tree that will
+    // not go is removed by the next push or start (remove_push_staging), not worth failing for.
+    (void)remove_tree(staging);
+    return settle(root, partial, std::move(manifest), core::Result<void>{});
 }
 
 core::Result<std::vector<BackupEntry>> BackupStore::list(std::string_view chain_id) const {
@@ -980,7 +1186,169 @@ core::Result<void> swap_in(const fs::path& data,
     return sync_dir(data);
 }
 
+/// Why the tree a pull brought is not exactly `manifest`'s, or nothing when it is: every entry
+/// present and of its kind, files of their size and sha256, symlinks to their target, and no
+/// entry the manifest does not list. An error is a failure to look, not damage.
+core::Result<std::optional<std::string>> check_tree(const fs::path& tree,
+                                                    const Manifest& manifest,
+                                                    const Cancelled& cancelled) {
+    std::map<std::string, struct stat, std::less<>> found;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it{tree, ec}, end; !ec && it != end; it.increment(ec)) {
+        struct stat st {};
+        if (::lstat(it->path().c_str(), &st) != 0) {
+            return errno_error("cannot read", it->path());
+        }
+        found.emplace(it->path().lexically_relative(tree).generic_string(), st);
+    }
+    if (ec) {
+        return storage(fmt::format("cannot list {}: {}", tree.string(), ec.message()));
+    }
+    std::set<std::string_view, std::less<>> listed;
+    for (const auto& file : manifest.files) {
+        listed.insert(file.path);
+    }
+    for (const auto& [path, st] : found) {
+        if (!listed.contains(path)) {
+            return std::optional<std::string>{
+                fmt::format("{} is in the pulled copy but not in the manifest", path)};
+        }
+    }
+    auto hash = net::Sha256::make();
+    if (!hash) {
+        return hash.error();
+    }
+    std::vector<char> buffer(kBuffer);
+    for (const auto& file : manifest.files) {
+        if (cancelled.load(std::memory_order_relaxed)) {
+            return cancelled_error();
+        }
+        auto it = found.find(file.path);
+        if (it == found.end()) {
+            return std::optional<std::string>{
+                fmt::format("{} is missing from the backup", file.path)};
+        }
+        const mode_t type = it->second.st_mode & S_IFMT;
+        switch (file.kind) {
+            case BackupFile::Kind::kDirectory:
+                if (type != S_IFDIR) {
+                    return std::optional<std::string>{
+                        fmt::format("{} should be a directory", file.path)};
+                }
+                break;
+            case BackupFile::Kind::kSymlink: {
+                std::error_code read_ec;
+                const auto target =
+                    type == S_IFLNK ? fs::read_symlink(tree / file.path, read_ec) : fs::path{};
+                if (type != S_IFLNK || read_ec || target.string() != file.target) {
+                    return std::optional<std::string>{
+                        fmt::format("{} should be a symlink to {}", file.path, file.target)};
+                }
+                break;
+            }
+            case BackupFile::Kind::kFile: {
+                if (type != S_IFREG) {
+                    return std::optional<std::string>{
+                        fmt::format("{} should be a file", file.path)};
+                }
+                auto digest = hash_file(tree / file.path, *hash, buffer);
+                if (!digest) {
+                    return digest.error();
+                }
+                if (digest->size != file.size || digest->sha256 != file.sha256) {
+                    return std::optional<std::string>{fmt::format(
+                        "{} does not match the manifest: {} bytes, sha256 {} (the manifest says "
+                        "{} bytes, sha256 {})",
+                        file.path, digest->size, digest->sha256, file.size, file.sha256)};
+                }
+                break;
+            }
+        }
+    }
+    return std::optional<std::string>{};
+}
+
+/// Gives a pulled tree the manifest's modes and mtimes: rsync -a keeps them, cp or rclone may
+/// not. Directories get their times last, as in a copy.
+core::Result<void> set_attributes(const fs::path& tree, const Manifest& manifest) {
+    std::vector<std::pair<fs::path, std::int64_t>> dir_times;
+    for (const auto& file : manifest.files) {
+        const fs::path path = tree / file.path;
+        if (file.kind == BackupFile::Kind::kSymlink) {
+            continue;
+        }
+        if (file.kind == BackupFile::Kind::kDirectory) {
+            // As make_dir() does: the owner may always write into it.
+            if (::chmod(path.c_str(), file.mode | S_IRWXU) != 0) {
+                return errno_error("cannot set the mode of", path);
+            }
+            dir_times.emplace_back(path, file.mtime_ns);
+            continue;
+        }
+        const timespec times[2] = {to_timespec(file.mtime_ns), to_timespec(file.mtime_ns)};
+        if (::chmod(path.c_str(), file.mode) != 0 ||
+            ::utimensat(AT_FDCWD, path.c_str(), times, 0) != 0) {
+            return errno_error("cannot set the mode and time of", path);
+        }
+    }
+    for (auto it = dir_times.rbegin(); it != dir_times.rend(); ++it) {
+        (void)set_dir_time(it->first, it->second);
+    }
+    return {};
+}
+
 }  // namespace
+
+core::Result<void> BackupStore::pull(const Manifest& manifest,
+                                     const std::string& staging,
+                                     const Cancelled& cancelled) {
+    if (format_.pull.empty()) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("backup {} was pushed, and backup.pull is not set: there "
+                                       "is no way to copy it back",
+                                       manifest.name)};
+    }
+    const fs::path tree{staging};
+    auto argv =
+        archive::render_argv(format_.pull, {{"name", manifest.name},
+                                            {"destination", staging},
+                                            {"chain_id", chain_id_part(manifest.chain_id)}});
+    if (auto pulled = archive::Command::run(std::move(argv), format_.idle, cancelled); !pulled) {
+        if (cancelled.load(std::memory_order_relaxed)) {
+            return cancelled_error();
+        }
+        // Not the backup's fault: the target may only be away. Nothing is quarantined.
+        return storage(
+            fmt::format("the pull of backup {} failed: {}", manifest.name, pulled.error().message));
+    }
+    auto damaged = [&](const std::string& why) -> core::Result<void> {
+        (void)quarantine(manifest.name, why);
+        return storage(
+            fmt::format("backup {} is damaged (quarantined, the data dir is unchanged): {}",
+                        manifest.name, why));
+    };
+    // The copy's own manifest, when it came along, must be this backup's; it is not data.
+    const fs::path own = tree / archive::kManifestEntry;
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(own, ec))) {
+        auto described = read_manifest(own, false);
+        if (!described || described->name != manifest.name) {
+            return damaged(
+                fmt::format("its own manifest, {}, names another backup", archive::kManifestEntry));
+        }
+        if (fs::remove(own, ec); ec) {
+            return storage(fmt::format("cannot remove {}: {}", own.string(), ec.message()));
+        }
+    }
+    auto checked = check_tree(tree, manifest, cancelled);
+    if (!checked) {
+        return checked.error();
+    }
+    if (*checked) {
+        return damaged(**checked);
+    }
+    return set_attributes(tree, manifest);
+}
 
 core::Result<Manifest> BackupStore::restore(std::string_view name,
                                             const std::string& data_dir,
@@ -1011,7 +1379,11 @@ core::Result<Manifest> BackupStore::restore(std::string_view name,
         (void)remove_tree(staging);
         return error;
     };
-    if (!manifest->archive.empty()) {
+    if (manifest->archive == kPushed) {
+        if (auto pulled = pull(*manifest, staging.string(), cancelled); !pulled) {
+            return fail(pulled.error());
+        }
+    } else if (!manifest->archive.empty()) {
         const std::string from = manifest->archive == kArchiveFile
                                      ? (fs::path{dir_} / manifest->name / kArchiveFile).string()
                                      : std::string{};
@@ -1518,6 +1890,9 @@ core::Result<bool> finish_restore(const std::string& data_dir,
             return gone.error();
         }
     }
+    // Last, and never in the way of the above: a staging tree that will not go now fails the
+    // next push backup, which says why.
+    (void)remove_push_staging(data);
     return found;
 }
 

@@ -6,7 +6,8 @@
 /// carry the chain id and the height (`20261205T001637123Z-<chain id>-<height>`):
 ///
 ///     <dir>/<name>/manifest.json     provenance, and a size and sha256 per file
-///     <dir>/<name>/data/...          the copy (format dir)
+///     <dir>/<name>/data/...          the copy (format dir; with a push command the copy went to
+///                                    the command's target and only the manifest is here)
 ///     <dir>/<name>/data.tar.zst      the copy as one stream (format tar.zst, no upload command;
 ///                                    with one, the stream went to the command and only the
 ///                                    manifest is here)
@@ -40,9 +41,17 @@ struct BackupFormat {
     std::vector<std::string> upload;
     /// With upload: the command that writes backup {{name}}'s stream to its stdout (restores).
     std::vector<std::string> download;
+    /// Not archive: a command that copies a backup's tree, staged at `{{source}}`, to a target
+    /// of its own (`rsync -a {{source}}/ host:/backups/{{name}}/`); `{{name}}` and `{{chain_id}}`
+    /// are replaced too. Empty: the tree is copied into <dir>/<name>/data.
+    std::vector<std::string> push;
+    /// With push: the command that copies backup {{name}}'s tree back into `{{destination}}`
+    /// (restores).
+    std::vector<std::string> pull;
     int level = 1;    ///< zstd's level
     int threads = 2;  ///< zstd's worker threads (0: on the copying thread)
-    /// The longest an upload or download command may make no progress before it is ended.
+    /// The longest an upload, download, push or pull command may make no progress before it is
+    /// ended.
     core::Millis idle{std::chrono::minutes{5}};
 };
 
@@ -76,7 +85,7 @@ struct Manifest {
     std::uint64_t file_count = 0;  ///< regular files
     std::uint64_t linked = 0;      ///< files hard-linked to the previous backup, not copied
     /// Where the copy is: "" a directory (data/), "data.tar.zst" a stream beside the manifest,
-    /// "upload" a stream the upload command took.
+    /// "upload" a stream the upload command took, "push" a tree the push command copied.
     std::string archive;
     std::uint64_t archive_size = 0;  ///< bytes of the compressed stream
     std::vector<BackupFile> files;   ///< empty in listings
@@ -120,7 +129,8 @@ public:
     /// size and mtime equal the previous usable backup's of the same chain id is hard-linked to
     /// it instead of copied, where the file system allows. The copy is then checked against the
     /// manifest (a hard-linked file was checked when the previous backup was made): a mismatch
-    /// quarantines it and is an error. Returns the manifest as published.
+    /// quarantines it and is an error. With a push command the tree is staged in the data dir
+    /// and pushed instead (create_push). Returns the manifest as published.
     core::Result<Manifest> create(const std::string& data_dir,
                                   Manifest provenance,
                                   const Cancelled& cancelled);
@@ -141,7 +151,7 @@ public:
     /// Files the exclude globs match (signer state, keys) stay as they are in the data dir. The
     /// copy goes to `<data_dir>/.aviary-restore` first and is then swapped in with renames, so
     /// the data dir may be a mount point; finish_restore() completes a swap a crash
-    /// interrupted.
+    /// interrupted. A pushed backup is pulled into `.aviary-restore` and checked there (pull).
     core::Result<Manifest> restore(std::string_view name,
                                    const std::string& data_dir,
                                    const Cancelled& cancelled);
@@ -158,6 +168,23 @@ public:
     std::string inside_data(const std::string& data_dir) const;
 
 private:
+    /// The newest usable backup of `chain_id` with its files, when there is one: what a new
+    /// backup links to (format dir) or takes unchanged files' checksums from (push).
+    std::optional<Manifest> previous(std::string_view chain_id) const;
+    /// A backup through the push command: every file hard-linked into a staging tree in the
+    /// data dir (`.aviary-push-<name>`), its manifest beside them, the command run on it. Only
+    /// the manifest is kept in <dir>. A file whose path, size, mtime and mode equal the previous
+    /// backup's takes its sha256 without being read.
+    core::Result<Manifest> create_push(const std::string& data_dir,
+                                       Manifest manifest,
+                                       const Cancelled& cancelled);
+    /// Runs the pull command into `staging` and checks what it brought against `manifest`:
+    /// every entry present, of its kind, with its size and sha256, and nothing else (a mismatch
+    /// quarantines the backup); then gives entries the manifest's modes and mtimes. A pull that
+    /// fails does not quarantine: the target may only be away.
+    core::Result<void> pull(const Manifest& manifest,
+                            const std::string& staging,
+                            const Cancelled& cancelled);
     core::Result<Manifest> create_archive(const std::string& data_dir,
                                           Manifest manifest,
                                           const Cancelled& cancelled);
@@ -176,7 +203,8 @@ private:
 
 /// Completes or discards a restore into `data_dir` that a crash interrupted: a copy that had not
 /// finished is removed (the data dir was not touched yet); a swap that had begun is finished.
-/// Returns true when it found one.
+/// Returns true when it found one. A push's staging tree a crash left (`.aviary-push-*`) is
+/// removed too, where it can be, without counting as one.
 /// `keep_path`: a path kept as the data dir has it (the backup dir, when it lies inside).
 core::Result<bool> finish_restore(const std::string& data_dir,
                                   const std::vector<std::string>& exclude,

@@ -329,5 +329,54 @@ TEST_F(SidecarBackups, AStreamedBackupGoesThroughAnUploadCommandAndComesBackOnRe
     EXPECT_LT(last_start, before_restore) << "the node did not start from the backup: " << log;
 }
 
+TEST_F(SidecarBackups, ASyncedBackupGoesThroughAPushCommandAndComesBackThroughPull) {
+    const fs::path remote = fs::path{dir_.path()} / "remote";
+    fs::create_directories(remote);
+    const std::string config = "backup:\n  push: [rsync, -a, --delete, \"{{source}}/\", \"" +
+                               remote.string() + "/{{name}}/\"]\n  pull: [rsync, -a, \"" +
+                               remote.string() + "/{{name}}/\", \"{{destination}}/\"]\n";
+    BackedUpNode node{data(), target(), config};
+    ASSERT_TRUE(node.wait_ready()) << node.sidecar.err();
+    ASSERT_TRUE(wait_until([&] { return height_in(data()) >= 5; }, 30s));
+
+    auto made = node.sidecar.command("backup");
+    ASSERT_EQ(made.status, 200) << made.body << node.sidecar.err();
+    auto backups = node.backups();
+    ASSERT_EQ(backups.size(), 1U);
+    const auto& entry = backups[0].as_object();
+    EXPECT_EQ(text(entry.at("format")), "dir");
+    const std::string name = text(entry.at("name"));
+    const std::int64_t backed_up = entry.at("height").as_int64();
+    // The tree went to the remote with its own manifest; only the manifest stays in the target,
+    // and no staging tree in the data dir.
+    EXPECT_GE(height_in(remote / name), backed_up);
+    EXPECT_TRUE(fs::exists(remote / name / ".aviary-manifest.json"));
+    EXPECT_FALSE(fs::exists(target() / name / "data"));
+    EXPECT_NE(read_file((target() / name / "manifest.json").string()).find("\"archive\":\"push\""),
+              std::string::npos);
+    for (const auto& e : fs::directory_iterator{data()}) {
+        EXPECT_FALSE(e.path().filename().string().starts_with(".aviary-push-")) << e.path();
+    }
+
+    ASSERT_TRUE(wait_until([&] { return height_in(data()) > backed_up + 20; }, 30s));
+    const std::int64_t before_restore = height_in(data());
+    auto restored = node.sidecar.command("restore", "backupName=" + name);
+    ASSERT_EQ(restored.status, 200) << restored.body << node.sidecar.err();
+    EXPECT_EQ(text(node.sidecar.status()["last_restore"]), name);
+    EXPECT_FALSE(fs::exists(data() / ".aviary-manifest.json"));
+    // The restarted node starts from the pulled height (its own file), then goes on.
+    EXPECT_TRUE(wait_until([&] { return node.sidecar.status()["readiness"] == "ready"; }, 30s));
+    static const std::regex start{R"(serving on port [0-9]+ version \S+ height ([0-9]+))"};
+    const std::string log = node.sidecar.out();
+    std::int64_t last_start = -1;
+    for (auto it = std::sregex_iterator{log.begin(), log.end(), start};
+         it != std::sregex_iterator{}; ++it) {
+        last_start = std::stoll((*it)[1]);
+    }
+    EXPECT_GE(last_start, backed_up) << log;
+    EXPECT_LT(last_start, before_restore) << "the node did not start from the backup: " << log;
+    EXPECT_GE(node.sidecar.status()["height"].as_int64(), backed_up);
+}
+
 }  // namespace
 }  // namespace aviary::test

@@ -981,6 +981,51 @@ backup:
               "[rclone, rcat, \"remote:backups/{{name}}.tar.zst\"]");
 }
 
+TEST(SuperviseBackups, SyncCommandsPushAndPullTogetherWithTheDirFormat) {
+    NodeDir dir;
+    auto loaded = load_supervise(dir.write(R"(data_dir: /d
+backup:
+  dir: /b
+  push: [rsync, -a, --delete, "{{source}}/", "backup-host:/backups/{{name}}/"]
+  pull: [rsync, -a, "backup-host:/backups/{{name}}/", "{{destination}}/"]
+  idle_timeout: 10m
+)"),
+                                 with_command());
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    EXPECT_FALSE(loaded->backup.format.archive);
+    EXPECT_EQ(loaded->backup.format.push,
+              (std::vector<std::string>{"rsync", "-a", "--delete", "{{source}}/",
+                                        "backup-host:/backups/{{name}}/"}));
+    EXPECT_EQ(loaded->backup.format.pull,
+              (std::vector<std::string>{"rsync", "-a", "backup-host:/backups/{{name}}/",
+                                        "{{destination}}/"}));
+    EXPECT_EQ(loaded->backup.format.idle, core::Millis{600'000});
+
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  push: [rsync, -a, \"{{source}}/\", r]\n"),
+              "node.yaml:3:9: backup.push: push needs pull: the command that copies a backup "
+              "back for a restore");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  pull: [rsync, -a, r, \"{{destination}}\"]\n"),
+              "node.yaml:3:9: backup.pull: pull goes with push");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  format: tar.zst\n  push: [rsync, "
+                       "\"{{source}}/\", r]\n  pull: [rsync, r, \"{{destination}}\"]\n"),
+              "node.yaml:4:9: backup.push: push copies a directory tree: it needs format: dir "
+              "(tar.zst takes upload and download)");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  push: [rsync, -a, /data/, r]\n  pull: [rsync, "
+                       "r, \"{{destination}}\"]\n"),
+              "node.yaml:3:9: backup.push: push needs {{source}} in an argument, the tree it "
+              "copies, like [rsync, -a, --delete, \"{{source}}/\", "
+              "\"backup-host:/backups/{{name}}/\"]");
+    EXPECT_EQ(error_of("data_dir: /d\nbackup:\n  push: [rsync, \"{{source}}/\", r]\n  pull: "
+                       "[rsync, r, /data/]\n"),
+              "node.yaml:4:9: backup.pull: pull needs {{destination}} in an argument, the "
+              "directory it fills, like [rsync, -a, \"backup-host:/backups/{{name}}/\", "
+              "\"{{destination}}/\"]");
+    EXPECT_EQ(
+        error_of("data_dir: /d\nbackup:\n  push: []\n  pull: [rsync, r, \"{{destination}}\"]\n"),
+        "node.yaml:3:9: backup.push: expected the program and its arguments, like [rsync, "
+        "-a, --delete, \"{{source}}/\", \"backup-host:/backups/{{name}}/\"]");
+}
+
 TEST(SuperviseBackups, APresetSaysWhatItsDataDirHolds) {
     NodeDir dir;
     auto loaded = load_supervise(dir.write(R"(chain: cosmos

@@ -2,6 +2,8 @@
 // file beside the manifest, or through real upload and download commands (sh and cat standing
 // in for rclone rcat and rclone cat); read back by GNU tar, checked file by file on restore, and
 // refused whole when damaged or cut short. Real files in a temporary directory.
+#include "supervisor/archive.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 using test::read;
+using test::snapshot;
 using test::write;
 
 std::string shell_quote(const std::string& s) {
@@ -29,28 +32,6 @@ std::string shell_quote(const std::string& s) {
         out += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
     }
     return out + "'";
-}
-
-/// What a tree holds, path by path: kind, mode, mtime (ns), content or link target.
-std::map<std::string, std::string> snapshot(const fs::path& root) {
-    std::map<std::string, std::string> out;
-    for (auto it = fs::recursive_directory_iterator{root}; it != fs::recursive_directory_iterator{};
-         ++it) {
-        const auto relative = fs::relative(it->path(), root).generic_string();
-        struct stat st {};
-        ::lstat(it->path().c_str(), &st);
-        std::string what = std::to_string(st.st_mode & 07777);
-        if (S_ISLNK(st.st_mode)) {
-            what = "link " + fs::read_symlink(it->path()).string();
-        } else if (S_ISDIR(st.st_mode)) {
-            what = "dir " + what;
-        } else {
-            what += " " + std::to_string(st.st_mtim.tv_sec) + "." +
-                    std::to_string(st.st_mtim.tv_nsec) + " " + read(it->path());
-        }
-        out[relative] = what;
-    }
-    return out;
 }
 
 class ArchiveTest : public ::testing::Test {
@@ -243,6 +224,47 @@ TEST_F(ArchiveTest, AFailingUploadLeavesNoBackupAndSaysWhatTheCommandSaid) {
     ASSERT_FALSE(stuck);
     EXPECT_NE(stuck.error().message.find("made no progress"), std::string::npos)
         << stuck.error().message;
+}
+
+TEST(CommandTemplates, AreReplacedInOnePassAndUnknownOnesKept) {
+    const std::vector<std::string> argv{
+        "rsync", "{{source}}/", "host:/b/{{chain_id}}/{{name}}/", "{{name}}{{name}}", "{{other}}",
+        "{{",    "a}}b"};
+    EXPECT_EQ(archive::render_argv(
+                  argv, {{"name", "N"}, {"source", "/data/{{name}}"}, {"chain_id", "chain_a"}}),
+              (std::vector<std::string>{"rsync", "/data/{{name}}/", "host:/b/chain_a/N/", "NN",
+                                        "{{other}}", "{{", "a}}b"}));
+    EXPECT_EQ(archive::render_argv(argv, "N")[2], "host:/b/{{chain_id}}/N/");
+}
+
+TEST(CommandsRunToTheirEnd, AQuietCommandMovingBytesRunsOnAndAStuckOneIsEnded) {
+    using namespace std::chrono_literals;
+    std::atomic<bool> running{false};
+    // 1.5 s of copying, three processes down, printing nothing: its I/O is its progress.
+    auto busy = archive::Command::run({"sh", "-c", "timeout 1.5 cat /dev/zero > /dev/null; exit 0"},
+                                      400ms, running);
+    EXPECT_TRUE(busy) << busy.error().message;
+
+    auto stuck = archive::Command::run({"sleep", "30"}, 300ms, running);
+    ASSERT_FALSE(stuck);
+    EXPECT_EQ(stuck.error().code, core::ErrorCode::kTimeout);
+    EXPECT_NE(stuck.error().message.find("sleep made no progress for"), std::string::npos)
+        << stuck.error().message;
+
+    auto failed = archive::Command::run(
+        {"sh", "-c", "echo listing >&1; echo 'bucket not found' >&2; exit 3"}, 10s, running);
+    ASSERT_FALSE(failed);
+    EXPECT_EQ(failed.error().message, "sh exited with code 3: bucket not found");
+
+    std::atomic<bool> stopping{true};
+    auto cancelled = archive::Command::run({"sleep", "30"}, 10s, stopping);
+    ASSERT_FALSE(cancelled);
+    EXPECT_EQ(cancelled.error().code, core::ErrorCode::kUnavailable);
+
+    auto missing = archive::Command::run({"no-such-command-here"}, 10s, running);
+    ASSERT_FALSE(missing);
+    EXPECT_NE(missing.error().message.find("no-such-command-here"), std::string::npos)
+        << missing.error().message;
 }
 
 TEST_F(ArchiveTest, ADirectoryBackupStillRestoresWhenTheFormatIsNowAStream) {
