@@ -458,6 +458,35 @@ core::Result<void> walk(const fs::path& root,
     return {};
 }
 
+/// A directory or a symlink of the walk, made at `to` and described in `file` (a directory's
+/// time is set last, from `dir_times`); false for any other kind of entry.
+core::Result<bool> make_dir_or_link(const std::string& path,
+                                    const fs::path& absolute,
+                                    const fs::path& to,
+                                    const struct stat& st,
+                                    BackupFile& file,
+                                    std::vector<std::pair<fs::path, std::int64_t>>& dir_times) {
+    if (S_ISDIR(st.st_mode)) {
+        file.kind = BackupFile::Kind::kDirectory;
+        if (auto made = make_dir(to, file.mode); !made) {
+            return made.error();
+        }
+        dir_times.emplace_back(to, file.mtime_ns);
+        return true;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        file.kind = BackupFile::Kind::kSymlink;
+        std::error_code ec;
+        file.target = fs::read_symlink(absolute, ec).string();
+        if (ec || ::symlink(file.target.c_str(), to.c_str()) != 0) {
+            return storage(fmt::format("cannot copy the symlink {}: {}", path,
+                                       ec ? ec.message() : std::strerror(errno)));
+        }
+        return true;
+    }
+    return false;
+}
+
 /// The previous backup's files by path, for hard-link dedup.
 struct Previous {
     fs::path data;
@@ -764,21 +793,14 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
                      const struct stat& st) -> core::Result<void> {
         BackupFile file{.path = path, .mtime_ns = mtime_ns(st), .mode = st.st_mode & 07777};
         const fs::path to = data / path;
-        if (S_ISDIR(st.st_mode)) {
-            file.kind = BackupFile::Kind::kDirectory;
-            if (auto made = make_dir(to, file.mode); !made) {
-                return made;
-            }
-            dir_times.emplace_back(to, file.mtime_ns);
-        } else if (S_ISLNK(st.st_mode)) {
-            file.kind = BackupFile::Kind::kSymlink;
-            std::error_code ec;
-            file.target = fs::read_symlink(absolute, ec).string();
-            if (ec || ::symlink(file.target.c_str(), to.c_str()) != 0) {
-                return storage(fmt::format("cannot copy the symlink {}: {}", path,
-                                           ec ? ec.message() : std::strerror(errno)));
-            }
-        } else if (S_ISREG(st.st_mode)) {
+        auto made = make_dir_or_link(path, absolute, to, st, file, dir_times);
+        if (!made) {
+            return made.error();
+        }
+        if (!*made && !S_ISREG(st.st_mode)) {
+            return {};  // sockets, FIFOs, devices: nothing to copy
+        }
+        if (!*made) {
             bool linked = false;
             auto digest = link_or_copy(previous ? &*previous : nullptr, absolute, to, path, st,
                                        *hash, buffer, linked);
@@ -793,8 +815,6 @@ core::Result<Manifest> BackupStore::create(const std::string& data_dir,
                 ++manifest.linked;
                 linked_paths.insert(path);
             }
-        } else {
-            return {};  // sockets, FIFOs, devices: nothing to copy
         }
         manifest.files.push_back(std::move(file));
         return {};
@@ -879,21 +899,14 @@ core::Result<Manifest> BackupStore::create_push(const std::string& data_dir,
                      const struct stat& st) -> core::Result<void> {
         BackupFile file{.path = path, .mtime_ns = mtime_ns(st), .mode = st.st_mode & 07777};
         const fs::path to = staging / path;
-        if (S_ISDIR(st.st_mode)) {
-            file.kind = BackupFile::Kind::kDirectory;
-            if (auto made = make_dir(to, file.mode); !made) {
-                return made;
-            }
-            dir_times.emplace_back(to, file.mtime_ns);
-        } else if (S_ISLNK(st.st_mode)) {
-            file.kind = BackupFile::Kind::kSymlink;
-            std::error_code ec;
-            file.target = fs::read_symlink(absolute, ec).string();
-            if (ec || ::symlink(file.target.c_str(), to.c_str()) != 0) {
-                return storage(fmt::format("cannot copy the symlink {}: {}", path,
-                                           ec ? ec.message() : std::strerror(errno)));
-            }
-        } else if (S_ISREG(st.st_mode)) {
+        auto made = make_dir_or_link(path, absolute, to, st, file, dir_times);
+        if (!made) {
+            return made.error();
+        }
+        if (!*made && !S_ISREG(st.st_mode)) {
+            return {};  // sockets, FIFOs, devices: nothing to copy
+        }
+        if (!*made) {
             auto staged = stage_file(absolute, to, st, *hash, buffer);
             if (!staged) {
                 return staged.error();
@@ -916,8 +929,6 @@ core::Result<Manifest> BackupStore::create_push(const std::string& data_dir,
             file.sha256 = std::move(digest.sha256);
             manifest.size += file.size;
             ++manifest.file_count;
-        } else {
-            return {};  // sockets, FIFOs, devices: nothing to copy
         }
         manifest.files.push_back(std::move(file));
         return {};
