@@ -35,6 +35,7 @@ CREATE TABLE log_records (
     message TEXT NOT NULL
 );
 CREATE INDEX log_records_kind_time ON log_records (kind, time_ns);
+CREATE INDEX log_records_kind_sender_time ON log_records (kind, sender, time_ns);
 CREATE TABLE feed_positions (
     feed TEXT PRIMARY KEY,
     through INTEGER NOT NULL
@@ -176,10 +177,14 @@ public:
 
     core::Result<std::vector<LogRecord>> query(const LogQuery& q) const override {
         return with_reader([&q](sql::Connection& db) -> core::Result<std::vector<LogRecord>> {
+            // With a sender, a plain `sender = ?4` lets the (kind, sender, time_ns) index
+            // lead; `?4 IS NULL OR ...` would hide it. Two shapes, each prepared once.
             auto select = db.prepare(
-                "SELECT id, kind, scope, time_ns, level, sender, message FROM log_records "
-                "WHERE kind = ?1 AND time_ns >= ?2 AND (?3 IS NULL OR scope = ?3) "
-                "AND (?4 IS NULL OR sender = ?4) AND (?5 IS NULL OR level <= ?5) "
+                std::string{
+                    "SELECT id, kind, scope, time_ns, level, sender, message FROM log_records "
+                    "WHERE kind = ?1 AND time_ns >= ?2 AND (?3 IS NULL OR scope = ?3) AND "} +
+                (q.sender ? "sender = ?4 " : "?4 IS NULL ") +
+                "AND (?5 IS NULL OR level <= ?5) "
                 "AND (?7 IS NULL OR time_ns <= ?7) AND (?8 IS NULL OR instr(message, ?8) > 0) "
                 "AND (?9 IS NULL OR (time_ns, id) < (?9, ?10)) "
                 "ORDER BY time_ns DESC, id DESC LIMIT ?6");
@@ -325,22 +330,40 @@ private:
         }
         auto written =
             writer_.submit([&records, &position](sql::Connection& db) -> core::Result<void> {
-                for (auto& record : records) {
-                    // From the connection's cache: one prepared statement, reset after each row.
+                // A plain INSERT per row (RETURNING opens a temporary b-tree and a statement
+                // savepoint each time: half the writer's speed, bench/RESULTS.md). One writer
+                // and AUTOINCREMENT give the batch consecutive ids ending at the sequence.
+                for (const auto& record : records) {
                     auto insert = db.prepare(
                         "INSERT INTO log_records (kind, scope, time_ns, level, sender, message) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id");
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
                     if (!insert) {
                         return insert.error();
                     }
-                    insert->bind_all(kind_number(record.kind), record.scope, record.time_ns,
-                                     static_cast<std::int64_t>(record.level), record.sender,
-                                     record.message);
-                    auto row = insert->step();
+                    if (auto ran =
+                            insert
+                                ->bind_all(kind_number(record.kind), record.scope, record.time_ns,
+                                           static_cast<std::int64_t>(record.level), record.sender,
+                                           record.message)
+                                .run();
+                        !ran) {
+                        return ran;
+                    }
+                }
+                if (!records.empty()) {
+                    auto last =
+                        db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'log_records'");
+                    if (!last) {
+                        return last.error();
+                    }
+                    auto row = last->step();
                     if (!row) {
                         return row.error();
                     }
-                    record.id = insert->int64(0);
+                    auto id = last->int64(0) - static_cast<std::int64_t>(records.size());
+                    for (auto& record : records) {
+                        record.id = ++id;
+                    }
                 }
                 if (position) {
                     auto moved = db.prepare(
