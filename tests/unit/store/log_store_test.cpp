@@ -120,8 +120,8 @@ TEST_F(LogStoreTest, PagesFollowOneAnotherBelowTheLastPositionWithTheTextAndTime
     std::vector<LogRecord> lines;
     for (int i = 0; i < 10; ++i) {
         // Two records at each time: the id breaks the tie.
-        lines.push_back(line("", 100 + i / 2, 1, "s", (i % 3 == 0 ? "disk " : "net ") +
-                                                      std::to_string(i)));
+        lines.push_back(
+            line("", 100 + i / 2, 1, "s", (i % 3 == 0 ? "disk " : "net ") + std::to_string(i)));
     }
     ASSERT_TRUE(store_->append(std::move(lines)));
     std::vector<std::string> seen;
