@@ -170,4 +170,20 @@ core::Error SqliteConnection::error(std::string_view what) const {
                        fmt::format("sqlite {}: {} ({})", path_, sqlite3_errmsg(db_), what)};
 }
 
+core::Result<void> use_wal(SqliteConnection& db) {
+    auto mode = db.prepare("PRAGMA journal_mode = WAL");
+    if (!mode) {
+        return mode.error();
+    }
+    auto row = mode->step();
+    if (!row) {
+        return row.error();
+    }
+    if (!*row || mode->text(0) != "wal") {
+        return core::Error{core::ErrorCode::kStorage,
+                           fmt::format("database {} cannot use WAL mode", db.name())};
+    }
+    return {};
+}
+
 }  // namespace aviary::store::sqlite

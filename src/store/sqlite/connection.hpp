@@ -48,4 +48,7 @@ private:
     std::map<std::string, std::unique_ptr<Cursor>, std::less<>> statements_;
 };
 
+/// Puts `db` in WAL mode (readers run beside the writer); kStorage when the file cannot use it.
+core::Result<void> use_wal(SqliteConnection& db);
+
 }  // namespace aviary::store::sqlite

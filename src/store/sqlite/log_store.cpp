@@ -67,17 +67,8 @@ core::Result<void> check(const LogStoreSettings& settings) {
 
 core::Result<void> configure(sqlite::SqliteConnection& db, const LogStoreSettings& settings) {
     if (settings.path != kMemoryPath) {
-        auto mode = db.prepare("PRAGMA journal_mode = WAL");
-        if (!mode) {
-            return mode.error();
-        }
-        auto row = mode->step();
-        if (!row) {
-            return row.error();
-        }
-        if (!*row || mode->text(0) != "wal") {
-            return core::Error{core::ErrorCode::kStorage,
-                               fmt::format("database {} cannot use WAL mode", settings.path)};
+        if (auto wal = sqlite::use_wal(db); !wal) {
+            return wal;
         }
     }
     return db.exec(fmt::format("PRAGMA synchronous = {};",

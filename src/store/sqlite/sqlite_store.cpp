@@ -38,17 +38,8 @@ core::Result<void> check_settings(const Settings& settings) {
 core::Result<void> configure(SqliteConnection& db, const Settings& settings) {
     bool in_memory = settings.path == kMemoryPath;
     if (!in_memory) {
-        auto mode = db.prepare("PRAGMA journal_mode = WAL");
-        if (!mode) {
-            return mode.error();
-        }
-        auto row = mode->step();
-        if (!row) {
-            return row.error();
-        }
-        if (!*row || mode->text(0) != "wal") {
-            return core::Error{core::ErrorCode::kStorage,
-                               fmt::format("database {} cannot use WAL mode", settings.path)};
+        if (auto wal = use_wal(db); !wal) {
+            return wal;
         }
     }
     return db.exec(fmt::format("PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
