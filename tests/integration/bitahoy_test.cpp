@@ -22,11 +22,6 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-double now_seconds() {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 /// One /ws connection that sends a JSON object and reads the next message as JSON.
 class Ws {
 public:

@@ -23,11 +23,6 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-double now_seconds() {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 std::unique_ptr<net::WebSocketClient> connect(const ServerProcess& server,
                                               const std::string& path) {
     auto made = net::WebSocketClient::connect(

@@ -90,6 +90,13 @@ inline boost::json::value last_line(const std::string& body) {
 }
 
 /// A config with the demo fleet and sweeps settable small, for tests.
+/// Now as Python's time.time() gives it: seconds since the epoch, with a fraction (Bitahoy's
+/// entries carry their time so).
+inline double now_seconds() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 inline std::string test_config(std::string_view extra_fleet = "",
                                std::string_view expiry_sweep = "50ms") {
     return fmt::format(R"(fleet:
