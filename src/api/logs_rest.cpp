@@ -12,7 +12,10 @@
 #include <charconv>
 #include <limits>
 #include <memory>
+#include <regex>
+#include <span>
 
+#include "api/log_shipping.hpp"
 #include "api/rest.hpp"
 
 namespace aviary::api {
@@ -41,14 +44,29 @@ core::Error invalid(std::string message) {
 json::object record_json(const store::LogRecord& r) {
     const auto at = core::TimePoint{
         std::chrono::duration_cast<core::Millis>(std::chrono::nanoseconds{r.time_ns})};
-    return json::object{{"id", r.id},
-                        {"kind", r.kind == store::LogKind::kLog ? "log" : "notification"},
-                        {"time", core::format_time(at)},
-                        {"time_ns", r.time_ns},
-                        {"level", r.level},
-                        {"sender", r.sender},
-                        {"message", r.message},
-                        {"scope", r.scope}};
+    json::object out{{"id", r.id},
+                     {"kind", r.kind == store::LogKind::kLog ? "log" : "notification"},
+                     {"time", core::format_time(at)},
+                     {"time_ns", r.time_ns},
+                     {"level", r.level},
+                     {"sender", r.sender},
+                     {"node", r.node},
+                     {"source", r.source},
+                     {"message", r.message},
+                     {"scope", r.scope}};
+    if (!r.fields.empty()) {
+        boost::system::error_code ec;
+        auto fields = json::parse(r.fields, ec);  // stored as a checked object
+        if (!ec) {
+            out["fields"] = std::move(fields);
+        }
+    }
+    return out;
+}
+
+/// The bytes of a record that count against a read's byte bound (as the store counts them).
+std::size_t bytes_of(const store::LogRecord& r) {
+    return r.message.size() + r.sender.size() + r.node.size() + r.source.size() + r.fields.size();
 }
 
 /// `kind=logs|notifications` (and `all` where both are allowed).
@@ -108,15 +126,26 @@ std::string cursor_of(const store::LogRecord& r) {
     return fmt::format("{}.{}", r.time_ns, r.id);
 }
 
-/// The filters a search and a tail share: sender, level, contains.
+constexpr std::string_view kFilterKeys =
+    "node, service (or sender), source, level, contains, regex, node_regex, service_regex, "
+    "source_regex, field.<path>";
+
+/// The filters a search and a tail share (docs/logs.md, "Queries"): true when `key` was one.
 core::Result<bool> read_filter(std::string_view key,
                                std::string_view value,
-                               std::optional<std::string>& sender,
-                               std::optional<int>& max_level,
-                               std::optional<std::string>& contains) {
-    if (key == "sender") {
-        sender = std::string{value};
+                               store::LogFilter& filter) {
+    auto label = [&](std::optional<std::string>& out) {
+        out = std::string{value};
         return true;
+    };
+    if (key == "node") {
+        return label(filter.node);
+    }
+    if (key == "service" || key == "sender") {
+        return label(filter.sender);
+    }
+    if (key == "source") {
+        return label(filter.source);
     }
     if (key == "level") {
         auto level = query_integer(key, value, std::numeric_limits<int>::min(),
@@ -124,36 +153,118 @@ core::Result<bool> read_filter(std::string_view key,
         if (!level) {
             return level.error();
         }
-        max_level = static_cast<int>(*level);
+        filter.max_level = static_cast<int>(*level);
         return true;
     }
     if (key == "contains") {
         if (value.empty()) {
             return invalid("query parameter \"contains\" must not be empty");
         }
-        contains = std::string{value};
+        filter.contains = std::string{value};
+        return true;
+    }
+    std::optional<std::string>* regex = key == "regex"           ? &filter.message_regex
+                                        : key == "node_regex"    ? &filter.node_regex
+                                        : key == "service_regex" ? &filter.sender_regex
+                                        : key == "sender_regex"  ? &filter.sender_regex
+                                        : key == "source_regex"  ? &filter.source_regex
+                                                                 : nullptr;
+    if (regex != nullptr) {
+        try {
+            std::regex{std::string{value}, std::regex::ECMAScript};
+        } catch (const std::regex_error& e) {
+            return invalid(
+                fmt::format("query parameter \"{}\" is not a regular expression "
+                            "(ECMAScript): {}",
+                            key, e.what()));
+        }
+        *regex = std::string{value};
+        return true;
+    }
+    if (key.starts_with("field.")) {
+        const auto path = key.substr(6);
+        const bool plain = !path.empty() && std::all_of(path.begin(), path.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' ||
+                   c == '.';
+        });
+        if (!plain || path.front() == '.' || path.back() == '.' ||
+            path.find("..") != std::string_view::npos) {
+            return invalid(
+                fmt::format("query parameter \"{}\": a field path is names joined by "
+                            "dots (field.peer.id=...), letters, digits, _ and -",
+                            key));
+        }
+        if (filter.fields.size() == store::LogFilter::kMaxFields) {
+            return invalid(fmt::format("at most {} field.<path> filters in one query",
+                                       store::LogFilter::kMaxFields));
+        }
+        std::string json_path = "$";
+        for (std::size_t at = 0; at <= path.size();) {
+            const auto dot = std::min(path.find('.', at), path.size());
+            json_path += fmt::format(".\"{}\"", path.substr(at, dot - at));
+            at = dot + 1;
+        }
+        std::string wanted{value};
+        if (wanted == "true" || wanted == "false") {
+            wanted = wanted == "true" ? "1" : "0";  // SQLite's JSON booleans read as 1 and 0
+        }
+        filter.fields.push_back({std::move(json_path), std::move(wanted)});
         return true;
     }
     return false;
 }
 
-/// The sender of a Loki stream: the first of these labels it has.
-std::string loki_sender(const json::object& labels) {
-    for (const char* name :
-         {"sender", "service_name", "service", "job", "app", "container", "host", "instance"}) {
+constexpr std::string_view kLokiSenders[] = {"sender", "service_name", "service",
+                                             "job",    "app",          "container"};
+constexpr std::string_view kLokiNodes[] = {"node", "host", "hostname", "instance", "pod"};
+constexpr std::string_view kLokiSources[] = {"source", "stream", "filename"};
+constexpr std::string_view kLokiLevels[] = {"level", "detected_level", "severity"};
+
+/// The first of `names` that `labels` has as a non-empty string, and which one; "" when none.
+std::pair<std::string, std::string_view> first_label(const json::object& labels,
+                                                     std::span<const std::string_view> names) {
+    for (auto name : names) {
         if (const auto* v = labels.if_contains(name);
             v != nullptr && v->is_string() && !v->as_string().empty()) {
-            return std::string{v->as_string()};
+            return {std::string{v->as_string()}, name};
         }
     }
-    return "loki";
+    return {};
+}
+
+/// A Loki stream's labels as aviary's: service (sender), node and source from the usual label
+/// names (docs/logs.md, "Shipping with Promtail, Vector or Alloy"), the rest as free fields.
+struct LokiLabels {
+    std::string sender;
+    std::string node;
+    std::string source;
+    json::object rest;
+};
+
+LokiLabels loki_labels(const json::object& labels) {
+    LokiLabels out;
+    auto [sender, sender_name] = first_label(labels, kLokiSenders);
+    auto [node, node_name] = first_label(labels, kLokiNodes);
+    auto [source, source_name] = first_label(labels, kLokiSources);
+    out.sender = sender.empty() ? (node.empty() ? "loki" : node) : std::move(sender);
+    out.node = std::move(node);
+    out.source = std::move(source);
+    for (const auto& [name, value] : labels) {
+        const bool used = name == sender_name || name == node_name || name == source_name ||
+                          std::find(std::begin(kLokiLevels), std::end(kLokiLevels), name) !=
+                              std::end(kLokiLevels);
+        if (!used) {
+            out.rest[name] = value;
+        }
+    }
+    return out;
 }
 
 /// A Loki stream's level label as a number: syslog's severities by name, or a number as given;
 /// 6 (info) when it has none.
 core::Result<int> loki_level(const json::object& labels) {
     const json::value* level = nullptr;
-    for (const char* name : {"level", "detected_level", "severity"}) {
+    for (auto name : kLokiLevels) {
         if ((level = labels.if_contains(name)) != nullptr) {
             break;
         }
@@ -217,7 +328,7 @@ core::Result<std::vector<store::LogRecord>> read_loki_push(std::string_view body
         if (!level) {
             return invalid(fmt::format("streams[{}].stream: {}", s, level.error().message));
         }
-        const auto sender = loki_sender(labels->as_object());
+        const auto mapped = loki_labels(labels->as_object());
         std::size_t v = 0;
         for (const auto& entry : values->as_array()) {
             const auto* pair = entry.is_array() ? &entry.as_array() : nullptr;
@@ -239,10 +350,21 @@ core::Result<std::vector<store::LogRecord>> read_loki_push(std::string_view body
                 return invalid(fmt::format("the push holds more than {} lines (logs.max_upload)",
                                            max_entries));
             }
-            records.push_back(store::LogRecord{.time_ns = ns,
-                                               .level = *level,
-                                               .sender = sender,
-                                               .message = std::string{(*pair)[1].as_string()}});
+            // Structured metadata (a third member, an object of strings) joins the fields.
+            json::object fields = mapped.rest;
+            if (pair->size() >= 3 && (*pair)[2].is_object()) {
+                for (const auto& [name, value] : (*pair)[2].as_object()) {
+                    fields[name] = value;
+                }
+            }
+            records.push_back(store::LogRecord{
+                .time_ns = ns,
+                .level = *level,
+                .sender = mapped.sender,
+                .message = std::string{(*pair)[1].as_string()},
+                .node = mapped.node,
+                .source = mapped.source,
+                .fields = fields.empty() ? std::string{} : json::serialize(fields)});
             ++v;
         }
         ++s;
@@ -274,9 +396,7 @@ struct LogsRest::Tail {
     std::string identity;
     std::optional<std::string> scope;  ///< nullopt: every scope (an admin's tail)
     std::optional<store::LogKind> kind;
-    std::optional<std::string> sender;
-    std::optional<int> max_level;
-    std::optional<std::string> contains;
+    store::LogFilter filter;
     std::optional<std::int64_t> resume;  ///< the cursor the client came back with
     std::int64_t cursor = 0;             ///< every record up to this id was looked at
     std::unique_ptr<net::Subscription> wakeups;
@@ -363,6 +483,16 @@ void LogsRest::add_routes(RouteTable& table) {
                .handler = [this](RouteContext& c) { return loki_push(c); },
                .body = BodyKind::kOwn});
     table.add({.method = "GET",
+               .pattern = "/api/v1/logs/labels",
+               .handler = [this](RouteContext& c) { return labels(c, std::nullopt); }});
+    table.add({.method = "GET",
+               .pattern = "/api/v1/logs/labels/{name}/values",
+               .handler = [this](RouteContext& c) { return labels(c, c.params["name"]); }});
+    table.add({.method = "POST",
+               .pattern = "/api/v1/logs/ship",
+               .handler = [this](RouteContext& c) { return ship(c); },
+               .body = BodyKind::kOwn});
+    table.add({.method = "GET",
                .pattern = "/api/v1/logs/tail",
                .handler = [this](RouteContext& c) { return tail(c); },
                .websocket = true});
@@ -377,7 +507,7 @@ asio::awaitable<net::Response> LogsRest::search(RouteContext& context) {
         query.scope = context.caller.identity;
     }
     for (const auto& [key, value] : context.request.query) {
-        auto filter = read_filter(key, value, query.sender, query.max_level, query.contains);
+        auto filter = read_filter(key, value, query.filter);
         if (!filter) {
             co_return error_reply(filter.error());
         }
@@ -404,14 +534,22 @@ asio::awaitable<net::Response> LogsRest::search(RouteContext& context) {
             }
             query.limit = static_cast<std::size_t>(*limit);
         } else if (key == "cursor") {
-            auto below = position_of(value);
-            if (!below) {
-                co_return error_reply(below.error());
+            auto after = position_of(value);
+            if (!after) {
+                co_return error_reply(after.error());
             }
-            query.below = *below;
+            query.after = *after;
+        } else if (key == "direction") {
+            if (value != "backward" && value != "forward") {
+                co_return error_reply(invalid(
+                    fmt::format("query parameter \"direction\" must be backward (newest first, the "
+                                "default) or forward, got \"{}\"",
+                                value)));
+            }
+            query.oldest_first = value == "forward";
         } else {
             co_return error_reply(unknown_parameter(
-                key, "kind, since, until, sender, level, contains, limit, cursor"));
+                key, fmt::format("kind, since, until, limit, cursor, direction, {}", kFilterKeys)));
         }
     }
     auto work = [this, query] { return logs_.search(query); };
@@ -426,12 +564,98 @@ asio::awaitable<net::Response> LogsRest::search(RouteContext& context) {
     // A full page, or one the byte bound cut short, may have more below it.
     std::size_t bytes = 0;
     for (const auto& record : *records) {
-        bytes += record.message.size() + record.sender.size();
+        bytes += bytes_of(record);
     }
     const bool more = !records->empty() &&
                       (records->size() == query.limit || bytes >= logs_.settings().max_read_bytes);
     json::object body{{"records", std::move(out)}};
     body["next_cursor"] = more ? json::value(cursor_of(records->back())) : json::value(nullptr);
+    co_return json_reply(200, json::serialize(body));
+}
+
+asio::awaitable<net::Response> LogsRest::labels(RouteContext& context,
+                                                std::optional<std::string> name) {
+    static constexpr std::pair<std::string_view, store::LogLabel> kLabels[] = {
+        {"level", store::LogLabel::kLevel},
+        {"node", store::LogLabel::kNode},
+        {"service", store::LogLabel::kService},
+        {"source", store::LogLabel::kSource}};
+    std::optional<store::LogLabel> wanted;
+    if (name) {
+        for (const auto& [label_name, label] : kLabels) {
+            if (*name == label_name) {
+                wanted = label;
+            }
+        }
+        if (!wanted) {
+            co_return error_reply(core::Error{
+                core::ErrorCode::kNotFound,
+                fmt::format("no label \"{}\": the labels are level, node, service and source "
+                            "(other values are free fields, filtered with field.<path>=)",
+                            *name)});
+        }
+    }
+    const auto now = core::SystemClock{}.now();
+    store::LogLabelQuery query{.since_ns = ns_of(now - std::chrono::hours{24 * 30}),
+                               .limit = logs_.settings().max_results};
+    if (!context.caller.admin) {
+        query.scope = context.caller.identity;
+    }
+    for (const auto& [key, value] : context.request.query) {
+        if (key == "kind") {
+            auto kind = kind_of(value, false);
+            if (!kind) {
+                co_return error_reply(kind.error());
+            }
+            query.kind = **kind;
+        } else if (key == "since") {
+            auto at = time_param(key, value, now);
+            if (!at) {
+                co_return error_reply(at.error());
+            }
+            query.since_ns = ns_of(*at);
+        } else {
+            co_return error_reply(unknown_parameter(key, "kind, since"));
+        }
+    }
+    if (wanted) {
+        auto work = [this, label = *wanted, query] { return logs_.label_values(label, query); };
+        auto values = co_await net::offload(pool_, std::move(work));
+        if (!values) {
+            co_return error_reply(values.error());
+        }
+        json::array out;
+        for (auto& value : *values) {
+            out.emplace_back(std::move(value));
+        }
+        json::object body{{"label", *name}, {"values", std::move(out)}};
+        co_return json_reply(200, json::serialize(body));
+    }
+    // The labels that have a value among what was stored in the window.
+    auto work = [this, query]() -> core::Result<std::vector<std::string>> {
+        std::vector<std::string> present;
+        auto one = query;
+        one.limit = 1;
+        for (const auto& [label_name, label] : kLabels) {
+            auto values = logs_.label_values(label, one);
+            if (!values) {
+                return values.error();
+            }
+            if (!values->empty()) {
+                present.emplace_back(label_name);
+            }
+        }
+        return present;
+    };
+    auto present = co_await net::offload(pool_, std::move(work));
+    if (!present) {
+        co_return error_reply(present.error());
+    }
+    json::array out;
+    for (auto& label : *present) {
+        out.emplace_back(std::move(label));
+    }
+    json::object body{{"labels", std::move(out)}};
     co_return json_reply(200, json::serialize(body));
 }
 
@@ -463,6 +687,28 @@ asio::awaitable<net::Response> LogsRest::loki_push(RouteContext& context) {
     co_return net::Response{.status = 204, .body = ""};
 }
 
+asio::awaitable<net::Response> LogsRest::ship(RouteContext& context) {
+    auto shipment = decode_shipment(context.request.body,
+                                    context.request.header("Content-Encoding").value_or(""));
+    if (!shipment) {
+        co_return error_reply(shipment.error());
+    }
+    auto work = [this, scope = context.caller.identity, shipment = std::move(*shipment)]() mutable {
+        return logs_.ship(scope, std::move(shipment));
+    };
+    auto stored = co_await net::offload(pool_, std::move(work));
+    if (!stored) {
+        co_return error_reply(stored.error());
+    }
+    if (!stored->stored.empty()) {
+        publish_records(records_, stored->stored);
+    }
+    json::object body{{"stored", stored->stored.size()},
+                      {"duplicates", stored->duplicates},
+                      {"through", stored->through}};
+    co_return json_reply(200, json::serialize(body));
+}
+
 asio::awaitable<net::Response> LogsRest::tail(RouteContext& context) {
     auto state = std::make_shared<Tail>();
     state->identity = context.caller.identity;
@@ -471,7 +717,7 @@ asio::awaitable<net::Response> LogsRest::tail(RouteContext& context) {
         state->scope = context.caller.identity;
     }
     for (const auto& [key, value] : context.request.query) {
-        auto filter = read_filter(key, value, state->sender, state->max_level, state->contains);
+        auto filter = read_filter(key, value, state->filter);
         if (!filter) {
             co_return error_reply(filter.error());
         }
@@ -491,7 +737,8 @@ asio::awaitable<net::Response> LogsRest::tail(RouteContext& context) {
             }
             state->resume = *cursor;
         } else {
-            co_return error_reply(unknown_parameter(key, "kind, sender, level, contains, cursor"));
+            co_return error_reply(
+                unknown_parameter(key, fmt::format("kind, cursor, {}", kFilterKeys)));
         }
     }
     net::Response response;
@@ -632,9 +879,7 @@ asio::awaitable<bool> LogsRest::catch_up(TailSink& sink, Tail& tail) {
                                 .scope = tail.scope,
                                 .after_id = tail.cursor,
                                 .up_to_id = up_to,
-                                .sender = tail.sender,
-                                .max_level = tail.max_level,
-                                .contains = tail.contains};
+                                .filter = tail.filter};
         auto work = [this, follow] { return logs_.follow(follow); };
         auto records = co_await net::offload(pool_, std::move(work));
         if (!records) {
@@ -646,7 +891,7 @@ asio::awaitable<bool> LogsRest::catch_up(TailSink& sink, Tail& tail) {
         std::size_t bytes = 0;
         for (const auto& record : *records) {
             batch.push_back(record_json(record));
-            bytes += record.message.size() + record.sender.size() + 96;
+            bytes += bytes_of(record) + 128;
             if (bytes >= kTailMessageBytes) {
                 auto text = message("records", json::object{{"records", std::move(batch)},
                                                             {"cursor", std::to_string(record.id)}});

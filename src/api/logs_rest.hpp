@@ -31,6 +31,11 @@ public:
 
 private:
     net::asio::awaitable<net::Response> search(RouteContext& context);
+    /// GET /api/v1/logs/labels, and with `name` /api/v1/logs/labels/{name}/values.
+    net::asio::awaitable<net::Response> labels(RouteContext& context,
+                                               std::optional<std::string> name);
+    /// A sidecar's shipment: POST /api/v1/logs/ship (docs/logs.md, "Shipping from sidecars").
+    net::asio::awaitable<net::Response> ship(RouteContext& context);
     /// Loki's push API, JSON: POST /loki/api/v1/push (Vector, Alloy, curl).
     net::asio::awaitable<net::Response> loki_push(RouteContext& context);
     net::asio::awaitable<net::Response> tail(RouteContext& context);

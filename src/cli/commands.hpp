@@ -154,9 +154,13 @@ int run_jobs(const Context& context, const JobsFlags& flags);
 /// `aviary logs` and `aviary notifications` (docs/logs.md).
 struct LogsFlags {
     std::string kind = "logs";  ///< logs, notifications; with --follow also all
-    std::string sender;
+    std::string node;
+    std::string service;  ///< the sender
+    std::string source;
     std::optional<int> level;  ///< level <= this
     std::string contains;
+    std::string grep;                 ///< a regex searched in the message
+    std::vector<std::string> fields;  ///< "path=value": a free field equal to a value
     std::string since = "1h";
     std::string until;
     int limit = 100;

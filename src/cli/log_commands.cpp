@@ -26,25 +26,45 @@ std::string text_of(const json::value& v) {
     return v.is_string() ? std::string{v.as_string()} : json::serialize(v);
 }
 
-/// One record as a line: "2026-12-05T09:58:01.500Z  40  watchdog-1  disk 91% full".
+/// One record as a line: "2026-12-05T09:58:01.500Z  4  watchdog-1  disk 91% full", with the
+/// node and source after the sender where the record has them ("nodeos node-a/stderr").
 void print_record(const json::object& record, bool as_json) {
     if (as_json) {
         std::printf("%s\n", json::serialize(record).c_str());
         return;
     }
-    const auto* level = record.if_contains("level");
-    std::printf("%s  %3s  %s  %s\n",
-                record.contains("time") ? text_of(record.at("time")).c_str() : "-",
-                level != nullptr ? text_of(*level).c_str() : "-",
-                record.contains("sender") ? text_of(record.at("sender")).c_str() : "-",
-                record.contains("message") ? text_of(record.at("message")).c_str() : "");
+    auto member = [&record](std::string_view name) {
+        const auto* v = record.if_contains(name);
+        return v != nullptr ? text_of(*v) : std::string{};
+    };
+    std::string who = member("sender");
+    if (auto node = member("node"); !node.empty()) {
+        who += " " + node;
+        if (auto source = member("source"); !source.empty()) {
+            who += "/" + source;
+        }
+    }
+    const auto time = member("time");
+    const auto level = member("level");
+    std::printf("%s  %3s  %s  %s\n", time.empty() ? "-" : time.c_str(),
+                level.empty() ? "-" : level.c_str(), who.empty() ? "-" : who.c_str(),
+                member("message").c_str());
 }
 
 /// The filters both reads share, as query parameters (each starting with '&').
 std::string filters(const LogsFlags& flags) {
     std::string out = "kind=" + encode(flags.kind);
-    if (!flags.sender.empty()) {
-        out += "&sender=" + encode(flags.sender);
+    for (const auto& [name, value] :
+         {std::pair{"node", &flags.node}, std::pair{"service", &flags.service},
+          std::pair{"source", &flags.source}, std::pair{"regex", &flags.grep}}) {
+        if (!value->empty()) {
+            out += fmt::format("&{}={}", name, encode(*value));
+        }
+    }
+    for (const auto& field : flags.fields) {
+        const auto eq = field.find('=');
+        out += fmt::format("&field.{}={}", encode(field.substr(0, eq)),
+                           eq == std::string::npos ? std::string{} : encode(field.substr(eq + 1)));
     }
     if (flags.level) {
         out += fmt::format("&level={}", *flags.level);

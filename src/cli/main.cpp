@@ -333,7 +333,13 @@ void add_job_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
                 ->capture_default_str()
                 ->check(CLI::IsMember({"logs", "notifications", "all"}));
         }
-        command->add_option("--sender", logs.sender, "only this sender's");
+        command->add_option("--node", logs.node, "only this node's");
+        command->add_option("--service,--sender", logs.service, "only this service's (sender's)");
+        command->add_option("--source", logs.source, "only from this source (stdout, stderr...)");
+        command->add_option("--grep", logs.grep, "only messages this regex (ECMAScript) finds");
+        command->add_option("--field", logs.fields,
+                            "only records whose free field PATH equals VALUE (PATH=VALUE; "
+                            "repeat for more)");
         command->add_option("--level", logs.level, "only records at this level or below");
         command->add_option("--contains", logs.contains, "only messages holding this text");
         command->add_option("--since", logs.since, "from this long ago (10m) or this time")

@@ -53,11 +53,23 @@ void read_log(YamlReader& r, const Value& value, LogSettings& log) {
                });
 }
 
-/// One `logs.retention` rule: a selector (sender, level, scope; at least one) and a window.
+/// One `logs.retention` rule: a selector (service or sender, node, source, level, scope; at
+/// least one) and a window.
 void read_retention_rule(YamlReader& r, const Value& value, std::vector<logs::RetentionRule>& out) {
     logs::RetentionRule rule;
     bool has_window = false;
     const auto before = r.error_count();
+    auto glob_of = [&r](std::optional<std::string>& out, std::string_view what) {
+        return [&r, &out, what](const Value& v) {
+            std::string glob;
+            if (r.read_string(v, glob) && glob.empty()) {
+                r.error(v,
+                        fmt::format("must not be empty: {}, or a glob like \"validator-*\"", what));
+            } else if (!glob.empty()) {
+                out = std::move(glob);
+            }
+        };
+    };
     bool ok = r.read_map(
         value,
         {
@@ -70,15 +82,10 @@ void read_retention_rule(YamlReader& r, const Value& value, std::vector<logs::Re
                          kind == "logs" ? store::LogKind::kLog : store::LogKind::kNotification;
                  }
              }},
-            {"sender",
-             [&](const Value& v) {
-                 std::string glob;
-                 if (r.read_string(v, glob) && glob.empty()) {
-                     r.error(v, "must not be empty: a sender, or a glob like \"validator-*\"");
-                 } else if (!glob.empty()) {
-                     rule.selector.sender_glob = std::move(glob);
-                 }
-             }},
+            {"sender", glob_of(rule.selector.sender_glob, "a sender")},
+            {"service", glob_of(rule.selector.sender_glob, "a service")},
+            {"node", glob_of(rule.selector.node_glob, "a node")},
+            {"source", glob_of(rule.selector.source_glob, "a source")},
             {"level",
              [&](const Value& v) {
                  int level = 0;
@@ -103,9 +110,11 @@ void read_retention_rule(YamlReader& r, const Value& value, std::vector<logs::Re
         r.error(value, "a retention rule needs a window: how long its records are kept");
         return;
     }
-    if (!rule.selector.sender_glob && !rule.selector.max_level && !rule.selector.scope) {
+    if (!rule.selector.sender_glob && !rule.selector.node_glob && !rule.selector.source_glob &&
+        !rule.selector.max_level && !rule.selector.scope) {
         r.error(value,
-                "a retention rule needs a sender, level or scope to select its records "
+                "a retention rule needs a service (sender), node, source, level or scope to "
+                "select its records "
                 "(the kind's own window is logs_timewindow)");
         return;
     }
@@ -180,6 +189,11 @@ void read_logs(YamlReader& r, const Value& value, logs::Settings& s) {
              }},
             {"max_upload", [&](const Value& v) { count(v, s.max_upload, 1'000'000); }},
             {"max_message_bytes", [&](const Value& v) { r.read_bytes(v, s.max_message_bytes); }},
+            {"max_label_bytes", [&](const Value& v) { r.read_bytes(v, s.max_label_bytes); }},
+            {"max_fields", [&](const Value& v) { count(v, s.max_fields, 1'000); }},
+            {"max_fields_bytes", [&](const Value& v) { r.read_bytes(v, s.max_fields_bytes); }},
+            {"max_streams_per_scope",
+             [&](const Value& v) { count(v, s.store.max_streams_per_scope, 10'000'000); }},
             {"max_results", [&](const Value& v) { count(v, s.max_results, 1'000'000); }},
             {"tail_max_duration", [&](const Value& v) { r.read_duration(v, s.tail_max_duration); }},
             {"max_tails_per_identity",

@@ -45,6 +45,9 @@ Logs::~Logs() {
 namespace {
 
 constexpr std::string_view kEventsFeed = "events";
+/// How long serve remembers a shipper stream's position after its last line: a batch sent again
+/// later than this would be stored twice (docs/logs.md, "Shipping from sidecars").
+constexpr auto kShipperStreamMemory = std::chrono::hours{24 * 7};
 constexpr int kEventsPerCopy = 500;
 
 int level_of(std::string_view kind) {
@@ -174,26 +177,49 @@ void Logs::schedule_events(core::Scheduler& scheduler, store::Store& events, OnC
     });
 }
 
-core::Result<std::vector<store::LogRecord>> Logs::upload(store::LogKind kind,
-                                                         const std::string& scope,
-                                                         std::vector<store::LogRecord> records) {
-    const auto field = field_of(kind);
+core::Result<void> Logs::admit(store::LogKind kind,
+                               const std::string& scope,
+                               std::string_view field,
+                               std::vector<store::LogRecord>& records) const {
     if (records.size() > settings_.max_upload) {
         return core::Error{core::ErrorCode::kInvalidArgument,
                            fmt::format("{} holds {} entries, more than {} in one upload", field,
                                        records.size(), settings_.max_upload)};
     }
+    auto too_big = [&](std::size_t i, std::string_view what, std::size_t size, std::size_t max) {
+        return core::Error{
+            core::ErrorCode::kInvalidArgument,
+            fmt::format("{}[{}].{} is {} bytes, more than {}", field, i, what, size, max)};
+    };
     for (std::size_t i = 0; i < records.size(); ++i) {
         auto& record = records[i];
         if (record.message.size() > settings_.max_message_bytes) {
-            return core::Error{core::ErrorCode::kInvalidArgument,
-                               fmt::format("{}[{}].message is {} bytes, more than {}", field, i,
-                                           record.message.size(), settings_.max_message_bytes)};
+            return too_big(i, "message", record.message.size(), settings_.max_message_bytes);
         }
-        if (record.sender.size() > settings_.max_sender_bytes) {
-            return core::Error{core::ErrorCode::kInvalidArgument,
-                               fmt::format("{}[{}].sender is {} bytes, more than {}", field, i,
-                                           record.sender.size(), settings_.max_sender_bytes)};
+        for (const auto& [what, label] :
+             {std::pair{"sender", &record.sender}, std::pair{"node", &record.node},
+              std::pair{"source", &record.source}}) {
+            if (label->size() > settings_.max_label_bytes) {
+                return too_big(i, what, label->size(), settings_.max_label_bytes);
+            }
+        }
+        if (!record.fields.empty()) {
+            if (record.fields.size() > settings_.max_fields_bytes) {
+                return too_big(i, "fields", record.fields.size(), settings_.max_fields_bytes);
+            }
+            boost::system::error_code ec;
+            auto fields = boost::json::parse(record.fields, ec);
+            if (ec || !fields.is_object()) {
+                return core::Error{core::ErrorCode::kInvalidArgument,
+                                   fmt::format("{}[{}].fields must be a JSON object", field, i)};
+            }
+            if (fields.as_object().size() > settings_.max_fields) {
+                return core::Error{
+                    core::ErrorCode::kInvalidArgument,
+                    fmt::format("{}[{}].fields has {} keys, more than {} (logs.max_fields): "
+                                "free fields are for a few values, not a document",
+                                field, i, fields.as_object().size(), settings_.max_fields)};
+            }
         }
         record.kind = kind;
         record.scope = scope;
@@ -203,18 +229,54 @@ core::Result<std::vector<store::LogRecord>> Logs::upload(store::LogKind kind,
             record.message = std::regex_replace(record.message, rule.pattern, rule.replacement);
         }
     }
+    return {};
+}
+
+core::Result<std::vector<store::LogRecord>> Logs::upload(store::LogKind kind,
+                                                         const std::string& scope,
+                                                         std::vector<store::LogRecord> records) {
+    if (auto admitted = admit(kind, scope, field_of(kind), records); !admitted) {
+        return admitted.error();
+    }
     return store_.append(std::move(records));
+}
+
+core::Result<store::StreamAppend> Logs::ship(const std::string& scope, Shipment shipment) {
+    if (shipment.stream.empty() || shipment.stream.size() > settings_.max_label_bytes) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("stream must be 1 to {} bytes, got {}",
+                                       settings_.max_label_bytes, shipment.stream.size())};
+    }
+    if (auto admitted = admit(store::LogKind::kLog, scope, "lines", shipment.records); !admitted) {
+        return admitted.error();
+    }
+    std::vector<store::LogRecord> notices;
+    if (shipment.dropped > 0 && !shipment.records.empty()) {
+        const auto& first = shipment.records.front();
+        notices.push_back(store::LogRecord{
+            .kind = store::LogKind::kLog,
+            .scope = scope,
+            .time_ns = first.time_ns,
+            .level = 4,
+            .sender = first.sender,
+            .message = fmt::format("the sidecar dropped {} lines of stream {} before these: its "
+                                   "buffer was full while serve could not be reached",
+                                   shipment.dropped, shipment.stream),
+            .node = first.node,
+            .source = "sidecar"});
+    }
+    return store_.append_stream(shipment.stream, std::move(shipment.records), std::move(notices));
 }
 
 core::Result<Logs::Page> Logs::read(const Window& window) const {
     // One more than the bound: whether older records were left out.
-    auto records = store_.query(store::LogQuery{.kind = window.kind,
-                                                .scope = window.scope,
-                                                .since_ns = to_ns(clock_.now() - window.window),
-                                                .sender = window.sender,
-                                                .max_level = window.max_level,
-                                                .limit = settings_.max_results + 1,
-                                                .max_bytes = settings_.max_read_bytes});
+    auto records = store_.query(
+        store::LogQuery{.kind = window.kind,
+                        .scope = window.scope,
+                        .since_ns = to_ns(clock_.now() - window.window),
+                        .filter = {.sender = window.sender, .max_level = window.max_level},
+                        .limit = settings_.max_results + 1,
+                        .max_bytes = settings_.max_read_bytes});
     if (!records) {
         return records.error();
     }
@@ -284,6 +346,19 @@ core::Result<std::size_t> Logs::sweep(core::TimePoint now) {
             store::LogRemoval{.kind = kind, .before_ns = to_ns(now - window), .unless = earlier});
         if (!rest) {
             return rest.error();
+        }
+        // A label set whose newest record is older than every window of its kind has no record
+        // left: it stops counting against the streams-per-scope cap and leaves the listings.
+        auto longest = window;
+        for (const auto& rule : settings_.retention) {
+            if (rule.kind == kind) {
+                longest = std::max(longest, rule.window);
+            }
+        }
+        auto forgotten =
+            store_.forget(kind, to_ns(now - longest), to_ns(now - kShipperStreamMemory));
+        if (!forgotten) {
+            return forgotten.error();
         }
     }
     return removed;

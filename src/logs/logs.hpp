@@ -47,7 +47,9 @@ struct Settings {
     core::Millis idle_timeout{std::chrono::seconds{30}};
     std::size_t max_upload = 10'000;         ///< records in one upload
     std::size_t max_message_bytes = 65'536;  ///< a record's message
-    std::size_t max_sender_bytes = 256;      ///< a record's sender
+    std::size_t max_label_bytes = 256;       ///< a record's node, service (sender) or source
+    std::size_t max_fields = 32;             ///< keys in a record's free fields
+    std::size_t max_fields_bytes = 8'192;    ///< the free fields' JSON text
     std::size_t max_results = 10'000;        ///< records one read returns (the newest)
     /// ...and about this many bytes of senders and messages (a reply must fit a WebSocket
     /// connection's send queue).
@@ -65,6 +67,14 @@ struct Window {
     core::Millis window{0};            ///< records no older than this, by their own time
     std::optional<std::string> sender;
     std::optional<int> max_level;  ///< level <= this
+};
+
+/// What a sidecar's shipper sent (docs/logs.md, "Shipping from sidecars").
+struct Shipment {
+    std::string stream;                     ///< the shipper's stream id
+    std::vector<store::LogRecord> records;  ///< seq set, rising
+    std::uint64_t dropped =
+        0;  ///< lines the shipper dropped (its buffer was full) since its last report
 };
 
 /// The notification an audit event becomes (docs/logs.md, "serve's events"): sender
@@ -86,6 +96,10 @@ public:
     core::Result<std::vector<store::LogRecord>> upload(store::LogKind kind,
                                                        const std::string& scope,
                                                        std::vector<store::LogRecord> records);
+    /// Stores a shipper's batch under `scope` as upload() does, skipping the lines the stream
+    /// already holds (a batch sent again). Lines the shipper dropped become one warning record
+    /// (source "sidecar") in the same write, when any line of the batch is new.
+    core::Result<store::StreamAppend> ship(const std::string& scope, Shipment shipment);
     /// Newest first, at most max_results and about max_read_bytes; `truncated` says whether
     /// older records were left out for those bounds.
     struct Page {
@@ -98,6 +112,10 @@ public:
     /// What was stored after a cursor, in stored order (a tail catching up), at most 1,000.
     core::Result<std::vector<store::LogRecord>> follow(store::LogFollow follow) const;
     core::Result<store::LogIds> ids() const { return store_.ids(); }
+    core::Result<std::vector<std::string>> label_values(store::LogLabel label,
+                                                        const store::LogLabelQuery& query) const {
+        return store_.label_values(label, query);
+    }
     /// Removes what is older than its kind's window, in batches; returns how many records.
     core::Result<std::size_t> sweep(core::TimePoint now);
     /// Runs sweep() every cleanup_interval on `scheduler` (on the leader only).
@@ -114,6 +132,13 @@ public:
     const Settings& settings() const { return settings_; }
 
 private:
+    /// Holds each record to the limits (naming the first past one as `field`[i]), sets its kind
+    /// and scope, and redacts its message.
+    core::Result<void> admit(store::LogKind kind,
+                             const std::string& scope,
+                             std::string_view field,
+                             std::vector<store::LogRecord>& records) const;
+
     Settings settings_;
     struct Compiled;
     std::vector<Compiled> redact_;  // settings_.redact, compiled once

@@ -22,16 +22,49 @@ namespace aviary::store {
 
 enum class LogKind { kLog, kNotification };
 
-/// One line of a log, or one notification.
+/// One line of a log, or one notification. Its labels are a small fixed set (node, service,
+/// source, level); anything else the sender knows goes in `fields` (docs/logs.md, "The model").
 struct LogRecord {
     LogKind kind = LogKind::kLog;
     /// Who may read it: the identity of the caller that stored it ("" without tokens).
     std::string scope;
     std::int64_t time_ns = 0;  ///< the record's own time (the sender's clock), ns since epoch
     int level = 0;             ///< the sender's level number (Bitahoy's: lower is more severe)
-    std::string sender;
+    std::string sender;        ///< the service label (Bitahoy's sender)
     std::string message;
+    std::string node;     ///< the node the line came from, "" when none
+    std::string source;   ///< "stdout", "stderr", "sidecar"..., "" when none
+    std::string fields;   ///< free fields: a JSON object's text, "" when none
     std::int64_t id = 0;  ///< set by the store: grows with each record stored
+    /// A shipper's sequence number in its stream (append_stream); 0 for other records. Not
+    /// stored: the store keeps each stream's highest.
+    std::int64_t seq = 0;
+};
+
+/// A label a listing can name.
+enum class LogLabel { kNode, kService, kSource, kLevel };
+
+/// Which records a read wants beyond their kind, scope and time. Every filter given must hold.
+struct LogFilter {
+    std::optional<std::string> node;      ///< equal to
+    std::optional<std::string> sender;    ///< the service label, equal to
+    std::optional<std::string> source;    ///< equal to
+    std::optional<int> max_level;         ///< level <= this
+    std::optional<std::string> contains;  ///< the message holds this text
+    /// ECMAScript regexes searched in a label or the message. The caller checks that they
+    /// compile; the store compiles each once per read.
+    std::optional<std::string> node_regex;
+    std::optional<std::string> sender_regex;
+    std::optional<std::string> source_regex;
+    std::optional<std::string> message_regex;
+    /// A free field equal to a value: `path` is a JSON path inside `fields` ("$.peer.id"), the
+    /// value compared as text (numbers as written, true and false as 1 and 0).
+    struct Field {
+        std::string path;
+        std::string value;
+    };
+    std::vector<Field> fields;  ///< at most kMaxFields
+    static constexpr std::size_t kMaxFields = 4;
 };
 
 /// Where a page of a newest-first read ended: the next page starts below it.
@@ -46,11 +79,11 @@ struct LogQuery {
     std::optional<std::string> scope;
     std::int64_t since_ns = 0;             ///< records whose time is at or after this
     std::optional<std::int64_t> until_ns;  ///< ...and at or before this
-    std::optional<std::string> sender;
-    std::optional<int> max_level;         ///< level <= this
-    std::optional<std::string> contains;  ///< the message holds this text
-    std::optional<LogPosition> below;     ///< the next page after one that ended here
-    std::size_t limit = 1000;             ///< newest first, at most this many
+    LogFilter filter;
+    bool oldest_first = false;  ///< newest first unless set
+    /// The next page after one that ended here (below it newest first, above it oldest first).
+    std::optional<LogPosition> after;
+    std::size_t limit = 1000;  ///< at most this many
     /// Stops after the record that brings the senders' and messages' bytes to this; 0: no cap.
     std::size_t max_bytes = 0;
 };
@@ -60,7 +93,9 @@ struct LogQuery {
 struct LogSelector {
     std::optional<std::string> scope;
     std::optional<std::string> sender_glob;  ///< SQLite GLOB: `*`, `?`, `[...]`
-    std::optional<int> max_level;            ///< level <= this
+    std::optional<std::string> node_glob;
+    std::optional<std::string> source_glob;
+    std::optional<int> max_level;  ///< level <= this
 };
 
 /// One bounded delete of retention: records of `kind` older than `before_ns` that `match`
@@ -79,10 +114,25 @@ struct LogFollow {
     std::optional<std::string> scope;
     std::int64_t after_id = 0;
     std::optional<std::int64_t> up_to_id;  ///< ...and at most this id
-    std::optional<std::string> sender;
-    std::optional<int> max_level;
-    std::optional<std::string> contains;
+    LogFilter filter;
     std::size_t limit = 1000;
+};
+
+/// A label set seen in a scope (the store keeps one row per set, for the streams-per-scope cap
+/// and the label listings).
+struct LogLabelQuery {
+    LogKind kind = LogKind::kLog;
+    std::optional<std::string> scope;  ///< nullopt: every scope
+    std::int64_t since_ns = 0;         ///< sets seen at or after this
+    std::size_t limit = 1000;
+};
+
+/// What append_stream() did: the records stored (ids set), and how many it skipped because the
+/// stream already held their sequence numbers.
+struct StreamAppend {
+    std::vector<LogRecord> stored;
+    std::size_t duplicates = 0;
+    std::int64_t through = 0;  ///< the stream's highest sequence number now
 };
 
 /// The ids the store holds: `oldest` is 0 when it holds none; `newest` is the last id given
@@ -98,6 +148,9 @@ struct LogStoreSettings {
     std::string synchronous = "full";  ///< "full" (fsync each commit) or "normal"
     int read_connections = 2;
     core::Millis busy_timeout{std::chrono::seconds{5}};
+    /// Label sets (kind, node, service, source, level) one scope may hold; an append that would
+    /// add one past it fails whole with kInvalidArgument. 0: no cap.
+    std::size_t max_streams_per_scope = 10'000;
 };
 
 struct LogStoreStats {
@@ -116,6 +169,13 @@ public:
     virtual core::Result<std::vector<LogRecord>> append_from(std::string_view feed,
                                                              std::int64_t through,
                                                              std::vector<LogRecord> records) = 0;
+    /// Stores a shipper's records (each with `seq` set, rising, one scope) in one write,
+    /// skipping those whose seq the stream already holds: a batch sent again after a lost answer
+    /// stores nothing twice. The stream is the shipper's own id, within the records' scope.
+    /// `notices` (no seq) are stored in the same write when any record was new.
+    virtual core::Result<StreamAppend> append_stream(std::string_view stream,
+                                                     std::vector<LogRecord> records,
+                                                     std::vector<LogRecord> notices) = 0;
     /// How far `feed` has been copied; nullopt when it never was.
     virtual core::Result<std::optional<std::int64_t>> feed_position(
         std::string_view feed) const = 0;
@@ -124,6 +184,15 @@ public:
     /// Ids above follow.after_id, in id order (the order they were stored).
     virtual core::Result<std::vector<LogRecord>> after(const LogFollow& follow) const = 0;
     virtual core::Result<LogIds> ids() const = 0;
+    /// The values a label has among the label sets seen (level as its number), sorted; at most
+    /// query.limit.
+    virtual core::Result<std::vector<std::string>> label_values(
+        LogLabel label, const LogLabelQuery& query) const = 0;
+    /// Forgets label sets last seen before `before_ns` and shipper streams last written before
+    /// `streams_before_ns` (retention's bookkeeping); returns how many rows went.
+    virtual core::Result<std::size_t> forget(LogKind kind,
+                                             std::int64_t before_ns,
+                                             std::int64_t streams_before_ns) = 0;
     /// Removes up to `removal.batch` of the records it selects, oldest first; returns how
     /// many. Call it again while it returns `batch`.
     virtual core::Result<std::size_t> remove(const LogRemoval& removal) = 0;

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <memory>
 #include <mutex>
+#include <regex>
 
 #include "store/sqlite/libsqlite.hpp"
 #include "store/sqlite/wal_vfs.hpp"
@@ -119,6 +121,42 @@ SqliteConnection::SqliteConnection(sqlite3* db, std::string path)
 SqliteConnection::~SqliteConnection() {
     statements_.clear();  // finalized before the handle closes
     sqlite3_close(db_);
+}
+
+namespace {
+
+void regexp(sqlite3_context* context, int, sqlite3_value** argv) {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
+    if (text == nullptr) {
+        sqlite3_result_int(context, 0);
+        return;
+    }
+    try {
+        if (const auto* cached = static_cast<const std::regex*>(sqlite3_get_auxdata(context, 0))) {
+            sqlite3_result_int(context, std::regex_search(text, *cached) ? 1 : 0);
+            return;
+        }
+        const auto* pattern = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+        auto compiled =
+            std::make_unique<std::regex>(pattern != nullptr ? pattern : "", std::regex::ECMAScript);
+        sqlite3_result_int(context, std::regex_search(text, *compiled) ? 1 : 0);
+        // Last: SQLite may free it during the call (sqlite3_set_auxdata's contract).
+        sqlite3_set_auxdata(context, 0, compiled.release(),
+                            [](void* p) { delete static_cast<std::regex*>(p); });
+    } catch (const std::regex_error& e) {
+        const std::string message = fmt::format("regex: {}", e.what());
+        sqlite3_result_error(context, message.c_str(), -1);
+    }
+}
+
+}  // namespace
+
+core::Result<void> SqliteConnection::add_regexp() {
+    if (sqlite3_create_function_v2(db_, "regexp", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                                   regexp, nullptr, nullptr, nullptr) != SQLITE_OK) {
+        return error("cannot add the regexp function");
+    }
+    return {};
 }
 
 core::Result<sql::Statement> SqliteConnection::prepare(std::string_view sql) {

@@ -29,6 +29,12 @@
     X(sqlite3_int64, sqlite3_column_int64, (sqlite3_stmt * s, int c), (s, c))                    \
     X(const unsigned char*, sqlite3_column_text, (sqlite3_stmt * s, int c), (s, c))              \
     X(int, sqlite3_column_type, (sqlite3_stmt * s, int c), (s, c))                               \
+    X(int, sqlite3_create_function_v2,                                                           \
+      (sqlite3 * db, const char* name, int args, int flags, void* app,                           \
+       void (*call)(sqlite3_context*, int, sqlite3_value**),                                     \
+       void (*step)(sqlite3_context*, int, sqlite3_value**), void (*final)(sqlite3_context*),    \
+       void (*destroy)(void*)),                                                                  \
+      (db, name, args, flags, app, call, step, final, destroy))                                  \
     X(sqlite3_file*, sqlite3_database_file_object, (const char* name), (name))                   \
     X(const char*, sqlite3_errmsg, (sqlite3 * db), (db))                                         \
     X(const char*, sqlite3_errstr, (int rc), (rc))                                               \
@@ -40,6 +46,7 @@
     X(int, sqlite3_finalize, (sqlite3_stmt * s), (s))                                            \
     X(void, sqlite3_free, (void* p), (p))                                                        \
     X(int, sqlite3_get_autocommit, (sqlite3 * db), (db))                                         \
+    X(void*, sqlite3_get_auxdata, (sqlite3_context * c, int n), (c, n))                          \
     X(int, sqlite3_open_v2, (const char* file, sqlite3** db, int flags, const char* vfs),        \
       (file, db, flags, vfs))                                                                    \
     X(int, sqlite3_prepare_v3,                                                                   \
@@ -47,9 +54,14 @@
        const char** tail),                                                                       \
       (db, sql, bytes, flags, s, tail))                                                          \
     X(int, sqlite3_reset, (sqlite3_stmt * s), (s))                                               \
+    X(void, sqlite3_result_error, (sqlite3_context * c, const char* text, int n), (c, text, n))  \
+    X(void, sqlite3_result_int, (sqlite3_context * c, int v), (c, v))                            \
+    X(void, sqlite3_set_auxdata, (sqlite3_context * c, int n, void* p, void (*d)(void*)),        \
+      (c, n, p, d))                                                                              \
     X(const char*, sqlite3_sql, (sqlite3_stmt * s), (s))                                         \
     X(int, sqlite3_step, (sqlite3_stmt * s), (s))                                                \
     X(int, sqlite3_stmt_busy, (sqlite3_stmt * s), (s))                                           \
+    X(const unsigned char*, sqlite3_value_text, (sqlite3_value * v), (v))                        \
     X(sqlite3_vfs*, sqlite3_vfs_find, (const char* name), (name))                                \
     X(int, sqlite3_vfs_register, (sqlite3_vfs * vfs, int make_default), (vfs, make_default))
 

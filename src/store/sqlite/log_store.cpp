@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <mutex>
+#include <tuple>
 #include <utility>
 
 #include "store/logs.hpp"
@@ -18,7 +21,7 @@ namespace aviary::store {
 namespace {
 
 constexpr std::string_view kMemoryPath = ":memory:";
-constexpr int kLogSchemaVersion = 1;
+constexpr int kLogSchemaVersion = 2;
 
 // One table for both kinds: a query names its kind first, and the index leads with it. The
 // index on time serves the window reads (newest first) and retention (oldest first).
@@ -41,6 +44,39 @@ CREATE TABLE feed_positions (
     through INTEGER NOT NULL
 );
 INSERT INTO schema_version (version) VALUES (1);
+)sql";
+
+// Labels node and source beside sender (the service), free fields as JSON (NULL when none), an
+// index for reads by node. log_streams holds each label set a scope has written, with the time
+// of its newest record: the streams-per-scope cap counts it and the label listings read it
+// (a few rows, not the records). log_shippers holds each shipper stream's highest sequence
+// number, for append_stream's deduplication.
+constexpr std::string_view kSchemaV2 = R"sql(
+ALTER TABLE log_records ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE log_records ADD COLUMN source TEXT NOT NULL DEFAULT '';
+ALTER TABLE log_records ADD COLUMN fields TEXT;
+CREATE INDEX log_records_kind_node_time ON log_records (kind, node, time_ns);
+CREATE TABLE log_streams (
+    scope TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    source TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL,
+    PRIMARY KEY (scope, kind, node, sender, source, level)
+) WITHOUT ROWID;
+INSERT INTO log_streams
+    SELECT scope, kind, node, sender, source, level, max(time_ns) FROM log_records
+    GROUP BY scope, kind, node, sender, source, level;
+CREATE TABLE log_shippers (
+    scope TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    written_ns INTEGER NOT NULL,
+    PRIMARY KEY (scope, stream)
+) WITHOUT ROWID;
+INSERT INTO schema_version (version) VALUES (2);
 )sql";
 
 std::int64_t kind_number(LogKind kind) {
@@ -83,27 +119,46 @@ core::Result<void> migrate(sql::Connection& db) {
     if (auto known = sql::check_schema_known(db, *version, kLogSchemaVersion); !known) {
         return known;
     }
-    if (*version == 0) {
-        if (auto begun = db.run("BEGIN IMMEDIATE"); !begun) {
-            return begun;
+    if (*version == kLogSchemaVersion) {
+        return {};
+    }
+    if (auto begun = db.run("BEGIN IMMEDIATE"); !begun) {
+        return begun;
+    }
+    for (const auto& [from, script] : {std::pair{0, kSchemaV1}, std::pair{1, kSchemaV2}}) {
+        if (*version > from) {
+            continue;
         }
-        if (auto made = db.exec(kSchemaV1); !made) {
+        if (auto made = db.exec(script); !made) {
             (void)db.run("ROLLBACK");
             return made;
         }
-        return db.run("COMMIT");
     }
-    return {};
+    return db.run("COMMIT");
 }
 
 std::optional<std::int64_t> level_of(std::optional<int> level) {
     return level ? std::optional<std::int64_t>{*level} : std::optional<std::int64_t>{};
 }
 
-LogRecord record_from(const sql::Statement& row);
+constexpr std::string_view kColumns =
+    "id, kind, scope, time_ns, level, sender, message, node, source, fields";
 
-/// Steps `select` to its end, or until the senders' and messages' bytes reach `max_bytes`
-/// (0: no cap; the record that crosses it is kept).
+LogRecord record_from(const sql::Statement& row) {
+    return LogRecord{.kind = row.int64(1) == 0 ? LogKind::kLog : LogKind::kNotification,
+                     .scope = row.text(2),
+                     .time_ns = row.int64(3),
+                     .level = static_cast<int>(row.int64(4)),
+                     .sender = row.text(5),
+                     .message = row.text(6),
+                     .node = row.text(7),
+                     .source = row.text(8),
+                     .fields = row.is_null(9) ? std::string{} : row.text(9),
+                     .id = row.int64(0)};
+}
+
+/// Steps `select` to its end, or until the records' bytes reach `max_bytes` (0: no cap; the
+/// record that crosses it is kept).
 core::Result<std::vector<LogRecord>> read_rows(sql::Statement& select, std::size_t max_bytes) {
     std::vector<LogRecord> out;
     std::size_t bytes = 0;
@@ -116,26 +171,180 @@ core::Result<std::vector<LogRecord>> read_rows(sql::Statement& select, std::size
             break;
         }
         out.push_back(record_from(select));
-        bytes += out.back().message.size() + out.back().sender.size();
+        const auto& r = out.back();
+        bytes +=
+            r.message.size() + r.sender.size() + r.node.size() + r.source.size() + r.fields.size();
     }
     return out;
 }
 
-LogRecord record_from(const sql::Statement& row) {
-    return LogRecord{.kind = row.int64(1) == 0 ? LogKind::kLog : LogKind::kNotification,
-                     .scope = row.text(2),
-                     .time_ns = row.int64(3),
-                     .level = static_cast<int>(row.int64(4)),
-                     .sender = row.text(5),
-                     .message = row.text(6),
-                     .id = row.int64(0)};
+// A filter's clauses take kFilterParams numbers from `first` on, each bound to NULL when its
+// filter is not given, so a statement's text depends only on which index should lead: the
+// statement cache stays a handful of shapes whatever the filters.
+constexpr int kFilterParams = 9 + 2 * static_cast<int>(LogFilter::kMaxFields);
+
+/// With `lead`, a node or service given is a plain equality, which lets its index lead (a
+/// `?N IS NULL OR ...` would hide it).
+std::string filter_sql(int first, const LogFilter& filter, bool lead) {
+    auto p = [first](int offset) { return fmt::format("?{}", first + offset); };
+    auto equal = [&](std::string_view column, int offset, bool given) {
+        return lead && given ? fmt::format(" AND {} = {}", column, p(offset))
+                             : fmt::format(" AND ({0} IS NULL OR {1} = {0})", p(offset), column);
+    };
+    std::string out = equal("node", 0, filter.node.has_value()) +
+                      equal("sender", 1, filter.sender.has_value()) + equal("source", 2, false);
+    out += fmt::format(" AND ({0} IS NULL OR level <= {0})", p(3));
+    out += fmt::format(" AND ({0} IS NULL OR instr(message, {0}) > 0)", p(4));
+    int offset = 5;
+    for (std::string_view column : {"node", "sender", "source", "message"}) {
+        out += fmt::format(" AND ({0} IS NULL OR regexp({0}, {1}))", p(offset++), column);
+    }
+    for (std::size_t i = 0; i < LogFilter::kMaxFields; ++i) {
+        out += fmt::format(" AND ({0} IS NULL OR CAST(json_extract(fields, {0}) AS TEXT) = {1})",
+                           p(offset), p(offset + 1));
+        offset += 2;
+    }
+    return out;
+}
+
+void bind_filter(sql::Statement& statement, int first, const LogFilter& filter) {
+    statement.bind(first, filter.node)
+        .bind(first + 1, filter.sender)
+        .bind(first + 2, filter.source)
+        .bind(first + 3, level_of(filter.max_level))
+        .bind(first + 4, filter.contains)
+        .bind(first + 5, filter.node_regex)
+        .bind(first + 6, filter.sender_regex)
+        .bind(first + 7, filter.source_regex)
+        .bind(first + 8, filter.message_regex);
+    int at = first + 9;
+    for (std::size_t i = 0; i < LogFilter::kMaxFields; ++i, at += 2) {
+        if (i < filter.fields.size()) {
+            statement.bind(at, filter.fields[i].path).bind(at + 1, filter.fields[i].value);
+        } else {
+            statement.bind(at, std::nullopt).bind(at + 1, std::nullopt);
+        }
+    }
+}
+
+/// A label set: what log_streams keys on.
+using LabelSet =
+    std::tuple<std::string, std::int64_t, std::string, std::string, std::string, std::int64_t>;
+
+LabelSet labels_of(const LogRecord& r) {
+    return {r.scope, kind_number(r.kind), r.node, r.sender, r.source, r.level};
+}
+
+std::string describe(const LabelSet& set) {
+    return fmt::format("node=\"{}\" service=\"{}\" source=\"{}\" level={}", std::get<2>(set),
+                       std::get<3>(set), std::get<4>(set), std::get<5>(set));
+}
+
+/// Records each label set `records` carry in log_streams (with its newest time), inside the
+/// caller's write: a set new to its scope counts against `max_streams` (0: no cap), and one past
+/// it fails the write, naming the first record that carries it.
+core::Result<void> note_label_sets(sql::Connection& db,
+                                   const std::vector<LogRecord>& records,
+                                   std::size_t max_streams) {
+    std::map<LabelSet, std::pair<std::int64_t, std::size_t>> sets;  // newest time, first index
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        auto [it, added] = sets.try_emplace(labels_of(records[i]), records[i].time_ns, i);
+        it->second.first = std::max(it->second.first, records[i].time_ns);
+    }
+    for (const auto& [set, seen] : sets) {
+        const auto& [scope, kind, node, sender, source, level] = set;
+        auto touch = db.prepare(
+            "UPDATE log_streams SET last_ns = max(last_ns, ?7) WHERE scope = ?1 AND kind = ?2 "
+            "AND node = ?3 AND sender = ?4 AND source = ?5 AND level = ?6");
+        if (!touch) {
+            return touch.error();
+        }
+        if (auto ran = touch->bind_all(scope, kind, node, sender, source, level, seen.first).run();
+            !ran) {
+            return ran;
+        }
+        if (db.changes() > 0) {
+            continue;
+        }
+        if (max_streams > 0) {
+            auto count = db.prepare("SELECT count(*) FROM log_streams WHERE scope = ?1");
+            if (!count) {
+                return count.error();
+            }
+            if (auto row = count->bind_all(scope).step(); !row) {
+                return row.error();
+            }
+            if (static_cast<std::size_t>(count->int64(0)) >= max_streams) {
+                return core::Error{
+                    core::ErrorCode::kInvalidArgument,
+                    fmt::format("record {} would start a new stream ({}) but scope \"{}\" "
+                                "already has {} streams, the most logs.max_streams_per_scope "
+                                "allows; reuse a label set or raise the limit",
+                                seen.second, describe(set), scope, count->int64(0))};
+            }
+        }
+        auto add = db.prepare(
+            "INSERT INTO log_streams (scope, kind, node, sender, source, level, last_ns) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+        if (!add) {
+            return add.error();
+        }
+        if (auto ran = add->bind_all(scope, kind, node, sender, source, level, seen.first).run();
+            !ran) {
+            return ran;
+        }
+    }
+    return {};
+}
+
+/// Inserts `records` and sets their ids. A plain INSERT per row (RETURNING opens a temporary
+/// b-tree and a statement savepoint each time: half the writer's speed, bench/RESULTS.md); one
+/// writer and AUTOINCREMENT give the rows consecutive ids ending at the sequence.
+core::Result<void> insert_records(sql::Connection& db, std::vector<LogRecord>& records) {
+    if (records.empty()) {
+        return {};
+    }
+    for (const auto& record : records) {
+        auto insert = db.prepare(
+            "INSERT INTO log_records (kind, scope, time_ns, level, sender, message, node, source, "
+            "fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        if (!insert) {
+            return insert.error();
+        }
+        const auto fields = record.fields.empty() ? std::optional<std::string_view>{}
+                                                  : std::optional<std::string_view>{record.fields};
+        if (auto ran = insert
+                           ->bind_all(kind_number(record.kind), record.scope, record.time_ns,
+                                      static_cast<std::int64_t>(record.level), record.sender,
+                                      record.message, record.node, record.source, fields)
+                           .run();
+            !ran) {
+            return ran;
+        }
+    }
+    auto last = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'log_records'");
+    if (!last) {
+        return last.error();
+    }
+    if (auto row = last->step(); !row) {
+        return row.error();
+    }
+    auto id = last->int64(0) - static_cast<std::int64_t>(records.size());
+    for (auto& record : records) {
+        record.id = ++id;
+    }
+    return {};
 }
 
 class SqliteLogStore final : public LogStore {
 public:
     SqliteLogStore(std::unique_ptr<sqlite::SqliteConnection> db,
-                   std::unique_ptr<sql::ReadPool> readers)
-        : db_(std::move(db)), readers_(std::move(readers)), writer_(*db_, db_mutex_) {}
+                   std::unique_ptr<sql::ReadPool> readers,
+                   std::size_t max_streams)
+        : db_(std::move(db)),
+          readers_(std::move(readers)),
+          writer_(*db_, db_mutex_),
+          max_streams_(max_streams) {}
 
     ~SqliteLogStore() override { close(); }
 
@@ -168,48 +377,105 @@ public:
 
     core::Result<std::vector<LogRecord>> query(const LogQuery& q) const override {
         return with_reader([&q](sql::Connection& db) -> core::Result<std::vector<LogRecord>> {
-            // With a sender, a plain `sender = ?4` lets the (kind, sender, time_ns) index
-            // lead; `?4 IS NULL OR ...` would hide it. Two shapes, each prepared once.
-            auto select = db.prepare(
-                std::string{
-                    "SELECT id, kind, scope, time_ns, level, sender, message FROM log_records "
-                    "WHERE kind = ?1 AND time_ns >= ?2 AND (?3 IS NULL OR scope = ?3) AND "} +
-                (q.sender ? "sender = ?4 " : "?4 IS NULL ") +
-                "AND (?5 IS NULL OR level <= ?5) "
-                "AND (?7 IS NULL OR time_ns <= ?7) AND (?8 IS NULL OR instr(message, ?8) > 0) "
-                "AND (?9 IS NULL OR (time_ns, id) < (?9, ?10)) "
-                "ORDER BY time_ns DESC, id DESC LIMIT ?6");
+            // A cursor narrows the time range too, so the index starts at the cursor instead of
+            // walking every record the earlier pages returned.
+            std::int64_t since = q.since_ns;
+            std::optional<std::int64_t> until = q.until_ns;
+            if (q.after) {
+                if (q.oldest_first) {
+                    since = std::max(since, q.after->time_ns);
+                } else {
+                    until = until ? std::min(*until, q.after->time_ns) : q.after->time_ns;
+                }
+            }
+            const char* order = q.oldest_first ? "ASC" : "DESC";
+            auto select = db.prepare(fmt::format(
+                "SELECT {} FROM log_records WHERE kind = ?1 AND time_ns >= ?2 "
+                "AND (?3 IS NULL OR time_ns <= ?3) AND (?4 IS NULL OR scope = ?4) "
+                "AND (?5 IS NULL OR (time_ns, id) {} (?5, ?6)){} "
+                "ORDER BY time_ns {}, id {} LIMIT ?7",
+                kColumns, q.oldest_first ? ">" : "<", filter_sql(8, q.filter, true), order, order));
             if (!select) {
                 return select.error();
             }
-            select->bind_all(kind_number(q.kind), q.since_ns, q.scope, q.sender,
-                             level_of(q.max_level), static_cast<std::int64_t>(q.limit), q.until_ns,
-                             q.contains,
-                             q.below ? std::optional<std::int64_t>{q.below->time_ns}
+            select->bind_all(kind_number(q.kind), since, until, q.scope,
+                             q.after ? std::optional<std::int64_t>{q.after->time_ns}
                                      : std::optional<std::int64_t>{},
-                             q.below ? q.below->id : std::int64_t{0});
+                             q.after ? q.after->id : std::int64_t{0},
+                             static_cast<std::int64_t>(q.limit));
+            bind_filter(*select, 8, q.filter);
             return read_rows(*select, q.max_bytes);
         });
     }
 
     core::Result<std::vector<LogRecord>> after(const LogFollow& f) const override {
         return with_reader([&f](sql::Connection& db) -> core::Result<std::vector<LogRecord>> {
-            auto select = db.prepare(
-                "SELECT id, kind, scope, time_ns, level, sender, message FROM log_records "
-                "WHERE id > ?1 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR scope = ?3) "
-                "AND (?4 IS NULL OR sender = ?4) AND (?5 IS NULL OR level <= ?5) "
-                "AND (?6 IS NULL OR instr(message, ?6) > 0) AND (?8 IS NULL OR id <= ?8) "
-                "ORDER BY id LIMIT ?7");
+            auto select = db.prepare(fmt::format(
+                "SELECT {} FROM log_records WHERE id > ?1 AND (?2 IS NULL OR kind = ?2) "
+                "AND (?3 IS NULL OR scope = ?3) AND (?4 IS NULL OR id <= ?4){} "
+                "ORDER BY id LIMIT ?5",
+                kColumns, filter_sql(6, f.filter, false)));
             if (!select) {
                 return select.error();
             }
             select->bind_all(f.after_id,
                              f.kind ? std::optional<std::int64_t>{kind_number(*f.kind)}
                                     : std::optional<std::int64_t>{},
-                             f.scope, f.sender, level_of(f.max_level), f.contains,
-                             static_cast<std::int64_t>(f.limit), f.up_to_id);
+                             f.scope, f.up_to_id, static_cast<std::int64_t>(f.limit));
+            bind_filter(*select, 6, f.filter);
             return read_rows(*select, 0);
         });
+    }
+
+    core::Result<std::vector<std::string>> label_values(LogLabel label,
+                                                        const LogLabelQuery& q) const override {
+        return with_reader([&](sql::Connection& db) -> core::Result<std::vector<std::string>> {
+            const char* column = label == LogLabel::kNode      ? "node"
+                                 : label == LogLabel::kService ? "sender"
+                                 : label == LogLabel::kSource  ? "source"
+                                                               : "level";
+            auto select = db.prepare(fmt::format(
+                "SELECT DISTINCT {0} FROM log_streams WHERE kind = ?1 AND (?2 IS NULL OR scope = "
+                "?2) AND last_ns >= ?3 AND {0} != '' ORDER BY {0} LIMIT ?4",
+                column));
+            if (!select) {
+                return select.error();
+            }
+            select->bind_all(kind_number(q.kind), q.scope, q.since_ns,
+                             static_cast<std::int64_t>(q.limit));
+            return select->rows([label](const sql::Statement& row) {
+                return label == LogLabel::kLevel ? std::to_string(row.int64(0)) : row.text(0);
+            });
+        });
+    }
+
+    core::Result<std::size_t> forget(LogKind kind,
+                                     std::int64_t before_ns,
+                                     std::int64_t streams_before_ns) override {
+        std::size_t forgotten = 0;
+        auto done = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
+            auto sets = db.prepare("DELETE FROM log_streams WHERE kind = ?1 AND last_ns < ?2");
+            if (!sets) {
+                return sets.error();
+            }
+            if (auto ran = sets->bind_all(kind_number(kind), before_ns).run(); !ran) {
+                return ran;
+            }
+            forgotten += static_cast<std::size_t>(db.changes());
+            auto streams = db.prepare("DELETE FROM log_shippers WHERE written_ns < ?1");
+            if (!streams) {
+                return streams.error();
+            }
+            if (auto ran = streams->bind_all(streams_before_ns).run(); !ran) {
+                return ran;
+            }
+            forgotten += static_cast<std::size_t>(db.changes());
+            return {};
+        });
+        if (!done) {
+            return done.error();
+        }
+        return forgotten;
     }
 
     core::Result<LogIds> ids() const override {
@@ -249,9 +515,13 @@ public:
                 bound_texts.emplace_back(next, *s.scope);
                 out += " AND scope = " + param(next);
             }
-            if (s.sender_glob) {
-                bound_texts.emplace_back(next, *s.sender_glob);
-                out += " AND sender GLOB " + param(next);
+            for (const auto& [glob, column] :
+                 {std::pair{&s.sender_glob, "sender"}, std::pair{&s.node_glob, "node"},
+                  std::pair{&s.source_glob, "source"}}) {
+                if (*glob) {
+                    bound_texts.emplace_back(next, **glob);
+                    out += fmt::format(" AND {} GLOB {}", column, param(next));
+                }
             }
             if (s.max_level) {
                 bound_numbers.emplace_back(next, *s.max_level);
@@ -319,54 +589,24 @@ private:
         if (records.empty() && !position) {
             return records;
         }
-        auto written =
-            writer_.submit([&records, &position](sql::Connection& db) -> core::Result<void> {
-                // A plain INSERT per row (RETURNING opens a temporary b-tree and a statement
-                // savepoint each time: half the writer's speed, bench/RESULTS.md). One writer
-                // and AUTOINCREMENT give the batch consecutive ids ending at the sequence.
-                for (const auto& record : records) {
-                    auto insert = db.prepare(
-                        "INSERT INTO log_records (kind, scope, time_ns, level, sender, message) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-                    if (!insert) {
-                        return insert.error();
-                    }
-                    if (auto ran =
-                            insert
-                                ->bind_all(kind_number(record.kind), record.scope, record.time_ns,
-                                           static_cast<std::int64_t>(record.level), record.sender,
-                                           record.message)
-                                .run();
-                        !ran) {
-                        return ran;
-                    }
+        auto written = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
+            if (auto noted = note_label_sets(db, records, max_streams_); !noted) {
+                return noted;
+            }
+            if (auto inserted = insert_records(db, records); !inserted) {
+                return inserted;
+            }
+            if (position) {
+                auto moved = db.prepare(
+                    "INSERT INTO feed_positions (feed, through) VALUES (?1, ?2) "
+                    "ON CONFLICT (feed) DO UPDATE SET through = excluded.through");
+                if (!moved) {
+                    return moved.error();
                 }
-                if (!records.empty()) {
-                    auto last =
-                        db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'log_records'");
-                    if (!last) {
-                        return last.error();
-                    }
-                    auto row = last->step();
-                    if (!row) {
-                        return row.error();
-                    }
-                    auto id = last->int64(0) - static_cast<std::int64_t>(records.size());
-                    for (auto& record : records) {
-                        record.id = ++id;
-                    }
-                }
-                if (position) {
-                    auto moved = db.prepare(
-                        "INSERT INTO feed_positions (feed, through) VALUES (?1, ?2) "
-                        "ON CONFLICT (feed) DO UPDATE SET through = excluded.through");
-                    if (!moved) {
-                        return moved.error();
-                    }
-                    return moved->bind_all(position->feed, position->through).run();
-                }
-                return {};
-            });
+                return moved->bind_all(position->feed, position->through).run();
+            }
+            return {};
+        });
         if (!written) {
             return written.error();
         }
@@ -374,6 +614,77 @@ private:
         return records;
     }
 
+public:
+    core::Result<StreamAppend> append_stream(std::string_view stream,
+                                             std::vector<LogRecord> records,
+                                             std::vector<LogRecord> notices) override {
+        StreamAppend out;
+        if (records.empty()) {
+            return out;
+        }
+        const std::string scope = records.front().scope;
+        for (std::size_t i = 1; i < records.size(); ++i) {
+            if (records[i].seq <= records[i - 1].seq || records[i].scope != scope) {
+                return core::Error{core::ErrorCode::kInvalidArgument,
+                                   fmt::format("record {} of stream \"{}\": sequence numbers "
+                                               "must rise within a batch of one scope",
+                                               i, stream)};
+            }
+        }
+        // The stream's position is read and moved inside the write that stores the records: two
+        // deliveries of one batch racing each other store it once.
+        auto written = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
+            out = {};
+            auto held = db.prepare("SELECT seq FROM log_shippers WHERE scope = ?1 AND stream = ?2");
+            if (!held) {
+                return held.error();
+            }
+            auto row = held->bind_all(scope, stream).step();
+            if (!row) {
+                return row.error();
+            }
+            const std::int64_t through = *row ? held->int64(0) : 0;
+            std::vector<LogRecord> fresh;
+            for (const auto& record : records) {
+                if (record.seq > through) {
+                    fresh.push_back(record);
+                } else {
+                    ++out.duplicates;
+                }
+            }
+            out.through = std::max(through, records.back().seq);
+            if (fresh.empty()) {
+                return {};
+            }
+            const auto last_time = fresh.back().time_ns;
+            fresh.insert(fresh.end(), notices.begin(), notices.end());
+            if (auto noted = note_label_sets(db, fresh, max_streams_); !noted) {
+                return noted;
+            }
+            if (auto inserted = insert_records(db, fresh); !inserted) {
+                return inserted;
+            }
+            auto moved = db.prepare(
+                "INSERT INTO log_shippers (scope, stream, seq, written_ns) VALUES (?1, ?2, ?3, ?4) "
+                "ON CONFLICT (scope, stream) DO UPDATE SET seq = excluded.seq, "
+                "written_ns = excluded.written_ns");
+            if (!moved) {
+                return moved.error();
+            }
+            if (auto ran = moved->bind_all(scope, stream, out.through, last_time).run(); !ran) {
+                return ran;
+            }
+            out.stored = std::move(fresh);
+            return {};
+        });
+        if (!written) {
+            return written.error();
+        }
+        appended_ += out.stored.size();
+        return out;
+    }
+
+private:
     /// Runs `read` on a read connection (on the one connection, for ":memory:").
     template <class Read>
     auto with_reader(Read read) const -> decltype(read(std::declval<sql::Connection&>())) {
@@ -392,6 +703,7 @@ private:
     mutable std::mutex db_mutex_;
     std::unique_ptr<sql::ReadPool> readers_;  // none for ":memory:": reads share db_
     sql::GroupCommit writer_;
+    std::size_t max_streams_;
     std::atomic<std::uint64_t> appended_{0};
     std::atomic<std::uint64_t> removed_{0};
 };
@@ -416,6 +728,9 @@ core::Result<std::unique_ptr<LogStore>> open_log_store(const LogStoreSettings& s
     if (auto configured = configure(**db, settings); !configured) {
         return configured.error();
     }
+    if (auto added = (*db)->add_regexp(); !added) {  // ":memory:" reads on this one
+        return added.error();
+    }
     if (auto migrated = migrate(**db); !migrated) {
         return migrated.error();
     }
@@ -429,6 +744,9 @@ core::Result<std::unique_ptr<LogStore>> open_log_store(const LogStoreSettings& s
                 if (!read) {
                     return read.error();
                 }
+                if (auto added = (*read)->add_regexp(); !added) {
+                    return added.error();
+                }
                 return std::unique_ptr<sql::Connection>{std::move(*read)};
             });
         if (!pool) {
@@ -438,7 +756,8 @@ core::Result<std::unique_ptr<LogStore>> open_log_store(const LogStoreSettings& s
     }
     core::logger("store")->info("log store opened path={} synchronous={}", settings.path,
                                 settings.synchronous);
-    return std::unique_ptr<LogStore>{new SqliteLogStore(std::move(*db), std::move(readers))};
+    return std::unique_ptr<LogStore>{
+        new SqliteLogStore(std::move(*db), std::move(readers), settings.max_streams_per_scope)};
 }
 
 }  // namespace aviary::store

@@ -341,13 +341,15 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.log.format, format);
     expect_same(notify, got.notify);
     const auto& [log_store, logs_window, notifications_window, cleanup_interval, retention, redact,
-                 idle_timeout, max_upload, max_message_bytes, max_sender_bytes, max_results,
-                 max_read_bytes, retention_batch, tail_max_duration, max_tails_per_identity] = logs;
-    const auto& [log_path, log_synchronous, log_readers, log_busy] = log_store;
+                 idle_timeout, max_upload, max_message_bytes, max_label_bytes, max_fields,
+                 max_fields_bytes, max_results, max_read_bytes, retention_batch, tail_max_duration,
+                 max_tails_per_identity] = logs;
+    const auto& [log_path, log_synchronous, log_readers, log_busy, max_streams] = log_store;
     EXPECT_EQ(got.logs.store.path, log_path);
     EXPECT_EQ(got.logs.store.synchronous, log_synchronous);
     EXPECT_EQ(got.logs.store.read_connections, log_readers);
     EXPECT_EQ(got.logs.store.busy_timeout, log_busy);
+    EXPECT_EQ(got.logs.store.max_streams_per_scope, max_streams);
     EXPECT_EQ(got.logs.logs_window, logs_window);
     EXPECT_EQ(got.logs.notifications_window, notifications_window);
     EXPECT_EQ(got.logs.cleanup_interval, cleanup_interval);
@@ -356,7 +358,9 @@ void expect_same(const Config& want, const Config& got) {
     EXPECT_EQ(got.logs.idle_timeout, idle_timeout);
     EXPECT_EQ(got.logs.max_upload, max_upload);
     EXPECT_EQ(got.logs.max_message_bytes, max_message_bytes);
-    EXPECT_EQ(got.logs.max_sender_bytes, max_sender_bytes);
+    EXPECT_EQ(got.logs.max_label_bytes, max_label_bytes);
+    EXPECT_EQ(got.logs.max_fields, max_fields);
+    EXPECT_EQ(got.logs.max_fields_bytes, max_fields_bytes);
     EXPECT_EQ(got.logs.max_results, max_results);
     EXPECT_EQ(got.logs.retention_batch, retention_batch);
     EXPECT_EQ(got.logs.max_read_bytes, max_read_bytes);
@@ -983,10 +987,17 @@ TEST(Config, LogsKeepBitahoysWindowsAndRefuseWindowsThatKeepNothing) {
   retention:
     - {sender: "validator-*", level: 3, window: 7d}
     - {kind: notifications, scope: team-a, window: 24h}
+    - {node: "canary-*", source: stderr, service: nodeos, window: 2h}
 )",
                              "t.yaml");
     ASSERT_TRUE(rules) << rules.error().message;
-    ASSERT_EQ(rules->logs.retention.size(), 2U);
+    ASSERT_EQ(rules->logs.retention.size(), 3U);
+    EXPECT_EQ(rules->logs.retention[2].selector.node_glob, "canary-*");
+    EXPECT_EQ(rules->logs.retention[2].selector.source_glob, "stderr");
+    EXPECT_EQ(rules->logs.retention[2].selector.sender_glob, "nodeos");
+    EXPECT_EQ(error_of("logs: {max_streams_per_scope: 0}\n"),
+              "aviary.yaml:1:31: logs.max_streams_per_scope: expected an integer from 1 to "
+              "10000000, got \"0\"");
     EXPECT_EQ(rules->logs.retention[0].kind, store::LogKind::kLog);
     EXPECT_EQ(rules->logs.retention[0].selector.sender_glob, "validator-*");
     EXPECT_EQ(rules->logs.retention[0].selector.max_level, 3);
@@ -1002,9 +1013,11 @@ TEST(Config, LogsKeepBitahoysWindowsAndRefuseWindowsThatKeepNothing) {
     EXPECT_EQ(redact->logs.redact[0].replacement, "password=***");
     EXPECT_EQ(error_of("logs:\n  redact:\n    - {pattern: '(unclosed'}\n").substr(0, 60),
               "aviary.yaml:3:17: logs.redact[0].pattern: not a regular expr");
-    EXPECT_EQ(error_of("logs:\n  retention:\n    - {window: 1h}\n"),
-              "aviary.yaml:3:7: logs.retention[0]: a retention rule needs a sender, level or "
-              "scope to select its records (the kind's own window is logs_timewindow)");
+    EXPECT_EQ(
+        error_of("logs:\n  retention:\n    - {window: 1h}\n"),
+        "aviary.yaml:3:7: logs.retention[0]: a retention rule needs a service (sender), node, "
+        "source, level or scope to select its records (the kind's own window is "
+        "logs_timewindow)");
     EXPECT_EQ(error_of("logs:\n  retention:\n    - {sender: a}\n"),
               "aviary.yaml:3:7: logs.retention[0]: a retention rule needs a window: how long its "
               "records are kept");

@@ -46,7 +46,7 @@ protected:
 };
 
 TEST_F(LogsTest, UploadsPastALimitAreRefusedNamingTheRecord) {
-    open(Settings{.max_upload = 2, .max_message_bytes = 8, .max_sender_bytes = 4});
+    open(Settings{.max_upload = 2, .max_message_bytes = 8, .max_label_bytes = 4});
     auto too_many =
         logs_->upload(store::LogKind::kLog, "",
                       {at(0ms, "a", 1, "x"), at(0ms, "a", 1, "y"), at(0ms, "a", 1, "z")});
@@ -60,6 +60,63 @@ TEST_F(LogsTest, UploadsPastALimitAreRefusedNamingTheRecord) {
     ASSERT_FALSE(long_sender);
     EXPECT_EQ(long_sender.error().message, "logs[0].sender is 6 bytes, more than 4");
     EXPECT_TRUE(kept().empty()) << "all or none";
+}
+
+TEST_F(LogsTest, LabelsAndFreeFieldsAreHeldToTheirLimits) {
+    open(Settings{.max_label_bytes = 8, .max_fields = 2, .max_fields_bytes = 40});
+    auto with = [&](std::string node, std::string fields) {
+        auto r = at(0ms, "svc", 6, "m");
+        r.node = std::move(node);
+        r.fields = std::move(fields);
+        return r;
+    };
+    auto long_node = logs_->upload(store::LogKind::kLog, "", {with("node-with-long-name", "")});
+    ASSERT_FALSE(long_node);
+    EXPECT_EQ(long_node.error().message, "logs[0].node is 19 bytes, more than 8");
+    auto not_object = logs_->upload(store::LogKind::kLog, "", {with("n", "[1,2]")});
+    ASSERT_FALSE(not_object);
+    EXPECT_EQ(not_object.error().message, "logs[0].fields must be a JSON object");
+    auto many = logs_->upload(store::LogKind::kLog, "", {with("n", R"({"a":1,"b":2,"c":3})")});
+    ASSERT_FALSE(many);
+    EXPECT_NE(many.error().message.find("logs[0].fields has 3 keys, more than 2"),
+              std::string::npos)
+        << many.error().message;
+    auto big = logs_->upload(store::LogKind::kLog, "",
+                             {with("n", R"({"a":"0123456789012345678901234567890123456789"})")});
+    ASSERT_FALSE(big);
+    EXPECT_NE(big.error().message.find("logs[0].fields is"), std::string::npos);
+    EXPECT_TRUE(logs_->upload(store::LogKind::kLog, "", {with("n", R"({"a":1,"b":"x"})")}));
+}
+
+TEST_F(LogsTest, AShipmentIsStoredOnceAndItsDropsBecomeOneWarning) {
+    open(Settings{});
+    auto line = [&](std::int64_t seq, std::string message) {
+        auto r = at(0ms, "nodeos", 6, std::move(message));
+        r.node = "canary-a";
+        r.source = "stdout";
+        r.seq = seq;
+        return r;
+    };
+    auto first = logs_->ship("team", Shipment{.stream = "canary-a@01",
+                                              .records = {line(1, "one"), line(2, "two")},
+                                              .dropped = 40});
+    ASSERT_TRUE(first) << first.error().message;
+    ASSERT_EQ(first->stored.size(), 3U);
+    const auto& warning = first->stored.back();
+    EXPECT_EQ(warning.source, "sidecar");
+    EXPECT_EQ(warning.level, 4);
+    EXPECT_EQ(warning.node, "canary-a");
+    EXPECT_NE(warning.message.find("dropped 40 lines of stream canary-a@01"), std::string::npos)
+        << warning.message;
+    auto again = logs_->ship("team", Shipment{.stream = "canary-a@01",
+                                              .records = {line(1, "one"), line(2, "two")},
+                                              .dropped = 40});
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(again->stored.empty()) << "neither the lines nor the warning twice";
+    EXPECT_EQ(again->duplicates, 2U);
+    auto no_stream = logs_->ship("team", Shipment{.records = {line(3, "three")}});
+    ASSERT_FALSE(no_stream);
+    EXPECT_EQ(no_stream.error().code, core::ErrorCode::kInvalidArgument);
 }
 
 TEST_F(LogsTest, MessagesAreRedactedBeforeTheyAreStored) {

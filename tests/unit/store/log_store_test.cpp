@@ -74,10 +74,11 @@ TEST_F(LogStoreTest, AppendedRecordsGetGrowingIdsAndReadBackNewestFirstByEachFil
               (std::vector<std::string>{"third", "first"}));
     EXPECT_EQ(messages(*store_->query(LogQuery{.kind = LogKind::kLog, .since_ns = 200})),
               (std::vector<std::string>{"third", "second"}));
-    EXPECT_EQ(messages(*store_->query(LogQuery{.kind = LogKind::kLog, .sender = "s1"})),
+    EXPECT_EQ(messages(*store_->query(LogQuery{.kind = LogKind::kLog, .filter = {.sender = "s1"}})),
               (std::vector<std::string>{"second", "first"}));
-    EXPECT_EQ(messages(*store_->query(LogQuery{.kind = LogKind::kLog, .max_level = 20})),
-              (std::vector<std::string>{"second", "first"}));
+    EXPECT_EQ(
+        messages(*store_->query(LogQuery{.kind = LogKind::kLog, .filter = {.max_level = 20}})),
+        (std::vector<std::string>{"second", "first"}));
     EXPECT_EQ(messages(*store_->query(LogQuery{.kind = LogKind::kLog, .limit = 1})),
               (std::vector<std::string>{"third"}));
     auto notes = store_->query(LogQuery{.kind = LogKind::kNotification});
@@ -127,7 +128,7 @@ TEST_F(LogStoreTest, PagesFollowOneAnotherBelowTheLastPositionWithTheTextAndTime
     std::vector<std::string> seen;
     std::optional<LogPosition> below;
     for (int page = 0; page < 10; ++page) {
-        auto got = store_->query(LogQuery{.below = below, .limit = 3});
+        auto got = store_->query(LogQuery{.after = below, .limit = 3});
         ASSERT_TRUE(got) << got.error().message;
         if (got->empty()) {
             break;
@@ -139,7 +140,7 @@ TEST_F(LogStoreTest, PagesFollowOneAnotherBelowTheLastPositionWithTheTextAndTime
     }
     EXPECT_EQ(seen, (std::vector<std::string>{"disk 9", "net 8", "net 7", "disk 6", "net 5",
                                               "net 4", "disk 3", "net 2", "net 1", "disk 0"}));
-    EXPECT_EQ(messages(*store_->query(LogQuery{.contains = "disk"})),
+    EXPECT_EQ(messages(*store_->query(LogQuery{.filter = {.contains = "disk"}})),
               (std::vector<std::string>{"disk 9", "disk 6", "disk 3", "disk 0"}));
     EXPECT_EQ(messages(*store_->query(LogQuery{.since_ns = 101, .until_ns = 102})),
               (std::vector<std::string>{"net 5", "net 4", "disk 3", "net 2"}));
@@ -159,7 +160,7 @@ TEST_F(LogStoreTest, FollowingReadsInStoredOrderAndIdsAreNeverGivenTwice) {
     EXPECT_EQ(messages(*rest), (std::vector<std::string>{"two", "three"})) << "by id, not time";
     EXPECT_EQ(messages(*store_->after(LogFollow{.kind = LogKind::kLog, .scope = "a"})),
               (std::vector<std::string>{"one"}));
-    EXPECT_EQ(messages(*store_->after(LogFollow{.max_level = 1, .limit = 1})),
+    EXPECT_EQ(messages(*store_->after(LogFollow{.filter = {.max_level = 1}, .limit = 1})),
               (std::vector<std::string>{"one"}));
     // Retention empties the table; the next id still follows the last one given.
     ASSERT_TRUE(store_->remove_before(LogKind::kLog, 100, 100));
@@ -171,6 +172,179 @@ TEST_F(LogStoreTest, FollowingReadsInStoredOrderAndIdsAreNeverGivenTwice) {
     ASSERT_TRUE(next);
     EXPECT_EQ((*next)[0].id, (*first)[2].id + 1);
     EXPECT_EQ(store_->ids()->oldest, (*next)[0].id);
+}
+
+TEST_F(LogStoreTest, LabelsRegexesAndFreeFieldsFilterAndPagesRunEitherWay) {
+    auto labelled = [](std::string node, std::string source, std::string message,
+                       std::string fields, std::int64_t t) {
+        return LogRecord{.time_ns = t,
+                         .level = 6,
+                         .sender = "nodeos",
+                         .message = std::move(message),
+                         .node = std::move(node),
+                         .source = std::move(source),
+                         .fields = std::move(fields)};
+    };
+    ASSERT_TRUE(store_->append(
+        {labelled("canary-a", "stdout", "produced block 10", R"({"peer":{"id":"p1"},"n":3})", 10),
+         labelled("canary-a", "stderr", "error: fork detected", "", 20),
+         labelled("canary-b", "stdout", "produced block 11", R"({"peer":{"id":"p2"},"ok":true})",
+                  30),
+         labelled("prod-1", "stdout", "received block 11", "", 40)}));
+    auto read = [&](LogFilter filter, bool oldest_first = false) {
+        auto got =
+            store_->query(LogQuery{.filter = std::move(filter), .oldest_first = oldest_first});
+        EXPECT_TRUE(got) << got.error().message;
+        return got ? messages(*got) : std::vector<std::string>{};
+    };
+    EXPECT_EQ(read({.node = "canary-a"}),
+              (std::vector<std::string>{"error: fork detected", "produced block 10"}));
+    EXPECT_EQ(read({.source = "stderr"}), (std::vector<std::string>{"error: fork detected"}));
+    EXPECT_EQ(read({.node_regex = "^canary-"}, true),
+              (std::vector<std::string>{"produced block 10", "error: fork detected",
+                                        "produced block 11"}));
+    EXPECT_EQ(
+        read({.sender_regex = "os$", .message_regex = R"(block \d+$)"}),
+        (std::vector<std::string>{"received block 11", "produced block 11", "produced block 10"}));
+    EXPECT_EQ(read({.fields = {{"$.peer.id", "p2"}}}),
+              (std::vector<std::string>{"produced block 11"}));
+    EXPECT_EQ(read({.fields = {{"$.n", "3"}, {"$.peer.id", "p1"}}}),
+              (std::vector<std::string>{"produced block 10"}));
+    EXPECT_EQ(read({.fields = {{"$.ok", "1"}}}), (std::vector<std::string>{"produced block 11"}));
+    EXPECT_TRUE(read({.fields = {{"$.peer.id", "p3"}}}).empty());
+    auto bad = store_->query(LogQuery{.filter = {.message_regex = "("}});
+    ASSERT_FALSE(bad) << "a pattern that does not compile fails the read, not the process";
+    EXPECT_NE(bad.error().message.find("regex"), std::string::npos) << bad.error().message;
+
+    // Oldest first, a page at a time, from the cursor above the last one.
+    std::vector<std::string> seen;
+    std::optional<LogPosition> after;
+    for (int page = 0; page < 5; ++page) {
+        auto got = store_->query(LogQuery{.oldest_first = true, .after = after, .limit = 3});
+        ASSERT_TRUE(got);
+        if (got->empty()) {
+            break;
+        }
+        for (const auto& r : *got) {
+            seen.push_back(r.node);
+        }
+        after = LogPosition{.time_ns = got->back().time_ns, .id = got->back().id};
+    }
+    EXPECT_EQ(seen, (std::vector<std::string>{"canary-a", "canary-a", "canary-b", "prod-1"}));
+
+    auto nodes = store_->label_values(LogLabel::kNode, LogLabelQuery{});
+    ASSERT_TRUE(nodes);
+    EXPECT_EQ(*nodes, (std::vector<std::string>{"canary-a", "canary-b", "prod-1"}));
+    EXPECT_EQ(*store_->label_values(LogLabel::kSource, LogLabelQuery{}),
+              (std::vector<std::string>{"stderr", "stdout"}));
+    EXPECT_EQ(*store_->label_values(LogLabel::kLevel, LogLabelQuery{}),
+              (std::vector<std::string>{"6"}));
+    EXPECT_EQ(*store_->label_values(LogLabel::kNode, LogLabelQuery{.since_ns = 35}),
+              (std::vector<std::string>{"prod-1"}));
+    ASSERT_TRUE(store_->forget(LogKind::kLog, 35, 0));
+    EXPECT_EQ(*store_->label_values(LogLabel::kNode, LogLabelQuery{}),
+              (std::vector<std::string>{"prod-1"}));
+}
+
+TEST_F(LogStoreTest, AStreamStoresEachSequenceNumberOnceAndNoticesOnlyWithNewLines) {
+    auto shipped = [](std::int64_t seq, std::string message) {
+        return LogRecord{.scope = "team",
+                         .time_ns = seq * 10,
+                         .sender = "geth",
+                         .message = std::move(message),
+                         .node = "n1",
+                         .source = "stdout",
+                         .seq = seq};
+    };
+    auto notice = LogRecord{.scope = "team",
+                            .time_ns = 5,
+                            .sender = "geth",
+                            .message = "dropped 7",
+                            .node = "n1",
+                            .source = "sidecar"};
+    auto first = store_->append_stream("n1@ab12", {shipped(1, "a"), shipped(2, "b")}, {notice});
+    ASSERT_TRUE(first) << first.error().message;
+    EXPECT_EQ(first->stored.size(), 3U) << "two lines and the notice";
+    EXPECT_EQ(first->duplicates, 0U);
+    EXPECT_EQ(first->through, 2);
+    // The same batch again (its answer was lost), then one that overlaps it.
+    auto again = store_->append_stream("n1@ab12", {shipped(1, "a"), shipped(2, "b")}, {notice});
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(again->stored.empty());
+    EXPECT_EQ(again->duplicates, 2U);
+    auto overlap = store_->append_stream("n1@ab12", {shipped(2, "b"), shipped(3, "c")}, {});
+    ASSERT_TRUE(overlap);
+    EXPECT_EQ(messages(overlap->stored), (std::vector<std::string>{"c"}));
+    EXPECT_EQ(overlap->duplicates, 1U);
+    EXPECT_EQ(overlap->through, 3);
+    // Another stream, or the same name in another scope, has its own numbers.
+    ASSERT_EQ(store_->append_stream("n1@ffff", {shipped(1, "other")}, {})->stored.size(), 1U);
+    auto elsewhere = shipped(1, "elsewhere");
+    elsewhere.scope = "other-team";
+    ASSERT_EQ(store_->append_stream("n1@ab12", {elsewhere}, {})->stored.size(), 1U);
+    EXPECT_EQ(messages(*store_->query(LogQuery{.scope = "team", .oldest_first = true})),
+              (std::vector<std::string>{"dropped 7", "a", "other", "b", "c"}));
+    auto falling = store_->append_stream("n1@ab12", {shipped(5, "x"), shipped(4, "y")}, {});
+    ASSERT_FALSE(falling);
+    EXPECT_EQ(falling.error().code, core::ErrorCode::kInvalidArgument);
+    // A stream not written for longer than retention remembers streams is forgotten.
+    ASSERT_TRUE(store_->forget(LogKind::kLog, 0, 1'000));
+    EXPECT_EQ(store_->append_stream("n1@ab12", {shipped(3, "c")}, {})->stored.size(), 1U);
+}
+
+TEST_F(LogStoreTest, AScopePastItsStreamCapIsRefusedWholeNamingTheRecord) {
+    store_.reset();
+    auto opened = open_log_store(
+        LogStoreSettings{.path = (dir_ / "capped.db").string(), .max_streams_per_scope = 2});
+    ASSERT_TRUE(opened);
+    store_ = std::move(*opened);
+    ASSERT_TRUE(store_->append({line("a", 1, 6, "s1", "x"), line("a", 2, 6, "s2", "y"),
+                                line("a", 3, 6, "s1", "same set")}));
+    auto third = store_->append({line("a", 4, 6, "s1", "fine"), line("a", 5, 6, "s3", "new set")});
+    ASSERT_FALSE(third);
+    EXPECT_EQ(third.error().code, core::ErrorCode::kInvalidArgument);
+    EXPECT_NE(third.error().message.find("record 1 would start a new stream"), std::string::npos)
+        << third.error().message;
+    EXPECT_NE(third.error().message.find("logs.max_streams_per_scope"), std::string::npos);
+    EXPECT_EQ(store_->query(LogQuery{.scope = "a"})->size(), 3U) << "all or none";
+    EXPECT_TRUE(store_->append({line("b", 5, 6, "s3", "another scope")})) << "the cap is per scope";
+    // Retention forgets a set with no record left, and the slot is free again.
+    ASSERT_TRUE(store_->forget(LogKind::kLog, 3, 0));  // s2's newest record is at 2
+    EXPECT_TRUE(store_->append({line("a", 6, 6, "s3", "new set")}));
+}
+
+TEST_F(LogStoreTest, AVersionOneFileIsMigratedKeepingItsRecordsAndTheirLabelSets) {
+    store_.reset();
+    const auto path = (dir_ / "v1.db").string();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE log_records (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,
+    scope TEXT NOT NULL, time_ns INTEGER NOT NULL, level INTEGER NOT NULL, sender TEXT NOT NULL,
+    message TEXT NOT NULL);
+CREATE INDEX log_records_kind_time ON log_records (kind, time_ns);
+CREATE INDEX log_records_kind_sender_time ON log_records (kind, sender, time_ns);
+CREATE TABLE feed_positions (feed TEXT PRIMARY KEY, through INTEGER NOT NULL);
+INSERT INTO schema_version (version) VALUES (1);
+INSERT INTO log_records (kind, scope, time_ns, level, sender, message)
+    VALUES (0, '', 7, 3, 'old-sender', 'from version 1');
+)sql",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+    auto opened = open_log_store(LogStoreSettings{.path = path});
+    ASSERT_TRUE(opened) << opened.error().message;
+    auto kept = (*opened)->query(LogQuery{});
+    ASSERT_TRUE(kept);
+    ASSERT_EQ(kept->size(), 1U);
+    EXPECT_EQ((*kept)[0].message, "from version 1");
+    EXPECT_EQ((*kept)[0].node, "");
+    EXPECT_EQ(*(*opened)->label_values(LogLabel::kService, LogLabelQuery{}),
+              (std::vector<std::string>{"old-sender"}));
+    auto next = (*opened)->append({line("", 8, 6, "new", "after", LogKind::kLog)});
+    ASSERT_TRUE(next);
+    EXPECT_EQ((*next)[0].id, (*kept)[0].id + 1);
 }
 
 TEST_F(LogStoreTest, WhatWasAcknowledgedIsThereAfterReopening) {
