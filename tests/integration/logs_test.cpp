@@ -2,6 +2,7 @@
 // Bitahoy's /ws, read back with GET /api/v1/logs page by page, and followed on
 // /api/v1/logs/tail across a reconnect, retention, its maximum duration and its limit.
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <atomic>
 #include <boost/json.hpp>
@@ -385,6 +386,7 @@ TEST_F(Logs, LokisJsonPushIsStoredWithItsSenderLevelAndTimeAndBadPushesSayWhy) {
     EXPECT_EQ(records[2].at("message"), "disk failed");
     EXPECT_EQ(records[2].at("sender"), "vector");
     EXPECT_EQ(records[2].at("level"), 3);
+    EXPECT_EQ(records[2].at("node"), "n1") << "Loki's host label is the node";
 
     for (const auto& [request, says] : std::vector<std::pair<std::string, std::string>>{
              {"{nope", "the body is not JSON"},
@@ -403,6 +405,134 @@ TEST_F(Logs, LokisJsonPushIsStoredWithItsSenderLevelAndTimeAndBadPushesSayWhy) {
     EXPECT_NE(protobuf->body.find("not its protobuf one"), std::string::npos) << protobuf->body;
     EXPECT_EQ(json_of(http(server_, "GET", "/api/v1/logs")).at("records").as_array().size(), 3U)
         << "nothing of the bad pushes was stored";
+}
+
+std::string zstd_of(const std::string& text) {
+    std::string out(ZSTD_compressBound(text.size()), '\0');
+    out.resize(ZSTD_compress(out.data(), out.size(), text.data(), text.size(), 3));
+    return out;
+}
+
+TEST_F(Logs, ShippedLinesAreStoredOnceWithTheirLabelsFilteredAndListed) {
+    const auto ns = static_cast<std::int64_t>(now_seconds() * 1e9);
+    auto shipment = [&](std::string node, std::int64_t first_seq,
+                        std::vector<std::pair<std::string, std::string>> lines) {
+        json::array out;
+        std::int64_t seq = first_seq;
+        for (const auto& [source, message] : lines) {
+            out.push_back(json::object{{"seq", seq},
+                                       {"time_ns", ns - 1'000'000'000 + seq},
+                                       {"source", source},
+                                       {"level", source == "stderr" ? 3 : 6},
+                                       {"message", message}});
+            ++seq;
+        }
+        return json::serialize(json::object{{"stream", node + "@5eed"},
+                                            {"node", node},
+                                            {"service", "nodeos"},
+                                            {"dropped", 0},
+                                            {"lines", std::move(out)}});
+    };
+    const auto a =
+        shipment("canary-a", 1, {{"stdout", "produced block 10"}, {"stderr", "fork at block 11"}});
+    auto shipped =
+        http(server_, "POST", "/api/v1/logs/ship", zstd_of(a), {{"Content-Encoding", "zstd"}});
+    ASSERT_EQ(shipped->status, 200) << shipped->body;
+    EXPECT_EQ(json_of(shipped).at("stored"), 2);
+    // The same batch again, as a shipper does when serve's answer was lost: nothing twice.
+    auto again =
+        http(server_, "POST", "/api/v1/logs/ship", zstd_of(a), {{"Content-Encoding", "zstd"}});
+    ASSERT_EQ(again->status, 200) << again->body;
+    EXPECT_EQ(json_of(again).at("stored"), 0);
+    EXPECT_EQ(json_of(again).at("duplicates"), 2);
+    EXPECT_EQ(json_of(again).at("through"), 2);
+    auto b = http(server_, "POST", "/api/v1/logs/ship",
+                  shipment("canary-b", 1, {{"stdout", "produced block 12"}}));
+    ASSERT_EQ(b->status, 200) << b->body;
+
+    auto read = [&](const std::string& query) {
+        auto response = http(server_, "GET", "/api/v1/logs?" + query);
+        EXPECT_EQ(response->status, 200) << query << ": " << response->body;
+        return messages_of(json_of(response).at("records"));
+    };
+    EXPECT_EQ(read("node=canary-a"),
+              (std::vector<std::string>{"fork at block 11", "produced block 10"}));
+    EXPECT_EQ(read("service=nodeos&source=stdout&direction=forward"),
+              (std::vector<std::string>{"produced block 10", "produced block 12"}));
+    EXPECT_EQ(read("node_regex=-b$"), (std::vector<std::string>{"produced block 12"}));
+    EXPECT_EQ(read("regex=block%201%5B02%5D"),
+              (std::vector<std::string>{"produced block 12", "produced block 10"}));
+    auto first = json_of(http(server_, "GET", "/api/v1/logs?node=canary-a&source=stderr"));
+    const auto& record = first.at("records").at(0);
+    EXPECT_EQ(record.at("node"), "canary-a");
+    EXPECT_EQ(record.at("source"), "stderr");
+    EXPECT_EQ(record.at("sender"), "nodeos");
+    EXPECT_EQ(record.at("level"), 3);
+
+    auto labels = json_of(http(server_, "GET", "/api/v1/logs/labels"));
+    EXPECT_EQ(labels.at("labels"), (json::array{"level", "node", "service", "source"})) << labels;
+    auto nodes = json_of(http(server_, "GET", "/api/v1/logs/labels/node/values"));
+    EXPECT_EQ(nodes.at("values"), (json::array{"canary-a", "canary-b"})) << nodes;
+    auto levels = json_of(http(server_, "GET", "/api/v1/logs/labels/level/values"));
+    EXPECT_EQ(levels.at("values"), (json::array{"3", "6"})) << levels;
+    auto unknown = http(server_, "GET", "/api/v1/logs/labels/color/values");
+    EXPECT_EQ(unknown->status, 404);
+
+    for (const auto& [body, says] : std::vector<std::pair<std::string, std::string>>{
+             {"{", "the shipment is not JSON"},
+             {R"({"lines":[]})", "a shipment needs \"stream\""},
+             {R"({"stream":"s","lines":[{"seq":0,"time_ns":1,"message":"m"}]})",
+              "lines[0]: \"seq\" must be an integer above 0"},
+             {R"({"stream":"s","lines":[{"seq":2,"time_ns":1,"message":"m"},)"
+              R"({"seq":1,"time_ns":1,"message":"m"}]})",
+              "lines[1]: \"seq\" 1 does not rise"},
+             {R"({"stream":"s","colour":1,"lines":[]})", "unknown field \"colour\""}}) {
+        auto refused = http(server_, "POST", "/api/v1/logs/ship", body);
+        EXPECT_EQ(refused->status, 400) << body;
+        const std::string said{json_of(refused).at("error").at("message").as_string()};
+        EXPECT_NE(said.find(says), std::string::npos) << body << ": " << said;
+    }
+    auto not_zstd =
+        http(server_, "POST", "/api/v1/logs/ship", "plain text", {{"Content-Encoding", "zstd"}});
+    EXPECT_EQ(not_zstd->status, 400);
+    EXPECT_NE(not_zstd->body.find("not zstd"), std::string::npos) << not_zstd->body;
+    // A small body that would expand past the cap is refused, not decompressed whole.
+    const std::string bomb = zstd_of(std::string(40 * 1024 * 1024, ' '));
+    auto refused_bomb =
+        http(server_, "POST", "/api/v1/logs/ship", bomb, {{"Content-Encoding", "zstd"}});
+    EXPECT_EQ(refused_bomb->status, 400);
+    EXPECT_NE(refused_bomb->body.find("larger than"), std::string::npos) << refused_bomb->body;
+    auto gzip = http(server_, "POST", "/api/v1/logs/ship", "x", {{"Content-Encoding", "gzip"}});
+    EXPECT_EQ(gzip->status, 400);
+    EXPECT_EQ(read("since=1h").size(), 3U) << "nothing of the refused shipments was stored";
+
+    for (const auto& [query, says] : std::vector<std::pair<std::string, std::string>>{
+             {"regex=(", "query parameter \"regex\" is not a regular expression"},
+             {"field..a=1", "a field path is names joined by dots"},
+             {"direction=up", "query parameter \"direction\" must be backward"}}) {
+        auto refused = http(server_, "GET", "/api/v1/logs?" + query);
+        EXPECT_EQ(refused->status, 400) << query;
+        const std::string said{json_of(refused).at("error").at("message").as_string()};
+        EXPECT_NE(said.find(says), std::string::npos) << query << ": " << said;
+    }
+}
+
+TEST_F(Logs, FreeFieldsFromLokisLabelsAndMetadataAreFilteredByPath) {
+    const auto ns = static_cast<std::int64_t>(now_seconds() * 1e9);
+    const auto body = fmt::format(R"({{"streams":[
+        {{"stream":{{"job":"geth","host":"n1","stream":"stderr","region":"eu"}},
+          "values":[["{}","peer dropped",{{"peer_id":"p7"}}],["{}","peer added"]]}}]}})",
+                                  ns - 1'000'000'000, ns);
+    ASSERT_EQ(http(server_, "POST", "/loki/api/v1/push", body)->status, 204);
+    auto found = json_of(http(server_, "GET", "/api/v1/logs?field.peer_id=p7"));
+    ASSERT_EQ(found.at("records").as_array().size(), 1U) << found;
+    const auto& record = found.at("records").at(0);
+    EXPECT_EQ(record.at("message"), "peer dropped");
+    EXPECT_EQ(record.at("source"), "stderr");
+    EXPECT_EQ(record.at("fields"), (json::object{{"region", "eu"}, {"peer_id", "p7"}})) << record;
+    auto eu = json_of(http(server_, "GET", "/api/v1/logs?field.region=eu&node=n1"));
+    EXPECT_EQ(messages_of(eu.at("records")),
+              (std::vector<std::string>{"peer added", "peer dropped"}));
 }
 
 TEST_F(Logs, ATailsBadParametersAreRefusedBeforeTheUpgrade) {
