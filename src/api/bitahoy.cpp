@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -214,14 +215,30 @@ struct BitahoyWs::Session {
     std::unique_ptr<asio::steady_timer> subscribed;
 };
 
+void push_notifications(net::Hub& pushes, const std::vector<store::LogRecord>& notifications) {
+    std::map<std::string_view, json::array> by_scope;
+    for (const auto& record : notifications) {
+        if (record.kind == store::LogKind::kNotification) {
+            by_scope[record.scope].push_back(entry_json(record, false));
+        }
+    }
+    for (auto& [scope, entries] : by_scope) {
+        // Origin 0: no connection has it, so every connection of the scope is told.
+        auto pushed =
+            reply(true, "notification", json::object{{"notifications", std::move(entries)}});
+        pushes.publish(topic_of(scope), fmt::format("0\n{}", pushed));
+    }
+}
+
 BitahoyWs::BitahoyWs(logs::Logs& logs,
                      net::BlockingPool& pool,
                      const Authenticator& auth,
-                     net::Hub& records)
-    : logs_(logs), pool_(pool), auth_(auth), records_(records) {}
+                     net::Hub& records,
+                     net::Hub& pushes)
+    : logs_(logs), pool_(pool), auth_(auth), records_(records), hub_(pushes) {}
 
 BitahoyWs::~BitahoyWs() {
-    hub_.close();
+    hub_.close();  // ends every connection's push loop
 }
 
 void BitahoyWs::add_routes(RouteTable& table) {
@@ -253,7 +270,10 @@ asio::awaitable<void> BitahoyWs::serve(net::WebSocket& ws, fleet::Caller caller)
 }
 
 void BitahoyWs::subscribe(Session& session) {
-    auto made = hub_.subscribe({topic_of(session.caller.identity)}, session.ws.executor());
+    // An admin reads every scope (getNotifications), so it is told of every scope's too.
+    auto made = hub_.subscribe(
+        {session.caller.admin ? std::string{net::kAllTopics} : topic_of(session.caller.identity)},
+        session.ws.executor());
     if (made) {
         session.pushes = std::move(*made);
     }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "api/auth.hpp"
 #include "api/routes.hpp"
@@ -13,13 +14,20 @@
 
 namespace aviary::api {
 
+/// Pushes stored notifications to the /ws connections of their scope, and to admins' (which
+/// read every scope), as Bitahoy pushes an uploaded notification: for those serve stores
+/// itself (its events). `pushes` is the hub given to BitahoyWs.
+void push_notifications(net::Hub& pushes, const std::vector<store::LogRecord>& notifications);
+
 class BitahoyWs {
 public:
     /// `records`: where stored records are announced to live tails (publish_records()).
+    /// `pushes`: new notifications, by scope, to the other connections of that scope.
     BitahoyWs(logs::Logs& logs,
               net::BlockingPool& pool,
               const Authenticator& auth,
-              net::Hub& records);
+              net::Hub& records,
+              net::Hub& pushes);
     ~BitahoyWs();
     BitahoyWs(const BitahoyWs&) = delete;
     BitahoyWs& operator=(const BitahoyWs&) = delete;
@@ -41,8 +49,7 @@ private:
     net::BlockingPool& pool_;
     const Authenticator& auth_;
     net::Hub& records_;
-    /// New notifications, by scope, to the other connections of that scope.
-    net::Hub hub_;
+    net::Hub& hub_;
     std::atomic<std::uint64_t> next_session_{1};
 };
 

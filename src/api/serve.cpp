@@ -436,13 +436,18 @@ int serve(config::Config config, ServeOptions options) {
     }
     // Stored records wake the live tails of their scope (GET /api/v1/logs/tail).
     net::Hub record_feed;
+    // New notifications to Bitahoy's /ws connections of their scope.
+    net::Hub notification_pushes;
     logs::Logs records{config.logs, **log_store, clock};
     records.schedule(scheduler);
-    // serve's own audit events become notifications too (docs/logs.md, "serve's events").
-    records.schedule_events(scheduler, **store,
-                            [&record_feed](const std::vector<store::LogRecord>& copied) {
-                                publish_records(record_feed, copied);
-                            });
+    // serve's own audit events become notifications too (docs/logs.md, "serve's events"), told
+    // to live tails and pushed on /ws as they are copied.
+    records.schedule_events(
+        scheduler, **store,
+        [&record_feed, &notification_pushes](const std::vector<store::LogRecord>& copied) {
+            publish_records(record_feed, copied);
+            push_notifications(notification_pushes, copied);
+        });
     auto rescued = engine.start();
     if (!rescued) {
         std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",
@@ -472,7 +477,7 @@ int serve(config::Config config, ServeOptions options) {
     JobsRest jobs_rest{job_waits, pool, config.fleet.wait_heartbeat};
     RollerRest roller{engine, fleet, pool};
     Authenticator auth{config.auth, config.server.listen};
-    BitahoyWs bitahoy{records, pool, auth, record_feed};
+    BitahoyWs bitahoy{records, pool, auth, record_feed, notification_pushes};
     LogsRest logs_rest{records, pool, record_feed};
 
     Router router{RouterDeps{

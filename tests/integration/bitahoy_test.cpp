@@ -146,6 +146,29 @@ TEST_F(Bitahoy, ANotificationIsPushedToTheOtherConnectionsAndReadWithItsTime) {
     EXPECT_EQ(read.at("notifications").at(0).at(1), "intruder");
 }
 
+TEST_F(Bitahoy, ServesOwnEventsArePushedAsNotificationsAsTheyHappen) {
+    Ws watcher{server_};
+    ASSERT_TRUE(watcher.ok());
+    ASSERT_EQ(watcher.call(R"({"action":"ping"})").at("success"), true);
+    auto leased =
+        http(server_, "POST", "/api/v1/leases", R"({"node": "lotus-0", "owner": "anton"})");
+    ASSERT_EQ(leased->status, 201) << leased->body;
+    // Events are copied into notifications every second; the push follows the copy.
+    json::value pushed;
+    for (int i = 0; i < 10; ++i) {
+        pushed = watcher.next(15s);
+        ASSERT_TRUE(pushed.is_object()) << watcher.last_error;
+        if (pushed.at("action") == "notification") {
+            break;
+        }
+    }
+    ASSERT_EQ(pushed.at("action"), "notification") << pushed;
+    const auto& note = pushed.at("notifications").at(0);
+    EXPECT_EQ(note.at(0), "aviary");
+    EXPECT_TRUE(note.at(1).as_string().starts_with("lease.acquired node=lotus-0")) << note;
+    EXPECT_EQ(note.at(2), 6);
+}
+
 TEST_F(Bitahoy, BadInputGetsAClearAnswerAndTheConnectionGoesOn) {
     Ws ws{server_};
     ASSERT_TRUE(ws.ok());
