@@ -590,10 +590,14 @@ struct Supervisor::Impl {
             }
             publish();
         }
+        LogLine kept{.at = now(), .stderr_stream = err, .text = line.text};
+        if (line_observer) {
+            line_observer(kept);
+        }
         {
             std::lock_guard lock{mu};
             ring_bytes += line.text.size();
-            ring.push_back(LogLine{.at = now(), .stderr_stream = err, .text = line.text});
+            ring.push_back(std::move(kept));
             while (!ring.empty() &&
                    (ring.size() > settings.log_ring_lines || ring_bytes > kRingBytes)) {
                 ring_bytes -= ring.front().text.size();
@@ -2035,9 +2039,10 @@ struct Supervisor::Impl {
     /// Backups and restores copy on their own thread; set when the sidecar shuts down.
     net::BlockingPool files{1};
     Cancelled cancel_files{false};
-    std::deque<LogLine> ring;    // under mu
-    std::size_t ring_bytes = 0;  // under mu
-    bool finished_flag = false;  // under mu
+    std::deque<LogLine> ring;                           // under mu
+    std::function<void(const LogLine&)> line_observer;  // set before start(); node thread
+    std::size_t ring_bytes = 0;                         // under mu
+    bool finished_flag = false;                         // under mu
     std::condition_variable finished_cv;
 
     // Node thread only.
@@ -2089,6 +2094,10 @@ Supervisor::Supervisor(Settings settings, metrics::Registry& registry)
 
 Supervisor::~Supervisor() {
     stop();
+}
+
+void Supervisor::on_line(std::function<void(const LogLine&)> observer) {
+    impl_->line_observer = std::move(observer);
 }
 
 namespace {

@@ -340,6 +340,10 @@ public:
     Supervisor(const Supervisor&) = delete;
     Supervisor& operator=(const Supervisor&) = delete;
 
+    /// Hears every line the node writes, in order, on the node thread, as it is read:
+    /// it must only hand the line over (a bounded queue), never wait. Before start() only.
+    void on_line(std::function<void(const LogLine&)> observer);
+
     /// Reads the state file (maintenance survives a restart of the sidecar) and starts the node
     /// thread. Errors: the state dir cannot be made, or the state file is unreadable.
     core::Result<void> start();
