@@ -2,10 +2,12 @@
 // (docs/supervise.md) — the control API, manageos's verbatim (plain-text replies, both
 // `/v1/X` and `/v1/nodeos/X`) beside aviary's own JSON, and the gated proxy to the node's API.
 #include <fmt/format.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -24,7 +26,9 @@
 
 #include "api/api.hpp"
 #include "api/auth.hpp"
+#include "api/log_shipping.hpp"
 #include "fleet/fleet.hpp"
+#include "logs/shipper.hpp"
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
 #include "supervisor/supervisor.hpp"
@@ -444,6 +448,119 @@ private:
     metrics::Histogram& latency_;
 };
 
+/// How long one shipment may take: a stop waits for the one in flight at most this long.
+constexpr core::Millis kShipTimeout{std::chrono::seconds{10}};
+
+/// Sends a shipper's batch to serve (POST /api/v1/logs/ship, zstd). serve refusing the batch
+/// itself (400, 413) is kInvalidArgument, which the shipper does not send again; anything
+/// else (away, 5xx, a bad token) is sent again after a backoff.
+logs::Send ship_to(std::string serve, std::string token) {
+    return [serve = std::move(serve),
+            token = std::move(token)](const logs::Shipment& batch) -> core::Result<void> {
+        net::ClientRequest request{
+            .method = "POST",
+            .url = serve + "/api/v1/logs/ship",
+            .headers = {{"Content-Type", "application/json"}, {"Content-Encoding", "zstd"}},
+            .body = encode_shipment(batch),
+            .timeout = kShipTimeout};
+        if (!token.empty()) {
+            request.headers.push_back({"Authorization", "Bearer " + token});
+        }
+        auto response = net::fetch_sync(std::move(request));
+        if (!response) {
+            return core::Error{core::ErrorCode::kUnavailable, response.error().message};
+        }
+        if (response->status == 200) {
+            return {};
+        }
+        const auto code = response->status == 400 || response->status == 413
+                              ? core::ErrorCode::kInvalidArgument
+                              : core::ErrorCode::kUnavailable;
+        return core::Error{code, fmt::format("serve answered {}: {}", response->status,
+                                             response->body.substr(0, 300))};
+    };
+}
+
+/// The sidecar's own log lines (restarts, exits, maintenance, backups) shipped beside its
+/// node's, source "sidecar".
+class ShipSink final : public spdlog::sinks::base_sink<std::mutex> {
+public:
+    explicit ShipSink(logs::Shipper& shipper) : shipper_(shipper) {}
+
+protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        static constexpr int kSyslog[] = {7, 7, 6, 4, 3, 2, 6};  // spdlog's levels, in order
+        const auto ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(msg.time.time_since_epoch())
+                .count();
+        shipper_.offer(ns, "sidecar", kSyslog[static_cast<int>(msg.level)],
+                       std::string_view{msg.payload.data(), msg.payload.size()});
+    }
+    void flush_() override {}
+
+private:
+    logs::Shipper& shipper_;
+};
+
+/// The service label of a supervised node's lines: the configured one, else the chain's name,
+/// else the command's.
+std::string service_of(const supervisor::Settings& settings) {
+    if (!settings.ship.service.empty()) {
+        return settings.ship.service;
+    }
+    if (!settings.chain.empty() && settings.chain != "none") {
+        return settings.chain;
+    }
+    const auto& argv = settings.program.argv;
+    if (argv.empty()) {
+        return "node";
+    }
+    const auto slash = argv.front().rfind('/');
+    return slash == std::string::npos ? argv.front() : argv.front().substr(slash + 1);
+}
+
+/// The node's stdout and stderr, and the sidecar's own lines, to serve's log store; null
+/// without --serve or with shipping off.
+core::Result<std::unique_ptr<logs::Shipper>> start_shipping(const supervisor::Settings& settings,
+                                                            supervisor::Supervisor& supervisor,
+                                                            metrics::Registry& registry) {
+    if (settings.producer.serve.empty() || !settings.ship.enabled) {
+        return std::unique_ptr<logs::Shipper>{};
+    }
+    auto shipper = std::make_unique<logs::Shipper>(
+        logs::ShipperSettings{.dir = settings.state_dir + "/ship",
+                              .node = settings.name,
+                              .service = service_of(settings),
+                              .max_buffer_bytes = settings.ship.max_buffer_bytes},
+        ship_to(settings.producer.serve, settings.producer.token));
+    if (auto started = shipper->start(); !started) {
+        return core::Error{started.error().code,
+                           "cannot start shipping logs: " + started.error().message};
+    }
+    auto* raw = shipper.get();
+    supervisor.on_line([raw](const supervisor::LogLine& line) {
+        const auto ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(line.at.time_since_epoch())
+                .count();
+        raw->offer(ns, line.stderr_stream ? "stderr" : "stdout", logs::level_of_line(line.text),
+                   line.text);
+    });
+    core::logger("supervise")->sinks().push_back(std::make_shared<ShipSink>(*raw));
+    auto& lines = registry.counter("aviary_supervise_log_lines_total",
+                                   "Lines of the node and the sidecar on their way to serve, by "
+                                   "what became of them.",
+                                   {"outcome"});
+    auto& buffered = registry.gauge("aviary_supervise_log_buffer_bytes",
+                                    "Bytes in the disk buffer of lines on their way to serve.");
+    registry.on_scrape([raw, &lines, &buffered] {
+        const auto stats = raw->stats();
+        lines.with({"shipped"}).set_total(static_cast<double>(stats.shipped));
+        lines.with({"dropped"}).set_total(static_cast<double>(stats.dropped));
+        buffered.get().set(static_cast<double>(stats.buffered_bytes));
+    });
+    return shipper;
+}
+
 int exit_code_of(const supervisor::Status& status) {
     if (!status.last_exit) {
         return 0;
@@ -623,6 +740,16 @@ int supervise(supervisor::Settings settings) {
         }
         proxy_address = *bound;
     }
+    // Lines are shipped from the node's first one on: hooked up before it starts.
+    auto shipper = start_shipping(settings, supervisor, registry);
+    if (!shipper) {
+        std::fprintf(stderr, "aviary supervise: %s\n", shipper.error().message.c_str());
+        if (proxy_server) {
+            proxy_server->stop();
+        }
+        control_server.stop();
+        return 1;
+    }
     if (auto started = supervisor.start(); !started) {
         std::fprintf(stderr, "aviary supervise: %s\n", started.error().message.c_str());
         if (proxy_server) {
@@ -675,6 +802,17 @@ int supervise(supervisor::Settings settings) {
     const auto status = supervisor.status();
     const int code = exit_code_of(status);
     log->info("stopped node={} exit_code={}", settings.name, code);
+    if (*shipper) {
+        // The node's last lines reach the buffer; what serve has not acknowledged is sent
+        // after the next start.
+        (*shipper)->stop();
+        auto& sinks = core::logger("supervise")->sinks();
+        sinks.erase(std::remove_if(sinks.begin(), sinks.end(),
+                                   [](const spdlog::sink_ptr& sink) {
+                                       return dynamic_cast<ShipSink*>(sink.get()) != nullptr;
+                                   }),
+                    sinks.end());
+    }
     return code;
 }
 

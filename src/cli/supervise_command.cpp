@@ -59,6 +59,9 @@ SuperviseApps add_supervise_commands(CLI::App& app, SuperviseCliFlags& flags) {
     optional_flag(s, "--serve", flags.serve,
                   "serve's URL: the node is registered in its pool (driver sidecar), and the "
                   "producer lease is held there (bp mode)");
+    s->add_flag("--no-ship-logs", flags.no_ship_logs,
+                "with --serve, keep the node's lines here instead of shipping them to serve's "
+                "log store (docs/logs.md)");
     optional_flag(s, "--advertise", flags.advertise,
                   "the URL serve reaches this control API at (default: http://HOST:PORT of "
                   "--control as bound)");
@@ -113,6 +116,7 @@ int run_supervise(const SuperviseApps& apps,
     overrides.producer_account = given(s, "--producer-account", flags.producer_account);
     overrides.advertise = given(s, "--advertise", flags.advertise);
     overrides.bp_mode = flags.bp_mode;
+    overrides.no_ship_logs = flags.no_ship_logs;
     overrides.command = std::move(command);
     auto settings = config::load_supervise(flags.config_path, overrides);
     if (!settings) {

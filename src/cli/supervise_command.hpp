@@ -23,6 +23,7 @@ struct SuperviseCliFlags {
     std::string producer_account;
     std::string advertise;
     bool bp_mode = false;
+    bool no_ship_logs = false;
     // ctl
     std::string ctl_control = "127.0.0.1:8080";
     std::string ctl_token;

@@ -98,6 +98,7 @@ struct SuperviseFlags {
     std::optional<std::string> chain, name, control, proxy, upstream, data_dir, state_dir, restart,
         chain_id, backup_dir, serve, producer_key, producer_account, advertise;
     bool bp_mode = false;              ///< --bp-mode (the file's bp_mode otherwise)
+    bool no_ship_logs = false;         ///< --no-ship-logs (ship_logs.enabled otherwise)
     std::vector<std::string> command;  ///< after `--`; overrides program.command
 };
 /// Reads `path` (empty: no file) and applies `flags`; resolves the chain preset (a user

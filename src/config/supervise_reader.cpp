@@ -1290,6 +1290,16 @@ void read_supervise_root(YamlReader& r,
                  }
              }},
             {"auth", [&](const Value& v) { read_tokens(r, v, s.tokens); }},
+            {"ship_logs",
+             [&](const Value& v) {
+                 r.read_map(
+                     v, {
+                            {"enabled", [&](const Value& e) { r.read_bool(e, s.ship.enabled); }},
+                            {"service", [&](const Value& e) { r.read_string(e, s.ship.service); }},
+                            {"max_buffer",
+                             [&](const Value& e) { r.read_bytes(e, s.ship.max_buffer_bytes); }},
+                        });
+             }},
             {"log_metrics",
              [&](const Value& v) {
                  read_log_rules(r, v, file.log_metrics, file.log_metric_names_at);
@@ -1365,6 +1375,9 @@ void apply_flags(const SuperviseFlags& flags,
     apply_flag(flags.producer_account, "--producer-account", check_producer_key, s.producer.account,
                problems);
     apply_flag(flags.advertise, "--advertise", check_advertise, s.advertise, problems);
+    if (flags.no_ship_logs) {
+        s.ship.enabled = false;
+    }
     if (flags.bp_mode) {
         s.producer.bp_mode = true;
     }

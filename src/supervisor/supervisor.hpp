@@ -239,6 +239,14 @@ struct Settings {
     std::vector<RenderSettings> render;
     ProducerSettings producer;
     std::size_t log_ring_lines = 1000;  ///< lines kept for GET /v1/logs
+    /// With --serve, the node's lines (and the sidecar's own) are shipped to serve's log store
+    /// (docs/logs.md, "Shipping from sidecars").
+    struct LogShipping {
+        bool enabled = true;
+        std::string service;  ///< the service label; empty: the chain, or the command's name
+        std::size_t max_buffer_bytes = std::size_t{256} * 1024 * 1024;  ///< <state_dir>/ship
+    };
+    LogShipping ship;
     /// The preset's log metrics followed by the file's (config joins them).
     std::vector<LogRule> log_metrics;
     std::vector<std::string> tokens;  ///< required off loopback
