@@ -78,7 +78,7 @@ TEST(LogShipping, EveryLineArrivesOnceThroughAServeRestartAndASidecarKilledWithN
         ASSERT_EQ(serve->stop(), 0) << serve->log();
         std::ofstream{gate} << "go";
         ASSERT_TRUE(wait_until([&] {
-            return sidecar.call("GET", "/metrics").body.find("aviary_supervise_log_buffer_bytes") !=
+            return sidecar.call("GET", "/metrics").body.find("aviary_supervised_log_buffer_bytes") !=
                        std::string::npos &&
                    sidecar.call("GET", "/v1/logs?tail=5").body.find("printed 1 to 2000") !=
                        std::string::npos;
