@@ -281,6 +281,8 @@ void read_websocket(YamlReader& r, const Value& value, net::WebSocketSettings& s
                                "close, drop");
              }},
             {"close_timeout", [&](const Value& v) { r.read_duration(v, s.close_timeout); }},
+            {"deflate", [&](const Value& v) { r.read_bool(v, s.deflate); }},
+            {"deflate_min_bytes", [&](const Value& v) { r.read_bytes(v, s.deflate_min_bytes); }},
         });
     s.slow_reader = slow_reader == "drop" ? net::SlowReader::kDrop : net::SlowReader::kClose;
 }

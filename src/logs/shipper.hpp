@@ -5,6 +5,15 @@
 /// each sequence number once). The node is never held back: offer() only queues in memory, and
 /// past the buffer's bounds the oldest lines are dropped, counted, and the count reported to
 /// serve with the next batch.
+///
+/// Two threads: `ship-write` moves the memory queue to the disk buffer and syncs it, `ship-send`
+/// reads batches back and calls Send. They are apart so that a Send blocked up to its timeout
+/// never leaves lines piling up in memory (where they would be dropped) while the disk has room.
+///
+/// What survives what: kill -9 of the sidecar loses nothing written to the buffer; a power loss
+/// loses at most the lines of the last `linger` (the buffer is synced that often while lines
+/// come). Only synced lines are sent, so a sequence number serve has is never given to another
+/// line after a power loss.
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -23,25 +32,30 @@ namespace aviary::logs {
 
 struct ShipperSettings {
     std::string dir;      ///< the disk buffer: <state_dir>/ship
-    std::string node;     ///< the node label of every line
+    std::string node;     ///< the node label of every line; the stream id's prefix
     std::string service;  ///< the service label of every line (the chain, or the program)
     std::size_t max_buffer_bytes = std::size_t{256} * 1024 * 1024;  ///< on disk
     std::size_t segment_bytes = std::size_t{4} * 1024 * 1024;       ///< one buffer file
     std::size_t max_batch_lines = 5'000;
     std::size_t max_batch_bytes = std::size_t{1} * 1024 * 1024;
-    /// A batch smaller than the maximum waits this long for more lines before it goes.
+    /// A batch smaller than the maximum waits this long for more lines before it goes; the
+    /// buffer is synced at most this often.
     core::Millis linger{200};
     core::Millis min_backoff{200};  ///< after a failed send, doubling up to max_backoff
     core::Millis max_backoff{std::chrono::seconds{30}};
     /// Lines held in memory between offer() and the disk; past it offer() drops and counts.
     std::size_t max_pending_lines = 50'000;
+    /// The same bound in bytes (lines are up to 16 KiB each).
+    std::size_t max_pending_bytes = std::size_t{32} * 1024 * 1024;
 };
 
 struct ShipperStats {
     std::uint64_t offered = 0;  ///< lines given to offer()
-    std::uint64_t written = 0;  ///< lines in the disk buffer, in all (numbered)
-    std::uint64_t shipped = 0;  ///< lines serve acknowledged (this run)
-    std::uint64_t dropped = 0;  ///< lines given up: memory queue full, or the buffer's cap
+    std::uint64_t written = 0;  ///< lines written to the disk buffer (numbered), this run
+    std::uint64_t shipped = 0;  ///< lines serve acknowledged, this run
+    /// Lines given up this run: memory queue full, a failed write, the buffer's cap, a batch
+    /// serve refused. After a drain, offered == shipped + dropped.
+    std::uint64_t dropped = 0;
     std::uint64_t sends_failed = 0;
     std::uint64_t buffered_bytes = 0;  ///< the disk buffer's size now
     std::int64_t acked_seq = 0;        ///< the highest sequence number serve acknowledged
@@ -50,7 +64,8 @@ struct ShipperStats {
 };
 
 /// Sends one batch and returns once serve has stored it durably (an error otherwise). Called
-/// on the shipper's sending thread only; it may block up to its own timeout.
+/// on the shipper's sending thread only; it may block up to its own timeout. kInvalidArgument
+/// means serve refused the batch itself: it is not sent again, its lines count as dropped.
 using Send = std::function<core::Result<void>(const Shipment&)>;
 
 class Shipper {
@@ -61,12 +76,14 @@ public:
     Shipper& operator=(const Shipper&) = delete;
 
     /// Opens (or makes) the buffer dir, reads its stream id and checkpoint, recovers the buffer
-    /// (cutting a torn tail), and starts the writing and sending threads.
+    /// (cutting a torn tail), and starts the writing and sending threads. Once per Shipper.
     core::Result<void> start();
-    /// Writes what is queued to the disk, stops sending (a send in flight ends on its own
-    /// timeout), joins. What was not acknowledged is sent after the next start. Idempotent.
+    /// Writes what is queued to the disk and syncs it, stops sending (a send in flight ends on
+    /// its own timeout; a backoff is cut short), joins. What was not acknowledged is sent after
+    /// the next start. Idempotent.
     void stop();
-    /// Queues one line; never waits on the disk or the network.
+    /// Queues one line; never waits on the disk or the network. A line longer than 16 KiB is
+    /// cut and says so; bytes that are not UTF-8 become U+FFFD (serve reads JSON).
     void offer(std::int64_t time_ns, std::string_view source, int level, std::string_view text);
 
     ShipperStats stats() const;
@@ -84,48 +101,75 @@ private:
     struct Segment {
         std::uint64_t number = 0;
         std::string path;
-        std::uint64_t bytes = 0;
+        std::uint64_t bytes = 0;     ///< whole frames written
         std::int64_t first_seq = 0;  ///< 0 while empty
         std::int64_t last_seq = 0;
     };
+    /// Where the frame after `seq` starts: the next batch reads on from there.
+    struct Cursor {
+        std::uint64_t segment = 0;
+        std::uint64_t offset = 0;
+        std::int64_t seq = -1;
+    };
 
+    core::Result<void> recover();
     void write_loop();
     void send_loop();
     /// Appends `lines` to the active segment (opening a new one when full); mu_ is not held.
+    /// On an error, `lines` keeps the lines not written.
     core::Result<void> append(std::vector<Line>& lines);
-    /// Drops the oldest segments while the buffer is over its cap; with mu_ held.
-    void enforce_cap();
-    /// Reads the next batch after `after_seq` from the buffer; mu_ is not held.
-    core::Result<Shipment> read_batch(std::int64_t after_seq);
-    void save_checkpoint();
-    core::Result<void> recover();
+    /// fdatasync of the active segment; what was written before it becomes sendable.
+    void sync();
+    void close_active();
+    /// Takes the oldest segments out while the buffer is over its cap, counting their unsent
+    /// lines as dropped; returns their files, to be removed once mu_ is released.
+    std::vector<std::string> enforce_cap();
+    /// The next batch: lines after `after_seq`, at most through `upto_seq`; mu_ is not held.
+    core::Result<Shipment> read_batch(std::int64_t after_seq, std::int64_t upto_seq);
+    /// "ACKED DROPPED" to <dir>/checkpoint, atomically; `durable` also syncs it and the dir.
+    core::Result<void> save_checkpoint(bool durable);
 
     ShipperSettings settings_;
     Send send_;
-    std::string stream_;
+    std::string stream_;  // set by start(), before the threads
 
-    mutable std::mutex mu_;
+    mutable std::mutex mu_;  // never held across a disk or network call
     std::condition_variable wake_writer_;
     std::condition_variable wake_sender_;
     bool stopping_ = false;
     bool started_ = false;
-    std::deque<Line> pending_;       // offered, not yet written
-    std::deque<Segment> segments_;   // oldest first; the last is the one written to
+    std::deque<Line> pending_;  // offered, not yet written
+    std::size_t pending_bytes_ = 0;
+    std::deque<Segment> segments_;  // oldest first; the last is the one written to
+    bool seal_active_ = false;      // the next write opens a new segment
+    std::uint64_t next_segment_ = 1;
     std::int64_t next_seq_ = 1;      // the writer's
-    std::int64_t written_seq_ = 0;   // every line up to this is in a segment, readable
-    std::int64_t acked_seq_ = 0;     // serve has every line up to this
-    std::int64_t in_flight_to_ = 0;  // the batch being sent ends here (0: none)
+    std::int64_t written_seq_ = 0;   // every line through this is in a segment
+    std::int64_t synced_seq_ = 0;    // ... and through this is synced: the sender's limit
+    std::int64_t acked_seq_ = 0;     // serve has every line through this
+    std::int64_t in_flight_to_ = 0;  // lines (acked_seq_, in_flight_to_] are being sent; 0: none
+    /// Drops serve has not been told of that its sequence numbers do not show: lines never
+    /// numbered (memory queue full, a failed write), and those a refused batch carried. Lines the
+    /// cap takes out show as a gap before the next batch's first number, and are reported as such.
     std::uint64_t unreported_drops_ = 0;
+    std::uint64_t saved_drops_ = 0;  // unreported_drops_ as the checkpoint on disk has it
     ShipperStats stats_;
 
+    std::mutex checkpoint_mu_;  // one save at a time (writer, sender, stop)
+    bool checkpoint_failing_ = false;
+
     int active_fd_ = -1;  // the writer thread's
+    std::string active_path_;
+    Cursor cursor_;  // the sender thread's
+    std::string bad_frame_logged_;  // the sender's: an unreadable frame is reported once
     std::thread writer_;
     std::thread sender_;
 };
 
-/// A line's level read from its first bytes: nodeos ("info  2024-...", "warn", "error"), geth
-/// ("INFO [..]", "WARN", "ERROR", "CRIT"), zap and logfmt ("level=warn", "\"level\":\"error\"").
-/// Syslog's numbers (3 error, 4 warning, 6 info, 7 debug); 6 when nothing says.
+/// A line's level read from its first 64 bytes, whole words, any case: nodeos ("info  2024-...",
+/// "warn", "error"), geth ("INFO [..]", "WARN", "EROR", "CRIT"), zap and logfmt ("level=warn",
+/// "\"level\":\"error\"", "\tINFO\t"). Syslog's numbers (3 error, 4 warning, 6 info, 7 debug);
+/// 6 when nothing says.
 int level_of_line(std::string_view text);
 
 }  // namespace aviary::logs

@@ -55,6 +55,11 @@ struct WebSocketSettings {
     SlowReader slow_reader = SlowReader::kClose;
     /// How long a close handshake may take (ours or the peer's) before the socket is closed.
     core::Millis close_timeout{std::chrono::seconds{5}};
+    /// permessage-deflate (RFC 7692) when the client offers it. max_message_bytes bounds a
+    /// message after it is inflated, so a small compressed bomb still closes with 1009.
+    bool deflate = true;
+    /// Messages we send smaller than this go uncompressed (not worth the CPU).
+    std::size_t deflate_min_bytes = 256;
 };
 
 struct ServerSettings {
@@ -421,6 +426,7 @@ struct WebSocketConnect {
     core::Millis timeout{std::chrono::seconds{10}};  ///< connect + handshake
     std::size_t max_message_bytes = std::size_t{16} * 1024 * 1024;
     std::optional<ClientTls> tls;
+    bool deflate = false;  ///< offer permessage-deflate (RFC 7692)
 };
 
 /// A blocking WebSocket client on a private io_context: for the CLI, tests and benchmarks.
@@ -441,6 +447,8 @@ public:
     core::Result<WebSocketMessage> read(core::Millis timeout);
     /// The close handshake; then the connection is gone.
     core::Result<void> close(std::uint16_t code, std::string_view reason, core::Millis timeout);
+    /// Whether the server took the permessage-deflate offer (WebSocketConnect::deflate).
+    bool deflated() const;
     /// The code and reason of the server's close frame, once one arrived (0 before).
     std::uint16_t close_code() const;
     std::string close_reason() const;

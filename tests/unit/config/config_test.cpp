@@ -29,13 +29,15 @@ void expect_same(const net::ServerSettings& want, const net::ServerSettings& got
                  websocket] = want;
     const auto& [cert_file, key_file, client_ca_file, require_client_cert] = tls;
     const auto& [max_message_bytes, ws_idle_timeout, max_queued_messages, max_queued_bytes,
-                 slow_reader, close_timeout] = websocket;
+                 slow_reader, close_timeout, deflate, deflate_min_bytes] = websocket;
     EXPECT_EQ(got.websocket.max_message_bytes, max_message_bytes);
     EXPECT_EQ(got.websocket.idle_timeout, ws_idle_timeout);
     EXPECT_EQ(got.websocket.max_queued_messages, max_queued_messages);
     EXPECT_EQ(got.websocket.max_queued_bytes, max_queued_bytes);
     EXPECT_EQ(got.websocket.slow_reader, slow_reader);
     EXPECT_EQ(got.websocket.close_timeout, close_timeout);
+    EXPECT_EQ(got.websocket.deflate, deflate);
+    EXPECT_EQ(got.websocket.deflate_min_bytes, deflate_min_bytes);
     EXPECT_EQ(got.tls.cert_file, cert_file);
     EXPECT_EQ(got.tls.key_file, key_file);
     EXPECT_EQ(got.tls.client_ca_file, client_ca_file);

@@ -236,6 +236,99 @@ TEST_F(WebSocketTest, AMessagePastTheLimitClosesWith1009) {
     EXPECT_EQ(seen_->errors.at(0), "a message exceeded the 1024-byte limit");
 }
 
+TEST_F(WebSocketTest, DeflateIsTakenWhenOfferedAndLargeMessagesComeBackWhole) {
+    start(settings());
+    auto plain = connect("/echo");
+    ASSERT_TRUE(plain);
+    EXPECT_FALSE(plain->deflated()) << "not offered, not used";
+    auto client = WebSocketClient::connect(WebSocketConnect{
+        .url = fmt::format("ws://{}/echo", address_), .timeout = 5s, .deflate = true});
+    ASSERT_TRUE(client) << client.error().message;
+    EXPECT_TRUE((*client)->deflated());
+    std::string big;
+    for (int i = 0; big.size() < 512 * 1024; ++i) {
+        big += fmt::format(R"({{"seq":{},"node":"canary-a","message":"produced block {}"}})", i,
+                           i * 7);
+    }
+    ASSERT_TRUE((*client)->send(WebSocketMessage{big}, 5s));
+    auto answer = (*client)->read(5s);
+    ASSERT_TRUE(answer) << answer.error().message;
+    EXPECT_EQ(answer->data, "echo: " + big);
+    ASSERT_TRUE((*client)->send(WebSocketMessage{"short"}, 5s)) << "below deflate_min_bytes";
+    answer = (*client)->read(5s);
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(answer->data, "echo: short");
+
+    RawClient raw{address_};
+    raw.send(
+        "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n");
+    auto head = raw.read_head();
+    EXPECT_NE(head.find("Sec-WebSocket-Extensions: permessage-deflate"), std::string::npos) << head;
+}
+
+TEST_F(WebSocketTest, AServerWithoutDeflateAnswersAnOfferUncompressed) {
+    auto s = settings();
+    s.websocket.deflate = false;
+    start(s);
+    auto client = WebSocketClient::connect(WebSocketConnect{
+        .url = fmt::format("ws://{}/echo", address_), .timeout = 5s, .deflate = true});
+    ASSERT_TRUE(client) << client.error().message;
+    EXPECT_FALSE((*client)->deflated());
+    ASSERT_TRUE((*client)->send(WebSocketMessage{std::string(4096, 'a')}, 5s));
+    auto answer = (*client)->read(5s);
+    ASSERT_TRUE(answer) << answer.error().message;
+    EXPECT_EQ(answer->data, "echo: " + std::string(4096, 'a'));
+}
+
+TEST_F(WebSocketTest, ACompressedMessageThatInflatesPastTheLimitClosesWith1009) {
+    auto s = settings();
+    s.websocket.max_message_bytes = 64 * 1024;
+    start(s);
+    auto bomb = WebSocketClient::connect(WebSocketConnect{
+        .url = fmt::format("ws://{}/echo", address_), .timeout = 5s, .deflate = true});
+    ASSERT_TRUE(bomb) << bomb.error().message;
+    ASSERT_TRUE((*bomb)->deflated());
+    // 8 MiB of one byte deflates to a few KiB: small on the wire, 128 times the limit inflated.
+    // The server may close while the client still writes: then the write fails instead.
+    auto sent = (*bomb)->send(WebSocketMessage{std::string(8 * 1024 * 1024, 'x')}, 10s);
+    auto answer = (*bomb)->read(5s);
+    ASSERT_FALSE(answer);
+    if (sent) {
+        EXPECT_EQ((*bomb)->close_code(), 1009) << answer.error().message;
+    } else {
+        EXPECT_TRUE((*bomb)->close_code() == 1009 || (*bomb)->close_code() == 0)
+            << sent.error().message << " / " << answer.error().message;
+    }
+    ASSERT_TRUE(wait_until([&] { return seen_->finished.load() == 1; }));
+    {
+        std::lock_guard lock{seen_->mu};
+        EXPECT_EQ(seen_->errors.at(0), "a message exceeded the 65536-byte limit")
+            << "the limit holds for the inflated message";
+    }
+    // The server goes on with the others.
+    auto other = connect("/echo");
+    ASSERT_TRUE(other);
+    ASSERT_TRUE(other->send(WebSocketMessage{"still here"}, 5s));
+    auto reply = other->read(5s);
+    ASSERT_TRUE(reply) << reply.error().message;
+    EXPECT_EQ(reply->data, "echo: still here");
+}
+
+TEST_F(WebSocketTest, AClientOutlivesItsConnectTimeout) {
+    start(settings());
+    auto client = WebSocketClient::connect(
+        WebSocketConnect{.url = fmt::format("ws://{}/echo", address_), .timeout = 200ms});
+    ASSERT_TRUE(client) << client.error().message;
+    // The subject is time passing beyond the connect deadline, so it has to pass.
+    std::this_thread::sleep_for(400ms);
+    ASSERT_TRUE((*client)->send(WebSocketMessage{"later"}, 5s));
+    auto answer = (*client)->read(5s);
+    ASSERT_TRUE(answer) << answer.error().message;
+    EXPECT_EQ(answer->data, "echo: later");
+}
+
 TEST_F(WebSocketTest, ASlowReaderIsClosedWith1008UnderTheClosePolicy) {
     auto s = settings();
     s.websocket.max_queued_messages = 10;
