@@ -12,7 +12,7 @@ packages=(
     # libraries (Boost from the 1.81 packages only: they conflict with 1.74's -dev)
     libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
     libyaml-cpp-dev libsqlite3-dev sqlite3 libpq-dev libspdlog-dev libfmt-dev libcli11-dev
-    libzstd-dev zstd
+    libzstd-dev zstd libre2-dev
     # tests: gtest/gmock, PostgreSQL for the store tests, promtool for /metrics, rsync as the
     # backups' push and pull commands
     googletest libgtest-dev libgmock-dev libbenchmark-dev postgresql prometheus procps rsync

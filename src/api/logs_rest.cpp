@@ -12,11 +12,11 @@
 #include <charconv>
 #include <limits>
 #include <memory>
-#include <regex>
 #include <span>
 
 #include "api/log_shipping.hpp"
 #include "api/rest.hpp"
+#include "core/regex.hpp"
 
 namespace aviary::api {
 namespace {
@@ -170,13 +170,9 @@ core::Result<bool> read_filter(std::string_view key,
                                         : key == "source_regex"  ? &filter.source_regex
                                                                  : nullptr;
     if (regex != nullptr) {
-        try {
-            std::regex{std::string{value}, std::regex::ECMAScript};
-        } catch (const std::regex_error& e) {
+        if (auto compiled = core::Regex::compile(value); !compiled) {
             return invalid(
-                fmt::format("query parameter \"{}\" is not a regular expression "
-                            "(ECMAScript): {}",
-                            key, e.what()));
+                fmt::format("query parameter \"{}\": {}", key, compiled.error().message));
         }
         *regex = std::string{value};
         return true;

@@ -336,7 +336,8 @@ void add_job_commands(CLI::App& app, ClientFlags& flags, Commands& commands) {
         command->add_option("--node", logs.node, "only this node's");
         command->add_option("--service,--sender", logs.service, "only this service's (sender's)");
         command->add_option("--source", logs.source, "only from this source (stdout, stderr...)");
-        command->add_option("--grep", logs.grep, "only messages this regex (ECMAScript) finds");
+        command->add_option("--grep", logs.grep,
+                            "only messages this regular expression (RE2 syntax) finds");
         command->add_option("--field", logs.fields,
                             "only records whose free field PATH equals VALUE (PATH=VALUE; "
                             "repeat for more)");

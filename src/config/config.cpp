@@ -14,7 +14,6 @@
 #include <limits>
 #include <map>
 #include <optional>
-#include <regex>
 #include <sstream>
 
 #include "config/embedded.hpp"
@@ -22,6 +21,7 @@
 #include "config/notify_reader.hpp"
 #include "config/secrets.hpp"
 #include "config/yaml_reader.hpp"
+#include "core/regex.hpp"
 
 namespace aviary::config {
 namespace {
@@ -169,15 +169,23 @@ void read_logs(YamlReader& r, const Value& value, logs::Settings& s) {
                          return;
                      }
                      if (!pattern_at || rule.pattern.empty()) {
-                         r.error(item, "a redaction rule needs a pattern (an ECMAScript regex)");
+                         r.error(item, "a redaction rule needs a pattern (a regular expression)");
                          return;
                      }
-                     try {
-                         std::regex{rule.pattern, std::regex::ECMAScript};
-                     } catch (const std::regex_error& e) {
-                         r.error(*pattern_at,
-                                 fmt::format("not a regular expression: {}", e.what()));
+                     auto compiled = core::Regex::compile(rule.pattern);
+                     if (!compiled) {
+                         r.error(*pattern_at, compiled.error().message);
                          return;
+                     }
+                     for (std::size_t i = 0; i + 1 < rule.replacement.size(); ++i) {
+                         const char c = rule.replacement[i + 1];
+                         if (rule.replacement[i] == '$' && c >= '0' && c <= '9' &&
+                             c - '0' > compiled->groups()) {
+                             r.error(item, fmt::format("the replacement uses ${} but the pattern "
+                                                       "has {} group(s)",
+                                                       c, compiled->groups()));
+                             return;
+                         }
                      }
                      s.redact.push_back(std::move(rule));
                  });

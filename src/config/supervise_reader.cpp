@@ -15,7 +15,6 @@
 #include <functional>
 #include <initializer_list>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -27,6 +26,7 @@
 #include "config/config.hpp"
 #include "config/secrets.hpp"
 #include "config/yaml_reader.hpp"
+#include "core/regex.hpp"
 
 namespace aviary::config {
 namespace {
@@ -502,17 +502,15 @@ void read_log_rule(YamlReader& r,
         r.error(value, "a gauge needs value: the capture group that holds the number");
         return;
     }
-    std::regex compiled;
-    try {
-        compiled = std::regex{rule.pattern, std::regex::ECMAScript};
-    } catch (const std::regex_error& e) {
-        r.error(*pattern_at, fmt::format("not a regular expression: {}", e.what()));
+    auto compiled = core::Regex::compile(rule.pattern);
+    if (!compiled) {
+        r.error(*pattern_at, compiled.error().message);
         return;
     }
     for (const auto& [at, group] : groups) {
-        if (static_cast<std::size_t>(group) > compiled.mark_count()) {
+        if (group > compiled->groups()) {
             r.error(at, fmt::format("the pattern has {} capture group(s), not {}",
-                                    compiled.mark_count(), group));
+                                    compiled->groups(), group));
             return;
         }
     }

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <boost/json.hpp>
 
+#include "core/regex.hpp"
+
 namespace aviary::logs {
 namespace {
 
@@ -20,16 +22,18 @@ std::int64_t to_ns(core::TimePoint t) {
 }
 
 struct Logs::Compiled {
-    std::regex pattern;
+    core::Regex pattern;
     std::string replacement;
 };
 
 Logs::Logs(const Settings& settings, store::LogStore& store, core::Clock& clock)
     : settings_(settings), store_(store), clock_(clock) {
     for (const auto& rule : settings_.redact) {
-        // The config checked each pattern when it was loaded.
-        redact_.push_back(
-            Compiled{std::regex{rule.pattern, std::regex::ECMAScript}, rule.replacement});
+        // The config checked each pattern when it was loaded; one that does not compile now
+        // (a test's settings) is a bug.
+        auto compiled = core::Regex::compile(rule.pattern);
+        AVIARY_ASSERT(compiled.has_value(), "a redaction pattern that does not compile");
+        redact_.push_back(Compiled{std::move(*compiled), rule.replacement});
     }
 }
 
@@ -226,7 +230,7 @@ core::Result<void> Logs::admit(store::LogKind kind,
         // Before storage: what is stored is what every later reader sees.
         core::redactor().hide_secrets(record.message);
         for (const auto& rule : redact_) {
-            record.message = std::regex_replace(record.message, rule.pattern, rule.replacement);
+            record.message = rule.pattern.replace_all(record.message, rule.replacement);
         }
     }
     return {};

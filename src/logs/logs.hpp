@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <functional>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -23,7 +22,7 @@ struct RetentionRule {
     core::Millis window{0};
 };
 
-/// A redaction rule: what `pattern` (an ECMAScript regex) matches in a message becomes
+/// A redaction rule: what `pattern` (RE2 syntax, core/regex.hpp) matches in a message becomes
 /// `replacement` (which may use $1...) before the record is stored.
 struct RedactRule {
     std::string pattern;

@@ -32,8 +32,9 @@ constexpr std::size_t kFixed = 8 + 8 + 4 + 2;
 /// and one refused line must not hold back the rest).
 constexpr std::size_t kMaxLineBytes = 16 * 1024;
 constexpr std::size_t kMaxSourceBytes = 64;
-/// No frame written is longer (the cut line's note included); a longer length is garbage.
-constexpr std::size_t kMaxPayload = kFixed + kMaxSourceBytes + kMaxLineBytes + 64;
+/// No frame written is longer: a cut line and its note, each byte of it made three by U+FFFD
+/// at worst. A longer length is garbage.
+constexpr std::size_t kMaxPayload = kFixed + kMaxSourceBytes + 3 * (kMaxLineBytes + 64);
 /// What a batch reads of a buffer file at a time: many frames, more than the longest.
 constexpr std::size_t kReadChunk = 256 * 1024;
 static_assert(kReadChunk > kHeader + kMaxPayload);
@@ -265,8 +266,7 @@ core::Result<void> replace_file(const std::string& dir,
         return storage(fmt::format("cannot write {}: {}", temp, std::strerror(errno)));
     }
     if (::rename(temp.c_str(), path.c_str()) != 0) {
-        return storage(
-            fmt::format("cannot rename {} to {}: {}", temp, path, std::strerror(errno)));
+        return storage(fmt::format("cannot rename {} to {}: {}", temp, path, std::strerror(errno)));
     }
     return durable ? sync_dir(dir) : core::Result<void>{};
 }
@@ -487,8 +487,8 @@ core::Result<void> Shipper::recover() {
     for (const auto& segment : kept) {
         Fd fd{::open(segment.path.c_str(), O_WRONLY | O_CLOEXEC)};
         if (fd.fd < 0 || ::fdatasync(fd.fd) != 0) {
-            return storage(
-                fmt::format("cannot sync the log buffer {}: {}", segment.path, std::strerror(errno)));
+            return storage(fmt::format("cannot sync the log buffer {}: {}", segment.path,
+                                       std::strerror(errno)));
         }
     }
 
@@ -613,12 +613,11 @@ core::Result<void> Shipper::append(std::vector<Line>& lines) {
         std::string out;
         std::int64_t seq = next_seq_;
         const std::size_t first = next;
-        const std::uint64_t room = settings_.segment_bytes - std::min<std::uint64_t>(
-                                                                 used, settings_.segment_bytes);
+        const std::uint64_t room =
+            settings_.segment_bytes - std::min<std::uint64_t>(used, settings_.segment_bytes);
         while (next < lines.size() && (next == first || out.size() < room)) {
             const auto& line = lines[next++];
-            encode(out, seq++, line.time_ns, line.level, line.source,
-                   as_utf8(line.text, scratch));
+            encode(out, seq++, line.time_ns, line.level, line.source, as_utf8(line.text, scratch));
         }
         if (!write_all(active_fd_, out)) {
             const int error = errno;
@@ -695,6 +694,8 @@ void Shipper::write_loop() {
     auto synced_at = std::chrono::steady_clock::now() - settings_.linger;
     auto saved_at = synced_at;
     std::vector<Line> lines;
+    std::string failing;  // the last write error, logged once until writing works again
+    std::uint64_t failed_lines = 0;
     while (true) {
         bool stop = false;
         bool drops_unsaved = false;
@@ -715,10 +716,19 @@ void Shipper::write_loop() {
         if (!lines.empty()) {
             dirty = true;
             if (auto appended = append(lines); !appended) {
-                log->error("{}: {} lines dropped", appended.error().message, lines.size());
+                if (appended.error().message != failing) {
+                    failing = appended.error().message;
+                    log->error("{}: lines are dropped (and counted) until it works", failing);
+                }
+                failed_lines += lines.size();
                 std::lock_guard lock{mu_};
                 stats_.dropped += lines.size();
                 unreported_drops_ += lines.size();
+            } else if (!failing.empty()) {
+                log->info("the log buffer {} is written again; {} lines were dropped meanwhile",
+                          settings_.dir, failed_lines);
+                failing.clear();
+                failed_lines = 0;
             }
             lines.clear();
         }
@@ -772,8 +782,8 @@ core::Result<Shipment> Shipper::read_batch(std::int64_t after_seq, std::int64_t 
                 // Removed by hand: its lines are in the gap the next batch reports.
                 continue;
             }
-            return storage(
-                fmt::format("cannot read the log buffer {}: {}", segment.path, std::strerror(errno)));
+            return storage(fmt::format("cannot read the log buffer {}: {}", segment.path,
+                                       std::strerror(errno)));
         }
         std::uint64_t offset = 0;
         if (cursor_.seq == after_seq && cursor_.segment == segment.number) {
@@ -819,9 +829,8 @@ core::Result<Shipment> Shipper::read_batch(std::int64_t after_seq, std::int64_t 
                                                          .source = std::string{frame.source},
                                                          .seq = frame.seq});
                 bytes += frame.size;
-                cursor_ = Cursor{.segment = segment.number,
-                                 .offset = offset + consumed,
-                                 .seq = frame.seq};
+                cursor_ = Cursor{
+                    .segment = segment.number, .offset = offset + consumed, .seq = frame.seq};
                 if (batch.records.size() >= settings_.max_batch_lines ||
                     bytes >= settings_.max_batch_bytes) {
                     return batch;
@@ -864,8 +873,8 @@ core::Result<void> Shipper::save_checkpoint(bool durable) {
         acked = acked_seq_;
         drops = unreported_drops_;
     }
-    auto saved = replace_file(settings_.dir, "checkpoint", fmt::format("{} {}\n", acked, drops),
-                              durable);
+    auto saved =
+        replace_file(settings_.dir, "checkpoint", fmt::format("{} {}\n", acked, drops), durable);
     auto log = core::logger("ship");
     if (!saved) {
         if (!checkpoint_failing_) {
@@ -915,7 +924,7 @@ void Shipper::send_loop() {
             in_flight_to_ = upto;
         }
         auto batch = read_batch(after, upto);
-        std::vector<std::string> doomed;
+        std::vector<std::string> doomed;  // files to remove once mu_ is released
         if (!batch || batch->records.empty()) {
             // Unreadable, or nothing synced is left past `after` (the cap took it; the gap goes
             // with the next batch): look again after the next sync, or the backoff.
@@ -1005,6 +1014,7 @@ void Shipper::send_loop() {
         if (!save_checkpoint(prune) || !prune) {
             continue;
         }
+        doomed.clear();
         {
             std::lock_guard lock{mu_};
             while (segments_.size() > 1 && segments_.front().last_seq <= acked_seq_) {

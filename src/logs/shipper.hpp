@@ -160,7 +160,7 @@ private:
 
     int active_fd_ = -1;  // the writer thread's
     std::string active_path_;
-    Cursor cursor_;  // the sender thread's
+    Cursor cursor_;                 // the sender thread's
     std::string bad_frame_logged_;  // the sender's: an unreadable frame is reported once
     std::thread writer_;
     std::thread sender_;

@@ -51,8 +51,8 @@ struct LogFilter {
     std::optional<std::string> source;    ///< equal to
     std::optional<int> max_level;         ///< level <= this
     std::optional<std::string> contains;  ///< the message holds this text
-    /// ECMAScript regexes searched in a label or the message. The caller checks that they
-    /// compile; the store compiles each once per read.
+    /// Regular expressions (RE2 syntax) searched in a label or the message. The caller checks that
+    /// they compile; the store compiles each once per read.
     std::optional<std::string> node_regex;
     std::optional<std::string> sender_regex;
     std::optional<std::string> source_regex;

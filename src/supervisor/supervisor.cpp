@@ -37,11 +37,11 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include "core/regex.hpp"
 #include "net/net.hpp"
 #include "proc/proc.hpp"
 #include "supervisor/readiness.hpp"
@@ -333,7 +333,7 @@ private:
 
 struct CompiledRule {
     const LogRule* rule = nullptr;
-    std::regex regex;
+    std::optional<core::Regex> regex;
     metrics::Family<metrics::Counter>* counter = nullptr;
     metrics::Family<metrics::Gauge>* gauge = nullptr;
     std::set<std::vector<std::string>> series;
@@ -420,13 +420,12 @@ struct Supervisor::Impl {
         for (const auto& rule : settings.log_metrics) {
             CompiledRule compiled;
             compiled.rule = &rule;
-            try {
-                compiled.regex = std::regex{rule.pattern, std::regex::ECMAScript};
-            } catch (const std::regex_error& e) {
-                log->error("log metric {} not used: its pattern does not compile: {}", rule.name,
-                           e.what());
+            auto regex = core::Regex::compile(rule.pattern);
+            if (!regex) {
+                log->error("log metric {} not used: {}", rule.name, regex.error().message);
                 continue;
             }
+            compiled.regex = std::move(*regex);
             std::vector<std::string> names{"node"};
             for (const auto& [label, group] : rule.labels) {
                 names.push_back(label);
@@ -445,18 +444,18 @@ struct Supervisor::Impl {
 
     /// Applies the log metrics to one line (node thread).
     void apply_rules(const proc::Line& line) {
-        std::smatch match;
+        std::vector<std::string_view> match;
         for (auto& compiled : rules) {
             const LogRule& rule = *compiled.rule;
             if ((rule.stream == "stdout" && line.stream != proc::Stream::kStdout) ||
                 (rule.stream == "stderr" && line.stream != proc::Stream::kStderr) ||
                 (!rule.contains.empty() && line.text.find(rule.contains) == std::string::npos) ||
-                !std::regex_search(line.text, match, compiled.regex)) {
+                !compiled.regex->search(line.text, match)) {
                 continue;
             }
             double value = 1.0;
             if (rule.value_group > 0) {
-                std::string text = match[rule.value_group].str();
+                std::string text{match[static_cast<std::size_t>(rule.value_group)]};
                 std::erase(text, ',');  // "1,234" as some clients print heights
                 char* end = nullptr;
                 value = std::strtod(text.c_str(), &end);
@@ -467,7 +466,7 @@ struct Supervisor::Impl {
             }
             std::vector<std::string> labels{settings.name};
             for (const auto& [label, group] : rule.labels) {
-                labels.push_back(match[group].str());
+                labels.emplace_back(match[static_cast<std::size_t>(group)]);
             }
             if (!compiled.series.contains(labels)) {
                 if (static_cast<int>(compiled.series.size()) >= rule.max_series) {

@@ -92,7 +92,7 @@ struct LogRule {
     std::string name;  ///< a Prometheus metric name; counters end in _total
     std::string help;
     std::string kind = "counter";  ///< "counter" or "gauge"
-    std::string pattern;           ///< ECMAScript regex, searched in the line
+    std::string pattern;           ///< RE2 syntax (core/regex.hpp), searched in the line
     std::string contains;          ///< when set, only lines holding this text are searched
     std::string stream;            ///< "stdout", "stderr", or "" for both
     int value_group = 0;           ///< the capture group holding the value; 0: none

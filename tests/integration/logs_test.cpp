@@ -507,7 +507,7 @@ TEST_F(Logs, ShippedLinesAreStoredOnceWithTheirLabelsFilteredAndListed) {
     EXPECT_EQ(read("since=1h").size(), 3U) << "nothing of the refused shipments was stored";
 
     for (const auto& [query, says] : std::vector<std::pair<std::string, std::string>>{
-             {"regex=(", "query parameter \"regex\" is not a regular expression"},
+             {"regex=(", "query parameter \"regex\": not a regular expression (RE2 syntax)"},
              {"field..a=1", "a field path is names joined by dots"},
              {"direction=up", "query parameter \"direction\" must be backward"}}) {
         auto refused = http(server_, "GET", "/api/v1/logs?" + query);

@@ -4,8 +4,8 @@
 
 #include <memory>
 #include <mutex>
-#include <regex>
 
+#include "core/regex.hpp"
 #include "store/sqlite/libsqlite.hpp"
 #include "store/sqlite/wal_vfs.hpp"
 
@@ -131,22 +131,21 @@ void regexp(sqlite3_context* context, int, sqlite3_value** argv) {
         sqlite3_result_int(context, 0);
         return;
     }
-    try {
-        if (const auto* cached = static_cast<const std::regex*>(sqlite3_get_auxdata(context, 0))) {
-            sqlite3_result_int(context, std::regex_search(text, *cached) ? 1 : 0);
-            return;
-        }
-        const auto* pattern = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
-        auto compiled =
-            std::make_unique<std::regex>(pattern != nullptr ? pattern : "", std::regex::ECMAScript);
-        sqlite3_result_int(context, std::regex_search(text, *compiled) ? 1 : 0);
-        // Last: SQLite may free it during the call (sqlite3_set_auxdata's contract).
-        sqlite3_set_auxdata(context, 0, compiled.release(),
-                            [](void* p) { delete static_cast<std::regex*>(p); });
-    } catch (const std::regex_error& e) {
-        const std::string message = fmt::format("regex: {}", e.what());
-        sqlite3_result_error(context, message.c_str(), -1);
+    if (const auto* cached = static_cast<const core::Regex*>(sqlite3_get_auxdata(context, 0))) {
+        sqlite3_result_int(context, cached->search(text) ? 1 : 0);
+        return;
     }
+    const auto* pattern = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+    auto compiled = core::Regex::compile(pattern != nullptr ? pattern : "");
+    if (!compiled) {
+        sqlite3_result_error(context, compiled.error().message.c_str(), -1);
+        return;
+    }
+    auto owned = std::make_unique<core::Regex>(std::move(*compiled));
+    sqlite3_result_int(context, owned->search(text) ? 1 : 0);
+    // Last: SQLite may free it during the call (sqlite3_set_auxdata's contract).
+    sqlite3_set_auxdata(context, 0, owned.release(),
+                        [](void* p) { delete static_cast<core::Regex*>(p); });
 }
 
 }  // namespace

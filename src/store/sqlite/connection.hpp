@@ -38,9 +38,9 @@ public:
     core::Result<void> begin_read() override { return run("BEGIN"); }
     core::Error error(std::string_view what) const override;
     const std::string& name() const override { return path_; }
-    /// Adds SQL's `regexp(pattern, text)`: whether the ECMAScript `pattern` is found in `text`
-    /// (NULL text: false). Each pattern is compiled once per statement; a bad pattern, or one
-    /// too costly for its input, fails the statement with a message naming it.
+    /// Adds SQL's `regexp(pattern, text)`: whether `pattern` (RE2 syntax, core/regex.hpp) is
+    /// found in `text` (NULL text: false). Each pattern is compiled once per statement; a bad
+    /// pattern fails the statement with RE2's reason.
     core::Result<void> add_regexp();
 
 private:

@@ -1015,6 +1015,9 @@ TEST(Config, LogsKeepBitahoysWindowsAndRefuseWindowsThatKeepNothing) {
     EXPECT_EQ(redact->logs.redact[0].replacement, "password=***");
     EXPECT_EQ(error_of("logs:\n  redact:\n    - {pattern: '(unclosed'}\n").substr(0, 60),
               "aviary.yaml:3:17: logs.redact[0].pattern: not a regular expr");
+    EXPECT_EQ(error_of("logs:\n  redact:\n    - {pattern: 'pw=\\S+', replacement: 'pw=$1'}\n"),
+              "aviary.yaml:3:7: logs.redact[0]: the replacement uses $1 but the pattern has 0 "
+              "group(s)");
     EXPECT_EQ(
         error_of("logs:\n  retention:\n    - {window: 1h}\n"),
         "aviary.yaml:3:7: logs.retention[0]: a retention rule needs a service (sender), node, "

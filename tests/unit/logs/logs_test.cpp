@@ -134,6 +134,18 @@ TEST_F(LogsTest, MessagesAreRedactedBeforeTheyAreStored) {
                                         "card 1234-xxxx-xxxx-3456", "login password=*** ok"}));
 }
 
+TEST_F(LogsTest, ALongMessageIsRedactedWithoutTheMatcherRecursingOnIt) {
+    // std::regex recursed once per character here and overflowed the stack on this line.
+    open(
+        Settings{.redact = {RedactRule{.pattern = R"(password=\S+)", .replacement = "password=***"},
+                            RedactRule{.pattern = R"((\d{4})-\d{4})", .replacement = "$1-xxxx"}}});
+    const std::string long_secret(60'000, 'x');
+    ASSERT_TRUE(
+        logs_->upload(store::LogKind::kLog, "",
+                      {at(0ms, "w", 1, "login password=" + long_secret + " ok 1234-5678")}));
+    EXPECT_EQ(kept(), (std::vector<std::string>{"login password=*** ok 1234-xxxx"}));
+}
+
 TEST_F(LogsTest, RetentionRulesKeepTheirStreamsLongerOrShorterFirstMatchWinning) {
     Settings settings{.logs_window = 60s};
     settings.retention = {
