@@ -550,9 +550,9 @@ core::Result<std::unique_ptr<logs::Shipper>> start_shipping(const supervisor::Se
                                    "Lines of the node and the sidecar shipped to serve, by "
                                    "outcome: shipped (acknowledged) or dropped.",
                                    {"node", "outcome"});
-    auto& buffered = registry.gauge("aviary_supervised_log_buffer_bytes",
-                                    "Bytes in the disk buffer of lines on their way to serve.",
-                                    {"node"});
+    auto& buffered =
+        registry.gauge("aviary_supervised_log_buffer_bytes",
+                       "Bytes in the disk buffer of lines on their way to serve.", {"node"});
     registry.on_scrape([raw, &lines, &buffered, node = settings.name] {
         const auto stats = raw->stats();
         lines.with({node, "shipped"}).set_total(static_cast<double>(stats.shipped));
@@ -709,6 +709,28 @@ int supervise(supervisor::Settings settings) {
             });
     }
 
+    // Lines are shipped from the node's first one on, and the sidecar's own from before any
+    // thread logs (a logger's sinks are not to change while others write through it).
+    auto started_shipping = start_shipping(settings, supervisor, registry);
+    if (!started_shipping) {
+        std::fprintf(stderr, "aviary supervise: %s\n", started_shipping.error().message.c_str());
+        return 1;
+    }
+    // On every way out: the node's last lines reach the buffer (what serve has not acknowledged
+    // is sent after the next start), then the sidecar's logger lets go of the shipper.
+    struct StopShipping {
+        std::unique_ptr<logs::Shipper> shipper;
+        ~StopShipping() {
+            if (!shipper) {
+                return;
+            }
+            shipper->stop();
+            auto& sinks = core::logger("supervise")->sinks();
+            std::erase_if(sinks, [](const spdlog::sink_ptr& sink) {
+                return dynamic_cast<ShipSink*>(sink.get()) != nullptr;
+            });
+        }
+    } shipping{std::move(*started_shipping)};
     // Both listeners are bound before the node starts: a sidecar that cannot serve its ports
     // exits without starting the node, rather than starting and at once killing it (a node such
     // as nodeos stopped during its start-up may need a replay). A request in the moment between
@@ -740,16 +762,6 @@ int supervise(supervisor::Settings settings) {
             return 1;
         }
         proxy_address = *bound;
-    }
-    // Lines are shipped from the node's first one on: hooked up before it starts.
-    auto shipper = start_shipping(settings, supervisor, registry);
-    if (!shipper) {
-        std::fprintf(stderr, "aviary supervise: %s\n", shipper.error().message.c_str());
-        if (proxy_server) {
-            proxy_server->stop();
-        }
-        control_server.stop();
-        return 1;
     }
     if (auto started = supervisor.start(); !started) {
         std::fprintf(stderr, "aviary supervise: %s\n", started.error().message.c_str());
@@ -803,17 +815,6 @@ int supervise(supervisor::Settings settings) {
     const auto status = supervisor.status();
     const int code = exit_code_of(status);
     log->info("stopped node={} exit_code={}", settings.name, code);
-    if (*shipper) {
-        // The node's last lines reach the buffer; what serve has not acknowledged is sent
-        // after the next start.
-        (*shipper)->stop();
-        auto& sinks = core::logger("supervise")->sinks();
-        sinks.erase(std::remove_if(sinks.begin(), sinks.end(),
-                                   [](const spdlog::sink_ptr& sink) {
-                                       return dynamic_cast<ShipSink*>(sink.get()) != nullptr;
-                                   }),
-                    sinks.end());
-    }
     return code;
 }
 
