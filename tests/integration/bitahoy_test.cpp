@@ -1,6 +1,10 @@
 // Bitahoy's monitoring-service WebSocket (docs/logs.md) through the real binary: `aviary serve`
 // on an ephemeral loopback port, real WebSocket connections to /ws, the original's flows.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/json.hpp>
@@ -237,6 +241,132 @@ TEST_F(Bitahoy, APlainGetOfTheWebSocketRouteIsTold426) {
     auto plain = http(server_, "GET", "/ws");
     ASSERT_TRUE(plain);
     EXPECT_EQ(plain->status, 426) << plain->body;
+}
+
+/// A WebSocket client that writes frames by hand (masked, as a client must), for what
+/// net::WebSocketClient never sends: fragments, and control frames by the thousand.
+class RawWs {
+public:
+    explicit RawWs(const ServerProcess& server) {
+        const auto colon = server.address().rfind(':');
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port =
+            htons(static_cast<std::uint16_t>(std::stoi(server.address().substr(colon + 1))));
+        ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+        timeval tv{10, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        const std::string upgrade =
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        ok_ = ok_ && write(upgrade);
+        std::string head;
+        while (ok_ && head.find("\r\n\r\n") == std::string::npos) {
+            char c = 0;
+            ok_ = ::recv(fd_, &c, 1, 0) == 1;
+            head += c;
+        }
+        ok_ = ok_ && head.starts_with("HTTP/1.1 101");
+    }
+    ~RawWs() { ::close(fd_); }
+    bool ok() const { return ok_; }
+
+    /// One frame: FIN flag, opcode (1 text, 0 continuation, 9 ping), masked payload.
+    bool frame(bool fin, int opcode, std::string_view payload) {
+        std::string out;
+        out += static_cast<char>((fin ? 0x80 : 0) | opcode);
+        if (payload.size() < 126) {
+            out += static_cast<char>(0x80 | payload.size());
+        } else {
+            out += static_cast<char>(0x80 | 126);
+            out += static_cast<char>(payload.size() >> 8);
+            out += static_cast<char>(payload.size() & 0xff);
+        }
+        const char mask[4] = {0x12, 0x34, 0x56, 0x78};
+        out.append(mask, 4);
+        for (std::size_t i = 0; i < payload.size(); ++i) {
+            out += static_cast<char>(payload[i] ^ mask[i % 4]);
+        }
+        return write(out);
+    }
+    /// The next text frame's payload, skipping pongs; "" when the connection ends first.
+    std::string next_text() {
+        while (true) {
+            unsigned char head[2];
+            if (!read(head, 2)) {
+                return {};
+            }
+            std::size_t size = head[1] & 0x7f;
+            if (size == 126) {
+                unsigned char ext[2];
+                if (!read(ext, 2)) {
+                    return {};
+                }
+                size = (std::size_t{ext[0]} << 8) | ext[1];
+            }
+            std::string payload(size, '\0');
+            if (size > 0 && !read(payload.data(), size)) {
+                return {};
+            }
+            const int opcode = head[0] & 0x0f;
+            if (opcode == 1) {
+                return payload;
+            }
+            if (opcode == 8) {
+                return {};
+            }
+        }
+    }
+
+private:
+    bool write(std::string_view data) {
+        while (!data.empty()) {
+            const auto n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+            if (n <= 0) {
+                return false;
+            }
+            data.remove_prefix(static_cast<std::size_t>(n));
+        }
+        return true;
+    }
+    bool read(void* into, std::size_t size) {
+        auto* at = static_cast<char*>(into);
+        while (size > 0) {
+            const auto n = ::recv(fd_, at, size, 0);
+            if (n <= 0) {
+                return false;
+            }
+            at += n;
+            size -= static_cast<std::size_t>(n);
+        }
+        return true;
+    }
+    int fd_ = -1;
+    bool ok_ = false;
+};
+
+TEST_F(Bitahoy, AFragmentedMessageIsAnsweredWholeAndAPingFloodLeavesTheConnectionUsable) {
+    RawWs raw{server_};
+    ASSERT_TRUE(raw.ok());
+    // One message in three frames, a ping between two of them (control frames may interleave).
+    ASSERT_TRUE(raw.frame(false, 1, R"({"action":)"));
+    ASSERT_TRUE(raw.frame(true, 9, "between"));
+    ASSERT_TRUE(raw.frame(false, 0, R"("pi)"));
+    ASSERT_TRUE(raw.frame(true, 0, R"(ng"})"));
+    EXPECT_EQ(json::parse(raw.next_text()), json::parse(R"({"success":true,"action":"ping"})"));
+    // Five thousand pings, then a message: each ping is answered (the pongs are skipped while
+    // reading), and the message after them is answered too.
+    for (int i = 0; i < 5000; ++i) {
+        ASSERT_TRUE(raw.frame(true, 9, "flood")) << i;
+    }
+    ASSERT_TRUE(raw.frame(true, 1, R"({"action":"keepalive"})"));
+    EXPECT_EQ(json::parse(raw.next_text()).at("action"), "keepalive");
+    Ws bystander{server_};
+    ASSERT_TRUE(bystander.ok());
+    EXPECT_EQ(bystander.call(R"({"action":"ping"})").at("success"), true);
 }
 
 TEST(BitahoyLimits, AReadPastItsBoundsSaysItWasTruncated) {
