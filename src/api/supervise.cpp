@@ -546,15 +546,18 @@ core::Result<std::unique_ptr<logs::Shipper>> start_shipping(const supervisor::Se
                    line.text);
     });
     core::logger("supervise")->sinks().push_back(std::make_shared<ShipSink>(*raw));
-    auto& lines = registry.counter("aviary_supervised_log_shipped_lines_total",
-                                   "Lines of the node and the sidecar shipped to serve, by "
-                                   "outcome: shipped (acknowledged) or dropped.",
-                                   {"node", "outcome"});
+    auto& lines = registry.counter("aviary_supervised_log_ship_lines_total",
+                                   "Lines of the node and the sidecar on their way to serve, by "
+                                   "stage: offered, buffered (on disk), shipped (acknowledged), "
+                                   "dropped.",
+                                   {"node", "stage"});
     auto& buffered =
         registry.gauge("aviary_supervised_log_buffer_bytes",
                        "Bytes in the disk buffer of lines on their way to serve.", {"node"});
     registry.on_scrape([raw, &lines, &buffered, node = settings.name] {
         const auto stats = raw->stats();
+        lines.with({node, "offered"}).set_total(static_cast<double>(stats.offered));
+        lines.with({node, "buffered"}).set_total(static_cast<double>(stats.written));
         lines.with({node, "shipped"}).set_total(static_cast<double>(stats.shipped));
         lines.with({node, "dropped"}).set_total(static_cast<double>(stats.dropped));
         buffered.with({node}).set(static_cast<double>(stats.buffered_bytes));

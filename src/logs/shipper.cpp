@@ -501,6 +501,7 @@ core::Result<void> Shipper::recover() {
         written_seq_ = highest;
         synced_seq_ = highest;
         next_segment_ = numbers.empty() ? 1 : numbers.back() + 1;
+        dir_synced_upto_ = numbers.empty() ? 0 : numbers.back();  // synced with the checkpoint
         segments_ = std::move(kept);
         stats_.acked_seq = acked;
         stats_.buffered_bytes = buffered;
@@ -540,6 +541,7 @@ core::Result<void> Shipper::start() {
         started_ = true;
     }
     writer_ = std::thread{[this] { write_loop(); }};
+    syncer_ = std::thread{[this] { sync_loop(); }};
     sender_ = std::thread{[this] { send_loop(); }};
     return {};
 }
@@ -553,24 +555,22 @@ void Shipper::stop() {
         stopping_ = true;
     }
     wake_writer_.notify_all();
+    wake_syncer_.notify_all();
     wake_sender_.notify_all();
-    writer_.join();
+    writer_.join();  // it writes what was queued first
+    syncer_.join();
     sender_.join();
     close_active();
+    sync_written();
     // The acknowledged number and the drops not yet told, for the next start.
     (void)save_checkpoint(true);
 }
 
 void Shipper::close_active() {
-    if (active_fd_ < 0) {
-        return;
+    if (active_fd_ >= 0) {
+        ::close(active_fd_);  // what it wrote is synced by path (sync_written)
+        active_fd_ = -1;
     }
-    if (::fdatasync(active_fd_) != 0) {
-        core::logger("ship")->warn("cannot sync the log buffer {}: {}", active_path_,
-                                   std::strerror(errno));
-    }
-    ::close(active_fd_);
-    active_fd_ = -1;
 }
 
 core::Result<void> Shipper::append(std::vector<Line>& lines) {
@@ -596,18 +596,13 @@ core::Result<void> Shipper::append(std::vector<Line>& lines) {
             used = segments_.back().bytes;
         }
         if (fresh) {
-            close_active();  // synced: the full file is done
+            close_active();  // the full file is done
         }
         if (active_fd_ < 0) {
             active_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
             if (active_fd_ < 0) {
                 return storage(
                     fmt::format("cannot open the log buffer {}: {}", path, std::strerror(errno)));
-            }
-            active_path_ = path;
-            // The new file's name survives a power loss before any line in it is sent.
-            if (auto synced = sync_dir(settings_.dir); !synced) {
-                core::logger("ship")->warn("{}", synced.error().message);
             }
         }
         std::string out;
@@ -649,20 +644,77 @@ core::Result<void> Shipper::append(std::vector<Line>& lines) {
     return {};
 }
 
-void Shipper::sync() {
-    // written_seq_ moves on this thread only: read without the lock.
-    const auto upto = written_seq_;
-    if (active_fd_ >= 0 && ::fdatasync(active_fd_) != 0) {
-        // Sent anyway: holding lines for a disk that may never sync would stop shipping. What a
-        // power loss then takes may have been sent.
-        core::logger("ship")->warn("cannot sync the log buffer {}: {}", active_path_,
-                                   std::strerror(errno));
+void Shipper::sync_written() {
+    std::vector<std::string> paths;
+    std::int64_t upto = 0;
+    std::uint64_t newest = 0;
+    {
+        std::lock_guard lock{mu_};
+        upto = written_seq_;  // every line through it is in the files below (write() returned)
+        for (const auto& segment : segments_) {
+            if (segment.first_seq != 0 && segment.last_seq > synced_seq_) {
+                paths.push_back(segment.path);
+            }
+        }
+        newest = segments_.empty() ? 0 : segments_.back().number;
+    }
+    auto log = core::logger("ship");
+    // Sent anyway when a sync fails: holding lines for a disk that may never sync would stop
+    // shipping. What a power loss then takes may have been sent. Said once per failure.
+    auto failed = [&](std::string message) {
+        if (message != sync_error_) {
+            log->warn("{}: lines are sent without it", message);
+            sync_error_ = std::move(message);
+        }
+    };
+    bool ok = true;
+    if (newest > dir_synced_upto_) {
+        // A new file's name survives a power loss before any line in it is sent.
+        if (auto synced = sync_dir(settings_.dir); !synced) {
+            failed(synced.error().message);
+            ok = false;
+        }
+        dir_synced_upto_ = newest;
+    }
+    for (const auto& path : paths) {
+        Fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+        if (fd.fd < 0 && errno == ENOENT) {
+            continue;  // removed since: by the cap, or acknowledged
+        }
+        if (fd.fd < 0 || ::fdatasync(fd.fd) != 0) {
+            failed(fmt::format("cannot sync the log buffer {}: {}", path, std::strerror(errno)));
+            ok = false;
+        }
+    }
+    if (ok && !sync_error_.empty()) {
+        log->info("the log buffer {} is synced again", settings_.dir);
+        sync_error_.clear();
     }
     {
         std::lock_guard lock{mu_};
-        synced_seq_ = upto;
+        synced_seq_ = std::max(synced_seq_, upto);
     }
     wake_sender_.notify_one();
+}
+
+void Shipper::sync_loop() {
+    core::name_this_thread("ship-sync");
+    // The first write after a quiet spell is synced at once: a quiet node's line goes without
+    // waiting.
+    auto synced_at = std::chrono::steady_clock::now() - settings_.linger;
+    while (true) {
+        {
+            std::unique_lock lock{mu_};
+            wake_syncer_.wait(lock, [&] { return stopping_ || written_seq_ > synced_seq_; });
+            // At most one sync per linger: what is written meanwhile joins it.
+            wake_syncer_.wait_until(lock, synced_at + settings_.linger, [&] { return stopping_; });
+            if (stopping_) {
+                return;  // stop() syncs the last writes once the writer is done
+            }
+        }
+        synced_at = std::chrono::steady_clock::now();
+        sync_written();
+    }
 }
 
 std::vector<std::string> Shipper::enforce_cap() {
@@ -689,10 +741,7 @@ std::vector<std::string> Shipper::enforce_cap() {
 void Shipper::write_loop() {
     core::name_this_thread("ship-write");
     auto log = core::logger("ship");
-    bool dirty = false;  // written since the last sync
-    // The first write is synced at once: a quiet node's line is sent without waiting.
-    auto synced_at = std::chrono::steady_clock::now() - settings_.linger;
-    auto saved_at = synced_at;
+    auto saved_at = std::chrono::steady_clock::now() - settings_.linger;
     std::vector<Line> lines;
     std::string failing;  // the last write error, logged once until writing works again
     std::uint64_t failed_lines = 0;
@@ -702,7 +751,7 @@ void Shipper::write_loop() {
         {
             std::unique_lock lock{mu_};
             auto ready = [&] { return stopping_ || !pending_.empty(); };
-            if (dirty || unreported_drops_ != saved_drops_) {
+            if (unreported_drops_ != saved_drops_) {
                 wake_writer_.wait_for(lock, settings_.linger, ready);
             } else {
                 wake_writer_.wait(lock, ready);
@@ -713,8 +762,9 @@ void Shipper::write_loop() {
             pending_bytes_ = 0;
             stop = stopping_;
         }
+        // kill -9 of the sidecar loses nothing written here (the kernel has it), so this thread
+        // only writes: the sync, which can take long on a busy disk, is the syncer's.
         if (!lines.empty()) {
-            dirty = true;
             if (auto appended = append(lines); !appended) {
                 if (appended.error().message != failing) {
                     failing = appended.error().message;
@@ -731,15 +781,7 @@ void Shipper::write_loop() {
                 failed_lines = 0;
             }
             lines.clear();
-        }
-        // kill -9 of the sidecar loses nothing written here (the kernel has it); a power loss
-        // loses what was written since the last sync, at most `linger` of lines while they come
-        // (and the sender sends only what was synced).
-        const auto now = std::chrono::steady_clock::now();
-        if (dirty && (stop || now - synced_at >= settings_.linger)) {
-            sync();
-            dirty = false;
-            synced_at = now;
+            wake_syncer_.notify_one();
         }
         std::vector<std::string> doomed;
         {
@@ -748,12 +790,12 @@ void Shipper::write_loop() {
             drops_unsaved = unreported_drops_ != saved_drops_;
         }
         remove_files(doomed);
-        wake_sender_.notify_one();
         if (stop) {
             return;  // offer() queues nothing once stopping_: the queue was taken whole
         }
-        // Drops of unnumbered lines are kept across a restart, saved as often as the buffer is
-        // synced (stop() saves the last ones).
+        // Drops of unnumbered lines are kept across a restart, saved at most once per linger
+        // (stop() saves the last ones).
+        const auto now = std::chrono::steady_clock::now();
         if (drops_unsaved && now - saved_at >= settings_.linger) {
             (void)save_checkpoint(false);
             saved_at = now;

@@ -6,9 +6,11 @@
 /// past the buffer's bounds the oldest lines are dropped, counted, and the count reported to
 /// serve with the next batch.
 ///
-/// Two threads: `ship-write` moves the memory queue to the disk buffer and syncs it, `ship-send`
-/// reads batches back and calls Send. They are apart so that a Send blocked up to its timeout
-/// never leaves lines piling up in memory (where they would be dropped) while the disk has room.
+/// Three threads: `ship-write` moves the memory queue to the disk buffer (write() only),
+/// `ship-sync` makes it durable (fdatasync, at most once per `linger`), `ship-send` reads batches
+/// back and calls Send. They are apart so that neither a slow sync on a busy disk nor a Send
+/// blocked up to its timeout keeps lines in memory, where a kill -9 loses them and the queue's
+/// bound drops them while the disk has room.
 ///
 /// What survives what: kill -9 of the sidecar loses nothing written to the buffer; a power loss
 /// loses at most the lines of the last `linger` (the buffer is synced that often while lines
@@ -76,7 +78,7 @@ public:
     Shipper& operator=(const Shipper&) = delete;
 
     /// Opens (or makes) the buffer dir, reads its stream id and checkpoint, recovers the buffer
-    /// (cutting a torn tail), and starts the writing and sending threads. Once per Shipper.
+    /// (cutting a torn tail), and starts its three threads. Once per Shipper.
     core::Result<void> start();
     /// Writes what is queued to the disk and syncs it, stops sending (a send in flight ends on
     /// its own timeout; a backoff is cut short), joins. What was not acknowledged is sent after
@@ -118,8 +120,10 @@ private:
     /// Appends `lines` to the active segment (opening a new one when full); mu_ is not held.
     /// On an error, `lines` keeps the lines not written.
     core::Result<void> append(std::vector<Line>& lines);
-    /// fdatasync of the active segment; what was written before it becomes sendable.
-    void sync();
+    void sync_loop();
+    /// Syncs the files holding lines written and not synced yet (and the dir, for a new file);
+    /// they become sendable. The syncer's, or stop()'s once the threads are joined.
+    void sync_written();
     void close_active();
     /// Takes the oldest segments out while the buffer is over its cap, counting their unsent
     /// lines as dropped; returns their files, to be removed once mu_ is released.
@@ -136,6 +140,7 @@ private:
     mutable std::mutex mu_;  // never held across a disk or network call
     std::condition_variable wake_writer_;
     std::condition_variable wake_sender_;
+    std::condition_variable wake_syncer_;
     bool stopping_ = false;
     bool started_ = false;
     std::deque<Line> pending_;  // offered, not yet written
@@ -158,11 +163,13 @@ private:
     std::mutex checkpoint_mu_;  // one save at a time (writer, sender, stop)
     bool checkpoint_failing_ = false;
 
-    int active_fd_ = -1;  // the writer thread's
-    std::string active_path_;
-    Cursor cursor_;                 // the sender thread's
-    std::string bad_frame_logged_;  // the sender's: an unreadable frame is reported once
+    int active_fd_ = -1;                 // the writer thread's
+    std::uint64_t dir_synced_upto_ = 0;  // the syncer's: files up to this number are in the dir
+    std::string sync_error_;             // the syncer's: the last sync failure, said once
+    Cursor cursor_;                      // the sender thread's
+    std::string bad_frame_logged_;       // the sender's: an unreadable frame is reported once
     std::thread writer_;
+    std::thread syncer_;
     std::thread sender_;
 };
 

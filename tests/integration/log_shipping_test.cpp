@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,18 @@ std::map<std::string, int> stored(ServerProcess& serve,
     return out;
 }
 
+/// The value of the aviary_supervised_log_ship_lines_total series whose labels hold `label`.
+double metric_value(const std::string& metrics, const std::string& label) {
+    std::istringstream lines{metrics};
+    for (std::string line; std::getline(lines, line);) {
+        if (line.starts_with("aviary_supervised_log_ship_lines_total{") &&
+            line.find(label) != std::string::npos) {
+            return std::stod(line.substr(line.rfind(' ') + 1));
+        }
+    }
+    return -1;
+}
+
 TEST(LogShipping, EveryLineArrivesOnceThroughAServeRestartAndASidecarKilledWithNine) {
     TempDir serve_dir;
     const std::string listen = fmt::format("127.0.0.1:{}", free_port());
@@ -77,12 +90,18 @@ TEST(LogShipping, EveryLineArrivesOnceThroughAServeRestartAndASidecarKilledWithN
         // serve goes away; the node writes the second half into the sidecar's buffer.
         ASSERT_EQ(serve->stop(), 0) << serve->log();
         std::ofstream{gate} << "go";
+        // Every line the node printed has reached the shipper (the ring has the last ones), and
+        // the shipper has written all it was given to its buffer: what a kill -9 keeps.
         ASSERT_TRUE(wait_until([&] {
-            return sidecar.call("GET", "/metrics").body.find("aviary_supervised_log_buffer_bytes") !=
-                       std::string::npos &&
-                   sidecar.call("GET", "/v1/logs?tail=5").body.find("printed 1 to 2000") !=
-                       std::string::npos;
+            const auto ring = sidecar.call("GET", "/v1/logs?tail=10").body;
+            return ring.find("line 2000") != std::string::npos &&
+                   ring.find("printed 1 to 2000") != std::string::npos;
         })) << sidecar.err();
+        ASSERT_TRUE(wait_until([&] {
+            const auto metrics = sidecar.call("GET", "/metrics").body;
+            const auto offered = metric_value(metrics, "stage=\"offered\"");
+            return offered > 0 && offered == metric_value(metrics, "stage=\"buffered\"");
+        })) << sidecar.call("GET", "/metrics").body;
         // Killed before serve is back: the lines wait on disk.
         sidecar.kill_hard();
     }
