@@ -240,18 +240,64 @@ std::string describe(const LabelSet& set) {
                        std::get<3>(set), std::get<4>(set), std::get<5>(set));
 }
 
+/// How stale a label set's newest time in log_streams may be: an append whose records are
+/// newer by less than this leaves the row alone, so a busy set is written once every few
+/// seconds instead of once per batch (an UPDATE per label set per batch cost ingest most of its
+/// rate with 1,000 senders). Retention and the listings read the time to within this.
+constexpr std::int64_t kLabelSetSlackNs = std::int64_t{5} * 1'000'000'000;
+
+/// The label sets log_streams holds, with their newest time as written, as of the last commit:
+/// committed state only (noted after submit() returned), cleared by forget(), and bounded (past
+/// kMaxEntries it starts over, which costs one UPDATE per set again).
+class LabelSetCache {
+public:
+    static constexpr std::size_t kMaxEntries = 100'000;
+
+    std::optional<std::int64_t> newest(const LabelSet& set) const {
+        std::lock_guard lock{mu_};
+        auto it = sets_.find(set);
+        return it == sets_.end() ? std::nullopt : std::optional<std::int64_t>{it->second};
+    }
+    void note(const std::map<LabelSet, std::int64_t>& written) {
+        std::lock_guard lock{mu_};
+        if (sets_.size() + written.size() > kMaxEntries) {
+            sets_.clear();
+        }
+        for (const auto& [set, newest] : written) {
+            auto& kept = sets_[set];
+            kept = std::max(kept, newest);
+        }
+    }
+    void clear() {
+        std::lock_guard lock{mu_};
+        sets_.clear();
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::map<LabelSet, std::int64_t> sets_;
+};
+
 /// Records each label set `records` carry in log_streams (with its newest time), inside the
 /// caller's write: a set new to its scope counts against `max_streams` (0: no cap), and one past
-/// it fails the write, naming the first record that carries it.
+/// it fails the write, naming the first record that carries it. A set whose row is new enough
+/// by `cache` is skipped; `written` gets the sets written, for the cache once committed.
 core::Result<void> note_label_sets(sql::Connection& db,
                                    const std::vector<LogRecord>& records,
-                                   std::size_t max_streams) {
+                                   std::size_t max_streams,
+                                   const LabelSetCache& cache,
+                                   std::map<LabelSet, std::int64_t>& written) {
+    written.clear();
     std::map<LabelSet, std::pair<std::int64_t, std::size_t>> sets;  // newest time, first index
     for (std::size_t i = 0; i < records.size(); ++i) {
         auto [it, added] = sets.try_emplace(labels_of(records[i]), records[i].time_ns, i);
         it->second.first = std::max(it->second.first, records[i].time_ns);
     }
     for (const auto& [set, seen] : sets) {
+        if (auto known = cache.newest(set); known && *known >= seen.first - kLabelSetSlackNs) {
+            continue;
+        }
+        written[set] = seen.first;
         const auto& [scope, kind, node, sender, source, level] = set;
         auto touch = db.prepare(
             "UPDATE log_streams SET last_ns = max(last_ns, ?7) WHERE scope = ?1 AND kind = ?2 "
@@ -454,6 +500,8 @@ public:
                                      std::int64_t streams_before_ns) override {
         std::size_t forgotten = 0;
         auto done = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
+            // On the writer's thread, before the operations after it read the cache.
+            label_sets_.clear();
             auto sets = db.prepare("DELETE FROM log_streams WHERE kind = ?1 AND last_ns < ?2");
             if (!sets) {
                 return sets.error();
@@ -589,8 +637,10 @@ private:
         if (records.empty() && !position) {
             return records;
         }
+        std::map<LabelSet, std::int64_t> label_sets;
         auto written = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
-            if (auto noted = note_label_sets(db, records, max_streams_); !noted) {
+            if (auto noted = note_label_sets(db, records, max_streams_, label_sets_, label_sets);
+                !noted) {
                 return noted;
             }
             if (auto inserted = insert_records(db, records); !inserted) {
@@ -610,6 +660,7 @@ private:
         if (!written) {
             return written.error();
         }
+        label_sets_.note(label_sets);
         appended_ += records.size();
         return records;
     }
@@ -633,8 +684,10 @@ public:
         }
         // The stream's position is read and moved inside the write that stores the records: two
         // deliveries of one batch racing each other store it once.
+        std::map<LabelSet, std::int64_t> label_sets;
         auto written = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
             out = {};
+            label_sets.clear();
             auto held = db.prepare("SELECT seq FROM log_shippers WHERE scope = ?1 AND stream = ?2");
             if (!held) {
                 return held.error();
@@ -658,7 +711,8 @@ public:
             }
             const auto last_time = fresh.back().time_ns;
             fresh.insert(fresh.end(), notices.begin(), notices.end());
-            if (auto noted = note_label_sets(db, fresh, max_streams_); !noted) {
+            if (auto noted = note_label_sets(db, fresh, max_streams_, label_sets_, label_sets);
+                !noted) {
                 return noted;
             }
             if (auto inserted = insert_records(db, fresh); !inserted) {
@@ -680,6 +734,7 @@ public:
         if (!written) {
             return written.error();
         }
+        label_sets_.note(label_sets);
         appended_ += out.stored.size();
         return out;
     }
@@ -704,6 +759,7 @@ private:
     std::unique_ptr<sql::ReadPool> readers_;  // none for ":memory:": reads share db_
     sql::GroupCommit writer_;
     std::size_t max_streams_;
+    LabelSetCache label_sets_;
     std::atomic<std::uint64_t> appended_{0};
     std::atomic<std::uint64_t> removed_{0};
 };
