@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -437,14 +438,18 @@ public:
             const char* order = q.oldest_first ? "ASC" : "DESC";
             auto select = db.prepare(fmt::format(
                 "SELECT {} FROM log_records WHERE kind = ?1 AND time_ns >= ?2 "
-                "AND (?3 IS NULL OR time_ns <= ?3) AND (?4 IS NULL OR scope = ?4) "
+                "AND time_ns <= ?3 AND (?4 IS NULL OR scope = ?4) "
                 "AND (?5 IS NULL OR (time_ns, id) {} (?5, ?6)){} "
                 "ORDER BY time_ns {}, id {} LIMIT ?7",
                 kColumns, q.oldest_first ? ">" : "<", filter_sql(8, q.filter, true), order, order));
             if (!select) {
                 return select.error();
             }
-            select->bind_all(kind_number(q.kind), since, until, q.scope,
+            // A plain upper bound, always given: `?3 IS NULL OR ...` kept the index from using it,
+            // and a newest-first read of an old window walked every newer record first
+            // (bench/RESULTS.md, "The log store at scale").
+            select->bind_all(kind_number(q.kind), since,
+                             until.value_or(std::numeric_limits<std::int64_t>::max()), q.scope,
                              q.after ? std::optional<std::int64_t>{q.after->time_ns}
                                      : std::optional<std::int64_t>{},
                              q.after ? q.after->id : std::int64_t{0},
