@@ -135,10 +135,7 @@ void upload(net::WebSocketClient& ws, const std::string& frame) {
 }
 
 /// Line i of a preload (or a flood when `spread` is 0): its time, sender and message.
-void append_line(std::string& out,
-                 std::int64_t i,
-                 double time,
-                 const Options& o) {
+void append_line(std::string& out, std::int64_t i, double time, const Options& o) {
     const auto sender = i % o.senders;
     fmt::format_to(std::back_inserter(out),
                    R"({{"level":{},"time":{:.6f},"sender":"svc-{}","message":")", 3 + i % 5, time,
@@ -147,8 +144,8 @@ void append_line(std::string& out,
         fmt::format_to(std::back_inserter(out), "needle-{} ", i);
     }
     fmt::format_to(std::back_inserter(out),
-                   "line {} from svc-{}: block {} imported, peers 25, txs 140, elapsed 3.2ms\"}}", i,
-                   sender, i / 7);
+                   "line {} from svc-{}: block {} imported, peers 25, txs 140, elapsed 3.2ms\"}}",
+                   i, sender, i / 7);
 }
 
 /// Sends batches of the lines numbered from `next` (shared by the connections): the preload's
@@ -167,8 +164,8 @@ void pour(const Options& o,
         if (spread ? first >= o.lines : wall_seconds() >= until_wall) {
             return;
         }
-        const auto last = spread ? std::min<std::int64_t>(first + o.batch, o.lines)
-                                 : first + o.batch;
+        const auto last =
+            spread ? std::min<std::int64_t>(first + o.batch, o.lines) : first + o.batch;
         frame.clear();
         frame += R"({"action":"uploadLogs","logs":[)";
         for (auto i = first; i < last; ++i) {
@@ -224,9 +221,8 @@ std::string get(const Options& o, const std::string& target, std::size_t& record
     auto response = net::fetch_sync(
         net::ClientRequest{.url = fmt::format("http://{}{}", o.addr, target), .timeout = 60s});
     if (!response || response->status != 200) {
-        throw std::runtime_error(target + ": " +
-                                 (response ? response->body.substr(0, 300)
-                                           : response.error().message));
+        throw std::runtime_error(
+            target + ": " + (response ? response->body.substr(0, 300) : response.error().message));
     }
     auto body = json::parse(response->body);
     records = body.at("records").as_array().size();
@@ -265,8 +261,7 @@ int run_query(const Options& o) {
         std::printf(
             "query 1h window, %-9s p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms  records/query %.1f\n",
             shape.name.c_str(), bench::percentile_ms(shape.latencies_us, 50),
-            bench::percentile_ms(shape.latencies_us, 99),
-            shape.latencies_us.back() / 1000.0,
+            bench::percentile_ms(shape.latencies_us, 99), shape.latencies_us.back() / 1000.0,
             static_cast<double>(shape.records) / o.queries);
         std::printf("RESULT mode=query shape=%s p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
                     shape.name.c_str(), bench::percentile_ms(shape.latencies_us, 50),
@@ -308,9 +303,9 @@ int run_tail(const Options& o) {
         if (!message) {
             break;
         }
-        const auto received = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                  Clock::now().time_since_epoch())
-                                  .count();
+        const auto received =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+                .count();
         auto body = json::parse(message->data);
         if (body.at("type") != "records") {
             continue;
