@@ -388,7 +388,12 @@ TEST(HttpServer, AResponseLargerThanTheSocketTakesAtOnceArrivesWhole) {
     for (int i = 0; i < (16 << 20) / 8; ++i) {
         pattern += fmt::format("{:07x}\n", i);
     }
-    auto running = start_server(small_settings(), [pattern](Request) -> asio::awaitable<Response> {
+    // The client checks 16 MiB between its two requests, slowly under the sanitizers: the
+    // keep-alive wait must outlast that (small_settings' 200 ms did not, in the ASan CI run).
+    auto settings = small_settings();
+    settings.idle_timeout = 20s;
+    settings.write_timeout = 20s;
+    auto running = start_server(settings, [pattern](Request) -> asio::awaitable<Response> {
         Response response;
         response.body = pattern;
         co_return response;
