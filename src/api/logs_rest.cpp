@@ -64,11 +64,6 @@ json::object record_json(const store::LogRecord& r) {
     return out;
 }
 
-/// The bytes of a record that count against a read's byte bound (as the store counts them).
-std::size_t bytes_of(const store::LogRecord& r) {
-    return r.message.size() + r.sender.size() + r.node.size() + r.source.size() + r.fields.size();
-}
-
 /// `kind=logs|notifications` (and `all` where both are allowed).
 core::Result<std::optional<store::LogKind>> kind_of(std::string_view value, bool all_allowed) {
     if (value == "logs") {
@@ -560,7 +555,7 @@ asio::awaitable<net::Response> LogsRest::search(RouteContext& context) {
     // A full page, or one the byte bound cut short, may have more below it.
     std::size_t bytes = 0;
     for (const auto& record : *records) {
-        bytes += bytes_of(record);
+        bytes += store::bytes_of(record);
     }
     const bool more = !records->empty() &&
                       (records->size() == query.limit || bytes >= logs_.settings().max_read_bytes);
@@ -887,7 +882,7 @@ asio::awaitable<bool> LogsRest::catch_up(TailSink& sink, Tail& tail) {
         std::size_t bytes = 0;
         for (const auto& record : *records) {
             batch.push_back(record_json(record));
-            bytes += bytes_of(record) + 128;
+            bytes += store::bytes_of(record) + 128;
             if (bytes >= kTailMessageBytes) {
                 auto text = message("records", json::object{{"records", std::move(batch)},
                                                             {"cursor", std::to_string(record.id)}});

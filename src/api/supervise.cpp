@@ -719,19 +719,19 @@ int supervise(supervisor::Settings settings) {
         std::fprintf(stderr, "aviary supervise: %s\n", started_shipping.error().message.c_str());
         return 1;
     }
-    // On every way out: the node's last lines reach the buffer (what serve has not acknowledged
-    // is sent after the next start), then the sidecar's logger lets go of the shipper.
+    // On every way out: the sidecar's logger lets go of the shipper, then the node's last lines
+    // reach the buffer (what serve has not acknowledged is sent after the next start).
     struct StopShipping {
         std::unique_ptr<logs::Shipper> shipper;
         ~StopShipping() {
             if (!shipper) {
                 return;
             }
-            shipper->stop();
             auto& sinks = core::logger("supervise")->sinks();
             std::erase_if(sinks, [](const spdlog::sink_ptr& sink) {
                 return dynamic_cast<ShipSink*>(sink.get()) != nullptr;
             });
+            shipper->stop();
         }
     } shipping{std::move(*started_shipping)};
     // Both listeners are bound before the node starts: a sidecar that cannot serve its ports

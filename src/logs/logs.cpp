@@ -291,7 +291,7 @@ core::Result<Logs::Page> Logs::read(const Window& window) const {
             page.truncated = true;
             break;
         }
-        bytes += record.message.size() + record.sender.size();
+        bytes += store::bytes_of(record);
         page.records.push_back(std::move(record));
     }
     return page;

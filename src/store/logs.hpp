@@ -41,6 +41,12 @@ struct LogRecord {
     std::int64_t seq = 0;
 };
 
+/// The bytes of a record that count against a read's byte bound (LogQuery::max_bytes and the
+/// bounds above it).
+inline std::size_t bytes_of(const LogRecord& r) {
+    return r.message.size() + r.sender.size() + r.node.size() + r.source.size() + r.fields.size();
+}
+
 /// A label a listing can name.
 enum class LogLabel { kNode, kService, kSource, kLevel };
 

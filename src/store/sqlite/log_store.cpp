@@ -172,17 +172,14 @@ core::Result<std::vector<LogRecord>> read_rows(sql::Statement& select, std::size
             break;
         }
         out.push_back(record_from(select));
-        const auto& r = out.back();
-        bytes +=
-            r.message.size() + r.sender.size() + r.node.size() + r.source.size() + r.fields.size();
+        bytes += bytes_of(out.back());
     }
     return out;
 }
 
-// A filter's clauses take kFilterParams numbers from `first` on, each bound to NULL when its
-// filter is not given, so a statement's text depends only on which index should lead: the
-// statement cache stays a handful of shapes whatever the filters.
-constexpr int kFilterParams = 9 + 2 * static_cast<int>(LogFilter::kMaxFields);
+// A filter's clauses take 9 + 2 * LogFilter::kMaxFields numbers from `first` on, each bound to
+// NULL when its filter is not given, so a statement's text depends only on which index should
+// lead: the statement cache stays a handful of shapes whatever the filters.
 
 /// With `lead`, a node or service given is a plain equality, which lets its index lead (a
 /// `?N IS NULL OR ...` would hide it).
@@ -403,6 +400,79 @@ public:
                                                      std::int64_t through,
                                                      std::vector<LogRecord> records) override {
         return append_with(std::move(records), FeedPosition{std::string{feed}, through});
+    }
+
+    core::Result<StreamAppend> append_stream(std::string_view stream,
+                                             std::vector<LogRecord> records,
+                                             std::vector<LogRecord> notices) override {
+        StreamAppend out;
+        if (records.empty()) {
+            return out;
+        }
+        const std::string scope = records.front().scope;
+        for (std::size_t i = 1; i < records.size(); ++i) {
+            if (records[i].seq <= records[i - 1].seq || records[i].scope != scope) {
+                return core::Error{core::ErrorCode::kInvalidArgument,
+                                   fmt::format("record {} of stream \"{}\": sequence numbers "
+                                               "must rise within a batch of one scope",
+                                               i, stream)};
+            }
+        }
+        // The stream's position is read and moved inside the write that stores the records: two
+        // deliveries of one batch racing each other store it once.
+        std::map<LabelSet, std::int64_t> label_sets;
+        auto written = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
+            out = {};
+            label_sets.clear();
+            auto held = db.prepare("SELECT seq FROM log_shippers WHERE scope = ?1 AND stream = ?2");
+            if (!held) {
+                return held.error();
+            }
+            auto row = held->bind_all(scope, stream).step();
+            if (!row) {
+                return row.error();
+            }
+            const std::int64_t through = *row ? held->int64(0) : 0;
+            std::vector<LogRecord> fresh;
+            for (const auto& record : records) {
+                if (record.seq > through) {
+                    fresh.push_back(record);
+                } else {
+                    ++out.duplicates;
+                }
+            }
+            out.through = std::max(through, records.back().seq);
+            if (fresh.empty()) {
+                return {};
+            }
+            const auto last_time = fresh.back().time_ns;
+            fresh.insert(fresh.end(), notices.begin(), notices.end());
+            if (auto noted = note_label_sets(db, fresh, max_streams_, label_sets_, label_sets);
+                !noted) {
+                return noted;
+            }
+            if (auto inserted = insert_records(db, fresh); !inserted) {
+                return inserted;
+            }
+            auto moved = db.prepare(
+                "INSERT INTO log_shippers (scope, stream, seq, written_ns) VALUES (?1, ?2, ?3, ?4) "
+                "ON CONFLICT (scope, stream) DO UPDATE SET seq = excluded.seq, "
+                "written_ns = excluded.written_ns");
+            if (!moved) {
+                return moved.error();
+            }
+            if (auto ran = moved->bind_all(scope, stream, out.through, last_time).run(); !ran) {
+                return ran;
+            }
+            out.stored = std::move(fresh);
+            return {};
+        });
+        if (!written) {
+            return written.error();
+        }
+        label_sets_.note(label_sets);
+        appended_ += out.stored.size();
+        return out;
     }
 
     core::Result<std::optional<std::int64_t>> feed_position(std::string_view feed) const override {
@@ -670,81 +740,6 @@ private:
         return records;
     }
 
-public:
-    core::Result<StreamAppend> append_stream(std::string_view stream,
-                                             std::vector<LogRecord> records,
-                                             std::vector<LogRecord> notices) override {
-        StreamAppend out;
-        if (records.empty()) {
-            return out;
-        }
-        const std::string scope = records.front().scope;
-        for (std::size_t i = 1; i < records.size(); ++i) {
-            if (records[i].seq <= records[i - 1].seq || records[i].scope != scope) {
-                return core::Error{core::ErrorCode::kInvalidArgument,
-                                   fmt::format("record {} of stream \"{}\": sequence numbers "
-                                               "must rise within a batch of one scope",
-                                               i, stream)};
-            }
-        }
-        // The stream's position is read and moved inside the write that stores the records: two
-        // deliveries of one batch racing each other store it once.
-        std::map<LabelSet, std::int64_t> label_sets;
-        auto written = writer_.submit([&](sql::Connection& db) -> core::Result<void> {
-            out = {};
-            label_sets.clear();
-            auto held = db.prepare("SELECT seq FROM log_shippers WHERE scope = ?1 AND stream = ?2");
-            if (!held) {
-                return held.error();
-            }
-            auto row = held->bind_all(scope, stream).step();
-            if (!row) {
-                return row.error();
-            }
-            const std::int64_t through = *row ? held->int64(0) : 0;
-            std::vector<LogRecord> fresh;
-            for (const auto& record : records) {
-                if (record.seq > through) {
-                    fresh.push_back(record);
-                } else {
-                    ++out.duplicates;
-                }
-            }
-            out.through = std::max(through, records.back().seq);
-            if (fresh.empty()) {
-                return {};
-            }
-            const auto last_time = fresh.back().time_ns;
-            fresh.insert(fresh.end(), notices.begin(), notices.end());
-            if (auto noted = note_label_sets(db, fresh, max_streams_, label_sets_, label_sets);
-                !noted) {
-                return noted;
-            }
-            if (auto inserted = insert_records(db, fresh); !inserted) {
-                return inserted;
-            }
-            auto moved = db.prepare(
-                "INSERT INTO log_shippers (scope, stream, seq, written_ns) VALUES (?1, ?2, ?3, ?4) "
-                "ON CONFLICT (scope, stream) DO UPDATE SET seq = excluded.seq, "
-                "written_ns = excluded.written_ns");
-            if (!moved) {
-                return moved.error();
-            }
-            if (auto ran = moved->bind_all(scope, stream, out.through, last_time).run(); !ran) {
-                return ran;
-            }
-            out.stored = std::move(fresh);
-            return {};
-        });
-        if (!written) {
-            return written.error();
-        }
-        label_sets_.note(label_sets);
-        appended_ += out.stored.size();
-        return out;
-    }
-
-private:
     /// Runs `read` on a read connection (on the one connection, for ":memory:").
     template <class Read>
     auto with_reader(Read read) const -> decltype(read(std::declval<sql::Connection&>())) {
