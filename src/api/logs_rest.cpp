@@ -379,8 +379,12 @@ void publish_records(net::Hub& hub, const std::vector<store::LogRecord>& records
         }
     }
     for (auto scope : scopes) {
-        hub.publish(topic_of(scope), std::to_string(records.back().id));
+        publish_stored(hub, scope, records.back().id);
     }
+}
+
+void publish_stored(net::Hub& hub, std::string_view scope, std::int64_t last_id) {
+    hub.publish(topic_of(scope), std::to_string(last_id));
 }
 
 struct LogsRest::Tail {

@@ -18,6 +18,8 @@ namespace aviary::api {
 /// Tells the live tails of the records' scopes that they were stored. Call it after every
 /// upload that stored something (any thread).
 void publish_records(net::Hub& hub, const std::vector<store::LogRecord>& records);
+/// The same for records of `scope` up to id `last_id` that another instance stored.
+void publish_stored(net::Hub& hub, std::string_view scope, std::int64_t last_id);
 
 class LogsRest {
 public:

@@ -180,6 +180,28 @@ core::Result<void> write_machine_secrets(config::Config& config) {
     return {};
 }
 
+/// The log store follows the store: on PostgreSQL, tables of their own in the same database,
+/// partitioned for the longest window logs are kept (docs/logs.md, "On PostgreSQL").
+void place_log_store(config::Config& config) {
+    auto& logs = config.logs.store;
+    if (config.store.driver != "postgres") {
+        return;
+    }
+    logs.driver = "postgres";
+    logs.url = config.store.url;
+    logs.password = config.store.password;
+    logs.connect_timeout = config.store.connect_timeout;
+    logs.busy_timeout = config.store.busy_timeout;
+    logs.partition_horizon = config.logs.logs_window;
+    if (config.logs.logs_window.count() > 0) {
+        for (const auto& rule : config.logs.retention) {
+            if (rule.kind == store::LogKind::kLog) {
+                logs.partition_horizon = std::max(logs.partition_horizon, rule.window);
+            }
+        }
+    }
+}
+
 core::Result<void> prepare_data_dir(config::Config& config) {
     std::error_code ec;
     fs::create_directories(config.data_dir, ec);
@@ -193,6 +215,7 @@ core::Result<void> prepare_data_dir(config::Config& config) {
     if (config.logs.store.path.empty()) {
         config.logs.store.path = (fs::path{config.data_dir} / "logs.db").string();
     }
+    place_log_store(config);
     if (config.drivers.dir.empty()) {
         config.drivers.dir = (fs::path{config.data_dir} / "nodes").string();
     }
@@ -430,8 +453,10 @@ int serve(config::Config config, ServeOptions options) {
     // Logs and notifications (docs/logs.md): a database of their own, with their own writer.
     auto log_store = store::open_log_store(config.logs.store);
     if (!log_store) {
-        std::fprintf(stderr, "aviary: cannot open the log store at %s: %s\n",
-                     config.logs.store.path.c_str(), log_store.error().message.c_str());
+        const auto where = config.logs.store.driver == "postgres" ? store::describe(config.store)
+                                                                  : config.logs.store.path;
+        std::fprintf(stderr, "aviary: cannot open the log store at %s: %s\n", where.c_str(),
+                     log_store.error().message.c_str());
         return 1;
     }
     // Stored records wake the live tails of their scope (GET /api/v1/logs/tail).
@@ -448,6 +473,29 @@ int serve(config::Config config, ServeOptions options) {
             publish_records(record_feed, copied);
             push_notifications(notification_pushes, copied);
         });
+    // What other instances store (on PostgreSQL): it wakes this instance's tails and its
+    // notifications are pushed on this instance's /ws too (docs/logs.md, "Several instances").
+    (*log_store)->watch([&record_feed, &notification_pushes,
+                         &records](const store::LogStore::RemoteAppend& told) {
+        if (told.last_id == 0) {
+            return;  // listening again: the next record of each scope wakes its tails
+        }
+        publish_stored(record_feed, told.scope, told.last_id);
+        if (told.notifications) {
+            auto stored = records.follow(store::LogFollow{.kind = store::LogKind::kNotification,
+                                                          .scope = told.scope,
+                                                          .after_id = told.first_id - 1,
+                                                          .up_to_id = told.last_id});
+            if (stored) {
+                push_notifications(notification_pushes, *stored);
+            }
+        }
+    });
+    // Stops the watch before the hubs it publishes on go, on every way out of serve.
+    struct StopLogStore {
+        store::LogStore& logs;
+        ~StopLogStore() { logs.close(); }
+    } stop_log_store{**log_store};
     auto rescued = engine.start();
     if (!rescued) {
         std::fprintf(stderr, "aviary: cannot start the job engine: %s\n",

@@ -202,6 +202,14 @@ void read_logs(YamlReader& r, const Value& value, logs::Settings& s) {
             {"max_fields_bytes", [&](const Value& v) { r.read_bytes(v, s.max_fields_bytes); }},
             {"max_streams_per_scope",
              [&](const Value& v) { count(v, s.store.max_streams_per_scope, 10'000'000); }},
+            {"partition_interval",
+             [&](const Value& v) {
+                 if (r.read_duration(v, s.store.partition_interval) &&
+                     s.store.partition_interval < std::chrono::minutes{1}) {
+                     r.error(v, fmt::format("must be at least 1m, got {}",
+                                            core::format_duration(s.store.partition_interval)));
+                 }
+             }},
             {"max_results", [&](const Value& v) { count(v, s.max_results, 1'000'000); }},
             {"tail_max_duration", [&](const Value& v) { r.read_duration(v, s.tail_max_duration); }},
             {"max_tails_per_identity",

@@ -132,7 +132,10 @@ core::Result<std::size_t> Logs::copy_events(store::Store& events) {
             return newest.error();
         }
         const std::int64_t through = newest->empty() ? 0 : newest->front().id;
-        auto started = store_.append_from(kEventsFeed, through, {});
+        auto started = store_.append_from(kEventsFeed, std::nullopt, through, {});
+        if (!started && started.error().code == core::ErrorCode::kBusy) {
+            return std::size_t{0};
+        }
         if (!started) {
             return started.error();
         }
@@ -151,7 +154,11 @@ core::Result<std::size_t> Logs::copy_events(store::Store& events) {
         records.push_back(notification_of(event));
         core::redactor().hide_secrets(records.back().message);
     }
-    auto stored = store_.append_from(kEventsFeed, batch->back().id, std::move(records));
+    auto stored =
+        store_.append_from(kEventsFeed, **position, batch->back().id, std::move(records));
+    if (!stored && stored.error().code == core::ErrorCode::kBusy) {
+        return std::size_t{0};  // another instance copied them (a leader's hand-over)
+    }
     if (!stored) {
         return stored.error();
     }
@@ -176,8 +183,9 @@ void Logs::schedule_events(core::Scheduler& scheduler, store::Store& events, OnC
             }
             return std::nullopt;
         },
-        // Each instance keeps its own log database (docs/logs.md): each copies into its own.
-        .leader_only = false,
+        // On SQLite each instance keeps its own log database and copies into it; on PostgreSQL
+        // the leader copies into the shared one, the others hearing of it by notification.
+        .leader_only = store_.shared(),
     });
 }
 
@@ -326,6 +334,27 @@ core::Result<std::size_t> Logs::sweep(core::TimePoint now) {
         }
     };
     for (auto kind : {store::LogKind::kLog, store::LogKind::kNotification}) {
+        const auto window =
+            kind == store::LogKind::kLog ? settings_.logs_window : settings_.notifications_window;
+        const bool kept = window.count() <= 0;  // the kind's default keeps its records
+        auto longest = window;
+        for (const auto& rule : settings_.retention) {
+            if (rule.kind == kind) {
+                longest = std::max(longest, rule.window);
+            }
+        }
+        // A partitioned store (PostgreSQL) removes what the longest window covers by dropping
+        // whole partitions once every record in them is past it: those removals are coarse, and
+        // reach only what no partition holds (docs/logs.md, "Retention").
+        const bool drops = !kept && store_.partitioned();
+        auto coarse = [&](core::Millis w) { return drops && w == longest; };
+        if (drops) {
+            auto dropped = store_.drop_partitions(kind, to_ns(now - longest));
+            if (!dropped) {
+                return dropped.error();
+            }
+            removed += *dropped;
+        }
         // Each rule takes what no rule before it took; the kind's window takes the rest.
         std::vector<store::LogSelector> earlier;
         for (const auto& rule : settings_.retention) {
@@ -335,30 +364,25 @@ core::Result<std::size_t> Logs::sweep(core::TimePoint now) {
             auto ruled = drain(store::LogRemoval{.kind = kind,
                                                  .before_ns = to_ns(now - rule.window),
                                                  .match = rule.selector,
-                                                 .unless = earlier});
+                                                 .unless = earlier,
+                                                 .coarse = coarse(rule.window)});
             if (!ruled) {
                 return ruled.error();
             }
             earlier.push_back(rule.selector);
         }
-        const auto window =
-            kind == store::LogKind::kLog ? settings_.logs_window : settings_.notifications_window;
-        if (window.count() <= 0) {
-            continue;  // kept
+        if (kept) {
+            continue;
         }
-        auto rest = drain(
-            store::LogRemoval{.kind = kind, .before_ns = to_ns(now - window), .unless = earlier});
+        auto rest = drain(store::LogRemoval{.kind = kind,
+                                            .before_ns = to_ns(now - window),
+                                            .unless = earlier,
+                                            .coarse = coarse(window)});
         if (!rest) {
             return rest.error();
         }
         // A label set whose newest record is older than every window of its kind has no record
         // left: it stops counting against the streams-per-scope cap and leaves the listings.
-        auto longest = window;
-        for (const auto& rule : settings_.retention) {
-            if (rule.kind == kind) {
-                longest = std::max(longest, rule.window);
-            }
-        }
         auto forgotten =
             store_.forget(kind, to_ns(now - longest), to_ns(now - kShipperStreamMemory));
         if (!forgotten) {
@@ -383,8 +407,9 @@ void Logs::schedule(core::Scheduler& scheduler) {
             }
             return std::nullopt;
         },
-        // Each instance keeps its own log database (docs/logs.md): each sweeps its own.
-        .leader_only = false,
+        // On SQLite each instance keeps its own log database and sweeps it; on PostgreSQL the
+        // instances share the records and the leader sweeps them (docs/logs.md).
+        .leader_only = store_.shared(),
     });
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 /// store/logs: the records of logs and notifications (docs/logs.md), kept apart from the rest
 /// of the store. On SQLite they live in a database file of their own with a writer thread of
-/// its own, so a flood of lines never waits behind, nor delays, a lease or a job commit.
+/// its own, so a flood of lines never waits behind, nor delays, a lease or a job commit. On
+/// PostgreSQL they live in tables of their own in the store's database, with a writer of their
+/// own (their own lock and notification channel), log lines partitioned by time.
 ///
 /// Writes go through group commit as the main store's do: append() returns once the commit
 /// holding its records is durable, so an acknowledged line survives kill -9. Retention deletes
@@ -11,6 +13,7 @@
 /// through net::offload(), never from the I/O loop.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -112,6 +115,9 @@ struct LogRemoval {
     LogSelector match;
     std::vector<LogSelector> unless;
     std::size_t batch = 5000;
+    /// The kind's longest window: a partitioned store leaves the records drop_partitions()
+    /// will take to it (up to one partition's width later) and removes only the others.
+    bool coarse = false;
 };
 
 /// Records stored after a point, oldest first: what a live tail catches up on.
@@ -149,8 +155,22 @@ struct LogIds {
 };
 
 struct LogStoreSettings {
+    /// "sqlite" (a file of its own) or "postgres" (tables of their own in the database at
+    /// `url`): serve follows store.driver.
+    std::string driver = "sqlite";
     /// The SQLite file; ":memory:" for tests; empty means <data_dir>/logs.db (set by serve).
     std::string path;
+    /// postgres: as the store's Settings (the password apart from the URL).
+    std::string url;
+    std::string password;
+    core::Millis connect_timeout{std::chrono::seconds{5}};
+    /// postgres: the longest a log line is kept (the longest retention window of logs; 0: for
+    /// ever). Partitions are made for lines no older than this (30 days when 0); older lines,
+    /// and lines dated more than two partitions ahead, go to a default partition.
+    core::Millis partition_horizon{0};
+    /// postgres: the time one partition of log lines spans; 0: a quarter of partition_horizon,
+    /// at least a minute and at most a day.
+    core::Millis partition_interval{0};
     std::string synchronous = "full";  ///< "full" (fsync each commit) or "normal"
     int read_connections = 2;
     core::Millis busy_timeout{std::chrono::seconds{5}};
@@ -170,9 +190,12 @@ public:
     virtual ~LogStore() = default;
     /// Stores `records` in one write (all or none) and returns them with their ids set.
     virtual core::Result<std::vector<LogRecord>> append(std::vector<LogRecord> records) = 0;
-    /// The same, and in the same commit records that feed `feed` has been copied up to
-    /// `through` (the events copied into notifications): a crash copies nothing twice.
+    /// The same, and in the same commit records that `feed` has been copied up to `through`
+    /// (the events copied into notifications): a crash copies nothing twice. Checked inside
+    /// the write: kBusy, storing nothing, unless the feed is still at `from` (nullopt: never
+    /// copied), so two instances copying at once copy nothing twice either.
     virtual core::Result<std::vector<LogRecord>> append_from(std::string_view feed,
+                                                             std::optional<std::int64_t> from,
                                                              std::int64_t through,
                                                              std::vector<LogRecord> records) = 0;
     /// Stores a shipper's records (each with `seq` set, rising, one scope) in one write,
@@ -202,6 +225,33 @@ public:
     /// Removes up to `removal.batch` of the records it selects, oldest first; returns how
     /// many. Call it again while it returns `batch`.
     virtual core::Result<std::size_t> remove(const LogRemoval& removal) = 0;
+    /// Drops whole partitions of `kind` whose every record is older than `before_ns`, one
+    /// partition per write; returns about how many records went (the database's estimate of each
+    /// partition's rows). 0 on a store without partitions (SQLite).
+    virtual core::Result<std::size_t> drop_partitions(LogKind kind, std::int64_t before_ns) {
+        (void)kind;
+        (void)before_ns;
+        return std::size_t{0};
+    }
+    /// True when the store drops partitions (retention then marks the longest window coarse).
+    virtual bool partitioned() const { return false; }
+    /// True when other instances write the same records (PostgreSQL): retention runs on one.
+    virtual bool shared() const { return false; }
+
+    /// Records another instance stored in one commit, as its notification told: the ids of one
+    /// scope's records lie in [first_id, last_id] (with other scopes' among them).
+    struct RemoteAppend {
+        std::string scope;
+        std::int64_t first_id = 0;
+        std::int64_t last_id = 0;
+        bool notifications = false;  ///< some were notifications
+    };
+    using OnRemoteAppend = std::function<void(const RemoteAppend&)>;
+    /// Starts telling `on_append`, on a thread of the store's, of what other instances store
+    /// (PostgreSQL's LISTEN; nothing on SQLite, which has no other instance). After the listening
+    /// connection is lost and opened again it is called once with an empty scope and ids 0: what
+    /// was stored meanwhile was not told. close() stops it.
+    virtual void watch(OnRemoteAppend on_append) { (void)on_append; }
     /// Every record of `kind` older than `before_ns`, in batches (remove() with no selector).
     core::Result<std::size_t> remove_before(LogKind kind,
                                             std::int64_t before_ns,

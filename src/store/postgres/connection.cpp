@@ -289,7 +289,8 @@ core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo
     // Notices (an IF NOT EXISTS that found its table) are not errors: nothing to print.
     pq().PQsetNoticeProcessor(
         conn, [](void*, const char*) {}, nullptr);
-    std::unique_ptr<PgConnection> db{new PgConnection(conn, std::move(name), info.query_timeout)};
+    std::unique_ptr<PgConnection> db{
+        new PgConnection(conn, std::move(name), info.query_timeout, info.lane)};
     {
         auto schema = db->prepare("SELECT current_schema()");
         if (!schema) {
@@ -300,13 +301,23 @@ core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo
             return row.error();
         }
         db->channel_ =
-            "aviary." + (*row && !schema->is_null(0) ? schema->text(0) : std::string{"public"});
+            "aviary." + (*row && !schema->is_null(0) ? schema->text(0) : std::string{"public"}) +
+            (info.lane.empty() ? std::string{} : "." + info.lane);
     }
     return db;
 }
 
-PgConnection::PgConnection(pg_conn* conn, std::string name, core::Millis query_timeout)
-    : conn_(conn), name_(std::move(name)), query_timeout_(query_timeout) {}
+PgConnection::PgConnection(pg_conn* conn,
+                           std::string name,
+                           core::Millis query_timeout,
+                           std::string lane)
+    : conn_(conn), name_(std::move(name)), query_timeout_(query_timeout), lane_(std::move(lane)) {}
+
+std::string lock_keys(std::string_view lane) {
+    // Lane names are aviary's own constants, never input: no quoting is needed.
+    return lane.empty() ? std::string{"1635148153, hashtext(current_schema())"}
+                        : fmt::format("1635148153, hashtext(current_schema() || '.{}')", lane);
+}
 
 PgConnection::~PgConnection() {
     statements_.clear();
@@ -427,7 +438,7 @@ bool PgConnection::in_autocommit() const {
 }
 
 core::Result<void> PgConnection::begin_write() {
-    return exec(fmt::format("BEGIN; SELECT {}", kWriteLock));
+    return exec(fmt::format("BEGIN; SELECT pg_advisory_xact_lock({})", lock_keys(lane_)));
 }
 
 core::Result<void> PgConnection::begin_read() {

@@ -26,6 +26,10 @@ struct ConnectInfo {
     /// partitioned server): the caller gets kUnavailable and the next use reconnects.
     core::Millis query_timeout{std::chrono::seconds{10}};
     std::string application_name = "aviary";
+    /// Which writers this connection's write transactions exclude, and which channel it
+    /// notifies on: "" for the main store's, "logs" for the log store's, so a flood of log
+    /// lines never waits for, nor delays, a lease (docs/scaling.md).
+    std::string lane;
 };
 
 /// `url` with any password in it replaced by "***": what messages and logs show.
@@ -48,9 +52,9 @@ public:
     core::Result<void> exec(std::string_view sql) override;
     std::int64_t changes() const override { return changes_; }
     bool in_autocommit() const override;
-    /// BEGIN, then the transaction-level advisory lock every writer of this schema takes: one
-    /// write transaction at a time across every instance, so each rule decides on the state it
-    /// writes (docs/scaling.md, "Why one writer at a time").
+    /// BEGIN, then the transaction-level advisory lock every writer of this schema's lane takes:
+    /// one write transaction at a time across every instance, so each rule decides on the state
+    /// it writes (docs/scaling.md, "Why one writer at a time").
     core::Result<void> begin_write() override;
     /// REPEATABLE READ, READ ONLY: one snapshot for the whole transaction.
     core::Result<void> begin_read() override;
@@ -72,7 +76,7 @@ public:
     core::Result<void> recover() override;
     /// The server process serving this connection: what a notification names as its sender.
     int backend_pid() const;
-    /// This schema's notification channel ("aviary." + the schema name).
+    /// This schema's notification channel ("aviary." + the schema name, + "." + the lane).
     const std::string& channel() const { return channel_; }
     /// LISTEN on channel().
     core::Result<void> listen();
@@ -88,7 +92,7 @@ public:
 
 private:
     class Cursor;
-    PgConnection(pg_conn* conn, std::string name, core::Millis query_timeout);
+    PgConnection(pg_conn* conn, std::string name, core::Millis query_timeout, std::string lane);
     core::Error failed(std::string_view what, const pg_result* result);
     /// Collects the answer to what was sent, waiting at most query_timeout.
     core::Result<pg_result*> await_result(std::string_view what);
@@ -99,6 +103,7 @@ private:
     std::string last_sqlstate_;
     std::string channel_;
     core::Millis query_timeout_;
+    std::string lane_;
     bool abandoned_ = false;
     std::string last_loss_;
     core::Millis reconnect_backoff_{50};
@@ -111,9 +116,9 @@ private:
 /// `sql` with `?N` parameters written `$N` (quoted strings and identifiers left alone).
 std::string numbered_parameters(std::string_view sql);
 
-/// The advisory lock (two keys) that write transactions and migrations take: the first names
-/// aviary, the second this schema.
-inline constexpr std::string_view kWriteLock =
-    "pg_advisory_xact_lock(1635148153, hashtext(current_schema()))";
+/// The two keys of the advisory lock that `lane`'s write transactions and migrations take, as
+/// SQL: the first names aviary, the second this schema (and the lane, for a lane but the main
+/// store's).
+std::string lock_keys(std::string_view lane);
 
 }  // namespace aviary::store::postgres

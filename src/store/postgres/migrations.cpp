@@ -244,12 +244,11 @@ int latest_schema_version() {
 
 core::Result<int> migrate(PgConnection& db) {
     // The session-level form of the writers' lock: held across the migration's transactions.
-    std::string session_lock{"SELECT pg_advisory_lock(1635148153, hashtext(current_schema()))"};
-    if (auto locked = db.exec(session_lock); !locked) {
+    if (auto locked = db.exec(fmt::format("SELECT pg_advisory_lock({})", lock_keys(""))); !locked) {
         return locked.error();
     }
     auto reached = migrate_locked(db);
-    (void)db.exec("SELECT pg_advisory_unlock(1635148153, hashtext(current_schema()))");
+    (void)db.exec(fmt::format("SELECT pg_advisory_unlock({})", lock_keys("")));
     return reached;
 }
 

@@ -24,6 +24,9 @@ inline constexpr char kJobsQueued = 'q';  ///< a job became runnable (subject: "
 inline constexpr char kJob = 'j';         ///< a job's state, step or output (subject: its id)
 inline constexpr char kCancel = 'c';      ///< a running job is asked to stop (subject: its id)
 inline constexpr char kGranted = 'g';     ///< a waiter was granted (subject: its ticket)
+/// Log records were stored (the log store's channel; subject: "WRITER FIRST LAST NOTES SCOPE",
+/// postgres/log_store.cpp).
+inline constexpr char kLogs = 'l';
 }  // namespace change
 
 /// A backend's prepared statement in use: parameters in, rows out. Statement wraps it.

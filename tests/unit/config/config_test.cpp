@@ -346,8 +346,16 @@ void expect_same(const Config& want, const Config& got) {
                  idle_timeout, max_upload, max_message_bytes, max_label_bytes, max_fields,
                  max_fields_bytes, max_results, max_read_bytes, retention_batch, tail_max_duration,
                  max_tails_per_identity] = logs;
-    const auto& [log_path, log_synchronous, log_readers, log_busy, max_streams] = log_store;
+    const auto& [log_driver, log_path, log_url, log_password, log_connect_timeout,
+                 partition_horizon, partition_interval, log_synchronous, log_readers, log_busy,
+                 max_streams] = log_store;
+    EXPECT_EQ(got.logs.store.driver, log_driver);
     EXPECT_EQ(got.logs.store.path, log_path);
+    EXPECT_EQ(got.logs.store.url, log_url);
+    EXPECT_EQ(got.logs.store.password, log_password);
+    EXPECT_EQ(got.logs.store.connect_timeout, log_connect_timeout);
+    EXPECT_EQ(got.logs.store.partition_horizon, partition_horizon);
+    EXPECT_EQ(got.logs.store.partition_interval, partition_interval);
     EXPECT_EQ(got.logs.store.synchronous, log_synchronous);
     EXPECT_EQ(got.logs.store.read_connections, log_readers);
     EXPECT_EQ(got.logs.store.busy_timeout, log_busy);
@@ -997,6 +1005,11 @@ TEST(Config, LogsKeepBitahoysWindowsAndRefuseWindowsThatKeepNothing) {
     EXPECT_EQ(rules->logs.retention[2].selector.node_glob, "canary-*");
     EXPECT_EQ(rules->logs.retention[2].selector.source_glob, "stderr");
     EXPECT_EQ(rules->logs.retention[2].selector.sender_glob, "nodeos");
+    auto partitioned = load_string("logs: {partition_interval: 10m}\n", "t.yaml");
+    ASSERT_TRUE(partitioned) << partitioned.error().message;
+    EXPECT_EQ(partitioned->logs.store.partition_interval, std::chrono::minutes{10});
+    EXPECT_EQ(error_of("logs: {partition_interval: 30s}\n"),
+              "aviary.yaml:1:28: logs.partition_interval: must be at least 1m, got 30s");
     EXPECT_EQ(error_of("logs: {max_streams_per_scope: 0}\n"),
               "aviary.yaml:1:31: logs.max_streams_per_scope: expected an integer from 1 to "
               "10000000, got \"0\"");
