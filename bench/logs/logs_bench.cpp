@@ -1,14 +1,15 @@
 // bench/logs: what ingest over Bitahoy's WebSocket costs, measured against the real binary.
 //
 //   logs_bench --dir DIR [--connections C] [--batch B] [--duration S] [--warmup S]
-//              [--message-bytes N] [--queries Q]
+//              [--message-bytes N] [--queries Q] [--store-url URL --db-pid PID] [--label L]
 //
 // (defaults 4, 1000, 10, 2, 100, 5). bench/logs/run.sh builds it and runs it with a temp dir on
 // a real disk and the knobs from the environment.
 //
-// serve runs on SQLite in DIR with the log store's default logs.synchronous=full (an upload is
-// answered once its commit is fsynced), logs.logs_timewindow 1h (retention removes nothing
-// during the run) and server.websocket.max_message_bytes / logs.max_upload large enough for
+// serve runs on SQLite in DIR (or, with --store-url, on that PostgreSQL: the log store's tables
+// there, their CPU shown with --db-pid) with the log store's default logs.synchronous=full (an
+// upload is answered once its commit is fsynced), logs.logs_timewindow 1h (retention removes
+// nothing during the run) and server.websocket.max_message_bytes / logs.max_upload large enough for
 // one batch.
 //
 // 1. ingest: C threads, each with its own WebSocket to ws://ADDRESS/ws (net::WebSocketClient),
@@ -39,6 +40,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <iostream>
@@ -76,6 +78,9 @@ struct Options {
     std::size_t message_bytes = 100;
     int queries = 5;
     std::string dir;
+    std::string store_url;  ///< --store-url: serve on this PostgreSQL instead of SQLite
+    int db_pid = 0;         ///< --db-pid: the postmaster, whose CPU (with its children) is shown
+    std::string label = "aviary";
 };
 
 std::string make_config(const Options& options) {
@@ -88,8 +93,11 @@ std::string make_config(const Options& options) {
         "  websocket: {{max_message_bytes: {}}}\n"
         "logs:\n"
         "  logs_timewindow: 1h\n"
-        "  max_upload: {}\n",
-        max_frame, std::max(options.batch, 10000));
+        "  max_upload: {}\n"
+        "{}",
+        max_frame, std::max(options.batch, 10000),
+        options.store_url.empty() ? std::string{}
+                                  : fmt::format("store:\n  url: '{}'\n", options.store_url));
 }
 
 double seconds_between(Clock::time_point from, Clock::time_point to) {
@@ -239,6 +247,7 @@ struct IngestFigures {
     double p50_ms = 0;
     double p99_ms = 0;
     double serve_cores = 0;
+    double db_cores = 0;  ///< PostgreSQL's postmaster and children, with --db-pid
     double serve_us_per_line = 0;
     double client_cores = 0;
     double machine_cores = 0;
@@ -273,12 +282,14 @@ IngestFigures ingest(const ServerProcess& server,
     std::this_thread::sleep_until(shared.measure_from);
     const auto tasks0 = bench::thread_ticks(serve_pid);
     const auto serve0 = bench::tree_ticks(serve_pid);
+    const auto db0 = options.db_pid > 0 ? bench::tree_ticks(options.db_pid) : 0;
     const auto machine0 = bench::machine_ticks();
     const double client0 = cpu_seconds_self();
     const auto t0 = Clock::now();
     std::this_thread::sleep_until(shared.measure_until);
     const auto tasks1 = bench::thread_ticks(serve_pid);
     const auto serve1 = bench::tree_ticks(serve_pid);
+    const auto db1 = options.db_pid > 0 ? bench::tree_ticks(options.db_pid) : 0;
     const auto machine1 = bench::machine_ticks();
     const double client1 = cpu_seconds_self();
     const double window_s = seconds_between(t0, Clock::now());
@@ -304,6 +315,7 @@ IngestFigures ingest(const ServerProcess& server,
     out.p99_ms = bench::percentile_ms(all, 99);
     const double hz = bench::ticks_per_second();
     out.serve_cores = static_cast<double>(serve1 - serve0) / hz / window_s;
+    out.db_cores = static_cast<double>(db1 - db0) / hz / window_s;
     out.serve_us_per_line = out.window_lines > 0 ? static_cast<double>(serve1 - serve0) / hz /
                                                        static_cast<double>(out.window_lines) * 1e6
                                                  : 0;
@@ -364,6 +376,20 @@ QueryFigures query(net::WebSocketClient& ws, std::string_view sender, int times)
     return out;
 }
 
+/// Log rows in PostgreSQL's log_records, through psql. -1 when it cannot be read.
+std::int64_t stored_rows_postgres(const std::string& url) {
+    const auto command =
+        fmt::format("psql -tA '{}' -c 'SELECT count(*) FROM log_records WHERE kind = 0'", url);
+    FILE* out = popen(command.c_str(), "r");
+    if (out == nullptr) {
+        return -1;
+    }
+    char line[64] = {};
+    const bool read = std::fgets(line, sizeof line, out) != nullptr;
+    const int status = pclose(out);
+    return read && status == 0 ? std::strtoll(line, nullptr, 10) : -1;
+}
+
 /// Rows in log_records, read-only beside the running serve (WAL: a reader sees the last
 /// commit). -1 when the database cannot be read.
 std::int64_t stored_rows(const std::string& path) {
@@ -417,6 +443,12 @@ Options parse(int argc, char** argv) {
             options.queries = std::stoi(value());
         } else if (arg == "--dir") {
             options.dir = value();
+        } else if (arg == "--store-url") {
+            options.store_url = value();
+        } else if (arg == "--db-pid") {
+            options.db_pid = std::stoi(value());
+        } else if (arg == "--label") {
+            options.label = value();
         } else {
             throw std::runtime_error("unknown option " + arg);
         }
@@ -456,6 +488,9 @@ void print_ingest(const Options& options,
         "those\n   uploads' round trips; uploads, failures: the whole run, warm-up included; "
         "machine: cores\n   busy on the whole machine, this client ({:.2f} cores) included)\n",
         f.client_cores);
+    if (options.db_pid > 0) {
+        fmt::print("  PostgreSQL (postmaster and its children): {:.2f} cores\n", f.db_cores);
+    }
     fmt::print("  serve's threads over the window (cores; a thread name can repeat):\n");
     for (const auto& t : threads) {
         if (t.cores < 0.005) {
@@ -504,7 +539,9 @@ int main(int argc, char** argv) {
         auto ws = connect_ws(server);
         auto one = query(*ws, bench::sender_name(0), options.queries);
         auto rare = query(*ws, kRareSender, options.queries);
-        const std::int64_t stored = stored_rows(data + "/logs.db");
+        const std::int64_t stored = options.store_url.empty()
+                                        ? stored_rows(data + "/logs.db")
+                                        : stored_rows_postgres(options.store_url);
         const std::uint64_t acked = figures.acked_lines + rare_lines;
         fmt::print(
             "\n== query: getLogs, timewindow 3600, {} times each, on one connection after the "
@@ -521,7 +558,7 @@ int main(int argc, char** argv) {
             one);
         row(fmt::format("{} ({} lines among the rest)", kRareSender, rare_lines), rare);
         fmt::print(
-            "\n== stored: {} log rows in logs.db ({} lines acknowledged), {:.1f} MiB on disk "
+            "\n== stored: {} log rows ({} lines acknowledged), logs.db {:.1f} MiB on disk "
             "(db + wal)\n",
             stored, acked, static_cast<double>(size_on_disk(data + "/logs.db")) / 1048576.0);
         if (stored != static_cast<std::int64_t>(acked)) {
@@ -529,15 +566,16 @@ int main(int argc, char** argv) {
         }
 
         fmt::print(
-            "RESULT label=aviary connections={} batch={} lines={} lines_per_s={:.0f} "
-            "p50_ms={:.3f} p99_ms={:.3f} uploads={} failures={} serve_cores={:.2f} "
+            "RESULT label={} connections={} batch={} lines={} lines_per_s={:.0f} "
+            "p50_ms={:.3f} p99_ms={:.3f} uploads={} failures={} serve_cores={:.2f} db_cores={:.2f} "
             "serve_us_per_line={:.2f} client_cores={:.2f} machine_cores={:.2f} stored={} "
             "acked={} query_p50_ms={:.2f} query_entries={} query_truncated={} "
             "rare_p50_ms={:.2f}\n",
-            options.connections, options.batch, figures.window_lines, figures.lines_per_s,
-            figures.p50_ms, figures.p99_ms, figures.uploads, figures.failures, figures.serve_cores,
-            figures.serve_us_per_line, figures.client_cores, figures.machine_cores, stored, acked,
-            one.p50_ms, one.entries, one.truncated ? 1 : 0, rare.p50_ms);
+            options.label, options.connections, options.batch, figures.window_lines,
+            figures.lines_per_s, figures.p50_ms, figures.p99_ms, figures.uploads, figures.failures,
+            figures.serve_cores, figures.db_cores, figures.serve_us_per_line, figures.client_cores,
+            figures.machine_cores, stored, acked, one.p50_ms, one.entries, one.truncated ? 1 : 0,
+            rare.p50_ms);
         (void)ws->close(1000, "done", std::chrono::seconds{5});
         server.stop();
         return figures.failures == 0 ? 0 : 1;

@@ -15,7 +15,8 @@
 #    INSERT ... RETURNING id), which says how much of the gap is the statements' shape;
 # 3. log_pg_copy, when PostgreSQL's binaries are installed (scripts/install-deps.sh): a
 #    throwaway cluster in the temp dir with fsync and synchronous_commit on, CONNECTIONS
-#    connections each COPYing BATCH rows at a time: the usual bulk-ingest path;
+#    connections each COPYing BATCH rows at a time: the usual bulk-ingest path; then
+#    logs_bench again with serve on that cluster (its log store's partitioned tables);
 # and prints the table, the goal and the ratio to the raw SQLite ceiling.
 #
 # Knobs (environment): BUILD=build  CONNECTIONS=4  BATCH=1000  DURATION=10  WARMUP=2
@@ -148,6 +149,15 @@ if [[ -n "$PG_BIN" ]]; then
         --message-bytes "$MESSAGE_BYTES" --duration "$DURATION" --warmup "$WARMUP" \
         --queries "$QUERIES" --server-pid "$pg_pid" --label "postgres-copy-b$BATCH" |
         tee "$tmp/pg.txt" || true
+    # aviary on the same cluster: serve's log store in a database of its own (the COPY peer's
+    # table is named log_records too).
+    psql -q "$pg_url" -c 'CREATE DATABASE aviary' >/dev/null
+    printf '\n== aviary serve over /ws on PostgreSQL (the same cluster)\n'
+    mkdir -p "$tmp/aviary-pg"
+    "$bench" --dir "$tmp/aviary-pg" --connections "$CONNECTIONS" --batch "$BATCH" \
+        --duration "$DURATION" --warmup "$WARMUP" --message-bytes "$MESSAGE_BYTES" \
+        --queries "$QUERIES" --store-url "postgresql://postgres@127.0.0.1:$port/aviary" \
+        --db-pid "$pg_pid" --label aviary-postgres | tee "$tmp/aviary-pg.txt" || true
     as_pg "$PG_BIN/pg_ctl" -D "$tmp/pg/data" -m fast -w stop >/dev/null 2>&1 || true
     pg_started=""
 else
@@ -174,6 +184,14 @@ if [[ -f "$tmp/sqlite-shape.txt" ]]; then
         "$(field "$d" rows_per_s)" "$(field "$d" p50_ms)" "$(field "$d" p99_ms)" \
         "$(field "$d" errors)" "$(field "$d" cores)" "$(field "$d" us_per_row)"
 fi
+if [[ -f "$tmp/aviary-pg.txt" ]]; then
+    g=$tmp/aviary-pg.txt
+    printf '%-46s %10s %8s %8s %9s %8s %10s\n' "aviary /ws on PostgreSQL, $CONNECTIONS connections" \
+        "$(field "$g" lines_per_s)" "$(field "$g" p50_ms)" "$(field "$g" p99_ms)" \
+        "$(field "$g" failures)" \
+        "$(awk -v s="$(field "$g" serve_cores)" -v d="$(field "$g" db_cores)" \
+            'BEGIN {printf "%.2f", s + d}')" "$(field "$g" serve_us_per_line)"
+fi
 if [[ -f "$tmp/pg.txt" ]]; then
     p=$tmp/pg.txt
     printf '%-46s %10s %8s %8s %9s %8s %10s\n' "PostgreSQL COPY, $CONNECTIONS connections" \
@@ -181,7 +199,8 @@ if [[ -f "$tmp/pg.txt" ]]; then
         "$(field "$p" errors)" "$(field "$p" cores)" "$(field "$p" us_per_row)"
 fi
 echo "(p50, p99: per upload / commit / COPY; cores, us/line: the server's CPU over the window -"
-echo " serve, the raw SQLite program itself, PostgreSQL's postmaster and children)"
+echo " serve, the raw SQLite program itself, PostgreSQL's postmaster and children; for aviary on"
+echo " PostgreSQL serve's and PostgreSQL's together, us/line serve's alone)"
 printf '%-46s %10s %10s\n' "one sender's lines, newest 10,000 in 3600 s" "p50 ms" "rows"
 printf '%-46s %10s %10s\n' "aviary getLogs over /ws (answer included)" \
     "$(field "$a" query_p50_ms)" "$(field "$a" query_entries)"
