@@ -135,6 +135,16 @@ TEST_F(LogsScaleOut, ATailOnOneInstanceFollowsWhatIsUploadedThroughEither) {
     EXPECT_EQ(read_a.at("records"), read_b.at("records"));
     auto services = json_of(http(*b, "GET", "/api/v1/logs/labels/service/values"));
     EXPECT_EQ(services.at("values"), json::parse(R"(["geth-1","lotus-9"])")) << services;
+
+    // Regexes run on PostgreSQL's engine here: the common syntax alike, RE2's named groups
+    // refused as bad input, with the server still up.
+    auto matched = json_of(http(*a, "GET", "/api/v1/logs?regex=%5Ea%5B24%5D%24"));
+    EXPECT_EQ(messages_of(matched.at("records")), (std::vector<std::string>{"a4", "a2"}));
+    auto refused = http(*a, "GET", "/api/v1/logs?regex=%28%3FP%3Cn%3Ea%29");
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 400) << refused->body;
+    EXPECT_NE(refused->body.find("regular expression"), std::string::npos) << refused->body;
+    EXPECT_EQ(http(*a, "GET", "/healthz")->status, 200);
 }
 
 TEST_F(LogsScaleOut, ANotificationStoredThroughOneInstanceIsPushedOnAnothersWs) {

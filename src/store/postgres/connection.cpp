@@ -300,9 +300,9 @@ core::Result<std::unique_ptr<PgConnection>> PgConnection::open(const ConnectInfo
         if (!row) {
             return row.error();
         }
-        db->channel_ =
-            "aviary." + (*row && !schema->is_null(0) ? schema->text(0) : std::string{"public"}) +
-            (info.lane.empty() ? std::string{} : "." + info.lane);
+        db->channel_ = "aviary." +
+                       (*row && !schema->is_null(0) ? schema->text(0) : std::string{"public"}) +
+                       (info.lane.empty() ? std::string{} : "." + info.lane);
     }
     return db;
 }
@@ -554,6 +554,13 @@ core::Error PgConnection::failed(std::string_view what, const pg_result* result)
     }
     // A lost connection is the database being away, not a bad statement.
     auto code = broken() ? core::ErrorCode::kUnavailable : core::ErrorCode::kStorage;
+    if (last_sqlstate_ == "2201B") {
+        // A caller's regular expression PostgreSQL's engine refuses (a log query's regex,
+        // which RE2 accepted): bad input, named by the database's own message.
+        code = core::ErrorCode::kInvalidArgument;
+        return core::Error{code, fmt::format("the database refused the regular expression: {}",
+                                             why.substr(why.find("ERROR:") == 0 ? 7 : 0))};
+    }
     return core::Error{code, fmt::format("postgres {}: {} ({})", name_, why, what)};
 }
 
