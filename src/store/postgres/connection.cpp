@@ -313,6 +313,16 @@ PgConnection::PgConnection(pg_conn* conn,
                            std::string lane)
     : conn_(conn), name_(std::move(name)), query_timeout_(query_timeout), lane_(std::move(lane)) {}
 
+core::Result<std::unique_ptr<sql::ReadPool>> open_readers(int size, const ConnectInfo& info) {
+    return sql::ReadPool::open(size, [&info]() -> core::Result<std::unique_ptr<sql::Connection>> {
+        auto reader = PgConnection::open(info);
+        if (!reader) {
+            return reader.error();
+        }
+        return std::unique_ptr<sql::Connection>{std::move(*reader)};
+    });
+}
+
 std::string lock_keys(std::string_view lane) {
     // Lane names are aviary's own constants, never input: no quoting is needed.
     return lane.empty() ? std::string{"1635148153, hashtext(current_schema())"}

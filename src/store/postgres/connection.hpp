@@ -9,6 +9,7 @@
 
 #include "core/core.hpp"
 #include "store/sql/connection.hpp"
+#include "store/sql/read_pool.hpp"
 
 struct pg_conn;
 struct pg_result;
@@ -112,6 +113,9 @@ private:
     int statements_made_ = 0;
     std::map<std::string, std::unique_ptr<Cursor>, std::less<>> statements_;
 };
+
+/// `size` read connections to `info`'s database.
+core::Result<std::unique_ptr<sql::ReadPool>> open_readers(int size, const ConnectInfo& info);
 
 /// `sql` with `?N` parameters written `$N` (quoted strings and identifiers left alone).
 std::string numbered_parameters(std::string_view sql);

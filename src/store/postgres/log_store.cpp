@@ -377,12 +377,15 @@ protected:
     }
 
     void after_write(bool committed) override {
-        // Writer thread. A batch that rolled back took its partitions with it.
+        // Writer thread. A batch that rolled back took its partitions with it, and so did an
+        // operation that failed after making some (its savepoint rolled back) in a batch that
+        // committed: the next write lists them again before trusting them.
         if (committed) {
             for (const auto& range : made_) {
                 add_known(range);
             }
-        } else if (!made_.empty()) {
+        }
+        if (!made_.empty()) {
             listed_at_ = {};
         }
         made_.clear();
@@ -565,14 +568,7 @@ core::Result<std::unique_ptr<LogStore>> open_log_store(const LogStoreSettings& s
     if (auto migrated = migrate(**writer); !migrated) {
         return migrated.error();
     }
-    auto readers = sql::ReadPool::open(
-        settings.read_connections, [&]() -> core::Result<std::unique_ptr<sql::Connection>> {
-            auto reader = PgConnection::open(info);
-            if (!reader) {
-                return reader.error();
-            }
-            return std::unique_ptr<sql::Connection>{std::move(*reader)};
-        });
+    auto readers = open_readers(settings.read_connections, info);
     if (!readers) {
         return readers.error();
     }

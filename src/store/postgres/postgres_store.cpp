@@ -33,14 +33,7 @@ core::Result<std::unique_ptr<Store>> open_postgres(const Settings& settings) {
     if (!reached) {
         return reached.error();
     }
-    auto readers = sql::ReadPool::open(
-        settings.read_connections, [&]() -> core::Result<std::unique_ptr<sql::Connection>> {
-            auto reader = PgConnection::open(info);
-            if (!reader) {
-                return reader.error();
-            }
-            return std::unique_ptr<sql::Connection>{std::move(*reader)};
-        });
+    auto readers = open_readers(settings.read_connections, info);
     if (!readers) {
         return readers.error();
     }

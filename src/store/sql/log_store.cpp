@@ -203,14 +203,14 @@ core::Result<void> note_label_sets(Connection& db,
 std::string glob_regex(std::string_view glob) {
     std::string out = "^";
     bool in_set = false;
+    std::size_t set_start = 0;  // where the open set's characters begin in `glob`
     for (std::size_t i = 0; i < glob.size(); ++i) {
         const char c = glob[i];
         if (in_set) {
-            // A `]` first in the set (after `[` or `[^`) is one of its characters.
-            const bool first =
-                out.back() == '[' || (out.back() == '^' && out[out.size() - 2] == '[');
-            in_set = c != ']' || first;
-            out += c == '\\' ? std::string{"\\\\"} : std::string(1, c);
+            // A `]` first in the set (after `[` or `[^`) is one of its characters. A `[` is
+            // escaped: `[:` would begin a character class.
+            in_set = c != ']' || i == set_start;
+            out += c == '\\' || c == '[' ? std::string{"\\"} + c : std::string(1, c);
             continue;
         }
         switch (c) {
@@ -223,6 +223,7 @@ std::string glob_regex(std::string_view glob) {
             case '[': {
                 std::size_t from = i + 1;
                 from += from < glob.size() && glob[from] == '^' ? 1 : 0;
+                set_start = from;
                 from += from < glob.size() && glob[from] == ']' ? 1 : 0;
                 in_set = glob.find(']', from) != std::string_view::npos;
                 out += in_set ? "[" : "\\[";
@@ -438,11 +439,14 @@ core::Result<std::vector<std::string>> SqlLogStore::label_values(LogLabel label,
                              : label == LogLabel::kService ? "sender"
                              : label == LogLabel::kSource  ? "source"
                                                            : "level";
+        // A level is a number, never empty (and PostgreSQL will not compare it with '').
+        const std::string not_empty =
+            label == LogLabel::kLevel ? std::string{} : fmt::format(" AND {} != ''", column);
         auto select =
             db.prepare(fmt::format("SELECT DISTINCT {0} FROM log_streams WHERE kind = ?1 AND "
                                    "(CAST(?2 AS TEXT) IS NULL OR scope = "
-                                   "?2) AND last_ns >= ?3 AND {0} != '' ORDER BY {0} LIMIT ?4",
-                                   column));
+                                   "?2) AND last_ns >= ?3{1} ORDER BY {0} LIMIT ?4",
+                                   column, not_empty));
         if (!select) {
             return select.error();
         }
