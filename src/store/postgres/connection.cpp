@@ -40,6 +40,8 @@ constexpr Oid kText = 25;
     X(PQisBusy)                   \
     X(PQnotifies)                 \
     X(PQntuples)                  \
+    X(PQputCopyData)              \
+    X(PQputCopyEnd)               \
     X(PQreset)                    \
     X(PQresultErrorField)         \
     X(PQresultErrorMessage)       \
@@ -369,28 +371,34 @@ core::Result<void> PgConnection::exec(std::string_view sql) {
     return {};
 }
 
+core::Result<void> PgConnection::await_ready(std::string_view what,
+                                             std::chrono::steady_clock::time_point deadline) {
+    while (pq().PQisBusy(conn_) != 0) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                                 std::chrono::steady_clock::now());
+        pollfd fd{.fd = pq().PQsocket(conn_), .events = POLLIN, .revents = 0};
+        if (left.count() <= 0 || fd.fd < 0 || ::poll(&fd, 1, static_cast<int>(left.count())) == 0) {
+            // No answer in time: a paused or partitioned server. The connection is in an
+            // unknown state, so it is dropped; recover() opens a new one.
+            abandoned_ = true;
+            return core::Error{core::ErrorCode::kUnavailable,
+                               fmt::format("postgres {}: no answer within {} ({})", name_,
+                                           core::format_duration(query_timeout_), what)};
+        }
+        if (pq().PQconsumeInput(conn_) == 0) {
+            return failed(what, nullptr);
+        }
+    }
+    return {};
+}
+
 core::Result<pg_result*> PgConnection::await_result(std::string_view what) {
     auto deadline = std::chrono::steady_clock::now() + query_timeout_;
     PGresult* kept = nullptr;  // the first error, or else the last result
     while (true) {
-        while (pq().PQisBusy(conn_) != 0) {
-            auto left = std::chrono::ceil<std::chrono::milliseconds>(
-                deadline - std::chrono::steady_clock::now());
-            pollfd fd{.fd = pq().PQsocket(conn_), .events = POLLIN, .revents = 0};
-            if (left.count() <= 0 || fd.fd < 0 ||
-                ::poll(&fd, 1, static_cast<int>(left.count())) == 0) {
-                pq().PQclear(kept);
-                // No answer in time: a paused or partitioned server. The connection is in an
-                // unknown state, so it is dropped; recover() opens a new one.
-                abandoned_ = true;
-                return core::Error{core::ErrorCode::kUnavailable,
-                                   fmt::format("postgres {}: no answer within {} ({})", name_,
-                                               core::format_duration(query_timeout_), what)};
-            }
-            if (pq().PQconsumeInput(conn_) == 0) {
-                pq().PQclear(kept);
-                return failed(what, nullptr);
-            }
+        if (auto ready = await_ready(what, deadline); !ready) {
+            pq().PQclear(kept);
+            return ready.error();
         }
         PGresult* result = pq().PQgetResult(conn_);
         if (result == nullptr) {
@@ -409,6 +417,55 @@ core::Result<pg_result*> PgConnection::await_result(std::string_view what) {
         return failed(what, nullptr);
     }
     return kept;
+}
+
+core::Result<std::int64_t> PgConnection::copy_in(std::string_view sql, std::string_view rows) {
+    std::string owned{sql};
+    if (pq().PQsendQuery(conn_, owned.c_str()) == 0) {
+        return failed(owned, nullptr);
+    }
+    // The server says it is ready for rows (or refuses the statement) before reading any.
+    if (auto ready = await_ready(owned, std::chrono::steady_clock::now() + query_timeout_);
+        !ready) {
+        return ready.error();
+    }
+    PGresult* head = pq().PQgetResult(conn_);
+    if (head == nullptr || pq().PQresultStatus(head) != PGRES_COPY_IN) {
+        auto error = failed(owned, head);
+        pq().PQclear(head);
+        if (auto rest = await_result(owned); rest) {  // the statement's end, to reuse the line
+            pq().PQclear(*rest);
+        }
+        return error;
+    }
+    pq().PQclear(head);
+    // PQputCopyData takes an int: pieces well under it.
+    constexpr std::size_t kPiece = std::size_t{16} << 20;
+    for (std::size_t at = 0; at < rows.size(); at += kPiece) {
+        const auto piece = rows.substr(at, kPiece);
+        if (pq().PQputCopyData(conn_, piece.data(), static_cast<int>(piece.size())) != 1) {
+            return failed(owned, nullptr);
+        }
+    }
+    if (pq().PQputCopyEnd(conn_, nullptr) != 1) {
+        return failed(owned, nullptr);
+    }
+    auto result = await_result(owned);
+    if (!result) {
+        return result.error();
+    }
+    if (pq().PQresultStatus(*result) != PGRES_COMMAND_OK) {
+        auto error = failed(owned, *result);
+        pq().PQclear(*result);
+        return error;
+    }
+    std::int64_t copied = 0;
+    const char* tuples = pq().PQcmdTuples(*result);
+    std::from_chars(tuples, tuples + std::char_traits<char>::length(tuples), copied);
+    pq().PQclear(*result);
+    last_sqlstate_.clear();
+    changes_ = copied;
+    return copied;
 }
 
 core::Result<void> PgConnection::recover() {

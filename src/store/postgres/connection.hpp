@@ -88,6 +88,9 @@ public:
     };
     /// Waits up to `timeout` for notifications (kUnavailable when the connection is lost).
     core::Result<std::vector<Notification>> wait_notifications(core::Millis timeout);
+    /// Runs `sql`, a `COPY ... FROM STDIN` in text format, with `rows` as its data (each line
+    /// a row, columns apart by tabs, escaped as COPY's text format wants); how many rows went in.
+    core::Result<std::int64_t> copy_in(std::string_view sql, std::string_view rows);
     /// The SQLSTATE of the last failed statement ("" when none): 40001, 40P01, 57P01...
     const std::string& last_sqlstate() const { return last_sqlstate_; }
 
@@ -97,6 +100,9 @@ private:
     core::Error failed(std::string_view what, const pg_result* result);
     /// Collects the answer to what was sent, waiting at most query_timeout.
     core::Result<pg_result*> await_result(std::string_view what);
+    /// Reads what the server sent until a result is ready (PQisBusy false), until `deadline`.
+    core::Result<void> await_ready(std::string_view what,
+                                   std::chrono::steady_clock::time_point deadline);
 
     pg_conn* conn_;
     std::string name_;

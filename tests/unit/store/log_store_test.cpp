@@ -650,6 +650,38 @@ TEST_P(LogStores, CoarseRemovalAndDroppedPartitionsFollowWhetherTheStoreIsPartit
     EXPECT_TRUE(messages(store->query(LogQuery{})).empty());
 }
 
+TEST_P(LogStores, TextWithTabsNewlinesBackslashesAndFieldsReadsBackAsStored) {
+    // PostgreSQL's writer sends records in COPY's text format: every character it escapes must
+    // come back as it was.
+    auto store = open_new();
+    ASSERT_TRUE(store);
+    auto odd = line("sc\\ope\t1", now_ns(), 3, "send\ter", "a\tb\nc\\d\re \\N \\t end");
+    odd.node = "node\n1";
+    odd.source = "std\\err";
+    odd.fields = R"({"path":"C:\\x\ty","n":1})";
+    auto plain = line("", now_ns(), 3, "s", "\\N");
+    ASSERT_TRUE(store->append({odd, plain}));
+    auto read = store->query(LogQuery{.kind = LogKind::kLog, .oldest_first = true});
+    ASSERT_TRUE(read) << read.error().message;
+    ASSERT_EQ(read->size(), 2U);
+    EXPECT_EQ((*read)[0].scope, odd.scope);
+    EXPECT_EQ((*read)[0].sender, odd.sender);
+    EXPECT_EQ((*read)[0].message, odd.message);
+    EXPECT_EQ((*read)[0].node, odd.node);
+    EXPECT_EQ((*read)[0].source, odd.source);
+    EXPECT_EQ((*read)[0].fields, odd.fields);
+    EXPECT_EQ((*read)[1].message, "\\N");
+    EXPECT_TRUE((*read)[1].fields.empty());
+    // A NUL: SQLite keeps it; PostgreSQL's text cannot hold one, so it becomes U+FFFD.
+    const std::string with_nul{"before\0after", 12};
+    ASSERT_TRUE(store->append({line("", now_ns(), 3, "nul", with_nul)}));
+    auto nul = store->query(LogQuery{.kind = LogKind::kLog, .filter = {.sender = "nul"}});
+    ASSERT_TRUE(nul && nul->size() == 1U);
+    EXPECT_EQ(nul->front().message, on_postgres() ? "before\xEF\xBF\xBD"
+                                                    "after"
+                                                  : with_nul);
+}
+
 TEST_P(LogStores, WhatWasAcknowledgedIsThereAfterReopening) {
     const auto now = now_ns();
     {
