@@ -12,9 +12,10 @@
 //       GET /api/v1/logs over a random 1-hour window (since/until), newest 100: by service, with
 //       no filter, with contains=needle and with regex=needle-[0-9]+5$ (the last two read every
 //       line of the hour). p50, p99 and max of each, and the records returned.
-//   logs_scale tail --addr HOST:PORT [--lines 2000] [--interval-ms 5]
+//   logs_scale tail --addr HOST:PORT [--lines 2000] [--interval-ms 5] [--upload-addr HOST:PORT]
 //       A live tail (/api/v1/logs/tail?service=latency-probe over a WebSocket) and, on /ws, one
-//       line every interval carrying its send time: p50 and p99 of upload-to-delivery.
+//       line every interval carrying its send time: p50 and p99 of upload-to-delivery. With
+//       --upload-addr the lines go to another instance than the tail's (bench/logs/instances.sh).
 // Each prints its figures and a "RESULT " line; none asserts anything about them.
 #include <fmt/format.h>
 
@@ -56,6 +57,7 @@ struct Options {
     int hours = 24;
     int queries = 50;
     int interval_ms = 5;
+    std::string upload_addr;  ///< tail: where the lines are uploaded (default: addr)
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -81,6 +83,8 @@ Options parse(int argc, char** argv) {
         std::string value = argv[++i];
         if (arg == "--addr") {
             o.addr = value;
+        } else if (arg == "--upload-addr") {
+            o.upload_addr = value;
         } else if (arg == "--seconds") {
             o.seconds = std::atof(value.c_str());
         } else if (arg == "--lines") {
@@ -112,9 +116,11 @@ double wall_seconds() {
         .count();
 }
 
-std::unique_ptr<net::WebSocketClient> connect(const Options& o, const std::string& path) {
-    auto made = net::WebSocketClient::connect(
-        net::WebSocketConnect{.url = fmt::format("ws://{}{}", o.addr, path), .timeout = 10s});
+std::unique_ptr<net::WebSocketClient> connect(const Options& o,
+                                              const std::string& path,
+                                              const std::string& addr = {}) {
+    auto made = net::WebSocketClient::connect(net::WebSocketConnect{
+        .url = fmt::format("ws://{}{}", addr.empty() ? o.addr : addr, path), .timeout = 10s});
     if (!made) {
         throw std::runtime_error("cannot open " + path + ": " + made.error().message);
     }
@@ -282,7 +288,7 @@ int run_tail(const Options& o) {
     std::string failure;
     std::thread sender{[&] {
         try {
-            auto ws = connect(o, "/ws");
+            auto ws = connect(o, "/ws", o.upload_addr);
             for (int i = 0; i < o.lines; ++i) {
                 const auto sent_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                          Clock::now().time_since_epoch())

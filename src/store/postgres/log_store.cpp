@@ -40,7 +40,8 @@ constexpr core::Millis kForeverHorizon{std::chrono::hours{24 * 30}};
 // itself partitioned by time (log_lines_<from_ns>, listed in log_partitions with their range)
 // with a default partition for lines outside every range. The indexes are declared on each
 // kind's table, without the kind (a quarter cheaper to keep up than SQLite's, which lead with
-// it), and made on each partition of log_lines. log_id_high holds the last id given out (see
+// it), and made on each partition of log_lines; the node's holds only lines that have one, as
+// on SQLite. log_id_high holds the last id given out (see
 // above). log_field() reads a free field as SQLite's json_extract does, compared as text (true and
 // false as 1 and 0). Text compares byte by byte (COLLATE "C"), as on SQLite.
 constexpr std::string_view kSchemaV1 = R"sql(
@@ -62,11 +63,11 @@ CREATE TABLE log_lines_default PARTITION OF log_lines DEFAULT;
 CREATE INDEX log_lines_id ON log_lines (id);
 CREATE INDEX log_lines_time ON log_lines (time_ns);
 CREATE INDEX log_lines_sender_time ON log_lines (sender, time_ns);
-CREATE INDEX log_lines_node_time ON log_lines (node, time_ns);
+CREATE INDEX log_lines_node_time ON log_lines (node, time_ns) WHERE node <> '';
 CREATE INDEX log_notifications_id ON log_notifications (id);
 CREATE INDEX log_notifications_time ON log_notifications (time_ns);
 CREATE INDEX log_notifications_sender_time ON log_notifications (sender, time_ns);
-CREATE INDEX log_notifications_node_time ON log_notifications (node, time_ns);
+CREATE INDEX log_notifications_node_time ON log_notifications (node, time_ns) WHERE node <> '';
 CREATE TABLE log_partitions (
     name TEXT COLLATE "C" PRIMARY KEY,
     from_ns BIGINT NOT NULL,

@@ -60,7 +60,8 @@ core::Result<std::vector<LogRecord>> read_rows(Statement& select, std::size_t ma
 // lead: the statement cache stays a handful of shapes whatever the filters.
 
 /// With `lead`, a node or service given is a plain equality, which lets its index lead (a
-/// `?N IS NULL OR ...` would hide it).
+/// `?N IS NULL OR ...` would hide it). The node's index holds only lines that have a node (most
+/// uploads have none, and skip its upkeep): a query names `node != ''` to be allowed to use it.
 std::string filter_sql(Dialect dialect, int first, const LogFilter& filter, bool lead) {
     const bool pg = dialect == Dialect::kPostgres;
     auto p = [first](int offset) { return fmt::format("?{}", first + offset); };
@@ -69,7 +70,8 @@ std::string filter_sql(Dialect dialect, int first, const LogFilter& filter, bool
                              : fmt::format(" AND (CAST({0} AS TEXT) IS NULL OR {1} = {0})",
                                            p(offset), column);
     };
-    std::string out = equal("node", 0, filter.node.has_value()) +
+    const bool by_node = filter.node.has_value() && !filter.node->empty();
+    std::string out = equal("node", 0, by_node) + (lead && by_node ? " AND node != ''" : "") +
                       equal("sender", 1, filter.sender.has_value()) + equal("source", 2, false);
     out += fmt::format(" AND (CAST({0} AS BIGINT) IS NULL OR level <= {0})", p(3));
     out += fmt::format(

@@ -743,6 +743,44 @@ INSERT INTO log_records (kind, scope, time_ns, level, sender, message)
     auto next = (*opened)->append({line("", 8, 6, "new", "after", LogKind::kLog)});
     ASSERT_TRUE(next);
     EXPECT_EQ((*next)[0].id, (*kept)[0].id + 1);
+    auto on_node = line("", 9, 6, "new", "on a node", LogKind::kLog);
+    on_node.node = "n1";
+    ASSERT_TRUE((*opened)->append({on_node}));
+    EXPECT_EQ((*(*opened)->query(LogQuery{.filter = {.node = "n1"}})).size(), 1U);
+    EXPECT_EQ((*(*opened)->query(LogQuery{.filter = {.node = ""}})).size(), 2U);
+    (*opened)->close();
+
+    // Version 3: the node's index holds only lines that have a node, and a read by node uses it.
+    ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+    auto one_text = [db](const char* sql) {
+        sqlite3_stmt* statement = nullptr;
+        std::string out;
+        if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK &&
+            sqlite3_step(statement) == SQLITE_ROW) {
+            const auto* text = sqlite3_column_text(statement, 0);
+            out = text != nullptr ? reinterpret_cast<const char*>(text) : "";
+        }
+        sqlite3_finalize(statement);
+        return out;
+    };
+    EXPECT_EQ(one_text("SELECT max(version) FROM schema_version"), "3");
+    EXPECT_NE(one_text("SELECT sql FROM sqlite_master WHERE name = 'log_records_kind_node_time'")
+                  .find("WHERE node != ''"),
+              std::string::npos);
+    sqlite3_stmt* plan = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "EXPLAIN QUERY PLAN SELECT id FROM log_records WHERE kind = 0 AND "
+                                 "time_ns >= 0 AND time_ns <= 10 AND node = ?1 AND node != '' "
+                                 "ORDER BY time_ns DESC",
+                                 -1, &plan, nullptr),
+              SQLITE_OK);
+    std::string steps;
+    while (sqlite3_step(plan) == SQLITE_ROW) {
+        steps += reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
+    }
+    sqlite3_finalize(plan);
+    EXPECT_NE(steps.find("log_records_kind_node_time"), std::string::npos) << steps;
+    sqlite3_close(db);
 }
 
 TEST_F(LogStoreOnSqlite, ANewerSchemaOrBadSettingsAreRefusedWithTheReason) {
