@@ -475,22 +475,23 @@ int serve(config::Config config, ServeOptions options) {
         });
     // What other instances store (on PostgreSQL): it wakes this instance's tails and its
     // notifications are pushed on this instance's /ws too (docs/logs.md, "Several instances").
-    (*log_store)->watch([&record_feed, &notification_pushes,
-                         &records](const store::LogStore::RemoteAppend& told) {
-        if (told.last_id == 0) {
-            return;  // listening again: the next record of each scope wakes its tails
-        }
-        publish_stored(record_feed, told.scope, told.last_id);
-        if (told.notifications) {
-            auto stored = records.follow(store::LogFollow{.kind = store::LogKind::kNotification,
-                                                          .scope = told.scope,
-                                                          .after_id = told.first_id - 1,
-                                                          .up_to_id = told.last_id});
-            if (stored) {
-                push_notifications(notification_pushes, *stored);
+    (*log_store)
+        ->watch([&record_feed, &notification_pushes,
+                 &records](const store::LogStore::RemoteAppend& told) {
+            if (told.last_id == 0) {
+                return;  // listening again: the next record of each scope wakes its tails
             }
-        }
-    });
+            publish_stored(record_feed, told.scope, told.last_id);
+            if (told.notifications) {
+                auto stored = records.follow(store::LogFollow{.kind = store::LogKind::kNotification,
+                                                              .scope = told.scope,
+                                                              .after_id = told.first_id - 1,
+                                                              .up_to_id = told.last_id});
+                if (stored) {
+                    push_notifications(notification_pushes, *stored);
+                }
+            }
+        });
     // Stops the watch before the hubs it publishes on go, on every way out of serve.
     struct StopLogStore {
         store::LogStore& logs;

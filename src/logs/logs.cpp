@@ -154,8 +154,7 @@ core::Result<std::size_t> Logs::copy_events(store::Store& events) {
         records.push_back(notification_of(event));
         core::redactor().hide_secrets(records.back().message);
     }
-    auto stored =
-        store_.append_from(kEventsFeed, **position, batch->back().id, std::move(records));
+    auto stored = store_.append_from(kEventsFeed, **position, batch->back().id, std::move(records));
     if (!stored && stored.error().code == core::ErrorCode::kBusy) {
         return std::size_t{0};  // another instance copied them (a leader's hand-over)
     }
