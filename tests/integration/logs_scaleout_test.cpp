@@ -147,6 +147,50 @@ TEST_F(LogsScaleOut, ATailOnOneInstanceFollowsWhatIsUploadedThroughEither) {
     EXPECT_EQ(http(*a, "GET", "/healthz")->status, 200);
 }
 
+TEST_F(LogsScaleOut, NoLineAcknowledgedByAnInstanceKilledWithNineIsLost) {
+    auto a = start("serve-a");
+    auto b = start("serve-b");
+    std::size_t acknowledged = 0;
+    {
+        auto ws = connect(*a, "/ws");
+        ASSERT_TRUE(ws);
+        for (int batch = 0; batch < 20; ++batch) {
+            std::vector<std::string> lines;
+            for (int i = 0; i < 100; ++i) {
+                lines.push_back(fmt::format("{}-{}", batch, i));
+            }
+            auto answer = call(*ws, upload("uploadLogs", "logs", "killed", lines));
+            ASSERT_EQ(answer.at("comment"), "Inserted 100 log(s) into db.") << answer;
+            acknowledged += 100;
+        }
+        // One more in flight, unanswered, when A dies.
+        ASSERT_TRUE(ws->send(
+            net::WebSocketMessage{
+                .data = json::serialize(upload("uploadLogs", "logs", "killed", {"in flight"}))},
+            5s));
+        a->kill9();
+    }
+    // B reads the shared tables: every acknowledged line, the one in flight perhaps.
+    std::size_t found = 0;
+    std::size_t in_flight = 0;
+    std::string cursor;
+    for (int page = 0; page < 10; ++page) {
+        auto read = json_of(http(*b, "GET",
+                                 "/api/v1/logs?service=killed&limit=1000" +
+                                     (cursor.empty() ? "" : "&cursor=" + cursor)));
+        ASSERT_TRUE(read.is_object()) << b->log();
+        for (const auto& message : messages_of(read.at("records"))) {
+            (message == "in flight" ? in_flight : found) += 1;
+        }
+        if (read.at("next_cursor").is_null()) {
+            break;
+        }
+        cursor = std::string{read.at("next_cursor").as_string()};
+    }
+    EXPECT_EQ(found, acknowledged);
+    EXPECT_LE(in_flight, 1U);
+}
+
 TEST_F(LogsScaleOut, ANotificationStoredThroughOneInstanceIsPushedOnAnothersWs) {
     auto a = start("serve-a");
     auto b = start("serve-b");
