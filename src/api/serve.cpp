@@ -192,14 +192,7 @@ void place_log_store(config::Config& config) {
     logs.password = config.store.password;
     logs.connect_timeout = config.store.connect_timeout;
     logs.busy_timeout = config.store.busy_timeout;
-    logs.partition_horizon = config.logs.logs_window;
-    if (config.logs.logs_window.count() > 0) {
-        for (const auto& rule : config.logs.retention) {
-            if (rule.kind == store::LogKind::kLog) {
-                logs.partition_horizon = std::max(logs.partition_horizon, rule.window);
-            }
-        }
-    }
+    logs.partition_horizon = logs::longest_window(config.logs, store::LogKind::kLog);
 }
 
 core::Result<void> prepare_data_dir(config::Config& config) {

@@ -316,6 +316,20 @@ core::Result<std::vector<store::LogRecord>> Logs::follow(store::LogFollow follow
     return store_.after(follow);
 }
 
+core::Millis longest_window(const Settings& settings, store::LogKind kind) {
+    auto longest =
+        kind == store::LogKind::kLog ? settings.logs_window : settings.notifications_window;
+    if (longest.count() <= 0) {
+        return core::Millis{0};
+    }
+    for (const auto& rule : settings.retention) {
+        if (rule.kind == kind) {
+            longest = std::max(longest, rule.window);
+        }
+    }
+    return longest;
+}
+
 core::Result<std::size_t> Logs::sweep(core::TimePoint now) {
     std::size_t removed = 0;
     // Bounded batches, each its own commit: uploads slip in between them.
@@ -336,12 +350,7 @@ core::Result<std::size_t> Logs::sweep(core::TimePoint now) {
         const auto window =
             kind == store::LogKind::kLog ? settings_.logs_window : settings_.notifications_window;
         const bool kept = window.count() <= 0;  // the kind's default keeps its records
-        auto longest = window;
-        for (const auto& rule : settings_.retention) {
-            if (rule.kind == kind) {
-                longest = std::max(longest, rule.window);
-            }
-        }
+        const auto longest = longest_window(settings_, kind);
         // A partitioned store (PostgreSQL) removes what the longest window covers by dropping
         // whole partitions once every record in them is past it: those removals are coarse, and
         // reach only what no partition holds (docs/logs.md, "Retention").

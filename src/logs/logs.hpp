@@ -149,6 +149,10 @@ private:
     OnCopied on_copied_;
 };
 
+/// The longest any record of `kind` is kept: the kind's window or a longer rule's; 0 when the
+/// kind's window keeps its records for ever.
+core::Millis longest_window(const Settings& settings, store::LogKind kind);
+
 /// Nanoseconds since the epoch of `t`.
 std::int64_t to_ns(core::TimePoint t);
 

@@ -386,14 +386,11 @@ protected:
     }
 
     void after_write(bool committed) override {
-        // Writer thread. A batch that rolled back took its partitions with it, and so did an
-        // operation that failed after making some (its savepoint rolled back) in a batch that
-        // committed: the next write lists them again before trusting them.
-        if (committed) {
-            for (const auto& range : made_) {
-                add_known(range);
-            }
-        }
+        // Writer thread. Whether the partitions a batch made exist is not known here: a batch
+        // that rolled back took them with it, and so did an operation that failed after making
+        // some (its savepoint rolled back) in a batch that committed. The next write lists them
+        // again before trusting any.
+        (void)committed;
         if (!made_.empty()) {
             listed_at_ = {};
         }
@@ -443,13 +440,6 @@ private:
                            [t](const Range& r) { return r.from <= t && t < r.to; }) ||
                std::any_of(made_.begin(), made_.end(),
                            [t](const Range& r) { return r.from <= t && t < r.to; });
-    }
-
-    void add_known(const Range& range) {
-        if (std::none_of(known_.begin(), known_.end(),
-                         [&](const Range& r) { return r.from == range.from; })) {
-            known_.push_back(range);
-        }
     }
 
     /// Reads log_partitions again (inside the write: under the lane's lock, so it is the
