@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -10,7 +11,9 @@
 
 #include <array>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
+#include <memory>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -193,89 +196,119 @@ private:
     posix_spawnattr_t attr_{};
 };
 
-/// Forks and execs for what posix_spawn cannot do: PR_SET_PDEATHSIG and a umask set in the
-/// child between fork and exec. The child only makes system calls (async-signal-safe, as a
-/// child of a threaded process must), everything it needs is built before the fork, and an
-/// exec failure comes back as errno through a close-on-exec pipe. Returns 0 or an errno.
-int fork_exec(const SpawnOptions& options,
-              const std::string& file,
-              char* const* argv,
-              char* const* envp,
-              const Pipe& out,
-              const Pipe& err,
-              pid_t& child) {
-    Pipe report;
-    if (int rc = make_pipe(report); rc != 0) {
-        return rc;
+/// What the child of clone_exec reads, and the errno it leaves behind when it cannot exec.
+/// Everything is built before the clone: the child only makes system calls.
+struct ChildPlan {
+    const SpawnOptions* options = nullptr;
+    const char* file = nullptr;
+    char* const* argv = nullptr;
+    char* const* envp = nullptr;
+    const char* cwd = nullptr;
+    int out_fd = -1;
+    int err_fd = -1;
+    int max_fd = 0;
+    pid_t parent = 0;
+    const sigset_t* mask_after = nullptr;
+    volatile int error = 0;  // written by the child, read by the parent once it resumes
+};
+
+/// The child's side of clone_exec. It runs on the parent's memory while the parent waits
+/// (CLONE_VM | CLONE_VFORK), so it makes system calls only, as a vfork child must, and an exec
+/// failure is left in the plan as an errno before it exits.
+int child_main(void* arg) {
+    auto& plan = *static_cast<ChildPlan*>(arg);
+    auto fail = [&plan](int error) {
+        plan.error = error;
+        ::_exit(127);
+    };
+    // Dies with the thread that cloned it; checked after, so a parent already gone is seen.
+    if (plan.options->die_with_parent &&
+        (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != plan.parent)) {
+        fail(ESRCH);
     }
-    const pid_t parent = ::getpid();
-    const char* cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
-    const int out_fd = out.write.get();
-    const int err_fd = err.write.get();
-    const int report_fd = report.write.get();
-    rlimit files{};
-    const int max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 65536
-                           ? static_cast<int>(files.rlim_cur)
-                           : 65536;
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-        return errno;
-    }
-    if (pid == 0) {
-        auto fail = [report_fd](int error) {
-            (void)::write(report_fd, &error, sizeof error);
-            ::_exit(127);
-        };
-        // Dies with the thread that forked it; checked after, so a parent already gone is seen.
-        if (options.die_with_parent &&
-            (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent)) {
-            fail(ESRCH);
-        }
-        if (::setpgid(0, 0) != 0) {
-            fail(errno);
-        }
-        struct sigaction dfl {};
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; ++sig) {
-            (void)::sigaction(sig, &dfl, nullptr);  // SIGKILL and SIGSTOP refuse: fine
-        }
-        sigset_t none;
-        ::sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        const int null = ::open("/dev/null", O_RDONLY);
-        if (null < 0 || ::dup2(null, STDIN_FILENO) < 0 || ::dup2(out_fd, STDOUT_FILENO) < 0 ||
-            ::dup2(err_fd, STDERR_FILENO) < 0) {
-            fail(errno);
-        }
-        if (cwd != nullptr && ::chdir(cwd) != 0) {
-            fail(errno);
-        }
-        if (options.umask) {
-            ::umask(static_cast<mode_t>(*options.umask));
-        }
-        // Everything else closes at exec (the report pipe included: its EOF says "exec'd").
-        // CLOSE_RANGE_CLOEXEC (Linux 5.11), else one fcntl per possible descriptor.
-        if (::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) != 0) {
-            for (int fd = 3; fd < max_fd; ++fd) {
-                (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
-            }
-        }
-        ::execve(file.c_str(), argv, envp);
+    if (::setpgid(0, 0) != 0) {
         fail(errno);
     }
-    child = pid;
-    report.write.reset(-1);
-    int error = 0;
-    ssize_t n = 0;
-    do {
-        n = ::read(report.read.get(), &error, sizeof error);
-    } while (n < 0 && errno == EINTR);
-    if (n == static_cast<ssize_t>(sizeof error)) {
+    // The handler table is the child's own (no CLONE_SIGHAND): reset it while every signal is
+    // still blocked, so none of the parent's handlers can run on the shared memory.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) {
+        (void)::sigaction(sig, &dfl, nullptr);  // SIGKILL and SIGSTOP refuse: fine
+    }
+    ::sigprocmask(SIG_SETMASK, plan.mask_after, nullptr);
+    const int null = ::open("/dev/null", O_RDONLY);
+    if (null < 0 || ::dup2(null, STDIN_FILENO) < 0 || ::dup2(plan.out_fd, STDOUT_FILENO) < 0 ||
+        ::dup2(plan.err_fd, STDERR_FILENO) < 0) {
+        fail(errno);
+    }
+    if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) {
+        fail(errno);
+    }
+    if (plan.options->umask) {
+        ::umask(static_cast<mode_t>(*plan.options->umask));
+    }
+    // Everything else closes at exec. CLOSE_RANGE_CLOEXEC (Linux 5.11), else one fcntl per
+    // possible descriptor.
+    if (::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) != 0) {
+        for (int fd = 3; fd < plan.max_fd; ++fd) {
+            (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+    }
+    ::execve(plan.file, plan.argv, plan.envp);
+    fail(errno);
+    return 127;
+}
+
+/// Starts a child for what posix_spawn cannot do: PR_SET_PDEATHSIG and a umask set between the
+/// clone and the exec. The child shares this process's memory and this thread waits until it
+/// has exec'd or failed (CLONE_VM | CLONE_VFORK, as posix_spawn does inside glibc): no page
+/// tables copied and no copy-on-write faults after, which a fork of a threaded process pays on
+/// every restart. Returns 0 or an errno.
+int clone_exec(const SpawnOptions& options,
+               const std::string& file,
+               char* const* argv,
+               char* const* envp,
+               const Pipe& out,
+               const Pipe& err,
+               pid_t& child) {
+    rlimit files{};
+    ChildPlan plan;
+    plan.options = &options;
+    plan.file = file.c_str();
+    plan.argv = argv;
+    plan.envp = envp;
+    plan.cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
+    plan.out_fd = out.write.get();
+    plan.err_fd = err.write.get();
+    plan.max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 65536
+                      ? static_cast<int>(files.rlim_cur)
+                      : 65536;
+    plan.parent = ::getpid();
+    sigset_t none;
+    ::sigemptyset(&none);
+    plan.mask_after = &none;
+    // The child's stack: it only makes system calls, so a small one is plenty.
+    constexpr std::size_t kStack = 64 * 1024;
+    auto stack = std::make_unique<std::byte[]>(kStack);
+    sigset_t all;
+    sigset_t before;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &before);
+    const pid_t pid =
+        ::clone(child_main, stack.get() + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    const int clone_error = errno;
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    if (pid < 0) {
+        return clone_error;
+    }
+    if (plan.error != 0) {
         int raw = 0;
         while (::waitpid(pid, &raw, 0) < 0 && errno == EINTR) {
         }
-        return error;
+        return plan.error;
     }
+    child = pid;
     return 0;
 }
 
@@ -308,7 +341,7 @@ core::Result<Process> spawn(asio::any_io_executor executor, SpawnOptions options
     auto argvp = pointers(argv);
     pid_t child = -1;
     const int rc = options.die_with_parent || options.umask
-                       ? fork_exec(options, *file, argvp.data(), envp.data(), out, err, child)
+                       ? clone_exec(options, *file, argvp.data(), envp.data(), out, err, child)
                        : ::posix_spawn(&child, file->c_str(), setup.actions(), setup.attr(),
                                        argvp.data(), envp.data());
     if (rc != 0) {

@@ -515,6 +515,37 @@ TEST(Spawn, TheForkPathReportsAFailedExec) {
         << result.error().message;
 }
 
+TEST(Spawn, AChildStartsWithNoSignalBlockedOrIgnoredByItsParent) {
+    // The child runs on its parent's memory until it execs: neither the parent thread's blocked
+    // signals nor its ignored ones may reach the node. /proc/self/status says what the child got
+    // (grep itself: a shell would clear its mask).
+    for (bool dies_with_parent : {false, true}) {
+        struct sigaction handler {};
+        handler.sa_handler = SIG_IGN;  // an ignored signal stays ignored across exec unless reset
+        struct sigaction before {};
+        ASSERT_EQ(::sigaction(SIGUSR2, &handler, &before), 0);
+        sigset_t usr1;
+        sigset_t mask_before;
+        ::sigemptyset(&usr1);
+        ::sigaddset(&usr1, SIGUSR1);
+        ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &usr1, &mask_before), 0);
+        Output output;
+        ExitStatus status;
+        SpawnOptions options{.argv = {"grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"}};
+        options.die_with_parent = dies_with_parent;
+        run(run_to_end(std::move(options), output, status));
+        ::pthread_sigmask(SIG_SETMASK, &mask_before, nullptr);
+        ::sigaction(SIGUSR2, &before, nullptr);
+        ASSERT_EQ(output.out.size(), 2U) << "die_with_parent=" << dies_with_parent;
+        EXPECT_EQ(output.out[0], "SigBlk:\t0000000000000000")
+            << "die_with_parent=" << dies_with_parent;
+        const auto ignored =
+            std::stoull(output.out[1].substr(output.out[1].find('\t') + 1), nullptr, 16);
+        EXPECT_EQ(ignored & (1ULL << (SIGUSR2 - 1)), 0U) << output.out[1];
+        EXPECT_TRUE(status.succeeded());
+    }
+}
+
 TEST(Spawn, AChildThatDiesWithItsParentDoesSoEvenUnderSigkill) {
     // A helper process spawns the child, says its pid, and is killed with SIGKILL: the child
     // must not outlive it.
