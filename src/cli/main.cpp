@@ -9,6 +9,7 @@
 
 #include "api/api.hpp"
 #include "cli/commands.hpp"
+#include "cli/probe_commands.hpp"
 #include "cli/supervise_command.hpp"
 #include "config/config.hpp"
 #include "drivers/drivers.hpp"
@@ -571,6 +572,9 @@ static int run_main(int argc, char** argv) {
                                   "one that holds rows");
     commands.version = app.add_subcommand("version", "print the version and commit");
 
+    cli::ProbeRunFlags probe_flags;
+    auto* probe_run = cli::add_probe_commands(app, probe_flags);
+
     cli::SuperviseCliFlags supervise_flags;
     const auto supervise = cli::add_supervise_commands(app, supervise_flags);
 
@@ -616,6 +620,12 @@ static int run_main(int argc, char** argv) {
     }
     if (*commands.completion) {
         return cli::run_completion(flags.completion_shell);
+    }
+    if (*probe_run) {
+        probe_flags.server = global.server;
+        probe_flags.ca_file = global.ca_file;
+        probe_flags.json = global.json;
+        return cli::run_probe(probe_flags);
     }
     return run_client(commands, flags, global);
 }

@@ -18,6 +18,7 @@
 #include "logs/logs.hpp"
 #include "net/net.hpp"
 #include "notify/notify.hpp"
+#include "probes/probes.hpp"
 #include "store/store.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -70,6 +71,8 @@ struct Config {
     /// Logs and notifications (Bitahoy's WebSocket; docs/logs.md). store.path stays empty
     /// unless set: serve defaults it to <data_dir>/logs.db.
     logs::Settings logs;
+    /// Canary scenarios run on a schedule (docs/probes.md).
+    probes::Settings probes;
 };
 
 /// Loads and validates a YAML file. Errors: kNotFound when the file does not exist;

@@ -10,33 +10,16 @@
 #include <vector>
 
 #include "jobs/jobs.hpp"
+#include "net/json_path.hpp"
 
 namespace aviary::jobs {
 
 struct Run;
 
-/// One step of a JSON path: a member name or an array index.
-struct JsonPathStep {
-    bool is_index = false;
-    std::string member;     ///< when !is_index
-    std::size_t index = 0;  ///< when is_index
-};
-
-/// Parses a path into a JSON body: "result.height", "items[0].name", "$.result", "$[2]",
-/// "a[\"key.with.dots\"]"; "" and "$" are the whole body (no steps). kInvalidArgument naming
-/// the position of the problem.
-core::Result<std::vector<JsonPathStep>> parse_json_path(std::string_view path);
-
-/// The value at `path` in `root`, or null with `missing` saying where the walk stopped
-/// ("no member \"height\" in result").
-const boost::json::value* find_json(const boost::json::value& root,
-                                    const std::vector<JsonPathStep>& path,
-                                    std::string& missing);
-
-/// Whether `actual` equals `expected` by json_equals' rules: a string value with the text, a
-/// number numerically ("5" equals 5 and 5.0), true/false/null as those words, an object or array
-/// with the text parsed as JSON.
-bool json_equals(const boost::json::value& actual, std::string_view expected);
+using net::find_json;
+using net::json_equals;
+using net::JsonPathStep;
+using net::parse_json_path;
 
 /// RFC 3986: every byte but the unreserved A-Z a-z 0-9 - . _ ~ as %XX.
 std::string percent_encode(std::string_view text);

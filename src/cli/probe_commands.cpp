@@ -1,0 +1,153 @@
+// `aviary probe run NAME` (docs/probes.md): the Bacalhau canary's local runner, with an exit
+// code that says how the run went (the original always exited 0).
+#include "cli/probe_commands.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "cli/client.hpp"
+#include "config/config.hpp"
+#include "net/net.hpp"
+#include "probes/probes.hpp"
+
+namespace aviary::cli {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+std::string step_line(const probes::StepResult& step) {
+    std::string indent(static_cast<std::size_t>(2 + 2 * step.depth), ' ');
+    std::string name = (step.cleanup ? "cleanup: " : "") + step.name;
+    std::string line = fmt::format("{}{:<7} {:<44} {:>7} ms", indent,
+                                   probes::outcome_name(step.outcome), name, step.duration.count());
+    if (!step.message.empty()) {
+        line += "  " + step.message;
+    }
+    return line;
+}
+
+json::object as_json(const probes::RunResult& result) {
+    json::array steps;
+    for (const auto& s : result.steps) {
+        steps.push_back(json::object{{"name", s.name},
+                                     {"kind", probes::step_kind_name(s.kind)},
+                                     {"depth", s.depth},
+                                     {"cleanup", s.cleanup},
+                                     {"outcome", probes::outcome_name(s.outcome)},
+                                     {"duration_ms", s.duration.count()},
+                                     {"message", s.message}});
+    }
+    return json::object{{"scenario", result.scenario},
+                        {"started_at", core::format_time(result.started)},
+                        {"duration_ms", result.duration.count()},
+                        {"outcome", probes::outcome_name(result.outcome)},
+                        {"failed_step", result.failed_step},
+                        {"message", result.message},
+                        {"steps", std::move(steps)}};
+}
+
+}  // namespace
+
+CLI::App* add_probe_commands(CLI::App& app, ProbeRunFlags& flags) {
+    auto* probe = app.add_subcommand("probe", "canary scenarios (docs/probes.md)");
+    probe->require_subcommand(1);
+    auto* run = probe->add_subcommand(
+        "run", "run one scenario here and now, printing each step; exit 0 when it passed");
+    run->add_option("name", flags.name, "the scenario, e.g. submitAndGet")->required();
+    run->add_option("--config", flags.config_path,
+                    "the YAML file whose probes.scenarios hold it (default: the built-in ones)");
+    return run;
+}
+
+int run_probe(const ProbeRunFlags& flags) {
+    auto loaded = flags.config_path.empty()
+                      ? config::load_string(config::embedded_default(), "<embedded default>")
+                      : config::load_file(flags.config_path);
+    if (!loaded) {
+        std::fprintf(stderr, "aviary probe run: %s\n", loaded.error().message.c_str());
+        return kExitUsage;
+    }
+    const auto* scenario = probes::find_scenario(loaded->probes, flags.name);
+    if (scenario == nullptr) {
+        std::string names;
+        for (const auto& s : loaded->probes.scenarios) {
+            names += (names.empty() ? "" : ", ") + s.name;
+        }
+        std::fprintf(stderr, "aviary probe run: no scenario \"%s\" in %s (it has: %s)\n",
+                     flags.name.c_str(), loaded->source.c_str(),
+                     names.empty() ? "none" : names.c_str());
+        return kExitUsage;
+    }
+    std::string server = flags.server;
+    while (server.ends_with('/')) {
+        server.pop_back();
+    }
+    if (!flags.json) {
+        std::printf("%s: %zu step%s, timeout %s, {{server}} = %s\n", scenario->name.c_str(),
+                    scenario->steps.size(), scenario->steps.size() == 1 ? "" : "s",
+                    core::format_duration(scenario->timeout).c_str(), server.c_str());
+        std::fflush(stdout);
+    }
+    asio::io_context io;
+    net::ClientSettings client_settings;
+    client_settings.tls.ca_file = flags.ca_file;
+    net::HttpClient http{io.get_executor(), client_settings};
+    net::BlockingPool blocking{2};
+    probes::RunContext context;
+    context.http = &http;
+    context.blocking = &blocking;
+    context.vars["server"] = server;
+    context.max_body_bytes = loaded->probes.max_body_bytes;
+    if (!flags.json) {
+        context.on_step = [](const probes::StepResult& step) {
+            std::printf("%s\n", step_line(step).c_str());
+            std::fflush(stdout);
+        };
+    }
+    probes::RunResult result;
+    std::exception_ptr failure;
+    asio::co_spawn(io, probes::run_scenario(*scenario, std::move(context)),
+                   [&](std::exception_ptr e, probes::RunResult r) {
+                       failure = e;
+                       result = std::move(r);
+                   });
+    io.run();
+    blocking.stop();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    if (flags.json) {
+        std::printf("%s\n", json::serialize(as_json(result)).c_str());
+    } else {
+        // Steps inside a poll or parallel were held back while they ran: show the last try's.
+        bool shown_nested = false;
+        for (const auto& step : result.steps) {
+            shown_nested |= step.depth > 0;
+        }
+        if (shown_nested) {
+            std::printf("steps inside polls and parallels (the last try):\n");
+            for (const auto& step : result.steps) {
+                if (step.depth > 0) {
+                    std::printf("%s\n", step_line(step).c_str());
+                }
+            }
+        }
+        if (result.outcome == probes::Outcome::kPassed) {
+            std::printf("passed in %lld ms\n", static_cast<long long>(result.duration.count()));
+        } else {
+            std::printf("%s in %lld ms: %s\n",
+                        std::string{probes::outcome_name(result.outcome)}.c_str(),
+                        static_cast<long long>(result.duration.count()), result.message.c_str());
+        }
+    }
+    return result.outcome == probes::Outcome::kPassed ? kExitOk : kExitRefused;
+}
+
+}  // namespace aviary::cli

@@ -1,0 +1,439 @@
+// The `probes:` section: scenarios, their steps, assertions and captures. Every template and
+// assertion is checked here, so a mistake is reported with its line before anything runs.
+#include "config/probes_reader.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace aviary::config {
+namespace {
+
+constexpr std::string_view kStepKinds = "http, jsonrpc, websocket, tcp, command, poll or parallel";
+constexpr int kMaxDepth = 4;
+constexpr int kMaxBranches = 64;
+
+bool is_name(std::string_view name) {
+    return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '.';
+    });
+}
+
+bool is_header_name(std::string_view name) {
+    constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+    return !name.empty() && std::all_of(name.begin(), name.end(), [&](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+               kSymbols.find(c) != std::string_view::npos;
+    });
+}
+
+/// A string that is a template (`{{name}}` placeholders well formed).
+bool read_template(YamlReader& r, const Value& value, std::string& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return false;
+    }
+    if (auto ok = probes::parse_template(text); !ok) {
+        r.error(value, ok.error().message);
+        return false;
+    }
+    out = std::move(text);
+    return true;
+}
+
+void read_url(YamlReader& r, const Value& value, std::string& url, bool websocket) {
+    std::string text;
+    if (!read_template(r, value, text)) {
+        return;
+    }
+    bool ok = websocket ? text.starts_with("ws://") || text.starts_with("wss://")
+                        : text.starts_with("http://") || text.starts_with("https://");
+    // A URL may also start with a variable that holds its scheme and host: "{{server}}/x".
+    if (!ok && !text.starts_with("{{")) {
+        r.error(value, fmt::format("\"{}\" must start with {} (or a variable like {{{{server}}}})",
+                                   text, websocket ? "ws:// or wss://" : "http:// or https://"));
+        return;
+    }
+    url = std::move(text);
+}
+
+void read_headers(YamlReader& r,
+                  const Value& value,
+                  std::vector<std::pair<std::string, std::string>>& headers) {
+    r.read_entries(value, [&](const Value& key, const Value& item) {
+        const std::string& name = key.node.Scalar();
+        if (!is_header_name(name)) {
+            r.error(key, fmt::format("\"{}\" is not a header name", name));
+            return;
+        }
+        std::string text;
+        if (read_template(r, item, text)) {
+            headers.emplace_back(name, std::move(text));
+        }
+    });
+}
+
+/// YAML as JSON text: plain scalars that read as numbers, booleans or null stay so, quoted ones
+/// are strings. For JSON-RPC params written as YAML.
+std::string as_json(const YAML::Node& node) {
+    switch (node.Type()) {
+        case YAML::NodeType::Sequence: {
+            std::string out = "[";
+            for (std::size_t i = 0; i < node.size(); ++i) {
+                out += (i ? "," : "") + as_json(node[i]);
+            }
+            return out + "]";
+        }
+        case YAML::NodeType::Map: {
+            std::string out = "{";
+            bool first = true;
+            for (const auto& pair : node) {
+                out += (first ? "" : ",") + as_json(pair.first) + ":" + as_json(pair.second);
+                first = false;
+            }
+            return out + "}";
+        }
+        case YAML::NodeType::Scalar: {
+            const std::string& s = node.Scalar();
+            if (node.Tag() != "!") {
+                if (s == "true" || s == "false" || s == "null") {
+                    return s;
+                }
+                char* end = nullptr;
+                std::strtod(s.c_str(), &end);
+                if (!s.empty() && end == s.c_str() + s.size() &&
+                    s.find_first_of("xX") == std::string::npos) {
+                    return s;
+                }
+            }
+            std::string out = "\"";
+            for (char c : s) {
+                switch (c) {
+                    case '"':
+                        out += "\\\"";
+                        break;
+                    case '\\':
+                        out += "\\\\";
+                        break;
+                    case '\n':
+                        out += "\\n";
+                        break;
+                    case '\t':
+                        out += "\\t";
+                        break;
+                    case '\r':
+                        out += "\\r";
+                        break;
+                    default:
+                        if (static_cast<unsigned char>(c) < 0x20) {
+                            out += fmt::format("\\u{:04x}", c);
+                        } else {
+                            out += c;
+                        }
+                }
+            }
+            return out + "\"";
+        }
+        default:
+            return "null";
+    }
+}
+
+void read_assertions(YamlReader& r, const Value& value, std::vector<probes::Assertion>& out) {
+    r.read_list(value, [&](const Value& item) {
+        std::string text;
+        std::string message;
+        // Where the assertion's text is, for its errors. (A YAML::Node is never assigned to:
+        // that would rewrite the document, not rebind the variable.)
+        std::optional<Value> that;
+        if (item.node.IsMap()) {
+            r.read_map(item, {{"that",
+                               [&](const Value& v) {
+                                   if (r.read_string(v, text)) {
+                                       that.emplace(v);
+                                   }
+                               }},
+                              {"message", [&](const Value& v) { r.read_string(v, message); }}});
+            if (!that) {
+                r.error(item,
+                        "an assertion with a message is {that: \"json.x == 1\", message: "
+                        "\"what it means\"}");
+                return;
+            }
+        } else if (!r.read_string(item, text)) {
+            return;
+        }
+        auto parsed = probes::parse_assertion(text);
+        if (!parsed) {
+            r.error(that ? *that : item, parsed.error().message);
+            return;
+        }
+        parsed->message = std::move(message);
+        out.push_back(std::move(*parsed));
+    });
+}
+
+void read_captures(YamlReader& r, const Value& value, std::vector<probes::Capture>& out) {
+    r.read_entries(value, [&](const Value& key, const Value& item) {
+        const std::string& name = key.node.Scalar();
+        if (!is_name(name) || name == "server" || name == "branch") {
+            r.error(key, fmt::format("\"{}\" cannot be a variable: letters, digits, _, - and ., "
+                                     "and not server or branch",
+                                     name));
+            return;
+        }
+        std::string text;
+        if (!r.read_string(item, text)) {
+            return;
+        }
+        auto parsed = probes::parse_capture(name, text);
+        if (!parsed) {
+            r.error(item, parsed.error().message);
+            return;
+        }
+        out.push_back(std::move(*parsed));
+    });
+}
+
+void read_steps(YamlReader& r, const Value& value, std::vector<probes::Step>& steps, int depth);
+
+void read_tls(YamlReader& r, const Value& v, probes::Step& step) {
+    r.read_map(v, {{"verify", [&](const Value& x) { r.read_bool(x, step.tls_verify); }},
+                   {"ca_file", [&](const Value& x) { r.read_string(x, step.ca_file); }}});
+}
+
+void read_http(YamlReader& r, const Value& v, probes::Step& step) {
+    step.kind = probes::StepKind::kHttp;
+    bool has_url = false;
+    r.read_map(v,
+               {{"method",
+                 [&](const Value& x) {
+                     std::string m;
+                     if (!r.read_string(x, m)) {
+                         return;
+                     }
+                     if (m.empty() || !std::all_of(m.begin(), m.end(),
+                                                   [](char c) { return c >= 'A' && c <= 'Z'; })) {
+                         r.error(x, fmt::format("\"{}\" is not an HTTP method (GET, POST...)", m));
+                         return;
+                     }
+                     step.method = std::move(m);
+                 }},
+                {"url",
+                 [&](const Value& x) {
+                     read_url(r, x, step.url, false);
+                     has_url = true;
+                 }},
+                {"headers", [&](const Value& x) { read_headers(r, x, step.headers); }},
+                {"body", [&](const Value& x) { read_template(r, x, step.body); }},
+                {"tls", [&](const Value& x) { read_tls(r, x, step); }}});
+    if (!has_url) {
+        r.error(v, "an http step needs a url");
+    }
+}
+
+void read_jsonrpc(YamlReader& r, const Value& v, probes::Step& step) {
+    step.kind = probes::StepKind::kJsonRpc;
+    bool has_url = false;
+    r.read_map(v, {{"url",
+                    [&](const Value& x) {
+                        read_url(r, x, step.url, false);
+                        has_url = true;
+                    }},
+                   {"method", [&](const Value& x) { r.read_string(x, step.rpc_method); }},
+                   {"params",
+                    [&](const Value& x) {
+                        if (x.node.IsScalar()) {
+                            read_template(r, x, step.rpc_params);
+                        } else if (!x.is_null()) {
+                            step.rpc_params = as_json(x.node);
+                            if (auto ok = probes::parse_template(step.rpc_params); !ok) {
+                                r.error(x, ok.error().message);
+                            }
+                        }
+                    }},
+                   {"headers", [&](const Value& x) { read_headers(r, x, step.headers); }},
+                   {"tls", [&](const Value& x) { read_tls(r, x, step); }}});
+    if (!has_url) {
+        r.error(v, "a jsonrpc step needs a url");
+    }
+    if (step.rpc_method.empty()) {
+        r.error(v, "a jsonrpc step needs a method");
+    }
+}
+
+void read_websocket(YamlReader& r, const Value& v, probes::Step& step) {
+    step.kind = probes::StepKind::kWebSocket;
+    bool has_url = false;
+    r.read_map(v, {{"url",
+                    [&](const Value& x) {
+                        read_url(r, x, step.url, true);
+                        has_url = true;
+                    }},
+                   {"send", [&](const Value& x) { read_template(r, x, step.body); }},
+                   {"headers", [&](const Value& x) { read_headers(r, x, step.headers); }},
+                   {"tls", [&](const Value& x) { read_tls(r, x, step); }}});
+    if (!has_url) {
+        r.error(v, "a websocket step needs a url");
+    }
+}
+
+void read_nested(YamlReader& r, const Value& v, probes::Step& step, int depth) {
+    bool has_steps = false;
+    std::vector<Field> fields{{"steps", [&](const Value& x) {
+                                   has_steps = true;
+                                   read_steps(r, x, step.steps, depth + 1);
+                               }}};
+    if (step.kind == probes::StepKind::kPoll) {
+        fields.push_back({"interval", [&](const Value& x) { r.read_duration(x, step.interval); }});
+        fields.push_back({"deadline", [&](const Value& x) { r.read_duration(x, step.deadline); }});
+    } else {
+        fields.push_back(
+            {"count", [&](const Value& x) { r.read_int(x, step.count, 1, kMaxBranches); }});
+    }
+    r.read_map(v, fields);
+    if (!has_steps || step.steps.empty()) {
+        r.error(v, fmt::format("a {} step needs steps", probes::step_kind_name(step.kind)));
+    }
+    if (depth + 1 > kMaxDepth) {
+        r.error(v, fmt::format("steps nest at most {} deep", kMaxDepth));
+    }
+}
+
+void read_step(YamlReader& r, const Value& item, probes::Step& step, int depth) {
+    int kinds = 0;
+    auto kind = [&](std::function<void(const Value&)> read) {
+        return [&kinds, read = std::move(read)](const Value& x) {
+            ++kinds;
+            read(x);
+        };
+    };
+    bool ok = r.read_map(
+        item, {
+                  {"name", [&](const Value& x) { r.read_string(x, step.name); }},
+                  {"timeout", [&](const Value& x) { r.read_duration(x, step.timeout); }},
+                  {"assert", [&](const Value& x) { read_assertions(r, x, step.assertions); }},
+                  {"capture", [&](const Value& x) { read_captures(r, x, step.captures); }},
+                  {"http", kind([&](const Value& x) { read_http(r, x, step); })},
+                  {"jsonrpc", kind([&](const Value& x) { read_jsonrpc(r, x, step); })},
+                  {"websocket", kind([&](const Value& x) { read_websocket(r, x, step); })},
+                  {"tcp", kind([&](const Value& x) {
+                       step.kind = probes::StepKind::kTcp;
+                       if (read_template(r, x, step.address) &&
+                           step.address.find(':') == std::string::npos) {
+                           r.error(x, fmt::format("\"{}\" is not HOST:PORT", step.address));
+                       }
+                   })},
+                  {"command", kind([&](const Value& x) {
+                       step.kind = probes::StepKind::kCommand;
+                       r.read_list(x, [&](const Value& arg) {
+                           std::string text;
+                           if (read_template(r, arg, text)) {
+                               step.argv.push_back(std::move(text));
+                           }
+                       });
+                       if (step.argv.empty()) {
+                           r.error(x,
+                                   "a command is a non-empty list: [program, arg, ...] (no shell)");
+                       }
+                   })},
+                  {"poll", kind([&](const Value& x) {
+                       step.kind = probes::StepKind::kPoll;
+                       read_nested(r, x, step, depth);
+                   })},
+                  {"parallel", kind([&](const Value& x) {
+                       step.kind = probes::StepKind::kParallel;
+                       read_nested(r, x, step, depth);
+                   })},
+              });
+    if (ok && kinds != 1) {
+        r.error(item, fmt::format("a step is exactly one of {}", kStepKinds));
+    }
+    bool nested = step.kind == probes::StepKind::kPoll || step.kind == probes::StepKind::kParallel;
+    if (ok && nested && (!step.assertions.empty() || !step.captures.empty())) {
+        r.error(item, "assert and capture go on the steps inside a poll or parallel");
+    }
+}
+
+void read_steps(YamlReader& r, const Value& value, std::vector<probes::Step>& steps, int depth) {
+    r.read_list(value, [&](const Value& item) {
+        probes::Step step;
+        read_step(r, item, step, depth);
+        steps.push_back(std::move(step));
+    });
+}
+
+void read_scenario(YamlReader& r, const Value& value, probes::Scenario& s) {
+    bool has_steps = false;
+    r.read_map(value, {
+                          {"description", [&](const Value& v) { r.read_string(v, s.description); }},
+                          {"interval", [&](const Value& v) { r.read_duration(v, s.interval); }},
+                          {"timeout", [&](const Value& v) { r.read_duration(v, s.timeout); }},
+                          {"enabled", [&](const Value& v) { r.read_bool(v, s.enabled); }},
+                          {"labels", [&](const Value& v) { r.read_string_map(v, s.labels); }},
+                          {"vars",
+                           [&](const Value& v) {
+                               r.read_entries(v, [&](const Value& key, const Value& item) {
+                                   const std::string& name = key.node.Scalar();
+                                   if (!is_name(name)) {
+                                       r.error(key,
+                                               fmt::format("\"{}\" is not a variable name", name));
+                                       return;
+                                   }
+                                   std::string text;
+                                   if (read_template(r, item, text)) {
+                                       s.vars[name] = std::move(text);
+                                   }
+                               });
+                           }},
+                          {"steps",
+                           [&](const Value& v) {
+                               has_steps = true;
+                               read_steps(r, v, s.steps, 0);
+                           }},
+                          {"cleanup", [&](const Value& v) { read_steps(r, v, s.cleanup, 0); }},
+                      });
+    if (!has_steps || s.steps.empty()) {
+        r.error(value, fmt::format("scenario {} has no steps", s.name));
+    }
+    if (s.interval < core::Millis{1000}) {
+        r.error(value, fmt::format("scenario {}: the interval must be at least 1s", s.name));
+    }
+}
+
+}  // namespace
+
+void read_probes(YamlReader& r, const Value& value, probes::Settings& settings) {
+    r.read_map(
+        value,
+        {
+            {"max_concurrent",
+             [&](const Value& v) { r.read_int(v, settings.max_concurrent, 1, 1024); }},
+            {"max_body_bytes", [&](const Value& v) { r.read_bytes(v, settings.max_body_bytes); }},
+            {"retention", [&](const Value& v) { r.read_duration(v, settings.retention); }},
+            {"scenarios",
+             [&](const Value& v) {
+                 settings.scenarios.clear();
+                 r.read_entries(v, [&](const Value& key, const Value& item) {
+                     probes::Scenario s;
+                     s.name = key.node.Scalar();
+                     if (!is_name(s.name)) {
+                         r.error(key, fmt::format("\"{}\" is not a scenario name (letters, "
+                                                  "digits, _, - and ., at most 64)",
+                                                  s.name));
+                         return;
+                     }
+                     read_scenario(r, item, s);
+                     settings.scenarios.push_back(std::move(s));
+                 });
+             }},
+        });
+}
+
+}  // namespace aviary::config

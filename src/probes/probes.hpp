@@ -1,0 +1,208 @@
+#pragma once
+/// probes: canary scenarios (docs/probes.md). A scenario is a named list of steps that call a
+/// system's API (HTTP, JSON-RPC, WebSocket, TCP, a command), check what came back, and carry
+/// values from one step to the next; it runs with a timeout and ends passed, failed (a check did
+/// not hold: correctness) or broken (the target could not be reached or timed out:
+/// availability). The Bacalhau canary's five scenarios ship as the demo's default.
+///
+/// This header holds the model (filled by config from YAML, which validates every template and
+/// assertion through parse_assertion() and parse_template() so a mistake is reported with its
+/// line) and run_scenario(), which runs one on an I/O executor. Nothing here blocks.
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/core.hpp"
+
+namespace aviary::net {
+class HttpClient;
+class BlockingPool;
+}  // namespace aviary::net
+
+namespace aviary::probes {
+
+// ---------------------------------------------------------------------------------------------
+// Assertions
+
+/// What an assertion reads from a step's answer.
+enum class Subject {
+    kStatus,    ///< the HTTP status
+    kDuration,  ///< the step's time, compared in milliseconds ("500ms", "2s" or a number)
+    kBody,      ///< the body (a WebSocket message, a command's stdout) as text
+    kHeader,    ///< a response header, by `name`
+    kJson,      ///< a value at `path` in the body parsed as JSON (JSON-RPC: the whole reply)
+    kExitCode,  ///< a command's exit code
+    kStderr,    ///< a command's stderr
+};
+
+enum class Op {
+    kEq,
+    kNe,
+    kLt,
+    kLe,
+    kGt,
+    kGe,
+    kContains,
+    kMatches,  ///< RE2 syntax, searched in the value
+    kAny,      ///< equals one of `values`
+    kHas,      ///< the value exists (a JSON path found, a header sent); no right-hand side
+};
+
+/// One check, as written: `status == 200`, `json.state == succeeded`, `len(json.jobs) > 0`,
+/// `has(json.id)`, `body contains hello`, `header.Content-Type matches ^application/json`,
+/// `duration < 2s`, `json.state any succeeded, failed`.
+struct Assertion {
+    std::string text;  ///< as written, for messages
+    Subject subject = Subject::kStatus;
+    std::string name;     ///< the header's name, or the JSON path as written ("" is the whole body)
+    bool length = false;  ///< len(...): the value's length (string, array, object members)
+    Op op = Op::kHas;
+    std::string value;                ///< the right-hand side, a template ({{job}})
+    std::vector<std::string> values;  ///< kAny's alternatives, templates
+    std::string message;              ///< said before the detail when it fails ("output mismatch")
+};
+
+/// Parses `text` as above; kInvalidArgument saying what is wrong in it.
+core::Result<Assertion> parse_assertion(std::string_view text);
+
+/// A value captured from a step's answer into a variable: the same subjects as an assertion
+/// (`json.id`, `header.ETag`, `body`, `status`), and for text, `body ~ REGEX` takes the
+/// regex's first group.
+struct Capture {
+    std::string variable;
+    std::string text;  ///< as written
+    Subject subject = Subject::kBody;
+    std::string name;
+    std::string regex;  ///< for `SUBJECT ~ REGEX`
+};
+
+core::Result<Capture> parse_capture(std::string variable, std::string_view text);
+
+// ---------------------------------------------------------------------------------------------
+// Templates
+
+/// Checks a template: `{{name}}` placeholders (letters, digits, `_`, `-` and `.`), none
+/// unclosed. kInvalidArgument naming the problem.
+core::Result<void> parse_template(std::string_view text);
+/// Fills `{{name}}` from `vars`; kInvalidArgument naming an unknown variable.
+core::Result<std::string> render(std::string_view text,
+                                 const std::map<std::string, std::string, std::less<>>& vars);
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+enum class StepKind { kHttp, kJsonRpc, kWebSocket, kTcp, kCommand, kPoll, kParallel };
+
+std::string_view step_kind_name(StepKind kind);
+
+/// One step. Which fields mean something depends on `kind`; every string field that is sent or
+/// run is a template.
+struct Step {
+    std::string name;  ///< shown in results; defaults to the kind and target
+    StepKind kind = StepKind::kHttp;
+    // http, jsonrpc, websocket
+    std::string method = "GET";  ///< http
+    std::string url;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;  ///< http: the request body; websocket: the message sent
+    bool tls_verify = true;
+    std::string ca_file;
+    std::string rpc_method;         ///< jsonrpc
+    std::string rpc_params = "[]";  ///< jsonrpc: JSON, a template
+    // tcp
+    std::string address;  ///< HOST:PORT
+    // command
+    std::vector<std::string> argv;
+    /// The step's own limit, within the scenario's; 0: the scenario's.
+    core::Millis timeout{0};
+    std::vector<Assertion> assertions;
+    std::vector<Capture> captures;
+    // poll: `steps` until they all pass, `interval` apart, for at most `deadline`.
+    // parallel: `steps` as `count` branches at once, each with `{{branch}}` set to 1..count.
+    std::vector<Step> steps;
+    core::Millis interval{std::chrono::seconds{1}};
+    core::Millis deadline{std::chrono::seconds{30}};
+    int count = 1;
+};
+
+struct Scenario {
+    std::string name;  ///< `[A-Za-z0-9_.-]+`
+    std::string description;
+    core::Millis interval{std::chrono::minutes{2}};  ///< the original canary's schedule
+    core::Millis timeout{std::chrono::minutes{1}};
+    bool enabled = true;  ///< false: run on demand only (`aviary probe run`, run now)
+    core::Labels labels;
+    std::map<std::string, std::string, std::less<>> vars;  ///< templates' own variables
+    std::vector<Step> steps;
+    std::vector<Step> cleanup;  ///< run after the steps whatever happened, within `timeout` more
+};
+
+struct Settings {
+    std::vector<Scenario> scenarios;
+    /// How many scenarios may run at once on one instance.
+    int max_concurrent = 16;
+    /// A step's answer is read up to this size; more fails the step (a target that floods).
+    std::size_t max_body_bytes = std::size_t{4} * 1024 * 1024;
+    /// Runs are kept this long.
+    core::Millis retention{std::chrono::hours{24 * 30}};
+};
+
+const Scenario* find_scenario(const Settings& settings, std::string_view name);
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+enum class Outcome {
+    kPassed,
+    kFailed,  ///< a check did not hold: a correctness failure
+    kBroken,  ///< could not reach the target, or ran out of time: an availability failure
+};
+
+std::string_view outcome_name(Outcome outcome);  ///< "passed", "failed", "broken"
+
+struct StepResult {
+    std::string name;
+    StepKind kind = StepKind::kHttp;
+    int depth = 0;  ///< 0 for a scenario's own steps, 1 inside a poll or parallel...
+    Outcome outcome = Outcome::kPassed;
+    core::Millis duration{0};
+    std::string message;  ///< why it failed; for a poll, how many tries
+    bool cleanup = false;
+};
+
+struct RunResult {
+    std::string scenario;
+    core::TimePoint started{};
+    core::Millis duration{0};
+    Outcome outcome = Outcome::kPassed;
+    std::string failed_step;  ///< the first step that did not pass
+    std::string message;      ///< `step "get": json.state == succeeded: expected … but got …`
+    std::vector<StepResult> steps;
+};
+
+/// What a run may use: an HTTP client on the executor the run is on, the variables every
+/// template sees ({{server}} among them), and a callback told of each step as it ends (the CLI
+/// prints them).
+struct RunContext {
+    net::HttpClient* http = nullptr;
+    net::BlockingPool* blocking = nullptr;  ///< websocket steps run their client on it
+    std::map<std::string, std::string, std::less<>> vars;
+    std::size_t max_body_bytes = std::size_t{4} * 1024 * 1024;
+    std::function<void(const StepResult&)> on_step;
+    core::Clock* clock = nullptr;  ///< for `started`; the system clock when null
+};
+
+/// Runs `scenario` on the calling coroutine's executor: its steps in order until one does not
+/// pass, then its cleanup steps, all within `timeout` (cleanup within as much again). Never
+/// throws: every problem is in the result.
+boost::asio::awaitable<RunResult> run_scenario(const Scenario& scenario, RunContext context);
+
+}  // namespace aviary::probes

@@ -1,0 +1,946 @@
+// run_scenario(): one scenario's steps, in order, on the caller's executor (docs/probes.md).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/regex.hpp"
+#include "net/json_path.hpp"
+#include "net/net.hpp"
+#include "probes/probes.hpp"
+#include "proc/proc.hpp"
+
+namespace aviary::probes {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using SteadyClock = std::chrono::steady_clock;
+using Vars = std::map<std::string, std::string, std::less<>>;
+
+constexpr std::size_t kShownMax = 200;
+
+/// What a step got back, for its assertions and captures.
+struct Answer {
+    std::optional<int> status;
+    std::vector<net::Header> headers;
+    std::string body;
+    std::optional<int> exit_code;
+    std::string stderr_text;
+    core::Millis duration{0};
+    // The body as JSON, parsed on first use.
+    bool json_tried = false;
+    std::optional<json::value> parsed;
+    std::string json_error;
+};
+
+/// One step's verdict.
+struct Verdict {
+    Outcome outcome = Outcome::kPassed;
+    std::string message;
+    static Verdict passed() { return {}; }
+    static Verdict failed(std::string why) { return {Outcome::kFailed, std::move(why)}; }
+    static Verdict broken(std::string why) { return {Outcome::kBroken, std::move(why)}; }
+};
+
+std::string one_line(std::string_view text) {
+    std::string out;
+    for (char c : text.substr(0, kShownMax)) {
+        out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+    }
+    if (text.size() > kShownMax) {
+        out += "…";
+    }
+    return out;
+}
+
+std::string quoted(std::string_view text) {
+    return "\"" + one_line(text) + "\"";
+}
+
+const json::value* json_of(Answer& answer, std::string& problem) {
+    if (!answer.json_tried) {
+        answer.json_tried = true;
+        json::error_code ec;
+        auto value = json::parse(answer.body, ec);
+        if (ec) {
+            answer.json_error =
+                fmt::format("the body is not JSON ({}): {}", ec.message(), quoted(answer.body));
+        } else {
+            answer.parsed = std::move(value);
+        }
+    }
+    if (!answer.parsed) {
+        problem = answer.json_error;
+        return nullptr;
+    }
+    return &*answer.parsed;
+}
+
+/// A subject's value: JSON when the subject is a JSON path, else text; `missing` says why there
+/// is none.
+struct Read {
+    std::optional<json::value> value;  // numbers and JSON
+    std::optional<std::string> text;   // text subjects
+    std::string missing;
+    bool many = false;  // a path with [*]: `value` is the array of every value found
+};
+
+/// The values at `path` when it holds one `[*]` ("lines[*].text"): the path before it must lead
+/// to an array, and each element's value at the rest of the path is taken (elements without
+/// it are skipped).
+bool find_many(const json::value& root, std::string_view path, Read& r) {
+    auto star = path.find("[*]");
+    auto before = net::parse_json_path(path.substr(0, star));
+    auto rest_text = path.substr(star + 3);
+    if (rest_text.starts_with('.')) {
+        rest_text.remove_prefix(1);
+    }
+    auto after = net::parse_json_path(rest_text);
+    if (!before || !after) {
+        r.missing = (!before ? before.error() : after.error()).message;
+        return false;
+    }
+    const auto* at = net::find_json(root, *before, r.missing);
+    if (at == nullptr) {
+        return false;
+    }
+    const auto* array = at->if_array();
+    if (array == nullptr) {
+        r.missing =
+            fmt::format("{} is {}, not an array", path.substr(0, star), net::json_kind(*at));
+        return false;
+    }
+    json::array found;
+    for (const auto& element : *array) {
+        std::string skipped;
+        if (const auto* value = net::find_json(element, *after, skipped)) {
+            found.push_back(*value);
+        }
+    }
+    r.value = json::value(std::move(found));
+    r.many = true;
+    return true;
+}
+
+Read read_subject(Answer& answer, Subject subject, const std::string& name) {
+    Read r;
+    switch (subject) {
+        case Subject::kStatus:
+            if (answer.status) {
+                r.value = json::value(*answer.status);
+            } else {
+                r.missing = "this step has no HTTP status";
+            }
+            break;
+        case Subject::kDuration:
+            r.value = json::value(answer.duration.count());
+            break;
+        case Subject::kBody:
+            r.text = answer.body;
+            break;
+        case Subject::kStderr:
+            r.text = answer.stderr_text;
+            break;
+        case Subject::kExitCode:
+            if (answer.exit_code) {
+                r.value = json::value(*answer.exit_code);
+            } else {
+                r.missing = "this step has no exit code";
+            }
+            break;
+        case Subject::kHeader:
+            if (auto found = net::find_header(answer.headers, name)) {
+                r.text = std::string{*found};
+            } else {
+                r.missing = fmt::format("no header {} in the answer", name);
+            }
+            break;
+        case Subject::kJson: {
+            const json::value* root = json_of(answer, r.missing);
+            if (root == nullptr) {
+                break;
+            }
+            if (name.find("[*]") != std::string::npos) {
+                find_many(*root, name, r);
+                break;
+            }
+            auto path = net::parse_json_path(name);
+            if (!path) {
+                r.missing = path.error().message;
+                break;
+            }
+            if (const auto* at = net::find_json(*root, *path, r.missing)) {
+                r.value = *at;
+            }
+            break;
+        }
+    }
+    return r;
+}
+
+std::string shown(const Read& r) {
+    if (r.text) {
+        return quoted(*r.text);
+    }
+    if (r.value && r.value->is_string()) {
+        return quoted(r.value->get_string());
+    }
+    return r.value ? one_line(json::serialize(*r.value)) : std::string{"nothing"};
+}
+
+/// The text a value compares as: a JSON string's own text, else its JSON.
+std::string text_of(const Read& r) {
+    if (r.text) {
+        return *r.text;
+    }
+    if (r.value && r.value->is_string()) {
+        return std::string{r.value->get_string()};
+    }
+    return r.value ? json::serialize(*r.value) : std::string{};
+}
+
+bool equals(const Read& r, std::string_view expected) {
+    if (r.text) {
+        return *r.text == expected;
+    }
+    return r.value && net::json_equals(*r.value, expected);
+}
+
+std::optional<double> number_of(const Read& r) {
+    if (r.value && r.value->is_number()) {
+        return r.value->to_number<double>();
+    }
+    return net::parse_number(text_of(r));
+}
+
+std::string_view op_text(Op op) {
+    switch (op) {
+        case Op::kEq:
+            return "==";
+        case Op::kNe:
+            return "!=";
+        case Op::kLt:
+            return "<";
+        case Op::kLe:
+            return "<=";
+        case Op::kGt:
+            return ">";
+        case Op::kGe:
+            return ">=";
+        case Op::kContains:
+            return "contains";
+        case Op::kMatches:
+            return "matches";
+        case Op::kAny:
+            return "any";
+        case Op::kHas:
+            return "has";
+    }
+    return "?";
+}
+
+/// Empty when `a` holds for `answer`; else what was expected and seen.
+core::Result<std::string> compare(const Assertion& a, const Read& r, const Vars& vars);
+
+core::Result<std::string> judge(const Assertion& a, Answer& answer, const Vars& vars) {
+    Read r = read_subject(answer, a.subject, a.name);
+    if (a.op == Op::kHas) {
+        if (r.many) {
+            return r.value->get_array().empty() ? fmt::format("nothing at {}", a.name)
+                                                : std::string{};
+        }
+        return r.value || r.text ? std::string{} : r.missing;
+    }
+    if (!r.value && !r.text) {
+        return r.missing;
+    }
+    if (r.many && !a.length) {
+        // With [*], the assertion holds when it holds for one of the values.
+        for (const auto& one : r.value->get_array()) {
+            Read single;
+            single.value = one;
+            auto problem = compare(a, single, vars);
+            if (!problem || problem->empty()) {
+                return problem;
+            }
+        }
+        auto expected = render(a.value, vars);
+        if (!expected) {
+            return expected.error();
+        }
+        if (a.op == Op::kEq) {
+            return fmt::format("expected {} but got {}", quoted(*expected), shown(r));
+        }
+        return fmt::format("expected one of the values {} {} but got {}", op_text(a.op),
+                           a.op == Op::kAny ? a.value : quoted(*expected), shown(r));
+    }
+    if (a.length) {
+        std::size_t n = 0;
+        if (r.text) {
+            n = r.text->size();
+        } else if (r.value->is_array()) {
+            n = r.value->get_array().size();
+        } else if (r.value->is_object()) {
+            n = r.value->get_object().size();
+        } else if (r.value->is_string()) {
+            n = r.value->get_string().size();
+        } else {
+            return fmt::format("len() of {} which is {}", shown(r), net::json_kind(*r.value));
+        }
+        r = Read{};
+        r.value = json::value(static_cast<std::int64_t>(n));
+    }
+    return compare(a, r, vars);
+}
+
+core::Result<std::string> compare(const Assertion& a, const Read& r, const Vars& vars) {
+    auto expected = render(a.value, vars);
+    if (!expected) {
+        return expected.error();
+    }
+    auto miss = [&](std::string_view wanted) {
+        return fmt::format("expected {} but got {}", wanted, shown(r));
+    };
+    switch (a.op) {
+        case Op::kEq:
+            return equals(r, *expected) ? std::string{} : miss(quoted(*expected));
+        case Op::kNe:
+            return !equals(r, *expected) ? std::string{}
+                                         : miss(fmt::format("anything but {}", quoted(*expected)));
+        case Op::kLt:
+        case Op::kLe:
+        case Op::kGt:
+        case Op::kGe: {
+            double limit = 0;
+            if (a.subject == Subject::kDuration && !a.length) {
+                auto d = core::parse_duration(*expected);
+                if (!d) {
+                    return d.error();
+                }
+                limit = static_cast<double>(d->count());
+            } else if (auto n = net::parse_number(*expected)) {
+                limit = *n;
+            } else {
+                return core::Error{core::ErrorCode::kInvalidArgument,
+                                   fmt::format("{} is not a number", quoted(*expected))};
+            }
+            auto got = number_of(r);
+            if (!got) {
+                return miss(fmt::format("a number {} {}", op_text(a.op), *expected));
+            }
+            bool ok = a.op == Op::kLt   ? *got < limit
+                      : a.op == Op::kLe ? *got <= limit
+                      : a.op == Op::kGt ? *got > limit
+                                        : *got >= limit;
+            std::string unit = a.subject == Subject::kDuration && !a.length ? "ms" : "";
+            return ok ? std::string{}
+                      : fmt::format("expected {} {} but got {}{}", op_text(a.op), *expected,
+                                    shown(r), unit);
+        }
+        case Op::kContains:
+            return text_of(r).find(*expected) != std::string::npos
+                       ? std::string{}
+                       : miss(fmt::format("text containing {}", quoted(*expected)));
+        case Op::kMatches: {
+            auto re = core::Regex::compile(*expected);
+            if (!re) {
+                return re.error();
+            }
+            return re->search(text_of(r)) ? std::string{}
+                                          : miss(fmt::format("a match for /{}/", *expected));
+        }
+        case Op::kAny: {
+            std::vector<std::string> options;
+            for (const auto& v : a.values) {
+                auto one = render(v, vars);
+                if (!one) {
+                    return one.error();
+                }
+                if (equals(r, *one)) {
+                    return std::string{};
+                }
+                options.push_back(quoted(*one));
+            }
+            return miss(fmt::format("one of {}", fmt::join(options, ", ")));
+        }
+        case Op::kHas:
+            break;
+    }
+    return std::string{};
+}
+
+core::Result<std::string> capture(const Capture& c, Answer& answer) {
+    Read r = read_subject(answer, c.subject, c.name);
+    if (!r.value && !r.text) {
+        return core::Error{core::ErrorCode::kNotFound, r.missing};
+    }
+    std::string text = text_of(r);
+    if (c.regex.empty()) {
+        return text;
+    }
+    auto re = core::Regex::compile(c.regex);
+    if (!re) {
+        return re.error();
+    }
+    std::vector<std::string_view> groups;
+    if (!re->search(text, groups) || groups.size() < 2) {
+        return core::Error{core::ErrorCode::kNotFound,
+                           fmt::format("/{}/ does not match {}", c.regex, quoted(text))};
+    }
+    return std::string{groups[1]};
+}
+
+std::string default_name(const Step& step) {
+    switch (step.kind) {
+        case StepKind::kHttp:
+            return fmt::format("{} {}", step.method, step.url);
+        case StepKind::kJsonRpc:
+            return fmt::format("{} {}", step.rpc_method, step.url);
+        case StepKind::kWebSocket:
+            return fmt::format("websocket {}", step.url);
+        case StepKind::kTcp:
+            return fmt::format("tcp {}", step.address);
+        case StepKind::kCommand:
+            return step.argv.empty() ? std::string{"command"} : step.argv.front();
+        case StepKind::kPoll:
+            return "poll";
+        case StepKind::kParallel:
+            return fmt::format("parallel x{}", step.count);
+    }
+    return "step";
+}
+
+core::Millis remaining(SteadyClock::time_point deadline) {
+    auto left = std::chrono::duration_cast<core::Millis>(deadline - SteadyClock::now());
+    return std::max(left, core::Millis{0});
+}
+
+/// One branch of a parallel step: its own copy of the variables and its own results.
+struct Branch {
+    Vars vars;
+    std::vector<StepResult> results;
+    std::string failed;
+    Verdict verdict;
+};
+
+class Runner {
+public:
+    explicit Runner(RunContext& context) : ctx_(context) {}
+
+    /// Runs `steps` in order until one does not pass. Results go to `out`.
+    asio::awaitable<Verdict> steps(const std::vector<Step>& list,
+                                   Vars& vars,
+                                   int depth,
+                                   bool cleanup,
+                                   SteadyClock::time_point deadline,
+                                   std::vector<StepResult>& out,
+                                   std::string& failed_step) {
+        for (const auto& step : list) {
+            auto started = SteadyClock::now();
+            std::vector<StepResult> inner;
+            StepResult result{.name = step.name.empty() ? default_name(step) : step.name,
+                              .kind = step.kind,
+                              .depth = depth,
+                              .cleanup = cleanup};
+            Verdict v;
+            if (SteadyClock::now() >= deadline) {
+                v = Verdict::broken("the scenario's timeout passed before this step");
+            } else {
+                v = co_await one(step, vars, depth, cleanup, deadline, inner);
+            }
+            result.outcome = v.outcome;
+            result.duration =
+                std::chrono::duration_cast<core::Millis>(SteadyClock::now() - started);
+            result.message = v.message;
+            if (ctx_.on_step) {
+                ctx_.on_step(result);
+            }
+            out.push_back(std::move(result));
+            out.insert(out.end(), std::make_move_iterator(inner.begin()),
+                       std::make_move_iterator(inner.end()));
+            if (v.outcome != Outcome::kPassed) {
+                if (failed_step.empty()) {
+                    failed_step = out[out.size() - inner.size() - 1].name;
+                }
+                co_return v;
+            }
+        }
+        co_return Verdict::passed();
+    }
+
+private:
+    asio::awaitable<Verdict> one(const Step& step,
+                                 Vars& vars,
+                                 int depth,
+                                 bool cleanup,
+                                 SteadyClock::time_point scenario_deadline,
+                                 std::vector<StepResult>& inner) {
+        auto deadline = scenario_deadline;
+        if (step.timeout.count() > 0) {
+            deadline = std::min(deadline, SteadyClock::now() + step.timeout);
+        }
+        switch (step.kind) {
+            case StepKind::kPoll:
+                co_return co_await poll(step, vars, depth, cleanup, deadline, inner);
+            case StepKind::kParallel:
+                co_return co_await parallel(step, vars, depth, cleanup, deadline, inner);
+            default:
+                break;
+        }
+        Answer answer;
+        auto started = SteadyClock::now();
+        Verdict v = co_await call(step, vars, deadline, answer);
+        answer.duration = std::chrono::duration_cast<core::Millis>(SteadyClock::now() - started);
+        if (v.outcome != Outcome::kPassed) {
+            co_return v;
+        }
+        co_return check(step, vars, answer);
+    }
+
+    /// The step's assertions, the implicit ones, then its captures.
+    Verdict check(const Step& step, Vars& vars, Answer& answer) {
+        bool checks_status = false;
+        bool checks_exit = false;
+        for (const auto& a : step.assertions) {
+            checks_status |= a.subject == Subject::kStatus;
+            checks_exit |= a.subject == Subject::kExitCode;
+        }
+        if (!checks_status && answer.status && *answer.status >= 400) {
+            std::string why = fmt::format("HTTP {}: {}", *answer.status, quoted(answer.body));
+            return *answer.status >= 500 ? Verdict::broken(why) : Verdict::failed(why);
+        }
+        if (!checks_exit && answer.exit_code && *answer.exit_code != 0) {
+            return Verdict::failed(
+                fmt::format("exited with {}: {}", *answer.exit_code, quoted(answer.stderr_text)));
+        }
+        if (step.kind == StepKind::kJsonRpc) {
+            std::string problem;
+            const json::value* reply = json_of(answer, problem);
+            if (reply == nullptr) {
+                return Verdict::failed(problem);
+            }
+            const auto* object = reply->if_object();
+            const json::value* error = object ? object->if_contains("error") : nullptr;
+            bool expects_error =
+                std::any_of(step.assertions.begin(), step.assertions.end(), [](const Assertion& a) {
+                    return a.subject == Subject::kJson && a.name.starts_with("error");
+                });
+            if (error != nullptr && !error->is_null() && !expects_error) {
+                return Verdict::failed("JSON-RPC error: " + one_line(json::serialize(*error)));
+            }
+        }
+        for (const auto& a : step.assertions) {
+            auto problem = judge(a, answer, vars);
+            if (!problem) {
+                return Verdict::failed(fmt::format("{}: {}", a.text, problem.error().message));
+            }
+            if (!problem->empty()) {
+                // 5xx while the status was asserted is still the target failing to serve.
+                bool unavailable =
+                    a.subject == Subject::kStatus && answer.status && *answer.status >= 500;
+                std::string why = a.message.empty() ? fmt::format("{}: {}", a.text, *problem)
+                                                    : fmt::format("{}: {}", a.message, *problem);
+                return unavailable ? Verdict::broken(why) : Verdict::failed(why);
+            }
+        }
+        for (const auto& c : step.captures) {
+            auto value = capture(c, answer);
+            if (!value) {
+                return Verdict::failed(
+                    fmt::format("capture {} ({}): {}", c.variable, c.text, value.error().message));
+            }
+            vars[c.variable] = std::move(*value);
+        }
+        return Verdict::passed();
+    }
+
+    asio::awaitable<Verdict> call(const Step& step,
+                                  const Vars& vars,
+                                  SteadyClock::time_point deadline,
+                                  Answer& answer) {
+        switch (step.kind) {
+            case StepKind::kHttp:
+            case StepKind::kJsonRpc:
+                co_return co_await http(step, vars, deadline, answer);
+            case StepKind::kWebSocket:
+                co_return co_await websocket(step, vars, deadline, answer);
+            case StepKind::kTcp:
+                co_return co_await tcp(step, vars, deadline);
+            case StepKind::kCommand:
+                co_return co_await command(step, vars, deadline, answer);
+            default:
+                break;
+        }
+        co_return Verdict::broken("not a call");
+    }
+
+    static Verdict from_error(const core::Error& error) {
+        return error.code == core::ErrorCode::kInvalidArgument ? Verdict::failed(error.message)
+                                                               : Verdict::broken(error.message);
+    }
+
+    asio::awaitable<Verdict> http(const Step& step,
+                                  const Vars& vars,
+                                  SteadyClock::time_point deadline,
+                                  Answer& answer) {
+        if (ctx_.http == nullptr) {
+            co_return Verdict::broken("no HTTP client to run this step with");
+        }
+        net::ClientRequest request;
+        auto url = render(step.url, vars);
+        if (!url) {
+            co_return Verdict::failed(url.error().message);
+        }
+        request.url = std::move(*url);
+        request.timeout = std::max(remaining(deadline), core::Millis{1});
+        request.max_body_bytes = ctx_.max_body_bytes;
+        for (const auto& [name, value] : step.headers) {
+            auto filled = render(value, vars);
+            if (!filled) {
+                co_return Verdict::failed(filled.error().message);
+            }
+            request.headers.push_back(net::Header{name, std::move(*filled)});
+        }
+        if (!step.tls_verify || !step.ca_file.empty()) {
+            request.tls = net::ClientTls{.ca_file = step.ca_file, .verify = step.tls_verify};
+        }
+        if (step.kind == StepKind::kJsonRpc) {
+            auto params = render(step.rpc_params, vars);
+            if (!params) {
+                co_return Verdict::failed(params.error().message);
+            }
+            json::error_code ec;
+            auto parsed = json::parse(*params, ec);
+            if (ec) {
+                co_return Verdict::failed(fmt::format("params are not JSON once filled in ({}): {}",
+                                                      ec.message(), quoted(*params)));
+            }
+            request.method = "POST";
+            request.body = json::serialize(json::object{
+                {"jsonrpc", "2.0"}, {"id", 1}, {"method", step.rpc_method}, {"params", parsed}});
+            if (!net::find_header(request.headers, "Content-Type")) {
+                request.headers.push_back(net::Header{"Content-Type", "application/json"});
+            }
+        } else {
+            request.method = step.method;
+            auto body = render(step.body, vars);
+            if (!body) {
+                co_return Verdict::failed(body.error().message);
+            }
+            request.body = std::move(*body);
+        }
+        auto got = co_await ctx_.http->fetch(std::move(request));
+        if (!got) {
+            co_return from_error(got.error());
+        }
+        answer.status = got->status;
+        answer.headers = std::move(got->headers);
+        answer.body = std::move(got->body);
+        co_return Verdict::passed();
+    }
+
+    asio::awaitable<Verdict> websocket(const Step& step,
+                                       const Vars& vars,
+                                       SteadyClock::time_point deadline,
+                                       Answer& answer) {
+        if (ctx_.blocking == nullptr) {
+            co_return Verdict::broken("no thread pool to run a websocket step on");
+        }
+        auto url = render(step.url, vars);
+        auto message = render(step.body, vars);
+        if (!url || !message) {
+            co_return Verdict::failed((!url ? url.error() : message.error()).message);
+        }
+        net::WebSocketConnect connect{.url = std::move(*url)};
+        for (const auto& [name, value] : step.headers) {
+            auto filled = render(value, vars);
+            if (!filled) {
+                co_return Verdict::failed(filled.error().message);
+            }
+            connect.headers.push_back(net::Header{name, std::move(*filled)});
+        }
+        connect.timeout = std::max(remaining(deadline), core::Millis{1});
+        connect.max_message_bytes = ctx_.max_body_bytes;
+        if (!step.tls_verify || !step.ca_file.empty()) {
+            connect.tls = net::ClientTls{.ca_file = step.ca_file, .verify = step.tls_verify};
+        }
+        auto exchange = [connect = std::move(connect), text = std::move(*message),
+                         deadline]() -> core::Result<std::string> {
+            auto client = net::WebSocketClient::connect(connect);
+            if (!client) {
+                return client.error();
+            }
+            if (!text.empty()) {
+                if (auto sent = (*client)->send(net::WebSocketMessage{.data = text},
+                                                std::max(remaining(deadline), core::Millis{1}));
+                    !sent) {
+                    return sent.error();
+                }
+            }
+            auto got = (*client)->read(std::max(remaining(deadline), core::Millis{1}));
+            if (!got) {
+                return got.error();
+            }
+            (void)(*client)->close(1000, "", core::Millis{200});
+            return std::move(got->data);
+        };
+        auto got = co_await net::offload(*ctx_.blocking, std::move(exchange));
+        if (!got) {
+            co_return from_error(got.error());
+        }
+        answer.body = std::move(*got);
+        co_return Verdict::passed();
+    }
+
+    asio::awaitable<Verdict> tcp(const Step& step,
+                                 const Vars& vars,
+                                 SteadyClock::time_point deadline) {
+        using namespace asio::experimental::awaitable_operators;
+        auto address = render(step.address, vars);
+        if (!address) {
+            co_return Verdict::failed(address.error().message);
+        }
+        auto colon = address->rfind(':');
+        if (colon == std::string::npos || colon + 1 == address->size()) {
+            co_return Verdict::failed(fmt::format("\"{}\" is not HOST:PORT", *address));
+        }
+        std::string host = address->substr(0, colon);
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+            host = host.substr(1, host.size() - 2);
+        }
+        std::string port = address->substr(colon + 1);
+        auto executor = co_await asio::this_coro::executor;
+        asio::steady_timer timer{executor, deadline};
+        asio::ip::tcp::resolver resolver{executor};
+        asio::ip::tcp::socket socket{executor};
+        auto attempt = [&]() -> asio::awaitable<boost::system::error_code> {
+            auto [rec, endpoints] =
+                co_await resolver.async_resolve(host, port, asio::as_tuple(asio::use_awaitable));
+            if (rec) {
+                co_return rec;
+            }
+            auto [cec, endpoint] = co_await asio::async_connect(
+                socket, endpoints, asio::as_tuple(asio::use_awaitable));
+            co_return cec;
+        };
+        auto raced = co_await (attempt() || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+        if (raced.index() == 1) {
+            co_return Verdict::broken(
+                fmt::format("no connection to {} within the timeout", *address));
+        }
+        if (auto ec = std::get<0>(raced); ec) {
+            co_return Verdict::broken(
+                fmt::format("cannot connect to {}: {}", *address, ec.message()));
+        }
+        co_return Verdict::passed();
+    }
+
+    asio::awaitable<Verdict> command(const Step& step,
+                                     const Vars& vars,
+                                     SteadyClock::time_point deadline,
+                                     Answer& answer) {
+        proc::SpawnOptions options;
+        for (const auto& arg : step.argv) {
+            auto filled = render(arg, vars);
+            if (!filled) {
+                co_return Verdict::failed(filled.error().message);
+            }
+            options.argv.push_back(std::move(*filled));
+        }
+        std::size_t kept = 0;
+        bool cut = false;
+        std::string out;
+        std::string err;
+        proc::RunSpec spec;
+        spec.timeout = std::max(remaining(deadline), core::Millis{1});
+        spec.kill_grace = core::Millis{2000};
+        spec.on_line = [&](const proc::Line& line) {
+            auto& into = line.stream == proc::Stream::kStdout ? out : err;
+            if (kept + line.text.size() + 1 > ctx_.max_body_bytes) {
+                cut = true;
+                return;
+            }
+            kept += line.text.size() + 1;
+            if (!into.empty()) {
+                into += '\n';
+            }
+            into += line.text;
+        };
+        auto executor = co_await asio::this_coro::executor;
+        auto ran = co_await proc::run(executor, std::move(options), std::move(spec));
+        if (!ran) {
+            co_return Verdict::broken(ran.error().message);
+        }
+        if (ran->timed_out) {
+            co_return Verdict::broken("the command did not end within the timeout");
+        }
+        if (cut) {
+            co_return Verdict::failed(
+                fmt::format("the command printed more than {} bytes", ctx_.max_body_bytes));
+        }
+        answer.exit_code = ran->status.exited() ? ran->status.code : 128 + ran->status.signal;
+        answer.body = std::move(out);
+        answer.stderr_text = std::move(err);
+        co_return Verdict::passed();
+    }
+
+    asio::awaitable<Verdict> poll(const Step& step,
+                                  Vars& vars,
+                                  int depth,
+                                  bool cleanup,
+                                  SteadyClock::time_point deadline,
+                                  std::vector<StepResult>& inner) {
+        deadline = std::min(deadline, SteadyClock::now() + step.deadline);
+        auto executor = co_await asio::this_coro::executor;
+        asio::steady_timer timer{executor};
+        int tries = 0;
+        auto started = SteadyClock::now();
+        while (true) {
+            ++tries;
+            Vars attempt = vars;
+            std::vector<StepResult> results;
+            std::string failed;
+            auto quiet = std::exchange(ctx_.on_step, nullptr);  // only the last try is shown
+            Verdict v =
+                co_await steps(step.steps, attempt, depth + 1, cleanup, deadline, results, failed);
+            ctx_.on_step = std::move(quiet);
+            if (v.outcome == Outcome::kPassed) {
+                vars = std::move(attempt);
+                inner = std::move(results);
+                co_return Verdict{Outcome::kPassed, fmt::format("passed on try {}", tries)};
+            }
+            auto next = SteadyClock::now() + step.interval;
+            if (next >= deadline) {
+                inner = std::move(results);
+                auto waited =
+                    std::chrono::duration_cast<core::Millis>(SteadyClock::now() - started);
+                // Never passing within the deadline is the target not getting there: the last
+                // try's own verdict says whether it answered wrongly or not at all.
+                co_return Verdict{
+                    v.outcome,
+                    fmt::format("not passed after {} tries in {}: step \"{}\": {}", tries,
+                                core::format_duration(waited), failed, v.message)};
+            }
+            timer.expires_at(next);
+            co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+    }
+
+    asio::awaitable<Verdict> parallel(const Step& step,
+                                      Vars& vars,
+                                      int depth,
+                                      bool cleanup,
+                                      SteadyClock::time_point deadline,
+                                      std::vector<StepResult>& inner) {
+        std::vector<Branch> branches(static_cast<std::size_t>(step.count));
+        auto executor = co_await asio::this_coro::executor;
+        auto quiet = std::exchange(ctx_.on_step, nullptr);  // branches interleave: shown after
+        using Op = decltype(asio::co_spawn(executor, std::declval<asio::awaitable<void>>(),
+                                           asio::deferred));
+        std::vector<Op> ops;
+        for (std::size_t i = 0; i < branches.size(); ++i) {
+            auto& branch = branches[i];
+            branch.vars = vars;
+            branch.vars["branch"] = std::to_string(i + 1);
+            ops.push_back(asio::co_spawn(
+                executor, run_branch(step, branch, depth, cleanup, deadline), asio::deferred));
+        }
+        co_await asio::experimental::make_parallel_group(std::move(ops))
+            .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+        ctx_.on_step = std::move(quiet);
+        Verdict worst = Verdict::passed();
+        int failures = 0;
+        for (std::size_t i = 0; i < branches.size(); ++i) {
+            auto& branch = branches[i];
+            for (auto& r : branch.results) {
+                r.name = fmt::format("[{}] {}", i + 1, r.name);
+                inner.push_back(std::move(r));
+            }
+            if (branch.verdict.outcome != Outcome::kPassed) {
+                ++failures;
+                if (worst.outcome == Outcome::kPassed ||
+                    branch.verdict.outcome == Outcome::kBroken) {
+                    worst = Verdict{branch.verdict.outcome,
+                                    fmt::format("branch {}: step \"{}\": {}", i + 1, branch.failed,
+                                                branch.verdict.message)};
+                }
+            }
+        }
+        if (failures > 0) {
+            worst.message = fmt::format("{} of {} branches did not pass; {}", failures,
+                                        branches.size(), worst.message);
+        }
+        co_return worst;
+    }
+
+    asio::awaitable<void> run_branch(const Step& step,
+                                     Branch& branch,
+                                     int depth,
+                                     bool cleanup,
+                                     SteadyClock::time_point deadline) {
+        branch.verdict = co_await steps(step.steps, branch.vars, depth + 1, cleanup, deadline,
+                                        branch.results, branch.failed);
+    }
+
+    RunContext& ctx_;
+};
+
+}  // namespace
+
+asio::awaitable<RunResult> run_scenario(const Scenario& scenario, RunContext context) {
+    core::SystemClock system_clock;
+    core::Clock& clock = context.clock != nullptr ? *context.clock : system_clock;
+    RunResult result;
+    result.scenario = scenario.name;
+    result.started = clock.now();
+    auto started = SteadyClock::now();
+    Vars vars = context.vars;
+    for (const auto& [name, value] : scenario.vars) {
+        auto filled = render(value, vars);
+        vars[name] = filled ? std::move(*filled) : value;
+    }
+    Runner runner{context};
+    Verdict verdict;
+    try {
+        verdict = co_await runner.steps(scenario.steps, vars, 0, false, started + scenario.timeout,
+                                        result.steps, result.failed_step);
+        if (!scenario.cleanup.empty()) {
+            std::string cleanup_failed;
+            Verdict cleaned = co_await runner.steps(scenario.cleanup, vars, 0, true,
+                                                    SteadyClock::now() + scenario.timeout,
+                                                    result.steps, cleanup_failed);
+            if (verdict.outcome == Outcome::kPassed && cleaned.outcome != Outcome::kPassed) {
+                verdict = cleaned;
+                result.failed_step = cleanup_failed;
+            }
+        }
+    } catch (const std::exception& e) {
+        verdict = Verdict::broken(std::string{"the run failed: "} + e.what());
+    }
+    result.outcome = verdict.outcome;
+    if (verdict.outcome != Outcome::kPassed) {
+        result.message = result.failed_step.empty()
+                             ? verdict.message
+                             : fmt::format("step \"{}\": {}", result.failed_step, verdict.message);
+    }
+    result.duration = std::chrono::duration_cast<core::Millis>(SteadyClock::now() - started);
+    co_return result;
+}
+
+}  // namespace aviary::probes
