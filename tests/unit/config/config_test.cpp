@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -319,10 +320,44 @@ void expect_same(const notify::Settings& want, const notify::Settings& got) {
     EXPECT_EQ(got.grafana.poll, poll);
 }
 
+/// A scenario's shape: its name, schedule and the kinds of its steps, nested ones in brackets.
+std::string shape(const std::vector<probes::Step>& steps) {
+    std::string out;
+    for (const auto& step : steps) {
+        out += (out.empty() ? "" : " ") + std::string{probes::step_kind_name(step.kind)};
+        if (!step.steps.empty()) {
+            out += "[" + shape(step.steps) + "]";
+        }
+    }
+    return out;
+}
+
+std::string shape(const probes::Scenario& s) {
+    return fmt::format("{} every {} within {}{}: {}", s.name, core::format_duration(s.interval),
+                       core::format_duration(s.timeout), s.enabled ? "" : " (off)", shape(s.steps));
+}
+
+void expect_same(const probes::Settings& want, const probes::Settings& got) {
+    const auto& [scenarios, max_concurrent, max_body_bytes, retention] = want;
+    EXPECT_EQ(got.max_concurrent, max_concurrent);
+    EXPECT_EQ(got.max_body_bytes, max_body_bytes);
+    EXPECT_EQ(got.retention, retention);
+    std::vector<std::string> want_shapes;
+    std::vector<std::string> got_shapes;
+    for (const auto& s : scenarios) {
+        want_shapes.push_back(shape(s));
+    }
+    for (const auto& s : got.scenarios) {
+        got_shapes.push_back(shape(s));
+    }
+    EXPECT_EQ(got_shapes, want_shapes);
+}
+
 /// Everything but `source` (which names where each came from).
 void expect_same(const Config& want, const Config& got) {
     const auto& [source, data_dir, instance, server, store, fleet, jobs, drivers, auth, log, notify,
-                 logs] = want;
+                 logs, probes] = want;
+    expect_same(probes, got.probes);
     (void)source;
     EXPECT_EQ(got.data_dir, data_dir);
     EXPECT_EQ(got.instance, instance);
@@ -408,7 +443,7 @@ jobs::StepSpec wait_step(jobs::WaitCondition condition, core::Millis timeout) {
 std::vector<jobs::ActionSpec> builtin_actions() {
     using drivers::Op;
     using jobs::WaitCondition;
-    std::vector<jobs::ActionSpec> actions(19);
+    std::vector<jobs::ActionSpec> actions(20);
     auto& upgrade = actions[0];
     upgrade.name = "upgrade";
     upgrade.description = "Run a new image tag, keeping the node's data.";
@@ -613,6 +648,18 @@ std::vector<jobs::ActionSpec> builtin_actions() {
     rolling.rerun_safe = true;
     rolling.timeout = 15min;
     rolling.steps = {driver_step(Op::kReload), wait_step(WaitCondition::kSynced, 10min)};
+    auto& echo = actions[19];
+    echo.name = "echo";
+    echo.description =
+        "Print a text (the canary scenarios check the job machinery end to end with it).";
+    echo.exclusive = false;
+    echo.rerun_safe = true;
+    echo.timeout = 30s;
+    echo.params = {jobs::ParamSpec{.name = "text", .description = "The text to print."}};
+    echo.steps.resize(1);
+    echo.steps[0].kind = jobs::StepKind::kRun;
+    echo.steps[0].argv = {"echo", "{{params.text}}"};
+    echo.steps[0].name = "run echo";
     return actions;
 }
 
@@ -643,6 +690,30 @@ Config default_with_demo_fleet() {
                                          .groups = {"demo"}};
     want.fleet.nodes.push_back(loopback);
     want.fleet.worker_ids = {core::WorkerId{.id = "tc-worker-1", .machine = "loopback-1"}};
+    // The Bacalhau canary's five scenarios, against serve's own job API.
+    auto step = [](probes::StepKind kind, std::vector<probes::Step> inner = {}) {
+        probes::Step s;
+        s.kind = kind;
+        s.steps = std::move(inner);
+        return s;
+    };
+    using probes::StepKind;
+    auto poll = [&] { return step(StepKind::kPoll, {step(StepKind::kHttp)}); };
+    auto scenario = [](std::string name, std::vector<probes::Step> steps) {
+        probes::Scenario s;
+        s.name = std::move(name);
+        s.steps = std::move(steps);
+        return s;
+    };
+    want.probes.scenarios = {
+        scenario("list", {step(StepKind::kHttp)}),
+        scenario("submit", {step(StepKind::kHttp), poll()}),
+        scenario("submitAndDescribe",
+                 {step(StepKind::kHttp), poll(), step(StepKind::kHttp), step(StepKind::kHttp)}),
+        scenario("submitAndGet", {step(StepKind::kHttp), poll(), step(StepKind::kHttp)}),
+        scenario("submitWithConcurrency",
+                 {step(StepKind::kParallel, {step(StepKind::kHttp), poll()})}),
+    };
     return want;
 }
 
@@ -747,7 +818,8 @@ jobs:
                                                                "pause-production",
                                                                "resume-production",
                                                                "switch-producer",
-                                                               "config-reload"}));
+                                                               "config-reload",
+                                                               "echo"}));
 }
 
 TEST(Config, FileActionReplacesTheBuiltinOfTheSameName) {
