@@ -130,6 +130,7 @@ Router::Router(RouterDeps deps)
     deps_.roller.add_routes(table_);
     deps_.bitahoy.add_routes(table_);
     deps_.logs_rest.add_routes(table_);
+    deps_.probes_rest.add_routes(table_);
 }
 
 void Router::add_own_routes() {

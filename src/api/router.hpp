@@ -13,6 +13,7 @@
 #include "api/jobs_rest.hpp"
 #include "api/jsonrpc.hpp"
 #include "api/logs_rest.hpp"
+#include "api/probes_rest.hpp"
 #include "api/rest.hpp"
 #include "api/roller_rest.hpp"
 #include "api/routes.hpp"
@@ -34,6 +35,7 @@ struct RouterDeps {
     RollerRest& roller;
     BitahoyWs& bitahoy;
     LogsRest& logs_rest;
+    ProbesRest& probes_rest;
     const Authenticator& auth;
     std::function<bool()> stopping;  ///< true once shutdown began: /readyz turns 503
 };

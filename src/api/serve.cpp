@@ -33,6 +33,7 @@
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
 #include "notify/notify.hpp"
+#include "probes/probes.hpp"
 #include "store/store.hpp"
 
 namespace aviary::api {
@@ -500,9 +501,18 @@ int serve(config::Config config, ServeOptions options) {
         return 1;
     }
     log_rescue(*log, *rescued);
+    // Canary scenarios' old runs (docs/probes.md): the leader prunes them.
+    probes::schedule_retention(scheduler, **store, config.probes);
     scheduler.start();
 
     net::BlockingPool pool{config.server.blocking_threads};
+    // Canary scenarios on their schedule, on a thread of their own (docs/probes.md); started
+    // once serve listens, as their {{server}} is its address.
+    probes::Service probes{config.probes, probes::Service::Options{.store = &**store,
+                                                                   .blocking = &pool,
+                                                                   .metrics = &registry,
+                                                                   .clock = &clock,
+                                                                   .instance = membership.name()}};
     JsonRpc rpc;
     auto& calls = registry.counter("aviary_jsonrpc_calls_total",
                                    "JSON-RPC calls, by method and outcome.", {"method", "outcome"});
@@ -521,6 +531,7 @@ int serve(config::Config config, ServeOptions options) {
     Authenticator auth{config.auth, config.server.listen};
     BitahoyWs bitahoy{records, pool, auth, record_feed, notification_pushes};
     LogsRest logs_rest{records, pool, record_feed};
+    ProbesRest probes_rest{probes, pool};
 
     Router router{RouterDeps{
         .store = **store,
@@ -533,6 +544,7 @@ int serve(config::Config config, ServeOptions options) {
         .roller = roller,
         .bitahoy = bitahoy,
         .logs_rest = logs_rest,
+        .probes_rest = probes_rest,
         .auth = auth,
         .stopping = stopping,
     }};
@@ -562,6 +574,7 @@ int serve(config::Config config, ServeOptions options) {
     }
     warn_if_tokens_in_clear(*log, config);
     const char* scheme = config.server.tls.cert_file.empty() ? "http" : "https";
+    probes.start(fmt::format("{}://{}", scheme, *address));
     log->info("serving address={}://{} config={} data_dir={} store={}", scheme, *address,
               config.source, config.data_dir, store::describe(config.store));
     std::printf("aviary %s serving on %s://%s\n", std::string{version()}.c_str(), scheme,
@@ -577,6 +590,7 @@ int serve(config::Config config, ServeOptions options) {
               core::format_duration(config.server.shutdown_grace));
     record_feed.close();  // live tails end with "serve is shutting down" and their cursor
     server.stop();
+    probes.stop();  // a run cut short is not stored; before the pool it calls the store on
     // After the server: no request submits or waits any more. Before the store closes: a
     // running step ends (and is rescued at the next start) with the store still there. The
     // sender first: it cancels its request in flight, so the scheduler's stop does not wait

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,11 +22,15 @@
 #include <vector>
 
 #include "core/core.hpp"
+#include "store/store.hpp"
 
 namespace aviary::net {
 class HttpClient;
 class BlockingPool;
 }  // namespace aviary::net
+namespace aviary::metrics {
+class Registry;
+}  // namespace aviary::metrics
 
 namespace aviary::probes {
 
@@ -204,5 +209,95 @@ struct RunContext {
 /// pass, then its cleanup steps, all within `timeout` (cleanup within as much again). Never
 /// throws: every problem is in the result.
 boost::asio::awaitable<RunResult> run_scenario(const Scenario& scenario, RunContext context);
+
+// ---------------------------------------------------------------------------------------------
+// Availability
+
+/// A scenario's runs over a window, and the shares the original canary alarmed on:
+/// availability = 100 − 100·broken / max(broken, runs) (a run that could not reach its target),
+/// correctness the same for failed runs (it answered wrongly). No runs: no figure.
+struct Window {
+    std::string name;  ///< "1h", "24h", "30d"
+    core::Millis length{0};
+    std::int64_t runs = 0;
+    std::int64_t failed = 0;
+    std::int64_t broken = 0;
+    std::optional<double> availability;
+    std::optional<double> correctness;
+    std::optional<double> success;  ///< passed / runs
+};
+
+/// The windows every scenario is reported over.
+std::vector<std::pair<std::string, core::Millis>> standard_windows();
+/// A window's figures from counts.
+Window window_from(std::string name, core::Millis length, const store::ProbeBucket& counts);
+
+/// The steps of a run as the store keeps them (a JSON array), and back for an API.
+std::string steps_json(const std::vector<StepResult>& steps);
+
+/// Adds the retention task (leader_only): runs older than settings.retention, and buckets older
+/// than that or 31 days, whichever is longer, are deleted every hour.
+void schedule_retention(core::Scheduler& scheduler, store::Store& store, const Settings& settings);
+
+// ---------------------------------------------------------------------------------------------
+// The service: scenarios on their schedule inside serve
+
+/// Runs every enabled scenario on its interval (with jitter, never overlapping itself, at most
+/// max_concurrent at once), stores each run, and keeps the probe metrics. With several
+/// instances on one store each run is claimed by one instance (Store::claim_probe). Runs on a
+/// thread of its own ("probes"); store calls go to the blocking pool.
+class Service {
+public:
+    struct Options {
+        store::Store* store = nullptr;
+        net::BlockingPool* blocking = nullptr;
+        metrics::Registry* metrics = nullptr;  ///< null: no metrics
+        core::Clock* clock = nullptr;          ///< null: the system clock
+        std::string instance;                  ///< stored with each run
+        bool schedule = true;                  ///< false: runs only on demand
+    };
+
+    struct ScenarioStatus {
+        const Scenario* scenario = nullptr;
+        std::optional<store::ProbeRun> last;
+        std::optional<core::TimePoint> next_run_at;
+        std::vector<Window> windows;  ///< standard_windows(), in order
+    };
+
+    /// How late scheduled runs started against when they were due (this instance's).
+    struct Lateness {
+        std::uint64_t runs = 0;
+        double p50_ms = 0;
+        double p99_ms = 0;
+        double max_ms = 0;
+    };
+
+    Service(Settings settings, Options options);
+    ~Service();
+    Service(const Service&) = delete;
+    Service& operator=(const Service&) = delete;
+
+    /// Starts the schedule; `server_url` is {{server}}, this serve's own address.
+    void start(std::string server_url);
+    /// Ends the schedule; a run in progress is abandoned (not stored). Idempotent.
+    void stop();
+
+    const Settings& settings() const { return settings_; }
+    store::Store& store() { return *impl_store(); }
+    /// Runs `name` now (besides its schedule), stores the run and returns it. Blocks the caller
+    /// until the run ends: call it off any event loop. kNotFound for an unknown scenario.
+    core::Result<RunResult> run_now(std::string_view name);
+    /// Every scenario with its last run, next run and windows (store reads: blocks).
+    core::Result<std::vector<ScenarioStatus>> status();
+    /// The last 24 hours in kProbeBucket steps, for the dashboard (store reads: blocks).
+    core::Result<std::vector<store::ProbeBucket>> recent_buckets();
+    Lateness lateness() const;
+
+private:
+    struct Impl;
+    store::Store* impl_store();
+    Settings settings_;
+    std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace aviary::probes

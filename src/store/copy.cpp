@@ -28,7 +28,7 @@ struct Table {
     std::string_view identity;  ///< PostgreSQL's identity column, whose sequence moves past it
 };
 
-constexpr std::array<Table, 10> kTables{{
+constexpr std::array<Table, 13> kTables{{
     {"nodes", "name", ""},
     {"leases", "node", ""},
     {"events", "id", "id"},
@@ -40,6 +40,10 @@ constexpr std::array<Table, 10> kTables{{
     {"worker_ids", "id", ""},
     // Copied so a fence never goes back when a deployment moves.
     {"producer_leases", "key", ""},
+    // Canary runs, their availability counts and when each scenario runs next.
+    {"probe_runs", "id", "id"},
+    {"probe_buckets", "scenario, start", ""},
+    {"probe_schedule", "scenario", ""},
 }};
 
 /// Tables each database keeps for itself: an instance's registration and leadership are the

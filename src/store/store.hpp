@@ -289,6 +289,39 @@ struct JobCounts {
     std::optional<core::TimePoint> oldest_queued;  ///< created_at of the oldest queued job
 };
 
+// --- probe runs ----------------------------------------------------------------------------
+
+/// One finished run of a canary scenario (docs/probes.md).
+struct ProbeRun {
+    std::int64_t id = 0;
+    std::string scenario;
+    core::TimePoint started_at{};
+    core::Millis duration{0};
+    std::string outcome;  ///< "passed", "failed" (a check did not hold) or "broken" (unreachable)
+    std::string failed_step;
+    std::string message;
+    std::string steps = "[]";  ///< the steps' results, a JSON array as probes wrote it
+    std::string instance;      ///< the instance that ran it
+};
+
+/// A scenario's runs counted per kProbeBucket of start time: what availability over a window,
+/// and the dashboard's chart, are computed from without reading every run.
+struct ProbeBucket {
+    std::string scenario;
+    core::TimePoint start{};
+    std::int64_t runs = 0;
+    std::int64_t failed = 0;
+    std::int64_t broken = 0;
+    std::int64_t duration_ms = 0;  ///< summed over the runs
+};
+inline constexpr core::Millis kProbeBucket{std::chrono::minutes{5}};
+
+/// When a scenario runs next (probe_schedule()).
+struct ProbeSlot {
+    std::string scenario;
+    core::TimePoint next_run_at{};
+};
+
 // --- annotation outbox ---------------------------------------------------------------------
 
 /// A job's annotation in the outbox. submit_job writes it (from Job::annotation) not yet due;
@@ -639,6 +672,33 @@ public:
                                                 core::TimePoint now) = 0;
     /// Every producer lease, by key.
     virtual core::Result<std::vector<ProducerLease>> producers() = 0;
+
+    // --- probe runs (docs/probes.md) -------------------------------------------------------
+    /// Stores a finished run and counts it into its scenario's bucket (kProbeBucket wide), in
+    /// one transaction. Returns the run's id.
+    virtual core::Result<std::int64_t> record_probe_run(const ProbeRun& run) = 0;
+    /// A scenario's runs, newest first, older than run `before_id` (0: from the newest).
+    virtual core::Result<std::vector<ProbeRun>> probe_runs(std::string_view scenario,
+                                                           int limit,
+                                                           std::int64_t before_id) = 0;
+    /// Each scenario's newest run.
+    virtual core::Result<std::vector<ProbeRun>> latest_probe_runs() = 0;
+    /// Every scenario's buckets that start at or after `since`, by scenario then time.
+    virtual core::Result<std::vector<ProbeBucket>> probe_buckets(core::TimePoint since) = 0;
+    /// The same summed per scenario: one ProbeBucket each, `start` the first bucket counted.
+    virtual core::Result<std::vector<ProbeBucket>> probe_totals(core::TimePoint since) = 0;
+    /// Claims a scenario's next run: moves its next run time from `seen` (nullopt: it has none
+    /// yet) to `next`. False when the time is no longer `seen`: another instance claimed it, so
+    /// each run happens on one instance.
+    virtual core::Result<bool> claim_probe(std::string_view scenario,
+                                           std::optional<core::TimePoint> seen,
+                                           core::TimePoint next) = 0;
+    /// When each scenario runs next.
+    virtual core::Result<std::vector<ProbeSlot>> probe_schedule() = 0;
+    /// Deletes runs started before `runs_before` and buckets before `buckets_before`; returns
+    /// how many runs went.
+    virtual core::Result<std::int64_t> prune_probe_runs(core::TimePoint runs_before,
+                                                        core::TimePoint buckets_before) = 0;
 
     // --- health --------------------------------------------------------------------------
     virtual Stats stats() const = 0;

@@ -179,6 +179,35 @@ CREATE TABLE producer_leases (
     {10, "sidecars' control urls", R"sql(
 ALTER TABLE nodes ADD COLUMN control_url TEXT NOT NULL DEFAULT '';
 )sql"},
+    {11, "probe runs, buckets and schedule", R"sql(
+CREATE TABLE probe_runs (
+    id BIGSERIAL PRIMARY KEY,
+    scenario TEXT COLLATE "C" NOT NULL,
+    started_at BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    outcome TEXT COLLATE "C" NOT NULL,
+    failed_step TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    steps TEXT NOT NULL DEFAULT '[]',
+    instance TEXT COLLATE "C" NOT NULL DEFAULT ''
+);
+CREATE INDEX probe_runs_by_scenario ON probe_runs (scenario, id);
+CREATE INDEX probe_runs_by_start ON probe_runs (started_at);
+CREATE TABLE probe_buckets (
+    scenario TEXT COLLATE "C" NOT NULL,
+    start BIGINT NOT NULL,
+    runs BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    broken BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    PRIMARY KEY (scenario, start)
+);
+CREATE INDEX probe_buckets_by_start ON probe_buckets (start);
+CREATE TABLE probe_schedule (
+    scenario TEXT COLLATE "C" PRIMARY KEY,
+    next_run_at BIGINT NOT NULL
+);
+)sql"},
 };
 
 /// Runs `sql` and records `version` in one transaction.

@@ -11,6 +11,7 @@
 #include "store/sql/jobs.hpp"
 #include "store/sql/leases.hpp"
 #include "store/sql/nodes.hpp"
+#include "store/sql/probes.hpp"
 #include "store/sql/producers.hpp"
 #include "store/sql/waiters.hpp"
 #include "store/sql/workers.hpp"
@@ -517,6 +518,47 @@ core::Result<std::vector<core::Event>> SqlStore::events(const EventQuery& query)
 
 core::Result<std::int64_t> SqlStore::prune_events(core::TimePoint before) {
     return write<std::int64_t>([&](Connection& db) { return delete_events_before(db, before); });
+}
+
+core::Result<std::int64_t> SqlStore::record_probe_run(const ProbeRun& run) {
+    return write<std::int64_t>([&](Connection& db) { return insert_probe_run(db, run); });
+}
+
+core::Result<std::vector<ProbeRun>> SqlStore::probe_runs(std::string_view scenario,
+                                                         int limit,
+                                                         std::int64_t before_id) {
+    return read<std::vector<ProbeRun>>(
+        [&](Connection& db) { return select_probe_runs(db, scenario, limit, before_id); });
+}
+
+core::Result<std::vector<ProbeRun>> SqlStore::latest_probe_runs() {
+    return read<std::vector<ProbeRun>>([](Connection& db) { return select_latest_probe_runs(db); });
+}
+
+core::Result<std::vector<ProbeBucket>> SqlStore::probe_buckets(core::TimePoint since) {
+    return read<std::vector<ProbeBucket>>(
+        [&](Connection& db) { return select_probe_buckets(db, since); });
+}
+
+core::Result<std::vector<ProbeBucket>> SqlStore::probe_totals(core::TimePoint since) {
+    return read<std::vector<ProbeBucket>>(
+        [&](Connection& db) { return select_probe_totals(db, since); });
+}
+
+core::Result<bool> SqlStore::claim_probe(std::string_view scenario,
+                                         std::optional<core::TimePoint> seen,
+                                         core::TimePoint next) {
+    return write<bool>([&](Connection& db) { return sql::claim_probe(db, scenario, seen, next); });
+}
+
+core::Result<std::vector<ProbeSlot>> SqlStore::probe_schedule() {
+    return read<std::vector<ProbeSlot>>([](Connection& db) { return select_probe_schedule(db); });
+}
+
+core::Result<std::int64_t> SqlStore::prune_probe_runs(core::TimePoint runs_before,
+                                                      core::TimePoint buckets_before) {
+    return write<std::int64_t>(
+        [&](Connection& db) { return delete_probe_runs(db, runs_before, buckets_before); });
 }
 
 core::Result<void> SqlStore::join_instance(

@@ -145,6 +145,19 @@ public:
 
     core::Result<std::vector<core::Event>> events(const EventQuery& query) override;
     core::Result<std::int64_t> prune_events(core::TimePoint before) override;
+    core::Result<std::int64_t> record_probe_run(const ProbeRun& run) override;
+    core::Result<std::vector<ProbeRun>> probe_runs(std::string_view scenario,
+                                                   int limit,
+                                                   std::int64_t before_id) override;
+    core::Result<std::vector<ProbeRun>> latest_probe_runs() override;
+    core::Result<std::vector<ProbeBucket>> probe_buckets(core::TimePoint since) override;
+    core::Result<std::vector<ProbeBucket>> probe_totals(core::TimePoint since) override;
+    core::Result<bool> claim_probe(std::string_view scenario,
+                                   std::optional<core::TimePoint> seen,
+                                   core::TimePoint next) override;
+    core::Result<std::vector<ProbeSlot>> probe_schedule() override;
+    core::Result<std::int64_t> prune_probe_runs(core::TimePoint runs_before,
+                                                core::TimePoint buckets_before) override;
 
     core::Result<void> join_instance(
         const InstanceRecord& instance,

@@ -279,6 +279,43 @@ core::Result<void> add_control_urls(SqliteConnection& db) {
     return db.exec("ALTER TABLE nodes ADD COLUMN control_url TEXT NOT NULL DEFAULT ''");
 }
 
+// Canary scenarios' runs (docs/probes.md): each run, its counts per 5-minute bucket (what
+// availability over 30 days is read from), and when each scenario runs next (the row several
+// instances claim a run on).
+constexpr std::string_view kSchemaV11 = R"sql(
+CREATE TABLE probe_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    scenario TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    failed_step TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    steps TEXT NOT NULL DEFAULT '[]',
+    instance TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX probe_runs_by_scenario ON probe_runs (scenario, id);
+CREATE INDEX probe_runs_by_start ON probe_runs (started_at);
+CREATE TABLE probe_buckets (
+    scenario TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    runs INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    broken INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (scenario, start)
+) WITHOUT ROWID;
+CREATE INDEX probe_buckets_by_start ON probe_buckets (start);
+CREATE TABLE probe_schedule (
+    scenario TEXT PRIMARY KEY,
+    next_run_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+core::Result<void> add_probe_runs(SqliteConnection& db) {
+    return db.exec(kSchemaV11);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
@@ -290,6 +327,7 @@ constexpr Migration kMigrations[] = {
     {8, "instances, leaders and waiters' instances", add_instances},
     {9, "producer leases", add_producer_leases},
     {10, "sidecars' control urls", add_control_urls},
+    {11, "probe runs, buckets and schedule", add_probe_runs},
 };
 
 core::Result<void> record_version(SqliteConnection& db, int version) {
