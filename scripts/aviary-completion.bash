@@ -34,7 +34,7 @@ _aviary() {
     local global="--server --token --json --help"
     local commands="serve worker store version nodes acquire renew release free who history maintenance
         with-lease upgrade install-snapshot canary run-action actions jobs job logs notifications
-        supervise completion"
+        probes probe supervise completion"
     local submit="--owner --ttl --reason --wait --logs"
 
     # The command is the first word that is not an option or an option's value.
@@ -100,7 +100,7 @@ _aviary() {
                 copy) flags="--from --to --config --password-file --replace" ;;
             esac
             ;;
-        version | who) flags="" ;;
+        version | who | probes) flags="" ;;
         nodes)
             case $sub in
                 "") flags="--label add remove" ;;
@@ -132,6 +132,17 @@ _aviary() {
             esac
             ;;
         jobs) flags="--node --state --limit" ;;
+        probe)
+            case $sub in
+                "") COMPREPLY=($(compgen -W "run runs" -- "$cur")); return ;;
+                run) flags="--config" ;;
+                runs) flags="--limit" ;;
+            esac
+            if [[ $cur != -* && $prev == "$sub" ]]; then
+                COMPREPLY=($(compgen -W "$(_aviary_first_column probes)" -- "$cur"))
+                return
+            fi
+            ;;
         job)
             case $sub in
                 "") COMPREPLY=($(compgen -W "show logs cancel retry wait" -- "$cur")); return ;;

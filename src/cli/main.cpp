@@ -573,7 +573,8 @@ static int run_main(int argc, char** argv) {
     commands.version = app.add_subcommand("version", "print the version and commit");
 
     cli::ProbeRunFlags probe_flags;
-    auto* probe_run = cli::add_probe_commands(app, probe_flags);
+    cli::ProbeListFlags probe_list;
+    const auto probe = cli::add_probe_commands(app, probe_flags, probe_list);
 
     cli::SuperviseCliFlags supervise_flags;
     const auto supervise = cli::add_supervise_commands(app, supervise_flags);
@@ -621,7 +622,14 @@ static int run_main(int argc, char** argv) {
     if (*commands.completion) {
         return cli::run_completion(flags.completion_shell);
     }
-    if (*probe_run) {
+    if (*probe.list || *probe.runs) {
+        const cli::Context context{
+            cli::Client{cli::Connection{global.server, global.token, global.ca_file}}, global.json,
+            !global.token.empty()};
+        return *probe.list ? cli::run_probes_list(context)
+                           : cli::run_probe_runs(context, probe_list);
+    }
+    if (*probe.run) {
         probe_flags.server = global.server;
         probe_flags.ca_file = global.ca_file;
         probe_flags.json = global.json;

@@ -4,14 +4,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
+#include <cctype>
 #include <cstdio>
 #include <exception>
 #include <string>
 
 #include "cli/client.hpp"
+#include "cli/render.hpp"
 #include "config/config.hpp"
 #include "net/net.hpp"
 #include "probes/probes.hpp"
@@ -55,15 +58,104 @@ json::object as_json(const probes::RunResult& result) {
 
 }  // namespace
 
-CLI::App* add_probe_commands(CLI::App& app, ProbeRunFlags& flags) {
+ProbeCommands add_probe_commands(CLI::App& app, ProbeRunFlags& flags, ProbeListFlags& list) {
+    ProbeCommands commands;
+    commands.list = app.add_subcommand(
+        "probes", "the server's canary scenarios: last run, availability, next run");
     auto* probe = app.add_subcommand("probe", "canary scenarios (docs/probes.md)");
     probe->require_subcommand(1);
-    auto* run = probe->add_subcommand(
+    commands.run = probe->add_subcommand(
         "run", "run one scenario here and now, printing each step; exit 0 when it passed");
-    run->add_option("name", flags.name, "the scenario, e.g. submitAndGet")->required();
-    run->add_option("--config", flags.config_path,
-                    "the YAML file whose probes.scenarios hold it (default: the built-in ones)");
-    return run;
+    commands.run->add_option("name", flags.name, "the scenario, e.g. submitAndGet")->required();
+    commands.run->add_option(
+        "--config", flags.config_path,
+        "the YAML file whose probes.scenarios hold it (default: the built-in ones)");
+    commands.runs = probe->add_subcommand("runs", "a scenario's runs on the server, newest first");
+    commands.runs->add_option("name", list.name, "the scenario")->required();
+    commands.runs->add_option("--limit", list.limit, "how many (1-1000)")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    return commands;
+}
+
+namespace {
+
+std::string percent(const json::value& ratio) {
+    if (!ratio.is_number()) {
+        return "-";
+    }
+    return fmt::format("{:.2f}%", ratio.to_number<double>() * 100.0);
+}
+
+std::string string_of(const json::value& v) {
+    return v.is_string() ? std::string{v.get_string()} : std::string{};
+}
+
+std::string ago(const json::value& at, core::TimePoint now) {
+    auto t = core::parse_time(string_of(at));
+    return t ? relative(*t, now) : std::string{"-"};
+}
+
+}  // namespace
+
+int run_probes_list(const Context& context) {
+    auto reply = context.client.call("GET", "/api/v1/probes");
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    const auto now = core::SystemClock{}.now();
+    Table table{{"NAME", "LAST", "WHEN", "1H", "24H", "30D", "NEXT", "MESSAGE"}};
+    for (const auto& p : reply->json.at("probes").as_array()) {
+        const auto& last = p.at("last");
+        const auto& windows = p.at("windows");
+        table.add({string_of(p.at("name")), last.is_object() ? string_of(last.at("outcome")) : "-",
+                   last.is_object() ? ago(last.at("started_at"), now) : "-",
+                   percent(windows.at("1h").at("availability")),
+                   percent(windows.at("24h").at("availability")),
+                   percent(windows.at("30d").at("availability")),
+                   p.at("next_run_at").is_string() ? ago(p.at("next_run_at"), now) : "off",
+                   last.is_object() ? string_of(last.at("message")) : ""});
+    }
+    std::fputs(table.empty() ? "no scenarios\n" : table.text().c_str(), stdout);
+    return kExitOk;
+}
+
+int run_probe_runs(const Context& context, const ProbeListFlags& flags) {
+    const bool named =
+        !flags.name.empty() && std::all_of(flags.name.begin(), flags.name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' ||
+                   c == '.';
+        });
+    if (!named) {
+        std::fprintf(stderr,
+                     "aviary probe runs: \"%s\" is not a scenario name (letters, digits, _, - "
+                     "and .)\n",
+                     flags.name.c_str());
+        return kExitUsage;
+    }
+    auto reply = context.client.call(
+        "GET", fmt::format("/api/v1/probes/{}/runs?limit={}", flags.name, flags.limit));
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    const auto now = core::SystemClock{}.now();
+    Table table{{"ID", "WHEN", "OUTCOME", "DURATION", "INSTANCE", "MESSAGE"}};
+    for (const auto& r : reply->json.at("runs").as_array()) {
+        table.add({std::to_string(r.at("id").to_number<std::int64_t>()),
+                   ago(r.at("started_at"), now), string_of(r.at("outcome")),
+                   fmt::format("{} ms", r.at("duration_ms").to_number<std::int64_t>()),
+                   string_of(r.at("instance")), string_of(r.at("message"))});
+    }
+    std::fputs(table.empty() ? "no runs yet\n" : table.text().c_str(), stdout);
+    return kExitOk;
 }
 
 int run_probe(const ProbeRunFlags& flags) {

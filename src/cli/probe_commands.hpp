@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "cli/commands.hpp"
+
 namespace aviary::cli {
 
 struct ProbeRunFlags {
@@ -15,11 +17,26 @@ struct ProbeRunFlags {
     bool json = false;
 };
 
-/// Adds `probe run` under `app`; returns the `run` subcommand.
-CLI::App* add_probe_commands(CLI::App& app, ProbeRunFlags& flags);
+struct ProbeListFlags {
+    std::string name;  ///< `probe runs NAME`
+    int limit = 20;
+};
+
+struct ProbeCommands {
+    CLI::App* run = nullptr;   ///< probe run NAME: here, now
+    CLI::App* list = nullptr;  ///< probes: the server's scenarios and their figures
+    CLI::App* runs = nullptr;  ///< probe runs NAME: a scenario's stored runs
+};
+
+/// Adds `probes`, `probe run` and `probe runs`.
+ProbeCommands add_probe_commands(CLI::App& app, ProbeRunFlags& flags, ProbeListFlags& list);
 
 /// 0 when the scenario passed, 1 when it failed or broke, 2 for a usage error (no such
 /// scenario, a config that does not load).
 int run_probe(const ProbeRunFlags& flags);
+
+/// `aviary probes` and `aviary probe runs NAME` against the server (GET /api/v1/probes...).
+int run_probes_list(const Context& context);
+int run_probe_runs(const Context& context, const ProbeListFlags& flags);
 
 }  // namespace aviary::cli
