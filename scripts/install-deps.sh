@@ -3,7 +3,7 @@
 # Safe to run again: it does nothing when everything is present.
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx, Celery + Redis,
-#                                    supervisord and zstd)
+#                                    supervisord, zstd and blackbox_exporter)
 set -euo pipefail
 
 packages=(
@@ -22,7 +22,8 @@ packages=(
     openssh-client openssh-server ipmitool openipmi snmp snmpd iputils-ping chromium
 )
 if [[ "${1:-}" == "--bench" ]]; then
-    packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor zstd)
+    packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor zstd
+        prometheus-blackbox-exporter)
 fi
 
 missing=()

@@ -113,7 +113,13 @@ asio::awaitable<net::Response> ProbesRest::list(RouteContext& context) {
     for (const auto& s : *status) {
         out.push_back(probe_status_json(s));
     }
-    co_return json_reply(200, json::serialize(json::object{{"probes", std::move(out)}}));
+    const auto late = probes_.lateness();
+    json::object scheduler{{"runs", late.runs},
+                           {"lateness_p50_ms", late.p50_ms},
+                           {"lateness_p99_ms", late.p99_ms},
+                           {"lateness_max_ms", late.max_ms}};
+    co_return json_reply(200, json::serialize(json::object{{"probes", std::move(out)},
+                                                           {"scheduler", std::move(scheduler)}}));
 }
 
 asio::awaitable<net::Response> ProbesRest::runs(RouteContext& context) {

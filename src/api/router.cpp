@@ -303,9 +303,23 @@ net::asio::awaitable<net::Response> Router::dashboard() {
     if (!nodes) {
         co_return text(http_status(nodes.error().code), nodes.error().message);
     }
+    auto read_probes = [this] {
+        ProbesView view;
+        auto status = deps_.probes.status();
+        auto buckets = deps_.probes.recent_buckets();
+        if (!status || !buckets) {
+            view.error = "the canary figures could not be read: " +
+                         (!status ? status.error() : buckets.error()).message;
+            return view;
+        }
+        view.scenarios = std::move(*status);
+        view.buckets = std::move(*buckets);
+        return view;
+    };
+    auto probes = co_await net::offload(deps_.pool, std::move(read_probes));
     net::Response response;
     response.content_type = "text/html; charset=utf-8";
-    response.body = render_dashboard(*nodes, core::SystemClock{}.now());
+    response.body = render_dashboard(*nodes, probes, core::SystemClock{}.now());
     co_return response;
 }
 

@@ -36,6 +36,7 @@ struct RouterDeps {
     BitahoyWs& bitahoy;
     LogsRest& logs_rest;
     ProbesRest& probes_rest;
+    probes::Service& probes;  ///< the dashboard's canary section
     const Authenticator& auth;
     std::function<bool()> stopping;  ///< true once shutdown began: /readyz turns 503
 };

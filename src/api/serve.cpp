@@ -545,6 +545,7 @@ int serve(config::Config config, ServeOptions options) {
         .bitahoy = bitahoy,
         .logs_rest = logs_rest,
         .probes_rest = probes_rest,
+        .probes = probes,
         .auth = auth,
         .stopping = stopping,
     }};

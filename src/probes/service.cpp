@@ -143,12 +143,22 @@ struct Service::Impl {
             static_cast<std::int64_t>(static_cast<double>(interval.count()) * spread(random))};
     }
 
+    /// One coroutine waiting for a slot: give_slot() hands it one by taking it off the list.
+    struct SlotWaiter {
+        asio::steady_timer* wake;
+        bool handed = false;
+    };
+
     /// Waits for one of max_concurrent slots.
     asio::awaitable<void> take_slot() {
         while (running >= settings.max_concurrent) {
             asio::steady_timer wake{io, asio::steady_timer::time_point::max()};
-            waiting.push_back(&wake);
+            SlotWaiter me{&wake};
+            auto entry = waiting.insert(waiting.end(), &me);
             co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (!me.handed) {
+                waiting.erase(entry);  // woken by stop(): no one may touch this timer again
+            }
             if (stopping) {
                 co_return;
             }
@@ -161,13 +171,19 @@ struct Service::Impl {
         if (!waiting.empty()) {
             auto* next = waiting.front();
             waiting.pop_front();
-            next->cancel();
+            next->handed = true;
+            next->wake->cancel();
         }
     }
 
-    /// Runs one scenario and stores the run. Always on the probes thread.
-    asio::awaitable<RunResult> run_and_store(const Scenario& scenario) {
+    /// Runs one scenario and stores the run. Always on the probes thread. `due`: when a
+    /// scheduled run was due, so its lateness (start, a free slot included, against due) counts.
+    asio::awaitable<RunResult> run_and_store(const Scenario& scenario,
+                                             std::optional<core::TimePoint> due = std::nullopt) {
         co_await take_slot();
+        if (due) {
+            note_lateness(std::chrono::duration_cast<core::Millis>(clock.now() - *due));
+        }
         RunContext context;
         context.http = &http;
         context.blocking = options.blocking;
@@ -251,8 +267,7 @@ struct Service::Impl {
                 continue;
             }
             seen = hold;
-            note_lateness(std::chrono::duration_cast<core::Millis>(now - due));
-            auto result = co_await run_and_store(scenario);
+            auto result = co_await run_and_store(scenario, due);
             if (stopping) {
                 break;
             }
@@ -357,7 +372,7 @@ struct Service::Impl {
     int active = 0;
     std::list<asio::cancellation_signal> signals;
     std::promise<void>* drained = nullptr;
-    std::deque<asio::steady_timer*> waiting;
+    std::list<SlotWaiter*> waiting;
     // Lateness figures, read from other threads.
     mutable std::mutex mu;
     std::deque<double> lateness_ms;
@@ -449,7 +464,7 @@ void Service::stop() {
                 signal.emit(asio::cancellation_type::terminal);
             }
             for (auto* waiter : impl.waiting) {
-                waiter->cancel();
+                waiter->wake->cancel();
             }
         });
         if (all_ended.wait_for(std::chrono::seconds{10}) != std::future_status::ready) {
@@ -490,13 +505,27 @@ core::Result<RunResult> Service::run_now(std::string_view name) {
             }
         }(impl, *scenario, promise));
     });
-    // Bounded: the run's own timeout, its cleanup's, and the store write.
-    auto limit = 2 * scenario->timeout + std::chrono::seconds{30};
-    if (future.wait_for(limit) != std::future_status::ready) {
-        return core::Error{
-            core::ErrorCode::kTimeout,
-            fmt::format("scenario {} did not finish within {}", name,
-                        core::format_duration(std::chrono::duration_cast<core::Millis>(limit)))};
+    // Bounded: the run's own timeout, its cleanup's, and the store write; and once serve is
+    // stopping, a few seconds at most (the loop may never get to it).
+    const auto limit = 2 * scenario->timeout + std::chrono::seconds{30};
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    std::optional<std::chrono::steady_clock::time_point> stop_deadline;
+    while (future.wait_for(std::chrono::milliseconds{200}) != std::future_status::ready) {
+        const auto now = std::chrono::steady_clock::now();
+        if (impl.stopping && !stop_deadline) {
+            stop_deadline = now + std::chrono::seconds{5};
+        }
+        if (stop_deadline && now >= *stop_deadline) {
+            return core::Error{
+                core::ErrorCode::kUnavailable,
+                fmt::format("scenario {} was not finished: serve is stopping", name)};
+        }
+        if (now >= deadline) {
+            return core::Error{core::ErrorCode::kTimeout,
+                               fmt::format("scenario {} did not finish within {}", name,
+                                           core::format_duration(
+                                               std::chrono::duration_cast<core::Millis>(limit)))};
+        }
     }
     try {
         return future.get();
