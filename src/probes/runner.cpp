@@ -287,6 +287,14 @@ core::Result<std::string> judge(const Assertion& a, Answer& answer, const Vars& 
         if (a.op == Op::kEq) {
             return fmt::format("expected {} but got {}", quoted(*expected), shown(r));
         }
+        if (a.op == Op::kMatches) {
+            return fmt::format("expected one of the values to match /{}/ but got {}", *expected,
+                               shown(r));
+        }
+        if (a.op == Op::kContains) {
+            return fmt::format("expected one of the values to contain {} but got {}",
+                               quoted(*expected), shown(r));
+        }
         return fmt::format("expected one of the values {} {} but got {}", op_text(a.op),
                            a.op == Op::kAny ? a.value : quoted(*expected), shown(r));
     }
