@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "config/config.hpp"
+#include "probes/probes.hpp"
 #include "supervisor/supervisor.hpp"
 
 namespace aviary::api {
@@ -45,6 +46,10 @@ int copy_store(const StoreCopyOptions& options);
 int supervise(supervisor::Settings settings);
 
 /// "0.1.0", and the git commit the binary was built from ("unknown" outside a checkout).
+/// A canary run's result as the API answers it (POST /api/v1/probes/{name}/run; docs/api.md),
+/// which `aviary probe run --json` prints too.
+std::string probe_result_json(const probes::RunResult& result);
+
 std::string_view version();
 std::string_view commit();
 

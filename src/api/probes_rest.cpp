@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <string>
 
+#include "api/api.hpp"
 #include "api/rest.hpp"
 
 namespace aviary::api {
@@ -26,27 +27,19 @@ json::value steps_value(const std::string& text) {
     return ec ? json::value(json::array{}) : parsed;
 }
 
-json::object run_result_json(const probes::RunResult& result) {
-    json::array steps;
-    for (const auto& s : result.steps) {
-        steps.push_back(json::object{{"name", s.name},
-                                     {"kind", probes::step_kind_name(s.kind)},
-                                     {"depth", s.depth},
-                                     {"cleanup", s.cleanup},
-                                     {"outcome", probes::outcome_name(s.outcome)},
-                                     {"duration_ms", s.duration.count()},
-                                     {"message", s.message}});
-    }
-    return json::object{{"scenario", result.scenario},
-                        {"started_at", core::format_time(result.started)},
-                        {"duration_ms", result.duration.count()},
-                        {"outcome", probes::outcome_name(result.outcome)},
-                        {"failed_step", result.failed_step},
-                        {"message", result.message},
-                        {"steps", std::move(steps)}};
-}
-
 }  // namespace
+
+std::string probe_result_json(const probes::RunResult& result) {
+    json::error_code ec;
+    auto steps = json::parse(probes::steps_json(result.steps), ec);
+    return json::serialize(json::object{{"scenario", result.scenario},
+                                        {"started_at", core::format_time(result.started)},
+                                        {"duration_ms", result.duration.count()},
+                                        {"outcome", probes::outcome_name(result.outcome)},
+                                        {"failed_step", result.failed_step},
+                                        {"message", result.message},
+                                        {"steps", ec ? json::value(json::array{}) : steps}});
+}
 
 json::object probe_run_json(const store::ProbeRun& run) {
     return json::object{{"id", run.id},
@@ -172,7 +165,7 @@ asio::awaitable<net::Response> ProbesRest::run(RouteContext& context) {
     if (!result) {
         co_return error_reply(result.error());
     }
-    co_return json_reply(200, json::serialize(run_result_json(*result)));
+    co_return json_reply(200, probe_result_json(*result));
 }
 
 }  // namespace aviary::api

@@ -13,6 +13,7 @@
 #include <exception>
 #include <string>
 
+#include "api/api.hpp"
 #include "cli/client.hpp"
 #include "cli/render.hpp"
 #include "config/config.hpp"
@@ -34,26 +35,6 @@ std::string step_line(const probes::StepResult& step) {
         line += "  " + step.message;
     }
     return line;
-}
-
-json::object as_json(const probes::RunResult& result) {
-    json::array steps;
-    for (const auto& s : result.steps) {
-        steps.push_back(json::object{{"name", s.name},
-                                     {"kind", probes::step_kind_name(s.kind)},
-                                     {"depth", s.depth},
-                                     {"cleanup", s.cleanup},
-                                     {"outcome", probes::outcome_name(s.outcome)},
-                                     {"duration_ms", s.duration.count()},
-                                     {"message", s.message}});
-    }
-    return json::object{{"scenario", result.scenario},
-                        {"started_at", core::format_time(result.started)},
-                        {"duration_ms", result.duration.count()},
-                        {"outcome", probes::outcome_name(result.outcome)},
-                        {"failed_step", result.failed_step},
-                        {"message", result.message},
-                        {"steps", std::move(steps)}};
 }
 
 }  // namespace
@@ -216,7 +197,7 @@ int run_probe(const ProbeRunFlags& flags) {
         std::rethrow_exception(failure);
     }
     if (flags.json) {
-        std::printf("%s\n", json::serialize(as_json(result)).c_str());
+        std::printf("%s\n", api::probe_result_json(result).c_str());
     } else {
         // Steps inside a poll or parallel were held back while they ran: show the last try's.
         bool shown_nested = false;

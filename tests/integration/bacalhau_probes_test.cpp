@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -135,22 +136,34 @@ private:
     std::vector<std::string> seen_;
 };
 
-TEST(BacalhauProbes, TheFiveRunAgainstBacalhausOrchestratorApi) {
-    auto fake = std::make_shared<FakeBacalhau>();
-    net::ServerSettings settings;
-    settings.listen = "127.0.0.1:0";
-    net::HttpServer api{settings, [fake](net::Request r) { return (*fake)(std::move(r)); }};
-    auto bound = api.start();
-    ASSERT_TRUE(bound) << bound.error().message;
-    TempDir scratch;
+/// The fake on a loopback port of its own, for the length of a test.
+class BacalhauProbes : public ::testing::Test {
+protected:
+    void SetUp() override {
+        settings_.listen = "127.0.0.1:0";
+        api_ = std::make_unique<net::HttpServer>(
+            settings_, [fake = fake_](net::Request r) { return (*fake)(std::move(r)); });
+        auto bound = api_->start();
+        ASSERT_TRUE(bound) << bound.error().message;
+        url_ = "http://" + *bound;
+    }
+    void TearDown() override { api_->stop(); }
+
+    std::shared_ptr<FakeBacalhau> fake_ = std::make_shared<FakeBacalhau>();
+    net::ServerSettings settings_;
+    std::unique_ptr<net::HttpServer> api_;
+    std::string url_;
+    TempDir scratch_;
+};
+
+TEST_F(BacalhauProbes, TheFiveRunAgainstBacalhausOrchestratorApi) {
     const std::string file = std::string{AVIARY_SOURCE_DIR} + "/examples/probes/bacalhau.yaml";
     for (std::string name :
          {"list", "submit", "submitAndDescribe", "submitAndGet", "submitWithConcurrency"}) {
-        auto result = run_aviary("http://" + *bound, "probe run " + name + " --config " + file,
-                                 scratch.path());
+        auto result = run_aviary(url_, "probe run " + name + " --config " + file, scratch_.path());
         EXPECT_EQ(result.status, 0) << name << "\n" << result.out << result.err;
     }
-    auto seen = fake->seen();
+    auto seen = fake_->seen();
     auto count = [&](std::string_view prefix) {
         return std::count_if(seen.begin(), seen.end(),
                              [&](const std::string& s) { return s.starts_with(prefix); });
@@ -158,17 +171,9 @@ TEST(BacalhauProbes, TheFiveRunAgainstBacalhausOrchestratorApi) {
     EXPECT_EQ(count("PUT /api/v1/orchestrator/jobs"), 6);  // 1 + 1 + 1 + 3
     EXPECT_EQ(count("GET /api/v1/orchestrator/jobs?limit=10"), 1);
     EXPECT_GE(count("GET /api/v1/orchestrator/jobs/j-"), 12);  // polls, describes, executions
-    api.stop();
 }
 
-TEST(BacalhauProbes, AWrongOutputFailsWithWhatTheJobPrinted) {
-    auto fake = std::make_shared<FakeBacalhau>();
-    net::ServerSettings settings;
-    settings.listen = "127.0.0.1:0";
-    net::HttpServer api{settings, [fake](net::Request r) { return (*fake)(std::move(r)); }};
-    auto bound = api.start();
-    ASSERT_TRUE(bound) << bound.error().message;
-    TempDir scratch;
+TEST_F(BacalhauProbes, AWrongOutputFailsWithWhatTheJobPrinted) {
     // The example's scenario with another text expected than the one the job echoes.
     auto text = read_file(std::string{AVIARY_SOURCE_DIR} + "/examples/probes/bacalhau.yaml");
     auto at = text.find("vars: {text: \"hello λ!\"}");
@@ -177,17 +182,15 @@ TEST(BacalhauProbes, AWrongOutputFailsWithWhatTheJobPrinted) {
     auto entry = text.find("[\"echo\", \"{{text}}\"]");
     ASSERT_NE(entry, std::string::npos);
     text.replace(entry, std::string{"[\"echo\", \"{{text}}\"]"}.size(), "[\"echo\", \"hello\"]");
-    const auto file = scratch.path() + "/bacalhau.yaml";
+    const auto file = scratch_.path() + "/bacalhau.yaml";
     std::ofstream{file} << text;
-    auto result =
-        run_aviary("http://" + *bound, "probe run submitAndGet --config " + file, scratch.path());
+    auto result = run_aviary(url_, "probe run submitAndGet --config " + file, scratch_.path());
     EXPECT_EQ(result.status, 1) << result.out << result.err;
     EXPECT_NE(result.out.find(
                   "output mismatch: expected one of the values to match /^goodbye\\n?$/ but got "
                   "[\"hello\\n\"]"),
               std::string::npos)
         << result.out;
-    api.stop();
 }
 
 }  // namespace

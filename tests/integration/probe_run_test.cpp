@@ -3,6 +3,7 @@
 // wrong answer, one whose target is down, and bad input, each with its exit code.
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <string>
 
 #include "cli_support.hpp"
@@ -40,6 +41,16 @@ TEST_F(ProbeRun, TheBacalhauFivePassAgainstServesOwnJobApi) {
     ASSERT_TRUE(jobs);
     EXPECT_NE(jobs->body.find("\"action\":\"echo\""), std::string::npos) << jobs->body;
     EXPECT_NE(jobs->body.find("hello λ!"), std::string::npos) << jobs->body;
+}
+
+TEST_F(ProbeRun, JsonPrintsTheResultAsTheApiAnswersIt) {
+    auto result = run_aviary(server_.url(""), "--json probe run list", scratch_.path());
+    ASSERT_EQ(result.status, 0) << result.out << result.err;
+    auto parsed = boost::json::parse(result.out);
+    EXPECT_EQ(parsed.at("scenario"), "list");
+    EXPECT_EQ(parsed.at("outcome"), "passed");
+    ASSERT_EQ(parsed.at("steps").as_array().size(), 1U) << result.out;
+    EXPECT_EQ(parsed.at("steps").at(0).at("name"), "list jobs");
 }
 
 TEST_F(ProbeRun, AWrongAnswerExitsOneAndSaysWhatWasSeen) {

@@ -26,6 +26,15 @@ ProbeRun run_from_row(const Statement& row) {
                     .instance = row.text(8)};
 }
 
+ProbeBucket bucket_from_row(const Statement& row) {
+    return ProbeBucket{.scenario = row.text(0),
+                       .start = row.time(1),
+                       .runs = row.int64(2),
+                       .failed = row.int64(3),
+                       .broken = row.int64(4),
+                       .duration_ms = row.int64(5)};
+}
+
 std::int64_t bucket_of(core::TimePoint at) {
     auto ms = at.time_since_epoch().count();
     auto width = kProbeBucket.count();
@@ -108,14 +117,7 @@ core::Result<std::vector<ProbeBucket>> select_probe_buckets(Connection& db, core
     if (!select) {
         return select.error();
     }
-    return select->bind_all(bucket_of(since)).rows([](const Statement& row) {
-        return ProbeBucket{.scenario = row.text(0),
-                           .start = row.time(1),
-                           .runs = row.int64(2),
-                           .failed = row.int64(3),
-                           .broken = row.int64(4),
-                           .duration_ms = row.int64(5)};
-    });
+    return select->bind_all(bucket_of(since)).rows(bucket_from_row);
 }
 
 core::Result<std::vector<ProbeBucket>> select_probe_totals(Connection& db, core::TimePoint since) {
@@ -125,14 +127,7 @@ core::Result<std::vector<ProbeBucket>> select_probe_totals(Connection& db, core:
     if (!select) {
         return select.error();
     }
-    return select->bind_all(bucket_of(since)).rows([](const Statement& row) {
-        return ProbeBucket{.scenario = row.text(0),
-                           .start = row.time(1),
-                           .runs = row.int64(2),
-                           .failed = row.int64(3),
-                           .broken = row.int64(4),
-                           .duration_ms = row.int64(5)};
-    });
+    return select->bind_all(bucket_of(since)).rows(bucket_from_row);
 }
 
 core::Result<bool> claim_probe(Connection& db,
