@@ -81,7 +81,7 @@ wrk_bad() {
     awk '/Non-2xx or 3xx responses:/ {n += $5} /Socket errors:/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$1"
 }
 cpu_us_per() {  # TICKS COUNT -> microseconds of CPU per item
-    awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", n > 0 ? t / hz * 1e6 / n : 0}'
+    awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0)}'
 }
 
 # --- the target: nginx ---------------------------------------------------------------------------
@@ -209,13 +209,13 @@ say "aviary serve, $SCENARIOS scenarios every 1s for ${LATENESS_SECONDS}s"
 } >"$TMP/scenarios.yaml"
 start_serve scheduled "$(cat "$TMP/scenarios.yaml")"
 sleep 3  # every scenario's first run falls within its first interval
-first=$(curl -fsS "http://$serve_addr/api/v1/probes")
+curl -fsS "http://$serve_addr/api/v1/probes" >"$TMP/probes-first.json"
 t0=$(proc_ticks "$serve_pid")
 sleep "$LATENESS_SECONDS"
 t1=$(proc_ticks "$serve_pid")
-last=$(curl -fsS "http://$serve_addr/api/v1/probes")
-read -r RUNS0 <<<"$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["scheduler"]["runs"])' "$first")"
-read -r RUNS1 P50 P99 MAX <<<"$(python3 -c 'import json,sys; s=json.loads(sys.argv[1])["scheduler"]; print(s["runs"], s["lateness_p50_ms"], s["lateness_p99_ms"], s["lateness_max_ms"])' "$last")"
+curl -fsS "http://$serve_addr/api/v1/probes" >"$TMP/probes-last.json"
+read -r RUNS0 <<<"$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["scheduler"]["runs"])' "$TMP/probes-first.json")"
+read -r RUNS1 P50 P99 MAX <<<"$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["scheduler"]; print(s["runs"], s["lateness_p50_ms"], s["lateness_p99_ms"], s["lateness_max_ms"])' "$TMP/probes-last.json")"
 SCHED_RUNS=$((RUNS1 - RUNS0))
 SCHED_RATE=$(awk -v n="$SCHED_RUNS" -v s="$LATENESS_SECONDS" 'BEGIN {printf "%.0f", n / s}')
 SCHED_CPU=$(cpu_us_per $((t1 - t0)) "$SCHED_RUNS")
@@ -238,6 +238,6 @@ printf '\nschedule: %s scenarios every 1s: %s runs/s, %s us CPU per run, latenes
     "$SCENARIOS" "$SCHED_RATE" "$SCHED_CPU" "$P50" "$P99" "$MAX" "$SCHED_BAD"
 
 say "goals"
-awk -v a="$AV_CPU" -v b="$BB_CPU" 'BEGIN {printf "CPU per probe <= 1/2 of blackbox_exporter: %.1f vs %.1f us (%.2fx) -> %s\n", a, b, b > 0 ? a / b : 0, a <= b / 2 ? "MET" : "NOT MET"}'
-awk -v a="$AV_RATE" -v b="$BB_RATE" 'BEGIN {printf "probes/s >= 2x blackbox_exporter: %.0f vs %.0f (%.2fx) -> %s\n", a, b, b > 0 ? a / b : 0, a >= 2 * b ? "MET" : "NOT MET"}'
+awk -v a="$AV_CPU" -v b="$BB_CPU" 'BEGIN {printf "CPU per probe <= 1/2 of blackbox_exporter: %.1f vs %.1f us (%.2fx) -> %s\n", a, b, (b > 0 ? a / b : 0), (a <= b / 2 ? "MET" : "NOT MET")}'
+awk -v a="$AV_RATE" -v b="$BB_RATE" 'BEGIN {printf "probes/s >= 2x blackbox_exporter: %.0f vs %.0f (%.2fx) -> %s\n", a, b, (b > 0 ? a / b : 0), (a >= 2 * b ? "MET" : "NOT MET")}'
 echo "(the load generator, the target and the prober share the machine's cores)"
