@@ -160,8 +160,11 @@ asio::awaitable<net::Response> ProbesRest::run(RouteContext& context) {
         co_return error_reply(
             core::Error{core::ErrorCode::kNotFound, fmt::format("no scenario \"{}\"", name)});
     }
-    auto work = [this, name] { return probes_.run_now(name); };
-    auto result = co_await net::offload(pool_, std::move(work));
+    // Holds no thread while the run goes on: the service calls back when it has ended.
+    auto start = [this, name](std::function<void(core::Result<probes::RunResult>)> done) {
+        probes_.run_now(name, std::move(done));
+    };
+    auto result = co_await net::await_answer<core::Result<probes::RunResult>>(std::move(start));
     if (!result) {
         co_return error_reply(result.error());
     }

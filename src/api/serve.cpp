@@ -590,8 +590,10 @@ int serve(config::Config config, ServeOptions options) {
     log->info("shutting down signal={} grace={}", signal == SIGTERM ? "SIGTERM" : "SIGINT",
               core::format_duration(config.server.shutdown_grace));
     record_feed.close();  // live tails end with "serve is shutting down" and their cursor
+    // Before the server: a run-now request in flight hears at once that serve is stopping
+    // instead of holding the server's grace; a run cut short is not stored.
+    probes.stop();
     server.stop();
-    probes.stop();  // a run cut short is not stored; before the pool it calls the store on
     // After the server: no request submits or waits any more. Before the store closes: a
     // running step ends (and is rescued at the next start) with the store still there. The
     // sender first: it cancels its request in flight, so the scheduler's stop does not wait

@@ -284,9 +284,12 @@ public:
 
     const Settings& settings() const { return settings_; }
     store::Store& store() { return *impl_store(); }
-    /// Runs `name` now (besides its schedule), stores the run and returns it. Blocks the caller
-    /// until the run ends: call it off any event loop. kNotFound for an unknown scenario.
-    core::Result<RunResult> run_now(std::string_view name);
+    /// Runs `name` now (besides its schedule), stores the run, and calls `done` with it, once,
+    /// from the probes thread (or at once: kNotFound for an unknown scenario, kUnavailable when
+    /// the service is not running; a run cut short by stop() is kUnavailable too). Holds no
+    /// thread while the run goes on.
+    using RunDone = std::function<void(core::Result<RunResult>)>;
+    void run_now(std::string_view name, RunDone done);
     /// Every scenario with its last run, next run and windows (store reads: blocks).
     core::Result<std::vector<ScenarioStatus>> status();
     /// The last 24 hours in kProbeBucket steps, for the dashboard (store reads: blocks).

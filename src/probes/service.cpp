@@ -305,6 +305,34 @@ struct Service::Impl {
                        }));
     }
 
+    /// Calls a run-now caller back, once: with the run, or (at stop) kUnavailable.
+    void answer_on_demand(std::uint64_t id, core::Result<RunResult> result) {
+        RunDone done;
+        {
+            std::lock_guard lock{mu};
+            auto found = on_demand.find(id);
+            if (found == on_demand.end()) {
+                return;
+            }
+            done = std::move(found->second);
+            on_demand.erase(found);
+        }
+        done(std::move(result));
+    }
+
+    /// At stop: every run-now caller still waiting hears that its run was not finished.
+    void answer_left_on_demand() {
+        std::map<std::uint64_t, RunDone> left;
+        {
+            std::lock_guard lock{mu};
+            left.swap(on_demand);
+        }
+        for (auto& [id, done] : left) {
+            done(core::Error{core::ErrorCode::kUnavailable,
+                             "serve is stopping: the run was not finished"});
+        }
+    }
+
     void note_lateness(core::Millis late) {
         std::lock_guard lock{mu};
         lateness_ms.push_back(static_cast<double>(std::max(late, core::Millis{0}).count()));
@@ -373,8 +401,10 @@ struct Service::Impl {
     std::list<asio::cancellation_signal> signals;
     std::promise<void>* drained = nullptr;
     std::list<SlotWaiter*> waiting;
-    // Lateness figures, read from other threads.
+    // Lateness figures, read from other threads; callers of run_now() waiting for their run.
     mutable std::mutex mu;
+    std::map<std::uint64_t, RunDone> on_demand;
+    std::uint64_t next_on_demand = 0;
     std::deque<double> lateness_ms;
     std::uint64_t scheduled_runs = 0;
     // Metrics (null without a registry).
@@ -474,6 +504,7 @@ void Service::stop() {
                 impl.thread.join();
             }
             impl.drained = nullptr;
+            impl.answer_left_on_demand();
             return;
         }
     }
@@ -483,55 +514,34 @@ void Service::stop() {
     }
 }
 
-core::Result<RunResult> Service::run_now(std::string_view name) {
+void Service::run_now(std::string_view name, RunDone done) {
     const auto* scenario = find_scenario(settings_, name);
     if (scenario == nullptr) {
-        return core::Error{core::ErrorCode::kNotFound, fmt::format("no scenario \"{}\"", name)};
+        done(core::Error{core::ErrorCode::kNotFound, fmt::format("no scenario \"{}\"", name)});
+        return;
     }
     auto& impl = *impl_;
-    if (impl.stopping || !impl.started) {
-        return core::Error{core::ErrorCode::kUnavailable, "probes are not running"};
+    std::uint64_t id = 0;
+    {
+        std::unique_lock lock{impl.mu};
+        if (impl.stopping || !impl.started) {
+            lock.unlock();
+            done(core::Error{core::ErrorCode::kUnavailable, "probes are not running"});
+            return;
+        }
+        id = ++impl.next_on_demand;
+        impl.on_demand.emplace(id, std::move(done));
     }
-    auto promise = std::make_shared<std::promise<RunResult>>();
-    auto future = promise->get_future();
-    asio::post(impl.io, [&impl, scenario, promise] {
-        impl.spawn([](Impl& impl, const Scenario& scenario,
-                      std::shared_ptr<std::promise<RunResult>> promise) -> asio::awaitable<void> {
-            try {
-                promise->set_value(co_await impl.run_and_store(scenario));
-            } catch (...) {
-                promise->set_exception(std::current_exception());
-                throw;
-            }
-        }(impl, *scenario, promise));
+    asio::post(impl.io, [&impl, scenario, id] {
+        impl.spawn(
+            [](Impl& impl, const Scenario& scenario, std::uint64_t id) -> asio::awaitable<void> {
+                auto result = co_await impl.run_and_store(scenario);
+                if (impl.stopping) {
+                    co_return;  // stop() answers it: a run cut short is not a result
+                }
+                impl.answer_on_demand(id, std::move(result));
+            }(impl, *scenario, id));
     });
-    // Bounded: the run's own timeout, its cleanup's, and the store write; and once serve is
-    // stopping, a few seconds at most (the loop may never get to it).
-    const auto limit = 2 * scenario->timeout + std::chrono::seconds{30};
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    std::optional<std::chrono::steady_clock::time_point> stop_deadline;
-    while (future.wait_for(std::chrono::milliseconds{200}) != std::future_status::ready) {
-        const auto now = std::chrono::steady_clock::now();
-        if (impl.stopping && !stop_deadline) {
-            stop_deadline = now + std::chrono::seconds{5};
-        }
-        if (stop_deadline && now >= *stop_deadline) {
-            return core::Error{
-                core::ErrorCode::kUnavailable,
-                fmt::format("scenario {} was not finished: serve is stopping", name)};
-        }
-        if (now >= deadline) {
-            return core::Error{core::ErrorCode::kTimeout,
-                               fmt::format("scenario {} did not finish within {}", name,
-                                           core::format_duration(
-                                               std::chrono::duration_cast<core::Millis>(limit)))};
-        }
-    }
-    try {
-        return future.get();
-    } catch (const std::exception& e) {
-        return core::Error{core::ErrorCode::kInternal, e.what()};
-    }
 }
 
 core::Result<std::vector<Service::ScenarioStatus>> Service::status() {

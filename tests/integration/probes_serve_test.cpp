@@ -10,6 +10,8 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "cli_support.hpp"
 #include "rpc_helpers.hpp"
@@ -174,6 +176,54 @@ TEST_F(ProbesServe, TheScheduleAndTheRunsOutliveARestart) {
     ServerProcess second{test_config() + std::string{kScenarios}, scratch_.path()};
     ASSERT_TRUE(second.start()) << second.log();
     ASSERT_TRUE(has_runs(second, "healthy", before.as_int64() + 2)) << second.log();
+}
+
+TEST_F(ProbesServe, RunsOnDemandHoldNoThreadWhileTheyRun) {
+    // One blocking thread: were a run on demand to wait on it, nothing else needing it (every
+    // store read) would be served until the runs ended. The scenario waits for a file.
+    const std::string gate = scratch_.path() + "/go";
+    ServerProcess server{fmt::format(R"(server:
+  blocking_threads: 1
+fleet:
+  nodes: []
+probes:
+  scenarios:
+    gated:
+      enabled: false
+      timeout: 30s
+      steps:
+        - command: [sh, -c, "while [ ! -e {} ]; do sleep 0.05; done; echo opened"]
+          assert: ["body == opened"]
+)",
+                                     gate)};
+    ASSERT_TRUE(server.start()) << server.log();
+    std::vector<std::thread> callers;
+    std::vector<core::Result<net::ClientResponse>> answers(
+        3, core::Error{core::ErrorCode::kInternal, "not run"});
+    for (int i = 0; i < 3; ++i) {
+        callers.emplace_back([&, i] {
+            answers[static_cast<std::size_t>(i)] = http(server, "POST", "/api/v1/probes/gated/run");
+        });
+    }
+    // The runs are under way (the store has none of them yet) and reads are still served.
+    bool served = wait_until([&] {
+        auto list = http(server, "GET", "/api/v1/probes", {}, {}, 2s);
+        return list && list->status == 200;
+    });
+    EXPECT_TRUE(served) << "a store read waited for the runs on demand";
+    auto before = json_of(http(server, "GET", "/api/v1/probes/gated/runs"));
+    EXPECT_TRUE(before.at("runs").as_array().empty()) << before;
+    std::ofstream{gate} << "";
+    for (auto& caller : callers) {
+        caller.join();
+    }
+    for (const auto& answer : answers) {
+        ASSERT_TRUE(answer) << answer.error().message;
+        EXPECT_EQ(answer->status, 200) << answer->body;
+        EXPECT_NE(answer->body.find("\"outcome\":\"passed\""), std::string::npos) << answer->body;
+    }
+    auto after = json_of(http(server, "GET", "/api/v1/probes/gated/runs"));
+    EXPECT_EQ(after.at("runs").as_array().size(), 3U) << after;
 }
 
 class ProbesScaleOut : public ::testing::Test {
