@@ -353,6 +353,7 @@ void register_secrets(const config::Config& config) {
     core::redactor().add_secret(config.notify.grafana.token);
     core::redactor().add_secret(config.jobs.ipmi.password);
     core::redactor().add_secret(config.jobs.pdu.community);
+    core::redactor().add_secret(config.probes.token);
 }
 
 /// The data directory made (its store path filled in) and the store opened, as serve and

@@ -632,6 +632,7 @@ static int run_main(int argc, char** argv) {
     if (*probe.run) {
         probe_flags.server = global.server;
         probe_flags.ca_file = global.ca_file;
+        probe_flags.token = global.token;
         probe_flags.json = global.json;
         return cli::run_probe(probe_flags);
     }

@@ -177,9 +177,13 @@ int run_probe(const ProbeRunFlags& flags) {
     context.http = &http;
     context.blocking = &blocking;
     context.vars["server"] = server;
+    // {{token}}: --token (AVIARY_TOKEN), else the file's probes.token_file or token_env.
+    context.vars["token"] = flags.token.empty() ? loaded->probes.token : flags.token;
+    core::redactor().add_secret(context.vars["token"]);  // never printed, even in a message
     context.max_body_bytes = loaded->probes.max_body_bytes;
     if (!flags.json) {
-        context.on_step = [](const probes::StepResult& step) {
+        context.on_step = [](probes::StepResult step) {
+            step.message = core::redact(step.message);
             std::printf("%s\n", step_line(step).c_str());
             std::fflush(stdout);
         };
@@ -195,6 +199,10 @@ int run_probe(const ProbeRunFlags& flags) {
     blocking.stop();
     if (failure) {
         std::rethrow_exception(failure);
+    }
+    result.message = core::redact(result.message);
+    for (auto& step : result.steps) {
+        step.message = core::redact(step.message);
     }
     if (flags.json) {
         std::printf("%s\n", api::probe_result_json(result).c_str());

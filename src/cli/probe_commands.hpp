@@ -14,6 +14,7 @@ struct ProbeRunFlags {
     std::string config_path;  ///< empty: the embedded default's scenarios
     std::string server;       ///< {{server}}; from the global --server
     std::string ca_file;
+    std::string token;  ///< {{token}}; from the global --token
     bool json = false;
 };
 

@@ -925,7 +925,7 @@ void read_config(YamlReader& r,
                    {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
                    {"notify", [&](const Value& v) { notify_value = v; }},
                    {"logs", [&](const Value& v) { read_logs(r, v, c.logs); }},
-                   {"probes", [&](const Value& v) { read_probes(r, v, c.probes); }},
+                   {"probes", [&](const Value& v) { read_probes(r, v, c.probes, base_dir); }},
                });
     read_jobs(r, jobs_value, c.jobs, builtins, base_dir);
     // After the jobs: the actions it names are checked against the merged list.

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "config/secrets.hpp"
+
 namespace aviary::config {
 namespace {
 
@@ -409,10 +411,26 @@ void read_scenario(YamlReader& r, const Value& value, probes::Scenario& s) {
 
 }  // namespace
 
-void read_probes(YamlReader& r, const Value& value, probes::Settings& settings) {
+void read_probes(YamlReader& r,
+                 const Value& value,
+                 probes::Settings& settings,
+                 const std::filesystem::path& base_dir) {
+    SecretSource token;
     r.read_map(
         value,
         {
+            {"token_file",
+             [&](const Value& v) {
+                 if (r.read_string(v, token.file)) {
+                     token.file_at.emplace(v);
+                 }
+             }},
+            {"token_env",
+             [&](const Value& v) {
+                 if (r.read_string(v, token.env)) {
+                     token.env_at.emplace(v);
+                 }
+             }},
             {"max_concurrent",
              [&](const Value& v) { r.read_int(v, settings.max_concurrent, 1, 1024); }},
             {"max_body_bytes", [&](const Value& v) { r.read_bytes(v, settings.max_body_bytes); }},
@@ -434,6 +452,8 @@ void read_probes(YamlReader& r, const Value& value, probes::Settings& settings) 
                  });
              }},
         });
+    std::string token_path;
+    load_source(r, token, "token", base_dir, token_path, settings.token);
 }
 
 }  // namespace aviary::config

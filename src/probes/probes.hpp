@@ -158,6 +158,10 @@ struct Settings {
     std::size_t max_body_bytes = std::size_t{4} * 1024 * 1024;
     /// Runs are kept this long.
     core::Millis retention{std::chrono::hours{24 * 30}};
+    /// {{token}} in templates: a bearer token for the scenarios' calls to a serve that has
+    /// auth.tokens (read at load from probes.token_file or token_env; never logged, and
+    /// redacted from what runs store). Empty: none.
+    std::string token;
 };
 
 const Scenario* find_scenario(const Settings& settings, std::string_view name);

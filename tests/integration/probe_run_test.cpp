@@ -53,6 +53,21 @@ TEST_F(ProbeRun, JsonPrintsTheResultAsTheApiAnswersIt) {
     EXPECT_EQ(parsed.at("steps").at(0).at("name"), "list jobs");
 }
 
+TEST_F(ProbeRun, TheTokenIsSentAndNeverPrinted) {
+    auto file = write("token.yaml", R"(probes:
+  scenarios:
+    telling:
+      steps:
+        - http: {url: "{{server}}/healthz", headers: {Authorization: "Bearer {{token}}"}}
+          assert: ["body == {{token}}"]
+)");
+    auto result = probe("telling --config " + file + " --token tok-51d2e9");
+    EXPECT_EQ(result.status, 1) << result.out << result.err;
+    EXPECT_EQ(result.out.find("tok-51d2e9"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("expected \"REDACTED\" but got \"ok \""), std::string::npos)
+        << result.out;
+}
+
 TEST_F(ProbeRun, AWrongAnswerExitsOneAndSaysWhatWasSeen) {
     auto file = write("wrong.yaml", R"(probes:
   scenarios:

@@ -226,6 +226,50 @@ probes:
     EXPECT_EQ(after.at("runs").as_array().size(), 3U) << after;
 }
 
+TEST_F(ProbesServe, TheTokenReachesTheScenariosAndNeverTheStoredRuns) {
+    const std::string secret = "canary-s3cret-7f2c";
+    const std::string token_file = scratch_.path() + "/canary.token";
+    std::ofstream{token_file} << secret << "\n";
+    ServerProcess server{test_config() + fmt::format(R"(auth:
+  tokens:
+    - {{identity: canary, role: user, file: {0}}}
+probes:
+  token_file: {0}
+  scenarios:
+    authed:
+      enabled: false
+      steps:
+        - http: {{url: "{{{{server}}}}/api/v1/jobs", headers: {{Authorization: "Bearer {{{{token}}}}"}}}}
+          assert: ["status == 200"]
+    anonymous:
+      enabled: false
+      steps:
+        - http: {{url: "{{{{server}}}}/api/v1/jobs"}}
+    telling:
+      enabled: false
+      steps:
+        - http: {{url: "{{{{server}}}}/healthz"}}
+          assert: ["body == {{{{token}}}}"]
+)",
+                                                     token_file)};
+    ASSERT_TRUE(server.start()) << server.log();
+    const std::vector<net::Header> auth{{"Authorization", "Bearer " + secret}};
+    auto run = [&](std::string_view name) {
+        auto answer = http(server, "POST", fmt::format("/api/v1/probes/{}/run", name), {}, auth);
+        return answer && answer->status == 200 ? json::parse(answer->body) : json::value{};
+    };
+    EXPECT_EQ(run("authed").at("outcome"), "passed");
+    auto anonymous = run("anonymous");
+    EXPECT_EQ(anonymous.at("outcome"), "failed");
+    EXPECT_NE(anonymous.at("message").as_string().find("HTTP 401"), std::string::npos) << anonymous;
+    run("telling");
+    auto stored = http(server, "GET", "/api/v1/probes/telling/runs", {}, auth);
+    ASSERT_TRUE(stored);
+    EXPECT_EQ(stored->body.find(secret), std::string::npos) << stored->body;
+    EXPECT_NE(stored->body.find("REDACTED"), std::string::npos) << stored->body;
+    EXPECT_EQ(server.log().find(secret), std::string::npos);
+}
+
 class ProbesScaleOut : public ::testing::Test {
 protected:
     std::unique_ptr<ServerProcess> start(const std::string& instance) {

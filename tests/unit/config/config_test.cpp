@@ -338,7 +338,8 @@ std::string shape(const probes::Scenario& s) {
 }
 
 void expect_same(const probes::Settings& want, const probes::Settings& got) {
-    const auto& [scenarios, max_concurrent, max_body_bytes, retention] = want;
+    const auto& [scenarios, max_concurrent, max_body_bytes, retention, token] = want;
+    EXPECT_EQ(got.token, token);
     EXPECT_EQ(got.max_concurrent, max_concurrent);
     EXPECT_EQ(got.max_body_bytes, max_body_bytes);
     EXPECT_EQ(got.retention, retention);
