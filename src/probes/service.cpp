@@ -519,6 +519,7 @@ void Service::stop() {
     if (impl.thread.joinable()) {
         impl.thread.join();
     }
+    impl.answer_left_on_demand();
 }
 
 void Service::run_now(std::string_view name, RunDone done) {

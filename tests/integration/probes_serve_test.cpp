@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <set>
@@ -224,6 +225,29 @@ probes:
     }
     auto after = json_of(http(server, "GET", "/api/v1/probes/gated/runs"));
     EXPECT_EQ(after.at("runs").as_array().size(), 3U) << after;
+}
+
+TEST_F(ProbesServe, ARunOnDemandAtShutdownIsToldSoAndServeExitsCleanly) {
+    const std::string started = scratch_.path() + "/started";
+    ServerProcess server{test_config() + fmt::format(R"(probes:
+  scenarios:
+    endless:
+      enabled: false
+      timeout: 1m
+      steps:
+        - command: [sh, -c, "touch {}; while true; do sleep 0.05; done"]
+)",
+                                                     started)};
+    ASSERT_TRUE(server.start()) << server.log();
+    core::Result<net::ClientResponse> answer = core::Error{core::ErrorCode::kInternal, "not run"};
+    std::thread caller{[&] { answer = http(server, "POST", "/api/v1/probes/endless/run"); }};
+    ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(started); })) << server.log();
+    EXPECT_EQ(server.stop(), 0) << server.log();
+    caller.join();
+    ASSERT_TRUE(answer) << answer.error().message;
+    EXPECT_EQ(answer->status, 503) << answer->body;
+    EXPECT_NE(answer->body.find("serve is stopping: the run was not finished"), std::string::npos)
+        << answer->body;
 }
 
 TEST_F(ProbesServe, TheTokenReachesTheScenariosAndNeverTheStoredRuns) {
