@@ -215,10 +215,6 @@ bool is_token_char(char c) {
            kTokenSymbols.find(c) != std::string_view::npos;
 }
 
-bool is_header_name(std::string_view name) {
-    return !name.empty() && std::all_of(name.begin(), name.end(), is_token_char);
-}
-
 bool is_method(std::string_view method) {
     return !method.empty() && method.size() <= 32 &&
            std::all_of(method.begin(), method.end(),
@@ -709,6 +705,10 @@ std::vector<Field> action_fields(YamlReader& r,
 }
 
 }  // namespace
+
+bool is_header_name(std::string_view name) {
+    return !name.empty() && std::all_of(name.begin(), name.end(), is_token_char);
+}
 
 void read_action(YamlReader& r,
                  const Value& key,

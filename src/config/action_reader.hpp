@@ -21,4 +21,8 @@ void read_action(YamlReader& r,
                  const Value& value,
                  std::vector<jobs::ActionSpec>& actions);
 
+/// Whether `name` is an HTTP header name (an RFC 9110 token): what an http step, or a probe's,
+/// may send.
+bool is_header_name(std::string_view name);
+
 }  // namespace aviary::config

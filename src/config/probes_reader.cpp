@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/action_reader.hpp"
 #include "config/secrets.hpp"
 
 namespace aviary::config {
@@ -24,14 +25,6 @@ constexpr int kMaxBranches = 64;
 bool is_name(std::string_view name) {
     return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '.';
-    });
-}
-
-bool is_header_name(std::string_view name) {
-    constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
-    return !name.empty() && std::all_of(name.begin(), name.end(), [&](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
-               kSymbols.find(c) != std::string_view::npos;
     });
 }
 

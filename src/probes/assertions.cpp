@@ -222,9 +222,11 @@ core::Result<Assertion> parse_assertion(std::string_view text) {
     }
     if (a.op == Op::kMatches) {
         if (a.value.find("{{") == std::string::npos) {
-            if (auto re = core::Regex::compile(a.value); !re) {
+            auto re = core::Regex::compile(a.value);
+            if (!re) {
                 return bad(re.error().message);
             }
+            a.regex = std::move(*re);
         }
     }
     bool numeric = a.op == Op::kLt || a.op == Op::kLe || a.op == Op::kGt || a.op == Op::kGe;
@@ -265,6 +267,7 @@ core::Result<Capture> parse_capture(std::string variable, std::string_view text)
         if (!re) {
             return invalid(fmt::format("capture {}: {}", c.variable, re.error().message));
         }
+        c.compiled = *re;
         if (re->groups() < 1) {
             return invalid(fmt::format(
                 "capture {}: the regex needs a group, the part to keep: body ~ id=([0-9]+)",

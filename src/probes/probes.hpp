@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/core.hpp"
+#include "core/regex.hpp"
 #include "store/store.hpp"
 
 namespace aviary::net {
@@ -73,6 +74,8 @@ struct Assertion {
     std::string value;                ///< the right-hand side, a template ({{job}})
     std::vector<std::string> values;  ///< kAny's alternatives, templates
     std::string message;              ///< said before the detail when it fails ("output mismatch")
+    /// `matches` with a value that holds no variable: compiled once, at parse.
+    std::optional<core::Regex> regex;
 };
 
 /// Parses `text` as above; kInvalidArgument saying what is wrong in it.
@@ -86,7 +89,8 @@ struct Capture {
     std::string text;  ///< as written
     Subject subject = Subject::kBody;
     std::string name;
-    std::string regex;  ///< for `SUBJECT ~ REGEX`
+    std::string regex;                    ///< for `SUBJECT ~ REGEX`
+    std::optional<core::Regex> compiled;  ///< `regex`, compiled at parse
 };
 
 core::Result<Capture> parse_capture(std::string variable, std::string_view text);

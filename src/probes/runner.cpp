@@ -366,7 +366,9 @@ core::Result<std::string> compare(const Assertion& a, const Read& r, const Vars&
                        ? std::string{}
                        : miss(fmt::format("text containing {}", quoted(*expected)));
         case Op::kMatches: {
-            auto re = core::Regex::compile(*expected);
+            // Compiled at parse unless the pattern holds a variable.
+            auto re =
+                a.regex ? core::Result<core::Regex>{*a.regex} : core::Regex::compile(*expected);
             if (!re) {
                 return re.error();
             }
@@ -402,12 +404,12 @@ core::Result<std::string> capture(const Capture& c, Answer& answer) {
     if (c.regex.empty()) {
         return text;
     }
-    auto re = core::Regex::compile(c.regex);
-    if (!re) {
-        return re.error();
+    if (!c.compiled) {
+        return core::Error{core::ErrorCode::kInvalidArgument,
+                           fmt::format("capture {}: /{}/ was not compiled", c.variable, c.regex)};
     }
     std::vector<std::string_view> groups;
-    if (!re->search(text, groups) || groups.size() < 2) {
+    if (!c.compiled->search(text, groups) || groups.size() < 2) {
         return core::Error{core::ErrorCode::kNotFound,
                            fmt::format("/{}/ does not match {}", c.regex, quoted(text))};
     }

@@ -576,18 +576,22 @@ core::Result<std::vector<Service::ScenarioStatus>> Service::status() {
         }
         totals.emplace_back(name, std::move(by_scenario));
     }
+    std::map<std::string_view, const store::ProbeRun*> last_of;
+    for (const auto& run : *latest) {
+        last_of[run.scenario] = &run;
+    }
+    std::map<std::string_view, core::TimePoint> next_of;
+    for (const auto& slot : *slots) {
+        next_of[slot.scenario] = slot.next_run_at;
+    }
     std::vector<ScenarioStatus> out;
     for (const auto& scenario : settings_.scenarios) {
         ScenarioStatus s{.scenario = &scenario};
-        for (const auto& run : *latest) {
-            if (run.scenario == scenario.name) {
-                s.last = run;
-            }
+        if (auto found = last_of.find(scenario.name); found != last_of.end()) {
+            s.last = *found->second;
         }
-        for (const auto& slot : *slots) {
-            if (slot.scenario == scenario.name && scenario.enabled) {
-                s.next_run_at = slot.next_run_at;
-            }
+        if (auto found = next_of.find(scenario.name); found != next_of.end() && scenario.enabled) {
+            s.next_run_at = found->second;
         }
         auto windows = standard_windows();
         for (std::size_t i = 0; i < windows.size(); ++i) {
