@@ -351,6 +351,12 @@ void register_secrets(const config::Config& config) {
         core::redactor().add_secret(token.secret);
     }
     core::redactor().add_secret(config.notify.grafana.token);
+    for (const auto& n : config.notify.notifiers) {
+        core::redactor().add_secret(n.secret);
+        if (n.type == notify::Notifier::Type::kSlack) {
+            core::redactor().add_secret(n.url);  // a Slack webhook's URL is its credential
+        }
+    }
     core::redactor().add_secret(config.jobs.ipmi.password);
     core::redactor().add_secret(config.jobs.pdu.community);
     core::redactor().add_secret(config.probes.token);
@@ -504,16 +510,25 @@ int serve(config::Config config, ServeOptions options) {
     log_rescue(*log, *rescued);
     // Canary scenarios' old runs (docs/probes.md): the leader prunes them.
     probes::schedule_retention(scheduler, **store, config.probes);
+    // Alarms on the scenarios: the leader evaluates them and writes each change with its
+    // notifications into the store's outbox; the sender delivers them (docs/probes.md).
+    notify::AlarmSender alarm_sender{config.notify, **store, clock, &registry};
+    alarm_sender.schedule(scheduler);
+    probes::Alarms alarms{config.probes, **store, clock, &registry};
+    alarms.set_on_notified([&alarm_sender] { alarm_sender.wake(); });
+    alarms.schedule(scheduler);
     scheduler.start();
 
     net::BlockingPool pool{config.server.blocking_threads};
     // Canary scenarios on their schedule, on a thread of their own (docs/probes.md); started
     // once serve listens, as their {{server}} is its address.
-    probes::Service probes{config.probes, probes::Service::Options{.store = &**store,
-                                                                   .blocking = &pool,
-                                                                   .metrics = &registry,
-                                                                   .clock = &clock,
-                                                                   .instance = membership.name()}};
+    probes::Service probes{config.probes,
+                           probes::Service::Options{.store = &**store,
+                                                    .blocking = &pool,
+                                                    .metrics = &registry,
+                                                    .clock = &clock,
+                                                    .instance = membership.name(),
+                                                    .on_run_stored = [&alarms] { alarms.wake(); }}};
     JsonRpc rpc;
     auto& calls = registry.counter("aviary_jsonrpc_calls_total",
                                    "JSON-RPC calls, by method and outcome.", {"method", "outcome"});
@@ -562,6 +577,8 @@ int serve(config::Config config, ServeOptions options) {
     if (!address) {
         // The message names the address ("cannot listen on HOST:PORT: bind failed: …").
         std::fprintf(stderr, "aviary: %s\n", address.error().message.c_str());
+        alarms.stop();
+        alarm_sender.stop();
         annotations.stop();
         scheduler.stop();
         engine.stop();
@@ -576,6 +593,7 @@ int serve(config::Config config, ServeOptions options) {
     }
     warn_if_tokens_in_clear(*log, config);
     const char* scheme = config.server.tls.cert_file.empty() ? "http" : "https";
+    alarms.set_public_url(fmt::format("{}://{}", scheme, *address));
     probes.start(fmt::format("{}://{}", scheme, *address));
     log->info("serving address={}://{} config={} data_dir={} store={}", scheme, *address,
               config.source, config.data_dir, store::describe(config.store));
@@ -598,7 +616,9 @@ int serve(config::Config config, ServeOptions options) {
     // After the server: no request submits or waits any more. Before the store closes: a
     // running step ends (and is rescued at the next start) with the store still there. The
     // sender first: it cancels its request in flight, so the scheduler's stop does not wait
-    // out Grafana's timeout.
+    // out Grafana's timeout (and the alarm sender its receiver's).
+    alarms.stop();
+    alarm_sender.stop();
     annotations.stop();
     scheduler.stop();
     engine.stop();

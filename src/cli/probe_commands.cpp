@@ -179,6 +179,7 @@ int run_probe(const ProbeRunFlags& flags) {
     context.vars["server"] = server;
     // {{token}}: --token (AVIARY_TOKEN), else the file's probes.token_file or token_env.
     context.vars["token"] = flags.token.empty() ? loaded->probes.token : flags.token;
+    context.vars["node"] = scenario->node;
     core::redactor().add_secret(context.vars["token"]);  // never printed, even in a message
     context.max_body_bytes = loaded->probes.max_body_bytes;
     if (!flags.json) {

@@ -890,6 +890,7 @@ void read_config(YamlReader& r,
     // Read even when absent: the built-in actions are added there.
     Value jobs_value{YAML::Node{}, "jobs", root.mark};
     Value notify_value{YAML::Node{}, "notify", root.mark};
+    std::vector<std::pair<std::string, Value>> notifier_refs;
     r.read_map(root,
                {
                    {"data_dir",
@@ -925,11 +926,26 @@ void read_config(YamlReader& r,
                    {"auth", [&](const Value& v) { read_auth(r, v, c.auth, base_dir); }},
                    {"notify", [&](const Value& v) { notify_value = v; }},
                    {"logs", [&](const Value& v) { read_logs(r, v, c.logs); }},
-                   {"probes", [&](const Value& v) { read_probes(r, v, c.probes, base_dir); }},
+                   {"probes",
+                    [&](const Value& v) { read_probes(r, v, c.probes, base_dir, notifier_refs); }},
                });
     read_jobs(r, jobs_value, c.jobs, builtins, base_dir);
     // After the jobs: the actions it names are checked against the merged list.
     read_notify(r, notify_value, c.notify, c.jobs.actions, base_dir);
+    // The alarms notify the notifiers notify: names.
+    c.probes.notifiers.clear();
+    for (const auto& n : c.notify.notifiers) {
+        c.probes.notifiers.push_back(n.name);
+    }
+    for (const auto& [name, at] : notifier_refs) {
+        if (std::find(c.probes.notifiers.begin(), c.probes.notifiers.end(), name) ==
+            c.probes.notifiers.end()) {
+            std::vector<std::string_view> known(c.probes.notifiers.begin(),
+                                                c.probes.notifiers.end());
+            r.error(at, fmt::format("no notifier \"{}\" in notify.notifiers{}", name,
+                                    did_you_mean(name, known)));
+        }
+    }
 }
 
 core::Error invalid(std::string message) {

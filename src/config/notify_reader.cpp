@@ -36,7 +36,7 @@ std::string url_problem(std::string_view url) {
     auto rest = url.substr(scheme.size());
     auto authority = rest.substr(0, rest.find('/'));
     if (authority.find('@') != std::string_view::npos) {
-        return "the url must not carry credentials: put the token in token_file or token_env";
+        return "the url must not carry credentials: put them in a file or the environment";
     }
     if (authority.empty() || authority.front() == ':') {
         return "the url has no host";
@@ -220,6 +220,124 @@ void read_grafana(YamlReader& r,
     load_secret(r, at, token_file, token_env, base_dir, s.token);
 }
 
+/// notify.notifiers.NAME: a Slack incoming webhook or a generic webhook for alarms.
+void read_notifier(YamlReader& r,
+                   const Value& value,
+                   notify::Notifier& n,
+                   const std::filesystem::path& base_dir) {
+    SecretSource url_source;
+    SecretSource secret_source;
+    std::optional<Value> url_at;
+    std::optional<Value> type_at;
+    std::optional<Value> tls_at;
+    std::string type;
+    auto source = [&](SecretSource& into, bool file) {
+        return [&r, &into, file](const Value& v) {
+            if (r.read_string(v, file ? into.file : into.env)) {
+                (file ? into.file_at : into.env_at).emplace(v);
+            }
+        };
+    };
+    bool ok = r.read_map(
+        value, {
+                   {"type",
+                    [&](const Value& v) {
+                        type_at = v;
+                        if (r.read_choice(v, type, {"slack", "webhook"}, "notifier type",
+                                          "slack, webhook")) {
+                            n.type = type == "slack" ? notify::Notifier::Type::kSlack
+                                                     : notify::Notifier::Type::kWebhook;
+                        }
+                    }},
+                   {"url",
+                    [&](const Value& v) {
+                        url_at = v;
+                        r.read_string(v, n.url);
+                    }},
+                   {"url_file", source(url_source, true)},
+                   {"url_env", source(url_source, false)},
+                   {"secret_file", source(secret_source, true)},
+                   {"secret_env", source(secret_source, false)},
+                   {"secret",
+                    [&](const Value& v) {
+                        r.error(
+                            v, "the secret must come from secret_file or secret_env, never inline");
+                    }},
+                   {"timeout", [&](const Value& v) { r.read_duration(v, n.timeout); }},
+                   {"tls",
+                    [&](const Value& v) {
+                        tls_at = v;
+                        read_grafana_tls(r, v, n.tls, base_dir);
+                    }},
+               });
+    if (!ok) {
+        return;
+    }
+    if (!type_at) {
+        r.error(value, fmt::format("notifier {} needs a type: slack or webhook", n.name));
+        return;
+    }
+    const bool from_source = !url_source.file.empty() || !url_source.env.empty();
+    if (n.type == notify::Notifier::Type::kSlack && url_at) {
+        // A Slack webhook's URL is its credential: it belongs in a file or the environment.
+        r.error(*url_at, "a Slack webhook's url is a secret: give url_file or url_env");
+        return;
+    }
+    if (url_at && from_source) {
+        r.error(*url_at, "give url, url_file or url_env, only one");
+        return;
+    }
+    if (!url_at && !from_source) {
+        r.error(value, fmt::format("notifier {} needs a url (url, url_file or url_env)", n.name));
+        return;
+    }
+    std::string path;
+    load_source(r, url_source, "url", base_dir, path, n.url);
+    const Value& where = url_at               ? *url_at
+                         : url_source.file_at ? *url_source.file_at
+                                              : *url_source.env_at;
+    if (!n.url.empty()) {
+        if (auto problem = url_problem(n.url); !problem.empty()) {
+            // The url may be the secret: the message names the problem, never the value.
+            r.error(where, problem);
+            return;
+        }
+    }
+    if (n.type == notify::Notifier::Type::kSlack &&
+        (!secret_source.file.empty() || !secret_source.env.empty())) {
+        r.error(secret_source.file_at ? *secret_source.file_at : *secret_source.env_at,
+                "Slack does not check signatures: a secret applies to type webhook");
+        return;
+    }
+    std::string secret_path;
+    load_source(r, secret_source, "secret", base_dir, secret_path, n.secret);
+    if (tls_at && !n.url.starts_with("https://") &&
+        !(n.tls.ca_file.empty() && n.tls.cert_file.empty())) {
+        r.error(*tls_at, "tls applies to an https:// url only");
+    }
+}
+
+void read_delivery(YamlReader& r, const Value& value, notify::DeliverySettings& d) {
+    std::optional<Value> max_at;
+    r.read_map(value,
+               {
+                   {"retry_backoff", [&](const Value& v) { r.read_duration(v, d.retry_backoff); }},
+                   {"retry_backoff_max",
+                    [&](const Value& v) {
+                        max_at = v;
+                        r.read_duration(v, d.retry_backoff_max);
+                    }},
+                   {"give_up_after", [&](const Value& v) { r.read_duration(v, d.give_up_after); }},
+                   {"poll", [&](const Value& v) { r.read_duration(v, d.poll); }},
+               });
+    if (d.retry_backoff_max < d.retry_backoff) {
+        r.error(max_at ? *max_at : value,
+                fmt::format("retry_backoff_max ({}) must be at least retry_backoff ({})",
+                            core::format_duration(d.retry_backoff_max),
+                            core::format_duration(d.retry_backoff)));
+    }
+}
+
 }  // namespace
 
 void read_notify(YamlReader& r,
@@ -232,6 +350,17 @@ void read_notify(YamlReader& r,
         {
             {"grafana",
              [&](const Value& v) { read_grafana(r, v, settings.grafana, actions, base_dir); }},
+            {"notifiers",
+             [&](const Value& v) {
+                 settings.notifiers.clear();
+                 r.read_entries(v, [&](const Value& key, const Value& item) {
+                     notify::Notifier n;
+                     n.name = key.node.Scalar();
+                     read_notifier(r, item, n, base_dir);
+                     settings.notifiers.push_back(std::move(n));
+                 });
+             }},
+            {"delivery", [&](const Value& v) { read_delivery(r, v, settings.delivery); }},
         });
 }
 

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -372,6 +374,7 @@ void read_scenario(YamlReader& r, const Value& value, probes::Scenario& s) {
                           {"timeout", [&](const Value& v) { r.read_duration(v, s.timeout); }},
                           {"enabled", [&](const Value& v) { r.read_bool(v, s.enabled); }},
                           {"labels", [&](const Value& v) { r.read_string_map(v, s.labels); }},
+                          {"node", [&](const Value& v) { r.read_string(v, s.node); }},
                           {"vars",
                            [&](const Value& v) {
                                r.read_entries(v, [&](const Value& key, const Value& item) {
@@ -402,13 +405,204 @@ void read_scenario(YamlReader& r, const Value& value, probes::Scenario& s) {
     }
 }
 
+/// A share: "95%", "99.5%", or a number in (0, 1].
+bool read_share(YamlReader& r, const Value& value, double& out) {
+    std::string text;
+    if (!r.read_string(value, text)) {
+        return false;
+    }
+    bool percent = !text.empty() && text.back() == '%';
+    if (percent) {
+        text.pop_back();
+    }
+    double number = 0;
+    std::size_t used = 0;
+    try {
+        number = std::stod(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != text.size()) {
+        r.error(value, fmt::format("{} is not a share: write 95% or 0.95", shown(value)));
+        return false;
+    }
+    if (percent) {
+        number /= 100.0;
+    }
+    if (!(number > 0 && number <= 1)) {
+        r.error(value, fmt::format("{} is not a share between 0 and 100%{}", shown(value),
+                                   !percent && number > 1 ? " (write 95% or 0.95)" : ""));
+        return false;
+    }
+    out = number;
+    return true;
+}
+
+/// A list of distinct strings; `check` (when set) sees each one read, with where it is.
+void read_names(YamlReader& r,
+                const Value& value,
+                std::vector<std::string>& out,
+                const std::function<void(const std::string&, const Value&)>& check = {}) {
+    out.clear();
+    r.read_list(value, [&](const Value& item) {
+        std::string name;
+        if (!r.read_string(item, name)) {
+            return;
+        }
+        if (std::find(out.begin(), out.end(), name) != out.end()) {
+            r.error(item, fmt::format("\"{}\" is listed twice", name));
+            return;
+        }
+        if (check) {
+            check(name, item);
+        }
+        out.push_back(std::move(name));
+    });
+}
+
+/// probes.alarms.NAME. Keys that only one kind reads are refused on the others, so a rule
+/// never silently ignores what its author wrote.
+void read_alarm(YamlReader& r,
+                const Value& value,
+                probes::AlarmRule& rule,
+                const std::vector<probes::Scenario>& scenarios,
+                std::vector<std::pair<std::string, Value>>& notify_refs) {
+    std::map<std::string, Value, std::less<>> kind_keys;  // key -> where, for the kind check
+    std::optional<Value> scenarios_at;
+    std::optional<Value> selector_at;
+    std::optional<Value> measure_at;
+    auto only = [&](std::string_view key, std::function<void(const Value&)> read) {
+        return Field{key, [&kind_keys, key, read = std::move(read)](const Value& v) {
+                         kind_keys.emplace(std::string{key}, v);
+                         read(v);
+                     }};
+    };
+    std::string kind = "availability";
+    std::string measure;
+    r.read_map(
+        value,
+        {
+            {"kind",
+             [&](const Value& v) {
+                 if (r.read_choice(v, kind, {"availability", "consecutive", "slo"}, "alarm kind",
+                                   "availability, consecutive, slo")) {
+                     rule.kind = kind == "slo"           ? probes::AlarmKind::kSlo
+                                 : kind == "consecutive" ? probes::AlarmKind::kConsecutiveFailures
+                                                         : probes::AlarmKind::kAvailability;
+                 }
+             }},
+            {"scenarios",
+             [&](const Value& v) {
+                 scenarios_at = v;
+                 read_names(r, v, rule.scenarios, [&](const std::string& name, const Value& at) {
+                     auto found = std::find_if(scenarios.begin(), scenarios.end(),
+                                               [&](const auto& s) { return s.name == name; });
+                     if (found == scenarios.end()) {
+                         std::vector<std::string_view> known;
+                         for (const auto& s : scenarios) {
+                             known.push_back(s.name);
+                         }
+                         r.error(at, fmt::format("no scenario \"{}\"{}", name,
+                                                 did_you_mean(name, known)));
+                     } else if (!found->enabled) {
+                         r.error(at, fmt::format("scenario \"{}\" is not enabled: it never "
+                                                 "runs on a schedule, so it cannot alarm",
+                                                 name));
+                     }
+                 });
+             }},
+            {"selector",
+             [&](const Value& v) {
+                 selector_at = v;
+                 r.read_string_map(v, rule.selector);
+             }},
+            {"measure",
+             [&](const Value& v) {
+                 measure_at = v;
+                 if (r.read_choice(v, measure, {"availability", "correctness", "success"},
+                                   "measure", "availability, correctness, success")) {
+                     rule.measure = measure == "correctness" ? probes::Measure::kCorrectness
+                                    : measure == "success"   ? probes::Measure::kSuccess
+                                                             : probes::Measure::kAvailability;
+                 }
+             }},
+            only("threshold", [&](const Value& v) { read_share(r, v, rule.threshold); }),
+            only("period", [&](const Value& v) { r.read_duration(v, rule.period); }),
+            only("periods", [&](const Value& v) { r.read_int(v, rule.periods, 1, 1000); }),
+            only("breaching", [&](const Value& v) { r.read_int(v, rule.breaching, 1, 1000); }),
+            only("failures", [&](const Value& v) { r.read_int(v, rule.failures, 1, 1000); }),
+            only("objective", [&](const Value& v) { read_share(r, v, rule.objective); }),
+            only("window", [&](const Value& v) { r.read_duration(v, rule.window); }),
+            {"for", [&](const Value& v) { r.read_duration(v, rule.pending); }},
+            {"keep_firing_for", [&](const Value& v) { r.read_duration(v, rule.keep_firing_for); }},
+            {"repeat",
+             [&](const Value& v) {
+                 if (v.node.IsScalar() && v.node.Scalar() == "never") {
+                     rule.repeat = core::Millis{0};
+                 } else {
+                     r.read_duration(v, rule.repeat);
+                 }
+             }},
+            {"notify",
+             [&](const Value& v) {
+                 read_names(r, v, rule.notify, [&](const std::string& name, const Value& at) {
+                     notify_refs.emplace_back(name, at);
+                 });
+             }},
+        });
+    static const std::map<std::string_view, std::string_view> kKindOf{{"threshold", "availability"},
+                                                                      {"period", "availability"},
+                                                                      {"periods", "availability"},
+                                                                      {"breaching", "availability"},
+                                                                      {"failures", "consecutive"},
+                                                                      {"objective", "slo"},
+                                                                      {"window", "slo"}};
+    for (const auto& [key, at] : kind_keys) {
+        if (auto owner = kKindOf.at(key); owner != kind) {
+            r.error(at, fmt::format("{} applies to alarms of kind {}, and this one is {}", key,
+                                    owner, kind));
+        }
+    }
+    if (scenarios_at && selector_at) {
+        r.error(*selector_at, "name the scenarios or give a selector, not both");
+    }
+    if (!measure_at && rule.kind == probes::AlarmKind::kConsecutiveFailures) {
+        rule.measure = probes::Measure::kSuccess;  // any bad run counts, unless told otherwise
+    }
+    if (rule.kind == probes::AlarmKind::kAvailability) {
+        if (rule.period.count() % store::kProbeBucket.count() != 0) {
+            r.error(kind_keys.contains("period") ? kind_keys.at("period") : value,
+                    fmt::format("the period must be a multiple of {} (runs are counted in "
+                                "buckets that wide)",
+                                core::format_duration(store::kProbeBucket)));
+        }
+        if (rule.breaching > rule.periods) {
+            r.error(kind_keys.contains("breaching") ? kind_keys.at("breaching") : value,
+                    fmt::format("breaching ({}) cannot exceed periods ({})", rule.breaching,
+                                rule.periods));
+        }
+    }
+    if (rule.kind == probes::AlarmKind::kSlo) {
+        if (rule.objective >= 1.0) {
+            r.error(kind_keys.contains("objective") ? kind_keys.at("objective") : value,
+                    "an objective of 100% leaves no error budget to burn");
+        }
+        if (rule.window < core::Millis{std::chrono::hours{6}}) {
+            r.error(kind_keys.contains("window") ? kind_keys.at("window") : value,
+                    "an SLO window must be at least 6h (the slow burn is read over 6h)");
+        }
+    }
+}
+
 }  // namespace
 
 void read_probes(YamlReader& r,
                  const Value& value,
                  probes::Settings& settings,
-                 const std::filesystem::path& base_dir) {
+                 const std::filesystem::path& base_dir,
+                 std::vector<std::pair<std::string, Value>>& notify_refs) {
     SecretSource token;
+    std::optional<Value> alarms_at;
     r.read_map(
         value,
         {
@@ -428,6 +622,12 @@ void read_probes(YamlReader& r,
              [&](const Value& v) { r.read_int(v, settings.max_concurrent, 1, 1024); }},
             {"max_body_bytes", [&](const Value& v) { r.read_bytes(v, settings.max_body_bytes); }},
             {"retention", [&](const Value& v) { r.read_duration(v, settings.retention); }},
+            {"evaluate_every",
+             [&](const Value& v) { r.read_duration(v, settings.evaluate_every); }},
+            {"public_url", [&](const Value& v) { r.read_string(v, settings.public_url); }},
+            {"silence_actions",
+             [&](const Value& v) { read_names(r, v, settings.silence_actions); }},
+            {"alarms", [&](const Value& v) { alarms_at = v; }},
             {"scenarios",
              [&](const Value& v) {
                  settings.scenarios.clear();
@@ -447,6 +647,22 @@ void read_probes(YamlReader& r,
         });
     std::string token_path;
     load_source(r, token, "token", base_dir, token_path, settings.token);
+    // After the scenarios, whatever the keys' order: the rules name them.
+    if (alarms_at) {
+        settings.alarms.clear();
+        r.read_entries(*alarms_at, [&](const Value& key, const Value& item) {
+            probes::AlarmRule rule;
+            rule.name = key.node.Scalar();
+            if (!is_name(rule.name)) {
+                r.error(key, fmt::format("\"{}\" is not an alarm name (letters, digits, _, - and "
+                                         "., at most 64)",
+                                         rule.name));
+                return;
+            }
+            read_alarm(r, item, rule, settings.scenarios, notify_refs);
+            settings.alarms.push_back(std::move(rule));
+        });
+    }
 }
 
 }  // namespace aviary::config

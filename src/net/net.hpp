@@ -620,6 +620,8 @@ public:
     void update(std::string_view data) { update(data.data(), data.size()); }
     /// The digest of everything given so far, as 64 lowercase hex digits; starts over.
     std::string hex();
+    /// The same as 32 raw bytes; starts over.
+    std::string bytes();
 
     struct Context;  ///< OpenSSL's, opaque here
 
@@ -627,5 +629,9 @@ private:
     explicit Sha256(std::unique_ptr<Context, void (*)(Context*)> context);
     std::unique_ptr<Context, void (*)(Context*)> context_;
 };
+
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`, as 64 lowercase hex digits: what a
+/// signed webhook carries. kUnavailable when OpenSSL cannot be opened.
+core::Result<std::string> hmac_sha256_hex(std::string_view key, std::string_view message);
 
 }  // namespace aviary::net

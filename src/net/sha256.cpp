@@ -1,5 +1,7 @@
 #include <openssl/evp.h>
 
+#include <string>
+
 #include "net/net.hpp"
 #include "net/openssl.hpp"
 
@@ -43,18 +45,50 @@ void Sha256::update(const void* data, std::size_t size) {
     EVP_DigestUpdate(native(context_.get()), data, size);
 }
 
-std::string Sha256::hex() {
+std::string Sha256::bytes() {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int size = 0;
     EVP_DigestFinal_ex(native(context_.get()), digest, &size);
     EVP_DigestInit_ex(native(context_.get()), EVP_sha256(), nullptr);
+    return std::string{reinterpret_cast<const char*>(digest), size};
+}
+
+std::string Sha256::hex() {
+    auto digest = bytes();
     static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out(std::size_t{size} * 2, '0');
-    for (unsigned int i = 0; i < size; ++i) {
-        out[2 * i] = kDigits[digest[i] >> 4];
-        out[2 * i + 1] = kDigits[digest[i] & 0xf];
+    std::string out(digest.size() * 2, '0');
+    for (std::size_t i = 0; i < digest.size(); ++i) {
+        auto byte = static_cast<unsigned char>(digest[i]);
+        out[2 * i] = kDigits[byte >> 4];
+        out[2 * i + 1] = kDigits[byte & 0xf];
     }
     return out;
+}
+
+core::Result<std::string> hmac_sha256_hex(std::string_view key, std::string_view message) {
+    constexpr std::size_t kBlock = 64;  // SHA-256's block size
+    auto hash = Sha256::make();
+    if (!hash) {
+        return hash.error();
+    }
+    std::string block{key};
+    if (block.size() > kBlock) {
+        hash->update(block);
+        block = hash->bytes();
+    }
+    block.resize(kBlock, '\0');
+    std::string inner_pad = block;
+    std::string outer_pad = block;
+    for (std::size_t i = 0; i < kBlock; ++i) {
+        inner_pad[i] = static_cast<char>(inner_pad[i] ^ 0x36);
+        outer_pad[i] = static_cast<char>(outer_pad[i] ^ 0x5c);
+    }
+    hash->update(inner_pad);
+    hash->update(message);
+    auto inner = hash->bytes();
+    hash->update(outer_pad);
+    hash->update(inner);
+    return hash->hex();
 }
 
 }  // namespace aviary::net

@@ -27,6 +27,7 @@
 
 #include "metrics/metrics.hpp"
 #include "net/net.hpp"
+#include "notify/delivery.hpp"
 #include "notify/notify.hpp"
 
 namespace aviary::notify {
@@ -40,8 +41,6 @@ using namespace asio::experimental::awaitable_operators;
 constexpr int kBatch = 100;
 /// Grafana's answers are small; a larger one is refused rather than held.
 constexpr std::size_t kResponseMax = std::size_t{4} * 1024 * 1024;
-/// How much of an unexpected answer a message shows.
-constexpr std::size_t kExcerptMax = 200;
 /// A pass sends for at most this long, then asks the scheduler to run it again at once: a slow
 /// Grafana with a long backlog holds one scheduler thread for a bounded time.
 constexpr std::chrono::seconds kPassBudget{30};
@@ -59,17 +58,6 @@ struct Failure {
 
 std::int64_t epoch_ms(core::TimePoint t) {
     return t.time_since_epoch().count();
-}
-
-std::string one_line(std::string_view text) {
-    std::string out;
-    for (char c : text.substr(0, kExcerptMax)) {
-        out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
-    }
-    if (text.size() > kExcerptMax) {
-        out += "...";
-    }
-    return out;
 }
 
 /// Grafana's {"message": "..."}, or an excerpt of whatever else it said.
@@ -144,15 +132,6 @@ json::array tags_of(const store::Annotation& annotation, bool ended) {
 
 std::string text_of(const store::Annotation& annotation, bool ended) {
     return ended ? annotation.text + outcome_text(annotation) : annotation.text;
-}
-
-/// HttpClient::fetch() as an awaitable of a default-constructible type, which the `||` race
-/// needs.
-asio::awaitable<std::optional<core::Result<net::ClientResponse>>> fetch_once(
-    net::HttpClient& client, net::ClientRequest request) {
-    std::optional<core::Result<net::ClientResponse>> out;
-    out.emplace(co_await client.fetch(std::move(request)));
-    co_return out;
 }
 
 net::ClientSettings client_settings(const GrafanaTls& tls) {
@@ -518,16 +497,8 @@ void GrafanaSender::Impl::record_failure(const store::Annotation& annotation,
     }
 }
 
-/// retry_backoff doubling per attempt, ±20 % jitter, never past retry_backoff_max.
 core::Millis GrafanaSender::Impl::backoff(int attempt) {
-    auto wait = settings.retry_backoff;
-    for (int i = 1; i < attempt && wait < settings.retry_backoff_max; ++i) {
-        wait *= 2;
-    }
-    wait = std::min(wait, settings.retry_backoff_max);
-    std::uniform_real_distribution<double> jitter{0.8, 1.2};
-    auto jittered = core::Millis{static_cast<std::int64_t>(double(wait.count()) * jitter(random))};
-    return std::clamp(jittered, core::Millis{1}, settings.retry_backoff_max);
+    return notify::backoff(attempt, settings.retry_backoff, settings.retry_backoff_max, random);
 }
 
 void GrafanaSender::Impl::refresh_backlog() {

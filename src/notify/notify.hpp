@@ -56,8 +56,80 @@ struct GrafanaSettings {
     core::Millis poll{std::chrono::seconds{1}};
 };
 
+/// Where an alarm's notifications go (docs/probes.md, "Notifiers").
+struct Notifier {
+    enum class Type {
+        kSlack,    ///< a Slack incoming webhook: {"text": ...} with the alarm, figures and link
+        kWebhook,  ///< any receiver: the notification as JSON, HMAC-signed when `secret` is set
+    };
+    std::string name;
+    Type type = Type::kWebhook;
+    /// Where it is posted. A Slack webhook's URL is itself the secret: read from url_file or
+    /// url_env, never logged.
+    std::string url;
+    /// The webhook's HMAC-SHA256 key (secret_file or secret_env); empty: unsigned.
+    std::string secret;
+    GrafanaTls tls;  ///< an https receiver's CA and aviary's client certificate
+    core::Millis timeout{std::chrono::seconds{10}};
+};
+
+std::string_view notifier_type_name(Notifier::Type type);  ///< "slack", "webhook"
+
+/// How alarm notifications are delivered from the store's outbox.
+struct DeliverySettings {
+    core::Millis retry_backoff{std::chrono::seconds{5}};  ///< doubles with jitter up to the max
+    core::Millis retry_backoff_max{std::chrono::minutes{5}};
+    /// A notification not delivered this long after it was raised is given up (logged, and
+    /// kept in the outbox as "abandoned"): nothing is retried for ever.
+    core::Millis give_up_after{std::chrono::hours{24}};
+    core::Millis poll{std::chrono::seconds{5}};  ///< the longest the outbox goes unread
+};
+
 struct Settings {
     GrafanaSettings grafana;
+    std::vector<Notifier> notifiers;
+    DeliverySettings delivery;
+};
+
+/// The body of a webhook notification (stable, documented in docs/probes.md): {"version": 1,
+/// "id", "alarm", "rule", "scenario", "kind", "state", "summary", "link", "at", "since"}.
+std::string webhook_body(const store::AlarmNotification& n);
+/// Slack's {"text": ...}: which alarm, firing or resolved, the summary, and the link.
+std::string slack_body(const store::AlarmNotification& n);
+/// The signature header's value for `body` sent at `unix_seconds`:
+/// "t=UNIX,v1=HEX(HMAC-SHA256(secret, "UNIX." + body))".
+core::Result<std::string> webhook_signature(std::string_view secret,
+                                            std::int64_t unix_seconds,
+                                            std::string_view body);
+/// The header the signature goes in.
+inline constexpr std::string_view kSignatureHeader = "X-Aviary-Signature";
+
+/// Sends the alarm notifications in the store's outbox, as the task "alarm-notifications" on
+/// serve's scheduler (leader only, so one instance sends each): each pass posts what is due,
+/// one request at a time on a private loop, and records each outcome; a failure waits out its
+/// backoff, and a receiver that is down never slows the probes. `metrics` may be null.
+class AlarmSender {
+public:
+    AlarmSender(Settings settings,
+                store::Store& store,
+                core::Clock& clock,
+                metrics::Registry* metrics);
+    ~AlarmSender();  ///< stops
+    AlarmSender(const AlarmSender&) = delete;
+    AlarmSender& operator=(const AlarmSender&) = delete;
+
+    /// Adds the task to `scheduler` (before it starts). The scheduler must outlive this.
+    void schedule(core::Scheduler& scheduler);
+    /// Runs a pass soon (an alarm changed). Thread-safe.
+    void wake();
+    /// Ends the pass in flight promptly and removes the task. Idempotent.
+    void stop();
+    /// One pass on the calling thread; for tests, never while the task may run.
+    void run_once();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
 };
 
 /// The annotation a job gets, or nullopt when Grafana is off or the action is not annotated.

@@ -149,9 +149,66 @@ struct Scenario {
     core::Millis timeout{std::chrono::minutes{1}};
     bool enabled = true;  ///< false: run on demand only (`aviary probe run`, run now)
     core::Labels labels;
+    /// The node the scenario checks, if one: its maintenance, or a planned action running on
+    /// it, silences the scenario's alarms ({{node}} in templates).
+    std::string node;
     std::map<std::string, std::string, std::less<>> vars;  ///< templates' own variables
     std::vector<Step> steps;
     std::vector<Step> cleanup;  ///< run after the steps whatever happened, within `timeout` more
+};
+
+// ---------------------------------------------------------------------------------------------
+// Alarms (docs/probes.md, "Alarms")
+
+enum class AlarmKind {
+    /// The original canary's: the measure below `threshold` in `breaching` of the last
+    /// `periods` periods, a period without runs counting as breaching.
+    kAvailability,
+    /// The scenario's newest `failures` runs all bad.
+    kConsecutiveFailures,
+    /// An objective over a window, alarmed on its error budget's burn rate: fast (2 % of the
+    /// budget in an hour, seen over 1 h and 5 min) or slow (5 % in six hours, over 6 h and 30 min).
+    kSlo,
+};
+
+std::string_view alarm_kind_name(AlarmKind kind);  ///< "availability", "consecutive", "slo"
+
+/// Which runs count as bad.
+enum class Measure {
+    kAvailability,  ///< broken runs: the target could not be reached
+    kCorrectness,   ///< failed runs: it answered wrongly
+    kSuccess,       ///< both
+};
+
+std::string_view measure_name(Measure measure);
+
+/// One rule, applied to each scenario it selects: each pair is an alarm named "RULE/SCENARIO".
+struct AlarmRule {
+    std::string name;
+    AlarmKind kind = AlarmKind::kAvailability;
+    /// Which scenarios: those named, else those whose labels match `selector` (empty: all).
+    /// Scenarios that are not enabled are never selected.
+    std::vector<std::string> scenarios;
+    core::Labels selector;
+    Measure measure = Measure::kAvailability;
+    // availability
+    double threshold = 0.95;
+    core::Millis period{std::chrono::minutes{5}};  ///< a multiple of 5 minutes
+    int periods = 5;
+    int breaching = 3;
+    // consecutive
+    int failures = 3;
+    // slo
+    double objective = 0.995;
+    core::Millis window{std::chrono::hours{24 * 30}};
+    /// The condition must hold this long before the alarm fires.
+    core::Millis pending{0};
+    /// Hysteresis: a firing alarm resolves only once its condition has been clear this long.
+    core::Millis keep_firing_for{std::chrono::minutes{5}};
+    /// While firing (and not silenced), the notifiers hear again this often; 0: never.
+    core::Millis repeat{std::chrono::hours{4}};
+    /// Which notifiers (notify.notifiers) hear of it; empty: every one.
+    std::vector<std::string> notify;
 };
 
 struct Settings {
@@ -166,6 +223,17 @@ struct Settings {
     /// auth.tokens (read at load from probes.token_file or token_env; never logged, and
     /// redacted from what runs store). Empty: none.
     std::string token;
+    std::vector<AlarmRule> alarms;
+    /// How often the leader evaluates the alarms (and after every run).
+    core::Millis evaluate_every{std::chrono::seconds{30}};
+    /// Jobs of these actions running on a scenario's node silence its alarms: planned work.
+    std::vector<std::string> silence_actions{"upgrade",       "install-snapshot", "create-canary",
+                                             "delete-canary", "restore",          "handoff"};
+    /// Where people look: links in notifications are PUBLIC_URL/dashboard#probe-NAME. Empty:
+    /// serve's own address.
+    std::string public_url;
+    /// The notifiers' names (notify.notifiers), filled in by config: whom alarms notify.
+    std::vector<std::string> notifiers;
 };
 
 const Scenario* find_scenario(const Settings& settings, std::string_view name);
@@ -263,6 +331,8 @@ public:
         core::Clock* clock = nullptr;          ///< null: the system clock
         std::string instance;                  ///< stored with each run
         bool schedule = true;                  ///< false: runs only on demand
+        /// Told after each run is stored (serve wakes the alarms). On the probes thread: quick.
+        std::function<void()> on_run_stored;
     };
 
     struct ScenarioStatus {
@@ -308,6 +378,85 @@ private:
     struct Impl;
     store::Store* impl_store();
     Settings settings_;
+    std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Alarms: evaluation
+
+/// What a rule reads of one scenario at one evaluation.
+struct AlarmInput {
+    core::TimePoint now{};
+    /// The scenario's buckets, oldest first, from at least the rule's longest look-back.
+    std::vector<store::ProbeBucket> buckets;
+    /// The scenario's newest runs, newest first (consecutive rules).
+    std::vector<store::ProbeRun> newest;
+    /// The scenario's counts over the SLO's window (slo rules).
+    store::ProbeBucket window;
+    /// Periods that ended before this are not judged (the alarm did not exist yet): a new
+    /// alarm does not fire on the missing data of the time before it.
+    core::TimePoint judged_from{};
+};
+
+/// A rule's verdict on one scenario now.
+struct Reading {
+    bool breaching = false;
+    std::string summary;  ///< "availability below 95% in 3 of the last 5 periods: 80%, …"
+};
+
+Reading read_alarm(const AlarmRule& rule, const AlarmInput& input);
+/// How far back read_alarm() looks into buckets for `rule`.
+core::Millis look_back(const AlarmRule& rule);
+
+/// What an evaluation decided for one alarm: the state to write and the notifications to send
+/// ("firing", "resolved", "reminder").
+struct AlarmStep {
+    store::AlarmState next;
+    std::vector<std::string> notify;
+};
+
+/// Moves `current` on by `reading` at `now`: ok → firing once the condition held `pending`;
+/// firing → ok once it was clear `keep_firing_for`; notifications when the notified state
+/// differs from the state and nothing silences it (`silenced_by` empty), and reminders every
+/// `repeat` while firing. A silenced change is told once the silence ends, if it still holds.
+AlarmStep step_alarm(const AlarmRule& rule,
+                     store::AlarmState current,
+                     const Reading& reading,
+                     std::string silenced_by,
+                     core::TimePoint now);
+
+/// The leader's alarm evaluation, a scheduler task (docs/probes.md, "Alarms"): reads the
+/// buckets, runs, silences, nodes and running jobs once per pass, moves every alarm on, and
+/// writes each changed alarm with its notifications and events in one transaction.
+class Alarms {
+public:
+    Alarms(const Settings& settings,
+           store::Store& store,
+           core::Clock& clock,
+           metrics::Registry* metrics);
+    ~Alarms();
+    Alarms(const Alarms&) = delete;
+    Alarms& operator=(const Alarms&) = delete;
+
+    /// Where links point when settings.public_url is empty (serve's address). Thread-safe.
+    void set_public_url(std::string url);
+    /// Told after an evaluation queued notifications (serve wakes the sender); before schedule.
+    void set_on_notified(std::function<void()> on_notified);
+    /// Adds the evaluation (leader_only) to `scheduler`; does nothing without rules.
+    void schedule(core::Scheduler& scheduler);
+    /// Evaluates soon (a run was stored). Thread-safe.
+    void wake();
+    /// Removes the task; returns once no evaluation runs.
+    void stop();
+    /// One evaluation on the calling thread (blocks on the store).
+    core::Result<void> evaluate();
+
+    /// The alarms each rule makes of `settings`' scenarios: (rule, scenario) pairs.
+    static std::vector<std::pair<const AlarmRule*, const Scenario*>> pairs(
+        const Settings& settings);
+
+private:
+    struct Impl;
     std::unique_ptr<Impl> impl_;
 };
 

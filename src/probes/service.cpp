@@ -189,6 +189,7 @@ struct Service::Impl {
         context.blocking = options.blocking;
         context.vars["server"] = server_url;
         context.vars["token"] = settings.token;
+        context.vars["node"] = scenario.node;
         context.max_body_bytes = settings.max_body_bytes;
         context.clock = &clock;
         auto result = co_await run_scenario(scenario, std::move(context));
@@ -215,6 +216,8 @@ struct Service::Impl {
         if (!stored) {
             log->warn("probe run not stored probe={} error=\"{}\"", scenario.name,
                       stored.error().message);
+        } else if (options.on_run_stored) {
+            options.on_run_stored();
         }
         if (success != nullptr) {
             success->with({scenario.name}).set(result.outcome == Outcome::kPassed ? 1 : 0);

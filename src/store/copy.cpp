@@ -28,7 +28,7 @@ struct Table {
     std::string_view identity;  ///< PostgreSQL's identity column, whose sequence moves past it
 };
 
-constexpr std::array<Table, 13> kTables{{
+constexpr std::array<Table, 16> kTables{{
     {"nodes", "name", ""},
     {"leases", "node", ""},
     {"events", "id", "id"},
@@ -44,6 +44,10 @@ constexpr std::array<Table, 13> kTables{{
     {"probe_runs", "id", "id"},
     {"probe_buckets", "scenario, start", ""},
     {"probe_schedule", "scenario", ""},
+    // Alarms keep their state (and so do not notify again), their notifications and silences.
+    {"alarms", "name", ""},
+    {"alarm_notifications", "id", "id"},
+    {"silences", "id", ""},
 }};
 
 /// Tables each database keeps for itself: an instance's registration and leadership are the

@@ -322,6 +322,60 @@ struct ProbeSlot {
     core::TimePoint next_run_at{};
 };
 
+// --- alarms (docs/probes.md, "Alarms") ---------------------------------------------------
+
+/// One alarm's durable state: a rule applied to one scenario ("RULE/SCENARIO"). Only the
+/// leader evaluates alarms, and each write is a compare-and-set on `version`, so a leader that
+/// lost its lead mid-evaluation cannot overwrite what the new one decided.
+struct AlarmState {
+    std::string name;  ///< "RULE/SCENARIO"
+    std::string rule;
+    std::string scenario;
+    std::string state = "ok";  ///< "ok" or "firing"
+    core::TimePoint since{};   ///< when it entered `state`
+    /// ok: since when the rule's condition has held (firing waits for the rule's `for`).
+    std::optional<core::TimePoint> pending_since;
+    /// firing: since when the condition has been clear (resolved after `keep_firing_for`).
+    std::optional<core::TimePoint> clear_since;
+    std::string summary;          ///< the last evaluation's reading, for people
+    std::string silenced_by;      ///< why it notifies nobody now ("silence ID: reason"); "" if not
+    std::string notified = "ok";  ///< the state the notifiers last heard of
+    core::TimePoint notified_at{};  ///< when they last heard (a reminder is due after that)
+    core::TimePoint evaluated_at{};
+    std::int64_t version = 0;  ///< 0: not stored yet; each write adds one
+};
+
+/// A notification of an alarm in the store's outbox: written in the transaction that changes
+/// the alarm, sent by notify (one per notifier), retried with backoff until sent or given up.
+struct AlarmNotification {
+    std::int64_t id = 0;
+    std::string alarm;
+    std::string rule;
+    std::string scenario;
+    std::string notifier;     ///< which configured notifier sends it
+    std::string kind;         ///< "firing", "resolved" or "reminder"
+    std::string summary;      ///< what failed and the figures
+    std::string link;         ///< where a person looks next
+    core::TimePoint at{};     ///< when it was raised
+    core::TimePoint since{};  ///< when the alarm entered the state it tells of
+    int attempts = 0;         ///< failed sends
+    core::TimePoint next_attempt_at{};
+    std::string last_error;
+    std::string outcome;  ///< "" while it is to be sent, "sent" or "abandoned"
+    std::optional<core::TimePoint> done_at;
+};
+
+/// An explicit silence: alarms it matches notify nobody until it ends.
+struct Silence {
+    std::string id;
+    /// "*", a rule's name, a scenario's name, or one alarm's "RULE/SCENARIO".
+    std::string matcher;
+    std::string reason;
+    std::string created_by;
+    core::TimePoint starts_at{};
+    core::TimePoint ends_at{};
+};
+
 // --- annotation outbox ---------------------------------------------------------------------
 
 /// A job's annotation in the outbox. submit_job writes it (from Job::annotation) not yet due;
@@ -699,6 +753,49 @@ public:
     /// how many runs went.
     virtual core::Result<std::int64_t> prune_probe_runs(core::TimePoint runs_before,
                                                         core::TimePoint buckets_before) = 0;
+
+    // --- alarms (docs/probes.md, "Alarms") -------------------------------------------------
+    /// Every alarm's state, by name.
+    virtual core::Result<std::vector<AlarmState>> alarm_states() = 0;
+    /// Writes `next` when the stored version is still `seen_version` (0: not stored yet), with
+    /// its version set to seen_version + 1, and in the same transaction queues `notifications`
+    /// and records `events`. False when another writer got there first (nothing written).
+    virtual core::Result<bool> write_alarm(const AlarmState& next,
+                                           std::int64_t seen_version,
+                                           const std::vector<AlarmNotification>& notifications,
+                                           const std::vector<core::Event>& events) = 0;
+    /// Deletes the alarms whose names are not in `keep` (their rule or scenario left the
+    /// config), with their unsent notifications; returns how many alarms went.
+    virtual core::Result<std::int64_t> forget_alarms(const std::vector<std::string>& keep) = 0;
+    /// Notifications still to send whose next attempt is due, oldest first.
+    virtual core::Result<std::vector<AlarmNotification>> due_alarm_notifications(
+        core::TimePoint now, int limit) = 0;
+    /// The earliest next attempt of a notification still to send; nullopt when none is.
+    virtual core::Result<std::optional<core::TimePoint>> next_alarm_notification_at() = 0;
+    /// Records a notification's end: `outcome` "sent" or "abandoned" (with why).
+    virtual core::Result<void> alarm_notification_done(std::int64_t id,
+                                                       std::string_view outcome,
+                                                       std::string_view error,
+                                                       core::TimePoint now) = 0;
+    /// Records a failed send: attempts + 1, last_error, next_attempt_at.
+    virtual core::Result<void> alarm_notification_failed(std::int64_t id,
+                                                         std::string_view error,
+                                                         core::TimePoint next_attempt_at) = 0;
+    /// The newest notifications (sent or not), newest first: what an operator checks.
+    virtual core::Result<std::vector<AlarmNotification>> alarm_notifications(int limit) = 0;
+    /// Notifications still to send (for /metrics).
+    virtual core::Result<std::int64_t> alarm_notification_backlog() = 0;
+    /// Stores a silence ("silence.added" event). kAlreadyExists for a known id.
+    virtual core::Result<void> add_silence(const Silence& silence, core::TimePoint now) = 0;
+    /// Silences that have not ended by `now` (with `ended`, those too), newest first.
+    virtual core::Result<std::vector<Silence>> silences(core::TimePoint now, bool ended) = 0;
+    /// Ends a silence now ("silence.expired" event by `actor`); kNotFound for an unknown id,
+    /// kInvalidArgument for one already ended.
+    virtual core::Result<Silence> expire_silence(std::string_view id,
+                                                 std::string_view actor,
+                                                 core::TimePoint now) = 0;
+    /// Deletes notifications done before `before` and silences that ended before it.
+    virtual core::Result<std::int64_t> prune_alarm_history(core::TimePoint before) = 0;
 
     // --- health --------------------------------------------------------------------------
     virtual Stats stats() const = 0;

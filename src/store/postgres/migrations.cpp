@@ -208,6 +208,49 @@ CREATE TABLE probe_schedule (
     next_run_at BIGINT NOT NULL
 );
 )sql"},
+    {12, "alarms, their notifications and silences", R"sql(
+CREATE TABLE alarms (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    rule TEXT COLLATE "C" NOT NULL,
+    scenario TEXT COLLATE "C" NOT NULL,
+    state TEXT COLLATE "C" NOT NULL,
+    since BIGINT NOT NULL,
+    pending_since BIGINT,
+    clear_since BIGINT,
+    summary TEXT NOT NULL DEFAULT '',
+    silenced_by TEXT NOT NULL DEFAULT '',
+    notified TEXT COLLATE "C" NOT NULL DEFAULT 'ok',
+    notified_at BIGINT NOT NULL DEFAULT 0,
+    evaluated_at BIGINT NOT NULL,
+    version BIGINT NOT NULL
+);
+CREATE TABLE alarm_notifications (
+    id BIGSERIAL PRIMARY KEY,
+    alarm TEXT COLLATE "C" NOT NULL,
+    rule TEXT COLLATE "C" NOT NULL,
+    scenario TEXT COLLATE "C" NOT NULL,
+    notifier TEXT COLLATE "C" NOT NULL,
+    kind TEXT COLLATE "C" NOT NULL,
+    summary TEXT NOT NULL,
+    link TEXT NOT NULL DEFAULT '',
+    at BIGINT NOT NULL,
+    since BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    outcome TEXT COLLATE "C" NOT NULL DEFAULT '',
+    done_at BIGINT
+);
+CREATE INDEX alarm_notifications_due ON alarm_notifications (outcome, next_attempt_at);
+CREATE TABLE silences (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    matcher TEXT COLLATE "C" NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    starts_at BIGINT NOT NULL,
+    ends_at BIGINT NOT NULL
+);
+)sql"},
 };
 
 /// Runs `sql` and records `version` in one transaction.

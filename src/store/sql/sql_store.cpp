@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "store/sql/alarms.hpp"
 #include "store/sql/annotations.hpp"
 #include "store/sql/events.hpp"
 #include "store/sql/instances.hpp"
@@ -559,6 +560,78 @@ core::Result<std::int64_t> SqlStore::prune_probe_runs(core::TimePoint runs_befor
                                                       core::TimePoint buckets_before) {
     return write<std::int64_t>(
         [&](Connection& db) { return delete_probe_runs(db, runs_before, buckets_before); });
+}
+
+core::Result<std::vector<AlarmState>> SqlStore::alarm_states() {
+    return read<std::vector<AlarmState>>([](Connection& db) { return select_alarm_states(db); });
+}
+
+core::Result<bool> SqlStore::write_alarm(const AlarmState& next,
+                                         std::int64_t seen_version,
+                                         const std::vector<AlarmNotification>& notifications,
+                                         const std::vector<core::Event>& events) {
+    return write<bool>([&](Connection& db) {
+        return sql::write_alarm(db, next, seen_version, notifications, events);
+    });
+}
+
+core::Result<std::int64_t> SqlStore::forget_alarms(const std::vector<std::string>& keep) {
+    return write<std::int64_t>([&](Connection& db) { return sql::forget_alarms(db, keep); });
+}
+
+core::Result<std::vector<AlarmNotification>> SqlStore::due_alarm_notifications(core::TimePoint now,
+                                                                               int limit) {
+    return read<std::vector<AlarmNotification>>(
+        [&](Connection& db) { return select_due_alarm_notifications(db, now, limit); });
+}
+
+core::Result<std::optional<core::TimePoint>> SqlStore::next_alarm_notification_at() {
+    return read<std::optional<core::TimePoint>>(
+        [](Connection& db) { return select_next_alarm_notification_at(db); });
+}
+
+core::Result<void> SqlStore::alarm_notification_done(std::int64_t id,
+                                                     std::string_view outcome,
+                                                     std::string_view error,
+                                                     core::TimePoint now) {
+    return write<void>(
+        [&](Connection& db) { return sql::alarm_notification_done(db, id, outcome, error, now); });
+}
+
+core::Result<void> SqlStore::alarm_notification_failed(std::int64_t id,
+                                                       std::string_view error,
+                                                       core::TimePoint next_attempt_at) {
+    return write<void>([&](Connection& db) {
+        return sql::alarm_notification_failed(db, id, error, next_attempt_at);
+    });
+}
+
+core::Result<std::vector<AlarmNotification>> SqlStore::alarm_notifications(int limit) {
+    return read<std::vector<AlarmNotification>>(
+        [&](Connection& db) { return select_alarm_notifications(db, limit); });
+}
+
+core::Result<std::int64_t> SqlStore::alarm_notification_backlog() {
+    return read<std::int64_t>([](Connection& db) { return count_alarm_backlog(db); });
+}
+
+core::Result<void> SqlStore::add_silence(const Silence& silence, core::TimePoint now) {
+    return write<void>([&](Connection& db) { return insert_silence(db, silence, now); });
+}
+
+core::Result<std::vector<Silence>> SqlStore::silences(core::TimePoint now, bool ended) {
+    return read<std::vector<Silence>>(
+        [&](Connection& db) { return select_silences(db, now, ended); });
+}
+
+core::Result<Silence> SqlStore::expire_silence(std::string_view id,
+                                               std::string_view actor,
+                                               core::TimePoint now) {
+    return write<Silence>([&](Connection& db) { return sql::expire_silence(db, id, actor, now); });
+}
+
+core::Result<std::int64_t> SqlStore::prune_alarm_history(core::TimePoint before) {
+    return write<std::int64_t>([&](Connection& db) { return delete_alarm_history(db, before); });
 }
 
 core::Result<void> SqlStore::join_instance(

@@ -158,6 +158,30 @@ public:
     core::Result<std::vector<ProbeSlot>> probe_schedule() override;
     core::Result<std::int64_t> prune_probe_runs(core::TimePoint runs_before,
                                                 core::TimePoint buckets_before) override;
+    core::Result<std::vector<AlarmState>> alarm_states() override;
+    core::Result<bool> write_alarm(const AlarmState& next,
+                                   std::int64_t seen_version,
+                                   const std::vector<AlarmNotification>& notifications,
+                                   const std::vector<core::Event>& events) override;
+    core::Result<std::int64_t> forget_alarms(const std::vector<std::string>& keep) override;
+    core::Result<std::vector<AlarmNotification>> due_alarm_notifications(core::TimePoint now,
+                                                                         int limit) override;
+    core::Result<std::optional<core::TimePoint>> next_alarm_notification_at() override;
+    core::Result<void> alarm_notification_done(std::int64_t id,
+                                               std::string_view outcome,
+                                               std::string_view error,
+                                               core::TimePoint now) override;
+    core::Result<void> alarm_notification_failed(std::int64_t id,
+                                                 std::string_view error,
+                                                 core::TimePoint next_attempt_at) override;
+    core::Result<std::vector<AlarmNotification>> alarm_notifications(int limit) override;
+    core::Result<std::int64_t> alarm_notification_backlog() override;
+    core::Result<void> add_silence(const Silence& silence, core::TimePoint now) override;
+    core::Result<std::vector<Silence>> silences(core::TimePoint now, bool ended) override;
+    core::Result<Silence> expire_silence(std::string_view id,
+                                         std::string_view actor,
+                                         core::TimePoint now) override;
+    core::Result<std::int64_t> prune_alarm_history(core::TimePoint before) override;
 
     core::Result<void> join_instance(
         const InstanceRecord& instance,

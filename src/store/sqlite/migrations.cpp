@@ -316,6 +316,56 @@ core::Result<void> add_probe_runs(SqliteConnection& db) {
     return db.exec(kSchemaV11);
 }
 
+// Alarms on the scenarios (docs/probes.md, "Alarms"): each alarm's durable state, the outbox
+// of its notifications, and explicit silences.
+constexpr std::string_view kSchemaV12 = R"sql(
+CREATE TABLE alarms (
+    name TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    state TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    pending_since INTEGER,
+    clear_since INTEGER,
+    summary TEXT NOT NULL DEFAULT '',
+    silenced_by TEXT NOT NULL DEFAULT '',
+    notified TEXT NOT NULL DEFAULT 'ok',
+    notified_at INTEGER NOT NULL DEFAULT 0,
+    evaluated_at INTEGER NOT NULL,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE alarm_notifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    notifier TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    link TEXT NOT NULL DEFAULT '',
+    at INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL DEFAULT '',
+    done_at INTEGER
+);
+CREATE INDEX alarm_notifications_due ON alarm_notifications (outcome, next_attempt_at);
+CREATE TABLE silences (
+    id TEXT PRIMARY KEY,
+    matcher TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    starts_at INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+core::Result<void> add_alarms(SqliteConnection& db) {
+    return db.exec(kSchemaV12);
+}
+
 constexpr Migration kMigrations[] = {
     {1, "nodes, leases and events", create_v1_tables},
     {2, "lease ids and event indexes", add_lease_ids_and_event_indexes},
@@ -328,6 +378,7 @@ constexpr Migration kMigrations[] = {
     {9, "producer leases", add_producer_leases},
     {10, "sidecars' control urls", add_control_urls},
     {11, "probe runs, buckets and schedule", add_probe_runs},
+    {12, "alarms, their notifications and silences", add_alarms},
 };
 
 core::Result<void> record_version(SqliteConnection& db, int version) {

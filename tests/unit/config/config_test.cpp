@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -318,6 +319,23 @@ void expect_same(const notify::Settings& want, const notify::Settings& got) {
     EXPECT_EQ(got.grafana.retry_backoff, retry_backoff);
     EXPECT_EQ(got.grafana.retry_backoff_max, retry_backoff_max);
     EXPECT_EQ(got.grafana.poll, poll);
+    const auto& [grafana, notifiers, delivery] = want;
+    (void)grafana;
+    ASSERT_EQ(got.notifiers.size(), notifiers.size());
+    for (std::size_t i = 0; i < notifiers.size(); ++i) {
+        const auto& [name, type, n_url, secret, n_tls, n_timeout] = notifiers[i];
+        EXPECT_EQ(got.notifiers[i].name, name);
+        EXPECT_EQ(got.notifiers[i].type, type);
+        EXPECT_EQ(got.notifiers[i].url, n_url);
+        EXPECT_EQ(got.notifiers[i].secret, secret);
+        EXPECT_EQ(got.notifiers[i].tls.ca_file, n_tls.ca_file);
+        EXPECT_EQ(got.notifiers[i].timeout, n_timeout);
+    }
+    const auto& [d_backoff, d_backoff_max, give_up_after, d_poll] = delivery;
+    EXPECT_EQ(got.delivery.retry_backoff, d_backoff);
+    EXPECT_EQ(got.delivery.retry_backoff_max, d_backoff_max);
+    EXPECT_EQ(got.delivery.give_up_after, give_up_after);
+    EXPECT_EQ(got.delivery.poll, d_poll);
 }
 
 /// A scenario's shape: its name, schedule and the kinds of its steps, nested ones in brackets.
@@ -333,13 +351,40 @@ std::string shape(const std::vector<probes::Step>& steps) {
 }
 
 std::string shape(const probes::Scenario& s) {
-    return fmt::format("{} every {} within {}{}: {}", s.name, core::format_duration(s.interval),
-                       core::format_duration(s.timeout), s.enabled ? "" : " (off)", shape(s.steps));
+    return fmt::format("{} every {} within {}{}{}: {}", s.name, core::format_duration(s.interval),
+                       core::format_duration(s.timeout), s.enabled ? "" : " (off)",
+                       s.node.empty() ? "" : " on " + s.node, shape(s.steps));
+}
+
+/// An alarm rule's every field, as one line.
+std::string shape(const probes::AlarmRule& a) {
+    return fmt::format(
+        "{} {} scenarios=[{}] selector={} measure={} threshold={} period={} {}/{} failures={} "
+        "objective={} window={} for={} keep={} repeat={} notify=[{}]",
+        a.name, probes::alarm_kind_name(a.kind), fmt::join(a.scenarios, ","),
+        fmt::join(a.selector, ","), probes::measure_name(a.measure), a.threshold,
+        core::format_duration(a.period), a.breaching, a.periods, a.failures, a.objective,
+        core::format_duration(a.window), a.pending.count(), a.keep_firing_for.count(),
+        a.repeat.count(), fmt::join(a.notify, ","));
 }
 
 void expect_same(const probes::Settings& want, const probes::Settings& got) {
-    const auto& [scenarios, max_concurrent, max_body_bytes, retention, token] = want;
+    const auto& [scenarios, max_concurrent, max_body_bytes, retention, token, alarms,
+                 evaluate_every, silence_actions, public_url, notifiers] = want;
     EXPECT_EQ(got.token, token);
+    EXPECT_EQ(got.evaluate_every, evaluate_every);
+    EXPECT_EQ(got.silence_actions, silence_actions);
+    EXPECT_EQ(got.public_url, public_url);
+    EXPECT_EQ(got.notifiers, notifiers);
+    std::vector<std::string> want_alarms;
+    std::vector<std::string> got_alarms;
+    for (const auto& a : alarms) {
+        want_alarms.push_back(shape(a));
+    }
+    for (const auto& a : got.alarms) {
+        got_alarms.push_back(shape(a));
+    }
+    EXPECT_EQ(got_alarms, want_alarms);
     EXPECT_EQ(got.max_concurrent, max_concurrent);
     EXPECT_EQ(got.max_body_bytes, max_body_bytes);
     EXPECT_EQ(got.retention, retention);
@@ -715,6 +760,17 @@ Config default_with_demo_fleet() {
         scenario("submitWithConcurrency",
                  {step(StepKind::kParallel, {step(StepKind::kHttp), poll()})}),
     };
+    for (auto& s : want.probes.scenarios) {
+        if (s.name != "list") {
+            s.node = "lotus-0";  // its maintenance, or an upgrade on it, silences their alarms
+        }
+    }
+    probes::AlarmRule availability{.name = "availability"};
+    probes::AlarmRule failing{.name = "failing",
+                              .kind = probes::AlarmKind::kConsecutiveFailures,
+                              .measure = probes::Measure::kSuccess};
+    probes::AlarmRule slo{.name = "slo", .kind = probes::AlarmKind::kSlo};
+    want.probes.alarms = {availability, failing, slo};
     return want;
 }
 

@@ -70,7 +70,7 @@ TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 11);
+    EXPECT_EQ(store->schema_version(), 12);
     EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
@@ -157,10 +157,10 @@ TEST(Migrations, ReopeningAMigratedDatabaseChangesNothing) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 11);
+    EXPECT_EQ(store->schema_version(), 12);
     store->close();
     EXPECT_EQ(query_raw(settings.path, "SELECT version FROM schema_version"),
-              (std::vector<std::string>{"11"}));
+              (std::vector<std::string>{"12"}));
 }
 
 TEST(Migrations, VersionTwoDatabaseWithDataMigratesToTheLatest) {
@@ -234,7 +234,7 @@ TEST(Migrations, VersionThreeDatabaseWithDataMigratesToFourAndTakesJobs) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 11);
+    EXPECT_EQ(store->schema_version(), 12);
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
     ASSERT_TRUE(node->lease);
