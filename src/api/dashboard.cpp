@@ -125,6 +125,33 @@ std::string chart(std::string_view scenario,
         kHours * (kBar + kGap), kHeight, escape(scenario), bars);
 }
 
+/// The alarms firing now, each with since when, what it read and what silences it.
+std::string alarms_section(const std::vector<store::AlarmState>& alarms) {
+    std::string rows;
+    for (const auto& a : alarms) {
+        if (a.state != "firing") {
+            continue;
+        }
+        rows += fmt::format(
+            "<tr class=\"alarm firing{0}\" data-alarm=\"{1}\"><td>{1}</td><td>{2}</td>"
+            "<td class=\"message\">{3}</td><td>{4}</td></tr>\n",
+            a.silenced_by.empty() ? "" : " silenced", escape(a.name),
+            escape(core::format_time(a.since)), escape(a.summary),
+            a.silenced_by.empty() ? std::string{"notified"} : escape(a.silenced_by));
+    }
+    if (rows.empty()) {
+        return fmt::format(
+            "<h2>Alarms</h2>\n<p class=\"alarms-quiet\">No alarm is firing ({} "
+            "watched).</p>\n",
+            alarms.size());
+    }
+    return fmt::format(
+        "<h2>Alarms</h2>\n<table class=\"alarms\">\n<thead><tr><th>alarm</th><th>firing "
+        "since</th><th>reading</th><th>silenced</th></tr></thead>\n<tbody>\n{}</tbody>\n"
+        "</table>\n",
+        rows);
+}
+
 std::string probes_section(const ProbesView& view, core::TimePoint now) {
     if (!view.error.empty()) {
         return fmt::format("<h2>Canary scenarios</h2>\n<p class=\"error\">{}</p>\n",
@@ -146,7 +173,7 @@ std::string probes_section(const ProbesView& view, core::TimePoint now) {
         }
         const auto& day = s.windows.size() > 1 ? s.windows[1] : probes::Window{};
         rows += fmt::format(
-            "<tr class=\"probe {0}\" data-probe=\"{1}\"><td>{1}</td><td>{2}</td>"
+            "<tr class=\"probe {0}\" id=\"probe-{1}\" data-probe=\"{1}\"><td>{1}</td><td>{2}</td>"
             "<td class=\"availability-24h\">{3}</td><td>{4}</td><td>{5}</td>"
             "<td class=\"message\">{6}</td></tr>\n",
             escape(outcome), escape(scenario.name), escape(last), percent(day.availability),
@@ -158,8 +185,8 @@ std::string probes_section(const ProbesView& view, core::TimePoint now) {
         "<h2>Canary scenarios</h2>\n"
         "<table class=\"probes\">\n<thead><tr><th>scenario</th><th>last run</th>"
         "<th>availability, 24 h</th><th>per hour, 24 h</th><th>every</th>"
-        "<th>last message</th></tr></thead>\n<tbody>\n{}</tbody>\n</table>\n",
-        rows);
+        "<th>last message</th></tr></thead>\n<tbody>\n{}</tbody>\n</table>\n{}",
+        rows, alarms_section(view.alarms));
 }
 
 }  // namespace
@@ -189,6 +216,8 @@ tr.maintenance td:nth-child(2) {{ color: #a00; }}
 tr.probe.passed td:nth-child(2) {{ color: #17803d; }}
 tr.probe.failed td:nth-child(2), tr.probe.broken td:nth-child(2) {{ color: #b00020; }}
 td.message {{ max-width: 40em; }}
+tr.alarm.firing td:first-child {{ color: #b00020; font-weight: bold; }}
+tr.alarm.silenced td:first-child {{ color: #777; }}
 </style>
 </head>
 <body>

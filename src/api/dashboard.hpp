@@ -14,6 +14,7 @@ namespace aviary::api {
 struct ProbesView {
     std::vector<probes::Service::ScenarioStatus> scenarios;
     std::vector<store::ProbeBucket> buckets;  ///< the last 24 hours (Service::recent_buckets)
+    std::vector<store::AlarmState> alarms;    ///< every alarm; the firing ones are listed
     std::string error;                        ///< why the figures could not be read; shown instead
 };
 

@@ -307,13 +307,17 @@ net::asio::awaitable<net::Response> Router::dashboard() {
         ProbesView view;
         auto status = deps_.probes.status();
         auto buckets = deps_.probes.recent_buckets();
-        if (!status || !buckets) {
-            view.error = "the canary figures could not be read: " +
-                         (!status ? status.error() : buckets.error()).message;
+        auto alarms = deps_.probes.store().alarm_states();
+        if (!status || !buckets || !alarms) {
+            view.error = "the canary figures could not be read: " + (!status    ? status.error()
+                                                                     : !buckets ? buckets.error()
+                                                                                : alarms.error())
+                                                                        .message;
             return view;
         }
         view.scenarios = std::move(*status);
         view.buckets = std::move(*buckets);
+        view.alarms = std::move(*alarms);
         return view;
     };
     auto probes = co_await net::offload(deps_.pool, std::move(read_probes));

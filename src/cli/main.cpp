@@ -574,7 +574,8 @@ static int run_main(int argc, char** argv) {
 
     cli::ProbeRunFlags probe_flags;
     cli::ProbeListFlags probe_list;
-    const auto probe = cli::add_probe_commands(app, probe_flags, probe_list);
+    cli::AlarmFlags alarm_flags;
+    const auto probe = cli::add_probe_commands(app, probe_flags, probe_list, alarm_flags);
 
     cli::SuperviseCliFlags supervise_flags;
     const auto supervise = cli::add_supervise_commands(app, supervise_flags);
@@ -622,12 +623,18 @@ static int run_main(int argc, char** argv) {
     if (*commands.completion) {
         return cli::run_completion(flags.completion_shell);
     }
-    if (*probe.list || *probe.runs) {
+    if (*probe.list || *probe.runs || *probe.alarms || *probe.silences || *probe.silence_add ||
+        *probe.silence_expire) {
         const cli::Context context{
             cli::Client{cli::Connection{global.server, global.token, global.ca_file}}, global.json,
             !global.token.empty()};
-        return *probe.list ? cli::run_probes_list(context)
-                           : cli::run_probe_runs(context, probe_list);
+        if (*probe.list) {
+            return cli::run_probes_list(context);
+        }
+        if (*probe.runs) {
+            return cli::run_probe_runs(context, probe_list);
+        }
+        return cli::run_alarm_command(context, probe, alarm_flags);
     }
     if (*probe.run) {
         probe_flags.server = global.server;

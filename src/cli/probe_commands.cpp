@@ -39,7 +39,10 @@ std::string step_line(const probes::StepResult& step) {
 
 }  // namespace
 
-ProbeCommands add_probe_commands(CLI::App& app, ProbeRunFlags& flags, ProbeListFlags& list) {
+ProbeCommands add_probe_commands(CLI::App& app,
+                                 ProbeRunFlags& flags,
+                                 ProbeListFlags& list,
+                                 AlarmFlags& alarm) {
     ProbeCommands commands;
     commands.list = app.add_subcommand(
         "probes", "the server's canary scenarios: last run, availability, next run");
@@ -56,6 +59,27 @@ ProbeCommands add_probe_commands(CLI::App& app, ProbeRunFlags& flags, ProbeListF
     commands.runs->add_option("--limit", list.limit, "how many (1-1000)")
         ->check(CLI::Range(1, 1000))
         ->capture_default_str();
+    commands.alarms = app.add_subcommand(
+        "alarms",
+        "the canary alarms: firing or ok, since when, what they read, what silences them");
+    commands.notifications = commands.alarms->add_subcommand(
+        "notifications", "the alarm notifications sent (or still being sent), newest first");
+    commands.notifications->add_option("--limit", alarm.limit, "how many (1-1000)")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    commands.silences = app.add_subcommand("silences", "the silences in force");
+    commands.silences->add_flag("--ended", alarm.ended, "those that ended too");
+    auto* silence = app.add_subcommand("silence", "silence alarms for a while, with a reason");
+    silence->require_subcommand(1);
+    commands.silence_add = silence->add_subcommand(
+        "add", "silence the alarms MATCHER names: \"*\", a rule, a scenario or RULE/SCENARIO");
+    commands.silence_add->add_option("matcher", alarm.matcher, "what to silence")->required();
+    commands.silence_add->add_option("--for", alarm.duration, "how long (at most 90d)")
+        ->capture_default_str();
+    commands.silence_add->add_option("--reason", alarm.reason, "why: shown wherever it silences")
+        ->required();
+    commands.silence_expire = silence->add_subcommand("expire", "end a silence now");
+    commands.silence_expire->add_option("id", alarm.id, "the silence's id")->required();
     return commands;
 }
 
@@ -102,6 +126,74 @@ int run_probes_list(const Context& context) {
                    last.is_object() ? string_of(last.at("message")) : ""});
     }
     std::fputs(table.empty() ? "no scenarios\n" : table.text().c_str(), stdout);
+    return kExitOk;
+}
+
+int run_alarm_command(const Context& context,
+                      const ProbeCommands& commands,
+                      const AlarmFlags& flags) {
+    Outcome<Reply> reply = Failure{};
+    if (*commands.notifications) {
+        reply = context.client.call(
+            "GET", fmt::format("/api/v1/alarms/notifications?limit={}", flags.limit));
+    } else if (*commands.alarms) {
+        reply = context.client.call("GET", "/api/v1/alarms");
+    } else if (*commands.silences) {
+        reply = context.client.call(
+            "GET", flags.ended ? "/api/v1/silences?ended=true" : "/api/v1/silences");
+    } else if (*commands.silence_add) {
+        reply = context.client.call("POST", "/api/v1/silences",
+                                    json::value{{"matcher", flags.matcher},
+                                                {"duration", flags.duration},
+                                                {"reason", flags.reason}});
+    } else {
+        reply = context.client.call("DELETE", fmt::format("/api/v1/silences/{}", encode(flags.id)));
+    }
+    if (!reply) {
+        return report(reply.failure());
+    }
+    if (context.json) {
+        print_json_text(reply->body);
+        return kExitOk;
+    }
+    const auto now = core::SystemClock{}.now();
+    if (*commands.notifications) {
+        Table table{{"ID", "WHEN", "ALARM", "KIND", "NOTIFIER", "OUTCOME", "ATTEMPTS", "ERROR"}};
+        for (const auto& n : reply->json.at("notifications").as_array()) {
+            table.add({std::to_string(n.at("id").to_number<std::int64_t>()), ago(n.at("at"), now),
+                       string_of(n.at("alarm")), string_of(n.at("kind")),
+                       string_of(n.at("notifier")), string_of(n.at("outcome")),
+                       std::to_string(n.at("attempts").to_number<std::int64_t>()),
+                       string_of(n.at("last_error"))});
+        }
+        std::fputs(table.empty() ? "no notifications yet\n" : table.text().c_str(), stdout);
+        return kExitOk;
+    }
+    if (*commands.alarms) {
+        Table table{{"ALARM", "STATE", "SINCE", "SILENCED", "READING"}};
+        for (const auto& a : reply->json.at("alarms").as_array()) {
+            table.add(
+                {string_of(a.at("name")), string_of(a.at("state")), ago(a.at("since"), now),
+                 string_of(a.at("silenced_by")).empty() ? "-" : string_of(a.at("silenced_by")),
+                 string_of(a.at("summary"))});
+        }
+        std::fputs(table.empty() ? "no alarms yet\n" : table.text().c_str(), stdout);
+        return kExitOk;
+    }
+    auto silence_row = [&](const json::value& s) {
+        return std::vector<std::string>{string_of(s.at("id")), string_of(s.at("matcher")),
+                                        ago(s.at("ends_at"), now), string_of(s.at("created_by")),
+                                        string_of(s.at("reason"))};
+    };
+    Table table{{"ID", "MATCHER", "ENDS", "BY", "REASON"}};
+    if (*commands.silences) {
+        for (const auto& s : reply->json.at("silences").as_array()) {
+            table.add(silence_row(s));
+        }
+    } else {
+        table.add(silence_row(reply->json));
+    }
+    std::fputs(table.empty() ? "no silences\n" : table.text().c_str(), stdout);
     return kExitOk;
 }
 

@@ -55,6 +55,9 @@ constexpr auto kShipperStreamMemory = std::chrono::hours{24 * 7};
 constexpr int kEventsPerCopy = 500;
 
 int level_of(std::string_view kind) {
+    if (kind == "alarm.firing" || kind == "alarm.reminder") {
+        return 2;  // a canary's alarm: someone should look now
+    }
     if (kind == "job.failed" || kind == "job.timed_out") {
         return 3;
     }
@@ -64,8 +67,8 @@ int level_of(std::string_view kind) {
             return 4;
         }
     }
-    for (auto prefix :
-         {"node.maintenance", "producer.", "queue.", "job.retrying", "node.removed"}) {
+    for (auto prefix : {"node.maintenance", "producer.", "queue.", "job.retrying", "node.removed",
+                        "alarm.resolved", "silence."}) {
         if (kind.starts_with(prefix)) {
             return 5;
         }
@@ -105,6 +108,16 @@ store::LogRecord notification_of(const core::Event& event) {
         if (auto action = member_of(event, "action"); !action.empty()) {
             message += " action=" + action;
         }
+    }
+    if (subject == "alarm") {
+        message += " alarm=" + member_of(event, "alarm");
+        if (auto summary = member_of(event, "summary"); !summary.empty()) {
+            message += ": " + summary;
+        }
+    }
+    if (subject == "silence") {
+        message += " matcher=" + member_of(event, "matcher") + " reason=\"" +
+                   member_of(event, "reason") + "\"";
     }
     if (subject == "job" || subject == "lease" || subject == "waiter") {
         if (auto lease = member_of(event, "lease_id"); !lease.empty()) {
