@@ -20,7 +20,8 @@
 namespace aviary::config {
 namespace {
 
-constexpr std::string_view kStepKinds = "http, jsonrpc, websocket, tcp, command, poll or parallel";
+constexpr std::string_view kStepKinds =
+    "http, jsonrpc, websocket, tcp, command, action, poll or parallel";
 constexpr int kMaxDepth = 4;
 constexpr int kMaxBranches = 64;
 
@@ -303,6 +304,29 @@ void read_nested(YamlReader& r, const Value& v, probes::Step& step, int depth) {
     }
 }
 
+/// `action: {name: upgrade, node: "{{node}}", params: {tag: v1.2.3}}`: a job on serve.
+void read_action(YamlReader& r, const Value& v, probes::Step& step) {
+    step.kind = probes::StepKind::kAction;
+    step.node = "{{node}}";
+    bool ok =
+        r.read_map(v, {
+                          {"name", [&](const Value& x) { r.read_string(x, step.action); }},
+                          {"node", [&](const Value& x) { read_template(r, x, step.node); }},
+                          {"params",
+                           [&](const Value& x) {
+                               r.read_entries(x, [&](const Value& key, const Value& item) {
+                                   std::string text;
+                                   if (read_template(r, item, text)) {
+                                       step.params.emplace_back(key.node.Scalar(), std::move(text));
+                                   }
+                               });
+                           }},
+                      });
+    if (ok && step.action.empty()) {
+        r.error(v, "an action step names its action: {name: upgrade, node: ..., params: ...}");
+    }
+}
+
 void read_step(YamlReader& r, const Value& item, probes::Step& step, int depth) {
     int kinds = 0;
     auto kind = [&](std::function<void(const Value&)> read) {
@@ -340,6 +364,7 @@ void read_step(YamlReader& r, const Value& item, probes::Step& step, int depth) 
                                    "a command is a non-empty list: [program, arg, ...] (no shell)");
                        }
                    })},
+                  {"action", kind([&](const Value& x) { read_action(r, x, step); })},
                   {"poll", kind([&](const Value& x) {
                        step.kind = probes::StepKind::kPoll;
                        read_nested(r, x, step, depth);

@@ -343,6 +343,8 @@ std::string_view step_kind_name(StepKind kind) {
             return "tcp";
         case StepKind::kCommand:
             return "command";
+        case StepKind::kAction:
+            return "action";
         case StepKind::kPoll:
             return "poll";
         case StepKind::kParallel:

@@ -108,7 +108,7 @@ core::Result<std::string> render(std::string_view text,
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-enum class StepKind { kHttp, kJsonRpc, kWebSocket, kTcp, kCommand, kPoll, kParallel };
+enum class StepKind { kHttp, kJsonRpc, kWebSocket, kTcp, kCommand, kAction, kPoll, kParallel };
 
 std::string_view step_kind_name(StepKind kind);
 
@@ -130,6 +130,12 @@ struct Step {
     std::string address;  ///< HOST:PORT
     // command
     std::vector<std::string> argv;
+    // action: submits a job of `action` on `node` to {{server}}'s job API (with {{token}}) and
+    // waits for it to end; its answer is the finished job (`json.state`, `json.error`...), and
+    // a job that did not succeed fails the step unless an assertion reads json.state.
+    std::string action;
+    std::string node;  ///< a template ({{node}} is the scenario's)
+    std::vector<std::pair<std::string, std::string>> params;  ///< values are templates
     /// The step's own limit, within the scenario's; 0: the scenario's.
     core::Millis timeout{0};
     std::vector<Assertion> assertions;

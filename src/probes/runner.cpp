@@ -34,6 +34,8 @@ using SteadyClock = std::chrono::steady_clock;
 using Vars = std::map<std::string, std::string, std::less<>>;
 
 constexpr std::size_t kShownMax = 200;
+/// How often an action step reads its job while it runs.
+constexpr core::Millis kActionPoll{250};
 
 /// What a step got back, for its assertions and captures.
 struct Answer {
@@ -428,12 +430,32 @@ std::string default_name(const Step& step) {
             return fmt::format("tcp {}", step.address);
         case StepKind::kCommand:
             return step.argv.empty() ? std::string{"command"} : step.argv.front();
+        case StepKind::kAction:
+            return fmt::format("{} on {}", step.action, step.node);
         case StepKind::kPoll:
             return "poll";
         case StepKind::kParallel:
             return fmt::format("parallel x{}", step.count);
     }
     return "step";
+}
+
+/// The job in an answer of the job API: {"job": {...}} (or the job itself).
+const json::object* job_in(const json::value& answer) {
+    const auto* object = answer.if_object();
+    if (object == nullptr) {
+        return nullptr;
+    }
+    const auto* job = object->if_contains("job");
+    return job != nullptr && job->is_object() ? &job->get_object() : object;
+}
+
+/// An action step's submit: its params, and why (the audit trail says a canary did it).
+std::string submit_body(json::object params) {
+    json::object body;
+    body["params"] = std::move(params);
+    body["reason"] = "canary scenario";
+    return json::serialize(body);
 }
 
 core::Millis remaining(SteadyClock::time_point deadline) {
@@ -535,6 +557,26 @@ private:
             std::string why = fmt::format("HTTP {}: {}", *answer.status, quoted(answer.body));
             return *answer.status >= 500 ? Verdict::broken(why) : Verdict::failed(why);
         }
+        if (step.kind == StepKind::kAction) {
+            bool checks_state =
+                std::any_of(step.assertions.begin(), step.assertions.end(), [](const Assertion& a) {
+                    return a.subject == Subject::kJson && a.name == "state";
+                });
+            std::string problem;
+            const json::value* job = json_of(answer, problem);
+            const auto* object = job != nullptr ? job->if_object() : nullptr;
+            auto member = [&](std::string_view name) {
+                const auto* v = object != nullptr ? object->if_contains(name) : nullptr;
+                return v != nullptr && v->is_string() ? std::string{v->get_string()}
+                                                      : std::string{};
+            };
+            if (!checks_state && member("state") != "succeeded") {
+                return Verdict::failed(fmt::format(
+                    "job {} ({} on {}) ended {}{}", member("id"), member("action"), member("node"),
+                    member("state"),
+                    member("error").empty() ? std::string{} : ": " + one_line(member("error"))));
+            }
+        }
         if (!checks_exit && answer.exit_code && *answer.exit_code != 0) {
             return Verdict::failed(
                 fmt::format("exited with {}: {}", *answer.exit_code, quoted(answer.stderr_text)));
@@ -594,6 +636,8 @@ private:
                 co_return co_await tcp(step, vars, deadline);
             case StepKind::kCommand:
                 co_return co_await command(step, vars, deadline, answer);
+            case StepKind::kAction:
+                co_return co_await action(step, vars, deadline, answer);
             default:
                 break;
         }
@@ -663,6 +707,111 @@ private:
         answer.headers = std::move(got->headers);
         answer.body = std::move(got->body);
         co_return Verdict::passed();
+    }
+
+    /// One request of an action step to serve's job API, within the step's deadline.
+    asio::awaitable<core::Result<net::ClientResponse>> exchange(
+        const std::vector<net::Header>& headers,
+        SteadyClock::time_point deadline,
+        std::string method,
+        std::string url,
+        std::string body) {
+        net::ClientRequest request{.method = std::move(method),
+                                   .url = std::move(url),
+                                   .headers = headers,
+                                   .body = std::move(body),
+                                   .timeout = std::max(remaining(deadline), core::Millis{1}),
+                                   .max_body_bytes = ctx_.max_body_bytes};
+        co_return co_await ctx_.http->fetch(std::move(request));
+    }
+
+    /// Submits the job, then reads it every kActionPoll until it has ended or the step's time
+    /// is up. The answer is the last read: the job as GET /api/v1/jobs/{id} gives it.
+    asio::awaitable<Verdict> action(const Step& step,
+                                    const Vars& vars,
+                                    SteadyClock::time_point deadline,
+                                    Answer& answer) {
+        if (ctx_.http == nullptr) {
+            co_return Verdict::broken("no HTTP client to run this step with");
+        }
+        auto server = vars.find("server");
+        auto node = render(step.node, vars);
+        if (!node) {
+            co_return Verdict::failed(node.error().message);
+        }
+        if (server == vars.end() || server->second.empty()) {
+            co_return Verdict::broken("no {{server}} to submit the job to");
+        }
+        json::object params;
+        for (const auto& [name, value] : step.params) {
+            auto filled = render(value, vars);
+            if (!filled) {
+                co_return Verdict::failed(filled.error().message);
+            }
+            params[name] = std::move(*filled);
+        }
+        std::vector<net::Header> headers;
+        headers.push_back(net::Header{"Content-Type", "application/json"});
+        if (auto token = vars.find("token"); token != vars.end() && !token->second.empty()) {
+            headers.push_back(net::Header{"Authorization", "Bearer " + token->second});
+        }
+        auto submitted = co_await exchange(
+            headers, deadline, "POST",
+            fmt::format("{}/api/v1/nodes/{}/actions/{}", server->second, *node, step.action),
+            submit_body(std::move(params)));
+        if (!submitted) {
+            co_return from_error(submitted.error());
+        }
+        if (submitted->status >= 300) {
+            std::string why = fmt::format("submitting {} on {}: HTTP {}: {}", step.action, *node,
+                                          submitted->status, quoted(submitted->body));
+            co_return submitted->status >= 500 ? Verdict::broken(why) : Verdict::failed(why);
+        }
+        std::string id;
+        {
+            json::error_code ec;
+            auto job = json::parse(submitted->body, ec);
+            const auto* inner = job_in(job);
+            const auto* found = inner != nullptr ? inner->if_contains("id") : nullptr;
+            if (found == nullptr || !found->is_string()) {
+                co_return Verdict::failed(fmt::format("submitting {} on {}: no job id in {}",
+                                                      step.action, *node, quoted(submitted->body)));
+            }
+            id = found->get_string();
+        }
+        asio::steady_timer pause{co_await asio::this_coro::executor};
+        while (true) {
+            auto read = co_await exchange(headers, deadline, "GET",
+                                          fmt::format("{}/api/v1/jobs/{}", server->second, id), "");
+            if (!read) {
+                co_return from_error(read.error());
+            }
+            json::error_code ec;
+            auto whole = json::parse(read->body, ec);
+            const auto* job = ec ? nullptr : job_in(whole);
+            const auto* state = job != nullptr ? job->if_contains("state") : nullptr;
+            if (read->status != 200 || state == nullptr || !state->is_string()) {
+                co_return Verdict::broken(fmt::format("reading job {}: HTTP {}: {}", id,
+                                                      read->status, quoted(read->body)));
+            }
+            // The answer the assertions read is the job itself: json.state, json.error...
+            answer.status = read->status;
+            answer.headers = std::move(read->headers);
+            answer.body = json::serialize(*job);
+            answer.json_tried = false;
+            auto s = state->get_string();
+            if (s == "succeeded" || s == "failed" || s == "cancelled" || s == "timed_out") {
+                co_return Verdict::passed();
+            }
+            if (remaining(deadline) <= kActionPoll) {
+                co_return Verdict::broken(
+                    fmt::format("job {} ({} on {}) still {} when the step's "
+                                "time was up",
+                                id, step.action, *node, std::string{s}));
+            }
+            pause.expires_after(kActionPoll);
+            co_await pause.async_wait(asio::use_awaitable);
+        }
     }
 
     asio::awaitable<Verdict> websocket(const Step& step,

@@ -346,3 +346,54 @@ TEST_F(ProbesScaleOut, TwoInstancesNeverBothRunTheSameSlot) {
 
 }  // namespace
 }  // namespace aviary::test
+
+namespace aviary::test {
+namespace {
+
+TEST(ProbeActionStep, SubmitsAJobWaitsForItAndJudgesHowItEnded) {
+    ServerProcess server{test_config() + R"(probes:
+  scenarios:
+    upgrade-then-check:
+      enabled: false
+      node: lotus-1
+      steps:
+        - name: say hello
+          action: {name: echo, params: {text: "hello from {{node}}"}}
+          assert: ["json.state == succeeded", "json.node == lotus-1"]
+          capture: {job: json.id}
+        - name: its output
+          http: {url: "{{server}}/api/v1/jobs/{{job}}/output"}
+          assert: ["body contains hello from lotus-1"]
+    refused:
+      enabled: false
+      steps:
+        - action: {name: no-such-action, node: lotus-0}
+    bad-params:
+      enabled: false
+      steps:
+        - action: {name: echo, node: lotus-0, params: {colour: red}}
+)"};
+    ASSERT_TRUE(server.start()) << server.log();
+    auto passed = json_of(http(server, "POST", "/api/v1/probes/upgrade-then-check/run"));
+    ASSERT_TRUE(passed.is_object());
+    EXPECT_EQ(passed.at("outcome"), "passed") << passed;
+    EXPECT_EQ(passed.at("steps").at(0).at("kind"), "action") << passed;
+
+    auto refused = json_of(http(server, "POST", "/api/v1/probes/refused/run"));
+    EXPECT_EQ(refused.at("outcome"), "failed") << refused;
+    EXPECT_NE(std::string{refused.at("message").as_string()}.find(
+                  "submitting no-such-action on lotus-0: HTTP 404"),
+              std::string::npos)
+        << refused;
+    auto bad = json_of(http(server, "POST", "/api/v1/probes/bad-params/run"));
+    EXPECT_EQ(bad.at("outcome"), "failed") << bad;
+    EXPECT_NE(std::string{bad.at("message").as_string()}.find("HTTP 400"), std::string::npos)
+        << bad;
+    // The jobs it ran are in the audit trail as a canary's.
+    auto jobs = json_of(http(server, "GET", "/api/v1/jobs?node=lotus-1"));
+    ASSERT_FALSE(jobs.at("jobs").as_array().empty()) << jobs;
+    EXPECT_EQ(jobs.at("jobs").at(0).at("action"), "echo");
+}
+
+}  // namespace
+}  // namespace aviary::test

@@ -208,6 +208,21 @@ TEST(ConsecutiveRule, APassInBetweenStartsTheCountAgain) {
     EXPECT_EQ(read_alarm(rule, in).summary, "no runs yet");
 }
 
+// exposes: read_consecutive() (src/probes/alarms.cpp) says "the last run passed" whenever the
+// newest run is not bad by the rule's measure, so an availability rule over a scenario whose
+// runs fail (a correctness failure) shows "the last run passed" on the alarm and its
+// notifications although no run passed.
+TEST(ConsecutiveRule, TheSummaryNeverSaysARunPassedThatDidNot) {
+    auto rule = consecutive_rule();
+    rule.measure = Measure::kAvailability;
+    AlarmInput in{.now = kBase};
+    in.newest = {run_of("failed", "step \"get\": output mismatch"), run_of("failed"),
+                 run_of("failed")};
+    auto reading = read_alarm(rule, in);
+    EXPECT_FALSE(reading.breaching);
+    EXPECT_FALSE(contains(reading.summary, "passed")) << reading.summary;
+}
+
 TEST(ConsecutiveRule, TheMeasureSaysWhichRunsAreBad) {
     auto rule = consecutive_rule();
     AlarmInput in{.now = kBase};
@@ -707,6 +722,32 @@ TEST_F(AlarmsTest, AnAvailabilityAlarmFiresOnMissingDataButNotOnTheTimeBeforeItE
         << fired["avail/list"].summary;
     EXPECT_EQ(fired["avail/submit"].state, "ok") << fired["avail/submit"].summary;
     EXPECT_EQ(events("alarm.firing").size(), 1U);
+}
+
+// exposes: read_availability() (src/probes/alarms.cpp) counts every period without runs as
+// breaching, whatever the scenario's interval, and neither config (probes_reader.cpp's
+// read_alarm) nor Alarms::pairs() checks a selected scenario's interval against the rule's
+// period. A healthy scenario with `interval: 10m` under the default "availability" rule (5m
+// periods, 3 of 5, selecting every scenario) has a run in every other period only, so 2 or 3
+// of its last 5 periods are "missing data": its alarm fires although every run passed, and
+// never stays clear for keep_firing_for.
+TEST_F(AlarmsTest, AHealthyScenarioRunningLessOftenThanThePeriodDoesNotFire) {
+    settings_.scenarios = {scenario_of("slow")};
+    settings_.scenarios[0].interval = 10min;
+    settings_.alarms = {availability_rule()};
+    evaluate();
+    // Two hours: a passing run every 10 minutes, an evaluation every minute.
+    for (int minute = 1; minute <= 120; ++minute) {
+        clock_.advance(1min);
+        if (minute % 10 == 1) {
+            record("slow", "passed");
+        }
+        evaluate();
+    }
+    auto slow = states()["avail/slow"];
+    EXPECT_EQ(slow.state, "ok") << slow.summary;
+    EXPECT_TRUE(events("alarm.firing").empty());
+    EXPECT_TRUE(notifications().empty());
 }
 
 TEST_F(AlarmsTest, AnExplicitSilenceSuppressesTheNotificationsUntilItIsExpired) {
