@@ -68,6 +68,13 @@ json::object node_json(const core::Node& node) {
     if (!node.spec.control_url.empty()) {
         out["control_url"] = node.spec.control_url;
     }
+    if (node.gate_until) {
+        // A gated node (docs/probes.md, "Gated leases"): until when its last pass lets a
+        // selector acquire have it; null while it has not passed since its last lease.
+        out["gate_passed_until"] = node.gate_until->time_since_epoch().count() > 0
+                                       ? json::value(core::format_time(*node.gate_until))
+                                       : json::value(nullptr);
+    }
     return out;
 }
 

@@ -522,13 +522,22 @@ int serve(config::Config config, ServeOptions options) {
     net::BlockingPool pool{config.server.blocking_threads};
     // Canary scenarios on their schedule, on a thread of their own (docs/probes.md); started
     // once serve listens, as their {{server}} is its address.
+    // A gated node's gate: a failure fires alarm gate/NODE, the next pass resolves it.
+    auto on_gate = [&alarms, &log](const std::string& node, const probes::Gate& gate,
+                                   const probes::RunResult& run) {
+        if (auto raised = alarms.gate_result(node, gate, run); !raised) {
+            log->warn("gate alarm not written node={} error=\"{}\"", node,
+                      raised.error().message);
+        }
+    };
     probes::Service probes{config.probes,
                            probes::Service::Options{.store = &**store,
                                                     .blocking = &pool,
                                                     .metrics = &registry,
                                                     .clock = &clock,
                                                     .instance = membership.name(),
-                                                    .on_run_stored = [&alarms] { alarms.wake(); }}};
+                                                    .on_run_stored = [&alarms] { alarms.wake(); },
+                                                    .on_gate = on_gate}};
     JsonRpc rpc;
     auto& calls = registry.counter("aviary_jsonrpc_calls_total",
                                    "JSON-RPC calls, by method and outcome.", {"method", "outcome"});

@@ -628,6 +628,7 @@ void read_probes(YamlReader& r,
                  std::vector<std::pair<std::string, Value>>& notify_refs) {
     SecretSource token;
     std::optional<Value> alarms_at;
+    std::optional<Value> gates_at;
     r.read_map(
         value,
         {
@@ -653,6 +654,8 @@ void read_probes(YamlReader& r,
             {"silence_actions",
              [&](const Value& v) { read_names(r, v, settings.silence_actions); }},
             {"alarms", [&](const Value& v) { alarms_at = v; }},
+            {"gates", [&](const Value& v) { gates_at = v; }},
+            {"gate_poll", [&](const Value& v) { r.read_duration(v, settings.gate_poll); }},
             {"scenarios",
              [&](const Value& v) {
                  settings.scenarios.clear();
@@ -672,7 +675,50 @@ void read_probes(YamlReader& r,
         });
     std::string token_path;
     load_source(r, token, "token", base_dir, token_path, settings.token);
-    // After the scenarios, whatever the keys' order: the rules name them.
+    // After the scenarios, whatever the keys' order: the gates and the rules name them.
+    if (gates_at) {
+        settings.gates.clear();
+        r.read_entries(*gates_at, [&](const Value& key, const Value& item) {
+            probes::Gate gate;
+            gate.name = key.node.Scalar();
+            std::optional<Value> scenario_at;
+            bool ok = r.read_map(
+                item, {
+                          {"selector", [&](const Value& v) { r.read_string_map(v, gate.selector); }},
+                          {"scenario",
+                           [&](const Value& v) {
+                               scenario_at = v;
+                               r.read_string(v, gate.scenario);
+                           }},
+                          {"max_age", [&](const Value& v) { r.read_duration(v, gate.max_age); }},
+                      });
+            if (!ok) {
+                return;
+            }
+            if (!scenario_at) {
+                r.error(item, fmt::format("gate {} names the scenario its nodes must pass",
+                                          gate.name));
+                return;
+            }
+            const auto* scenario = probes::find_scenario(settings, gate.scenario);
+            if (scenario == nullptr) {
+                std::vector<std::string_view> known;
+                for (const auto& s : settings.scenarios) {
+                    known.push_back(s.name);
+                }
+                r.error(*scenario_at, fmt::format("no scenario \"{}\"{}", gate.scenario,
+                                                  did_you_mean(gate.scenario, known)));
+                return;
+            }
+            if (scenario->timeout >= gate.max_age) {
+                r.error(item, fmt::format("gate {}: max_age ({}) must exceed the scenario's "
+                                          "timeout ({})",
+                                          gate.name, core::format_duration(gate.max_age),
+                                          core::format_duration(scenario->timeout)));
+            }
+            settings.gates.push_back(std::move(gate));
+        });
+    }
     if (alarms_at) {
         settings.alarms.clear();
         r.read_entries(*alarms_at, [&](const Value& key, const Value& item) {

@@ -238,6 +238,10 @@ struct Node {
     NodeState state = NodeState::kFree;
     std::optional<Lease> lease;      ///< set when state is kLeased
     std::string maintenance_reason;  ///< set when state is kMaintenance
+    /// A gated node (its pool names a gate scenario, docs/probes.md "Gated leases") goes to
+    /// acquires by selector only until this: its gate passed, and no lease has used the pass
+    /// since. The epoch: not passed. nullopt: not gated.
+    std::optional<TimePoint> gate_until;
     std::string source = "config";   ///< "config" (reconciled at start) or "api"
     /// The image tag the node runs now, as its last successful deploying job (install,
     /// upgrade) left it; empty when no job has deployed it (or one uninstalled it). spec's

@@ -121,6 +121,9 @@ core::Error refusal_error(const store::LeaseRequest& request, const store::Refus
     if (refusal.maintenance > 0) {
         counts += fmt::format(", {} in maintenance", refusal.maintenance);
     }
+    if (refusal.gating > 0) {
+        counts += fmt::format(", {} waiting to pass their gate", refusal.gating);
+    }
     if (refusal.waiters_ahead > 0) {
         counts += "; " + waiters_ahead(refusal.waiters_ahead);
     }

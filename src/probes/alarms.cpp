@@ -22,6 +22,9 @@ namespace {
 namespace json = boost::json;
 
 using std::chrono::hours;
+
+/// The rule name of the alarms the gatekeeper raises.
+constexpr std::string_view kGateRule = "gate";
 using std::chrono::minutes;
 
 /// The multiwindow burn-rate pairs (long window, short window, share of the budget spent in
@@ -375,15 +378,21 @@ struct Alarms::Impl {
                 widest = std::max(widest, rule->window);
             }
         }
-        if (auto forgotten = store.forget_alarms(names); !forgotten) {
+        auto states = store.alarm_states();
+        if (!states) {
+            return states.error();
+        }
+        std::vector<std::string> keep = names;
+        for (const auto& s : *states) {
+            if (s.rule == kGateRule) {
+                keep.push_back(s.name);  // raised by the gatekeeper, not by a rule
+            }
+        }
+        if (auto forgotten = store.forget_alarms(keep); !forgotten) {
             return forgotten.error();
         } else if (*forgotten > 0) {
             log->info("alarms forgotten count={} (their rule or scenario left the config)",
                       *forgotten);
-        }
-        auto states = store.alarm_states();
-        if (!states) {
-            return states.error();
         }
         std::map<std::string, store::AlarmState, std::less<>> state_of;
         for (auto& s : *states) {
@@ -592,6 +601,91 @@ void Alarms::stop() {
 
 core::Result<void> Alarms::evaluate() {
     return impl_->evaluate();
+}
+
+core::Result<void> Alarms::gate_result(const std::string& node,
+                                       const Gate& gate,
+                                       const RunResult& run) {
+    auto& d = *impl_;
+    std::lock_guard one_at_a_time{d.evaluating};
+    const auto name = fmt::format("{}/{}", kGateRule, node);
+    // The gate alarm fires at once and resolves at the first pass: no pending, no hysteresis
+    // (the node stays in maintenance until a person brings it back anyway).
+    const AlarmRule rule{.name = std::string{kGateRule},
+                         .keep_firing_for = core::Millis{0},
+                         .repeat = core::Millis{0}};
+    const bool passed = run.outcome == Outcome::kPassed;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        const auto now = d.clock.now();
+        auto states = d.store.alarm_states();
+        if (!states) {
+            return states.error();
+        }
+        store::AlarmState current{
+            .name = name, .rule = std::string{kGateRule}, .scenario = gate.scenario, .since = now};
+        for (auto& s : *states) {
+            if (s.name == name) {
+                current = std::move(s);
+            }
+        }
+        if (passed && current.version == 0) {
+            return {};  // never failed: nothing to say
+        }
+        auto silences = d.store.silences(now, false);
+        if (!silences) {
+            return silences.error();
+        }
+        std::string silenced;
+        for (const auto& s : *silences) {
+            if (s.starts_at <= now && (s.matcher == "*" || s.matcher == kGateRule ||
+                                       s.matcher == gate.scenario || s.matcher == name)) {
+                silenced = fmt::format("silence {} until {}: {}", s.id,
+                                       core::format_time(s.ends_at), s.reason);
+                break;
+            }
+        }
+        Reading reading{
+            .breaching = !passed,
+            .summary = passed ? fmt::format("gate {} passed on {}: back in the pool once out of "
+                                            "maintenance",
+                                            gate.name, node)
+                              : fmt::format("gate {} failed on {}, now in maintenance: {}",
+                                            gate.name, node, core::redact(run.message))};
+        const auto seen = current.version;
+        auto stepped = step_alarm(rule, std::move(current), reading, silenced, now);
+        std::vector<store::AlarmNotification> notifications;
+        std::vector<core::Event> events;
+        for (const auto& kind : stepped.notify) {
+            events.push_back(event_of(stepped.next, kind, node, now));
+            for (const auto& notifier : d.settings.notifiers) {
+                notifications.push_back(store::AlarmNotification{
+                    .alarm = name,
+                    .rule = std::string{kGateRule},
+                    .scenario = gate.scenario,
+                    .notifier = notifier,
+                    .kind = kind,
+                    .summary = stepped.next.summary,
+                    .link = fmt::format("{}/dashboard", d.link_base()),
+                    .at = now,
+                    .since = stepped.next.since});
+            }
+        }
+        auto written = d.store.write_alarm(stepped.next, seen, notifications, events);
+        if (!written) {
+            return written.error();
+        }
+        if (*written) {
+            if (d.firing != nullptr) {
+                d.firing->with({name}).set(stepped.next.state == "firing" ? 1 : 0);
+            }
+            if (!notifications.empty() && d.on_notified) {
+                d.on_notified();
+            }
+            return {};
+        }
+    }
+    return core::Error{core::ErrorCode::kBusy,
+                       fmt::format("alarm {} kept changing under this write", name)};
 }
 
 std::vector<std::pair<const AlarmRule*, const Scenario*>> Alarms::pairs(const Settings& settings) {

@@ -217,6 +217,18 @@ struct AlarmRule {
     std::vector<std::string> notify;
 };
 
+/// A pool of nodes that hands out only healthy ones (docs/probes.md, "Gated leases"): its
+/// nodes go to acquires by selector only while `scenario`, run with {{node}} set to each, has
+/// passed within `max_age` and no lease has used the pass since. A node back from a lease runs
+/// it again; a failure puts the node in maintenance with the reason and fires alarm
+/// "gate/NODE".
+struct Gate {
+    std::string name;
+    core::Labels selector;  ///< the pool: nodes whose labels match (empty: every node)
+    std::string scenario;
+    core::Millis max_age{std::chrono::minutes{15}};
+};
+
 struct Settings {
     std::vector<Scenario> scenarios;
     /// How many scenarios may run at once on one instance.
@@ -240,6 +252,9 @@ struct Settings {
     std::string public_url;
     /// The notifiers' names (notify.notifiers), filled in by config: whom alarms notify.
     std::vector<std::string> notifiers;
+    std::vector<Gate> gates;
+    /// How often the gatekeeper looks for gated nodes whose gate is due.
+    core::Millis gate_poll{std::chrono::seconds{5}};
 };
 
 const Scenario* find_scenario(const Settings& settings, std::string_view name);
@@ -339,6 +354,10 @@ public:
         bool schedule = true;                  ///< false: runs only on demand
         /// Told after each run is stored (serve wakes the alarms). On the probes thread: quick.
         std::function<void()> on_run_stored;
+        /// Told how a gated node's gate run ended (serve fires or resolves alarm gate/NODE). On
+        /// the blocking pool: it may call the store.
+        std::function<void(const std::string& node, const Gate& gate, const RunResult& run)>
+            on_gate;
     };
 
     struct ScenarioStatus {
@@ -456,6 +475,11 @@ public:
     void stop();
     /// One evaluation on the calling thread (blocks on the store).
     core::Result<void> evaluate();
+    /// A gated node's gate ended (blocks on the store): a failure fires alarm "gate/NODE" (rule
+    /// "gate") and notifies; the next pass resolves it and notifies again. Silences apply as to
+    /// any alarm ("*", "gate", the scenario, or "gate/NODE"); maintenance does not, as the
+    /// failure itself put the node there.
+    core::Result<void> gate_result(const std::string& node, const Gate& gate, const RunResult& run);
 
     /// The alarms each rule makes of `settings`' scenarios: (rule, scenario) pairs.
     static std::vector<std::pair<const AlarmRule*, const Scenario*>> pairs(

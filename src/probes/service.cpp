@@ -24,6 +24,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "metrics/metrics.hpp"
@@ -179,7 +180,8 @@ struct Service::Impl {
     /// Runs one scenario and stores the run. Always on the probes thread. `due`: when a
     /// scheduled run was due, so its lateness (start, a free slot included, against due) counts.
     asio::awaitable<RunResult> run_and_store(const Scenario& scenario,
-                                             std::optional<core::TimePoint> due = std::nullopt) {
+                                             std::optional<core::TimePoint> due = std::nullopt,
+                                             std::string node = {}) {
         co_await take_slot();
         if (due) {
             note_lateness(std::chrono::duration_cast<core::Millis>(clock.now() - *due));
@@ -189,7 +191,7 @@ struct Service::Impl {
         context.blocking = options.blocking;
         context.vars["server"] = server_url;
         context.vars["token"] = settings.token;
-        context.vars["node"] = scenario.node;
+        context.vars["node"] = node.empty() ? scenario.node : node;
         context.max_body_bytes = settings.max_body_bytes;
         context.clock = &clock;
         auto result = co_await run_scenario(scenario, std::move(context));
@@ -293,6 +295,134 @@ struct Service::Impl {
                 due = *seen;  // taken over meanwhile: come back when that hold ends
             }
         }
+    }
+
+    /// The gatekeeper (docs/probes.md, "Gated leases"): keeps the store's set of gated nodes
+    /// as the gates' selectors say, and runs the gate of each free gated node whose pass is
+    /// missing (a lease used it) or about to lapse. Each gate run is claimed in the store, so
+    /// of several instances one runs it.
+    asio::awaitable<void> gate_loop() {
+        std::vector<std::string> configured;
+        bool first = true;
+        while (!stopping) {
+            const auto now = clock.now();
+            auto read = [this, now]() -> core::Result<std::pair<std::vector<core::Node>,
+                                                                std::vector<store::ProbeSlot>>> {
+                auto nodes = options.store->nodes(now);
+                if (!nodes) {
+                    return nodes.error();
+                }
+                auto slots = options.store->probe_schedule();
+                if (!slots) {
+                    return slots.error();
+                }
+                return std::pair{std::move(*nodes), std::move(*slots)};
+            };
+            auto got = co_await offload(std::move(read));
+            if (!got) {
+                log->warn("gated nodes not read error=\"{}\"", got.error().message);
+            } else {
+                auto& [nodes, slots] = *got;
+                std::vector<std::pair<const core::Node*, const Gate*>> gated;
+                std::vector<std::string> names;
+                for (const auto& node : nodes) {
+                    for (const auto& gate : settings.gates) {
+                        if (core::labels_match(node.spec.labels, gate.selector)) {
+                            gated.emplace_back(&node, &gate);
+                            names.push_back(node.spec.name);
+                            break;
+                        }
+                    }
+                }
+                if (first || names != configured) {
+                    auto configure = [this, names, now] {
+                        return options.store->configure_gates(names, now);
+                    };
+                    if (auto done = co_await offload(std::move(configure)); !done) {
+                        log->warn("gated nodes not configured error=\"{}\"", done.error().message);
+                    } else {
+                        configured = names;
+                        first = false;
+                        continue;  // read again: newly gated nodes now show as not passed
+                    }
+                }
+                std::map<std::string, core::TimePoint, std::less<>> held;
+                for (const auto& slot : slots) {
+                    held[slot.scenario] = slot.next_run_at;
+                }
+                for (const auto& [node, gate] : gated) {
+                    if (node->state != core::NodeState::kFree || !node->gate_until ||
+                        gating.contains(node->spec.name)) {
+                        continue;
+                    }
+                    if (*node->gate_until - now > gate->max_age / 3) {
+                        continue;  // passed, and not about to lapse
+                    }
+                    const auto* scenario = find_scenario(settings, gate->scenario);
+                    if (scenario == nullptr) {
+                        continue;
+                    }
+                    const std::string slot = "gate:" + node->spec.name;
+                    std::optional<core::TimePoint> seen;
+                    if (auto found = held.find(slot); found != held.end()) {
+                        if (found->second > now) {
+                            continue;  // another instance runs it now
+                        }
+                        seen = found->second;
+                    }
+                    gating.insert(node->spec.name);
+                    spawn(run_gate(node->spec.name, *gate, *scenario, slot, seen));
+                }
+            }
+            co_await sleep_until(clock.now() + settings.gate_poll);
+        }
+    }
+
+    /// One gate run on `node`, claimed first; a pass lets selectors have the node for max_age,
+    /// a failure puts it in maintenance.
+    asio::awaitable<void> run_gate(std::string node,
+                                   const Gate& gate,
+                                   const Scenario& scenario,
+                                   std::string slot,
+                                   std::optional<core::TimePoint> seen) {
+        const auto hold = clock.now() + 2 * scenario.timeout + std::chrono::seconds{5};
+        auto claim = [this, slot, seen, hold] {
+            return options.store->claim_probe(slot, seen, hold);
+        };
+        auto claimed = co_await offload(std::move(claim));
+        if (!claimed || !*claimed) {
+            gating.erase(node);
+            co_return;
+        }
+        auto result = co_await run_and_store(scenario, std::nullopt, node);
+        if (stopping) {
+            co_return;  // cut short: the hold lapses and the next start runs it again
+        }
+        auto settle = [this, node, &gate, result, slot, hold]() -> core::Result<void> {
+            auto now = clock.now();
+            core::Result<void> done;
+            if (result.outcome == Outcome::kPassed) {
+                done = options.store->set_gate(node, result.started + gate.max_age, now);
+            } else {
+                auto reason = fmt::format("gate {} failed ({}): {}", gate.name,
+                                          outcome_name(result.outcome), result.message);
+                auto changed = options.store->start_maintenance(node, reason, "aviary", now);
+                done = changed ? core::Result<void>{} : core::Result<void>{changed.error()};
+            }
+            if (options.on_gate) {
+                options.on_gate(node, gate, result);
+            }
+            (void)options.store->claim_probe(slot, hold, now);  // free for the next run
+            return done;
+        };
+        if (auto done = co_await offload(std::move(settle)); !done) {
+            log->warn("gate result not stored node={} gate={} error=\"{}\"", node, gate.name,
+                      done.error().message);
+        } else if (result.outcome != Outcome::kPassed) {
+            log->warn("gate failed: node in maintenance node={} gate={} message=\"{}\"", node,
+                      gate.name, result.message);
+        }
+        gating.erase(node);
     }
 
     /// Starts `work` on the loop, cancellable at stop(). On the probes thread (or before it runs).
@@ -411,6 +541,7 @@ struct Service::Impl {
     std::list<asio::cancellation_signal> signals;
     std::promise<void>* drained = nullptr;
     std::list<SlotWaiter*> waiting;
+    std::set<std::string, std::less<>> gating;  // nodes whose gate runs now
     // Lateness figures, read from other threads; callers of run_now() waiting for their run.
     mutable std::mutex mu;
     std::map<std::uint64_t, RunDone> on_demand;
@@ -467,6 +598,9 @@ void Service::start(std::string server_url) {
             impl.spawn(impl.loop(scenario, seen));
         }
         impl.spawn(impl.refresh_gauges());
+        if (!settings_.gates.empty()) {
+            impl.spawn(impl.gate_loop());
+        }
     }
     impl.thread = std::thread{[&impl] {
         core::name_this_thread("probes");

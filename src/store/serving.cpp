@@ -45,11 +45,20 @@ Plan::Plan(const std::vector<core::Node>& pool) : pool_(pool) {
     }
 }
 
+bool Plan::gate_passed(const std::string& name, core::TimePoint now) const {
+    auto node = std::lower_bound(pool_.begin(), pool_.end(), name,
+                                 [](const core::Node& n, const std::string& key) {
+                                     return n.spec.name < key;
+                                 });
+    return node == pool_.end() || node->spec.name != name || !node->gate_until ||
+           *node->gate_until > now;
+}
+
 std::optional<std::vector<std::string>> Plan::next(const LeaseRequest& request) {
     auto wanted = candidates(request, pool_);
     std::vector<std::string> free;
     for (const auto& name : wanted) {
-        if (usable_.contains(name)) {
+        if (usable_.contains(name) && (!request.node.empty() || gate_passed(name, request.now))) {
             free.push_back(name);
         }
     }
@@ -79,6 +88,9 @@ Refusal refusal_for(const LeaseRequest& request, const std::vector<core::Node>& 
         }
         if (node.state == core::NodeState::kMaintenance) {
             ++refusal.maintenance;
+        } else if (node.state == core::NodeState::kFree && request.node.empty() &&
+                   node.gate_until && *node.gate_until <= request.now) {
+            ++refusal.gating;
         } else if (node.state == core::NodeState::kLeased) {
             ++refusal.leased;
             if (!request.node.empty() && node.lease) {

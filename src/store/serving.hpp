@@ -38,6 +38,9 @@ public:
     std::optional<std::vector<std::string>> next(const LeaseRequest& request);
 
 private:
+    /// False for a gated node whose gate has not passed (or whose pass a lease used up).
+    bool gate_passed(const std::string& name, core::TimePoint now) const;
+
     const std::vector<core::Node>& pool_;
     std::set<std::string, std::less<>> usable_;  // free, in service, not given or held back
 };

@@ -79,6 +79,7 @@ struct Refusal {
     int matching = 0;                  ///< nodes the request could use
     int leased = 0;                    ///< of those, held now
     int maintenance = 0;               ///< of those, out of service
+    int gating = 0;  ///< of those, free but their gate has not passed (selector requests)
     int waiters_ahead = 0;  ///< queued waiters that want any of them (FIFO: they go first)
 };
 
@@ -546,6 +547,16 @@ public:
                                            std::string_view actor,
                                            core::TimePoint now,
                                            bool machine) = 0;
+    /// Records that `name`'s gate passed (until: handed to selector acquires until then) or
+    /// lapsed (the epoch), and serves the waiters. kNotFound for an unknown node. No event:
+    /// a pass every few minutes per node is not audit material; a failure is maintenance.
+    virtual core::Result<void> set_gate(std::string_view name,
+                                        core::TimePoint until,
+                                        core::TimePoint now) = 0;
+    /// Makes exactly `gated` the gated nodes: a node newly gated starts not passed, a node no
+    /// longer gated is handed out as any other (waiters served). Unknown names are skipped.
+    virtual core::Result<void> configure_gates(const std::vector<std::string>& gated,
+                                               core::TimePoint now) = 0;
     /// Takes the node out of service (or changes the reason), ending its lease if any.
     /// kNotFound; kInvalidArgument for an empty reason.
     virtual core::Result<NodeChange> start_maintenance(std::string_view name,

@@ -208,7 +208,7 @@ CREATE TABLE probe_schedule (
     next_run_at BIGINT NOT NULL
 );
 )sql"},
-    {12, "alarms, their notifications and silences", R"sql(
+    {12, "alarms, their notifications, silences and gated nodes", R"sql(
 CREATE TABLE alarms (
     name TEXT COLLATE "C" PRIMARY KEY,
     rule TEXT COLLATE "C" NOT NULL,
@@ -242,6 +242,7 @@ CREATE TABLE alarm_notifications (
     done_at BIGINT
 );
 CREATE INDEX alarm_notifications_due ON alarm_notifications (outcome, next_attempt_at);
+ALTER TABLE nodes ADD COLUMN gate_until BIGINT;
 CREATE TABLE silences (
     id TEXT COLLATE "C" PRIMARY KEY,
     matcher TEXT COLLATE "C" NOT NULL,

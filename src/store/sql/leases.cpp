@@ -406,6 +406,16 @@ core::Result<LeaseAttempt> grant(Connection& db,
             return written.error();
         }
         AVIARY_ASSERT(written->has_value(), "an INSERT ... RETURNING returns its row");
+        // A gated node's pass is used up by the lease: it goes to a selector again only once
+        // its gate has passed after this lease.
+        auto consume = db.prepare(
+            "UPDATE nodes SET gate_until = 0 WHERE name = ?1 AND gate_until IS NOT NULL");
+        if (!consume) {
+            return consume.error();
+        }
+        if (auto done = consume->bind_all(node).run(); !done) {
+            return done.error();
+        }
         if (auto recorded = record(db, request.now, actor, "lease.acquired", nullptr, &**written);
             !recorded) {
             return recorded.error();

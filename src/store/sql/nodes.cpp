@@ -19,7 +19,7 @@ constexpr std::string_view kConfigSource = "config";
 constexpr std::string_view kSelectNodes = R"sql(
 SELECT n.name, n.driver, n.image_tag, n.labels, n.note, n.maintenance_reason, n.source,
        l.id, l.node, l.owner, l.reason, l.acquired_at, l.expires_at, l.exclusive, n.deployed_tag,
-       n.machine, n.control_url
+       n.machine, n.control_url, n.gate_until
 FROM nodes n LEFT JOIN leases l ON l.node = n.name AND l.expires_at > ?1)sql";
 
 core::Result<core::Node> node_from_row(const Statement& row) {
@@ -42,6 +42,9 @@ core::Result<core::Node> node_from_row(const Statement& row) {
     node.maintenance_reason = row.text(5);
     node.source = row.text(6);
     node.deployed_tag = row.text(14);
+    if (!row.is_null(17)) {
+        node.gate_until = row.time(17);
+    }
     if (!row.is_null(7)) {
         node.lease = lease_from_row(row, 7);
         node.state = core::NodeState::kLeased;
@@ -429,6 +432,51 @@ core::Result<NodeChange> start_maintenance(Connection& db,
         return recorded.error();
     }
     return changed_node(db, name, now, false, std::move(ended));
+}
+
+core::Result<void> set_gate(Connection& db,
+                            std::string_view name,
+                            core::TimePoint until,
+                            core::TimePoint now,
+                            Served& served) {
+    auto update = db.prepare("UPDATE nodes SET gate_until = ?2 WHERE name = ?1");
+    if (!update) {
+        return update.error();
+    }
+    if (auto done = update->bind_all(name, until).run(); !done) {
+        return done;
+    }
+    if (db.changes() != 1) {
+        return core::Error{core::ErrorCode::kNotFound, fmt::format("no node {}", name)};
+    }
+    return serve_waiters(db, now, served);
+}
+
+core::Result<void> configure_gates(Connection& db,
+                                   const std::vector<std::string>& gated,
+                                   core::TimePoint now,
+                                   Served& served) {
+    const auto names = strings_to_json_array(gated);
+    auto ungate = db.prepare(
+        fmt::format("UPDATE nodes SET gate_until = NULL WHERE gate_until IS NOT NULL AND "
+                    "name NOT IN ({})",
+                    json_array_values(db.dialect(), 1)));
+    if (!ungate) {
+        return ungate.error();
+    }
+    if (auto done = ungate->bind_all(names).run(); !done) {
+        return done;
+    }
+    auto gate = db.prepare(
+        fmt::format("UPDATE nodes SET gate_until = 0 WHERE gate_until IS NULL AND name IN ({})",
+                    json_array_values(db.dialect(), 1)));
+    if (!gate) {
+        return gate.error();
+    }
+    if (auto done = gate->bind_all(names).run(); !done) {
+        return done;
+    }
+    return serve_waiters(db, now, served);
 }
 
 core::Result<NodeChange> end_maintenance(Connection& db,

@@ -34,6 +34,16 @@ core::Result<NodeChange> start_maintenance(Connection& db,
                                            std::string_view reason,
                                            std::string_view actor,
                                            core::TimePoint now);
+/// Store::set_gate and Store::configure_gates.
+core::Result<void> set_gate(Connection& db,
+                            std::string_view name,
+                            core::TimePoint until,
+                            core::TimePoint now,
+                            Served& served);
+core::Result<void> configure_gates(Connection& db,
+                                   const std::vector<std::string>& gated,
+                                   core::TimePoint now,
+                                   Served& served);
 core::Result<NodeChange> end_maintenance(Connection& db,
                                          std::string_view name,
                                          std::string_view actor,

@@ -264,6 +264,20 @@ core::Result<NodeChange> SqlStore::start_maintenance(std::string_view name,
         [&](Connection& db) { return sql::start_maintenance(db, name, reason, actor, now); });
 }
 
+core::Result<void> SqlStore::set_gate(std::string_view name,
+                                      core::TimePoint until,
+                                      core::TimePoint now) {
+    return write_serving<void>(
+        [&](Connection& db, Served& served) { return sql::set_gate(db, name, until, now, served); });
+}
+
+core::Result<void> SqlStore::configure_gates(const std::vector<std::string>& gated,
+                                             core::TimePoint now) {
+    return write_serving<void>([&](Connection& db, Served& served) {
+        return sql::configure_gates(db, gated, now, served);
+    });
+}
+
 core::Result<NodeChange> SqlStore::end_maintenance(std::string_view name,
                                                    std::string_view actor,
                                                    core::TimePoint now) {

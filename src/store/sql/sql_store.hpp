@@ -89,6 +89,11 @@ public:
                                                std::string_view reason,
                                                std::string_view actor,
                                                core::TimePoint now) override;
+    core::Result<void> set_gate(std::string_view name,
+                                core::TimePoint until,
+                                core::TimePoint now) override;
+    core::Result<void> configure_gates(const std::vector<std::string>& gated,
+                                       core::TimePoint now) override;
     core::Result<NodeChange> end_maintenance(std::string_view name,
                                              std::string_view actor,
                                              core::TimePoint now) override;

@@ -363,7 +363,11 @@ CREATE TABLE silences (
 )sql";
 
 core::Result<void> add_alarms(SqliteConnection& db) {
-    return db.exec(kSchemaV12);
+    if (auto made = db.exec(kSchemaV12); !made) {
+        return made;
+    }
+    // Gated nodes: until when a passed gate lets a selector acquire hand the node out.
+    return db.exec("ALTER TABLE nodes ADD COLUMN gate_until INTEGER");
 }
 
 constexpr Migration kMigrations[] = {
@@ -378,7 +382,7 @@ constexpr Migration kMigrations[] = {
     {9, "producer leases", add_producer_leases},
     {10, "sidecars' control urls", add_control_urls},
     {11, "probe runs, buckets and schedule", add_probe_runs},
-    {12, "alarms, their notifications and silences", add_alarms},
+    {12, "alarms, their notifications, silences and gated nodes", add_alarms},
 };
 
 core::Result<void> record_version(SqliteConnection& db, int version) {

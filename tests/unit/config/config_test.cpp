@@ -370,7 +370,16 @@ std::string shape(const probes::AlarmRule& a) {
 
 void expect_same(const probes::Settings& want, const probes::Settings& got) {
     const auto& [scenarios, max_concurrent, max_body_bytes, retention, token, alarms,
-                 evaluate_every, silence_actions, public_url, notifiers] = want;
+                 evaluate_every, silence_actions, public_url, notifiers, gates, gate_poll] = want;
+    EXPECT_EQ(got.gate_poll, gate_poll);
+    ASSERT_EQ(got.gates.size(), gates.size());
+    for (std::size_t i = 0; i < gates.size(); ++i) {
+        const auto& [name, selector, scenario, max_age] = gates[i];
+        EXPECT_EQ(got.gates[i].name, name);
+        EXPECT_EQ(got.gates[i].selector, selector);
+        EXPECT_EQ(got.gates[i].scenario, scenario);
+        EXPECT_EQ(got.gates[i].max_age, max_age);
+    }
     EXPECT_EQ(got.token, token);
     EXPECT_EQ(got.evaluate_every, evaluate_every);
     EXPECT_EQ(got.silence_actions, silence_actions);

@@ -417,5 +417,36 @@ TEST_P(Leases, NextDeadlineIsTheEarliestLeaseExpiryOrWaiterDeadline) {
     EXPECT_EQ(*waiter, clock.now() + 30min);
 }
 
+TEST_P(Leases, AGatedNodeGoesToASelectorOnceItPassedAndALeaseUsesThePassUp) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock, 2);
+    ASSERT_TRUE(store);
+    // lotus-0 is gated and has not passed; lotus-1 is not gated.
+    ASSERT_TRUE(store->configure_gates({"lotus-0"}, clock.now()));
+    auto gated = store->node("lotus-0", clock.now());
+    ASSERT_TRUE(gated);
+    ASSERT_TRUE(gated->gate_until.has_value());
+    EXPECT_EQ(*gated->gate_until, core::TimePoint{});
+    EXPECT_FALSE(store->node("lotus-1", clock.now())->gate_until.has_value());
+
+    auto both = store->try_lease(selector_of(2, "alice", clock.now()));
+    ASSERT_TRUE(both) << both.error().message;
+    EXPECT_FALSE(both->granted);
+    EXPECT_EQ(both->refusal.gating, 1);
+
+    // Its gate passes: it is handed out, and the lease uses the pass up.
+    ASSERT_TRUE(store->set_gate("lotus-0", clock.now() + 10min, clock.now()));
+    auto one = store->try_lease(selector_of(1, "alice", clock.now()));
+    ASSERT_TRUE(one) << one.error().message;
+    ASSERT_TRUE(one->granted);
+    EXPECT_EQ(one->leases.front().node, "lotus-0");
+    EXPECT_EQ(*store->node("lotus-0", clock.now())->gate_until, core::TimePoint{});
+
+    // No longer gated: handed out as any node.
+    ASSERT_TRUE(store->configure_gates({}, clock.now()));
+    EXPECT_FALSE(store->node("lotus-0", clock.now())->gate_until.has_value());
+    EXPECT_EQ(store->set_gate("nope", clock.now(), clock.now()).error().code, ErrorCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace aviary::store::test

@@ -71,5 +71,33 @@ TEST(ServingPlan, OverlapsComparesSortedNames) {
     EXPECT_FALSE(overlaps({}, {"a"}));
 }
 
+TEST(ServingPlan, AGatedNodeGoesToASelectorOnlyWhileItsGatePasses) {
+    const core::TimePoint now{std::chrono::hours{1000}};
+    auto passed = node("lotus-0", core::NodeState::kFree);
+    passed.gate_until = now + std::chrono::minutes{5};
+    auto used_up = node("lotus-1", core::NodeState::kFree);
+    used_up.gate_until = core::TimePoint{};  // a lease used its pass; not passed since
+    auto lapsed = node("lotus-2", core::NodeState::kFree);
+    lapsed.gate_until = now;  // its pass ran out this instant
+    auto ungated = node("lotus-3", core::NodeState::kFree);
+    std::vector<core::Node> pool{passed, used_up, lapsed, ungated};
+    auto at_now = [&](LeaseRequest r) {
+        r.now = now;
+        return r;
+    };
+    Plan plan{pool};
+    EXPECT_EQ(plan.next(at_now(lotus(2))), (Names{"lotus-0", "lotus-3"}));
+    EXPECT_EQ(plan.next(at_now(lotus(1))), std::nullopt) << "the others have not passed";
+
+    // A named acquire is a person choosing that node: the gate is for selectors only.
+    Plan named_plan{pool};
+    EXPECT_EQ(named_plan.next(at_now(named("lotus-1"))), (Names{"lotus-1"}));
+
+    auto refusal = refusal_for(at_now(lotus(4)), pool);
+    EXPECT_EQ(refusal.matching, 4);
+    EXPECT_EQ(refusal.gating, 2);
+    EXPECT_EQ(refusal.maintenance, 0);
+}
+
 }  // namespace
 }  // namespace aviary::store::serving
