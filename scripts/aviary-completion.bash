@@ -34,7 +34,7 @@ _aviary() {
     local global="--server --token --json --help"
     local commands="serve worker store version nodes acquire renew release free who history maintenance
         with-lease upgrade install-snapshot canary run-action actions jobs job logs notifications
-        probes probe supervise completion"
+        probes probe alarms silences silence supervise completion"
     local submit="--owner --ttl --reason --wait --logs"
 
     # The command is the first word that is not an option or an option's value.
@@ -132,6 +132,25 @@ _aviary() {
             esac
             ;;
         jobs) flags="--node --state --limit" ;;
+        alarms)
+            case $sub in
+                "") COMPREPLY=($(compgen -W "notifications" -- "$cur")); return ;;
+                notifications) flags="--limit" ;;
+            esac
+            ;;
+        silences) flags="--ended" ;;
+        silence)
+            case $sub in
+                "") COMPREPLY=($(compgen -W "add expire" -- "$cur")); return ;;
+                add) flags="--for --reason" ;;
+                expire)
+                    if [[ $cur != -* && $prev == "$sub" ]]; then
+                        COMPREPLY=($(compgen -W "$(_aviary_first_column silences)" -- "$cur"))
+                        return
+                    fi
+                    ;;
+            esac
+            ;;
         probe)
             case $sub in
                 "") COMPREPLY=($(compgen -W "run runs" -- "$cur")); return ;;

@@ -422,10 +422,16 @@ core::Result<void> ProbesRest::known_matcher(std::string_view matcher) const {
     if (std::find(known.begin(), known.end(), matcher) != known.end()) {
         return {};
     }
-    return core::Error{core::ErrorCode::kInvalidArgument,
-                       fmt::format("body field \"matcher\": \"{}\" names no alarm, rule or "
-                                   "scenario; give \"*\", a rule, a scenario or RULE/SCENARIO",
-                                   matcher)};
+    // The gatekeeper's alarms: "gate" (all of them) and "gate/NODE".
+    if (!settings.gates.empty() &&
+        (matcher == "gate" || (matcher.starts_with("gate/") && matcher.size() > 5))) {
+        return {};
+    }
+    return core::Error{
+        core::ErrorCode::kInvalidArgument,
+        fmt::format("body field \"matcher\": \"{}\" names no alarm, rule or "
+                    "scenario; give \"*\", a rule, a scenario, RULE/SCENARIO or gate/NODE",
+                    matcher)};
 }
 
 }  // namespace aviary::api

@@ -526,8 +526,7 @@ int serve(config::Config config, ServeOptions options) {
     auto on_gate = [&alarms, &log](const std::string& node, const probes::Gate& gate,
                                    const probes::RunResult& run) {
         if (auto raised = alarms.gate_result(node, gate, run); !raised) {
-            log->warn("gate alarm not written node={} error=\"{}\"", node,
-                      raised.error().message);
+            log->warn("gate alarm not written node={} error=\"{}\"", node, raised.error().message);
         }
     };
     probes::Service probes{config.probes,

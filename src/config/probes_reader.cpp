@@ -491,6 +491,7 @@ void read_alarm(YamlReader& r,
                 const Value& value,
                 probes::AlarmRule& rule,
                 const std::vector<probes::Scenario>& scenarios,
+                core::Millis kept,
                 std::vector<std::pair<std::string, Value>>& notify_refs) {
     std::map<std::string, Value, std::less<>> kind_keys;  // key -> where, for the kind check
     std::optional<Value> scenarios_at;
@@ -612,6 +613,12 @@ void read_alarm(YamlReader& r,
             r.error(kind_keys.contains("objective") ? kind_keys.at("objective") : value,
                     "an objective of 100% leaves no error budget to burn");
         }
+        if (rule.window > kept) {
+            r.error(kind_keys.contains("window") ? kind_keys.at("window") : value,
+                    fmt::format("an SLO window of {} is longer than the runs are counted for ({}: "
+                                "probes.retention, at least 31 days)",
+                                core::format_duration(rule.window), core::format_duration(kept)));
+        }
         if (rule.window < core::Millis{std::chrono::hours{6}}) {
             r.error(kind_keys.contains("window") ? kind_keys.at("window") : value,
                     "an SLO window must be at least 6h (the slow burn is read over 6h)");
@@ -683,21 +690,22 @@ void read_probes(YamlReader& r,
             gate.name = key.node.Scalar();
             std::optional<Value> scenario_at;
             bool ok = r.read_map(
-                item, {
-                          {"selector", [&](const Value& v) { r.read_string_map(v, gate.selector); }},
-                          {"scenario",
-                           [&](const Value& v) {
-                               scenario_at = v;
-                               r.read_string(v, gate.scenario);
-                           }},
-                          {"max_age", [&](const Value& v) { r.read_duration(v, gate.max_age); }},
-                      });
+                item,
+                {
+                    {"selector", [&](const Value& v) { r.read_string_map(v, gate.selector); }},
+                    {"scenario",
+                     [&](const Value& v) {
+                         scenario_at = v;
+                         r.read_string(v, gate.scenario);
+                     }},
+                    {"max_age", [&](const Value& v) { r.read_duration(v, gate.max_age); }},
+                });
             if (!ok) {
                 return;
             }
             if (!scenario_at) {
-                r.error(item, fmt::format("gate {} names the scenario its nodes must pass",
-                                          gate.name));
+                r.error(item,
+                        fmt::format("gate {} names the scenario its nodes must pass", gate.name));
                 return;
             }
             const auto* scenario = probes::find_scenario(settings, gate.scenario);
@@ -730,7 +738,10 @@ void read_probes(YamlReader& r,
                                          rule.name));
                 return;
             }
-            read_alarm(r, item, rule, settings.scenarios, notify_refs);
+            // Buckets are kept for the retention or 31 days, whichever is longer.
+            const core::Millis kept =
+                std::max(settings.retention, core::Millis{std::chrono::hours{24 * 31}});
+            read_alarm(r, item, rule, settings.scenarios, kept, notify_refs);
             settings.alarms.push_back(std::move(rule));
         });
     }

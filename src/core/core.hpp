@@ -242,7 +242,7 @@ struct Node {
     /// acquires by selector only until this: its gate passed, and no lease has used the pass
     /// since. The epoch: not passed. nullopt: not gated.
     std::optional<TimePoint> gate_until;
-    std::string source = "config";   ///< "config" (reconciled at start) or "api"
+    std::string source = "config";  ///< "config" (reconciled at start) or "api"
     /// The image tag the node runs now, as its last successful deploying job (install,
     /// upgrade) left it; empty when no job has deployed it (or one uninstalled it). spec's
     /// image_tag is the configured one.

@@ -658,16 +658,16 @@ core::Result<void> Alarms::gate_result(const std::string& node,
         for (const auto& kind : stepped.notify) {
             events.push_back(event_of(stepped.next, kind, node, now));
             for (const auto& notifier : d.settings.notifiers) {
-                notifications.push_back(store::AlarmNotification{
-                    .alarm = name,
-                    .rule = std::string{kGateRule},
-                    .scenario = gate.scenario,
-                    .notifier = notifier,
-                    .kind = kind,
-                    .summary = stepped.next.summary,
-                    .link = fmt::format("{}/dashboard", d.link_base()),
-                    .at = now,
-                    .since = stepped.next.since});
+                notifications.push_back(
+                    store::AlarmNotification{.alarm = name,
+                                             .rule = std::string{kGateRule},
+                                             .scenario = gate.scenario,
+                                             .notifier = notifier,
+                                             .kind = kind,
+                                             .summary = stepped.next.summary,
+                                             .link = fmt::format("{}/dashboard", d.link_base()),
+                                             .at = now,
+                                             .since = stepped.next.since});
             }
         }
         auto written = d.store.write_alarm(stepped.next, seen, notifications, events);

@@ -306,8 +306,8 @@ struct Service::Impl {
         bool first = true;
         while (!stopping) {
             const auto now = clock.now();
-            auto read = [this, now]() -> core::Result<std::pair<std::vector<core::Node>,
-                                                                std::vector<store::ProbeSlot>>> {
+            auto read = [this, now]()
+                -> core::Result<std::pair<std::vector<core::Node>, std::vector<store::ProbeSlot>>> {
                 auto nodes = options.store->nodes(now);
                 if (!nodes) {
                     return nodes.error();
@@ -371,7 +371,8 @@ struct Service::Impl {
                         seen = found->second;
                     }
                     gating.insert(node->spec.name);
-                    spawn(run_gate(node->spec.name, *gate, *scenario, slot, seen));
+                    spawn(
+                        run_gate(node->spec.name, *gate, *scenario, slot, seen, *node->gate_until));
                 }
             }
             co_await sleep_until(clock.now() + settings.gate_poll);
@@ -384,7 +385,8 @@ struct Service::Impl {
                                    const Gate& gate,
                                    const Scenario& scenario,
                                    std::string slot,
-                                   std::optional<core::TimePoint> seen) {
+                                   std::optional<core::TimePoint> seen,
+                                   core::TimePoint gate_seen) {
         const auto hold = clock.now() + 2 * scenario.timeout + std::chrono::seconds{5};
         auto claim = [this, slot, seen, hold] {
             return options.store->claim_probe(slot, seen, hold);
@@ -398,16 +400,27 @@ struct Service::Impl {
         if (stopping) {
             co_return;  // cut short: the hold lapses and the next start runs it again
         }
-        auto settle = [this, node, &gate, result, slot, hold]() -> core::Result<void> {
+        auto settle = [this, node, &gate, result, slot, hold, gate_seen]() -> core::Result<void> {
             auto now = clock.now();
             core::Result<void> done;
             if (result.outcome == Outcome::kPassed) {
-                done = options.store->set_gate(node, result.started + gate.max_age, now);
+                auto set =
+                    options.store->set_gate(node, result.started + gate.max_age, gate_seen, now);
+                if (!set) {
+                    done = set.error();
+                } else if (!*set) {
+                    // Leased (and maybe back) while the gate ran: this pass says nothing of
+                    // the node now. The next look runs the gate again.
+                    (void)options.store->claim_probe(slot, hold, now);
+                    return {};
+                }
             } else {
                 auto reason = fmt::format("gate {} failed ({}): {}", gate.name,
                                           outcome_name(result.outcome), result.message);
                 auto changed = options.store->start_maintenance(node, reason, "aviary", now);
                 done = changed ? core::Result<void>{} : core::Result<void>{changed.error()};
+                // And its earlier pass no longer holds: back in service, it runs the gate first.
+                (void)options.store->set_gate(node, core::TimePoint{}, gate_seen, now);
             }
             if (options.on_gate) {
                 options.on_gate(node, gate, result);
@@ -759,6 +772,10 @@ void schedule_retention(core::Scheduler& scheduler, store::Store& store, const S
             auto pruned = store.prune_probe_runs(now - retention,
                                                  now - std::max(retention, kBucketRetention));
             auto log = core::logger("probes");
+            // Notifications sent or given up, and silences that ended, go with the runs.
+            if (auto history = store.prune_alarm_history(now - retention); !history) {
+                log->warn("alarm history not pruned error=\"{}\"", history.error().message);
+            }
             if (!pruned) {
                 log->warn("probe runs not pruned error=\"{}\"", pruned.error().message);
             } else if (*pruned > 0) {

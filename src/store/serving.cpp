@@ -46,10 +46,9 @@ Plan::Plan(const std::vector<core::Node>& pool) : pool_(pool) {
 }
 
 bool Plan::gate_passed(const std::string& name, core::TimePoint now) const {
-    auto node = std::lower_bound(pool_.begin(), pool_.end(), name,
-                                 [](const core::Node& n, const std::string& key) {
-                                     return n.spec.name < key;
-                                 });
+    auto node = std::lower_bound(
+        pool_.begin(), pool_.end(), name,
+        [](const core::Node& n, const std::string& key) { return n.spec.name < key; });
     return node == pool_.end() || node->spec.name != name || !node->gate_until ||
            *node->gate_until > now;
 }

@@ -79,7 +79,7 @@ struct Refusal {
     int matching = 0;                  ///< nodes the request could use
     int leased = 0;                    ///< of those, held now
     int maintenance = 0;               ///< of those, out of service
-    int gating = 0;  ///< of those, free but their gate has not passed (selector requests)
+    int gating = 0;         ///< of those, free but their gate has not passed (selector requests)
     int waiters_ahead = 0;  ///< queued waiters that want any of them (FIFO: they go first)
 };
 
@@ -547,11 +547,14 @@ public:
                                            std::string_view actor,
                                            core::TimePoint now,
                                            bool machine) = 0;
-    /// Records that `name`'s gate passed (until: handed to selector acquires until then) or
-    /// lapsed (the epoch), and serves the waiters. kNotFound for an unknown node. No event:
+    /// Records that `name`'s gate passed (until: handed to selector acquires until then), when
+    /// its gate_until is still `seen` (what it was when the gate run began) and nobody holds
+    /// it: a pass measured before a lease that came and went meanwhile is not one. Serves the
+    /// waiters. False when the node changed meanwhile; kNotFound for an unknown node. No event:
     /// a pass every few minutes per node is not audit material; a failure is maintenance.
-    virtual core::Result<void> set_gate(std::string_view name,
+    virtual core::Result<bool> set_gate(std::string_view name,
                                         core::TimePoint until,
+                                        core::TimePoint seen,
                                         core::TimePoint now) = 0;
     /// Makes exactly `gated` the gated nodes: a node newly gated starts not passed, a node no
     /// longer gated is handed out as any other (waiters served). Unknown names are skipped.

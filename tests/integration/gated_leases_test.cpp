@@ -66,10 +66,9 @@ probes:
     EXPECT_TRUE(asked_lotus_1);
 
     // A selector acquire gets a passed node, and the lease uses its pass up.
-    auto acquired =
-        http(server, "POST", "/api/v1/leases",
-             R"({"selector": {"chain": "lotus"}, "owner": "dev", "ttl": "10m"})",
-             {net::Header{"Content-Type", "application/json"}});
+    auto acquired = http(server, "POST", "/api/v1/leases",
+                         R"({"selector": {"chain": "lotus"}, "owner": "dev", "ttl": "10m"})",
+                         {net::Header{"Content-Type", "application/json"}});
     ASSERT_TRUE(acquired);
     ASSERT_EQ(acquired->status, 201) << acquired->body;
     auto lease = json::parse(acquired->body);

@@ -199,10 +199,14 @@ core::Result<std::int64_t> forget_alarms(Connection& db, const std::vector<std::
 core::Result<std::vector<AlarmNotification>> select_due_alarm_notifications(Connection& db,
                                                                             core::TimePoint now,
                                                                             int limit) {
-    auto select =
-        db.prepare(fmt::format("SELECT {} FROM alarm_notifications WHERE outcome = '' AND "
-                               "next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
-                               kNotificationColumns));
+    // In order per alarm and notifier: one waiting out its backoff holds back the later ones,
+    // so a receiver never hears "resolved" before the "firing" it resolves.
+    auto select = db.prepare(fmt::format(
+        "SELECT {} FROM alarm_notifications a WHERE outcome = '' AND next_attempt_at <= ?1 AND "
+        "NOT EXISTS (SELECT 1 FROM alarm_notifications o WHERE o.outcome = '' AND "
+        "o.alarm = a.alarm AND o.notifier = a.notifier AND o.id < a.id) "
+        "ORDER BY next_attempt_at, id LIMIT ?2",
+        kNotificationColumns));
     if (!select) {
         return select.error();
     }

@@ -434,22 +434,32 @@ core::Result<NodeChange> start_maintenance(Connection& db,
     return changed_node(db, name, now, false, std::move(ended));
 }
 
-core::Result<void> set_gate(Connection& db,
+core::Result<bool> set_gate(Connection& db,
                             std::string_view name,
                             core::TimePoint until,
+                            core::TimePoint seen,
                             core::TimePoint now,
                             Served& served) {
-    auto update = db.prepare("UPDATE nodes SET gate_until = ?2 WHERE name = ?1");
+    auto update = db.prepare(
+        "UPDATE nodes SET gate_until = ?2 WHERE name = ?1 AND gate_until = ?3 AND NOT EXISTS "
+        "(SELECT 1 FROM leases WHERE node = ?1 AND expires_at > ?4)");
     if (!update) {
         return update.error();
     }
-    if (auto done = update->bind_all(name, until).run(); !done) {
-        return done;
+    if (auto done = update->bind_all(name, until, seen, now).run(); !done) {
+        return done.error();
     }
     if (db.changes() != 1) {
-        return core::Error{core::ErrorCode::kNotFound, fmt::format("no node {}", name)};
+        auto known = select_node(db, name, now);
+        if (!known) {
+            return known.error();
+        }
+        return false;
     }
-    return serve_waiters(db, now, served);
+    if (auto done = serve_waiters(db, now, served); !done) {
+        return done.error();
+    }
+    return true;
 }
 
 core::Result<void> configure_gates(Connection& db,

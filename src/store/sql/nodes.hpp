@@ -35,9 +35,10 @@ core::Result<NodeChange> start_maintenance(Connection& db,
                                            std::string_view actor,
                                            core::TimePoint now);
 /// Store::set_gate and Store::configure_gates.
-core::Result<void> set_gate(Connection& db,
+core::Result<bool> set_gate(Connection& db,
                             std::string_view name,
                             core::TimePoint until,
+                            core::TimePoint seen,
                             core::TimePoint now,
                             Served& served);
 core::Result<void> configure_gates(Connection& db,

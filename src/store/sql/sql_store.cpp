@@ -264,11 +264,13 @@ core::Result<NodeChange> SqlStore::start_maintenance(std::string_view name,
         [&](Connection& db) { return sql::start_maintenance(db, name, reason, actor, now); });
 }
 
-core::Result<void> SqlStore::set_gate(std::string_view name,
+core::Result<bool> SqlStore::set_gate(std::string_view name,
                                       core::TimePoint until,
+                                      core::TimePoint seen,
                                       core::TimePoint now) {
-    return write_serving<void>(
-        [&](Connection& db, Served& served) { return sql::set_gate(db, name, until, now, served); });
+    return write_serving<bool>([&](Connection& db, Served& served) {
+        return sql::set_gate(db, name, until, seen, now, served);
+    });
 }
 
 core::Result<void> SqlStore::configure_gates(const std::vector<std::string>& gated,

@@ -89,8 +89,9 @@ public:
                                                std::string_view reason,
                                                std::string_view actor,
                                                core::TimePoint now) override;
-    core::Result<void> set_gate(std::string_view name,
+    core::Result<bool> set_gate(std::string_view name,
                                 core::TimePoint until,
+                                core::TimePoint seen,
                                 core::TimePoint now) override;
     core::Result<void> configure_gates(const std::vector<std::string>& gated,
                                        core::TimePoint now) override;

@@ -435,17 +435,28 @@ TEST_P(Leases, AGatedNodeGoesToASelectorOnceItPassedAndALeaseUsesThePassUp) {
     EXPECT_EQ(both->refusal.gating, 1);
 
     // Its gate passes: it is handed out, and the lease uses the pass up.
-    ASSERT_TRUE(store->set_gate("lotus-0", clock.now() + 10min, clock.now()));
+    auto set = store->set_gate("lotus-0", clock.now() + 10min, core::TimePoint{}, clock.now());
+    ASSERT_TRUE(set) << set.error().message;
+    EXPECT_TRUE(*set);
     auto one = store->try_lease(selector_of(1, "alice", clock.now()));
     ASSERT_TRUE(one) << one.error().message;
     ASSERT_TRUE(one->granted);
     EXPECT_EQ(one->leases.front().node, "lotus-0");
     EXPECT_EQ(*store->node("lotus-0", clock.now())->gate_until, core::TimePoint{});
+    // A pass measured while it is leased (or against a gate_until that changed) is no pass.
+    auto while_leased =
+        store->set_gate("lotus-0", clock.now() + 10min, core::TimePoint{}, clock.now());
+    ASSERT_TRUE(while_leased);
+    EXPECT_FALSE(*while_leased);
+    auto stale = store->set_gate("lotus-1", clock.now() + 10min, clock.now(), clock.now());
+    ASSERT_TRUE(stale);
+    EXPECT_FALSE(*stale) << "lotus-1 is not gated: its gate_until is not what was seen";
 
     // No longer gated: handed out as any node.
     ASSERT_TRUE(store->configure_gates({}, clock.now()));
     EXPECT_FALSE(store->node("lotus-0", clock.now())->gate_until.has_value());
-    EXPECT_EQ(store->set_gate("nope", clock.now(), clock.now()).error().code, ErrorCode::kNotFound);
+    EXPECT_EQ(store->set_gate("nope", clock.now(), core::TimePoint{}, clock.now()).error().code,
+              ErrorCode::kNotFound);
 }
 
 }  // namespace
