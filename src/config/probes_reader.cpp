@@ -15,13 +15,14 @@
 #include <vector>
 
 #include "config/action_reader.hpp"
+#include "config/config.hpp"
 #include "config/secrets.hpp"
 
 namespace aviary::config {
 namespace {
 
 constexpr std::string_view kStepKinds =
-    "http, jsonrpc, websocket, tcp, command, action, poll or parallel";
+    "http, jsonrpc, websocket, tcp, command, action, chain, poll or parallel";
 constexpr int kMaxDepth = 4;
 constexpr int kMaxBranches = 64;
 
@@ -327,6 +328,84 @@ void read_action(YamlReader& r, const Value& v, probes::Step& step) {
     }
 }
 
+/// `chain: {preset: geth, url: "http://{{node}}:8545", check: synced|advancing|lag, ...}`: a
+/// node's head read through the chain preset `aviary supervise` uses.
+void read_chain(YamlReader& r, const Value& v, probes::Step& step) {
+    step.kind = probes::StepKind::kChain;
+    std::optional<Value> preset_at;
+    std::optional<Value> url_at;
+    std::map<std::string, Value, std::less<>> check_keys;
+    auto only = [&](std::string_view key, std::function<void(const Value&)> read) {
+        return Field{key, [&check_keys, key, read = std::move(read)](const Value& x) {
+                         check_keys.emplace(std::string{key}, x);
+                         read(x);
+                     }};
+    };
+    bool ok = r.read_map(
+        v, {
+               {"preset",
+                [&](const Value& x) {
+                    std::string name;
+                    if (!r.read_string(x, name)) {
+                        return;
+                    }
+                    preset_at = x;
+                    auto preset = chain_preset(name);
+                    if (!preset) {
+                        r.error(x, preset.error().message);
+                        return;
+                    }
+                    if (preset->height.pointer.empty()) {
+                        r.error(x, fmt::format("chain preset {} reads no height", name));
+                        return;
+                    }
+                    step.preset = std::make_shared<const supervisor::Preset>(std::move(*preset));
+                }},
+               {"url",
+                [&](const Value& x) {
+                    url_at = x;
+                    read_url(r, x, step.url, false);
+                }},
+               {"check",
+                [&](const Value& x) {
+                    r.read_choice(x, step.chain_check, {"synced", "advancing", "lag"},
+                                  "chain check", "synced, advancing, lag");
+                }},
+               only("max_head_age", [&](const Value& x) { r.read_duration(x, step.max_head_age); }),
+               only("within", [&](const Value& x) { r.read_duration(x, step.within); }),
+               only("peers",
+                    [&](const Value& x) {
+                        r.read_list(x, [&](const Value& item) {
+                            std::string peer;
+                            if (read_template(r, item, peer)) {
+                                step.peers.push_back(std::move(peer));
+                            }
+                        });
+                    }),
+               only("max_lag", [&](const Value& x) { r.read_int(x, step.max_lag, 0, 1'000'000); }),
+           });
+    if (!ok) {
+        return;
+    }
+    if (!preset_at || !url_at) {
+        r.error(v,
+                "a chain step names its preset and the node's url: {preset: geth, url: "
+                "\"http://127.0.0.1:8545\"}");
+        return;
+    }
+    static const std::map<std::string_view, std::string_view> kCheckOf{
+        {"max_head_age", "synced"}, {"within", "advancing"}, {"peers", "lag"}, {"max_lag", "lag"}};
+    for (const auto& [key, at] : check_keys) {
+        if (auto owner = kCheckOf.at(key); owner != step.chain_check) {
+            r.error(at, fmt::format("{} applies to check {}, and this one is {}", key, owner,
+                                    step.chain_check));
+        }
+    }
+    if (step.chain_check == "lag" && step.peers.empty()) {
+        r.error(v, "a lag check needs peers: the other nodes of the chain to compare with");
+    }
+}
+
 void read_step(YamlReader& r, const Value& item, probes::Step& step, int depth) {
     int kinds = 0;
     auto kind = [&](std::function<void(const Value&)> read) {
@@ -365,6 +444,7 @@ void read_step(YamlReader& r, const Value& item, probes::Step& step, int depth) 
                        }
                    })},
                   {"action", kind([&](const Value& x) { read_action(r, x, step); })},
+                  {"chain", kind([&](const Value& x) { read_chain(r, x, step); })},
                   {"poll", kind([&](const Value& x) {
                        step.kind = probes::StepKind::kPoll;
                        read_nested(r, x, step, depth);

@@ -345,6 +345,8 @@ std::string_view step_kind_name(StepKind kind) {
             return "command";
         case StepKind::kAction:
             return "action";
+        case StepKind::kChain:
+            return "chain";
         case StepKind::kPoll:
             return "poll";
         case StepKind::kParallel:

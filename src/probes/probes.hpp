@@ -32,6 +32,9 @@ class BlockingPool;
 namespace aviary::metrics {
 class Registry;
 }  // namespace aviary::metrics
+namespace aviary::supervisor {
+struct Preset;
+}  // namespace aviary::supervisor
 
 namespace aviary::probes {
 
@@ -108,7 +111,17 @@ core::Result<std::string> render(std::string_view text,
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-enum class StepKind { kHttp, kJsonRpc, kWebSocket, kTcp, kCommand, kAction, kPoll, kParallel };
+enum class StepKind {
+    kHttp,
+    kJsonRpc,
+    kWebSocket,
+    kTcp,
+    kCommand,
+    kAction,
+    kChain,
+    kPoll,
+    kParallel
+};
 
 std::string_view step_kind_name(StepKind kind);
 
@@ -136,6 +149,17 @@ struct Step {
     std::string action;
     std::string node;  ///< a template ({{node}} is the scenario's)
     std::vector<std::pair<std::string, std::string>> params;  ///< values are templates
+    // chain: reads a node's head at `url` through a chain preset, the one `aviary supervise`
+    // uses (examples/chains.yaml), and checks it: "synced" (not syncing, head no older than
+    // max_head_age), "advancing" (the height grows within `within`) or "lag" (at most max_lag
+    // blocks behind the highest of `peers`). Its answer: {"height", "head_time", "age_ms",
+    // "syncing", "advanced_by", "highest_peer", "lag"} for assertions.
+    std::shared_ptr<const supervisor::Preset> preset;
+    std::string chain_check = "synced";
+    core::Millis max_head_age{0};    ///< 0: ten of the preset's block intervals
+    core::Millis within{0};          ///< 0: five block intervals, at least 1s
+    std::vector<std::string> peers;  ///< other nodes of the chain: their API's base URLs
+    std::int64_t max_lag = 5;
     /// The step's own limit, within the scenario's; 0: the scenario's.
     core::Millis timeout{0};
     std::vector<Assertion> assertions;

@@ -24,6 +24,7 @@
 #include "net/net.hpp"
 #include "probes/probes.hpp"
 #include "proc/proc.hpp"
+#include "supervisor/supervisor.hpp"
 
 namespace aviary::probes {
 namespace {
@@ -432,6 +433,8 @@ std::string default_name(const Step& step) {
             return step.argv.empty() ? std::string{"command"} : step.argv.front();
         case StepKind::kAction:
             return fmt::format("{} on {}", step.action, step.node);
+        case StepKind::kChain:
+            return fmt::format("chain {} {}", step.chain_check, step.url);
         case StepKind::kPoll:
             return "poll";
         case StepKind::kParallel:
@@ -638,6 +641,8 @@ private:
                 co_return co_await command(step, vars, deadline, answer);
             case StepKind::kAction:
                 co_return co_await action(step, vars, deadline, answer);
+            case StepKind::kChain:
+                co_return co_await chain(step, vars, deadline, answer);
             default:
                 break;
         }
@@ -812,6 +817,164 @@ private:
             pause.expires_after(kActionPoll);
             co_await pause.async_wait(asio::use_awaitable);
         }
+    }
+
+    /// One read of a node's head through the step's preset: its height and head time, and
+    /// (for "synced", when the preset has the call) whether it still syncs.
+    struct Head {
+        std::int64_t height = 0;
+        std::optional<core::TimePoint> time;
+        bool syncing = false;
+    };
+
+    asio::awaitable<core::Result<Head>> read_chain_head(const supervisor::Preset& preset,
+                                                        const std::string& base,
+                                                        bool with_syncing,
+                                                        SteadyClock::time_point deadline) {
+        auto call = [&](const supervisor::ChainCall& c) {
+            net::ClientRequest request;
+            request.method = c.method;
+            request.url = base + c.path;
+            request.body = c.body;
+            if (!c.body.empty()) {
+                request.headers.push_back(net::Header{"Content-Type", "application/json"});
+            }
+            request.timeout = std::max(remaining(deadline), core::Millis{1});
+            request.max_body_bytes = ctx_.max_body_bytes;
+            return request;
+        };
+        auto got = co_await ctx_.http->fetch(call(preset.head));
+        if (!got) {
+            co_return got.error();
+        }
+        if (got->status >= 300) {
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("{}{} answered HTTP {}: {}", base, preset.head.path,
+                                              got->status, quoted(got->body))};
+        }
+        auto fields = supervisor::read_head(preset, got->body);
+        if (!fields) {
+            co_return core::Error{core::ErrorCode::kInvalidArgument,
+                                  fmt::format("{}: {}", base, fields.error().message)};
+        }
+        if (!fields->height) {
+            co_return core::Error{core::ErrorCode::kInvalidArgument,
+                                  fmt::format("{}: no height in the head's answer", base)};
+        }
+        Head head{.height = *fields->height, .time = fields->head_time};
+        if (with_syncing && !preset.syncing.path.empty()) {
+            auto said = co_await ctx_.http->fetch(call(preset.syncing));
+            if (!said) {
+                co_return said.error();
+            }
+            auto syncing = supervisor::read_syncing(preset, said->body);
+            if (!syncing) {
+                co_return core::Error{core::ErrorCode::kInvalidArgument,
+                                      fmt::format("{}: {}", base, syncing.error().message)};
+            }
+            head.syncing = *syncing;
+        }
+        co_return head;
+    }
+
+    /// A chain step: the node's head read through its preset, and the check it names.
+    asio::awaitable<Verdict> chain(const Step& step,
+                                   const Vars& vars,
+                                   SteadyClock::time_point deadline,
+                                   Answer& answer) {
+        if (ctx_.http == nullptr || !step.preset) {
+            co_return Verdict::broken("no HTTP client or chain preset to run this step with");
+        }
+        const auto& preset = *step.preset;
+        auto url = render(step.url, vars);
+        if (!url) {
+            co_return Verdict::failed(url.error().message);
+        }
+        std::string base = std::move(*url);
+        while (!base.empty() && base.back() == '/') {
+            base.pop_back();
+        }
+        auto head = co_await read_chain_head(preset, base, step.chain_check == "synced", deadline);
+        if (!head) {
+            co_return from_error(head.error());
+        }
+        json::object out;
+        out["height"] = head->height;
+        out["syncing"] = head->syncing;
+        if (head->time) {
+            out["head_time"] = core::format_time(*head->time);
+            out["age_ms"] =
+                std::chrono::duration_cast<core::Millis>(core::SystemClock{}.now() - *head->time)
+                    .count();
+        }
+        Verdict verdict = Verdict::passed();
+        if (step.chain_check == "synced") {
+            auto max_age =
+                step.max_head_age.count() > 0 ? step.max_head_age : 10 * preset.block_interval;
+            if (head->syncing) {
+                verdict = Verdict::failed(
+                    fmt::format("{} is still syncing (height {})", base, head->height));
+            } else if (head->time && core::SystemClock{}.now() - *head->time > max_age) {
+                verdict = Verdict::failed(
+                    fmt::format("{}'s head (height {}) is {} old, more than {}", base, head->height,
+                                core::format_duration(std::chrono::duration_cast<core::Millis>(
+                                    core::SystemClock{}.now() - *head->time)),
+                                core::format_duration(max_age)));
+            }
+        } else if (step.chain_check == "advancing") {
+            auto within = step.within.count() > 0
+                              ? step.within
+                              : std::max(core::Millis{1000}, 5 * preset.block_interval);
+            const auto first = head->height;
+            const auto until = SteadyClock::now() + within;
+            asio::steady_timer pause{co_await asio::this_coro::executor};
+            std::int64_t last = first;
+            while (last <= first && SteadyClock::now() < until && remaining(deadline).count() > 0) {
+                pause.expires_after(std::min(preset.block_interval, remaining(deadline)));
+                co_await pause.async_wait(asio::use_awaitable);
+                auto again = co_await read_chain_head(preset, base, false, deadline);
+                if (!again) {
+                    co_return from_error(again.error());
+                }
+                last = again->height;
+            }
+            out["height"] = last;
+            out["advanced_by"] = last - first;
+            if (last <= first) {
+                verdict = Verdict::failed(fmt::format("{}'s head stayed at {} for {}", base, first,
+                                                      core::format_duration(within)));
+            }
+        } else {  // lag
+            std::int64_t highest = head->height;
+            for (const auto& peer_template : step.peers) {
+                auto peer = render(peer_template, vars);
+                if (!peer) {
+                    co_return Verdict::failed(peer.error().message);
+                }
+                std::string peer_base = std::move(*peer);
+                while (!peer_base.empty() && peer_base.back() == '/') {
+                    peer_base.pop_back();
+                }
+                auto theirs = co_await read_chain_head(preset, peer_base, false, deadline);
+                if (!theirs) {
+                    // A peer that cannot be read says nothing of this node: it is left out.
+                    continue;
+                }
+                highest = std::max(highest, theirs->height);
+            }
+            out["highest_peer"] = highest;
+            out["lag"] = highest - head->height;
+            if (highest - head->height > step.max_lag) {
+                verdict = Verdict::failed(
+                    fmt::format("{} is {} blocks behind its peers (height {}, "
+                                "highest {}; at most {})",
+                                base, highest - head->height, head->height, highest, step.max_lag));
+            }
+        }
+        answer.status = 200;
+        answer.body = json::serialize(out);
+        answer.json_tried = false;
+        co_return verdict;
     }
 
     asio::awaitable<Verdict> websocket(const Step& step,

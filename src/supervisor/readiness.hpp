@@ -24,16 +24,6 @@ struct Reading {
     std::string head_producer;
 };
 
-/// What one call's JSON answer says, by the preset's fields. Exposed for unit tests.
-struct HeadFields {
-    std::optional<std::int64_t> height;
-    std::optional<core::TimePoint> head_time;
-    std::string chain_id;
-    std::string block_hash;     ///< the preset's block_hash field, when it has one
-    std::string node_version;   ///< the preset's node_version field, when in head's answer
-    std::string head_producer;  ///< the preset's head_producer field: who made the head block
-};
-core::Result<HeadFields> read_head(const Preset& preset, std::string_view body);
 /// The scheduled producers, in order, from the preset's schedule call's answer.
 core::Result<std::vector<std::string>> read_schedule(const Preset& preset, std::string_view body);
 
@@ -46,8 +36,6 @@ struct Round {
 Round round_of(const std::vector<std::string>& schedule,
                std::string_view head_producer,
                std::string_view account);
-/// True when the syncing call's answer says the node is still syncing.
-core::Result<bool> read_syncing(const Preset& preset, std::string_view body);
 
 /// One per Supervisor, used on its node thread only.
 class ReadinessReader {

@@ -155,6 +155,20 @@ struct Preset {
     std::vector<std::string> passive_args;
 };
 
+/// What one call's JSON answer says, by the preset's fields: how a sidecar reads its node, and
+/// how a canary scenario's chain step reads any node of that chain (docs/probes.md).
+struct HeadFields {
+    std::optional<std::int64_t> height;
+    std::optional<core::TimePoint> head_time;
+    std::string chain_id;
+    std::string block_hash;     ///< the preset's block_hash field, when it has one
+    std::string node_version;   ///< the preset's node_version field, when in head's answer
+    std::string head_producer;  ///< the preset's head_producer field: who made the head block
+};
+core::Result<HeadFields> read_head(const Preset& preset, std::string_view body);
+/// True when the syncing call's answer says the node is still syncing.
+core::Result<bool> read_syncing(const Preset& preset, std::string_view body);
+
 /// Block-producer mode (docs/producers.md): the node starts passive, produces only while this
 /// sidecar holds the producer lease for `key` in serve's store, and is paused the moment it
 /// produces without it.
