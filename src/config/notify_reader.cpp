@@ -20,7 +20,11 @@ constexpr std::string_view kInlineSecret =
     "the token must come from token_file or token_env, never inline";
 
 /// Why `url` is not a Grafana base URL aviary can use, or empty when it is one.
-std::string url_problem(std::string_view url) {
+/// `where_credentials` says where the credentials go instead of the url.
+std::string url_problem(std::string_view url,
+                        std::string_view where_credentials =
+                            "put the token in token_file or "
+                            "token_env") {
     std::string_view scheme;
     for (std::string_view known : {"http://", "https://"}) {
         if (url.starts_with(known)) {
@@ -36,7 +40,7 @@ std::string url_problem(std::string_view url) {
     auto rest = url.substr(scheme.size());
     auto authority = rest.substr(0, rest.find('/'));
     if (authority.find('@') != std::string_view::npos) {
-        return "the url must not carry credentials: put them in a file or the environment";
+        return fmt::format("the url must not carry credentials: {}", where_credentials);
     }
     if (authority.empty() || authority.front() == ':') {
         return "the url has no host";
@@ -297,7 +301,8 @@ void read_notifier(YamlReader& r,
                          : url_source.file_at ? *url_source.file_at
                                               : *url_source.env_at;
     if (!n.url.empty()) {
-        if (auto problem = url_problem(n.url); !problem.empty()) {
+        if (auto problem = url_problem(n.url, "put them in a file or the environment");
+            !problem.empty()) {
             // The url may be the secret: the message names the problem, never the value.
             r.error(where, problem);
             return;

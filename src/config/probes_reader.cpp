@@ -510,6 +510,15 @@ void read_scenario(YamlReader& r, const Value& value, probes::Scenario& s) {
     }
 }
 
+/// A wait that may be none: "0s" (or 0), or a duration.
+void read_wait(YamlReader& r, const Value& value, core::Millis& out) {
+    if (value.node.IsScalar() && (value.node.Scalar() == "0" || value.node.Scalar() == "0s")) {
+        out = core::Millis{0};
+        return;
+    }
+    r.read_duration(value, out);
+}
+
 /// A share: "95%", "99.5%", or a number in (0, 1].
 bool read_share(YamlReader& r, const Value& value, double& out) {
     std::string text;
@@ -584,14 +593,16 @@ void read_alarm(YamlReader& r,
                      }};
     };
     std::string kind = "availability";
+    bool kind_known = true;
     std::string measure;
     r.read_map(
         value,
         {
             {"kind",
              [&](const Value& v) {
-                 if (r.read_choice(v, kind, {"availability", "consecutive", "slo"}, "alarm kind",
-                                   "availability, consecutive, slo")) {
+                 kind_known = r.read_choice(v, kind, {"availability", "consecutive", "slo"},
+                                            "alarm kind", "availability, consecutive, slo");
+                 if (kind_known) {
                      rule.kind = kind == "slo"           ? probes::AlarmKind::kSlo
                                  : kind == "consecutive" ? probes::AlarmKind::kConsecutiveFailures
                                                          : probes::AlarmKind::kAvailability;
@@ -639,8 +650,8 @@ void read_alarm(YamlReader& r,
             only("failures", [&](const Value& v) { r.read_int(v, rule.failures, 1, 1000); }),
             only("objective", [&](const Value& v) { read_share(r, v, rule.objective); }),
             only("window", [&](const Value& v) { r.read_duration(v, rule.window); }),
-            {"for", [&](const Value& v) { r.read_duration(v, rule.pending); }},
-            {"keep_firing_for", [&](const Value& v) { r.read_duration(v, rule.keep_firing_for); }},
+            {"for", [&](const Value& v) { read_wait(r, v, rule.pending); }},
+            {"keep_firing_for", [&](const Value& v) { read_wait(r, v, rule.keep_firing_for); }},
             {"repeat",
              [&](const Value& v) {
                  if (v.node.IsScalar() && v.node.Scalar() == "never") {
@@ -664,7 +675,7 @@ void read_alarm(YamlReader& r,
                                                                       {"objective", "slo"},
                                                                       {"window", "slo"}};
     for (const auto& [key, at] : kind_keys) {
-        if (auto owner = kKindOf.at(key); owner != kind) {
+        if (auto owner = kKindOf.at(key); kind_known && owner != kind) {
             r.error(at, fmt::format("{} applies to alarms of kind {}, and this one is {}", key,
                                     owner, kind));
         }
@@ -812,6 +823,12 @@ void read_probes(YamlReader& r,
         r.read_entries(*alarms_at, [&](const Value& key, const Value& item) {
             probes::AlarmRule rule;
             rule.name = key.node.Scalar();
+            if (rule.name == "gate") {
+                r.error(key,
+                        "\"gate\" is the gates' own alarms' rule (gate/NODE): name this "
+                        "rule otherwise");
+                return;
+            }
             if (!is_name(rule.name)) {
                 r.error(key, fmt::format("\"{}\" is not an alarm name (letters, digits, _, - and "
                                          "., at most 64)",

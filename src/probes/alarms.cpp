@@ -110,6 +110,10 @@ Reading read_availability(const AlarmRule& rule, const AlarmInput& in) {
         ++judged;
         auto counts = sum_since(in.buckets, from, to);
         if (counts.runs == 0) {
+            if (rule.period * 10 <= in.interval * 11) {
+                --judged;  // no run was due in it: a scenario that runs less often than that
+                continue;
+            }
             ++breached;  // missing data counts as breaching, as the original's alarm did
             shares.emplace_back("no runs");
             continue;
@@ -142,7 +146,8 @@ Reading read_consecutive(const AlarmRule& rule, const AlarmInput& in) {
     Reading out;
     out.breaching = bad >= rule.failures;
     if (bad == 0) {
-        out.summary = in.newest.empty() ? "no runs yet" : "the last run passed";
+        out.summary = in.newest.empty() ? std::string{"no runs yet"}
+                                        : fmt::format("the last run {}", in.newest.front().outcome);
     } else {
         const auto& last = in.newest.front();
         out.summary = fmt::format("the last {} run{} {}: {}", bad, bad == 1 ? "" : "s",
@@ -438,11 +443,18 @@ struct Alarms::Impl {
         if (!running) {
             return running.error();
         }
+        // A job being cancelled is still at work on its node.
+        auto cancelling =
+            store.jobs(store::JobQuery{.state = core::JobState::kCancelling, .limit = 1000});
+        if (!cancelling) {
+            return cancelling.error();
+        }
+        running->insert(running->end(), cancelling->begin(), cancelling->end());
         bool notified = false;
         for (std::size_t i = 0; i < alarms.size(); ++i) {
             const auto& [rule, scenario] = alarms[i];
             const auto& name = names[i];
-            AlarmInput input{.now = now};
+            AlarmInput input{.now = now, .interval = scenario->interval};
             if (auto found = buckets_of.find(scenario->name); found != buckets_of.end()) {
                 input.buckets = found->second;
             }

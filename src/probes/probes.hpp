@@ -436,6 +436,9 @@ private:
 /// What a rule reads of one scenario at one evaluation.
 struct AlarmInput {
     core::TimePoint now{};
+    /// The scenario's interval: a period without runs counts as breaching only when a run was
+    /// due in it (the period is longer than the longest jittered gap between runs, 1.1 × this).
+    core::Millis interval{0};
     /// The scenario's buckets, oldest first, from at least the rule's longest look-back.
     std::vector<store::ProbeBucket> buckets;
     /// The scenario's newest runs, newest first (consecutive rules).

@@ -237,6 +237,16 @@ TEST(AlarmsReader, AKeyOfAnotherKindIsRefusedWhereItIs) {
               "kind slo, and this one is availability");
 }
 
+// exposes: probes_reader.cpp's read_alarm() keeps kind "availability" when the kind is
+// misspelt (read_choice refuses it and leaves `kind` as it was), then judges the other keys
+// against it: `kind: consecutiv` with `failures: 2` gets a second, wrong error saying the rule
+// is an availability rule. Only the misspelt kind should be reported.
+TEST(AlarmsReader, AMisspeltKindIsTheOnlyErrorReported) {
+    EXPECT_EQ(error_of(alarm("      kind: consecutiv\n      failures: 2\n")),
+              "aviary.yaml:14:13: probes.alarms.a.kind: unknown alarm kind \"consecutiv\" "
+              "(availability, consecutive, slo)");
+}
+
 TEST(AlarmsReader, APeriodIsAMultipleOfFiveMinutes) {
     EXPECT_EQ(error_of(alarm("      period: 7m\n")),
               "aviary.yaml:14:15: probes.alarms.a.period: the period must be a multiple of 5m "
@@ -318,6 +328,21 @@ TEST(AlarmsReader, AnSloNeedsABudgetAndAWindowOfAtLeastSixHours) {
               "aviary.yaml:15:15: probes.alarms.a.window: an SLO window must be at least 6h (the "
               "slow burn is read over 6h)");
     EXPECT_TRUE(load_string(alarm("      kind: slo\n      window: 6h\n"), "aviary.yaml"));
+}
+
+// Buckets are kept max(probes.retention, 31d) (src/probes/service.cpp, schedule_retention): a
+// longer SLO window would be judged silently over fewer days than written. (Found by this test;
+// refused since b25ad24.)
+TEST(AlarmsReader, AnSloWindowIsNoLongerThanTheRunsAreCountedFor) {
+    auto message = error_of(alarm("      kind: slo\n      window: 90d\n"));
+    EXPECT_TRUE(message.starts_with("aviary.yaml:15:15: probes.alarms.a.window: ")) << message;
+    EXPECT_TRUE(contains(message, "retention")) << message;
+    // Kept long enough, it is fine.
+    auto kept =
+        "probes:\n  retention: 90d\n" + alarm("      kind: slo\n      window: 90d\n").substr(8);
+    auto loaded = load_string(kept, "aviary.yaml");
+    EXPECT_TRUE(loaded) << loaded.error().message;
+    EXPECT_TRUE(load_string(alarm("      kind: slo\n      window: 30d\n"), "aviary.yaml"));
 }
 
 TEST(AlarmsReader, TheRestOfAnAlarmIsChecked) {

@@ -457,6 +457,53 @@ TEST_F(AlarmSenderTest, AReceiverFoundDownIsNotTriedAgainInThatPass) {
     EXPECT_EQ(notification(second[1]).outcome, "sent");
 }
 
+// Notifications of one alarm to one notifier reach it in the order they were raised: a
+// "firing" waiting out its backoff must not be delivered after the "resolved" raised meanwhile,
+// or the receiver (a Slack channel) is told last that an alarm fires that is ok. (Found by this
+// test when the due list was ordered by next_attempt_at alone; fixed in b25ad24.)
+TEST_F(AlarmSenderTest, AResolvedAlarmIsNeverFollowedByItsOlderFiring) {
+    hook_.answer(503, "down");
+    auto firing = queue("list", {"hook"});
+    ASSERT_EQ(firing.size(), 1U);
+    sender().run_once();  // fails: the firing waits 8..12 s
+    ASSERT_EQ(hook_.got().size(), 1U);
+
+    // The alarm resolves a second later (as after keep_firing_for), and the receiver is back.
+    clock_.advance(1s);
+    auto alarms = store_->alarm_states();
+    ASSERT_TRUE(alarms && alarms->size() == 1U);
+    auto resolved = (*alarms)[0];
+    resolved.state = "ok";
+    resolved.since = clock_.now();
+    auto written = store_->write_alarm(resolved, resolved.version,
+                                       {store::AlarmNotification{.alarm = resolved.name,
+                                                                 .rule = resolved.rule,
+                                                                 .scenario = resolved.scenario,
+                                                                 .notifier = "hook",
+                                                                 .kind = "resolved",
+                                                                 .summary = "the last run passed",
+                                                                 .at = clock_.now(),
+                                                                 .since = clock_.now()}},
+                                       {});
+    ASSERT_TRUE(written && *written);
+    hook_.answer(200);
+
+    // Passes until the outbox is empty.
+    for (int i = 0; i < 10 && backlog() > 0; ++i) {
+        sender().run_once();
+        clock_.advance(15s);
+    }
+    EXPECT_EQ(backlog(), 0);
+    std::vector<std::string> accepted;
+    auto got = hook_.got();
+    for (std::size_t i = 1; i < got.size(); ++i) {  // the first was answered 503
+        accepted.push_back(got[i].event);
+    }
+    ASSERT_FALSE(accepted.empty());
+    EXPECT_EQ(accepted.back(), "resolved")
+        << "what the receiver heard, in order: " << testing::PrintToString(accepted);
+}
+
 TEST_F(AlarmSenderTest, ANotifierNoLongerConfiguredIsAbandoned) {
     auto ids = queue("list", {"pager"});
     ASSERT_EQ(ids.size(), 1U);
