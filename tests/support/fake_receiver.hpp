@@ -50,7 +50,7 @@ public:
                 net::Response response;
                 response.status = state->status;
                 response.content_type = "text/plain";
-                response.body = state->status == 200 ? "ok" : "receiver error";
+                response.body = state->body;
                 co_return response;
             });
         auto bound = server_->start();
@@ -68,9 +68,10 @@ public:
         }
     }
     /// What every request is answered with from now on.
-    void answer(int status) {
+    void answer(int status, std::string body = "ok") {
         std::lock_guard lock{state_->mu};
         state_->status = status;
+        state_->body = std::move(body);
     }
     std::string url(std::string_view path = "/hook") const {
         return "http://" + address_ + std::string{path};
@@ -85,6 +86,7 @@ private:
         mutable std::mutex mu;
         std::vector<Received> received;
         int status = 200;
+        std::string body = "ok";
     };
     std::shared_ptr<State> state_;
     std::unique_ptr<net::HttpServer> server_;

@@ -17,6 +17,7 @@
 #include "net/net.hpp"
 #include "notify/notify.hpp"
 #include "store/store.hpp"
+#include "support/fake_receiver.hpp"
 
 namespace aviary::notify {
 namespace {
@@ -120,90 +121,7 @@ TEST(AlarmBodies, TheWebhookGetsEveryFieldAndTheStateItTellsOf) {
 
 // --- a receiver on loopback -----------------------------------------------------------------
 
-/// Answers every POST with the status it is told to (200 at first) and records what it got.
-class Receiver {
-public:
-    struct Got {
-        std::string method;
-        std::string path;
-        std::string content_type;
-        std::string signature;  ///< X-Aviary-Signature
-        std::string event;      ///< X-Aviary-Event
-        std::string delivery;   ///< X-Aviary-Delivery
-        std::string user_agent;
-        std::string body;
-        std::vector<net::Header> headers;
-    };
-
-    Receiver() : state_(std::make_shared<State>()) {}
-    ~Receiver() { stop(); }
-    Receiver(const Receiver&) = delete;
-    Receiver& operator=(const Receiver&) = delete;
-
-    bool start() {
-        net::ServerSettings settings;
-        settings.listen = "127.0.0.1:0";
-        settings.shutdown_grace = 200ms;
-        auto state = state_;
-        server_ = std::make_unique<net::HttpServer>(
-            settings, [state](net::Request request) -> net::asio::awaitable<net::Response> {
-                auto header = [&](std::string_view name) {
-                    auto found = request.header(name);
-                    return found ? std::string{*found} : std::string{};
-                };
-                std::lock_guard lock{state->mu};
-                state->got.push_back(Got{.method = request.method,
-                                         .path = request.path,
-                                         .content_type = header("Content-Type"),
-                                         .signature = header("X-Aviary-Signature"),
-                                         .event = header("X-Aviary-Event"),
-                                         .delivery = header("X-Aviary-Delivery"),
-                                         .user_agent = header("User-Agent"),
-                                         .body = request.body,
-                                         .headers = request.headers});
-                net::Response response;
-                response.status = state->status;
-                response.body = state->body;
-                co_return response;
-            });
-        auto bound = server_->start();
-        if (!bound) {
-            server_.reset();
-            return false;
-        }
-        address_ = *bound;
-        return true;
-    }
-    void stop() {
-        if (server_) {
-            server_->stop();
-            server_.reset();
-        }
-    }
-    std::string url(std::string_view path) const {
-        return "http://" + address_ + std::string{path};
-    }
-    void answer(int status, std::string body = "ok") {
-        std::lock_guard lock{state_->mu};
-        state_->status = status;
-        state_->body = std::move(body);
-    }
-    std::vector<Got> got() const {
-        std::lock_guard lock{state_->mu};
-        return state_->got;
-    }
-
-private:
-    struct State {
-        std::mutex mu;
-        int status = 200;
-        std::string body = "ok";
-        std::vector<Got> got;
-    };
-    std::shared_ptr<State> state_;
-    std::unique_ptr<net::HttpServer> server_;
-    std::string address_;
-};
+using Receiver = test::FakeReceiver;
 
 constexpr std::string_view kSecret = "whsec-0123456789-abcdef";
 
@@ -325,19 +243,19 @@ TEST_F(AlarmSenderTest, SlackGetsTheAlarmTheSummaryAndTheLinkAsText) {
     auto ids = queue("list", {"slack"});
     ASSERT_EQ(ids.size(), 1U);
     sender().run_once();
-    auto got = slack_.got();
+    auto got = slack_.received();
     ASSERT_EQ(got.size(), 1U);
     EXPECT_EQ(got[0].method, "POST");
     EXPECT_EQ(got[0].path, "/services/T000/B000/slackpathsecret");
-    EXPECT_EQ(got[0].content_type, "application/json");
-    EXPECT_EQ(got[0].signature, "") << "Slack checks no signature";
+    EXPECT_EQ(got[0].header("Content-Type").value_or(""), "application/json");
+    EXPECT_EQ(got[0].header("X-Aviary-Signature").value_or(""), "") << "Slack checks no signature";
     auto body = json::parse(got[0].body).as_object();
     ASSERT_EQ(body.size(), 1U) << got[0].body;
     std::string text{body.at("text").as_string()};
     EXPECT_TRUE(contains(text, "failing/list")) << text;
     EXPECT_TRUE(contains(text, "the last 3 runs were bad: connection refused")) << text;
     EXPECT_TRUE(contains(text, "https://aviary.example/dashboard#probe-list")) << text;
-    EXPECT_TRUE(hook_.got().empty());
+    EXPECT_TRUE(hook_.received().empty());
 
     auto n = notification(ids[0]);
     EXPECT_EQ(n.outcome, "sent");
@@ -349,7 +267,7 @@ TEST_F(AlarmSenderTest, SlackGetsTheAlarmTheSummaryAndTheLinkAsText) {
     // Sent is sent: a later pass posts nothing.
     clock_.advance(1h);
     sender().run_once();
-    EXPECT_EQ(slack_.got().size(), 1U);
+    EXPECT_EQ(slack_.received().size(), 1U);
 }
 
 TEST_F(AlarmSenderTest, TheWebhookGetsTheNotificationAsJsonSignedWithTheSecret) {
@@ -357,13 +275,13 @@ TEST_F(AlarmSenderTest, TheWebhookGetsTheNotificationAsJsonSignedWithTheSecret) 
     ASSERT_EQ(ids.size(), 1U);
     clock_.advance(1500ms);  // sent a moment after it was raised: the signature's time is now
     sender().run_once();
-    auto got = hook_.got();
+    auto got = hook_.received();
     ASSERT_EQ(got.size(), 1U);
     EXPECT_EQ(got[0].path, "/hooks/aviary");
-    EXPECT_EQ(got[0].content_type, "application/json");
-    EXPECT_EQ(got[0].event, "firing");
-    EXPECT_EQ(got[0].delivery, std::to_string(ids[0]));
-    EXPECT_EQ(got[0].user_agent, "aviary-alarms");
+    EXPECT_EQ(got[0].header("Content-Type").value_or(""), "application/json");
+    EXPECT_EQ(got[0].header("X-Aviary-Event").value_or(""), "firing");
+    EXPECT_EQ(got[0].header("X-Aviary-Delivery").value_or(""), std::to_string(ids[0]));
+    EXPECT_EQ(got[0].header("User-Agent").value_or(""), "aviary-alarms");
     auto body = json::parse(got[0].body).as_object();
     EXPECT_EQ(body.at("version").as_int64(), 1);
     EXPECT_EQ(body.at("id").as_int64(), ids[0]);
@@ -378,7 +296,7 @@ TEST_F(AlarmSenderTest, TheWebhookGetsTheNotificationAsJsonSignedWithTheSecret) 
     EXPECT_EQ(body.at("since").as_string(), core::format_time(kT0 - 1min));
 
     // t=UNIX,v1=HEX(HMAC-SHA256(secret, "UNIX." + body)), verified as a receiver would.
-    const auto& signature = got[0].signature;
+    const auto& signature = got[0].header("X-Aviary-Signature").value_or("");
     const auto unix_now = std::to_string(
         std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count());
     ASSERT_TRUE(signature.starts_with("t=" + unix_now + ",v1=")) << signature;
@@ -392,10 +310,10 @@ TEST_F(AlarmSenderTest, AWebhookWithoutASecretIsNotSigned) {
     settings_.notifiers[1].secret = "";
     queue("list", {"hook"}, "resolved");
     sender().run_once();
-    auto got = hook_.got();
+    auto got = hook_.received();
     ASSERT_EQ(got.size(), 1U);
-    EXPECT_EQ(got[0].signature, "");
-    EXPECT_EQ(got[0].event, "resolved");
+    EXPECT_EQ(got[0].header("X-Aviary-Signature").value_or(""), "");
+    EXPECT_EQ(got[0].header("X-Aviary-Event").value_or(""), "resolved");
     EXPECT_EQ(json::parse(got[0].body).as_object().at("state").as_string(), "ok");
 }
 
@@ -403,8 +321,8 @@ TEST_F(AlarmSenderTest, EachNotificationGoesToItsOwnNotifier) {
     auto ids = queue("list", {"slack", "hook"});
     ASSERT_EQ(ids.size(), 2U);
     sender().run_once();
-    EXPECT_EQ(slack_.got().size(), 1U);
-    EXPECT_EQ(hook_.got().size(), 1U);
+    EXPECT_EQ(slack_.received().size(), 1U);
+    EXPECT_EQ(hook_.received().size(), 1U);
     EXPECT_EQ(notification(ids[0]).outcome, "sent");
     EXPECT_EQ(notification(ids[1]).outcome, "sent");
 }
@@ -414,7 +332,7 @@ TEST_F(AlarmSenderTest, AFailedSendWaitsOutItsBackoffThenSucceeds) {
     auto ids = queue("list", {"hook"});
     ASSERT_EQ(ids.size(), 1U);
     sender().run_once();
-    ASSERT_EQ(hook_.got().size(), 1U);
+    ASSERT_EQ(hook_.received().size(), 1U);
     auto failed = notification(ids[0]);
     EXPECT_EQ(failed.outcome, "");
     EXPECT_EQ(failed.attempts, 1);
@@ -430,12 +348,12 @@ TEST_F(AlarmSenderTest, AFailedSendWaitsOutItsBackoffThenSucceeds) {
 
     // Not due yet: a pass now posts nothing.
     sender().run_once();
-    EXPECT_EQ(hook_.got().size(), 1U);
+    EXPECT_EQ(hook_.received().size(), 1U);
 
     hook_.answer(204, "");
     clock_.set(failed.next_attempt_at);
     sender().run_once();
-    ASSERT_EQ(hook_.got().size(), 2U);
+    ASSERT_EQ(hook_.received().size(), 2U);
     auto sent = notification(ids[0]);
     EXPECT_EQ(sent.outcome, "sent");
     EXPECT_EQ(sent.attempts, 1);
@@ -449,8 +367,8 @@ TEST_F(AlarmSenderTest, AReceiverFoundDownIsNotTriedAgainInThatPass) {
     auto second = queue("submit", {"hook", "slack"});
     ASSERT_EQ(second.size(), 2U);
     sender().run_once();
-    EXPECT_EQ(hook_.got().size(), 1U) << "one request to the receiver that is down";
-    EXPECT_EQ(slack_.got().size(), 1U) << "the other receiver is not held up";
+    EXPECT_EQ(hook_.received().size(), 1U) << "one request to the receiver that is down";
+    EXPECT_EQ(slack_.received().size(), 1U) << "the other receiver is not held up";
     EXPECT_EQ(notification(first[0]).attempts, 1);
     EXPECT_EQ(notification(second[0]).attempts, 1);
     EXPECT_TRUE(contains(notification(second[0]).last_error, "503"));
@@ -466,7 +384,7 @@ TEST_F(AlarmSenderTest, AResolvedAlarmIsNeverFollowedByItsOlderFiring) {
     auto firing = queue("list", {"hook"});
     ASSERT_EQ(firing.size(), 1U);
     sender().run_once();  // fails: the firing waits 8..12 s
-    ASSERT_EQ(hook_.got().size(), 1U);
+    ASSERT_EQ(hook_.received().size(), 1U);
 
     // The alarm resolves a second later (as after keep_firing_for), and the receiver is back.
     clock_.advance(1s);
@@ -495,9 +413,9 @@ TEST_F(AlarmSenderTest, AResolvedAlarmIsNeverFollowedByItsOlderFiring) {
     }
     EXPECT_EQ(backlog(), 0);
     std::vector<std::string> accepted;
-    auto got = hook_.got();
+    auto got = hook_.received();
     for (std::size_t i = 1; i < got.size(); ++i) {  // the first was answered 503
-        accepted.push_back(got[i].event);
+        accepted.push_back(got[i].header("X-Aviary-Event").value_or(""));
     }
     ASSERT_FALSE(accepted.empty());
     EXPECT_EQ(accepted.back(), "resolved")
@@ -513,8 +431,8 @@ TEST_F(AlarmSenderTest, ANotifierNoLongerConfiguredIsAbandoned) {
     EXPECT_EQ(n.last_error, "notifier \"pager\" is no longer configured");
     EXPECT_EQ(n.done_at, clock_.now());
     EXPECT_EQ(backlog(), 0);
-    EXPECT_TRUE(slack_.got().empty());
-    EXPECT_TRUE(hook_.got().empty());
+    EXPECT_TRUE(slack_.received().empty());
+    EXPECT_TRUE(hook_.received().empty());
     EXPECT_EQ(counted("pager", "abandoned"), 1);
 }
 
@@ -528,7 +446,7 @@ TEST_F(AlarmSenderTest, ANotificationNotDeliveredWithinGiveUpAfterIsAbandoned) {
     EXPECT_EQ(notification(ids[0]).attempts, 1);
     clock_.advance(1min);
     sender().run_once();
-    EXPECT_EQ(hook_.got().size(), 2U) << "it was tried once more";
+    EXPECT_EQ(hook_.received().size(), 2U) << "it was tried once more";
     auto n = notification(ids[0]);
     EXPECT_EQ(n.outcome, "abandoned");
     EXPECT_TRUE(n.last_error.starts_with("not delivered within 1h: ")) << n.last_error;
@@ -543,7 +461,7 @@ TEST_F(AlarmSenderTest, TheWebhookSecretIsNeverSentNorStored) {
     hook_.answer(401, "bad signature");
     auto ids = queue("list", {"hook"});
     sender().run_once();
-    auto got = hook_.got();
+    auto got = hook_.received();
     ASSERT_EQ(got.size(), 1U);
     EXPECT_FALSE(contains(got[0].body, kSecret));
     for (const auto& h : got[0].headers) {
