@@ -387,11 +387,46 @@ struct Alarms::Impl {
         if (!states) {
             return states.error();
         }
+        bool notified = false;
         std::vector<std::string> keep = names;
         for (const auto& s : *states) {
             if (s.rule == kGateRule) {
                 keep.push_back(s.name);  // raised by the gatekeeper, not by a rule
             }
+        }
+        // An alarm whose rule or scenario left the config while the notifiers believe it
+        // fires is told resolved first, so no channel shows it firing for ever.
+        for (const auto& s : *states) {
+            if (s.notified != "firing" ||
+                std::find(keep.begin(), keep.end(), s.name) != keep.end()) {
+                continue;
+            }
+            auto next = s;
+            next.state = "ok";
+            next.notified = "ok";
+            next.since = now;
+            next.notified_at = now;
+            next.evaluated_at = now;
+            next.summary = "its rule or scenario left the config";
+            std::vector<store::AlarmNotification> told;
+            for (const auto& notifier : settings.notifiers) {
+                told.push_back(
+                    store::AlarmNotification{.alarm = s.name,
+                                             .rule = s.rule,
+                                             .scenario = s.scenario,
+                                             .notifier = notifier,
+                                             .kind = "resolved",
+                                             .summary = next.summary,
+                                             .link = fmt::format("{}/dashboard", link_base()),
+                                             .at = now,
+                                             .since = now});
+            }
+            std::vector<core::Event> events{event_of(next, "resolved", "", now)};
+            auto written = store.write_alarm(next, s.version, told, events);
+            if (!written) {
+                return written.error();
+            }
+            notified = notified || (*written && !told.empty());
         }
         if (auto forgotten = store.forget_alarms(keep); !forgotten) {
             return forgotten.error();
@@ -450,7 +485,6 @@ struct Alarms::Impl {
             return cancelling.error();
         }
         running->insert(running->end(), cancelling->begin(), cancelling->end());
-        bool notified = false;
         for (std::size_t i = 0; i < alarms.size(); ++i) {
             const auto& [rule, scenario] = alarms[i];
             const auto& name = names[i];

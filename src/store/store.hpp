@@ -779,7 +779,8 @@ public:
                                            const std::vector<AlarmNotification>& notifications,
                                            const std::vector<core::Event>& events) = 0;
     /// Deletes the alarms whose names are not in `keep` (their rule or scenario left the
-    /// config), with their unsent notifications; returns how many alarms went.
+    /// config); returns how many went. Their notifications stay in the outbox and are still
+    /// sent (the evaluation queues a "resolved" first for one the notifiers think fires).
     virtual core::Result<std::int64_t> forget_alarms(const std::vector<std::string>& keep) = 0;
     /// Notifications still to send whose next attempt is due, oldest first.
     virtual core::Result<std::vector<AlarmNotification>> due_alarm_notifications(

@@ -21,6 +21,9 @@ constexpr std::string_view kNotificationColumns =
     "id, alarm, rule, scenario, notifier, kind, summary, link, at, since, attempts, "
     "next_attempt_at, last_error, outcome, done_at";
 
+/// Silences in force at once, at most: an operator's tool, not a store of rows.
+constexpr std::int64_t kMaxActiveSilences = 1000;
+
 constexpr std::string_view kSilenceColumns = "id, matcher, reason, created_by, starts_at, ends_at";
 
 std::optional<core::TimePoint> maybe_time(const Statement& row, int column) {
@@ -175,16 +178,8 @@ core::Result<bool> write_alarm(Connection& db,
 }
 
 core::Result<std::int64_t> forget_alarms(Connection& db, const std::vector<std::string>& keep) {
+    // Their notifications stay: what was raised is still told (a "resolved" among them).
     const auto kept = strings_to_json_array(keep);
-    auto unsent = db.prepare(
-        fmt::format("DELETE FROM alarm_notifications WHERE outcome = '' AND alarm NOT IN ({})",
-                    json_array_values(db.dialect(), 1)));
-    if (!unsent) {
-        return unsent.error();
-    }
-    if (auto done = unsent->bind_all(kept).run(); !done) {
-        return done.error();
-    }
     auto alarms = db.prepare(fmt::format("DELETE FROM alarms WHERE name NOT IN ({})",
                                          json_array_values(db.dialect(), 1)));
     if (!alarms) {
@@ -278,6 +273,23 @@ core::Result<void> insert_silence(Connection& db, const Silence& silence, core::
     if (*found) {
         return core::Error{core::ErrorCode::kAlreadyExists,
                            fmt::format("silence \"{}\" exists", silence.id)};
+    }
+    // Bounded in the transaction that adds one, so two racing adds cannot pass the cap.
+    auto active = db.prepare("SELECT count(*) FROM silences WHERE ends_at > ?1");
+    if (!active) {
+        return active.error();
+    }
+    active->bind_all(now);
+    auto counted = active->step();
+    if (!counted) {
+        return counted.error();
+    }
+    const std::int64_t in_force = *counted ? active->int64(0) : 0;
+    if (in_force >= kMaxActiveSilences) {
+        return core::Error{core::ErrorCode::kBusy,
+                           fmt::format("{} silences are in force, the most there may be: end one "
+                                       "first (DELETE /api/v1/silences/ID)",
+                                       kMaxActiveSilences)};
     }
     auto insert = db.prepare(
         fmt::format("INSERT INTO silences ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", kSilenceColumns));

@@ -910,10 +910,16 @@ TEST_F(AlarmsTest, TheAlarmsOfARuleOrScenarioThatLeftTheConfigAreForgotten) {
     auto got = states();
     ASSERT_EQ(got.size(), 1U);
     EXPECT_TRUE(got.contains("failing/list"));
+    // fast/list was told firing: its notifiers hear it resolved, so no channel shows it firing
+    // for ever; the firing raised before stays to be sent first.
+    std::vector<std::string> of_fast_now;
     for (const auto& n : notifications()) {
-        EXPECT_NE(n.rule, "fast") << "an unsent notification of a forgotten alarm goes with it";
+        if (n.alarm == "fast/list") {
+            of_fast_now.push_back(n.kind);
+        }
     }
-    EXPECT_EQ(notifications().size(), 2U);
+    EXPECT_EQ(of_fast_now, (std::vector<std::string>{"firing", "firing", "resolved", "resolved"}));
+    EXPECT_EQ(events("alarm.resolved").size(), 1U);
 }
 
 }  // namespace
