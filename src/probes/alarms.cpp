@@ -35,6 +35,8 @@ struct BurnWindow {
     core::Millis short_window;
     double budget_share;
 };
+/// Bad runs a burn-rate page needs in its long window (see read_slo).
+constexpr std::int64_t kMinBadRuns = 2;
 constexpr BurnWindow kBurnWindows[] = {
     {"fast", hours{1}, minutes{5}, 0.02},
     {"slow", hours{6}, minutes{30}, 0.05},
@@ -176,7 +178,12 @@ Reading read_slo(const AlarmRule& rule, const AlarmInput& in) {
                              static_cast<double>(w.long_window.count());
         auto long_burn = burn(w.long_window);
         auto short_burn = burn(w.short_window);
-        if (long_burn > limit && short_burn > limit) {
+        // A scenario runs a few dozen times an hour: one bad run is already a steep burn. At
+        // least kMinBadRuns in the long window, so a single transient failure does not page.
+        auto long_counts =
+            sum_since(in.buckets, bucket_floor(in.now - w.long_window), in.now + minutes{5});
+        if (bad_runs(rule.measure, long_counts) >= kMinBadRuns && long_burn > limit &&
+            short_burn > limit) {
             out.breaching = true;
             why = fmt::format("{} burn: {:.3g}x over {} and {:.3g}x over {} (pages above {:.3g}x)",
                               w.name, long_burn, core::format_duration(w.long_window), short_burn,

@@ -266,6 +266,20 @@ TEST(SloRule, AFastBurnOverTheHourAndTheLastFiveMinutesBreaches) {
     EXPECT_TRUE(contains(reading.summary, "(pages above 14.4x)")) << reading.summary;
 }
 
+TEST(SloRule, OneBadRunOfAQuietScenarioDoesNotPageButTwoDo) {
+    // A new scenario's first three runs, one of them broken: 33% of the hour (66x) and 100% of
+    // the last five minutes, far past 14.4x both; alone it is a transient, not a page.
+    auto rule = slo_rule();
+    AlarmInput in{.now = kBase + 1h + 1min};
+    in.buckets = {bucket(kBase + 55min, 2, 0, 0), bucket(kBase + 60min, 1, 0, 1)};
+    EXPECT_FALSE(read_alarm(rule, in).breaching) << read_alarm(rule, in).summary;
+    // Three runs this hour, two of them broken: 67% of the hour, a fast burn by any measure.
+    in.buckets.assign({bucket(kBase + 55min, 1, 0, 0), bucket(kBase + 60min, 2, 0, 2)});
+    auto reading = read_alarm(rule, in);
+    EXPECT_TRUE(reading.breaching);
+    EXPECT_TRUE(contains(reading.summary, "fast burn: ")) << reading.summary;
+}
+
 TEST(SloRule, ALowErrorRateDoesNotBreach) {
     auto rule = slo_rule();
     // 1% broken everywhere: a burn of 2x, under both the fast (14.4x) and slow (6x) limits.
