@@ -221,6 +221,45 @@ core::Event event_of(const store::AlarmState& alarm,
                        .after = json::serialize(after)};
 }
 
+/// The outbox rows one notification of `alarm` makes: one per notifier, each with the
+/// alarm's reading (redacted) and since when it holds its state.
+std::vector<store::AlarmNotification> notifications_of(const store::AlarmState& alarm,
+                                                       std::string_view kind,
+                                                       const std::vector<std::string>& notifiers,
+                                                       const std::string& link,
+                                                       core::TimePoint now) {
+    std::vector<store::AlarmNotification> out;
+    for (const auto& notifier : notifiers) {
+        out.push_back(store::AlarmNotification{.alarm = alarm.name,
+                                               .rule = alarm.rule,
+                                               .scenario = alarm.scenario,
+                                               .notifier = notifier,
+                                               .kind = std::string{kind},
+                                               .summary = core::redact(alarm.summary),
+                                               .link = link,
+                                               .at = now,
+                                               .since = alarm.since});
+    }
+    return out;
+}
+
+/// "silence ID until T: reason" for the first silence in force that names one of `names`
+/// (or is "*"), else "".
+std::string silence_naming(const std::vector<store::Silence>& silences,
+                           core::TimePoint now,
+                           std::initializer_list<std::string_view> names) {
+    for (const auto& s : silences) {
+        if (s.starts_at > now) {
+            continue;
+        }
+        if (s.matcher == "*" || std::find(names.begin(), names.end(), s.matcher) != names.end()) {
+            return fmt::format("silence {} until {}: {}", s.id, core::format_time(s.ends_at),
+                               s.reason);
+        }
+    }
+    return {};
+}
+
 }  // namespace
 
 std::string_view alarm_kind_name(AlarmKind kind) {
@@ -350,12 +389,10 @@ struct Alarms::Impl {
                            const std::vector<store::Silence>& silences,
                            const std::map<std::string, core::Node, std::less<>>& nodes,
                            const std::vector<core::Job>& running) const {
-        for (const auto& s : silences) {
-            if (s.starts_at <= clock.now() && (s.matcher == "*" || s.matcher == rule.name ||
-                                               s.matcher == scenario.name || s.matcher == alarm)) {
-                return fmt::format("silence {} until {}: {}", s.id, core::format_time(s.ends_at),
-                                   s.reason);
-            }
+        if (auto explicit_silence =
+                silence_naming(silences, clock.now(), {rule.name, scenario.name, alarm});
+            !explicit_silence.empty()) {
+            return explicit_silence;
         }
         if (scenario.node.empty()) {
             return {};
@@ -415,19 +452,8 @@ struct Alarms::Impl {
             next.notified_at = now;
             next.evaluated_at = now;
             next.summary = "its rule or scenario left the config";
-            std::vector<store::AlarmNotification> told;
-            for (const auto& notifier : settings.notifiers) {
-                told.push_back(
-                    store::AlarmNotification{.alarm = s.name,
-                                             .rule = s.rule,
-                                             .scenario = s.scenario,
-                                             .notifier = notifier,
-                                             .kind = "resolved",
-                                             .summary = next.summary,
-                                             .link = fmt::format("{}/dashboard", link_base()),
-                                             .at = now,
-                                             .since = now});
-            }
+            auto told = notifications_of(next, "resolved", settings.notifiers,
+                                         fmt::format("{}/dashboard", link_base()), now);
             std::vector<core::Event> events{event_of(next, "resolved", "", now)};
             auto written = store.write_alarm(next, s.version, told, events);
             if (!written) {
@@ -535,18 +561,10 @@ struct Alarms::Impl {
             for (const auto& kind : stepped.notify) {
                 events.push_back(event_of(next, kind, scenario->node, now));
                 const auto& whom = rule->notify.empty() ? settings.notifiers : rule->notify;
-                for (const auto& notifier : whom) {
-                    notifications.push_back(store::AlarmNotification{
-                        .alarm = name,
-                        .rule = rule->name,
-                        .scenario = scenario->name,
-                        .notifier = notifier,
-                        .kind = kind,
-                        .summary = core::redact(next.summary),
-                        .link = fmt::format("{}/dashboard#probe-{}", link_base(), scenario->name),
-                        .at = now,
-                        .since = next.since});
-                }
+                auto rows = notifications_of(
+                    next, kind, whom,
+                    fmt::format("{}/dashboard#probe-{}", link_base(), scenario->name), now);
+                notifications.insert(notifications.end(), rows.begin(), rows.end());
                 log->log(kind == "resolved" ? spdlog::level::info : spdlog::level::warn,
                          "alarm {} alarm={} summary=\"{}\"", kind, name, next.summary);
             }
@@ -688,15 +706,8 @@ core::Result<void> Alarms::gate_result(const std::string& node,
         if (!silences) {
             return silences.error();
         }
-        std::string silenced;
-        for (const auto& s : *silences) {
-            if (s.starts_at <= now && (s.matcher == "*" || s.matcher == kGateRule ||
-                                       s.matcher == gate.scenario || s.matcher == name)) {
-                silenced = fmt::format("silence {} until {}: {}", s.id,
-                                       core::format_time(s.ends_at), s.reason);
-                break;
-            }
-        }
+        auto silenced =
+            silence_naming(*silences, now, {kGateRule, std::string_view{gate.scenario}, name});
         Reading reading{
             .breaching = !passed,
             .summary = passed ? fmt::format("gate {} passed on {}: back in the pool once out of "
@@ -710,18 +721,9 @@ core::Result<void> Alarms::gate_result(const std::string& node,
         std::vector<core::Event> events;
         for (const auto& kind : stepped.notify) {
             events.push_back(event_of(stepped.next, kind, node, now));
-            for (const auto& notifier : d.settings.notifiers) {
-                notifications.push_back(
-                    store::AlarmNotification{.alarm = name,
-                                             .rule = std::string{kGateRule},
-                                             .scenario = gate.scenario,
-                                             .notifier = notifier,
-                                             .kind = kind,
-                                             .summary = stepped.next.summary,
-                                             .link = fmt::format("{}/dashboard", d.link_base()),
-                                             .at = now,
-                                             .since = stepped.next.since});
-            }
+            auto rows = notifications_of(stepped.next, kind, d.settings.notifiers,
+                                         fmt::format("{}/dashboard", d.link_base()), now);
+            notifications.insert(notifications.end(), rows.begin(), rows.end());
         }
         auto written = d.store.write_alarm(stepped.next, seen, notifications, events);
         if (!written) {
