@@ -302,8 +302,7 @@ struct Service::Impl {
     /// missing (a lease used it) or about to lapse. Each gate run is claimed in the store, so
     /// of several instances one runs it.
     asio::awaitable<void> gate_loop() {
-        std::vector<std::string> configured;
-        bool first = true;
+        std::optional<std::vector<std::string>> configured;  // what the store was last told
         while (!stopping) {
             const auto now = clock.now();
             auto read = [this, now]()
@@ -334,7 +333,7 @@ struct Service::Impl {
                         }
                     }
                 }
-                if (first || names != configured) {
+                if (configured != names) {
                     auto configure = [this, names, now] {
                         return options.store->configure_gates(names, now);
                     };
@@ -342,7 +341,6 @@ struct Service::Impl {
                         log->warn("gated nodes not configured error=\"{}\"", done.error().message);
                     } else {
                         configured = names;
-                        first = false;
                         continue;  // read again: newly gated nodes now show as not passed
                     }
                 }
