@@ -39,10 +39,16 @@ test-release: build
 	@echo "== suite (Release)"
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
+# UBSan's alignment, null and pointer-overflow checks guard nearly every member access at -O0,
+# each site with its own static record: 94 % of the instrumented binary's 223 MB of .data, which
+# LeakSanitizer scans at every exit, and a quarter of each file's compile time. x86 does not
+# fault on misaligned loads, ASan reports a null dereference as the SEGV it is, and the checks
+# that find our bugs (overflow, shifts, bounds, enums, bools, vptr) stay.
+UBSAN_SKIPPED := alignment,null,pointer-overflow
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DAVIARY_WERROR=ON \
 	    -DAVIARY_BENCH=OFF \
-	    "-DCMAKE_CXX_FLAGS=-O0 -g1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    "-DCMAKE_CXX_FLAGS=-O0 -g1 -fsanitize=address,undefined -fno-sanitize=$(UBSAN_SKIPPED) -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined -no-pie"
 
 # The ASan executables are linked without PIE: a 540 MB instrumented binary spent half of each

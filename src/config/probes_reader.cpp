@@ -382,6 +382,12 @@ void read_chain(YamlReader& r, const Value& v, probes::Step& step) {
                             }
                         });
                     }),
+               only("fleet",
+                    [&](const Value& x) {
+                        step.fleet_peers = true;
+                        r.read_string_map(x, step.fleet);
+                    }),
+               only("peer_url", [&](const Value& x) { read_url(r, x, step.peer_url, false); }),
                only("max_lag", [&](const Value& x) { r.read_int(x, step.max_lag, 0, 1'000'000); }),
            });
     if (!ok) {
@@ -394,15 +400,30 @@ void read_chain(YamlReader& r, const Value& v, probes::Step& step) {
         return;
     }
     static const std::map<std::string_view, std::string_view> kCheckOf{
-        {"max_head_age", "synced"}, {"within", "advancing"}, {"peers", "lag"}, {"max_lag", "lag"}};
+        {"max_head_age", "synced"}, {"within", "advancing"}, {"peers", "lag"},
+        {"fleet", "lag"},           {"peer_url", "lag"},     {"max_lag", "lag"}};
     for (const auto& [key, at] : check_keys) {
         if (auto owner = kCheckOf.at(key); owner != step.chain_check) {
             r.error(at, fmt::format("{} applies to check {}, and this one is {}", key, owner,
                                     step.chain_check));
         }
     }
-    if (step.chain_check == "lag" && step.peers.empty()) {
-        r.error(v, "a lag check needs peers: the other nodes of the chain to compare with");
+    if (step.chain_check == "lag" && step.peers.empty() && !step.fleet_peers) {
+        r.error(v,
+                "a lag check needs peers to compare with: `fleet: {chain: geth}` (the pool's "
+                "nodes with those labels) or `peers: [URL...]`");
+    }
+    if (auto at = check_keys.find("peer_url"); at != check_keys.end() && !step.fleet_peers) {
+        r.error(at->second,
+                "peer_url says how to reach the nodes `fleet` selects, and there is "
+                "no fleet");
+    }
+    if (step.fleet_peers && step.peer_url.empty() &&
+        step.url.find("{{node}}") == std::string::npos) {
+        r.error(*url_at, fmt::format("a lag check over the fleet reaches each peer at `url` with "
+                                     "{{{{node}}}} set to the peer's name, and \"{}\" has no "
+                                     "{{{{node}}}}: give peer_url",
+                                     step.url));
     }
 }
 

@@ -152,13 +152,23 @@ struct Step {
     // chain: reads a node's head at `url` through a chain preset, the one `aviary supervise`
     // uses (examples/chains.yaml), and checks it: "synced" (not syncing, head no older than
     // max_head_age), "advancing" (the height grows within `within`) or "lag" (at most max_lag
-    // blocks behind the highest of `peers`). Its answer: {"height", "head_time", "age_ms",
-    // "syncing", "advanced_by", "highest_peer", "lag"} for assertions.
+    // blocks behind the highest of its peers: those listed in `peers`, and the fleet's nodes
+    // whose labels match `fleet`, as {{server}}'s node list gives them). Its answer: {"height",
+    // "head_time", "age_ms", "syncing", "advanced_by", "highest_peer", "lag", "peers",
+    // "peers_read"} for assertions.
     std::shared_ptr<const supervisor::Preset> preset;
     std::string chain_check = "synced";
     core::Millis max_head_age{0};    ///< 0: ten of the preset's block intervals
     core::Millis within{0};          ///< 0: five block intervals, at least 1s
     std::vector<std::string> peers;  ///< other nodes of the chain: their API's base URLs
+    /// lag: the pool's nodes with these labels are peers too, but for the scenario's own node
+    /// and those in maintenance. Empty with fleet_peers false: only `peers`.
+    core::Labels fleet;
+    bool fleet_peers = false;
+    /// How a fleet peer is reached: a template with {{peer}} (and {{node}}) set to the peer's
+    /// name, {{peer_host}} to where it runs and {{peer.LABEL}} to its labels. Empty: `url`
+    /// with those.
+    std::string peer_url;
     std::int64_t max_lag = 5;
     /// The step's own limit, within the scenario's; 0: the scenario's.
     core::Millis timeout{0};

@@ -76,6 +76,62 @@ std::string quoted(std::string_view text) {
     return "\"" + one_line(text) + "\"";
 }
 
+/// A string member of `object`, or "".
+std::string string_member(const json::object& object, std::string_view key) {
+    const auto* found = object.if_contains(key);
+    return found != nullptr && found->is_string() ? std::string{found->get_string()} : "";
+}
+
+/// The host of an http(s) URL: "10.0.0.5" of "http://10.0.0.5:8080", "::1" of "http://[::1]:80".
+std::string url_host(std::string_view url) {
+    auto start = url.find("://");
+    url = url.substr(start == std::string_view::npos ? 0 : start + 3);
+    if (url.starts_with('[')) {
+        auto close = url.find(']');
+        return std::string{url.substr(1, close == std::string_view::npos ? url.npos : close - 1)};
+    }
+    return std::string{url.substr(0, url.find_first_of(":/?#"))};
+}
+
+/// The variables a fleet peer's URL is rendered with, from its entry in serve's node list:
+/// {{peer}} and {{node}} its name, {{peer_host}} where it runs (a machine's address or
+/// hostname, a sidecar node's control host, else its name) and {{peer.LABEL}} its labels.
+void add_peer_vars(const json::object& node, Vars& vars) {
+    const auto name = string_member(node, "node");
+    vars["node"] = name;
+    vars["peer"] = name;
+    std::string host = name;
+    if (const auto* machine = node.if_contains("machine");
+        machine != nullptr && machine->is_object()) {
+        auto address = string_member(machine->as_object(), "address");
+        host = !address.empty() ? address : string_member(machine->as_object(), "hostname");
+    } else if (auto control = string_member(node, "control_url"); !control.empty()) {
+        host = url_host(control);
+    }
+    vars["peer_host"] = host.empty() ? name : host;
+    if (const auto* labels = node.if_contains("labels"); labels != nullptr && labels->is_object()) {
+        for (const auto& [key, value] : labels->as_object()) {
+            if (value.is_string()) {
+                vars["peer." + std::string{key}] = std::string{value.get_string()};
+            }
+        }
+    }
+}
+
+/// `text` for a URL's query: every byte but the unreserved ones percent-encoded.
+std::string query_escaped(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (std::isalnum(byte) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += c;
+        } else {
+            out += fmt::format("%{:02X}", byte);
+        }
+    }
+    return out;
+}
+
 const json::value* json_of(Answer& answer, std::string& problem) {
     if (!answer.json_tried) {
         answer.json_tried = true;
@@ -877,6 +933,85 @@ private:
         co_return head;
     }
 
+    /// A lag check's peers as base URLs: those it lists, then the pool's nodes its `fleet`
+    /// selects (read from {{server}}'s node list), less the scenario's own node, nodes in
+    /// maintenance, and `own` (the checked node's URL).
+    asio::awaitable<core::Result<std::vector<std::string>>> lag_peers(
+        const Step& step,
+        const Vars& vars,
+        const std::string& own,
+        SteadyClock::time_point deadline) {
+        std::vector<std::string> peers;
+        auto add = [&](const std::string& peer_template, const Vars& with) -> core::Result<void> {
+            auto peer = render(peer_template, with);
+            if (!peer) {
+                return peer.error();
+            }
+            std::string peer_base = std::move(*peer);
+            while (!peer_base.empty() && peer_base.back() == '/') {
+                peer_base.pop_back();
+            }
+            if (peer_base != own &&
+                std::find(peers.begin(), peers.end(), peer_base) == peers.end()) {
+                peers.push_back(std::move(peer_base));
+            }
+            return {};
+        };
+        for (const auto& peer_template : step.peers) {
+            if (auto added = add(peer_template, vars); !added) {
+                co_return core::Error{core::ErrorCode::kInvalidArgument, added.error().message};
+            }
+        }
+        if (!step.fleet_peers) {
+            co_return peers;
+        }
+        auto server = vars.find("server");
+        if (server == vars.end() || server->second.empty()) {
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  "no {{server}} to list the fleet's nodes from"};
+        }
+        std::string url = server->second + "/api/v1/nodes";
+        char separator = '?';
+        for (const auto& [key, value] : step.fleet) {
+            url += separator;
+            url += "label=" + query_escaped(key + "=" + value);
+            separator = '&';
+        }
+        std::vector<net::Header> headers;
+        if (auto token = vars.find("token"); token != vars.end() && !token->second.empty()) {
+            headers.push_back(net::Header{"Authorization", "Bearer " + token->second});
+        }
+        auto listed = co_await exchange(headers, deadline, "GET", url, "");
+        if (!listed) {
+            co_return listed.error();
+        }
+        json::error_code ec;
+        auto whole = listed->status == 200 ? json::parse(listed->body, ec) : json::value{};
+        const auto* nodes = whole.is_object() ? whole.as_object().if_contains("nodes") : nullptr;
+        if (nodes == nullptr || !nodes->is_array()) {
+            co_return core::Error{core::ErrorCode::kUnavailable,
+                                  fmt::format("listing the fleet's nodes: HTTP {}: {}",
+                                              listed->status, quoted(listed->body))};
+        }
+        const auto self = vars.find("node");
+        const auto& peer_template = step.peer_url.empty() ? step.url : step.peer_url;
+        for (const auto& node : nodes->as_array()) {
+            const auto* name = node.is_object() ? node.as_object().if_contains("node") : nullptr;
+            const auto* state = node.is_object() ? node.as_object().if_contains("state") : nullptr;
+            if (name == nullptr || !name->is_string() ||
+                (self != vars.end() && name->get_string() == self->second) ||
+                (state != nullptr && state->is_string() && state->get_string() == "maintenance")) {
+                continue;
+            }
+            Vars with = vars;
+            add_peer_vars(node.as_object(), with);
+            if (auto added = add(peer_template, with); !added) {
+                co_return core::Error{core::ErrorCode::kInvalidArgument, added.error().message};
+            }
+        }
+        co_return peers;
+    }
+
     /// A chain step: the node's head read through its preset, and the check it names.
     asio::awaitable<Verdict> chain(const Step& step,
                                    const Vars& vars,
@@ -945,26 +1080,34 @@ private:
                                                       core::format_duration(within)));
             }
         } else {  // lag
+            auto peers = co_await lag_peers(step, vars, base, deadline);
+            if (!peers) {
+                co_return from_error(peers.error());
+            }
             std::int64_t highest = head->height;
-            for (const auto& peer_template : step.peers) {
-                auto peer = render(peer_template, vars);
-                if (!peer) {
-                    co_return Verdict::failed(peer.error().message);
-                }
-                std::string peer_base = std::move(*peer);
-                while (!peer_base.empty() && peer_base.back() == '/') {
-                    peer_base.pop_back();
-                }
+            std::size_t read = 0;
+            std::string first_problem;
+            for (const auto& peer_base : *peers) {
                 auto theirs = co_await read_chain_head(preset, peer_base, false, deadline);
                 if (!theirs) {
                     // A peer that cannot be read says nothing of this node: it is left out.
+                    if (first_problem.empty()) {
+                        first_problem = theirs.error().message;
+                    }
                     continue;
                 }
+                ++read;
                 highest = std::max(highest, theirs->height);
             }
+            out["peers"] = peers->size();
+            out["peers_read"] = read;
             out["highest_peer"] = highest;
             out["lag"] = highest - head->height;
-            if (highest - head->height > step.max_lag) {
+            if (!peers->empty() && read == 0) {
+                // Nothing to compare with is not a pass: the check could not be made.
+                verdict = Verdict::broken(fmt::format("none of {}'s {} peers could be read: {}",
+                                                      base, peers->size(), first_problem));
+            } else if (highest - head->height > step.max_lag) {
                 verdict = Verdict::failed(
                     fmt::format("{} is {} blocks behind its peers (height {}, "
                                 "highest {}; at most {})",

@@ -1,7 +1,7 @@
 // Chain checks as canary steps (docs/probes.md, "Chain checks"), against real simulated nodes
 // (`aviary sim-node`, read through the `sim` chain preset `aviary supervise` uses): a synced
 // node passes, a node whose producer is paused stops advancing and falls behind its peer, and
-// a preset that does not exist is refused at load.
+// a preset that does not exist is refused at load. A lag check finds its peers in the pool.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -101,6 +101,84 @@ TEST(ChainProbes, SyncedAdvancingAndLagReadThroughTheSidecarsPresets) {
     EXPECT_EQ(server.stop(), 0) << server.log();
 }
 
+// The lag check's peers found in the pool: the nodes labelled chain=sim, each reached through
+// its own `rpc` label, less the scenario's own node and those in maintenance.
+TEST(ChainProbes, ALagCheckComparesWithTheFleetsOtherNodesOfTheChain) {
+    std::vector<std::unique_ptr<TempDir>> dirs;
+    std::vector<std::unique_ptr<PeerProcess>> sims;
+    std::vector<std::string> urls;
+    std::vector<int> ports;
+    // Started together, so their heights start together: each counts blocks from its start.
+    for (int i = 0; i < 3; ++i) {
+        dirs.push_back(std::make_unique<TempDir>());
+        ports.push_back(free_port());
+        sims.push_back(std::make_unique<PeerProcess>(
+            sim_node_argv(dirs.back()->path(), ports.back()), dirs.back()->path() + "/log"));
+        urls.push_back(fmt::format("http://127.0.0.1:{}", ports.back()));
+    }
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_TRUE(wait_for_tcp(ports[i])) << sims[i]->log();
+    }
+    ServerProcess server{fmt::format(R"(fleet:
+  nodes:
+    - {{name: chain-a, driver: sim, labels: {{chain: sim, rpc: "{0}"}}}}
+    - {{name: chain-b, driver: sim, labels: {{chain: sim, rpc: "{1}"}}}}
+    - {{name: chain-c, driver: sim, labels: {{chain: sim, rpc: "{2}"}}}}
+    - {{name: other-0, driver: sim, labels: {{chain: lotus, rpc: "http://127.0.0.1:1"}}}}
+server:
+  shutdown_grace: 10s
+probes:
+  scenarios:
+    b-lag:
+      enabled: false
+      node: chain-b
+      steps:
+        - chain: {{preset: sim, url: "{1}", check: lag, fleet: {{chain: sim}},
+                  peer_url: "{{{{peer.rpc}}}}", max_lag: 5}}
+    b-peers:
+      enabled: false
+      node: chain-b
+      steps:
+        - chain: {{preset: sim, url: "{1}", check: lag, fleet: {{chain: sim}},
+                  peer_url: "{{{{peer.rpc}}}}", max_lag: 1000000}}
+          assert: ["json.peers == 2", "json.peers_read == 2"]
+)",
+                                     urls[0], urls[1], urls[2])};
+    ASSERT_TRUE(server.start()) << server.log();
+
+    json::value result;
+    EXPECT_EQ(run_of(server, "b-lag", result), "passed") << result;
+    EXPECT_EQ(run_of(server, "b-peers", result), "passed") << result;
+
+    // b's producer pauses: a and c pull ahead of it.
+    auto paused = net::fetch_sync(
+        net::ClientRequest{.method = "POST", .url = urls[1] + "/v1/producer/pause", .timeout = 5s});
+    ASSERT_TRUE(paused);
+    ASSERT_LT(paused->status, 300) << paused->body;
+    ASSERT_TRUE(wait_until([&] { return run_of(server, "b-lag", result) == "failed"; }, 20s))
+        << result;
+    EXPECT_NE(std::string{result.at("message").as_string()}.find("blocks behind its peers"),
+              std::string::npos)
+        << result;
+
+    // c in maintenance is no peer: one is left.
+    auto maintenance =
+        http(server, "PUT", "/api/v1/nodes/chain-c/maintenance", R"({"reason": "resync"})",
+             {net::Header{"Content-Type", "application/json"}});
+    ASSERT_TRUE(maintenance && maintenance->status < 300)
+        << (maintenance ? maintenance->body : maintenance.error().message);
+    EXPECT_EQ(run_of(server, "b-peers", result), "failed") << result;
+    EXPECT_NE(result.at("message").as_string().find("json.peers == 2"), std::string::npos)
+        << result;
+
+    // The one peer left stops: nothing to compare with is not a pass, and not b's fault.
+    sims[0]->stop();
+    EXPECT_EQ(run_of(server, "b-peers", result), "broken") << result;
+    EXPECT_NE(std::string{result.at("message").as_string()}.find("none of"), std::string::npos)
+        << result;
+    EXPECT_EQ(server.stop(), 0) << server.log();
+}
+
 TEST(ChainProbes, AnUnknownPresetOrACheckKeyOfAnotherCheckIsRefusedAtLoad) {
     TempDir dir;
     const std::string path = dir.path() + "/canary.yaml";
@@ -112,6 +190,10 @@ TEST(ChainProbes, AnUnknownPresetOrACheckKeyOfAnotherCheckIsRefusedAtLoad) {
       steps:
         - chain: {preset: gethh, url: "http://127.0.0.1:8545"}
         - chain: {preset: geth, url: "http://127.0.0.1:8545", check: synced, max_lag: 3}
+        - chain: {preset: geth, url: "http://127.0.0.1:8545", check: lag, fleet: {chain: geth}}
+        - chain: {preset: geth, url: "http://{{node}}:8545", check: lag, peers: ["http://x:1"],
+                  peer_url: "http://{{peer}}:8545"}
+        - chain: {preset: geth, url: "http://{{node}}:8545", check: lag}
 )";
     }
     auto run = run_aviary("http://127.0.0.1:1", "probe run head --config " + path, dir.path());
@@ -119,6 +201,14 @@ TEST(ChainProbes, AnUnknownPresetOrACheckKeyOfAnotherCheckIsRefusedAtLoad) {
     EXPECT_NE(run.err.find("unknown chain \"gethh\""), std::string::npos) << run.err;
     EXPECT_NE(run.err.find("max_lag applies to check lag, and this one is synced"),
               std::string::npos)
+        << run.err;
+    EXPECT_NE(run.err.find("\"http://127.0.0.1:8545\" has no {{node}}: give peer_url"),
+              std::string::npos)
+        << run.err;
+    EXPECT_NE(run.err.find("peer_url says how to reach the nodes `fleet` selects"),
+              std::string::npos)
+        << run.err;
+    EXPECT_NE(run.err.find("a lag check needs peers to compare with"), std::string::npos)
         << run.err;
 }
 
