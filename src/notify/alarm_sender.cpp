@@ -7,17 +7,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <atomic>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <map>
-#include <mutex>
 #include <set>
 
 #include "metrics/metrics.hpp"
@@ -29,7 +20,6 @@ namespace {
 
 namespace asio = net::asio;
 namespace json = boost::json;
-using namespace asio::experimental::awaitable_operators;
 
 constexpr int kBatch = 100;
 /// A receiver's answer is read up to this size; notifications need no more than its status.
@@ -103,7 +93,8 @@ struct AlarmSender::Impl {
           clock(clock_in),
           log(core::logger("notify")),
           http(std::make_unique<net::HttpClient>(
-              io.get_executor(), net::ClientSettings{.max_idle_per_host = 2, .max_per_host = 2})) {
+              task.io().get_executor(),
+              net::ClientSettings{.max_idle_per_host = 2, .max_per_host = 2})) {
         for (const auto& n : settings.notifiers) {
             by_name.emplace(n.name, &n);
         }
@@ -118,48 +109,13 @@ struct AlarmSender::Impl {
         }
     }
 
-    std::optional<core::TimePoint> scheduled_pass(core::TimePoint now) {
-        {
-            std::lock_guard lock{mu};
-            if (stopped) {
-                return std::nullopt;
-            }
-            in_pass = true;
-        }
-        bool more = false;
-        try {
-            more = run_pass();
-        } catch (...) {
-            std::lock_guard lock{mu};
-            in_pass = false;
-            throw;
-        }
-        {
-            std::lock_guard lock{mu};
-            in_pass = false;
-        }
-        if (more) {
-            return now;
-        }
+    std::optional<core::TimePoint> next_due() {
         auto next = store.next_alarm_notification_at();
         if (!next) {
             log->warn("cannot read the alarm outbox error=\"{}\"", next.error().message);
             return std::nullopt;
         }
         return *next;
-    }
-
-    bool run_pass() {
-        std::exception_ptr failure;
-        bool out_of_time = false;
-        io.restart();
-        asio::co_spawn(io, pass(out_of_time),
-                       [&failure](const std::exception_ptr& error) { failure = error; });
-        io.run();
-        if (failure) {
-            std::rethrow_exception(failure);
-        }
-        return out_of_time;
     }
 
     asio::awaitable<void> pass(bool& out_of_time) {
@@ -173,7 +129,7 @@ struct AlarmSender::Impl {
         // backoff.
         std::map<std::string, std::string, std::less<>> down;
         for (auto& n : *due) {
-            if (stopping) {
+            if (task.stopping()) {
                 co_return;
             }
             if (std::chrono::steady_clock::now() >= give_up) {
@@ -191,7 +147,7 @@ struct AlarmSender::Impl {
                 continue;
             }
             auto error = co_await send(*found->second, n);
-            if (stopping) {
+            if (task.stopping()) {
                 co_return;
             }
             if (!error) {
@@ -237,13 +193,11 @@ struct AlarmSender::Impl {
                 out.headers.push_back(net::Header{std::string{kSignatureHeader}, *signature});
             }
         }
-        auto fetching = fetch_once(*http, std::move(out));
-        auto stopped_waiting = stop_signal.async_wait(asio::as_tuple(asio::use_awaitable));
-        auto raced = co_await (std::move(fetching) || std::move(stopped_waiting));
-        if (raced.index() != 0) {
+        auto answered = co_await task.fetch(*http, std::move(out));
+        if (!answered) {
             co_return std::string{"stopped"};
         }
-        auto& got = *std::get<0>(raced);
+        auto& got = *answered;
         if (!got) {
             co_return core::redact(fmt::format("{} {}: {}", notifier_type_name(notifier.type),
                                                notifier.name, got.error().message));
@@ -306,17 +260,12 @@ struct AlarmSender::Impl {
     core::Clock& clock;
     std::shared_ptr<spdlog::logger> log;
     std::map<std::string, const Notifier*, std::less<>> by_name;
-    asio::io_context io;
-    asio::steady_timer stop_signal{io, asio::steady_timer::time_point::max()};
-    std::atomic<bool> stopping{false};
-    std::unique_ptr<net::HttpClient> http;  // on io only
+    // Declared before `http`, which is destroyed first and closes its connections on its loop.
+    OutboxTask task{[this](bool& out_of_time) { return pass(out_of_time); },
+                    [this] { return next_due(); }};
+    std::unique_ptr<net::HttpClient> http;  // on task.io() only
     std::mt19937_64 random{std::random_device{}()};
     std::set<std::string, std::less<>> failing;  // notifiers warned about
-    std::mutex mu;
-    core::Scheduler* scheduler = nullptr;
-    core::Scheduler::TaskId task = 0;
-    bool stopped = false;
-    bool in_pass = false;
     metrics::Family<metrics::Counter>* sent_total = nullptr;
     metrics::Family<metrics::Gauge>* backlog = nullptr;
 };
@@ -336,55 +285,21 @@ AlarmSender::~AlarmSender() {
 }
 
 void AlarmSender::schedule(core::Scheduler& scheduler) {
-    auto& d = *impl_;
-    std::lock_guard lock{d.mu};
-    AVIARY_ASSERT(d.scheduler == nullptr, "AlarmSender::schedule called twice");
-    if (d.stopped) {
-        return;
-    }
-    d.scheduler = &scheduler;
-    d.task = scheduler.add(core::Scheduler::Task{
-        .name = "alarm-notifications",
-        .interval = d.settings.delivery.poll,
-        .run_once = [&d](core::TimePoint now) { return d.scheduled_pass(now); },
-        .leader_only = true});
+    impl_->task.schedule(scheduler, core::Scheduler::Task{.name = "alarm-notifications",
+                                                          .interval = impl_->settings.delivery.poll,
+                                                          .leader_only = true});
 }
 
 void AlarmSender::wake() {
-    auto& d = *impl_;
-    std::lock_guard lock{d.mu};
-    if (d.scheduler != nullptr && !d.stopped) {
-        d.scheduler->wake(d.task);
-    }
+    impl_->task.wake();
 }
 
 void AlarmSender::stop() {
-    auto& d = *impl_;
-    core::Scheduler* scheduler = nullptr;
-    {
-        std::lock_guard lock{d.mu};
-        if (d.stopped) {
-            return;
-        }
-        d.stopped = true;
-        d.stopping = true;
-        scheduler = d.scheduler;
-        if (d.in_pass) {
-            asio::post(d.io, [&d] {
-                if (d.stopping) {
-                    d.stop_signal.cancel();
-                }
-            });
-        }
-    }
-    if (scheduler != nullptr) {
-        scheduler->cancel(d.task);
-    }
+    impl_->task.stop();
 }
 
 void AlarmSender::run_once() {
-    impl_->stopping = false;
-    impl_->run_pass();
+    impl_->task.run_once();
 }
 
 }  // namespace aviary::notify

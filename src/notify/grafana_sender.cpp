@@ -7,18 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <chrono>
-#include <exception>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -35,7 +25,6 @@ namespace {
 
 namespace asio = net::asio;
 namespace json = boost::json;
-using namespace asio::experimental::awaitable_operators;
 
 /// Annotations read from the outbox per pass.
 constexpr int kBatch = 100;
@@ -156,8 +145,8 @@ struct GrafanaSender::Impl {
           store(store_in),
           clock(clock_in),
           log(core::logger("notify")),
-          http(
-              std::make_unique<net::HttpClient>(io.get_executor(), client_settings(settings.tls))) {
+          http(std::make_unique<net::HttpClient>(task.io().get_executor(),
+                                                 client_settings(settings.tls))) {
         base = settings.url;
         while (!base.empty() && base.back() == '/') {
             base.pop_back();
@@ -183,10 +172,8 @@ struct GrafanaSender::Impl {
     }
 
     // --- a scheduler thread (or run_once's caller), one pass at a time ------------------------
-    /// The scheduled task's body: a pass unless stopped, then when the next one is due.
-    std::optional<core::TimePoint> scheduled_pass(core::TimePoint now);
-    /// Runs pass() on `io` until it ends; true when it stopped at kPassBudget with more due.
-    bool run_pass();
+    /// When the next pass is due after a whole one: the next retry's time.
+    std::optional<core::TimePoint> next_due();
     asio::awaitable<void> pass(bool& out_of_time);
     asio::awaitable<std::optional<Failure>> send(store::Annotation annotation);
     asio::awaitable<std::optional<Failure>> post(store::Annotation& annotation);
@@ -207,72 +194,28 @@ struct GrafanaSender::Impl {
     std::shared_ptr<spdlog::logger> log;
     std::string base;  ///< the url without a trailing slash
 
-    // Declared before `http`, which is destroyed first and closes its connections on it.
-    asio::io_context io;
-    /// Never expires by itself; cancelled by stop(), which ends the request in flight.
-    asio::steady_timer stop_signal{io, asio::steady_timer::time_point::max()};
-    /// Set by stop() (for good), cleared only by run_once(); read by the pass between requests.
-    std::atomic<bool> stopping{false};
-    std::unique_ptr<net::HttpClient> http;  // on io only
+    // Declared before `http`, which is destroyed first and closes its connections on its loop.
+    OutboxTask task{[this](bool& out_of_time) { return pass(out_of_time); },
+                    [this] { return next_due(); }};
+    std::unique_ptr<net::HttpClient> http;  // on task.io() only
     std::mt19937_64 random{std::random_device{}()};
     /// The kind of failure last warned about; empty while sends succeed.
     std::string failing;
-
-    std::mutex mu;                         // guards what follows
-    core::Scheduler* scheduler = nullptr;  // set by schedule()
-    core::Scheduler::TaskId task = 0;
-    bool stopped = false;
-    bool in_pass = false;  ///< a pass runs `io` now: stop() must cancel it through io
 
     metrics::Family<metrics::Counter>* sent_total = nullptr;
     metrics::Family<metrics::Counter>* failures_total = nullptr;
     metrics::Family<metrics::Gauge>* backlog = nullptr;
 };
 
-std::optional<core::TimePoint> GrafanaSender::Impl::scheduled_pass(core::TimePoint now) {
-    {
-        std::lock_guard lock{mu};
-        if (stopped) {
-            return std::nullopt;
-        }
-        in_pass = true;
-    }
-    bool more = false;
-    try {
-        more = run_pass();
-    } catch (...) {
-        std::lock_guard lock{mu};
-        in_pass = false;
-        throw;  // the scheduler logs it, counts it and runs the task again at its interval
-    }
-    {
-        std::lock_guard lock{mu};
-        in_pass = false;
-    }
-    if (more) {
-        return now;
-    }
-    // The next retry's time; a start or end written meanwhile is found at the next poll, or
-    // at once when the engine calls wake().
+std::optional<core::TimePoint> GrafanaSender::Impl::next_due() {
+    // A start or end written meanwhile is found at the next poll, or at once when the engine
+    // calls wake().
     auto next = store.next_annotation_at();
     if (!next) {
         log->warn("cannot read the annotation outbox error=\"{}\"", next.error().message);
         return std::nullopt;
     }
     return *next;
-}
-
-bool GrafanaSender::Impl::run_pass() {
-    std::exception_ptr failure;
-    bool out_of_time = false;
-    io.restart();
-    asio::co_spawn(io, pass(out_of_time),
-                   [&failure](const std::exception_ptr& error) { failure = error; });
-    io.run();
-    if (failure) {
-        std::rethrow_exception(failure);
-    }
-    return out_of_time;
 }
 
 asio::awaitable<void> GrafanaSender::Impl::pass(bool& out_of_time) {
@@ -284,7 +227,7 @@ asio::awaitable<void> GrafanaSender::Impl::pass(bool& out_of_time) {
     }
     std::optional<Failure> whole;
     for (auto& annotation : *due) {
-        if (stopping) {
+        if (task.stopping()) {
             co_return;
         }
         if (std::chrono::steady_clock::now() >= give_up) {
@@ -298,7 +241,7 @@ asio::awaitable<void> GrafanaSender::Impl::pass(bool& out_of_time) {
             continue;
         }
         auto failed = co_await send(annotation);
-        if (stopping) {
+        if (task.stopping()) {
             co_return;
         }
         if (failed) {
@@ -444,9 +387,6 @@ asio::awaitable<std::optional<Failure>> GrafanaSender::Impl::patch(store::Annota
 
 asio::awaitable<std::optional<core::Result<net::ClientResponse>>> GrafanaSender::Impl::request(
     std::string method, std::string path, std::string body) {
-    if (stopping) {
-        co_return std::nullopt;
-    }
     net::ClientRequest out;
     out.method = std::move(method);
     out.url = base + path;
@@ -456,13 +396,7 @@ asio::awaitable<std::optional<core::Result<net::ClientResponse>>> GrafanaSender:
     out.body = std::move(body);
     out.timeout = settings.timeout;
     out.max_body_bytes = kResponseMax;
-    auto fetching = fetch_once(*http, std::move(out));
-    auto stopped_waiting = stop_signal.async_wait(asio::as_tuple(asio::use_awaitable));
-    auto raced = co_await (std::move(fetching) || std::move(stopped_waiting));
-    if (raced.index() != 0) {
-        co_return std::nullopt;
-    }
-    co_return std::move(std::get<0>(raced));
+    co_return co_await task.fetch(*http, std::move(out));
 }
 
 void GrafanaSender::Impl::record_sent(const store::AnnotationSent& sent) {
@@ -531,59 +465,29 @@ GrafanaSender::~GrafanaSender() {
 
 void GrafanaSender::schedule(core::Scheduler& scheduler) {
     auto& d = *impl_;
-    std::lock_guard lock{d.mu};
-    AVIARY_ASSERT(d.scheduler == nullptr, "GrafanaSender::schedule called twice");
-    if (d.settings.url.empty() || d.stopped) {
+    if (d.settings.url.empty()) {
         return;
     }
-    d.scheduler = &scheduler;
-    d.task = scheduler.add(core::Scheduler::Task{
-        .name = "grafana-annotations",
-        .interval = d.settings.poll,
-        .run_once = [&d](core::TimePoint now) { return d.scheduled_pass(now); },
-    });
-    d.log->info("annotation sender scheduled url={} actions={}", core::redact_url(d.base),
-                fmt::join(d.settings.actions, ","));
+    if (d.task.schedule(scheduler, core::Scheduler::Task{.name = "grafana-annotations",
+                                                         .interval = d.settings.poll,
+                                                         .leader_only = true})) {
+        d.log->info("annotation sender scheduled url={} actions={}", core::redact_url(d.base),
+                    fmt::join(d.settings.actions, ","));
+    }
 }
 
 void GrafanaSender::wake() {
-    auto& d = *impl_;
-    std::lock_guard lock{d.mu};
-    if (d.scheduler != nullptr && !d.stopped) {
-        d.scheduler->wake(d.task);
-    }
+    impl_->task.wake();
 }
 
 void GrafanaSender::stop() {
-    auto& d = *impl_;
-    core::Scheduler* scheduler = nullptr;
-    {
-        std::lock_guard lock{d.mu};
-        if (d.stopped) {
-            return;
-        }
-        d.stopped = true;
-        d.stopping = true;
-        scheduler = d.scheduler;
-        if (d.in_pass) {
-            // Ends the request in flight. Should the pass end first, this stays queued and does
-            // nothing at a later run_once(), which clears `stopping` before it runs.
-            asio::post(d.io, [&d] {
-                if (d.stopping) {
-                    d.stop_signal.cancel();
-                }
-            });
-        }
-    }
-    if (scheduler != nullptr) {
-        scheduler->cancel(d.task);  // returns once the pass in flight, if any, has ended
-        d.log->info("annotation sender stopped");
+    if (impl_->task.stop()) {
+        impl_->log->info("annotation sender stopped");
     }
 }
 
 void GrafanaSender::run_once() {
-    impl_->stopping = false;
-    impl_->run_pass();
+    impl_->task.run_once();
 }
 
 }  // namespace aviary::notify
