@@ -15,7 +15,9 @@
 #    of the scenario, stored durably (run, 5-minute bucket) before the answer. Same figures;
 # 4. the schedule: aviary serve with SCENARIOS scenarios on 1-second intervals against the same
 #    target, for LATENESS_SECONDS; start-time lateness p50/p99/max (how late each run started
-#    against when it was due) and runs/s from GET /api/v1/probes, serve's CPU per run.
+#    against when it was due) and runs/s from GET /api/v1/probes, serve's CPU per run;
+# 5. the same schedule with three alarm rules over every scenario (3 x SCENARIOS alarms): the
+#    same figures, how many evaluations the leader made and how long the last one took.
 # Goals (issue 17): CPU per probe <= 1/2 of blackbox_exporter's, probes/s >= 2x, at the same
 # concurrency; lateness is reported.
 #
@@ -223,6 +225,47 @@ SCHED_BAD=$(curl -fsS "http://$serve_addr/metrics" |
     awk '/^aviary_probe_runs_total\{.*outcome="(failed|broken)"\}/ {n += $2} END {print n + 0}')
 stop_pid "$serve_pid"
 
+# --- aviary: the schedule with alarms -----------------------------------------------------------
+# The same scenarios with the default config's three alarm rules (availability, consecutive
+# failures, a 30-day SLO): 3 x SCENARIOS alarms, evaluated by the leader every evaluate_every and
+# after runs are stored. What they add per run, and what one evaluation costs.
+say "aviary serve, $SCENARIOS scenarios every 1s with 3 alarm rules each, for ${LATENESS_SECONDS}s"
+{
+    echo "probes:"
+    echo "  max_concurrent: 64"
+    echo "  alarms:"
+    echo "    availability: {kind: availability, threshold: 95%, period: 5m, periods: 5, breaching: 3}"
+    echo "    failing: {kind: consecutive, failures: 3}"
+    echo "    slo: {kind: slo, objective: 99.5%, window: 30d}"
+    echo "  scenarios:"
+    for i in $(seq 1 "$SCENARIOS"); do
+        echo "    s$i: {interval: 1s, timeout: 5s, steps: [{http: {url: \"$TARGET\"}, assert: [\"status == 200\"]}]}"
+    done
+} >"$TMP/alarms.yaml"
+start_serve alarms "$(cat "$TMP/alarms.yaml")"
+sleep 3
+curl -fsS "http://$serve_addr/api/v1/probes" >"$TMP/alarms-first.json"
+evaluations() {
+    curl -fsS "http://$serve_addr/metrics" |
+        awk '/^aviary_scheduler_runs_total\{task="alarms"\}/ {print $2 + 0}'
+}
+E0=$(evaluations)
+t0=$(proc_ticks "$serve_pid")
+sleep "$LATENESS_SECONDS"
+t1=$(proc_ticks "$serve_pid")
+E1=$(evaluations)
+EVAL_LAST=$(curl -fsS "http://$serve_addr/metrics" |
+    awk '/^aviary_scheduler_last_run_seconds\{task="alarms"\}/ {printf "%.1f", $2 * 1000}')
+ALARMS_FIRING=$(curl -fsS "http://$serve_addr/api/v1/alarms" |
+    python3 -c 'import json,sys; a=json.load(sys.stdin)["alarms"]; print(len(a), sum(1 for x in a if x["state"] == "firing"))')
+curl -fsS "http://$serve_addr/api/v1/probes" >"$TMP/alarms-last.json"
+read -r ARUNS0 <<<"$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["scheduler"]["runs"])' "$TMP/alarms-first.json")"
+read -r ARUNS1 AP50 AP99 AMAX <<<"$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["scheduler"]; print(s["runs"], s["lateness_p50_ms"], s["lateness_p99_ms"], s["lateness_max_ms"])' "$TMP/alarms-last.json")"
+ALARM_RUNS=$((ARUNS1 - ARUNS0))
+ALARM_RATE=$(awk -v n="$ALARM_RUNS" -v s="$LATENESS_SECONDS" 'BEGIN {printf "%.0f", n / s}')
+ALARM_CPU=$(cpu_us_per $((t1 - t0)) "$ALARM_RUNS")
+stop_pid "$serve_pid"
+
 # --- results -------------------------------------------------------------------------------------
 say "machine"
 echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -236,6 +279,9 @@ printf '%-44s %12s %14s %10s\n' "blackbox_exporter (wrk on /probe)" "$BB_RATE" "
 printf '%-44s %12s %14s %10s\n' "aviary (POST .../run, each run stored)" "$AV_RATE" "$AV_CPU" "$((AV_BAD + ${AV_FAILED%.*}))"
 printf '\nschedule: %s scenarios every 1s: %s runs/s, %s us CPU per run, lateness p50 %s ms, p99 %s ms, max %s ms, %s runs failed\n' \
     "$SCENARIOS" "$SCHED_RATE" "$SCHED_CPU" "$P50" "$P99" "$MAX" "$SCHED_BAD"
+
+printf 'with 3 alarm rules (%s alarms, %s firing): %s runs/s, %s us CPU per run, lateness p50 %s ms, p99 %s ms, max %s ms; %s evaluations in %ss, the last took %s ms\n' \
+    ${ALARMS_FIRING% *} ${ALARMS_FIRING#* } "$ALARM_RATE" "$ALARM_CPU" "$AP50" "$AP99" "$AMAX" "$((E1 - E0))" "$LATENESS_SECONDS" "$EVAL_LAST"
 
 say "goals"
 awk -v a="$AV_CPU" -v b="$BB_CPU" 'BEGIN {printf "CPU per probe <= 1/2 of blackbox_exporter: %.1f vs %.1f us (%.2fx) -> %s\n", a, b, (b > 0 ? a / b : 0), (a <= b / 2 ? "MET" : "NOT MET")}'

@@ -506,7 +506,8 @@ public:
     void set_on_notified(std::function<void()> on_notified);
     /// Adds the evaluation (leader_only) to `scheduler`; does nothing without rules.
     void schedule(core::Scheduler& scheduler);
-    /// Evaluates soon (a run was stored). Thread-safe.
+    /// Evaluates soon (a run was stored): at once, or once a second (and ten times the last
+    /// evaluation's length) has passed since the last one started. Thread-safe.
     void wake();
     /// Removes the task; returns once no evaluation runs.
     void stop();
