@@ -43,7 +43,8 @@ test-release: build
 # each site with its own static record: 94 % of the instrumented binary's 223 MB of .data, which
 # LeakSanitizer scans at every exit, and a quarter of each file's compile time. x86 does not
 # fault on misaligned loads, ASan reports a null dereference as the SEGV it is, and the checks
-# that find our bugs (overflow, shifts, bounds, enums, bools, vptr) stay.
+# that find our bugs (overflow, shifts, bounds, enums, bools, vptr) stay. docs/architecture.md
+# ("Testing").
 UBSAN_SKIPPED := alignment,null,pointer-overflow
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DAVIARY_WERROR=ON \
