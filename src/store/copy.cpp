@@ -28,7 +28,7 @@ struct Table {
     std::string_view identity;  ///< PostgreSQL's identity column, whose sequence moves past it
 };
 
-constexpr std::array<Table, 16> kTables{{
+constexpr std::array<Table, 18> kTables{{
     {"nodes", "name", ""},
     {"leases", "node", ""},
     {"events", "id", "id"},
@@ -43,6 +43,8 @@ constexpr std::array<Table, 16> kTables{{
     // Canary runs, their availability counts and when each scenario runs next.
     {"probe_runs", "id", "id"},
     {"probe_buckets", "scenario, start", ""},
+    {"probe_hours", "scenario, start", ""},
+    {"probe_days", "scenario, start", ""},
     {"probe_schedule", "scenario", ""},
     // Alarms keep their state (and so do not notify again), their notifications and silences.
     {"alarms", "name", ""},

@@ -753,7 +753,9 @@ public:
     virtual core::Result<std::vector<ProbeRun>> latest_probe_runs() = 0;
     /// Every scenario's buckets that start at or after `since`, by scenario then time.
     virtual core::Result<std::vector<ProbeBucket>> probe_buckets(core::TimePoint since) = 0;
-    /// The same summed per scenario: one ProbeBucket each, `start` the first bucket counted.
+    /// The same summed per scenario: one ProbeBucket each, `start` the first period counted.
+    /// Read from the buckets up to the next whole hour, then hourly and daily counts kept
+    /// beside them, so 30 days cost a few dozen rows per scenario.
     virtual core::Result<std::vector<ProbeBucket>> probe_totals(core::TimePoint since) = 0;
     /// Claims a scenario's next run: moves its next run time from `seen` (nullopt: it has none
     /// yet) to `next`. False when the time is no longer `seen`: another instance claimed it, so

@@ -5,8 +5,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <tuple>
+#include <utility>
 
 namespace aviary::store::sql {
 namespace {
@@ -35,10 +39,61 @@ ProbeBucket bucket_from_row(const Statement& row) {
                        .duration_ms = row.int64(5)};
 }
 
-std::int64_t bucket_of(core::TimePoint at) {
-    auto ms = at.time_since_epoch().count();
-    auto width = kProbeBucket.count();
+constexpr std::int64_t kHourMs = 3'600'000;
+constexpr std::int64_t kDayMs = 24 * kHourMs;
+
+/// `ms` down to a multiple of `width`.
+std::int64_t floor_to(std::int64_t ms, std::int64_t width) {
     return ms - ((ms % width) + width) % width;
+}
+
+std::int64_t bucket_of(core::TimePoint at) {
+    return floor_to(at.time_since_epoch().count(), kProbeBucket.count());
+}
+
+/// `ms` up to a multiple of `width`.
+std::int64_t ceil_to(std::int64_t ms, std::int64_t width) {
+    auto down = floor_to(ms, width);
+    return down == ms ? ms : down + width;
+}
+
+/// Counts a run into `table`'s row for the period (of `width`) it started in.
+core::Result<void> count_into(Connection& db,
+                              std::string_view table,
+                              std::int64_t width,
+                              const ProbeRun& run) {
+    auto upsert = db.prepare(
+        fmt::format("INSERT INTO {0} (scenario, start, runs, failed, broken, duration_ms) "
+                    "VALUES (?1, ?2, 1, ?3, ?4, ?5) ON CONFLICT (scenario, start) DO UPDATE SET "
+                    "runs = {0}.runs + 1, failed = {0}.failed + excluded.failed, "
+                    "broken = {0}.broken + excluded.broken, "
+                    "duration_ms = {0}.duration_ms + excluded.duration_ms",
+                    table));
+    if (!upsert) {
+        return upsert.error();
+    }
+    return upsert
+        ->bind_all(run.scenario, floor_to(run.started_at.time_since_epoch().count(), width),
+                   std::int64_t{run.outcome == "failed"}, std::int64_t{run.outcome == "broken"},
+                   static_cast<std::int64_t>(run.duration.count()))
+        .run();
+}
+
+/// The rows of `table` with from <= start < to, unordered. No ORDER BY or GROUP BY: with one,
+/// SQLite's planner walks the whole table in its primary key's order instead of the start
+/// index (2 s against 20 ms over 30 days of 1,000 scenarios).
+core::Result<std::vector<ProbeBucket>> rows_between(Connection& db,
+                                                    std::string_view table,
+                                                    std::int64_t from,
+                                                    std::int64_t to) {
+    auto select =
+        db.prepare(fmt::format("SELECT scenario, start, runs, failed, broken, duration_ms FROM {} "
+                               "WHERE start >= ?1 AND start < ?2",
+                               table));
+    if (!select) {
+        return select.error();
+    }
+    return select->bind_all(from, to).rows(bucket_from_row);
 }
 
 }  // namespace
@@ -63,23 +118,14 @@ core::Result<std::int64_t> insert_probe_run(Connection& db, const ProbeRun& run)
     if (auto done = insert->run(); !done) {
         return done.error();
     }
-    auto bucket = db.prepare(
-        "INSERT INTO probe_buckets (scenario, start, runs, failed, broken, duration_ms) "
-        "VALUES (?1, ?2, 1, ?3, ?4, ?5) ON CONFLICT (scenario, start) DO UPDATE SET "
-        "runs = probe_buckets.runs + 1, failed = probe_buckets.failed + excluded.failed, "
-        "broken = probe_buckets.broken + excluded.broken, "
-        "duration_ms = probe_buckets.duration_ms + excluded.duration_ms");
-    if (!bucket) {
-        return bucket.error();
-    }
-    auto counted =
-        bucket
-            ->bind_all(run.scenario, bucket_of(run.started_at),
-                       std::int64_t{run.outcome == "failed"}, std::int64_t{run.outcome == "broken"},
-                       static_cast<std::int64_t>(run.duration.count()))
-            .run();
-    if (!counted) {
-        return counted.error();
+    // Its 5-minute bucket, its hour and its day: what windows of any length are summed from.
+    for (auto [table, width] :
+         {std::pair{std::string_view{"probe_buckets"}, std::int64_t{kProbeBucket.count()}},
+          std::pair{std::string_view{"probe_hours"}, kHourMs},
+          std::pair{std::string_view{"probe_days"}, kDayMs}}) {
+        if (auto counted = count_into(db, table, width, run); !counted) {
+            return counted.error();
+        }
     }
     return id;
 }
@@ -111,23 +157,52 @@ core::Result<std::vector<ProbeRun>> select_latest_probe_runs(Connection& db) {
 }
 
 core::Result<std::vector<ProbeBucket>> select_probe_buckets(Connection& db, core::TimePoint since) {
-    auto select = db.prepare(
-        "SELECT scenario, start, runs, failed, broken, duration_ms FROM probe_buckets "
-        "WHERE start >= ?1 ORDER BY scenario, start");
-    if (!select) {
-        return select.error();
+    auto rows = rows_between(db, "probe_buckets", bucket_of(since), INT64_MAX);
+    if (!rows) {
+        return rows;
     }
-    return select->bind_all(bucket_of(since)).rows(bucket_from_row);
+    std::sort(rows->begin(), rows->end(), [](const ProbeBucket& a, const ProbeBucket& b) {
+        return std::tie(a.scenario, a.start) < std::tie(b.scenario, b.start);
+    });
+    return rows;
 }
 
 core::Result<std::vector<ProbeBucket>> select_probe_totals(Connection& db, core::TimePoint since) {
-    auto select = db.prepare(
-        "SELECT scenario, min(start), sum(runs), sum(failed), sum(broken), sum(duration_ms) "
-        "FROM probe_buckets WHERE start >= ?1 GROUP BY scenario ORDER BY scenario");
-    if (!select) {
-        return select.error();
+    // The window from its first bucket: buckets up to the next whole hour, hours up to the next
+    // whole day, then days. At most 11 + 23 rows and one per day for each scenario.
+    const auto from = bucket_of(since);
+    const auto hour = ceil_to(from, kHourMs);
+    const auto day = ceil_to(hour, kDayMs);
+    std::map<std::string, ProbeBucket, std::less<>> totals;
+    for (auto [table, lo, hi] : {std::tuple{std::string_view{"probe_buckets"}, from, hour},
+                                 std::tuple{std::string_view{"probe_hours"}, hour, day},
+                                 std::tuple{std::string_view{"probe_days"}, day, INT64_MAX}}) {
+        if (lo >= hi) {
+            continue;
+        }
+        auto rows = rows_between(db, table, lo, hi);
+        if (!rows) {
+            return rows.error();
+        }
+        for (auto& row : *rows) {
+            auto [at, added] = totals.try_emplace(row.scenario, row);
+            if (added) {
+                continue;
+            }
+            auto& sum = at->second;
+            sum.start = std::min(sum.start, row.start);
+            sum.runs += row.runs;
+            sum.failed += row.failed;
+            sum.broken += row.broken;
+            sum.duration_ms += row.duration_ms;
+        }
     }
-    return select->bind_all(bucket_of(since)).rows(bucket_from_row);
+    std::vector<ProbeBucket> out;
+    out.reserve(totals.size());
+    for (auto& [scenario, sum] : totals) {
+        out.push_back(std::move(sum));
+    }
+    return out;
 }
 
 core::Result<bool> claim_probe(Connection& db,
@@ -178,12 +253,18 @@ core::Result<std::int64_t> delete_probe_runs(Connection& db,
         return done.error();
     }
     const auto deleted = db.changes();
-    auto buckets = db.prepare("DELETE FROM probe_buckets WHERE start < ?1");
-    if (!buckets) {
-        return buckets.error();
-    }
-    if (auto done = buckets->bind_all(buckets_before).run(); !done) {
-        return done.error();
+    // An hour or a day goes once all of it is older than the buckets kept.
+    const auto cutoff = buckets_before.time_since_epoch().count();
+    for (auto [table, width] : {std::pair{std::string_view{"probe_buckets"}, std::int64_t{0}},
+                                std::pair{std::string_view{"probe_hours"}, kHourMs},
+                                std::pair{std::string_view{"probe_days"}, kDayMs}}) {
+        auto prune = db.prepare(fmt::format("DELETE FROM {} WHERE start < ?1", table));
+        if (!prune) {
+            return prune.error();
+        }
+        if (auto done = prune->bind_all(cutoff - width + (width > 0 ? 1 : 0)).run(); !done) {
+            return done.error();
+        }
     }
     return deleted;
 }

@@ -1,5 +1,6 @@
 #include "store/postgres/migrations.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -70,7 +71,7 @@ TEST(Migrations, VersionOneDatabaseMigratesAndItsLeaseGetsAnId) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 12);
+    EXPECT_EQ(store->schema_version(), 13);
     EXPECT_EQ(store->schema_version(), sqlite::latest_schema_version());
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
@@ -157,10 +158,10 @@ TEST(Migrations, ReopeningAMigratedDatabaseChangesNothing) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 12);
+    EXPECT_EQ(store->schema_version(), 13);
     store->close();
     EXPECT_EQ(query_raw(settings.path, "SELECT version FROM schema_version"),
-              (std::vector<std::string>{"12"}));
+              (std::vector<std::string>{std::to_string(sqlite::latest_schema_version())}));
 }
 
 TEST(Migrations, VersionTwoDatabaseWithDataMigratesToTheLatest) {
@@ -234,7 +235,7 @@ TEST(Migrations, VersionThreeDatabaseWithDataMigratesToFourAndTakesJobs) {
     }
     auto store = open_store(settings);
     ASSERT_TRUE(store);
-    EXPECT_EQ(store->schema_version(), 12);
+    EXPECT_EQ(store->schema_version(), 13);
     auto node = store->node("lotus-1", clock.now());
     ASSERT_TRUE(node) << node.error().message;
     ASSERT_TRUE(node->lease);
@@ -270,6 +271,42 @@ TEST(Migrations, VersionThreeDatabaseWithDataMigratesToFourAndTakesJobs) {
                   "job_output", "jobs", "jobs_active_unique_key", "jobs_finished_at",
                   "jobs_node_seq", "jobs_node_state_seq", "jobs_state_seq", "paused_queues",
                   "sqlite_autoindex_jobs_1", "sqlite_autoindex_paused_queues_1"}));
+}
+
+TEST(Migrations, VersionTwelveProbeBucketsAreCountedIntoHoursAndDays) {
+    TempDir dir;
+    auto settings = file_settings(dir);
+    // 2027-01-15T08:00Z, a whole hour: buckets of two hours and of the next day.
+    const std::int64_t base = 1'800'000'000'000;
+    {
+        auto opened = sqlite::open_sqlite_at_version_for_test(settings, 12);
+        ASSERT_TRUE(opened) << opened.error().message;
+        auto& store = dynamic_cast<sql::SqlStore&>(**opened);
+        auto inserted = store.exec_for_test(fmt::format(
+            "INSERT INTO probe_buckets (scenario, start, runs, failed, broken, duration_ms) "
+            "VALUES ('list', {0}, 10, 1, 0, 100), ('list', {1}, 10, 0, 2, 100), "
+            "('list', {2}, 5, 0, 0, 50), ('list', {3}, 7, 1, 1, 70)",
+            base, base + 55 * 60'000, base + 3'600'000, base + 20 * 3'600'000));
+        ASSERT_TRUE(inserted) << inserted.error().message;
+    }
+    auto store = open_store(settings);
+    ASSERT_TRUE(store);
+    const auto at = [](std::int64_t ms) { return core::TimePoint{core::Millis{ms}}; };
+    // From base: the two hours (read hourly) and the next day (read daily).
+    auto totals = store->probe_totals(at(base));
+    ASSERT_TRUE(totals) << totals.error().message;
+    ASSERT_EQ(totals->size(), 1U);
+    EXPECT_EQ(totals->front().runs, 32);
+    EXPECT_EQ(totals->front().failed, 2);
+    EXPECT_EQ(totals->front().broken, 3);
+    // From 09:00, a whole hour: the second hour and the day.
+    totals = store->probe_totals(at(base + 3'600'000));
+    ASSERT_TRUE(totals);
+    ASSERT_EQ(totals->size(), 1U);
+    EXPECT_EQ(totals->front().runs, 12);
+    store->close();
+    EXPECT_EQ(query_raw(settings.path, "SELECT runs FROM probe_days ORDER BY start"),
+              (std::vector<std::string>{"25", "7"}));
 }
 
 TEST(Migrations, BothBackendsNumberTheirSchemasAlike) {

@@ -95,6 +95,57 @@ TEST_P(ProbeRuns, BucketsCountEachOutcomeAndTotalsSumAWindow) {
     EXPECT_EQ((*later)[0].runs, 1);
 }
 
+// Totals over long windows are summed from buckets, hours and days: whatever the window's
+// start, they equal the sum of every run from its first bucket on, per scenario.
+TEST_P(ProbeRuns, TotalsOverAnyWindowEqualTheRunsSinceItsFirstBucket) {
+    core::ManualClock clock;
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    const auto base = core::TimePoint{core::Millis{1'800'000'000'000}};
+    struct Made {
+        std::string scenario;
+        core::TimePoint at;
+        std::string outcome;
+        int ms;
+    };
+    std::vector<Made> made;
+    // Three days of runs, 37 minutes apart (so they fall at every minute of the hour), two
+    // scenarios, every fifth failed and every seventh broken.
+    for (int i = 0; i < 3 * 24 * 60 / 37; ++i) {
+        const auto at = base + i * 37min;
+        std::string outcome = i % 5 == 0 ? "failed" : i % 7 == 0 ? "broken" : "passed";
+        made.push_back({i % 3 == 0 ? "list" : "submit", at, outcome, i});
+        ASSERT_TRUE(store->record_probe_run(run(made.back().scenario, at, outcome, i)));
+    }
+    for (auto since :
+         {base, base + 7min, base + 61min, base + 23h + 55min, base + 26h + 3min, base + 71h}) {
+        const auto from = since - (since.time_since_epoch() % kProbeBucket);
+        std::map<std::string, ProbeBucket> want;
+        for (const auto& m : made) {
+            if (m.at < from) {
+                continue;
+            }
+            auto& w = want[m.scenario];
+            w.scenario = m.scenario;
+            ++w.runs;
+            w.failed += m.outcome == "failed";
+            w.broken += m.outcome == "broken";
+            w.duration_ms += m.ms;
+        }
+        auto totals = store->probe_totals(since);
+        ASSERT_TRUE(totals) << totals.error().message;
+        ASSERT_EQ(totals->size(), want.size()) << core::format_time(since);
+        for (const auto& t : *totals) {
+            const auto& w = want.at(t.scenario);
+            EXPECT_EQ(t.runs, w.runs) << t.scenario << " since " << core::format_time(since);
+            EXPECT_EQ(t.failed, w.failed) << t.scenario << " since " << core::format_time(since);
+            EXPECT_EQ(t.broken, w.broken) << t.scenario << " since " << core::format_time(since);
+            EXPECT_EQ(t.duration_ms, w.duration_ms) << t.scenario;
+            EXPECT_GE(t.start, from) << t.scenario;
+        }
+    }
+}
+
 TEST_P(ProbeRuns, OfTwoClaimsOnTheSameSlotOnlyOneWins) {
     core::ManualClock clock;
     auto store = lotus_store(clock);
@@ -138,6 +189,18 @@ TEST_P(ProbeRuns, PruningDeletesOldRunsAndOlderBuckets) {
     ASSERT_TRUE(buckets);
     ASSERT_EQ(buckets->size(), 2U) << "buckets are kept longer than runs";
     EXPECT_EQ(buckets->front().start, base + 1h);
+    // base is a whole hour: the window from it is read from the hourly counts, and an hour
+    // goes only once all of it is older than the buckets kept.
+    auto totals = store->probe_totals(base);
+    ASSERT_TRUE(totals) << totals.error().message;
+    ASSERT_EQ(totals->size(), 1U);
+    EXPECT_EQ(totals->front().runs, 3);
+    ASSERT_TRUE(store->prune_probe_runs(base + 90min, base + 1h));
+    totals = store->probe_totals(base);
+    ASSERT_TRUE(totals);
+    ASSERT_EQ(totals->size(), 1U);
+    EXPECT_EQ(totals->front().runs, 2);
+    EXPECT_EQ(totals->front().start, base + 1h);
 }
 
 }  // namespace
