@@ -218,12 +218,14 @@ TEST_F(JobRescue, HeartbeatWatchdogRescuesAJobOfAHungRunner) {
     auto busy = submit("hold", {}, "lotus-0");
     wait_for_state(busy.id, core::JobState::kRunning);
 
-    // Another runner claimed a job a second ago and has not beaten since.
-    auto old = clock_.now() - 1s;
+    // Another runner claims a job, starts its step's group and never beats again. Claimed
+    // as of now, not in the past: a heartbeat already stale could be rescued before the group
+    // is recorded (seen under ASan), and then nothing would kill the group.
+    auto now = clock_.now();
     auto hung = insert("safe", "lotus-1");
-    auto claimed = claim("other-run", old);
+    auto claimed = claim("other-run", now);
     ASSERT_EQ(claimed.id, hung.id);
-    pid_t group = record_group(claimed, old);
+    pid_t group = record_group(claimed, now);
 
     auto rescued = wait_until(
         hung.id, [](const core::Job& job) { return job.state != core::JobState::kRunning; });
@@ -253,12 +255,13 @@ TEST_F(JobRescue, HeartbeatWatchdogFailsAnUnsafeJobAndHonoursACancel) {
     start(settings);
     auto busy = submit("hold", {}, "lotus-0");
     wait_for_state(busy.id, core::JobState::kRunning);
-    auto old = clock_.now() - 1s;
+    // Claimed as of now, so the watchdog cannot act before the cancel is recorded.
+    auto now = clock_.now();
     auto unsafe = insert("hang", "lotus-1");
-    ASSERT_EQ(claim("other-run", old).id, unsafe.id);
+    ASSERT_EQ(claim("other-run", now).id, unsafe.id);
     auto cancelling = insert("hang", "lotus-2");
-    ASSERT_EQ(claim("other-run", old).id, cancelling.id);
-    ASSERT_TRUE(store_->cancel_job(cancelling.id, "alice", old));
+    ASSERT_EQ(claim("other-run", now).id, cancelling.id);
+    ASSERT_TRUE(store_->cancel_job(cancelling.id, "alice", now));
     auto failed = wait_finished(unsafe.id);
     EXPECT_EQ(failed.state, core::JobState::kFailed);
     EXPECT_TRUE(contains(failed.error, "no heartbeat")) << failed.error;
