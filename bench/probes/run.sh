@@ -16,13 +16,14 @@
 # 4. the schedule: aviary serve with SCENARIOS scenarios on 1-second intervals against the same
 #    target, for LATENESS_SECONDS; start-time lateness p50/p99/max (how late each run started
 #    against when it was due) and runs/s from GET /api/v1/probes, serve's CPU per run;
-# 5. the same schedule with three alarm rules over every scenario (3 x SCENARIOS alarms): the
-#    same figures, how many evaluations the leader made and how long the last one took.
+# 5. the same schedule with three alarm rules over every scenario (3 x SCENARIOS alarms), on a
+#    store holding HISTORY_DAYS of every scenario's counts: the same figures, how many
+#    evaluations the leader made and how long the last one took.
 # Goals (issue 17): CPU per probe <= 1/2 of blackbox_exporter's, probes/s >= 2x, at the same
 # concurrency; lateness is reported.
 #
 # Knobs (environment): BUILD=build-rel  DURATION=10  CONCURRENCY=8  SCENARIOS=1000
-# LATENESS_SECONDS=30  SKIP_DEPS=1  SKIP_BUILD=1  KEEP_TMP=1
+# LATENESS_SECONDS=30  HISTORY_DAYS=30  SKIP_DEPS=1  SKIP_BUILD=1  KEEP_TMP=1
 # BENCH_TMP=<parent of the temp dir, default $BUILD: a real disk, not tmpfs>
 set -euo pipefail
 
@@ -33,6 +34,7 @@ DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-8}
 SCENARIOS=${SCENARIOS:-1000}
 LATENESS_SECONDS=${LATENESS_SECONDS:-30}
+HISTORY_DAYS=${HISTORY_DAYS:-30}
 
 say() { printf '\n== %s\n' "$*"; }
 die() {
@@ -158,6 +160,7 @@ EOF
 start_serve() {  # NAME CONFIG_BODY -> $serve_pid, $serve_addr
     local name=$1
     mkdir -p "$TMP/$name"
+    rm -f "$TMP/$name/aviary.addr"
     write_serve_config "$TMP/$name.yaml" "$TMP/$name"
     printf '%s\n' "$2" >>"$TMP/$name.yaml"
     "$AVIARY" serve --config "$TMP/$name.yaml" >"$TMP/$name.out" 2>"$TMP/$name.log" &
@@ -199,72 +202,76 @@ AV_FAILED=$(curl -fsS "http://$serve_addr/metrics" |
     awk '/^aviary_probe_runs_total\{probe="target",outcome="(failed|broken)"\}/ {n += $2} END {print n + 0}')
 stop_pid "$serve_pid"
 
-# --- aviary: the schedule -------------------------------------------------------------------------
-say "aviary serve, $SCENARIOS scenarios every 1s for ${LATENESS_SECONDS}s"
-{
-    echo "probes:"
-    echo "  max_concurrent: 64"
-    echo "  scenarios:"
-    for i in $(seq 1 "$SCENARIOS"); do
-        echo "    s$i: {interval: 1s, timeout: 5s, steps: [{http: {url: \"$TARGET\"}, assert: [\"status == 200\"]}]}"
-    done
-} >"$TMP/scenarios.yaml"
-start_serve scheduled "$(cat "$TMP/scenarios.yaml")"
-sleep 3  # every scenario's first run falls within its first interval
-curl -fsS "http://$serve_addr/api/v1/probes" >"$TMP/probes-first.json"
-t0=$(proc_ticks "$serve_pid")
-sleep "$LATENESS_SECONDS"
-t1=$(proc_ticks "$serve_pid")
-curl -fsS "http://$serve_addr/api/v1/probes" >"$TMP/probes-last.json"
-read -r RUNS0 <<<"$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["scheduler"]["runs"])' "$TMP/probes-first.json")"
-read -r RUNS1 P50 P99 MAX <<<"$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["scheduler"]; print(s["runs"], s["lateness_p50_ms"], s["lateness_p99_ms"], s["lateness_max_ms"])' "$TMP/probes-last.json")"
-SCHED_RUNS=$((RUNS1 - RUNS0))
-SCHED_RATE=$(awk -v n="$SCHED_RUNS" -v s="$LATENESS_SECONDS" 'BEGIN {printf "%.0f", n / s}')
-SCHED_CPU=$(cpu_us_per $((t1 - t0)) "$SCHED_RUNS")
-SCHED_BAD=$(curl -fsS "http://$serve_addr/metrics" |
-    awk '/^aviary_probe_runs_total\{.*outcome="(failed|broken)"\}/ {n += $2} END {print n + 0}')
-stop_pid "$serve_pid"
-
-# --- aviary: the schedule with alarms -----------------------------------------------------------
-# The same scenarios with the default config's three alarm rules (availability, consecutive
-# failures, a 30-day SLO): 3 x SCENARIOS alarms, evaluated by the leader every evaluate_every and
-# after runs are stored. What they add per run, and what one evaluation costs.
-say "aviary serve, $SCENARIOS scenarios every 1s with 3 alarm rules each, for ${LATENESS_SECONDS}s"
-{
-    echo "probes:"
-    echo "  max_concurrent: 64"
-    echo "  alarms:"
-    echo "    availability: {kind: availability, threshold: 95%, period: 5m, periods: 5, breaching: 3}"
-    echo "    failing: {kind: consecutive, failures: 3}"
-    echo "    slo: {kind: slo, objective: 99.5%, window: 30d}"
-    echo "  scenarios:"
-    for i in $(seq 1 "$SCENARIOS"); do
-        echo "    s$i: {interval: 1s, timeout: 5s, steps: [{http: {url: \"$TARGET\"}, assert: [\"status == 200\"]}]}"
-    done
-} >"$TMP/alarms.yaml"
-start_serve alarms "$(cat "$TMP/alarms.yaml")"
-sleep 3
-curl -fsS "http://$serve_addr/api/v1/probes" >"$TMP/alarms-first.json"
-evaluations() {
-    curl -fsS "http://$serve_addr/metrics" |
-        awk '/^aviary_scheduler_runs_total\{task="alarms"\}/ {print $2 + 0}'
+# --- aviary: the schedule, without alarms and with them ----------------------------------------
+# schedule NAME ALARM_LINES: SCENARIOS scenarios every 1s (and the alarm rules given, as YAML
+# lines under probes.alarms), measured for LATENESS_SECONDS. Sets RATE, CPU, P50, P99, MAX, BAD,
+# EVALS (alarm evaluations made), EVAL_MS (the last one's length), ALARMS and FIRING.
+schedule() {
+    local name=$1 alarm_lines=$2
+    {
+        echo "probes:"
+        echo "  max_concurrent: 64"
+        if [[ -n $alarm_lines ]]; then
+            echo "  alarms:"
+            printf '%s\n' "$alarm_lines"
+        fi
+        echo "  scenarios:"
+        for i in $(seq 1 "$SCENARIOS"); do
+            echo "    s$i: {interval: 1s, timeout: 5s, steps: [{http: {url: \"$TARGET\"}, assert: [\"status == 200\"]}]}"
+        done
+    } >"$TMP/$name-config.yaml"
+    start_serve "$name" "$(cat "$TMP/$name-config.yaml")"
+    if [[ -n $alarm_lines && $HISTORY_DAYS -gt 0 ]]; then
+        # What an evaluation costs once the store holds a month of every scenario's counts: serve
+        # made its schema; stopped, the store gets HISTORY_DAYS of 5-minute buckets (one run
+        # each, all passed) and the hours and days summed from them, then serve starts again.
+        stop_pid "$serve_pid"
+        sqlite3 "$TMP/$name/aviary.db" <<SQL
+WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $SCENARIOS),
+     b(j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM b WHERE j < $HISTORY_DAYS * 288)
+INSERT INTO probe_buckets (scenario, start, runs, failed, broken, duration_ms)
+SELECT 's' || i, (CAST(strftime('%s', 'now') AS INTEGER) * 1000 / 300000 - j) * 300000, 300, 0, 0, 300
+FROM s, b;
+INSERT INTO probe_hours SELECT scenario, start - start % 3600000, sum(runs), sum(failed),
+    sum(broken), sum(duration_ms) FROM probe_buckets GROUP BY 1, 2;
+INSERT INTO probe_days SELECT scenario, start - start % 86400000, sum(runs), sum(failed),
+    sum(broken), sum(duration_ms) FROM probe_buckets GROUP BY 1, 2;
+SQL
+        start_serve "$name" "$(cat "$TMP/$name-config.yaml")"
+    fi
+    sleep 3 # every scenario's first run falls within its first interval
+    local metrics="http://$serve_addr/metrics" e0 e1 t0 t1 runs0 runs1
+    evaluations() { curl -fsS "$metrics" | awk '/^aviary_scheduler_runs_total\{task="alarms"\}/ {n = $2} END {print n + 0}'; }
+    runs0=$(curl -fsS "http://$serve_addr/api/v1/probes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["scheduler"]["runs"])')
+    e0=$(evaluations)
+    t0=$(proc_ticks "$serve_pid")
+    sleep "$LATENESS_SECONDS"
+    t1=$(proc_ticks "$serve_pid")
+    e1=$(evaluations)
+    read -r runs1 P50 P99 MAX <<<"$(curl -fsS "http://$serve_addr/api/v1/probes" | python3 -c 'import json,sys; s=json.load(sys.stdin)["scheduler"]; print(s["runs"], s["lateness_p50_ms"], s["lateness_p99_ms"], s["lateness_max_ms"])')"
+    RATE=$(awk -v n="$((runs1 - runs0))" -v s="$LATENESS_SECONDS" 'BEGIN {printf "%.0f", n / s}')
+    CPU=$(cpu_us_per $((t1 - t0)) "$((runs1 - runs0))")
+    BAD=$(curl -fsS "$metrics" |
+        awk '/^aviary_probe_runs_total\{.*outcome="(failed|broken)"\}/ {n += $2} END {print n + 0}')
+    EVALS=$((e1 - e0))
+    EVAL_MS=$(curl -fsS "$metrics" |
+        awk '/^aviary_scheduler_last_run_seconds\{task="alarms"\}/ {v = $2 * 1000} END {printf "%.1f", v}')
+    read -r ALARMS FIRING <<<"$(curl -fsS "http://$serve_addr/api/v1/alarms" |
+        python3 -c 'import json,sys; a=json.load(sys.stdin)["alarms"]; print(len(a), sum(1 for x in a if x["state"] == "firing"))')"
+    stop_pid "$serve_pid"
 }
-E0=$(evaluations)
-t0=$(proc_ticks "$serve_pid")
-sleep "$LATENESS_SECONDS"
-t1=$(proc_ticks "$serve_pid")
-E1=$(evaluations)
-EVAL_LAST=$(curl -fsS "http://$serve_addr/metrics" |
-    awk '/^aviary_scheduler_last_run_seconds\{task="alarms"\}/ {printf "%.1f", $2 * 1000}')
-ALARMS_FIRING=$(curl -fsS "http://$serve_addr/api/v1/alarms" |
-    python3 -c 'import json,sys; a=json.load(sys.stdin)["alarms"]; print(len(a), sum(1 for x in a if x["state"] == "firing"))')
-curl -fsS "http://$serve_addr/api/v1/probes" >"$TMP/alarms-last.json"
-read -r ARUNS0 <<<"$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["scheduler"]["runs"])' "$TMP/alarms-first.json")"
-read -r ARUNS1 AP50 AP99 AMAX <<<"$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["scheduler"]; print(s["runs"], s["lateness_p50_ms"], s["lateness_p99_ms"], s["lateness_max_ms"])' "$TMP/alarms-last.json")"
-ALARM_RUNS=$((ARUNS1 - ARUNS0))
-ALARM_RATE=$(awk -v n="$ALARM_RUNS" -v s="$LATENESS_SECONDS" 'BEGIN {printf "%.0f", n / s}')
-ALARM_CPU=$(cpu_us_per $((t1 - t0)) "$ALARM_RUNS")
-stop_pid "$serve_pid"
+
+say "aviary serve, $SCENARIOS scenarios every 1s for ${LATENESS_SECONDS}s"
+schedule scheduled ""
+SCHED_RATE=$RATE SCHED_CPU=$CPU SCHED_BAD=$BAD
+SP50=$P50 SP99=$P99 SMAX=$MAX
+
+# The default config's three alarm rules over every scenario: 3 x SCENARIOS alarms, evaluated
+# by the leader every evaluate_every and (at most once a second) after runs are stored.
+say "aviary serve, $SCENARIOS scenarios every 1s with 3 alarm rules each, for ${LATENESS_SECONDS}s"
+schedule alarms "    availability: {kind: availability, threshold: 95%, period: 5m, periods: 5, breaching: 3}
+    failing: {kind: consecutive, failures: 3}
+    slo: {kind: slo, objective: 99.5%, window: 30d}"
 
 # --- results -------------------------------------------------------------------------------------
 say "machine"
@@ -278,10 +285,9 @@ printf '%-44s %12s %14s %10s\n' "" "probes/s" "CPU us/probe" "not 2xx"
 printf '%-44s %12s %14s %10s\n' "blackbox_exporter (wrk on /probe)" "$BB_RATE" "$BB_CPU" "$BB_BAD"
 printf '%-44s %12s %14s %10s\n' "aviary (POST .../run, each run stored)" "$AV_RATE" "$AV_CPU" "$((AV_BAD + ${AV_FAILED%.*}))"
 printf '\nschedule: %s scenarios every 1s: %s runs/s, %s us CPU per run, lateness p50 %s ms, p99 %s ms, max %s ms, %s runs failed\n' \
-    "$SCENARIOS" "$SCHED_RATE" "$SCHED_CPU" "$P50" "$P99" "$MAX" "$SCHED_BAD"
-
+    "$SCENARIOS" "$SCHED_RATE" "$SCHED_CPU" "$SP50" "$SP99" "$SMAX" "$SCHED_BAD"
 printf 'with 3 alarm rules (%s alarms, %s firing): %s runs/s, %s us CPU per run, lateness p50 %s ms, p99 %s ms, max %s ms; %s evaluations in %ss, the last took %s ms\n' \
-    ${ALARMS_FIRING% *} ${ALARMS_FIRING#* } "$ALARM_RATE" "$ALARM_CPU" "$AP50" "$AP99" "$AMAX" "$((E1 - E0))" "$LATENESS_SECONDS" "$EVAL_LAST"
+    "$ALARMS" "$FIRING" "$RATE" "$CPU" "$P50" "$P99" "$MAX" "$EVALS" "$LATENESS_SECONDS" "$EVAL_MS"
 
 say "goals"
 awk -v a="$AV_CPU" -v b="$BB_CPU" 'BEGIN {printf "CPU per probe <= 1/2 of blackbox_exporter: %.1f vs %.1f us (%.2fx) -> %s\n", a, b, (b > 0 ? a / b : 0), (a <= b / 2 ? "MET" : "NOT MET")}'
