@@ -232,6 +232,10 @@ WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $SCENAR
 INSERT INTO probe_buckets (scenario, start, runs, failed, broken, duration_ms)
 SELECT 's' || i, (CAST(strftime('%s', 'now') AS INTEGER) * 1000 / 300000 - j) * 300000, 300, 0, 0, 300
 FROM s, b;
+DELETE FROM probe_hours;
+DELETE FROM probe_days;
+-- Due times from before the stop would count the time it took as lateness.
+DELETE FROM probe_schedule;
 INSERT INTO probe_hours SELECT scenario, start - start % 3600000, sum(runs), sum(failed),
     sum(broken), sum(duration_ms) FROM probe_buckets GROUP BY 1, 2;
 INSERT INTO probe_days SELECT scenario, start - start % 86400000, sum(runs), sum(failed),

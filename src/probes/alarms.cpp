@@ -25,6 +25,9 @@ using std::chrono::hours;
 
 /// The rule name of the alarms the gatekeeper raises.
 constexpr std::string_view kGateRule = "gate";
+/// Alarms written per commit by an evaluation: one transaction each would cost a commit (an
+/// fsync) per alarm, 3 s for 3,000; one for all would hold the writer from leases too long.
+constexpr std::size_t kWriteBatch = 500;
 /// The least time between evaluations that stored runs wake (Alarms::wake).
 constexpr core::Millis kWakeGap{std::chrono::seconds{1}};
 using std::chrono::minutes;
@@ -520,6 +523,7 @@ struct Alarms::Impl {
             return cancelling.error();
         }
         running->insert(running->end(), cancelling->begin(), cancelling->end());
+        std::vector<store::AlarmWrite> writes;
         for (std::size_t i = 0; i < alarms.size(); ++i) {
             const auto& [rule, scenario] = alarms[i];
             const auto& name = names[i];
@@ -570,22 +574,46 @@ struct Alarms::Impl {
                 log->log(kind == "resolved" ? spdlog::level::info : spdlog::level::warn,
                          "alarm {} alarm={} summary=\"{}\"", kind, name, next.summary);
             }
-            auto written = store.write_alarm(next, seen, notifications, events);
-            if (!written) {
-                return written.error();
+            writes.push_back(store::AlarmWrite{.next = std::move(next),
+                                               .seen_version = seen,
+                                               .notifications = std::move(notifications),
+                                               .events = std::move(events)});
+            if (writes.size() == kWriteBatch) {
+                if (auto flushed = flush(writes, notified); !flushed) {
+                    return flushed;
+                }
             }
-            if (!*written) {
-                log->info("alarm changed meanwhile by another instance alarm={}", name);
-                continue;
-            }
-            if (firing != nullptr) {
-                firing->with({name}).set(next.state == "firing" ? 1 : 0);
-            }
-            notified = notified || !notifications.empty();
+        }
+        if (auto flushed = flush(writes, notified); !flushed) {
+            return flushed;
         }
         if (notified && on_notified) {
             on_notified();
         }
+        return {};
+    }
+
+    /// Writes what an evaluation decided, kWriteBatch alarms to a commit rather than one each.
+    core::Result<void> flush(std::vector<store::AlarmWrite>& writes, bool& notified) {
+        if (writes.empty()) {
+            return {};
+        }
+        auto written = store.write_alarms(writes);
+        if (!written) {
+            return written.error();
+        }
+        for (std::size_t i = 0; i < writes.size(); ++i) {
+            const auto& next = writes[i].next;
+            if (!(*written)[i]) {
+                log->info("alarm changed meanwhile by another instance alarm={}", next.name);
+                continue;
+            }
+            if (firing != nullptr) {
+                firing->with({next.name}).set(next.state == "firing" ? 1 : 0);
+            }
+            notified = notified || !writes[i].notifications.empty();
+        }
+        writes.clear();
         return {};
     }
 

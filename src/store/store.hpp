@@ -366,6 +366,14 @@ struct AlarmNotification {
     std::optional<core::TimePoint> done_at;
 };
 
+/// One alarm's compare-and-set write (Store::write_alarms).
+struct AlarmWrite {
+    AlarmState next;
+    std::int64_t seen_version = 0;
+    std::vector<AlarmNotification> notifications;
+    std::vector<core::Event> events;
+};
+
 /// An explicit silence: alarms it matches notify nobody until it ends.
 struct Silence {
     std::string id;
@@ -780,6 +788,10 @@ public:
                                            std::int64_t seen_version,
                                            const std::vector<AlarmNotification>& notifications,
                                            const std::vector<core::Event>& events) = 0;
+    /// write_alarm for each of `writes` in one transaction, so an evaluation that moves
+    /// thousands of alarms commits once. Each is its own compare-and-set: out[i] is false when
+    /// writes[i] lost to another writer (nothing of it written; the others are).
+    virtual core::Result<std::vector<bool>> write_alarms(const std::vector<AlarmWrite>& writes) = 0;
     /// Deletes the alarms whose names are not in `keep` (their rule or scenario left the
     /// config); returns how many went. Their notifications stay in the outbox and are still
     /// sent (the evaluation queues a "resolved" first for one the notifiers think fires).

@@ -591,6 +591,21 @@ core::Result<bool> SqlStore::write_alarm(const AlarmState& next,
     });
 }
 
+core::Result<std::vector<bool>> SqlStore::write_alarms(const std::vector<AlarmWrite>& writes) {
+    return write<std::vector<bool>>([&](Connection& db) -> core::Result<std::vector<bool>> {
+        std::vector<bool> out;
+        out.reserve(writes.size());
+        for (const auto& w : writes) {
+            auto written = sql::write_alarm(db, w.next, w.seen_version, w.notifications, w.events);
+            if (!written) {
+                return written.error();
+            }
+            out.push_back(*written);
+        }
+        return out;
+    });
+}
+
 core::Result<std::int64_t> SqlStore::forget_alarms(const std::vector<std::string>& keep) {
     return write<std::int64_t>([&](Connection& db) { return sql::forget_alarms(db, keep); });
 }

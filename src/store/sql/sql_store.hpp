@@ -169,6 +169,7 @@ public:
                                    std::int64_t seen_version,
                                    const std::vector<AlarmNotification>& notifications,
                                    const std::vector<core::Event>& events) override;
+    core::Result<std::vector<bool>> write_alarms(const std::vector<AlarmWrite>& writes) override;
     core::Result<std::int64_t> forget_alarms(const std::vector<std::string>& keep) override;
     core::Result<std::vector<AlarmNotification>> due_alarm_notifications(core::TimePoint now,
                                                                          int limit) override;

@@ -221,6 +221,50 @@ TEST_P(AlarmStore, AStaleWriteWritesNothingNotItsNotificationsNorItsEvents) {
     EXPECT_TRUE(events_of(*store, "alarm.resolved").empty());
 }
 
+TEST_P(AlarmStore, ABatchWritesEachAlarmThatStillHasItsVersionAndSkipsTheOneThatLost) {
+    core::ManualClock clock{kT0};
+    auto store = lotus_store(clock);
+    ASSERT_TRUE(store);
+    auto kept = alarm_of("failing/list");
+    written(*store, kept, 0);
+    written(*store, kept, 1);  // at version 2 now: a write from version 1 loses
+    auto fresh = alarm_of("failing/submit", "firing");
+    auto stale = kept;
+    stale.state = "firing";
+    auto moved = alarm_of("slo/list");
+    written(*store, moved, 0);
+    moved.state = "firing";
+    std::vector<AlarmWrite> batch{
+        {.next = fresh,
+         .seen_version = 0,
+         .notifications = {notification_of(fresh, "slack", kT0)},
+         .events = {event_of(fresh, "alarm.firing", kT0)}},
+        {.next = stale,
+         .seen_version = 1,
+         .notifications = {notification_of(stale, "slack", kT0)},
+         .events = {event_of(stale, "alarm.firing", kT0)}},
+        {.next = moved, .seen_version = 1, .notifications = {}, .events = {}},
+    };
+    auto done = store->write_alarms(batch);
+    ASSERT_TRUE(done) << done.error().message;
+    EXPECT_EQ(*done, (std::vector<bool>{true, false, true}));
+    std::map<std::string, AlarmState> by_name;
+    for (auto& a : states(*store)) {
+        by_name[a.name] = a;
+    }
+    ASSERT_EQ(by_name.size(), 3U);
+    EXPECT_EQ(by_name["failing/submit"].state, "firing");
+    EXPECT_EQ(by_name["failing/submit"].version, 1);
+    EXPECT_EQ(by_name["failing/list"].state, "ok") << "the write that lost changed nothing";
+    EXPECT_EQ(by_name["failing/list"].version, 2);
+    EXPECT_EQ(by_name["slo/list"].state, "firing");
+    EXPECT_EQ(by_name["slo/list"].version, 2);
+    auto queued = outbox(*store);
+    ASSERT_EQ(queued.size(), 1U) << "only the written alarms' notifications are queued";
+    EXPECT_EQ(queued[0].alarm, "failing/submit");
+    EXPECT_EQ(events_of(*store, "alarm.firing").size(), 1U);
+}
+
 TEST_P(AlarmStore, NotificationsAndEventsAreQueuedWithTheWrite) {
     core::ManualClock clock{kT0};
     auto store = lotus_store(clock);
