@@ -35,6 +35,8 @@ using SteadyClock = std::chrono::steady_clock;
 using Vars = std::map<std::string, std::string, std::less<>>;
 
 constexpr std::size_t kShownMax = 200;
+/// The most peers a lag check reads (listed ones first, then the fleet's by name).
+constexpr std::size_t kMaxPeers = 32;
 /// How often an action step reads its job while it runs.
 constexpr core::Millis kActionPoll{250};
 
@@ -1002,6 +1004,9 @@ private:
                 (self != vars.end() && name->get_string() == self->second) ||
                 (state != nullptr && state->is_string() && state->get_string() == "maintenance")) {
                 continue;
+            }
+            if (peers.size() >= kMaxPeers) {
+                break;  // the first kMaxPeers by name: a step's reads stay bounded
             }
             Vars with = vars;
             add_peer_vars(node.as_object(), with);
