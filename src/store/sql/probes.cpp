@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -41,6 +42,15 @@ ProbeBucket bucket_from_row(const Statement& row) {
 
 constexpr std::int64_t kHourMs = 3'600'000;
 constexpr std::int64_t kDayMs = 24 * kHourMs;
+
+/// Where a run is counted: its 5-minute bucket, its hour and its day, what windows of any
+/// length are summed from.
+struct CountTable {
+    std::string_view name;
+    std::int64_t width;  ///< ms
+};
+constexpr std::array<CountTable, 3> kCountTables{
+    {{"probe_buckets", kProbeBucket.count()}, {"probe_hours", kHourMs}, {"probe_days", kDayMs}}};
 
 /// `ms` down to a multiple of `width`.
 std::int64_t floor_to(std::int64_t ms, std::int64_t width) {
@@ -118,12 +128,8 @@ core::Result<std::int64_t> insert_probe_run(Connection& db, const ProbeRun& run)
     if (auto done = insert->run(); !done) {
         return done.error();
     }
-    // Its 5-minute bucket, its hour and its day: what windows of any length are summed from.
-    for (auto [table, width] :
-         {std::pair{std::string_view{"probe_buckets"}, std::int64_t{kProbeBucket.count()}},
-          std::pair{std::string_view{"probe_hours"}, kHourMs},
-          std::pair{std::string_view{"probe_days"}, kDayMs}}) {
-        if (auto counted = count_into(db, table, width, run); !counted) {
+    for (const auto& table : kCountTables) {
+        if (auto counted = count_into(db, table.name, table.width, run); !counted) {
             return counted.error();
         }
     }
@@ -255,14 +261,14 @@ core::Result<std::int64_t> delete_probe_runs(Connection& db,
     const auto deleted = db.changes();
     // An hour or a day goes once all of it is older than the buckets kept.
     const auto cutoff = buckets_before.time_since_epoch().count();
-    for (auto [table, width] : {std::pair{std::string_view{"probe_buckets"}, std::int64_t{0}},
-                                std::pair{std::string_view{"probe_hours"}, kHourMs},
-                                std::pair{std::string_view{"probe_days"}, kDayMs}}) {
-        auto prune = db.prepare(fmt::format("DELETE FROM {} WHERE start < ?1", table));
+    for (const auto& table : kCountTables) {
+        auto prune = db.prepare(fmt::format("DELETE FROM {} WHERE start < ?1", table.name));
         if (!prune) {
             return prune.error();
         }
-        if (auto done = prune->bind_all(cutoff - width + (width > 0 ? 1 : 0)).run(); !done) {
+        // A bucket goes by its start, as runs do.
+        const bool bucket = table.name == kCountTables[0].name;
+        if (auto done = prune->bind_all(bucket ? cutoff : cutoff - table.width + 1).run(); !done) {
             return done.error();
         }
     }
