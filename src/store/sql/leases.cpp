@@ -15,11 +15,9 @@ namespace {
 
 constexpr int kMaxCount = 64;
 
-// The release is one conditional delete: only an active lease, and only the named owner's.
-constexpr std::string_view kDeleteHeldLease = R"sql(
-DELETE FROM leases WHERE node = ?1 AND expires_at > ?2 AND (?3 = '' OR owner = ?3)
-RETURNING id, node, owner, reason, acquired_at, expires_at, exclusive)sql";
-
+// On the acquire and release path a lease leaves the table read, then deleted, not by
+// DELETE ... RETURNING: SQLite runs a RETURNING clause through a temporary b-tree, a page cache
+// allocated and freed per statement, which that path paid on every call (bench/RESULTS.md).
 core::Error unknown_node(std::string_view node) {
     return core::Error{core::ErrorCode::kNotFound, fmt::format("unknown node {}", node)};
 }
@@ -38,6 +36,27 @@ core::Result<std::optional<core::Lease>> at_most_one(core::Result<std::vector<co
         return std::optional<core::Lease>{};
     }
     return std::optional<core::Lease>{std::move(rows->front())};
+}
+
+/// Deletes the one lease `select` finds (a bound SELECT of kLeaseColumns on one node) and
+/// returns it. Deleted by node and id, so a row another instance ended in between is not
+/// returned as ended here.
+core::Result<std::optional<core::Lease>> take_lease(Connection& db, Statement& select) {
+    auto found = at_most_one(collect_leases(select));
+    if (!found || !*found) {
+        return found;
+    }
+    auto remove = db.prepare("DELETE FROM leases WHERE node = ?1 AND id = ?2");
+    if (!remove) {
+        return remove.error();
+    }
+    if (auto done = remove->bind_all((*found)->node, (*found)->id).run(); !done) {
+        return done.error();
+    }
+    if (db.changes() == 0) {
+        return std::optional<core::Lease>{};
+    }
+    return found;
 }
 
 void by_node(std::vector<core::Lease>& leases) {
@@ -391,21 +410,28 @@ core::Result<LeaseAttempt> grant(Connection& db,
         if (*lapsed) {
             attempt.lapsed.push_back(std::move(**lapsed));
         }
+        core::Lease lease{.id = id,
+                          .node = node,
+                          .owner = request.owner,
+                          .reason = request.reason,
+                          .acquired_at = request.now,
+                          .expires_at = request.now + request.ttl,
+                          .exclusive = request.exclusive};
         // Prepared per node: the Statement's destructor resets it for the next bind.
-        auto insert = db.prepare(fmt::format(
+        auto insert = db.prepare(
             "INSERT INTO leases (node, id, owner, reason, acquired_at, expires_at, exclusive) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {}",
-            kLeaseColumns));
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
         if (!insert) {
             return insert.error();
         }
-        insert->bind_all(node, id, request.owner, request.reason, request.now,
-                         request.now + request.ttl, std::int64_t{request.exclusive ? 1 : 0});
-        auto written = at_most_one(collect_leases(*insert));
-        if (!written) {
-            return written.error();
+        if (auto done =
+                insert
+                    ->bind_all(lease.node, lease.id, lease.owner, lease.reason, lease.acquired_at,
+                               lease.expires_at, std::int64_t{lease.exclusive ? 1 : 0})
+                    .run();
+            !done) {
+            return done.error();
         }
-        AVIARY_ASSERT(written->has_value(), "an INSERT ... RETURNING returns its row");
         // A gated node's pass is used up by the lease: it goes to a selector again only once
         // its gate has passed after this lease.
         auto consume = db.prepare(
@@ -416,11 +442,11 @@ core::Result<LeaseAttempt> grant(Connection& db,
         if (auto done = consume->bind_all(node).run(); !done) {
             return done.error();
         }
-        if (auto recorded = record(db, request.now, actor, "lease.acquired", nullptr, &**written);
+        if (auto recorded = record(db, request.now, actor, "lease.acquired", nullptr, &lease);
             !recorded) {
             return recorded.error();
         }
-        attempt.leases.push_back(std::move(**written));
+        attempt.leases.push_back(std::move(lease));
     }
     return attempt;
 }
@@ -429,12 +455,17 @@ core::Result<std::optional<core::Lease>> release(Connection& db,
                                                  const ReleaseRequest& request,
                                                  Served& served) {
     std::string_view actor = request.actor.empty() ? request.owner : request.actor;
-    auto remove = db.prepare(kDeleteHeldLease);
-    if (!remove) {
-        return remove.error();
+    // Only an active lease, and only the named owner's (any owner's when none is named).
+    static const std::string kHeld = fmt::format(
+        "SELECT {} FROM leases WHERE node = ?1 AND expires_at > ?2 "
+        "AND (?3 = '' OR owner = ?3)",
+        kLeaseColumns);
+    auto select = db.prepare(kHeld);
+    if (!select) {
+        return select.error();
     }
-    remove->bind_all(request.node, request.now, request.owner);
-    auto ended = at_most_one(collect_leases(*remove));
+    select->bind_all(request.node, request.now, request.owner);
+    auto ended = take_lease(db, *select);
     if (!ended) {
         return ended;
     }
@@ -569,13 +600,14 @@ core::Result<std::optional<core::Lease>> end_lapsed_lease(Connection& db,
                                                           std::string_view node,
                                                           std::string_view actor,
                                                           core::TimePoint now) {
-    auto remove = db.prepare(fmt::format(
-        "DELETE FROM leases WHERE node = ?1 AND expires_at <= ?2 RETURNING {}", kLeaseColumns));
-    if (!remove) {
-        return remove.error();
+    static const std::string kLapsed =
+        fmt::format("SELECT {} FROM leases WHERE node = ?1 AND expires_at <= ?2", kLeaseColumns);
+    auto select = db.prepare(kLapsed);
+    if (!select) {
+        return select.error();
     }
-    remove->bind_all(node, now);
-    auto ended = at_most_one(collect_leases(*remove));
+    select->bind_all(node, now);
+    auto ended = take_lease(db, *select);
     if (ended && *ended) {
         if (auto recorded = record(db, now, actor, "lease.expired", &**ended, nullptr); !recorded) {
             return recorded.error();
