@@ -16,11 +16,15 @@ if(AVIARY_WERROR)
     endif()
 endif()
 
+# Optimised builds put each function in its own section, so the linker can lay out the code
+# `aviary supervise` runs in one place (src/cli/CMakeLists.txt, docs/architecture.md).
+set(AVIARY_SECTIONS $<$<CONFIG:Release,RelWithDebInfo>:-ffunction-sections>)
+
 function(aviary_component name)
     cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LIBS" ${ARGN})
     add_library(aviary_${name} STATIC ${ARG_SOURCES})
     target_include_directories(aviary_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src)
-    target_compile_options(aviary_${name} PRIVATE ${AVIARY_WARNINGS})
+    target_compile_options(aviary_${name} PRIVATE ${AVIARY_WARNINGS} ${AVIARY_SECTIONS})
     foreach(dep IN LISTS ARG_DEPS)
         target_link_libraries(aviary_${name} PUBLIC aviary_${dep})
     endforeach()
