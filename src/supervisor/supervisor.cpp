@@ -573,7 +573,7 @@ struct Supervisor::Impl {
         read_at = now();  // one clock read per read(): its lines arrived together
     }
     /// Counts one line, applies the log rules to it and keeps it in the ring. The clock is read
-    /// and the counters added to once per read (on_bytes, keep_lines): a relay of short lines
+    /// and the counters added to once per read (on_bytes, count_lines): a relay of short lines
     /// spent a fifth of its time reading the clock.
     void on_line(const proc::Line& line) {
         const bool err = line.stream == proc::Stream::kStderr;
@@ -607,8 +607,8 @@ struct Supervisor::Impl {
         // The pump's after-read hook counts the read's lines and hands it to the relay
         // (flush_output).
     }
-    /// Counts the lines of the last read.
-    void keep_lines() {
+    /// Adds the last read's lines to the line counters.
+    void count_lines() {
         if (read_lines_out > 0) {
             lines_out->inc(static_cast<double>(read_lines_out));
         }
@@ -618,7 +618,7 @@ struct Supervisor::Impl {
         read_lines_out = read_lines_err = 0;
     }
     void flush_output() {
-        keep_lines();
+        count_lines();
         relay.push(STDOUT_FILENO, pending_out);
         relay.push(STDERR_FILENO, pending_err);
     }
@@ -811,7 +811,7 @@ struct Supervisor::Impl {
                                 flush_output();
                                 co_await relay.room();
                             }});
-                    keep_lines();  // a last line without a newline, split at end of file
+                    count_lines();  // a last line without a newline, split at end of file
                     *pumping = false;
                     pump_done->cancel();
                 },
@@ -2080,7 +2080,7 @@ struct Supervisor::Impl {
     std::deque<std::chrono::steady_clock::time_point> recent_starts;
     std::string pending_out;
     std::string pending_err;
-    // The last read's time and line counts, until keep_lines(): the pump's coroutine only.
+    // The last read's time and line counts, until count_lines(): the pump's coroutine only.
     core::TimePoint read_at = now();
     std::size_t read_lines_out = 0;
     std::size_t read_lines_err = 0;

@@ -15,9 +15,6 @@ namespace {
 
 constexpr int kMaxCount = 64;
 
-// On the acquire and release path a lease leaves the table read, then deleted, not by
-// DELETE ... RETURNING: SQLite runs a RETURNING clause through a temporary b-tree, a page cache
-// allocated and freed per statement, which that path paid on every call (bench/RESULTS.md).
 core::Error unknown_node(std::string_view node) {
     return core::Error{core::ErrorCode::kNotFound, fmt::format("unknown node {}", node)};
 }
@@ -40,7 +37,9 @@ core::Result<std::optional<core::Lease>> at_most_one(core::Result<std::vector<co
 
 /// Deletes the one lease `select` finds (a bound SELECT of kLeaseColumns on one node) and
 /// returns it. Deleted by node and id, so a row another instance ended in between is not
-/// returned as ended here.
+/// returned as ended here. The acquire and release path ends leases this way rather than by
+/// DELETE ... RETURNING: SQLite runs a RETURNING clause through a temporary b-tree, a page cache
+/// allocated and freed per statement, which that path paid on every call (bench/RESULTS.md).
 core::Result<std::optional<core::Lease>> take_lease(Connection& db, Statement& select) {
     auto found = at_most_one(collect_leases(select));
     if (!found || !*found) {
