@@ -188,7 +188,22 @@ TEST_F(AlarmsServe, FiringAndResolvedReachSlackTheSignedWebhookAndNotifications)
         20s))
         << server.log();
     EXPECT_EQ(hooks("firing").size(), 1U) << "one firing, told once (repeat: never)";
-    auto sent = json_of(http(server, "GET", "/api/v1/alarms/notifications"));
+    // A receiver has its request before the sender records the answer: wait for the outbox.
+    boost::json::value sent;
+    (void)wait_until(
+        [&] {
+            sent = json_of(http(server, "GET", "/api/v1/alarms/notifications"));
+            if (!sent.is_object()) {
+                return false;
+            }
+            for (const auto& n : sent.at("notifications").as_array()) {
+                if (n.at("outcome").as_string() == "pending") {
+                    return false;
+                }
+            }
+            return true;
+        },
+        20s);
     ASSERT_TRUE(sent.is_object());
     for (const auto& n : sent.at("notifications").as_array()) {
         EXPECT_EQ(n.at("outcome").as_string(), "sent") << n;
