@@ -4,7 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
+#include <fstream>
+#include <random>
 
 namespace aviary::test {
 
@@ -16,7 +19,30 @@ sockaddr_in loopback(int port) {
     return addr;
 }
 
-int free_port(bool udp) {
+namespace {
+
+/// The start of the kernel's ephemeral range ("32768 60999" by default): the ports a bind to port 0
+/// is given. free_port picks below it, so a listener that asks for port 0 (a sidecar's proxy, a
+/// server under test) can never be handed the port a test picked for something else.
+int ephemeral_low() {
+    std::ifstream in{"/proc/sys/net/ipv4/ip_local_port_range"};
+    int low = 32768;
+    in >> low;
+    return low;
+}
+
+bool bindable(int port, bool udp) {
+    int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    auto addr = loopback(port);
+    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+}
+
+int kernel_chosen_port(bool udp) {
     int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -1;
@@ -30,6 +56,27 @@ int free_port(bool udp) {
     }
     ::close(fd);
     return port;
+}
+
+}  // namespace
+
+int free_port(bool udp) {
+    constexpr int lowest = 10000;
+    int span = ephemeral_low() - lowest;
+    if (span < 1000) {
+        return kernel_chosen_port(udp);  // no room below the ephemeral range on this host
+    }
+    // Each process walks the range from its own random start, so tests run side by side
+    // (ctest -j) rarely try the same port, and one process never hands out a port twice
+    // until it has walked the whole range.
+    static std::atomic<unsigned> next{std::random_device{}()};
+    for (int tries = 0; tries < 200; ++tries) {
+        int port = lowest + static_cast<int>(next.fetch_add(1) % static_cast<unsigned>(span));
+        if (bindable(port, udp)) {
+            return port;
+        }
+    }
+    return kernel_chosen_port(udp);
 }
 
 HeldPort::HeldPort() : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {

@@ -7,8 +7,10 @@ namespace aviary::test {
 /// 127.0.0.1:`port`.
 sockaddr_in loopback(int port);
 
-/// A loopback port nothing listens on right now (bound to port 0 and closed): TCP or UDP.
-/// Another process could take it before the caller does; tests use it at once.
+/// A loopback port nothing listens on right now: TCP or UDP. It is picked below the kernel's
+/// ephemeral range, so a later bind to port 0 (by this test or the binary it starts) is never
+/// given it; another test choosing ports at the same time could still take it, so tests use it
+/// at once.
 int free_port(bool udp = false);
 
 /// A loopback TCP port held by a listening socket until this is destroyed: a port on which
