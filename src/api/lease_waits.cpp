@@ -29,17 +29,30 @@ const fleet::Waiter& LeaseWaits::waiter_of(const PendingAcquire& pending) {
 asio::awaitable<core::Result<LeaseWaits::Started>> LeaseWaits::start(fleet::AcquireRequest request,
                                                                      core::Millis wait,
                                                                      fleet::Caller caller) {
+    // Not a coroutine: each way gets a frame of its own, the common one a small one.
     if (wait.count() == 0) {
-        // No thread waits on the commit: the answer comes from the store's writer thread.
-        auto start = [this, &request, &caller](fleet::Fleet::AcquiredCallback done) {
-            fleet_.acquire_async(request, caller, std::move(done));
-        };
-        auto acquired = co_await net::await_answer<core::Result<fleet::Acquired>>(std::move(start));
-        if (!acquired) {
-            co_return acquired.error();
-        }
-        co_return Started{std::move(*acquired)};
+        return acquire_now(std::move(request), std::move(caller));
     }
+    return acquire_or_queue(std::move(request), wait, std::move(caller));
+}
+
+/// No Wait: a lease now or a refusal. No thread waits on the commit: the answer comes from the
+/// store's writer thread.
+asio::awaitable<core::Result<LeaseWaits::Started>> LeaseWaits::acquire_now(
+    fleet::AcquireRequest request, fleet::Caller caller) {
+    auto start = [this, &request, &caller](fleet::Fleet::AcquiredCallback done) {
+        fleet_.acquire_async(request, caller, std::move(done));
+    };
+    auto acquired = co_await net::await_answer<core::Result<fleet::Acquired>>(std::move(start));
+    if (!acquired) {
+        co_return acquired.error();
+    }
+    co_return Started{std::move(*acquired)};
+}
+
+/// With a Wait: a lease now, or a place in the queue that finish() waits on.
+asio::awaitable<core::Result<LeaseWaits::Started>> LeaseWaits::acquire_or_queue(
+    fleet::AcquireRequest request, core::Millis wait, fleet::Caller caller) {
     auto executor = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingAcquire>(executor);
     pending->deadline = pending->started + wait;

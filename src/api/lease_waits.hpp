@@ -44,6 +44,11 @@ public:
     net::asio::awaitable<void> undeliverable(std::vector<core::Lease> leases);
 
 private:
+    net::asio::awaitable<core::Result<Started>> acquire_now(fleet::AcquireRequest request,
+                                                            fleet::Caller caller);
+    net::asio::awaitable<core::Result<Started>> acquire_or_queue(fleet::AcquireRequest request,
+                                                                 core::Millis wait,
+                                                                 fleet::Caller caller);
     net::asio::awaitable<void> drop(std::string ticket);
 
     fleet::Fleet& fleet_;

@@ -191,6 +191,8 @@ net::asio::awaitable<net::Response> Router::handle(net::Request request) {
     co_return response;
 }
 
+/// Not a coroutine: what is answered at once (a preflight, a refusal) goes back through
+/// net::ready, and only a routed request gets a coroutine frame, call()'s.
 net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
                                                      std::string_view& route,
                                                      std::string& cors_origin,
@@ -214,11 +216,11 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
                 {"Access-Control-Allow-Headers", "Authorization,Content-Type"});
             response.headers.push_back({"Access-Control-Allow-Methods", match.cors_methods});
             response.headers.push_back({"Access-Control-Max-Age", "600"});
-            co_return response;
+            return net::ready(std::move(response));
         }
         auto response = text(204, "");
         response.headers.push_back({"Allow", match.allow});
-        co_return response;
+        return net::ready(std::move(response));
     }
     if (match.route != nullptr) {
         route = match.route->pattern;
@@ -229,15 +231,17 @@ net::asio::awaitable<net::Response> Router::dispatch(net::Request& request,
         auto authenticated = authorize(request, match, !cors_origin.empty());
         if (!authenticated) {
             route = "refused";
-            co_return refused(path, authenticated.error());
+            return net::ready(refused(path, authenticated.error()));
         }
         caller = std::move(*authenticated);
     }
     if (match.route == nullptr) {
-        co_return co_await unrouted(request, match);
+        return net::ready(unrouted(request, match));
     }
-    RouteContext context{.request = request, .caller = std::move(caller), .params = match.params};
-    co_return co_await call(*match.route, context);
+    if (auto refusal = refuse_body(*match.route, request)) {
+        return net::ready(std::move(*refusal));
+    }
+    return call(*match.route, request, std::move(caller), std::move(match.params));
 }
 
 /// The caller named by the token, once Host (and, on changes and upgrades, Origin) name aviary.
@@ -265,10 +269,9 @@ core::Result<fleet::Caller> Router::authorize(const net::Request& request,
     return caller;
 }
 
-net::asio::awaitable<net::Response> Router::unrouted(net::Request& request,
-                                                     const RouteTable::Match& match) {
+net::Response Router::unrouted(const net::Request& request, const RouteTable::Match& match) {
     if (match.allow.empty()) {
-        co_return refusal(
+        return refusal(
             request.path, 404,
             core::Error{core::ErrorCode::kNotFound,
                         fmt::format("no route for {} {}", request.method, request.path)});
@@ -278,22 +281,31 @@ net::asio::awaitable<net::Response> Router::unrouted(net::Request& request,
                                         fmt::format("{} takes {}, not {}; see docs/api.md",
                                                     request.path, match.allow, request.method)});
     response.headers.push_back({"Allow", match.allow});
-    co_return response;
+    return response;
 }
 
-net::asio::awaitable<net::Response> Router::call(const Route& route, RouteContext& context) {
-    const auto& request = context.request;
+/// 415 or 413 when the body is not what the route takes.
+std::optional<net::Response> Router::refuse_body(const Route& route, const net::Request& request) {
     if (auto refused = check_content_type(route, request)) {
-        co_return refusal(request.path, 415, *refused);
+        return refusal(request.path, 415, *refused);
     }
     if (route.max_body_bytes > 0 && request.body.size() > route.max_body_bytes) {
-        co_return refusal(
+        return refusal(
             request.path, 413,
             core::Error{core::ErrorCode::kInvalidArgument,
                         fmt::format("request body of {} bytes is over {}'s limit "
                                     "of {} bytes",
                                     request.body.size(), route.pattern, route.max_body_bytes)});
     }
+    return std::nullopt;
+}
+
+/// The route's handler, with the context it reads (its frame owns the caller and parameters).
+net::asio::awaitable<net::Response> Router::call(const Route& route,
+                                                 net::Request& request,
+                                                 fleet::Caller caller,
+                                                 PathParams params) {
+    RouteContext context{.request = request, .caller = std::move(caller), .params = params};
     co_return co_await route.handler(context);
 }
 

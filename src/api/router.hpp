@@ -5,6 +5,7 @@
 // and size, and calls the handler. Every request is counted by route pattern, method and
 // status, and timed; both labels come from closed sets. docs/architecture.md shows the flow.
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -61,9 +62,13 @@ private:
     core::Result<fleet::Caller> authorize(const net::Request& request,
                                           const RouteTable::Match& match,
                                           bool cors_origin) const;
-    net::asio::awaitable<net::Response> unrouted(net::Request& request,
-                                                 const RouteTable::Match& match);
-    net::asio::awaitable<net::Response> call(const Route& route, RouteContext& context);
+    static net::Response unrouted(const net::Request& request, const RouteTable::Match& match);
+    static std::optional<net::Response> refuse_body(const Route& route,
+                                                    const net::Request& request);
+    net::asio::awaitable<net::Response> call(const Route& route,
+                                             net::Request& request,
+                                             fleet::Caller caller,
+                                             PathParams params);
     net::asio::awaitable<net::Response> jsonrpc(RouteContext& context);
     net::asio::awaitable<net::Response> readyz();
     /// GET /api/v1/instances: the instances sharing the store, and what each leads.

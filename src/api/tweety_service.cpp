@@ -43,6 +43,16 @@ net::asio::awaitable<bool> keep_waiting() {
     co_return true;
 }
 
+json::object acquired_result(const fleet::Acquired& acquired) {
+    const auto& lease = acquired.leases.front();
+    auto out = lease_json(lease);
+    out["renewed"] = acquired.renewed;
+    out["Result"] =
+        fmt::format("{} {} by {} until {}", lease.node, acquired.renewed ? "renewed" : "acquired",
+                    lease.owner, core::format_time(lease.expires_at));
+    return out;
+}
+
 struct ActionMethod {
     std::string method;
     TweetyService::NodeAction call;
@@ -205,6 +215,9 @@ void TweetyService::register_methods(JsonRpc& rpc) {
             [this](Params p, CallContext c) { return job_status(std::move(p), std::move(c)); });
 }
 
+/// Not a coroutine: the params are read here, and only a well-formed call gets a frame. A
+/// coroutine's frame holds the locals of all its paths, and one past asio's 1,020-byte frame
+/// cache costs a large malloc per call (release() is written the same way).
 net::asio::awaitable<MethodResult> TweetyService::acquire(Params params, CallContext context) {
     auto node = params.required_string("ReleaseName");
     auto owner = params.optional_string("Owner");
@@ -217,89 +230,114 @@ net::asio::awaitable<MethodResult> TweetyService::acquire(Params params, CallCon
           reason ? nullptr : &reason.error(), ttl ? nullptr : &ttl.error(),
           wait ? nullptr : &wait.error(), exclusive ? nullptr : &exclusive.error()}) {
         if (error != nullptr) {
-            co_return *error;
+            return net::ready(MethodResult{*error});
         }
     }
     // The original required Owner; with a token it defaults to the token's identity.
     if (!*owner && context.caller.identity.empty()) {
-        co_return core::Error{core::ErrorCode::kInvalidArgument,
-                              "invalid params: Owner is required"};
+        return net::ready(MethodResult{
+            core::Error{core::ErrorCode::kInvalidArgument, "invalid params: Owner is required"}});
     }
-    fleet::AcquireRequest request{.node = *node,
+    fleet::AcquireRequest request{.node = std::move(*node),
                                   .owner = owner->value_or(""),
                                   .reason = reason->value_or(""),
                                   .ttl = *ttl,
                                   .exclusive = exclusive->value_or(false)};
-    auto started = co_await waits_.start(request, wait->value_or(core::Millis{0}), context.caller);
+    return acquire_lease(std::move(request), wait->value_or(core::Millis{0}),
+                         std::move(context.caller));
+}
+
+net::asio::awaitable<MethodResult> TweetyService::acquire_lease(fleet::AcquireRequest request,
+                                                                core::Millis wait,
+                                                                fleet::Caller caller) {
+    auto started = co_await waits_.start(std::move(request), wait, caller);
     if (!started) {
         co_return started.error();
     }
-    std::optional<fleet::Acquired> acquired;
     if (auto* now = std::get_if<fleet::Acquired>(&*started)) {
-        acquired = std::move(*now);
-    } else {
-        // Held open without progress lines: JSON-RPC has one reply. The deadline bounds it.
-        LeaseWaits::Report hold = [](const fleet::Waiter&, std::chrono::milliseconds) {
-            return keep_waiting();
-        };
-        auto served = co_await waits_.finish(std::get<std::shared_ptr<PendingAcquire>>(*started),
-                                             std::move(hold));
-        if (!served) {
-            co_return served.error();
-        }
-        acquired = std::move(*served);
+        co_return acquired_result(*now);
     }
-    const auto& lease = acquired->leases.front();
-    auto out = lease_json(lease);
-    out["renewed"] = acquired->renewed;
-    out["Result"] =
-        fmt::format("{} {} by {} until {}", lease.node, acquired->renewed ? "renewed" : "acquired",
-                    lease.owner, core::format_time(lease.expires_at));
-    co_return out;
+    co_return co_await held_acquire(std::get<std::shared_ptr<PendingAcquire>>(std::move(*started)));
+}
+
+/// Held open without progress lines: JSON-RPC has one reply. The deadline bounds it.
+net::asio::awaitable<MethodResult> TweetyService::held_acquire(
+    std::shared_ptr<PendingAcquire> pending) {
+    LeaseWaits::Report hold = [](const fleet::Waiter&, std::chrono::milliseconds) {
+        return keep_waiting();
+    };
+    auto served = co_await waits_.finish(std::move(pending), std::move(hold));
+    if (!served) {
+        co_return served.error();
+    }
+    co_return acquired_result(*served);
 }
 
 net::asio::awaitable<MethodResult> TweetyService::release(Params params, CallContext context) {
     auto lease_id = params.optional_string("LeaseID");
     if (!lease_id) {
-        co_return lease_id.error();
+        return net::ready(MethodResult{lease_id.error()});
     }
     if (*lease_id) {
-        auto work = [this, id = **lease_id, caller = context.caller] {
-            return fleet_.release_lease(id, caller);
-        };
-        auto released = co_await net::offload(pool_, std::move(work));
-        if (!released) {
-            co_return released.error();
-        }
-        co_return ended_lease_result(released->front().node, released->front(), "released");
+        return release_by_id(std::move(**lease_id), std::move(context.caller));
     }
     auto node = params.required_string("ReleaseName");
     if (!node) {
-        co_return node.error();
+        return net::ready(MethodResult{node.error()});
     }
     auto owner = params.optional_string("Owner");
     if (!owner) {
-        co_return owner.error();
+        return net::ready(MethodResult{owner.error()});
     }
     auto who = owner->value_or(context.caller.identity);
-    core::Result<std::optional<core::Lease>> released = std::optional<core::Lease>{};
     if (fleet_.release_needs_read(who, context.caller)) {
-        auto work = [this, name = *node, who, caller = context.caller] {
-            return fleet_.release(name, who, caller);
-        };
-        released = co_await net::offload(pool_, std::move(work));
-    } else {
-        // No thread waits on the commit: the answer comes from the store's writer thread.
-        auto start = [this, &node, &who, &context](fleet::Fleet::ReleasedCallback done) {
-            fleet_.release_async(*node, who, context.caller, std::move(done));
-        };
-        released =
-            co_await net::await_answer<core::Result<std::optional<core::Lease>>>(std::move(start));
+        return release_after_read(std::move(*node), std::move(who), std::move(context.caller));
     }
+    return release_by_node(std::move(*node), std::move(who), std::move(context.caller));
+}
+
+net::asio::awaitable<MethodResult> TweetyService::release_by_id(std::string id,
+                                                                fleet::Caller caller) {
+    // Copies for the pool thread, which may outlive this frame if the server stops.
+    auto work = [this, id = std::move(id), caller = std::move(caller)] {
+        return fleet_.release_lease(id, caller);
+    };
+    auto released = co_await net::offload(pool_, std::move(work));
     if (!released) {
         co_return released.error();
     }
-    co_return ended_lease_result(*node, *released, "released");
+    co_return ended_lease_result(released->front().node, released->front(), "released");
+}
+
+/// A release the store can decide alone: no thread waits on the commit, the answer comes from
+/// the store's writer thread.
+net::asio::awaitable<MethodResult> TweetyService::release_by_node(std::string node,
+                                                                  std::string who,
+                                                                  fleet::Caller caller) {
+    auto start = [this, &node, &who, &caller](fleet::Fleet::ReleasedCallback done) {
+        fleet_.release_async(node, who, caller, std::move(done));
+    };
+    auto released =
+        co_await net::await_answer<core::Result<std::optional<core::Lease>>>(std::move(start));
+    if (!released) {
+        co_return released.error();
+    }
+    co_return ended_lease_result(node, *released, "released");
+}
+
+/// A release that needs a read first (fleet::Fleet::release_needs_read), on the pool.
+net::asio::awaitable<MethodResult> TweetyService::release_after_read(std::string node,
+                                                                     std::string who,
+                                                                     fleet::Caller caller) {
+    // Copies for the pool thread, which may outlive this frame if the server stops.
+    auto work = [this, node, who = std::move(who), caller = std::move(caller)] {
+        return fleet_.release(node, who, caller);
+    };
+    auto released = co_await net::offload(pool_, std::move(work));
+    if (!released) {
+        co_return released.error();
+    }
+    co_return ended_lease_result(node, *released, "released");
 }
 
 net::asio::awaitable<MethodResult> TweetyService::renew(Params params, CallContext context) {

@@ -29,7 +29,18 @@ public:
 
 private:
     net::asio::awaitable<MethodResult> acquire(Params params, CallContext context);
+    net::asio::awaitable<MethodResult> acquire_lease(fleet::AcquireRequest request,
+                                                     core::Millis wait,
+                                                     fleet::Caller caller);
+    net::asio::awaitable<MethodResult> held_acquire(std::shared_ptr<PendingAcquire> pending);
     net::asio::awaitable<MethodResult> release(Params params, CallContext context);
+    net::asio::awaitable<MethodResult> release_by_id(std::string id, fleet::Caller caller);
+    net::asio::awaitable<MethodResult> release_by_node(std::string node,
+                                                       std::string who,
+                                                       fleet::Caller caller);
+    net::asio::awaitable<MethodResult> release_after_read(std::string node,
+                                                          std::string who,
+                                                          fleet::Caller caller);
     net::asio::awaitable<MethodResult> renew(Params params, CallContext context);
     net::asio::awaitable<MethodResult> free(Params params, CallContext context);
     net::asio::awaitable<MethodResult> status(Params params, CallContext context);

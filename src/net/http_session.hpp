@@ -226,10 +226,9 @@ private:
     asio::awaitable<void> serve();
     asio::awaitable<bool> handshake();
     asio::awaitable<bool> serve_one();
-    asio::awaitable<bool> serve_streamed(http::request_parser<http::empty_body>& head_parser,
-                                         Request request,
-                                         bool wants_keep_alive,
-                                         bool head);
+    asio::awaitable<bool> serve_buffered();
+    asio::awaitable<bool> serve_streamed();
+    asio::awaitable<bool> answer();
     asio::awaitable<bool> await_first_byte();
     asio::awaitable<beast::error_code> read_head(http::request_parser<http::empty_body>& parser);
     asio::awaitable<beast::error_code> read_body(http::request_parser<http::string_body>& parser);
@@ -241,12 +240,19 @@ private:
     asio::awaitable<beast::error_code> send_response(Response& response,
                                                      bool keep_alive,
                                                      bool head);
+    asio::awaitable<beast::error_code> send_through_beast(Response& response,
+                                                          int status,
+                                                          bool keep_alive,
+                                                          bool head);
     asio::awaitable<bool> write_streamed(Response& response, bool keep_alive);
     asio::awaitable<void> run_tunnel(Response& response);
     asio::awaitable<bool> accept_websocket(Response& response, bool keep_alive, bool head);
     asio::awaitable<void> finish_sending();
     asio::awaitable<void> linger_close();
     core::Result<Request> make_request(const http::request_header<>& head) const;
+    http::request_parser<http::empty_body>& start_head();
+    bool take_head();
+    void release_response();
     void close_quietly();
 
     SessionHost& server_;
@@ -259,6 +265,17 @@ private:
     unsigned version_ = 11;      // of the request being answered: 10 gets no chunking
     // The head of the request being answered, kept when it asks for a WebSocket.
     std::optional<http::request<http::empty_body>> upgrade_head_;
+
+    // The exchange in progress: its parsers, request and response live here, made anew for
+    // each request, rather than in serve_one's coroutine frame. A frame past asio's 1,020-byte
+    // frame cache costs a large malloc (and glibc's malloc_consolidate) on every request.
+    std::optional<http::request_parser<http::empty_body>> head_parser_;
+    std::optional<http::request_parser<http::string_body>> body_parser_;
+    std::optional<http::request_parser<http::buffer_body>> streamed_parser_;
+    Request request_;
+    Response response_;
+    bool head_request_ = false;  // HEAD: the answer goes without its body
+    bool wants_keep_alive_ = false;
 };
 
 /// ResponseStream over a chunked response: one write, one chunk.
@@ -304,8 +321,8 @@ private:
 template <class Stream>
 class Session<Stream>::StreamedBody final : public BodyReader {
 public:
-    StreamedBody(Session& session, http::request_parser<http::empty_body>&& head)
-        : session_(session), parser_(std::move(head)) {
+    StreamedBody(Session& session, http::request_parser<http::buffer_body>& parser)
+        : session_(session), parser_(parser) {
         expect_continue_ = beast::iequals(parser_.get()[http::field::expect], "100-continue");
     }
 
@@ -399,7 +416,7 @@ private:
     }
 
     Session& session_;
-    http::request_parser<http::buffer_body> parser_;
+    http::request_parser<http::buffer_body>& parser_;  // the session's, made from the head's
     bool expect_continue_ = false;
     bool failed_ = false;
 };
@@ -510,60 +527,100 @@ asio::awaitable<bool> Session<Stream>::serve_one() {
     }
     // The head first, with its own parser: whether the body is buffered here or streamed to
     // the handler is decided from the head.
-    http::request_parser<http::empty_body> head_parser;
-    head_parser.header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(server_.settings.max_header_bytes, UINT32_MAX)));
-    head_parser.body_limit(server_.settings.max_body_bytes);
-    if (auto ec = co_await read_head(head_parser)) {
+    if (auto ec = co_await read_head(start_head())) {
         co_await reply_to_read_error(ec);
         co_return false;
     }
-    const auto& message = head_parser.get();
-    const bool head = message.method() == http::verb::head;
-    version_ = message.version() == 10 ? 10 : 11;
-    const bool wants_keep_alive = message.keep_alive();
-    auto request = make_request(message.base());
-    upgrade_head_.reset();
-    if (request && is_websocket_upgrade(*request)) {
-        upgrade_head_.emplace(message);
-    }
-    if (!request) {
-        auto response = error_response(400, request.error().message);
-        co_await write_response(response, false, head);
+    if (!take_head()) {
+        co_await write_response(response_, false, head_request_);
         co_await linger_close();
         co_return false;
     }
-    if (server_.streams_body && server_.streams_body(*request)) {
-        co_return co_await serve_streamed(head_parser, std::move(*request), wants_keep_alive, head);
+    if (server_.streams_body && server_.streams_body(request_)) {
+        co_return co_await serve_streamed();
     }
-    http::request_parser<http::string_body> parser{std::move(head_parser)};
+    co_return co_await serve_buffered();
+}
+
+/// A fresh head parser with the server's limits.
+template <class Stream>
+http::request_parser<http::empty_body>& Session<Stream>::start_head() {
+    auto& parser = head_parser_.emplace();
+    parser.header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(server_.settings.max_header_bytes, UINT32_MAX)));
+    parser.body_limit(server_.settings.max_body_bytes);
+    return parser;
+}
+
+/// The parsed head made into request_; false, with the 400 in response_, when it is not one.
+template <class Stream>
+bool Session<Stream>::take_head() {
+    const auto& message = head_parser_->get();
+    head_request_ = message.method() == http::verb::head;
+    version_ = message.version() == 10 ? 10 : 11;
+    wants_keep_alive_ = message.keep_alive();
+    auto request = make_request(message.base());
+    upgrade_head_.reset();
+    if (!request) {
+        response_ = error_response(400, request.error().message);
+        return false;
+    }
+    request_ = std::move(*request);
+    if (is_websocket_upgrade(request_)) {
+        upgrade_head_.emplace(message);
+    }
+    return true;
+}
+
+/// What the answered response holds (its body, a relay's upstream connection) is let go
+/// before the connection waits for the next request.
+template <class Stream>
+void Session<Stream>::release_response() {
+    response_.body = std::string{};
+    response_.headers.clear();
+    response_.stream = nullptr;
+    response_.tunnel = nullptr;
+    response_.websocket = nullptr;
+}
+
+/// The body read whole (within max_body_bytes), then the handler.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::serve_buffered() {
+    auto& parser = body_parser_.emplace(std::move(*head_parser_));
     if (auto ec = co_await read_body(parser)) {
         co_await reply_to_read_error(ec);
         co_return false;
     }
-    request->body = std::move(parser.get().body());
-    server_.requests.fetch_add(1);
-    auto response = co_await call_handler(std::move(*request));
-    co_return co_await respond(response, wants_keep_alive, head);
+    request_.body = std::move(parser.get().body());
+    body_parser_.reset();
+    co_return co_await answer();
 }
 
+/// The handler reads the body itself, through request_.body_reader.
 template <class Stream>
-asio::awaitable<bool> Session<Stream>::serve_streamed(
-    http::request_parser<http::empty_body>& head_parser,
-    Request request,
-    bool wants_keep_alive,
-    bool head) {
-    StreamedBody body{*this, std::move(head_parser)};
-    request.body_reader = &body;
+asio::awaitable<bool> Session<Stream>::serve_streamed() {
+    StreamedBody body{*this, streamed_parser_.emplace(std::move(*head_parser_))};
+    request_.body_reader = &body;
     server_.requests.fetch_add(1);
-    auto response = co_await call_handler(std::move(request));
+    response_ = co_await call_handler(std::move(request_));
     // Before the response: a short rest is dropped and the connection goes on; a long one
     // would make the client's next request start mid-body, so the connection ends instead.
     const bool drained = co_await body.drain();
-    const bool again = co_await respond(response, wants_keep_alive && drained, head);
+    const bool again = co_await respond(response_, wants_keep_alive_ && drained, head_request_);
+    release_response();
     if (!drained) {
         co_await linger_close();  // the client may still be sending: let it read our answer
     }
+    co_return again;
+}
+
+/// The handler's answer to request_, sent.
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::answer() {
+    server_.requests.fetch_add(1);
+    response_ = co_await call_handler(std::move(request_));
+    const bool again = co_await respond(response_, wants_keep_alive_, head_request_);
+    release_response();
     co_return again;
 }
 
@@ -776,6 +833,16 @@ asio::awaitable<beast::error_code> Session<Stream>::send_response(Response& resp
             co_return ec;
         }
     }
+    co_return co_await send_through_beast(response, status, keep_alive, head);
+}
+
+/// A head format_response_head leaves to Beast (1xx, or headers that need its rules), in a
+/// frame of its own: the message and serializer would make every response's frame large.
+template <class Stream>
+asio::awaitable<beast::error_code> Session<Stream>::send_through_beast(Response& response,
+                                                                       int status,
+                                                                       bool keep_alive,
+                                                                       bool head) {
     http::response<http::string_body> message;
     message.result(static_cast<unsigned>(status));
     message.version(version_);

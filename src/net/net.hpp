@@ -304,6 +304,14 @@ asio::awaitable<std::invoke_result_t<F&>> offload(BlockingPool& pool, F fn) {
     }
 }
 
+/// `value`, as an awaitable: for a function that answers some calls at once and hands the rest
+/// to a coroutine, so that it is not a coroutine itself. A coroutine's frame holds every local
+/// of every path, and one past asio's 1,020-byte frame cache costs a large malloc per call.
+template <class T>
+asio::awaitable<T> ready(T value) {
+    co_return value;
+}
+
 /// Resumes the caller, on its own executor, once the `wake` that `begin` is given has been
 /// called (exactly once, from any thread) and `begin` has returned: for work that answers
 /// through a callback, such as a store write answered after its commit, with no thread blocked

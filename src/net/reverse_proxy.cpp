@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -249,10 +250,11 @@ struct ReverseProxy::Impl {
     asio::awaitable<error_code> send(client::ClientConnection& connection,
                                      std::string& head,
                                      Request& request,
-                                     Response& failed);
+                                     std::optional<core::Error>& failed);
     asio::awaitable<error_code> read_head(Exchange& exchange, bool head_request);
     asio::awaitable<Response> relay(std::shared_ptr<Exchange> exchange, bool upgrading);
     Response failure(const core::Error& error);
+    static Response body_failure(const core::Error& error);
     Response upstream_broke(const error_code& ec, std::string_view step);
 
     ProxySettings settings;
@@ -301,6 +303,16 @@ client::ConnectionPool& ReverseProxy::Impl::pool() {
                                .idle_timeout = settings.idle_timeout});
     }
     return *slot;
+}
+
+/// The client's request body failed on its way through (it timed out, broke a limit or was
+/// malformed): answered to the client, as the upstream never saw a whole request.
+Response ReverseProxy::Impl::body_failure(const core::Error& error) {
+    const auto code = error.code;
+    return error_response(code == core::ErrorCode::kTimeout           ? 408
+                          : code == core::ErrorCode::kInvalidArgument ? 413
+                                                                      : 400,
+                          fmt::format("request body: {}", error.message));
 }
 
 Response ReverseProxy::Impl::failure(const core::Error& error) {
@@ -382,7 +394,7 @@ std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgra
 asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& connection,
                                                      std::string& head,
                                                      Request& request,
-                                                     Response& failed) {
+                                                     std::optional<core::Error>& failed) {
     namespace http = client::http;
     const auto length = request.header("content-length");
     const bool streamed = request.body_reader != nullptr;
@@ -418,11 +430,7 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& c
     for (;;) {
         auto piece = co_await request.body_reader->read_some();
         if (!piece) {
-            const auto code = piece.error().code;
-            failed = error_response(code == core::ErrorCode::kTimeout           ? 408
-                                    : code == core::ErrorCode::kInvalidArgument ? 413
-                                                                                : 400,
-                                    fmt::format("request body: {}", piece.error().message));
+            failed = std::move(piece.error());
             co_return error_code{};
         }
         connection.tcp().expires_after(settings.idle_timeout);
@@ -516,12 +524,13 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
         response.stream = BodyRelay{std::move(exchange), &pool()};
         co_return response;
     }
-    // Small and of known size: read it whole, so the client gets a Content-Length too.
-    std::array<char, kPieceBytes> piece{};
+    // Small and of known size: read it whole, straight into the response, so the client gets a
+    // Content-Length too.
+    response.body.resize(static_cast<std::size_t>(*length));
+    parser.get().body().data = response.body.data();
+    parser.get().body().size = response.body.size();
     auto& buffer = exchange->connection().buffer;
     while (!parser.is_done()) {
-        parser.get().body().data = piece.data();
-        parser.get().body().size = piece.size();
         error_code ec;
         // Usually the body came with the head: taken from the buffer, not through a read.
         if (!parse_buffered(
@@ -534,7 +543,6 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
         if (ec && ec != client::http::error::need_buffer) {
             co_return upstream_broke(ec, "sending the body");
         }
-        response.body.append(piece.data(), piece.size() - parser.get().body().size);
     }
     pool().release(std::move(exchange->lease), parser.keep_alive());
     co_return response;
@@ -566,13 +574,12 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
         exchange->lease = std::move(*lease);
         exchange->idle_timeout = settings.idle_timeout;
         const bool reused = exchange->lease.reused();
-        Response failed;
-        failed.status = 0;
+        std::optional<core::Error> failed;  // the client's body, not the upstream
         exchange->parser.emplace();
         auto head = upstream_head(request, upgrading);
         auto send_ec = co_await send(exchange->connection(), head, request, failed);
-        if (failed.status != 0) {
-            co_return failed;
+        if (failed) {
+            co_return body_failure(*failed);
         }
         error_code read_ec = send_ec;
         if (!send_ec) {
