@@ -31,40 +31,31 @@ int ephemeral_low() {
     return low;
 }
 
-bool bindable(int port, bool udp) {
-    int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return false;
-    }
-    auto addr = loopback(port);
-    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    return ok;
-}
-
-int kernel_chosen_port(bool udp) {
+/// Binds a loopback socket to `port` (0: the kernel picks) and closes it: the port it had, or
+/// -1 when the bind failed.
+int bind_and_close(int port, bool udp) {
     int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -1;
     }
-    auto addr = loopback(0);
+    auto addr = loopback(port);
     socklen_t len = sizeof addr;
-    int port = -1;
+    int bound = -1;
     if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-        port = ntohs(addr.sin_port);
+        bound = ntohs(addr.sin_port);
     }
     ::close(fd);
-    return port;
+    return bound;
 }
 
 }  // namespace
 
 int free_port(bool udp) {
     constexpr int lowest = 10000;
-    int span = ephemeral_low() - lowest;
+    static const int span = ephemeral_low() - lowest;
     if (span < 1000) {
-        return kernel_chosen_port(udp);  // no room below the ephemeral range on this host
+        return bind_and_close(0, udp);  // no room below the ephemeral range on this host
     }
     // Each process walks the range from its own random start, so tests run side by side
     // (ctest -j) rarely try the same port, and one process never hands out a port twice
@@ -72,11 +63,11 @@ int free_port(bool udp) {
     static std::atomic<unsigned> next{std::random_device{}()};
     for (int tries = 0; tries < 200; ++tries) {
         int port = lowest + static_cast<int>(next.fetch_add(1) % static_cast<unsigned>(span));
-        if (bindable(port, udp)) {
+        if (bind_and_close(port, udp) == port) {
             return port;
         }
     }
-    return kernel_chosen_port(udp);
+    return bind_and_close(0, udp);
 }
 
 HeldPort::HeldPort() : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
