@@ -295,9 +295,13 @@ void register_pool_metrics(metrics::Registry& registry,
         "aviary_store_commits_total",
         "Transactions committed by the store writer; each holds a batch of writes.");
     auto& writes = registry.counter("aviary_store_writes_total",
-                                    "Write operations applied by the store, each in a savepoint.");
+                                    "Write operations applied by the store.");
     auto& failed = registry.counter("aviary_store_failed_writes_total",
-                                    "Write operations rolled back to their savepoint.");
+                                    "Write operations that failed, their writes rolled back alone.");
+    auto& run_again = registry.counter(
+        "aviary_store_batches_run_again_total",
+        "Write batches rolled back and run again with a savepoint per operation, because one "
+        "failed having written.");
     auto& batch = registry.gauge("aviary_store_largest_batch",
                                  "Most write operations committed in one transaction so far.");
     auto& open = registry.gauge("aviary_http_connections_open", "HTTP connections open now.");
@@ -333,6 +337,7 @@ void register_pool_metrics(metrics::Registry& registry,
             commits.get().set_total(double(stats.commits));
             writes.get().set_total(double(stats.writes));
             failed.get().set_total(double(stats.failed_writes));
+            run_again.get().set_total(double(stats.batches_run_again));
             batch.get().set(double(stats.largest_batch));
             auto http = server.stats();
             open.get().set(double(http.open));

@@ -54,9 +54,12 @@ struct Settings {
 /// Counters that make group commit visible (exported on /metrics).
 struct Stats {
     std::uint64_t commits = 0;        ///< transactions committed by the writer
-    std::uint64_t writes = 0;         ///< operations applied (each in its own savepoint)
-    std::uint64_t failed_writes = 0;  ///< operations rolled back to their savepoint
+    std::uint64_t writes = 0;         ///< operations applied
+    std::uint64_t failed_writes = 0;  ///< operations that failed, their writes rolled back alone
     std::uint64_t largest_batch = 0;  ///< most operations in one commit so far
+    /// Batches rolled back and run again with a savepoint per operation, because one operation
+    /// run without a savepoint failed having written (docs/architecture.md, "The store").
+    std::uint64_t batches_run_again = 0;
 };
 
 /// What a lease asks for: one named node, or `count` nodes whose labels match `selector`

@@ -142,6 +142,12 @@ public:
     virtual core::Result<void> exec(std::string_view sql) = 0;
     /// Rows changed by the last INSERT, UPDATE or DELETE.
     virtual std::int64_t changes() const = 0;
+    /// Rows changed by every INSERT, UPDATE and DELETE since the connection opened, where a
+    /// failed statement is known to change nothing (SQLite undoes a statement that fails part
+    /// way). Two equal readings around an operation mean it wrote nothing: a group commit
+    /// need not undo it (GroupCommit::Isolation). nullopt where that cannot be told
+    /// (PostgreSQL: a failed statement aborts the whole transaction).
+    virtual std::optional<std::int64_t> total_changes() const { return std::nullopt; }
     /// True when no transaction is open (SQLite rolls back by itself on some errors; a
     /// PostgreSQL transaction in error counts as open: it still needs its ROLLBACK).
     virtual bool in_autocommit() const = 0;

@@ -7,10 +7,14 @@
 
 namespace aviary::store::sql {
 
-GroupCommit::GroupCommit(Connection& db, std::mutex& db_mutex, AfterBatch after_batch)
+GroupCommit::GroupCommit(Connection& db,
+                         std::mutex& db_mutex,
+                         AfterBatch after_batch,
+                         Isolation isolation)
     : db_(db),
       db_mutex_(db_mutex),
       after_batch_(std::move(after_batch)),
+      isolation_(isolation),
       log_(core::logger("store")) {
     thread_ = std::thread{[this] {
         core::name_this_thread("store-writer");
@@ -72,7 +76,8 @@ Stats GroupCommit::stats() const {
     return Stats{.commits = commits_.load(),
                  .writes = writes_.load(),
                  .failed_writes = failed_writes_.load(),
-                 .largest_batch = largest_batch_.load()};
+                 .largest_batch = largest_batch_.load(),
+                 .batches_run_again = batches_run_again_.load()};
 }
 
 std::size_t GroupCommit::queued_for_test() const {
@@ -147,15 +152,64 @@ core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
     if (auto recovered = db_.recover(); !recovered) {
         return recovered.error();  // the database is away: every operation fails, and says so
     }
-    if (auto begun = db_.begin_write(); !begun) {
-        log_->warn("write transaction not started size={} error=\"{}\"", batch.size(),
-                   begun.error().message);
-        return begun.error();
+    bool savepoints =
+        isolation_ == Isolation::kSavepoints || !db_.total_changes().has_value();
+    while (true) {
+        if (auto begun = db_.begin_write(); !begun) {
+            log_->warn("write transaction not started size={} error=\"{}\"", batch.size(),
+                       begun.error().message);
+            return begun.error();
+        }
+        auto results = run_operations(batch, savepoints);
+        if (!results) {
+            return results.error();
+        }
+        if (!*results) {
+            // An operation failed having written, with no savepoint to undo it alone: the
+            // attempt goes, and the batch runs again with one savepoint per operation.
+            AVIARY_ASSERT(!savepoints, "only an attempt without savepoints is run again");
+            if (auto undone = db_.run("ROLLBACK"); !undone) {
+                return undone.error();
+            }
+            db_.drop_notifications();
+            if (after_batch_) {
+                after_batch_(false);  // forgets what the rolled-back attempt collected
+            }
+            batches_run_again_.fetch_add(1);
+            savepoints = true;
+            continue;
+        }
+        if (auto sent = db_.send_notifications(); !sent) {
+            log_->warn("notifications not sent size={} error=\"{}\"", batch.size(),
+                       sent.error().message);
+            (void)db_.run("ROLLBACK");
+            return sent.error();
+        }
+        if (auto committed = db_.run("COMMIT"); !committed) {
+            log_->warn("commit failed size={} error=\"{}\"", batch.size(),
+                       committed.error().message);
+            (void)db_.run("ROLLBACK");
+            return committed.error();
+        }
+        return std::move(**results);
     }
+}
+
+core::Result<std::optional<std::vector<core::Result<void>>>> GroupCommit::run_operations(
+    const std::vector<Pending*>& batch,
+    bool savepoints) {
     std::vector<core::Result<void>> results;
     results.reserve(batch.size());
     for (Pending* pending : batch) {
-        results.push_back(run_in_savepoint(pending->operation));
+        if (savepoints) {
+            results.push_back(run_in_savepoint(pending->operation));
+        } else {
+            const auto before = db_.total_changes();
+            results.push_back(run_one(pending->operation, db_));
+            if (!results.back() && !db_.in_autocommit() && db_.total_changes() != before) {
+                return std::optional<std::vector<core::Result<void>>>{};
+            }
+        }
         // Some errors (disk full, I/O) make SQLite roll the whole transaction back, and a
         // PostgreSQL connection lost mid-batch takes it with it: the operations already run
         // are gone too, so the batch cannot be committed. A lost connection is kUnavailable,
@@ -173,32 +227,24 @@ core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
             return results.back().error();
         }
     }
-    if (auto sent = db_.send_notifications(); !sent) {
-        log_->warn("notifications not sent size={} error=\"{}\"", batch.size(),
-                   sent.error().message);
-        (void)db_.run("ROLLBACK");
-        return sent.error();
+    return std::optional{std::move(results)};
+}
+
+core::Result<void> GroupCommit::run_one(const Operation& operation, Connection& db) {
+    try {
+        return operation(db);
+    } catch (const std::exception& e) {
+        // One top-level catch per operation: a throwing operation fails alone, like an error.
+        return core::Error{core::ErrorCode::kInternal,
+                           std::string{"store operation failed: "} + e.what()};
     }
-    if (auto committed = db_.run("COMMIT"); !committed) {
-        log_->warn("commit failed size={} error=\"{}\"", batch.size(), committed.error().message);
-        (void)db_.run("ROLLBACK");
-        return committed.error();
-    }
-    return results;
 }
 
 core::Result<void> GroupCommit::run_in_savepoint(const Operation& operation) {
     if (auto saved = db_.run("SAVEPOINT op"); !saved) {
         return saved.error();
     }
-    core::Result<void> result;
-    try {
-        result = operation(db_);
-    } catch (const std::exception& e) {
-        // One top-level catch per operation: a throwing operation fails alone, like an error.
-        result = core::Error{core::ErrorCode::kInternal,
-                             std::string{"store operation failed: "} + e.what()};
-    }
+    auto result = run_one(operation, db_);
     if (!result && !db_.in_autocommit()) {
         (void)db_.run("ROLLBACK TO op");
     }

@@ -8,6 +8,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -19,8 +20,8 @@ namespace aviary::store::sql {
 
 /// Owns the write connection's thread. submit() queues an operation and blocks until the
 /// commit that holds it is durable. The thread waits until the queue is non-empty, takes all
-/// of it, and runs it as one `BEGIN IMMEDIATE ... COMMIT` with each operation in its own
-/// SAVEPOINT, so a failing operation is rolled back alone. A batch is whatever queued while
+/// of it, and runs it as one `BEGIN IMMEDIATE ... COMMIT` in which a failing operation is
+/// rolled back alone (Isolation says how). A batch is whatever queued while
 /// the previous commit was being made durable. One exception, a bounded one: when the last
 /// batch held several operations and the next finds only one, the writer waits up to
 /// kGatherWait for a second (PostgreSQL's commit_delay with commit_siblings, decided by what
@@ -30,16 +31,36 @@ class GroupCommit {
 public:
     static constexpr std::chrono::microseconds kGatherWait{20};
     /// Runs on the write connection inside the batch's transaction. An error rolls back only
-    /// this operation's savepoint and is what its submit() returns.
+    /// this operation's writes and is what its submit() returns.
     using Operation = std::function<core::Result<void>(Connection&)>;
     /// Runs on the writer thread after each batch, outside the database mutex and after every
     /// submitter of the batch has been answered: `committed` says whether the batch's
-    /// operations are durable (false: they were all rolled back).
+    /// operations are durable (false: they were all rolled back). Under kOptimistic it is also
+    /// called with false for an attempt rolled back before the batch runs again: then inside
+    /// the database mutex, before anyone is answered, and it must only forget what it kept.
     using AfterBatch = std::function<void(bool committed)>;
+
+    /// How a batch keeps one operation's failure from its neighbours.
+    enum class Isolation {
+        /// Every operation in its own SAVEPOINT, rolled back to it when it fails.
+        kSavepoints,
+        /// Where the connection counts the rows it changes (SQLite), operations run without
+        /// savepoints, and one that fails having changed nothing needs nothing undone: a
+        /// savepoint makes SQLite copy every page an operation touches into its statement
+        /// journal first. When one fails having written, the batch is rolled back and run again
+        /// with kSavepoints. Its operations must therefore be safe to run twice: nothing they
+        /// leave outside the database (a count, a cache) may outlive a rolled-back attempt.
+        /// Elsewhere (PostgreSQL, where a failed statement aborts the transaction) it is
+        /// kSavepoints.
+        kOptimistic,
+    };
 
     /// `db` is used only by the writer thread and only while holding `db_mutex` (an
     /// in-memory database shares its one connection with readers under that mutex).
-    GroupCommit(Connection& db, std::mutex& db_mutex, AfterBatch after_batch = {});
+    GroupCommit(Connection& db,
+                std::mutex& db_mutex,
+                AfterBatch after_batch = {},
+                Isolation isolation = Isolation::kSavepoints);
     ~GroupCommit();
     GroupCommit(const GroupCommit&) = delete;
     GroupCommit& operator=(const GroupCommit&) = delete;
@@ -78,12 +99,21 @@ private:
     /// The batch's transaction: each operation's own result, or the error that lost them all.
     core::Result<std::vector<core::Result<void>>> run_transaction(
         const std::vector<Pending*>& batch);
+    /// Runs the batch's operations inside the open transaction. Each one's result; nullopt when
+    /// an operation run without a savepoint failed having written (the caller rolls back and
+    /// runs the batch again with savepoints); an error when the transaction itself was lost.
+    core::Result<std::optional<std::vector<core::Result<void>>>> run_operations(
+        const std::vector<Pending*>& batch,
+        bool savepoints);
     core::Result<void> run_in_savepoint(const Operation& operation);
+    /// The operation's result, a thrown exception turned into an error.
+    static core::Result<void> run_one(const Operation& operation, Connection& db);
     void fail_all(const std::vector<Pending*>& batch, const core::Error& error);
 
     Connection& db_;
     std::mutex& db_mutex_;
     AfterBatch after_batch_;
+    Isolation isolation_;
     std::shared_ptr<spdlog::logger> log_;
 
     mutable std::mutex mu_;
@@ -98,6 +128,7 @@ private:
     std::atomic<std::uint64_t> writes_{0};
     std::atomic<std::uint64_t> failed_writes_{0};
     std::atomic<std::uint64_t> largest_batch_{0};
+    std::atomic<std::uint64_t> batches_run_again_{0};
 };
 
 }  // namespace aviary::store::sql

@@ -25,8 +25,13 @@ SqlStore::SqlStore(std::unique_ptr<Connection> writer,
                    std::unique_ptr<ChangeFeed> feed)
     : db_(std::move(writer)),
       readers_(std::move(readers)),
+      // The rules in store/sql are safe to run twice: write() keeps only the last run's
+      // result, and the grants a rolled-back attempt collected go with after_batch(false).
       writer_(std::make_unique<GroupCommit>(
-          *db_, db_mutex_, [this](bool committed) { after_batch(committed); })),
+          *db_,
+          db_mutex_,
+          [this](bool committed) { after_batch(committed); },
+          GroupCommit::Isolation::kOptimistic)),
       schema_version_(schema_version) {
     feed_ = std::move(feed);
     if (feed_ != nullptr) {

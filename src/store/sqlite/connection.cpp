@@ -198,6 +198,10 @@ std::int64_t SqliteConnection::changes() const {
     return sqlite3_changes64(db_);
 }
 
+std::optional<std::int64_t> SqliteConnection::total_changes() const {
+    return sqlite3_total_changes64(db_);
+}
+
 bool SqliteConnection::in_autocommit() const {
     return sqlite3_get_autocommit(db_) != 0;
 }

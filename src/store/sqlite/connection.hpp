@@ -31,6 +31,7 @@ public:
     /// Runs a script of statements with sqlite3_exec (nothing cached).
     core::Result<void> exec(std::string_view sql) override;
     std::int64_t changes() const override;
+    std::optional<std::int64_t> total_changes() const override;
     bool in_autocommit() const override;
     /// BEGIN IMMEDIATE: takes the database's one write lock now, not at the first write.
     core::Result<void> begin_write() override { return run("BEGIN IMMEDIATE"); }

@@ -61,6 +61,7 @@
     X(const char*, sqlite3_sql, (sqlite3_stmt * s), (s))                                         \
     X(int, sqlite3_step, (sqlite3_stmt * s), (s))                                                \
     X(int, sqlite3_stmt_busy, (sqlite3_stmt * s), (s))                                           \
+    X(sqlite3_int64, sqlite3_total_changes64, (sqlite3 * db), (db))                              \
     X(const unsigned char*, sqlite3_value_text, (sqlite3_value * v), (v))                        \
     X(sqlite3_vfs*, sqlite3_vfs_find, (const char* name), (name))                                \
     X(int, sqlite3_vfs_register, (sqlite3_vfs * vfs, int make_default), (vfs, make_default))

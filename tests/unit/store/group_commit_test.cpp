@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <future>
+#include <stdexcept>
 #include <thread>
 
 #include "store/sqlite/connection.hpp"
@@ -153,6 +155,103 @@ TEST(GroupCommit, FailingOperationRollsBackAloneInItsBatch) {
     EXPECT_EQ(stats.failed_writes, 4U);
     writer.close();
     EXPECT_EQ(count_rows(*db), 4);
+}
+
+/// Eight operations queued behind a gate on an optimistic writer; `run(i, db)` is operation
+/// i. Returns each one's result, in order, and counts the runs of each in `runs`.
+template <class Run>
+std::vector<core::Result<void>> run_optimistic_batch(GroupCommit& writer,
+                                                     std::array<std::atomic<int>, 8>& runs,
+                                                     Run run) {
+    std::vector<std::future<core::Result<void>>> pending;
+    {
+        WriterGate gate{writer};
+        for (int i = 0; i < 8; ++i) {
+            pending.push_back(std::async(std::launch::async, [&writer, &runs, &run, i] {
+                return writer.submit([&runs, &run, i](Connection& c) -> core::Result<void> {
+                    ++runs[static_cast<std::size_t>(i)];
+                    return run(i, c);
+                });
+            }));
+        }
+        EXPECT_TRUE(wait_until_queued(writer, 8));
+    }
+    std::vector<core::Result<void>> results;
+    for (auto& one : pending) {
+        results.push_back(one.get());
+    }
+    return results;
+}
+
+TEST(GroupCommit, OptimisticBatchKeepsARefusalThatWroteNothingWithoutRunningAgain) {
+    TempDir dir;
+    auto db = open_table(dir, "CREATE TABLE t (x INTEGER)");
+    ASSERT_TRUE(db);
+    std::mutex db_mutex;
+    std::atomic<int> rolled_back{0};
+    GroupCommit writer{*db, db_mutex,
+                       [&rolled_back](bool committed) { rolled_back += committed ? 0 : 1; },
+                       GroupCommit::Isolation::kOptimistic};
+    std::array<std::atomic<int>, 8> runs{};
+    auto results = run_optimistic_batch(writer, runs, [](int i, Connection& c) {
+        if (i % 2 == 1) {
+            return core::Result<void>{core::Error{ErrorCode::kNotOwner, "refused first"}};
+        }
+        return insert(c, i);
+    });
+    for (int i = 0; i < 8; ++i) {
+        EXPECT_EQ(results[static_cast<std::size_t>(i)].has_value(), i % 2 == 0) << i;
+        EXPECT_EQ(runs[static_cast<std::size_t>(i)].load(), 1) << "operation " << i;
+    }
+    auto stats = writer.stats();
+    EXPECT_EQ(stats.batches_run_again, 0U);
+    EXPECT_EQ(stats.failed_writes, 4U);
+    EXPECT_EQ(rolled_back.load(), 0);
+    writer.close();
+    EXPECT_EQ(count_rows(*db), 4);
+}
+
+TEST(GroupCommit, OptimisticBatchRunsAgainWithSavepointsWhenAFailureHadWritten) {
+    TempDir dir;
+    auto db = open_table(dir, "CREATE TABLE t (x INTEGER)");
+    ASSERT_TRUE(db);
+    std::mutex db_mutex;
+    std::atomic<int> rolled_back{0};
+    std::atomic<int> committed_batches{0};
+    GroupCommit writer{*db, db_mutex,
+                       [&](bool committed) { ++(committed ? committed_batches : rolled_back); },
+                       GroupCommit::Isolation::kOptimistic};
+    std::array<std::atomic<int>, 8> runs{};
+    auto results = run_optimistic_batch(writer, runs, [](int i, Connection& c) {
+        auto inserted = insert(c, i);  // written, then undone: 3 fails, 5 throws
+        if (inserted && i == 3) {
+            return core::Result<void>{core::Error{ErrorCode::kNotOwner, "written, then refused"}};
+        }
+        if (inserted && i == 5) {
+            throw std::runtime_error{"written, then thrown"};
+        }
+        return inserted;
+    });
+    for (int i = 0; i < 8; ++i) {
+        EXPECT_EQ(results[static_cast<std::size_t>(i)].has_value(), i != 3 && i != 5) << i;
+    }
+    ASSERT_FALSE(results[3]);
+    EXPECT_EQ(results[3].error().code, ErrorCode::kNotOwner);
+    ASSERT_FALSE(results[5]);
+    EXPECT_EQ(results[5].error().code, ErrorCode::kInternal);
+    EXPECT_NE(results[5].error().message.find("written, then thrown"), std::string::npos);
+    // The first attempt stopped at operation 3; the second ran every operation.
+    for (int i = 0; i < 8; ++i) {
+        EXPECT_EQ(runs[static_cast<std::size_t>(i)].load(), i <= 3 ? 2 : 1) << "operation " << i;
+    }
+    auto stats = writer.stats();
+    EXPECT_EQ(stats.batches_run_again, 1U);
+    EXPECT_EQ(stats.failed_writes, 2U);
+    EXPECT_EQ(stats.commits, 2U) << "the gate's batch, then this one once";
+    EXPECT_EQ(rolled_back.load(), 1) << "the rolled-back attempt was forgotten";
+    EXPECT_EQ(committed_batches.load(), 2);
+    writer.close();
+    EXPECT_EQ(count_rows(*db), 6) << "each failure's row undone, nothing written twice";
 }
 
 TEST(GroupCommit, FailedCommitFailsEveryOperationOfTheBatch) {
