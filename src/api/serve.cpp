@@ -294,10 +294,11 @@ void register_pool_metrics(metrics::Registry& registry,
     auto& commits = registry.counter(
         "aviary_store_commits_total",
         "Transactions committed by the store writer; each holds a batch of writes.");
-    auto& writes = registry.counter("aviary_store_writes_total",
-                                    "Write operations applied by the store.");
-    auto& failed = registry.counter("aviary_store_failed_writes_total",
-                                    "Write operations that failed, their writes rolled back alone.");
+    auto& writes =
+        registry.counter("aviary_store_writes_total", "Write operations applied by the store.");
+    auto& failed =
+        registry.counter("aviary_store_failed_writes_total",
+                         "Write operations that failed, their writes rolled back alone.");
     auto& run_again = registry.counter(
         "aviary_store_batches_run_again_total",
         "Write batches rolled back and run again with a savepoint per operation, because one "

@@ -38,9 +38,29 @@ std::string format_time(TimePoint t) {
     auto day = std::chrono::floor<std::chrono::days>(t);
     std::chrono::year_month_day ymd{day};
     std::chrono::hh_mm_ss<Millis> hms{t - day};
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", int(ymd.year()),
-                       unsigned(ymd.month()), unsigned(ymd.day()), hms.hours().count(),
-                       hms.minutes().count(), hms.seconds().count(), hms.subseconds().count());
+    const int year = int(ymd.year());
+    if (year < 0 || year > 9999) {
+        return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", year,
+                           unsigned(ymd.month()), unsigned(ymd.day()), hms.hours().count(),
+                           hms.minutes().count(), hms.seconds().count(), hms.subseconds().count());
+    }
+    // Every lease and event carries times: written digit by digit, as fmt's width specs cost
+    // several times more on the lease path.
+    std::string out = "0000-00-00T00:00:00.000Z";
+    auto put = [&out](std::size_t at, std::size_t width, long long value) {
+        for (std::size_t i = width; i-- > 0;) {
+            out[at + i] = static_cast<char>('0' + value % 10);
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, unsigned(ymd.month()));
+    put(8, 2, unsigned(ymd.day()));
+    put(11, 2, hms.hours().count());
+    put(14, 2, hms.minutes().count());
+    put(17, 2, hms.seconds().count());
+    put(20, 3, hms.subseconds().count());
+    return out;
 }
 
 Result<TimePoint> parse_time(std::string_view text) {

@@ -68,14 +68,20 @@ core::Result<core::Labels> labels_from_json(std::string_view text) {
 }
 
 std::string lease_to_json(const core::Lease& lease) {
-    return boost::json::serialize(boost::json::object{
-        {"lease_id", lease.id},
-        {"owner", lease.owner},
-        {"reason", lease.reason},
-        {"acquired_at", core::format_time(lease.acquired_at)},
-        {"expires_at", core::format_time(lease.expires_at)},
-        {"exclusive", lease.exclusive},
-    });
+    // Every lease operation's event: the object lives in a buffer on the stack (it spills to
+    // the heap only for long owners or reasons), so only the text is allocated.
+    unsigned char buffer[1024];
+    boost::json::monotonic_resource arena{buffer, sizeof buffer};
+    return boost::json::serialize(
+        boost::json::object{{
+                                {"lease_id", lease.id},
+                                {"owner", lease.owner},
+                                {"reason", lease.reason},
+                                {"acquired_at", core::format_time(lease.acquired_at)},
+                                {"expires_at", core::format_time(lease.expires_at)},
+                                {"exclusive", lease.exclusive},
+                            },
+                            &arena});
 }
 
 std::string waiter_to_json(const WaiterRecord& waiter) {

@@ -152,8 +152,7 @@ core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
     if (auto recovered = db_.recover(); !recovered) {
         return recovered.error();  // the database is away: every operation fails, and says so
     }
-    bool savepoints =
-        isolation_ == Isolation::kSavepoints || !db_.total_changes().has_value();
+    bool savepoints = isolation_ == Isolation::kSavepoints || !db_.total_changes().has_value();
     while (true) {
         if (auto begun = db_.begin_write(); !begun) {
             log_->warn("write transaction not started size={} error=\"{}\"", batch.size(),
@@ -196,8 +195,7 @@ core::Result<std::vector<core::Result<void>>> GroupCommit::run_transaction(
 }
 
 core::Result<std::optional<std::vector<core::Result<void>>>> GroupCommit::run_operations(
-    const std::vector<Pending*>& batch,
-    bool savepoints) {
+    const std::vector<Pending*>& batch, bool savepoints) {
     std::vector<core::Result<void>> results;
     results.reserve(batch.size());
     for (Pending* pending : batch) {

@@ -103,8 +103,7 @@ private:
     /// an operation run without a savepoint failed having written (the caller rolls back and
     /// runs the batch again with savepoints); an error when the transaction itself was lost.
     core::Result<std::optional<std::vector<core::Result<void>>>> run_operations(
-        const std::vector<Pending*>& batch,
-        bool savepoints);
+        const std::vector<Pending*>& batch, bool savepoints);
     core::Result<void> run_in_savepoint(const Operation& operation);
     /// The operation's result, a thrown exception turned into an error.
     static core::Result<void> run_one(const Operation& operation, Connection& db);

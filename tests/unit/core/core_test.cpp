@@ -63,6 +63,20 @@ TEST(Time, FormatsRfc3339AndParsesItBack) {
     EXPECT_FALSE(parse_time("2023-11-14T22:13:20+02:00"));
 }
 
+TEST(Time, FormatsEdgesOfTheCalendarAndTheDay) {
+    EXPECT_EQ(format_time(TimePoint{Millis{0}}), "1970-01-01T00:00:00.000Z");
+    EXPECT_EQ(format_time(TimePoint{Millis{-1}}), "1969-12-31T23:59:59.999Z");
+    EXPECT_EQ(format_time(TimePoint{Millis{951'782'400'000}}), "2000-02-29T00:00:00.000Z");
+    EXPECT_EQ(format_time(TimePoint{Millis{253'402'300'799'999}}), "9999-12-31T23:59:59.999Z");
+    EXPECT_EQ(format_time(TimePoint{Millis{253'402'300'800'000}}), "10000-01-01T00:00:00.000Z");
+    EXPECT_EQ(format_time(TimePoint{Millis{-62'167'219'200'001}}), "-001-12-31T23:59:59.999Z");
+    // Every millisecond of a day's last second, and a day either side, reads back as itself.
+    for (std::int64_t ms = 1'700'006'399'000; ms < 1'700'006'401'000; ms += 7) {
+        TimePoint t{Millis{ms}};
+        ASSERT_EQ(*parse_time(format_time(t)), t) << format_time(t);
+    }
+}
+
 TEST(ManualClock, MovesOnlyWhenTold) {
     ManualClock clock;
     auto start = clock.now();
