@@ -148,10 +148,16 @@ core::Error handshake_error(ssl::stream<beast::tcp_stream>& stream,
 }  // namespace
 
 std::string Target::authority() const {
-    if (host.find(':') != std::string::npos) {
-        return fmt::format("[{}]:{}", host, port);
+    // Part of every pooled request's key: appended, not formatted.
+    const bool v6 = host.find(':') != std::string::npos;
+    std::string out;
+    out.reserve(host.size() + port.size() + 3);
+    if (v6) {
+        out.append("[").append(host).append("]");
+    } else {
+        out.append(host);
     }
-    return fmt::format("{}:{}", host, port);
+    return out.append(":").append(port);
 }
 
 core::Result<Target> parse_target(const std::string& text) {
@@ -219,7 +225,7 @@ core::Result<std::shared_ptr<ssl::context>> make_tls_context(const ClientTls& tl
 
 std::string pool_key(const Target& target, const ClientTls& tls) {
     if (!target.https) {
-        return fmt::format("http://{}", target.authority());
+        return "http://" + target.authority();
     }
     // Every field that changes who we trust or who we claim to be splits the pool.
     return fmt::format("https://{}|{}|{}|{}|{}|{}", target.authority(), tls.ca_file, tls.cert_file,

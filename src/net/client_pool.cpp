@@ -130,13 +130,13 @@ asio::awaitable<core::Result<Lease>> ConnectionPool::acquire(const Target& targe
                                                              core::Millis timeout,
                                                              Pick pick) {
     evict_expired();
-    const std::string key = pool_key(target, tls);
+    std::string key = pool_key(target, tls);
     Host& host = hosts_[key];
     if (pick != Pick::kFresh) {
         if (auto idle = take_idle(host, pick == Pick::kIdleChecked)) {
             // clang-tidy 14 walks a coroutine's body twice and sees this move twice.
             // NOLINTNEXTLINE(clang-analyzer-cplusplus.Move)
-            co_return Lease{this, key, std::move(idle), true};
+            co_return Lease{this, std::move(key), std::move(idle), true};
         }
     } else if (host.open >= limits_.max_per_host && !host.idle.empty()) {
         // A fresh connection is wanted and the host is at its bound: an idle one makes room.

@@ -18,6 +18,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -67,6 +68,30 @@ inline std::string format_endpoint(const tcp::endpoint& endpoint) {
         return fmt::format("[{}]:{}", address.to_string(), endpoint.port());
     }
     return fmt::format("{}:{}", address.to_string(), endpoint.port());
+}
+
+/// Whether `target` is an absolute path with nothing to decode and no query: '/' and RFC 3986
+/// pchar without '%'. Its path is then the target itself, without a URL parser's pass; anything
+/// else goes through boost::urls (which also refuses what is not a valid origin-form).
+inline bool is_plain_path(std::string_view target) {
+    static constexpr auto kAllowed = [] {
+        std::array<bool, 256> allowed{};
+        for (int c = 'a'; c <= 'z'; ++c) {
+            allowed[static_cast<std::size_t>(c)] = true;
+        }
+        for (int c = 'A'; c <= 'Z'; ++c) {
+            allowed[static_cast<std::size_t>(c)] = true;
+        }
+        for (int c = '0'; c <= '9'; ++c) {
+            allowed[static_cast<std::size_t>(c)] = true;
+        }
+        for (char c : std::string_view{"-._~!$&'()*+,;=:@/"}) {
+            allowed[static_cast<unsigned char>(c)] = true;
+        }
+        return allowed;
+    }();
+    return !target.empty() && target.front() == '/' &&
+           std::all_of(target.begin(), target.end(), [](unsigned char c) { return kAllowed[c]; });
 }
 
 inline Response error_response(int status, std::string text) {
@@ -119,8 +144,15 @@ inline std::optional<std::string> format_response_head(const Response& response,
     std::string head;
     head.reserve(size);
     const auto reason = http::obsolete_reason(static_cast<http::status>(status));
-    fmt::format_to(std::back_inserter(head), "HTTP/1.{} {} {}\r\nServer: aviary\r\n",
-                   version == 10 ? 0 : 1, status, std::string_view{reason.data(), reason.size()});
+    // Every response: appended piece by piece, as a format string costs more than the rest.
+    const auto append_number = [&head](std::uint64_t number) {
+        std::array<char, 20> digits{};
+        const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), number).ptr;
+        head.append(digits.data(), end);
+    };
+    head.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    append_number(static_cast<std::uint64_t>(status));
+    head.append(" ").append(reason.data(), reason.size()).append("\r\nServer: aviary\r\n");
     if (!response.content_type.empty()) {
         head.append("Content-Type: ").append(response.content_type).append("\r\n");
     }
@@ -133,7 +165,9 @@ inline std::optional<std::string> format_response_head(const Response& response,
         head.append("Connection: close\r\n");
     }
     if (status_allows_body(status)) {
-        fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n", body_size);
+        head.append("Content-Length: ");
+        append_number(body_size);
+        head.append("\r\n");
     }
     head.append("\r\n");
     return head;
@@ -744,6 +778,8 @@ core::Result<Request> Session<Stream>::make_request(const http::request_header<>
     request.target = std::string{head.target()};
     if (request.target == "*") {
         request.path = "*";  // "OPTIONS *": the server itself, no path to decode
+    } else if (is_plain_path(request.target)) {
+        request.path = request.target;
     } else {
         auto url = boost::urls::parse_origin_form(request.target);
         if (!url) {

@@ -8,6 +8,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 #include <map>
+#include <memory_resource>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -41,11 +42,15 @@ std::string_view trim(std::string_view text) {
     return text;
 }
 
-/// Adds the comma-separated tokens of one header value to `tokens` (views into `value`).
-void add_tokens(std::string_view value, std::vector<std::string_view>& tokens) {
+/// Adds the comma-separated tokens of one header value to `tokens` (views into `value`), but
+/// not those `skip` names.
+void add_tokens(std::string_view value,
+                std::vector<std::string_view>& tokens,
+                bool (*skip)(std::string_view) = nullptr) {
     while (!value.empty()) {
         const auto comma = value.find(',');
-        if (auto token = trim(value.substr(0, comma)); !token.empty()) {
+        if (auto token = trim(value.substr(0, comma));
+            !token.empty() && (skip == nullptr || !skip(token))) {
             tokens.push_back(token);
         }
         value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
@@ -107,6 +112,29 @@ bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> name
     return is_one_of(name, kHopByHop) || is_named(name, named);
 }
 
+/// kHopByHop, and Server and Via (which this hop sets), for a response head Beast parsed: it
+/// knows each of these names, so a switch on its field code replaces a dozen string compares
+/// for every header of every response.
+bool is_hop_by_hop_or_replaced(field name) {
+    switch (name) {
+        case field::connection:
+        case field::keep_alive:
+        case field::proxy_connection:
+        case field::te:
+        case field::trailer:
+        case field::transfer_encoding:
+        case field::upgrade:
+        case field::proxy_authorization:
+        case field::proxy_authenticate:
+        case field::content_length:
+        case field::server:
+        case field::via:
+            return true;
+        default:
+            return false;
+    }
+}
+
 bool wants_upgrade(const Request& request) {
     const auto tokens = connection_tokens(request.headers);
     return request.header("upgrade").has_value() && is_named("upgrade", tokens);
@@ -140,14 +168,33 @@ std::string_view client_address(std::string_view remote) {
     return colon == std::string_view::npos ? remote : remote.substr(0, colon);
 }
 
+/// Beast allocates each header field of a parsed message on its own: the upstream's response
+/// head goes into an arena inside its Exchange instead, one allocation for the exchange rather
+/// than one per field (about eight for a typical response).
+using FieldsAllocator = std::pmr::polymorphic_allocator<char>;
+using UpstreamParser = client::http::response_parser<client::http::buffer_body, FieldsAllocator>;
+
 /// One upstream exchange: the pooled connection and the parser reading its response, shared by
 /// the handler and the body relay or tunnel that outlives it.
 struct Exchange {
+    // User-provided, so make_shared does not zero the arena's buffer first.
+    Exchange() {}  // NOLINT(modernize-use-equals-default)
+    Exchange(const Exchange&) = delete;
+    Exchange& operator=(const Exchange&) = delete;
+
     client::Lease lease;
-    std::optional<client::http::response_parser<client::http::buffer_body>> parser;
     core::Millis idle_timeout{};
+    // Fields past the buffer come from the heap, within the parser's header limit.
+    std::array<std::byte, 2048> arena_buffer;
+    std::pmr::monotonic_buffer_resource arena{arena_buffer.data(), arena_buffer.size()};
+    std::optional<UpstreamParser> parser;
 
     client::ClientConnection& connection() { return lease.connection(); }
+    /// A parser for the next response head (the first, or the final one after a 1xx).
+    void new_parser() {
+        parser.emplace(std::piecewise_construct, std::make_tuple(),
+                       std::make_tuple(FieldsAllocator{&arena}));
+    }
 };
 
 /// Streams the upstream body into the client's response, piece by piece as it arrives.
@@ -252,7 +299,9 @@ struct ReverseProxy::Impl {
                                      Request& request,
                                      std::optional<core::Error>& failed);
     asio::awaitable<error_code> read_head(Exchange& exchange, bool head_request);
-    asio::awaitable<Response> relay(std::shared_ptr<Exchange> exchange, bool upgrading);
+    asio::awaitable<Response> relay(std::shared_ptr<Exchange> exchange,
+                                    bool upgrading,
+                                    client::ConnectionPool& connections);
     Response failure(const core::Error& error);
     static Response body_failure(const core::Error& error);
     Response upstream_broke(const error_code& ec, std::string_view step);
@@ -471,33 +520,38 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_head(Exchange& exchange, bo
         if (ec || status < 100 || status > 199 || status == 101) {
             co_return ec;
         }
-        exchange.parser.emplace();
+        exchange.new_parser();
     }
 }
 
 /// The upstream's response head (parsed in `exchange`) turned into the client's Response.
 asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> exchange,
-                                                    bool upgrading) {
+                                                    bool upgrading,
+                                                    client::ConnectionPool& connections) {
     auto& parser = *exchange->parser;
     const auto& upstream_head = parser.get().base();
-    Response response;
-    response.status = static_cast<int>(upstream_head.result_int());
-    response.content_type.clear();
+    // No default content type: the upstream's, or none (and no allocation for the default).
+    Response response{.status = static_cast<int>(upstream_head.result_int()), .content_type = {}};
     const bool tunnel = upgrading && response.status == 101;
     std::vector<std::string_view> named;  // views into the parser's fields, which outlive them
+    std::size_t fields = 0;
     for (const auto& header : upstream_head) {
+        ++fields;
         if (header.name() == field::connection) {
-            add_tokens(header.value(), named);
+            // "keep-alive" and the like are dropped anyway: only other names need a lookup.
+            add_tokens(header.value(), named,
+                       [](std::string_view token) { return is_one_of(token, kHopByHop); });
         }
     }
+    response.headers.reserve(fields + 3);  // and Via, and a tunnel's Upgrade and Connection
     sort_tokens(named);
     // Server and Via are set by this hop (the server names itself; Via is extended below).
-    static constexpr std::array<std::string_view, 2> kReplaced{"server", "via"};
     for (const auto& header : upstream_head) {
         const auto name = header.name_string();
         if (header.name() == field::content_type) {
             response.content_type = header.value();
-        } else if (!is_hop_by_hop(name, named) && !is_one_of(name, kReplaced)) {
+        } else if (!is_hop_by_hop_or_replaced(header.name()) &&
+                   (named.empty() || !is_named(name, named))) {
             response.headers.push_back(Header{std::string{name}, std::string{header.value()}});
         }
     }
@@ -516,12 +570,12 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
         co_return response;
     }
     if (parser.is_done()) {
-        pool().release(std::move(exchange->lease), parser.keep_alive());
+        connections.release(std::move(exchange->lease), parser.keep_alive());
         co_return response;
     }
     const auto length = parser.content_length();
     if (!length || *length > settings.max_buffered_body) {
-        response.stream = BodyRelay{std::move(exchange), &pool()};
+        response.stream = BodyRelay{std::move(exchange), &connections};
         co_return response;
     }
     // Small and of known size: read it whole, straight into the response, so the client gets a
@@ -544,7 +598,7 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
             co_return upstream_broke(ec, "sending the body");
         }
     }
-    pool().release(std::move(exchange->lease), parser.keep_alive());
+    connections.release(std::move(exchange->lease), parser.keep_alive());
     co_return response;
 }
 
@@ -575,7 +629,7 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
         exchange->idle_timeout = settings.idle_timeout;
         const bool reused = exchange->lease.reused();
         std::optional<core::Error> failed;  // the client's body, not the upstream
-        exchange->parser.emplace();
+        exchange->new_parser();
         auto head = upstream_head(request, upgrading);
         auto send_ec = co_await send(exchange->connection(), head, request, failed);
         if (failed) {
@@ -586,7 +640,7 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
             read_ec = co_await read_head(*exchange, method == client::http::verb::head);
         }
         if (!read_ec) {
-            co_return co_await relay(std::move(exchange), upgrading);
+            co_return co_await relay(std::move(exchange), upgrading, connections);
         }
         // A kept-alive connection the upstream closed just as we picked it up: nothing reached
         // it, so one fresh connection is safe for a request that can be sent twice.

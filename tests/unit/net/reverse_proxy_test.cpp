@@ -382,6 +382,62 @@ TEST(ReverseProxy, ReadsPastAnInterimResponseToTheFinalOne) {
     EXPECT_EQ(response->body, "ok");
 }
 
+/// Answers one request with `answer`, then closes.
+struct AnswersOnce {
+    tcp::acceptor& acceptor;
+    std::string answer;
+
+    asio::awaitable<void> operator()() const {
+        auto [accept_ec, socket] = co_await acceptor.async_accept(kTuple);
+        if (accept_ec) {
+            co_return;
+        }
+        asio::streambuf buffer;
+        co_await asio::async_read_until(socket, buffer, "\r\n\r\n", kTuple);
+        co_await asio::async_write(socket, asio::buffer(answer), kTuple);
+        socket.shutdown(tcp::socket::shutdown_send);
+    }
+};
+
+TEST(ReverseProxy, DropsTheUpstreamsHopByHopHeadersAndSetsItsOwnServerAndVia) {
+    asio::io_context ioc;
+    tcp::acceptor acceptor{ioc, {asio::ip::make_address("127.0.0.1"), 0}};
+    AnswersOnce upstream{acceptor,
+                         "HTTP/1.1 200 OK\r\nServer: upstream/1\r\nVia: 1.0 inner\r\n"
+                         "Connection: close, X-Private\r\nX-Private: 1\r\nkeep-alive: timeout=5\r\n"
+                         "Proxy-Authenticate: Basic\r\nPROXY-CONNECTION: keep-alive\r\n"
+                         "Trailer: X-T\r\nTE: trailers\r\nUpgrade: h2c\r\nX-Kept: yes\r\n"
+                         "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"};
+    asio::co_spawn(ioc, upstream(), asio::detached);
+    ReverseProxy proxy{ProxySettings{
+        .upstream = fmt::format("http://127.0.0.1:{}", acceptor.local_endpoint().port()),
+        .via = "edge"}};
+    Request request;
+    request.method = "GET";
+    request.target = "/";
+    request.path = "/";
+    request.remote = "127.0.0.1:5000";
+    std::optional<Response> response;
+    asio::co_spawn(ioc, forward_into(proxy, request, response), asio::detached);
+    ioc.run();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "ok");
+    EXPECT_EQ(response->content_type, "text/plain");
+    std::vector<std::string> names;
+    for (const auto& header : response->headers) {
+        names.push_back(lower(header.name));
+        if (lower(header.name) == "via") {
+            EXPECT_EQ(header.value, "1.0 inner, 1.1 edge");
+        }
+        if (lower(header.name) == "x-kept") {
+            EXPECT_EQ(header.value, "yes");
+        }
+    }
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"via", "x-kept"}));
+}
+
 /// Hands out the body in the pieces given, then the end.
 class FakeBodyReader final : public BodyReader {
 public:
