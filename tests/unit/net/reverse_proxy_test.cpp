@@ -343,45 +343,6 @@ asio::awaitable<void> forward_into(ReverseProxy& proxy,
     out.emplace(co_await proxy.forward(request));
 }
 
-/// Answers one request with an interim 100 Continue, then the real response.
-struct ContinuesFirst {
-    tcp::acceptor& acceptor;
-
-    asio::awaitable<void> operator()() const {
-        auto [accept_ec, socket] = co_await acceptor.async_accept(kTuple);
-        if (accept_ec) {
-            co_return;
-        }
-        asio::streambuf buffer;
-        co_await asio::async_read_until(socket, buffer, "\r\n\r\n", kTuple);
-        const std::string answer =
-            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-            "Connection: close\r\n\r\nok";
-        co_await asio::async_write(socket, asio::buffer(answer), kTuple);
-        socket.shutdown(tcp::socket::shutdown_send);
-    }
-};
-
-TEST(ReverseProxy, ReadsPastAnInterimResponseToTheFinalOne) {
-    asio::io_context ioc;
-    tcp::acceptor acceptor{ioc, {asio::ip::make_address("127.0.0.1"), 0}};
-    ContinuesFirst upstream{acceptor};
-    asio::co_spawn(ioc, upstream(), asio::detached);
-    ReverseProxy proxy{ProxySettings{
-        .upstream = fmt::format("http://127.0.0.1:{}", acceptor.local_endpoint().port())}};
-    Request request;
-    request.method = "GET";
-    request.target = "/";
-    request.path = "/";
-    request.remote = "127.0.0.1:5000";
-    std::optional<Response> response;
-    asio::co_spawn(ioc, forward_into(proxy, request, response), asio::detached);
-    ioc.run();
-    ASSERT_TRUE(response.has_value());
-    EXPECT_EQ(response->status, 200);
-    EXPECT_EQ(response->body, "ok");
-}
-
 /// Answers one request with `answer`, then closes.
 struct AnswersOnce {
     tcp::acceptor& acceptor;
@@ -399,19 +360,15 @@ struct AnswersOnce {
     }
 };
 
-TEST(ReverseProxy, DropsTheUpstreamsHopByHopHeadersAndSetsItsOwnServerAndVia) {
+/// A GET / forwarded through a proxy (`settings`, its upstream filled in) to an upstream that
+/// answers it with `answer`.
+std::optional<Response> forward_to(std::string answer, ProxySettings settings = {}) {
     asio::io_context ioc;
     tcp::acceptor acceptor{ioc, {asio::ip::make_address("127.0.0.1"), 0}};
-    AnswersOnce upstream{acceptor,
-                         "HTTP/1.1 200 OK\r\nServer: upstream/1\r\nVia: 1.0 inner\r\n"
-                         "Connection: close, X-Private\r\nX-Private: 1\r\nkeep-alive: timeout=5\r\n"
-                         "Proxy-Authenticate: Basic\r\nPROXY-CONNECTION: keep-alive\r\n"
-                         "Trailer: X-T\r\nTE: trailers\r\nUpgrade: h2c\r\nX-Kept: yes\r\n"
-                         "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"};
+    AnswersOnce upstream{acceptor, std::move(answer)};
     asio::co_spawn(ioc, upstream(), asio::detached);
-    ReverseProxy proxy{ProxySettings{
-        .upstream = fmt::format("http://127.0.0.1:{}", acceptor.local_endpoint().port()),
-        .via = "edge"}};
+    settings.upstream = fmt::format("http://127.0.0.1:{}", acceptor.local_endpoint().port());
+    ReverseProxy proxy{std::move(settings)};
     Request request;
     request.method = "GET";
     request.target = "/";
@@ -420,6 +377,26 @@ TEST(ReverseProxy, DropsTheUpstreamsHopByHopHeadersAndSetsItsOwnServerAndVia) {
     std::optional<Response> response;
     asio::co_spawn(ioc, forward_into(proxy, request, response), asio::detached);
     ioc.run();
+    return response;
+}
+
+TEST(ReverseProxy, ReadsPastAnInterimResponseToTheFinalOne) {
+    auto response = forward_to(
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+        "Connection: close\r\n\r\nok");
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "ok");
+}
+
+TEST(ReverseProxy, DropsTheUpstreamsHopByHopHeadersAndSetsItsOwnServerAndVia) {
+    auto response = forward_to(
+        "HTTP/1.1 200 OK\r\nServer: upstream/1\r\nVia: 1.0 inner\r\n"
+        "Connection: close, X-Private\r\nX-Private: 1\r\nkeep-alive: timeout=5\r\n"
+        "Proxy-Authenticate: Basic\r\nPROXY-CONNECTION: keep-alive\r\n"
+        "Trailer: X-T\r\nTE: trailers\r\nUpgrade: h2c\r\nX-Kept: yes\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+        ProxySettings{.via = "edge"});
     ASSERT_TRUE(response.has_value());
     EXPECT_EQ(response->status, 200);
     EXPECT_EQ(response->body, "ok");
