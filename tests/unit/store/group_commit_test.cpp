@@ -157,28 +157,31 @@ TEST(GroupCommit, FailingOperationRollsBackAloneInItsBatch) {
     EXPECT_EQ(count_rows(*db), 4);
 }
 
-/// Eight operations queued behind a gate on an optimistic writer; `run(i, db)` is operation
-/// i. Returns each one's result, in order, and counts the runs of each in `runs`.
+/// Eight operations queued in order (0 first) behind a gate on an optimistic writer;
+/// `run(i, db)` is operation i. Returns each one's result, in order, and counts the runs of
+/// each in `runs`.
 template <class Run>
 std::vector<core::Result<void>> run_optimistic_batch(GroupCommit& writer,
                                                      std::array<std::atomic<int>, 8>& runs,
                                                      Run run) {
-    std::vector<std::future<core::Result<void>>> pending;
+    std::array<std::promise<core::Result<void>>, 8> answers;
     {
         WriterGate gate{writer};
-        for (int i = 0; i < 8; ++i) {
-            pending.push_back(std::async(std::launch::async, [&writer, &runs, &run, i] {
-                return writer.submit([&runs, &run, i](Connection& c) -> core::Result<void> {
-                    ++runs[static_cast<std::size_t>(i)];
-                    return run(i, c);
+        for (std::size_t i = 0; i < answers.size(); ++i) {
+            writer.submit_async(
+                [&runs, &run, i](Connection& c) -> core::Result<void> {
+                    ++runs[i];
+                    return run(static_cast<int>(i), c);
+                },
+                [&answers, i](core::Result<void> result) {
+                    answers[i].set_value(std::move(result));
                 });
-            }));
         }
         EXPECT_TRUE(wait_until_queued(writer, 8));
     }
     std::vector<core::Result<void>> results;
-    for (auto& one : pending) {
-        results.push_back(one.get());
+    for (auto& answer : answers) {
+        results.push_back(answer.get_future().get());
     }
     return results;
 }
@@ -240,7 +243,7 @@ TEST(GroupCommit, OptimisticBatchRunsAgainWithSavepointsWhenAFailureHadWritten) 
     ASSERT_FALSE(results[5]);
     EXPECT_EQ(results[5].error().code, ErrorCode::kInternal);
     EXPECT_NE(results[5].error().message.find("written, then thrown"), std::string::npos);
-    // The first attempt stopped at operation 3; the second ran every operation.
+    // Queued in order: the first attempt stopped at operation 3; the second ran every one.
     for (int i = 0; i < 8; ++i) {
         EXPECT_EQ(runs[static_cast<std::size_t>(i)].load(), i <= 3 ? 2 : 1) << "operation " << i;
     }
