@@ -4,10 +4,11 @@
 ///
 /// Every state change is one transaction that also appends an Event (the audit trail).
 /// Writes go through group commit: one writer thread drains its queue into one
-/// `BEGIN IMMEDIATE ... COMMIT`, each operation inside its own SAVEPOINT so one failing
-/// operation does not fail its neighbours; a caller returns only after the commit that holds
-/// its write (so an acknowledged write survives kill -9). There is no timer: a batch is what
-/// queued while the previous commit was being made durable.
+/// `BEGIN IMMEDIATE ... COMMIT` in which one failing operation is undone alone and does not
+/// fail its neighbours (a SAVEPOINT each, or on SQLite none unless one fails having written); a
+/// caller returns only after the commit that holds its write (so an acknowledged write survives
+/// kill -9). There is no timer: a batch is what queued while the previous commit was being made
+/// durable.
 ///
 /// All methods block the calling thread (on the writer queue or a read connection) and are
 /// safe to call from any thread. Coroutines call them through net::offload(), never straight

@@ -1,6 +1,6 @@
 #pragma once
 // Private to src/store: the annotation outbox (see the "annotation outbox" section of
-// store::Store). The job writes call the mark_* functions inside their own savepoint, so an
+// store::Store). The job writes call the mark_* functions inside their own operation, so an
 // annotation's start and end are written in the transaction that changes the job.
 #include <cstdint>
 #include <optional>

@@ -1,6 +1,6 @@
 #pragma once
 // Private to src/store: the SQL of jobs, their output and paused queues. Writes run
-// inside the writer's transaction (each in its own savepoint) and append their events; reads
+// inside the writer's transaction (a failing one undone alone) and append their events; reads
 // run on a read connection. See the "jobs" section of store::Store for the contract.
 #include <cstdint>
 #include <optional>
