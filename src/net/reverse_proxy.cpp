@@ -96,26 +96,10 @@ bool is_one_of(std::string_view name, std::span<const std::string_view> names) {
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1): never forwarded, nor
 /// those the Connection header names. Upgrade survives when the request is being upgraded;
-/// Content-Length and Transfer-Encoding are set anew by whoever frames the next hop.
-constexpr std::array<std::string_view, 10> kHopByHop{"connection",
-                                                     "keep-alive",
-                                                     "proxy-connection",
-                                                     "te",
-                                                     "trailer",
-                                                     "transfer-encoding",
-                                                     "upgrade",
-                                                     "proxy-authorization",
-                                                     "proxy-authenticate",
-                                                     "content-length"};
-
-bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> named) {
-    return is_one_of(name, kHopByHop) || is_named(name, named);
-}
-
-/// kHopByHop, and Server and Via (which this hop sets), for a response head Beast parsed: it
-/// knows each of these names, so a switch on its field code replaces a dozen string compares
-/// for every header of every response.
-bool is_hop_by_hop_or_replaced(field name) {
+/// Content-Length and Transfer-Encoding are set anew by whoever frames the next hop. Beast
+/// knows each of these names, so one switch on its field code serves a parsed head directly
+/// and a name through string_to_field (case-insensitive), instead of a dozen string compares.
+bool is_hop_by_hop(field name) {
     switch (name) {
         case field::connection:
         case field::keep_alive:
@@ -127,12 +111,18 @@ bool is_hop_by_hop_or_replaced(field name) {
         case field::proxy_authorization:
         case field::proxy_authenticate:
         case field::content_length:
-        case field::server:
-        case field::via:
             return true;
         default:
             return false;
     }
+}
+
+bool is_hop_by_hop(std::string_view name) {
+    return is_hop_by_hop(client::http::string_to_field(name));
+}
+
+bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> named) {
+    return is_hop_by_hop(name) || is_named(name, named);
 }
 
 bool wants_upgrade(const Request& request) {
@@ -540,7 +530,7 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
         if (header.name() == field::connection) {
             // "keep-alive" and the like are dropped anyway: only other names need a lookup.
             add_tokens(header.value(), named,
-                       [](std::string_view token) { return is_one_of(token, kHopByHop); });
+                       [](std::string_view token) { return is_hop_by_hop(token); });
         }
     }
     response.headers.reserve(fields + 3);  // and Via, and a tunnel's Upgrade and Connection
@@ -550,8 +540,8 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
         const auto name = header.name_string();
         if (header.name() == field::content_type) {
             response.content_type = header.value();
-        } else if (!is_hop_by_hop_or_replaced(header.name()) &&
-                   (named.empty() || !is_named(name, named))) {
+        } else if (!is_hop_by_hop(header.name()) && header.name() != field::server &&
+                   header.name() != field::via && (named.empty() || !is_named(name, named))) {
             response.headers.push_back(Header{std::string{name}, std::string{header.value()}});
         }
     }
