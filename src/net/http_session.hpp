@@ -70,26 +70,38 @@ inline std::string format_endpoint(const tcp::endpoint& endpoint) {
     return fmt::format("{}:{}", address.to_string(), endpoint.port());
 }
 
+/// A lookup table of the characters a grammar allows: letters, digits and `others`.
+constexpr std::array<bool, 256> alphanumerics_and(std::string_view others) {
+    std::array<bool, 256> allowed{};
+    for (int c = 'a'; c <= 'z'; ++c) {
+        allowed[static_cast<std::size_t>(c)] = true;
+    }
+    for (int c = 'A'; c <= 'Z'; ++c) {
+        allowed[static_cast<std::size_t>(c)] = true;
+    }
+    for (int c = '0'; c <= '9'; ++c) {
+        allowed[static_cast<std::size_t>(c)] = true;
+    }
+    for (char c : others) {
+        allowed[static_cast<unsigned char>(c)] = true;
+    }
+    return allowed;
+}
+
+/// RFC 9110's tchar: what a header name may be made of.
+inline constexpr auto kTokenChars = alphanumerics_and("!#$%&'*+-.^_`|~");
+
+/// Whether `name` can be a header's name: a non-empty token.
+inline bool is_token(std::string_view name) {
+    return !name.empty() &&
+           std::all_of(name.begin(), name.end(), [](unsigned char c) { return kTokenChars[c]; });
+}
+
 /// Whether `target` is an absolute path with nothing to decode and no query: '/' and RFC 3986
 /// pchar without '%'. Its path is then the target itself, without a URL parser's pass; anything
 /// else goes through boost::urls (which also refuses what is not a valid origin-form).
 inline bool is_plain_path(std::string_view target) {
-    static constexpr auto kAllowed = [] {
-        std::array<bool, 256> allowed{};
-        for (int c = 'a'; c <= 'z'; ++c) {
-            allowed[static_cast<std::size_t>(c)] = true;
-        }
-        for (int c = 'A'; c <= 'Z'; ++c) {
-            allowed[static_cast<std::size_t>(c)] = true;
-        }
-        for (int c = '0'; c <= '9'; ++c) {
-            allowed[static_cast<std::size_t>(c)] = true;
-        }
-        for (char c : std::string_view{"-._~!$&'()*+,;=:@/"}) {
-            allowed[static_cast<unsigned char>(c)] = true;
-        }
-        return allowed;
-    }();
+    static constexpr auto kAllowed = alphanumerics_and("-._~!$&'()*+,;=:@/");
     return !target.empty() && target.front() == '/' &&
            std::all_of(target.begin(), target.end(), [](unsigned char c) { return kAllowed[c]; });
 }
@@ -105,15 +117,32 @@ inline bool is_http_error(const beast::error_code& ec) {
     return &ec.category() == &http::make_error_code(http::error::bad_target).category();
 }
 
+/// Sets a handler's headers on a message for Beast to serialize, which writes names and values
+/// as they are. So a name that is not a token is left out (the count is returned, for the log),
+/// and CR and LF in a value become spaces, as Go's net/http does: a value cannot end its line
+/// and start a header of its own.
 template <class Body>
-void set_headers(http::response<Body>& message, const Response& response) {
+int set_headers(http::response<Body>& message, const Response& response) {
     message.set(http::field::server, "aviary");
     if (!response.content_type.empty()) {
         message.set(http::field::content_type, response.content_type);
     }
+    int left_out = 0;
     for (const auto& header : response.headers) {
-        message.insert(header.name, header.value);
+        if (!is_token(header.name)) {
+            ++left_out;
+            continue;
+        }
+        if (header.value.find_first_of("\r\n") == std::string::npos) {
+            message.insert(header.name, header.value);
+            continue;
+        }
+        std::string value = header.value;
+        std::replace_if(
+            value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
+        message.insert(header.name, value);
     }
+    return left_out;
 }
 
 // 1xx, 204 and 304 carry no body by definition; Beast refuses to serialise one.
@@ -121,22 +150,54 @@ inline bool status_allows_body(int status) {
     return status >= 200 && status != 204 && status != 304;
 }
 
+/// Whether a handler's header can go on the wire as it is, with nothing of Beast's rules to
+/// apply: a token for a name that is not one Beast would merge or replace (Connection,
+/// Content-Length, Transfer-Encoding), and a value without CR or LF. One pass over each, as this
+/// runs for every header of every response.
+inline bool is_plain_header(const Header& header) {
+    const std::string_view name = header.name;
+    if (!is_token(name)) {
+        return false;
+    }
+    switch (name.size()) {
+        case 10:
+            if (beast::iequals(name, "connection")) {
+                return false;
+            }
+            break;
+        case 14:
+            if (beast::iequals(name, "content-length")) {
+                return false;
+            }
+            break;
+        case 17:
+            if (beast::iequals(name, "transfer-encoding")) {
+                return false;
+            }
+            break;
+        default:
+            break;
+    }
+    return std::none_of(header.value.begin(), header.value.end(),
+                        [](char c) { return c == '\r' || c == '\n'; });
+}
+
 /// The head of a response with a buffered body, in one string: the bytes Beast's serializer
 /// writes for the same message (set_headers, keep_alive(), prepare_payload()), without building
-/// its field list. Nullopt when a handler set a header Beast's rules would merge or replace
-/// (Connection, Content-Length, Transfer-Encoding) or one that cannot go on the wire as it is.
+/// its field list. Room is reserved for `room_after` more bytes (the body, when the caller sends
+/// it in the same buffer). Nullopt when a handler set a header Beast's rules would merge or
+/// replace (Connection, Content-Length, Transfer-Encoding) or one that cannot go on the wire as
+/// it is (is_plain_header).
 inline std::optional<std::string> format_response_head(const Response& response,
                                                        int status,
                                                        unsigned version,
                                                        bool keep_alive,
-                                                       std::size_t body_size) {
-    std::size_t size = 96 + response.content_type.size();
+                                                       std::size_t body_size,
+                                                       std::size_t room_after = 0) {
+    using namespace std::string_view_literals;
+    std::size_t size = 96 + response.content_type.size() + room_after;
     for (const auto& header : response.headers) {
-        if (beast::iequals(header.name, "connection") ||
-            beast::iequals(header.name, "content-length") ||
-            beast::iequals(header.name, "transfer-encoding") ||
-            header.name.find_first_of("\r\n: ") != std::string::npos || header.name.empty() ||
-            header.value.find_first_of("\r\n") != std::string::npos) {
+        if (!is_plain_header(header)) {
             return std::nullopt;
         }
         size += header.name.size() + header.value.size() + 4;
@@ -150,26 +211,26 @@ inline std::optional<std::string> format_response_head(const Response& response,
         const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), number).ptr;
         head.append(digits.data(), end);
     };
-    head.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    head.append(version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
     append_number(static_cast<std::uint64_t>(status));
-    head.append(" ").append(reason.data(), reason.size()).append("\r\nServer: aviary\r\n");
+    head.append(" "sv).append(reason.data(), reason.size()).append("\r\nServer: aviary\r\n"sv);
     if (!response.content_type.empty()) {
-        head.append("Content-Type: ").append(response.content_type).append("\r\n");
+        head.append("Content-Type: "sv).append(response.content_type).append("\r\n"sv);
     }
     for (const auto& header : response.headers) {
-        head.append(header.name).append(": ").append(header.value).append("\r\n");
+        head.append(header.name).append(": "sv).append(header.value).append("\r\n"sv);
     }
     if (version == 10 && keep_alive) {
-        head.append("Connection: keep-alive\r\n");
+        head.append("Connection: keep-alive\r\n"sv);
     } else if (version != 10 && !keep_alive) {
-        head.append("Connection: close\r\n");
+        head.append("Connection: close\r\n"sv);
     }
     if (status_allows_body(status)) {
-        head.append("Content-Length: ");
+        head.append("Content-Length: "sv);
         append_number(body_size);
-        head.append("\r\n");
+        head.append("\r\n"sv);
     }
-    head.append("\r\n");
+    head.append("\r\n"sv);
     return head;
 }
 
@@ -284,6 +345,8 @@ private:
     asio::awaitable<void> finish_sending();
     asio::awaitable<void> linger_close();
     core::Result<Request> make_request(const http::request_header<>& head) const;
+    template <class Body>
+    void put_headers(http::response<Body>& message, const Response& response) const;
     http::request_parser<http::empty_body>& start_head();
     bool take_head();
     void release_response();
@@ -801,6 +864,18 @@ core::Result<Request> Session<Stream>::make_request(const http::request_header<>
     return request;
 }
 
+/// set_headers, and a log line for a header it left out (a handler's bug, not the client's).
+template <class Stream>
+template <class Body>
+void Session<Stream>::put_headers(http::response<Body>& message, const Response& response) const {
+    if (const int left_out = set_headers(message, response); left_out > 0) {
+        server_.log->warn(
+            "response headers left out count={} status={} remote={} reason=\"a name is not a "
+            "token\"",
+            left_out, response.status, remote_);
+    }
+}
+
 template <class Stream>
 asio::awaitable<Response> Session<Stream>::call_handler(Request request) {
     // The handler may take as long as it likes (held-open responses); no I/O is pending meanwhile
@@ -844,17 +919,16 @@ asio::awaitable<beast::error_code> Session<Stream>::send_response(Response& resp
     const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
     if (status >= 200) {
         const std::size_t body_size = status_allows_body(status) ? response.body.size() : 0;
-        if (auto formatted =
-                format_response_head(response, status, version_, keep_alive, body_size)) {
-            // Small bodies go in the same buffer: one write, one TLS record.
-            constexpr std::size_t kJoinedBody = std::size_t{16} * 1024;
+        // Small bodies go in the same buffer: one write, one TLS record.
+        constexpr std::size_t kJoinedBody = std::size_t{16} * 1024;
+        const bool joined = !head && body_size > 0 && body_size <= kJoinedBody;
+        if (auto formatted = format_response_head(response, status, version_, keep_alive, body_size,
+                                                  joined ? body_size : 0)) {
             std::string_view body;
-            if (!head && body_size > 0) {
-                if (body_size <= kJoinedBody) {
-                    formatted->append(response.body);
-                } else {
-                    body = response.body;
-                }
+            if (joined) {
+                formatted->append(response.body);
+            } else if (!head && body_size > 0) {
+                body = response.body;
             }
             tcp_.expires_after(server_.settings.write_timeout);
             const std::array<asio::const_buffer, 2> buffers{asio::buffer(*formatted),
@@ -882,7 +956,7 @@ asio::awaitable<beast::error_code> Session<Stream>::send_through_beast(Response&
     http::response<http::string_body> message;
     message.result(static_cast<unsigned>(status));
     message.version(version_);
-    set_headers(message, response);
+    put_headers(message, response);
     if (status_allows_body(status)) {
         message.body() = std::move(response.body);
     }
@@ -908,7 +982,7 @@ asio::awaitable<bool> Session<Stream>::write_streamed(Response& response, bool k
     const int status = response.status >= 200 && response.status <= 999 ? response.status : 500;
     message.result(static_cast<unsigned>(status));
     message.version(version_);
-    set_headers(message, response);
+    put_headers(message, response);
     // HTTP/1.0 knows no chunks: the body runs until the connection closes.
     const bool chunked = version_ == 11;
     keep_alive = keep_alive && chunked;
@@ -961,7 +1035,7 @@ asio::awaitable<void> Session<Stream>::run_tunnel(Response& response) {
     message.result(http::status::switching_protocols);
     message.version(11);
     response.content_type.clear();  // nothing follows the head that a type could describe
-    set_headers(message, response);
+    put_headers(message, response);
     tcp_.expires_after(server_.settings.write_timeout);
     http::response_serializer<http::empty_body> serializer{message};
     auto [ec, n] = co_await http::async_write_header(stream_, serializer, kUseTuple);
