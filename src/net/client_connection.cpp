@@ -8,6 +8,7 @@
 
 #include <array>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/url/parse.hpp>
 #include <cerrno>
 
@@ -241,6 +242,72 @@ ClientConnection::ClientConnection(const executor_type& executor, std::shared_pt
     }
 }
 
+/// The timer behind socket_deadline(): shared with its pending wait, which may outlive the
+/// connection (it then finds `socket` cleared and does nothing).
+struct ClientConnection::Watch : std::enable_shared_from_this<Watch> {
+    Watch(const executor_type& executor, tcp::socket* watched) : timer(executor), socket(watched) {}
+
+    void arm() {
+        armed = true;
+        timer.expires_at(deadline);
+        timer.async_wait([self = shared_from_this(), armed_as = ++generation](
+                             const beast::error_code& ec) { self->fired(ec, armed_as); });
+    }
+    void fired(const beast::error_code& ec, std::uint64_t of) {
+        if (of != generation) {
+            return;  // re-armed since: a newer wait is pending
+        }
+        armed = false;
+        if (ec || socket == nullptr || deadline == Clock::time_point::max()) {
+            return;
+        }
+        if (Clock::now() < deadline) {
+            arm();  // the deadline moved on while this wait was pending
+            return;
+        }
+        timed_out = true;
+        beast::error_code ignored;
+        socket->cancel(ignored);
+    }
+
+    asio::steady_timer timer;
+    tcp::socket* socket;  // cleared when the connection goes
+    Clock::time_point deadline = Clock::time_point::max();
+    std::uint64_t generation = 0;
+    bool armed = false;
+    bool timed_out = false;
+};
+
+ClientConnection::~ClientConnection() {
+    if (watch_) {
+        watch_->socket = nullptr;
+        watch_->timer.cancel();
+    }
+}
+
+void ClientConnection::socket_deadline(Clock::time_point deadline) {
+    if (!watch_) {
+        watch_ = std::make_shared<Watch>(get_executor(), &tcp().socket());
+    }
+    auto& watch = *watch_;
+    watch.deadline = deadline;
+    watch.timed_out = false;
+    // A wait pending for a later time would notice this deadline too late: armed anew.
+    if (!watch.armed || watch.timer.expiry() > deadline) {
+        watch.arm();
+    }
+}
+
+void ClientConnection::no_socket_deadline() {
+    if (watch_) {
+        watch_->deadline = Clock::time_point::max();  // a pending wait ends without re-arming
+    }
+}
+
+bool ClientConnection::timed_out() const {
+    return watch_ && watch_->timed_out;
+}
+
 bool ClientConnection::looks_closed(bool peek) {
     auto& socket = tcp().socket();
     if (!socket.is_open() || buffer.size() > 0) {
@@ -263,6 +330,11 @@ bool ClientConnection::looks_closed(bool peek) {
 }
 
 void ClientConnection::close() {
+    if (watch_) {
+        // A closed connection needs no deadline: its pending wait goes now, not at its expiry.
+        watch_->deadline = Clock::time_point::max();
+        watch_->timer.cancel();
+    }
     beast::error_code ignored;
     tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
     tcp().socket().close(ignored);

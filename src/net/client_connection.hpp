@@ -61,6 +61,9 @@ public:
     using executor_type = asio::any_io_executor;
 
     ClientConnection(const executor_type& executor, std::shared_ptr<ssl::context> tls);
+    ~ClientConnection();
+    ClientConnection(const ClientConnection&) = delete;
+    ClientConnection& operator=(const ClientConnection&) = delete;
 
     executor_type get_executor() { return tcp().get_executor(); }
     beast::tcp_stream& tcp() { return tls_ ? tls_->next_layer() : *plain_; }
@@ -87,11 +90,25 @@ public:
     bool looks_closed(bool peek = true);
     void close();
 
+    /// The deadline for operations made on tcp().socket() directly (plain TCP), which Beast's
+    /// stream does not time. Cheap to move on every request: one timer per connection, armed
+    /// lazily; when it fires before the deadline it re-arms for it, and past it cancels the
+    /// socket's operations (they fail with operation_aborted, and timed_out() says why). Costs
+    /// one timer operation when the deadline moves earlier than the armed one, none otherwise.
+    void socket_deadline(Clock::time_point deadline);
+    /// No deadline: the connection is idle (the pool's idle_timeout bounds it).
+    void no_socket_deadline();
+    /// The socket_deadline() passed and the socket's operations were cancelled for it.
+    bool timed_out() const;
+
     /// Bytes read past the last response; they belong to the next one.
     beast::flat_buffer buffer;
 
 private:
+    struct Watch;
+
     std::shared_ptr<ssl::context> context_;  // outlives tls_, which points into it
+    std::shared_ptr<Watch> watch_;           // made by the first socket_deadline()
     std::optional<beast::tcp_stream> plain_;
     std::optional<ssl::stream<beast::tcp_stream>> tls_;
 };

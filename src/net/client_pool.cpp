@@ -13,10 +13,10 @@ namespace aviary::net {
 namespace client {
 
 Lease::Lease(ConnectionPool* pool,
-             std::string key,
+             PoolHost* host,
              std::unique_ptr<ClientConnection> connection,
              bool reused)
-    : pool_(pool), key_(std::move(key)), connection_(std::move(connection)), reused_(reused) {}
+    : pool_(pool), host_(host), connection_(std::move(connection)), reused_(reused) {}
 
 Lease& Lease::operator=(Lease&& other) noexcept {
     if (this != &other) {
@@ -24,7 +24,7 @@ Lease& Lease::operator=(Lease&& other) noexcept {
             pool_->release(std::move(*this), false);
         }
         pool_ = other.pool_;
-        key_ = std::move(other.key_);
+        host_ = other.host_;
         connection_ = std::move(other.connection_);
         reused_ = other.reused_;
     }
@@ -57,7 +57,7 @@ void ConnectionPool::evict_expired() {
     }
 }
 
-std::unique_ptr<ClientConnection> ConnectionPool::take_idle(Host& host, bool peek) {
+std::unique_ptr<ClientConnection> ConnectionPool::take_idle_connection(PoolHost& host, bool peek) {
     // Newest first: the one least likely to have been closed by the server's idle timer.
     while (!host.idle.empty()) {
         auto connection = std::move(host.idle.back().connection);
@@ -71,11 +71,11 @@ std::unique_ptr<ClientConnection> ConnectionPool::take_idle(Host& host, bool pee
     return nullptr;
 }
 
-void ConnectionPool::drop_slot(Host& host) {
+void ConnectionPool::drop_slot(PoolHost& host) {
     if (!host.waiters.empty()) {
         // The slot passes to the first waiter rather than back to the count, so a request that
         // arrives meanwhile cannot take it and leave the waiter waiting again.
-        Waiter* next = host.waiters.front();
+        PoolHost::Waiter* next = host.waiters.front();
         host.waiters.pop_front();
         next->may_open = true;
         next->wake.cancel();
@@ -97,8 +97,7 @@ core::Result<std::shared_ptr<ssl::context>> ConnectionPool::context_for(const st
     return std::move(*made);
 }
 
-asio::awaitable<core::Result<Lease>> ConnectionPool::open(Host& host,
-                                                          const std::string& key,
+asio::awaitable<core::Result<Lease>> ConnectionPool::open(PoolHost& host,
                                                           const Target& target,
                                                           const ClientTls& tls,
                                                           Clock::time_point deadline,
@@ -106,7 +105,7 @@ asio::awaitable<core::Result<Lease>> ConnectionPool::open(Host& host,
                                                           core::Millis timeout) {
     std::shared_ptr<ssl::context> context;
     if (target.https) {
-        auto found = context_for(key, tls);
+        auto found = context_for(host.key, tls);
         if (!found) {
             drop_slot(host);
             co_return found.error();
@@ -120,7 +119,27 @@ asio::awaitable<core::Result<Lease>> ConnectionPool::open(Host& host,
         co_return connection.error();
     }
     ++opened_;
-    co_return Lease{this, key, std::move(*connection), false};
+    co_return Lease{this, &host, std::move(*connection), false};
+}
+
+PoolHost& ConnectionPool::host(const Target& target, const ClientTls& tls) {
+    auto key = pool_key(target, tls);
+    auto [it, made] = hosts_.try_emplace(key);
+    if (made) {
+        it->second.key = std::move(key);
+    }
+    return it->second;
+}
+
+std::optional<Lease> ConnectionPool::take_idle(PoolHost& host, Pick pick) {
+    evict_expired();
+    if (pick == Pick::kFresh) {
+        return std::nullopt;
+    }
+    if (auto idle = take_idle_connection(host, pick == Pick::kIdleChecked)) {
+        return Lease{this, &host, std::move(idle), true};
+    }
+    return std::nullopt;
 }
 
 asio::awaitable<core::Result<Lease>> ConnectionPool::acquire(const Target& target,
@@ -129,16 +148,20 @@ asio::awaitable<core::Result<Lease>> ConnectionPool::acquire(const Target& targe
                                                              const std::string& shown_url,
                                                              core::Millis timeout,
                                                              Pick pick) {
-    evict_expired();
-    std::string key = pool_key(target, tls);
-    Host& host = hosts_[key];
-    if (pick != Pick::kFresh) {
-        if (auto idle = take_idle(host, pick == Pick::kIdleChecked)) {
-            // clang-tidy 14 walks a coroutine's body twice and sees this move twice.
-            // NOLINTNEXTLINE(clang-analyzer-cplusplus.Move)
-            co_return Lease{this, std::move(key), std::move(idle), true};
-        }
-    } else if (host.open >= limits_.max_per_host && !host.idle.empty()) {
+    co_return co_await acquire(host(target, tls), target, tls, deadline, shown_url, timeout, pick);
+}
+
+asio::awaitable<core::Result<Lease>> ConnectionPool::acquire(PoolHost& host,
+                                                             const Target& target,
+                                                             const ClientTls& tls,
+                                                             Clock::time_point deadline,
+                                                             const std::string& shown_url,
+                                                             core::Millis timeout,
+                                                             Pick pick) {
+    if (auto idle = take_idle(host, pick)) {
+        co_return std::move(*idle);
+    }
+    if (pick == Pick::kFresh && host.open >= limits_.max_per_host && !host.idle.empty()) {
         // A fresh connection is wanted and the host is at its bound: an idle one makes room.
         host.idle.front().connection->close();
         host.idle.pop_front();
@@ -146,19 +169,19 @@ asio::awaitable<core::Result<Lease>> ConnectionPool::acquire(const Target& targe
     }
     if (host.open < limits_.max_per_host) {
         ++host.open;
-        co_return co_await open(host, key, target, tls, deadline, shown_url, timeout);
+        co_return co_await open(host, target, tls, deadline, shown_url, timeout);
     }
     auto executor = co_await asio::this_coro::executor;
-    Waiter waiter{executor};
+    PoolHost::Waiter waiter{executor};
     waiter.wake.expires_at(deadline);
     host.waiters.push_back(&waiter);
     co_await waiter.wake.async_wait(kUseTuple);
     host.waiters.remove(&waiter);
     if (waiter.handed) {
-        co_return Lease{this, key, std::move(waiter.handed), true};
+        co_return Lease{this, &host, std::move(waiter.handed), true};
     }
     if (waiter.may_open) {
-        co_return co_await open(host, key, target, tls, deadline, shown_url, timeout);
+        co_return co_await open(host, target, tls, deadline, shown_url, timeout);
     }
     co_return core::Error{
         core::ErrorCode::kTimeout,
@@ -172,17 +195,17 @@ void ConnectionPool::release(Lease lease, bool reusable) {
     if (!connection) {
         return;
     }
-    Host& host = hosts_[lease.key_];
+    PoolHost& host = *lease.host_;
     if (reusable) {
         if (!host.waiters.empty()) {
-            Waiter* next = host.waiters.front();
+            PoolHost::Waiter* next = host.waiters.front();
             host.waiters.pop_front();
             next->handed = std::move(connection);
             next->wake.cancel();
             return;
         }
         if (static_cast<int>(host.idle.size()) < limits_.max_idle_per_host) {
-            host.idle.push_back(Idle{std::move(connection), Clock::now()});
+            host.idle.push_back(PoolHost::Idle{std::move(connection), Clock::now()});
             return;
         }
     }

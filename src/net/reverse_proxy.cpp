@@ -281,7 +281,6 @@ struct ReverseProxy::Impl {
     explicit Impl(ProxySettings settings);
 
     asio::awaitable<Response> forward(Request& request);
-    client::ConnectionPool& pool();
     /// The request line and headers for the upstream, without the framing (send() adds it).
     std::string upstream_head(const Request& request, bool upgrading) const;
     asio::awaitable<error_code> send(client::ClientConnection& connection,
@@ -292,6 +291,9 @@ struct ReverseProxy::Impl {
     asio::awaitable<Response> relay(std::shared_ptr<Exchange> exchange,
                                     bool upgrading,
                                     client::ConnectionPool& connections);
+    /// Reads until `enough()` (see read_upstream()), within `timeout`.
+    template <class Enough>
+    asio::awaitable<error_code> read_until(Exchange& exchange, Enough enough, core::Millis timeout);
     Response failure(const core::Error& error);
     static Response body_failure(const core::Error& error);
     Response upstream_broke(const error_code& ec, std::string_view step);
@@ -303,8 +305,17 @@ struct ReverseProxy::Impl {
     std::string shown_upstream;  // the upstream URL as logged (redacted)
     std::string via;             // "1.1 NAME", this hop in Via
 
-    std::mutex mutex;  // guards pools only; each pool is used by its own thread
-    std::map<std::thread::id, std::unique_ptr<client::ConnectionPool>> pools;
+    /// One I/O thread's upstream connections, and the pool's entry for the upstream.
+    struct Local {
+        explicit Local(client::PoolLimits limits) : pool(limits) {}
+        client::ConnectionPool pool;
+        client::PoolHost* host = nullptr;  // null when the upstream URL is bad
+    };
+    Local& local();
+
+    const std::uint64_t id;  // tells this proxy's thread-local cache entry from another's
+    std::mutex mutex;        // guards locals only; each Local is used by its own thread
+    std::map<std::thread::id, std::unique_ptr<Local>> locals;
 
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> refused{0};
@@ -314,11 +325,16 @@ struct ReverseProxy::Impl {
     std::atomic<std::uint64_t> upgraded{0};
 };
 
+namespace {
+std::atomic<std::uint64_t> next_proxy_id{1};
+}  // namespace
+
 ReverseProxy::Impl::Impl(ProxySettings settings_in)
     : settings(std::move(settings_in)),
       upstream(client::parse_target(settings.upstream)),
       shown_upstream(redact_url(settings.upstream)),
-      via(fmt::format("1.1 {}", settings.via)) {
+      via(fmt::format("1.1 {}", settings.via)),
+      id(next_proxy_id++) {
     if (upstream) {
         name = upstream->authority();
         base_path = upstream->path;
@@ -330,17 +346,29 @@ ReverseProxy::Impl::Impl(ProxySettings settings_in)
     }
 }
 
-client::ConnectionPool& ReverseProxy::Impl::pool() {
+ReverseProxy::Impl::Local& ReverseProxy::Impl::local() {
     // One pool per server I/O thread: a connection is then only ever used on the loop that owns
-    // its socket, and the pool needs no lock of its own.
-    std::lock_guard lock{mutex};
-    auto& slot = pools[std::this_thread::get_id()];
-    if (!slot) {
-        slot = std::make_unique<client::ConnectionPool>(
-            client::PoolLimits{.max_idle_per_host = settings.max_idle,
-                               .max_per_host = settings.max_connections,
-                               .idle_timeout = settings.idle_timeout});
+    // its socket, and the pool needs no lock of its own. The thread remembers the last proxy it
+    // served, so the lock and the lookup are paid once per thread, not per request.
+    struct Cached {
+        std::uint64_t proxy = 0;
+        Local* local = nullptr;
+    };
+    thread_local Cached cached;
+    if (cached.proxy == id) {
+        return *cached.local;
     }
+    std::lock_guard lock{mutex};
+    auto& slot = locals[std::this_thread::get_id()];
+    if (!slot) {
+        slot = std::make_unique<Local>(client::PoolLimits{.max_idle_per_host = settings.max_idle,
+                                                          .max_per_host = settings.max_connections,
+                                                          .idle_timeout = settings.idle_timeout});
+        if (upstream) {
+            slot->host = &slot->pool.host(*upstream, settings.tls);
+        }
+    }
+    cached = Cached{.proxy = id, .local = slot.get()};
     return *slot;
 }
 
@@ -446,21 +474,25 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& c
         head.append(fmt::format("Content-Length: {}\r\n", request.body.size()));
     }
     head.append("\r\n");
-    connection.tcp().expires_after(settings.idle_timeout);
     if (!streamed) {
         // Head and body in one write.
         const std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
                                                         asio::buffer(request.body)};
         error_code ec;
         if (connection.tls() == nullptr) {
-            std::tie(ec, std::ignore) =
-                co_await write_now_or_later(connection, connection.tcp().socket(), buffers);
+            // Usually all of it fits the socket at once; the stream's deadline (a timer
+            // operation) is set only when the rest must wait.
+            std::tie(ec, std::ignore) = co_await write_now_or_later(
+                connection, connection.tcp().socket(), buffers,
+                [&] { connection.tcp().expires_after(settings.idle_timeout); });
         } else {
+            connection.tcp().expires_after(settings.idle_timeout);
             std::tie(ec, std::ignore) =
                 co_await asio::async_write(connection, buffers, client::kUseTuple);
         }
         co_return ec;
     }
+    connection.tcp().expires_after(settings.idle_timeout);
     auto [head_ec, head_n] =
         co_await asio::async_write(connection, asio::buffer(head), client::kUseTuple);
     if (head_ec) {
@@ -495,17 +527,67 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& c
     }
 }
 
+/// Feeds exchange.parser until `enough()`: what the connection's buffer holds first, then what
+/// arrives, all within `timeout`. A plain connection is read on its socket directly, under the
+/// connection's lazy socket_deadline(): no timer operation per read, as Beast's stream makes
+/// (and the scheduler round its cancelled wait costs after). A TLS one goes through Beast.
+template <class Enough>
+asio::awaitable<error_code> ReverseProxy::Impl::read_until(Exchange& exchange,
+                                                           Enough enough,
+                                                           core::Millis timeout) {
+    namespace beast = client::beast;
+    auto& connection = exchange.connection();
+    auto& parser = *exchange.parser;
+    auto& buffer = connection.buffer;
+    error_code ec;
+    if (parse_buffered(parser, buffer, enough, ec)) {
+        co_return ec;
+    }
+    if (connection.tls() != nullptr) {
+        connection.tcp().expires_after(timeout);
+        while (!ec && !enough()) {
+            std::tie(ec, std::ignore) = co_await client::http::async_read_some(
+                connection, buffer, parser, client::kUseTuple);
+        }
+        co_return ec;
+    }
+    connection.socket_deadline(Clock::now() + timeout);
+    auto& socket = connection.tcp().socket();
+    for (;;) {
+        auto [read_ec, n] = co_await socket.async_read_some(
+            buffer.prepare(beast::read_size(buffer, std::size_t{64} * 1024)), client::kUseTuple);
+        buffer.commit(n);
+        if (read_ec == asio::error::eof) {
+            // As Beast's reads do: the end of a message that runs until close, else a message
+            // cut short (or none at all).
+            if (parser.got_some()) {
+                parser.put_eof(ec);
+            } else {
+                ec = client::http::error::end_of_stream;
+            }
+            co_return ec;
+        }
+        if (read_ec) {
+            co_return read_ec == asio::error::operation_aborted&& connection.timed_out()
+                ? error_code{beast::error::timeout}
+                : read_ec;
+        }
+        if (parse_buffered(parser, buffer, enough, ec)) {
+            co_return ec;
+        }
+    }
+}
+
 /// Reads the upstream's final response head into exchange.parser, within response_timeout.
 /// Interim 1xx answers (a 100 Continue the upstream sends anyway) are read past; 101 is final.
 asio::awaitable<error_code> ReverseProxy::Impl::read_head(Exchange& exchange, bool head_request) {
-    exchange.connection().tcp().expires_after(settings.response_timeout);
     for (;;) {
         auto& parser = *exchange.parser;
         parser.header_limit(client::kResponseHeaderLimit);
         parser.body_limit(boost::none);  // the client's own limits apply downstream, not here
         parser.skip(head_request);
-        auto [ec, n] = co_await client::http::async_read_header(
-            exchange.connection(), exchange.connection().buffer, parser, client::kUseTuple);
+        auto ec = co_await read_until(
+            exchange, [&parser] { return parser.is_header_done(); }, settings.response_timeout);
         const auto status = parser.get().result_int();
         if (ec || status < 100 || status > 199 || status == 101) {
             co_return ec;
@@ -573,20 +655,11 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     response.body.resize(static_cast<std::size_t>(*length));
     parser.get().body().data = response.body.data();
     parser.get().body().size = response.body.size();
-    auto& buffer = exchange->connection().buffer;
-    while (!parser.is_done()) {
-        error_code ec;
-        // Usually the body came with the head: taken from the buffer, not through a read.
-        if (!parse_buffered(
-                parser, buffer, [&] { return parser.is_done() || parser.get().body().size == 0; },
-                ec)) {
-            exchange->connection().tcp().expires_after(settings.idle_timeout);
-            std::tie(ec, std::ignore) = co_await client::http::async_read_some(
-                exchange->connection(), buffer, parser, client::kUseTuple);
-        }
-        if (ec && ec != client::http::error::need_buffer) {
-            co_return upstream_broke(ec, "sending the body");
-        }
+    // Usually the body came with the head: taken from the buffer, not through a read.
+    auto ec = co_await read_until(
+        *exchange, [&parser] { return parser.is_done(); }, settings.idle_timeout);
+    if (ec) {
+        co_return upstream_broke(ec, "sending the body");
     }
     connections.release(std::move(exchange->lease), parser.keep_alive());
     co_return response;
@@ -601,18 +674,22 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
     const auto method = client::http::string_to_verb(request.method);
     const bool may_retry =
         request.body_reader == nullptr && !upgrading && client::is_idempotent(method);
-    auto& connections = pool();
+    auto& [connections, host] = local();
     for (int attempt = 0;; ++attempt) {
-        const auto connect_deadline = Clock::now() + settings.connect_timeout;
         // A request that may be sent twice skips the idle connection's liveness peek: when the
         // upstream closed it, the retry below takes a fresh one (as nginx does).
         const auto pick = attempt > 0 ? client::Pick::kFresh
                           : may_retry ? client::Pick::kIdle
                                       : client::Pick::kIdleChecked;
-        auto lease = co_await connections.acquire(*upstream, settings.tls, connect_deadline,
-                                                  shown_upstream, settings.connect_timeout, pick);
+        auto lease = connections.take_idle(*host, pick);
         if (!lease) {
-            co_return failure(lease.error());
+            auto opened = co_await connections.acquire(
+                *host, *upstream, settings.tls, Clock::now() + settings.connect_timeout,
+                shown_upstream, settings.connect_timeout, pick);
+            if (!opened) {
+                co_return failure(opened.error());
+            }
+            lease = std::move(*opened);
         }
         auto exchange = std::make_shared<Exchange>();
         exchange->lease = std::move(*lease);

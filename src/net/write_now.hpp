@@ -16,12 +16,22 @@
 
 namespace aviary::net {
 
+/// Nothing to prepare before write_now_or_later() waits.
+struct NoPreparation {
+    void operator()() const {}
+};
+
 /// Writes all of `buffers` through `stream`, whose lowest layer is `socket` (plain TCP, no
-/// TLS): first at once, without waiting, then what did not fit with async_write. The socket is
-/// put in non-blocking mode for this (Asio's own asynchronous operations work either way).
-template <class Stream, class Buffers>
+/// TLS): first at once, without waiting, then what did not fit with async_write, after calling
+/// `before_waiting` (which may set the stream's deadline, a cost the common case skips). The
+/// socket is put in non-blocking mode for this (Asio's own asynchronous operations work either
+/// way).
+template <class Stream, class Buffers, class Prepare = NoPreparation>
 boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write_now_or_later(
-    Stream& stream, boost::asio::ip::tcp::socket& socket, const Buffers& buffers) {
+    Stream& stream,
+    boost::asio::ip::tcp::socket& socket,
+    const Buffers& buffers,
+    Prepare before_waiting = {}) {
     boost::system::error_code ec;
     if (!socket.non_blocking()) {
         socket.non_blocking(true, ec);
@@ -38,6 +48,7 @@ boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write_
     }
     boost::beast::buffers_suffix<Buffers> rest{buffers};
     rest.consume(written);
+    before_waiting();
     auto [later_ec, later] = co_await boost::asio::async_write(
         stream, rest, boost::asio::as_tuple(boost::asio::use_awaitable));
     co_return std::pair{later_ec, written + later};

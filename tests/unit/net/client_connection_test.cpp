@@ -1,10 +1,14 @@
+#include "net/client_connection.hpp"
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -55,6 +59,66 @@ TEST(RedactUrl, HidesCredentialsInClientErrors) {
     EXPECT_NE(response.error().message.find("http://127.0.0.1:1/x?token=REDACTED"),
               std::string::npos)
         << response.error().message;
+}
+
+/// A plain ClientConnection on `ioc`, connected to a peer that writes only when told to.
+struct ConnectedPair {
+    explicit ConnectedPair(asio::io_context& ioc)
+        : acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0}),
+          connection(ioc.get_executor(), nullptr) {
+        connection.tcp().socket().connect(acceptor.local_endpoint());
+        peer = acceptor.accept();
+    }
+    /// Starts a read on the connection's socket; `done` is set when it ends.
+    void read() {
+        connection.tcp().socket().async_read_some(
+            asio::buffer(bytes),
+            [this](const client::beast::error_code& ec, std::size_t) { done = ec; });
+    }
+
+    asio::ip::tcp::acceptor acceptor;
+    client::ClientConnection connection;
+    asio::ip::tcp::socket peer{acceptor.get_executor()};
+    std::array<char, 16> bytes{};
+    std::optional<client::beast::error_code> done;
+};
+
+TEST(ClientConnectionDeadline, CutsAPendingReadEvenWhenMovedEarlierThanTheArmedOne) {
+    asio::io_context ioc;
+    ConnectedPair pair{ioc};
+    pair.connection.socket_deadline(client::Clock::now() + 1h);
+    pair.connection.socket_deadline(client::Clock::now() + 20ms);  // sooner: armed anew
+    pair.read();
+    while (!pair.done && ioc.run_one() > 0) {
+    }
+    ASSERT_TRUE(pair.done);
+    EXPECT_EQ(*pair.done, asio::error::operation_aborted);
+    EXPECT_TRUE(pair.connection.timed_out());
+}
+
+TEST(ClientConnectionDeadline, AWaitThatEndsBeforeAMovedDeadlineWaitsOnForIt) {
+    asio::io_context ioc;
+    ConnectedPair pair{ioc};
+    pair.connection.socket_deadline(client::Clock::now() + 10ms);
+    pair.connection.socket_deadline(client::Clock::now() + 1h);  // later: the 10 ms wait stays
+    pair.read();
+    ioc.run_for(200ms);  // the 10 ms wait ends meanwhile and waits again, for the hour
+    EXPECT_FALSE(pair.done) << pair.done->message();
+    EXPECT_FALSE(pair.connection.timed_out());
+    asio::write(pair.peer, asio::buffer(std::string_view{"x"}));
+    while (!pair.done && ioc.run_one() > 0) {
+    }
+    ASSERT_TRUE(pair.done);
+    EXPECT_FALSE(*pair.done) << pair.done->message();
+}
+
+TEST(ClientConnectionDeadline, HoldsTheLoopNoLongerThanTheConnectionIsOpen) {
+    asio::io_context ioc;
+    ConnectedPair pair{ioc};
+    pair.connection.socket_deadline(client::Clock::now() + 1h);
+    pair.connection.close();
+    ioc.run_for(5s);
+    EXPECT_TRUE(ioc.stopped()) << "the closed connection's deadline still holds the loop";
 }
 
 /// One PKI for the whole suite: openssl takes a while per certificate.
