@@ -21,6 +21,7 @@
 #include "net/client_connection.hpp"
 #include "net/client_pool.hpp"
 #include "net/net.hpp"
+#include "net/response_head.hpp"
 #include "net/write_now.hpp"
 
 namespace aviary::net {
@@ -280,6 +281,15 @@ struct TunnelSplice {
 struct ReverseProxy::Impl {
     explicit Impl(ProxySettings settings);
 
+    /// One I/O thread's upstream connections, and the pool's entry for the upstream.
+    struct Local {
+        explicit Local(client::PoolLimits limits) : pool(limits) {}
+        client::ConnectionPool pool;
+        client::PoolHost* host = nullptr;  // null when the upstream URL is bad
+        std::vector<HeadField> fields;     // a plain head's, reused from request to request
+        std::vector<std::string_view> named;
+    };
+
     asio::awaitable<Response> forward(Request& request);
     /// The request line and headers for the upstream, without the framing (send() adds it).
     std::string upstream_head(const Request& request, bool upgrading) const;
@@ -291,6 +301,15 @@ struct ReverseProxy::Impl {
     asio::awaitable<Response> relay(std::shared_ptr<Exchange> exchange,
                                     bool upgrading,
                                     client::ConnectionPool& connections);
+    /// Reads a plain connection until its buffer holds a whole head (or the head limit).
+    asio::awaitable<error_code> read_head_bytes(Exchange& exchange);
+    /// The response from a plain head (response_head.hpp) at the front of the connection's
+    /// buffer, its body read whole; nullopt, the buffer untouched, when it is Beast's to read
+    /// (a body to stream, or one that runs until close).
+    asio::awaitable<std::optional<Response>> take_plain(Exchange& exchange,
+                                                        const PlainHead& head,
+                                                        bool head_request,
+                                                        Local& local);
     /// Reads until `enough()` (see read_upstream()), within `timeout`.
     template <class Enough>
     asio::awaitable<error_code> read_until(Exchange& exchange, Enough enough, core::Millis timeout);
@@ -305,12 +324,6 @@ struct ReverseProxy::Impl {
     std::string shown_upstream;  // the upstream URL as logged (redacted)
     std::string via;             // "1.1 NAME", this hop in Via
 
-    /// One I/O thread's upstream connections, and the pool's entry for the upstream.
-    struct Local {
-        explicit Local(client::PoolLimits limits) : pool(limits) {}
-        client::ConnectionPool pool;
-        client::PoolHost* host = nullptr;  // null when the upstream URL is bad
-    };
     Local& local();
 
     const std::uint64_t id;  // tells this proxy's thread-local cache entry from another's
@@ -665,6 +678,110 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     co_return response;
 }
 
+asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(Exchange& exchange) {
+    auto& connection = exchange.connection();
+    auto& buffer = connection.buffer;
+    std::size_t searched = 0;  // the end was not before this
+    const auto whole = [&buffer, &searched] {
+        const std::string_view bytes{static_cast<const char*>(buffer.data().data()), buffer.size()};
+        const auto from = searched < 3 ? 0 : searched - 3;
+        searched = bytes.size();
+        return bytes.find("\r\n\r\n", from) != std::string_view::npos ||
+               bytes.size() >= client::kResponseHeaderLimit;  // Beast's parser reports it
+    };
+    if (whole()) {
+        co_return error_code{};
+    }
+    connection.socket_deadline(Clock::now() + settings.response_timeout);
+    auto& socket = connection.tcp().socket();
+    for (;;) {
+        auto [ec, n] = co_await socket.async_read_some(
+            buffer.prepare(client::beast::read_size(buffer, std::size_t{64} * 1024)),
+            client::kUseTuple);
+        buffer.commit(n);
+        if (ec == asio::error::eof) {
+            co_return buffer.size() == 0 ? error_code{client::http::error::end_of_stream}
+                                         : error_code{client::http::error::partial_message};
+        }
+        if (ec) {
+            co_return ec == asio::error::operation_aborted&& connection.timed_out()
+                ? error_code{client::beast::error::timeout}
+                : ec;
+        }
+        if (whole()) {
+            co_return error_code{};
+        }
+    }
+}
+
+asio::awaitable<std::optional<Response>> ReverseProxy::Impl::take_plain(Exchange& exchange,
+                                                                        const PlainHead& head,
+                                                                        bool head_request,
+                                                                        Local& local) {
+    const bool no_body = head_request || head.status == 204 || head.status == 304;
+    if (!no_body && (!head.content_length || *head.content_length > settings.max_buffered_body)) {
+        co_return std::nullopt;  // streamed, or until close: Beast's
+    }
+    // No default content type: the upstream's, or none.
+    Response response{.status = head.status, .content_type = {}};
+    auto& named = local.named;  // the further hop-by-hop names the Connection header gives
+    named.clear();
+    for (const auto& field : local.fields) {
+        if (client::beast::iequals(field.name, "connection")) {
+            for_each_token(field.value, [&named](std::string_view token) {
+                if (!is_hop_by_hop(token)) {
+                    named.push_back(token);
+                }
+            });
+        }
+    }
+    sort_tokens(named);
+    response.headers.reserve(local.fields.size() + 1);
+    std::optional<std::string_view> upstream_via;
+    for (const auto& field : local.fields) {
+        const auto code = client::http::string_to_field(field.name);
+        if (code == field::content_type) {
+            response.content_type = field.value;
+        } else if (code == field::via) {
+            upstream_via = field.value;
+        } else if (!is_hop_by_hop(code) && code != field::server &&
+                   (named.empty() || !is_named(field.name, named))) {
+            response.headers.push_back(Header{std::string{field.name}, std::string{field.value}});
+        }
+    }
+    std::string joined_via;
+    append_joined(joined_via, upstream_via, via);
+    response.headers.push_back(Header{"Via", std::move(joined_via)});
+    // The views above are into the buffer: consumed only now.
+    auto& connection = exchange.connection();
+    auto& buffer = connection.buffer;
+    buffer.consume(head.size);
+    if (!no_body) {
+        // Usually the body came with the head; the rest is read straight into the response.
+        response.body.resize(static_cast<std::size_t>(*head.content_length));
+        std::size_t filled = asio::buffer_copy(asio::buffer(response.body), buffer.data());
+        buffer.consume(filled);
+        if (filled < response.body.size()) {
+            connection.socket_deadline(Clock::now() + settings.idle_timeout);
+        }
+        while (filled < response.body.size()) {
+            auto [ec, n] = co_await connection.tcp().socket().async_read_some(
+                asio::buffer(response.body.data() + filled, response.body.size() - filled),
+                client::kUseTuple);
+            filled += n;
+            if (ec && filled < response.body.size()) {
+                co_return upstream_broke(
+                    ec == asio::error::operation_aborted && connection.timed_out()
+                        ? error_code{client::beast::error::timeout}
+                        : ec,
+                    "sending the body");
+            }
+        }
+    }
+    local.pool.release(std::move(exchange.lease), head.keep_alive);
+    co_return response;
+}
+
 asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
     ++requests;
     if (!upstream) {
@@ -674,7 +791,9 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
     const auto method = client::http::string_to_verb(request.method);
     const bool may_retry =
         request.body_reader == nullptr && !upgrading && client::is_idempotent(method);
-    auto& [connections, host] = local();
+    auto& here = local();
+    auto& connections = here.pool;
+    auto* host = here.host;
     for (int attempt = 0;; ++attempt) {
         // A request that may be sent twice skips the idle connection's liveness peek: when the
         // upstream closed it, the retry below takes a fresh one (as nginx does).
@@ -702,16 +821,35 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
         if (failed) {
             co_return body_failure(*failed);
         }
+        const bool head_request = method == client::http::verb::head;
         error_code read_ec = send_ec;
-        if (!send_ec) {
-            read_ec = co_await read_head(*exchange, method == client::http::verb::head);
+        bool got_some = false;
+        if (!send_ec && exchange->connection().tls() == nullptr && !upgrading) {
+            // The usual answer is taken in one pass (response_head.hpp); the rest is Beast's.
+            read_ec = co_await read_head_bytes(*exchange);
+            got_some = exchange->connection().buffer.size() > 0;
+            if (!read_ec) {
+                const auto& buffer = exchange->connection().buffer;
+                const std::string_view bytes{static_cast<const char*>(buffer.data().data()),
+                                             buffer.size()};
+                if (auto plain = parse_plain_head(bytes, here.fields)) {
+                    if (auto response =
+                            co_await take_plain(*exchange, *plain, head_request, here)) {
+                        co_return std::move(*response);
+                    }
+                }
+            }
+        }
+        if (!read_ec) {
+            read_ec = co_await read_head(*exchange, head_request);
+            got_some = got_some || exchange->parser->got_some();
         }
         if (!read_ec) {
             co_return co_await relay(std::move(exchange), upgrading, connections);
         }
         // A kept-alive connection the upstream closed just as we picked it up: nothing reached
         // it, so one fresh connection is safe for a request that can be sent twice.
-        if (reused && may_retry && attempt == 0 && !exchange->parser->got_some() &&
+        if (reused && may_retry && attempt == 0 && !got_some &&
             read_ec != client::beast::error::timeout) {
             continue;
         }

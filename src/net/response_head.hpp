@@ -1,0 +1,53 @@
+#pragma once
+// Private to src/net (and its tests): the proxy's fast reading of an upstream's response head.
+// Most answers of a node's API are the same shape: HTTP/1.1, a final status, a handful of
+// headers and a Content-Length. This takes exactly that shape in one pass over the bytes, and
+// says "not plain" for anything else (an interim or 101 status, Transfer-Encoding, a folded or
+// odd line, HTTP/1.0, two Content-Lengths...), which the proxy then leaves to Beast's parser,
+// the bytes untouched. So it never has to be right about the unusual: it only has to refuse it.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace aviary::net {
+
+/// One header of a plain head: views into the bytes given to parse_plain_head().
+struct HeadField {
+    std::string_view name;
+    std::string_view value;  ///< without leading or trailing spaces and tabs
+};
+
+struct PlainHead {
+    int status = 0;                               ///< 200 to 599
+    std::optional<std::uint64_t> content_length;  ///< none: no Content-Length header
+    bool keep_alive = true;                       ///< no "close" among the Connection tokens
+    std::size_t size = 0;                         ///< bytes of the head, blank line included
+};
+
+/// The head at the start of `bytes` when it is whole and plain (above), its headers in
+/// `fields` (cleared first; views into `bytes`). Nullopt when the head is not whole yet or not
+/// plain: the caller then reads on or hands the bytes to a full parser.
+std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<HeadField>& fields);
+
+/// The tokens of a Connection header's value, as views, empty ones skipped.
+template <class Visit>
+void for_each_token(std::string_view value, Visit visit) {
+    while (!value.empty()) {
+        const auto comma = value.find(',');
+        auto token = value.substr(0, comma);
+        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
+            token.remove_prefix(1);
+        }
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
+            token.remove_suffix(1);
+        }
+        if (!token.empty()) {
+            visit(token);
+        }
+        value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+    }
+}
+
+}  // namespace aviary::net
