@@ -70,16 +70,6 @@ std::size_t text_end(std::string_view bytes, std::size_t at) {
     return at;
 }
 
-std::string_view trimmed(std::string_view text) {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
-
 }  // namespace
 
 std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<HeadField>& fields) {
@@ -122,7 +112,7 @@ std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<He
         if (at == std::string_view::npos) {
             return std::nullopt;
         }
-        const auto value = trimmed(bytes.substr(value_start, at - value_start));
+        const auto value = trim_ows(bytes.substr(value_start, at - value_start));
         at += 2;
         if (iequals(name, "transfer-encoding")) {
             return std::nullopt;  // chunked or worse: Beast's

@@ -31,19 +31,23 @@ struct PlainHead {
 /// plain: the caller then reads on or hands the bytes to a full parser.
 std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<HeadField>& fields);
 
-/// The tokens of a Connection header's value, as views, empty ones skipped.
+/// `text` without the spaces and tabs around it (HTTP's OWS).
+inline std::string_view trim_ows(std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
+        text.remove_prefix(1);
+    }
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
+        text.remove_suffix(1);
+    }
+    return text;
+}
+
+/// The tokens of a comma-separated header value (Connection's), as views, empty ones skipped.
 template <class Visit>
 void for_each_token(std::string_view value, Visit visit) {
     while (!value.empty()) {
         const auto comma = value.find(',');
-        auto token = value.substr(0, comma);
-        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
-            token.remove_prefix(1);
-        }
-        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
-            token.remove_suffix(1);
-        }
-        if (!token.empty()) {
+        if (const auto token = trim_ows(value.substr(0, comma)); !token.empty()) {
             visit(token);
         }
         value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);

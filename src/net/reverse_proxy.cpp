@@ -33,29 +33,16 @@ using client::http::field;
 
 constexpr std::size_t kPieceBytes = std::size_t{16} * 1024;
 
-std::string_view trim(std::string_view text) {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
-
 /// Adds the comma-separated tokens of one header value to `tokens` (views into `value`), but
 /// not those `skip` names.
 void add_tokens(std::string_view value,
                 std::vector<std::string_view>& tokens,
                 bool (*skip)(std::string_view) = nullptr) {
-    while (!value.empty()) {
-        const auto comma = value.find(',');
-        if (auto token = trim(value.substr(0, comma));
-            !token.empty() && (skip == nullptr || !skip(token))) {
+    for_each_token(value, [&](std::string_view token) {
+        if (skip == nullptr || !skip(token)) {
             tokens.push_back(token);
         }
-        value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
-    }
+    });
 }
 
 /// Orders header names and tokens ignoring ASCII case.
@@ -728,11 +715,8 @@ asio::awaitable<std::optional<Response>> ReverseProxy::Impl::take_plain(Exchange
     named.clear();
     for (const auto& field : local.fields) {
         if (client::beast::iequals(field.name, "connection")) {
-            for_each_token(field.value, [&named](std::string_view token) {
-                if (!is_hop_by_hop(token)) {
-                    named.push_back(token);
-                }
-            });
+            add_tokens(field.value, named,
+                       [](std::string_view token) { return is_hop_by_hop(token); });
         }
     }
     sort_tokens(named);
