@@ -3,7 +3,8 @@
 # Safe to run again: it does nothing when everything is present.
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx, Celery + Redis,
-#                                    supervisord, zstd and blackbox_exporter)
+#                                    supervisord, zstd and blackbox_exporter) and valgrind
+#                                    (bench/supervise/proxy_cost.sh counts instructions)
 set -euo pipefail
 
 packages=(
@@ -23,7 +24,7 @@ packages=(
 )
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor zstd
-        prometheus-blackbox-exporter)
+        prometheus-blackbox-exporter valgrind)
 fi
 
 missing=()

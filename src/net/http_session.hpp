@@ -935,8 +935,11 @@ asio::awaitable<beast::error_code> Session<Stream>::send_response(Response& resp
                                                             asio::buffer(body)};
             beast::error_code ec;
             if constexpr (std::is_same_v<Stream, DeadlineStream>) {
-                std::tie(ec, std::ignore) =
-                    co_await write_now_or_later(stream_, stream_.socket(), buffers);
+                std::size_t written = 0;
+                std::tie(ec, written) = write_now(stream_.socket(), buffers);
+                if (!ec && written < boost::asio::buffer_size(buffers)) {
+                    std::tie(ec, std::ignore) = co_await write_later(stream_, buffers, written);
+                }
             } else {
                 std::tie(ec, std::ignore) = co_await asio::async_write(stream_, buffers, kUseTuple);
             }

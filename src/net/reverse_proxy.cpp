@@ -482,9 +482,12 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& c
         if (connection.tls() == nullptr) {
             // Usually all of it fits the socket at once; the stream's deadline (a timer
             // operation) is set only when the rest must wait.
-            std::tie(ec, std::ignore) = co_await write_now_or_later(
-                connection, connection.tcp().socket(), buffers,
-                [&] { connection.tcp().expires_after(settings.idle_timeout); });
+            std::size_t written = 0;
+            std::tie(ec, written) = write_now(connection.tcp().socket(), buffers);
+            if (!ec && written < asio::buffer_size(buffers)) {
+                connection.tcp().expires_after(settings.idle_timeout);
+                std::tie(ec, std::ignore) = co_await write_later(connection, buffers, written);
+            }
         } else {
             connection.tcp().expires_after(settings.idle_timeout);
             std::tie(ec, std::ignore) =

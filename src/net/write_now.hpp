@@ -16,22 +16,13 @@
 
 namespace aviary::net {
 
-/// Nothing to prepare before write_now_or_later() waits.
-struct NoPreparation {
-    void operator()() const {}
-};
-
-/// Writes all of `buffers` through `stream`, whose lowest layer is `socket` (plain TCP, no
-/// TLS): first at once, without waiting, then what did not fit with async_write, after calling
-/// `before_waiting` (which may set the stream's deadline, a cost the common case skips). The
-/// socket is put in non-blocking mode for this (Asio's own asynchronous operations work either
-/// way).
-template <class Stream, class Buffers, class Prepare = NoPreparation>
-boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write_now_or_later(
-    Stream& stream,
-    boost::asio::ip::tcp::socket& socket,
-    const Buffers& buffers,
-    Prepare before_waiting = {}) {
+/// Writes what of `buffers` the socket takes at once, without waiting: how much, and an error
+/// other than would_block. The socket is put in non-blocking mode for this (Asio's own
+/// asynchronous operations work either way). Not a coroutine: the common case, where all of it
+/// fits, costs its caller no frame.
+template <class Buffers>
+std::pair<boost::system::error_code, std::size_t> write_now(boost::asio::ip::tcp::socket& socket,
+                                                            const Buffers& buffers) {
     boost::system::error_code ec;
     if (!socket.non_blocking()) {
         socket.non_blocking(true, ec);
@@ -40,18 +31,22 @@ boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write_
     if (!ec) {
         written = socket.write_some(buffers, ec);
     }
-    if (ec && ec != boost::asio::error::would_block) {
-        co_return std::pair{ec, written};
+    if (ec == boost::asio::error::would_block) {
+        ec = {};
     }
-    if (written == boost::asio::buffer_size(buffers)) {
-        co_return std::pair{boost::system::error_code{}, written};
-    }
+    return {ec, written};
+}
+
+/// The rest of `buffers` after write_now() took `written` of them, through `stream` (whose
+/// lowest layer is that socket), with async_write.
+template <class Stream, class Buffers>
+boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> write_later(
+    Stream& stream, const Buffers& buffers, std::size_t written) {
     boost::beast::buffers_suffix<Buffers> rest{buffers};
     rest.consume(written);
-    before_waiting();
-    auto [later_ec, later] = co_await boost::asio::async_write(
+    auto [ec, later] = co_await boost::asio::async_write(
         stream, rest, boost::asio::as_tuple(boost::asio::use_awaitable));
-    co_return std::pair{later_ec, written + later};
+    co_return std::pair{ec, written + later};
 }
 
 }  // namespace aviary::net

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# bench/supervise/proxy_cost.sh: the sidecar proxy's instructions per request, counted by
+# callgrind. The c=1 throughput of bench/supervise/run.sh moves by 10 % between runs on a shared
+# 2-core VM; an instruction count moves by well under 1 %, so it shows what a change to the
+# proxy path saves (and where the rest goes) before a long alternated wrk run confirms it.
+#
+# It runs proxy_alone (net::ReverseProxy behind net::HttpServer, as in aviary supervise but
+# without the gate: callgrind cannot follow the sidecar's clone of its node) under callgrind,
+# in front of nginx serving a 2-byte file, warms it up, and counts REQUESTS_SECONDS of wrk at
+# c=1. Prints the instructions per request and the functions that cost the most.
+#   bench/supervise/proxy_cost.sh                  (BUILD=build; SKIP_BUILD=1 to reuse it)
+#   TOP=40 bench/supervise/proxy_cost.sh           more functions
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+REQUESTS_SECONDS=${REQUESTS_SECONDS:-5}
+TOP=${TOP:-25}
+
+die() {
+    printf 'bench/supervise/proxy_cost: %s\n' "$*" >&2
+    exit 1
+}
+# shellcheck source=bench/common/lib.sh
+source bench/common/lib.sh
+for tool in valgrind callgrind_annotate callgrind_control wrk curl; do
+    command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh --bench)"
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x "$NGINX" ]] || die "nginx is missing (scripts/install-deps.sh --bench)"
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DAVIARY_BENCH=ON >/dev/null
+    cmake --build "$BUILD" --target proxy_alone
+fi
+PROXY=$(realpath "$BUILD/bench/supervise/proxy_alone")
+[[ -x "$PROXY" ]] || die "build proxy_alone first (cmake -DAVIARY_BENCH=ON)"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/proxy-cost.XXXXXX")
+chmod 755 "$TMP"
+started=()
+cleanup() {
+    local pid
+    for pid in "${started[@]}"; do
+        stop_pid "$pid"
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$TMP/www" "$TMP/nginx-temp"
+printf 'ok' >"$TMP/www/ok"
+chmod 755 "$TMP/www"
+chmod 644 "$TMP/www/ok"
+upstream=$(free_port)
+cat >"$TMP/upstream.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $TMP/upstream.pid;
+error_log $TMP/upstream-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $TMP/nginx-temp/body;
+    proxy_temp_path $TMP/nginx-temp/proxy;
+    fastcgi_temp_path $TMP/nginx-temp/fastcgi;
+    uwsgi_temp_path $TMP/nginx-temp/uwsgi;
+    scgi_temp_path $TMP/nginx-temp/scgi;
+    server {
+        listen 127.0.0.1:$upstream;
+        root $TMP/www;
+        location = /ok { default_type text/plain; }
+    }
+}
+CONF
+"$NGINX" -p "$TMP" -c "$TMP/upstream.conf" 2>"$TMP/upstream.stderr" &
+started+=("$!")
+
+proxy=$(free_port)
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$TMP/callgrind.out" \
+    "$PROXY" "127.0.0.1:$proxy" "http://127.0.0.1:$upstream" >"$TMP/proxy.out" 2>"$TMP/proxy.err" &
+vg=$!
+started+=("$vg")
+up=""
+for _ in $(seq 1 200); do  # valgrind starts slowly: up to 20 s
+    if curl -fsS "http://127.0.0.1:$proxy/ok" >/dev/null 2>&1; then
+        up=yes
+        break
+    fi
+    sleep 0.1
+done
+[[ -n "$up" ]] || die "proxy_alone does not answer: $(tail -3 "$TMP/proxy.err")"
+
+wrk -t1 -c1 -d2s "http://127.0.0.1:$proxy/ok" >/dev/null  # warm-up, not counted
+callgrind_control -i on "$vg" >/dev/null
+requests=$(wrk -t1 -c1 -d"${REQUESTS_SECONDS}s" "http://127.0.0.1:$proxy/ok" |
+    awk '/requests in/ {print $1}')
+callgrind_control -i off "$vg" >/dev/null
+callgrind_control -d "$vg" >/dev/null
+for _ in $(seq 1 50); do  # the dump is written by the process: until it is there
+    compgen -G "$TMP/callgrind.out.*" >/dev/null && break
+    sleep 0.1
+done
+dump=$(ls -S "$TMP"/callgrind.out.* | head -1)
+total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+[[ -n "$requests" && "$requests" -gt 0 && -n "$total" ]] || die "no count (requests=$requests)"
+echo "proxy_alone under callgrind, wrk -t1 -c1 for ${REQUESTS_SECONDS}s: $requests requests"
+echo "instructions per proxied request: $((total / requests))"
+echo
+echo "instructions per request, by function (self):"
+callgrind_annotate --inclusive=no "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ +\( *[0-9.]+%\) ' |
+    grep -v 'PROGRAM TOTALS' | head -"$TOP" |
+    awk -v n="$requests" '{v = $1; gsub(",", "", v); s = $0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", s);
+        sub(/ \[.*$/, "", s); sub(/\(.*$/, "", s); printf "%8.0f %s\n", v / n, substr(s, 1, 110)}'
