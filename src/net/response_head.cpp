@@ -74,13 +74,8 @@ std::size_t text_end(std::string_view bytes, std::size_t at) {
 
 std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<HeadField>& fields) {
     fields.clear();
-    // Whole heads only: the end is found before anything is taken apart.
-    const auto end = bytes.find("\r\n\r\n");
-    if (end == std::string_view::npos) {
-        return std::nullopt;
-    }
-    bytes = bytes.substr(0, end + 4);
-    // "HTTP/1.1 200 OK\r\n": the version exactly, a final status, a reason of field text.
+    // "HTTP/1.1 200 OK\r\n": the version exactly, a final status, a reason of field text. Every
+    // step checks the bounds: bytes that end before the blank line are not a head yet.
     constexpr std::string_view kVersion = "HTTP/1.1 ";
     if (bytes.size() < kVersion.size() + 5 || !bytes.starts_with(kVersion) ||
         bytes[kVersion.size() + 3] != ' ') {
@@ -98,12 +93,21 @@ std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<He
     }
     at += 2;
     // Fields until the blank line: name ":" OWS value OWS CRLF, no folding.
-    while (!(bytes[at] == '\r' && bytes[at + 1] == '\n')) {
+    for (;;) {
+        if (at + 1 >= bytes.size()) {
+            return std::nullopt;  // not whole yet
+        }
+        if (bytes[at] == '\r') {
+            if (bytes[at + 1] != '\n') {
+                return std::nullopt;
+            }
+            break;
+        }
         const auto name_start = at;
-        while (is(bytes[at], kToken)) {
+        while (at < bytes.size() && is(bytes[at], kToken)) {
             ++at;
         }
-        if (at == name_start || bytes[at] != ':') {
+        if (at == name_start || at >= bytes.size() || bytes[at] != ':') {
             return std::nullopt;  // an empty name, a space before the colon, a folded line...
         }
         const auto name = bytes.substr(name_start, at - name_start);
@@ -134,7 +138,7 @@ std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<He
         }
         fields.push_back(HeadField{name, value});
     }
-    head.size = bytes.size();
+    head.size = at + 2;
     return head;
 }
 

@@ -45,6 +45,19 @@ TEST(PlainHead, TakesAnEmptyReasonAndNoFields) {
     EXPECT_TRUE(fields.empty());
 }
 
+TEST(PlainHead, RefusesEveryHeadCutShort) {
+    // Bytes as they come off the socket, read after read: no prefix passes for a whole head.
+    const std::string whole = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok";
+    const auto head_size = whole.size() - 2;
+    std::vector<HeadField> fields;
+    for (std::size_t cut = 0; cut < head_size; ++cut) {
+        EXPECT_FALSE(parse_plain_head(std::string_view{whole}.substr(0, cut), fields)) << cut;
+    }
+    auto head = parse_plain_head(std::string_view{whole}.substr(0, head_size), fields);
+    ASSERT_TRUE(head);
+    EXPECT_EQ(head->size, head_size);
+}
+
 TEST(PlainHead, LeavesEverythingUnusualToTheFullParser) {
     // Each is either incomplete or a shape this pass does not take: the caller hands the bytes,
     // untouched, to Beast, which accepts or refuses them by the whole of RFC 9112.
