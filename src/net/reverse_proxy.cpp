@@ -45,6 +45,15 @@ void add_tokens(std::string_view value,
     });
 }
 
+/// A failed read on a plain connection's socket, as Beast would report it: operation_aborted
+/// after the connection's socket_deadline() passed is a timeout.
+error_code socket_read_error(const error_code& ec, const client::ClientConnection& connection) {
+    if (ec == asio::error::operation_aborted && connection.timed_out()) {
+        return client::beast::error::timeout;
+    }
+    return ec;
+}
+
 /// Orders header names and tokens ignoring ASCII case.
 bool iless(std::string_view a, std::string_view b) {
     const auto lower = [](unsigned char c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; };
@@ -297,7 +306,7 @@ struct ReverseProxy::Impl {
                                                         const PlainHead& head,
                                                         bool head_request,
                                                         Local& local);
-    /// Reads until `enough()` (see read_upstream()), within `timeout`.
+    /// Feeds exchange.parser until `enough()`, within `timeout`.
     template <class Enough>
     asio::awaitable<error_code> read_until(Exchange& exchange, Enough enough, core::Millis timeout);
     Response failure(const core::Error& error);
@@ -571,9 +580,7 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_until(Exchange& exchange,
             co_return ec;
         }
         if (read_ec) {
-            co_return read_ec == asio::error::operation_aborted&& connection.timed_out()
-                ? error_code{beast::error::timeout}
-                : read_ec;
+            co_return socket_read_error(read_ec, connection);
         }
         if (parse_buffered(parser, buffer, enough, ec)) {
             co_return ec;
@@ -661,7 +668,7 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     // Usually the body came with the head: taken from the buffer, not through a read.
     auto ec = co_await read_until(
         *exchange, [&parser] { return parser.is_done(); }, settings.idle_timeout);
-    if (ec) {
+    if (ec && ec != client::http::error::need_buffer) {
         co_return upstream_broke(ec, "sending the body");
     }
     connections.release(std::move(exchange->lease), parser.keep_alive());
@@ -694,9 +701,7 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(Exchange& exchan
                                          : error_code{client::http::error::partial_message};
         }
         if (ec) {
-            co_return ec == asio::error::operation_aborted&& connection.timed_out()
-                ? error_code{client::beast::error::timeout}
-                : ec;
+            co_return socket_read_error(ec, connection);
         }
         if (whole()) {
             co_return error_code{};
@@ -757,11 +762,7 @@ asio::awaitable<std::optional<Response>> ReverseProxy::Impl::take_plain(Exchange
                 client::kUseTuple);
             filled += n;
             if (ec && filled < response.body.size()) {
-                co_return upstream_broke(
-                    ec == asio::error::operation_aborted && connection.timed_out()
-                        ? error_code{client::beast::error::timeout}
-                        : ec,
-                    "sending the body");
+                co_return upstream_broke(socket_read_error(ec, connection), "sending the body");
             }
         }
     }
