@@ -501,9 +501,7 @@ struct ProxyStats {
 /// spliced into a tunnel. Upstream connections are kept alive in one pool per I/O thread, so
 /// forward() may be called from any of a server's I/O threads. Idle upstream sockets belong to
 /// those threads' loops: destroy the proxy after the server's stop() (every Response it returned
-/// has then ended) and before the server itself. A kept-alive upstream connection leaves one
-/// timer pending for up to response_timeout after its last request (its lazy deadline,
-/// docs/architecture.md): run the loops until stopped, as HttpServer does, not until idle.
+/// has then ended) and before the server itself.
 class ReverseProxy {
 public:
     explicit ReverseProxy(ProxySettings settings);

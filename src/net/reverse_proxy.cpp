@@ -274,6 +274,9 @@ struct TunnelSplice {
 
 }  // namespace
 
+/// A kept-alive upstream connection leaves one timer pending for up to response_timeout after
+/// its last request (ClientConnection::socket_deadline(), docs/architecture.md): the loops that
+/// call forward() are run until stopped, as HttpServer does, not until they run out of work.
 struct ReverseProxy::Impl {
     explicit Impl(ProxySettings settings);
 
