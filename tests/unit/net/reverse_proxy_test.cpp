@@ -371,7 +371,8 @@ struct AnswersOnce {
 };
 
 /// A request (GET / unless `method` says) forwarded through a proxy (`settings`, its upstream
-/// filled in) to an upstream that answers it with `answer`, in `pieces` writes.
+/// filled in) to an upstream that answers it with `answer`, in `pieces` writes. For answers
+/// read whole: the proxy and its loop are gone when this returns, so no stream may be left.
 std::optional<Response> forward_to(std::string answer,
                                    ProxySettings settings = {},
                                    std::string method = "GET",
@@ -426,12 +427,28 @@ TEST(ReverseProxy, ExpectsNoBodyAfterAHeadRequestOrA304Or204) {
 }
 
 TEST(ReverseProxy, StreamsABodyOfKnownLengthPastTheBufferedBound) {
-    auto response = forward_to("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
-                               ProxySettings{.max_buffered_body = 4});
+    asio::io_context ioc;
+    tcp::acceptor acceptor{ioc, {asio::ip::make_address("127.0.0.1"), 0}};
+    AnswersOnce upstream{acceptor, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"};
+    asio::co_spawn(ioc, upstream(), asio::detached);
+    // The streamed response holds its upstream connection: it ends before the proxy does.
+    ReverseProxy proxy{ProxySettings{
+        .upstream = fmt::format("http://127.0.0.1:{}", acceptor.local_endpoint().port()),
+        .max_buffered_body = 4}};
+    Request request;
+    request.method = "GET";
+    request.target = "/";
+    request.path = "/";
+    request.remote = "127.0.0.1:5000";
+    std::optional<Response> response;
+    asio::co_spawn(ioc, forward_into(proxy, request, response), asio::detached);
+    while (!response && ioc.run_one() > 0) {
+    }
     ASSERT_TRUE(response.has_value());
     EXPECT_EQ(response->status, 200);
     EXPECT_TRUE(response->body.empty());
     EXPECT_TRUE(response->stream) << "a body past max_buffered_body is streamed, not read whole";
+    response.reset();
 }
 
 TEST(ReverseProxy, AnswersBadGatewayWhenTheBodyEndsShort) {
