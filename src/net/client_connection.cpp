@@ -298,12 +298,6 @@ void ClientConnection::socket_deadline(Clock::time_point deadline) {
     }
 }
 
-void ClientConnection::no_socket_deadline() {
-    if (watch_) {
-        watch_->deadline = Clock::time_point::max();  // a pending wait ends without re-arming
-    }
-}
-
 bool ClientConnection::timed_out() const {
     return watch_ && watch_->timed_out;
 }

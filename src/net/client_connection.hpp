@@ -96,8 +96,6 @@ public:
     /// socket's operations (they fail with operation_aborted, and timed_out() says why). Costs
     /// one timer operation when the deadline moves earlier than the armed one, none otherwise.
     void socket_deadline(Clock::time_point deadline);
-    /// No deadline: the connection is idle (the pool's idle_timeout bounds it).
-    void no_socket_deadline();
     /// The socket_deadline() passed and the socket's operations were cancelled for it.
     bool timed_out() const;
 

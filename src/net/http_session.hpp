@@ -35,6 +35,7 @@
 #include "net/buffered_parse.hpp"
 #include "net/deadline_stream.hpp"
 #include "net/net.hpp"
+#include "net/response_head.hpp"
 #include "net/tls_context.hpp"
 #include "net/websocket_session.hpp"
 #include "net/write_now.hpp"
@@ -70,33 +71,6 @@ inline std::string format_endpoint(const tcp::endpoint& endpoint) {
     return fmt::format("{}:{}", address.to_string(), endpoint.port());
 }
 
-/// A lookup table of the characters a grammar allows: letters, digits and `others`.
-constexpr std::array<bool, 256> alphanumerics_and(std::string_view others) {
-    std::array<bool, 256> allowed{};
-    for (int c = 'a'; c <= 'z'; ++c) {
-        allowed[static_cast<std::size_t>(c)] = true;
-    }
-    for (int c = 'A'; c <= 'Z'; ++c) {
-        allowed[static_cast<std::size_t>(c)] = true;
-    }
-    for (int c = '0'; c <= '9'; ++c) {
-        allowed[static_cast<std::size_t>(c)] = true;
-    }
-    for (char c : others) {
-        allowed[static_cast<unsigned char>(c)] = true;
-    }
-    return allowed;
-}
-
-/// RFC 9110's tchar: what a header name may be made of.
-inline constexpr auto kTokenChars = alphanumerics_and("!#$%&'*+-.^_`|~");
-
-/// Whether `name` can be a header's name: a non-empty token.
-inline bool is_token(std::string_view name) {
-    return !name.empty() &&
-           std::all_of(name.begin(), name.end(), [](unsigned char c) { return kTokenChars[c]; });
-}
-
 /// Whether `target` is an absolute path with nothing to decode and no query: '/' and RFC 3986
 /// pchar without '%'. Its path is then the target itself, without a URL parser's pass; anything
 /// else goes through boost::urls (which also refuses what is not a valid origin-form).
@@ -117,6 +91,11 @@ inline bool is_http_error(const beast::error_code& ec) {
     return &ec.category() == &http::make_error_code(http::error::bad_target).category();
 }
 
+/// Whether a header value holds a CR or LF, which would end its line on the wire.
+inline bool has_line_break(std::string_view value) {
+    return std::any_of(value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n'; });
+}
+
 /// Sets a handler's headers on a message for Beast to serialize, which writes names and values
 /// as they are. So a name that is not a token is left out (the count is returned, for the log),
 /// and CR and LF in a value become spaces, as Go's net/http does: a value cannot end its line
@@ -133,7 +112,7 @@ int set_headers(http::response<Body>& message, const Response& response) {
             ++left_out;
             continue;
         }
-        if (header.value.find_first_of("\r\n") == std::string::npos) {
+        if (!has_line_break(header.value)) {
             message.insert(header.name, header.value);
             continue;
         }
@@ -178,8 +157,7 @@ inline bool is_plain_header(const Header& header) {
         default:
             break;
     }
-    return std::none_of(header.value.begin(), header.value.end(),
-                        [](char c) { return c == '\r' || c == '\n'; });
+    return !has_line_break(header.value);
 }
 
 /// The head of a response with a buffered body, in one string: the bytes Beast's serializer

@@ -1,67 +1,27 @@
 #include "net/response_head.hpp"
 
 #include <array>
+#include <boost/beast/core/string.hpp>
 #include <charconv>
-#include <cstring>
 
 namespace aviary::net {
 namespace {
 
-enum CharClass : std::uint8_t {
-    kNone = 0,
-    kToken = 1,     // RFC 9110 tchar: header names
-    kFieldText = 2  // VCHAR, SP, HTAB and obs-text: values and the reason phrase
-};
-
-constexpr std::array<std::uint8_t, 256> kClasses = [] {
-    std::array<std::uint8_t, 256> classes{};
+/// VCHAR, SP, HTAB and obs-text: what values and the reason phrase may hold.
+constexpr std::array<bool, 256> kFieldText = [] {
+    std::array<bool, 256> text{};
     for (int c = 0x21; c <= 0xff; ++c) {
-        if (c != 0x7f) {
-            classes[static_cast<std::size_t>(c)] = kFieldText;
-        }
+        text[static_cast<std::size_t>(c)] = c != 0x7f;
     }
-    classes[' '] = kFieldText;
-    classes['\t'] = kFieldText;
-    for (int c = 'a'; c <= 'z'; ++c) {
-        classes[static_cast<std::size_t>(c)] |= kToken;
-    }
-    for (int c = 'A'; c <= 'Z'; ++c) {
-        classes[static_cast<std::size_t>(c)] |= kToken;
-    }
-    for (int c = '0'; c <= '9'; ++c) {
-        classes[static_cast<std::size_t>(c)] |= kToken;
-    }
-    for (char c : std::string_view{"!#$%&'*+-.^_`|~"}) {
-        classes[static_cast<unsigned char>(c)] |= kToken;
-    }
-    return classes;
+    text[' '] = true;
+    text['\t'] = true;
+    return text;
 }();
-
-bool is(char c, CharClass kind) {
-    return (kClasses[static_cast<unsigned char>(c)] & kind) != 0;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        auto x = static_cast<unsigned char>(a[i]);
-        auto y = static_cast<unsigned char>(b[i]);
-        if (x >= 'A' && x <= 'Z') {
-            x = static_cast<unsigned char>(x + ('a' - 'A'));
-        }
-        if (x != y) {  // b is lower case
-            return false;
-        }
-    }
-    return true;
-}
 
 /// One line of field text up to its CRLF, from `at`: the end of the text, or npos when the
 /// line holds anything else (a bare CR or LF, a control character).
 std::size_t text_end(std::string_view bytes, std::size_t at) {
-    while (at < bytes.size() && is(bytes[at], kFieldText)) {
+    while (at < bytes.size() && kFieldText[static_cast<unsigned char>(bytes[at])]) {
         ++at;
     }
     if (at + 1 >= bytes.size() || bytes[at] != '\r' || bytes[at + 1] != '\n') {
@@ -104,7 +64,7 @@ std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<He
             break;
         }
         const auto name_start = at;
-        while (at < bytes.size() && is(bytes[at], kToken)) {
+        while (at < bytes.size() && kTokenChars[static_cast<unsigned char>(bytes[at])]) {
             ++at;
         }
         if (at == name_start || at >= bytes.size() || bytes[at] != ':') {
@@ -118,10 +78,10 @@ std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<He
         }
         const auto value = trim_ows(bytes.substr(value_start, at - value_start));
         at += 2;
-        if (iequals(name, "transfer-encoding")) {
+        if (boost::beast::iequals(name, "transfer-encoding")) {
             return std::nullopt;  // chunked or worse: Beast's
         }
-        if (iequals(name, "content-length")) {
+        if (boost::beast::iequals(name, "content-length")) {
             std::uint64_t length = 0;
             auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
             if (head.content_length || value.empty() || ec != std::errc{} ||
@@ -129,9 +89,9 @@ std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<He
                 return std::nullopt;  // twice, a list, a sign, too large...
             }
             head.content_length = length;
-        } else if (iequals(name, "connection")) {
+        } else if (boost::beast::iequals(name, "connection")) {
             for_each_token(value, [&head](std::string_view token) {
-                if (iequals(token, "close")) {
+                if (boost::beast::iequals(token, "close")) {
                     head.keep_alive = false;
                 }
             });

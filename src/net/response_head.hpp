@@ -1,10 +1,13 @@
 #pragma once
-// Private to src/net (and its tests): the proxy's fast reading of an upstream's response head.
+// Private to src/net (and its tests): HTTP's character classes, and the proxy's fast reading of
+// an upstream's response head.
 // Most answers of a node's API are the same shape: HTTP/1.1, a final status, a handful of
 // headers and a Content-Length. This takes exactly that shape in one pass over the bytes, and
 // says "not plain" for anything else (an interim or 101 status, Transfer-Encoding, a folded or
 // odd line, HTTP/1.0, two Content-Lengths...), which the proxy then leaves to Beast's parser,
 // the bytes untouched. So it never has to be right about the unusual: it only has to refuse it.
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -12,6 +15,33 @@
 #include <vector>
 
 namespace aviary::net {
+
+/// A lookup table of the characters a grammar allows: letters, digits and `others`.
+constexpr std::array<bool, 256> alphanumerics_and(std::string_view others) {
+    std::array<bool, 256> allowed{};
+    for (int c = 'a'; c <= 'z'; ++c) {
+        allowed[static_cast<std::size_t>(c)] = true;
+    }
+    for (int c = 'A'; c <= 'Z'; ++c) {
+        allowed[static_cast<std::size_t>(c)] = true;
+    }
+    for (int c = '0'; c <= '9'; ++c) {
+        allowed[static_cast<std::size_t>(c)] = true;
+    }
+    for (char c : others) {
+        allowed[static_cast<unsigned char>(c)] = true;
+    }
+    return allowed;
+}
+
+/// RFC 9110's tchar: what a header name may be made of.
+inline constexpr auto kTokenChars = alphanumerics_and("!#$%&'*+-.^_`|~");
+
+/// Whether `name` can be a header's name: a non-empty token.
+inline bool is_token(std::string_view name) {
+    return !name.empty() &&
+           std::all_of(name.begin(), name.end(), [](unsigned char c) { return kTokenChars[c]; });
+}
 
 /// One header of a plain head: views into the bytes given to parse_plain_head().
 struct HeadField {

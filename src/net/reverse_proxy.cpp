@@ -155,6 +155,75 @@ std::string_view client_address(std::string_view remote) {
     return colon == std::string_view::npos ? remote : remote.substr(0, colon);
 }
 
+/// One header of an upstream head, as relayed_head() reads it: a field of Beast's parsed head,
+/// or of a plain head (response_head.hpp), whose code is looked up here.
+field field_code(const HeadField& header) {
+    return client::http::string_to_field(header.name);
+}
+std::string_view field_name(const HeadField& header) {
+    return header.name;
+}
+std::string_view field_value(const HeadField& header) {
+    return header.value;
+}
+template <class BeastField>
+field field_code(const BeastField& header) {
+    return header.name();
+}
+template <class BeastField>
+std::string_view field_name(const BeastField& header) {
+    return header.name_string();
+}
+template <class BeastField>
+std::string_view field_value(const BeastField& header) {
+    return header.value();
+}
+
+/// The client's response to an upstream head: its status and Content-Type, its end-to-end
+/// headers (not the hop-by-hop ones, nor those its Connection header names, nor Server, which
+/// this hop sets), and Via with `via` after the upstream's first one. Room is kept for `more`
+/// headers. `named` is scratch space for the Connection tokens (views into `fields`).
+template <class Fields>
+Response relayed_head(int status,
+                      const Fields& fields,
+                      std::string_view via,
+                      std::vector<std::string_view>& named,
+                      std::size_t more = 0) {
+    // No default content type: the upstream's, or none (and no allocation for the default).
+    Response response{.status = status, .content_type = {}};
+    named.clear();
+    std::size_t count = 0;
+    for (const auto& header : fields) {
+        ++count;
+        if (field_code(header) == field::connection) {
+            // "keep-alive" and the like are dropped anyway: only other names need a lookup.
+            add_tokens(field_value(header), named,
+                       [](std::string_view token) { return is_hop_by_hop(token); });
+        }
+    }
+    sort_tokens(named);
+    response.headers.reserve(count + 1 + more);
+    std::optional<std::string_view> upstream_via;
+    for (const auto& header : fields) {
+        const auto code = field_code(header);
+        if (code == field::content_type) {
+            response.content_type = field_value(header);
+        } else if (code == field::via) {
+            if (!upstream_via) {
+                upstream_via = field_value(header);
+            }
+        } else if (!is_hop_by_hop(code) && code != field::server &&
+                   (named.empty() || !is_named(field_name(header), named))) {
+            response.headers.push_back(
+                Header{std::string{field_name(header)}, std::string{field_value(header)}});
+        }
+    }
+    std::string joined_via;
+    append_joined(joined_via, upstream_via, via);
+    response.headers.push_back(Header{"Via", std::move(joined_via)});
+    return response;
+}
+
 /// Beast allocates each header field of a parsed message on its own: the upstream's response
 /// head goes into an arena inside its Exchange instead, one allocation for the exchange rather
 /// than one per field (about eight for a typical response).
@@ -615,38 +684,11 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
                                                     client::ConnectionPool& connections) {
     auto& parser = *exchange->parser;
     const auto& upstream_head = parser.get().base();
-    // No default content type: the upstream's, or none (and no allocation for the default).
-    Response response{.status = static_cast<int>(upstream_head.result_int()), .content_type = {}};
-    const bool tunnel = upgrading && response.status == 101;
+    const int status = static_cast<int>(upstream_head.result_int());
+    const bool tunnel = upgrading && status == 101;
     std::vector<std::string_view> named;  // views into the parser's fields, which outlive them
-    std::size_t fields = 0;
-    for (const auto& header : upstream_head) {
-        ++fields;
-        if (header.name() == field::connection) {
-            // "keep-alive" and the like are dropped anyway: only other names need a lookup.
-            add_tokens(header.value(), named,
-                       [](std::string_view token) { return is_hop_by_hop(token); });
-        }
-    }
-    response.headers.reserve(fields + 3);  // and Via, and a tunnel's Upgrade and Connection
-    sort_tokens(named);
-    // Server and Via are set by this hop (the server names itself; Via is extended below).
-    for (const auto& header : upstream_head) {
-        const auto name = header.name_string();
-        if (header.name() == field::content_type) {
-            response.content_type = header.value();
-        } else if (!is_hop_by_hop(header.name()) && header.name() != field::server &&
-                   header.name() != field::via && (named.empty() || !is_named(name, named))) {
-            response.headers.push_back(Header{std::string{name}, std::string{header.value()}});
-        }
-    }
-    std::optional<std::string_view> upstream_via;
-    if (auto found = upstream_head.find(field::via); found != upstream_head.end()) {
-        upstream_via = found->value();
-    }
-    std::string joined_via;
-    append_joined(joined_via, upstream_via, via);
-    response.headers.push_back(Header{"Via", std::move(joined_via)});
+    // Room for a tunnel's Upgrade and Connection.
+    auto response = relayed_head(status, upstream_head, via, named, 2);
     if (tunnel) {
         ++upgraded;
         response.headers.push_back(Header{"Upgrade", std::string{upstream_head[field::upgrade]}});
@@ -720,33 +762,7 @@ asio::awaitable<std::optional<Response>> ReverseProxy::Impl::take_plain(Exchange
     if (!no_body && (!head.content_length || *head.content_length > settings.max_buffered_body)) {
         co_return std::nullopt;  // streamed, or until close: Beast's
     }
-    // No default content type: the upstream's, or none.
-    Response response{.status = head.status, .content_type = {}};
-    auto& named = local.named;  // the further hop-by-hop names the Connection header gives
-    named.clear();
-    for (const auto& field : local.fields) {
-        if (client::beast::iequals(field.name, "connection")) {
-            add_tokens(field.value, named,
-                       [](std::string_view token) { return is_hop_by_hop(token); });
-        }
-    }
-    sort_tokens(named);
-    response.headers.reserve(local.fields.size() + 1);
-    std::optional<std::string_view> upstream_via;
-    for (const auto& field : local.fields) {
-        const auto code = client::http::string_to_field(field.name);
-        if (code == field::content_type) {
-            response.content_type = field.value;
-        } else if (code == field::via) {
-            upstream_via = field.value;
-        } else if (!is_hop_by_hop(code) && code != field::server &&
-                   (named.empty() || !is_named(field.name, named))) {
-            response.headers.push_back(Header{std::string{field.name}, std::string{field.value}});
-        }
-    }
-    std::string joined_via;
-    append_joined(joined_via, upstream_via, via);
-    response.headers.push_back(Header{"Via", std::move(joined_via)});
+    auto response = relayed_head(head.status, local.fields, via, local.named);
     // The views above are into the buffer: consumed only now.
     auto& connection = exchange.connection();
     auto& buffer = connection.buffer;
