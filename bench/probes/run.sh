@@ -89,32 +89,9 @@ cpu_us_per() {  # TICKS COUNT -> microseconds of CPU per item
 }
 
 # --- the target: nginx ---------------------------------------------------------------------------
-mkdir -p "$TMP/www" "$TMP/nginx-temp"
-chmod 755 "$TMP" "$TMP/www"
-printf 'ok' >"$TMP/www/ok"
-chmod 644 "$TMP/www/ok"
+nginx_www "$TMP"
 TARGET_PORT=$(free_port)
-cat >"$TMP/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/nginx-temp/body;
-    proxy_temp_path $TMP/nginx-temp/proxy;
-    fastcgi_temp_path $TMP/nginx-temp/fastcgi;
-    uwsgi_temp_path $TMP/nginx-temp/uwsgi;
-    scgi_temp_path $TMP/nginx-temp/scgi;
-    server {
-        listen 127.0.0.1:$TARGET_PORT;
-        root $TMP/www;
-        location = /ok { default_type text/plain; }
-    }
-}
-EOF
+nginx_conf "$TMP" nginx "$TARGET_PORT" "root $TMP/www; location = /ok { default_type text/plain; }"
 "$NGINX" -p "$TMP" -c "$TMP/nginx.conf" 2>"$TMP/nginx.stderr" &
 started+=("$!")
 TARGET="http://127.0.0.1:$TARGET_PORT/ok"

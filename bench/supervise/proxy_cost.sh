@@ -35,7 +35,6 @@ PROXY=$(realpath "$BUILD/bench/supervise/proxy_alone")
 [[ -x "$PROXY" ]] || die "build proxy_alone first (cmake -DAVIARY_BENCH=ON)"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/proxy-cost.XXXXXX")
-chmod 755 "$TMP"
 started=()
 cleanup() {
     local pid
@@ -47,32 +46,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$TMP/www" "$TMP/nginx-temp"
-printf 'ok' >"$TMP/www/ok"
-chmod 755 "$TMP/www"
-chmod 644 "$TMP/www/ok"
+nginx_www "$TMP"
 upstream=$(free_port)
-cat >"$TMP/upstream.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $TMP/upstream.pid;
-error_log $TMP/upstream-error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/nginx-temp/body;
-    proxy_temp_path $TMP/nginx-temp/proxy;
-    fastcgi_temp_path $TMP/nginx-temp/fastcgi;
-    uwsgi_temp_path $TMP/nginx-temp/uwsgi;
-    scgi_temp_path $TMP/nginx-temp/scgi;
-    server {
-        listen 127.0.0.1:$upstream;
-        root $TMP/www;
-        location = /ok { default_type text/plain; }
-    }
-}
-CONF
+nginx_conf "$TMP" upstream "$upstream" "root $TMP/www; location = /ok { default_type text/plain; }"
 "$NGINX" -p "$TMP" -c "$TMP/upstream.conf" 2>"$TMP/upstream.stderr" &
 started+=("$!")
 

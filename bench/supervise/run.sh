@@ -445,41 +445,15 @@ echo "supervisord: ${R[relay_s/sv]} s, ${R[relay_lps/sv]} lines/s, byte-identica
 
 # --- 4. proxy -----------------------------------------------------------------------------------
 say "proxy: wrk -t1 for ${PROXY_SECONDS}s at c=1 and c=32, $PROXY_ROUNDS rounds (medians)"
-mkdir -p "$TMP/www" "$TMP/nginx-temp"
-printf 'ok' >"$TMP/www/ok"
-chmod 755 "$TMP/www"
-chmod 644 "$TMP/www/ok"
-nginx_conf() {  # nginx_conf NAME PORT SERVER_BODY [HTTP_EXTRA]
-    cat >"$TMP/$1.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/$1.pid;
-error_log $TMP/$1-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/nginx-temp/body;
-    proxy_temp_path $TMP/nginx-temp/proxy;
-    fastcgi_temp_path $TMP/nginx-temp/fastcgi;
-    uwsgi_temp_path $TMP/nginx-temp/uwsgi;
-    scgi_temp_path $TMP/nginx-temp/scgi;
-    ${4:-}
-    server {
-        listen 127.0.0.1:$2;
-        $3
-    }
-}
-EOF
-}
+nginx_www "$TMP"
 upstream=$(free_port)
-nginx_conf upstream "$upstream" "root $TMP/www; location = /ok { default_type text/plain; }"
+nginx_conf "$TMP" upstream "$upstream" "root $TMP/www; location = /ok { default_type text/plain; }"
 "$NGINX" -p "$TMP" -c "$TMP/upstream.conf" 2>"$TMP/upstream.stderr" &
 started+=("$!")
 wait_for 10 curl -fsS "http://127.0.0.1:$upstream/ok" || die "the upstream nginx does not answer"
 
 front=$(free_port)
-nginx_conf front "$front" "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" \
+nginx_conf "$TMP" front "$front" "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" \
     "upstream up { server 127.0.0.1:$upstream; keepalive 32; }"
 "$NGINX" -p "$TMP" -c "$TMP/front.conf" 2>"$TMP/front.stderr" &
 started+=("$!")

@@ -195,7 +195,8 @@ Response relayed_head(int status,
     std::size_t count = 0;
     for (const auto& header : fields) {
         ++count;
-        if (field_code(header) == field::connection) {
+        // By name: a plain head's codes are looked up once, in the loop below.
+        if (client::beast::iequals(field_name(header), "connection")) {
             // "keep-alive" and the like are dropped anyway: only other names need a lookup.
             add_tokens(field_value(header), named,
                        [](std::string_view token) { return is_hop_by_hop(token); });
