@@ -10,6 +10,7 @@
 # c=1. Prints the instructions per request and the functions that cost the most.
 #   bench/supervise/proxy_cost.sh                  (BUILD=build; SKIP_BUILD=1 to reuse it)
 #   TOP=40 bench/supervise/proxy_cost.sh           more functions
+#   KEEP=/tmp/cg.out bench/supervise/proxy_cost.sh  keep the dump (callgrind_annotate --tree=caller)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -78,6 +79,7 @@ for _ in $(seq 1 50); do  # the dump is written by the process: until it is ther
     sleep 0.1
 done
 dump=$(ls -S "$TMP"/callgrind.out.* | head -1)
+[[ -z "${KEEP:-}" ]] || cp "$dump" "$KEEP"
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 [[ -n "$requests" && "$requests" -gt 0 && -n "$total" ]] || die "no count (requests=$requests)"
 echo "proxy_alone under callgrind, wrk -t1 -c1 for ${REQUESTS_SECONDS}s: $requests requests"

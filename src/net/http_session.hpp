@@ -21,6 +21,7 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <iterator>
@@ -140,17 +141,17 @@ inline bool is_plain_header(const Header& header) {
     }
     switch (name.size()) {
         case 10:
-            if (beast::iequals(name, "connection")) {
+            if (equals_lowercase(name, "connection")) {
                 return false;
             }
             break;
         case 14:
-            if (beast::iequals(name, "content-length")) {
+            if (equals_lowercase(name, "content-length")) {
                 return false;
             }
             break;
         case 17:
-            if (beast::iequals(name, "transfer-encoding")) {
+            if (equals_lowercase(name, "transfer-encoding")) {
                 return false;
             }
             break;
@@ -173,42 +174,57 @@ inline std::optional<std::string> format_response_head(const Response& response,
                                                        std::size_t body_size,
                                                        std::size_t room_after = 0) {
     using namespace std::string_view_literals;
-    std::size_t size = 96 + response.content_type.size() + room_after;
+    const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+    // An upper bound of the head's size: the fixed parts at their longest (a 3-digit status,
+    // "Connection: keep-alive", a 20-digit length) come to 111 bytes.
+    std::size_t size = 128 + reason.size() + response.content_type.size();
     for (const auto& header : response.headers) {
         if (!is_plain_header(header)) {
             return std::nullopt;
         }
         size += header.name.size() + header.value.size() + 4;
     }
+    // Written through a pointer into the sized string, then cut to length: every response
+    // comes through here, and a string append per piece cost more than the copying itself.
     std::string head;
-    head.reserve(size);
-    const auto reason = http::obsolete_reason(static_cast<http::status>(status));
-    // Every response: appended piece by piece, as a format string costs more than the rest.
-    const auto append_number = [&head](std::uint64_t number) {
-        std::array<char, 20> digits{};
-        const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), number).ptr;
-        head.append(digits.data(), end);
+    head.reserve(size + room_after);
+    head.resize(size);
+    char* out = head.data();
+    const auto put = [&out](std::string_view piece) {
+        std::memcpy(out, piece.data(), piece.size());
+        out += piece.size();
     };
-    head.append(version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
-    append_number(static_cast<std::uint64_t>(status));
-    head.append(" "sv).append(reason.data(), reason.size()).append("\r\nServer: aviary\r\n"sv);
+    const auto put_number = [&out](std::uint64_t number) {
+        out = std::to_chars(out, out + 20, number).ptr;
+    };
+    put(version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
+    put_number(static_cast<std::uint64_t>(status));
+    put(" "sv);
+    put({reason.data(), reason.size()});
+    put("\r\nServer: aviary\r\n"sv);
     if (!response.content_type.empty()) {
-        head.append("Content-Type: "sv).append(response.content_type).append("\r\n"sv);
+        put("Content-Type: "sv);
+        put(response.content_type);
+        put("\r\n"sv);
     }
     for (const auto& header : response.headers) {
-        head.append(header.name).append(": "sv).append(header.value).append("\r\n"sv);
+        put(header.name);
+        put(": "sv);
+        put(header.value);
+        put("\r\n"sv);
     }
     if (version == 10 && keep_alive) {
-        head.append("Connection: keep-alive\r\n"sv);
+        put("Connection: keep-alive\r\n"sv);
     } else if (version != 10 && !keep_alive) {
-        head.append("Connection: close\r\n"sv);
+        put("Connection: close\r\n"sv);
     }
     if (status_allows_body(status)) {
-        head.append("Content-Length: "sv);
-        append_number(body_size);
-        head.append("\r\n"sv);
+        put("Content-Length: "sv);
+        put_number(body_size);
+        put("\r\n"sv);
     }
-    head.append("\r\n"sv);
+    put("\r\n"sv);
+    head.resize(static_cast<std::size_t>(out - head.data()));
     return head;
 }
 
@@ -307,7 +323,7 @@ private:
     asio::awaitable<beast::error_code> read_body(http::request_parser<http::string_body>& parser);
     asio::awaitable<beast::error_code> send_continue();
     asio::awaitable<void> reply_to_read_error(const beast::error_code& ec);
-    asio::awaitable<Response> call_handler(Request request);
+    asio::awaitable<Response> call_handler();
     asio::awaitable<bool> respond(Response& response, bool keep_alive, bool head);
     asio::awaitable<bool> write_response(Response& response, bool keep_alive, bool head);
     asio::awaitable<beast::error_code> send_response(Response& response,
@@ -322,7 +338,7 @@ private:
     asio::awaitable<bool> accept_websocket(Response& response, bool keep_alive, bool head);
     asio::awaitable<void> finish_sending();
     asio::awaitable<void> linger_close();
-    core::Result<Request> make_request(const http::request_header<>& head) const;
+    core::Result<void> take_request(const http::request_header<>& head);
     template <class Body>
     void put_headers(http::response<Body>& message, const Response& response) const;
     http::request_parser<http::empty_body>& start_head();
@@ -347,7 +363,11 @@ private:
     std::optional<http::request_parser<http::empty_body>> head_parser_;
     std::optional<http::request_parser<http::string_body>> body_parser_;
     std::optional<http::request_parser<http::buffer_body>> streamed_parser_;
-    Request request_;
+    Request request_;  // filled in place (take_request), then moved to the handler
+    // The request's method and path, kept for the log when its handler throws: assigned, so
+    // their capacity serves request after request.
+    std::string handler_method_;
+    std::string handler_path_;
     Response response_;
     bool head_request_ = false;  // HEAD: the answer goes without its body
     bool wants_keep_alive_ = false;
@@ -634,13 +654,12 @@ bool Session<Stream>::take_head() {
     head_request_ = message.method() == http::verb::head;
     version_ = message.version() == 10 ? 10 : 11;
     wants_keep_alive_ = message.keep_alive();
-    auto request = make_request(message.base());
+    auto taken = take_request(message.base());
     upgrade_head_.reset();
-    if (!request) {
-        response_ = error_response(400, request.error().message);
+    if (!taken) {
+        response_ = error_response(400, taken.error().message);
         return false;
     }
-    request_ = std::move(*request);
     if (is_websocket_upgrade(request_)) {
         upgrade_head_.emplace(message);
     }
@@ -677,7 +696,7 @@ asio::awaitable<bool> Session<Stream>::serve_streamed() {
     StreamedBody body{*this, streamed_parser_.emplace(std::move(*head_parser_))};
     request_.body_reader = &body;
     server_.requests.fetch_add(1);
-    response_ = co_await call_handler(std::move(request_));
+    response_ = co_await call_handler();
     // Before the response: a short rest is dropped and the connection goes on; a long one
     // would make the client's next request start mid-body, so the connection ends instead.
     const bool drained = co_await body.drain();
@@ -693,7 +712,7 @@ asio::awaitable<bool> Session<Stream>::serve_streamed() {
 template <class Stream>
 asio::awaitable<bool> Session<Stream>::answer() {
     server_.requests.fetch_add(1);
-    response_ = co_await call_handler(std::move(request_));
+    response_ = co_await call_handler();
     const bool again = co_await respond(response_, wants_keep_alive_, head_request_);
     release_response();
     co_return again;
@@ -812,11 +831,14 @@ asio::awaitable<void> Session<Stream>::reply_to_read_error(const beast::error_co
     co_await linger_close();
 }
 
+/// request_ made anew from a parsed head, in place: what the last handler left of it (a
+/// moved-from Request) is cleared first.
 template <class Stream>
-core::Result<Request> Session<Stream>::make_request(const http::request_header<>& head) const {
-    Request request;
-    request.method = std::string{head.method_string()};
-    request.target = std::string{head.target()};
+core::Result<void> Session<Stream>::take_request(const http::request_header<>& head) {
+    Request& request = request_;
+    request.method.assign(head.method_string());
+    request.target.assign(head.target());
+    request.query.clear();
     if (request.target == "*") {
         request.path = "*";  // "OPTIONS *": the server itself, no path to decode
     } else if (is_plain_path(request.target)) {
@@ -833,13 +855,16 @@ core::Result<Request> Session<Stream>::make_request(const http::request_header<>
             request.query.emplace_back(std::move(param.key), std::move(param.value));
         }
     }
+    request.headers.clear();
     for (const auto& field : head) {
         request.headers.push_back(
             Header{std::string{field.name_string()}, std::string{field.value()}});
     }
+    request.body.clear();
     request.remote = remote_;
     request.peer_identity = peer_identity_;
-    return request;
+    request.body_reader = nullptr;
+    return {};
 }
 
 /// set_headers, and a log line for a header it left out (a handler's bug, not the client's).
@@ -855,14 +880,16 @@ void Session<Stream>::put_headers(http::response<Body>& message, const Response&
 }
 
 template <class Stream>
-asio::awaitable<Response> Session<Stream>::call_handler(Request request) {
+asio::awaitable<Response> Session<Stream>::call_handler() {
     // The handler may take as long as it likes (held-open responses); no I/O is pending meanwhile
     // unless it reads a streamed body, and each read and write sets its own deadline.
     tcp_.expires_never();
-    const std::string method = request.method;
-    const std::string path = request.path;
+    handler_method_ = request_.method;
+    handler_path_ = request_.path;
+    const auto& method = handler_method_;
+    const auto& path = handler_path_;
     try {
-        auto pending = server_.handler(std::move(request));
+        auto pending = server_.handler(std::move(request_));
         co_return co_await std::move(pending);
     } catch (const std::exception& e) {
         server_.log->error("handler failed method={} path={} remote={} error={}", method, path,
@@ -897,9 +924,11 @@ asio::awaitable<beast::error_code> Session<Stream>::send_response(Response& resp
     const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
     if (status >= 200) {
         const std::size_t body_size = status_allows_body(status) ? response.body.size() : 0;
-        // Small bodies go in the same buffer: one write, one TLS record.
+        // Under TLS a small body goes in the head's buffer: one write, one record. On plain TCP
+        // the two go in one sendmsg as two buffers, without the copy.
         constexpr std::size_t kJoinedBody = std::size_t{16} * 1024;
-        const bool joined = !head && body_size > 0 && body_size <= kJoinedBody;
+        const bool joined = !std::is_same_v<Stream, DeadlineStream> && !head && body_size > 0 &&
+                            body_size <= kJoinedBody;
         if (auto formatted = format_response_head(response, status, version_, keep_alive, body_size,
                                                   joined ? body_size : 0)) {
             std::string_view body;

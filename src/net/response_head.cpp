@@ -1,8 +1,9 @@
 #include "net/response_head.hpp"
 
+#include <algorithm>
 #include <array>
-#include <boost/beast/core/string.hpp>
 #include <charconv>
+#include <cstring>
 
 namespace aviary::net {
 namespace {
@@ -18,11 +19,38 @@ constexpr std::array<bool, 256> kFieldText = [] {
     return text;
 }();
 
+/// Whether any of the 8 bytes in `word` may not be field text as they stand: a control
+/// character (below 0x20, tab included) or DEL. It may also say so for a byte after such a
+/// one (a borrow carries), never for a word without one; the caller then goes byte by byte.
+constexpr bool may_hold_control(std::uint64_t word) {
+    constexpr std::uint64_t kOnes = 0x0101010101010101;
+    constexpr std::uint64_t kHighs = 0x8080808080808080;
+    const auto below = [](std::uint64_t w, std::uint64_t n) {
+        return (w - kOnes * n) & ~w & kHighs;
+    };
+    return (below(word, 0x20) | below(word ^ (kOnes * 0x7f), 1)) != 0;
+}
+
 /// One line of field text up to its CRLF, from `at`: the end of the text, or npos when the
-/// line holds anything else (a bare CR or LF, a control character).
+/// line holds anything else (a bare CR or LF, a control character). Eight bytes at a time
+/// while none of them is special: a value is read here byte for byte otherwise.
 std::size_t text_end(std::string_view bytes, std::size_t at) {
-    while (at < bytes.size() && kFieldText[static_cast<unsigned char>(bytes[at])]) {
-        ++at;
+    for (;;) {
+        while (at + 8 <= bytes.size()) {
+            std::uint64_t word = 0;
+            std::memcpy(&word, bytes.data() + at, sizeof word);
+            if (may_hold_control(word)) {
+                break;
+            }
+            at += 8;
+        }
+        const auto stop = std::min(at + 8, bytes.size());
+        while (at < stop && kFieldText[static_cast<unsigned char>(bytes[at])]) {
+            ++at;
+        }
+        if (at < stop || at == bytes.size()) {
+            break;  // a byte that is not text, or the end of what has come so far
+        }
     }
     if (at + 1 >= bytes.size() || bytes[at] != '\r' || bytes[at + 1] != '\n') {
         return std::string_view::npos;
@@ -78,10 +106,10 @@ std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<He
         }
         const auto value = trim_ows(bytes.substr(value_start, at - value_start));
         at += 2;
-        if (boost::beast::iequals(name, "transfer-encoding")) {
+        if (equals_lowercase(name, "transfer-encoding")) {
             return std::nullopt;  // chunked or worse: Beast's
         }
-        if (boost::beast::iequals(name, "content-length")) {
+        if (equals_lowercase(name, "content-length")) {
             std::uint64_t length = 0;
             auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
             if (head.content_length || value.empty() || ec != std::errc{} ||
@@ -89,9 +117,9 @@ std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<He
                 return std::nullopt;  // twice, a list, a sign, too large...
             }
             head.content_length = length;
-        } else if (boost::beast::iequals(name, "connection")) {
+        } else if (equals_lowercase(name, "connection")) {
             for_each_token(value, [&head](std::string_view token) {
-                if (boost::beast::iequals(token, "close")) {
+                if (equals_lowercase(token, "close")) {
                     head.keep_alive = false;
                 }
             });

@@ -43,6 +43,22 @@ inline bool is_token(std::string_view name) {
            std::all_of(name.begin(), name.end(), [](unsigned char c) { return kTokenChars[c]; });
 }
 
+/// Whether `text` is `lowercase` ignoring the case of its ASCII letters: header names and
+/// tokens against a known name. Inline, and a length compare first: the proxy makes a few of
+/// these for every header of every message, and most differ in length.
+constexpr bool equals_lowercase(std::string_view text, std::string_view lowercase) {
+    if (text.size() != lowercase.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c) != lowercase[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /// One header of a plain head: views into the bytes given to parse_plain_head().
 struct HeadField {
     std::string_view name;

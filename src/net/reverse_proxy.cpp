@@ -78,7 +78,7 @@ bool is_named(std::string_view name, std::span<const std::string_view> sorted) {
 std::vector<std::string_view> connection_tokens(const std::vector<Header>& headers) {
     std::vector<std::string_view> tokens;
     for (const auto& header : headers) {
-        if (client::beast::iequals(header.name, "connection")) {
+        if (equals_lowercase(header.name, "connection")) {
             add_tokens(header.value, tokens);
         }
     }
@@ -86,40 +86,66 @@ std::vector<std::string_view> connection_tokens(const std::vector<Header>& heade
     return tokens;
 }
 
-bool is_one_of(std::string_view name, std::span<const std::string_view> names) {
-    return std::any_of(names.begin(), names.end(),
-                       [&](std::string_view n) { return client::beast::iequals(name, n); });
-}
+/// What this hop does with a header, by its name.
+enum class Role {
+    kEndToEnd,     ///< forwarded as it came
+    kHopByHop,     ///< describes one hop, not the message: never forwarded (see role_of)
+    kContentType,  ///< Response::content_type
+    kVia,          ///< joined with this hop's entry
+    kServer,       ///< this hop's own
+    kHost,         ///< request side: the upstream's; the client's goes in X-Forwarded-Host
+    kExpect,       ///< request side: this server already answered it
+    kForwarded,    ///< request side: X-Forwarded-For, -Proto and -Host, set by this hop
+};
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1): never forwarded, nor
-/// those the Connection header names. Upgrade survives when the request is being upgraded;
-/// Content-Length and Transfer-Encoding are set anew by whoever frames the next hop. Beast
-/// knows each of these names, so one switch on its field code serves a parsed head directly
-/// and a name through string_to_field (case-insensitive), instead of a dozen string compares.
-bool is_hop_by_hop(field name) {
-    switch (name) {
-        case field::connection:
-        case field::keep_alive:
-        case field::proxy_connection:
-        case field::te:
-        case field::trailer:
-        case field::transfer_encoding:
-        case field::upgrade:
-        case field::proxy_authorization:
-        case field::proxy_authenticate:
-        case field::content_length:
-            return true;
+/// The role of a header name, ignoring case. One switch on the length and a compare or two:
+/// every header of every proxied message comes through here, and a table lookup (Beast's
+/// string_to_field) cost more than the rest of the header's handling.
+///
+/// Hop-by-hop (RFC 9110 §7.6.1): Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+/// Upgrade, Proxy-Authenticate, Proxy-Authorization, and the framing headers Content-Length and
+/// Transfer-Encoding, which whoever frames the next hop sets anew. Upgrade survives only when
+/// the request is being upgraded, which the proxy adds itself.
+Role role_of(std::string_view name) {
+    const auto is = [name](std::string_view known) { return equals_lowercase(name, known); };
+    switch (name.size()) {
+        case 2:
+            return is("te") ? Role::kHopByHop : Role::kEndToEnd;
+        case 3:
+            return is("via") ? Role::kVia : Role::kEndToEnd;
+        case 4:
+            return is("host") ? Role::kHost : Role::kEndToEnd;
+        case 6:
+            return is("server") ? Role::kServer : is("expect") ? Role::kExpect : Role::kEndToEnd;
+        case 7:
+            return is("upgrade") || is("trailer") ? Role::kHopByHop : Role::kEndToEnd;
+        case 10:
+            return is("connection") || is("keep-alive") ? Role::kHopByHop : Role::kEndToEnd;
+        case 12:
+            return is("content-type") ? Role::kContentType : Role::kEndToEnd;
+        case 14:
+            return is("content-length") ? Role::kHopByHop : Role::kEndToEnd;
+        case 15:
+            return is("x-forwarded-for") ? Role::kForwarded : Role::kEndToEnd;
+        case 16:
+            return is("proxy-connection")   ? Role::kHopByHop
+                   : is("x-forwarded-host") ? Role::kForwarded
+                                            : Role::kEndToEnd;
+        case 17:
+            return is("transfer-encoding")   ? Role::kHopByHop
+                   : is("x-forwarded-proto") ? Role::kForwarded
+                                             : Role::kEndToEnd;
+        case 18:
+            return is("proxy-authenticate") ? Role::kHopByHop : Role::kEndToEnd;
+        case 19:
+            return is("proxy-authorization") ? Role::kHopByHop : Role::kEndToEnd;
         default:
-            return false;
+            return Role::kEndToEnd;
     }
 }
 
 bool is_hop_by_hop(std::string_view name) {
-    return is_hop_by_hop(client::http::string_to_field(name));
-}
-
-bool is_hop_by_hop(std::string_view name, std::span<const std::string_view> named) {
-    return is_hop_by_hop(name) || is_named(name, named);
+    return role_of(name) == Role::kHopByHop;
 }
 
 bool wants_upgrade(const Request& request) {
@@ -156,19 +182,12 @@ std::string_view client_address(std::string_view remote) {
 }
 
 /// One header of an upstream head, as relayed_head() reads it: a field of Beast's parsed head,
-/// or of a plain head (response_head.hpp), whose code is looked up here.
-field field_code(const HeadField& header) {
-    return client::http::string_to_field(header.name);
-}
+/// or of a plain head (response_head.hpp).
 std::string_view field_name(const HeadField& header) {
     return header.name;
 }
 std::string_view field_value(const HeadField& header) {
     return header.value;
-}
-template <class BeastField>
-field field_code(const BeastField& header) {
-    return header.name();
 }
 template <class BeastField>
 std::string_view field_name(const BeastField& header) {
@@ -195,8 +214,7 @@ Response relayed_head(int status,
     std::size_t count = 0;
     for (const auto& header : fields) {
         ++count;
-        // By name: a plain head's codes are looked up once, in the loop below.
-        if (client::beast::iequals(field_name(header), "connection")) {
+        if (equals_lowercase(field_name(header), "connection")) {
             // "keep-alive" and the like are dropped anyway: only other names need a lookup.
             add_tokens(field_value(header), named,
                        [](std::string_view token) { return is_hop_by_hop(token); });
@@ -206,17 +224,23 @@ Response relayed_head(int status,
     response.headers.reserve(count + 1 + more);
     std::optional<std::string_view> upstream_via;
     for (const auto& header : fields) {
-        const auto code = field_code(header);
-        if (code == field::content_type) {
-            response.content_type = field_value(header);
-        } else if (code == field::via) {
-            if (!upstream_via) {
-                upstream_via = field_value(header);
-            }
-        } else if (!is_hop_by_hop(code) && code != field::server &&
-                   (named.empty() || !is_named(field_name(header), named))) {
-            response.headers.push_back(
-                Header{std::string{field_name(header)}, std::string{field_value(header)}});
+        switch (role_of(field_name(header))) {
+            case Role::kContentType:
+                response.content_type = field_value(header);
+                break;
+            case Role::kVia:
+                if (!upstream_via) {
+                    upstream_via = field_value(header);
+                }
+                break;
+            case Role::kHopByHop:
+            case Role::kServer:
+                break;
+            default:
+                if (named.empty() || !is_named(field_name(header), named)) {
+                    response.headers.push_back(
+                        Header{std::string{field_name(header)}, std::string{field_value(header)}});
+                }
         }
     }
     std::string joined_via;
@@ -513,12 +537,18 @@ std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgra
         append_joined(head.append(name).append(": "), sent, added).append("\r\n");
     };
     const auto named = connection_tokens(request.headers);
-    // Expect goes too: this server already answered it, and the body follows the head at once.
-    static constexpr std::array<std::string_view, 6> kReplaced{
-        "host", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "expect"};
     for (const auto& header : request.headers) {
-        if (!is_hop_by_hop(header.name, named) && !is_one_of(header.name, kReplaced)) {
-            add(header.name, header.value);
+        switch (role_of(header.name)) {
+            case Role::kHopByHop:
+            case Role::kVia:
+            case Role::kHost:
+            case Role::kExpect:  // this server already answered it; the body follows at once
+            case Role::kForwarded:
+                break;  // this hop's own, below
+            default:
+                if (!is_named(header.name, named)) {
+                    add(header.name, header.value);
+                }
         }
     }
     // Host names the upstream (it may route on it); the client's goes in X-Forwarded-Host.

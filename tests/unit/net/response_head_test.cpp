@@ -8,6 +8,18 @@
 namespace aviary::net {
 namespace {
 
+TEST(EqualsLowercase, IgnoresTheCaseOfLettersOnly) {
+    EXPECT_TRUE(equals_lowercase("Content-Length", "content-length"));
+    EXPECT_TRUE(equals_lowercase("CONTENT-LENGTH", "content-length"));
+    EXPECT_TRUE(equals_lowercase("", ""));
+    EXPECT_FALSE(equals_lowercase("Content-Lengths", "content-length"));
+    EXPECT_FALSE(equals_lowercase("Content-Lengt", "content-length"));
+    EXPECT_FALSE(equals_lowercase("Content_Length", "content-length"));
+    // Only A-Z fold: '\r' is not '-' less a case bit, nor is '[' an upper-case '{'.
+    EXPECT_FALSE(equals_lowercase("content\rlength", "content-length"));
+    EXPECT_FALSE(equals_lowercase("[", "{"));
+}
+
 TEST(PlainHead, TakesTheUsualAnswerWithItsFieldsAndLength) {
     const std::string bytes =
         "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
@@ -88,6 +100,36 @@ TEST(PlainHead, LeavesEverythingUnusualToTheFullParser) {
          }) {
         std::vector<HeadField> fields;
         EXPECT_FALSE(parse_plain_head(bytes, fields)) << bytes;
+    }
+}
+
+TEST(PlainHead, ChecksEveryByteOfALongValueWhereverTheOddOneIs) {
+    // Values are read eight bytes at a time: a control character is found at any offset in
+    // the word, and tabs and obs-text (0x80 and up) pass wherever they are.
+    const std::string text(41, 'v');
+    for (std::size_t at = 0; at < text.size(); ++at) {
+        for (const char bad : {'\0', '\x01', '\n', '\r', '\x1f', '\x7f'}) {
+            auto value = text;
+            value[at] = bad;
+            const auto bytes = "HTTP/1.1 200 OK\r\nX-Long: " + value + "\r\n\r\n";
+            std::vector<HeadField> fields;
+            EXPECT_FALSE(parse_plain_head(bytes, fields)) << "byte " << int(bad) << " at " << at;
+        }
+        for (const char good : {'\t', ' ', '~', '\x80', '\xff'}) {
+            auto value = text;
+            value[at] = good;
+            value.back() = 'e';  // not trimmed away
+            value.front() = 's';
+            if (at == 0 || at + 1 == text.size()) {
+                continue;
+            }
+            const auto bytes = "HTTP/1.1 200 OK\r\nX-Long: " + value + "\r\n\r\n";
+            std::vector<HeadField> fields;
+            auto head = parse_plain_head(bytes, fields);
+            ASSERT_TRUE(head) << "byte " << int(good) << " at " << at;
+            ASSERT_EQ(fields.size(), 1U);
+            EXPECT_EQ(fields[0].value, value);
+        }
     }
 }
 

@@ -142,7 +142,8 @@ TEST(ReverseProxy, PassesStatusBodyAndEndToEndHeadersAndDropsHopByHopOnes) {
         "POST /api/v1/x?y=1 HTTP/1.1\r\nHost: proxy.example\r\nConnection: X-Hop\r\n"
         "X-Hop: secret\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic abc\r\n"
         "TE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Custom: kept\r\nContent-Length: 5\r\n"
-        "\r\nhello");
+        "VIA: 1.0 client-side\r\nContent-Type: application/json\r\nServer: a-client\r\n"
+        "X-Forwarded-Proto: gopher\r\n\r\nhello");
     auto response = client.read_response();
     ASSERT_TRUE(response.has_value());
     EXPECT_EQ(response->status, 201);
@@ -153,8 +154,13 @@ TEST(ReverseProxy, PassesStatusBodyAndEndToEndHeadersAndDropsHopByHopOnes) {
     const auto& body = response->body;
     EXPECT_NE(body.find("POST /api/v1/x?y=1\n"), std::string::npos) << body;
     EXPECT_NE(body.find("x-custom: kept\n"), std::string::npos) << body;
-    EXPECT_NE(body.find("via: 1.1 test-proxy\n"), std::string::npos) << body;
+    // End-to-end on a request, whatever they mean on a response.
+    EXPECT_NE(body.find("content-type: application/json\n"), std::string::npos) << body;
+    EXPECT_NE(body.find("server: a-client\n"), std::string::npos) << body;
+    // This hop's, once each: the client's Via and X-Forwarded-For joined, its own proto.
+    EXPECT_NE(body.find("via: 1.0 client-side, 1.1 test-proxy\n"), std::string::npos) << body;
     EXPECT_NE(body.find("x-forwarded-for: 10.0.0.1, 127.0.0.1\n"), std::string::npos) << body;
+    EXPECT_EQ(body.find("gopher"), std::string::npos) << body;
     EXPECT_NE(body.find("x-forwarded-proto: http\n"), std::string::npos) << body;
     EXPECT_NE(body.find("x-forwarded-host: proxy.example\n"), std::string::npos) << body;
     EXPECT_NE(body.find(fmt::format("host: {}\n", *upstream_address)), std::string::npos) << body;
