@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     net::ReverseProxy proxy{net::ProxySettings{.upstream = argv[2], .via = "aviary-supervise"}};
     net::HttpServer server{
         net::ServerSettings{.listen = argv[1], .io_threads = 1, .blocking_threads = 1},
-        [&proxy](net::Request request) -> net::asio::awaitable<net::Response> {
+        [&proxy](net::Request&& request) -> net::asio::awaitable<net::Response> {
             co_return co_await proxy.forward(request);
         }};
     auto bound = server.start();

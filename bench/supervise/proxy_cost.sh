@@ -84,6 +84,12 @@ total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(","
 [[ -n "$requests" && "$requests" -gt 0 && -n "$total" ]] || die "no count (requests=$requests)"
 echo "proxy_alone under callgrind, wrk -t1 -c1 for ${REQUESTS_SECONDS}s: $requests requests"
 echo "instructions per proxied request: $((total / requests))"
+# Coroutine frames past Asio's per-thread cache (1,020 bytes) are allocated with memalign:
+# docs/architecture.md, "Frames on the hot paths". Zero per request when every frame fits.
+memaligns=$(callgrind_annotate --tree=caller --threshold=100 "$dump" 2>/dev/null |
+    grep -E '< \./malloc/\./malloc/malloc\.c:memalign \(' | grep -oE '\([0-9,]+x\)' |
+    tr -d '(),x' | awk '{n += $1} END {print n + 0}')
+echo "frames allocated past Asio's cache per request: $(awk -v m="$memaligns" -v n="$requests" 'BEGIN {printf "%.2f", m / n}')"
 echo
 echo "instructions per request, by function (self):"
 callgrind_annotate --inclusive=no "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ +\( *[0-9.]+%\) ' |

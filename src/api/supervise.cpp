@@ -423,8 +423,10 @@ public:
                        .with({supervisor.settings().name})) {}
 
     /// Not a coroutine itself: the refusal and the forwarding each get their own (small)
-    /// coroutine frame rather than one frame holding both responses.
-    net::asio::awaitable<net::Response> operator()(net::Request request) {
+    /// coroutine frame rather than one frame holding both responses. The request is the
+    /// server's until the returned awaitable completes (net::Handler): the forwarding coroutine
+    /// refers to it rather than holding a copy.
+    net::asio::awaitable<net::Response> operator()(net::Request&& request) {
         auto [open, why] = supervisor_.gate();
         if (!open) {
             refused_.inc();
@@ -432,11 +434,11 @@ public:
             response.headers.push_back({"Retry-After", "5"});
             return net::ready(std::move(response));
         }
-        return forward(std::move(request));
+        return forward(request);
     }
 
 private:
-    net::asio::awaitable<net::Response> forward(net::Request request) {
+    net::asio::awaitable<net::Response> forward(net::Request& request) {
         const auto start = std::chrono::steady_clock::now();
         auto response = co_await proxy_.forward(request);
         latency_.observe(

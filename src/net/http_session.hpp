@@ -363,7 +363,7 @@ private:
     std::optional<http::request_parser<http::empty_body>> head_parser_;
     std::optional<http::request_parser<http::string_body>> body_parser_;
     std::optional<http::request_parser<http::buffer_body>> streamed_parser_;
-    Request request_;  // filled in place (take_request), then moved to the handler
+    Request request_;  // filled in place (take_request), then handed to the handler (Handler)
     // The request's method and path, kept for the log when its handler throws: assigned, so
     // their capacity serves request after request.
     std::string handler_method_;
@@ -666,10 +666,13 @@ bool Session<Stream>::take_head() {
     return true;
 }
 
-/// What the answered response holds (its body, a relay's upstream connection) is let go
-/// before the connection waits for the next request.
+/// What the answered response holds (its body, a relay's upstream connection), and the
+/// request's body, are let go before the connection waits for the next request.
 template <class Stream>
 void Session<Stream>::release_response() {
+    // A handler that took the request by reference left it here: its body (up to
+    // max_body_bytes) is not kept for the next request. The rest is refilled in place.
+    request_.body = std::string{};
     response_.body = std::string{};
     response_.headers.clear();
     response_.stream = nullptr;

@@ -208,7 +208,11 @@ struct Response {
 /// True when `request` asks to become a WebSocket (GET, Connection: upgrade, Upgrade: websocket).
 bool is_websocket_upgrade(const Request& request);
 
-using Handler = std::function<asio::awaitable<Response>(Request)>;
+/// Answers one request. The request is the server's, handed over as an rvalue: a handler that
+/// takes it by value owns it; one that takes `Request&&` (and its coroutine) may use it in place
+/// until the awaitable it returned completes, which spares the moves of a request through
+/// layers of handlers.
+using Handler = std::function<asio::awaitable<Response>(Request&&)>;
 /// Decides from the request line and headers alone (body empty) whether the handler reads the
 /// body itself through Request::body_reader instead of the server buffering it whole.
 using BodyPolicy = std::function<bool(const Request& head)>;

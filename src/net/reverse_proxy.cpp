@@ -181,6 +181,38 @@ std::string_view client_address(std::string_view remote) {
     return colon == std::string_view::npos ? remote : remote.substr(0, colon);
 }
 
+/// Ends the head: the framing of the body (the client's Content-Length when it sent one with
+/// a streamed body, chunked when it sent none; the buffered body's size), then the blank line.
+void frame(std::string& head, const Request& request) {
+    const auto length = request.header("content-length");
+    const bool streamed = request.body_reader != nullptr;
+    if (streamed && !length) {
+        head.append("Transfer-Encoding: chunked\r\n");
+    } else if (streamed) {
+        head.append(fmt::format("Content-Length: {}\r\n", std::stoull(std::string{*length})));
+    } else if (!request.body.empty() || length) {
+        head.append(fmt::format("Content-Length: {}\r\n", request.body.size()));
+    }
+    head.append("\r\n");
+}
+
+/// Writes what a plain connection's socket takes at once of `head` then `body` (one sendmsg):
+/// the bytes written, and `ec` set on failure.
+std::size_t write_head_and_body(client::ClientConnection& connection,
+                                const std::string& head,
+                                const std::string& body,
+                                error_code& ec) {
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(body)};
+    std::size_t written = 0;
+    std::tie(ec, written) = write_now(connection.tcp().socket(), buffers);
+    return written;
+}
+
+/// Whether the response to a plain head has no body: to a HEAD request, 204 and 304.
+bool has_no_body(const PlainHead& head, bool head_request) {
+    return head_request || head.status == 204 || head.status == 304;
+}
+
 /// One header of an upstream head, as relayed_head() reads it: a field of Beast's parsed head,
 /// or of a plain head (response_head.hpp).
 std::string_view field_name(const HeadField& header) {
@@ -383,26 +415,80 @@ struct ReverseProxy::Impl {
         std::vector<std::string_view> named;
     };
 
-    asio::awaitable<Response> forward(Request& request);
+    /// What one attempt at a request knows, handed from forward() to through_beast().
+    struct Attempt {
+        Request& request;
+        int number = 0;  // 0, or 1 for the retry on a fresh connection
+        bool upgrading = false;
+        bool may_retry = false;  // no streamed body, not an upgrade, an idempotent method
+        bool head_request = false;
+        bool reused = false;  // the connection was a kept-alive one
+    };
+
+    /// One attempt (`number`: forward's own is 0). Kept small: a coroutine frame past Asio's
+    /// 1,020-byte cache is a malloc, and evicts a cached frame, on every request
+    /// (docs/architecture.md, "Frames on the hot paths"). So the usual answer is taken here and
+    /// everything else is in coroutines of its own (finish_plain, through_beast).
+    asio::awaitable<Response> forward(Request& request, int number = 0);
+    /// A new connection to the upstream in `lease` (or the next one given back, at the pool's
+    /// limit); false, with the 502/504 in `response`, when there is none.
+    asio::awaitable<bool> connect(Local& here,
+                                  client::Pick pick,
+                                  std::optional<client::Lease>& lease,
+                                  Response& response);
+    /// Reads the rest of a plain head's body into `response` (`filled` bytes are there), then
+    /// gives the connection back to the pool; or sets `response` to the 502/504.
+    asio::awaitable<void> finish_plain(client::Lease& lease,
+                                       Response& response,
+                                       std::size_t filled,
+                                       bool keep_alive);
+    /// Sets `response` to the upstream's answer read by Beast's parser, from what the buffer
+    /// already holds; on a kept-alive connection that closed before answering, to the retry of
+    /// a request that may be sent twice. `read_ec` is the plain read's failure, if any;
+    /// `got_some` whether it read anything. (Results and arguments by reference: forward()'s
+    /// frame holds the temporaries of each co_await.)
+    asio::awaitable<void> through_beast(const Attempt& attempt,
+                                        client::Lease& lease,
+                                        const error_code& send_ec,
+                                        error_code read_ec,
+                                        bool got_some,
+                                        Response& response);
     /// The request line and headers for the upstream, without the framing (send() adds it).
     std::string upstream_head(const Request& request, bool upgrading) const;
+    /// Sends the framed head (frame()) and the body, buffered or streamed. forward() writes a
+    /// buffered request on a plain connection itself, with write_now().
+    /// On a client-side failure returns no error and sets `failed`, with its answer in
+    /// `response`.
     asio::awaitable<error_code> send(client::ClientConnection& connection,
                                      std::string& head,
                                      Request& request,
-                                     std::optional<core::Error>& failed);
+                                     bool& failed,
+                                     Response& response);
+    /// Writes the head and the body from `written` on, within idle_timeout.
+    asio::awaitable<error_code> send_rest(client::ClientConnection& connection,
+                                          const std::string& head,
+                                          const std::string& body,
+                                          std::size_t written);
     asio::awaitable<error_code> read_head(Exchange& exchange, bool head_request);
     asio::awaitable<Response> relay(std::shared_ptr<Exchange> exchange,
                                     bool upgrading,
                                     client::ConnectionPool& connections);
     /// Reads a plain connection until its buffer holds a whole head (or the head limit).
-    asio::awaitable<error_code> read_head_bytes(Exchange& exchange);
-    /// The response from a plain head (response_head.hpp) at the front of the connection's
-    /// buffer, its body read whole; nullopt, the buffer untouched, when it is Beast's to read
-    /// (a body to stream, or one that runs until close).
-    asio::awaitable<std::optional<Response>> take_plain(Exchange& exchange,
-                                                        const PlainHead& head,
-                                                        bool head_request,
-                                                        Local& local);
+    asio::awaitable<error_code> read_head_bytes(client::ClientConnection& connection);
+    /// Whether the plain head (response_head.hpp) at the front of the connection's buffer is
+    /// taken by take_plain(): its body is buffered whole. Not one to stream, nor one that runs
+    /// until close: those are Beast's to read, from the same bytes.
+    bool takes_plain(const PlainHead& head, bool head_request) const;
+    /// The response from that head, with as much of its body as the buffer holds
+    /// (finish_plain() reads the rest).
+    Response take_plain(client::ClientConnection& connection,
+                        const PlainHead& head,
+                        bool head_request,
+                        Local& local);
+    /// Reads the rest of `body` from the socket, from `filled` on, within idle_timeout.
+    asio::awaitable<error_code> read_body_rest(client::ClientConnection& connection,
+                                               std::string& body,
+                                               std::size_t filled);
     /// Feeds exchange.parser until `enough()`, within `timeout`.
     template <class Enough>
     asio::awaitable<error_code> read_until(Exchange& exchange, Enough enough, core::Millis timeout);
@@ -567,46 +653,18 @@ std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgra
     return head;
 }
 
-/// Writes the head and the body: request.body, or what request.body_reader yields (with the
-/// client's Content-Length when it sent one, chunked otherwise). On a client-side failure sets
-/// `failed` and returns no error.
+/// Writes the framed head and the body: request.body, or what request.body_reader yields. On a
+/// client-side failure sets `failed` and `response` and returns no error.
 asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& connection,
                                                      std::string& head,
                                                      Request& request,
-                                                     std::optional<core::Error>& failed) {
+                                                     bool& failed,
+                                                     Response& response) {
     namespace http = client::http;
-    const auto length = request.header("content-length");
-    const bool streamed = request.body_reader != nullptr;
-    const bool chunked = streamed && !length;
-    if (chunked) {
-        head.append("Transfer-Encoding: chunked\r\n");
-    } else if (streamed) {
-        head.append(fmt::format("Content-Length: {}\r\n", std::stoull(std::string{*length})));
-    } else if (!request.body.empty() || length) {
-        head.append(fmt::format("Content-Length: {}\r\n", request.body.size()));
+    if (request.body_reader == nullptr) {
+        co_return co_await send_rest(connection, head, request.body, 0);
     }
-    head.append("\r\n");
-    if (!streamed) {
-        // Head and body in one write.
-        const std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
-                                                        asio::buffer(request.body)};
-        error_code ec;
-        if (connection.tls() == nullptr) {
-            // Usually all of it fits the socket at once; the stream's deadline (a timer
-            // operation) is set only when the rest must wait.
-            std::size_t written = 0;
-            std::tie(ec, written) = write_now(connection.tcp().socket(), buffers);
-            if (!ec && written < asio::buffer_size(buffers)) {
-                connection.tcp().expires_after(settings.idle_timeout);
-                std::tie(ec, std::ignore) = co_await write_later(connection, buffers, written);
-            }
-        } else {
-            connection.tcp().expires_after(settings.idle_timeout);
-            std::tie(ec, std::ignore) =
-                co_await asio::async_write(connection, buffers, client::kUseTuple);
-        }
-        co_return ec;
-    }
+    const bool chunked = !request.header("content-length");
     connection.tcp().expires_after(settings.idle_timeout);
     auto [head_ec, head_n] =
         co_await asio::async_write(connection, asio::buffer(head), client::kUseTuple);
@@ -616,7 +674,8 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& c
     for (;;) {
         auto piece = co_await request.body_reader->read_some();
         if (!piece) {
-            failed = std::move(piece.error());
+            failed = true;
+            response = body_failure(piece.error());
             co_return error_code{};
         }
         connection.tcp().expires_after(settings.idle_timeout);
@@ -640,6 +699,35 @@ asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& c
             co_return ec;
         }
     }
+}
+
+asio::awaitable<error_code> ReverseProxy::Impl::send_rest(client::ClientConnection& connection,
+                                                          const std::string& head,
+                                                          const std::string& body,
+                                                          std::size_t written) {
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(body)};
+    connection.tcp().expires_after(settings.idle_timeout);
+    if (connection.tls() != nullptr) {
+        auto [ec, n] = co_await asio::async_write(connection, buffers, client::kUseTuple);
+        co_return ec;
+    }
+    auto [ec, n] = co_await write_later(connection, buffers, written);
+    co_return ec;
+}
+
+asio::awaitable<bool> ReverseProxy::Impl::connect(Local& here,
+                                                  client::Pick pick,
+                                                  std::optional<client::Lease>& lease,
+                                                  Response& response) {
+    auto opened = co_await here.pool.acquire(*here.host, *upstream, settings.tls,
+                                             Clock::now() + settings.connect_timeout,
+                                             shown_upstream, settings.connect_timeout, pick);
+    if (!opened) {
+        response = failure(opened.error());
+        co_return false;
+    }
+    lease = std::move(*opened);
+    co_return true;
 }
 
 /// Feeds exchange.parser until `enough()`: what the connection's buffer holds first, then what
@@ -751,8 +839,8 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     co_return response;
 }
 
-asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(Exchange& exchange) {
-    auto& connection = exchange.connection();
+asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(
+    client::ClientConnection& connection) {
     auto& buffer = connection.buffer;
     std::size_t searched = 0;  // the end was not before this
     const auto whole = [&buffer, &searched] {
@@ -785,114 +873,154 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(Exchange& exchan
     }
 }
 
-asio::awaitable<std::optional<Response>> ReverseProxy::Impl::take_plain(Exchange& exchange,
-                                                                        const PlainHead& head,
-                                                                        bool head_request,
-                                                                        Local& local) {
-    const bool no_body = head_request || head.status == 204 || head.status == 304;
-    if (!no_body && (!head.content_length || *head.content_length > settings.max_buffered_body)) {
-        co_return std::nullopt;  // streamed, or until close: Beast's
-    }
-    auto response = relayed_head(head.status, local.fields, via, local.named);
-    // The views above are into the buffer: consumed only now.
-    auto& connection = exchange.connection();
-    auto& buffer = connection.buffer;
-    buffer.consume(head.size);
-    if (!no_body) {
-        // Usually the body came with the head; the rest is read straight into the response.
-        response.body.resize(static_cast<std::size_t>(*head.content_length));
-        std::size_t filled = asio::buffer_copy(asio::buffer(response.body), buffer.data());
-        buffer.consume(filled);
-        if (filled < response.body.size()) {
-            connection.socket_deadline(Clock::now() + settings.idle_timeout);
-        }
-        while (filled < response.body.size()) {
-            auto [ec, n] = co_await connection.tcp().socket().async_read_some(
-                asio::buffer(response.body.data() + filled, response.body.size() - filled),
-                client::kUseTuple);
-            filled += n;
-            if (ec && filled < response.body.size()) {
-                co_return upstream_broke(socket_read_error(ec, connection), "sending the body");
-            }
-        }
-    }
-    local.pool.release(std::move(exchange.lease), head.keep_alive);
-    co_return response;
+bool ReverseProxy::Impl::takes_plain(const PlainHead& head, bool head_request) const {
+    return has_no_body(head, head_request) ||
+           (head.content_length && *head.content_length <= settings.max_buffered_body);
 }
 
-asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request) {
-    ++requests;
+Response ReverseProxy::Impl::take_plain(client::ClientConnection& connection,
+                                        const PlainHead& head,
+                                        bool head_request,
+                                        Local& local) {
+    auto response = relayed_head(head.status, local.fields, via, local.named);
+    // The views above are into the buffer: consumed only now.
+    auto& buffer = connection.buffer;
+    buffer.consume(head.size);
+    if (!has_no_body(head, head_request)) {
+        response.body.resize(static_cast<std::size_t>(*head.content_length));
+        buffer.consume(asio::buffer_copy(asio::buffer(response.body), buffer.data()));
+    }
+    return response;
+}
+
+asio::awaitable<error_code> ReverseProxy::Impl::read_body_rest(client::ClientConnection& connection,
+                                                               std::string& body,
+                                                               std::size_t filled) {
+    connection.socket_deadline(Clock::now() + settings.idle_timeout);
+    while (filled < body.size()) {
+        auto [ec, n] = co_await connection.tcp().socket().async_read_some(
+            asio::buffer(body.data() + filled, body.size() - filled), client::kUseTuple);
+        filled += n;
+        if (ec && filled < body.size()) {
+            co_return socket_read_error(ec, connection);
+        }
+    }
+    co_return error_code{};
+}
+
+asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request, int number) {
+    if (number == 0) {
+        ++requests;
+    }
     if (!upstream) {
         co_return error_response(502, upstream.error().message);
     }
-    const bool upgrading = wants_upgrade(request);
+    Attempt attempt{.request = request, .number = number, .upgrading = wants_upgrade(request)};
     const auto method = client::http::string_to_verb(request.method);
-    const bool may_retry =
-        request.body_reader == nullptr && !upgrading && client::is_idempotent(method);
+    attempt.may_retry =
+        request.body_reader == nullptr && !attempt.upgrading && client::is_idempotent(method);
+    attempt.head_request = method == client::http::verb::head;
     auto& here = local();
-    auto& connections = here.pool;
-    auto* host = here.host;
-    for (int attempt = 0;; ++attempt) {
-        // A request that may be sent twice skips the idle connection's liveness peek: when the
-        // upstream closed it, the retry below takes a fresh one (as nginx does).
-        const auto pick = attempt > 0 ? client::Pick::kFresh
-                          : may_retry ? client::Pick::kIdle
-                                      : client::Pick::kIdleChecked;
-        auto lease = connections.take_idle(*host, pick);
-        if (!lease) {
-            auto opened = co_await connections.acquire(
-                *host, *upstream, settings.tls, Clock::now() + settings.connect_timeout,
-                shown_upstream, settings.connect_timeout, pick);
-            if (!opened) {
-                co_return failure(opened.error());
-            }
-            lease = std::move(*opened);
-        }
-        auto exchange = std::make_shared<Exchange>();
-        exchange->lease = std::move(*lease);
-        exchange->idle_timeout = settings.idle_timeout;
-        const bool reused = exchange->lease.reused();
-        std::optional<core::Error> failed;  // the client's body, not the upstream
-        exchange->new_parser();
-        auto head = upstream_head(request, upgrading);
-        auto send_ec = co_await send(exchange->connection(), head, request, failed);
-        if (failed) {
-            co_return body_failure(*failed);
-        }
-        const bool head_request = method == client::http::verb::head;
-        error_code read_ec = send_ec;
-        bool got_some = false;
-        if (!send_ec && exchange->connection().tls() == nullptr && !upgrading) {
-            // The usual answer is taken in one pass (response_head.hpp); the rest is Beast's.
-            read_ec = co_await read_head_bytes(*exchange);
-            got_some = exchange->connection().buffer.size() > 0;
-            if (!read_ec) {
-                const auto& buffer = exchange->connection().buffer;
-                const std::string_view bytes{static_cast<const char*>(buffer.data().data()),
-                                             buffer.size()};
-                if (auto plain = parse_plain_head(bytes, here.fields)) {
-                    if (auto response =
-                            co_await take_plain(*exchange, *plain, head_request, here)) {
-                        co_return std::move(*response);
-                    }
-                }
-            }
-        }
-        if (!read_ec) {
-            read_ec = co_await read_head(*exchange, head_request);
-            got_some = got_some || exchange->parser->got_some();
-        }
-        if (!read_ec) {
-            co_return co_await relay(std::move(exchange), upgrading, connections);
-        }
-        // A kept-alive connection the upstream closed just as we picked it up: nothing reached
-        // it, so one fresh connection is safe for a request that can be sent twice.
-        if (reused && may_retry && attempt == 0 && !got_some &&
-            read_ec != client::beast::error::timeout) {
-            continue;
-        }
-        co_return upstream_broke(read_ec, send_ec ? "receiving the request" : "answering");
+    // A request that may be sent twice skips the idle connection's liveness peek: when the
+    // upstream closed it, the retry on a fresh one takes over (as nginx does).
+    const auto pick = number > 0          ? client::Pick::kFresh
+                      : attempt.may_retry ? client::Pick::kIdle
+                                          : client::Pick::kIdleChecked;
+    Response response;  // for every outcome: a co_await's temporaries would stay in the frame
+    auto lease = here.pool.take_idle(*here.host, pick);
+    if (!lease && !co_await connect(here, pick, lease, response)) {
+        co_return std::move(response);
     }
+    auto& connection = lease->connection();
+    attempt.reused = lease->reused();
+    auto head = upstream_head(request, attempt.upgrading);
+    frame(head, request);
+    error_code send_ec;
+    const bool plain = connection.tls() == nullptr;
+    if (plain && request.body_reader == nullptr) {
+        // Usually the whole request fits the socket at once: no coroutine, no timer.
+        const auto written = write_head_and_body(connection, head, request.body, send_ec);
+        if (!send_ec && written < head.size() + request.body.size()) {
+            send_ec = co_await send_rest(connection, head, request.body, written);
+        }
+    } else {
+        bool failed = false;  // the client's body, not the upstream
+        send_ec = co_await send(connection, head, request, failed, response);
+        if (failed) {
+            co_return std::move(response);
+        }
+    }
+    error_code read_ec;
+    if (!send_ec && plain && !attempt.upgrading) {
+        // The usual answer is taken in one pass (response_head.hpp), without Beast's parser
+        // or an Exchange; the rest is Beast's, from the same bytes.
+        read_ec = co_await read_head_bytes(connection);
+        if (!read_ec) {
+            const auto& buffer = connection.buffer;
+            const std::string_view bytes{static_cast<const char*>(buffer.data().data()),
+                                         buffer.size()};
+            if (const auto plain_head = parse_plain_head(bytes, here.fields);
+                plain_head && takes_plain(*plain_head, attempt.head_request)) {
+                const std::size_t length = has_no_body(*plain_head, attempt.head_request)
+                                               ? 0
+                                               : *plain_head->content_length;
+                const std::size_t filled = std::min(length, buffer.size() - plain_head->size);
+                const bool keep_alive = plain_head->keep_alive;
+                response = take_plain(connection, *plain_head, attempt.head_request, here);
+                if (filled == length) {
+                    // Usually the body came with the head.
+                    here.pool.release(std::move(*lease), keep_alive);
+                } else {
+                    co_await finish_plain(*lease, response, filled, keep_alive);
+                }
+                co_return std::move(response);
+            }
+        }
+    }
+    const bool got_some = connection.buffer.size() > 0;
+    co_await through_beast(attempt, *lease, send_ec, read_ec, got_some, response);
+    co_return std::move(response);
+}
+
+asio::awaitable<void> ReverseProxy::Impl::finish_plain(client::Lease& lease,
+                                                       Response& response,
+                                                       std::size_t filled,
+                                                       bool keep_alive) {
+    if (auto ec = co_await read_body_rest(lease.connection(), response.body, filled)) {
+        response = upstream_broke(ec, "sending the body");
+        co_return;
+    }
+    local().pool.release(std::move(lease), keep_alive);
+}
+
+asio::awaitable<void> ReverseProxy::Impl::through_beast(const Attempt& attempt,
+                                                        client::Lease& lease,
+                                                        const error_code& send_ec,
+                                                        error_code read_ec,
+                                                        bool got_some,
+                                                        Response& response) {
+    auto exchange = std::make_shared<Exchange>();
+    exchange->lease = std::move(lease);
+    exchange->idle_timeout = settings.idle_timeout;
+    exchange->new_parser();
+    if (!send_ec && !read_ec) {
+        read_ec = co_await read_head(*exchange, attempt.head_request);
+        got_some = got_some || exchange->parser->got_some();
+    }
+    if (!send_ec && !read_ec) {
+        response = co_await relay(std::move(exchange), attempt.upgrading, local().pool);
+        co_return;
+    }
+    const auto ec = send_ec ? send_ec : read_ec;
+    // A kept-alive connection the upstream closed just as we picked it up: nothing reached
+    // it, so one fresh connection is safe for a request that can be sent twice.
+    if (attempt.reused && attempt.may_retry && attempt.number == 0 && !got_some &&
+        ec != client::beast::error::timeout) {
+        exchange.reset();  // this connection is done with
+        response = co_await forward(attempt.request, 1);
+        co_return;
+    }
+    response = upstream_broke(ec, send_ec ? "receiving the request" : "answering");
 }
 
 ReverseProxy::ReverseProxy(ProxySettings settings)
