@@ -108,20 +108,24 @@ int set_headers(http::response<Body>& message, const Response& response) {
         message.set(http::field::content_type, response.content_type);
     }
     int left_out = 0;
-    for (const auto& header : response.headers) {
-        if (!is_token(header.name)) {
+    const auto insert = [&message, &left_out](std::string_view name, std::string_view value) {
+        if (!is_token(name)) {
             ++left_out;
-            continue;
+            return;
         }
-        if (!has_line_break(header.value)) {
-            message.insert(header.name, header.value);
-            continue;
+        if (!has_line_break(value)) {
+            message.insert(name, value);
+            return;
         }
-        std::string value = header.value;
+        std::string clean{value};
         std::replace_if(
-            value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
-        message.insert(header.name, value);
+            clean.begin(), clean.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
+        message.insert(name, clean);
+    };
+    for (const auto& header : response.headers) {
+        insert(header.name, header.value);
     }
+    for_each_header_line(response.header_lines, insert);
     return left_out;
 }
 
@@ -177,7 +181,8 @@ inline std::optional<std::string> format_response_head(const Response& response,
     const auto reason = http::obsolete_reason(static_cast<http::status>(status));
     // An upper bound of the head's size: the fixed parts at their longest (a 3-digit status,
     // "Connection: keep-alive", a 20-digit length) come to 111 bytes.
-    std::size_t size = 128 + reason.size() + response.content_type.size();
+    std::size_t size =
+        128 + reason.size() + response.content_type.size() + response.header_lines.size();
     for (const auto& header : response.headers) {
         if (!is_plain_header(header)) {
             return std::nullopt;
@@ -189,14 +194,9 @@ inline std::optional<std::string> format_response_head(const Response& response,
     std::string head;
     head.reserve(size + room_after);
     head.resize(size);
-    char* out = head.data();
-    const auto put = [&out](std::string_view piece) {
-        std::memcpy(out, piece.data(), piece.size());
-        out += piece.size();
-    };
-    const auto put_number = [&out](std::uint64_t number) {
-        out = std::to_chars(out, out + 20, number).ptr;
-    };
+    SizedWriter writer{head};
+    const auto put = [&writer](std::string_view piece) { writer.append(piece); };
+    const auto put_number = [&writer](std::uint64_t number) { writer.put_number(number); };
     put(version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv);
     put_number(static_cast<std::uint64_t>(status));
     put(" "sv);
@@ -213,6 +213,7 @@ inline std::optional<std::string> format_response_head(const Response& response,
         put(header.value);
         put("\r\n"sv);
     }
+    put(response.header_lines);
     if (version == 10 && keep_alive) {
         put("Connection: keep-alive\r\n"sv);
     } else if (version != 10 && !keep_alive) {
@@ -224,7 +225,7 @@ inline std::optional<std::string> format_response_head(const Response& response,
         put("\r\n"sv);
     }
     put("\r\n"sv);
-    head.resize(static_cast<std::size_t>(out - head.data()));
+    head.resize(writer.written(head));
     return head;
 }
 
@@ -675,6 +676,7 @@ void Session<Stream>::release_response() {
     request_.body = std::string{};
     response_.body = std::string{};
     response_.headers.clear();
+    response_.header_lines.clear();
     response_.stream = nullptr;
     response_.tunnel = nullptr;
     response_.websocket = nullptr;

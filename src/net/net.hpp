@@ -191,6 +191,12 @@ struct Response {
     int status = 200;
     std::string content_type = "text/plain; charset=utf-8";
     std::vector<Header> headers;
+    /// Header lines in wire form, "Name: value\r\n" each, sent after `headers` as they are: for
+    /// a handler that relays a head it has already read and checked (the reverse proxy), which
+    /// spares splitting it into strings and joining them again. Each name a token other than
+    /// Connection, Content-Length and Transfer-Encoding, each value without CR or LF. Not for a
+    /// WebSocket's 101.
+    std::string header_lines;
     std::string body;
     /// When set, the response is sent with chunked encoding: `body` first (if any), then
     /// whatever `stream` writes until it returns. Held-open responses simply co_await before

@@ -8,9 +8,12 @@
 // the bytes untouched. So it never has to be right about the unusual: it only has to refuse it.
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -86,6 +89,44 @@ inline std::string_view trim_ows(std::string_view text) {
         text.remove_suffix(1);
     }
     return text;
+}
+
+/// Writes into a string sized beforehand, through a pointer: a head is made of many small
+/// pieces, and a string append each (a call and a capacity check) cost more than the copies.
+/// The caller sizes the string for the most it may write, then cuts it to `written(text)`.
+class SizedWriter {
+public:
+    explicit SizedWriter(std::string& text) : at_(text.data()) {}
+    SizedWriter& append(std::string_view piece) {
+        std::memcpy(at_, piece.data(), piece.size());
+        at_ += piece.size();
+        return *this;
+    }
+    void put_number(std::uint64_t number) { at_ = std::to_chars(at_, at_ + 20, number).ptr; }
+    std::size_t written(const std::string& text) const {
+        return static_cast<std::size_t>(at_ - text.data());
+    }
+
+private:
+    char* at_;
+};
+
+/// The name and value of each "Name: value\r\n" line of `lines` (Response::header_lines), as
+/// views. A line without a colon comes as a name with an empty value; a last line without its
+/// CRLF is still one.
+template <class Visit>
+void for_each_header_line(std::string_view lines, Visit visit) {
+    while (!lines.empty()) {
+        const auto end = lines.find("\r\n");
+        const auto line = lines.substr(0, end);
+        const auto colon = line.find(':');
+        if (colon == std::string_view::npos) {
+            visit(line, std::string_view{});
+        } else {
+            visit(line.substr(0, colon), trim_ows(line.substr(colon + 1)));
+        }
+        lines = end == std::string_view::npos ? std::string_view{} : lines.substr(end + 2);
+    }
 }
 
 /// The tokens of a comma-separated header value (Connection's), as views, empty ones skipped.

@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "net/buffered_parse.hpp"
@@ -88,14 +89,15 @@ std::vector<std::string_view> connection_tokens(const std::vector<Header>& heade
 
 /// What this hop does with a header, by its name.
 enum class Role {
-    kEndToEnd,     ///< forwarded as it came
-    kHopByHop,     ///< describes one hop, not the message: never forwarded (see role_of)
-    kContentType,  ///< Response::content_type
-    kVia,          ///< joined with this hop's entry
-    kServer,       ///< this hop's own
-    kHost,         ///< request side: the upstream's; the client's goes in X-Forwarded-Host
-    kExpect,       ///< request side: this server already answered it
-    kForwarded,    ///< request side: X-Forwarded-For, -Proto and -Host, set by this hop
+    kEndToEnd,      ///< forwarded as it came
+    kHopByHop,      ///< describes one hop, not the message: never forwarded (see role_of)
+    kContentType,   ///< Response::content_type
+    kVia,           ///< joined with this hop's entry
+    kServer,        ///< this hop's own
+    kHost,          ///< request side: the upstream's; the client's goes in X-Forwarded-Host
+    kExpect,        ///< request side: this server already answered it
+    kForwardedFor,  ///< request side: joined with this hop's entry
+    kForwarded,     ///< request side: X-Forwarded-Proto and -Host, set by this hop
 };
 
 /// The role of a header name, ignoring case. One switch on the length and a compare or two:
@@ -126,7 +128,7 @@ Role role_of(std::string_view name) {
         case 14:
             return is("content-length") ? Role::kHopByHop : Role::kEndToEnd;
         case 15:
-            return is("x-forwarded-for") ? Role::kForwarded : Role::kEndToEnd;
+            return is("x-forwarded-for") ? Role::kForwardedFor : Role::kEndToEnd;
         case 16:
             return is("proxy-connection")   ? Role::kHopByHop
                    : is("x-forwarded-host") ? Role::kForwarded
@@ -161,10 +163,10 @@ Response error_response(int status, std::string text) {
     return response;
 }
 
-/// Appends a list header's value to `out`: what was there, then this hop's entry after it.
-std::string& append_joined(std::string& out,
-                           std::optional<std::string_view> existing,
-                           std::string_view added) {
+/// Appends a list header's value to `out` (a string, or a SizedWriter): what was there, then
+/// this hop's entry after it.
+template <class Out>
+Out& append_joined(Out& out, std::optional<std::string_view> existing, std::string_view added) {
     if (existing && !existing->empty()) {
         out.append(*existing).append(", ");
     }
@@ -208,11 +210,6 @@ std::size_t write_head_and_body(client::ClientConnection& connection,
     return written;
 }
 
-/// Whether the response to a plain head has no body: to a HEAD request, 204 and 304.
-bool has_no_body(const PlainHead& head, bool head_request) {
-    return head_request || head.status == 204 || head.status == 304;
-}
-
 /// One header of an upstream head, as relayed_head() reads it: a field of Beast's parsed head,
 /// or of a plain head (response_head.hpp).
 std::string_view field_name(const HeadField& header) {
@@ -232,20 +229,25 @@ std::string_view field_value(const BeastField& header) {
 
 /// The client's response to an upstream head: its status and Content-Type, its end-to-end
 /// headers (not the hop-by-hop ones, nor those its Connection header names, nor Server, which
-/// this hop sets), and Via with `via` after the upstream's first one. Room is kept for `more`
-/// headers. `named` is scratch space for the Connection tokens (views into `fields`).
+/// this hop sets), and Via with `via` after the upstream's first one. A plain head's headers
+/// (checked by parse_plain_head) go out as they came, in Response::header_lines; Beast's go in
+/// Response::headers, with room kept for `more`. `named` is scratch space for the Connection
+/// tokens (views into `fields`).
 template <class Fields>
 Response relayed_head(int status,
                       const Fields& fields,
                       std::string_view via,
                       std::vector<std::string_view>& named,
                       std::size_t more = 0) {
+    constexpr bool kPlain = std::is_same_v<Fields, std::vector<HeadField>>;
     // No default content type: the upstream's, or none (and no allocation for the default).
     Response response{.status = status, .content_type = {}};
     named.clear();
     std::size_t count = 0;
+    std::size_t bytes = 0;
     for (const auto& header : fields) {
         ++count;
+        bytes += field_name(header).size() + field_value(header).size() + 4;
         if (equals_lowercase(field_name(header), "connection")) {
             // "keep-alive" and the like are dropped anyway: only other names need a lookup.
             add_tokens(field_value(header), named,
@@ -253,7 +255,22 @@ Response relayed_head(int status,
         }
     }
     sort_tokens(named);
-    response.headers.reserve(count + 1 + more);
+    // The lines are written through a pointer into the string sized for the most they may
+    // take: every header, and Via's value joined with this hop's.
+    auto& lines = response.header_lines;
+    if constexpr (kPlain) {
+        lines.resize(bytes + via.size() + 16);
+    } else {
+        response.headers.reserve(count + 1 + more);
+    }
+    SizedWriter writer{lines};
+    const auto add = [&response, &writer](std::string_view name, std::string_view value) {
+        if constexpr (kPlain) {
+            writer.append(name).append(": ").append(value).append("\r\n");
+        } else {
+            response.headers.push_back(Header{std::string{name}, std::string{value}});
+        }
+    };
     std::optional<std::string_view> upstream_via;
     for (const auto& header : fields) {
         switch (role_of(field_name(header))) {
@@ -270,14 +287,18 @@ Response relayed_head(int status,
                 break;
             default:
                 if (named.empty() || !is_named(field_name(header), named)) {
-                    response.headers.push_back(
-                        Header{std::string{field_name(header)}, std::string{field_value(header)}});
+                    add(field_name(header), field_value(header));
                 }
         }
     }
-    std::string joined_via;
-    append_joined(joined_via, upstream_via, via);
-    response.headers.push_back(Header{"Via", std::move(joined_via)});
+    if constexpr (kPlain) {
+        append_joined(writer.append("Via: "), upstream_via, via).append("\r\n");
+        lines.resize(writer.written(lines));
+    } else {
+        std::string joined_via;
+        append_joined(joined_via, upstream_via, via);
+        response.headers.push_back(Header{"Via", std::move(joined_via)});
+    }
     return response;
 }
 
@@ -475,16 +496,21 @@ struct ReverseProxy::Impl {
                                     client::ConnectionPool& connections);
     /// Reads a plain connection until its buffer holds a whole head (or the head limit).
     asio::awaitable<error_code> read_head_bytes(client::ClientConnection& connection);
-    /// Whether the plain head (response_head.hpp) at the front of the connection's buffer is
-    /// taken by take_plain(): its body is buffered whole. Not one to stream, nor one that runs
-    /// until close: those are Beast's to read, from the same bytes.
-    bool takes_plain(const PlainHead& head, bool head_request) const;
-    /// The response from that head, with as much of its body as the buffer holds
-    /// (finish_plain() reads the rest).
-    Response take_plain(client::ClientConnection& connection,
-                        const PlainHead& head,
-                        bool head_request,
-                        Local& local);
+    /// What take_plain() made of the connection's buffer.
+    struct PlainTaken {
+        std::size_t filled = 0;  // bytes of the body taken from the buffer
+        bool taken = false;      // false: not a plain head, or one whose body is Beast's to read
+        bool keep_alive = true;
+        bool whole = false;  // the body is all there
+    };
+    /// The response to the plain head (response_head.hpp) at the front of the connection's
+    /// buffer, with as much of its body as the buffer holds (finish_plain() reads the rest).
+    /// Taken only when the body is buffered whole: not one to stream, nor one that runs until
+    /// close, which are Beast's to read from the same bytes, left untouched.
+    PlainTaken take_plain(client::ClientConnection& connection,
+                          bool head_request,
+                          Local& local,
+                          Response& response);
     /// Reads the rest of `body` from the socket, from `filled` on, within idle_timeout.
     asio::awaitable<error_code> read_body_rest(client::ClientConnection& connection,
                                                std::string& body,
@@ -606,28 +632,54 @@ Response ReverseProxy::Impl::upstream_broke(const error_code& ec, std::string_vi
 }
 
 std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgrading) const {
-    // The method and target passed the server's parser, so they are tokens as HTTP wants them.
+    // Written through a pointer into a string sized for the most it may take (SizedWriter): the
+    // request's own headers (each value goes out at most once, as itself or joined into this
+    // hop's), this hop's, and room for frame()'s Content-Length and blank line.
+    std::size_t size = 256 + request.method.size() + base_path.size() + request.target.size() +
+                       upstream->host_header.size() + via.size() + request.remote.size() +
+                       settings.forwarded_proto.size();
+    for (const auto& header : request.headers) {
+        size += header.name.size() + header.value.size() + 4;
+    }
     std::string head;
-    head.reserve(256 + base_path.size() + request.target.size());
-    head.append(request.method)
+    head.resize(size);
+    SizedWriter writer{head};
+    // The method and target passed the server's parser, so they are tokens as HTTP wants them.
+    writer.append(request.method)
         .append(" ")
         .append(base_path)
         .append(request.target)
         .append(" HTTP/1.1\r\n");
-    const auto add = [&head](std::string_view name, std::string_view value) {
-        head.append(name).append(": ").append(value).append("\r\n");
+    const auto add = [&writer](std::string_view name, std::string_view value) {
+        writer.append(name).append(": ").append(value).append("\r\n");
     };
     // A list header the client sent, with this hop's entry added after its own.
-    const auto add_joined = [&head](std::string_view name, std::optional<std::string_view> sent,
-                                    std::string_view added) {
-        append_joined(head.append(name).append(": "), sent, added).append("\r\n");
+    const auto add_joined = [&writer](std::string_view name, std::optional<std::string_view> sent,
+                                      std::string_view added) {
+        append_joined(writer.append(name).append(": "), sent, added).append("\r\n");
     };
     const auto named = connection_tokens(request.headers);
+    // The first of each this hop joins or replaces, found in the same pass.
+    std::optional<std::string_view> sent_via;
+    std::optional<std::string_view> sent_for;
+    std::optional<std::string_view> sent_host;
+    const auto first = [](std::optional<std::string_view>& seen, std::string_view value) {
+        if (!seen) {
+            seen = value;
+        }
+    };
     for (const auto& header : request.headers) {
         switch (role_of(header.name)) {
-            case Role::kHopByHop:
             case Role::kVia:
+                first(sent_via, header.value);
+                break;
+            case Role::kForwardedFor:
+                first(sent_for, header.value);
+                break;
             case Role::kHost:
+                first(sent_host, header.value);
+                break;
+            case Role::kHopByHop:
             case Role::kExpect:  // this server already answered it; the body follows at once
             case Role::kForwarded:
                 break;  // this hop's own, below
@@ -639,17 +691,17 @@ std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgra
     }
     // Host names the upstream (it may route on it); the client's goes in X-Forwarded-Host.
     add("Host", upstream->host_header);
-    add_joined("Via", request.header("via"), via);
-    add_joined("X-Forwarded-For", request.header("x-forwarded-for"),
-               client_address(request.remote));
+    add_joined("Via", sent_via, via);
+    add_joined("X-Forwarded-For", sent_for, client_address(request.remote));
     add("X-Forwarded-Proto", settings.forwarded_proto);
-    if (auto host = request.header("host")) {
-        add("X-Forwarded-Host", *host);
+    if (sent_host) {
+        add("X-Forwarded-Host", *sent_host);
     }
     if (upgrading) {
         add("Upgrade", *request.header("upgrade"));
         add("Connection", "upgrade");
     }
+    head.resize(writer.written(head));  // the capacity stays, for frame()
     return head;
 }
 
@@ -873,24 +925,31 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(
     }
 }
 
-bool ReverseProxy::Impl::takes_plain(const PlainHead& head, bool head_request) const {
-    return has_no_body(head, head_request) ||
-           (head.content_length && *head.content_length <= settings.max_buffered_body);
-}
-
-Response ReverseProxy::Impl::take_plain(client::ClientConnection& connection,
-                                        const PlainHead& head,
-                                        bool head_request,
-                                        Local& local) {
-    auto response = relayed_head(head.status, local.fields, via, local.named);
-    // The views above are into the buffer: consumed only now.
+ReverseProxy::Impl::PlainTaken ReverseProxy::Impl::take_plain(client::ClientConnection& connection,
+                                                              bool head_request,
+                                                              Local& local,
+                                                              Response& response) {
     auto& buffer = connection.buffer;
-    buffer.consume(head.size);
-    if (!has_no_body(head, head_request)) {
-        response.body.resize(static_cast<std::size_t>(*head.content_length));
-        buffer.consume(asio::buffer_copy(asio::buffer(response.body), buffer.data()));
+    const std::string_view bytes{static_cast<const char*>(buffer.data().data()), buffer.size()};
+    const auto head = parse_plain_head(bytes, local.fields);
+    if (!head) {
+        return {};
     }
-    return response;
+    const bool no_body = head_request || head->status == 204 || head->status == 304;
+    if (!no_body && (!head->content_length || *head->content_length > settings.max_buffered_body)) {
+        return {};  // streamed, or until close: Beast's, from the same bytes
+    }
+    response = relayed_head(head->status, local.fields, via, local.named);
+    // The views above are into the buffer: consumed only now.
+    buffer.consume(head->size);
+    PlainTaken taken{.taken = true, .keep_alive = head->keep_alive};
+    if (!no_body) {
+        response.body.resize(static_cast<std::size_t>(*head->content_length));
+        taken.filled = asio::buffer_copy(asio::buffer(response.body), buffer.data());
+        buffer.consume(taken.filled);
+    }
+    taken.whole = taken.filled == response.body.size();
+    return taken;
 }
 
 asio::awaitable<error_code> ReverseProxy::Impl::read_body_rest(client::ClientConnection& connection,
@@ -956,22 +1015,13 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request, int numb
         // or an Exchange; the rest is Beast's, from the same bytes.
         read_ec = co_await read_head_bytes(connection);
         if (!read_ec) {
-            const auto& buffer = connection.buffer;
-            const std::string_view bytes{static_cast<const char*>(buffer.data().data()),
-                                         buffer.size()};
-            if (const auto plain_head = parse_plain_head(bytes, here.fields);
-                plain_head && takes_plain(*plain_head, attempt.head_request)) {
-                const std::size_t length = has_no_body(*plain_head, attempt.head_request)
-                                               ? 0
-                                               : *plain_head->content_length;
-                const std::size_t filled = std::min(length, buffer.size() - plain_head->size);
-                const bool keep_alive = plain_head->keep_alive;
-                response = take_plain(connection, *plain_head, attempt.head_request, here);
-                if (filled == length) {
+            if (const auto taken = take_plain(connection, attempt.head_request, here, response);
+                taken.taken) {
+                if (taken.whole) {
                     // Usually the body came with the head.
-                    here.pool.release(std::move(*lease), keep_alive);
+                    here.pool.release(std::move(*lease), taken.keep_alive);
                 } else {
-                    co_await finish_plain(*lease, response, filled, keep_alive);
+                    co_await finish_plain(*lease, response, taken.filled, taken.keep_alive);
                 }
                 co_return std::move(response);
             }

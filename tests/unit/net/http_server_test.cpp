@@ -457,6 +457,38 @@ TEST(HttpServer, NeverLetsAHandlersHeaderBreakTheHead) {
     EXPECT_TRUE(client.wait_closed());
 }
 
+TEST(HttpServer, SendsAHandlersHeaderLinesAfterItsHeadersOnEitherHeadPath) {
+    // Response::header_lines go out as they are on the hand-formatted head, and line by line
+    // through Beast when a header of the handler's needs Beast's rules (Connection here).
+    auto running = start_server(small_settings(), [](Request request) -> asio::awaitable<Response> {
+        Response response;
+        response.headers.push_back({"X-First", "1"});
+        response.header_lines = "X-Relayed: a, b\r\nETag: \"x\"\r\n";
+        if (request.path == "/beast") {
+            response.headers.push_back({"Connection", "close"});
+        }
+        response.body = "ok";
+        co_return response;
+    });
+    RawClient client{running.address};
+    client.send("GET /formatted HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto formatted = client.read_response();
+    ASSERT_TRUE(formatted);
+    EXPECT_EQ(formatted->head,
+              "HTTP/1.1 200 OK\r\nServer: aviary\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              "X-First: 1\r\nX-Relayed: a, b\r\nETag: \"x\"\r\nContent-Length: 2");
+    EXPECT_EQ(formatted->body, "ok");
+
+    client.send("GET /beast HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto beast = client.read_response();
+    ASSERT_TRUE(beast);
+    EXPECT_NE(beast->head.find("\r\nX-First: 1\r\n"), std::string::npos) << beast->head;
+    EXPECT_NE(beast->head.find("\r\nX-Relayed: a, b\r\n"), std::string::npos) << beast->head;
+    EXPECT_NE(beast->head.find("\r\nETag: \"x\"\r\n"), std::string::npos) << beast->head;
+    EXPECT_EQ(beast->body, "ok");
+    EXPECT_TRUE(client.wait_closed());
+}
+
 TEST(HttpServer, AResponseLargerThanTheSocketTakesAtOnceArrivesWhole) {
     // 16 MiB cannot fit a loopback socket's send buffer: the first write takes part of it and
     // the rest waits for the client to read (docs/architecture.md, "Message heads").

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace aviary::net {
@@ -18,6 +20,20 @@ TEST(EqualsLowercase, IgnoresTheCaseOfLettersOnly) {
     // Only A-Z fold: '\r' is not '-' less a case bit, nor is '[' an upper-case '{'.
     EXPECT_FALSE(equals_lowercase("content\rlength", "content-length"));
     EXPECT_FALSE(equals_lowercase("[", "{"));
+}
+
+TEST(HeaderLines, SplitsEachLineIntoItsNameAndTrimmedValue) {
+    std::vector<std::pair<std::string, std::string>> seen;
+    for_each_header_line(
+        "A: 1\r\nB-Two:  x, y \r\nno-colon\r\nLast:z",
+        [&seen](std::string_view name, std::string_view value) { seen.emplace_back(name, value); });
+    EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{
+                        {"A", "1"}, {"B-Two", "x, y"}, {"no-colon", ""}, {"Last", "z"}}));
+    seen.clear();
+    for_each_header_line("", [&seen](std::string_view name, std::string_view value) {
+        seen.emplace_back(name, value);
+    });
+    EXPECT_TRUE(seen.empty());
 }
 
 TEST(PlainHead, TakesTheUsualAnswerWithItsFieldsAndLength) {
