@@ -14,8 +14,10 @@
 # 4. proxy: nginx serving a 2-byte file is the upstream; wrk -t1 at c=1 and c=32 for PROXY_SECONDS
 #    against it directly, through aviary's gated proxy (--chain none: ready while the upstream
 #    accepts connections) and through an nginx proxy_pass with upstream keep-alive (one worker,
-#    as the sidecar's proxy has one I/O thread); PROXY_ROUNDS rounds of the three in turn, and
-#    each figure is the median of its rounds.
+#    as the sidecar's proxy has one I/O thread); PROXY_ROUNDS rounds of the three in turn (the
+#    two proxies in alternating order), and each figure is the median of its rounds. A proxy's
+#    throughput ratio is the median over the rounds of its r/s over the direct r/s of the same
+#    round; beside it, the median of aviary's r/s over nginx's, round by round.
 # 5. backup: a data dir of BACKUP_MB MB (MB = 2^20 bytes) of small files (16-256 KiB, 32 to a
 #    directory in dNN/eNN; half random, half repetitive bytes, from a seeded generator, so the
 #    same tree every run) copied to a directory on the same file system by `rsync -a`, by
@@ -44,7 +46,7 @@ LINES=${LINES:-10000000}
 KILLS=${KILLS:-50}
 GAP_MS=${GAP_MS:-150}
 PROXY_SECONDS=${PROXY_SECONDS:-5}
-PROXY_ROUNDS=${PROXY_ROUNDS:-5}  # one connection varies by 10 % from round to round here
+PROXY_ROUNDS=${PROXY_ROUNDS:-9}  # one connection varies by 10 % from round to round here
 BACKUP_MB=${BACKUP_MB:-1024}
 BACKUP_ROUNDS=${BACKUP_ROUNDS:-3}
 ONLY=${ONLY:-}
@@ -474,12 +476,17 @@ wrk_p50_us() {
          if (u == "us") print v; else if (u == "ms") print v * 1000; else if (u == "s") print v * 1e6}' "$1"
 }
 wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
-# PROXY_ROUNDS rounds of direct, aviary, nginx in turn, so that each side sees the same drift of
-# the machine; each figure is the median of its rounds.
+# PROXY_ROUNDS rounds of direct, then the two proxies, so that each side sees the same drift of
+# the machine; the proxies swap places every round, as whichever runs right after another may
+# find the machine in a different state. Each figure is the median of its rounds.
 declare -A P50S RPSS
 for ((round = 1; round <= PROXY_ROUNDS; round++)); do
+    proxies=("aviary:$proxy" "nginx:$front")
+    if ((round % 2 == 0)); then
+        proxies=("nginx:$front" "aviary:$proxy")
+    fi
     for c in 1 32; do
-        for target in "direct:$upstream" "aviary:$proxy" "nginx:$front"; do
+        for target in "direct:$upstream" "${proxies[@]}"; do
             name=${target%%:*}
             port=${target#*:}
             out=$TMP/wrk-$name-c$c-r$round.txt
@@ -492,6 +499,11 @@ for ((round = 1; round <= PROXY_ROUNDS; round++)); do
         done
     done
 done
+# per_round A B: each round's A over its B (lists of the rounds' values, in order).
+per_round() {
+    # shellcheck disable=SC2086 # word splitting intended: the rounds' values
+    paste -d' ' <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '$2 > 0 {printf "%.4f\n", $1 / $2}'
+}
 for c in 1 32; do
     for name in direct aviary nginx; do
         # shellcheck disable=SC2086 # word splitting intended: the rounds' values
@@ -499,6 +511,13 @@ for c in 1 32; do
         # shellcheck disable=SC2086
         R[rps/$name/$c]=$(median ${RPSS[$name/$c]})
     done
+    for name in aviary nginx; do
+        # shellcheck disable=SC2046 # word splitting intended: one ratio per round
+        R[ratio/$name/$c]=$(median $(per_round "${RPSS[$name/$c]}" "${RPSS[direct/$c]}"))
+    done
+    # shellcheck disable=SC2046
+    R[vs/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}"))
+    R[ahead/$c]=$(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
 done
 
 # --- the table ----------------------------------------------------------------------------------
@@ -528,9 +547,11 @@ for c in 1 32; do
     add_a=$(awk -v a="${R[p50/aviary/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {print a - d}')
     add_n=$(awk -v a="${R[p50/nginx/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {print a - d}')
     echo "c=$c proxy added p50 <= 1.5 x nginx's: ${add_a} us vs ${add_n} us -> $(verdict "$add_a <= 1.5 * $add_n")"
-    ra=$(awk -v p="${R[rps/aviary/$c]}" -v d="${R[rps/direct/$c]}" 'BEGIN {printf "%.2f", p / d}')
-    rn=$(awk -v p="${R[rps/nginx/$c]}" -v d="${R[rps/direct/$c]}" 'BEGIN {printf "%.2f", p / d}')
-    echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn")"
+    ra=$(awk -v r="${R[ratio/aviary/$c]}" 'BEGIN {printf "%.3f", r}')
+    rn=$(awk -v r="${R[ratio/nginx/$c]}" 'BEGIN {printf "%.3f", r}')
+    vs=$(awk -v r="${R[vs/$c]}" 'BEGIN {printf "%.3f", r}')
+    echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn")" \
+        "(aviary/nginx by round: median $vs, aviary ahead in ${R[ahead/$c]} of $PROXY_ROUNDS)"
 done
 echo "(all programs shared the same $(nproc) cores: wrk, the proxies and the upstream compete for CPU)"
 

@@ -841,9 +841,12 @@ asio::awaitable<void> Session<Stream>::reply_to_read_error(const beast::error_co
 template <class Stream>
 core::Result<void> Session<Stream>::take_request(const http::request_header<>& head) {
     Request& request = request_;
+    request.query.clear();
+    request.headers.clear();
+    request.body.clear();
+    request.body_reader = nullptr;
     request.method.assign(head.method_string());
     request.target.assign(head.target());
-    request.query.clear();
     if (request.target == "*") {
         request.path = "*";  // "OPTIONS *": the server itself, no path to decode
     } else if (is_plain_path(request.target)) {
@@ -860,15 +863,12 @@ core::Result<void> Session<Stream>::take_request(const http::request_header<>& h
             request.query.emplace_back(std::move(param.key), std::move(param.value));
         }
     }
-    request.headers.clear();
     for (const auto& field : head) {
         request.headers.push_back(
             Header{std::string{field.name_string()}, std::string{field.value()}});
     }
-    request.body.clear();
     request.remote = remote_;
     request.peer_identity = peer_identity_;
-    request.body_reader = nullptr;
     return {};
 }
 

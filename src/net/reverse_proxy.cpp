@@ -985,7 +985,9 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request, int numb
     const auto pick = number > 0          ? client::Pick::kFresh
                       : attempt.may_retry ? client::Pick::kIdle
                                           : client::Pick::kIdleChecked;
-    Response response;  // for every outcome: a co_await's temporaries would stay in the frame
+    // For every outcome: a co_await's temporaries would stay in the frame. No default content
+    // type (an allocation): each outcome sets its own.
+    Response response{.content_type = {}};
     auto lease = here.pool.take_idle(*here.host, pick);
     if (!lease && !co_await connect(here, pick, lease, response)) {
         co_return std::move(response);
