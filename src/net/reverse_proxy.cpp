@@ -476,10 +476,9 @@ struct ReverseProxy::Impl {
                                         Response& response);
     /// The request line and headers for the upstream, without the framing (send() adds it).
     std::string upstream_head(const Request& request, bool upgrading) const;
-    /// Sends the framed head (frame()) and the body, buffered or streamed. forward() writes a
-    /// buffered request on a plain connection itself, with write_now().
-    /// On a client-side failure returns no error and sets `failed`, with its answer in
-    /// `response`.
+    /// Sends the framed head (frame()) and a streamed body, as request.body_reader yields it
+    /// (forward() writes a buffered one itself, with the head). On a client-side failure returns no
+    /// error and sets `failed`, with its answer in `response`.
     asio::awaitable<error_code> send(client::ClientConnection& connection,
                                      std::string& head,
                                      Request& request,
@@ -501,7 +500,6 @@ struct ReverseProxy::Impl {
         std::size_t filled = 0;  // bytes of the body taken from the buffer
         bool taken = false;      // false: not a plain head, or one whose body is Beast's to read
         bool keep_alive = true;
-        bool whole = false;  // the body is all there
     };
     /// The response to the plain head (response_head.hpp) at the front of the connection's
     /// buffer, with as much of its body as the buffer holds (finish_plain() reads the rest).
@@ -705,17 +703,14 @@ std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgra
     return head;
 }
 
-/// Writes the framed head and the body: request.body, or what request.body_reader yields. On a
-/// client-side failure sets `failed` and `response` and returns no error.
+/// Writes the framed head, then what request.body_reader yields. On a client-side failure sets
+/// `failed` and `response` and returns no error.
 asio::awaitable<error_code> ReverseProxy::Impl::send(client::ClientConnection& connection,
                                                      std::string& head,
                                                      Request& request,
                                                      bool& failed,
                                                      Response& response) {
     namespace http = client::http;
-    if (request.body_reader == nullptr) {
-        co_return co_await send_rest(connection, head, request.body, 0);
-    }
     const bool chunked = !request.header("content-length");
     connection.tcp().expires_after(settings.idle_timeout);
     auto [head_ec, head_n] =
@@ -948,7 +943,6 @@ ReverseProxy::Impl::PlainTaken ReverseProxy::Impl::take_plain(client::ClientConn
         taken.filled = asio::buffer_copy(asio::buffer(response.body), buffer.data());
         buffer.consume(taken.filled);
     }
-    taken.whole = taken.filled == response.body.size();
     return taken;
 }
 
@@ -998,9 +992,11 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request, int numb
     frame(head, request);
     error_code send_ec;
     const bool plain = connection.tls() == nullptr;
-    if (plain && request.body_reader == nullptr) {
-        // Usually the whole request fits the socket at once: no coroutine, no timer.
-        const auto written = write_head_and_body(connection, head, request.body, send_ec);
+    if (request.body_reader == nullptr) {
+        // Head and body in one write. On a plain connection usually all of it fits the socket
+        // at once: no coroutine, no timer.
+        const auto written =
+            plain ? write_head_and_body(connection, head, request.body, send_ec) : 0;
         if (!send_ec && written < head.size() + request.body.size()) {
             send_ec = co_await send_rest(connection, head, request.body, written);
         }
@@ -1019,7 +1015,7 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request, int numb
         if (!read_ec) {
             if (const auto taken = take_plain(connection, attempt.head_request, here, response);
                 taken.taken) {
-                if (taken.whole) {
+                if (taken.filled == response.body.size()) {
                     // Usually the body came with the head.
                     here.pool.release(std::move(*lease), taken.keep_alive);
                 } else {

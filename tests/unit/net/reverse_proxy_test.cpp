@@ -343,6 +343,16 @@ TEST(ReverseProxy, AnswersGatewayTimeoutWhenTheUpstreamNeverAnswers) {
     EXPECT_EQ(rig.proxy->stats().timed_out, 1U);
 }
 
+/// A request for "/" from a client at 127.0.0.1:5000, as the server would hand it over.
+Request request_for_root(std::string method = "GET") {
+    Request request;
+    request.method = std::move(method);
+    request.target = "/";
+    request.path = "/";
+    request.remote = "127.0.0.1:5000";
+    return request;
+}
+
 asio::awaitable<void> forward_into(ReverseProxy& proxy,
                                    Request& request,
                                    std::optional<Response>& out) {
@@ -389,11 +399,7 @@ std::optional<Response> forward_to(std::string answer,
     asio::co_spawn(ioc, upstream(), asio::detached);
     settings.upstream = fmt::format("http://127.0.0.1:{}", acceptor.local_endpoint().port());
     ReverseProxy proxy{std::move(settings)};
-    Request request;
-    request.method = std::move(method);
-    request.target = "/";
-    request.path = "/";
-    request.remote = "127.0.0.1:5000";
+    auto request = request_for_root(std::move(method));
     std::optional<Response> response;
     asio::co_spawn(ioc, forward_into(proxy, request, response), asio::detached);
     // Until the response is in: a kept-alive upstream connection's deadline timer stays pending
@@ -441,11 +447,7 @@ TEST(ReverseProxy, StreamsABodyOfKnownLengthPastTheBufferedBound) {
     ReverseProxy proxy{ProxySettings{
         .upstream = fmt::format("http://127.0.0.1:{}", acceptor.local_endpoint().port()),
         .max_buffered_body = 4}};
-    Request request;
-    request.method = "GET";
-    request.target = "/";
-    request.path = "/";
-    request.remote = "127.0.0.1:5000";
+    auto request = request_for_root();
     std::optional<Response> response;
     asio::co_spawn(ioc, forward_into(proxy, request, response), asio::detached);
     while (!response && ioc.run_one() > 0) {
