@@ -36,7 +36,7 @@
 #include "net/buffered_parse.hpp"
 #include "net/deadline_stream.hpp"
 #include "net/net.hpp"
-#include "net/response_head.hpp"
+#include "net/plain_head.hpp"
 #include "net/tls_context.hpp"
 #include "net/websocket_session.hpp"
 #include "net/write_now.hpp"
@@ -339,7 +339,9 @@ private:
     asio::awaitable<bool> accept_websocket(Response& response, bool keep_alive, bool head);
     asio::awaitable<void> finish_sending();
     asio::awaitable<void> linger_close();
-    core::Result<void> take_request(const http::request_header<>& head);
+    bool take_plain_request();
+    core::Result<void> start_request(std::string_view method, std::string_view target);
+    void put_header(std::size_t index, std::string_view name, std::string_view value);
     template <class Body>
     void put_headers(http::response<Body>& message, const Response& response) const;
     http::request_parser<http::empty_body>& start_head();
@@ -364,7 +366,8 @@ private:
     std::optional<http::request_parser<http::empty_body>> head_parser_;
     std::optional<http::request_parser<http::string_body>> body_parser_;
     std::optional<http::request_parser<http::buffer_body>> streamed_parser_;
-    Request request_;  // filled in place (take_request), then handed to the handler (Handler)
+    std::vector<HeadField> plain_fields_;  // of a plain head (take_plain_request): views
+    Request request_;  // filled in place (start_request), then handed to the handler (Handler)
     // The request's method and path, kept for the log when its handler throws: assigned, so
     // their capacity serves request after request.
     std::string handler_method_;
@@ -621,8 +624,11 @@ asio::awaitable<bool> Session<Stream>::serve_one() {
     if (!co_await await_first_byte()) {
         co_return false;
     }
-    // The head first, with its own parser: whether the body is buffered here or streamed to
-    // the handler is decided from the head.
+    if (take_plain_request()) {
+        co_return co_await answer();
+    }
+    // Beast's parser, the head first: whether the body is buffered here or streamed to the
+    // handler is decided from the head.
     if (auto ec = co_await read_head(start_head())) {
         co_await reply_to_read_error(ec);
         co_return false;
@@ -655,7 +661,12 @@ bool Session<Stream>::take_head() {
     head_request_ = message.method() == http::verb::head;
     version_ = message.version() == 10 ? 10 : 11;
     wants_keep_alive_ = message.keep_alive();
-    auto taken = take_request(message.base());
+    auto taken = start_request(message.method_string(), message.target());
+    std::size_t count = 0;
+    for (const auto& field : message) {
+        put_header(count++, field.name_string(), field.value());
+    }
+    request_.headers.resize(count);
     upgrade_head_.reset();
     if (!taken) {
         response_ = error_response(400, taken.error().message);
@@ -836,17 +847,52 @@ asio::awaitable<void> Session<Stream>::reply_to_read_error(const beast::error_co
     co_await linger_close();
 }
 
-/// request_ made anew from a parsed head, in place: what the last handler left of it (a
-/// moved-from Request) is cleared first.
+/// The usual request taken without Beast's parser: a whole plain head (parse_plain_request_head)
+/// whose body, if any, is already buffered and within max_body_bytes. False leaves buffer_ as it
+/// was, for Beast's parser to read it from the start (which also answers what this refuses: a bad
+/// target, a head past the limit...).
 template <class Stream>
-core::Result<void> Session<Stream>::take_request(const http::request_header<>& head) {
+bool Session<Stream>::take_plain_request() {
+    const auto* data = static_cast<const char*>(buffer_.data().data());
+    const std::string_view bytes{data, buffer_.size()};
+    const auto head = parse_plain_request_head(bytes, plain_fields_);
+    if (!head || head->size > server_.settings.max_header_bytes) {
+        return false;
+    }
+    const auto length = head->content_length.value_or(0);
+    if (length > server_.settings.max_body_bytes || length > bytes.size() - head->size) {
+        return false;
+    }
+    if (!start_request(head->method, head->target)) {
+        return false;
+    }
+    for (std::size_t i = 0; i < plain_fields_.size(); ++i) {
+        put_header(i, plain_fields_[i].name, plain_fields_[i].value);
+    }
+    request_.headers.resize(plain_fields_.size());
+    // Whole already, the body is the request's even on a route that streams (BodyPolicy).
+    request_.body.assign(bytes.substr(head->size, length));
+    head_request_ = head->method == "HEAD";
+    version_ = head->version;
+    wants_keep_alive_ = head->keep_alive;
+    upgrade_head_.reset();
+    buffer_.consume(head->size + length);  // `bytes` and the fields' views end here
+    return true;
+}
+
+/// request_ made anew, in place, from a head's method and target: what the last handler left of
+/// it (a moved-from Request) is cleared first. Its headers are put next (put_header).
+template <class Stream>
+core::Result<void> Session<Stream>::start_request(std::string_view method,
+                                                  std::string_view target) {
     Request& request = request_;
     request.query.clear();
-    request.headers.clear();
     request.body.clear();
     request.body_reader = nullptr;
-    request.method.assign(head.method_string());
-    request.target.assign(head.target());
+    request.remote = remote_;
+    request.peer_identity = peer_identity_;
+    request.method.assign(method);
+    request.target.assign(target);
     if (request.target == "*") {
         request.path = "*";  // "OPTIONS *": the server itself, no path to decode
     } else if (is_plain_path(request.target)) {
@@ -854,6 +900,7 @@ core::Result<void> Session<Stream>::take_request(const http::request_header<>& h
     } else {
         auto url = boost::urls::parse_origin_form(request.target);
         if (!url) {
+            request.headers.clear();
             return core::Error{core::ErrorCode::kInvalidArgument,
                                fmt::format("bad request target \"{}\": {}", request.target,
                                            url.error().message())};
@@ -863,13 +910,20 @@ core::Result<void> Session<Stream>::take_request(const http::request_header<>& h
             request.query.emplace_back(std::move(param.key), std::move(param.value));
         }
     }
-    for (const auto& field : head) {
-        request.headers.push_back(
-            Header{std::string{field.name_string()}, std::string{field.value()}});
-    }
-    request.remote = remote_;
-    request.peer_identity = peer_identity_;
     return {};
+}
+
+/// The request's header number `index`, assigned over the last request's where there is one:
+/// their strings keep their capacity. The caller then cuts the list to the count it put.
+template <class Stream>
+void Session<Stream>::put_header(std::size_t index, std::string_view name, std::string_view value) {
+    auto& headers = request_.headers;
+    if (index < headers.size()) {
+        headers[index].name.assign(name);
+        headers[index].value.assign(value);
+    } else {
+        headers.push_back(Header{std::string{name}, std::string{value}});
+    }
 }
 
 /// set_headers, and a log line for a header it left out (a handler's bug, not the client's).

@@ -126,8 +126,9 @@ struct Request {
     /// client_ca_file set and the client sent a certificate that verified; empty otherwise.
     /// Who the peer proved to be, not what it claims in a header.
     std::string peer_identity;
-    /// Set when BodyPolicy said this request's body is streamed: `body` is then empty and the
-    /// handler reads the body here. Valid until the handler returns.
+    /// Set when BodyPolicy said this request's body is streamed and the body had not come whole
+    /// with the head: `body` is then empty and the handler reads the body here. A body that
+    /// came whole is in `body`, whatever the policy. Valid until the handler returns.
     BodyReader* body_reader = nullptr;
 
     std::optional<std::string_view> header(std::string_view name) const {
@@ -246,7 +247,8 @@ struct ServerStats {
 class HttpServer {
 public:
     /// `streams_body`, when set, picks the requests whose handler reads the body itself
-    /// (Request::body_reader; 100-continue is sent on its first read). A Content-Length past
+    /// (Request::body_reader; 100-continue is sent on its first read), unless the body came
+    /// whole with the head: then it is in Request::body. A Content-Length past
     /// max_body_bytes is refused with 413 before the handler runs; a chunked body crossing it
     /// is an error from read_some(). A handler that returns before the body's end costs the
     /// connection: it is closed after the response, unless the rest is at most 64 KiB and

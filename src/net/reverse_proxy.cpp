@@ -22,7 +22,7 @@
 #include "net/client_connection.hpp"
 #include "net/client_pool.hpp"
 #include "net/net.hpp"
-#include "net/response_head.hpp"
+#include "net/plain_head.hpp"
 #include "net/write_now.hpp"
 
 namespace aviary::net {
@@ -211,7 +211,7 @@ std::size_t write_head_and_body(client::ClientConnection& connection,
 }
 
 /// One header of an upstream head, as relayed_head() reads it: a field of Beast's parsed head,
-/// or of a plain head (response_head.hpp).
+/// or of a plain head (plain_head.hpp).
 std::string_view field_name(const HeadField& header) {
     return header.name;
 }
@@ -501,7 +501,7 @@ struct ReverseProxy::Impl {
         bool taken = false;      // false: not a plain head, or one whose body is Beast's to read
         bool keep_alive = true;
     };
-    /// The response to the plain head (response_head.hpp) at the front of the connection's
+    /// The response to the plain head (plain_head.hpp) at the front of the connection's
     /// buffer, with as much of its body as the buffer holds (finish_plain() reads the rest).
     /// Taken only when the body is buffered whole: not one to stream, nor one that runs until
     /// close, which are Beast's to read from the same bytes, left untouched.
@@ -1009,7 +1009,7 @@ asio::awaitable<Response> ReverseProxy::Impl::forward(Request& request, int numb
     }
     error_code read_ec;
     if (!send_ec && plain && !attempt.upgrading) {
-        // The usual answer is taken in one pass (response_head.hpp), without Beast's parser
+        // The usual answer is taken in one pass (plain_head.hpp), without Beast's parser
         // or an Exchange; the rest is Beast's, from the same bytes.
         read_ec = co_await read_head_bytes(connection);
         if (!read_ec) {

@@ -64,6 +64,11 @@ struct TestHandler {
             response.body += fmt::format("{}={}\n", key, value);
         }
         response.body += fmt::format("body={}\n", request.body);
+        if (request.path == "/headers") {
+            for (const auto& header : request.headers) {
+                response.body += fmt::format("{}: {}\n", header.name, header.value);
+            }
+        }
         response.headers.push_back({"X-Remote", request.remote});
         return response;
     }
@@ -240,6 +245,39 @@ TEST(HttpServer, RefusesAnOversizedBodyWith413AndGoesOn) {
     auto next = get(running.address, "/after");
     ASSERT_TRUE(next) << next.error().message;
     EXPECT_EQ(next->status, 200);
+}
+
+TEST(HttpServer, AnswersPipelinedRequestsOfEveryShapeInOrder) {
+    // Plain heads are read in one pass and the rest by Beast's parser (docs/architecture.md):
+    // one connection, both kinds in turn, each request's headers its own.
+    auto running = start_server(small_settings());
+    RawClient client{running.address};
+    client.send(
+        "GET /headers?x=1 HTTP/1.1\r\nHost: x\r\nX-Long: a value past the short-string size\r\n"
+        "X-Third: 3\r\n\r\n"
+        "POST /chunked HTTP/1.1\r\nHost: y\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\nhi\r\n0\r\n\r\n"
+        "POST /headers HTTP/1.1\r\nHost: z\r\nContent-Length: 3\r\n\r\nabc"
+        "HEAD /head HTTP/1.1\r\nHost: w\r\n\r\n"
+        "GET /last HTTP/1.1\r\nHost: v\r\n\r\n");
+    auto first = client.read_response();
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->body,
+              "GET /headers\nx=1\nbody=\nHost: x\nX-Long: a value past the short-string size\n"
+              "X-Third: 3\n");
+    auto chunked = client.read_response();
+    ASSERT_TRUE(chunked);
+    EXPECT_EQ(chunked->body, "POST /chunked\nbody=hi\n");
+    auto third = client.read_response();
+    ASSERT_TRUE(third);
+    EXPECT_EQ(third->body, "POST /headers\nbody=abc\nHost: z\nContent-Length: 3\n");
+    const auto head = client.read_head();
+    EXPECT_TRUE(head.starts_with("HTTP/1.1 200 OK")) << head;
+    EXPECT_NE(head.find("Content-Length: 17"), std::string::npos) << head;  // "HEAD /head\nbody=\n"
+    auto last = client.read_response();
+    ASSERT_TRUE(last);
+    EXPECT_EQ(last->body, "GET /last\nbody=\n");
+    EXPECT_FALSE(client.closed());
 }
 
 TEST(HttpServer, RefusesAnOversizedHeaderWith431) {

@@ -1,11 +1,12 @@
 #pragma once
-// Private to src/net (and its tests): HTTP's character classes, and the proxy's fast reading of
-// an upstream's response head.
-// Most answers of a node's API are the same shape: HTTP/1.1, a final status, a handful of
-// headers and a Content-Length. This takes exactly that shape in one pass over the bytes, and
-// says "not plain" for anything else (an interim or 101 status, Transfer-Encoding, a folded or
-// odd line, HTTP/1.0, two Content-Lengths...), which the proxy then leaves to Beast's parser,
-// the bytes untouched. So it never has to be right about the unusual: it only has to refuse it.
+// Private to src/net (and its tests): HTTP's character classes, and the fast reading of plain
+// heads: a request's by the server, an upstream's response by the proxy.
+// Most requests to the server, and most answers of a node's API, are the same shape: HTTP/1.1,
+// a handful of headers, no body or a Content-Length. This takes exactly that shape in one pass
+// over the bytes, and says "not plain" for anything else (an interim or 101 status,
+// Transfer-Encoding, an upgrade, a folded or odd line, two Content-Lengths...), which the caller
+// then leaves to Beast's parser, the bytes untouched. So it never has to be right about the
+// unusual: it only has to refuse it.
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -79,6 +80,20 @@ struct PlainHead {
 /// `fields` (cleared first; views into `bytes`). Nullopt when the head is not whole yet or not
 /// plain: the caller then reads on or hands the bytes to a full parser.
 std::optional<PlainHead> parse_plain_head(std::string_view bytes, std::vector<HeadField>& fields);
+
+struct PlainRequestHead {
+    std::string_view method;                      ///< a token
+    std::string_view target;                      ///< visible ASCII, as sent
+    unsigned version = 11;                        ///< 11 or 10
+    std::optional<std::uint64_t> content_length;  ///< none: no Content-Length header (no body)
+    bool keep_alive = true;  ///< HTTP/1.1 without "close", or HTTP/1.0 with "keep-alive"
+    std::size_t size = 0;    ///< bytes of the head, blank line included
+};
+
+/// A request's head, the same way: "METHOD target HTTP/1.1" (or 1.0) and plain fields. Also
+/// not plain: Upgrade and Expect, which the server handles through Beast's parser.
+std::optional<PlainRequestHead> parse_plain_request_head(std::string_view bytes,
+                                                         std::vector<HeadField>& fields);
 
 /// `text` without the spaces and tabs around it (HTTP's OWS).
 inline std::string_view trim_ows(std::string_view text) {
