@@ -324,7 +324,7 @@ private:
     asio::awaitable<beast::error_code> read_body(http::request_parser<http::string_body>& parser);
     asio::awaitable<beast::error_code> send_continue();
     asio::awaitable<void> reply_to_read_error(const beast::error_code& ec);
-    asio::awaitable<Response> call_handler();
+    asio::awaitable<void> call_handler();
     asio::awaitable<bool> respond(Response& response, bool keep_alive, bool head);
     asio::awaitable<bool> write_response(Response& response, bool keep_alive, bool head);
     asio::awaitable<beast::error_code> send_response(Response& response,
@@ -712,7 +712,7 @@ asio::awaitable<bool> Session<Stream>::serve_streamed() {
     StreamedBody body{*this, streamed_parser_.emplace(std::move(*head_parser_))};
     request_.body_reader = &body;
     server_.requests.fetch_add(1);
-    response_ = co_await call_handler();
+    co_await call_handler();
     // Before the response: a short rest is dropped and the connection goes on; a long one
     // would make the client's next request start mid-body, so the connection ends instead.
     const bool drained = co_await body.drain();
@@ -728,7 +728,7 @@ asio::awaitable<bool> Session<Stream>::serve_streamed() {
 template <class Stream>
 asio::awaitable<bool> Session<Stream>::answer() {
     server_.requests.fetch_add(1);
-    response_ = co_await call_handler();
+    co_await call_handler();
     const bool again = co_await respond(response_, wants_keep_alive_, head_request_);
     release_response();
     co_return again;
@@ -938,8 +938,9 @@ void Session<Stream>::put_headers(http::response<Body>& message, const Response&
     }
 }
 
+/// Hands request_ to the handler; its answer, or a 500 when it throws, lands in response_.
 template <class Stream>
-asio::awaitable<Response> Session<Stream>::call_handler() {
+asio::awaitable<void> Session<Stream>::call_handler() {
     // The handler may take as long as it likes (held-open responses); no I/O is pending meanwhile
     // unless it reads a streamed body, and each read and write sets its own deadline.
     tcp_.expires_never();
@@ -949,7 +950,9 @@ asio::awaitable<Response> Session<Stream>::call_handler() {
     const auto& path = handler_path_;
     try {
         auto pending = server_.handler(std::move(request_));
-        co_return co_await std::move(pending);
+        // Into response_ as it comes: a Response is moved once for every coroutine it passes.
+        response_ = co_await std::move(pending);
+        co_return;
     } catch (const std::exception& e) {
         server_.log->error("handler failed method={} path={} remote={} error={}", method, path,
                            remote_, e.what());
@@ -957,7 +960,7 @@ asio::awaitable<Response> Session<Stream>::call_handler() {
         server_.log->error("handler failed method={} path={} remote={} error=unknown exception",
                            method, path, remote_);
     }
-    co_return error_response(500, "internal error");
+    response_ = error_response(500, "internal error");
 }
 
 /// Writes a buffered response; after one that ends the connection, lets the client read it.

@@ -518,7 +518,7 @@ struct ReverseProxy::Impl {
     asio::awaitable<error_code> read_until(Exchange& exchange, Enough enough, core::Millis timeout);
     Response failure(const core::Error& error);
     static Response body_failure(const core::Error& error);
-    Response upstream_broke(const error_code& ec, std::string_view step);
+    Response upstream_broke(const error_code& ec, std::string_view step, core::Millis timeout);
 
     ProxySettings settings;
     core::Result<client::Target> upstream;
@@ -618,11 +618,19 @@ Response ReverseProxy::Impl::failure(const core::Error& error) {
     return error_response(502, fmt::format("upstream {} failed: {}", name, error.message));
 }
 
-Response ReverseProxy::Impl::upstream_broke(const error_code& ec, std::string_view step) {
+/// A 502 naming the step the upstream broke off in, or a 504 naming the timeout that ran out
+/// there: response_timeout for the head, idle_timeout between pieces of a body.
+Response ReverseProxy::Impl::upstream_broke(const error_code& ec,
+                                            std::string_view step,
+                                            core::Millis timeout) {
     if (ec == client::beast::error::timeout) {
         ++timed_out;
-        return error_response(504, fmt::format("upstream {} did not answer within {}", name,
-                                               core::format_duration(settings.response_timeout)));
+        if (step == "answering") {
+            return error_response(504, fmt::format("upstream {} did not answer within {}", name,
+                                                   core::format_duration(timeout)));
+        }
+        return error_response(504, fmt::format("upstream {} stalled for {} while {}", name,
+                                               core::format_duration(timeout), step));
     }
     ++reset;
     return error_response(502, fmt::format("upstream {} closed the connection while {}: {}", name,
@@ -880,7 +888,7 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     auto ec = co_await read_until(
         *exchange, [&parser] { return parser.is_done(); }, settings.idle_timeout);
     if (ec && ec != client::http::error::need_buffer) {
-        co_return upstream_broke(ec, "sending the body");
+        co_return upstream_broke(ec, "sending the body", settings.idle_timeout);
     }
     connections.release(std::move(exchange->lease), parser.keep_alive());
     co_return response;
@@ -1035,7 +1043,7 @@ asio::awaitable<void> ReverseProxy::Impl::finish_plain(client::Lease& lease,
                                                        std::size_t filled,
                                                        bool keep_alive) {
     if (auto ec = co_await read_body_rest(lease.connection(), response.body, filled)) {
-        response = upstream_broke(ec, "sending the body");
+        response = upstream_broke(ec, "sending the body", settings.idle_timeout);
         co_return;
     }
     local().pool.release(std::move(lease), keep_alive);
@@ -1068,7 +1076,11 @@ asio::awaitable<void> ReverseProxy::Impl::through_beast(const Attempt& attempt,
         response = co_await forward(attempt.request, 1);
         co_return;
     }
-    response = upstream_broke(ec, send_ec ? "receiving the request" : "answering");
+    if (send_ec) {
+        response = upstream_broke(ec, "receiving the request", settings.idle_timeout);
+    } else {
+        response = upstream_broke(ec, "answering", settings.response_timeout);
+    }
 }
 
 ReverseProxy::ReverseProxy(ProxySettings settings)

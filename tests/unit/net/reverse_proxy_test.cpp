@@ -359,12 +359,14 @@ asio::awaitable<void> forward_into(ReverseProxy& proxy,
     out.emplace(co_await proxy.forward(request));
 }
 
-/// Answers one request with `answer`, then closes; the answer goes out in `pieces` writes of
-/// about equal size, a few milliseconds apart, so that a reader sees them arrive apart.
+/// Answers one request with `answer`, then closes (or, `hold_open`, waits for the proxy to);
+/// the answer goes out in `pieces` writes of about equal size, a few milliseconds apart, so
+/// that a reader sees them arrive apart.
 struct AnswersOnce {
     tcp::acceptor& acceptor;
     std::string answer;
     std::size_t pieces = 1;
+    bool hold_open = false;
 
     asio::awaitable<void> operator()() const {
         auto [accept_ec, socket] = co_await acceptor.async_accept(kTuple);
@@ -381,6 +383,10 @@ struct AnswersOnce {
                 co_await apart.async_wait(kTuple);
             }
             co_await asio::async_write(socket, asio::buffer(answer.substr(at, each)), kTuple);
+        }
+        if (hold_open) {
+            std::array<char, 64> sink{};
+            co_await socket.async_read_some(asio::buffer(sink), kTuple);  // until the proxy closes
         }
         socket.shutdown(tcp::socket::shutdown_send);
     }
@@ -464,6 +470,28 @@ TEST(ReverseProxy, AnswersBadGatewayWhenTheBodyEndsShort) {
     ASSERT_TRUE(response.has_value());
     EXPECT_EQ(response->status, 502);
     EXPECT_NE(response->body.find("while sending the body"), std::string::npos) << response->body;
+}
+
+TEST(ReverseProxy, AnswersGatewayTimeoutNamingTheIdleTimeoutWhenTheBodyStalls) {
+    asio::io_context ioc;
+    tcp::acceptor acceptor{ioc, {asio::ip::make_address("127.0.0.1"), 0}};
+    AnswersOnce upstream{acceptor, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 1, true};
+    asio::co_spawn(ioc, upstream(), asio::detached);
+    const auto port = acceptor.local_endpoint().port();
+    ReverseProxy proxy{ProxySettings{.upstream = fmt::format("http://127.0.0.1:{}", port),
+                                     .response_timeout = 5s,
+                                     .idle_timeout = 200ms}};
+    auto request = request_for_root();
+    std::optional<Response> response;
+    asio::co_spawn(ioc, forward_into(proxy, request, response), asio::detached);
+    while (!response && ioc.run_one() > 0) {
+    }
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 504);
+    EXPECT_EQ(
+        response->body,
+        fmt::format("upstream 127.0.0.1:{} stalled for 200ms while sending the body\n", port));
+    EXPECT_EQ(proxy.stats().timed_out, 1U);
 }
 
 TEST(ReverseProxy, ReadsPastAnInterimResponseToTheFinalOne) {
