@@ -900,7 +900,6 @@ core::Result<void> Session<Stream>::start_request(std::string_view method,
     } else {
         auto url = boost::urls::parse_origin_form(request.target);
         if (!url) {
-            request.headers.clear();
             return core::Error{core::ErrorCode::kInvalidArgument,
                                fmt::format("bad request target \"{}\": {}", request.target,
                                            url.error().message())};
