@@ -340,7 +340,10 @@ private:
     asio::awaitable<void> finish_sending();
     asio::awaitable<void> linger_close();
     bool take_plain_request();
-    core::Result<void> start_request(std::string_view method, std::string_view target);
+    core::Result<void> start_request(std::string_view method,
+                                     std::string_view target,
+                                     unsigned version,
+                                     bool keep_alive);
     void put_header(std::size_t index, std::string_view name, std::string_view value);
     template <class Body>
     void put_headers(http::response<Body>& message, const Response& response) const;
@@ -658,10 +661,8 @@ http::request_parser<http::empty_body>& Session<Stream>::start_head() {
 template <class Stream>
 bool Session<Stream>::take_head() {
     const auto& message = head_parser_->get();
-    head_request_ = message.method() == http::verb::head;
-    version_ = message.version() == 10 ? 10 : 11;
-    wants_keep_alive_ = message.keep_alive();
-    auto taken = start_request(message.method_string(), message.target());
+    auto taken = start_request(message.method_string(), message.target(), message.version(),
+                               message.keep_alive());
     std::size_t count = 0;
     for (const auto& field : message) {
         put_header(count++, field.name_string(), field.value());
@@ -863,7 +864,7 @@ bool Session<Stream>::take_plain_request() {
     if (length > server_.settings.max_body_bytes || length > bytes.size() - head->size) {
         return false;
     }
-    if (!start_request(head->method, head->target)) {
+    if (!start_request(head->method, head->target, head->version, head->keep_alive)) {
         return false;
     }
     for (std::size_t i = 0; i < plain_fields_.size(); ++i) {
@@ -872,19 +873,22 @@ bool Session<Stream>::take_plain_request() {
     request_.headers.resize(plain_fields_.size());
     // Whole already, the body is the request's even on a route that streams (BodyPolicy).
     request_.body.assign(bytes.substr(head->size, length));
-    head_request_ = head->method == "HEAD";
-    version_ = head->version;
-    wants_keep_alive_ = head->keep_alive;
     upgrade_head_.reset();
     buffer_.consume(head->size + length);  // `bytes` and the fields' views end here
     return true;
 }
 
-/// request_ made anew, in place, from a head's method and target: what the last handler left of
-/// it (a moved-from Request) is cleared first. Its headers are put next (put_header).
+/// request_ made anew, in place, from a head's request line, and what the answer needs of it
+/// (HEAD, the version, keep-alive): what the last handler left of the request (a moved-from
+/// Request) is cleared first. Its headers are put next (put_header).
 template <class Stream>
 core::Result<void> Session<Stream>::start_request(std::string_view method,
-                                                  std::string_view target) {
+                                                  std::string_view target,
+                                                  unsigned version,
+                                                  bool keep_alive) {
+    head_request_ = method == "HEAD";
+    version_ = version == 10 ? 10 : 11;
+    wants_keep_alive_ = keep_alive;
     Request& request = request_;
     request.query.clear();
     request.body.clear();

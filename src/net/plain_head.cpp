@@ -58,6 +58,14 @@ std::size_t text_end(std::string_view bytes, std::size_t at) {
     return at;
 }
 
+/// The end of the run of `chars` that starts at `at` (a name, a method, a target).
+std::size_t run_end(const std::array<bool, 256>& chars, std::string_view bytes, std::size_t at) {
+    while (at < bytes.size() && chars[static_cast<unsigned char>(bytes[at])]) {
+        ++at;
+    }
+    return at;
+}
+
 /// What the fields of a plain head said about its framing.
 struct FieldFacts {
     std::optional<std::uint64_t> content_length;
@@ -86,9 +94,7 @@ std::size_t read_fields(std::string_view bytes,
             return bytes[at + 1] == '\n' ? at + 2 : std::string_view::npos;
         }
         const auto name_start = at;
-        while (at < bytes.size() && kTokenChars[static_cast<unsigned char>(bytes[at])]) {
-            ++at;
-        }
+        at = run_end(kTokenChars, bytes, at);
         if (at == name_start || at >= bytes.size() || bytes[at] != ':') {
             return std::string_view::npos;  // an empty name, a space before the colon, a fold...
         }
@@ -172,19 +178,14 @@ std::optional<PlainRequestHead> parse_plain_request_head(std::string_view bytes,
     fields.clear();
     // "GET /path?query HTTP/1.1\r\n": a token, one space, a target of visible characters, one
     // space, HTTP/1.1 or HTTP/1.0 exactly.
-    std::size_t at = 0;
-    while (at < bytes.size() && kTokenChars[static_cast<unsigned char>(bytes[at])]) {
-        ++at;
-    }
+    std::size_t at = run_end(kTokenChars, bytes, 0);
     if (at == 0 || at >= bytes.size() || bytes[at] != ' ') {
         return std::nullopt;
     }
     PlainRequestHead head;
     head.method = bytes.substr(0, at);
     const auto target_start = ++at;
-    while (at < bytes.size() && kTargetChars[static_cast<unsigned char>(bytes[at])]) {
-        ++at;
-    }
+    at = run_end(kTargetChars, bytes, at);
     constexpr std::string_view kVersion = " HTTP/1.";
     if (at == target_start || bytes.size() < at + kVersion.size() + 3 ||
         bytes.substr(at, kVersion.size()) != kVersion) {
