@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cstring>
 
@@ -19,49 +20,58 @@ constexpr std::array<bool, 256> kFieldText = [] {
     return text;
 }();
 
-/// Whether any of the 8 bytes in `word` may not be field text as they stand: a control
-/// character (below 0x20, tab included) or DEL. It may also say so for a byte after such a
-/// one (a borrow carries), never for a word without one; the caller then goes byte by byte.
-constexpr bool may_hold_control(std::uint64_t word) {
+/// The end of the run of `chars` that starts at `at` (a name, a method, a target).
+std::size_t run_end(const std::array<bool, 256>& chars, std::string_view bytes, std::size_t at) {
+    while (at < bytes.size() && chars[static_cast<unsigned char>(bytes[at])]) {
+        ++at;
+    }
+    return at;
+}
+
+/// A flag in the high bit of each of the 8 bytes of `word` that is not field text as it stands:
+/// a control character (below 0x20, tab included) or DEL. A borrow may also flag a byte above
+/// such a one, never a byte below: the lowest flag is always a true one.
+constexpr std::uint64_t control_flags(std::uint64_t word) {
     constexpr std::uint64_t kOnes = 0x0101010101010101;
     constexpr std::uint64_t kHighs = 0x8080808080808080;
     const auto below = [](std::uint64_t w, std::uint64_t n) {
         return (w - kOnes * n) & ~w & kHighs;
     };
-    return (below(word, 0x20) | below(word ^ (kOnes * 0x7f), 1)) != 0;
+    return below(word, 0x20) | below(word ^ (kOnes * 0x7f), 1);
 }
 
+// The lowest flag of a word read with memcpy is its first byte on a little-endian machine.
+static_assert(std::endian::native == std::endian::little,
+              "text_end() reads the first flagged byte of a word as its lowest");
+
 /// One line of field text up to its CRLF, from `at`: the end of the text, or npos when the
-/// line holds anything else (a bare CR or LF, a control character). Eight bytes at a time
-/// while none of them is special: a value is read here byte for byte otherwise.
+/// line holds anything else (a bare CR or LF, a control character). Eight bytes at a time: a
+/// word without a flag is all text, and a word with one goes straight to its first flagged
+/// byte (the CR, a tab to step over, or a byte that ends the line as not plain).
 std::size_t text_end(std::string_view bytes, std::size_t at) {
     for (;;) {
-        while (at + 8 <= bytes.size()) {
+        if (at + 8 <= bytes.size()) {
             std::uint64_t word = 0;
             std::memcpy(&word, bytes.data() + at, sizeof word);
-            if (may_hold_control(word)) {
-                break;
+            const auto flags = control_flags(word);
+            if (flags == 0) {
+                at += 8;
+                continue;
             }
-            at += 8;
+            at += static_cast<std::size_t>(std::countr_zero(flags)) / 8;
+        } else {
+            at = run_end(kFieldText, bytes, at);  // the last few bytes: tabs are text here
+            if (at == bytes.size()) {
+                return std::string_view::npos;  // the end of what has come so far
+            }
         }
-        const auto stop = std::min(at + 8, bytes.size());
-        while (at < stop && kFieldText[static_cast<unsigned char>(bytes[at])]) {
-            ++at;
+        if (bytes[at] != '\t') {
+            break;
         }
-        if (at < stop || at == bytes.size()) {
-            break;  // a byte that is not text, or the end of what has come so far
-        }
+        ++at;
     }
     if (at + 1 >= bytes.size() || bytes[at] != '\r' || bytes[at + 1] != '\n') {
         return std::string_view::npos;
-    }
-    return at;
-}
-
-/// The end of the run of `chars` that starts at `at` (a name, a method, a target).
-std::size_t run_end(const std::array<bool, 256>& chars, std::string_view bytes, std::size_t at) {
-    while (at < bytes.size() && chars[static_cast<unsigned char>(bytes[at])]) {
-        ++at;
     }
     return at;
 }

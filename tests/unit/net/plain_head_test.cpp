@@ -149,6 +149,31 @@ TEST(PlainHead, ChecksEveryByteOfALongValueWhereverTheOddOneIs) {
     }
 }
 
+TEST(PlainHead, StepsOverTabsAndStillFindsWhatFollowsThemInTheSameWord) {
+    // A word with a tab is read from the tab on: a second tab, or a control character a few
+    // bytes after the first, in the same eight bytes or the next.
+    const std::string text(24, 'v');
+    for (std::size_t tab = 1; tab < 12; ++tab) {
+        for (std::size_t gap = 1; gap < 10; ++gap) {
+            auto tabs = text;
+            tabs[tab] = '\t';
+            tabs[tab + gap] = '\t';
+            std::vector<HeadField> fields;
+            const auto good = "HTTP/1.1 200 OK\r\nX-Tabs: " + tabs + "\r\n\r\n";
+            ASSERT_TRUE(parse_plain_head(good, fields))
+                << "tabs at " << tab << " and " << tab + gap;
+            ASSERT_EQ(fields.size(), 1U);
+            EXPECT_EQ(fields[0].value, tabs);
+
+            auto bad = tabs;
+            bad[tab + gap] = '\x01';
+            const auto odd = "HTTP/1.1 200 OK\r\nX-Tabs: " + bad + "\r\n\r\n";
+            EXPECT_FALSE(parse_plain_head(odd, fields))
+                << "tab at " << tab << ", 0x01 at " << tab + gap;
+        }
+    }
+}
+
 TEST(PlainRequestHead, TakesTheUsualRequestWithItsTargetFieldsAndLength) {
     const std::string bytes =
         "POST /rpc/v0?x=%20y HTTP/1.1\r\nHost: 127.0.0.1:1337\r\nContent-Type: application/json"
