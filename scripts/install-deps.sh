@@ -3,8 +3,9 @@
 # Safe to run again: it does nothing when everything is present.
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx, Celery + Redis,
-#                                    supervisord, zstd and blackbox_exporter) and valgrind
-#                                    (bench/supervise/proxy_cost.sh counts instructions)
+#                                    supervisord, zstd and blackbox_exporter), valgrind and
+#                                    strace (bench/supervise/proxy_cost.sh counts instructions
+#                                    and system calls)
 set -euo pipefail
 
 packages=(
@@ -24,7 +25,7 @@ packages=(
 )
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor zstd
-        prometheus-blackbox-exporter valgrind)
+        prometheus-blackbox-exporter valgrind strace)
 fi
 
 missing=()

@@ -12,6 +12,17 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# wait_for SECONDS COMMAND...: runs COMMAND every 50 ms until it succeeds (0) or SECONDS pass (1).
+wait_for() {
+    local limit=$(($1 * 20))
+    shift
+    for _ in $(seq 1 "$limit"); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 # free_port: a loopback TCP port nothing listens on now (taken at once by the caller).
 free_port() {
     local port

@@ -17,7 +17,12 @@
 #    as the sidecar's proxy has one I/O thread); PROXY_ROUNDS rounds of the three in turn (the
 #    two proxies in alternating order), and each figure is the median of its rounds. A proxy's
 #    throughput ratio is the median over the rounds of its r/s over the direct r/s of the same
-#    round; beside it, the median of aviary's r/s over nginx's, round by round.
+#    round; beside it, the median of aviary's r/s over nginx's, round by round. Beside those,
+#    each proxy's CPU time (user + system, from /proc/PID/stat: every thread of the sidecar,
+#    nginx's one worker) over the requests wrk made through it in the same run, as µs per
+#    request. Most of it is system time (the loopback stack, the wakeups), so it moves with the
+#    machine as r/s does; bench/supervise/proxy_cost.sh counts the user-space instructions and
+#    the system calls of the two proxies, which do not move.
 # 5. backup: a data dir of BACKUP_MB MB (MB = 2^20 bytes) of small files (16-256 KiB, 32 to a
 #    directory in dNN/eNN; half random, half repetitive bytes, from a seeded generator, so the
 #    same tree every run) copied to a directory on the same file system by `rsync -a`, by
@@ -113,18 +118,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-
-
-wait_for() {  # wait_for SECONDS COMMAND...: polls COMMAND every 50 ms
-    local limit=$(($1 * 20))
-    shift
-    for _ in $(seq 1 "$limit"); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # median VALUES...: the median of the rounds' values; verdict EXPR: MET when awk finds EXPR true.
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -460,6 +453,8 @@ nginx_conf "$TMP" front "$front" "location / { proxy_pass http://up; proxy_http_
 "$NGINX" -p "$TMP" -c "$TMP/front.conf" 2>"$TMP/front.stderr" &
 started+=("$!")
 wait_for 10 curl -fsS "http://127.0.0.1:$front/ok" || die "the nginx proxy does not answer"
+front_worker=$(pgrep -P "$!" | head -1)
+[[ -n "$front_worker" ]] || die "the nginx proxy has no worker process"
 
 proxy=$(free_port)
 dir=$TMP/proxy-aviary
@@ -468,6 +463,7 @@ mkdir -p "$dir"
     --upstream "http://127.0.0.1:$upstream" --control 127.0.0.1:0 --state-dir "$dir/state" \
     -- sleep 3600 >"$dir/out" 2>"$dir/err" &
 started+=("$!")
+proxy_pid=$!
 wait_for 20 curl -fsS "http://127.0.0.1:$proxy/ok" || die "aviary's proxy does not answer: $(cat "$dir/err")"
 
 # p50 in microseconds from wrk's --latency table.
@@ -476,10 +472,15 @@ wrk_p50_us() {
          if (u == "us") print v; else if (u == "ms") print v * 1000; else if (u == "s") print v * 1e6}' "$1"
 }
 wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
+wrk_requests() { awk '/ requests in / {print $1}' "$1"; }
+# cpu_ticks PID: the user + system clock ticks of all the process's threads so far.
+cpu_ticks() { cat /proc/"$1"/task/*/stat | awk '{t += $14 + $15} END {print t}'; }
+tick_us=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN {print 1e6 / hz}')
+declare -A PIDS=([aviary]=$proxy_pid [nginx]=$front_worker)
 # PROXY_ROUNDS rounds of direct, then the two proxies, so that each side sees the same drift of
 # the machine; the proxies swap places every round, as whichever runs right after another may
 # find the machine in a different state. Each figure is the median of its rounds.
-declare -A P50S RPSS
+declare -A P50S RPSS CPUS
 for ((round = 1; round <= PROXY_ROUNDS; round++)); do
     proxies=("aviary:$proxy" "nginx:$front")
     if ((round % 2 == 0)); then
@@ -490,12 +491,23 @@ for ((round = 1; round <= PROXY_ROUNDS; round++)); do
             name=${target%%:*}
             port=${target#*:}
             out=$TMP/wrk-$name-c$c-r$round.txt
+            measured=${PIDS[$name]:-}  # the proxy whose CPU time is read; none for direct
+            if [[ -n "$measured" ]]; then
+                ticks=$(cpu_ticks "$measured")
+            fi
             wrk -t1 -c"$c" -d"${PROXY_SECONDS}s" --latency "http://127.0.0.1:$port/ok" >"$out" 2>&1 || true
             p50=$(wrk_p50_us "$out")
             rps=$(wrk_rps "$out")
             P50S[$name/$c]+="${p50:-0} "
             RPSS[$name/$c]+="${rps:-0} "
-            echo "round $round, c=$c $name: $rps r/s, p50 $p50 us"
+            cpu=
+            if [[ -n "$measured" ]]; then
+                cpu=$(awk -v t0="$ticks" -v t1="$(cpu_ticks "$measured")" -v us="$tick_us" -v n="$(wrk_requests "$out")" \
+                    'BEGIN {if (n > 0) printf "%.2f", (t1 - t0) * us / n; else print 0}')
+                CPUS[$name/$c]+="$cpu "
+                cpu=", CPU $cpu us/request"
+            fi
+            echo "round $round, c=$c $name: $rps r/s, p50 $p50 us$cpu"
         done
     done
 done
@@ -514,7 +526,10 @@ for c in 1 32; do
     for name in aviary nginx; do
         # shellcheck disable=SC2046 # word splitting intended: one ratio per round
         R[ratio/$name/$c]=$(median $(per_round "${RPSS[$name/$c]}" "${RPSS[direct/$c]}"))
+        # shellcheck disable=SC2086
+        R[cpu/$name/$c]=$(median ${CPUS[$name/$c]})
     done
+    R[cpu_ahead/$c]=$(per_round "${CPUS[nginx/$c]}" "${CPUS[aviary/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
     # shellcheck disable=SC2046
     R[vs/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}"))
     R[ahead/$c]=$(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
@@ -537,6 +552,10 @@ for c in 1 32; do
     printf '%-28s %12s %12s %12s %12s %12s\n' "c=$c" "${R[rps/direct/$c]}" "${R[rps/aviary/$c]}" \
         "${R[rps/nginx/$c]}" "$add_a" "$add_n"
 done
+printf '%-28s %12s %12s\n' "CPU per proxied request" "aviary" "nginx"
+for c in 1 32; do
+    printf '%-28s %12s %12s\n' "c=$c (user+sys, medians)" "${R[cpu/aviary/$c]} us" "${R[cpu/nginx/$c]} us"
+done
 
 say "goals"
 echo "restart p50 <= 10 ms: ${R[rs_p50/aviary]} ms -> $(verdict "${R[rs_p50/aviary]} <= 10")"
@@ -552,6 +571,8 @@ for c in 1 32; do
     vs=$(awk -v r="${R[vs/$c]}" 'BEGIN {printf "%.3f", r}')
     echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn")" \
         "(aviary/nginx by round: median $vs, aviary ahead in ${R[ahead/$c]} of $PROXY_ROUNDS)"
+    echo "c=$c CPU per proxied request, beside it: aviary ${R[cpu/aviary/$c]} us, nginx ${R[cpu/nginx/$c]} us" \
+        "(aviary's the lower in ${R[cpu_ahead/$c]} of $PROXY_ROUNDS rounds)"
 done
 echo "(all programs shared the same $(nproc) cores: wrk, the proxies and the upstream compete for CPU)"
 
