@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --bench  also the benchmark peers (wrk, nginx, Celery + Redis,
 #                                    supervisord, zstd and blackbox_exporter), valgrind and
-#                                    strace (bench/supervise/proxy_cost.sh counts instructions
+#                                    perf (bench/supervise/proxy_cost.sh counts instructions
 #                                    and system calls)
 set -euo pipefail
 
@@ -25,7 +25,7 @@ packages=(
 )
 if [[ "${1:-}" == "--bench" ]]; then
     packages+=(wrk nginx-light python3-celery python3-redis redis-server supervisor zstd
-        prometheus-blackbox-exporter valgrind strace)
+        prometheus-blackbox-exporter valgrind linux-perf)
 fi
 
 missing=()

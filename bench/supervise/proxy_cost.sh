@@ -9,7 +9,7 @@
 # in front of nginx serving a 2-byte file, warms it up, and counts REQUESTS_SECONDS of wrk at
 # c=1; then the same for nginx's proxy_pass (with upstream keep-alive, as run.sh configures it),
 # so that the two are side by side in one run. Prints the instructions per request of each,
-# their system calls per request (strace -c, on the two run natively), and the functions of
+# their system calls per request (perf, on the two run natively), and the functions of
 # aviary's path that cost the most.
 #   bench/supervise/proxy_cost.sh                  (BUILD=build; SKIP_BUILD=1 to reuse it)
 #   TOP=40 bench/supervise/proxy_cost.sh           more functions
@@ -26,7 +26,7 @@ die() {
 }
 # shellcheck source=bench/common/lib.sh
 source bench/common/lib.sh
-for tool in valgrind callgrind_annotate callgrind_control strace wrk curl; do
+for tool in valgrind callgrind_annotate callgrind_control perf wrk curl; do
     command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh --bench)"
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -83,18 +83,16 @@ count() {
     [[ -n "$REQUESTS" && "$REQUESTS" -gt 0 && -n "$TOTAL" ]] || die "$name: no count (requests=$REQUESTS)"
 }
 
-# syscalls NAME PORT PID: system calls per request of process PID (every thread) while wrk
-# makes requests through it at c=1, counted by strace -c (slower, but a count is a count).
+# syscalls PORT PID: system calls per request of process PID (every thread) while wrk makes
+# requests through it at c=1 for 2 s, counted by perf from the kernel's syscall tracepoint for
+# exactly wrk's run. Not strace: it slows the traced process down so much that a read tried
+# before waiting finds its bytes already there, and the count comes out lower than it is.
 syscalls() {
-    local name=$1 port=$2 pid=$3
-    strace -qq -c -f -p "$pid" -o "$TMP/strace-$name.txt" &
-    local tracer=$!
-    sleep 0.5  # strace attaches: until then nothing is counted, and wrk has not started
-    local requests
-    requests=$(wrk -t1 -c1 -d2s "http://127.0.0.1:$port/ok" | awk '/requests in/ {print $1}')
-    kill -INT "$tracer"
-    wait "$tracer" || true
-    awk -v n="$requests" '$NF == "total" {printf "%.2f", $(NF - 2) / n}' "$TMP/strace-$name.txt"
+    local port=$1 pid=$2
+    perf stat -x, -o "$TMP/perf-syscalls.txt" -e raw_syscalls:sys_enter -p "$pid" -- \
+        wrk -t1 -c1 -d2s "http://127.0.0.1:$port/ok" >"$TMP/wrk-syscalls.txt"
+    awk -F, -v n="$(awk '/requests in/ {print $1}' "$TMP/wrk-syscalls.txt")" \
+        '/raw_syscalls:sys_enter/ && n > 0 {printf "%.2f", $1 / n}' "$TMP/perf-syscalls.txt"
 }
 
 # aviary's proxy path, as the sidecar runs it.
@@ -137,8 +135,13 @@ nginx_native=$!
 started+=("$nginx_native")
 wait_for 10 curl -fsS "http://127.0.0.1:$proxy/ok" || die "proxy_alone does not answer"
 wait_for 10 curl -fsS "http://127.0.0.1:$front/ok" || die "the nginx proxy does not answer"
-echo "system calls per proxied request (strace -c): aviary $(syscalls aviary "$proxy" "$native")," \
-    "nginx $(syscalls nginx "$front" "$nginx_native")"
+if perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+    echo "system calls per proxied request (perf, the syscall tracepoint):" \
+        "aviary $(syscalls "$proxy" "$native"), nginx $(syscalls "$front" "$nginx_native")"
+else
+    echo "system calls per proxied request: not counted (perf cannot read the syscall tracepoint" \
+        "here: it needs root or kernel.perf_event_paranoid=-1)"
+fi
 # Coroutine frames past Asio's per-thread cache (1,020 bytes) are allocated with memalign:
 # docs/architecture.md, "Frames on the hot paths". Zero per request when every frame fits.
 memaligns=$(callgrind_annotate --tree=caller --threshold=100 "$dump" 2>/dev/null |

@@ -6,7 +6,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <limits>
+#include <type_traits>
 #include <utility>
+
+#include "net/draining_buffer.hpp"
 
 namespace aviary::net {
 
@@ -49,9 +52,15 @@ public:
         socket_.shutdown(socket_type::shutdown_both, ec);
         socket_.close(ec);
     }
+    /// A read into one buffer waits for readiness after a short read instead of trying first
+    /// (draining_buffer.hpp): the session's next request, a TLS record, a body's next piece.
     template <class Buffers, class Token>
     auto async_read_some(const Buffers& buffers, Token&& token) {
-        return socket_.async_read_some(buffers, std::forward<Token>(token));
+        if constexpr (std::is_convertible_v<const Buffers&, boost::asio::mutable_buffer>) {
+            return socket_.async_read_some(DrainingBuffer{buffers}, std::forward<Token>(token));
+        } else {
+            return socket_.async_read_some(buffers, std::forward<Token>(token));
+        }
     }
     template <class Buffers, class Token>
     auto async_write_some(const Buffers& buffers, Token&& token) {

@@ -21,6 +21,7 @@
 #include "net/buffered_parse.hpp"
 #include "net/client_connection.hpp"
 #include "net/client_pool.hpp"
+#include "net/draining_buffer.hpp"
 #include "net/net.hpp"
 #include "net/plain_head.hpp"
 #include "net/write_now.hpp"
@@ -813,7 +814,8 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_until(Exchange& exchange,
     auto& socket = connection.tcp().socket();
     for (;;) {
         auto [read_ec, n] = co_await socket.async_read_some(
-            buffer.prepare(beast::read_size(buffer, std::size_t{64} * 1024)), client::kUseTuple);
+            DrainingBuffer{buffer.prepare(beast::read_size(buffer, std::size_t{64} * 1024))},
+            client::kUseTuple);
         buffer.commit(n);
         if (read_ec == asio::error::eof) {
             // As Beast's reads do: the end of a message that runs until close, else a message
@@ -912,7 +914,8 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(
     auto& socket = connection.tcp().socket();
     for (;;) {
         auto [ec, n] = co_await socket.async_read_some(
-            buffer.prepare(client::beast::read_size(buffer, std::size_t{64} * 1024)),
+            DrainingBuffer{
+                buffer.prepare(client::beast::read_size(buffer, std::size_t{64} * 1024))},
             client::kUseTuple);
         buffer.commit(n);
         if (ec == asio::error::eof) {
@@ -960,7 +963,8 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_body_rest(client::ClientCon
     connection.socket_deadline(Clock::now() + settings.idle_timeout);
     while (filled < body.size()) {
         auto [ec, n] = co_await connection.tcp().socket().async_read_some(
-            asio::buffer(body.data() + filled, body.size() - filled), client::kUseTuple);
+            DrainingBuffer{asio::buffer(body.data() + filled, body.size() - filled)},
+            client::kUseTuple);
         filled += n;
         if (ec && filled < body.size()) {
             co_return socket_read_error(ec, connection);
