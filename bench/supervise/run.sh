@@ -15,7 +15,9 @@
 #    against it directly, through aviary's gated proxy (--chain none: ready while the upstream
 #    accepts connections) and through an nginx proxy_pass with upstream keep-alive (one worker,
 #    as the sidecar's proxy has one I/O thread); PROXY_ROUNDS rounds of the three in turn (the
-#    two proxies in alternating order), and each figure is the median of its rounds. A proxy's
+#    two proxies in alternating order, an even number of rounds so that each goes first as
+#    often; each measured run after PROXY_WARMUP seconds of the same load, not counted), and
+#    each figure is the median of its rounds. A proxy's
 #    throughput ratio is the median over the rounds of its r/s over the direct r/s of the same
 #    round; beside it, the median of aviary's r/s over nginx's, round by round. Beside those,
 #    each proxy's CPU time (user + system, from /proc/PID/stat: every thread of the sidecar,
@@ -40,8 +42,8 @@
 #    goal (issue): aviary's backup and restore within 1.2x of rsync's time.
 #
 # Reproduce: bench/supervise/run.sh (SKIP_BUILD=1 SKIP_DEPS=1 to reuse build/ and the installed
-# peers; LINES, KILLS, GAP_MS, PROXY_SECONDS, PROXY_ROUNDS, BACKUP_MB, BACKUP_ROUNDS to change the
-# sizes; ONLY=backup for section 5 alone, ONLY=sidecar for sections 1-4 alone). The generated
+# peers; LINES, KILLS, GAP_MS, PROXY_SECONDS, PROXY_ROUNDS, PROXY_WARMUP, BACKUP_MB, BACKUP_ROUNDS
+# to change the sizes; ONLY=backup for section 5 alone, ONLY=sidecar for sections 1-4 alone). The generated
 # tree and the copies are in the temp dir (TMPDIR, default /tmp), removed on exit (KEEP_TMP=1
 # keeps it). Figures: bench/RESULTS.md.
 set -euo pipefail
@@ -51,7 +53,9 @@ LINES=${LINES:-10000000}
 KILLS=${KILLS:-50}
 GAP_MS=${GAP_MS:-150}
 PROXY_SECONDS=${PROXY_SECONDS:-5}
-PROXY_ROUNDS=${PROXY_ROUNDS:-9}  # one connection varies by 10 % from round to round here
+PROXY_ROUNDS=${PROXY_ROUNDS:-10}  # one connection varies by 10 % from round to round here
+PROXY_ROUNDS=$((PROXY_ROUNDS + PROXY_ROUNDS % 2))  # even: each proxy goes first in half
+PROXY_WARMUP=${PROXY_WARMUP:-1}
 BACKUP_MB=${BACKUP_MB:-1024}
 BACKUP_ROUNDS=${BACKUP_ROUNDS:-3}
 ONLY=${ONLY:-}
@@ -479,7 +483,10 @@ tick_us=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN {print 1e6 / hz}')
 declare -A PIDS=([aviary]=$proxy_pid [nginx]=$front_worker)
 # PROXY_ROUNDS rounds of direct, then the two proxies, so that each side sees the same drift of
 # the machine; the proxies swap places every round, as whichever runs right after another may
-# find the machine in a different state. Each figure is the median of its rounds.
+# find the machine in a different state. Each figure is the median of its rounds. Whichever
+# proxy ran right after the direct run read 5-8 % lower than the other in two 15-round runs
+# (2026-12-07): so each goes first in exactly half the rounds, and every measured run follows
+# PROXY_WARMUP seconds of the same load on the same target, which is not counted.
 declare -A P50S RPSS CPUS
 for ((round = 1; round <= PROXY_ROUNDS; round++)); do
     proxies=("aviary:$proxy" "nginx:$front")
@@ -492,6 +499,9 @@ for ((round = 1; round <= PROXY_ROUNDS; round++)); do
             port=${target#*:}
             out=$TMP/wrk-$name-c$c-r$round.txt
             measured=${PIDS[$name]:-}  # the proxy whose CPU time is read; none for direct
+            if ((PROXY_WARMUP > 0)); then
+                wrk -t1 -c"$c" -d"${PROXY_WARMUP}s" "http://127.0.0.1:$port/ok" >/dev/null 2>&1 || true
+            fi
             if [[ -n "$measured" ]]; then
                 ticks=$(cpu_ticks "$measured")
             fi
@@ -527,12 +537,18 @@ for c in 1 32; do
         # shellcheck disable=SC2046 # word splitting intended: one ratio per round
         R[ratio/$name/$c]=$(median $(per_round "${RPSS[$name/$c]}" "${RPSS[direct/$c]}"))
         # shellcheck disable=SC2086
-        R[cpu/$name/$c]=$(median ${CPUS[$name/$c]})
+        R[cpu/$name/$c]=$(printf '%.1f' "$(median ${CPUS[$name/$c]})")
     done
     R[cpu_ahead/$c]=$(per_round "${CPUS[nginx/$c]}" "${CPUS[aviary/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
     # shellcheck disable=SC2046
     R[vs/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}"))
     R[ahead/$c]=$(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
+    # The same ratio split by which proxy went first (odd rounds: aviary): how much the order
+    # weighed in this run.
+    # shellcheck disable=SC2046
+    R[vs_af/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}" | awk 'NR % 2 == 1'))
+    # shellcheck disable=SC2046
+    R[vs_nf/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}" | awk 'NR % 2 == 0'))
 done
 
 # --- the table ----------------------------------------------------------------------------------
@@ -570,7 +586,9 @@ for c in 1 32; do
     rn=$(awk -v r="${R[ratio/nginx/$c]}" 'BEGIN {printf "%.3f", r}')
     vs=$(awk -v r="${R[vs/$c]}" 'BEGIN {printf "%.3f", r}')
     echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn")" \
-        "(aviary/nginx by round: median $vs, aviary ahead in ${R[ahead/$c]} of $PROXY_ROUNDS)"
+        "(aviary/nginx by round: median $vs, aviary ahead in ${R[ahead/$c]} of $PROXY_ROUNDS;" \
+        "$(awk -v a="${R[vs_af/$c]}" -v n="${R[vs_nf/$c]}" \
+            'BEGIN {printf "%.3f in the rounds aviary went first, %.3f in those nginx did", a, n}'))"
     echo "c=$c CPU per proxied request, beside it: aviary ${R[cpu/aviary/$c]} us, nginx ${R[cpu/nginx/$c]} us" \
         "(aviary's the lower in ${R[cpu_ahead/$c]} of $PROXY_ROUNDS rounds)"
 done
