@@ -420,6 +420,16 @@ struct TunnelSplice {
     }
 };
 
+/// One read from a plain upstream socket into the spare room of its buffer (up to 64 KiB
+/// more); the caller commits what came. After a short read the next one waits for readiness
+/// rather than trying first (draining_buffer.hpp).
+auto read_more(client::ClientConnection& connection) {
+    auto& buffer = connection.buffer;
+    return connection.tcp().socket().async_read_some(
+        DrainingBuffer{buffer.prepare(client::beast::read_size(buffer, std::size_t{64} * 1024))},
+        client::kUseTuple);
+}
+
 }  // namespace
 
 /// A kept-alive upstream connection leaves one timer pending for up to response_timeout after
@@ -519,7 +529,9 @@ struct ReverseProxy::Impl {
     asio::awaitable<error_code> read_until(Exchange& exchange, Enough enough, core::Millis timeout);
     Response failure(const core::Error& error);
     static Response body_failure(const core::Error& error);
-    Response upstream_broke(const error_code& ec, std::string_view step, core::Millis timeout);
+    /// Where in an exchange the upstream broke off: what a 502 or 504 names.
+    enum class Step { kReceivingRequest, kAnswering, kSendingBody };
+    Response upstream_broke(const error_code& ec, Step step);
 
     ProxySettings settings;
     core::Result<client::Target> upstream;
@@ -621,21 +633,24 @@ Response ReverseProxy::Impl::failure(const core::Error& error) {
 
 /// A 502 naming the step the upstream broke off in, or a 504 naming the timeout that ran out
 /// there: response_timeout for the head, idle_timeout between pieces of a body.
-Response ReverseProxy::Impl::upstream_broke(const error_code& ec,
-                                            std::string_view step,
-                                            core::Millis timeout) {
+Response ReverseProxy::Impl::upstream_broke(const error_code& ec, Step step) {
+    const std::string_view doing = step == Step::kAnswering          ? "answering"
+                                   : step == Step::kReceivingRequest ? "receiving the request"
+                                                                     : "sending the body";
     if (ec == client::beast::error::timeout) {
         ++timed_out;
-        if (step == "answering") {
-            return error_response(504, fmt::format("upstream {} did not answer within {}", name,
-                                                   core::format_duration(timeout)));
+        if (step == Step::kAnswering) {
+            return error_response(504,
+                                  fmt::format("upstream {} did not answer within {}", name,
+                                              core::format_duration(settings.response_timeout)));
         }
-        return error_response(504, fmt::format("upstream {} stalled for {} while {}", name,
-                                               core::format_duration(timeout), step));
+        return error_response(504,
+                              fmt::format("upstream {} stalled for {} while {}", name,
+                                          core::format_duration(settings.idle_timeout), doing));
     }
     ++reset;
     return error_response(502, fmt::format("upstream {} closed the connection while {}: {}", name,
-                                           step, ec.message()));
+                                           doing, ec.message()));
 }
 
 std::string ReverseProxy::Impl::upstream_head(const Request& request, bool upgrading) const {
@@ -794,7 +809,6 @@ template <class Enough>
 asio::awaitable<error_code> ReverseProxy::Impl::read_until(Exchange& exchange,
                                                            Enough enough,
                                                            core::Millis timeout) {
-    namespace beast = client::beast;
     auto& connection = exchange.connection();
     auto& parser = *exchange.parser;
     auto& buffer = connection.buffer;
@@ -811,11 +825,8 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_until(Exchange& exchange,
         co_return ec;
     }
     connection.socket_deadline(Clock::now() + timeout);
-    auto& socket = connection.tcp().socket();
     for (;;) {
-        auto [read_ec, n] = co_await socket.async_read_some(
-            DrainingBuffer{buffer.prepare(beast::read_size(buffer, std::size_t{64} * 1024))},
-            client::kUseTuple);
+        auto [read_ec, n] = co_await read_more(connection);
         buffer.commit(n);
         if (read_ec == asio::error::eof) {
             // As Beast's reads do: the end of a message that runs until close, else a message
@@ -890,7 +901,7 @@ asio::awaitable<Response> ReverseProxy::Impl::relay(std::shared_ptr<Exchange> ex
     auto ec = co_await read_until(
         *exchange, [&parser] { return parser.is_done(); }, settings.idle_timeout);
     if (ec && ec != client::http::error::need_buffer) {
-        co_return upstream_broke(ec, "sending the body", settings.idle_timeout);
+        co_return upstream_broke(ec, Step::kSendingBody);
     }
     connections.release(std::move(exchange->lease), parser.keep_alive());
     co_return response;
@@ -911,12 +922,8 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(
         co_return error_code{};
     }
     connection.socket_deadline(Clock::now() + settings.response_timeout);
-    auto& socket = connection.tcp().socket();
     for (;;) {
-        auto [ec, n] = co_await socket.async_read_some(
-            DrainingBuffer{
-                buffer.prepare(client::beast::read_size(buffer, std::size_t{64} * 1024))},
-            client::kUseTuple);
+        auto [ec, n] = co_await read_more(connection);
         buffer.commit(n);
         if (ec == asio::error::eof) {
             co_return buffer.size() == 0 ? error_code{client::http::error::end_of_stream}
@@ -1047,7 +1054,7 @@ asio::awaitable<void> ReverseProxy::Impl::finish_plain(client::Lease& lease,
                                                        std::size_t filled,
                                                        bool keep_alive) {
     if (auto ec = co_await read_body_rest(lease.connection(), response.body, filled)) {
-        response = upstream_broke(ec, "sending the body", settings.idle_timeout);
+        response = upstream_broke(ec, Step::kSendingBody);
         co_return;
     }
     local().pool.release(std::move(lease), keep_alive);
@@ -1080,11 +1087,7 @@ asio::awaitable<void> ReverseProxy::Impl::through_beast(const Attempt& attempt,
         response = co_await forward(attempt.request, 1);
         co_return;
     }
-    if (send_ec) {
-        response = upstream_broke(ec, "receiving the request", settings.idle_timeout);
-    } else {
-        response = upstream_broke(ec, "answering", settings.response_timeout);
-    }
+    response = upstream_broke(ec, send_ec ? Step::kReceivingRequest : Step::kAnswering);
 }
 
 ReverseProxy::ReverseProxy(ProxySettings settings)
