@@ -7,6 +7,7 @@
 #include <exception>
 #include <utility>
 
+#include "net/coarse_clock.hpp"
 #include "net/net.hpp"
 
 namespace aviary::net {
@@ -47,7 +48,7 @@ ConnectionPool::~ConnectionPool() {
 }
 
 void ConnectionPool::evict_expired() {
-    const auto cutoff = Clock::now() - limits_.idle_timeout;
+    const auto cutoff = coarse_now() - limits_.idle_timeout;
     for (auto& [key, host] : hosts_) {
         while (!host.idle.empty() && host.idle.front().since <= cutoff) {
             host.idle.front().connection->close();
@@ -205,7 +206,7 @@ void ConnectionPool::release(Lease lease, bool reusable) {
             return;
         }
         if (static_cast<int>(host.idle.size()) < limits_.max_idle_per_host) {
-            host.idle.push_back(PoolHost::Idle{std::move(connection), Clock::now()});
+            host.idle.push_back(PoolHost::Idle{std::move(connection), coarse_now()});
             return;
         }
     }

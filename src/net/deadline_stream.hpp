@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "net/coarse_clock.hpp"
 #include "net/draining_buffer.hpp"
 
 namespace aviary::net {
@@ -33,8 +34,9 @@ public:
     lowest_layer_type& lowest_layer() { return socket_.lowest_layer(); }
     const lowest_layer_type& lowest_layer() const { return socket_.lowest_layer(); }
 
+    /// From coarse_now(): at most one kernel tick early, and set twice per request.
     void expires_after(Clock::duration after) {
-        deadline_.store((Clock::now() + after).time_since_epoch().count(),
+        deadline_.store((coarse_now() + after).time_since_epoch().count(),
                         std::memory_order_relaxed);
     }
     void expires_never() { deadline_.store(kNever, std::memory_order_relaxed); }

@@ -21,6 +21,7 @@
 #include "net/buffered_parse.hpp"
 #include "net/client_connection.hpp"
 #include "net/client_pool.hpp"
+#include "net/coarse_clock.hpp"
 #include "net/draining_buffer.hpp"
 #include "net/net.hpp"
 #include "net/plain_head.hpp"
@@ -791,7 +792,7 @@ asio::awaitable<bool> ReverseProxy::Impl::connect(Local& here,
                                                   std::optional<client::Lease>& lease,
                                                   Response& response) {
     auto opened = co_await here.pool.acquire(*here.host, *upstream, settings.tls,
-                                             Clock::now() + settings.connect_timeout,
+                                             coarse_now() + settings.connect_timeout,
                                              shown_upstream, settings.connect_timeout, pick);
     if (!opened) {
         response = failure(opened.error());
@@ -824,7 +825,7 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_until(Exchange& exchange,
         }
         co_return ec;
     }
-    connection.socket_deadline(Clock::now() + timeout);
+    connection.socket_deadline(coarse_now() + timeout);
     for (;;) {
         auto [read_ec, n] = co_await read_more(connection);
         buffer.commit(n);
@@ -921,7 +922,7 @@ asio::awaitable<error_code> ReverseProxy::Impl::read_head_bytes(
     if (whole()) {
         co_return error_code{};
     }
-    connection.socket_deadline(Clock::now() + settings.response_timeout);
+    connection.socket_deadline(coarse_now() + settings.response_timeout);
     for (;;) {
         auto [ec, n] = co_await read_more(connection);
         buffer.commit(n);
@@ -967,7 +968,7 @@ ReverseProxy::Impl::PlainTaken ReverseProxy::Impl::take_plain(client::ClientConn
 asio::awaitable<error_code> ReverseProxy::Impl::read_body_rest(client::ClientConnection& connection,
                                                                std::string& body,
                                                                std::size_t filled) {
-    connection.socket_deadline(Clock::now() + settings.idle_timeout);
+    connection.socket_deadline(coarse_now() + settings.idle_timeout);
     while (filled < body.size()) {
         auto [ec, n] = co_await connection.tcp().socket().async_read_some(
             DrainingBuffer{asio::buffer(body.data() + filled, body.size() - filled)},
