@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers the bench/*/run.sh scripts share. Source it after defining die().
 
 # stop_pid PID: SIGTERM, up to 15 s to exit, then SIGKILL; reaps it when it is our child.

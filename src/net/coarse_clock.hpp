@@ -12,11 +12,15 @@ namespace aviary::net {
 /// request: a deadline taken from it falls at most one tick early. nginx caches its time once
 /// per loop turn for the same reason. Never for a duration that is reported (latencies).
 inline std::chrono::steady_clock::time_point coarse_now() noexcept {
+#ifndef CLOCK_MONOTONIC_COARSE
+    return std::chrono::steady_clock::now();  // not Linux: the precise clock
+#else
     timespec now{};
     ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
     return std::chrono::steady_clock::time_point{
         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
             std::chrono::seconds{now.tv_sec} + std::chrono::nanoseconds{now.tv_nsec})};
+#endif
 }
 
 }  // namespace aviary::net
