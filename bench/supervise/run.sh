@@ -13,18 +13,26 @@
 # 3. RSS: the peak RSS (VmHWM) of the aviary sidecar and of supervisord during the relay.
 # 4. proxy: nginx serving a 2-byte file is the upstream; wrk -t1 at c=1 and c=32 for PROXY_SECONDS
 #    against it directly, through aviary's gated proxy (--chain none: ready while the upstream
-#    accepts connections) and through an nginx proxy_pass with upstream keep-alive (one worker,
-#    as the sidecar's proxy has one I/O thread); PROXY_ROUNDS rounds of the three in turn (the
-#    two proxies in alternating order, an even number of rounds so that each goes first as
-#    often; each measured run after PROXY_WARMUP seconds of the same load, not counted), and
-#    each figure is the median of its rounds. A proxy's
+#    accepts connections) and through two nginx proxy_pass fronts with upstream keep-alive (one
+#    worker each, as the sidecar's proxy has one I/O thread):
+#    - "nginx" does the same job as aviary's proxy: it adds X-Forwarded-For, X-Forwarded-Proto,
+#      X-Forwarded-Host and Via to the request and Via to the response, the headers aviary's
+#      proxy always adds (docs/supervise.md, "The gated proxy"). The goals are read against it.
+#    - "nginx-bare" is proxy_pass alone: it adds none of them, so it writes a smaller head and
+#      the upstream parses fewer headers (about 5 % more throughput at c=32 here). Shown beside,
+#      as the comparison the earlier runs made (bench/RESULTS.md).
+#    PROXY_ROUNDS rounds of direct and the three proxies in turn, the proxies' order taking each
+#    of its 6 permutations in turn (the rounds are rounded up to a multiple of 6, so that each
+#    proxy runs right after the direct run as often as any other: that place reads 5-8 % lower,
+#    whichever proxy has it); each measured run after PROXY_WARMUP seconds of the same load, not
+#    counted. Each figure is the median of its rounds. A proxy's
 #    throughput ratio is the median over the rounds of its r/s over the direct r/s of the same
-#    round; beside it, the median of aviary's r/s over nginx's, round by round. Beside those,
+#    round; beside it, the median of aviary's r/s over each nginx's, round by round. Beside those,
 #    each proxy's CPU time (user + system, from /proc/PID/stat: every thread of the sidecar,
 #    nginx's one worker) over the requests wrk made through it in the same run, as µs per
 #    request. Most of it is system time (the loopback stack, the wakeups), so it moves with the
 #    machine as r/s does; bench/supervise/proxy_cost.sh counts the user-space instructions and
-#    the system calls of the two proxies, which do not move.
+#    the system calls of the proxies, which do not move.
 # 5. backup: a data dir of BACKUP_MB MB (MB = 2^20 bytes) of small files (16-256 KiB, 32 to a
 #    directory in dNN/eNN; half random, half repetitive bytes, from a seeded generator, so the
 #    same tree every run) copied to a directory on the same file system by `rsync -a`, by
@@ -53,8 +61,8 @@ LINES=${LINES:-10000000}
 KILLS=${KILLS:-50}
 GAP_MS=${GAP_MS:-150}
 PROXY_SECONDS=${PROXY_SECONDS:-5}
-PROXY_ROUNDS=${PROXY_ROUNDS:-10}  # one connection varies by 10 % from round to round here
-PROXY_ROUNDS=$((PROXY_ROUNDS + PROXY_ROUNDS % 2))  # even: each proxy goes first in half
+PROXY_ROUNDS=${PROXY_ROUNDS:-12}  # one connection varies by 10 % from round to round here
+PROXY_ROUNDS=$(((PROXY_ROUNDS + 5) / 6 * 6))  # each order of the three proxies as often
 PROXY_WARMUP=${PROXY_WARMUP:-1}
 BACKUP_MB=${BACKUP_MB:-1024}
 BACKUP_ROUNDS=${BACKUP_ROUNDS:-3}
@@ -451,14 +459,29 @@ nginx_conf "$TMP" upstream "$upstream" "root $TMP/www; location = /ok { default_
 started+=("$!")
 wait_for 10 curl -fsS "http://127.0.0.1:$upstream/ok" || die "the upstream nginx does not answer"
 
-front=$(free_port)
-nginx_conf "$TMP" front "$front" "location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" \
-    "upstream up { server 127.0.0.1:$upstream; keepalive 32; }"
-"$NGINX" -p "$TMP" -c "$TMP/front.conf" 2>"$TMP/front.stderr" &
-started+=("$!")
-wait_for 10 curl -fsS "http://127.0.0.1:$front/ok" || die "the nginx proxy does not answer"
-front_worker=$(pgrep -P "$!" | head -1)
-[[ -n "$front_worker" ]] || die "the nginx proxy has no worker process"
+# start_front NAME LOCATION: an nginx proxy_pass front to the upstream, with upstream
+# keep-alive; sets FRONT_PORT and FRONT_WORKER.
+start_front() {
+    FRONT_PORT=$(free_port)
+    nginx_conf "$TMP" "$1" "$FRONT_PORT" "location / { $2 }" \
+        "upstream up { server 127.0.0.1:$upstream; keepalive 32; }"
+    "$NGINX" -p "$TMP" -c "$TMP/$1.conf" 2>"$TMP/$1.stderr" &
+    started+=("$!")
+    wait_for 10 curl -fsS "http://127.0.0.1:$FRONT_PORT/ok" || die "the nginx proxy $1 does not answer"
+    FRONT_WORKER=$(pgrep -P "$!" | head -1)
+    [[ -n "$FRONT_WORKER" ]] || die "the nginx proxy $1 has no worker process"
+}
+bare='proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+# What aviary's proxy adds (docs/supervise.md, "The gated proxy"): the client's address appended
+# to X-Forwarded-For, the scheme, the client's Host, and this hop in Via both ways.
+start_front front "$bare proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$http_host;
+    proxy_set_header Via \"1.1 nginx\"; add_header Via \"1.1 nginx\";"
+front=$FRONT_PORT
+front_worker=$FRONT_WORKER
+start_front front-bare "$bare"
+front_bare=$FRONT_PORT
+front_bare_worker=$FRONT_WORKER
 
 proxy=$(free_port)
 dir=$TMP/proxy-aviary
@@ -480,23 +503,23 @@ wrk_requests() { awk '/ requests in / {print $1}' "$1"; }
 # cpu_ticks PID: the user + system clock ticks of all the process's threads so far.
 cpu_ticks() { cat /proc/"$1"/task/*/stat | awk '{t += $14 + $15} END {print t}'; }
 tick_us=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN {print 1e6 / hz}')
-declare -A PIDS=([aviary]=$proxy_pid [nginx]=$front_worker)
-# PROXY_ROUNDS rounds of direct, then the two proxies, so that each side sees the same drift of
-# the machine; the proxies swap places every round, as whichever runs right after another may
-# find the machine in a different state. Each figure is the median of its rounds. Whichever
-# proxy ran right after the direct run read 5-8 % lower than the other in two 15-round runs
-# (2026-12-07): so each goes first in exactly half the rounds, and every measured run follows
+declare -A PIDS=([aviary]=$proxy_pid [nginx]=$front_worker [nginx-bare]=$front_bare_worker)
+declare -A PORTS=([direct]=$upstream [aviary]=$proxy [nginx]=$front [nginx-bare]=$front_bare)
+# The six orders of the three proxies, one per round in turn.
+ORDERS=("aviary nginx nginx-bare" "nginx nginx-bare aviary" "nginx-bare aviary nginx"
+    "aviary nginx-bare nginx" "nginx aviary nginx-bare" "nginx-bare nginx aviary")
+# PROXY_ROUNDS rounds of direct, then the proxies, so that each sees the same drift of the
+# machine; the proxies take each order in turn, as whichever runs right after another may find
+# the machine in a different state. Each figure is the median of its rounds. Whichever proxy
+# ran right after the direct run read 5-8 % lower than the other in two 15-round runs
+# (2026-12-07): so each has that place in a third of the rounds, and every measured run follows
 # PROXY_WARMUP seconds of the same load on the same target, which is not counted.
 declare -A P50S RPSS CPUS
 for ((round = 1; round <= PROXY_ROUNDS; round++)); do
-    proxies=("aviary:$proxy" "nginx:$front")
-    if ((round % 2 == 0)); then
-        proxies=("nginx:$front" "aviary:$proxy")
-    fi
+    read -r -a order <<<"${ORDERS[(round - 1) % 6]}"
     for c in 1 32; do
-        for target in "direct:$upstream" "${proxies[@]}"; do
-            name=${target%%:*}
-            port=${target#*:}
+        for name in direct "${order[@]}"; do
+            port=${PORTS[$name]}
             out=$TMP/wrk-$name-c$c-r$round.txt
             measured=${PIDS[$name]:-}  # the proxy whose CPU time is read; none for direct
             if ((PROXY_WARMUP > 0)); then
@@ -526,29 +549,43 @@ per_round() {
     # shellcheck disable=SC2086 # word splitting intended: the rounds' values
     paste -d' ' <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '$2 > 0 {printf "%.4f\n", $1 / $2}'
 }
+# before_in ORDER_INDEX A B: true when proxy A runs before proxy B in ORDERS[ORDER_INDEX].
+before_in() {
+    local line=" ${ORDERS[$1]} "
+    local head="${line%% "$2" *} "
+    [[ $head != *" $3 "* ]]
+}
 for c in 1 32; do
-    for name in direct aviary nginx; do
+    for name in direct aviary nginx nginx-bare; do
         # shellcheck disable=SC2086 # word splitting intended: the rounds' values
         R[p50/$name/$c]=$(median ${P50S[$name/$c]})
         # shellcheck disable=SC2086
         R[rps/$name/$c]=$(median ${RPSS[$name/$c]})
     done
-    for name in aviary nginx; do
+    for name in aviary nginx nginx-bare; do
         # shellcheck disable=SC2046 # word splitting intended: one ratio per round
         R[ratio/$name/$c]=$(median $(per_round "${RPSS[$name/$c]}" "${RPSS[direct/$c]}"))
         # shellcheck disable=SC2086
         R[cpu/$name/$c]=$(printf '%.1f' "$(median ${CPUS[$name/$c]})")
     done
-    R[cpu_ahead/$c]=$(per_round "${CPUS[nginx/$c]}" "${CPUS[aviary/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
-    # shellcheck disable=SC2046
-    R[vs/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}"))
-    R[ahead/$c]=$(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
-    # The same ratio split by which proxy went first (odd rounds: aviary): how much the order
-    # weighed in this run.
-    # shellcheck disable=SC2046
-    R[vs_af/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}" | awk 'NR % 2 == 1'))
-    # shellcheck disable=SC2046
-    R[vs_nf/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[nginx/$c]}" | awk 'NR % 2 == 0'))
+    for peer in nginx nginx-bare; do
+        R[cpu_ahead/$peer/$c]=$(per_round "${CPUS[$peer/$c]}" "${CPUS[aviary/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
+        # shellcheck disable=SC2046
+        R[vs/$peer/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[$peer/$c]}"))
+        R[ahead/$peer/$c]=$(per_round "${RPSS[aviary/$c]}" "${RPSS[$peer/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
+        # The same ratio split by whether aviary ran before the peer or after it: how much the
+        # order weighed in this run.
+        before=() after=()
+        while read -r round ratio; do
+            if before_in $(((round - 1) % 6)) aviary "$peer"; then
+                before+=("$ratio")
+            else
+                after+=("$ratio")
+            fi
+        done < <(per_round "${RPSS[aviary/$c]}" "${RPSS[$peer/$c]}" | awk '{print NR, $1}')
+        R[vs_before/$peer/$c]=$(median "${before[@]}")
+        R[vs_after/$peer/$c]=$(median "${after[@]}")
+    done
 done
 
 # --- the table ----------------------------------------------------------------------------------
@@ -561,36 +598,46 @@ printf '%-44s %14s %14s\n' "relay, lines/s" "${R[relay_lps/aviary]}" "${R[relay_
 printf '%-44s %14s %14s\n' "relay byte-identical" "${R[relay_same/aviary]}" "${R[relay_same/sv]}"
 printf '%-44s %14s %14s\n' "peak RSS while relaying, MB" "${R[rss_mb/aviary]}" "${R[rss_mb/sv]}"
 echo
-printf '%-28s %12s %12s %12s %12s %12s\n' "proxy (wrk -t1, medians)" "direct r/s" "aviary r/s" "nginx r/s" "aviary +p50" "nginx +p50"
+printf '%-26s %11s %11s %11s %11s %12s %12s %12s\n' "proxy (wrk -t1, medians)" "direct r/s" "aviary r/s" \
+    "nginx r/s" "bare r/s" "aviary +p50" "nginx +p50" "bare +p50"
 for c in 1 32; do
-    add_a=$(awk -v a="${R[p50/aviary/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {printf "%.0f us", a - d}')
-    add_n=$(awk -v a="${R[p50/nginx/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {printf "%.0f us", a - d}')
-    printf '%-28s %12s %12s %12s %12s %12s\n' "c=$c" "${R[rps/direct/$c]}" "${R[rps/aviary/$c]}" \
-        "${R[rps/nginx/$c]}" "$add_a" "$add_n"
+    adds=()
+    for name in aviary nginx nginx-bare; do
+        adds+=("$(awk -v a="${R[p50/$name/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {printf "%.0f us", a - d}')")
+    done
+    printf '%-26s %11s %11s %11s %11s %12s %12s %12s\n' "c=$c" "${R[rps/direct/$c]}" "${R[rps/aviary/$c]}" \
+        "${R[rps/nginx/$c]}" "${R[rps/nginx-bare/$c]}" "${adds[@]}"
 done
-printf '%-28s %12s %12s\n' "CPU per proxied request" "aviary" "nginx"
+printf '%-26s %11s %11s %11s\n' "CPU per proxied request" "aviary" "nginx" "bare"
 for c in 1 32; do
-    printf '%-28s %12s %12s\n' "c=$c (user+sys, medians)" "${R[cpu/aviary/$c]} us" "${R[cpu/nginx/$c]} us"
+    printf '%-26s %11s %11s %11s\n' "c=$c (user+sys, medians)" "${R[cpu/aviary/$c]} us" "${R[cpu/nginx/$c]} us" \
+        "${R[cpu/nginx-bare/$c]} us"
 done
+echo "(nginx: proxy_pass adding the forwarding headers aviary adds; bare: proxy_pass alone)"
 
 say "goals"
 echo "restart p50 <= 10 ms: ${R[rs_p50/aviary]} ms -> $(verdict "${R[rs_p50/aviary]} <= 10")"
 ratio=$(awk -v a="${R[relay_lps/aviary]}" -v s="${R[relay_lps/sv]}" 'BEGIN {printf "%.2f", a / s}')
 echo "log relay >= 1.5 x supervisord: ${ratio}x -> $(verdict "$ratio >= 1.5")"
 echo "RSS <= 10 MB: ${R[rss_mb/aviary]} MB -> $(verdict "${R[rss_mb/aviary]} <= 10")"
+# vs_line C PEER: aviary against PEER round by round.
+vs_line() {
+    awk -v m="${R[vs/$2/$1]}" -v n="${R[ahead/$2/$1]}" -v r="$PROXY_ROUNDS" -v b="${R[vs_before/$2/$1]}" \
+        -v a="${R[vs_after/$2/$1]}" -v p="$2" \
+        'BEGIN {printf "aviary/%s by round: median %.3f, aviary ahead in %d of %d; %.3f in the rounds aviary ran before %s, %.3f in those it ran after", p, m, n, r, b, p, a}'
+}
 for c in 1 32; do
     add_a=$(awk -v a="${R[p50/aviary/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {print a - d}')
     add_n=$(awk -v a="${R[p50/nginx/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {print a - d}')
     echo "c=$c proxy added p50 <= 1.5 x nginx's: ${add_a} us vs ${add_n} us -> $(verdict "$add_a <= 1.5 * $add_n")"
     ra=$(awk -v r="${R[ratio/aviary/$c]}" 'BEGIN {printf "%.3f", r}')
     rn=$(awk -v r="${R[ratio/nginx/$c]}" 'BEGIN {printf "%.3f", r}')
-    vs=$(awk -v r="${R[vs/$c]}" 'BEGIN {printf "%.3f", r}')
-    echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn")" \
-        "(aviary/nginx by round: median $vs, aviary ahead in ${R[ahead/$c]} of $PROXY_ROUNDS;" \
-        "$(awk -v a="${R[vs_af/$c]}" -v n="${R[vs_nf/$c]}" \
-            'BEGIN {printf "%.3f in the rounds aviary went first, %.3f in those nginx did", a, n}'))"
-    echo "c=$c CPU per proxied request, beside it: aviary ${R[cpu/aviary/$c]} us, nginx ${R[cpu/nginx/$c]} us" \
-        "(aviary's the lower in ${R[cpu_ahead/$c]} of $PROXY_ROUNDS rounds)"
+    rb=$(awk -v r="${R[ratio/nginx-bare/$c]}" 'BEGIN {printf "%.3f", r}')
+    echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn") ($(vs_line "$c" nginx))"
+    echo "c=$c beside it, against nginx-bare (proxy_pass adding no header): $ra vs $rb ($(vs_line "$c" nginx-bare))"
+    echo "c=$c CPU per proxied request, beside it: aviary ${R[cpu/aviary/$c]} us, nginx ${R[cpu/nginx/$c]} us," \
+        "nginx-bare ${R[cpu/nginx-bare/$c]} us (aviary's the lower in ${R[cpu_ahead/nginx/$c]} and" \
+        "${R[cpu_ahead/nginx-bare/$c]} of $PROXY_ROUNDS rounds)"
 done
 echo "(all programs shared the same $(nproc) cores: wrk, the proxies and the upstream compete for CPU)"
 
