@@ -19,8 +19,8 @@
 #      X-Forwarded-Host and Via to the request and Via to the response, the headers aviary's
 #      proxy always adds (docs/supervise.md, "The gated proxy"). The goals are read against it.
 #    - "nginx-bare" is proxy_pass alone: it adds none of them, so it writes a smaller head and
-#      the upstream parses fewer headers (about 5 % more throughput at c=32 here). Shown beside,
-#      as the comparison the earlier runs made (bench/RESULTS.md).
+#      the upstream parses fewer headers. Shown beside, as the comparison the earlier runs made
+#      (bench/RESULTS.md); the two fronts read within 1 % of each other in the first run.
 #    PROXY_ROUNDS rounds of direct and the three proxies in turn, the proxies' order taking each
 #    of its 6 permutations in turn (the rounds are rounded up to a multiple of 6, so that each
 #    proxy runs right after the direct run as often as any other: that place reads 5-8 % lower,
