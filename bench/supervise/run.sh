@@ -20,7 +20,8 @@
 #      proxy always adds (docs/supervise.md, "The gated proxy"). The goals are read against it.
 #    - "nginx-bare" is proxy_pass alone: it adds none of them, so it writes a smaller head and
 #      the upstream parses fewer headers. Shown beside, as the comparison the earlier runs made
-#      (bench/RESULTS.md); the two fronts read within 1 % of each other in the first run.
+#      (bench/RESULTS.md); in the first two runs the two fronts read within 1-4 % of each other,
+#      either one ahead.
 #    PROXY_ROUNDS rounds of direct and the three proxies in turn, the proxies' order taking each
 #    of its 6 permutations in turn (the rounds are rounded up to a multiple of 6, so that each
 #    proxy runs right after the direct run as often as any other: that place reads 5-8 % lower,
