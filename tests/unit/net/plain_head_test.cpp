@@ -10,6 +10,8 @@
 namespace aviary::net {
 namespace {
 
+using namespace std::string_view_literals;
+
 TEST(EqualsLowercase, IgnoresTheCaseOfLettersOnly) {
     EXPECT_TRUE(equals_lowercase("Content-Length", "content-length"));
     EXPECT_TRUE(equals_lowercase("CONTENT-LENGTH", "content-length"));
@@ -110,7 +112,8 @@ TEST(PlainHead, LeavesEverythingUnusualToTheFullParser) {
              "HTTP/1.1 200 OK\r\n: no name\r\n\r\n",
              "HTTP/1.1 200 OK\r\nX-Bare: a\rb\r\n\r\n",
              "HTTP/1.1 200 OK\r\nX-Lf: a\nb\r\n\r\n",
-             "HTTP/1.1 200 OK\r\nX-Nul: a" + std::string(1, '\0') + "b\r\n\r\n",
+             std::string{
+                 "HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\n\r\n"sv},  // the NUL kept by sv's length
              "HTTP/1.1 200 OK\r\nX-Del: a\x7f\r\n\r\n",
              "HTTP/1.1 200 O\x01K\r\n\r\n",
          }) {
