@@ -571,19 +571,21 @@ for c in 1 32; do
     done
     for peer in nginx nginx-bare; do
         R[cpu_ahead/$peer/$c]=$(per_round "${CPUS[$peer/$c]}" "${CPUS[aviary/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
-        # shellcheck disable=SC2046
-        R[vs/$peer/$c]=$(median $(per_round "${RPSS[aviary/$c]}" "${RPSS[$peer/$c]}"))
-        R[ahead/$peer/$c]=$(per_round "${RPSS[aviary/$c]}" "${RPSS[$peer/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
+        vs_rounds=$(per_round "${RPSS[aviary/$c]}" "${RPSS[$peer/$c]}")  # one line per round
+        # shellcheck disable=SC2086 # word splitting intended: one ratio per round
+        R[vs/$peer/$c]=$(median $vs_rounds)
+        R[ahead/$peer/$c]=$(awk '$1 >= 1 {n++} END {print n + 0}' <<<"$vs_rounds")
         # The same ratio split by whether aviary ran before the peer or after it: how much the
         # order weighed in this run.
         before=() after=()
-        while read -r round ratio; do
-            if before_in $(((round - 1) % 6)) aviary "$peer"; then
+        round=0
+        while read -r ratio; do
+            if before_in $((round++ % 6)) aviary "$peer"; then
                 before+=("$ratio")
             else
                 after+=("$ratio")
             fi
-        done < <(per_round "${RPSS[aviary/$c]}" "${RPSS[$peer/$c]}" | awk '{print NR, $1}')
+        done <<<"$vs_rounds"
         R[vs_before/$peer/$c]=$(median "${before[@]}")
         R[vs_after/$peer/$c]=$(median "${after[@]}")
     done
