@@ -18,10 +18,11 @@
 #    - "nginx" does the same job as aviary's proxy: it adds X-Forwarded-For, X-Forwarded-Proto,
 #      X-Forwarded-Host and Via to the request and Via to the response, the headers aviary's
 #      proxy always adds (docs/supervise.md, "The gated proxy"). The goals are read against it.
-#    - "nginx-bare" is proxy_pass alone: it adds none of them, so it writes a smaller head and
-#      the upstream parses fewer headers. Shown beside, as the comparison the earlier runs made
-#      (bench/RESULTS.md); in the first two runs the two fronts read within 1-4 % of each other,
-#      either one ahead.
+#    - "nginx-twin" is the control: a second nginx with the same configuration, measured and
+#      judged exactly as aviary is. Two identical programs differ only by the machine's noise,
+#      so what the twin reads against nginx (its ratio verdict, its by-round median) is how
+#      large a difference this run can tell from none. In three 18-round runs (2026-12-07) the
+#      twin read 0.987-0.988 of nginx by round and failed the ratio goal in two.
 #    PROXY_ROUNDS rounds of direct and the three proxies in turn, the proxies' order taking each
 #    of its 6 permutations in turn (the rounds are rounded up to a multiple of 6, so that each
 #    proxy runs right after the direct run as often as any other: that place reads 5-8 % lower,
@@ -475,14 +476,15 @@ start_front() {
 bare='proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
 # What aviary's proxy adds (docs/supervise.md, "The gated proxy"): the client's address appended
 # to X-Forwarded-For, the scheme, the client's Host, and this hop in Via both ways.
-start_front front "$bare proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+forwarding="$bare proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$http_host;
     proxy_set_header Via \"1.1 nginx\"; add_header Via \"1.1 nginx\";"
+start_front front "$forwarding"
 front=$FRONT_PORT
 front_worker=$FRONT_WORKER
-start_front front-bare "$bare"
-front_bare=$FRONT_PORT
-front_bare_worker=$FRONT_WORKER
+start_front front-twin "$forwarding"
+front_twin=$FRONT_PORT
+front_twin_worker=$FRONT_WORKER
 
 proxy=$(free_port)
 dir=$TMP/proxy-aviary
@@ -504,11 +506,11 @@ wrk_requests() { awk '/ requests in / {print $1}' "$1"; }
 # cpu_ticks PID: the user + system clock ticks of all the process's threads so far.
 cpu_ticks() { cat /proc/"$1"/task/*/stat | awk '{t += $14 + $15} END {print t}'; }
 tick_us=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN {print 1e6 / hz}')
-declare -A PIDS=([aviary]=$proxy_pid [nginx]=$front_worker [nginx-bare]=$front_bare_worker)
-declare -A PORTS=([direct]=$upstream [aviary]=$proxy [nginx]=$front [nginx-bare]=$front_bare)
+declare -A PIDS=([aviary]=$proxy_pid [nginx]=$front_worker [nginx-twin]=$front_twin_worker)
+declare -A PORTS=([direct]=$upstream [aviary]=$proxy [nginx]=$front [nginx-twin]=$front_twin)
 # The six orders of the three proxies, one per round in turn.
-ORDERS=("aviary nginx nginx-bare" "nginx nginx-bare aviary" "nginx-bare aviary nginx"
-    "aviary nginx-bare nginx" "nginx aviary nginx-bare" "nginx-bare nginx aviary")
+ORDERS=("aviary nginx nginx-twin" "nginx nginx-twin aviary" "nginx-twin aviary nginx"
+    "aviary nginx-twin nginx" "nginx aviary nginx-twin" "nginx-twin nginx aviary")
 # PROXY_ROUNDS rounds of direct, then the proxies, so that each sees the same drift of the
 # machine; the proxies take each order in turn, as whichever runs right after another may find
 # the machine in a different state. Each figure is the median of its rounds. Whichever proxy
@@ -557,37 +559,42 @@ before_in() {
     [[ $head != *" $3 "* ]]
 }
 for c in 1 32; do
-    for name in direct aviary nginx nginx-bare; do
+    for name in direct aviary nginx nginx-twin; do
         # shellcheck disable=SC2086 # word splitting intended: the rounds' values
         R[p50/$name/$c]=$(median ${P50S[$name/$c]})
         # shellcheck disable=SC2086
         R[rps/$name/$c]=$(median ${RPSS[$name/$c]})
     done
-    for name in aviary nginx nginx-bare; do
+    for name in aviary nginx nginx-twin; do
         # shellcheck disable=SC2046 # word splitting intended: one ratio per round
         R[ratio/$name/$c]=$(median $(per_round "${RPSS[$name/$c]}" "${RPSS[direct/$c]}"))
         # shellcheck disable=SC2086
         R[cpu/$name/$c]=$(printf '%.1f' "$(median ${CPUS[$name/$c]})")
     done
-    for peer in nginx nginx-bare; do
+    for peer in nginx nginx-twin; do
         R[cpu_ahead/$peer/$c]=$(per_round "${CPUS[$peer/$c]}" "${CPUS[aviary/$c]}" | awk '$1 >= 1 {n++} END {print n + 0}')
-        vs_rounds=$(per_round "${RPSS[aviary/$c]}" "${RPSS[$peer/$c]}")  # one line per round
+    done
+    # Each pair round by round: aviary against each nginx, and the control, the twin against
+    # nginx (two identical programs).
+    for pair in "aviary nginx" "aviary nginx-twin" "nginx-twin nginx"; do
+        read -r one other <<<"$pair"
+        vs_rounds=$(per_round "${RPSS[$one/$c]}" "${RPSS[$other/$c]}")  # one line per round
         # shellcheck disable=SC2086 # word splitting intended: one ratio per round
-        R[vs/$peer/$c]=$(median $vs_rounds)
-        R[ahead/$peer/$c]=$(awk '$1 >= 1 {n++} END {print n + 0}' <<<"$vs_rounds")
-        # The same ratio split by whether aviary ran before the peer or after it: how much the
-        # order weighed in this run.
+        R[vs/$one/$other/$c]=$(median $vs_rounds)
+        R[ahead/$one/$other/$c]=$(awk '$1 >= 1 {n++} END {print n + 0}' <<<"$vs_rounds")
+        # The same ratio split by whether the one ran before the other or after it: how much
+        # the order weighed in this run.
         before=() after=()
         round=0
         while read -r ratio; do
-            if before_in $((round++ % 6)) aviary "$peer"; then
+            if before_in $((round++ % 6)) "$one" "$other"; then
                 before+=("$ratio")
             else
                 after+=("$ratio")
             fi
         done <<<"$vs_rounds"
-        R[vs_before/$peer/$c]=$(median "${before[@]}")
-        R[vs_after/$peer/$c]=$(median "${after[@]}")
+        R[vs_before/$one/$other/$c]=$(median "${before[@]}")
+        R[vs_after/$one/$other/$c]=$(median "${after[@]}")
     done
 done
 
@@ -602,32 +609,33 @@ printf '%-44s %14s %14s\n' "relay byte-identical" "${R[relay_same/aviary]}" "${R
 printf '%-44s %14s %14s\n' "peak RSS while relaying, MB" "${R[rss_mb/aviary]}" "${R[rss_mb/sv]}"
 echo
 printf '%-26s %11s %11s %11s %11s %12s %12s %12s\n' "proxy (wrk -t1, medians)" "direct r/s" "aviary r/s" \
-    "nginx r/s" "bare r/s" "aviary +p50" "nginx +p50" "bare +p50"
+    "nginx r/s" "twin r/s" "aviary +p50" "nginx +p50" "twin +p50"
 for c in 1 32; do
     adds=()
-    for name in aviary nginx nginx-bare; do
+    for name in aviary nginx nginx-twin; do
         adds+=("$(awk -v a="${R[p50/$name/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {printf "%.0f us", a - d}')")
     done
     printf '%-26s %11s %11s %11s %11s %12s %12s %12s\n' "c=$c" "${R[rps/direct/$c]}" "${R[rps/aviary/$c]}" \
-        "${R[rps/nginx/$c]}" "${R[rps/nginx-bare/$c]}" "${adds[@]}"
+        "${R[rps/nginx/$c]}" "${R[rps/nginx-twin/$c]}" "${adds[@]}"
 done
-printf '%-26s %11s %11s %11s\n' "CPU per proxied request" "aviary" "nginx" "bare"
+printf '%-26s %11s %11s %11s\n' "CPU per proxied request" "aviary" "nginx" "twin"
 for c in 1 32; do
     printf '%-26s %11s %11s %11s\n' "c=$c (user+sys, medians)" "${R[cpu/aviary/$c]} us" "${R[cpu/nginx/$c]} us" \
-        "${R[cpu/nginx-bare/$c]} us"
+        "${R[cpu/nginx-twin/$c]} us"
 done
-echo "(nginx: proxy_pass adding the forwarding headers aviary adds; bare: proxy_pass alone)"
+echo "(nginx: proxy_pass adding the forwarding headers aviary adds; twin: the same nginx again, the control)"
 
 say "goals"
 echo "restart p50 <= 10 ms: ${R[rs_p50/aviary]} ms -> $(verdict "${R[rs_p50/aviary]} <= 10")"
 ratio=$(awk -v a="${R[relay_lps/aviary]}" -v s="${R[relay_lps/sv]}" 'BEGIN {printf "%.2f", a / s}')
 echo "log relay >= 1.5 x supervisord: ${ratio}x -> $(verdict "$ratio >= 1.5")"
 echo "RSS <= 10 MB: ${R[rss_mb/aviary]} MB -> $(verdict "${R[rss_mb/aviary]} <= 10")"
-# vs_line C PEER: aviary against PEER round by round.
+# vs_line C ONE OTHER: ONE against OTHER round by round.
 vs_line() {
-    awk -v m="${R[vs/$2/$1]}" -v n="${R[ahead/$2/$1]}" -v r="$PROXY_ROUNDS" -v b="${R[vs_before/$2/$1]}" \
-        -v a="${R[vs_after/$2/$1]}" -v p="$2" \
-        'BEGIN {printf "aviary/%s by round: median %.3f, aviary ahead in %d of %d; %.3f in the rounds aviary ran before %s, %.3f in those it ran after", p, m, n, r, b, p, a}'
+    local key=$2/$3/$1
+    awk -v m="${R[vs/$key]}" -v n="${R[ahead/$key]}" -v r="$PROXY_ROUNDS" -v b="${R[vs_before/$key]}" \
+        -v a="${R[vs_after/$key]}" -v o="$2" -v p="$3" \
+        'BEGIN {printf "%s/%s by round: median %.3f, %s ahead in %d of %d; %.3f in the rounds %s ran first, %.3f in the others", o, p, m, o, n, r, b, o, a}'
 }
 for c in 1 32; do
     add_a=$(awk -v a="${R[p50/aviary/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {print a - d}')
@@ -635,12 +643,14 @@ for c in 1 32; do
     echo "c=$c proxy added p50 <= 1.5 x nginx's: ${add_a} us vs ${add_n} us -> $(verdict "$add_a <= 1.5 * $add_n")"
     ra=$(awk -v r="${R[ratio/aviary/$c]}" 'BEGIN {printf "%.3f", r}')
     rn=$(awk -v r="${R[ratio/nginx/$c]}" 'BEGIN {printf "%.3f", r}')
-    rb=$(awk -v r="${R[ratio/nginx-bare/$c]}" 'BEGIN {printf "%.3f", r}')
-    echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn") ($(vs_line "$c" nginx))"
-    echo "c=$c beside it, against nginx-bare (proxy_pass adding no header): $ra vs $rb ($(vs_line "$c" nginx-bare))"
+    rt=$(awk -v r="${R[ratio/nginx-twin/$c]}" 'BEGIN {printf "%.3f", r}')
+    echo "c=$c proxied/direct throughput >= nginx's: $ra vs $rn -> $(verdict "$ra >= $rn") ($(vs_line "$c" aviary nginx))"
+    echo "c=$c the control, the same nginx again judged the same way: $rt vs $rn -> $(verdict "$rt >= $rn")" \
+        "($(vs_line "$c" nginx-twin nginx))"
+    echo "c=$c aviary against the twin: $ra vs $rt ($(vs_line "$c" aviary nginx-twin))"
     echo "c=$c CPU per proxied request, beside it: aviary ${R[cpu/aviary/$c]} us, nginx ${R[cpu/nginx/$c]} us," \
-        "nginx-bare ${R[cpu/nginx-bare/$c]} us (aviary's the lower in ${R[cpu_ahead/nginx/$c]} and" \
-        "${R[cpu_ahead/nginx-bare/$c]} of $PROXY_ROUNDS rounds)"
+        "nginx-twin ${R[cpu/nginx-twin/$c]} us (aviary's the lower in ${R[cpu_ahead/nginx/$c]} and" \
+        "${R[cpu_ahead/nginx-twin/$c]} of $PROXY_ROUNDS rounds)"
 done
 echo "(all programs shared the same $(nproc) cores: wrk, the proxies and the upstream compete for CPU)"
 
