@@ -21,8 +21,9 @@
 #    - "nginx-twin" is the control: a second nginx with the same configuration, measured and
 #      judged exactly as aviary is. Two identical programs differ only by the machine's noise,
 #      so what the twin reads against nginx (its ratio verdict, its by-round median) is how
-#      large a difference this run can tell from none. In three 18-round runs (2026-12-07) the
-#      twin read 0.987-0.988 of nginx by round and failed the ratio goal in two.
+#      large a difference this run can tell from none. In the first six runs with it (18
+#      rounds each, bench/RESULTS.md) the twin read 0.987-1.018 of nginx by round and missed
+#      the ratio goal in about half of them.
 #    PROXY_ROUNDS rounds of direct and the three proxies in turn, the proxies' order taking each
 #    of its 6 permutations in turn (the rounds are rounded up to a multiple of 6, so that each
 #    proxy runs right after the direct run as often as any other: that place reads 5-8 % lower,
@@ -635,7 +636,7 @@ vs_line() {
     local key=$2/$3/$1
     awk -v m="${R[vs/$key]}" -v n="${R[ahead/$key]}" -v r="$PROXY_ROUNDS" -v b="${R[vs_before/$key]}" \
         -v a="${R[vs_after/$key]}" -v o="$2" -v p="$3" \
-        'BEGIN {printf "%s/%s by round: median %.3f, %s ahead in %d of %d; %.3f in the rounds %s ran first, %.3f in the others", o, p, m, o, n, r, b, o, a}'
+        'BEGIN {printf "%s/%s by round: median %.3f, %s ahead in %d of %d; %.3f in the rounds %s ran before %s, %.3f in the others", o, p, m, o, n, r, b, o, p, a}'
 }
 for c in 1 32; do
     add_a=$(awk -v a="${R[p50/aviary/$c]}" -v d="${R[p50/direct/$c]}" 'BEGIN {print a - d}')
